@@ -1,0 +1,26 @@
+#!/usr/bin/env bash
+# Installs the Debian packages mailport's test bed needs, only when they are missing.
+# Called by `make test`; safe to run again (it does nothing when everything is present).
+set -euo pipefail
+
+need=()
+command -v dovecot >/dev/null 2>&1 || need+=(dovecot-core dovecot-imapd dovecot-lmtpd)
+command -v doveadm >/dev/null 2>&1 || need+=(dovecot-core)
+[ -x /usr/lib/dovecot/lmtp ] || need+=(dovecot-lmtpd)
+[ -x /usr/lib/dovecot/imap ] || need+=(dovecot-imapd)
+command -v openssl >/dev/null 2>&1 || need+=(openssl)
+
+if [ ${#need[@]} -eq 0 ]; then
+  exit 0
+fi
+
+sudo=""
+if [ "$(id -u)" -ne 0 ]; then
+  if command -v sudo >/dev/null 2>&1; then sudo="sudo"; else
+    echo "mailport: missing Debian packages: ${need[*]} (run as root or install them)" >&2
+    exit 1
+  fi
+fi
+echo "mailport: installing Debian packages: ${need[*]}"
+$sudo apt-get update -qq
+DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null

@@ -1,0 +1,3 @@
+from mailport.cli.main import main
+
+main()

@@ -1,0 +1,94 @@
+"""One error body for the whole API: ``{"error", "detail", "hint"}`` (+ ``field`` for validation).
+
+Routers never raise ``HTTPException``: they raise :class:`mailport.errors.MailportError`
+subclasses (or let validation fail) and these handlers render them.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from mailport.errors import MailportError
+
+log = logging.getLogger(__name__)
+
+ERROR_BODY_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "required": ["error", "detail", "hint"],
+    "properties": {
+        "error": {"type": "string", "description": "Stable machine-readable code"},
+        "detail": {"type": "string", "description": "What went wrong"},
+        "hint": {"type": "string", "description": "What to do about it"},
+        "field": {"type": "string", "description": "The offending field, for validation errors"},
+        "server_said": {"type": "string", "description": "The mail server's own words"},
+    },
+}
+
+_HTTP_CODES = {
+    400: ("bad_request", "Check the request syntax."),
+    401: ("unauthorized", "Send an API key as `Authorization: Bearer <key>`."),
+    403: ("forbidden", "This key may not do that."),
+    404: ("not_found", "Check the URL; see /docs for the API."),
+    405: ("method_not_allowed", "See /docs for the methods this path accepts."),
+    413: ("payload_too_large", "Send a smaller request body."),
+    415: ("unsupported_media_type", "Send JSON with Content-Type: application/json."),
+}
+
+
+def _field_path(loc: Any) -> str:
+    parts = [str(p) for p in loc if p not in ("body", "query", "path", "header")]
+    return ".".join(parts) or "body"
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    @app.exception_handler(MailportError)
+    async def _mailport_error(request: Request, exc: MailportError) -> JSONResponse:
+        return JSONResponse(exc.to_dict(), status_code=exc.http_status)
+
+    @app.exception_handler(RequestValidationError)
+    async def _validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
+        errors = exc.errors()
+        first = errors[0] if errors else {"loc": (), "msg": "invalid request"}
+        field = _field_path(first.get("loc", ()))
+        message = str(first.get("msg", "invalid request"))
+        code = "invalid_input"
+        if first.get("type") == "extra_forbidden":
+            code, message = "unknown_field", f"unknown field {field!r}"
+        elif first.get("type") == "json_invalid":
+            code = "invalid_json"
+        body = {
+            "error": code,
+            "detail": f"{field}: {message}" if field != "body" else message,
+            "hint": "Correct the field and send the request again; see /docs for the schema.",
+            "field": field,
+            "errors": [
+                {"field": _field_path(e.get("loc", ())), "message": str(e.get("msg", ""))} for e in errors
+            ],
+        }
+        return JSONResponse(body, status_code=422)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        code, hint = _HTTP_CODES.get(exc.status_code, ("http_error", "See /docs."))
+        return JSONResponse(
+            {"error": code, "detail": str(exc.detail), "hint": hint},
+            status_code=exc.status_code,
+            headers=getattr(exc, "headers", None),
+        )
+
+    @app.exception_handler(Exception)
+    async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
+        # A bug, never a client's fault: log the type only (the message may carry data).
+        log.error(
+            "unexpected %s on %s %s", type(exc).__name__, request.method, request.url.path, exc_info=exc
+        )
+        return JSONResponse(
+            {"error": "internal_error", "detail": "internal error", "hint": "This is a bug; see the logs."},
+            status_code=500,
+        )

@@ -1,0 +1,1 @@
+"""The ``mailport`` command line (Typer)."""

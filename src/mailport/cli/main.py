@@ -1,0 +1,80 @@
+"""``mailport …``: the service, and the operator's tools.
+
+Errors are one line on stderr (``error [code]: message — hint``) and a non-zero exit,
+never a traceback.
+"""
+
+from __future__ import annotations
+
+import sys
+
+import typer
+
+from mailport import __version__
+from mailport.config import Settings
+from mailport.errors import MailportError
+from mailport.logs import configure_logging
+
+app = typer.Typer(
+    name="mailport",
+    help="Connect any mailbox to your application.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+
+
+def load_settings() -> Settings:
+    return Settings()
+
+
+@app.command()
+def version() -> None:
+    """Print mailport's version."""
+    typer.echo(__version__)
+
+
+@app.command()
+def serve(
+    host: str | None = typer.Option(None, help="Listen address (default MAILPORT_HOST or 127.0.0.1)."),
+    port: int | None = typer.Option(None, help="Port (default MAILPORT_PORT or 8025)."),
+) -> None:
+    """Run the REST API, the web wizard and the mailbox watchers."""
+    import uvicorn
+
+    from mailport.api import create_app
+
+    settings = load_settings()
+    if host is not None:
+        settings.host = host
+    if port is not None:
+        settings.port = port
+    configure_logging(settings.log_level)
+    application = create_app(settings)
+    typer.echo(f"mailport {__version__} listening on http://{settings.host}:{settings.port}", err=True)
+    uvicorn.run(application, host=settings.host, port=settings.port, log_config=None, access_log=False)
+
+
+def main() -> None:
+    """Console-script entry point: run the Typer app, rendering mailport errors as one line."""
+    try:
+        app(standalone_mode=False)
+    except MailportError as exc:
+        typer.echo(f"error [{exc.code}]: {exc.message} — {exc.hint}", err=True)
+        sys.exit(1)
+    except typer.Abort:
+        typer.echo("aborted", err=True)
+        sys.exit(130)
+    except typer.Exit as exc:
+        sys.exit(exc.exit_code)
+    except Exception as exc:  # click usage errors and the like
+        import click
+
+        if isinstance(exc, click.ClickException):
+            exc.show()
+            sys.exit(2 if isinstance(exc, click.UsageError) else 1)
+        raise
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,85 @@
+"""Settings from ``MAILPORT_*`` environment variables (and an optional ``.env`` file).
+
+One typed object, read once by the composition root and passed down; nothing else reads
+the environment. Every variable is documented in ``.env.example``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+from pydantic import Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+
+def _split_csv(value: object) -> object:
+    if isinstance(value, str):
+        return [part.strip() for part in value.split(",") if part.strip()]
+    return value
+
+
+class Settings(BaseSettings):
+    """Everything an operator can configure."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="MAILPORT_",
+        env_file=".env",
+        env_file_encoding="utf-8",
+        extra="ignore",
+    )
+
+    # --- service -----------------------------------------------------------------------
+    host: str = "127.0.0.1"
+    port: int = Field(8025, ge=1, le=65535)
+    public_url: str = ""  # e.g. https://mail.example.com; defaults to http://host:port
+    data_dir: Path = Path("var")
+    database_url: str = ""  # default: sqlite+aiosqlite:///<data_dir>/mailport.db
+    log_level: str = "INFO"
+
+    # --- secrets -------------------------------------------------------------------------
+    # Comma-separated Fernet keys: the first encrypts, all decrypt (rotation).
+    secret_keys: SecretStr | None = None
+    admin_key: SecretStr | None = None
+
+    # --- detection (issue 5) -------------------------------------------------------------
+    detect_timeout: float = Field(8.0, gt=0, le=120)
+    detect_probe: bool = True
+    detect_online_ispdb: bool = False
+    detect_cache_ttl: float = Field(3600.0, ge=0)
+    dns_nameservers: Annotated[list[str], NoDecode] = Field(default_factory=list)
+
+    # --- connection checks (issue 6) -----------------------------------------------------
+    check_timeout: float = Field(20.0, gt=0, le=300)
+    allow_private_hosts: bool = False
+    allowed_hosts: Annotated[list[str], NoDecode] = Field(default_factory=list)
+
+    # --- OAuth (issue 7) -----------------------------------------------------------------
+    oauth_providers_file: Path | None = None
+    google_client_id: str | None = None
+    google_client_secret: SecretStr | None = None
+    microsoft_client_id: str | None = None
+    microsoft_client_secret: SecretStr | None = None
+    microsoft_tenant: str = "common"
+    oauth_refresh_ahead_seconds: int = Field(300, ge=0)
+
+    # --- ingestion (issue 8) -------------------------------------------------------------
+    idle_renew_seconds: int = Field(25 * 60, ge=10, le=29 * 60)
+    max_message_bytes: int = Field(25 * 1024 * 1024, ge=1024)
+
+    @field_validator("dns_nameservers", "allowed_hosts", mode="before")
+    @classmethod
+    def _csv(cls, value: object) -> object:
+        return _split_csv(value)
+
+    @property
+    def effective_database_url(self) -> str:
+        return self.database_url or f"sqlite+aiosqlite:///{self.data_dir.resolve() / 'mailport.db'}"
+
+    @property
+    def effective_public_url(self) -> str:
+        return (self.public_url or f"http://{self.host}:{self.port}").rstrip("/")
+
+    @property
+    def uses_embedded_database(self) -> bool:
+        return self.effective_database_url.startswith("sqlite")

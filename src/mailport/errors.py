@@ -1,0 +1,248 @@
+"""The one error tree of mailport.
+
+Every failure a user can meet is a :class:`MailportError` with a stable machine-readable
+``code``, the HTTP status the API answers with, and a ``hint`` that tells a person what to do.
+The API renders ``{"error": code, "detail": message, "hint": hint}``; the CLI prints the
+message and the hint on one line; ``docs/troubleshooting.md`` has a section per code.
+
+Foreign exceptions (ssl, socket, asyncio, SQLAlchemy, httpx, aiosmtplib …) are translated
+once, at the boundary where they occur, and chained (``raise X(...) from exc``).
+
+::
+
+    MailportError                       code                 http
+    ├── ConfigurationError              config_invalid        500
+    │   └── SecretKeyError              secret_key_invalid    500
+    ├── InputError                      invalid_input         422
+    │   ├── InvalidEmailError           invalid_email         422
+    │   └── HostNotAllowedError         host_not_allowed      422
+    ├── UnauthorizedError               unauthorized          401
+    ├── ForbiddenError                  forbidden             403
+    ├── NotFoundError                   not_found             404
+    ├── ConflictError                   conflict              409
+    ├── RateLimitedError                rate_limited          429
+    ├── UnsupportedFeatureError         unsupported_feature   422
+    └── ProviderError                   provider_error        502   (a mail server or provider failed)
+        ├── ConnectError                connect_failed        502
+        ├── TLSError                    tls_failed            502
+        ├── AuthenticationError         auth_failed           422
+        ├── CommandError                command_failed        502
+        ├── ProtocolError               protocol_error        502
+        ├── ConnectionLostError         connection_lost       502
+        ├── MailTimeoutError            timeout               504   (also a builtin TimeoutError)
+        ├── MessageTooLargeError        message_too_large     413
+        └── SMTPRejectedError           smtp_rejected         502
+
+Later areas add their own subclasses in the sections marked below; keep the drawing true.
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+
+class MailportError(Exception):
+    """Base of every error mailport raises on purpose."""
+
+    code: ClassVar[str] = "mailport_error"
+    http_status: ClassVar[int] = 500
+    hint: str = "See docs/troubleshooting.md."
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        hint: str | None = None,
+        server_said: str | None = None,
+        code: str | None = None,
+        **details: Any,
+    ) -> None:
+        super().__init__(message)
+        self.message = message
+        if hint is not None:
+            self.hint = hint
+        self.server_said = server_said
+        if code is not None:
+            # A more specific stable code for the same class (e.g. troubleshooting codes).
+            self.code = code  # type: ignore[misc]
+        self.details = details
+
+    def __str__(self) -> str:
+        return self.message
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(code={self.code!r}, message={self.message!r})"
+
+    def to_dict(self) -> dict[str, Any]:
+        """The API's error body."""
+        body: dict[str, Any] = {"error": self.code, "detail": self.message, "hint": self.hint}
+        if self.server_said:
+            body["server_said"] = self.server_said
+        body.update({k: v for k, v in self.details.items() if v is not None})
+        return body
+
+
+# --------------------------------------------------------------------------- configuration
+
+
+class ConfigurationError(MailportError):
+    code = "config_invalid"
+    http_status = 500
+    hint = "Check the MAILPORT_* environment variables (see .env.example)."
+
+
+class SecretKeyError(ConfigurationError):
+    code = "secret_key_invalid"
+    hint = (
+        "MAILPORT_SECRET_KEYS must hold the key that encrypted the stored secrets "
+        "(comma-separated Fernet keys, the first encrypts; `mailport keys generate` makes one)."
+    )
+
+
+# --------------------------------------------------------------------------- client input
+
+
+class InputError(MailportError):
+    code = "invalid_input"
+    http_status = 422
+    hint = "Correct the request and try again."
+
+
+class InvalidEmailError(InputError):
+    code = "invalid_email"
+    hint = "Enter a complete email address such as support@example.com."
+
+
+class HostNotAllowedError(InputError):
+    code = "host_not_allowed"
+    hint = (
+        "The host resolves to a private, loopback or link-local address. An operator can allow it "
+        "with MAILPORT_ALLOW_PRIVATE_HOSTS=true or MAILPORT_ALLOWED_HOSTS."
+    )
+
+
+class UnauthorizedError(MailportError):
+    code = "unauthorized"
+    http_status = 401
+    hint = "Send an API key as `Authorization: Bearer <key>`."
+
+
+class ForbiddenError(MailportError):
+    code = "forbidden"
+    http_status = 403
+    hint = "This key may not do that; use the admin key or a key of the right tenant."
+
+
+class NotFoundError(MailportError):
+    code = "not_found"
+    http_status = 404
+    hint = "Check the id; it may have been deleted or belong to another tenant."
+
+
+class ConflictError(MailportError):
+    code = "conflict"
+    http_status = 409
+    hint = "The resource already exists or changed meanwhile; reload it and try again."
+
+
+class RateLimitedError(MailportError):
+    code = "rate_limited"
+    http_status = 429
+    hint = "Too many requests; wait a moment and try again."
+
+
+class UnsupportedFeatureError(MailportError):
+    """Raised instead of silently dropping a feature a provider or server cannot do."""
+
+    code = "unsupported_feature"
+    http_status = 422
+    hint = "This provider or server does not support that feature."
+
+
+# --------------------------------------------------------------------------- mail servers
+
+
+class ProviderError(MailportError):
+    """A mail server or provider failed; ``server_said`` keeps its own words."""
+
+    code = "provider_error"
+    http_status = 502
+    hint = "The mail server reported an error; see the server's own text."
+
+
+class ConnectError(ProviderError):
+    code = "connect_failed"
+    hint = "Check the host name and port, and that a firewall allows the connection."
+
+
+class TLSError(ProviderError):
+    code = "tls_failed"
+    hint = "Check the port/security pair and the server's certificate (or give a CA file)."
+
+
+class AuthenticationError(ProviderError):
+    code = "auth_failed"
+    http_status = 422
+    hint = "Wrong user name or password, or the account needs an app password or OAuth."
+
+
+class CommandError(ProviderError):
+    code = "command_failed"
+    hint = "The server refused the command; see the server's own text."
+
+
+class ProtocolError(ProviderError):
+    """The server said something we cannot parse; the connection is closed (it is desynced)."""
+
+    code = "protocol_error"
+    hint = "The server sent an unexpected response; this is a server bug or not an IMAP/SMTP server."
+
+
+class ConnectionLostError(ProviderError):
+    code = "connection_lost"
+    hint = "The server closed the connection; mailport reconnects automatically."
+
+
+class MailTimeoutError(ProviderError, TimeoutError):
+    code = "timeout"
+    http_status = 504
+    hint = "The server did not answer in time; check the host and port, or try again later."
+
+
+class MessageTooLargeError(ProviderError):
+    code = "message_too_large"
+    http_status = 413
+    hint = "The message is larger than the configured maximum."
+
+
+class SMTPRejectedError(ProviderError):
+    code = "smtp_rejected"
+    hint = "The SMTP server rejected the message; see its reply code and text."
+
+    def __init__(self, message: str, *, smtp_code: int | None = None, **kwargs: Any) -> None:
+        super().__init__(message, **kwargs)
+        self.smtp_code = smtp_code
+
+
+# --------------------------------------------------------------------------- storage (issue 4)
+
+# --------------------------------------------------------------------------- detection (issue 5)
+
+# --------------------------------------------------------------------------- check (issue 6)
+
+# --------------------------------------------------------------------------- oauth (issue 7)
+
+# --------------------------------------------------------------------------- sync/delivery (issue 8)
+
+# --------------------------------------------------------------------------- web (issue 9)
+
+
+def all_error_classes() -> list[type[MailportError]]:
+    """Every error class, for documentation checks."""
+    seen: list[type[MailportError]] = []
+    stack: list[type[MailportError]] = [MailportError]
+    while stack:
+        cls = stack.pop()
+        seen.append(cls)
+        stack.extend(cls.__subclasses__())
+    return seen

@@ -1,0 +1,163 @@
+"""Session fixtures: the real mail test bed and the databases.
+
+* ``idp``      local OAuth2 authorization server playing Google and Microsoft (thread)
+* ``dovecot``  Dovecot 2.3 with IMAP (STARTTLS + implicit TLS), IDLE, LMTP, XOAUTH2 (subprocess)
+* ``smtp``     aiosmtpd submission server delivering into Dovecot over LMTP (thread)
+* ``postgres_url`` a fresh PostgreSQL database for the run, dropped afterwards
+* ``database_url`` parametrized over SQLite and PostgreSQL for storage tests
+
+Everything binds free loopback ports and is torn down at the end. A missing server makes
+the run fail, never skip (``make test`` installs Dovecot; PostgreSQL runs on the machine).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import shutil
+import ssl
+import tempfile
+import urllib.request
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.mailstack.dovecot import Dovecot, free_port
+from tests.mailstack.idp import MockIdP
+from tests.mailstack.smtp import SubmissionHandler, SubmissionServer, introspection_validator
+
+POSTGRES_ADMIN_URL = os.environ.get(
+    "MAILPORT_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres"
+)
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Mark tests by folder: tests/unit -> unit, tests/integration -> integration, tests/e2e -> e2e."""
+    for item in items:
+        parts = Path(str(item.fspath)).parts
+        for kind in ("unit", "integration", "e2e"):
+            if kind in parts:
+                item.add_marker(getattr(pytest.mark, kind))
+
+
+def require_binary(name: str, install_hint: str) -> None:
+    """A server the suite needs is missing: fail (never skip), saying how to install it."""
+    if shutil.which(name) is None:
+        pytest.fail(f"{name} is not installed: {install_hint} (`make test` installs it)", pytrace=False)
+
+
+# --------------------------------------------------------------------------- mail bed
+
+
+@pytest.fixture(scope="session")
+def idp() -> Iterator[MockIdP]:
+    with MockIdP() as server:
+        yield server
+
+
+@pytest.fixture(scope="session")
+def mail_root() -> Iterator[Path]:
+    # Not under pytest's tmp_path: that tree is 0700 and, when the tests run as root,
+    # Dovecot's mail processes run as `nobody` and must be able to traverse into it.
+    root = Path(tempfile.mkdtemp(prefix="mailport-bed-"))
+    yield root
+    shutil.rmtree(root, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def dovecot(idp: MockIdP, mail_root: Path) -> Iterator[Dovecot]:
+    require_binary("dovecot", "apt-get install dovecot-core dovecot-imapd dovecot-lmtpd")
+    server = Dovecot(mail_root / "dovecot", oauth2_introspection_url=f"{idp.url}/introspect")
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def smtp(dovecot: Dovecot, idp: MockIdP) -> Iterator[SubmissionServer]:
+    handler = SubmissionHandler(
+        users=dovecot.users,
+        lmtp_port=dovecot.lmtp_port,
+        token_validator=introspection_validator(f"{idp.url}/introspect"),
+    )
+    server = SubmissionServer(
+        handler,
+        cert=str(dovecot.root / "ssl/cert.pem"),
+        key=str(dovecot.root / "ssl/key.pem"),
+        port=free_port(),
+        tls_port=free_port(),
+    )
+    with server:
+        yield server
+
+
+@pytest.fixture
+def tls_ctx(dovecot: Dovecot) -> ssl.SSLContext:
+    return ssl.create_default_context(cafile=dovecot.ca_file)
+
+
+@pytest.fixture
+def password_user(dovecot: Dovecot) -> tuple[str, str]:
+    """A fresh mailbox per test (static passdb: <name>@dyn.example.test / pw-<name>)."""
+    return dovecot.dyn_user(f"u{uuid.uuid4().hex[:10]}")
+
+
+def issue_token(idp: MockIdP, email: str, **extra: object) -> dict[str, object]:
+    """Ask the authorization server's test control for a token (expires_in, pad, scope …)."""
+    request = urllib.request.Request(
+        f"{idp.url}/_test/issue",
+        data=json.dumps({"email": email, **extra}).encode(),
+        headers={"content-type": "application/json"},
+    )
+    with urllib.request.urlopen(request, timeout=10) as response:
+        result: dict[str, object] = json.load(response)
+    return result
+
+
+@pytest.fixture
+def oauth_user(idp: MockIdP) -> tuple[str, dict[str, object]]:
+    """A fresh OAuth-only mailbox (the static userdb accepts any user) plus a token for it."""
+    email = f"o{uuid.uuid4().hex[:10]}@example.test"
+    return email, issue_token(idp, email)
+
+
+# --------------------------------------------------------------------------- databases
+
+
+async def _admin(sql: str) -> None:
+    import asyncpg
+
+    conn = await asyncpg.connect(POSTGRES_ADMIN_URL, timeout=10)
+    try:
+        await conn.execute(sql)
+    finally:
+        await conn.close()
+
+
+@pytest.fixture(scope="session")
+def postgres_url() -> Iterator[str]:
+    """A fresh PostgreSQL database for this run (SQLAlchemy asyncpg URL), dropped at the end."""
+    name = f"mailport_test_{uuid.uuid4().hex[:12]}"
+    try:
+        asyncio.run(_admin(f'CREATE DATABASE "{name}"'))
+    except (OSError, Exception) as exc:
+        pytest.fail(f"PostgreSQL is not reachable at {POSTGRES_ADMIN_URL}: {exc}", pytrace=False)
+    base = POSTGRES_ADMIN_URL.rsplit("/", 1)[0].replace("postgresql://", "postgresql+asyncpg://", 1)
+    yield f"{base}/{name}"
+    asyncio.run(_admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+
+
+@pytest.fixture
+def sqlite_url(tmp_path: Path) -> str:
+    return f"sqlite+aiosqlite:///{tmp_path / 'mailport.db'}"
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """Storage tests run once on SQLite and once on PostgreSQL."""
+    if request.param == "sqlite":
+        return f"sqlite+aiosqlite:///{tmp_path / 'mailport.db'}"
+    return str(request.getfixturevalue("postgres_url"))
