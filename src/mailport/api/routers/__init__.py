@@ -1,0 +1,1 @@
+"""One router module per feature; each is thin: validate, call the service layer, render."""
