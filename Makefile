@@ -2,15 +2,21 @@
 PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
-STAMP  := $(VENV)/.installed
+STAMP  := $(VENV)/.installed-dev
+RUNSTAMP := $(VENV)/.installed-run
 
 .PHONY: run test lint fmt typecheck pytest sysdeps venv clean bench
 
-$(STAMP): pyproject.toml
+# The service's own dependencies only (what `make run` needs: quick on a fresh machine).
+$(RUNSTAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "mailport needs Python >= 3.11")'
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install -q --upgrade pip
-	$(BIN)/python -m pip install -q -e '.[dev]'
+	$(BIN)/python -m pip install -q --disable-pip-version-check -e .
+	@touch $(RUNSTAMP)
+
+# Plus the developer tools and test dependencies (what `make test` needs).
+$(STAMP): $(RUNSTAMP)
+	$(BIN)/python -m pip install -q --disable-pip-version-check -e '.[dev]'
 	@touch $(STAMP)
 
 venv: $(STAMP)
@@ -20,7 +26,7 @@ sysdeps:
 	@bash scripts/install-system-deps.sh
 
 ## run: install and start the service on SQLite with the web wizard (http://127.0.0.1:8025)
-run: $(STAMP)
+run: $(RUNSTAMP)
 	$(BIN)/mailport serve
 
 ## test: install everything, then lint, type-check and run the whole suite
