@@ -111,6 +111,29 @@ def test_imap_xoauth2_accepts_a_valid_token(dovecot, tls_ctx, oauth_user):
     client.logout()
 
 
+def test_imap_oauthbearer_accepts_a_valid_token(dovecot, tls_ctx, oauth_user):
+    email, token = oauth_user
+    client = imaplib.IMAP4_SSL("127.0.0.1", dovecot.imaps_port, ssl_context=tls_ctx)
+    bearer = f"auth=Bearer {token['access_token']}"
+    blob = f"n,a={email},\x01host=127.0.0.1\x01port={dovecot.imaps_port}\x01{bearer}\x01\x01"
+    assert client.authenticate("OAUTHBEARER", lambda _: blob.encode())[0] == "OK"
+    client.logout()
+
+
+def test_smtp_auth_login_and_oauthbearer(smtp: SubmissionServer, tls_ctx, password_user, oauth_user):
+    user, password = password_user
+    with smtplib.SMTP("127.0.0.1", smtp.port) as client:
+        client.starttls(context=tls_ctx)
+        client.ehlo()
+        client.user, client.password = user, password
+        assert client.auth("LOGIN", client.auth_login, initial_response_ok=False)[0] == 235
+    email, token = oauth_user
+    blob = f"n,a={email},\x01auth=Bearer {token['access_token']}\x01\x01"
+    with smtplib.SMTP_SSL("127.0.0.1", smtp.tls_port, context=tls_ctx) as client:
+        client.ehlo()
+        assert client.auth("OAUTHBEARER", lambda c=None: blob)[0] == 235
+
+
 def _xoauth2_refused(dovecot: Dovecot, ctx: ssl.SSLContext, email: str, token: str) -> dict[str, str]:
     client = imaplib.IMAP4_SSL("127.0.0.1", dovecot.imaps_port, ssl_context=ctx)
     challenges: list[bytes] = []
