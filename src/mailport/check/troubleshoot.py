@@ -36,6 +36,7 @@ from mailport.errors import (
     CertificateUntrustedError,
     CommandError,
     ConnectError,
+    ConnectionLostError,
     ConnectionRefusedByServerError,
     ConnectTimeoutError,
     HostNotFoundError,
@@ -209,8 +210,11 @@ class Failure:
     """Everything known about a failing step. Only ``step`` and ``protocol`` are required.
 
     ``auth`` is ``"password"`` or ``"oauth2"`` (the credential kind, not the SASL mechanism);
-    ``received`` the first bytes the server sent where a greeting or a TLS handshake was expected;
-    ``peer_names`` the names (SANs) in the server's certificate, when the check could read it.
+    ``received`` the first bytes the server sent where a greeting or a TLS handshake was expected
+    (``b""``: it closed the connection without a word); ``probe`` what came back after a silent
+    greeting when the check sent one plaintext line (``b""``: the server hung up — a TLS port does
+    that; see :func:`mailport.net.probe.probe_plaintext`); ``peer_names`` the names (SANs) in the
+    server's certificate, when the check could read it (:func:`mailport.net.probe.peer_certificate_names`).
     """
 
     step: Step
@@ -223,6 +227,7 @@ class Failure:
     reply: ServerReply | None = None
     error: BaseException | None = None
     received: bytes | None = None
+    probe: bytes | None = None
     peer_names: Sequence[str] = ()
 
 
@@ -319,24 +324,6 @@ def infer_provider(host: str | None, words: str = "") -> str | None:
         if words and pattern.search(words):
             return provider
     return None
-
-
-def certificate_names(der: bytes) -> tuple[str, ...]:
-    """The names a DER certificate is valid for (DNS and IP SANs; the CN only when there are none)."""
-    from cryptography import x509
-    from cryptography.x509.oid import NameOID
-
-    cert = x509.load_der_x509_certificate(der)
-    names: list[str] = []
-    try:
-        san = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
-        names.extend(san.get_values_for_type(x509.DNSName))
-        names.extend(str(ip) for ip in san.get_values_for_type(x509.IPAddress))
-    except x509.ExtensionNotFound:
-        pass
-    if not names:
-        names.extend(str(a.value) for a in cert.subject.get_attributes_for_oid(NameOID.COMMON_NAME))
-    return tuple(dict.fromkeys(names))
 
 
 def _host_suggestions(names: Sequence[str], protocol: str) -> tuple[str, ...]:
@@ -1085,7 +1072,16 @@ def _greeting(failure: Failure) -> Diagnosis | None:
     service = _service_of(failure.received)
     if service == "tls":
         return _plaintext_on_tls(failure, "answered with TLS data")
+    if failure.received == b"" and not _is_timeout(error):
+        return Diagnosis(
+            ConnectionLostError,
+            f"{_at(failure)} closed the connection before greeting.",
+            "The server hung up at once: it may refuse this machine's address (blocklist, firewall, "
+            "connection limit) or be overloaded. Retry later; check the host and port.",
+        )
     if _is_timeout(error) or (error is None and failure.reply is None and not failure.received):
+        if failure.probe is not None and (failure.probe == b"" or _looks_like_tls(failure.probe)):
+            return _plaintext_on_tls(failure, "never greeted and hung up on plaintext")
         implicit = failure.port in IMPLICIT_TLS_PORTS[failure.protocol]
         if failure.security in ("starttls", "none") and implicit:
             return _plaintext_on_tls(failure, "never greeted (it waits for a TLS handshake)")
@@ -1235,7 +1231,6 @@ __all__ = [
     "Failure",
     "ServerReply",
     "Suggestion",
-    "certificate_names",
     "diagnose",
     "infer_provider",
 ]
