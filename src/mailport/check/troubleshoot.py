@@ -22,7 +22,7 @@ import re
 import socket
 import ssl
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Literal
 
 from mailport.errors import (
@@ -711,6 +711,7 @@ _RULES: tuple[_Rule, ...] = (
         protocols=frozenset({"smtp"}),
         enhanced="5.7.3",
         smtp_codes=frozenset({535}),
+        auth="password",
         detail="Microsoft refused the sign-in (wrong password, or Authenticated SMTP is off for the mailbox"
         ").",
         hint=lambda f: _invalid_credentials_hint("microsoft", "smtp"),
@@ -786,13 +787,6 @@ _RULES: tuple[_Rule, ...] = (
         ),
         detail="The server does not accept this sign-in here.",
         hint=_auth_mech_hint,
-    ),
-    _Rule(
-        IMAPDisabledError,
-        _i(r"IMAP (is )?disabled"),
-        providers=frozenset({"yandex"}),
-        detail="Yandex refused: IMAP is disabled or the password is not an app password.",
-        hint=_imap_disabled_hint,
     ),
     _Rule(
         AppPasswordRequiredError,
@@ -899,7 +893,8 @@ def _tcp(failure: Failure) -> Diagnosis | None:
     ssl_port, tls_port = STANDARD_PORTS[protocol]["ssl"], STANDARD_PORTS[protocol]["starttls"]
     suggestions: tuple[Suggestion, ...] = ()
     if (
-        isinstance(_find(error, ConnectionRefusedError), ConnectionRefusedError)
+        isinstance(error, ConnectionRefusedByServerError)
+        or isinstance(_find(error, ConnectionRefusedError), ConnectionRefusedError)
         or number == errno.ECONNREFUSED
     ):
         suggestions = tuple(
@@ -1156,9 +1151,7 @@ def _fallback(failure: Failure) -> Diagnosis:
     error = failure.error
     said = reply.quoted() if reply else None
     step = failure.step
-    if isinstance(error, MailportError) and not isinstance(error, ProviderError | type(None)):
-        return Diagnosis(type(error), error.message, error.hint, server_said=error.server_said)
-    if isinstance(error, ProviderError) and reply is None:
+    if isinstance(error, MailportError) and (reply is None or not isinstance(error, ProviderError)):
         return Diagnosis(type(error), error.message, error.hint, server_said=error.server_said)
     if _is_timeout(error):
         return Diagnosis(
@@ -1178,6 +1171,14 @@ def _fallback(failure: Failure) -> Diagnosis:
             SMTPRejectedError,
             f"{_at(failure)} refused the test message.",
             SMTPRejectedError.hint,
+            server_said=said,
+        )
+    if reply is not None and step in ("greeting", "smtp_ehlo"):
+        return Diagnosis(
+            ProviderError,
+            f"{_at(failure)} refused the session.",
+            "The server refused to talk to this machine; its words say why (often this machine's address "
+            "is on a blocklist, or the server is overloaded). Retry later, or ask the server's operator.",
             server_said=said,
         )
     if reply is not None:
@@ -1202,10 +1203,40 @@ _BY_STEP: dict[str, tuple[Callable[[Failure], Diagnosis | None], ...]] = {
 }
 
 
+def _reply_from_error(failure: Failure) -> ServerReply | None:
+    """The server's words carried by an exception (aiosmtplib's ``code``/``message``, or a
+    :class:`ProviderError`'s ``server_said``), so the check may pass the exception alone."""
+    error = failure.error
+    code = getattr(error, "code", None) if not isinstance(error, MailportError) else None
+    message = getattr(error, "message", None)
+    if isinstance(code, int) and isinstance(message, str):  # aiosmtplib.SMTPResponseException
+        return ServerReply.smtp(code, message)
+    said = error.server_said if isinstance(error, ProviderError) else None
+    if not said:
+        return None
+    if failure.protocol == "smtp":
+        smtp_code = getattr(error, "smtp_code", None)
+        match = re.match(r"^\s*([2-5]\d\d)[ -](.*)$", said, re.S)
+        if isinstance(smtp_code, int):
+            return ServerReply.smtp(smtp_code, match[2] if match and int(match[1]) == smtp_code else said)
+        if match:
+            return ServerReply.smtp(int(match[1]), match[2])
+        return ServerReply(text=said)
+    return ServerReply.imap(said)
+
+
 def diagnose(failure: Failure) -> Diagnosis:
-    """The diagnosis for a failing step. Never raises; unknown failures get their family's code."""
+    """The diagnosis for a failing step; unknown failures get their family's code.
+
+    Raises ``ValueError`` only for an unknown step. The server's words may come as ``reply`` or
+    inside ``error`` (an aiosmtplib reply exception, or a ``ProviderError`` with ``server_said``).
+    """
     if failure.step not in _BY_STEP:
         raise ValueError(f"unknown step {failure.step!r}; expected one of {', '.join(STEPS)}")
+    if failure.reply is None and failure.error is not None:
+        derived = _reply_from_error(failure)
+        if derived is not None:
+            failure = replace(failure, reply=derived)
     if isinstance(failure.error, MailportError) and not isinstance(failure.error, ProviderError):
         # Already ours (e.g. host_not_allowed from the SSRF guard): keep it.
         return _fallback(failure)

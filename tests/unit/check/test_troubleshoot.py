@@ -690,3 +690,76 @@ def test_every_catalog_code_is_a_documented_error_class_with_a_hint() -> None:
         assert issubclass(cls, ProviderError)
         assert cls.hint and cls.hint != ProviderError.hint
     assert len(codes) == len(all_error_classes()), "error codes must be unique"
+
+
+# --------------------------------------------------------------------------- words inside exceptions
+
+
+def test_an_aiosmtplib_exception_carries_the_servers_words() -> None:
+    import aiosmtplib
+
+    error = aiosmtplib.SMTPAuthenticationError(
+        535,
+        "5.7.139 Authentication unsuccessful, SmtpClientAuthentication is disabled for the Tenant. "
+        "Visit https://aka.ms/smtp_auth_disabled for more information.",
+    )
+    diagnosis = diagnose(Failure(step="smtp_auth", protocol="smtp", auth="password", error=error))
+    assert diagnosis.code == "smtp_auth_disabled"
+    assert diagnosis.server_said and diagnosis.server_said.startswith("535 5.7.139 Authentication")
+
+
+def test_a_provider_error_with_server_said_is_read_like_a_reply() -> None:
+    from mailport.errors import AuthenticationError as Auth
+    from mailport.errors import SMTPRejectedError
+
+    imap_error = Auth(
+        "login failed", server_said="NO [ALERT] Application-specific password required: x (Failure)"
+    )
+    assert (
+        diagnose(Failure(step="authentication", protocol="imap", error=imap_error)).code
+        == "app_password_required"
+    )
+    smtp_error = SMTPRejectedError(
+        "auth failed",
+        smtp_code=550,
+        server_said="5.7.30 Basic authentication is not supported for Client Submission.",
+    )
+    assert diagnose(Failure(step="smtp_auth", protocol="smtp", error=smtp_error)).code == "basic_auth_blocked"
+    plain = Auth("login failed")
+    assert diagnose(Failure(step="authentication", protocol="imap", error=plain)).code == "auth_failed"
+
+
+def test_microsoft_smtp_5_7_3_with_a_token_points_at_scope_and_smtp_auth() -> None:
+    reply = smtp(535, "5.7.3 Authentication unsuccessful [SN4PR0601CA0002.namprd06.prod.outlook.com]")
+    diagnosis = diagnose(Failure(step="smtp_auth", protocol="smtp", auth="oauth2", reply=reply))
+    assert diagnosis.code == "oauth_permission_missing"
+    assert "SMTP.Send" in diagnosis.hint and "Authenticated SMTP" in diagnosis.hint
+
+
+def test_session_refused_at_greeting_and_connection_closed_at_once() -> None:
+    refused = diagnose(
+        Failure(
+            step="smtp_ehlo",
+            protocol="smtp",
+            reply=smtp(554, "5.7.1 Service unavailable; client host blocked"),
+        )
+    )
+    assert refused.code == "provider_error" and "blocked" in (refused.server_said or "")
+    closed = diagnose(Failure(step="greeting", protocol="imap", host="h", port=993, received=b""))
+    assert closed.code == "connection_lost"
+
+
+def test_silent_then_hung_up_on_plaintext_is_a_tls_port_on_any_port_number() -> None:
+    diagnosis = diagnose(
+        Failure(
+            step="greeting",
+            protocol="imap",
+            host="h",
+            port=40993,
+            security="starttls",
+            error=TimeoutError(),
+            probe=b"",
+        )
+    )
+    assert diagnosis.code == "plaintext_on_tls_port"
+    assert diagnosis.suggestions[0] == Suggestion(port=40993, security="ssl")
