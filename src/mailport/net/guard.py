@@ -12,7 +12,8 @@ checked, and the connectors connect to exactly those (:func:`connect_vetted`), u
 for SNI and certificate verification (``server_hostname``). A second lookup never happens.
 
 An operator can allow private addresses (``MAILPORT_ALLOW_PRIVATE_HOSTS=true``) or list hosts,
-addresses or networks (``MAILPORT_ALLOWED_HOSTS=imap.internal.example,10.1.0.0/16``). Metadata
+wildcards, addresses or networks
+(``MAILPORT_ALLOWED_HOSTS=imap.internal.example,*.corp.example,10.1.0.0/16``). Metadata
 endpoints stay refused unless listed explicitly (or ``allow_metadata=True``, for the CLI).
 """
 
@@ -28,6 +29,7 @@ from typing import TYPE_CHECKING
 import idna
 
 from mailport.errors import (
+    ConfigurationError,
     ConnectError,
     ConnectionRefusedByServerError,
     ConnectTimeoutError,
@@ -77,22 +79,42 @@ def normalize_host(host: str) -> str:
         raise InputError(f"{host!r} is not a valid host name ({exc})", field="host") from exc
 
 
-def _parse_allowed(entries: Iterable[str]) -> tuple[frozenset[str], tuple[IPNetwork, ...]]:
+@dataclass(frozen=True)
+class _Allowed:
+    names: frozenset[str]
+    suffixes: tuple[str, ...]  # from "*.example.com": any name under example.com
+    networks: tuple[IPNetwork, ...]
+
+    def name(self, host: str) -> bool:
+        return host in self.names or any(host.endswith(suffix) for suffix in self.suffixes)
+
+    def address(self, address: IPAddress) -> bool:
+        return any(address in network for network in self.networks)
+
+
+def _parse_allowed(entries: Iterable[str]) -> _Allowed:
+    """``MAILPORT_ALLOWED_HOSTS`` entries: names, ``*.domain`` wildcards, addresses, CIDR networks."""
     names: set[str] = set()
+    suffixes: list[str] = []
     networks: list[IPNetwork] = []
     for entry in entries:
         text = entry.strip()
         if not text:
             continue
-        if "/" in text:
-            networks.append(ipaddress.ip_network(text, strict=False))
-            continue
-        literal = parse_ip_literal(text)
-        if literal is not None:
-            networks.append(ipaddress.ip_network(literal))
-        else:
-            names.add(normalize_host(text))
-    return frozenset(names), tuple(networks)
+        try:
+            if "/" in text:
+                networks.append(ipaddress.ip_network(text, strict=False))
+            elif text.startswith("*."):
+                suffixes.append("." + normalize_host(text[2:]))
+            elif (literal := parse_ip_literal(text)) is not None:
+                networks.append(ipaddress.ip_network(literal))
+            else:
+                names.add(normalize_host(text))
+        except (ValueError, InputError) as exc:
+            raise ConfigurationError(
+                f"MAILPORT_ALLOWED_HOSTS: {text!r} is not a host name, *.domain, address or network"
+            ) from exc
+    return _Allowed(frozenset(names), tuple(suffixes), tuple(networks))
 
 
 class HostGuard:
@@ -109,7 +131,7 @@ class HostGuard:
         self._resolver: Resolver = resolver or SystemResolver()
         self._allow_private = allow_private
         self._allow_metadata = allow_metadata
-        self._allowed_names, self._allowed_networks = _parse_allowed(allowed_hosts)
+        self._allowed = _parse_allowed(allowed_hosts)
 
     @classmethod
     def from_settings(cls, settings: Settings, *, resolver: Resolver | None = None) -> HostGuard:
@@ -135,13 +157,13 @@ class HostGuard:
         name = normalize_host(host)
         literal = parse_ip_literal(name)
         addresses = [literal] if literal is not None else await self._resolver.resolve(name)
-        listed_name = name in self._allowed_names
+        listed_name = self._allowed.name(name)
         allowed_by = "allowed_hosts" if listed_name else "public"
         for address in addresses:
             reason = blocked_reason(address)
             if reason is None:
                 continue
-            if listed_name or any(address in network for network in self._allowed_networks):
+            if listed_name or self._allowed.address(address):
                 allowed_by = "allowed_hosts"
             elif reason == "metadata" and self._allow_metadata:
                 allowed_by = "allow_private_hosts"

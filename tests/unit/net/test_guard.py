@@ -7,7 +7,7 @@ import ipaddress
 import pytest
 
 from mailport.config import Settings
-from mailport.errors import HostNotAllowedError, HostNotFoundError, InputError
+from mailport.errors import ConfigurationError, HostNotAllowedError, HostNotFoundError, InputError
 from mailport.net.addresses import IPAddress
 from mailport.net.guard import HostGuard, normalize_host
 from mailport.net.resolve import DnsResolver, SystemResolver
@@ -145,5 +145,18 @@ def test_guard_from_settings() -> None:
     )
     guard = HostGuard.from_settings(settings)
     assert isinstance(guard._resolver, DnsResolver)
-    assert guard._allow_private and "a.test" in guard._allowed_names
+    assert guard._allow_private and guard._allowed.name("a.test")
     assert isinstance(HostGuard.from_settings(Settings())._resolver, SystemResolver)
+
+
+async def test_wildcard_allowed_hosts_and_bad_entries() -> None:
+    table = {"imap.corp.test": ["10.9.8.7"], "corp.test": ["10.9.8.6"], "evilcorp.test": ["10.9.8.5"]}
+    guard = HostGuard(resolver=TableResolver(table), allowed_hosts=["*.corp.test"])
+    assert (await guard.vet("imap.corp.test", 993)).allowed_by == "allowed_hosts"
+    for host in ("corp.test", "evilcorp.test"):
+        with pytest.raises(HostNotAllowedError):
+            await guard.vet(host, 993)
+    with pytest.raises(ConfigurationError):
+        HostGuard(allowed_hosts=["10.0.0.0/33"])
+    with pytest.raises(ConfigurationError):
+        HostGuard(allowed_hosts=["bad host"])
