@@ -64,11 +64,11 @@ class VettedHost:
         return parse_ip_literal(self.server_hostname) is not None
 
 
-def normalize_host(host: str) -> str:
+def normalize_host(host: str, *, field: str = "host") -> str:
     """The host as an ASCII, lower-case name (IDNA) or a canonical IP address string."""
     text = host.strip()
     if not text or len(text) > 255 or any(ch.isspace() or ch in "/\\@?#" for ch in text):
-        raise InputError(f"{host!r} is not a valid host name", field="host")
+        raise InputError(f"{host!r} is not a valid host name", field=field)
     literal = parse_ip_literal(text)
     if literal is not None:
         return str(literal).split("%", 1)[0] if isinstance(literal, ipaddress.IPv6Address) else str(literal)
@@ -76,7 +76,7 @@ def normalize_host(host: str) -> str:
     try:
         return idna.encode(text, uts46=True).decode("ascii").lower()
     except idna.IDNAError as exc:
-        raise InputError(f"{host!r} is not a valid host name ({exc})", field="host") from exc
+        raise InputError(f"{host!r} is not a valid host name ({exc})", field=field) from exc
 
 
 @dataclass(frozen=True)
@@ -150,11 +150,15 @@ class HostGuard:
         """The CLI's guard: the operator runs it, so every address is allowed (still resolved once)."""
         return cls(resolver=resolver, allow_private=True, allow_metadata=True)
 
-    async def vet(self, host: str, port: int) -> VettedHost:
-        """Resolve ``host`` and refuse it when any address is not allowed; never connects."""
+    async def vet(self, host: str, port: int, *, field: str = "host") -> VettedHost:
+        """Resolve ``host`` and refuse it when any address is not allowed; never connects.
+
+        ``field`` names the request field in errors (e.g. ``imap.host``; the port's is ``….port``).
+        """
         if not isinstance(port, int) or not 1 <= port <= 65535:
-            raise InputError(f"port {port!r} is not between 1 and 65535", field="port")
-        name = normalize_host(host)
+            port_field = field.rsplit(".", 1)[0] + ".port" if "." in field else "port"
+            raise InputError(f"port {port!r} is not between 1 and 65535", field=port_field)
+        name = normalize_host(host, field=field)
         literal = parse_ip_literal(name)
         addresses = [literal] if literal is not None else await self._resolver.resolve(name)
         listed_name = self._allowed.name(name)
@@ -170,7 +174,7 @@ class HostGuard:
             elif reason != "metadata" and self._allow_private:
                 allowed_by = "allow_private_hosts" if allowed_by == "public" else allowed_by
             else:
-                raise self._refuse(host, address, reason)
+                raise self._refuse(host, address, reason, field)
         return VettedHost(
             host=host.strip(),
             port=port,
@@ -180,13 +184,13 @@ class HostGuard:
         )
 
     @staticmethod
-    def _refuse(host: str, address: IPAddress, reason: str) -> HostNotAllowedError:
+    def _refuse(host: str, address: IPAddress, reason: str, field: str) -> HostNotAllowedError:
         shown = host.strip()
         where = "" if shown == str(address) else f" resolves to {address}, which"
         kind = reason.replace("_", "-")
         return HostNotAllowedError(
             f"{shown}{where} is a {kind} address; the service does not connect there on a user's behalf",
-            field="host",
+            field=field,
             host=shown,
             address=str(address),
             reason=reason,

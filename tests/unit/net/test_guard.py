@@ -160,3 +160,13 @@ async def test_wildcard_allowed_hosts_and_bad_entries() -> None:
         HostGuard(allowed_hosts=["10.0.0.0/33"])
     with pytest.raises(ConfigurationError):
         HostGuard(allowed_hosts=["bad host"])
+
+
+async def test_errors_name_the_request_field() -> None:
+    guard = HostGuard(resolver=TableResolver(TABLE))
+    with pytest.raises(HostNotAllowedError) as info:
+        await guard.vet("intranet.test", 993, field="smtp.host")
+    assert info.value.details["field"] == "smtp.host"
+    with pytest.raises(InputError) as bad_port:
+        await guard.vet("imap.public.test", 0, field="imap.host")
+    assert bad_port.value.details["field"] == "imap.port"
