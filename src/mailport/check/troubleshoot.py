@@ -13,6 +13,19 @@ instead (the host the certificate names, the right port/security pair).
 It is pure: no I/O, no clock. The server texts it recognises are the providers' exact words as
 quoted in public bug reports; ``tests/unit/check/test_troubleshoot.py`` records each with its
 source. No library catalogues provider error texts, so this table is ours to keep.
+
+Use, in the connection check (the exception alone is enough when it carries the server's words:
+aiosmtplib's reply exceptions, or a ``ProviderError`` with ``server_said``)::
+
+    except Exception as exc:
+        found = diagnose(Failure(step="authentication", protocol="imap", provider=provider,
+                                 host=host, port=port, security=security, auth="password",
+                                 error=exc))
+        step.update(ok=False, **found.step_fields())   # detail, code, hint, server_said, suggestions
+
+For a silent greeting pass the evidence of :func:`mailport.net.probe.probe_plaintext`
+(``received``/``probe``); for a hostname mismatch the certificate's names from
+:func:`mailport.net.probe.peer_certificate_names` (``peer_names``).
 """
 
 from __future__ import annotations
