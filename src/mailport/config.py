@@ -53,6 +53,8 @@ class Settings(BaseSettings):
     check_timeout: float = Field(20.0, gt=0, le=300)
     allow_private_hosts: bool = False
     allowed_hosts: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    check_rate_per_minute: float = Field(10.0, gt=0)  # POST /v1/check per tenant, sustained
+    check_burst: int = Field(5, ge=1)  # … and in a burst
 
     # --- OAuth (issue 7) -----------------------------------------------------------------
     oauth_providers_file: Path | None = None

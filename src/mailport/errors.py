@@ -24,12 +24,35 @@ once, at the boundary where they occur, and chained (``raise X(...) from exc``).
     ├── UnsupportedFeatureError         unsupported_feature   422
     └── ProviderError                   provider_error        502   (a mail server or provider failed)
         ├── ConnectError                connect_failed        502
+        │   ├── HostNotFoundError               host_not_found                 502
+        │   ├── ConnectionRefusedByServerError  connection_refused             502
+        │   └── TooManyConnectionsError         too_many_connections           503
         ├── TLSError                    tls_failed            502
+        │   ├── CertificateHostnameMismatchError certificate_hostname_mismatch 502
+        │   ├── CertificateSelfSignedError      certificate_self_signed        502
+        │   ├── CertificateUntrustedError       certificate_untrusted          502
+        │   ├── CertificateExpiredError         certificate_expired            502
+        │   ├── StartTLSNotOfferedError         starttls_not_offered           502
+        │   ├── TLSOnPlaintextPortError         tls_on_plaintext_port          502
+        │   └── PlaintextOnTLSPortError         plaintext_on_tls_port          502
         ├── AuthenticationError         auth_failed           422
+        │   ├── InvalidCredentialsError         invalid_credentials            422
+        │   ├── AppPasswordRequiredError        app_password_required          422
+        │   ├── WebLoginRequiredError           web_login_required             422
+        │   ├── BasicAuthBlockedError           basic_auth_blocked             422
+        │   ├── SMTPAuthDisabledError           smtp_auth_disabled             422
+        │   ├── IMAPDisabledError               imap_disabled                  422
+        │   ├── AuthMechanismUnsupportedError   auth_mechanism_unsupported     422
+        │   ├── OAuthTokenRejectedError         oauth_token_rejected           422
+        │   ├── OAuthPermissionMissingError     oauth_permission_missing       422
+        │   └── MailboxAccessDeniedError        mailbox_access_denied          422
         ├── CommandError                command_failed        502
         ├── ProtocolError               protocol_error        502
+        │   └── WrongServiceError               wrong_service                  502
         ├── ConnectionLostError         connection_lost       502
         ├── MailTimeoutError            timeout               504   (also a builtin TimeoutError)
+        │   ├── ConnectTimeoutError             connect_timeout                504
+        │   └── ServerSilentError               server_silent                  504
         ├── MessageTooLargeError        message_too_large     413
         └── SMTPRejectedError           smtp_rejected         502
 
@@ -229,6 +252,146 @@ class SMTPRejectedError(ProviderError):
 # --------------------------------------------------------------------------- detection (issue 5)
 
 # --------------------------------------------------------------------------- check (issue 6)
+
+# The connection check's troubleshooting codes (mailport.check.troubleshoot). Each class hint is
+# the general advice; a diagnosis replaces it with advice specific to the provider and to the
+# server's own words.
+
+
+class HostNotFoundError(ConnectError):
+    code = "host_not_found"
+    hint = (
+        "The host name does not exist in DNS; check its spelling (e.g. imap.example.com, not imap.example)."
+    )
+
+
+class ConnectionRefusedByServerError(ConnectError):
+    code = "connection_refused"
+    hint = (
+        "Nothing listens on that port. IMAP is usually 993 (SSL/TLS) or 143 (STARTTLS); "
+        "SMTP submission 465 (SSL/TLS) or 587 (STARTTLS)."
+    )
+
+
+class TooManyConnectionsError(ConnectError):
+    code = "too_many_connections"
+    http_status = 503
+    hint = "The account has too many open connections; close other mail programs or wait and retry."
+
+
+class CertificateHostnameMismatchError(TLSError):
+    code = "certificate_hostname_mismatch"
+    hint = "The server's certificate names another host; use the host name the certificate names."
+
+
+class CertificateSelfSignedError(TLSError):
+    code = "certificate_self_signed"
+    hint = "The server uses a self-signed certificate; give its certificate as a CA file (--ca-file)."
+
+
+class CertificateUntrustedError(TLSError):
+    code = "certificate_untrusted"
+    hint = "The certificate is issued by an authority this machine does not trust; give the CA file."
+
+
+class CertificateExpiredError(TLSError):
+    code = "certificate_expired"
+    hint = "The server's certificate has expired (or is not valid yet); the server's operator must renew it."
+
+
+class StartTLSNotOfferedError(TLSError):
+    code = "starttls_not_offered"
+    hint = "The server does not offer STARTTLS on this port; use implicit TLS (993 for IMAP, 465 for SMTP)."
+
+
+class TLSOnPlaintextPortError(TLSError):
+    code = "tls_on_plaintext_port"
+    hint = (
+        "This port expects a plaintext greeting: use STARTTLS on it, or SSL/TLS on 993 (IMAP) / 465 (SMTP)."
+    )
+
+
+class PlaintextOnTLSPortError(TLSError):
+    code = "plaintext_on_tls_port"
+    hint = "This port expects TLS from the first byte: choose security SSL/TLS for it."
+
+
+class InvalidCredentialsError(AuthenticationError):
+    code = "invalid_credentials"
+    hint = (
+        "The server refused the user name or password; check both "
+        "(the user name is usually the full address)."
+    )
+
+
+class AppPasswordRequiredError(AuthenticationError):
+    code = "app_password_required"
+    hint = "This provider accepts only an app password (not the account password) from mail programs."
+
+
+class WebLoginRequiredError(AuthenticationError):
+    code = "web_login_required"
+    hint = "The provider wants the account owner to sign in on its website first, then retry."
+
+
+class BasicAuthBlockedError(AuthenticationError):
+    code = "basic_auth_blocked"
+    hint = "The provider no longer accepts passwords for this protocol; connect with OAuth2 instead."
+
+
+class SMTPAuthDisabledError(AuthenticationError):
+    code = "smtp_auth_disabled"
+    hint = (
+        "Authenticated SMTP (SMTP AUTH) is turned off for this mailbox or organisation; "
+        "an admin can enable it."
+    )
+
+
+class IMAPDisabledError(AuthenticationError):
+    code = "imap_disabled"
+    hint = "IMAP access is turned off in the mailbox's settings; enable it there."
+
+
+class AuthMechanismUnsupportedError(AuthenticationError):
+    code = "auth_mechanism_unsupported"
+    hint = "The server does not accept this way of signing in here (mechanism, or login without TLS)."
+
+
+class OAuthTokenRejectedError(AuthenticationError):
+    code = "oauth_token_rejected"
+    hint = (
+        "The server refused the access token (expired, revoked or for another account); "
+        "reconnect the mailbox."
+    )
+
+
+class OAuthPermissionMissingError(AuthenticationError):
+    code = "oauth_permission_missing"
+    hint = "The access token lacks the mail scope or the app lacks permission on this mailbox."
+
+
+class MailboxAccessDeniedError(AuthenticationError):
+    code = "mailbox_access_denied"
+    hint = (
+        "Signed in, but the signed-in identity may not open this mailbox; "
+        "check the account and its permissions."
+    )
+
+
+class WrongServiceError(ProtocolError):
+    code = "wrong_service"
+    hint = "Another kind of server answers on this port; check the port number."
+
+
+class ConnectTimeoutError(MailTimeoutError):
+    code = "connect_timeout"
+    hint = "No answer to the connection attempt: a firewall drops it, or the host/port is wrong."
+
+
+class ServerSilentError(MailTimeoutError):
+    code = "server_silent"
+    hint = "The server accepted the connection but never spoke; often the port expects TLS, or a proxy hangs."
+
 
 # --------------------------------------------------------------------------- oauth (issue 7)
 
