@@ -234,7 +234,7 @@ class Detector:
         steps: dict[asyncio.Task[list[Candidate]], int] = {}
 
         def start(rank: int, work: Awaitable[list[Candidate]], name: str) -> None:
-            steps[asyncio.ensure_future(self._step(work, name))] = rank
+            steps[asyncio.ensure_future(self._step(work, name, state))] = rank
 
         https, http = self.options.https_port, self.options.http_port
         if self.options.online_ispdb:
@@ -281,16 +281,22 @@ class Detector:
             candidates=tuple(found),
             exists=exists if isinstance(exists, bool) else None,
             null_mx=bool(state.get("null_mx")),
-            timed_out=timed_out,
+            timed_out=timed_out or bool(state.get("incomplete")),
         )
 
-    async def _step(self, work: Awaitable[list[Candidate]], name: str) -> list[Candidate]:
+    async def _step(
+        self, work: Awaitable[list[Candidate]], name: str, state: dict[str, object]
+    ) -> list[Candidate]:
         try:
             async with asyncio.timeout(self.options.effective_step_timeout):
                 return await work
         except TimeoutError:
             log.info("detect: %s timed out", name)
-        except (LookupFailed, httpx.HTTPError, OSError) as exc:
+            state["incomplete"] = True
+        except LookupFailed as exc:
+            log.info("detect: %s failed: %s", name, exc)
+            state["incomplete"] = True
+        except (httpx.HTTPError, OSError) as exc:
             log.info("detect: %s failed: %s", name, type(exc).__name__)
         return []
 

@@ -62,7 +62,6 @@ def make_resolver(nameservers: Sequence[str] = (), *, timeout: float = 5.0) -> d
         resolver = dns.asyncresolver.Resolver()
     resolver.lifetime = timeout
     resolver.timeout = min(timeout, 2.0)
-    resolver.cache = dns.resolver.LRUCache(4096)
     return resolver
 
 
