@@ -16,7 +16,9 @@ from dataclasses import dataclass
 from mailport.config import Settings
 from mailport.crypto import KeyRing, Secret, load_key_ring
 from mailport.errors import DatabaseNotMigratedError
+from mailport.mailboxes.service import MailboxService
 from mailport.store import Database, current_revision, head_revision, open_database, upgrade, verify_key_ring
+from mailport.store.mailboxes import MailboxRepository
 from mailport.store.tenants import TenantRepository
 from mailport.tenants.service import Clock, TenantService, utc_now
 
@@ -29,6 +31,7 @@ class Services:
     key_ring: KeyRing
     database: Database
     tenants: TenantService
+    mailboxes: MailboxService
 
     async def aclose(self) -> None:
         """Release connections and background tasks."""
@@ -75,6 +78,7 @@ async def build(settings: Settings, *, migrate: bool | None = None, clock: Clock
         key_ring=key_ring,
         database=database,
         tenants=TenantService(TenantRepository(database), admin_key=admin_key, clock=clock),
+        mailboxes=MailboxService(MailboxRepository(database, key_ring), clock=clock),
     )
 
 

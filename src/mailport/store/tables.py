@@ -124,6 +124,7 @@ mailboxes = Table(
     Column("last_success_at", UTCDateTime(), nullable=True),
     Column("last_error", Text, nullable=True),
     Column("error_count_24h", Integer, nullable=False, server_default="0"),
+    Column("errors_since", UTCDateTime(), nullable=True),  # start of the error_count_24h window
     Column("created_at", UTCDateTime(), nullable=False),
     Column("updated_at", UTCDateTime(), nullable=False),
     UniqueConstraint("tenant_id", "email", name="uq_mailboxes_tenant_email"),

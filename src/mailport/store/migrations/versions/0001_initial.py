@@ -83,6 +83,7 @@ def upgrade() -> None:
         sa.Column("last_success_at", UTCDateTime(), nullable=True),
         sa.Column("last_error", sa.Text(), nullable=True),
         sa.Column("error_count_24h", sa.Integer(), server_default="0", nullable=False),
+        sa.Column("errors_since", UTCDateTime(), nullable=True),
         sa.Column("created_at", UTCDateTime(), nullable=False),
         sa.Column("updated_at", UTCDateTime(), nullable=False),
         sa.PrimaryKeyConstraint("id", name="pk_mailboxes"),
