@@ -58,10 +58,12 @@ def serve(
     uvicorn.run(application, host=settings.host, port=settings.port, log_config=None, access_log=False)
 
 
-from mailport.cli import db, tenants  # noqa: E402  (command groups of issue 4)
+from mailport.cli import db, keys, mailboxes, tenants  # noqa: E402  (command groups of issue 4)
 
 app.add_typer(tenants.app, name="tenants")
 app.add_typer(db.app, name="db")
+app.add_typer(keys.app, name="keys")
+app.add_typer(mailboxes.app, name="mailboxes")
 
 
 def main() -> None:
