@@ -64,6 +64,9 @@ app.add_typer(tenants.app, name="tenants")
 app.add_typer(db.app, name="db")
 app.add_typer(keys.app, name="keys")
 app.add_typer(mailboxes.app, name="mailboxes")
+from mailport.cli.detect import detect_command  # noqa: E402  (issue 5)
+
+app.command(name="detect")(detect_command)
 
 
 def main() -> None:
