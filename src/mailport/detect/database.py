@@ -92,7 +92,12 @@ class ProviderDatabase:
         return self._by_id.get(provider_id)
 
     def by_domain(self, domain: str) -> Provider | None:
-        return self._domains.get(domain.lower().rstrip("."))
+        """The provider of ``domain`` (ASCII form); provider-db's ``*.example`` covers subdomains."""
+        domain = domain.lower().rstrip(".")
+        found = self._domains.get(domain)
+        if found is None and "." in domain:
+            found = self._domains.get("*." + domain.split(".", 1)[1])
+        return found
 
     def registrable_domain(self, host: str) -> str | None:
         if self._psl is None:

@@ -151,3 +151,10 @@ def test_detection_of_known_domain_needs_no_network() -> None:
     # No resolver, no HTTP client: a database hit must not touch either.
     result = asyncio.run(Detector().detect("x@web.de"))
     assert result.source == "database" and result.imap is not None and result.imap.username == "x"
+
+
+def test_provider_db_wildcard_domains_cover_subdomains() -> None:
+    db = default_database()
+    wildcard = next(d for d in db.domains() if d.startswith("*."))
+    provider = db.by_domain("someone." + wildcard[2:])
+    assert provider is not None and provider is db.by_domain(wildcard)
