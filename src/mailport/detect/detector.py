@@ -415,13 +415,12 @@ class Detector:
         loop = asyncio.get_running_loop()
         plan = self.probe_plan(domain)
         hosts = list(dict.fromkeys(t.host for t in plan))
-        addresses = dict(
-            zip(
-                hosts,
-                await asyncio.gather(*(resolve_allowed(self.dns, h, self.policy) for h in hosts)),
-                strict=True,
-            )
-        )
+        try:
+            async with asyncio.timeout(max(0.0, deadline - loop.time())):
+                resolved = await asyncio.gather(*(resolve_allowed(self.dns, h, self.policy) for h in hosts))
+        except TimeoutError:
+            return []
+        addresses = dict(zip(hosts, resolved, strict=True))
         runnable = [t for t in plan if addresses.get(t.host)]
         if not runnable:
             return []

@@ -268,3 +268,15 @@ async def test_private_addresses_are_not_contacted_unless_allowed(
     result = await make_detector(allow_private_hosts=False).detect("a@acme.example")
     assert result.source == "none"
     assert autoconfig_server.requests == []
+
+
+async def test_dead_dns_with_probing_still_answers_by_the_deadline(
+    dns_server: LocalDNSServer, make_detector: MakeDetector
+) -> None:
+    dns_server.silent = True
+    detector = make_detector(timeout=1.0, probe=True)
+    started = time.monotonic()
+    result = await detector.detect("a@acme.example")
+    assert time.monotonic() - started < 1.6
+    assert result.source == "none"
+    assert {"detection_incomplete", "manual_configuration"} <= {h.code for h in result.hints}
