@@ -74,7 +74,7 @@ async def _imap_command(
     raise _ProbeFailed(f"{command}: no tagged answer")
 
 
-def _imap_capabilities(lines: list[str]) -> tuple[str, ...]:
+def imap_capabilities(lines: list[str]) -> tuple[str, ...]:
     for line in lines:
         upper = line.upper()
         if upper.startswith("* CAPABILITY "):
@@ -85,7 +85,7 @@ def _imap_capabilities(lines: list[str]) -> tuple[str, ...]:
     return ()
 
 
-def _auth_from_imap(caps: tuple[str, ...]) -> tuple[str, ...]:
+def imap_auth_mechanisms(caps: tuple[str, ...]) -> tuple[str, ...]:
     return tuple(c.split("=", 1)[1].upper() for c in caps if c.upper().startswith("AUTH="))
 
 
@@ -110,7 +110,7 @@ async def _smtp_ehlo(reader: asyncio.StreamReader, writer: asyncio.StreamWriter)
     return lines[1:]  # the first line is the greeting-ish "hostname Hello"
 
 
-def _auth_from_ehlo(keywords: list[str]) -> tuple[str, ...]:
+def ehlo_auth_mechanisms(keywords: list[str]) -> tuple[str, ...]:
     for line in keywords:
         parts = line.replace("=", " ").split()
         if parts and parts[0].upper() == "AUTH":
@@ -124,7 +124,7 @@ async def _imap_session(
     greeting = await _readline(reader)
     if not greeting.upper().startswith(("* OK", "* PREAUTH")):
         raise _ProbeFailed(f"not an IMAP greeting: {greeting[:100]!r}")
-    caps = _imap_capabilities([greeting]) or _imap_capabilities(
+    caps = imap_capabilities([greeting]) or imap_capabilities(
         await _imap_command(reader, writer, "p1", "CAPABILITY")
     )
     result: dict[str, object] = {"greeting": greeting}
@@ -138,8 +138,8 @@ async def _imap_session(
         await _imap_command(reader, writer, "p2", "STARTTLS")
         await writer.start_tls(ctx, server_hostname=target.host)
         result["tls_verified"] = True
-        caps = _imap_capabilities(await _imap_command(reader, writer, "p3", "CAPABILITY"))
-    result.update(capabilities=caps, auth_mechanisms=_auth_from_imap(caps))
+        caps = imap_capabilities(await _imap_command(reader, writer, "p3", "CAPABILITY"))
+    result.update(capabilities=caps, auth_mechanisms=imap_auth_mechanisms(caps))
     with contextlib.suppress(_ProbeFailed, OSError):
         await _imap_command(reader, writer, "p4", "LOGOUT")
     return result
@@ -166,7 +166,7 @@ async def _smtp_session(
         await writer.start_tls(ctx, server_hostname=target.host)
         result["tls_verified"] = True
         keywords = await _smtp_ehlo(reader, writer)
-    result.update(capabilities=tuple(keywords), auth_mechanisms=_auth_from_ehlo(keywords))
+    result.update(capabilities=tuple(keywords), auth_mechanisms=ehlo_auth_mechanisms(keywords))
     with contextlib.suppress(OSError, _ProbeFailed):
         writer.write(b"QUIT\r\n")
         await writer.drain()
