@@ -29,7 +29,7 @@ import logging
 import ssl
 import time
 from collections.abc import Awaitable, Callable, Iterable
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
@@ -135,7 +135,6 @@ class Findings:
     exists: bool | None = None
     null_mx: bool = False
     timed_out: bool = False
-    extra_hints: tuple[Hint, ...] = field(default=())
 
 
 class Detector:
@@ -160,6 +159,7 @@ class Detector:
         self.oauth_configured = oauth_configured or (lambda _provider: False)
         self.cache: TTLCache[tuple[str, bool], Findings] = TTLCache(self.options.cache_ttl, clock=clock)
         self.policy = AddressPolicy(allow_private=self.options.allow_private_hosts)
+        self._inflight: dict[tuple[str, bool], asyncio.Future[Findings]] = {}
 
     @classmethod
     def from_settings(cls, settings: Settings, **kwargs: object) -> Detector:
@@ -192,21 +192,33 @@ class Detector:
                 candidates=(_provider_candidate(provider, "database", "high", RANK_DATABASE),)
             )
             return self.render(address, findings)
-        key = (address.domain, do_probe)
-        findings_or_none = self.cache.get(key)
-        if findings_or_none is None:
-            findings_or_none = await self.investigate(address.domain, probe=do_probe)
-            if provider is not None:  # known to provider-db but without servers: keep its hints
-                findings_or_none = replace(
-                    findings_or_none,
-                    candidates=(
-                        *findings_or_none.candidates,
-                        _provider_candidate(provider, "database", "high", RANK_DATABASE),
-                    ),
-                )
-            if not findings_or_none.timed_out:
-                self.cache.put(key, findings_or_none)
-        return self.render(address, findings_or_none)
+        findings = await self._findings(address.domain, do_probe, provider)
+        return self.render(address, findings)
+
+    async def _findings(self, domain: str, probe: bool, known: Provider | None) -> Findings:
+        """Cached findings, or one investigation shared by concurrent callers of the domain."""
+        key = (domain, probe)
+        cached = self.cache.get(key)
+        if cached is not None:
+            return cached
+        running = self._inflight.get(key)
+        if running is not None:
+            return await asyncio.shield(running)
+        task = asyncio.ensure_future(self.investigate(domain, probe=probe))
+        self._inflight[key] = task
+        task.add_done_callback(lambda _: self._inflight.pop(key, None))
+        findings = await asyncio.shield(task)
+        if known is not None:  # known to provider-db but without servers: keep its hints
+            findings = replace(
+                findings,
+                candidates=(
+                    *findings.candidates,
+                    _provider_candidate(known, "database", "high", RANK_DATABASE),
+                ),
+            )
+        if not findings.timed_out:
+            self.cache.put(key, findings)
+        return findings
 
     # ------------------------------------------------------------------ the network part
 
@@ -365,7 +377,7 @@ class Detector:
             host=host,
             port=port,
             path=f"{url.path.rstrip('/')}/{domain}",
-            policy=AddressPolicy(allow_private=True) if self.policy.allow_private else self.policy,
+            policy=self.policy,
             timeout=self.options.effective_step_timeout,
         )
         if body is None:

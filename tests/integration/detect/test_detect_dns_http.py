@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 
 from mailport.detect.model import EMAIL_LOCALPART
@@ -280,3 +281,21 @@ async def test_dead_dns_with_probing_still_answers_by_the_deadline(
     assert time.monotonic() - started < 1.6
     assert result.source == "none"
     assert {"detection_incomplete", "manual_configuration"} <= {h.code for h in result.hints}
+
+
+async def test_concurrent_detections_of_one_domain_share_one_investigation(
+    dns_server: LocalDNSServer, make_detector: MakeDetector
+) -> None:
+    dns_server.add("acme.example.", "MX", "10 acme-example.mail.protection.outlook.com.")
+    detector = make_detector()
+    results = await asyncio.gather(*(detector.detect(f"u{i}@acme.example") for i in range(5)))
+    assert {r.provider for r in results} == {("microsoft365", "Microsoft 365")}
+    assert [r.imap.username for r in results if r.imap] == [f"u{i}@acme.example" for i in range(5)]
+    assert sum(1 for name, kind in dns_server.queries if (name, kind) == ("acme.example.", "MX")) == 1
+
+
+async def test_provider_known_without_imap_keeps_its_hint(make_detector: MakeDetector) -> None:
+    result = await make_detector().detect("someone@hey.com")
+    assert result.provider is not None and result.provider[0] == "hey-com"
+    assert result.imap is None
+    assert "imap_not_offered" in {h.code for h in result.hints}
