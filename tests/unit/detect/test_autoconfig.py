@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from mailport.detect.address import parse_address
@@ -9,65 +11,16 @@ from mailport.detect.autoconfig import AutoconfigParseError, parse
 from mailport.detect.model import ServerTemplate, substitute
 from mailport.errors import InvalidEmailError
 
-# Verbatim from ISPDB (thunderbird/autoconfig, ispdb/me.com.xml; MPL-2.0).
-ICLOUD = b"""<clientConfig version="1.1">
-  <emailProvider id="me.com">
-    <domain>mac.com</domain>
-    <domain>me.com</domain>
-    <domain>icloud.com</domain>
-    <displayName>Apple iCloud</displayName>
-    <displayShortName>Apple</displayShortName>
-    <incomingServer type="imap">
-      <hostname>imap.mail.me.com</hostname>
-      <port>993</port>
-      <socketType>SSL</socketType>
-      <username>%EMAILLOCALPART%</username>
-      <authentication>password-cleartext</authentication>
-    </incomingServer>
-    <outgoingServer type="smtp">
-      <hostname>smtp.mail.me.com</hostname>
-      <port>587</port>
-      <socketType>STARTTLS</socketType>
-      <username>%EMAILADDRESS%</username>
-      <authentication>password-cleartext</authentication>
-    </outgoingServer>
-    <documentation url="https://support.apple.com/HT202304"/>
-  </emailProvider>
-</clientConfig>
-"""
+DATA = Path(__file__).parent / "data"
+ICLOUD = (DATA / "ispdb/me.com.xml").read_bytes()
+GMAIL = (DATA / "ispdb/googlemail.com.xml").read_bytes()
 
-# Abridged from ISPDB googlemail.com.xml: POP3 and <enable>, OAuth2 block.
-GMAIL = b"""<?xml version="1.0" encoding="UTF-8"?>
-<clientConfig version="1.1">
-  <emailProvider id="googlemail.com">
-    <domain>gmail.com</domain>
-    <domain>googlemail.com</domain>
-    <!-- MX, for Google Apps -->
-    <domain>google.com</domain>
-    <displayName>Google Mail</displayName>
-    <incomingServer type="imap">
-      <hostname>imap.gmail.com</hostname><port>993</port><socketType>SSL</socketType>
-      <username>%EMAILADDRESS%</username>
-      <authentication>OAuth2</authentication>
-      <authentication>password-cleartext</authentication>
-    </incomingServer>
-    <incomingServer type="pop3">
-      <hostname>pop.gmail.com</hostname><port>995</port><socketType>SSL</socketType>
-      <username>%EMAILADDRESS%</username>
-    </incomingServer>
-    <outgoingServer type="smtp">
-      <hostname>smtp.gmail.com</hostname><port>465</port><socketType>SSL</socketType>
-      <username>%EMAILADDRESS%</username>
-      <authentication>OAuth2</authentication>
-      <authentication>password-cleartext</authentication>
-    </outgoingServer>
-  </emailProvider>
-  <oAuth2><issuer>accounts.google.com</issuer></oAuth2>
-  <enable visiturl="https://mail.google.com/mail/?ui=2&amp;shva=1#settings/fwdandpop">
-    <instruction>You need to enable IMAP access</instruction>
-  </enable>
-</clientConfig>
-"""
+
+@pytest.mark.parametrize("path", sorted((DATA / "ispdb").glob("*.xml")), ids=lambda p: p.name)
+def test_every_sample_ispdb_file_parses(path: Path) -> None:
+    doc = parse(path.read_bytes())
+    assert doc.imap and doc.smtp and doc.domains
+    assert all(s.port > 0 and s.security in ("ssl", "starttls", "none") for s in doc.imap + doc.smtp)
 
 
 def test_parses_icloud() -> None:
@@ -84,6 +37,7 @@ def test_parses_gmail_keeps_imap_only_and_reads_oauth_and_enable() -> None:
     assert [s.host for s in doc.imap] == ["imap.gmail.com"]  # POP3 dropped
     assert doc.imap[0].auth == ("oauth2", "password")
     assert doc.oauth_issuer == "accounts.google.com"
+    assert doc.domains[:2] == ("gmail.com", "googlemail.com")
     assert doc.hints[0].code == "enable_imap"
     assert doc.hints[0].url == "https://mail.google.com/mail/?ui=2&shva=1#settings/fwdandpop"
 
