@@ -29,7 +29,7 @@ import logging
 import ssl
 import time
 from collections.abc import Awaitable, Callable, Iterable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
@@ -137,6 +137,15 @@ class Findings:
     timed_out: bool = False
 
 
+@dataclass
+class _RunState:
+    """What the steps of one investigation learn besides candidates."""
+
+    exists: bool | None = None
+    null_mx: bool = False
+    timed_out_ranks: list[int] = field(default_factory=list)
+
+
 class Detector:
     """Detect settings; one instance per process (it holds the cache)."""
 
@@ -242,11 +251,11 @@ class Detector:
         self, domain: str, client: httpx.AsyncClient, deadline: float, *, probe: bool
     ) -> Findings:
         loop = asyncio.get_running_loop()
-        state: dict[str, object] = {}
+        state = _RunState()
         steps: dict[asyncio.Task[list[Candidate]], int] = {}
 
         def start(rank: int, work: Awaitable[list[Candidate]], name: str) -> None:
-            steps[asyncio.ensure_future(self._step(work, name, state))] = rank
+            steps[asyncio.ensure_future(self._step(work, name, rank, state))] = rank
 
         https, http = self.options.https_port, self.options.http_port
         if self.options.online_ispdb:
@@ -271,7 +280,7 @@ class Detector:
                 )
                 for task in done:
                     found.extend(task.result())
-                if state.get("exists") is False:
+                if state.exists is False:
                     break  # NXDOMAIN: nothing else can exist
                 best = min((c.rank for c in found if c.usable), default=None)
                 if best is not None and all(steps[t] > best for t in pending):
@@ -282,40 +291,42 @@ class Detector:
             if pending:
                 await asyncio.gather(*pending, return_exceptions=True)
 
-        exists = state.get("exists")
-        if probe and not any(c.usable for c in found) and exists is not False:
+        if probe and not any(c.usable for c in found) and state.exists is not False:
             remaining = deadline - loop.time()
             if remaining > 0.05:
                 found.extend(await self._probe(domain, deadline))
             if deadline - loop.time() <= 0.01:
                 timed_out = True
+        # A step that timed out matters only if it could have beaten the answer we have.
+        best = min((c.rank for c in found if c.usable), default=RANK_PROBE + 2)
+        missed = any(rank < best for rank in state.timed_out_ranks)
         return Findings(
             candidates=tuple(found),
-            exists=exists if isinstance(exists, bool) else None,
-            null_mx=bool(state.get("null_mx")),
-            timed_out=timed_out or bool(state.get("incomplete")),
+            exists=state.exists,
+            null_mx=state.null_mx,
+            timed_out=timed_out or missed,
         )
 
     async def _step(
-        self, work: Awaitable[list[Candidate]], name: str, state: dict[str, object]
+        self, work: Awaitable[list[Candidate]], name: str, rank: int, state: _RunState
     ) -> list[Candidate]:
         try:
             async with asyncio.timeout(self.options.effective_step_timeout):
                 return await work
         except TimeoutError:
             log.info("detect: %s timed out", name)
-            state["incomplete"] = True
+            state.timed_out_ranks.append(rank)
         except LookupFailed as exc:
             log.info("detect: %s failed: %s", name, exc)
-            state["incomplete"] = True
+            state.timed_out_ranks.append(rank)
         except (httpx.HTTPError, OSError) as exc:
             log.info("detect: %s failed: %s", name, type(exc).__name__)
         return []
 
-    async def _mx(self, domain: str, state: dict[str, object]) -> list[Candidate]:
+    async def _mx(self, domain: str, state: _RunState) -> list[Candidate]:
         answer = await self.dns.mx(domain)
-        state["exists"] = answer.exists
-        state["null_mx"] = is_null_mx(answer.records)
+        state.exists = answer.exists
+        state.null_mx = is_null_mx(answer.records)
         host = lowest_preference_mx(answer.records)
         if host is None:
             return []
