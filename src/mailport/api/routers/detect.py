@@ -1,0 +1,39 @@
+"""``POST /v1/detect``: find IMAP/SMTP settings for an address. Thin: parse, detect, render."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Depends, Request
+
+from mailport.api.deps import Caller, error_responses, get_services, require_tenant
+from mailport.bootstrap import Services
+from mailport.detect import Detector
+from mailport.detect.schemas import DetectRequest, DetectResponse
+
+router = APIRouter(prefix="/v1", tags=["detect"], responses=error_responses(401, 422))
+
+
+def get_detector(request: Request, services: Services = Depends(get_services)) -> Detector:
+    """One detector per app (it holds the cache); tests may put their own on ``app.state``."""
+    detector: Detector | None = getattr(request.app.state, "detector", None)
+    if detector is None:
+        detector = Detector.from_settings(services.settings)
+        request.app.state.detector = detector
+    return detector
+
+
+@router.post(
+    "/detect",
+    summary="Detect mail settings from an email address",
+    description=(
+        "Provider database, ISP autoconfig, DNS SRV, MX recognition and (if "
+        "`MAILPORT_DETECT_PROBE`) probing, within `MAILPORT_DETECT_TIMEOUT`. An unknown or "
+        "non-existent domain answers 200 with `source: none` and hints; a malformed address "
+        "answers 422 `invalid_email`."
+    ),
+)
+async def detect(
+    body: DetectRequest,
+    caller: Caller = Depends(require_tenant),
+    detector: Detector = Depends(get_detector),
+) -> DetectResponse:
+    return DetectResponse.from_result(await detector.detect(body.email))

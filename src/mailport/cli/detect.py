@@ -1,0 +1,63 @@
+"""``mailport detect EMAIL [--json] [--no-probe]``: the detection a wizard's step 1 does."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from mailport.config import Settings
+from mailport.detect import DetectionResult, DetectOptions, Detector
+
+
+def detect_command(
+    email: str = typer.Argument(..., help="The email address to find settings for."),
+    as_json: bool = typer.Option(False, "--json", help="Print the API's JSON structure."),
+    probe: bool = typer.Option(
+        True, "--probe/--no-probe", help="Probe imap./smtp./mail. hosts when nothing else answers."
+    ),
+) -> None:
+    """Find the IMAP/SMTP settings, provider and sign-in methods for an email address."""
+    settings = Settings()
+    # The operator's own machine and network: private addresses may be contacted here.
+    options = DetectOptions.from_settings(settings, probe=probe, allow_private_hosts=True)
+    result = asyncio.run(Detector.from_settings(settings, options=options).detect(email))
+    if as_json:
+        typer.echo(json.dumps(result.to_dict(), indent=2, ensure_ascii=False))
+    else:
+        render(result, Console())
+
+
+def render(result: DetectionResult, console: Console) -> None:
+    provider = result.provider[1] if result.provider else "unknown provider"
+    console.print(
+        f"{result.email} — {provider} (source: {result.source}, confidence: {result.confidence})",
+        highlight=False,
+        markup=False,
+    )
+    table = Table(show_header=True, header_style="bold")
+    for column in ("", "host", "port", "security", "username"):
+        table.add_column(column)
+    for label, server in (("IMAP", result.imap), ("SMTP", result.smtp)):
+        if server is None:
+            table.add_row(label, "—", "", "", "")
+        else:
+            table.add_row(label, server.host, str(server.port), server.security, server.username)
+    console.print(table)
+    if result.auth_methods:
+        console.print("sign-in: " + ", ".join(result.auth_methods), highlight=False)
+    if result.oauth is not None:
+        state = "available" if result.oauth.usable else "supported, but no OAuth app is configured here"
+        console.print(f"OAuth ({result.oauth.provider}): {state}", highlight=False)
+    for hint in result.hints:
+        line = f"• [{hint.code}] {hint.text}" + (f" ({hint.url})" if hint.url else "")
+        console.print(line, highlight=False, markup=False)
+    for alt in result.alternatives:
+        parts = [
+            f"{k} {s.host}:{s.port} {s.security}" for k, s in (("IMAP", alt.imap), ("SMTP", alt.smtp)) if s
+        ]
+        line = f"alternative ({alt.source}, {alt.confidence}): " + "; ".join(parts)
+        console.print(line, highlight=False, markup=False)

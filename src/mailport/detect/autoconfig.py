@@ -1,0 +1,112 @@
+"""Parse Thunderbird's autoconfig format (``config-v1.1.xml``), the format of ISPDB too.
+
+Pure functions on bytes: the same parser reads ISPDB files when the data is regenerated
+(``scripts/build_provider_db.py``) and documents fetched from ``autoconfig.<domain>`` at run
+time (:mod:`mailport.detect.fetch`). XML from the network is parsed with defusedxml (no
+entities, no external references). Only IMAP and SMTP servers are kept; POP3, EWS and the
+like are ignored because mailport does not speak them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from xml.etree.ElementTree import Element
+
+import defusedxml.ElementTree as SafeET
+from defusedxml import DefusedXmlException
+
+from mailport.detect.model import EMAIL_ADDRESS, Hint, Security, ServerTemplate
+
+MAX_DOCUMENT_BYTES = 256 * 1024
+
+_SOCKET_TYPES: dict[str, Security] = {"ssl": "ssl", "tls": "ssl", "starttls": "starttls", "plain": "none"}
+_AUTH = {
+    "oauth2": "oauth2",
+    "password-cleartext": "password",
+    "password-encrypted": "password",
+    "plain": "password",
+    "secure": "password",
+}
+
+
+class AutoconfigParseError(ValueError):
+    """The document is not a usable autoconfig document (internal; detection moves on)."""
+
+
+@dataclass(frozen=True, slots=True)
+class AutoconfigDocument:
+    provider_id: str
+    display_name: str
+    domains: tuple[str, ...]
+    imap: tuple[ServerTemplate, ...]
+    smtp: tuple[ServerTemplate, ...]
+    oauth_issuer: str | None = None
+    hints: tuple[Hint, ...] = ()
+    documentation: tuple[str, ...] = field(default=())
+
+
+def _text(element: Element | None) -> str:
+    return (element.text or "").strip() if element is not None else ""
+
+
+def _server(element: Element) -> ServerTemplate | None:
+    host = _text(element.find("hostname")).lower().rstrip(".")
+    port_text = _text(element.find("port"))
+    socket_type = _SOCKET_TYPES.get(_text(element.find("socketType")).lower())
+    if not host or not port_text.isdigit() or socket_type is None:
+        return None
+    port = int(port_text)
+    if not 0 < port < 65536:
+        return None
+    auth: list[str] = []
+    for item in element.findall("authentication"):
+        mapped = _AUTH.get(_text(item).lower())
+        if mapped and mapped not in auth:
+            auth.append(mapped)
+    username = _text(element.find("username")) or EMAIL_ADDRESS
+    return ServerTemplate(host=host, port=port, security=socket_type, username=username, auth=tuple(auth))
+
+
+def parse(xml: bytes) -> AutoconfigDocument:
+    """Parse one autoconfig document; raises :class:`AutoconfigParseError` if unusable."""
+    if len(xml) > MAX_DOCUMENT_BYTES:
+        raise AutoconfigParseError("document too large")
+    try:
+        root = SafeET.fromstring(xml)
+    except (SafeET.ParseError, DefusedXmlException, ValueError) as exc:
+        raise AutoconfigParseError(f"malformed XML: {exc}") from exc
+    if root.tag != "clientConfig":
+        raise AutoconfigParseError(f"root element is <{root.tag}>, not <clientConfig>")
+    provider = root.find("emailProvider")
+    if provider is None:
+        raise AutoconfigParseError("no <emailProvider>")
+    imap = tuple(
+        s
+        for s in (_server(e) for e in provider.findall("incomingServer") if e.get("type") == "imap")
+        if s is not None
+    )
+    smtp = tuple(
+        s
+        for s in (_server(e) for e in provider.findall("outgoingServer") if e.get("type") == "smtp")
+        if s is not None
+    )
+    if not imap and not smtp:
+        raise AutoconfigParseError("no IMAP or SMTP server")
+    domains = tuple(d for d in (_text(e).lower().rstrip(".") for e in provider.findall("domain")) if d)
+    hints: list[Hint] = []
+    for enable in [*root.findall("enable"), *provider.findall("enable")]:
+        instruction = _text(enable.find("instruction")) or "Enable IMAP access in the provider's settings."
+        hints.append(Hint("enable_imap", instruction, enable.get("visiturl") or None))
+    documentation = tuple(
+        url for url in (d.get("url") for d in provider.findall("documentation")) if url is not None
+    )
+    return AutoconfigDocument(
+        provider_id=(provider.get("id") or (domains[0] if domains else "")).lower(),
+        display_name=_text(provider.find("displayName")) or _text(provider.find("displayShortName")),
+        domains=domains,
+        imap=imap,
+        smtp=smtp,
+        oauth_issuer=_text(root.find("oAuth2/issuer")) or None,
+        hints=tuple(hints),
+        documentation=documentation,
+    )

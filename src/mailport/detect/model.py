@@ -1,0 +1,206 @@
+"""The values detection works with: server templates, provider entries, candidates, the result.
+
+Pure data with no I/O. A *template* keeps the username placeholders of Thunderbird's
+autoconfig format (``%EMAILADDRESS%``, ``%EMAILLOCALPART%``, ``%EMAILDOMAIN%``) so one finding
+per domain can be cached and rendered for every address of that domain.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+Security = Literal["ssl", "starttls", "none"]
+Source = Literal["database", "autoconfig", "srv", "mx", "probe", "none"]
+Confidence = Literal["high", "medium", "low"]
+AuthMethod = Literal["oauth2", "password", "app_password"]
+
+SOURCES: tuple[Source, ...] = ("database", "autoconfig", "srv", "mx", "probe", "none")
+CONFIDENCE_ORDER: dict[Confidence, int] = {"high": 0, "medium": 1, "low": 2}
+
+EMAIL_ADDRESS = "%EMAILADDRESS%"
+EMAIL_LOCALPART = "%EMAILLOCALPART%"
+EMAIL_DOMAIN = "%EMAILDOMAIN%"
+
+
+@dataclass(frozen=True, slots=True)
+class Address:
+    """A validated address: ``domain`` is the ASCII (IDNA) form used for lookups."""
+
+    email: str
+    local_part: str
+    domain: str
+    unicode_domain: str
+
+
+def substitute(template: str, address: Address) -> str:
+    """Fill Thunderbird's placeholders from ``address`` (the only three the format defines)."""
+    return (
+        template.replace(EMAIL_ADDRESS, address.email)
+        .replace(EMAIL_LOCALPART, address.local_part)
+        .replace(EMAIL_DOMAIN, address.unicode_domain)
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class ServerTemplate:
+    """One IMAP or SMTP server as a provider describes it (username still a template)."""
+
+    host: str
+    port: int
+    security: Security
+    username: str = EMAIL_ADDRESS
+    auth: tuple[str, ...] = ()  # normalised: "oauth2", "password"
+
+    def render(self, address: Address) -> ServerSettings:
+        return ServerSettings(
+            host=substitute(self.host, address),
+            port=self.port,
+            security=self.security,
+            username=substitute(self.username, address),
+        )
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "host": self.host,
+            "port": self.port,
+            "security": self.security,
+            "username": self.username,
+            "auth": list(self.auth),
+        }
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> ServerTemplate:
+        return cls(
+            host=str(data["host"]),
+            port=int(data["port"]),
+            security=data["security"],
+            username=str(data.get("username", EMAIL_ADDRESS)),
+            auth=tuple(data.get("auth", ())),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class ServerSettings:
+    """What a client needs to connect: the API's ``imap`` / ``smtp`` object."""
+
+    host: str
+    port: int
+    security: Security
+    username: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"host": self.host, "port": self.port, "security": self.security, "username": self.username}
+
+
+@dataclass(frozen=True, slots=True)
+class Hint:
+    """Something the person must know or do (``code`` is stable, ``text`` is for people)."""
+
+    code: str
+    text: str
+    url: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        body: dict[str, Any] = {"code": self.code, "text": self.text}
+        if self.url:
+            body["url"] = self.url
+        return body
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> Hint:
+        return cls(code=str(data["code"]), text=str(data["text"]), url=data.get("url"))
+
+
+@dataclass(frozen=True, slots=True)
+class Provider:
+    """A mail provider: from ISPDB, provider-db or our own overrides."""
+
+    id: str
+    name: str
+    domains: tuple[str, ...] = ()
+    imap: tuple[ServerTemplate, ...] = ()
+    smtp: tuple[ServerTemplate, ...] = ()
+    auth_methods: tuple[AuthMethod, ...] = ()
+    oauth_provider: str | None = None  # "google" / "microsoft" when mailport can do its OAuth
+    hints: tuple[Hint, ...] = ()
+    origin: str = "ispdb"  # "ispdb", "provider-db" or "mailport"
+
+
+@dataclass(frozen=True, slots=True)
+class Candidate:
+    """What one mechanism found for a domain, before it is rendered for an address."""
+
+    source: Source
+    confidence: Confidence
+    imap: tuple[ServerTemplate, ...] = ()
+    smtp: tuple[ServerTemplate, ...] = ()
+    provider: Provider | None = None
+    hints: tuple[Hint, ...] = ()
+    rank: int = 99  # lower = more trusted (see detector.RANK)
+    detail: str = ""  # where it came from (URL, MX host, SRV owner…), for logs and alternatives
+
+    @property
+    def usable(self) -> bool:
+        return bool(self.imap or self.smtp)
+
+
+@dataclass(frozen=True, slots=True)
+class OAuthInfo:
+    provider: str
+    usable: bool
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"provider": self.provider, "usable": self.usable}
+
+
+@dataclass(frozen=True, slots=True)
+class Alternative:
+    """Another plausible setting (a second port, or what a less trusted mechanism found)."""
+
+    imap: ServerSettings | None
+    smtp: ServerSettings | None
+    source: Source
+    confidence: Confidence
+    provider: tuple[str, str] | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "provider": {"id": self.provider[0], "name": self.provider[1]} if self.provider else None,
+            "imap": self.imap.to_dict() if self.imap else None,
+            "smtp": self.smtp.to_dict() if self.smtp else None,
+            "source": self.source,
+            "confidence": self.confidence,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class DetectionResult:
+    """The one answer of the library, the API and the CLI."""
+
+    email: str
+    domain: str
+    provider: tuple[str, str] | None  # (id, name)
+    imap: ServerSettings | None
+    smtp: ServerSettings | None
+    auth_methods: tuple[AuthMethod, ...]
+    oauth: OAuthInfo | None
+    hints: tuple[Hint, ...]
+    source: Source
+    confidence: Confidence
+    alternatives: tuple[Alternative, ...] = field(default=())
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "email": self.email,
+            "domain": self.domain,
+            "provider": {"id": self.provider[0], "name": self.provider[1]} if self.provider else None,
+            "imap": self.imap.to_dict() if self.imap else None,
+            "smtp": self.smtp.to_dict() if self.smtp else None,
+            "auth_methods": list(self.auth_methods),
+            "oauth": self.oauth.to_dict() if self.oauth else None,
+            "hints": [h.to_dict() for h in self.hints],
+            "source": self.source,
+            "confidence": self.confidence,
+            "alternatives": [a.to_dict() for a in self.alternatives],
+        }

@@ -1,0 +1,72 @@
+"""The API's request and response bodies for ``POST /v1/detect`` (OpenAPI documents them).
+
+The response mirrors :meth:`mailport.detect.DetectionResult.to_dict` field by field.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from mailport.detect.model import DetectionResult
+
+
+class DetectRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    # A plain string on purpose: a bad address is our `invalid_email`, not a schema error.
+    email: str = Field(..., max_length=320, examples=["support@company.com"])
+
+
+class ProviderOut(BaseModel):
+    id: str
+    name: str
+
+
+class ServerOut(BaseModel):
+    host: str
+    port: int
+    security: Literal["ssl", "starttls", "none"]
+    username: str
+
+
+class OAuthOut(BaseModel):
+    provider: str = Field(description="google, microsoft, …")
+    usable: bool = Field(description="The provider supports it AND this instance has an OAuth app for it")
+
+
+class HintOut(BaseModel):
+    code: str
+    text: str
+    url: str | None = None
+
+
+Source = Literal["database", "autoconfig", "srv", "mx", "probe", "none"]
+Confidence = Literal["high", "medium", "low"]
+
+
+class AlternativeOut(BaseModel):
+    provider: ProviderOut | None
+    imap: ServerOut | None
+    smtp: ServerOut | None
+    source: Source
+    confidence: Confidence
+
+
+class DetectResponse(BaseModel):
+    email: str
+    domain: str
+    provider: ProviderOut | None
+    imap: ServerOut | None
+    smtp: ServerOut | None
+    auth_methods: list[Literal["oauth2", "password", "app_password"]]
+    oauth: OAuthOut | None
+    hints: list[HintOut]
+    source: Source
+    confidence: Confidence
+    alternatives: list[AlternativeOut]
+
+    @classmethod
+    def from_result(cls, result: DetectionResult) -> DetectResponse:
+        return cls.model_validate(result.to_dict())

@@ -1,0 +1,118 @@
+"""Probing real servers: the session's Dovecot/SMTP bed, and a bed with our test names."""
+
+from __future__ import annotations
+
+import ssl
+
+from mailport.detect.probe import ProbeTarget, probe
+from tests.fixtures.dns import LocalDNSServer
+from tests.integration.detect.conftest import MakeDetector
+from tests.mailstack.dovecot import Dovecot, free_port
+from tests.mailstack.smtp import SubmissionServer
+
+
+async def test_imap_implicit_tls_greeting_and_capabilities(dovecot: Dovecot, tls_ctx: ssl.SSLContext) -> None:
+    result = await probe(ProbeTarget("imap", "localhost", dovecot.imaps_port, "ssl"), ssl_context=tls_ctx)
+    assert result.ok, result.error
+    assert result.greeting.startswith("* OK")
+    assert "IMAP4rev1" in result.capabilities
+    assert {"PLAIN", "XOAUTH2", "OAUTHBEARER"} <= set(result.auth_mechanisms)
+
+
+async def test_imap_starttls_upgrade_is_verified(dovecot: Dovecot, tls_ctx: ssl.SSLContext) -> None:
+    result = await probe(ProbeTarget("imap", "localhost", dovecot.imap_port, "starttls"), ssl_context=tls_ctx)
+    assert result.ok, result.error
+    assert result.starttls and result.tls_verified
+    assert "PLAIN" in result.auth_mechanisms
+
+
+async def test_smtp_both_ports(smtp: SubmissionServer, tls_ctx: ssl.SSLContext) -> None:
+    assert smtp.tls_port is not None
+    implicit = await probe(ProbeTarget("smtp", "localhost", smtp.tls_port, "ssl"), ssl_context=tls_ctx)
+    assert implicit.ok, implicit.error
+    assert implicit.greeting.startswith("220")
+    assert {"PLAIN", "LOGIN", "XOAUTH2"} <= set(implicit.auth_mechanisms)
+
+    upgraded = await probe(ProbeTarget("smtp", "localhost", smtp.port, "starttls"), ssl_context=tls_ctx)
+    assert upgraded.ok, upgraded.error
+    assert upgraded.starttls and "XOAUTH2" in upgraded.auth_mechanisms
+
+
+async def test_certificate_for_another_name_is_reported_not_accepted(
+    dovecot: Dovecot, tls_ctx: ssl.SSLContext
+) -> None:
+    target = ProbeTarget("imap", "imap.acme.example", dovecot.imaps_port, "ssl")
+    result = await probe(target, address="127.0.0.1", ssl_context=tls_ctx)
+    assert not result.ok and result.reachable
+    assert result.error is not None and result.error.startswith("certificate not trusted")
+
+
+async def test_closed_port_and_wrong_protocol(smtp: SubmissionServer, tls_ctx: ssl.SSLContext) -> None:
+    closed = await probe(ProbeTarget("imap", "localhost", free_port(), "ssl"), ssl_context=tls_ctx, timeout=2)
+    assert not closed.reachable and closed.error is not None and "connection failed" in closed.error
+
+    assert smtp.tls_port is not None
+    wrong = await probe(
+        ProbeTarget("imap", "localhost", smtp.tls_port, "ssl"), ssl_context=tls_ctx, timeout=2
+    )
+    assert not wrong.ok and wrong.error is not None and "not an IMAP greeting" in wrong.error
+
+
+async def test_detection_by_probing_finds_verified_servers(
+    probe_bed: tuple[Dovecot, SubmissionServer], dns_server: LocalDNSServer, make_detector: MakeDetector
+) -> None:
+    dovecot, smtp = probe_bed
+    assert smtp.tls_port is not None
+    dns_server.add("probe.example.", "MX", "10 mx.probe.example.")
+    dns_server.add("mail.probe.example.", "A", "127.0.0.1")
+    dns_server.add("smtp.probe.example.", "A", "127.0.0.1")
+    detector = make_detector(
+        probe=True,
+        imap_probe_ports=((free_port(), "ssl"), (dovecot.imap_port, "starttls")),
+        smtp_probe_ports=((smtp.tls_port, "ssl"), (smtp.port, "starttls")),
+    )
+
+    result = await detector.detect("desk@probe.example")
+
+    assert result.source == "probe" and result.confidence == "medium"
+    assert result.imap is not None
+    assert (result.imap.host, result.imap.port, result.imap.security) == (
+        "mail.probe.example",
+        dovecot.imap_port,
+        "starttls",
+    )
+    assert result.smtp is not None
+    assert (result.smtp.host, result.smtp.port, result.smtp.security) == (
+        "smtp.probe.example",
+        smtp.tls_port,
+        "ssl",
+    )
+    assert result.imap.username == "desk@probe.example"
+    assert "password" in result.auth_methods
+
+
+async def test_probing_is_off_when_disabled(
+    probe_bed: tuple[Dovecot, SubmissionServer], dns_server: LocalDNSServer, make_detector: MakeDetector
+) -> None:
+    dovecot, _ = probe_bed
+    dns_server.add("imap.probe.example.", "A", "127.0.0.1")
+    detector = make_detector(probe=True, imap_probe_ports=((dovecot.imaps_port, "ssl"),), smtp_probe_ports=())
+    assert (await detector.detect("a@probe.example", probe=False)).source == "none"
+    assert (await detector.detect("a@probe.example")).source == "probe"
+
+
+async def test_detection_reports_an_untrusted_certificate_with_low_confidence(
+    dovecot: Dovecot, dns_server: LocalDNSServer, make_detector: MakeDetector
+) -> None:
+    # The session bed's certificate names only localhost: found, but not trusted for the name.
+    dns_server.add("imap.acme.example.", "A", "127.0.0.1")
+    detector = make_detector(
+        probe=True,
+        ca_files=(dovecot.ca_file,),
+        imap_probe_ports=((dovecot.imaps_port, "ssl"),),
+        smtp_probe_ports=(),
+    )
+    result = await detector.detect("a@acme.example")
+    assert result.source == "probe" and result.confidence == "low"
+    assert result.imap is not None and result.imap.host == "imap.acme.example"
+    assert "certificate_untrusted" in {h.code for h in result.hints}
