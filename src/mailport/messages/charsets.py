@@ -90,8 +90,11 @@ def candidates(charset: str | None) -> tuple[str, ...]:
             if name is None:
                 continue
             try:
-                codec = codecs.lookup(name).name
-            except LookupError:
+                info = codecs.lookup(name)
+            except (LookupError, ValueError, TypeError):
+                continue
+            codec = info.name
+            if not getattr(info, "_is_text_encoding", True):  # base64_codec, zlib_codec, rot13 …
                 continue
             if codec not in names:
                 names.append(codec)
@@ -110,7 +113,7 @@ def decode(data: bytes | bytearray | memoryview, charset: str | None) -> tuple[s
     for codec in declared:
         try:
             return str(data, codec), False
-        except UnicodeDecodeError:
+        except (UnicodeError, LookupError, ValueError, TypeError):
             continue
     fell_back = bool(charset)
     if "utf-8" not in declared:

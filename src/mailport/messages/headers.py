@@ -36,8 +36,13 @@ _BLANK = re.compile(r"[ \t\r\n]*")
 _MSG_ID = re.compile(r"<([^<>\s]+)>")
 _ADDRESS_PIECE = re.compile(r'(?:"[^"]*"|[^,"])+')
 _SIMPLE_ADDRESS = re.compile(
-    r'[ \t]*(?:("[^"]*"|[^<>":,]*?)[ \t]*<([^<>\s@",:]+@[^<>\s@",:]+)>|([^<>\s@",:]+@[^<>\s@",:]+))[ \t]*'
+    r'[ \t]*(?:("[^"]*"|[^<>":,]*)<([^<>\s@",:]+@[^<>\s@",:]+)>|([^<>\s@",:]+@[^<>\s@",:]+))[ \t]*'
 )
+# Longer parameter fields are cut: the stdlib's parameter splitter is quadratic in their length.
+MAX_PARAM_FIELD = 16_384
+# Longer address fields are cut before the stdlib's character-by-character address parser.
+MAX_ADDRESS_FIELD = 65_536
+_EMPTY_GROUP = re.compile(r"[^:;<>@]*:[ \t]*;?[ \t]*")  # 'undisclosed-recipients:;'
 _B64_JUNK = re.compile(rb"[^A-Za-z0-9+/]")
 
 Headers = list[tuple[str, str]]
@@ -154,12 +159,15 @@ def addresses(value: str | None) -> tuple[tuple[Address, ...], bool]:
     """An address list as ``Address(name, email)``s; ``(addresses, had_defect)``.
 
     Names are RFC 2047-decoded after splitting (a decoded name may contain commas); IDNA
-    domains (``xn--``) are shown in Unicode. Empty entries are dropped; a value with no
-    usable address at all becomes one ``Address(name=<the text>, email="")``.
+    domains (``xn--``) are shown in Unicode. Empty entries and empty groups
+    (``undisclosed-recipients:;``) are dropped; any other value with no usable address becomes
+    one ``Address(name=<the text>, email="")`` and counts as a defect.
     """
     if not value:
         return (), False
     defect = False
+    if len(value) > MAX_ADDRESS_FIELD:
+        value, defect = value[:MAX_ADDRESS_FIELD], True
     out: list[Address] = []
     for name, email in _simple_addresses(value) or getaddresses([value]):
         if not name and not email:
@@ -168,7 +176,7 @@ def addresses(value: str | None) -> tuple[tuple[Address, ...], bool]:
             name, bad = decode_words(name)
             defect = defect or bad
         out.append(Address(name=name, email=_unicode_domain(email)))
-    if not out:
+    if not out and not _EMPTY_GROUP.fullmatch(value):
         text, _ = decode_words(value)
         text = text.strip(" \t;:<>,")
         if text:
@@ -194,7 +202,7 @@ def _simple_addresses(value: str) -> list[tuple[str, str]] | None:
         if bare is not None:
             out.append(("", bare))
             continue
-        name = name or ""
+        name = (name or "").strip(" \t")
         if name.startswith('"') and name.endswith('"') and len(name) >= 2:
             name = name[1:-1]
         else:
@@ -257,9 +265,9 @@ class ParamHeaders:
     def __init__(self, content_type: str | None, disposition: str | None) -> None:
         self._msg = _Compat32Message()
         if content_type:
-            self._msg.set_raw("Content-Type", content_type)
+            self._msg.set_raw("Content-Type", content_type[:MAX_PARAM_FIELD])
         if disposition:
-            self._msg.set_raw("Content-Disposition", disposition)
+            self._msg.set_raw("Content-Disposition", disposition[:MAX_PARAM_FIELD])
 
     def content_type(self, default: str = "text/plain") -> str:
         if default != "text/plain":
