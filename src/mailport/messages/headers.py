@@ -43,6 +43,7 @@ MAX_PARAM_FIELD = 16_384
 # Longer address fields are cut before the stdlib's character-by-character address parser.
 MAX_ADDRESS_FIELD = 65_536
 _EMPTY_GROUP = re.compile(r"[^:;<>@]*:[ \t]*;?[ \t]*")  # 'undisclosed-recipients:;'
+_LOCAL_ONLY = re.compile(r'[^\s@<>"(),;:\[\]]+')
 _B64_JUNK = re.compile(rb"[^A-Za-z0-9+/]")
 
 Headers = list[tuple[str, str]]
@@ -71,7 +72,10 @@ def header_end(raw: bytes, start: int, end: int) -> tuple[int, int]:
 
 
 def parse_block(block: bytes) -> Headers:
-    """``[(name, value)]`` of a header block: values unfolded, stripped, 8-bit bytes decoded."""
+    """``[(name, value)]`` of a header block: values unfolded, stripped, 8-bit bytes decoded.
+
+    NUL characters become U+FFFD: PostgreSQL cannot store them in text or JSONB.
+    """
     text = block.decode("latin-1")
     out: Headers = []
     for match in _FIELD.finditer(text):
@@ -81,6 +85,8 @@ def parse_block(block: bytes) -> Headers:
         value = value.strip()
         if not value.isascii():
             value = decode_8bit(value)
+        if "\x00" in value:
+            value = value.replace("\x00", "\ufffd")
         out.append((match.group(1), value))
     return out
 
@@ -138,7 +144,7 @@ def decode_words(value: str) -> tuple[str, bool]:
         pos = match.end()
     flush()
     out.append(value[pos:])
-    return "".join(out), defect
+    return "".join(out).replace("\x00", "\ufffd"), defect
 
 
 def b64decode(data: bytes | memoryview) -> tuple[bytes, bool]:
@@ -160,8 +166,9 @@ def addresses(value: str | None) -> tuple[tuple[Address, ...], bool]:
 
     Names are RFC 2047-decoded after splitting (a decoded name may contain commas); IDNA
     domains (``xn--``) are shown in Unicode. Empty entries and empty groups
-    (``undisclosed-recipients:;``) are dropped; any other value with no usable address becomes
-    one ``Address(name=<the text>, email="")`` and counts as a defect.
+    (``undisclosed-recipients:;``) are dropped; a lone local name (``root``) is kept as the
+    address; any other value without an ``@`` address becomes one
+    ``Address(name=<the decoded text>, email="")`` and counts as a defect.
     """
     if not value:
         return (), False
@@ -176,12 +183,13 @@ def addresses(value: str | None) -> tuple[tuple[Address, ...], bool]:
             name, bad = decode_words(name)
             defect = defect or bad
         out.append(Address(name=name, email=_unicode_domain(email)))
-    if not out and not _EMPTY_GROUP.fullmatch(value):
-        text, _ = decode_words(value)
-        text = text.strip(" \t;:<>,")
-        if text:
-            return (Address(name=text, email=""),), True
-    return tuple(out), defect
+    if any("@" in address.email for address in out) or _EMPTY_GROUP.fullmatch(value):
+        return tuple(out), defect
+    bare = value.strip(" \t")
+    if _LOCAL_ONLY.fullmatch(bare):  # 'root': a local mailbox, as cron writes it
+        return (Address(name="", email=bare),), defect
+    text = decode_words(value)[0].strip(" \t;:<>,")
+    return ((Address(name=text, email=""),) if text else ()), bool(text)
 
 
 def _simple_addresses(value: str) -> list[tuple[str, str]] | None:
@@ -297,4 +305,4 @@ class ParamHeaders:
                 name = collapse_rfc2231_value(raw).strip()
         if not name:
             return None, False
-        return decode_words(name)
+        return decode_words(name.replace("\x00", "\ufffd"))

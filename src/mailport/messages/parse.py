@@ -218,6 +218,8 @@ def _text(raw: bytes, leaf: Leaf | None, defects: list[str]) -> str | None:
         defects.append(f"{leaf.content_type} body: charset {charset!r} failed, decoded with a fallback")
     if "\r" in text:
         text = text.replace("\r\n", "\n")
+    if "\x00" in text:  # PostgreSQL cannot store NUL in text or JSONB
+        text = text.replace("\x00", "\ufffd")
     return text
 
 
