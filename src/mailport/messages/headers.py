@@ -78,8 +78,7 @@ def parse_block(block: bytes) -> Headers:
     """
     text = block.decode("latin-1")
     out: Headers = []
-    for match in _FIELD.finditer(text):
-        value = match.group(2)
+    for name, value in _FIELD.findall(text):
         if "\n" in value:  # unfold (RFC 5322 §2.2.3): drop the line breaks, keep the blanks
             value = value.replace("\r\n", "").replace("\n", "")
         value = value.strip()
@@ -87,7 +86,7 @@ def parse_block(block: bytes) -> Headers:
             value = decode_8bit(value)
         if "\x00" in value:
             value = value.replace("\x00", "\ufffd")
-        out.append((match.group(1), value))
+        out.append((name, value))
     return out
 
 

@@ -41,9 +41,9 @@ class Structure:
     """The top-level header fields, the leaves in depth-first order, and any defects."""
 
     headers: Headers
+    fields: dict[str, str]
     leaves: list[Leaf]
     defects: list[str]
-    header_block_end: int
 
 
 def parse_structure(raw: bytes, *, max_depth: int = MAX_DEPTH, max_parts: int = MAX_PARTS) -> Structure:
@@ -51,7 +51,7 @@ def parse_structure(raw: bytes, *, max_depth: int = MAX_DEPTH, max_parts: int = 
     leaves: list[Leaf] = []
     defects: list[str] = []
     top_headers: Headers = []
-    top_end = 0
+    top_fields: dict[str, str] = {}
     # (start, end, section, depth, default content type)
     stack: list[tuple[int, int, str, int, str]] = [(0, len(raw), "", 0, "text/plain")]
     seen = 0
@@ -63,9 +63,9 @@ def parse_structure(raw: bytes, *, max_depth: int = MAX_DEPTH, max_parts: int = 
             break
         head_end, body_start = header_end(raw, start, end)
         headers = parse_block(raw[start:head_end])
-        if depth == 0:
-            top_headers, top_end = headers, head_end
         fields = first(headers)
+        if depth == 0:
+            top_headers, top_fields = headers, fields
         params = ParamHeaders(fields.get("content-type"), fields.get("content-disposition"))
         content_type = params.content_type(default)
         if content_type.startswith("multipart/"):
@@ -92,7 +92,7 @@ def parse_structure(raw: bytes, *, max_depth: int = MAX_DEPTH, max_parts: int = 
             # Whatever could be read: an unsplittable multipart is shown as plain text.
             content_type = "text/plain"
         leaves.append(Leaf(section or "1", content_type, fields, params, body_start, end))
-    return Structure(top_headers, leaves, defects, top_end)
+    return Structure(top_headers, top_fields, leaves, defects)
 
 
 def split_multipart(raw: bytes, start: int, end: int, boundary: bytes) -> tuple[list[tuple[int, int]], bool]:
