@@ -81,7 +81,7 @@ def parse_block(block: bytes) -> Headers:
     for name, value in _FIELD.findall(text):
         if "\n" in value:  # unfold (RFC 5322 §2.2.3): drop the line breaks, keep the blanks
             value = value.replace("\r\n", "").replace("\n", "")
-        value = value.strip()
+        value = value.strip(" \t\r\n")  # not str.strip(): 0x85 and 0xA0 may be UTF-8 bytes
         if not value.isascii():
             value = decode_8bit(value)
         if "\x00" in value:

@@ -187,6 +187,11 @@ def test_attachment_content_returns_the_decoded_bytes_of_each_attachment() -> No
         assert data == expected[n]
         assert meta.size == len(data)
     assert attachment_content(raw, 0)[1].startswith(b"%PDF-1.4")
+    assert [(a.section, a.disposition) for a in message.attachments] == [
+        ("2", "attachment"),
+        ("3", "attachment"),
+        ("4", "attachment"),
+    ]
 
 
 def test_inline_images_keep_their_content_id_and_section() -> None:
