@@ -49,6 +49,11 @@ _B64_JUNK = re.compile(rb"[^A-Za-z0-9+/]")
 Headers = list[tuple[str, str]]
 
 
+def message_start(raw: bytes) -> int:
+    """Where the first header field begins: after a UTF-8 byte-order mark some tools write."""
+    return 3 if raw.startswith(b"\xef\xbb\xbf") else 0
+
+
 def header_end(raw: bytes, start: int, end: int) -> tuple[int, int]:
     """Where the header block that starts at ``start`` ends, and where the body begins.
 

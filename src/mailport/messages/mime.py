@@ -18,7 +18,15 @@ from __future__ import annotations
 import binascii
 from dataclasses import dataclass
 
-from mailport.messages.headers import Headers, ParamHeaders, b64decode, first, header_end, parse_block
+from mailport.messages.headers import (
+    Headers,
+    ParamHeaders,
+    b64decode,
+    first,
+    header_end,
+    message_start,
+    parse_block,
+)
 
 MAX_DEPTH = 32
 MAX_PARTS = 1000
@@ -53,7 +61,7 @@ def parse_structure(raw: bytes, *, max_depth: int = MAX_DEPTH, max_parts: int = 
     top_headers: Headers = []
     top_fields: dict[str, str] = {}
     # (start, end, section, depth, default content type)
-    stack: list[tuple[int, int, str, int, str]] = [(0, len(raw), "", 0, "text/plain")]
+    stack: list[tuple[int, int, str, int, str]] = [(message_start(raw), len(raw), "", 0, "text/plain")]
     seen = 0
     while stack:
         start, end, section, depth, default = stack.pop()

@@ -41,7 +41,7 @@ from mailport.errors import NotFoundError
 from mailport.messages import headers as hdr
 from mailport.messages.charsets import decode
 from mailport.messages.mime import MAX_DEPTH, MAX_PARTS, Leaf, Structure, decode_body, parse_structure
-from mailport.messages.model import Attachment, Disposition, Message
+from mailport.messages.model import Address, Attachment, Disposition, Message
 from mailport.messages.threading import thread_key
 
 _BODY_TYPES = ("text/plain", "text/html")
@@ -89,21 +89,25 @@ def parse_headers_only(
     raw_headers = bytes(raw_headers)
     ids = _Ids(mailbox_id, folder, uidvalidity, uid, tuple(flags), size)
     try:
-        head_end, _ = hdr.header_end(raw_headers, 0, len(raw_headers))
-        headers = hdr.parse_block(raw_headers[:head_end])
+        start = hdr.message_start(raw_headers)
+        head_end, _ = hdr.header_end(raw_headers, start, len(raw_headers))
+        headers = hdr.parse_block(raw_headers[start:head_end])
         structure = Structure(headers, hdr.first(headers), [], [])
         return _normalize(raw_headers, structure, ids, truncated=True)
     except Exception as exc:  # never raises, as parse_message
         return _fallback(raw_headers, ids, exc, truncated=True)
 
 
-def attachment_content(raw: bytes, index: int) -> tuple[Attachment, bytes]:
+def attachment_content(
+    raw: bytes, index: int, *, max_depth: int = MAX_DEPTH, max_parts: int = MAX_PARTS
+) -> tuple[Attachment, bytes]:
     """Attachment ``index`` (as numbered in ``Message.attachments``) and its decoded bytes.
 
+    Pass the same limits as to ``parse_message`` (the defaults alike) so the numbers agree.
     Raises :class:`~mailport.errors.NotFoundError` when the message has no such attachment.
     """
     raw = bytes(raw)
-    _, _, leaves = _classify(parse_structure(raw).leaves)
+    _, _, leaves = _classify(parse_structure(raw, max_depth=max_depth, max_parts=max_parts).leaves)
     if not 0 <= index < len(leaves):
         raise NotFoundError(
             f"the message has no attachment {index} (it has {len(leaves)})",
@@ -135,7 +139,7 @@ def _normalize(raw: bytes, structure: Structure, ids: _Ids, *, truncated: bool) 
     subject, bad = hdr.decode_words(fields.get("subject", ""))
     if bad:
         defects.append("subject: undecodable encoded-word or charset")
-    lists = {}
+    lists: dict[str, tuple[Address, ...]] = {}
     for name in ("from", "sender", "reply-to", "to", "cc", "bcc"):
         lists[name], bad = hdr.addresses(fields.get(name))
         if bad:
@@ -255,8 +259,9 @@ def _fallback(raw: bytes, ids: _Ids, exc: BaseException, *, truncated: bool = Fa
     """A message from whatever the header block gives, after an unexpected failure."""
     error = f"{type(exc).__name__}: {exc}"[:500]
     try:
-        head_end, _ = hdr.header_end(raw, 0, len(raw))
-        headers = hdr.parse_block(raw[:head_end])
+        start = hdr.message_start(raw)
+        head_end, _ = hdr.header_end(raw, start, len(raw))
+        headers = hdr.parse_block(raw[start:head_end])
         message = _normalize(raw, Structure(headers, hdr.first(headers), [], []), ids, truncated=truncated)
     except Exception:  # even the header block is unreadable: ids only
         digest = hashlib.sha256(raw).hexdigest()

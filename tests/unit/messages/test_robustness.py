@@ -190,3 +190,9 @@ def test_random_bytes_and_empty_input() -> None:
             assert_deliverable(m)
     empty = parse(b"")
     assert empty.subject == "" and empty.text == "" and empty.attachments == ()
+
+
+def test_a_leading_byte_order_mark_is_skipped() -> None:
+    m = parse(b"\xef\xbb\xbfSubject: saved by a Windows tool\r\nFrom: a@example.com\r\n\r\nbody")
+    assert m.subject == "saved by a Windows tool" and m.from_[0].email == "a@example.com"
+    assert m.text == "body"
