@@ -68,7 +68,7 @@ def header_end(raw: bytes, start: int, end: int) -> tuple[int, int]:
     if not _HEADER_START.match(raw, start, end) and not raw.startswith(b"From ", start, end):
         return start, start
     crlf = raw.find(b"\n\r\n", start, end)
-    lf = raw.find(b"\n\n", start, end)
+    lf = raw.find(b"\n\n", start, end if crlf == -1 else crlf)  # not past the CRLF one: big bodies
     if crlf != -1 and (lf == -1 or crlf < lf):
         return crlf + 1, crlf + 3
     if lf != -1:
