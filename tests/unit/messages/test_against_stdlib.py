@@ -2,7 +2,8 @@
 
 The corpus: hand-made files in ``data/corpus`` (RFC 2047 words in ten charsets, QP and base64
 bodies, multipart/alternative, RFC 2231 and RFC 2047 attachment names, inline images with
-content-ids, a forwarded message, ISO-2022-JP and ks_c_5601-1987 mail, address-list oddities),
+content-ids, a forwarded message, ISO-2022-JP and ks_c_5601-1987 mail, address-list oddities,
+PGP/MIME-signed mail, Apple Mail text-image-text, an Outlook invitation with text/calendar),
 each in LF and CRLF form, plus messages composed with ``email.message.EmailMessage`` in many
 charsets.
 """
@@ -119,7 +120,7 @@ def test_corpus_matches_policy_default(path: Path, line_ending: str) -> None:
 
 
 def test_corpus_is_the_one_described() -> None:
-    assert len(CORPUS) >= 10
+    assert len(CORPUS) >= 13
     joined = b"".join(p.read_bytes() for p in CORPUS)
     for needle in (b"?Q?", b"?B?", b"filename*0*=", b"filename*=", b"Content-ID:", b"quoted-printable"):
         assert needle in joined
