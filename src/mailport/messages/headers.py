@@ -36,8 +36,8 @@ _BLANK = re.compile(r"[ \t\r\n]*")
 _MSG_ID = re.compile(r"<([^<>\s]+)>")
 _ADDRESS_PIECE = re.compile(r'(?:"[^"]*"|[^,"])+')
 _SIMPLE_ADDRESS = re.compile(
-    r'[ \t]*(?:("[^"]*"|[^<>":,]*)<([^<>\s@",:]+@[^<>\s@",:]+)>|([^<>\s@",:]+@[^<>\s@",:]+))[ \t]*'
-)
+    r'(?:("[^"]*"|[^<>":,]*)<([^<>\s@",:]+@[^<>\s@",:]+)>|([^<>\s@",:]+@[^<>\s@",:]+))'
+)  # matched against stripped pieces: blanks around it would make it quadratic
 # Longer parameter fields are cut: the stdlib's parameter splitter is quadratic in their length.
 MAX_PARAM_FIELD = 16_384
 # Longer address fields are cut before the stdlib's character-by-character address parser.
@@ -205,11 +205,12 @@ def _simple_addresses(value: str) -> list[tuple[str, str]] | None:
     pieces = _ADDRESS_PIECE.findall(value) if '"' in value else value.split(",")
     out: list[tuple[str, str]] = []
     for piece in pieces:
+        piece = piece.strip(" \t")
+        if not piece:
+            continue
         match = _SIMPLE_ADDRESS.fullmatch(piece)
         if match is None:
-            if piece.strip(" \t"):
-                return None
-            continue
+            return None
         name, angle, bare = match.groups()
         if bare is not None:
             out.append(("", bare))

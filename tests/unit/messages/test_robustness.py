@@ -196,3 +196,26 @@ def test_a_leading_byte_order_mark_is_skipped() -> None:
     m = parse(b"\xef\xbb\xbfSubject: saved by a Windows tool\r\nFrom: a@example.com\r\n\r\nbody")
     assert m.subject == "saved by a Windows tool" and m.from_[0].email == "a@example.com"
     assert m.text == "body"
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        " " * 60_000 + "x",
+        '"' * 60_000,
+        "=?" * 30_000,
+        "=?utf-8?q?" * 6_000,
+        "<" * 60_000,
+        "a@" * 30_000,
+        "(" * 60_000,
+        ",\t" * 30_000,
+        "x" * 60_000 + ":",
+    ],
+)
+def test_pathological_header_values_stay_linear(value: str) -> None:
+    fields = ("From", "To", "Cc", "Subject", "Date", "Message-ID", "References", "Content-Type")
+    raw = "".join(f"{name}: {value}\r\n" for name in fields).encode() + b"\r\nbody"
+    started = time.process_time()
+    m = parse(raw)
+    assert time.process_time() - started < 2.0
+    assert_deliverable(m)
