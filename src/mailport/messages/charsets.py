@@ -72,6 +72,10 @@ SUPERSETS: dict[str, str] = {
 }
 
 
+# Python codecs that are no mail charset and can turn bytes into lone surrogates or worse.
+_NOT_MAIL_CHARSETS = frozenset({"unicode-escape", "raw-unicode-escape", "undefined", "mbcs", "oem"})
+
+
 def normalize_label(charset: str) -> str:
     """The lookup key of a charset label: stripped, lower-case, quotes removed, '_' as '-'."""
     return charset.strip().strip("\"'").lower().replace("_", "-")
@@ -94,7 +98,7 @@ def candidates(charset: str | None) -> tuple[str, ...]:
             except (LookupError, ValueError, TypeError):
                 continue
             codec = info.name
-            if not getattr(info, "_is_text_encoding", True):  # base64_codec, zlib_codec, rot13 …
+            if not getattr(info, "_is_text_encoding", True) or codec in _NOT_MAIL_CHARSETS:
                 continue
             if codec not in names:
                 names.append(codec)
@@ -112,7 +116,10 @@ def decode(data: bytes | bytearray | memoryview, charset: str | None) -> tuple[s
     declared = candidates(charset)
     for codec in declared:
         try:
-            return str(data, codec), False
+            text = str(data, codec)
+            if codec == "utf-7" and not text.isascii():
+                text.encode("utf-8")  # UTF-7 can decode to lone surrogates, which JSON cannot carry
+            return text, False
         except (UnicodeError, LookupError, ValueError, TypeError):
             continue
     fell_back = bool(charset)

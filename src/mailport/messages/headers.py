@@ -310,4 +310,11 @@ class ParamHeaders:
                 name = collapse_rfc2231_value(raw).strip()
         if not name:
             return None, False
-        return decode_words(name.replace("\x00", "\ufffd"))
+        bad = False
+        if not name.isascii():
+            try:
+                name.encode("utf-8")
+            except UnicodeEncodeError:  # an RFC 2231 charset such as utf-7 made lone surrogates
+                name, bad = name.encode("utf-8", "replace").decode("utf-8"), True
+        text, bad_words = decode_words(name.replace("\x00", "\ufffd"))
+        return text, bad or bad_words

@@ -59,3 +59,17 @@ def test_candidates_are_known_codecs_without_duplicates() -> None:
     assert candidates("utf-8") == ("utf-8",)
     assert candidates("x-nope") == ()
     assert candidates(None) == ()
+
+
+@pytest.mark.parametrize(
+    ("data", "label"),
+    [
+        (b"+2D0-", "utf-7"),
+        (b"\\ud800", "unicode_escape"),
+        (b"\\ud800", "raw-unicode-escape"),
+        (b"x", "undefined"),
+    ],
+)
+def test_no_label_yields_lone_surrogates(data: bytes, label: str) -> None:
+    text, _ = decode(data, label)
+    text.encode("utf-8")  # would raise on a lone surrogate

@@ -192,6 +192,23 @@ def test_random_bytes_and_empty_input() -> None:
     assert empty.subject == "" and empty.text == "" and empty.attachments == ()
 
 
+def test_charsets_that_could_produce_lone_surrogates_do_not() -> None:
+    raw = (
+        b"Subject: =?utf-7?q?+2D0-?= =?unicode_escape?q?=5Cud800?=\r\n"
+        b"Content-Type: text/plain; charset=unicode_escape\r\n\r\n\\ud800 body"
+    )
+    m = parse(raw)
+    assert m.text == "\\ud800 body"
+    assert_deliverable(m)
+    attached = parse(
+        b"Content-Type: multipart/mixed; boundary=b\r\n\r\n--b\r\n"
+        b"Content-Disposition: attachment; filename*=utf-7''%2B2D0-.txt\r\n\r\nx\r\n--b--\r\n"
+    )
+    assert attached.attachments[0].filename == "?.txt"
+    assert attached.parse_error is not None and "undecodable filename" in attached.parse_error
+    assert_deliverable(attached)
+
+
 def test_a_leading_byte_order_mark_is_skipped() -> None:
     m = parse(b"\xef\xbb\xbfSubject: saved by a Windows tool\r\nFrom: a@example.com\r\n\r\nbody")
     assert m.subject == "saved by a Windows tool" and m.from_[0].email == "a@example.com"
