@@ -221,6 +221,7 @@ def main() -> None:
         "avg_mixed_message_bytes": sum(map(len, mixed)) // len(mixed),
         "mailport_msgs_per_s": round(rate(mailport, text, args.repeat)),
         "stdlib_default_msgs_per_s": round(rate(stdlib_default, text[:ref_n], args.repeat)),
+        "stdlib_default_messages_timed": ref_n,
         "mailport_mixed_msgs_per_s": round(rate(mailport, mixed, args.repeat)),
         "stdlib_default_mixed_msgs_per_s": round(rate(stdlib_default, mixed[:ref_n], args.repeat)),
         "stdlib_compat32_parse_only_msgs_per_s": round(rate(email.message_from_bytes, text, args.repeat)),

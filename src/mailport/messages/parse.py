@@ -17,7 +17,7 @@ Design (performance is the driver: ingestion must reach 1,000 msg/s on two share
   our RFC 2047 decoder and charset fallbacks (:mod:`.charsets`).
 * Measured with ``bench/parse.py`` (one core, CPU time, ~5.6 KB messages, machine shared with
   other builds): ``parse_message`` + ``to_dict()`` 107-167 µs (6,000-9,400 msg/s) against
-  1,200-1,650 µs (600-830 msg/s) for ``policy.default`` + ``get_body``/``get_content``: 10-12x;
+  1,200-1,930 µs (520-830 msg/s) for ``policy.default`` + ``get_body``/``get_content``: 10-14x;
   compat32's bare parse, decoding nothing, is 75-85 µs. Mixed corpus (20 % multipart with
   attachments): 185-275 µs. A 20 MB attachment: 0.14 s and ~22 MB peak (compat32: 1.9 s, 224 MB).
   Details in ``docs/messages.md``.
