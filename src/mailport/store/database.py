@@ -59,7 +59,7 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
 
 
 def open_database(url: str, *, echo: bool = False) -> Database:
-    """An engine for ``url`` (``sqlite+aiosqlite://…`` or ``postgresql+asyncpg://…``)."""
+    """An engine for ``url`` (``sqlite+aiosqlite://…`` or ``postgresql+asyncpg://…[?search_path=schema]``)."""
     try:
         parsed = make_url(url)
     except ArgumentError as exc:
@@ -70,6 +70,12 @@ def open_database(url: str, *, echo: bool = False) -> Database:
             Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
     elif parsed.get_backend_name() == "postgresql":
         kwargs["pool_pre_ping"] = True
+        search_path = parsed.query.get("search_path")
+        if search_path is not None:
+            # `?search_path=mailport` keeps mailport's tables in their own schema (one database,
+            # several applications or test runs); asyncpg takes it as a server setting.
+            parsed = parsed.difference_update_query(["search_path"])
+            kwargs["connect_args"] = {"server_settings": {"search_path": str(search_path)}}
     else:
         raise ConfigurationError(
             f"unsupported database {parsed.get_backend_name()!r}: use sqlite+aiosqlite:// or "
