@@ -40,3 +40,21 @@ def test_serve_migrates_and_serves_tenants_and_mailboxes(tmp_path: Path):
         p.read_bytes() for p in (tmp_path / "var").glob("mailport.db*")
     )
     assert "app-password-e2e" not in log_path.read_text()
+
+
+def test_serve_with_the_wrong_key_refuses_to_start_in_one_line(tmp_path: Path):
+    from mailport.crypto import generate_key
+
+    proc, url, log_path = start_serve(tmp_path)  # generates var/secret.key and the key check
+    try:
+        wait_healthy(proc, url, log_path)
+    finally:
+        stop(proc)
+    proc, _url, log_path = start_serve(tmp_path, MAILPORT_SECRET_KEYS=generate_key())
+    assert proc.wait(30) == 1
+    output = log_path.read_text()
+    assert (
+        "error [secret_key_invalid]: the configured secret keys (MAILPORT_SECRET_KEYS) cannot decrypt"
+        in output
+    )
+    assert "Traceback" not in output
