@@ -24,14 +24,14 @@ class ProviderOut(BaseModel):
     name: str
 
 
-class ServerOut(BaseModel):
+class DetectedServer(BaseModel):
     host: str
     port: int
     security: Literal["ssl", "starttls", "none"]
     username: str
 
 
-class OAuthOut(BaseModel):
+class DetectedOAuth(BaseModel):
     provider: str = Field(description="google, microsoft, …")
     usable: bool = Field(description="The provider supports it AND this instance has an OAuth app for it")
 
@@ -48,8 +48,8 @@ Confidence = Literal["high", "medium", "low"]
 
 class AlternativeOut(BaseModel):
     provider: ProviderOut | None
-    imap: ServerOut | None
-    smtp: ServerOut | None
+    imap: DetectedServer | None
+    smtp: DetectedServer | None
     source: Source
     confidence: Confidence
 
@@ -58,10 +58,10 @@ class DetectResponse(BaseModel):
     email: str
     domain: str
     provider: ProviderOut | None
-    imap: ServerOut | None
-    smtp: ServerOut | None
+    imap: DetectedServer | None
+    smtp: DetectedServer | None
     auth_methods: list[Literal["oauth2", "password", "app_password"]]
-    oauth: OAuthOut | None
+    oauth: DetectedOAuth | None
     hints: list[HintOut]
     source: Source
     confidence: Confidence

@@ -9,7 +9,7 @@ from mailport.bootstrap import Services
 from mailport.detect import Detector
 from mailport.detect.schemas import DetectRequest, DetectResponse
 
-router = APIRouter(prefix="/v1", tags=["detect"], responses=error_responses(401, 422))
+router = APIRouter(prefix="/v1", tags=["detect"], responses=error_responses(401, 403, 422))
 
 
 def get_detector(request: Request, services: Services = Depends(get_services)) -> Detector:
