@@ -628,6 +628,13 @@ class ImapClient:
             )
         return entries
 
+    async def create(self, mailbox: str) -> None:
+        """CREATE a mailbox (name encoded in modified UTF-7)."""
+        await self._run(b"CREATE", mailbox_arg(mailbox))
+
+    async def delete(self, mailbox: str) -> None:
+        await self._run(b"DELETE", mailbox_arg(mailbox))
+
     async def status(self, mailbox: str, items: Sequence[str] | None = None) -> dict[str, int]:
         """STATUS (MESSAGES UIDNEXT UIDVALIDITY UNSEEN [HIGHESTMODSEQ]) -> ``{"MESSAGES": 3, ...}``."""
         await self._ensure_caps()
