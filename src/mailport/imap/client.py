@@ -1000,6 +1000,7 @@ class ImapClient:
                 proto.error.message, server_said=proto.error.server_said
             ) from proto.error
         if proto.bye is not None:
+            self._desynced()  # the server is going away: do not wait for it to close
             raise ConnectionLostError(f"{self.host}: the server said BYE: {proto.bye}", server_said=proto.bye)
         if self._idle is not None and self._idle.done.done():
             self._idle = None

@@ -43,7 +43,9 @@ async def test_starttls_then_login_command(dovecot: Dovecot, password_user) -> N
     await client.logout()
 
 
-async def test_authenticate_plain_without_sasl_ir_uses_a_continuation(dovecot: Dovecot, password_user) -> None:
+async def test_authenticate_plain_without_sasl_ir_uses_a_continuation(
+    dovecot: Dovecot, password_user
+) -> None:
     user, password = password_user
     client = await ImapClient.open(
         "127.0.0.1",

@@ -22,7 +22,7 @@ from mailport.imap.parser import (
 
 BODY = b"Subject: hi\r\nFrom: a@example.test\r\n\r\nbody\r\n"
 FETCH = (
-    b"* 12 FETCH (UID 7 FLAGS (\\Seen $Forwarded) INTERNALDATE \"17-Jul-1996 02:44:25 -0700\" "
+    b'* 12 FETCH (UID 7 FLAGS (\\Seen $Forwarded) INTERNALDATE "17-Jul-1996 02:44:25 -0700" '
     b"RFC822.SIZE 43 BODY[] {%d}\r\n%s)\r\n" % (len(BODY), BODY)
 )
 
