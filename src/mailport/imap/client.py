@@ -93,7 +93,7 @@ from mailport.imap.protocol import ImapProtocol, PendingCommand
 from mailport.imap.transport import (
     DEFAULT_TLS_READ_BUFFER,
     enable_keepalive,
-    make_context,
+    shared_context,
     start_tls,
     tls_info,
 )
@@ -247,11 +247,11 @@ class ImapClient:
         self.tls_read_buffer = tls_read_buffer
         self.on_event = on_event
         self.local_addr = local_addr
-        self._ssl_context = (
-            ssl_context
-            if ssl_context is not None
-            else (None if self.security is Security.PLAIN else make_context(ca_file=ca_file, verify=verify))
-        )
+        if not verify and ssl_context is None and self.security is not Security.PLAIN:
+            log.warning("%s:%s: TLS certificate verification is DISABLED (skip-verify)", host, self.port)
+        self._ssl_context: ssl.SSLContext | None = ssl_context
+        if ssl_context is None and self.security is not Security.PLAIN:
+            self._ssl_context = shared_context(ca_file, verify)
         self._ignore = frozenset(c.upper() for c in ignore_capabilities)
         self._proto: ImapProtocol | None = None
         self._transport: asyncio.Transport | None = None
@@ -744,13 +744,13 @@ class ImapClient:
         args: list[Arg] = [b"UID FETCH", uid_set(uids), b"(" + names.encode() + b")"]
         if changedsince is not None:
             args.append(b"(CHANGEDSINCE %d)" % changedsince)
-        result = await self._run(*args, wants=(b"FETCH",), timeout=timeout)
+        fetched: list[FetchedMessage] = []
+        await self._run(*args, wants=(b"FETCH",), timeout=timeout, fetched=fetched)
         wanted_body = any(
             "BODY" in i.upper() or "RFC822" == i.upper() or "BINARY" in i.upper() for i in items
         )
         messages: list[FetchedMessage] = []
-        for number, _, offset, response in result.untagged:
-            message = parse_fetch(number or 0, response, offset)
+        for message in fetched:
             if message.uid is None or (
                 wanted_body and message.raw is None and message.headers is None and message.oversize is None
             ):
@@ -1083,6 +1083,7 @@ class ImapClient:
         wants: Iterable[bytes] = (),
         timeout: float | None = None,
         converse: Callable[[PendingCommand], Any] | None = None,
+        fetched: list[FetchedMessage] | None = None,
     ) -> CommandResult:
         """Send one command, wait (with a deadline) for its completion; NO/BAD -> CommandError."""
         if self._idle is not None:
@@ -1092,6 +1093,7 @@ class ImapClient:
         async with self._lock:
             proto, _ = self._require_transport()
             command = self._begin(proto, frozenset(wants))
+            command.fetched = fetched
             try:
                 async with asyncio.timeout(deadline):
                     await self._send(proto, command, args)

@@ -71,81 +71,100 @@ class Response:
 
 
 class ResponseSplitter:
-    """Incremental framer: :meth:`feed` bytes as they arrive, get complete responses back."""
+    """Incremental framer: :meth:`feed` bytes as they arrive, get complete responses back.
 
-    __slots__ = ("_buf", "_lines", "_literals", "_need", "_skip", "_scan", "max_literal", "max_line")
+    Works on immutable ``bytes`` so a line or a literal is copied exactly once (a slice);
+    a literal spanning reads is collected as a list of chunks and joined once, so a
+    literal of many MB costs linear time however small the reads are.
+    """
+
+    __slots__ = (
+        "_tail",
+        "_lines",
+        "_literals",
+        "_need",
+        "_parts",
+        "_have",
+        "_skip",
+        "max_literal",
+        "max_line",
+    )
 
     def __init__(self, *, max_literal: int, max_line: int = DEFAULT_MAX_LINE) -> None:
-        self._buf = bytearray()
+        self._tail = b""  # an incomplete line
         self._lines: list[bytes] = []
         self._literals: list[bytes | OversizeLiteral] = []
-        self._need = -1  # literal bytes still wanted; -1 while reading a line
+        self._need = -1  # size of the literal being collected; -1 while reading lines
+        self._parts: list[bytes] = []  # chunks of that literal so far
+        self._have = 0
         self._skip = 0  # bytes of an oversize literal still to discard
-        self._scan = 0  # where the CRLF search resumes
         self.max_literal = max_literal
         self.max_line = max_line
 
     @property
     def pending(self) -> bool:
         """True while a response is partially received (used to detect truncation)."""
-        return bool(self._buf) or bool(self._lines) or self._need >= 0 or self._skip > 0
+        return bool(self._tail) or bool(self._lines) or self._need >= 0 or self._skip > 0
 
     def feed(self, data: bytes) -> list[Response]:
-        buf = self._buf
+        pos = 0
+        size = len(data)
         if self._skip:
-            dropped = min(self._skip, len(data))
-            self._skip -= dropped
-            data = data[dropped:]
+            pos = min(self._skip, size)
+            self._skip -= pos
             if self._skip:
                 return []
-        buf += data
+        elif self._need >= 0:
+            want = self._need - self._have
+            if size < want:
+                self._parts.append(data)
+                self._have += size
+                return []
+            self._parts.append(data[:want])
+            self._literals.append(b"".join(self._parts))
+            self._parts = []
+            self._have = 0
+            self._need = -1
+            pos = want
+        elif self._tail:
+            data = self._tail + data
+            size = len(data)
+            self._tail = b""
         out: list[Response] = []
-        pos = 0
-        while True:
-            need = self._need
-            if need >= 0:
-                if len(buf) - pos < need:
-                    break
-                self._literals.append(bytes(buf[pos : pos + need]))
-                pos += need
-                self._need = -1
-                self._scan = pos
-                continue
-            end = buf.find(b"\r\n", self._scan if self._scan > pos else pos)
+        find = data.find
+        while pos < size:
+            end = find(b"\r\n", pos)
             if end < 0:
-                if len(buf) - pos > self.max_line:
+                if size - pos > self.max_line:
                     raise ProtocolError(f"server sent a line longer than {self.max_line} bytes")
-                self._scan = max(pos, len(buf) - 1)
+                self._tail = data[pos:]
                 break
-            line = bytes(buf[pos:end])
+            line = data[pos:end]
             pos = end + 2
-            self._scan = pos
             if line[-1:] == b"}":
                 m = _LITERAL_AT_END.search(line)
                 if m is not None:
-                    size = int(m.group(1))
+                    length = int(m.group(1))
                     self._lines.append(line)
-                    if size > self.max_literal:
-                        self._literals.append(OversizeLiteral(size))
-                        available = len(buf) - pos
-                        if available >= size:
-                            pos += size
-                            self._scan = pos
-                        else:
-                            self._skip = size - available
-                            pos = len(buf)
-                            self._scan = 0
-                            break
-                    else:
-                        self._need = size
-                    continue
+                    if length > self.max_literal:
+                        self._literals.append(OversizeLiteral(length))
+                        if size - pos >= length:
+                            pos += length
+                            continue
+                        self._skip = length - (size - pos)
+                        break
+                    if size - pos >= length:
+                        self._literals.append(data[pos : pos + length])
+                        pos += length
+                        continue
+                    self._need = length
+                    self._parts = [data[pos:]]
+                    self._have = size - pos
+                    break
             self._lines.append(line)
             out.append(Response(self._lines, self._literals))
             self._lines = []
             self._literals = []
-        if pos:
-            del buf[:pos]
-            self._scan = max(0, self._scan - pos)
         return out
 
 
@@ -323,8 +342,74 @@ def _flags(value: object) -> tuple[str, ...]:
     return tuple(f.decode("utf-8", "replace") for f in as_list(value) if isinstance(f, bytes))
 
 
+_FETCH_ITEM = re.compile(
+    rb" ?(?:UID (\d+)|FLAGS \(([^()\"{}\\\r\n]*(?:\\[^()\"{}\\\r\n]*)*)\)|RFC822\.SIZE (\d+)"
+    rb'|INTERNALDATE "([^"]*)"|MODSEQ \((\d+)\)'
+    rb"|(BODY\[(?:HEADER)?\](?:<\d+>)?|BINARY\[\](?:<\d+>)?|RFC822(?:\.HEADER)?) (?:(~?\{\d+\+?\})\Z|NIL))"
+)
+
+
+_FLAG_CACHE: dict[bytes, tuple[str, ...]] = {}
+
+
+def _parse_fetch_fast(number: int, response: Response, offset: int) -> FetchedMessage | None:
+    """The common FETCH shapes with one regex match per item; None -> use the general parser."""
+    lines = response.lines
+    line = lines[0]
+    if line[offset : offset + 1] != b"(":
+        return None
+    pos = offset + 1
+    index = 0
+    last = len(lines) - 1
+    msg = FetchedMessage(number)
+    match = _FETCH_ITEM.match
+    while True:
+        if index == last and line[pos:] == b")":
+            return msg
+        m = match(line, pos)
+        if m is None:
+            return None
+        pos = m.end()
+        group = m.lastindex
+        if group == 1:
+            msg.uid = int(m.group(1))
+        elif group == 2:
+            raw_flags = m.group(2)
+            flags = _FLAG_CACHE.get(raw_flags)
+            if flags is None:
+                flags = tuple(f.decode("utf-8", "replace") for f in raw_flags.split())
+                if len(_FLAG_CACHE) < 1024:  # flag combinations repeat across messages
+                    _FLAG_CACHE[raw_flags] = flags
+            msg.flags = flags
+        elif group == 3:
+            msg.size = int(m.group(3))
+        elif group == 4:
+            msg.internaldate = parse_internaldate(m.group(4))
+        elif group == 5:
+            msg.modseq = int(m.group(5))
+        else:
+            key = m.group(6)
+            value: bytes | OversizeLiteral | None = None
+            if group == 7:
+                if index >= last:
+                    return None
+                value = response.literals[index]
+                index += 1
+                line = lines[index]
+                pos = 0
+            if isinstance(value, OversizeLiteral):
+                msg.oversize = value.size
+            elif b"HEADER" in key:
+                msg.headers = value or b""
+            else:
+                msg.raw = value or b""
+
+
 def parse_fetch(number: int, response: Response, offset: int) -> FetchedMessage:
     """``* 12 FETCH (UID 7 FLAGS (\\Seen) BODY[] {n}...)`` -> a :class:`FetchedMessage`."""
+    fast = _parse_fetch_fast(number, response, offset)
+    if fast is not None:
+        return fast
     values = parse_values(response, 0, offset)
     if len(values) != 1 or not isinstance(values[0], list):
         raise ProtocolError(f"malformed FETCH response {response.lines[0][:60]!r}")

@@ -22,7 +22,15 @@ import logging
 from collections.abc import Callable
 
 from mailport.errors import ConnectionLostError, MailportError, ProtocolError
-from mailport.imap.parser import Response, ResponseSplitter, parse_status_text, split_tagged, untagged_head
+from mailport.imap.models import FetchedMessage
+from mailport.imap.parser import (
+    Response,
+    ResponseSplitter,
+    parse_fetch,
+    parse_status_text,
+    split_tagged,
+    untagged_head,
+)
 
 log = logging.getLogger(__name__)
 
@@ -33,7 +41,7 @@ UntaggedHandler = Callable[[int | None, bytes, int, Response], None]
 class PendingCommand:
     """A command waiting for its tagged completion."""
 
-    __slots__ = ("tag", "done", "wants", "collected", "_continuations", "_cont_waiter")
+    __slots__ = ("tag", "done", "wants", "collected", "fetched", "_continuations", "_cont_waiter")
 
     def __init__(
         self, tag: bytes, done: asyncio.Future[tuple[bytes, bytes]], wants: frozenset[bytes]
@@ -42,6 +50,9 @@ class PendingCommand:
         self.done = done  # -> (status, rest of the tagged line)
         self.wants = wants
         self.collected: list[Untagged] = []
+        # When a list, FETCH responses are parsed as they arrive (overlapping parsing with
+        # the network) and appended here instead of to ``collected``.
+        self.fetched: list[FetchedMessage] | None = None
         self._continuations: list[bytes] = []
         self._cont_waiter: asyncio.Future[bytes] | None = None
 
@@ -138,7 +149,10 @@ class ImapProtocol(asyncio.Protocol):
                 self.bye = parse_status_text(first[offset:]).text
             command = self.current
             if command is not None and kind in command.wants:
-                command.collected.append((number, kind, offset, response))
+                if command.fetched is not None and kind == b"FETCH" and number is not None:
+                    command.fetched.append(parse_fetch(number, response, offset))
+                else:
+                    command.collected.append((number, kind, offset, response))
             else:
                 self._on_untagged(number, kind, offset, response)
         elif first[:1] == b"+":

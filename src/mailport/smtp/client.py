@@ -41,7 +41,7 @@ from mailport.errors import (
     UnsupportedFeatureError,
 )
 from mailport.imap.models import Security, TLSInfo
-from mailport.imap.transport import make_context, tls_info
+from mailport.imap.transport import shared_context, tls_info
 
 log = logging.getLogger(__name__)
 
@@ -133,7 +133,9 @@ class SmtpClient:
                 f"{host}:{self.port}: an unencrypted SMTP connection needs allow_plaintext=True"
             )
         self.allow_plaintext_auth = allow_plaintext_auth
-        context = ssl_context or make_context(ca_file=ca_file, verify=verify)
+        if not verify and ssl_context is None:
+            log.warning("%s:%s: TLS certificate verification is DISABLED (skip-verify)", host, self.port)
+        context = ssl_context or shared_context(ca_file, verify)
         self._where = f"{host}:{self.port}"
         self._smtp = aiosmtplib.SMTP(
             hostname=host,
