@@ -40,9 +40,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from mailport.crypto import Secret  # noqa: E402
-from mailport.imap import ImapClient, PasswordAuth  # noqa: E402
-from tests.mailstack.dovecot import Dovecot  # noqa: E402
+from tests.mailstack.dovecot import Dovecot
+
+from mailport.crypto import Secret
+from mailport.imap import ImapClient, PasswordAuth
 
 ITEMS = ("UID", "FLAGS", "BODY.PEEK[]")
 FETCH_COMMAND = b"UID FETCH 1:* (UID FLAGS BODY.PEEK[])"
@@ -119,7 +120,8 @@ def replay_server(port_out: multiprocessing.Queue, cert: str, key: str, count: i
                         sock.sendall(b"* CAPABILITY " + caps + b"\r\n" + tag + b" OK done\r\n")
                     elif verb in (b"SELECT", b"EXAMINE"):
                         sock.sendall(
-                            b"* %d EXISTS\r\n* OK [UIDVALIDITY 1] ok\r\n* OK [UIDNEXT %d] ok\r\n" % (count, count + 1)
+                            b"* %d EXISTS\r\n* OK [UIDVALIDITY 1] ok\r\n* OK [UIDNEXT %d] ok\r\n"
+                            % (count, count + 1)
                             + tag
                             + b" OK [READ-WRITE] done\r\n"
                         )
@@ -149,7 +151,9 @@ async def fetch_mailport(port: int, ca_file: str, user: str, password: str, expe
     started = time.perf_counter()
     messages = await client.fetch("1:*", ITEMS)
     elapsed = time.perf_counter() - started
-    assert len(messages) == expect and messages[-1].raw and messages[-1].uid and messages[-1].flags is not None
+    assert (
+        len(messages) == expect and messages[-1].raw and messages[-1].uid and messages[-1].flags is not None
+    )
     await client.logout()
     return elapsed
 
@@ -199,9 +203,7 @@ def fetch_raw(port: int, ca_file: str, user: str, password: str, expect: int) ->
     return elapsed
 
 
-def measure(
-    runs: dict[str, Callable[[], float]], repeat: int, count: int
-) -> dict[str, float]:
+def measure(runs: dict[str, Callable[[], float]], repeat: int, count: int) -> dict[str, float]:
     times: dict[str, list[float]] = {name: [] for name in runs}
     for _ in range(repeat):
         for name, run in runs.items():

@@ -110,6 +110,8 @@ _ATOM_SAFE = re.compile(rb"[A-Za-z0-9_.\-/&+:]+\Z")
 _QUOTE_SAFE = re.compile(rb"[\x20-\x7e]*\Z")
 
 UIDs = str | int | Iterable[int]
+_EMPTY: frozenset[str] = frozenset()
+_CAPS_CACHE: dict[tuple[bytes, frozenset[str]], frozenset[str]] = {}
 
 
 class Literal:
@@ -252,7 +254,7 @@ class ImapClient:
         self._ssl_context: ssl.SSLContext | None = ssl_context
         if ssl_context is None and self.security is not Security.PLAIN:
             self._ssl_context = shared_context(ca_file, verify)
-        self._ignore = frozenset(c.upper() for c in ignore_capabilities)
+        self._ignore = frozenset(c.upper() for c in ignore_capabilities) or _EMPTY
         self._proto: ImapProtocol | None = None
         self._transport: asyncio.Transport | None = None
         self._caps: frozenset[str] | None = None
@@ -262,8 +264,8 @@ class ImapClient:
         self._waiter: asyncio.Future[None] | None = None
         self._idle: PendingCommand | None = None
         self._selected: str | None = None
-        self._enabled: frozenset[str] = frozenset()
-        self._tls: TLSInfo | None = None
+        self._enabled: frozenset[str] = _EMPTY
+        self._tls = False  # TLS established (the details are read on demand: memory)
         self._greeting: Greeting | None = None
         self._authenticated = False
 
@@ -363,8 +365,8 @@ class ImapClient:
             raise TLSError(f"{where}: TLS handshake failed: {exc}") from exc
         proto.transport = tls_transport
         self._transport = tls_transport
-        self._tls = tls_info(tls_transport)
-        return self._tls
+        self._tls = True
+        return tls_info(tls_transport)
 
     async def read_greeting(self) -> Greeting:
         """Step 3: the server's greeting (``* OK``/``* PREAUTH``; ``* BYE`` raises)."""
@@ -422,7 +424,10 @@ class ImapClient:
 
     @property
     def tls(self) -> TLSInfo | None:
-        return self._tls
+        """Version, cipher and the server certificate's facts (None when not encrypted)."""
+        if not self._tls or self._transport is None:
+            return None
+        return tls_info(self._transport)
 
     @property
     def greeting(self) -> Greeting | None:
@@ -430,7 +435,7 @@ class ImapClient:
 
     @property
     def encrypted(self) -> bool:
-        return self._tls is not None
+        return self._tls
 
     @property
     def selected(self) -> str | None:
@@ -1154,8 +1159,15 @@ class ImapClient:
         proto.write(bytes(buffer))
 
     def _parse_caps(self, raw: bytes) -> frozenset[str]:
-        caps = frozenset(c.decode("ascii", "replace").upper() for c in raw.split())
-        return caps - self._ignore if self._ignore else caps
+        # Thousands of connections to one server share one capability set (a 40-entry
+        # frozenset of strings is ~6 KiB per connection otherwise).
+        key = (raw, self._ignore)
+        caps = _CAPS_CACHE.get(key)
+        if caps is None:
+            caps = frozenset(c.decode("ascii", "replace").upper() for c in raw.split()) - self._ignore
+            if len(_CAPS_CACHE) < 256:
+                _CAPS_CACHE[key] = caps
+        return caps
 
     def _caps_from_code(self, text: StatusText) -> frozenset[str] | None:
         if text.code == "CAPABILITY":

@@ -92,6 +92,8 @@ class PendingCommand:
 class ImapProtocol(asyncio.Protocol):
     """Frames the byte stream and routes responses; owns no policy."""
 
+    __slots__ = ("transport", "splitter", "greeting", "current", "error", "bye", "_on_untagged", "_on_lost")
+
     def __init__(
         self, *, max_literal: int, on_untagged: UntaggedHandler, on_lost: Callable[[MailportError], None]
     ) -> None:

@@ -140,7 +140,7 @@ async def test_wrong_ca_is_a_clear_tls_error(dovecot: Dovecot, tmp_path) -> None
 
 async def test_skip_verify_is_opt_in_and_warns(dovecot: Dovecot, password_user, caplog) -> None:
     user, password = password_user
-    with caplog.at_level(logging.WARNING, logger="mailport.imap.transport"):
+    with caplog.at_level(logging.WARNING, logger="mailport.imap.client"):
         client = ImapClient("127.0.0.1", dovecot.imaps_port, verify=False)
     assert "DISABLED" in caplog.text
     await client.connect()
