@@ -1099,6 +1099,7 @@ class ImapClient:
             proto, _ = self._require_transport()
             command = self._begin(proto, frozenset(wants))
             command.fetched = fetched
+            proto.splitter.fetch_sink = fetched
             try:
                 async with asyncio.timeout(deadline):
                     await self._send(proto, command, args)
@@ -1119,6 +1120,7 @@ class ImapClient:
                 self._desynced()
                 raise
             finally:
+                proto.splitter.fetch_sink = None
                 if proto.current is command:
                     proto.current = None
         text = parse_status_text(rest)

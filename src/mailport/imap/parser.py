@@ -37,6 +37,12 @@ _TOKEN = re.compile(
     rb'|([^ ()"\[\]{\r\n]+(?:\[[^\]]*\](?:<[0-9.]+>)?)?)|([^ ()\r\n]+))',
     re.S,
 )
+# Dovecot's (and most servers') order for UID FETCH (UID FLAGS [INTERNALDATE] [RFC822.SIZE] BODY.PEEK[]).
+_FAST_FETCH = re.compile(
+    rb"\* (\d+) FETCH \(UID (\d+) (?:FLAGS \(([^()\"{}\r\n]*)\) )?(?:INTERNALDATE \"([^\"\r\n]*)\" )?"
+    rb"(?:RFC822\.SIZE (\d+) )?(?:MODSEQ \((\d+)\) )?BODY\[\] \{(\d+)\}\r\n"
+)
+_FAST_HOLD = 256 * 1024  # a message up to this size may wait whole for its next read (linear cost)
 _UNESCAPE = re.compile(rb"\\(.)", re.S)
 _STATUS_TEXT = re.compile(rb"\[([^\]]*)\] ?(.*)", re.S)
 _UNTAGGED_NUMBERED = re.compile(rb"\* (\d+) ([A-Za-z]+) ?")
@@ -88,6 +94,7 @@ class ResponseSplitter:
         "_skip",
         "max_literal",
         "max_line",
+        "fetch_sink",
     )
 
     def __init__(self, *, max_literal: int, max_line: int = DEFAULT_MAX_LINE) -> None:
@@ -100,6 +107,10 @@ class ResponseSplitter:
         self._skip = 0  # bytes of an oversize literal still to discard
         self.max_literal = max_literal
         self.max_line = max_line
+        # While a UID FETCH runs, complete FETCH responses of the usual shape are parsed
+        # straight from the buffer into this list (one regex match and one slice per
+        # message); anything else takes the general path. See _FAST_FETCH.
+        self.fetch_sink: list[FetchedMessage] | None = None
 
     @property
     def pending(self) -> bool:
@@ -132,7 +143,35 @@ class ResponseSplitter:
             self._tail = b""
         out: list[Response] = []
         find = data.find
+        sink = self.fetch_sink
+        fast = _FAST_FETCH.match
         while pos < size:
+            if sink is not None and not self._lines:
+                m = fast(data, pos)
+                if m is not None:
+                    start = m.end()
+                    stop = start + int(m.group(7))
+                    if stop + 3 > size and stop - pos <= _FAST_HOLD:
+                        # the message continues in the next read: keep it whole for the fast path
+                        self._tail = data[pos:]
+                        break
+                    if (
+                        stop + 3 <= size
+                        and data[stop : stop + 3] == b")\r\n"
+                        and stop - start <= self.max_literal
+                    ):
+                        msg = FetchedMessage(int(m.group(1)), uid=int(m.group(2)), raw=data[start:stop])
+                        if m.group(3) is not None:
+                            msg.flags = _flags_of(m.group(3))
+                        if m.group(4) is not None:
+                            msg.internaldate = parse_internaldate(m.group(4))
+                        if m.group(5) is not None:
+                            msg.size = int(m.group(5))
+                        if m.group(6) is not None:
+                            msg.modseq = int(m.group(6))
+                        sink.append(msg)
+                        pos = stop + 3
+                        continue
             end = find(b"\r\n", pos)
             if end < 0:
                 if size - pos > self.max_line:
@@ -352,6 +391,16 @@ _FETCH_ITEM = re.compile(
 _FLAG_CACHE: dict[bytes, tuple[str, ...]] = {}
 
 
+def _flags_of(raw: bytes) -> tuple[str, ...]:
+    """``b"\\Seen $Label"`` -> ("\\Seen", "$Label"); flag combinations repeat, so they are cached."""
+    flags = _FLAG_CACHE.get(raw)
+    if flags is None:
+        flags = tuple(f.decode("utf-8", "replace") for f in raw.split())
+        if len(_FLAG_CACHE) < 1024:
+            _FLAG_CACHE[raw] = flags
+    return flags
+
+
 def _parse_fetch_fast(number: int, response: Response, offset: int) -> FetchedMessage | None:
     """The common FETCH shapes with one regex match per item; None -> use the general parser."""
     lines = response.lines
@@ -374,13 +423,7 @@ def _parse_fetch_fast(number: int, response: Response, offset: int) -> FetchedMe
         if group == 1:
             msg.uid = int(m.group(1))
         elif group == 2:
-            raw_flags = m.group(2)
-            flags = _FLAG_CACHE.get(raw_flags)
-            if flags is None:
-                flags = tuple(f.decode("utf-8", "replace") for f in raw_flags.split())
-                if len(_FLAG_CACHE) < 1024:  # flag combinations repeat across messages
-                    _FLAG_CACHE[raw_flags] = flags
-            msg.flags = flags
+            msg.flags = _flags_of(m.group(2))
         elif group == 3:
             msg.size = int(m.group(3))
         elif group == 4:

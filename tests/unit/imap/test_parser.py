@@ -140,3 +140,31 @@ def test_oversize_placeholder_in_headers() -> None:
     response = Response([b"* 1 FETCH (UID 2 BODY[HEADER] {99}", b")"], [OversizeLiteral(99)])
     msg = parse_fetch(1, response, untagged_head(response.first)[2])
     assert (msg.headers, msg.oversize) == (None, 99)
+
+
+@pytest.mark.parametrize("chunk", [1, 5, 100, 4096, 16384, 1 << 20])
+def test_fetch_fast_path_matches_the_general_parser(chunk: int) -> None:
+    bodies = [b"Subject: %d\r\n\r\n" % i + b"x" * (i * 997 % 7000) for i in range(1, 40)]
+    data = b"".join(
+        b'* %d FETCH (UID %d FLAGS (\\Seen) INTERNALDATE "01-Jan-2024 00:00:00 +0000" '
+        b"RFC822.SIZE %d BODY[] {%d}\r\n" % (i, 100 + i, len(body), len(body)) + body + b")\r\n"
+        for i, body in enumerate(bodies, 1)
+    )
+    data += b"* 3 EXISTS\r\nA1 OK done\r\n"
+    splitter = ResponseSplitter(max_literal=1 << 30)
+    fast: list = []
+    splitter.fetch_sink = fast
+    rest: list[Response] = []
+    for i in range(0, len(data), chunk):
+        for response in splitter.feed(data[i : i + chunk]):
+            number, kind, offset = (
+                untagged_head(response.first) if response.first[:1] == b"*" else (0, b"", 0)
+            )
+            if kind == b"FETCH":
+                fast.append(parse_fetch(number, response, offset))
+            else:
+                rest.append(response)
+    assert [m.uid for m in fast] == [100 + i for i in range(1, 40)]
+    assert [m.raw for m in fast] == bodies
+    assert all(m.flags == ("\\Seen",) and m.size == len(m.raw or b"") and m.internaldate for m in fast)
+    assert [r.first for r in rest] == [b"* 3 EXISTS", b"A1 OK done"]
