@@ -91,8 +91,10 @@ from mailport.imap.parser import (
 )
 from mailport.imap.protocol import ImapProtocol, PendingCommand
 from mailport.imap.transport import (
+    DEFAULT_BULK_READ_BUFFER,
     DEFAULT_TLS_READ_BUFFER,
     enable_keepalive,
+    read_buffer_control,
     shared_context,
     start_tls,
     tls_info,
@@ -194,6 +196,7 @@ class ImapClient:
         "command_timeout",
         "max_literal_size",
         "tls_read_buffer",
+        "bulk_read_buffer",
         "on_event",
         "local_addr",
         "_ssl_context",
@@ -229,6 +232,7 @@ class ImapClient:
         command_timeout: float = 60.0,
         max_literal_size: int = DEFAULT_MAX_LITERAL,
         tls_read_buffer: int = DEFAULT_TLS_READ_BUFFER,
+        bulk_read_buffer: int = DEFAULT_BULK_READ_BUFFER,
         ignore_capabilities: Iterable[str] = (),
         on_event: Callable[[ServerEvent], None] | None = None,
         local_addr: tuple[str, int] | None = None,
@@ -247,6 +251,7 @@ class ImapClient:
         self.command_timeout = command_timeout
         self.max_literal_size = max_literal_size
         self.tls_read_buffer = tls_read_buffer
+        self.bulk_read_buffer = bulk_read_buffer
         self.on_event = on_event
         self.local_addr = local_addr
         if not verify and ssl_context is None and self.security is not Security.PLAIN:
@@ -750,7 +755,14 @@ class ImapClient:
         if changedsince is not None:
             args.append(b"(CHANGEDSINCE %d)" % changedsince)
         fetched: list[FetchedMessage] = []
-        await self._run(*args, wants=(b"FETCH",), timeout=timeout, fetched=fetched)
+        control = read_buffer_control(self._transport) if self._transport is not None else None
+        if control is not None:
+            control.resize_read_buffer(self.bulk_read_buffer)
+        try:
+            await self._run(*args, wants=(b"FETCH",), timeout=timeout, fetched=fetched)
+        finally:
+            if control is not None:
+                control.resize_read_buffer(self.tls_read_buffer)
         wanted_body = any(
             "BODY" in i.upper() or "RFC822" == i.upper() or "BINARY" in i.upper() for i in items
         )

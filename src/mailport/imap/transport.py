@@ -7,7 +7,10 @@ TLS record is at most 16 KiB, so a 16 KiB buffer loses nothing against a real se
 ``max_size`` is a class attribute and not public API. Instead of changing it process-wide
 (which would also shrink every other library's TLS buffers), :func:`start_tls` upgrades our
 own transports with :class:`SmallBufferSSLProtocol`, which sets ``max_size`` per instance,
-mirroring the ten lines of ``BaseEventLoop.start_tls``. Implicit TLS is "connect, then
+mirroring the ten lines of ``BaseEventLoop.start_tls``. During a bulk FETCH the client
+switches that one connection to a large buffer (``bulk_read_buffer``, 256 KiB like asyncio's
+default: fewer, larger reads) and back to the small one afterwards, so throughput is
+asyncio's and idle memory is ours. Implicit TLS is "connect, then
 start_tls at once", so both modes share this one place. The size is the client option
 ``tls_read_buffer`` (default :data:`DEFAULT_TLS_READ_BUFFER`). If a future Python changes
 these internals, :func:`start_tls` falls back to the public ``loop.start_tls`` (and a
@@ -33,6 +36,7 @@ from mailport.imap.models import TLSInfo
 log = logging.getLogger(__name__)
 
 DEFAULT_TLS_READ_BUFFER = 16 * 1024
+DEFAULT_BULK_READ_BUFFER = 256 * 1024
 
 
 class SmallBufferSSLProtocol(sslproto.SSLProtocol):
@@ -41,6 +45,24 @@ class SmallBufferSSLProtocol(sslproto.SSLProtocol):
     def __init__(self, *args: Any, read_buffer: int, **kwargs: Any) -> None:
         self.max_size = read_buffer  # type: ignore[misc]  # read by SSLProtocol.__init__
         super().__init__(*args, **kwargs)
+
+    def resize_read_buffer(self, size: int) -> None:
+        """Switch the read buffer size between callbacks (bulk FETCH: large; idle: small).
+
+        Safe because the event loop takes the buffer with ``get_buffer`` and fills it within
+        one callback; between callbacks nothing holds the old one.
+        """
+        if size == self.max_size:
+            return
+        self.max_size = size  # type: ignore[misc]
+        self._ssl_buffer = bytearray(size)
+        self._ssl_buffer_view = memoryview(self._ssl_buffer)
+
+
+def read_buffer_control(transport: asyncio.BaseTransport) -> SmallBufferSSLProtocol | None:
+    """The SSL protocol behind a transport made by :func:`start_tls`, if it is ours."""
+    protocol = getattr(transport, "_ssl_protocol", None)
+    return protocol if isinstance(protocol, SmallBufferSSLProtocol) else None
 
 
 async def start_tls(
