@@ -412,8 +412,10 @@ class ImapClient:
                 f"{self.host}:{self.port}: the server does not offer STARTTLS",
                 hint="Use implicit TLS (usually port 993) or check the port.",
             )
-        await self._run(b"STARTTLS")
+        await self._run(b"STARTTLS", seal=True)
         info = await self.tls_handshake()
+        if self._proto is not None:
+            self._proto.sealed = False
         self._caps = None
         await self.capability()
         return info
@@ -699,8 +701,8 @@ class ImapClient:
                 info.flags = tuple(as_str(f) for f in as_list(parse_values(response, 0, offset)[0]))
             elif kind == b"VANISHED":
                 info.vanished.extend(_vanished(response, offset))
-            elif kind == b"FETCH":
-                continue
+            elif kind == b"FETCH" and number is not None:
+                info.changed.append(parse_fetch(number, response, offset))
             elif kind in (b"OK", b"NO"):
                 text = parse_status_text(rest)
                 if text.code == "UIDVALIDITY":
@@ -903,6 +905,8 @@ class ImapClient:
         """NOOP with a short deadline; False (and the connection closed) when it fails."""
         if not self.connected:
             return False
+        if self._idle is not None:  # the server is talking to us in IDLE; NOOP would need DONE first
+            return not self._idle.done.done() and self._proto is not None and self._proto.bye is None
         try:
             await self.noop(timeout=timeout)
         except MailportError:
@@ -1013,9 +1017,8 @@ class ImapClient:
         if proto is None:
             raise ConnectionLostError(f"{self.host}: not connected")
         if proto.error is not None:
-            raise ConnectionLostError(
-                proto.error.message, server_said=proto.error.server_said
-            ) from proto.error
+            self._desynced()
+            raise _again(proto.error)
         if proto.bye is not None:
             self._desynced()  # the server is going away: do not wait for it to close
             raise ConnectionLostError(f"{self.host}: the server said BYE: {proto.bye}", server_said=proto.bye)
@@ -1078,9 +1081,7 @@ class ImapClient:
         if proto is None or transport is None:
             raise ConnectionLostError(f"{self.host}:{self.port}: not connected")
         if proto.error is not None:
-            raise ConnectionLostError(
-                proto.error.message, server_said=proto.error.server_said
-            ) from proto.error
+            raise _again(proto.error)
         return proto, transport
 
     def _begin(self, proto: ImapProtocol, wants: frozenset[bytes]) -> PendingCommand:
@@ -1101,6 +1102,7 @@ class ImapClient:
         timeout: float | None = None,
         converse: Callable[[PendingCommand], Any] | None = None,
         fetched: list[FetchedMessage] | None = None,
+        seal: bool = False,
     ) -> CommandResult:
         """Send one command, wait (with a deadline) for its completion; NO/BAD -> CommandError."""
         if self._idle is not None:
@@ -1111,6 +1113,7 @@ class ImapClient:
             proto, _ = self._require_transport()
             command = self._begin(proto, frozenset(wants))
             command.fetched = fetched
+            command.seal_on_ok = seal
             proto.splitter.fetch_sink = fetched
             try:
                 async with asyncio.timeout(deadline):
@@ -1195,6 +1198,16 @@ class ImapClient:
 
 def _head(response: Response) -> tuple[int | None, bytes, int]:
     return untagged_head(response.first)
+
+
+def _again(error: MailportError) -> MailportError:
+    """A fresh exception of the same type for a connection that already failed (cause chained)."""
+    try:
+        again = type(error)(error.message, server_said=error.server_said)
+    except TypeError:
+        again = ConnectionLostError(error.message, server_said=error.server_said)
+    again.__cause__ = error
+    return again
 
 
 def _quoted(value: str) -> bytes:

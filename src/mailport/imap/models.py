@@ -50,6 +50,7 @@ class SelectInfo:
     permanent_flags: tuple[str, ...] = ()
     read_only: bool = False
     vanished: list[int] = field(default_factory=list)  # QRESYNC: UIDs expunged since the given modseq
+    changed: list[FetchedMessage] = field(default_factory=list)  # QRESYNC: flag changes since then
 
 
 @dataclass(frozen=True, slots=True)

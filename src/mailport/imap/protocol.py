@@ -41,7 +41,16 @@ UntaggedHandler = Callable[[int | None, bytes, int, Response], None]
 class PendingCommand:
     """A command waiting for its tagged completion."""
 
-    __slots__ = ("tag", "done", "wants", "collected", "fetched", "_continuations", "_cont_waiter")
+    __slots__ = (
+        "tag",
+        "done",
+        "wants",
+        "collected",
+        "fetched",
+        "seal_on_ok",
+        "_continuations",
+        "_cont_waiter",
+    )
 
     def __init__(
         self, tag: bytes, done: asyncio.Future[tuple[bytes, bytes]], wants: frozenset[bytes]
@@ -53,6 +62,7 @@ class PendingCommand:
         # When a list, FETCH responses are parsed as they arrive (overlapping parsing with
         # the network) and appended here instead of to ``collected``.
         self.fetched: list[FetchedMessage] | None = None
+        self.seal_on_ok = False  # STARTTLS: nothing may follow its OK in plaintext
         self._continuations: list[bytes] = []
         self._cont_waiter: asyncio.Future[bytes] | None = None
 
@@ -92,7 +102,17 @@ class PendingCommand:
 class ImapProtocol(asyncio.Protocol):
     """Frames the byte stream and routes responses; owns no policy."""
 
-    __slots__ = ("transport", "splitter", "greeting", "current", "error", "bye", "_on_untagged", "_on_lost")
+    __slots__ = (
+        "transport",
+        "splitter",
+        "greeting",
+        "current",
+        "error",
+        "bye",
+        "sealed",
+        "_on_untagged",
+        "_on_lost",
+    )
 
     def __init__(
         self, *, max_literal: int, on_untagged: UntaggedHandler, on_lost: Callable[[MailportError], None]
@@ -104,6 +124,9 @@ class ImapProtocol(asyncio.Protocol):
         self.current: PendingCommand | None = None
         self.error: MailportError | None = None  # set once the connection is unusable
         self.bye: str | None = None
+        # Set after STARTTLS's OK until the TLS handshake: plaintext received then would be
+        # a STARTTLS response injection (a man in the middle), so it is a protocol error.
+        self.sealed = False
         self._on_untagged = on_untagged
         self._on_lost = on_lost
 
@@ -116,6 +139,8 @@ class ImapProtocol(asyncio.Protocol):
         try:
             for response in self.splitter.feed(data):
                 self._route(response)
+            if self.sealed and self.splitter.pending:
+                raise ProtocolError("the server sent plaintext after STARTTLS's OK (possible injection)")
         except MailportError as exc:
             self.fail(exc)
             if self.transport is not None:
@@ -139,6 +164,8 @@ class ImapProtocol(asyncio.Protocol):
 
     # ------------------------------------------------------------------ routing
     def _route(self, response: Response) -> None:
+        if self.sealed:
+            raise ProtocolError("the server sent plaintext after STARTTLS's OK (possible injection)")
         first = response.lines[0]
         if first[:2] == b"* ":
             number, kind, offset = untagged_head(first)
@@ -171,6 +198,8 @@ class ImapProtocol(asyncio.Protocol):
                 raise ProtocolError(f"response for an unknown tag {tag[:20]!r}")
             if not command.done.done():
                 command.done.set_result((status, rest))
+                if command.seal_on_ok and status == b"OK":
+                    self.sealed = True
 
     # ------------------------------------------------------------------ failure
     def fail(self, exc: MailportError) -> None:

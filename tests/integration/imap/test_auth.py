@@ -197,3 +197,9 @@ async def test_logindisabled_refuses_a_password_on_a_plain_connection(idp, mail_
         remote.close()
     finally:
         strict.stop()
+
+
+async def test_implicit_tls_against_a_plain_port_is_a_tls_error(dovecot: Dovecot) -> None:
+    client = ImapClient("127.0.0.1", dovecot.imap_port, ca_file=dovecot.ca_file, connect_timeout=5)
+    with pytest.raises(TLSError, match="TLS handshake failed"):
+        await client.connect()

@@ -85,6 +85,7 @@ async def test_condstore_changedsince_and_qresync(imap: ImapClient) -> None:
     await imap.expunge()
     resync = await imap.select("INBOX", qresync=(info.uidvalidity or 0, modseq))
     assert resync.vanished == [3]
+    assert [m.uid for m in resync.changed] == [2] and "\\Flagged" in (resync.changed[0].flags or ())
 
 
 async def test_move_and_the_copy_fallback(connect, imap: ImapClient) -> None:

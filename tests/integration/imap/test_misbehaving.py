@@ -8,9 +8,9 @@ import time
 import pytest
 
 from mailport.crypto import Secret
-from mailport.errors import ConnectionLostError, MailTimeoutError, ProtocolError
+from mailport.errors import ConnectionLostError, MailTimeoutError, ProtocolError, TLSError
 from mailport.imap import EventKind, ImapClient, PasswordAuth
-from tests.fixtures.imap import ScriptedConnection, ScriptedImapServer, answer_login
+from tests.fixtures.imap import ScriptedConnection, ScriptedImapServer, answer_login, serve_commands
 
 
 def plain_client(server: ScriptedImapServer, **options: object) -> ImapClient:
@@ -149,3 +149,58 @@ async def test_bye_while_idling_ends_the_wait_with_a_typed_error() -> None:
         assert time.monotonic() - started < 2
         assert "idle for too long" in (info.value.server_said or "")
         client.close()
+
+
+async def test_plaintext_injected_after_starttls_ok_is_refused(imap_server_tls) -> None:
+    async def script(conn: ScriptedConnection) -> None:
+        await conn.greet(b"IMAP4rev1 STARTTLS LOGINDISABLED")
+        tag = await conn.expect(b"STARTTLS")
+        # a man in the middle appends a forged response to the OK, before TLS starts
+        await conn.send(tag + b" OK Begin TLS\r\n* CAPABILITY IMAP4rev1 AUTH=PLAIN\r\n")
+        await conn.hang()
+
+    async with ScriptedImapServer(script) as server:
+        client = ImapClient(
+            "127.0.0.1", server.port, security="starttls", connect_timeout=2, command_timeout=2
+        )
+        with pytest.raises(ProtocolError, match="injection"):
+            await client.connect()
+        assert not client.connected
+
+
+async def test_starttls_not_offered_is_a_tls_error() -> None:
+    async def script(conn: ScriptedConnection) -> None:
+        await conn.greet(b"IMAP4rev1 AUTH=PLAIN")
+        await conn.hang()
+
+    async with ScriptedImapServer(script) as server:
+        client = ImapClient("127.0.0.1", server.port, security="starttls", connect_timeout=2)
+        with pytest.raises(TLSError, match="does not offer STARTTLS"):
+            await client.connect()
+
+
+async def test_implicit_tls_to_a_scripted_tls_server_and_is_alive_while_idling(
+    imap_server_tls, dovecot
+) -> None:
+    async def script(conn: ScriptedConnection) -> None:
+        await answer_login(conn)
+        tag = await conn.expect(b"SELECT")
+        await conn.send(b"* 0 EXISTS\r\n" + tag + b" OK done\r\n")
+        tag = await conn.expect(b"IDLE")
+        await conn.send(b"+ idling\r\n")
+        assert await conn.read_line() == b"DONE"
+        await conn.send(tag + b" OK IDLE terminated\r\n")
+        await serve_commands(conn, {})
+
+    async with ScriptedImapServer(script, tls=imap_server_tls) as server:
+        client = await ImapClient.open(
+            "127.0.0.1", server.port, ca_file=dovecot.ca_file, command_timeout=2, auth=AUTH
+        )
+        assert client.tls is not None and client.tls.verified
+        await client.select()
+        async with client.idle():
+            assert await client.is_alive()
+            assert await client.idle_wait(0.1) == []
+        assert await client.is_alive()
+        await client.logout()
+        assert not server.errors
