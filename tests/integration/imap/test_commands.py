@@ -129,3 +129,15 @@ async def test_noop_surfaces_new_mail_as_events(imap: ImapClient, dovecot, passw
     await imap.noop()
     kinds = [e.kind for e in imap.events()]
     assert EventKind.EXISTS in kinds
+
+
+async def test_synchronising_literals_and_appends_without_multiappend(connect) -> None:
+    client: ImapClient = await connect(ignore_capabilities=["LITERAL+", "LITERAL-", "MULTIAPPEND"])
+    assert not client.has("LITERAL+")
+    results = await client.append_many("INBOX", [make_message("s1"), make_message("s2")])
+    assert [r.uid for r in results] == [1, 2]
+    with pytest.raises(CommandError) as info:  # the server refuses the literal instead of "+ go ahead"
+        await client.append("No such folder", make_message("lost"))
+    assert info.value.details["response_code"] == "TRYCREATE"
+    assert (await client.status("INBOX"))["MESSAGES"] == 2
+    await client.logout()

@@ -8,7 +8,7 @@ import time
 import pytest
 
 from mailport.crypto import Secret
-from mailport.errors import ConnectionLostError, MailTimeoutError, ProtocolError, TLSError
+from mailport.errors import ConnectError, ConnectionLostError, MailTimeoutError, ProtocolError, TLSError
 from mailport.imap import EventKind, ImapClient, PasswordAuth
 from tests.fixtures.imap import ScriptedConnection, ScriptedImapServer, answer_login, serve_commands
 
@@ -204,3 +204,12 @@ async def test_implicit_tls_to_a_scripted_tls_server_and_is_alive_while_idling(
         assert await client.is_alive()
         await client.logout()
         assert not server.errors
+
+
+async def test_nothing_listening_is_a_connect_error() -> None:
+    from tests.mailstack.dovecot import free_port
+
+    client = ImapClient("127.0.0.1", free_port(), connect_timeout=2)
+    with pytest.raises(ConnectError) as info:
+        await client.connect()
+    assert isinstance(info.value.__cause__, OSError)

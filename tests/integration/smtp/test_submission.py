@@ -75,9 +75,11 @@ async def test_password_auth_and_read_back(
     assert b"sent by mailport" in await read_back(dovecot, user, password, subject)
 
 
-@pytest.mark.parametrize("security", ["starttls", "tls"])
-async def test_xoauth2_with_a_token_source_and_envelope(
-    dovecot: Dovecot, smtp: SubmissionServer, idp, oauth_user, password_user, security: str
+@pytest.mark.parametrize(
+    ("security", "mechanism"), [("starttls", "XOAUTH2"), ("tls", "XOAUTH2"), ("tls", "OAUTHBEARER")]
+)
+async def test_oauth_with_a_token_source_and_envelope(
+    dovecot: Dovecot, smtp: SubmissionServer, idp, oauth_user, password_user, security: str, mechanism: str
 ) -> None:
     sender, _ = oauth_user
     recipient, password = password_user
@@ -85,19 +87,19 @@ async def test_xoauth2_with_a_token_source_and_envelope(
     async def token() -> str:
         return str(issue_token(idp, sender)["access_token"])
 
-    subject = f"xoauth2 {security}"
+    subject = f"{mechanism} {security}"
     await send_message(
         message(sender, "header-only@example.test", subject),
         host="127.0.0.1",
         port=smtp.port if security == "starttls" else smtp.tls_port,
         security=security,
         ca_file=dovecot.ca_file,
-        auth=OAuth2Auth(sender, token),
+        auth=OAuth2Auth(sender, token, mechanism=mechanism),  # type: ignore[arg-type]
         sender=sender,
         recipients=[recipient],
     )
     received = smtp.handler.messages[-1]
-    assert (received.mechanism, received.mail_from, received.rcpt_tos) == ("XOAUTH2", sender, [recipient])
+    assert (received.mechanism, received.mail_from, received.rcpt_tos) == (mechanism, sender, [recipient])
     assert b"header-only@example.test" in await read_back(dovecot, recipient, password, subject)
 
 
