@@ -4,7 +4,8 @@
 plain dataclasses from ``models``; credentials come from :mod:`mailport.sasl`.
 """
 
-from mailport.imap.client import FETCH_ITEMS, HEADER_ITEMS, ImapClient, quote, uid_set
+from mailport.imap.arguments import quote, uid_set
+from mailport.imap.client import FETCH_ITEMS, HEADER_ITEMS, ImapClient
 from mailport.imap.models import (
     AppendResult,
     EventKind,

@@ -42,11 +42,10 @@ from __future__ import annotations
 import asyncio
 import collections
 import logging
-import re
 import ssl
 from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from contextlib import asynccontextmanager
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any, Self
 
 from mailport import sasl
@@ -65,6 +64,7 @@ from mailport.errors import (
     UnsupportedFeatureError,
 )
 from mailport.imap import utf7
+from mailport.imap.arguments import Arg, Literal, UIDs, imap_date, mailbox_arg, quote, uid_set
 from mailport.imap.models import (
     AppendResult,
     EventKind,
@@ -108,65 +108,8 @@ MAX_QUEUED_EVENTS = 10_000
 FETCH_ITEMS = ("UID", "FLAGS", "INTERNALDATE", "RFC822.SIZE", "BODY.PEEK[]")
 HEADER_ITEMS = ("UID", "FLAGS", "INTERNALDATE", "RFC822.SIZE", "BODY.PEEK[HEADER]")
 
-_ATOM_SAFE = re.compile(rb"[A-Za-z0-9_.\-/&+:]+\Z")
-_QUOTE_SAFE = re.compile(rb"[\x20-\x7e]*\Z")
-
-UIDs = str | int | Iterable[int]
 _EMPTY: frozenset[str] = frozenset()
 _CAPS_CACHE: dict[tuple[bytes, frozenset[str]], frozenset[str]] = {}
-
-
-class Literal:
-    """A command argument sent as an IMAP literal (``{n}`` or ``{n+}``)."""
-
-    __slots__ = ("data",)
-
-    def __init__(self, data: bytes) -> None:
-        self.data = data
-
-
-Arg = bytes | Literal
-
-
-def quote(value: str | bytes) -> Arg:
-    """An astring argument: an atom when safe, a quoted string, or a literal for 8-bit/CRLF."""
-    raw = value.encode() if isinstance(value, str) else value
-    if raw and _ATOM_SAFE.match(raw) and raw.upper() != b"NIL":
-        return raw
-    if _QUOTE_SAFE.match(raw) and len(raw) < 1000:
-        return b'"' + raw.replace(b"\\", b"\\\\").replace(b'"', b'\\"') + b'"'
-    return Literal(raw)
-
-
-def mailbox_arg(name: str) -> Arg:
-    return quote(b"INBOX" if name.upper() == "INBOX" else utf7.encode(name))
-
-
-def uid_set(uids: UIDs) -> bytes:
-    """``[1, 2, 3, 7]`` -> ``b"1:3,7"``; a str is passed through (``"5:*"``)."""
-    if isinstance(uids, str):
-        return uids.encode("ascii")
-    if isinstance(uids, int):
-        return str(uids).encode()
-    ordered = sorted(set(uids))
-    if not ordered:
-        raise ValueError("empty UID set")
-    parts: list[str] = []
-    start = prev = ordered[0]
-    for uid in ordered[1:]:
-        if uid == prev + 1:
-            prev = uid
-            continue
-        parts.append(f"{start}:{prev}" if start != prev else str(start))
-        start = prev = uid
-    parts.append(f"{start}:{prev}" if start != prev else str(start))
-    return ",".join(parts).encode()
-
-
-def _imap_date(value: datetime) -> bytes:
-    months = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
-    utc = value.astimezone(UTC)
-    return f'"{utc.day:02d}-{months[utc.month - 1]}-{utc.year} {utc:%H:%M:%S} +0000"'.encode()
 
 
 class CommandResult:
@@ -871,7 +814,7 @@ class ImapClient:
         if flag_list:
             args.append(b"(" + " ".join(flag_list).encode() + b")")
         if internaldate is not None:
-            args.append(_imap_date(internaldate))
+            args.append(imap_date(internaldate))
         args.append(Literal(message))
         result = await self._run(*args, timeout=timeout)
         return _appenduid(result.text)[0] if result.text.code == "APPENDUID" else AppendResult(None, None)

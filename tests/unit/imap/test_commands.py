@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from mailport.imap import quote, uid_set
-from mailport.imap.client import Literal, mailbox_arg
+from mailport.imap.arguments import Literal, imap_date, mailbox_arg
 from mailport.imap.utf7 import decode, encode
 
 
@@ -30,3 +30,10 @@ def test_mailbox_names_in_modified_utf7() -> None:
     assert decode(encode("\u65e5\u672c & more")) == "\u65e5\u672c & more"
     assert mailbox_arg("inbox") == b"INBOX"
     assert mailbox_arg("Entw\u00fcrfe") == b"Entw&APw-rfe"
+
+
+def test_append_dates_are_utc() -> None:
+    from datetime import datetime, timedelta, timezone
+
+    when = datetime(2024, 3, 1, 13, 0, tzinfo=timezone(timedelta(hours=1)))
+    assert imap_date(when) == b'"01-Mar-2024 12:00:00 +0000"'
