@@ -205,9 +205,10 @@ def fetch_raw(port: int, ca_file: str, user: str, password: str, expect: int) ->
 
 def measure(runs: dict[str, Callable[[], float]], repeat: int, count: int) -> dict[str, float]:
     times: dict[str, list[float]] = {name: [] for name in runs}
-    for _ in range(repeat):
-        for name, run in runs.items():
-            times[name].append(run())
+    names = list(runs)
+    for i in range(repeat):
+        for name in names[i % len(names) :] + names[: i % len(names)]:  # rotate: no position bias
+            times[name].append(runs[name]())
     return {name: round(count / statistics.median(values)) for name, values in times.items()}
 
 
