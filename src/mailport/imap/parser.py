@@ -103,6 +103,7 @@ class ResponseSplitter:
         "max_literal",
         "max_line",
         "fetch_sink",
+        "_hold",
     )
 
     def __init__(self, *, max_literal: int, max_line: int = DEFAULT_MAX_LINE) -> None:
@@ -119,6 +120,7 @@ class ResponseSplitter:
         # straight from the buffer into this list (one regex match and one slice per
         # message); anything else takes the general path. See _FAST_FETCH.
         self.fetch_sink: list[FetchedMessage] | None = None
+        self._hold = 0  # size of the fast-path FETCH held in _tail, waiting for its end
 
     @property
     def pending(self) -> bool:
@@ -145,11 +147,27 @@ class ResponseSplitter:
             self._have = 0
             self._need = -1
             pos = want
+        elif self._hold:
+            # A fast-path FETCH waits for its end: join only that message, not the whole read.
+            have = len(self._tail)
+            if have + size < self._hold:
+                self._tail += data
+                return []
+            take = self._hold - have
+            piece = self._tail + data[:take]
+            self._tail = b""
+            self._hold = 0
+            out = self._scan(piece, 0, [])
+            if self.pending:  # the piece was not one whole response after all: rare, plain path
+                return out + self.feed(data[take:])
+            return self._scan(data, take, out)
         elif self._tail:
             data = self._tail + data
-            size = len(data)
             self._tail = b""
-        out: list[Response] = []
+        return self._scan(data, pos, [])
+
+    def _scan(self, data: bytes, pos: int, out: list[Response]) -> list[Response]:
+        size = len(data)
         find = data.find
         sink = self.fetch_sink
         fast = _FAST_FETCH.match
@@ -162,6 +180,7 @@ class ResponseSplitter:
                     if stop + 3 > size and stop - pos <= _FAST_HOLD:
                         # the message continues in the next read: keep it whole for the fast path
                         self._tail = data[pos:]
+                        self._hold = stop + 3 - pos
                         break
                     if (
                         stop + 3 <= size
