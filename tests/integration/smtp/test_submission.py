@@ -199,3 +199,19 @@ async def test_unknown_certificate_is_a_tls_error(smtp: SubmissionServer) -> Non
         client = SmtpClient("127.0.0.1", port, security=security, ssl_context=ssl.create_default_context())
         with pytest.raises(TLSError, match="certificate verification failed"):
             await client.connect()
+
+
+async def test_starttls_not_offered_and_nothing_listening(smtp: SubmissionServer) -> None:
+    from aiosmtpd.controller import Controller
+
+    from mailport.errors import ConnectError
+
+    no_tls = Controller(smtp.handler, hostname="127.0.0.1", port=free_port())  # no STARTTLS offered
+    no_tls.start()
+    try:
+        with pytest.raises(TLSError, match="STARTTLS"):
+            await SmtpClient("127.0.0.1", no_tls.port, security="starttls", timeout=5).connect()
+    finally:
+        no_tls.stop()
+    with pytest.raises(ConnectError):
+        await SmtpClient("127.0.0.1", free_port(), security="tls", timeout=5).connect()
