@@ -56,7 +56,8 @@ once, at the boundary where they occur, and chained (``raise X(...) from exc``).
         │   ├── ConnectTimeoutError             connect_timeout                504
         │   └── ServerSilentError               server_silent                  504
         ├── MessageTooLargeError        message_too_large     413
-        └── SMTPRejectedError           smtp_rejected         502
+        ├── SMTPRejectedError           smtp_rejected         502
+        └── InsecureAuthRefusedError    insecure_auth_refused 422   (imap/smtp, issue 3)
 
 Later areas add their own subclasses in the sections marked below; keep the drawing true.
 """
@@ -247,6 +248,20 @@ class SMTPRejectedError(ProviderError):
     def __init__(self, message: str, *, smtp_code: int | None = None, **kwargs: Any) -> None:
         super().__init__(message, **kwargs)
         self.smtp_code = smtp_code
+
+
+# --------------------------------------------------------------------------- imap/smtp (issue 3)
+
+
+class InsecureAuthRefusedError(ProviderError):
+    """A password or token would have crossed an unencrypted connection, so mailport refused."""
+
+    code = "insecure_auth_refused"
+    http_status = 422
+    hint = (
+        "Use implicit TLS (IMAP 993, SMTP 465) or STARTTLS (IMAP 143, SMTP 587); sending credentials "
+        "unencrypted is only possible when explicitly allowed."
+    )
 
 
 # --------------------------------------------------------------------------- storage (issue 4)

@@ -69,6 +69,9 @@ class Dovecot:
     submission_port: int | None = None  # Dovecot's own submission service (needs a relay)
     relay_port: int | None = None  # where Dovecot submission relays to (e.g. an aiosmtpd sink)
     binary: str = "dovecot"
+    # Appended to the generated dovecot.conf; later settings override earlier ones (e.g. raised
+    # process/client limits for benchmarks, disable_plaintext_auth = yes for LOGINDISABLED tests).
+    extra_config: str = ""
     proc: subprocess.Popen | None = None
 
     # ---------------------------------------------------------------- config
@@ -224,6 +227,7 @@ service anvil {{
     path = anvil-auth-penalty-disabled
   }}
 }}
+{self.extra_config}
 """
 
     def write_files(self):

@@ -1,0 +1,288 @@
+"""Fetch throughput: mailport's IMAP client vs imaplib vs a raw socket reader (issue 3).
+
+10,000 realistic ~5 KB messages are fetched with ``UID FETCH 1:* (UID FLAGS BODY.PEEK[])``
+over implicit TLS
+
+(a) from a Dovecot this script starts and loads itself (APPEND with MULTIAPPEND/LITERAL+);
+(b) from a small replay server (a separate process) that answers with pre-rendered FETCH
+    responses, so that the client rather than the server is the bottleneck;
+
+each by mailport's client (parsed into per-message objects with UID, flags and raw bytes),
+by the stdlib's ``imaplib`` (raw tuples, no parsing) and by a raw blocking TLS socket that
+only looks for the tagged completion (the transport limit). Runs are interleaved and the
+median of ``--repeat`` runs is reported. Prints one JSON line (messages per second)::
+
+    {"messages": N, "dovecot": {"mailport", "imaplib", "raw"},
+     "replay": {"mailport", "imaplib", "raw"}, "replay_ratio_vs_imaplib": ...}
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import base64
+import hashlib
+import imaplib
+import json
+import multiprocessing
+import quopri
+import random
+import shutil
+import socket
+import ssl
+import statistics
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from tests.mailstack.dovecot import Dovecot
+
+from mailport.crypto import Secret
+from mailport.imap import ImapClient, PasswordAuth
+
+ITEMS = ("UID", "FLAGS", "BODY.PEEK[]")
+FETCH_COMMAND = b"UID FETCH 1:* (UID FLAGS BODY.PEEK[])"
+WORDS = (
+    "invoice meeting project update quarterly report schedule review budget shipment order account "
+    "customer support ticket release roadmap feedback welcome newsletter reminder contract"
+).split()
+
+
+# --------------------------------------------------------------------------- messages
+
+
+def make_messages(count: int, seed: int = 3) -> list[bytes]:
+    """Single-part text messages of ~5 KB with realistic headers (DKIM, Received x3, RFC 2047, QP)."""
+    rng = random.Random(seed)
+    out = []
+    for i in range(count):
+        sender = f"{rng.choice(WORDS)}.{rng.choice(WORDS)}@sender{rng.randint(1, 50)}.example"
+        subject_text = f"Re: {rng.choice(WORDS)} {rng.choice(WORDS)} für Ärger #{i}"
+        subject = "=?utf-8?b?" + base64.b64encode(subject_text.encode()).decode() + "?="
+        body_lines = []
+        while sum(len(x) for x in body_lines) < 2700:
+            body_lines.append(" ".join(rng.choice(WORDS) for _ in range(12)) + " – grüße €")
+        body = quopri.encodestring("\n".join(body_lines).encode()).replace(b"\n", b"\r\n")
+        bh = base64.b64encode(hashlib.sha256(body).digest()).decode()
+        sig = base64.b64encode(rng.randbytes(256)).decode()
+        received = "".join(
+            f"Received: from mx{h}.sender.example (mx{h}.sender.example [192.0.2.{h}])\r\n"
+            f"\tby mx.example.test (Postfix) with ESMTPS id {rng.getrandbits(40):X}\r\n"
+            f"\tfor <rcpt@example.test>; Mon, 4 Mar 2024 10:{h:02d}:00 +0000 (UTC)\r\n"
+            for h in (1, 2, 3)
+        )
+        headers = (
+            f"Return-Path: <{sender}>\r\n{received}"
+            f"DKIM-Signature: v=1; a=rsa-sha256; c=relaxed/relaxed; d=sender.example; s=sel1;\r\n"
+            f"\th=from:to:subject:date:message-id; bh={bh};\r\n\tb={sig}\r\n"
+            f"From: =?utf-8?q?J=C3=BCrgen_M=C3=BCller?= <{sender}>\r\nTo: rcpt@example.test\r\n"
+            f"Subject: {subject}\r\nDate: Mon, 4 Mar 2024 10:04:{i % 60:02d} +0000\r\n"
+            f"Message-ID: <{i}.{rng.getrandbits(48):x}@sender.example>\r\nMIME-Version: 1.0\r\n"
+            f"Content-Type: text/plain; charset=utf-8\r\nContent-Transfer-Encoding: quoted-printable\r\n\r\n"
+        )
+        out.append(headers.encode() + body)
+    return out
+
+
+# --------------------------------------------------------------------------- replay server
+
+
+def render_fetch(messages: list[bytes]) -> bytes:
+    parts = []
+    for i, raw in enumerate(messages, 1):
+        parts.append(b"* %d FETCH (UID %d FLAGS (\\Seen) BODY[] {%d}\r\n%s)\r\n" % (i, i, len(raw), raw))
+    return b"".join(parts)
+
+
+def replay_server(port_out: multiprocessing.Queue, cert: str, key: str, count: int) -> None:  # type: ignore[type-arg]
+    """A threaded TLS server that answers every UID FETCH with the same pre-rendered bytes."""
+    rendered = render_fetch(make_messages(count))
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(cert, key)
+    caps = b"IMAP4rev1 LITERAL+ SASL-IR IDLE UIDPLUS AUTH=PLAIN"
+    listener = socket.create_server(("127.0.0.1", 0))
+    port_out.put(listener.getsockname()[1])
+
+    def serve(raw_sock: socket.socket) -> None:
+        try:
+            with context.wrap_socket(raw_sock, server_side=True) as sock:
+                sock.sendall(b"* OK [CAPABILITY " + caps + b"] replay ready\r\n")
+                stream = sock.makefile("rb")
+                while line := stream.readline():
+                    tag, _, rest = line.rstrip(b"\r\n").partition(b" ")
+                    verb = rest.split(b" ", 1)[0].upper()
+                    if verb == b"CAPABILITY":
+                        sock.sendall(b"* CAPABILITY " + caps + b"\r\n" + tag + b" OK done\r\n")
+                    elif verb in (b"SELECT", b"EXAMINE"):
+                        sock.sendall(
+                            b"* %d EXISTS\r\n* OK [UIDVALIDITY 1] ok\r\n* OK [UIDNEXT %d] ok\r\n"
+                            % (count, count + 1)
+                            + tag
+                            + b" OK [READ-WRITE] done\r\n"
+                        )
+                    elif verb == b"UID":
+                        sock.sendall(rendered + tag + b" OK fetch done\r\n")
+                    elif verb == b"LOGOUT":
+                        sock.sendall(b"* BYE bye\r\n" + tag + b" OK done\r\n")
+                        return
+                    else:
+                        sock.sendall(tag + b" OK done\r\n")
+        except (OSError, ssl.SSLError):
+            pass
+
+    while True:
+        conn, _ = listener.accept()
+        threading.Thread(target=serve, args=(conn,), daemon=True).start()
+
+
+# --------------------------------------------------------------------------- clients
+
+
+async def fetch_mailport(port: int, ca_file: str, user: str, password: str, expect: int) -> float:
+    client = await ImapClient.open(
+        "127.0.0.1", port, ca_file=ca_file, command_timeout=300, auth=PasswordAuth(user, Secret(password))
+    )
+    await client.select("INBOX")
+    started = time.perf_counter()
+    messages = await client.fetch("1:*", ITEMS)
+    elapsed = time.perf_counter() - started
+    assert (
+        len(messages) == expect and messages[-1].raw and messages[-1].uid and messages[-1].flags is not None
+    )
+    await client.logout()
+    return elapsed
+
+
+def fetch_imaplib(port: int, ca_file: str, user: str, password: str, expect: int) -> float:
+    client = imaplib.IMAP4_SSL("127.0.0.1", port, ssl_context=ssl.create_default_context(cafile=ca_file))
+    client.login(user, password)
+    client.select("INBOX")
+    started = time.perf_counter()
+    status, data = client.uid("FETCH", "1:*", "(UID FLAGS BODY.PEEK[])")
+    elapsed = time.perf_counter() - started
+    assert status == "OK" and sum(1 for d in data if isinstance(d, tuple)) == expect
+    client.logout()
+    return elapsed
+
+
+def fetch_raw(port: int, ca_file: str, user: str, password: str, expect: int) -> float:
+    context = ssl.create_default_context(cafile=ca_file)
+    sock = context.wrap_socket(socket.create_connection(("127.0.0.1", port)), server_hostname="127.0.0.1")
+
+    def until(tag: bytes) -> int:
+        marker = b"\r\n" + tag + b" "
+        tail = b"\r\n"
+        total = 0
+        while True:
+            chunk = sock.recv(262144)
+            if not chunk:
+                raise ConnectionError("closed")
+            total += len(chunk)
+            window = tail + chunk
+            if marker in window[-4096:] or window.startswith(marker[2:]):
+                return total
+            tail = window[-64:]
+
+    sock.recv(4096)
+    sock.sendall(b"a LOGIN " + user.encode() + b" " + password.encode() + b"\r\n")
+    until(b"a")
+    sock.sendall(b"b SELECT INBOX\r\n")
+    until(b"b")
+    started = time.perf_counter()
+    sock.sendall(b"c " + FETCH_COMMAND + b"\r\n")
+    received = until(b"c")
+    elapsed = time.perf_counter() - started
+    assert received > expect * 4000
+    sock.sendall(b"d LOGOUT\r\n")
+    sock.close()
+    return elapsed
+
+
+def measure(runs: dict[str, Callable[[], float]], repeat: int, count: int) -> dict[str, float]:
+    times: dict[str, list[float]] = {name: [] for name in runs}
+    names = list(runs)
+    for i in range(repeat):
+        for name in names[i % len(names) :] + names[: i % len(names)]:  # rotate: no position bias
+            times[name].append(runs[name]())
+    return {name: round(count / statistics.median(values)) for name, values in times.items()}
+
+
+# --------------------------------------------------------------------------- main
+
+
+async def load(port: int, ca_file: str, user: str, password: str, messages: list[bytes]) -> float:
+    client = await ImapClient.open(
+        "127.0.0.1", port, ca_file=ca_file, command_timeout=600, auth=PasswordAuth(user, Secret(password))
+    )
+    started = time.perf_counter()
+    for i in range(0, len(messages), 1000):
+        await client.append_many("INBOX", messages[i : i + 1000], flags=["\\Seen"])
+    elapsed = time.perf_counter() - started
+    assert (await client.status("INBOX"))["MESSAGES"] == len(messages)
+    await client.logout()
+    return elapsed
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--messages", type=int, default=10_000)
+    parser.add_argument("--repeat", type=int, default=3)
+    args = parser.parse_args()
+    count = args.messages
+
+    root = Path(tempfile.mkdtemp(prefix="mailport-bench-fetch-"))
+    dovecot = Dovecot(root / "dovecot")
+    dovecot.start()
+    ctx = multiprocessing.get_context("spawn")
+    ports: multiprocessing.Queue = ctx.Queue()  # type: ignore[type-arg]
+    replay = ctx.Process(
+        target=replay_server,
+        args=(ports, str(dovecot.root / "ssl/cert.pem"), str(dovecot.root / "ssl/key.pem"), count),
+        daemon=True,
+    )
+    replay.start()
+    try:
+        user, password = dovecot.dyn_user("bench")
+        messages = make_messages(count)
+        load_seconds = asyncio.run(load(dovecot.imaps_port, dovecot.ca_file, user, password, messages))
+        replay_port = ports.get(timeout=120)
+        ca = dovecot.ca_file
+
+        def runs(port: int) -> dict[str, Callable[[], float]]:
+            return {
+                "mailport": lambda: asyncio.run(fetch_mailport(port, ca, user, password, count)),
+                "imaplib": lambda: fetch_imaplib(port, ca, user, password, count),
+                "raw": lambda: fetch_raw(port, ca, user, password, count),
+            }
+
+        dovecot_rates = measure(runs(dovecot.imaps_port), args.repeat, count)
+        replay_rates = measure(runs(replay_port), args.repeat, count)
+    finally:
+        replay.kill()
+        dovecot.stop()
+        shutil.rmtree(root, ignore_errors=True)
+    print(
+        f"# loaded {count} messages (avg {sum(map(len, messages)) // count} bytes) in {load_seconds:.1f} s "
+        f"({count / load_seconds:.0f} msg/s); medians of {args.repeat} runs",
+        file=sys.stderr,
+    )
+    print(
+        json.dumps(
+            {
+                "messages": count,
+                "dovecot": dovecot_rates,
+                "replay": replay_rates,
+                "replay_ratio_vs_imaplib": round(replay_rates["mailport"] / replay_rates["imaplib"], 2),
+                "dovecot_ratio_vs_raw": round(dovecot_rates["mailport"] / dovecot_rates["raw"], 2),
+            }
+        )
+    )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,529 @@
+"""The IMAP commands of mailport's client, their result objects, and IDLE.
+
+:class:`ImapClient` adds the commands to :class:`~mailport.imap.session.ImapSession`
+(connection steps, authentication, deadlines, events): CAPABILITY, ID, ENABLE, LIST with
+SPECIAL-USE, STATUS, SELECT/EXAMINE with CONDSTORE/QRESYNC, UID SEARCH, UID FETCH (parsed
+into :class:`FetchedMessage` objects as the bytes arrive), UID STORE, UID COPY, UID MOVE
+(falling back to COPY + ``\\Deleted`` + UID EXPUNGE), APPEND/MULTIAPPEND, EXPUNGE, NOOP,
+LOGOUT and IDLE. See ``docs/imap.md``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Iterable, Sequence
+from contextlib import asynccontextmanager
+from datetime import datetime
+from typing import Self
+
+from mailport.errors import (
+    CommandError,
+    MailportError,
+    MailTimeoutError,
+    MessageTooLargeError,
+    ProtocolError,
+    UnsupportedFeatureError,
+)
+from mailport.imap import utf7
+from mailport.imap.arguments import Arg, Literal, UIDs, imap_date, mailbox_arg, quote, uid_set
+from mailport.imap.models import (
+    AppendResult,
+    EventKind,
+    FetchedMessage,
+    ListEntry,
+    SelectInfo,
+    ServerEvent,
+)
+from mailport.imap.parser import (
+    StatusText,
+    as_int,
+    as_list,
+    as_str,
+    pairs,
+    parse_fetch,
+    parse_sequence_set,
+    parse_status_text,
+    parse_values,
+)
+from mailport.imap.session import ImapSession, fetch_event, vanished_uids
+from mailport.imap.transport import (
+    read_buffer_control,
+)
+
+FETCH_ITEMS = ("UID", "FLAGS", "INTERNALDATE", "RFC822.SIZE", "BODY.PEEK[]")
+HEADER_ITEMS = ("UID", "FLAGS", "INTERNALDATE", "RFC822.SIZE", "BODY.PEEK[HEADER]")
+
+
+class ImapClient(ImapSession):
+    """One IMAP connection with its commands. Commands are serialised; IDLE excludes other commands."""
+
+    __slots__ = ()
+
+    async def __aenter__(self) -> Self:
+        if self._proto is None:
+            await self.connect()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.logout()
+
+    # ================================================================== commands
+
+    async def id(self, fields: dict[str, str] | None = None) -> dict[str, str] | None:
+        """RFC 2971 ID: send ours (or NIL), return the server's."""
+        await self._ensure_caps()
+        if not self.has("ID"):
+            raise UnsupportedFeatureError(f"{self.host}: the server does not support ID")
+        if fields:
+            items: list[bytes] = []
+            for key, value in fields.items():
+                items += [_quoted(key), _quoted(value)]
+            arg = b"(" + b" ".join(items) + b")"
+        else:
+            arg = b"NIL"
+        result = await self._run(b"ID", arg, wants=(b"ID",))
+        for _, _, offset, response in result.untagged:
+            values = parse_values(response, 0, offset)
+            if values and isinstance(values[0], list):
+                flat = values[0]
+                return {as_str(flat[i]): as_str(flat[i + 1]) for i in range(0, len(flat) - 1, 2)}
+        return None
+
+    async def enable(self, *capabilities: str) -> frozenset[str]:
+        """RFC 5161 ENABLE (e.g. ``CONDSTORE``, ``QRESYNC``); returns what the server enabled."""
+        await self._ensure_caps()
+        if not self.has("ENABLE"):
+            raise UnsupportedFeatureError(f"{self.host}: the server does not support ENABLE")
+        result = await self._run(b"ENABLE", *(c.encode() for c in capabilities), wants=(b"ENABLED",))
+        enabled = set(self._enabled)
+        for _, _, offset, response in result.untagged:
+            enabled.update(c.decode().upper() for c in response.first[offset:].split())
+        self._enabled = frozenset(enabled)
+        return self._enabled
+
+    async def list_mailboxes(self, reference: str = "", pattern: str = "*") -> list[ListEntry]:
+        """LIST, with ``RETURN (SPECIAL-USE)`` when the server offers it; names decoded from UTF-7."""
+        await self._ensure_caps()
+        args: list[Arg] = [
+            b"LIST",
+            mailbox_arg(reference) if reference else b'""',
+            quote(utf7.encode(pattern)),
+        ]
+        if self.has("SPECIAL-USE") and self.has("LIST-EXTENDED"):
+            args.append(b"RETURN (SPECIAL-USE)")
+        result = await self._run(*args, wants=(b"LIST",))
+        entries: list[ListEntry] = []
+        for _, _, offset, response in result.untagged:
+            values = parse_values(response, 0, offset)
+            if len(values) < 3:
+                raise ProtocolError(f"malformed LIST response {response.first[:80]!r}")
+            flags = tuple(as_str(f) for f in as_list(values[0]))
+            delimiter = values[1]
+            name = values[2]
+            if not isinstance(name, bytes):
+                raise ProtocolError(f"malformed LIST response {response.first[:80]!r}")
+            entries.append(
+                ListEntry(
+                    name=utf7.decode(name),
+                    delimiter=delimiter.decode() if isinstance(delimiter, bytes) else None,
+                    flags=flags,
+                )
+            )
+        return entries
+
+    async def create(self, mailbox: str) -> None:
+        """CREATE a mailbox (name encoded in modified UTF-7)."""
+        await self._run(b"CREATE", mailbox_arg(mailbox))
+
+    async def delete(self, mailbox: str) -> None:
+        await self._run(b"DELETE", mailbox_arg(mailbox))
+
+    async def status(self, mailbox: str, items: Sequence[str] | None = None) -> dict[str, int]:
+        """STATUS (MESSAGES UIDNEXT UIDVALIDITY UNSEEN [HIGHESTMODSEQ]) -> ``{"MESSAGES": 3, ...}``."""
+        await self._ensure_caps()
+        if items is None:
+            items = ["MESSAGES", "UIDNEXT", "UIDVALIDITY", "UNSEEN"]
+            if self.has("CONDSTORE"):
+                items.append("HIGHESTMODSEQ")
+        arg = b"(" + " ".join(items).encode() + b")"
+        result = await self._run(b"STATUS", mailbox_arg(mailbox), arg, wants=(b"STATUS",))
+        out: dict[str, int] = {}
+        for _, _, offset, response in result.untagged:
+            values = parse_values(response, 0, offset)
+            if len(values) >= 2:
+                out.update({k.decode().upper(): as_int(v) for k, v in pairs(as_list(values[1])).items()})
+        return out
+
+    async def select(
+        self,
+        mailbox: str = "INBOX",
+        *,
+        readonly: bool = False,
+        condstore: bool | None = None,
+        qresync: tuple[int, int] | None = None,
+    ) -> SelectInfo:
+        """SELECT (or EXAMINE with ``readonly``): UIDVALIDITY, UIDNEXT, EXISTS, HIGHESTMODSEQ ...
+
+        CONDSTORE is requested when the server offers it (``condstore=None``); ``qresync``
+        (uidvalidity, modseq) enables QRESYNC if needed and returns VANISHED UIDs in the result.
+        """
+        await self._ensure_caps()
+        args: list[Arg] = [b"EXAMINE" if readonly else b"SELECT", mailbox_arg(mailbox)]
+        if qresync is not None:
+            if not self.has("QRESYNC"):
+                raise UnsupportedFeatureError(f"{self.host}: the server does not support QRESYNC")
+            if "QRESYNC" not in self._enabled:
+                await self.enable("QRESYNC")
+            args.append(b"(QRESYNC (%d %d))" % qresync)
+        elif condstore or (condstore is None and self.has("CONDSTORE")):
+            args.append(b"(CONDSTORE)")
+        self._selected = None
+        result = await self._run(
+            *args, wants=(b"FLAGS", b"EXISTS", b"RECENT", b"OK", b"NO", b"VANISHED", b"FETCH")
+        )
+        info = SelectInfo(mailbox=mailbox, read_only=readonly or result.text.code == "READ-ONLY")
+        for number, kind, offset, response in result.untagged:
+            rest = response.first[offset:]
+            if kind == b"EXISTS" and number is not None:
+                info.exists = number
+            elif kind == b"RECENT" and number is not None:
+                info.recent = number
+            elif kind == b"FLAGS":
+                info.flags = tuple(as_str(f) for f in as_list(parse_values(response, 0, offset)[0]))
+            elif kind == b"VANISHED":
+                info.vanished.extend(vanished_uids(response, offset))
+            elif kind == b"FETCH" and number is not None:
+                info.changed.append(parse_fetch(number, response, offset))
+            elif kind in (b"OK", b"NO"):
+                text = parse_status_text(rest)
+                if text.code == "UIDVALIDITY":
+                    info.uidvalidity = int(text.code_args)
+                elif text.code == "UIDNEXT":
+                    info.uidnext = int(text.code_args)
+                elif text.code == "HIGHESTMODSEQ":
+                    info.highestmodseq = int(text.code_args)
+                elif text.code == "PERMANENTFLAGS":
+                    info.permanent_flags = tuple(as_str(f) for f in as_list(text.code_values[0]))
+                elif text.code == "ALERT":
+                    self._emit(ServerEvent(EventKind.ALERT, text=text.text))
+        self._selected = mailbox
+        return info
+
+    async def examine(self, mailbox: str = "INBOX") -> SelectInfo:
+        return await self.select(mailbox, readonly=True)
+
+    async def search(self, criteria: str = "ALL", *, timeout: float | None = None) -> list[int]:
+        """UID SEARCH with ASCII criteria (e.g. ``"UNSEEN"``, ``"UID 10:*"``) -> sorted UIDs."""
+        try:
+            raw = criteria.encode("ascii")
+        except UnicodeEncodeError:
+            raise UnsupportedFeatureError("search criteria must be ASCII") from None
+        result = await self._run(b"UID SEARCH", raw, wants=(b"SEARCH", b"ESEARCH"), timeout=timeout)
+        uids: list[int] = []
+        for _, kind, offset, response in result.untagged:
+            rest = response.first[offset:]
+            if kind == b"SEARCH":
+                uids.extend(int(x) for x in rest.split() if x.isdigit())
+        return sorted(uids)
+
+    async def fetch(
+        self,
+        uids: UIDs,
+        items: Sequence[str] = FETCH_ITEMS,
+        *,
+        changedsince: int | None = None,
+        timeout: float | None = None,
+        oversize: str = "raise",
+    ) -> list[FetchedMessage]:
+        """UID FETCH -> one :class:`FetchedMessage` per message, in server order.
+
+        A message literal larger than ``max_literal_size`` is skipped on the wire (the
+        connection stays usable); with ``oversize="raise"`` (default) the call then raises
+        :class:`MessageTooLargeError`, with ``"keep"`` the message comes back with ``oversize`` set.
+        """
+        names = " ".join(items)
+        if "UID" not in items:
+            names = "UID " + names
+        args: list[Arg] = [b"UID FETCH", uid_set(uids), b"(" + names.encode() + b")"]
+        if changedsince is not None:
+            args.append(b"(CHANGEDSINCE %d)" % changedsince)
+        fetched: list[FetchedMessage] = []
+        control = read_buffer_control(self._transport) if self._transport is not None else None
+        if control is not None:
+            control.resize_read_buffer(self.bulk_read_buffer)
+        try:
+            await self._run(*args, wants=(b"FETCH",), timeout=timeout, fetched=fetched)
+        finally:
+            if control is not None:
+                control.resize_read_buffer(self.tls_read_buffer)
+        wanted_body = any(
+            "BODY" in i.upper() or "RFC822" == i.upper() or "BINARY" in i.upper() for i in items
+        )
+        messages: list[FetchedMessage] = []
+        for message in fetched:
+            if message.uid is None or (
+                wanted_body and message.raw is None and message.headers is None and message.oversize is None
+            ):
+                self._emit(fetch_event(message))  # an unsolicited flag update for another message
+                continue
+            messages.append(message)
+        if oversize == "raise":
+            for message in messages:
+                if message.oversize is not None:
+                    raise MessageTooLargeError(
+                        f"message UID {message.uid} is {message.oversize} bytes, over the "
+                        f"{self.max_literal_size}-byte maximum",
+                        uid=message.uid,
+                        size=message.oversize,
+                    )
+        return messages
+
+    async def fetch_since(
+        self, uid: int, *, headers_only: bool = False, timeout: float | None = None
+    ) -> list[FetchedMessage]:
+        """Messages with UID >= ``uid``: UID, flags, INTERNALDATE, size and the raw message (or header)."""
+        messages = await self.fetch(
+            f"{max(uid, 1)}:*", HEADER_ITEMS if headers_only else FETCH_ITEMS, timeout=timeout
+        )
+        return [m for m in messages if m.uid is not None and m.uid >= uid]
+
+    async def store(
+        self,
+        uids: UIDs,
+        flags: Iterable[str],
+        *,
+        mode: str = "+",
+        silent: bool = True,
+        unchangedsince: int | None = None,
+    ) -> list[FetchedMessage]:
+        """UID STORE: ``mode`` "+" adds, "-" removes, "" replaces flags; returns non-silent updates."""
+        if mode not in ("+", "-", ""):
+            raise ValueError("mode must be '+', '-' or ''")
+        item = f"{mode}FLAGS{'.SILENT' if silent else ''}".encode()
+        args: list[Arg] = [b"UID STORE", uid_set(uids)]
+        if unchangedsince is not None:
+            args.append(b"(UNCHANGEDSINCE %d)" % unchangedsince)
+        args += [item, b"(" + " ".join(flags).encode() + b")"]
+        result = await self._run(*args, wants=(b"FETCH",))
+        return [parse_fetch(number or 0, response, offset) for number, _, offset, response in result.untagged]
+
+    async def copy(self, uids: UIDs, destination: str) -> dict[int, int]:
+        """UID COPY; returns old UID -> new UID when the server reports COPYUID (UIDPLUS)."""
+        result = await self._run(b"UID COPY", uid_set(uids), mailbox_arg(destination))
+        return _copyuid(result.text)
+
+    async def move(self, uids: UIDs, destination: str) -> dict[int, int]:
+        """UID MOVE, or UID COPY + \\Deleted + UID EXPUNGE when MOVE is not offered (needs UIDPLUS)."""
+        await self._ensure_caps()
+        if self.has("MOVE"):
+            result = await self._run(b"UID MOVE", uid_set(uids), mailbox_arg(destination), wants=(b"OK",))
+            mapping = _copyuid(result.text)
+            for _, _, offset, response in result.untagged:
+                mapping.update(_copyuid(parse_status_text(response.first[offset:])))
+            return mapping
+        if not self.has("UIDPLUS"):
+            raise UnsupportedFeatureError(
+                f"{self.host}: the server has neither MOVE nor UIDPLUS, so messages cannot be moved safely"
+            )
+        mapping = await self.copy(uids, destination)
+        await self.store(uids, ["\\Deleted"], mode="+")
+        await self.expunge(uids)
+        return mapping
+
+    async def expunge(self, uids: UIDs | None = None) -> list[int]:
+        """EXPUNGE, or UID EXPUNGE for just ``uids`` (UIDPLUS); returns expunged sequence numbers/UIDs."""
+        if uids is not None:
+            await self._ensure_caps()
+            if not self.has("UIDPLUS"):
+                raise UnsupportedFeatureError(f"{self.host}: UID EXPUNGE needs UIDPLUS")
+            result = await self._run(b"UID EXPUNGE", uid_set(uids), wants=(b"EXPUNGE", b"VANISHED"))
+        else:
+            result = await self._run(b"EXPUNGE", wants=(b"EXPUNGE", b"VANISHED"))
+        out: list[int] = []
+        for number, kind, offset, response in result.untagged:
+            if kind == b"EXPUNGE" and number is not None:
+                out.append(number)
+            elif kind == b"VANISHED":
+                out.extend(vanished_uids(response, offset))
+        return out
+
+    async def append(
+        self,
+        mailbox: str,
+        message: bytes,
+        *,
+        flags: Iterable[str] = (),
+        internaldate: datetime | None = None,
+        timeout: float | None = None,
+    ) -> AppendResult:
+        """APPEND one message; returns the new UID when the server reports APPENDUID (UIDPLUS)."""
+        args: list[Arg] = [b"APPEND", mailbox_arg(mailbox)]
+        flag_list = list(flags)
+        if flag_list:
+            args.append(b"(" + " ".join(flag_list).encode() + b")")
+        if internaldate is not None:
+            args.append(imap_date(internaldate))
+        args.append(Literal(message))
+        result = await self._run(*args, timeout=timeout)
+        return _appenduid(result.text)[0] if result.text.code == "APPENDUID" else AppendResult(None, None)
+
+    async def append_many(
+        self,
+        mailbox: str,
+        messages: Sequence[bytes],
+        *,
+        flags: Iterable[str] = (),
+        timeout: float | None = None,
+    ) -> list[AppendResult]:
+        """Several messages in one APPEND (MULTIAPPEND, RFC 3502), else one APPEND each."""
+        await self._ensure_caps()
+        if not messages:
+            return []
+        if not self.has("MULTIAPPEND"):
+            return [await self.append(mailbox, m, flags=flags, timeout=timeout) for m in messages]
+        flag_arg = b"(" + " ".join(flags).encode() + b")"
+        args: list[Arg] = [b"APPEND", mailbox_arg(mailbox)]
+        for message in messages:
+            args += [flag_arg, Literal(message)]
+        result = await self._run(*args, timeout=timeout)
+        return _appenduid(result.text) if result.text.code == "APPENDUID" else []
+
+    async def noop(self, *, timeout: float | None = None) -> None:
+        """NOOP: lets the server report changes (they arrive as events)."""
+        await self._run(b"NOOP", timeout=timeout)
+
+    async def is_alive(self, *, timeout: float = 10.0) -> bool:
+        """NOOP with a short deadline; False (and the connection closed) when it fails."""
+        if not self.connected:
+            return False
+        if self._idle is not None:  # the server is talking to us in IDLE; NOOP would need DONE first
+            return not self._idle.done.done() and self._proto is not None and self._proto.bye is None
+        try:
+            await self.noop(timeout=timeout)
+        except MailportError:
+            return False
+        return True
+
+    # ================================================================== IDLE and events
+
+    async def idle_start(self) -> None:
+        """Send IDLE and wait for the server's go-ahead; events then arrive as they happen."""
+        await self._ensure_caps()
+        if not self.has("IDLE"):
+            raise UnsupportedFeatureError(f"{self.host}: the server does not support IDLE")
+        if self._idle is not None:
+            return
+        async with self._lock:
+            proto, _ = self._require_transport()
+            command = self._begin(proto, frozenset())
+            try:
+                async with asyncio.timeout(self.command_timeout):
+                    proto.write(command.tag + b" IDLE\r\n")
+                    go = await command.next_continuation()
+            except TimeoutError as exc:
+                self._desynced()
+                raise MailTimeoutError(
+                    f"{self.host}: no answer to IDLE within {self.command_timeout:g} s"
+                ) from exc
+            except BaseException:
+                self._desynced()
+                raise
+            if go is None:  # refused (tagged NO/BAD)
+                proto.current = None
+                status, rest = command.done.result()
+                text = parse_status_text(rest)
+                raise CommandError(f"{self.host}: IDLE refused: {text.text}", server_said=text.text)
+            self._idle = command
+
+    async def idle_wait(self, timeout: float) -> list[ServerEvent]:
+        """Wait up to ``timeout`` seconds for events; [] on timeout.
+
+        A server BYE, a dropped connection or the server ending IDLE raise at once
+        (:class:`ConnectionLostError`) -- never a hang.
+        """
+        events = self._drain()
+        if events:
+            return events
+        self._raise_if_lost()
+        loop = asyncio.get_running_loop()
+        waiter: asyncio.Future[None] = loop.create_future()
+        self._waiter = waiter
+        try:
+            await asyncio.wait((waiter,), timeout=timeout)
+        finally:
+            self._waiter = None
+        events = self._drain()
+        if not events:
+            self._raise_if_lost()
+        return events
+
+    async def idle_done(self) -> None:
+        """End IDLE (DONE) and wait for its completion."""
+        command, self._idle = self._idle, None
+        if command is None:
+            return
+        proto, _ = self._require_transport()
+        async with self._lock:
+            try:
+                async with asyncio.timeout(self.command_timeout):
+                    if not command.done.done():
+                        proto.write(b"DONE\r\n")
+                    await command.done
+            except TimeoutError as exc:
+                self._desynced()
+                raise MailTimeoutError(
+                    f"{self.host}: IDLE did not end within {self.command_timeout:g} s"
+                ) from exc
+            except BaseException:
+                self._desynced()
+                raise
+            finally:
+                proto.current = None
+
+    @asynccontextmanager
+    async def idle(self) -> AsyncIterator[Self]:
+        """``async with client.idle(): events = await client.idle_wait(60)``."""
+        await self.idle_start()
+        try:
+            yield self
+        finally:
+            if self.connected:
+                await self.idle_done()
+            else:
+                self._idle = None
+
+    async def logout(self) -> None:
+        """LOGOUT politely (best effort, short deadline), then close."""
+        if self.connected:
+            try:
+                if self._idle is not None:
+                    await self.idle_done()
+                await self._run(b"LOGOUT", timeout=min(self.command_timeout, 5.0))
+            except MailportError:
+                pass
+        self.close()
+
+
+# ====================================================================== helpers
+
+
+def _quoted(value: str) -> bytes:
+    raw = value.encode()
+    return b'"' + raw.replace(b"\\", b"\\\\").replace(b'"', b'\\"') + b'"'
+
+
+def _copyuid(text: StatusText) -> dict[int, int]:
+    if text.code != "COPYUID":
+        return {}
+    parts = text.code_args.split()
+    if len(parts) != 3:
+        return {}
+    return dict(zip(parse_sequence_set(parts[1]), parse_sequence_set(parts[2]), strict=False))
+
+
+def _appenduid(text: StatusText) -> list[AppendResult]:
+    parts = text.code_args.split()
+    if len(parts) != 2:
+        return [AppendResult(None, None)]
+    validity = int(parts[0])
+    return [AppendResult(validity, uid) for uid in parse_sequence_set(parts[1])]

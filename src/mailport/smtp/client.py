@@ -1,0 +1,304 @@
+"""SMTP submission (465 implicit TLS, 587 STARTTLS) on aiosmtplib, with mailport's auth rules.
+
+aiosmtplib does the protocol; this module adds what mailport needs around it:
+
+* the same security rules as the IMAP client: TLS or STARTTLS by default, plain only when
+  explicitly allowed, credentials never over an unencrypted connection unless allowed,
+  certificates verified (custom CA file; opt-in skip-verify logs a warning);
+* PLAIN, LOGIN, XOAUTH2 and OAUTHBEARER from :mod:`mailport.sasl` credentials (a token may
+  come from an async callable, fetched at connect time);
+* when a server rejects ``AUTH <mech> <initial-response>`` as too long (Dovecot's submission
+  service answers ``500 5.5.2 Line too long`` to a 2-3 KB Microsoft token), the AUTH is
+  retried once without the initial response, sending it after the ``334`` instead;
+* the OAuth error challenge (``334 <base64 JSON>``) is answered and decoded into the error;
+* aiosmtplib's exceptions are translated here, once, keeping the reply code
+  (``smtp_code``) and the server's text (``server_said``).
+"""
+
+from __future__ import annotations
+
+import logging
+import ssl
+from collections.abc import Sequence
+from dataclasses import dataclass
+from email.message import EmailMessage
+from typing import Any, Self
+
+import aiosmtplib
+from aiosmtplib import SMTPResponse
+
+from mailport import sasl
+from mailport.errors import (
+    AuthenticationError,
+    ConnectError,
+    ConnectionLostError,
+    InsecureAuthRefusedError,
+    MailportError,
+    MailTimeoutError,
+    ProviderError,
+    SMTPRejectedError,
+    TLSError,
+    UnsupportedFeatureError,
+)
+from mailport.imap.models import Security, TLSInfo
+from mailport.imap.transport import shared_context, tls_info
+
+log = logging.getLogger(__name__)
+
+DEFAULT_PORTS = {Security.TLS: 465, Security.STARTTLS: 587, Security.PLAIN: 25}
+
+
+@dataclass(frozen=True, slots=True)
+class SendResult:
+    """What the server answered to the message (``250 2.0.0 Ok: queued as …``)."""
+
+    code: int
+    text: str
+    refused: dict[str, tuple[int, str]]  # recipients the server refused while accepting others
+
+
+def _ssl_cause(exc: BaseException) -> ssl.SSLError | None:
+    seen: BaseException | None = exc
+    while seen is not None:
+        if isinstance(seen, ssl.SSLError):
+            return seen
+        seen = seen.__cause__ or seen.__context__
+    return None
+
+
+def translate(exc: Exception, where: str) -> MailportError:
+    """aiosmtplib/ssl/OS errors -> the mailport error tree (the caller chains the cause)."""
+    cause = _ssl_cause(exc)
+    if isinstance(cause, ssl.SSLCertVerificationError):
+        return TLSError(
+            f"{where}: certificate verification failed: {cause.verify_message}",
+            verify_message=cause.verify_message,
+        )
+    if cause is not None:
+        return TLSError(f"{where}: TLS failed: {cause.reason or cause}")
+    if isinstance(exc, aiosmtplib.SMTPAuthenticationError):
+        return AuthenticationError(
+            f"{where}: authentication failed: {exc.code} {exc.message}",
+            server_said=exc.message,
+            smtp_code=exc.code,
+        )
+    if isinstance(exc, aiosmtplib.SMTPRecipientsRefused):
+        first = exc.recipients[0]
+        said = "; ".join(f"{r.recipient}: {r.code} {r.message}" for r in exc.recipients)
+        return SMTPRejectedError(
+            f"{where}: all recipients refused: {said}", smtp_code=first.code, server_said=said
+        )
+    if isinstance(exc, aiosmtplib.SMTPResponseException):
+        return SMTPRejectedError(
+            f"{where}: {exc.code} {exc.message}", smtp_code=exc.code, server_said=exc.message
+        )
+    if isinstance(exc, aiosmtplib.SMTPTimeoutError | TimeoutError):
+        return MailTimeoutError(f"{where}: the SMTP server did not answer in time")
+    if isinstance(exc, aiosmtplib.SMTPServerDisconnected):
+        return ConnectionLostError(f"{where}: the SMTP server closed the connection: {exc}")
+    if isinstance(exc, aiosmtplib.SMTPConnectError | OSError):
+        return ConnectError(f"{where}: {exc}")
+    if isinstance(exc, aiosmtplib.SMTPNotSupported):
+        return UnsupportedFeatureError(f"{where}: {exc}")
+    return ProviderError(f"{where}: {exc}")
+
+
+def _too_long(response: SMTPResponse) -> bool:
+    text = response.message.lower()
+    return response.code in (500, 501, 504) and ("too long" in text or "line length" in text)
+
+
+class SmtpClient:
+    """One SMTP submission session: :meth:`connect`, :meth:`authenticate`, :meth:`send`, :meth:`quit`."""
+
+    def __init__(
+        self,
+        host: str,
+        port: int | None = None,
+        *,
+        security: Security | str = Security.STARTTLS,
+        ssl_context: ssl.SSLContext | None = None,
+        ca_file: str | None = None,
+        verify: bool = True,
+        allow_plaintext: bool = False,
+        allow_plaintext_auth: bool = False,
+        timeout: float = 30.0,
+        local_hostname: str | None = None,
+    ) -> None:
+        self.security = Security(security)
+        self.host = host
+        self.port = port or DEFAULT_PORTS[self.security]
+        if self.security is Security.PLAIN and not allow_plaintext:
+            raise InsecureAuthRefusedError(
+                f"{host}:{self.port}: an unencrypted SMTP connection needs allow_plaintext=True"
+            )
+        self.allow_plaintext_auth = allow_plaintext_auth
+        if not verify and ssl_context is None:
+            log.warning("%s:%s: TLS certificate verification is DISABLED (skip-verify)", host, self.port)
+        context = ssl_context or shared_context(ca_file, verify)
+        self._where = f"{host}:{self.port}"
+        self._smtp = aiosmtplib.SMTP(
+            hostname=host,
+            port=self.port,
+            use_tls=self.security is Security.TLS,
+            start_tls=self.security is Security.STARTTLS,
+            tls_context=context,
+            timeout=timeout,
+            local_hostname=local_hostname,
+        )
+
+    def __repr__(self) -> str:
+        return f"SmtpClient({self.host!r}, {self.port}, security={self.security.value!r})"
+
+    @classmethod
+    async def open(
+        cls, host: str, port: int | None = None, *, auth: sasl.Credentials | None = None, **kw: Any
+    ) -> Self:
+        client = cls(host, port, **kw)
+        try:
+            await client.connect()
+            if auth is not None:
+                await client.authenticate(auth)
+        except BaseException:
+            client.close()
+            raise
+        return client
+
+    async def __aenter__(self) -> Self:
+        if not self._smtp.is_connected:
+            await self.connect()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.quit()
+
+    # ------------------------------------------------------------------ session
+
+    async def connect(self) -> None:
+        """Connect, greeting, EHLO, and STARTTLS for the ``starttls`` security."""
+        try:
+            await self._smtp.connect()
+            if not self._smtp.esmtp_extensions:
+                await self._smtp.ehlo()  # so that the AUTH mechanisms are known before authenticate()
+        except (aiosmtplib.SMTPException, OSError, ssl.SSLError) as exc:
+            self.close()
+            error = translate(exc, self._where)
+            if (
+                isinstance(exc, aiosmtplib.SMTPException)
+                and "STARTTLS" in str(exc)
+                and _ssl_cause(exc) is None
+            ):
+                error = TLSError(f"{self._where}: STARTTLS failed: {exc}")
+            raise error from exc
+
+    @property
+    def encrypted(self) -> bool:
+        transport = self._smtp.transport
+        return transport is not None and transport.get_extra_info("ssl_object") is not None
+
+    @property
+    def tls(self) -> TLSInfo | None:
+        transport = self._smtp.transport
+        return tls_info(transport) if transport is not None and self.encrypted else None
+
+    @property
+    def extensions(self) -> dict[str, str]:
+        return dict(self._smtp.esmtp_extensions)
+
+    @property
+    def auth_mechanisms(self) -> list[str]:
+        return [m.upper() for m in self._smtp.server_auth_methods]
+
+    async def authenticate(self, auth: sasl.Credentials) -> None:
+        if not self.encrypted and not self.allow_plaintext_auth:
+            self.close()
+            raise InsecureAuthRefusedError(
+                f"{self._where}: refusing to send credentials over an unencrypted connection"
+            )
+        try:
+            if isinstance(auth, sasl.PasswordAuth):
+                mechanism = auth.mechanism
+                if mechanism == "auto":
+                    mechanism = "PLAIN" if "PLAIN" in self.auth_mechanisms else "LOGIN"
+                if mechanism == "PLAIN":
+                    await self._smtp.auth_plain(auth.username, auth.password.reveal())
+                else:
+                    await self._smtp.auth_login(auth.username, auth.password.reveal())
+            else:
+                token = (await auth.access_token()).reveal()
+                if auth.mechanism == "XOAUTH2":
+                    payload = sasl.xoauth2(auth.username, token)
+                else:
+                    payload = sasl.oauthbearer(auth.username, token, host=self.host, port=self.port)
+                await self._sasl(auth.mechanism, payload)
+        except MailportError:
+            raise
+        except (aiosmtplib.SMTPException, OSError) as exc:
+            raise translate(exc, self._where) from exc
+
+    async def _sasl(self, mechanism: str, payload: bytes) -> None:
+        """AUTH with an initial response; retried once without it when the line is too long."""
+        encoded = sasl.b64(payload)
+        response = await self._smtp.execute_command(b"AUTH", mechanism.encode(), encoded)
+        if _too_long(response):
+            log.info(
+                "%s: AUTH %s line too long (%s); retrying without initial response",
+                self._where,
+                mechanism,
+                response.code,
+            )
+            response = await self._smtp.execute_command(b"AUTH", mechanism.encode())
+            if response.code == 334:
+                response = await self._smtp.execute_command(encoded)
+        oauth_error: dict[str, Any] | None = None
+        if response.code == 334:  # an error challenge: answer it to get the final reply
+            oauth_error = sasl.decode_oauth_error(response.message)
+            response = await self._smtp.execute_command(b"AQ==" if mechanism == "OAUTHBEARER" else b"")
+        if response.code != 235:
+            detail = sasl.describe_oauth_error(oauth_error)
+            raise AuthenticationError(
+                f"{self._where}: {mechanism} authentication failed: {response.code} {response.message}"
+                + (f" ({detail})" if detail else ""),
+                server_said=response.message,
+                smtp_code=response.code,
+                oauth_error=oauth_error,
+            )
+
+    async def send(
+        self, message: EmailMessage, *, sender: str | None = None, recipients: Sequence[str] | None = None
+    ) -> SendResult:
+        """Send ``message``; the envelope defaults to its From and To/Cc/Bcc headers."""
+        try:
+            refused, text = await self._smtp.send_message(message, sender=sender, recipients=recipients)
+        except (aiosmtplib.SMTPException, OSError) as exc:
+            raise translate(exc, self._where) from exc
+        # aiosmtplib returns the DATA reply's text only when the code was 250
+        return SendResult(code=250, text=text, refused={k: (v.code, v.message) for k, v in refused.items()})
+
+    async def quit(self) -> None:
+        if self._smtp.is_connected:
+            try:
+                await self._smtp.quit()
+            except (aiosmtplib.SMTPException, OSError):
+                self.close()
+
+    def close(self) -> None:
+        self._smtp.close()
+
+
+async def send_message(
+    message: EmailMessage,
+    *,
+    host: str,
+    port: int | None = None,
+    auth: sasl.Credentials | None,
+    sender: str | None = None,
+    recipients: Sequence[str] | None = None,
+    **options: Any,
+) -> SendResult:
+    """Connect, authenticate, send one message, quit."""
+    client = await SmtpClient.open(host, port, auth=auth, **options)
+    try:
+        return await client.send(message, sender=sender, recipients=recipients)
+    finally:
+        await client.quit()
