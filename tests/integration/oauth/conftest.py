@@ -1,0 +1,145 @@
+"""Fixtures for the OAuth tests: providers pointed at the local authorization server, real
+SQLite behind the storage ports, and the flows wired as the service will wire them."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from mailport.config import Settings
+from mailport.crypto import KeyRing, generate_key
+from mailport.oauth import (
+    AuthorizationCodeFlow,
+    DeviceFlow,
+    InstanceApps,
+    OAuthClient,
+    ProviderRegistry,
+    StateCodec,
+)
+from tests.integration.oauth.sqlite_store import SQLiteStateStore, SQLiteTokenStore, open_engine
+from tests.mailstack.dovecot import Dovecot
+from tests.mailstack.idp import MockIdP
+from tests.mailstack.smtp import SubmissionServer
+
+PUBLIC_URL = "https://mailport.example.test"
+
+
+def idp_overrides(idp: MockIdP) -> dict[str, dict[str, object]]:
+    """Point the built-in google and microsoft at the local authorization server."""
+    base = idp.url
+    ms = f"{base}/microsoft/{{tenant}}/oauth2/v2.0"
+    return {
+        "google": {
+            "authorization_endpoint": f"{base}/google/o/oauth2/v2/auth",
+            "token_endpoint": f"{base}/google/token",
+            "device_authorization_endpoint": f"{base}/google/device/code",
+            "revocation_endpoint": f"{base}/google/revoke",
+            "userinfo_endpoint": f"{base}/google/userinfo",
+            "issuers": [base],
+        },
+        "microsoft": {
+            "authorization_endpoint": f"{ms}/authorize",
+            "token_endpoint": f"{ms}/token",
+            "device_authorization_endpoint": f"{ms}/devicecode",
+            "issuers": [base],
+        },
+    }
+
+
+@pytest.fixture
+def providers_file(idp: MockIdP, tmp_path: Path) -> Path:
+    path = tmp_path / "oauth-providers.json"
+    path.write_text(json.dumps(idp_overrides(idp)))
+    return path
+
+
+@pytest.fixture
+def bed_providers_file(idp: MockIdP, dovecot: Dovecot, smtp: SubmissionServer, tmp_path: Path) -> Path:
+    """Also point the mail servers at the Dovecot/SMTP bed."""
+    overrides = idp_overrides(idp)
+    for key in ("google", "microsoft"):
+        overrides[key]["imap"] = {"host": "127.0.0.1", "port": dovecot.imaps_port, "security": "ssl"}
+        overrides[key]["smtp"] = {"host": "127.0.0.1", "port": smtp.tls_port, "security": "ssl"}
+    path = tmp_path / "oauth-providers-bed.json"
+    path.write_text(json.dumps(overrides))
+    return path
+
+
+@pytest.fixture
+def settings(providers_file: Path, tmp_path: Path) -> Settings:
+    return Settings(
+        _env_file=None,  # type: ignore[call-arg]
+        data_dir=tmp_path,
+        public_url=PUBLIC_URL,
+        oauth_providers_file=providers_file,
+        google_client_id="test-client",
+        google_client_secret="test-secret",
+        microsoft_client_id="test-client",
+        microsoft_client_secret="test-secret",
+        microsoft_tenant="organizations",
+    )
+
+
+@pytest.fixture
+def registry(settings: Settings) -> ProviderRegistry:
+    return ProviderRegistry.from_settings(settings)
+
+
+@pytest.fixture
+def apps(registry: ProviderRegistry, settings: Settings) -> InstanceApps:
+    return InstanceApps(registry, settings)
+
+
+@pytest.fixture
+def key_ring() -> KeyRing:
+    return KeyRing.from_keys([generate_key()], source="test")
+
+
+@pytest.fixture
+async def oauth_client() -> AsyncIterator[OAuthClient]:
+    async with httpx.AsyncClient(timeout=10) as http:
+        yield OAuthClient(http)
+
+
+@pytest.fixture
+async def sqlite_engine(sqlite_url: str):  # type: ignore[no-untyped-def]
+    engine = await open_engine(sqlite_url)
+    yield engine
+    await engine.dispose()
+
+
+@pytest.fixture
+def token_store(sqlite_engine, key_ring: KeyRing) -> SQLiteTokenStore:  # type: ignore[no-untyped-def]
+    return SQLiteTokenStore(sqlite_engine, key_ring)
+
+
+@pytest.fixture
+def state_store(sqlite_engine) -> SQLiteStateStore:  # type: ignore[no-untyped-def]
+    return SQLiteStateStore(sqlite_engine)
+
+
+@pytest.fixture
+def code_flow(
+    registry: ProviderRegistry,
+    oauth_client: OAuthClient,
+    apps: InstanceApps,
+    key_ring: KeyRing,
+    state_store: SQLiteStateStore,
+) -> AuthorizationCodeFlow:
+    return AuthorizationCodeFlow(
+        registry=registry,
+        client=oauth_client,
+        apps=apps,
+        states=StateCodec(key_ring),
+        state_store=state_store,
+        public_url=PUBLIC_URL,
+    )
+
+
+@pytest.fixture
+def device_flow(registry: ProviderRegistry, oauth_client: OAuthClient, apps: InstanceApps) -> DeviceFlow:
+    return DeviceFlow(registry=registry, client=oauth_client, apps=apps)
