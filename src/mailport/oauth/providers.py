@@ -117,8 +117,8 @@ class OAuthProvider(BaseModel):
     @field_validator("default_tenant")
     @classmethod
     def _tenant(cls, value: str | None) -> str | None:
-        if value is not None:
-            check_tenant(value)
+        if value is not None and not _TENANT_RE.match(value):
+            raise ValueError("not a tenant: use common, organizations, consumers, an id or a domain")
         return value
 
     @property

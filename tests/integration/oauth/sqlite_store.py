@@ -156,7 +156,8 @@ class SQLiteStateStore:
     async def consume(self, nonce: str, *, expires_at: datetime) -> bool:
         try:
             async with self.engine.begin() as conn:
-                await conn.execute(insert(oauth_states).values(nonce=nonce, expires_at=expires_at.timestamp()))
+                row = {"nonce": nonce, "expires_at": expires_at.timestamp()}
+                await conn.execute(insert(oauth_states).values(**row))
         except IntegrityError:
             return False
         return True

@@ -127,7 +127,8 @@ async def test_state_tampered_replayed_expired_and_misrouted(code_flow, key_ring
     callback = await follow_to_callback(request.authorization_url)
 
     middle = len(request.state) // 2
-    tampered = request.state[:middle] + ("A" if request.state[middle] != "A" else "B") + request.state[middle + 1 :]
+    flipped = "A" if request.state[middle] != "A" else "B"
+    tampered = request.state[:middle] + flipped + request.state[middle + 1 :]
     with pytest.raises(OAuthStateInvalidError):
         await code_flow.complete("google", state=tampered, code=callback["code"])
     with pytest.raises(OAuthStateInvalidError):
