@@ -31,17 +31,18 @@ once, at the boundary where they occur, and chained (``raise X(...) from exc``).
         ├── ConnectionLostError         connection_lost       502
         ├── MailTimeoutError            timeout               504   (also a builtin TimeoutError)
         ├── MessageTooLargeError        message_too_large     413
-        ├── SMTPRejectedError           smtp_rejected         502
-        └── OAuthError                  oauth_error           502   (an authorization server refused)
-            ├── OAuthDeniedError        oauth_denied          403   (the user or provider said no)
-            ├── OAuthInvalidGrantError  oauth_invalid_grant   422   (code, verifier or refresh token refused)
-            │   └── ReauthRequiredError reauth_required       422   (also an AuthenticationError)
-            ├── OAuthClientRejectedError oauth_client_rejected 502  (the app's client id/secret refused)
-            ├── OAuthUnavailableError   oauth_unavailable     503   (network/5xx: retriable, not auth)
-            ├── OAuthIdentityError      oauth_identity_invalid 502  (id_token/userinfo unusable)
-            └── DeviceCodeExpiredError  oauth_device_expired  410
+        └── SMTPRejectedError           smtp_rejected         502
 
-    oauth (issue 7), outside ProviderError:
+    oauth (issue 7):
+    ProviderError
+    └── OAuthError                      oauth_error            502   (an authorization server refused)
+        ├── OAuthDeniedError            oauth_denied           403   (the user or provider said no)
+        ├── OAuthInvalidGrantError      oauth_invalid_grant    422   (code, verifier or refresh token refused)
+        │   └── ReauthRequiredError     reauth_required        422   (also an AuthenticationError)
+        ├── OAuthClientRejectedError    oauth_client_rejected  502   (the app's client id/secret refused)
+        ├── OAuthUnavailableError       oauth_unavailable      503   (network/5xx: retriable, not auth)
+        ├── OAuthIdentityError          oauth_identity_invalid 502   (id_token/userinfo unusable)
+        └── DeviceCodeExpiredError      oauth_device_expired   410
     ConfigurationError
     └── OAuthProvidersFileError         oauth_providers_file_invalid 500
     InputError

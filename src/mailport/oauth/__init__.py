@@ -17,6 +17,7 @@ from mailport.oauth.providers import (
     ProviderRegistry,
     configured_providers,
 )
+from mailport.oauth.service import OAuthServices, build_oauth
 from mailport.oauth.state import OAuthState, StateCodec, StateStore
 from mailport.oauth.tokens import StoredTokens, TokenManager, TokenSet, TokenStore
 
@@ -33,6 +34,7 @@ __all__ = [
     "OAuthApp",
     "OAuthClient",
     "OAuthProvider",
+    "OAuthServices",
     "OAuthState",
     "ProviderRegistry",
     "StateCodec",
@@ -42,5 +44,6 @@ __all__ = [
     "TokenResponse",
     "TokenSet",
     "TokenStore",
+    "build_oauth",
     "configured_providers",
 ]

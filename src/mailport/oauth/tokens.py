@@ -150,6 +150,18 @@ class TokenManager:
         """A server rejected ``rejected``: refresh now, unless someone already replaced it."""
         return await self._refresh(mailbox_id, rejected=rejected, forced=True)
 
+    async def revoke(self, mailbox_id: str) -> bool:
+        """Disconnect, provider side: revoke the grant where the provider supports revocation
+        (RFC 7009; revoking the refresh token ends the grant). False when it cannot (Microsoft);
+        erasing the stored tokens is the caller's next step either way."""
+        stored = await self._store.load(mailbox_id)
+        provider = self._registry.get(stored.provider)
+        app = await self._apps.resolve(stored.provider, stored.tenant_id)
+        token, hint = stored.tokens.refresh_token, "refresh_token"
+        if token is None:
+            token, hint = stored.tokens.access_token, "access_token"
+        return await self._client.revoke(provider, app, token, hint=hint)
+
     def _lock(self, mailbox_id: str) -> asyncio.Lock:
         lock = self._locks.get(mailbox_id)
         if lock is None:

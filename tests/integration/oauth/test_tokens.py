@@ -180,3 +180,16 @@ async def test_tokens_never_reach_the_logs(manager, token_store, idp, caplog):
         assert secret is not None and secret.reveal() not in caplog.text
     assert "refreshed" in caplog.text
     assert old.access_token.reveal() not in repr(stored)
+
+
+async def test_disconnect_revokes_where_the_provider_can(
+    manager, token_store, idp, oauth_client, registry, apps
+):
+    mailbox_id, _, tokens = await seed(token_store, idp, "google")
+    assert await manager.revoke(mailbox_id) is True
+    assert tokens.refresh_token is not None
+    with pytest.raises(OAuthInvalidGrantError):
+        app = await apps.resolve("google", "t1")
+        await oauth_client.refresh(registry.get("google"), app, tokens.refresh_token)
+    microsoft_mailbox, _, _ = await seed(token_store, idp, "microsoft")
+    assert await manager.revoke(microsoft_mailbox) is False  # Microsoft has no revocation endpoint
