@@ -38,7 +38,7 @@ once, at the boundary where they occur, and chained (``raise X(...) from exc``).
     └── OAuthError                      oauth_error            502   (an authorization server refused)
         ├── OAuthDeniedError            oauth_denied           403   (the user or provider said no)
         ├── OAuthInvalidGrantError      oauth_invalid_grant    422   (code, verifier or refresh token refused)
-        │   └── ReauthRequiredError     reauth_required        422   (also an AuthenticationError)
+        │   └── ReauthRequiredError     reauth_required        422   (the mailbox must be reconnected)
         ├── OAuthClientRejectedError    oauth_client_rejected  502   (the app's client id/secret refused)
         ├── OAuthUnavailableError       oauth_unavailable      503   (network/5xx: retriable, not auth)
         ├── OAuthIdentityError          oauth_identity_invalid 502   (id_token/userinfo unusable)
@@ -278,7 +278,7 @@ class OAuthInvalidGrantError(OAuthError):
     hint = "The provider refused the code or token (used twice, expired, or PKCE mismatch); start again."
 
 
-class ReauthRequiredError(OAuthInvalidGrantError, AuthenticationError):
+class ReauthRequiredError(OAuthInvalidGrantError):
     """The refresh token is dead (revoked, expired, password changed): a person must reconnect."""
 
     code = "reauth_required"
