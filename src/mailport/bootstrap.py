@@ -2,6 +2,11 @@
 
 Everything else receives what it needs as parameters, so tests build the same graph against
 the real test bed with different settings instead of patching.
+
+:func:`build` opens the database, applies migrations where that is the deployment's policy
+(the embedded SQLite default), refuses a database whose schema is behind, and checks that the
+key ring decrypts the stored secrets — so every configuration mistake surfaces at startup as
+one clear error.
 """
 
 from __future__ import annotations
@@ -9,7 +14,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from mailport.config import Settings
-from mailport.crypto import KeyRing, load_key_ring
+from mailport.crypto import KeyRing, Secret, load_key_ring
+from mailport.errors import DatabaseNotMigratedError
+from mailport.mailboxes.service import MailboxService
+from mailport.store import Database, current_revision, head_revision, open_database, upgrade, verify_key_ring
+from mailport.store.mailboxes import MailboxRepository
+from mailport.store.tenants import TenantRepository
+from mailport.tenants.service import Clock, TenantService, utc_now
 
 
 @dataclass
@@ -18,13 +29,60 @@ class Services:
 
     settings: Settings
     key_ring: KeyRing
+    database: Database
+    tenants: TenantService
+    mailboxes: MailboxService
 
     async def aclose(self) -> None:
         """Release connections and background tasks."""
+        await self.database.aclose()
 
 
-def build(settings: Settings) -> Services:
-    """Wire the service graph for ``settings``; raises a clear error for a bad configuration."""
+def load_keys(settings: Settings) -> KeyRing:
     configured = settings.secret_keys.get_secret_value() if settings.secret_keys else None
-    key_ring = load_key_ring(configured, settings.data_dir, create=settings.uses_embedded_database)
-    return Services(settings=settings, key_ring=key_ring)
+    return load_key_ring(configured, settings.data_dir, create=settings.uses_embedded_database)
+
+
+async def prepare_database(database: Database, key_ring: KeyRing, *, migrate: bool) -> None:
+    """Migrate (or check the schema is current) and check the key ring against the stored secrets."""
+    if migrate:
+        await upgrade(database)
+    else:
+        current, head = await current_revision(database), head_revision()
+        if current != head:
+            raise DatabaseNotMigratedError(
+                f"the database {database.url} is at schema revision {current or 'none'}; "
+                f"this version needs {head}"
+            )
+    await verify_key_ring(database, key_ring)
+
+
+async def build(settings: Settings, *, migrate: bool | None = None, clock: Clock = utc_now) -> Services:
+    """Wire the service graph for ``settings``; raises a clear error for a bad configuration.
+
+    ``migrate`` defaults to True on the embedded SQLite default and False elsewhere
+    (PostgreSQL in production is migrated explicitly with ``mailport db upgrade``).
+    """
+    key_ring = load_keys(settings)
+    database = open_database(settings.effective_database_url)
+    try:
+        await prepare_database(
+            database, key_ring, migrate=settings.uses_embedded_database if migrate is None else migrate
+        )
+    except BaseException:
+        await database.aclose()
+        raise
+    admin_key = Secret(settings.admin_key.get_secret_value()) if settings.admin_key else None
+    return Services(
+        settings=settings,
+        key_ring=key_ring,
+        database=database,
+        tenants=TenantService(TenantRepository(database), admin_key=admin_key, clock=clock),
+        mailboxes=MailboxService(MailboxRepository(database, key_ring), clock=clock),
+    )
+
+
+async def preflight(settings: Settings) -> None:
+    """Everything ``build`` checks, then close: run before a server starts its event loop."""
+    services = await build(settings)
+    await services.aclose()

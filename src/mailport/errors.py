@@ -12,9 +12,11 @@ once, at the boundary where they occur, and chained (``raise X(...) from exc``).
 
     MailportError                       code                 http
     ├── ConfigurationError              config_invalid        500
-    │   └── SecretKeyError              secret_key_invalid    500
+    │   ├── SecretKeyError              secret_key_invalid    500
+    │   └── DatabaseNotMigratedError    database_not_migrated 500   (issue 4)
     ├── InputError                      invalid_input         422
     │   ├── InvalidEmailError           invalid_email         422
+    │   ├── InvalidCursorError          invalid_cursor        422   (issue 4)
     │   └── HostNotAllowedError         host_not_allowed      422
     ├── UnauthorizedError               unauthorized          401
     ├── ForbiddenError                  forbidden             403
@@ -248,6 +250,17 @@ class SMTPRejectedError(ProviderError):
 
 
 # --------------------------------------------------------------------------- storage (issue 4)
+
+
+class InvalidCursorError(InputError):
+    code = "invalid_cursor"
+    hint = "Pass back the `next_cursor` of the previous page unchanged, or omit `cursor` to start over."
+
+
+class DatabaseNotMigratedError(ConfigurationError):
+    code = "database_not_migrated"
+    hint = "Run `mailport db upgrade` against MAILPORT_DATABASE_URL (serve does it itself on SQLite)."
+
 
 # --------------------------------------------------------------------------- detection (issue 5)
 

@@ -5,26 +5,35 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-from fastapi import FastAPI
+from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 
 from mailport import __version__
 from mailport.api.errors import install_error_handlers
+from mailport.api.routers import mailboxes, tenants
 from mailport.bootstrap import Services, build
 from mailport.config import Settings
 
 
 def create_app(settings: Settings | None = None, *, services: Services | None = None) -> FastAPI:
-    """Build the app; ``services`` may be passed in (tests), else they are built from ``settings``."""
+    """Build the app.
+
+    ``services`` may be passed in (tests, embedding); they are then the caller's to close.
+    Otherwise they are built from ``settings`` when the app starts and closed when it stops.
+    """
     settings = settings or (services.settings if services else Settings())
-    services = services or build(settings)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        if services is not None:
+            yield
+            return
+        built = await build(settings)
+        app.state.services = built
         try:
             yield
         finally:
-            await services.aclose()
+            await built.aclose()
 
     app = FastAPI(
         title="mailport",
@@ -32,16 +41,20 @@ def create_app(settings: Settings | None = None, *, services: Services | None = 
         summary="Connect any mailbox to your application.",
         lifespan=lifespan,
     )
-    app.state.services = services
+    if services is not None:
+        app.state.services = services
     install_error_handlers(app)
+    app.include_router(tenants.router)
+    app.include_router(mailboxes.router)
 
     @app.get("/healthz", tags=["ops"], summary="The process is alive")
     async def healthz() -> JSONResponse:
         return JSONResponse({"status": "ok", "version": __version__})
 
     @app.get("/readyz", tags=["ops"], summary="The service can do its work")
-    async def readyz() -> JSONResponse:
-        checks = {"key_ring": services.key_ring.key_count > 0}
+    async def readyz(request: Request) -> JSONResponse:
+        current: Services | None = getattr(request.app.state, "services", None)
+        checks = {"key_ring": current is not None and current.key_ring.key_count > 0}
         ok = all(checks.values())
         return JSONResponse(
             {"status": "ok" if ok else "unavailable", "checks": checks}, status_code=200 if ok else 503

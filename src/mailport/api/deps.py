@@ -3,8 +3,10 @@
 Contract (every router relies on it):
 
 * ``Depends(require_tenant)`` -> :class:`Caller` for a valid tenant API key
-  (``Authorization: Bearer <key>``); raises ``UnauthorizedError`` (401) otherwise.
-* ``Depends(require_admin)`` -> :class:`Caller` for ``MAILPORT_ADMIN_KEY``; 401/403 otherwise.
+  (``Authorization: Bearer <key>``); raises ``UnauthorizedError`` (401) otherwise, and
+  ``ForbiddenError`` (403) for the admin key (it has no mailboxes).
+* ``Depends(require_admin)`` -> :class:`Caller` for ``MAILPORT_ADMIN_KEY``; 401 for a missing or
+  unknown key, 403 for a tenant key.
 * ``Depends(get_services)`` -> :class:`mailport.bootstrap.Services`.
 
 A tenant key only ever sees its own tenant: repositories take ``caller.tenant_id``.
@@ -13,11 +15,18 @@ A tenant key only ever sees its own tenant: repositories take ``caller.tenant_id
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
-from fastapi import Request
+from fastapi import Depends, Request
+from fastapi.security import HTTPBearer
 
+from mailport.api.errors import ERROR_BODY_SCHEMA
 from mailport.bootstrap import Services
 from mailport.errors import UnauthorizedError
+
+# Declares the scheme in OpenAPI (the "Authorize" button in /docs); we parse the header ourselves
+# so that a missing key is our 401 error body, not FastAPI's 403.
+bearer_scheme = HTTPBearer(auto_error=False, description="A tenant API key, or the admin key for /v1/tenants")
 
 
 @dataclass(frozen=True)
@@ -42,13 +51,31 @@ def bearer_token(request: Request) -> str:
     return token.strip()
 
 
-async def require_tenant(request: Request) -> Caller:
-    """Resolve the tenant API key (implemented with the tenant store, issue 4)."""
-    bearer_token(request)
-    raise UnauthorizedError("tenant API keys are not available yet")
+async def require_tenant(request: Request, _scheme: Any = Depends(bearer_scheme)) -> Caller:
+    """The tenant behind the bearer key (401 unknown/revoked key, 403 the admin key)."""
+    principal = await get_services(request).tenants.authenticate_tenant(bearer_token(request))
+    return Caller(tenant_id=principal.tenant_id, is_admin=False, key_prefix=principal.key_prefix)
 
 
-async def require_admin(request: Request) -> Caller:
-    """Resolve the admin key (implemented with the tenant store, issue 4)."""
-    bearer_token(request)
-    raise UnauthorizedError("the admin key is not available yet")
+async def require_admin(request: Request, _scheme: Any = Depends(bearer_scheme)) -> Caller:
+    """The instance admin (401 missing/unknown key or no admin key configured, 403 a tenant key)."""
+    principal = await get_services(request).tenants.authenticate_admin(bearer_token(request))
+    return Caller(tenant_id=None, is_admin=True, key_prefix=principal.key_prefix)
+
+
+def error_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI ``responses=`` entries with the one error body, for the given statuses."""
+    descriptions = {
+        401: "Missing, unknown or revoked API key",
+        403: "This key may not do that",
+        404: "No such resource (or it belongs to another tenant)",
+        409: "Conflicts with an existing resource",
+        422: "Invalid input (the `field` names the offending field)",
+    }
+    return {
+        status: {
+            "description": descriptions.get(status, "Error"),
+            "content": {"application/json": {"schema": ERROR_BODY_SCHEMA}},
+        }
+        for status in statuses
+    }

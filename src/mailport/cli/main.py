@@ -6,6 +6,7 @@ never a traceback.
 
 from __future__ import annotations
 
+import asyncio
 import sys
 
 import typer
@@ -43,6 +44,7 @@ def serve(
     import uvicorn
 
     from mailport.api import create_app
+    from mailport.bootstrap import preflight
 
     settings = load_settings()
     if host is not None:
@@ -50,9 +52,18 @@ def serve(
     if port is not None:
         settings.port = port
     configure_logging(settings.log_level)
+    asyncio.run(preflight(settings))  # migrations (embedded default), key check: fail here, in one line
     application = create_app(settings)
     typer.echo(f"mailport {__version__} listening on http://{settings.host}:{settings.port}", err=True)
     uvicorn.run(application, host=settings.host, port=settings.port, log_config=None, access_log=False)
+
+
+from mailport.cli import db, keys, mailboxes, tenants  # noqa: E402  (command groups of issue 4)
+
+app.add_typer(tenants.app, name="tenants")
+app.add_typer(db.app, name="db")
+app.add_typer(keys.app, name="keys")
+app.add_typer(mailboxes.app, name="mailboxes")
 
 
 def main() -> None:

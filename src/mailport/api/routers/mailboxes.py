@@ -1,0 +1,71 @@
+"""``/v1/mailboxes``: a tenant's mailboxes. Thin: parse, call the service, render."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Depends, Query, Response
+
+from mailport.api.deps import Caller, error_responses, get_services, require_tenant
+from mailport.bootstrap import Services
+from mailport.mailboxes.models import MailboxStatus
+from mailport.mailboxes.schemas import MailboxCreate, MailboxPage, MailboxRead, MailboxUpdate
+from mailport.store.pagination import DEFAULT_LIMIT, MAX_LIMIT
+
+router = APIRouter(prefix="/v1/mailboxes", tags=["mailboxes"], responses=error_responses(401, 403, 422))
+
+
+def _tenant(caller: Caller) -> str:
+    assert caller.tenant_id is not None  # require_tenant guarantees it
+    return caller.tenant_id
+
+
+@router.post("", status_code=201, summary="Add a mailbox", responses=error_responses(409))
+async def create_mailbox(
+    body: MailboxCreate, caller: Caller = Depends(require_tenant), services: Services = Depends(get_services)
+) -> MailboxRead:
+    return MailboxRead.from_model(await services.mailboxes.create_from(_tenant(caller), body))
+
+
+@router.get("", summary="List mailboxes")
+async def list_mailboxes(
+    purpose: str | None = Query(None, max_length=100, description="Only mailboxes with this purpose"),
+    status: MailboxStatus | None = Query(None, description="Only mailboxes in this state"),
+    cursor: str | None = Query(None, max_length=200, description="`next_cursor` of the previous page"),
+    limit: int = Query(DEFAULT_LIMIT, ge=1, le=MAX_LIMIT),
+    caller: Caller = Depends(require_tenant),
+    services: Services = Depends(get_services),
+) -> MailboxPage:
+    result = await services.mailboxes.list(
+        _tenant(caller), purpose=purpose, status=status, cursor=cursor, limit=limit
+    )
+    return MailboxPage(
+        items=[MailboxRead.from_model(m) for m in result.items], next_cursor=result.next_cursor
+    )
+
+
+@router.get("/{mailbox_id}", summary="Get a mailbox", responses=error_responses(404))
+async def get_mailbox(
+    mailbox_id: str, caller: Caller = Depends(require_tenant), services: Services = Depends(get_services)
+) -> MailboxRead:
+    return MailboxRead.from_model(await services.mailboxes.get(_tenant(caller), mailbox_id))
+
+
+@router.patch(
+    "/{mailbox_id}",
+    summary="Change a mailbox (password, servers, settings)",
+    responses=error_responses(404),
+)
+async def update_mailbox(
+    mailbox_id: str,
+    body: MailboxUpdate,
+    caller: Caller = Depends(require_tenant),
+    services: Services = Depends(get_services),
+) -> MailboxRead:
+    return MailboxRead.from_model(await services.mailboxes.update(_tenant(caller), mailbox_id, body))
+
+
+@router.delete("/{mailbox_id}", status_code=204, summary="Delete a mailbox", responses=error_responses(404))
+async def delete_mailbox(
+    mailbox_id: str, caller: Caller = Depends(require_tenant), services: Services = Depends(get_services)
+) -> Response:
+    await services.mailboxes.delete(_tenant(caller), mailbox_id)
+    return Response(status_code=204)

@@ -1,0 +1,194 @@
+"""``mailport mailboxes list|add|show|remove`` against the configured database.
+
+The same schemas as the API validate the flags, so the CLI accepts exactly what the API does.
+A password is read from stdin (``--password-stdin``) or an environment variable
+(``--password-env NAME``), never from an argument (arguments end up in shell history and ``ps``).
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from typing import Any
+
+import typer
+from pydantic import ValidationError
+from rich.console import Console
+from rich.table import Table
+
+from mailport.bootstrap import Services
+from mailport.cli.services import print_json, run_with_services
+from mailport.errors import InputError
+from mailport.mailboxes.models import MailboxStatus
+from mailport.mailboxes.schemas import MailboxCreate, MailboxRead
+
+app = typer.Typer(help="A tenant's mailboxes.", no_args_is_help=True)
+
+TENANT = typer.Option(..., "--tenant", "-t", envvar="MAILPORT_TENANT", help="Tenant id or name.")
+
+
+async def _tenant_id(services: Services, tenant: str) -> str:
+    if tenant.startswith("ten_"):
+        return (await services.tenants.repository.get(tenant)).id
+    return (await services.tenants.repository.get_by_name(tenant)).id
+
+
+def _input_error(exc: ValidationError) -> InputError:
+    first = exc.errors()[0]
+    field = ".".join(str(p) for p in first["loc"]) or "input"
+    return InputError(f"{field}: {first['msg']}", field=field)
+
+
+def _read_password(password_stdin: bool, password_env: str | None) -> str | None:
+    if password_stdin and password_env:
+        raise InputError("give either --password-stdin or --password-env, not both")
+    if password_stdin:
+        return sys.stdin.readline().rstrip("\r\n")
+    if password_env:
+        value = os.environ.get(password_env)
+        if value is None:
+            raise InputError(f"the environment variable {password_env} is not set", field="password")
+        return value
+    return None
+
+
+def _show(read: MailboxRead) -> None:
+    data = read.model_dump(mode="json")
+    table = Table(show_header=False)
+    for key, value in data.items():
+        if isinstance(value, dict):
+            value = ", ".join(f"{k}={v}" for k, v in value.items())
+        table.add_row(key, "" if value is None else str(value))
+    Console().print(table)
+
+
+@app.command("list")
+def list_mailboxes(
+    tenant: str = TENANT,
+    purpose: str | None = typer.Option(None, help="Only this purpose."),
+    status: MailboxStatus | None = typer.Option(None, help="Only this status."),
+    as_json: bool = typer.Option(False, "--json", help="Print JSON."),
+) -> None:
+    """List a tenant's mailboxes."""
+
+    async def action(services: Services) -> list[MailboxRead]:
+        tenant_id = await _tenant_id(services, tenant)
+        found: list[MailboxRead] = []
+        cursor: str | None = None
+        while True:
+            page = await services.mailboxes.list(
+                tenant_id, purpose=purpose, status=status, cursor=cursor, limit=200
+            )
+            found += [MailboxRead.from_model(m) for m in page.items]
+            if page.next_cursor is None:
+                return found
+            cursor = page.next_cursor
+
+    rows = run_with_services(action)
+    if as_json:
+        print_json([r.model_dump(mode="json") for r in rows])
+        return
+    table = Table("id", "email", "purpose", "auth", "status", "last error")
+    for row in rows:
+        table.add_row(
+            row.id,
+            row.email,
+            row.purpose or "",
+            row.auth_method.value,
+            row.status.value,
+            row.last_error or "",
+        )
+    Console().print(table)
+
+
+@app.command("add")
+def add(
+    email: str = typer.Argument(..., help="The mailbox's email address."),
+    tenant: str = TENANT,
+    auth_method: str = typer.Option("password", help="password | app_password | oauth2"),
+    password_stdin: bool = typer.Option(False, "--password-stdin", help="Read the password from stdin."),
+    password_env: str | None = typer.Option(
+        None, "--password-env", help="Read the password from this variable."
+    ),
+    label: str | None = typer.Option(None),
+    purpose: str | None = typer.Option(None, help="Free text, e.g. booking, support."),
+    imap_host: str = typer.Option(..., help="IMAP server host name."),
+    imap_port: int = typer.Option(993),
+    imap_security: str = typer.Option("ssl", help="ssl | starttls | none"),
+    imap_username: str | None = typer.Option(None, help="Default: the email address."),
+    smtp_host: str | None = typer.Option(None, help="SMTP server (omit for read-only)."),
+    smtp_port: int = typer.Option(587),
+    smtp_security: str = typer.Option("starttls", help="ssl | starttls | none"),
+    smtp_username: str | None = typer.Option(None, help="Default: the email address."),
+    from_name: str | None = typer.Option(None),
+    check_interval: int = typer.Option(60, help="Seconds between checks without IDLE."),
+    folder: str = typer.Option("INBOX"),
+    after_processing: str = typer.Option("none", help="none | mark_read | move:<folder> | delete"),
+    as_json: bool = typer.Option(False, "--json", help="Print the mailbox as JSON."),
+) -> None:
+    """Add a mailbox (validated like POST /v1/mailboxes)."""
+    body: dict[str, Any] = {
+        "email": email,
+        "label": label,
+        "purpose": purpose,
+        "auth_method": auth_method,
+        "password": _read_password(password_stdin, password_env),
+        "imap": {"host": imap_host, "port": imap_port, "security": imap_security, "username": imap_username},
+        "smtp": None
+        if smtp_host is None
+        else {"host": smtp_host, "port": smtp_port, "security": smtp_security, "username": smtp_username},
+        "settings": {
+            "from_name": from_name,
+            "check_interval": check_interval,
+            "folder": folder,
+            "after_processing": after_processing,
+        },
+    }
+    try:
+        parsed = MailboxCreate.model_validate(body)
+    except ValidationError as exc:
+        raise _input_error(exc) from None
+
+    async def action(services: Services) -> MailboxRead:
+        tenant_id = await _tenant_id(services, tenant)
+        return MailboxRead.from_model(await services.mailboxes.create_from(tenant_id, parsed))
+
+    created = run_with_services(action)
+    if as_json:
+        print_json(created.model_dump(mode="json"))
+    else:
+        typer.echo(f"added {created.id} ({created.email})")
+
+
+@app.command("show")
+def show(
+    mailbox_id: str = typer.Argument(..., help="The mailbox's id."),
+    tenant: str = TENANT,
+    as_json: bool = typer.Option(False, "--json", help="Print JSON."),
+) -> None:
+    """Show one mailbox (never its secrets)."""
+
+    async def action(services: Services) -> MailboxRead:
+        return MailboxRead.from_model(
+            await services.mailboxes.get(await _tenant_id(services, tenant), mailbox_id)
+        )
+
+    read = run_with_services(action)
+    if as_json:
+        print_json(read.model_dump(mode="json"))
+    else:
+        _show(read)
+
+
+@app.command("remove")
+def remove(
+    mailbox_id: str = typer.Argument(..., help="The mailbox's id."),
+    tenant: str = TENANT,
+) -> None:
+    """Delete a mailbox and its stored credentials."""
+
+    async def action(services: Services) -> None:
+        await services.mailboxes.delete(await _tenant_id(services, tenant), mailbox_id)
+
+    run_with_services(action)
+    typer.echo(f"removed {mailbox_id}")

@@ -1,0 +1,34 @@
+"""Run a CLI command's coroutine against the configured service graph, then close it."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
+
+import typer
+
+from mailport.bootstrap import Services, build
+from mailport.config import Settings
+
+T = TypeVar("T")
+
+
+def load_settings() -> Settings:
+    return Settings()
+
+
+def run_with_services(action: Callable[[Services], Awaitable[T]], *, settings: Settings | None = None) -> T:
+    async def _main() -> T:
+        services = await build(settings or load_settings())
+        try:
+            return await action(services)
+        finally:
+            await services.aclose()
+
+    return asyncio.run(_main())
+
+
+def print_json(value: Any) -> None:
+    typer.echo(json.dumps(value, indent=2, default=str))

@@ -1,0 +1,1 @@
+"""Mailboxes: what a tenant connects (servers, credentials, processing settings, health)."""

@@ -1,0 +1,223 @@
+"""Request and response bodies of ``/v1/mailboxes`` (never ORM rows, never a secret out).
+
+Requests refuse unknown fields (``unknown_field``). Responses say ``has_password`` and give
+OAuth metadata (provider, connected address, scopes, expiry) but no password or token.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints
+
+from mailport.mailboxes.models import (
+    AuthMethod,
+    Mailbox,
+    MailboxStatus,
+    ProcessingSettings,
+    Security,
+    ServerSettings,
+)
+from mailport.mailboxes.validation import (
+    AFTER_PROCESSING_HELP,
+    check_password,
+    clean_folder,
+    clean_line,
+    normalize_email,
+    normalize_host,
+    validate_after_processing,
+)
+
+MIN_CHECK_INTERVAL = 10
+MAX_CHECK_INTERVAL = 86_400
+
+Email = Annotated[str, StringConstraints(max_length=320), AfterValidator(normalize_email)]
+Host = Annotated[str, StringConstraints(min_length=1, max_length=260), AfterValidator(normalize_host)]
+Port = Annotated[int, Field(ge=1, le=65535, strict=True)]
+Username = Annotated[str, StringConstraints(min_length=1, max_length=320), AfterValidator(clean_line)]
+Label = Annotated[str, StringConstraints(max_length=200), AfterValidator(clean_line)]
+Purpose = Annotated[
+    str,
+    StringConstraints(min_length=1, max_length=100),
+    AfterValidator(clean_line),
+    Field(description="Free text, e.g. booking, stopsale, support"),
+]
+Password = Annotated[
+    str,
+    StringConstraints(min_length=1, max_length=1024),
+    AfterValidator(check_password),
+    Field(description="Stored encrypted; never returned (see `has_password`)"),
+]
+FromName = Annotated[str, StringConstraints(max_length=200), AfterValidator(clean_line)]
+Folder = Annotated[str, StringConstraints(min_length=1, max_length=500), AfterValidator(clean_folder)]
+CheckInterval = Annotated[
+    int,
+    Field(
+        ge=MIN_CHECK_INTERVAL,
+        le=MAX_CHECK_INTERVAL,
+        strict=True,
+        description="Seconds between checks when the server cannot push (IDLE)",
+    ),
+]
+AfterProcessing = Annotated[
+    str,
+    StringConstraints(min_length=1, max_length=520),
+    AfterValidator(validate_after_processing),
+    Field(description=f"What to do with a message once delivered: {AFTER_PROCESSING_HELP}"),
+]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class ServerIn(_Strict):
+    host: Host
+    port: Port
+    security: Security
+    username: Username | None = Field(None, description="Defaults to the mailbox's email address")
+
+    def to_model(self) -> ServerSettings:
+        return ServerSettings(self.host, self.port, self.security, self.username)
+
+
+class SettingsIn(_Strict):
+    from_name: FromName | None = None
+    check_interval: CheckInterval = 60
+    folder: Folder = "INBOX"
+    after_processing: AfterProcessing = "none"
+
+    def to_model(self) -> ProcessingSettings:
+        return ProcessingSettings(
+            from_name=self.from_name or None,
+            check_interval=self.check_interval,
+            folder=self.folder,
+            after_processing=self.after_processing,
+        )
+
+
+class SettingsPatch(_Strict):
+    """Only the fields sent are changed; ``from_name: null`` clears the from-name."""
+
+    from_name: FromName | None = None
+    check_interval: CheckInterval | None = None
+    folder: Folder | None = None
+    after_processing: AfterProcessing | None = None
+
+
+class MailboxCreate(_Strict):
+    email: Email
+    label: Label | None = None
+    purpose: Purpose | None = None
+    auth_method: AuthMethod
+    password: Password | None = None
+    imap: ServerIn
+    smtp: ServerIn | None = None
+    settings: SettingsIn | None = None
+
+
+class MailboxUpdate(_Strict):
+    """Only the fields sent are changed. ``smtp: null`` removes SMTP; ``label: null`` clears it."""
+
+    label: Label | None = None
+    purpose: Purpose | None = None
+    password: Password | None = None
+    imap: ServerIn | None = None
+    smtp: ServerIn | None = None
+    settings: SettingsPatch | None = None
+
+
+# --------------------------------------------------------------------------- responses
+
+
+class ServerOut(BaseModel):
+    host: str
+    port: int
+    security: Security
+    username: str | None
+
+
+class SettingsOut(BaseModel):
+    from_name: str | None
+    check_interval: int
+    folder: str
+    after_processing: str
+
+
+class OAuthOut(BaseModel):
+    provider: str
+    connected_email: str | None
+    scopes: list[str]
+    expires_at: datetime | None
+
+
+class MailboxRead(BaseModel):
+    id: str
+    email: str
+    label: str | None
+    purpose: str | None
+    provider_id: str | None
+    auth_method: AuthMethod
+    has_password: bool
+    oauth: OAuthOut | None
+    imap: ServerOut
+    smtp: ServerOut | None
+    settings: SettingsOut
+    status: MailboxStatus
+    last_tested_at: datetime | None
+    last_success_at: datetime | None
+    last_error: str | None
+    error_count_24h: int
+    created_at: datetime
+    updated_at: datetime
+
+    @classmethod
+    def from_model(cls, mailbox: Mailbox) -> MailboxRead:
+        def server(s: ServerSettings | None) -> ServerOut | None:
+            return (
+                None
+                if s is None
+                else ServerOut(host=s.host, port=s.port, security=s.security, username=s.username)
+            )
+
+        imap = server(mailbox.imap)
+        assert imap is not None
+        oauth = mailbox.oauth
+        return cls(
+            id=mailbox.id,
+            email=mailbox.email,
+            label=mailbox.label,
+            purpose=mailbox.purpose,
+            provider_id=mailbox.provider_id,
+            auth_method=mailbox.auth_method,
+            has_password=mailbox.has_password,
+            oauth=None
+            if oauth is None
+            else OAuthOut(
+                provider=oauth.provider,
+                connected_email=oauth.connected_email,
+                scopes=list(oauth.scopes),
+                expires_at=oauth.expires_at,
+            ),
+            imap=imap,
+            smtp=server(mailbox.smtp),
+            settings=SettingsOut(
+                from_name=mailbox.settings.from_name,
+                check_interval=mailbox.settings.check_interval,
+                folder=mailbox.settings.folder,
+                after_processing=mailbox.settings.after_processing,
+            ),
+            status=mailbox.health.status,
+            last_tested_at=mailbox.health.last_tested_at,
+            last_success_at=mailbox.health.last_success_at,
+            last_error=mailbox.health.last_error,
+            error_count_24h=mailbox.health.error_count_24h,
+            created_at=mailbox.created_at,
+            updated_at=mailbox.updated_at,
+        )
+
+
+class MailboxPage(BaseModel):
+    items: list[MailboxRead]
+    next_cursor: str | None = Field(description="Pass as `cursor` for the next page; null at the end")

@@ -1,0 +1,125 @@
+"""Mailbox use cases shared by the API and the CLI: create, list, change, delete.
+
+Rules that span fields live here (a password method needs a password; OAuth mailboxes take
+none; changed credentials or servers put the mailbox back to ``pending``), so that every
+entry point enforces them alike.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from mailport.crypto import Secret
+from mailport.errors import InputError
+from mailport.mailboxes.models import (
+    PASSWORD_METHODS,
+    AuthMethod,
+    Mailbox,
+    MailboxStatus,
+    NewMailbox,
+    ProcessingSettings,
+)
+from mailport.mailboxes.schemas import MailboxCreate, MailboxUpdate
+from mailport.store.mailboxes import UNSET, MailboxRepository, server_columns
+from mailport.store.pagination import decode_cursor, encode_cursor
+from mailport.tenants.service import Clock, utc_now
+
+
+@dataclass(frozen=True)
+class MailboxList:
+    items: list[Mailbox]
+    next_cursor: str | None
+
+
+def check_credentials(auth_method: AuthMethod, password: Secret | None) -> None:
+    if auth_method in PASSWORD_METHODS and password is None:
+        raise InputError(f"auth_method {auth_method.value} needs a password", field="password")
+    if auth_method is AuthMethod.OAUTH2 and password is not None:
+        raise InputError(
+            "auth_method oauth2 takes no password",
+            field="password",
+            hint="Leave out `password`; connect the account through OAuth instead.",
+        )
+
+
+class MailboxService:
+    def __init__(self, repository: MailboxRepository, *, clock: Clock = utc_now) -> None:
+        self.repository = repository
+        self._clock = clock
+
+    async def create(self, tenant_id: str, new: NewMailbox) -> Mailbox:
+        check_credentials(new.auth_method, new.password)
+        return await self.repository.create(tenant_id, new, now=self._clock())
+
+    async def create_from(self, tenant_id: str, body: MailboxCreate) -> Mailbox:
+        new = NewMailbox(
+            email=body.email,
+            auth_method=body.auth_method,
+            imap=body.imap.to_model(),
+            smtp=body.smtp.to_model() if body.smtp else None,
+            label=body.label or None,
+            purpose=body.purpose,
+            password=Secret(body.password) if body.password is not None else None,
+            settings=body.settings.to_model() if body.settings else ProcessingSettings(),
+        )
+        return await self.create(tenant_id, new)
+
+    async def get(self, tenant_id: str, mailbox_id: str) -> Mailbox:
+        return await self.repository.get(tenant_id, mailbox_id)
+
+    async def list(
+        self,
+        tenant_id: str,
+        *,
+        purpose: str | None = None,
+        status: MailboxStatus | None = None,
+        cursor: str | None = None,
+        limit: int = 50,
+    ) -> MailboxList:
+        found = await self.repository.page(
+            tenant_id, purpose=purpose, status=status, after=decode_cursor(cursor), limit=limit + 1
+        )
+        page = found[:limit]
+        return MailboxList(page, encode_cursor(page[-1].id) if len(found) > limit else None)
+
+    async def update(self, tenant_id: str, mailbox_id: str, patch: MailboxUpdate) -> Mailbox:
+        current = await self.repository.get(tenant_id, mailbox_id)
+        sent = patch.model_fields_set
+        for name in ("password", "imap", "settings"):
+            if name in sent and getattr(patch, name) is None:
+                raise InputError(f"{name} cannot be null", field=name)
+        columns: dict[str, Any] = {}
+        if "label" in sent:
+            columns["label"] = patch.label or None
+        if "purpose" in sent:
+            columns["purpose"] = patch.purpose
+        reconnect = False
+        if patch.imap is not None:
+            columns.update(server_columns("imap", patch.imap.to_model()))
+            reconnect = True
+        if "smtp" in sent:
+            columns.update(server_columns("smtp", patch.smtp.to_model() if patch.smtp else None))
+            reconnect = True
+        if patch.settings is not None:
+            changed = patch.settings.model_fields_set
+            for name in ("check_interval", "folder", "after_processing"):
+                if name in changed and getattr(patch.settings, name) is None:
+                    raise InputError(f"{name} cannot be null", field=f"settings.{name}")
+                if name in changed:
+                    columns[name] = getattr(patch.settings, name)
+            if "from_name" in changed:
+                columns["from_name"] = patch.settings.from_name or None
+        password: Secret | None | Any = UNSET
+        if patch.password is not None:
+            check_credentials(current.auth_method, Secret(patch.password))
+            password = Secret(patch.password)
+            reconnect = True
+        if reconnect and current.health.status is not MailboxStatus.DISABLED:
+            columns.update(status=MailboxStatus.PENDING.value, last_error=None)
+        return await self.repository.update(
+            tenant_id, mailbox_id, now=self._clock(), columns=columns, password=password
+        )
+
+    async def delete(self, tenant_id: str, mailbox_id: str) -> None:
+        await self.repository.delete(tenant_id, mailbox_id)

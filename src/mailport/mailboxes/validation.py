@@ -1,0 +1,79 @@
+"""Pure checks for mailbox fields, used by the API schemas and the CLI alike.
+
+Email addresses go through email-validator (syntax only, no DNS here; ``.test`` domains are
+allowed for test beds). Host names are IDNA-aware: ``mail.bücher.de`` is stored as its
+``xn--`` form, which is what a client connects to. Each function raises ``ValueError`` with
+a message fit for a person; pydantic turns that into the 422 error body.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+
+import idna
+from email_validator import EmailNotValidError, validate_email
+
+_LABEL = re.compile(r"^(?!-)[a-z0-9-]{1,63}(?<!-)$")
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+AFTER_PROCESSING_HELP = "one of none, mark_read, delete, move:<folder>"
+
+
+def normalize_email(value: str) -> str:
+    try:
+        result = validate_email(value, check_deliverability=False, test_environment=True)
+    except EmailNotValidError as exc:
+        raise ValueError(f"not a valid email address: {exc}") from exc
+    return str(result.normalized)
+
+
+def normalize_host(value: str) -> str:
+    """An IP address, or a host name in its ASCII (IDNA) form, lower-case, no trailing dot."""
+    host = value.strip().rstrip(".")
+    if not host or len(host) > 253:
+        raise ValueError("a host name of 1-253 characters is required")
+    literal = host[1:-1] if host.startswith("[") and host.endswith("]") else host
+    try:
+        return str(ipaddress.ip_address(literal))
+    except ValueError:
+        pass
+    try:
+        ascii_host = idna.encode(host, uts46=True).decode("ascii").lower()
+    except (idna.IDNAError, UnicodeError) as exc:
+        raise ValueError(f"not a valid host name: {host!r}") from exc
+    labels = ascii_host.split(".")
+    if len(ascii_host) > 253 or not all(_LABEL.match(label) for label in labels):
+        raise ValueError(f"not a valid host name: {host!r}")
+    if labels[-1].isdigit():
+        raise ValueError(f"not a valid host name or IP address: {host!r}")
+    return ascii_host
+
+
+def clean_line(value: str) -> str:
+    """One line of text: trimmed, no control characters (they would break headers/commands)."""
+    value = value.strip()
+    if _CONTROL.search(value):
+        raise ValueError("control characters (such as line breaks) are not allowed")
+    return value
+
+
+def clean_folder(value: str) -> str:
+    value = clean_line(value)
+    if not value:
+        raise ValueError("a folder name is required")
+    return value
+
+
+def validate_after_processing(value: str) -> str:
+    value = value.strip()
+    if value in ("none", "mark_read", "delete"):
+        return value
+    if value.startswith("move:"):
+        return "move:" + clean_folder(value.removeprefix("move:"))
+    raise ValueError(f"after_processing must be {AFTER_PROCESSING_HELP}")
+
+
+def check_password(value: str) -> str:
+    if "\x00" in value or "\r" in value or "\n" in value:
+        raise ValueError("a password cannot contain NUL or line breaks")
+    return value

@@ -1,0 +1,329 @@
+"""Mailboxes in the database; secrets are encrypted on the way in and wrapped on the way out.
+
+Every read and write a tenant can cause takes ``tenant_id``: a row of another tenant is
+indistinguishable from a missing one (:class:`~mailport.errors.NotFoundError`). Workers that
+act for every tenant (watchers, token refresh) use the ``*_by_id`` methods.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import datetime, timedelta
+from typing import Any, Final
+
+from sqlalchemy import Select, delete, func, insert, select, update
+from sqlalchemy.exc import IntegrityError
+
+from mailport.crypto import KeyRing, Secret
+from mailport.errors import ConflictError, NotFoundError
+from mailport.mailboxes.models import (
+    AuthMethod,
+    Health,
+    Mailbox,
+    MailboxStatus,
+    NewMailbox,
+    OAuthGrant,
+    ProcessingSettings,
+    Security,
+    ServerSettings,
+)
+from mailport.store.database import Database
+from mailport.store.ids import new_id
+from mailport.store.tables import mailboxes
+
+ERROR_WINDOW = timedelta(hours=24)
+
+
+class _Unset:
+    def __repr__(self) -> str:
+        return "UNSET"
+
+
+UNSET: Final = _Unset()
+
+# Columns a caller may change through :meth:`MailboxRepository.update` (secrets go separately).
+UPDATABLE = frozenset(
+    {
+        "label",
+        "purpose",
+        "provider_id",
+        "imap_host",
+        "imap_port",
+        "imap_security",
+        "imap_username",
+        "smtp_host",
+        "smtp_port",
+        "smtp_security",
+        "smtp_username",
+        "auth_method",
+        "from_name",
+        "check_interval",
+        "folder",
+        "after_processing",
+        "status",
+        "last_error",
+    }
+)
+
+
+def server_columns(prefix: str, server: ServerSettings | None) -> dict[str, Any]:
+    return {
+        f"{prefix}_host": server.host if server else None,
+        f"{prefix}_port": server.port if server else None,
+        f"{prefix}_security": server.security.value if server else None,
+        f"{prefix}_username": server.username if server else None,
+    }
+
+
+def settings_columns(settings: ProcessingSettings) -> dict[str, Any]:
+    return {
+        "from_name": settings.from_name,
+        "check_interval": settings.check_interval,
+        "folder": settings.folder,
+        "after_processing": settings.after_processing,
+    }
+
+
+class MailboxRepository:
+    def __init__(self, database: Database, key_ring: KeyRing) -> None:
+        self._db = database
+        self._keys = key_ring
+
+    # --- mapping --------------------------------------------------------------------------
+
+    def _encrypt(self, secret: Secret | None) -> str | None:
+        return None if secret is None else self._keys.encrypt(secret.reveal())
+
+    def _decrypt(self, token: str | None) -> Secret | None:
+        return None if token is None else Secret(self._keys.decrypt(token))
+
+    def _oauth_columns(self, grant: OAuthGrant | None) -> dict[str, Any]:
+        return {
+            "oauth_provider": grant.provider if grant else None,
+            "oauth_access_token_enc": self._encrypt(grant.access_token) if grant else None,
+            "oauth_refresh_token_enc": self._encrypt(grant.refresh_token) if grant else None,
+            "oauth_expires_at": grant.expires_at if grant else None,
+            "oauth_scopes": " ".join(grant.scopes) if grant else None,
+            "oauth_connected_email": grant.connected_email if grant else None,
+        }
+
+    def _mailbox(self, row: Any) -> Mailbox:
+        smtp = None
+        if row.smtp_host is not None:
+            smtp = ServerSettings(
+                row.smtp_host, row.smtp_port, Security(row.smtp_security), row.smtp_username
+            )
+        oauth = None
+        if row.oauth_provider is not None:
+            oauth = OAuthGrant(
+                provider=row.oauth_provider,
+                access_token=self._decrypt(row.oauth_access_token_enc),
+                refresh_token=self._decrypt(row.oauth_refresh_token_enc),
+                expires_at=row.oauth_expires_at,
+                scopes=tuple((row.oauth_scopes or "").split()),
+                connected_email=row.oauth_connected_email,
+            )
+        return Mailbox(
+            id=row.id,
+            tenant_id=row.tenant_id,
+            email=row.email,
+            auth_method=AuthMethod(row.auth_method),
+            imap=ServerSettings(row.imap_host, row.imap_port, Security(row.imap_security), row.imap_username),
+            smtp=smtp,
+            label=row.label,
+            purpose=row.purpose,
+            provider_id=row.provider_id,
+            password=self._decrypt(row.password_enc),
+            oauth=oauth,
+            token_version=row.token_version,
+            settings=ProcessingSettings(
+                from_name=row.from_name,
+                check_interval=row.check_interval,
+                folder=row.folder,
+                after_processing=row.after_processing,
+            ),
+            health=Health(
+                status=MailboxStatus(row.status),
+                last_tested_at=row.last_tested_at,
+                last_success_at=row.last_success_at,
+                last_error=row.last_error,
+                error_count_24h=row.error_count_24h,
+            ),
+            created_at=row.created_at,
+            updated_at=row.updated_at,
+        )
+
+    async def _one(self, query: Select[Any], what: str) -> Mailbox:
+        async with self._db.connect() as conn:
+            row = (await conn.execute(query)).first()
+        if row is None:
+            raise NotFoundError(f"no mailbox {what!r}")
+        return self._mailbox(row)
+
+    # --- tenant-scoped ----------------------------------------------------------------------
+
+    async def create(self, tenant_id: str, new: NewMailbox, *, now: datetime) -> Mailbox:
+        mailbox_id = new_id("mbx")
+        values = {
+            "id": mailbox_id,
+            "tenant_id": tenant_id,
+            "email": new.email,
+            "label": new.label,
+            "purpose": new.purpose,
+            "provider_id": new.provider_id,
+            **server_columns("imap", new.imap),
+            **server_columns("smtp", new.smtp),
+            "auth_method": new.auth_method.value,
+            "password_enc": self._encrypt(new.password),
+            **self._oauth_columns(new.oauth),
+            "token_version": 0,
+            **settings_columns(new.settings),
+            "status": MailboxStatus.PENDING.value,
+            "error_count_24h": 0,
+            "created_at": now,
+            "updated_at": now,
+        }
+        try:
+            async with self._db.transaction() as conn:
+                await conn.execute(insert(mailboxes).values(**values))
+        except IntegrityError as exc:
+            raise ConflictError(
+                f"this tenant already has a mailbox for {new.email}",
+                field="email",
+                hint="Update the existing mailbox (PATCH) or delete it first.",
+            ) from exc
+        return await self.get(tenant_id, mailbox_id)
+
+    async def get(self, tenant_id: str, mailbox_id: str) -> Mailbox:
+        query = select(mailboxes).where(mailboxes.c.id == mailbox_id, mailboxes.c.tenant_id == tenant_id)
+        return await self._one(query, mailbox_id)
+
+    async def page(
+        self,
+        tenant_id: str,
+        *,
+        purpose: str | None = None,
+        status: MailboxStatus | None = None,
+        after: str | None = None,
+        limit: int = 50,
+    ) -> list[Mailbox]:
+        query = select(mailboxes).where(mailboxes.c.tenant_id == tenant_id)
+        if purpose is not None:
+            query = query.where(mailboxes.c.purpose == purpose)
+        if status is not None:
+            query = query.where(mailboxes.c.status == status.value)
+        if after is not None:
+            query = query.where(mailboxes.c.id > after)
+        async with self._db.connect() as conn:
+            rows = await conn.execute(query.order_by(mailboxes.c.id).limit(limit))
+            return [self._mailbox(row) for row in rows]
+
+    async def update(
+        self,
+        tenant_id: str,
+        mailbox_id: str,
+        *,
+        now: datetime,
+        columns: Mapping[str, Any] | None = None,
+        password: Secret | None | _Unset = UNSET,
+        oauth: OAuthGrant | None | _Unset = UNSET,
+    ) -> Mailbox:
+        """Change plain ``columns`` (names in :data:`UPDATABLE`) and, when given, the secrets."""
+        values: dict[str, Any] = dict(columns or {})
+        unknown = set(values) - UPDATABLE
+        if unknown:
+            raise ValueError(f"not updatable: {sorted(unknown)}")
+        if not isinstance(password, _Unset):
+            values["password_enc"] = self._encrypt(password)
+        if not isinstance(oauth, _Unset):
+            values.update(self._oauth_columns(oauth))
+            values["token_version"] = mailboxes.c.token_version + 1
+        values["updated_at"] = now
+        async with self._db.transaction() as conn:
+            result = await conn.execute(
+                update(mailboxes)
+                .where(mailboxes.c.id == mailbox_id, mailboxes.c.tenant_id == tenant_id)
+                .values(**values)
+            )
+        if result.rowcount == 0:
+            raise NotFoundError(f"no mailbox {mailbox_id!r}")
+        return await self.get(tenant_id, mailbox_id)
+
+    async def delete(self, tenant_id: str, mailbox_id: str) -> None:
+        async with self._db.transaction() as conn:
+            result = await conn.execute(
+                delete(mailboxes).where(mailboxes.c.id == mailbox_id, mailboxes.c.tenant_id == tenant_id)
+            )
+        if result.rowcount == 0:
+            raise NotFoundError(f"no mailbox {mailbox_id!r}")
+
+    async def count(self, tenant_id: str) -> int:
+        query = select(func.count()).select_from(mailboxes).where(mailboxes.c.tenant_id == tenant_id)
+        async with self._db.connect() as conn:
+            return int((await conn.execute(query)).scalar_one())
+
+    # --- workers (every tenant) --------------------------------------------------------------
+
+    async def get_by_id(self, mailbox_id: str) -> Mailbox:
+        return await self._one(select(mailboxes).where(mailboxes.c.id == mailbox_id), mailbox_id)
+
+    async def page_all(
+        self, *, after: str | None = None, limit: int = 200, statuses: tuple[MailboxStatus, ...] = ()
+    ) -> list[Mailbox]:
+        """Every tenant's mailboxes in id order (for watchers), optionally by status."""
+        query = select(mailboxes)
+        if statuses:
+            query = query.where(mailboxes.c.status.in_([s.value for s in statuses]))
+        if after is not None:
+            query = query.where(mailboxes.c.id > after)
+        async with self._db.connect() as conn:
+            return [
+                self._mailbox(row) for row in await conn.execute(query.order_by(mailboxes.c.id).limit(limit))
+            ]
+
+    async def save_oauth_tokens(
+        self, mailbox_id: str, grant: OAuthGrant, *, expected_version: int, now: datetime
+    ) -> bool:
+        """Compare-and-swap: store ``grant`` only if nobody refreshed since ``expected_version``.
+
+        Returns False when another worker won the race (reload the mailbox and use its tokens).
+        """
+        async with self._db.transaction() as conn:
+            result = await conn.execute(
+                update(mailboxes)
+                .where(mailboxes.c.id == mailbox_id, mailboxes.c.token_version == expected_version)
+                .values(
+                    **self._oauth_columns(grant),
+                    token_version=expected_version + 1,
+                    updated_at=now,
+                )
+            )
+        return bool(result.rowcount == 1)
+
+    async def record_health(
+        self, mailbox_id: str, *, status: MailboxStatus, error: str | None, at: datetime
+    ) -> Mailbox:
+        """Record a test or sync outcome: success stamps ``last_success_at``; an error counts
+        towards ``error_count_24h`` (a window restarted 24 h after its first error)."""
+        async with self._db.transaction() as conn:
+            row = (
+                await conn.execute(
+                    select(mailboxes.c.error_count_24h, mailboxes.c.errors_since).where(
+                        mailboxes.c.id == mailbox_id
+                    )
+                )
+            ).first()
+            if row is None:
+                raise NotFoundError(f"no mailbox {mailbox_id!r}")
+            count, since = int(row.error_count_24h), row.errors_since
+            if since is None or at - since >= ERROR_WINDOW:
+                count, since = 0, None
+            values: dict[str, Any] = {"status": status.value, "last_tested_at": at, "updated_at": at}
+            if error is None:
+                values.update(last_success_at=at, last_error=None)
+            else:
+                values.update(last_error=error[:2000], error_count_24h=count + 1, errors_since=since or at)
+            if error is None and since is None:
+                values["error_count_24h"] = 0
+            await conn.execute(update(mailboxes).where(mailboxes.c.id == mailbox_id).values(**values))
+        return await self.get_by_id(mailbox_id)

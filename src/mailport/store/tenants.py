@@ -1,0 +1,114 @@
+"""Tenants and API keys in the database (keys only as a prefix and a SHA-256 hash)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import delete, insert, select, update
+from sqlalchemy.exc import IntegrityError
+
+from mailport.errors import ConflictError, NotFoundError
+from mailport.store.database import Database
+from mailport.store.ids import new_id
+from mailport.store.tables import api_keys, tenants
+from mailport.tenants.models import ApiKey, Tenant
+
+
+def _tenant(row: Any) -> Tenant:
+    return Tenant(id=row.id, name=row.name, created_at=row.created_at)
+
+
+def _key(row: Any) -> ApiKey:
+    return ApiKey(
+        id=row.id,
+        tenant_id=row.tenant_id,
+        prefix=row.prefix,
+        created_at=row.created_at,
+        revoked_at=row.revoked_at,
+    )
+
+
+class TenantRepository:
+    def __init__(self, database: Database) -> None:
+        self._db = database
+
+    async def create(self, name: str, *, now: datetime) -> Tenant:
+        tenant = Tenant(id=new_id("ten"), name=name, created_at=now)
+        try:
+            async with self._db.transaction() as conn:
+                await conn.execute(insert(tenants).values(id=tenant.id, name=name, created_at=now))
+        except IntegrityError as exc:
+            raise ConflictError(f"a tenant named {name!r} already exists", field="name") from exc
+        return tenant
+
+    async def get(self, tenant_id: str) -> Tenant:
+        async with self._db.connect() as conn:
+            row = (await conn.execute(select(tenants).where(tenants.c.id == tenant_id))).first()
+        if row is None:
+            raise NotFoundError(f"no tenant {tenant_id!r}")
+        return _tenant(row)
+
+    async def get_by_name(self, name: str) -> Tenant:
+        async with self._db.connect() as conn:
+            row = (await conn.execute(select(tenants).where(tenants.c.name == name))).first()
+        if row is None:
+            raise NotFoundError(f"no tenant named {name!r}")
+        return _tenant(row)
+
+    async def page(self, *, after: str | None = None, limit: int = 50) -> list[Tenant]:
+        query = select(tenants).order_by(tenants.c.id).limit(limit)
+        if after is not None:
+            query = query.where(tenants.c.id > after)
+        async with self._db.connect() as conn:
+            return [_tenant(row) for row in await conn.execute(query)]
+
+    async def delete(self, tenant_id: str) -> None:
+        async with self._db.transaction() as conn:
+            result = await conn.execute(delete(tenants).where(tenants.c.id == tenant_id))
+        if result.rowcount == 0:
+            raise NotFoundError(f"no tenant {tenant_id!r}")
+
+    # --- API keys -----------------------------------------------------------------------
+
+    async def add_key(self, tenant_id: str, *, prefix: str, key_hash: str, now: datetime) -> ApiKey:
+        key = ApiKey(id=new_id("key"), tenant_id=tenant_id, prefix=prefix, created_at=now)
+        try:
+            async with self._db.transaction() as conn:
+                await conn.execute(
+                    insert(api_keys).values(
+                        id=key.id, tenant_id=tenant_id, prefix=prefix, key_hash=key_hash, created_at=now
+                    )
+                )
+        except IntegrityError as exc:
+            raise NotFoundError(f"no tenant {tenant_id!r}") from exc
+        return key
+
+    async def list_keys(self, tenant_id: str) -> list[ApiKey]:
+        query = select(api_keys).where(api_keys.c.tenant_id == tenant_id).order_by(api_keys.c.id)
+        async with self._db.connect() as conn:
+            return [_key(row) for row in await conn.execute(query)]
+
+    async def revoke_key(self, tenant_id: str, key_id: str, *, now: datetime) -> ApiKey:
+        async with self._db.transaction() as conn:
+            await conn.execute(
+                update(api_keys)
+                .where(api_keys.c.id == key_id, api_keys.c.tenant_id == tenant_id)
+                .where(api_keys.c.revoked_at.is_(None))
+                .values(revoked_at=now)
+            )
+            row = (
+                await conn.execute(
+                    select(api_keys).where(api_keys.c.id == key_id, api_keys.c.tenant_id == tenant_id)
+                )
+            ).first()
+        if row is None:
+            raise NotFoundError(f"no API key {key_id!r} for tenant {tenant_id!r}")
+        return _key(row)
+
+    async def find_active_key(self, key_hash: str) -> tuple[ApiKey, str] | None:
+        """The active key with this hash and its stored hash (for a constant-time compare)."""
+        query = select(api_keys).where(api_keys.c.key_hash == key_hash, api_keys.c.revoked_at.is_(None))
+        async with self._db.connect() as conn:
+            row = (await conn.execute(query)).first()
+        return None if row is None else (_key(row), str(row.key_hash))

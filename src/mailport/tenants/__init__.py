@@ -1,0 +1,1 @@
+"""Tenants (the organisations using one mailport instance) and their API keys."""

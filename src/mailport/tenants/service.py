@@ -1,0 +1,90 @@
+"""Tenant management and API-key authentication (what the admin routes and the CLI call)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from mailport.crypto import Secret
+from mailport.errors import ForbiddenError, UnauthorizedError
+from mailport.store.tenants import TenantRepository
+from mailport.tenants.keys import generate_api_key, hash_api_key, same_secret, visible_prefix
+from mailport.tenants.models import ApiKey, Tenant
+
+Clock = Callable[[], datetime]
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+@dataclass(frozen=True)
+class Principal:
+    """Who a bearer token belongs to."""
+
+    tenant_id: str | None
+    is_admin: bool
+    key_prefix: str
+
+
+class TenantService:
+    def __init__(
+        self, repository: TenantRepository, *, admin_key: Secret | None = None, clock: Clock = utc_now
+    ) -> None:
+        self.repository = repository
+        self._admin_key = admin_key
+        self._clock = clock
+
+    def now(self) -> datetime:
+        return self._clock()
+
+    async def create_tenant(self, name: str) -> tuple[Tenant, Secret]:
+        """A new tenant and its first API key (the only time the key is visible)."""
+        tenant = await self.repository.create(name, now=self._clock())
+        _key, plaintext = await self.create_key(tenant.id)
+        return tenant, plaintext
+
+    async def create_key(self, tenant_id: str) -> tuple[ApiKey, Secret]:
+        plaintext = generate_api_key()
+        key = await self.repository.add_key(
+            tenant_id, prefix=visible_prefix(plaintext), key_hash=hash_api_key(plaintext), now=self._clock()
+        )
+        return key, Secret(plaintext)
+
+    async def authenticate(self, token: str) -> Principal:
+        """The principal behind ``token``: the admin key or an active tenant key; else 401."""
+        if (
+            self._admin_key is not None
+            and self._admin_key.reveal()
+            and same_secret(token, self._admin_key.reveal())
+        ):
+            return Principal(tenant_id=None, is_admin=True, key_prefix="admin")
+        digest = hash_api_key(token)
+        found = await self.repository.find_active_key(digest)
+        if found is None or not same_secret(digest, found[1]):
+            raise UnauthorizedError("invalid or revoked API key")
+        key = found[0]
+        return Principal(tenant_id=key.tenant_id, is_admin=False, key_prefix=key.prefix)
+
+    async def authenticate_tenant(self, token: str) -> Principal:
+        principal = await self.authenticate(token)
+        if principal.tenant_id is None:
+            raise ForbiddenError(
+                "the admin key manages tenants and has no mailboxes of its own",
+                hint="Use a tenant's API key (`mailport tenants create` or POST /v1/tenants makes one).",
+            )
+        return principal
+
+    async def authenticate_admin(self, token: str) -> Principal:
+        if self._admin_key is None or not self._admin_key.reveal():
+            raise UnauthorizedError(
+                "no admin key is configured on this instance",
+                hint="Set MAILPORT_ADMIN_KEY to manage tenants over the API, or use `mailport tenants`.",
+            )
+        principal = await self.authenticate(token)
+        if not principal.is_admin:
+            raise ForbiddenError(
+                "tenant keys cannot manage tenants", hint="Use the instance admin key (MAILPORT_ADMIN_KEY)."
+            )
+        return principal

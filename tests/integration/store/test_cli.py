@@ -1,0 +1,190 @@
+"""The operator's CLI against a real database: tenants, keys, mailboxes, db, one-line errors.
+
+Run in-process through the console script's ``main`` (a subprocess per command costs ~1 s).
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from mailport.cli.main import main
+from mailport.crypto import generate_key
+
+
+@dataclass
+class Result:
+    returncode: int
+    stdout: str
+    stderr: str
+
+
+class Cli:
+    """Runs ``mailport …`` in this process (the console script's ``main``), as a shell would."""
+
+    def __init__(
+        self, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], cwd: Path, **env: str
+    ):
+        self.monkeypatch, self.capsys = monkeypatch, capsys
+        for name in [k for k in os.environ if k.startswith("MAILPORT_")]:
+            monkeypatch.delenv(name)
+        monkeypatch.chdir(cwd)
+        self.env = env
+
+    def __call__(self, *args: str, input: str | None = None, ok: bool = True, **env: str) -> Result:
+        with self.monkeypatch.context() as patch:
+            for name, value in (self.env | env).items():
+                patch.setenv(name, value)
+            patch.setattr(sys, "argv", ["mailport", *args])
+            patch.setattr(sys, "stdin", io.StringIO(input or ""))
+            self.capsys.readouterr()
+            try:
+                main()
+                code = 0
+            except SystemExit as exc:
+                code = int(exc.code or 0)
+            out, err = self.capsys.readouterr()
+        result = Result(code, out, err)
+        if ok:
+            assert code == 0, err
+        return result
+
+
+@pytest.fixture
+def cli(
+    fresh_database_url: str,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> Cli:
+    return Cli(
+        monkeypatch,
+        capsys,
+        tmp_path,
+        MAILPORT_DATABASE_URL=fresh_database_url,
+        MAILPORT_SECRET_KEYS=generate_key(),
+    )
+
+
+def one_line_error(result: Result, code: str) -> None:
+    assert result.returncode == 1, result
+    lines = [line for line in result.stderr.splitlines() if line.startswith("error [")]
+    assert lines and lines[0].startswith(f"error [{code}]: "), result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_tenants_mailboxes_and_keys_from_the_command_line(cli: Cli):
+    assert "-> 0001" in cli("db", "upgrade").stdout
+    created = json.loads(cli("tenants", "create", "acme", "--json").stdout)
+    assert set(created) == {"id", "name", "api_key"} and created["api_key"].startswith("mp_live_")
+    one_line_error(cli("tenants", "create", "acme", ok=False), "conflict")
+
+    keys = json.loads(cli("tenants", "keys", "list", created["id"], "--json").stdout)
+    assert (
+        len(keys) == 1
+        and created["api_key"].startswith(keys[0]["prefix"])
+        and created["api_key"] not in str(keys)
+    )
+
+    password = "s3cret-from-stdin"
+    added = json.loads(
+        cli(
+            "mailboxes", "add", "booking@example.com", "--tenant", "acme", "--purpose", "booking",
+            "--imap-host", "imap.example.com", "--smtp-host", "smtp.example.com", "--smtp-username", "out",
+            "--password-stdin", "--json", input=password + "\n",
+        ).stdout
+    )  # fmt: skip
+    assert added["has_password"] and added["smtp"]["username"] == "out" and password not in json.dumps(added)
+    via_env = cli(
+        "mailboxes", "add", "support@example.com", "-t", created["id"], "--imap-host", "imap.example.com",
+        "--password-env", "MP_PW", MP_PW="from-env",
+    )  # fmt: skip
+    assert "added mbx_" in via_env.stdout
+
+    listed = json.loads(cli("mailboxes", "list", "-t", "acme", "--json").stdout)
+    assert [m["email"] for m in listed] == ["booking@example.com", "support@example.com"]
+    booking = json.loads(cli("mailboxes", "list", "-t", "acme", "--purpose", "booking", "--json").stdout)
+    assert [m["id"] for m in booking] == [added["id"]]
+    shown = cli("mailboxes", "show", added["id"], "-t", "acme")
+    assert "booking@example.com" in shown.stdout and password not in shown.stdout
+
+    one_line_error(
+        cli(
+            "mailboxes",
+            "add",
+            "bad",
+            "-t",
+            "acme",
+            "--imap-host",
+            "x.example",
+            "--password-env",
+            "MP_PW",
+            ok=False,
+            MP_PW="x",
+        ),
+        "invalid_input",
+    )
+    one_line_error(
+        cli("mailboxes", "add", "a@example.com", "-t", "acme", "--imap-host", "imap.example.com", ok=False),
+        "invalid_input",
+    )  # a password method without a password
+    one_line_error(cli("mailboxes", "show", "mbx_nope", "-t", "acme", ok=False), "not_found")
+    one_line_error(cli("mailboxes", "list", "-t", "nobody", ok=False), "not_found")
+
+    new_key = cli("keys", "generate").stdout.strip()
+    assert len(new_key) == 44 and new_key != cli.env["MAILPORT_SECRET_KEYS"]
+    rotated = cli(
+        "keys",
+        "rotate",
+        "--batch-size",
+        "1",
+        MAILPORT_SECRET_KEYS=f"{new_key},{cli.env['MAILPORT_SECRET_KEYS']}",
+    )
+    assert "rotated 3 secrets in 3 rows" in rotated.stdout  # two passwords and the key check
+    assert "re-encrypting" in rotated.stdout  # the progress bar
+    one_line_error(
+        cli("mailboxes", "list", "-t", "acme", ok=False), "secret_key_invalid"
+    )  # the old key alone
+    one_line_error(
+        cli("mailboxes", "list", "-t", "acme", ok=False, MAILPORT_SECRET_KEYS="nonsense"),
+        "secret_key_invalid",
+    )
+    removed = cli("mailboxes", "remove", added["id"], "-t", "acme", MAILPORT_SECRET_KEYS=new_key)
+    assert "removed" in removed.stdout
+    remaining = json.loads(
+        cli("mailboxes", "list", "-t", "acme", "--json", MAILPORT_SECRET_KEYS=new_key).stdout
+    )
+    assert [m["email"] for m in remaining] == ["support@example.com"]
+
+
+def test_postgres_needs_an_explicit_upgrade(
+    postgres_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+):
+    import asyncio
+    import uuid
+
+    from tests.conftest import _admin
+
+    name = f"mp_cli_{uuid.uuid4().hex[:12]}"
+    asyncio.run(_admin(f'CREATE DATABASE "{name}"'))
+    try:
+        cli = Cli(
+            monkeypatch,
+            capsys,
+            tmp_path,
+            MAILPORT_DATABASE_URL=f"{postgres_url.rsplit('/', 1)[0]}/{name}",
+            MAILPORT_SECRET_KEYS=generate_key(),
+        )
+        one_line_error(cli("tenants", "list", ok=False), "database_not_migrated")
+        assert "schema empty, this version needs" in cli("db", "status").stdout
+        cli("db", "upgrade")
+        assert "up to date" in cli("db", "status").stdout
+        assert "acme" in cli("tenants", "create", "acme").stdout
+    finally:
+        asyncio.run(_admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
