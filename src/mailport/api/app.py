@@ -10,7 +10,7 @@ from fastapi.responses import JSONResponse
 
 from mailport import __version__
 from mailport.api.errors import install_error_handlers
-from mailport.api.routers import mailboxes, tenants
+from mailport.api.routers import mailboxes, oauth, tenants
 from mailport.bootstrap import Services, build
 from mailport.config import Settings
 
@@ -46,6 +46,7 @@ def create_app(settings: Settings | None = None, *, services: Services | None = 
     install_error_handlers(app)
     app.include_router(tenants.router)
     app.include_router(mailboxes.router)
+    app.include_router(oauth.router)
 
     @app.get("/healthz", tags=["ops"], summary="The process is alive")
     async def healthz() -> JSONResponse:

@@ -117,6 +117,10 @@ class AuthorizationCodeFlow:
         expires_in = int((state.expires_at - self._clock()).total_seconds())
         return AuthorizationRequest(f"{url}{separator}{urlencode(params)}", token, expires_in)
 
+    def peek(self, state: str, provider_key: str) -> OAuthState:
+        """Open ``state`` without using it up (raises when invalid or expired)."""
+        return self._states.open(state, provider=provider_key)
+
     async def complete(
         self,
         provider_key: str,

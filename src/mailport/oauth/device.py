@@ -72,6 +72,11 @@ class DeviceFlow:
         self._clock = clock
         self._sleep = sleep
 
+    @property
+    def sleep(self) -> Sleep:
+        """The injected sleep (the service's background poller uses it too)."""
+        return self._sleep
+
     async def start(self, provider_key: str, *, tenant_id: str | None) -> DeviceAuthorization:
         provider = self._registry.get(provider_key)
         if provider.device_authorization_endpoint is None:

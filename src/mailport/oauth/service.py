@@ -49,8 +49,9 @@ def build_oauth(
     apps: AppResolver | None = None,
     http: httpx.AsyncClient | None = None,
     clock: Clock = utcnow,
+    registry: ProviderRegistry | None = None,
 ) -> OAuthServices:
-    registry = ProviderRegistry.from_settings(settings)
+    registry = registry or ProviderRegistry.from_settings(settings)
     client = OAuthClient(http, clock=clock)
     apps = apps or InstanceApps(registry, settings)
     code_flow = AuthorizationCodeFlow(
