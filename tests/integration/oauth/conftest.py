@@ -9,7 +9,11 @@ from pathlib import Path
 
 import httpx
 import pytest
+from fastapi import FastAPI
+from pydantic import SecretStr
 
+from mailport.api import create_app
+from mailport.bootstrap import Services, build
 from mailport.config import Settings
 from mailport.crypto import KeyRing, generate_key
 from mailport.oauth import (
@@ -20,6 +24,7 @@ from mailport.oauth import (
     ProviderRegistry,
     StateCodec,
 )
+from tests.fixtures.api import SecretWatch, TenantHandle, _client, create_tenant
 from tests.integration.oauth.sqlite_store import SQLiteStateStore, SQLiteTokenStore, open_engine
 from tests.mailstack.dovecot import Dovecot
 from tests.mailstack.idp import MockIdP
@@ -143,3 +148,62 @@ def code_flow(
 @pytest.fixture
 def device_flow(registry: ProviderRegistry, oauth_client: OAuthClient, apps: InstanceApps) -> DeviceFlow:
     return DeviceFlow(registry=registry, client=oauth_client, apps=apps)
+
+
+# --------------------------------------------------------------------------- the service over HTTP
+
+
+@pytest.fixture
+def api_settings(
+    fresh_database_url: str, tmp_path: Path, secret_key: str, bed_providers_file: Path
+) -> Settings:
+    """The store fixtures' settings (SQLite and PostgreSQL) plus OAuth pointed at the test bed."""
+    from tests.fixtures.api import make_settings
+
+    settings = make_settings(fresh_database_url, tmp_path / "var", secret_key)
+    settings.public_url = PUBLIC_URL
+    settings.oauth_providers_file = bed_providers_file
+    settings.google_client_id = "test-client"
+    settings.google_client_secret = SecretStr("test-secret")
+    settings.microsoft_client_id = "test-client"
+    settings.microsoft_client_secret = SecretStr("test-secret")
+    return settings
+
+
+@pytest.fixture
+async def api_services(api_settings: Settings) -> AsyncIterator[Services]:
+    built = await build(api_settings, migrate=True)
+    try:
+        yield built
+    finally:
+        await built.aclose()
+
+
+@pytest.fixture
+def api_app(api_services: Services) -> FastAPI:
+    return create_app(services=api_services)
+
+
+@pytest.fixture
+async def api_tenant(api_services: Services) -> TenantHandle:
+    return await create_tenant(api_services, "oauth-co")
+
+
+@pytest.fixture
+async def client(
+    api_app: FastAPI, api_tenant: TenantHandle, secret_watch: SecretWatch
+) -> AsyncIterator[httpx.AsyncClient]:
+    """The tenant's API client (its real key)."""
+    async with _client(api_app, api_tenant.api_key, secret_watch) as c:
+        yield c
+
+
+@pytest.fixture
+async def browser(api_app: FastAPI, secret_watch: SecretWatch) -> AsyncIterator[httpx.AsyncClient]:
+    """The user's browser reaching the callback: no API key."""
+    async with httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=api_app),
+        base_url=PUBLIC_URL,
+        event_hooks={"response": [secret_watch.record]},
+    ) as c:
+        yield c
