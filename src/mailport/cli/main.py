@@ -59,11 +59,13 @@ def serve(
 
 
 from mailport.cli import db, keys, mailboxes, tenants  # noqa: E402  (command groups of issue 4)
+from mailport.cli import oauth as oauth_cli  # noqa: E402  (issue 7)
 
 app.add_typer(tenants.app, name="tenants")
 app.add_typer(db.app, name="db")
 app.add_typer(keys.app, name="keys")
 app.add_typer(mailboxes.app, name="mailboxes")
+app.command("connect")(oauth_cli.connect)  # issue 7
 
 
 def main() -> None:
