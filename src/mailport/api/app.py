@@ -55,7 +55,10 @@ def create_app(settings: Settings | None = None, *, services: Services | None = 
     @app.get("/readyz", tags=["ops"], summary="The service can do its work")
     async def readyz(request: Request) -> JSONResponse:
         current: Services | None = getattr(request.app.state, "services", None)
-        checks = {"key_ring": current is not None and current.key_ring.key_count > 0}
+        checks = {
+            "key_ring": current is not None and current.key_ring.key_count > 0,
+            "database": current is not None and await current.database.ping(),
+        }
         ok = all(checks.values())
         return JSONResponse(
             {"status": "ok" if ok else "unavailable", "checks": checks}, status_code=200 if ok else 503

@@ -19,7 +19,19 @@ _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 AFTER_PROCESSING_HELP = "one of none, mark_read, delete, move:<folder>"
 
 
+def check_text(value: str) -> str:
+    """Text every database can store: valid UTF-8 (no lone surrogates) and no NUL."""
+    if "\x00" in value:
+        raise ValueError("NUL characters are not allowed")
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise ValueError("the text is not valid Unicode (lone surrogate)") from exc
+    return value
+
+
 def normalize_email(value: str) -> str:
+    check_text(value)
     try:
         result = validate_email(value, check_deliverability=False, test_environment=True)
     except EmailNotValidError as exc:
@@ -29,7 +41,7 @@ def normalize_email(value: str) -> str:
 
 def normalize_host(value: str) -> str:
     """An IP address, or a host name in its ASCII (IDNA) form, lower-case, no trailing dot."""
-    host = value.strip().rstrip(".")
+    host = check_text(value).strip().rstrip(".")
     if not host or len(host) > 253:
         raise ValueError("a host name of 1-253 characters is required")
     literal = host[1:-1] if host.startswith("[") and host.endswith("]") else host
@@ -51,7 +63,7 @@ def normalize_host(value: str) -> str:
 
 def clean_line(value: str) -> str:
     """One line of text: trimmed, no control characters (they would break headers/commands)."""
-    value = value.strip()
+    value = check_text(value).strip()
     if _CONTROL.search(value):
         raise ValueError("control characters (such as line breaks) are not allowed")
     return value
@@ -65,7 +77,7 @@ def clean_folder(value: str) -> str:
 
 
 def validate_after_processing(value: str) -> str:
-    value = value.strip()
+    value = check_text(value).strip()
     if value in ("none", "mark_read", "delete"):
         return value
     if value.startswith("move:"):
@@ -74,6 +86,11 @@ def validate_after_processing(value: str) -> str:
 
 
 def check_password(value: str) -> str:
+    check_text(value)
     if "\x00" in value or "\r" in value or "\n" in value:
         raise ValueError("a password cannot contain NUL or line breaks")
     return value
+
+
+def clean_optional_line(value: str | None) -> str | None:
+    return None if value is None else clean_line(value)

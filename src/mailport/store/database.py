@@ -12,9 +12,9 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import event
+from sqlalchemy import event, text
 from sqlalchemy.engine import make_url
-from sqlalchemy.exc import ArgumentError, NoSuchModuleError
+from sqlalchemy.exc import ArgumentError, NoSuchModuleError, SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
 from mailport.errors import ConfigurationError
@@ -45,6 +45,15 @@ class Database:
         async with self.engine.connect() as conn:
             yield conn
 
+    async def ping(self) -> bool:
+        """True when the database answers (for /readyz)."""
+        try:
+            async with self.engine.connect() as conn:
+                await conn.execute(text("SELECT 1"))
+        except (SQLAlchemyError, OSError):
+            return False
+        return True
+
     async def aclose(self) -> None:
         await self.engine.dispose()
 
@@ -59,7 +68,7 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
 
 
 def open_database(url: str, *, echo: bool = False) -> Database:
-    """An engine for ``url`` (``sqlite+aiosqlite://…`` or ``postgresql+asyncpg://…``)."""
+    """An engine for ``url`` (``sqlite+aiosqlite://…`` or ``postgresql+asyncpg://…[?search_path=schema]``)."""
     try:
         parsed = make_url(url)
     except ArgumentError as exc:
@@ -70,6 +79,12 @@ def open_database(url: str, *, echo: bool = False) -> Database:
             Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
     elif parsed.get_backend_name() == "postgresql":
         kwargs["pool_pre_ping"] = True
+        search_path = parsed.query.get("search_path")
+        if search_path is not None:
+            # `?search_path=mailport` keeps mailport's tables in their own schema (one database,
+            # several applications or test runs); asyncpg takes it as a server setting.
+            parsed = parsed.difference_update_query(["search_path"])
+            kwargs["connect_args"] = {"server_settings": {"search_path": str(search_path)}}
     else:
         raise ConfigurationError(
             f"unsupported database {parsed.get_backend_name()!r}: use sqlite+aiosqlite:// or "

@@ -7,10 +7,12 @@ a dozen lines, so no dependency.
 
 from __future__ import annotations
 
+import re
 import secrets
 import time
 
 _ALPHABET = "0123456789abcdefghjkmnpqrstvwxyz"
+_ID_SHAPE = re.compile(r"^[A-Za-z0-9_]{1,64}$")
 
 
 def new_id(prefix: str) -> str:
@@ -20,3 +22,9 @@ def new_id(prefix: str) -> str:
         chars.append(_ALPHABET[value & 31])
         value >>= 5
     return f"{prefix}_{''.join(reversed(chars))}"
+
+
+def plausible_id(value: str) -> bool:
+    """Could ``value`` be one of our ids? Anything else is answered "not found" without a query
+    (so NUL bytes or stray Unicode never reach the database driver)."""
+    return bool(_ID_SHAPE.match(value))

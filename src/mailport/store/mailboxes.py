@@ -28,7 +28,7 @@ from mailport.mailboxes.models import (
     ServerSettings,
 )
 from mailport.store.database import Database
-from mailport.store.ids import new_id
+from mailport.store.ids import new_id, plausible_id
 from mailport.store.tables import mailboxes
 
 ERROR_WINDOW = timedelta(hours=24)
@@ -154,6 +154,8 @@ class MailboxRepository:
         )
 
     async def _one(self, query: Select[Any], what: str) -> Mailbox:
+        if not plausible_id(what):
+            raise NotFoundError(f"no mailbox {what!r}")
         async with self._db.connect() as conn:
             row = (await conn.execute(query)).first()
         if row is None:
@@ -229,6 +231,8 @@ class MailboxRepository:
         oauth: OAuthGrant | None | _Unset = UNSET,
     ) -> Mailbox:
         """Change plain ``columns`` (names in :data:`UPDATABLE`) and, when given, the secrets."""
+        if not plausible_id(mailbox_id):
+            raise NotFoundError(f"no mailbox {mailbox_id!r}")
         values: dict[str, Any] = dict(columns or {})
         unknown = set(values) - UPDATABLE
         if unknown:
@@ -250,6 +254,8 @@ class MailboxRepository:
         return await self.get(tenant_id, mailbox_id)
 
     async def delete(self, tenant_id: str, mailbox_id: str) -> None:
+        if not plausible_id(mailbox_id):
+            raise NotFoundError(f"no mailbox {mailbox_id!r}")
         async with self._db.transaction() as conn:
             result = await conn.execute(
                 delete(mailboxes).where(mailboxes.c.id == mailbox_id, mailboxes.c.tenant_id == tenant_id)

@@ -10,6 +10,7 @@ import base64
 import binascii
 
 from mailport.errors import InvalidCursorError
+from mailport.store.ids import plausible_id
 
 MAX_LIMIT = 200
 DEFAULT_LIMIT = 50
@@ -28,6 +29,6 @@ def decode_cursor(cursor: str | None) -> str | None:
     except (binascii.Error, UnicodeDecodeError, ValueError) as exc:
         raise InvalidCursorError("the cursor is not one this API returned", field="cursor") from exc
     version, _, last_id = raw.partition(":")
-    if version != "v1" or not last_id or len(last_id) > 100:
+    if version != "v1" or not plausible_id(last_id):
         raise InvalidCursorError("the cursor is not one this API returned", field="cursor")
     return last_id

@@ -10,7 +10,7 @@ from sqlalchemy.exc import IntegrityError
 
 from mailport.errors import ConflictError, NotFoundError
 from mailport.store.database import Database
-from mailport.store.ids import new_id
+from mailport.store.ids import new_id, plausible_id
 from mailport.store.tables import api_keys, tenants
 from mailport.tenants.models import ApiKey, Tenant
 
@@ -43,6 +43,8 @@ class TenantRepository:
         return tenant
 
     async def get(self, tenant_id: str) -> Tenant:
+        if not plausible_id(tenant_id):
+            raise NotFoundError(f"no tenant {tenant_id!r}")
         async with self._db.connect() as conn:
             row = (await conn.execute(select(tenants).where(tenants.c.id == tenant_id))).first()
         if row is None:
@@ -50,6 +52,8 @@ class TenantRepository:
         return _tenant(row)
 
     async def get_by_name(self, name: str) -> Tenant:
+        if not name.isprintable():
+            raise NotFoundError(f"no tenant named {name!r}")
         async with self._db.connect() as conn:
             row = (await conn.execute(select(tenants).where(tenants.c.name == name))).first()
         if row is None:
@@ -64,6 +68,7 @@ class TenantRepository:
             return [_tenant(row) for row in await conn.execute(query)]
 
     async def delete(self, tenant_id: str) -> None:
+        await self.get(tenant_id)
         async with self._db.transaction() as conn:
             result = await conn.execute(delete(tenants).where(tenants.c.id == tenant_id))
         if result.rowcount == 0:
@@ -72,6 +77,7 @@ class TenantRepository:
     # --- API keys -----------------------------------------------------------------------
 
     async def add_key(self, tenant_id: str, *, prefix: str, key_hash: str, now: datetime) -> ApiKey:
+        await self.get(tenant_id)
         key = ApiKey(id=new_id("key"), tenant_id=tenant_id, prefix=prefix, created_at=now)
         try:
             async with self._db.transaction() as conn:
@@ -90,6 +96,8 @@ class TenantRepository:
             return [_key(row) for row in await conn.execute(query)]
 
     async def revoke_key(self, tenant_id: str, key_id: str, *, now: datetime) -> ApiKey:
+        if not (plausible_id(tenant_id) and plausible_id(key_id)):
+            raise NotFoundError(f"no API key {key_id!r} for tenant {tenant_id!r}")
         async with self._db.transaction() as conn:
             await conn.execute(
                 update(api_keys)

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+from typing import Annotated
+
 from fastapi import APIRouter, Depends, Query, Response
+from pydantic import AfterValidator
 
 from mailport.api.deps import Caller, error_responses, get_services, require_tenant
 from mailport.bootstrap import Services
 from mailport.mailboxes.models import MailboxStatus
 from mailport.mailboxes.schemas import MailboxCreate, MailboxPage, MailboxRead, MailboxUpdate
+from mailport.mailboxes.validation import clean_optional_line
 from mailport.store.pagination import DEFAULT_LIMIT, MAX_LIMIT
 
 router = APIRouter(prefix="/v1/mailboxes", tags=["mailboxes"], responses=error_responses(401, 403, 422))
@@ -27,7 +31,11 @@ async def create_mailbox(
 
 @router.get("", summary="List mailboxes")
 async def list_mailboxes(
-    purpose: str | None = Query(None, max_length=100, description="Only mailboxes with this purpose"),
+    purpose: Annotated[
+        str | None,
+        Query(max_length=100, description="Only mailboxes with this purpose"),
+        AfterValidator(clean_optional_line),
+    ] = None,
     status: MailboxStatus | None = Query(None, description="Only mailboxes in this state"),
     cursor: str | None = Query(None, max_length=200, description="`next_cursor` of the previous page"),
     limit: int = Query(DEFAULT_LIMIT, ge=1, le=MAX_LIMIT),

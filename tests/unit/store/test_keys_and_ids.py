@@ -1,0 +1,41 @@
+"""API key material, ids and cursors: pure functions."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from mailport.errors import InvalidCursorError
+from mailport.store.ids import new_id, plausible_id
+from mailport.store.pagination import decode_cursor, encode_cursor
+from mailport.tenants.keys import generate_api_key, hash_api_key, same_secret, visible_prefix
+
+
+def test_api_keys_are_random_prefixed_and_hashed():
+    keys = {generate_api_key() for _ in range(100)}
+    assert len(keys) == 100
+    key = keys.pop()
+    assert key.startswith("mp_live_") and len(key) >= 48
+    assert visible_prefix(key) == key[:12] and len(hash_api_key(key)) == 64
+    assert hash_api_key(key) == hash_api_key(key) != hash_api_key(key + "x")
+    assert same_secret(key, key) and not same_secret(key, key[:-1])
+
+
+def test_ids_are_time_ordered_and_shaped():
+    first = new_id("mbx")
+    time.sleep(0.002)
+    second = new_id("mbx")
+    assert first < second and first.startswith("mbx_") and len(first) == 30
+    assert plausible_id(first) and not plausible_id("mbx_\x00") and not plausible_id("a" * 65)
+    assert not plausible_id("") and not plausible_id("../x")
+
+
+def test_cursors_round_trip_and_refuse_tampering():
+    cursor = encode_cursor("mbx_01abc")
+    assert decode_cursor(cursor) == "mbx_01abc" and decode_cursor(None) is None and decode_cursor("") is None
+    assert "mbx" not in cursor  # opaque
+    for bad in ("%%%", "bm9wZQ", encode_cursor("x y"), "dj E6", "\ud800"):
+        with pytest.raises(InvalidCursorError) as caught:
+            decode_cursor(bad)
+        assert caught.value.details["field"] == "cursor"
