@@ -10,12 +10,8 @@ from fastapi.responses import JSONResponse
 
 from mailport import __version__
 from mailport.api.errors import install_error_handlers
-<<<<<<< HEAD
-from mailport.api.routers import mailboxes, tenants
-from mailport.api.routers.detect import router as detect_router
-=======
 from mailport.api.routers import mailboxes, oauth, tenants
->>>>>>> oauth
+from mailport.api.routers.detect import router as detect_router
 from mailport.bootstrap import Services, build
 from mailport.config import Settings
 
@@ -51,11 +47,8 @@ def create_app(settings: Settings | None = None, *, services: Services | None = 
     install_error_handlers(app)
     app.include_router(tenants.router)
     app.include_router(mailboxes.router)
-<<<<<<< HEAD
     app.include_router(detect_router)  # issue 5
-=======
     app.include_router(oauth.router)
->>>>>>> oauth
 
     @app.get("/healthz", tags=["ops"], summary="The process is alive")
     async def healthz() -> JSONResponse:
