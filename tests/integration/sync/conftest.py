@@ -38,7 +38,9 @@ def make_message(subject: str, body: str = "hello", *, message_id: str | None = 
     return msg.as_bytes().replace(b"\n", b"\r\n")
 
 
-async def all_events(services: Services, *, mailbox_id: str | None = None, type: str | None = None) -> list[Event]:
+async def all_events(
+    services: Services, *, mailbox_id: str | None = None, type: str | None = None
+) -> list[Event]:
     query = select(events).order_by(events.c.seq)
     if mailbox_id is not None:
         query = query.where(events.c.mailbox_id == mailbox_id)
@@ -69,7 +71,9 @@ class Bed:
     password: str
     tenant_id: str
 
-    async def add_mailbox(self, *, folder: str = "INBOX", after_processing: str = "none", **kw: Any) -> Mailbox:
+    async def add_mailbox(
+        self, *, folder: str = "INBOX", after_processing: str = "none", **kw: Any
+    ) -> Mailbox:
         return await self.services.mailboxes.create(
             self.tenant_id,
             NewMailbox(
@@ -77,7 +81,9 @@ class Bed:
                 auth_method=AuthMethod.PASSWORD,
                 imap=ServerSettings("127.0.0.1", kw.pop("port", self.dovecot.imap_port), Security.NONE),
                 password=Secret(kw.pop("password", self.password)),
-                settings=ProcessingSettings(folder=folder, after_processing=after_processing, check_interval=60),
+                settings=ProcessingSettings(
+                    folder=folder, after_processing=after_processing, check_interval=60
+                ),
             ),
         )
 

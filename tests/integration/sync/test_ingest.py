@@ -20,7 +20,9 @@ async def _connected(bed: Bed, orchestrator: Orchestrator, mailbox_id: str) -> N
     await wait_for(ok, timeout=10)
 
 
-async def test_a_delivered_message_becomes_an_event_within_two_seconds(bed: Bed, running: Orchestrator) -> None:
+async def test_a_delivered_message_becomes_an_event_within_two_seconds(
+    bed: Bed, running: Orchestrator
+) -> None:
     mailbox = await bed.add_mailbox()
     running.poke()
     await _connected(bed, running, mailbox.id)
@@ -71,7 +73,9 @@ async def test_mail_read_elsewhere_before_mailport_saw_it_is_still_delivered(bed
     await _connected(bed, orchestrator, mailbox.id)
     await orchestrator.stop()  # mailport is down ...
     await asyncio.to_thread(bed.dovecot.deliver, bed.user, make_message("already read"))
-    await asyncio.to_thread(bed.dovecot.doveadm, "flags", "add", "-u", bed.user, "\\Seen", "mailbox", "INBOX", "all")
+    await asyncio.to_thread(
+        bed.dovecot.doveadm, "flags", "add", "-u", bed.user, "\\Seen", "mailbox", "INBOX", "all"
+    )
     orchestrator = bed.orchestrator()  # ... and comes back
     await orchestrator.start()
     try:
