@@ -193,3 +193,8 @@ async def test_callers_and_providers_are_checked(api_app, client):
     assert bad.status_code == 422 and bad.json()["field"] == "return_url"
     missing = await client.post("/v1/oauth/google/authorize", json={"mailbox_id": "mbx_nope"})
     assert missing.status_code == 404
+
+
+async def test_a_bad_app_tenant_is_a_422(client):
+    response = await client.put("/v1/oauth-apps/microsoft", json={"client_id": "x", "tenant": "a/../b"})
+    assert response.status_code == 422 and response.json()["field"] == "tenant"
