@@ -8,7 +8,6 @@ from typing import Any
 from mailport.api import create_app
 from mailport.config import Settings
 
-
 # Opened by a user's browser, not an API client: authorized by the signed OAuth state instead.
 BROWSER_ROUTES = {("/v1/oauth/{provider}/callback", "get")}
 
