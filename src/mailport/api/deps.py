@@ -22,7 +22,7 @@ from fastapi.security import HTTPBearer
 
 from mailport.api.errors import ERROR_BODY_SCHEMA
 from mailport.bootstrap import Services
-from mailport.errors import UnauthorizedError
+from mailport.errors import ConfigurationError, UnauthorizedError
 
 # Declares the scheme in OpenAPI (the "Authorize" button in /docs); we parse the header ourselves
 # so that a missing key is our 401 error body, not FastAPI's 403.
@@ -39,7 +39,12 @@ class Caller:
 
 
 def get_services(request: Request) -> Services:
-    services: Services = request.app.state.services
+    services: Services | None = getattr(request.app.state, "services", None)
+    if services is None:
+        raise ConfigurationError(
+            "the service graph is not built yet",
+            hint="Run the app with its lifespan (uvicorn does), or pass services= to create_app().",
+        )
     return services
 
 
