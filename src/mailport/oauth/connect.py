@@ -4,8 +4,8 @@
   and creates the mailbox — or updates it (reconnect after ``reauth_required``) — with the
   provider's IMAP/SMTP settings and ``auth_method: oauth2``.
 * ``start_device`` / ``device_status``: the device sign-in; this process polls the provider in
-  the background (honouring ``interval`` and ``slow_down``) and a status request resumes the
-  polling after a restart.
+  the background (honouring ``interval`` and ``slow_down``); a polling lease on the flow's row
+  keeps it to one poller across workers, and a status request resumes polling after a restart.
 * ``disconnect``: revoke at the provider where it can, then erase the tokens.
 """
 
