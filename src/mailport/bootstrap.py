@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from mailport.config import Settings
 from mailport.crypto import KeyRing, Secret, load_key_ring
 from mailport.errors import DatabaseNotMigratedError
+from mailport.events import EventLog
 from mailport.mailboxes.service import MailboxService
 from mailport.oauth.connect import OAuthConnectService, build_connect
 from mailport.store import Database, current_revision, head_revision, open_database, upgrade, verify_key_ring
@@ -34,6 +35,7 @@ class Services:
     tenants: TenantService
     mailboxes: MailboxService
     oauth: OAuthConnectService
+    events: EventLog  # issue 8: the durable event log (ingestion writes, delivery reads)
 
     async def aclose(self) -> None:
         """Release connections and background tasks."""
@@ -91,6 +93,7 @@ async def build(settings: Settings, *, migrate: bool | None = None, clock: Clock
         tenants=TenantService(TenantRepository(database), admin_key=admin_key, clock=clock),
         mailboxes=MailboxService(mailbox_repository, clock=clock),
         oauth=oauth,
+        events=EventLog(database),
     )
 
 
