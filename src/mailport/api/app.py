@@ -11,7 +11,7 @@ from fastapi.responses import JSONResponse
 from mailport import __version__
 from mailport.api.errors import install_error_handlers
 from mailport.api.routers import events as events_routes  # issue 8 delivery
-from mailport.api.routers import mailboxes, oauth, tenants
+from mailport.api.routers import health, mailboxes, messages, oauth, tenants
 from mailport.api.routers import webhooks as webhook_routes
 from mailport.api.routers.detect import router as detect_router
 from mailport.bootstrap import Services, build
@@ -51,6 +51,8 @@ def create_app(settings: Settings | None = None, *, services: Services | None = 
     app.include_router(mailboxes.router)
     app.include_router(detect_router)  # issue 5
     app.include_router(oauth.router)
+    app.include_router(health.router)  # issue 8 (also runs the watchers under `mailport serve`)
+    app.include_router(messages.router)  # issue 8
     app.include_router(webhook_routes.router)  # issue 8 delivery
     app.include_router(events_routes.router)  # issue 8 delivery
 
@@ -65,6 +67,8 @@ def create_app(settings: Settings | None = None, *, services: Services | None = 
             "key_ring": current is not None and current.key_ring.key_count > 0,
             "database": current is not None and await current.database.ping(),
         }
+        if (watching := health.watchers_ready(request)) is not None:  # issue 8
+            checks["watchers"] = watching
         ok = all(checks.values())
         return JSONResponse(
             {"status": "ok" if ok else "unavailable", "checks": checks}, status_code=200 if ok else 503

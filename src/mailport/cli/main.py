@@ -54,8 +54,16 @@ def serve(
     configure_logging(settings.log_level)
     asyncio.run(preflight(settings))  # migrations (embedded default), key check: fail here, in one line
     application = create_app(settings)
+    application.state.serve = True  # issue 8: run the mailbox watchers too (unless MAILPORT_WATCHERS=false)
     typer.echo(f"mailport {__version__} listening on http://{settings.host}:{settings.port}", err=True)
-    uvicorn.run(application, host=settings.host, port=settings.port, log_config=None, access_log=False)
+    uvicorn.run(
+        application,
+        host=settings.host,
+        port=settings.port,
+        log_config=None,
+        access_log=False,
+        loop="asyncio",  # issue 8: the IMAP client needs asyncio transports (uvloop's are not)
+    )
 
 
 from mailport.cli import db, keys, mailboxes, tenants  # noqa: E402  (command groups of issue 4)
@@ -69,6 +77,11 @@ from mailport.cli.detect import detect_command  # noqa: E402  (issue 5)
 
 app.command(name="detect")(detect_command)
 app.command("connect")(oauth_cli.connect)  # issue 7
+from mailport.cli import watch as watch_cli  # noqa: E402  (issue 8)
+from mailport.cli import worker as worker_cli  # noqa: E402
+
+app.command("worker")(worker_cli.worker)
+app.command("watch")(watch_cli.watch_command)
 
 
 def main() -> None:

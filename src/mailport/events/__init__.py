@@ -64,6 +64,7 @@ __all__ = [
     "list_after",
     "mark_accepted",
     "message_key",
+    "row_to_event",
 ]
 
 _APPENDED = "mailport.events.appended"
@@ -125,7 +126,7 @@ def _now() -> datetime:
     return datetime.now(UTC)
 
 
-def _row_to_event(row: Any) -> Event:
+def row_to_event(row: Any) -> Event:
     return Event(
         seq=int(row.seq),
         id=row.id,
@@ -230,12 +231,12 @@ async def list_after(
     if types is not None:
         query = query.where(events.c.type.in_(list(types)))
     result = await conn.execute(query.order_by(events.c.seq).limit(limit))
-    return [_row_to_event(row) for row in result]
+    return [row_to_event(row) for row in result]
 
 
 async def get_event(conn: AsyncConnection, event_id: str) -> Event | None:
     row = (await conn.execute(select(events).where(events.c.id == event_id))).first()
-    return _row_to_event(row) if row is not None else None
+    return row_to_event(row) if row is not None else None
 
 
 async def mark_accepted(
