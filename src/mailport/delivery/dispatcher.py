@@ -242,6 +242,24 @@ class EndpointWorker:
                         self._disabled = True
 
 
+def dead_local_owner(owner: str) -> bool:
+    """Is ``owner`` (``host:pid:nonce``) a process on this host that no longer exists?"""
+    host, _, rest = owner.partition(":")
+    pid_text = rest.partition(":")[0]
+    if host != socket.gethostname() or not pid_text.isdigit():
+        return False
+    pid = int(pid_text)
+    if pid == os.getpid():
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:
+        return False
+    return False
+
+
 class Dispatcher:
     """Runs the supervisor and the endpoint workers; ``start()`` / ``stop()``."""
 
@@ -328,7 +346,7 @@ class Dispatcher:
             return True
         now = self._clock()
         got = await self._repository.acquire_lease(
-            self.owner, now=now, until=now + timedelta(seconds=self._lease_ttl)
+            self.owner, now=now, until=now + timedelta(seconds=self._lease_ttl), is_stale=dead_local_owner
         )
         if got and not self.has_lease:
             log.info("webhook dispatcher %s took the lease", self.owner)

@@ -9,7 +9,7 @@ appending the ``webhook.disabled`` event commit together.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -381,8 +381,16 @@ class WebhookRepository:
 
     # ------------------------------------------------------------------ lease
 
-    async def acquire_lease(self, owner: str, *, now: datetime, until: datetime) -> bool:
-        """Take or renew the dispatcher lease (one dispatching process at a time)."""
+    async def acquire_lease(
+        self,
+        owner: str,
+        *,
+        now: datetime,
+        until: datetime,
+        is_stale: Callable[[str], bool] = lambda _owner: False,
+    ) -> bool:
+        """Take or renew the dispatcher lease (one dispatching process at a time); a lease whose
+        holder ``is_stale`` (a dead process on this host) is taken over before it expires."""
         async with self.database.transaction() as conn:
             row = (
                 await conn.execute(select(delivery_state).where(delivery_state.c.name == STATE_ROW))
@@ -392,6 +400,14 @@ class WebhookRepository:
                     insert(delivery_state).values(
                         name=STATE_ROW, fanout_seq=0, owner=owner, lease_until=until, updated_at=now
                     )
+                )
+                return True
+            holder = row.owner
+            if holder is not None and holder != owner and is_stale(holder):
+                await conn.execute(
+                    update(delivery_state)
+                    .where(delivery_state.c.name == STATE_ROW, delivery_state.c.owner == holder)
+                    .values(owner=owner, lease_until=until, updated_at=now)
                 )
                 return True
             result = await conn.execute(

@@ -1,8 +1,16 @@
-"""``/v1/webhooks``: a tenant's webhook endpoints, their deliveries and replay. Thin."""
+"""``/v1/webhooks``: a tenant's webhook endpoints, their deliveries and replay. Thin.
+
+The router's lifespan runs the webhook dispatcher inside ``mailport serve`` (an app built by
+``create_app`` for embedding or tests does not start one unless ``MAILPORT_WATCHERS=true``).
+Several processes may run it: a lease in the database lets one dispatch at a time.
+"""
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Body, Depends, Query, Response
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import APIRouter, Body, Depends, FastAPI, Query, Response
 
 from mailport.api.deps import Caller, error_responses, get_services, require_tenant
 from mailport.bootstrap import Services
@@ -20,7 +28,30 @@ from mailport.delivery.schemas import (
 )
 from mailport.store.pagination import DEFAULT_LIMIT, MAX_LIMIT
 
-router = APIRouter(prefix="/v1/webhooks", tags=["webhooks"], responses=error_responses(401, 403, 422))
+
+@asynccontextmanager
+async def dispatcher_lifespan(app: FastAPI) -> AsyncIterator[None]:
+    services: Services | None = getattr(app.state, "services", None)
+    wanted = getattr(app.state, "serve", False) or bool(services and services.settings.watchers)
+    if services is None or not wanted:
+        yield
+        return
+    from mailport.delivery import start_dispatcher
+
+    dispatcher = await start_dispatcher(services)
+    app.state.dispatcher = dispatcher
+    try:
+        yield
+    finally:
+        await dispatcher.stop()
+
+
+router = APIRouter(
+    prefix="/v1/webhooks",
+    tags=["webhooks"],
+    responses=error_responses(401, 403, 422),
+    lifespan=dispatcher_lifespan,
+)
 
 
 def _tenant(caller: Caller) -> str:
