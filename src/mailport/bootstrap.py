@@ -15,9 +15,12 @@ from dataclasses import dataclass
 
 from mailport.config import Settings
 from mailport.crypto import KeyRing, Secret, load_key_ring
+from mailport.delivery.repository import WebhookRepository
+from mailport.delivery.service import DeliveryService
 from mailport.errors import DatabaseNotMigratedError
 from mailport.events import EventLog
 from mailport.mailboxes.service import MailboxService
+from mailport.net.guard import HostGuard
 from mailport.oauth.connect import OAuthConnectService, build_connect
 from mailport.store import Database, current_revision, head_revision, open_database, upgrade, verify_key_ring
 from mailport.store.mailboxes import MailboxRepository
@@ -36,6 +39,7 @@ class Services:
     mailboxes: MailboxService
     oauth: OAuthConnectService
     events: EventLog  # issue 8: the durable event log (ingestion writes, delivery reads)
+    webhooks: DeliveryService  # issue 8: webhook endpoints, deliveries, pull
 
     async def aclose(self) -> None:
         """Release connections and background tasks."""
@@ -86,6 +90,7 @@ async def build(settings: Settings, *, migrate: bool | None = None, clock: Clock
     except BaseException:
         await database.aclose()
         raise
+    event_log = EventLog(database)
     return Services(
         settings=settings,
         key_ring=key_ring,
@@ -93,7 +98,13 @@ async def build(settings: Settings, *, migrate: bool | None = None, clock: Clock
         tenants=TenantService(TenantRepository(database), admin_key=admin_key, clock=clock),
         mailboxes=MailboxService(mailbox_repository, clock=clock),
         oauth=oauth,
-        events=EventLog(database),
+        events=event_log,
+        webhooks=DeliveryService(
+            WebhookRepository(database, key_ring),
+            event_log,
+            guard=HostGuard.from_settings(settings),
+            clock=clock,
+        ),
     )
 
 
