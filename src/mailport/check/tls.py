@@ -95,7 +95,11 @@ def hostname_mismatch(error: BaseException | None) -> bool:
     while error is not None and seen < 10:
         if isinstance(error, ssl.SSLCertVerificationError):
             message = (error.verify_message or "").lower()
-            return error.verify_code == 62 or "hostname mismatch" in message
+            return (
+                error.verify_code in (62, 64)
+                or "hostname mismatch" in message
+                or "ip address mismatch" in message
+            )
         error = error.__cause__ or error.__context__
         seen += 1
     return False
