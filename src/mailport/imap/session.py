@@ -325,7 +325,9 @@ class ImapSession:
         if kind == b"BYE":
             self.close()
             raise ConnectError(
-                f"{where}: the server refused the connection: {text.text}", server_said=text.text
+                f"{where}: the server refused the connection: {text.text}",
+                server_said=text.said(),
+                status="BYE",
             )
         if kind not in (b"OK", b"PREAUTH"):
             self.close()
@@ -648,7 +650,7 @@ class ImapSession:
         if status in (b"NO", b"BAD"):
             raise CommandError(
                 f"{self.host}: {name.split()[0]} failed: {status.decode()} {text.text}",
-                server_said=(f"[{text.code}] " if text.code else "") + text.text,
+                server_said=text.said(),
                 response_code=text.code,
                 status=status.decode(),
             )
