@@ -7,9 +7,9 @@ from __future__ import annotations
 import asyncio
 import urllib.parse
 import urllib.request
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from collections.abc import Iterator
 from typing import Any
 
 import httpx
