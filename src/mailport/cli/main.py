@@ -77,7 +77,9 @@ app.command(name="check")(
 def main() -> None:
     """Console-script entry point: run the Typer app, rendering mailport errors as one line."""
     try:
-        app(standalone_mode=False)
+        code = app(standalone_mode=False)  # a command's typer.Exit(n) comes back as n here
+        if isinstance(code, int) and code:
+            sys.exit(code)
     except MailportError as exc:
         typer.echo(f"error [{exc.code}]: {exc.message} — {exc.hint}", err=True)
         sys.exit(1)
@@ -86,12 +88,11 @@ def main() -> None:
         sys.exit(130)
     except typer.Exit as exc:
         sys.exit(exc.exit_code)
-    except Exception as exc:  # click usage errors and the like
-        import click
-
-        if isinstance(exc, click.ClickException):
-            exc.show()
-            sys.exit(2 if isinstance(exc, click.UsageError) else 1)
+    except Exception as exc:  # click usage errors and the like (click's, or typer's vendored click)
+        show, exit_code = getattr(exc, "show", None), getattr(exc, "exit_code", None)
+        if callable(show) and isinstance(exit_code, int):
+            show()
+            sys.exit(exit_code)  # 2 for usage errors, 1 for other click errors
         raise
 
 
