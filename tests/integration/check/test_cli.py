@@ -8,6 +8,11 @@ import os
 import subprocess
 import sys
 
+import pytest
+from click.testing import Result
+from typer.testing import CliRunner
+
+from mailport.cli.main import app
 from tests.fixtures.dns import LocalDNSServer
 from tests.mailstack.dovecot import Dovecot
 from tests.mailstack.smtp import SubmissionServer
@@ -90,22 +95,41 @@ def test_wrong_security_suggests_the_right_pair(dovecot: Dovecot, password_user:
     assert "code: connection_refused" in done.stdout
 
 
-def test_usage_errors_exit_2(dovecot: Dovecot, smtp: SubmissionServer) -> None:
+def test_usage_errors_exit_2(
+    dovecot: Dovecot, smtp: SubmissionServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """In process (the exit codes are click's, the same as the process's: see the tests above)."""
     flags = bed_flags(dovecot, smtp)
-    no_credential = run("a@dyn.example.test", *flags)
-    assert no_credential.returncode == 2 and "exactly one of --password-stdin" in no_credential.stderr
-    both = run("a@dyn.example.test", *flags, "--password-stdin", "--password-env", "X", stdin="x\n")
-    assert both.returncode == 2
-    missing = run("a@dyn.example.test", *flags, "--password-env", "NOT_SET_ANYWHERE")
-    assert missing.returncode == 2 and "NOT_SET_ANYWHERE is not set" in missing.stderr
-    bad_security = run(
+    monkeypatch.delenv("NOT_SET_ANYWHERE", raising=False)
+
+    def invoke(*args: str, stdin: str | None = None) -> Result:
+        return CliRunner().invoke(app, ["check", *args], input=stdin)
+
+    def text(result: Result) -> str:  # the message, without rich's box and line wrapping
+        return " ".join(result.output.replace("│", " ").split())
+
+    no_credential = invoke("a@dyn.example.test", *flags)
+    assert no_credential.exit_code == 2 and "exactly one of --password-stdin" in text(no_credential)
+    both = invoke("a@dyn.example.test", *flags, "--password-stdin", "--password-env", "X", stdin="x\n")
+    assert both.exit_code == 2
+    missing = invoke("a@dyn.example.test", *flags, "--password-env", "NOT_SET_ANYWHERE")
+    assert missing.exit_code == 2 and "NOT_SET_ANYWHERE is not set" in text(missing)
+    empty_stdin = invoke("a@dyn.example.test", *flags, "--password-stdin", stdin="\n")
+    assert empty_stdin.exit_code == 2
+    bad_security = invoke(
         "a@dyn.example.test", "--imap-host", "h", "--imap-security", "tls", "--password-env", "X"
     )
-    assert bad_security.returncode == 2
-    bad_ca = run("a@dyn.example.test", *flags[:-2], "--ca-file", "/nonexistent.pem", "--password-env", "X")
-    assert bad_ca.returncode == 2
-    for done in (no_credential, missing):
-        assert "Traceback" not in done.stderr
+    assert bad_security.exit_code == 2
+    bad_port = invoke("a@dyn.example.test", "--imap-host", "h", "--imap-port", "0", "--password-env", "X")
+    assert bad_port.exit_code == 2
+    bad_ca = invoke("a@dyn.example.test", *flags[:-2], "--ca-file", "/nonexistent.pem", "--password-env", "X")
+    assert bad_ca.exit_code == 2
+
+
+def test_a_usage_error_in_the_real_process_is_one_line_and_exit_2() -> None:
+    done = run("a@dyn.example.test", "--imap-host", "h", "--imap-security", "tls", "--password-env", "X")
+    assert done.returncode == 2
+    assert "Traceback" not in done.stderr and "tls" in done.stderr
 
 
 def test_settings_not_given_come_from_detection(
