@@ -48,7 +48,7 @@ import logging
 import socket
 import ssl
 from collections.abc import Callable, Iterable, Sequence
-from typing import Any, Self, cast
+from typing import Any, Self
 
 from mailport import sasl
 from mailport.crypto.secret import Secret
@@ -260,7 +260,6 @@ class ImapSession:
             raise MailTimeoutError(f"{where}: no TCP connection within {self.connect_timeout:g} s") from exc
         except OSError as exc:
             raise ConnectError(f"{where}: {exc.strerror or exc}") from exc
-        transport = cast(asyncio.Transport, transport)  # uvloop's transports are not asyncio subclasses
         enable_keepalive(transport)
         self._transport = transport
         self._proto = proto
