@@ -69,9 +69,9 @@ from mailport.cli.detect import detect_command  # noqa: E402  (issue 5)
 
 app.command(name="detect")(detect_command)
 app.command("connect")(oauth_cli.connect)  # issue 7
-app.command(name="check")(
-    __import__("mailport.cli.check", fromlist=["check_command"]).check_command
-)  # issue 6
+from mailport.cli.check import check_command  # noqa: E402  (issue 6)
+
+app.command(name="check")(check_command)
 
 
 def main() -> None:
