@@ -5,8 +5,10 @@ SQLite and PostgreSQL."""
 from __future__ import annotations
 
 import asyncio
+import json
 import urllib.parse
 import urllib.request
+import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -14,13 +16,16 @@ from typing import Any
 
 import httpx
 import pytest
+from pydantic import SecretStr
 
 from mailport.bootstrap import Services
 from mailport.crypto import Secret
 from mailport.imap.transport import shared_context
 from mailport.mailboxes.models import AuthMethod, NewMailbox, OAuthGrant, Security, ServerSettings
 from mailport.oauth.repository import DatabaseTokenStore
+from tests.conftest import issue_token
 from tests.fixtures.api import SecretWatch, TenantHandle
+from tests.integration.oauth.conftest import idp_overrides
 from tests.mailstack.dovecot import Dovecot
 from tests.mailstack.idp import MockIdP
 from tests.mailstack.smtp import SubmissionServer
@@ -31,6 +36,20 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     if request.param == "sqlite":
         return f"sqlite+aiosqlite:///{tmp_path / 'mailport.db'}"
     return str(request.getfixturevalue("postgres_url"))
+
+
+@pytest.fixture
+def check_overrides(idp: MockIdP, tmp_path: Path) -> dict[str, Any]:
+    """The bed on 127.0.0.1, and Google's OAuth pointed at the local authorization server (the
+    token manager refreshes there)."""
+    providers = tmp_path / "providers.json"
+    providers.write_text(json.dumps(idp_overrides(idp)))
+    return {
+        "allow_private_hosts": True,
+        "oauth_providers_file": providers,
+        "google_client_id": "test-client",
+        "google_client_secret": SecretStr("test-secret"),
+    }
 
 
 @pytest.fixture
@@ -117,7 +136,13 @@ async def test_unknown_and_foreign_mailboxes_are_404(
 
 
 async def _oauth_mailbox(
-    services: Services, tenant: TenantHandle, dovecot: Dovecot, smtp: SubmissionServer, email: str, token: str
+    services: Services,
+    tenant: TenantHandle,
+    dovecot: Dovecot,
+    smtp: SubmissionServer,
+    email: str,
+    token: str,
+    refresh: str = "refresh-unknown-to-the-provider",
 ) -> str:
     mailbox = await services.mailboxes.create(
         tenant.id,
@@ -129,7 +154,7 @@ async def _oauth_mailbox(
             oauth=OAuthGrant(
                 provider="google",
                 access_token=Secret(token),
-                refresh_token=Secret("refresh-" + token[:8]),
+                refresh_token=Secret(refresh),
                 expires_at=datetime.now(UTC) + timedelta(hours=1),
                 connected_email=email,
             ),
@@ -157,27 +182,61 @@ async def test_an_oauth_mailbox_uses_the_token_manager(
     assert (await tenant_client.get(f"/v1/mailboxes/{mailbox_id}")).json()["status"] == "connected"
 
 
-async def test_a_revoked_token_sets_reauth_required(
+async def _revoke(idp: MockIdP, token: str) -> None:
+    form = urllib.parse.urlencode({"token": token}).encode()
+    await asyncio.to_thread(urllib.request.urlopen, f"{idp.url}/revoke", form, 10)
+
+
+async def test_a_refused_token_is_refreshed_once_and_the_mailbox_connects(
     services: Services,
     tenant: TenantHandle,
     tenant_client: httpx.AsyncClient,
     dovecot: Dovecot,
     smtp: SubmissionServer,
     idp: MockIdP,
-    oauth_user: tuple[str, dict[str, object]],
     secret_watch: SecretWatch,
     bed_ca: None,
 ) -> None:
-    email, token = oauth_user
-    secret_watch.add(str(token["access_token"]))
-    mailbox_id = await _oauth_mailbox(services, tenant, dovecot, smtp, email, str(token["access_token"]))
-    form = urllib.parse.urlencode({"token": str(token["access_token"])}).encode()
-    await asyncio.to_thread(urllib.request.urlopen, f"{idp.url}/revoke", form, 10)
+    email = f"refresh-{uuid.uuid4().hex[:8]}@example.test"
+    token = issue_token(idp, email)
+    secret_watch.add(str(token["access_token"]), str(token["refresh_token"]))
+    mailbox_id = await _oauth_mailbox(
+        services, tenant, dovecot, smtp, email, str(token["access_token"]), str(token["refresh_token"])
+    )
+    await _revoke(idp, str(token["access_token"]))  # the access token dies before its expiry
     body = (await tenant_client.post(f"/v1/mailboxes/{mailbox_id}/test")).json()
-    assert body["imap"]["steps"][-1]["code"] == "oauth_token_rejected"
+    assert body["ok"] is True, body
+    assert (await tenant_client.get(f"/v1/mailboxes/{mailbox_id}")).json()["status"] == "connected"
+    async with httpx.AsyncClient() as http:  # the token manager did refresh, once
+        stats = (await http.get(f"{idp.url}/_test/stats", params={"email": email})).json()
+    assert stats["refresh_grants"] == 1
+
+
+async def test_a_refused_token_with_a_dead_grant_sets_reauth_required(
+    services: Services,
+    tenant: TenantHandle,
+    tenant_client: httpx.AsyncClient,
+    dovecot: Dovecot,
+    smtp: SubmissionServer,
+    idp: MockIdP,
+    secret_watch: SecretWatch,
+    bed_ca: None,
+) -> None:
+    email = f"revoked-{uuid.uuid4().hex[:8]}@example.test"
+    token = issue_token(idp, email)
+    secret_watch.add(str(token["access_token"]), str(token["refresh_token"]))
+    mailbox_id = await _oauth_mailbox(
+        services, tenant, dovecot, smtp, email, str(token["access_token"]), str(token["refresh_token"])
+    )
+    await _revoke(idp, str(token["refresh_token"]))  # the user removed the app's access
+    await _revoke(idp, str(token["access_token"]))
+    body = (await tenant_client.post(f"/v1/mailboxes/{mailbox_id}/test")).json()
+    auth = body["imap"]["steps"][-1]
+    assert (auth["step"], auth["code"]) == ("authentication", "reauth_required")
+    assert "Token has been expired or revoked." in auth["server_said"]
     mailbox = (await tenant_client.get(f"/v1/mailboxes/{mailbox_id}")).json()
     assert mailbox["status"] == "reauth_required"
-    assert "[oauth_token_rejected]" in mailbox["last_error"]
+    assert "[reauth_required]" in mailbox["last_error"]
 
 
 async def test_a_dead_refresh_token_sets_reauth_required_without_connecting(
