@@ -324,3 +324,39 @@ async def test_host_not_found(dns_server: Any) -> None:
     step = failed(result)
     assert (step["step"], step["code"]) == ("dns", "host_not_found")
     assert step["suggestions"] == [{"host": "imap.gmail.com"}]
+
+
+@pytest.mark.parametrize("loop", ["asyncio", "uvloop"])
+def test_smtp_handshake_and_greeting_are_timed_apart(
+    loop: str, imap_server_tls: Any, dovecot: Dovecot
+) -> None:
+    """aiosmtplib does TLS and the 220 greeting in one call; the check still times them apart —
+    on asyncio's loop and on uvloop (what ``mailport serve`` runs on)."""
+    import uvloop
+
+    async def slow_greeting(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await asyncio.sleep(0.4)
+        writer.write(b"220 slow.test ESMTP\r\n")
+        while line := await reader.readline():
+            verb = line.split(b" ", 1)[0].strip().upper()
+            writer.write(b"250-slow.test\r\n250 AUTH PLAIN\r\n" if verb == b"EHLO" else b"535 5.7.8 no\r\n")
+        writer.close()
+
+    async def main() -> CheckResult:
+        server = await asyncio.start_server(slow_greeting, LOCAL, 0, ssl=imap_server_tls)
+        port = server.sockets[0].getsockname()[1]
+        try:
+            checker = ConnectionChecker(HostGuard.for_operator(), timeout=5, step_timeout=3)
+            return await checker.check(
+                ServerTarget(LOCAL, dovecot.imaps_port, "ssl"),
+                ServerTarget(LOCAL, port, "ssl"),
+                pw("a@dyn.example.test", "x"),
+                ca_file=dovecot.ca_file,
+            )
+        finally:
+            server.close()
+
+    result = uvloop.run(main()) if loop == "uvloop" else asyncio.run(main())
+    smtp_steps = steps(result, "smtp")
+    assert smtp_steps["tls_handshake"]["ms"] < 350
+    assert smtp_steps["smtp_ehlo"]["ms"] >= 350  # the 400 ms wait for the greeting is the greeting's
