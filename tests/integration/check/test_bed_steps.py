@@ -360,3 +360,25 @@ def test_smtp_handshake_and_greeting_are_timed_apart(
     smtp_steps = steps(result, "smtp")
     assert smtp_steps["tls_handshake"]["ms"] < 350
     assert smtp_steps["smtp_ehlo"]["ms"] >= 350  # the 400 ms wait for the greeting is the greeting's
+
+
+async def test_starttls_certificate_for_another_name_suggests_the_right_host(
+    dns_server: Any, dovecot: Dovecot, smtp: SubmissionServer
+) -> None:
+    """mail.customer.test points at the bed, whose certificate names localhost: after STARTTLS
+    the check reads the certificate's names (without trusting it) and suggests one."""
+    dns_server.add("mail.customer.test", "A", "127.0.0.1")
+    checker = ConnectionChecker(
+        HostGuard.for_operator(resolver=DnsResolver([dns_server.nameserver])), timeout=8
+    )
+    result = await checker.check(
+        ServerTarget("mail.customer.test", dovecot.imap_port, "starttls"),
+        ServerTarget("mail.customer.test", smtp.port, "starttls"),
+        pw("a@dyn.example.test", "x"),
+        ca_file=dovecot.ca_file,
+    )
+    for protocol, step in (("imap", "starttls"), ("smtp", "smtp_starttls")):
+        failing = failed(result, protocol)
+        assert (failing["step"], failing["code"]) == (step, "certificate_hostname_mismatch")
+        assert failing["suggestions"][0] == {"host": "localhost"}
+        assert "not for mail.customer.test" in failing["hint"]
