@@ -382,3 +382,29 @@ async def test_starttls_certificate_for_another_name_suggests_the_right_host(
         assert (failing["step"], failing["code"]) == (step, "certificate_hostname_mismatch")
         assert failing["suggestions"][0] == {"host": "localhost"}
         assert "not for mail.customer.test" in failing["hint"]
+
+
+async def test_too_many_simultaneous_connections_from_dovecot(
+    checker: ConnectionChecker, dovecot: Dovecot, password_user: tuple[str, str]
+) -> None:
+    """Dovecot's own limit (mail_max_userip_connections, 10 by default), reached for real."""
+    from mailport.imap import ImapClient
+    from mailport.sasl import PasswordAuth
+
+    user, password = password_user
+    held = [
+        await ImapClient.open(
+            LOCAL, dovecot.imaps_port, auth=PasswordAuth(user, Secret(password)), ca_file=dovecot.ca_file
+        )
+        for _ in range(10)
+    ]
+    try:
+        result = await checker.check(
+            ServerTarget(LOCAL, dovecot.imaps_port, "ssl"), None, pw(user, password), ca_file=dovecot.ca_file
+        )
+    finally:
+        for client in held:
+            await client.logout()
+    step = failed(result)
+    assert (step["step"], step["code"]) == ("authentication", "too_many_connections")
+    assert "Maximum number of connections" in step["server_said"]
