@@ -14,7 +14,8 @@ from __future__ import annotations
 
 import ssl
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 
 from mailport.errors import InputError
 from mailport.imap.models import TLSInfo
@@ -26,18 +27,22 @@ Clock = Callable[[], float]
 def check_context(*, ca_file: str | None = None, ca_pem: str | None = None) -> ssl.SSLContext:
     """A verifying client context (TLS >= 1.2): system CAs, a CA file, or CA certificates as PEM."""
     if ca_pem is None:
-        return shared_context(ca_file, True)
+        with _unusable_ca(ca_file, ca_pem):
+            return shared_context(ca_file, True)
     return _new_context(ca_pem=ca_pem)
 
 
-def _new_context(*, ca_file: str | None = None, ca_pem: str | None = None) -> ssl.SSLContext:
+@contextmanager
+def _unusable_ca(ca_file: str | None, ca_pem: str | None) -> Iterator[None]:
+    """An unreadable or non-PEM CA is the caller's input error, never a crash."""
     try:
-        context = ssl.create_default_context(cafile=ca_file, cadata=ca_pem)
+        yield
     except (ssl.SSLError, ValueError) as exc:
+        field = "ca_pem" if ca_pem is not None else "ca_file"
         raise InputError(
-            "ca_pem holds no usable PEM certificate",
-            field="ca_pem",
-            hint="Send the CA certificate(s) as PEM text.",
+            f"{field} holds no usable PEM certificate",
+            field=field,
+            hint="Give the CA certificate(s) as PEM.",
         ) from exc
     except OSError as exc:
         raise InputError(
@@ -45,6 +50,11 @@ def _new_context(*, ca_file: str | None = None, ca_pem: str | None = None) -> ss
             field="ca_file",
             hint="Give a readable PEM file with the CA certificate(s).",
         ) from exc
+
+
+def _new_context(*, ca_file: str | None = None, ca_pem: str | None = None) -> ssl.SSLContext:
+    with _unusable_ca(ca_file, ca_pem):
+        context = ssl.create_default_context(cafile=ca_file, cadata=ca_pem)
     context.minimum_version = ssl.TLSVersion.TLSv1_2
     return context
 

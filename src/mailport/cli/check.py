@@ -23,6 +23,7 @@ from mailport.check import CheckCredentials, CheckResult, ConnectionChecker, Ser
 from mailport.check.model import DEFAULT_PORTS, ProtocolResult
 from mailport.config import Settings
 from mailport.crypto import Secret
+from mailport.errors import InputError
 from mailport.net.guard import HostGuard
 from mailport.net.resolve import DnsResolver
 
@@ -164,14 +165,17 @@ def check_command(
     )
     resolver = DnsResolver(settings.dns_nameservers) if settings.dns_nameservers else None
     checker = ConnectionChecker(HostGuard.for_operator(resolver=resolver), timeout=settings.check_timeout)
-    result = asyncio.run(
-        checker.check(
-            replace(imap, username=username or imap.username),
-            replace(smtp, username=username or smtp.username) if smtp else None,
-            credentials,
-            ca_file=str(ca_file) if ca_file else None,
+    try:
+        result = asyncio.run(
+            checker.check(
+                replace(imap, username=username or imap.username),
+                replace(smtp, username=username or smtp.username) if smtp else None,
+                credentials,
+                ca_file=str(ca_file) if ca_file else None,
+            )
         )
-    )
+    except InputError as exc:  # a CA file that is no PEM, a host that is no host name: usage
+        raise typer.BadParameter(exc.message) from exc
     if as_json:
         typer.echo(json.dumps(result.to_dict(), indent=2, ensure_ascii=False))
     else:

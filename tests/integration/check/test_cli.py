@@ -124,6 +124,12 @@ def test_usage_errors_exit_2(
     assert bad_port.exit_code == 2
     bad_ca = invoke("a@dyn.example.test", *flags[:-2], "--ca-file", "/nonexistent.pem", "--password-env", "X")
     assert bad_ca.exit_code == 2
+    not_pem = invoke("a@dyn.example.test", *flags[:-2], "--ca-file", __file__, "--password-env", "PATH")
+    assert not_pem.exit_code == 2 and "no usable PEM" in text(not_pem)
+    bad_host = invoke(
+        "a@dyn.example.test", "--imap-host", "bad host!", "--password-env", "PATH", *flags[6:12]
+    )
+    assert bad_host.exit_code == 2
 
 
 def test_a_usage_error_in_the_real_process_is_one_line_and_exit_2() -> None:
