@@ -34,6 +34,7 @@ pytest_plugins = [
     "tests.fixtures.dns",
     "tests.fixtures.http",
     "tests.fixtures.imap",
+    "tests.fixtures.tls",
     "tests.fixtures.webhook_receiver",
 ]
 

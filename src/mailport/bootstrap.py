@@ -13,6 +13,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from mailport.check.runner import ConnectionChecker
+from mailport.check.service import CheckService
 from mailport.config import Settings
 from mailport.crypto import KeyRing, Secret, load_key_ring
 from mailport.delivery.repository import WebhookRepository
@@ -21,6 +23,7 @@ from mailport.errors import DatabaseNotMigratedError
 from mailport.events import EventLog
 from mailport.mailboxes.service import MailboxService
 from mailport.net.guard import HostGuard
+from mailport.net.ratelimit import TokenBucketLimiter
 from mailport.oauth.connect import OAuthConnectService, build_connect
 from mailport.store import Database, current_revision, head_revision, open_database, upgrade, verify_key_ring
 from mailport.store.mailboxes import MailboxRepository
@@ -40,6 +43,9 @@ class Services:
     oauth: OAuthConnectService
     events: EventLog  # issue 8: the durable event log (ingestion writes, delivery reads)
     webhooks: DeliveryService  # issue 8: webhook endpoints, deliveries, pull
+    guard: HostGuard  # the SSRF guard for every host a user supplies (issue 6)
+    check_limiter: TokenBucketLimiter  # POST /v1/check per tenant (issue 6)
+    checks: CheckService  # connection checks (issue 6)
 
     async def aclose(self) -> None:
         """Release connections and background tasks."""
@@ -90,6 +96,17 @@ async def build(settings: Settings, *, migrate: bool | None = None, clock: Clock
     except BaseException:
         await database.aclose()
         raise
+    guard = HostGuard.from_settings(settings)
+    check_limiter = TokenBucketLimiter(
+        rate_per_minute=settings.check_rate_per_minute, burst=settings.check_burst
+    )
+    checks = CheckService(
+        ConnectionChecker(guard, timeout=settings.check_timeout),
+        limiter=check_limiter,
+        mailboxes=mailbox_repository,
+        tokens=oauth.oauth.tokens,
+        clock=clock,
+    )
     event_log = EventLog(database)
     return Services(
         settings=settings,
@@ -102,9 +119,12 @@ async def build(settings: Settings, *, migrate: bool | None = None, clock: Clock
         webhooks=DeliveryService(
             WebhookRepository(database, key_ring),
             event_log,
-            guard=HostGuard.from_settings(settings),
+            guard=guard,
             clock=clock,
         ),
+        guard=guard,
+        check_limiter=check_limiter,
+        checks=checks,
     )
 
 

@@ -13,6 +13,7 @@ from mailport.api.errors import install_error_handlers
 from mailport.api.routers import events as events_routes  # issue 8 delivery
 from mailport.api.routers import health, mailboxes, messages, oauth, tenants
 from mailport.api.routers import webhooks as webhook_routes
+from mailport.api.routers.check import router as check_router
 from mailport.api.routers.detect import router as detect_router
 from mailport.bootstrap import Services, build
 from mailport.config import Settings
@@ -51,6 +52,7 @@ def create_app(settings: Settings | None = None, *, services: Services | None = 
     app.include_router(mailboxes.router)
     app.include_router(detect_router)  # issue 5
     app.include_router(oauth.router)
+    app.include_router(check_router)  # issue 6
     app.include_router(health.router)  # issue 8 (also runs the watchers under `mailport serve`)
     app.include_router(messages.router)  # issue 8
     app.include_router(webhook_routes.router)  # issue 8 delivery
