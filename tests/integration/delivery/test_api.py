@@ -142,7 +142,9 @@ async def test_disable_and_enable_through_patch(client: httpx.AsyncClient) -> No
 
 
 async def test_list_pagination(client: httpx.AsyncClient) -> None:
-    ids = [(await client.post("/v1/webhooks", json={"url": f"http://127.0.0.1:9/{n}"})).json()["id"] for n in range(5)]
+    ids = []
+    for n in range(5):
+        ids.append((await client.post("/v1/webhooks", json={"url": f"http://127.0.0.1:9/{n}"})).json()["id"])
     first = (await client.get("/v1/webhooks", params={"limit": 2})).json()
     second = (await client.get("/v1/webhooks", params={"limit": 2, "cursor": first["next_cursor"]})).json()
     third = (await client.get("/v1/webhooks", params={"limit": 2, "cursor": second["next_cursor"]})).json()
