@@ -83,7 +83,7 @@ class EndpointWorker:
         self._stopping = False
         self._disabled = False
         self._buffer: list[AttemptRecord] = []
-        self._buffer_started = 0.0
+        self._flush_wanted = asyncio.Event()
         self._flush_lock = asyncio.Lock()
         self.task: asyncio.Task[None] | None = None
 
@@ -150,11 +150,31 @@ class EndpointWorker:
             await self._repository.postpone(ids, until)
         if due:
             semaphore = asyncio.Semaphore(self._concurrency)
-            await asyncio.gather(*(self._send_group(group, semaphore, now) for group in due))
-            await self._flush()
+            done = asyncio.Event()
+            flusher = asyncio.create_task(self._flush_periodically(done))
+            try:
+                await asyncio.gather(*(self._send_group(group, semaphore, now) for group in due))
+            finally:
+                done.set()
+                self._flush_wanted.set()
+                await flusher  # never cancelled mid-transaction
+                await self._flush()  # before the next read of the queue: no resend
         if len(items) >= self._batch or due:
             return self._clock()  # more may be waiting (or a retry became due meanwhile)
         return next_due
+
+    async def _flush_periodically(self, done: asyncio.Event) -> None:
+        """Write results in the background while the groups keep sending."""
+        while not done.is_set():
+            try:
+                await asyncio.wait_for(self._flush_wanted.wait(), self._flush_interval)
+            except TimeoutError:
+                pass
+            self._flush_wanted.clear()
+            try:
+                await self._flush()
+            except Exception:  # the results are lost: those deliveries go out again (same id)
+                log.exception("writing webhook results failed")
 
     async def _send_group(
         self, group: list[PendingDelivery], semaphore: asyncio.Semaphore, started: datetime
@@ -168,16 +188,10 @@ class EndpointWorker:
                     return
                 record = await self._attempt(item)
                 self._buffer.append(record)
-                if len(self._buffer) == 1:
-                    self._buffer_started = time.monotonic()
+                if len(self._buffer) >= self._flush_size:
+                    self._flush_wanted.set()
                 if record.new_status is DeliveryStatus.PENDING:
-                    await self._flush()  # a retry is scheduled: later mail of this mailbox waits
-                    return
-                if (
-                    len(self._buffer) >= self._flush_size
-                    or time.monotonic() - self._buffer_started >= self._flush_interval
-                ):
-                    await self._flush()
+                    return  # a retry is scheduled: later mail of this mailbox waits for it
 
     async def _attempt(self, item: PendingDelivery) -> AttemptRecord:
         endpoint = self.endpoint
@@ -273,14 +287,16 @@ class Dispatcher:
         clock: Clock = utc_now,
         rand: Callable[[], float] = random.random,
         request_timeout: float = 10.0,
-        concurrency: int = 8,
+        concurrency: int = 16,
         poll_interval: float = 1.0,
         lease_ttl: float = 15.0,
         batch: int = 500,
         owner: str | None = None,
         sender_factory: SenderFactory | None = None,
+        min_cycle: float = 0.02,
     ) -> None:
         self._repository = repository
+        self._min_cycle = min_cycle
         self._event_log = event_log
         self._guard = guard
         self.policy = policy or RetryPolicy()
@@ -363,6 +379,7 @@ class Dispatcher:
             except Exception:
                 log.exception("webhook dispatcher cycle failed; retrying")
             await self._event_log.wait(self._poll_interval)
+            await asyncio.sleep(self._min_cycle)  # coalesce bursts of wake-ups
 
     async def run_once(self) -> None:
         """One supervisor cycle: lease, workers, fan-out."""
