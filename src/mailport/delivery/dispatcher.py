@@ -388,7 +388,7 @@ class Dispatcher:
             return
         endpoints = await self._repository.active_endpoints()
         self._sync_workers(endpoints)
-        while True:
+        while await self._repository.fanout_pending():
             async with self._event_log.transaction() as conn:
                 count, touched = await self._repository.fanout(
                     conn, endpoints, batch=self._batch, now=self._clock()

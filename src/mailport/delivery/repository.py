@@ -287,14 +287,17 @@ class WebhookRepository:
         Returns the number of events read and the ids of endpoints that got new deliveries.
         Events commit in ``seq`` order (see :mod:`mailport.events`), so a cursor is exact.
         """
+        # write first: takes SQLite's write lock now (waiting out other writers) instead of
+        # failing to upgrade a read snapshot later; on PostgreSQL it locks the state row
+        touched_state = await conn.execute(
+            update(delivery_state).where(delivery_state.c.name == STATE_ROW).values(updated_at=now)
+        )
+        if touched_state.rowcount == 0:
+            await conn.execute(insert(delivery_state).values(name=STATE_ROW, fanout_seq=0, updated_at=now))
         state = (
             await conn.execute(select(delivery_state.c.fanout_seq).where(delivery_state.c.name == STATE_ROW))
         ).first()
-        if state is None:
-            cursor = 0
-            await conn.execute(insert(delivery_state).values(name=STATE_ROW, fanout_seq=0, updated_at=now))
-        else:
-            cursor = int(state.fanout_seq)
+        cursor = int(state.fanout_seq) if state is not None else 0
         rows = (
             await conn.execute(
                 select(events.c.seq, events.c.id, events.c.tenant_id, events.c.mailbox_id, events.c.type)
@@ -340,6 +343,14 @@ class WebhookRepository:
             .values(fanout_seq=int(rows[-1].seq), updated_at=now)
         )
         return len(rows), touched
+
+    async def fanout_pending(self) -> bool:
+        """Are there events the fan-out has not read yet? (A read, so idle cycles write nothing.)"""
+        async with self.database.connect() as conn:
+            query = select(delivery_state.c.fanout_seq).where(delivery_state.c.name == STATE_ROW)
+            state = (await conn.execute(query)).first()
+            cursor = int(state.fanout_seq) if state is not None else 0
+            return bool(await event_log.last_seq(conn) > cursor)
 
     async def _start_seqs(self, conn: AsyncConnection, ids: list[str]) -> dict[str, int]:
         if not ids:
