@@ -33,7 +33,7 @@ import uuid
 from collections.abc import Callable
 from datetime import datetime, timedelta
 
-from mailport.delivery.metrics import DELIVERY_LATENCY, WEBHOOK_ATTEMPTS
+from mailport.delivery.metrics import DELIVERY_LATENCY, QUEUE_SIZE, WEBHOOK_ATTEMPTS
 from mailport.delivery.models import DeliveryStatus, WebhookEndpoint
 from mailport.delivery.repository import AttemptRecord, PendingDelivery, WebhookRepository
 from mailport.delivery.retry import RetryPolicy
@@ -312,6 +312,7 @@ class Dispatcher:
         self._workers: dict[str, EndpointWorker] = {}
         self._task: asyncio.Task[None] | None = None
         self._lease_renew_at: float = 0.0
+        self._gauge_at: float = 0.0
         self.has_lease = False
 
     def _default_sender(self, endpoint: WebhookEndpoint) -> WebhookSender:
@@ -403,6 +404,9 @@ class Dispatcher:
             worker = self._workers.get(endpoint_id)
             if worker is not None:
                 worker.wake()
+        if time.monotonic() >= self._gauge_at:
+            QUEUE_SIZE.labels(queue="webhook_pending").set(await self._repository.pending_count())
+            self._gauge_at = time.monotonic() + 1.0
 
     def _sync_workers(self, endpoints: list[WebhookEndpoint]) -> None:
         active = {e.id: e for e in endpoints}

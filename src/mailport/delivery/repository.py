@@ -379,6 +379,12 @@ class WebhookRepository:
                     .values(next_attempt_at=until)
                 )
 
+    async def pending_count(self) -> int:
+        d = webhook_deliveries
+        async with self.database.connect() as conn:
+            query = select(func.count()).select_from(d).where(d.c.status == DeliveryStatus.PENDING.value)
+            return int((await conn.execute(query)).scalar_one())
+
     async def endpoints_with_due_deliveries(self, *, now: datetime) -> set[str]:
         """Endpoints with a pending delivery due now (after a replay, or a missed wake-up)."""
         d = webhook_deliveries
