@@ -52,6 +52,8 @@ POSTGRES_ADMIN_URL = os.environ.get(
 )
 
 
+STALL_SECONDS = 60
+
 # --------------------------------------------------------------------------- receiver process
 
 
@@ -161,6 +163,8 @@ async def run(
     await orchestrator.start()
     try:
         ingested_at = None
+        count = 0
+        progress = (-1, time.perf_counter())
         async with httpx.AsyncClient(base_url=receiver) as client:
             deadline = time.perf_counter() + 900
             while True:
@@ -175,6 +179,14 @@ async def run(
                     break
                 if time.perf_counter() > deadline:
                     raise SystemExit(f"only {stats['unique'] - base} of {total} delivered in 900 s")
+                if stats["unique"] != progress[0]:
+                    progress = (stats["unique"], time.perf_counter())
+                elif time.perf_counter() - progress[1] > STALL_SECONDS:
+                    raise SystemExit(
+                        f"stalled: {stats['unique'] - base} of {total} delivered, "
+                        f"{count if ingested_at is None else total} ingested, "
+                        f"nothing new for {STALL_SECONDS} s"
+                    )
                 await asyncio.sleep(0.1)
         elapsed = stats["last_new"] - started_wall
     finally:
