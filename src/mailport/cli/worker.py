@@ -1,6 +1,7 @@
-"""``mailport worker``: the mailbox watchers without the API (run one or several beside an
-API-only ``mailport serve`` with ``MAILPORT_WATCHERS=false``; leases keep two processes from
-watching the same mailbox). SIGTERM/SIGINT stop it gracefully: chunks in progress commit."""
+"""``mailport worker``: the mailbox watchers and the webhook dispatcher, without the API (run one
+or several beside an API-only ``mailport serve`` with ``MAILPORT_WATCHERS=false``; leases keep
+two processes from watching the same mailbox). SIGTERM/SIGINT stop it gracefully: chunks in
+progress commit."""
 
 from __future__ import annotations
 
@@ -24,11 +25,18 @@ async def run_worker(*, stop: asyncio.Event | None = None) -> None:
         loop.add_signal_handler(signum, stop.set)
     services = await build(settings)
     orchestrator = Orchestrator(services, max_concurrent_connects=settings.max_concurrent_connects)
+    dispatcher = None
     try:
         await orchestrator.start()
+        # webhooks too (the dispatcher's own lease keeps it to one process per database)
+        from mailport.delivery import start_dispatcher
+
+        dispatcher = await start_dispatcher(services)
         typer.echo(f"mailport worker: watching {orchestrator.running()} mailboxes", err=True)
         await stop.wait()
     finally:
+        if dispatcher is not None:
+            await dispatcher.stop()
         await orchestrator.stop()
         await services.aclose()
 
