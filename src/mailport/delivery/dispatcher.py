@@ -135,19 +135,16 @@ class EndpointWorker:
             groups.setdefault(item.mailbox_id, []).append(item)
         next_due: datetime | None = None
         due: list[list[PendingDelivery]] = []
-        postponed: dict[datetime, list[str]] = {}
-        for group in groups.values():
+        postponed: list[tuple[str | None, int, datetime]] = []
+        for mailbox_id, group in groups.items():
             head = group[0]
             if head.next_attempt_at is not None and head.next_attempt_at > now:
                 next_due = head.next_attempt_at if next_due is None else min(next_due, head.next_attempt_at)
-                until = head.next_attempt_at
-                behind = [i.id for i in group[1:] if i.next_attempt_at is None or i.next_attempt_at < until]
-                if behind:
-                    postponed.setdefault(head.next_attempt_at, []).extend(behind)
+                postponed.append((mailbox_id, head.event_seq, head.next_attempt_at))
             else:
                 due.append(group)
-        for until, ids in postponed.items():
-            await self._repository.postpone(ids, until)
+        for mailbox_id, after_seq, until in postponed:
+            await self._repository.postpone(self.endpoint.id, mailbox_id, after_seq=after_seq, until=until)
         if due:
             semaphore = asyncio.Semaphore(self._concurrency)
             done = asyncio.Event()

@@ -362,22 +362,25 @@ class WebhookRepository:
         )
         return {row.id: int(row.start_seq) for row in result}
 
-    async def postpone(self, delivery_ids: Sequence[str], until: datetime) -> None:
-        """Give deliveries waiting behind a retry in their mailbox the retry's time (so that the
-        supervisor's due-check does not wake their worker for nothing)."""
-        if not delivery_ids:
-            return
+    async def postpone(
+        self, endpoint_id: str, mailbox_id: str | None, *, after_seq: int, until: datetime
+    ) -> None:
+        """Give the deliveries waiting behind a retry in their mailbox the retry's time (so that
+        the supervisor's due-check does not wake their worker for nothing)."""
         d = webhook_deliveries
+        same_mailbox = d.c.mailbox_id.is_(None) if mailbox_id is None else d.c.mailbox_id == mailbox_id
         async with self.database.transaction() as conn:
-            for start in range(0, len(delivery_ids), 500):
-                await conn.execute(
-                    update(d)
-                    .where(
-                        d.c.id.in_(delivery_ids[start : start + 500]),
-                        d.c.status == DeliveryStatus.PENDING.value,
-                    )
-                    .values(next_attempt_at=until)
+            await conn.execute(
+                update(d)
+                .where(
+                    d.c.endpoint_id == endpoint_id,
+                    same_mailbox,
+                    d.c.status == DeliveryStatus.PENDING.value,
+                    d.c.event_seq > after_seq,
+                    d.c.next_attempt_at < until,
                 )
+                .values(next_attempt_at=until)
+            )
 
     async def pending_count(self) -> int:
         d = webhook_deliveries
@@ -449,9 +452,19 @@ class WebhookRepository:
 
     # ------------------------------------------------------------------ sending
 
-    async def pending(self, endpoint_id: str, *, limit: int) -> list[PendingDelivery]:
-        """The endpoint's pending deliveries in event order, with their request bodies."""
+    async def pending(self, endpoint_id: str, *, limit: int, per_mailbox: int = 100) -> list[PendingDelivery]:
+        """The endpoint's pending deliveries in event order, with their request bodies: at most
+        ``per_mailbox`` of each mailbox (the first ones), so that a mailbox with a long backlog
+        does not fill the batch while other mailboxes could be sent in parallel."""
         d = webhook_deliveries
+        ranked = (
+            select(
+                d.c.id,
+                func.row_number().over(partition_by=d.c.mailbox_id, order_by=d.c.event_seq).label("rank"),
+            )
+            .where(d.c.endpoint_id == endpoint_id, d.c.status == DeliveryStatus.PENDING.value)
+            .subquery()
+        )
         query = (
             select(
                 d.c.id,
@@ -467,8 +480,9 @@ class WebhookRepository:
                 events.c.payload,
                 events.c.created_at.label("event_created_at"),
             )
+            .join(ranked, ranked.c.id == d.c.id)
             .join(events, events.c.seq == d.c.event_seq)
-            .where(d.c.endpoint_id == endpoint_id, d.c.status == DeliveryStatus.PENDING.value)
+            .where(ranked.c.rank <= per_mailbox)
             .order_by(d.c.event_seq)
             .limit(limit)
         )
