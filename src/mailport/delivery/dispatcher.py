@@ -33,7 +33,7 @@ import uuid
 from collections.abc import Callable
 from datetime import datetime, timedelta
 
-from mailport.delivery.metrics import DELIVERY_LATENCY, WEBHOOK_ATTEMPTS
+from mailport.delivery.metrics import DELIVERY_LATENCY, QUEUE_SIZE, WEBHOOK_ATTEMPTS
 from mailport.delivery.models import DeliveryStatus, WebhookEndpoint
 from mailport.delivery.repository import AttemptRecord, PendingDelivery, WebhookRepository
 from mailport.delivery.retry import RetryPolicy
@@ -83,7 +83,7 @@ class EndpointWorker:
         self._stopping = False
         self._disabled = False
         self._buffer: list[AttemptRecord] = []
-        self._buffer_started = 0.0
+        self._flush_wanted = asyncio.Event()
         self._flush_lock = asyncio.Lock()
         self.task: asyncio.Task[None] | None = None
 
@@ -135,26 +135,43 @@ class EndpointWorker:
             groups.setdefault(item.mailbox_id, []).append(item)
         next_due: datetime | None = None
         due: list[list[PendingDelivery]] = []
-        postponed: dict[datetime, list[str]] = {}
-        for group in groups.values():
+        postponed: list[tuple[str | None, int, datetime]] = []
+        for mailbox_id, group in groups.items():
             head = group[0]
             if head.next_attempt_at is not None and head.next_attempt_at > now:
                 next_due = head.next_attempt_at if next_due is None else min(next_due, head.next_attempt_at)
-                until = head.next_attempt_at
-                behind = [i.id for i in group[1:] if i.next_attempt_at is None or i.next_attempt_at < until]
-                if behind:
-                    postponed.setdefault(head.next_attempt_at, []).extend(behind)
+                postponed.append((mailbox_id, head.event_seq, head.next_attempt_at))
             else:
                 due.append(group)
-        for until, ids in postponed.items():
-            await self._repository.postpone(ids, until)
+        for mailbox_id, after_seq, until in postponed:
+            await self._repository.postpone(self.endpoint.id, mailbox_id, after_seq=after_seq, until=until)
         if due:
             semaphore = asyncio.Semaphore(self._concurrency)
-            await asyncio.gather(*(self._send_group(group, semaphore, now) for group in due))
-            await self._flush()
+            done = asyncio.Event()
+            flusher = asyncio.create_task(self._flush_periodically(done))
+            try:
+                await asyncio.gather(*(self._send_group(group, semaphore, now) for group in due))
+            finally:
+                done.set()
+                self._flush_wanted.set()
+                await flusher  # never cancelled mid-transaction
+                await self._flush()  # before the next read of the queue: no resend
         if len(items) >= self._batch or due:
             return self._clock()  # more may be waiting (or a retry became due meanwhile)
         return next_due
+
+    async def _flush_periodically(self, done: asyncio.Event) -> None:
+        """Write results in the background while the groups keep sending."""
+        while not done.is_set():
+            try:
+                await asyncio.wait_for(self._flush_wanted.wait(), self._flush_interval)
+            except TimeoutError:
+                pass
+            self._flush_wanted.clear()
+            try:
+                await self._flush()
+            except Exception:  # the results are lost: those deliveries go out again (same id)
+                log.exception("writing webhook results failed")
 
     async def _send_group(
         self, group: list[PendingDelivery], semaphore: asyncio.Semaphore, started: datetime
@@ -168,16 +185,10 @@ class EndpointWorker:
                     return
                 record = await self._attempt(item)
                 self._buffer.append(record)
-                if len(self._buffer) == 1:
-                    self._buffer_started = time.monotonic()
+                if len(self._buffer) >= self._flush_size:
+                    self._flush_wanted.set()
                 if record.new_status is DeliveryStatus.PENDING:
-                    await self._flush()  # a retry is scheduled: later mail of this mailbox waits
-                    return
-                if (
-                    len(self._buffer) >= self._flush_size
-                    or time.monotonic() - self._buffer_started >= self._flush_interval
-                ):
-                    await self._flush()
+                    return  # a retry is scheduled: later mail of this mailbox waits for it
 
     async def _attempt(self, item: PendingDelivery) -> AttemptRecord:
         endpoint = self.endpoint
@@ -273,14 +284,16 @@ class Dispatcher:
         clock: Clock = utc_now,
         rand: Callable[[], float] = random.random,
         request_timeout: float = 10.0,
-        concurrency: int = 8,
+        concurrency: int = 16,
         poll_interval: float = 1.0,
         lease_ttl: float = 15.0,
         batch: int = 500,
         owner: str | None = None,
         sender_factory: SenderFactory | None = None,
+        min_cycle: float = 0.02,
     ) -> None:
         self._repository = repository
+        self._min_cycle = min_cycle
         self._event_log = event_log
         self._guard = guard
         self.policy = policy or RetryPolicy()
@@ -296,6 +309,7 @@ class Dispatcher:
         self._workers: dict[str, EndpointWorker] = {}
         self._task: asyncio.Task[None] | None = None
         self._lease_renew_at: float = 0.0
+        self._gauge_at: float = 0.0
         self.has_lease = False
 
     def _default_sender(self, endpoint: WebhookEndpoint) -> WebhookSender:
@@ -363,6 +377,7 @@ class Dispatcher:
             except Exception:
                 log.exception("webhook dispatcher cycle failed; retrying")
             await self._event_log.wait(self._poll_interval)
+            await asyncio.sleep(self._min_cycle)  # coalesce bursts of wake-ups
 
     async def run_once(self) -> None:
         """One supervisor cycle: lease, workers, fan-out."""
@@ -371,7 +386,7 @@ class Dispatcher:
             return
         endpoints = await self._repository.active_endpoints()
         self._sync_workers(endpoints)
-        while True:
+        while await self._repository.fanout_pending():
             async with self._event_log.transaction() as conn:
                 count, touched = await self._repository.fanout(
                     conn, endpoints, batch=self._batch, now=self._clock()
@@ -386,6 +401,9 @@ class Dispatcher:
             worker = self._workers.get(endpoint_id)
             if worker is not None:
                 worker.wake()
+        if time.monotonic() >= self._gauge_at:
+            QUEUE_SIZE.labels(queue="webhook_pending").set(await self._repository.pending_count())
+            self._gauge_at = time.monotonic() + 1.0
 
     def _sync_workers(self, endpoints: list[WebhookEndpoint]) -> None:
         active = {e.id: e for e in endpoints}

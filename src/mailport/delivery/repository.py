@@ -287,14 +287,17 @@ class WebhookRepository:
         Returns the number of events read and the ids of endpoints that got new deliveries.
         Events commit in ``seq`` order (see :mod:`mailport.events`), so a cursor is exact.
         """
+        # write first: takes SQLite's write lock now (waiting out other writers) instead of
+        # failing to upgrade a read snapshot later; on PostgreSQL it locks the state row
+        touched_state = await conn.execute(
+            update(delivery_state).where(delivery_state.c.name == STATE_ROW).values(updated_at=now)
+        )
+        if touched_state.rowcount == 0:
+            await conn.execute(insert(delivery_state).values(name=STATE_ROW, fanout_seq=0, updated_at=now))
         state = (
             await conn.execute(select(delivery_state.c.fanout_seq).where(delivery_state.c.name == STATE_ROW))
         ).first()
-        if state is None:
-            cursor = 0
-            await conn.execute(insert(delivery_state).values(name=STATE_ROW, fanout_seq=0, updated_at=now))
-        else:
-            cursor = int(state.fanout_seq)
+        cursor = int(state.fanout_seq) if state is not None else 0
         rows = (
             await conn.execute(
                 select(events.c.seq, events.c.id, events.c.tenant_id, events.c.mailbox_id, events.c.type)
@@ -341,6 +344,14 @@ class WebhookRepository:
         )
         return len(rows), touched
 
+    async def fanout_pending(self) -> bool:
+        """Are there events the fan-out has not read yet? (A read, so idle cycles write nothing.)"""
+        async with self.database.connect() as conn:
+            query = select(delivery_state.c.fanout_seq).where(delivery_state.c.name == STATE_ROW)
+            state = (await conn.execute(query)).first()
+            cursor = int(state.fanout_seq) if state is not None else 0
+            return bool(await event_log.last_seq(conn) > cursor)
+
     async def _start_seqs(self, conn: AsyncConnection, ids: list[str]) -> dict[str, int]:
         if not ids:
             return {}
@@ -351,22 +362,31 @@ class WebhookRepository:
         )
         return {row.id: int(row.start_seq) for row in result}
 
-    async def postpone(self, delivery_ids: Sequence[str], until: datetime) -> None:
-        """Give deliveries waiting behind a retry in their mailbox the retry's time (so that the
-        supervisor's due-check does not wake their worker for nothing)."""
-        if not delivery_ids:
-            return
+    async def postpone(
+        self, endpoint_id: str, mailbox_id: str | None, *, after_seq: int, until: datetime
+    ) -> None:
+        """Give the deliveries waiting behind a retry in their mailbox the retry's time (so that
+        the supervisor's due-check does not wake their worker for nothing)."""
         d = webhook_deliveries
+        same_mailbox = d.c.mailbox_id.is_(None) if mailbox_id is None else d.c.mailbox_id == mailbox_id
         async with self.database.transaction() as conn:
-            for start in range(0, len(delivery_ids), 500):
-                await conn.execute(
-                    update(d)
-                    .where(
-                        d.c.id.in_(delivery_ids[start : start + 500]),
-                        d.c.status == DeliveryStatus.PENDING.value,
-                    )
-                    .values(next_attempt_at=until)
+            await conn.execute(
+                update(d)
+                .where(
+                    d.c.endpoint_id == endpoint_id,
+                    same_mailbox,
+                    d.c.status == DeliveryStatus.PENDING.value,
+                    d.c.event_seq > after_seq,
+                    d.c.next_attempt_at < until,
                 )
+                .values(next_attempt_at=until)
+            )
+
+    async def pending_count(self) -> int:
+        d = webhook_deliveries
+        async with self.database.connect() as conn:
+            query = select(func.count()).select_from(d).where(d.c.status == DeliveryStatus.PENDING.value)
+            return int((await conn.execute(query)).scalar_one())
 
     async def endpoints_with_due_deliveries(self, *, now: datetime) -> set[str]:
         """Endpoints with a pending delivery due now (after a replay, or a missed wake-up)."""
@@ -432,9 +452,19 @@ class WebhookRepository:
 
     # ------------------------------------------------------------------ sending
 
-    async def pending(self, endpoint_id: str, *, limit: int) -> list[PendingDelivery]:
-        """The endpoint's pending deliveries in event order, with their request bodies."""
+    async def pending(self, endpoint_id: str, *, limit: int, per_mailbox: int = 100) -> list[PendingDelivery]:
+        """The endpoint's pending deliveries in event order, with their request bodies: at most
+        ``per_mailbox`` of each mailbox (the first ones), so that a mailbox with a long backlog
+        does not fill the batch while other mailboxes could be sent in parallel."""
         d = webhook_deliveries
+        ranked = (
+            select(
+                d.c.id,
+                func.row_number().over(partition_by=d.c.mailbox_id, order_by=d.c.event_seq).label("rank"),
+            )
+            .where(d.c.endpoint_id == endpoint_id, d.c.status == DeliveryStatus.PENDING.value)
+            .subquery()
+        )
         query = (
             select(
                 d.c.id,
@@ -450,8 +480,9 @@ class WebhookRepository:
                 events.c.payload,
                 events.c.created_at.label("event_created_at"),
             )
+            .join(ranked, ranked.c.id == d.c.id)
             .join(events, events.c.seq == d.c.event_seq)
-            .where(d.c.endpoint_id == endpoint_id, d.c.status == DeliveryStatus.PENDING.value)
+            .where(ranked.c.rank <= per_mailbox)
             .order_by(d.c.event_seq)
             .limit(limit)
         )

@@ -1,23 +1,26 @@
 """One HTTP POST of a signed webhook, through the SSRF guard, classified into an outcome.
 
 The host is vetted (and resolved) by :class:`~mailport.net.guard.HostGuard` and the request goes
-to exactly the vetted address: the URL's host is replaced by the address, the ``Host`` header
-and TLS SNI/certificate check keep the name (httpx's ``sni_hostname`` extension). Vetting is
-cached for ``vet_ttl`` seconds per host so a busy endpoint is not resolved per request.
+to exactly the vetted address (:mod:`mailport.delivery.http1`, TLS verifying the URL's name).
+Vetting is cached for ``vet_ttl`` seconds per host so a busy endpoint is not resolved per request.
 
 Every failure — refused connection, timeout, TLS, non-2xx, a host the guard refuses — becomes an
 :class:`Outcome` (never an exception): the dispatcher records it as an attempt and retries.
 Each endpoint worker owns its own :class:`WebhookSender` and connection pool, so a hanging
-endpoint cannot use up connections another endpoint needs.
+endpoint cannot use up connections another endpoint needs. Redirects are not followed (a
+redirect could lead past the guard).
 """
 
 from __future__ import annotations
 
+import asyncio
+import ssl
 import time
 from dataclasses import dataclass
 
-import httpx
+import h11
 
+from mailport.delivery.http1 import Http1Pool
 from mailport.delivery.urls import default_port, parse_webhook_url
 from mailport.errors import MailportError
 from mailport.net.guard import HostGuard, VettedHost
@@ -47,21 +50,14 @@ class WebhookSender:
         guard: HostGuard,
         *,
         timeout: float = 10.0,
-        max_connections: int = 8,
+        max_connections: int = 16,
         vet_ttl: float = 60.0,
-        transport: httpx.AsyncBaseTransport | None = None,
     ) -> None:
         self._guard = guard
         self._timeout = timeout
         self._vet_ttl = vet_ttl
         self._vetted: dict[tuple[str, int], tuple[float, VettedHost]] = {}
-        self._client = httpx.AsyncClient(
-            timeout=httpx.Timeout(timeout),
-            limits=httpx.Limits(max_connections=max_connections, max_keepalive_connections=max_connections),
-            follow_redirects=False,  # a redirect could lead past the guard
-            transport=transport,
-            trust_env=False,
-        )
+        self._pool = Http1Pool(connect_timeout=timeout, max_idle=max_connections)
 
     async def _vet(self, host: str, port: int) -> VettedHost:
         key = (host, port)
@@ -84,31 +80,32 @@ class WebhookSender:
             vetted = await self._vet(parsed.host, default_port(parsed))
         except MailportError as exc:
             return Outcome("refused", None, f"{exc.code}: {exc}"[:MAX_ERROR_CHARS], elapsed())
-        address = str(vetted.addresses[0])
-        target = parsed.copy_with(host=address)
-        request_headers = {
-            **headers,
-            "content-type": "application/json",
-            "host": parsed.netloc.decode("ascii"),
-            "user-agent": "mailport-webhooks",
-        }
-        extensions = {"sni_hostname": vetted.server_hostname} if parsed.scheme == "https" else {}
+        request_headers = [
+            (b"content-type", b"application/json"),
+            (b"user-agent", b"mailport-webhooks"),
+            *((k.encode("latin-1"), v.encode("latin-1")) for k, v in headers.items()),
+        ]
         try:
-            response = await self._client.post(
-                target, content=body, headers=request_headers, extensions=extensions
-            )
-        except httpx.TimeoutException:
+            async with asyncio.timeout(self._timeout):
+                response = await self._pool.post(
+                    vetted,
+                    tls=parsed.scheme == "https",
+                    target=parsed.raw_path,
+                    host_header=parsed.netloc,
+                    headers=request_headers,
+                    body=body,
+                )
+        except TimeoutError:
             return Outcome("timeout", None, f"no answer within {self._timeout:g} s", elapsed())
-        except httpx.HTTPError as exc:
+        except MailportError as exc:  # connect_vetted: refused, unreachable, connect timeout
+            result = "timeout" if isinstance(exc, TimeoutError) else "network_error"
+            return Outcome(result, None, f"{exc.code}: {exc}"[:MAX_ERROR_CHARS], elapsed())
+        except (OSError, h11.ProtocolError, ssl.SSLError, asyncio.IncompleteReadError) as exc:
             return Outcome("network_error", None, f"{type(exc).__name__}: {exc}"[:MAX_ERROR_CHARS], elapsed())
-        except OSError as exc:
-            return Outcome("network_error", None, f"{type(exc).__name__}: {exc}"[:MAX_ERROR_CHARS], elapsed())
-        if 200 <= response.status_code < 300:
-            return Outcome("success", response.status_code, None, elapsed())
-        detail = response.text[:MAX_ERROR_CHARS] if response.content else response.reason_phrase
-        return Outcome(
-            "http_error", response.status_code, f"HTTP {response.status_code}: {detail}", elapsed()
-        )
+        if 200 <= response.status < 300:
+            return Outcome("success", response.status, None, elapsed())
+        detail = response.body.decode("utf-8", "replace")[:MAX_ERROR_CHARS] or response.reason
+        return Outcome("http_error", response.status, f"HTTP {response.status}: {detail}", elapsed())
 
     async def aclose(self) -> None:
-        await self._client.aclose()
+        self._pool.close()

@@ -13,6 +13,7 @@ from mailport.delivery import RetryPolicy
 from mailport.delivery.models import DeliveryStatus, EndpointStatus
 from mailport.delivery.schemas import WebhookCreate
 from mailport.events import Event, NewEvent
+from mailport.metrics import REGISTRY
 from tests.fixtures.webhook_receiver import MakeDispatcher, MakeReceiver, WebhookReceiver
 
 
@@ -52,6 +53,8 @@ async def test_an_event_reaches_the_webhook_signed_within_two_seconds(
     services = delivery_services
     tenant_id = await _tenant(services)
     _, secret = await _endpoint(services, tenant_id, webhook_receiver.url)
+    successes = REGISTRY.get_sample_value("mailport_webhook_attempts_total", {"result": "success"}) or 0
+    latencies = REGISTRY.get_sample_value("mailport_delivery_latency_seconds_count") or 0
     await make_dispatcher()
     started = time.monotonic()
     event = await _append(services, tenant_id, "mbx_1", 1)
@@ -67,6 +70,9 @@ async def test_an_event_reaches_the_webhook_signed_within_two_seconds(
         return got is not None and got.accepted_at is not None
 
     await _eventually(accepted, timeout=2.0)
+    after = REGISTRY.get_sample_value("mailport_webhook_attempts_total", {"result": "success"})
+    assert after == successes + 1
+    assert REGISTRY.get_sample_value("mailport_delivery_latency_seconds_count") == latencies + 1
 
 
 async def test_a_hundred_events_arrive_once_each_in_order_per_mailbox(

@@ -1,0 +1,277 @@
+"""Backlog throughput: 10,000 messages waiting in Dovecot, ingested, parsed and delivered by webhook.
+
+The backlog (``--messages``, spread over ``--mailboxes`` mailboxes, ~2 KB text messages) is put
+into a Dovecot of its own by IMAP APPEND before mailport starts (not timed). Then the mailbox
+watchers (:class:`mailport.sync.Orchestrator`) and the webhook dispatcher
+(:mod:`mailport.delivery`) start in this process, as under ``mailport serve``, and the clock
+runs until a local webhook receiver — a separate process (uvicorn, bare ASGI), so it does not
+compete for this process's GIL — has answered 2xx to every message's ``webhook-id``. Dovecot,
+the receiver and mailport share the machine's two cores.
+
+Run once on SQLite and once on PostgreSQL (``--postgres-url``, default the local server;
+a database of its own is created and dropped). Prints one JSON line:
+``{"messages_per_s_sqlite", "messages_per_s_postgres", ...}``.
+
+``--receiver PORT`` is the receiver process's own entry point.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from email.message import EmailMessage
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+import httpx
+from pydantic import SecretStr
+from sqlalchemy import text
+from tests.mailstack.dovecot import Dovecot, free_port
+
+from mailport.bootstrap import build
+from mailport.config import Settings
+from mailport.crypto import Secret, generate_key
+from mailport.delivery import start_dispatcher
+from mailport.delivery.schemas import WebhookCreate
+from mailport.imap import ImapClient, PasswordAuth
+from mailport.mailboxes.models import AuthMethod, NewMailbox, ProcessingSettings, Security, ServerSettings
+from mailport.sync import Orchestrator
+
+POSTGRES_ADMIN_URL = os.environ.get(
+    "MAILPORT_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres"
+)
+
+
+STALL_SECONDS = 60
+
+# --------------------------------------------------------------------------- receiver process
+
+
+def run_receiver(port: int) -> None:
+    import uvicorn
+
+    unique: set[str] = set()
+    state: dict[str, Any] = {"requests": 0, "last_new": 0.0}
+
+    async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            return
+        while True:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                return
+            if not message.get("more_body"):
+                break
+        if scope["method"] == "GET":
+            stats = {"unique": len(unique), "requests": state["requests"], "last_new": state["last_new"]}
+            payload = json.dumps(stats).encode()
+        else:
+            headers = dict(scope["headers"])
+            event_id = headers.get(b"webhook-id", b"").decode()
+            state["requests"] += 1
+            if event_id and event_id not in unique:
+                unique.add(event_id)
+                state["last_new"] = time.time()
+            payload = b""
+        length = str(len(payload)).encode()
+        await send({"type": "http.response.start", "status": 200, "headers": [(b"content-length", length)]})
+        await send({"type": "http.response.body", "body": payload})
+
+    uvicorn.run(app, host="127.0.0.1", port=port, log_level="warning", access_log=False, lifespan="off")
+
+
+# --------------------------------------------------------------------------- backlog
+
+
+def message(mailbox: int, i: int) -> bytes:
+    msg = EmailMessage()
+    msg["From"], msg["To"] = "Bench Sender <bench@example.test>", f"box{mailbox}@example.test"
+    msg["Subject"] = f"backlog {mailbox}/{i} — ünïcode"
+    msg["Message-ID"] = f"<backlog.{mailbox}.{i}.{uuid.uuid4().hex[:8]}@example.test>"
+    msg.set_content(("Hello, this is a backlog message. " * 55)[:1900])
+    return msg.as_bytes().replace(b"\n", b"\r\n")
+
+
+async def fill(dovecot: Dovecot, users: list[tuple[str, str]], per_mailbox: int) -> None:
+    async def one(index: int, user: str, password: str) -> None:
+        client = await ImapClient.open(
+            "127.0.0.1",
+            dovecot.imap_port,
+            auth=PasswordAuth(user, Secret(password)),
+            security="plain",
+            allow_plaintext=True,
+            allow_plaintext_auth=True,
+            command_timeout=120,
+        )
+        try:
+            for start in range(0, per_mailbox, 100):
+                await client.append_many(
+                    "INBOX", [message(index, i) for i in range(start, min(start + 100, per_mailbox))]
+                )
+        finally:
+            await client.logout()
+
+    await asyncio.gather(*(one(i, u, p) for i, (u, p) in enumerate(users)))
+
+
+# --------------------------------------------------------------------------- one run
+
+
+async def run(
+    dovecot: Dovecot, database_url: str, data_dir: Path, total: int, mailboxes: int, receiver: str
+) -> dict[str, float]:
+    settings = Settings(
+        _env_file=None,  # type: ignore[call-arg]
+        database_url=database_url,
+        data_dir=data_dir,
+        secret_keys=SecretStr(generate_key()),
+        allow_private_hosts=True,
+        log_level="WARNING",
+    )
+    services = await build(settings, migrate=True)
+    per_mailbox = total // mailboxes
+    users = [dovecot.dyn_user(f"b{uuid.uuid4().hex[:8]}") for _ in range(mailboxes)]
+    await fill(dovecot, users, per_mailbox)
+    tenant, _ = await services.tenants.create_tenant("bench")
+    await services.webhooks.create(tenant.id, WebhookCreate(url=f"{receiver}/hook"))
+    async with httpx.AsyncClient(base_url=receiver) as client:
+        base = (await client.get("/stats")).json()["unique"]
+    for user, password in users:
+        await services.mailboxes.create(
+            tenant.id,
+            NewMailbox(
+                email=user,
+                auth_method=AuthMethod.PASSWORD,
+                imap=ServerSettings("127.0.0.1", dovecot.imap_port, Security.NONE),
+                password=Secret(password),
+                settings=ProcessingSettings(check_interval=60),
+            ),
+        )
+    started_wall = time.time()
+    dispatcher = await start_dispatcher(services)
+    orchestrator = Orchestrator(services)
+    await orchestrator.start()
+    try:
+        ingested_at = None
+        count = 0
+        progress = (-1, time.perf_counter())
+        async with httpx.AsyncClient(base_url=receiver) as client:
+            deadline = time.perf_counter() + 900
+            while True:
+                if ingested_at is None:
+                    async with services.database.connect() as conn:
+                        query = text("SELECT count(*) FROM events WHERE type = 'message.received'")
+                        count = (await conn.execute(query)).scalar_one()
+                    if count >= per_mailbox * mailboxes:
+                        ingested_at = time.time()
+                stats = (await client.get("/stats")).json()
+                if stats["unique"] - base >= per_mailbox * mailboxes:
+                    break
+                if time.perf_counter() > deadline:
+                    raise SystemExit(f"only {stats['unique'] - base} of {total} delivered in 900 s")
+                if stats["unique"] != progress[0]:
+                    progress = (stats["unique"], time.perf_counter())
+                elif time.perf_counter() - progress[1] > STALL_SECONDS:
+                    raise SystemExit(
+                        f"stalled: {stats['unique'] - base} of {total} delivered, "
+                        f"{count if ingested_at is None else total} ingested, "
+                        f"nothing new for {STALL_SECONDS} s"
+                    )
+                await asyncio.sleep(0.1)
+        elapsed = stats["last_new"] - started_wall
+    finally:
+        await orchestrator.stop()
+        await dispatcher.stop()
+        await services.aclose()
+    ingest = (ingested_at or stats["last_new"]) - started_wall
+    return {
+        "seconds": round(elapsed, 2),
+        "messages_per_s": round(per_mailbox * mailboxes / elapsed, 1),
+        "ingested_s": round(ingest, 2),
+    }
+
+
+async def create_pg() -> tuple[str, str]:
+    import asyncpg
+
+    name = f"mailport_bench_{uuid.uuid4().hex[:10]}"
+    conn = await asyncpg.connect(POSTGRES_ADMIN_URL)
+    try:
+        await conn.execute(f'CREATE DATABASE "{name}"')
+    finally:
+        await conn.close()
+    base = POSTGRES_ADMIN_URL.rsplit("/", 1)[0].replace("postgresql://", "postgresql+asyncpg://", 1)
+    return name, f"{base}/{name}"
+
+
+async def drop_pg(name: str) -> None:
+    import asyncpg
+
+    conn = await asyncpg.connect(POSTGRES_ADMIN_URL)
+    try:
+        await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    finally:
+        await conn.close()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--messages", type=int, default=10_000)
+    parser.add_argument("--mailboxes", type=int, default=10)
+    parser.add_argument("--only", choices=["sqlite", "postgres"], default=None)
+    parser.add_argument("--receiver", type=int, default=None, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.receiver is not None:
+        run_receiver(args.receiver)
+        return
+    root = Path(tempfile.mkdtemp(prefix="mailport-bench-backlog-"))
+    port = free_port()
+    receiver = subprocess.Popen([sys.executable, __file__, "--receiver", str(port)])
+    dovecot = Dovecot(root / "dovecot")
+    dovecot.start()
+    result: dict[str, Any] = {"messages": args.messages, "mailboxes": args.mailboxes}
+    try:
+        url = f"http://127.0.0.1:{port}"
+        deadline = time.monotonic() + 20
+        while True:
+            try:
+                httpx.get(f"{url}/stats", timeout=1)
+                break
+            except httpx.TransportError:
+                assert time.monotonic() < deadline, "the receiver did not start"
+                time.sleep(0.1)
+        if args.only in (None, "sqlite"):
+            sqlite_url = f"sqlite+aiosqlite:///{root / 'mailport.db'}"
+            got = asyncio.run(run(dovecot, sqlite_url, root / "var", args.messages, args.mailboxes, url))
+            result["messages_per_s_sqlite"] = got["messages_per_s"]
+            result["seconds_sqlite"] = got["seconds"]
+            result["ingested_s_sqlite"] = got["ingested_s"]
+        if args.only in (None, "postgres"):
+            name, pg_url = asyncio.run(create_pg())
+            try:
+                got = asyncio.run(run(dovecot, pg_url, root / "var-pg", args.messages, args.mailboxes, url))
+            finally:
+                asyncio.run(drop_pg(name))
+            result["messages_per_s_postgres"] = got["messages_per_s"]
+            result["seconds_postgres"] = got["seconds"]
+            result["ingested_s_postgres"] = got["ingested_s"]
+    finally:
+        receiver.terminate()
+        receiver.wait(10)
+        dovecot.stop(timeout=60)
+        shutil.rmtree(root, ignore_errors=True)
+    print(json.dumps(result))
+
+
+if __name__ == "__main__":
+    main()
