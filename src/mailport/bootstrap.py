@@ -17,6 +17,7 @@ from mailport.config import Settings
 from mailport.crypto import KeyRing, Secret, load_key_ring
 from mailport.errors import DatabaseNotMigratedError
 from mailport.mailboxes.service import MailboxService
+from mailport.oauth.connect import OAuthConnectService, build_connect
 from mailport.store import Database, current_revision, head_revision, open_database, upgrade, verify_key_ring
 from mailport.store.mailboxes import MailboxRepository
 from mailport.store.tenants import TenantRepository
@@ -32,9 +33,11 @@ class Services:
     database: Database
     tenants: TenantService
     mailboxes: MailboxService
+    oauth: OAuthConnectService
 
     async def aclose(self) -> None:
         """Release connections and background tasks."""
+        await self.oauth.aclose()
         await self.database.aclose()
 
 
@@ -73,12 +76,21 @@ async def build(settings: Settings, *, migrate: bool | None = None, clock: Clock
         await database.aclose()
         raise
     admin_key = Secret(settings.admin_key.get_secret_value()) if settings.admin_key else None
+    mailbox_repository = MailboxRepository(database, key_ring)
+    try:
+        oauth = build_connect(
+            settings, key_ring, database=database, mailboxes=mailbox_repository, clock=clock
+        )
+    except BaseException:
+        await database.aclose()
+        raise
     return Services(
         settings=settings,
         key_ring=key_ring,
         database=database,
         tenants=TenantService(TenantRepository(database), admin_key=admin_key, clock=clock),
-        mailboxes=MailboxService(MailboxRepository(database, key_ring), clock=clock),
+        mailboxes=MailboxService(mailbox_repository, clock=clock),
+        oauth=oauth,
     )
 
 

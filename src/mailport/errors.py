@@ -59,6 +59,29 @@ once, at the boundary where they occur, and chained (``raise X(...) from exc``).
         ├── SMTPRejectedError           smtp_rejected         502
         └── InsecureAuthRefusedError    insecure_auth_refused 422   (imap/smtp, issue 3)
 
+    oauth (issue 7):
+    ProviderError
+    └── OAuthError                      oauth_error            502   (an authorization server refused)
+        ├── OAuthDeniedError            oauth_denied           403   (the user or provider said no)
+        ├── OAuthInvalidGrantError      oauth_invalid_grant    422   (code, verifier or refresh token refused)
+        │   └── ReauthRequiredError     reauth_required        422   (the mailbox must be reconnected)
+        ├── OAuthClientRejectedError    oauth_client_rejected  502   (the app's client id/secret refused)
+        ├── OAuthUnavailableError       oauth_unavailable      503   (network/5xx: retriable, not auth)
+        ├── OAuthIdentityError          oauth_identity_invalid 502   (id_token/userinfo unusable)
+        └── DeviceCodeExpiredError      oauth_device_expired   410
+    ConfigurationError
+    └── OAuthProvidersFileError         oauth_providers_file_invalid 500
+    InputError
+    ├── OAuthStateInvalidError          oauth_state_invalid    400
+    ├── OAuthStateExpiredError          oauth_state_expired    400
+    └── OAuthStateReplayedError         oauth_state_replayed   400
+    NotFoundError
+    └── OAuthProviderUnknownError       oauth_provider_unknown 404
+    UnsupportedFeatureError
+    └── DeviceFlowUnsupportedError      oauth_device_flow_unsupported 422
+    MailportError
+    └── OAuthNotConfiguredError         oauth_not_configured   422
+
 Later areas add their own subclasses in the sections marked below; keep the drawing true.
 """
 
@@ -422,6 +445,106 @@ class ServerSilentError(MailTimeoutError):
 
 
 # --------------------------------------------------------------------------- oauth (issue 7)
+
+
+class OAuthError(ProviderError):
+    """An OAuth2 authorization server refused; ``server_said`` keeps its ``error: description``."""
+
+    code = "oauth_error"
+    hint = "The OAuth provider refused the request; see its own words in server_said."
+
+
+class OAuthDeniedError(OAuthError):
+    code = "oauth_denied"
+    http_status = 403
+    hint = (
+        "Access was not granted (the user declined, or an administrator blocks the app). "
+        "Start the connection again and accept the requested permissions, or ask an administrator."
+    )
+
+
+class OAuthInvalidGrantError(OAuthError):
+    code = "oauth_invalid_grant"
+    http_status = 422
+    hint = "The provider refused the code or token (used twice, expired, or PKCE mismatch); start again."
+
+
+class ReauthRequiredError(OAuthInvalidGrantError):
+    """The refresh token is dead (revoked, expired, password changed): a person must reconnect."""
+
+    code = "reauth_required"
+    http_status = 422
+    hint = "The mailbox's OAuth grant was revoked or expired; connect the mailbox again."
+
+
+class OAuthClientRejectedError(OAuthError):
+    code = "oauth_client_rejected"
+    hint = (
+        "The provider refused the app's client id or secret (wrong, expired secret, or the redirect "
+        "URI / public-client setting does not match the app registration)."
+    )
+
+
+class OAuthUnavailableError(OAuthError):
+    """Network failure or a 5xx: retriable, never counted as an authentication failure."""
+
+    code = "oauth_unavailable"
+    http_status = 503
+    hint = "The OAuth provider could not be reached or failed; mailport retries. Check connectivity."
+
+
+class OAuthIdentityError(OAuthError):
+    code = "oauth_identity_invalid"
+    hint = "The provider's id_token or userinfo could not be used to learn the connected address."
+
+
+class DeviceCodeExpiredError(OAuthError):
+    code = "oauth_device_expired"
+    http_status = 410
+    hint = "The device code expired before it was entered; start the device sign-in again."
+
+
+class OAuthProvidersFileError(ConfigurationError):
+    code = "oauth_providers_file_invalid"
+    hint = "Fix MAILPORT_OAUTH_PROVIDERS_FILE (see docs/oauth-google.md for its format)."
+
+
+class OAuthStateInvalidError(InputError):
+    code = "oauth_state_invalid"
+    http_status = 400
+    hint = "The sign-in link was altered or is not from this service; start the connection again."
+
+
+class OAuthStateExpiredError(InputError):
+    code = "oauth_state_expired"
+    http_status = 400
+    hint = "The sign-in took longer than 10 minutes; start the connection again."
+
+
+class OAuthStateReplayedError(InputError):
+    code = "oauth_state_replayed"
+    http_status = 400
+    hint = "This sign-in was already completed (a reload or a second tab); start again if needed."
+
+
+class OAuthProviderUnknownError(NotFoundError):
+    code = "oauth_provider_unknown"
+    hint = "Use a built-in provider (google, microsoft) or one added in MAILPORT_OAUTH_PROVIDERS_FILE."
+
+
+class DeviceFlowUnsupportedError(UnsupportedFeatureError):
+    code = "oauth_device_flow_unsupported"
+    hint = "Use the browser sign-in (authorization code flow) for this provider."
+
+
+class OAuthNotConfiguredError(MailportError):
+    code = "oauth_not_configured"
+    http_status = 422
+    hint = (
+        "No OAuth app is configured for this provider: set MAILPORT_<PROVIDER>_CLIENT_ID/_SECRET "
+        "or register one for the tenant (docs/oauth-google.md, docs/oauth-microsoft.md)."
+    )
+
 
 # --------------------------------------------------------------------------- sync/delivery (issue 8)
 

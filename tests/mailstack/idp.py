@@ -9,7 +9,8 @@ Implements, with starlette:
   * revocation (RFC 7009)                                POST {p}/revoke
   * userinfo, JWKS, OIDC discovery                       GET  {p}/userinfo, /jwks,
                                                               /.well-known/openid-configuration
-  * test-control endpoints under /_test/...
+  * test-control endpoints under /_test/... (issue, device/approve, device/expire,
+    revoke_all, stats: successful refresh grants per email)
 Access tokens are RS256 JWTs (so they can also be validated locally), and are
 also kept in memory so introspection can report expiry/revocation.
 
@@ -52,6 +53,7 @@ class State:
     refresh: dict = field(default_factory=dict)  # refresh token -> {email, scope, client_id}
     devices: dict = field(default_factory=dict)  # device_code -> {...}
     rotate_refresh: bool = False  # Microsoft rotates refresh tokens, Google doesn't
+    refresh_grants: dict = field(default_factory=dict)  # email -> successful refresh grants (tests count)
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     def __post_init__(self):
@@ -225,6 +227,8 @@ def build_app(st: State) -> Starlette:
             rotate = st.rotate_refresh or request.url.path.startswith("/microsoft")
             if rotate:
                 st.refresh.pop(rt)
+            with st.lock:
+                st.refresh_grants[r["email"]] = st.refresh_grants.get(r["email"], 0) + 1
             return _token_response(r["email"], r["scope"], cid, prev_rt=rt, rotate=rotate)
         if gt == DEVICE_GRANT:
             d = st.devices.get(form.get("device_code", ""))
@@ -356,6 +360,18 @@ def build_app(st: State) -> Starlette:
         body["refresh_token"] = st.new_refresh(j["email"], body["scope"], j.get("client_id", "test-client"))
         return JSONResponse(body)
 
+    async def t_device_expire(request: Request):
+        j = await request.json()
+        for d in st.devices.values():
+            if d["user_code"] == j["user_code"]:
+                d["exp"] = time.time() - 1
+                return JSONResponse({"ok": True})
+        return _err("not_found", status=404)
+
+    async def t_stats(request: Request):
+        email = request.query_params.get("email", "")
+        return JSONResponse({"refresh_grants": st.refresh_grants.get(email, 0)})
+
     async def t_revoke_all(request: Request):
         for r in st.access.values():
             r["revoked"] = True
@@ -368,6 +384,8 @@ def build_app(st: State) -> Starlette:
         Route("/_test/device/approve", t_device_approve, methods=["POST"]),
         Route("/_test/issue", t_issue, methods=["POST"]),
         Route("/_test/revoke_all", t_revoke_all, methods=["POST"]),
+        Route("/_test/device/expire", t_device_expire, methods=["POST"]),
+        Route("/_test/stats", t_stats),
         Route("/_test/public.pem", lambda r: Response(st.public_pem(), media_type="application/x-pem-file")),
     ]
     # generic, google-shaped and microsoft-shaped paths all hit the same handlers

@@ -10,7 +10,7 @@ from fastapi.responses import JSONResponse
 
 from mailport import __version__
 from mailport.api.errors import install_error_handlers
-from mailport.api.routers import mailboxes, tenants
+from mailport.api.routers import mailboxes, oauth, tenants
 from mailport.api.routers.detect import router as detect_router
 from mailport.bootstrap import Services, build
 from mailport.config import Settings
@@ -48,6 +48,7 @@ def create_app(settings: Settings | None = None, *, services: Services | None = 
     app.include_router(tenants.router)
     app.include_router(mailboxes.router)
     app.include_router(detect_router)  # issue 5
+    app.include_router(oauth.router)
 
     @app.get("/healthz", tags=["ops"], summary="The process is alive")
     async def healthz() -> JSONResponse:

@@ -59,6 +59,7 @@ def serve(
 
 
 from mailport.cli import db, keys, mailboxes, tenants  # noqa: E402  (command groups of issue 4)
+from mailport.cli import oauth as oauth_cli  # noqa: E402  (issue 7)
 
 app.add_typer(tenants.app, name="tenants")
 app.add_typer(db.app, name="db")
@@ -67,6 +68,7 @@ app.add_typer(mailboxes.app, name="mailboxes")
 from mailport.cli.detect import detect_command  # noqa: E402  (issue 5)
 
 app.command(name="detect")(detect_command)
+app.command("connect")(oauth_cli.connect)  # issue 7
 
 
 def main() -> None:

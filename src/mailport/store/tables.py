@@ -113,6 +113,8 @@ mailboxes = Table(
     Column("oauth_scopes", Text, nullable=True),  # space-separated, as OAuth sends them
     Column("oauth_connected_email", String(320), nullable=True),
     Column("token_version", Integer, nullable=False, server_default="0"),
+    # OAuth (issue 7): the cross-process refresh lease (see mailport.oauth.tokens)
+    Column("oauth_refresh_lease_until", UTCDateTime(), nullable=True),
     # processing
     Column("from_name", String(200), nullable=True),
     Column("check_interval", Integer, nullable=False),
@@ -132,9 +134,60 @@ mailboxes = Table(
     Index("ix_mailboxes_tenant_status", "tenant_id", "status"),
 )
 
+# --- OAuth (issue 7) ----------------------------------------------------------------------
+
+# Consumed OAuth `state` nonces (single use); rows past expires_at may be purged.
+oauth_states = Table(
+    "oauth_states",
+    metadata,
+    Column("nonce", String(64), primary_key=True),
+    Column("expires_at", UTCDateTime(), nullable=False),
+    Index("ix_oauth_states_expires_at", "expires_at"),
+)
+
+# A tenant's own OAuth app per provider (/v1/oauth-apps); the secret is never returned.
+oauth_apps = Table(
+    "oauth_apps",
+    metadata,
+    Column("id", String(40), primary_key=True),
+    Column("tenant_id", String(40), ForeignKey("tenants.id", ondelete="CASCADE"), nullable=False),
+    Column("provider", String(50), nullable=False),
+    Column("client_id", String(500), nullable=False),
+    Column("client_secret_enc", Text, nullable=True),
+    Column("directory_tenant", String(200), nullable=True),  # Microsoft tenant of the app
+    Column("created_at", UTCDateTime(), nullable=False),
+    Column("updated_at", UTCDateTime(), nullable=False),
+    UniqueConstraint("tenant_id", "provider", name="uq_oauth_apps_tenant_provider"),
+)
+
+# Device authorization grants in progress (RFC 8628), polled by the service.
+oauth_device_flows = Table(
+    "oauth_device_flows",
+    metadata,
+    Column("id", String(40), primary_key=True),
+    Column("tenant_id", String(40), ForeignKey("tenants.id", ondelete="CASCADE"), nullable=False),
+    Column("provider", String(50), nullable=False),
+    Column("email", String(320), nullable=True),
+    Column("purpose", String(100), nullable=True),
+    Column("device_code_enc", Text, nullable=True),  # erased when the flow ends
+    Column("user_code", String(100), nullable=False),
+    Column("verification_uri", String(2000), nullable=False),
+    Column("verification_uri_complete", String(2000), nullable=True),
+    Column("interval", Integer, nullable=False),
+    Column("expires_at", UTCDateTime(), nullable=False),
+    Column("status", String(20), nullable=False),  # pending | complete | denied | expired | error
+    Column("mailbox_id", String(40), nullable=True),
+    Column("error", Text, nullable=True),
+    Column("created_at", UTCDateTime(), nullable=False),
+    Column("updated_at", UTCDateTime(), nullable=False),
+    Index("ix_oauth_device_flows_tenant_id", "tenant_id"),
+)
+
 SECRET_COLUMNS: dict[str, tuple[str, ...]] = {
     "mailboxes": ("password_enc", "oauth_access_token_enc", "oauth_refresh_token_enc"),
     "key_check": ("token",),
+    "oauth_apps": ("client_secret_enc",),
+    "oauth_device_flows": ("device_code_enc",),
 }
 """Every encrypted column, per table: what ``mailport keys rotate`` re-encrypts.
 

@@ -16,6 +16,7 @@ import pytest
 
 from mailport.cli.main import main
 from mailport.crypto import generate_key
+from mailport.store import head_revision
 
 
 @dataclass
@@ -80,7 +81,7 @@ def one_line_error(result: Result, code: str) -> None:
 
 
 def test_tenants_mailboxes_and_keys_from_the_command_line(cli: Cli):
-    assert "-> 0001" in cli("db", "upgrade").stdout
+    assert f"-> {head_revision()}" in cli("db", "upgrade").stdout
     created = json.loads(cli("tenants", "create", "acme", "--json").stdout)
     assert set(created) == {"id", "name", "api_key"} and created["api_key"].startswith("mp_live_")
     one_line_error(cli("tenants", "create", "acme", ok=False), "conflict")

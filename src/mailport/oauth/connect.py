@@ -1,0 +1,374 @@
+"""Connecting mailboxes with OAuth: the use cases behind ``/v1/oauth/…`` and ``/v1/oauth-apps``.
+
+* ``authorize`` / ``callback``: the browser sign-in; the callback stores the tokens (encrypted)
+  and creates the mailbox — or updates it (reconnect after ``reauth_required``) — with the
+  provider's IMAP/SMTP settings and ``auth_method: oauth2``.
+* ``start_device`` / ``device_status``: the device sign-in; this process polls the provider in
+  the background (honouring ``interval`` and ``slow_down``) and a status request resumes the
+  polling after a restart.
+* ``disconnect``: revoke at the provider where it can, then erase the tokens.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from dataclasses import dataclass
+from datetime import datetime
+from urllib.parse import urlsplit
+
+import httpx
+
+from mailport.config import Settings
+from mailport.crypto import KeyRing, Secret
+from mailport.errors import (
+    DeviceCodeExpiredError,
+    InputError,
+    MailportError,
+    OAuthDeniedError,
+    OAuthUnavailableError,
+)
+from mailport.mailboxes.models import AuthMethod, Mailbox, MailboxStatus, NewMailbox, OAuthGrant, Security
+from mailport.mailboxes.models import ServerSettings as MailboxServer
+from mailport.oauth.authcode import AuthorizationRequest, ConnectedAccount
+from mailport.oauth.device import SLOW_DOWN_STEP, DeviceAuthorization
+from mailport.oauth.providers import MailServer, ProviderRegistry
+from mailport.oauth.repository import (
+    DatabaseStateStore,
+    DatabaseTokenStore,
+    DeviceFlowRecord,
+    DeviceFlowRepository,
+    OAuthAppRepository,
+    StoredApp,
+    TenantApps,
+    mailbox_id_for,
+)
+from mailport.oauth.service import OAuthServices, build_oauth
+from mailport.store.database import Database
+from mailport.store.ids import new_id
+from mailport.store.mailboxes import MailboxRepository, server_columns
+from mailport.tenants.service import Clock, utc_now
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Connected:
+    mailbox: Mailbox
+    return_url: str | None
+    created: bool
+
+
+def _server(server: MailServer, username: str | None) -> MailboxServer:
+    return MailboxServer(server.host, server.port, Security(server.security), username)
+
+
+def check_return_url(url: str | None) -> str | None:
+    if url is None:
+        return None
+    parts = urlsplit(url)
+    if parts.scheme not in ("https", "http") or not parts.netloc:
+        raise InputError("return_url must be an absolute http(s) URL", field="return_url")
+    return url
+
+
+class OAuthConnectService:
+    def __init__(
+        self,
+        oauth: OAuthServices,
+        *,
+        database: Database,
+        mailboxes: MailboxRepository,
+        apps: OAuthAppRepository,
+        tenant_apps: TenantApps,
+        device_flows: DeviceFlowRepository,
+        clock: Clock = utc_now,
+    ) -> None:
+        self.oauth = oauth
+        self._database = database
+        self._mailboxes = mailboxes
+        self._apps = apps
+        self.tenant_apps = tenant_apps
+        self._flows = device_flows
+        self._clock = clock
+        self._pollers: dict[str, asyncio.Task[None]] = {}
+
+    async def aclose(self) -> None:
+        for task in list(self._pollers.values()):
+            task.cancel()
+        for task in list(self._pollers.values()):
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        await self.oauth.aclose()
+
+    def now(self) -> datetime:
+        return self._clock()
+
+    def return_url_of(self, state: str | None, provider: str) -> str | None:
+        """The return URL of a (valid, unexpired) state, to send the browser back on failure."""
+        if not state:
+            return None
+        try:
+            return self.oauth.code_flow.peek(state, provider).return_url
+        except MailportError:
+            return None
+
+    # ------------------------------------------------------------------ browser sign-in
+
+    async def authorize(
+        self,
+        tenant_id: str,
+        provider: str,
+        *,
+        email: str | None = None,
+        mailbox_id: str | None = None,
+        purpose: str | None = None,
+        return_url: str | None = None,
+    ) -> AuthorizationRequest:
+        self.oauth.registry.get(provider)
+        if mailbox_id is not None:
+            mailbox = await self._mailboxes.get(tenant_id, mailbox_id)
+            email = email or mailbox.email
+        return await self.oauth.code_flow.start(
+            provider,
+            tenant_id=tenant_id,
+            email=email,
+            mailbox_id=mailbox_id,
+            purpose=purpose,
+            return_url=check_return_url(return_url),
+        )
+
+    async def callback(
+        self,
+        provider: str,
+        *,
+        state: str | None,
+        code: str | None,
+        error: str | None = None,
+        error_description: str | None = None,
+    ) -> Connected:
+        account = await self.oauth.code_flow.complete(
+            provider, state=state, code=code, error=error, error_description=error_description
+        )
+        assert account.state is not None and account.state.tenant_id is not None
+        mailbox, created = await self._store_account(
+            account.state.tenant_id,
+            account,
+            mailbox_id=account.state.mailbox_id,
+            purpose=account.state.purpose,
+        )
+        return Connected(mailbox, account.state.return_url, created)
+
+    async def _store_account(
+        self, tenant_id: str, account: ConnectedAccount, *, mailbox_id: str | None, purpose: str | None
+    ) -> tuple[Mailbox, bool]:
+        tokens = account.tokens
+        grant = OAuthGrant(
+            provider=account.provider,
+            access_token=tokens.access_token,
+            refresh_token=tokens.refresh_token,
+            expires_at=tokens.expires_at,
+            scopes=tuple((tokens.scope or "").split()),
+            connected_email=account.email,
+        )
+        now = self._clock()
+        target = mailbox_id or await mailbox_id_for(self._database, tenant_id, account.email)
+        if target is None:
+            new = NewMailbox(
+                email=account.email,
+                auth_method=AuthMethod.OAUTH2,
+                imap=_server(account.imap, None),
+                smtp=_server(account.smtp, None) if account.smtp else None,
+                purpose=purpose,
+                provider_id=account.provider,
+                oauth=grant,
+            )
+            return await self._mailboxes.create(tenant_id, new, now=now), True
+        current = await self._mailboxes.get(tenant_id, target)
+        # XOAUTH2 logs in as the signed-in account (a Microsoft UPN may differ from the address).
+        username = account.email if account.email != current.email else None
+        columns = {
+            "auth_method": AuthMethod.OAUTH2.value,
+            "provider_id": account.provider,
+            **server_columns("imap", _server(account.imap, username)),
+            **server_columns("smtp", _server(account.smtp, username) if account.smtp else None),
+            "status": MailboxStatus.PENDING.value,
+            "last_error": None,
+        }
+        updated = await self._mailboxes.update(
+            tenant_id, target, now=now, columns=columns, password=None, oauth=grant
+        )
+        return updated, False
+
+    # ------------------------------------------------------------------ device sign-in
+
+    async def start_device(
+        self, tenant_id: str, provider: str, *, email: str | None = None, purpose: str | None = None
+    ) -> DeviceFlowRecord:
+        auth = await self.oauth.device_flow.start(provider, tenant_id=tenant_id)
+        record = DeviceFlowRecord(
+            id=new_id("dev"),
+            tenant_id=tenant_id,
+            provider=provider,
+            email=email,
+            purpose=purpose,
+            device_code=auth.device_code,
+            user_code=auth.user_code,
+            verification_uri=auth.verification_uri,
+            verification_uri_complete=auth.verification_uri_complete,
+            interval=auth.interval,
+            expires_at=auth.expires_at,
+            status="pending",
+            mailbox_id=None,
+            error=None,
+        )
+        await self._flows.create(record, now=self._clock())
+        self._ensure_poller(tenant_id, record.id)
+        return record
+
+    async def device_status(self, tenant_id: str, flow_id: str) -> DeviceFlowRecord:
+        record = await self._flows.get(tenant_id, flow_id)
+        if record.status == "pending":
+            if self._clock() >= record.expires_at:
+                await self._flows.finish(flow_id, status="expired", now=self._clock())
+                return await self._flows.get(tenant_id, flow_id)
+            self._ensure_poller(tenant_id, flow_id)
+        return record
+
+    def _ensure_poller(self, tenant_id: str, flow_id: str) -> None:
+        task = self._pollers.get(flow_id)
+        if task is None or task.done():
+            task = asyncio.get_running_loop().create_task(self._poll(tenant_id, flow_id))
+            self._pollers[flow_id] = task
+            task.add_done_callback(lambda _t: self._pollers.pop(flow_id, None))
+
+    async def _poll(self, tenant_id: str, flow_id: str) -> None:
+        record = await self._flows.get(tenant_id, flow_id)
+        if record.status != "pending" or record.device_code is None:
+            return
+        app = await self.tenant_apps.resolve(record.provider, tenant_id)
+        auth = DeviceAuthorization(
+            provider=record.provider,
+            app=app,
+            device_code=record.device_code,
+            user_code=record.user_code,
+            verification_uri=record.verification_uri,
+            verification_uri_complete=record.verification_uri_complete,
+            expires_at=record.expires_at,
+            interval=record.interval,
+        )
+        interval = record.interval
+        sleep = self.oauth.device_flow.sleep
+        while True:
+            await sleep(interval)
+            now = self._clock()
+            try:
+                result = await self.oauth.device_flow.poll(auth)
+                if result.status == "slow_down":
+                    interval += SLOW_DOWN_STEP
+                    await self._flows.set_interval(flow_id, interval, now=now)
+                    continue
+                if result.status == "pending":
+                    continue
+                assert result.account is not None
+                mailbox, _ = await self._store_account(
+                    tenant_id, result.account, mailbox_id=None, purpose=record.purpose
+                )
+                await self._flows.finish(flow_id, status="complete", mailbox_id=mailbox.id, now=now)
+                return
+            except OAuthUnavailableError:
+                continue  # network trouble: keep polling until the code expires
+            except OAuthDeniedError as exc:
+                await self._flows.finish(flow_id, status="denied", error=exc.message, now=now)
+                return
+            except DeviceCodeExpiredError as exc:
+                await self._flows.finish(flow_id, status="expired", error=exc.message, now=now)
+                return
+            except MailportError as exc:
+                log.warning("device sign-in %s failed: %s", flow_id, exc.code)
+                await self._flows.finish(flow_id, status="error", error=f"{exc.code}: {exc.message}", now=now)
+                return
+
+    # ------------------------------------------------------------------ disconnect, apps
+
+    async def disconnect(self, tenant_id: str, mailbox_id: str) -> bool:
+        """Revoke at the provider (where supported) and erase the tokens; True when revoked."""
+        mailbox = await self._mailboxes.get(tenant_id, mailbox_id)
+        revoked = False
+        if mailbox.oauth is not None and mailbox.oauth.access_token is not None:
+            try:
+                revoked = await self.oauth.tokens.revoke(mailbox_id)
+            except OAuthUnavailableError:
+                log.warning("mailbox %s: provider unreachable for revocation; erasing tokens", mailbox_id)
+        await self._mailboxes.update(
+            tenant_id,
+            mailbox_id,
+            now=self._clock(),
+            columns={"status": MailboxStatus.REAUTH_REQUIRED.value, "last_error": "OAuth disconnected"},
+            oauth=None,
+        )
+        return revoked
+
+    async def put_app(
+        self,
+        tenant_id: str,
+        provider: str,
+        *,
+        client_id: str,
+        client_secret: Secret | None,
+        directory_tenant: str | None,
+    ) -> StoredApp:
+        self.oauth.registry.get(provider)
+        return await self._apps.put(
+            tenant_id,
+            provider,
+            client_id=client_id,
+            client_secret=client_secret,
+            directory_tenant=directory_tenant,
+            now=self._clock(),
+        )
+
+    async def list_apps(self, tenant_id: str) -> list[StoredApp]:
+        return await self._apps.list(tenant_id)
+
+    async def delete_app(self, tenant_id: str, provider: str) -> None:
+        await self._apps.delete(tenant_id, provider)
+
+
+def expires_in(expires_at: datetime, now: datetime) -> int:
+    return max(0, int((expires_at - now).total_seconds()))
+
+
+def build_connect(
+    settings: Settings,
+    key_ring: KeyRing,
+    *,
+    database: Database,
+    mailboxes: MailboxRepository,
+    clock: Clock = utc_now,
+    http: httpx.AsyncClient | None = None,
+) -> OAuthConnectService:
+    """The OAuth use cases on the database (the composition root calls this)."""
+    registry = ProviderRegistry.from_settings(settings)
+    apps = OAuthAppRepository(database, key_ring)
+    tenant_apps = TenantApps(apps, registry, settings)
+    oauth = build_oauth(
+        settings,
+        key_ring,
+        token_store=DatabaseTokenStore(database, key_ring),
+        state_store=DatabaseStateStore(database),
+        apps=tenant_apps,
+        http=http,
+        clock=clock,
+        registry=registry,
+    )
+    return OAuthConnectService(
+        oauth,
+        database=database,
+        mailboxes=mailboxes,
+        apps=apps,
+        tenant_apps=tenant_apps,
+        device_flows=DeviceFlowRepository(database, key_ring),
+        clock=clock,
+    )

@@ -1,0 +1,157 @@
+"""Device authorization grant (RFC 8628) for headless and CLI use.
+
+``start`` asks for a device and user code; ``poll`` makes one token request; ``wait`` polls,
+sleeping ``interval`` seconds between requests, adding 5 seconds on each ``slow_down`` (RFC 8628
+3.5) and stopping on ``access_denied`` (:class:`OAuthDeniedError`) or ``expired_token`` / the
+local expiry (:class:`DeviceCodeExpiredError`). Clock and sleep are injected so tests run fast.
+
+Google spells ``verification_uri`` as ``verification_url``; both are accepted. Google's device
+flow does not allow the Gmail scope, so it is refused up front with a clear error.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, replace
+from datetime import datetime, timedelta
+from typing import Any, Literal
+
+from mailport.crypto import Secret
+from mailport.errors import DeviceCodeExpiredError, DeviceFlowUnsupportedError, OAuthError
+from mailport.oauth.apps import AppResolver
+from mailport.oauth.authcode import ConnectedAccount, missing_mail_scopes
+from mailport.oauth.client import Clock, ErrorResponse, OAuthClient, raise_for, utcnow
+from mailport.oauth.identity import connected_address
+from mailport.oauth.providers import OAuthApp, ProviderRegistry
+from mailport.oauth.tokens import TokenSet
+
+Sleep = Callable[[float], Awaitable[None]]
+SLOW_DOWN_STEP = 5  # seconds, RFC 8628 3.5
+DEFAULT_INTERVAL = 5
+
+
+@dataclass(frozen=True, repr=False)
+class DeviceAuthorization:
+    provider: str
+    app: OAuthApp
+    device_code: Secret
+    user_code: str
+    verification_uri: str
+    verification_uri_complete: str | None
+    expires_at: datetime
+    interval: int
+    message: str | None = None
+
+    def __repr__(self) -> str:
+        return (
+            f"DeviceAuthorization(provider={self.provider!r}, user_code={self.user_code!r}, "
+            f"verification_uri={self.verification_uri!r}, interval={self.interval})"
+        )
+
+
+@dataclass(frozen=True)
+class DevicePoll:
+    status: Literal["pending", "slow_down", "complete"]
+    account: ConnectedAccount | None = None
+
+
+class DeviceFlow:
+    def __init__(
+        self,
+        *,
+        registry: ProviderRegistry,
+        client: OAuthClient,
+        apps: AppResolver,
+        clock: Clock = utcnow,
+        sleep: Sleep = asyncio.sleep,
+    ) -> None:
+        self._registry = registry
+        self._client = client
+        self._apps = apps
+        self._clock = clock
+        self._sleep = sleep
+
+    @property
+    def sleep(self) -> Sleep:
+        """The injected sleep (the service's background poller uses it too)."""
+        return self._sleep
+
+    async def start(self, provider_key: str, *, tenant_id: str | None) -> DeviceAuthorization:
+        provider = self._registry.get(provider_key)
+        if provider.device_authorization_endpoint is None:
+            raise DeviceFlowUnsupportedError(
+                f"{provider.name} has no device sign-in (device authorization endpoint)",
+                provider=provider_key,
+            )
+        if not provider.device_flow_allows_mail:
+            note = provider.device_flow_note or f"{provider.name}'s device flow does not allow the mail scope"
+            raise DeviceFlowUnsupportedError(f"{note}; use the browser sign-in", provider=provider_key)
+        app = await self._apps.resolve(provider_key, tenant_id)
+        body = await self._client.device_authorization(provider, app, provider.scope)
+        return self._parse(provider_key, app, body)
+
+    def _parse(self, provider_key: str, app: OAuthApp, body: dict[str, Any]) -> DeviceAuthorization:
+        provider = self._registry.get(provider_key)
+        device_code = body.get("device_code")
+        user_code = body.get("user_code")
+        uri = body.get("verification_uri") or body.get("verification_url")
+        if not all(isinstance(v, str) and v for v in (device_code, user_code, uri)):
+            raise OAuthError(f"{provider.name}'s device authorization answer lacks device_code/user_code/uri")
+        assert isinstance(device_code, str) and isinstance(user_code, str) and isinstance(uri, str)
+        complete = body.get("verification_uri_complete") or body.get("verification_url_complete")
+        try:
+            expires_in = int(body.get("expires_in", 900))
+            interval = max(1, int(body.get("interval", DEFAULT_INTERVAL)))
+        except (TypeError, ValueError) as exc:
+            raise OAuthError(f"{provider.name}'s device authorization has a bad expires_in/interval") from exc
+        message = body.get("message")
+        return DeviceAuthorization(
+            provider=provider_key,
+            app=app,
+            device_code=Secret(device_code),
+            user_code=user_code,
+            verification_uri=uri,
+            verification_uri_complete=complete if isinstance(complete, str) else None,
+            expires_at=self._clock() + timedelta(seconds=expires_in),
+            interval=interval,
+            message=message if isinstance(message, str) else None,
+        )
+
+    async def poll(self, auth: DeviceAuthorization) -> DevicePoll:
+        """One token request: pending, slow_down, or complete (with the connected account)."""
+        provider = self._registry.get(auth.provider)
+        if self._clock() >= auth.expires_at:
+            raise DeviceCodeExpiredError(f"the {provider.name} device code expired", provider=auth.provider)
+        answer = await self._client.poll_device(provider, auth.app, auth.device_code)
+        if isinstance(answer, ErrorResponse):
+            if answer.error == "authorization_pending":
+                return DevicePoll("pending")
+            if answer.error == "slow_down":
+                return DevicePoll("slow_down")
+            raise_for(provider, answer, during="device sign-in")
+            raise AssertionError("unreachable")  # pragma: no cover
+        missing = missing_mail_scopes(provider, answer.scope)
+        if missing:
+            raise OAuthError(f"{provider.name} did not grant the mail permission ({', '.join(missing)})")
+        email = await connected_address(self._client, provider, auth.app, answer, now=self._clock())
+        account = ConnectedAccount(
+            provider=auth.provider,
+            email=email,
+            tokens=TokenSet.from_response(answer),
+            imap=provider.imap,
+            smtp=provider.smtp,
+            app=auth.app,
+        )
+        return DevicePoll("complete", account)
+
+    async def wait(self, auth: DeviceAuthorization) -> ConnectedAccount:
+        """Poll until the user approves, denies, or the code expires."""
+        while True:
+            await self._sleep(auth.interval)
+            result = await self.poll(auth)
+            if result.status == "complete":
+                assert result.account is not None
+                return result.account
+            if result.status == "slow_down":
+                auth = replace(auth, interval=auth.interval + SLOW_DOWN_STEP)

@@ -1,0 +1,366 @@
+"""The OAuth storage ports on the database (SQLite or PostgreSQL): tokens on the mailbox row,
+consumed states, tenants' own OAuth apps, and device flows in progress.
+
+Every token write is an ``UPDATE … WHERE token_version = :expected`` (compare-and-swap); the
+refresh lease is the ``oauth_refresh_lease_until`` column taken the same way. Secrets are
+encrypted with the key ring here and come out as :class:`~mailport.crypto.Secret`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import delete, insert, select, update
+from sqlalchemy.exc import IntegrityError
+
+from mailport.config import Settings
+from mailport.crypto import KeyRing, Secret
+from mailport.errors import NotFoundError
+from mailport.oauth.providers import OAuthApp, ProviderRegistry, check_tenant
+from mailport.oauth.tokens import StoredTokens, TokenSet
+from mailport.store.database import Database
+from mailport.store.ids import new_id
+from mailport.store.tables import mailboxes, oauth_apps, oauth_device_flows, oauth_states
+
+REAUTH_REQUIRED = "reauth_required"
+
+
+class DatabaseTokenStore:
+    """:class:`~mailport.oauth.tokens.TokenStore` on the ``mailboxes`` table."""
+
+    def __init__(self, database: Database, key_ring: KeyRing) -> None:
+        self._db = database
+        self._keys = key_ring
+
+    def _token_columns(self, tokens: TokenSet) -> dict[str, Any]:
+        return {
+            "oauth_access_token_enc": self._keys.encrypt(tokens.access_token.reveal()),
+            "oauth_refresh_token_enc": (
+                self._keys.encrypt(tokens.refresh_token.reveal()) if tokens.refresh_token else None
+            ),
+            "oauth_expires_at": tokens.expires_at,
+            "oauth_scopes": tokens.scope,
+        }
+
+    async def load(self, mailbox_id: str) -> StoredTokens:
+        query = select(
+            mailboxes.c.id,
+            mailboxes.c.tenant_id,
+            mailboxes.c.oauth_provider,
+            mailboxes.c.oauth_access_token_enc,
+            mailboxes.c.oauth_refresh_token_enc,
+            mailboxes.c.oauth_expires_at,
+            mailboxes.c.oauth_scopes,
+            mailboxes.c.token_version,
+            mailboxes.c.status,
+            mailboxes.c.last_error,
+            mailboxes.c.oauth_refresh_lease_until,
+        ).where(mailboxes.c.id == mailbox_id)
+        async with self._db.connect() as conn:
+            row = (await conn.execute(query)).first()
+        if row is None or row.oauth_provider is None or row.oauth_access_token_enc is None:
+            raise NotFoundError(f"mailbox {mailbox_id!r} has no OAuth tokens")
+        refresh = row.oauth_refresh_token_enc
+        return StoredTokens(
+            mailbox_id=row.id,
+            provider=row.oauth_provider,
+            tenant_id=row.tenant_id,
+            tokens=TokenSet(
+                access_token=Secret(self._keys.decrypt(row.oauth_access_token_enc)),
+                refresh_token=Secret(self._keys.decrypt(refresh)) if refresh else None,
+                expires_at=row.oauth_expires_at,
+                scope=row.oauth_scopes,
+            ),
+            version=row.token_version,
+            reauth_error=(row.last_error or "reauth required") if row.status == REAUTH_REQUIRED else None,
+            refresh_lease_until=row.oauth_refresh_lease_until,
+        )
+
+    async def _swap(self, mailbox_id: str, expected_version: int, *extra: Any, **values: Any) -> bool:
+        statement = (
+            update(mailboxes)
+            .where(mailboxes.c.id == mailbox_id, mailboxes.c.token_version == expected_version, *extra)
+            .values(**values)
+        )
+        async with self._db.transaction() as conn:
+            result = await conn.execute(statement)
+        return bool(result.rowcount == 1)
+
+    async def claim_refresh(
+        self, mailbox_id: str, *, expected_version: int, until: datetime, now: datetime
+    ) -> bool:
+        lease = mailboxes.c.oauth_refresh_lease_until
+        return await self._swap(
+            mailbox_id,
+            expected_version,
+            (lease.is_(None)) | (lease <= now),
+            oauth_refresh_lease_until=until,
+        )
+
+    async def release_refresh(self, mailbox_id: str, *, expected_version: int) -> None:
+        await self._swap(mailbox_id, expected_version, oauth_refresh_lease_until=None)
+
+    async def save_refreshed(self, mailbox_id: str, *, expected_version: int, tokens: TokenSet) -> bool:
+        return await self._swap(
+            mailbox_id,
+            expected_version,
+            token_version=expected_version + 1,
+            oauth_refresh_lease_until=None,
+            **self._token_columns(tokens),
+        )
+
+    async def mark_reauth_required(self, mailbox_id: str, *, error: str) -> None:
+        async with self._db.transaction() as conn:
+            await conn.execute(
+                update(mailboxes)
+                .where(mailboxes.c.id == mailbox_id)
+                .values(status=REAUTH_REQUIRED, last_error=error[:2000], oauth_refresh_lease_until=None)
+            )
+
+
+async def mailbox_id_for(database: Database, tenant_id: str, email: str) -> str | None:
+    """The tenant's mailbox for ``email`` (unique per tenant), if any."""
+    query = select(mailboxes.c.id).where(mailboxes.c.tenant_id == tenant_id, mailboxes.c.email == email)
+    async with database.connect() as conn:
+        found: str | None = (await conn.execute(query)).scalar_one_or_none()
+    return found
+
+
+class DatabaseStateStore:
+    """:class:`~mailport.oauth.state.StateStore`: a consumed nonce is a row (primary key)."""
+
+    def __init__(self, database: Database) -> None:
+        self._db = database
+
+    async def consume(self, nonce: str, *, expires_at: datetime) -> bool:
+        try:
+            async with self._db.transaction() as conn:
+                await conn.execute(insert(oauth_states).values(nonce=nonce, expires_at=expires_at))
+        except IntegrityError:
+            return False
+        return True
+
+    async def purge(self, *, now: datetime) -> int:
+        async with self._db.transaction() as conn:
+            result = await conn.execute(delete(oauth_states).where(oauth_states.c.expires_at < now))
+        return int(result.rowcount)
+
+
+@dataclass(frozen=True)
+class StoredApp:
+    id: str
+    tenant_id: str
+    provider: str
+    client_id: str
+    has_secret: bool
+    directory_tenant: str | None
+    created_at: datetime
+    updated_at: datetime
+
+
+class OAuthAppRepository:
+    """Tenants' own OAuth apps (one per provider); secrets encrypted, never read back out."""
+
+    def __init__(self, database: Database, key_ring: KeyRing) -> None:
+        self._db = database
+        self._keys = key_ring
+
+    @staticmethod
+    def _stored(row: Any) -> StoredApp:
+        return StoredApp(
+            id=row.id,
+            tenant_id=row.tenant_id,
+            provider=row.provider,
+            client_id=row.client_id,
+            has_secret=row.client_secret_enc is not None,
+            directory_tenant=row.directory_tenant,
+            created_at=row.created_at,
+            updated_at=row.updated_at,
+        )
+
+    async def put(
+        self,
+        tenant_id: str,
+        provider: str,
+        *,
+        client_id: str,
+        client_secret: Secret | None,
+        directory_tenant: str | None,
+        now: datetime,
+    ) -> StoredApp:
+        """Create or replace the tenant's app for ``provider``."""
+        values = {
+            "client_id": client_id,
+            "client_secret_enc": self._keys.encrypt(client_secret.reveal()) if client_secret else None,
+            "directory_tenant": check_tenant(directory_tenant) if directory_tenant else None,
+            "updated_at": now,
+        }
+        where = (oauth_apps.c.tenant_id == tenant_id, oauth_apps.c.provider == provider)
+        async with self._db.transaction() as conn:
+            result = await conn.execute(update(oauth_apps).where(*where).values(**values))
+            if result.rowcount == 0:
+                await conn.execute(
+                    insert(oauth_apps).values(
+                        id=new_id("oap"), tenant_id=tenant_id, provider=provider, created_at=now, **values
+                    )
+                )
+            row = (await conn.execute(select(oauth_apps).where(*where))).one()
+        return self._stored(row)
+
+    async def list(self, tenant_id: str) -> list[StoredApp]:
+        query = select(oauth_apps).where(oauth_apps.c.tenant_id == tenant_id).order_by(oauth_apps.c.provider)
+        async with self._db.connect() as conn:
+            return [self._stored(row) for row in await conn.execute(query)]
+
+    async def delete(self, tenant_id: str, provider: str) -> None:
+        async with self._db.transaction() as conn:
+            result = await conn.execute(
+                delete(oauth_apps).where(
+                    oauth_apps.c.tenant_id == tenant_id, oauth_apps.c.provider == provider
+                )
+            )
+        if result.rowcount == 0:
+            raise NotFoundError(f"this tenant has no OAuth app for {provider!r}")
+
+    async def app(self, tenant_id: str, provider: str) -> OAuthApp | None:
+        query = select(oauth_apps).where(
+            oauth_apps.c.tenant_id == tenant_id, oauth_apps.c.provider == provider
+        )
+        async with self._db.connect() as conn:
+            row = (await conn.execute(query)).first()
+        if row is None:
+            return None
+        secret = Secret(self._keys.decrypt(row.client_secret_enc)) if row.client_secret_enc else None
+        return OAuthApp(provider, row.client_id, secret, row.directory_tenant, source="tenant")
+
+
+class TenantApps:
+    """:class:`~mailport.oauth.apps.AppResolver`: the tenant's own app first, else the instance's."""
+
+    def __init__(
+        self, repository: OAuthAppRepository, registry: ProviderRegistry, settings: Settings
+    ) -> None:
+        self._repository = repository
+        self._registry = registry
+        self._settings = settings
+
+    async def resolve(self, provider: str, tenant_id: str | None) -> OAuthApp:
+        definition = self._registry.get(provider)
+        if tenant_id is not None:
+            app = await self._repository.app(tenant_id, provider)
+            if app is not None:
+                return OAuthApp(
+                    provider,
+                    app.client_id,
+                    app.client_secret,
+                    app.tenant or definition.default_tenant,
+                    source="tenant",
+                )
+        return self._registry.require_instance_app(provider, self._settings)
+
+    async def usable(self, provider: str, tenant_id: str | None) -> bool:
+        if tenant_id is not None and await self._repository.app(tenant_id, provider) is not None:
+            return True
+        return self._registry.instance_app(provider, self._settings) is not None
+
+
+@dataclass(frozen=True)
+class DeviceFlowRecord:
+    id: str
+    tenant_id: str
+    provider: str
+    email: str | None
+    purpose: str | None
+    device_code: Secret | None
+    user_code: str
+    verification_uri: str
+    verification_uri_complete: str | None
+    interval: int
+    expires_at: datetime
+    status: str
+    mailbox_id: str | None
+    error: str | None
+
+
+class DeviceFlowRepository:
+    def __init__(self, database: Database, key_ring: KeyRing) -> None:
+        self._db = database
+        self._keys = key_ring
+
+    async def create(self, record: DeviceFlowRecord, *, now: datetime) -> None:
+        assert record.device_code is not None
+        async with self._db.transaction() as conn:
+            await conn.execute(
+                insert(oauth_device_flows).values(
+                    id=record.id,
+                    tenant_id=record.tenant_id,
+                    provider=record.provider,
+                    email=record.email,
+                    purpose=record.purpose,
+                    device_code_enc=self._keys.encrypt(record.device_code.reveal()),
+                    user_code=record.user_code,
+                    verification_uri=record.verification_uri,
+                    verification_uri_complete=record.verification_uri_complete,
+                    interval=record.interval,
+                    expires_at=record.expires_at,
+                    status=record.status,
+                    created_at=now,
+                    updated_at=now,
+                )
+            )
+
+    async def get(self, tenant_id: str, flow_id: str) -> DeviceFlowRecord:
+        query = select(oauth_device_flows).where(
+            oauth_device_flows.c.id == flow_id, oauth_device_flows.c.tenant_id == tenant_id
+        )
+        async with self._db.connect() as conn:
+            row = (await conn.execute(query)).first()
+        if row is None:
+            raise NotFoundError(f"no device sign-in {flow_id!r}")
+        code = row.device_code_enc
+        return DeviceFlowRecord(
+            id=row.id,
+            tenant_id=row.tenant_id,
+            provider=row.provider,
+            email=row.email,
+            purpose=row.purpose,
+            device_code=Secret(self._keys.decrypt(code)) if code else None,
+            user_code=row.user_code,
+            verification_uri=row.verification_uri,
+            verification_uri_complete=row.verification_uri_complete,
+            interval=row.interval,
+            expires_at=row.expires_at,
+            status=row.status,
+            mailbox_id=row.mailbox_id,
+            error=row.error,
+        )
+
+    async def finish(
+        self,
+        flow_id: str,
+        *,
+        status: str,
+        now: datetime,
+        mailbox_id: str | None = None,
+        error: str | None = None,
+    ) -> bool:
+        """Move a pending flow to its end state and erase the device code (once)."""
+        async with self._db.transaction() as conn:
+            result = await conn.execute(
+                update(oauth_device_flows)
+                .where(oauth_device_flows.c.id == flow_id, oauth_device_flows.c.status == "pending")
+                .values(
+                    status=status, mailbox_id=mailbox_id, error=error, device_code_enc=None, updated_at=now
+                )
+            )
+        return bool(result.rowcount == 1)
+
+    async def set_interval(self, flow_id: str, interval: int, *, now: datetime) -> None:
+        async with self._db.transaction() as conn:
+            await conn.execute(
+                update(oauth_device_flows)
+                .where(oauth_device_flows.c.id == flow_id)
+                .values(interval=interval, updated_at=now)
+            )

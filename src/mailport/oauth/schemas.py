@@ -1,0 +1,109 @@
+"""Request and response bodies of ``/v1/oauth/…`` and ``/v1/oauth-apps`` (no token, no secret out)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+
+from mailport.mailboxes.schemas import Email, MailboxRead, Purpose
+from mailport.oauth.repository import DeviceFlowRecord, StoredApp
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class AuthorizeIn(_Strict):
+    email: Email | None = Field(None, description="Passed to the provider as `login_hint`")
+    mailbox_id: str | None = Field(None, max_length=40, description="Reconnect this mailbox")
+    purpose: Purpose | None = None
+    return_url: str | None = Field(
+        None, max_length=2000, description="Where the browser goes after the callback (else JSON)"
+    )
+
+
+class AuthorizeOut(BaseModel):
+    authorization_url: str
+    state: str
+    expires_in: int = Field(description="Seconds until the state expires")
+
+
+class CallbackOut(BaseModel):
+    status: Literal["connected"] = "connected"
+    created: bool
+    mailbox: MailboxRead
+
+
+class DeviceIn(_Strict):
+    email: Email | None = None
+    purpose: Purpose | None = None
+
+
+class DeviceOut(BaseModel):
+    flow_id: str
+    user_code: str
+    verification_uri: str
+    verification_uri_complete: str | None
+    expires_in: int
+    interval: int
+
+
+class DeviceStatusOut(BaseModel):
+    flow_id: str
+    provider: str
+    status: Literal["pending", "complete", "denied", "expired", "error"]
+    mailbox_id: str | None
+    error: str | None
+    expires_at: datetime
+
+    @classmethod
+    def from_record(cls, record: DeviceFlowRecord) -> DeviceStatusOut:
+        return cls(
+            flow_id=record.id,
+            provider=record.provider,
+            status=record.status,
+            mailbox_id=record.mailbox_id,
+            error=record.error,
+            expires_at=record.expires_at,
+        )
+
+
+ClientId = Annotated[str, StringConstraints(min_length=1, max_length=500, strip_whitespace=True)]
+ClientSecret = Annotated[str, StringConstraints(min_length=1, max_length=2000)]
+
+
+class OAuthAppIn(_Strict):
+    client_id: ClientId
+    client_secret: ClientSecret | None = Field(None, description="Stored encrypted; never returned")
+    tenant: str | None = Field(
+        None, max_length=200, description="Microsoft: common | organizations | consumers | tenant id"
+    )
+
+
+class OAuthAppOut(BaseModel):
+    provider: str
+    client_id: str
+    has_secret: bool
+    tenant: str | None
+    redirect_uri: str = Field(description="Register exactly this redirect URI with the provider")
+    created_at: datetime
+    updated_at: datetime
+
+    @classmethod
+    def from_stored(cls, app: StoredApp, redirect_uri: str) -> OAuthAppOut:
+        return cls(
+            provider=app.provider,
+            client_id=app.client_id,
+            has_secret=app.has_secret,
+            tenant=app.directory_tenant,
+            redirect_uri=redirect_uri,
+            created_at=app.created_at,
+            updated_at=app.updated_at,
+        )
+
+
+class DisconnectOut(BaseModel):
+    revoked: bool = Field(description="False when the provider offers no revocation (Microsoft)")
+    mailbox: MailboxRead

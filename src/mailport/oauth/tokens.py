@@ -1,0 +1,261 @@
+"""The token manager: a valid access token for a mailbox, refreshed ahead of expiry, never lost.
+
+Rules it keeps, because peers lose mailboxes on each of them:
+
+* A rotated refresh token is stored in the same atomic write as its access token
+  (:meth:`TokenStore.save_refreshed`), compare-and-swap on the mailbox's ``token_version``.
+* Exactly one refresh at a time per mailbox: an in-process lock per mailbox, and across
+  processes a short refresh lease taken by compare-and-swap on the same version
+  (:meth:`TokenStore.claim_refresh`). Only the lease holder talks to the provider; the others
+  wait for the new version (or use the current token while it is still valid). Without the
+  lease, two processes would both spend the same rotating refresh token and the loser would
+  see ``invalid_grant`` — or, at providers with reuse detection, lose the whole grant.
+* ``invalid_grant`` on refresh marks that one mailbox ``reauth_required``, keeping the
+  provider's words; every other mailbox goes on.
+* Network errors and 5xx (:class:`OAuthUnavailableError`) are never authentication failures:
+  the current token is used while it is valid, else the error is raised to be retried.
+
+Storage is a port (:class:`TokenStore`); the database adapter lives with the mailbox store.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import weakref
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, replace
+from datetime import datetime, timedelta
+from typing import Protocol
+
+from mailport.crypto import Secret
+from mailport.errors import (
+    OAuthInvalidGrantError,
+    OAuthUnavailableError,
+    ReauthRequiredError,
+)
+from mailport.oauth.apps import AppResolver
+from mailport.oauth.client import Clock, OAuthClient, TokenResponse, utcnow
+from mailport.oauth.providers import ProviderRegistry
+
+log = logging.getLogger(__name__)
+
+Sleep = Callable[[float], Awaitable[None]]
+# Treat a token as unusable this long before its stated expiry (clock skew, request latency).
+EXPIRY_SKEW = timedelta(seconds=30)
+
+
+@dataclass(frozen=True, repr=False)
+class TokenSet:
+    """An access token with its refresh token and expiry; secrets never print."""
+
+    access_token: Secret
+    refresh_token: Secret | None
+    expires_at: datetime | None
+    scope: str | None = None
+    token_type: str = "Bearer"
+
+    @classmethod
+    def from_response(cls, response: TokenResponse, *, previous: TokenSet | None = None) -> TokenSet:
+        """Tokens after a grant; a refresh that returns no refresh token keeps the old one (Google)."""
+        return cls(
+            access_token=response.access_token,
+            refresh_token=response.refresh_token or (previous.refresh_token if previous else None),
+            expires_at=response.expires_at,
+            scope=response.scope or (previous.scope if previous else None),
+            token_type=response.token_type,
+        )
+
+    def __repr__(self) -> str:
+        return f"TokenSet(access_token=***, refresh_token=***, expires_at={self.expires_at!r})"
+
+
+@dataclass(frozen=True)
+class StoredTokens:
+    """A mailbox's tokens as stored, with the version that guards every write."""
+
+    mailbox_id: str
+    provider: str
+    tenant_id: str | None
+    tokens: TokenSet
+    version: int
+    reauth_error: str | None = None  # set once the grant is dead
+    refresh_lease_until: datetime | None = None
+
+
+class TokenStore(Protocol):
+    """Where tokens live (encrypted). Every write is conditional on ``token_version``."""
+
+    async def load(self, mailbox_id: str) -> StoredTokens:
+        """The stored tokens; NotFoundError when the mailbox has none."""
+        ...
+
+    async def claim_refresh(
+        self, mailbox_id: str, *, expected_version: int, until: datetime, now: datetime
+    ) -> bool:
+        """Take the refresh lease: set ``refresh_lease_until = until`` only where the version is
+        ``expected_version`` and no unexpired lease (``> now``) is held. True when taken."""
+        ...
+
+    async def release_refresh(self, mailbox_id: str, *, expected_version: int) -> None:
+        """Drop the lease after a failed refresh (where the version is still ``expected_version``)."""
+        ...
+
+    async def save_refreshed(self, mailbox_id: str, *, expected_version: int, tokens: TokenSet) -> bool:
+        """Atomically store access + refresh token + expiry, set version = expected + 1, clear the
+        lease and any reauth mark, only where the version is ``expected_version``."""
+        ...
+
+    async def mark_reauth_required(self, mailbox_id: str, *, error: str) -> None:
+        """Set the mailbox to ``reauth_required`` keeping the provider's error; clear the lease."""
+        ...
+
+
+class TokenManager:
+    """Hands out access tokens for mailboxes connected with OAuth."""
+
+    def __init__(
+        self,
+        store: TokenStore,
+        *,
+        client: OAuthClient,
+        registry: ProviderRegistry,
+        apps: AppResolver,
+        refresh_ahead: timedelta = timedelta(seconds=300),
+        lease: timedelta = timedelta(seconds=60),
+        clock: Clock = utcnow,
+        sleep: Sleep = asyncio.sleep,
+        lease_poll_seconds: float = 0.05,
+    ) -> None:
+        self._store = store
+        self._client = client
+        self._registry = registry
+        self._apps = apps
+        self._refresh_ahead = refresh_ahead
+        self._lease = lease
+        self._clock = clock
+        self._sleep = sleep
+        self._lease_poll = lease_poll_seconds
+        self._locks: weakref.WeakValueDictionary[str, asyncio.Lock] = weakref.WeakValueDictionary()
+
+    async def get_access_token(self, mailbox_id: str) -> Secret:
+        """A valid access token, refreshed first when it expires within ``refresh_ahead``."""
+        stored = await self._store.load(mailbox_id)
+        self._raise_if_dead(stored)
+        if self._fresh(stored.tokens):
+            return stored.tokens.access_token
+        return await self._refresh(mailbox_id, rejected=None)
+
+    async def force_refresh(self, mailbox_id: str, *, rejected: Secret | None = None) -> Secret:
+        """A server rejected ``rejected``: refresh now, unless someone already replaced it."""
+        return await self._refresh(mailbox_id, rejected=rejected, forced=True)
+
+    async def revoke(self, mailbox_id: str) -> bool:
+        """Disconnect, provider side: revoke the grant where the provider supports revocation
+        (RFC 7009; revoking the refresh token ends the grant). False when it cannot (Microsoft);
+        erasing the stored tokens is the caller's next step either way."""
+        stored = await self._store.load(mailbox_id)
+        provider = self._registry.get(stored.provider)
+        app = await self._apps.resolve(stored.provider, stored.tenant_id)
+        token, hint = stored.tokens.refresh_token, "refresh_token"
+        if token is None:
+            token, hint = stored.tokens.access_token, "access_token"
+        return await self._client.revoke(provider, app, token, hint=hint)
+
+    def _lock(self, mailbox_id: str) -> asyncio.Lock:
+        lock = self._locks.get(mailbox_id)
+        if lock is None:
+            lock = asyncio.Lock()
+            self._locks[mailbox_id] = lock
+        return lock
+
+    def _fresh(self, tokens: TokenSet) -> bool:
+        return tokens.expires_at is None or tokens.expires_at - self._clock() > self._refresh_ahead
+
+    def _usable(self, tokens: TokenSet, rejected: Secret | None) -> bool:
+        if rejected is not None and tokens.access_token == rejected:
+            return False
+        return tokens.expires_at is None or tokens.expires_at - self._clock() > EXPIRY_SKEW
+
+    @staticmethod
+    def _raise_if_dead(stored: StoredTokens) -> None:
+        if stored.reauth_error is not None:
+            raise ReauthRequiredError(
+                f"mailbox {stored.mailbox_id} must be connected again ({stored.provider} refused "
+                "its refresh token)",
+                server_said=stored.reauth_error,
+                mailbox_id=stored.mailbox_id,
+            )
+
+    async def _refresh(self, mailbox_id: str, *, rejected: Secret | None, forced: bool = False) -> Secret:
+        async with self._lock(mailbox_id):
+            waited_since: datetime | None = None
+            while True:
+                stored = await self._store.load(mailbox_id)
+                self._raise_if_dead(stored)
+                tokens = stored.tokens
+                if forced:
+                    # Refreshed by someone else since the rejection: that token is the answer.
+                    if rejected is not None and self._usable(tokens, rejected):
+                        return tokens.access_token
+                elif self._fresh(tokens):
+                    return tokens.access_token
+                now = self._clock()
+                claimed = await self._store.claim_refresh(
+                    mailbox_id, expected_version=stored.version, until=now + self._lease, now=now
+                )
+                if claimed:
+                    return await self._refresh_claimed(stored)
+                # Another process holds the lease (or the version just moved): use the current
+                # token while it is valid, else wait for the holder to finish.
+                if not forced and self._usable(tokens, rejected):
+                    return tokens.access_token
+                waited_since = waited_since or now
+                if now - waited_since > self._lease + timedelta(seconds=5):
+                    raise OAuthUnavailableError(
+                        f"mailbox {mailbox_id}: another process holds the token refresh lease; retry later"
+                    )
+                await self._sleep(self._lease_poll)
+
+    async def _refresh_claimed(self, stored: StoredTokens) -> Secret:
+        mailbox_id, old = stored.mailbox_id, stored.tokens
+        provider = self._registry.get(stored.provider)
+        try:
+            if old.refresh_token is None:
+                raise OAuthInvalidGrantError(f"{provider.name} gave no refresh token for this mailbox")
+            app = await self._apps.resolve(stored.provider, stored.tenant_id)
+            response = await self._client.refresh(provider, app, old.refresh_token)
+        except OAuthInvalidGrantError as exc:
+            said = exc.server_said or exc.message
+            await self._store.mark_reauth_required(mailbox_id, error=said)
+            log.warning("mailbox %s: %s refused the refresh token: reauth", mailbox_id, provider.name)
+            raise ReauthRequiredError(
+                f"mailbox {mailbox_id} must be connected again ({provider.name} refused its refresh token)",
+                server_said=said,
+                mailbox_id=mailbox_id,
+            ) from exc
+        except OAuthUnavailableError:
+            await self._store.release_refresh(mailbox_id, expected_version=stored.version)
+            if self._usable(old, None):
+                log.warning(
+                    "mailbox %s: %s unreachable for a refresh; using the current token until it expires",
+                    mailbox_id,
+                    provider.name,
+                )
+                return old.access_token
+            raise
+        except Exception:  # OAuthClientRejectedError, OAuthNotConfiguredError, … : not the grant's fault
+            await self._store.release_refresh(mailbox_id, expected_version=stored.version)
+            raise
+        new = TokenSet.from_response(response, previous=old)
+        if new.refresh_token is None:
+            new = replace(new, refresh_token=old.refresh_token)
+        if not await self._store.save_refreshed(mailbox_id, expected_version=stored.version, tokens=new):
+            # Cannot happen while we hold the lease unless it expired mid-request; the other
+            # writer's tokens win and ours are dropped (they stay valid until they expire).
+            log.warning("mailbox %s: token version moved during a refresh; keeping stored", mailbox_id)
+            current = await self._store.load(mailbox_id)
+            self._raise_if_dead(current)
+            return current.tokens.access_token
+        log.info("mailbox %s: access token refreshed (version %d)", mailbox_id, stored.version + 1)
+        return new.access_token
