@@ -14,6 +14,7 @@ from mailport.api.routers import mailboxes, oauth, tenants
 from mailport.api.routers.detect import router as detect_router
 from mailport.bootstrap import Services, build
 from mailport.config import Settings
+from mailport.web import install as install_web
 
 
 def create_app(settings: Settings | None = None, *, services: Services | None = None) -> FastAPI:
@@ -49,6 +50,7 @@ def create_app(settings: Settings | None = None, *, services: Services | None = 
     app.include_router(mailboxes.router)
     app.include_router(detect_router)  # issue 5
     app.include_router(oauth.router)
+    install_web(app)  # issue 9: web UI at /, POST /v1/connect-links
 
     @app.get("/healthz", tags=["ops"], summary="The process is alive")
     async def healthz() -> JSONResponse:

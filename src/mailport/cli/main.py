@@ -55,7 +55,14 @@ def serve(
     asyncio.run(preflight(settings))  # migrations (embedded default), key check: fail here, in one line
     application = create_app(settings)
     typer.echo(f"mailport {__version__} listening on http://{settings.host}:{settings.port}", err=True)
-    uvicorn.run(application, host=settings.host, port=settings.port, log_config=None, access_log=False)
+    uvicorn.run(
+        application,
+        host=settings.host,
+        port=settings.port,
+        log_config=None,
+        access_log=False,
+        loop="asyncio",  # issue 8: the IMAP client needs asyncio transports (uvloop's are not)
+    )
 
 
 from mailport.cli import db, keys, mailboxes, tenants  # noqa: E402  (command groups of issue 4)
