@@ -158,10 +158,11 @@ async def reconnect(
     """OAuth mailboxes sign in again; password mailboxes get the settings form with a new password."""
     mailbox = await _mailbox(web, session, mailbox_id)
     assert session.tenant_id is not None
-    if mailbox.auth_method is AuthMethod.OAUTH2 and mailbox.oauth is not None:
+    provider = mailbox.oauth.provider if mailbox.oauth else mailbox.provider_id
+    if mailbox.auth_method is AuthMethod.OAUTH2 and provider:
         started = await web.services.oauth.authorize(
             session.tenant_id,
-            mailbox.oauth.provider,
+            provider,
             mailbox_id=mailbox.id,
             return_url=f"{web.services.settings.effective_public_url}/connect/oauth/return",
         )
