@@ -29,7 +29,13 @@ from tests.mailstack.dovecot import Dovecot, free_port
 from tests.mailstack.idp import MockIdP
 from tests.mailstack.smtp import SubmissionHandler, SubmissionServer, introspection_validator
 
-pytest_plugins = ["tests.fixtures.api", "tests.fixtures.dns", "tests.fixtures.http", "tests.fixtures.imap"]
+pytest_plugins = [
+    "tests.fixtures.api",
+    "tests.fixtures.dns",
+    "tests.fixtures.http",
+    "tests.fixtures.imap",
+    "tests.fixtures.tls",
+]
 
 POSTGRES_ADMIN_URL = os.environ.get(
     "MAILPORT_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres"

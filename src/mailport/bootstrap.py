@@ -13,10 +13,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from mailport.check.runner import ConnectionChecker
+from mailport.check.service import CheckService
 from mailport.config import Settings
 from mailport.crypto import KeyRing, Secret, load_key_ring
 from mailport.errors import DatabaseNotMigratedError
 from mailport.mailboxes.service import MailboxService
+from mailport.net.guard import HostGuard
+from mailport.net.ratelimit import TokenBucketLimiter
 from mailport.oauth.connect import OAuthConnectService, build_connect
 from mailport.store import Database, current_revision, head_revision, open_database, upgrade, verify_key_ring
 from mailport.store.mailboxes import MailboxRepository
@@ -34,6 +38,9 @@ class Services:
     tenants: TenantService
     mailboxes: MailboxService
     oauth: OAuthConnectService
+    guard: HostGuard  # the SSRF guard for every host a user supplies (issue 6)
+    check_limiter: TokenBucketLimiter  # POST /v1/check per tenant (issue 6)
+    checks: CheckService  # connection checks (issue 6)
 
     async def aclose(self) -> None:
         """Release connections and background tasks."""
@@ -84,6 +91,17 @@ async def build(settings: Settings, *, migrate: bool | None = None, clock: Clock
     except BaseException:
         await database.aclose()
         raise
+    guard = HostGuard.from_settings(settings)
+    check_limiter = TokenBucketLimiter(
+        rate_per_minute=settings.check_rate_per_minute, burst=settings.check_burst
+    )
+    checks = CheckService(
+        ConnectionChecker(guard, timeout=settings.check_timeout),
+        limiter=check_limiter,
+        mailboxes=mailbox_repository,
+        tokens=oauth.oauth.tokens,
+        clock=clock,
+    )
     return Services(
         settings=settings,
         key_ring=key_ring,
@@ -91,6 +109,9 @@ async def build(settings: Settings, *, migrate: bool | None = None, clock: Clock
         tenants=TenantService(TenantRepository(database), admin_key=admin_key, clock=clock),
         mailboxes=MailboxService(mailbox_repository, clock=clock),
         oauth=oauth,
+        guard=guard,
+        check_limiter=check_limiter,
+        checks=checks,
     )
 
 

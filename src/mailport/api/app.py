@@ -11,6 +11,7 @@ from fastapi.responses import JSONResponse
 from mailport import __version__
 from mailport.api.errors import install_error_handlers
 from mailport.api.routers import mailboxes, oauth, tenants
+from mailport.api.routers.check import router as check_router
 from mailport.api.routers.detect import router as detect_router
 from mailport.bootstrap import Services, build
 from mailport.config import Settings
@@ -50,6 +51,7 @@ def create_app(settings: Settings | None = None, *, services: Services | None = 
     app.include_router(mailboxes.router)
     app.include_router(detect_router)  # issue 5
     app.include_router(oauth.router)
+    app.include_router(check_router)  # issue 6
     install_web(app)  # issue 9: web UI at /, POST /v1/connect-links
 
     @app.get("/healthz", tags=["ops"], summary="The process is alive")

@@ -7,6 +7,7 @@ subclasses (or let validation fail) and these handlers render them.
 from __future__ import annotations
 
 import logging
+import math
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -14,7 +15,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from mailport.errors import MailportError
+from mailport.errors import MailportError, RateLimitedError
 
 log = logging.getLogger(__name__)
 
@@ -49,7 +50,11 @@ def _field_path(loc: Any) -> str:
 def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(MailportError)
     async def _mailport_error(request: Request, exc: MailportError) -> JSONResponse:
-        return JSONResponse(exc.to_dict(), status_code=exc.http_status)
+        headers = None
+        retry_after = exc.details.get("retry_after")
+        if isinstance(exc, RateLimitedError) and isinstance(retry_after, int | float):
+            headers = {"Retry-After": str(max(1, math.ceil(retry_after)))}
+        return JSONResponse(exc.to_dict(), status_code=exc.http_status, headers=headers)
 
     @app.exception_handler(RequestValidationError)
     async def _validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:

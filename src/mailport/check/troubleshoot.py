@@ -759,6 +759,7 @@ _RULES: tuple[_Rule, ...] = (
         InvalidCredentialsError,
         _i(r"Username and Password not accepted|BadCredentials"),
         protocols=frozenset({"smtp"}),
+        auth="password",  # with a token, Gmail says the same after its OAuth error challenge
         detail="Google refused the user name or password.",
         hint=lambda f: _invalid_credentials_hint("gmail", "smtp"),
     ),
@@ -995,7 +996,9 @@ def _certificate(failure: Failure, error: ssl.SSLCertVerificationError) -> Diagn
     code = error.verify_code
     message = error.verify_message or str(error)
     at = _at(failure)
-    if code == 62 or "hostname mismatch" in message.lower() or "doesn't match" in message.lower():
+    if code in (62, 64) or any(
+        m in message.lower() for m in ("hostname mismatch", "ip address mismatch", "doesn't match")
+    ):
         hosts = _host_suggestions(failure.peer_names, failure.protocol)
         names = ", ".join(failure.peer_names) or "another host"
         hint = f"The certificate is valid for {names}, not for {failure.host or 'this host'}."

@@ -76,6 +76,9 @@ from mailport.cli.detect import detect_command  # noqa: E402  (issue 5)
 
 app.command(name="detect")(detect_command)
 app.command("connect")(oauth_cli.connect)  # issue 7
+app.command(name="check")(
+    __import__("mailport.cli.check", fromlist=["check_command"]).check_command
+)  # issue 6
 
 
 def main() -> None:

@@ -311,6 +311,13 @@ class StatusText:
     def code_values(self) -> list[object]:
         return parse_values(Response([self.code_args], []))
 
+    def said(self) -> str:
+        """The server's words for ``server_said``: ``[CODE args] text`` (the response code kept whole)."""
+        if not self.code:
+            return self.text
+        args = self.code_args.decode("utf-8", "replace").strip()
+        return f"[{self.code}{' ' + args if args else ''}] {self.text}"
+
 
 def parse_status_text(raw: bytes) -> StatusText:
     m = _STATUS_TEXT.match(raw)

@@ -172,10 +172,10 @@ class ImapProtocol(asyncio.Protocol):
             if not self.greeting.done():
                 self.greeting.set_result(response)
                 if kind == b"BYE":
-                    self.bye = parse_status_text(first[offset:]).text
+                    self.bye = parse_status_text(first[offset:]).said()
                 return
             if kind == b"BYE":
-                self.bye = parse_status_text(first[offset:]).text
+                self.bye = parse_status_text(first[offset:]).said()
             command = self.current
             if command is not None and kind in command.wants:
                 if command.fetched is not None and kind == b"FETCH" and number is not None:

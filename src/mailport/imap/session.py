@@ -45,6 +45,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import logging
+import socket
 import ssl
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any, Self
@@ -238,15 +239,23 @@ class ImapSession:
             await self.capability()
         return greeting
 
-    async def connect_tcp(self) -> None:
-        """Step 1: the TCP connection (``connect_timeout``), with keepalive."""
+    async def connect_tcp(self, *, sock: socket.socket | None = None) -> None:
+        """Step 1: the TCP connection (``connect_timeout``), with keepalive.
+
+        ``sock``: an already connected socket to use instead (e.g. from
+        :func:`mailport.net.guard.connect_vetted`, so the address connected to is the one the SSRF
+        guard checked); TLS still verifies the certificate against ``server_hostname``.
+        """
         loop = asyncio.get_running_loop()
         where = f"{self.host}:{self.port}"
         try:
             async with asyncio.timeout(self.connect_timeout):
-                transport, proto = await loop.create_connection(
-                    self._make_protocol, self.host, self.port, local_addr=self.local_addr
-                )
+                if sock is not None:
+                    transport, proto = await loop.create_connection(self._make_protocol, sock=sock)
+                else:
+                    transport, proto = await loop.create_connection(
+                        self._make_protocol, self.host, self.port, local_addr=self.local_addr
+                    )
         except TimeoutError as exc:
             raise MailTimeoutError(f"{where}: no TCP connection within {self.connect_timeout:g} s") from exc
         except OSError as exc:
@@ -316,7 +325,9 @@ class ImapSession:
         if kind == b"BYE":
             self.close()
             raise ConnectError(
-                f"{where}: the server refused the connection: {text.text}", server_said=text.text
+                f"{where}: the server refused the connection: {text.text}",
+                server_said=text.said(),
+                status="BYE",
             )
         if kind not in (b"OK", b"PREAUTH"):
             self.close()
@@ -428,7 +439,9 @@ class ImapSession:
             result = await self._run(b"LOGIN", quote(username), quote(password.reveal()))
         except CommandError as exc:
             raise AuthenticationError(
-                f"{self.host}:{self.port}: login failed: {exc.server_said}", server_said=exc.server_said
+                f"{self.host}:{self.port}: login failed: {exc.server_said}",
+                server_said=exc.server_said,
+                status=exc.details.get("status"),
             ) from None
         self._after_auth(result)
 
@@ -468,6 +481,7 @@ class ImapSession:
                 server_said=said,
                 oauth_error=oauth_error,
                 mechanism=mechanism,
+                status=exc.details.get("status"),
             ) from None
         self._after_auth(result)
 
@@ -636,8 +650,9 @@ class ImapSession:
         if status in (b"NO", b"BAD"):
             raise CommandError(
                 f"{self.host}: {name.split()[0]} failed: {status.decode()} {text.text}",
-                server_said=(f"[{text.code}] " if text.code else "") + text.text,
+                server_said=text.said(),
                 response_code=text.code,
+                status=status.decode(),
             )
         raise ProtocolError(f"{self.host}: unexpected completion {status[:20]!r}")
 

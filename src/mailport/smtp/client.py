@@ -18,6 +18,7 @@ aiosmtplib does the protocol; this module adds what mailport needs around it:
 from __future__ import annotations
 
 import logging
+import socket
 import ssl
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -124,7 +125,12 @@ class SmtpClient:
         allow_plaintext_auth: bool = False,
         timeout: float = 30.0,
         local_hostname: str | None = None,
+        sock: socket.socket | None = None,
+        server_hostname: str | None = None,
     ) -> None:
+        """``sock``: an already connected socket to use (e.g. from
+        :func:`mailport.net.guard.connect_vetted`); TLS then verifies the certificate against
+        ``server_hostname`` (default ``host``)."""
         self.security = Security(security)
         self.host = host
         self.port = port or DEFAULT_PORTS[self.security]
@@ -138,13 +144,14 @@ class SmtpClient:
         context = ssl_context or shared_context(ca_file, verify)
         self._where = f"{host}:{self.port}"
         self._smtp = aiosmtplib.SMTP(
-            hostname=host,
-            port=self.port,
+            hostname=server_hostname or host,
+            port=None if sock is not None else self.port,
             use_tls=self.security is Security.TLS,
             start_tls=self.security is Security.STARTTLS,
             tls_context=context,
             timeout=timeout,
             local_hostname=local_hostname,
+            sock=sock,
         )
 
     def __repr__(self) -> str:
@@ -190,6 +197,37 @@ class SmtpClient:
             ):
                 error = TLSError(f"{self._where}: STARTTLS failed: {exc}")
             raise error from exc
+
+    # The same session one step at a time (connection tests time each step):
+    # ``greet()`` (TCP/TLS and the 220 greeting), ``ehlo()``, ``starttls()``, ``authenticate()``.
+
+    async def greet(self) -> str:
+        """Open the connection (implicit TLS included) and read the greeting; no EHLO, no STARTTLS."""
+        try:
+            response = await self._smtp.connect(start_tls=False)
+        except (aiosmtplib.SMTPException, OSError, ssl.SSLError) as exc:
+            self.close()
+            raise translate(exc, self._where) from exc
+        return f"{response.code} {response.message}"
+
+    async def ehlo(self) -> dict[str, str]:
+        """EHLO; returns the extensions the server offers."""
+        try:
+            await self._smtp.ehlo()
+        except (aiosmtplib.SMTPException, OSError) as exc:
+            self.close()
+            raise translate(exc, self._where) from exc
+        return self.extensions
+
+    async def starttls(self) -> TLSInfo | None:
+        """STARTTLS, then EHLO again; returns the TLS facts."""
+        try:
+            await self._smtp.starttls()
+            await self._smtp.ehlo()
+        except (aiosmtplib.SMTPException, OSError, ssl.SSLError) as exc:
+            self.close()
+            raise translate(exc, self._where) from exc
+        return self.tls
 
     @property
     def encrypted(self) -> bool:

@@ -1,13 +1,15 @@
-"""Step 4 of the wizard and the dashboard's "Test": run a connection check and show it live.
+"""Step 4 of the wizard and the dashboard's "Test": run the connection check and show it live.
 
-A check runs as a background task of this process; the page polls its state (htmx, every
-400 ms) and each step appears as it finishes, with ✓/✗, its time and, on failure, the
-troubleshooting ``code`` and ``hint`` from :func:`mailport.check.troubleshoot.diagnose`.
-Runs are kept in memory for ten minutes and bound to the tenant that started them.
+The check itself is :class:`mailport.check.runner.ConnectionChecker` (issue 6: DNS through the
+SSRF guard, TCP, TLS, greeting, STARTTLS, authentication, SELECT; SMTP EHLO/STARTTLS/AUTH; the
+troubleshooting catalog's ``code`` and ``hint`` on a failing step). It runs as a background task
+of this process; the page polls the run (htmx, every 400 ms) and each step appears as soon as
+the checker records it, with ✓/✗ and its time. Runs are kept in memory for ten minutes, bound to
+the tenant that started them (``mailport serve`` is one process; a run is a page's business only).
 
-The steps themselves (:func:`run_check`) use :mod:`mailport.imap` and :mod:`mailport.smtp`
-directly. The full connection check of issue 6 (``mailport.check``, ``POST /v1/check``) was not
-merged when this was written; when it is, :func:`run_check` is the one place to switch to it.
+The checker fills each protocol's :class:`~mailport.check.model.ProtocolResult` as it goes;
+:class:`_LiveChecker` hands those objects to the run when the check creates them, which is what
+makes the steps visible before the whole check has finished.
 """
 
 from __future__ import annotations
@@ -19,37 +21,33 @@ import secrets
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any
 
-from mailport.check.troubleshoot import Failure, diagnose
+from mailport.check.model import CheckCredentials, ProtocolResult, ServerTarget
+from mailport.check.runner import ConnectionChecker
+from mailport.check.steps import StepRecorder
 from mailport.crypto import Secret
 from mailport.errors import MailportError
-from mailport.imap import ImapClient
-from mailport.mailboxes.models import Security, ServerSettings
+from mailport.mailboxes.models import ServerSettings
 from mailport.net.guard import HostGuard
-from mailport.sasl import Credentials, OAuth2Auth, PasswordAuth
-from mailport.smtp.client import SmtpClient
 
 log = logging.getLogger(__name__)
 
 RUN_TTL = 600.0
-IMAP_SECURITY = {Security.SSL: "tls", Security.STARTTLS: "starttls", Security.NONE: "plain"}
-SMTP_SECURITY = IMAP_SECURITY
-
 TokenSource = Callable[[], Awaitable[Secret]]
 
-
-@dataclass
-class StepResult:
-    protocol: Literal["imap", "smtp"]
-    step: str
-    label: str
-    ok: bool | None = None  # None: running
-    ms: int | None = None
-    detail: str = ""
-    code: str | None = None
-    hint: str | None = None
-    server_said: str | None = None
+LABELS = {
+    "dns": "Find the server",
+    "tcp_connect": "Connect",
+    "tls_handshake": "Secure the connection (TLS)",
+    "greeting": "Server greeting",
+    "starttls": "Switch to TLS (STARTTLS)",
+    "authentication": "Sign in",
+    "select": "Open the inbox",
+    "smtp_ehlo": "Server greeting (EHLO)",
+    "smtp_starttls": "Switch to TLS (STARTTLS)",
+    "smtp_auth": "Sign in for sending",
+}
 
 
 @dataclass(frozen=True)
@@ -61,11 +59,27 @@ class CheckTarget:
     token_source: TokenSource | None = None
     provider: str | None = None
 
-    def credentials(self, username: str) -> Credentials:
+    def credentials(self) -> CheckCredentials:
         if self.token_source is not None:
-            return OAuth2Auth(username, self.token_source)
-        assert self.password is not None
-        return PasswordAuth(username, self.password)
+            return CheckCredentials(self.email, access_token=self.token_source, provider=self.provider)
+        return CheckCredentials(self.email, password=self.password, provider=self.provider)
+
+
+def _server(server: ServerSettings) -> ServerTarget:
+    return ServerTarget(server.host, server.port, server.security.value, server.username)
+
+
+@dataclass
+class Refused:
+    """A check that could not start (the SSRF guard refused a host): shown like a failed step."""
+
+    step: str
+    detail: str
+    code: str
+    hint: str
+    ok: bool = False
+    ms: float = 0.0
+    server_said: str | None = None
 
 
 @dataclass
@@ -73,156 +87,40 @@ class CheckRun:
     id: str
     tenant_id: str
     started: float
-    steps: list[StepResult] = field(default_factory=list)
+    protocols: list[ProtocolResult] = field(default_factory=list)
+    refused: Refused | None = None
     done: bool = False
     ok: bool = False
     context: dict[str, Any] = field(default_factory=dict)  # what the page needs afterwards
     task: asyncio.Task[None] | None = None
 
+    def steps_of(self, protocol: str) -> list[Any]:
+        for result in self.protocols:
+            if result.protocol == protocol:
+                return list(result.steps)
+        return []
+
     @property
-    def failed(self) -> list[StepResult]:
-        return [s for s in self.steps if s.ok is False]
+    def first_failure(self) -> Any:
+        if self.refused is not None:
+            return self.refused
+        for result in self.protocols:
+            if result.failure is not None:
+                return result.failure
+        return None
 
 
-class _Steps:
-    """Times one step at a time and records it on the run (visible to the poller at once)."""
+class _LiveChecker(ConnectionChecker):
+    """The connection checker, publishing each protocol's result object to one run."""
 
-    def __init__(self, run: CheckRun, target: CheckTarget, protocol: Literal["imap", "smtp"]) -> None:
-        self.run = run
-        self.target = target
-        self.protocol = protocol
-        self.server = target.imap if protocol == "imap" else target.smtp
+    def __init__(self, guard: HostGuard, run: CheckRun, *, timeout: float) -> None:
+        super().__init__(guard, timeout=timeout)
+        self._run = run
 
-    async def step(self, name: str, label: str, work: Awaitable[str]) -> bool:
-        result = StepResult(self.protocol, name, label)
-        self.run.steps.append(result)
-        started = time.perf_counter()
-        try:
-            result.detail = await work
-            result.ok = True
-        except Exception as exc:  # translated below into code + hint; never re-raised
-            result.ok = False
-            self._explain(result, name, exc)
-        finally:
-            result.ms = int((time.perf_counter() - started) * 1000)
-        return bool(result.ok)
-
-    def _explain(self, result: StepResult, name: str, exc: Exception) -> None:
-        server = self.server
-        assert server is not None
-        try:
-            found = diagnose(
-                Failure(
-                    step=name,  # type: ignore[arg-type]
-                    protocol=self.protocol,
-                    provider=self.target.provider,
-                    host=server.host,
-                    port=server.port,
-                    security=server.security.value,
-                    auth="oauth2" if self.target.token_source else "password",
-                    error=exc,
-                )
-            )
-            result.detail, result.code, result.hint = found.detail, found.code, found.hint
-            result.server_said = found.server_said
-        except Exception:  # the catalog must never hide the failure itself
-            log.warning("troubleshooting failed for %s", type(exc).__name__)
-            if isinstance(exc, MailportError):
-                result.detail, result.code, result.hint = exc.message, exc.code, exc.hint
-            else:
-                result.detail, result.code = type(exc).__name__, "connect_failed"
-
-
-async def _check_imap(run: CheckRun, target: CheckTarget, guard: HostGuard, timeout: float) -> None:
-    steps = _Steps(run, target, "imap")
-    server = target.imap
-    username = server.username or target.email
-
-    async def vet() -> str:
-        vetted = await guard.vet(server.host, server.port, field="imap.host")
-        return f"{server.host} → {', '.join(str(a) for a in vetted.addresses)}"
-
-    if not await steps.step("dns", "Find the IMAP server", vet()):
-        return
-    client = ImapClient(
-        server.host,
-        server.port,
-        security=IMAP_SECURITY[server.security],
-        allow_plaintext=server.security is Security.NONE,
-        allow_plaintext_auth=server.security is Security.NONE,
-        connect_timeout=timeout,
-        command_timeout=timeout,
-    )
-    try:
-
-        async def connect() -> str:
-            greeting = await client.connect()
-            return f"{server.host}:{server.port} ({server.security.value}) — {greeting.text[:80]}"
-
-        if not await steps.step("tcp_connect", "Connect securely", connect()):
-            return
-
-        async def login() -> str:
-            await client.authenticate(target.credentials(username))
-            return f"signed in as {username}"
-
-        if not await steps.step("authentication", "Sign in", login()):
-            return
-
-        async def select() -> str:
-            info = await client.select("INBOX")
-            return f"INBOX: {info.exists} messages"
-
-        await steps.step("select", "Open the inbox", select())
-    finally:
-        with contextlib.suppress(Exception):
-            await asyncio.wait_for(client.logout(), 3)
-
-
-async def _check_smtp(run: CheckRun, target: CheckTarget, guard: HostGuard, timeout: float) -> None:
-    server = target.smtp
-    if server is None:
-        return
-    steps = _Steps(run, target, "smtp")
-    username = server.username or target.email
-
-    async def vet() -> str:
-        vetted = await guard.vet(server.host, server.port, field="smtp.host")
-        return f"{server.host} → {', '.join(str(a) for a in vetted.addresses)}"
-
-    if not await steps.step("dns", "Find the SMTP server", vet()):
-        return
-    client = SmtpClient(
-        server.host,
-        server.port,
-        security=SMTP_SECURITY[server.security],
-        allow_plaintext=server.security is Security.NONE,
-        allow_plaintext_auth=server.security is Security.NONE,
-        timeout=timeout,
-    )
-    try:
-
-        async def connect() -> str:
-            await client.connect()
-            return f"{server.host}:{server.port} ({server.security.value})"
-
-        if not await steps.step("smtp_ehlo", "Connect securely", connect()):
-            return
-
-        async def auth() -> str:
-            await client.authenticate(target.credentials(username))
-            return f"signed in as {username}"
-
-        await steps.step("smtp_auth", "Sign in for sending", auth())
-    finally:
-        with contextlib.suppress(Exception):
-            await asyncio.wait_for(client.quit(), 3)
-
-
-async def run_check(run: CheckRun, target: CheckTarget, *, guard: HostGuard, timeout: float) -> None:
-    """IMAP and SMTP checked concurrently; each step lands on ``run.steps`` as it finishes."""
-    await asyncio.gather(_check_imap(run, target, guard, timeout), _check_smtp(run, target, guard, timeout))
-    run.ok = bool(run.steps) and all(s.ok for s in run.steps)
+    def _recorder(self, protocol: str, target: ServerTarget, credentials: CheckCredentials) -> StepRecorder:
+        recorder = super()._recorder(protocol, target, credentials)
+        self._run.protocols.append(recorder.result)
+        return recorder
 
 
 class CheckRuns:
@@ -243,15 +141,26 @@ class CheckRuns:
     ) -> CheckRun:
         self._forget_old()
         run = CheckRun(secrets.token_urlsafe(12), tenant_id, time.monotonic(), context=context or {})
+        checker = _LiveChecker(self._guard, run, timeout=self._timeout)
 
         async def work() -> None:
             try:
-                await run_check(run, target, guard=self._guard, timeout=self._timeout)
+                result = await checker.check(
+                    _server(target.imap), _server(target.smtp) if target.smtp else None, target.credentials()
+                )
+                run.ok = result.ok
+            except MailportError as exc:  # host_not_allowed, an unusable CA
+                run.refused = Refused("dns", exc.message, exc.code, exc.hint)
+                run.ok = False
+            except Exception:
+                log.exception("connection check %s failed unexpectedly", run.id)
+                run.refused = Refused("dns", "the check failed unexpectedly", "internal_error", "Try again.")
+                run.ok = False
+            try:
                 if on_done is not None:
                     await on_done(run)
             except Exception:
-                log.exception("connection check %s failed unexpectedly", run.id)
-                run.ok = False
+                log.exception("recording the result of check %s failed", run.id)
             finally:
                 run.done = True
 

@@ -100,7 +100,7 @@ async def test_mailbox(
     run = web.runs.start(
         session.tenant_id,
         _target(web, draft),
-        context={"mailbox_id": mailbox.id},
+        context={"mailbox_id": mailbox.id, "smtp": mailbox.smtp is not None},
         on_done=_record_result(web, session.tenant_id, draft.with_(password=None)),
     )
     return render(request, "_test_panel.html", {"run": run, "mailbox": mailbox})

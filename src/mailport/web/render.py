@@ -21,6 +21,7 @@ from starlette.responses import HTMLResponse, RedirectResponse, Response
 
 from mailport import __version__
 from mailport.errors import MailportError
+from mailport.web.checks import LABELS
 
 log = logging.getLogger(__name__)
 
@@ -47,6 +48,7 @@ def _ago(value: datetime | None) -> str:
 
 env.filters["ago"] = _ago
 env.globals["version"] = __version__
+env.globals["step_labels"] = LABELS
 
 
 class SignInRequired(Exception):

@@ -36,6 +36,8 @@ from mailport.web.state import WebState, get_web
 router = APIRouter(route_class=WebRoute, include_in_schema=False)
 
 STEPS = ("Email", "Sign-in", "Settings", "Test", "Finish")
+# Failures that only signing in again can fix (as the check service of issue 6 decides).
+REAUTH_CODES = frozenset({"reauth_required", "oauth_token_rejected", "oauth_invalid_grant"})
 CHECK_INTERVALS = ((30, "30 seconds"), (60, "1 minute"), (300, "5 minutes"), (900, "15 minutes"))
 
 
@@ -460,7 +462,11 @@ def _start_test(request: Request, web: WebState, session: WebSession, draft: Dra
     run = web.runs.start(
         session.tenant_id,
         _target(web, draft),
-        context={"draft": seal(web.sealer, draft.with_(tested=True)), "retry": seal(web.sealer, draft)},
+        context={
+            "draft": seal(web.sealer, draft.with_(tested=True)),
+            "retry": seal(web.sealer, draft),
+            "smtp": draft.smtp is not None,
+        },
         on_done=_record_result(web, session.tenant_id, draft),
     )
     return render(request, "wizard/test.html", _ctx(4, draft=draft, sealed=seal(web.sealer, draft), run=run))
@@ -472,15 +478,16 @@ def _record_result(web: WebState, tenant_id: str, draft: Draft) -> Any:
     async def done(run: CheckRun) -> None:
         if draft.mailbox_id is None or draft.password:
             return
-        failed = run.failed
-        await web.services.mailboxes.repository.update(
-            tenant_id,
-            draft.mailbox_id,
-            now=web.services.oauth.now(),
-            columns={
-                "status": (MailboxStatus.CONNECTED if run.ok else MailboxStatus.ERROR).value,
-                "last_error": None if run.ok else f"{failed[0].code}: {failed[0].detail}"[:500],
-            },
+        failure = run.first_failure
+        if run.ok:
+            status = MailboxStatus.CONNECTED
+        elif draft.auth_method == "oauth2" and failure is not None and failure.code in REAUTH_CODES:
+            status = MailboxStatus.REAUTH_REQUIRED
+        else:
+            status = MailboxStatus.ERROR
+        error = None if failure is None else f"{failure.step} [{failure.code}]: {failure.detail}"[:500]
+        await web.services.mailboxes.repository.record_health(
+            draft.mailbox_id, status=status, error=None if run.ok else error, at=web.services.oauth.now()
         )
 
     return done

@@ -100,7 +100,7 @@ async def test_bye_in_the_middle_of_a_fetch() -> None:
         await client.authenticate(AUTH)
         with pytest.raises(ConnectionLostError) as info:
             await client.fetch("1:*")
-        assert info.value.server_said == "Server shutting down"
+        assert info.value.server_said == "[UNAVAILABLE] Server shutting down"  # the response code kept
 
 
 async def test_garbage_in_the_middle_of_a_session() -> None:

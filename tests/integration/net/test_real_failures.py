@@ -9,19 +9,11 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import datetime as dt
 import ipaddress
 import ssl
-from collections.abc import AsyncIterator, Callable
-from dataclasses import dataclass
-from pathlib import Path
 
 import aiosmtplib
 import pytest
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
 
 from mailport.check.troubleshoot import Failure, ServerReply, diagnose
 from mailport.net.guard import HostGuard, VettedHost
@@ -36,107 +28,6 @@ LOOPBACK = ipaddress.ip_address("127.0.0.1")
 
 def vetted(port: int, name: str = "127.0.0.1") -> VettedHost:
     return VettedHost(name, port, (LOOPBACK,), name, "allowed_hosts")
-
-
-# --------------------------------------------------------------------------- certificates
-
-
-@dataclass
-class Pem:
-    cert: Path
-    key: Path
-
-
-def _name(cn: str) -> x509.Name:
-    return x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, cn)])
-
-
-def make_cert(
-    directory: Path,
-    stem: str,
-    *,
-    names: list[str],
-    issuer: tuple[x509.Certificate, ec.EllipticCurvePrivateKey] | None = None,
-    expired: bool = False,
-    ca: bool = False,
-) -> tuple[Pem, x509.Certificate, ec.EllipticCurvePrivateKey]:
-    key = ec.generate_private_key(ec.SECP256R1())
-    now = dt.datetime.now(dt.UTC)
-    not_before, not_after = (
-        (now - dt.timedelta(days=30), now - dt.timedelta(days=1))
-        if expired
-        else (
-            now - dt.timedelta(days=1),
-            now + dt.timedelta(days=30),
-        )
-    )
-    subject = _name(names[0])
-    issuer_cert, issuer_key = issuer if issuer else (None, key)
-    builder = (
-        x509.CertificateBuilder()
-        .subject_name(subject)
-        .issuer_name(issuer_cert.subject if issuer_cert else subject)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(not_before)
-        .not_valid_after(not_after)
-        .add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True)
-    )
-    if not ca:
-        sans: list[x509.GeneralName] = []
-        for n in names:
-            try:
-                sans.append(x509.IPAddress(ipaddress.ip_address(n)))
-            except ValueError:
-                sans.append(x509.DNSName(n))
-        builder = builder.add_extension(x509.SubjectAlternativeName(sans), critical=False)
-    cert = builder.sign(issuer_key, hashes.SHA256())
-    pem = Pem(directory / f"{stem}.crt", directory / f"{stem}.key")
-    pem.cert.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    pem.key.write_bytes(
-        key.private_bytes(
-            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
-        )
-    )
-    return pem, cert, key
-
-
-@pytest.fixture
-def pki(tmp_path: Path) -> dict[str, Pem]:
-    ca_pem, ca_cert, ca_key = make_cert(tmp_path, "ca", names=["mailport test CA"], ca=True)
-    issued = (ca_cert, ca_key)
-    return {
-        "ca": ca_pem,
-        "other_host": make_cert(
-            tmp_path, "other", names=["imap.hoster.test", "*.hoster.test"], issuer=issued
-        )[0],
-        "expired": make_cert(tmp_path, "expired", names=["127.0.0.1"], issuer=issued, expired=True)[0],
-        "good": make_cert(tmp_path, "good", names=["127.0.0.1"], issuer=issued)[0],
-        "self_signed": make_cert(tmp_path, "self", names=["127.0.0.1"])[0],
-    }
-
-
-Handler = Callable[[asyncio.StreamReader, asyncio.StreamWriter], "asyncio.Future[None] | object"]
-
-
-@pytest.fixture
-async def serve() -> AsyncIterator[Callable[..., asyncio.Future[int]]]:
-    servers: list[asyncio.Server] = []
-
-    async def start(handler: Handler, *, tls: Pem | None = None) -> int:
-        context = None
-        if tls is not None:
-            context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-            context.load_cert_chain(tls.cert, tls.key)
-        server = await asyncio.start_server(handler, "127.0.0.1", 0, ssl=context)  # type: ignore[arg-type]
-        servers.append(server)
-        return int(server.sockets[0].getsockname()[1])
-
-    yield start  # type: ignore[misc]
-    for server in servers:
-        server.close()
-    for server in servers:
-        await server.wait_closed()
 
 
 async def greet(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:

@@ -13,7 +13,7 @@ import aiosmtplib
 import pytest
 
 from mailport.check.troubleshoot import Failure, ServerReply, diagnose
-from tests.integration.net.scripted import IMAPScript, SMTPScript, scripted_imap, scripted_smtp
+from tests.fixtures.scripted import IMAPScript, SMTPScript, scripted_imap, scripted_smtp
 from tests.unit.check.test_troubleshoot import CASES, Case
 
 IMAP_CASES = [c for c in CASES if c.protocol == "imap"]

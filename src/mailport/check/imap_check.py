@@ -1,0 +1,197 @@
+"""The IMAP half of a connection check: TCP, TLS, greeting, STARTTLS, sign-in, SELECT INBOX.
+
+Drives :class:`mailport.imap.ImapClient` one step at a time on a socket connected to the
+address the SSRF guard vetted (``connect_tcp(sock=…)``; the certificate is verified against
+the host name). When a step fails in a way the client alone cannot explain, it gathers the
+catalog's evidence: what a plaintext connection receives (silence, TLS bytes, another
+service's banner) and the names the certificate really holds.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ssl
+from contextlib import suppress
+
+from mailport.check.model import CheckCredentials, ServerTarget
+from mailport.check.steps import Deadline, StepRecorder, plaintext_evidence, sasl_credentials
+from mailport.check.tls import describe, hostname_mismatch, unverified_context
+from mailport.errors import ConnectionLostError, MailportError, OAuthError, ProtocolError
+from mailport.imap import ImapClient
+from mailport.imap.models import Security as ImapSecurity
+from mailport.net.guard import VettedHost, connect_vetted
+from mailport.net.probe import peer_certificate_names
+
+_SECURITY = {"ssl": ImapSecurity.TLS, "starttls": ImapSecurity.STARTTLS, "none": ImapSecurity.PLAIN}
+
+
+def _client(vetted: VettedHost, target: ServerTarget, context: ssl.SSLContext, timeout: float) -> ImapClient:
+    return ImapClient(
+        vetted.host,
+        vetted.port,
+        security=_SECURITY[target.security],
+        ssl_context=None if target.security == "none" else context,
+        server_hostname=vetted.server_hostname,
+        allow_plaintext=target.security == "none",
+        connect_timeout=timeout,
+        command_timeout=timeout,
+    )
+
+
+async def _starttls_names(vetted: VettedHost, target: ServerTarget, deadline: Deadline) -> tuple[str, ...]:
+    """The certificate's names behind STARTTLS (read without verification, nothing sent after)."""
+    timeout = deadline.for_step(5.0)
+    client = _client(vetted, target, unverified_context(), timeout)
+    try:
+        async with asyncio.timeout(timeout):
+            await client.connect_tcp(sock=await connect_vetted(vetted, timeout=timeout))
+            await client.read_greeting()
+            info = await client.starttls()
+        return info.san
+    except (OSError, TimeoutError, MailportError):
+        return ()
+    finally:
+        client.close()
+
+
+async def _peer_names(vetted: VettedHost, target: ServerTarget, deadline: Deadline) -> tuple[str, ...]:
+    if target.security == "starttls":
+        return await _starttls_names(vetted, target, deadline)
+    try:
+        return await peer_certificate_names(vetted, timeout=deadline.for_step(5.0))
+    except (OSError, TimeoutError, MailportError):
+        return ()
+
+
+def _mechanism(client: ImapClient, credentials: CheckCredentials) -> str:
+    if credentials.password is not None:
+        return "AUTHENTICATE PLAIN" if client.has("AUTH=PLAIN") else "LOGIN"
+    if client.has("AUTH=XOAUTH2") or not client.has("AUTH=OAUTHBEARER"):
+        return "XOAUTH2"
+    return "OAUTHBEARER"
+
+
+async def check_imap(
+    rec: StepRecorder,
+    vetted: VettedHost,
+    target: ServerTarget,
+    credentials: CheckCredentials,
+    *,
+    context: ssl.SSLContext,
+    deadline: Deadline,
+) -> None:
+    """Run the IMAP steps after DNS, appending to ``rec``; stops at the first failing step."""
+    username = target.username or credentials.username
+    client = _client(vetted, target, context, deadline.step)
+    try:
+        # --- TCP
+        started = rec.start()
+        try:
+            sock = await connect_vetted(vetted, timeout=deadline.for_step())
+            await client.connect_tcp(sock=sock)
+        except (OSError, TimeoutError, MailportError) as exc:
+            rec.fail("tcp_connect", started, error=exc)
+            return
+        peer = sock.getpeername()
+        rec.ok("tcp_connect", started, f"connected to {peer[0]} port {peer[1]}")
+
+        # --- implicit TLS
+        if target.security == "ssl":
+            started = rec.start()
+            try:
+                async with asyncio.timeout(deadline.for_step()):
+                    info = await client.tls_handshake()
+            except (OSError, TimeoutError, MailportError) as exc:
+                names = await _peer_names(vetted, target, deadline) if hostname_mismatch(exc) else ()
+                rec.fail("tls_handshake", started, error=exc, peer_names=names)
+                return
+            rec.ok("tls_handshake", started, describe(info))
+
+        # --- greeting and capabilities
+        started = rec.start()
+        try:
+            async with asyncio.timeout(deadline.for_step()):
+                greeting = await client.read_greeting()
+                caps = client.capabilities or await client.capability()
+        except (OSError, TimeoutError, MailportError) as exc:
+            client.close()
+            evidence = None
+            plaintext = target.security != "ssl"
+            if plaintext and (
+                isinstance(exc, TimeoutError | ProtocolError) or not getattr(exc, "server_said", None)
+            ):
+                evidence = await plaintext_evidence(vetted, deadline)
+            received = evidence.received if evidence else None
+            if isinstance(exc, ConnectionLostError) and not exc.server_said and received is None:
+                received = b""
+            rec.fail(
+                "greeting",
+                started,
+                error=exc,
+                received=received,
+                probe=evidence.probe if evidence else None,
+            )
+            return
+        rec.ok(
+            "greeting",
+            started,
+            f"* {greeting.status} {greeting.text}".strip() + f"; capabilities: {' '.join(sorted(caps))}",
+        )
+
+        # --- STARTTLS
+        if target.security == "starttls":
+            started = rec.start()
+            if not client.has("STARTTLS"):
+                rec.fail("starttls", started)  # not offered: the catalog names the fix
+                return
+            try:
+                async with asyncio.timeout(deadline.for_step()):
+                    info = await client.starttls()
+            except (OSError, TimeoutError, MailportError) as exc:
+                names = await _peer_names(vetted, target, deadline) if hostname_mismatch(exc) else ()
+                rec.fail("starttls", started, error=exc, peer_names=names)
+                return
+            rec.ok(
+                "starttls",
+                started,
+                describe(info) + f"; capabilities: {' '.join(sorted(client.capabilities))}",
+            )
+
+        # --- authentication
+        started = rec.start()
+        mechanism = _mechanism(client, credentials)
+        try:
+            auth = await sasl_credentials(credentials, username, mechanism, deadline)
+        except OAuthError as exc:  # the token manager could not give a token (reauth_required …)
+            rec.fail_with("authentication", started, exc)
+            return
+        except (TimeoutError, MailportError) as exc:
+            rec.fail("authentication", started, error=exc)
+            return
+        try:
+            async with asyncio.timeout(deadline.for_step()):
+                await client.authenticate(auth)
+        except (OSError, TimeoutError, MailportError) as exc:
+            rec.fail("authentication", started, error=exc)
+            return
+        rec.ok("authentication", started, f"signed in as {username} with {mechanism}")
+
+        # --- SELECT INBOX (read-only: EXAMINE)
+        started = rec.start()
+        try:
+            async with asyncio.timeout(deadline.for_step()):
+                selected = await client.select("INBOX", readonly=True)
+        except (OSError, TimeoutError, MailportError) as exc:
+            rec.fail("select", started, error=exc)
+            return
+        rec.ok(
+            "select",
+            started,
+            f"INBOX: {selected.exists} message{'s' if selected.exists != 1 else ''}, "
+            f"UIDVALIDITY {selected.uidvalidity}",
+        )
+        with suppress(MailportError, OSError, TimeoutError):
+            async with asyncio.timeout(min(2.0, deadline.remaining() or 0.001)):
+                await client.logout()
+    finally:
+        client.close()

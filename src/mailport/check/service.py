@@ -1,0 +1,122 @@
+"""The service's connection checks: ad-hoc settings (``POST /v1/check``) and stored mailboxes
+(``POST /v1/mailboxes/{id}/test``).
+
+* :meth:`CheckService.check` — rate-limited per tenant (a check opens outbound connections
+  to hosts the caller picks: unthrottled it would be a port scanner and a password-guessing
+  relay), guarded (the SSRF guard vets every host), nothing stored.
+* :meth:`CheckService.test_mailbox` — the stored settings with the decrypted password, or for
+  OAuth2 mailboxes a token from the token manager (refreshed when due); the outcome is recorded
+  on the mailbox: ``connected``, ``error`` or ``reauth_required``, ``last_tested_at``,
+  ``last_error`` and the error count.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from datetime import datetime
+
+from mailport.check.model import CheckCredentials, CheckResult, ServerTarget
+from mailport.check.runner import ConnectionChecker
+from mailport.check.schemas import CheckRequest
+from mailport.check.troubleshoot import infer_provider
+from mailport.crypto import Secret
+from mailport.errors import InputError
+from mailport.mailboxes.models import AuthMethod, Mailbox, MailboxStatus, ServerSettings
+from mailport.net.ratelimit import TokenBucketLimiter
+from mailport.oauth.tokens import TokenManager
+from mailport.store.mailboxes import MailboxRepository
+
+log = logging.getLogger(__name__)
+
+Clock = Callable[[], datetime]
+
+# Failures that only signing in again can fix, for a mailbox connected with OAuth2.
+_REAUTH_CODES = frozenset({"reauth_required", "oauth_token_rejected", "oauth_invalid_grant"})
+
+_PROVIDERS = {"google": "gmail", "microsoft": "microsoft"}
+
+
+def _target(server: ServerSettings) -> ServerTarget:
+    return ServerTarget(server.host, server.port, server.security.value, server.username)
+
+
+class CheckService:
+    """Connection checks for the API (see the module docstring)."""
+
+    def __init__(
+        self,
+        checker: ConnectionChecker,
+        *,
+        limiter: TokenBucketLimiter,
+        mailboxes: MailboxRepository,
+        tokens: TokenManager | None,
+        clock: Clock,
+    ) -> None:
+        self.checker = checker
+        self.limiter = limiter
+        self._mailboxes = mailboxes
+        self._tokens = tokens
+        self._clock = clock
+
+    async def check(self, tenant_id: str, request: CheckRequest) -> CheckResult:
+        """``POST /v1/check``: raises ``rate_limited`` (with ``retry_after``) or ``host_not_allowed``."""
+        self.limiter.check(tenant_id)
+        return await self.checker.check(
+            request.imap.target(),
+            request.smtp.target() if request.smtp else None,
+            request.credentials(),
+            ca_pem=request.ca_pem,
+        )
+
+    async def test_mailbox(self, tenant_id: str, mailbox_id: str) -> CheckResult:
+        """Test a stored mailbox and record the outcome on it."""
+        mailbox = await self._mailboxes.get(tenant_id, mailbox_id)
+        credentials = self._credentials(mailbox)
+        try:
+            result = await self.checker.check(
+                _target(mailbox.imap), _target(mailbox.smtp) if mailbox.smtp else None, credentials
+            )
+        except InputError as exc:  # host_not_allowed: the stored host is refused
+            await self._mailboxes.record_health(
+                mailbox.id, status=MailboxStatus.ERROR, error=f"[{exc.code}] {exc.message}", at=self._clock()
+            )
+            raise
+        status = self._status(mailbox, result)
+        await self._mailboxes.record_health(
+            mailbox.id, status=status, error=result.summary(), at=self._clock()
+        )
+        log.info("mailbox %s tested: %s", mailbox.id, status.value)
+        return result
+
+    def _credentials(self, mailbox: Mailbox) -> CheckCredentials:
+        provider = _PROVIDERS.get(mailbox.oauth.provider, mailbox.oauth.provider) if mailbox.oauth else None
+        if mailbox.auth_method is AuthMethod.OAUTH2:
+            tokens = self._tokens
+            if tokens is None or mailbox.oauth is None:
+                raise InputError(
+                    f"mailbox {mailbox.id} uses OAuth2 but has no token",
+                    hint="Connect the mailbox with its provider first (POST /v1/oauth/{provider}/authorize).",
+                )
+            mailbox_id = mailbox.id
+
+            async def token() -> Secret:
+                assert tokens is not None
+                return await tokens.get_access_token(mailbox_id)
+
+            return CheckCredentials(mailbox.email, access_token=token, provider=provider)
+        if mailbox.password is None:
+            raise InputError(
+                f"mailbox {mailbox.id} has no password", hint="Set one with PATCH /v1/mailboxes/{id}."
+            )
+        provider = infer_provider(mailbox.provider_id) if mailbox.provider_id else None
+        return CheckCredentials(mailbox.email, password=mailbox.password, provider=provider)
+
+    @staticmethod
+    def _status(mailbox: Mailbox, result: CheckResult) -> MailboxStatus:
+        if result.ok:
+            return MailboxStatus.CONNECTED
+        found = result.failure
+        if found is not None and mailbox.auth_method is AuthMethod.OAUTH2 and found[1].code in _REAUTH_CODES:
+            return MailboxStatus.REAUTH_REQUIRED
+        return MailboxStatus.ERROR

@@ -1,0 +1,179 @@
+"""The SMTP half of a connection check: TCP, TLS, greeting and EHLO, STARTTLS, AUTH.
+
+Drives :class:`mailport.smtp.SmtpClient` step by step on a socket connected to the vetted
+address (``sock=``, certificate verified against the host name). Nothing is sent: the check
+stops after AUTH (and QUIT). For implicit TLS, aiosmtplib performs the handshake and reads the
+``220`` greeting in one call; :func:`mailport.check.tls.timed_context` tells when the handshake
+ended, so the two are still reported (and diagnosed) as separate steps.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ssl
+from contextlib import suppress
+
+from mailport.check.model import CheckCredentials, ServerTarget
+from mailport.check.steps import Deadline, StepRecorder, plaintext_evidence, sasl_credentials
+from mailport.check.tls import describe, hostname_mismatch, unverified_context
+from mailport.errors import MailportError, OAuthError
+from mailport.net.guard import VettedHost, connect_vetted
+from mailport.net.probe import peer_certificate_names
+from mailport.smtp import SmtpClient
+
+_SECURITY = {"ssl": "tls", "starttls": "starttls", "none": "plain"}
+_SHOWN_EXTENSIONS = 12
+
+
+def _client(
+    vetted: VettedHost, target: ServerTarget, context: ssl.SSLContext, sock: object, timeout: float
+) -> SmtpClient:
+    return SmtpClient(
+        vetted.host,
+        vetted.port,
+        security=_SECURITY[target.security],
+        ssl_context=context,
+        allow_plaintext=target.security == "none",
+        timeout=timeout,
+        sock=sock,  # type: ignore[arg-type]
+        server_hostname=vetted.server_hostname,
+    )
+
+
+async def _peer_names(vetted: VettedHost, target: ServerTarget, deadline: Deadline) -> tuple[str, ...]:
+    timeout = deadline.for_step(5.0)
+    if target.security == "ssl":
+        try:
+            return await peer_certificate_names(vetted, timeout=timeout)
+        except (OSError, TimeoutError, MailportError):
+            return ()
+    client: SmtpClient | None = None
+    try:
+        async with asyncio.timeout(timeout):
+            sock = await connect_vetted(vetted, timeout=timeout)
+            client = _client(vetted, target, unverified_context(), sock, timeout)
+            await client.greet()
+            await client.ehlo()
+            info = await client.starttls()
+        return info.san if info else ()
+    except (OSError, TimeoutError, MailportError):
+        return ()
+    finally:
+        if client is not None:
+            client.close()
+
+
+def _extensions(extensions: dict[str, str]) -> str:
+    shown = [f"{k.upper()} {v}".strip() for k, v in list(extensions.items())[:_SHOWN_EXTENSIONS]]
+    return ", ".join(shown) or "none"
+
+
+def _mechanism(client: SmtpClient, credentials: CheckCredentials) -> str:
+    offered = client.auth_mechanisms
+    if credentials.password is not None:
+        return "PLAIN" if "PLAIN" in offered or "LOGIN" not in offered else "LOGIN"
+    if "XOAUTH2" in offered or "OAUTHBEARER" not in offered:
+        return "XOAUTH2"
+    return "OAUTHBEARER"
+
+
+async def check_smtp(
+    rec: StepRecorder,
+    vetted: VettedHost,
+    target: ServerTarget,
+    credentials: CheckCredentials,
+    *,
+    context: ssl.SSLContext,
+    handshakes: list[float],
+    deadline: Deadline,
+) -> None:
+    """Run the SMTP steps after DNS. ``context`` is a :func:`~mailport.check.tls.timed_context`
+    whose completed handshakes land in ``handshakes``."""
+    username = target.username or credentials.username
+    # --- TCP
+    started = rec.start()
+    try:
+        sock = await connect_vetted(vetted, timeout=deadline.for_step())
+    except (OSError, TimeoutError, MailportError) as exc:
+        rec.fail("tcp_connect", started, error=exc)
+        return
+    peer = sock.getpeername()
+    rec.ok("tcp_connect", started, f"connected to {peer[0]} port {peer[1]}")
+    client = _client(vetted, target, context, sock, deadline.step)
+    try:
+        # --- (implicit TLS and) the greeting
+        started = rec.start()
+        try:
+            async with asyncio.timeout(deadline.for_step()):
+                greeting = await client.greet()
+        except (OSError, TimeoutError, MailportError) as exc:
+            if target.security == "ssl" and not handshakes:
+                names = await _peer_names(vetted, target, deadline) if hostname_mismatch(exc) else ()
+                rec.fail("tls_handshake", started, error=exc, peer_names=names)
+                return
+            if target.security == "ssl":
+                rec.ok("tls_handshake", started, "TLS established", ended=handshakes[0])
+                started = handshakes[0]
+            evidence = None
+            if target.security != "ssl" and not getattr(exc, "server_said", None):
+                evidence = await plaintext_evidence(vetted, deadline)
+            rec.fail(
+                "smtp_ehlo",
+                started,
+                error=exc,
+                received=evidence.received if evidence else None,
+                probe=evidence.probe if evidence else None,
+            )
+            return
+        if target.security == "ssl":
+            ended = handshakes[0] if handshakes else rec.start()
+            rec.ok("tls_handshake", started, describe(client.tls), ended=ended)
+            started = ended
+
+        # --- EHLO
+        try:
+            async with asyncio.timeout(deadline.for_step()):
+                extensions = await client.ehlo()
+        except (OSError, TimeoutError, MailportError) as exc:
+            rec.fail("smtp_ehlo", started, error=exc)
+            return
+        rec.ok("smtp_ehlo", started, f"{greeting}; EHLO: {_extensions(extensions)}")
+
+        # --- STARTTLS
+        if target.security == "starttls":
+            started = rec.start()
+            if "starttls" not in {k.lower() for k in extensions}:
+                rec.fail("smtp_starttls", started)  # not offered
+                return
+            try:
+                async with asyncio.timeout(deadline.for_step()):
+                    info = await client.starttls()
+            except (OSError, TimeoutError, MailportError) as exc:
+                names = await _peer_names(vetted, target, deadline) if hostname_mismatch(exc) else ()
+                rec.fail("smtp_starttls", started, error=exc, peer_names=names)
+                return
+            rec.ok("smtp_starttls", started, describe(info) + f"; EHLO: {_extensions(client.extensions)}")
+
+        # --- AUTH
+        started = rec.start()
+        mechanism = _mechanism(client, credentials)
+        try:
+            auth = await sasl_credentials(credentials, username, mechanism, deadline)
+        except OAuthError as exc:
+            rec.fail_with("smtp_auth", started, exc)
+            return
+        except (TimeoutError, MailportError) as exc:
+            rec.fail("smtp_auth", started, error=exc)
+            return
+        try:
+            async with asyncio.timeout(deadline.for_step()):
+                await client.authenticate(auth)
+        except (OSError, TimeoutError, MailportError) as exc:
+            rec.fail("smtp_auth", started, error=exc)
+            return
+        rec.ok("smtp_auth", started, f"signed in as {username} with AUTH {mechanism}")
+        with suppress(MailportError, OSError, TimeoutError):
+            async with asyncio.timeout(min(2.0, deadline.remaining() or 0.001)):
+                await client.quit()
+    finally:
+        client.close()
