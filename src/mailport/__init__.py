@@ -8,4 +8,12 @@ from mailport.errors import MailportError
 
 __version__ = "0.1.0"
 
-__all__ = ["MailportError", "Settings", "__version__"]
+__all__ = ["MailportError", "Settings", "__version__", "watch"]
+
+
+def __getattr__(name: str) -> object:
+    if name == "watch":  # issue 8; imported lazily (it pulls in the service graph)
+        from mailport.sync.stream import watch
+
+        return watch
+    raise AttributeError(name)

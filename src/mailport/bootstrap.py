@@ -18,6 +18,7 @@ from mailport.check.service import CheckService
 from mailport.config import Settings
 from mailport.crypto import KeyRing, Secret, load_key_ring
 from mailport.errors import DatabaseNotMigratedError
+from mailport.events import EventLog
 from mailport.mailboxes.service import MailboxService
 from mailport.net.guard import HostGuard
 from mailport.net.ratelimit import TokenBucketLimiter
@@ -41,6 +42,7 @@ class Services:
     guard: HostGuard  # the SSRF guard for every host a user supplies (issue 6)
     check_limiter: TokenBucketLimiter  # POST /v1/check per tenant (issue 6)
     checks: CheckService  # connection checks (issue 6)
+    events: EventLog  # issue 8: the durable event log (ingestion writes, delivery reads)
 
     async def aclose(self) -> None:
         """Release connections and background tasks."""
@@ -112,6 +114,7 @@ async def build(settings: Settings, *, migrate: bool | None = None, clock: Clock
         guard=guard,
         check_limiter=check_limiter,
         checks=checks,
+        events=EventLog(database),
     )
 
 

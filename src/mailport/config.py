@@ -68,6 +68,9 @@ class Settings(BaseSettings):
     # --- ingestion (issue 8) -------------------------------------------------------------
     idle_renew_seconds: int = Field(25 * 60, ge=10, le=29 * 60)
     max_message_bytes: int = Field(25 * 1024 * 1024, ge=1024)
+    watchers: bool | None = None  # None: `mailport serve` runs them, an embedded app does not
+    max_concurrent_connects: int = Field(20, ge=1, le=1000)
+    mail_ca_file: Path | None = None  # extra CA for mail servers with a private certificate
 
     @field_validator("dns_nameservers", "allowed_hosts", mode="before")
     @classmethod

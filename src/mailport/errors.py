@@ -89,6 +89,9 @@ once, at the boundary where they occur, and chained (``raise X(...) from exc``).
     ├── ConnectLinkInvalidError         connect_link_invalid   400
     ├── ConnectLinkExpiredError         connect_link_expired   410
     └── ConnectLinkUsedError            connect_link_used      410
+    ingestion (issue 8):
+    NotFoundError
+    └── RawSourceNotStoredError         raw_not_stored         404   (oversized: headers only)
 
 Later areas add their own subclasses in the sections marked below; keep the drawing true.
 """
@@ -555,6 +558,19 @@ class OAuthNotConfiguredError(MailportError):
 
 
 # --------------------------------------------------------------------------- sync/delivery (issue 8)
+# ingestion
+
+
+class RawSourceNotStoredError(NotFoundError):
+    """The message was over the size limit, so only its header was ingested."""
+
+    code = "raw_not_stored"
+    http_status = 404
+    hint = (
+        "The message exceeded MAILPORT_MAX_MESSAGE_BYTES and was delivered with headers only; "
+        "raise the limit to ingest such messages whole, or read it from the mail server."
+    )
+
 
 # --------------------------------------------------------------------------- web (issue 9)
 

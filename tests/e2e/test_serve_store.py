@@ -14,7 +14,7 @@ def test_serve_migrates_and_serves_tenants_and_mailboxes(tmp_path: Path):
     try:
         wait_healthy(proc, url, log_path)
         ready = httpx.get(f"{url}/readyz").json()
-        assert ready["checks"] == {"key_ring": True, "database": True}
+        assert ready["checks"] == {"key_ring": True, "database": True, "watchers": True}
         admin = {"Authorization": "Bearer admin-key-for-e2e-0123456789"}
         tenant = httpx.post(f"{url}/v1/tenants", json={"name": "acme"}, headers=admin)
         assert tenant.status_code == 201, tenant.text

@@ -10,7 +10,7 @@ from fastapi.responses import JSONResponse
 
 from mailport import __version__
 from mailport.api.errors import install_error_handlers
-from mailport.api.routers import mailboxes, oauth, tenants
+from mailport.api.routers import health, mailboxes, messages, oauth, tenants
 from mailport.api.routers.check import router as check_router
 from mailport.api.routers.detect import router as detect_router
 from mailport.bootstrap import Services, build
@@ -53,6 +53,8 @@ def create_app(settings: Settings | None = None, *, services: Services | None = 
     app.include_router(oauth.router)
     app.include_router(check_router)  # issue 6
     install_web(app)  # issue 9: web UI at /, POST /v1/connect-links
+    app.include_router(health.router)  # issue 8 (also runs the watchers under `mailport serve`)
+    app.include_router(messages.router)  # issue 8
 
     @app.get("/healthz", tags=["ops"], summary="The process is alive")
     async def healthz() -> JSONResponse:
@@ -65,6 +67,8 @@ def create_app(settings: Settings | None = None, *, services: Services | None = 
             "key_ring": current is not None and current.key_ring.key_count > 0,
             "database": current is not None and await current.database.ping(),
         }
+        if (watching := health.watchers_ready(request)) is not None:  # issue 8
+            checks["watchers"] = watching
         ok = all(checks.values())
         return JSONResponse(
             {"status": "ok" if ok else "unavailable", "checks": checks}, status_code=200 if ok else 503

@@ -54,6 +54,7 @@ def serve(
     configure_logging(settings.log_level)
     asyncio.run(preflight(settings))  # migrations (embedded default), key check: fail here, in one line
     application = create_app(settings)
+    application.state.serve = True  # issue 8: run the mailbox watchers too (unless MAILPORT_WATCHERS=false)
     typer.echo(f"mailport {__version__} listening on http://{settings.host}:{settings.port}", err=True)
     uvicorn.run(
         application,
@@ -79,6 +80,11 @@ app.command("connect")(oauth_cli.connect)  # issue 7
 app.command(name="check")(
     __import__("mailport.cli.check", fromlist=["check_command"]).check_command
 )  # issue 6
+from mailport.cli import watch as watch_cli  # noqa: E402  (issue 8)
+from mailport.cli import worker as worker_cli  # noqa: E402
+
+app.command("worker")(worker_cli.worker)
+app.command("watch")(watch_cli.watch_command)
 
 
 def main() -> None:

@@ -11,11 +11,14 @@ from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import (
+    BigInteger,
+    Boolean,
     Column,
     DateTime,
     ForeignKey,
     Index,
     Integer,
+    LargeBinary,
     MetaData,
     String,
     Table,
@@ -181,6 +184,106 @@ oauth_device_flows = Table(
     Column("created_at", UTCDateTime(), nullable=False),
     Column("updated_at", UTCDateTime(), nullable=False),
     Index("ix_oauth_device_flows_tenant_id", "tenant_id"),
+)
+
+# --- ingestion (issue 8) ------------------------------------------------------------------
+
+# SQLite only auto-increments an INTEGER PRIMARY KEY; PostgreSQL gets a 64-bit identity.
+SeqInteger = BigInteger().with_variant(Integer(), "sqlite")
+
+# Where each watcher is in each folder: the next catch-up fetches UIDs above last_uid.
+mailbox_cursors = Table(
+    "mailbox_cursors",
+    metadata,
+    Column("mailbox_id", String(40), ForeignKey("mailboxes.id", ondelete="CASCADE"), primary_key=True),
+    Column("folder", String(500), primary_key=True),
+    Column("uidvalidity", BigInteger, nullable=False),
+    Column("last_uid", BigInteger, nullable=False),
+    Column("highestmodseq", BigInteger, nullable=True),
+    Column("updated_at", UTCDateTime(), nullable=False),
+)
+
+# The durable, ordered event log (see mailport.events): `seq` is the pull cursor.
+events = Table(
+    "events",
+    metadata,
+    Column("seq", SeqInteger, primary_key=True, autoincrement=True),
+    Column("id", String(40), nullable=False, unique=True),
+    Column("tenant_id", String(40), ForeignKey("tenants.id", ondelete="CASCADE"), nullable=False),
+    Column("mailbox_id", String(40), nullable=True),  # no FK: events outlive their mailbox
+    Column("type", String(60), nullable=False),
+    Column("idempotency_key", String(600), nullable=False, unique=True),
+    Column("payload", Text, nullable=False),  # JSON
+    Column("created_at", UTCDateTime(), nullable=False),
+    Column("accepted_at", UTCDateTime(), nullable=True),
+    Index("ix_events_tenant_seq", "tenant_id", "seq"),
+    Index("ix_events_mailbox_seq", "mailbox_id", "seq"),
+)
+
+# Every ingested message: its location, identity (resync after UIDVALIDITY change) and raw source.
+messages = Table(
+    "messages",
+    metadata,
+    Column("id", String(40), primary_key=True),
+    Column("tenant_id", String(40), ForeignKey("tenants.id", ondelete="CASCADE"), nullable=False),
+    Column("mailbox_id", String(40), ForeignKey("mailboxes.id", ondelete="CASCADE"), nullable=False),
+    Column("folder", String(500), nullable=False),
+    Column("uidvalidity", BigInteger, nullable=False),
+    Column("uid", BigInteger, nullable=False),
+    Column("message_id_header", String(998), nullable=True),
+    Column("sha256", String(64), nullable=False),
+    Column("size", BigInteger, nullable=False),
+    Column("oversized", Boolean, nullable=False, server_default="0"),
+    Column("raw", LargeBinary, nullable=True),  # None when oversized (headers only)
+    Column("event_id", String(40), nullable=True),
+    Column("created_at", UTCDateTime(), nullable=False),
+    UniqueConstraint("mailbox_id", "folder", "uidvalidity", "uid", name="uq_messages_location"),
+    Index("ix_messages_mailbox_sha256", "mailbox_id", "sha256"),
+)
+
+# After-processing actions (mark_read / move / delete) waiting for their event's acceptance.
+pending_actions = Table(
+    "pending_actions",
+    metadata,
+    Column("id", SeqInteger, primary_key=True, autoincrement=True),
+    Column("event_id", String(40), nullable=False),
+    Column("mailbox_id", String(40), ForeignKey("mailboxes.id", ondelete="CASCADE"), nullable=False),
+    Column("folder", String(500), nullable=False),
+    Column("uidvalidity", BigInteger, nullable=False),
+    Column("uid", BigInteger, nullable=False),
+    Column("action", String(520), nullable=False),  # mark_read | move:<folder> | delete
+    Column("state", String(20), nullable=False),  # pending | done | failed
+    Column("attempts", Integer, nullable=False, server_default="0"),
+    Column("last_error", Text, nullable=True),
+    Column("created_at", UTCDateTime(), nullable=False),
+    Column("updated_at", UTCDateTime(), nullable=False),
+    Index("ix_pending_actions_mailbox_state", "mailbox_id", "state"),
+    Index("ix_pending_actions_event_id", "event_id"),
+)
+
+# Processed / failed messages and processing time, per mailbox per hour (GET /v1/stats, health).
+mailbox_stats = Table(
+    "mailbox_stats",
+    metadata,
+    Column("mailbox_id", String(40), ForeignKey("mailboxes.id", ondelete="CASCADE"), primary_key=True),
+    Column("hour", UTCDateTime(), primary_key=True),
+    Column("processed", Integer, nullable=False, server_default="0"),
+    Column("failed", Integer, nullable=False, server_default="0"),
+    Column("errors", Integer, nullable=False, server_default="0"),
+    Column("processing_ms", BigInteger, nullable=False, server_default="0"),
+)
+
+# Which process watches which mailbox (a lease with expiry), and the watcher's live state.
+watcher_leases = Table(
+    "watcher_leases",
+    metadata,
+    Column("mailbox_id", String(40), ForeignKey("mailboxes.id", ondelete="CASCADE"), primary_key=True),
+    Column("owner", String(100), nullable=False),
+    Column("expires_at", UTCDateTime(), nullable=False),
+    Column("state", String(20), nullable=False),  # connecting | connected | disconnected | error …
+    Column("last_connected_at", UTCDateTime(), nullable=True),
+    Column("queue_size", Integer, nullable=False, server_default="0"),
+    Column("updated_at", UTCDateTime(), nullable=False),
 )
 
 SECRET_COLUMNS: dict[str, tuple[str, ...]] = {

@@ -1,0 +1,118 @@
+"""Health, statistics and metrics: ``/v1/mailboxes/{id}/health``, ``/v1/health``, ``/v1/stats``,
+``/metrics``; and the lifespan that runs the mailbox watchers inside ``mailport serve``.
+
+The watchers run in the API process when ``MAILPORT_WATCHERS`` is true, or when it is unset and
+the app was started by ``mailport serve`` (``app.state.serve``); an app embedded with
+``create_app()`` (tests, other ASGI hosts) runs none unless asked.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import APIRouter, Depends, FastAPI, Request, Response
+
+from mailport.api.deps import Caller, error_responses, get_services, require_tenant
+from mailport.bootstrap import Services
+from mailport.mailboxes.models import Mailbox
+from mailport.metrics import CONTENT_TYPE_LATEST, render
+from mailport.sync.health import (
+    MailboxHealth,
+    TenantHealth,
+    TenantStats,
+    mailbox_health,
+    tenant_health,
+    tenant_stats,
+)
+
+MAX_MAILBOXES = 10_000
+
+
+def wants_watchers(app: FastAPI, services: Services) -> bool:
+    configured = services.settings.watchers
+    return bool(configured) if configured is not None else bool(getattr(app.state, "serve", False))
+
+
+@asynccontextmanager
+async def watchers_lifespan(app: FastAPI) -> AsyncIterator[None]:
+    services: Services | None = getattr(app.state, "services", None)
+    if services is None or not wants_watchers(app, services):
+        yield
+        return
+    from mailport.sync import Orchestrator
+
+    orchestrator = Orchestrator(services, max_concurrent_connects=services.settings.max_concurrent_connects)
+    await orchestrator.start()
+    app.state.orchestrator = orchestrator
+    try:
+        yield
+    finally:
+        await orchestrator.stop()
+
+
+router = APIRouter(tags=["health"], lifespan=watchers_lifespan)
+
+
+def _tenant(caller: Caller) -> str:
+    assert caller.tenant_id is not None
+    return caller.tenant_id
+
+
+async def _all_mailboxes(services: Services, tenant_id: str) -> list[Mailbox]:
+    out: list[Mailbox] = []
+    after: str | None = None
+    while len(out) < MAX_MAILBOXES:
+        page = await services.mailboxes.repository.page(tenant_id, after=after, limit=500)
+        out.extend(page)
+        if len(page) < 500:
+            break
+        after = page[-1].id
+    return out
+
+
+@router.get(
+    "/v1/mailboxes/{mailbox_id}/health",
+    summary="A mailbox's connection health and 24-hour statistics",
+    responses=error_responses(401, 403, 404, 422),
+)
+async def get_mailbox_health(
+    mailbox_id: str, caller: Caller = Depends(require_tenant), services: Services = Depends(get_services)
+) -> MailboxHealth:
+    mailbox = await services.mailboxes.get(_tenant(caller), mailbox_id)
+    return (await mailbox_health(services.database, [mailbox]))[0]
+
+
+@router.get(
+    "/v1/health", summary="Health of every mailbox of the tenant", responses=error_responses(401, 403, 422)
+)
+async def get_tenant_health(
+    caller: Caller = Depends(require_tenant), services: Services = Depends(get_services)
+) -> TenantHealth:
+    mailboxes = await _all_mailboxes(services, _tenant(caller))
+    return tenant_health(await mailbox_health(services.database, mailboxes))
+
+
+@router.get(
+    "/v1/stats",
+    summary="Messages processed and failed, errors, processing time, queue (24 h)",
+    responses=error_responses(401, 403, 422),
+)
+async def get_stats(
+    caller: Caller = Depends(require_tenant), services: Services = Depends(get_services)
+) -> TenantStats:
+    mailboxes = await _all_mailboxes(services, _tenant(caller))
+    return tenant_stats(await mailbox_health(services.database, mailboxes))
+
+
+@router.get("/metrics", tags=["ops"], summary="Prometheus metrics of this process", include_in_schema=False)
+async def metrics() -> Response:
+    return Response(render(), media_type=CONTENT_TYPE_LATEST)
+
+
+def watchers_ready(request: Request) -> bool | None:
+    """For /readyz: None when this process runs no watchers, else whether they are running."""
+    orchestrator = getattr(request.app.state, "orchestrator", None)
+    if orchestrator is None:
+        return None
+    return bool(orchestrator.ready)

@@ -1,0 +1,41 @@
+"""``mailport worker``: the mailbox watchers without the API (run one or several beside an
+API-only ``mailport serve`` with ``MAILPORT_WATCHERS=false``; leases keep two processes from
+watching the same mailbox). SIGTERM/SIGINT stop it gracefully: chunks in progress commit."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+
+import typer
+
+from mailport.bootstrap import build, preflight
+from mailport.cli.services import load_settings
+from mailport.logs import configure_logging
+
+
+async def run_worker(*, stop: asyncio.Event | None = None) -> None:
+    from mailport.sync import Orchestrator
+
+    settings = load_settings()
+    stop = stop or asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(signum, stop.set)
+    services = await build(settings)
+    orchestrator = Orchestrator(services, max_concurrent_connects=settings.max_concurrent_connects)
+    try:
+        await orchestrator.start()
+        typer.echo(f"mailport worker: watching {orchestrator.running()} mailboxes", err=True)
+        await stop.wait()
+    finally:
+        await orchestrator.stop()
+        await services.aclose()
+
+
+def worker() -> None:
+    """Run the mailbox watchers (no API) until interrupted."""
+    settings = load_settings()
+    configure_logging(settings.log_level)
+    asyncio.run(preflight(settings))
+    asyncio.run(run_worker())

@@ -1,0 +1,78 @@
+"""Prometheus metrics of one process, in one module so every feature increments the same objects.
+
+``GET /metrics`` renders :data:`REGISTRY` (a registry of our own, not the global default, so
+tests and embedding applications never collide with other ``prometheus_client`` users).
+Ingestion sets the connection and queue gauges and counts messages; delivery (webhooks, pull)
+observes :data:`DELIVERY_LATENCY` and counts :data:`WEBHOOK_ATTEMPTS`.
+"""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.exposition import CONTENT_TYPE_LATEST
+
+REGISTRY = CollectorRegistry(auto_describe=True)
+
+CONNECTIONS = Gauge(
+    "mailport_connections",
+    "Mailbox watchers of this process by connection state",
+    ["state"],
+    registry=REGISTRY,
+)
+WATCHERS = Gauge("mailport_watchers", "Mailbox watchers running in this process", registry=REGISTRY)
+MESSAGES_PROCESSED = Counter(
+    "mailport_messages_processed", "Messages ingested (event appended)", registry=REGISTRY
+)
+MESSAGES_FAILED = Counter(
+    "mailport_messages_failed",
+    "Messages delivered with a parse error (still delivered, with parse_error set)",
+    registry=REGISTRY,
+)
+MESSAGES_OVERSIZED = Counter(
+    "mailport_messages_oversized", "Messages over the size limit, delivered headers only", registry=REGISTRY
+)
+INGEST_LATENCY = Histogram(
+    "mailport_ingest_latency_seconds",
+    "From the server's notification (or poll) to the event appended",
+    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
+    registry=REGISTRY,
+)
+DELIVERY_LATENCY = Histogram(
+    "mailport_delivery_latency_seconds",
+    "From the event appended to its delivery accepted (webhook 2xx, pull read)",
+    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300),
+    registry=REGISTRY,
+)
+WEBHOOK_ATTEMPTS = Counter(
+    "mailport_webhook_attempts", "Webhook delivery attempts by result", ["result"], registry=REGISTRY
+)
+TOKEN_REFRESHES = Counter(
+    "mailport_token_refreshes",
+    "OAuth access tokens refreshed after a server rejected one, by result",
+    ["result"],
+    registry=REGISTRY,
+)
+QUEUE_SIZE = Gauge("mailport_queue_size", "Items waiting, by queue", ["queue"], registry=REGISTRY)
+RECONNECTS = Counter("mailport_reconnects", "Watcher reconnect attempts", registry=REGISTRY)
+
+__all__ = [
+    "CONNECTIONS",
+    "CONTENT_TYPE_LATEST",
+    "DELIVERY_LATENCY",
+    "INGEST_LATENCY",
+    "MESSAGES_FAILED",
+    "MESSAGES_OVERSIZED",
+    "MESSAGES_PROCESSED",
+    "QUEUE_SIZE",
+    "RECONNECTS",
+    "REGISTRY",
+    "TOKEN_REFRESHES",
+    "WATCHERS",
+    "WEBHOOK_ATTEMPTS",
+    "render",
+]
+
+
+def render() -> bytes:
+    """The text exposition format of every mailport metric."""
+    return generate_latest(REGISTRY)

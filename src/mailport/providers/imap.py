@@ -1,0 +1,306 @@
+"""The IMAP provider: :class:`~mailport.providers.base.MailboxProvider` on :mod:`mailport.imap`.
+
+It only translates: connection options from the mailbox, credentials (password, or OAuth
+tokens from the token manager, refreshed once when the server rejects one), UID-range
+fetches with the size limit applied on the wire, and IDLE (or polling) as a stream of
+:class:`~mailport.providers.base.Change`. Reconnecting, cursors and backoff belong to the
+watcher (:mod:`mailport.sync.watcher`).
+
+IDLE is renewed every ``idle_renew_seconds`` (RFC 2177: servers may drop an IDLE after 30
+minutes; 25 minutes leaves margin for clocks, NAT tables and slow servers while costing one
+DONE/NOOP/IDLE round trip per mailbox every 25 minutes); the NOOP at each renewal is the
+liveness check, next to TCP keepalive.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from datetime import UTC, datetime
+
+from mailport.crypto import Secret
+from mailport.errors import AuthenticationError, OAuthInvalidGrantError
+from mailport.imap import FETCH_ITEMS, HEADER_ITEMS, EventKind, ImapClient
+from mailport.mailboxes.models import AuthMethod, Mailbox, Security
+from mailport.metrics import TOKEN_REFRESHES
+from mailport.providers.base import (
+    Change,
+    ChangeKind,
+    Cursor,
+    FolderState,
+    ProviderHealth,
+    RemoteMessage,
+)
+from mailport.providers.registry import register
+from mailport.sasl import OAuth2Auth, PasswordAuth
+
+log = logging.getLogger(__name__)
+
+TokenSource = Callable[[], Awaitable[Secret]]
+ForceRefresh = Callable[[Secret | None], Awaitable[Secret]]
+
+_SECURITY = {Security.SSL: "tls", Security.STARTTLS: "starttls", Security.NONE: "plain"}
+_NEW_MAIL = frozenset({EventKind.EXISTS, EventKind.RECENT})
+FETCH_TIMEOUT = 300.0
+
+
+class ImapProvider:
+    """One mailbox over IMAP."""
+
+    def __init__(
+        self,
+        mailbox: Mailbox,
+        *,
+        token_source: TokenSource | None = None,
+        force_refresh: ForceRefresh | None = None,
+        ca_file: str | None = None,
+        max_message_bytes: int = 25 * 1024 * 1024,
+        idle_renew_seconds: float = 25 * 60,
+        connect_timeout: float = 15.0,
+        command_timeout: float = 60.0,
+    ) -> None:
+        self.mailbox = mailbox
+        self._token_source = token_source
+        self._force_refresh = force_refresh
+        self._ca_file = ca_file
+        self._max = max_message_bytes
+        self.idle_renew_seconds = idle_renew_seconds
+        self._connect_timeout = connect_timeout
+        self._command_timeout = command_timeout
+        self._client: ImapClient | None = None
+        self._woken = False
+        self._wake_event = asyncio.Event()
+        self._last_activity: datetime | None = None
+        self._last_token: Secret | None = None
+
+    # ------------------------------------------------------------------ connection
+
+    @property
+    def is_connected(self) -> bool:
+        return self._client is not None and self._client.connected
+
+    @property
+    def supports_push(self) -> bool:
+        return self._client is not None and self._client.has("IDLE")
+
+    def _new_client(self) -> ImapClient:
+        security = _SECURITY[self.mailbox.imap.security]
+        return ImapClient(
+            self.mailbox.imap.host,
+            self.mailbox.imap.port,
+            security=security,
+            ca_file=self._ca_file,
+            allow_plaintext=security == "plain",
+            allow_plaintext_auth=security == "plain",  # the mailbox chose "none" explicitly
+            connect_timeout=self._connect_timeout,
+            command_timeout=self._command_timeout,
+            max_literal_size=self._max,
+        )
+
+    async def _token(self) -> Secret:
+        assert self._token_source is not None
+        self._last_token = await self._token_source()
+        return self._last_token
+
+    async def connect(self) -> None:
+        await self.disconnect()
+        client = self._new_client()
+        try:
+            await client.connect()
+            if self.mailbox.auth_method is AuthMethod.OAUTH2:
+                await self._authenticate_oauth(client)
+            else:
+                if self.mailbox.password is None:
+                    raise AuthenticationError(
+                        f"mailbox {self.mailbox.id} has no password",
+                        code="invalid_credentials",
+                        hint="Set the mailbox's password (PATCH /v1/mailboxes/{id}).",
+                    )
+                await client.authenticate(PasswordAuth(self.mailbox.imap_username, self.mailbox.password))
+        except BaseException:
+            client.close()
+            raise
+        self._client = client
+        self._touch()
+
+    async def _authenticate_oauth(self, client: ImapClient) -> None:
+        if self._token_source is None:
+            raise AuthenticationError(
+                f"mailbox {self.mailbox.id} uses OAuth but no token manager is configured",
+                code="oauth_token_rejected",
+            )
+        try:
+            await client.authenticate(OAuth2Auth(self.mailbox.imap_username, self._token))
+            return
+        except AuthenticationError:
+            if self._force_refresh is None:
+                raise
+        # the server rejected the token: refresh once (unless someone already did), then retry
+        try:
+            fresh = await self._force_refresh(self._last_token)
+        except OAuthInvalidGrantError:
+            TOKEN_REFRESHES.labels(result="invalid_grant").inc()
+            raise
+        except Exception:
+            TOKEN_REFRESHES.labels(result="error").inc()
+            raise
+        TOKEN_REFRESHES.labels(result="ok").inc()
+        client.close()
+        await client.connect()
+        await client.authenticate(OAuth2Auth(self.mailbox.imap_username, fresh))
+
+    async def disconnect(self) -> None:
+        client, self._client = self._client, None
+        if client is not None:
+            try:
+                await asyncio.wait_for(client.logout(), 5)
+            except (TimeoutError, Exception):  # best effort: the connection is going anyway
+                client.close()
+
+    def _require(self) -> ImapClient:
+        if self._client is None or not self._client.connected:
+            from mailport.errors import ConnectionLostError
+
+            raise ConnectionLostError(f"{self.mailbox.imap.host}: not connected")
+        return self._client
+
+    def _touch(self) -> None:
+        self._last_activity = datetime.now(UTC)
+
+    # ------------------------------------------------------------------ reading
+
+    async def open_folder(self, folder: str) -> FolderState:
+        info = await self._require().select(folder)
+        self._touch()
+        return FolderState(
+            folder=folder,
+            uidvalidity=info.uidvalidity or 0,
+            uidnext=info.uidnext or 0,
+            highestmodseq=info.highestmodseq,
+            exists=info.exists,
+        )
+
+    async def list_uids(self, since_uid: int = 1) -> list[int]:
+        """UIDs >= ``since_uid`` (``n:*`` also matches the last message when n is beyond it)."""
+        uids = await self._require().search(f"UID {max(since_uid, 1)}:*", timeout=FETCH_TIMEOUT)
+        return [uid for uid in uids if uid >= since_uid]
+
+    async def fetch_since(self, cursor: Cursor, *, chunk: int = 200) -> AsyncIterator[list[RemoteMessage]]:
+        uids = await self.list_uids(cursor.last_uid + 1)
+        for start in range(0, len(uids), chunk):
+            yield await self.fetch_uids(uids[start : start + chunk])
+
+    async def fetch_uids(self, uids: Sequence[int]) -> list[RemoteMessage]:
+        if not uids:
+            return []
+        client = self._require()
+        fetched = await client.fetch(list(uids), FETCH_ITEMS, oversize="keep", timeout=FETCH_TIMEOUT)
+        out: dict[int, RemoteMessage] = {}
+        oversized: list[int] = []
+        for m in fetched:
+            assert m.uid is not None
+            size = m.size if m.size is not None else (m.oversize or len(m.raw or b""))
+            if m.oversize is not None or (m.size is not None and m.size > self._max):
+                oversized.append(m.uid)
+                out[m.uid] = RemoteMessage(
+                    uid=m.uid, size=size, flags=m.flags or (), internaldate=m.internaldate, oversized=True
+                )
+            else:
+                out[m.uid] = RemoteMessage(
+                    uid=m.uid, size=size, flags=m.flags or (), internaldate=m.internaldate, raw=m.raw or b""
+                )
+        if oversized:
+            for m in await client.fetch(oversized, HEADER_ITEMS, oversize="keep", timeout=FETCH_TIMEOUT):
+                if m.uid in out:
+                    out[m.uid].headers = m.headers or b""
+        self._touch()
+        return [out[uid] for uid in sorted(out)]
+
+    async def internaldates(self, uids: Sequence[int]) -> list[tuple[int, datetime | None]]:
+        """(UID, INTERNALDATE) without the bodies (the first sync's baseline)."""
+        if not uids:
+            return []
+        fetched = await self._require().fetch(list(uids), ("UID", "INTERNALDATE"), timeout=FETCH_TIMEOUT)
+        return sorted((m.uid, m.internaldate) for m in fetched if m.uid is not None)
+
+    async def fetch_unread(self) -> list[RemoteMessage]:
+        """Unseen messages (for the interface's users; ingestion never selects by flags)."""
+        uids = await self._require().search("UNSEEN")
+        return await self.fetch_uids(uids)
+
+    # ------------------------------------------------------------------ changing
+
+    async def mark_read(self, uids: Sequence[int]) -> None:
+        if uids:
+            await self._require().store(list(uids), ["\\Seen"])
+
+    async def move(self, uids: Sequence[int], folder: str) -> None:
+        if uids:
+            await self._require().move(list(uids), folder)
+
+    async def delete(self, uids: Sequence[int]) -> None:
+        if uids:
+            client = self._require()
+            await client.store(list(uids), ["\\Deleted"])
+            await client.expunge(list(uids))
+
+    # ------------------------------------------------------------------ watching
+
+    def wake(self) -> None:
+        self._woken = True
+        self._wake_event.set()
+        client = self._client
+        if client is not None:
+            client._wake()  # ends a pending idle_wait at once (our own client's hook)
+
+    async def watch(self, *, interval: float) -> AsyncIterator[Change]:
+        loop = asyncio.get_running_loop()
+        while True:
+            client = self._require()
+            if not client.has("IDLE"):
+                self._wake_event.clear()
+                if not self._woken:
+                    try:
+                        await asyncio.wait_for(self._wake_event.wait(), interval)
+                    except TimeoutError:
+                        pass
+                self._woken = False
+                await client.noop()  # liveness, and lets the server report new mail
+                self._touch()
+                yield Change(ChangeKind.TICK, loop.time())
+                continue
+            await client.idle_start()
+            renew_at = loop.time() + self.idle_renew_seconds
+            change: Change | None = None
+            while change is None:
+                if self._woken:
+                    change = Change(ChangeKind.TICK, loop.time())
+                    break
+                remaining = renew_at - loop.time()
+                if remaining <= 0:
+                    change = Change(ChangeKind.TICK, loop.time())
+                    break
+                events = await client.idle_wait(remaining)
+                if any(e.kind in _NEW_MAIL for e in events):
+                    change = Change(ChangeKind.NEW_MAIL, loop.time())
+                elif any(e.kind is EventKind.BYE for e in events):
+                    from mailport.errors import ConnectionLostError
+
+                    raise ConnectionLostError(f"{self.mailbox.imap.host}: the server said BYE")
+            self._woken = False
+            await client.idle_done()
+            if change.kind is ChangeKind.TICK:
+                await client.noop()  # liveness at every renewal
+            self._touch()
+            yield change
+
+    async def health(self) -> ProviderHealth:
+        return ProviderHealth(
+            connected=self.is_connected,
+            push=self.supports_push,
+            last_activity=self._last_activity,
+        )
+
+
+register("imap", ImapProvider)

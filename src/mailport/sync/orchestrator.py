@@ -1,0 +1,263 @@
+"""The orchestrator: a watcher for every active mailbox of every tenant, following changes.
+
+* **Following changes**: every ``reconcile_interval`` (default 0.5 s) one query reads each
+  mailbox's *watch fingerprint* (server, credentials, folder, interval, action, disabled);
+  a new mailbox starts a watcher, a changed one restarts it, a deleted or disabled one stops
+  it — within 2 s whichever process changed it. :meth:`Orchestrator.poke` (in-process) skips
+  the wait. Health columns are not in the fingerprint, so a watcher recording its own status
+  never restarts itself.
+* **One process per mailbox**: a lease row (``watcher_leases``, owner + expiry, renewed every
+  ``lease_ttl / 3``) is taken before a watcher starts; another process sees it and leaves the
+  mailbox alone, and takes it over when the owner dies and the lease expires. (Advisory locks
+  would need one pinned PostgreSQL connection per mailbox; a row works on SQLite too.)
+* **Start-up** is staggered (up to ``stagger_seconds`` spread) and connects are bounded by a
+  semaphore (``max_concurrent_connects``), so a restart never opens 1,000 TLS handshakes at
+  once against one server.
+* **After-processing**: a lightweight loop wakes the watchers whose events were accepted
+  (in-process notification, and a poll for acceptance written by other processes).
+* **Shutdown**: every watcher finishes its current chunk transaction, then disconnects;
+  nothing in flight is lost (an uncommitted chunk is fetched again from the cursor).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import logging
+import os
+import random
+import socket
+import uuid
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+
+from sqlalchemy import select
+
+from mailport.bootstrap import Services
+from mailport.crypto import Secret
+from mailport.mailboxes.models import Mailbox, MailboxStatus
+from mailport.metrics import QUEUE_SIZE, WATCHERS
+from mailport.providers import registry
+from mailport.providers.base import MailboxProvider
+from mailport.store.tables import mailboxes
+from mailport.sync import repository as repo
+from mailport.sync.watcher import Watcher, WatcherOptions
+
+log = logging.getLogger(__name__)
+
+_FINGERPRINT = (
+    mailboxes.c.imap_host,
+    mailboxes.c.imap_port,
+    mailboxes.c.imap_security,
+    mailboxes.c.imap_username,
+    mailboxes.c.auth_method,
+    mailboxes.c.password_enc,
+    mailboxes.c.oauth_provider,
+    mailboxes.c.oauth_connected_email,
+    mailboxes.c.folder,
+    mailboxes.c.check_interval,
+    mailboxes.c.after_processing,
+)
+
+ProviderFactory = Callable[[Mailbox], MailboxProvider]
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+class Orchestrator:
+    def __init__(
+        self,
+        services: Services,
+        *,
+        owner: str | None = None,
+        reconcile_interval: float = 0.5,
+        lease_ttl: float = 30.0,
+        max_concurrent_connects: int = 20,
+        stagger_seconds: float = 5.0,
+        provider_factory: ProviderFactory | None = None,
+        options: WatcherOptions | None = None,
+        clock: Callable[[], datetime] = utc_now,
+    ) -> None:
+        self.services = services
+        self.owner = owner or f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+        self.reconcile_interval = reconcile_interval
+        self.lease_ttl = timedelta(seconds=lease_ttl)
+        self.connect_slots = asyncio.Semaphore(max_concurrent_connects)
+        self.stagger_seconds = stagger_seconds
+        self.provider_factory = provider_factory or self._default_provider
+        self.options = options or WatcherOptions()
+        self.clock = clock
+        self.watchers: dict[str, Watcher] = {}
+        self._fingerprints: dict[str, str] = {}
+        self._task: asyncio.Task[None] | None = None
+        self._actions_task: asyncio.Task[None] | None = None
+        self._poke = asyncio.Event()
+        self._started_once = False
+        self._last_renew = 0.0
+        self.ready = False
+
+    # ------------------------------------------------------------------ providers
+
+    def _default_provider(self, mailbox: Mailbox) -> MailboxProvider:
+        settings = self.services.settings
+        tokens = self.services.oauth.oauth.tokens
+
+        async def token_source() -> Secret:
+            return await tokens.get_access_token(mailbox.id)
+
+        async def force_refresh(rejected: Secret | None) -> Secret:
+            return await tokens.force_refresh(mailbox.id, rejected=rejected)
+
+        return registry.create(
+            "imap",
+            mailbox=mailbox,
+            token_source=token_source,
+            force_refresh=force_refresh,
+            ca_file=str(settings.mail_ca_file) if settings.mail_ca_file else None,
+            max_message_bytes=settings.max_message_bytes,
+            idle_renew_seconds=float(settings.idle_renew_seconds),
+        )
+
+    # ------------------------------------------------------------------ lifecycle
+
+    async def start(self) -> None:
+        await self.reconcile()
+        self.ready = True
+        self._task = asyncio.create_task(self._loop(), name="orchestrator")
+        self._actions_task = asyncio.create_task(self._actions_loop(), name="orchestrator-actions")
+
+    async def stop(self) -> None:
+        for task in (self._task, self._actions_task):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await task
+        self._task = self._actions_task = None
+        watchers, self.watchers = list(self.watchers.values()), {}
+        await asyncio.gather(*(w.stop() for w in watchers), return_exceptions=True)
+        WATCHERS.set(0)
+        try:
+            async with self.services.database.transaction() as conn:
+                await repo.release_leases(conn, self.owner)
+        except Exception:  # the database may be gone at shutdown
+            log.warning("could not release watcher leases", exc_info=True)
+        self.ready = False
+
+    def poke(self) -> None:
+        """Reconcile now (a mailbox was created, changed or deleted in this process)."""
+        self._poke.set()
+
+    async def _loop(self) -> None:
+        while True:
+            try:
+                await asyncio.wait_for(self._poke.wait(), self.reconcile_interval)
+            except TimeoutError:
+                pass
+            self._poke.clear()
+            try:
+                await self.reconcile()
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("reconciling watchers failed; retrying")
+
+    # ------------------------------------------------------------------ reconcile
+
+    async def _desired(self) -> dict[str, str]:
+        query = select(mailboxes.c.id, mailboxes.c.status, *_FINGERPRINT)
+        desired: dict[str, str] = {}
+        async with self.services.database.connect() as conn:
+            for row in await conn.execute(query):
+                if row.status == MailboxStatus.DISABLED.value:
+                    continue
+                material = "\x1f".join("" if v is None else str(v) for v in row[2:])
+                desired[row.id] = hashlib.sha256(material.encode()).hexdigest()
+        return desired
+
+    async def reconcile(self) -> None:
+        desired = await self._desired()
+        loop = asyncio.get_running_loop()
+        for mailbox_id in [m for m in self.watchers if desired.get(m) != self._fingerprints.get(m)]:
+            await self._stop_watcher(mailbox_id)
+        now = self.clock()
+        held: set[str] | None = None
+        if loop.time() - self._last_renew > self.lease_ttl.total_seconds() / 3:
+            async with self.services.database.transaction() as conn:
+                held = await repo.renew_leases(conn, self.owner, now=now, ttl=self.lease_ttl)
+            self._last_renew = loop.time()
+            for mailbox_id in [m for m in self.watchers if m not in held]:
+                log.warning("mailbox %s: lease lost to another process; stopping", mailbox_id)
+                await self._stop_watcher(mailbox_id)
+        missing = [m for m in desired if m not in self.watchers]
+        first = not self._started_once
+        spread = self.stagger_seconds if first and len(missing) > 20 else 0.0
+        for mailbox_id in missing:
+            async with self.services.database.transaction() as conn:
+                got = await repo.acquire_lease(conn, mailbox_id, self.owner, now=now, ttl=self.lease_ttl)
+            if not got:
+                continue
+            try:
+                mailbox = await self.services.mailboxes.repository.get_by_id(mailbox_id)
+            except Exception:  # deleted between the two queries
+                log.info("mailbox %s vanished before its watcher started", mailbox_id)
+                continue
+            watcher = Watcher(
+                mailbox,
+                self.provider_factory(mailbox),
+                log_=self.services.events,
+                mailboxes=self.services.mailboxes.repository,
+                owner=self.owner,
+                connect_slots=self.connect_slots,
+                options=self.options,
+                clock=self.clock,
+            )
+            self.watchers[mailbox_id] = watcher
+            self._fingerprints[mailbox_id] = desired[mailbox_id]
+            watcher.start(delay=random.uniform(0, spread) if spread else 0.0)
+        self._started_once = True
+        WATCHERS.set(len(self.watchers))
+
+    async def _stop_watcher(self, mailbox_id: str) -> None:
+        watcher = self.watchers.pop(mailbox_id, None)
+        self._fingerprints.pop(mailbox_id, None)
+        if watcher is not None:
+            await watcher.stop()
+            try:
+                async with self.services.database.transaction() as conn:
+                    await repo.release_leases(conn, self.owner, [mailbox_id])
+            except Exception:
+                log.warning("mailbox %s: could not release its lease", mailbox_id, exc_info=True)
+
+    # ------------------------------------------------------------------ actions
+
+    async def _actions_loop(self) -> None:
+        """Wake the watchers whose events were accepted (after-processing actions)."""
+        loop = asyncio.get_running_loop()
+        last = 0.0
+        while True:
+            await self.services.events.wait(timeout=2.0)
+            pause = 0.2 - (loop.time() - last)  # at most five checks a second under load
+            if pause > 0:
+                await asyncio.sleep(pause)
+            last = loop.time()
+            try:
+                async with self.services.database.connect() as conn:
+                    ready = await repo.mailboxes_with_accepted_actions(conn)
+                    queued = await repo.unaccepted_counts(conn, list(self.watchers))
+                QUEUE_SIZE.labels(queue="events_unaccepted").set(sum(queued.values()))
+                for mailbox_id in ready:
+                    watcher = self.watchers.get(mailbox_id)
+                    if watcher is not None:
+                        watcher.wake()
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("checking accepted actions failed")
+
+    # ------------------------------------------------------------------ status
+
+    def running(self) -> int:
+        return len(self.watchers)

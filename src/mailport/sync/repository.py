@@ -1,0 +1,381 @@
+"""SQL of ingestion: cursors, message rows, pending actions, hourly statistics, leases.
+
+Functions take an open connection so that the watcher can put a whole fetch chunk (messages,
+events, actions, statistics and the advanced cursor) into ONE transaction.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import and_, delete, func, select, update
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.ext.asyncio import AsyncConnection
+from sqlalchemy.sql.schema import Table
+
+from mailport.providers.base import Cursor
+from mailport.store.tables import (
+    events,
+    mailbox_cursors,
+    mailbox_stats,
+    messages,
+    pending_actions,
+    watcher_leases,
+)
+
+
+def _insert(conn: AsyncConnection, table: Table) -> Any:
+    return postgresql.insert(table) if conn.dialect.name == "postgresql" else sqlite.insert(table)
+
+
+# ------------------------------------------------------------------------------- cursors
+
+
+async def get_cursor(conn: AsyncConnection, mailbox_id: str, folder: str) -> Cursor | None:
+    row = (
+        await conn.execute(
+            select(mailbox_cursors).where(
+                mailbox_cursors.c.mailbox_id == mailbox_id, mailbox_cursors.c.folder == folder
+            )
+        )
+    ).first()
+    if row is None:
+        return None
+    return Cursor(
+        folder=row.folder,
+        uidvalidity=int(row.uidvalidity),
+        last_uid=int(row.last_uid),
+        highestmodseq=row.highestmodseq,
+    )
+
+
+async def save_cursor(conn: AsyncConnection, mailbox_id: str, cursor: Cursor, *, now: datetime) -> None:
+    values = {
+        "uidvalidity": cursor.uidvalidity,
+        "last_uid": cursor.last_uid,
+        "highestmodseq": cursor.highestmodseq,
+        "updated_at": now,
+    }
+    statement = _insert(conn, mailbox_cursors).values(mailbox_id=mailbox_id, folder=cursor.folder, **values)
+    await conn.execute(statement.on_conflict_do_update(index_elements=["mailbox_id", "folder"], set_=values))
+
+
+# ------------------------------------------------------------------------------ messages
+
+
+async def insert_messages(conn: AsyncConnection, rows: Sequence[dict[str, Any]]) -> None:
+    if rows:
+        statement = _insert(conn, messages).on_conflict_do_nothing(
+            index_elements=["mailbox_id", "folder", "uidvalidity", "uid"]
+        )
+        await conn.execute(statement, list(rows))
+
+
+async def has_other_epochs(conn: AsyncConnection, mailbox_id: str, folder: str, uidvalidity: int) -> bool:
+    """Were messages of this folder ingested under another UIDVALIDITY (a reset happened)?"""
+    row = (
+        await conn.execute(
+            select(messages.c.id)
+            .where(
+                messages.c.mailbox_id == mailbox_id,
+                messages.c.folder == folder,
+                messages.c.uidvalidity != uidvalidity,
+            )
+            .limit(1)
+        )
+    ).first()
+    return row is not None
+
+
+@dataclass(frozen=True)
+class Known:
+    sha256: frozenset[str]
+    message_ids: frozenset[str]
+
+    def matches(self, sha256: str, message_id: str | None) -> bool:
+        return sha256 in self.sha256 or (message_id is not None and message_id in self.message_ids)
+
+
+async def known_from_other_epochs(
+    conn: AsyncConnection,
+    mailbox_id: str,
+    folder: str,
+    uidvalidity: int,
+    *,
+    sha256: Iterable[str],
+    message_ids: Iterable[str],
+) -> Known:
+    """Which of these contents / Message-IDs were delivered before under another UIDVALIDITY."""
+    hashes, mids = list(set(sha256)), list(set(message_ids))
+    base = and_(
+        messages.c.mailbox_id == mailbox_id,
+        messages.c.folder == folder,
+        messages.c.uidvalidity != uidvalidity,
+    )
+    found_hashes: set[str] = set()
+    found_mids: set[str] = set()
+    if hashes:
+        result = await conn.execute(select(messages.c.sha256).where(base, messages.c.sha256.in_(hashes)))
+        found_hashes = {row.sha256 for row in result}
+    if mids:
+        result = await conn.execute(
+            select(messages.c.message_id_header).where(base, messages.c.message_id_header.in_(mids))
+        )
+        found_mids = {row.message_id_header for row in result}
+    return Known(frozenset(found_hashes), frozenset(found_mids))
+
+
+async def get_message(conn: AsyncConnection, tenant_id: str, mailbox_id: str, message_id: str) -> Any:
+    return (
+        await conn.execute(
+            select(messages).where(
+                messages.c.id == message_id,
+                messages.c.mailbox_id == mailbox_id,
+                messages.c.tenant_id == tenant_id,
+            )
+        )
+    ).first()
+
+
+# ----------------------------------------------------------------------- pending actions
+
+
+async def insert_actions(conn: AsyncConnection, rows: Sequence[dict[str, Any]]) -> None:
+    if rows:
+        await conn.execute(pending_actions.insert(), list(rows))
+
+
+@dataclass(frozen=True)
+class PendingAction:
+    id: int
+    event_id: str
+    folder: str
+    uidvalidity: int
+    uid: int
+    action: str
+
+
+async def accepted_actions(
+    conn: AsyncConnection, mailbox_id: str, *, limit: int = 500
+) -> list[PendingAction]:
+    """Pending actions of ``mailbox_id`` whose event has been accepted, oldest first."""
+    result = await conn.execute(
+        select(pending_actions)
+        .join(events, events.c.id == pending_actions.c.event_id)
+        .where(
+            pending_actions.c.mailbox_id == mailbox_id,
+            pending_actions.c.state == "pending",
+            events.c.accepted_at.is_not(None),
+        )
+        .order_by(pending_actions.c.id)
+        .limit(limit)
+    )
+    return [
+        PendingAction(int(r.id), r.event_id, r.folder, int(r.uidvalidity), int(r.uid), r.action)
+        for r in result
+    ]
+
+
+async def mailboxes_with_accepted_actions(conn: AsyncConnection) -> set[str]:
+    result = await conn.execute(
+        select(pending_actions.c.mailbox_id)
+        .join(events, events.c.id == pending_actions.c.event_id)
+        .where(pending_actions.c.state == "pending", events.c.accepted_at.is_not(None))
+        .distinct()
+    )
+    return {row.mailbox_id for row in result}
+
+
+async def finish_actions(
+    conn: AsyncConnection, ids: Sequence[int], *, state: str, now: datetime, error: str | None = None
+) -> None:
+    if ids:
+        await conn.execute(
+            update(pending_actions)
+            .where(pending_actions.c.id.in_(list(ids)))
+            .values(state=state, updated_at=now, last_error=error, attempts=pending_actions.c.attempts + 1)
+        )
+
+
+async def count_pending_actions(conn: AsyncConnection, mailbox_id: str) -> int:
+    result = await conn.execute(
+        select(func.count())
+        .select_from(pending_actions)
+        .where(pending_actions.c.mailbox_id == mailbox_id, pending_actions.c.state == "pending")
+    )
+    return int(result.scalar_one())
+
+
+# ---------------------------------------------------------------------------- statistics
+
+
+def hour_of(at: datetime) -> datetime:
+    return at.replace(minute=0, second=0, microsecond=0)
+
+
+async def add_stats(
+    conn: AsyncConnection,
+    mailbox_id: str,
+    *,
+    at: datetime,
+    processed: int = 0,
+    failed: int = 0,
+    errors: int = 0,
+    processing_ms: int = 0,
+) -> None:
+    statement = _insert(conn, mailbox_stats).values(
+        mailbox_id=mailbox_id,
+        hour=hour_of(at),
+        processed=processed,
+        failed=failed,
+        errors=errors,
+        processing_ms=processing_ms,
+    )
+    excluded = statement.excluded
+    await conn.execute(
+        statement.on_conflict_do_update(
+            index_elements=["mailbox_id", "hour"],
+            set_={
+                "processed": mailbox_stats.c.processed + excluded.processed,
+                "failed": mailbox_stats.c.failed + excluded.failed,
+                "errors": mailbox_stats.c.errors + excluded.errors,
+                "processing_ms": mailbox_stats.c.processing_ms + excluded.processing_ms,
+            },
+        )
+    )
+
+
+@dataclass(frozen=True)
+class Totals:
+    processed: int
+    failed: int
+    errors: int
+    processing_ms: int
+
+    @property
+    def avg_processing_ms(self) -> float | None:
+        return round(self.processing_ms / self.processed, 2) if self.processed else None
+
+
+async def totals_since(
+    conn: AsyncConnection, mailbox_ids: Sequence[str], since: datetime
+) -> dict[str, Totals]:
+    if not mailbox_ids:
+        return {}
+    result = await conn.execute(
+        select(
+            mailbox_stats.c.mailbox_id,
+            func.coalesce(func.sum(mailbox_stats.c.processed), 0).label("processed"),
+            func.coalesce(func.sum(mailbox_stats.c.failed), 0).label("failed"),
+            func.coalesce(func.sum(mailbox_stats.c.errors), 0).label("errors"),
+            func.coalesce(func.sum(mailbox_stats.c.processing_ms), 0).label("processing_ms"),
+        )
+        .where(mailbox_stats.c.mailbox_id.in_(list(mailbox_ids)), mailbox_stats.c.hour >= hour_of(since))
+        .group_by(mailbox_stats.c.mailbox_id)
+    )
+    return {
+        r.mailbox_id: Totals(int(r.processed), int(r.failed), int(r.errors), int(r.processing_ms))
+        for r in result
+    }
+
+
+async def unaccepted_counts(conn: AsyncConnection, mailbox_ids: Sequence[str]) -> dict[str, int]:
+    """Events not yet accepted, per mailbox: the delivery queue's size."""
+    if not mailbox_ids:
+        return {}
+    result = await conn.execute(
+        select(events.c.mailbox_id, func.count().label("n"))
+        .where(events.c.mailbox_id.in_(list(mailbox_ids)), events.c.accepted_at.is_(None))
+        .group_by(events.c.mailbox_id)
+    )
+    return {r.mailbox_id: int(r.n) for r in result}
+
+
+# -------------------------------------------------------------------------------- leases
+
+
+def owner_is_dead(owner: str) -> bool:
+    """Is ``owner`` (``host:pid:nonce``) a process of this host that no longer exists? Its
+    leases can then be taken at once instead of after their expiry (a restart after a crash)."""
+    host, _, rest = owner.partition(":")
+    pid_text = rest.partition(":")[0]
+    if host != socket.gethostname() or not pid_text.isdigit():
+        return False
+    try:
+        os.kill(int(pid_text), 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:
+        return False
+    return False
+
+
+async def acquire_lease(
+    conn: AsyncConnection, mailbox_id: str, owner: str, *, now: datetime, ttl: timedelta
+) -> bool:
+    """Take (or keep) the right to watch ``mailbox_id``; False when a live lease is another's."""
+    current = (
+        await conn.execute(select(watcher_leases.c.owner).where(watcher_leases.c.mailbox_id == mailbox_id))
+    ).first()
+    takeable = (watcher_leases.c.owner == owner) | (watcher_leases.c.expires_at < now)
+    if current is not None and current.owner != owner and owner_is_dead(current.owner):
+        takeable = watcher_leases.c.owner == current.owner
+    result = await conn.execute(
+        update(watcher_leases)
+        .where(watcher_leases.c.mailbox_id == mailbox_id, takeable)
+        .values(owner=owner, expires_at=now + ttl, updated_at=now)
+    )
+    if result.rowcount:
+        return True
+    inserted = await conn.execute(
+        _insert(conn, watcher_leases)
+        .values(mailbox_id=mailbox_id, owner=owner, expires_at=now + ttl, state="starting", updated_at=now)
+        .on_conflict_do_nothing(index_elements=["mailbox_id"])
+    )
+    return bool(inserted.rowcount)
+
+
+async def renew_leases(conn: AsyncConnection, owner: str, *, now: datetime, ttl: timedelta) -> set[str]:
+    """Extend every lease of ``owner``; returns the mailboxes it still holds."""
+    await conn.execute(
+        update(watcher_leases).where(watcher_leases.c.owner == owner).values(expires_at=now + ttl)
+    )
+    result = await conn.execute(select(watcher_leases.c.mailbox_id).where(watcher_leases.c.owner == owner))
+    return {row.mailbox_id for row in result}
+
+
+async def release_leases(conn: AsyncConnection, owner: str, mailbox_ids: Sequence[str] | None = None) -> None:
+    statement = delete(watcher_leases).where(watcher_leases.c.owner == owner)
+    if mailbox_ids is not None:
+        statement = statement.where(watcher_leases.c.mailbox_id.in_(list(mailbox_ids)))
+    await conn.execute(statement)
+
+
+async def set_watcher_state(
+    conn: AsyncConnection, mailbox_id: str, owner: str, *, state: str, now: datetime, connected: bool = False
+) -> None:
+    values: dict[str, Any] = {"state": state, "updated_at": now}
+    if connected:
+        values["last_connected_at"] = now
+    await conn.execute(
+        update(watcher_leases)
+        .where(watcher_leases.c.mailbox_id == mailbox_id, watcher_leases.c.owner == owner)
+        .values(**values)
+    )
+
+
+async def leases_of(conn: AsyncConnection, mailbox_ids: Sequence[str], *, now: datetime) -> dict[str, Any]:
+    """Live lease rows (state, last connection) per mailbox."""
+    if not mailbox_ids:
+        return {}
+    result = await conn.execute(
+        select(watcher_leases).where(
+            watcher_leases.c.mailbox_id.in_(list(mailbox_ids)), watcher_leases.c.expires_at >= now
+        )
+    )
+    return {row.mailbox_id: row for row in result}

@@ -1,0 +1,93 @@
+"""``async for event in mailport.watch(...)``: the event log as an async iterator, for library
+users who neither receive webhooks nor poll ``GET /v1/events``.
+
+It follows the durable log (so nothing is missed between two reads, and ``after=`` resumes
+after a restart), wakes within milliseconds of an append in this process and within
+``poll_interval`` of one in another process. With ``ingest=True`` it also runs the mailbox
+watchers in this process (a complete embedded mailport: no server needed).
+
+With ``acknowledge=True`` an event counts as accepted (see :mod:`mailport.events`) once the
+consumer asks for the next one, i.e. after the body of the ``async for`` finished with it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Iterable
+
+from sqlalchemy import select
+
+from mailport.bootstrap import Services, build
+from mailport.config import Settings
+from mailport.events import Event, last_seq, mark_accepted, row_to_event
+from mailport.store.tables import events as events_table
+
+
+async def _read(
+    services: Services,
+    *,
+    after: int,
+    tenant_id: str | None,
+    mailbox_id: str | None,
+    types: list[str] | None,
+    limit: int = 500,
+) -> list[Event]:
+    query = select(events_table).where(events_table.c.seq > after)
+    if tenant_id is not None:
+        query = query.where(events_table.c.tenant_id == tenant_id)
+    if mailbox_id is not None:
+        query = query.where(events_table.c.mailbox_id == mailbox_id)
+    if types:
+        query = query.where(events_table.c.type.in_(types))
+    async with services.database.connect() as conn:
+        rows = await conn.execute(query.order_by(events_table.c.seq).limit(limit))
+        return [row_to_event(row) for row in rows]
+
+
+async def watch(
+    settings: Settings | None = None,
+    *,
+    services: Services | None = None,
+    tenant_id: str | None = None,
+    mailbox_id: str | None = None,
+    after: int | None = None,
+    types: Iterable[str] | None = None,
+    ingest: bool = False,
+    acknowledge: bool = False,
+    poll_interval: float = 0.5,
+) -> AsyncIterator[Event]:
+    """Events as they are appended (from ``after``, else from now), filtered by tenant,
+    mailbox and type. Pass ``services`` to share a service graph, else one is built from
+    ``settings`` (or the environment) and closed when the iteration ends."""
+    own = services is None
+    active = services if services is not None else await build(settings or Settings())
+    orchestrator = None
+    try:
+        if ingest:
+            from mailport.sync.orchestrator import Orchestrator
+
+            orchestrator = Orchestrator(active)
+            await orchestrator.start()
+        active.events.poll_interval = min(active.events.poll_interval, poll_interval)
+        if after is None:
+            async with active.database.connect() as conn:
+                after = await last_seq(conn)
+        wanted = list(types) if types is not None else None
+        position = after
+        while True:
+            batch = await _read(
+                active, after=position, tenant_id=tenant_id, mailbox_id=mailbox_id, types=wanted
+            )
+            if not batch:
+                await active.events.wait_after(position, timeout=30.0)
+                continue
+            for event in batch:
+                yield event
+                position = event.seq
+                if acknowledge:
+                    async with active.events.transaction() as conn:
+                        await mark_accepted(conn, event.id)
+    finally:
+        if orchestrator is not None:
+            await orchestrator.stop()
+        if own:
+            await active.aclose()

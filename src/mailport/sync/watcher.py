@@ -1,0 +1,429 @@
+"""One mailbox's watcher: connect, catch up from the cursor, watch, apply accepted actions; and
+again after every failure, with jittered exponential backoff.
+
+* **Catch-up** runs after every (re)connect, at every IDLE renewal / poll tick and on every
+  new-mail notification; it fetches every UID above the cursor (never by ``\\Seen``) with no
+  time limit, chunk by chunk, each chunk one transaction (events + cursor together).
+* **First connection** (no cursor): messages that arrived since the mailbox was created in
+  mailport (INTERNALDATE, with a minute of slack) are ingested; older mail is not.
+* **UIDVALIDITY change**: ``mailbox.reset`` is emitted and the folder re-read; a message whose
+  content hash or Message-ID was delivered under the old UIDVALIDITY is recorded under its
+  new UID without a new event.
+* **Authentication failures** are not retried in a loop: the mailbox goes to ``error`` (or
+  ``reauth_required`` when the OAuth grant is gone) with one ``mailbox.error`` /
+  ``mailbox.reauth_required`` event, and the watcher waits ``auth_retry_seconds`` (or a
+  configuration change, which restarts it).
+* Each watcher is its own task; connects are bounded by a shared semaphore, and nothing a
+  watcher does blocks another (big messages are parsed in a thread).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import random
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from mailport.errors import (
+    AuthenticationError,
+    MailportError,
+    OAuthInvalidGrantError,
+)
+from mailport.events import EventLog, EventType, NewEvent, append_many
+from mailport.mailboxes.models import AuthMethod, Mailbox, MailboxStatus
+from mailport.metrics import CONNECTIONS, INGEST_LATENCY, RECONNECTS
+from mailport.providers.base import ChangeKind, Cursor, FolderState, MailboxProvider
+from mailport.store.mailboxes import MailboxRepository
+from mailport.sync import repository as repo
+from mailport.sync.pipeline import parse_chunk, store_chunk
+
+log = logging.getLogger(__name__)
+
+FIRST_SYNC_SLACK = timedelta(minutes=1)
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+@dataclass
+class Backoff:
+    """Full-jitter exponential backoff (AWS architecture blog): sleep U(0, min(cap, base*2^n))."""
+
+    base: float = 1.0
+    cap: float = 300.0
+    attempt: int = 0
+    rand: Callable[[], float] = random.random
+
+    def next(self) -> float:
+        delay = min(self.cap, self.base * (2**self.attempt))
+        self.attempt += 1
+        return float(max(0.2, delay * self.rand()))
+
+    def reset(self) -> None:
+        self.attempt = 0
+
+
+@dataclass
+class WatcherOptions:
+    chunk: int = 200
+    backoff_base: float = 1.0
+    backoff_cap: float = 300.0
+    auth_retry_seconds: float = 1800.0
+
+
+@dataclass
+class WatcherStatus:
+    state: str = "starting"  # starting | connecting | connected | disconnected | error | reauth_required
+    last_connected_at: datetime | None = None
+    last_error: str | None = None
+    consecutive_failures: int = 0
+    push: bool = False
+    processed: int = 0
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+class Watcher:
+    def __init__(
+        self,
+        mailbox: Mailbox,
+        provider: MailboxProvider,
+        *,
+        log_: EventLog,
+        mailboxes: MailboxRepository,
+        owner: str,
+        connect_slots: asyncio.Semaphore,
+        options: WatcherOptions | None = None,
+        clock: Callable[[], datetime] = utc_now,
+    ) -> None:
+        self.mailbox = mailbox
+        self.provider = provider
+        self.events = log_
+        self.database = log_.database
+        self.mailboxes = mailboxes
+        self.owner = owner
+        self.connect_slots = connect_slots
+        self.options = options or WatcherOptions()
+        self.clock = clock
+        self.status = WatcherStatus()
+        self._stopping = False
+        self._stop_event = asyncio.Event()
+        self._state_gauge: str | None = None
+        self._task: asyncio.Task[None] | None = None
+        self.folder = mailbox.settings.folder or "INBOX"
+
+    # ----------------------------------------------------------------- lifecycle
+
+    def start(self, delay: float = 0.0) -> asyncio.Task[None]:
+        self._task = asyncio.create_task(self._run(delay), name=f"watcher:{self.mailbox.id}")
+        return self._task
+
+    async def stop(self, timeout: float = 10.0) -> None:
+        """Finish the chunk in progress (its transaction), then disconnect."""
+        self._stopping = True
+        self._stop_event.set()
+        self.provider.wake()
+        task = self._task
+        if task is None:
+            return
+        try:
+            await asyncio.wait_for(asyncio.shield(task), timeout)
+        except (TimeoutError, asyncio.CancelledError):
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        except Exception:
+            log.exception("mailbox %s: watcher ended with an error", self.mailbox.id)
+        self._set_state("stopped")
+
+    def wake(self) -> None:
+        """Apply accepted actions / catch up now."""
+        self.provider.wake()
+
+    def _set_state(self, state: str) -> None:
+        if self._state_gauge is not None:
+            CONNECTIONS.labels(state=self._state_gauge).dec()
+        self._state_gauge = None if state == "stopped" else state
+        if self._state_gauge is not None:
+            CONNECTIONS.labels(state=self._state_gauge).inc()
+        self.status.state = state
+
+    async def _sleep(self, seconds: float) -> None:
+        """Sleep ``seconds`` unless stopped first."""
+        try:
+            await asyncio.wait_for(self._stop_event.wait(), seconds)
+        except TimeoutError:
+            pass
+
+    async def _run(self, delay: float) -> None:
+        if delay:
+            await self._sleep(delay)
+        backoff = Backoff(self.options.backoff_base, self.options.backoff_cap)
+        while not self._stopping:
+            try:
+                self._set_state("connecting")
+                async with self.connect_slots:
+                    if self._stopping:
+                        break
+                    await self.provider.connect()
+                    folder = await self.provider.open_folder(self.folder)
+                await self._connected()
+                backoff.reset()
+                await self.catch_up(folder)
+                await self.apply_actions(folder)
+                async for change in self.provider.watch(interval=float(self.mailbox.settings.check_interval)):
+                    if self._stopping:
+                        break
+                    appended = await self.catch_up(folder)
+                    if appended and change.kind is ChangeKind.NEW_MAIL:
+                        INGEST_LATENCY.observe(asyncio.get_running_loop().time() - change.at)
+                    await self.apply_actions(folder)
+            except asyncio.CancelledError:
+                raise
+            except (AuthenticationError, OAuthInvalidGrantError) as exc:
+                await self._auth_failed(exc)
+                await self._sleep(self.options.auth_retry_seconds)
+            except Exception as exc:  # any failure: record it, back off, reconnect
+                await self._failed(exc)
+                RECONNECTS.inc()
+                await self._sleep(backoff.next())
+            finally:
+                with contextlib.suppress(Exception):  # best effort
+                    await self.provider.disconnect()
+        self._set_state("stopped")
+
+    # ----------------------------------------------------------------- status
+
+    async def _connected(self) -> None:
+        now = self.clock()
+        was = self.mailbox.health.status
+        self.status.last_connected_at = now
+        self.status.push = self.provider.supports_push
+        self.status.consecutive_failures = 0
+        self._set_state("connected")
+        async with self.events.transaction() as conn:
+            await repo.set_watcher_state(
+                conn, self.mailbox.id, self.owner, state="connected", now=now, connected=True
+            )
+            if was is not MailboxStatus.CONNECTED or self.status.last_error is not None:
+                await append_many(
+                    conn,
+                    [
+                        NewEvent(
+                            self.mailbox.tenant_id,
+                            self.mailbox.id,
+                            EventType.MAILBOX_CONNECTED,
+                            {"mailbox_id": self.mailbox.id, "push": self.status.push, "at": now.isoformat()},
+                            f"connected:{self.mailbox.id}:{now.isoformat()}",
+                        )
+                    ],
+                    now=now,
+                )
+        self.status.last_error = None
+        self.mailbox = await self.mailboxes.record_health(
+            self.mailbox.id, status=MailboxStatus.CONNECTED, error=None, at=now
+        )
+
+    async def _record_error(self, status: MailboxStatus, event_type: EventType, exc: BaseException) -> None:
+        now = self.clock()
+        message = _describe(exc)
+        first = self.status.consecutive_failures == 0
+        self.status.consecutive_failures += 1
+        self.status.last_error = message
+        self._set_state(status.value if status is not MailboxStatus.CONNECTED else "disconnected")
+        try:
+            async with self.events.transaction() as conn:
+                await repo.set_watcher_state(
+                    conn, self.mailbox.id, self.owner, state=self.status.state, now=now
+                )
+                await repo.add_stats(conn, self.mailbox.id, at=now, errors=1)
+                if first:
+                    await append_many(
+                        conn,
+                        [
+                            NewEvent(
+                                self.mailbox.tenant_id,
+                                self.mailbox.id,
+                                event_type,
+                                {
+                                    "mailbox_id": self.mailbox.id,
+                                    "error": getattr(exc, "code", type(exc).__name__),
+                                    "detail": message,
+                                    "hint": getattr(exc, "hint", None),
+                                    "at": now.isoformat(),
+                                },
+                                f"{event_type.value}:{self.mailbox.id}:{now.isoformat()}",
+                            )
+                        ],
+                        now=now,
+                    )
+            self.mailbox = await self.mailboxes.record_health(
+                self.mailbox.id, status=status, error=message, at=now
+            )
+        except MailportError:  # the mailbox was deleted meanwhile
+            self._stopping = True
+        except Exception:
+            log.exception("mailbox %s: could not record an error", self.mailbox.id)
+
+    async def _auth_failed(self, exc: BaseException) -> None:
+        reauth = isinstance(exc, OAuthInvalidGrantError) or (
+            self.mailbox.auth_method is AuthMethod.OAUTH2 and getattr(exc, "code", "") == "reauth_required"
+        )
+        log.warning(
+            "mailbox %s: authentication failed (%s); not retrying for a while",
+            self.mailbox.id,
+            _describe(exc),
+        )
+        if reauth:
+            await self._record_error(MailboxStatus.REAUTH_REQUIRED, EventType.MAILBOX_REAUTH_REQUIRED, exc)
+        else:
+            await self._record_error(MailboxStatus.ERROR, EventType.MAILBOX_ERROR, exc)
+
+    async def _failed(self, exc: BaseException) -> None:
+        if self._stopping:
+            return
+        log.info("mailbox %s: %s; reconnecting", self.mailbox.id, _describe(exc))
+        await self._record_error(MailboxStatus.ERROR, EventType.MAILBOX_ERROR, exc)
+
+    # ----------------------------------------------------------------- ingestion
+
+    async def _baseline(self, folder: FolderState) -> Cursor:
+        """The first cursor: just before the first message that arrived after the mailbox was
+        created in mailport (so mail delivered while the watcher was starting is not missed)."""
+        since = self.mailbox.created_at - FIRST_SYNC_SLACK
+        last_uid = max(folder.uidnext - 1, 0)
+        if folder.exists:
+            candidates = await self.provider.list_uids(1)
+            recent = candidates[-2000:]  # the newest; older mail predates any plausible creation
+            if recent:
+                dated = await self._internaldates(recent)
+                after = [uid for uid, when in dated if when is None or when >= since]
+                if after:
+                    last_uid = min(after) - 1
+        return Cursor(folder.folder, folder.uidvalidity, last_uid, folder.highestmodseq)
+
+    async def _internaldates(self, uids: list[int]) -> list[tuple[int, datetime | None]]:
+        fetch = getattr(self.provider, "internaldates", None)
+        if fetch is not None:
+            result: list[tuple[int, datetime | None]] = await fetch(uids)
+            return result
+        return [(m.uid, m.internaldate) for m in await self.provider.fetch_uids(uids)]
+
+    async def catch_up(self, folder: FolderState) -> int:
+        """Ingest everything above the cursor; returns how many events were appended."""
+        async with self.database.connect() as conn:
+            cursor = await repo.get_cursor(conn, self.mailbox.id, folder.folder)
+        if cursor is None:
+            cursor = await self._baseline(folder)
+            async with self.database.transaction() as conn:
+                await repo.save_cursor(conn, self.mailbox.id, cursor, now=self.clock())
+        elif cursor.uidvalidity != folder.uidvalidity:
+            cursor = await self._reset(cursor, folder)
+        async with self.database.connect() as conn:
+            check_known = await repo.has_other_epochs(
+                conn, self.mailbox.id, folder.folder, folder.uidvalidity
+            )
+        appended = 0
+        async for chunk in self.provider.fetch_since(cursor, chunk=self.options.chunk):
+            if not chunk:
+                continue
+            started = time.perf_counter()
+            parsed = await parse_chunk(self.mailbox.id, folder.folder, cursor.uidvalidity, chunk)
+            async with self.events.transaction() as conn:
+                result = await store_chunk(
+                    conn,
+                    self.mailbox,
+                    cursor,
+                    parsed,
+                    now=self.clock(),
+                    check_known=check_known,
+                    started=started,
+                )
+            cursor = Cursor(cursor.folder, cursor.uidvalidity, result.last_uid, cursor.highestmodseq)
+            appended += result.delivered
+            self.status.processed += result.delivered
+            if self._stopping:
+                break
+        return appended
+
+    async def _reset(self, old: Cursor, folder: FolderState) -> Cursor:
+        now = self.clock()
+        cursor = Cursor(folder.folder, folder.uidvalidity, 0, folder.highestmodseq)
+        log.warning(
+            "mailbox %s: UIDVALIDITY of %s changed %d -> %d; resynchronising",
+            self.mailbox.id,
+            folder.folder,
+            old.uidvalidity,
+            folder.uidvalidity,
+        )
+        async with self.events.transaction() as conn:
+            await append_many(
+                conn,
+                [
+                    NewEvent(
+                        self.mailbox.tenant_id,
+                        self.mailbox.id,
+                        EventType.MAILBOX_RESET,
+                        {
+                            "mailbox_id": self.mailbox.id,
+                            "folder": folder.folder,
+                            "old_uidvalidity": old.uidvalidity,
+                            "new_uidvalidity": folder.uidvalidity,
+                            "at": now.isoformat(),
+                        },
+                        f"reset:{self.mailbox.id}:{folder.folder}:{old.uidvalidity}:{folder.uidvalidity}",
+                    )
+                ],
+                now=now,
+            )
+            await repo.save_cursor(conn, self.mailbox.id, cursor, now=now)
+        return cursor
+
+    # ----------------------------------------------------------------- after-processing
+
+    async def apply_actions(self, folder: FolderState) -> int:
+        """Apply ``mark_read`` / ``move:<folder>`` / ``delete`` for accepted events only."""
+        if (self.mailbox.settings.after_processing or "none") == "none":
+            return 0
+        async with self.database.connect() as conn:
+            pending = await repo.accepted_actions(conn, self.mailbox.id)
+        if not pending:
+            return 0
+        done: list[int] = []
+        stale: list[int] = []
+        groups: dict[str, list[repo.PendingAction]] = {}
+        for action in pending:
+            if action.folder != folder.folder or action.uidvalidity != folder.uidvalidity:
+                stale.append(action.id)
+            else:
+                groups.setdefault(action.action, []).append(action)
+        for name, items in groups.items():
+            uids = sorted({a.uid for a in items})
+            if name == "mark_read":
+                await self.provider.mark_read(uids)
+            elif name == "delete":
+                await self.provider.delete(uids)
+            elif name.startswith("move:"):
+                await self.provider.move(uids, name.split(":", 1)[1])
+            else:
+                stale.extend(a.id for a in items)
+                continue
+            done.extend(a.id for a in items)
+        now = self.clock()
+        async with self.database.transaction() as conn:
+            await repo.finish_actions(conn, done, state="done", now=now)
+            await repo.finish_actions(
+                conn, stale, state="failed", now=now, error="the message's UIDVALIDITY or folder changed"
+            )
+        return len(done)
+
+
+def _describe(exc: BaseException) -> str:
+    if isinstance(exc, MailportError):
+        return f"[{exc.code}] {exc.message}"
+    return f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__

@@ -1,0 +1,123 @@
+"""Helpers for ingestion tests: a tenant, a mailbox on the real Dovecot, an orchestrator, and
+waiting for events (on SQLite and PostgreSQL through ``services``)."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
+from email.message import EmailMessage
+from typing import Any
+
+import pytest
+from sqlalchemy import select
+
+from mailport.bootstrap import Services
+from mailport.crypto import Secret
+from mailport.events import Event, row_to_event
+from mailport.imap import ImapClient, PasswordAuth
+from mailport.mailboxes.models import (
+    AuthMethod,
+    Mailbox,
+    NewMailbox,
+    ProcessingSettings,
+    Security,
+    ServerSettings,
+)
+from mailport.store.tables import events
+from mailport.sync import Orchestrator, WatcherOptions
+from tests.mailstack.dovecot import Dovecot
+
+
+def make_message(subject: str, body: str = "hello", *, message_id: str | None = None) -> bytes:
+    msg = EmailMessage()
+    msg["From"], msg["To"], msg["Subject"] = "Sender <sender@example.test>", "x@example.test", subject
+    msg["Message-ID"] = f"<{message_id or subject.replace(' ', '.')}@example.test>"
+    msg.set_content(body)
+    return msg.as_bytes().replace(b"\n", b"\r\n")
+
+
+async def all_events(
+    services: Services, *, mailbox_id: str | None = None, type: str | None = None
+) -> list[Event]:
+    query = select(events).order_by(events.c.seq)
+    if mailbox_id is not None:
+        query = query.where(events.c.mailbox_id == mailbox_id)
+    if type is not None:
+        query = query.where(events.c.type == type)
+    async with services.database.connect() as conn:
+        return [row_to_event(row) for row in await conn.execute(query)]
+
+
+async def wait_for(
+    check: Callable[[], Awaitable[Any]], *, timeout: float = 10.0, interval: float = 0.02
+) -> Any:
+    deadline = time.monotonic() + timeout
+    while True:
+        value = await check()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"condition not met within {timeout} s (last value {value!r})")
+        await asyncio.sleep(interval)
+
+
+@dataclass
+class Bed:
+    services: Services
+    dovecot: Dovecot
+    user: str
+    password: str
+    tenant_id: str
+
+    async def add_mailbox(
+        self, *, folder: str = "INBOX", after_processing: str = "none", **kw: Any
+    ) -> Mailbox:
+        return await self.services.mailboxes.create(
+            self.tenant_id,
+            NewMailbox(
+                email=self.user,
+                auth_method=AuthMethod.PASSWORD,
+                imap=ServerSettings("127.0.0.1", kw.pop("port", self.dovecot.imap_port), Security.NONE),
+                password=Secret(kw.pop("password", self.password)),
+                settings=ProcessingSettings(
+                    folder=folder, after_processing=after_processing, check_interval=60
+                ),
+            ),
+        )
+
+    def orchestrator(self, **kw: Any) -> Orchestrator:
+        kw.setdefault("reconcile_interval", 0.2)
+        kw.setdefault("options", WatcherOptions(backoff_base=0.2, backoff_cap=1.0, auth_retry_seconds=600))
+        return Orchestrator(self.services, **kw)
+
+    async def imap(self, port: int | None = None) -> ImapClient:
+        return await ImapClient.open(
+            "127.0.0.1",
+            port or self.dovecot.imap_port,
+            auth=PasswordAuth(self.user, Secret(self.password)),
+            security="plain",
+            allow_plaintext=True,
+            allow_plaintext_auth=True,
+            command_timeout=60,
+        )
+
+    async def received(self, mailbox_id: str) -> list[Event]:
+        return await all_events(self.services, mailbox_id=mailbox_id, type="message.received")
+
+
+@pytest.fixture
+async def bed(services: Services, dovecot: Dovecot, password_user: tuple[str, str]) -> AsyncIterator[Bed]:
+    tenant, _key = await services.tenants.create_tenant("ingest")
+    yield Bed(services, dovecot, password_user[0], password_user[1], tenant.id)
+
+
+@pytest.fixture
+async def running(bed: Bed) -> AsyncIterator[Orchestrator]:
+    orchestrator = bed.orchestrator()
+    await orchestrator.start()
+    try:
+        yield orchestrator
+    finally:
+        await orchestrator.stop()

@@ -1,0 +1,230 @@
+"""Ingestion against the real Dovecot, on SQLite and PostgreSQL: latency, exactly-once, \\Seen
+mail, poison messages, UIDVALIDITY reset, after-processing only after acceptance."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+from mailport.events import mark_accepted
+from mailport.sync import Orchestrator
+from mailport.sync import repository as repo
+from tests.integration.sync.conftest import Bed, all_events, make_message, wait_for
+
+
+async def _connected(bed: Bed, orchestrator: Orchestrator, mailbox_id: str) -> None:
+    async def ok() -> bool:
+        watcher = orchestrator.watchers.get(mailbox_id)
+        return watcher is not None and watcher.status.state == "connected"
+
+    await wait_for(ok, timeout=10)
+
+
+async def test_a_delivered_message_becomes_an_event_within_two_seconds(
+    bed: Bed, running: Orchestrator
+) -> None:
+    mailbox = await bed.add_mailbox()
+    running.poke()
+    await _connected(bed, running, mailbox.id)
+    started = time.monotonic()
+    await asyncio.to_thread(bed.dovecot.deliver, bed.user, make_message("first one", "héllo wörld"))
+    got = await wait_for(lambda: bed.received(mailbox.id), timeout=5)
+    assert time.monotonic() - started < 2.0
+    event = got[0]
+    assert event.payload["subject"] == "first one"
+    assert event.payload["from"] == [{"name": "Sender", "email": "sender@example.test"}]
+    assert event.payload["text"].strip() == "héllo wörld"
+    assert event.payload["id"].startswith("msg_")
+    assert event.idempotency_key == f"msg:{mailbox.id}:{event.payload['uidvalidity']}:{event.payload['uid']}"
+    connected = await all_events(bed.services, mailbox_id=mailbox.id, type="mailbox.connected")
+    assert len(connected) == 1
+    async with bed.services.database.connect() as conn:
+        row = await repo.get_message(conn, bed.tenant_id, mailbox.id, event.payload["id"])
+    assert row is not None and b"Subject: first one" in row.raw
+
+
+async def test_a_hundred_messages_arrive_once_each(bed: Bed, running: Orchestrator) -> None:
+    mailbox = await bed.add_mailbox()
+    running.poke()
+    await _connected(bed, running, mailbox.id)
+    client = await bed.imap()
+    try:
+        for start in range(0, 100, 25):
+            await client.append_many("INBOX", [make_message(f"bulk {i}") for i in range(start, start + 25)])
+    finally:
+        await client.logout()
+
+    async def hundred() -> list[object]:
+        got = await bed.received(mailbox.id)
+        return got if len(got) >= 100 else []
+
+    got = await wait_for(hundred, timeout=15)
+    await asyncio.sleep(0.5)
+    got = await bed.received(mailbox.id)
+    assert sorted(e.payload["subject"] for e in got) == sorted(f"bulk {i}" for i in range(100))
+    assert len({e.idempotency_key for e in got}) == 100
+    assert [e.payload["uid"] for e in got] == sorted(e.payload["uid"] for e in got)  # in order
+
+
+async def test_mail_read_elsewhere_before_mailport_saw_it_is_still_delivered(bed: Bed) -> None:
+    mailbox = await bed.add_mailbox()
+    orchestrator = bed.orchestrator()
+    await orchestrator.start()
+    await _connected(bed, orchestrator, mailbox.id)
+    await orchestrator.stop()  # mailport is down ...
+    await asyncio.to_thread(bed.dovecot.deliver, bed.user, make_message("already read"))
+    await asyncio.to_thread(
+        bed.dovecot.doveadm, "flags", "add", "-u", bed.user, "\\Seen", "mailbox", "INBOX", "all"
+    )
+    orchestrator = bed.orchestrator()  # ... and comes back
+    await orchestrator.start()
+    try:
+        got = await wait_for(lambda: bed.received(mailbox.id), timeout=10)
+    finally:
+        await orchestrator.stop()
+    assert got[0].payload["subject"] == "already read"
+    assert "\\Seen" in got[0].payload["flags"]
+
+
+def _poison_messages() -> list[bytes]:
+    broken = (
+        b"From: a@example.test\r\nSubject: broken mime\r\nMIME-Version: 1.0\r\n"
+        b'Content-Type: multipart/mixed; boundary="never-closed"\r\n\r\n'
+        b"--never-closed\r\nContent-Type: text/plain\r\nContent-Transfer-Encoding: base64\r\n\r\n"
+        b"!!!not base64!!!\r\n--never-closed\r\nContent-Type: message/rfc822\r\n\r\ngarbage"
+    )
+    charset = (
+        b"From: =?x-unknown-9?B?zvXs?= <b@example.test>\r\nSubject: =?x-unknown-9?Q?=E9t=E9?=\r\n"
+        b"Content-Type: text/plain; charset=x-unknown-9\r\n\r\n\xe9t\xe9 \xff\xfe\r\n"
+    )
+    big = make_message("big attachment")
+    head, _, _ = big.partition(b"\r\n\r\n")
+    blob = (b"A" * 76 + b"\r\n") * (20 * 1024 * 1024 // 78)
+    big = (
+        b"From: c@example.test\r\nSubject: twenty megabytes\r\nMIME-Version: 1.0\r\n"
+        b'Content-Type: multipart/mixed; boundary="b1"\r\n\r\n--b1\r\nContent-Type: text/plain\r\n\r\n'
+        b"see attached\r\n--b1\r\nContent-Type: application/octet-stream; name=big.bin\r\n"
+        b"Content-Transfer-Encoding: base64\r\n\r\n" + blob + b"--b1--\r\n"
+    )
+    return [broken, charset, big, make_message("after the poison")]
+
+
+async def test_poison_messages_do_not_block_the_mailbox(bed: Bed, running: Orchestrator) -> None:
+    mailbox = await bed.add_mailbox()
+    running.poke()
+    await _connected(bed, running, mailbox.id)
+    client = await bed.imap()
+    try:
+        for raw in _poison_messages():
+            await client.append("INBOX", raw)
+    finally:
+        await client.logout()
+
+    async def four() -> list[object]:
+        got = await bed.received(mailbox.id)
+        return got if len(got) >= 4 else []
+
+    got = await wait_for(four, timeout=30)
+    subjects = [e.payload["subject"] for e in got]
+    assert subjects[0] == "broken mime" and subjects[-1] == "after the poison"
+    assert got[0].payload["parse_error"]
+    assert got[1].payload["text"] is not None  # decoded with a fallback, not dropped
+    assert got[2].payload["size"] > 20_000_000  # 20 MB on the wire (base64)
+    assert got[2].payload["attachments"][0]["size"] > 14 * 1024 * 1024
+
+
+async def test_a_uidvalidity_change_emits_reset_without_redelivering(bed: Bed) -> None:
+    client = await bed.imap()
+    await client.create("Work")
+    old = [make_message(f"old {i}") for i in range(3)]
+    await client.append_many("Work", old)
+    mailbox = await bed.add_mailbox(folder="Work")
+    orchestrator = bed.orchestrator()
+    await orchestrator.start()
+    try:
+        await _connected(bed, orchestrator, mailbox.id)
+        await client.append("Work", make_message("old 3"))
+
+        async def four() -> list[object]:
+            got = await bed.received(mailbox.id)
+            return got if len(got) >= 4 else []
+
+        await wait_for(four, timeout=10)
+    finally:
+        await orchestrator.stop()
+    await client.logout()
+    # the folder is recreated (a new UIDVALIDITY) with the same mail plus one new message
+    await asyncio.to_thread(bed.dovecot.doveadm, "mailbox", "delete", "-u", bed.user, "Work")
+    await asyncio.to_thread(bed.dovecot.doveadm, "mailbox", "create", "-u", bed.user, "Work")
+    for raw in [*old, make_message("old 3"), make_message("brand new")]:
+        await asyncio.to_thread(bed.dovecot.deliver, bed.user, raw, "Work")
+    orchestrator = bed.orchestrator()
+    await orchestrator.start()
+    try:
+        resets = await wait_for(
+            lambda: all_events(bed.services, mailbox_id=mailbox.id, type="mailbox.reset"), timeout=10
+        )
+
+        async def five() -> list[object]:
+            got = await bed.received(mailbox.id)
+            return got if len(got) >= 5 else []
+
+        got = await wait_for(five, timeout=10)
+        await asyncio.sleep(0.5)
+        got = await bed.received(mailbox.id)
+    finally:
+        await orchestrator.stop()
+    assert len(resets) == 1
+    assert resets[0].payload["old_uidvalidity"] != resets[0].payload["new_uidvalidity"]
+    assert [e.payload["subject"] for e in got] == ["old 0", "old 1", "old 2", "old 3", "brand new"]
+
+
+async def _flags(bed: Bed, folder: str = "INBOX") -> str:
+    result = await asyncio.to_thread(
+        bed.dovecot.doveadm, "fetch", "-u", bed.user, "flags mailbox", "mailbox", folder, "all"
+    )
+    return result.stdout.decode()
+
+
+async def test_after_processing_happens_only_after_acceptance(bed: Bed, running: Orchestrator) -> None:
+    mailbox = await bed.add_mailbox(after_processing="mark_read")
+    running.poke()
+    await _connected(bed, running, mailbox.id)
+    await asyncio.to_thread(bed.dovecot.deliver, bed.user, make_message("to be read"))
+    got = await wait_for(lambda: bed.received(mailbox.id), timeout=5)
+    await asyncio.sleep(1.0)
+    assert "\\Seen" not in await _flags(bed)  # not accepted yet: untouched
+    async with bed.services.events.transaction() as conn:
+        await mark_accepted(conn, got[0].id)
+
+    async def seen() -> bool:
+        return "\\Seen" in await _flags(bed)
+
+    await wait_for(seen, timeout=5)
+
+
+async def test_move_after_acceptance(bed: Bed, running: Orchestrator) -> None:
+    client = await bed.imap()
+    await client.create("Done")
+    await client.logout()
+    mailbox = await bed.add_mailbox(after_processing="move:Done")
+    running.poke()
+    await _connected(bed, running, mailbox.id)
+    await asyncio.to_thread(bed.dovecot.deliver, bed.user, make_message("to be moved"))
+    got = await wait_for(lambda: bed.received(mailbox.id), timeout=5)
+    await asyncio.sleep(0.5)
+    assert "to be moved" not in await _subjects(bed, "Done")
+    await bed.services.events.mark_accepted(got[0].id)
+
+    async def moved() -> bool:
+        return "to be moved" in await _subjects(bed, "Done")
+
+    await wait_for(moved, timeout=5)
+    assert "to be moved" not in await _subjects(bed, "INBOX")
+
+
+async def _subjects(bed: Bed, folder: str) -> str:
+    result = await asyncio.to_thread(
+        bed.dovecot.doveadm, "fetch", "-u", bed.user, "hdr.subject", "mailbox", folder, "all"
+    )
+    return result.stdout.decode()
