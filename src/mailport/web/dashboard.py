@@ -1,14 +1,13 @@
 """The dashboard: every mailbox of the tenant with its health, a 24-hour chart and actions.
 
-Figures per mailbox (processed and failed in 24 h, messages per hour) come from
-:func:`mailbox_figures`; the ingestion statistics of issue 8 are not merged yet, so it answers
-``None`` and the page says "no data yet" — the one place to connect them.
+Figures per mailbox (live status, processed and failed in 24 h, messages per hour) come from
+:mod:`mailport.web.figures` (the ingestion statistics of issue 8).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 from fastapi import APIRouter, Depends, Request
 from starlette.responses import Response
@@ -17,25 +16,13 @@ from mailport.mailboxes.models import AuthMethod, Mailbox, MailboxStatus
 from mailport.web.charts import hourly_chart
 from mailport.web.deps import csrf, operator
 from mailport.web.drafts import Draft, Server, seal
+from mailport.web.figures import Figures, figures_for, hour_of
 from mailport.web.render import WebRoute, redirect, render
 from mailport.web.session import WebSession
 from mailport.web.state import WebState, get_web
 from mailport.web.wizard import STEPS, _values
 
 router = APIRouter(route_class=WebRoute, include_in_schema=False)
-
-
-@dataclass(frozen=True)
-class Figures:
-    processed_24h: int
-    failed_24h: int
-    hourly: list[int]  # 24 values, oldest first
-    hourly_failed: list[int]
-
-
-async def mailbox_figures(web: WebState, mailbox: Mailbox) -> Figures | None:
-    """Processed/failed counts and the hourly series, when ingestion statistics exist."""
-    return None
 
 
 @dataclass(frozen=True)
@@ -52,13 +39,14 @@ async def dashboard(
     assert session.tenant_id is not None
     page = await web.services.mailboxes.list(session.tenant_id, limit=200)
     now = datetime.now(UTC)
+    all_figures = await figures_for(web.services.database, page.items, now=now)
     rows = []
     for mailbox in page.items:
-        figures = await mailbox_figures(web, mailbox)
+        figures = all_figures.get(mailbox.id)
         chart = hourly_chart(
             figures.hourly if figures else [0] * 24,
             failed=figures.hourly_failed if figures else [],
-            end=now,
+            end=hour_of(now) + timedelta(hours=1),
             label=f"Messages processed per hour for {mailbox.email}",
         )
         rows.append(Row(mailbox, figures, chart))
