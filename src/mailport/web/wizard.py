@@ -35,7 +35,7 @@ from mailport.web.state import WebState, get_web
 
 router = APIRouter(route_class=WebRoute, include_in_schema=False)
 
-STEPS = ("Email", "Sign-in", "Settings", "Test", "Finish")
+STEPS = ("Email", "Sign-in method", "Connect", "Test", "Finish")
 # Failures that only signing in again can fix (as the check service of issue 6 decides).
 REAUTH_CODES = frozenset({"reauth_required", "oauth_token_rejected", "oauth_invalid_grant"})
 CHECK_INTERVALS = ((30, "30 seconds"), (60, "1 minute"), (300, "5 minutes"), (900, "15 minutes"))

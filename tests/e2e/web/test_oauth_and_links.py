@@ -121,3 +121,37 @@ def test_a_connect_link_works_once_then_refuses(
         expect(other.locator("main")).to_contain_text("connect_link_invalid")
     finally:
         fresh.close()
+
+
+def test_device_code_sign_in_shows_code_link_countdown_and_live_status(
+    page: Page, web: WebServer, tenant: tuple[str, str], shot: Shot
+):
+    import httpx
+
+    email = f"d{uuid.uuid4().hex[:10]}@outlook.com"
+    sign_in(page, tenant[1])
+    page.goto("/connect")
+    page.get_by_label("Email address").fill(email)
+    page.get_by_role("button", name="Continue").click()
+    expect(page.get_by_role("button", name="Connect with Microsoft")).to_be_visible()
+    page.get_by_role("button", name="Sign in on another device with a code instead").click()
+
+    code = page.get_by_test_id("user-code")
+    expect(code).to_have_text(re.compile(r"^\d{4}-\d{4}$"))
+    expect(page.locator("a.button")).to_have_attribute("href", re.compile(r"/device\?user_code="))
+    countdown = page.locator("[data-countdown]")
+    first = countdown.inner_text()
+    expect(countdown).not_to_have_text(first, timeout=3_000)  # it ticks
+    expect(page.locator("#device-status")).to_contain_text("Waiting for you to sign in")
+    shot(page, "wizard-3-device-code")
+
+    approved = httpx.post(
+        f"{web.idp.url}/_test/device/approve", json={"user_code": code.inner_text(), "email": email}
+    )
+    assert approved.status_code == 200
+    # The status is polled live; once the provider says yes the wizard moves on to the test.
+    page.wait_for_url(re.compile(r"/connect/oauth/return\?"), timeout=20_000)
+    finish_check(page, ok=True)
+    with web.api(tenant[1]) as api:
+        (mailbox,) = api.get("/v1/mailboxes").json()["items"]
+    assert mailbox["email"] == email and mailbox["oauth"]["provider"] == "microsoft"
