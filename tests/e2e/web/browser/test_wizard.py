@@ -11,7 +11,7 @@ import re
 
 from playwright.sync_api import Page, expect
 
-from tests.e2e.web.conftest import Shot, WebServer, sign_in
+from tests.e2e.web.browser.conftest import Shot, WebServer, sign_in
 
 
 def finish_check(page: Page, *, ok: bool) -> None:
@@ -32,8 +32,8 @@ def fill_manual(page: Page, web: WebServer, password: str) -> None:
     page.get_by_label("Password").fill(password)
 
 
-def test_detection_as_you_type_and_the_sign_in_choices(page: Page, tenant: tuple[str, str], shot: Shot):
-    sign_in(page, tenant[1])
+def test_detection_as_you_type_and_the_sign_in_choices(page: Page, web_tenant: tuple[str, str], shot: Shot):
+    sign_in(page, web_tenant[1])
     page.goto("/connect")
     page.get_by_label("Email address").press_sequentially("support@gmail.com", delay=20)
     detection = page.get_by_test_id("detection")
@@ -53,10 +53,10 @@ def test_detection_as_you_type_and_the_sign_in_choices(page: Page, tenant: tuple
 
 
 def test_password_account_through_the_whole_wizard(
-    page: Page, web: WebServer, tenant: tuple[str, str], password_user: tuple[str, str], shot: Shot
+    page: Page, web: WebServer, web_tenant: tuple[str, str], password_user: tuple[str, str], shot: Shot
 ):
     email, password = password_user
-    sign_in(page, tenant[1])
+    sign_in(page, web_tenant[1])
     page.goto("/connect")
     page.get_by_label("Email address").fill(email)
     page.get_by_role("button", name="Continue").click()
@@ -94,7 +94,7 @@ def test_password_account_through_the_whole_wizard(
     expect(page.get_by_role("heading", level=1)).to_contain_text(f"{email} is connected")
     mailbox_id = page.get_by_test_id("mailbox-id").inner_text()
     shot(page, "wizard-6-done")
-    with web.api(tenant[1]) as api:
+    with web.api(web_tenant[1]) as api:
         stored = api.get(f"/v1/mailboxes/{mailbox_id}").json()
     assert stored["email"] == email and stored["purpose"] == "support"
     assert stored["settings"] == {
@@ -113,10 +113,10 @@ def test_password_account_through_the_whole_wizard(
 
 
 def test_a_wrong_password_shows_the_troubleshooting_hint_and_retry(
-    page: Page, web: WebServer, tenant: tuple[str, str], password_user: tuple[str, str], shot: Shot
+    page: Page, web: WebServer, web_tenant: tuple[str, str], password_user: tuple[str, str], shot: Shot
 ):
     email, _ = password_user
-    sign_in(page, tenant[1])
+    sign_in(page, web_tenant[1])
     page.goto("/connect")
     page.get_by_label("Email address").fill(email)
     page.get_by_role("button", name="Continue").click()

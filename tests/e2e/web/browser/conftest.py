@@ -8,6 +8,11 @@
 * ``browser`` — Debian's Chromium (``/usr/bin/chromium``) through Playwright, once per session;
   each test gets a fresh context (``page``) and its own tenant (``tenant``).
 * ``shot(page, name)`` saves a screenshot into ``docs/images/`` (the README shows them).
+
+The browser and the server are package-scoped, not session-scoped: Playwright's sync API keeps an
+event loop running in the main thread while it is open, and every asyncio test that runs after it
+(pytest-asyncio's ``asyncio.run``) would fail. Closing it at the end of this package keeps the rest
+of the suite free of it; keep asyncio tests out of this package (``tests/e2e/web/api`` has them).
 """
 
 from __future__ import annotations
@@ -42,7 +47,7 @@ CHROMIUM_ARGS = [
     "--disable-component-update",
     "--disable-sync",
 ]
-IMAGES = Path(__file__).resolve().parents[3] / "docs" / "images"
+IMAGES = Path(__file__).resolve().parents[4] / "docs" / "images"
 ADMIN_KEY = "mp_admin_" + uuid.uuid4().hex
 
 
@@ -103,7 +108,7 @@ def _providers_file(path: Path, idp: MockIdP, dovecot: Dovecot, smtp: Submission
     return path
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def web_dns(dovecot: Dovecot, smtp: SubmissionServer) -> Iterator[LocalDNSServer]:
     with LocalDNSServer() as server:
         server.add("localhost.", "A", "127.0.0.1")
@@ -113,7 +118,7 @@ def web_dns(dovecot: Dovecot, smtp: SubmissionServer) -> Iterator[LocalDNSServer
         yield server
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def web(
     dovecot: Dovecot, smtp: SubmissionServer, idp: MockIdP, web_dns: LocalDNSServer
 ) -> Iterator[WebServer]:
@@ -170,7 +175,7 @@ def web(
         shutil.rmtree(root, ignore_errors=True)
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def browser():  # type: ignore[no-untyped-def]
     from playwright.sync_api import sync_playwright
 
@@ -194,7 +199,7 @@ def page(browser, web: WebServer):  # type: ignore[no-untyped-def]
 
 
 @pytest.fixture
-def tenant(web: WebServer) -> tuple[str, str]:
+def web_tenant(web: WebServer) -> tuple[str, str]:
     return web.create_tenant()
 
 

@@ -8,7 +8,7 @@ from email.message import EmailMessage
 
 from playwright.sync_api import Page, expect
 
-from tests.e2e.web.conftest import Shot, WebServer, sign_in
+from tests.e2e.web.browser.conftest import Shot, WebServer, sign_in
 
 
 def message(to: str) -> bytes:
@@ -37,11 +37,11 @@ def create_mailbox(web: WebServer, key: str, email: str, password: str, **extra:
 
 
 def test_the_dashboard_shows_a_message_arriving(
-    page: Page, web: WebServer, tenant: tuple[str, str], password_user: tuple[str, str], shot: Shot
+    page: Page, web: WebServer, web_tenant: tuple[str, str], password_user: tuple[str, str], shot: Shot
 ):
     email, password = password_user
-    create_mailbox(web, tenant[1], email, password, purpose="booking")
-    sign_in(page, tenant[1])
+    create_mailbox(web, web_tenant[1], email, password, purpose="booking")
+    sign_in(page, web_tenant[1])
     card = page.get_by_test_id("mailbox").filter(has_text=email)
     expect(card).to_be_visible()
     # The watcher connects within seconds of the mailbox being created.
@@ -66,11 +66,11 @@ def test_the_dashboard_shows_a_message_arriving(
 
 
 def test_dashboard_actions_test_disable_enable_delete(
-    page: Page, web: WebServer, tenant: tuple[str, str], password_user: tuple[str, str], shot: Shot
+    page: Page, web: WebServer, web_tenant: tuple[str, str], password_user: tuple[str, str], shot: Shot
 ):
     email, password = password_user
-    mailbox_id = create_mailbox(web, tenant[1], email, password)
-    sign_in(page, tenant[1])
+    mailbox_id = create_mailbox(web, web_tenant[1], email, password)
+    sign_in(page, web_tenant[1])
     card = page.get_by_test_id("mailbox").filter(has_text=email)
     card.get_by_role("button", name="Test").click()
     check = card.get_by_test_id("check")
@@ -87,16 +87,16 @@ def test_dashboard_actions_test_disable_enable_delete(
     page.once("dialog", lambda dialog: dialog.accept())
     card.get_by_role("button", name="Delete").click()
     expect(page.get_by_test_id("mailbox").filter(has_text=email)).to_have_count(0)
-    with web.api(tenant[1]) as api:
+    with web.api(web_tenant[1]) as api:
         assert api.get(f"/v1/mailboxes/{mailbox_id}").status_code == 404
 
 
-def test_sign_in_errors_and_csrf(page: Page, web: WebServer, tenant: tuple[str, str]):
+def test_sign_in_errors_and_csrf(page: Page, web: WebServer, web_tenant: tuple[str, str]):
     page.goto("/")
     expect(page).to_have_url(f"{web.url}/signin")
     page.get_by_label("API key").fill("mp_wrong_key")
     page.get_by_role("button", name="Sign in").click()
     expect(page.locator("#api_key-error")).to_contain_text("invalid")
     # A form posted without the session's CSRF token is refused with a page, not a 500.
-    response = page.request.post(f"{web.url}/signin", form={"api_key": tenant[1], "csrf": "forged"})
+    response = page.request.post(f"{web.url}/signin", form={"api_key": web_tenant[1], "csrf": "forged"})
     assert response.status == 403 and "csrf_failed" in response.text()

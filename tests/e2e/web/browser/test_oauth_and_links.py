@@ -8,17 +8,17 @@ from urllib.parse import parse_qs, urlsplit
 
 from playwright.sync_api import Browser, Page, Route, expect
 
-from tests.e2e.web.conftest import Shot, WebServer, sign_in
-from tests.e2e.web.test_wizard import fill_manual, finish_check
+from tests.e2e.web.browser.conftest import Shot, WebServer, sign_in
+from tests.e2e.web.browser.test_wizard import fill_manual, finish_check
 
 APP = "https://app.example.test"
 
 
 def test_connect_with_google_then_reconnect_after_reauth_required(
-    page: Page, web: WebServer, tenant: tuple[str, str], shot: Shot
+    page: Page, web: WebServer, web_tenant: tuple[str, str], shot: Shot
 ):
     email = f"o{uuid.uuid4().hex[:10]}@gmail.com"
-    sign_in(page, tenant[1])
+    sign_in(page, web_tenant[1])
     page.goto("/connect")
     page.get_by_label("Email address").fill(email)
     page.get_by_role("button", name="Continue").click()
@@ -34,7 +34,7 @@ def test_connect_with_google_then_reconnect_after_reauth_required(
     expect(page.get_by_role("heading", level=1)).to_contain_text(f"{email} is connected")
     mailbox_id = page.get_by_test_id("mailbox-id").inner_text()
 
-    with web.api(tenant[1]) as api:
+    with web.api(web_tenant[1]) as api:
         stored = api.get(f"/v1/mailboxes/{mailbox_id}").json()
         assert stored["auth_method"] == "oauth2" and stored["oauth"]["provider"] == "google"
         assert stored["purpose"] == "booking" and stored["status"] == "connected"
@@ -48,18 +48,18 @@ def test_connect_with_google_then_reconnect_after_reauth_required(
     card.get_by_role("button", name="Reconnect with Google").click()
     page.wait_for_url(re.compile(r"/connect/oauth/return\?"))
     finish_check(page, ok=True)
-    with web.api(tenant[1]) as api:
+    with web.api(web_tenant[1]) as api:
         again = api.get(f"/v1/mailboxes/{mailbox_id}").json()
     assert again["status"] == "connected" and again["oauth"]["connected_email"] == email
-    with web.api(tenant[1]) as api:
+    with web.api(web_tenant[1]) as api:
         assert len(api.get("/v1/mailboxes").json()["items"]) == 1  # the same mailbox, reconnected
 
 
 def test_a_connect_link_works_once_then_refuses(
-    browser: Browser, web: WebServer, tenant: tuple[str, str], password_user: tuple[str, str], shot: Shot
+    browser: Browser, web: WebServer, web_tenant: tuple[str, str], password_user: tuple[str, str], shot: Shot
 ):
     email, password = password_user
-    with web.api(tenant[1]) as api:
+    with web.api(web_tenant[1]) as api:
         response = api.post(
             "/v1/connect-links",
             json={"purpose": "stopsale", "email": email, "return_url": f"{APP}/mailboxes/done?x=1"},
@@ -96,7 +96,7 @@ def test_a_connect_link_works_once_then_refuses(
         query = parse_qs(urlsplit(landed[-1]).query)
         assert query["x"] == ["1"] and query["status"] == ["connected"]
         mailbox_id = query["mailbox_id"][0]
-        with web.api(tenant[1]) as api:
+        with web.api(web_tenant[1]) as api:
             stored = api.get(f"/v1/mailboxes/{mailbox_id}").json()
         assert stored["email"] == email and stored["purpose"] == "stopsale"
 
@@ -124,12 +124,12 @@ def test_a_connect_link_works_once_then_refuses(
 
 
 def test_device_code_sign_in_shows_code_link_countdown_and_live_status(
-    page: Page, web: WebServer, tenant: tuple[str, str], shot: Shot
+    page: Page, web: WebServer, web_tenant: tuple[str, str], shot: Shot
 ):
     import httpx
 
     email = f"d{uuid.uuid4().hex[:10]}@outlook.com"
-    sign_in(page, tenant[1])
+    sign_in(page, web_tenant[1])
     page.goto("/connect")
     page.get_by_label("Email address").fill(email)
     page.get_by_role("button", name="Continue").click()
@@ -152,6 +152,6 @@ def test_device_code_sign_in_shows_code_link_countdown_and_live_status(
     # The status is polled live; once the provider says yes the wizard moves on to the test.
     page.wait_for_url(re.compile(r"/connect/oauth/return\?"), timeout=20_000)
     finish_check(page, ok=True)
-    with web.api(tenant[1]) as api:
+    with web.api(web_tenant[1]) as api:
         (mailbox,) = api.get("/v1/mailboxes").json()["items"]
     assert mailbox["email"] == email and mailbox["oauth"]["provider"] == "microsoft"
