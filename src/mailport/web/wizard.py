@@ -11,6 +11,7 @@ sent back to the link's ``return_url`` with ``?mailbox_id=…`` after saving.
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import Any
 from urllib.parse import urlencode
 
@@ -36,6 +37,7 @@ from mailport.web.state import WebState, get_web
 router = APIRouter(route_class=WebRoute, include_in_schema=False)
 
 STEPS = ("Email", "Sign-in method", "Connect", "Test", "Finish")
+LINK_OAUTH_WINDOW = timedelta(minutes=15)
 # Failures that only signing in again can fix (as the check service of issue 6 decides).
 REAUTH_CODES = frozenset({"reauth_required", "oauth_token_rejected", "oauth_invalid_grant"})
 CHECK_INTERVALS = ((30, "30 seconds"), (60, "1 minute"), (300, "5 minutes"), (900, "15 minutes"))
@@ -384,6 +386,15 @@ async def oauth_return(
         )
     assert session.tenant_id is not None
     mailbox = await web.services.mailboxes.get(session.tenant_id, mailbox_id)
+    if session.role == "link" and (
+        mailbox.auth_method is not AuthMethod.OAUTH2
+        or web.services.oauth.now() - mailbox.updated_at > LINK_OAUTH_WINDOW
+    ):
+        # A connect link finishes the mailbox its own sign-in just stored, nothing else of the tenant.
+        raise InputError(
+            "this sign-in does not belong to this connect session",
+            hint="Start again from the link's first step.",
+        )
     draft = Draft(
         tenant_id=session.tenant_id,
         email=mailbox.email,

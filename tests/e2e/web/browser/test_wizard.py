@@ -132,3 +132,20 @@ def test_a_wrong_password_shows_the_troubleshooting_hint_and_retry(
 
     page.get_by_role("button", name="Edit the settings").click()
     expect(page.locator("#imap_host")).to_have_value("localhost")
+
+
+def test_the_wizard_works_from_the_keyboard_with_a_visible_focus(page: Page, web_tenant: tuple[str, str]):
+    sign_in(page, web_tenant[1])
+    page.goto("/connect")
+    assert page.evaluate("document.activeElement.id") == "email"  # focus starts in the field
+    page.keyboard.type("someone@outlook.com")
+    expect(page.get_by_test_id("detection")).to_contain_text("Outlook")
+    outline = page.evaluate("getComputedStyle(document.activeElement).outlineStyle")
+    assert outline == "solid"  # the focus ring is visible
+    page.keyboard.press("Enter")
+    expect(page.get_by_role("button", name="Connect with Microsoft")).to_be_visible()
+    focused = []
+    for _ in range(12):
+        page.keyboard.press("Tab")
+        focused.append(page.evaluate("document.activeElement.textContent.trim()"))
+    assert "Connect with Microsoft" in focused and "Configure manually" in focused
