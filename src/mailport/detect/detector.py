@@ -118,13 +118,10 @@ class DetectOptions:
 
 
 def configured_oauth_providers(settings: Settings) -> frozenset[str]:
-    """OAuth providers this instance has an app for (wired to the OAuth module later)."""
-    configured = set()
-    if settings.google_client_id:
-        configured.add("google")
-    if settings.microsoft_client_id:
-        configured.add("microsoft")
-    return frozenset(configured)
+    """OAuth providers this instance has an instance-wide app for (env or providers file)."""
+    from mailport.oauth.providers import configured_providers
+
+    return frozenset(configured_providers(settings))
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,9 +1,10 @@
 """OAuth2 for mail: providers as data, authorization code + PKCE, device code, token manager.
 
-Nothing here touches the database: storage comes in through small ports
-(:class:`~mailport.oauth.state.StateStore`, :class:`~mailport.oauth.tokens.TokenStore`,
-:class:`~mailport.oauth.apps.AppResolver`) so the flows can be tested against the real
-authorization server and any storage that keeps the contracts.
+The core (providers, client, identity, state, authcode, device, tokens) touches no database:
+storage comes in through small ports (:class:`~mailport.oauth.state.StateStore`,
+:class:`~mailport.oauth.tokens.TokenStore`, :class:`~mailport.oauth.apps.AppResolver`).
+``repository`` implements them on the database and ``connect`` holds the use cases behind the
+HTTP routes and the CLI (creating and updating mailboxes).
 """
 
 from mailport.oauth.apps import AppResolver, InstanceApps

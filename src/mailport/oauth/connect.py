@@ -4,8 +4,8 @@
   and creates the mailbox — or updates it (reconnect after ``reauth_required``) — with the
   provider's IMAP/SMTP settings and ``auth_method: oauth2``.
 * ``start_device`` / ``device_status``: the device sign-in; this process polls the provider in
-  the background (honouring ``interval`` and ``slow_down``) and a status request resumes the
-  polling after a restart.
+  the background (honouring ``interval`` and ``slow_down``); a polling lease on the flow's row
+  keeps it to one poller across workers, and a status request resumes polling after a restart.
 * ``disconnect``: revoke at the provider where it can, then erase the tokens.
 """
 
@@ -15,7 +15,7 @@ import asyncio
 import contextlib
 import logging
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from urllib.parse import urlsplit
 
 import httpx
@@ -52,6 +52,8 @@ from mailport.tenants.service import Clock, utc_now
 
 log = logging.getLogger(__name__)
 
+POLL_LEASE_MARGIN = 10  # seconds beyond two intervals before another worker may take over
+
 
 @dataclass(frozen=True)
 class Connected:
@@ -87,6 +89,7 @@ class OAuthConnectService:
     ) -> None:
         self.oauth = oauth
         self._database = database
+        self._states = DatabaseStateStore(database)
         self._mailboxes = mailboxes
         self._apps = apps
         self.tenant_apps = tenant_apps
@@ -151,6 +154,7 @@ class OAuthConnectService:
         account = await self.oauth.code_flow.complete(
             provider, state=state, code=code, error=error, error_description=error_description
         )
+        await self._states.purge(now=self._clock())  # consumed nonces past their expiry
         assert account.state is not None and account.state.tenant_id is not None
         mailbox, created = await self._store_account(
             account.state.tenant_id,
@@ -236,6 +240,11 @@ class OAuthConnectService:
             self._ensure_poller(tenant_id, flow_id)
         return record
 
+    @property
+    def polling(self) -> set[str]:
+        """Device flows this process is polling right now."""
+        return {flow_id for flow_id, task in self._pollers.items() if not task.done()}
+
     def _ensure_poller(self, tenant_id: str, flow_id: str) -> None:
         task = self._pollers.get(flow_id)
         if task is None or task.done():
@@ -243,9 +252,18 @@ class OAuthConnectService:
             self._pollers[flow_id] = task
             task.add_done_callback(lambda _t: self._pollers.pop(flow_id, None))
 
+    def _poll_lease(self, interval: int) -> datetime:
+        return self._clock() + timedelta(seconds=2 * interval + POLL_LEASE_MARGIN)
+
     async def _poll(self, tenant_id: str, flow_id: str) -> None:
         record = await self._flows.get(tenant_id, flow_id)
         if record.status != "pending" or record.device_code is None:
+            return
+        # One poller per flow across workers (a device code is redeemed once): the others only
+        # read the flow's state; an abandoned lease (crashed worker) runs out and is taken over.
+        if not await self._flows.claim_polling(
+            flow_id, until=self._poll_lease(record.interval), now=self._clock()
+        ):
             return
         app = await self.tenant_apps.resolve(record.provider, tenant_id)
         auth = DeviceAuthorization(
@@ -261,6 +279,7 @@ class OAuthConnectService:
         interval = record.interval
         sleep = self.oauth.device_flow.sleep
         while True:
+            await self._flows.renew_polling(flow_id, until=self._poll_lease(interval))
             await sleep(interval)
             now = self._clock()
             try:

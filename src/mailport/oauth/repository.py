@@ -352,10 +352,38 @@ class DeviceFlowRepository:
                 update(oauth_device_flows)
                 .where(oauth_device_flows.c.id == flow_id, oauth_device_flows.c.status == "pending")
                 .values(
-                    status=status, mailbox_id=mailbox_id, error=error, device_code_enc=None, updated_at=now
+                    status=status,
+                    mailbox_id=mailbox_id,
+                    error=error,
+                    device_code_enc=None,
+                    poll_lease_until=None,
+                    updated_at=now,
                 )
             )
         return bool(result.rowcount == 1)
+
+    async def claim_polling(self, flow_id: str, *, until: datetime, now: datetime) -> bool:
+        """Take (or renew) the right to poll this flow: one poller across all workers."""
+        lease = oauth_device_flows.c.poll_lease_until
+        async with self._db.transaction() as conn:
+            result = await conn.execute(
+                update(oauth_device_flows)
+                .where(
+                    oauth_device_flows.c.id == flow_id,
+                    oauth_device_flows.c.status == "pending",
+                    (lease.is_(None)) | (lease <= now),
+                )
+                .values(poll_lease_until=until)
+            )
+        return bool(result.rowcount == 1)
+
+    async def renew_polling(self, flow_id: str, *, until: datetime) -> None:
+        async with self._db.transaction() as conn:
+            await conn.execute(
+                update(oauth_device_flows)
+                .where(oauth_device_flows.c.id == flow_id)
+                .values(poll_lease_until=until)
+            )
 
     async def set_interval(self, flow_id: str, interval: int, *, now: datetime) -> None:
         async with self._db.transaction() as conn:

@@ -78,7 +78,10 @@ class OAuthAppIn(_Strict):
     client_id: ClientId
     client_secret: ClientSecret | None = Field(None, description="Stored encrypted; never returned")
     tenant: str | None = Field(
-        None, max_length=200, description="Microsoft: common | organizations | consumers | tenant id"
+        None,
+        max_length=200,
+        pattern=r"^[A-Za-z0-9][A-Za-z0-9.-]*$",
+        description="Microsoft: common | organizations | consumers | a tenant id or domain",
     )
 
 

@@ -181,6 +181,7 @@ oauth_device_flows = Table(
     Column("status", String(20), nullable=False),  # pending | complete | denied | expired | error
     Column("mailbox_id", String(40), nullable=True),
     Column("error", Text, nullable=True),
+    Column("poll_lease_until", UTCDateTime(), nullable=True),  # one poller across workers
     Column("created_at", UTCDateTime(), nullable=False),
     Column("updated_at", UTCDateTime(), nullable=False),
     Index("ix_oauth_device_flows_tenant_id", "tenant_id"),

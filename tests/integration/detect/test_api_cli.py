@@ -78,6 +78,14 @@ async def test_known_domain_and_oauth_not_configured(tenant_client: httpx.AsyncC
     assert body["smtp"]["host"] == "smtp.gmail.com"
 
 
+async def test_a_tenants_own_oauth_app_makes_oauth_usable(tenant_client: httpx.AsyncClient) -> None:
+    app = {"client_id": "tenant-app", "client_secret": "x"}
+    put = await tenant_client.put("/v1/oauth-apps/google", json=app)
+    assert put.status_code == 200
+    body = (await tenant_client.post("/v1/detect", json={"email": "a@gmail.com"})).json()
+    assert body["oauth"] == {"provider": "google", "usable": True}
+
+
 async def test_invalid_email_is_422_invalid_email(tenant_client: httpx.AsyncClient) -> None:
     response = await tenant_client.post("/v1/detect", json={"email": "not-an-address"})
     assert response.status_code == 422

@@ -193,3 +193,29 @@ async def test_callers_and_providers_are_checked(api_app, client):
     assert bad.status_code == 422 and bad.json()["field"] == "return_url"
     missing = await client.post("/v1/oauth/google/authorize", json={"mailbox_id": "mbx_nope"})
     assert missing.status_code == 404
+
+
+async def test_a_bad_app_tenant_is_a_422(client):
+    response = await client.put("/v1/oauth-apps/microsoft", json={"client_id": "x", "tenant": "a/../b"})
+    assert response.status_code == 422 and response.json()["field"] == "tenant"
+
+
+async def test_one_device_poller_across_workers(client, api_services, api_settings, api_tenant, idp):
+    from mailport.bootstrap import build
+
+    flow = (await client.post("/v1/oauth/microsoft/device", json={"email": "lee@example.test"})).json()
+    assert api_services.oauth.polling == {flow["flow_id"]}
+    other = await build(api_settings, migrate=False)  # a second worker on the same database
+    try:
+        assert (await other.oauth.device_status(api_tenant.id, flow["flow_id"])).status == "pending"
+        await asyncio.sleep(0.1)
+        assert other.oauth.polling == set()  # the first worker holds the polling lease
+        approve(idp, flow["user_code"], email="lee@example.test")
+        for _ in range(60):
+            record = await other.oauth.device_status(api_tenant.id, flow["flow_id"])
+            if record.status != "pending":
+                break
+            await asyncio.sleep(0.1)
+        assert record.status == "complete" and record.device_code is None
+    finally:
+        await other.aclose()

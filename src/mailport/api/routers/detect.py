@@ -35,5 +35,11 @@ async def detect(
     body: DetectRequest,
     caller: Caller = Depends(require_tenant),
     detector: Detector = Depends(get_detector),
+    services: Services = Depends(get_services),
 ) -> DetectResponse:
-    return DetectResponse.from_result(await detector.detect(body.email))
+    response = DetectResponse.from_result(await detector.detect(body.email))
+    if response.oauth is not None and not response.oauth.usable:
+        # A tenant may bring its own OAuth app (/v1/oauth-apps): usable for this tenant only.
+        usable = await services.oauth.tenant_apps.usable(response.oauth.provider, caller.tenant_id)
+        response.oauth = response.oauth.model_copy(update={"usable": usable})
+    return response

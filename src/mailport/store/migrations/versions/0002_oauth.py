@@ -60,6 +60,7 @@ def upgrade() -> None:
         sa.Column("status", sa.String(20), nullable=False),
         sa.Column("mailbox_id", sa.String(40), nullable=True),
         sa.Column("error", sa.Text(), nullable=True),
+        sa.Column("poll_lease_until", UTCDateTime(), nullable=True),
         sa.Column("created_at", UTCDateTime(), nullable=False),
         sa.Column("updated_at", UTCDateTime(), nullable=False),
         sa.PrimaryKeyConstraint("id", name="pk_oauth_device_flows"),
