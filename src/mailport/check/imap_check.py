@@ -16,7 +16,7 @@ from contextlib import suppress
 from mailport.check.model import CheckCredentials, ServerTarget
 from mailport.check.steps import Deadline, StepRecorder, plaintext_evidence, sasl_credentials
 from mailport.check.tls import describe, hostname_mismatch, unverified_context
-from mailport.errors import ConnectionLostError, MailportError, OAuthError, ProtocolError
+from mailport.errors import ConnectionLostError, MailportError, OAuthError
 from mailport.imap import ImapClient
 from mailport.imap.models import Security as ImapSecurity
 from mailport.net.guard import VettedHost, connect_vetted
@@ -102,8 +102,9 @@ async def check_imap(
                 async with asyncio.timeout(deadline.for_step()):
                     info = await client.tls_handshake()
             except (OSError, TimeoutError, MailportError) as exc:
+                ended = rec.start()
                 names = await _peer_names(vetted, target, deadline) if hostname_mismatch(exc) else ()
-                rec.fail("tls_handshake", started, error=exc, peer_names=names)
+                rec.fail("tls_handshake", started, error=exc, peer_names=names, ended=ended)
                 return
             rec.ok("tls_handshake", started, describe(info))
 
@@ -114,12 +115,12 @@ async def check_imap(
                 greeting = await client.read_greeting()
                 caps = client.capabilities or await client.capability()
         except (OSError, TimeoutError, MailportError) as exc:
+            ended = rec.start()
             client.close()
+            # No words from the server (silence, a hang-up, another protocol's banner): look at
+            # what a fresh plaintext connection gets, to tell a TLS port or another service.
             evidence = None
-            plaintext = target.security != "ssl"
-            if plaintext and (
-                isinstance(exc, TimeoutError | ProtocolError) or not getattr(exc, "server_said", None)
-            ):
+            if target.security != "ssl" and not getattr(exc, "server_said", None):
                 evidence = await plaintext_evidence(vetted, deadline)
             received = evidence.received if evidence else None
             if isinstance(exc, ConnectionLostError) and not exc.server_said and received is None:
@@ -130,6 +131,7 @@ async def check_imap(
                 error=exc,
                 received=received,
                 probe=evidence.probe if evidence else None,
+                ended=ended,
             )
             return
         rec.ok(
@@ -148,8 +150,9 @@ async def check_imap(
                 async with asyncio.timeout(deadline.for_step()):
                     info = await client.starttls()
             except (OSError, TimeoutError, MailportError) as exc:
+                ended = rec.start()
                 names = await _peer_names(vetted, target, deadline) if hostname_mismatch(exc) else ()
-                rec.fail("starttls", started, error=exc, peer_names=names)
+                rec.fail("starttls", started, error=exc, peer_names=names, ended=ended)
                 return
             rec.ok(
                 "starttls",

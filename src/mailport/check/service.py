@@ -21,7 +21,7 @@ from mailport.check.runner import ConnectionChecker
 from mailport.check.schemas import CheckRequest
 from mailport.check.troubleshoot import infer_provider
 from mailport.crypto import Secret
-from mailport.errors import InputError
+from mailport.errors import InputError, MailportError, ReauthRequiredError
 from mailport.mailboxes.models import AuthMethod, Mailbox, MailboxStatus, ServerSettings
 from mailport.net.ratelimit import TokenBucketLimiter
 from mailport.oauth.tokens import TokenManager
@@ -70,26 +70,55 @@ class CheckService:
         )
 
     async def test_mailbox(self, tenant_id: str, mailbox_id: str) -> CheckResult:
-        """Test a stored mailbox and record the outcome on it."""
+        """Test a stored mailbox and record the outcome on it.
+
+        For OAuth2, a token the server refuses is refreshed once (``force_refresh``) and the check
+        runs again: only when the fresh token is refused too, or the refresh token is dead, does
+        the mailbox need to be connected again. A provider that cannot be reached leaves it in
+        ``error`` (never ``reauth_required``)."""
         mailbox = await self._mailboxes.get(tenant_id, mailbox_id)
-        credentials = self._credentials(mailbox)
+        used: list[Secret] = []
+        credentials = self._credentials(mailbox, used)
         try:
-            result = await self.checker.check(
-                _target(mailbox.imap), _target(mailbox.smtp) if mailbox.smtp else None, credentials
-            )
+            result = await self._run(mailbox, credentials)
+            refreshed = False
+            if self._token_rejected(mailbox, result) and self._tokens is not None and used:
+                try:
+                    await self._tokens.force_refresh(mailbox.id, rejected=used[-1])
+                    refreshed = True
+                except ReauthRequiredError:
+                    refreshed = True  # the re-run reports reauth_required from the token manager
+                except MailportError as exc:  # provider unreachable, no app configured: not the user's doing
+                    log.warning("mailbox %s: refreshing its token failed: %s", mailbox.id, exc.code)
+                if refreshed:
+                    result = await self._run(mailbox, credentials)
         except InputError as exc:  # host_not_allowed: the stored host is refused
             await self._mailboxes.record_health(
                 mailbox.id, status=MailboxStatus.ERROR, error=f"[{exc.code}] {exc.message}", at=self._clock()
             )
             raise
-        status = self._status(mailbox, result)
+        status = self._status(mailbox, result, refreshed=refreshed)
         await self._mailboxes.record_health(
             mailbox.id, status=status, error=result.summary(), at=self._clock()
         )
         log.info("mailbox %s tested: %s", mailbox.id, status.value)
         return result
 
-    def _credentials(self, mailbox: Mailbox) -> CheckCredentials:
+    async def _run(self, mailbox: Mailbox, credentials: CheckCredentials) -> CheckResult:
+        return await self.checker.check(
+            _target(mailbox.imap), _target(mailbox.smtp) if mailbox.smtp else None, credentials
+        )
+
+    @staticmethod
+    def _token_rejected(mailbox: Mailbox, result: CheckResult) -> bool:
+        found = result.failure
+        return (
+            mailbox.auth_method is AuthMethod.OAUTH2
+            and found is not None
+            and found[1].code == "oauth_token_rejected"
+        )
+
+    def _credentials(self, mailbox: Mailbox, used: list[Secret]) -> CheckCredentials:
         provider = _PROVIDERS.get(mailbox.oauth.provider, mailbox.oauth.provider) if mailbox.oauth else None
         if mailbox.auth_method is AuthMethod.OAUTH2:
             tokens = self._tokens
@@ -102,7 +131,9 @@ class CheckService:
 
             async def token() -> Secret:
                 assert tokens is not None
-                return await tokens.get_access_token(mailbox_id)
+                secret = await tokens.get_access_token(mailbox_id)
+                used.append(secret)
+                return secret
 
             return CheckCredentials(mailbox.email, access_token=token, provider=provider)
         if mailbox.password is None:
@@ -113,10 +144,13 @@ class CheckService:
         return CheckCredentials(mailbox.email, password=mailbox.password, provider=provider)
 
     @staticmethod
-    def _status(mailbox: Mailbox, result: CheckResult) -> MailboxStatus:
+    def _status(mailbox: Mailbox, result: CheckResult, *, refreshed: bool) -> MailboxStatus:
         if result.ok:
             return MailboxStatus.CONNECTED
         found = result.failure
-        if found is not None and mailbox.auth_method is AuthMethod.OAUTH2 and found[1].code in _REAUTH_CODES:
+        if found is None or mailbox.auth_method is not AuthMethod.OAUTH2:
+            return MailboxStatus.ERROR
+        code = found[1].code
+        if code in _REAUTH_CODES and (code != "oauth_token_rejected" or refreshed):
             return MailboxStatus.REAUTH_REQUIRED
         return MailboxStatus.ERROR

@@ -10,6 +10,7 @@ ended, so the two are still reported (and diagnosed) as separate steps.
 from __future__ import annotations
 
 import asyncio
+import socket
 import ssl
 from contextlib import suppress
 
@@ -26,7 +27,7 @@ _SHOWN_EXTENSIONS = 12
 
 
 def _client(
-    vetted: VettedHost, target: ServerTarget, context: ssl.SSLContext, sock: object, timeout: float
+    vetted: VettedHost, target: ServerTarget, context: ssl.SSLContext, sock: socket.socket, timeout: float
 ) -> SmtpClient:
     return SmtpClient(
         vetted.host,
@@ -35,7 +36,7 @@ def _client(
         ssl_context=context,
         allow_plaintext=target.security == "none",
         timeout=timeout,
-        sock=sock,  # type: ignore[arg-type]
+        sock=sock,
         server_hostname=vetted.server_hostname,
     )
 
@@ -107,9 +108,10 @@ async def check_smtp(
             async with asyncio.timeout(deadline.for_step()):
                 greeting = await client.greet()
         except (OSError, TimeoutError, MailportError) as exc:
+            ended = rec.start()
             if target.security == "ssl" and not handshakes:
                 names = await _peer_names(vetted, target, deadline) if hostname_mismatch(exc) else ()
-                rec.fail("tls_handshake", started, error=exc, peer_names=names)
+                rec.fail("tls_handshake", started, error=exc, peer_names=names, ended=ended)
                 return
             if target.security == "ssl":
                 rec.ok("tls_handshake", started, "TLS established", ended=handshakes[0])
@@ -123,6 +125,7 @@ async def check_smtp(
                 error=exc,
                 received=evidence.received if evidence else None,
                 probe=evidence.probe if evidence else None,
+                ended=ended,
             )
             return
         if target.security == "ssl":
@@ -149,8 +152,9 @@ async def check_smtp(
                 async with asyncio.timeout(deadline.for_step()):
                     info = await client.starttls()
             except (OSError, TimeoutError, MailportError) as exc:
+                ended = rec.start()
                 names = await _peer_names(vetted, target, deadline) if hostname_mismatch(exc) else ()
-                rec.fail("smtp_starttls", started, error=exc, peer_names=names)
+                rec.fail("smtp_starttls", started, error=exc, peer_names=names, ended=ended)
                 return
             rec.ok("smtp_starttls", started, describe(info) + f"; EHLO: {_extensions(client.extensions)}")
 

@@ -98,8 +98,11 @@ class StepRecorder:
         probe: bytes | None = None,
         peer_names: Sequence[str] = (),
         host: str | None = None,
+        ended: float | None = None,
     ) -> StepResult:
-        ms = self._ms(started)
+        """Record a failing step; ``ended`` is when the step itself failed (evidence gathered
+        afterwards does not count towards its ``ms``)."""
+        ms = self._ms(started) if ended is None else round((ended - started) * 1000, 1)
         failure = Failure(
             step=step,
             protocol=self.result.protocol,

@@ -1027,7 +1027,7 @@ def _certificate(failure: Failure, error: ssl.SSLCertVerificationError) -> Diagn
             CertificateSelfSignedError,
             f"{at}: {message}.",
             "The server presents a self-signed certificate. If you trust this server, give its "
-            "certificate (PEM) as the CA file (`--ca-file`, or `ca_file` in the request); "
+            "certificate (PEM) as the CA file (`--ca-file`, or `ca_pem` in the request); "
             "better, its operator installs a certificate from a public CA.",
         )
     if code in (2, 20, 21, 27, 28):

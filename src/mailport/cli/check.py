@@ -17,7 +17,6 @@ from dataclasses import replace
 from enum import StrEnum
 from pathlib import Path
 
-import click
 import typer
 
 from mailport.check import CheckCredentials, CheckResult, ConnectionChecker, ServerTarget
@@ -91,20 +90,20 @@ def _secret_from(
 ) -> tuple[str, Secret]:
     given = [bool(password_stdin), password_env is not None, access_token_env is not None]
     if sum(given) != 1:
-        raise click.UsageError(
+        raise typer.BadParameter(
             "give exactly one of --password-stdin, --password-env VAR and --access-token-env VAR"
         )
     if password_stdin:
         value = sys.stdin.readline().rstrip("\r\n")
         if not value:
-            raise click.UsageError("--password-stdin: nothing was read from stdin")
+            raise typer.BadParameter("--password-stdin: nothing was read from stdin")
         return "password", Secret(value)
     name = password_env or access_token_env
     assert name is not None
     value = os.environ.get(name, "")
     if not value:
         option = "--password-env" if password_env else "--access-token-env"
-        raise click.UsageError(f"{option}: the environment variable {name} is not set or empty")
+        raise typer.BadParameter(f"{option}: the environment variable {name} is not set or empty")
     return ("password" if password_env else "oauth2"), Secret(value)
 
 
@@ -151,7 +150,7 @@ def check_command(
     imap = _target("imap", imap_host, imap_port, imap_security, detected_imap)
     smtp = _target("smtp", smtp_host, smtp_port, smtp_security, detected_smtp)
     if imap is None:
-        raise click.UsageError(
+        raise typer.BadParameter(
             f"no IMAP settings were detected for {email}; give --imap-host (and --imap-port)"
         )
     user = username or email

@@ -77,9 +77,9 @@ from mailport.cli.detect import detect_command  # noqa: E402  (issue 5)
 
 app.command(name="detect")(detect_command)
 app.command("connect")(oauth_cli.connect)  # issue 7
-app.command(name="check")(
-    __import__("mailport.cli.check", fromlist=["check_command"]).check_command
-)  # issue 6
+from mailport.cli.check import check_command  # noqa: E402  (issue 6)
+
+app.command(name="check")(check_command)
 from mailport.cli import watch as watch_cli  # noqa: E402  (issue 8)
 from mailport.cli import worker as worker_cli  # noqa: E402
 
@@ -90,7 +90,9 @@ app.command("watch")(watch_cli.watch_command)
 def main() -> None:
     """Console-script entry point: run the Typer app, rendering mailport errors as one line."""
     try:
-        app(standalone_mode=False)
+        code = app(standalone_mode=False)  # a command's typer.Exit(n) comes back as n here
+        if isinstance(code, int) and code:
+            sys.exit(code)
     except MailportError as exc:
         typer.echo(f"error [{exc.code}]: {exc.message} — {exc.hint}", err=True)
         sys.exit(1)
@@ -99,12 +101,11 @@ def main() -> None:
         sys.exit(130)
     except typer.Exit as exc:
         sys.exit(exc.exit_code)
-    except Exception as exc:  # click usage errors and the like
-        import click
-
-        if isinstance(exc, click.ClickException):
-            exc.show()
-            sys.exit(2 if isinstance(exc, click.UsageError) else 1)
+    except Exception as exc:  # click usage errors and the like (click's, or typer's vendored click)
+        show, exit_code = getattr(exc, "show", None), getattr(exc, "exit_code", None)
+        if callable(show) and isinstance(exit_code, int):
+            show()
+            sys.exit(exit_code)  # 2 for usage errors, 1 for other click errors
         raise
 
 

@@ -260,7 +260,6 @@ class ImapSession:
             raise MailTimeoutError(f"{where}: no TCP connection within {self.connect_timeout:g} s") from exc
         except OSError as exc:
             raise ConnectError(f"{where}: {exc.strerror or exc}") from exc
-        assert isinstance(transport, asyncio.Transport)
         enable_keepalive(transport)
         self._transport = transport
         self._proto = proto

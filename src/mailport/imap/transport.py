@@ -26,7 +26,7 @@ import socket
 import ssl
 from asyncio import sslproto
 from datetime import UTC
-from typing import Any
+from typing import Any, cast
 
 from cryptography import x509
 from cryptography.x509.oid import NameOID
@@ -79,9 +79,9 @@ async def start_tls(
     if not isinstance(transport, asyncio.WriteTransport) or not getattr(
         transport, "_start_tls_compatible", False
     ):
-        assert isinstance(transport, asyncio.WriteTransport)
+        # asyncio's own start_tls (and uvloop's, whose transports are no asyncio subclasses)
         upgraded = await loop.start_tls(
-            transport,
+            cast(asyncio.WriteTransport, transport),
             protocol,
             context,
             server_hostname=server_hostname,

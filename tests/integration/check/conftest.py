@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+from typing import Any
+
 import pytest
 
-from mailport.check import CheckCredentials, ConnectionChecker, ServerTarget
-from mailport.crypto import Secret
+from mailport.check import ConnectionChecker
+from mailport.config import Settings
 from mailport.net.guard import HostGuard
+from tests.fixtures.api import make_settings
 
 
 @pytest.fixture
@@ -15,9 +19,39 @@ def checker() -> ConnectionChecker:
     return ConnectionChecker(HostGuard.for_operator(), timeout=8, step_timeout=4)
 
 
-def password(user: str, secret: str, provider: str | None = None) -> CheckCredentials:
-    return CheckCredentials(user, password=Secret(secret), provider=provider)
+# --------------------------------------------------------------------------- the service
 
 
-def imap_ssl(port: int, host: str = "127.0.0.1") -> ServerTarget:
-    return ServerTarget(host, port, "ssl")
+@pytest.fixture
+def check_overrides() -> dict[str, Any]:
+    """Settings for this test's service; override with ``@pytest.mark.parametrize("check_overrides", …)``.
+
+    The bed runs on 127.0.0.1, so by default private hosts are allowed; SSRF tests set
+    ``allow_private_hosts`` to False and ``dns`` to True (names resolve through a local DNS
+    server, ``dns_server``)."""
+    return {"allow_private_hosts": True}
+
+
+@pytest.fixture
+def database_url(tmp_path: Path) -> str:
+    """API check tests need the tables, not both databases (the health columns are covered on
+    both by the store tests and by ``test_mailbox_test.py``)."""
+    return f"sqlite+aiosqlite:///{tmp_path / 'mailport.db'}"
+
+
+@pytest.fixture
+def settings(
+    fresh_database_url: str,
+    tmp_path: Path,
+    secret_key: str,
+    check_overrides: dict[str, Any],
+    request: pytest.FixtureRequest,
+) -> Settings:
+    built = make_settings(fresh_database_url, tmp_path / "var", secret_key)
+    for key, value in check_overrides.items():
+        if key == "dns":
+            if value:
+                built.dns_nameservers = [request.getfixturevalue("dns_server").nameserver]
+            continue
+        setattr(built, key, value)
+    return built
