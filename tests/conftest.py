@@ -35,6 +35,7 @@ pytest_plugins = [
     "tests.fixtures.http",
     "tests.fixtures.imap",
     "tests.fixtures.tls",
+    "tests.fixtures.webhook_receiver",
 ]
 
 POSTGRES_ADMIN_URL = os.environ.get(

@@ -17,6 +17,8 @@ from mailport.check.runner import ConnectionChecker
 from mailport.check.service import CheckService
 from mailport.config import Settings
 from mailport.crypto import KeyRing, Secret, load_key_ring
+from mailport.delivery.repository import WebhookRepository
+from mailport.delivery.service import DeliveryService
 from mailport.errors import DatabaseNotMigratedError
 from mailport.events import EventLog
 from mailport.mailboxes.service import MailboxService
@@ -43,6 +45,7 @@ class Services:
     check_limiter: TokenBucketLimiter  # POST /v1/check per tenant (issue 6)
     checks: CheckService  # connection checks (issue 6)
     events: EventLog  # issue 8: the durable event log (ingestion writes, delivery reads)
+    webhooks: DeliveryService  # issue 8: webhook endpoints, deliveries, pull
 
     async def aclose(self) -> None:
         """Release connections and background tasks."""
@@ -104,6 +107,7 @@ async def build(settings: Settings, *, migrate: bool | None = None, clock: Clock
         tokens=oauth.oauth.tokens,
         clock=clock,
     )
+    event_log = EventLog(database)
     return Services(
         settings=settings,
         key_ring=key_ring,
@@ -114,7 +118,13 @@ async def build(settings: Settings, *, migrate: bool | None = None, clock: Clock
         guard=guard,
         check_limiter=check_limiter,
         checks=checks,
-        events=EventLog(database),
+        events=event_log,
+        webhooks=DeliveryService(
+            WebhookRepository(database, key_ring),
+            event_log,
+            guard=HostGuard.from_settings(settings),
+            clock=clock,
+        ),
     )
 
 

@@ -10,7 +10,9 @@ from fastapi.responses import JSONResponse
 
 from mailport import __version__
 from mailport.api.errors import install_error_handlers
+from mailport.api.routers import events as events_routes  # issue 8 delivery
 from mailport.api.routers import health, mailboxes, messages, oauth, tenants
+from mailport.api.routers import webhooks as webhook_routes
 from mailport.api.routers.check import router as check_router
 from mailport.api.routers.detect import router as detect_router
 from mailport.bootstrap import Services, build
@@ -55,6 +57,8 @@ def create_app(settings: Settings | None = None, *, services: Services | None = 
     install_web(app)  # issue 9: web UI at /, POST /v1/connect-links
     app.include_router(health.router)  # issue 8 (also runs the watchers under `mailport serve`)
     app.include_router(messages.router)  # issue 8
+    app.include_router(webhook_routes.router)  # issue 8 delivery
+    app.include_router(events_routes.router)  # issue 8 delivery
 
     @app.get("/healthz", tags=["ops"], summary="The process is alive")
     async def healthz() -> JSONResponse:

@@ -296,3 +296,82 @@ SECRET_COLUMNS: dict[str, tuple[str, ...]] = {
 """Every encrypted column, per table: what ``mailport keys rotate`` re-encrypts.
 
 Later features that store secrets add their table and columns here (and a primary key ``id``)."""
+
+# --- delivery (issue 8) -------------------------------------------------------------------
+
+# A tenant's webhook endpoints; the signing secret is encrypted. Events with seq > start_seq
+# are delivered (an endpoint never receives what happened before it existed).
+webhook_endpoints = Table(
+    "webhook_endpoints",
+    metadata,
+    Column("id", String(40), primary_key=True),
+    Column("tenant_id", String(40), ForeignKey("tenants.id", ondelete="CASCADE"), nullable=False),
+    Column("url", String(2000), nullable=False),
+    Column("events", Text, nullable=True),  # space-separated event types; NULL = every type
+    Column("description", String(200), nullable=True),
+    Column("secret_enc", Text, nullable=False),
+    Column("status", String(20), nullable=False),  # active | disabled
+    Column("disabled_reason", Text, nullable=True),
+    Column("start_seq", BigInteger, nullable=False),
+    Column("failing_since", UTCDateTime(), nullable=True),
+    Column("last_success_at", UTCDateTime(), nullable=True),
+    Column("created_at", UTCDateTime(), nullable=False),
+    Column("updated_at", UTCDateTime(), nullable=False),
+    Index("ix_webhook_endpoints_tenant_id", "tenant_id"),
+)
+
+# The outbox: one row per (endpoint, event), in event order per endpoint.
+webhook_deliveries = Table(
+    "webhook_deliveries",
+    metadata,
+    Column("id", String(40), primary_key=True),
+    Column("endpoint_id", String(40), ForeignKey("webhook_endpoints.id", ondelete="CASCADE"), nullable=False),
+    Column("tenant_id", String(40), nullable=False),
+    Column("event_seq", BigInteger, nullable=False),
+    Column("event_id", String(40), nullable=False),
+    Column("event_type", String(60), nullable=False),
+    Column("mailbox_id", String(40), nullable=True),
+    Column("status", String(20), nullable=False),  # pending | delivered | dead
+    Column("attempts", Integer, nullable=False, server_default="0"),
+    Column("window_started_at", UTCDateTime(), nullable=False),  # retries give up 24 h after this
+    Column("next_attempt_at", UTCDateTime(), nullable=True),
+    Column("last_attempt_at", UTCDateTime(), nullable=True),
+    Column("last_status_code", Integer, nullable=True),
+    Column("last_error", Text, nullable=True),
+    Column("created_at", UTCDateTime(), nullable=False),
+    Column("delivered_at", UTCDateTime(), nullable=True),
+    UniqueConstraint("endpoint_id", "event_seq", name="uq_webhook_deliveries_endpoint_event"),
+    Index("ix_webhook_deliveries_endpoint_status_seq", "endpoint_id", "status", "event_seq"),
+    Index("ix_webhook_deliveries_event_seq", "event_seq"),
+    Index("ix_webhook_deliveries_status_next", "status", "next_attempt_at"),
+)
+
+# Every HTTP attempt of every delivery.
+webhook_attempts = Table(
+    "webhook_attempts",
+    metadata,
+    Column("id", String(40), primary_key=True),
+    Column(
+        "delivery_id", String(40), ForeignKey("webhook_deliveries.id", ondelete="CASCADE"), nullable=False
+    ),
+    Column("attempted_at", UTCDateTime(), nullable=False),
+    Column("result", String(20), nullable=False),  # success | http_error | timeout | network_error | refused
+    Column("status_code", Integer, nullable=True),
+    Column("error", Text, nullable=True),
+    Column("duration_ms", Integer, nullable=False),
+    Index("ix_webhook_attempts_delivery_id", "delivery_id"),
+)
+
+# The dispatcher's fan-out cursor (last event seq turned into deliveries) and its lease, so that
+# only one process dispatches at a time.
+delivery_state = Table(
+    "delivery_state",
+    metadata,
+    Column("name", String(40), primary_key=True),
+    Column("fanout_seq", BigInteger, nullable=False),
+    Column("owner", String(100), nullable=True),
+    Column("lease_until", UTCDateTime(), nullable=True),
+    Column("updated_at", UTCDateTime(), nullable=False),
+)
+
+SECRET_COLUMNS["webhook_endpoints"] = ("secret_enc",)

@@ -228,3 +228,21 @@ async def _subjects(bed: Bed, folder: str) -> str:
         bed.dovecot.doveadm, "fetch", "-u", bed.user, "hdr.subject", "mailbox", folder, "all"
     )
     return result.stdout.decode()
+
+
+async def test_wrong_password_goes_to_error_once_and_stops_hammering(bed: Bed, running: Orchestrator) -> None:
+    mailbox = await bed.add_mailbox(password="not-the-password")
+    running.poke()
+
+    async def errored() -> list[object]:
+        return await all_events(bed.services, mailbox_id=mailbox.id, type="mailbox.error")
+
+    errors = await wait_for(errored, timeout=10)
+    await asyncio.sleep(2.0)  # a retry loop would have logged in again several times by now
+    watcher = running.watchers[mailbox.id]
+    assert watcher.status.consecutive_failures == 1 and watcher.status.state == "error"
+    assert len(await errored()) == 1
+    assert errors[0].payload["error"] in ("auth_failed", "invalid_credentials")
+    stored = await bed.services.mailboxes.repository.get_by_id(mailbox.id)
+    assert stored.health.status.value == "error" and stored.health.last_error
+    assert "not-the-password" not in (stored.health.last_error or "")

@@ -1,0 +1,184 @@
+"""Ingestion latency: 200 messages delivered one at a time by LMTP to an idling mailbox.
+
+Measures, per message, the time from the LMTP delivery's completion to (a) the signed webhook
+received by a local HTTP receiver through mailport's dispatcher (``p50_ms``/``p99_ms``), (b) the
+``message.received`` event committed by the watcher (``event_p50_ms``/``event_p99_ms``) and
+(c) the ``* N EXISTS`` a bare IDLE client on the same mailbox receives (``imap_notify_p50_ms``:
+Dovecot's own notification delay, ~500 ms hard-coded, the floor under any end-to-end figure). Both run
+in this process against a Dovecot of its own; the database is SQLite unless ``--database-url``.
+Messages are ``--gap`` seconds apart: a session that re-entered IDLE only a moment before a
+delivery is notified later by Dovecot than one idling for a while, so back-to-back deliveries
+would measure Dovecot's IDLE restart rather than mailport.
+Prints one JSON line: ``{"p50_ms", "p99_ms", "imap_notify_p50_ms", ...}``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import shutil
+import smtplib
+import statistics
+import sys
+import tempfile
+import time
+from email.message import EmailMessage
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from pydantic import SecretStr
+from tests.fixtures.webhook_receiver import WebhookReceiver
+from tests.mailstack.dovecot import Dovecot
+
+from mailport.bootstrap import build
+from mailport.config import Settings
+from mailport.crypto import Secret, generate_key
+from mailport.delivery import build_dispatcher
+from mailport.delivery.schemas import WebhookCreate
+from mailport.events import last_seq, list_after
+from mailport.imap import EventKind, ImapClient, PasswordAuth, ServerEvent
+from mailport.mailboxes.models import AuthMethod, NewMailbox, ProcessingSettings, Security, ServerSettings
+from mailport.sync import Orchestrator
+
+
+def message(i: int) -> bytes:
+    msg = EmailMessage()
+    msg["From"], msg["To"], msg["Subject"] = "bench@example.test", "idle@example.test", f"latency {i}"
+    msg["Message-ID"] = f"<latency.{i}.{time.time_ns()}@example.test>"
+    msg.set_content("x" * 2000)
+    return msg.as_bytes()
+
+
+def lmtp_deliver(port: int, rcpt: str, raw: bytes) -> float:
+    with smtplib.LMTP("127.0.0.1", port) as lmtp:
+        lmtp.sendmail("bench@example.test", [rcpt], raw)
+        return time.perf_counter()
+
+
+def pct(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(round(q * (len(ordered) - 1))))]
+
+
+async def run(
+    dovecot: Dovecot, database_url: str, data_dir: Path, count: int, gap: float
+) -> dict[str, float]:
+    settings = Settings(
+        _env_file=None,  # type: ignore[call-arg]
+        database_url=database_url,
+        data_dir=data_dir,
+        secret_keys=SecretStr(generate_key()),
+        log_level="WARNING",
+        allow_private_hosts=True,  # the webhook receiver listens on 127.0.0.1
+    )
+    services = await build(settings, migrate=True)
+    user, password = dovecot.dyn_user("latency")
+    tenant, _ = await services.tenants.create_tenant("bench")
+    mailbox = await services.mailboxes.create(
+        tenant.id,
+        NewMailbox(
+            email=user,
+            auth_method=AuthMethod.PASSWORD,
+            imap=ServerSettings("127.0.0.1", dovecot.imap_port, Security.NONE),
+            password=Secret(password),
+            settings=ProcessingSettings(check_interval=60),
+        ),
+    )
+    orchestrator = Orchestrator(services)
+    await orchestrator.start()
+    receiver = WebhookReceiver().start()
+    await services.webhooks.create(tenant.id, WebhookCreate(url=receiver.url, events=["message.received"]))
+    dispatcher = build_dispatcher(services)
+    await dispatcher.start()
+    notified: list[float] = []
+
+    def on_event(event: ServerEvent) -> None:
+        if event.kind is EventKind.EXISTS:
+            notified.append(time.perf_counter())
+
+    bare = await ImapClient.open(
+        "127.0.0.1",
+        dovecot.imap_port,
+        auth=PasswordAuth(user, Secret(password)),
+        security="plain",
+        allow_plaintext=True,
+        allow_plaintext_auth=True,
+        on_event=on_event,
+    )
+    await bare.select("INBOX")
+    await bare.idle_start()
+    while orchestrator.watchers[mailbox.id].status.state != "connected":
+        await asyncio.sleep(0.05)
+    await asyncio.sleep(0.5)
+    ingest_ms: list[float] = []
+    notify_ms: list[float] = []
+    webhook_ms: list[float] = []
+    async with services.database.connect() as conn:
+        seq = await last_seq(conn)
+    try:
+        for i in range(count):
+            before_notes = len(notified)
+            before_hooks = len(receiver.requests)
+            delivered = await asyncio.to_thread(lmtp_deliver, dovecot.lmtp_port, user, message(i))
+            delivered_mono = time.monotonic() - (time.perf_counter() - delivered)
+            while True:
+                async with services.database.connect() as conn:
+                    got = await list_after(conn, tenant_id=tenant.id, after_seq=seq, limit=10)
+                received = [e for e in got if e.type == "message.received"]
+                if received:
+                    ingest_ms.append((time.perf_counter() - delivered) * 1000)
+                    seq = got[-1].seq
+                    break
+                seq = got[-1].seq if got else seq
+                await services.events.wait(timeout=0.05)
+            deadline = time.perf_counter() + 5
+            while len(notified) <= before_notes and time.perf_counter() < deadline:
+                await asyncio.sleep(0.005)
+            if len(notified) > before_notes:
+                notify_ms.append((notified[before_notes] - delivered) * 1000)
+            deadline = time.perf_counter() + 10
+            while len(receiver.requests) <= before_hooks and time.perf_counter() < deadline:
+                await asyncio.sleep(0.002)
+            if len(receiver.requests) > before_hooks:
+                webhook_ms.append((receiver.requests[before_hooks].at - delivered_mono) * 1000)
+            await asyncio.sleep(gap)  # the mailbox idles again before the next message
+    finally:
+        bare.close()
+        await dispatcher.stop()
+        receiver.stop()
+        await orchestrator.stop()
+        await services.aclose()
+    return {
+        "p50_ms": round(statistics.median(webhook_ms), 1),
+        "p99_ms": round(pct(webhook_ms, 0.99), 1),
+        "imap_notify_p50_ms": round(statistics.median(notify_ms), 1),
+        "event_p50_ms": round(statistics.median(ingest_ms), 1),
+        "event_p99_ms": round(pct(ingest_ms, 0.99), 1),
+        "messages": len(ingest_ms),
+        "webhooks": len(webhook_ms),
+        "overhead_p50_ms": round(statistics.median(webhook_ms) - statistics.median(notify_ms), 1),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--messages", type=int, default=200)
+    parser.add_argument("--database-url", default="")
+    parser.add_argument("--gap", type=float, default=0.5, help="seconds between messages")
+    args = parser.parse_args()
+    root = Path(tempfile.mkdtemp(prefix="mailport-bench-latency-"))
+    dovecot = Dovecot(root / "dovecot")
+    dovecot.start()
+    try:
+        url = args.database_url or f"sqlite+aiosqlite:///{root / 'mailport.db'}"
+        result = asyncio.run(run(dovecot, url, root / "var", args.messages, args.gap))
+    finally:
+        dovecot.stop(timeout=30)
+        shutil.rmtree(root, ignore_errors=True)
+    print(json.dumps(result))
+
+
+if __name__ == "__main__":
+    main()

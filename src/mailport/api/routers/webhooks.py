@@ -1,0 +1,145 @@
+"""``/v1/webhooks``: a tenant's webhook endpoints, their deliveries and replay. Thin.
+
+The router's lifespan runs the webhook dispatcher inside ``mailport serve`` (an app built by
+``create_app`` for embedding or tests does not start one unless ``MAILPORT_WATCHERS=true``).
+Several processes may run it: a lease in the database lets one dispatch at a time.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import APIRouter, Body, Depends, FastAPI, Query, Response
+
+from mailport.api.deps import Caller, error_responses, get_services, require_tenant
+from mailport.bootstrap import Services
+from mailport.delivery.models import DeliveryStatus
+from mailport.delivery.schemas import (
+    DeliveryPage,
+    DeliveryRead,
+    ReplayRequest,
+    ReplayResult,
+    WebhookCreate,
+    WebhookCreated,
+    WebhookPage,
+    WebhookRead,
+    WebhookUpdate,
+)
+from mailport.store.pagination import DEFAULT_LIMIT, MAX_LIMIT
+
+
+@asynccontextmanager
+async def dispatcher_lifespan(app: FastAPI) -> AsyncIterator[None]:
+    services: Services | None = getattr(app.state, "services", None)
+    wanted = getattr(app.state, "serve", False) or bool(services and services.settings.watchers)
+    if services is None or not wanted:
+        yield
+        return
+    from mailport.delivery import start_dispatcher
+
+    dispatcher = await start_dispatcher(services)
+    app.state.dispatcher = dispatcher
+    try:
+        yield
+    finally:
+        await dispatcher.stop()
+
+
+router = APIRouter(
+    prefix="/v1/webhooks",
+    tags=["webhooks"],
+    responses=error_responses(401, 403, 422),
+    lifespan=dispatcher_lifespan,
+)
+
+
+def _tenant(caller: Caller) -> str:
+    assert caller.tenant_id is not None  # require_tenant guarantees it
+    return caller.tenant_id
+
+
+@router.post("", status_code=201, summary="Add a webhook endpoint (the secret is shown once)")
+async def create_webhook(
+    body: WebhookCreate, caller: Caller = Depends(require_tenant), services: Services = Depends(get_services)
+) -> WebhookCreated:
+    endpoint, secret = await services.webhooks.create(_tenant(caller), body)
+    read = WebhookRead.from_model(endpoint)
+    return WebhookCreated(**read.model_dump(), secret=secret.reveal() if secret is not None else None)
+
+
+@router.get("", summary="List webhook endpoints")
+async def list_webhooks(
+    cursor: str | None = Query(None, max_length=200, description="`next_cursor` of the previous page"),
+    limit: int = Query(DEFAULT_LIMIT, ge=1, le=MAX_LIMIT),
+    caller: Caller = Depends(require_tenant),
+    services: Services = Depends(get_services),
+) -> WebhookPage:
+    page = await services.webhooks.list(_tenant(caller), cursor=cursor, limit=limit)
+    return WebhookPage(items=[WebhookRead.from_model(e) for e in page.items], next_cursor=page.next_cursor)
+
+
+@router.get("/{webhook_id}", summary="Get a webhook endpoint", responses=error_responses(404))
+async def get_webhook(
+    webhook_id: str, caller: Caller = Depends(require_tenant), services: Services = Depends(get_services)
+) -> WebhookRead:
+    return WebhookRead.from_model(await services.webhooks.get(_tenant(caller), webhook_id))
+
+
+@router.patch(
+    "/{webhook_id}",
+    summary="Change a webhook endpoint (url, events, secret, enabled)",
+    responses=error_responses(404),
+)
+async def update_webhook(
+    webhook_id: str,
+    body: WebhookUpdate,
+    caller: Caller = Depends(require_tenant),
+    services: Services = Depends(get_services),
+) -> WebhookRead:
+    return WebhookRead.from_model(await services.webhooks.update(_tenant(caller), webhook_id, body))
+
+
+@router.delete(
+    "/{webhook_id}", status_code=204, summary="Delete a webhook endpoint", responses=error_responses(404)
+)
+async def delete_webhook(
+    webhook_id: str, caller: Caller = Depends(require_tenant), services: Services = Depends(get_services)
+) -> Response:
+    await services.webhooks.delete(_tenant(caller), webhook_id)
+    return Response(status_code=204)
+
+
+@router.get(
+    "/{webhook_id}/deliveries",
+    summary="Deliveries to this endpoint, newest first, with every attempt",
+    responses=error_responses(404),
+)
+async def list_deliveries(
+    webhook_id: str,
+    status: DeliveryStatus | None = Query(None, description="Only deliveries in this state (e.g. dead)"),
+    cursor: str | None = Query(None, max_length=200, description="`next_cursor` of the previous page"),
+    limit: int = Query(DEFAULT_LIMIT, ge=1, le=MAX_LIMIT),
+    caller: Caller = Depends(require_tenant),
+    services: Services = Depends(get_services),
+) -> DeliveryPage:
+    page = await services.webhooks.deliveries(
+        _tenant(caller), webhook_id, cursor=cursor, limit=limit, status=status
+    )
+    return DeliveryPage(items=[DeliveryRead.from_model(d) for d in page.items], next_cursor=page.next_cursor)
+
+
+@router.post(
+    "/{webhook_id}/replay",
+    summary="Send dead letters again (all of them, or one delivery)",
+    responses=error_responses(404),
+)
+async def replay_webhook(
+    webhook_id: str,
+    body: ReplayRequest | None = Body(None),
+    caller: Caller = Depends(require_tenant),
+    services: Services = Depends(get_services),
+) -> ReplayResult:
+    delivery_id = body.delivery_id if body is not None else None
+    count = await services.webhooks.replay(_tenant(caller), webhook_id, delivery_id=delivery_id)
+    return ReplayResult(replayed=count)

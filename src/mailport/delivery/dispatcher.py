@@ -1,0 +1,417 @@
+"""The webhook dispatcher: fan events out into per-endpoint queues and work each queue on its own.
+
+Shape (all state is in the database, so a crash loses nothing):
+
+* **Supervisor** (one task): holds the dispatcher lease (one dispatching process per database),
+  reads events after the fan-out cursor and inserts one delivery row per subscribed active
+  endpoint (``webhook_deliveries``, the outbox), and keeps one worker per active endpoint. It
+  wakes when this process appends events (:meth:`mailport.events.EventLog.wait`) and polls every
+  ``poll_interval`` seconds for other processes' events.
+* **Endpoint worker** (one task per endpoint, its own HTTP connection pool): sends the
+  endpoint's pending deliveries in event order, **one at a time per mailbox** (order per
+  mailbox) and up to ``concurrency`` mailboxes at once; a failed delivery blocks only the later
+  deliveries of its own mailbox on that endpoint until it succeeds or becomes a dead letter. A
+  slow or dead endpoint therefore never delays another endpoint, and each request has a timeout.
+* Results are written in batches (attempt rows, delivery state, the endpoint's failing streak)
+  and events every active subscribed endpoint has answered 2xx are marked accepted in the same
+  transaction. A dead letter on an endpoint failing for ``policy.disable_after`` disables it and
+  appends ``webhook.disabled``.
+
+A process killed between a 2xx and the write of its result sends that delivery again after the
+restart, with the same ``webhook-id``: at least once, with a stable idempotency key.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import random
+import socket
+import time
+import uuid
+from collections.abc import Callable
+from datetime import datetime, timedelta
+
+from mailport.delivery.metrics import DELIVERY_LATENCY, WEBHOOK_ATTEMPTS
+from mailport.delivery.models import DeliveryStatus, WebhookEndpoint
+from mailport.delivery.repository import AttemptRecord, PendingDelivery, WebhookRepository
+from mailport.delivery.retry import RetryPolicy
+from mailport.delivery.sender import Outcome, WebhookSender
+from mailport.delivery.signing import signature_headers
+from mailport.events import EventLog
+from mailport.net.guard import HostGuard
+from mailport.tenants.service import Clock, utc_now
+
+log = logging.getLogger(__name__)
+
+SenderFactory = Callable[[WebhookEndpoint], WebhookSender]
+
+
+class EndpointWorker:
+    """Works one endpoint's queue (see the module docstring)."""
+
+    def __init__(
+        self,
+        endpoint: WebhookEndpoint,
+        *,
+        repository: WebhookRepository,
+        event_log: EventLog,
+        sender: WebhookSender,
+        policy: RetryPolicy,
+        clock: Clock,
+        rand: Callable[[], float],
+        concurrency: int,
+        batch: int,
+        flush_size: int = 200,
+        flush_interval: float = 0.05,
+        idle_poll: float = 5.0,
+    ) -> None:
+        self.endpoint = endpoint
+        self._repository = repository
+        self._event_log = event_log
+        self._sender = sender
+        self._policy = policy
+        self._clock = clock
+        self._rand = rand
+        self._concurrency = concurrency
+        self._batch = batch
+        self._flush_size = flush_size
+        self._flush_interval = flush_interval
+        self._idle_poll = idle_poll
+        self._wakeup = asyncio.Event()
+        self._stopping = False
+        self._disabled = False
+        self._buffer: list[AttemptRecord] = []
+        self._buffer_started = 0.0
+        self._flush_lock = asyncio.Lock()
+        self.task: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        self.task = asyncio.create_task(self._run(), name=f"webhook-{self.endpoint.id}")
+
+    def wake(self) -> None:
+        self._wakeup.set()
+
+    def stop(self) -> None:
+        """Finish the sends in flight, write their results, then end."""
+        self._stopping = True
+        self._wakeup.set()
+
+    @property
+    def finished(self) -> bool:
+        return self.task is not None and self.task.done()
+
+    async def _run(self) -> None:
+        while not self._stopping and not self._disabled:
+            try:
+                next_due = await self._drain()
+            except asyncio.CancelledError:
+                raise
+            except Exception:  # a database hiccup must not end the worker
+                log.exception("webhook worker %s failed; retrying", self.endpoint.id)
+                next_due = self._clock() + timedelta(seconds=1)
+            if self._stopping or self._disabled:
+                break
+            timeout = self._idle_poll
+            if next_due is not None:
+                timeout = min(timeout, max((next_due - self._clock()).total_seconds(), 0.0))
+            if timeout > 0:
+                try:
+                    await asyncio.wait_for(self._wakeup.wait(), timeout)
+                except TimeoutError:
+                    pass
+            self._wakeup.clear()
+        await self._sender.aclose()
+
+    async def _drain(self) -> datetime | None:
+        """Send what is due; returns when to look again (None: when woken or at the idle poll)."""
+        items = await self._repository.pending(self.endpoint.id, limit=self._batch)
+        if not items:
+            return None
+        now = self._clock()
+        groups: dict[str | None, list[PendingDelivery]] = {}
+        for item in items:
+            groups.setdefault(item.mailbox_id, []).append(item)
+        next_due: datetime | None = None
+        due: list[list[PendingDelivery]] = []
+        postponed: dict[datetime, list[str]] = {}
+        for group in groups.values():
+            head = group[0]
+            if head.next_attempt_at is not None and head.next_attempt_at > now:
+                next_due = head.next_attempt_at if next_due is None else min(next_due, head.next_attempt_at)
+                until = head.next_attempt_at
+                behind = [i.id for i in group[1:] if i.next_attempt_at is None or i.next_attempt_at < until]
+                if behind:
+                    postponed.setdefault(head.next_attempt_at, []).extend(behind)
+            else:
+                due.append(group)
+        for until, ids in postponed.items():
+            await self._repository.postpone(ids, until)
+        if due:
+            semaphore = asyncio.Semaphore(self._concurrency)
+            await asyncio.gather(*(self._send_group(group, semaphore, now) for group in due))
+            await self._flush()
+        if len(items) >= self._batch or due:
+            return self._clock()  # more may be waiting (or a retry became due meanwhile)
+        return next_due
+
+    async def _send_group(
+        self, group: list[PendingDelivery], semaphore: asyncio.Semaphore, started: datetime
+    ) -> None:
+        """One mailbox's deliveries, strictly one after another."""
+        async with semaphore:
+            for item in group:
+                if self._stopping or self._disabled:
+                    return
+                if item.next_attempt_at is not None and item.next_attempt_at > started:
+                    return
+                record = await self._attempt(item)
+                self._buffer.append(record)
+                if len(self._buffer) == 1:
+                    self._buffer_started = time.monotonic()
+                if record.new_status is DeliveryStatus.PENDING:
+                    await self._flush()  # a retry is scheduled: later mail of this mailbox waits
+                    return
+                if (
+                    len(self._buffer) >= self._flush_size
+                    or time.monotonic() - self._buffer_started >= self._flush_interval
+                ):
+                    await self._flush()
+
+    async def _attempt(self, item: PendingDelivery) -> AttemptRecord:
+        endpoint = self.endpoint
+        attempted_at = self._clock()
+        headers = signature_headers(
+            endpoint.secret, message_id=item.event_id, timestamp=attempted_at, body=item.body
+        )
+        outcome: Outcome = await self._sender.post(endpoint.url, item.body, headers)
+        WEBHOOK_ATTEMPTS.labels(result=outcome.result).inc()
+        finished = self._clock()
+        if outcome.ok:
+            DELIVERY_LATENCY.observe(max((finished - item.event_created_at).total_seconds(), 0.0))
+            status, next_at = DeliveryStatus.DELIVERED, None
+        else:
+            next_at = self._policy.next_attempt(
+                item.attempts + 1, window_started=item.window_started_at, now=finished, rand=self._rand
+            )
+            status = DeliveryStatus.PENDING if next_at is not None else DeliveryStatus.DEAD
+            log.info(
+                "webhook %s delivery %s failed (%s%s); %s",
+                endpoint.id,
+                item.id,
+                outcome.result,
+                f" {outcome.status_code}" if outcome.status_code else "",
+                f"retry at {next_at.isoformat()}" if next_at else "dead letter",
+            )
+        return AttemptRecord(
+            delivery_id=item.id,
+            event_seq=item.event_seq,
+            attempted_at=attempted_at,
+            result=outcome.result,
+            status_code=outcome.status_code,
+            error=outcome.error,
+            duration_ms=outcome.duration_ms,
+            new_status=status,
+            next_attempt_at=next_at,
+            window_started_at=item.window_started_at,
+        )
+
+    async def _flush(self) -> None:
+        async with self._flush_lock:
+            if not self._buffer:
+                return
+            records, self._buffer = self._buffer, []
+            now = self._clock()
+            async with self._event_log.transaction() as conn:
+                last_success = await self._repository.record(conn, self.endpoint.id, records)
+                delivered = [r.event_seq for r in records if r.new_status is DeliveryStatus.DELIVERED]
+                if delivered:
+                    await self._repository.accept_completed(conn, delivered, now=now)
+                if any(
+                    r.new_status is DeliveryStatus.DEAD
+                    and self._policy.should_disable(
+                        last_success_at=last_success, dead_window_started=r.window_started_at
+                    )
+                    for r in records
+                ):
+                    hours = self._policy.give_up_after / 3600
+                    reason = f"no 2xx answer for {hours:g} h: a delivery became a dead letter after retries"
+                    if await self._repository.disable(conn, self.endpoint, reason=reason, now=now):
+                        log.warning("webhook %s disabled: %s", self.endpoint.id, reason)
+                        self._disabled = True
+
+
+def dead_local_owner(owner: str) -> bool:
+    """Is ``owner`` (``host:pid:nonce``) a process on this host that no longer exists?"""
+    host, _, rest = owner.partition(":")
+    pid_text = rest.partition(":")[0]
+    if host != socket.gethostname() or not pid_text.isdigit():
+        return False
+    pid = int(pid_text)
+    if pid == os.getpid():
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:
+        return False
+    return False
+
+
+class Dispatcher:
+    """Runs the supervisor and the endpoint workers; ``start()`` / ``stop()``."""
+
+    def __init__(
+        self,
+        *,
+        repository: WebhookRepository,
+        event_log: EventLog,
+        guard: HostGuard,
+        policy: RetryPolicy | None = None,
+        clock: Clock = utc_now,
+        rand: Callable[[], float] = random.random,
+        request_timeout: float = 10.0,
+        concurrency: int = 8,
+        poll_interval: float = 1.0,
+        lease_ttl: float = 15.0,
+        batch: int = 500,
+        owner: str | None = None,
+        sender_factory: SenderFactory | None = None,
+    ) -> None:
+        self._repository = repository
+        self._event_log = event_log
+        self._guard = guard
+        self.policy = policy or RetryPolicy()
+        self._clock = clock
+        self._rand = rand
+        self._timeout = request_timeout
+        self._concurrency = concurrency
+        self._poll_interval = poll_interval
+        self._lease_ttl = lease_ttl
+        self._batch = batch
+        self.owner = owner or f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+        self._sender_factory = sender_factory or self._default_sender
+        self._workers: dict[str, EndpointWorker] = {}
+        self._task: asyncio.Task[None] | None = None
+        self._lease_renew_at: float = 0.0
+        self.has_lease = False
+
+    def _default_sender(self, endpoint: WebhookEndpoint) -> WebhookSender:
+        return WebhookSender(self._guard, timeout=self._timeout, max_connections=self._concurrency)
+
+    async def start(self) -> asyncio.Task[None]:
+        if self._task is None or self._task.done():
+            self._task = asyncio.create_task(self._supervise(), name="webhook-dispatcher")
+        return self._task
+
+    @property
+    def running(self) -> bool:
+        return self._task is not None and not self._task.done()
+
+    async def stop(self, timeout: float = 5.0) -> None:
+        """Stop taking work, let sends in flight finish and record (up to ``timeout``), release the lease."""
+        if self._task is not None:
+            self._task.cancel()
+            try:
+                await self._task
+            except asyncio.CancelledError:
+                pass
+            self._task = None
+        await self._stop_workers(list(self._workers), timeout)
+        if self.has_lease:
+            try:
+                await self._repository.release_lease(self.owner, now=self._clock())
+            except Exception:  # shutting down: the lease expires on its own
+                log.exception("could not release the dispatcher lease")
+            self.has_lease = False
+
+    async def _stop_workers(self, ids: list[str], timeout: float) -> None:
+        workers = [self._workers.pop(i) for i in ids if i in self._workers]
+        for worker in workers:
+            worker.stop()
+        tasks = [w.task for w in workers if w.task is not None]
+        if not tasks:
+            return
+        done, pending = await asyncio.wait(tasks, timeout=timeout)
+        for task in pending:
+            task.cancel()
+        if pending:
+            await asyncio.gather(*pending, return_exceptions=True)
+
+    async def _renew_lease(self) -> bool:
+        now_mono = time.monotonic()
+        if self.has_lease and now_mono < self._lease_renew_at:
+            return True
+        now = self._clock()
+        got = await self._repository.acquire_lease(
+            self.owner, now=now, until=now + timedelta(seconds=self._lease_ttl), is_stale=dead_local_owner
+        )
+        if got and not self.has_lease:
+            log.info("webhook dispatcher %s took the lease", self.owner)
+        self.has_lease = got
+        self._lease_renew_at = now_mono + self._lease_ttl / 3
+        return got
+
+    async def _supervise(self) -> None:
+        while True:
+            try:
+                await self.run_once()
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("webhook dispatcher cycle failed; retrying")
+            await self._event_log.wait(self._poll_interval)
+
+    async def run_once(self) -> None:
+        """One supervisor cycle: lease, workers, fan-out."""
+        if not await self._renew_lease():
+            await self._stop_workers(list(self._workers), 0)
+            return
+        endpoints = await self._repository.active_endpoints()
+        self._sync_workers(endpoints)
+        while True:
+            async with self._event_log.transaction() as conn:
+                count, touched = await self._repository.fanout(
+                    conn, endpoints, batch=self._batch, now=self._clock()
+                )
+            for endpoint_id in touched:
+                worker = self._workers.get(endpoint_id)
+                if worker is not None:
+                    worker.wake()
+            if count < self._batch:
+                break
+        for endpoint_id in await self._repository.endpoints_with_due_deliveries(now=self._clock()):
+            worker = self._workers.get(endpoint_id)
+            if worker is not None:
+                worker.wake()
+
+    def _sync_workers(self, endpoints: list[WebhookEndpoint]) -> None:
+        active = {e.id: e for e in endpoints}
+        for endpoint_id, worker in list(self._workers.items()):
+            if endpoint_id not in active or worker.finished:
+                worker.stop()
+                del self._workers[endpoint_id]
+        for endpoint_id, endpoint in active.items():
+            existing = self._workers.get(endpoint_id)
+            if existing is not None:
+                if existing.endpoint.url != endpoint.url:
+                    existing.stop()  # a new URL gets a new connection pool
+                    del self._workers[endpoint_id]
+                else:
+                    existing.endpoint = endpoint  # secret or subscription changed
+                    continue
+            worker = EndpointWorker(
+                endpoint,
+                repository=self._repository,
+                event_log=self._event_log,
+                sender=self._sender_factory(endpoint),
+                policy=self.policy,
+                clock=self._clock,
+                rand=self._rand,
+                concurrency=self._concurrency,
+                batch=self._batch,
+            )
+            self._workers[endpoint_id] = worker
+            worker.start()

@@ -1,0 +1,88 @@
+"""Webhook endpoints, deliveries and attempts as plain dataclasses (no I/O, no ORM).
+
+Event types a tenant can subscribe to are listed in :data:`EVENT_TYPES`; an endpoint with no
+``events`` list receives every type.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from enum import StrEnum
+
+from mailport.crypto import Secret
+
+EVENT_TYPES: tuple[str, ...] = (
+    "message.received",
+    "mailbox.connected",
+    "mailbox.error",
+    "mailbox.reauth_required",
+    "mailbox.reset",
+    "webhook.disabled",
+)
+
+WEBHOOK_DISABLED = "webhook.disabled"
+
+
+class EndpointStatus(StrEnum):
+    ACTIVE = "active"
+    DISABLED = "disabled"
+
+
+class DeliveryStatus(StrEnum):
+    PENDING = "pending"  # waiting for its (next) attempt
+    DELIVERED = "delivered"  # the endpoint answered 2xx
+    DEAD = "dead"  # retries exhausted (or the endpoint was disabled); replayable
+
+
+@dataclass(frozen=True)
+class WebhookEndpoint:
+    id: str
+    tenant_id: str
+    url: str
+    events: tuple[str, ...] | None  # None = every type
+    description: str | None
+    secret: Secret
+    status: EndpointStatus
+    disabled_reason: str | None
+    failing_since: datetime | None
+    last_success_at: datetime | None
+    created_at: datetime
+    updated_at: datetime
+
+    def subscribes(self, event_type: str) -> bool:
+        return self.events is None or event_type in self.events
+
+    @property
+    def active(self) -> bool:
+        return self.status is EndpointStatus.ACTIVE
+
+
+@dataclass(frozen=True)
+class Attempt:
+    id: str
+    delivery_id: str
+    attempted_at: datetime
+    result: str  # success | http_error | timeout | network_error | refused
+    status_code: int | None
+    error: str | None
+    duration_ms: int
+
+
+@dataclass(frozen=True)
+class Delivery:
+    id: str
+    endpoint_id: str
+    event_id: str
+    event_seq: int
+    event_type: str
+    mailbox_id: str | None
+    status: DeliveryStatus
+    attempts: int
+    next_attempt_at: datetime | None
+    last_attempt_at: datetime | None
+    last_status_code: int | None
+    last_error: str | None
+    created_at: datetime
+    delivered_at: datetime | None
+    attempt_log: tuple[Attempt, ...] = ()

@@ -1,0 +1,183 @@
+"""Request and response bodies of ``/v1/webhooks`` and ``/v1/events`` (never ORM rows).
+
+The signing secret appears in exactly one response: the one that created the endpoint
+(:class:`WebhookCreated`). Requests refuse unknown fields.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from mailport.delivery.models import EVENT_TYPES, Attempt, Delivery, WebhookEndpoint
+
+EventType = Literal[
+    "message.received",
+    "mailbox.connected",
+    "mailbox.error",
+    "mailbox.reauth_required",
+    "mailbox.reset",
+    "webhook.disabled",
+]
+assert set(EventType.__args__) == set(EVENT_TYPES)  # type: ignore[attr-defined]
+
+
+def _unique(events: list[EventType] | None) -> list[EventType] | None:
+    if events is None:
+        return None
+    if not events:
+        raise ValueError("give at least one event type, or leave `events` out for all of them")
+    return list(dict.fromkeys(events))
+
+
+class _Request(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class WebhookCreate(_Request):
+    url: str = Field(max_length=2000, description="Where to POST events (https:// recommended)")
+    events: list[EventType] | None = Field(
+        None, description="Event types to receive; leave out for every type"
+    )
+    secret: str | None = Field(
+        None,
+        max_length=200,
+        description="A Standard Webhooks secret (`whsec_` + base64); generated when left out",
+    )
+    description: str | None = Field(None, max_length=200)
+
+    _events = field_validator("events")(classmethod(lambda cls, v: _unique(v)))
+
+
+class WebhookUpdate(_Request):
+    url: str | None = Field(None, max_length=2000)
+    events: list[EventType] | None = None
+    secret: str | None = Field(None, max_length=200, description="Replace the signing secret")
+    description: str | None = Field(None, max_length=200)
+    enabled: bool | None = Field(None, description="false disables the endpoint; true re-enables it")
+
+    _events = field_validator("events")(classmethod(lambda cls, v: _unique(v)))
+
+
+class WebhookRead(BaseModel):
+    id: str
+    url: str
+    events: list[str] | None
+    description: str | None
+    status: str = Field(description="active or disabled")
+    disabled_reason: str | None
+    failing_since: datetime | None
+    last_success_at: datetime | None
+    created_at: datetime
+    updated_at: datetime
+
+    @classmethod
+    def from_model(cls, endpoint: WebhookEndpoint) -> WebhookRead:
+        return cls(
+            id=endpoint.id,
+            url=endpoint.url,
+            events=list(endpoint.events) if endpoint.events is not None else None,
+            description=endpoint.description,
+            status=endpoint.status.value,
+            disabled_reason=endpoint.disabled_reason,
+            failing_since=endpoint.failing_since,
+            last_success_at=endpoint.last_success_at,
+            created_at=endpoint.created_at,
+            updated_at=endpoint.updated_at,
+        )
+
+
+class WebhookCreated(WebhookRead):
+    secret: str | None = Field(
+        description="The signing secret: shown here once when generated, never again (null when you gave it)"
+    )
+
+
+class WebhookPage(BaseModel):
+    items: list[WebhookRead]
+    next_cursor: str | None
+
+
+class AttemptRead(BaseModel):
+    id: str
+    attempted_at: datetime
+    result: str = Field(description="success, http_error, timeout, network_error or refused")
+    status_code: int | None
+    error: str | None
+    duration_ms: int
+
+    @classmethod
+    def from_model(cls, attempt: Attempt) -> AttemptRead:
+        return cls(
+            id=attempt.id,
+            attempted_at=attempt.attempted_at,
+            result=attempt.result,
+            status_code=attempt.status_code,
+            error=attempt.error,
+            duration_ms=attempt.duration_ms,
+        )
+
+
+class DeliveryRead(BaseModel):
+    id: str
+    event_id: str
+    event_type: str
+    mailbox_id: str | None
+    status: str = Field(description="pending, delivered or dead (replayable)")
+    attempt_count: int
+    next_attempt_at: datetime | None
+    last_attempt_at: datetime | None
+    last_status_code: int | None
+    last_error: str | None
+    created_at: datetime
+    delivered_at: datetime | None
+    attempts: list[AttemptRead] = Field(description="Every attempt, oldest first")
+
+    @classmethod
+    def from_model(cls, delivery: Delivery) -> DeliveryRead:
+        return cls(
+            id=delivery.id,
+            event_id=delivery.event_id,
+            event_type=delivery.event_type,
+            mailbox_id=delivery.mailbox_id,
+            status=delivery.status.value,
+            attempt_count=delivery.attempts,
+            next_attempt_at=delivery.next_attempt_at,
+            last_attempt_at=delivery.last_attempt_at,
+            last_status_code=delivery.last_status_code,
+            last_error=delivery.last_error,
+            created_at=delivery.created_at,
+            delivered_at=delivery.delivered_at,
+            attempts=[AttemptRead.from_model(a) for a in delivery.attempt_log],
+        )
+
+
+class DeliveryPage(BaseModel):
+    items: list[DeliveryRead]
+    next_cursor: str | None
+
+
+class ReplayRequest(_Request):
+    delivery_id: str | None = Field(
+        None, max_length=64, description="Replay this delivery; leave out to replay every dead letter"
+    )
+
+
+class ReplayResult(BaseModel):
+    replayed: int = Field(description="How many deliveries were queued again")
+
+
+class EventRead(BaseModel):
+    id: str = Field(description="Stable id; the `webhook-id` of its webhook deliveries (idempotency key)")
+    cursor: str = Field(description="Pass as `after` to read the events after this one")
+    type: str
+    mailbox_id: str | None
+    created_at: datetime
+    data: Any
+
+
+class EventPage(BaseModel):
+    items: list[EventRead]
+    next_cursor: str = Field(description="Pass as `after` next time (unchanged when no event was new)")

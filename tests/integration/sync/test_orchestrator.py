@@ -1,0 +1,65 @@
+"""The orchestrator follows mailbox changes within 2 s, and two processes never watch the same
+mailbox (leases)."""
+
+from __future__ import annotations
+
+import time
+
+from mailport.mailboxes.schemas import MailboxUpdate, SettingsPatch
+from mailport.sync import Orchestrator
+from tests.integration.sync.conftest import Bed, wait_for
+
+
+async def test_created_changed_and_deleted_mailboxes_follow_within_two_seconds(
+    bed: Bed, running: Orchestrator
+) -> None:
+    started = time.monotonic()
+    mailbox = await bed.add_mailbox()  # no poke: the change detector must find it
+
+    async def connected() -> bool:
+        watcher = running.watchers.get(mailbox.id)
+        return watcher is not None and watcher.status.state == "connected"
+
+    await wait_for(connected, timeout=5)
+    assert time.monotonic() - started < 2.0
+    first = running.watchers[mailbox.id]
+    started = time.monotonic()
+    await bed.services.mailboxes.update(
+        bed.tenant_id, mailbox.id, MailboxUpdate(settings=SettingsPatch(check_interval=120))
+    )
+
+    async def restarted() -> bool:
+        watcher = running.watchers.get(mailbox.id)
+        return watcher is not None and watcher is not first
+
+    await wait_for(restarted, timeout=5)
+    assert time.monotonic() - started < 2.0
+    assert running.watchers[mailbox.id].mailbox.settings.check_interval == 120
+    started = time.monotonic()
+    await bed.services.mailboxes.delete(bed.tenant_id, mailbox.id)
+
+    async def gone() -> bool:
+        return mailbox.id not in running.watchers
+
+    await wait_for(gone, timeout=5)
+    assert time.monotonic() - started < 2.0
+
+
+async def test_two_processes_never_watch_the_same_mailbox(bed: Bed) -> None:
+    mailbox = await bed.add_mailbox()
+    one, two = bed.orchestrator(owner="host-a:1:x"), bed.orchestrator(owner="host-b:2:y")
+    await one.start()
+    await two.start()
+    try:
+        await wait_for(lambda: _has(one, mailbox.id), timeout=5)
+        assert mailbox.id not in two.watchers
+        await one.stop()  # its leases are released: the other process takes over
+
+        await wait_for(lambda: _has(two, mailbox.id), timeout=15)
+    finally:
+        await one.stop()
+        await two.stop()
+
+
+async def _has(orchestrator: Orchestrator, mailbox_id: str) -> bool:
+    return mailbox_id in orchestrator.watchers
