@@ -8,7 +8,6 @@ from starlette.requests import Request
 
 from mailport.api.deps import get_services
 from mailport.bootstrap import Services
-from mailport.net.guard import HostGuard
 from mailport.oauth.repository import DatabaseStateStore
 from mailport.web.checks import CheckRuns
 from mailport.web.links import ConnectLinks
@@ -35,7 +34,7 @@ class WebState:
             links=ConnectLinks(
                 sealer, DatabaseStateStore(services.database), public_url=settings.effective_public_url
             ),
-            runs=CheckRuns(HostGuard.from_settings(settings), timeout=settings.check_timeout),
+            runs=CheckRuns(services.guard, timeout=settings.check_timeout),
         )
 
 

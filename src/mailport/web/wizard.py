@@ -470,6 +470,9 @@ def _target(web: WebState, draft: Draft) -> CheckTarget:
 
 def _start_test(request: Request, web: WebState, session: WebSession, draft: Draft) -> Response:
     assert session.tenant_id is not None
+    # The same per-tenant budget as POST /v1/check: a connect-link visitor must not turn the
+    # wizard into a password-guessing relay or a port scanner (the SSRF guard vets every host).
+    web.services.check_limiter.check(session.tenant_id)
     run = web.runs.start(
         session.tenant_id,
         _target(web, draft),
