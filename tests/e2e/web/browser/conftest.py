@@ -7,7 +7,8 @@
   IMAP/SMTP (``MAILPORT_OAUTH_PROVIDERS_FILE``).
 * ``browser`` — Debian's Chromium (``/usr/bin/chromium``) through Playwright, once per session;
   each test gets a fresh context (``page``) and its own tenant (``tenant``).
-* ``shot(page, name)`` saves a screenshot into ``docs/images/`` (the README shows them).
+* ``shot(page, name)`` saves a screenshot; with ``MAILPORT_TEST_SCREENSHOTS=1`` into ``docs/images/``
+  (the README shows them).
 
 The browser and the server are package-scoped, not session-scoped: Playwright's sync API keeps an
 event loop running in the main thread while it is open, and every asyncio test that runs after it
@@ -207,10 +208,16 @@ Shot = Callable[..., None]
 
 
 @pytest.fixture
-def shot() -> Shot:
+def shot(tmp_path: Path) -> Shot:
+    """Screenshots go to docs/images/ with ``MAILPORT_TEST_SCREENSHOTS=1`` (so a normal run does not
+    rewrite tracked files), to the test's temporary directory otherwise."""
+    folder = IMAGES if os.environ.get("MAILPORT_TEST_SCREENSHOTS") == "1" else tmp_path
+
     def save(page, name: str, *, full_page: bool = True) -> None:  # type: ignore[no-untyped-def]
-        IMAGES.mkdir(parents=True, exist_ok=True)
-        page.screenshot(path=str(IMAGES / f"{name}.png"), full_page=full_page)
+        folder.mkdir(parents=True, exist_ok=True)
+        path = folder / f"{name}.png"
+        page.screenshot(path=str(path), full_page=full_page)
+        assert path.stat().st_size > 1000
 
     return save
 
