@@ -639,6 +639,11 @@ async def save(
             mailbox = await mailboxes.update(session.tenant_id, draft.mailbox_id, MailboxUpdate(**patch))
         except ValidationError as exc:
             raise InputError(str(exc.errors()[0]["msg"])) from exc
+    if draft.tested and draft.mailbox_id is None:
+        # It passed the connection test a moment ago: say so until the watcher reports.
+        mailbox = await mailboxes.repository.record_health(
+            mailbox.id, status=MailboxStatus.CONNECTED, error=None, at=web.services.oauth.now()
+        )
     if session.role == "link":
         return await _finish_link(request, web, session, mailbox.id)
     return render(request, "wizard/done.html", _ctx(6, mailbox=mailbox))
