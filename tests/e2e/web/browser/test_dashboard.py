@@ -108,3 +108,28 @@ def test_sign_in_errors_and_csrf(page: Page, web: WebServer, web_tenant: tuple[s
     # A form posted without the session's CSRF token is refused with a page, not a 500.
     response = page.request.post(f"{web.url}/signin", form={"api_key": web_tenant[1], "csrf": "forged"})
     assert response.status == 403 and "csrf_failed" in response.text()
+
+
+def test_reconnect_a_password_mailbox_with_a_new_password(
+    page: Page, web: WebServer, web_tenant: tuple[str, str], password_user: tuple[str, str]
+):
+    email, password = password_user
+    mailbox_id = create_mailbox(web, web_tenant[1], email, "an-old-wrong-password")
+    sign_in(page, web_tenant[1])
+    card = page.get_by_test_id("mailbox").filter(has_text=email)
+    card.get_by_role("button", name="Reconnect").click()
+    expect(page.get_by_role("heading", level=1)).to_have_text(f"Reconnect {email}")
+    expect(page.locator("#imap_port")).to_have_value(str(web.dovecot.imaps_port))  # the stored settings
+    page.get_by_label("Password").fill(password)
+    page.get_by_role("button", name="Test the connection").click()
+    check = page.get_by_test_id("check")
+    expect(check).to_have_attribute("data-done", "true", timeout=20_000)
+    expect(check).to_have_attribute("data-ok", "true")
+    page.get_by_role("button", name="Continue").click()
+    page.get_by_role("button", name="Save mailbox").click()
+    expect(page.get_by_role("heading", level=1)).to_contain_text(f"{email} is connected")
+    with web.api(web_tenant[1]) as api:
+        mailboxes = api.get("/v1/mailboxes").json()["items"]
+        assert [m["id"] for m in mailboxes] == [mailbox_id]  # the same mailbox, not a new one
+        tested = api.post(f"/v1/mailboxes/{mailbox_id}/test").json()
+    assert tested["ok"] is True  # the new password is the stored one
