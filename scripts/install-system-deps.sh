@@ -9,6 +9,8 @@ command -v doveadm >/dev/null 2>&1 || need+=(dovecot-core)
 [ -x /usr/lib/dovecot/lmtp ] || need+=(dovecot-lmtpd)
 [ -x /usr/lib/dovecot/imap ] || need+=(dovecot-imapd)
 command -v openssl >/dev/null 2>&1 || need+=(openssl)
+# The web wizard's browser tests drive Debian's Chromium with Playwright (never `playwright install`).
+[ -x /usr/bin/chromium ] || need+=(chromium)
 
 if [ ${#need[@]} -eq 0 ]; then
   exit 0

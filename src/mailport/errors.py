@@ -82,6 +82,13 @@ once, at the boundary where they occur, and chained (``raise X(...) from exc``).
     MailportError
     └── OAuthNotConfiguredError         oauth_not_configured   422
 
+    web (issue 9):
+    ForbiddenError
+    └── CSRFError                       csrf_failed            403
+    InputError
+    ├── ConnectLinkInvalidError         connect_link_invalid   400
+    ├── ConnectLinkExpiredError         connect_link_expired   410
+    └── ConnectLinkUsedError            connect_link_used      410
     ingestion (issue 8):
     NotFoundError
     └── RawSourceNotStoredError         raw_not_stored         404   (oversized: headers only)
@@ -566,6 +573,29 @@ class RawSourceNotStoredError(NotFoundError):
 
 
 # --------------------------------------------------------------------------- web (issue 9)
+
+
+class CSRFError(ForbiddenError):
+    code = "csrf_failed"
+    hint = "The form expired or came from another site: reload the page and submit it again."
+
+
+class ConnectLinkInvalidError(InputError):
+    code = "connect_link_invalid"
+    http_status = 400
+    hint = "The link is incomplete or was altered: copy the whole link, or ask for a new one."
+
+
+class ConnectLinkExpiredError(InputError):
+    code = "connect_link_expired"
+    http_status = 410
+    hint = "Connect links expire: ask the application that sent you here for a new link."
+
+
+class ConnectLinkUsedError(InputError):
+    code = "connect_link_used"
+    http_status = 410
+    hint = "A connect link works once: ask the application that sent you here for a new link."
 
 
 def all_error_classes() -> list[type[MailportError]]:

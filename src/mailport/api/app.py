@@ -17,6 +17,7 @@ from mailport.api.routers.check import router as check_router
 from mailport.api.routers.detect import router as detect_router
 from mailport.bootstrap import Services, build
 from mailport.config import Settings
+from mailport.web import install as install_web
 
 
 def create_app(settings: Settings | None = None, *, services: Services | None = None) -> FastAPI:
@@ -53,6 +54,7 @@ def create_app(settings: Settings | None = None, *, services: Services | None = 
     app.include_router(detect_router)  # issue 5
     app.include_router(oauth.router)
     app.include_router(check_router)  # issue 6
+    install_web(app)  # issue 9: web UI at /, POST /v1/connect-links
     app.include_router(health.router)  # issue 8 (also runs the watchers under `mailport serve`)
     app.include_router(messages.router)  # issue 8
     app.include_router(webhook_routes.router)  # issue 8 delivery

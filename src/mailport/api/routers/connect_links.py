@@ -1,0 +1,63 @@
+"""``POST /v1/connect-links``: a signed, expiring, single-use URL to the hosted wizard.
+
+Thin: parse, call :class:`mailport.web.links.ConnectLinks`, render. See docs/web.md.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from fastapi import APIRouter, Depends, Request
+from pydantic import BaseModel, ConfigDict, Field
+
+from mailport.api.deps import Caller, error_responses, require_tenant
+from mailport.mailboxes.schemas import Email, Purpose
+from mailport.web.links import DEFAULT_EXPIRES_IN, MAX_EXPIRES_IN, MIN_EXPIRES_IN
+from mailport.web.state import get_web
+
+router = APIRouter(prefix="/v1", tags=["connect-links"], responses=error_responses(401, 403, 422))
+
+
+class ConnectLinkIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    purpose: Purpose | None = None
+    email: Email | None = Field(None, description="Pre-filled in the wizard's first step")
+    return_url: str | None = Field(
+        None,
+        max_length=2000,
+        description="Absolute http(s) URL; the browser is sent there with `?mailbox_id=…&status=connected`",
+    )
+    expires_in: int = Field(DEFAULT_EXPIRES_IN, ge=MIN_EXPIRES_IN, le=MAX_EXPIRES_IN, description="Seconds")
+
+
+class ConnectLinkOut(BaseModel):
+    id: str
+    url: str = Field(description="Hand this to the end user; it works once")
+    expires_at: datetime
+    purpose: str | None
+    email: str | None
+    return_url: str | None
+
+
+@router.post("/connect-links", status_code=201, summary="A single-use link to the hosted connect wizard")
+async def create_connect_link(
+    body: ConnectLinkIn, request: Request, caller: Caller = Depends(require_tenant)
+) -> ConnectLinkOut:
+    assert caller.tenant_id is not None
+    issued = get_web(request).links.issue(
+        caller.tenant_id,
+        purpose=body.purpose,
+        email=body.email,
+        return_url=body.return_url,
+        expires_in=body.expires_in,
+    )
+    link = issued.link
+    return ConnectLinkOut(
+        id=link.id,
+        url=issued.url,
+        expires_at=link.expires_at,
+        purpose=link.purpose,
+        email=link.email,
+        return_url=link.return_url,
+    )

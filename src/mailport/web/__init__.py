@@ -1,0 +1,24 @@
+"""The web UI served at ``/``: the connect wizard, the dashboard and connect links.
+
+Server-rendered Jinja2 pages with htmx (vendored in ``static/``, no Node build) for the live
+parts. :func:`install` adds the routes and the static files to the FastAPI app. See docs/web.md.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from fastapi import FastAPI
+from fastapi.staticfiles import StaticFiles
+
+STATIC = Path(__file__).parent / "static"
+
+
+def install(app: FastAPI) -> None:
+    from mailport.api.routers import connect_links
+    from mailport.web import auth_routes, dashboard, link_routes, wizard
+
+    app.include_router(connect_links.router)
+    app.mount("/static", StaticFiles(directory=STATIC), name="static")
+    for module in (auth_routes, wizard, dashboard, link_routes):
+        app.include_router(module.router)

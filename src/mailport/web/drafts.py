@@ -1,0 +1,83 @@
+"""The wizard's work in progress, carried from step to step in a sealed hidden field.
+
+Between "email address" and "save" the wizard knows the address, the detected provider, the
+servers and (for password accounts) the password. Nothing is stored until the person saves: the
+draft travels as a sealed value (:mod:`mailport.web.sealed`) in each step's form, so the password
+never reaches the browser in clear text, abandoned wizards leave nothing behind and the server
+keeps no per-visitor state. A draft belongs to one tenant and expires after an hour.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field, replace
+from typing import Any
+
+from mailport.crypto import Secret
+from mailport.mailboxes.models import Security, ServerSettings
+from mailport.web.sealed import Sealer
+
+KIND = "wizard-draft"
+TTL = 3600
+
+
+@dataclass(frozen=True)
+class Server:
+    host: str = ""
+    port: int = 0
+    security: str = "ssl"
+    username: str = ""
+
+    def to_model(self) -> ServerSettings:
+        return ServerSettings(self.host, self.port, Security(self.security), self.username or None)
+
+    @classmethod
+    def from_model(cls, server: ServerSettings | None) -> Server | None:
+        if server is None:
+            return None
+        return cls(server.host, server.port, server.security.value, server.username or "")
+
+
+@dataclass(frozen=True)
+class Draft:
+    tenant_id: str
+    email: str
+    provider_id: str | None = None
+    provider_name: str | None = None
+    oauth_provider: str | None = None
+    auth_method: str = "password"  # password | app_password | oauth2
+    imap: Server | None = None
+    smtp: Server | None = None
+    password: str | None = None  # only ever inside the sealed value
+    mailbox_id: str | None = None  # set for OAuth (created at the callback) and for reconnects
+    purpose: str | None = None
+    tested: bool = False
+    hints: tuple[dict[str, str], ...] = field(default_factory=tuple)
+
+    def with_(self, **changes: Any) -> Draft:
+        return replace(self, **changes)
+
+    @property
+    def secret(self) -> Secret | None:
+        return Secret(self.password) if self.password else None
+
+    def __repr__(self) -> str:  # the password must not reach a log line
+        return f"Draft(email={self.email!r}, mailbox_id={self.mailbox_id!r}, auth={self.auth_method!r})"
+
+
+def seal(sealer: Sealer, draft: Draft) -> str:
+    return sealer.seal(KIND, asdict(draft), ttl_seconds=TTL)
+
+
+def open_draft(sealer: Sealer, token: str | None, tenant_id: str | None) -> Draft | None:
+    data = sealer.open(KIND, token)
+    if data is None or data.get("tenant_id") != tenant_id:
+        return None
+    try:
+        imap = Server(**data.pop("imap")) if data.get("imap") else None
+        data.pop("imap", None)
+        smtp = Server(**data.pop("smtp")) if data.get("smtp") else None
+        data.pop("smtp", None)
+        hints = tuple(data.pop("hints", ()) or ())
+        return Draft(**data, imap=imap, smtp=smtp, hints=hints)
+    except TypeError:
+        return None

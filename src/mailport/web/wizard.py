@@ -1,0 +1,684 @@
+"""The connect wizard: email address → authentication method → OAuth or manual settings →
+test & verify → final settings → save.
+
+Every step is a server-rendered page; htmx adds the live parts (detection as you type, the
+check's steps as they finish, the device sign-in's status). The work in progress travels as a
+sealed draft (:mod:`mailport.web.drafts`); nothing is stored before "Save", except an OAuth
+mailbox, which the OAuth callback creates (:mod:`mailport.oauth.connect`) and the wizard then
+tests and finishes. Operators and connect-link visitors use the same pages; a link visitor is
+sent back to the link's ``return_url`` with ``?mailbox_id=…`` after saving.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any
+from urllib.parse import urlencode
+
+from fastapi import APIRouter, Depends, Form, Query, Request
+from pydantic import ValidationError
+from starlette.responses import Response
+
+from mailport.api.routers.detect import get_detector
+from mailport.crypto import Secret
+from mailport.detect import DetectionResult, Detector
+from mailport.detect.detector import HINT_MANUAL
+from mailport.errors import InputError, InvalidEmailError, all_error_classes
+from mailport.mailboxes.models import AuthMethod, MailboxStatus, NewMailbox, ProcessingSettings
+from mailport.mailboxes.schemas import MailboxUpdate, ServerIn, SettingsIn, SettingsPatch
+from mailport.mailboxes.validation import normalize_email
+from mailport.web.checks import CheckRun, CheckTarget
+from mailport.web.deps import csrf, wizard_user
+from mailport.web.drafts import Draft, Server, open_draft, seal
+from mailport.web.render import WebRoute, redirect, render
+from mailport.web.session import WebSession
+from mailport.web.state import WebState, get_web
+
+router = APIRouter(route_class=WebRoute, include_in_schema=False)
+
+STEPS = ("Email", "Sign-in method", "Connect", "Test", "Finish")
+LINK_OAUTH_WINDOW = timedelta(minutes=15)
+# Failures that only signing in again can fix (as the check service of issue 6 decides).
+REAUTH_CODES = frozenset({"reauth_required", "oauth_token_rejected", "oauth_invalid_grant"})
+CHECK_INTERVALS = ((30, "30 seconds"), (60, "1 minute"), (300, "5 minutes"), (900, "15 minutes"))
+
+
+def _ctx(step: int, **extra: Any) -> dict[str, Any]:
+    return {"steps": STEPS, "step": step, **extra}
+
+
+def _draft(web: WebState, token: str, session: WebSession) -> Draft:
+    draft = open_draft(web.sealer, token, session.tenant_id)
+    if draft is None:
+        raise InputError(
+            "this wizard page expired (or belongs to another session)",
+            hint="Start again from the email address; nothing was saved.",
+        )
+    return draft
+
+
+def _hint_for(code: str) -> str:
+    for cls in all_error_classes():
+        if cls.code == code:
+            return cls.hint
+    return "Try again, or configure the mailbox manually."
+
+
+async def _oauth_choices(web: WebState, session: WebSession, provider: str | None) -> dict[str, Any]:
+    if provider is None or provider not in web.services.oauth.oauth.registry:
+        return {"oauth_usable": False, "device_usable": False}
+    assert session.tenant_id is not None
+    usable = await web.services.oauth.tenant_apps.usable(provider, session.tenant_id)
+    definition = web.services.oauth.oauth.registry.get(provider)
+    return {
+        "oauth_usable": usable,
+        "device_usable": usable
+        and definition.device_authorization_endpoint is not None
+        and definition.device_flow_allows_mail,
+        "oauth_name": definition.name,
+    }
+
+
+def _draft_from_detection(session: WebSession, result: DetectionResult, purpose: str | None) -> Draft:
+    def server(found: Any) -> Server | None:
+        return None if found is None else Server(found.host, found.port, found.security, found.username)
+
+    methods = result.auth_methods
+    return Draft(
+        tenant_id=session.tenant_id or "",
+        email=result.email,
+        provider_id=result.provider[0] if result.provider else None,
+        provider_name=result.provider[1] if result.provider else None,
+        oauth_provider=result.oauth.provider if result.oauth else None,
+        auth_method="app_password" if "app_password" in methods and "password" not in methods else "password",
+        imap=server(result.imap),
+        smtp=server(result.smtp),
+        purpose=purpose,
+        hints=tuple(h.to_dict() for h in result.hints),
+    )
+
+
+async def _detect(detector: Detector, email: str) -> DetectionResult:
+    """Detection; an address it refuses but mailboxes accept (a special-use test domain such
+    as ``.test``) gets an empty answer, i.e. manual configuration."""
+    try:
+        return await detector.detect(email)
+    except InvalidEmailError:
+        try:
+            normalized = normalize_email(email)
+        except ValueError:
+            raise InvalidEmailError("not a valid email address") from None
+        return DetectionResult(
+            email=normalized,
+            domain=normalized.rpartition("@")[2],
+            provider=None,
+            imap=None,
+            smtp=None,
+            auth_methods=(),
+            oauth=None,
+            hints=(HINT_MANUAL,),
+            source="none",
+            confidence="low",
+        )
+
+
+# --------------------------------------------------------------------------- step 1: email
+
+
+@router.get("/connect")
+async def email_step(
+    request: Request,
+    email: str = Query("", max_length=320),
+    session: WebSession = Depends(wizard_user),
+) -> Response:
+    if session.link is not None and not email:
+        email = session.link.email or ""
+    return render(request, "wizard/email.html", _ctx(1, email=email))
+
+
+@router.post("/connect/detect", dependencies=[Depends(csrf)])
+async def detect_fragment(
+    request: Request,
+    email: str = Form("", max_length=320),
+    session: WebSession = Depends(wizard_user),
+    detector: Detector = Depends(get_detector),
+) -> Response:
+    email = email.strip()
+    if "@" not in email or email.endswith("@") or "." not in email.rpartition("@")[2]:
+        return render(request, "wizard/_detect.html", {"waiting": True})
+    try:
+        result = await _detect(detector, email)
+    except InvalidEmailError as exc:
+        return render(request, "wizard/_detect.html", {"invalid": exc.message})
+    return render(request, "wizard/_detect.html", {"result": result})
+
+
+@router.post("/connect/method", dependencies=[Depends(csrf)])
+async def method_step(
+    request: Request,
+    email: str = Form("", max_length=320),
+    session: WebSession = Depends(wizard_user),
+    web: WebState = Depends(get_web),
+    detector: Detector = Depends(get_detector),
+) -> Response:
+    try:
+        result = await _detect(detector, email.strip())
+    except InvalidEmailError as exc:
+        return render(
+            request,
+            "wizard/email.html",
+            _ctx(1, email=email, error=exc.message, hint=exc.hint),
+            status_code=422,
+        )
+    purpose = session.link.purpose if session.link else None
+    draft = _draft_from_detection(session, result, purpose)
+    choices = await _oauth_choices(web, session, draft.oauth_provider)
+    return render(
+        request,
+        "wizard/method.html",
+        _ctx(
+            2,
+            draft=draft,
+            sealed=seal(web.sealer, draft),
+            result=result,
+            password_possible=bool({"password", "app_password"} & set(result.auth_methods))
+            or not result.auth_methods,
+            **choices,
+        ),
+    )
+
+
+# --------------------------------------------------------------------------- step 2/3: password, manual
+
+
+@router.post("/connect/password", dependencies=[Depends(csrf)])
+async def password_step(
+    request: Request,
+    draft_token: str = Form(..., alias="draft", max_length=8000),
+    password: str = Form("", max_length=1024),
+    session: WebSession = Depends(wizard_user),
+    web: WebState = Depends(get_web),
+) -> Response:
+    draft = _draft(web, draft_token, session)
+    if not password:
+        return render(
+            request,
+            "wizard/manual.html",
+            _ctx(
+                3,
+                draft=draft,
+                sealed=draft_token,
+                values=_values(draft),
+                errors={"password": "Enter the password."},
+            ),
+            status_code=422,
+        )
+    draft = draft.with_(password=password)
+    if draft.imap is None or not draft.imap.host:
+        return render(
+            request,
+            "wizard/manual.html",
+            _ctx(3, draft=draft, sealed=seal(web.sealer, draft), values=_values(draft), errors={}),
+        )
+    return _start_test(request, web, session, draft)
+
+
+def _values(draft: Draft) -> dict[str, Any]:
+    imap = draft.imap or Server(port=993, security="ssl")
+    smtp = draft.smtp or Server(port=587, security="starttls")
+    return {
+        "imap_host": imap.host,
+        "imap_port": imap.port or 993,
+        "imap_security": imap.security,
+        "imap_username": imap.username or draft.email,
+        "smtp_host": smtp.host,
+        "smtp_port": smtp.port or 587,
+        "smtp_security": smtp.security,
+        "smtp_username": smtp.username or draft.email,
+        "use_smtp": draft.smtp is not None or draft.imap is None,
+    }
+
+
+@router.post("/connect/manual", dependencies=[Depends(csrf)])
+async def manual_step(
+    request: Request,
+    draft_token: str = Form(..., alias="draft", max_length=8000),
+    session: WebSession = Depends(wizard_user),
+    web: WebState = Depends(get_web),
+) -> Response:
+    draft = _draft(web, draft_token, session)
+    return render(
+        request,
+        "wizard/manual.html",
+        _ctx(3, draft=draft, sealed=draft_token, values=_values(draft), errors={}),
+    )
+
+
+def _server_in(prefix: str, form: dict[str, str], errors: dict[str, str]) -> ServerIn | None:
+    try:
+        port = int(form.get(f"{prefix}_port", "") or "0")
+    except ValueError:
+        errors[f"{prefix}_port"] = "Enter a port number (for example 993 or 587)."
+        port = 0
+    try:
+        return ServerIn(
+            host=form.get(f"{prefix}_host", "").strip(),
+            port=port,
+            security=form.get(f"{prefix}_security", "ssl"),
+            username=form.get(f"{prefix}_username", "").strip() or None,
+        )
+    except ValidationError as exc:
+        for error in exc.errors():
+            field = str(error["loc"][0]) if error["loc"] else "host"
+            errors.setdefault(f"{prefix}_{field}", _friendly(field, str(error["msg"])))
+        return None
+
+
+def _friendly(field: str, message: str) -> str:
+    return {
+        "host": "Enter the server's host name, for example imap.example.com.",
+        "port": "Ports are numbers from 1 to 65535 (IMAP 993 or 143, SMTP 465 or 587).",
+        "security": "Choose SSL/TLS, STARTTLS or none.",
+    }.get(field, message.removeprefix("Value error, "))
+
+
+@router.post("/connect/manual/save", dependencies=[Depends(csrf)])
+async def manual_save(
+    request: Request,
+    session: WebSession = Depends(wizard_user),
+    web: WebState = Depends(get_web),
+) -> Response:
+    raw = await request.form()
+    form = {k: v for k, v in raw.items() if isinstance(v, str)}
+    draft = _draft(web, form.get("draft", ""), session)
+    errors: dict[str, str] = {}
+    imap = _server_in("imap", form, errors)
+    use_smtp = form.get("use_smtp") == "on"
+    smtp = _server_in("smtp", form, errors) if use_smtp else None
+    password = form.get("password", "")
+    if not password and not draft.password and draft.auth_method != "oauth2":
+        errors["password"] = "Enter the password (or app password) of the mailbox."
+    if errors:
+        values = {
+            **_values(draft),
+            **{k: v for k, v in form.items() if k != "password"},
+            "use_smtp": use_smtp,
+        }
+        return render(
+            request,
+            "wizard/manual.html",
+            _ctx(3, draft=draft, sealed=seal(web.sealer, draft), values=values, errors=errors),
+            status_code=422,
+        )
+    assert imap is not None
+    draft = draft.with_(
+        imap=Server.from_model(imap.to_model()),
+        smtp=Server.from_model(smtp.to_model()) if smtp else None,
+        password=password or draft.password,
+        auth_method=draft.auth_method if draft.auth_method != "oauth2" else "password",
+    )
+    return _start_test(request, web, session, draft)
+
+
+@router.post("/connect/validate", dependencies=[Depends(csrf)])
+async def validate_field(request: Request, session: WebSession = Depends(wizard_user)) -> Response:
+    """Inline validation of one server field as the person leaves it (htmx)."""
+    raw = await request.form()
+    form = {k: v for k, v in raw.items() if isinstance(v, str)}
+    name = str(request.query_params.get("field", ""))
+    prefix = name.partition("_")[0]
+    errors: dict[str, str] = {}
+    if prefix in ("imap", "smtp"):
+        _server_in(prefix, form, errors)
+    message = errors.get(name, "")
+    return render(request, "wizard/_field_error.html", {"name": name, "message": message})
+
+
+# --------------------------------------------------------------------------- step 3a: OAuth
+
+
+def _return_url(web: WebState) -> str:
+    return f"{web.services.settings.effective_public_url}/connect/oauth/return"
+
+
+@router.post("/connect/oauth", dependencies=[Depends(csrf)])
+async def oauth_start(
+    request: Request,
+    draft_token: str = Form(..., alias="draft", max_length=8000),
+    provider: str = Form(..., max_length=50),
+    session: WebSession = Depends(wizard_user),
+    web: WebState = Depends(get_web),
+) -> Response:
+    draft = _draft(web, draft_token, session)
+    assert session.tenant_id is not None
+    started = await web.services.oauth.authorize(
+        session.tenant_id,
+        provider,
+        email=draft.email,
+        mailbox_id=draft.mailbox_id,
+        purpose=draft.purpose,
+        return_url=_return_url(web),
+    )
+    return redirect(request, started.authorization_url)
+
+
+@router.get("/connect/oauth/return")
+async def oauth_return(
+    request: Request,
+    mailbox_id: str | None = Query(None, max_length=60),
+    error: str | None = Query(None, max_length=100),
+    session: WebSession = Depends(wizard_user),
+    web: WebState = Depends(get_web),
+) -> Response:
+    if error or not mailbox_id:
+        code = error or "oauth_error"
+        return render(
+            request,
+            "error.html",
+            {
+                "code": code,
+                "detail": "The sign-in did not complete, so no mailbox was connected.",
+                "hint": _hint_for(code),
+                "status": 400,
+                "retry_url": "/connect",
+            },
+            status_code=400,
+        )
+    assert session.tenant_id is not None
+    mailbox = await web.services.mailboxes.get(session.tenant_id, mailbox_id)
+    if session.role == "link" and (
+        mailbox.auth_method is not AuthMethod.OAUTH2
+        or web.services.oauth.now() - mailbox.updated_at > LINK_OAUTH_WINDOW
+    ):
+        # A connect link finishes the mailbox its own sign-in just stored, nothing else of the tenant.
+        raise InputError(
+            "this sign-in does not belong to this connect session",
+            hint="Start again from the link's first step.",
+        )
+    draft = Draft(
+        tenant_id=session.tenant_id,
+        email=mailbox.email,
+        provider_id=mailbox.provider_id,
+        provider_name=mailbox.oauth.provider.title() if mailbox.oauth else None,
+        oauth_provider=mailbox.oauth.provider if mailbox.oauth else None,
+        auth_method="oauth2",
+        imap=Server.from_model(mailbox.imap),
+        smtp=Server.from_model(mailbox.smtp),
+        mailbox_id=mailbox.id,
+        purpose=mailbox.purpose or (session.link.purpose if session.link else None),
+    )
+    return _start_test(request, web, session, draft)
+
+
+@router.post("/connect/device", dependencies=[Depends(csrf)])
+async def device_start(
+    request: Request,
+    draft_token: str = Form(..., alias="draft", max_length=8000),
+    provider: str = Form(..., max_length=50),
+    session: WebSession = Depends(wizard_user),
+    web: WebState = Depends(get_web),
+) -> Response:
+    draft = _draft(web, draft_token, session)
+    assert session.tenant_id is not None
+    record = await web.services.oauth.start_device(
+        session.tenant_id, provider, email=draft.email, purpose=draft.purpose
+    )
+    remaining = int((record.expires_at - web.services.oauth.now()).total_seconds())
+    return render(
+        request,
+        "wizard/device.html",
+        _ctx(3, draft=draft, sealed=draft_token, flow=record, remaining=max(0, remaining)),
+    )
+
+
+@router.get("/connect/device/{flow_id}")
+async def device_status(
+    request: Request,
+    flow_id: str,
+    session: WebSession = Depends(wizard_user),
+    web: WebState = Depends(get_web),
+) -> Response:
+    assert session.tenant_id is not None
+    record = await web.services.oauth.device_status(session.tenant_id, flow_id)
+    if record.status == "complete" and record.mailbox_id:
+        return redirect(request, f"/connect/oauth/return?{urlencode({'mailbox_id': record.mailbox_id})}")
+    return render(request, "wizard/_device_status.html", {"flow": record})
+
+
+# --------------------------------------------------------------------------- step 4: test
+
+
+def _target(web: WebState, draft: Draft) -> CheckTarget:
+    assert draft.imap is not None
+    token_source = None
+    if draft.auth_method == "oauth2" and draft.mailbox_id:
+        mailbox_id = draft.mailbox_id
+        tokens = web.services.oauth.oauth.tokens
+
+        async def token_source() -> Secret:
+            return await tokens.get_access_token(mailbox_id)
+
+    return CheckTarget(
+        email=draft.email,
+        imap=draft.imap.to_model(),
+        smtp=draft.smtp.to_model() if draft.smtp else None,
+        password=draft.secret,
+        token_source=token_source,
+        provider=draft.provider_id or draft.oauth_provider,
+    )
+
+
+def _start_test(request: Request, web: WebState, session: WebSession, draft: Draft) -> Response:
+    assert session.tenant_id is not None
+    # The same per-tenant budget as POST /v1/check: a connect-link visitor must not turn the
+    # wizard into a password-guessing relay or a port scanner (the SSRF guard vets every host).
+    web.services.check_limiter.check(session.tenant_id)
+    run = web.runs.start(
+        session.tenant_id,
+        _target(web, draft),
+        context={
+            "draft": seal(web.sealer, draft.with_(tested=True)),
+            "retry": seal(web.sealer, draft),
+            "smtp": draft.smtp is not None,
+        },
+        on_done=_record_result(web, session.tenant_id, draft),
+    )
+    return render(request, "wizard/test.html", _ctx(4, draft=draft, sealed=seal(web.sealer, draft), run=run))
+
+
+def _record_result(web: WebState, tenant_id: str, draft: Draft) -> Any:
+    """After testing a stored mailbox (OAuth), keep its status in step with the result."""
+
+    async def done(run: CheckRun) -> None:
+        if draft.mailbox_id is None or draft.password:
+            return
+        failure = run.first_failure
+        if run.ok:
+            status = MailboxStatus.CONNECTED
+        elif draft.auth_method == "oauth2" and failure is not None and failure.code in REAUTH_CODES:
+            status = MailboxStatus.REAUTH_REQUIRED
+        else:
+            status = MailboxStatus.ERROR
+        error = None if failure is None else f"{failure.step} [{failure.code}]: {failure.detail}"[:500]
+        await web.services.mailboxes.repository.record_health(
+            draft.mailbox_id, status=status, error=None if run.ok else error, at=web.services.oauth.now()
+        )
+
+    return done
+
+
+@router.post("/connect/test", dependencies=[Depends(csrf)])
+async def test_step(
+    request: Request,
+    draft_token: str = Form(..., alias="draft", max_length=8000),
+    session: WebSession = Depends(wizard_user),
+    web: WebState = Depends(get_web),
+) -> Response:
+    return _start_test(request, web, session, _draft(web, draft_token, session))
+
+
+@router.get("/connect/test/{run_id}")
+async def test_progress(
+    request: Request,
+    run_id: str,
+    panel: bool = Query(False),
+    session: WebSession = Depends(wizard_user),
+    web: WebState = Depends(get_web),
+) -> Response:
+    assert session.tenant_id is not None
+    run = web.runs.get(session.tenant_id, run_id)
+    if run is None:
+        raise InputError("this test is no longer available", hint="Run the test again.")
+    return render(request, "wizard/_steps.html", {"run": run, "wizard": not panel})
+
+
+# --------------------------------------------------------------------------- step 5: final settings
+
+
+@router.post("/connect/settings", dependencies=[Depends(csrf)])
+async def settings_step(
+    request: Request,
+    draft_token: str = Form(..., alias="draft", max_length=8000),
+    session: WebSession = Depends(wizard_user),
+    web: WebState = Depends(get_web),
+) -> Response:
+    draft = _draft(web, draft_token, session)
+    values = {
+        "from_name": "",
+        "check_interval": 60,
+        "after_processing": "mark_read",
+        "move_folder": "Processed",
+        "purpose": draft.purpose or "",
+    }
+    return render(
+        request,
+        "wizard/settings.html",
+        _ctx(5, draft=draft, sealed=draft_token, values=values, errors={}, intervals=CHECK_INTERVALS),
+    )
+
+
+@router.post("/connect/save", dependencies=[Depends(csrf)])
+async def save(
+    request: Request,
+    draft_token: str = Form(..., alias="draft", max_length=8000),
+    from_name: str = Form("", max_length=200),
+    check_interval: str = Form("60", max_length=10),
+    after_processing: str = Form("none", max_length=20),
+    move_folder: str = Form("", max_length=500),
+    purpose: str = Form("", max_length=100),
+    confirm_delete: str = Form("", max_length=5),
+    session: WebSession = Depends(wizard_user),
+    web: WebState = Depends(get_web),
+) -> Response:
+    draft = _draft(web, draft_token, session)
+    assert session.tenant_id is not None
+    errors: dict[str, str] = {}
+    action = f"move:{move_folder.strip()}" if after_processing == "move" else after_processing
+    if after_processing == "delete" and confirm_delete != "on":
+        errors["after_processing"] = "Tick the box to confirm that processed messages are deleted."
+    processing: SettingsIn | None = None
+    try:
+        processing = SettingsIn(
+            from_name=from_name.strip() or None,
+            check_interval=int(check_interval) if check_interval.isdigit() else -1,
+            after_processing=action,
+        )
+    except ValidationError as exc:
+        for error in exc.errors():
+            field = str(error["loc"][0]) if error["loc"] else "settings"
+            errors.setdefault(field, str(error["msg"]).removeprefix("Value error, "))
+    if errors or processing is None:
+        values = {
+            "from_name": from_name,
+            "check_interval": check_interval,
+            "after_processing": after_processing,
+            "move_folder": move_folder,
+            "purpose": purpose,
+        }
+        return render(
+            request,
+            "wizard/settings.html",
+            _ctx(5, draft=draft, sealed=draft_token, values=values, errors=errors, intervals=CHECK_INTERVALS),
+            status_code=422,
+        )
+    label = purpose.strip() or None
+    mailboxes = web.services.mailboxes
+    if draft.mailbox_id is None:
+        assert draft.imap is not None
+        mailbox = await mailboxes.create(
+            session.tenant_id,
+            NewMailbox(
+                email=normalize_email(draft.email),
+                auth_method=AuthMethod(draft.auth_method),
+                imap=draft.imap.to_model(),
+                smtp=draft.smtp.to_model() if draft.smtp else None,
+                purpose=label,
+                provider_id=draft.provider_id,
+                password=draft.secret,
+                settings=ProcessingSettings(
+                    from_name=processing.from_name,
+                    check_interval=processing.check_interval,
+                    after_processing=processing.after_processing,
+                ),
+            ),
+        )
+    else:
+        patch: dict[str, Any] = {
+            "purpose": label,
+            "settings": SettingsPatch(
+                from_name=processing.from_name,
+                check_interval=processing.check_interval,
+                after_processing=processing.after_processing,
+            ),
+        }
+        if draft.password:
+            patch["password"] = draft.password
+            patch["imap"] = ServerIn(**_server_dict(draft.imap))
+            patch["smtp"] = ServerIn(**_server_dict(draft.smtp)) if draft.smtp else None
+        try:
+            mailbox = await mailboxes.update(session.tenant_id, draft.mailbox_id, MailboxUpdate(**patch))
+        except ValidationError as exc:
+            raise InputError(str(exc.errors()[0]["msg"])) from exc
+    if draft.tested and draft.mailbox_id is None:
+        # It passed the connection test a moment ago: say so until the watcher reports.
+        mailbox = await mailboxes.repository.record_health(
+            mailbox.id, status=MailboxStatus.CONNECTED, error=None, at=web.services.oauth.now()
+        )
+    if session.role == "link":
+        return await _finish_link(request, web, session, mailbox.id)
+    return render(request, "wizard/done.html", _ctx(6, mailbox=mailbox))
+
+
+def _server_dict(server: Server | None) -> dict[str, Any]:
+    assert server is not None
+    return {
+        "host": server.host,
+        "port": server.port,
+        "security": server.security,
+        "username": server.username or None,
+    }
+
+
+async def _finish_link(request: Request, web: WebState, session: WebSession, mailbox_id: str) -> Response:
+    """A connect link connects one mailbox: end the session, go back to the application."""
+    from dataclasses import replace
+
+    assert session.link is not None
+    return_url = session.link.return_url
+    if return_url:
+        separator = "&" if "?" in return_url else "?"
+        response = redirect(
+            request, f"{return_url}{separator}{urlencode({'mailbox_id': mailbox_id, 'status': 'connected'})}"
+        )
+    else:
+        response = render(
+            request,
+            "wizard/done.html",
+            _ctx(
+                6,
+                mailbox=await web.services.mailboxes.get(session.tenant_id or "", mailbox_id),
+                link_done=True,
+            ),
+        )
+    web.sessions.write(response, replace(session, done=True))
+    return response
