@@ -22,7 +22,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import ctypes
 import ctypes.util
 import gc
@@ -150,11 +149,16 @@ class Orchestrator:
         for task in (self._task, self._actions_task, self._trim_task):
             if task is not None:
                 task.cancel()
-                with contextlib.suppress(asyncio.CancelledError, Exception):
-                    await task
+                done, _ = await asyncio.wait({task}, timeout=5)  # bounded: never hang shutdown
+                if not done:
+                    log.warning("orchestrator task did not stop within 5 s; abandoned")
         self._task = self._actions_task = self._trim_task = None
         watchers, self.watchers = list(self.watchers.values()), {}
-        await asyncio.gather(*(w.stop() for w in watchers), return_exceptions=True)
+        stopping = [asyncio.ensure_future(w.stop()) for w in watchers]
+        if stopping:
+            _, pending = await asyncio.wait(stopping, timeout=20)
+            if pending:
+                log.warning("%d watchers did not stop within 20 s; abandoned", len(pending))
         WATCHERS.set(0)
         try:
             async with self.services.database.transaction() as conn:

@@ -7,7 +7,9 @@ after a restart), wakes within milliseconds of an append in this process and wit
 watchers in this process (a complete embedded mailport: no server needed).
 
 With ``acknowledge=True`` an event counts as accepted (see :mod:`mailport.events`) once the
-consumer asks for the next one, i.e. after the body of the ``async for`` finished with it.
+consumer asks for the next one, i.e. after the body of the ``async for`` finished with it —
+unless an active webhook endpoint of the tenant subscribes to its type (then the webhook's
+2xx accepts it, as for the pull API).
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ from sqlalchemy import select
 
 from mailport.bootstrap import Services, build
 from mailport.config import Settings
-from mailport.events import Event, last_seq, mark_accepted, row_to_event
+from mailport.events import Event, last_seq, row_to_event
 from mailport.store.tables import events as events_table
 
 
@@ -84,8 +86,9 @@ async def watch(
                 yield event
                 position = event.seq
                 if acknowledge:
-                    async with active.events.transaction() as conn:
-                        await mark_accepted(conn, event.id)
+                    # The acceptance rule: only events no active webhook endpoint of the
+                    # tenant subscribes to are accepted by a reader (webhooks accept the rest).
+                    await active.webhooks.consumed(event.tenant_id, [event])
     finally:
         if orchestrator is not None:
             await orchestrator.stop()

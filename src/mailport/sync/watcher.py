@@ -135,8 +135,10 @@ class Watcher:
             await asyncio.wait_for(asyncio.shield(task), timeout)
         except (TimeoutError, asyncio.CancelledError):
             task.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await task
+            # Bounded: a task stuck in a cleanup that ignores cancellation must not hang shutdown.
+            done, _ = await asyncio.wait({task}, timeout=5)
+            if not done:
+                log.warning("mailbox %s: watcher did not stop within 5 s; abandoned", self.mailbox.id)
         except Exception:
             log.exception("mailbox %s: watcher ended with an error", self.mailbox.id)
         self._set_state("stopped")
