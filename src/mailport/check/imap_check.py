@@ -14,9 +14,9 @@ import ssl
 from contextlib import suppress
 
 from mailport.check.model import CheckCredentials, ServerTarget
-from mailport.check.steps import Deadline, StepRecorder, plaintext_evidence, sasl_credentials
+from mailport.check.steps import Deadline, StepRecorder, authentication_step, plaintext_evidence
 from mailport.check.tls import describe, hostname_mismatch, unverified_context
-from mailport.errors import ConnectionLostError, MailportError, OAuthError
+from mailport.errors import ConnectionLostError, MailportError
 from mailport.imap import ImapClient
 from mailport.imap.models import Security as ImapSecurity
 from mailport.net.guard import VettedHost, connect_vetted
@@ -161,23 +161,13 @@ async def check_imap(
             )
 
         # --- authentication
-        started = rec.start()
         mechanism = _mechanism(client, credentials)
-        try:
-            auth = await sasl_credentials(credentials, username, mechanism, deadline)
-        except OAuthError as exc:  # the token manager could not give a token (reauth_required …)
-            rec.fail_with("authentication", started, exc)
+        signed_in = await authentication_step(
+            rec, "authentication", client, credentials, username, mechanism, deadline,
+            success=f"signed in as {username} with {mechanism}",
+        )  # fmt: skip
+        if not signed_in:
             return
-        except (TimeoutError, MailportError) as exc:
-            rec.fail("authentication", started, error=exc)
-            return
-        try:
-            async with asyncio.timeout(deadline.for_step()):
-                await client.authenticate(auth)
-        except (OSError, TimeoutError, MailportError) as exc:
-            rec.fail("authentication", started, error=exc)
-            return
-        rec.ok("authentication", started, f"signed in as {username} with {mechanism}")
 
         # --- SELECT INBOX (read-only: EXAMINE)
         started = rec.start()

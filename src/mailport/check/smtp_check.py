@@ -15,9 +15,9 @@ import ssl
 from contextlib import suppress
 
 from mailport.check.model import CheckCredentials, ServerTarget
-from mailport.check.steps import Deadline, StepRecorder, plaintext_evidence, sasl_credentials
+from mailport.check.steps import Deadline, StepRecorder, authentication_step, plaintext_evidence
 from mailport.check.tls import describe, hostname_mismatch, unverified_context
-from mailport.errors import MailportError, OAuthError
+from mailport.errors import MailportError
 from mailport.net.guard import VettedHost, connect_vetted
 from mailport.net.probe import peer_certificate_names
 from mailport.smtp import SmtpClient
@@ -159,23 +159,13 @@ async def check_smtp(
             rec.ok("smtp_starttls", started, describe(info) + f"; EHLO: {_extensions(client.extensions)}")
 
         # --- AUTH
-        started = rec.start()
         mechanism = _mechanism(client, credentials)
-        try:
-            auth = await sasl_credentials(credentials, username, mechanism, deadline)
-        except OAuthError as exc:
-            rec.fail_with("smtp_auth", started, exc)
+        signed_in = await authentication_step(
+            rec, "smtp_auth", client, credentials, username, mechanism, deadline,
+            success=f"signed in as {username} with AUTH {mechanism}",
+        )  # fmt: skip
+        if not signed_in:
             return
-        except (TimeoutError, MailportError) as exc:
-            rec.fail("smtp_auth", started, error=exc)
-            return
-        try:
-            async with asyncio.timeout(deadline.for_step()):
-                await client.authenticate(auth)
-        except (OSError, TimeoutError, MailportError) as exc:
-            rec.fail("smtp_auth", started, error=exc)
-            return
-        rec.ok("smtp_auth", started, f"signed in as {username} with AUTH {mechanism}")
         with suppress(MailportError, OSError, TimeoutError):
             async with asyncio.timeout(min(2.0, deadline.remaining() or 0.001)):
                 await client.quit()

@@ -14,12 +14,13 @@ import asyncio
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from typing import Any, Protocol
 
 from mailport import sasl
 from mailport.check.model import CheckCredentials, ProtocolResult, StepResult
 from mailport.check.troubleshoot import Failure, ServerReply, Step, diagnose
 from mailport.crypto import Secret
-from mailport.errors import ConnectError, ConnectionLostError, MailportError
+from mailport.errors import ConnectError, ConnectionLostError, MailportError, OAuthError
 from mailport.net.guard import VettedHost
 from mailport.net.probe import PlaintextProbe, probe_plaintext
 
@@ -165,6 +166,42 @@ async def sasl_credentials(
     return sasl.OAuth2Auth(
         username, token, mechanism="OAUTHBEARER" if mechanism == "OAUTHBEARER" else "XOAUTH2"
     )
+
+
+class Authenticates(Protocol):
+    async def authenticate(self, auth: sasl.Credentials) -> Any: ...
+
+
+async def authentication_step(
+    rec: StepRecorder,
+    step: Step,
+    client: Authenticates,
+    credentials: CheckCredentials,
+    username: str,
+    mechanism: str,
+    deadline: Deadline,
+    *,
+    success: str,
+) -> bool:
+    """The sign-in step, the same for IMAP and SMTP: get the credentials (a token source is asked
+    now), authenticate under the step deadline, record the outcome. True when signed in."""
+    started = rec.start()
+    try:
+        auth = await sasl_credentials(credentials, username, mechanism, deadline)
+    except OAuthError as exc:  # the token manager could not give a token (reauth_required …)
+        rec.fail_with(step, started, exc)
+        return False
+    except (TimeoutError, MailportError) as exc:
+        rec.fail(step, started, error=exc)
+        return False
+    try:
+        async with asyncio.timeout(deadline.for_step()):
+            await client.authenticate(auth)
+    except (OSError, TimeoutError, MailportError) as exc:
+        rec.fail(step, started, error=exc)
+        return False
+    rec.ok(step, started, success)
+    return True
 
 
 async def plaintext_evidence(vetted: VettedHost, deadline: Deadline) -> PlaintextProbe | None:
