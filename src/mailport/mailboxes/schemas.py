@@ -126,6 +126,11 @@ class MailboxUpdate(_Strict):
     imap: ServerIn | None = None
     smtp: ServerIn | None = None
     settings: SettingsPatch | None = None
+    enabled: Annotated[bool, Field(strict=True)] | None = Field(
+        None,
+        description="false disables the mailbox (its watcher stops within 2 s); true enables it "
+        "again (status `pending` until the watcher connects)",
+    )
 
 
 # --------------------------------------------------------------------------- responses

@@ -7,6 +7,7 @@ entry point enforces them alike.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -47,10 +48,24 @@ class MailboxService:
     def __init__(self, repository: MailboxRepository, *, clock: Clock = utc_now) -> None:
         self.repository = repository
         self._clock = clock
+        self._listeners: list[Callable[[], None]] = []
+
+    def on_change(self, listener: Callable[[], None]) -> Callable[[], None]:
+        """Call ``listener`` after every create, change or delete made through this service (the
+        orchestrator of this process follows at once instead of at its next poll); returns a
+        function that removes it."""
+        self._listeners.append(listener)
+        return lambda: self._listeners.remove(listener) if listener in self._listeners else None
+
+    def _changed(self) -> None:
+        for listener in list(self._listeners):
+            listener()
 
     async def create(self, tenant_id: str, new: NewMailbox) -> Mailbox:
         check_credentials(new.auth_method, new.password)
-        return await self.repository.create(tenant_id, new, now=self._clock())
+        mailbox = await self.repository.create(tenant_id, new, now=self._clock())
+        self._changed()
+        return mailbox
 
     async def create_from(self, tenant_id: str, body: MailboxCreate) -> Mailbox:
         new = NewMailbox(
@@ -115,11 +130,27 @@ class MailboxService:
             check_credentials(current.auth_method, Secret(patch.password))
             password = Secret(patch.password)
             reconnect = True
-        if reconnect and current.health.status is not MailboxStatus.DISABLED:
+        disabled = current.health.status is MailboxStatus.DISABLED
+        if "enabled" in sent:
+            if patch.enabled is None:
+                raise InputError("enabled cannot be null", field="enabled")
+            if not patch.enabled:
+                columns["status"] = MailboxStatus.DISABLED.value
+            elif disabled:
+                columns.update(status=MailboxStatus.PENDING.value, last_error=None)
+            disabled = not patch.enabled
+        if reconnect and not disabled:
             columns.update(status=MailboxStatus.PENDING.value, last_error=None)
-        return await self.repository.update(
+        mailbox = await self.repository.update(
             tenant_id, mailbox_id, now=self._clock(), columns=columns, password=password
         )
+        self._changed()
+        return mailbox
+
+    async def set_enabled(self, tenant_id: str, mailbox_id: str, enabled: bool) -> Mailbox:
+        """Disable (the watcher stops) or enable again (``pending`` until it connects)."""
+        return await self.update(tenant_id, mailbox_id, MailboxUpdate(enabled=enabled))
 
     async def delete(self, tenant_id: str, mailbox_id: str) -> None:
         await self.repository.delete(tenant_id, mailbox_id)
+        self._changed()

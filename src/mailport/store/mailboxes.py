@@ -11,7 +11,7 @@ from collections.abc import Mapping
 from datetime import datetime, timedelta
 from typing import Any, Final
 
-from sqlalchemy import Select, delete, func, insert, select, update
+from sqlalchemy import Select, case, delete, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
 from mailport.crypto import KeyRing, Secret
@@ -310,7 +310,8 @@ class MailboxRepository:
         self, mailbox_id: str, *, status: MailboxStatus, error: str | None, at: datetime
     ) -> Mailbox:
         """Record a test or sync outcome: success stamps ``last_success_at``; an error counts
-        towards ``error_count_24h`` (a window restarted 24 h after its first error)."""
+        towards ``error_count_24h`` (a window restarted 24 h after its first error). A disabled
+        mailbox stays disabled: a watcher or test finishing after the switch never re-enables it."""
         async with self._db.transaction() as conn:
             row = (
                 await conn.execute(
@@ -324,7 +325,10 @@ class MailboxRepository:
             count, since = int(row.error_count_24h), row.errors_since
             if since is None or at - since >= ERROR_WINDOW:
                 count, since = 0, None
-            values: dict[str, Any] = {"status": status.value, "last_tested_at": at, "updated_at": at}
+            disabled = MailboxStatus.DISABLED.value
+            # decided in the statement itself: a switch committed after the read above still wins
+            kept = case((mailboxes.c.status == disabled, disabled), else_=status.value)
+            values: dict[str, Any] = {"status": kept, "last_tested_at": at, "updated_at": at}
             if error is None:
                 values.update(last_success_at=at, last_error=None)
             else:

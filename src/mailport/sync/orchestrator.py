@@ -3,9 +3,10 @@
 * **Following changes**: every ``reconcile_interval`` (default 0.5 s) one query reads each
   mailbox's *watch fingerprint* (server, credentials, folder, interval, action, disabled);
   a new mailbox starts a watcher, a changed one restarts it, a deleted or disabled one stops
-  it — within 2 s whichever process changed it. :meth:`Orchestrator.poke` (in-process) skips
-  the wait. Health columns are not in the fingerprint, so a watcher recording its own status
-  never restarts itself.
+  it — within 2 s whichever process changed it. A change made through this process's
+  :class:`~mailport.mailboxes.service.MailboxService` (the API, the web UI) calls
+  :meth:`Orchestrator.poke`, which skips the wait. Health columns are not in the
+  fingerprint, so a watcher recording its own status never restarts itself.
 * **One process per mailbox**: a lease row (``watcher_leases``, owner + expiry, renewed every
   ``lease_ttl / 3``) is taken before a watcher starts; another process sees it and leaves the
   mailbox alone, and takes it over when the owner dies and the lease expires. (Advisory locks
@@ -111,6 +112,7 @@ class Orchestrator:
         self._trim_task: asyncio.Task[None] | None = None
         self._actions_task: asyncio.Task[None] | None = None
         self._poke = asyncio.Event()
+        self._unlisten: Callable[[], None] | None = None
         self._started_once = False
         self._last_renew = 0.0
         self.ready = False
@@ -140,12 +142,16 @@ class Orchestrator:
     # ------------------------------------------------------------------ lifecycle
 
     async def start(self) -> None:
+        self._unlisten = self.services.mailboxes.on_change(self.poke)
         await self.reconcile()
         self.ready = True
         self._task = asyncio.create_task(self._loop(), name="orchestrator")
         self._actions_task = asyncio.create_task(self._actions_loop(), name="orchestrator-actions")
 
     async def stop(self) -> None:
+        if self._unlisten is not None:
+            self._unlisten()
+            self._unlisten = None
         for task in (self._task, self._actions_task, self._trim_task):
             if task is not None:
                 task.cancel()

@@ -45,6 +45,7 @@ from mailport.sync.pipeline import parse_chunk, store_chunk
 log = logging.getLogger(__name__)
 
 FIRST_SYNC_SLACK = timedelta(minutes=1)
+BASELINE_PAGE = 2000  # INTERNALDATEs fetched per round trip when the first cursor is placed
 
 
 def utc_now() -> datetime:
@@ -301,12 +302,19 @@ class Watcher:
         last_uid = max(folder.uidnext - 1, 0)
         if folder.exists:
             candidates = await self.provider.list_uids(1)
-            recent = candidates[-2000:]  # the newest; older mail predates any plausible creation
-            if recent:
-                dated = await self._internaldates(recent)
+            # Newest first, a page at a time, until a page holds mail older than the creation
+            # time: a large backlog that arrived since then is ingested whole, while an old
+            # mailbox costs one page of INTERNALDATEs.
+            end = len(candidates)
+            while end > 0:
+                page = candidates[max(0, end - BASELINE_PAGE) : end]
+                dated = await self._internaldates(page)
                 after = [uid for uid, when in dated if when is None or when >= since]
                 if after:
                     last_uid = min(after) - 1
+                if len(after) < len(page):
+                    break
+                end -= len(page)
         return Cursor(folder.folder, folder.uidvalidity, last_uid, folder.highestmodseq)
 
     async def _internaldates(self, uids: list[int]) -> list[tuple[int, datetime | None]]:

@@ -101,7 +101,7 @@ async def disable(
     session: WebSession = Depends(operator),
     web: WebState = Depends(get_web),
 ) -> Response:
-    await _set_status(web, session, mailbox_id, MailboxStatus.DISABLED)
+    await _set_enabled(web, session, mailbox_id, enabled=False)
     return redirect(request, "/")
 
 
@@ -112,16 +112,14 @@ async def enable(
     session: WebSession = Depends(operator),
     web: WebState = Depends(get_web),
 ) -> Response:
-    await _set_status(web, session, mailbox_id, MailboxStatus.PENDING)
+    await _set_enabled(web, session, mailbox_id, enabled=True)
     return redirect(request, "/")
 
 
-async def _set_status(web: WebState, session: WebSession, mailbox_id: str, status: MailboxStatus) -> None:
+async def _set_enabled(web: WebState, session: WebSession, mailbox_id: str, *, enabled: bool) -> None:
     assert session.tenant_id is not None
     await _mailbox(web, session, mailbox_id)
-    await web.services.mailboxes.repository.update(
-        session.tenant_id, mailbox_id, now=web.services.oauth.now(), columns={"status": status.value}
-    )
+    await web.services.mailboxes.set_enabled(session.tenant_id, mailbox_id, enabled)
 
 
 @router.post("/mailboxes/{mailbox_id}/delete", dependencies=[Depends(csrf)])

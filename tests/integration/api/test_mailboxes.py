@@ -210,6 +210,24 @@ async def test_every_field_is_validated(tenant_client: httpx.AsyncClient, secret
     assert listed["items"] == []  # nothing invalid was stored
 
 
+async def test_a_mailbox_is_disabled_and_enabled_again(
+    tenant_client: httpx.AsyncClient, secret_watch: SecretWatch
+):
+    mailbox = await create(tenant_client, secret_watch)
+    url = f"/v1/mailboxes/{mailbox['id']}"
+    off = await tenant_client.patch(url, json={"enabled": False})
+    assert off.status_code == 200 and off.json()["status"] == "disabled"
+    listed = await tenant_client.get("/v1/mailboxes", params={"status": "disabled"})
+    assert [m["id"] for m in listed.json()["items"]] == [mailbox["id"]]
+    # a new password does not wake a disabled mailbox
+    still = await tenant_client.patch(url, json={"password": "another-secret-9"})
+    assert still.json()["status"] == "disabled"
+    on = await tenant_client.patch(url, json={"enabled": True})
+    assert on.status_code == 200 and on.json()["status"] == "pending"
+    again = await tenant_client.patch(url, json={"enabled": True})  # idempotent
+    assert again.json()["status"] == "pending"
+
+
 async def test_patch_is_validated_too(tenant_client: httpx.AsyncClient, secret_watch: SecretWatch):
     mailbox = await create(tenant_client, secret_watch)
     url = f"/v1/mailboxes/{mailbox['id']}"
@@ -221,6 +239,8 @@ async def test_patch_is_validated_too(tenant_client: httpx.AsyncClient, secret_w
         ({"settings": {"check_interval": None}}, "settings.check_interval"),
         ({"settings": {"after_processing": "delete-all"}}, "settings.after_processing"),
         ({"auth_method": "oauth2"}, "auth_method"),
+        ({"enabled": None}, "enabled"),
+        ({"enabled": "no"}, "enabled"),
     ]:
         response = await tenant_client.patch(url, json=patch)
         assert response.status_code == 422, (patch, response.text)

@@ -5,10 +5,14 @@ from __future__ import annotations
 
 import asyncio
 import time
+from datetime import UTC, datetime, timedelta
+
+import pytest
 
 from mailport.events import mark_accepted
 from mailport.sync import Orchestrator
 from mailport.sync import repository as repo
+from mailport.sync import watcher as watcher_module
 from tests.integration.sync.conftest import Bed, all_events, make_message, wait_for
 
 
@@ -84,6 +88,37 @@ async def test_mail_read_elsewhere_before_mailport_saw_it_is_still_delivered(bed
         await orchestrator.stop()
     assert got[0].payload["subject"] == "already read"
     assert "\\Seen" in got[0].payload["flags"]
+
+
+async def test_a_backlog_since_creation_is_ingested_whole_and_older_mail_is_not(
+    bed: Bed, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """First sync places the cursor page by page (a small page here): every message that arrived
+    since the mailbox was created is ingested however many pages back, none from before."""
+    monkeypatch.setattr(watcher_module, "BASELINE_PAGE", 40)
+    client = await bed.imap()
+    try:
+        old = datetime.now(UTC) - timedelta(days=3)
+        for i in range(3):
+            await client.append("INBOX", make_message(f"old {i}"), internaldate=old)
+        await client.append_many("INBOX", [make_message(f"new {i}") for i in range(130)])
+    finally:
+        await client.logout()
+    mailbox = await bed.add_mailbox()
+    orchestrator = bed.orchestrator()
+    await orchestrator.start()
+    try:
+
+        async def all_new() -> list[object]:
+            got = await bed.received(mailbox.id)
+            return got if len(got) >= 130 else []
+
+        await wait_for(all_new, timeout=20)
+        await asyncio.sleep(0.3)
+        got = await bed.received(mailbox.id)
+    finally:
+        await orchestrator.stop()
+    assert sorted(e.payload["subject"] for e in got) == sorted(f"new {i}" for i in range(130))
 
 
 def _poison_messages() -> list[bytes]:

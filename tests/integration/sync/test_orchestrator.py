@@ -4,7 +4,17 @@ mailbox (leases)."""
 from __future__ import annotations
 
 import time
+from datetime import UTC, datetime
 
+from mailport.crypto import Secret
+from mailport.mailboxes.models import (
+    AuthMethod,
+    MailboxStatus,
+    NewMailbox,
+    ProcessingSettings,
+    Security,
+    ServerSettings,
+)
 from mailport.mailboxes.schemas import MailboxUpdate, SettingsPatch
 from mailport.sync import Orchestrator
 from tests.integration.sync.conftest import Bed, wait_for
@@ -14,7 +24,7 @@ async def test_created_changed_and_deleted_mailboxes_follow_within_two_seconds(
     bed: Bed, running: Orchestrator
 ) -> None:
     started = time.monotonic()
-    mailbox = await bed.add_mailbox()  # no poke: the change detector must find it
+    mailbox = await bed.add_mailbox()  # through the service: it pokes the orchestrator
 
     async def connected() -> bool:
         watcher = running.watchers.get(mailbox.id)
@@ -36,6 +46,16 @@ async def test_created_changed_and_deleted_mailboxes_follow_within_two_seconds(
     assert time.monotonic() - started < 2.0
     assert running.watchers[mailbox.id].mailbox.settings.check_interval == 120
     started = time.monotonic()
+    await bed.services.mailboxes.set_enabled(bed.tenant_id, mailbox.id, False)
+
+    async def stopped() -> bool:
+        return mailbox.id not in running.watchers
+
+    await wait_for(stopped, timeout=5)
+    assert time.monotonic() - started < 2.0
+    await bed.services.mailboxes.set_enabled(bed.tenant_id, mailbox.id, True)
+    await wait_for(connected, timeout=5)
+    started = time.monotonic()
     await bed.services.mailboxes.delete(bed.tenant_id, mailbox.id)
 
     async def gone() -> bool:
@@ -43,6 +63,41 @@ async def test_created_changed_and_deleted_mailboxes_follow_within_two_seconds(
 
     await wait_for(gone, timeout=5)
     assert time.monotonic() - started < 2.0
+
+
+async def test_changes_made_by_another_process_are_found_by_the_poll(bed: Bed, running: Orchestrator) -> None:
+    """Written straight to the database (as another process would): no poke reaches this
+    orchestrator, its change detector must find the mailbox and its being disabled."""
+    repository = bed.services.mailboxes.repository
+    started = time.monotonic()
+    mailbox = await repository.create(bed.tenant_id, _new_mailbox(bed), now=datetime.now(UTC))
+
+    async def connected() -> bool:
+        watcher = running.watchers.get(mailbox.id)
+        return watcher is not None and watcher.status.state == "connected"
+
+    await wait_for(connected, timeout=5)
+    assert time.monotonic() - started < 2.0
+    started = time.monotonic()
+    await repository.update(
+        bed.tenant_id, mailbox.id, now=datetime.now(UTC), columns={"status": MailboxStatus.DISABLED.value}
+    )
+
+    async def stopped() -> bool:
+        return mailbox.id not in running.watchers
+
+    await wait_for(stopped, timeout=5)
+    assert time.monotonic() - started < 2.0
+
+
+def _new_mailbox(bed: Bed) -> NewMailbox:
+    return NewMailbox(
+        email=bed.user,
+        auth_method=AuthMethod.PASSWORD,
+        imap=ServerSettings("127.0.0.1", bed.dovecot.imap_port, Security.NONE),
+        password=Secret(bed.password),
+        settings=ProcessingSettings(check_interval=60),
+    )
 
 
 async def test_two_processes_never_watch_the_same_mailbox(bed: Bed) -> None:
