@@ -19,6 +19,7 @@ import time
 from dataclasses import dataclass
 
 import h11
+import httpx
 
 from mailport.delivery.http1 import Http1Pool
 from mailport.delivery.urls import default_port, parse_webhook_url
@@ -57,6 +58,7 @@ class WebhookSender:
         self._timeout = timeout
         self._vet_ttl = vet_ttl
         self._vetted: dict[tuple[str, int], tuple[float, VettedHost]] = {}
+        self._parsed: tuple[str, httpx.URL] | None = None  # the endpoint's URL, parsed once
         self._pool = Http1Pool(connect_timeout=timeout, max_idle=max_connections)
 
     async def _vet(self, host: str, port: int) -> VettedHost:
@@ -69,6 +71,11 @@ class WebhookSender:
         self._vetted[key] = (now, vetted)
         return vetted
 
+    def _parse(self, url: str) -> httpx.URL:
+        if self._parsed is None or self._parsed[0] != url:
+            self._parsed = (url, parse_webhook_url(url))
+        return self._parsed[1]
+
     async def post(self, url: str, body: bytes, headers: dict[str, str]) -> Outcome:
         started = time.monotonic()
 
@@ -76,7 +83,7 @@ class WebhookSender:
             return int((time.monotonic() - started) * 1000)
 
         try:
-            parsed = parse_webhook_url(url)
+            parsed = self._parse(url)
             vetted = await self._vet(parsed.host, default_port(parsed))
         except MailportError as exc:
             return Outcome("refused", None, f"{exc.code}: {exc}"[:MAX_ERROR_CHARS], elapsed())

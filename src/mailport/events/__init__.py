@@ -69,7 +69,6 @@ __all__ = [
 
 _APPENDED = "mailport.events.appended"
 _PG_LOCK_KEY = 0x6D61696C706F7274  # "mailport": serializes event commits on PostgreSQL
-_APPEND_BATCH = 500  # rows per INSERT (8 parameters each: well under every driver's limit)
 
 
 class EventType(enum.StrEnum):
@@ -168,17 +167,14 @@ async def append_many(
         }
         for item in items
     ]
-    # Multi-row statements (rows keep their order, so ``seq`` follows it); RETURNING names the
-    # idempotency key, so rows skipped as duplicates cannot be confused with inserted ones.
-    inserted: dict[str, int] = {}
-    for start in range(0, len(rows), _APPEND_BATCH):
-        statement = (
-            insert.values(rows[start : start + _APPEND_BATCH])
-            .on_conflict_do_nothing(index_elements=["idempotency_key"])
-            .returning(events.c.seq, events.c.idempotency_key)
-        )
-        for got in await conn.execute(statement):
-            inserted[got.idempotency_key] = int(got.seq)
+    statement = insert.on_conflict_do_nothing(index_elements=["idempotency_key"]).returning(
+        events.c.seq, events.c.idempotency_key
+    )
+    # One executemany: SQLAlchemy sends it as multi-row INSERTs ("insertmanyvalues") compiled
+    # once; rows keep their order, so ``seq`` follows it. RETURNING names the idempotency key,
+    # so rows skipped as duplicates cannot be confused with inserted ones.
+    result = await conn.execute(statement, rows)
+    inserted = {got.idempotency_key: int(got.seq) for got in result}
     if inserted:
         conn.info[_APPENDED] = True
     out = []
