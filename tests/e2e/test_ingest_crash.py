@@ -1,9 +1,11 @@
 """`mailport serve` SIGKILLed in the middle of a 500-message backlog, then restarted: every
-message is in the event log exactly once (idempotency keys), none lost."""
+message is in the event log exactly once (idempotency keys) and reaches the webhook receiver,
+a duplicate only ever with the same ``webhook-id`` and idempotency key; none lost."""
 
 from __future__ import annotations
 
 import asyncio
+import json
 import signal
 import sqlite3
 import time
@@ -14,6 +16,7 @@ import httpx
 from mailport.crypto import Secret
 from mailport.imap import ImapClient, PasswordAuth
 from tests.e2e.test_serve import start_serve, stop, wait_healthy
+from tests.fixtures.webhook_receiver import MakeReceiver
 from tests.integration.sync.conftest import make_message
 from tests.mailstack.dovecot import Dovecot
 
@@ -54,10 +57,25 @@ def _received(db: Path) -> list[tuple[str, str]]:
         conn.close()
 
 
+def _delivered_keys(receiver_requests: list[tuple[str, bytes]]) -> dict[str, set[str]]:
+    """idempotency key -> the webhook-ids it was delivered with (``message.received`` only)."""
+    seen: dict[str, set[str]] = {}
+    for webhook_id, body in receiver_requests:
+        event = json.loads(body)
+        if event["type"] == "message.received":
+            seen.setdefault(event["idempotency_key"], set()).add(webhook_id)
+    return seen
+
+
 def test_sigkill_mid_backlog_then_restart_delivers_every_message_once(
-    tmp_path: Path, dovecot: Dovecot, password_user: tuple[str, str]
+    tmp_path: Path, dovecot: Dovecot, password_user: tuple[str, str], make_receiver: MakeReceiver
 ) -> None:
     user, password = password_user
+    receiver = make_receiver(delay_seconds=0.005)  # slow enough to be killed mid-way
+
+    def delivered() -> list[tuple[str, bytes]]:
+        return [(r.headers["webhook-id"], r.body) for r in receiver.succeeded()]
+
     env = {
         "MAILPORT_ADMIN_KEY": ADMIN,
         "MAILPORT_ALLOW_PRIVATE_HOSTS": "true",
@@ -72,6 +90,8 @@ def test_sigkill_mid_backlog_then_restart_delivers_every_message_once(
         tenant = httpx.post(f"{url}/v1/tenants", json={"name": "crash"}, headers=admin)
         assert tenant.status_code == 201, tenant.text
         key = {"Authorization": f"Bearer {tenant.json()['api_key']}"}
+        hook = httpx.post(f"{url}/v1/webhooks", json={"url": receiver.url}, headers=key)
+        assert hook.status_code == 201, hook.text
         # the backlog is waiting when the mailbox is added: the first catch-up ingests it
         asyncio.run(_append_backlog(dovecot, user, password))
         body = {
@@ -84,7 +104,7 @@ def test_sigkill_mid_backlog_then_restart_delivers_every_message_once(
         assert created.status_code == 201, created.text
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
-            count = len(_received(db))
+            count = len(delivered())
             if count > 0:
                 killed_at = count
                 proc.send_signal(signal.SIGKILL)
@@ -99,7 +119,9 @@ def test_sigkill_mid_backlog_then_restart_delivers_every_message_once(
     try:
         wait_healthy(proc, url, log_path)
         deadline = time.monotonic() + 60
-        while time.monotonic() < deadline and len(_received(db)) < TOTAL:
+        while time.monotonic() < deadline and (
+            len(_received(db)) < TOTAL or len(_delivered_keys(delivered())) < TOTAL
+        ):
             time.sleep(0.1)
         time.sleep(1.0)  # anything extra (a duplicate) would show up now
         rows = _received(db)
@@ -108,6 +130,12 @@ def test_sigkill_mid_backlog_then_restart_delivers_every_message_once(
     keys = [k for k, _ in rows]
     assert len(keys) == TOTAL, (killed_at, len(keys))
     assert len(set(keys)) == TOTAL
-    subjects = sorted(__import__("json").loads(p)["subject"] for _, p in rows)
+    subjects = sorted(json.loads(p)["subject"] for _, p in rows)
     assert subjects == sorted(f"backlog {i}" for i in range(TOTAL))
     assert killed_at < TOTAL, f"the kill came after the whole backlog ({killed_at})"
+    # every message reached the receiver; a redelivery carries the same webhook-id
+    by_key = _delivered_keys(delivered())
+    assert set(by_key) == set(keys)
+    assert all(len(ids) == 1 for ids in by_key.values()), [k for k, v in by_key.items() if len(v) > 1]
+    ids = {i for i, body in delivered() if json.loads(body)["type"] == "message.received"}
+    assert len(ids) == TOTAL
