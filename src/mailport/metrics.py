@@ -48,7 +48,7 @@ WEBHOOK_ATTEMPTS = Counter(
 )
 TOKEN_REFRESHES = Counter(
     "mailport_token_refreshes",
-    "OAuth access tokens refreshed after a server rejected one, by result",
+    "OAuth token refreshes at the provider (ahead of expiry or after a rejection), by result",
     ["result"],
     registry=REGISTRY,
 )

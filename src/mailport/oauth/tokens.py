@@ -34,6 +34,7 @@ from mailport.errors import (
     OAuthUnavailableError,
     ReauthRequiredError,
 )
+from mailport.metrics import TOKEN_REFRESHES
 from mailport.oauth.apps import AppResolver
 from mailport.oauth.client import Clock, OAuthClient, TokenResponse, utcnow
 from mailport.oauth.providers import ProviderRegistry
@@ -218,6 +219,19 @@ class TokenManager:
                 await self._sleep(self._lease_poll)
 
     async def _refresh_claimed(self, stored: StoredTokens) -> Secret:
+        """One refresh at the provider, counted in ``mailport_token_refreshes`` by result."""
+        try:
+            token = await self._refresh_at_provider(stored)
+        except ReauthRequiredError:
+            TOKEN_REFRESHES.labels(result="invalid_grant").inc()
+            raise
+        except Exception:
+            TOKEN_REFRESHES.labels(result="error").inc()
+            raise
+        TOKEN_REFRESHES.labels(result="ok").inc()
+        return token
+
+    async def _refresh_at_provider(self, stored: StoredTokens) -> Secret:
         mailbox_id, old = stored.mailbox_id, stored.tokens
         provider = self._registry.get(stored.provider)
         try:

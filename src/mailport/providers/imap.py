@@ -20,10 +20,9 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from datetime import UTC, datetime
 
 from mailport.crypto import Secret
-from mailport.errors import AuthenticationError, OAuthInvalidGrantError
+from mailport.errors import AuthenticationError
 from mailport.imap import FETCH_ITEMS, HEADER_ITEMS, EventKind, ImapClient
 from mailport.mailboxes.models import AuthMethod, Mailbox, Security
-from mailport.metrics import TOKEN_REFRESHES
 from mailport.providers.base import (
     Change,
     ChangeKind,
@@ -137,15 +136,7 @@ class ImapProvider:
             if self._force_refresh is None:
                 raise
         # the server rejected the token: refresh once (unless someone already did), then retry
-        try:
-            fresh = await self._force_refresh(self._last_token)
-        except OAuthInvalidGrantError:
-            TOKEN_REFRESHES.labels(result="invalid_grant").inc()
-            raise
-        except Exception:
-            TOKEN_REFRESHES.labels(result="error").inc()
-            raise
-        TOKEN_REFRESHES.labels(result="ok").inc()
+        fresh = await self._force_refresh(self._last_token)
         client.close()
         await client.connect()
         await client.authenticate(OAuth2Auth(self.mailbox.imap_username, fresh))

@@ -125,7 +125,10 @@ class Watcher:
         return self._task
 
     async def stop(self, timeout: float = 10.0) -> None:
-        """Finish the chunk in progress (its transaction), then disconnect."""
+        """Finish the chunk in progress (its transaction), then disconnect.
+
+        If the caller is cancelled meanwhile, the watcher is cancelled too and the cancellation
+        goes on up (swallowing it would keep the caller — the orchestrator's loop — running)."""
         self._stopping = True
         self._stop_event.set()
         self.provider.wake()
@@ -133,15 +136,24 @@ class Watcher:
         if task is None:
             return
         try:
-            await asyncio.wait_for(asyncio.shield(task), timeout)
-        except (TimeoutError, asyncio.CancelledError):
+            done, _ = await asyncio.wait({task}, timeout=timeout)
+        except asyncio.CancelledError:
+            task.cancel()
+            raise
+        if not done:
+            log.warning(
+                "mailbox %s: watcher did not stop within %g s (state %s); cancelling",
+                self.mailbox.id,
+                timeout,
+                self.status.state,
+            )
             task.cancel()
             # Bounded: a task stuck in a cleanup that ignores cancellation must not hang shutdown.
             done, _ = await asyncio.wait({task}, timeout=5)
             if not done:
                 log.warning("mailbox %s: watcher did not stop within 5 s; abandoned", self.mailbox.id)
-        except Exception:
-            log.exception("mailbox %s: watcher ended with an error", self.mailbox.id)
+        elif not task.cancelled() and task.exception() is not None:
+            log.error("mailbox %s: watcher ended with an error", self.mailbox.id, exc_info=task.exception())
         self._set_state("stopped")
 
     def wake(self) -> None:

@@ -12,6 +12,7 @@ import httpx
 import pytest
 
 from mailport.crypto import Secret
+from mailport.metrics import REGISTRY
 from mailport.errors import OAuthInvalidGrantError, OAuthUnavailableError, ReauthRequiredError
 from mailport.oauth import InstanceApps, OAuthClient, ProviderRegistry, TokenManager, TokenSet
 from mailport.oauth.client import utcnow
@@ -79,12 +80,18 @@ async def test_microsoft_style_refresh_stores_the_rotated_refresh_token(
     assert refresh_count(idp, email) == 2
 
 
+def _refreshes(result: str) -> float:
+    return REGISTRY.get_sample_value("mailport_token_refreshes_total", {"result": result}) or 0.0
+
+
 @pytest.mark.parametrize("provider", ["google", "microsoft"])
 async def test_twenty_concurrent_requests_cause_exactly_one_refresh(manager, token_store, idp, provider):
     mailbox_id, email, _ = await seed(token_store, idp, provider)
+    before = _refreshes("ok")
     tokens = await asyncio.gather(*(manager.get_access_token(mailbox_id) for _ in range(20)))
     assert len({t.reveal() for t in tokens}) == 1
     assert refresh_count(idp, email) == 1
+    assert _refreshes("ok") == before + 1  # a refresh ahead of expiry is counted too
     assert (await token_store.load(mailbox_id)).version == 1
 
 
@@ -121,9 +128,11 @@ async def test_revoked_refresh_token_needs_reauth_and_other_mailboxes_go_on(
     app = await apps.resolve("google", "t1")
     assert await oauth_client.revoke(registry.get("google"), app, dead_tokens.refresh_token)
 
+    invalid_before = _refreshes("invalid_grant")
     results = await asyncio.gather(
         manager.get_access_token(dead), manager.get_access_token(alive), return_exceptions=True
     )
+    assert _refreshes("invalid_grant") == invalid_before + 1
     assert isinstance(results[0], ReauthRequiredError)
     assert isinstance(results[1], Secret)
     assert results[0].code == "reauth_required" and "invalid_grant" in (results[0].server_said or "")
