@@ -12,8 +12,8 @@ import httpx
 import pytest
 
 from mailport.crypto import Secret
-from mailport.metrics import REGISTRY
 from mailport.errors import OAuthInvalidGrantError, OAuthUnavailableError, ReauthRequiredError
+from mailport.metrics import REGISTRY
 from mailport.oauth import InstanceApps, OAuthClient, ProviderRegistry, TokenManager, TokenSet
 from mailport.oauth.client import utcnow
 from tests.conftest import issue_token
