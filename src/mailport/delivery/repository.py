@@ -452,10 +452,11 @@ class WebhookRepository:
 
     # ------------------------------------------------------------------ sending
 
-    async def pending(self, endpoint_id: str, *, limit: int, per_mailbox: int = 100) -> list[PendingDelivery]:
-        """The endpoint's pending deliveries in event order, with their request bodies: at most
-        ``per_mailbox`` of each mailbox (the first ones), so that a mailbox with a long backlog
-        does not fill the batch while other mailboxes could be sent in parallel."""
+    async def pending(self, endpoint_id: str, *, limit: int) -> list[PendingDelivery]:
+        """The endpoint's first pending deliveries, with their request bodies, taken round-robin
+        across mailboxes (every mailbox's first, then every mailbox's second, …): a mailbox with
+        a long backlog never crowds out the others, and a lone mailbox fills the whole batch.
+        Within a mailbox they come in event order."""
         d = webhook_deliveries
         ranked = (
             select(
@@ -482,8 +483,7 @@ class WebhookRepository:
             )
             .join(ranked, ranked.c.id == d.c.id)
             .join(events, events.c.seq == d.c.event_seq)
-            .where(ranked.c.rank <= per_mailbox)
-            .order_by(d.c.event_seq)
+            .order_by(ranked.c.rank, d.c.event_seq)
             .limit(limit)
         )
         async with self.database.connect() as conn:
