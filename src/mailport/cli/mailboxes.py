@@ -1,4 +1,4 @@
-"""``mailport mailboxes list|add|show|remove`` against the configured database.
+"""``mailport mailboxes list|add|show|disable|enable|remove`` against the configured database.
 
 The same schemas as the API validate the flags, so the CLI accepts exactly what the API does.
 A password is read from stdin (``--password-stdin``) or an environment variable
@@ -178,6 +178,34 @@ def show(
         print_json(read.model_dump(mode="json"))
     else:
         _show(read)
+
+
+def _set_enabled(mailbox_id: str, tenant: str, enabled: bool) -> MailboxRead:
+    async def action(services: Services) -> MailboxRead:
+        tenant_id = await _tenant_id(services, tenant)
+        return MailboxRead.from_model(await services.mailboxes.set_enabled(tenant_id, mailbox_id, enabled))
+
+    return run_with_services(action)
+
+
+@app.command("disable")
+def disable(
+    mailbox_id: str = typer.Argument(..., help="The mailbox's id."),
+    tenant: str = TENANT,
+) -> None:
+    """Stop watching a mailbox (a running serve/worker stops its watcher within 2 s)."""
+    read = _set_enabled(mailbox_id, tenant, False)
+    typer.echo(f"disabled {read.id} ({read.email})")
+
+
+@app.command("enable")
+def enable(
+    mailbox_id: str = typer.Argument(..., help="The mailbox's id."),
+    tenant: str = TENANT,
+) -> None:
+    """Watch a disabled mailbox again; it catches up from where it stopped."""
+    read = _set_enabled(mailbox_id, tenant, True)
+    typer.echo(f"enabled {read.id} ({read.email}): {read.status.value}")
 
 
 @app.command("remove")

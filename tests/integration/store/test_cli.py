@@ -156,6 +156,16 @@ def test_tenants_mailboxes_and_keys_from_the_command_line(cli: Cli):
         cli("mailboxes", "list", "-t", "acme", ok=False, MAILPORT_SECRET_KEYS="nonsense"),
         "secret_key_invalid",
     )
+    disabled = cli("mailboxes", "disable", added["id"], "-t", "acme", MAILPORT_SECRET_KEYS=new_key)
+    assert disabled.stdout.startswith(f"disabled {added['id']}")
+    shown = cli("mailboxes", "show", added["id"], "-t", "acme", "--json", MAILPORT_SECRET_KEYS=new_key)
+    assert json.loads(shown.stdout)["status"] == "disabled"
+    enabled = cli("mailboxes", "enable", added["id"], "-t", "acme", MAILPORT_SECRET_KEYS=new_key)
+    assert enabled.stdout.strip().endswith(": pending")
+    one_line_error(
+        cli("mailboxes", "disable", "mbx_nope", "-t", "acme", ok=False, MAILPORT_SECRET_KEYS=new_key),
+        "not_found",
+    )
     removed = cli("mailboxes", "remove", added["id"], "-t", "acme", MAILPORT_SECRET_KEYS=new_key)
     assert "removed" in removed.stdout
     remaining = json.loads(
