@@ -24,6 +24,7 @@ from sqlalchemy import (
     Table,
     Text,
     UniqueConstraint,
+    text,
 )
 from sqlalchemy.engine import Dialect
 from sqlalchemy.types import TypeDecorator
@@ -219,6 +220,7 @@ events = Table(
     Column("accepted_at", UTCDateTime(), nullable=True),
     Index("ix_events_tenant_seq", "tenant_id", "seq"),
     Index("ix_events_mailbox_seq", "mailbox_id", "seq"),
+    Index("ix_events_accepted_at", "accepted_at"),  # retention (0005)
 )
 
 # Every ingested message: its location, identity (resync after UIDVALIDITY change) and raw source.
@@ -238,8 +240,18 @@ messages = Table(
     Column("raw", LargeBinary, nullable=True),  # None when oversized (headers only)
     Column("event_id", String(40), nullable=True),
     Column("created_at", UTCDateTime(), nullable=False),
+    Column("raw_purged_at", UTCDateTime(), nullable=True),  # retention (0005): the source expired
     UniqueConstraint("mailbox_id", "folder", "uidvalidity", "uid", name="uq_messages_location"),
     Index("ix_messages_mailbox_sha256", "mailbox_id", "sha256"),
+    # retention (0005): only messages still holding a source, covering the janitor's search
+    Index(
+        "ix_messages_raw_created_at",
+        "created_at",
+        "id",
+        "event_id",
+        sqlite_where=text("raw IS NOT NULL"),
+        postgresql_where=text("raw IS NOT NULL"),
+    ),
 )
 
 # After-processing actions (mark_read / move / delete) waiting for their event's acceptance.
@@ -364,6 +376,7 @@ webhook_attempts = Table(
 
 # The dispatcher's fan-out cursor (last event seq turned into deliveries) and its lease, so that
 # only one process dispatches at a time.
+# The row named "janitor" is the retention janitor's hourly claim (mailport.janitor).
 delivery_state = Table(
     "delivery_state",
     metadata,
