@@ -72,10 +72,19 @@ class Settings(BaseSettings):
     max_concurrent_connects: int = Field(20, ge=1, le=1000)
     mail_ca_file: Path | None = None  # extra CA for mail servers with a private certificate
 
+    # --- retention (the janitor, mailport.janitor) -------------------------------------------
+    retention_days: int = Field(30, ge=0, le=36500)  # accepted events, delivery history; 0 = forever
+    raw_retention_days: int | None = Field(None, ge=0, le=36500)  # raw sources; unset = retention_days
+
     @field_validator("dns_nameservers", "allowed_hosts", mode="before")
     @classmethod
     def _csv(cls, value: object) -> object:
         return _split_csv(value)
+
+    @field_validator("raw_retention_days", mode="before")
+    @classmethod
+    def _empty_is_unset(cls, value: object) -> object:
+        return None if isinstance(value, str) and not value.strip() else value
 
     @property
     def effective_database_url(self) -> str:
