@@ -91,7 +91,8 @@ once, at the boundary where they occur, and chained (``raise X(...) from exc``).
     └── ConnectLinkUsedError            connect_link_used      410
     ingestion (issue 8):
     NotFoundError
-    └── RawSourceNotStoredError         raw_not_stored         404   (oversized: headers only)
+    ├── RawSourceNotStoredError         raw_not_stored         404   (oversized: headers only)
+    └── MessageSourceExpiredError       message_source_expired 410   (retention: the janitor dropped it)
 
 Later areas add their own subclasses in the sections marked below; keep the drawing true.
 """
@@ -569,6 +570,18 @@ class RawSourceNotStoredError(NotFoundError):
     hint = (
         "The message exceeded MAILPORT_MAX_MESSAGE_BYTES and was delivered with headers only; "
         "raise the limit to ingest such messages whole, or read it from the mail server."
+    )
+
+
+class MessageSourceExpiredError(NotFoundError):
+    """The raw source was kept for the retention period, then dropped (the message row stays)."""
+
+    code = "message_source_expired"
+    http_status = 410
+    hint = (
+        "Raw sources are kept MAILPORT_RAW_RETENTION_DAYS (default MAILPORT_RETENTION_DAYS, 30) days "
+        "after the event was accepted; fetch sources sooner, raise the setting, or read the "
+        "message from the mail server."
     )
 
 

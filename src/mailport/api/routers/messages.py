@@ -1,6 +1,10 @@
 """``/v1/mailboxes/{id}/messages/{message_id}/raw`` and ``…/attachments/{n}``: the stored raw
 source of an ingested message (the ``id`` in the ``message.received`` payload) and the decoded
-content of its attachments (numbered as in the payload)."""
+content of its attachments (numbered as in the payload).
+
+No source: 404 ``raw_not_stored`` when the message was oversized (never stored), 410
+``message_source_expired`` when the janitor dropped it after the retention period
+(:mod:`mailport.store.retention`)."""
 
 from __future__ import annotations
 
@@ -11,16 +15,15 @@ from fastapi import APIRouter, Depends, Path, Response
 
 from mailport.api.deps import Caller, error_responses, get_services, require_tenant
 from mailport.bootstrap import Services
-from mailport.errors import NotFoundError, RawSourceNotStoredError
+from mailport.errors import MessageSourceExpiredError, NotFoundError, RawSourceNotStoredError
 from mailport.messages import attachment_content
 from mailport.store.ids import plausible_id
 from mailport.sync import repository as repo
 
-router = APIRouter(
-    prefix="/v1/mailboxes/{mailbox_id}/messages",
-    tags=["messages"],
-    responses=error_responses(401, 403, 404, 422),
-)
+_RESPONSES = error_responses(401, 403, 404, 410, 422)
+_RESPONSES[410]["description"] = "The raw source expired (retention period): `message_source_expired`"
+
+router = APIRouter(prefix="/v1/mailboxes/{mailbox_id}/messages", tags=["messages"], responses=_RESPONSES)
 
 _UNSAFE = re.compile(r"[^A-Za-z0-9._ -]")
 
@@ -39,6 +42,11 @@ async def _raw(services: Services, tenant_id: str, mailbox_id: str, message_id: 
         raise NotFoundError(
             f"no message {message_id!r} in mailbox {mailbox_id!r}",
             hint="Use the `id` of the message.received event's data.",
+        )
+    if row.raw is None and not row.oversized and row.raw_purged_at is not None:
+        raise MessageSourceExpiredError(
+            f"the raw source of message {message_id} expired on {row.raw_purged_at:%Y-%m-%d} "
+            "(retention period)"
         )
     if row.raw is None:
         raise RawSourceNotStoredError(f"message {message_id} ({row.size} bytes) was ingested headers only")
