@@ -10,6 +10,7 @@ from fastapi.responses import JSONResponse
 
 from mailport import __version__
 from mailport.api.errors import install_error_handlers
+from mailport.api.janitor import router as janitor_router  # retention
 from mailport.api.routers import events as events_routes  # issue 8 delivery
 from mailport.api.routers import health, mailboxes, messages, oauth, tenants
 from mailport.api.routers import webhooks as webhook_routes
@@ -59,6 +60,7 @@ def create_app(settings: Settings | None = None, *, services: Services | None = 
     app.include_router(messages.router)  # issue 8
     app.include_router(webhook_routes.router)  # issue 8 delivery
     app.include_router(events_routes.router)  # issue 8 delivery
+    app.include_router(janitor_router)  # retention: the hourly purge under `mailport serve`
 
     @app.get("/healthz", tags=["ops"], summary="The process is alive")
     async def healthz() -> JSONResponse:

@@ -1,4 +1,5 @@
-"""``mailport db …``: apply migrations explicitly (PostgreSQL in production) and show the schema."""
+"""``mailport db …``: apply migrations explicitly (PostgreSQL in production), show the schema, and
+apply the retention once (``purge``; ``mailport serve`` / ``worker`` do it every hour)."""
 
 from __future__ import annotations
 
@@ -6,9 +7,11 @@ import asyncio
 
 import typer
 
-from mailport.bootstrap import load_keys
-from mailport.cli.services import load_settings
+from mailport.bootstrap import Services, load_keys
+from mailport.cli.services import load_settings, print_json, run_with_services
 from mailport.store import current_revision, head_revision, open_database, upgrade, verify_key_ring
+from mailport.store.retention import PurgeReport, purge
+from mailport.tenants.service import utc_now
 
 app = typer.Typer(help="The database schema.", no_args_is_help=True)
 
@@ -49,3 +52,31 @@ def db_status() -> None:
     head = head_revision()
     state = "up to date" if current == head else "needs `mailport db upgrade`"
     typer.echo(f"{url}: schema {current or 'empty'}, this version needs {head} ({state})")
+
+
+@app.command("purge")
+def db_purge(
+    dry_run: bool = typer.Option(False, "--dry-run", help="Count what would be removed; change nothing."),
+    as_json: bool = typer.Option(False, "--json", help="Print the counts as JSON."),
+) -> None:
+    """Apply the retention now (MAILPORT_RETENTION_DAYS, MAILPORT_RAW_RETENTION_DAYS): print the
+    rows removed per table."""
+    settings = load_settings()
+
+    async def action(services: Services) -> PurgeReport:
+        return await purge(
+            services.database,
+            now=utc_now(),
+            retention_days=settings.retention_days,
+            raw_retention_days=settings.raw_retention_days,
+            dry_run=dry_run,
+        )
+
+    report = run_with_services(action, settings=settings)
+    if as_json:
+        print_json({**report.counts(), "dry_run": dry_run})
+    else:
+        for name, count in report.counts().items():
+            typer.echo(f"{name}: {count}")
+    if dry_run:
+        typer.echo("dry run: nothing was changed", err=True)

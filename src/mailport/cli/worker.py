@@ -1,7 +1,7 @@
-"""``mailport worker``: the mailbox watchers and the webhook dispatcher, without the API (run one
-or several beside an API-only ``mailport serve`` with ``MAILPORT_WATCHERS=false``; leases keep
-two processes from watching the same mailbox). SIGTERM/SIGINT stop it gracefully: chunks in
-progress commit."""
+"""``mailport worker``: the mailbox watchers, the webhook dispatcher and the retention janitor,
+without the API (run one or several beside an API-only ``mailport serve`` with
+``MAILPORT_WATCHERS=false``; leases keep two processes from watching the same mailbox).
+SIGTERM/SIGINT stop it gracefully: chunks in progress commit."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ import typer
 
 from mailport.bootstrap import build, preflight
 from mailport.cli.services import load_settings
+from mailport.janitor import start_janitor
 from mailport.logs import configure_logging
 
 
@@ -26,15 +27,19 @@ async def run_worker(*, stop: asyncio.Event | None = None) -> None:
     services = await build(settings)
     orchestrator = Orchestrator(services, max_concurrent_connects=settings.max_concurrent_connects)
     dispatcher = None
+    janitor = None
     try:
         await orchestrator.start()
         # webhooks too (the dispatcher's own lease keeps it to one process per database)
         from mailport.delivery import start_dispatcher
 
         dispatcher = await start_dispatcher(services)
+        janitor = start_janitor(services.database, settings)  # retention: the hourly purge
         typer.echo(f"mailport worker: watching {orchestrator.running()} mailboxes", err=True)
         await stop.wait()
     finally:
+        if janitor is not None:
+            await janitor.stop()
         if dispatcher is not None:
             await dispatcher.stop()
         await orchestrator.stop()

@@ -1,0 +1,150 @@
+"""The janitor: applies the retention (:func:`mailport.store.retention.purge`) every hour in the
+background of ``mailport serve`` and ``mailport worker``; the first run a minute after start-up.
+
+One process at a time, without a lease to hold: before each run a process *claims the hour*
+with one compare-and-swap on the row ``janitor`` of ``delivery_state`` (the table where the
+webhook dispatcher keeps its lease): the update succeeds only when the previous claim is older
+than ~0.9 of the interval. Whichever process ticks first runs, the others find the hour taken
+and sleep; when that process dies, another takes the next hour. The deletes are idempotent, so
+two runs overlapping after a clock jump would only do the work twice — the claim is there to
+keep ten workers from scanning the same tables in the same minute, not for correctness. Why
+not the dispatcher's lease: an API-only ``serve`` beside workers may hold it, and the janitor
+must not depend on webhooks being configured.
+
+A failed run is logged and retried at the next interval; a run that removed something logs
+one INFO line with the counts.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import random
+import socket
+import uuid
+from datetime import datetime, timedelta
+
+from sqlalchemy import or_, update
+from sqlalchemy.dialects import postgresql, sqlite
+
+from mailport.config import Settings
+from mailport.store.database import Database
+from mailport.store.retention import BATCH, PurgeReport, purge
+from mailport.store.tables import delivery_state
+from mailport.tenants.service import Clock, utc_now
+
+log = logging.getLogger(__name__)
+
+CLAIM_ROW = "janitor"
+INTERVAL = 3600.0
+FIRST_DELAY = 60.0
+
+
+async def claim_run(database: Database, owner: str, *, now: datetime, hold: timedelta) -> bool:
+    """Take the right to run now (until ``now + hold``); False when another process has it."""
+    state = delivery_state
+    async with database.transaction() as conn:
+        taken = await conn.execute(
+            update(state)
+            .where(state.c.name == CLAIM_ROW, or_(state.c.lease_until.is_(None), state.c.lease_until <= now))
+            .values(owner=owner, lease_until=now + hold, updated_at=now)
+        )
+        if taken.rowcount:
+            return True
+        insert = postgresql.insert(state) if conn.dialect.name == "postgresql" else sqlite.insert(state)
+        created = await conn.execute(
+            insert.values(
+                name=CLAIM_ROW, fanout_seq=0, owner=owner, lease_until=now + hold, updated_at=now
+            ).on_conflict_do_nothing(index_elements=["name"])
+        )
+        return bool(created.rowcount)
+
+
+class Janitor:
+    """Runs :func:`~mailport.store.retention.purge` every ``interval`` seconds; ``start()`` / ``stop()``."""
+
+    def __init__(
+        self,
+        database: Database,
+        *,
+        retention_days: int,
+        raw_retention_days: int | None = None,
+        interval: float = INTERVAL,
+        first_delay: float = FIRST_DELAY,
+        batch_size: int = BATCH,
+        clock: Clock = utc_now,
+        owner: str | None = None,
+    ) -> None:
+        self.database = database
+        self.retention_days = retention_days
+        self.raw_retention_days = raw_retention_days
+        self.interval = interval
+        self.first_delay = first_delay
+        self.batch_size = batch_size
+        self.clock = clock
+        self.owner = owner or f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+        self.last_report: PurgeReport | None = None
+        self._task: asyncio.Task[None] | None = None
+
+    @classmethod
+    def from_settings(cls, database: Database, settings: Settings, **options: float) -> Janitor:
+        return cls(
+            database,
+            retention_days=settings.retention_days,
+            raw_retention_days=settings.raw_retention_days,
+            **options,  # type: ignore[arg-type]
+        )
+
+    def start(self) -> None:
+        if self._task is None or self._task.done():
+            self._task = asyncio.create_task(self._loop(), name="janitor")
+
+    @property
+    def running(self) -> bool:
+        return self._task is not None and not self._task.done()
+
+    async def stop(self) -> None:
+        """Cancel the loop; a batch in progress rolls back (the next run does it again)."""
+        if self._task is not None:
+            self._task.cancel()
+            try:
+                await self._task
+            except asyncio.CancelledError:
+                pass
+            self._task = None
+
+    async def run_once(self) -> PurgeReport | None:
+        """Claim this interval and purge; None when another process claimed it."""
+        now = self.clock()
+        hold = timedelta(seconds=self.interval * 0.9)
+        if not await claim_run(self.database, self.owner, now=now, hold=hold):
+            return None
+        report = await purge(
+            self.database,
+            now=now,
+            retention_days=self.retention_days,
+            raw_retention_days=self.raw_retention_days,
+            batch_size=self.batch_size,
+        )
+        self.last_report = report
+        if report.total:
+            log.info("retention: purged %s", report.summary())
+        return report
+
+    async def _loop(self) -> None:
+        # a little jitter: processes started together do not all try the claim in one instant
+        await asyncio.sleep(self.first_delay * (1 + 0.1 * random.random()))
+        while True:
+            try:
+                await self.run_once()
+            except Exception:  # a database hiccup must not end the loop
+                log.exception("retention run failed; retrying in %.0f s", self.interval)
+            await asyncio.sleep(self.interval)
+
+
+def start_janitor(database: Database, settings: Settings, **options: float) -> Janitor:
+    """Build and start the janitor of a process; ``await janitor.stop()`` on shutdown."""
+    janitor = Janitor.from_settings(database, settings, **options)
+    janitor.start()
+    return janitor
