@@ -97,3 +97,24 @@ class Settings(BaseSettings):
     @property
     def uses_embedded_database(self) -> bool:
         return self.effective_database_url.startswith("sqlite")
+
+
+def load_settings() -> Settings:
+    """Read the settings; a bad ``MAILPORT_*`` value is a :class:`ConfigurationError` naming the
+    variable (one line in the CLI, never a traceback). The value itself is not repeated: it may
+    be a secret."""
+    from pydantic import ValidationError
+
+    from mailport.errors import ConfigurationError
+
+    try:
+        return Settings()
+    except ValidationError as exc:
+        problems = []
+        for error in exc.errors():
+            name = ".".join(str(part) for part in error["loc"])
+            problems.append(f"MAILPORT_{name.upper()}: {error['msg']}")
+        raise ConfigurationError(
+            "invalid setting " + "; ".join(problems),
+            hint="Fix the variable in the environment or in .env (every one is described in .env.example).",
+        ) from None

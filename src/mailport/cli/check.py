@@ -21,7 +21,7 @@ import typer
 
 from mailport.check import CheckCredentials, CheckResult, ConnectionChecker, ServerTarget
 from mailport.check.model import DEFAULT_PORTS, ProtocolResult
-from mailport.config import Settings
+from mailport.config import Settings, load_settings
 from mailport.crypto import Secret
 from mailport.errors import InputError
 from mailport.net.guard import HostGuard
@@ -143,7 +143,7 @@ def check_command(
 ) -> None:
     """Test IMAP and SMTP step by step; a failing step names the fix."""
     kind, secret = _secret_from(password_stdin, password_env, access_token_env)
-    settings = Settings()
+    settings = load_settings()
     detected_imap = detected_smtp = None
     provider = None
     if imap_host is None or smtp_host is None:

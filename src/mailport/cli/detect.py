@@ -9,7 +9,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from mailport.config import Settings
+from mailport.config import load_settings
 from mailport.detect import DetectionResult, DetectOptions, Detector
 
 
@@ -21,7 +21,7 @@ def detect_command(
     ),
 ) -> None:
     """Find the IMAP/SMTP settings, provider and sign-in methods for an email address."""
-    settings = Settings()
+    settings = load_settings()
     # The operator's own machine and network: private addresses may be contacted here.
     options = DetectOptions.from_settings(settings, probe=probe, allow_private_hosts=True)
     result = asyncio.run(Detector.from_settings(settings, options=options).detect(email))

@@ -12,7 +12,7 @@ import sys
 import typer
 
 from mailport import __version__
-from mailport.config import Settings
+from mailport.config import load_settings
 from mailport.errors import MailportError
 from mailport.logs import configure_logging
 
@@ -23,10 +23,6 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     add_completion=False,
 )
-
-
-def load_settings() -> Settings:
-    return Settings()
 
 
 @app.command()

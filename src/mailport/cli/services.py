@@ -10,13 +10,9 @@ from typing import Any, TypeVar
 import typer
 
 from mailport.bootstrap import Services, build
-from mailport.config import Settings
+from mailport.config import Settings, load_settings
 
 T = TypeVar("T")
-
-
-def load_settings() -> Settings:
-    return Settings()
 
 
 def run_with_services(action: Callable[[Services], Awaitable[T]], *, settings: Settings | None = None) -> T:

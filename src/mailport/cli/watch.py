@@ -10,7 +10,7 @@ import sys
 import typer
 
 from mailport.bootstrap import build
-from mailport.cli.services import load_settings
+from mailport.config import load_settings
 from mailport.errors import NotFoundError
 
 

@@ -11,7 +11,7 @@ import signal
 import typer
 
 from mailport.bootstrap import build, preflight
-from mailport.cli.services import load_settings
+from mailport.config import load_settings
 from mailport.janitor import start_janitor
 from mailport.logs import configure_logging
 

@@ -199,3 +199,12 @@ def test_postgres_needs_an_explicit_upgrade(
         assert "acme" in cli("tenants", "create", "acme").stdout
     finally:
         asyncio.run(_admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+
+
+def test_a_bad_setting_is_one_line_naming_the_variable_not_its_value(cli: Cli):
+    result = cli("db", "status", ok=False, MAILPORT_RETENTION_DAYS="-1")
+    one_line_error(result, "config_invalid")
+    assert "MAILPORT_RETENTION_DAYS" in result.stderr
+    result = cli("tenants", "list", ok=False, MAILPORT_SECRET_KEYS="", MAILPORT_PORT="not-a-port-s3cr3t")
+    one_line_error(result, "config_invalid")
+    assert "MAILPORT_PORT" in result.stderr and "s3cr3t" not in result.stderr
