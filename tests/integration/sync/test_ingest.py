@@ -258,6 +258,30 @@ async def test_move_after_acceptance(bed: Bed, running: Orchestrator) -> None:
     assert "to be moved" not in await _subjects(bed, "INBOX")
 
 
+async def test_delete_after_acceptance(bed: Bed, running: Orchestrator) -> None:
+    mailbox = await bed.add_mailbox(after_processing="delete")
+    running.poke()
+    await _connected(bed, running, mailbox.id)
+    await asyncio.to_thread(bed.dovecot.deliver, bed.user, make_message("to be deleted"))
+    await asyncio.to_thread(bed.dovecot.deliver, bed.user, make_message("to be kept"))
+
+    async def both() -> list[object]:
+        got = await bed.received(mailbox.id)
+        return got if len(got) >= 2 else []
+
+    got = await wait_for(both, timeout=5)
+    await asyncio.sleep(0.5)
+    assert "to be deleted" in await _subjects(bed, "INBOX")  # not accepted yet: untouched
+    doomed = next(e for e in got if e.payload["subject"] == "to be deleted")
+    await bed.services.events.mark_accepted(doomed.id)
+
+    async def deleted() -> bool:
+        return "to be deleted" not in await _subjects(bed, "INBOX")
+
+    await wait_for(deleted, timeout=5)
+    assert "to be kept" in await _subjects(bed, "INBOX")  # only the accepted one
+
+
 async def _subjects(bed: Bed, folder: str) -> str:
     result = await asyncio.to_thread(
         bed.dovecot.doveadm, "fetch", "-u", bed.user, "hdr.subject", "mailbox", folder, "all"
