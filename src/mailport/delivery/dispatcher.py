@@ -369,15 +369,22 @@ class Dispatcher:
         return got
 
     async def _supervise(self) -> None:
+        loop = asyncio.get_running_loop()
         while True:
+            started = loop.time()
+            version = self._event_log.version  # appends during the cycle wake the next one
             try:
                 await self.run_once()
             except asyncio.CancelledError:
                 raise
             except Exception:
                 log.exception("webhook dispatcher cycle failed; retrying")
-            await self._event_log.wait(self._poll_interval)
-            await asyncio.sleep(self._min_cycle)  # coalesce bursts of wake-ups
+            await self._event_log.wait(self._poll_interval, since=version)
+            # Coalesce bursts of wake-ups (at most one cycle per ``min_cycle``) without delaying
+            # a lone event: a wake-up after a quiet spell runs at once.
+            pause = self._min_cycle - (loop.time() - started)
+            if pause > 0:
+                await asyncio.sleep(pause)
 
     async def run_once(self) -> None:
         """One supervisor cycle: lease, workers, fan-out."""

@@ -281,10 +281,17 @@ class EventLog:
             self._version += 1
             self._changed.notify_all()
 
-    async def wait(self, timeout: float) -> bool:
-        """Wait until something is appended or accepted in this process, or ``timeout``."""
+    @property
+    def version(self) -> int:
+        """Moves on every notification; pass it to :meth:`wait` as ``since`` so that a commit
+        made between reading the log and starting to wait is not missed."""
+        return self._version
+
+    async def wait(self, timeout: float, *, since: int | None = None) -> bool:
+        """Wait until something is appended or accepted in this process (after ``since``, a
+        :attr:`version` read earlier; else from now), or ``timeout``."""
         async with self._changed:
-            version = self._version
+            version = self._version if since is None else since
             try:
                 await asyncio.wait_for(self._changed.wait_for(lambda: self._version != version), timeout)
             except TimeoutError:

@@ -292,8 +292,10 @@ class Orchestrator:
         """Wake the watchers whose events were accepted (after-processing actions)."""
         loop = asyncio.get_running_loop()
         last = last_gauge = 0.0
+        version = self.services.events.version
         while True:
-            await self.services.events.wait(timeout=2.0)
+            await self.services.events.wait(timeout=2.0, since=version)
+            version = self.services.events.version  # acceptances from now on wake the next round
             pause = 0.2 - (loop.time() - last)  # at most five checks a second under load
             if pause > 0:
                 await asyncio.sleep(pause)
