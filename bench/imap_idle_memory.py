@@ -16,56 +16,18 @@ import argparse
 import asyncio
 import gc
 import json
-import resource
-import shutil
 import sys
-import tempfile
 import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from bench._dovecot import many_connections_dovecot
+from bench._process import raise_open_files, rss_kib
 from tests.mailstack.dovecot import Dovecot
 
 from mailport.crypto import Secret
 from mailport.imap import ImapClient, PasswordAuth, ServerEvent
-
-DOVECOT_LIMITS = """
-# bench/imap_idle_memory.py: limits for 1,000+ concurrent connections (PERF-NOTES)
-default_process_limit = 200
-default_client_limit = 5000
-default_vsz_limit = 1G
-mailbox_idle_check_interval = 30 s
-service imap-login {
-  service_count = 0
-  client_limit = 2000
-  process_min_avail = 2
-  process_limit = 8
-  vsz_limit = 1G
-}
-service imap {
-  client_limit = 1
-  process_limit = 3000
-}
-protocol imap {
-  mail_max_userip_connections = 5000
-}
-"""
-
-
-def rss_kib() -> int:
-    with open("/proc/self/status") as status:
-        for line in status:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1])
-    raise RuntimeError("no VmRSS")
-
-
-def raise_open_files(wanted: int) -> int:
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    target = min(hard, max(soft, wanted)) if hard != resource.RLIM_INFINITY else max(soft, wanted)
-    resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
-    return target
 
 
 async def open_idle(
@@ -119,14 +81,8 @@ def main() -> None:
     parser.add_argument("--parallel", type=int, default=50, help="logins in flight at once")
     args = parser.parse_args()
     limit = raise_open_files(20_000)
-    root = Path(tempfile.mkdtemp(prefix="mailport-bench-idle-"))
-    dovecot = Dovecot(root / "dovecot", extra_config=DOVECOT_LIMITS)
-    dovecot.start()
-    try:
+    with many_connections_dovecot("mailport-bench-idle-", idle_check_interval="30 s") as (dovecot, _):
         result = asyncio.run(run(dovecot, args.connections, args.parallel))
-    finally:
-        dovecot.stop(timeout=30)
-        shutil.rmtree(root, ignore_errors=True)
     per = (result["after"] - result["before"]) / args.connections
     print(
         f"# open-files limit {limit}; {int(result['alive'])}/{args.connections} alive; opened in "

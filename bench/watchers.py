@@ -22,18 +22,17 @@ import asyncio
 import gc
 import json
 import random
-import resource
-import shutil
 import smtplib
 import statistics
 import sys
-import tempfile
 import time
 from email.message import EmailMessage
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from bench._dovecot import many_connections_dovecot
+from bench._process import cpu_seconds, raise_open_files, rss_kib
 from pydantic import SecretStr
 from tests.mailstack.dovecot import Dovecot
 
@@ -43,48 +42,6 @@ from mailport.crypto import Secret, generate_key
 from mailport.events import last_seq, list_after
 from mailport.mailboxes.models import AuthMethod, NewMailbox, ProcessingSettings, Security, ServerSettings
 from mailport.sync import Orchestrator
-
-DOVECOT_LIMITS = """
-# bench/watchers.py: limits for 1,000+ concurrent connections (PERF-NOTES)
-default_process_limit = 200
-default_client_limit = 5000
-default_vsz_limit = 1G
-mailbox_idle_check_interval = 1 s
-service imap-login {
-  service_count = 0
-  client_limit = 2000
-  process_min_avail = 2
-  process_limit = 8
-  vsz_limit = 1G
-}
-service imap {
-  client_limit = 1
-  process_limit = 3000
-}
-protocol imap {
-  mail_max_userip_connections = 5000
-}
-"""
-
-
-def rss_kib() -> int:
-    with open("/proc/self/status") as status:
-        for line in status:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1])
-    raise RuntimeError("no VmRSS")
-
-
-def cpu_seconds() -> float:
-    usage = resource.getrusage(resource.RUSAGE_SELF)
-    return usage.ru_utime + usage.ru_stime
-
-
-def raise_open_files(wanted: int) -> int:
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    target = min(hard, max(soft, wanted)) if hard != resource.RLIM_INFINITY else max(soft, wanted)
-    resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
-    return target
 
 
 def message(i: int) -> bytes:
@@ -200,14 +157,8 @@ def main() -> None:
     parser.add_argument("--probes", type=int, default=50)
     args = parser.parse_args()
     raise_open_files(20_000)
-    root = Path(tempfile.mkdtemp(prefix="mailport-bench-watchers-"))
-    dovecot = Dovecot(root / "dovecot", extra_config=DOVECOT_LIMITS)
-    dovecot.start()
-    try:
+    with many_connections_dovecot("mailport-bench-watchers-", idle_check_interval="1 s") as (dovecot, root):
         result = asyncio.run(run(dovecot, root, args.mailboxes, args.idle_seconds, args.probes))
-    finally:
-        dovecot.stop(timeout=30)
-        shutil.rmtree(root, ignore_errors=True)
     print(json.dumps(result))
 
 

@@ -14,8 +14,8 @@ import ssl
 from contextlib import suppress
 
 from mailport.check.model import CheckCredentials, ServerTarget
-from mailport.check.steps import Deadline, StepRecorder, authentication_step, plaintext_evidence
-from mailport.check.tls import describe, hostname_mismatch, unverified_context
+from mailport.check.steps import Deadline, StepRecorder, authentication_step, plaintext_evidence, tls_step
+from mailport.check.tls import describe, unverified_context
 from mailport.errors import ConnectionLostError, MailportError
 from mailport.imap import ImapClient
 from mailport.imap.models import Security as ImapSecurity
@@ -63,6 +63,10 @@ async def _peer_names(vetted: VettedHost, target: ServerTarget, deadline: Deadli
         return ()
 
 
+def _listed(capabilities: frozenset[str]) -> str:
+    return " ".join(sorted(capabilities))
+
+
 def _mechanism(client: ImapClient, credentials: CheckCredentials) -> str:
     if credentials.password is not None:
         return "AUTHENTICATE PLAIN" if client.has("AUTH=PLAIN") else "LOGIN"
@@ -97,16 +101,12 @@ async def check_imap(
 
         # --- implicit TLS
         if target.security == "ssl":
-            started = rec.start()
-            try:
-                async with asyncio.timeout(deadline.for_step()):
-                    info = await client.tls_handshake()
-            except (OSError, TimeoutError, MailportError) as exc:
-                ended = rec.start()
-                names = await _peer_names(vetted, target, deadline) if hostname_mismatch(exc) else ()
-                rec.fail("tls_handshake", started, error=exc, peer_names=names, ended=ended)
+            up = await tls_step(
+                rec, "tls_handshake", rec.start(), client.tls_handshake, deadline,
+                peer_names=lambda: _peer_names(vetted, target, deadline), success=describe,
+            )  # fmt: skip
+            if not up:
                 return
-            rec.ok("tls_handshake", started, describe(info))
 
         # --- greeting and capabilities
         started = rec.start()
@@ -137,7 +137,7 @@ async def check_imap(
         rec.ok(
             "greeting",
             started,
-            f"* {greeting.status} {greeting.text}".strip() + f"; capabilities: {' '.join(sorted(caps))}",
+            f"* {greeting.status} {greeting.text}".strip() + f"; capabilities: {_listed(caps)}",
         )
 
         # --- STARTTLS
@@ -146,19 +146,13 @@ async def check_imap(
             if not client.has("STARTTLS"):
                 rec.fail("starttls", started)  # not offered: the catalog names the fix
                 return
-            try:
-                async with asyncio.timeout(deadline.for_step()):
-                    info = await client.starttls()
-            except (OSError, TimeoutError, MailportError) as exc:
-                ended = rec.start()
-                names = await _peer_names(vetted, target, deadline) if hostname_mismatch(exc) else ()
-                rec.fail("starttls", started, error=exc, peer_names=names, ended=ended)
+            up = await tls_step(
+                rec, "starttls", started, client.starttls, deadline,
+                peer_names=lambda: _peer_names(vetted, target, deadline),
+                success=lambda info: describe(info) + f"; capabilities: {_listed(client.capabilities)}",
+            )  # fmt: skip
+            if not up:
                 return
-            rec.ok(
-                "starttls",
-                started,
-                describe(info) + f"; capabilities: {' '.join(sorted(client.capabilities))}",
-            )
 
         # --- authentication
         mechanism = _mechanism(client, credentials)

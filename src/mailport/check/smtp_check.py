@@ -15,7 +15,7 @@ import ssl
 from contextlib import suppress
 
 from mailport.check.model import CheckCredentials, ServerTarget
-from mailport.check.steps import Deadline, StepRecorder, authentication_step, plaintext_evidence
+from mailport.check.steps import Deadline, StepRecorder, authentication_step, plaintext_evidence, tls_step
 from mailport.check.tls import describe, hostname_mismatch, unverified_context
 from mailport.errors import MailportError
 from mailport.net.guard import VettedHost, connect_vetted
@@ -148,15 +148,13 @@ async def check_smtp(
             if "starttls" not in {k.lower() for k in extensions}:
                 rec.fail("smtp_starttls", started)  # not offered
                 return
-            try:
-                async with asyncio.timeout(deadline.for_step()):
-                    info = await client.starttls()
-            except (OSError, TimeoutError, MailportError) as exc:
-                ended = rec.start()
-                names = await _peer_names(vetted, target, deadline) if hostname_mismatch(exc) else ()
-                rec.fail("smtp_starttls", started, error=exc, peer_names=names, ended=ended)
+            up = await tls_step(
+                rec, "smtp_starttls", started, client.starttls, deadline,
+                peer_names=lambda: _peer_names(vetted, target, deadline),
+                success=lambda info: describe(info) + f"; EHLO: {_extensions(client.extensions)}",
+            )  # fmt: skip
+            if not up:
                 return
-            rec.ok("smtp_starttls", started, describe(info) + f"; EHLO: {_extensions(client.extensions)}")
 
         # --- AUTH
         mechanism = _mechanism(client, credentials)

@@ -12,15 +12,17 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from mailport import sasl
 from mailport.check.model import CheckCredentials, ProtocolResult, StepResult
+from mailport.check.tls import hostname_mismatch
 from mailport.check.troubleshoot import Failure, ServerReply, Step, diagnose
 from mailport.crypto import Secret
 from mailport.errors import ConnectError, ConnectionLostError, MailportError, OAuthError
+from mailport.imap.models import TLSInfo
 from mailport.net.guard import VettedHost
 from mailport.net.probe import PlaintextProbe, probe_plaintext
 
@@ -201,6 +203,32 @@ async def authentication_step(
         rec.fail(step, started, error=exc)
         return False
     rec.ok(step, started, success)
+    return True
+
+
+async def tls_step(
+    rec: StepRecorder,
+    step: Step,
+    started: float,
+    handshake: Callable[[], Awaitable[TLSInfo | None]],
+    deadline: Deadline,
+    *,
+    peer_names: Callable[[], Awaitable[tuple[str, ...]]],
+    success: Callable[[TLSInfo | None], str],
+) -> bool:
+    """A TLS handshake step (implicit TLS or STARTTLS), the same for IMAP and SMTP: run it under
+    the step deadline and record the outcome; when the certificate does not match the host name,
+    the failure carries the names it does hold (``peer_names``, looked up after the step ended).
+    True when TLS is up."""
+    try:
+        async with asyncio.timeout(deadline.for_step()):
+            info = await handshake()
+    except (OSError, TimeoutError, MailportError) as exc:
+        ended = rec.start()
+        names = await peer_names() if hostname_mismatch(exc) else ()
+        rec.fail(step, started, error=exc, peer_names=names, ended=ended)
+        return False
+    rec.ok(step, started, success(info))
     return True
 
 

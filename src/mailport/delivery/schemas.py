@@ -1,15 +1,16 @@
 """Request and response bodies of ``/v1/webhooks`` and ``/v1/events`` (never ORM rows).
 
 The signing secret appears in exactly one response: the one that created the endpoint
-(:class:`WebhookCreated`). Requests refuse unknown fields.
+(:class:`WebhookCreated`). Requests refuse unknown fields; a secret they carry is left out of
+the model's ``repr`` and of ``str()`` of its validation errors.
 """
 
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator
 
 from mailport.delivery.models import EVENT_TYPES, Attempt, Delivery, WebhookEndpoint
 
@@ -32,8 +33,16 @@ def _unique(events: list[EventType] | None) -> list[EventType] | None:
     return list(dict.fromkeys(events))
 
 
+# Text rather than SecretStr: the delivery service validates it with ``check_secret(str)``.
+WebhookSecret = Annotated[
+    str,
+    StringConstraints(max_length=200),
+    Field(json_schema_extra={"format": "password", "writeOnly": True}),
+]
+
+
 class _Request(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", hide_input_in_errors=True)
 
 
 class WebhookCreate(_Request):
@@ -41,9 +50,9 @@ class WebhookCreate(_Request):
     events: list[EventType] | None = Field(
         None, description="Event types to receive; leave out for every type"
     )
-    secret: str | None = Field(
+    secret: WebhookSecret | None = Field(
         None,
-        max_length=200,
+        repr=False,
         description="A Standard Webhooks secret (`whsec_` + base64); generated when left out",
     )
     description: str | None = Field(None, max_length=200)
@@ -54,7 +63,7 @@ class WebhookCreate(_Request):
 class WebhookUpdate(_Request):
     url: str | None = Field(None, max_length=2000)
     events: list[EventType] | None = None
-    secret: str | None = Field(None, max_length=200, description="Replace the signing secret")
+    secret: WebhookSecret | None = Field(None, repr=False, description="Replace the signing secret")
     description: str | None = Field(None, max_length=200)
     enabled: bool | None = Field(None, description="false disables the endpoint; true re-enables it")
 

@@ -1,7 +1,8 @@
 """Request and response bodies of ``/v1/mailboxes`` (never ORM rows, never a secret out).
 
-Requests refuse unknown fields (``unknown_field``). Responses say ``has_password`` and give
-OAuth metadata (provider, connected address, scopes, expiry) but no password or token.
+Requests refuse unknown fields (``unknown_field``). A password arrives as ``SecretStr``: no
+``repr`` and no validation error shows it. Responses say ``has_password`` and give OAuth
+metadata (provider, connected address, scopes, expiry) but no password or token.
 """
 
 from __future__ import annotations
@@ -9,8 +10,9 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, SecretStr, StringConstraints
 
+from mailport.crypto.secret_input import SecretText
 from mailport.mailboxes.models import (
     AuthMethod,
     Mailbox,
@@ -44,9 +46,8 @@ Purpose = Annotated[
     Field(description="Free text, e.g. booking, stopsale, support"),
 ]
 Password = Annotated[
-    str,
-    StringConstraints(min_length=1, max_length=1024),
-    AfterValidator(check_password),
+    SecretStr,
+    SecretText(min_length=1, max_length=1024, check=check_password),
     Field(description="Stored encrypted; never returned (see `has_password`)"),
 ]
 FromName = Annotated[str, StringConstraints(max_length=200), AfterValidator(clean_line)]
@@ -69,7 +70,7 @@ AfterProcessing = Annotated[
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", hide_input_in_errors=True)
 
 
 class ServerIn(_Strict):

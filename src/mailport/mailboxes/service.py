@@ -75,7 +75,7 @@ class MailboxService:
             smtp=body.smtp.to_model() if body.smtp else None,
             label=body.label or None,
             purpose=body.purpose,
-            password=Secret(body.password) if body.password is not None else None,
+            password=Secret(body.password.get_secret_value()) if body.password is not None else None,
             settings=body.settings.to_model() if body.settings else ProcessingSettings(),
         )
         return await self.create(tenant_id, new)
@@ -127,8 +127,8 @@ class MailboxService:
                 columns["from_name"] = patch.settings.from_name or None
         password: Secret | None | Any = UNSET
         if patch.password is not None:
-            check_credentials(current.auth_method, Secret(patch.password))
-            password = Secret(patch.password)
+            password = Secret(patch.password.get_secret_value())
+            check_credentials(current.auth_method, password)
             reconnect = True
         disabled = current.health.status is MailboxStatus.DISABLED
         if "enabled" in sent:

@@ -5,14 +5,15 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, StringConstraints
 
+from mailport.crypto.secret_input import SecretText
 from mailport.mailboxes.schemas import Email, MailboxRead, Purpose
 from mailport.oauth.repository import DeviceFlowRecord, StoredApp
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", hide_input_in_errors=True)
 
 
 class AuthorizeIn(_Strict):
@@ -71,7 +72,7 @@ class DeviceStatusOut(BaseModel):
 
 
 ClientId = Annotated[str, StringConstraints(min_length=1, max_length=500, strip_whitespace=True)]
-ClientSecret = Annotated[str, StringConstraints(min_length=1, max_length=2000)]
+ClientSecret = Annotated[SecretStr, SecretText(min_length=1, max_length=2000)]
 
 
 class OAuthAppIn(_Strict):

@@ -20,7 +20,7 @@ from mailport.web.figures import Figures, figures_for, hour_of
 from mailport.web.render import WebRoute, redirect, render
 from mailport.web.session import WebSession
 from mailport.web.state import WebState, get_web
-from mailport.web.wizard import STEPS, _values
+from mailport.web.wizard import _ctx, _record_result, _return_url, _target, _values
 
 router = APIRouter(route_class=WebRoute, include_in_schema=False)
 
@@ -53,9 +53,35 @@ async def dashboard(
     return render(request, "dashboard.html", {"rows": rows, "statuses": MailboxStatus})
 
 
-async def _mailbox(web: WebState, session: WebSession, mailbox_id: str) -> Mailbox:
-    assert session.tenant_id is not None
-    return await web.services.mailboxes.get(session.tenant_id, mailbox_id)
+@dataclass(frozen=True)
+class MailboxAction:
+    """A signed-in operator's request about one of the tenant's mailboxes (the buttons below)."""
+
+    request: Request
+    mailbox_id: str
+    session: WebSession
+    web: WebState
+
+    @property
+    def tenant_id(self) -> str:
+        assert self.session.tenant_id is not None  # operator guarantees it
+        return self.session.tenant_id
+
+    async def mailbox(self) -> Mailbox:
+        """The mailbox; 404 when it does not exist or belongs to another tenant."""
+        return await self.web.services.mailboxes.get(self.tenant_id, self.mailbox_id)
+
+    def back_to_dashboard(self) -> Response:
+        return redirect(self.request, "/")
+
+
+async def mailbox_action(
+    request: Request,
+    mailbox_id: str,
+    session: WebSession = Depends(operator),
+    web: WebState = Depends(get_web),
+) -> MailboxAction:
+    return MailboxAction(request, mailbox_id, session, web)
 
 
 def _draft_for(session: WebSession, mailbox: Mailbox) -> Draft:
@@ -74,98 +100,64 @@ def _draft_for(session: WebSession, mailbox: Mailbox) -> Draft:
 
 
 @router.post("/mailboxes/{mailbox_id}/test", dependencies=[Depends(csrf)])
-async def test_mailbox(
-    request: Request,
-    mailbox_id: str,
-    session: WebSession = Depends(operator),
-    web: WebState = Depends(get_web),
-) -> Response:
-    mailbox = await _mailbox(web, session, mailbox_id)
-    draft = _draft_for(session, mailbox)
-    assert session.tenant_id is not None
-    from mailport.web.wizard import _record_result, _target
-
+async def test_mailbox(action: MailboxAction = Depends(mailbox_action)) -> Response:
+    mailbox = await action.mailbox()
+    draft = _draft_for(action.session, mailbox)
+    web = action.web
     run = web.runs.start(
-        session.tenant_id,
+        action.tenant_id,
         _target(web, draft),
         context={"mailbox_id": mailbox.id, "smtp": mailbox.smtp is not None},
-        on_done=_record_result(web, session.tenant_id, draft.with_(password=None)),
+        on_done=_record_result(web, action.tenant_id, draft.with_(password=None)),
     )
-    return render(request, "_test_panel.html", {"run": run, "mailbox": mailbox})
+    return render(action.request, "_test_panel.html", {"run": run, "mailbox": mailbox})
 
 
 @router.post("/mailboxes/{mailbox_id}/disable", dependencies=[Depends(csrf)])
-async def disable(
-    request: Request,
-    mailbox_id: str,
-    session: WebSession = Depends(operator),
-    web: WebState = Depends(get_web),
-) -> Response:
-    await _set_enabled(web, session, mailbox_id, enabled=False)
-    return redirect(request, "/")
+async def disable(action: MailboxAction = Depends(mailbox_action)) -> Response:
+    return await _set_enabled(action, enabled=False)
 
 
 @router.post("/mailboxes/{mailbox_id}/enable", dependencies=[Depends(csrf)])
-async def enable(
-    request: Request,
-    mailbox_id: str,
-    session: WebSession = Depends(operator),
-    web: WebState = Depends(get_web),
-) -> Response:
-    await _set_enabled(web, session, mailbox_id, enabled=True)
-    return redirect(request, "/")
+async def enable(action: MailboxAction = Depends(mailbox_action)) -> Response:
+    return await _set_enabled(action, enabled=True)
 
 
-async def _set_enabled(web: WebState, session: WebSession, mailbox_id: str, *, enabled: bool) -> None:
-    assert session.tenant_id is not None
-    await _mailbox(web, session, mailbox_id)
-    await web.services.mailboxes.set_enabled(session.tenant_id, mailbox_id, enabled)
+async def _set_enabled(action: MailboxAction, *, enabled: bool) -> Response:
+    await action.mailbox()
+    await action.web.services.mailboxes.set_enabled(action.tenant_id, action.mailbox_id, enabled)
+    return action.back_to_dashboard()
 
 
 @router.post("/mailboxes/{mailbox_id}/delete", dependencies=[Depends(csrf)])
-async def delete(
-    request: Request,
-    mailbox_id: str,
-    session: WebSession = Depends(operator),
-    web: WebState = Depends(get_web),
-) -> Response:
-    assert session.tenant_id is not None
-    await web.services.mailboxes.delete(session.tenant_id, mailbox_id)
-    return redirect(request, "/")
+async def delete(action: MailboxAction = Depends(mailbox_action)) -> Response:
+    await action.web.services.mailboxes.delete(action.tenant_id, action.mailbox_id)
+    return action.back_to_dashboard()
 
 
 @router.post("/mailboxes/{mailbox_id}/reconnect", dependencies=[Depends(csrf)])
-async def reconnect(
-    request: Request,
-    mailbox_id: str,
-    session: WebSession = Depends(operator),
-    web: WebState = Depends(get_web),
-) -> Response:
+async def reconnect(action: MailboxAction = Depends(mailbox_action)) -> Response:
     """OAuth mailboxes sign in again; password mailboxes get the settings form with a new password."""
-    mailbox = await _mailbox(web, session, mailbox_id)
-    assert session.tenant_id is not None
+    mailbox = await action.mailbox()
+    web = action.web
     provider = mailbox.oauth.provider if mailbox.oauth else mailbox.provider_id
     if mailbox.auth_method is AuthMethod.OAUTH2 and provider:
         started = await web.services.oauth.authorize(
-            session.tenant_id,
-            provider,
-            mailbox_id=mailbox.id,
-            return_url=f"{web.services.settings.effective_public_url}/connect/oauth/return",
+            action.tenant_id, provider, mailbox_id=mailbox.id, return_url=_return_url(web)
         )
-        return redirect(request, started.authorization_url)
-    draft = _draft_for(session, mailbox).with_(password=None)
+        return redirect(action.request, started.authorization_url)
+    draft = _draft_for(action.session, mailbox).with_(password=None)
     return render(
-        request,
+        action.request,
         "wizard/manual.html",
-        {
-            "steps": STEPS,
-            "step": 3,
-            "draft": draft,
-            "sealed": seal(web.sealer, draft),
-            "values": _values(draft),
-            "errors": {},
-            "reconnect": True,
-        },
+        _ctx(
+            3,
+            draft=draft,
+            sealed=seal(web.sealer, draft),
+            values=_values(draft),
+            errors={},
+            reconnect=True,
+        ),
     )
 
 

@@ -29,7 +29,8 @@ from mailport.mailboxes.schemas import MailboxUpdate, ServerIn, SettingsIn, Sett
 from mailport.mailboxes.validation import normalize_email
 from mailport.web.checks import CheckRun, CheckTarget
 from mailport.web.deps import csrf, wizard_user
-from mailport.web.drafts import Draft, Server, open_draft, seal
+from mailport.web.draft_step import DraftStep, draft_step, open_sealed_draft
+from mailport.web.drafts import Draft, Server, seal
 from mailport.web.render import WebRoute, redirect, render
 from mailport.web.session import WebSession
 from mailport.web.state import WebState, get_web
@@ -45,16 +46,6 @@ CHECK_INTERVALS = ((30, "30 seconds"), (60, "1 minute"), (300, "5 minutes"), (90
 
 def _ctx(step: int, **extra: Any) -> dict[str, Any]:
     return {"steps": STEPS, "step": step, **extra}
-
-
-def _draft(web: WebState, token: str, session: WebSession) -> Draft:
-    draft = open_draft(web.sealer, token, session.tenant_id)
-    if draft is None:
-        raise InputError(
-            "this wizard page expired (or belongs to another session)",
-            hint="Start again from the email address; nothing was saved.",
-        )
-    return draft
 
 
 def _hint_for(code: str) -> str:
@@ -193,21 +184,17 @@ async def method_step(
 
 @router.post("/connect/password", dependencies=[Depends(csrf)])
 async def password_step(
-    request: Request,
-    draft_token: str = Form(..., alias="draft", max_length=8000),
-    password: str = Form("", max_length=1024),
-    session: WebSession = Depends(wizard_user),
-    web: WebState = Depends(get_web),
+    password: str = Form("", max_length=1024), step: DraftStep = Depends(draft_step)
 ) -> Response:
-    draft = _draft(web, draft_token, session)
+    draft = step.draft
     if not password:
         return render(
-            request,
+            step.request,
             "wizard/manual.html",
             _ctx(
                 3,
                 draft=draft,
-                sealed=draft_token,
+                sealed=step.token,
                 values=_values(draft),
                 errors={"password": "Enter the password."},
             ),
@@ -216,11 +203,11 @@ async def password_step(
     draft = draft.with_(password=password)
     if draft.imap is None or not draft.imap.host:
         return render(
-            request,
+            step.request,
             "wizard/manual.html",
-            _ctx(3, draft=draft, sealed=seal(web.sealer, draft), values=_values(draft), errors={}),
+            _ctx(3, draft=draft, sealed=seal(step.web.sealer, draft), values=_values(draft), errors={}),
         )
-    return _start_test(request, web, session, draft)
+    return _start_test(step.request, step.web, step.session, draft)
 
 
 def _values(draft: Draft) -> dict[str, Any]:
@@ -240,17 +227,12 @@ def _values(draft: Draft) -> dict[str, Any]:
 
 
 @router.post("/connect/manual", dependencies=[Depends(csrf)])
-async def manual_step(
-    request: Request,
-    draft_token: str = Form(..., alias="draft", max_length=8000),
-    session: WebSession = Depends(wizard_user),
-    web: WebState = Depends(get_web),
-) -> Response:
-    draft = _draft(web, draft_token, session)
+async def manual_step(step: DraftStep = Depends(draft_step)) -> Response:
+    draft = step.draft
     return render(
-        request,
+        step.request,
         "wizard/manual.html",
-        _ctx(3, draft=draft, sealed=draft_token, values=_values(draft), errors={}),
+        _ctx(3, draft=draft, sealed=step.token, values=_values(draft), errors={}),
     )
 
 
@@ -290,7 +272,7 @@ async def manual_save(
 ) -> Response:
     raw = await request.form()
     form = {k: v for k, v in raw.items() if isinstance(v, str)}
-    draft = _draft(web, form.get("draft", ""), session)
+    draft = open_sealed_draft(web, form.get("draft", ""), session)
     errors: dict[str, str] = {}
     imap = _server_in("imap", form, errors)
     use_smtp = form.get("use_smtp") == "on"
@@ -343,23 +325,18 @@ def _return_url(web: WebState) -> str:
 
 @router.post("/connect/oauth", dependencies=[Depends(csrf)])
 async def oauth_start(
-    request: Request,
-    draft_token: str = Form(..., alias="draft", max_length=8000),
-    provider: str = Form(..., max_length=50),
-    session: WebSession = Depends(wizard_user),
-    web: WebState = Depends(get_web),
+    provider: str = Form(..., max_length=50), step: DraftStep = Depends(draft_step)
 ) -> Response:
-    draft = _draft(web, draft_token, session)
-    assert session.tenant_id is not None
-    started = await web.services.oauth.authorize(
-        session.tenant_id,
+    draft = step.draft
+    started = await step.web.services.oauth.authorize(
+        step.tenant_id,
         provider,
         email=draft.email,
         mailbox_id=draft.mailbox_id,
         purpose=draft.purpose,
-        return_url=_return_url(web),
+        return_url=_return_url(step.web),
     )
-    return redirect(request, started.authorization_url)
+    return redirect(step.request, started.authorization_url)
 
 
 @router.get("/connect/oauth/return")
@@ -412,22 +389,16 @@ async def oauth_return(
 
 @router.post("/connect/device", dependencies=[Depends(csrf)])
 async def device_start(
-    request: Request,
-    draft_token: str = Form(..., alias="draft", max_length=8000),
-    provider: str = Form(..., max_length=50),
-    session: WebSession = Depends(wizard_user),
-    web: WebState = Depends(get_web),
+    provider: str = Form(..., max_length=50), step: DraftStep = Depends(draft_step)
 ) -> Response:
-    draft = _draft(web, draft_token, session)
-    assert session.tenant_id is not None
-    record = await web.services.oauth.start_device(
-        session.tenant_id, provider, email=draft.email, purpose=draft.purpose
-    )
-    remaining = int((record.expires_at - web.services.oauth.now()).total_seconds())
+    draft = step.draft
+    oauth = step.web.services.oauth
+    record = await oauth.start_device(step.tenant_id, provider, email=draft.email, purpose=draft.purpose)
+    remaining = int((record.expires_at - oauth.now()).total_seconds())
     return render(
-        request,
+        step.request,
         "wizard/device.html",
-        _ctx(3, draft=draft, sealed=draft_token, flow=record, remaining=max(0, remaining)),
+        _ctx(3, draft=draft, sealed=step.token, flow=record, remaining=max(0, remaining)),
     )
 
 
@@ -508,13 +479,8 @@ def _record_result(web: WebState, tenant_id: str, draft: Draft) -> Any:
 
 
 @router.post("/connect/test", dependencies=[Depends(csrf)])
-async def test_step(
-    request: Request,
-    draft_token: str = Form(..., alias="draft", max_length=8000),
-    session: WebSession = Depends(wizard_user),
-    web: WebState = Depends(get_web),
-) -> Response:
-    return _start_test(request, web, session, _draft(web, draft_token, session))
+async def test_step(step: DraftStep = Depends(draft_step)) -> Response:
+    return _start_test(step.request, step.web, step.session, step.draft)
 
 
 @router.get("/connect/test/{run_id}")
@@ -536,13 +502,8 @@ async def test_progress(
 
 
 @router.post("/connect/settings", dependencies=[Depends(csrf)])
-async def settings_step(
-    request: Request,
-    draft_token: str = Form(..., alias="draft", max_length=8000),
-    session: WebSession = Depends(wizard_user),
-    web: WebState = Depends(get_web),
-) -> Response:
-    draft = _draft(web, draft_token, session)
+async def settings_step(step: DraftStep = Depends(draft_step)) -> Response:
+    draft = step.draft
     values = {
         "from_name": "",
         "check_interval": 60,
@@ -551,27 +512,23 @@ async def settings_step(
         "purpose": draft.purpose or "",
     }
     return render(
-        request,
+        step.request,
         "wizard/settings.html",
-        _ctx(5, draft=draft, sealed=draft_token, values=values, errors={}, intervals=CHECK_INTERVALS),
+        _ctx(5, draft=draft, sealed=step.token, values=values, errors={}, intervals=CHECK_INTERVALS),
     )
 
 
 @router.post("/connect/save", dependencies=[Depends(csrf)])
 async def save(
-    request: Request,
-    draft_token: str = Form(..., alias="draft", max_length=8000),
     from_name: str = Form("", max_length=200),
     check_interval: str = Form("60", max_length=10),
     after_processing: str = Form("none", max_length=20),
     move_folder: str = Form("", max_length=500),
     purpose: str = Form("", max_length=100),
     confirm_delete: str = Form("", max_length=5),
-    session: WebSession = Depends(wizard_user),
-    web: WebState = Depends(get_web),
+    step: DraftStep = Depends(draft_step),
 ) -> Response:
-    draft = _draft(web, draft_token, session)
-    assert session.tenant_id is not None
+    request, session, web, draft = step.request, step.session, step.web, step.draft
     errors: dict[str, str] = {}
     action = f"move:{move_folder.strip()}" if after_processing == "move" else after_processing
     if after_processing == "delete" and confirm_delete != "on":
@@ -598,7 +555,7 @@ async def save(
         return render(
             request,
             "wizard/settings.html",
-            _ctx(5, draft=draft, sealed=draft_token, values=values, errors=errors, intervals=CHECK_INTERVALS),
+            _ctx(5, draft=draft, sealed=step.token, values=values, errors=errors, intervals=CHECK_INTERVALS),
             status_code=422,
         )
     label = purpose.strip() or None
@@ -606,7 +563,7 @@ async def save(
     if draft.mailbox_id is None:
         assert draft.imap is not None
         mailbox = await mailboxes.create(
-            session.tenant_id,
+            step.tenant_id,
             NewMailbox(
                 email=normalize_email(draft.email),
                 auth_method=AuthMethod(draft.auth_method),
@@ -636,7 +593,7 @@ async def save(
             patch["imap"] = ServerIn(**_server_dict(draft.imap))
             patch["smtp"] = ServerIn(**_server_dict(draft.smtp)) if draft.smtp else None
         try:
-            mailbox = await mailboxes.update(session.tenant_id, draft.mailbox_id, MailboxUpdate(**patch))
+            mailbox = await mailboxes.update(step.tenant_id, draft.mailbox_id, MailboxUpdate(**patch))
         except ValidationError as exc:
             raise InputError(str(exc.errors()[0]["msg"])) from exc
     if draft.tested and draft.mailbox_id is None:

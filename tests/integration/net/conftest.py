@@ -1,4 +1,4 @@
-"""Fixtures for the network-safety tests: a real local DNS server."""
+"""Fixtures for the network-safety tests: a real local DNS server with the guard's names."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.integration.net.dns_server import DNSServer, running
+from tests.fixtures.dns import LocalDNSServer
 
 RECORDS = {
     "public.guard.test": ["93.184.215.14", "2606:4700::6810:84e5"],
@@ -24,6 +24,9 @@ RECORDS = {
 
 
 @pytest.fixture
-def dns_guard_server() -> Iterator[DNSServer]:
-    with running(RECORDS) as server:
+def dns_guard_server() -> Iterator[LocalDNSServer]:
+    with LocalDNSServer() as server:
+        for name, addresses in RECORDS.items():
+            server.add(name, "A", *(a for a in addresses if ":" not in a))
+            server.add(name, "AAAA", *(a for a in addresses if ":" in a))
         yield server

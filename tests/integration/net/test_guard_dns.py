@@ -16,15 +16,15 @@ from mailport.errors import (
 )
 from mailport.net.guard import HostGuard, VettedHost, connect_vetted
 from mailport.net.resolve import DnsResolver, SystemResolver
-from tests.integration.net.dns_server import DNSServer
+from tests.fixtures.dns import LocalDNSServer
 from tests.mailstack.dovecot import free_port
 
 
-def guard(server: DNSServer, **options: object) -> HostGuard:
+def guard(server: LocalDNSServer, **options: object) -> HostGuard:
     return HostGuard(resolver=DnsResolver([server.nameserver], timeout=3), **options)  # type: ignore[arg-type]
 
 
-async def test_a_public_name_is_vetted_with_its_a_and_aaaa_records(dns_guard_server: DNSServer) -> None:
+async def test_a_public_name_is_vetted_with_its_a_and_aaaa_records(dns_guard_server: LocalDNSServer) -> None:
     vetted = await guard(dns_guard_server).vet("public.guard.test", 993)
     assert vetted.addresses == (
         ipaddress.ip_address("93.184.215.14"),
@@ -48,7 +48,7 @@ async def test_a_public_name_is_vetted_with_its_a_and_aaaa_records(dns_guard_ser
     ],
 )
 async def test_names_resolving_to_private_addresses_are_refused(
-    dns_guard_server: DNSServer, name: str, reason: str
+    dns_guard_server: LocalDNSServer, name: str, reason: str
 ) -> None:
     with pytest.raises(HostNotAllowedError) as info:
         await guard(dns_guard_server).vet(name, 993)
@@ -56,7 +56,7 @@ async def test_names_resolving_to_private_addresses_are_refused(
     assert info.value.details["host"] == name
 
 
-async def test_unknown_names_and_names_without_addresses(dns_guard_server: DNSServer) -> None:
+async def test_unknown_names_and_names_without_addresses(dns_guard_server: LocalDNSServer) -> None:
     with pytest.raises(HostNotFoundError) as info:
         await guard(dns_guard_server).vet("nothing.guard.test", 993)
     diagnosis = diagnose(Failure(step="dns", protocol="imap", host="nothing.guard.test", error=info.value))
@@ -65,7 +65,7 @@ async def test_unknown_names_and_names_without_addresses(dns_guard_server: DNSSe
         await guard(dns_guard_server).vet("empty.guard.test", 993)
 
 
-async def test_allowed_hosts_and_allow_private(dns_guard_server: DNSServer) -> None:
+async def test_allowed_hosts_and_allow_private(dns_guard_server: LocalDNSServer) -> None:
     vetted = await guard(dns_guard_server, allowed_hosts=["private.guard.test"]).vet(
         "private.guard.test", 143
     )
@@ -99,10 +99,10 @@ async def banner_server() -> AsyncIterator[int]:
 
 
 async def test_the_address_checked_is_the_address_connected_to(
-    dns_guard_server: DNSServer, banner_server: int
+    dns_guard_server: LocalDNSServer, banner_server: int
 ) -> None:
     # The attacker's DNS answers 127.0.0.1 (allowed here) first and 127.0.0.3 afterwards.
-    dns_guard_server.rebind["rebind.guard.test"] = ["127.0.0.3"]
+    dns_guard_server.rebind("rebind.guard.test", "A", "127.0.0.3")
     checker = guard(dns_guard_server, allowed_hosts=["127.0.0.1"])
     vetted = await checker.vet("rebind.guard.test", banner_server)
     assert vetted.addresses == (ipaddress.ip_address("127.0.0.1"),)

@@ -8,11 +8,12 @@ from fastapi import APIRouter, Depends, Query, Response
 from pydantic import AfterValidator
 
 from mailport.api.deps import Caller, error_responses, get_services, require_tenant
+from mailport.api.paging import Cursor, Limit, page_of
 from mailport.bootstrap import Services
 from mailport.mailboxes.models import MailboxStatus
 from mailport.mailboxes.schemas import MailboxCreate, MailboxPage, MailboxRead, MailboxUpdate
 from mailport.mailboxes.validation import clean_optional_line
-from mailport.store.pagination import DEFAULT_LIMIT, MAX_LIMIT
+from mailport.store.pagination import DEFAULT_LIMIT
 
 router = APIRouter(prefix="/v1/mailboxes", tags=["mailboxes"], responses=error_responses(401, 403, 422))
 
@@ -37,17 +38,15 @@ async def list_mailboxes(
         AfterValidator(clean_optional_line),
     ] = None,
     status: MailboxStatus | None = Query(None, description="Only mailboxes in this state"),
-    cursor: str | None = Query(None, max_length=200, description="`next_cursor` of the previous page"),
-    limit: int = Query(DEFAULT_LIMIT, ge=1, le=MAX_LIMIT),
+    cursor: Cursor = None,
+    limit: Limit = DEFAULT_LIMIT,
     caller: Caller = Depends(require_tenant),
     services: Services = Depends(get_services),
 ) -> MailboxPage:
-    result = await services.mailboxes.list(
+    found = await services.mailboxes.list(
         _tenant(caller), purpose=purpose, status=status, cursor=cursor, limit=limit
     )
-    return MailboxPage(
-        items=[MailboxRead.from_model(m) for m in result.items], next_cursor=result.next_cursor
-    )
+    return page_of(MailboxPage, found, MailboxRead.from_model)
 
 
 @router.get("/{mailbox_id}", summary="Get a mailbox", responses=error_responses(404))

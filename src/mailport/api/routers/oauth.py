@@ -167,7 +167,7 @@ async def put_app(
         _tenant(caller),
         provider,
         client_id=body.client_id,
-        client_secret=Secret(body.client_secret) if body.client_secret else None,
+        client_secret=Secret(body.client_secret.get_secret_value()) if body.client_secret else None,
         directory_tenant=body.tenant,
     )
     return OAuthAppOut.from_stored(stored, services.oauth.oauth.code_flow.redirect_uri(provider))

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Depends, Query, Response
+from fastapi import APIRouter, Depends, Response
 
 from mailport.api.deps import Caller, error_responses, get_services, require_admin
+from mailport.api.paging import Cursor, Limit
 from mailport.bootstrap import Services
-from mailport.store.pagination import DEFAULT_LIMIT, MAX_LIMIT, decode_cursor, encode_cursor
+from mailport.store.pagination import DEFAULT_LIMIT, decode_cursor, encode_cursor
 from mailport.tenants.models import ApiKey, Tenant
 from mailport.tenants.schemas import (
     ApiKeyCreated,
@@ -43,8 +44,8 @@ async def create_tenant(
 
 @router.get("", summary="List tenants")
 async def list_tenants(
-    cursor: str | None = Query(None, max_length=200, description="`next_cursor` of the previous page"),
-    limit: int = Query(DEFAULT_LIMIT, ge=1, le=MAX_LIMIT),
+    cursor: Cursor = None,
+    limit: Limit = DEFAULT_LIMIT,
     _admin: Caller = Depends(require_admin),
     services: Services = Depends(get_services),
 ) -> TenantPage:

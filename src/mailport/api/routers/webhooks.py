@@ -13,6 +13,7 @@ from contextlib import asynccontextmanager
 from fastapi import APIRouter, Body, Depends, FastAPI, Query, Response
 
 from mailport.api.deps import Caller, error_responses, get_services, require_tenant
+from mailport.api.paging import Cursor, Limit, page_of
 from mailport.bootstrap import Services
 from mailport.delivery.models import DeliveryStatus
 from mailport.delivery.schemas import (
@@ -26,7 +27,7 @@ from mailport.delivery.schemas import (
     WebhookRead,
     WebhookUpdate,
 )
-from mailport.store.pagination import DEFAULT_LIMIT, MAX_LIMIT
+from mailport.store.pagination import DEFAULT_LIMIT
 
 
 @asynccontextmanager
@@ -70,13 +71,13 @@ async def create_webhook(
 
 @router.get("", summary="List webhook endpoints")
 async def list_webhooks(
-    cursor: str | None = Query(None, max_length=200, description="`next_cursor` of the previous page"),
-    limit: int = Query(DEFAULT_LIMIT, ge=1, le=MAX_LIMIT),
+    cursor: Cursor = None,
+    limit: Limit = DEFAULT_LIMIT,
     caller: Caller = Depends(require_tenant),
     services: Services = Depends(get_services),
 ) -> WebhookPage:
-    page = await services.webhooks.list(_tenant(caller), cursor=cursor, limit=limit)
-    return WebhookPage(items=[WebhookRead.from_model(e) for e in page.items], next_cursor=page.next_cursor)
+    found = await services.webhooks.list(_tenant(caller), cursor=cursor, limit=limit)
+    return page_of(WebhookPage, found, WebhookRead.from_model)
 
 
 @router.get("/{webhook_id}", summary="Get a webhook endpoint", responses=error_responses(404))
@@ -118,15 +119,15 @@ async def delete_webhook(
 async def list_deliveries(
     webhook_id: str,
     status: DeliveryStatus | None = Query(None, description="Only deliveries in this state (e.g. dead)"),
-    cursor: str | None = Query(None, max_length=200, description="`next_cursor` of the previous page"),
-    limit: int = Query(DEFAULT_LIMIT, ge=1, le=MAX_LIMIT),
+    cursor: Cursor = None,
+    limit: Limit = DEFAULT_LIMIT,
     caller: Caller = Depends(require_tenant),
     services: Services = Depends(get_services),
 ) -> DeliveryPage:
-    page = await services.webhooks.deliveries(
+    found = await services.webhooks.deliveries(
         _tenant(caller), webhook_id, cursor=cursor, limit=limit, status=status
     )
-    return DeliveryPage(items=[DeliveryRead.from_model(d) for d in page.items], next_cursor=page.next_cursor)
+    return page_of(DeliveryPage, found, DeliveryRead.from_model)
 
 
 @router.post(
