@@ -37,7 +37,7 @@ def _unusable_ca(ca_file: str | None, ca_pem: str | None) -> Iterator[None]:
     """An unreadable or non-PEM CA is the caller's input error, never a crash."""
     try:
         yield
-    except (ssl.SSLError, ValueError) as exc:
+    except (ssl.SSLError, ValueError, TypeError) as exc:  # TypeError: non-ASCII PEM text
         field = "ca_pem" if ca_pem is not None else "ca_file"
         raise InputError(
             f"{field} holds no usable PEM certificate",

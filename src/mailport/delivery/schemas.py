@@ -10,8 +10,9 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
 
+from mailport.crypto.secret_input import SecretText
 from mailport.delivery.models import EVENT_TYPES, Attempt, Delivery, WebhookEndpoint
 
 EventType = Literal[
@@ -33,10 +34,11 @@ def _unique(events: list[EventType] | None) -> list[EventType] | None:
     return list(dict.fromkeys(events))
 
 
-# Text rather than SecretStr: the delivery service validates it with ``check_secret(str)``.
+# SecretStr (never shown by a repr or a validation error); the text is checked first so a 422
+# reads like any other text field (see mailport.crypto.secret_input).
 WebhookSecret = Annotated[
-    str,
-    StringConstraints(max_length=200),
+    SecretStr,
+    SecretText(max_length=200),
     Field(json_schema_extra={"format": "password", "writeOnly": True}),
 ]
 

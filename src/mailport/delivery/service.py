@@ -24,9 +24,10 @@ from mailport.delivery.repository import WebhookRepository
 from mailport.delivery.schemas import WebhookCreate, WebhookUpdate
 from mailport.delivery.signing import check_secret, generate_secret
 from mailport.delivery.urls import vet_webhook_url
-from mailport.errors import InvalidCursorError
+from mailport.errors import InputError, InvalidCursorError
 from mailport.events import Event, EventLog
 from mailport.net.guard import HostGuard
+from mailport.store.ids import plausible_id
 from mailport.store.pagination import decode_cursor, encode_cursor
 from mailport.tenants.service import Clock, utc_now
 
@@ -72,7 +73,7 @@ class DeliveryService:
         """The new endpoint, and its secret when it was generated (to show once)."""
         parsed, _ = await vet_webhook_url(body.url, self._guard)
         generated = body.secret is None
-        secret = generate_secret() if body.secret is None else check_secret(body.secret)
+        secret = generate_secret() if body.secret is None else check_secret(body.secret.get_secret_value())
         endpoint = await self.repository.create(
             tenant_id,
             url=str(parsed),
@@ -110,7 +111,11 @@ class DeliveryService:
                 values.update(
                     status=EndpointStatus.DISABLED.value, disabled_reason="disabled through the API"
                 )
-        secret = check_secret(body.secret) if "secret" in given and body.secret is not None else None
+        secret = (
+            check_secret(body.secret.get_secret_value())
+            if "secret" in given and body.secret is not None
+            else None
+        )
         return await self.repository.update(
             tenant_id, endpoint_id, values=values, secret=secret, now=self._clock()
         )
@@ -161,6 +166,12 @@ class DeliveryService:
     ) -> tuple[builtins.list[Event], str]:
         """The tenant's events after the cursor ``after`` (oldest first) and the next cursor."""
         after_seq = parse_event_cursor(after)
+        if mailbox_id is not None and not plausible_id(mailbox_id):
+            raise InputError(
+                f"{mailbox_id!r} is not a mailbox id",
+                field="mailbox_id",
+                hint="Give an id as returned by /v1/mailboxes (mbx_…), or leave mailbox_id out.",
+            )
         items = await self.event_log.list_after(
             tenant_id, after_seq, min(limit, MAX_EVENTS_LIMIT), mailbox_id
         )

@@ -130,6 +130,15 @@ async def test_smtp_is_optional_and_the_token_is_never_echoed(
             },
             "extra",
         ),
+        (
+            {
+                "email": "a@b.test",
+                "imap": {"host": "h.test", "port": 993, "security": "ssl"},
+                "password": "x",
+                "ca_pem": "-----BEGIN CERTIFICATE-----\nzé\n-----END CERTIFICATE-----\n",
+            },
+            "ca_pem",
+        ),
     ],
 )
 async def test_bad_requests_are_422(

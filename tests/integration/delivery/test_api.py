@@ -186,6 +186,15 @@ async def test_pull_pages_through_events_and_accepts_them(
     assert bad.status_code == 422 and bad.json()["error"] == "invalid_cursor"
 
 
+async def test_pull_refuses_a_mailbox_id_that_cannot_be_one(client: httpx.AsyncClient) -> None:
+    for bad in ("mbx_\x00", "é", "' or 1=1"):
+        response = await client.get("/v1/events", params={"mailbox_id": bad})
+        assert response.status_code == 422, (bad, response.text)
+        assert response.json()["error"] == "invalid_input" and response.json()["field"] == "mailbox_id"
+    fine = await client.get("/v1/events", params={"mailbox_id": "mbx_01m7zh4d94fxj51fc0rsy5n52y"})
+    assert fine.status_code == 200 and fine.json()["items"] == []
+
+
 async def test_pull_does_not_accept_what_a_webhook_endpoint_is_responsible_for(
     client: httpx.AsyncClient, delivery_services: Services
 ) -> None:

@@ -47,19 +47,23 @@ def test_rfc7636_s256_vector():
 def test_round_trip_binds_everything_and_hides_the_verifier():
     codec = StateCodec(ring(), clock=Clock())
     token, issued = codec.issue(
-        "microsoft", tenant_id="t1", mailbox_id="mb1", purpose="support", return_url="https://app/done"
+        "microsoft",
+        tenant_id="t1",
+        mailbox_id="mbx_state_test_mailbox",
+        purpose="support",
+        return_url="https://app/done",
     )
     opened = codec.open(token, provider="microsoft")
     assert opened == issued
     assert (opened.tenant_id, opened.mailbox_id, opened.purpose, opened.return_url) == (
         "t1",
-        "mb1",
+        "mbx_state_test_mailbox",
         "support",
         "https://app/done",
     )
     assert opened.expires_at == NOW + timedelta(minutes=10)
     assert 43 <= len(opened.verifier.reveal()) <= 128
-    assert opened.verifier.reveal() not in token and "mb1" not in token
+    assert opened.verifier.reveal() not in token and "mbx_state_test_mailbox" not in token
 
 
 def test_tampered_foreign_and_misrouted_states_are_invalid():
