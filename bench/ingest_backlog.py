@@ -43,7 +43,6 @@ from mailport.config import Settings
 from mailport.crypto import Secret, generate_key
 from mailport.delivery import start_dispatcher
 from mailport.delivery.schemas import WebhookCreate
-from mailport.imap import ImapClient, PasswordAuth
 from mailport.mailboxes.models import AuthMethod, NewMailbox, ProcessingSettings, Security, ServerSettings
 from mailport.sync import Orchestrator
 
@@ -104,15 +103,7 @@ def message(mailbox: int, i: int) -> bytes:
 
 async def fill(dovecot: Dovecot, users: list[tuple[str, str]], per_mailbox: int) -> None:
     async def one(index: int, user: str, password: str) -> None:
-        client = await ImapClient.open(
-            "127.0.0.1",
-            dovecot.imap_port,
-            auth=PasswordAuth(user, Secret(password)),
-            security="plain",
-            allow_plaintext=True,
-            allow_plaintext_auth=True,
-            command_timeout=120,
-        )
+        client = await dovecot.client(user, password, command_timeout=120)
         try:
             for start in range(0, per_mailbox, 100):
                 await client.append_many(

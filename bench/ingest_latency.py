@@ -38,7 +38,7 @@ from mailport.crypto import Secret, generate_key
 from mailport.delivery import build_dispatcher
 from mailport.delivery.schemas import WebhookCreate
 from mailport.events import last_seq, list_after
-from mailport.imap import EventKind, ImapClient, PasswordAuth, ServerEvent
+from mailport.imap import EventKind, ServerEvent
 from mailport.mailboxes.models import AuthMethod, NewMailbox, ProcessingSettings, Security, ServerSettings
 from mailport.sync import Orchestrator
 
@@ -98,15 +98,7 @@ async def run(
         if event.kind is EventKind.EXISTS:
             notified.append(time.perf_counter())
 
-    bare = await ImapClient.open(
-        "127.0.0.1",
-        dovecot.imap_port,
-        auth=PasswordAuth(user, Secret(password)),
-        security="plain",
-        allow_plaintext=True,
-        allow_plaintext_auth=True,
-        on_event=on_event,
-    )
+    bare = await dovecot.client(user, password, on_event=on_event)
     await bare.select("INBOX")
     await bare.idle_start()
     while orchestrator.watchers[mailbox.id].status.state != "connected":

@@ -32,6 +32,7 @@ from mailport.config import Settings
 from mailport.store.database import Database
 from mailport.store.retention import BATCH, PurgeReport, purge
 from mailport.store.tables import delivery_state
+from mailport.tasks import cancel_and_wait
 from mailport.tenants.service import Clock, utc_now
 
 log = logging.getLogger(__name__)
@@ -107,11 +108,7 @@ class Janitor:
     async def stop(self) -> None:
         """Cancel the loop; a batch in progress rolls back (the next run does it again)."""
         if self._task is not None:
-            self._task.cancel()
-            try:
-                await self._task
-            except asyncio.CancelledError:
-                pass
+            await cancel_and_wait(self._task)
             self._task = None
 
     async def run_once(self) -> PurgeReport | None:

@@ -13,8 +13,6 @@ from pathlib import Path
 
 import httpx
 
-from mailport.crypto import Secret
-from mailport.imap import ImapClient, PasswordAuth
 from tests.e2e.test_serve import start_serve, stop, wait_healthy
 from tests.fixtures.webhook_receiver import MakeReceiver
 from tests.integration.sync.conftest import make_message
@@ -25,15 +23,7 @@ TOTAL = 500
 
 
 async def _append_backlog(dovecot: Dovecot, user: str, password: str) -> None:
-    client = await ImapClient.open(
-        "127.0.0.1",
-        dovecot.imap_port,
-        auth=PasswordAuth(user, Secret(password)),
-        security="plain",
-        allow_plaintext=True,
-        allow_plaintext_auth=True,
-        command_timeout=60,
-    )
+    client = await dovecot.client(user, password, command_timeout=60)
     try:
         for start in range(0, TOTAL, 50):
             await client.append_many(

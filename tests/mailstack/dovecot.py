@@ -15,6 +15,10 @@ import subprocess
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from mailport.imap import ImapClient
 
 DEFAULT_USERS = {"alice@example.test": "alice-pass", "bob@example.test": "bob-pass"}
 
@@ -345,3 +349,19 @@ timeout_msecs = 5000
     @property
     def ca_file(self) -> str:
         return str(self.root / "ssl/cert.pem")
+
+    async def client(self, user: str, password: str, **options: Any) -> ImapClient:
+        """mailport's IMAP client logged in as ``user`` on the plaintext loopback port (for
+        filling mailboxes and watching them in tests and benchmarks)."""
+        from mailport.crypto import Secret
+        from mailport.imap import ImapClient, PasswordAuth
+
+        return await ImapClient.open(
+            "127.0.0.1",
+            options.pop("port", self.imap_port),
+            auth=PasswordAuth(user, Secret(password)),
+            security="plain",
+            allow_plaintext=True,
+            allow_plaintext_auth=True,
+            **options,
+        )

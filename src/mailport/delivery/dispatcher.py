@@ -41,6 +41,7 @@ from mailport.delivery.sender import Outcome, WebhookSender
 from mailport.delivery.signing import signature_headers
 from mailport.events import EventLog
 from mailport.net.guard import HostGuard
+from mailport.tasks import cancel_and_wait
 from mailport.tenants.service import Clock, utc_now
 
 log = logging.getLogger(__name__)
@@ -327,11 +328,7 @@ class Dispatcher:
     async def stop(self, timeout: float = 5.0) -> None:
         """Stop taking work, let sends in flight finish and record (up to ``timeout``), release the lease."""
         if self._task is not None:
-            self._task.cancel()
-            try:
-                await self._task
-            except asyncio.CancelledError:
-                pass
+            await cancel_and_wait(self._task)
             self._task = None
         await self._stop_workers(list(self._workers), timeout)
         if self.has_lease:

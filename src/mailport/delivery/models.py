@@ -11,17 +11,11 @@ from datetime import datetime
 from enum import StrEnum
 
 from mailport.crypto import Secret
+from mailport.events import EventType
 
-EVENT_TYPES: tuple[str, ...] = (
-    "message.received",
-    "mailbox.connected",
-    "mailbox.error",
-    "mailbox.reauth_required",
-    "mailbox.reset",
-    "webhook.disabled",
-)
+EVENT_TYPES: tuple[str, ...] = tuple(t.value for t in EventType)
 
-WEBHOOK_DISABLED = "webhook.disabled"
+WEBHOOK_DISABLED = EventType.WEBHOOK_DISABLED.value
 
 
 class EndpointStatus(StrEnum):

@@ -46,6 +46,7 @@ from mailport.providers.base import MailboxProvider
 from mailport.store.tables import mailboxes
 from mailport.sync import repository as repo
 from mailport.sync.watcher import Watcher, WatcherOptions
+from mailport.tasks import cancel_and_wait
 
 log = logging.getLogger(__name__)
 
@@ -154,10 +155,7 @@ class Orchestrator:
             self._unlisten = None
         for task in (self._task, self._actions_task, self._trim_task):
             if task is not None:
-                task.cancel()
-                done, _ = await asyncio.wait({task}, timeout=5)  # bounded: never hang shutdown
-                if not done:
-                    log.warning("orchestrator task did not stop within 5 s; abandoned")
+                await cancel_and_wait(task, timeout=5)  # bounded: never hang shutdown
         self._task = self._actions_task = self._trim_task = None
         watchers, self.watchers = list(self.watchers.values()), {}
         stopping = [asyncio.ensure_future(w.stop()) for w in watchers]

@@ -41,6 +41,7 @@ from mailport.providers.base import ChangeKind, Cursor, FolderState, MailboxProv
 from mailport.store.mailboxes import MailboxRepository
 from mailport.sync import repository as repo
 from mailport.sync.pipeline import parse_chunk, store_chunk
+from mailport.tasks import cancel_and_wait
 
 log = logging.getLogger(__name__)
 
@@ -147,11 +148,8 @@ class Watcher:
                 timeout,
                 self.status.state,
             )
-            task.cancel()
             # Bounded: a task stuck in a cleanup that ignores cancellation must not hang shutdown.
-            done, _ = await asyncio.wait({task}, timeout=5)
-            if not done:
-                log.warning("mailbox %s: watcher did not stop within 5 s; abandoned", self.mailbox.id)
+            await cancel_and_wait(task, timeout=5)
         elif not task.cancelled() and task.exception() is not None:
             log.error("mailbox %s: watcher ended with an error", self.mailbox.id, exc_info=task.exception())
         self._set_state("stopped")

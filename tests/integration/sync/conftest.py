@@ -16,7 +16,7 @@ from sqlalchemy import select
 from mailport.bootstrap import Services
 from mailport.crypto import Secret
 from mailport.events import Event, row_to_event
-from mailport.imap import ImapClient, PasswordAuth
+from mailport.imap import ImapClient
 from mailport.mailboxes.models import (
     AuthMethod,
     Mailbox,
@@ -93,14 +93,8 @@ class Bed:
         return Orchestrator(self.services, **kw)
 
     async def imap(self, port: int | None = None) -> ImapClient:
-        return await ImapClient.open(
-            "127.0.0.1",
-            port or self.dovecot.imap_port,
-            auth=PasswordAuth(self.user, Secret(self.password)),
-            security="plain",
-            allow_plaintext=True,
-            allow_plaintext_auth=True,
-            command_timeout=60,
+        return await self.dovecot.client(
+            self.user, self.password, port=port or self.dovecot.imap_port, command_timeout=60
         )
 
     async def received(self, mailbox_id: str) -> list[Event]:
