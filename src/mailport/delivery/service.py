@@ -48,7 +48,7 @@ def parse_event_cursor(after: str | None) -> int:
     """``after`` is the ``cursor`` of an event (its sequence number); empty means the beginning."""
     if after is None or after == "":
         return 0
-    if not after.isdigit() or len(after) > 19 or int(after) > MAX_CURSOR:
+    if not (after.isascii() and after.isdigit()) or len(after) > 19 or int(after) > MAX_CURSOR:
         raise InvalidCursorError("`after` is the cursor of an event (a non-negative integer)", field="after")
     return int(after)
 
@@ -138,7 +138,7 @@ class DeliveryService:
         status: DeliveryStatus | None = None,
     ) -> Page[Delivery]:
         before = decode_cursor(cursor)
-        if before is not None and not before.isdigit():
+        if before is not None and not (before.isascii() and before.isdigit()):
             raise InvalidCursorError("the cursor is not one this API returned", field="cursor")
         items = await self.repository.page_deliveries(
             tenant_id,

@@ -53,7 +53,7 @@ def _server(element: Element) -> ServerTemplate | None:
     host = _text(element.find("hostname")).lower().rstrip(".")
     port_text = _text(element.find("port"))
     socket_type = _SOCKET_TYPES.get(_text(element.find("socketType")).lower())
-    if not host or not port_text.isdigit() or socket_type is None:
+    if not host or not (port_text.isascii() and port_text.isdigit()) or socket_type is None:
         return None
     port = int(port_text)
     if not 0 < port < 65536:

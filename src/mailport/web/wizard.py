@@ -537,7 +537,9 @@ async def save(
     try:
         processing = SettingsIn(
             from_name=from_name.strip() or None,
-            check_interval=int(check_interval) if check_interval.isdigit() else -1,
+            check_interval=(
+                int(check_interval) if check_interval.isascii() and check_interval.isdigit() else -1
+            ),
             after_processing=action,
         )
     except ValidationError as exc:

@@ -182,8 +182,9 @@ async def test_pull_pages_through_events_and_accepts_them(
     assert all(e.accepted_at is not None for e in listed)
     only = (await client.get("/v1/events", params={"mailbox_id": "mbx_1", "limit": 100})).json()
     assert [i["data"]["n"] for i in only["items"]] == list(range(1, 25, 2))
-    bad = await client.get("/v1/events", params={"after": "abc"})
-    assert bad.status_code == 422 and bad.json()["error"] == "invalid_cursor"
+    for after in ("abc", "²", "１２"):  # Unicode digits pass str.isdigit() but not int()
+        bad = await client.get("/v1/events", params={"after": after})
+        assert bad.status_code == 422 and bad.json()["error"] == "invalid_cursor"
 
 
 async def test_pull_refuses_a_mailbox_id_that_cannot_be_one(client: httpx.AsyncClient) -> None:
