@@ -74,7 +74,10 @@ once, at the boundary where they occur, and chained (``raise X(...) from exc``).
     InputError
     ├── OAuthStateInvalidError          oauth_state_invalid    400
     ├── OAuthStateExpiredError          oauth_state_expired    400
-    └── OAuthStateReplayedError         oauth_state_replayed   400
+    ├── OAuthStateReplayedError         oauth_state_replayed   400
+    └── OAuthBrowserMismatchError       oauth_browser_mismatch 400   (finished in another browser)
+    ConflictError
+    └── OAuthAccountMismatchError       oauth_account_mismatch 409   (reconnected as another account)
     NotFoundError
     └── OAuthProviderUnknownError       oauth_provider_unknown 404
     UnsupportedFeatureError
@@ -537,6 +540,28 @@ class OAuthStateReplayedError(InputError):
     code = "oauth_state_replayed"
     http_status = 400
     hint = "This sign-in was already completed (a reload or a second tab); start again if needed."
+
+
+class OAuthBrowserMismatchError(InputError):
+    """The callback (or the start page) was reached by another browser than the one that
+    started the sign-in: a sign-in link sent to someone else must not connect their mailbox."""
+
+    code = "oauth_browser_mismatch"
+    http_status = 400
+    hint = (
+        "Finish the sign-in in the browser that started it. To let someone else connect their "
+        "mailbox, send them a connect link instead."
+    )
+
+
+class OAuthAccountMismatchError(ConflictError):
+    """A reconnect signed in as another account than the mailbox's: refused, tokens revoked."""
+
+    code = "oauth_account_mismatch"
+    hint = (
+        "Sign in with the mailbox's own account (sign out of the other account at the provider "
+        "first), or connect the other account as a new mailbox."
+    )
 
 
 class OAuthProviderUnknownError(NotFoundError):

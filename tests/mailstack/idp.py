@@ -10,7 +10,9 @@ Implements, with starlette:
   * userinfo, JWKS, OIDC discovery                       GET  {p}/userinfo, /jwks,
                                                               /.well-known/openid-configuration
   * test-control endpoints under /_test/... (issue, device/approve, device/expire,
-    revoke_all, stats: successful refresh grants per email)
+    revoke_all, stats: successful refresh grants per email, outage: 503 on token,
+    introspection, device and userinfo endpoints — Dovecot then answers NO [UNAVAILABLE] —,
+    login_as: who signs in for a login_hint, revocations: the revocation log)
 Access tokens are RS256 JWTs (so they can also be validated locally), and are
 also kept in memory so introspection can report expiry/revocation.
 
@@ -18,7 +20,12 @@ Two URL "profiles" are mounted so client code can be pointed at shapes that look
 like the real providers:
   google:    /google/o/oauth2/v2/auth, /google/token, /google/device/code, ...
   microsoft: /microsoft/{tenant}/oauth2/v2.0/authorize, .../token, .../devicecode
+  plain:     /plain/authorize, /plain/token, /plain/device/code, /plain/revoke — a provider
+             without OpenID Connect: never an id_token, no userinfo
 plus the generic prefix "" (/authorize, /token, /device/code, /introspect, ...).
+
+The device authorization endpoint authenticates confidential clients as the token endpoint
+does (RFC 8628 3.1); public clients (secret None) send only their client_id.
 """
 
 from __future__ import annotations
@@ -54,6 +61,9 @@ class State:
     devices: dict = field(default_factory=dict)  # device_code -> {...}
     rotate_refresh: bool = False  # Microsoft rotates refresh tokens, Google doesn't
     refresh_grants: dict = field(default_factory=dict)  # email -> successful refresh grants (tests count)
+    outage: bool = False  # 503 on token, introspection, device and userinfo endpoints
+    login_as: dict = field(default_factory=dict)  # login_hint -> the account that actually signs in
+    revocations: list = field(default_factory=list)  # what /revoke was asked to revoke
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     def __post_init__(self):
@@ -155,6 +165,14 @@ def _client_auth(st: State, form, request: Request) -> str | None:
     return cid
 
 
+def _unavailable() -> JSONResponse:
+    return JSONResponse({"error": "temporarily_unavailable"}, status_code=503)
+
+
+def _oidc(request: Request) -> bool:
+    return not request.url.path.startswith("/plain")
+
+
 def build_app(st: State) -> Starlette:
     async def authorize(request: Request):
         q = request.query_params
@@ -169,22 +187,23 @@ def build_app(st: State) -> Starlette:
         if q.get("login_hint", "") == "deny@example.test" or q.get("x_deny"):
             return RedirectResponse(f"{redirect_uri}?{urlencode(dict(params, error='access_denied'))}")
         code = secrets.token_urlsafe(16)
+        hint = q.get("login_hint") or "alice@example.test"
         st.codes[code] = {
             "client_id": cid,
             "redirect_uri": redirect_uri,
             "scope": q.get("scope", ""),
-            "email": q.get("login_hint") or "alice@example.test",
+            "email": st.login_as.get(hint, hint),
             "challenge": q.get("code_challenge"),
             "method": q.get("code_challenge_method", "plain"),
             "exp": time.time() + 60,
         }
         return RedirectResponse(f"{redirect_uri}?{urlencode(dict(params, code=code))}", status_code=302)
 
-    def _token_response(email, scope, cid, with_refresh=True, prev_rt=None, rotate=False):
+    def _token_response(email, scope, cid, with_refresh=True, prev_rt=None, rotate=False, oidc=True):
         body = st.mint(email, scope, cid)
         if with_refresh:
             body["refresh_token"] = prev_rt if (prev_rt and not rotate) else st.new_refresh(email, scope, cid)
-        if "openid" in scope.split():
+        if oidc and "openid" in scope.split():
             now = int(time.time())
             body["id_token"] = jwt.encode(
                 {"iss": st.issuer, "sub": email, "email": email, "aud": cid, "iat": now, "exp": now + 3600},
@@ -197,6 +216,8 @@ def build_app(st: State) -> Starlette:
         return JSONResponse(body, headers={"Cache-Control": "no-store"})
 
     async def token(request: Request):
+        if st.outage:
+            return _unavailable()
         form = await _form(request)
         cid = _client_auth(st, form, request)
         if cid is None:
@@ -217,7 +238,7 @@ def build_app(st: State) -> Starlette:
                 )
                 if calc != c["challenge"]:
                     return _err("invalid_grant", "PKCE verification failed")
-            return _token_response(c["email"], c["scope"], cid)
+            return _token_response(c["email"], c["scope"], cid, oidc=_oidc(request))
         if gt == "refresh_token":
             rt = form.get("refresh_token", "")
             r = st.refresh.get(rt)
@@ -229,7 +250,9 @@ def build_app(st: State) -> Starlette:
                 st.refresh.pop(rt)
             with st.lock:
                 st.refresh_grants[r["email"]] = st.refresh_grants.get(r["email"], 0) + 1
-            return _token_response(r["email"], r["scope"], cid, prev_rt=rt, rotate=rotate)
+            return _token_response(
+                r["email"], r["scope"], cid, prev_rt=rt, rotate=rotate, oidc=_oidc(request)
+            )
         if gt == DEVICE_GRANT:
             d = st.devices.get(form.get("device_code", ""))
             if not d or d["client_id"] != cid:
@@ -246,16 +269,18 @@ def build_app(st: State) -> Starlette:
             if d["status"] == "denied":
                 return _err("access_denied")
             st.devices.pop(form["device_code"])
-            return _token_response(d["email"], d["scope"], cid)
+            return _token_response(d["email"], d["scope"], cid, oidc=_oidc(request))
         if gt == "client_credentials":
             return JSONResponse(st.mint(cid, form.get("scope", ""), cid))
         return _err("unsupported_grant_type")
 
     async def device_code(request: Request):
+        if st.outage:
+            return _unavailable()
         form = await _form(request)
-        cid = form.get("client_id")
-        if cid not in st.clients:
-            return _err("invalid_client", status=401)
+        cid = _client_auth(st, form, request)  # RFC 8628 3.1: confidential clients authenticate
+        if cid is None:
+            return _err("invalid_client", "client authentication failed", 401)
         dc, uc = secrets.token_urlsafe(24), f"{secrets.randbelow(10**4):04d}-{secrets.randbelow(10**4):04d}"
         interval = int(request.app.state.device_interval)
         st.devices[dc] = {
@@ -280,6 +305,8 @@ def build_app(st: State) -> Starlette:
         return JSONResponse(body)
 
     async def introspect(request: Request):
+        if st.outage:
+            return _unavailable()
         form = await _form(request)
         rec = st.lookup(form.get("token", ""))
         if rec is None:
@@ -302,13 +329,24 @@ def build_app(st: State) -> Starlette:
     async def revoke(request: Request):
         form = await _form(request)
         t = form.get("token", "")
-        st.refresh.pop(t, None)
+        refresh = st.refresh.pop(t, None)
         rec = st.lookup(t)
         if rec:
             rec["revoked"] = True
+        found = refresh or rec
+        st.revocations.append(
+            {
+                "client_id": _client_auth(st, form, request),
+                "token_type_hint": form.get("token_type_hint"),
+                "kind": "refresh_token" if refresh else "access_token" if rec else None,
+                "email": found["email"] if found else None,
+            }
+        )
         return Response(status_code=200)
 
     async def userinfo(request: Request):
+        if st.outage:
+            return _unavailable()
         auth = request.headers.get("authorization", "")
         rec = st.lookup(auth[7:]) if auth.lower().startswith("bearer ") else None
         if rec is None:
@@ -372,6 +410,19 @@ def build_app(st: State) -> Starlette:
         email = request.query_params.get("email", "")
         return JSONResponse({"refresh_grants": st.refresh_grants.get(email, 0)})
 
+    async def t_outage(request: Request):
+        st.outage = bool((await request.json()).get("on", True))
+        return JSONResponse({"outage": st.outage})
+
+    async def t_login_as(request: Request):
+        j = await request.json()
+        st.login_as[j["hint"]] = j["email"]
+        return JSONResponse({"ok": True})
+
+    async def t_revocations(request: Request):
+        email = request.query_params.get("email")
+        return JSONResponse([r for r in st.revocations if email is None or r["email"] == email])
+
     async def t_revoke_all(request: Request):
         for r in st.access.values():
             r["revoked"] = True
@@ -386,6 +437,9 @@ def build_app(st: State) -> Starlette:
         Route("/_test/revoke_all", t_revoke_all, methods=["POST"]),
         Route("/_test/device/expire", t_device_expire, methods=["POST"]),
         Route("/_test/stats", t_stats),
+        Route("/_test/outage", t_outage, methods=["POST"]),
+        Route("/_test/login_as", t_login_as, methods=["POST"]),
+        Route("/_test/revocations", t_revocations),
         Route("/_test/public.pem", lambda r: Response(st.public_pem(), media_type="application/x-pem-file")),
     ]
     # generic, google-shaped and microsoft-shaped paths all hit the same handlers
@@ -397,6 +451,16 @@ def build_app(st: State) -> Starlette:
             Route(f"{p}/revoke", revoke, methods=["POST"]),
             Route(f"{p}/userinfo", userinfo),
         ]
+    # a provider without OpenID Connect: no userinfo route, and its token answers no id_token
+    routes += [
+        Route(f"/plain/{name}", handler, methods=methods)
+        for name, handler, methods in (
+            ("authorize", authorize, ["GET"]),
+            ("token", token, ["POST"]),
+            ("device/code", device_code, ["POST"]),
+            ("revoke", revoke, ["POST"]),
+        )
+    ]
     routes += [
         Route("/device/code", device_code, methods=["POST"]),
         Route("/google/o/oauth2/v2/auth", authorize),

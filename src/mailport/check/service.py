@@ -6,8 +6,9 @@
   relay), guarded (the SSRF guard vets every host), nothing stored.
 * :meth:`CheckService.test_mailbox` — the stored settings with the decrypted password, or for
   OAuth2 mailboxes a token from the token manager (refreshed when due); the outcome is recorded
-  on the mailbox: ``connected``, ``error`` or ``reauth_required``, ``last_tested_at``,
-  ``last_error`` and the error count.
+  on the mailbox: ``connected``, or the status the one failure rule gives
+  (:func:`mailport.failures.classify_code`: ``error``, or ``reauth_required`` only when the token
+  endpoint refused the grant), ``last_tested_at``, ``last_error`` and the error count.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from mailport.check.schemas import CheckRequest
 from mailport.check.troubleshoot import infer_provider
 from mailport.crypto import Secret
 from mailport.errors import InputError, MailportError, ReauthRequiredError
+from mailport.failures import classify_code, server_said_temporary
 from mailport.mailboxes.models import AuthMethod, Mailbox, MailboxStatus, ServerSettings
 from mailport.net.ratelimit import TokenBucketLimiter
 from mailport.oauth.tokens import TokenManager
@@ -30,9 +32,6 @@ from mailport.store.mailboxes import MailboxRepository
 log = logging.getLogger(__name__)
 
 Clock = Callable[[], datetime]
-
-# Failures that only signing in again can fix, for a mailbox connected with OAuth2.
-_REAUTH_CODES = frozenset({"reauth_required", "oauth_token_rejected", "oauth_invalid_grant"})
 
 _PROVIDERS = {"google": "gmail", "microsoft": "microsoft"}
 
@@ -74,15 +73,16 @@ class CheckService:
 
         For OAuth2, a token the server refuses is refreshed once (``force_refresh``) and the check
         runs again: only when the fresh token is refused too, or the refresh token is dead, does
-        the mailbox need to be connected again. A provider that cannot be reached leaves it in
-        ``error`` (never ``reauth_required``)."""
+        the mailbox need to be connected again. A provider that cannot be reached, or a server
+        that could not check the token (``[UNAVAILABLE]``), leaves it in ``error`` (never
+        ``reauth_required``)."""
         mailbox = await self._mailboxes.get(tenant_id, mailbox_id)
         used: list[Secret] = []
         credentials = self._credentials(mailbox, used)
         try:
             result = await self._run(mailbox, credentials)
-            refreshed = False
             if self._token_rejected(mailbox, result) and self._tokens is not None and used:
+                refreshed = False
                 try:
                     await self._tokens.force_refresh(mailbox.id, rejected=used[-1])
                     refreshed = True
@@ -97,7 +97,7 @@ class CheckService:
                 mailbox.id, status=MailboxStatus.ERROR, error=f"[{exc.code}] {exc.message}", at=self._clock()
             )
             raise
-        status = self._status(mailbox, result, refreshed=refreshed)
+        status = self._status(result)
         await self._mailboxes.record_health(
             mailbox.id, status=status, error=result.summary(), at=self._clock()
         )
@@ -111,11 +111,13 @@ class CheckService:
 
     @staticmethod
     def _token_rejected(mailbox: Mailbox, result: CheckResult) -> bool:
+        """The server refused the token itself (not "could not check it now")."""
         found = result.failure
         return (
             mailbox.auth_method is AuthMethod.OAUTH2
             and found is not None
             and found[1].code == "oauth_token_rejected"
+            and not server_said_temporary(found[1].server_said)
         )
 
     def _credentials(self, mailbox: Mailbox, used: list[Secret]) -> CheckCredentials:
@@ -144,13 +146,10 @@ class CheckService:
         return CheckCredentials(mailbox.email, password=mailbox.password, provider=provider)
 
     @staticmethod
-    def _status(mailbox: Mailbox, result: CheckResult, *, refreshed: bool) -> MailboxStatus:
+    def _status(result: CheckResult) -> MailboxStatus:
         if result.ok:
             return MailboxStatus.CONNECTED
         found = result.failure
-        if found is None or mailbox.auth_method is not AuthMethod.OAUTH2:
+        if found is None:
             return MailboxStatus.ERROR
-        code = found[1].code
-        if code in _REAUTH_CODES and (code != "oauth_token_rejected" or refreshed):
-            return MailboxStatus.REAUTH_REQUIRED
-        return MailboxStatus.ERROR
+        return classify_code(found[1].code, server_said=found[1].server_said).status

@@ -52,6 +52,7 @@ class OAuthGrant:
     expires_at: datetime | None = None
     scopes: tuple[str, ...] = ()
     connected_email: str | None = None
+    issued_at: datetime | None = None  # when the access token was issued
 
 
 @dataclass(frozen=True)

@@ -1,27 +1,39 @@
 """Authorization code grant with PKCE (S256): the "Connect with Google / Microsoft" buttons.
 
-``start`` builds the provider's authorization URL with a sealed, single-use ``state``;
-``complete`` checks that state, shows a provider error (``access_denied`` …) plainly, exchanges
-the code with the PKCE verifier, checks that the mail permission was granted and learns the
-connected address. Storing the tokens and creating the mailbox is the caller's job.
+``start`` issues a sealed, single-use ``state`` and answers with the URL of mailport's own
+start page (``/v1/oauth/{provider}/start``), not the provider's; ``begin`` (that page) binds
+the sign-in to the browser that opens it — a cookie holding the state's sealed ``binding`` —
+and sends it on to the provider; ``complete`` (the callback) accepts the state only from that
+browser, shows a provider error (``access_denied`` …) plainly, exchanges the code with the
+PKCE verifier, checks that the mail permission was granted and learns the connected address.
+Tokens obtained but not kept (any failure after the exchange) are revoked, never just dropped.
+Storing the tokens and creating the mailbox is the caller's job.
+
+Why the start page: the API and the CLI hand out the URL, so the browser that opens it is
+known only when it arrives. A start link is single-use: the first browser to open it is bound,
+another browser is refused (``oauth_browser_mismatch``), so a provider URL or a start link
+forwarded to someone else cannot attach their mailbox to the sender's tenant. See docs/oauth.md.
 """
 
 from __future__ import annotations
 
+import hmac
+from collections.abc import Mapping
 from dataclasses import dataclass
-from urllib.parse import urlencode
+from urllib.parse import urlencode, urlsplit
 
 from mailport.crypto import Secret
-from mailport.errors import OAuthDeniedError, OAuthStateInvalidError
+from mailport.errors import OAuthBrowserMismatchError, OAuthDeniedError, OAuthStateInvalidError
 from mailport.oauth.apps import AppResolver
-from mailport.oauth.client import Clock, OAuthClient, utcnow
-from mailport.oauth.identity import connected_address
+from mailport.oauth.client import Clock, OAuthClient, TokenResponse, utcnow
+from mailport.oauth.identity import Identity, connected_address
 from mailport.oauth.providers import MailServer, OAuthApp, OAuthProvider, ProviderRegistry
 from mailport.oauth.state import OAuthState, StateCodec, StateStore, s256_challenge
 from mailport.oauth.tokens import TokenSet
 
 # Scopes that identify the user or ask for a refresh token rather than mail access.
 IDENTITY_SCOPES = frozenset({"openid", "email", "profile", "offline_access"})
+BINDING_COOKIE_PREFIX = "mailport_oauth_"
 
 
 @dataclass(frozen=True)
@@ -29,6 +41,21 @@ class AuthorizationRequest:
     authorization_url: str
     state: str
     expires_in: int
+
+
+@dataclass(frozen=True, repr=False)
+class BrowserStart:
+    """What the start page answers: set this cookie, then go to the provider."""
+
+    provider_url: str
+    cookie_name: str
+    cookie_value: Secret
+    cookie_path: str
+    max_age: int
+    secure: bool
+
+    def __repr__(self) -> str:
+        return f"BrowserStart(cookie_name={self.cookie_name!r}, max_age={self.max_age})"
 
 
 @dataclass(frozen=True)
@@ -42,6 +69,7 @@ class ConnectedAccount:
     smtp: MailServer | None
     app: OAuthApp
     state: OAuthState | None = None  # None for the device flow
+    email_confirmed: bool = True  # False: not named by the provider; the first login confirms it
 
 
 def missing_mail_scopes(provider: OAuthProvider, granted: str | None) -> list[str]:
@@ -80,6 +108,9 @@ class AuthorizationCodeFlow:
     def redirect_uri(self, provider: str) -> str:
         return f"{self._public_url}/v1/oauth/{provider}/callback"
 
+    def start_url(self, provider: str, state: str) -> str:
+        return f"{self._public_url}/v1/oauth/{provider}/start?{urlencode({'state': state})}"
+
     async def start(
         self,
         provider_key: str,
@@ -90,8 +121,9 @@ class AuthorizationCodeFlow:
         purpose: str | None = None,
         return_url: str | None = None,
     ) -> AuthorizationRequest:
-        provider = self._registry.get(provider_key)
-        app = await self._apps.resolve(provider_key, tenant_id)
+        """Issue the state; the URL is mailport's start page, which binds the browser."""
+        self._registry.get(provider_key)
+        await self._apps.resolve(provider_key, tenant_id)  # no app configured: fail now, not later
         token, state = self._states.issue(
             provider_key,
             tenant_id=tenant_id,
@@ -100,6 +132,45 @@ class AuthorizationCodeFlow:
             return_url=return_url,
             login_hint=email,
         )
+        expires_in = int((state.expires_at - self._clock()).total_seconds())
+        return AuthorizationRequest(self.start_url(provider_key, token), token, expires_in)
+
+    async def begin(
+        self, provider_key: str, *, state: str | None, cookies: Mapping[str, str]
+    ) -> BrowserStart:
+        """The start page: bind the sign-in to this browser, then on to the provider.
+
+        The first browser to open a start link is bound (the link is single-use); the same
+        browser may open it again (a reload), any other browser is refused."""
+        opened = self._states.open(state or "", provider=provider_key)
+        if not self._bound(opened, cookies) and not await self._state_store.consume(
+            f"start:{opened.nonce}", expires_at=opened.expires_at
+        ):
+            raise OAuthBrowserMismatchError(
+                "this sign-in link was already opened in another browser; it is single-use"
+            )
+        assert state is not None
+        return BrowserStart(
+            provider_url=await self._provider_url(provider_key, state, opened),
+            cookie_name=self.cookie_name(opened),
+            cookie_value=opened.binding,
+            cookie_path=f"/v1/oauth/{provider_key}/",
+            max_age=max(1, int((opened.expires_at - self._clock()).total_seconds())),
+            secure=urlsplit(self._public_url).scheme == "https",
+        )
+
+    @staticmethod
+    def cookie_name(state: OAuthState) -> str:
+        """One cookie per sign-in, so two sign-ins in two tabs do not overwrite each other."""
+        return BINDING_COOKIE_PREFIX + state.nonce
+
+    def _bound(self, state: OAuthState, cookies: Mapping[str, str]) -> bool:
+        presented = cookies.get(self.cookie_name(state), "")
+        return hmac.compare_digest(presented.encode(), state.binding.reveal().encode())
+
+    async def _provider_url(self, provider_key: str, token: str, state: OAuthState) -> str:
+        provider = self._registry.get(provider_key)
+        app = await self._apps.resolve(provider_key, state.tenant_id)
         params = {
             "response_type": "code",
             "client_id": app.client_id,
@@ -110,12 +181,11 @@ class AuthorizationCodeFlow:
             "code_challenge_method": "S256",
             **provider.authorize_params,
         }
-        if email:
-            params["login_hint"] = email
+        if state.login_hint:
+            params["login_hint"] = state.login_hint
         url = provider.url(provider.authorization_endpoint, app.tenant)
         separator = "&" if "?" in url else "?"
-        expires_in = int((state.expires_at - self._clock()).total_seconds())
-        return AuthorizationRequest(f"{url}{separator}{urlencode(params)}", token, expires_in)
+        return f"{url}{separator}{urlencode(params)}"
 
     def peek(self, state: str, provider_key: str) -> OAuthState:
         """Open ``state`` without using it up (raises when invalid or expired)."""
@@ -129,9 +199,15 @@ class AuthorizationCodeFlow:
         code: str | None = None,
         error: str | None = None,
         error_description: str | None = None,
+        cookies: Mapping[str, str],
     ) -> ConnectedAccount:
         """Handle the provider's redirect to ``/v1/oauth/{provider}/callback``."""
         provider = self._registry.get(provider_key)
+        peeked = self._states.open(state or "", provider=provider_key)
+        if not self._bound(peeked, cookies):
+            raise OAuthBrowserMismatchError(
+                f"this {provider.name} sign-in was started in another browser; it was not completed"
+            )
         opened = await self._states.consume(state or "", self._state_store, provider=provider_key)
         if error:
             said = f"{error}: {error_description}" if error_description else error
@@ -151,20 +227,32 @@ class AuthorizationCodeFlow:
             redirect_uri=self.redirect_uri(provider_key),
             verifier=opened.verifier,
         )
-        missing = missing_mail_scopes(provider, response.scope)
-        if missing:
-            raise OAuthDeniedError(
-                f"{provider.name} did not grant the mail permission ({', '.join(missing)})",
-                hint="Sign in again and leave the mail access box ticked on the consent screen.",
-                provider=provider_key,
+        try:
+            identity = await self._identity(provider, app, response, given=opened.login_hint)
+        except BaseException:
+            await self._client.discard(
+                provider, app, access_token=response.access_token, refresh_token=response.refresh_token
             )
-        email = await connected_address(self._client, provider, app, response, now=self._clock())
+            raise
         return ConnectedAccount(
             provider=provider_key,
-            email=email,
+            email=identity.email,
             tokens=TokenSet.from_response(response),
             state=opened,
             imap=provider.imap,
             smtp=provider.smtp,
             app=app,
+            email_confirmed=identity.confirmed,
         )
+
+    async def _identity(
+        self, provider: OAuthProvider, app: OAuthApp, response: TokenResponse, *, given: str | None
+    ) -> Identity:
+        missing = missing_mail_scopes(provider, response.scope)
+        if missing:
+            raise OAuthDeniedError(
+                f"{provider.name} did not grant the mail permission ({', '.join(missing)})",
+                hint="Sign in again and leave the mail access box ticked on the consent screen.",
+                provider=provider.key,
+            )
+        return await connected_address(self._client, provider, app, response, now=self._clock(), given=given)

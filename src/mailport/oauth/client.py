@@ -54,6 +54,7 @@ class TokenResponse:
     refresh_token: Secret | None
     id_token: Secret | None
     scope: str | None
+    issued_at: datetime | None = None  # when the answer came: expires_at - issued_at = lifetime
 
     def __repr__(self) -> str:
         return f"TokenResponse(access_token=***, expires_at={self.expires_at!r}, scope={self.scope!r})"
@@ -151,11 +152,17 @@ class OAuthClient:
     async def device_authorization(
         self, provider: OAuthProvider, app: OAuthApp, scope: str
     ) -> dict[str, Any]:
-        """RFC 8628 3.1-3.2: the raw (non-secret parts are checked by the caller) answer."""
+        """RFC 8628 3.1-3.2: the raw (non-secret parts are checked by the caller) answer.
+
+        A confidential client authenticates here as at the token endpoint (RFC 8628 3.1 refers
+        to RFC 6749 2.3: ``client_secret_basic`` or ``client_secret_post``, per provider); a
+        public client sends its ``client_id``."""
         assert provider.device_authorization_endpoint is not None
         url = provider.url(provider.device_authorization_endpoint, app.tenant)
-        data = {"client_id": app.client_id, "scope": scope}
-        body = await self._post(provider, url, data, {"Accept": "application/json"}, during="device sign-in")
+        data = {"scope": scope}
+        headers = {"Accept": "application/json"}
+        self._authenticate(provider, app, data, headers)
+        body = await self._post(provider, url, data, headers, during="device sign-in")
         if isinstance(body, ErrorResponse):
             raise_for(provider, body, during="device sign-in")
             raise AssertionError("unreachable")  # pragma: no cover
@@ -178,6 +185,26 @@ class OAuthClient:
         if isinstance(body, ErrorResponse) and body.error not in ("invalid_token",):
             raise_for(provider, body, during="token revocation")
         return True
+
+    async def discard(
+        self, provider: OAuthProvider, app: OAuthApp, *, access_token: Secret, refresh_token: Secret | None
+    ) -> bool:
+        """Revoke tokens mailport obtained but will not keep (a sign-in refused after the code
+        exchange): never leave a live grant behind. Best effort, never raises; True when revoked.
+        The refresh token first (revoking it ends the whole grant, RFC 7009 2.1)."""
+        token, hint = refresh_token, "refresh_token"
+        if token is None:
+            token, hint = access_token, "access_token"
+        try:
+            revoked = await self.revoke(provider, app, token, hint=hint)
+        except Exception as exc:  # the caller's own error is the one to report
+            log.warning("%s: revoking discarded tokens failed: %s", provider.name, type(exc).__name__)
+            return False
+        if not revoked:
+            log.warning(
+                "%s has no revocation endpoint; discarded tokens live until they expire", provider.name
+            )
+        return revoked
 
     async def userinfo(self, provider: OAuthProvider, access_token: Secret) -> dict[str, Any]:
         if provider.userinfo_endpoint is None:
@@ -272,10 +299,11 @@ class OAuthClient:
         if not isinstance(access, str) or not access:
             raise OAuthError(f"{provider.name} answered the {during} without an access token")
         expires_at: datetime | None = None
+        issued_at = self._clock()
         expires_in = body.get("expires_in")
         if expires_in is not None:
             try:
-                expires_at = self._clock() + timedelta(seconds=int(expires_in))
+                expires_at = issued_at + timedelta(seconds=int(expires_in))
             except (TypeError, ValueError):
                 expires_at = None
         refresh = body.get("refresh_token")
@@ -288,4 +316,5 @@ class OAuthClient:
             refresh_token=Secret(refresh) if isinstance(refresh, str) and refresh else None,
             id_token=Secret(id_token) if isinstance(id_token, str) and id_token else None,
             scope=scope if isinstance(scope, str) else None,
+            issued_at=issued_at,
         )

@@ -1,8 +1,11 @@
 """Connecting mailboxes with OAuth: the use cases behind ``/v1/oauth/…`` and ``/v1/oauth-apps``.
 
-* ``authorize`` / ``callback``: the browser sign-in; the callback stores the tokens (encrypted)
-  and creates the mailbox — or updates it (reconnect after ``reauth_required``) — with the
-  provider's IMAP/SMTP settings and ``auth_method: oauth2``.
+* ``authorize`` / ``begin`` / ``callback``: the browser sign-in (``begin`` is the start page
+  that binds it to the browser); the callback stores the tokens (encrypted) and creates the
+  mailbox — or updates it (reconnect after ``reauth_required``) — with the provider's
+  IMAP/SMTP settings and ``auth_method: oauth2``. A reconnect signed in as another account than
+  the mailbox's is refused (``oauth_account_mismatch``), the mailbox left as it was; tokens
+  that are not kept, for this or any other reason, are revoked.
 * ``start_device`` / ``device_status``: the device sign-in; this process polls the provider in
   the background (honouring ``interval`` and ``slow_down``); a polling lease on the flow's row
   keeps it to one poller across workers, and a status request resumes polling after a restart.
@@ -14,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from urllib.parse import urlsplit
@@ -26,12 +30,13 @@ from mailport.errors import (
     DeviceCodeExpiredError,
     InputError,
     MailportError,
+    OAuthAccountMismatchError,
     OAuthDeniedError,
     OAuthUnavailableError,
 )
 from mailport.mailboxes.models import AuthMethod, Mailbox, MailboxStatus, NewMailbox, OAuthGrant, Security
 from mailport.mailboxes.models import ServerSettings as MailboxServer
-from mailport.oauth.authcode import AuthorizationRequest, ConnectedAccount
+from mailport.oauth.authcode import AuthorizationRequest, BrowserStart, ConnectedAccount
 from mailport.oauth.device import SLOW_DOWN_STEP, DeviceAuthorization
 from mailport.oauth.providers import MailServer, ProviderRegistry
 from mailport.oauth.repository import (
@@ -142,6 +147,10 @@ class OAuthConnectService:
             return_url=check_return_url(return_url),
         )
 
+    async def begin(self, provider: str, *, state: str | None, cookies: Mapping[str, str]) -> BrowserStart:
+        """The start page: bind the sign-in to this browser (see :mod:`mailport.oauth.authcode`)."""
+        return await self.oauth.code_flow.begin(provider, state=state, cookies=cookies)
+
     async def callback(
         self,
         provider: str,
@@ -150,13 +159,19 @@ class OAuthConnectService:
         code: str | None,
         error: str | None = None,
         error_description: str | None = None,
+        cookies: Mapping[str, str],
     ) -> Connected:
         account = await self.oauth.code_flow.complete(
-            provider, state=state, code=code, error=error, error_description=error_description
+            provider,
+            state=state,
+            code=code,
+            error=error,
+            error_description=error_description,
+            cookies=cookies,
         )
         await self._states.purge(now=self._clock())  # consumed nonces past their expiry
         assert account.state is not None and account.state.tenant_id is not None
-        mailbox, created = await self._store_account(
+        mailbox, created = await self._keep_or_revoke(
             account.state.tenant_id,
             account,
             mailbox_id=account.state.mailbox_id,
@@ -164,21 +179,49 @@ class OAuthConnectService:
         )
         return Connected(mailbox, account.state.return_url, created)
 
+    async def _keep_or_revoke(
+        self, tenant_id: str, account: ConnectedAccount, *, mailbox_id: str | None, purpose: str | None
+    ) -> tuple[Mailbox, bool]:
+        """Store the account's tokens on its mailbox; tokens that cannot be stored are revoked."""
+        try:
+            return await self._store_account(tenant_id, account, mailbox_id=mailbox_id, purpose=purpose)
+        except BaseException:
+            provider = self.oauth.registry.get(account.provider)
+            tokens = account.tokens
+            await self.oauth.client.discard(
+                provider, account.app, access_token=tokens.access_token, refresh_token=tokens.refresh_token
+            )
+            raise
+
     async def _store_account(
         self, tenant_id: str, account: ConnectedAccount, *, mailbox_id: str | None, purpose: str | None
     ) -> tuple[Mailbox, bool]:
         tokens = account.tokens
+        now = self._clock()
+        target = mailbox_id or await mailbox_id_for(self._database, tenant_id, account.email)
+        current = await self._mailboxes.get(tenant_id, target) if target is not None else None
+        email, confirmed_email = account.email, account.email if account.email_confirmed else None
+        if current is not None:
+            expected = (current.oauth.connected_email if current.oauth else None) or current.email
+            if account.email_confirmed and email.lower() != expected.lower():
+                raise OAuthAccountMismatchError(
+                    f"mailbox {current.id} belongs to {expected}, but the sign-in was as another "
+                    f"account ({email}); the mailbox was not changed",
+                    mailbox_id=current.id,
+                )
+            if not account.email_confirmed:  # the provider did not say: the mailbox's own account
+                email, confirmed_email = expected, current.oauth.connected_email if current.oauth else None
         grant = OAuthGrant(
             provider=account.provider,
             access_token=tokens.access_token,
             refresh_token=tokens.refresh_token,
             expires_at=tokens.expires_at,
             scopes=tuple((tokens.scope or "").split()),
-            connected_email=account.email,
+            # None: the provider did not name the account; the first IMAP/SMTP login confirms it.
+            connected_email=confirmed_email,
+            issued_at=tokens.issued_at,
         )
-        now = self._clock()
-        target = mailbox_id or await mailbox_id_for(self._database, tenant_id, account.email)
-        if target is None:
+        if current is None:
             new = NewMailbox(
                 email=account.email,
                 auth_method=AuthMethod.OAUTH2,
@@ -189,9 +232,8 @@ class OAuthConnectService:
                 oauth=grant,
             )
             return await self._mailboxes.create(tenant_id, new, now=now), True
-        current = await self._mailboxes.get(tenant_id, target)
         # XOAUTH2 logs in as the signed-in account (a Microsoft UPN may differ from the address).
-        username = account.email if account.email != current.email else None
+        username = email if email != current.email else None
         columns = {
             "auth_method": AuthMethod.OAUTH2.value,
             "provider_id": account.provider,
@@ -201,7 +243,7 @@ class OAuthConnectService:
             "last_error": None,
         }
         updated = await self._mailboxes.update(
-            tenant_id, target, now=now, columns=columns, password=None, oauth=grant
+            tenant_id, current.id, now=now, columns=columns, password=None, oauth=grant
         )
         return updated, False
 
@@ -283,7 +325,7 @@ class OAuthConnectService:
             await sleep(interval)
             now = self._clock()
             try:
-                result = await self.oauth.device_flow.poll(auth)
+                result = await self.oauth.device_flow.poll(auth, email=record.email)
                 if result.status == "slow_down":
                     interval += SLOW_DOWN_STEP
                     await self._flows.set_interval(flow_id, interval, now=now)
@@ -291,7 +333,7 @@ class OAuthConnectService:
                 if result.status == "pending":
                     continue
                 assert result.account is not None
-                mailbox, _ = await self._store_account(
+                mailbox, _ = await self._keep_or_revoke(
                     tenant_id, result.account, mailbox_id=None, purpose=record.purpose
                 )
                 await self._flows.finish(flow_id, status="complete", mailbox_id=mailbox.id, now=now)

@@ -118,8 +118,11 @@ class DeviceFlow:
             message=message if isinstance(message, str) else None,
         )
 
-    async def poll(self, auth: DeviceAuthorization) -> DevicePoll:
-        """One token request: pending, slow_down, or complete (with the connected account)."""
+    async def poll(self, auth: DeviceAuthorization, *, email: str | None = None) -> DevicePoll:
+        """One token request: pending, slow_down, or complete (with the connected account).
+
+        ``email`` (the address the user gave) names the account when the provider does not;
+        tokens that cannot be kept are revoked."""
         provider = self._registry.get(auth.provider)
         if self._clock() >= auth.expires_at:
             raise DeviceCodeExpiredError(f"the {provider.name} device code expired", provider=auth.provider)
@@ -131,25 +134,34 @@ class DeviceFlow:
                 return DevicePoll("slow_down")
             raise_for(provider, answer, during="device sign-in")
             raise AssertionError("unreachable")  # pragma: no cover
-        missing = missing_mail_scopes(provider, answer.scope)
-        if missing:
-            raise OAuthError(f"{provider.name} did not grant the mail permission ({', '.join(missing)})")
-        email = await connected_address(self._client, provider, auth.app, answer, now=self._clock())
+        try:
+            missing = missing_mail_scopes(provider, answer.scope)
+            if missing:
+                raise OAuthError(f"{provider.name} did not grant the mail permission ({', '.join(missing)})")
+            identity = await connected_address(
+                self._client, provider, auth.app, answer, now=self._clock(), given=email
+            )
+        except BaseException:
+            await self._client.discard(
+                provider, auth.app, access_token=answer.access_token, refresh_token=answer.refresh_token
+            )
+            raise
         account = ConnectedAccount(
             provider=auth.provider,
-            email=email,
+            email=identity.email,
             tokens=TokenSet.from_response(answer),
             imap=provider.imap,
             smtp=provider.smtp,
             app=auth.app,
+            email_confirmed=identity.confirmed,
         )
         return DevicePoll("complete", account)
 
-    async def wait(self, auth: DeviceAuthorization) -> ConnectedAccount:
+    async def wait(self, auth: DeviceAuthorization, *, email: str | None = None) -> ConnectedAccount:
         """Poll until the user approves, denies, or the code expires."""
         while True:
             await self._sleep(auth.interval)
-            result = await self.poll(auth)
+            result = await self.poll(auth, email=email)
             if result.status == "complete":
                 assert result.account is not None
                 return result.account

@@ -1,4 +1,10 @@
-"""Which address did the user connect? Learned from the id_token, else from userinfo.
+"""Which address did the user connect? In order: the id_token, a configured userinfo endpoint,
+else the address the user typed (or the mailbox being reconnected).
+
+Providers without OpenID Connect send neither an id_token nor offer userinfo; their tokens are
+still good for XOAUTH2, so the address the user gave is used, marked unconfirmed
+(:attr:`Identity.confirmed` False): the first IMAP/SMTP login with the token confirms it — the
+mail server only accepts a token for the account it belongs to.
 
 The id_token arrives directly from the token endpoint over TLS, so per OpenID Connect Core
 3.1.3.7 (6.) the TLS server validation may stand in for checking its signature; we still check
@@ -11,6 +17,7 @@ from __future__ import annotations
 import base64
 import json
 import re
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -73,19 +80,37 @@ def email_from_claims(claims: dict[str, Any], provider: OAuthProvider) -> str | 
     return None
 
 
+@dataclass(frozen=True)
+class Identity:
+    """The connected address and whether the provider itself named it."""
+
+    email: str
+    confirmed: bool  # False: the user's own word, to be confirmed by the first mail login
+
+
 async def connected_address(
-    client: OAuthClient, provider: OAuthProvider, app: OAuthApp, tokens: TokenResponse, *, now: datetime
-) -> str:
-    """The mailbox address the tokens belong to (id_token first, userinfo second)."""
+    client: OAuthClient,
+    provider: OAuthProvider,
+    app: OAuthApp,
+    tokens: TokenResponse,
+    *,
+    now: datetime,
+    given: str | None = None,
+) -> Identity:
+    """The mailbox address the tokens belong to: id_token, then userinfo, then ``given``."""
     if tokens.id_token is not None:
         email = email_from_claims(id_token_claims(tokens.id_token, provider, app, now=now), provider)
         if email:
-            return email
+            return Identity(email, confirmed=True)
     if provider.userinfo_endpoint is not None:
         email = email_from_claims(await client.userinfo(provider, tokens.access_token), provider)
         if email:
-            return email
+            return Identity(email, confirmed=True)
+    if given:
+        return Identity(given.lower(), confirmed=False)
     raise OAuthIdentityError(
-        f"{provider.name} did not tell which address was connected (no email in id_token or userinfo)",
-        hint="Request the `openid email` scopes for this provider (MAILPORT_OAUTH_PROVIDERS_FILE).",
+        f"{provider.name} did not tell which address was connected (no email in id_token or "
+        "userinfo), and no address was given",
+        hint="Give the mailbox address when starting the sign-in (`email`), or request the "
+        "`openid email` scopes for this provider (MAILPORT_OAUTH_PROVIDERS_FILE).",
     )

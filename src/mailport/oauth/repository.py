@@ -12,19 +12,21 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import delete, insert, select, update
+from sqlalchemy import case, delete, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
 from mailport.config import Settings
 from mailport.crypto import KeyRing, Secret
 from mailport.errors import NotFoundError
+from mailport.mailboxes.models import MailboxStatus
 from mailport.oauth.providers import OAuthApp, ProviderRegistry, check_tenant
 from mailport.oauth.tokens import StoredTokens, TokenSet
 from mailport.store.database import Database
 from mailport.store.ids import new_id
 from mailport.store.tables import mailboxes, oauth_apps, oauth_device_flows, oauth_states
 
-REAUTH_REQUIRED = "reauth_required"
+REAUTH_REQUIRED = MailboxStatus.REAUTH_REQUIRED.value
+PENDING = MailboxStatus.PENDING.value
 
 
 class DatabaseTokenStore:
@@ -42,6 +44,7 @@ class DatabaseTokenStore:
             ),
             "oauth_expires_at": tokens.expires_at,
             "oauth_scopes": tokens.scope,
+            "oauth_issued_at": tokens.issued_at,
         }
 
     async def load(self, mailbox_id: str) -> StoredTokens:
@@ -57,6 +60,7 @@ class DatabaseTokenStore:
             mailboxes.c.status,
             mailboxes.c.last_error,
             mailboxes.c.oauth_refresh_lease_until,
+            mailboxes.c.oauth_issued_at,
         ).where(mailboxes.c.id == mailbox_id)
         async with self._db.connect() as conn:
             row = (await conn.execute(query)).first()
@@ -72,6 +76,7 @@ class DatabaseTokenStore:
                 refresh_token=Secret(self._keys.decrypt(refresh)) if refresh else None,
                 expires_at=row.oauth_expires_at,
                 scope=row.oauth_scopes,
+                issued_at=row.oauth_issued_at,
             ),
             version=row.token_version,
             reauth_error=(row.last_error or "reauth required") if row.status == REAUTH_REQUIRED else None,
@@ -103,11 +108,16 @@ class DatabaseTokenStore:
         await self._swap(mailbox_id, expected_version, oauth_refresh_lease_until=None)
 
     async def save_refreshed(self, mailbox_id: str, *, expected_version: int, tokens: TokenSet) -> bool:
+        # A refresh the provider accepted proves the grant alive: a reauth mark (perhaps left by a
+        # failure that was only temporary) is lifted; the watcher's next login sets the status.
+        marked = mailboxes.c.status == REAUTH_REQUIRED
         return await self._swap(
             mailbox_id,
             expected_version,
             token_version=expected_version + 1,
             oauth_refresh_lease_until=None,
+            status=case((marked, PENDING), else_=mailboxes.c.status),
+            last_error=case((marked, None), else_=mailboxes.c.last_error),
             **self._token_columns(tokens),
         )
 

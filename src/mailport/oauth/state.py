@@ -6,6 +6,10 @@ return URL and the PKCE verifier. Sealing the verifier inside the state means no
 stored between "authorize" and "callback", yet someone who sees the authorization URL still
 cannot learn the verifier. Key rotation keeps states made under an older key readable.
 
+The state is also bound to the browser that starts the sign-in (RFC 9700 4.7.1): it seals a
+random ``binding`` that mailport's start page hands that browser as a cookie, and the callback
+accepts the state only with that cookie (see :mod:`mailport.oauth.authcode`).
+
 Single use needs shared storage: :class:`StateStore` is the small port the callback uses to
 consume the state's nonce exactly once (a database table with a unique nonce in production).
 Tampered, expired and replayed states fail with three distinct errors.
@@ -33,7 +37,7 @@ from mailport.oauth.client import Clock, utcnow
 
 STATE_TTL = timedelta(minutes=10)
 MAX_RETURN_URL = 2000
-_VERSION = 1
+_VERSION = 2
 
 
 class StateStore(Protocol):
@@ -55,6 +59,7 @@ class OAuthState:
     nonce: str
     verifier: Secret  # the PKCE code_verifier, sealed inside the state
     expires_at: datetime
+    binding: Secret  # the browser binding: the starting browser's cookie holds it
 
 
 def new_verifier() -> Secret:
@@ -98,6 +103,7 @@ class StateCodec:
             nonce=secrets.token_urlsafe(16),
             verifier=new_verifier(),
             expires_at=expires_at,
+            binding=Secret(secrets.token_urlsafe(32)),
         )
         payload = {
             "v": _VERSION,
@@ -109,6 +115,7 @@ class StateCodec:
             "h": login_hint,
             "n": state.nonce,
             "k": state.verifier.reveal(),
+            "b": state.binding.reveal(),
             "e": int(expires_at.timestamp()),
         }
         token = self._key_ring.encrypt(json.dumps(payload, separators=(",", ":")))
@@ -132,6 +139,7 @@ class StateCodec:
                 nonce=str(payload["n"]),
                 verifier=Secret(str(payload["k"])),
                 expires_at=datetime.fromtimestamp(int(payload["e"]), UTC),
+                binding=Secret(str(payload["b"])),
             )
         except (SecretKeyError, ValueError, KeyError, TypeError, AttributeError) as exc:
             raise OAuthStateInvalidError(

@@ -10,10 +10,14 @@ Rules it keeps, because peers lose mailboxes on each of them:
   wait for the new version (or use the current token while it is still valid). Without the
   lease, two processes would both spend the same rotating refresh token and the loser would
   see ``invalid_grant`` — or, at providers with reuse detection, lose the whole grant.
-* ``invalid_grant`` on refresh marks that one mailbox ``reauth_required``, keeping the
-  provider's words; every other mailbox goes on.
+* ``invalid_grant`` on refresh — the token endpoint's definitive refusal, and nothing else (see
+  :mod:`mailport.failures`) — marks that one mailbox ``reauth_required``, keeping the
+  provider's words; every other mailbox goes on. A marked mailbox is not refused outright: the
+  next token request tries one refresh, and success clears the mark.
 * Network errors and 5xx (:class:`OAuthUnavailableError`) are never authentication failures:
   the current token is used while it is valid, else the error is raised to be retried.
+* A token is refreshed ahead of its expiry by ``refresh_ahead``, but never more than half its
+  lifetime ahead (:meth:`TokenManager.refresh_window`).
 
 Storage is a port (:class:`TokenStore`); the database adapter lives with the mailbox store.
 """
@@ -55,6 +59,7 @@ class TokenSet:
     expires_at: datetime | None
     scope: str | None = None
     token_type: str = "Bearer"
+    issued_at: datetime | None = None  # None for tokens stored before it was recorded
 
     @classmethod
     def from_response(cls, response: TokenResponse, *, previous: TokenSet | None = None) -> TokenSet:
@@ -65,6 +70,7 @@ class TokenSet:
             expires_at=response.expires_at,
             scope=response.scope or (previous.scope if previous else None),
             token_type=response.token_type,
+            issued_at=response.issued_at,
         )
 
     def __repr__(self) -> str:
@@ -104,7 +110,7 @@ class TokenStore(Protocol):
 
     async def save_refreshed(self, mailbox_id: str, *, expected_version: int, tokens: TokenSet) -> bool:
         """Atomically store access + refresh token + expiry, set version = expected + 1, clear the
-        lease and any reauth mark, only where the version is ``expected_version``."""
+        lease and any reauth mark (the grant is alive), only where the version is ``expected_version``."""
         ...
 
     async def mark_reauth_required(self, mailbox_id: str, *, error: str) -> None:
@@ -140,10 +146,13 @@ class TokenManager:
         self._locks: weakref.WeakValueDictionary[str, asyncio.Lock] = weakref.WeakValueDictionary()
 
     async def get_access_token(self, mailbox_id: str) -> Secret:
-        """A valid access token, refreshed first when it expires within ``refresh_ahead``."""
+        """A valid access token, refreshed first when it is within the refresh window.
+
+        A mailbox marked ``reauth_required`` is not refused outright: one refresh is tried, and
+        when the provider accepts the refresh token the mark is cleared (the mark may come from a
+        failure that was only temporary); ``invalid_grant`` marks it again."""
         stored = await self._store.load(mailbox_id)
-        self._raise_if_dead(stored)
-        if self._fresh(stored.tokens):
+        if stored.reauth_error is None and self._fresh(stored.tokens):
             return stored.tokens.access_token
         return await self._refresh(mailbox_id, rejected=None)
 
@@ -170,36 +179,35 @@ class TokenManager:
             self._locks[mailbox_id] = lock
         return lock
 
+    def refresh_window(self, tokens: TokenSet) -> timedelta:
+        """How long before expiry a token is refreshed: ``refresh_ahead``, but never more than half
+        the token's lifetime — else a short-lived token (300 s) would be refreshed on every use,
+        each refresh spending a rotating refresh token."""
+        if tokens.expires_at is None or tokens.issued_at is None:
+            return self._refresh_ahead
+        half = (tokens.expires_at - tokens.issued_at) / 2
+        return max(timedelta(0), min(self._refresh_ahead, half))
+
     def _fresh(self, tokens: TokenSet) -> bool:
-        return tokens.expires_at is None or tokens.expires_at - self._clock() > self._refresh_ahead
+        return tokens.expires_at is None or tokens.expires_at - self._clock() > self.refresh_window(tokens)
 
     def _usable(self, tokens: TokenSet, rejected: Secret | None) -> bool:
         if rejected is not None and tokens.access_token == rejected:
             return False
         return tokens.expires_at is None or tokens.expires_at - self._clock() > EXPIRY_SKEW
 
-    @staticmethod
-    def _raise_if_dead(stored: StoredTokens) -> None:
-        if stored.reauth_error is not None:
-            raise ReauthRequiredError(
-                f"mailbox {stored.mailbox_id} must be connected again ({stored.provider} refused "
-                "its refresh token)",
-                server_said=stored.reauth_error,
-                mailbox_id=stored.mailbox_id,
-            )
-
     async def _refresh(self, mailbox_id: str, *, rejected: Secret | None, forced: bool = False) -> Secret:
         async with self._lock(mailbox_id):
             waited_since: datetime | None = None
             while True:
                 stored = await self._store.load(mailbox_id)
-                self._raise_if_dead(stored)
                 tokens = stored.tokens
-                if forced:
+                marked = stored.reauth_error is not None  # only a refresh can clear the mark
+                if forced and not marked:
                     # Refreshed by someone else since the rejection: that token is the answer.
                     if rejected is not None and self._usable(tokens, rejected):
                         return tokens.access_token
-                elif self._fresh(tokens):
+                elif not forced and not marked and self._fresh(tokens):
                     return tokens.access_token
                 now = self._clock()
                 claimed = await self._store.claim_refresh(
@@ -209,7 +217,7 @@ class TokenManager:
                     return await self._refresh_claimed(stored)
                 # Another process holds the lease (or the version just moved): use the current
                 # token while it is valid, else wait for the holder to finish.
-                if not forced and self._usable(tokens, rejected):
+                if not forced and not marked and self._usable(tokens, rejected):
                     return tokens.access_token
                 waited_since = waited_since or now
                 if now - waited_since > self._lease + timedelta(seconds=5):
@@ -250,7 +258,7 @@ class TokenManager:
             ) from exc
         except OAuthUnavailableError:
             await self._store.release_refresh(mailbox_id, expected_version=stored.version)
-            if self._usable(old, None):
+            if stored.reauth_error is None and self._usable(old, None):
                 log.warning(
                     "mailbox %s: %s unreachable for a refresh; using the current token until it expires",
                     mailbox_id,
@@ -269,7 +277,6 @@ class TokenManager:
             # writer's tokens win and ours are dropped (they stay valid until they expire).
             log.warning("mailbox %s: token version moved during a refresh; keeping stored", mailbox_id)
             current = await self._store.load(mailbox_id)
-            self._raise_if_dead(current)
             return current.tokens.access_token
         log.info("mailbox %s: access token refreshed (version %d)", mailbox_id, stored.version + 1)
         return new.access_token

@@ -21,6 +21,7 @@ from datetime import UTC, datetime
 
 from mailport.crypto import Secret
 from mailport.errors import AuthenticationError
+from mailport.failures import is_temporary
 from mailport.imap import FETCH_ITEMS, HEADER_ITEMS, EventKind, ImapClient
 from mailport.mailboxes.models import AuthMethod, Mailbox, Security
 from mailport.providers.base import (
@@ -132,8 +133,9 @@ class ImapProvider:
         try:
             await client.authenticate(OAuth2Auth(self.mailbox.imap_username, self._token))
             return
-        except AuthenticationError:
-            if self._force_refresh is None:
+        except AuthenticationError as exc:
+            # [UNAVAILABLE]: the server could not check the token; a refresh would not help.
+            if self._force_refresh is None or is_temporary(exc):
                 raise
         # the server rejected the token: refresh once (unless someone already did), then retry
         fresh = await self._force_refresh(self._last_token)

@@ -105,6 +105,7 @@ class MailboxRepository:
             "oauth_expires_at": grant.expires_at if grant else None,
             "oauth_scopes": " ".join(grant.scopes) if grant else None,
             "oauth_connected_email": grant.connected_email if grant else None,
+            "oauth_issued_at": grant.issued_at if grant else None,
         }
 
     def _mailbox(self, row: Any) -> Mailbox:
@@ -122,6 +123,7 @@ class MailboxRepository:
                 expires_at=row.oauth_expires_at,
                 scopes=tuple((row.oauth_scopes or "").split()),
                 connected_email=row.oauth_connected_email,
+                issued_at=row.oauth_issued_at,
             )
         return Mailbox(
             id=row.id,

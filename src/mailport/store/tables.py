@@ -119,6 +119,8 @@ mailboxes = Table(
     Column("token_version", Integer, nullable=False, server_default="0"),
     # OAuth (issue 7): the cross-process refresh lease (see mailport.oauth.tokens)
     Column("oauth_refresh_lease_until", UTCDateTime(), nullable=True),
+    # when the access token was issued: its lifetime bounds the refresh-ahead window
+    Column("oauth_issued_at", UTCDateTime(), nullable=True),
     # processing
     Column("from_name", String(200), nullable=True),
     Column("check_interval", Integer, nullable=False),

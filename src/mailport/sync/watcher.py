@@ -9,10 +9,12 @@ again after every failure, with jittered exponential backoff.
 * **UIDVALIDITY change**: ``mailbox.reset`` is emitted and the folder re-read; a message whose
   content hash or Message-ID was delivered under the old UIDVALIDITY is recorded under its
   new UID without a new event.
-* **Authentication failures** are not retried in a loop: the mailbox goes to ``error`` (or
-  ``reauth_required`` when the OAuth grant is gone) with one ``mailbox.error`` /
-  ``mailbox.reauth_required`` event, and the watcher waits ``auth_retry_seconds`` (or a
-  configuration change, which restarts it).
+* **Failures** are judged by the one rule (:func:`mailport.failures.classify`): temporary ones
+  (the provider or the server's auth backend down: ``[UNAVAILABLE]``, 5xx, timeouts) put the
+  mailbox in ``error`` and are retried with backoff; failures a person must fix are not retried
+  in a loop: the mailbox goes to ``error`` (or ``reauth_required`` when the token endpoint
+  refused the OAuth grant) with one ``mailbox.error`` / ``mailbox.reauth_required`` event, and
+  the watcher waits ``auth_retry_seconds`` (or a configuration change, which restarts it).
 * Each watcher is its own task; connects are bounded by a shared semaphore, and nothing a
   watcher does blocks another (big messages are parsed in a thread).
 """
@@ -29,13 +31,10 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from mailport.errors import (
-    AuthenticationError,
-    MailportError,
-    OAuthInvalidGrantError,
-)
+from mailport.errors import MailportError
 from mailport.events import EventLog, EventType, NewEvent, append_many
-from mailport.mailboxes.models import AuthMethod, Mailbox, MailboxStatus
+from mailport.failures import Verdict, classify
+from mailport.mailboxes.models import Mailbox, MailboxStatus
 from mailport.metrics import CONNECTIONS, INGEST_LATENCY, RECONNECTS
 from mailport.providers.base import ChangeKind, Cursor, FolderState, MailboxProvider
 from mailport.store.mailboxes import MailboxRepository
@@ -198,13 +197,15 @@ class Watcher:
                     await self.apply_actions(folder)
             except asyncio.CancelledError:
                 raise
-            except (AuthenticationError, OAuthInvalidGrantError) as exc:
-                await self._auth_failed(exc)
-                await self._sleep(self.options.auth_retry_seconds)
-            except Exception as exc:  # any failure: record it, back off, reconnect
-                await self._failed(exc)
-                RECONNECTS.inc()
-                await self._sleep(backoff.next())
+            except Exception as exc:  # record it; then back off and reconnect, or wait for a person
+                verdict = classify(exc)
+                if verdict is Verdict.RETRY:
+                    await self._failed(exc)
+                    RECONNECTS.inc()
+                    await self._sleep(backoff.next())
+                else:
+                    await self._auth_failed(exc, verdict)
+                    await self._sleep(self.options.auth_retry_seconds)
             finally:
                 with contextlib.suppress(Exception):  # best effort
                     await self.provider.disconnect()
@@ -283,16 +284,13 @@ class Watcher:
         except Exception:
             log.exception("mailbox %s: could not record an error", self.mailbox.id)
 
-    async def _auth_failed(self, exc: BaseException) -> None:
-        reauth = isinstance(exc, OAuthInvalidGrantError) or (
-            self.mailbox.auth_method is AuthMethod.OAUTH2 and getattr(exc, "code", "") == "reauth_required"
-        )
+    async def _auth_failed(self, exc: BaseException, verdict: Verdict) -> None:
         log.warning(
             "mailbox %s: authentication failed (%s); not retrying for a while",
             self.mailbox.id,
             _describe(exc),
         )
-        if reauth:
+        if verdict is Verdict.REAUTH:
             await self._record_error(MailboxStatus.REAUTH_REQUIRED, EventType.MAILBOX_REAUTH_REQUIRED, exc)
         else:
             await self._record_error(MailboxStatus.ERROR, EventType.MAILBOX_ERROR, exc)

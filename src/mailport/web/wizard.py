@@ -24,6 +24,7 @@ from mailport.crypto import Secret
 from mailport.detect import DetectionResult, Detector
 from mailport.detect.detector import HINT_MANUAL
 from mailport.errors import InputError, InvalidEmailError, all_error_classes
+from mailport.failures import classify_code
 from mailport.mailboxes.models import AuthMethod, MailboxStatus, NewMailbox, ProcessingSettings
 from mailport.mailboxes.schemas import MailboxUpdate, ServerIn, SettingsIn, SettingsPatch
 from mailport.mailboxes.validation import normalize_email
@@ -40,7 +41,6 @@ router = APIRouter(route_class=WebRoute, include_in_schema=False)
 STEPS = ("Email", "Sign-in method", "Connect", "Test", "Finish")
 LINK_OAUTH_WINDOW = timedelta(minutes=15)
 # Failures that only signing in again can fix (as the check service of issue 6 decides).
-REAUTH_CODES = frozenset({"reauth_required", "oauth_token_rejected", "oauth_invalid_grant"})
 CHECK_INTERVALS = ((30, "30 seconds"), (60, "1 minute"), (300, "5 minutes"), (900, "15 minutes"))
 
 
@@ -466,10 +466,10 @@ def _record_result(web: WebState, tenant_id: str, draft: Draft) -> Any:
         failure = run.first_failure
         if run.ok:
             status = MailboxStatus.CONNECTED
-        elif draft.auth_method == "oauth2" and failure is not None and failure.code in REAUTH_CODES:
-            status = MailboxStatus.REAUTH_REQUIRED
-        else:
+        elif failure is None:
             status = MailboxStatus.ERROR
+        else:
+            status = classify_code(failure.code, server_said=getattr(failure, "server_said", None)).status
         error = None if failure is None else f"{failure.step} [{failure.code}]: {failure.detail}"[:500]
         await web.services.mailboxes.repository.record_health(
             draft.mailbox_id, status=status, error=None if run.ok else error, at=web.services.oauth.now()

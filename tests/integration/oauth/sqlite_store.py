@@ -29,6 +29,7 @@ oauth_tokens = Table(
     Column("refresh_token_enc", Text),
     Column("expires_at", Float),
     Column("scope", Text),
+    Column("issued_at", Float),
     Column("token_version", Integer, nullable=False),
     Column("reauth_error", Text),
     Column("refresh_lease_until", Float),
@@ -84,6 +85,7 @@ class SQLiteTokenStore:
             ),
             "expires_at": _ts(tokens.expires_at),
             "scope": tokens.scope,
+            "issued_at": _ts(tokens.issued_at),
         }
 
     async def load(self, mailbox_id: str) -> StoredTokens:
@@ -103,6 +105,7 @@ class SQLiteTokenStore:
                 refresh_token=Secret(self.key_ring.decrypt(refresh)) if refresh else None,
                 expires_at=_dt(row.expires_at),
                 scope=row.scope,
+                issued_at=_dt(row.issued_at),
             ),
             version=row.token_version,
             reauth_error=row.reauth_error,

@@ -17,14 +17,27 @@ from tests.integration.oauth.conftest import PUBLIC_URL
 from tests.integration.oauth.test_device import approve
 
 
-async def sign_in(client: httpx.AsyncClient, provider: str, **body: object) -> str:
-    """POST authorize, let the provider answer as a browser would; the callback path+query."""
+async def open_start_link(browser: httpx.AsyncClient, authorization_url: str) -> str:
+    """The browser opens mailport's start link: it gets the binding cookie and the provider's URL."""
+    assert authorization_url.startswith(f"{PUBLIC_URL}/v1/oauth/")
+    started = await browser.get(authorization_url.removeprefix(PUBLIC_URL))
+    assert started.status_code == 303, started.text
+    assert "httponly" in started.headers["set-cookie"].lower()
+    assert "samesite=lax" in started.headers["set-cookie"].lower()
+    return started.headers["location"]
+
+
+async def sign_in(
+    client: httpx.AsyncClient, browser: httpx.AsyncClient, provider: str, **body: object
+) -> str:
+    """POST authorize, open the link in ``browser``, let the provider answer; the callback path+query."""
     response = await client.post(f"/v1/oauth/{provider}/authorize", json=body)
     assert response.status_code == 200, response.text
     started = response.json()
     assert set(started) == {"authorization_url", "state", "expires_in"}
+    provider_url = await open_start_link(browser, started["authorization_url"])
     async with httpx.AsyncClient() as provider_site:
-        redirect = await provider_site.get(started["authorization_url"])
+        redirect = await provider_site.get(provider_url)
     location = redirect.headers["location"]
     assert location.startswith(f"{PUBLIC_URL}/v1/oauth/{provider}/callback?")
     return location.removeprefix(PUBLIC_URL)
@@ -37,7 +50,7 @@ def xoauth2(user: str, token: str) -> bytes:
 async def test_connect_over_http_then_imap_login_and_smtp_send(
     client, browser, api_services, dovecot, smtp, tls_ctx, secret_watch
 ):
-    callback = await sign_in(client, "microsoft", email="frank@example.test", purpose="support")
+    callback = await sign_in(client, browser, "microsoft", email="frank@example.test", purpose="support")
     response = await browser.get(callback)
     assert response.status_code == 200, response.text
     body = response.json()
@@ -68,7 +81,7 @@ async def test_connect_over_http_then_imap_login_and_smtp_send(
 
 
 async def test_return_url_redirects_and_replay_is_refused(client, browser):
-    callback = await sign_in(client, "google", return_url="https://app.example/connected?step=2")
+    callback = await sign_in(client, browser, "google", return_url="https://app.example/connected?step=2")
     first = await browser.get(callback)
     assert first.status_code == 303
     target = urlsplit(first.headers["location"])
@@ -81,7 +94,7 @@ async def test_return_url_redirects_and_replay_is_refused(client, browser):
 
 
 async def test_tampered_state_gets_a_clear_page_or_error_body(client, browser):
-    callback = await sign_in(client, "google")
+    callback = await sign_in(client, browser, "google")
     path, _, query = callback.partition("?")
     params = {k: v[0] for k, v in parse_qs(query).items()}
     params["state"] = params["state"][:-6] + "AAAAAA"
@@ -93,18 +106,18 @@ async def test_tampered_state_gets_a_clear_page_or_error_body(client, browser):
 
 
 async def test_provider_error_is_shown_plainly(client, browser):
-    callback = await sign_in(client, "microsoft", email="deny@example.test")
+    callback = await sign_in(client, browser, "microsoft", email="deny@example.test")
     response = await browser.get(callback)
     assert response.status_code == 403
     assert response.json()["error"] == "oauth_denied" and "access_denied" in response.json()["detail"]
 
 
 async def test_reconnect_updates_the_same_mailbox(client, browser, api_services, api_tenant):
-    first = (await browser.get(await sign_in(client, "google", email="gina@example.test"))).json()
+    first = (await browser.get(await sign_in(client, browser, "google", email="gina@example.test"))).json()
     mailbox_id = first["mailbox"]["id"]
     disconnected = await client.delete(f"/v1/mailboxes/{mailbox_id}/oauth")
     assert disconnected.status_code == 200 and disconnected.json()["mailbox"]["status"] == "reauth_required"
-    again = await browser.get(await sign_in(client, "google", mailbox_id=mailbox_id))
+    again = await browser.get(await sign_in(client, browser, "google", mailbox_id=mailbox_id))
     body = again.json()
     assert body["created"] is False and body["mailbox"]["id"] == mailbox_id
     assert body["mailbox"]["status"] == "pending" and body["mailbox"]["oauth"] is not None
@@ -156,8 +169,8 @@ async def test_tenant_app_is_used_and_its_secret_never_returned(client, browser,
     assert [a["client_id"] for a in listed.json()] == ["public-client"]
 
     response = await client.post("/v1/oauth/google/authorize", json={})
-    assert "client_id=public-client" in response.json()["authorization_url"]
-    connected = await browser.get(await sign_in(client, "google", email="ivy@example.test"))
+    assert "client_id=public-client" in await open_start_link(browser, response.json()["authorization_url"])
+    connected = await browser.get(await sign_in(client, browser, "google", email="ivy@example.test"))
     assert connected.status_code == 200 and connected.json()["mailbox"]["email"] == "ivy@example.test"
 
     assert (await client.delete("/v1/oauth-apps/google")).status_code == 204
@@ -167,7 +180,7 @@ async def test_tenant_app_is_used_and_its_secret_never_returned(client, browser,
 
 
 async def test_disconnect_revokes_at_google_and_erases(client, browser, api_services, api_tenant, idp):
-    mailbox_id = (await browser.get(await sign_in(client, "google"))).json()["mailbox"]["id"]
+    mailbox_id = (await browser.get(await sign_in(client, browser, "google"))).json()["mailbox"]["id"]
     before = await api_services.mailboxes.get(api_tenant.id, mailbox_id)
     assert before.oauth is not None and before.oauth.refresh_token is not None
     response = await client.delete(f"/v1/mailboxes/{mailbox_id}/oauth")
@@ -179,7 +192,7 @@ async def test_disconnect_revokes_at_google_and_erases(client, browser, api_serv
     with pytest.raises(OAuthInvalidGrantError):
         await oauth.client.refresh(oauth.registry.get("google"), app, before.oauth.refresh_token)
 
-    ms_id = (await browser.get(await sign_in(client, "microsoft"))).json()["mailbox"]["id"]
+    ms_id = (await browser.get(await sign_in(client, browser, "microsoft"))).json()["mailbox"]["id"]
     ms = await client.delete(f"/v1/mailboxes/{ms_id}/oauth")
     assert ms.json()["revoked"] is False and ms.json()["mailbox"]["oauth"] is None
 

@@ -6,7 +6,7 @@ import imaplib
 import smtplib
 from datetime import timedelta
 from email.message import EmailMessage
-from urllib.parse import parse_qs, urlsplit
+from urllib.parse import parse_qs, urlencode, urlsplit
 
 import httpx
 import pytest
@@ -19,8 +19,20 @@ from mailport.errors import (
     OAuthStateReplayedError,
 )
 from mailport.oauth import AuthorizationCodeFlow, StateCodec
+from mailport.oauth.authcode import AuthorizationRequest
 from mailport.oauth.client import utcnow
 from tests.integration.oauth.conftest import PUBLIC_URL
+
+
+async def through_browser(
+    flow: AuthorizationCodeFlow, provider: str, request: AuthorizationRequest
+) -> tuple[str, dict[str, str]]:
+    """Open the start link as a browser would: the provider's URL and the browser's cookies."""
+    assert request.authorization_url == f"{PUBLIC_URL}/v1/oauth/{provider}/start?" + urlencode(
+        {"state": request.state}
+    )
+    started = await flow.begin(provider, state=request.state, cookies={})
+    return started.provider_url, {started.cookie_name: started.cookie_value.reveal()}
 
 
 async def follow_to_callback(authorization_url: str) -> dict[str, str]:
@@ -38,7 +50,8 @@ async def test_full_code_flow_learns_the_address_and_returns_tokens(code_flow, p
     request = await code_flow.start(
         provider, tenant_id="t1", email="Bob@Example.test", mailbox_id="mb1", return_url="https://app/x"
     )
-    query = parse_qs(urlsplit(request.authorization_url).query)
+    provider_url, cookies = await through_browser(code_flow, provider, request)
+    query = parse_qs(urlsplit(provider_url).query)
     assert query["code_challenge_method"] == ["S256"]
     assert query["login_hint"] == ["Bob@Example.test"]
     assert query["redirect_uri"] == [f"{PUBLIC_URL}/v1/oauth/{provider}/callback"]
@@ -46,13 +59,15 @@ async def test_full_code_flow_learns_the_address_and_returns_tokens(code_flow, p
         assert query["access_type"] == ["offline"] and query["prompt"] == ["consent"]
         assert "https://mail.google.com/" in query["scope"][0].split()
     else:
-        assert "/microsoft/organizations/" in request.authorization_url  # MAILPORT_MICROSOFT_TENANT
+        assert "/microsoft/organizations/" in provider_url  # MAILPORT_MICROSOFT_TENANT
         assert "offline_access" in query["scope"][0].split()
     assert 590 <= request.expires_in <= 600
 
-    callback = await follow_to_callback(request.authorization_url)
+    callback = await follow_to_callback(provider_url)
     assert callback["state"] == request.state
-    account = await code_flow.complete(provider, state=callback["state"], code=callback["code"])
+    account = await code_flow.complete(
+        provider, state=callback["state"], code=callback["code"], cookies=cookies
+    )
 
     assert account.email == "bob@example.test"
     assert account.state.tenant_id == "t1" and account.state.mailbox_id == "mb1"
@@ -79,8 +94,9 @@ async def test_tokens_from_the_flow_log_in_to_imap_and_send_over_smtp(
         public_url=PUBLIC_URL,
     )
     request = await flow.start("microsoft", tenant_id="t1", email="carol@example.test")
-    callback = await follow_to_callback(request.authorization_url)
-    account = await flow.complete("microsoft", **callback)
+    provider_url, cookies = await through_browser(flow, "microsoft", request)
+    callback = await follow_to_callback(provider_url)
+    account = await flow.complete("microsoft", **callback, cookies=cookies)
     token = account.tokens.access_token.reveal()
     auth = f"user={account.email}\x01auth=Bearer {token}\x01\x01".encode()
 
@@ -104,40 +120,44 @@ async def test_tokens_from_the_flow_log_in_to_imap_and_send_over_smtp(
 async def test_pkce_mismatch_is_an_invalid_grant(code_flow):
     first = await code_flow.start("google", tenant_id="t1")
     second = await code_flow.start("google", tenant_id="t1")
-    code_of_first = (await follow_to_callback(first.authorization_url))["code"]
+    first_url, _ = await through_browser(code_flow, "google", first)
+    _, cookies = await through_browser(code_flow, "google", second)
+    code_of_first = (await follow_to_callback(first_url))["code"]
     with pytest.raises(OAuthInvalidGrantError) as caught:
-        await code_flow.complete("google", state=second.state, code=code_of_first)
+        await code_flow.complete("google", state=second.state, code=code_of_first, cookies=cookies)
     assert "PKCE" in (caught.value.server_said or "")
 
 
 async def test_access_denied_is_shown_plainly(code_flow):
     request = await code_flow.start("microsoft", tenant_id="t1", email="deny@example.test")
-    callback = await follow_to_callback(request.authorization_url)
+    provider_url, cookies = await through_browser(code_flow, "microsoft", request)
+    callback = await follow_to_callback(provider_url)
     assert callback["error"] == "access_denied"
     with pytest.raises(OAuthDeniedError) as caught:
-        await code_flow.complete("microsoft", **callback)
+        await code_flow.complete("microsoft", **callback, cookies=cookies)
     assert caught.value.code == "oauth_denied"
     assert "access_denied" in str(caught.value)
     with pytest.raises(OAuthStateReplayedError):  # the state was used up even so
-        await code_flow.complete("microsoft", **callback)
+        await code_flow.complete("microsoft", **callback, cookies=cookies)
 
 
 async def test_state_tampered_replayed_expired_and_misrouted(code_flow, key_ring, state_store):
     request = await code_flow.start("google", tenant_id="t1")
-    callback = await follow_to_callback(request.authorization_url)
+    provider_url, cookies = await through_browser(code_flow, "google", request)
+    callback = await follow_to_callback(provider_url)
 
     middle = len(request.state) // 2
     flipped = "A" if request.state[middle] != "A" else "B"
     tampered = request.state[:middle] + flipped + request.state[middle + 1 :]
     with pytest.raises(OAuthStateInvalidError):
-        await code_flow.complete("google", state=tampered, code=callback["code"])
+        await code_flow.complete("google", state=tampered, code=callback["code"], cookies=cookies)
     with pytest.raises(OAuthStateInvalidError):
-        await code_flow.complete("microsoft", state=request.state, code=callback["code"])
+        await code_flow.complete("microsoft", state=request.state, code=callback["code"], cookies=cookies)
 
-    account = await code_flow.complete("google", state=request.state, code=callback["code"])
+    account = await code_flow.complete("google", state=request.state, code=callback["code"], cookies=cookies)
     assert account.email == "alice@example.test"
     with pytest.raises(OAuthStateReplayedError) as replayed:
-        await code_flow.complete("google", state=request.state, code=callback["code"])
+        await code_flow.complete("google", state=request.state, code=callback["code"], cookies=cookies)
     assert replayed.value.http_status == 400
 
     later = StateCodec(key_ring, clock=lambda: utcnow() + timedelta(minutes=10, seconds=1))

@@ -1,9 +1,11 @@
 """``/v1/oauth/…``, ``/v1/oauth-apps`` and ``DELETE /v1/mailboxes/{id}/oauth``. Thin: parse,
 call :class:`mailport.oauth.connect.OAuthConnectService`, render.
 
-The callback is opened by the user's browser (no API key; the signed state names the tenant).
-Its failures are a small HTML page for a browser, or the usual JSON error body otherwise; with a
-``return_url`` the browser is sent back there with ``?mailbox_id=…`` or ``?error=<code>``.
+The start page and the callback are opened by the user's browser (no API key; the signed state
+names the tenant). The start page binds the sign-in to that browser with a cookie, which the
+callback requires (docs/oauth.md). Their failures are a small HTML page for a browser, or the
+usual JSON error body otherwise; with a ``return_url`` the browser is sent back there with
+``?mailbox_id=…`` or ``?error=<code>``.
 """
 
 from __future__ import annotations
@@ -81,6 +83,48 @@ async def authorize(
     )
 
 
+def _failure(
+    exc: MailportError, request: Request, services: Services, provider: str, state: str | None
+) -> Response:
+    """A failed start page or callback: back to the return URL, an HTML page, or JSON."""
+    return_url = services.oauth.return_url_of(state, provider)
+    if return_url:
+        return RedirectResponse(_with_query(return_url, {"error": exc.code}), status_code=303)
+    if "text/html" in request.headers.get("accept", ""):
+        return _error_page(exc)
+    raise exc
+
+
+@router.get(
+    "/v1/oauth/{provider}/start",
+    summary="The sign-in link: binds the sign-in to this browser, then on to the provider",
+    status_code=303,
+    response_class=RedirectResponse,
+    responses=error_responses(400),
+)
+async def start(
+    provider: str,
+    request: Request,
+    state: str | None = Query(None, max_length=8000),
+    services: Services = Depends(get_services),
+) -> Response:
+    try:
+        started = await services.oauth.begin(provider, state=state, cookies=request.cookies)
+    except MailportError as exc:
+        return _failure(exc, request, services, provider, state)
+    response = RedirectResponse(started.provider_url, status_code=303)
+    response.set_cookie(
+        started.cookie_name,
+        started.cookie_value.reveal(),
+        max_age=started.max_age,
+        path=started.cookie_path,
+        secure=started.secure,
+        httponly=True,
+        samesite="lax",  # sent on the provider's top-level redirect back to the callback
+    )
+    return response
+
+
 @router.get(
     "/v1/oauth/{provider}/callback",
     summary="Where the provider sends the browser back",
@@ -98,15 +142,15 @@ async def callback(
 ) -> Response:
     try:
         connected = await services.oauth.callback(
-            provider, state=state, code=code, error=error, error_description=error_description
+            provider,
+            state=state,
+            code=code,
+            error=error,
+            error_description=error_description,
+            cookies=request.cookies,
         )
     except MailportError as exc:
-        return_url = services.oauth.return_url_of(state, provider)
-        if return_url:
-            return RedirectResponse(_with_query(return_url, {"error": exc.code}), status_code=303)
-        if "text/html" in request.headers.get("accept", ""):
-            return _error_page(exc)
-        raise
+        return _failure(exc, request, services, provider, state)
     if connected.return_url:
         target = _with_query(
             connected.return_url, {"mailbox_id": connected.mailbox.id, "status": "connected"}
