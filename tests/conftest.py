@@ -20,7 +20,7 @@ import ssl
 import tempfile
 import urllib.request
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -124,6 +124,20 @@ def issue_token(idp: MockIdP, email: str, **extra: object) -> dict[str, object]:
     with urllib.request.urlopen(request, timeout=10) as response:
         result: dict[str, object] = json.load(response)
     return result
+
+
+@pytest.fixture
+def idp_outage(idp: MockIdP) -> Iterator[Callable[[bool], None]]:
+    """Switch the authorization server's outage mode (503 on token, introspection, device and
+    userinfo: Dovecot then answers ``NO [UNAVAILABLE]``); always switched off afterwards."""
+
+    def switch(on: bool) -> None:
+        idp.state.outage = on
+
+    try:
+        yield switch
+    finally:
+        idp.state.outage = False
 
 
 @pytest.fixture

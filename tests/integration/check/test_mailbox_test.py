@@ -9,7 +9,7 @@ import json
 import urllib.parse
 import urllib.request
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -259,3 +259,34 @@ async def test_a_dead_refresh_token_sets_reauth_required_without_connecting(
     assert auth["server_said"] == "invalid_grant: Token has been expired or revoked."
     mailbox = (await tenant_client.get(f"/v1/mailboxes/{mailbox_id}")).json()
     assert mailbox["status"] == "reauth_required"
+
+
+async def test_an_unavailable_auth_server_is_an_error_not_reauth_required(
+    services: Services,
+    tenant: TenantHandle,
+    tenant_client: httpx.AsyncClient,
+    dovecot: Dovecot,
+    smtp: SubmissionServer,
+    idp: MockIdP,
+    idp_outage: Callable[[bool], None],
+    bed_ca: None,
+) -> None:
+    """Dovecot cannot reach the introspection endpoint: NO [UNAVAILABLE]. The test reports it,
+    the mailbox goes to `error` (the grant is fine), no refresh is spent, and the next test
+    after the outage connects."""
+    email = f"outage-{uuid.uuid4().hex[:8]}@example.test"
+    token = issue_token(idp, email)
+    mailbox_id = await _oauth_mailbox(
+        services, tenant, dovecot, smtp, email, str(token["access_token"]), str(token["refresh_token"])
+    )
+    idp_outage(True)
+    body = (await tenant_client.post(f"/v1/mailboxes/{mailbox_id}/test")).json()
+    idp_outage(False)
+    auth = body["imap"]["steps"][-1]
+    assert body["ok"] is False and "[UNAVAILABLE]" in auth["server_said"]
+    mailbox = (await tenant_client.get(f"/v1/mailboxes/{mailbox_id}")).json()
+    assert mailbox["status"] == "error"
+    assert idp.state.refresh_grants.get(email, 0) == 0
+    again = (await tenant_client.post(f"/v1/mailboxes/{mailbox_id}/test")).json()
+    assert again["ok"] is True, again
+    assert (await tenant_client.get(f"/v1/mailboxes/{mailbox_id}")).json()["status"] == "connected"

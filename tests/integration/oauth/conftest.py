@@ -55,6 +55,23 @@ def idp_overrides(idp: MockIdP) -> dict[str, dict[str, object]]:
     }
 
 
+def plain_provider(idp: MockIdP, **fields: object) -> dict[str, object]:
+    """A provider without OpenID Connect (the IdP's /plain profile): no id_token, no userinfo."""
+    base = f"{idp.url}/plain"
+    return {
+        "name": "Plain Mail",
+        "authorization_endpoint": f"{base}/authorize",
+        "token_endpoint": f"{base}/token",
+        "device_authorization_endpoint": f"{base}/device/code",
+        "revocation_endpoint": f"{base}/revoke",
+        "scopes": ["mail"],
+        "client_id": "test-client",
+        "client_secret": "test-secret",
+        "imap": {"host": "imap.plain.example.test", "port": 993},
+        **fields,
+    }
+
+
 @pytest.fixture
 def providers_file(idp: MockIdP, tmp_path: Path) -> Path:
     path = tmp_path / "oauth-providers.json"
@@ -66,7 +83,8 @@ def providers_file(idp: MockIdP, tmp_path: Path) -> Path:
 def bed_providers_file(idp: MockIdP, dovecot: Dovecot, smtp: SubmissionServer, tmp_path: Path) -> Path:
     """Also point the mail servers at the Dovecot/SMTP bed."""
     overrides = idp_overrides(idp)
-    for key in ("google", "microsoft"):
+    overrides["plain"] = plain_provider(idp)
+    for key in ("google", "microsoft", "plain"):
         overrides[key]["imap"] = {"host": "127.0.0.1", "port": dovecot.imaps_port, "security": "ssl"}
         overrides[key]["smtp"] = {"host": "127.0.0.1", "port": smtp.tls_port, "security": "ssl"}
     path = tmp_path / "oauth-providers-bed.json"

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import imaplib
 import smtplib
+import uuid
 from email.message import EmailMessage
 from urllib.parse import parse_qs, urlsplit
 
@@ -232,3 +233,73 @@ async def test_one_device_poller_across_workers(client, api_services, api_settin
         assert record.status == "complete" and record.device_code is None
     finally:
         await other.aclose()
+
+
+async def test_the_sign_in_is_bound_to_the_browser_that_started_it(client, browser, api_app, idp):
+    """A sign-in link forwarded to someone else must not attach their mailbox to this tenant: the
+    callback needs the start page's cookie (RFC 9700 4.7.1), and a start link binds one browser."""
+    started = (await client.post("/v1/oauth/google/authorize", json={"email": "olga@example.test"})).json()
+    provider_url = await open_start_link(browser, started["authorization_url"])
+    assert await open_start_link(browser, started["authorization_url"]) == provider_url  # a reload
+    async with httpx.AsyncClient() as provider_site:
+        callback = (await provider_site.get(provider_url)).headers["location"].removeprefix(PUBLIC_URL)
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=api_app), base_url=PUBLIC_URL) as other:
+        stolen = await other.get(callback)
+        assert stolen.status_code == 400 and stolen.json()["error"] == "oauth_browser_mismatch"
+        page = await other.get(callback, headers={"Accept": "text/html"})
+        assert page.status_code == 400 and "oauth_browser_mismatch" in page.text
+        second = await other.get(started["authorization_url"].removeprefix(PUBLIC_URL))
+        assert second.status_code == 400 and second.json()["error"] == "oauth_browser_mismatch"
+        assert "set-cookie" not in second.headers
+    mailboxes = (await client.get("/v1/mailboxes")).json()
+    assert all(m["email"] != "olga@example.test" for m in mailboxes["items"])
+    finished = await browser.get(callback)  # the browser that started it still can
+    assert finished.status_code == 200 and finished.json()["mailbox"]["email"] == "olga@example.test"
+
+
+async def test_reconnecting_as_another_account_is_refused_and_its_tokens_revoked(
+    client, browser, api_services, api_tenant, idp
+):
+    owner, intruder = f"pat-{uuid.uuid4().hex[:6]}@example.test", f"quinn-{uuid.uuid4().hex[:6]}@example.test"
+    first = (await browser.get(await sign_in(client, browser, "google", email=owner))).json()
+    mailbox_id = first["mailbox"]["id"]
+    before = await api_services.mailboxes.get(api_tenant.id, mailbox_id)
+    idp.state.login_as[owner] = intruder  # at the provider, the browser is signed in as someone else
+    try:
+        response = await browser.get(await sign_in(client, browser, "google", mailbox_id=mailbox_id))
+    finally:
+        idp.state.login_as.pop(owner)
+    assert response.status_code == 409 and response.json()["error"] == "oauth_account_mismatch"
+    assert owner in response.json()["detail"] and response.json()["mailbox_id"] == mailbox_id
+    after = await api_services.mailboxes.get(api_tenant.id, mailbox_id)
+    assert after.token_version == before.token_version and after.oauth is not None
+    assert after.oauth.connected_email == owner and after.email == owner
+    assert after.oauth.access_token == before.oauth.access_token  # type: ignore[union-attr]
+    revoked = [(r["email"], r["kind"]) for r in idp.state.revocations if r["email"] == intruder]
+    assert revoked == [(intruder, "refresh_token")]
+
+
+async def test_a_provider_without_openid_connects_with_the_given_address(
+    client, browser, api_services, api_tenant, idp, dovecot, tls_ctx, secret_watch
+):
+    """No id_token, no userinfo: the address typed is used; the first IMAP login confirms it."""
+    email = f"plain-{uuid.uuid4().hex[:6]}@example.test"
+    response = await browser.get(await sign_in(client, browser, "plain", email=email))
+    assert response.status_code == 200, response.text
+    mailbox = response.json()["mailbox"]
+    assert mailbox["email"] == email and mailbox["status"] == "pending"
+    assert mailbox["oauth"]["connected_email"] is None  # the provider did not name the account
+    token = await api_services.oauth.oauth.tokens.get_access_token(mailbox["id"])
+    secret_watch.add(token.reveal())
+    imap = imaplib.IMAP4_SSL("127.0.0.1", dovecot.imaps_port, ssl_context=tls_ctx)
+    assert imap.authenticate("XOAUTH2", lambda _: xoauth2(email, token.reveal()))[0] == "OK"
+    imap.logout()
+
+
+async def test_a_provider_without_openid_and_no_address_revokes_what_it_got(client, browser, idp):
+    before = len(idp.state.revocations)
+    response = await browser.get(await sign_in(client, browser, "plain"))
+    assert response.status_code == 502 and response.json()["error"] == "oauth_identity_invalid"
+    assert "no address was given" in response.json()["detail"]
+    revoked = idp.state.revocations[before:]
+    assert [(r["kind"], r["client_id"]) for r in revoked] == [("refresh_token", "test-client")]

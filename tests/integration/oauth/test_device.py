@@ -4,15 +4,21 @@ from __future__ import annotations
 
 import asyncio
 import json
+import uuid
 from datetime import timedelta
 
 import httpx
 import pytest
 
-from mailport.errors import DeviceCodeExpiredError, DeviceFlowUnsupportedError, OAuthDeniedError
+from mailport.errors import (
+    DeviceCodeExpiredError,
+    DeviceFlowUnsupportedError,
+    OAuthDeniedError,
+    OAuthIdentityError,
+)
 from mailport.oauth import DeviceFlow, InstanceApps, ProviderRegistry, configured_providers
 from mailport.oauth.client import utcnow
-from tests.integration.oauth.conftest import idp_overrides
+from tests.integration.oauth.conftest import idp_overrides, plain_provider
 from tests.mailstack.idp import MockIdP
 
 
@@ -109,3 +115,53 @@ async def test_provider_added_by_file_with_google_spelling(idp, settings, tmp_pa
     approve(idp, auth.user_code, email="erin@example.test")
     account = await flow.wait(auth)
     assert account.email == "erin@example.test" and account.smtp is None
+
+
+@pytest.mark.parametrize(
+    ("client_id", "secret", "method"),
+    [
+        ("test-client", "test-secret", "client_secret_post"),
+        ("test-client", "test-secret", "client_secret_basic"),
+        ("public-client", None, "none"),
+    ],
+)
+async def test_confidential_and_public_device_clients(
+    idp, settings, tmp_path, oauth_client, client_id, secret, method
+):
+    """RFC 8628 3.1: a confidential client authenticates at the device authorization endpoint
+    (the local server answers invalid_client otherwise); a public client sends its client_id."""
+    path = tmp_path / "plain.json"
+    path.write_text(
+        json.dumps(
+            {
+                "plain": plain_provider(
+                    idp, client_id=client_id, client_secret=secret, token_auth_method=method
+                )
+            }
+        )
+    )
+    settings.oauth_providers_file = path
+    registry = ProviderRegistry.from_settings(settings)
+    flow = DeviceFlow(registry=registry, client=oauth_client, apps=InstanceApps(registry, settings))
+    auth = await flow.start("plain", tenant_id=None)
+    email = f"device-{uuid.uuid4().hex[:8]}@example.test"
+    approve(idp, auth.user_code, email=email)
+    account = await flow.wait(auth, email=email)
+    # no OpenID: the address given is used, unconfirmed until the first mail login
+    assert account.email == email and account.email_confirmed is False
+    assert account.tokens.refresh_token is not None
+
+
+async def test_a_device_sign_in_without_any_address_revokes_its_tokens(idp, settings, tmp_path, oauth_client):
+    path = tmp_path / "plain.json"
+    path.write_text(json.dumps({"plain": plain_provider(idp)}))
+    settings.oauth_providers_file = path
+    registry = ProviderRegistry.from_settings(settings)
+    flow = DeviceFlow(registry=registry, client=oauth_client, apps=InstanceApps(registry, settings))
+    auth = await flow.start("plain", tenant_id=None)
+    email = f"nameless-{uuid.uuid4().hex[:8]}@example.test"
+    approve(idp, auth.user_code, email=email)
+    with pytest.raises(OAuthIdentityError):
+        await flow.wait(auth)
+    revoked = [r for r in idp.state.revocations if r["email"] == email]
+    assert [(r["kind"], r["client_id"]) for r in revoked] == [("refresh_token", "test-client")]

@@ -202,3 +202,52 @@ async def test_disconnect_revokes_where_the_provider_can(
         await oauth_client.refresh(registry.get("google"), app, tokens.refresh_token)
     microsoft_mailbox, _, _ = await seed(token_store, idp, "microsoft")
     assert await manager.revoke(microsoft_mailbox) is False  # Microsoft has no revocation endpoint
+
+
+async def test_a_short_lived_token_is_refreshed_at_half_its_lifetime_not_on_every_use(
+    token_store, oauth_client, registry, apps, idp
+):
+    """A 300 s token with the default 300 s refresh-ahead window was refreshed on every use (and
+    each refresh rotated Microsoft's refresh token); the window is capped at half the lifetime."""
+    now = [utcnow()]
+    manager = TokenManager(
+        token_store,
+        client=oauth_client,
+        registry=registry,
+        apps=apps,
+        refresh_ahead=timedelta(seconds=300),
+        clock=lambda: now[0],
+    )
+    email = f"m{uuid.uuid4().hex[:10]}@example.test"
+    issued = issue_token(idp, email, expires_in=300)
+    tokens = TokenSet(
+        access_token=Secret(str(issued["access_token"])),
+        refresh_token=Secret(str(issued["refresh_token"])),
+        expires_at=now[0] + timedelta(seconds=300),
+        issued_at=now[0],
+    )
+    mailbox_id = f"mb_{uuid.uuid4().hex[:8]}"
+    await token_store.create(mailbox_id, "microsoft", tokens, tenant_id="t1")
+    assert manager.refresh_window(tokens) == timedelta(seconds=150)
+    for _ in range(5):
+        assert await manager.get_access_token(mailbox_id) == tokens.access_token
+    now[0] += timedelta(seconds=140)
+    assert await manager.get_access_token(mailbox_id) == tokens.access_token
+    assert refresh_count(idp, email) == 0
+    now[0] += timedelta(seconds=20)  # 160 s in: within the last half of its life
+    refreshed = await manager.get_access_token(mailbox_id)
+    assert refreshed != tokens.access_token and refresh_count(idp, email) == 1
+    stored = await token_store.load(mailbox_id)
+    assert stored.tokens.issued_at is not None  # recorded, so the next window is bounded too
+
+
+def test_the_refresh_window_never_exceeds_half_the_lifetime(manager):
+    start = utcnow()
+    for lifetime, window in ((300, 150), (60, 30), (3600, 300), (0, 0)):
+        tokens = TokenSet(
+            access_token=Secret("a"),
+            refresh_token=None,
+            expires_at=start + timedelta(seconds=lifetime),
+            issued_at=start,
+        )
+        assert manager.refresh_window(tokens) == timedelta(seconds=window)

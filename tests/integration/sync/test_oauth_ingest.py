@@ -6,7 +6,9 @@ from __future__ import annotations
 
 import asyncio
 import json
+import uuid
 from datetime import UTC, datetime, timedelta
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -120,3 +122,96 @@ async def test_a_dead_grant_means_reauth_required_once(
     stored = await services.mailboxes.repository.get_by_id(mailbox.id)
     assert stored.health.status.value == "reauth_required"
     assert events[0].payload["error"] in ("reauth_required", "oauth_invalid_grant")
+
+
+async def test_an_outage_of_the_authorization_server_is_temporary(
+    services: Services,
+    dovecot: Dovecot,
+    idp: MockIdP,
+    idp_outage: Callable[[bool], None],
+    oauth_user: tuple[str, dict[str, object]],
+) -> None:
+    """Introspection and token endpoint down: Dovecot answers NO [UNAVAILABLE]. The mailbox is in
+    `error` (never `reauth_required`), retried within seconds, and connects once the server is back."""
+    email, token = oauth_user
+    mailbox = await _oauth_mailbox(
+        services,
+        dovecot,
+        email,
+        str(token["access_token"]),
+        str(token["refresh_token"]),
+        datetime.now(UTC) + timedelta(hours=1),
+    )
+    from mailport.sync import Orchestrator, WatcherOptions
+
+    orchestrator = Orchestrator(
+        services,
+        reconcile_interval=0.2,
+        options=WatcherOptions(backoff_base=0.1, backoff_cap=0.5, auth_retry_seconds=1800),
+    )
+    idp_outage(True)
+    await orchestrator.start()
+    try:
+        errors = await wait_for(
+            lambda: all_events(services, mailbox_id=mailbox.id, type="mailbox.error"), timeout=10
+        )
+        assert "[UNAVAILABLE]" in errors[0].payload["detail"]
+        # retried with backoff, not parked for auth_retry_seconds
+        await wait_for(lambda: _failures_at_least(orchestrator, mailbox.id, 3), timeout=10)
+        stored = await services.mailboxes.repository.get_by_id(mailbox.id)
+        assert stored.health.status.value == "error"
+        idp_outage(False)
+        await wait_for(
+            lambda: all_events(services, mailbox_id=mailbox.id, type="mailbox.connected"), timeout=10
+        )
+    finally:
+        idp_outage(False)
+        await orchestrator.stop()
+    assert not await all_events(services, mailbox_id=mailbox.id, type="mailbox.reauth_required")
+    stored = await services.mailboxes.repository.get_by_id(mailbox.id)
+    assert stored.health.status.value == "connected"
+    assert idp.state.refresh_grants.get(email, 0) == 0  # [UNAVAILABLE] is no reason to refresh
+
+
+async def _failures_at_least(orchestrator: object, mailbox_id: str, count: int) -> bool:
+    watcher = orchestrator.watchers[mailbox_id]  # type: ignore[attr-defined]
+    return bool(watcher.status.consecutive_failures >= count)
+
+
+async def test_a_mailbox_wrongly_in_reauth_required_recovers_when_a_refresh_succeeds(
+    services: Services, dovecot: Dovecot, idp: MockIdP
+) -> None:
+    """Marked `reauth_required` by a failure that was only temporary (an older release did so on
+    [UNAVAILABLE]): the grant is alive, so the watcher's token request refreshes and connects."""
+    from mailport.mailboxes.models import MailboxStatus
+    from mailport.sync import Orchestrator, WatcherOptions
+
+    email = f"wrongly-marked-{uuid.uuid4().hex[:8]}@example.test"
+    token = issue_token(idp, email)
+    mailbox = await _oauth_mailbox(
+        services,
+        dovecot,
+        email,
+        str(token["access_token"]),
+        str(token["refresh_token"]),
+        datetime.now(UTC) + timedelta(hours=1),
+    )
+    await services.mailboxes.repository.record_health(
+        mailbox.id,
+        status=MailboxStatus.REAUTH_REQUIRED,
+        error="[oauth_token_rejected] NO [UNAVAILABLE] Temporary authentication failure.",
+        at=datetime.now(UTC),
+    )
+    orchestrator = Orchestrator(
+        services, reconcile_interval=0.2, options=WatcherOptions(backoff_base=0.1, backoff_cap=0.2)
+    )
+    await orchestrator.start()
+    try:
+        await wait_for(
+            lambda: all_events(services, mailbox_id=mailbox.id, type="mailbox.connected"), timeout=10
+        )
+    finally:
+        await orchestrator.stop()
+    stored = await services.mailboxes.repository.get_by_id(mailbox.id)
+    assert stored.health.status.value == "connected"
+    assert idp.state.refresh_grants[email] == 1  # one refresh proved the grant alive
