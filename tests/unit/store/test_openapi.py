@@ -9,7 +9,7 @@ from mailport.api import create_app
 from mailport.config import Settings
 
 # Opened by a user's browser, not an API client: authorized by the signed OAuth state instead.
-BROWSER_ROUTES = {("/v1/oauth/{provider}/callback", "get")}
+BROWSER_ROUTES = {("/v1/oauth/{provider}/callback", "get"), ("/v1/oauth/{provider}/start", "get")}
 
 
 def spec() -> dict[str, Any]:
