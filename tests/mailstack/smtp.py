@@ -103,7 +103,12 @@ class SubmissionHandler:
                 token = p[12:]
         ok = False
         if user and token and self.token_validator:
-            ok = await asyncio.to_thread(self.token_validator, user, token)
+            try:
+                ok = await asyncio.to_thread(self.token_validator, user, token)
+            except OSError:  # the introspection endpoint is down (idp outage): temporary, RFC 4954
+                return AuthResult(
+                    success=False, handled=False, message="454 4.7.0 Temporary authentication failure"
+                )
         if ok:
             server.session.auth_mech = mech
             return AuthResult(success=True, auth_data=user)

@@ -284,6 +284,8 @@ async def test_an_unavailable_auth_server_is_an_error_not_reauth_required(
     idp_outage(False)
     auth = body["imap"]["steps"][-1]
     assert body["ok"] is False and "[UNAVAILABLE]" in auth["server_said"]
+    smtp_auth = body["smtp"]["steps"][-1]  # the SMTP server cannot check the token either
+    assert smtp_auth["server_said"] == "454 4.7.0 Temporary authentication failure"
     mailbox = (await tenant_client.get(f"/v1/mailboxes/{mailbox_id}")).json()
     assert mailbox["status"] == "error"
     assert idp.state.refresh_grants.get(email, 0) == 0
