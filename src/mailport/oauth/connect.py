@@ -34,6 +34,7 @@ from mailport.errors import (
     OAuthDeniedError,
     OAuthUnavailableError,
 )
+from mailport.failures import is_temporary
 from mailport.mailboxes.models import AuthMethod, Mailbox, MailboxStatus, NewMailbox, OAuthGrant, Security
 from mailport.mailboxes.models import ServerSettings as MailboxServer
 from mailport.oauth.authcode import AuthorizationRequest, BrowserStart, ConnectedAccount
@@ -338,8 +339,6 @@ class OAuthConnectService:
                 )
                 await self._flows.finish(flow_id, status="complete", mailbox_id=mailbox.id, now=now)
                 return
-            except OAuthUnavailableError:
-                continue  # network trouble: keep polling until the code expires
             except OAuthDeniedError as exc:
                 await self._flows.finish(flow_id, status="denied", error=exc.message, now=now)
                 return
@@ -347,6 +346,8 @@ class OAuthConnectService:
                 await self._flows.finish(flow_id, status="expired", error=exc.message, now=now)
                 return
             except MailportError as exc:
+                if is_temporary(exc):
+                    continue  # network trouble, provider 5xx: keep polling until the code expires
                 log.warning("device sign-in %s failed: %s", flow_id, exc.code)
                 await self._flows.finish(flow_id, status="error", error=f"{exc.code}: {exc.message}", now=now)
                 return

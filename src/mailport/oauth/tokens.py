@@ -38,6 +38,7 @@ from mailport.errors import (
     OAuthUnavailableError,
     ReauthRequiredError,
 )
+from mailport.failures import Verdict, classify
 from mailport.metrics import TOKEN_REFRESHES
 from mailport.oauth.apps import AppResolver
 from mailport.oauth.client import Clock, OAuthClient, TokenResponse, utcnow
@@ -247,28 +248,27 @@ class TokenManager:
                 raise OAuthInvalidGrantError(f"{provider.name} gave no refresh token for this mailbox")
             app = await self._apps.resolve(stored.provider, stored.tenant_id)
             response = await self._client.refresh(provider, app, old.refresh_token)
-        except OAuthInvalidGrantError as exc:
-            said = exc.server_said or exc.message
-            await self._store.mark_reauth_required(mailbox_id, error=said)
-            log.warning("mailbox %s: %s refused the refresh token: reauth", mailbox_id, provider.name)
-            raise ReauthRequiredError(
-                f"mailbox {mailbox_id} must be connected again ({provider.name} refused its refresh token)",
-                server_said=said,
-                mailbox_id=mailbox_id,
-            ) from exc
-        except OAuthUnavailableError:
+        except Exception as exc:
+            verdict = classify(exc)  # the one rule: only the token endpoint's invalid_grant is REAUTH
+            if verdict is Verdict.REAUTH:
+                said = getattr(exc, "server_said", None) or str(exc)
+                await self._store.mark_reauth_required(mailbox_id, error=said)
+                log.warning("mailbox %s: %s refused the refresh token: reauth", mailbox_id, provider.name)
+                raise ReauthRequiredError(
+                    f"mailbox {mailbox_id} must be connected again "
+                    f"({provider.name} refused its refresh token)",
+                    server_said=said,
+                    mailbox_id=mailbox_id,
+                ) from exc
             await self._store.release_refresh(mailbox_id, expected_version=stored.version)
-            if stored.reauth_error is None and self._usable(old, None):
+            if verdict is Verdict.RETRY and stored.reauth_error is None and self._usable(old, None):
                 log.warning(
                     "mailbox %s: %s unreachable for a refresh; using the current token until it expires",
                     mailbox_id,
                     provider.name,
                 )
                 return old.access_token
-            raise
-        except Exception:  # OAuthClientRejectedError, OAuthNotConfiguredError, … : not the grant's fault
-            await self._store.release_refresh(mailbox_id, expected_version=stored.version)
-            raise
+            raise  # ERROR (the app refused, none configured …) or no usable token: not the grant's fault
         new = TokenSet.from_response(response, previous=old)
         if new.refresh_token is None:
             new = replace(new, refresh_token=old.refresh_token)
