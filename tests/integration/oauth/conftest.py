@@ -185,6 +185,7 @@ def api_settings(
     settings.google_client_secret = SecretStr("test-secret")
     settings.microsoft_client_id = "test-client"
     settings.microsoft_client_secret = SecretStr("test-secret")
+    settings.allow_private_hosts = True  # the bed's mail servers listen on loopback
     return settings
 
 

@@ -238,7 +238,8 @@ async def test_one_device_poller_across_workers(client, api_services, api_settin
 async def test_the_sign_in_is_bound_to_the_browser_that_started_it(client, browser, api_app, idp):
     """A sign-in link forwarded to someone else must not attach their mailbox to this tenant: the
     callback needs the start page's cookie (RFC 9700 4.7.1), and a start link binds one browser."""
-    started = (await client.post("/v1/oauth/google/authorize", json={"email": "olga@example.test"})).json()
+    body = {"email": "olga@example.test", "return_url": "https://app.example/done"}
+    started = (await client.post("/v1/oauth/google/authorize", json=body)).json()
     provider_url = await open_start_link(browser, started["authorization_url"])
     assert await open_start_link(browser, started["authorization_url"]) == provider_url  # a reload
     async with httpx.AsyncClient() as provider_site:
@@ -254,7 +255,8 @@ async def test_the_sign_in_is_bound_to_the_browser_that_started_it(client, brows
     mailboxes = (await client.get("/v1/mailboxes")).json()
     assert all(m["email"] != "olga@example.test" for m in mailboxes["items"])
     finished = await browser.get(callback)  # the browser that started it still can
-    assert finished.status_code == 200 and finished.json()["mailbox"]["email"] == "olga@example.test"
+    assert finished.status_code == 303
+    assert finished.headers["location"].startswith("https://app.example/done?mailbox_id=")
 
 
 async def test_reconnecting_as_another_account_is_refused_and_its_tokens_revoked(
@@ -303,3 +305,32 @@ async def test_a_provider_without_openid_and_no_address_revokes_what_it_got(clie
     assert "no address was given" in response.json()["detail"]
     revoked = idp.state.revocations[before:]
     assert [(r["kind"], r["client_id"]) for r in revoked] == [("refresh_token", "test-client")]
+
+
+async def test_a_wrong_given_address_is_not_confirmed_by_the_first_login(
+    client, browser, api_services, api_tenant, idp, dovecot, monkeypatch
+):
+    """The provider does not name the account and the user typed another address than the one
+    they signed in with: the first login (here the mailbox test) refuses it; an `error` the user
+    can see, not a mailbox silently attached to the wrong address, and not `reauth_required`."""
+    from mailport.imap.transport import shared_context
+
+    typed, real = f"typed-{uuid.uuid4().hex[:6]}@example.test", f"real-{uuid.uuid4().hex[:6]}@example.test"
+    idp.state.login_as[typed] = real
+    try:
+        response = await browser.get(await sign_in(client, browser, "plain", email=typed))
+    finally:
+        idp.state.login_as.pop(typed)
+    mailbox_id = response.json()["mailbox"]["id"]
+    monkeypatch.setenv("SSL_CERT_FILE", dovecot.ca_file)  # trust the bed's CA for this check
+    shared_context.cache_clear()
+    try:
+        result = await api_services.checks.test_mailbox(api_tenant.id, mailbox_id)
+    finally:
+        monkeypatch.delenv("SSL_CERT_FILE")
+        shared_context.cache_clear()
+    assert not result.ok and result.failure is not None
+    assert result.failure[1].step == "authentication"
+    mailbox = await api_services.mailboxes.get(api_tenant.id, mailbox_id)
+    assert mailbox.health.status.value == "error" and mailbox.oauth is not None
+    assert mailbox.oauth.connected_email is None

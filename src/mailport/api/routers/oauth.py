@@ -19,7 +19,7 @@ from fastapi.responses import HTMLResponse, RedirectResponse
 from mailport.api.deps import Caller, error_responses, get_services, require_tenant
 from mailport.bootstrap import Services
 from mailport.crypto import Secret
-from mailport.errors import MailportError
+from mailport.errors import MailportError, OAuthBrowserMismatchError
 from mailport.mailboxes.schemas import MailboxRead
 from mailport.oauth.connect import expires_in
 from mailport.oauth.schemas import (
@@ -86,8 +86,12 @@ async def authorize(
 def _failure(
     exc: MailportError, request: Request, services: Services, provider: str, state: str | None
 ) -> Response:
-    """A failed start page or callback: back to the return URL, an HTML page, or JSON."""
-    return_url = services.oauth.return_url_of(state, provider)
+    """A failed start page or callback: back to the return URL, an HTML page, or JSON.
+
+    A browser that did not start the sign-in is not sent to its return URL: that URL belongs
+    to whoever started it."""
+    bound = not isinstance(exc, OAuthBrowserMismatchError)
+    return_url = services.oauth.return_url_of(state, provider) if bound else None
     if return_url:
         return RedirectResponse(_with_query(return_url, {"error": exc.code}), status_code=303)
     if "text/html" in request.headers.get("accept", ""):
