@@ -154,7 +154,8 @@ class AuthorizationCodeFlow:
             provider_url=await self._provider_url(provider_key, state, opened),
             cookie_name=self.cookie_name(opened),
             cookie_value=opened.binding,
-            cookie_path=f"/v1/oauth/{provider_key}/",
+            # as the browser sees it: behind a proxy, the public URL may carry a path prefix
+            cookie_path=f"{urlsplit(self._public_url).path}/v1/oauth/{provider_key}/",
             max_age=max(1, int((opened.expires_at - self._clock()).total_seconds())),
             secure=urlsplit(self._public_url).scheme == "https",
         )

@@ -138,7 +138,8 @@ class OAuthConnectService:
         self.oauth.registry.get(provider)
         if mailbox_id is not None:
             mailbox = await self._mailboxes.get(tenant_id, mailbox_id)
-            email = email or mailbox.email
+            # the account it was connected with (a Microsoft UPN may differ from the address)
+            email = email or (mailbox.oauth.connected_email if mailbox.oauth else None) or mailbox.email
         return await self.oauth.code_flow.start(
             provider,
             tenant_id=tenant_id,
@@ -170,7 +171,6 @@ class OAuthConnectService:
             error_description=error_description,
             cookies=cookies,
         )
-        await self._states.purge(now=self._clock())  # consumed nonces past their expiry
         assert account.state is not None and account.state.tenant_id is not None
         mailbox, created = await self._keep_or_revoke(
             account.state.tenant_id,
@@ -178,6 +178,7 @@ class OAuthConnectService:
             mailbox_id=account.state.mailbox_id,
             purpose=account.state.purpose,
         )
+        await self._states.purge(now=self._clock())  # consumed nonces past their expiry
         return Connected(mailbox, account.state.return_url, created)
 
     async def _keep_or_revoke(
