@@ -111,6 +111,42 @@ def test_imap_xoauth2_accepts_a_valid_token(dovecot, tls_ctx, oauth_user):
     client.logout()
 
 
+def test_outage_mode_makes_dovecot_answer_unavailable(dovecot, tls_ctx, idp, idp_outage, oauth_user):
+    email, token = oauth_user
+    idp_outage(True)
+    assert httpx.post(f"{idp.url}/introspect", data={"token": "x"}).status_code == 503
+    assert httpx.post(f"{idp.url}/google/token", data={"grant_type": "refresh_token"}).status_code == 503
+    client = imaplib.IMAP4_SSL("127.0.0.1", dovecot.imaps_port, ssl_context=tls_ctx)
+    with pytest.raises(imaplib.IMAP4.error, match=r"\[UNAVAILABLE\]"):
+        client.authenticate("XOAUTH2", lambda _: xoauth2(email, str(token["access_token"])))
+    idp_outage(False)
+    client = imaplib.IMAP4_SSL("127.0.0.1", dovecot.imaps_port, ssl_context=tls_ctx)
+    assert client.authenticate("XOAUTH2", lambda _: xoauth2(email, str(token["access_token"])))[0] == "OK"
+    client.logout()
+
+
+def test_a_provider_without_openid_and_the_revocation_log(idp):
+    email = f"plain-{secrets.token_hex(4)}@example.test"
+    token = issue_token(idp, email, scope="mail openid email")
+    form = {"grant_type": "refresh_token", "refresh_token": str(token["refresh_token"])}
+    auth = ("test-client", "test-secret")
+    assert "id_token" in httpx.post(f"{idp.url}/google/token", data=form, auth=auth).json()
+    refreshed = httpx.post(f"{idp.url}/plain/token", data=form, auth=auth).json()
+    assert refreshed["access_token"] and "id_token" not in refreshed
+    assert httpx.get(f"{idp.url}/plain/userinfo").status_code == 404
+    revoke = {"token": str(token["refresh_token"]), "token_type_hint": "refresh_token"}
+    assert httpx.post(f"{idp.url}/plain/revoke", data=revoke, auth=auth).status_code == 200
+    logged = httpx.get(f"{idp.url}/_test/revocations", params={"email": email}).json()
+    assert logged == [
+        {
+            "client_id": "test-client",
+            "token_type_hint": "refresh_token",
+            "kind": "refresh_token",
+            "email": email,
+        }
+    ]
+
+
 def test_imap_oauthbearer_accepts_a_valid_token(dovecot, tls_ctx, oauth_user):
     email, token = oauth_user
     client = imaplib.IMAP4_SSL("127.0.0.1", dovecot.imaps_port, ssl_context=tls_ctx)
@@ -264,8 +300,14 @@ def test_authorization_code_with_pkce_and_refresh(idp: MockIdP, prefix: str):
 
 def test_device_authorization_grant(idp: MockIdP):
     base = f"{idp.url}/microsoft/organizations/oauth2/v2.0"
+    # RFC 8628 3.1: a confidential client authenticates here too; a public one sends its id
+    unauthenticated = httpx.post(f"{base}/devicecode", data={"client_id": "test-client", "scope": "x"})
+    assert unauthenticated.status_code == 401 and unauthenticated.json()["error"] == "invalid_client"
+    public = httpx.post(f"{base}/devicecode", data={"client_id": "public-client", "scope": "x"})
+    assert public.status_code == 200 and public.json()["user_code"]
     start = httpx.post(
-        f"{base}/devicecode", data={"client_id": "test-client", "scope": "offline_access"}
+        f"{base}/devicecode",
+        data={"client_id": "test-client", "client_secret": "test-secret", "scope": "offline_access"},
     ).json()
     assert start["verification_uri"] and start["user_code"] and start["interval"] >= 1
     poll = {
