@@ -99,7 +99,8 @@ def install_error_handlers(app: FastAPI) -> None:
         if first.get("type") == "extra_forbidden":
             code, message = "unknown_field", f"unknown field {field!r}"
         elif first.get("type") == "json_invalid":
-            error = (first.get("ctx") or {}).get("error", "")
+            ctx = first.get("ctx")
+            error = ctx.get("error", "") if isinstance(ctx, dict) else ""
             return _invalid_json(f"the body is not valid JSON: {error}".rstrip(": "))
         body = {
             "error": code,
