@@ -13,7 +13,6 @@ from typing import Annotated, Any, Literal
 from pydantic import (
     AfterValidator,
     BaseModel,
-    ConfigDict,
     Field,
     SecretStr,
     StringConstraints,
@@ -22,7 +21,7 @@ from pydantic import (
 
 from mailport.check.model import CheckCredentials, CheckResult, ServerTarget
 from mailport.crypto import Secret
-from mailport.mailboxes.validation import clean_line, normalize_email
+from mailport.validation import Email, RequestModel, clean_line
 
 CheckHost = Annotated[
     str,
@@ -33,11 +32,7 @@ CheckHost = Annotated[
 Provider = Annotated[str, StringConstraints(pattern=r"^[a-z0-9_.-]{1,50}$")]
 
 
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-
-class CheckServer(_Strict):
+class CheckServer(RequestModel):
     host: CheckHost
     port: int = Field(..., ge=1, le=65535, strict=True)
     security: Literal["ssl", "starttls", "none"]
@@ -49,10 +44,10 @@ class CheckServer(_Strict):
         return ServerTarget(self.host, self.port, self.security, self.username)
 
 
-class CheckRequest(_Strict):
+class CheckRequest(RequestModel):
     """Settings and credentials to test (nothing is stored)."""
 
-    email: Annotated[str, StringConstraints(max_length=320), AfterValidator(normalize_email)] | None = None
+    email: Email | None = None
     username: (
         Annotated[str, StringConstraints(min_length=1, max_length=320), AfterValidator(clean_line)] | None
     ) = None

@@ -14,6 +14,7 @@ import socket
 import ssl
 from contextlib import suppress
 
+from mailport import sasl
 from mailport.check.model import CheckCredentials, ServerTarget
 from mailport.check.steps import Deadline, StepRecorder, authentication_step, plaintext_evidence, tls_step
 from mailport.check.tls import describe, hostname_mismatch, unverified_context
@@ -70,12 +71,9 @@ def _extensions(extensions: dict[str, str]) -> str:
 
 
 def _mechanism(client: SmtpClient, credentials: CheckCredentials) -> str:
-    offered = client.auth_mechanisms
-    if credentials.password is not None:
-        return "PLAIN" if "PLAIN" in offered or "LOGIN" not in offered else "LOGIN"
-    if "XOAUTH2" in offered or "OAUTHBEARER" not in offered:
-        return "XOAUTH2"
-    return "OAUTHBEARER"
+    """The mechanism the sign-in step names (the client then sends only an advertised one)."""
+    wanted = sasl.PASSWORD_MECHANISMS if credentials.password is not None else sasl.OAUTH_MECHANISMS
+    return sasl.preferred_mechanism(wanted, client.auth_mechanisms)
 
 
 async def check_smtp(

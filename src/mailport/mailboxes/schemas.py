@@ -1,6 +1,7 @@
 """Request and response bodies of ``/v1/mailboxes`` (never ORM rows, never a secret out).
 
-Requests refuse unknown fields (``unknown_field``). A password arrives as ``SecretStr``: no
+Requests are :class:`~mailport.validation.RequestModel`: unknown fields are refused
+(``unknown_field``), and so is unstorable text anywhere. A password arrives as ``SecretStr``: no
 ``repr`` and no validation error shows it. Responses say ``has_password`` and give OAuth
 metadata (provider, connected address, scopes, expiry) but no password or token.
 """
@@ -10,7 +11,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, SecretStr, StringConstraints
+from pydantic import AfterValidator, BaseModel, Field, SecretStr, StringConstraints
 
 from mailport.crypto.secret_input import SecretText
 from mailport.mailboxes.models import (
@@ -25,16 +26,14 @@ from mailport.mailboxes.validation import (
     AFTER_PROCESSING_HELP,
     check_password,
     clean_folder,
-    clean_line,
-    normalize_email,
     normalize_host,
     validate_after_processing,
 )
+from mailport.validation import Email, RequestModel, clean_line
 
 MIN_CHECK_INTERVAL = 10
 MAX_CHECK_INTERVAL = 86_400
 
-Email = Annotated[str, StringConstraints(max_length=320), AfterValidator(normalize_email)]
 Host = Annotated[str, StringConstraints(min_length=1, max_length=260), AfterValidator(normalize_host)]
 Port = Annotated[int, Field(ge=1, le=65535, strict=True)]
 Username = Annotated[str, StringConstraints(min_length=1, max_length=320), AfterValidator(clean_line)]
@@ -69,11 +68,7 @@ AfterProcessing = Annotated[
 ]
 
 
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", hide_input_in_errors=True)
-
-
-class ServerIn(_Strict):
+class ServerIn(RequestModel):
     host: Host
     port: Port
     security: Security
@@ -83,7 +78,7 @@ class ServerIn(_Strict):
         return ServerSettings(self.host, self.port, self.security, self.username)
 
 
-class SettingsIn(_Strict):
+class SettingsIn(RequestModel):
     from_name: FromName | None = None
     check_interval: CheckInterval = 60
     folder: Folder = "INBOX"
@@ -98,7 +93,7 @@ class SettingsIn(_Strict):
         )
 
 
-class SettingsPatch(_Strict):
+class SettingsPatch(RequestModel):
     """Only the fields sent are changed; ``from_name: null`` clears the from-name."""
 
     from_name: FromName | None = None
@@ -107,7 +102,7 @@ class SettingsPatch(_Strict):
     after_processing: AfterProcessing | None = None
 
 
-class MailboxCreate(_Strict):
+class MailboxCreate(RequestModel):
     email: Email
     label: Label | None = None
     purpose: Purpose | None = None
@@ -118,7 +113,7 @@ class MailboxCreate(_Strict):
     settings: SettingsIn | None = None
 
 
-class MailboxUpdate(_Strict):
+class MailboxUpdate(RequestModel):
     """Only the fields sent are changed. ``smtp: null`` removes SMTP; ``label: null`` clears it."""
 
     label: Label | None = None

@@ -22,11 +22,10 @@ from starlette.responses import Response
 from mailport.api.routers.detect import get_detector
 from mailport.crypto import Secret
 from mailport.detect import DetectionResult, Detector
-from mailport.detect.detector import HINT_MANUAL
 from mailport.errors import InputError, InvalidEmailError, all_error_classes
 from mailport.mailboxes.models import AuthMethod, MailboxStatus, NewMailbox, ProcessingSettings
 from mailport.mailboxes.schemas import MailboxUpdate, ServerIn, SettingsIn, SettingsPatch
-from mailport.mailboxes.validation import normalize_email
+from mailport.validation import normalize_email
 from mailport.web.checks import CheckRun, CheckTarget
 from mailport.web.deps import csrf, wizard_user
 from mailport.web.draft_step import DraftStep, draft_step, open_sealed_draft
@@ -90,27 +89,9 @@ def _draft_from_detection(session: WebSession, result: DetectionResult, purpose:
 
 
 async def _detect(detector: Detector, email: str) -> DetectionResult:
-    """Detection; an address it refuses but mailboxes accept (a special-use test domain such
-    as ``.test``) gets an empty answer, i.e. manual configuration."""
-    try:
-        return await detector.detect(email)
-    except InvalidEmailError:
-        try:
-            normalized = normalize_email(email)
-        except ValueError:
-            raise InvalidEmailError("not a valid email address") from None
-        return DetectionResult(
-            email=normalized,
-            domain=normalized.rpartition("@")[2],
-            provider=None,
-            imap=None,
-            smtp=None,
-            auth_methods=(),
-            oauth=None,
-            hints=(HINT_MANUAL,),
-            source="none",
-            confidence="low",
-        )
+    """Detection; it accepts exactly the addresses a mailbox accepts (one rule,
+    :func:`mailport.validation.parse_email`), so its ``InvalidEmailError`` is final."""
+    return await detector.detect(email)
 
 
 # --------------------------------------------------------------------------- step 1: email
