@@ -30,6 +30,7 @@ from mailport.crypto import Secret
 from mailport.errors import MailportError
 from mailport.mailboxes.models import ServerSettings
 from mailport.net.guard import HostGuard
+from mailport.net.trust import MailTrust
 
 log = logging.getLogger(__name__)
 
@@ -63,10 +64,6 @@ class CheckTarget:
         if self.token_source is not None:
             return CheckCredentials(self.email, access_token=self.token_source, provider=self.provider)
         return CheckCredentials(self.email, password=self.password, provider=self.provider)
-
-
-def _server(server: ServerSettings) -> ServerTarget:
-    return ServerTarget(server.host, server.port, server.security.value, server.username)
 
 
 @dataclass
@@ -113,8 +110,8 @@ class CheckRun:
 class _LiveChecker(ConnectionChecker):
     """The connection checker, publishing each protocol's result object to one run."""
 
-    def __init__(self, guard: HostGuard, run: CheckRun, *, timeout: float) -> None:
-        super().__init__(guard, timeout=timeout)
+    def __init__(self, guard: HostGuard, run: CheckRun, *, trust: MailTrust, timeout: float) -> None:
+        super().__init__(guard, trust=trust, timeout=timeout)
         self._run = run
 
     def _recorder(self, protocol: str, target: ServerTarget, credentials: CheckCredentials) -> StepRecorder:
@@ -126,8 +123,9 @@ class _LiveChecker(ConnectionChecker):
 class CheckRuns:
     """The running and recent checks of this process."""
 
-    def __init__(self, guard: HostGuard, *, timeout: float) -> None:
+    def __init__(self, guard: HostGuard, *, trust: MailTrust, timeout: float) -> None:
         self._guard = guard
+        self._trust = trust
         self._timeout = timeout
         self._runs: dict[str, CheckRun] = {}
 
@@ -141,12 +139,14 @@ class CheckRuns:
     ) -> CheckRun:
         self._forget_old()
         run = CheckRun(secrets.token_urlsafe(12), tenant_id, time.monotonic(), context=context or {})
-        checker = _LiveChecker(self._guard, run, timeout=self._timeout)
+        checker = _LiveChecker(self._guard, run, trust=self._trust, timeout=self._timeout)
 
         async def work() -> None:
             try:
                 result = await checker.check(
-                    _server(target.imap), _server(target.smtp) if target.smtp else None, target.credentials()
+                    ServerTarget.of(target.imap),
+                    ServerTarget.of(target.smtp) if target.smtp else None,
+                    target.credentials(),
                 )
                 run.ok = result.ok
             except MailportError as exc:  # host_not_allowed, an unusable CA
