@@ -30,11 +30,14 @@ from mailport.crypto import Secret
 from mailport.errors import MailportError
 from mailport.mailboxes.models import ServerSettings
 from mailport.net.guard import HostGuard
-from mailport.net.trust import MailTrust
+from mailport.net.trust import Certificate, MailTrust
 
 log = logging.getLogger(__name__)
 
 RUN_TTL = 600.0
+# Certificate failures a person can resolve by trusting the certificate for this mailbox (a wrong
+# host name or an expired certificate have better fixes: the right host, a renewal).
+TRUSTABLE = frozenset({"certificate_self_signed", "certificate_untrusted", "certificate_changed"})
 TokenSource = Callable[[], Awaitable[Secret]]
 
 LABELS = {
@@ -96,6 +99,18 @@ class CheckRun:
             if result.protocol == protocol:
                 return list(result.steps)
         return []
+
+    @property
+    def refused_certificates(self) -> list[tuple[Certificate, list[str], str]]:
+        """Certificates a person may choose to trust (self-signed, unknown CA, or changed since
+        trusted), each with the protocols that refused it and why (the failing step's code)."""
+        found: dict[str, tuple[Certificate, list[str], str]] = {}
+        for result in self.protocols:
+            step = result.failure
+            if step is not None and step.certificate is not None and step.code in TRUSTABLE:
+                entry = found.setdefault(step.certificate.sha256, (step.certificate, [], step.code))
+                entry[1].append(result.protocol)
+        return list(found.values())
 
     @property
     def first_failure(self) -> Any:
