@@ -165,7 +165,7 @@ class Detector:
         self._http_client = http_client
         self.ssl_context = ssl_context or ssl.create_default_context()  # HTTPS (autoconfig)
         # Probes of mail servers trust what every mail connection trusts (mailport.net.trust).
-        self.mail_ssl_context = mail_ssl_context or MailTrust().context()
+        self.mail_ssl_context = mail_ssl_context or ssl_context or MailTrust().context()
         self.oauth_configured = oauth_configured or (lambda _provider: False)
         self.cache: TTLCache[tuple[str, bool], Findings] = TTLCache(self.options.cache_ttl, clock=clock)
         self.policy = AddressPolicy(allow_private=self.options.allow_private_hosts)
