@@ -16,12 +16,13 @@ from contextlib import suppress
 
 from mailport.check.model import CheckCredentials, ServerTarget
 from mailport.check.steps import Deadline, StepRecorder, authentication_step, plaintext_evidence, tls_step
-from mailport.check.tls import describe, unverified_context
+from mailport.check.tls import describe
 from mailport.errors import ConnectionLostError, MailportError
 from mailport.imap import ImapClient
 from mailport.imap.models import Security as ImapSecurity
 from mailport.net.guard import VettedHost, connect_vetted
 from mailport.net.probe import peer_certificate
+from mailport.net.trust import unverified_context
 
 _SECURITY = {"ssl": ImapSecurity.TLS, "starttls": ImapSecurity.STARTTLS, "none": ImapSecurity.PLAIN}
 

@@ -16,14 +16,6 @@ import ssl
 from mailport.imap.models import TLSInfo
 
 
-def unverified_context() -> ssl.SSLContext:
-    """Only to read the names in a certificate that failed the hostname check; nothing is sent."""
-    context = ssl.create_default_context()
-    context.check_hostname = False
-    context.verify_mode = ssl.CERT_NONE
-    return context
-
-
 def describe(info: TLSInfo | None) -> str:
     """One line: ``TLSv1.3 (cipher); certificate … for names; issued by …; valid until …; verified``."""
     if info is None:

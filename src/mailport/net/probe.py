@@ -17,10 +17,10 @@ Both connect only to the vetted addresses (:func:`mailport.net.guard.connect_vet
 from __future__ import annotations
 
 import asyncio
-import ssl
 from dataclasses import dataclass
 
 from mailport.net.guard import VettedHost, connect_vetted
+from mailport.net.trust import unverified_context
 
 
 def certificate_names(der: bytes) -> tuple[str, ...]:
@@ -90,9 +90,7 @@ async def peer_certificate_names(vetted: VettedHost, *, timeout: float = 5.0) ->
 async def peer_certificate(vetted: VettedHost, *, timeout: float = 5.0) -> bytes | None:
     """The certificate (DER) an implicit-TLS port presents, read without verifying it: to show
     a person what they would trust, or the names it holds."""
-    context = ssl.create_default_context()
-    context.check_hostname = False
-    context.verify_mode = ssl.CERT_NONE  # only to read the names; never used to send anything
+    context = unverified_context()  # only to read the certificate; never used to send anything
     sock = await connect_vetted(vetted, timeout=timeout)
     async with asyncio.timeout(timeout):
         _reader, writer = await asyncio.open_connection(

@@ -279,6 +279,15 @@ def _load_ca(context: ssl.SSLContext, field: str, cafile: str | None, cadata: st
         ) from exc
 
 
+def unverified_context() -> ssl.SSLContext:
+    """Only to *read* a certificate the server presents (to show it, or the names it holds) after
+    verification refused it; nothing is ever sent over such a connection."""
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    context.check_hostname = False
+    context.verify_mode = ssl.CERT_NONE
+    return context
+
+
 def certificate_error(exc: ssl.SSLCertVerificationError, where: str) -> TLSError:
     """A failed verification as mailport's error (IMAP and SMTP clients translate with this)."""
     if isinstance(exc, PinMismatch):

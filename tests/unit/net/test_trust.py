@@ -4,6 +4,7 @@ accepts as input, which contexts are shared, and a bad ``MAILPORT_MAIL_CA_FILE``
 from __future__ import annotations
 
 import hashlib
+import re
 import ssl
 import subprocess
 from pathlib import Path
@@ -84,3 +85,19 @@ def test_an_unusable_mail_ca_file_stops_start_up(tmp_path: Path) -> None:
     settings.mail_ca_file = tmp_path / "missing.pem"
     with pytest.raises(ConfigurationError, match="cannot read"):
         MailTrust.from_settings(settings)
+
+
+# Where a TLS context may be built outside mailport.net.trust: HTTPS to web servers, not mail.
+HTTPS_ONLY = {
+    "delivery/http1.py",  # webhooks: the system's CAs, as for any HTTPS client
+    "detect/detector.py",  # autoconfig over HTTPS
+}
+
+
+def test_mail_tls_contexts_are_built_in_one_place() -> None:
+    """A new mail connection that builds its own SSLContext would trust something else than the
+    watcher, the checks and the wizard (the bug this module fixed): it fails here first."""
+    src = Path(__file__).resolve().parents[3] / "src" / "mailport"
+    pattern = re.compile(r"create_default_context\(|SSLContext\(|load_verify_locations\(")
+    found = {str(path.relative_to(src)) for path in src.rglob("*.py") if pattern.search(path.read_text())}
+    assert found - HTTPS_ONLY == {"net/trust.py"}
