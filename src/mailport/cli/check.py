@@ -16,12 +16,12 @@ import sys
 from dataclasses import replace
 from enum import StrEnum
 from pathlib import Path
-from typing import Any
 
 import typer
 
 from mailport.check import CheckCredentials, CheckResult, ConnectionChecker, ServerTarget
 from mailport.check.model import DEFAULT_PORTS, ProtocolResult
+from mailport.cli.services import pem_file_option
 from mailport.config import Settings, load_settings
 from mailport.crypto import Secret
 from mailport.errors import InputError, MailportError
@@ -42,10 +42,6 @@ _SECURITY_BY_PORT = {
 class OnlyOption(StrEnum):
     imap = "imap"
     smtp = "smtp"
-
-
-def _pem_file(name: str, help: str) -> Any:
-    return typer.Option(None, name, metavar="F", exists=True, dir_okay=False, readable=True, help=help)
 
 
 class SecurityOption(StrEnum):
@@ -144,17 +140,21 @@ def check_command(
     only: OnlyOption | None = typer.Option(
         None, "--only", case_sensitive=False, help="Check only IMAP or only SMTP."
     ),
-    ca_file: Path | None = _pem_file(
+    ca_file: Path | None = pem_file_option(
         "--ca-file",
         "Also trust this CA (PEM) for both servers (added to the system's and MAILPORT_MAIL_CA_FILE).",
     ),
-    imap_ca_file: Path | None = _pem_file("--imap-ca-file", "Also trust this CA (PEM) for the IMAP server."),
-    smtp_ca_file: Path | None = _pem_file("--smtp-ca-file", "Also trust this CA (PEM) for the SMTP server."),
-    imap_trust_cert: Path | None = _pem_file(
+    imap_ca_file: Path | None = pem_file_option(
+        "--imap-ca-file", "Also trust this CA (PEM) for the IMAP server."
+    ),
+    smtp_ca_file: Path | None = pem_file_option(
+        "--smtp-ca-file", "Also trust this CA (PEM) for the SMTP server."
+    ),
+    imap_trust_cert: Path | None = pem_file_option(
         "--imap-trust-cert",
         "Trust exactly this server certificate (PEM) for IMAP (a pin, as a mailbox stores it).",
     ),
-    smtp_trust_cert: Path | None = _pem_file(
+    smtp_trust_cert: Path | None = pem_file_option(
         "--smtp-trust-cert", "Trust exactly this server certificate (PEM) for SMTP."
     ),
     as_json: bool = typer.Option(False, "--json", help="Print the API's JSON answer."),
