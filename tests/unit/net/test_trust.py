@@ -101,3 +101,23 @@ def test_mail_tls_contexts_are_built_in_one_place() -> None:
     pattern = re.compile(r"create_default_context\(|SSLContext\(|load_verify_locations\(")
     found = {str(path.relative_to(src)) for path in src.rglob("*.py") if pattern.search(path.read_text())}
     assert found - HTTPS_ONLY == {"net/trust.py"}
+
+
+def test_a_pin_belongs_to_its_server(cert_file: Path) -> None:
+    """PATCH semantics: a changed server without ``trusted_certificate`` keeps the pin while the
+    host stays the same, drops it for another host; ``null`` removes it."""
+    from mailport.mailboxes.models import Security, ServerSettings
+    from mailport.mailboxes.schemas import ServerIn
+
+    pin = Certificate.from_pem(cert_file.read_text())
+    current = ServerSettings("mail.example.org", 993, Security.SSL, trusted_certificate=pin)
+    same_host = ServerIn(host="mail.example.org", port=143, security=Security.STARTTLS)
+    assert same_host.to_model(current).trusted_certificate == pin
+    other_host = ServerIn(host="imap.example.net", port=993, security=Security.SSL)
+    assert other_host.to_model(current).trusted_certificate is None
+    removed = ServerIn(host="mail.example.org", port=993, security=Security.SSL, trusted_certificate=None)
+    assert removed.to_model(current).trusted_certificate is None
+    replaced = ServerIn(
+        host="imap.example.net", port=993, security=Security.SSL, trusted_certificate=cert_file.read_text()
+    )
+    assert replaced.to_model(current).trusted_certificate == pin
