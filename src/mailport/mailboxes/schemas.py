@@ -14,6 +14,7 @@ from typing import Annotated
 from pydantic import AfterValidator, BaseModel, Field, SecretStr, StringConstraints
 
 from mailport.crypto.secret_input import SecretText
+from mailport.errors import InputError
 from mailport.mailboxes.models import (
     AuthMethod,
     Mailbox,
@@ -29,6 +30,7 @@ from mailport.mailboxes.validation import (
     normalize_host,
     validate_after_processing,
 )
+from mailport.net.trust import MAX_PEM_CHARS, Certificate
 from mailport.validation import Email, RequestModel, clean_line
 
 MIN_CHECK_INTERVAL = 10
@@ -68,14 +70,39 @@ AfterProcessing = Annotated[
 ]
 
 
+def _one_certificate(text: str) -> str:
+    try:
+        return Certificate.from_pem(text).pem
+    except InputError as exc:
+        raise ValueError(exc.message) from None
+
+
+TrustedCertificatePem = Annotated[
+    str,
+    StringConstraints(max_length=MAX_PEM_CHARS),
+    AfterValidator(_one_certificate),
+    Field(
+        description="Trust exactly this certificate (PEM) for this server, like a mail client's security "
+        "exception: the server must present it; CAs, host name and expiry are then not checked. "
+        "A failed check reports the presented certificate's `pem`. null removes it.",
+    ),
+]
+
+
 class ServerIn(RequestModel):
     host: Host
     port: Port
     security: Security
     username: Username | None = Field(None, description="Defaults to the mailbox's email address")
+    trusted_certificate: TrustedCertificatePem | None = None
 
-    def to_model(self) -> ServerSettings:
-        return ServerSettings(self.host, self.port, self.security, self.username)
+    def to_model(self, current: ServerSettings | None = None) -> ServerSettings:
+        """The settings; a pinned certificate not sent is kept from ``current`` while the host
+        stays the same (a pin belongs to a server, so a new host drops it)."""
+        pinned = Certificate.from_pem(self.trusted_certificate) if self.trusted_certificate else None
+        if "trusted_certificate" not in self.model_fields_set and current is not None:
+            pinned = current.trusted_certificate if current.host == self.host else None
+        return ServerSettings(self.host, self.port, self.security, self.username, pinned)
 
 
 class SettingsIn(RequestModel):
@@ -132,11 +159,24 @@ class MailboxUpdate(RequestModel):
 # --------------------------------------------------------------------------- responses
 
 
+class TrustedCertificateOut(BaseModel):
+    """A pinned certificate, by its fingerprint and facts (the PEM is not repeated)."""
+
+    sha256: str = Field(description="SHA-256 fingerprint of the DER certificate, AB:CD:…")
+    subject: str
+    issuer: str
+    names: list[str]
+    not_before: datetime
+    not_after: datetime
+    self_signed: bool
+
+
 class ServerOut(BaseModel):
     host: str
     port: int
     security: Security
     username: str | None
+    trusted_certificate: TrustedCertificateOut | None = None
 
 
 class SettingsOut(BaseModel):
@@ -179,7 +219,15 @@ class MailboxRead(BaseModel):
             return (
                 None
                 if s is None
-                else ServerOut(host=s.host, port=s.port, security=s.security, username=s.username)
+                else ServerOut(
+                    host=s.host,
+                    port=s.port,
+                    security=s.security,
+                    username=s.username,
+                    trusted_certificate=TrustedCertificateOut.model_validate(s.trusted_certificate.summary())
+                    if s.trusted_certificate
+                    else None,
+                )
             )
 
         imap = server(mailbox.imap)

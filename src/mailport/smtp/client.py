@@ -47,6 +47,7 @@ from mailport.errors import (
 )
 from mailport.imap.models import Security, TLSInfo
 from mailport.imap.transport import shared_context, tls_info
+from mailport.net.trust import certificate_error
 
 log = logging.getLogger(__name__)
 
@@ -75,10 +76,7 @@ def translate(exc: Exception, where: str) -> MailportError:
     """aiosmtplib/ssl/OS errors -> the mailport error tree (the caller chains the cause)."""
     cause = _ssl_cause(exc)
     if isinstance(cause, ssl.SSLCertVerificationError):
-        return TLSError(
-            f"{where}: certificate verification failed: {cause.verify_message}",
-            verify_message=cause.verify_message,
-        )
+        return certificate_error(cause, where)
     if cause is not None:
         return TLSError(f"{where}: TLS failed: {cause.reason or cause}")
     if isinstance(exc, aiosmtplib.SMTPAuthenticationError):

@@ -31,6 +31,7 @@ from mailport.mailboxes.models import (
     Security,
     ServerSettings,
 )
+from mailport.net.trust import Certificate
 from mailport.store.database import Database
 from mailport.store.ids import new_id, plausible_id
 from mailport.store.tables import mailboxes
@@ -56,10 +57,12 @@ UPDATABLE = frozenset(
         "imap_port",
         "imap_security",
         "imap_username",
+        "imap_trusted_cert",
         "smtp_host",
         "smtp_port",
         "smtp_security",
         "smtp_username",
+        "smtp_trusted_cert",
         "auth_method",
         "from_name",
         "check_interval",
@@ -77,7 +80,14 @@ def server_columns(prefix: str, server: ServerSettings | None) -> dict[str, Any]
         f"{prefix}_port": server.port if server else None,
         f"{prefix}_security": server.security.value if server else None,
         f"{prefix}_username": server.username if server else None,
+        f"{prefix}_trusted_cert": server.trusted_certificate.pem
+        if server and server.trusted_certificate
+        else None,
     }
+
+
+def _pinned(pem: str | None) -> Certificate | None:
+    return Certificate.from_pem(pem) if pem else None
 
 
 def settings_columns(settings: ProcessingSettings) -> dict[str, Any]:
@@ -116,7 +126,11 @@ class MailboxRepository:
         smtp = None
         if row.smtp_host is not None:
             smtp = ServerSettings(
-                row.smtp_host, row.smtp_port, Security(row.smtp_security), row.smtp_username
+                row.smtp_host,
+                row.smtp_port,
+                Security(row.smtp_security),
+                row.smtp_username,
+                _pinned(row.smtp_trusted_cert),
             )
         oauth = None
         if row.oauth_provider is not None:
@@ -133,7 +147,13 @@ class MailboxRepository:
             tenant_id=row.tenant_id,
             email=row.email,
             auth_method=AuthMethod(row.auth_method),
-            imap=ServerSettings(row.imap_host, row.imap_port, Security(row.imap_security), row.imap_username),
+            imap=ServerSettings(
+                row.imap_host,
+                row.imap_port,
+                Security(row.imap_security),
+                row.imap_username,
+                _pinned(row.imap_trusted_cert),
+            ),
             smtp=smtp,
             label=row.label,
             purpose=row.purpose,

@@ -110,6 +110,9 @@ mailboxes = Table(
     Column("smtp_port", Integer, nullable=True),
     Column("smtp_security", String(10), nullable=True),
     Column("smtp_username", String(320), nullable=True),
+    # a pinned certificate per server (PEM; mailport.net.trust), migration 0006
+    Column("imap_trusted_cert", Text, nullable=True),
+    Column("smtp_trusted_cert", Text, nullable=True),
     # credentials
     Column("auth_method", String(20), nullable=False),
     Column("password_enc", Text, nullable=True),

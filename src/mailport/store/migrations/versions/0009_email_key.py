@@ -25,7 +25,7 @@ from alembic import op
 from mailport.validation import email_key
 
 revision = "0009_email_key"
-down_revision = "0005_retention"
+down_revision = "0006_trusted_certificates"
 branch_labels = None
 depends_on = None
 
