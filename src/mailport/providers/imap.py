@@ -19,8 +19,9 @@ import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from datetime import UTC, datetime
 
+from mailport.check.troubleshoot import Failure, diagnose
 from mailport.crypto import Secret
-from mailport.errors import AuthenticationError, CommandError
+from mailport.errors import AuthenticationError, CommandError, MailportError
 from mailport.imap import FETCH_ITEMS, HEADER_ITEMS, EventKind, ImapClient
 from mailport.mailboxes.models import AuthMethod, Mailbox, Security
 from mailport.providers.base import (
@@ -117,13 +118,34 @@ class ImapProvider:
                         code="invalid_credentials",
                         hint="Set the mailbox's password (PATCH /v1/mailboxes/{id}).",
                     )
-                await client.authenticate(PasswordAuth(self.mailbox.imap_username, self.mailbox.password))
+                try:
+                    await client.authenticate(PasswordAuth(self.mailbox.imap_username, self.mailbox.password))
+                except AuthenticationError as exc:
+                    raise self._verdict(exc) from exc
         except BaseException:
             client.close()
             raise
         self._client = client
         self._folders = {}
         self._touch()
+
+    def _verdict(self, refused: AuthenticationError) -> MailportError:
+        """The troubleshooting catalog's verdict on a refused password, so that the watcher's
+        health says what the connection check says (``app_password_required`` for Gmail's words,
+        ``invalid_credentials`` for a bare NO …)."""
+        found = diagnose(
+            Failure(
+                step="authentication",
+                protocol="imap",
+                host=self.mailbox.imap.host,
+                port=self.mailbox.imap.port,
+                auth="password",
+                error=refused,
+            )
+        )
+        where = f"{self.mailbox.imap.host}:{self.mailbox.imap.port}"
+        message = found.detail if found.detail.startswith(where) else f"{where}: {found.detail}"
+        return found.error_class(message, hint=found.hint, server_said=refused.server_said)
 
     async def _authenticate_oauth(self, client: ImapClient) -> None:
         if self._token_source is None:

@@ -234,6 +234,16 @@ async def finish_actions(
         )
 
 
+async def cancel_pending_actions(conn: AsyncConnection, mailbox_id: str, *, now: datetime, why: str) -> int:
+    """Close every pending action of ``mailbox_id`` as ``cancelled`` (its setting became ``none``)."""
+    result = await conn.execute(
+        update(pending_actions)
+        .where(pending_actions.c.mailbox_id == mailbox_id, pending_actions.c.state == "pending")
+        .values(state="cancelled", updated_at=now, last_error=why, next_attempt_at=None)
+    )
+    return int(result.rowcount or 0)
+
+
 async def retry_actions_later(
     conn: AsyncConnection, ids: Sequence[int], *, at: datetime, now: datetime, error: str
 ) -> None:

@@ -144,6 +144,7 @@ class Watcher:
         self._state_gauge: str | None = None
         self._task: asyncio.Task[None] | None = None
         self.folder = mailbox.settings.folder or "INBOX"
+        self._actions_cancelled = False
 
     # ----------------------------------------------------------------- lifecycle
 
@@ -442,20 +443,24 @@ class Watcher:
     async def apply_actions(self, folder: FolderState) -> int:
         """Apply the current ``mark_read`` / ``move:<folder>`` / ``delete`` setting to accepted
         messages whose action is due; returns how many were done."""
+        action = self.mailbox.settings.after_processing or "none"
+        if action == "none":
+            if not self._actions_cancelled:  # once per start: a changed setting restarts the watcher
+                async with self.database.connect() as conn:
+                    left = await repo.count_pending_actions(conn, self.mailbox.id)
+                if left:
+                    async with self.database.transaction() as conn:
+                        await repo.cancel_pending_actions(
+                            conn,
+                            self.mailbox.id,
+                            now=self.clock(),
+                            why="after_processing was changed to none",
+                        )
+                self._actions_cancelled = True
+            return 0
         async with self.database.connect() as conn:
             pending = await repo.accepted_actions(conn, self.mailbox.id, now=self.clock())
         if not pending:
-            return 0
-        action = self.mailbox.settings.after_processing or "none"
-        if action == "none":  # the setting was changed: nothing is to be done any more
-            async with self.database.transaction() as conn:
-                await repo.finish_actions(
-                    conn,
-                    [a.id for a in pending],
-                    state="cancelled",
-                    now=self.clock(),
-                    error="after_processing was changed to none",
-                )
             return 0
         current = [a for a in pending if a.folder == folder.folder and a.uidvalidity == folder.uidvalidity]
         stale = [a for a in pending if a not in current]

@@ -159,3 +159,29 @@ async def test_backoff_does_not_reset_until_a_connection_proved_healthy(bed: Bed
     logins = script.commands.count("AUTHENTICATE") + script.commands.count("LOGIN")
     # delays 0.2, 0.4, 0.8, 1.6 s: at most 5 logins in 4 s (resetting at each login: ~20)
     assert 2 <= logins <= 5, script.commands
+
+
+async def test_changing_the_setting_to_none_cancels_pending_actions(dotted: Bed) -> None:
+    orchestrator = dotted.orchestrator(options=options(action_retry_base=0.5, action_max_attempts=100))
+    await orchestrator.start()
+    try:
+        mailbox = await dotted.add_mailbox(after_processing="move:bad/name")
+        orchestrator.poke()
+        await _accept_one(dotted, mailbox.id, "leave me where I am")
+
+        async def refused_once() -> bool:
+            rows = await _action_rows(dotted, mailbox.id)
+            return bool(rows) and rows[0].attempts >= 1
+
+        await wait_for(refused_once, timeout=10)
+        patch = MailboxUpdate.model_validate({"settings": {"after_processing": "none"}})
+        await dotted.services.mailboxes.update(dotted.tenant_id, mailbox.id, patch)
+        orchestrator.poke()
+
+        async def cancelled() -> bool:
+            return (await _action_rows(dotted, mailbox.id))[0].state == "cancelled"
+
+        await wait_for(cancelled, timeout=10)
+    finally:
+        await orchestrator.stop()
+    assert "leave me where I am" in await _subjects(dotted, "INBOX")

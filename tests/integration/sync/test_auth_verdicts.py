@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import asyncio
 
+from mailport.events import Event
+from mailport.mailboxes.models import Mailbox
 from mailport.sync.health import mailbox_health
 from tests.fixtures.scripted import IMAPScript, scripted_imap
 from tests.integration.sync.conftest import Bed, all_events, wait_for
@@ -16,9 +18,9 @@ def _logins(script: IMAPScript) -> int:
     return script.commands.count("AUTHENTICATE") + script.commands.count("LOGIN")
 
 
-async def test_a_bare_no_after_a_pause_is_invalid_credentials_in_health(bed: Bed) -> None:
-    refusal = "NO Login failed: authentication failure"
-    script = IMAPScript(login=refusal, authenticate=refusal, login_delay=3.0)
+async def _first_error(bed: Bed, script: IMAPScript) -> tuple[Mailbox, list[Event]]:
+    """Watch a mailbox on the scripted server until its first ``mailbox.error`` (then 1 s more:
+    a retry loop would log in again meanwhile)."""
     async with scripted_imap(script) as port:
         orchestrator = bed.orchestrator(options=options())
         await orchestrator.start()
@@ -32,6 +34,13 @@ async def test_a_bare_no_after_a_pause_is_invalid_credentials_in_health(bed: Bed
             assert orchestrator.watchers[mailbox.id].status.state == "error"
         finally:
             await orchestrator.stop()
+    return mailbox, errors
+
+
+async def test_a_bare_no_after_a_pause_is_invalid_credentials_in_health(bed: Bed) -> None:
+    refusal = "NO Login failed: authentication failure"
+    script = IMAPScript(login=refusal, authenticate=refusal, login_delay=3.0)
+    mailbox, errors = await _first_error(bed, script)
     assert _logins(script) == 1  # an authentication failure waits auth_retry_seconds
     assert errors[0].payload["error"] == "invalid_credentials"
     fresh = await bed.services.mailboxes.repository.get_by_id(mailbox.id)
@@ -58,3 +67,14 @@ async def test_unavailable_is_retried_with_backoff_not_as_a_wrong_password(bed: 
             await orchestrator.stop()
     errors = await all_events(bed.services, mailbox_id=mailbox.id, type="mailbox.error")
     assert errors[0].payload["error"] == "auth_unavailable"
+
+
+async def test_the_providers_words_refine_the_watchers_verdict_like_the_checks(bed: Bed) -> None:
+    refusal = (
+        "NO [ALERT] Application-specific password required: "
+        "https://support.google.com/accounts/answer/185833 (Failure)"
+    )
+    script = IMAPScript(login=refusal, authenticate=refusal)
+    _mailbox, errors = await _first_error(bed, script)
+    assert errors[0].payload["error"] == "app_password_required"
+    assert "app password" in errors[0].payload["hint"]
