@@ -18,10 +18,11 @@ from mailport.check import CheckCredentials, ConnectionChecker, ServerTarget
 from mailport.crypto import Secret
 from mailport.errors import AuthUnavailableError, InvalidCredentialsError
 from mailport.imap import ImapClient, PasswordAuth
+from mailport.imap.transport import shared_context
 from mailport.mailboxes.models import Security, ServerSettings
 from mailport.net.guard import HostGuard
 from mailport.smtp.client import SmtpClient
-from mailport.web.checks import CheckRuns, CheckTarget
+from mailport.web.checks import CheckRun, CheckRuns, CheckTarget
 from tests.fixtures.scripted import IMAPScript, SMTPScript, scripted_imap, scripted_smtp
 from tests.mailstack.dovecot import Dovecot
 
@@ -116,8 +117,20 @@ async def test_the_wizards_check_run_reports_invalid_credentials(
     dovecot: Dovecot, imap_server_tls: ssl.SSLContext, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # The wizard trusts the system store (MAILPORT_MAIL_CA_FILE is not read here yet): put the
-    # bed's CA there for this process.
+    # bed's CA there for this test, with a fresh system context (contexts are shared per process).
     monkeypatch.setenv("SSL_CERT_FILE", dovecot.ca_file)
+    shared_context.cache_clear()
+    try:
+        run = await _wizard_run(imap_server_tls)
+    finally:
+        shared_context.cache_clear()
+    failure = run.first_failure
+    assert failure is not None and (failure.step, failure.code) == ("authentication", "invalid_credentials")
+    codes = {s.step: s.code for s in run.steps_of("smtp")}
+    assert codes.get("smtp_auth") == "auth_unavailable", codes
+
+
+async def _wizard_run(imap_server_tls: ssl.SSLContext) -> CheckRun:
     runs = CheckRuns(HostGuard.for_operator(), timeout=15)
     async with (
         scripted_imap(slow_refusal(), tls=imap_server_tls) as imap_port,
@@ -134,7 +147,4 @@ async def test_the_wizards_check_run_reports_invalid_credentials(
         )
         assert run.task is not None
         await run.task
-    failure = run.first_failure
-    assert failure is not None and (failure.step, failure.code) == ("authentication", "invalid_credentials")
-    codes = {s.step: s.code for s in run.steps_of("smtp")}
-    assert codes.get("smtp_auth") == "auth_unavailable", codes
+    return run
