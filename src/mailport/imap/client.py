@@ -111,7 +111,9 @@ class ImapClient(ImapSession):
             mailbox_arg(reference) if reference else b'""',
             quote(utf7.encode(pattern)),
         ]
-        if self.has("SPECIAL-USE") and self.has("LIST-EXTENDED"):
+        # Not for the empty pattern: it asks for the hierarchy separator (RFC 3501 6.3.8), and
+        # Dovecot answers the extended form of that with no LIST at all.
+        if pattern and self.has("SPECIAL-USE") and self.has("LIST-EXTENDED"):
             args.append(b"RETURN (SPECIAL-USE)")
         result = await self._run(*args, wants=(b"LIST",))
         entries: list[ListEntry] = []

@@ -35,6 +35,7 @@ from mailport.errors import (
     ConnectError,
     ConnectionLostError,
     InsecureAuthRefusedError,
+    InvalidCredentialsError,
     MailportError,
     MailTimeoutError,
     ProviderError,
@@ -79,8 +80,8 @@ def translate(exc: Exception, where: str) -> MailportError:
     if cause is not None:
         return TLSError(f"{where}: TLS failed: {cause.reason or cause}")
     if isinstance(exc, aiosmtplib.SMTPAuthenticationError):
-        return _auth_refused(
-            f"{where}: authentication failed: {exc.code} {exc.message}", exc.code, exc.message
+        return _auth_refused(  # aiosmtplib's own AUTH methods: PLAIN and LOGIN, i.e. a password
+            f"{where}: authentication failed: {exc.code} {exc.message}", exc.code, exc.message, password=True
         )
     if isinstance(exc, aiosmtplib.SMTPRecipientsRefused):
         first = exc.recipients[0]
@@ -103,10 +104,17 @@ def translate(exc: Exception, where: str) -> MailportError:
     return ProviderError(f"{where}: {exc}")
 
 
-def _auth_refused(message: str, code: int, said: str, **details: Any) -> ProviderError:
+def _auth_refused(
+    message: str, code: int, said: str, *, password: bool = False, **details: Any
+) -> ProviderError:
     """A refused AUTH: 4xx is temporary (RFC 4954 454 "Temporary authentication failure", or a
-    451 from an overloaded backend) and must not read as a wrong password; 5xx is a refusal."""
-    kind = AuthUnavailableError if 400 <= code < 500 else AuthenticationError
+    451 from an overloaded backend) and must not read as a wrong password; 535 to a password is
+    "credentials invalid" (RFC 4954); other 5xx are refusals the troubleshooting catalog explains."""
+    kind: type[ProviderError] = AuthenticationError
+    if 400 <= code < 500:
+        kind = AuthUnavailableError
+    elif code == 535 and password:
+        kind = InvalidCredentialsError
     return kind(message, server_said=said, smtp_code=code, **details)
 
 

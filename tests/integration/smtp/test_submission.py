@@ -9,7 +9,13 @@ from email.message import EmailMessage
 import pytest
 
 from mailport.crypto import Secret
-from mailport.errors import AuthenticationError, InsecureAuthRefusedError, SMTPRejectedError, TLSError
+from mailport.errors import (
+    AuthenticationError,
+    InsecureAuthRefusedError,
+    InvalidCredentialsError,
+    SMTPRejectedError,
+    TLSError,
+)
 from mailport.imap import ImapClient, OAuth2Auth, PasswordAuth
 from mailport.smtp import SmtpClient, send_message
 from tests.conftest import issue_token
@@ -120,7 +126,7 @@ async def test_expired_token_error_challenge_is_decoded(
 async def test_wrong_password_keeps_code_and_text(
     dovecot: Dovecot, smtp: SubmissionServer, password_user
 ) -> None:
-    with pytest.raises(AuthenticationError) as info:
+    with pytest.raises(InvalidCredentialsError) as info:
         await SmtpClient.open(
             "127.0.0.1",
             smtp.tls_port,
