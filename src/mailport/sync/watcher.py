@@ -462,8 +462,8 @@ class Watcher:
             pending = await repo.accepted_actions(conn, self.mailbox.id, now=self.clock())
         if not pending:
             return 0
-        current = [a for a in pending if a.folder == folder.folder and a.uidvalidity == folder.uidvalidity]
-        stale = [a for a in pending if a not in current]
+        current = [a for a in pending if (a.folder, a.uidvalidity) == (folder.folder, folder.uidvalidity)]
+        stale = [a for a in pending if (a.folder, a.uidvalidity) != (folder.folder, folder.uidvalidity)]
         if stale:
             await self._actions_failed(
                 stale, action, "the message's folder or UIDVALIDITY changed", final=True
@@ -505,8 +505,9 @@ class Watcher:
             else (_describe(why), why.code, why.server_said)
         )
         options = self.options
-        retry = [] if final else [a for a in items if a.attempts + 1 < options.action_max_attempts]
-        give_up = [a for a in items if a not in retry]
+        last = [final or a.attempts + 1 >= options.action_max_attempts for a in items]
+        retry = [a for a, gone in zip(items, last, strict=True) if not gone]
+        give_up = [a for a, gone in zip(items, last, strict=True) if gone]
         async with self.events.transaction() as conn:
             for attempts in sorted({a.attempts for a in retry}):
                 delay = min(options.action_retry_cap, options.action_retry_base * 2**attempts)
