@@ -72,10 +72,15 @@ class Namespaces:
 
     def qualify(self, name: str) -> str:
         """The full name of the personal folder ``name`` (``Processed`` -> ``INBOX.Processed``
-        where the personal namespace is ``INBOX.``). ``INBOX`` itself, names already in a
-        namespace, and servers with an empty personal prefix keep the name as given."""
+        where the personal namespace is ``INBOX.``). Levels may be written with ``/``
+        (``Archive/2024``); they get the namespace's own separator (``INBOX.Archive.2024``).
+        ``INBOX`` itself, names already in a namespace, and servers with an empty personal
+        prefix keep the name as given."""
         if name.upper() == "INBOX" or not self.personal:
             return name
+        delimiter = self.personal[0].delimiter
+        if delimiter and delimiter != "/":
+            name = name.replace("/", delimiter)
         for namespace in (*self.personal, *self.other, *self.shared):
             if namespace.prefix and _in_namespace(name, namespace.prefix):
                 if namespace.prefix.upper().startswith("INBOX"):  # INBOX is case-insensitive

@@ -86,11 +86,11 @@ async def test_move_into_a_new_folder_on_a_dotted_namespace(dotted: Bed) -> None
 
 
 async def test_a_refused_action_keeps_the_session_is_retried_then_reported(dotted: Bed) -> None:
-    # Dovecot refuses "/" in a folder name on this server: CREATE INBOX.bad/name -> NO.
+    # This server refuses a folder name beginning with "~": CREATE INBOX.~Processed -> NO [CANNOT].
     orchestrator = dotted.orchestrator(options=options(action_max_attempts=3))
     await orchestrator.start()
     try:
-        mailbox = await dotted.add_mailbox(after_processing="move:bad/name")
+        mailbox = await dotted.add_mailbox(after_processing="move:~Processed")
         orchestrator.poke()
         received = await _accept_one(dotted, mailbox.id, "cannot be moved")
         failed = await wait_for(
@@ -107,7 +107,7 @@ async def test_a_refused_action_keeps_the_session_is_retried_then_reported(dotte
     payload = failed[0].payload
     assert payload["message_id"] == received.payload["id"]
     assert payload["event_id"] == received.id
-    assert payload["action"] == "move:bad/name"
+    assert payload["action"] == "move:~Processed"
     assert payload["attempts"] == 3
     assert payload["error"] == "command_failed"
     assert "CREATE" in payload["detail"]
@@ -123,7 +123,7 @@ async def test_a_changed_setting_applies_to_pending_actions(dotted: Bed) -> None
     orchestrator = dotted.orchestrator(options=options(action_retry_base=0.5, action_max_attempts=100))
     await orchestrator.start()
     try:
-        mailbox = await dotted.add_mailbox(after_processing="move:bad/name")
+        mailbox = await dotted.add_mailbox(after_processing="move:~Processed")
         orchestrator.poke()
         await _accept_one(dotted, mailbox.id, "move me after the fix")
 
@@ -132,14 +132,14 @@ async def test_a_changed_setting_applies_to_pending_actions(dotted: Bed) -> None
             return bool(rows) and rows[0].attempts >= 1
 
         await wait_for(refused_once, timeout=10)
-        patch = MailboxUpdate.model_validate({"settings": {"after_processing": "move:Processed"}})
+        patch = MailboxUpdate.model_validate({"settings": {"after_processing": "move:Done/2026"}})
         await dotted.services.mailboxes.update(dotted.tenant_id, mailbox.id, patch)
         orchestrator.poke()
-        await _arrives(dotted, "INBOX.Processed", "move me after the fix")
+        await _arrives(dotted, "INBOX.Done.2026", "move me after the fix")
     finally:
         await orchestrator.stop()
     [row] = await _action_rows(dotted, mailbox.id)
-    assert (row.state, row.action) == ("done", "move:Processed")
+    assert (row.state, row.action) == ("done", "move:Done/2026")
     assert not await all_events(dotted.services, mailbox_id=mailbox.id, type="message.action_failed")
 
 
@@ -165,7 +165,7 @@ async def test_changing_the_setting_to_none_cancels_pending_actions(dotted: Bed)
     orchestrator = dotted.orchestrator(options=options(action_retry_base=0.5, action_max_attempts=100))
     await orchestrator.start()
     try:
-        mailbox = await dotted.add_mailbox(after_processing="move:bad/name")
+        mailbox = await dotted.add_mailbox(after_processing="move:~Processed")
         orchestrator.poke()
         await _accept_one(dotted, mailbox.id, "leave me where I am")
 

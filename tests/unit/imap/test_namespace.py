@@ -20,6 +20,8 @@ PLAIN = Namespaces(personal=(Namespace("", "/"),))
         (DOTTED, "inbox", "inbox"),
         (DOTTED, "#shared.team", "#shared.team"),
         (DOTTED, "Archive.2024", "INBOX.Archive.2024"),
+        (DOTTED, "Archive/2024", "INBOX.Archive.2024"),
+        (DOTTED, "INBOX/Processed", "INBOX.Processed"),
         (PLAIN, "Processed", "Processed"),
         (PLAIN, "Archive/2024", "Archive/2024"),
         (Namespaces(), "Processed", "Processed"),
