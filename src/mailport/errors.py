@@ -49,6 +49,7 @@ once, at the boundary where they occur, and chained (``raise X(...) from exc``).
         │   ├── OAuthTokenRejectedError         oauth_token_rejected           422
         │   ├── OAuthPermissionMissingError     oauth_permission_missing       422
         │   └── MailboxAccessDeniedError        mailbox_access_denied          422
+        ├── AuthUnavailableError        auth_unavailable      503   (the server could not check now: retried)
         ├── CommandError                command_failed        502
         ├── ProtocolError               protocol_error        502
         │   └── WrongServiceError               wrong_service                  502
@@ -246,6 +247,18 @@ class AuthenticationError(ProviderError):
     code = "auth_failed"
     http_status = 422
     hint = "Wrong user name or password, or the account needs an app password or OAuth."
+
+
+class AuthUnavailableError(ProviderError):
+    """The server could not check the credentials right now (IMAP ``[UNAVAILABLE]``, an SMTP
+    4xx reply to AUTH): temporary, retried, never reported as a wrong password."""
+
+    code = "auth_unavailable"
+    http_status = 503
+    hint = (
+        "The server could not check the credentials right now (a temporary failure on its side); "
+        "try again in a few minutes. mailport retries by itself. If it persists, ask the server's operator."
+    )
 
 
 class CommandError(ProviderError):

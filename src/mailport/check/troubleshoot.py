@@ -42,6 +42,7 @@ from mailport.errors import (
     AppPasswordRequiredError,
     AuthenticationError,
     AuthMechanismUnsupportedError,
+    AuthUnavailableError,
     BasicAuthBlockedError,
     CertificateChangedError,
     CertificateExpiredError,
@@ -651,6 +652,19 @@ _RULES: tuple[_Rule, ...] = (
         detail="The server refused: a per-account limit was reached.",
         hint=_too_many_hint,
     ),
+    # --- anywhere: the server could not check the credentials now (temporary, not a verdict) ----
+    _Rule(
+        AuthUnavailableError,
+        protocols=frozenset({"imap"}),
+        also=lambda f, r: (r.response_code or "").upper() == "UNAVAILABLE",
+        detail="The server could not check the credentials right now (a temporary failure).",
+    ),
+    _Rule(
+        AuthUnavailableError,
+        protocols=frozenset({"smtp"}),
+        also=lambda f, r: f.step == "smtp_auth" and 400 <= (r.smtp_code or 0) < 500,
+        detail="The server could not check the credentials right now (a temporary 4xx reply).",
+    ),
     # --- Gmail ---------------------------------------------------------------------------------
     _Rule(
         AppPasswordRequiredError,
@@ -1186,10 +1200,20 @@ def _fallback(failure: Failure) -> Diagnosis:
             MailTimeoutError, f"{_at(failure)} did not answer in time during {step}.", MailTimeoutError.hint
         )
     if step in ("authentication", "smtp_auth"):
+        kind = _refusal_kind(failure)
+        if kind is InvalidCredentialsError:
+            return Diagnosis(
+                kind,
+                f"{_at(failure)} refused the user name or password.",
+                _invalid_credentials_hint(_effective_provider(failure), failure.protocol),
+                server_said=said,
+            )
         return Diagnosis(
-            AuthenticationError,
+            kind,
             f"Sign-in to {_at(failure)} failed.",
-            _invalid_credentials_hint(_effective_provider(failure), failure.protocol)
+            kind.hint
+            if kind is not AuthenticationError
+            else _invalid_credentials_hint(_effective_provider(failure), failure.protocol)
             if reply
             else AuthenticationError.hint,
             server_said=said,
@@ -1214,6 +1238,23 @@ def _fallback(failure: Failure) -> Diagnosis:
     if error is not None:
         return Diagnosis(ProviderError, f"{step} failed: {_describe(error)}", ProviderError.hint)
     return Diagnosis(ProviderError, f"{step} failed.", ProviderError.hint)
+
+
+def _refusal_kind(failure: Failure) -> type[MailportError]:
+    """A sign-in refusal no provider's words explain: the client's own verdict on the tagged
+    reply when it has one (a password LOGIN/AUTHENTICATE answered ``NO`` is a refused password,
+    with or without ``[AUTHENTICATIONFAILED]``), else the same rule applied to the reply."""
+    error = failure.error
+    if isinstance(error, AuthenticationError) and type(error) is not AuthenticationError:
+        return type(error)
+    reply = failure.reply
+    password = (failure.auth or "password") == "password"
+    if password and reply is not None:
+        if failure.protocol == "imap" and reply.status == "NO":
+            return InvalidCredentialsError
+        if failure.protocol == "smtp" and reply.smtp_code in (535, 534):
+            return InvalidCredentialsError
+    return AuthenticationError
 
 
 _BY_STEP: dict[str, tuple[Callable[[Failure], Diagnosis | None], ...]] = {

@@ -22,6 +22,7 @@ EventType = Literal[
     "mailbox.error",
     "mailbox.reauth_required",
     "mailbox.reset",
+    "message.action_failed",
     "webhook.disabled",
 ]
 assert set(EventType.__args__) == set(EVENT_TYPES)  # type: ignore[attr-defined]

@@ -54,13 +54,18 @@ from mailport import sasl
 from mailport.crypto.secret import Secret
 from mailport.errors import (
     AuthenticationError,
+    AuthMechanismUnsupportedError,
+    AuthUnavailableError,
     CommandError,
     ConnectError,
     ConnectionLostError,
     InsecureAuthRefusedError,
+    InvalidCredentialsError,
+    MailboxAccessDeniedError,
     MailportError,
     MailTimeoutError,
     ProtocolError,
+    ProviderError,
     TLSError,
 )
 from mailport.imap.arguments import Arg, Literal, quote
@@ -435,11 +440,7 @@ class ImapSession:
         try:
             result = await self._run(b"LOGIN", quote(username), quote(password.reveal()))
         except CommandError as exc:
-            raise AuthenticationError(
-                f"{self.host}:{self.port}: login failed: {exc.server_said}",
-                server_said=exc.server_said,
-                status=exc.details.get("status"),
-            ) from None
+            raise password_refused(f"{self.host}:{self.port}: login failed: {exc.server_said}", exc) from None
         self._after_auth(result)
 
     async def _sasl(self, mechanism: str, payload: bytes) -> None:
@@ -472,6 +473,12 @@ class ImapSession:
         except CommandError as exc:
             detail = sasl.describe_oauth_error(oauth_error)
             said = exc.server_said or ""
+            if mechanism in ("PLAIN", "LOGIN"):
+                raise password_refused(
+                    f"{self.host}:{self.port}: {mechanism} authentication failed: {said}",
+                    exc,
+                    mechanism=mechanism,
+                ) from None
             raise AuthenticationError(
                 f"{self.host}:{self.port}: {mechanism} authentication failed: {said}"
                 + (f" ({detail})" if detail else ""),
@@ -696,6 +703,31 @@ class ImapSession:
 
 
 # ====================================================================== helpers
+
+
+# RFC 5530 response codes of a refused password login that mean something else than "wrong
+# user name or password".
+_LOGIN_REFUSALS: dict[str, type[ProviderError]] = {
+    "UNAVAILABLE": AuthUnavailableError,  # the authentication backend is down: retry
+    "AUTHORIZATIONFAILED": MailboxAccessDeniedError,
+    "PRIVACYREQUIRED": AuthMechanismUnsupportedError,
+    "EXPIRED": AuthenticationError,
+    "CONTACTADMIN": AuthenticationError,
+}
+
+
+def password_refused(message: str, refusal: CommandError, **details: Any) -> ProviderError:
+    """What a tagged refusal of LOGIN / AUTHENTICATE PLAIN means. The tagged ``NO`` itself is
+    the signal that the credentials were refused -- many servers send no response code, or
+    only after a pause -- unless an RFC 5530 code says otherwise (``[UNAVAILABLE]`` is a
+    temporary failure). A ``BAD`` is a protocol problem, not a verdict on the password. The
+    troubleshooting catalog refines this further with the provider's words."""
+    status = refusal.details.get("status")
+    code = (refusal.details.get("response_code") or "").upper()
+    kind: type[ProviderError] = _LOGIN_REFUSALS.get(code, InvalidCredentialsError)
+    if status == "BAD":
+        kind = AuthenticationError
+    return kind(message, server_said=refusal.server_said, status=status, **details)
 
 
 def _head(response: Response) -> tuple[int | None, bytes, int]:

@@ -42,9 +42,17 @@ def normalize_host(value: str) -> str:
 
 
 def clean_folder(value: str) -> str:
+    """A folder name as the user knows it (``Processed``, ``Archive/2024``). What the server
+    calls it is resolved when it is used, through NAMESPACE (``INBOX.Processed`` on a server whose
+    personal folders live under ``INBOX.``), and a missing move target is created then: the
+    server is not reachable when the setting is saved. Refused here is what no server accepts."""
     value = clean_line(value)
     if not value:
         raise ValueError("a folder name is required")
+    if "*" in value or "%" in value:
+        raise ValueError("a folder name cannot contain * or % (they are IMAP wildcards)")
+    if len(value) > 500:
+        raise ValueError("a folder name has at most 500 characters")
     return value
 
 

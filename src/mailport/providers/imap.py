@@ -20,8 +20,9 @@ import ssl
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from datetime import UTC, datetime
 
+from mailport.check.troubleshoot import Failure, diagnose
 from mailport.crypto import Secret
-from mailport.errors import AuthenticationError
+from mailport.errors import AuthenticationError, CommandError, MailportError
 from mailport.imap import FETCH_ITEMS, HEADER_ITEMS, EventKind, ImapClient
 from mailport.mailboxes.models import AuthMethod, Mailbox, Security
 from mailport.providers.base import (
@@ -73,6 +74,7 @@ class ImapProvider:
         self._wake_event = asyncio.Event()
         self._last_activity: datetime | None = None
         self._last_token: Secret | None = None
+        self._folders: dict[str, str] = {}  # folder as configured -> its name on this server
 
     # ------------------------------------------------------------------ connection
 
@@ -117,12 +119,34 @@ class ImapProvider:
                         code="invalid_credentials",
                         hint="Set the mailbox's password (PATCH /v1/mailboxes/{id}).",
                     )
-                await client.authenticate(PasswordAuth(self.mailbox.imap_username, self.mailbox.password))
+                try:
+                    await client.authenticate(PasswordAuth(self.mailbox.imap_username, self.mailbox.password))
+                except AuthenticationError as exc:
+                    raise self._verdict(exc) from exc
         except BaseException:
             client.close()
             raise
         self._client = client
+        self._folders = {}
         self._touch()
+
+    def _verdict(self, refused: AuthenticationError) -> MailportError:
+        """The troubleshooting catalog's verdict on a refused password, so that the watcher's
+        health says what the connection check says (``app_password_required`` for Gmail's words,
+        ``invalid_credentials`` for a bare NO …)."""
+        found = diagnose(
+            Failure(
+                step="authentication",
+                protocol="imap",
+                host=self.mailbox.imap.host,
+                port=self.mailbox.imap.port,
+                auth="password",
+                error=refused,
+            )
+        )
+        where = f"{self.mailbox.imap.host}:{self.mailbox.imap.port}"
+        message = found.detail if found.detail.startswith(where) else f"{where}: {found.detail}"
+        return found.error_class(message, hint=found.hint, server_said=refused.server_said)
 
     async def _authenticate_oauth(self, client: ImapClient) -> None:
         if self._token_source is None:
@@ -229,7 +253,40 @@ class ImapProvider:
 
     async def move(self, uids: Sequence[int], folder: str) -> None:
         if uids:
-            await self._require().move(list(uids), folder)
+            target = await self.resolve_folder(folder, create=True)
+            await self._require().move(list(uids), target)
+
+    async def resolve_folder(self, folder: str, *, create: bool = False) -> str:
+        """The server's name for the configured ``folder``, found through NAMESPACE (RFC 2342).
+
+        A name that exists as given is used as given; otherwise it is placed in the personal
+        namespace (``Processed`` -> ``INBOX.Processed`` on a server whose personal prefix is
+        ``INBOX.``), and, with ``create``, created there when missing. A refusal of the server
+        is a :class:`~mailport.errors.CommandError` carrying its words (the session stays usable).
+        """
+        known = self._folders.get(folder)
+        if known is not None:
+            return known
+        client = self._require()
+        if folder.upper() == "INBOX" or await self._exists(client, folder):
+            target = folder
+        else:
+            target = (await client.namespace()).qualify(folder)
+            if target != folder and await self._exists(client, target):
+                pass
+            elif create:
+                try:
+                    await client.create(target)
+                except CommandError as exc:
+                    if exc.details.get("response_code") != "ALREADYEXISTS":  # RFC 5530: a race
+                        raise
+                log.info("mailbox %s: created folder %r", self.mailbox.id, target)
+        self._folders[folder] = target
+        return target
+
+    @staticmethod
+    async def _exists(client: ImapClient, name: str) -> bool:
+        return any(entry.name == name for entry in await client.list_mailboxes("", name))
 
     async def delete(self, uids: Sequence[int]) -> None:
         if uids:

@@ -35,9 +35,11 @@ from aiosmtplib import SMTPResponse
 from mailport import sasl
 from mailport.errors import (
     AuthenticationError,
+    AuthUnavailableError,
     ConnectError,
     ConnectionLostError,
     InsecureAuthRefusedError,
+    InvalidCredentialsError,
     MailportError,
     MailTimeoutError,
     ProviderError,
@@ -80,10 +82,8 @@ def translate(exc: Exception, where: str) -> MailportError:
     if cause is not None:
         return TLSError(f"{where}: TLS failed: {cause.reason or cause}")
     if isinstance(exc, aiosmtplib.SMTPAuthenticationError):
-        return AuthenticationError(
-            f"{where}: authentication failed: {exc.code} {exc.message}",
-            server_said=exc.message,
-            smtp_code=exc.code,
+        return _auth_refused(  # aiosmtplib's own AUTH methods: PLAIN and LOGIN, i.e. a password
+            f"{where}: authentication failed: {exc.code} {exc.message}", exc.code, exc.message, password=True
         )
     if isinstance(exc, aiosmtplib.SMTPRecipientsRefused):
         first = exc.recipients[0]
@@ -104,6 +104,20 @@ def translate(exc: Exception, where: str) -> MailportError:
     if isinstance(exc, aiosmtplib.SMTPNotSupported):
         return UnsupportedFeatureError(f"{where}: {exc}")
     return ProviderError(f"{where}: {exc}")
+
+
+def _auth_refused(
+    message: str, code: int, said: str, *, password: bool = False, **details: Any
+) -> ProviderError:
+    """A refused AUTH: 4xx is temporary (RFC 4954 454 "Temporary authentication failure", or a
+    451 from an overloaded backend) and must not read as a wrong password; 535 to a password is
+    "credentials invalid" (RFC 4954); other 5xx are refusals the troubleshooting catalog explains."""
+    kind: type[ProviderError] = AuthenticationError
+    if 400 <= code < 500:
+        kind = AuthUnavailableError
+    elif code == 535 and password:
+        kind = InvalidCredentialsError
+    return kind(message, server_said=said, smtp_code=code, **details)
 
 
 def _too_long(response: SMTPResponse) -> bool:
@@ -306,11 +320,11 @@ class SmtpClient:
             response = await self._smtp.execute_command(b"*")
         if response.code != 235:
             detail = sasl.describe_oauth_error(oauth_error)
-            raise AuthenticationError(
+            raise _auth_refused(
                 f"{self._where}: {mechanism} authentication failed: {response.code} {response.message}"
                 + (f" ({detail})" if detail else ""),
-                server_said=response.message,
-                smtp_code=response.code,
+                response.code,
+                response.message,
                 oauth_error=oauth_error,
             )
 

@@ -271,10 +271,14 @@ pending_actions = Table(
     Column("folder", String(500), nullable=False),
     Column("uidvalidity", BigInteger, nullable=False),
     Column("uid", BigInteger, nullable=False),
-    Column("action", String(520), nullable=False),  # mark_read | move:<folder> | delete
-    Column("state", String(20), nullable=False),  # pending | done | failed
+    # mark_read | move:<folder> | delete: what was asked when the message arrived, then what ran;
+    # a pending row runs the mailbox's *current* after_processing setting.
+    Column("action", String(520), nullable=False),
+    Column("state", String(20), nullable=False),  # pending | done | failed | cancelled
     Column("attempts", Integer, nullable=False, server_default="0"),
     Column("last_error", Text, nullable=True),
+    # A failed attempt is retried from then on (NULL: at once); see sync.watcher.apply_actions.
+    Column("next_attempt_at", UTCDateTime(), nullable=True),
     Column("created_at", UTCDateTime(), nullable=False),
     Column("updated_at", UTCDateTime(), nullable=False),
     Index("ix_pending_actions_mailbox_state", "mailbox_id", "state"),

@@ -306,7 +306,7 @@ class Orchestrator:
                 ready: set[str] = set()
                 async with self.services.database.connect() as conn:
                     if with_actions:
-                        ready = await repo.mailboxes_with_accepted_actions(conn)
+                        ready = await repo.mailboxes_with_accepted_actions(conn, now=self.clock())
                     if loop.time() - last_gauge > 10:
                         last_gauge = loop.time()
                         queued = await repo.unaccepted_counts(conn, list(self.watchers))

@@ -182,6 +182,8 @@ INVALID: list[tuple[str, Any, str]] = [
     ("settings.after_processing", "archive", "settings.after_processing"),
     ("settings.after_processing", "move:", "settings.after_processing"),
     ("settings.after_processing", "MOVE:x", "settings.after_processing"),
+    ("settings.after_processing", "move:Archive*", "settings.after_processing"),
+    ("settings.folder", "IN%", "settings.folder"),
     ("settings.from_name", "Evil\r\nBcc: x@example.com", "settings.from_name"),
     ("settings.from_name", "n" * 201, "settings.from_name"),
     ("settings.colour", "red", "settings.colour"),

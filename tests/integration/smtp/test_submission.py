@@ -15,6 +15,7 @@ from mailport.errors import (
     AuthenticationError,
     AuthMechanismUnsupportedError,
     InsecureAuthRefusedError,
+    InvalidCredentialsError,
     SMTPRejectedError,
     TLSError,
 )
@@ -134,7 +135,7 @@ async def test_expired_token_error_challenge_is_decoded(
 async def test_wrong_password_keeps_code_and_text(
     dovecot: Dovecot, smtp: SubmissionServer, password_user
 ) -> None:
-    with pytest.raises(AuthenticationError) as info:
+    with pytest.raises(InvalidCredentialsError) as info:
         await SmtpClient.open(
             "127.0.0.1",
             smtp.tls_port,

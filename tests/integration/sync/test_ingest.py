@@ -330,7 +330,7 @@ async def test_wrong_password_goes_to_error_once_and_stops_hammering(bed: Bed, r
     watcher = running.watchers[mailbox.id]
     assert watcher.status.consecutive_failures == 1 and watcher.status.state == "error"
     assert len(await errored()) == 1
-    assert errors[0].payload["error"] in ("auth_failed", "invalid_credentials")
+    assert errors[0].payload["error"] == "invalid_credentials"
     stored = await bed.services.mailboxes.repository.get_by_id(mailbox.id)
     assert stored.health.status.value == "error" and stored.health.last_error
     assert "not-the-password" not in (stored.health.last_error or "")

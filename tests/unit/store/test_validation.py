@@ -68,3 +68,10 @@ def test_text_hygiene():
             clean_line(bad)
     with pytest.raises(ValueError):
         check_text("\udfff")
+
+
+@pytest.mark.parametrize("value", ["move:Arch*", "move:100%", "move:" + "x" * 501])
+def test_a_move_target_no_server_accepts_is_refused_when_saved(value: str) -> None:
+    with pytest.raises(ValueError):
+        validate_after_processing(value)
+    assert validate_after_processing("move:Archive/2024") == "move:Archive/2024"
