@@ -197,12 +197,16 @@ class HostGuard:
         )
 
 
-async def connect_vetted(vetted: VettedHost, *, timeout: float) -> socket.socket:
+async def connect_vetted(
+    vetted: VettedHost, *, timeout: float, local_addr: tuple[str, int] | None = None
+) -> socket.socket:
     """A connected non-blocking TCP socket to one of the vetted addresses (tried in order).
 
-    Hand it to ``asyncio.open_connection(sock=…, ssl=ctx, server_hostname=vetted.server_hostname)``
-    or ``aiosmtplib.SMTP(hostname=vetted.server_hostname, sock=…)``: the address connected to is
-    the address that was checked. ``timeout`` bounds each attempt.
+    The only ``connect`` in mailport (:mod:`mailport.net.connect` builds on it). Hand the socket
+    to ``asyncio.open_connection(sock=…, ssl=ctx, server_hostname=vetted.server_hostname)`` or
+    ``aiosmtplib.SMTP(hostname=vetted.server_hostname, sock=…)``: the address connected to is
+    the address that was checked. ``timeout`` bounds each attempt; ``local_addr`` binds the
+    local end first.
     """
     loop = asyncio.get_running_loop()
     last: OSError | None = None
@@ -211,6 +215,8 @@ async def connect_vetted(vetted: VettedHost, *, timeout: float) -> socket.socket
         sock = socket.socket(family, socket.SOCK_STREAM)
         sock.setblocking(False)
         try:
+            if local_addr is not None:
+                sock.bind(local_addr)
             async with asyncio.timeout(timeout):
                 await loop.sock_connect(sock, (str(address), vetted.port))
         except OSError as exc:  # TimeoutError included

@@ -138,6 +138,7 @@ class Orchestrator:
             ca_file=str(settings.mail_ca_file) if settings.mail_ca_file else None,
             max_message_bytes=settings.max_message_bytes,
             idle_renew_seconds=float(settings.idle_renew_seconds),
+            guard=self.services.guard,
         )
 
     # ------------------------------------------------------------------ lifecycle

@@ -13,6 +13,10 @@ again after every failure, with jittered exponential backoff.
   ``reauth_required`` when the OAuth grant is gone) with one ``mailbox.error`` /
   ``mailbox.reauth_required`` event, and the watcher waits ``auth_retry_seconds`` (or a
   configuration change, which restarts it).
+* **A host the SSRF guard refuses** (vetted again at every connect: DNS may have changed since
+  the mailbox was saved) is never contacted: the mailbox goes to ``error`` with
+  ``[host_not_allowed]`` in ``last_error`` and the watcher waits ``host_retry_seconds`` (or a
+  change of the mailbox, which restarts it).
 * Each watcher is its own task; connects are bounded by a shared semaphore, and nothing a
   watcher does blocks another (big messages are parsed in a thread).
 """
@@ -31,6 +35,7 @@ from typing import Any
 
 from mailport.errors import (
     AuthenticationError,
+    HostNotAllowedError,
     MailportError,
     OAuthInvalidGrantError,
 )
@@ -77,6 +82,7 @@ class WatcherOptions:
     backoff_base: float = 1.0
     backoff_cap: float = 300.0
     auth_retry_seconds: float = 1800.0
+    host_retry_seconds: float = 1800.0  # a host the SSRF guard refused (a PATCH restarts sooner)
 
 
 @dataclass
@@ -201,6 +207,12 @@ class Watcher:
             except (AuthenticationError, OAuthInvalidGrantError) as exc:
                 await self._auth_failed(exc)
                 await self._sleep(self.options.auth_retry_seconds)
+            except HostNotAllowedError as exc:
+                # Refused before connecting: retrying soon cannot help (a PATCH that fixes the
+                # host restarts the watcher), but DNS may change, so try again after a long pause.
+                log.warning("mailbox %s: %s; not retrying for a while", self.mailbox.id, _describe(exc))
+                await self._record_error(MailboxStatus.ERROR, EventType.MAILBOX_ERROR, exc)
+                await self._sleep(self.options.host_retry_seconds)
             except Exception as exc:  # any failure: record it, back off, reconnect
                 await self._failed(exc)
                 RECONNECTS.inc()

@@ -2,17 +2,29 @@
 
 from __future__ import annotations
 
+import ipaddress
 import ssl
 
-from mailport.detect.probe import ProbeTarget, probe
+from mailport.detect.probe import ProbeResult, ProbeTarget, probe
+from mailport.net.guard import VettedHost
 from tests.fixtures.dns import LocalDNSServer
 from tests.integration.detect.conftest import MakeDetector
 from tests.mailstack.dovecot import Dovecot, free_port
 from tests.mailstack.smtp import SubmissionServer
 
 
+async def probe_at(
+    target: ProbeTarget, *, ssl_context: ssl.SSLContext, timeout: float = 5.0, address: str = "127.0.0.1"
+) -> ProbeResult:
+    """Probe ``target`` at ``address`` (as if the guard had vetted it)."""
+    vetted = VettedHost(
+        target.host, target.port, (ipaddress.ip_address(address),), target.host, "allowed_hosts"
+    )
+    return await probe(target, vetted, ssl_context=ssl_context, timeout=timeout)
+
+
 async def test_imap_implicit_tls_greeting_and_capabilities(dovecot: Dovecot, tls_ctx: ssl.SSLContext) -> None:
-    result = await probe(ProbeTarget("imap", "localhost", dovecot.imaps_port, "ssl"), ssl_context=tls_ctx)
+    result = await probe_at(ProbeTarget("imap", "localhost", dovecot.imaps_port, "ssl"), ssl_context=tls_ctx)
     assert result.ok, result.error
     assert result.greeting.startswith("* OK")
     assert "IMAP4rev1" in result.capabilities
@@ -20,7 +32,9 @@ async def test_imap_implicit_tls_greeting_and_capabilities(dovecot: Dovecot, tls
 
 
 async def test_imap_starttls_upgrade_is_verified(dovecot: Dovecot, tls_ctx: ssl.SSLContext) -> None:
-    result = await probe(ProbeTarget("imap", "localhost", dovecot.imap_port, "starttls"), ssl_context=tls_ctx)
+    result = await probe_at(
+        ProbeTarget("imap", "localhost", dovecot.imap_port, "starttls"), ssl_context=tls_ctx
+    )
     assert result.ok, result.error
     assert result.starttls and result.tls_verified
     assert "PLAIN" in result.auth_mechanisms
@@ -28,12 +42,12 @@ async def test_imap_starttls_upgrade_is_verified(dovecot: Dovecot, tls_ctx: ssl.
 
 async def test_smtp_both_ports(smtp: SubmissionServer, tls_ctx: ssl.SSLContext) -> None:
     assert smtp.tls_port is not None
-    implicit = await probe(ProbeTarget("smtp", "localhost", smtp.tls_port, "ssl"), ssl_context=tls_ctx)
+    implicit = await probe_at(ProbeTarget("smtp", "localhost", smtp.tls_port, "ssl"), ssl_context=tls_ctx)
     assert implicit.ok, implicit.error
     assert implicit.greeting.startswith("220")
     assert {"PLAIN", "LOGIN", "XOAUTH2"} <= set(implicit.auth_mechanisms)
 
-    upgraded = await probe(ProbeTarget("smtp", "localhost", smtp.port, "starttls"), ssl_context=tls_ctx)
+    upgraded = await probe_at(ProbeTarget("smtp", "localhost", smtp.port, "starttls"), ssl_context=tls_ctx)
     assert upgraded.ok, upgraded.error
     assert upgraded.starttls and "XOAUTH2" in upgraded.auth_mechanisms
 
@@ -42,17 +56,19 @@ async def test_certificate_for_another_name_is_reported_not_accepted(
     dovecot: Dovecot, tls_ctx: ssl.SSLContext
 ) -> None:
     target = ProbeTarget("imap", "imap.acme.example", dovecot.imaps_port, "ssl")
-    result = await probe(target, address="127.0.0.1", ssl_context=tls_ctx)
+    result = await probe_at(target, ssl_context=tls_ctx)
     assert not result.ok and result.reachable
     assert result.error is not None and result.error.startswith("certificate not trusted")
 
 
 async def test_closed_port_and_wrong_protocol(smtp: SubmissionServer, tls_ctx: ssl.SSLContext) -> None:
-    closed = await probe(ProbeTarget("imap", "localhost", free_port(), "ssl"), ssl_context=tls_ctx, timeout=2)
+    closed = await probe_at(
+        ProbeTarget("imap", "localhost", free_port(), "ssl"), ssl_context=tls_ctx, timeout=2
+    )
     assert not closed.reachable and closed.error is not None and "connection failed" in closed.error
 
     assert smtp.tls_port is not None
-    wrong = await probe(
+    wrong = await probe_at(
         ProbeTarget("imap", "localhost", smtp.tls_port, "ssl"), ssl_context=tls_ctx, timeout=2
     )
     assert not wrong.ok and wrong.error is not None and "not an IMAP greeting" in wrong.error
