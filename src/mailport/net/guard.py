@@ -43,6 +43,7 @@ if TYPE_CHECKING:
     from mailport.config import Settings
 
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
+LOCALHOST: tuple[IPAddress, ...] = (ipaddress.IPv4Address("127.0.0.1"), ipaddress.IPv6Address("::1"))
 
 
 @dataclass(frozen=True)
@@ -160,7 +161,12 @@ class HostGuard:
             raise InputError(f"port {port!r} is not between 1 and 65535", field=port_field)
         name = normalize_host(host, field=field)
         literal = parse_ip_literal(name)
-        addresses = [literal] if literal is not None else await self._resolver.resolve(name)
+        if literal is not None:
+            addresses = [literal]
+        elif name == "localhost" or name.endswith(".localhost"):
+            addresses = list(LOCALHOST)  # RFC 6761 6.3: always loopback, whatever DNS says
+        else:
+            addresses = await self._resolver.resolve(name)
         listed_name = self._allowed.name(name)
         allowed_by = "allowed_hosts" if listed_name else "public"
         for address in addresses:

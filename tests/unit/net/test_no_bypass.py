@@ -134,6 +134,7 @@ def test_no_module_outside_mailport_net_opens_a_connection_around_the_guard() ->
 
 def test_the_scan_covers_every_client_in_the_tree() -> None:
     """The scan sees the real clients' calls (a moved or renamed client must still be scanned)."""
+
     def source(name: str) -> str:
         return (SRC / name).read_text(encoding="utf-8")
 
