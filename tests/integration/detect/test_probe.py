@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import ipaddress
 import ssl
 
@@ -132,3 +133,29 @@ async def test_detection_reports_an_untrusted_certificate_with_low_confidence(
     assert result.source == "probe" and result.confidence == "low"
     assert result.imap is not None and result.imap.host == "imap.acme.example"
     assert "certificate_untrusted" in {h.code for h in result.hints}
+
+
+async def test_probing_never_contacts_a_private_address_unless_allowed(
+    dns_server: LocalDNSServer, make_detector: MakeDetector
+) -> None:
+    """Probe hosts come from the user's domain: they pass the SSRF guard like every other host."""
+    accepted: list[int] = []
+
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        accepted.append(1)
+        writer.close()
+
+    server = await asyncio.start_server(handle, "127.0.0.1", 0)
+    port = int(server.sockets[0].getsockname()[1])
+    dns_server.add("imap.inside.example.", "A", "127.0.0.1")
+    try:
+        guarded = make_detector(
+            probe=True, allow_private_hosts=False, imap_probe_ports=((port, "ssl"),), smtp_probe_ports=()
+        )
+        assert (await guarded.detect("a@inside.example")).source == "none"
+        assert accepted == []
+        allowed = make_detector(probe=True, imap_probe_ports=((port, "ssl"),), smtp_probe_ports=())
+        await allowed.detect("a@inside.example")
+        assert accepted  # the same probe reaches it once the operator allows private hosts
+    finally:
+        server.close()
