@@ -33,10 +33,11 @@ from collections.abc import Iterable
 import httpcore
 import httpx
 
-from mailport.errors import HostNotAllowedError, InputError, MailportError
+from mailport.errors import ConnectTimeoutError, HostNotAllowedError, InputError, MailportError
 from mailport.net.guard import HostGuard, VettedHost, connect_vetted
 
-DEFAULT_LIMIT = 2**16
+DEFAULT_LIMIT = 2**16  # asyncio stream buffer
+DEFAULT_LIMITS = httpx.Limits(max_connections=100, max_keepalive_connections=20)  # httpx's own
 
 
 async def open_socket(
@@ -50,10 +51,15 @@ async def open_socket(
 ) -> tuple[VettedHost, socket.socket]:
     """Vet ``host`` with ``guard`` (resolving it once) and connect to a vetted address.
 
-    Raises :class:`HostNotAllowedError` for a refused host, ``host_not_found`` /
-    ``connect_failed`` / ``connection_refused`` / ``connect_timeout`` otherwise.
+    ``timeout`` bounds the lookup and each connection attempt. Raises
+    :class:`HostNotAllowedError` for a refused host, ``host_not_found`` / ``connect_failed`` /
+    ``connection_refused`` / ``connect_timeout`` otherwise.
     """
-    vetted = await guard.vet(host, port, field=field)
+    try:
+        async with asyncio.timeout(timeout):
+            vetted = await guard.vet(host, port, field=field)
+    except TimeoutError as exc:
+        raise ConnectTimeoutError(f"{host}:{port}: no DNS answer within {timeout:g} s") from exc
     return vetted, await connect_vetted(vetted, timeout=timeout, local_addr=local_addr)
 
 
@@ -194,7 +200,7 @@ class GuardedTransport(httpx.AsyncHTTPTransport):
         guard: HostGuard,
         *,
         ssl_context: ssl.SSLContext | None = None,
-        limits: httpx.Limits = httpx.Limits(max_connections=100, max_keepalive_connections=20),
+        limits: httpx.Limits = DEFAULT_LIMITS,
     ) -> None:
         context = ssl_context or httpx.create_ssl_context()
         super().__init__(verify=context, trust_env=False, limits=limits)
@@ -217,11 +223,7 @@ def http_client(
     follow_redirects: bool = False,
 ) -> httpx.AsyncClient:
     """The only way mailport makes an ``httpx.AsyncClient``: every connection vetted by ``guard``."""
-    transport = GuardedTransport(
-        guard,
-        ssl_context=ssl_context,
-        limits=limits or httpx.Limits(max_connections=100, max_keepalive_connections=20),
-    )
+    transport = GuardedTransport(guard, ssl_context=ssl_context, limits=limits or DEFAULT_LIMITS)
     return httpx.AsyncClient(
         transport=transport, trust_env=False, timeout=timeout, follow_redirects=follow_redirects
     )
