@@ -43,7 +43,7 @@ if TYPE_CHECKING:
     from mailport.config import Settings
 
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
-LOCALHOST: tuple[IPAddress, ...] = (ipaddress.IPv4Address("127.0.0.1"), ipaddress.IPv6Address("::1"))
+LOCALHOST = ipaddress.IPv4Address("127.0.0.1")
 
 
 @dataclass(frozen=True)
@@ -164,7 +164,7 @@ class HostGuard:
         if literal is not None:
             addresses = [literal]
         elif name == "localhost" or name.endswith(".localhost"):
-            addresses = list(LOCALHOST)  # RFC 6761 6.3: always loopback, whatever DNS says
+            addresses = await self._loopback(name)
         else:
             addresses = await self._resolver.resolve(name)
         listed_name = self._allowed.name(name)
@@ -188,6 +188,16 @@ class HostGuard:
             server_hostname=name,
             allowed_by=allowed_by,
         )
+
+    async def _loopback(self, name: str) -> list[IPAddress]:
+        """A ``localhost`` name: always loopback (RFC 6761 6.3), whatever DNS answers. The
+        resolver's loopback answers are kept (their order, IPv4 or IPv6); 127.0.0.1 without one."""
+        try:
+            found = await self._resolver.resolve(name)
+        except (ConnectError, OSError):  # host_not_found included
+            found = []
+        loopback = [a for a in found if blocked_reason(a) == "loopback"]
+        return loopback or [LOCALHOST]
 
     @staticmethod
     def _refuse(host: str, address: IPAddress, reason: str, field: str) -> HostNotAllowedError:
