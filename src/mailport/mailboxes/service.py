@@ -8,6 +8,7 @@ wizard, the CLI — enforces them alike.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -28,6 +29,8 @@ from mailport.net.guard import HostGuard
 from mailport.store.mailboxes import UNSET, MailboxRepository, server_columns
 from mailport.store.pagination import decode_cursor, encode_cursor
 from mailport.tenants.service import Clock, utc_now
+
+HOST_CHECK_TIMEOUT = 5.0  # seconds a save waits for DNS before leaving the host to the watcher
 
 
 @dataclass(frozen=True)
@@ -51,16 +54,17 @@ async def check_hosts(guard: HostGuard, **servers: ServerSettings | None) -> Non
     """Refuse a server whose host the SSRF guard refuses (``imap=…, smtp=…``), under the same
     rules as ``/v1/check``: the watcher would refuse it at every connect anyway, so saving it
     would only make a mailbox that can never work. A name that does not resolve *now* is
-    accepted (DNS may be down, or the record not published yet): the watcher vets it again at
-    each connect."""
+    accepted (DNS may be down or slow, or the record not published yet): the watcher vets it
+    again at each connect."""
     for prefix, server in servers.items():
         if server is None:
             continue
         try:
-            await guard.vet(server.host, server.port, field=f"{prefix}.host")
+            async with asyncio.timeout(HOST_CHECK_TIMEOUT):
+                await guard.vet(server.host, server.port, field=f"{prefix}.host")
         except HostNotAllowedError:
             raise
-        except (ConnectError, OSError):  # host_not_found, DNS failure: decided at connect time
+        except (ConnectError, OSError):  # host_not_found, DNS failure or timeout: decided at connect
             continue
 
 
