@@ -44,7 +44,7 @@ class Services:
     oauth: OAuthConnectService
     events: EventLog  # issue 8: the durable event log (ingestion writes, delivery reads)
     webhooks: DeliveryService  # issue 8: webhook endpoints, deliveries, pull
-    guard: HostGuard  # the SSRF guard for every host a user supplies (issue 6)
+    guard: HostGuard  # the SSRF guard: every outbound connection of the service (mailport.net.connect)
     check_limiter: TokenBucketLimiter  # POST /v1/check per tenant (issue 6)
     checks: CheckService  # connection checks (issue 6)
     trust: MailTrust  # the certificates every mail connection trusts (MAILPORT_MAIL_CA_FILE, pins)
@@ -91,14 +91,14 @@ async def build(settings: Settings, *, migrate: bool | None = None, clock: Clock
         raise
     admin_key = Secret(settings.admin_key.get_secret_value()) if settings.admin_key else None
     mailbox_repository = MailboxRepository(database, key_ring)
+    guard = HostGuard.from_settings(settings)
     try:
         oauth = build_connect(
-            settings, key_ring, database=database, mailboxes=mailbox_repository, clock=clock
+            settings, key_ring, database=database, mailboxes=mailbox_repository, guard=guard, clock=clock
         )
     except BaseException:
         await database.aclose()
         raise
-    guard = HostGuard.from_settings(settings)
     try:
         trust = MailTrust.from_settings(settings)
     except BaseException:
@@ -120,7 +120,7 @@ async def build(settings: Settings, *, migrate: bool | None = None, clock: Clock
         key_ring=key_ring,
         database=database,
         tenants=TenantService(TenantRepository(database), admin_key=admin_key, clock=clock),
-        mailboxes=MailboxService(mailbox_repository, clock=clock),
+        mailboxes=MailboxService(mailbox_repository, guard=guard, clock=clock),
         oauth=oauth,
         events=event_log,
         webhooks=DeliveryService(

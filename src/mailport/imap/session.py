@@ -94,6 +94,8 @@ from mailport.imap.transport import (
     start_tls,
     tls_info,
 )
+from mailport.net.connect import open_socket
+from mailport.net.guard import HostGuard
 from mailport.net.trust import certificate_error
 
 log = logging.getLogger(__name__)
@@ -138,6 +140,7 @@ class ImapSession:
         "bulk_read_buffer",
         "on_event",
         "local_addr",
+        "guard",
         "_ssl_context",
         "_ignore",
         "_proto",
@@ -175,7 +178,11 @@ class ImapSession:
         ignore_capabilities: Iterable[str] = (),
         on_event: Callable[[ServerEvent], None] | None = None,
         local_addr: tuple[str, int] | None = None,
+        guard: HostGuard | None = None,
     ) -> None:
+        """``guard``: vets the host at every connection (:mod:`mailport.net.connect`); the
+        service passes its SSRF guard, a library caller gets the operator's (any address, still
+        resolved once and connected to exactly)."""
         self.host = host
         self.security = Security(security)
         self.port = port or DEFAULT_PORTS[self.security]
@@ -193,6 +200,7 @@ class ImapSession:
         self.bulk_read_buffer = bulk_read_buffer
         self.on_event = on_event
         self.local_addr = local_addr
+        self.guard = guard or HostGuard.for_operator()
         if not verify and ssl_context is None and self.security is not Security.PLAIN:
             log.warning("%s:%s: TLS certificate verification is DISABLED (skip-verify)", host, self.port)
         self._ssl_context: ssl.SSLContext | None = ssl_context
@@ -248,20 +256,31 @@ class ImapSession:
     async def connect_tcp(self, *, sock: socket.socket | None = None) -> None:
         """Step 1: the TCP connection (``connect_timeout``), with keepalive.
 
-        ``sock``: an already connected socket to use instead (e.g. from
-        :func:`mailport.net.guard.connect_vetted`, so the address connected to is the one the SSRF
-        guard checked); TLS still verifies the certificate against ``server_hostname``.
+        The host is vetted by :attr:`guard` and the address it checked is the one connected to
+        (:func:`mailport.net.connect.open_socket`); a refused host raises
+        :class:`~mailport.errors.HostNotAllowedError` before anything is sent. ``sock``: an
+        already connected socket to use instead (e.g. from
+        :func:`mailport.net.guard.connect_vetted`); TLS still verifies the certificate against
+        ``server_hostname``.
         """
         loop = asyncio.get_running_loop()
         where = f"{self.host}:{self.port}"
         try:
             async with asyncio.timeout(self.connect_timeout):
-                if sock is not None:
-                    transport, proto = await loop.create_connection(self._make_protocol, sock=sock)
-                else:
-                    transport, proto = await loop.create_connection(
-                        self._make_protocol, self.host, self.port, local_addr=self.local_addr
+                if sock is None:
+                    _vetted, sock = await open_socket(
+                        self.guard,
+                        self.host,
+                        self.port,
+                        timeout=self.connect_timeout,
+                        field="imap.host",
+                        local_addr=self.local_addr,
                     )
+                transport, proto = await loop.create_connection(self._make_protocol, sock=sock)
+        except MailportError:  # host_not_allowed, host_not_found, connection_refused …
+            if sock is not None:
+                sock.close()
+            raise
         except TimeoutError as exc:
             raise MailTimeoutError(f"{where}: no TCP connection within {self.connect_timeout:g} s") from exc
         except OSError as exc:

@@ -30,6 +30,7 @@ from mailport.errors import (
 )
 from mailport.mailboxes.models import AuthMethod, Mailbox, MailboxStatus, NewMailbox, OAuthGrant, Security
 from mailport.mailboxes.models import ServerSettings as MailboxServer
+from mailport.net.guard import HostGuard
 from mailport.oauth.authcode import AuthorizationRequest, ConnectedAccount
 from mailport.oauth.device import SLOW_DOWN_STEP, DeviceAuthorization
 from mailport.oauth.providers import MailServer, ProviderRegistry
@@ -368,8 +369,10 @@ def build_connect(
     mailboxes: MailboxRepository,
     clock: Clock = utc_now,
     http: httpx.AsyncClient | None = None,
+    guard: HostGuard | None = None,
 ) -> OAuthConnectService:
-    """The OAuth use cases on the database (the composition root calls this)."""
+    """The OAuth use cases on the database (the composition root calls this); ``guard`` vets
+    every authorization-server connection."""
     registry = ProviderRegistry.from_settings(settings)
     apps = OAuthAppRepository(database, key_ring)
     tenant_apps = TenantApps(apps, registry, settings)
@@ -380,6 +383,7 @@ def build_connect(
         state_store=DatabaseStateStore(database),
         apps=tenant_apps,
         http=http,
+        guard=guard,
         clock=clock,
         registry=registry,
     )

@@ -25,6 +25,7 @@ from mailport.crypto import Secret
 from mailport.errors import AuthenticationError, CommandError, MailportError
 from mailport.imap import FETCH_ITEMS, HEADER_ITEMS, EventKind, ImapClient
 from mailport.mailboxes.models import AuthMethod, Mailbox, Security
+from mailport.net.guard import HostGuard
 from mailport.providers.base import (
     Change,
     ChangeKind,
@@ -60,8 +61,12 @@ class ImapProvider:
         idle_renew_seconds: float = 25 * 60,
         connect_timeout: float = 15.0,
         command_timeout: float = 60.0,
+        guard: HostGuard | None = None,
     ) -> None:
+        """``guard``: the SSRF guard that vets the mailbox's host at every connect (the service's;
+        the operator's, allowing any address, when None)."""
         self.mailbox = mailbox
+        self._guard = guard
         self._token_source = token_source
         self._force_refresh = force_refresh
         self._ssl_context = ssl_context  # None: the system CAs (mailport.net.trust decides it)
@@ -98,6 +103,7 @@ class ImapProvider:
             connect_timeout=self._connect_timeout,
             command_timeout=self._command_timeout,
             max_literal_size=self._max,
+            guard=self._guard,
         )
 
     async def _token(self) -> Secret:

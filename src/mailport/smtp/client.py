@@ -49,6 +49,8 @@ from mailport.errors import (
 )
 from mailport.imap.models import Security, TLSInfo
 from mailport.imap.transport import shared_context, tls_info
+from mailport.net.connect import open_socket
+from mailport.net.guard import HostGuard
 from mailport.net.trust import certificate_error
 
 log = logging.getLogger(__name__)
@@ -143,10 +145,14 @@ class SmtpClient:
         local_hostname: str | None = None,
         sock: socket.socket | None = None,
         server_hostname: str | None = None,
+        guard: HostGuard | None = None,
     ) -> None:
         """``sock``: an already connected socket to use (e.g. from
         :func:`mailport.net.guard.connect_vetted`); TLS then verifies the certificate against
-        ``server_hostname`` (default ``host``)."""
+        ``server_hostname`` (default ``host``). Otherwise every connection is opened by
+        :func:`mailport.net.connect.open_socket`: ``guard`` vets the host (the service passes its
+        SSRF guard; None: the operator's, any address) and the vetted address is the one
+        connected to."""
         self.security = Security(security)
         self.host = host
         self.port = port or DEFAULT_PORTS[self.security]
@@ -159,15 +165,17 @@ class SmtpClient:
             log.warning("%s:%s: TLS certificate verification is DISABLED (skip-verify)", host, self.port)
         context = ssl_context or shared_context(ca_file, verify)
         self._where = f"{host}:{self.port}"
+        self._sock = sock
+        self._guard = guard or HostGuard.for_operator()
+        self._timeout = timeout
         self._smtp = aiosmtplib.SMTP(
             hostname=server_hostname or host,
-            port=None if sock is not None else self.port,
+            port=None,  # aiosmtplib never connects by itself: it is always handed a vetted socket
             use_tls=self.security is Security.TLS,
             start_tls=self.security is Security.STARTTLS,
             tls_context=context,
             timeout=timeout,
             local_hostname=local_hostname,
-            sock=sock,
         )
 
     def __repr__(self) -> str:
@@ -197,10 +205,21 @@ class SmtpClient:
 
     # ------------------------------------------------------------------ session
 
+    async def _socket(self) -> socket.socket:
+        """The socket given to the constructor (once), else a new one to a vetted address."""
+        if self._sock is not None:
+            sock, self._sock = self._sock, None
+            return sock
+        _vetted, sock = await open_socket(
+            self._guard, self.host, self.port, timeout=self._timeout, field="smtp.host"
+        )
+        return sock
+
     async def connect(self) -> None:
         """Connect, greeting, EHLO, and STARTTLS for the ``starttls`` security."""
+        sock = await self._socket()
         try:
-            await self._smtp.connect()
+            await self._smtp.connect(sock=sock)
             if not self._smtp.esmtp_extensions:
                 await self._smtp.ehlo()  # so that the AUTH mechanisms are known before authenticate()
         except (aiosmtplib.SMTPException, OSError, ssl.SSLError) as exc:
@@ -219,8 +238,9 @@ class SmtpClient:
 
     async def greet(self) -> str:
         """Open the connection (implicit TLS included) and read the greeting; no EHLO, no STARTTLS."""
+        sock = await self._socket()
         try:
-            response = await self._smtp.connect(start_tls=False)
+            response = await self._smtp.connect(start_tls=False, sock=sock)
         except (aiosmtplib.SMTPException, OSError, ssl.SSLError) as exc:
             self.close()
             raise translate(exc, self._where) from exc

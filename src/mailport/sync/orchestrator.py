@@ -139,6 +139,7 @@ class Orchestrator:
             ssl_context=self.services.trust.context(mailbox.imap.trusted_certificate),
             max_message_bytes=settings.max_message_bytes,
             idle_renew_seconds=float(settings.idle_renew_seconds),
+            guard=self.services.guard,
         )
 
     # ------------------------------------------------------------------ lifecycle

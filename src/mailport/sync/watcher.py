@@ -21,6 +21,10 @@ again after every failure, with jittered exponential backoff.
   server (a tagged NO/BAD, an unsupported command) is not a broken session: the actions are
   retried with backoff and, after ``action_max_attempts``, marked ``failed`` with one
   ``message.action_failed`` event each, counted in ``failed_24h``.
+* **A host the SSRF guard refuses** (vetted again at every connect: DNS may have changed since
+  the mailbox was saved) is never contacted: the mailbox goes to ``error`` with
+  ``[host_not_allowed]`` in ``last_error`` and the watcher waits ``host_retry_seconds`` (or a
+  change of the mailbox, which restarts it).
 * Each watcher is its own task; connects are bounded by a shared semaphore, and nothing a
   watcher does blocks another (big messages are parsed in a thread).
 """
@@ -40,6 +44,7 @@ from typing import Any
 from mailport.errors import (
     AuthenticationError,
     CommandError,
+    HostNotAllowedError,
     MailportError,
     OAuthInvalidGrantError,
     UnsupportedFeatureError,
@@ -103,6 +108,7 @@ class WatcherOptions:
     action_retry_cap: float = 3600.0
     action_max_attempts: int = 5
     jitter: Callable[[], float] = random.random  # tests pass ``lambda: 1.0`` for exact delays
+    host_retry_seconds: float = 1800.0  # a host the SSRF guard refused (a PATCH restarts sooner)
 
 
 @dataclass
@@ -230,6 +236,12 @@ class Watcher:
             except (AuthenticationError, OAuthInvalidGrantError) as exc:
                 await self._auth_failed(exc)
                 await self._sleep(self.options.auth_retry_seconds)
+            except HostNotAllowedError as exc:
+                # Refused before connecting: retrying soon cannot help (a PATCH that fixes the
+                # host restarts the watcher), but DNS may change, so try again after a long pause.
+                log.warning("mailbox %s: %s; not retrying for a while", self.mailbox.id, _describe(exc))
+                await self._record_error(MailboxStatus.ERROR, EventType.MAILBOX_ERROR, exc)
+                await self._sleep(self.options.host_retry_seconds)
             except Exception as exc:  # any failure: record it, back off, reconnect
                 if (
                     connected_at is not None

@@ -131,11 +131,11 @@ async def test_hosts_are_idna_normalized_and_ip_literals_accepted(
         tenant_client,
         secret_watch,
         imap={"host": "Mail.Bücher.de.", "port": 143, "security": "starttls"},
-        smtp={"host": "[::1]", "port": 25, "security": "none"},
+        smtp={"host": "[2001:4860:4860:0::8888]", "port": 25, "security": "none"},
     )
     assert created["imap"]["host"] == "mail.xn--bcher-kva.de"
     assert created["imap"]["username"] is None
-    assert created["smtp"]["host"] == "::1"
+    assert created["smtp"]["host"] == "2001:4860:4860::8888"
 
 
 INVALID: list[tuple[str, Any, str]] = [

@@ -167,6 +167,8 @@ def api_settings(
     settings.google_client_secret = SecretStr("test-secret")
     settings.microsoft_client_id = "test-client"
     settings.microsoft_client_secret = SecretStr("test-secret")
+    # The IdP, Dovecot and SMTP of the bed listen on 127.0.0.1: the operator allows exactly that.
+    settings.allowed_hosts = ["127.0.0.1"]
     return settings
 
 
