@@ -42,6 +42,7 @@ async def main(mailboxes: int, reads: int) -> dict[str, object]:
             oauth_providers_file=providers,
             google_client_id="test-client",
             google_client_secret=SecretStr("test-secret"),
+            allowed_hosts=["127.0.0.1"],  # the local IdP: the SSRF guard allows exactly that
         )
         services = await build(settings)
         try:

@@ -66,6 +66,7 @@ async def run(dovecot: Dovecot, root: Path, count: int, idle_seconds: float, pro
         secret_keys=SecretStr(generate_key()),
         mail_ca_file=Path(dovecot.ca_file),
         log_level="WARNING",
+        allowed_hosts=["127.0.0.1"],  # the bench's Dovecot: the SSRF guard allows exactly that
     )
     services = await build(settings, migrate=True)
     tenant, _ = await services.tenants.create_tenant("bench")

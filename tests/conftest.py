@@ -2,6 +2,7 @@
 
 * ``idp``      local OAuth2 authorization server playing Google and Microsoft (thread)
 * ``dovecot``  Dovecot 2.3 with IMAP (STARTTLS + implicit TLS), IDLE, LMTP, XOAUTH2 (subprocess)
+* ``dovecot_dotted`` a second Dovecot whose personal namespace is ``INBOX.`` with separator ``.``
 * ``smtp``     aiosmtpd submission server delivering into Dovecot over LMTP (thread)
 * ``postgres_url`` a fresh PostgreSQL database for the run, dropped afterwards
 * ``database_url`` parametrized over SQLite and PostgreSQL for storage tests
@@ -80,6 +81,17 @@ def mail_root() -> Iterator[Path]:
 def dovecot(idp: MockIdP, mail_root: Path) -> Iterator[Dovecot]:
     require_binary("dovecot", "apt-get install dovecot-core dovecot-imapd dovecot-lmtpd")
     server = Dovecot(mail_root / "dovecot", oauth2_introspection_url=f"{idp.url}/introspect")
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def dovecot_dotted(mail_root: Path) -> Iterator[Dovecot]:
+    """A second Dovecot whose personal namespace is ``INBOX.`` with separator ``.`` (folder
+    names must be resolved through NAMESPACE there); password users only."""
+    require_binary("dovecot", "apt-get install dovecot-core dovecot-imapd dovecot-lmtpd")
+    server = Dovecot.dotted(mail_root / "dovecot-dotted")
     server.start()
     yield server
     server.stop()

@@ -24,6 +24,7 @@ from mailport.events import EventLog
 from mailport.mailboxes.service import MailboxService
 from mailport.net.guard import HostGuard
 from mailport.net.ratelimit import TokenBucketLimiter
+from mailport.net.trust import MailTrust
 from mailport.oauth.connect import OAuthConnectService, build_connect
 from mailport.store import Database, current_revision, head_revision, open_database, upgrade, verify_key_ring
 from mailport.store.mailboxes import MailboxRepository
@@ -43,9 +44,10 @@ class Services:
     oauth: OAuthConnectService
     events: EventLog  # issue 8: the durable event log (ingestion writes, delivery reads)
     webhooks: DeliveryService  # issue 8: webhook endpoints, deliveries, pull
-    guard: HostGuard  # the SSRF guard for every host a user supplies (issue 6)
+    guard: HostGuard  # the SSRF guard: every outbound connection of the service (mailport.net.connect)
     check_limiter: TokenBucketLimiter  # POST /v1/check per tenant (issue 6)
     checks: CheckService  # connection checks (issue 6)
+    trust: MailTrust  # the certificates every mail connection trusts (MAILPORT_MAIL_CA_FILE, pins)
 
     async def aclose(self) -> None:
         """Release connections and background tasks."""
@@ -89,19 +91,24 @@ async def build(settings: Settings, *, migrate: bool | None = None, clock: Clock
         raise
     admin_key = Secret(settings.admin_key.get_secret_value()) if settings.admin_key else None
     mailbox_repository = MailboxRepository(database, key_ring)
+    guard = HostGuard.from_settings(settings)
     try:
         oauth = build_connect(
-            settings, key_ring, database=database, mailboxes=mailbox_repository, clock=clock
+            settings, key_ring, database=database, mailboxes=mailbox_repository, guard=guard, clock=clock
         )
     except BaseException:
         await database.aclose()
         raise
-    guard = HostGuard.from_settings(settings)
+    try:
+        trust = MailTrust.from_settings(settings)
+    except BaseException:
+        await database.aclose()
+        raise
     check_limiter = TokenBucketLimiter(
         rate_per_minute=settings.check_rate_per_minute, burst=settings.check_burst
     )
     checks = CheckService(
-        ConnectionChecker(guard, timeout=settings.check_timeout),
+        ConnectionChecker(guard, trust=trust, timeout=settings.check_timeout),
         limiter=check_limiter,
         mailboxes=mailbox_repository,
         tokens=oauth.oauth.tokens,
@@ -113,7 +120,7 @@ async def build(settings: Settings, *, migrate: bool | None = None, clock: Clock
         key_ring=key_ring,
         database=database,
         tenants=TenantService(TenantRepository(database), admin_key=admin_key, clock=clock),
-        mailboxes=MailboxService(mailbox_repository, clock=clock),
+        mailboxes=MailboxService(mailbox_repository, guard=guard, clock=clock),
         oauth=oauth,
         events=event_log,
         webhooks=DeliveryService(
@@ -125,6 +132,7 @@ async def build(settings: Settings, *, migrate: bool | None = None, clock: Clock
         guard=guard,
         check_limiter=check_limiter,
         checks=checks,
+        trust=trust,
     )
 
 

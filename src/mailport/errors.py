@@ -34,6 +34,7 @@ once, at the boundary where they occur, and chained (``raise X(...) from exc``).
         │   ├── CertificateSelfSignedError      certificate_self_signed        502
         │   ├── CertificateUntrustedError       certificate_untrusted          502
         │   ├── CertificateExpiredError         certificate_expired            502
+        │   ├── CertificateChangedError         certificate_changed            502
         │   ├── StartTLSNotOfferedError         starttls_not_offered           502
         │   ├── TLSOnPlaintextPortError         tls_on_plaintext_port          502
         │   └── PlaintextOnTLSPortError         plaintext_on_tls_port          502
@@ -48,6 +49,7 @@ once, at the boundary where they occur, and chained (``raise X(...) from exc``).
         │   ├── OAuthTokenRejectedError         oauth_token_rejected           422
         │   ├── OAuthPermissionMissingError     oauth_permission_missing       422
         │   └── MailboxAccessDeniedError        mailbox_access_denied          422
+        ├── AuthUnavailableError        auth_unavailable      503   (the server could not check now: retried)
         ├── CommandError                command_failed        502
         ├── ProtocolError               protocol_error        502
         │   └── WrongServiceError               wrong_service                  502
@@ -250,6 +252,18 @@ class AuthenticationError(ProviderError):
     hint = "Wrong user name or password, or the account needs an app password or OAuth."
 
 
+class AuthUnavailableError(ProviderError):
+    """The server could not check the credentials right now (IMAP ``[UNAVAILABLE]``, an SMTP
+    4xx reply to AUTH): temporary, retried, never reported as a wrong password."""
+
+    code = "auth_unavailable"
+    http_status = 503
+    hint = (
+        "The server could not check the credentials right now (a temporary failure on its side); "
+        "try again in a few minutes. mailport retries by itself. If it persists, ask the server's operator."
+    )
+
+
 class CommandError(ProviderError):
     code = "command_failed"
     hint = "The server refused the command; see the server's own text."
@@ -352,17 +366,30 @@ class CertificateHostnameMismatchError(TLSError):
 
 class CertificateSelfSignedError(TLSError):
     code = "certificate_self_signed"
-    hint = "The server uses a self-signed certificate; give its certificate as a CA file (--ca-file)."
+    hint = "The server uses a self-signed certificate; trust this certificate for the server if you trust it."
 
 
 class CertificateUntrustedError(TLSError):
     code = "certificate_untrusted"
-    hint = "The certificate is issued by an authority this machine does not trust; give the CA file."
+    hint = (
+        "The certificate is issued by an authority this machine does not trust; add the CA "
+        "(MAILPORT_MAIL_CA_FILE)."
+    )
 
 
 class CertificateExpiredError(TLSError):
     code = "certificate_expired"
     hint = "The server's certificate has expired (or is not valid yet); the server's operator must renew it."
+
+
+class CertificateChangedError(TLSError):
+    code = "certificate_changed"
+    hint = (
+        "The server presented a different certificate than the one trusted for this mailbox. If its "
+        "operator replaced it, compare the new fingerprint with them and trust the new certificate; "
+        "if it is now signed by a public CA, remove the trusted certificate. Otherwise the "
+        "connection may be intercepted."
+    )
 
 
 class StartTLSNotOfferedError(TLSError):

@@ -25,6 +25,7 @@ from enum import StrEnum
 
 from mailport.errors import (
     AuthenticationError,
+    AuthUnavailableError,
     ConnectError,
     ConnectionLostError,
     MailportError,
@@ -54,6 +55,7 @@ _DEAD_GRANT_CODES = frozenset({"reauth_required", "oauth_invalid_grant"})
 _TEMPORARY_CODES = frozenset(
     {
         "oauth_unavailable",
+        "auth_unavailable",
         "connect_failed",
         "connection_refused",
         "too_many_connections",
@@ -102,7 +104,10 @@ def server_said_temporary(server_said: str | None, smtp_code: object = None) -> 
 
 def is_temporary(exc: BaseException) -> bool:
     """A failure that passes by itself: retry soon, and never as an authentication failure."""
-    if isinstance(exc, OAuthUnavailableError | ConnectError | MailTimeoutError | ConnectionLostError):
+    if isinstance(
+        exc,
+        OAuthUnavailableError | AuthUnavailableError | ConnectError | MailTimeoutError | ConnectionLostError,
+    ):
         return True
     if isinstance(exc, MailportError):
         return exc.code in _TEMPORARY_CODES or server_said_temporary(

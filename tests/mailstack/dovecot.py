@@ -73,6 +73,10 @@ class Dovecot:
     submission_port: int | None = None  # Dovecot's own submission service (needs a relay)
     relay_port: int | None = None  # where Dovecot submission relays to (e.g. an aiosmtpd sink)
     binary: str = "dovecot"
+    # The personal namespace (RFC 2342): "" and "/" (the default bed), or "INBOX." and "." as
+    # Courier-style servers have it, where every folder lives under INBOX. (``Dovecot.dotted``).
+    namespace_prefix: str = ""
+    separator: str = "/"
     # Appended to the generated dovecot.conf; later settings override earlier ones (e.g. raised
     # process/client limits for benchmarks, disable_plaintext_auth = yes for LOGINDISABLED tests).
     extra_config: str = ""
@@ -187,7 +191,8 @@ mail_location = maildir:{r}/mail/%d/%n/Maildir
 
 namespace inbox {{
   inbox = yes
-  separator = /
+  separator = {self.separator}
+  prefix = {self.namespace_prefix}
   mailbox Drafts {{
     special_use = \\Drafts
     auto = subscribe
@@ -328,6 +333,11 @@ timeout_msecs = 5000
         except OSError:
             return ""
 
+    def logins(self, user: str) -> int:
+        """How many times ``user`` logged in so far (``auth_verbose`` logs each login): proves
+        that a client did not reconnect."""
+        return self.log_tail(1_000_000).count(f"Login: user=<{user}>")
+
     def doveadm(self, *args: str, input: bytes | None = None) -> subprocess.CompletedProcess:
         return subprocess.run(
             ["doveadm", "-c", str(self.conf), *args], input=input, capture_output=True, check=True
@@ -336,6 +346,12 @@ timeout_msecs = 5000
     def deliver(self, user: str, raw_message: bytes, mailbox: str = "INBOX"):
         """Put a message straight into a mailbox (no SMTP), as the mail user."""
         self.doveadm("save", "-u", user, "-m", mailbox, input=raw_message)
+
+    @classmethod
+    def dotted(cls, root: Path, **options: Any) -> Dovecot:
+        """A server whose personal namespace is ``INBOX.`` with separator ``.`` (Courier, older
+        cPanel hosts): ``CREATE Processed`` is refused there; folders are ``INBOX.Processed``."""
+        return cls(root, namespace_prefix="INBOX.", separator=".", **options)
 
     @staticmethod
     def dyn_user(name: str) -> tuple[str, str]:

@@ -6,6 +6,7 @@ import pytest
 
 from mailport.errors import (
     AuthenticationError,
+    AuthUnavailableError,
     ConnectionLostError,
     InvalidCredentialsError,
     MailTimeoutError,
@@ -33,6 +34,7 @@ UNAVAILABLE = "[UNAVAILABLE] Temporary authentication failure. [mail:2026-12-04 
         ),
         (ReauthRequiredError("dead"), "REAUTH"),
         (OAuthUnavailableError("HTTP 503"), "RETRY"),
+        (AuthUnavailableError("NO [UNAVAILABLE]", server_said=UNAVAILABLE), "RETRY"),
         (AuthenticationError("AUTHENTICATE failed", server_said=UNAVAILABLE, status="NO"), "RETRY"),
         (OAuthTokenRejectedError("refused", server_said=UNAVAILABLE), "RETRY"),
         (
@@ -72,6 +74,7 @@ def test_only_a_dead_grant_is_reauth_required() -> None:
         ("oauth_token_rejected", UNAVAILABLE, "RETRY"),  # the server could not check the token
         ("oauth_token_rejected", "[AUTHENTICATIONFAILED] Invalid credentials", "ERROR"),
         ("oauth_unavailable", None, "RETRY"),
+        ("auth_unavailable", UNAVAILABLE, "RETRY"),
         ("auth_failed", "4.7.0 Temporary authentication failure", "RETRY"),
         ("invalid_credentials", "5.7.8 Username and Password not accepted", "ERROR"),
         ("connect_timeout", None, "RETRY"),

@@ -42,7 +42,9 @@ from mailport.errors import (
     AppPasswordRequiredError,
     AuthenticationError,
     AuthMechanismUnsupportedError,
+    AuthUnavailableError,
     BasicAuthBlockedError,
+    CertificateChangedError,
     CertificateExpiredError,
     CertificateHostnameMismatchError,
     CertificateSelfSignedError,
@@ -72,6 +74,7 @@ from mailport.errors import (
     WebLoginRequiredError,
     WrongServiceError,
 )
+from mailport.net.trust import PinMismatch
 
 Step = Literal[
     "dns",
@@ -649,6 +652,19 @@ _RULES: tuple[_Rule, ...] = (
         detail="The server refused: a per-account limit was reached.",
         hint=_too_many_hint,
     ),
+    # --- anywhere: the server could not check the credentials now (temporary, not a verdict) ----
+    _Rule(
+        AuthUnavailableError,
+        protocols=frozenset({"imap"}),
+        also=lambda f, r: (r.response_code or "").upper() == "UNAVAILABLE",
+        detail="The server could not check the credentials right now (a temporary failure).",
+    ),
+    _Rule(
+        AuthUnavailableError,
+        protocols=frozenset({"smtp"}),
+        also=lambda f, r: f.step == "smtp_auth" and 400 <= (r.smtp_code or 0) < 500,
+        detail="The server could not check the credentials right now (a temporary 4xx reply).",
+    ),
     # --- Gmail ---------------------------------------------------------------------------------
     _Rule(
         AppPasswordRequiredError,
@@ -996,6 +1012,14 @@ def _certificate(failure: Failure, error: ssl.SSLCertVerificationError) -> Diagn
     code = error.verify_code
     message = error.verify_message or str(error)
     at = _at(failure)
+    if isinstance(error, PinMismatch):
+        presented = error.presented.sha256 if error.presented else "none"
+        return Diagnosis(
+            CertificateChangedError,
+            f"{at}: the server presented a different certificate (SHA-256 {presented}) than the "
+            f"one trusted for this server (SHA-256 {error.pinned}).",
+            CertificateChangedError.hint,
+        )
     if code in (62, 64) or any(
         m in message.lower() for m in ("hostname mismatch", "ip address mismatch", "doesn't match")
     ):
@@ -1026,17 +1050,19 @@ def _certificate(failure: Failure, error: ssl.SSLCertVerificationError) -> Diagn
         return Diagnosis(
             CertificateSelfSignedError,
             f"{at}: {message}.",
-            "The server presents a self-signed certificate. If you trust this server, give its "
-            "certificate (PEM) as the CA file (`--ca-file`, or `ca_pem` in the request); "
-            "better, its operator installs a certificate from a public CA.",
+            "The server presents a self-signed certificate. If you trust this server, trust this "
+            "certificate for it after comparing its fingerprint with the server's operator (the "
+            "wizard's \"Trust this certificate\", or the server's `trusted_certificate`); better, "
+            "its operator installs a certificate from a public CA.",
         )
     if code in (2, 20, 21, 27, 28):
         return Diagnosis(
             CertificateUntrustedError,
             f"{at}: {message}.",
             "The certificate is issued by a CA this machine does not trust (a private/company CA, "
-            "or the server omits its intermediate certificate). Give the CA's certificate as the "
-            "CA file (`--ca-file`); the server's operator should send the full chain.",
+            "or the server omits its intermediate certificate). Add the CA (MAILPORT_MAIL_CA_FILE, "
+            "`ca_pem`, `--imap-ca-file`/`--smtp-ca-file`) or trust this server's certificate; the "
+            "server's operator should send the full chain.",
         )
     return Diagnosis(TLSError, f"{at}: certificate verification failed ({message}).", TLSError.hint)
 
@@ -1174,10 +1200,20 @@ def _fallback(failure: Failure) -> Diagnosis:
             MailTimeoutError, f"{_at(failure)} did not answer in time during {step}.", MailTimeoutError.hint
         )
     if step in ("authentication", "smtp_auth"):
+        kind = _refusal_kind(failure)
+        if kind is InvalidCredentialsError:
+            return Diagnosis(
+                kind,
+                f"{_at(failure)} refused the user name or password.",
+                _invalid_credentials_hint(_effective_provider(failure), failure.protocol),
+                server_said=said,
+            )
         return Diagnosis(
-            AuthenticationError,
+            kind,
             f"Sign-in to {_at(failure)} failed.",
-            _invalid_credentials_hint(_effective_provider(failure), failure.protocol)
+            kind.hint
+            if kind is not AuthenticationError
+            else _invalid_credentials_hint(_effective_provider(failure), failure.protocol)
             if reply
             else AuthenticationError.hint,
             server_said=said,
@@ -1202,6 +1238,23 @@ def _fallback(failure: Failure) -> Diagnosis:
     if error is not None:
         return Diagnosis(ProviderError, f"{step} failed: {_describe(error)}", ProviderError.hint)
     return Diagnosis(ProviderError, f"{step} failed.", ProviderError.hint)
+
+
+def _refusal_kind(failure: Failure) -> type[MailportError]:
+    """A sign-in refusal no provider's words explain: the client's own verdict on the tagged
+    reply when it has one (a password LOGIN/AUTHENTICATE answered ``NO`` is a refused password,
+    with or without ``[AUTHENTICATIONFAILED]``), else the same rule applied to the reply."""
+    error = failure.error
+    if isinstance(error, AuthenticationError) and type(error) is not AuthenticationError:
+        return type(error)
+    reply = failure.reply
+    password = (failure.auth or "password") == "password"
+    if password and reply is not None:
+        if failure.protocol == "imap" and reply.status == "NO":
+            return InvalidCredentialsError
+        if failure.protocol == "smtp" and reply.smtp_code in (535, 534):
+            return InvalidCredentialsError
+    return AuthenticationError
 
 
 _BY_STEP: dict[str, tuple[Callable[[Failure], Diagnosis | None], ...]] = {

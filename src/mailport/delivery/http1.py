@@ -6,7 +6,7 @@ cProfile: connection-pool bookkeeping, anyio wrappers), more than the rest of a 
 together; h11 directly costs a fraction of that. h11 does the protocol (framing, chunked
 bodies, keep-alive rules); this module only opens connections and pools them.
 
-Connections go to the addresses the SSRF guard vetted (:func:`mailport.net.guard.connect_vetted`),
+Connections go to the addresses the SSRF guard vetted (:func:`mailport.net.connect.open_stream`),
 TLS verifies the URL's host name. A pooled connection the server closed meanwhile fails before
 any response byte arrives; such a request is sent once more on a fresh connection (a duplicate
 is harmless: the receiver deduplicates on ``webhook-id``).
@@ -20,7 +20,8 @@ from dataclasses import dataclass
 
 import h11
 
-from mailport.net.guard import VettedHost, connect_vetted
+from mailport.net.connect import open_stream
+from mailport.net.guard import VettedHost
 
 MAX_RESPONSE_BODY = 4096  # enough for an error message; the rest is read and dropped
 READ_CHUNK = 65536
@@ -90,13 +91,8 @@ class Http1Pool:
         self._tls = ssl.create_default_context()
 
     async def _open(self, vetted: VettedHost, tls: bool) -> _Connection:
-        sock = await connect_vetted(vetted, timeout=self._connect_timeout)
-        reader, writer = await asyncio.open_connection(
-            sock=sock,
-            ssl=self._tls if tls else None,
-            server_hostname=vetted.server_hostname if tls else None,
-            ssl_handshake_timeout=self._connect_timeout if tls else None,
-            limit=READ_CHUNK,
+        reader, writer = await open_stream(
+            vetted, timeout=self._connect_timeout, ssl_context=self._tls if tls else None, limit=READ_CHUNK
         )
         return _Connection(reader, writer)
 

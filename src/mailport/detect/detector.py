@@ -40,7 +40,7 @@ from mailport.detect.autoconfig import AutoconfigDocument, AutoconfigParseError,
 from mailport.detect.cache import TTLCache
 from mailport.detect.database import ProviderDatabase, default_database
 from mailport.detect.dns import DNS, LookupFailed, make_resolver
-from mailport.detect.fetch import AddressPolicy, fetch_document, resolve_allowed
+from mailport.detect.fetch import DetectionResolver, fetch_document, vet_quietly
 from mailport.detect.model import (
     CONFIDENCE_ORDER,
     Address,
@@ -58,6 +58,9 @@ from mailport.detect.model import (
 )
 from mailport.detect.probe import ProbeResult, ProbeTarget, probe
 from mailport.detect.records import SRV_SERVICES, is_null_mx, lowest_preference_mx, srv_candidate
+from mailport.net.connect import http_client
+from mailport.net.guard import HostGuard
+from mailport.net.trust import MailTrust
 
 if TYPE_CHECKING:
     import dns.asyncresolver
@@ -153,18 +156,27 @@ class Detector:
         resolver: dns.asyncresolver.Resolver | None = None,
         http_client: httpx.AsyncClient | None = None,
         ssl_context: ssl.SSLContext | None = None,
+        mail_ssl_context: ssl.SSLContext | None = None,
         database: ProviderDatabase | None = None,
         oauth_configured: Callable[[str], bool] | None = None,
         clock: Callable[[], float] = time.monotonic,
+        guard: HostGuard | None = None,
     ) -> None:
+        """``guard``: vets every host detection connects to (autoconfig, ISPDB, probes); by
+        default one resolving through ``resolver`` and allowing private addresses only with
+        ``options.allow_private_hosts``."""
         self.options = options or DetectOptions()
         self.database = database or default_database()
         self._resolver = resolver
         self._http_client = http_client
-        self.ssl_context = ssl_context or ssl.create_default_context()
+        self.ssl_context = ssl_context or ssl.create_default_context()  # HTTPS (autoconfig)
+        # Probes of mail servers trust what every mail connection trusts (mailport.net.trust).
+        self.mail_ssl_context = mail_ssl_context or ssl_context or MailTrust().context()
         self.oauth_configured = oauth_configured or (lambda _provider: False)
         self.cache: TTLCache[tuple[str, bool], Findings] = TTLCache(self.options.cache_ttl, clock=clock)
-        self.policy = AddressPolicy(allow_private=self.options.allow_private_hosts)
+        self.guard = guard or HostGuard(
+            resolver=DetectionResolver(self.dns), allow_private=self.options.allow_private_hosts
+        )
         self._inflight: dict[tuple[str, bool], asyncio.Future[Findings]] = {}
 
     @classmethod
@@ -173,11 +185,15 @@ class Detector:
         given = kwargs.pop("options", None)
         options = given if isinstance(given, DetectOptions) else DetectOptions.from_settings(settings)
         configured = configured_oauth_providers(settings)
+        if kwargs.get("mail_ssl_context") is None:
+            kwargs["mail_ssl_context"] = MailTrust.from_settings(settings).context()
         kwargs.setdefault("oauth_configured", configured.__contains__)
         if kwargs.get("resolver") is None:
             kwargs["resolver"] = make_resolver(
                 settings.dns_nameservers, timeout=options.effective_step_timeout
             )
+        if kwargs.get("guard") is None:  # the service's rules (MAILPORT_ALLOW_PRIVATE_HOSTS, …)
+            kwargs["guard"] = HostGuard.from_settings(settings)
         return cls(options=options, **kwargs)  # type: ignore[arg-type]
 
     @property
@@ -232,11 +248,8 @@ class Detector:
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self.options.timeout
         owns_client = self._http_client is None
-        client = self._http_client or httpx.AsyncClient(
-            verify=self.ssl_context,
-            follow_redirects=False,
-            limits=httpx.Limits(max_keepalive_connections=0),
-            trust_env=False,
+        client = self._http_client or http_client(
+            self.guard, ssl_context=self.ssl_context, limits=httpx.Limits(max_keepalive_connections=0)
         )
         try:
             return await self._investigate(domain, client, deadline, probe=probe)
@@ -348,12 +361,10 @@ class Detector:
     ) -> list[Candidate]:
         body = await fetch_document(
             client,
-            self.dns,
             scheme=scheme,
             host=host,
             port=port,
             path=path,
-            policy=self.policy,
             timeout=self.options.effective_step_timeout,
         )
         if body is None:
@@ -380,12 +391,10 @@ class Detector:
         port = url.port or (443 if url.scheme == "https" else 80)
         body = await fetch_document(
             client,
-            self.dns,
             scheme=url.scheme,
             host=host,
             port=port,
             path=f"{url.path.rstrip('/')}/{domain}",
-            policy=self.policy,
             timeout=self.options.effective_step_timeout,
         )
         if body is None:
@@ -434,14 +443,15 @@ class Detector:
     async def _probe(self, domain: str, deadline: float) -> list[Candidate]:
         loop = asyncio.get_running_loop()
         plan = self.probe_plan(domain)
+        first_port = {t.host: t.port for t in reversed(plan)}
         hosts = list(dict.fromkeys(t.host for t in plan))
         try:
             async with asyncio.timeout(max(0.0, deadline - loop.time())):
-                resolved = await asyncio.gather(*(resolve_allowed(self.dns, h, self.policy) for h in hosts))
+                resolved = await asyncio.gather(*(vet_quietly(self.guard, h, first_port[h]) for h in hosts))
         except TimeoutError:
             return []
-        addresses = dict(zip(hosts, resolved, strict=True))
-        runnable = [t for t in plan if addresses.get(t.host)]
+        vetted = dict(zip(hosts, resolved, strict=True))
+        runnable = [t for t in plan if vetted.get(t.host) is not None]
         if not runnable:
             return []
         gate = asyncio.Semaphore(self.options.probe_concurrency)
@@ -452,8 +462,13 @@ class Detector:
                 budget = min(self.options.probe_timeout, deadline - loop.time())
                 if budget <= 0:
                     return ProbeResult(target, error="no time left")
+                host = vetted[target.host]
+                assert host is not None
                 return await probe(
-                    target, address=addresses[target.host][0], ssl_context=self.ssl_context, timeout=budget
+                    target,
+                    replace(host, port=target.port),
+                    ssl_context=self.mail_ssl_context,
+                    timeout=budget,
                 )
 
         tasks = [asyncio.ensure_future(run(i, t)) for i, t in enumerate(runnable)]

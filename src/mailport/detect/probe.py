@@ -16,6 +16,10 @@ from dataclasses import dataclass
 from typing import Literal
 
 from mailport.detect.model import Security
+from mailport.errors import MailportError
+from mailport.net.connect import open_stream
+from mailport.net.guard import VettedHost
+from mailport.net.trust import MailTrust
 
 Protocol = Literal["imap", "smtp"]
 MAX_LINES = 200
@@ -176,24 +180,20 @@ async def _smtp_session(
 
 async def probe(
     target: ProbeTarget,
+    vetted: VettedHost,
     *,
-    address: str | None = None,
     ssl_context: ssl.SSLContext | None = None,
     timeout: float = 5.0,
 ) -> ProbeResult:
-    """Probe ``target`` (connecting to ``address`` if given, TLS name = ``target.host``)."""
-    ctx = ssl_context or ssl.create_default_context()
-    connect_to = address or target.host
+    """Probe ``target`` at the address the SSRF guard vetted (TLS name = ``target.host``)."""
+    ctx = ssl_context or MailTrust().context()
     writer: asyncio.StreamWriter | None = None
     reachable = False
     try:
         async with asyncio.timeout(timeout):
-            if target.security == "ssl":
-                reader, writer = await asyncio.open_connection(
-                    connect_to, target.port, ssl=ctx, server_hostname=target.host
-                )
-            else:
-                reader, writer = await asyncio.open_connection(connect_to, target.port)
+            reader, writer = await open_stream(
+                vetted, timeout=timeout, ssl_context=ctx if target.security == "ssl" else None
+            )
             reachable = True
             session = _imap_session if target.protocol == "imap" else _smtp_session
             fields = await session(target, reader, writer, ctx)
@@ -212,6 +212,8 @@ async def probe(
         return ProbeResult(target, reachable=reachable, error=str(exc))
     except OSError as exc:
         return ProbeResult(target, reachable=reachable, error=f"connection failed: {exc.strerror or exc}")
+    except MailportError as exc:  # open_stream: refused, unreachable
+        return ProbeResult(target, reachable=reachable, error=f"connection failed: {exc}")
     except UnicodeError as exc:
         return ProbeResult(target, reachable=reachable, error=f"undecodable answer: {exc}")
     finally:

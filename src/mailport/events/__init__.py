@@ -77,6 +77,7 @@ class EventType(enum.StrEnum):
     MAILBOX_ERROR = "mailbox.error"
     MAILBOX_REAUTH_REQUIRED = "mailbox.reauth_required"
     MAILBOX_RESET = "mailbox.reset"
+    MESSAGE_ACTION_FAILED = "message.action_failed"
     WEBHOOK_DISABLED = "webhook.disabled"
 
 

@@ -31,6 +31,8 @@ from mailport.imap.models import (
     EventKind,
     FetchedMessage,
     ListEntry,
+    Namespace,
+    Namespaces,
     SelectInfo,
     ServerEvent,
 )
@@ -109,7 +111,9 @@ class ImapClient(ImapSession):
             mailbox_arg(reference) if reference else b'""',
             quote(utf7.encode(pattern)),
         ]
-        if self.has("SPECIAL-USE") and self.has("LIST-EXTENDED"):
+        # Not for the empty pattern: it asks for the hierarchy separator (RFC 3501 6.3.8), and
+        # Dovecot answers the extended form of that with no LIST at all.
+        if pattern and self.has("SPECIAL-USE") and self.has("LIST-EXTENDED"):
             args.append(b"RETURN (SPECIAL-USE)")
         result = await self._run(*args, wants=(b"LIST",))
         entries: list[ListEntry] = []
@@ -130,6 +134,23 @@ class ImapClient(ImapSession):
                 )
             )
         return entries
+
+    async def namespace(self) -> Namespaces:
+        """RFC 2342 NAMESPACE: where personal folders live (prefix) and their separator.
+
+        Servers without NAMESPACE get one personal namespace with an empty prefix and the
+        separator that ``LIST "" ""`` reports (RFC 3501 6.3.8)."""
+        await self._ensure_caps()
+        if not self.has("NAMESPACE"):
+            entries = await self.list_mailboxes("", "")
+            delimiter = entries[0].delimiter if entries else None
+            return Namespaces(personal=(Namespace("", delimiter),))
+        result = await self._run(b"NAMESPACE", wants=(b"NAMESPACE",))
+        for _, _, offset, response in result.untagged:
+            values = parse_values(response, 0, offset)
+            groups = [_namespaces(values[i] if i < len(values) else None) for i in range(3)]
+            return Namespaces(*groups)
+        raise ProtocolError(f"{self.host}: NAMESPACE returned no namespaces")
 
     async def create(self, mailbox: str) -> None:
         """CREATE a mailbox (name encoded in modified UTF-7)."""
@@ -505,6 +526,20 @@ class ImapClient(ImapSession):
 
 
 # ====================================================================== helpers
+
+
+def _namespaces(value: object) -> tuple[Namespace, ...]:
+    """``(("INBOX." ".") ("" "/"))`` or NIL -> namespaces (prefixes decoded from UTF-7)."""
+    out: list[Namespace] = []
+    for item in as_list(value):
+        parts = as_list(item)
+        if len(parts) < 2 or not isinstance(parts[0], bytes):
+            raise ProtocolError(f"malformed NAMESPACE entry {item!r}")
+        delimiter = parts[1]
+        out.append(
+            Namespace(utf7.decode(parts[0]), delimiter.decode() if isinstance(delimiter, bytes) else None)
+        )
+    return tuple(out)
 
 
 def _quoted(value: str) -> bytes:

@@ -27,6 +27,8 @@ class TLSInfo:
     san: tuple[str, ...] = ()
     not_before: datetime | None = None
     not_after: datetime | None = None
+    pinned: bool = False  # accepted because it is the pinned certificate (mailport.net.trust)
+    certificate: bytes | None = None  # the peer's certificate (DER), to show or pin it
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,6 +53,48 @@ class SelectInfo:
     read_only: bool = False
     vanished: list[int] = field(default_factory=list)  # QRESYNC: UIDs expunged since the given modseq
     changed: list[FetchedMessage] = field(default_factory=list)  # QRESYNC: flag changes since then
+
+
+@dataclass(frozen=True, slots=True)
+class Namespace:
+    """One namespace of RFC 2342: mailbox names in it start with ``prefix``; levels are
+    separated by ``delimiter`` (None: a flat namespace)."""
+
+    prefix: str
+    delimiter: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class Namespaces:
+    """The server's answer to NAMESPACE: the personal, other users' and shared namespaces."""
+
+    personal: tuple[Namespace, ...] = ()
+    other: tuple[Namespace, ...] = ()
+    shared: tuple[Namespace, ...] = ()
+
+    def qualify(self, name: str) -> str:
+        """The full name of the personal folder ``name`` (``Processed`` -> ``INBOX.Processed``
+        where the personal namespace is ``INBOX.``). Levels may be written with ``/``
+        (``Archive/2024``); they get the namespace's own separator (``INBOX.Archive.2024``).
+        ``INBOX`` itself, names already in a namespace, and servers with an empty personal
+        prefix keep the name as given."""
+        if name.upper() == "INBOX" or not self.personal:
+            return name
+        delimiter = self.personal[0].delimiter
+        if delimiter and delimiter != "/":
+            name = name.replace("/", delimiter)
+        for namespace in (*self.personal, *self.other, *self.shared):
+            if namespace.prefix and _in_namespace(name, namespace.prefix):
+                if namespace.prefix.upper().startswith("INBOX"):  # INBOX is case-insensitive
+                    return namespace.prefix + name[len(namespace.prefix) :]
+                return name
+        return self.personal[0].prefix + name
+
+
+def _in_namespace(name: str, prefix: str) -> bool:
+    if prefix.upper().startswith("INBOX"):
+        return name.upper().startswith(prefix.upper())
+    return name.startswith(prefix)
 
 
 @dataclass(frozen=True, slots=True)

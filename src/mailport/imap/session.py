@@ -54,13 +54,18 @@ from mailport import sasl
 from mailport.crypto.secret import Secret
 from mailport.errors import (
     AuthenticationError,
+    AuthMechanismUnsupportedError,
+    AuthUnavailableError,
     CommandError,
     ConnectError,
     ConnectionLostError,
     InsecureAuthRefusedError,
+    InvalidCredentialsError,
+    MailboxAccessDeniedError,
     MailportError,
     MailTimeoutError,
     ProtocolError,
+    ProviderError,
     TLSError,
 )
 from mailport.imap.arguments import Arg, Literal, quote
@@ -89,6 +94,9 @@ from mailport.imap.transport import (
     start_tls,
     tls_info,
 )
+from mailport.net.connect import open_socket
+from mailport.net.guard import HostGuard
+from mailport.net.trust import certificate_error
 
 log = logging.getLogger(__name__)
 
@@ -132,6 +140,7 @@ class ImapSession:
         "bulk_read_buffer",
         "on_event",
         "local_addr",
+        "guard",
         "_ssl_context",
         "_ignore",
         "_proto",
@@ -169,7 +178,11 @@ class ImapSession:
         ignore_capabilities: Iterable[str] = (),
         on_event: Callable[[ServerEvent], None] | None = None,
         local_addr: tuple[str, int] | None = None,
+        guard: HostGuard | None = None,
     ) -> None:
+        """``guard``: vets the host at every connection (:mod:`mailport.net.connect`); the
+        service passes its SSRF guard, a library caller gets the operator's (any address, still
+        resolved once and connected to exactly)."""
         self.host = host
         self.security = Security(security)
         self.port = port or DEFAULT_PORTS[self.security]
@@ -187,6 +200,7 @@ class ImapSession:
         self.bulk_read_buffer = bulk_read_buffer
         self.on_event = on_event
         self.local_addr = local_addr
+        self.guard = guard or HostGuard.for_operator()
         if not verify and ssl_context is None and self.security is not Security.PLAIN:
             log.warning("%s:%s: TLS certificate verification is DISABLED (skip-verify)", host, self.port)
         self._ssl_context: ssl.SSLContext | None = ssl_context
@@ -242,20 +256,31 @@ class ImapSession:
     async def connect_tcp(self, *, sock: socket.socket | None = None) -> None:
         """Step 1: the TCP connection (``connect_timeout``), with keepalive.
 
-        ``sock``: an already connected socket to use instead (e.g. from
-        :func:`mailport.net.guard.connect_vetted`, so the address connected to is the one the SSRF
-        guard checked); TLS still verifies the certificate against ``server_hostname``.
+        The host is vetted by :attr:`guard` and the address it checked is the one connected to
+        (:func:`mailport.net.connect.open_socket`); a refused host raises
+        :class:`~mailport.errors.HostNotAllowedError` before anything is sent. ``sock``: an
+        already connected socket to use instead (e.g. from
+        :func:`mailport.net.guard.connect_vetted`); TLS still verifies the certificate against
+        ``server_hostname``.
         """
         loop = asyncio.get_running_loop()
         where = f"{self.host}:{self.port}"
         try:
             async with asyncio.timeout(self.connect_timeout):
-                if sock is not None:
-                    transport, proto = await loop.create_connection(self._make_protocol, sock=sock)
-                else:
-                    transport, proto = await loop.create_connection(
-                        self._make_protocol, self.host, self.port, local_addr=self.local_addr
+                if sock is None:
+                    _vetted, sock = await open_socket(
+                        self.guard,
+                        self.host,
+                        self.port,
+                        timeout=self.connect_timeout,
+                        field="imap.host",
+                        local_addr=self.local_addr,
                     )
+                transport, proto = await loop.create_connection(self._make_protocol, sock=sock)
+        except MailportError:  # host_not_allowed, host_not_found, connection_refused …
+            if sock is not None:
+                sock.close()
+            raise
         except TimeoutError as exc:
             raise MailTimeoutError(f"{where}: no TCP connection within {self.connect_timeout:g} s") from exc
         except OSError as exc:
@@ -290,10 +315,7 @@ class ImapSession:
             ) from exc
         except ssl.SSLCertVerificationError as exc:
             self.close()
-            raise TLSError(
-                f"{where}: certificate verification failed: {exc.verify_message}",
-                verify_message=exc.verify_message,
-            ) from exc
+            raise certificate_error(exc, where) from exc
         except (ssl.SSLError, ConnectionError) as exc:
             self.close()
             raise TLSError(f"{where}: TLS handshake failed: {getattr(exc, 'reason', None) or exc}") from exc
@@ -437,11 +459,7 @@ class ImapSession:
         try:
             result = await self._run(b"LOGIN", quote(username), quote(password.reveal()))
         except CommandError as exc:
-            raise AuthenticationError(
-                f"{self.host}:{self.port}: login failed: {exc.server_said}",
-                server_said=exc.server_said,
-                status=exc.details.get("status"),
-            ) from None
+            raise password_refused(f"{self.host}:{self.port}: login failed: {exc.server_said}", exc) from None
         self._after_auth(result)
 
     async def _sasl(self, mechanism: str, payload: bytes) -> None:
@@ -474,6 +492,12 @@ class ImapSession:
         except CommandError as exc:
             detail = sasl.describe_oauth_error(oauth_error)
             said = exc.server_said or ""
+            if mechanism in ("PLAIN", "LOGIN"):
+                raise password_refused(
+                    f"{self.host}:{self.port}: {mechanism} authentication failed: {said}",
+                    exc,
+                    mechanism=mechanism,
+                ) from None
             raise AuthenticationError(
                 f"{self.host}:{self.port}: {mechanism} authentication failed: {said}"
                 + (f" ({detail})" if detail else ""),
@@ -698,6 +722,31 @@ class ImapSession:
 
 
 # ====================================================================== helpers
+
+
+# RFC 5530 response codes of a refused password login that mean something else than "wrong
+# user name or password".
+_LOGIN_REFUSALS: dict[str, type[ProviderError]] = {
+    "UNAVAILABLE": AuthUnavailableError,  # the authentication backend is down: retry
+    "AUTHORIZATIONFAILED": MailboxAccessDeniedError,
+    "PRIVACYREQUIRED": AuthMechanismUnsupportedError,
+    "EXPIRED": AuthenticationError,
+    "CONTACTADMIN": AuthenticationError,
+}
+
+
+def password_refused(message: str, refusal: CommandError, **details: Any) -> ProviderError:
+    """What a tagged refusal of LOGIN / AUTHENTICATE PLAIN means. The tagged ``NO`` itself is
+    the signal that the credentials were refused -- many servers send no response code, or
+    only after a pause -- unless an RFC 5530 code says otherwise (``[UNAVAILABLE]`` is a
+    temporary failure). A ``BAD`` is a protocol problem, not a verdict on the password. The
+    troubleshooting catalog refines this further with the provider's words."""
+    status = refusal.details.get("status")
+    code = (refusal.details.get("response_code") or "").upper()
+    kind: type[ProviderError] = _LOGIN_REFUSALS.get(code, InvalidCredentialsError)
+    if status == "BAD":
+        kind = AuthenticationError
+    return kind(message, server_said=refusal.server_said, status=status, **details)
 
 
 def _head(response: Response) -> tuple[int | None, bytes, int]:

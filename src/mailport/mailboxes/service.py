@@ -1,18 +1,20 @@
 """Mailbox use cases shared by the API and the CLI: create, list, change, delete.
 
 Rules that span fields live here (a password method needs a password; OAuth mailboxes take
-none; changed credentials or servers put the mailbox back to ``pending``), so that every
-entry point enforces them alike.
+none; changed credentials or servers put the mailbox back to ``pending``; a server host the
+SSRF guard refuses is ``host_not_allowed``), so that every entry point — the API, the web
+wizard, the CLI — enforces them alike.
 """
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 from mailport.crypto import Secret
-from mailport.errors import InputError
+from mailport.errors import ConnectError, HostNotAllowedError, InputError
 from mailport.mailboxes.models import (
     PASSWORD_METHODS,
     AuthMethod,
@@ -20,11 +22,15 @@ from mailport.mailboxes.models import (
     MailboxStatus,
     NewMailbox,
     ProcessingSettings,
+    ServerSettings,
 )
 from mailport.mailboxes.schemas import MailboxCreate, MailboxUpdate
+from mailport.net.guard import HostGuard
 from mailport.store.mailboxes import UNSET, MailboxRepository, server_columns
 from mailport.store.pagination import decode_cursor, encode_cursor
 from mailport.tenants.service import Clock, utc_now
+
+HOST_CHECK_TIMEOUT = 5.0  # seconds a save waits for DNS before leaving the host to the watcher
 
 
 @dataclass(frozen=True)
@@ -44,9 +50,28 @@ def check_credentials(auth_method: AuthMethod, password: Secret | None) -> None:
         )
 
 
+async def check_hosts(guard: HostGuard, **servers: ServerSettings | None) -> None:
+    """Refuse a server whose host the SSRF guard refuses (``imap=…, smtp=…``), under the same
+    rules as ``/v1/check``: the watcher would refuse it at every connect anyway, so saving it
+    would only make a mailbox that can never work. A name that does not resolve *now* is
+    accepted (DNS may be down or slow, or the record not published yet): the watcher vets it
+    again at each connect."""
+    for prefix, server in servers.items():
+        if server is None:
+            continue
+        try:
+            async with asyncio.timeout(HOST_CHECK_TIMEOUT):
+                await guard.vet(server.host, server.port, field=f"{prefix}.host")
+        except HostNotAllowedError:
+            raise
+        except (ConnectError, OSError):  # host_not_found, DNS failure or timeout: decided at connect
+            continue
+
+
 class MailboxService:
-    def __init__(self, repository: MailboxRepository, *, clock: Clock = utc_now) -> None:
+    def __init__(self, repository: MailboxRepository, *, guard: HostGuard, clock: Clock = utc_now) -> None:
         self.repository = repository
+        self.guard = guard
         self._clock = clock
         self._listeners: list[Callable[[], None]] = []
 
@@ -63,6 +88,7 @@ class MailboxService:
 
     async def create(self, tenant_id: str, new: NewMailbox) -> Mailbox:
         check_credentials(new.auth_method, new.password)
+        await check_hosts(self.guard, imap=new.imap, smtp=new.smtp)
         mailbox = await self.repository.create(tenant_id, new, now=self._clock())
         self._changed()
         return mailbox
@@ -111,10 +137,10 @@ class MailboxService:
             columns["purpose"] = patch.purpose
         reconnect = False
         if patch.imap is not None:
-            columns.update(server_columns("imap", patch.imap.to_model()))
+            columns.update(server_columns("imap", patch.imap.to_model(current.imap)))
             reconnect = True
         if "smtp" in sent:
-            columns.update(server_columns("smtp", patch.smtp.to_model() if patch.smtp else None))
+            columns.update(server_columns("smtp", patch.smtp.to_model(current.smtp) if patch.smtp else None))
             reconnect = True
         if patch.settings is not None:
             changed = patch.settings.model_fields_set
@@ -125,6 +151,11 @@ class MailboxService:
                     columns[name] = getattr(patch.settings, name)
             if "from_name" in changed:
                 columns["from_name"] = patch.settings.from_name or None
+        await check_hosts(
+            self.guard,
+            imap=patch.imap.to_model() if patch.imap is not None else None,
+            smtp=patch.smtp.to_model() if patch.smtp is not None else None,
+        )
         password: Secret | None | Any = UNSET
         if patch.password is not None:
             password = Secret(patch.password.get_secret_value())

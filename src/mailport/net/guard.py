@@ -43,6 +43,7 @@ if TYPE_CHECKING:
     from mailport.config import Settings
 
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
+LOCALHOST = ipaddress.IPv4Address("127.0.0.1")
 
 
 @dataclass(frozen=True)
@@ -160,7 +161,12 @@ class HostGuard:
             raise InputError(f"port {port!r} is not between 1 and 65535", field=port_field)
         name = normalize_host(host, field=field)
         literal = parse_ip_literal(name)
-        addresses = [literal] if literal is not None else await self._resolver.resolve(name)
+        if literal is not None:
+            addresses = [literal]
+        elif name == "localhost" or name.endswith(".localhost"):
+            addresses = await self._loopback(name)
+        else:
+            addresses = await self._resolver.resolve(name)
         listed_name = self._allowed.name(name)
         allowed_by = "allowed_hosts" if listed_name else "public"
         for address in addresses:
@@ -183,6 +189,16 @@ class HostGuard:
             allowed_by=allowed_by,
         )
 
+    async def _loopback(self, name: str) -> list[IPAddress]:
+        """A ``localhost`` name: always loopback (RFC 6761 6.3), whatever DNS answers. The
+        resolver's loopback answers are kept (their order, IPv4 or IPv6); 127.0.0.1 without one."""
+        try:
+            found = await self._resolver.resolve(name)
+        except (ConnectError, OSError):  # host_not_found included
+            found = []
+        loopback = [a for a in found if blocked_reason(a) == "loopback"]
+        return loopback or [LOCALHOST]
+
     @staticmethod
     def _refuse(host: str, address: IPAddress, reason: str, field: str) -> HostNotAllowedError:
         shown = host.strip()
@@ -197,12 +213,16 @@ class HostGuard:
         )
 
 
-async def connect_vetted(vetted: VettedHost, *, timeout: float) -> socket.socket:
+async def connect_vetted(
+    vetted: VettedHost, *, timeout: float, local_addr: tuple[str, int] | None = None
+) -> socket.socket:
     """A connected non-blocking TCP socket to one of the vetted addresses (tried in order).
 
-    Hand it to ``asyncio.open_connection(sock=…, ssl=ctx, server_hostname=vetted.server_hostname)``
-    or ``aiosmtplib.SMTP(hostname=vetted.server_hostname, sock=…)``: the address connected to is
-    the address that was checked. ``timeout`` bounds each attempt.
+    The only ``connect`` in mailport (:mod:`mailport.net.connect` builds on it). Hand the socket
+    to ``asyncio.open_connection(sock=…, ssl=ctx, server_hostname=vetted.server_hostname)`` or
+    ``aiosmtplib.SMTP(hostname=vetted.server_hostname, sock=…)``: the address connected to is
+    the address that was checked. ``timeout`` bounds each attempt; ``local_addr`` binds the
+    local end first.
     """
     loop = asyncio.get_running_loop()
     last: OSError | None = None
@@ -211,6 +231,8 @@ async def connect_vetted(vetted: VettedHost, *, timeout: float) -> socket.socket
         sock = socket.socket(family, socket.SOCK_STREAM)
         sock.setblocking(False)
         try:
+            if local_addr is not None:
+                sock.bind(local_addr)
             async with asyncio.timeout(timeout):
                 await loop.sock_connect(sock, (str(address), vetted.port))
         except OSError as exc:  # TimeoutError included

@@ -30,6 +30,8 @@ from mailport.errors import (
     OAuthInvalidGrantError,
     OAuthUnavailableError,
 )
+from mailport.net.connect import http_client
+from mailport.net.guard import HostGuard
 from mailport.oauth.providers import OAuthApp, OAuthProvider
 
 log = logging.getLogger(__name__)
@@ -93,9 +95,13 @@ def raise_for(provider: OAuthProvider, answer: ErrorResponse, *, during: str) ->
 class OAuthClient:
     """Talks to authorization servers; one instance per service, sharing an HTTP client."""
 
-    def __init__(self, http: httpx.AsyncClient | None = None, *, clock: Clock = utcnow) -> None:
+    def __init__(
+        self, http: httpx.AsyncClient | None = None, *, guard: HostGuard | None = None, clock: Clock = utcnow
+    ) -> None:
+        """``guard``: vets every endpoint's host at each connection (the service's SSRF guard, for
+        endpoints from the providers file and tenants' apps alike; None: the operator's)."""
         self._own_http = http is None
-        self._http = http or httpx.AsyncClient(timeout=DEFAULT_TIMEOUT, follow_redirects=False)
+        self._http = http or http_client(guard or HostGuard.for_operator(), timeout=DEFAULT_TIMEOUT)
         self._clock = clock
 
     async def aclose(self) -> None:

@@ -20,7 +20,6 @@ import logging
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from urllib.parse import urlsplit
 
 import httpx
 
@@ -37,6 +36,7 @@ from mailport.errors import (
 from mailport.failures import is_temporary
 from mailport.mailboxes.models import AuthMethod, Mailbox, MailboxStatus, NewMailbox, OAuthGrant, Security
 from mailport.mailboxes.models import ServerSettings as MailboxServer
+from mailport.net.guard import HostGuard
 from mailport.oauth.authcode import AuthorizationRequest, BrowserStart, ConnectedAccount
 from mailport.oauth.device import SLOW_DOWN_STEP, DeviceAuthorization
 from mailport.oauth.providers import MailServer, ProviderRegistry
@@ -55,6 +55,7 @@ from mailport.store.database import Database
 from mailport.store.ids import new_id
 from mailport.store.mailboxes import MailboxRepository, server_columns
 from mailport.tenants.service import Clock, utc_now
+from mailport.validation import check_http_url
 
 log = logging.getLogger(__name__)
 
@@ -73,12 +74,13 @@ def _server(server: MailServer, username: str | None) -> MailboxServer:
 
 
 def check_return_url(url: str | None) -> str | None:
+    """Where a browser is sent back (a ``Location`` header): :func:`mailport.validation.check_http_url`."""
     if url is None:
         return None
-    parts = urlsplit(url)
-    if parts.scheme not in ("https", "http") or not parts.netloc:
-        raise InputError("return_url must be an absolute http(s) URL", field="return_url")
-    return url
+    try:
+        return check_http_url(url)
+    except ValueError as exc:
+        raise InputError(f"return_url: {exc}", field="return_url") from None
 
 
 class OAuthConnectService:
@@ -411,8 +413,10 @@ def build_connect(
     mailboxes: MailboxRepository,
     clock: Clock = utc_now,
     http: httpx.AsyncClient | None = None,
+    guard: HostGuard | None = None,
 ) -> OAuthConnectService:
-    """The OAuth use cases on the database (the composition root calls this)."""
+    """The OAuth use cases on the database (the composition root calls this); ``guard`` vets
+    every authorization-server connection."""
     registry = ProviderRegistry.from_settings(settings)
     apps = OAuthAppRepository(database, key_ring)
     tenant_apps = TenantApps(apps, registry, settings)
@@ -423,6 +427,7 @@ def build_connect(
         state_store=DatabaseStateStore(database),
         apps=tenant_apps,
         http=http,
+        guard=guard,
         clock=clock,
         registry=registry,
     )

@@ -14,6 +14,7 @@ import httpx
 
 from mailport.config import Settings
 from mailport.crypto import KeyRing
+from mailport.net.guard import HostGuard
 from mailport.oauth.apps import AppResolver, InstanceApps
 from mailport.oauth.authcode import AuthorizationCodeFlow
 from mailport.oauth.client import Clock, OAuthClient, utcnow
@@ -48,11 +49,12 @@ def build_oauth(
     state_store: StateStore,
     apps: AppResolver | None = None,
     http: httpx.AsyncClient | None = None,
+    guard: HostGuard | None = None,
     clock: Clock = utcnow,
     registry: ProviderRegistry | None = None,
 ) -> OAuthServices:
     registry = registry or ProviderRegistry.from_settings(settings)
-    client = OAuthClient(http, clock=clock)
+    client = OAuthClient(http, guard=guard, clock=clock)
     apps = apps or InstanceApps(registry, settings)
     code_flow = AuthorizationCodeFlow(
         registry=registry,

@@ -16,14 +16,17 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import ssl
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from datetime import UTC, datetime
 
+from mailport.check.troubleshoot import Failure, diagnose
 from mailport.crypto import Secret
-from mailport.errors import AuthenticationError
+from mailport.errors import AuthenticationError, CommandError, MailportError
 from mailport.failures import is_temporary
 from mailport.imap import FETCH_ITEMS, HEADER_ITEMS, EventKind, ImapClient
 from mailport.mailboxes.models import AuthMethod, Mailbox, Security
+from mailport.net.guard import HostGuard
 from mailport.providers.base import (
     Change,
     ChangeKind,
@@ -54,16 +57,20 @@ class ImapProvider:
         *,
         token_source: TokenSource | None = None,
         force_refresh: ForceRefresh | None = None,
-        ca_file: str | None = None,
+        ssl_context: ssl.SSLContext | None = None,
         max_message_bytes: int = 25 * 1024 * 1024,
         idle_renew_seconds: float = 25 * 60,
         connect_timeout: float = 15.0,
         command_timeout: float = 60.0,
+        guard: HostGuard | None = None,
     ) -> None:
+        """``guard``: the SSRF guard that vets the mailbox's host at every connect (the service's;
+        the operator's, allowing any address, when None)."""
         self.mailbox = mailbox
+        self._guard = guard
         self._token_source = token_source
         self._force_refresh = force_refresh
-        self._ca_file = ca_file
+        self._ssl_context = ssl_context  # None: the system CAs (mailport.net.trust decides it)
         self._max = max_message_bytes
         self.idle_renew_seconds = idle_renew_seconds
         self._connect_timeout = connect_timeout
@@ -73,6 +80,7 @@ class ImapProvider:
         self._wake_event = asyncio.Event()
         self._last_activity: datetime | None = None
         self._last_token: Secret | None = None
+        self._folders: dict[str, str] = {}  # folder as configured -> its name on this server
 
     # ------------------------------------------------------------------ connection
 
@@ -90,12 +98,13 @@ class ImapProvider:
             self.mailbox.imap.host,
             self.mailbox.imap.port,
             security=security,
-            ca_file=self._ca_file,
+            ssl_context=None if security == "plain" else self._ssl_context,
             allow_plaintext=security == "plain",
             allow_plaintext_auth=security == "plain",  # the mailbox chose "none" explicitly
             connect_timeout=self._connect_timeout,
             command_timeout=self._command_timeout,
             max_literal_size=self._max,
+            guard=self._guard,
         )
 
     async def _token(self) -> Secret:
@@ -117,12 +126,34 @@ class ImapProvider:
                         code="invalid_credentials",
                         hint="Set the mailbox's password (PATCH /v1/mailboxes/{id}).",
                     )
-                await client.authenticate(PasswordAuth(self.mailbox.imap_username, self.mailbox.password))
+                try:
+                    await client.authenticate(PasswordAuth(self.mailbox.imap_username, self.mailbox.password))
+                except AuthenticationError as exc:
+                    raise self._verdict(exc) from exc
         except BaseException:
             client.close()
             raise
         self._client = client
+        self._folders = {}
         self._touch()
+
+    def _verdict(self, refused: AuthenticationError) -> MailportError:
+        """The troubleshooting catalog's verdict on a refused password, so that the watcher's
+        health says what the connection check says (``app_password_required`` for Gmail's words,
+        ``invalid_credentials`` for a bare NO …)."""
+        found = diagnose(
+            Failure(
+                step="authentication",
+                protocol="imap",
+                host=self.mailbox.imap.host,
+                port=self.mailbox.imap.port,
+                auth="password",
+                error=refused,
+            )
+        )
+        where = f"{self.mailbox.imap.host}:{self.mailbox.imap.port}"
+        message = found.detail if found.detail.startswith(where) else f"{where}: {found.detail}"
+        return found.error_class(message, hint=found.hint, server_said=refused.server_said)
 
     async def _authenticate_oauth(self, client: ImapClient) -> None:
         if self._token_source is None:
@@ -230,7 +261,40 @@ class ImapProvider:
 
     async def move(self, uids: Sequence[int], folder: str) -> None:
         if uids:
-            await self._require().move(list(uids), folder)
+            target = await self.resolve_folder(folder, create=True)
+            await self._require().move(list(uids), target)
+
+    async def resolve_folder(self, folder: str, *, create: bool = False) -> str:
+        """The server's name for the configured ``folder``, found through NAMESPACE (RFC 2342).
+
+        A name that exists as given is used as given; otherwise it is placed in the personal
+        namespace (``Processed`` -> ``INBOX.Processed`` on a server whose personal prefix is
+        ``INBOX.``), and, with ``create``, created there when missing. A refusal of the server
+        is a :class:`~mailport.errors.CommandError` carrying its words (the session stays usable).
+        """
+        known = self._folders.get(folder)
+        if known is not None:
+            return known
+        client = self._require()
+        if folder.upper() == "INBOX" or await self._exists(client, folder):
+            target = folder
+        else:
+            target = (await client.namespace()).qualify(folder)
+            if target != folder and await self._exists(client, target):
+                pass
+            elif create:
+                try:
+                    await client.create(target)
+                except CommandError as exc:
+                    if exc.details.get("response_code") != "ALREADYEXISTS":  # RFC 5530: a race
+                        raise
+                log.info("mailbox %s: created folder %r", self.mailbox.id, target)
+        self._folders[folder] = target
+        return target
+
+    @staticmethod
+    async def _exists(client: ImapClient, name: str) -> bool:
+        return any(entry.name == name for entry in await client.list_mailboxes("", name))
 
     async def delete(self, uids: Sequence[int]) -> None:
         if uids:

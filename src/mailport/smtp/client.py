@@ -7,9 +7,13 @@ aiosmtplib does the protocol; this module adds what mailport needs around it:
   certificates verified (custom CA file; opt-in skip-verify logs a warning);
 * PLAIN, LOGIN, XOAUTH2 and OAUTHBEARER from :mod:`mailport.sasl` credentials (a token may
   come from an async callable, fetched at connect time);
+* only a mechanism the server advertised is sent (:func:`mailport.sasl.choose_mechanism`);
+  PLAIN and LOGIN are sent by this module too (not aiosmtplib's ``auth_*``), so that every
+  mechanism shares the next rule;
 * when a server rejects ``AUTH <mech> <initial-response>`` as too long (Dovecot's submission
-  service answers ``500 5.5.2 Line too long`` to a 2-3 KB Microsoft token), the AUTH is
-  retried once without the initial response, sending it after the ``334`` instead;
+  service answers ``500 5.5.2 Line too long`` to a 2-3 KB Microsoft token, or to a long
+  password), the AUTH is retried once without the initial response, sending it after the
+  ``334`` instead;
 * the OAuth error challenge (``334 <base64 JSON>``) is answered and decoded into the error;
 * aiosmtplib's exceptions are translated here, once, keeping the reply code
   (``smtp_code``) and the server's text (``server_said``).
@@ -31,9 +35,11 @@ from aiosmtplib import SMTPResponse
 from mailport import sasl
 from mailport.errors import (
     AuthenticationError,
+    AuthUnavailableError,
     ConnectError,
     ConnectionLostError,
     InsecureAuthRefusedError,
+    InvalidCredentialsError,
     MailportError,
     MailTimeoutError,
     ProviderError,
@@ -43,6 +49,9 @@ from mailport.errors import (
 )
 from mailport.imap.models import Security, TLSInfo
 from mailport.imap.transport import shared_context, tls_info
+from mailport.net.connect import open_socket
+from mailport.net.guard import HostGuard
+from mailport.net.trust import certificate_error
 
 log = logging.getLogger(__name__)
 
@@ -71,17 +80,12 @@ def translate(exc: Exception, where: str) -> MailportError:
     """aiosmtplib/ssl/OS errors -> the mailport error tree (the caller chains the cause)."""
     cause = _ssl_cause(exc)
     if isinstance(cause, ssl.SSLCertVerificationError):
-        return TLSError(
-            f"{where}: certificate verification failed: {cause.verify_message}",
-            verify_message=cause.verify_message,
-        )
+        return certificate_error(cause, where)
     if cause is not None:
         return TLSError(f"{where}: TLS failed: {cause.reason or cause}")
     if isinstance(exc, aiosmtplib.SMTPAuthenticationError):
-        return AuthenticationError(
-            f"{where}: authentication failed: {exc.code} {exc.message}",
-            server_said=exc.message,
-            smtp_code=exc.code,
+        return _auth_refused(  # aiosmtplib's own AUTH methods: PLAIN and LOGIN, i.e. a password
+            f"{where}: authentication failed: {exc.code} {exc.message}", exc.code, exc.message, password=True
         )
     if isinstance(exc, aiosmtplib.SMTPRecipientsRefused):
         first = exc.recipients[0]
@@ -102,6 +106,20 @@ def translate(exc: Exception, where: str) -> MailportError:
     if isinstance(exc, aiosmtplib.SMTPNotSupported):
         return UnsupportedFeatureError(f"{where}: {exc}")
     return ProviderError(f"{where}: {exc}")
+
+
+def _auth_refused(
+    message: str, code: int, said: str, *, password: bool = False, **details: Any
+) -> ProviderError:
+    """A refused AUTH: 4xx is temporary (RFC 4954 454 "Temporary authentication failure", or a
+    451 from an overloaded backend) and must not read as a wrong password; 535 to a password is
+    "credentials invalid" (RFC 4954); other 5xx are refusals the troubleshooting catalog explains."""
+    kind: type[ProviderError] = AuthenticationError
+    if 400 <= code < 500:
+        kind = AuthUnavailableError
+    elif code == 535 and password:
+        kind = InvalidCredentialsError
+    return kind(message, server_said=said, smtp_code=code, **details)
 
 
 def _too_long(response: SMTPResponse) -> bool:
@@ -127,10 +145,14 @@ class SmtpClient:
         local_hostname: str | None = None,
         sock: socket.socket | None = None,
         server_hostname: str | None = None,
+        guard: HostGuard | None = None,
     ) -> None:
         """``sock``: an already connected socket to use (e.g. from
         :func:`mailport.net.guard.connect_vetted`); TLS then verifies the certificate against
-        ``server_hostname`` (default ``host``)."""
+        ``server_hostname`` (default ``host``). Otherwise every connection is opened by
+        :func:`mailport.net.connect.open_socket`: ``guard`` vets the host (the service passes its
+        SSRF guard; None: the operator's, any address) and the vetted address is the one
+        connected to."""
         self.security = Security(security)
         self.host = host
         self.port = port or DEFAULT_PORTS[self.security]
@@ -143,15 +165,17 @@ class SmtpClient:
             log.warning("%s:%s: TLS certificate verification is DISABLED (skip-verify)", host, self.port)
         context = ssl_context or shared_context(ca_file, verify)
         self._where = f"{host}:{self.port}"
+        self._sock = sock
+        self._guard = guard or HostGuard.for_operator()
+        self._timeout = timeout
         self._smtp = aiosmtplib.SMTP(
             hostname=server_hostname or host,
-            port=None if sock is not None else self.port,
+            port=None,  # aiosmtplib never connects by itself: it is always handed a vetted socket
             use_tls=self.security is Security.TLS,
             start_tls=self.security is Security.STARTTLS,
             tls_context=context,
             timeout=timeout,
             local_hostname=local_hostname,
-            sock=sock,
         )
 
     def __repr__(self) -> str:
@@ -181,10 +205,21 @@ class SmtpClient:
 
     # ------------------------------------------------------------------ session
 
+    async def _socket(self) -> socket.socket:
+        """The socket given to the constructor (once), else a new one to a vetted address."""
+        if self._sock is not None:
+            sock, self._sock = self._sock, None
+            return sock
+        _vetted, sock = await open_socket(
+            self._guard, self.host, self.port, timeout=self._timeout, field="smtp.host"
+        )
+        return sock
+
     async def connect(self) -> None:
         """Connect, greeting, EHLO, and STARTTLS for the ``starttls`` security."""
+        sock = await self._socket()
         try:
-            await self._smtp.connect()
+            await self._smtp.connect(sock=sock)
             if not self._smtp.esmtp_extensions:
                 await self._smtp.ehlo()  # so that the AUTH mechanisms are known before authenticate()
         except (aiosmtplib.SMTPException, OSError, ssl.SSLError) as exc:
@@ -203,8 +238,9 @@ class SmtpClient:
 
     async def greet(self) -> str:
         """Open the connection (implicit TLS included) and read the greeting; no EHLO, no STARTTLS."""
+        sock = await self._socket()
         try:
-            response = await self._smtp.connect(start_tls=False)
+            response = await self._smtp.connect(start_tls=False, sock=sock)
         except (aiosmtplib.SMTPException, OSError, ssl.SSLError) as exc:
             self.close()
             raise translate(exc, self._where) from exc
@@ -248,36 +284,43 @@ class SmtpClient:
         return [m.upper() for m in self._smtp.server_auth_methods]
 
     async def authenticate(self, auth: sasl.Credentials) -> None:
+        """Sign in with a mechanism the server advertised (:func:`mailport.sasl.choose_mechanism`)."""
         if not self.encrypted and not self.allow_plaintext_auth:
             self.close()
             raise InsecureAuthRefusedError(
                 f"{self._where}: refusing to send credentials over an unencrypted connection"
             )
+        mechanism = sasl.choose_mechanism(auth, self.auth_mechanisms, where=self._where)
         try:
             if isinstance(auth, sasl.PasswordAuth):
-                mechanism = auth.mechanism
-                if mechanism == "auto":
-                    mechanism = "PLAIN" if "PLAIN" in self.auth_mechanisms else "LOGIN"
+                password = auth.password.reveal()
                 if mechanism == "PLAIN":
-                    await self._smtp.auth_plain(auth.username, auth.password.reveal())
-                else:
-                    await self._smtp.auth_login(auth.username, auth.password.reveal())
+                    await self._sasl(mechanism, [sasl.plain(auth.username, password)])
+                else:  # LOGIN: the user name, then the password after the server's 334
+                    await self._sasl(mechanism, [auth.username.encode(), password.encode()])
             else:
                 token = (await auth.access_token()).reveal()
-                if auth.mechanism == "XOAUTH2":
+                if mechanism == "XOAUTH2":
                     payload = sasl.xoauth2(auth.username, token)
                 else:
                     payload = sasl.oauthbearer(auth.username, token, host=self.host, port=self.port)
-                await self._sasl(auth.mechanism, payload)
+                await self._sasl(mechanism, [payload])
         except MailportError:
             raise
         except (aiosmtplib.SMTPException, OSError) as exc:
             raise translate(exc, self._where) from exc
 
-    async def _sasl(self, mechanism: str, payload: bytes) -> None:
-        """AUTH with an initial response; retried once without it when the line is too long."""
-        encoded = sasl.b64(payload)
-        response = await self._smtp.execute_command(b"AUTH", mechanism.encode(), encoded)
+    async def _sasl(self, mechanism: str, responses: list[bytes]) -> None:
+        """AUTH with the first response as initial response, the others after each ``334``.
+
+        When the server refuses the AUTH line as too long, AUTH is sent once more without the
+        initial response, which then goes after the ``334`` like the others (RFC 4954 §4), for
+        every mechanism alike. A ``334`` left over is an OAuth error challenge (answered to get
+        the final reply) or, for a password mechanism, cancelled with ``*``.
+        """
+        encoded = [sasl.b64(r) for r in responses]
+        pending = encoded[1:]
+        response = await self._smtp.execute_command(b"AUTH", mechanism.encode(), encoded[0] or b"=")
         if _too_long(response):
             log.info(
                 "%s: AUTH %s line too long (%s); retrying without initial response",
@@ -286,19 +329,22 @@ class SmtpClient:
                 response.code,
             )
             response = await self._smtp.execute_command(b"AUTH", mechanism.encode())
-            if response.code == 334:
-                response = await self._smtp.execute_command(encoded)
+            pending = encoded
+        while response.code == 334 and pending:
+            response = await self._smtp.execute_command(pending.pop(0))
         oauth_error: dict[str, Any] | None = None
-        if response.code == 334:  # an error challenge: answer it to get the final reply
+        if response.code == 334 and mechanism in sasl.OAUTH_MECHANISMS:
             oauth_error = sasl.decode_oauth_error(response.message)
             response = await self._smtp.execute_command(b"AQ==" if mechanism == "OAUTHBEARER" else b"")
+        elif response.code == 334:
+            response = await self._smtp.execute_command(b"*")
         if response.code != 235:
             detail = sasl.describe_oauth_error(oauth_error)
-            raise AuthenticationError(
+            raise _auth_refused(
                 f"{self._where}: {mechanism} authentication failed: {response.code} {response.message}"
                 + (f" ({detail})" if detail else ""),
-                server_said=response.message,
-                smtp_code=response.code,
+                response.code,
+                response.message,
                 oauth_error=oauth_error,
             )
 

@@ -63,7 +63,7 @@ from mailport.store.tables import (
 BATCH = 1000
 STATS_KEPT = timedelta(hours=48)  # mailbox_stats feeds 24-hour figures only
 OAUTH_GRACE = timedelta(days=1)  # expired OAuth states and device flows, a day past expiry
-FINISHED_ACTIONS = ("done", "failed")
+FINISHED_ACTIONS = ("done", "failed", "cancelled")
 FINISHED_DELIVERIES = ("delivered", "dead")
 MAX_DAYS = 36_500
 

@@ -25,7 +25,10 @@ class MailboxHealth(BaseModel):
     last_error: str | None
     errors_24h: int
     processed_24h: int
-    failed_24h: int = Field(description="Messages delivered with a parse error in the last 24 h")
+    failed_24h: int = Field(
+        description="Messages delivered with a parse error, plus after-processing actions that failed "
+        "(message.action_failed), in the last 24 h"
+    )
     avg_processing_ms: float | None
     queue_size: int = Field(description="Events of this mailbox not yet accepted by the application")
 

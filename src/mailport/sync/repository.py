@@ -158,47 +158,106 @@ class PendingAction:
     uidvalidity: int
     uid: int
     action: str
+    attempts: int = 0
+    message_id: str | None = None
+
+
+def _due(now: datetime) -> Any:
+    """A pending action that may run now (never tried, or its retry time has come)."""
+    return (pending_actions.c.next_attempt_at.is_(None)) | (pending_actions.c.next_attempt_at <= now)
 
 
 async def accepted_actions(
-    conn: AsyncConnection, mailbox_id: str, *, limit: int = 500
+    conn: AsyncConnection, mailbox_id: str, *, now: datetime, limit: int = 500
 ) -> list[PendingAction]:
-    """Pending actions of ``mailbox_id`` whose event has been accepted, oldest first."""
+    """Due pending actions of ``mailbox_id`` whose event has been accepted, oldest first."""
     result = await conn.execute(
-        select(pending_actions)
+        select(pending_actions, messages.c.id.label("message_id"))
         .join(events, events.c.id == pending_actions.c.event_id)
+        .outerjoin(messages, messages.c.event_id == pending_actions.c.event_id)
         .where(
             pending_actions.c.mailbox_id == mailbox_id,
             pending_actions.c.state == "pending",
             events.c.accepted_at.is_not(None),
+            _due(now),
         )
         .order_by(pending_actions.c.id)
         .limit(limit)
     )
     return [
-        PendingAction(int(r.id), r.event_id, r.folder, int(r.uidvalidity), int(r.uid), r.action)
+        PendingAction(
+            int(r.id),
+            r.event_id,
+            r.folder,
+            int(r.uidvalidity),
+            int(r.uid),
+            r.action,
+            int(r.attempts),
+            r.message_id,
+        )
         for r in result
     ]
 
 
-async def mailboxes_with_accepted_actions(conn: AsyncConnection) -> set[str]:
+async def mailboxes_with_accepted_actions(conn: AsyncConnection, *, now: datetime) -> set[str]:
     result = await conn.execute(
         select(pending_actions.c.mailbox_id)
         .join(events, events.c.id == pending_actions.c.event_id)
-        .where(pending_actions.c.state == "pending", events.c.accepted_at.is_not(None))
+        .where(pending_actions.c.state == "pending", events.c.accepted_at.is_not(None), _due(now))
         .distinct()
     )
     return {row.mailbox_id for row in result}
 
 
 async def finish_actions(
-    conn: AsyncConnection, ids: Sequence[int], *, state: str, now: datetime, error: str | None = None
+    conn: AsyncConnection,
+    ids: Sequence[int],
+    *,
+    state: str,
+    now: datetime,
+    error: str | None = None,
+    action: str | None = None,
 ) -> None:
+    """Close actions (``done``, ``failed``, ``cancelled``); ``action`` records what really ran."""
+    if ids:
+        values: dict[str, Any] = {
+            "state": state,
+            "updated_at": now,
+            "last_error": error,
+            "next_attempt_at": None,
+            "attempts": pending_actions.c.attempts + 1,
+        }
+        if action is not None:
+            values["action"] = action
+        await conn.execute(
+            update(pending_actions).where(pending_actions.c.id.in_(list(ids))).values(**values)
+        )
+
+
+async def cancel_pending_actions(conn: AsyncConnection, mailbox_id: str, *, now: datetime, why: str) -> int:
+    """Close every pending action of ``mailbox_id`` as ``cancelled`` (its setting became ``none``)."""
+    result = await conn.execute(
+        update(pending_actions)
+        .where(pending_actions.c.mailbox_id == mailbox_id, pending_actions.c.state == "pending")
+        .values(state="cancelled", updated_at=now, last_error=why, next_attempt_at=None)
+    )
+    return int(result.rowcount or 0)
+
+
+async def retry_actions_later(
+    conn: AsyncConnection, ids: Sequence[int], *, at: datetime, now: datetime, error: str
+) -> None:
+    """Count a failed attempt and keep the actions pending until ``at``."""
     if ids:
         await conn.execute(
             update(pending_actions)
             .where(pending_actions.c.id.in_(list(ids)))
-            .values(state=state, updated_at=now, last_error=error, attempts=pending_actions.c.attempts + 1)
+            .values(
+                updated_at=now,
+                last_error=error,
+                next_attempt_at=at,
+                attempts=pending_actions.c.attempts + 1,
+            )
         )
 
 

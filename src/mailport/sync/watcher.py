@@ -15,6 +15,18 @@ again after every failure, with jittered exponential backoff.
   in a loop: the mailbox goes to ``error`` (or ``reauth_required`` when the token endpoint
   refused the OAuth grant) with one ``mailbox.error`` / ``mailbox.reauth_required`` event, and
   the watcher waits ``auth_retry_seconds`` (or a configuration change, which restarts it).
+* **Backoff** grows with every failed connection and resets only once a connection has stayed
+  up ``healthy_after_seconds`` (a server that accepts the login and then fails must not be
+  hammered with a TLS handshake and a LOGIN per second).
+* **After-processing** runs the mailbox's *current* ``after_processing`` setting on each
+  accepted message (a changed setting applies to actions still pending). A refusal of the
+  server (a tagged NO/BAD, an unsupported command) is not a broken session: the actions are
+  retried with backoff and, after ``action_max_attempts``, marked ``failed`` with one
+  ``message.action_failed`` event each, counted in ``failed_24h``.
+* **A host the SSRF guard refuses** (vetted again at every connect: DNS may have changed since
+  the mailbox was saved) is never contacted: the mailbox goes to ``error`` with
+  ``[host_not_allowed]`` in ``last_error`` and the watcher waits ``host_retry_seconds`` (or a
+  change of the mailbox, which restarts it).
 * Each watcher is its own task; connects are bounded by a shared semaphore, and nothing a
   watcher does blocks another (big messages are parsed in a thread).
 """
@@ -31,7 +43,12 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from mailport.errors import MailportError
+from mailport.errors import (
+    CommandError,
+    HostNotAllowedError,
+    MailportError,
+    UnsupportedFeatureError,
+)
 from mailport.events import EventLog, EventType, NewEvent, append_many
 from mailport.failures import Verdict, classify
 from mailport.mailboxes.models import Mailbox, MailboxStatus
@@ -70,12 +87,29 @@ class Backoff:
         self.attempt = 0
 
 
+# A connection counts as healthy (and the reconnect backoff starts again from its base) once it
+# has stayed up this long. A login alone proves little: a server may accept it and fail the next
+# command every time, and resetting right after the login turned that into a reconnect storm
+# (a TLS handshake and a LOGIN several times a second). 60 s is longer than any catch-up step
+# that fails at once, and short enough that a real outage's recovery is not slowed down.
+HEALTHY_AFTER_SECONDS = 60.0
+
+
 @dataclass
 class WatcherOptions:
     chunk: int = 200
     backoff_base: float = 1.0
     backoff_cap: float = 300.0
     auth_retry_seconds: float = 1800.0
+    healthy_after_seconds: float = HEALTHY_AFTER_SECONDS
+    # A refused after-processing action is retried after base, 2*base, 4*base … (capped), and
+    # marked failed after max_attempts: 30 s .. 8 min covers a folder being created, a quota
+    # being raised or a short server-side problem, without retrying a hopeless action forever.
+    action_retry_base: float = 30.0
+    action_retry_cap: float = 3600.0
+    action_max_attempts: int = 5
+    jitter: Callable[[], float] = random.random  # tests pass ``lambda: 1.0`` for exact delays
+    host_retry_seconds: float = 1800.0  # a host the SSRF guard refused (a PATCH restarts sooner)
 
 
 @dataclass
@@ -117,6 +151,7 @@ class Watcher:
         self._state_gauge: str | None = None
         self._task: asyncio.Task[None] | None = None
         self.folder = mailbox.settings.folder or "INBOX"
+        self._actions_cancelled = False
 
     # ----------------------------------------------------------------- lifecycle
 
@@ -175,8 +210,10 @@ class Watcher:
     async def _run(self, delay: float) -> None:
         if delay:
             await self._sleep(delay)
-        backoff = Backoff(self.options.backoff_base, self.options.backoff_cap)
+        backoff = Backoff(self.options.backoff_base, self.options.backoff_cap, rand=self.options.jitter)
+        loop = asyncio.get_running_loop()
         while not self._stopping:
+            connected_at: float | None = None
             try:
                 self._set_state("connecting")
                 async with self.connect_slots:
@@ -185,7 +222,7 @@ class Watcher:
                     await self.provider.connect()
                     folder = await self.provider.open_folder(self.folder)
                 await self._connected()
-                backoff.reset()
+                connected_at = loop.time()
                 await self.catch_up(folder)
                 await self.apply_actions(folder)
                 async for change in self.provider.watch(interval=float(self.mailbox.settings.check_interval)):
@@ -197,15 +234,26 @@ class Watcher:
                     await self.apply_actions(folder)
             except asyncio.CancelledError:
                 raise
-            except Exception as exc:  # record it; then back off and reconnect, or wait for a person
+            except HostNotAllowedError as exc:
+                # Refused before connecting: retrying soon cannot help (a PATCH that fixes the
+                # host restarts the watcher), but DNS may change, so try again after a long pause.
+                log.warning("mailbox %s: %s; not retrying for a while", self.mailbox.id, _describe(exc))
+                await self._record_error(MailboxStatus.ERROR, EventType.MAILBOX_ERROR, exc)
+                await self._sleep(self.options.host_retry_seconds)
+            except Exception as exc:  # the one rule: back off and reconnect, or wait for a person
                 verdict = classify(exc)
-                if verdict is Verdict.RETRY:
-                    await self._failed(exc)
-                    RECONNECTS.inc()
-                    await self._sleep(backoff.next())
-                else:
+                if verdict is not Verdict.RETRY:
                     await self._auth_failed(exc, verdict)
                     await self._sleep(self.options.auth_retry_seconds)
+                    continue
+                if (
+                    connected_at is not None
+                    and loop.time() - connected_at >= self.options.healthy_after_seconds
+                ):
+                    backoff.reset()  # the connection had proven itself: this is a new problem
+                await self._failed(exc)
+                RECONNECTS.inc()
+                await self._sleep(backoff.next())
             finally:
                 with contextlib.suppress(Exception):  # best effort
                     await self.provider.disconnect()
@@ -405,40 +453,114 @@ class Watcher:
     # ----------------------------------------------------------------- after-processing
 
     async def apply_actions(self, folder: FolderState) -> int:
-        """Apply ``mark_read`` / ``move:<folder>`` / ``delete`` for accepted events only."""
-        if (self.mailbox.settings.after_processing or "none") == "none":
+        """Apply the current ``mark_read`` / ``move:<folder>`` / ``delete`` setting to accepted
+        messages whose action is due; returns how many were done."""
+        action = self.mailbox.settings.after_processing or "none"
+        if action == "none":
+            if not self._actions_cancelled:  # once per start: a changed setting restarts the watcher
+                async with self.database.connect() as conn:
+                    left = await repo.count_pending_actions(conn, self.mailbox.id)
+                if left:
+                    async with self.database.transaction() as conn:
+                        await repo.cancel_pending_actions(
+                            conn,
+                            self.mailbox.id,
+                            now=self.clock(),
+                            why="after_processing was changed to none",
+                        )
+                self._actions_cancelled = True
             return 0
         async with self.database.connect() as conn:
-            pending = await repo.accepted_actions(conn, self.mailbox.id)
+            pending = await repo.accepted_actions(conn, self.mailbox.id, now=self.clock())
         if not pending:
             return 0
-        done: list[int] = []
-        stale: list[int] = []
-        groups: dict[str, list[repo.PendingAction]] = {}
-        for action in pending:
-            if action.folder != folder.folder or action.uidvalidity != folder.uidvalidity:
-                stale.append(action.id)
-            else:
-                groups.setdefault(action.action, []).append(action)
-        for name, items in groups.items():
-            uids = sorted({a.uid for a in items})
-            if name == "mark_read":
-                await self.provider.mark_read(uids)
-            elif name == "delete":
-                await self.provider.delete(uids)
-            elif name.startswith("move:"):
-                await self.provider.move(uids, name.split(":", 1)[1])
-            else:
-                stale.extend(a.id for a in items)
-                continue
-            done.extend(a.id for a in items)
-        now = self.clock()
-        async with self.database.transaction() as conn:
-            await repo.finish_actions(conn, done, state="done", now=now)
-            await repo.finish_actions(
-                conn, stale, state="failed", now=now, error="the message's UIDVALIDITY or folder changed"
+        current = [a for a in pending if (a.folder, a.uidvalidity) == (folder.folder, folder.uidvalidity)]
+        stale = [a for a in pending if (a.folder, a.uidvalidity) != (folder.folder, folder.uidvalidity)]
+        if stale:
+            await self._actions_failed(
+                stale, action, "the message's folder or UIDVALIDITY changed", final=True
             )
-        return len(done)
+        if not current:
+            return 0
+        uids = sorted({a.uid for a in current})
+        try:
+            if action == "mark_read":
+                await self.provider.mark_read(uids)
+            elif action == "delete":
+                await self.provider.delete(uids)
+            elif action.startswith("move:"):
+                await self.provider.move(uids, action.split(":", 1)[1])
+            else:
+                raise UnsupportedFeatureError(f"unknown after-processing action {action!r}")
+        except (CommandError, UnsupportedFeatureError) as exc:
+            # The server refused (a tagged NO/BAD): the session is in step and stays up.
+            log.warning(
+                "mailbox %s: after-processing %s refused: %s", self.mailbox.id, action, _describe(exc)
+            )
+            await self._actions_failed(current, action, exc)
+            return 0
+        async with self.database.transaction() as conn:
+            await repo.finish_actions(
+                conn, [a.id for a in current], state="done", now=self.clock(), action=action
+            )
+        return len(current)
+
+    async def _actions_failed(
+        self, items: list[repo.PendingAction], action: str, why: MailportError | str, *, final: bool = False
+    ) -> None:
+        """Retry ``items`` later with backoff, or, at the last attempt, mark them failed with one
+        ``message.action_failed`` event each (counted in ``failed_24h``)."""
+        now = self.clock()
+        detail, code, said = (
+            (why, "action_failed", None)
+            if isinstance(why, str)
+            else (_describe(why), why.code, why.server_said)
+        )
+        options = self.options
+        last = [final or a.attempts + 1 >= options.action_max_attempts for a in items]
+        retry = [a for a, gone in zip(items, last, strict=True) if not gone]
+        give_up = [a for a, gone in zip(items, last, strict=True) if gone]
+        async with self.events.transaction() as conn:
+            for attempts in sorted({a.attempts for a in retry}):
+                delay = min(options.action_retry_cap, options.action_retry_base * 2**attempts)
+                await repo.retry_actions_later(
+                    conn,
+                    [a.id for a in retry if a.attempts == attempts],
+                    at=now + timedelta(seconds=delay),
+                    now=now,
+                    error=detail,
+                )
+            if not give_up:
+                return
+            await repo.finish_actions(conn, [a.id for a in give_up], state="failed", now=now, error=detail)
+            await append_many(
+                conn,
+                [
+                    NewEvent(
+                        self.mailbox.tenant_id,
+                        self.mailbox.id,
+                        EventType.MESSAGE_ACTION_FAILED,
+                        {
+                            "mailbox_id": self.mailbox.id,
+                            "message_id": a.message_id,
+                            "event_id": a.event_id,
+                            "folder": a.folder,
+                            "uidvalidity": a.uidvalidity,
+                            "uid": a.uid,
+                            "action": action,
+                            "attempts": a.attempts + 1,
+                            "error": code,
+                            "detail": detail,
+                            "server_said": said,
+                            "at": now.isoformat(),
+                        },
+                        f"action_failed:{self.mailbox.id}:{a.id}",
+                    )
+                    for a in give_up
+                ],
+                now=now,
+            )
+            await repo.add_stats(conn, self.mailbox.id, at=now, failed=len(give_up))
 
 
 def _describe(exc: BaseException) -> str:

@@ -34,6 +34,7 @@ async def test_create_get_update_delete(tenant_client: httpx.AsyncClient, secret
         "port": 993,
         "security": "ssl",
         "username": "booking",
+        "trusted_certificate": None,
     }
     assert mailbox["smtp"]["username"] == "booking-out"  # IMAP and SMTP user names may differ
     assert mailbox["settings"] == body["settings"]
@@ -130,11 +131,11 @@ async def test_hosts_are_idna_normalized_and_ip_literals_accepted(
         tenant_client,
         secret_watch,
         imap={"host": "Mail.Bücher.de.", "port": 143, "security": "starttls"},
-        smtp={"host": "[::1]", "port": 25, "security": "none"},
+        smtp={"host": "[2001:4860:4860:0::8888]", "port": 25, "security": "none"},
     )
     assert created["imap"]["host"] == "mail.xn--bcher-kva.de"
     assert created["imap"]["username"] is None
-    assert created["smtp"]["host"] == "::1"
+    assert created["smtp"]["host"] == "2001:4860:4860::8888"
 
 
 INVALID: list[tuple[str, Any, str]] = [
@@ -181,6 +182,8 @@ INVALID: list[tuple[str, Any, str]] = [
     ("settings.after_processing", "archive", "settings.after_processing"),
     ("settings.after_processing", "move:", "settings.after_processing"),
     ("settings.after_processing", "MOVE:x", "settings.after_processing"),
+    ("settings.after_processing", "move:Archive*", "settings.after_processing"),
+    ("settings.folder", "IN%", "settings.folder"),
     ("settings.from_name", "Evil\r\nBcc: x@example.com", "settings.from_name"),
     ("settings.from_name", "n" * 201, "settings.from_name"),
     ("settings.colour", "red", "settings.colour"),

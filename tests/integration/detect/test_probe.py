@@ -2,17 +2,34 @@
 
 from __future__ import annotations
 
+import asyncio
+import ipaddress
 import ssl
+from pathlib import Path
 
-from mailport.detect.probe import ProbeTarget, probe
+from mailport.config import Settings
+from mailport.detect import DetectOptions, Detector
+from mailport.detect.probe import ProbeResult, ProbeTarget, probe
+from mailport.net.guard import VettedHost
 from tests.fixtures.dns import LocalDNSServer
+from tests.fixtures.http import TestCA
 from tests.integration.detect.conftest import MakeDetector
 from tests.mailstack.dovecot import Dovecot, free_port
 from tests.mailstack.smtp import SubmissionServer
 
 
+async def probe_at(
+    target: ProbeTarget, *, ssl_context: ssl.SSLContext, timeout: float = 5.0, address: str = "127.0.0.1"
+) -> ProbeResult:
+    """Probe ``target`` at ``address`` (as if the guard had vetted it)."""
+    vetted = VettedHost(
+        target.host, target.port, (ipaddress.ip_address(address),), target.host, "allowed_hosts"
+    )
+    return await probe(target, vetted, ssl_context=ssl_context, timeout=timeout)
+
+
 async def test_imap_implicit_tls_greeting_and_capabilities(dovecot: Dovecot, tls_ctx: ssl.SSLContext) -> None:
-    result = await probe(ProbeTarget("imap", "localhost", dovecot.imaps_port, "ssl"), ssl_context=tls_ctx)
+    result = await probe_at(ProbeTarget("imap", "localhost", dovecot.imaps_port, "ssl"), ssl_context=tls_ctx)
     assert result.ok, result.error
     assert result.greeting.startswith("* OK")
     assert "IMAP4rev1" in result.capabilities
@@ -20,7 +37,9 @@ async def test_imap_implicit_tls_greeting_and_capabilities(dovecot: Dovecot, tls
 
 
 async def test_imap_starttls_upgrade_is_verified(dovecot: Dovecot, tls_ctx: ssl.SSLContext) -> None:
-    result = await probe(ProbeTarget("imap", "localhost", dovecot.imap_port, "starttls"), ssl_context=tls_ctx)
+    result = await probe_at(
+        ProbeTarget("imap", "localhost", dovecot.imap_port, "starttls"), ssl_context=tls_ctx
+    )
     assert result.ok, result.error
     assert result.starttls and result.tls_verified
     assert "PLAIN" in result.auth_mechanisms
@@ -28,12 +47,12 @@ async def test_imap_starttls_upgrade_is_verified(dovecot: Dovecot, tls_ctx: ssl.
 
 async def test_smtp_both_ports(smtp: SubmissionServer, tls_ctx: ssl.SSLContext) -> None:
     assert smtp.tls_port is not None
-    implicit = await probe(ProbeTarget("smtp", "localhost", smtp.tls_port, "ssl"), ssl_context=tls_ctx)
+    implicit = await probe_at(ProbeTarget("smtp", "localhost", smtp.tls_port, "ssl"), ssl_context=tls_ctx)
     assert implicit.ok, implicit.error
     assert implicit.greeting.startswith("220")
     assert {"PLAIN", "LOGIN", "XOAUTH2"} <= set(implicit.auth_mechanisms)
 
-    upgraded = await probe(ProbeTarget("smtp", "localhost", smtp.port, "starttls"), ssl_context=tls_ctx)
+    upgraded = await probe_at(ProbeTarget("smtp", "localhost", smtp.port, "starttls"), ssl_context=tls_ctx)
     assert upgraded.ok, upgraded.error
     assert upgraded.starttls and "XOAUTH2" in upgraded.auth_mechanisms
 
@@ -42,17 +61,19 @@ async def test_certificate_for_another_name_is_reported_not_accepted(
     dovecot: Dovecot, tls_ctx: ssl.SSLContext
 ) -> None:
     target = ProbeTarget("imap", "imap.acme.example", dovecot.imaps_port, "ssl")
-    result = await probe(target, address="127.0.0.1", ssl_context=tls_ctx)
+    result = await probe_at(target, ssl_context=tls_ctx)
     assert not result.ok and result.reachable
     assert result.error is not None and result.error.startswith("certificate not trusted")
 
 
 async def test_closed_port_and_wrong_protocol(smtp: SubmissionServer, tls_ctx: ssl.SSLContext) -> None:
-    closed = await probe(ProbeTarget("imap", "localhost", free_port(), "ssl"), ssl_context=tls_ctx, timeout=2)
+    closed = await probe_at(
+        ProbeTarget("imap", "localhost", free_port(), "ssl"), ssl_context=tls_ctx, timeout=2
+    )
     assert not closed.reachable and closed.error is not None and "connection failed" in closed.error
 
     assert smtp.tls_port is not None
-    wrong = await probe(
+    wrong = await probe_at(
         ProbeTarget("imap", "localhost", smtp.tls_port, "ssl"), ssl_context=tls_ctx, timeout=2
     )
     assert not wrong.ok and wrong.error is not None and "not an IMAP greeting" in wrong.error
@@ -116,3 +137,56 @@ async def test_detection_reports_an_untrusted_certificate_with_low_confidence(
     assert result.source == "probe" and result.confidence == "low"
     assert result.imap is not None and result.imap.host == "imap.acme.example"
     assert "certificate_untrusted" in {h.code for h in result.hints}
+
+
+async def test_probes_trust_the_mail_ca_file_added_to_the_system_store(
+    probe_bed: tuple[Dovecot, SubmissionServer], dns_server: LocalDNSServer, test_ca: TestCA, tmp_path: Path
+) -> None:
+    """Detection's probes trust what every mail connection trusts (MAILPORT_MAIL_CA_FILE)."""
+    dovecot, _ = probe_bed
+    dns_server.add("imap.probe.example.", "A", "127.0.0.1")
+    settings = Settings(
+        _env_file=None,  # type: ignore[call-arg]
+        data_dir=tmp_path,
+        dns_nameservers=[dns_server.nameserver],
+        mail_ca_file=test_ca.ca_file,
+    )
+    options = DetectOptions.from_settings(
+        settings,
+        probe=True,
+        timeout=3.0,
+        probe_timeout=2.0,
+        allow_private_hosts=True,
+        online_ispdb=False,
+        imap_probe_ports=((dovecot.imaps_port, "ssl"),),
+        smtp_probe_ports=(),
+    )
+    result = await Detector.from_settings(settings, options=options).detect("trust@probe.example")
+    assert result.source == "probe" and result.confidence == "medium"  # medium: verified
+    assert "certificate_untrusted" not in {h.code for h in result.hints}
+
+
+async def test_probing_never_contacts_a_private_address_unless_allowed(
+    dns_server: LocalDNSServer, make_detector: MakeDetector
+) -> None:
+    """Probe hosts come from the user's domain: they pass the SSRF guard like every other host."""
+    accepted: list[int] = []
+
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        accepted.append(1)
+        writer.close()
+
+    server = await asyncio.start_server(handle, "127.0.0.1", 0)
+    port = int(server.sockets[0].getsockname()[1])
+    dns_server.add("imap.inside.example.", "A", "127.0.0.1")
+    try:
+        guarded = make_detector(
+            probe=True, allow_private_hosts=False, imap_probe_ports=((port, "ssl"),), smtp_probe_ports=()
+        )
+        assert (await guarded.detect("a@inside.example")).source == "none"
+        assert accepted == []
+        allowed = make_detector(probe=True, imap_probe_ports=((port, "ssl"),), smtp_probe_ports=())
+        await allowed.detect("a@inside.example")
+        assert accepted  # the same probe reaches it once the operator allows private hosts
+    finally:
+        server.close()

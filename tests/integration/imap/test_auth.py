@@ -9,7 +9,7 @@ from datetime import UTC, datetime
 import pytest
 
 from mailport.crypto import Secret
-from mailport.errors import AuthenticationError, InsecureAuthRefusedError, TLSError
+from mailport.errors import AuthenticationError, InsecureAuthRefusedError, InvalidCredentialsError, TLSError
 from mailport.imap import ImapClient, OAuth2Auth, PasswordAuth, Security
 from tests.conftest import issue_token
 from tests.mailstack.dovecot import Dovecot
@@ -70,6 +70,7 @@ async def test_wrong_password_keeps_the_servers_text(dovecot: Dovecot, password_
                 auth=PasswordAuth(user, Secret("wrong-password"), mechanism=mechanism),  # type: ignore[arg-type]
             )
         assert "AUTHENTICATIONFAILED" in (info.value.server_said or "")
+        assert isinstance(info.value, InvalidCredentialsError)
         assert "wrong-password" not in str(info.value)
 
 

@@ -173,7 +173,7 @@ def device_flow(registry: ProviderRegistry, oauth_client: OAuthClient, apps: Ins
 
 @pytest.fixture
 def api_settings(
-    fresh_database_url: str, tmp_path: Path, secret_key: str, bed_providers_file: Path
+    fresh_database_url: str, tmp_path: Path, secret_key: str, bed_providers_file: Path, dovecot: Dovecot
 ) -> Settings:
     """The store fixtures' settings (SQLite and PostgreSQL) plus OAuth pointed at the test bed."""
     from tests.fixtures.api import make_settings
@@ -185,7 +185,9 @@ def api_settings(
     settings.google_client_secret = SecretStr("test-secret")
     settings.microsoft_client_id = "test-client"
     settings.microsoft_client_secret = SecretStr("test-secret")
-    settings.allow_private_hosts = True  # the bed's mail servers listen on loopback
+    # The IdP, Dovecot and SMTP of the bed listen on 127.0.0.1: the operator allows exactly that.
+    settings.allowed_hosts = ["127.0.0.1"]
+    settings.mail_ca_file = Path(dovecot.ca_file)  # the bed's mail servers' CA
     return settings
 
 

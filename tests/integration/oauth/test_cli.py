@@ -34,6 +34,7 @@ def oauth_cli(
         MAILPORT_MICROSOFT_CLIENT_SECRET="test-secret",
         MAILPORT_GOOGLE_CLIENT_ID="test-client",
         MAILPORT_PUBLIC_URL="https://mailport.example.test",
+        MAILPORT_ALLOWED_HOSTS="127.0.0.1",  # the bed's IdP: the operator allows exactly that address
     )
     cli("db", "upgrade")
     cli("tenants", "create", "cli-co")

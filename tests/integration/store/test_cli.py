@@ -208,3 +208,21 @@ def test_a_bad_setting_is_one_line_naming_the_variable_not_its_value(cli: Cli):
     result = cli("tenants", "list", ok=False, MAILPORT_SECRET_KEYS="", MAILPORT_PORT="not-a-port-s3cr3t")
     one_line_error(result, "config_invalid")
     assert "MAILPORT_PORT" in result.stderr and "s3cr3t" not in result.stderr
+
+
+def test_mailboxes_add_refuses_a_private_host_like_the_api(cli: Cli) -> None:
+    """The watcher would refuse the host at every connect: the CLI refuses to save it (one line)."""
+    cli("db", "upgrade")
+    cli("tenants", "create", "acme")
+    for host in ("127.0.0.1", "localhost", "169.254.169.254"):
+        refused = cli(
+            "mailboxes", "add", "a@example.com", "-t", "acme", "--imap-host", host,
+            "--password-env", "MP_PW", ok=False, MP_PW="x",
+        )  # fmt: skip
+        one_line_error(refused, "host_not_allowed")
+        assert "MAILPORT_ALLOWED_HOSTS" in refused.stderr
+    allowed = cli(
+        "mailboxes", "add", "a@example.com", "-t", "acme", "--imap-host", "127.0.0.1",
+        "--password-env", "MP_PW", MP_PW="x", MAILPORT_ALLOWED_HOSTS="127.0.0.1",
+    )  # fmt: skip
+    assert allowed.stdout.startswith("added mbx_")

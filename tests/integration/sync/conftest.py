@@ -14,6 +14,7 @@ import pytest
 from sqlalchemy import select
 
 from mailport.bootstrap import Services
+from mailport.config import Settings
 from mailport.crypto import Secret
 from mailport.events import Event, row_to_event
 from mailport.imap import ImapClient
@@ -99,6 +100,13 @@ class Bed:
 
     async def received(self, mailbox_id: str) -> list[Event]:
         return await all_events(self.services, mailbox_id=mailbox_id, type="message.received")
+
+
+@pytest.fixture
+def settings(settings: Settings) -> Settings:
+    """The bed's servers (Dovecot, the OAuth IdP) listen on 127.0.0.1: the operator allows exactly
+    that address, as a deployment with an internal mail server would (the SSRF guard stays on)."""
+    return settings.model_copy(update={"allowed_hosts": ["127.0.0.1"]})
 
 
 @pytest.fixture

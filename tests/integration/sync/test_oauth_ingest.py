@@ -37,6 +37,7 @@ def settings(
     settings.google_client_id = "test-client"
     settings.google_client_secret = SecretStr("test-secret")
     settings.mail_ca_file = Path(dovecot.ca_file)
+    settings.allowed_hosts = ["127.0.0.1"]  # the bed's Dovecot and IdP: the operator allows exactly that
     return settings
 
 

@@ -455,8 +455,35 @@ def test_unknown_server_words_keep_the_family_code_and_quote_the_server() -> Non
     send = diagnose(Failure(step="smtp_send", protocol="smtp", reply=smtp(554, "5.7.1 Message rejected")))
     assert send.code == "smtp_rejected"
     assert send.server_said == "554 5.7.1 Message rejected"
-    auth = diagnose(Failure(step="smtp_auth", protocol="smtp", reply=smtp(454, "4.7.0 Temporary failure")))
+    auth = diagnose(Failure(step="smtp_auth", protocol="smtp", reply=smtp(501, "5.5.4 Syntax error")))
     assert auth.code == "auth_failed"
+    assert auth.server_said == "501 5.5.4 Syntax error"
+
+
+def test_a_refused_password_without_a_response_code_is_invalid_credentials() -> None:
+    """The tagged NO to LOGIN is the verdict; the words are only a secondary signal."""
+    for line in ("a NO Login failed: authentication failure", "a NO Sorry.", "a NO [ALERT] Try again"):
+        diagnosis = diagnose(
+            Failure(step="authentication", protocol="imap", auth="password", reply=imap(line))
+        )
+        assert diagnosis.code == "invalid_credentials", line
+    bad = diagnose(Failure(step="authentication", protocol="imap", reply=imap("a BAD Invalid arguments")))
+    assert bad.code == "auth_failed"
+
+
+def test_a_temporary_failure_during_sign_in_is_never_a_wrong_password() -> None:
+    for code, text in (
+        (451, "4.3.0 Authentication failed, try again later"),
+        (454, "4.7.0 Temporary failure"),
+    ):
+        diagnosis = diagnose(
+            Failure(step="smtp_auth", protocol="smtp", auth="password", reply=smtp(code, text))
+        )
+        assert diagnosis.code == "auth_unavailable", code
+    imap_reply = imap("a NO [UNAVAILABLE] Temporary authentication failure. [host:2026-12-04 18:00:00]")
+    for auth in ("password", "oauth2"):
+        diagnosis = diagnose(Failure(step="authentication", protocol="imap", auth=auth, reply=imap_reply))
+        assert diagnosis.code == "auth_unavailable", auth
 
 
 # --------------------------------------------------------------------------- low-level failures

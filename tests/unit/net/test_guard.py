@@ -170,3 +170,23 @@ async def test_errors_name_the_request_field() -> None:
     with pytest.raises(InputError) as bad_port:
         await guard.vet("imap.public.test", 0, field="imap.host")
     assert bad_port.value.details["field"] == "imap.port"
+
+
+@pytest.mark.parametrize(
+    ("name", "answer", "expected"),
+    [
+        ("localhost", None, ["127.0.0.1"]),  # the resolver does not know it: loopback anyway
+        ("LocalHost.", ["93.184.215.14"], ["127.0.0.1"]),  # a lying resolver is not believed
+        ("imap.localhost", ["::1", "127.0.0.1"], ["::1", "127.0.0.1"]),
+    ],
+)
+async def test_localhost_names_are_loopback_whatever_dns_answers(
+    name: str, answer: list[str] | None, expected: list[str]
+) -> None:
+    normalized = normalize_host(name)
+    table = {normalized: answer} if answer is not None else {}
+    with pytest.raises(HostNotAllowedError) as info:
+        await HostGuard(resolver=TableResolver(table)).vet(name, 993)
+    assert info.value.details["reason"] == "loopback"
+    allowed = await HostGuard(resolver=TableResolver(table), allow_private=True).vet(name, 993)
+    assert [str(a) for a in allowed.addresses] == expected

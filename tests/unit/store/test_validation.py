@@ -4,13 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from mailport.mailboxes.validation import (
-    check_text,
-    clean_line,
-    normalize_email,
-    normalize_host,
-    validate_after_processing,
-)
+from mailport.mailboxes.validation import normalize_host, validate_after_processing
+from mailport.validation import check_text, clean_line, normalize_email
 
 
 @pytest.mark.parametrize(
@@ -73,3 +68,10 @@ def test_text_hygiene():
             clean_line(bad)
     with pytest.raises(ValueError):
         check_text("\udfff")
+
+
+@pytest.mark.parametrize("value", ["move:Arch*", "move:100%", "move:" + "x" * 501])
+def test_a_move_target_no_server_accepts_is_refused_when_saved(value: str) -> None:
+    with pytest.raises(ValueError):
+        validate_after_processing(value)
+    assert validate_after_processing("move:Archive/2024") == "move:Archive/2024"
