@@ -132,7 +132,7 @@ async def test_signing_in_as_an_address_in_another_case_reconnects_that_mailbox(
         "/v1/mailboxes", json={"email": "HANA@Example.test", "auth_method": "oauth2", "imap": imap}
     )
     assert made.status_code == 201, made.text
-    body = (await browser.get(await sign_in(client, "google", email="hana@example.test"))).json()
+    body = (await browser.get(await sign_in(client, browser, "google", email="hana@example.test"))).json()
     assert body["created"] is False and body["mailbox"]["id"] == made.json()["id"]
     assert body["mailbox"]["oauth"]["connected_email"] == "hana@example.test"
 
