@@ -126,9 +126,3 @@ async def build(settings: Settings, *, migrate: bool | None = None, clock: Clock
         check_limiter=check_limiter,
         checks=checks,
     )
-
-
-async def preflight(settings: Settings) -> None:
-    """Everything ``build`` checks, then close: run before a server starts its event loop."""
-    services = await build(settings)
-    await services.aclose()
