@@ -289,3 +289,36 @@ def test_a_stalled_body_is_cut_off(tmp_path: Path):
         assert 1.5 < time.monotonic() - started < 5  # closed by the body deadline
         assert timed_healthz(url, 5) < 5
         assert "Traceback" not in log_path.read_text()
+
+
+def test_worker_prints_the_key_warning_once_and_a_bad_key_in_one_line(tmp_path: Path):
+    environment = {k: v for k, v in os.environ.items() if not k.startswith("MAILPORT_")}
+    environment["MAILPORT_DATA_DIR"] = str(tmp_path / "var")
+    log_path = tmp_path / "worker.log"
+    with log_path.open("wb") as log:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "mailport", "worker"],
+            cwd=tmp_path,
+            env=environment,
+            stdout=log,
+            stderr=log,
+        )
+    try:
+        deadline = time.monotonic() + 60
+        while "mailport worker: watching" not in log_path.read_text():
+            assert proc.poll() is None and time.monotonic() < deadline, log_path.read_text()
+            time.sleep(0.1)
+    finally:
+        stop(proc)
+    assert log_path.read_text().count("MAILPORT_SECRET_KEYS is not set") == 1, log_path.read_text()
+
+    environment["MAILPORT_SECRET_KEYS"] = "not-a-key"
+    bad = subprocess.run(
+        [sys.executable, "-m", "mailport", "worker"],
+        cwd=tmp_path,
+        env=environment,
+        capture_output=True,
+        timeout=60,
+    )
+    assert bad.returncode == 1
+    assert bad.stderr.decode().startswith("error [secret_key_invalid]") and b"Traceback" not in bad.stderr

@@ -274,8 +274,10 @@ class ServingLoop(asyncio.SelectorEventLoop):
 
 def raise_open_file_limit() -> int:
     """Raise the soft ``RLIMIT_NOFILE`` to the hard limit; returns the soft limit in force."""
-    import resource
-
+    try:
+        import resource
+    except ImportError:  # not a POSIX system: nothing to raise
+        return 1 << 16
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     target = hard if hard != resource.RLIM_INFINITY else max(soft, 65536)
     if soft == resource.RLIM_INFINITY or target <= soft:
