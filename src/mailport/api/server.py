@@ -21,7 +21,8 @@ asyncio accept loop logs a traceback per failed ``accept()`` — thousands a sec
   :class:`~mailport.errors.AddressInUseError` naming the process that holds it, when visible.
 
 The HTTP parser is uvicorn's httptools protocol; the subclass adds only the deadlines and the cap
-(no library offers these for uvicorn).
+(uvicorn has neither: its issue #157 has asked for request-start and request-complete timeouts
+since 2018).
 """
 
 from __future__ import annotations
@@ -242,9 +243,10 @@ class ServingLoop(asyncio.SelectorEventLoop):
     """asyncio's selector loop, with an accept loop that stops at the first ``accept()`` finding no
     descriptor. CPython's own goes on calling ``accept()`` for the whole backlog (2048 under
     uvicorn), reporting every failure and scheduling a retry for each: thousands of errors a
-    second, a busy CPU, and a traceback per stale retry at shutdown. It also accepts at most
-    :data:`ACCEPTS_PER_ROUND` connections per round, so the connection cap (checked when a
-    connection is set up, a loop iteration or two later) is never overshot by a whole backlog."""
+    second, a busy CPU, and a traceback per stale retry at shutdown (CPython gh-151615, fixed
+    only in later releases). It also accepts at most :data:`ACCEPTS_PER_ROUND` connections per
+    round, so the connection cap (checked when a connection is set up, a loop iteration or two
+    later) is never overshot by a whole backlog."""
 
     def _accept_connection(
         self,
@@ -254,19 +256,20 @@ class ServingLoop(asyncio.SelectorEventLoop):
         server: Any = None,
         backlog: int = 100,
         *rest: Any,
+        **options: Any,
     ) -> None:
         for _ in range(min(backlog, ACCEPTS_PER_ROUND)):
             pending = len(self._ready)  # type: ignore[attr-defined]
-            super()._accept_connection(protocol_factory, sock, sslcontext, server, 1, *rest)  # type: ignore[misc]
+            super()._accept_connection(protocol_factory, sock, sslcontext, server, 1, *rest, **options)  # type: ignore[misc]
             if sock.fileno() not in self._selector.get_map():  # type: ignore[attr-defined]
                 return  # out of descriptors: asyncio removed the reader and scheduled one retry
             if len(self._ready) == pending:  # type: ignore[attr-defined]
                 return  # nothing left to accept (an accepted connection schedules its set-up)
 
-    def _start_serving(self, protocol_factory: Any, sock: Any, *args: Any) -> None:
+    def _start_serving(self, protocol_factory: Any, sock: Any, *args: Any, **options: Any) -> None:
         if sock.fileno() == -1:
             return  # the server closed while a retry after running out of descriptors was pending
-        super()._start_serving(protocol_factory, sock, *args)  # type: ignore[misc]
+        super()._start_serving(protocol_factory, sock, *args, **options)  # type: ignore[misc]
 
 
 # --------------------------------------------------------------------------- start-up
