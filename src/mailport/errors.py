@@ -95,7 +95,8 @@ once, at the boundary where they occur, and chained (``raise X(...) from exc``).
     └── MessageSourceExpiredError       message_source_expired 410   (retention: the janitor dropped it)
     HTTP server (api.limits, api.server):
     InputError
-    └── RequestTooLargeError            request_too_large      413   (MAILPORT_MAX_REQUEST_BYTES)
+    ├── RequestTooLargeError            request_too_large      413   (MAILPORT_MAX_REQUEST_BYTES)
+    └── RequestHeadersTooLargeError     request_headers_too_large 431 (64 KiB)
     MailportError
     └── ServerBusyError                 server_busy            503   (MAILPORT_MAX_CONNECTIONS)
     ConfigurationError
@@ -625,6 +626,12 @@ class RequestTooLargeError(InputError):
     code = "request_too_large"
     http_status = 413
     hint = "Send a smaller request body; the operator sets the limit with MAILPORT_MAX_REQUEST_BYTES."
+
+
+class RequestHeadersTooLargeError(InputError):
+    code = "request_headers_too_large"
+    http_status = 431
+    hint = "Send fewer or shorter headers (cookies included): 64 KiB in all is the limit."
 
 
 class ServerBusyError(MailportError):

@@ -272,8 +272,21 @@ def test_serve_prints_the_key_warning_once(tmp_path: Path):
         assert output.count("listening on") == 1
 
 
-def test_a_stalled_body_is_cut_off(tmp_path: Path):
+def test_a_stalled_body_and_endless_headers_are_cut_off(tmp_path: Path):
     with serving(tmp_path, MAILPORT_BODY_TIMEOUT="2") as (_proc, url, log_path):
+        bloated = connect(url)
+        bloated.sendall(b"GET /healthz HTTP/1.1\r\nHost: t\r\n")
+        sent = 0
+        try:
+            while sent < 100 * MiB:  # httptools alone would take them all
+                bloated.sendall(b"X-Padding: " + b"p" * 1000 + b"\r\n")
+                sent += 1013
+        except OSError:
+            pass  # answered and closed
+        assert sent < 16 * MiB
+        status, body = read_response(bloated)
+        assert (status, body["error"]) == (431, "request_headers_too_large")
+
         stalled = connect(url)
         stalled.sendall(
             f"POST /v1/tenants HTTP/1.1\r\nHost: t\r\nAuthorization: Bearer {ADMIN}\r\n"

@@ -6,8 +6,8 @@ asyncio accept loop logs a traceback per failed ``accept()`` — thousands a sec
 
 * **Header and body deadlines.** A connection must send its request line and headers within
   ``MAILPORT_HEADER_TIMEOUT`` of connecting (or of starting its next request) and the body within
-  ``MAILPORT_BODY_TIMEOUT`` after them; otherwise it is closed. (The size of the headers is
-  bounded by httptools itself: 80 KiB, then 400.)
+  ``MAILPORT_BODY_TIMEOUT`` after them; otherwise it is closed. The request line and headers
+  may take :data:`MAX_HEADER_BYTES` (httptools takes any amount), then 431.
 * **A connection cap.** At ``MAILPORT_MAX_CONNECTIONS`` the connection that has waited longest for
   its request headers (or sat idle between requests) is closed to make room; when every
   connection is busy with a request, the newcomer gets 503 ``server_busy``. Slow clients thus
@@ -46,12 +46,18 @@ from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 from mailport.api.app import create_app
 from mailport.bootstrap import build
 from mailport.config import Settings
-from mailport.errors import AddressInUseError, ConfigurationError, ServerBusyError
+from mailport.errors import (
+    AddressInUseError,
+    ConfigurationError,
+    RequestHeadersTooLargeError,
+    ServerBusyError,
+)
 
 log = logging.getLogger(__name__)
 
 LOG_INTERVAL = 10.0  # seconds between two log lines about the same repeated problem
 _OUT_OF_DESCRIPTORS = (errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM)
+MAX_HEADER_BYTES = 64 * 1024  # request line and headers; then 431 request_headers_too_large
 FD_RESERVE = 100  # descriptors kept for the database, mail servers and webhooks
 ACCEPTS_PER_ROUND = 16  # the cap may be overshot by about three rounds (connections being set up)
 
@@ -143,7 +149,8 @@ def _raw_error(status_line: bytes, error: dict[str, Any]) -> bytes:
 
 
 class BoundedHttpProtocol(HttpToolsProtocol):
-    """uvicorn's httptools protocol with the header and body deadlines and the connection cap."""
+    """uvicorn's httptools protocol with the header and body deadlines, the header budget and the
+    connection cap."""
 
     limits: ClassVar[ConnectionLimits]
     waiting: ClassVar[WaitingConnections]
@@ -152,6 +159,7 @@ class BoundedHttpProtocol(HttpToolsProtocol):
         super().__init__(*args, **kwargs)
         self._deadline: asyncio.TimerHandle | None = None
         self._awaiting_headers = False
+        self._header_bytes = 0  # received while awaiting headers
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         super().connection_made(transport)  # type: ignore[arg-type]
@@ -166,6 +174,17 @@ class BoundedHttpProtocol(HttpToolsProtocol):
         self.waiting.discard(self)
         self._disarm()
         super().connection_lost(exc)
+
+    def data_received(self, data: bytes) -> None:
+        super().data_received(data)
+        if self._awaiting_headers and not self.transport.is_closing():
+            self._header_bytes += len(data)
+            if self._header_bytes > MAX_HEADER_BYTES:  # httptools itself takes any amount
+                too_large = RequestHeadersTooLargeError(
+                    f"the request headers are larger than {MAX_HEADER_BYTES} bytes"
+                )
+                self.transport.write(_raw_error(b"431 Request Header Fields Too Large", too_large.to_dict()))
+                self.transport.close()
 
     def on_message_begin(self) -> None:
         super().on_message_begin()
@@ -189,6 +208,7 @@ class BoundedHttpProtocol(HttpToolsProtocol):
 
     def _await_headers(self) -> None:
         self._awaiting_headers = True
+        self._header_bytes = 0
         self.waiting.add(self)
         self._arm(self.limits.header_timeout)
 
