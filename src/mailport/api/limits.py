@@ -79,7 +79,7 @@ class RequestLimits:
         headers = Headers(scope=scope)
         limit = self.limit_for(scope["path"])
         declared = headers.get("content-length", "").strip()
-        if declared.isdigit() and int(declared) > limit:
+        if declared.isascii() and declared.isdigit() and int(declared) > limit:
             await _refuse(_too_large(limit), scope, send)
             return
         if scope["path"].startswith(_BEARER_PREFIX) and _has_body(headers) and not _has_bearer(headers):

@@ -260,13 +260,13 @@ class AcceptErrorHandler:
 
 
 class ServingLoop(asyncio.SelectorEventLoop):
-    """asyncio's selector loop, with an accept loop that stops at the first ``accept()`` finding no
-    descriptor. CPython's own goes on calling ``accept()`` for the whole backlog (2048 under
-    uvicorn), reporting every failure and scheduling a retry for each: thousands of errors a
-    second, a busy CPU, and a traceback per stale retry at shutdown (CPython gh-151615, fixed
-    only in later releases). It also accepts at most :data:`ACCEPTS_PER_ROUND` connections per
-    round, so the connection cap (checked when a connection is set up, a loop iteration or two
-    later) is never overshot by a whole backlog."""
+    """asyncio's selector loop (not uvloop: the IMAP client needs asyncio's transports), with an
+    accept loop that stops at the first ``accept()`` finding no descriptor. CPython's own goes on
+    calling ``accept()`` for the whole backlog (2048 under uvicorn), reporting every failure and
+    scheduling a retry for each: thousands of errors a second, a busy CPU, and a traceback per
+    stale retry at shutdown (CPython gh-151615, fixed only in later releases). It also accepts at
+    most :data:`ACCEPTS_PER_ROUND` connections per round, so the connection cap (checked when a
+    connection is set up, a loop iteration or two later) is never overshot by a whole backlog."""
 
     def _accept_connection(
         self,
@@ -371,27 +371,24 @@ async def serve(settings: Settings, *, on_listening: Callable[[str], None]) -> N
     sock = listen(settings.host, settings.port)
     try:
         services = await build(settings)
-    except BaseException:
-        sock.close()
-        raise
-    try:
-        app = create_app(services=services)
-        app.state.serve = (
-            True  # run the mailbox watchers and the janitor too (unless MAILPORT_WATCHERS=false)
-        )
-        config = uvicorn.Config(
-            app,
-            http=protocol,
-            timeout_keep_alive=settings.keep_alive_timeout,
-            log_config=None,
-            access_log=False,
-            lifespan="on",
-        )
-        server = _Server(config, on_listening=lambda: on_listening(f"http://{settings.host}:{settings.port}"))
-        await server.serve(sockets=[sock])
+        try:
+            app = create_app(services=services)
+            # the mailbox watchers and the janitor run here too (unless MAILPORT_WATCHERS=false)
+            app.state.serve = True
+            config = uvicorn.Config(
+                app,
+                http=protocol,
+                timeout_keep_alive=settings.keep_alive_timeout,
+                log_config=None,
+                access_log=False,
+                lifespan="on",
+            )
+            url = f"http://{settings.host}:{settings.port}"
+            await _Server(config, on_listening=lambda: on_listening(url)).serve(sockets=[sock])
+        finally:
+            await services.aclose()
     finally:
         sock.close()
-        await services.aclose()
 
 
 class _Server(uvicorn.Server):
