@@ -85,10 +85,8 @@ async def watch(
             for event in batch:
                 yield event
                 position = event.seq
-                if acknowledge:
-                    # The acceptance rule: only events no active webhook endpoint of the
-                    # tenant subscribes to are accepted by a reader (webhooks accept the rest).
-                    await active.webhooks.consumed(event.tenant_id, [event])
+                if acknowledge:  # as pull consumer "watch" (see mailport.events.acceptance)
+                    await active.webhooks.consumed(event.tenant_id, [event], mailbox_id=mailbox_id)
     finally:
         if orchestrator is not None:
             await orchestrator.stop()
