@@ -68,16 +68,17 @@ async def get(
     return _consumer(row) if row is not None else None
 
 
-async def acknowledge(
-    conn: AsyncConnection, tenant_id: str, name: str, mailbox_id: str | None, *, through: int, now: datetime
-) -> bool:
-    """Register the consumer and move its cursor forward to ``through`` (never back).
+def needs_write(current: PullConsumer | None, *, through: int, now: datetime) -> bool:
+    """Must the consumer's row be written? When it is new or its cursor moves on, or to refresh
+    ``updated_at`` once per :data:`SEEN_EVERY` (a reader polling with nothing new)."""
+    return current is None or current.acked_seq < through or now - current.updated_at >= SEEN_EVERY
 
-    Returns whether the cursor moved (or the consumer is new): only then can events become
-    accepted. A consumer asking again with nothing new writes once per :data:`SEEN_EVERY`."""
-    current = await get(conn, tenant_id, name, mailbox_id)
-    if current is not None and current.acked_seq >= through and now - current.updated_at < SEEN_EVERY:
-        return False
+
+async def advance(
+    conn: AsyncConnection, tenant_id: str, name: str, mailbox_id: str | None, *, through: int, now: datetime
+) -> None:
+    """Register the consumer and move its cursor forward to ``through`` (never back). A write
+    first thing in its transaction, so SQLite takes the write lock before anything is read."""
     insert: Any = (postgresql if conn.dialect.name == "postgresql" else sqlite).insert(pull_consumers)
     statement = insert.values(
         tenant_id=tenant_id,
@@ -100,7 +101,6 @@ async def acknowledge(
             },
         )
     )
-    return current is None or through > current.acked_seq
 
 
 async def list_for(conn: AsyncConnection, tenant_id: str) -> list[PullConsumer]:

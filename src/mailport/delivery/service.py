@@ -18,7 +18,7 @@ from typing import Generic, TypeVar
 
 from mailport import events as event_log
 from mailport.crypto import Secret
-from mailport.delivery import consumers
+from mailport.delivery import consumers as consumer_store
 from mailport.delivery.consumers import DEFAULT_CONSUMER, WATCH_CONSUMER, PullConsumer, check_consumer_name
 from mailport.delivery.metrics import DELIVERY_LATENCY
 from mailport.delivery.models import Delivery, DeliveryStatus, EndpointStatus, WebhookEndpoint
@@ -208,7 +208,7 @@ class DeliveryService:
         _check_mailbox_id(mailbox_id)
         accepted = await self._acknowledge(tenant_id, consumer, mailbox_id, through=seq, clamp=False)
         async with self.event_log.database.connect() as conn:
-            got = await consumers.get(conn, tenant_id, consumer, mailbox_id)
+            got = await consumer_store.get(conn, tenant_id, consumer, mailbox_id)
         assert got is not None
         return got, accepted
 
@@ -224,28 +224,33 @@ class DeliveryService:
         self, tenant_id: str, consumer: str, mailbox_id: str | None, *, through: int, clamp: bool
     ) -> int:
         now = self._clock()
-        async with self.event_log.transaction() as conn:
+        async with self.event_log.database.connect() as conn:
             newest = await event_log.last_seq(conn)
-            if through > newest:
-                if not clamp:
-                    raise InvalidCursorError(
-                        f"`through` {through} is past the newest event ({newest})",
-                        field="through",
-                        hint="Acknowledge a `cursor` or `next_cursor` that GET /v1/events returned.",
-                    )
-                through = newest  # events not appended yet are never acknowledged in advance
-            if not await consumers.acknowledge(
-                conn, tenant_id, consumer, mailbox_id, through=through, now=now
-            ):
-                return 0
-            settled = await acceptance.settle(conn, now=now, tenant_id=tenant_id, through=through)
+            current = await consumer_store.get(conn, tenant_id, consumer, mailbox_id)
+        if through > newest:
+            if not clamp:
+                raise InvalidCursorError(
+                    f"`through` {through} is past the newest event ({newest})",
+                    field="through",
+                    hint="Acknowledge a `cursor` or `next_cursor` that GET /v1/events returned.",
+                )
+            through = newest  # events not appended yet are never acknowledged in advance
+        if not consumer_store.needs_write(current, through=through, now=now):
+            return 0
+        async with self.event_log.transaction() as conn:
+            await consumer_store.advance(conn, tenant_id, consumer, mailbox_id, through=through, now=now)
+            if current is not None and current.acked_seq >= through:
+                return 0  # only its "last seen" time was refreshed
+            settled = await acceptance.settle(
+                conn, now=now, tenant_id=tenant_id, through=through, mailbox_id=mailbox_id, pull_owned=True
+            )
         for event in settled:
             DELIVERY_LATENCY.observe(max((now - event.created_at).total_seconds(), 0.0))
         return len(settled)
 
     async def consumers(self, tenant_id: str) -> builtins.list[PullConsumer]:
         async with self.event_log.database.connect() as conn:
-            return await consumers.list_for(conn, tenant_id)
+            return await consumer_store.list_for(conn, tenant_id)
 
     async def remove_consumer(self, tenant_id: str, name: str, *, mailbox_id: str | None = None) -> int:
         """Forget a pull consumer (a reader that is gone): the events only it still owed are
@@ -253,9 +258,9 @@ class DeliveryService:
         check_consumer_name(name)
         _check_mailbox_id(mailbox_id)
         async with self.event_log.transaction() as conn:
-            if not await consumers.remove(conn, tenant_id, name, mailbox_id):
+            if not await consumer_store.remove(conn, tenant_id, name, mailbox_id):
                 raise NotFoundError(f"no pull consumer {name!r} in this scope", field="consumer")
-            settled = await acceptance.settle(conn, now=self._clock(), tenant_id=tenant_id)
+            settled = await acceptance.settle(conn, now=self._clock(), tenant_id=tenant_id, pull_owned=True)
         return len(settled)
 
 

@@ -140,11 +140,16 @@ async def settle(
     seqs: Iterable[int] | None = None,
     through: int | None = None,
     mailbox_id: str | None = None,
+    pull_owned: bool = False,
 ) -> list[Settled]:
     """Mark accepted the unaccepted events, among those selected, that :func:`acceptable` says
     every owing consumer has accepted (in ``conn``'s transaction). Select by ``seqs``, or by
-    ``tenant_id`` (with ``through``: ``seq <= through``; ``mailbox_id``: that mailbox only)."""
+    ``tenant_id`` (with ``through``: ``seq <= through``; ``mailbox_id``: that mailbox only);
+    ``pull_owned`` skips the events with webhook deliveries (a pull acknowledgement cannot
+    change theirs, and during an endpoint's outage they are many)."""
     base = [_e.c.accepted_at.is_(None), acceptable()]
+    if pull_owned:
+        base.append(~has_delivery())
     if tenant_id is not None:
         base.append(_e.c.tenant_id == tenant_id)
     if through is not None:
