@@ -229,23 +229,27 @@ async def test_two_endpoints_with_different_subscriptions(
     tenant_id = _tenant(client)
     messages, notices = make_receiver(), make_receiver(status=500)
     await client.post("/v1/webhooks", json={"url": messages.url, "events": ["message.received"]})
-    await client.post("/v1/webhooks", json={"url": notices.url, "events": ["mailbox.connected"]})
+    notice_types = ["mailbox.connected", "mailbox.reauth_required"]
+    await client.post("/v1/webhooks", json={"url": notices.url, "events": notice_types})
     await client.get("/v1/events")  # and a pull reader
     message = await _append(services, tenant_id, 1)
     connected = await _append(services, tenant_id, 2, type="mailbox.connected")
-    error = await _append(services, tenant_id, 3, type="mailbox.error")
+    reauth = await _append(services, tenant_id, 3, type="mailbox.reauth_required")
+    lookalike = await _append(services, tenant_id, 4, type="mailbox.reauth-required")  # "_" is no wildcard
+    error = await _append(services, tenant_id, 5, type="mailbox.error")
     # not fanned out yet (no dispatcher): the endpoints that will get them owe them already
     await _ack(client, str(error.seq))
-    assert await _accepted(services, message, connected, error) == [False, False, True]
+    got = await _accepted(services, message, connected, reauth, lookalike, error)
+    assert got == [False, False, False, True, True]
     await make_dispatcher()
     await messages.wait_for(1)
     await wait_for(lambda: _settled(services, message), timeout=5)
     await _attempted(notices, 1)
-    assert await _accepted(services, connected) == [False]  # its endpoint has not answered 2xx
-    assert await _waiting(services) == acceptance.Waiting(owed=1, unclaimed=0)
+    assert await _accepted(services, connected, reauth) == [False, False]  # no 2xx from their endpoint
+    assert await _waiting(services) == acceptance.Waiting(owed=2, unclaimed=0)
     notices.status = 200
-    await notices.wait_for(1)
-    await wait_for(lambda: _settled(services, connected), timeout=5)
+    await notices.wait_for(2)
+    await wait_for(lambda: _settled(services, connected, reauth), timeout=5)
     assert [r.headers["webhook-id"] for r in messages.requests] == [message.id]
 
 
