@@ -8,12 +8,14 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import insert, select
+from alembic import command
+from sqlalchemy import Connection, insert, inspect, select
 
 from mailport.bootstrap import build
 from mailport.crypto import generate_key
 from mailport.events import acceptance
 from mailport.store import current_revision, head_revision, open_database, upgrade
+from mailport.store.migrate import alembic_config
 from mailport.store.tables import (
     delivery_state,
     events,
@@ -171,5 +173,26 @@ async def test_migration_keeps_every_acceptance_and_delivery_and_frees_the_stuck
             assert await acceptance.waiting_counts(conn, [MAILBOX]) == {MAILBOX: acceptance.Waiting(owed=2)}
             actions = await sync_repo.accepted_actions(conn, MAILBOX)
             assert sorted(a.event_id for a in actions) == ["evt_2", "evt_3"]  # after-processing runs
+    finally:
+        await database.aclose()
+
+
+def _downgrade(connection: Connection, target: str) -> None:
+    config = alembic_config()
+    config.attributes["connection"] = connection
+    command.downgrade(config, target)
+
+
+async def test_migration_goes_down_and_up_again(fresh_database_url: str) -> None:
+    database = open_database(fresh_database_url)
+    try:
+        await upgrade(database)
+        async with database.transaction() as conn:
+            await conn.run_sync(_downgrade, "0005_retention")
+        async with database.connect() as conn:
+            tables = await conn.run_sync(lambda c: set(inspect(c).get_table_names()))
+        assert "pull_consumers" not in tables and "events" in tables
+        await upgrade(database)
+        assert await current_revision(database) == head_revision()
     finally:
         await database.aclose()
