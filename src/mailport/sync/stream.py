@@ -6,10 +6,10 @@ after a restart), wakes within milliseconds of an append in this process and wit
 ``poll_interval`` of one in another process. With ``ingest=True`` it also runs the mailbox
 watchers in this process (a complete embedded mailport: no server needed).
 
-With ``acknowledge=True`` an event counts as accepted (see :mod:`mailport.events`) once the
-consumer asks for the next one, i.e. after the body of the ``async for`` finished with it —
-unless an active webhook endpoint of the tenant subscribes to its type (then the webhook's
-2xx accepts it, as for the pull API).
+With ``acknowledge=True`` the loop is the pull consumer ``watch`` (scope: ``mailbox_id``) and
+acknowledges an event once the consumer asks for the next one, i.e. after the body of the
+``async for`` finished with it; the event is accepted when every consumer owing it is done
+(:mod:`mailport.events.acceptance`: a webhook endpoint that owes it must answer 2xx).
 """
 
 from __future__ import annotations
@@ -85,10 +85,8 @@ async def watch(
             for event in batch:
                 yield event
                 position = event.seq
-                if acknowledge:
-                    # The acceptance rule: only events no active webhook endpoint of the
-                    # tenant subscribes to are accepted by a reader (webhooks accept the rest).
-                    await active.webhooks.consumed(event.tenant_id, [event])
+                if acknowledge:  # as pull consumer "watch" (see mailport.events.acceptance)
+                    await active.webhooks.consumed(event.tenant_id, [event], mailbox_id=mailbox_id)
     finally:
         if orchestrator is not None:
             await orchestrator.stop()
