@@ -31,6 +31,7 @@ from mailport.web.checks import CheckRun, CheckTarget
 from mailport.web.deps import csrf, wizard_user
 from mailport.web.draft_step import DraftStep, draft_step, open_sealed_draft
 from mailport.web.drafts import Draft, Server, seal
+from mailport.web.oauth_setup import oauth_setup
 from mailport.web.render import WebRoute, redirect, render
 from mailport.web.session import WebSession
 from mailport.web.state import WebState, get_web
@@ -67,6 +68,7 @@ async def _oauth_choices(web: WebState, session: WebSession, provider: str | Non
         and definition.device_authorization_endpoint is not None
         and definition.device_flow_allows_mail,
         "oauth_name": definition.name,
+        "oauth_setup": None if usable else oauth_setup(provider, definition.name),
     }
 
 
@@ -120,11 +122,12 @@ async def _detect(detector: Detector, email: str) -> DetectionResult:
 async def email_step(
     request: Request,
     email: str = Query("", max_length=320),
+    again: bool = Query(False),
     session: WebSession = Depends(wizard_user),
 ) -> Response:
     if session.link is not None and not email:
         email = session.link.email or ""
-    return render(request, "wizard/email.html", _ctx(1, email=email))
+    return render(request, "wizard/email.html", _ctx(1, email=email, again=again))
 
 
 @router.post("/connect/detect", dependencies=[Depends(csrf)])
@@ -278,7 +281,14 @@ async def manual_save(
     use_smtp = form.get("use_smtp") == "on"
     smtp = _server_in("smtp", form, errors) if use_smtp else None
     password = form.get("password", "")
-    if not password and not draft.password and draft.auth_method != "oauth2":
+    if len(password) > 1024:  # as /connect/password: the sealed draft must stay small
+        errors["password"] = "A password is at most 1024 characters."
+        password = ""
+    if password:
+        # Kept (sealed in the draft) when the form comes back for another field: nobody
+        # should type a password twice, and it is never written back into the page.
+        draft = draft.with_(password=password)
+    if not draft.password and draft.auth_method != "oauth2":
         errors["password"] = "Enter the password (or app password) of the mailbox."
     if errors:
         values = {
@@ -296,7 +306,6 @@ async def manual_save(
     draft = draft.with_(
         imap=Server.from_model(imap.to_model()),
         smtp=Server.from_model(smtp.to_model()) if smtp else None,
-        password=password or draft.password,
         auth_method=draft.auth_method if draft.auth_method != "oauth2" else "password",
     )
     return _start_test(request, web, session, draft)
@@ -507,7 +516,7 @@ async def settings_step(step: DraftStep = Depends(draft_step)) -> Response:
     values = {
         "from_name": "",
         "check_interval": 60,
-        "after_processing": "mark_read",
+        "after_processing": SettingsIn.model_fields["after_processing"].default,  # the API's
         "move_folder": "Processed",
         "purpose": draft.purpose or "",
     }
