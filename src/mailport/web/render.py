@@ -126,13 +126,14 @@ API_PATHS = ("/v1/", "/docs", "/redoc", "/openapi.json", "/healthz", "/readyz", 
 WIZARD_AGAIN = "/connect?again=1"
 
 
-def is_page_request(request: Request) -> bool:
-    """A browser asking for a page (not the API, not a script that wants JSON)."""
+def is_web_path(request: Request) -> bool:
     path = request.url.path
-    if path.startswith(API_PATHS) or path in ("/v1", "/docs"):
-        return False
-    accept = request.headers.get("accept", "")
-    return request.method == "GET" or "text/html" in accept
+    return not (path.startswith(API_PATHS) or path == "/v1")
+
+
+def wants_html(request: Request) -> bool:
+    """A browser navigating (scripts asking for ``*/*`` keep the JSON body)."""
+    return "text/html" in request.headers.get("accept", "")
 
 
 def install_page_errors(app: FastAPI) -> None:
@@ -147,15 +148,15 @@ def install_page_errors(app: FastAPI) -> None:
 
     async def page_error(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, StarletteHTTPException)
-        if not is_page_request(request):
+        if is_web_path(request) and exc.status_code == 405 and request.method in ("GET", "HEAD"):
+            return RedirectResponse(
+                WIZARD_AGAIN if request.url.path.startswith("/connect/") else "/", status_code=303
+            )
+        if not (is_web_path(request) and wants_html(request)):
             if api_handler is None:
                 raise exc
             answer = api_handler(request, exc)
             return await answer if inspect.isawaitable(answer) else answer
-        if exc.status_code == 405 and request.method in ("GET", "HEAD"):
-            return RedirectResponse(
-                WIZARD_AGAIN if request.url.path.startswith("/connect/") else "/", status_code=303
-            )
         if exc.status_code == 404:
             return error_response(
                 request,
