@@ -220,7 +220,8 @@ def test_tables_show_every_id_whole_on_one_line(cli: Cli):
             cli(
                 "mailboxes", "add", f"a-long-mailbox-address-{i}@an-example-company.example",
                 "-t", tenant["id"], "--purpose", "customer-support",
-                "--imap-host", "imap.an-example-company.example", "--password-env", "MP_PW", "--json", MP_PW="pw",
+                "--imap-host", "imap.an-example-company.example",
+                "--password-env", "MP_PW", "--json", MP_PW="pw",
             ).stdout
         )["id"]
         for i in range(2)
