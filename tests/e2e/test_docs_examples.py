@@ -1,7 +1,8 @@
 """Every shell example of README.md and docs/ runs, as written, against a live ``mailport serve``.
 
 One ``mailport serve`` (SQLite, the test bed's Dovecot for mailboxes, a local DNS server that
-knows the example hosts) serves the whole module; the ``mailport`` CLI of the examples works on
+resolves the example hosts to the bed, which ``MAILPORT_ALLOWED_HOSTS`` lets through by name
+while the SSRF guard refuses everything else as in production) serves the whole module; the ``mailport`` CLI of the examples works on
 the same database. Each example runs in ``bash -euo pipefail`` with the documented variables
 set; ``curl`` fails on an HTTP error (``--fail-with-body``), so an example that answers 4xx fails
 here. The conventions (markers, setups, shown output) are in :mod:`tests.fixtures.docs_examples`.
@@ -30,7 +31,8 @@ from tests.mailstack.dovecot import Dovecot, free_port
 
 EXAMPLES = [example for example in examples() if example.skip is None]  # tests/unit/test_docs.py
 # checks that every excluded one says why
-# Host names the examples use: they resolve to the test bed (private hosts are allowed here).
+# Host names the examples use resolve to the test bed and are allowed by name; everything else
+# meets the SSRF guard as in production (an example may show 127.0.0.1 being refused).
 EXAMPLE_HOSTS = (
     "example.com",
     "imap.example.com",
@@ -39,6 +41,7 @@ EXAMPLE_HOSTS = (
     "mail.example.com",
     "company.com",
 )
+BED_HOST = "bed.docs-examples.test"  # the test bed's Dovecot, for the mailbox setup
 CURL = "/usr/bin/curl"
 
 
@@ -67,7 +70,7 @@ def docs_server(dovecot: Dovecot, tmp_path_factory: pytest.TempPathFactory) -> I
     url = f"http://127.0.0.1:{port}"
     admin_key = "mp_admin_" + uuid.uuid4().hex
     with LocalDNSServer() as dns:
-        for host in EXAMPLE_HOSTS:
+        for host in (*EXAMPLE_HOSTS, BED_HOST):
             dns.add(f"{host}.", "A", "127.0.0.1")
         env = {k: v for k, v in os.environ.items() if not k.startswith("MAILPORT_")}
         env.update(
@@ -80,7 +83,7 @@ def docs_server(dovecot: Dovecot, tmp_path_factory: pytest.TempPathFactory) -> I
                 "MAILPORT_SECRET_KEYS": generate_key(),
                 "MAILPORT_PUBLIC_URL": url,
                 "MAILPORT_ADMIN_KEY": admin_key,
-                "MAILPORT_ALLOW_PRIVATE_HOSTS": "true",
+                "MAILPORT_ALLOWED_HOSTS": ",".join((*EXAMPLE_HOSTS, BED_HOST)),
                 "MAILPORT_DNS_NAMESERVERS": dns.nameserver,
                 "MAILPORT_DETECT_PROBE": "false",
                 "MAILPORT_DETECT_TIMEOUT": "3",
@@ -145,7 +148,7 @@ def _setup(server: DocsServer, name: str) -> dict[str, str]:
                     "email": email,
                     "auth_method": "password",
                     "password": password,
-                    "imap": {"host": "127.0.0.1", "port": server.dovecot.imap_port, "security": "none"},
+                    "imap": {"host": BED_HOST, "port": server.dovecot.imap_port, "security": "none"},
                 },
             )
         assert made.status_code == 201, made.text
