@@ -1,11 +1,12 @@
 """Every shell example of README.md and docs/ runs, as written, against a live ``mailport serve``.
 
-One ``mailport serve`` (SQLite, the test bed's Dovecot for mailboxes, a local DNS server that
-resolves the example hosts to the bed, which ``MAILPORT_ALLOWED_HOSTS`` lets through by name
-while the SSRF guard refuses everything else as in production) serves the whole module; the ``mailport`` CLI of the examples works on
-the same database. Each example runs in ``bash -euo pipefail`` with the documented variables
-set; ``curl`` fails on an HTTP error (``--fail-with-body``), so an example that answers 4xx fails
-here. The conventions (markers, setups, shown output) are in :mod:`tests.fixtures.docs_examples`.
+One ``mailport serve`` serves the whole module: SQLite, the test bed's Dovecot for mailboxes,
+and a local DNS server that resolves the example hosts to the bed; ``MAILPORT_ALLOWED_HOSTS``
+lets those names through while the SSRF guard refuses everything else, as in production. The
+``mailport`` CLI of the examples works on the same database. Each example runs in
+``bash -euo pipefail`` with the documented variables set; ``curl`` fails on an HTTP error
+(``--fail-with-body``), so an example that answers 4xx fails here. The conventions (markers,
+setups, shown output) are in :mod:`tests.fixtures.docs_examples`.
 """
 
 from __future__ import annotations
