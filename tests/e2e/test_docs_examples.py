@@ -190,29 +190,26 @@ def _run(server: DocsServer, example: Example, workdir: Path) -> Run:
 
 @pytest.fixture(scope="module")
 def runs(docs_server: DocsServer, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Run]:
-    """Every example, run once: documents side by side (each CLI command starts a Python
-    process, ~1-3 s), the examples of one document in their order, as a reader follows them."""
-    by_document: dict[str, list[Example]] = {}
-    for example in EXAMPLES:
-        by_document.setdefault(example.path, []).append(example)
+    """Every example, run once, side by side (each CLI command starts a Python process, ~1-3 s):
+    an example gets what it needs from its setups, never from an example before it."""
 
-    def run_document(examples: list[Example]) -> dict[str, Run]:
-        workdir = tmp_path_factory.mktemp("docs-run")
-        return {
-            example.id: _run(docs_server, example, workdir) for example in examples if not example.problems
-        }
+    def run(example: Example) -> tuple[str, Run]:
+        return example.id, _run(docs_server, example, tmp_path_factory.mktemp("docs-run"))
 
-    results: dict[str, Run] = {}
     with ThreadPoolExecutor(max_workers=4) as pool:
-        for done in pool.map(run_document, by_document.values()):
-            results.update(done)
-    return results
+        return dict(pool.map(run, [example for example in EXAMPLES if not example.problems]))
 
 
 @pytest.mark.parametrize("example", EXAMPLES, ids=[e.id for e in EXAMPLES])
 def test_docs_example(example: Example, runs: dict[str, Run], docs_server: DocsServer) -> None:
     assert not example.problems, example.problems
     run = runs[example.id]
+    if example.fails is not None:
+        assert run.returncode != 0 and example.fails in run.stdout + run.stderr, (
+            f"{example.id} should fail with {example.fails} (exit {run.returncode}):\n"
+            f"--- stdout\n{run.stdout}\n--- stderr\n{run.stderr}"
+        )
+        return
     assert run.returncode == 0, (
         f"{example.id} failed (exit {run.returncode}):\n{example.body}\n"
         f"--- stdout\n{run.stdout}\n--- stderr\n{run.stderr}"

@@ -63,6 +63,10 @@ def test_the_example_conventions():
             "```bash",
             "make run",
             "```",
+            "<!-- docs-test: setup=mailbox fails=not_found -->",
+            "```sh",
+            'curl -s "$MAILPORT_URL/v1/mailboxes/mbx_0"',
+            "```",
             "<!-- docs-test: sertup=mailbox -->",
             "```console",
             "$ true",
@@ -72,7 +76,8 @@ def test_the_example_conventions():
             "```",
         ]
     )
-    sh, console, skipped, typo = examples_in("doc.md", doc)
+    sh, console, skipped, failing, typo = examples_in("doc.md", doc)
+    assert failing.fails == "not_found" and failing.setups == ("mailbox",) and not failing.problems
     assert sh.setups == ("mailbox",) and sh.skip is None and not sh.problems
     assert [c.expected for c in sh.commands()] == [('{"id": "mbx_…", "n": 3, …}',)]
     assert [(c.script, c.expected) for c in console.commands()] == [
