@@ -513,18 +513,33 @@ async def test_progress(
 @router.post("/connect/settings", dependencies=[Depends(csrf)])
 async def settings_step(step: DraftStep = Depends(draft_step)) -> Response:
     draft = step.draft
+    # A new mailbox starts from the API's defaults; a stored one (reconnect, OAuth) from its own
+    # settings, so that saving the last step never silently resets them.
+    current = ProcessingSettings()
+    if draft.mailbox_id is not None:
+        current = (await step.web.services.mailboxes.get(step.tenant_id, draft.mailbox_id)).settings
+    action, _, folder = current.after_processing.partition(":")
     values = {
-        "from_name": "",
-        "check_interval": 60,
-        "after_processing": SettingsIn.model_fields["after_processing"].default,  # the API's
-        "move_folder": "Processed",
+        "from_name": current.from_name or "",
+        "check_interval": current.check_interval,
+        "after_processing": action,
+        "move_folder": folder or "Processed",
         "purpose": draft.purpose or "",
     }
     return render(
         step.request,
         "wizard/settings.html",
-        _ctx(5, draft=draft, sealed=step.token, values=values, errors={}, intervals=CHECK_INTERVALS),
+        _ctx(5, draft=draft, sealed=step.token, values=values, errors={}, intervals=_intervals(values)),
     )
+
+
+def _intervals(values: dict[str, Any]) -> list[tuple[int, str]]:
+    """The usual choices, plus the mailbox's own interval when it is another (set by the API)."""
+    choices = list(CHECK_INTERVALS)
+    current = str(values.get("check_interval", ""))
+    if current.isdigit() and int(current) not in {seconds for seconds, _ in choices}:
+        choices = sorted([*choices, (int(current), f"{current} seconds")])
+    return choices
 
 
 @router.post("/connect/save", dependencies=[Depends(csrf)])
@@ -566,7 +581,9 @@ async def save(
         return render(
             request,
             "wizard/settings.html",
-            _ctx(5, draft=draft, sealed=step.token, values=values, errors=errors, intervals=CHECK_INTERVALS),
+            _ctx(
+                5, draft=draft, sealed=step.token, values=values, errors=errors, intervals=_intervals(values)
+            ),
             status_code=422,
         )
     label = purpose.strip() or None

@@ -204,3 +204,37 @@ async def test_an_unconfigured_oauth_provider_is_shown_disabled_with_what_to_set
     page = await operator.post("/connect/method", data={"email": email})
     assert 'data-testid="oauth-unavailable"' not in page.text
     assert 'action="/connect/oauth"' in page.text
+
+
+async def test_reconnecting_a_mailbox_shows_its_own_settings_not_the_defaults(
+    operator: httpx.AsyncClient, tenant: TenantHandle, app: FastAPI
+) -> None:
+    async with httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=app),
+        base_url=BASE_URL,
+        headers={"Authorization": f"Bearer {tenant.api_key}"},
+    ) as api:
+        made = await api.post(
+            "/v1/mailboxes",
+            json={
+                "email": "kept@example.com",
+                "auth_method": "password",
+                "password": "pw",
+                "purpose": "booking",
+                "imap": {"host": "imap.example.com", "port": 993, "security": "ssl"},
+                "settings": {
+                    "from_name": "Acme Bookings",
+                    "check_interval": 120,
+                    "after_processing": "move:Done",
+                },
+            },
+        )
+    assert made.status_code == 201, made.text
+    reconnect = await operator.post(f"/mailboxes/{made.json()['id']}/reconnect")
+    assert reconnect.status_code == 200 and 'id="imap_host"' in reconnect.text
+    settings = await operator.post("/connect/settings", data={"draft": _draft(reconnect)})
+    checked = re.findall(r'name="after_processing" value="([^"]+)"\s+checked', settings.text)
+    assert checked == ["move"]
+    assert 'name="move_folder" value="Done"' in settings.text
+    assert 'value="Acme Bookings"' in settings.text and 'value="booking"' in settings.text
+    assert re.search(r'<option value="120"\s+selected', settings.text)  # not a usual choice: kept
