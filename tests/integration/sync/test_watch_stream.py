@@ -104,7 +104,17 @@ def test_breaking_out_of_watch_closes_it_quietly(
         "PATH": "/usr/bin:/bin",
     }
     result = subprocess.run(
-        [sys.executable, "-X", "dev", "-c", BREAK_SCRIPT, user, password, str(dovecot.imap_port), ingest],
+        [
+            sys.executable,
+            "-W",
+            "default::ResourceWarning",  # unclosed sockets and files: said, not hidden
+            "-c",
+            BREAK_SCRIPT,
+            user,
+            password,
+            str(dovecot.imap_port),
+            ingest,
+        ],
         env=env,
         capture_output=True,
         timeout=90,
