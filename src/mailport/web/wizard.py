@@ -536,8 +536,8 @@ async def settings_step(step: DraftStep = Depends(draft_step)) -> Response:
 def _intervals(values: dict[str, Any]) -> list[tuple[int, str]]:
     """The usual choices, plus the mailbox's own interval when it is another (set by the API)."""
     choices = list(CHECK_INTERVALS)
-    current = str(values.get("check_interval", ""))
-    if current.isdigit() and int(current) not in {seconds for seconds, _ in choices}:
+    current = str(values.get("check_interval", ""))  # as posted, on a form that comes back
+    if current.isascii() and current.isdigit() and int(current) not in {seconds for seconds, _ in choices}:
         choices = sorted([*choices, (int(current), f"{current} seconds")])
     return choices
 

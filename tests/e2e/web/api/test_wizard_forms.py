@@ -238,3 +238,16 @@ async def test_reconnecting_a_mailbox_shows_its_own_settings_not_the_defaults(
     assert 'name="move_folder" value="Done"' in settings.text
     assert 'value="Acme Bookings"' in settings.text and 'value="booking"' in settings.text
     assert re.search(r'<option value="120"\s+selected', settings.text)  # not a usual choice: kept
+
+
+async def test_a_final_settings_form_that_comes_back_never_fails_on_its_interval(
+    operator: httpx.AsyncClient,
+) -> None:
+    manual = await _manual_page(operator)
+    for interval in ("²", "١٢٠", "45"):
+        response = await operator.post(
+            "/connect/save",
+            data={"draft": _draft(manual), "check_interval": interval, "after_processing": "delete"},
+        )
+        assert response.status_code == 422, (interval, response.text[:300])  # delete unconfirmed
+        assert "confirm" in response.text
