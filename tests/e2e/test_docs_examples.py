@@ -44,6 +44,7 @@ EXAMPLE_HOSTS = (
 )
 BED_HOST = "bed.docs-examples.test"  # the test bed's Dovecot, for the mailbox setup
 CURL = "/usr/bin/curl"
+EXAMPLE_TIMEOUT = 120  # seconds for one example (a few CLI commands; generous for a loaded machine)
 
 
 @dataclass
@@ -172,19 +173,26 @@ class Run:
 
 def _run(server: DocsServer, example: Example, workdir: Path) -> Run:
     env = dict(server.env)
-    for name in example.setups:
-        env.update(_setup(server, name))
+    try:
+        for name in example.setups:
+            env.update(_setup(server, name))
+    except (AssertionError, httpx.HTTPError) as exc:  # this example fails, the others still report
+        return Run(-1, [], "", f"setup {example.setups} failed: {exc}")
     commands = example.commands()
     separator = f"--docs-example-{uuid.uuid4().hex}--"
     script = "\n".join(f"echo {separator}\n{command.script}" for command in commands)
-    done = subprocess.run(
-        ["bash", "-euo", "pipefail", "-c", script],
-        cwd=workdir,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    try:
+        done = subprocess.run(
+            ["bash", "-euo", "pipefail", "-c", script],
+            cwd=workdir,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=EXAMPLE_TIMEOUT,
+        )
+    except subprocess.TimeoutExpired as exc:  # this example fails, the others still report
+        printed = exc.stdout.decode(errors="replace") if isinstance(exc.stdout, bytes) else exc.stdout or ""
+        return Run(-1, [], printed, f"did not finish within {EXAMPLE_TIMEOUT} s")
     return Run(done.returncode, done.stdout.split(separator + "\n")[1:], done.stdout, done.stderr)
 
 
