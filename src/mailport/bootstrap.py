@@ -24,6 +24,7 @@ from mailport.events import EventLog
 from mailport.mailboxes.service import MailboxService
 from mailport.net.guard import HostGuard
 from mailport.net.ratelimit import TokenBucketLimiter
+from mailport.net.trust import MailTrust
 from mailport.oauth.connect import OAuthConnectService, build_connect
 from mailport.store import Database, current_revision, head_revision, open_database, upgrade, verify_key_ring
 from mailport.store.mailboxes import MailboxRepository
@@ -46,6 +47,7 @@ class Services:
     guard: HostGuard  # the SSRF guard for every host a user supplies (issue 6)
     check_limiter: TokenBucketLimiter  # POST /v1/check per tenant (issue 6)
     checks: CheckService  # connection checks (issue 6)
+    trust: MailTrust  # the certificates every mail connection trusts (MAILPORT_MAIL_CA_FILE, pins)
 
     async def aclose(self) -> None:
         """Release connections and background tasks."""
@@ -97,11 +99,16 @@ async def build(settings: Settings, *, migrate: bool | None = None, clock: Clock
         await database.aclose()
         raise
     guard = HostGuard.from_settings(settings)
+    try:
+        trust = MailTrust.from_settings(settings)
+    except BaseException:
+        await database.aclose()
+        raise
     check_limiter = TokenBucketLimiter(
         rate_per_minute=settings.check_rate_per_minute, burst=settings.check_burst
     )
     checks = CheckService(
-        ConnectionChecker(guard, timeout=settings.check_timeout),
+        ConnectionChecker(guard, trust=trust, timeout=settings.check_timeout),
         limiter=check_limiter,
         mailboxes=mailbox_repository,
         tokens=oauth.oauth.tokens,
@@ -125,6 +132,7 @@ async def build(settings: Settings, *, migrate: bool | None = None, clock: Clock
         guard=guard,
         check_limiter=check_limiter,
         checks=checks,
+        trust=trust,
     )
 
 

@@ -34,6 +34,7 @@ once, at the boundary where they occur, and chained (``raise X(...) from exc``).
         │   ├── CertificateSelfSignedError      certificate_self_signed        502
         │   ├── CertificateUntrustedError       certificate_untrusted          502
         │   ├── CertificateExpiredError         certificate_expired            502
+        │   ├── CertificateChangedError         certificate_changed            502
         │   ├── StartTLSNotOfferedError         starttls_not_offered           502
         │   ├── TLSOnPlaintextPortError         tls_on_plaintext_port          502
         │   └── PlaintextOnTLSPortError         plaintext_on_tls_port          502
@@ -349,17 +350,30 @@ class CertificateHostnameMismatchError(TLSError):
 
 class CertificateSelfSignedError(TLSError):
     code = "certificate_self_signed"
-    hint = "The server uses a self-signed certificate; give its certificate as a CA file (--ca-file)."
+    hint = "The server uses a self-signed certificate; trust this certificate for the server if you trust it."
 
 
 class CertificateUntrustedError(TLSError):
     code = "certificate_untrusted"
-    hint = "The certificate is issued by an authority this machine does not trust; give the CA file."
+    hint = (
+        "The certificate is issued by an authority this machine does not trust; add the CA "
+        "(MAILPORT_MAIL_CA_FILE)."
+    )
 
 
 class CertificateExpiredError(TLSError):
     code = "certificate_expired"
     hint = "The server's certificate has expired (or is not valid yet); the server's operator must renew it."
+
+
+class CertificateChangedError(TLSError):
+    code = "certificate_changed"
+    hint = (
+        "The server presented a different certificate than the one trusted for this mailbox. If its "
+        "operator replaced it, compare the new fingerprint with them and trust the new certificate; "
+        "if it is now signed by a public CA, remove the trusted certificate. Otherwise the "
+        "connection may be intercepted."
+    )
 
 
 class StartTLSNotOfferedError(TLSError):

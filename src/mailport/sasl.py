@@ -16,11 +16,12 @@ from __future__ import annotations
 import base64
 import binascii
 import json
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from typing import Any, Literal
 
 from mailport.crypto.secret import Secret
+from mailport.errors import AuthMechanismUnsupportedError
 
 
 def b64(data: bytes) -> bytes:
@@ -115,3 +116,40 @@ class OAuth2Auth:
 
 
 Credentials = PasswordAuth | OAuth2Auth
+
+PASSWORD_MECHANISMS = ("PLAIN", "LOGIN")
+OAUTH_MECHANISMS = ("XOAUTH2", "OAUTHBEARER")
+
+
+def candidates(auth: Credentials) -> tuple[str, ...]:
+    """The mechanisms ``auth`` may use, best first: "auto" allows PLAIN then LOGIN; a named
+    mechanism only itself."""
+    if isinstance(auth, PasswordAuth) and auth.mechanism == "auto":
+        return PASSWORD_MECHANISMS
+    return (auth.mechanism,)
+
+
+def preferred_mechanism(wanted: tuple[str, ...], offered: Iterable[str]) -> str:
+    """The first of ``wanted`` the server offers, else the first of ``wanted`` (which
+    :func:`choose_mechanism` then refuses with a clear error)."""
+    upper = {m.upper() for m in offered}
+    return next((m for m in wanted if m in upper), wanted[0])
+
+
+def choose_mechanism(auth: Credentials, offered: Iterable[str], *, where: str) -> str:
+    """The mechanism to send: one the server advertised, never another.
+
+    A server rejects an unadvertised mechanism anyway (``504``), and some count it as a failed
+    login; saying which mechanisms were on offer is the useful error.
+    """
+    offered = [m.upper() for m in offered]
+    wanted = candidates(auth)
+    chosen = preferred_mechanism(wanted, offered)
+    if chosen not in offered:
+        on_offer = ", ".join(offered) if offered else "none"
+        raise AuthMechanismUnsupportedError(
+            f"{where}: the server does not offer AUTH {' or '.join(wanted)} (it offers: {on_offer})",
+            mechanism=" or ".join(wanted),
+            offered=on_offer,
+        )
+    return chosen

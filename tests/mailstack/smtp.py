@@ -55,6 +55,60 @@ class LongLineController(Controller):
         return LongLineSMTP(self.handler, **self.SMTP_kwargs)
 
 
+class RestrictedSMTP(LongLineSMTP):
+    """Like Dovecot 2.3's submission service, which caps AUTH parameters at ~1 KB: a longer
+    ``AUTH <mech> <initial-response>`` is answered "500 5.5.2 Line too long". Every AUTH line's
+    mechanism is recorded (what the client *sent*, advertised or not)."""
+
+    auth_line_limit = 1024
+    auth_sent: list[str]
+
+    async def smtp_AUTH(self, arg: str) -> None:
+        self.auth_sent.append(arg.split()[0].upper() if arg else "")
+        if arg and len(arg) > self.auth_line_limit:
+            await self.push("500 5.5.2 Line too long")
+            return
+        await super().smtp_AUTH(arg)
+
+
+class RestrictedController(LongLineController):
+    """A STARTTLS listener sharing a handler, with a short AUTH line limit and, optionally,
+    fewer mechanisms (``exclude``, e.g. ``["PLAIN"]``); ``auth_sent`` lists the AUTH lines'
+    mechanisms in order."""
+
+    def __init__(
+        self,
+        handler: SubmissionHandler,
+        *,
+        port: int,
+        cert: str,
+        key: str,
+        auth_line_limit: int = 1024,
+        exclude: tuple[str, ...] = (),
+    ):
+        ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        ctx.load_cert_chain(cert, key)
+        super().__init__(
+            handler,
+            hostname="127.0.0.1",
+            port=port,
+            tls_context=ctx,
+            auth_required=True,
+            auth_require_tls=True,
+            authenticator=handler.authenticator,
+            auth_exclude_mechanism=list(exclude),
+            ready_timeout=10,
+        )
+        self.auth_line_limit = auth_line_limit
+        self.auth_sent: list[str] = []
+
+    def factory(self):
+        server = RestrictedSMTP(self.handler, **self.SMTP_kwargs)
+        server.auth_line_limit = self.auth_line_limit
+        server.auth_sent = self.auth_sent
+        return server
+
+
 @dataclass
 class Received:
     mail_from: str

@@ -5,8 +5,11 @@ from __future__ import annotations
 import base64
 import json
 
+import pytest
+
 from mailport import sasl
 from mailport.crypto import Secret
+from mailport.errors import AuthMechanismUnsupportedError
 
 
 def test_plain_xoauth2_and_oauthbearer_bytes() -> None:
@@ -46,3 +49,21 @@ def test_credentials_never_show_secrets() -> None:
     auth = sasl.PasswordAuth("u@example.test", Secret("hunter2"))
     assert "hunter2" not in repr(auth)
     assert "hunter2" not in repr(sasl.OAuth2Auth("u", Secret("hunter2")))
+
+
+def test_choose_mechanism_only_picks_an_advertised_one() -> None:
+    password = sasl.PasswordAuth("u@example.com", Secret("pw"))
+    assert sasl.choose_mechanism(password, ["login", "PLAIN"], where="h:587") == "PLAIN"
+    assert sasl.choose_mechanism(password, ["LOGIN", "XOAUTH2"], where="h:587") == "LOGIN"
+    token = sasl.OAuth2Auth("u@example.com", Secret("t"), mechanism="OAUTHBEARER")
+    assert sasl.choose_mechanism(token, ["XOAUTH2", "OAUTHBEARER"], where="h:587") == "OAUTHBEARER"
+    for auth, offered in (
+        (password, ["XOAUTH2"]),
+        (password, []),
+        (sasl.PasswordAuth("u@example.com", Secret("pw"), mechanism="PLAIN"), ["LOGIN"]),
+        (token, ["XOAUTH2"]),
+    ):
+        with pytest.raises(AuthMechanismUnsupportedError) as info:
+            sasl.choose_mechanism(auth, offered, where="h:587")
+        assert info.value.message.startswith("h:587: the server does not offer AUTH ")
+        assert "pw" not in info.value.message

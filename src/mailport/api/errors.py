@@ -42,6 +42,39 @@ _HTTP_CODES = {
 }
 
 
+def _unreadable_body(exc: StarletteHTTPException) -> str | None:
+    """Why FastAPI could not read a JSON body, when that is what this 400 is.
+
+    FastAPI turns a ``JSONDecodeError`` into a validation error (our 422 ``invalid_json``) but
+    any other failure of ``json.loads`` into a bare 400, which the OpenAPI does not list: bytes
+    that are not UTF-8 (``UnicodeDecodeError``) and nesting deeper than the parser's recursion
+    limit (``RecursionError``). The cause it chains tells them apart from other 400s.
+    """
+    cause = exc.__cause__
+    if exc.status_code != 400:
+        return None
+    if isinstance(cause, UnicodeError):
+        return "the body is not valid UTF-8 JSON"
+    if isinstance(cause, RecursionError):
+        return "the JSON body is nested too deeply"
+    if isinstance(cause, ValueError):
+        return "the body is not valid JSON"
+    return None
+
+
+def _invalid_json(detail: str) -> JSONResponse:
+    return JSONResponse(
+        {
+            "error": "invalid_json",
+            "detail": detail,
+            "hint": "Send one JSON document, UTF-8 encoded, with Content-Type: application/json.",
+            "field": "body",
+            "errors": [{"field": "body", "message": detail}],
+        },
+        status_code=422,
+    )
+
+
 def _field_path(loc: Any) -> str:
     parts = [str(p) for p in loc if p not in ("body", "query", "path", "header")]
     return ".".join(parts) or "body"
@@ -66,7 +99,9 @@ def install_error_handlers(app: FastAPI) -> None:
         if first.get("type") == "extra_forbidden":
             code, message = "unknown_field", f"unknown field {field!r}"
         elif first.get("type") == "json_invalid":
-            code = "invalid_json"
+            ctx = first.get("ctx")
+            error = ctx.get("error", "") if isinstance(ctx, dict) else ""
+            return _invalid_json(f"the body is not valid JSON: {error}".rstrip(": "))
         body = {
             "error": code,
             "detail": f"{field}: {message}" if field != "body" else message,
@@ -80,6 +115,9 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(StarletteHTTPException)
     async def _http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        unreadable = _unreadable_body(exc)
+        if unreadable is not None:
+            return _invalid_json(unreadable)
         code, hint = _HTTP_CODES.get(exc.status_code, ("http_error", "See /docs."))
         return JSONResponse(
             {"error": code, "detail": str(exc.detail), "hint": hint},

@@ -2,9 +2,10 @@
 
 Drives :class:`mailport.imap.ImapClient` one step at a time on a socket connected to the
 address the SSRF guard vetted (``connect_tcp(sock=…)``; the certificate is verified against
-the host name). When a step fails in a way the client alone cannot explain, it gathers the
-catalog's evidence: what a plaintext connection receives (silence, TLS bytes, another
-service's banner) and the names the certificate really holds.
+the host name, or against the server's pinned certificate). When a step fails in a way the client
+alone cannot explain, it gathers the catalog's evidence: what a plaintext connection receives
+(silence, TLS bytes, another service's banner) and the certificate the server really presents
+(its names; the certificate itself, to show or pin).
 """
 
 from __future__ import annotations
@@ -15,12 +16,13 @@ from contextlib import suppress
 
 from mailport.check.model import CheckCredentials, ServerTarget
 from mailport.check.steps import Deadline, StepRecorder, authentication_step, plaintext_evidence, tls_step
-from mailport.check.tls import describe, unverified_context
+from mailport.check.tls import describe
 from mailport.errors import ConnectionLostError, MailportError
 from mailport.imap import ImapClient
 from mailport.imap.models import Security as ImapSecurity
 from mailport.net.guard import VettedHost, connect_vetted
-from mailport.net.probe import peer_certificate_names
+from mailport.net.probe import peer_certificate
+from mailport.net.trust import unverified_context
 
 _SECURITY = {"ssl": ImapSecurity.TLS, "starttls": ImapSecurity.STARTTLS, "none": ImapSecurity.PLAIN}
 
@@ -38,8 +40,8 @@ def _client(vetted: VettedHost, target: ServerTarget, context: ssl.SSLContext, t
     )
 
 
-async def _starttls_names(vetted: VettedHost, target: ServerTarget, deadline: Deadline) -> tuple[str, ...]:
-    """The certificate's names behind STARTTLS (read without verification, nothing sent after)."""
+async def _starttls_certificate(vetted: VettedHost, target: ServerTarget, deadline: Deadline) -> bytes | None:
+    """The certificate behind STARTTLS (read without verification, nothing sent after)."""
     timeout = deadline.for_step(5.0)
     client = _client(vetted, target, unverified_context(), timeout)
     try:
@@ -47,20 +49,20 @@ async def _starttls_names(vetted: VettedHost, target: ServerTarget, deadline: De
             await client.connect_tcp(sock=await connect_vetted(vetted, timeout=timeout))
             await client.read_greeting()
             info = await client.starttls()
-        return info.san
+        return info.certificate
     except (OSError, TimeoutError, MailportError):
-        return ()
+        return None
     finally:
         client.close()
 
 
-async def _peer_names(vetted: VettedHost, target: ServerTarget, deadline: Deadline) -> tuple[str, ...]:
+async def _peer_certificate(vetted: VettedHost, target: ServerTarget, deadline: Deadline) -> bytes | None:
     if target.security == "starttls":
-        return await _starttls_names(vetted, target, deadline)
+        return await _starttls_certificate(vetted, target, deadline)
     try:
-        return await peer_certificate_names(vetted, timeout=deadline.for_step(5.0))
+        return await peer_certificate(vetted, timeout=deadline.for_step(5.0))
     except (OSError, TimeoutError, MailportError):
-        return ()
+        return None
 
 
 def _listed(capabilities: frozenset[str]) -> str:
@@ -103,7 +105,7 @@ async def check_imap(
         if target.security == "ssl":
             up = await tls_step(
                 rec, "tls_handshake", rec.start(), client.tls_handshake, deadline,
-                peer_names=lambda: _peer_names(vetted, target, deadline), success=describe,
+                peer_certificate=lambda: _peer_certificate(vetted, target, deadline), success=describe,
             )  # fmt: skip
             if not up:
                 return
@@ -148,7 +150,7 @@ async def check_imap(
                 return
             up = await tls_step(
                 rec, "starttls", started, client.starttls, deadline,
-                peer_names=lambda: _peer_names(vetted, target, deadline),
+                peer_certificate=lambda: _peer_certificate(vetted, target, deadline),
                 success=lambda info: describe(info) + f"; capabilities: {_listed(client.capabilities)}",
             )  # fmt: skip
             if not up:

@@ -4,12 +4,15 @@ The answer is the one shape the library, ``POST /v1/check``, ``POST /v1/mailboxe
 and ``mailport check --json`` share::
 
     {"ok": bool,
-     "imap": {"ok": bool, "steps": [{"step", "ok", "ms", "detail", "code"?, "hint"?, "server_said"?}]},
+     "imap": {"ok": bool, "steps": [{"step", "ok", "ms", "detail", "code"?, "hint"?, "server_said"?,
+                                      "certificate"?}]} | null,
      "smtp": {...} | null}
 
 A failing step carries the troubleshooting catalog's stable ``code``, its ``hint`` and the
 server's own words (``server_said``), and ``suggestions`` (settings to try instead) when the
-catalog can tell. Secrets live in :class:`~mailport.crypto.Secret` and never reach the answer.
+catalog can tell. A failed certificate verification also carries the ``certificate`` the server
+presented (fingerprint, subject, issuer, validity, PEM), so a caller can decide to pin it.
+Secrets live in :class:`~mailport.crypto.Secret` and never reach the answer.
 """
 
 from __future__ import annotations
@@ -18,6 +21,8 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from mailport.crypto import Secret
+from mailport.mailboxes.models import ServerSettings
+from mailport.net.trust import Certificate
 from mailport.sasl import TokenSource
 
 Security = Literal["ssl", "starttls", "none"]
@@ -29,12 +34,20 @@ DEFAULT_PORTS: dict[str, dict[str, int]] = {
 
 @dataclass(frozen=True)
 class ServerTarget:
-    """One server to check. ``username`` defaults to the credentials' user name."""
+    """One server to check. ``username`` defaults to the credentials' user name;
+    ``trusted_certificate`` pins the server's certificate (:mod:`mailport.net.trust`)."""
 
     host: str
     port: int
     security: Security
     username: str | None = None
+    trusted_certificate: Certificate | None = None
+
+    @classmethod
+    def of(cls, server: ServerSettings) -> ServerTarget:
+        """A stored (or wizard) server's settings, its pinned certificate included."""
+        security: Security = server.security.value
+        return cls(server.host, server.port, security, server.username, server.trusted_certificate)
 
 
 @dataclass(frozen=True)
@@ -74,9 +87,12 @@ class StepResult:
     hint: str | None = None
     server_said: str | None = None
     suggestions: list[dict[str, Any]] | None = None
+    certificate: Certificate | None = None  # what the server presented, when verification failed
 
     def to_dict(self) -> dict[str, Any]:
         body: dict[str, Any] = {"step": self.step, "ok": self.ok, "ms": self.ms, "detail": self.detail}
+        if self.certificate is not None:
+            body["certificate"] = self.certificate.to_dict()
         for key in ("code", "hint", "server_said", "suggestions"):
             value = getattr(self, key)
             if value:
@@ -105,14 +121,15 @@ class ProtocolResult:
 
 @dataclass
 class CheckResult:
-    """IMAP and (when configured) SMTP."""
+    """IMAP and SMTP, each when checked (``mailport check --only smtp`` checks no IMAP)."""
 
-    imap: ProtocolResult
+    imap: ProtocolResult | None
     smtp: ProtocolResult | None = None
 
     @property
     def ok(self) -> bool:
-        return self.imap.ok and (self.smtp is None or self.smtp.ok)
+        checked = [p for p in (self.imap, self.smtp) if p is not None]
+        return bool(checked) and all(p.ok for p in checked)
 
     @property
     def failure(self) -> tuple[str, StepResult] | None:
@@ -134,6 +151,6 @@ class CheckResult:
     def to_dict(self) -> dict[str, Any]:
         return {
             "ok": self.ok,
-            "imap": self.imap.to_dict(),
+            "imap": self.imap.to_dict() if self.imap is not None else None,
             "smtp": self.smtp.to_dict() if self.smtp is not None else None,
         }

@@ -7,9 +7,12 @@ anything is connected), then IMAP and SMTP concurrently, each step under its own
 all under the overall one (``MAILPORT_CHECK_TIMEOUT``, 20 s by default). Every other failure is
 a failing step in the answer, never an exception.
 
+TLS trusts what every mail connection trusts (:class:`mailport.net.trust.MailTrust`: the system
+CAs plus ``MAILPORT_MAIL_CA_FILE``, and a server's pinned certificate, ``ServerTarget.trusted_certificate``).
+
 Library use::
 
-    checker = ConnectionChecker(HostGuard.for_operator(), timeout=20)
+    checker = ConnectionChecker(HostGuard.for_operator(), trust=MailTrust(), timeout=20)
     result = await checker.check(
         ServerTarget("imap.example.com", 993, "ssl"),
         ServerTarget("smtp.example.com", 465, "ssl"),
@@ -27,10 +30,10 @@ from mailport.check.imap_check import check_imap
 from mailport.check.model import CheckCredentials, CheckResult, ProtocolResult, ServerTarget
 from mailport.check.smtp_check import check_smtp
 from mailport.check.steps import Clock, Deadline, StepRecorder
-from mailport.check.tls import check_context, timed_context
 from mailport.check.troubleshoot import infer_provider
 from mailport.errors import InputError, MailportError
 from mailport.net.guard import HostGuard, VettedHost
+from mailport.net.trust import MailTrust
 
 DEFAULT_TIMEOUT = 20.0
 DEFAULT_STEP_TIMEOUT = 10.0
@@ -43,67 +46,90 @@ class ConnectionChecker:
         self,
         guard: HostGuard,
         *,
+        trust: MailTrust | None = None,
         timeout: float = DEFAULT_TIMEOUT,
         step_timeout: float | None = None,
         clock: Clock = time.perf_counter,
     ) -> None:
         self.guard = guard
+        self.trust = trust or MailTrust()
         self.timeout = timeout
         self.step_timeout = step_timeout if step_timeout is not None else min(DEFAULT_STEP_TIMEOUT, timeout)
         self._clock = clock
 
     async def check(
         self,
-        imap: ServerTarget,
+        imap: ServerTarget | None,
         smtp: ServerTarget | None,
         credentials: CheckCredentials,
         *,
         ca_file: str | None = None,
         ca_pem: str | None = None,
+        trust: MailTrust | None = None,
+        smtp_trust: MailTrust | None = None,
     ) -> CheckResult:
-        """Check ``imap`` (and ``smtp`` when given) with ``credentials``.
+        """Check ``imap`` and ``smtp`` (each when given) with ``credentials``.
 
-        ``ca_file`` / ``ca_pem``: trust only this CA (a private server); the system CAs otherwise.
-        Raises only :class:`HostNotAllowedError` (the guard refused a host) and
-        :class:`~mailport.errors.InputError` (an unusable CA); everything else is in the answer.
+        ``ca_file`` / ``ca_pem``: CAs to trust for both servers in addition to the checker's own
+        (system CAs and ``MAILPORT_MAIL_CA_FILE``). ``trust`` replaces the checker's trust for this
+        check, ``smtp_trust`` for SMTP only (default: ``trust``). Raises only :class:`HostNotAllowedError`
+        (the guard refused a host) and :class:`~mailport.errors.InputError`; everything else is in
+        the answer.
         """
+        if imap is None and smtp is None:
+            raise InputError("nothing to check: give IMAP or SMTP settings (or both)")
+        imap_trust = (trust or self.trust).adding(ca_file=ca_file, ca_pem=ca_pem)
+        smtp_trust = smtp_trust.adding(ca_file=ca_file, ca_pem=ca_pem) if smtp_trust else imap_trust
         deadline = Deadline(self.timeout, self.step_timeout, clock=self._clock)
-        imap_context = check_context(ca_file=ca_file, ca_pem=ca_pem)
-        smtp_context, handshakes = timed_context(ca_file=ca_file, ca_pem=ca_pem, clock=self._clock)
-        imap_rec = self._recorder("imap", imap, credentials)
-        smtp_rec = self._recorder("smtp", smtp, credentials) if smtp is not None else None
-
-        lookups = [self._dns(imap_rec, imap, deadline, "imap.host")]
-        if smtp is not None and smtp_rec is not None:
-            lookups.append(self._dns(smtp_rec, smtp, deadline, "smtp.host"))
-        vetted = await asyncio.gather(*lookups, return_exceptions=True)
-        for outcome in vetted:
+        handshakes: list[float] = []
+        recorders = {
+            protocol: (target, self._recorder(protocol, target, credentials))
+            for protocol, target in (("imap", imap), ("smtp", smtp))
+            if target is not None
+        }
+        found = await asyncio.gather(
+            *(self._dns(rec, target, deadline, f"{p}.host") for p, (target, rec) in recorders.items()),
+            return_exceptions=True,
+        )
+        outcomes = dict(zip(recorders, found, strict=True))
+        for outcome in outcomes.values():
             if isinstance(outcome, InputError):
                 raise outcome
-        for outcome in vetted:
+        for outcome in outcomes.values():
             if isinstance(outcome, BaseException):
                 raise outcome
+        imap_rec = recorders["imap"][1] if "imap" in recorders else None
+        smtp_rec = recorders["smtp"][1] if "smtp" in recorders else None
 
         runs = []
-        imap_vetted = vetted[0]
-        if isinstance(imap_vetted, VettedHost):
+        imap_vetted = outcomes.get("imap")
+        if imap is not None and imap_rec is not None and isinstance(imap_vetted, VettedHost):
+            context = imap_trust.context(imap.trusted_certificate)
             runs.append(
-                check_imap(imap_rec, imap_vetted, imap, credentials, context=imap_context, deadline=deadline)
+                check_imap(imap_rec, imap_vetted, imap, credentials, context=context, deadline=deadline)
             )
-        if smtp is not None and smtp_rec is not None and isinstance(vetted[1], VettedHost):
+        smtp_vetted = outcomes.get("smtp")
+        if smtp is not None and smtp_rec is not None and isinstance(smtp_vetted, VettedHost):
+            clock = self._clock
+            context = smtp_trust.context(
+                smtp.trusted_certificate, on_handshake=lambda: handshakes.append(clock())
+            )
             runs.append(
                 check_smtp(
                     smtp_rec,
-                    vetted[1],
+                    smtp_vetted,
                     smtp,
                     credentials,
-                    context=smtp_context,
+                    context=context,
                     handshakes=handshakes,
                     deadline=deadline,
                 )
             )
         await asyncio.gather(*runs)
-        return CheckResult(imap=imap_rec.result, smtp=smtp_rec.result if smtp_rec is not None else None)
+        return CheckResult(
+            imap=imap_rec.result if imap_rec is not None else None,
+            smtp=smtp_rec.result if smtp_rec is not None else None,
+        )
 
     def _recorder(self, protocol: str, target: ServerTarget, credentials: CheckCredentials) -> StepRecorder:
         return StepRecorder(

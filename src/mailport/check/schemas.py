@@ -8,12 +8,12 @@ token are ``SecretStr`` so neither a ``repr`` nor a validation error can echo th
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Annotated, Any, Literal
 
 from pydantic import (
     AfterValidator,
     BaseModel,
-    ConfigDict,
     Field,
     SecretStr,
     StringConstraints,
@@ -22,7 +22,9 @@ from pydantic import (
 
 from mailport.check.model import CheckCredentials, CheckResult, ServerTarget
 from mailport.crypto import Secret
-from mailport.mailboxes.validation import clean_line, normalize_email
+from mailport.mailboxes.schemas import TrustedCertificatePem
+from mailport.net.trust import Certificate
+from mailport.validation import Email, RequestModel, clean_line
 
 CheckHost = Annotated[
     str,
@@ -33,11 +35,7 @@ CheckHost = Annotated[
 Provider = Annotated[str, StringConstraints(pattern=r"^[a-z0-9_.-]{1,50}$")]
 
 
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-
-class CheckServer(_Strict):
+class CheckServer(RequestModel):
     host: CheckHost
     port: int = Field(..., ge=1, le=65535, strict=True)
     security: Literal["ssl", "starttls", "none"]
@@ -45,14 +43,17 @@ class CheckServer(_Strict):
         Annotated[str, StringConstraints(min_length=1, max_length=320), AfterValidator(clean_line)] | None
     ) = Field(None, description="Defaults to the request's `username`, else `email`")
 
+    trusted_certificate: TrustedCertificatePem | None = None
+
     def target(self) -> ServerTarget:
-        return ServerTarget(self.host, self.port, self.security, self.username)
+        pinned = Certificate.from_pem(self.trusted_certificate) if self.trusted_certificate else None
+        return ServerTarget(self.host, self.port, self.security, self.username, pinned)
 
 
-class CheckRequest(_Strict):
+class CheckRequest(RequestModel):
     """Settings and credentials to test (nothing is stored)."""
 
-    email: Annotated[str, StringConstraints(max_length=320), AfterValidator(normalize_email)] | None = None
+    email: Email | None = None
     username: (
         Annotated[str, StringConstraints(min_length=1, max_length=320), AfterValidator(clean_line)] | None
     ) = None
@@ -65,7 +66,10 @@ class CheckRequest(_Strict):
         description="gmail, microsoft, yahoo, aol, icloud, yandex … (sharper hints; guessed from the host)",
     )
     ca_pem: str | None = Field(
-        None, max_length=65_536, description="Trust only these CA certificates (PEM), for a private server"
+        None,
+        max_length=65_536,
+        description="CA certificates (PEM) to trust in addition to the system's and the operator's "
+        "(MAILPORT_MAIL_CA_FILE), for a server with a private CA",
     )
 
     @model_validator(mode="after")
@@ -90,6 +94,19 @@ class CheckRequest(_Strict):
         )
 
 
+class CertificateOut(BaseModel):
+    """A certificate the client refused: what to compare, and the PEM to pin it with."""
+
+    sha256: str = Field(description="SHA-256 fingerprint of the DER certificate, AB:CD:…")
+    subject: str
+    issuer: str
+    names: list[str] = Field(description="DNS names and addresses it is valid for")
+    not_before: datetime
+    not_after: datetime
+    self_signed: bool
+    pem: str = Field(description="Give it as the server's `trusted_certificate` to pin it")
+
+
 class StepOut(BaseModel):
     step: str
     ok: bool
@@ -99,6 +116,9 @@ class StepOut(BaseModel):
     hint: str | None = Field(None, description="What to do about it")
     server_said: str | None = Field(None, description="The server's own words")
     suggestions: list[dict[str, Any]] | None = Field(None, description="Settings to try instead")
+    certificate: CertificateOut | None = Field(
+        None, description="The certificate the server presented, when verification refused it"
+    )
 
 
 class ProtocolOut(BaseModel):
@@ -108,7 +128,7 @@ class ProtocolOut(BaseModel):
 
 class CheckResponse(BaseModel):
     ok: bool
-    imap: ProtocolOut
+    imap: ProtocolOut | None
     smtp: ProtocolOut | None
 
     @classmethod

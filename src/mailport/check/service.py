@@ -22,7 +22,7 @@ from mailport.check.schemas import CheckRequest
 from mailport.check.troubleshoot import infer_provider
 from mailport.crypto import Secret
 from mailport.errors import InputError, MailportError, ReauthRequiredError
-from mailport.mailboxes.models import AuthMethod, Mailbox, MailboxStatus, ServerSettings
+from mailport.mailboxes.models import AuthMethod, Mailbox, MailboxStatus
 from mailport.net.ratelimit import TokenBucketLimiter
 from mailport.oauth.tokens import TokenManager
 from mailport.store.mailboxes import MailboxRepository
@@ -35,10 +35,6 @@ Clock = Callable[[], datetime]
 _REAUTH_CODES = frozenset({"reauth_required", "oauth_token_rejected", "oauth_invalid_grant"})
 
 _PROVIDERS = {"google": "gmail", "microsoft": "microsoft"}
-
-
-def _target(server: ServerSettings) -> ServerTarget:
-    return ServerTarget(server.host, server.port, server.security.value, server.username)
 
 
 class CheckService:
@@ -66,7 +62,7 @@ class CheckService:
             request.imap.target(),
             request.smtp.target() if request.smtp else None,
             request.credentials(),
-            ca_pem=request.ca_pem,
+            trust=self.checker.trust.adding(ca_pem=request.ca_pem),
         )
 
     async def test_mailbox(self, tenant_id: str, mailbox_id: str) -> CheckResult:
@@ -106,7 +102,9 @@ class CheckService:
 
     async def _run(self, mailbox: Mailbox, credentials: CheckCredentials) -> CheckResult:
         return await self.checker.check(
-            _target(mailbox.imap), _target(mailbox.smtp) if mailbox.smtp else None, credentials
+            ServerTarget.of(mailbox.imap),
+            ServerTarget.of(mailbox.smtp) if mailbox.smtp else None,
+            credentials,
         )
 
     @staticmethod

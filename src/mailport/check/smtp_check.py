@@ -3,8 +3,8 @@
 Drives :class:`mailport.smtp.SmtpClient` step by step on a socket connected to the vetted
 address (``sock=``, certificate verified against the host name). Nothing is sent: the check
 stops after AUTH (and QUIT). For implicit TLS, aiosmtplib performs the handshake and reads the
-``220`` greeting in one call; :func:`mailport.check.tls.timed_context` tells when the handshake
-ended, so the two are still reported (and diagnosed) as separate steps.
+``220`` greeting in one call; the context's ``on_handshake`` hook (``MailTrust.context``) tells
+when the handshake ended, so the two are still reported (and diagnosed) as separate steps.
 """
 
 from __future__ import annotations
@@ -14,12 +14,14 @@ import socket
 import ssl
 from contextlib import suppress
 
+from mailport import sasl
 from mailport.check.model import CheckCredentials, ServerTarget
 from mailport.check.steps import Deadline, StepRecorder, authentication_step, plaintext_evidence, tls_step
-from mailport.check.tls import describe, hostname_mismatch, unverified_context
+from mailport.check.tls import describe
 from mailport.errors import MailportError
 from mailport.net.guard import VettedHost, connect_vetted
-from mailport.net.probe import peer_certificate_names
+from mailport.net.probe import peer_certificate
+from mailport.net.trust import unverified_context
 from mailport.smtp import SmtpClient
 
 _SECURITY = {"ssl": "tls", "starttls": "starttls", "none": "plain"}
@@ -41,13 +43,14 @@ def _client(
     )
 
 
-async def _peer_names(vetted: VettedHost, target: ServerTarget, deadline: Deadline) -> tuple[str, ...]:
+async def _peer_certificate(vetted: VettedHost, target: ServerTarget, deadline: Deadline) -> bytes | None:
+    """The certificate the server presents, read without verification (nothing sent after)."""
     timeout = deadline.for_step(5.0)
     if target.security == "ssl":
         try:
-            return await peer_certificate_names(vetted, timeout=timeout)
+            return await peer_certificate(vetted, timeout=timeout)
         except (OSError, TimeoutError, MailportError):
-            return ()
+            return None
     client: SmtpClient | None = None
     try:
         async with asyncio.timeout(timeout):
@@ -56,9 +59,9 @@ async def _peer_names(vetted: VettedHost, target: ServerTarget, deadline: Deadli
             await client.greet()
             await client.ehlo()
             info = await client.starttls()
-        return info.san if info else ()
+        return info.certificate if info else None
     except (OSError, TimeoutError, MailportError):
-        return ()
+        return None
     finally:
         if client is not None:
             client.close()
@@ -70,12 +73,9 @@ def _extensions(extensions: dict[str, str]) -> str:
 
 
 def _mechanism(client: SmtpClient, credentials: CheckCredentials) -> str:
-    offered = client.auth_mechanisms
-    if credentials.password is not None:
-        return "PLAIN" if "PLAIN" in offered or "LOGIN" not in offered else "LOGIN"
-    if "XOAUTH2" in offered or "OAUTHBEARER" not in offered:
-        return "XOAUTH2"
-    return "OAUTHBEARER"
+    """The mechanism the sign-in step names (the client then sends only an advertised one)."""
+    wanted = sasl.PASSWORD_MECHANISMS if credentials.password is not None else sasl.OAUTH_MECHANISMS
+    return sasl.preferred_mechanism(wanted, client.auth_mechanisms)
 
 
 async def check_smtp(
@@ -88,8 +88,8 @@ async def check_smtp(
     handshakes: list[float],
     deadline: Deadline,
 ) -> None:
-    """Run the SMTP steps after DNS. ``context`` is a :func:`~mailport.check.tls.timed_context`
-    whose completed handshakes land in ``handshakes``."""
+    """Run the SMTP steps after DNS. ``context`` records each completed handshake's time in
+    ``handshakes`` (``MailTrust.context(on_handshake=…)``)."""
     username = target.username or credentials.username
     # --- TCP
     started = rec.start()
@@ -110,8 +110,8 @@ async def check_smtp(
         except (OSError, TimeoutError, MailportError) as exc:
             ended = rec.start()
             if target.security == "ssl" and not handshakes:
-                names = await _peer_names(vetted, target, deadline) if hostname_mismatch(exc) else ()
-                rec.fail("tls_handshake", started, error=exc, peer_names=names, ended=ended)
+                peer = lambda: _peer_certificate(vetted, target, deadline)  # noqa: E731
+                await rec.fail_tls("tls_handshake", started, exc, peer, ended=ended)
                 return
             if target.security == "ssl":
                 rec.ok("tls_handshake", started, "TLS established", ended=handshakes[0])
@@ -150,7 +150,7 @@ async def check_smtp(
                 return
             up = await tls_step(
                 rec, "smtp_starttls", started, client.starttls, deadline,
-                peer_names=lambda: _peer_names(vetted, target, deadline),
+                peer_certificate=lambda: _peer_certificate(vetted, target, deadline),
                 success=lambda info: describe(info) + f"; EHLO: {_extensions(client.extensions)}",
             )  # fmt: skip
             if not up:

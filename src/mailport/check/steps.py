@@ -18,13 +18,14 @@ from typing import Any, Protocol
 
 from mailport import sasl
 from mailport.check.model import CheckCredentials, ProtocolResult, StepResult
-from mailport.check.tls import hostname_mismatch
+from mailport.check.tls import hostname_mismatch, verification_error
 from mailport.check.troubleshoot import Failure, ServerReply, Step, diagnose
 from mailport.crypto import Secret
 from mailport.errors import ConnectError, ConnectionLostError, MailportError, OAuthError
 from mailport.imap.models import TLSInfo
 from mailport.net.guard import VettedHost
-from mailport.net.probe import PlaintextProbe, probe_plaintext
+from mailport.net.probe import PlaintextProbe, certificate_names, probe_plaintext
+from mailport.net.trust import Certificate, PinMismatch
 
 Clock = Callable[[], float]
 
@@ -100,11 +101,13 @@ class StepRecorder:
         received: bytes | None = None,
         probe: bytes | None = None,
         peer_names: Sequence[str] = (),
+        certificate: bytes | None = None,
         host: str | None = None,
         ended: float | None = None,
     ) -> StepResult:
         """Record a failing step; ``ended`` is when the step itself failed (evidence gathered
-        afterwards does not count towards its ``ms``)."""
+        afterwards does not count towards its ``ms``). ``certificate``: the one the server
+        presented (DER), when the client refused it."""
         ms = self._ms(started) if ended is None else round((ended - started) * 1000, 1)
         failure = Failure(
             step=step,
@@ -131,9 +134,30 @@ class StepRecorder:
             hint=fields["hint"],
             server_said=fields.get("server_said"),
             suggestions=fields.get("suggestions"),
+            certificate=Certificate(certificate) if certificate else None,
         )
         self.result.steps.append(result)
         return result
+
+    async def fail_tls(
+        self,
+        step: Step,
+        started: float,
+        error: BaseException,
+        peer_certificate: Callable[[], Awaitable[bytes | None]],
+        *,
+        ended: float,
+    ) -> None:
+        """A failed TLS step: when the certificate was refused, look at it (after the step
+        ended) — its names for a hostname mismatch, the certificate itself to show or pin."""
+        refused = verification_error(error)
+        der: bytes | None = None
+        if isinstance(refused, PinMismatch):
+            der = refused.presented.der if refused.presented else None
+        elif refused is not None:
+            der = await peer_certificate()
+        names = certificate_names(der) if der and hostname_mismatch(error) else ()
+        self.fail(step, started, error=error, peer_names=names, certificate=der, ended=ended)
 
     def fail_with(self, step: str, started: float, error: MailportError) -> StepResult:
         """A failure that is already ours and specific (e.g. ``reauth_required`` from the token
@@ -213,20 +237,17 @@ async def tls_step(
     handshake: Callable[[], Awaitable[TLSInfo | None]],
     deadline: Deadline,
     *,
-    peer_names: Callable[[], Awaitable[tuple[str, ...]]],
+    peer_certificate: Callable[[], Awaitable[bytes | None]],
     success: Callable[[TLSInfo | None], str],
 ) -> bool:
     """A TLS handshake step (implicit TLS or STARTTLS), the same for IMAP and SMTP: run it under
-    the step deadline and record the outcome; when the certificate does not match the host name,
-    the failure carries the names it does hold (``peer_names``, looked up after the step ended).
-    True when TLS is up."""
+    the step deadline and record the outcome (a refused certificate: see
+    :meth:`StepRecorder.fail_tls`). True when TLS is up."""
     try:
         async with asyncio.timeout(deadline.for_step()):
             info = await handshake()
     except (OSError, TimeoutError, MailportError) as exc:
-        ended = rec.start()
-        names = await peer_names() if hostname_mismatch(exc) else ()
-        rec.fail(step, started, error=exc, peer_names=names, ended=ended)
+        await rec.fail_tls(step, started, exc, peer_certificate, ended=rec.start())
         return False
     rec.ok(step, started, success(info))
     return True

@@ -43,6 +43,7 @@ from mailport.errors import (
     AuthenticationError,
     AuthMechanismUnsupportedError,
     BasicAuthBlockedError,
+    CertificateChangedError,
     CertificateExpiredError,
     CertificateHostnameMismatchError,
     CertificateSelfSignedError,
@@ -72,6 +73,7 @@ from mailport.errors import (
     WebLoginRequiredError,
     WrongServiceError,
 )
+from mailport.net.trust import PinMismatch
 
 Step = Literal[
     "dns",
@@ -996,6 +998,14 @@ def _certificate(failure: Failure, error: ssl.SSLCertVerificationError) -> Diagn
     code = error.verify_code
     message = error.verify_message or str(error)
     at = _at(failure)
+    if isinstance(error, PinMismatch):
+        presented = error.presented.sha256 if error.presented else "none"
+        return Diagnosis(
+            CertificateChangedError,
+            f"{at}: the server presented a different certificate (SHA-256 {presented}) than the "
+            f"one trusted for this server (SHA-256 {error.pinned}).",
+            CertificateChangedError.hint,
+        )
     if code in (62, 64) or any(
         m in message.lower() for m in ("hostname mismatch", "ip address mismatch", "doesn't match")
     ):
@@ -1026,17 +1036,19 @@ def _certificate(failure: Failure, error: ssl.SSLCertVerificationError) -> Diagn
         return Diagnosis(
             CertificateSelfSignedError,
             f"{at}: {message}.",
-            "The server presents a self-signed certificate. If you trust this server, give its "
-            "certificate (PEM) as the CA file (`--ca-file`, or `ca_pem` in the request); "
-            "better, its operator installs a certificate from a public CA.",
+            "The server presents a self-signed certificate. If you trust this server, trust this "
+            "certificate for it after comparing its fingerprint with the server's operator (the "
+            "wizard's \"Trust this certificate\", or the server's `trusted_certificate`); better, "
+            "its operator installs a certificate from a public CA.",
         )
     if code in (2, 20, 21, 27, 28):
         return Diagnosis(
             CertificateUntrustedError,
             f"{at}: {message}.",
             "The certificate is issued by a CA this machine does not trust (a private/company CA, "
-            "or the server omits its intermediate certificate). Give the CA's certificate as the "
-            "CA file (`--ca-file`); the server's operator should send the full chain.",
+            "or the server omits its intermediate certificate). Add the CA (MAILPORT_MAIL_CA_FILE, "
+            "`ca_pem`, `--imap-ca-file`/`--smtp-ca-file`) or trust this server's certificate; the "
+            "server's operator should send the full chain.",
         )
     return Diagnosis(TLSError, f"{at}: certificate verification failed ({message}).", TLSError.hint)
 

@@ -21,11 +21,13 @@ import typer
 
 from mailport.check import CheckCredentials, CheckResult, ConnectionChecker, ServerTarget
 from mailport.check.model import DEFAULT_PORTS, ProtocolResult
+from mailport.cli.services import pem_file_option
 from mailport.config import Settings, load_settings
 from mailport.crypto import Secret
-from mailport.errors import InputError
+from mailport.errors import InputError, MailportError
 from mailport.net.guard import HostGuard
 from mailport.net.resolve import DnsResolver
+from mailport.net.trust import Certificate, MailTrust
 
 _SECURITY_BY_PORT = {
     993: "ssl",
@@ -35,6 +37,11 @@ _SECURITY_BY_PORT = {
     25: "starttls",
     2525: "starttls",
 }
+
+
+class OnlyOption(StrEnum):
+    imap = "imap"
+    smtp = "smtp"
 
 
 class SecurityOption(StrEnum):
@@ -130,33 +137,48 @@ def check_command(
     access_token_env: str | None = typer.Option(
         None, "--access-token-env", metavar="VAR", help="OAuth2 access token from $VAR."
     ),
-    ca_file: Path | None = typer.Option(
-        None,
+    only: OnlyOption | None = typer.Option(
+        None, "--only", case_sensitive=False, help="Check only IMAP or only SMTP."
+    ),
+    ca_file: Path | None = pem_file_option(
         "--ca-file",
-        metavar="F",
-        exists=True,
-        dir_okay=False,
-        readable=True,
-        help="Trust only this CA (PEM).",
+        "Also trust this CA (PEM) for both servers (added to the system's and MAILPORT_MAIL_CA_FILE).",
+    ),
+    imap_ca_file: Path | None = pem_file_option(
+        "--imap-ca-file", "Also trust this CA (PEM) for the IMAP server."
+    ),
+    smtp_ca_file: Path | None = pem_file_option(
+        "--smtp-ca-file", "Also trust this CA (PEM) for the SMTP server."
+    ),
+    imap_trust_cert: Path | None = pem_file_option(
+        "--imap-trust-cert",
+        "Trust exactly this server certificate (PEM) for IMAP (a pin, as a mailbox stores it).",
+    ),
+    smtp_trust_cert: Path | None = pem_file_option(
+        "--smtp-trust-cert", "Trust exactly this server certificate (PEM) for SMTP."
     ),
     as_json: bool = typer.Option(False, "--json", help="Print the API's JSON answer."),
 ) -> None:
-    """Test IMAP and SMTP step by step; a failing step names the fix."""
+    """Test IMAP and SMTP (or one of them, --only) step by step; a failing step names the fix."""
     kind, secret = _secret_from(password_stdin, password_env, access_token_env)
     settings = load_settings()
+    want_imap, want_smtp = only in (None, OnlyOption.imap), only in (None, OnlyOption.smtp)
     detected_imap = detected_smtp = None
     provider = None
-    if imap_host is None or smtp_host is None:
+    if (want_imap and imap_host is None) or (want_smtp and smtp_host is None):
         detected_imap, detected_smtp, provider = asyncio.run(_detect(email, settings))
-    imap = _target("imap", imap_host, imap_port, imap_security, detected_imap)
-    smtp = _target("smtp", smtp_host, smtp_port, smtp_security, detected_smtp)
-    if imap is None:
+    imap = _target("imap", imap_host, imap_port, imap_security, detected_imap) if want_imap else None
+    smtp = _target("smtp", smtp_host, smtp_port, smtp_security, detected_smtp) if want_smtp else None
+    if want_imap and imap is None:
         raise typer.BadParameter(
-            f"no IMAP settings were detected for {email}; give --imap-host (and --imap-port)"
+            f"no IMAP settings were detected for {email}; give --imap-host (and --imap-port), or --only smtp"
         )
+    if only is OnlyOption.smtp and smtp is None:
+        raise typer.BadParameter(f"no SMTP settings were detected for {email}; give --smtp-host")
     user = username or email
-    if username is None and imap_host is None and imap.username:
-        user = imap.username
+    first = imap or smtp
+    if username is None and first is not None and first.username and imap_host is None:
+        user = first.username
     credentials = CheckCredentials(
         user,
         password=secret if kind == "password" else None,
@@ -164,17 +186,25 @@ def check_command(
         provider=provider,
     )
     resolver = DnsResolver(settings.dns_nameservers) if settings.dns_nameservers else None
-    checker = ConnectionChecker(HostGuard.for_operator(resolver=resolver), timeout=settings.check_timeout)
     try:
-        result = asyncio.run(
-            checker.check(
-                replace(imap, username=username or imap.username),
-                replace(smtp, username=username or smtp.username) if smtp else None,
-                credentials,
-                ca_file=str(ca_file) if ca_file else None,
+        base = MailTrust.from_settings(settings).adding(ca_file=ca_file)
+        imap_trust, smtp_trust = base.adding(ca_file=imap_ca_file), base.adding(ca_file=smtp_ca_file)
+        if imap is not None:
+            imap = replace(
+                imap, username=username or imap.username, trusted_certificate=_pin(imap_trust_cert)
             )
-        )
-    except InputError as exc:  # a CA file that is no PEM, a host that is no host name: usage
+        if smtp is not None:
+            smtp = replace(
+                smtp, username=username or smtp.username, trusted_certificate=_pin(smtp_trust_cert)
+            )
+    except MailportError as exc:  # a CA file that is no PEM: usage
+        raise typer.BadParameter(exc.message) from exc
+    checker = ConnectionChecker(
+        HostGuard.for_operator(resolver=resolver), trust=base, timeout=settings.check_timeout
+    )
+    try:
+        result = asyncio.run(checker.check(imap, smtp, credentials, trust=imap_trust, smtp_trust=smtp_trust))
+    except InputError as exc:  # a host that is no host name: usage
         raise typer.BadParameter(exc.message) from exc
     if as_json:
         typer.echo(json.dumps(result.to_dict(), indent=2, ensure_ascii=False))
@@ -183,10 +213,14 @@ def check_command(
     raise typer.Exit(0 if result.ok else 1)
 
 
+def _pin(path: Path | None) -> Certificate | None:
+    return Certificate.from_pem(path.read_text(errors="replace"), field=str(path)) if path else None
+
+
 def render(result: CheckResult, targets: dict[str, ServerTarget | None]) -> None:
-    for protocol in (result.imap, result.smtp):
+    for name, protocol in (("IMAP", result.imap), ("SMTP", result.smtp)):
         if protocol is None:
-            typer.echo("SMTP: not checked (no settings)")
+            typer.echo(f"{name}: not checked")
             continue
         _render_protocol(protocol, targets[protocol.protocol])
     typer.echo("all steps passed" if result.ok else "a step failed: see the hint above")
@@ -207,3 +241,13 @@ def _render_protocol(protocol: ProtocolResult, target: ServerTarget | None) -> N
                 typer.echo(f"      fix: {step.hint}")
             for suggestion in step.suggestions or []:
                 typer.echo("      try: " + ", ".join(f"{k} {v}" for k, v in suggestion.items()))
+            if step.certificate is not None:
+                cert = step.certificate
+                typer.echo(
+                    f"      certificate: SHA-256 {cert.sha256}; subject {cert.subject}; issued by "
+                    f"{cert.issuer}; valid until {cert.not_after.isoformat()}"
+                )
+                typer.echo(
+                    f"      to trust exactly this certificate, save its PEM (--json: certificate.pem) "
+                    f"and pass --{protocol.protocol}-trust-cert FILE"
+                )

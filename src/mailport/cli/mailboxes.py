@@ -9,13 +9,14 @@ from __future__ import annotations
 
 import os
 import sys
+from pathlib import Path
 from typing import Any
 
 import typer
 from pydantic import ValidationError
 
 from mailport.bootstrap import Services
-from mailport.cli.services import print_json, run_with_services
+from mailport.cli.services import pem_file_option, print_json, run_with_services
 from mailport.cli.tables import print_table
 from mailport.errors import InputError
 from mailport.mailboxes.models import MailboxStatus
@@ -49,6 +50,10 @@ def _read_password(password_stdin: bool, password_env: str | None) -> str | None
             raise InputError(f"the environment variable {password_env} is not set", field="password")
         return value
     return None
+
+
+def _read_pem(path: Path | None) -> str | None:
+    return path.read_text(errors="replace") if path is not None else None
 
 
 def _show(read: MailboxRead) -> None:
@@ -122,6 +127,12 @@ def add(
     smtp_port: int = typer.Option(587),
     smtp_security: str = typer.Option("starttls", help="ssl | starttls | none"),
     smtp_username: str | None = typer.Option(None, help="Default: the email address."),
+    imap_trust_cert: Path | None = pem_file_option(
+        "--imap-trust-cert", "Trust exactly this server certificate (PEM) for IMAP (self-signed servers)."
+    ),
+    smtp_trust_cert: Path | None = pem_file_option(
+        "--smtp-trust-cert", "Trust exactly this server certificate (PEM) for SMTP."
+    ),
     from_name: str | None = typer.Option(None),
     check_interval: int = typer.Option(60, help="Seconds between checks without IDLE."),
     folder: str = typer.Option("INBOX"),
@@ -135,10 +146,22 @@ def add(
         "purpose": purpose,
         "auth_method": auth_method,
         "password": _read_password(password_stdin, password_env),
-        "imap": {"host": imap_host, "port": imap_port, "security": imap_security, "username": imap_username},
+        "imap": {
+            "host": imap_host,
+            "port": imap_port,
+            "security": imap_security,
+            "username": imap_username,
+            "trusted_certificate": _read_pem(imap_trust_cert),
+        },
         "smtp": None
         if smtp_host is None
-        else {"host": smtp_host, "port": smtp_port, "security": smtp_security, "username": smtp_username},
+        else {
+            "host": smtp_host,
+            "port": smtp_port,
+            "security": smtp_security,
+            "username": smtp_username,
+            "trusted_certificate": _read_pem(smtp_trust_cert),
+        },
         "settings": {
             "from_name": from_name,
             "check_interval": check_interval,

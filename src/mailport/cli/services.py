@@ -28,3 +28,8 @@ def run_with_services(action: Callable[[Services], Awaitable[T]], *, settings: S
 
 def print_json(value: Any) -> None:
     typer.echo(json.dumps(value, indent=2, default=str))
+
+
+def pem_file_option(name: str, help: str) -> Any:
+    """An option naming a readable PEM file (a CA, or a server certificate to trust)."""
+    return typer.Option(None, name, metavar="F", exists=True, dir_okay=False, readable=True, help=help)

@@ -10,10 +10,11 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
+from pydantic import AfterValidator, BaseModel, Field, SecretStr, StringConstraints, field_validator
 
 from mailport.crypto.secret_input import SecretText
 from mailport.delivery.models import EVENT_TYPES, Attempt, Delivery, WebhookEndpoint
+from mailport.validation import RequestModel, clean_line
 
 EventType = Literal[
     "message.received",
@@ -43,11 +44,10 @@ WebhookSecret = Annotated[
 ]
 
 
-class _Request(BaseModel):
-    model_config = ConfigDict(extra="forbid", hide_input_in_errors=True)
+Description = Annotated[str, StringConstraints(max_length=200), AfterValidator(clean_line)]
 
 
-class WebhookCreate(_Request):
+class WebhookCreate(RequestModel):
     url: str = Field(max_length=2000, description="Where to POST events (https:// recommended)")
     events: list[EventType] | None = Field(
         None, description="Event types to receive; leave out for every type"
@@ -57,16 +57,16 @@ class WebhookCreate(_Request):
         repr=False,
         description="A Standard Webhooks secret (`whsec_` + base64); generated when left out",
     )
-    description: str | None = Field(None, max_length=200)
+    description: Description | None = None
 
     _events = field_validator("events")(classmethod(lambda cls, v: _unique(v)))
 
 
-class WebhookUpdate(_Request):
+class WebhookUpdate(RequestModel):
     url: str | None = Field(None, max_length=2000)
     events: list[EventType] | None = None
     secret: WebhookSecret | None = Field(None, repr=False, description="Replace the signing secret")
-    description: str | None = Field(None, max_length=200)
+    description: Description | None = None
     enabled: bool | None = Field(None, description="false disables the endpoint; true re-enables it")
 
     _events = field_validator("events")(classmethod(lambda cls, v: _unique(v)))
@@ -170,7 +170,7 @@ class DeliveryPage(BaseModel):
     next_cursor: str | None
 
 
-class ReplayRequest(_Request):
+class ReplayRequest(RequestModel):
     delivery_id: str | None = Field(
         None, max_length=64, description="Replay this delivery; leave out to replay every dead letter"
     )

@@ -58,6 +58,7 @@ from mailport.detect.model import (
 )
 from mailport.detect.probe import ProbeResult, ProbeTarget, probe
 from mailport.detect.records import SRV_SERVICES, is_null_mx, lowest_preference_mx, srv_candidate
+from mailport.net.trust import MailTrust
 
 if TYPE_CHECKING:
     import dns.asyncresolver
@@ -153,6 +154,7 @@ class Detector:
         resolver: dns.asyncresolver.Resolver | None = None,
         http_client: httpx.AsyncClient | None = None,
         ssl_context: ssl.SSLContext | None = None,
+        mail_ssl_context: ssl.SSLContext | None = None,
         database: ProviderDatabase | None = None,
         oauth_configured: Callable[[str], bool] | None = None,
         clock: Callable[[], float] = time.monotonic,
@@ -161,7 +163,9 @@ class Detector:
         self.database = database or default_database()
         self._resolver = resolver
         self._http_client = http_client
-        self.ssl_context = ssl_context or ssl.create_default_context()
+        self.ssl_context = ssl_context or ssl.create_default_context()  # HTTPS (autoconfig)
+        # Probes of mail servers trust what every mail connection trusts (mailport.net.trust).
+        self.mail_ssl_context = mail_ssl_context or ssl_context or MailTrust().context()
         self.oauth_configured = oauth_configured or (lambda _provider: False)
         self.cache: TTLCache[tuple[str, bool], Findings] = TTLCache(self.options.cache_ttl, clock=clock)
         self.policy = AddressPolicy(allow_private=self.options.allow_private_hosts)
@@ -173,6 +177,8 @@ class Detector:
         given = kwargs.pop("options", None)
         options = given if isinstance(given, DetectOptions) else DetectOptions.from_settings(settings)
         configured = configured_oauth_providers(settings)
+        if kwargs.get("mail_ssl_context") is None:
+            kwargs["mail_ssl_context"] = MailTrust.from_settings(settings).context()
         kwargs.setdefault("oauth_configured", configured.__contains__)
         if kwargs.get("resolver") is None:
             kwargs["resolver"] = make_resolver(
@@ -453,7 +459,10 @@ class Detector:
                 if budget <= 0:
                     return ProbeResult(target, error="no time left")
                 return await probe(
-                    target, address=addresses[target.host][0], ssl_context=self.ssl_context, timeout=budget
+                    target,
+                    address=addresses[target.host][0],
+                    ssl_context=self.mail_ssl_context,
+                    timeout=budget,
                 )
 
         tasks = [asyncio.ensure_future(run(i, t)) for i, t in enumerate(runnable)]

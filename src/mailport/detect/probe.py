@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 from mailport.detect.model import Security
+from mailport.net.trust import MailTrust
 
 Protocol = Literal["imap", "smtp"]
 MAX_LINES = 200
@@ -182,7 +183,7 @@ async def probe(
     timeout: float = 5.0,
 ) -> ProbeResult:
     """Probe ``target`` (connecting to ``address`` if given, TLS name = ``target.host``)."""
-    ctx = ssl_context or ssl.create_default_context()
+    ctx = ssl_context or MailTrust().context()
     connect_to = address or target.host
     writer: asyncio.StreamWriter | None = None
     reachable = False

@@ -7,14 +7,13 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, Field
 
 from mailport.detect.model import DetectionResult
+from mailport.validation import RequestModel
 
 
-class DetectRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
+class DetectRequest(RequestModel):
     # A plain string on purpose: a bad address is our `invalid_email`, not a schema error.
     email: str = Field(..., max_length=320, examples=["support@company.com"])
 

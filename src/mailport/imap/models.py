@@ -27,6 +27,8 @@ class TLSInfo:
     san: tuple[str, ...] = ()
     not_before: datetime | None = None
     not_after: datetime | None = None
+    pinned: bool = False  # accepted because it is the pinned certificate (mailport.net.trust)
+    certificate: bytes | None = None  # the peer's certificate (DER), to show or pin it
 
 
 @dataclass(frozen=True, slots=True)

@@ -89,6 +89,7 @@ from mailport.imap.transport import (
     start_tls,
     tls_info,
 )
+from mailport.net.trust import certificate_error
 
 log = logging.getLogger(__name__)
 
@@ -290,10 +291,7 @@ class ImapSession:
             ) from exc
         except ssl.SSLCertVerificationError as exc:
             self.close()
-            raise TLSError(
-                f"{where}: certificate verification failed: {exc.verify_message}",
-                verify_message=exc.verify_message,
-            ) from exc
+            raise certificate_error(exc, where) from exc
         except (ssl.SSLError, ConnectionError) as exc:
             self.close()
             raise TLSError(f"{where}: TLS handshake failed: {getattr(exc, 'reason', None) or exc}") from exc

@@ -32,6 +32,7 @@ from cryptography import x509
 from cryptography.x509.oid import NameOID
 
 from mailport.imap.models import TLSInfo
+from mailport.net.trust import MailTrust, PinnedContext
 
 log = logging.getLogger(__name__)
 
@@ -135,9 +136,9 @@ def enable_keepalive(
 
 
 def make_context(*, ca_file: str | None = None, verify: bool = True) -> ssl.SSLContext:
-    """A new client context: system CAs (or ``ca_file``), TLS >= 1.2, optionally not verifying."""
-    context = ssl.create_default_context(cafile=ca_file)
-    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    """A new client context: system CAs plus ``ca_file`` (:class:`MailTrust`), TLS >= 1.2,
+    optionally not verifying (the library's ``verify=False``; the service never uses it)."""
+    context = MailTrust(ca_files=[ca_file] if ca_file else []).context()
     if not verify:
         context.check_hostname = False
         context.verify_mode = ssl.CERT_NONE
@@ -146,11 +147,11 @@ def make_context(*, ca_file: str | None = None, verify: bool = True) -> ssl.SSLC
 
 @functools.lru_cache(maxsize=64)
 def shared_context(ca_file: str | None = None, verify: bool = True) -> ssl.SSLContext:
-    """One context per (CA file, verify) for the whole process.
+    """One context per (CA file, verify) for library callers that give a CA file, not a context.
 
-    Loading the system CA store costs a few hundred KiB per ``SSLContext``; thousands of
-    watcher connections must share it (contexts are not modified after creation). A CA file
-    changed on disk is picked up after a restart.
+    Loading the system CA store costs a few hundred KiB per ``SSLContext``; connections must
+    share it (contexts are not modified after creation). A CA file changed on disk is picked up
+    after a restart.
     """
     return make_context(ca_file=ca_file, verify=verify)
 
@@ -161,7 +162,8 @@ def tls_info(transport: asyncio.BaseTransport) -> TLSInfo:
     if ssl_object is None:
         return TLSInfo(version=None, cipher=None, verified=False)
     cipher = ssl_object.cipher()
-    verified = ssl_object.context.verify_mode != ssl.CERT_NONE
+    pinned = isinstance(ssl_object.context, PinnedContext)
+    verified = ssl_object.context.verify_mode != ssl.CERT_NONE or pinned
     der = ssl_object.getpeercert(binary_form=True)
     if not der:
         return TLSInfo(ssl_object.version(), cipher[0] if cipher else None, verified)
@@ -186,4 +188,6 @@ def tls_info(transport: asyncio.BaseTransport) -> TLSInfo:
         san=san,
         not_before=cert.not_valid_before_utc.astimezone(UTC),
         not_after=cert.not_valid_after_utc.astimezone(UTC),
+        pinned=pinned,
+        certificate=der,
     )

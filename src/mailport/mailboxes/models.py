@@ -11,6 +11,7 @@ from datetime import datetime
 from enum import StrEnum
 
 from mailport.crypto import Secret
+from mailport.net.trust import Certificate
 
 
 class Security(StrEnum):
@@ -42,6 +43,8 @@ class ServerSettings:
     port: int
     security: Security
     username: str | None = None  # None: log in with the mailbox's email address
+    # The one certificate this server must present (a pin; see mailport.net.trust); None: CAs.
+    trusted_certificate: Certificate | None = None
 
 
 @dataclass(frozen=True)

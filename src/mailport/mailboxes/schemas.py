@@ -1,6 +1,7 @@
 """Request and response bodies of ``/v1/mailboxes`` (never ORM rows, never a secret out).
 
-Requests refuse unknown fields (``unknown_field``). A password arrives as ``SecretStr``: no
+Requests are :class:`~mailport.validation.RequestModel`: unknown fields are refused
+(``unknown_field``), and so is unstorable text anywhere. A password arrives as ``SecretStr``: no
 ``repr`` and no validation error shows it. Responses say ``has_password`` and give OAuth
 metadata (provider, connected address, scopes, expiry) but no password or token.
 """
@@ -10,9 +11,10 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, SecretStr, StringConstraints
+from pydantic import AfterValidator, BaseModel, Field, SecretStr, StringConstraints
 
 from mailport.crypto.secret_input import SecretText
+from mailport.errors import InputError
 from mailport.mailboxes.models import (
     AuthMethod,
     Mailbox,
@@ -25,16 +27,15 @@ from mailport.mailboxes.validation import (
     AFTER_PROCESSING_HELP,
     check_password,
     clean_folder,
-    clean_line,
-    normalize_email,
     normalize_host,
     validate_after_processing,
 )
+from mailport.net.trust import MAX_PEM_CHARS, Certificate
+from mailport.validation import Email, RequestModel, clean_line
 
 MIN_CHECK_INTERVAL = 10
 MAX_CHECK_INTERVAL = 86_400
 
-Email = Annotated[str, StringConstraints(max_length=320), AfterValidator(normalize_email)]
 Host = Annotated[str, StringConstraints(min_length=1, max_length=260), AfterValidator(normalize_host)]
 Port = Annotated[int, Field(ge=1, le=65535, strict=True)]
 Username = Annotated[str, StringConstraints(min_length=1, max_length=320), AfterValidator(clean_line)]
@@ -69,21 +70,42 @@ AfterProcessing = Annotated[
 ]
 
 
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", hide_input_in_errors=True)
+def _one_certificate(text: str) -> str:
+    try:
+        return Certificate.from_pem(text).pem
+    except InputError as exc:
+        raise ValueError(exc.message) from None
 
 
-class ServerIn(_Strict):
+TrustedCertificatePem = Annotated[
+    str,
+    StringConstraints(max_length=MAX_PEM_CHARS),
+    AfterValidator(_one_certificate),
+    Field(
+        description="Trust exactly this certificate (PEM) for this server, like a mail client's security "
+        "exception: the server must present it; CAs, host name and expiry are then not checked. "
+        "A failed check reports the presented certificate's `pem`. null removes it.",
+    ),
+]
+
+
+class ServerIn(RequestModel):
     host: Host
     port: Port
     security: Security
     username: Username | None = Field(None, description="Defaults to the mailbox's email address")
+    trusted_certificate: TrustedCertificatePem | None = None
 
-    def to_model(self) -> ServerSettings:
-        return ServerSettings(self.host, self.port, self.security, self.username)
+    def to_model(self, current: ServerSettings | None = None) -> ServerSettings:
+        """The settings; a pinned certificate not sent is kept from ``current`` while the host
+        stays the same (a pin belongs to a server, so a new host drops it)."""
+        pinned = Certificate.from_pem(self.trusted_certificate) if self.trusted_certificate else None
+        if "trusted_certificate" not in self.model_fields_set and current is not None:
+            pinned = current.trusted_certificate if current.host == self.host else None
+        return ServerSettings(self.host, self.port, self.security, self.username, pinned)
 
 
-class SettingsIn(_Strict):
+class SettingsIn(RequestModel):
     from_name: FromName | None = None
     check_interval: CheckInterval = 60
     folder: Folder = "INBOX"
@@ -98,7 +120,7 @@ class SettingsIn(_Strict):
         )
 
 
-class SettingsPatch(_Strict):
+class SettingsPatch(RequestModel):
     """Only the fields sent are changed; ``from_name: null`` clears the from-name."""
 
     from_name: FromName | None = None
@@ -107,7 +129,7 @@ class SettingsPatch(_Strict):
     after_processing: AfterProcessing | None = None
 
 
-class MailboxCreate(_Strict):
+class MailboxCreate(RequestModel):
     email: Email
     label: Label | None = None
     purpose: Purpose | None = None
@@ -118,7 +140,7 @@ class MailboxCreate(_Strict):
     settings: SettingsIn | None = None
 
 
-class MailboxUpdate(_Strict):
+class MailboxUpdate(RequestModel):
     """Only the fields sent are changed. ``smtp: null`` removes SMTP; ``label: null`` clears it."""
 
     label: Label | None = None
@@ -137,11 +159,24 @@ class MailboxUpdate(_Strict):
 # --------------------------------------------------------------------------- responses
 
 
+class TrustedCertificateOut(BaseModel):
+    """A pinned certificate, by its fingerprint and facts (the PEM is not repeated)."""
+
+    sha256: str = Field(description="SHA-256 fingerprint of the DER certificate, AB:CD:…")
+    subject: str
+    issuer: str
+    names: list[str]
+    not_before: datetime
+    not_after: datetime
+    self_signed: bool
+
+
 class ServerOut(BaseModel):
     host: str
     port: int
     security: Security
     username: str | None
+    trusted_certificate: TrustedCertificateOut | None = None
 
 
 class SettingsOut(BaseModel):
@@ -184,7 +219,15 @@ class MailboxRead(BaseModel):
             return (
                 None
                 if s is None
-                else ServerOut(host=s.host, port=s.port, security=s.security, username=s.username)
+                else ServerOut(
+                    host=s.host,
+                    port=s.port,
+                    security=s.security,
+                    username=s.username,
+                    trusted_certificate=TrustedCertificateOut.model_validate(s.trusted_certificate.summary())
+                    if s.trusted_certificate
+                    else None,
+                )
             )
 
         imap = server(mailbox.imap)

@@ -111,10 +111,10 @@ class MailboxService:
             columns["purpose"] = patch.purpose
         reconnect = False
         if patch.imap is not None:
-            columns.update(server_columns("imap", patch.imap.to_model()))
+            columns.update(server_columns("imap", patch.imap.to_model(current.imap)))
             reconnect = True
         if "smtp" in sent:
-            columns.update(server_columns("smtp", patch.smtp.to_model() if patch.smtp else None))
+            columns.update(server_columns("smtp", patch.smtp.to_model(current.smtp) if patch.smtp else None))
             reconnect = True
         if patch.settings is not None:
             changed = patch.settings.model_fields_set

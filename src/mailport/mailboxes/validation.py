@@ -1,7 +1,7 @@
 """Pure checks for mailbox fields, used by the API schemas and the CLI alike.
 
-Email addresses go through email-validator (syntax only, no DNS here; ``.test`` domains are
-allowed for test beds). Host names are IDNA-aware: ``mail.bücher.de`` is stored as its
+Text, one-line text and email addresses follow the rules every request follows
+(:mod:`mailport.validation`). Host names are IDNA-aware: ``mail.bücher.de`` is stored as its
 ``xn--`` form, which is what a client connects to. Each function raises ``ValueError`` with
 a message fit for a person; pydantic turns that into the 422 error body.
 """
@@ -12,31 +12,11 @@ import ipaddress
 import re
 
 import idna
-from email_validator import EmailNotValidError, validate_email
+
+from mailport.validation import check_text, clean_line
 
 _LABEL = re.compile(r"^(?!-)[a-z0-9-]{1,63}(?<!-)$")
-_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 AFTER_PROCESSING_HELP = "one of none, mark_read, delete, move:<folder>"
-
-
-def check_text(value: str) -> str:
-    """Text every database can store: valid UTF-8 (no lone surrogates) and no NUL."""
-    if "\x00" in value:
-        raise ValueError("NUL characters are not allowed")
-    try:
-        value.encode("utf-8")
-    except UnicodeEncodeError as exc:
-        raise ValueError("the text is not valid Unicode (lone surrogate)") from exc
-    return value
-
-
-def normalize_email(value: str) -> str:
-    check_text(value)
-    try:
-        result = validate_email(value, check_deliverability=False, test_environment=True)
-    except EmailNotValidError as exc:
-        raise ValueError(f"not a valid email address: {exc}") from exc
-    return str(result.normalized)
 
 
 def normalize_host(value: str) -> str:
@@ -59,14 +39,6 @@ def normalize_host(value: str) -> str:
     if labels[-1].isdigit():
         raise ValueError(f"not a valid host name or IP address: {host!r}")
     return ascii_host
-
-
-def clean_line(value: str) -> str:
-    """One line of text: trimmed, no control characters (they would break headers/commands)."""
-    value = check_text(value).strip()
-    if _CONTROL.search(value):
-        raise ValueError("control characters (such as line breaks) are not allowed")
-    return value
 
 
 def clean_folder(value: str) -> str:

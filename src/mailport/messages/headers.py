@@ -30,6 +30,9 @@ from mailport.messages.model import Address
 # value with its continuation lines. '.' also matches '\r', so CRLF and LF both work.
 _FIELD = re.compile(r"^([\x21-\x39\x3b-\x7e]+)[ \t]*:(.*(?:\n[ \t].*)*)", re.M)
 _HEADER_START = re.compile(rb"[\x21-\x39\x3b-\x7e]+[ \t]*:")
+# A line break followed by a line that neither starts a field nor continues one: as in the
+# stdlib's feed parser, the header block ends there and that line is the body's first.
+_NON_FIELD_LINE = re.compile(rb"\n(?![ \t]|[\x21-\x39\x3b-\x7e]+[ \t]*:)")
 # An RFC 2047 encoded-word; the charset may carry an RFC 2231 language ('utf-8*en').
 _ENCODED_WORD = re.compile(r"=\?([^?\s]+)\?([QqBb])\?([^?]*?)\?=")
 _BLANK = re.compile(r"[ \t\r\n]*")
@@ -59,7 +62,10 @@ def header_end(raw: bytes, start: int, end: int) -> tuple[int, int]:
 
     The block ends at the first empty line (CRLF or LF). Without one, the whole range is
     headers. An entity whose first line is not a header field has no headers (the body starts
-    at ``start``), as in a MIME part written without its blank line.
+    at ``start``), as in a MIME part written without its blank line. A line that is neither a
+    field nor a continuation ends the block too and begins the body, as the stdlib's parser
+    does (``MissingHeaderBodySeparatorDefect``): then the block end equals the body start, which
+    :func:`runs_into_body` reports.
     """
     if raw.startswith(b"\r\n", start, end):
         return start, start + 2
@@ -70,10 +76,23 @@ def header_end(raw: bytes, start: int, end: int) -> tuple[int, int]:
     crlf = raw.find(b"\n\r\n", start, end)
     lf = raw.find(b"\n\n", start, end if crlf == -1 else crlf)  # not past the CRLF one: big bodies
     if crlf != -1 and (lf == -1 or crlf < lf):
-        return crlf + 1, crlf + 3
-    if lf != -1:
-        return lf + 1, lf + 2
-    return end, end
+        head_end, body_start = crlf + 1, crlf + 3
+    elif lf != -1:
+        head_end, body_start = lf + 1, lf + 2
+    else:
+        head_end = body_start = end
+    # the block's own last line break is followed by the blank line (or the end): not searched
+    stop = head_end - 1 if raw[head_end - 1 : head_end] == b"\n" else head_end
+    stray = _NON_FIELD_LINE.search(raw, start, stop)
+    if stray is not None:
+        return stray.end(), stray.end()
+    return head_end, body_start
+
+
+def runs_into_body(start: int, head_end: int, body_start: int, end: int) -> bool:
+    """Whether :func:`header_end` found header fields running straight into body text (no
+    blank line between them): the text is kept as body, and this is worth a defect."""
+    return start < head_end == body_start < end
 
 
 def parse_block(block: bytes) -> Headers:

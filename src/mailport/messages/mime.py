@@ -26,6 +26,7 @@ from mailport.messages.headers import (
     header_end,
     message_start,
     parse_block,
+    runs_into_body,
 )
 
 MAX_DEPTH = 32
@@ -70,6 +71,9 @@ def parse_structure(raw: bytes, *, max_depth: int = MAX_DEPTH, max_parts: int = 
             defects.append(f"more than {max_parts} MIME parts; the rest were skipped")
             break
         head_end, body_start = header_end(raw, start, end)
+        if runs_into_body(start, head_end, body_start, end):
+            where = f"part {section}" if section else "message"
+            defects.append(f"{where}: no blank line after the header; the rest was read as body")
         headers = parse_block(raw[start:head_end])
         fields = first(headers)
         if depth == 0:

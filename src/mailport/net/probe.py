@@ -7,9 +7,9 @@ When a check fails in a way the protocol client cannot explain, these probes gat
   send one harmless line (``QUIT``). A port that expects TLS from the first byte hangs up on it
   (Dovecot and Python's ssl both close without a TLS alert), which tells "plaintext spoken to 993"
   apart from a server that simply never speaks. Its fields go to ``Failure.received``/``probe``.
-* :func:`peer_certificate_names` — finish a TLS handshake *without* verification, only to read
-  the names the certificate holds, so a hostname mismatch can suggest the right host. Nothing is
-  sent over that connection.
+* :func:`peer_certificate` — finish a TLS handshake *without* verification, only to read the
+  certificate: the names it holds (a hostname mismatch can suggest the right host), or the
+  certificate itself (a person may choose to trust it). Nothing is sent over that connection.
 
 Both connect only to the vetted addresses (:func:`mailport.net.guard.connect_vetted`).
 """
@@ -17,10 +17,10 @@ Both connect only to the vetted addresses (:func:`mailport.net.guard.connect_vet
 from __future__ import annotations
 
 import asyncio
-import ssl
 from dataclasses import dataclass
 
 from mailport.net.guard import VettedHost, connect_vetted
+from mailport.net.trust import unverified_context
 
 
 def certificate_names(der: bytes) -> tuple[str, ...]:
@@ -83,9 +83,14 @@ async def probe_plaintext(
 
 async def peer_certificate_names(vetted: VettedHost, *, timeout: float = 5.0) -> tuple[str, ...]:
     """The names (SANs) of the certificate an implicit-TLS port presents, without verifying it."""
-    context = ssl.create_default_context()
-    context.check_hostname = False
-    context.verify_mode = ssl.CERT_NONE  # only to read the names; never used to send anything
+    der = await peer_certificate(vetted, timeout=timeout)
+    return certificate_names(der) if der else ()
+
+
+async def peer_certificate(vetted: VettedHost, *, timeout: float = 5.0) -> bytes | None:
+    """The certificate (DER) an implicit-TLS port presents, read without verifying it: to show
+    a person what they would trust, or the names it holds."""
+    context = unverified_context()  # only to read the certificate; never used to send anything
     sock = await connect_vetted(vetted, timeout=timeout)
     async with asyncio.timeout(timeout):
         _reader, writer = await asyncio.open_connection(
@@ -93,7 +98,6 @@ async def peer_certificate_names(vetted: VettedHost, *, timeout: float = 5.0) ->
         )
     try:
         ssl_object = writer.get_extra_info("ssl_object")
-        der = ssl_object.getpeercert(binary_form=True) if ssl_object is not None else None
-        return certificate_names(der) if der else ()
+        return ssl_object.getpeercert(binary_form=True) if ssl_object is not None else None
     finally:
         writer.close()

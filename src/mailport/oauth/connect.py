@@ -16,7 +16,6 @@ import contextlib
 import logging
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from urllib.parse import urlsplit
 
 import httpx
 
@@ -49,6 +48,7 @@ from mailport.store.database import Database
 from mailport.store.ids import new_id
 from mailport.store.mailboxes import MailboxRepository, server_columns
 from mailport.tenants.service import Clock, utc_now
+from mailport.validation import check_http_url
 
 log = logging.getLogger(__name__)
 
@@ -67,12 +67,13 @@ def _server(server: MailServer, username: str | None) -> MailboxServer:
 
 
 def check_return_url(url: str | None) -> str | None:
+    """Where a browser is sent back (a ``Location`` header): :func:`mailport.validation.check_http_url`."""
     if url is None:
         return None
-    parts = urlsplit(url)
-    if parts.scheme not in ("https", "http") or not parts.netloc:
-        raise InputError("return_url must be an absolute http(s) URL", field="return_url")
-    return url
+    try:
+        return check_http_url(url)
+    except ValueError as exc:
+        raise InputError(f"return_url: {exc}", field="return_url") from None
 
 
 class OAuthConnectService:

@@ -23,6 +23,7 @@ from mailport.oauth.tokens import StoredTokens, TokenSet
 from mailport.store.database import Database
 from mailport.store.ids import new_id
 from mailport.store.tables import mailboxes, oauth_apps, oauth_device_flows, oauth_states
+from mailport.validation import email_key
 
 REAUTH_REQUIRED = "reauth_required"
 
@@ -121,8 +122,10 @@ class DatabaseTokenStore:
 
 
 async def mailbox_id_for(database: Database, tenant_id: str, email: str) -> str | None:
-    """The tenant's mailbox for ``email`` (unique per tenant), if any."""
-    query = select(mailboxes.c.id).where(mailboxes.c.tenant_id == tenant_id, mailboxes.c.email == email)
+    """The tenant's mailbox for ``email`` (unique per tenant, whatever the case), if any."""
+    query = select(mailboxes.c.id).where(
+        mailboxes.c.tenant_id == tenant_id, mailboxes.c.email_key == email_key(email)
+    )
     async with database.connect() as conn:
         found: str | None = (await conn.execute(query)).scalar_one_or_none()
     return found

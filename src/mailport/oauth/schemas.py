@@ -5,23 +5,20 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, StringConstraints
+from pydantic import AfterValidator, BaseModel, Field, SecretStr, StringConstraints
 
 from mailport.crypto.secret_input import SecretText
-from mailport.mailboxes.schemas import Email, MailboxRead, Purpose
+from mailport.mailboxes.schemas import MailboxRead, Purpose
 from mailport.oauth.repository import DeviceFlowRecord, StoredApp
+from mailport.validation import Email, HttpUrl, RequestModel, clean_required_line
 
 
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", hide_input_in_errors=True)
-
-
-class AuthorizeIn(_Strict):
+class AuthorizeIn(RequestModel):
     email: Email | None = Field(None, description="Passed to the provider as `login_hint`")
     mailbox_id: str | None = Field(None, max_length=40, description="Reconnect this mailbox")
     purpose: Purpose | None = None
-    return_url: str | None = Field(
-        None, max_length=2000, description="Where the browser goes after the callback (else JSON)"
+    return_url: HttpUrl | None = Field(
+        None, description="Where the browser goes after the callback (else JSON)"
     )
 
 
@@ -37,7 +34,7 @@ class CallbackOut(BaseModel):
     mailbox: MailboxRead
 
 
-class DeviceIn(_Strict):
+class DeviceIn(RequestModel):
     email: Email | None = None
     purpose: Purpose | None = None
 
@@ -71,11 +68,13 @@ class DeviceStatusOut(BaseModel):
         )
 
 
-ClientId = Annotated[str, StringConstraints(min_length=1, max_length=500, strip_whitespace=True)]
+ClientId = Annotated[
+    str, StringConstraints(min_length=1, max_length=500), AfterValidator(clean_required_line)
+]
 ClientSecret = Annotated[SecretStr, SecretText(min_length=1, max_length=2000)]
 
 
-class OAuthAppIn(_Strict):
+class OAuthAppIn(RequestModel):
     client_id: ClientId
     client_secret: ClientSecret | None = Field(None, description="Stored encrypted; never returned")
     tenant: str | None = Field(

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import ssl
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from datetime import UTC, datetime
 
@@ -53,7 +54,7 @@ class ImapProvider:
         *,
         token_source: TokenSource | None = None,
         force_refresh: ForceRefresh | None = None,
-        ca_file: str | None = None,
+        ssl_context: ssl.SSLContext | None = None,
         max_message_bytes: int = 25 * 1024 * 1024,
         idle_renew_seconds: float = 25 * 60,
         connect_timeout: float = 15.0,
@@ -62,7 +63,7 @@ class ImapProvider:
         self.mailbox = mailbox
         self._token_source = token_source
         self._force_refresh = force_refresh
-        self._ca_file = ca_file
+        self._ssl_context = ssl_context  # None: the system CAs (mailport.net.trust decides it)
         self._max = max_message_bytes
         self.idle_renew_seconds = idle_renew_seconds
         self._connect_timeout = connect_timeout
@@ -89,7 +90,7 @@ class ImapProvider:
             self.mailbox.imap.host,
             self.mailbox.imap.port,
             security=security,
-            ca_file=self._ca_file,
+            ssl_context=None if security == "plain" else self._ssl_context,
             allow_plaintext=security == "plain",
             allow_plaintext_auth=security == "plain",  # the mailbox chose "none" explicitly
             connect_timeout=self._connect_timeout,

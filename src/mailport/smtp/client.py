@@ -7,9 +7,13 @@ aiosmtplib does the protocol; this module adds what mailport needs around it:
   certificates verified (custom CA file; opt-in skip-verify logs a warning);
 * PLAIN, LOGIN, XOAUTH2 and OAUTHBEARER from :mod:`mailport.sasl` credentials (a token may
   come from an async callable, fetched at connect time);
+* only a mechanism the server advertised is sent (:func:`mailport.sasl.choose_mechanism`);
+  PLAIN and LOGIN are sent by this module too (not aiosmtplib's ``auth_*``), so that every
+  mechanism shares the next rule;
 * when a server rejects ``AUTH <mech> <initial-response>`` as too long (Dovecot's submission
-  service answers ``500 5.5.2 Line too long`` to a 2-3 KB Microsoft token), the AUTH is
-  retried once without the initial response, sending it after the ``334`` instead;
+  service answers ``500 5.5.2 Line too long`` to a 2-3 KB Microsoft token, or to a long
+  password), the AUTH is retried once without the initial response, sending it after the
+  ``334`` instead;
 * the OAuth error challenge (``334 <base64 JSON>``) is answered and decoded into the error;
 * aiosmtplib's exceptions are translated here, once, keeping the reply code
   (``smtp_code``) and the server's text (``server_said``).
@@ -43,6 +47,7 @@ from mailport.errors import (
 )
 from mailport.imap.models import Security, TLSInfo
 from mailport.imap.transport import shared_context, tls_info
+from mailport.net.trust import certificate_error
 
 log = logging.getLogger(__name__)
 
@@ -71,10 +76,7 @@ def translate(exc: Exception, where: str) -> MailportError:
     """aiosmtplib/ssl/OS errors -> the mailport error tree (the caller chains the cause)."""
     cause = _ssl_cause(exc)
     if isinstance(cause, ssl.SSLCertVerificationError):
-        return TLSError(
-            f"{where}: certificate verification failed: {cause.verify_message}",
-            verify_message=cause.verify_message,
-        )
+        return certificate_error(cause, where)
     if cause is not None:
         return TLSError(f"{where}: TLS failed: {cause.reason or cause}")
     if isinstance(exc, aiosmtplib.SMTPAuthenticationError):
@@ -248,36 +250,43 @@ class SmtpClient:
         return [m.upper() for m in self._smtp.server_auth_methods]
 
     async def authenticate(self, auth: sasl.Credentials) -> None:
+        """Sign in with a mechanism the server advertised (:func:`mailport.sasl.choose_mechanism`)."""
         if not self.encrypted and not self.allow_plaintext_auth:
             self.close()
             raise InsecureAuthRefusedError(
                 f"{self._where}: refusing to send credentials over an unencrypted connection"
             )
+        mechanism = sasl.choose_mechanism(auth, self.auth_mechanisms, where=self._where)
         try:
             if isinstance(auth, sasl.PasswordAuth):
-                mechanism = auth.mechanism
-                if mechanism == "auto":
-                    mechanism = "PLAIN" if "PLAIN" in self.auth_mechanisms else "LOGIN"
+                password = auth.password.reveal()
                 if mechanism == "PLAIN":
-                    await self._smtp.auth_plain(auth.username, auth.password.reveal())
-                else:
-                    await self._smtp.auth_login(auth.username, auth.password.reveal())
+                    await self._sasl(mechanism, [sasl.plain(auth.username, password)])
+                else:  # LOGIN: the user name, then the password after the server's 334
+                    await self._sasl(mechanism, [auth.username.encode(), password.encode()])
             else:
                 token = (await auth.access_token()).reveal()
-                if auth.mechanism == "XOAUTH2":
+                if mechanism == "XOAUTH2":
                     payload = sasl.xoauth2(auth.username, token)
                 else:
                     payload = sasl.oauthbearer(auth.username, token, host=self.host, port=self.port)
-                await self._sasl(auth.mechanism, payload)
+                await self._sasl(mechanism, [payload])
         except MailportError:
             raise
         except (aiosmtplib.SMTPException, OSError) as exc:
             raise translate(exc, self._where) from exc
 
-    async def _sasl(self, mechanism: str, payload: bytes) -> None:
-        """AUTH with an initial response; retried once without it when the line is too long."""
-        encoded = sasl.b64(payload)
-        response = await self._smtp.execute_command(b"AUTH", mechanism.encode(), encoded)
+    async def _sasl(self, mechanism: str, responses: list[bytes]) -> None:
+        """AUTH with the first response as initial response, the others after each ``334``.
+
+        When the server refuses the AUTH line as too long, AUTH is sent once more without the
+        initial response, which then goes after the ``334`` like the others (RFC 4954 §4), for
+        every mechanism alike. A ``334`` left over is an OAuth error challenge (answered to get
+        the final reply) or, for a password mechanism, cancelled with ``*``.
+        """
+        encoded = [sasl.b64(r) for r in responses]
+        pending = encoded[1:]
+        response = await self._smtp.execute_command(b"AUTH", mechanism.encode(), encoded[0] or b"=")
         if _too_long(response):
             log.info(
                 "%s: AUTH %s line too long (%s); retrying without initial response",
@@ -286,12 +295,15 @@ class SmtpClient:
                 response.code,
             )
             response = await self._smtp.execute_command(b"AUTH", mechanism.encode())
-            if response.code == 334:
-                response = await self._smtp.execute_command(encoded)
+            pending = encoded
+        while response.code == 334 and pending:
+            response = await self._smtp.execute_command(pending.pop(0))
         oauth_error: dict[str, Any] | None = None
-        if response.code == 334:  # an error challenge: answer it to get the final reply
+        if response.code == 334 and mechanism in sasl.OAUTH_MECHANISMS:
             oauth_error = sasl.decode_oauth_error(response.message)
             response = await self._smtp.execute_command(b"AQ==" if mechanism == "OAUTHBEARER" else b"")
+        elif response.code == 334:
+            response = await self._smtp.execute_command(b"*")
         if response.code != 235:
             detail = sasl.describe_oauth_error(oauth_error)
             raise AuthenticationError(

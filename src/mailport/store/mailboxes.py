@@ -3,6 +3,10 @@
 Every read and write a tenant can cause takes ``tenant_id``: a row of another tenant is
 indistinguishable from a missing one (:class:`~mailport.errors.NotFoundError`). Workers that
 act for every tenant (watchers, token refresh) use the ``*_by_id`` methods.
+
+A tenant has one mailbox per address, compared as :func:`mailport.validation.email_key` does
+(``DUP@EXAMPLE.COM`` is ``dup@example.com``): the ``email_key`` column under a unique index, so
+concurrent creates cannot both win; a second one is 409 ``conflict`` naming the first.
 """
 
 from __future__ import annotations
@@ -27,9 +31,11 @@ from mailport.mailboxes.models import (
     Security,
     ServerSettings,
 )
+from mailport.net.trust import Certificate
 from mailport.store.database import Database
 from mailport.store.ids import new_id, plausible_id
 from mailport.store.tables import mailboxes
+from mailport.validation import email_key
 
 ERROR_WINDOW = timedelta(hours=24)
 
@@ -51,10 +57,12 @@ UPDATABLE = frozenset(
         "imap_port",
         "imap_security",
         "imap_username",
+        "imap_trusted_cert",
         "smtp_host",
         "smtp_port",
         "smtp_security",
         "smtp_username",
+        "smtp_trusted_cert",
         "auth_method",
         "from_name",
         "check_interval",
@@ -72,7 +80,14 @@ def server_columns(prefix: str, server: ServerSettings | None) -> dict[str, Any]
         f"{prefix}_port": server.port if server else None,
         f"{prefix}_security": server.security.value if server else None,
         f"{prefix}_username": server.username if server else None,
+        f"{prefix}_trusted_cert": server.trusted_certificate.pem
+        if server and server.trusted_certificate
+        else None,
     }
+
+
+def _pinned(pem: str | None) -> Certificate | None:
+    return Certificate.from_pem(pem) if pem else None
 
 
 def settings_columns(settings: ProcessingSettings) -> dict[str, Any]:
@@ -111,7 +126,11 @@ class MailboxRepository:
         smtp = None
         if row.smtp_host is not None:
             smtp = ServerSettings(
-                row.smtp_host, row.smtp_port, Security(row.smtp_security), row.smtp_username
+                row.smtp_host,
+                row.smtp_port,
+                Security(row.smtp_security),
+                row.smtp_username,
+                _pinned(row.smtp_trusted_cert),
             )
         oauth = None
         if row.oauth_provider is not None:
@@ -128,7 +147,13 @@ class MailboxRepository:
             tenant_id=row.tenant_id,
             email=row.email,
             auth_method=AuthMethod(row.auth_method),
-            imap=ServerSettings(row.imap_host, row.imap_port, Security(row.imap_security), row.imap_username),
+            imap=ServerSettings(
+                row.imap_host,
+                row.imap_port,
+                Security(row.imap_security),
+                row.imap_username,
+                _pinned(row.imap_trusted_cert),
+            ),
             smtp=smtp,
             label=row.label,
             purpose=row.purpose,
@@ -170,6 +195,7 @@ class MailboxRepository:
             "id": mailbox_id,
             "tenant_id": tenant_id,
             "email": new.email,
+            "email_key": email_key(new.email),
             "label": new.label,
             "purpose": new.purpose,
             "provider_id": new.provider_id,
@@ -189,12 +215,26 @@ class MailboxRepository:
             async with self._db.transaction() as conn:
                 await conn.execute(insert(mailboxes).values(**values))
         except IntegrityError as exc:
-            raise ConflictError(
-                f"this tenant already has a mailbox for {new.email}",
-                field="email",
-                hint="Update the existing mailbox (PATCH) or delete it first.",
-            ) from exc
+            raise await self._duplicate(tenant_id, new.email) from exc
         return await self.get(tenant_id, mailbox_id)
+
+    async def _duplicate(self, tenant_id: str, email: str, *, exclude: str | None = None) -> ConflictError:
+        """The 409 for a second mailbox with the address of an existing one (named when found)."""
+        query = select(mailboxes.c.id, mailboxes.c.email).where(
+            mailboxes.c.tenant_id == tenant_id, mailboxes.c.email_key == email_key(email)
+        )
+        if exclude is not None:
+            query = query.where(mailboxes.c.id != exclude)
+        async with self._db.connect() as conn:
+            existing = (await conn.execute(query)).first()
+        named = f" ({existing.id}, {existing.email})" if existing is not None else ""
+        return ConflictError(
+            f"this tenant already has a mailbox for {email}{named}; addresses are compared "
+            "regardless of case",
+            field="email",
+            mailbox_id=existing.id if existing is not None else None,
+            hint="Update the existing mailbox (PATCH) or delete it first.",
+        )
 
     async def get(self, tenant_id: str, mailbox_id: str) -> Mailbox:
         query = select(mailboxes).where(mailboxes.c.id == mailbox_id, mailboxes.c.tenant_id == tenant_id)
@@ -243,12 +283,22 @@ class MailboxRepository:
             values.update(self._oauth_columns(oauth))
             values["token_version"] = mailboxes.c.token_version + 1
         values["updated_at"] = now
-        async with self._db.transaction() as conn:
-            result = await conn.execute(
-                update(mailboxes)
-                .where(mailboxes.c.id == mailbox_id, mailboxes.c.tenant_id == tenant_id)
-                .values(**values)
-            )
+        where = (mailboxes.c.id == mailbox_id, mailboxes.c.tenant_id == tenant_id)
+        email: str | None = None
+        try:
+            async with self._db.transaction() as conn:
+                if values.get("status", MailboxStatus.DISABLED.value) != MailboxStatus.DISABLED.value:
+                    # enabling a duplicate that migration 0009 disabled claims its address again
+                    row = (
+                        await conn.execute(select(mailboxes.c.email, mailboxes.c.email_key).where(*where))
+                    ).first()
+                    if row is not None and row.email_key is None:
+                        email = row.email
+                        values["email_key"] = email_key(row.email)
+                result = await conn.execute(update(mailboxes).where(*where).values(**values))
+        except IntegrityError as exc:
+            assert email is not None
+            raise await self._duplicate(tenant_id, email, exclude=mailbox_id) from exc
         if result.rowcount == 0:
             raise NotFoundError(f"no mailbox {mailbox_id!r}")
         return await self.get(tenant_id, mailbox_id)

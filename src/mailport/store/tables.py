@@ -95,6 +95,9 @@ mailboxes = Table(
     Column("id", String(40), primary_key=True),
     Column("tenant_id", String(40), ForeignKey("tenants.id", ondelete="CASCADE"), nullable=False),
     Column("email", String(320), nullable=False),
+    # the address as compared (mailport.validation.email_key): one mailbox per address and
+    # tenant, whatever the case; NULL only for duplicates migration 0009 disabled
+    Column("email_key", String(320), nullable=True),
     Column("label", String(200), nullable=True),
     Column("purpose", String(100), nullable=True),
     Column("provider_id", String(100), nullable=True),
@@ -107,6 +110,9 @@ mailboxes = Table(
     Column("smtp_port", Integer, nullable=True),
     Column("smtp_security", String(10), nullable=True),
     Column("smtp_username", String(320), nullable=True),
+    # a pinned certificate per server (PEM; mailport.net.trust), migration 0006
+    Column("imap_trusted_cert", Text, nullable=True),
+    Column("smtp_trusted_cert", Text, nullable=True),
     # credentials
     Column("auth_method", String(20), nullable=False),
     Column("password_enc", Text, nullable=True),
@@ -134,6 +140,7 @@ mailboxes = Table(
     Column("created_at", UTCDateTime(), nullable=False),
     Column("updated_at", UTCDateTime(), nullable=False),
     UniqueConstraint("tenant_id", "email", name="uq_mailboxes_tenant_email"),
+    Index("uq_mailboxes_tenant_email_key", "tenant_id", "email_key", unique=True),
     Index("ix_mailboxes_tenant_purpose", "tenant_id", "purpose"),
     Index("ix_mailboxes_tenant_status", "tenant_id", "status"),
 )

@@ -55,6 +55,7 @@ _FINGERPRINT = (
     mailboxes.c.imap_port,
     mailboxes.c.imap_security,
     mailboxes.c.imap_username,
+    mailboxes.c.imap_trusted_cert,
     mailboxes.c.auth_method,
     mailboxes.c.password_enc,
     mailboxes.c.oauth_provider,
@@ -135,7 +136,7 @@ class Orchestrator:
             mailbox=mailbox,
             token_source=token_source,
             force_refresh=force_refresh,
-            ca_file=str(settings.mail_ca_file) if settings.mail_ca_file else None,
+            ssl_context=self.services.trust.context(mailbox.imap.trusted_certificate),
             max_message_bytes=settings.max_message_bytes,
             idle_renew_seconds=float(settings.idle_renew_seconds),
         )

@@ -4,14 +4,12 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, Field, field_validator
+
+from mailport.validation import RequestModel
 
 
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-
-class TenantCreate(_Strict):
+class TenantCreate(RequestModel):
     name: str = Field(min_length=1, max_length=200, description="A unique name for the organisation")
 
     @field_validator("name")

@@ -30,10 +30,14 @@ from mailport.crypto import Secret
 from mailport.errors import MailportError
 from mailport.mailboxes.models import ServerSettings
 from mailport.net.guard import HostGuard
+from mailport.net.trust import Certificate, MailTrust
 
 log = logging.getLogger(__name__)
 
 RUN_TTL = 600.0
+# Certificate failures a person can resolve by trusting the certificate for this mailbox (a wrong
+# host name or an expired certificate have better fixes: the right host, a renewal).
+TRUSTABLE = frozenset({"certificate_self_signed", "certificate_untrusted", "certificate_changed"})
 TokenSource = Callable[[], Awaitable[Secret]]
 
 LABELS = {
@@ -63,10 +67,6 @@ class CheckTarget:
         if self.token_source is not None:
             return CheckCredentials(self.email, access_token=self.token_source, provider=self.provider)
         return CheckCredentials(self.email, password=self.password, provider=self.provider)
-
-
-def _server(server: ServerSettings) -> ServerTarget:
-    return ServerTarget(server.host, server.port, server.security.value, server.username)
 
 
 @dataclass
@@ -101,6 +101,18 @@ class CheckRun:
         return []
 
     @property
+    def refused_certificates(self) -> list[tuple[Certificate, list[str], str]]:
+        """Certificates a person may choose to trust (self-signed, unknown CA, or changed since
+        trusted), each with the protocols that refused it and why (the failing step's code)."""
+        found: dict[str, tuple[Certificate, list[str], str]] = {}
+        for result in self.protocols:
+            step = result.failure
+            if step is not None and step.certificate is not None and step.code in TRUSTABLE:
+                entry = found.setdefault(step.certificate.sha256, (step.certificate, [], step.code))
+                entry[1].append(result.protocol)
+        return list(found.values())
+
+    @property
     def first_failure(self) -> Any:
         if self.refused is not None:
             return self.refused
@@ -113,8 +125,8 @@ class CheckRun:
 class _LiveChecker(ConnectionChecker):
     """The connection checker, publishing each protocol's result object to one run."""
 
-    def __init__(self, guard: HostGuard, run: CheckRun, *, timeout: float) -> None:
-        super().__init__(guard, timeout=timeout)
+    def __init__(self, guard: HostGuard, run: CheckRun, *, trust: MailTrust, timeout: float) -> None:
+        super().__init__(guard, trust=trust, timeout=timeout)
         self._run = run
 
     def _recorder(self, protocol: str, target: ServerTarget, credentials: CheckCredentials) -> StepRecorder:
@@ -126,8 +138,9 @@ class _LiveChecker(ConnectionChecker):
 class CheckRuns:
     """The running and recent checks of this process."""
 
-    def __init__(self, guard: HostGuard, *, timeout: float) -> None:
+    def __init__(self, guard: HostGuard, *, trust: MailTrust, timeout: float) -> None:
         self._guard = guard
+        self._trust = trust
         self._timeout = timeout
         self._runs: dict[str, CheckRun] = {}
 
@@ -141,12 +154,14 @@ class CheckRuns:
     ) -> CheckRun:
         self._forget_old()
         run = CheckRun(secrets.token_urlsafe(12), tenant_id, time.monotonic(), context=context or {})
-        checker = _LiveChecker(self._guard, run, timeout=self._timeout)
+        checker = _LiveChecker(self._guard, run, trust=self._trust, timeout=self._timeout)
 
         async def work() -> None:
             try:
                 result = await checker.check(
-                    _server(target.imap), _server(target.smtp) if target.smtp else None, target.credentials()
+                    ServerTarget.of(target.imap),
+                    ServerTarget.of(target.smtp) if target.smtp else None,
+                    target.credentials(),
                 )
                 run.ok = result.ok
             except MailportError as exc:  # host_not_allowed, an unusable CA

@@ -49,7 +49,7 @@ class DraftStep:
 
 async def draft_step(
     request: Request,
-    token: str = Form(..., alias="draft", max_length=8000),
+    token: str = Form(..., alias="draft", max_length=16_000),  # room for two trusted certificates
     session: WebSession = Depends(wizard_user),
     web: WebState = Depends(get_web),
 ) -> DraftStep:

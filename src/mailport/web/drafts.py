@@ -14,6 +14,7 @@ from typing import Any
 
 from mailport.crypto import Secret
 from mailport.mailboxes.models import Security, ServerSettings
+from mailport.net.trust import Certificate
 from mailport.web.sealed import Sealer
 
 KIND = "wizard-draft"
@@ -26,15 +27,18 @@ class Server:
     port: int = 0
     security: str = "ssl"
     username: str = ""
+    trusted_certificate: str = ""  # PEM: trusted on the test step ("Trust this certificate")
 
     def to_model(self) -> ServerSettings:
-        return ServerSettings(self.host, self.port, Security(self.security), self.username or None)
+        pinned = Certificate.from_pem(self.trusted_certificate) if self.trusted_certificate else None
+        return ServerSettings(self.host, self.port, Security(self.security), self.username or None, pinned)
 
     @classmethod
     def from_model(cls, server: ServerSettings | None) -> Server | None:
         if server is None:
             return None
-        return cls(server.host, server.port, server.security.value, server.username or "")
+        pem = server.trusted_certificate.pem if server.trusted_certificate else ""
+        return cls(server.host, server.port, server.security.value, server.username or "", pem)
 
 
 @dataclass(frozen=True)

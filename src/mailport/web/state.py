@@ -34,7 +34,7 @@ class WebState:
             links=ConnectLinks(
                 sealer, DatabaseStateStore(services.database), public_url=settings.effective_public_url
             ),
-            runs=CheckRuns(services.guard, timeout=settings.check_timeout),
+            runs=CheckRuns(services.guard, trust=services.trust, timeout=settings.check_timeout),
         )
 
 

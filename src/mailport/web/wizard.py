@@ -11,6 +11,7 @@ sent back to the link's ``return_url`` with ``?mailbox_id=…`` after saving.
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import timedelta
 from typing import Any
 from urllib.parse import urlencode
@@ -22,11 +23,10 @@ from starlette.responses import Response
 from mailport.api.routers.detect import get_detector
 from mailport.crypto import Secret
 from mailport.detect import DetectionResult, Detector
-from mailport.detect.detector import HINT_MANUAL
 from mailport.errors import InputError, InvalidEmailError, all_error_classes
 from mailport.mailboxes.models import AuthMethod, MailboxStatus, NewMailbox, ProcessingSettings
 from mailport.mailboxes.schemas import MailboxUpdate, ServerIn, SettingsIn, SettingsPatch
-from mailport.mailboxes.validation import normalize_email
+from mailport.validation import normalize_email
 from mailport.web.checks import CheckRun, CheckTarget
 from mailport.web.deps import csrf, wizard_user
 from mailport.web.draft_step import DraftStep, draft_step, open_sealed_draft
@@ -92,27 +92,9 @@ def _draft_from_detection(session: WebSession, result: DetectionResult, purpose:
 
 
 async def _detect(detector: Detector, email: str) -> DetectionResult:
-    """Detection; an address it refuses but mailboxes accept (a special-use test domain such
-    as ``.test``) gets an empty answer, i.e. manual configuration."""
-    try:
-        return await detector.detect(email)
-    except InvalidEmailError:
-        try:
-            normalized = normalize_email(email)
-        except ValueError:
-            raise InvalidEmailError("not a valid email address") from None
-        return DetectionResult(
-            email=normalized,
-            domain=normalized.rpartition("@")[2],
-            provider=None,
-            imap=None,
-            smtp=None,
-            auth_methods=(),
-            oauth=None,
-            hints=(HINT_MANUAL,),
-            source="none",
-            confidence="low",
-        )
+    """Detection; it accepts exactly the addresses a mailbox accepts (one rule,
+    :func:`mailport.validation.parse_email`), so its ``InvalidEmailError`` is final."""
+    return await detector.detect(email)
 
 
 # --------------------------------------------------------------------------- step 1: email
@@ -303,9 +285,12 @@ async def manual_save(
             status_code=422,
         )
     assert imap is not None
+    # A certificate trusted on the test step stays with its server while the host stays the same.
     draft = draft.with_(
-        imap=Server.from_model(imap.to_model()),
-        smtp=Server.from_model(smtp.to_model()) if smtp else None,
+        imap=Server.from_model(imap.to_model(draft.imap.to_model() if draft.imap else None)),
+        smtp=Server.from_model(smtp.to_model(draft.smtp.to_model() if draft.smtp else None))
+        if smtp
+        else None,
         auth_method=draft.auth_method if draft.auth_method != "oauth2" else "password",
     )
     return _start_test(request, web, session, draft)
@@ -492,6 +477,30 @@ async def test_step(step: DraftStep = Depends(draft_step)) -> Response:
     return _start_test(step.request, step.web, step.session, step.draft)
 
 
+@router.post("/connect/trust", dependencies=[Depends(csrf)])
+async def trust_certificate(
+    run_id: str = Form(..., alias="run", max_length=40),
+    sha256: str = Form(..., max_length=100),
+    step: DraftStep = Depends(draft_step),
+) -> Response:
+    """ "Trust this certificate": pin the certificate the server presented in that test run (taken
+    from the run, never from the form) on the servers that refused it, and test again."""
+    run = step.web.runs.get(step.tenant_id, run_id)
+    if run is None:
+        raise InputError("this test is no longer available", hint="Run the test again.")
+    draft = step.draft
+    for certificate, protocols, _code in run.refused_certificates:
+        if certificate.sha256 != sha256:
+            continue
+        for protocol in protocols:
+            server = draft.imap if protocol == "imap" else draft.smtp
+            if server is not None:
+                trusted = replace(server, trusted_certificate=certificate.pem)
+                draft = draft.with_(**{protocol: trusted})
+        return _start_test(step.request, step.web, step.session, draft)
+    raise InputError("that certificate was not presented in this test", hint="Run the test again.")
+
+
 @router.get("/connect/test/{run_id}")
 async def test_progress(
     request: Request,
@@ -641,6 +650,7 @@ def _server_dict(server: Server | None) -> dict[str, Any]:
         "port": server.port,
         "security": server.security,
         "username": server.username or None,
+        "trusted_certificate": server.trusted_certificate or None,
     }
 
 

@@ -34,6 +34,7 @@ async def test_create_get_update_delete(tenant_client: httpx.AsyncClient, secret
         "port": 993,
         "security": "ssl",
         "username": "booking",
+        "trusted_certificate": None,
     }
     assert mailbox["smtp"]["username"] == "booking-out"  # IMAP and SMTP user names may differ
     assert mailbox["settings"] == body["settings"]

@@ -9,7 +9,6 @@ import json
 import urllib.parse
 import urllib.request
 import uuid
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -20,7 +19,6 @@ from pydantic import SecretStr
 
 from mailport.bootstrap import Services
 from mailport.crypto import Secret
-from mailport.imap.transport import shared_context
 from mailport.mailboxes.models import AuthMethod, NewMailbox, OAuthGrant, Security, ServerSettings
 from mailport.oauth.repository import DatabaseTokenStore
 from tests.conftest import issue_token
@@ -39,29 +37,19 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
 
 
 @pytest.fixture
-def check_overrides(idp: MockIdP, tmp_path: Path) -> dict[str, Any]:
-    """The bed on 127.0.0.1, and Google's OAuth pointed at the local authorization server (the
-    token manager refreshes there)."""
+def check_overrides(idp: MockIdP, dovecot: Dovecot, tmp_path: Path) -> dict[str, Any]:
+    """The bed on 127.0.0.1, its CA added the way an operator adds one (``MAILPORT_MAIL_CA_FILE``:
+    stored mailboxes have no CA of their own), and Google's OAuth pointed at the local
+    authorization server (the token manager refreshes there)."""
     providers = tmp_path / "providers.json"
     providers.write_text(json.dumps(idp_overrides(idp)))
     return {
         "allow_private_hosts": True,
+        "mail_ca_file": Path(dovecot.ca_file),
         "oauth_providers_file": providers,
         "google_client_id": "test-client",
         "google_client_secret": SecretStr("test-secret"),
     }
-
-
-@pytest.fixture
-def bed_ca(dovecot: Dovecot, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    """Stored mailboxes have no CA of their own: trust the bed's CA the way an operator would,
-    through OpenSSL's standard variable (read when a default context loads its CAs). The
-    process-wide shared contexts are rebuilt before and after, so no other test trusts it."""
-    monkeypatch.setenv("SSL_CERT_FILE", dovecot.ca_file)
-    shared_context.cache_clear()
-    yield
-    monkeypatch.delenv("SSL_CERT_FILE")
-    shared_context.cache_clear()
 
 
 def mailbox_body(dovecot: Dovecot, smtp: SubmissionServer, user: str, password: str) -> dict[str, Any]:
@@ -80,7 +68,6 @@ async def test_a_working_mailbox_becomes_connected(
     smtp: SubmissionServer,
     password_user: tuple[str, str],
     secret_watch: SecretWatch,
-    bed_ca: None,
 ) -> None:
     user, password = password_user
     secret_watch.add(password)
@@ -104,7 +91,6 @@ async def test_a_wrong_password_records_the_error_and_counts_it(
     smtp: SubmissionServer,
     password_user: tuple[str, str],
     secret_watch: SecretWatch,
-    bed_ca: None,
 ) -> None:
     user, _ = password_user
     wrong = "wrong-stored-pw-7d2"
@@ -171,7 +157,6 @@ async def test_an_oauth_mailbox_uses_the_token_manager(
     smtp: SubmissionServer,
     oauth_user: tuple[str, dict[str, object]],
     secret_watch: SecretWatch,
-    bed_ca: None,
 ) -> None:
     email, token = oauth_user
     secret_watch.add(str(token["access_token"]))
@@ -195,7 +180,6 @@ async def test_a_refused_token_is_refreshed_once_and_the_mailbox_connects(
     smtp: SubmissionServer,
     idp: MockIdP,
     secret_watch: SecretWatch,
-    bed_ca: None,
 ) -> None:
     email = f"refresh-{uuid.uuid4().hex[:8]}@example.test"
     token = issue_token(idp, email)
@@ -220,7 +204,6 @@ async def test_a_refused_token_with_a_dead_grant_sets_reauth_required(
     smtp: SubmissionServer,
     idp: MockIdP,
     secret_watch: SecretWatch,
-    bed_ca: None,
 ) -> None:
     email = f"revoked-{uuid.uuid4().hex[:8]}@example.test"
     token = issue_token(idp, email)
@@ -245,7 +228,6 @@ async def test_a_dead_refresh_token_sets_reauth_required_without_connecting(
     tenant_client: httpx.AsyncClient,
     dovecot: Dovecot,
     smtp: SubmissionServer,
-    bed_ca: None,
 ) -> None:
     mailbox_id = await _oauth_mailbox(
         services, tenant, dovecot, smtp, "gone@example.test", "tok-abcdef123456"

@@ -93,6 +93,29 @@ async def test_invalid_email_is_422_invalid_email(tenant_client: httpx.AsyncClie
     assert body["error"] == "invalid_email" and body["hint"] and body["detail"]
 
 
+async def test_detection_accepts_the_addresses_mailboxes_accept(tenant_client: httpx.AsyncClient) -> None:
+    """One rule (mailport.validation.parse_email): a `.test` address, which a mailbox accepts,
+    is detected (nothing found: manual settings), not refused as invalid_email."""
+    imap = {"host": "imap.example.com", "port": 993, "security": "ssl"}
+    for email, valid in (
+        ("someone@dyn.example.test", True),
+        ("Jörg@Bücher.example", True),
+        ("a@localhost", False),
+        ("a@x.local", False),
+        ("no-at-sign", False),
+    ):
+        detect = await tenant_client.post("/v1/detect", json={"email": email})
+        mailbox = await tenant_client.post(
+            "/v1/mailboxes", json={"email": email, "auth_method": "oauth2", "imap": imap}
+        )
+        if valid:
+            assert (detect.status_code, mailbox.status_code) == (200, 201), (detect.text, mailbox.text)
+            assert detect.json()["email"] == mailbox.json()["email"]
+        else:
+            assert detect.status_code == 422 and detect.json()["error"] == "invalid_email"
+            assert mailbox.status_code == 422 and mailbox.json()["field"] == "email"
+
+
 async def test_unknown_field_and_missing_email_are_422(tenant_client: httpx.AsyncClient) -> None:
     assert (await tenant_client.post("/v1/detect", json={"email": "a@b.example", "x": 1})).status_code == 422
     assert (await tenant_client.post("/v1/detect", json={})).status_code == 422

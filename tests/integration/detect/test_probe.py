@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import ssl
+from pathlib import Path
 
+from mailport.config import Settings
+from mailport.detect import DetectOptions, Detector
 from mailport.detect.probe import ProbeTarget, probe
 from tests.fixtures.dns import LocalDNSServer
+from tests.fixtures.http import TestCA
 from tests.integration.detect.conftest import MakeDetector
 from tests.mailstack.dovecot import Dovecot, free_port
 from tests.mailstack.smtp import SubmissionServer
@@ -116,3 +120,30 @@ async def test_detection_reports_an_untrusted_certificate_with_low_confidence(
     assert result.source == "probe" and result.confidence == "low"
     assert result.imap is not None and result.imap.host == "imap.acme.example"
     assert "certificate_untrusted" in {h.code for h in result.hints}
+
+
+async def test_probes_trust_the_mail_ca_file_added_to_the_system_store(
+    probe_bed: tuple[Dovecot, SubmissionServer], dns_server: LocalDNSServer, test_ca: TestCA, tmp_path: Path
+) -> None:
+    """Detection's probes trust what every mail connection trusts (MAILPORT_MAIL_CA_FILE)."""
+    dovecot, _ = probe_bed
+    dns_server.add("imap.probe.example.", "A", "127.0.0.1")
+    settings = Settings(
+        _env_file=None,  # type: ignore[call-arg]
+        data_dir=tmp_path,
+        dns_nameservers=[dns_server.nameserver],
+        mail_ca_file=test_ca.ca_file,
+    )
+    options = DetectOptions.from_settings(
+        settings,
+        probe=True,
+        timeout=3.0,
+        probe_timeout=2.0,
+        allow_private_hosts=True,
+        online_ispdb=False,
+        imap_probe_ports=((dovecot.imaps_port, "ssl"),),
+        smtp_probe_ports=(),
+    )
+    result = await Detector.from_settings(settings, options=options).detect("trust@probe.example")
+    assert result.source == "probe" and result.confidence == "medium"  # medium: verified
+    assert "certificate_untrusted" not in {h.code for h in result.hints}

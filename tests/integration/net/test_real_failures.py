@@ -92,7 +92,7 @@ async def test_self_signed_certificate(serve, pki) -> None:  # type: ignore[no-u
         Failure(step="tls_handshake", protocol="imap", host="127.0.0.1", port=port, error=error)
     )
     assert diagnosis.code == "certificate_self_signed"
-    assert "--ca-file" in diagnosis.hint
+    assert "trust this certificate" in diagnosis.hint
 
 
 async def test_certificate_from_an_unknown_ca(serve, pki) -> None:  # type: ignore[no-untyped-def]

@@ -112,6 +112,17 @@ async def test_reconnect_updates_the_same_mailbox(client, browser, api_services,
     assert mailbox.token_version == 2  # created at 0; disconnect and reconnect each write tokens
 
 
+async def test_signing_in_as_an_address_in_another_case_reconnects_that_mailbox(client, browser):
+    imap = {"host": "imap.example.com", "port": 993, "security": "ssl"}
+    made = await client.post(
+        "/v1/mailboxes", json={"email": "HANA@Example.test", "auth_method": "oauth2", "imap": imap}
+    )
+    assert made.status_code == 201, made.text
+    body = (await browser.get(await sign_in(client, "google", email="hana@example.test"))).json()
+    assert body["created"] is False and body["mailbox"]["id"] == made.json()["id"]
+    assert body["mailbox"]["oauth"]["connected_email"] == "hana@example.test"
+
+
 async def test_device_sign_in_over_http(client, idp):
     started = await client.post("/v1/oauth/microsoft/device", json={"purpose": "headless"})
     assert started.status_code == 201, started.text

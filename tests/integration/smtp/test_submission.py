@@ -3,33 +3,47 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import ssl
+from collections.abc import Iterator
 from email.message import EmailMessage
 
 import pytest
 
 from mailport.crypto import Secret
-from mailport.errors import AuthenticationError, InsecureAuthRefusedError, SMTPRejectedError, TLSError
+from mailport.errors import (
+    AuthenticationError,
+    AuthMechanismUnsupportedError,
+    InsecureAuthRefusedError,
+    SMTPRejectedError,
+    TLSError,
+)
 from mailport.imap import ImapClient, OAuth2Auth, PasswordAuth
 from mailport.smtp import SmtpClient, send_message
 from tests.conftest import issue_token
 from tests.mailstack.dovecot import Dovecot, free_port
-from tests.mailstack.smtp import LongLineController, LongLineSMTP, SubmissionServer
+from tests.mailstack.smtp import RestrictedController, SubmissionServer
 
 
-class DovecotLikeSMTP(LongLineSMTP):
-    """Dovecot 2.3's submission service caps AUTH parameters at ~1 KB: "500 5.5.2 Line too long"."""
-
-    async def smtp_AUTH(self, arg: str) -> None:
-        if arg and len(arg) > 1024:
-            await self.push("500 5.5.2 Line too long")
-            return
-        await super().smtp_AUTH(arg)
-
-
-class DovecotLikeController(LongLineController):
-    def factory(self):
-        return DovecotLikeSMTP(self.handler, **self.SMTP_kwargs)
+@contextlib.contextmanager
+def restricted(
+    dovecot: Dovecot, smtp: SubmissionServer, *, auth_line_limit: int = 1024, exclude: tuple[str, ...] = ()
+) -> Iterator[RestrictedController]:
+    """A second STARTTLS listener of the bed's submission server, Dovecot-like: a short AUTH
+    line limit and, optionally, fewer AUTH mechanisms."""
+    server = RestrictedController(
+        smtp.handler,
+        port=free_port(),
+        cert=str(dovecot.root / "ssl/cert.pem"),
+        key=str(dovecot.root / "ssl/key.pem"),
+        auth_line_limit=auth_line_limit,
+        exclude=exclude,
+    )
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
 
 
 def message(sender: str, to: str, subject: str) -> EmailMessage:
@@ -153,19 +167,7 @@ async def test_auth_line_too_long_is_retried_without_initial_response(
     dovecot: Dovecot, smtp: SubmissionServer, idp, oauth_user
 ) -> None:
     # A server answering like Dovecot's submission service to a Microsoft-size token.
-    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-    context.load_cert_chain(str(dovecot.root / "ssl/cert.pem"), str(dovecot.root / "ssl/key.pem"))
-    strict = DovecotLikeController(
-        smtp.handler,
-        hostname="127.0.0.1",
-        port=free_port(),
-        tls_context=context,
-        auth_required=True,
-        auth_require_tls=True,
-        authenticator=smtp.handler.authenticator,
-    )
-    strict.start()
-    try:
+    with restricted(dovecot, smtp) as strict:
         email, _ = oauth_user
         token = str(issue_token(idp, email, pad=1500)["access_token"])
         client = await SmtpClient.open(
@@ -174,6 +176,7 @@ async def test_auth_line_too_long_is_retried_without_initial_response(
         result = await client.send(message(email, email, "long token"))
         await client.quit()
         assert result.code == 250 and smtp.handler.messages[-1].mechanism == "XOAUTH2"
+        assert strict.auth_sent == ["XOAUTH2", "XOAUTH2"]
         # the retry happens once: a refused token still fails cleanly (no loop)
         expired = str(issue_token(idp, email, expires_in=-1, pad=1500)["access_token"])
         with pytest.raises(AuthenticationError) as info:
@@ -181,8 +184,72 @@ async def test_auth_line_too_long_is_retried_without_initial_response(
                 "127.0.0.1", strict.port, ca_file=dovecot.ca_file, auth=OAuth2Auth(email, Secret(expired))
             )
         assert info.value.details["smtp_code"] == 535
-    finally:
-        strict.stop()
+
+
+@pytest.mark.parametrize("mechanism", ["PLAIN", "LOGIN"])
+async def test_password_auth_too_long_for_the_line_limit_falls_back_too(
+    dovecot: Dovecot, smtp: SubmissionServer, mechanism: str
+) -> None:
+    # A 120-character address and password: over a 100-byte AUTH line limit for PLAIN (and for
+    # LOGIN's user name), as a long password is over Dovecot's ~1 KB.
+    local = "u" + "x" * 90
+    user, password = Dovecot.dyn_user(local)
+    with restricted(dovecot, smtp, auth_line_limit=100) as strict:
+        client = await SmtpClient.open(
+            "127.0.0.1",
+            strict.port,
+            ca_file=dovecot.ca_file,
+            auth=PasswordAuth(user, Secret(password), mechanism=mechanism),  # type: ignore[arg-type]
+        )
+        result = await client.send(message(user, user, f"long {mechanism}"))
+        await client.quit()
+        assert result.code == 250
+        assert smtp.handler.messages[-1].mechanism == mechanism
+        assert smtp.handler.messages[-1].auth_user == user
+        assert strict.auth_sent == [mechanism, mechanism]  # refused as too long, then without it
+        with pytest.raises(AuthenticationError) as info:  # a wrong password still fails cleanly
+            await SmtpClient.open(
+                "127.0.0.1",
+                strict.port,
+                ca_file=dovecot.ca_file,
+                auth=PasswordAuth(user, Secret("wrong" * 30), mechanism=mechanism),  # type: ignore[arg-type]
+            )
+        assert info.value.details["smtp_code"] == 535
+
+
+async def test_only_advertised_mechanisms_are_sent(
+    dovecot: Dovecot, smtp: SubmissionServer, password_user, oauth_user, idp
+) -> None:
+    user, password = password_user
+    with restricted(dovecot, smtp, exclude=("PLAIN", "OAUTHBEARER")) as login_only:
+        # "auto" picks what is offered: LOGIN
+        client = await SmtpClient.open(
+            "127.0.0.1", login_only.port, ca_file=dovecot.ca_file, auth=PasswordAuth(user, Secret(password))
+        )
+        assert "PLAIN" not in client.auth_mechanisms
+        await client.quit()
+        assert login_only.auth_sent == ["LOGIN"]
+        # a named mechanism the server does not offer is never sent: a clear error instead
+        for auth in (
+            PasswordAuth(user, Secret(password), mechanism="PLAIN"),
+            OAuth2Auth(
+                oauth_user[0], Secret(str(issue_token(idp, oauth_user[0])["access_token"])), "OAUTHBEARER"
+            ),
+        ):
+            with pytest.raises(AuthMechanismUnsupportedError) as info:
+                await SmtpClient.open("127.0.0.1", login_only.port, ca_file=dovecot.ca_file, auth=auth)
+            assert info.value.code == "auth_mechanism_unsupported"
+            assert "it offers: LOGIN, XOAUTH2" in info.value.message
+        assert login_only.auth_sent == ["LOGIN"]
+    with restricted(dovecot, smtp, exclude=("PLAIN", "LOGIN")) as oauth_only:
+        with pytest.raises(AuthMechanismUnsupportedError, match=r"does not offer AUTH PLAIN or LOGIN"):
+            await SmtpClient.open(
+                "127.0.0.1",
+                oauth_only.port,
+                ca_file=dovecot.ca_file,
+                auth=PasswordAuth(user, Secret(password)),
+            )
+        assert oauth_only.auth_sent == []
 
 
 async def test_credentials_are_never_sent_unencrypted(smtp: SubmissionServer, password_user) -> None:

@@ -47,6 +47,35 @@ async def test_a_delivered_message_becomes_an_event_within_two_seconds(
     assert row is not None and b"Subject: first one" in row.raw
 
 
+async def test_text_after_a_header_without_its_blank_line_reaches_the_event(
+    bed: Bed, running: Orchestrator
+) -> None:
+    mailbox = await bed.add_mailbox()
+    running.poke()
+    await _connected(bed, running, mailbox.id)
+    no_separator = (
+        b"From: Sender <sender@example.test>\r\nSubject: no separator\r\n"
+        b"Message-ID: <nosep@example.test>\r\nThe text right after the header.\r\n"
+    )
+    part_into_body = (
+        b"From: Sender <sender@example.test>\r\nSubject: part into body\r\n"
+        b'MIME-Version: 1.0\r\nContent-Type: multipart/mixed; boundary="b1"\r\n\r\n'
+        b"--b1\r\nContent-Type: text/plain; charset=utf-8\r\nThe part's text.\r\n--b1--\r\n"
+    )
+    for raw in (no_separator, part_into_body):
+        await asyncio.to_thread(bed.dovecot.deliver, bed.user, raw)
+
+    async def both() -> list[object]:
+        got = await bed.received(mailbox.id)
+        return got if len(got) >= 2 else []
+
+    got = {e.payload["subject"]: e.payload for e in await wait_for(both, timeout=5)}  # type: ignore[attr-defined]
+    assert got["no separator"]["text"] == "The text right after the header.\n"
+    assert "no blank line after the header" in got["no separator"]["parse_error"]
+    assert got["part into body"]["text"] == "The part's text."
+    assert got["part into body"]["parse_error"].startswith("part 1: no blank line after the header")
+
+
 async def test_a_hundred_messages_arrive_once_each(bed: Bed, running: Orchestrator) -> None:
     mailbox = await bed.add_mailbox()
     running.poke()

@@ -142,15 +142,15 @@ def test_request_needs_one_credential_and_a_user() -> None:
 
 
 def test_an_unusable_ca_is_invalid_input_not_a_crash() -> None:
-    from mailport.check.tls import check_context, timed_context
     from mailport.errors import InputError
+    from mailport.net.trust import MailTrust
 
     for bad in ("not a certificate", "-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n"):
         with pytest.raises(InputError) as info:
-            check_context(ca_pem=bad)
+            MailTrust().adding(ca_pem=bad)
         assert info.value.details["field"] == "ca_pem"
     with pytest.raises(InputError):
-        timed_context(ca_file="/nonexistent/ca.pem")
+        MailTrust(ca_files=["/nonexistent/ca.pem"])
     with pytest.raises(InputError) as info:
-        check_context(ca_file=__file__)  # exists, but is no PEM
+        MailTrust().adding(ca_file=__file__)  # exists, but is no PEM
     assert info.value.details["field"] == "ca_file"

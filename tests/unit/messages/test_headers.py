@@ -28,6 +28,16 @@ def test_header_end_handles_crlf_lf_no_blank_line_and_no_headers() -> None:
     assert header_end(b"\r\nbody", 0, 6) == (0, 2)
 
 
+def test_header_end_stops_at_a_line_that_is_no_field_as_the_stdlib_does() -> None:
+    # no blank line: the first line that neither starts nor continues a field begins the body
+    raw = b"A: 1\r\n b\r\nbody text\r\n\r\nmore"
+    assert header_end(raw, 0, len(raw)) == (10, 10) and raw[10:].startswith(b"body text")
+    assert header_end(b"A: 1\nbody", 0, 9) == (5, 5)
+    # a field-like line after the fields stays a field (the stdlib reads it so too)
+    raw = b"A: 1\r\nNote: x\r\n\r\nbody"
+    assert header_end(raw, 0, len(raw)) == (15, 17)
+
+
 @pytest.mark.parametrize(
     ("raw", "expected"),
     [

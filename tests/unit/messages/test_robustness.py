@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import base64
+import email
+import email.policy
 import hashlib
 import json
 import random
@@ -37,6 +39,48 @@ def test_multipart_without_boundary_parameter_shows_the_body_as_text() -> None:
     m = parse(b"Subject: x\r\nContent-Type: multipart/mixed\r\n\r\nhello there\r\n")
     assert m.text == "hello there\n"
     assert m.parse_error is not None and "without a boundary" in m.parse_error
+    assert_deliverable(m)
+
+
+@pytest.mark.parametrize("eol", [b"\r\n", b"\n"])
+def test_header_running_into_the_body_keeps_the_text_like_the_stdlib(eol: bytes) -> None:
+    raw = eol.join(
+        [b"From: a@example.com", b"Subject: no blank line", b"Hello, this is the text.", b"Bye", b""]
+    )
+    m = parse(raw)
+    stdlib = email.message_from_bytes(raw, policy=email.policy.default)
+    assert [type(d).__name__ for d in stdlib.defects] == ["MissingHeaderBodySeparatorDefect"]
+    assert m.subject == "no blank line"
+    assert m.text == "Hello, this is the text.\nBye\n" == stdlib.get_content().replace("\r\n", "\n")
+    assert m.parse_error is not None and "message: no blank line after the header" in m.parse_error
+    assert_deliverable(m)
+
+
+@pytest.mark.parametrize("eol", [b"\r\n", b"\n"])
+def test_mime_part_whose_header_runs_into_its_body_keeps_the_text(eol: bytes) -> None:
+    raw = eol.join(
+        [
+            b"From: a@example.com",
+            b'Content-Type: multipart/mixed; boundary="b1"',
+            b"",
+            b"--b1",
+            b"Content-Type: text/plain; charset=utf-8",
+            b"Gr\xc3\xbc\xc3\x9fe, the part text.",
+            b"--b1",
+            b"Content-Type: application/pdf",
+            b"Content-Disposition: attachment; filename=a.pdf",
+            b"",
+            b"%PDF",
+            b"--b1--",
+            b"",
+        ]
+    )
+    m = parse(raw)
+    stdlib_part = next(email.message_from_bytes(raw, policy=email.policy.default).iter_parts())
+    assert [type(d).__name__ for d in stdlib_part.defects] == ["MissingHeaderBodySeparatorDefect"]
+    assert m.text == "Grüße, the part text." == stdlib_part.get_content()
+    assert [a.filename for a in m.attachments] == ["a.pdf"]
+    assert m.parse_error == "part 1: no blank line after the header; the rest was read as body"
     assert_deliverable(m)
 
 

@@ -4,13 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from mailport.mailboxes.validation import (
-    check_text,
-    clean_line,
-    normalize_email,
-    normalize_host,
-    validate_after_processing,
-)
+from mailport.mailboxes.validation import normalize_host, validate_after_processing
+from mailport.validation import check_text, clean_line, normalize_email
 
 
 @pytest.mark.parametrize(

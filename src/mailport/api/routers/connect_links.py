@@ -8,24 +8,22 @@ from __future__ import annotations
 from datetime import datetime
 
 from fastapi import APIRouter, Depends, Request
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, Field
 
 from mailport.api.deps import Caller, error_responses, require_tenant
-from mailport.mailboxes.schemas import Email, Purpose
+from mailport.mailboxes.schemas import Purpose
+from mailport.validation import Email, HttpUrl, RequestModel
 from mailport.web.links import DEFAULT_EXPIRES_IN, MAX_EXPIRES_IN, MIN_EXPIRES_IN
 from mailport.web.state import get_web
 
 router = APIRouter(prefix="/v1", tags=["connect-links"], responses=error_responses(401, 403, 422))
 
 
-class ConnectLinkIn(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
+class ConnectLinkIn(RequestModel):
     purpose: Purpose | None = None
     email: Email | None = Field(None, description="Pre-filled in the wizard's first step")
-    return_url: str | None = Field(
+    return_url: HttpUrl | None = Field(
         None,
-        max_length=2000,
         description="Absolute http(s) URL; the browser is sent there with `?mailbox_id=…&status=connected`",
     )
     expires_in: int = Field(DEFAULT_EXPIRES_IN, ge=MIN_EXPIRES_IN, le=MAX_EXPIRES_IN, description="Seconds")

@@ -16,7 +16,7 @@ def get_detector(request: Request, services: Services = Depends(get_services)) -
     """One detector per app (it holds the cache); tests may put their own on ``app.state``."""
     detector: Detector | None = getattr(request.app.state, "detector", None)
     if detector is None:
-        detector = Detector.from_settings(services.settings)
+        detector = Detector.from_settings(services.settings, mail_ssl_context=services.trust.context())
         request.app.state.detector = detector
     return detector
 

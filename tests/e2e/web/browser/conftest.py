@@ -1,7 +1,7 @@
 """A live ``mailport serve`` wired to the test bed, and one headless Chromium for the session.
 
 * ``web`` — ``mailport serve`` as a subprocess on SQLite with: the bed's CA trusted
-  (``SSL_CERT_FILE``), private hosts allowed (the bed is on 127.0.0.1), detection's DNS pointed at
+  (``MAILPORT_MAIL_CA_FILE``), private hosts allowed (the bed is on 127.0.0.1), detection's DNS pointed at
   a local DNS server that publishes SRV records for ``dyn.example.test`` (the bed's password
   users), and Google/Microsoft pointed at the local authorization server and the bed's
   IMAP/SMTP (``MAILPORT_OAUTH_PROVIDERS_FILE``).
@@ -145,7 +145,7 @@ def web(
             "MAILPORT_GOOGLE_CLIENT_SECRET": "test-secret",
             "MAILPORT_MICROSOFT_CLIENT_ID": "test-client",
             "MAILPORT_MICROSOFT_CLIENT_SECRET": "test-secret",
-            "SSL_CERT_FILE": str(dovecot.ca_file),
+            "MAILPORT_MAIL_CA_FILE": str(dovecot.ca_file),
         }
     )
     log = root / "serve.log"
