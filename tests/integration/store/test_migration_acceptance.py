@@ -157,7 +157,7 @@ async def test_migration_keeps_every_acceptance_and_delivery_and_frees_the_stuck
                 MAILBOX: acceptance.Waiting(owed=2, unclaimed=2)
             }
             assert await sync_repo.unaccepted_counts(conn, [MAILBOX]) == {MAILBOX: 2}
-            assert await sync_repo.accepted_actions(conn, MAILBOX) == []
+            assert await sync_repo.accepted_actions(conn, MAILBOX, now=datetime.now(UTC)) == []
 
         # the application's pull reader polls again with its cursor: 2 and 3 are accepted
         services = await build(make_settings(fresh_database_url, tmp_path, generate_key()), migrate=True)
@@ -171,7 +171,7 @@ async def test_migration_keeps_every_acceptance_and_delivery_and_frees_the_stuck
             assert [seq for seq, at in sorted(accepted.items()) if at is not None] == [1, 2, 3, 4]
             assert accepted[1] == events_before[0].accepted_at  # earlier acceptances unchanged
             assert await acceptance.waiting_counts(conn, [MAILBOX]) == {MAILBOX: acceptance.Waiting(owed=2)}
-            actions = await sync_repo.accepted_actions(conn, MAILBOX)
+            actions = await sync_repo.accepted_actions(conn, MAILBOX, now=datetime.now(UTC))
             assert sorted(a.event_id for a in actions) == ["evt_2", "evt_3"]  # after-processing runs
     finally:
         await database.aclose()
