@@ -11,6 +11,9 @@ command -v doveadm >/dev/null 2>&1 || need+=(dovecot-core)
 command -v openssl >/dev/null 2>&1 || need+=(openssl)
 # The web wizard's browser tests drive Debian's Chromium with Playwright (never `playwright install`).
 [ -x /usr/bin/chromium ] || need+=(chromium)
+# The docs-examples test runs the README's and docs' curl examples (which use jq) as written.
+[ -x /usr/bin/curl ] || need+=(curl)
+[ -x /usr/bin/jq ] || need+=(jq)
 
 if [ ${#need[@]} -eq 0 ]; then
   exit 0

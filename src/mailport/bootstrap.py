@@ -134,9 +134,3 @@ async def build(settings: Settings, *, migrate: bool | None = None, clock: Clock
         checks=checks,
         trust=trust,
     )
-
-
-async def preflight(settings: Settings) -> None:
-    """Everything ``build`` checks, then close: run before a server starts its event loop."""
-    services = await build(settings)
-    await services.aclose()

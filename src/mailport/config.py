@@ -37,6 +37,13 @@ class Settings(BaseSettings):
     database_url: str = ""  # default: sqlite+aiosqlite:///<data_dir>/mailport.db
     log_level: str = "INFO"
 
+    # --- HTTP server limits (`mailport serve`; docs/api.md, Limits) ------------------------
+    max_request_bytes: int = Field(1024 * 1024, ge=1024)  # request bodies above this: 413
+    header_timeout: float = Field(10.0, gt=0, le=300)  # request line + headers must arrive within
+    body_timeout: float = Field(60.0, gt=0, le=3600)  # … and the body within this after them
+    keep_alive_timeout: int = Field(5, ge=1, le=300)  # an idle keep-alive connection is closed
+    max_connections: int = Field(1000, ge=8, le=1_000_000)  # open HTTP connections at once
+
     # --- secrets -------------------------------------------------------------------------
     # Comma-separated Fernet keys: the first encrypts, all decrypt (rotation).
     secret_keys: SecretStr | None = None

@@ -98,6 +98,14 @@ once, at the boundary where they occur, and chained (``raise X(...) from exc``).
     NotFoundError
     ├── RawSourceNotStoredError         raw_not_stored         404   (oversized: headers only)
     └── MessageSourceExpiredError       message_source_expired 410   (retention: the janitor dropped it)
+    HTTP server (api.limits, api.server):
+    InputError
+    ├── RequestTooLargeError            request_too_large      413   (MAILPORT_MAX_REQUEST_BYTES)
+    └── RequestHeadersTooLargeError     request_headers_too_large 431 (64 KiB)
+    MailportError
+    └── ServerBusyError                 server_busy            503   (MAILPORT_MAX_CONNECTIONS)
+    ConfigurationError
+    └── AddressInUseError               address_in_use         500   (serve: the port is taken)
 
 Later areas add their own subclasses in the sections marked below; keep the drawing true.
 """
@@ -661,6 +669,32 @@ class ConnectLinkUsedError(InputError):
     code = "connect_link_used"
     http_status = 410
     hint = "A connect link works once: ask the application that sent you here for a new link."
+
+
+# --------------------------------------------------------------------------- HTTP server
+
+
+class RequestTooLargeError(InputError):
+    code = "request_too_large"
+    http_status = 413
+    hint = "Send a smaller request body; the operator sets the limit with MAILPORT_MAX_REQUEST_BYTES."
+
+
+class RequestHeadersTooLargeError(InputError):
+    code = "request_headers_too_large"
+    http_status = 431
+    hint = "Send fewer or shorter headers (cookies included): 64 KiB in all is the limit."
+
+
+class ServerBusyError(MailportError):
+    code = "server_busy"
+    http_status = 503
+    hint = "The service has as many open connections as it allows; retry in a few seconds."
+
+
+class AddressInUseError(ConfigurationError):
+    code = "address_in_use"
+    hint = "Stop the other process, or choose another port with MAILPORT_PORT (or --port)."
 
 
 def all_error_classes() -> list[type[MailportError]]:

@@ -9,8 +9,9 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 
 from mailport import __version__
-from mailport.api.errors import install_error_handlers
+from mailport.api.errors import ERROR_BODY_SCHEMA, install_error_handlers
 from mailport.api.janitor import router as janitor_router  # retention
+from mailport.api.limits import RequestLimits
 from mailport.api.routers import events as events_routes  # issue 8 delivery
 from mailport.api.routers import health, mailboxes, messages, oauth, tenants
 from mailport.api.routers import webhooks as webhook_routes
@@ -46,7 +47,14 @@ def create_app(settings: Settings | None = None, *, services: Services | None = 
         version=__version__,
         summary="Connect any mailbox to your application.",
         lifespan=lifespan,
+        responses={
+            413: {
+                "description": "The body is larger than MAILPORT_MAX_REQUEST_BYTES (`request_too_large`)",
+                "content": {"application/json": {"schema": ERROR_BODY_SCHEMA}},
+            }
+        },
     )
+    app.add_middleware(RequestLimits, max_bytes=settings.max_request_bytes)  # before any body is read
     if services is not None:
         app.state.services = services
     install_error_handlers(app)

@@ -7,8 +7,9 @@ import json
 
 import typer
 from rich.console import Console
-from rich.table import Table
 
+from mailport.cli.tables import console as table_console
+from mailport.cli.tables import make_table
 from mailport.config import load_settings
 from mailport.detect import DetectionResult, DetectOptions, Detector
 
@@ -28,7 +29,7 @@ def detect_command(
     if as_json:
         typer.echo(json.dumps(result.to_dict(), indent=2, ensure_ascii=False))
     else:
-        render(result, Console())
+        render(result, table_console())
 
 
 def render(result: DetectionResult, console: Console) -> None:
@@ -38,15 +39,13 @@ def render(result: DetectionResult, console: Console) -> None:
         highlight=False,
         markup=False,
     )
-    table = Table(show_header=True, header_style="bold")
-    for column in ("", "host", "port", "security", "username"):
-        table.add_column(column)
-    for label, server in (("IMAP", result.imap), ("SMTP", result.smtp)):
-        if server is None:
-            table.add_row(label, "—", "", "", "")
-        else:
-            table.add_row(label, server.host, str(server.port), server.security, server.username)
-    console.print(table)
+    rows = [
+        (label, "—", "", "", "")
+        if server is None
+        else (label, server.host, str(server.port), server.security, server.username)
+        for label, server in (("IMAP", result.imap), ("SMTP", result.smtp))
+    ]
+    console.print(make_table(("", "host", "port", "security", "username"), rows), crop=False)
     if result.auth_methods:
         console.print("sign-in: " + ", ".join(result.auth_methods), highlight=False)
     if result.oauth is not None:

@@ -14,11 +14,10 @@ from typing import Any
 
 import typer
 from pydantic import ValidationError
-from rich.console import Console
-from rich.table import Table
 
 from mailport.bootstrap import Services
 from mailport.cli.services import pem_file_option, print_json, run_with_services
+from mailport.cli.tables import print_table
 from mailport.errors import InputError
 from mailport.mailboxes.models import MailboxStatus
 from mailport.mailboxes.schemas import MailboxCreate, MailboxRead
@@ -59,12 +58,12 @@ def _read_pem(path: Path | None) -> str | None:
 
 def _show(read: MailboxRead) -> None:
     data = read.model_dump(mode="json")
-    table = Table(show_header=False)
+    rows = []
     for key, value in data.items():
         if isinstance(value, dict):
             value = ", ".join(f"{k}={v}" for k, v in value.items())
-        table.add_row(key, "" if value is None else str(value))
-    Console().print(table)
+        rows.append((key, "" if value is None else str(value)))
+    print_table(("", ""), rows, show_header=False)
 
 
 @app.command("list")
@@ -93,17 +92,20 @@ def list_mailboxes(
     if as_json:
         print_json([r.model_dump(mode="json") for r in rows])
         return
-    table = Table("id", "email", "purpose", "auth", "status", "last error")
-    for row in rows:
-        table.add_row(
-            row.id,
-            row.email,
-            row.purpose or "",
-            row.auth_method.value,
-            row.status.value,
-            row.last_error or "",
-        )
-    Console().print(table)
+    print_table(
+        ("id", "email", "purpose", "auth", "status", "last error"),
+        [
+            (
+                row.id,
+                row.email,
+                row.purpose or "",
+                row.auth_method.value,
+                row.status.value,
+                row.last_error or "",
+            )
+            for row in rows
+        ],
+    )
 
 
 @app.command("add")

@@ -6,7 +6,6 @@ never a traceback.
 
 from __future__ import annotations
 
-import asyncio
 import sys
 
 import typer
@@ -37,10 +36,7 @@ def serve(
     port: int | None = typer.Option(None, help="Port (default MAILPORT_PORT or 8025)."),
 ) -> None:
     """Run the REST API, the web wizard and the mailbox watchers."""
-    import uvicorn
-
-    from mailport.api import create_app
-    from mailport.bootstrap import preflight
+    from mailport.api.server import run
 
     settings = load_settings()
     if host is not None:
@@ -48,18 +44,13 @@ def serve(
     if port is not None:
         settings.port = port
     configure_logging(settings.log_level)
-    asyncio.run(preflight(settings))  # migrations (embedded default), key check: fail here, in one line
-    application = create_app(settings)
-    application.state.serve = True  # issue 8: run the mailbox watchers too (unless MAILPORT_WATCHERS=false)
-    typer.echo(f"mailport {__version__} listening on http://{settings.host}:{settings.port}", err=True)
-    uvicorn.run(
-        application,
-        host=settings.host,
-        port=settings.port,
-        log_config=None,
-        access_log=False,
-        loop="asyncio",  # issue 8: the IMAP client needs asyncio transports (uvloop's are not)
-    )
+
+    def listening(url: str) -> None:
+        typer.echo(f"mailport {__version__} listening on {url}", err=True)
+
+    # binds first (a taken port is one line), builds the services once (migrations on the
+    # embedded default, the key check), and says "listening" only when it is
+    run(settings, on_listening=listening)
 
 
 from mailport.cli import db, keys, mailboxes, tenants  # noqa: E402  (command groups of issue 4)

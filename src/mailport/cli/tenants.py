@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import typer
-from rich.console import Console
-from rich.table import Table
 
 from mailport.bootstrap import Services
 from mailport.cli.services import print_json, run_with_services
+from mailport.cli.tables import print_table
 
 app = typer.Typer(help="Tenants (organisations) and their API keys.", no_args_is_help=True)
 keys_app = typer.Typer(help="A tenant's API keys.", no_args_is_help=True)
@@ -51,10 +50,7 @@ def list_tenants(as_json: bool = typer.Option(False, "--json", help="Print JSON.
     if as_json:
         print_json(rows)
         return
-    table = Table("id", "name", "created")
-    for row in rows:
-        table.add_row(row["id"], row["name"], row["created_at"])
-    Console().print(table)
+    print_table(("id", "name", "created"), [(row["id"], row["name"], row["created_at"]) for row in rows])
 
 
 @app.command("delete")
@@ -106,10 +102,13 @@ def key_list(
     if as_json:
         print_json(rows)
         return
-    table = Table("id", "prefix", "created", "revoked")
-    for row in rows:
-        table.add_row(row["id"], f"{row['prefix']}…", row["created_at"], row["revoked_at"] or "")
-    Console().print(table)
+    print_table(
+        ("id", "prefix", "created", "revoked"),
+        [
+            (str(row["id"]), f"{row['prefix']}…", str(row["created_at"]), row["revoked_at"] or "")
+            for row in rows
+        ],
+    )
 
 
 @keys_app.command("revoke")

@@ -38,7 +38,9 @@ def watch_command(
     mailbox_id: str = typer.Argument(..., help="The mailbox (mbx_…)."),
     after: int | None = typer.Option(None, help="Start after this event seq (default: from now)."),
     ingest: bool = typer.Option(False, help="Also run the mailbox watchers in this process."),
-    acknowledge: bool = typer.Option(False, "--ack", help="Count printed events as accepted."),
+    acknowledge: bool = typer.Option(
+        False, "--ack", help="Acknowledge printed events (as the pull consumer `watch`)."
+    ),
 ) -> None:
     """Print the mailbox's events as JSON lines as they arrive (Ctrl-C to stop)."""
     try:

@@ -10,7 +10,7 @@ import signal
 
 import typer
 
-from mailport.bootstrap import build, preflight
+from mailport.bootstrap import build
 from mailport.config import load_settings
 from mailport.janitor import start_janitor
 from mailport.logs import configure_logging
@@ -48,7 +48,5 @@ async def run_worker(*, stop: asyncio.Event | None = None) -> None:
 
 def worker() -> None:
     """Run the mailbox watchers (no API) until interrupted."""
-    settings = load_settings()
-    configure_logging(settings.log_level)
-    asyncio.run(preflight(settings))
-    asyncio.run(run_worker())
+    configure_logging(load_settings().log_level)
+    asyncio.run(run_worker())  # its build() is the preflight: a bad configuration is one line

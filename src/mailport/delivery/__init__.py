@@ -1,6 +1,7 @@
 """Delivery (issue 8): webhooks (signed, outbox, retries, replay, auto-disable) and the pull API.
 
-* :class:`DeliveryService` — endpoints, deliveries, replay, pull, in-process acceptance;
+* :class:`DeliveryService` — endpoints, deliveries, replay, backfill, pull consumers and their
+  acknowledgements (who owes and accepts an event: :mod:`mailport.events.acceptance`);
 * :class:`Dispatcher` — the background sender (``start()`` / ``stop()``); :func:`start_dispatcher`
   builds and starts one from the service graph;
 * :class:`RetryPolicy` — backoff with jitter for 24 h and the auto-disable rule.

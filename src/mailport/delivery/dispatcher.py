@@ -13,9 +13,9 @@ Shape (all state is in the database, so a crash loses nothing):
   deliveries of its own mailbox on that endpoint until it succeeds or becomes a dead letter. A
   slow or dead endpoint therefore never delays another endpoint, and each request has a timeout.
 * Results are written in batches (attempt rows, delivery state, the endpoint's failing streak)
-  and events every active subscribed endpoint has answered 2xx are marked accepted in the same
-  transaction. A dead letter on an endpoint failing for ``policy.disable_after`` disables it and
-  appends ``webhook.disabled``.
+  and the delivered events that every consumer owing them has now accepted are marked accepted
+  in the same transaction (:mod:`mailport.events.acceptance`). A dead letter on an endpoint
+  failing for ``policy.disable_after`` disables it and appends ``webhook.disabled``.
 
 A process killed between a 2xx and the write of its result sends that delivery again after the
 restart, with the same ``webhook-id``: at least once, with a stable idempotency key.

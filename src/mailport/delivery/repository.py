@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import and_, bindparam, case, delete, func, insert, select, update
+from sqlalchemy import bindparam, delete, func, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from mailport import events as event_log
@@ -28,6 +28,7 @@ from mailport.delivery.models import (
     WebhookEndpoint,
 )
 from mailport.errors import NotFoundError
+from mailport.events import acceptance
 from mailport.store.database import Database
 from mailport.store.ids import new_id, plausible_id
 from mailport.store.tables import (
@@ -129,7 +130,10 @@ class WebhookRepository:
         description: str | None,
         secret: Secret,
         now: datetime,
+        backfill: bool = False,
     ) -> WebhookEndpoint:
+        """The new endpoint; with ``backfill`` it takes over the waiting events of its types that
+        no webhook endpoint owes, in the same transaction."""
         endpoint_id = new_id("whk")
         async with self.database.transaction() as conn:
             start_seq = await event_log.last_seq(conn)
@@ -147,7 +151,53 @@ class WebhookRepository:
                     updated_at=now,
                 )
             )
+            if backfill:
+                endpoint = self._endpoint(
+                    (
+                        await conn.execute(
+                            select(webhook_endpoints).where(webhook_endpoints.c.id == endpoint_id)
+                        )
+                    ).one()
+                )
+                await self._backfill(conn, endpoint, through=start_seq, now=now)
         return await self.get(tenant_id, endpoint_id)
+
+    async def backfill(self, tenant_id: str, endpoint_id: str, *, now: datetime) -> int:
+        """Queue for the endpoint the events waiting for nobody but the pull API (see
+        :func:`mailport.events.acceptance.pull_owned_waiting`); returns how many."""
+        endpoint = await self.get(tenant_id, endpoint_id)
+        async with self.database.transaction() as conn:
+            through = await event_log.last_seq(conn)
+            return await self._backfill(conn, endpoint, through=through, now=now)
+
+    async def _backfill(
+        self, conn: AsyncConnection, endpoint: WebhookEndpoint, *, through: int, now: datetime
+    ) -> int:
+        query = acceptance.pull_owned_waiting(endpoint.tenant_id, through=through, types=endpoint.events)
+        rows = (await conn.execute(query)).all()
+        if rows:
+            await conn.execute(
+                insert(webhook_deliveries), [self._delivery_row(endpoint, row, now=now) for row in rows]
+            )
+        return len(rows)
+
+    @staticmethod
+    def _delivery_row(endpoint: WebhookEndpoint, row: Any, *, now: datetime) -> dict[str, Any]:
+        """A new pending delivery of the event ``row`` (seq, id, type, mailbox_id) to ``endpoint``."""
+        return {
+            "id": new_id("dlv"),
+            "endpoint_id": endpoint.id,
+            "tenant_id": endpoint.tenant_id,
+            "event_seq": int(row.seq),
+            "event_id": row.id,
+            "event_type": row.type,
+            "mailbox_id": row.mailbox_id,
+            "status": DeliveryStatus.PENDING.value,
+            "attempts": 0,
+            "window_started_at": now,
+            "next_attempt_at": now,
+            "created_at": now,
+        }
 
     async def get(self, tenant_id: str, endpoint_id: str) -> WebhookEndpoint:
         if plausible_id(endpoint_id):
@@ -319,22 +369,7 @@ class WebhookRepository:
                 if not endpoint.subscribes(row.type) or int(row.seq) <= starts.get(endpoint.id, 0):
                     continue
                 touched.add(endpoint.id)
-                new_rows.append(
-                    {
-                        "id": new_id("dlv"),
-                        "endpoint_id": endpoint.id,
-                        "tenant_id": row.tenant_id,
-                        "event_seq": int(row.seq),
-                        "event_id": row.id,
-                        "event_type": row.type,
-                        "mailbox_id": row.mailbox_id,
-                        "status": DeliveryStatus.PENDING.value,
-                        "attempts": 0,
-                        "window_started_at": now,
-                        "next_attempt_at": now,
-                        "created_at": now,
-                    }
-                )
+                new_rows.append(self._delivery_row(endpoint, row, now=now))
         if new_rows:
             await conn.execute(insert(webhook_deliveries), new_rows)
         await conn.execute(
@@ -572,27 +607,9 @@ class WebhookRepository:
         return row.last_success_at if row is not None else None
 
     async def accept_completed(self, conn: AsyncConnection, seqs: Iterable[int], *, now: datetime) -> int:
-        """Mark accepted the events among ``seqs`` that every active subscribed endpoint has
-        answered 2xx (the webhook half of the acceptance rule; see :mod:`mailport.events`)."""
-        wanted = sorted(set(seqs))
-        if not wanted:
-            return 0
-        d, e = webhook_deliveries, webhook_endpoints
-        active = e.c.status == EndpointStatus.ACTIVE.value
-        open_count = func.sum(case((and_(active, d.c.status != DeliveryStatus.DELIVERED.value), 1), else_=0))
-        active_count = func.sum(case((active, 1), else_=0))
-        accepted: list[str] = []
-        for start in range(0, len(wanted), 500):
-            chunk = wanted[start : start + 500]
-            rows = await conn.execute(
-                select(d.c.event_id)
-                .join(e, e.c.id == d.c.endpoint_id)
-                .where(d.c.event_seq.in_(chunk))
-                .group_by(d.c.event_id)
-                .having(and_(open_count == 0, active_count > 0))
-            )
-            accepted.extend(row.event_id for row in rows)
-        return await event_log.mark_accepted(conn, accepted, now=now) if accepted else 0
+        """Mark accepted the events among ``seqs`` that every consumer owing them has accepted
+        (after 2xx answers, or when an endpoint that owed them is gone)."""
+        return len(await acceptance.settle(conn, seqs=seqs, now=now))
 
     # ------------------------------------------------------------------ history and replay
 

@@ -59,6 +59,14 @@ class WebhookCreate(RequestModel):
         description="A Standard Webhooks secret (`whsec_` + base64); generated when left out",
     )
     description: Description | None = None
+    backfill: bool = Field(
+        False,
+        description=(
+            "Also take the events of these types that are waiting for no webhook endpoint "
+            "(appended before it, not yet accepted); by default it receives the events appended "
+            "after its creation only"
+        ),
+    )
 
     _events = field_validator("events")(classmethod(lambda cls, v: _unique(v)))
 
@@ -179,6 +187,49 @@ class ReplayRequest(RequestModel):
 
 class ReplayResult(BaseModel):
     replayed: int = Field(description="How many deliveries were queued again")
+
+
+class BackfillResult(BaseModel):
+    queued: int = Field(description="How many waiting events the endpoint took over")
+
+
+ConsumerName = Annotated[
+    str,
+    Field(
+        min_length=1,
+        max_length=64,
+        description="The pull consumer (each name acknowledges its own events); `default` when left out",
+    ),
+]
+
+
+class EventAck(RequestModel):
+    through: str = Field(
+        max_length=20, description="A `cursor` (or `next_cursor`): everything up to it is done"
+    )
+    consumer: ConsumerName = "default"
+    mailbox_id: str | None = Field(
+        None, max_length=64, description="The scope the consumer reads (the `mailbox_id` filter it uses)"
+    )
+
+
+class PullConsumerRead(BaseModel):
+    name: str
+    mailbox_id: str | None = Field(description="The one mailbox it reads, or null for every mailbox")
+    acked_cursor: str = Field(description="Everything of its scope up to this cursor is acknowledged")
+    created_at: datetime
+    updated_at: datetime = Field(
+        description="Its last read or acknowledgement (updated at most once a minute)"
+    )
+
+
+class EventAckResult(BaseModel):
+    consumer: PullConsumerRead
+    accepted: int = Field(description="How many events became accepted (every consumer owing them is done)")
+
+
+class PullConsumerPage(BaseModel):
+    items: list[PullConsumerRead]
 
 
 class EventRead(BaseModel):

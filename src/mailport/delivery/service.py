@@ -3,10 +3,10 @@
 * endpoints: create (the secret is generated unless given, and returned once), list, get,
   change, delete; the URL passes the SSRF guard when saved;
 * deliveries: every delivery with every attempt, newest first; replay of dead letters;
-* pull: ``events_after`` reads the tenant's events after a cursor and marks accepted those no
-  active subscribed webhook endpoint is responsible for (the acceptance rule in
-  :mod:`mailport.events`); :meth:`DeliveryService.consumed` does the same for an in-process
-  consumer (``mailport.watch``).
+* pull: ``events_after`` reads the tenant's events after a cursor for a named pull consumer;
+  the cursor it is given acknowledges what came before, and :meth:`DeliveryService.acknowledge`
+  acknowledges explicitly (:meth:`DeliveryService.consumed` for ``mailport.watch``). Whether an
+  event is then accepted is decided by :mod:`mailport.events.acceptance`, for every consumer.
 """
 
 from __future__ import annotations
@@ -18,14 +18,16 @@ from typing import Generic, TypeVar
 
 from mailport import events as event_log
 from mailport.crypto import Secret
+from mailport.delivery import consumers as consumer_store
+from mailport.delivery.consumers import DEFAULT_CONSUMER, WATCH_CONSUMER, PullConsumer, check_consumer_name
 from mailport.delivery.metrics import DELIVERY_LATENCY
 from mailport.delivery.models import Delivery, DeliveryStatus, EndpointStatus, WebhookEndpoint
 from mailport.delivery.repository import WebhookRepository
 from mailport.delivery.schemas import WebhookCreate, WebhookUpdate
 from mailport.delivery.signing import check_secret, generate_secret
 from mailport.delivery.urls import vet_webhook_url
-from mailport.errors import InputError, InvalidCursorError
-from mailport.events import Event, EventLog
+from mailport.errors import InputError, InvalidCursorError, NotFoundError
+from mailport.events import Event, EventLog, acceptance
 from mailport.net.guard import HostGuard
 from mailport.store.ids import plausible_id
 from mailport.store.pagination import decode_cursor, encode_cursor
@@ -44,12 +46,12 @@ class Page(Generic[T]):
     next_cursor: str | None
 
 
-def parse_event_cursor(after: str | None) -> int:
+def parse_event_cursor(after: str | None, *, field: str = "after") -> int:
     """``after`` is the ``cursor`` of an event (its sequence number); empty means the beginning."""
     if after is None or after == "":
         return 0
     if not (after.isascii() and after.isdigit()) or len(after) > 19 or int(after) > MAX_CURSOR:
-        raise InvalidCursorError("`after` is the cursor of an event (a non-negative integer)", field="after")
+        raise InvalidCursorError(f"`{field}` is the cursor of an event (a non-negative integer)", field=field)
     return int(after)
 
 
@@ -81,8 +83,18 @@ class DeliveryService:
             description=body.description,
             secret=secret,
             now=self._clock(),
+            backfill=body.backfill,
         )
+        if body.backfill:
+            await self.event_log.notify()  # wake the dispatcher
         return endpoint, (secret if generated else None)
+
+    async def backfill(self, tenant_id: str, endpoint_id: str) -> int:
+        """Hand the endpoint the events of its types that wait for no one but the pull API."""
+        taken = await self.repository.backfill(tenant_id, endpoint_id, now=self._clock())
+        if taken:
+            await self.event_log.notify()
+        return taken
 
     async def get(self, tenant_id: str, endpoint_id: str) -> WebhookEndpoint:
         return await self.repository.get(tenant_id, endpoint_id)
@@ -162,36 +174,100 @@ class DeliveryService:
     # ------------------------------------------------------------------ pull and in-process
 
     async def events_after(
-        self, tenant_id: str, *, after: str | None, limit: int, mailbox_id: str | None = None
+        self,
+        tenant_id: str,
+        *,
+        after: str | None,
+        limit: int,
+        mailbox_id: str | None = None,
+        consumer: str = DEFAULT_CONSUMER,
     ) -> tuple[builtins.list[Event], str]:
-        """The tenant's events after the cursor ``after`` (oldest first) and the next cursor."""
+        """The tenant's events after the cursor ``after`` (oldest first) and the next cursor.
+
+        Asking for the events after a cursor acknowledges, for ``consumer`` (in the scope of
+        ``mailbox_id``), every event up to it: a reader passes a cursor on once it is done with
+        what came before. The page itself is not acknowledged (see :meth:`acknowledge`)."""
         after_seq = parse_event_cursor(after)
-        if mailbox_id is not None and not plausible_id(mailbox_id):
-            raise InputError(
-                f"{mailbox_id!r} is not a mailbox id",
-                field="mailbox_id",
-                hint="Give an id as returned by /v1/mailboxes (mbx_…), or leave mailbox_id out.",
-            )
+        check_consumer_name(consumer)
+        _check_mailbox_id(mailbox_id)
+        await self._acknowledge(tenant_id, consumer, mailbox_id, through=after_seq, clamp=True)
         items = await self.event_log.list_after(
             tenant_id, after_seq, min(limit, MAX_EVENTS_LIMIT), mailbox_id
         )
-        await self.consumed(tenant_id, items)
         next_cursor = str(items[-1].seq) if items else str(after_seq)
         return items, next_cursor
 
-    async def consumed(self, tenant_id: str, items: Sequence[Event]) -> int:
-        """The application has read ``items`` (pull API or ``mailport.watch``): mark accepted those
-        of a type no active webhook endpoint of the tenant subscribes to. Returns how many."""
-        pending = [e for e in items if e.accepted_at is None]
-        if not pending:
+    async def acknowledge(
+        self, tenant_id: str, *, through: str, consumer: str = DEFAULT_CONSUMER, mailbox_id: str | None = None
+    ) -> tuple[PullConsumer, int]:
+        """``consumer`` is done with every event of its scope up to the cursor ``through``.
+
+        Returns the consumer and how many events became accepted."""
+        seq = parse_event_cursor(through, field="through")
+        check_consumer_name(consumer)
+        _check_mailbox_id(mailbox_id)
+        accepted = await self._acknowledge(tenant_id, consumer, mailbox_id, through=seq, clamp=False)
+        async with self.event_log.database.connect() as conn:
+            got = await consumer_store.get(conn, tenant_id, consumer, mailbox_id)
+        assert got is not None
+        return got, accepted
+
+    async def consumed(self, tenant_id: str, items: Sequence[Event], *, mailbox_id: str | None = None) -> int:
+        """An in-process reader (``mailport.watch(acknowledge=True)``, pull consumer ``watch``
+        in the scope of ``mailbox_id``) is done with ``items``. Returns how many became accepted."""
+        if not items:
             return 0
-        endpoints = await self.repository.active_for_tenant(tenant_id)
-        mine = [e for e in pending if not any(ep.subscribes(e.type) for ep in endpoints)]
-        if not mine:
-            return 0
+        through = max(e.seq for e in items)
+        return await self._acknowledge(tenant_id, WATCH_CONSUMER, mailbox_id, through=through, clamp=True)
+
+    async def _acknowledge(
+        self, tenant_id: str, consumer: str, mailbox_id: str | None, *, through: int, clamp: bool
+    ) -> int:
         now = self._clock()
+        async with self.event_log.database.connect() as conn:
+            newest = await event_log.last_seq(conn)
+            current = await consumer_store.get(conn, tenant_id, consumer, mailbox_id)
+        if through > newest:
+            if not clamp:
+                raise InvalidCursorError(
+                    f"`through` {through} is past the newest event ({newest})",
+                    field="through",
+                    hint="Acknowledge a `cursor` or `next_cursor` that GET /v1/events returned.",
+                )
+            through = newest  # events not appended yet are never acknowledged in advance
+        if not consumer_store.needs_write(current, through=through, now=now):
+            return 0
         async with self.event_log.transaction() as conn:
-            count = await event_log.mark_accepted(conn, [e.id for e in mine], now=now)
-        for event in mine:
+            await consumer_store.advance(conn, tenant_id, consumer, mailbox_id, through=through, now=now)
+            if current is not None and current.acked_seq >= through:
+                return 0  # only its "last seen" time was refreshed
+            settled = await acceptance.settle(
+                conn, now=now, tenant_id=tenant_id, through=through, mailbox_id=mailbox_id, pull_owned=True
+            )
+        for event in settled:
             DELIVERY_LATENCY.observe(max((now - event.created_at).total_seconds(), 0.0))
-        return count
+        return len(settled)
+
+    async def consumers(self, tenant_id: str) -> builtins.list[PullConsumer]:
+        async with self.event_log.database.connect() as conn:
+            return await consumer_store.list_for(conn, tenant_id)
+
+    async def remove_consumer(self, tenant_id: str, name: str, *, mailbox_id: str | None = None) -> int:
+        """Forget a pull consumer (a reader that is gone): the events only it still owed are
+        accepted when the other consumers owing them have. Returns how many became accepted."""
+        check_consumer_name(name)
+        _check_mailbox_id(mailbox_id)
+        async with self.event_log.transaction() as conn:
+            if not await consumer_store.remove(conn, tenant_id, name, mailbox_id):
+                raise NotFoundError(f"no pull consumer {name!r} in this scope", field="consumer")
+            settled = await acceptance.settle(conn, now=self._clock(), tenant_id=tenant_id, pull_owned=True)
+        return len(settled)
+
+
+def _check_mailbox_id(mailbox_id: str | None) -> None:
+    if mailbox_id is not None and not plausible_id(mailbox_id):
+        raise InputError(
+            f"{mailbox_id!r} is not a mailbox id",
+            field="mailbox_id",
+            hint="Give an id as returned by /v1/mailboxes (mbx_…), or leave mailbox_id out.",
+        )

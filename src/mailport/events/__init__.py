@@ -19,12 +19,12 @@ Contract
 
 Acceptance rule
 ---------------
-An event is **accepted** when every active webhook endpoint of its tenant subscribed to its type
-has answered 2xx, or — when the tenant has no such endpoint — when it has been read through the
-pull API (``GET /v1/events``) or handed to an in-process :func:`mailport.watch` consumer. The
-delivery side implements webhooks and pull and calls :func:`mark_accepted` (or
-:meth:`EventLog.mark_accepted`); ingestion applies a mailbox's after-processing action
-(``mark_read`` / ``move:<folder>`` / ``delete``) only for accepted events.
+An event is **accepted** once every consumer that owes it has accepted it: the webhook endpoints
+with a delivery of it answered 2xx, or — when no endpoint owes it — every pull consumer covering
+it (``GET /v1/events`` readers, acknowledging :func:`mailport.watch` loops) acknowledged it. The
+rule lives in :mod:`mailport.events.acceptance`; every consumer settles through it, and it calls
+:func:`mark_accepted`. Ingestion applies a mailbox's after-processing action (``mark_read`` /
+``move:<folder>`` / ``delete``) only for accepted events; retention deletes only accepted ones.
 
 Notification
 ------------

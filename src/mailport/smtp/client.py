@@ -345,6 +345,7 @@ class SmtpClient:
                 + (f" ({detail})" if detail else ""),
                 response.code,
                 response.message,
+                password=mechanism not in sasl.OAUTH_MECHANISMS,
                 oauth_error=oauth_error,
             )
 

@@ -9,11 +9,14 @@ this order:
    was accepted before the cutoff, or it has none: the application gets every source it has not
    had the chance to fetch. Done before the events so that the acceptance time is still known.
 2. **events** accepted before the cutoff, with their deliveries, attempts and finished
-   (``done``/``failed``) after-processing actions. Never an unaccepted event (the application has
-   not got it), one with an action still pending or a delivery still pending (a replay), nor the
-   newest event of all: SQLite hands out ``max(seq) + 1`` for a new row, so emptying the table
-   would reuse sequence numbers and a pull cursor (``after=``) would skip new events. A cursor
-   pointing past deleted rows is fine: readers ask for ``seq > cursor``.
+   (``done``/``failed``) after-processing actions. ``accepted_at`` is set only once every
+   consumer owing the event has accepted it (:mod:`mailport.events.acceptance`), so this never
+   takes an event a slower consumer still owes, nor an unclaimed one. Never an unaccepted event
+   (the application has not got it), one with an action still pending or a delivery still
+   pending (a replay), nor the newest event of all: SQLite hands out ``max(seq) + 1`` for a new
+   row, so emptying the table would reuse sequence numbers and a pull cursor (``after=``) would
+   skip new events. A cursor pointing past deleted rows is fine: readers ask for
+   ``seq > cursor``, and a pull consumer's acknowledged cursor needs no event to exist.
 3. **attempts** of finished (delivered or dead) deliveries older than the cutoff whose event
    stays (e.g. a dead letter of an event still unaccepted): the delivery row keeps its summary
    (attempts, last status, last error) and stays replayable.

@@ -400,4 +400,18 @@ delivery_state = Table(
     Column("updated_at", UTCDateTime(), nullable=False),
 )
 
+# Pull consumers (``GET /v1/events`` readers and acknowledging ``mailport.watch`` loops), one row
+# per name and scope: the events it owes are acknowledged through ``acked_seq`` (see
+# mailport.events.acceptance). ``mailbox_id`` is "" for a consumer of every mailbox.
+pull_consumers = Table(
+    "pull_consumers",
+    metadata,
+    Column("tenant_id", String(40), ForeignKey("tenants.id", ondelete="CASCADE"), primary_key=True),
+    Column("name", String(64), primary_key=True),
+    Column("mailbox_id", String(40), primary_key=True),
+    Column("acked_seq", BigInteger, nullable=False),
+    Column("created_at", UTCDateTime(), nullable=False),
+    Column("updated_at", UTCDateTime(), nullable=False),  # last read or acknowledgement
+)
+
 SECRET_COLUMNS["webhook_endpoints"] = ("secret_enc",)

@@ -18,6 +18,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlalchemy.sql.schema import Table
 
+from mailport.events import acceptance
 from mailport.providers.base import Cursor
 from mailport.store.tables import (
     events,
@@ -344,15 +345,10 @@ async def totals_since(
 
 
 async def unaccepted_counts(conn: AsyncConnection, mailbox_ids: Sequence[str]) -> dict[str, int]:
-    """Events not yet accepted, per mailbox: the delivery queue's size."""
-    if not mailbox_ids:
-        return {}
-    result = await conn.execute(
-        select(events.c.mailbox_id, func.count().label("n"))
-        .where(events.c.mailbox_id.in_(list(mailbox_ids)), events.c.accepted_at.is_(None))
-        .group_by(events.c.mailbox_id)
-    )
-    return {r.mailbox_id: int(r.n) for r in result}
+    """Events a consumer still owes, per mailbox: the delivery queue's size (events no consumer
+    owes are not waiting for anyone; see :mod:`mailport.events.acceptance`)."""
+    counts = await acceptance.waiting_counts(conn, mailbox_ids)
+    return {mailbox_id: waiting.owed for mailbox_id, waiting in counts.items() if waiting.owed}
 
 
 # -------------------------------------------------------------------------------- leases

@@ -6,14 +6,24 @@ after a restart), wakes within milliseconds of an append in this process and wit
 ``poll_interval`` of one in another process. With ``ingest=True`` it also runs the mailbox
 watchers in this process (a complete embedded mailport: no server needed).
 
-With ``acknowledge=True`` an event counts as accepted (see :mod:`mailport.events`) once the
-consumer asks for the next one, i.e. after the body of the ``async for`` finished with it —
-unless an active webhook endpoint of the tenant subscribes to its type (then the webhook's
-2xx accepts it, as for the pull API).
+With ``acknowledge=True`` the loop is the pull consumer ``watch`` (scope: ``mailbox_id``) and
+acknowledges an event once the consumer asks for the next one, i.e. after the body of the
+``async for`` finished with it; the event is accepted when every consumer owing it is done
+(:mod:`mailport.events.acceptance`: a webhook endpoint that owes it must answer 2xx).
+
+Leaving the loop early (``break``, ``return``, an exception) must be quiet. Python closes an
+abandoned async generator from a task that asyncio schedules later, and ``asyncio.run`` may close
+the loop before that task has finished: a generator that closes its own database and watchers in
+its ``finally`` is then interrupted half-way ("Exception closing connection … GeneratorExit",
+"Event loop is closed"). So what needs closing belongs to a task of its own (:class:`_Runtime`):
+a normal end stops it and waits; an abandoned generator leaves it to the loop's shutdown, which
+cancels every task and waits until each has finished its cleanup.
 """
 
 from __future__ import annotations
 
+import asyncio
+import logging
 from collections.abc import AsyncIterator, Iterable
 
 from sqlalchemy import select
@@ -22,6 +32,8 @@ from mailport.bootstrap import Services, build
 from mailport.config import Settings
 from mailport.events import Event, last_seq, row_to_event
 from mailport.store.tables import events as events_table
+
+log = logging.getLogger(__name__)
 
 
 async def _read(
@@ -45,6 +57,59 @@ async def _read(
         return [row_to_event(row) for row in rows]
 
 
+class _Runtime:
+    """The service graph (when ``watch`` builds its own) and the watchers (``ingest=True``),
+    owned by one background task that closes them when told to stop or when cancelled."""
+
+    def __init__(self, settings: Settings | None, services: Services | None, *, ingest: bool) -> None:
+        self._settings = settings
+        self._given = services
+        self._ingest = ingest
+        self._stop = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+
+    async def start(self) -> Services:
+        """The services to read from, once built and (with ``ingest``) watching."""
+        if self._given is not None and not self._ingest:
+            return self._given  # nothing to own, nothing to close
+        ready: asyncio.Future[Services] = asyncio.get_running_loop().create_future()
+        self._task = asyncio.create_task(self._run(ready), name="mailport-watch")
+        return await ready
+
+    async def _run(self, ready: asyncio.Future[Services]) -> None:
+        orchestrator = None
+        active = self._given
+        try:
+            if active is None:
+                active = await build(self._settings or Settings())
+            if self._ingest:
+                from mailport.sync.orchestrator import Orchestrator
+
+                orchestrator = Orchestrator(active)
+                await orchestrator.start()
+            ready.set_result(active)
+            await self._stop.wait()
+        except Exception as exc:  # handed to the reader (never left for "never retrieved")
+            if not ready.done():
+                ready.set_exception(exc)
+        finally:
+            if not ready.done():
+                ready.cancel()
+            try:
+                if orchestrator is not None:
+                    await orchestrator.stop()
+                if active is not None and self._given is None:
+                    await active.aclose()
+            except Exception:  # nobody awaits an abandoned reader's cleanup: say it here
+                log.warning("closing mailport.watch() failed", exc_info=True)
+
+    async def stop(self) -> None:
+        """Close and wait; the cleanup goes on (shielded) if the reader is cancelled meanwhile."""
+        if self._task is not None:
+            self._stop.set()
+            await asyncio.shield(self._task)
+
+
 async def watch(
     settings: Settings | None = None,
     *,
@@ -60,15 +125,9 @@ async def watch(
     """Events as they are appended (from ``after``, else from now), filtered by tenant,
     mailbox and type. Pass ``services`` to share a service graph, else one is built from
     ``settings`` (or the environment) and closed when the iteration ends."""
-    own = services is None
-    active = services if services is not None else await build(settings or Settings())
-    orchestrator = None
+    runtime = _Runtime(settings, services, ingest=ingest)
     try:
-        if ingest:
-            from mailport.sync.orchestrator import Orchestrator
-
-            orchestrator = Orchestrator(active)
-            await orchestrator.start()
+        active = await runtime.start()
         active.events.poll_interval = min(active.events.poll_interval, poll_interval)
         if after is None:
             async with active.database.connect() as conn:
@@ -85,12 +144,7 @@ async def watch(
             for event in batch:
                 yield event
                 position = event.seq
-                if acknowledge:
-                    # The acceptance rule: only events no active webhook endpoint of the
-                    # tenant subscribes to are accepted by a reader (webhooks accept the rest).
-                    await active.webhooks.consumed(event.tenant_id, [event])
+                if acknowledge:  # as pull consumer "watch" (see mailport.events.acceptance)
+                    await active.webhooks.consumed(event.tenant_id, [event], mailbox_id=mailbox_id)
     finally:
-        if orchestrator is not None:
-            await orchestrator.stop()
-        if own:
-            await active.aclose()
+        await runtime.stop()

@@ -1,7 +1,9 @@
 """The dashboard: every mailbox of the tenant with its health, a 24-hour chart and actions.
 
 Figures per mailbox (live status, processed and failed in 24 h, messages per hour) come from
-:mod:`mailport.web.figures` (the ingestion statistics of issue 8).
+:mod:`mailport.web.figures` (the ingestion statistics of issue 8). "Waiting for your
+application" counts what a consumer still owes; events no consumer owes are shown apart, with
+what to do about them (:mod:`mailport.events.acceptance`).
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ from datetime import UTC, datetime, timedelta
 from fastapi import APIRouter, Depends, Request
 from starlette.responses import Response
 
+from mailport.events import acceptance
 from mailport.mailboxes.models import AuthMethod, Mailbox, MailboxStatus
 from mailport.web.charts import hourly_chart
 from mailport.web.deps import csrf, operator
@@ -30,6 +33,7 @@ class Row:
     mailbox: Mailbox
     figures: Figures | None
     chart: str
+    unclaimed: int = 0  # events no consumer owes (no webhook took them, no pull reader covers them)
 
 
 @router.get("/")
@@ -40,6 +44,8 @@ async def dashboard(
     page = await web.services.mailboxes.list(session.tenant_id, limit=200)
     now = datetime.now(UTC)
     all_figures = await figures_for(web.services.database, page.items, now=now)
+    async with web.services.database.connect() as conn:
+        waiting = await acceptance.waiting_counts(conn, [m.id for m in page.items])
     rows = []
     for mailbox in page.items:
         figures = all_figures.get(mailbox.id)
@@ -49,7 +55,7 @@ async def dashboard(
             end=hour_of(now) + timedelta(hours=1),
             label=f"Messages processed per hour for {mailbox.email}",
         )
-        rows.append(Row(mailbox, figures, chart))
+        rows.append(Row(mailbox, figures, chart, waiting.get(mailbox.id, acceptance.Waiting()).unclaimed))
     return render(request, "dashboard.html", {"rows": rows, "statuses": MailboxStatus})
 
 

@@ -8,14 +8,17 @@ sent to the sign-in page. Nothing a person can do in a browser ends in a bare 50
 
 from __future__ import annotations
 
+import inspect
 import logging
 from collections.abc import Callable, Coroutine
 from datetime import UTC, datetime
 from typing import Any
 
+from fastapi import FastAPI
 from fastapi.exceptions import RequestValidationError
 from fastapi.routing import APIRoute
 from jinja2 import Environment, PackageLoader, select_autoescape
+from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, RedirectResponse, Response
 
@@ -116,3 +119,58 @@ class WebRoute(APIRoute):
                 )
 
         return route
+
+
+# Paths that belong to the API and its tooling, never pages: they keep the JSON error body.
+API_PATHS = ("/v1/", "/docs", "/redoc", "/openapi.json", "/healthz", "/readyz", "/metrics", "/static/")
+WIZARD_AGAIN = "/connect?again=1"
+
+
+def is_web_path(request: Request) -> bool:
+    path = request.url.path
+    return not (path.startswith(API_PATHS) or path == "/v1")
+
+
+def wants_html(request: Request) -> bool:
+    """A browser navigating (scripts asking for ``*/*`` keep the JSON body)."""
+    return "text/html" in request.headers.get("accept", "")
+
+
+def install_page_errors(app: FastAPI) -> None:
+    """Errors the router raises before any page handler runs (no such page, a POST-only URL
+    opened in the address bar) answered as pages; the API's own handler keeps everything else.
+
+    A wizard step is the answer to a form: its URL cannot be opened on its own, and the work in
+    progress travelled in that form, not on the server. Opening it again starts the wizard
+    over; any other POST-only page URL goes to the dashboard.
+    """
+    api_handler = app.exception_handlers.get(StarletteHTTPException)
+
+    async def page_error(request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, StarletteHTTPException)
+        if is_web_path(request) and exc.status_code == 405 and request.method in ("GET", "HEAD"):
+            return RedirectResponse(
+                WIZARD_AGAIN if request.url.path.startswith("/connect/") else "/", status_code=303
+            )
+        if not (is_web_path(request) and wants_html(request)):
+            if api_handler is None:
+                raise exc
+            answer = api_handler(request, exc)
+            return await answer if inspect.isawaitable(answer) else answer
+        if exc.status_code == 404:
+            return error_response(
+                request,
+                code="not_found",
+                detail="There is no page at this address.",
+                hint="Check the address, or start from the dashboard.",
+                status_code=404,
+            )
+        return error_response(
+            request,
+            code="bad_request",
+            detail=str(exc.detail),
+            hint="Go back and try again.",
+            status_code=exc.status_code,
+        )
+
+    app.add_exception_handler(StarletteHTTPException, page_error)

@@ -32,6 +32,7 @@ from mailport.web.checks import CheckRun, CheckTarget
 from mailport.web.deps import csrf, wizard_user
 from mailport.web.draft_step import DraftStep, draft_step, open_sealed_draft
 from mailport.web.drafts import Draft, Server, seal
+from mailport.web.oauth_setup import oauth_setup
 from mailport.web.render import WebRoute, redirect, render
 from mailport.web.session import WebSession
 from mailport.web.state import WebState, get_web
@@ -67,6 +68,7 @@ async def _oauth_choices(web: WebState, session: WebSession, provider: str | Non
         and definition.device_authorization_endpoint is not None
         and definition.device_flow_allows_mail,
         "oauth_name": definition.name,
+        "oauth_setup": None if usable else oauth_setup(provider, definition.name),
     }
 
 
@@ -102,11 +104,12 @@ async def _detect(detector: Detector, email: str) -> DetectionResult:
 async def email_step(
     request: Request,
     email: str = Query("", max_length=320),
+    again: bool = Query(False),
     session: WebSession = Depends(wizard_user),
 ) -> Response:
     if session.link is not None and not email:
         email = session.link.email or ""
-    return render(request, "wizard/email.html", _ctx(1, email=email))
+    return render(request, "wizard/email.html", _ctx(1, email=email, again=again))
 
 
 @router.post("/connect/detect", dependencies=[Depends(csrf)])
@@ -260,7 +263,14 @@ async def manual_save(
     use_smtp = form.get("use_smtp") == "on"
     smtp = _server_in("smtp", form, errors) if use_smtp else None
     password = form.get("password", "")
-    if not password and not draft.password and draft.auth_method != "oauth2":
+    if len(password) > 1024:  # as /connect/password: the sealed draft must stay small
+        errors["password"] = "A password is at most 1024 characters."
+        password = ""
+    if password:
+        # Kept (sealed in the draft) when the form comes back for another field: nobody
+        # should type a password twice, and it is never written back into the page.
+        draft = draft.with_(password=password)
+    if not draft.password and draft.auth_method != "oauth2":
         errors["password"] = "Enter the password (or app password) of the mailbox."
     if errors:
         values = {
@@ -281,7 +291,6 @@ async def manual_save(
         smtp=Server.from_model(smtp.to_model(draft.smtp.to_model() if draft.smtp else None))
         if smtp
         else None,
-        password=password or draft.password,
         auth_method=draft.auth_method if draft.auth_method != "oauth2" else "password",
     )
     return _start_test(request, web, session, draft)
@@ -513,18 +522,33 @@ async def test_progress(
 @router.post("/connect/settings", dependencies=[Depends(csrf)])
 async def settings_step(step: DraftStep = Depends(draft_step)) -> Response:
     draft = step.draft
+    # A new mailbox starts from the API's defaults; a stored one (reconnect, OAuth) from its own
+    # settings, so that saving the last step never silently resets them.
+    current = ProcessingSettings()
+    if draft.mailbox_id is not None:
+        current = (await step.web.services.mailboxes.get(step.tenant_id, draft.mailbox_id)).settings
+    action, _, folder = current.after_processing.partition(":")
     values = {
-        "from_name": "",
-        "check_interval": 60,
-        "after_processing": "mark_read",
-        "move_folder": "Processed",
+        "from_name": current.from_name or "",
+        "check_interval": current.check_interval,
+        "after_processing": action,
+        "move_folder": folder or "Processed",
         "purpose": draft.purpose or "",
     }
     return render(
         step.request,
         "wizard/settings.html",
-        _ctx(5, draft=draft, sealed=step.token, values=values, errors={}, intervals=CHECK_INTERVALS),
+        _ctx(5, draft=draft, sealed=step.token, values=values, errors={}, intervals=_intervals(values)),
     )
+
+
+def _intervals(values: dict[str, Any]) -> list[tuple[int, str]]:
+    """The usual choices, plus the mailbox's own interval when it is another (set by the API)."""
+    choices = list(CHECK_INTERVALS)
+    current = str(values.get("check_interval", ""))  # as posted, on a form that comes back
+    if current.isascii() and current.isdigit() and int(current) not in {seconds for seconds, _ in choices}:
+        choices = sorted([*choices, (int(current), f"{current} seconds")])
+    return choices
 
 
 @router.post("/connect/save", dependencies=[Depends(csrf)])
@@ -566,7 +590,9 @@ async def save(
         return render(
             request,
             "wizard/settings.html",
-            _ctx(5, draft=draft, sealed=step.token, values=values, errors=errors, intervals=CHECK_INTERVALS),
+            _ctx(
+                5, draft=draft, sealed=step.token, values=values, errors=errors, intervals=_intervals(values)
+            ),
             status_code=422,
         )
     label = purpose.strip() or None

@@ -150,6 +150,7 @@ async def test_probes_trust_the_mail_ca_file_added_to_the_system_store(
         data_dir=tmp_path,
         dns_nameservers=[dns_server.nameserver],
         mail_ca_file=test_ca.ca_file,
+        allowed_hosts=["127.0.0.1"],  # the bed's servers; the guard stays on for everything else
     )
     options = DetectOptions.from_settings(
         settings,

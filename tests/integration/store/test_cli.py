@@ -226,3 +226,55 @@ def test_mailboxes_add_refuses_a_private_host_like_the_api(cli: Cli) -> None:
         "--password-env", "MP_PW", MP_PW="x", MAILPORT_ALLOWED_HOSTS="127.0.0.1",
     )  # fmt: skip
     assert allowed.stdout.startswith("added mbx_")
+
+
+def test_tables_show_every_id_whole_on_one_line(cli: Cli):
+    """Ids in a table are copied into the next command: never shortened with "…" nor folded."""
+    cli("db", "upgrade")
+    tenant = json.loads(cli("tenants", "create", "a-tenant-with-a-rather-long-name", "--json").stdout)
+    cli("tenants", "keys", "create", tenant["id"])
+    ids = [
+        json.loads(
+            cli(
+                "mailboxes", "add", f"a-long-mailbox-address-{i}@an-example-company.example",
+                "-t", tenant["id"], "--purpose", "customer-support",
+                "--imap-host", "imap.an-example-company.example",
+                "--password-env", "MP_PW", "--json", MP_PW="pw",
+            ).stdout
+        )["id"]
+        for i in range(2)
+    ]  # fmt: skip
+    tables = {
+        "mailboxes": cli("mailboxes", "list", "-t", tenant["id"]).stdout,
+        "show": cli("mailboxes", "show", ids[0], "-t", tenant["id"]).stdout,
+        "tenants": cli("tenants", "list").stdout,
+        "keys": cli("tenants", "keys", "list", tenant["id"]).stdout,
+    }
+    keys = json.loads(cli("tenants", "keys", "list", tenant["id"], "--json").stdout)
+    expected = {
+        "mailboxes": [*ids, "a-long-mailbox-address-0@an-example-company.example"],
+        "show": [ids[0], "a-long-mailbox-address-0@an-example-company.example"],
+        "tenants": [tenant["id"]],
+        "keys": [k["id"] for k in keys],
+    }
+    for name, table in tables.items():
+        for value in expected[name]:
+            assert any(value in line.split() for line in table.splitlines()), (name, value, table)
+
+
+def test_a_table_too_wide_for_the_terminal_keeps_its_ids_and_wraps_only_prose() -> None:
+    from rich.console import Console
+
+    from mailport.cli.tables import make_table
+
+    mailbox_id = "mbx_01m7z78en7mtnxtc60rxv3p63h"
+    table = make_table(
+        ("id", "email", "last error"),
+        [(mailbox_id, "support@example.com", "imap: could not resolve imap.example.com: no such name")],
+    )
+    narrow = Console(width=60, record=True, force_terminal=True)
+    narrow.print(table, crop=False)
+    text = narrow.export_text()
+    assert any(mailbox_id in line.split() for line in text.splitlines()), text
+    assert any("support@example.com" in line.split() for line in text.splitlines()), text
+    assert "…" not in text

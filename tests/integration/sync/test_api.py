@@ -32,6 +32,7 @@ async def test_health_stats_raw_and_attachments(
 ) -> None:
     bed = Bed(services, dovecot, password_user[0], password_user[1], tenant.id)
     mailbox = await bed.add_mailbox()
+    await tenant_client.get("/v1/events")  # a pull reader: the events are owed to it
     orchestrator = bed.orchestrator()
     await orchestrator.start()
     try:

@@ -8,10 +8,13 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 import mailport
 from mailport.events import Event
 from mailport.sync import Orchestrator
 from tests.integration.sync.conftest import Bed, make_message
+from tests.mailstack.dovecot import Dovecot
 
 
 async def test_watch_yields_new_events_and_acknowledges_them(bed: Bed, running: Orchestrator) -> None:
@@ -52,3 +55,77 @@ def test_the_watch_command_refuses_an_unknown_mailbox(tmp_path: Path) -> None:
     last = result.stderr.decode().strip().splitlines()[-1]  # (after the generated-key notice)
     assert last.startswith("error [not_found]: no mailbox 'mbx_nope' — ")
     assert b"Traceback" not in result.stderr
+
+
+# A library user's script: leave ``async for event in mailport.watch(...)`` with ``break`` and let
+# ``asyncio.run`` end. Seeded in a first ``asyncio.run`` (a tenant and a mailbox on the bed).
+BREAK_SCRIPT = """
+import asyncio, sys
+import mailport
+from mailport.bootstrap import build
+from mailport.config import Settings
+from mailport.crypto import Secret
+from mailport.events import NewEvent
+from mailport.mailboxes.models import AuthMethod, NewMailbox, Security, ServerSettings
+
+user, password, port, ingest = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4] == "ingest"
+
+async def seed():
+    services = await build(Settings())
+    tenant, _ = await services.tenants.create_tenant("lib")
+    mailbox = await services.mailboxes.create(tenant.id, NewMailbox(
+        email=user, auth_method=AuthMethod.PASSWORD, password=Secret(password),
+        imap=ServerSettings("127.0.0.1", port, Security.NONE)))
+    if not ingest:  # a reader only: the event is already in the log
+        await services.events.append(NewEvent(tenant.id, mailbox.id, "message.received",
+                                              {"subject": "seeded"}, "seeded"))
+    await services.aclose()
+
+async def main():
+    async for event in mailport.watch(after=0, ingest=ingest, types=["message.received"]):
+        print("got", event.payload["subject"], flush=True)
+        break
+    print("left the loop", flush=True)
+
+asyncio.run(seed())
+asyncio.run(main())
+"""
+
+
+@pytest.mark.parametrize("ingest", ["ingest", "read-only"])
+def test_breaking_out_of_watch_closes_it_quietly(
+    tmp_path: Path, dovecot: Dovecot, password_user: tuple[str, str], ingest: str
+) -> None:
+    user, password = password_user
+    dovecot.deliver(user, make_message("break me"))
+    env = {
+        "MAILPORT_DATA_DIR": str(tmp_path / "var"),
+        "MAILPORT_ALLOW_PRIVATE_HOSTS": "true",
+        "PATH": "/usr/bin:/bin",
+    }
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-W",
+            "default::ResourceWarning",  # unclosed sockets and files: said, not hidden
+            "-c",
+            BREAK_SCRIPT,
+            user,
+            password,
+            str(dovecot.imap_port),
+            ingest,
+        ],
+        env=env,
+        capture_output=True,
+        timeout=90,
+        text=True,
+    )
+    assert result.returncode == 0, result.stderr
+    subject = "break me" if ingest == "ingest" else "seeded"
+    assert result.stdout.splitlines() == [f"got {subject}", "left the loop"]
+    noise = [
+        line
+        for line in result.stderr.splitlines()
+        if not line.startswith(("MAILPORT_SECRET_KEYS", "!!! MAILPORT_SECRET_KEYS"))
+    ]
+    assert noise == [], result.stderr  # no traceback, no "Task exception was never retrieved" …

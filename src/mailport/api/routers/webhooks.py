@@ -17,6 +17,7 @@ from mailport.api.paging import Cursor, Limit, page_of
 from mailport.bootstrap import Services
 from mailport.delivery.models import DeliveryStatus
 from mailport.delivery.schemas import (
+    BackfillResult,
     DeliveryPage,
     DeliveryRead,
     ReplayRequest,
@@ -144,3 +145,14 @@ async def replay_webhook(
     delivery_id = body.delivery_id if body is not None else None
     count = await services.webhooks.replay(_tenant(caller), webhook_id, delivery_id=delivery_id)
     return ReplayResult(replayed=count)
+
+
+@router.post(
+    "/{webhook_id}/backfill",
+    summary="Take over the waiting events of its types that no webhook endpoint owes",
+    responses=error_responses(404),
+)
+async def backfill_webhook(
+    webhook_id: str, caller: Caller = Depends(require_tenant), services: Services = Depends(get_services)
+) -> BackfillResult:
+    return BackfillResult(queued=await services.webhooks.backfill(_tenant(caller), webhook_id))

@@ -63,3 +63,24 @@ async def test_web_pages_answer_html_errors_never_500(app: FastAPI):
         assert forged.status_code == 303 or forged.status_code == 403
         static = await browser.get("/static/htmx.min.js")
         assert static.status_code == 200 and "htmx" in static.text[:2000]
+
+
+async def test_a_link_visitor_is_told_google_is_not_set_up_without_operator_details(
+    tenant_client: httpx.AsyncClient, app: FastAPI
+):
+    import re
+
+    link = (await tenant_client.post("/v1/connect-links", json={"email": "guest@gmail.com"})).json()
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url=BASE_URL) as browser:
+        opened = await browser.get("/link/" + link["url"].split("/link/", 1)[1])
+        assert opened.status_code == 303
+        page = await browser.get("/connect")
+        csrf = re.search(r'name="csrf" value="([^"]+)"', page.text)
+        assert csrf is not None
+        method = await browser.post(
+            "/connect/method", data={"email": "guest@gmail.com", "csrf": csrf.group(1)}
+        )
+    assert method.status_code == 200, method.text[:300]
+    assert 'data-testid="oauth-unavailable"' in method.text
+    assert "not set up on this service yet" in method.text
+    assert "MAILPORT_GOOGLE_CLIENT_ID" not in method.text  # the operator's business, not the visitor's

@@ -9,7 +9,7 @@ Mailboxes left in ``reauth_required`` by a temporary failure need no data change
 manager now tries one refresh for a marked mailbox and lifts the mark when it succeeds.
 
 Revision ID: 0008_oauth_resilience
-Revises: 0010_action_retries
+Revises: 0007_acceptance
 Create Date: 2026-12-04
 """
 
@@ -21,7 +21,7 @@ from alembic import op
 from mailport.store.tables import UTCDateTime
 
 revision = "0008_oauth_resilience"
-down_revision = "0010_action_retries"
+down_revision = "0007_acceptance"
 branch_labels = None
 depends_on = None
 
