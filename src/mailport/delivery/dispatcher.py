@@ -35,7 +35,8 @@ from datetime import datetime, timedelta
 
 from mailport.delivery.metrics import DELIVERY_LATENCY, QUEUE_SIZE, WEBHOOK_ATTEMPTS
 from mailport.delivery.models import DeliveryStatus, WebhookEndpoint
-from mailport.delivery.repository import AttemptRecord, PendingDelivery, WebhookRepository
+from mailport.delivery.outbox import AttemptRecord, PendingDelivery
+from mailport.delivery.repository import WebhookRepository
 from mailport.delivery.retry import RetryPolicy
 from mailport.delivery.sender import Outcome, WebhookSender
 from mailport.delivery.signing import signature_headers
@@ -69,7 +70,8 @@ class EndpointWorker:
         idle_poll: float = 5.0,
     ) -> None:
         self.endpoint = endpoint
-        self._repository = repository
+        self._endpoints = repository.endpoints
+        self._outbox = repository.outbox
         self._event_log = event_log
         self._sender = sender
         self._policy = policy
@@ -127,7 +129,7 @@ class EndpointWorker:
 
     async def _drain(self) -> datetime | None:
         """Send what is due; returns when to look again (None: when woken or at the idle poll)."""
-        items = await self._repository.pending(self.endpoint.id, limit=self._batch)
+        items = await self._outbox.pending(self.endpoint.id, limit=self._batch)
         if not items:
             return None
         now = self._clock()
@@ -145,7 +147,7 @@ class EndpointWorker:
             else:
                 due.append(group)
         for mailbox_id, after_seq, until in postponed:
-            await self._repository.postpone(self.endpoint.id, mailbox_id, after_seq=after_seq, until=until)
+            await self._outbox.postpone(self.endpoint.id, mailbox_id, after_seq=after_seq, until=until)
         if due:
             semaphore = asyncio.Semaphore(self._concurrency)
             done = asyncio.Event()
@@ -236,10 +238,10 @@ class EndpointWorker:
             records, self._buffer = self._buffer, []
             now = self._clock()
             async with self._event_log.transaction() as conn:
-                last_success = await self._repository.record(conn, self.endpoint.id, records)
+                last_success = await self._outbox.record(conn, self.endpoint.id, records)
                 delivered = [r.event_seq for r in records if r.new_status is DeliveryStatus.DELIVERED]
                 if delivered:
-                    await self._repository.accept_completed(conn, delivered, now=now)
+                    await self._outbox.accept_completed(conn, delivered, now=now)
                 if any(
                     r.new_status is DeliveryStatus.DEAD
                     and self._policy.should_disable(
@@ -249,7 +251,7 @@ class EndpointWorker:
                 ):
                     hours = self._policy.give_up_after / 3600
                     reason = f"no 2xx answer for {hours:g} h: a delivery became a dead letter after retries"
-                    if await self._repository.disable(conn, self.endpoint, reason=reason, now=now):
+                    if await self._endpoints.disable(conn, self.endpoint, reason=reason, now=now):
                         log.warning("webhook %s disabled: %s", self.endpoint.id, reason)
                         self._disabled = True
 
@@ -294,6 +296,8 @@ class Dispatcher:
         min_cycle: float = 0.02,
     ) -> None:
         self._repository = repository
+        self._endpoints = repository.endpoints
+        self._outbox = repository.outbox
         self._min_cycle = min_cycle
         self._event_log = event_log
         self._guard = guard
@@ -333,7 +337,7 @@ class Dispatcher:
         await self._stop_workers(list(self._workers), timeout)
         if self.has_lease:
             try:
-                await self._repository.release_lease(self.owner, now=self._clock())
+                await self._outbox.release_lease(self.owner, now=self._clock())
             except Exception:  # shutting down: the lease expires on its own
                 log.exception("could not release the dispatcher lease")
             self.has_lease = False
@@ -356,7 +360,7 @@ class Dispatcher:
         if self.has_lease and now_mono < self._lease_renew_at:
             return True
         now = self._clock()
-        got = await self._repository.acquire_lease(
+        got = await self._outbox.acquire_lease(
             self.owner, now=now, until=now + timedelta(seconds=self._lease_ttl), is_stale=dead_local_owner
         )
         if got and not self.has_lease:
@@ -388,11 +392,11 @@ class Dispatcher:
         if not await self._renew_lease():
             await self._stop_workers(list(self._workers), 0)
             return
-        endpoints = await self._repository.active_endpoints()
+        endpoints = await self._endpoints.active_endpoints()
         self._sync_workers(endpoints)
-        while await self._repository.fanout_pending():
+        while await self._outbox.fanout_pending():
             async with self._event_log.transaction() as conn:
-                count, touched = await self._repository.fanout(
+                count, touched = await self._outbox.fanout(
                     conn, endpoints, batch=self._batch, now=self._clock()
                 )
             for endpoint_id in touched:
@@ -401,12 +405,12 @@ class Dispatcher:
                     worker.wake()
             if count < self._batch:
                 break
-        for endpoint_id in await self._repository.endpoints_with_due_deliveries(now=self._clock()):
+        for endpoint_id in await self._outbox.endpoints_with_due_deliveries(now=self._clock()):
             worker = self._workers.get(endpoint_id)
             if worker is not None:
                 worker.wake()
         if time.monotonic() >= self._gauge_at:
-            QUEUE_SIZE.labels(queue="webhook_pending").set(await self._repository.pending_count())
+            QUEUE_SIZE.labels(queue="webhook_pending").set(await self._outbox.pending_count())
             self._gauge_at = time.monotonic() + 1.0
 
     def _sync_workers(self, endpoints: list[WebhookEndpoint]) -> None:

@@ -65,6 +65,9 @@ class DeliveryService:
         clock: Clock = utc_now,
     ) -> None:
         self.repository = repository
+        self._endpoints = repository.endpoints
+        self._outbox = repository.outbox
+        self._history = repository.history
         self.event_log = event_log
         self._guard = guard
         self._clock = clock
@@ -76,7 +79,7 @@ class DeliveryService:
         parsed, _ = await vet_webhook_url(body.url, self._guard)
         generated = body.secret is None
         secret = generate_secret() if body.secret is None else check_secret(body.secret.get_secret_value())
-        endpoint = await self.repository.create(
+        endpoint = await self._endpoints.create(
             tenant_id,
             url=str(parsed),
             types=body.events,
@@ -91,16 +94,16 @@ class DeliveryService:
 
     async def backfill(self, tenant_id: str, endpoint_id: str) -> int:
         """Hand the endpoint the events of its types that wait for no one but the pull API."""
-        taken = await self.repository.backfill(tenant_id, endpoint_id, now=self._clock())
+        taken = await self._endpoints.backfill(tenant_id, endpoint_id, now=self._clock())
         if taken:
             await self.event_log.notify()
         return taken
 
     async def get(self, tenant_id: str, endpoint_id: str) -> WebhookEndpoint:
-        return await self.repository.get(tenant_id, endpoint_id)
+        return await self._endpoints.get(tenant_id, endpoint_id)
 
     async def list(self, tenant_id: str, *, cursor: str | None, limit: int) -> Page[WebhookEndpoint]:
-        items = await self.repository.page(tenant_id, after_id=decode_cursor(cursor), limit=limit + 1)
+        items = await self._endpoints.page(tenant_id, after_id=decode_cursor(cursor), limit=limit + 1)
         more = len(items) > limit
         items = items[:limit]
         return Page(items, encode_cursor(items[-1].id) if more and items else None)
@@ -116,7 +119,7 @@ class DeliveryService:
         if "description" in given:
             values["description"] = body.description
         if "enabled" in given and body.enabled is not None:
-            current = await self.repository.get(tenant_id, endpoint_id)
+            current = await self._endpoints.get(tenant_id, endpoint_id)
             if body.enabled and current.status is EndpointStatus.DISABLED:
                 values.update(status=EndpointStatus.ACTIVE.value, disabled_reason=None, failing_since=None)
             elif not body.enabled and current.status is EndpointStatus.ACTIVE:
@@ -128,15 +131,15 @@ class DeliveryService:
             if "secret" in given and body.secret is not None
             else None
         )
-        return await self.repository.update(
+        return await self._endpoints.update(
             tenant_id, endpoint_id, values=values, secret=secret, now=self._clock()
         )
 
     async def delete(self, tenant_id: str, endpoint_id: str) -> None:
-        open_seqs = await self.repository.delete(tenant_id, endpoint_id)
+        open_seqs = await self._endpoints.delete(tenant_id, endpoint_id)
         if open_seqs:  # the events it still owed may now be complete for the other endpoints
             async with self.event_log.transaction() as conn:
-                await self.repository.accept_completed(conn, open_seqs, now=self._clock())
+                await self._outbox.accept_completed(conn, open_seqs, now=self._clock())
 
     # ------------------------------------------------------------------ deliveries
 
@@ -152,7 +155,7 @@ class DeliveryService:
         before = decode_cursor(cursor)
         if before is not None and not (before.isascii() and before.isdigit()):
             raise InvalidCursorError("the cursor is not one this API returned", field="cursor")
-        items = await self.repository.page_deliveries(
+        items = await self._history.page_deliveries(
             tenant_id,
             endpoint_id,
             before_seq=int(before) if before is not None else None,
@@ -164,9 +167,7 @@ class DeliveryService:
         return Page(items, encode_cursor(str(items[-1].event_seq)) if more and items else None)
 
     async def replay(self, tenant_id: str, endpoint_id: str, *, delivery_id: str | None) -> int:
-        count = await self.repository.replay(
-            tenant_id, endpoint_id, delivery_id=delivery_id, now=self._clock()
-        )
+        count = await self._history.replay(tenant_id, endpoint_id, delivery_id=delivery_id, now=self._clock())
         if count:
             await self.event_log.notify()  # wake the dispatcher
         return count

@@ -1,0 +1,410 @@
+"""The outbox of webhook deliveries: one row per endpoint and event, worked by the dispatcher.
+
+Why a module of its own: everything that moves a delivery along shares the dispatcher's state
+row (the fan-out cursor and the lease) and the per-mailbox order, and runs unscoped by tenant —
+turning events into deliveries (the fan-out, and the backfill of waiting events), what the
+dispatcher reads (what is due, the pending batch with its bodies), and recording the attempts'
+outcomes with the acceptance they settle. Statements that run inside a caller's transaction
+take the connection (``conn``), so that, e.g., attempts and the events they accept commit
+together.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import bindparam, func, insert, select, update
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from mailport import events as event_log
+from mailport.delivery.models import DeliveryStatus, WebhookEndpoint
+from mailport.events import acceptance
+from mailport.store.database import Database
+from mailport.store.ids import new_id
+from mailport.store.tables import (
+    delivery_state,
+    events,
+    webhook_attempts,
+    webhook_deliveries,
+    webhook_endpoints,
+)
+
+STATE_ROW = "dispatcher"
+MAX_ERROR_CHARS = 1000
+
+
+@dataclass(frozen=True)
+class PendingDelivery:
+    """A delivery waiting to be sent, with what is needed to build its request."""
+
+    id: str
+    event_seq: int
+    event_id: str
+    mailbox_id: str | None
+    attempts: int
+    window_started_at: datetime
+    next_attempt_at: datetime | None
+    event_created_at: datetime
+    body: bytes
+
+
+@dataclass(frozen=True)
+class AttemptRecord:
+    """The result of one attempt, as the dispatcher hands it to :meth:`Outbox.record`."""
+
+    delivery_id: str
+    event_seq: int
+    attempted_at: datetime
+    result: str
+    status_code: int | None
+    error: str | None
+    duration_ms: int
+    new_status: DeliveryStatus
+    next_attempt_at: datetime | None
+    window_started_at: datetime
+
+
+def event_body(row: Any) -> bytes:
+    """The webhook body: :meth:`mailport.events.Event.to_dict`'s shape, with the stored payload
+    spliced in verbatim (no parse and re-dump of a large message on every attempt)."""
+    head = json.dumps(
+        {
+            "id": row.event_id,
+            "seq": int(row.event_seq),
+            "type": row.type,
+            "tenant_id": row.tenant_id,
+            "mailbox_id": row.mailbox_id,
+            "idempotency_key": row.idempotency_key,
+            "created_at": row.event_created_at.isoformat(),
+        },
+        ensure_ascii=False,
+        separators=(",", ":"),
+    )
+    payload: str = row.payload
+    return (head[:-1] + ',"data":' + payload + "}").encode("utf-8")
+
+
+def _delivery_row(endpoint: WebhookEndpoint, row: Any, *, now: datetime) -> dict[str, Any]:
+    """A new pending delivery of the event ``row`` (seq, id, type, mailbox_id) to ``endpoint``."""
+    return {
+        "id": new_id("dlv"),
+        "endpoint_id": endpoint.id,
+        "tenant_id": endpoint.tenant_id,
+        "event_seq": int(row.seq),
+        "event_id": row.id,
+        "event_type": row.type,
+        "mailbox_id": row.mailbox_id,
+        "status": DeliveryStatus.PENDING.value,
+        "attempts": 0,
+        "window_started_at": now,
+        "next_attempt_at": now,
+        "created_at": now,
+    }
+
+
+async def queue_waiting(
+    conn: AsyncConnection, endpoint: WebhookEndpoint, *, through: int, now: datetime
+) -> int:
+    """Queue for ``endpoint`` the events up to ``through`` waiting for nobody but the pull API
+    (see :func:`mailport.events.acceptance.pull_owned_waiting`), in ``conn``'s transaction;
+    returns how many."""
+    query = acceptance.pull_owned_waiting(endpoint.tenant_id, through=through, types=endpoint.events)
+    rows = (await conn.execute(query)).all()
+    if rows:
+        await conn.execute(
+            insert(webhook_deliveries), [_delivery_row(endpoint, row, now=now) for row in rows]
+        )
+    return len(rows)
+
+
+class Outbox:
+    def __init__(self, database: Database) -> None:
+        self.database = database
+
+    # ------------------------------------------------------------------ fan-out
+
+    async def fanout(
+        self, conn: AsyncConnection, endpoints: Sequence[WebhookEndpoint], *, batch: int, now: datetime
+    ) -> tuple[int, set[str]]:
+        """Turn events after the fan-out cursor into deliveries for the subscribed active endpoints.
+
+        Returns the number of events read and the ids of endpoints that got new deliveries.
+        Events commit in ``seq`` order (see :mod:`mailport.events`), so a cursor is exact.
+        """
+        # write first: takes SQLite's write lock now (waiting out other writers) instead of
+        # failing to upgrade a read snapshot later; on PostgreSQL it locks the state row
+        touched_state = await conn.execute(
+            update(delivery_state).where(delivery_state.c.name == STATE_ROW).values(updated_at=now)
+        )
+        if touched_state.rowcount == 0:
+            await conn.execute(insert(delivery_state).values(name=STATE_ROW, fanout_seq=0, updated_at=now))
+        state = (
+            await conn.execute(select(delivery_state.c.fanout_seq).where(delivery_state.c.name == STATE_ROW))
+        ).first()
+        cursor = int(state.fanout_seq) if state is not None else 0
+        rows = (
+            await conn.execute(
+                select(events.c.seq, events.c.id, events.c.tenant_id, events.c.mailbox_id, events.c.type)
+                .where(events.c.seq > cursor)
+                .order_by(events.c.seq)
+                .limit(batch)
+            )
+        ).all()
+        if not rows:
+            return 0, set()
+        by_tenant: dict[str, list[WebhookEndpoint]] = {}
+        for endpoint in endpoints:
+            by_tenant.setdefault(endpoint.tenant_id, []).append(endpoint)
+        new_rows: list[dict[str, Any]] = []
+        touched: set[str] = set()
+        starts = await self._start_seqs(conn, [e.id for e in endpoints])
+        for row in rows:
+            for endpoint in by_tenant.get(row.tenant_id, ()):
+                if not endpoint.subscribes(row.type) or int(row.seq) <= starts.get(endpoint.id, 0):
+                    continue
+                touched.add(endpoint.id)
+                new_rows.append(_delivery_row(endpoint, row, now=now))
+        if new_rows:
+            await conn.execute(insert(webhook_deliveries), new_rows)
+        await conn.execute(
+            update(delivery_state)
+            .where(delivery_state.c.name == STATE_ROW)
+            .values(fanout_seq=int(rows[-1].seq), updated_at=now)
+        )
+        return len(rows), touched
+
+    async def fanout_pending(self) -> bool:
+        """Are there events the fan-out has not read yet? (A read, so idle cycles write nothing.)"""
+        async with self.database.connect() as conn:
+            query = select(delivery_state.c.fanout_seq).where(delivery_state.c.name == STATE_ROW)
+            state = (await conn.execute(query)).first()
+            cursor = int(state.fanout_seq) if state is not None else 0
+            return bool(await event_log.last_seq(conn) > cursor)
+
+    async def _start_seqs(self, conn: AsyncConnection, ids: list[str]) -> dict[str, int]:
+        if not ids:
+            return {}
+        result = await conn.execute(
+            select(webhook_endpoints.c.id, webhook_endpoints.c.start_seq).where(
+                webhook_endpoints.c.id.in_(ids)
+            )
+        )
+        return {row.id: int(row.start_seq) for row in result}
+
+    async def postpone(
+        self, endpoint_id: str, mailbox_id: str | None, *, after_seq: int, until: datetime
+    ) -> None:
+        """Give the deliveries waiting behind a retry in their mailbox the retry's time (so that
+        the supervisor's due-check does not wake their worker for nothing)."""
+        d = webhook_deliveries
+        same_mailbox = d.c.mailbox_id.is_(None) if mailbox_id is None else d.c.mailbox_id == mailbox_id
+        async with self.database.transaction() as conn:
+            await conn.execute(
+                update(d)
+                .where(
+                    d.c.endpoint_id == endpoint_id,
+                    same_mailbox,
+                    d.c.status == DeliveryStatus.PENDING.value,
+                    d.c.event_seq > after_seq,
+                    d.c.next_attempt_at < until,
+                )
+                .values(next_attempt_at=until)
+            )
+
+    async def pending_count(self) -> int:
+        d = webhook_deliveries
+        async with self.database.connect() as conn:
+            query = select(func.count()).select_from(d).where(d.c.status == DeliveryStatus.PENDING.value)
+            return int((await conn.execute(query)).scalar_one())
+
+    async def endpoints_with_due_deliveries(self, *, now: datetime) -> set[str]:
+        """Endpoints with a pending delivery due now (after a replay, or a missed wake-up)."""
+        d = webhook_deliveries
+        async with self.database.connect() as conn:
+            result = await conn.execute(
+                select(d.c.endpoint_id)
+                .where(d.c.status == DeliveryStatus.PENDING.value, d.c.next_attempt_at <= now)
+                .distinct()
+            )
+            return {row.endpoint_id for row in result}
+
+    # ------------------------------------------------------------------ lease
+
+    async def acquire_lease(
+        self,
+        owner: str,
+        *,
+        now: datetime,
+        until: datetime,
+        is_stale: Callable[[str], bool] = lambda _owner: False,
+    ) -> bool:
+        """Take or renew the dispatcher lease (one dispatching process at a time); a lease whose
+        holder ``is_stale`` (a dead process on this host) is taken over before it expires."""
+        async with self.database.transaction() as conn:
+            row = (
+                await conn.execute(select(delivery_state).where(delivery_state.c.name == STATE_ROW))
+            ).first()
+            if row is None:
+                await conn.execute(
+                    insert(delivery_state).values(
+                        name=STATE_ROW, fanout_seq=0, owner=owner, lease_until=until, updated_at=now
+                    )
+                )
+                return True
+            holder = row.owner
+            if holder is not None and holder != owner and is_stale(holder):
+                await conn.execute(
+                    update(delivery_state)
+                    .where(delivery_state.c.name == STATE_ROW, delivery_state.c.owner == holder)
+                    .values(owner=owner, lease_until=until, updated_at=now)
+                )
+                return True
+            result = await conn.execute(
+                update(delivery_state)
+                .where(
+                    delivery_state.c.name == STATE_ROW,
+                    (delivery_state.c.owner == owner)
+                    | delivery_state.c.owner.is_(None)
+                    | (delivery_state.c.lease_until < now),
+                )
+                .values(owner=owner, lease_until=until, updated_at=now)
+            )
+            return bool(result.rowcount == 1)
+
+    async def release_lease(self, owner: str, *, now: datetime) -> None:
+        async with self.database.transaction() as conn:
+            await conn.execute(
+                update(delivery_state)
+                .where(delivery_state.c.name == STATE_ROW, delivery_state.c.owner == owner)
+                .values(owner=None, lease_until=None, updated_at=now)
+            )
+
+    # ------------------------------------------------------------------ sending
+
+    async def pending(self, endpoint_id: str, *, limit: int) -> list[PendingDelivery]:
+        """The endpoint's first pending deliveries, with their request bodies, taken round-robin
+        across mailboxes (every mailbox's first, then every mailbox's second, …): a mailbox with
+        a long backlog never crowds out the others, and a lone mailbox fills the whole batch.
+        Within a mailbox they come in event order."""
+        d = webhook_deliveries
+        ranked = (
+            select(
+                d.c.id,
+                func.row_number().over(partition_by=d.c.mailbox_id, order_by=d.c.event_seq).label("rank"),
+            )
+            .where(d.c.endpoint_id == endpoint_id, d.c.status == DeliveryStatus.PENDING.value)
+            .subquery()
+        )
+        query = (
+            select(
+                d.c.id,
+                d.c.event_seq,
+                d.c.event_id,
+                d.c.mailbox_id,
+                d.c.attempts,
+                d.c.window_started_at,
+                d.c.next_attempt_at,
+                events.c.type,
+                events.c.tenant_id,
+                events.c.idempotency_key,
+                events.c.payload,
+                events.c.created_at.label("event_created_at"),
+            )
+            .join(ranked, ranked.c.id == d.c.id)
+            .join(events, events.c.seq == d.c.event_seq)
+            .order_by(ranked.c.rank, d.c.event_seq)
+            .limit(limit)
+        )
+        async with self.database.connect() as conn:
+            rows = (await conn.execute(query)).all()
+        return [
+            PendingDelivery(
+                id=row.id,
+                event_seq=int(row.event_seq),
+                event_id=row.event_id,
+                mailbox_id=row.mailbox_id,
+                attempts=int(row.attempts),
+                window_started_at=row.window_started_at,
+                next_attempt_at=row.next_attempt_at,
+                event_created_at=row.event_created_at,
+                body=event_body(row),
+            )
+            for row in rows
+        ]
+
+    async def record(
+        self, conn: AsyncConnection, endpoint_id: str, records: Sequence[AttemptRecord]
+    ) -> datetime | None:
+        """Store attempts and their deliveries' new state, and the endpoint's failing streak.
+
+        Returns the endpoint's ``last_success_at`` afterwards."""
+        if not records:
+            return None
+        await conn.execute(
+            insert(webhook_attempts),
+            [
+                {
+                    "id": new_id("att"),
+                    "delivery_id": r.delivery_id,
+                    "attempted_at": r.attempted_at,
+                    "result": r.result,
+                    "status_code": r.status_code,
+                    "error": r.error[:MAX_ERROR_CHARS] if r.error else None,
+                    "duration_ms": r.duration_ms,
+                }
+                for r in records
+            ],
+        )
+        d = webhook_deliveries
+        await conn.execute(
+            update(d)
+            .where(d.c.id == bindparam("b_id"))
+            .values(
+                status=bindparam("b_status"),
+                attempts=d.c.attempts + 1,
+                next_attempt_at=bindparam("b_next"),
+                last_attempt_at=bindparam("b_at"),
+                last_status_code=bindparam("b_code"),
+                last_error=bindparam("b_error"),
+                delivered_at=bindparam("b_delivered"),
+            ),
+            [
+                {
+                    "b_id": r.delivery_id,
+                    "b_status": r.new_status.value,
+                    "b_next": r.next_attempt_at,
+                    "b_at": r.attempted_at,
+                    "b_code": r.status_code,
+                    "b_error": r.error[:MAX_ERROR_CHARS] if r.error else None,
+                    "b_delivered": r.attempted_at if r.new_status is DeliveryStatus.DELIVERED else None,
+                }
+                for r in records
+            ],
+        )
+        # the failing streak: cleared by the last success, started by the first failure after it
+        last_success = max((r.attempted_at for r in records if r.result == "success"), default=None)
+        failures_after = [
+            r.attempted_at
+            for r in records
+            if r.result != "success" and (last_success is None or r.attempted_at > last_success)
+        ]
+        e = webhook_endpoints
+        values: dict[str, Any] = {}
+        if last_success is not None:
+            values["last_success_at"] = last_success
+            values["failing_since"] = min(failures_after) if failures_after else None
+        elif failures_after:
+            values["failing_since"] = func.coalesce(e.c.failing_since, min(failures_after))
+        if values:
+            await conn.execute(update(e).where(e.c.id == endpoint_id).values(**values))
+        row = (await conn.execute(select(e.c.last_success_at).where(e.c.id == endpoint_id))).first()
+        return row.last_success_at if row is not None else None
+
+    async def accept_completed(self, conn: AsyncConnection, seqs: Iterable[int], *, now: datetime) -> int:
+        """Mark accepted the events among ``seqs`` that every consumer owing them has accepted
+        (after 2xx answers, or when an endpoint that owed them is gone)."""
+        return len(await acceptance.settle(conn, seqs=seqs, now=now))
