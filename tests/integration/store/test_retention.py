@@ -25,7 +25,7 @@ from mailport.bootstrap import Services, build
 from mailport.config import Settings
 from mailport.crypto import Secret
 from mailport.delivery.models import DeliveryStatus
-from mailport.delivery.repository import AttemptRecord
+from mailport.delivery.outbox import AttemptRecord
 from mailport.delivery.signing import generate_secret
 from mailport.events import EventType, NewEvent
 from mailport.janitor import Janitor, claim_run

@@ -10,7 +10,7 @@ from types import SimpleNamespace
 import pytest
 from standardwebhooks.webhooks import Webhook, WebhookVerificationError
 
-from mailport.delivery.repository import event_body
+from mailport.delivery.outbox import event_body
 from mailport.delivery.retry import RetryPolicy
 from mailport.delivery.service import parse_event_cursor
 from mailport.delivery.signing import check_secret, generate_secret, signature_headers
