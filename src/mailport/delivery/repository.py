@@ -3,14 +3,10 @@
 Why a module of its own: endpoints (:mod:`mailport.delivery.endpoints`), the outbox
 (:mod:`mailport.delivery.outbox`) and the delivery history (:mod:`mailport.delivery.history`)
 are built together, the history on the endpoints' tenant check, and reached as
-``services.webhooks.repository``. New code uses the store it needs (``repository.outbox``);
-code written when they were one class may still call a method on the whole
-(``repository.fanout(...)``), which finds it on the store that has it.
+``services.webhooks.repository``; callers use the store they need (``repository.outbox``).
 """
 
 from __future__ import annotations
-
-from typing import TYPE_CHECKING, Any
 
 from mailport.crypto import KeyRing
 from mailport.delivery.endpoints import EndpointRepository
@@ -30,17 +26,10 @@ __all__ = [
 
 
 class WebhookRepository:
+    """Endpoints, outbox and history, built once per database."""
+
     def __init__(self, database: Database, key_ring: KeyRing) -> None:
         self.database = database
         self.endpoints = EndpointRepository(database, key_ring)
         self.outbox = Outbox(database)
         self.history = DeliveryHistory(database, self.endpoints)
-
-    if not TYPE_CHECKING:  # typed code names the store; mypy flags a method called on the whole
-
-        def __getattr__(self, name: str) -> Any:
-            stores = (self.__dict__.get(part) for part in ("endpoints", "outbox", "history"))
-            for store in stores:
-                if store is not None and not name.startswith("_") and hasattr(store, name):
-                    return getattr(store, name)
-            raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")

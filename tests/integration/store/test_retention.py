@@ -118,7 +118,7 @@ async def seed(services: Services, tenant_id: str) -> World:
     Plus ``matched``: the first message again under a new UIDVALIDITY (recognised, no event).
     """
     mailbox = await _mailbox(services, tenant_id)
-    endpoint = await services.webhooks.repository.create(
+    endpoint = await services.webhooks.repository.endpoints.create(
         tenant_id,
         url="https://hooks.example.test/in",
         types=None,
@@ -149,7 +149,7 @@ async def seed(services: Services, tenant_id: str) -> World:
 
     repository = services.webhooks.repository
     async with services.events.transaction() as conn:
-        assert (await repository.fanout(conn, [endpoint], batch=100, now=NOW))[0] == 6
+        assert (await repository.outbox.fanout(conn, [endpoint], batch=100, now=NOW))[0] == 6
         deliveries = {
             int(r.event_seq): r.id
             for r in await conn.execute(select(webhook_deliveries.c.event_seq, webhook_deliveries.c.id))
@@ -173,8 +173,8 @@ async def seed(services: Services, tenant_id: str) -> World:
         records += [
             attempt("old_unaccepted", s, "http_error") for s in (DeliveryStatus.PENDING, DeliveryStatus.DEAD)
         ]
-        await repository.record(conn, endpoint.id, records)
-        assert await repository.accept_completed(conn, seqs.values(), now=NOW) == 5
+        await repository.outbox.record(conn, endpoint.id, records)
+        assert await repository.outbox.accept_completed(conn, seqs.values(), now=NOW) == 5
         done = [seqs[r] for r in ("old_accepted", "old_oversized", "new_accepted")]
         action_ids = (
             await conn.execute(
