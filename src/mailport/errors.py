@@ -341,7 +341,7 @@ class DatabaseNotMigratedError(ConfigurationError):
 
 # --------------------------------------------------------------------------- check (issue 6)
 
-# The connection check's troubleshooting codes (mailport.check.troubleshoot). Each class hint is
+# The connection check's troubleshooting codes (mailport.diagnosis). Each class hint is
 # the general advice; a diagnosis replaces it with advice specific to the provider and to the
 # server's own words.
 

@@ -4,7 +4,7 @@
   TLS, greeting, STARTTLS, sign-in and SELECT INBOX for IMAP; TCP, TLS, EHLO, STARTTLS and AUTH
   for SMTP; concurrently, each step under a deadline;
 * :mod:`mailport.check.model` — what a check takes and the answer it gives (``to_dict()``);
-* :mod:`mailport.check.troubleshoot` — from a failing step and the server's own words to a
+* :mod:`mailport.diagnosis` (shared with the watcher) — from a failing step and the server's own words to a
   stable code and a hint that names the fix;
 * :mod:`mailport.check.mailbox` — test a stored mailbox and record its health.
 

@@ -30,7 +30,7 @@ from mailport.check.imap_check import check_imap
 from mailport.check.model import CheckCredentials, CheckResult, ProtocolResult, ServerTarget
 from mailport.check.smtp_check import check_smtp
 from mailport.check.steps import Clock, Deadline, StepRecorder
-from mailport.check.troubleshoot import infer_provider
+from mailport.diagnosis import infer_provider
 from mailport.errors import InputError, MailportError
 from mailport.net.guard import HostGuard, VettedHost
 from mailport.net.trust import MailTrust

@@ -20,8 +20,8 @@ from datetime import datetime
 from mailport.check.model import CheckCredentials, CheckResult, ServerTarget
 from mailport.check.runner import ConnectionChecker
 from mailport.check.schemas import CheckRequest
-from mailport.check.troubleshoot import infer_provider
 from mailport.crypto import Secret
+from mailport.diagnosis import infer_provider
 from mailport.errors import InputError, MailportError, ReauthRequiredError
 from mailport.failures import classify_code, server_said_temporary
 from mailport.mailboxes.models import AuthMethod, Mailbox, MailboxStatus

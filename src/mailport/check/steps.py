@@ -3,7 +3,7 @@
 Each step runs under its own deadline (``step_timeout``) and never past the check's overall
 deadline; a step's ``ms`` is measured with the monotonic performance counter around the real
 I/O. A failing step is turned into the answer's fields by the troubleshooting catalog
-(:func:`mailport.check.troubleshoot.diagnose`), with the server's words rebuilt from the
+(:func:`mailport.diagnosis.diagnose`), with the server's words rebuilt from the
 exception the IMAP/SMTP client raised (status and response code for IMAP, reply and enhanced
 code for SMTP).
 """
@@ -19,8 +19,8 @@ from typing import Any, Protocol
 from mailport import sasl
 from mailport.check.model import CheckCredentials, ProtocolResult, StepResult
 from mailport.check.tls import hostname_mismatch, verification_error
-from mailport.check.troubleshoot import Failure, ServerReply, Step, diagnose
 from mailport.crypto import Secret
+from mailport.diagnosis import Failure, ServerReply, Step, diagnose
 from mailport.errors import ConnectError, ConnectionLostError, MailportError, OAuthError
 from mailport.imap.models import TLSInfo
 from mailport.net.guard import VettedHost

@@ -1,7 +1,7 @@
 """Evidence for troubleshooting: raw probes of a vetted host that do not speak IMAP or SMTP.
 
 When a check fails in a way the protocol client cannot explain, these probes gather what
-:func:`mailport.check.troubleshoot.diagnose` needs to name the fix:
+:func:`mailport.diagnosis.diagnose` needs to name the fix:
 
 * :func:`probe_plaintext` — connect without TLS and read the greeting; if the server stays silent,
   send one harmless line (``QUIT``). A port that expects TLS from the first byte hangs up on it

@@ -20,8 +20,8 @@ import ssl
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from datetime import UTC, datetime
 
-from mailport.check.troubleshoot import Failure, diagnose
 from mailport.crypto import Secret
+from mailport.diagnosis import Failure, diagnose
 from mailport.errors import AuthenticationError, CommandError, MailportError
 from mailport.failures import is_temporary
 from mailport.imap import FETCH_ITEMS, HEADER_ITEMS, EventKind, ImapClient

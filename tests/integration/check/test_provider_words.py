@@ -13,8 +13,8 @@ import ssl
 import pytest
 
 from mailport.check import CheckCredentials, ConnectionChecker, ServerTarget
-from mailport.check.troubleshoot import ServerReply
 from mailport.crypto import Secret
+from mailport.diagnosis import ServerReply
 from tests.fixtures.scripted import IMAPScript, SMTPScript, scripted_imap, scripted_smtp
 from tests.mailstack.dovecot import Dovecot
 from tests.unit.check.test_troubleshoot import CASES, Case

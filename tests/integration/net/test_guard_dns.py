@@ -8,7 +8,7 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from mailport.check.troubleshoot import Failure, diagnose
+from mailport.diagnosis import Failure, diagnose
 from mailport.errors import (
     ConnectionRefusedByServerError,
     HostNotAllowedError,

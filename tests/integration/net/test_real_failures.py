@@ -15,7 +15,7 @@ import ssl
 import aiosmtplib
 import pytest
 
-from mailport.check.troubleshoot import Failure, ServerReply, diagnose
+from mailport.diagnosis import Failure, ServerReply, diagnose
 from mailport.net.guard import HostGuard, VettedHost
 from mailport.net.probe import peer_certificate_names, probe_plaintext
 from tests.conftest import issue_token

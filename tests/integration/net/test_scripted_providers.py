@@ -12,7 +12,7 @@ import base64
 import aiosmtplib
 import pytest
 
-from mailport.check.troubleshoot import Failure, ServerReply, diagnose
+from mailport.diagnosis import Failure, ServerReply, diagnose
 from tests.fixtures.scripted import IMAPScript, SMTPScript, scripted_imap, scripted_smtp
 from tests.unit.check.test_troubleshoot import CASES, Case
 

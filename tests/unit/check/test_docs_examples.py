@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from mailport.check.troubleshoot import Failure, ServerReply, diagnose
+from mailport.diagnosis import Failure, ServerReply, diagnose
 
 DOC = (Path(__file__).resolve().parents[3] / "docs" / "check.md").read_text()
 

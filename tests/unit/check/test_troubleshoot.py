@@ -13,8 +13,7 @@ from dataclasses import dataclass
 
 import pytest
 
-from mailport.check.troubleshoot import (
-    _RULES,
+from mailport.diagnosis import (
     STEPS,
     Diagnosis,
     Failure,
@@ -23,6 +22,7 @@ from mailport.check.troubleshoot import (
     diagnose,
     infer_provider,
 )
+from mailport.diagnosis.catalogue import RULES as _RULES
 from mailport.errors import (
     AuthenticationError,
     HostNotAllowedError,
