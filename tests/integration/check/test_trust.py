@@ -33,6 +33,7 @@ from mailport.net.guard import HostGuard
 from mailport.net.trust import Certificate, MailTrust
 from mailport.smtp import send_message
 from tests.fixtures.api import SecretWatch
+from tests.fixtures.bodies import check_body, mailbox_body
 from tests.fixtures.tls import Pem
 from tests.mailstack.dovecot import Dovecot
 from tests.mailstack.smtp import SubmissionServer
@@ -173,15 +174,6 @@ async def test_the_checker_with_a_pin_passes_and_a_changed_certificate_fails_cle
 # --------------------------------------------------------------------------- POST /v1/check
 
 
-def _check_body(dovecot: Dovecot, smtp: SubmissionServer, user: str, password: str) -> dict[str, Any]:
-    return {
-        "email": user,
-        "imap": {"host": "127.0.0.1", "port": dovecot.imaps_port, "security": "ssl"},
-        "smtp": {"host": "127.0.0.1", "port": smtp.port, "security": "starttls"},
-        "password": password,
-    }
-
-
 async def test_check_reports_the_presented_certificate_and_passes_once_it_is_pinned(
     tenant_client: httpx.AsyncClient,
     dovecot: Dovecot,
@@ -191,7 +183,7 @@ async def test_check_reports_the_presented_certificate_and_passes_once_it_is_pin
 ) -> None:
     user, password = password_user
     secret_watch.add(password)
-    body = _check_body(dovecot, smtp, user, password)
+    body = check_body(dovecot, smtp, user, password)
     failed = (await tenant_client.post("/v1/check", json=body)).json()
     assert failed["ok"] is False
     presented = {}
@@ -219,7 +211,7 @@ async def test_check_honours_the_mail_ca_file(
 ) -> None:
     user, password = password_user
     secret_watch.add(password)
-    response = await tenant_client.post("/v1/check", json=_check_body(dovecot, smtp, user, password))
+    response = await tenant_client.post("/v1/check", json=check_body(dovecot, smtp, user, password))
     assert response.status_code == 200 and response.json()["ok"] is True, response.text
 
 
@@ -238,16 +230,6 @@ async def test_a_bad_pin_is_422(tenant_client: httpx.AsyncClient, dovecot: Dovec
 # --------------------------------------------------------------------------- stored mailboxes
 
 
-def _mailbox_body(dovecot: Dovecot, smtp: SubmissionServer, user: str, password: str) -> dict[str, Any]:
-    return {
-        "email": user,
-        "auth_method": "password",
-        "password": password,
-        "imap": {"host": "127.0.0.1", "port": dovecot.imaps_port, "security": "ssl"},
-        "smtp": {"host": "127.0.0.1", "port": smtp.port, "security": "starttls"},
-    }
-
-
 @pytest.mark.parametrize("check_overrides", [True], indirect=True)
 async def test_the_test_button_honours_the_mail_ca_file(
     tenant_client: httpx.AsyncClient,
@@ -259,7 +241,7 @@ async def test_the_test_button_honours_the_mail_ca_file(
     user, password = password_user
     secret_watch.add(password)
     created = (
-        await tenant_client.post("/v1/mailboxes", json=_mailbox_body(dovecot, smtp, user, password))
+        await tenant_client.post("/v1/mailboxes", json=mailbox_body(dovecot, smtp, user, password))
     ).json()
     response = await tenant_client.post(f"/v1/mailboxes/{created['id']}/test")
     assert response.json()["ok"] is True, response.text
@@ -277,7 +259,7 @@ async def test_a_pinned_mailbox_tests_green_and_a_changed_pin_flips_it_to_error(
     user, password = password_user
     secret_watch.add(password)
     pem = Path(dovecot.ca_file).read_text()
-    body = _mailbox_body(dovecot, smtp, user, password)
+    body = mailbox_body(dovecot, smtp, user, password)
     body["imap"]["trusted_certificate"] = pem
     body["smtp"]["trusted_certificate"] = pem
     response = await tenant_client.post("/v1/mailboxes", json=body)
@@ -358,6 +340,7 @@ def test_cli_checks_imap_alone_and_smtp_alone_with_their_own_trust(
 ) -> None:
     user, password = password_user
     env = {"BOX_PW": password}
+    password_env = ["--password-env", "BOX_PW"]
     imap = ["--imap-host", "127.0.0.1", "--imap-port", str(dovecot.imaps_port), "--imap-security", "ssl"]
     smtp_flags = ["--smtp-host", "127.0.0.1", "--smtp-port", str(smtp.tls_port), "--smtp-security", "ssl"]
 
@@ -368,8 +351,7 @@ def test_cli_checks_imap_alone_and_smtp_alone_with_their_own_trust(
         "imap",
         "--imap-trust-cert",
         dovecot.ca_file,
-        "--password-env",
-        "BOX_PW",
+        *password_env,
         "--json",
         env=env,
     )
@@ -383,8 +365,7 @@ def test_cli_checks_imap_alone_and_smtp_alone_with_their_own_trust(
         "smtp",
         "--smtp-ca-file",
         dovecot.ca_file,
-        "--password-env",
-        "BOX_PW",
+        *password_env,
         "--json",
         env=env,
     )
@@ -400,8 +381,7 @@ def test_cli_checks_imap_alone_and_smtp_alone_with_their_own_trust(
         dovecot.ca_file,
         "--imap-ca-file",
         str(pki["ca"].cert),
-        "--password-env",
-        "BOX_PW",
+        *password_env,
         env=env,
     )
     assert both.returncode == 1
@@ -419,8 +399,7 @@ def test_cli_checks_imap_alone_and_smtp_alone_with_their_own_trust(
         *imap,
         "--only",
         "imap",
-        "--password-env",
-        "BOX_PW",
+        *password_env,
         env={**env, "MAILPORT_MAIL_CA_FILE": dovecot.ca_file},
     )
     assert via_env.returncode == 0, via_env.stdout + via_env.stderr
