@@ -25,7 +25,7 @@ from mailport.store.tables import (
 )
 from mailport.sync import repository as sync_repo
 from tests.fixtures.api import make_settings
-from tests.fixtures.migrations import downgrade_sync
+from tests.fixtures.migrations import downgrade
 
 THEN = datetime(2026, 12, 1, 12, 0, tzinfo=UTC)
 TENANT, MAILBOX, ENDPOINT = "ten_01m7zh4d94fxj51fc0rsy5n5tt", "mbx_01m7zh4d94fxj51fc0rsy5n5mm", "whk_01"
@@ -180,8 +180,7 @@ async def test_migration_goes_down_and_up_again(fresh_database_url: str) -> None
     database = open_database(fresh_database_url)
     try:
         await upgrade(database)
-        async with database.transaction() as conn:
-            await conn.run_sync(downgrade_sync, "0005_retention")
+        await downgrade(database, "0005_retention")
         async with database.connect() as conn:
             tables = await conn.run_sync(lambda c: set(inspect(c).get_table_names()))
         assert "pull_consumers" not in tables and "events" in tables
