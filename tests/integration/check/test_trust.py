@@ -14,10 +14,8 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import ssl
 import subprocess
-import sys
 from email.message import EmailMessage
 from pathlib import Path
 from typing import Any
@@ -34,6 +32,7 @@ from mailport.net.trust import Certificate, MailTrust
 from mailport.smtp import send_message
 from tests.fixtures.api import SecretWatch
 from tests.fixtures.bodies import check_body, mailbox_body
+from tests.fixtures.process import clean_environment, run_mailport
 from tests.fixtures.tls import Pem
 from tests.mailstack.dovecot import Dovecot
 from tests.mailstack.smtp import SubmissionServer
@@ -323,67 +322,32 @@ async def test_a_pinned_mailbox_tests_green_and_a_changed_pin_flips_it_to_error(
 
 
 def _cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    base = {k: v for k, v in os.environ.items() if not k.startswith("MAILPORT_")}
+    base = clean_environment()
     base.update({"MAILPORT_CHECK_TIMEOUT": "10", "MAILPORT_DETECT_PROBE": "false", **(env or {})})
-    return subprocess.run(
-        [sys.executable, "-m", "mailport", "check", *args],
-        capture_output=True,
-        text=True,
-        env=base,
-        timeout=60,
-        check=False,
-    )
+    return run_mailport("check", *args, env=base)
 
 
 def test_cli_checks_imap_alone_and_smtp_alone_with_their_own_trust(
     dovecot: Dovecot, smtp: SubmissionServer, password_user: tuple[str, str], pki: dict[str, Pem]
 ) -> None:
     user, password = password_user
-    env = {"BOX_PW": password}
-    password_env = ["--password-env", "BOX_PW"]
     imap = ["--imap-host", "127.0.0.1", "--imap-port", str(dovecot.imaps_port), "--imap-security", "ssl"]
     smtp_flags = ["--smtp-host", "127.0.0.1", "--smtp-port", str(smtp.tls_port), "--smtp-security", "ssl"]
 
-    alone = _cli(
-        user,
-        *imap,
-        "--only",
-        "imap",
-        "--imap-trust-cert",
-        dovecot.ca_file,
-        *password_env,
-        "--json",
-        env=env,
-    )
+    def check(*flags: str, **env: str) -> subprocess.CompletedProcess[str]:
+        """``mailport check USER FLAGS``, the password from the environment."""
+        return _cli(user, *flags, "--password-env", "BOX_PW", env={"BOX_PW": password, **env})
+
+    alone = check(*imap, "--only", "imap", "--imap-trust-cert", dovecot.ca_file, "--json")
     assert alone.returncode == 0, alone.stdout + alone.stderr
     assert json.loads(alone.stdout)["smtp"] is None
 
-    sending = _cli(
-        user,
-        *smtp_flags,
-        "--only",
-        "smtp",
-        "--smtp-ca-file",
-        dovecot.ca_file,
-        *password_env,
-        "--json",
-        env=env,
-    )
+    sending = check(*smtp_flags, "--only", "smtp", "--smtp-ca-file", dovecot.ca_file, "--json")
     assert sending.returncode == 0, sending.stdout + sending.stderr
     assert json.loads(sending.stdout)["imap"] is None
 
     # Separate CA options: the SMTP CA does not apply to IMAP.
-    both = _cli(
-        user,
-        *imap,
-        *smtp_flags,
-        "--smtp-ca-file",
-        dovecot.ca_file,
-        "--imap-ca-file",
-        str(pki["ca"].cert),
-        *password_env,
-        env=env,
-    )
+    both = check(*imap, *smtp_flags, "--smtp-ca-file", dovecot.ca_file, "--imap-ca-file", str(pki["ca"].cert))
     assert both.returncode == 1
     assert "IMAP 127.0.0.1" in both.stdout and "code: certificate_self_signed" in both.stdout
     assert f"certificate: SHA-256 {bed_certificate(dovecot).sha256}" in both.stdout
@@ -394,12 +358,5 @@ def test_cli_checks_imap_alone_and_smtp_alone_with_their_own_trust(
     )
 
     # MAILPORT_MAIL_CA_FILE applies to the CLI too, and adds to the system store.
-    via_env = _cli(
-        user,
-        *imap,
-        "--only",
-        "imap",
-        *password_env,
-        env={**env, "MAILPORT_MAIL_CA_FILE": dovecot.ca_file},
-    )
+    via_env = check(*imap, "--only", "imap", MAILPORT_MAIL_CA_FILE=dovecot.ca_file)
     assert via_env.returncode == 0, via_env.stdout + via_env.stderr
