@@ -84,6 +84,13 @@ async def _refused_move(bed: Bed, orchestrator: Orchestrator, subject: str) -> M
     return mailbox
 
 
+async def _set_after_processing(bed: Bed, orchestrator: Orchestrator, mailbox_id: str, value: str) -> None:
+    """Change the setting through the service, as the API does, and wake the watchers."""
+    patch = MailboxUpdate.model_validate({"settings": {"after_processing": value}})
+    await bed.services.mailboxes.update(bed.tenant_id, mailbox_id, patch)
+    orchestrator.poke()
+
+
 async def test_move_into_a_new_folder_on_a_dotted_namespace(dotted: Bed) -> None:
     orchestrator = dotted.orchestrator(options=options())
     await orchestrator.start()
@@ -140,9 +147,7 @@ async def test_a_changed_setting_applies_to_pending_actions(dotted: Bed) -> None
     await orchestrator.start()
     try:
         mailbox = await _refused_move(dotted, orchestrator, "move me after the fix")
-        patch = MailboxUpdate.model_validate({"settings": {"after_processing": "move:Done/2026"}})
-        await dotted.services.mailboxes.update(dotted.tenant_id, mailbox.id, patch)
-        orchestrator.poke()
+        await _set_after_processing(dotted, orchestrator, mailbox.id, "move:Done/2026")
         await _arrives(dotted, "INBOX.Done.2026", "move me after the fix")
     finally:
         await orchestrator.stop()
@@ -174,9 +179,7 @@ async def test_changing_the_setting_to_none_cancels_pending_actions(dotted: Bed)
     await orchestrator.start()
     try:
         mailbox = await _refused_move(dotted, orchestrator, "leave me where I am")
-        patch = MailboxUpdate.model_validate({"settings": {"after_processing": "none"}})
-        await dotted.services.mailboxes.update(dotted.tenant_id, mailbox.id, patch)
-        orchestrator.poke()
+        await _set_after_processing(dotted, orchestrator, mailbox.id, "none")
 
         async def cancelled() -> bool:
             return (await _action_rows(dotted, mailbox.id))[0].state == "cancelled"
