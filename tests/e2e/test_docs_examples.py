@@ -11,11 +11,9 @@ setups, shown output) are in :mod:`tests.fixtures.docs_examples`.
 
 from __future__ import annotations
 
-import os
 import shutil
 import subprocess
 import sys
-import time
 import uuid
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -28,6 +26,7 @@ import pytest
 from mailport.crypto import generate_key
 from tests.fixtures.dns import LocalDNSServer
 from tests.fixtures.docs_examples import Example, examples, missing_output
+from tests.fixtures.process import clean_environment, start_mailport, stop, wait_until_healthy
 from tests.mailstack.dovecot import Dovecot, free_port
 
 EXAMPLES = [example for example in examples() if example.skip is None]  # tests/unit/test_docs.py
@@ -74,7 +73,7 @@ def docs_server(dovecot: Dovecot, tmp_path_factory: pytest.TempPathFactory) -> I
     with LocalDNSServer() as dns:
         for host in (*EXAMPLE_HOSTS, BED_HOST):
             dns.add(f"{host}.", "A", "127.0.0.1")
-        env = {k: v for k, v in os.environ.items() if not k.startswith("MAILPORT_")}
+        env = clean_environment()
         env.update(
             {
                 "HOME": str(root),
@@ -95,12 +94,9 @@ def docs_server(dovecot: Dovecot, tmp_path_factory: pytest.TempPathFactory) -> I
             }
         )
         log = root / "serve.log"
-        with log.open("wb") as out:
-            proc = subprocess.Popen(
-                [sys.executable, "-m", "mailport", "serve"], cwd=root, env=env, stdout=out, stderr=out
-            )
+        proc = start_mailport("serve", cwd=root, env=env, log_path=log)
         try:
-            _wait_healthy(proc, url, log)
+            wait_until_healthy(proc, url, log)
             with httpx.Client(base_url=url, timeout=15) as client:
                 made = client.post(
                     "/v1/tenants",
@@ -118,25 +114,8 @@ def docs_server(dovecot: Dovecot, tmp_path_factory: pytest.TempPathFactory) -> I
             )
             yield DocsServer(url, env, dovecot, log)
         finally:
-            proc.terminate()
-            try:
-                proc.wait(10)
-            except subprocess.TimeoutExpired:
-                proc.kill()
+            stop(proc)
             shutil.copy(log, Path(str(tmp_path_factory.getbasetemp())) / "docs-examples-serve.log")
-
-
-def _wait_healthy(proc: subprocess.Popen[bytes], url: str, log: Path) -> None:
-    deadline = time.monotonic() + 60
-    while True:
-        assert proc.poll() is None, log.read_text()
-        try:
-            if httpx.get(f"{url}/healthz", timeout=2).status_code == 200:
-                return
-        except httpx.TransportError:
-            pass
-        assert time.monotonic() < deadline, log.read_text()
-        time.sleep(0.1)
 
 
 def _setup(server: DocsServer, name: str) -> dict[str, str]:

@@ -2,49 +2,23 @@
 
 from __future__ import annotations
 
-import os
 import stat
 import subprocess
-import sys
-import time
 from pathlib import Path
 
 import httpx
 
+from tests.fixtures.process import clean_environment, start_mailport, stop, wait_healthy
 from tests.mailstack.dovecot import free_port
 
 
 def start_serve(tmp_path: Path, **env: str) -> tuple[subprocess.Popen[bytes], str, Path]:
     port = free_port()
     log_path = tmp_path / "serve.log"
-    environment = {k: v for k, v in os.environ.items() if not k.startswith("MAILPORT_")}
+    environment = clean_environment()
     environment.update({"MAILPORT_PORT": str(port), "MAILPORT_DATA_DIR": str(tmp_path / "var"), **env})
-    with log_path.open("wb") as log:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "mailport", "serve"], cwd=tmp_path, env=environment, stdout=log, stderr=log
-        )
+    proc = start_mailport("serve", cwd=tmp_path, env=environment, log_path=log_path)
     return proc, f"http://127.0.0.1:{port}", log_path
-
-
-def wait_healthy(
-    proc: subprocess.Popen[bytes], url: str, log_path: Path, timeout: float = 60
-) -> httpx.Response:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        assert proc.poll() is None, log_path.read_text()
-        try:
-            return httpx.get(f"{url}/healthz", timeout=2)
-        except httpx.TransportError:
-            time.sleep(0.1)
-    raise AssertionError(f"no /healthz within {timeout}s\n{log_path.read_text()}")
-
-
-def stop(proc: subprocess.Popen[bytes]) -> None:
-    proc.terminate()
-    try:
-        proc.wait(10)
-    except subprocess.TimeoutExpired:
-        proc.kill()
 
 
 def test_serve_answers_healthz_and_generates_a_private_key(tmp_path: Path):

@@ -16,7 +16,8 @@ from pathlib import Path
 
 import httpx
 
-from tests.e2e.test_serve import start_serve, stop, wait_healthy
+from tests.e2e.test_serve import start_serve
+from tests.fixtures.process import clean_environment, start_mailport, stop, wait_healthy
 from tests.mailstack.dovecot import free_port
 
 ADMIN = "admin-key-for-limits-0123456789abcdef"
@@ -83,7 +84,7 @@ def serving(
 ) -> Iterator[tuple[subprocess.Popen[bytes], str, Path]]:
     port = free_port()
     log_path = tmp_path / "serve.log"
-    environment = {k: v for k, v in os.environ.items() if not k.startswith("MAILPORT_")}
+    environment = clean_environment()
     environment.update(
         {
             "MAILPORT_PORT": str(port),
@@ -95,8 +96,7 @@ def serving(
     argv = [sys.executable, "-m", "mailport", "serve"]
     if nofile is not None:
         argv = [sys.executable, "-c", HOGGED_SERVE, str(nofile), str(free)]
-    with log_path.open("wb") as log:
-        proc = subprocess.Popen(argv, cwd=tmp_path, env=environment, stdout=log, stderr=log)
+    proc = start_mailport(argv, cwd=tmp_path, env=environment, log_path=log_path)
     url = f"http://127.0.0.1:{port}"
     try:
         wait_healthy(proc, url, log_path)
@@ -305,17 +305,10 @@ def test_a_stalled_body_and_endless_headers_are_cut_off(tmp_path: Path):
 
 
 def test_worker_prints_the_key_warning_once_and_a_bad_key_in_one_line(tmp_path: Path):
-    environment = {k: v for k, v in os.environ.items() if not k.startswith("MAILPORT_")}
+    environment = clean_environment()
     environment["MAILPORT_DATA_DIR"] = str(tmp_path / "var")
     log_path = tmp_path / "worker.log"
-    with log_path.open("wb") as log:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "mailport", "worker"],
-            cwd=tmp_path,
-            env=environment,
-            stdout=log,
-            stderr=log,
-        )
+    proc = start_mailport("worker", cwd=tmp_path, env=environment, log_path=log_path)
     try:
         deadline = time.monotonic() + 60
         while "mailport worker: watching" not in log_path.read_text():

@@ -5,10 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import signal
-import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -17,6 +14,7 @@ from mailport.crypto import Secret
 from mailport.delivery.schemas import WebhookCreate
 from mailport.mailboxes.models import AuthMethod, NewMailbox, ProcessingSettings, Security, ServerSettings
 from tests.fixtures.api import make_settings
+from tests.fixtures.process import clean_environment, start_mailport
 from tests.fixtures.webhook_receiver import MakeReceiver
 from tests.integration.sync.conftest import make_message
 from tests.mailstack.dovecot import Dovecot
@@ -52,7 +50,7 @@ async def test_worker_delivers_new_mail_and_stops_on_sigterm(
     finally:
         await services.aclose()
 
-    environment = {k: v for k, v in os.environ.items() if not k.startswith("MAILPORT_")}
+    environment = clean_environment()
     environment.update(
         MAILPORT_DATABASE_URL=fresh_database_url,
         MAILPORT_DATA_DIR=str(tmp_path / "var"),
@@ -61,14 +59,7 @@ async def test_worker_delivers_new_mail_and_stops_on_sigterm(
         MAILPORT_LOG_LEVEL="INFO",
     )
     log_path = tmp_path / "worker.log"
-    with log_path.open("wb") as log:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "mailport", "worker"],
-            cwd=tmp_path,
-            env=environment,
-            stdout=log,
-            stderr=log,
-        )
+    proc = start_mailport("worker", cwd=tmp_path, env=environment, log_path=log_path)
     try:
         connected = await receiver.wait_for(1, timeout=30)  # mailbox.connected: it is watching
         assert connected[0].json()["type"] == "mailbox.connected", log_path.read_text()

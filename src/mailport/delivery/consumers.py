@@ -14,11 +14,11 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import case, delete, select
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from mailport.errors import InputError
 from mailport.events.acceptance import ALL_MAILBOXES
+from mailport.store.database import dialect_insert
 from mailport.store.tables import pull_consumers
 
 DEFAULT_CONSUMER = "default"
@@ -79,8 +79,7 @@ async def advance(
 ) -> None:
     """Register the consumer and move its cursor forward to ``through`` (never back). A write
     first thing in its transaction, so SQLite takes the write lock before anything is read."""
-    insert: Any = (postgresql if conn.dialect.name == "postgresql" else sqlite).insert(pull_consumers)
-    statement = insert.values(
+    statement = dialect_insert(conn, pull_consumers).values(
         tenant_id=tenant_id,
         name=name,
         mailbox_id=mailbox_id or ALL_MAILBOXES,

@@ -2,7 +2,8 @@
 
 SQLite needs foreign keys switched on per connection (for ``ON DELETE CASCADE``), WAL and a
 busy timeout so that the API and the watchers can write from one process without
-``database is locked``. PostgreSQL needs nothing special.
+``database is locked``. PostgreSQL needs nothing special. Upserts (``ON CONFLICT``) are
+written once for both dialects through :func:`dialect_insert`.
 """
 
 from __future__ import annotations
@@ -12,7 +13,8 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import event, text
+from sqlalchemy import Table, event, text
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, NoSuchModuleError, SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
@@ -56,6 +58,11 @@ class Database:
 
     async def aclose(self) -> None:
         await self.engine.dispose()
+
+
+def dialect_insert(conn: AsyncConnection, table: Table) -> Any:
+    """An ``INSERT`` of this connection's dialect, the one that has ``on_conflict_do_*``."""
+    return postgresql.insert(table) if conn.dialect.name == "postgresql" else sqlite.insert(table)
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:

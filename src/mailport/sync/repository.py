@@ -14,12 +14,11 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import and_, delete, func, select, update
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection
-from sqlalchemy.sql.schema import Table
 
 from mailport.events import acceptance
 from mailport.providers.base import Cursor
+from mailport.store.database import dialect_insert as _insert
 from mailport.store.tables import (
     events,
     mailbox_cursors,
@@ -28,11 +27,6 @@ from mailport.store.tables import (
     pending_actions,
     watcher_leases,
 )
-
-
-def _insert(conn: AsyncConnection, table: Table) -> Any:
-    return postgresql.insert(table) if conn.dialect.name == "postgresql" else sqlite.insert(table)
-
 
 # ------------------------------------------------------------------------------- cursors
 

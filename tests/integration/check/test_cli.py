@@ -4,9 +4,7 @@ settings from detection, the password from stdin or the environment and never pr
 from __future__ import annotations
 
 import json
-import os
 import subprocess
-import sys
 
 import pytest
 from click.testing import Result
@@ -14,6 +12,7 @@ from typer.testing import CliRunner
 
 from mailport.cli.main import app
 from tests.fixtures.dns import LocalDNSServer
+from tests.fixtures.process import clean_environment, run_mailport
 from tests.mailstack.dovecot import Dovecot
 from tests.mailstack.smtp import SubmissionServer
 
@@ -21,20 +20,12 @@ from tests.mailstack.smtp import SubmissionServer
 def run(
     *args: str, env: dict[str, str] | None = None, stdin: str | None = None
 ) -> subprocess.CompletedProcess[str]:
-    base = {k: v for k, v in os.environ.items() if not k.startswith("MAILPORT_")}
+    base = clean_environment()
     base.update(
         {"MAILPORT_CHECK_TIMEOUT": "10", "MAILPORT_DETECT_TIMEOUT": "3", "MAILPORT_DETECT_PROBE": "false"}
     )
     base.update(env or {})
-    return subprocess.run(
-        [sys.executable, "-m", "mailport", "check", *args],
-        capture_output=True,
-        text=True,
-        env=base,
-        input=stdin,
-        timeout=60,
-        check=False,
-    )
+    return run_mailport("check", *args, env=base, stdin=stdin)
 
 
 def bed_flags(dovecot: Dovecot, smtp: SubmissionServer) -> list[str]:

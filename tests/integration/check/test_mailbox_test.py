@@ -24,6 +24,7 @@ from mailport.mailboxes.models import AuthMethod, NewMailbox, OAuthGrant, Securi
 from mailport.oauth.repository import DatabaseTokenStore
 from tests.conftest import issue_token
 from tests.fixtures.api import SecretWatch, TenantHandle
+from tests.fixtures.bodies import mailbox_body
 from tests.integration.oauth.conftest import idp_overrides
 from tests.mailstack.dovecot import Dovecot
 from tests.mailstack.idp import MockIdP
@@ -50,16 +51,6 @@ def check_overrides(idp: MockIdP, dovecot: Dovecot, tmp_path: Path) -> dict[str,
         "oauth_providers_file": providers,
         "google_client_id": "test-client",
         "google_client_secret": SecretStr("test-secret"),
-    }
-
-
-def mailbox_body(dovecot: Dovecot, smtp: SubmissionServer, user: str, password: str) -> dict[str, Any]:
-    return {
-        "email": user,
-        "auth_method": "password",
-        "password": password,
-        "imap": {"host": "127.0.0.1", "port": dovecot.imaps_port, "security": "ssl"},
-        "smtp": {"host": "127.0.0.1", "port": smtp.port, "security": "starttls"},
     }
 
 
@@ -150,6 +141,22 @@ async def _oauth_mailbox(
     return mailbox.id
 
 
+async def _issued_oauth_mailbox(
+    services: Services,
+    tenant: TenantHandle,
+    dovecot: Dovecot,
+    smtp: SubmissionServer,
+    idp: MockIdP,
+    email: str,
+) -> tuple[dict[str, object], str]:
+    """A token issued by the local authorization server for ``email``, and a mailbox holding it."""
+    token = issue_token(idp, email)
+    mailbox_id = await _oauth_mailbox(
+        services, tenant, dovecot, smtp, email, str(token["access_token"]), str(token["refresh_token"])
+    )
+    return token, mailbox_id
+
+
 async def test_an_oauth_mailbox_uses_the_token_manager(
     services: Services,
     tenant: TenantHandle,
@@ -183,11 +190,8 @@ async def test_a_refused_token_is_refreshed_once_and_the_mailbox_connects(
     secret_watch: SecretWatch,
 ) -> None:
     email = f"refresh-{uuid.uuid4().hex[:8]}@example.test"
-    token = issue_token(idp, email)
+    token, mailbox_id = await _issued_oauth_mailbox(services, tenant, dovecot, smtp, idp, email)
     secret_watch.add(str(token["access_token"]), str(token["refresh_token"]))
-    mailbox_id = await _oauth_mailbox(
-        services, tenant, dovecot, smtp, email, str(token["access_token"]), str(token["refresh_token"])
-    )
     await _revoke(idp, str(token["access_token"]))  # the access token dies before its expiry
     body = (await tenant_client.post(f"/v1/mailboxes/{mailbox_id}/test")).json()
     assert body["ok"] is True, body
@@ -207,11 +211,8 @@ async def test_a_refused_token_with_a_dead_grant_sets_reauth_required(
     secret_watch: SecretWatch,
 ) -> None:
     email = f"revoked-{uuid.uuid4().hex[:8]}@example.test"
-    token = issue_token(idp, email)
+    token, mailbox_id = await _issued_oauth_mailbox(services, tenant, dovecot, smtp, idp, email)
     secret_watch.add(str(token["access_token"]), str(token["refresh_token"]))
-    mailbox_id = await _oauth_mailbox(
-        services, tenant, dovecot, smtp, email, str(token["access_token"]), str(token["refresh_token"])
-    )
     await _revoke(idp, str(token["refresh_token"]))  # the user removed the app's access
     await _revoke(idp, str(token["access_token"]))
     body = (await tenant_client.post(f"/v1/mailboxes/{mailbox_id}/test")).json()
@@ -257,10 +258,7 @@ async def test_an_unavailable_auth_server_is_an_error_not_reauth_required(
     the mailbox goes to `error` (the grant is fine), no refresh is spent, and the next test
     after the outage connects."""
     email = f"outage-{uuid.uuid4().hex[:8]}@example.test"
-    token = issue_token(idp, email)
-    mailbox_id = await _oauth_mailbox(
-        services, tenant, dovecot, smtp, email, str(token["access_token"]), str(token["refresh_token"])
-    )
+    _token, mailbox_id = await _issued_oauth_mailbox(services, tenant, dovecot, smtp, idp, email)
     idp_outage(True)
     body = (await tenant_client.post(f"/v1/mailboxes/{mailbox_id}/test")).json()
     idp_outage(False)

@@ -14,10 +14,8 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import ssl
 import subprocess
-import sys
 from email.message import EmailMessage
 from pathlib import Path
 from typing import Any
@@ -33,6 +31,8 @@ from mailport.net.guard import HostGuard
 from mailport.net.trust import Certificate, MailTrust
 from mailport.smtp import send_message
 from tests.fixtures.api import SecretWatch
+from tests.fixtures.bodies import check_body, mailbox_body
+from tests.fixtures.process import clean_environment, run_mailport
 from tests.fixtures.tls import Pem
 from tests.mailstack.dovecot import Dovecot
 from tests.mailstack.smtp import SubmissionServer
@@ -173,15 +173,6 @@ async def test_the_checker_with_a_pin_passes_and_a_changed_certificate_fails_cle
 # --------------------------------------------------------------------------- POST /v1/check
 
 
-def _check_body(dovecot: Dovecot, smtp: SubmissionServer, user: str, password: str) -> dict[str, Any]:
-    return {
-        "email": user,
-        "imap": {"host": "127.0.0.1", "port": dovecot.imaps_port, "security": "ssl"},
-        "smtp": {"host": "127.0.0.1", "port": smtp.port, "security": "starttls"},
-        "password": password,
-    }
-
-
 async def test_check_reports_the_presented_certificate_and_passes_once_it_is_pinned(
     tenant_client: httpx.AsyncClient,
     dovecot: Dovecot,
@@ -191,7 +182,7 @@ async def test_check_reports_the_presented_certificate_and_passes_once_it_is_pin
 ) -> None:
     user, password = password_user
     secret_watch.add(password)
-    body = _check_body(dovecot, smtp, user, password)
+    body = check_body(dovecot, smtp, user, password)
     failed = (await tenant_client.post("/v1/check", json=body)).json()
     assert failed["ok"] is False
     presented = {}
@@ -219,7 +210,7 @@ async def test_check_honours_the_mail_ca_file(
 ) -> None:
     user, password = password_user
     secret_watch.add(password)
-    response = await tenant_client.post("/v1/check", json=_check_body(dovecot, smtp, user, password))
+    response = await tenant_client.post("/v1/check", json=check_body(dovecot, smtp, user, password))
     assert response.status_code == 200 and response.json()["ok"] is True, response.text
 
 
@@ -238,16 +229,6 @@ async def test_a_bad_pin_is_422(tenant_client: httpx.AsyncClient, dovecot: Dovec
 # --------------------------------------------------------------------------- stored mailboxes
 
 
-def _mailbox_body(dovecot: Dovecot, smtp: SubmissionServer, user: str, password: str) -> dict[str, Any]:
-    return {
-        "email": user,
-        "auth_method": "password",
-        "password": password,
-        "imap": {"host": "127.0.0.1", "port": dovecot.imaps_port, "security": "ssl"},
-        "smtp": {"host": "127.0.0.1", "port": smtp.port, "security": "starttls"},
-    }
-
-
 @pytest.mark.parametrize("check_overrides", [True], indirect=True)
 async def test_the_test_button_honours_the_mail_ca_file(
     tenant_client: httpx.AsyncClient,
@@ -259,7 +240,7 @@ async def test_the_test_button_honours_the_mail_ca_file(
     user, password = password_user
     secret_watch.add(password)
     created = (
-        await tenant_client.post("/v1/mailboxes", json=_mailbox_body(dovecot, smtp, user, password))
+        await tenant_client.post("/v1/mailboxes", json=mailbox_body(dovecot, smtp, user, password))
     ).json()
     response = await tenant_client.post(f"/v1/mailboxes/{created['id']}/test")
     assert response.json()["ok"] is True, response.text
@@ -277,7 +258,7 @@ async def test_a_pinned_mailbox_tests_green_and_a_changed_pin_flips_it_to_error(
     user, password = password_user
     secret_watch.add(password)
     pem = Path(dovecot.ca_file).read_text()
-    body = _mailbox_body(dovecot, smtp, user, password)
+    body = mailbox_body(dovecot, smtp, user, password)
     body["imap"]["trusted_certificate"] = pem
     body["smtp"]["trusted_certificate"] = pem
     response = await tenant_client.post("/v1/mailboxes", json=body)
@@ -341,69 +322,32 @@ async def test_a_pinned_mailbox_tests_green_and_a_changed_pin_flips_it_to_error(
 
 
 def _cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    base = {k: v for k, v in os.environ.items() if not k.startswith("MAILPORT_")}
+    base = clean_environment()
     base.update({"MAILPORT_CHECK_TIMEOUT": "10", "MAILPORT_DETECT_PROBE": "false", **(env or {})})
-    return subprocess.run(
-        [sys.executable, "-m", "mailport", "check", *args],
-        capture_output=True,
-        text=True,
-        env=base,
-        timeout=60,
-        check=False,
-    )
+    return run_mailport("check", *args, env=base)
 
 
 def test_cli_checks_imap_alone_and_smtp_alone_with_their_own_trust(
     dovecot: Dovecot, smtp: SubmissionServer, password_user: tuple[str, str], pki: dict[str, Pem]
 ) -> None:
     user, password = password_user
-    env = {"BOX_PW": password}
     imap = ["--imap-host", "127.0.0.1", "--imap-port", str(dovecot.imaps_port), "--imap-security", "ssl"]
     smtp_flags = ["--smtp-host", "127.0.0.1", "--smtp-port", str(smtp.tls_port), "--smtp-security", "ssl"]
 
-    alone = _cli(
-        user,
-        *imap,
-        "--only",
-        "imap",
-        "--imap-trust-cert",
-        dovecot.ca_file,
-        "--password-env",
-        "BOX_PW",
-        "--json",
-        env=env,
-    )
+    def check(*flags: str, **env: str) -> subprocess.CompletedProcess[str]:
+        """``mailport check USER FLAGS``, the password from the environment."""
+        return _cli(user, *flags, "--password-env", "BOX_PW", env={"BOX_PW": password, **env})
+
+    alone = check(*imap, "--only", "imap", "--imap-trust-cert", dovecot.ca_file, "--json")
     assert alone.returncode == 0, alone.stdout + alone.stderr
     assert json.loads(alone.stdout)["smtp"] is None
 
-    sending = _cli(
-        user,
-        *smtp_flags,
-        "--only",
-        "smtp",
-        "--smtp-ca-file",
-        dovecot.ca_file,
-        "--password-env",
-        "BOX_PW",
-        "--json",
-        env=env,
-    )
+    sending = check(*smtp_flags, "--only", "smtp", "--smtp-ca-file", dovecot.ca_file, "--json")
     assert sending.returncode == 0, sending.stdout + sending.stderr
     assert json.loads(sending.stdout)["imap"] is None
 
     # Separate CA options: the SMTP CA does not apply to IMAP.
-    both = _cli(
-        user,
-        *imap,
-        *smtp_flags,
-        "--smtp-ca-file",
-        dovecot.ca_file,
-        "--imap-ca-file",
-        str(pki["ca"].cert),
-        "--password-env",
-        "BOX_PW",
-        env=env,
-    )
+    both = check(*imap, *smtp_flags, "--smtp-ca-file", dovecot.ca_file, "--imap-ca-file", str(pki["ca"].cert))
     assert both.returncode == 1
     assert "IMAP 127.0.0.1" in both.stdout and "code: certificate_self_signed" in both.stdout
     assert f"certificate: SHA-256 {bed_certificate(dovecot).sha256}" in both.stdout
@@ -414,13 +358,5 @@ def test_cli_checks_imap_alone_and_smtp_alone_with_their_own_trust(
     )
 
     # MAILPORT_MAIL_CA_FILE applies to the CLI too, and adds to the system store.
-    via_env = _cli(
-        user,
-        *imap,
-        "--only",
-        "imap",
-        "--password-env",
-        "BOX_PW",
-        env={**env, "MAILPORT_MAIL_CA_FILE": dovecot.ca_file},
-    )
+    via_env = check(*imap, "--only", "imap", MAILPORT_MAIL_CA_FILE=dovecot.ca_file)
     assert via_env.returncode == 0, via_env.stdout + via_env.stderr

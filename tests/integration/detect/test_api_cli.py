@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import io
 import json
-import os
 import subprocess
-import sys
 from pathlib import Path
 
 import httpx
@@ -19,6 +17,7 @@ from mailport.config import Settings
 from mailport.detect import Detector, make_resolver
 from tests.fixtures.api import make_settings
 from tests.fixtures.dns import LocalDNSServer
+from tests.fixtures.process import clean_environment, run_mailport
 
 KEYS = {
     "email",
@@ -136,17 +135,10 @@ async def test_without_a_key_is_401(app: FastAPI) -> None:
 
 
 def _cli(*args: str, dns_server: LocalDNSServer) -> subprocess.CompletedProcess[str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("MAILPORT_")}
+    env = clean_environment()
     env["MAILPORT_DNS_NAMESERVERS"] = dns_server.nameserver
     env["MAILPORT_DETECT_TIMEOUT"] = "3"
-    return subprocess.run(
-        [sys.executable, "-m", "mailport", "detect", *args],
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=60,
-        check=False,
-    )
+    return run_mailport("detect", *args, env=env)
 
 
 async def test_cli_table_rendering(dns_server: LocalDNSServer) -> None:

@@ -6,6 +6,8 @@ import asyncio
 import json
 import uuid
 from datetime import timedelta
+from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -117,6 +119,17 @@ async def test_provider_added_by_file_with_google_spelling(idp, settings, tmp_pa
     assert account.email == "erin@example.test" and account.smtp is None
 
 
+def _plain_device_flow(
+    settings: Any, tmp_path: Path, oauth_client: Any, plain: dict[str, object]
+) -> DeviceFlow:
+    """A device flow whose registry has the provider ``plain`` (added by the operator's file)."""
+    path = tmp_path / "plain.json"
+    path.write_text(json.dumps({"plain": plain}))
+    settings.oauth_providers_file = path
+    registry = ProviderRegistry.from_settings(settings)
+    return DeviceFlow(registry=registry, client=oauth_client, apps=InstanceApps(registry, settings))
+
+
 @pytest.mark.parametrize(
     ("client_id", "secret", "method"),
     [
@@ -130,19 +143,8 @@ async def test_confidential_and_public_device_clients(
 ):
     """RFC 8628 3.1: a confidential client authenticates at the device authorization endpoint
     (the local server answers invalid_client otherwise); a public client sends its client_id."""
-    path = tmp_path / "plain.json"
-    path.write_text(
-        json.dumps(
-            {
-                "plain": plain_provider(
-                    idp, client_id=client_id, client_secret=secret, token_auth_method=method
-                )
-            }
-        )
-    )
-    settings.oauth_providers_file = path
-    registry = ProviderRegistry.from_settings(settings)
-    flow = DeviceFlow(registry=registry, client=oauth_client, apps=InstanceApps(registry, settings))
+    plain = plain_provider(idp, client_id=client_id, client_secret=secret, token_auth_method=method)
+    flow = _plain_device_flow(settings, tmp_path, oauth_client, plain)
     auth = await flow.start("plain", tenant_id=None)
     email = f"device-{uuid.uuid4().hex[:8]}@example.test"
     approve(idp, auth.user_code, email=email)
@@ -153,11 +155,7 @@ async def test_confidential_and_public_device_clients(
 
 
 async def test_a_device_sign_in_without_any_address_revokes_its_tokens(idp, settings, tmp_path, oauth_client):
-    path = tmp_path / "plain.json"
-    path.write_text(json.dumps({"plain": plain_provider(idp)}))
-    settings.oauth_providers_file = path
-    registry = ProviderRegistry.from_settings(settings)
-    flow = DeviceFlow(registry=registry, client=oauth_client, apps=InstanceApps(registry, settings))
+    flow = _plain_device_flow(settings, tmp_path, oauth_client, plain_provider(idp))
     auth = await flow.start("plain", tenant_id=None)
     email = f"nameless-{uuid.uuid4().hex[:8]}@example.test"
     approve(idp, auth.user_code, email=email)

@@ -2,17 +2,10 @@
 
 from __future__ import annotations
 
-from alembic import command
 from sqlalchemy import Connection, inspect
 
 from mailport.store import current_revision, head_revision, open_database, upgrade
-from mailport.store.migrate import alembic_config
-
-
-def _downgrade(connection: Connection, target: str) -> None:
-    config = alembic_config()
-    config.attributes["connection"] = connection
-    command.downgrade(config, target)
+from tests.fixtures.migrations import downgrade
 
 
 def _tables(connection: Connection) -> set[str]:
@@ -23,8 +16,7 @@ async def test_oauth_migration_downgrades_and_upgrades(fresh_database_url: str):
     database = open_database(fresh_database_url)
     try:
         await upgrade(database)
-        async with database.transaction() as conn:
-            await conn.run_sync(_downgrade, "0001")
+        await downgrade(database, "0001")
         async with database.connect() as conn:
             tables = await conn.run_sync(_tables)
             columns = await conn.run_sync(

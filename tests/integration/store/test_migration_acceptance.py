@@ -8,14 +8,12 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from alembic import command
-from sqlalchemy import Connection, insert, inspect, select
+from sqlalchemy import insert, inspect, select
 
 from mailport.bootstrap import build
 from mailport.crypto import generate_key
 from mailport.events import acceptance
 from mailport.store import current_revision, head_revision, open_database, upgrade
-from mailport.store.migrate import alembic_config
 from mailport.store.tables import (
     delivery_state,
     events,
@@ -27,6 +25,7 @@ from mailport.store.tables import (
 )
 from mailport.sync import repository as sync_repo
 from tests.fixtures.api import make_settings
+from tests.fixtures.migrations import downgrade
 
 THEN = datetime(2026, 12, 1, 12, 0, tzinfo=UTC)
 TENANT, MAILBOX, ENDPOINT = "ten_01m7zh4d94fxj51fc0rsy5n5tt", "mbx_01m7zh4d94fxj51fc0rsy5n5mm", "whk_01"
@@ -177,18 +176,11 @@ async def test_migration_keeps_every_acceptance_and_delivery_and_frees_the_stuck
         await database.aclose()
 
 
-def _downgrade(connection: Connection, target: str) -> None:
-    config = alembic_config()
-    config.attributes["connection"] = connection
-    command.downgrade(config, target)
-
-
 async def test_migration_goes_down_and_up_again(fresh_database_url: str) -> None:
     database = open_database(fresh_database_url)
     try:
         await upgrade(database)
-        async with database.transaction() as conn:
-            await conn.run_sync(_downgrade, "0005_retention")
+        await downgrade(database, "0005_retention")
         async with database.connect() as conn:
             tables = await conn.run_sync(lambda c: set(inspect(c).get_table_names()))
         assert "pull_consumers" not in tables and "events" in tables

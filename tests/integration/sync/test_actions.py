@@ -15,9 +15,10 @@ from sqlalchemy import select
 
 from mailport.bootstrap import Services
 from mailport.events import Event
+from mailport.mailboxes.models import Mailbox
 from mailport.mailboxes.schemas import MailboxUpdate
 from mailport.store.tables import pending_actions
-from mailport.sync import WatcherOptions
+from mailport.sync import Orchestrator, WatcherOptions
 from mailport.sync.health import mailbox_health
 from tests.fixtures.scripted import IMAPScript, scripted_imap
 from tests.integration.sync.conftest import Bed, all_events, make_message, wait_for
@@ -66,6 +67,28 @@ async def _action_rows(bed: Bed, mailbox_id: str) -> list[Any]:
     async with bed.services.database.connect() as conn:
         result = await conn.execute(select(pending_actions).where(pending_actions.c.mailbox_id == mailbox_id))
         return list(result)
+
+
+async def _refused_move(bed: Bed, orchestrator: Orchestrator, subject: str) -> Mailbox:
+    """A mailbox whose after-processing moves into a folder the dotted server refuses to create
+    (a name beginning with ``~``), and one accepted message whose move was refused at least once."""
+    mailbox = await bed.add_mailbox(after_processing="move:~Processed")
+    orchestrator.poke()
+    await _accept_one(bed, mailbox.id, subject)
+
+    async def refused_once() -> bool:
+        rows = await _action_rows(bed, mailbox.id)
+        return bool(rows) and rows[0].attempts >= 1
+
+    await wait_for(refused_once, timeout=10)
+    return mailbox
+
+
+async def _set_after_processing(bed: Bed, orchestrator: Orchestrator, mailbox_id: str, value: str) -> None:
+    """Change the setting through the service, as the API does, and wake the watchers."""
+    patch = MailboxUpdate.model_validate({"settings": {"after_processing": value}})
+    await bed.services.mailboxes.update(bed.tenant_id, mailbox_id, patch)
+    orchestrator.poke()
 
 
 async def test_move_into_a_new_folder_on_a_dotted_namespace(dotted: Bed) -> None:
@@ -123,18 +146,8 @@ async def test_a_changed_setting_applies_to_pending_actions(dotted: Bed) -> None
     orchestrator = dotted.orchestrator(options=options(action_retry_base=0.5, action_max_attempts=100))
     await orchestrator.start()
     try:
-        mailbox = await dotted.add_mailbox(after_processing="move:~Processed")
-        orchestrator.poke()
-        await _accept_one(dotted, mailbox.id, "move me after the fix")
-
-        async def refused_once() -> bool:
-            rows = await _action_rows(dotted, mailbox.id)
-            return bool(rows) and rows[0].attempts >= 1
-
-        await wait_for(refused_once, timeout=10)
-        patch = MailboxUpdate.model_validate({"settings": {"after_processing": "move:Done/2026"}})
-        await dotted.services.mailboxes.update(dotted.tenant_id, mailbox.id, patch)
-        orchestrator.poke()
+        mailbox = await _refused_move(dotted, orchestrator, "move me after the fix")
+        await _set_after_processing(dotted, orchestrator, mailbox.id, "move:Done/2026")
         await _arrives(dotted, "INBOX.Done.2026", "move me after the fix")
     finally:
         await orchestrator.stop()
@@ -165,18 +178,8 @@ async def test_changing_the_setting_to_none_cancels_pending_actions(dotted: Bed)
     orchestrator = dotted.orchestrator(options=options(action_retry_base=0.5, action_max_attempts=100))
     await orchestrator.start()
     try:
-        mailbox = await dotted.add_mailbox(after_processing="move:~Processed")
-        orchestrator.poke()
-        await _accept_one(dotted, mailbox.id, "leave me where I am")
-
-        async def refused_once() -> bool:
-            rows = await _action_rows(dotted, mailbox.id)
-            return bool(rows) and rows[0].attempts >= 1
-
-        await wait_for(refused_once, timeout=10)
-        patch = MailboxUpdate.model_validate({"settings": {"after_processing": "none"}})
-        await dotted.services.mailboxes.update(dotted.tenant_id, mailbox.id, patch)
-        orchestrator.poke()
+        mailbox = await _refused_move(dotted, orchestrator, "leave me where I am")
+        await _set_after_processing(dotted, orchestrator, mailbox.id, "none")
 
         async def cancelled() -> bool:
             return (await _action_rows(dotted, mailbox.id))[0].state == "cancelled"

@@ -6,10 +6,12 @@ from __future__ import annotations
 import asyncio
 import time
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import pytest
 
 from mailport.events import mark_accepted
+from mailport.mailboxes.models import Mailbox
 from mailport.sync import Orchestrator
 from mailport.sync import repository as repo
 from mailport.sync import watcher as watcher_module
@@ -24,12 +26,19 @@ async def _connected(bed: Bed, orchestrator: Orchestrator, mailbox_id: str) -> N
     await wait_for(ok, timeout=10)
 
 
+async def _watched(bed: Bed, orchestrator: Orchestrator, **kw: Any) -> Mailbox:
+    """A new mailbox (``bed.add_mailbox(**kw)``), once the running orchestrator's watcher for it
+    is connected."""
+    mailbox = await bed.add_mailbox(**kw)
+    orchestrator.poke()
+    await _connected(bed, orchestrator, mailbox.id)
+    return mailbox
+
+
 async def test_a_delivered_message_becomes_an_event_within_two_seconds(
     bed: Bed, running: Orchestrator
 ) -> None:
-    mailbox = await bed.add_mailbox()
-    running.poke()
-    await _connected(bed, running, mailbox.id)
+    mailbox = await _watched(bed, running)
     started = time.monotonic()
     await asyncio.to_thread(bed.dovecot.deliver, bed.user, make_message("first one", "héllo wörld"))
     got = await wait_for(lambda: bed.received(mailbox.id), timeout=5)
@@ -50,9 +59,7 @@ async def test_a_delivered_message_becomes_an_event_within_two_seconds(
 async def test_text_after_a_header_without_its_blank_line_reaches_the_event(
     bed: Bed, running: Orchestrator
 ) -> None:
-    mailbox = await bed.add_mailbox()
-    running.poke()
-    await _connected(bed, running, mailbox.id)
+    mailbox = await _watched(bed, running)
     no_separator = (
         b"From: Sender <sender@example.test>\r\nSubject: no separator\r\n"
         b"Message-ID: <nosep@example.test>\r\nThe text right after the header.\r\n"
@@ -77,9 +84,7 @@ async def test_text_after_a_header_without_its_blank_line_reaches_the_event(
 
 
 async def test_a_hundred_messages_arrive_once_each(bed: Bed, running: Orchestrator) -> None:
-    mailbox = await bed.add_mailbox()
-    running.poke()
-    await _connected(bed, running, mailbox.id)
+    mailbox = await _watched(bed, running)
     client = await bed.imap()
     try:
         for start in range(0, 100, 25):
@@ -174,9 +179,7 @@ def _poison_messages() -> list[bytes]:
 
 
 async def test_poison_messages_do_not_block_the_mailbox(bed: Bed, running: Orchestrator) -> None:
-    mailbox = await bed.add_mailbox()
-    running.poke()
-    await _connected(bed, running, mailbox.id)
+    mailbox = await _watched(bed, running)
     client = await bed.imap()
     try:
         for raw in _poison_messages():
@@ -251,9 +254,7 @@ async def _flags(bed: Bed, folder: str = "INBOX") -> str:
 
 
 async def test_after_processing_happens_only_after_acceptance(bed: Bed, running: Orchestrator) -> None:
-    mailbox = await bed.add_mailbox(after_processing="mark_read")
-    running.poke()
-    await _connected(bed, running, mailbox.id)
+    mailbox = await _watched(bed, running, after_processing="mark_read")
     await asyncio.to_thread(bed.dovecot.deliver, bed.user, make_message("to be read"))
     got = await wait_for(lambda: bed.received(mailbox.id), timeout=5)
     await asyncio.sleep(1.0)
@@ -271,9 +272,7 @@ async def test_move_after_acceptance(bed: Bed, running: Orchestrator) -> None:
     client = await bed.imap()
     await client.create("Done")
     await client.logout()
-    mailbox = await bed.add_mailbox(after_processing="move:Done")
-    running.poke()
-    await _connected(bed, running, mailbox.id)
+    mailbox = await _watched(bed, running, after_processing="move:Done")
     await asyncio.to_thread(bed.dovecot.deliver, bed.user, make_message("to be moved"))
     got = await wait_for(lambda: bed.received(mailbox.id), timeout=5)
     await asyncio.sleep(0.5)
@@ -288,9 +287,7 @@ async def test_move_after_acceptance(bed: Bed, running: Orchestrator) -> None:
 
 
 async def test_delete_after_acceptance(bed: Bed, running: Orchestrator) -> None:
-    mailbox = await bed.add_mailbox(after_processing="delete")
-    running.poke()
-    await _connected(bed, running, mailbox.id)
+    mailbox = await _watched(bed, running, after_processing="delete")
     await asyncio.to_thread(bed.dovecot.deliver, bed.user, make_message("to be deleted"))
     await asyncio.to_thread(bed.dovecot.deliver, bed.user, make_message("to be kept"))
 

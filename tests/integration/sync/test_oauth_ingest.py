@@ -63,11 +63,11 @@ async def _oauth_mailbox(
     )
 
 
-async def test_an_oauth_mailbox_is_watched_with_xoauth2(
-    services: Services, dovecot: Dovecot, idp: MockIdP, oauth_user: tuple[str, dict[str, object]]
-) -> None:
-    email, token = oauth_user
-    mailbox = await _oauth_mailbox(
+async def _live_token_mailbox(
+    services: Services, dovecot: Dovecot, email: str, token: dict[str, object]
+) -> Mailbox:
+    """A mailbox holding a token just issued by the local authorization server (valid an hour)."""
+    return await _oauth_mailbox(
         services,
         dovecot,
         email,
@@ -75,6 +75,13 @@ async def test_an_oauth_mailbox_is_watched_with_xoauth2(
         str(token["refresh_token"]),
         datetime.now(UTC) + timedelta(hours=1),
     )
+
+
+async def test_an_oauth_mailbox_is_watched_with_xoauth2(
+    services: Services, dovecot: Dovecot, idp: MockIdP, oauth_user: tuple[str, dict[str, object]]
+) -> None:
+    email, token = oauth_user
+    mailbox = await _live_token_mailbox(services, dovecot, email, token)
     from mailport.sync import Orchestrator
 
     orchestrator = Orchestrator(services, reconcile_interval=0.2)
@@ -135,14 +142,7 @@ async def test_an_outage_of_the_authorization_server_is_temporary(
     """Introspection and token endpoint down: Dovecot answers NO [UNAVAILABLE]. The mailbox is in
     `error` (never `reauth_required`), retried within seconds, and connects once the server is back."""
     email, token = oauth_user
-    mailbox = await _oauth_mailbox(
-        services,
-        dovecot,
-        email,
-        str(token["access_token"]),
-        str(token["refresh_token"]),
-        datetime.now(UTC) + timedelta(hours=1),
-    )
+    mailbox = await _live_token_mailbox(services, dovecot, email, token)
     from mailport.sync import Orchestrator, WatcherOptions
 
     orchestrator = Orchestrator(
@@ -189,14 +189,7 @@ async def test_a_mailbox_wrongly_in_reauth_required_recovers_when_a_refresh_succ
 
     email = f"wrongly-marked-{uuid.uuid4().hex[:8]}@example.test"
     token = issue_token(idp, email)
-    mailbox = await _oauth_mailbox(
-        services,
-        dovecot,
-        email,
-        str(token["access_token"]),
-        str(token["refresh_token"]),
-        datetime.now(UTC) + timedelta(hours=1),
-    )
+    mailbox = await _live_token_mailbox(services, dovecot, email, token)
     await services.mailboxes.repository.record_health(
         mailbox.id,
         status=MailboxStatus.REAUTH_REQUIRED,

@@ -21,10 +21,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import subprocess
-import sys
 import tempfile
-import time
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -34,6 +31,7 @@ import httpx
 import pytest
 
 from tests.fixtures.dns import LocalDNSServer
+from tests.fixtures.process import clean_environment, start_mailport, stop, wait_until_healthy
 from tests.mailstack.dovecot import Dovecot, free_port
 from tests.mailstack.idp import MockIdP
 from tests.mailstack.smtp import SubmissionServer
@@ -126,7 +124,7 @@ def web(
     root = Path(tempfile.mkdtemp(prefix="mailport-web-"))
     port = free_port()
     url = f"http://127.0.0.1:{port}"
-    env = {k: v for k, v in os.environ.items() if not k.startswith("MAILPORT_")}
+    env = clean_environment()
     env.update(
         {
             "MAILPORT_PORT": str(port),
@@ -149,28 +147,12 @@ def web(
         }
     )
     log = root / "serve.log"
-    with log.open("wb") as out:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "mailport", "serve"], cwd=root, env=env, stdout=out, stderr=out
-        )
-    deadline = time.monotonic() + 60
-    while True:
-        assert proc.poll() is None, log.read_text()
-        try:
-            if httpx.get(f"{url}/healthz", timeout=2).status_code == 200:
-                break
-        except httpx.TransportError:
-            pass
-        assert time.monotonic() < deadline, log.read_text()
-        time.sleep(0.1)
+    proc = start_mailport("serve", cwd=root, env=env, log_path=log)
+    wait_until_healthy(proc, url, log)
     try:
         yield WebServer(url, root / "var", log, dovecot, smtp, idp)
     finally:
-        proc.terminate()
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
+        stop(proc)
         # Kept for post-mortems of a failed run (the data directory is removed).
         shutil.copy(log, Path(tempfile.gettempdir()) / "mailport-web-serve.log")
         shutil.rmtree(root, ignore_errors=True)

@@ -20,10 +20,11 @@ def finish_check(page: Page, *, ok: bool) -> None:
     expect(check).to_have_attribute("data-ok", "true" if ok else "false")
 
 
-def fill_manual(page: Page, web: WebServer, password: str) -> None:
+def fill_manual(page: Page, web: WebServer, password: str, *, imap_port: int | None = None) -> None:
+    """The manual settings for the bed over TLS (IMAP at ``imap_port`` when given)."""
     page.get_by_role("button", name="Configure manually").click()
     page.locator("#imap_host").fill("localhost")
-    page.locator("#imap_port").fill(str(web.dovecot.imaps_port))
+    page.locator("#imap_port").fill(str(imap_port or web.dovecot.imaps_port))
     page.locator("#imap_security").select_option("ssl")
     page.get_by_label("Also send mail through SMTP").check()
     page.locator("#smtp_host").fill("localhost")

@@ -12,6 +12,7 @@ from playwright.sync_api import Page, expect
 
 from mailport.net.trust import Certificate
 from tests.e2e.web.browser.conftest import Shot, WebServer, sign_in
+from tests.e2e.web.browser.test_wizard import fill_manual
 from tests.fixtures.tls import TLSProxy, make_cert
 
 
@@ -31,15 +32,7 @@ def test_trust_a_self_signed_server_from_the_test_step(
         page.goto("/connect")
         page.get_by_label("Email address").fill(email)
         page.get_by_role("button", name="Continue").click()
-        page.get_by_role("button", name="Configure manually").click()
-        page.locator("#imap_host").fill("localhost")
-        page.locator("#imap_port").fill(str(proxy.port))
-        page.locator("#imap_security").select_option("ssl")
-        page.get_by_label("Also send mail through SMTP").check()
-        page.locator("#smtp_host").fill("localhost")
-        page.locator("#smtp_port").fill(str(web.smtp.tls_port))
-        page.locator("#smtp_security").select_option("ssl")
-        page.get_by_label("Password").fill(password)
+        fill_manual(page, web, password, imap_port=proxy.port)
         page.get_by_role("button", name="Test the connection").click()
 
         check = page.get_by_test_id("check")
