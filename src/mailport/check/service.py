@@ -14,13 +14,12 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
-from datetime import datetime
 
 from mailport.check.model import CheckCredentials, CheckResult, ServerTarget
 from mailport.check.runner import ConnectionChecker
 from mailport.check.schemas import CheckRequest
 from mailport.check.troubleshoot import infer_provider
+from mailport.clock import Clock
 from mailport.crypto import Secret
 from mailport.errors import InputError, MailportError, ReauthRequiredError
 from mailport.failures import classify_code, server_said_temporary
@@ -31,7 +30,6 @@ from mailport.store.mailboxes import MailboxRepository
 
 log = logging.getLogger(__name__)
 
-Clock = Callable[[], datetime]
 
 _PROVIDERS = {"google": "gmail", "microsoft": "microsoft"}
 

@@ -18,9 +18,10 @@ import asyncio
 import logging
 import ssl
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
-from datetime import UTC, datetime
+from datetime import datetime
 
 from mailport.check.troubleshoot import Failure, diagnose
+from mailport.clock import utc_now
 from mailport.crypto import Secret
 from mailport.errors import AuthenticationError, CommandError, MailportError
 from mailport.failures import is_temporary
@@ -190,7 +191,7 @@ class ImapProvider:
         return self._client
 
     def _touch(self) -> None:
-        self._last_activity = datetime.now(UTC)
+        self._last_activity = utc_now()
 
     # ------------------------------------------------------------------ reading
 

@@ -40,9 +40,10 @@ import random
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
+from mailport.clock import Clock, utc_now
 from mailport.errors import (
     CommandError,
     HostNotAllowedError,
@@ -63,10 +64,6 @@ log = logging.getLogger(__name__)
 
 FIRST_SYNC_SLACK = timedelta(minutes=1)
 BASELINE_PAGE = 2000  # INTERNALDATEs fetched per round trip when the first cursor is placed
-
-
-def utc_now() -> datetime:
-    return datetime.now(UTC)
 
 
 @dataclass
@@ -134,7 +131,7 @@ class Watcher:
         owner: str,
         connect_slots: asyncio.Semaphore,
         options: WatcherOptions | None = None,
-        clock: Callable[[], datetime] = utc_now,
+        clock: Clock = utc_now,
     ) -> None:
         self.mailbox = mailbox
         self.provider = provider
