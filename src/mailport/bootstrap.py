@@ -15,6 +15,7 @@ from dataclasses import dataclass
 
 from mailport.check.runner import ConnectionChecker
 from mailport.check.service import CheckService
+from mailport.clock import Clock, utc_now
 from mailport.config import Settings
 from mailport.crypto import KeyRing, Secret, load_key_ring
 from mailport.delivery.repository import WebhookRepository
@@ -29,7 +30,7 @@ from mailport.oauth.connect import OAuthConnectService, build_connect
 from mailport.store import Database, current_revision, head_revision, open_database, upgrade, verify_key_ring
 from mailport.store.mailboxes import MailboxRepository
 from mailport.store.tenants import TenantRepository
-from mailport.tenants.service import Clock, TenantService, utc_now
+from mailport.tenants.service import TenantService
 
 
 @dataclass

@@ -28,12 +28,12 @@ from datetime import datetime, timedelta
 from sqlalchemy import or_, update
 from sqlalchemy.dialects import postgresql, sqlite
 
+from mailport.clock import Clock, utc_now
 from mailport.config import Settings
 from mailport.store.database import Database
 from mailport.store.retention import BATCH, PurgeReport, purge
 from mailport.store.tables import delivery_state
 from mailport.tasks import cancel_and_wait
-from mailport.tenants.service import Clock, utc_now
 
 log = logging.getLogger(__name__)
 

@@ -14,12 +14,11 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
-from datetime import datetime
 
 from mailport.check.model import CheckCredentials, CheckResult, ServerTarget
 from mailport.check.runner import ConnectionChecker
 from mailport.check.schemas import CheckRequest
+from mailport.clock import Clock
 from mailport.crypto import Secret
 from mailport.diagnosis import infer_provider
 from mailport.errors import InputError, MailportError, ReauthRequiredError
@@ -31,7 +30,6 @@ from mailport.store.mailboxes import MailboxRepository
 
 log = logging.getLogger(__name__)
 
-Clock = Callable[[], datetime]
 
 _PROVIDERS = {"google": "gmail", "microsoft": "microsoft"}
 

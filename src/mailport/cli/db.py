@@ -9,10 +9,10 @@ import typer
 
 from mailport.bootstrap import Services, load_keys
 from mailport.cli.services import print_json, run_with_services
+from mailport.clock import utc_now
 from mailport.config import load_settings
 from mailport.store import current_revision, head_revision, open_database, upgrade, verify_key_ring
 from mailport.store.retention import PurgeReport, purge
-from mailport.tenants.service import utc_now
 
 app = typer.Typer(help="The database schema.", no_args_is_help=True)
 

@@ -33,6 +33,7 @@ import uuid
 from collections.abc import Callable
 from datetime import datetime, timedelta
 
+from mailport.clock import Clock, utc_now
 from mailport.delivery.metrics import DELIVERY_LATENCY, QUEUE_SIZE, WEBHOOK_ATTEMPTS
 from mailport.delivery.models import DeliveryStatus, WebhookEndpoint
 from mailport.delivery.outbox import AttemptRecord, PendingDelivery
@@ -43,7 +44,6 @@ from mailport.delivery.signing import signature_headers
 from mailport.events import EventLog
 from mailport.net.guard import HostGuard
 from mailport.tasks import cancel_and_wait
-from mailport.tenants.service import Clock, utc_now
 
 log = logging.getLogger(__name__)
 

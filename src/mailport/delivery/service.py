@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from typing import Generic, TypeVar
 
 from mailport import events as event_log
+from mailport.clock import Clock, utc_now
 from mailport.crypto import Secret
 from mailport.delivery import consumers as consumer_store
 from mailport.delivery.consumers import DEFAULT_CONSUMER, WATCH_CONSUMER, PullConsumer, check_consumer_name
@@ -31,7 +32,6 @@ from mailport.events import Event, EventLog, acceptance
 from mailport.net.guard import HostGuard
 from mailport.store.ids import plausible_id
 from mailport.store.pagination import decode_cursor, encode_cursor
-from mailport.tenants.service import Clock, utc_now
 
 MAX_EVENTS_LIMIT = 1000
 MAX_CURSOR = 2**63 - 1

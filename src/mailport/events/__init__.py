@@ -41,13 +41,14 @@ import json
 from collections.abc import AsyncIterator, Iterable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import func, select, text, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from mailport.clock import utc_now
 from mailport.store import Database
 from mailport.store.ids import new_id
 from mailport.store.tables import events
@@ -123,10 +124,6 @@ def message_key(mailbox_id: str, uidvalidity: int, uid: int, folder: str = "INBO
     return f"msg:{mailbox_id}:{folder}:{uidvalidity}:{uid}"
 
 
-def _now() -> datetime:
-    return datetime.now(UTC)
-
-
 def row_to_event(row: Any) -> Event:
     return Event(
         seq=int(row.seq),
@@ -149,7 +146,7 @@ async def append_many(
     Runs inside the caller's transaction (the one that advances the cursor)."""
     if not items:
         return []
-    created = now or _now()
+    created = now or utc_now()
     if conn.dialect.name == "postgresql":
         await conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": _PG_LOCK_KEY})
         insert: Any = postgresql.insert(events)
@@ -247,7 +244,7 @@ async def mark_accepted(
     result = await conn.execute(
         update(events)
         .where(events.c.id.in_(ids), events.c.accepted_at.is_(None))
-        .values(accepted_at=now or _now())
+        .values(accepted_at=now or utc_now())
     )
     if result.rowcount:
         conn.info[_APPENDED] = True  # wakes the action applier too

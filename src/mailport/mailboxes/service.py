@@ -13,6 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from mailport.clock import Clock, utc_now
 from mailport.crypto import Secret
 from mailport.errors import ConnectError, HostNotAllowedError, InputError
 from mailport.mailboxes.models import (
@@ -28,7 +29,6 @@ from mailport.mailboxes.schemas import MailboxCreate, MailboxUpdate
 from mailport.net.guard import HostGuard
 from mailport.store.mailboxes import UNSET, MailboxRepository, server_columns
 from mailport.store.pagination import decode_cursor, encode_cursor
-from mailport.tenants.service import Clock, utc_now
 
 HOST_CHECK_TIMEOUT = 5.0  # seconds a save waits for DNS before leaving the host to the watcher
 

@@ -22,10 +22,11 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from urllib.parse import urlencode, urlsplit
 
+from mailport.clock import Clock, utc_now
 from mailport.crypto import Secret
 from mailport.errors import OAuthBrowserMismatchError, OAuthDeniedError, OAuthStateInvalidError
 from mailport.oauth.apps import AppResolver
-from mailport.oauth.client import Clock, OAuthClient, TokenResponse, utcnow
+from mailport.oauth.client import OAuthClient, TokenResponse
 from mailport.oauth.identity import Identity, connected_address
 from mailport.oauth.providers import MailServer, OAuthApp, OAuthProvider, ProviderRegistry
 from mailport.oauth.state import OAuthState, StateCodec, StateStore, s256_challenge
@@ -95,7 +96,7 @@ class AuthorizationCodeFlow:
         states: StateCodec,
         state_store: StateStore,
         public_url: str,
-        clock: Clock = utcnow,
+        clock: Clock = utc_now,
     ) -> None:
         self._registry = registry
         self._client = client

@@ -13,14 +13,15 @@ from __future__ import annotations
 
 import base64
 import logging
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 from urllib.parse import quote, urlsplit
 
 import httpx
 
+from mailport.clock import Clock, utc_now
 from mailport.crypto import Secret
 from mailport.errors import (
     DeviceCodeExpiredError,
@@ -36,14 +37,9 @@ from mailport.oauth.providers import OAuthApp, OAuthProvider
 
 log = logging.getLogger(__name__)
 
-Clock = Callable[[], datetime]
 DEVICE_GRANT = "urn:ietf:params:oauth:grant-type:device_code"
 DEFAULT_TIMEOUT = httpx.Timeout(15.0, connect=10.0)
 _DESCRIPTION_LIMIT = 500
-
-
-def utcnow() -> datetime:
-    return datetime.now(UTC)
 
 
 @dataclass(frozen=True, repr=False)
@@ -96,7 +92,7 @@ class OAuthClient:
     """Talks to authorization servers; one instance per service, sharing an HTTP client."""
 
     def __init__(
-        self, http: httpx.AsyncClient | None = None, *, guard: HostGuard | None = None, clock: Clock = utcnow
+        self, http: httpx.AsyncClient | None = None, *, guard: HostGuard | None = None, clock: Clock = utc_now
     ) -> None:
         """``guard``: vets every endpoint's host at each connection (the service's SSRF guard, for
         endpoints from the providers file and tenants' apps alike; None: the operator's)."""

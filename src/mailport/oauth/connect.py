@@ -23,6 +23,7 @@ from datetime import datetime, timedelta
 
 import httpx
 
+from mailport.clock import Clock, utc_now
 from mailport.config import Settings
 from mailport.crypto import KeyRing, Secret
 from mailport.errors import (
@@ -54,7 +55,6 @@ from mailport.oauth.service import OAuthServices, build_oauth
 from mailport.store.database import Database
 from mailport.store.ids import new_id
 from mailport.store.mailboxes import MailboxRepository, server_columns
-from mailport.tenants.service import Clock, utc_now
 from mailport.validation import check_http_url
 
 log = logging.getLogger(__name__)

@@ -17,11 +17,12 @@ from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any, Literal
 
+from mailport.clock import Clock, utc_now
 from mailport.crypto import Secret
 from mailport.errors import DeviceCodeExpiredError, DeviceFlowUnsupportedError, OAuthError
 from mailport.oauth.apps import AppResolver
 from mailport.oauth.authcode import ConnectedAccount, missing_mail_scopes
-from mailport.oauth.client import Clock, ErrorResponse, OAuthClient, raise_for, utcnow
+from mailport.oauth.client import ErrorResponse, OAuthClient, raise_for
 from mailport.oauth.identity import connected_address
 from mailport.oauth.providers import OAuthApp, ProviderRegistry
 from mailport.oauth.tokens import TokenSet
@@ -63,7 +64,7 @@ class DeviceFlow:
         registry: ProviderRegistry,
         client: OAuthClient,
         apps: AppResolver,
-        clock: Clock = utcnow,
+        clock: Clock = utc_now,
         sleep: Sleep = asyncio.sleep,
     ) -> None:
         self._registry = registry

@@ -12,12 +12,13 @@ from datetime import timedelta
 
 import httpx
 
+from mailport.clock import Clock, utc_now
 from mailport.config import Settings
 from mailport.crypto import KeyRing
 from mailport.net.guard import HostGuard
 from mailport.oauth.apps import AppResolver, InstanceApps
 from mailport.oauth.authcode import AuthorizationCodeFlow
-from mailport.oauth.client import Clock, OAuthClient, utcnow
+from mailport.oauth.client import OAuthClient
 from mailport.oauth.device import DeviceFlow
 from mailport.oauth.providers import ProviderRegistry, configured_providers
 from mailport.oauth.state import StateCodec, StateStore
@@ -50,7 +51,7 @@ def build_oauth(
     apps: AppResolver | None = None,
     http: httpx.AsyncClient | None = None,
     guard: HostGuard | None = None,
-    clock: Clock = utcnow,
+    clock: Clock = utc_now,
     registry: ProviderRegistry | None = None,
 ) -> OAuthServices:
     registry = registry or ProviderRegistry.from_settings(settings)

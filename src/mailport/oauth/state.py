@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Protocol
 
+from mailport.clock import Clock, utc_now
 from mailport.crypto import KeyRing, Secret
 from mailport.errors import (
     InputError,
@@ -33,7 +34,6 @@ from mailport.errors import (
     OAuthStateReplayedError,
     SecretKeyError,
 )
-from mailport.oauth.client import Clock, utcnow
 
 STATE_TTL = timedelta(minutes=10)
 MAX_RETURN_URL = 2000
@@ -75,7 +75,7 @@ def s256_challenge(verifier: Secret) -> str:
 class StateCodec:
     """Issues and opens states with the key ring; ``clock`` is injectable for tests."""
 
-    def __init__(self, key_ring: KeyRing, *, ttl: timedelta = STATE_TTL, clock: Clock = utcnow) -> None:
+    def __init__(self, key_ring: KeyRing, *, ttl: timedelta = STATE_TTL, clock: Clock = utc_now) -> None:
         self._key_ring = key_ring
         self._ttl = ttl
         self._clock = clock

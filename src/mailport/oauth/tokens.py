@@ -32,6 +32,7 @@ from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Protocol
 
+from mailport.clock import Clock, utc_now
 from mailport.crypto import Secret
 from mailport.errors import (
     OAuthInvalidGrantError,
@@ -41,7 +42,7 @@ from mailport.errors import (
 from mailport.failures import Verdict, classify
 from mailport.metrics import TOKEN_REFRESHES
 from mailport.oauth.apps import AppResolver
-from mailport.oauth.client import Clock, OAuthClient, TokenResponse, utcnow
+from mailport.oauth.client import OAuthClient, TokenResponse
 from mailport.oauth.providers import ProviderRegistry
 
 log = logging.getLogger(__name__)
@@ -131,7 +132,7 @@ class TokenManager:
         apps: AppResolver,
         refresh_ahead: timedelta = timedelta(seconds=300),
         lease: timedelta = timedelta(seconds=60),
-        clock: Clock = utcnow,
+        clock: Clock = utc_now,
         sleep: Sleep = asyncio.sleep,
         lease_poll_seconds: float = 0.05,
     ) -> None:

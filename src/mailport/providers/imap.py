@@ -18,8 +18,9 @@ import asyncio
 import logging
 import ssl
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
-from datetime import UTC, datetime
+from datetime import datetime
 
+from mailport.clock import utc_now
 from mailport.crypto import Secret
 from mailport.diagnosis import Failure, diagnose
 from mailport.errors import AuthenticationError, CommandError, MailportError
@@ -190,7 +191,7 @@ class ImapProvider:
         return self._client
 
     def _touch(self) -> None:
-        self._last_activity = datetime.now(UTC)
+        self._last_activity = utc_now()
 
     # ------------------------------------------------------------------ reading
 

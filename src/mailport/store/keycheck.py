@@ -7,11 +7,10 @@ with :class:`~mailport.errors.SecretKeyError` instead of running with unreadable
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
-
 from sqlalchemy import insert, select
 from sqlalchemy.exc import IntegrityError
 
+from mailport.clock import utc_now
 from mailport.crypto import KeyRing
 from mailport.errors import SecretKeyError
 from mailport.store.database import Database
@@ -27,9 +26,7 @@ async def verify_key_ring(database: Database, key_ring: KeyRing) -> None:
         if token is None:
             try:
                 await conn.execute(
-                    insert(key_check).values(
-                        id=1, token=key_ring.encrypt(CANARY), updated_at=datetime.now(UTC)
-                    )
+                    insert(key_check).values(id=1, token=key_ring.encrypt(CANARY), updated_at=utc_now())
                 )
             except IntegrityError:  # another process created it first; check theirs below
                 token = None

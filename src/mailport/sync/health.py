@@ -4,11 +4,12 @@ status, last connection / success / error, errors, processed and failed messages
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from pydantic import BaseModel, Field
 
+from mailport.clock import utc_now
 from mailport.mailboxes.models import Mailbox, MailboxStatus
 from mailport.store import Database
 from mailport.sync import repository as repo
@@ -70,7 +71,7 @@ def _status(mailbox: Mailbox, lease: Any) -> str:
 async def mailbox_health(
     database: Database, mailboxes: list[Mailbox], *, now: datetime | None = None
 ) -> list[MailboxHealth]:
-    now = now or datetime.now(UTC)
+    now = now or utc_now()
     ids = [m.id for m in mailboxes]
     async with database.connect() as conn:
         totals = await repo.totals_since(conn, ids, now - DAY)

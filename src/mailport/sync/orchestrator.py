@@ -33,11 +33,12 @@ import random
 import socket
 import uuid
 from collections.abc import Callable
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 
 from sqlalchemy import func, select
 
 from mailport.bootstrap import Services
+from mailport.clock import Clock, utc_now
 from mailport.crypto import Secret
 from mailport.mailboxes.models import Mailbox, MailboxStatus
 from mailport.metrics import QUEUE_SIZE, WATCHERS
@@ -68,10 +69,6 @@ _FINGERPRINT = (
 ProviderFactory = Callable[[Mailbox], MailboxProvider]
 
 
-def utc_now() -> datetime:
-    return datetime.now(UTC)
-
-
 def release_free_memory() -> None:
     """``malloc_trim(0)`` where glibc provides it (Linux); a no-op elsewhere."""
     gc.collect()
@@ -94,7 +91,7 @@ class Orchestrator:
         stagger_seconds: float = 5.0,
         provider_factory: ProviderFactory | None = None,
         options: WatcherOptions | None = None,
-        clock: Callable[[], datetime] = utc_now,
+        clock: Clock = utc_now,
     ) -> None:
         self.services = services
         self.owner = owner or f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"

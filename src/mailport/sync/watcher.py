@@ -38,11 +38,12 @@ import contextlib
 import logging
 import random
 import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
+from mailport import retry
+from mailport.clock import Clock, utc_now
 from mailport.errors import (
     CommandError,
     HostNotAllowedError,
@@ -65,26 +66,14 @@ FIRST_SYNC_SLACK = timedelta(minutes=1)
 BASELINE_PAGE = 2000  # INTERNALDATEs fetched per round trip when the first cursor is placed
 
 
-def utc_now() -> datetime:
-    return datetime.now(UTC)
+class Backoff(retry.Backoff):
+    """Reconnect delays: full jitter (AWS architecture blog), U(0, min(cap, base*2^n)), but never
+    under 0.2 s (no busy loop). ``rand`` is the fraction of the nominal delay slept: tests pass
+    ``lambda: 1.0`` for exact delays."""
 
-
-@dataclass
-class Backoff:
-    """Full-jitter exponential backoff (AWS architecture blog): sleep U(0, min(cap, base*2^n))."""
-
-    base: float = 1.0
-    cap: float = 300.0
-    attempt: int = 0
-    rand: Callable[[], float] = random.random
-
-    def next(self) -> float:
-        delay = min(self.cap, self.base * (2**self.attempt))
-        self.attempt += 1
-        return float(max(0.2, delay * self.rand()))
-
-    def reset(self) -> None:
-        self.attempt = 0
+    def __init__(self, base: float = 1.0, cap: float = 300.0, *, rand: retry.Rand = random.random) -> None:
+        policy = retry.RetryPolicy(first_delay=base, max_delay=cap, jitter=1.0, min_delay=0.2)
+        super().__init__(policy, rand=lambda: 1.0 - rand())
 
 
 # A connection counts as healthy (and the reconnect backoff starts again from its base) once it
@@ -108,8 +97,16 @@ class WatcherOptions:
     action_retry_base: float = 30.0
     action_retry_cap: float = 3600.0
     action_max_attempts: int = 5
-    jitter: Callable[[], float] = random.random  # tests pass ``lambda: 1.0`` for exact delays
+    jitter: retry.Rand = random.random  # tests pass ``lambda: 1.0`` for exact delays
     host_retry_seconds: float = 1800.0  # a host the SSRF guard refused (a PATCH restarts sooner)
+
+    def action_retries(self) -> retry.RetryPolicy:
+        """The schedule of a refused after-processing action (no jitter: retried per batch)."""
+        return retry.RetryPolicy(
+            first_delay=self.action_retry_base,
+            max_delay=self.action_retry_cap,
+            max_attempts=self.action_max_attempts,
+        )
 
 
 @dataclass
@@ -134,7 +131,7 @@ class Watcher:
         owner: str,
         connect_slots: asyncio.Semaphore,
         options: WatcherOptions | None = None,
-        clock: Callable[[], datetime] = utc_now,
+        clock: Clock = utc_now,
     ) -> None:
         self.mailbox = mailbox
         self.provider = provider
@@ -516,16 +513,16 @@ class Watcher:
             if isinstance(why, str)
             else (_describe(why), why.code, why.server_said)
         )
-        options = self.options
-        last = [final or a.attempts + 1 >= options.action_max_attempts for a in items]
-        retry = [a for a, gone in zip(items, last, strict=True) if not gone]
+        policy = self.options.action_retries()
+        last = [final or policy.exhausted(a.attempts + 1) for a in items]
+        again = [a for a, gone in zip(items, last, strict=True) if not gone]
         give_up = [a for a, gone in zip(items, last, strict=True) if gone]
         async with self.events.transaction() as conn:
-            for attempts in sorted({a.attempts for a in retry}):
-                delay = min(options.action_retry_cap, options.action_retry_base * 2**attempts)
+            for attempts in sorted({a.attempts for a in again}):
+                delay = policy.delay(attempts + 1)
                 await repo.retry_actions_later(
                     conn,
-                    [a.id for a in retry if a.attempts == attempts],
+                    [a.id for a in again if a.attempts == attempts],
                     at=now + timedelta(seconds=delay),
                     now=now,
                     error=detail,

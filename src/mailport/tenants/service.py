@@ -2,21 +2,15 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 
+from mailport.clock import Clock, utc_now
 from mailport.crypto import Secret
 from mailport.errors import ForbiddenError, UnauthorizedError
 from mailport.store.tenants import TenantRepository
 from mailport.tenants.keys import generate_api_key, hash_api_key, same_secret, visible_prefix
 from mailport.tenants.models import ApiKey, Tenant
-
-Clock = Callable[[], datetime]
-
-
-def utc_now() -> datetime:
-    return datetime.now(UTC)
 
 
 @dataclass(frozen=True)

@@ -9,11 +9,12 @@ what to do about them (:mod:`mailport.events.acceptance`).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 
 from fastapi import APIRouter, Depends, Request
 from starlette.responses import Response
 
+from mailport.clock import utc_now
 from mailport.events import acceptance
 from mailport.mailboxes.models import AuthMethod, Mailbox, MailboxStatus
 from mailport.web.charts import hourly_chart
@@ -42,7 +43,7 @@ async def dashboard(
 ) -> Response:
     assert session.tenant_id is not None
     page = await web.services.mailboxes.list(session.tenant_id, limit=200)
-    now = datetime.now(UTC)
+    now = utc_now()
     all_figures = await figures_for(web.services.database, page.items, now=now)
     async with web.services.database.connect() as conn:
         waiting = await acceptance.waiting_counts(conn, [m.id for m in page.items])

@@ -11,7 +11,7 @@ from __future__ import annotations
 import inspect
 import logging
 from collections.abc import Callable, Coroutine
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 from fastapi import FastAPI
@@ -23,6 +23,7 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, RedirectResponse, Response
 
 from mailport import __version__
+from mailport.clock import utc_now
 from mailport.errors import MailportError
 from mailport.web.checks import LABELS
 
@@ -39,7 +40,7 @@ env = Environment(
 def _ago(value: datetime | None) -> str:
     if value is None:
         return "never"
-    seconds = int((datetime.now(UTC) - value).total_seconds())
+    seconds = int((utc_now() - value).total_seconds())
     if seconds < 60:
         return "just now"
     for size, unit in ((86400, "day"), (3600, "hour"), (60, "minute")):

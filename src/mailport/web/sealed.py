@@ -10,18 +10,12 @@ session). Expiry is checked here, against an injectable clock.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
+from mailport.clock import Clock, utc_now
 from mailport.crypto import KeyRing
 from mailport.errors import SecretKeyError
-
-Clock = Callable[[], datetime]
-
-
-def utc_now() -> datetime:
-    return datetime.now(UTC)
 
 
 class Sealer:

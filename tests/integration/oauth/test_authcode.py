@@ -11,6 +11,7 @@ from urllib.parse import parse_qs, urlencode, urlsplit
 import httpx
 import pytest
 
+from mailport.clock import utc_now as utcnow
 from mailport.errors import (
     OAuthDeniedError,
     OAuthInvalidGrantError,
@@ -20,7 +21,6 @@ from mailport.errors import (
 )
 from mailport.oauth import AuthorizationCodeFlow, StateCodec
 from mailport.oauth.authcode import AuthorizationRequest
-from mailport.oauth.client import utcnow
 from tests.integration.oauth.conftest import PUBLIC_URL
 
 

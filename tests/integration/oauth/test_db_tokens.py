@@ -8,6 +8,7 @@ import uuid
 from datetime import timedelta
 
 from mailport.bootstrap import Services, build
+from mailport.clock import utc_now as utcnow
 from mailport.crypto import Secret
 from mailport.errors import ReauthRequiredError
 from mailport.mailboxes.models import (
@@ -18,7 +19,6 @@ from mailport.mailboxes.models import (
     Security,
     ServerSettings,
 )
-from mailport.oauth.client import utcnow
 from tests.conftest import issue_token
 from tests.integration.oauth.test_tokens import refresh_count
 

@@ -12,6 +12,7 @@ from typing import Any
 import httpx
 import pytest
 
+from mailport.clock import utc_now as utcnow
 from mailport.errors import (
     DeviceCodeExpiredError,
     DeviceFlowUnsupportedError,
@@ -19,7 +20,6 @@ from mailport.errors import (
     OAuthIdentityError,
 )
 from mailport.oauth import DeviceFlow, InstanceApps, ProviderRegistry, configured_providers
-from mailport.oauth.client import utcnow
 from tests.integration.oauth.conftest import idp_overrides, plain_provider
 from tests.mailstack.idp import MockIdP
 

@@ -11,11 +11,11 @@ from datetime import timedelta
 import httpx
 import pytest
 
+from mailport.clock import utc_now as utcnow
 from mailport.crypto import Secret
 from mailport.errors import OAuthInvalidGrantError, OAuthUnavailableError, ReauthRequiredError
 from mailport.metrics import REGISTRY
 from mailport.oauth import InstanceApps, OAuthClient, ProviderRegistry, TokenManager, TokenSet
-from mailport.oauth.client import utcnow
 from tests.conftest import issue_token
 from tests.integration.oauth.sqlite_store import SQLiteTokenStore, open_engine
 from tests.mailstack.dovecot import free_port
