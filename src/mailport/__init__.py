@@ -12,7 +12,7 @@ __all__ = ["MailportError", "Settings", "__version__", "watch"]
 
 
 def __getattr__(name: str) -> object:
-    if name == "watch":  # issue 8; imported lazily (it pulls in the service graph)
+    if name == "watch":  # imported lazily (it pulls in the service graph)
         from mailport.sync.stream import watch
 
         return watch

@@ -11,8 +11,6 @@ one clear error.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 from mailport.check.runner import ConnectionChecker
 from mailport.check.service import CheckService
 from mailport.clock import Clock, utc_now
@@ -26,34 +24,14 @@ from mailport.mailboxes.service import MailboxService
 from mailport.net.guard import HostGuard
 from mailport.net.ratelimit import TokenBucketLimiter
 from mailport.net.trust import MailTrust
-from mailport.oauth.connect import OAuthConnectService, build_connect
+from mailport.oauth.connect import build_connect
+from mailport.services import Services
 from mailport.store import Database, current_revision, head_revision, open_database, upgrade, verify_key_ring
 from mailport.store.mailboxes import MailboxRepository
 from mailport.store.tenants import TenantRepository
 from mailport.tenants.service import TenantService
 
-
-@dataclass
-class Services:
-    """What the API, the CLI and the workers share."""
-
-    settings: Settings
-    key_ring: KeyRing
-    database: Database
-    tenants: TenantService
-    mailboxes: MailboxService
-    oauth: OAuthConnectService
-    events: EventLog  # issue 8: the durable event log (ingestion writes, delivery reads)
-    webhooks: DeliveryService  # issue 8: webhook endpoints, deliveries, pull
-    guard: HostGuard  # the SSRF guard: every outbound connection of the service (mailport.net.connect)
-    check_limiter: TokenBucketLimiter  # POST /v1/check per tenant (issue 6)
-    checks: CheckService  # connection checks (issue 6)
-    trust: MailTrust  # the certificates every mail connection trusts (MAILPORT_MAIL_CA_FILE, pins)
-
-    async def aclose(self) -> None:
-        """Release connections and background tasks."""
-        await self.oauth.aclose()
-        await self.database.aclose()
+__all__ = ["Services", "build", "load_keys", "prepare_database"]
 
 
 def load_keys(settings: Settings) -> KeyRing:

@@ -49,21 +49,21 @@ class Settings(BaseSettings):
     secret_keys: SecretStr | None = None
     admin_key: SecretStr | None = None
 
-    # --- detection (issue 5) -------------------------------------------------------------
+    # --- detection -----------------------------------------------------------------------
     detect_timeout: float = Field(8.0, gt=0, le=120)
     detect_probe: bool = True
     detect_online_ispdb: bool = False
     detect_cache_ttl: float = Field(3600.0, ge=0)
     dns_nameservers: Annotated[list[str], NoDecode] = Field(default_factory=list)
 
-    # --- connection checks (issue 6) -----------------------------------------------------
+    # --- connection checks ---------------------------------------------------------------
     check_timeout: float = Field(20.0, gt=0, le=300)
     allow_private_hosts: bool = False
     allowed_hosts: Annotated[list[str], NoDecode] = Field(default_factory=list)
     check_rate_per_minute: float = Field(10.0, gt=0)  # POST /v1/check per tenant, sustained
     check_burst: int = Field(5, ge=1)  # … and in a burst
 
-    # --- OAuth (issue 7) -----------------------------------------------------------------
+    # --- OAuth ---------------------------------------------------------------------------
     oauth_providers_file: Path | None = None
     google_client_id: str | None = None
     google_client_secret: SecretStr | None = None
@@ -72,7 +72,7 @@ class Settings(BaseSettings):
     microsoft_tenant: str = "common"
     oauth_refresh_ahead_seconds: int = Field(300, ge=0)
 
-    # --- ingestion (issue 8) -------------------------------------------------------------
+    # --- ingestion -----------------------------------------------------------------------
     idle_renew_seconds: int = Field(25 * 60, ge=10, le=29 * 60)
     max_message_bytes: int = Field(25 * 1024 * 1024, ge=1024)
     watchers: bool | None = None  # None: `mailport serve` runs them, an embedded app does not

@@ -13,10 +13,10 @@ once, at the boundary where they occur, and chained (``raise X(...) from exc``).
     MailportError                       code                 http
     ├── ConfigurationError              config_invalid        500
     │   ├── SecretKeyError              secret_key_invalid    500
-    │   └── DatabaseNotMigratedError    database_not_migrated 500   (issue 4)
+    │   └── DatabaseNotMigratedError    database_not_migrated 500
     ├── InputError                      invalid_input         422
     │   ├── InvalidEmailError           invalid_email         422
-    │   ├── InvalidCursorError          invalid_cursor        422   (issue 4)
+    │   ├── InvalidCursorError          invalid_cursor        422
     │   └── HostNotAllowedError         host_not_allowed      422
     ├── UnauthorizedError               unauthorized          401
     ├── ForbiddenError                  forbidden             403
@@ -59,9 +59,9 @@ once, at the boundary where they occur, and chained (``raise X(...) from exc``).
         │   └── ServerSilentError               server_silent                  504
         ├── MessageTooLargeError        message_too_large     413
         ├── SMTPRejectedError           smtp_rejected         502
-        └── InsecureAuthRefusedError    insecure_auth_refused 422   (imap/smtp, issue 3)
+        └── InsecureAuthRefusedError    insecure_auth_refused 422   (imap/smtp)
 
-    oauth (issue 7):
+    oauth:
     ProviderError
     └── OAuthError                      oauth_error            502   (an authorization server refused)
         ├── OAuthDeniedError            oauth_denied           403   (the user or provider said no)
@@ -87,14 +87,14 @@ once, at the boundary where they occur, and chained (``raise X(...) from exc``).
     MailportError
     └── OAuthNotConfiguredError         oauth_not_configured   422
 
-    web (issue 9):
+    web:
     ForbiddenError
     └── CSRFError                       csrf_failed            403
     InputError
     ├── ConnectLinkInvalidError         connect_link_invalid   400
     ├── ConnectLinkExpiredError         connect_link_expired   410
     └── ConnectLinkUsedError            connect_link_used      410
-    ingestion (issue 8):
+    ingestion:
     NotFoundError
     ├── RawSourceNotStoredError         raw_not_stored         404   (oversized: headers only)
     └── MessageSourceExpiredError       message_source_expired 410   (retention: the janitor dropped it)
@@ -310,7 +310,7 @@ class SMTPRejectedError(ProviderError):
         self.smtp_code = smtp_code
 
 
-# --------------------------------------------------------------------------- imap/smtp (issue 3)
+# --------------------------------------------------------------------------- imap/smtp
 
 
 class InsecureAuthRefusedError(ProviderError):
@@ -324,7 +324,7 @@ class InsecureAuthRefusedError(ProviderError):
     )
 
 
-# --------------------------------------------------------------------------- storage (issue 4)
+# --------------------------------------------------------------------------- storage
 
 
 class InvalidCursorError(InputError):
@@ -337,9 +337,9 @@ class DatabaseNotMigratedError(ConfigurationError):
     hint = "Run `mailport db upgrade` against MAILPORT_DATABASE_URL (serve does it itself on SQLite)."
 
 
-# --------------------------------------------------------------------------- detection (issue 5)
+# --------------------------------------------------------------------------- detection
 
-# --------------------------------------------------------------------------- check (issue 6)
+# --------------------------------------------------------------------------- check
 
 # The connection check's troubleshooting codes (mailport.diagnosis). Each class hint is
 # the general advice; a diagnosis replaces it with advice specific to the provider and to the
@@ -494,7 +494,7 @@ class ServerSilentError(MailTimeoutError):
     hint = "The server accepted the connection but never spoke; often the port expects TLS, or a proxy hangs."
 
 
-# --------------------------------------------------------------------------- oauth (issue 7)
+# --------------------------------------------------------------------------- oauth
 
 
 class OAuthError(ProviderError):
@@ -618,7 +618,7 @@ class OAuthNotConfiguredError(MailportError):
     )
 
 
-# --------------------------------------------------------------------------- sync/delivery (issue 8)
+# --------------------------------------------------------------------------- sync/delivery
 # ingestion
 
 
@@ -645,7 +645,7 @@ class MessageSourceExpiredError(NotFoundError):
     )
 
 
-# --------------------------------------------------------------------------- web (issue 9)
+# --------------------------------------------------------------------------- web
 
 
 class CSRFError(ForbiddenError):

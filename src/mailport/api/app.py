@@ -1,4 +1,5 @@
-"""FastAPI application factory: wires routers, error handlers and the service lifespan."""
+"""FastAPI application factory: wires routers, error handlers and the lifespan, which builds the
+services (unless given) and runs the background work of :mod:`mailport.runtime`."""
 
 from __future__ import annotations
 
@@ -10,15 +11,16 @@ from fastapi.responses import JSONResponse
 
 from mailport import __version__
 from mailport.api.errors import ERROR_BODY_SCHEMA, install_error_handlers
-from mailport.api.janitor import router as janitor_router  # retention
 from mailport.api.limits import RequestLimits
-from mailport.api.routers import events as events_routes  # issue 8 delivery
-from mailport.api.routers import health, mailboxes, messages, oauth, tenants
+from mailport.api.routers import connect_links, health, mailboxes, messages, oauth, tenants
+from mailport.api.routers import events as events_routes
 from mailport.api.routers import webhooks as webhook_routes
 from mailport.api.routers.check import router as check_router
 from mailport.api.routers.detect import router as detect_router
-from mailport.bootstrap import Services, build
+from mailport.bootstrap import build
 from mailport.config import Settings
+from mailport.runtime import Runtime
+from mailport.services import Services
 from mailport.web import install as install_web
 
 
@@ -32,15 +34,25 @@ def create_app(settings: Settings | None = None, *, services: Services | None = 
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        if services is not None:
-            yield
-            return
-        built = await build(settings)
-        app.state.services = built
+        built = None
+        if services is None:
+            built = app.state.services = await build(settings)
+        current: Services = app.state.services
+        # `mailport serve` sets app.state.serve: it runs the background work of an API process
+        runtime = Runtime.for_app(current, serve=getattr(app.state, "serve", False))
         try:
-            yield
+            await runtime.start()
+            app.state.runtime = runtime
+            app.state.orchestrator = runtime.orchestrator
+            app.state.dispatcher = runtime.dispatcher
+            app.state.janitor = runtime.janitor
+            try:
+                yield
+            finally:
+                await runtime.stop()
         finally:
-            await built.aclose()
+            if built is not None:
+                await built.aclose()
 
     app = FastAPI(
         title="mailport",
@@ -60,15 +72,15 @@ def create_app(settings: Settings | None = None, *, services: Services | None = 
     install_error_handlers(app)
     app.include_router(tenants.router)
     app.include_router(mailboxes.router)
-    app.include_router(detect_router)  # issue 5
+    app.include_router(detect_router)
     app.include_router(oauth.router)
-    app.include_router(check_router)  # issue 6
-    install_web(app)  # issue 9: web UI at /, POST /v1/connect-links
-    app.include_router(health.router)  # issue 8 (also runs the watchers under `mailport serve`)
-    app.include_router(messages.router)  # issue 8
-    app.include_router(webhook_routes.router)  # issue 8 delivery
-    app.include_router(events_routes.router)  # issue 8 delivery
-    app.include_router(janitor_router)  # retention: the hourly purge under `mailport serve`
+    app.include_router(check_router)
+    app.include_router(connect_links.router)  # POST /v1/connect-links (to the web wizard)
+    install_web(app)  # the web UI at /
+    app.include_router(health.router)
+    app.include_router(messages.router)
+    app.include_router(webhook_routes.router)
+    app.include_router(events_routes.router)
 
     @app.get("/healthz", tags=["ops"], summary="The process is alive")
     async def healthz() -> JSONResponse:
@@ -81,7 +93,7 @@ def create_app(settings: Settings | None = None, *, services: Services | None = 
             "key_ring": current is not None and current.key_ring.key_count > 0,
             "database": current is not None and await current.database.ping(),
         }
-        if (watching := health.watchers_ready(request)) is not None:  # issue 8
+        if (watching := health.watchers_ready(request)) is not None:
             checks["watchers"] = watching
         ok = all(checks.values())
         return JSONResponse(

@@ -7,7 +7,8 @@ Contract (every router relies on it):
   ``ForbiddenError`` (403) for the admin key (it has no mailboxes).
 * ``Depends(require_admin)`` -> :class:`Caller` for ``MAILPORT_ADMIN_KEY``; 401 for a missing or
   unknown key, 403 for a tenant key.
-* ``Depends(get_services)`` -> :class:`mailport.bootstrap.Services`.
+* ``Depends(get_services)`` -> :class:`mailport.services.Services`.
+* ``Depends(get_detector)`` -> the app's :class:`~mailport.detect.Detector` (the API and the wizard share it).
 
 A tenant key only ever sees its own tenant: repositories take ``caller.tenant_id``.
 """
@@ -21,8 +22,9 @@ from fastapi import Depends, Request
 from fastapi.security import HTTPBearer
 
 from mailport.api.errors import ERROR_BODY_SCHEMA
-from mailport.bootstrap import Services
+from mailport.detect import Detector
 from mailport.errors import ConfigurationError, UnauthorizedError
+from mailport.services import Services
 
 # Declares the scheme in OpenAPI (the "Authorize" button in /docs); we parse the header ourselves
 # so that a missing key is our 401 error body, not FastAPI's 403.
@@ -84,3 +86,14 @@ def error_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
         }
         for status in statuses
     }
+
+
+def get_detector(request: Request, services: Services = Depends(get_services)) -> Detector:
+    """One detector per app (it holds the cache); tests may put their own on ``app.state``."""
+    detector: Detector | None = getattr(request.app.state, "detector", None)
+    if detector is None:
+        detector = Detector.from_settings(
+            services.settings, guard=services.guard, mail_ssl_context=services.trust.context()
+        )
+        request.app.state.detector = detector
+    return detector

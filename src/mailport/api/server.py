@@ -373,7 +373,8 @@ async def serve(settings: Settings, *, on_listening: Callable[[str], None]) -> N
         services = await build(settings)
         try:
             app = create_app(services=services)
-            # the mailbox watchers and the janitor run here too (unless MAILPORT_WATCHERS=false)
+            # the app runs the background work here too (mailport.runtime; no watchers with
+            # MAILPORT_WATCHERS=false)
             app.state.serve = True
             config = uvicorn.Config(
                 app,

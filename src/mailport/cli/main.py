@@ -53,21 +53,21 @@ def serve(
     run(settings, on_listening=listening)
 
 
-from mailport.cli import db, keys, mailboxes, tenants  # noqa: E402  (command groups of issue 4)
-from mailport.cli import oauth as oauth_cli  # noqa: E402  (issue 7)
+from mailport.cli import db, keys, mailboxes, tenants  # noqa: E402  (command groups)
+from mailport.cli import oauth as oauth_cli  # noqa: E402
 
 app.add_typer(tenants.app, name="tenants")
 app.add_typer(db.app, name="db")
 app.add_typer(keys.app, name="keys")
 app.add_typer(mailboxes.app, name="mailboxes")
-from mailport.cli.detect import detect_command  # noqa: E402  (issue 5)
+from mailport.cli.detect import detect_command  # noqa: E402
 
 app.command(name="detect")(detect_command)
-app.command("connect")(oauth_cli.connect)  # issue 7
-from mailport.cli.check import check_command  # noqa: E402  (issue 6)
+app.command("connect")(oauth_cli.connect)
+from mailport.cli.check import check_command  # noqa: E402
 
 app.command(name="check")(check_command)
-from mailport.cli import watch as watch_cli  # noqa: E402  (issue 8)
+from mailport.cli import watch as watch_cli  # noqa: E402
 from mailport.cli import worker as worker_cli  # noqa: E402
 
 app.command("worker")(worker_cli.worker)

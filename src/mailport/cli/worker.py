@@ -12,37 +12,25 @@ import typer
 
 from mailport.bootstrap import build
 from mailport.config import load_settings
-from mailport.janitor import start_janitor
 from mailport.logs import configure_logging
+from mailport.runtime import Runtime
 
 
 async def run_worker(*, stop: asyncio.Event | None = None) -> None:
-    from mailport.sync import Orchestrator
-
     settings = load_settings()
     stop = stop or asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(signum, stop.set)
     services = await build(settings)
-    orchestrator = Orchestrator(services, max_concurrent_connects=settings.max_concurrent_connects)
-    dispatcher = None
-    janitor = None
+    runtime = Runtime(services)  # all of it: watchers, dispatcher and janitor
     try:
-        await orchestrator.start()
-        # webhooks too (the dispatcher's own lease keeps it to one process per database)
-        from mailport.delivery import start_dispatcher
-
-        dispatcher = await start_dispatcher(services)
-        janitor = start_janitor(services.database, settings)  # retention: the hourly purge
-        typer.echo(f"mailport worker: watching {orchestrator.running()} mailboxes", err=True)
+        await runtime.start()
+        assert runtime.orchestrator is not None
+        typer.echo(f"mailport worker: watching {runtime.orchestrator.running()} mailboxes", err=True)
         await stop.wait()
     finally:
-        if janitor is not None:
-            await janitor.stop()
-        if dispatcher is not None:
-            await dispatcher.stop()
-        await orchestrator.stop()
+        await runtime.stop()
         await services.aclose()
 
 

@@ -1,4 +1,4 @@
-"""Delivery (issue 8): webhooks (signed, outbox, retries, replay, auto-disable) and the pull API.
+"""Delivery: webhooks (signed, outbox, retries, replay, auto-disable) and the pull API.
 
 * :class:`DeliveryService` — endpoints, deliveries, replay, backfill, pull consumers and their
   acknowledgements (who owes and accepts an event: :mod:`mailport.events.acceptance`);
@@ -20,7 +20,7 @@ from mailport.delivery.service import DeliveryService
 from mailport.delivery.signing import generate_secret, signature_headers
 
 if TYPE_CHECKING:
-    from mailport.bootstrap import Services
+    from mailport.services import Services
 
 __all__ = [
     "DeliveryService",

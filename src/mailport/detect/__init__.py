@@ -1,4 +1,4 @@
-"""Auto-detection of mail settings from an email address (issue 5).
+"""Auto-detection of mail settings from an email address.
 
 ``await Detector(...).detect("support@company.com")`` -> :class:`DetectionResult`, the
 structure the API (``POST /v1/detect``) and the CLI (``mailport detect``) answer with.

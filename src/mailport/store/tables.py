@@ -123,7 +123,7 @@ mailboxes = Table(
     Column("oauth_scopes", Text, nullable=True),  # space-separated, as OAuth sends them
     Column("oauth_connected_email", String(320), nullable=True),
     Column("token_version", Integer, nullable=False, server_default="0"),
-    # OAuth (issue 7): the cross-process refresh lease (see mailport.oauth.tokens)
+    # OAuth: the cross-process refresh lease (see mailport.oauth.tokens)
     Column("oauth_refresh_lease_until", UTCDateTime(), nullable=True),
     # when the access token was issued: its lifetime bounds the refresh-ahead window
     Column("oauth_issued_at", UTCDateTime(), nullable=True),
@@ -147,7 +147,7 @@ mailboxes = Table(
     Index("ix_mailboxes_tenant_status", "tenant_id", "status"),
 )
 
-# --- OAuth (issue 7) ----------------------------------------------------------------------
+# --- OAuth --------------------------------------------------------------------------------
 
 # Consumed OAuth `state` nonces (single use); rows past expires_at may be purged.
 oauth_states = Table(
@@ -197,7 +197,7 @@ oauth_device_flows = Table(
     Index("ix_oauth_device_flows_tenant_id", "tenant_id"),
 )
 
-# --- ingestion (issue 8) ------------------------------------------------------------------
+# --- ingestion ----------------------------------------------------------------------------
 
 # SQLite only auto-increments an INTEGER PRIMARY KEY; PostgreSQL gets a 64-bit identity.
 SeqInteger = BigInteger().with_variant(Integer(), "sqlite")
@@ -322,7 +322,7 @@ SECRET_COLUMNS: dict[str, tuple[str, ...]] = {
 
 Later features that store secrets add their table and columns here (and a primary key ``id``)."""
 
-# --- delivery (issue 8) -------------------------------------------------------------------
+# --- delivery -----------------------------------------------------------------------------
 
 # A tenant's webhook endpoints; the signing secret is encrypted. Events with seq > start_seq
 # are delivered (an endpoint never receives what happened before it existed).

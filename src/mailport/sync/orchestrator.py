@@ -37,13 +37,13 @@ from datetime import timedelta
 
 from sqlalchemy import func, select
 
-from mailport.bootstrap import Services
 from mailport.clock import Clock, utc_now
 from mailport.crypto import Secret
 from mailport.mailboxes.models import Mailbox, MailboxStatus
 from mailport.metrics import QUEUE_SIZE, WATCHERS
 from mailport.providers import registry
 from mailport.providers.base import MailboxProvider
+from mailport.services import Services
 from mailport.store.tables import mailboxes
 from mailport.sync import repository as repo
 from mailport.sync.watcher import Watcher, WatcherOptions

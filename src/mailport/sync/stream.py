@@ -15,25 +15,23 @@ Leaving the loop early (``break``, ``return``, an exception) must be quiet. Pyth
 abandoned async generator from a task that asyncio schedules later, and ``asyncio.run`` may close
 the loop before that task has finished: a generator that closes its own database and watchers in
 its ``finally`` is then interrupted half-way ("Exception closing connection … GeneratorExit",
-"Event loop is closed"). So what needs closing belongs to a task of its own (:class:`_Runtime`):
+"Event loop is closed"). So what needs closing belongs to a task of its own
+(:class:`mailport.runtime.OwnedRuntime`):
 a normal end stops it and waits; an abandoned generator leaves it to the loop's shutdown, which
 cancels every task and waits until each has finished its cleanup.
 """
 
 from __future__ import annotations
 
-import asyncio
-import logging
 from collections.abc import AsyncIterator, Iterable
 
 from sqlalchemy import select
 
-from mailport.bootstrap import Services, build
 from mailport.config import Settings
 from mailport.events import Event, last_seq, row_to_event
+from mailport.runtime import OwnedRuntime
+from mailport.services import Services
 from mailport.store.tables import events as events_table
-
-log = logging.getLogger(__name__)
 
 
 async def _read(
@@ -57,59 +55,6 @@ async def _read(
         return [row_to_event(row) for row in rows]
 
 
-class _Runtime:
-    """The service graph (when ``watch`` builds its own) and the watchers (``ingest=True``),
-    owned by one background task that closes them when told to stop or when cancelled."""
-
-    def __init__(self, settings: Settings | None, services: Services | None, *, ingest: bool) -> None:
-        self._settings = settings
-        self._given = services
-        self._ingest = ingest
-        self._stop = asyncio.Event()
-        self._task: asyncio.Task[None] | None = None
-
-    async def start(self) -> Services:
-        """The services to read from, once built and (with ``ingest``) watching."""
-        if self._given is not None and not self._ingest:
-            return self._given  # nothing to own, nothing to close
-        ready: asyncio.Future[Services] = asyncio.get_running_loop().create_future()
-        self._task = asyncio.create_task(self._run(ready), name="mailport-watch")
-        return await ready
-
-    async def _run(self, ready: asyncio.Future[Services]) -> None:
-        orchestrator = None
-        active = self._given
-        try:
-            if active is None:
-                active = await build(self._settings or Settings())
-            if self._ingest:
-                from mailport.sync.orchestrator import Orchestrator
-
-                orchestrator = Orchestrator(active)
-                await orchestrator.start()
-            ready.set_result(active)
-            await self._stop.wait()
-        except Exception as exc:  # handed to the reader (never left for "never retrieved")
-            if not ready.done():
-                ready.set_exception(exc)
-        finally:
-            if not ready.done():
-                ready.cancel()
-            try:
-                if orchestrator is not None:
-                    await orchestrator.stop()
-                if active is not None and self._given is None:
-                    await active.aclose()
-            except Exception:  # nobody awaits an abandoned reader's cleanup: say it here
-                log.warning("closing mailport.watch() failed", exc_info=True)
-
-    async def stop(self) -> None:
-        """Close and wait; the cleanup goes on (shielded) if the reader is cancelled meanwhile."""
-        if self._task is not None:
-            self._stop.set()
-            await asyncio.shield(self._task)
-
-
 async def watch(
     settings: Settings | None = None,
     *,
@@ -125,7 +70,7 @@ async def watch(
     """Events as they are appended (from ``after``, else from now), filtered by tenant,
     mailbox and type. Pass ``services`` to share a service graph, else one is built from
     ``settings`` (or the environment) and closed when the iteration ends."""
-    runtime = _Runtime(settings, services, ingest=ingest)
+    runtime = OwnedRuntime(settings, services, watchers=ingest)
     try:
         active = await runtime.start()
         active.events.poll_interval = min(active.events.poll_interval, poll_interval)

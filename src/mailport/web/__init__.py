@@ -15,11 +15,9 @@ STATIC = Path(__file__).parent / "static"
 
 
 def install(app: FastAPI) -> None:
-    from mailport.api.routers import connect_links
     from mailport.web import auth_routes, dashboard, link_routes, wizard
     from mailport.web.render import install_page_errors
 
-    app.include_router(connect_links.router)
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
     for module in (auth_routes, wizard, dashboard, link_routes):
         app.include_router(module.router)

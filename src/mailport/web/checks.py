@@ -1,6 +1,6 @@
 """Step 4 of the wizard and the dashboard's "Test": run the connection check and show it live.
 
-The check itself is :class:`mailport.check.runner.ConnectionChecker` (issue 6: DNS through the
+The check itself is :class:`mailport.check.runner.ConnectionChecker` (DNS through the
 SSRF guard, TCP, TLS, greeting, STARTTLS, authentication, SELECT; SMTP EHLO/STARTTLS/AUTH; the
 troubleshooting catalog's ``code`` and ``hint`` on a failing step). It runs as a background task
 of this process; the page polls the run (htmx, every 400 ms) and each step appears as soon as

@@ -1,7 +1,7 @@
 """The dashboard: every mailbox of the tenant with its health, a 24-hour chart and actions.
 
 Figures per mailbox (live status, processed and failed in 24 h, messages per hour) come from
-:mod:`mailport.web.figures` (the ingestion statistics of issue 8). "Waiting for your
+:mod:`mailport.web.figures` (the ingestion statistics). "Waiting for your
 application" counts what a consumer still owes; events no consumer owes are shown apart, with
 what to do about them (:mod:`mailport.events.acceptance`).
 """
@@ -24,7 +24,13 @@ from mailport.web.figures import Figures, figures_for, hour_of
 from mailport.web.render import WebRoute, redirect, render
 from mailport.web.session import WebSession
 from mailport.web.state import WebState, get_web
-from mailport.web.wizard import _ctx, _record_result, _return_url, _target, _values
+from mailport.web.wizard_parts import (
+    check_target,
+    form_values,
+    oauth_return_url,
+    record_check_result,
+    step_context,
+)
 
 router = APIRouter(route_class=WebRoute, include_in_schema=False)
 
@@ -113,9 +119,9 @@ async def test_mailbox(action: MailboxAction = Depends(mailbox_action)) -> Respo
     web = action.web
     run = web.runs.start(
         action.tenant_id,
-        _target(web, draft),
+        check_target(web, draft),
         context={"mailbox_id": mailbox.id, "smtp": mailbox.smtp is not None},
-        on_done=_record_result(web, action.tenant_id, draft.with_(password=None)),
+        on_done=record_check_result(web, action.tenant_id, draft.with_(password=None)),
     )
     return render(action.request, "_test_panel.html", {"run": run, "mailbox": mailbox})
 
@@ -150,18 +156,18 @@ async def reconnect(action: MailboxAction = Depends(mailbox_action)) -> Response
     provider = mailbox.oauth.provider if mailbox.oauth else mailbox.provider_id
     if mailbox.auth_method is AuthMethod.OAUTH2 and provider:
         started = await web.services.oauth.authorize(
-            action.tenant_id, provider, mailbox_id=mailbox.id, return_url=_return_url(web)
+            action.tenant_id, provider, mailbox_id=mailbox.id, return_url=oauth_return_url(web)
         )
         return redirect(action.request, started.authorization_url)
     draft = _draft_for(action.session, mailbox).with_(password=None)
     return render(
         action.request,
         "wizard/manual.html",
-        _ctx(
+        step_context(
             3,
             draft=draft,
             sealed=seal(web.sealer, draft),
-            values=_values(draft),
+            values=form_values(draft),
             errors={},
             reconnect=True,
         ),

@@ -1,6 +1,6 @@
 """The dashboard's figures: live health and 24-hour counts per mailbox, and messages per hour.
 
-Health and the 24-hour totals come from :func:`mailport.sync.health.mailbox_health` (issue 8);
+Health and the 24-hour totals come from :func:`mailport.sync.health.mailbox_health`;
 the per-hour series for the chart reads the same hourly table (``mailbox_stats``), which the
 ingestion pipeline fills — the sync module offers totals only, so this one query lives here.
 """

@@ -7,8 +7,8 @@ from dataclasses import dataclass
 from starlette.requests import Request
 
 from mailport.api.deps import get_services
-from mailport.bootstrap import Services
 from mailport.oauth.repository import DatabaseStateStore
+from mailport.services import Services
 from mailport.web.checks import CheckRuns
 from mailport.web.links import ConnectLinks
 from mailport.web.sealed import Sealer

@@ -20,15 +20,12 @@ from fastapi import APIRouter, Depends, Form, Query, Request
 from pydantic import ValidationError
 from starlette.responses import Response
 
-from mailport.api.routers.detect import get_detector
-from mailport.crypto import Secret
+from mailport.api.deps import get_detector
 from mailport.detect import DetectionResult, Detector
 from mailport.errors import InputError, InvalidEmailError, all_error_classes
-from mailport.failures import classify_code
 from mailport.mailboxes.models import AuthMethod, MailboxStatus, NewMailbox, ProcessingSettings
 from mailport.mailboxes.schemas import MailboxUpdate, ServerIn, SettingsIn, SettingsPatch
 from mailport.validation import normalize_email
-from mailport.web.checks import CheckRun, CheckTarget
 from mailport.web.deps import csrf, wizard_user
 from mailport.web.draft_step import DraftStep, draft_step, open_sealed_draft
 from mailport.web.drafts import Draft, Server, seal
@@ -36,17 +33,19 @@ from mailport.web.oauth_setup import oauth_setup
 from mailport.web.render import WebRoute, redirect, render
 from mailport.web.session import WebSession
 from mailport.web.state import WebState, get_web
+from mailport.web.wizard_parts import (
+    check_target,
+    form_values,
+    oauth_return_url,
+    record_check_result,
+    step_context,
+)
 
 router = APIRouter(route_class=WebRoute, include_in_schema=False)
 
-STEPS = ("Email", "Sign-in method", "Connect", "Test", "Finish")
 LINK_OAUTH_WINDOW = timedelta(minutes=15)
-# Failures that only signing in again can fix (as the check service of issue 6 decides).
+# Failures that only signing in again can fix (as the check service decides).
 CHECK_INTERVALS = ((30, "30 seconds"), (60, "1 minute"), (300, "5 minutes"), (900, "15 minutes"))
-
-
-def _ctx(step: int, **extra: Any) -> dict[str, Any]:
-    return {"steps": STEPS, "step": step, **extra}
 
 
 def _hint_for(code: str) -> str:
@@ -109,7 +108,7 @@ async def email_step(
 ) -> Response:
     if session.link is not None and not email:
         email = session.link.email or ""
-    return render(request, "wizard/email.html", _ctx(1, email=email, again=again))
+    return render(request, "wizard/email.html", step_context(1, email=email, again=again))
 
 
 @router.post("/connect/detect", dependencies=[Depends(csrf)])
@@ -143,7 +142,7 @@ async def method_step(
         return render(
             request,
             "wizard/email.html",
-            _ctx(1, email=email, error=exc.message, hint=exc.hint),
+            step_context(1, email=email, error=exc.message, hint=exc.hint),
             status_code=422,
         )
     purpose = session.link.purpose if session.link else None
@@ -152,7 +151,7 @@ async def method_step(
     return render(
         request,
         "wizard/method.html",
-        _ctx(
+        step_context(
             2,
             draft=draft,
             sealed=seal(web.sealer, draft),
@@ -176,11 +175,11 @@ async def password_step(
         return render(
             step.request,
             "wizard/manual.html",
-            _ctx(
+            step_context(
                 3,
                 draft=draft,
                 sealed=step.token,
-                values=_values(draft),
+                values=form_values(draft),
                 errors={"password": "Enter the password."},
             ),
             status_code=422,
@@ -190,25 +189,11 @@ async def password_step(
         return render(
             step.request,
             "wizard/manual.html",
-            _ctx(3, draft=draft, sealed=seal(step.web.sealer, draft), values=_values(draft), errors={}),
+            step_context(
+                3, draft=draft, sealed=seal(step.web.sealer, draft), values=form_values(draft), errors={}
+            ),
         )
     return _start_test(step.request, step.web, step.session, draft)
-
-
-def _values(draft: Draft) -> dict[str, Any]:
-    imap = draft.imap or Server(port=993, security="ssl")
-    smtp = draft.smtp or Server(port=587, security="starttls")
-    return {
-        "imap_host": imap.host,
-        "imap_port": imap.port or 993,
-        "imap_security": imap.security,
-        "imap_username": imap.username or draft.email,
-        "smtp_host": smtp.host,
-        "smtp_port": smtp.port or 587,
-        "smtp_security": smtp.security,
-        "smtp_username": smtp.username or draft.email,
-        "use_smtp": draft.smtp is not None or draft.imap is None,
-    }
 
 
 @router.post("/connect/manual", dependencies=[Depends(csrf)])
@@ -217,7 +202,7 @@ async def manual_step(step: DraftStep = Depends(draft_step)) -> Response:
     return render(
         step.request,
         "wizard/manual.html",
-        _ctx(3, draft=draft, sealed=step.token, values=_values(draft), errors={}),
+        step_context(3, draft=draft, sealed=step.token, values=form_values(draft), errors={}),
     )
 
 
@@ -274,14 +259,14 @@ async def manual_save(
         errors["password"] = "Enter the password (or app password) of the mailbox."
     if errors:
         values = {
-            **_values(draft),
+            **form_values(draft),
             **{k: v for k, v in form.items() if k != "password"},
             "use_smtp": use_smtp,
         }
         return render(
             request,
             "wizard/manual.html",
-            _ctx(3, draft=draft, sealed=seal(web.sealer, draft), values=values, errors=errors),
+            step_context(3, draft=draft, sealed=seal(web.sealer, draft), values=values, errors=errors),
             status_code=422,
         )
     assert imap is not None
@@ -313,10 +298,6 @@ async def validate_field(request: Request, session: WebSession = Depends(wizard_
 # --------------------------------------------------------------------------- step 3a: OAuth
 
 
-def _return_url(web: WebState) -> str:
-    return f"{web.services.settings.effective_public_url}/connect/oauth/return"
-
-
 @router.post("/connect/oauth", dependencies=[Depends(csrf)])
 async def oauth_start(
     provider: str = Form(..., max_length=50), step: DraftStep = Depends(draft_step)
@@ -328,7 +309,7 @@ async def oauth_start(
         email=draft.email,
         mailbox_id=draft.mailbox_id,
         purpose=draft.purpose,
-        return_url=_return_url(step.web),
+        return_url=oauth_return_url(step.web),
     )
     return redirect(step.request, started.authorization_url)
 
@@ -392,7 +373,7 @@ async def device_start(
     return render(
         step.request,
         "wizard/device.html",
-        _ctx(3, draft=draft, sealed=step.token, flow=record, remaining=max(0, remaining)),
+        step_context(3, draft=draft, sealed=step.token, flow=record, remaining=max(0, remaining)),
     )
 
 
@@ -413,26 +394,6 @@ async def device_status(
 # --------------------------------------------------------------------------- step 4: test
 
 
-def _target(web: WebState, draft: Draft) -> CheckTarget:
-    assert draft.imap is not None
-    token_source = None
-    if draft.auth_method == "oauth2" and draft.mailbox_id:
-        mailbox_id = draft.mailbox_id
-        tokens = web.services.oauth.oauth.tokens
-
-        async def token_source() -> Secret:
-            return await tokens.get_access_token(mailbox_id)
-
-    return CheckTarget(
-        email=draft.email,
-        imap=draft.imap.to_model(),
-        smtp=draft.smtp.to_model() if draft.smtp else None,
-        password=draft.secret,
-        token_source=token_source,
-        provider=draft.provider_id or draft.oauth_provider,
-    )
-
-
 def _start_test(request: Request, web: WebState, session: WebSession, draft: Draft) -> Response:
     assert session.tenant_id is not None
     # The same per-tenant budget as POST /v1/check: a connect-link visitor must not turn the
@@ -440,36 +401,17 @@ def _start_test(request: Request, web: WebState, session: WebSession, draft: Dra
     web.services.check_limiter.check(session.tenant_id)
     run = web.runs.start(
         session.tenant_id,
-        _target(web, draft),
+        check_target(web, draft),
         context={
             "draft": seal(web.sealer, draft.with_(tested=True)),
             "retry": seal(web.sealer, draft),
             "smtp": draft.smtp is not None,
         },
-        on_done=_record_result(web, session.tenant_id, draft),
+        on_done=record_check_result(web, session.tenant_id, draft),
     )
-    return render(request, "wizard/test.html", _ctx(4, draft=draft, sealed=seal(web.sealer, draft), run=run))
-
-
-def _record_result(web: WebState, tenant_id: str, draft: Draft) -> Any:
-    """After testing a stored mailbox (OAuth), keep its status in step with the result."""
-
-    async def done(run: CheckRun) -> None:
-        if draft.mailbox_id is None or draft.password:
-            return
-        failure = run.first_failure
-        if run.ok:
-            status = MailboxStatus.CONNECTED
-        elif failure is None:
-            status = MailboxStatus.ERROR
-        else:
-            status = classify_code(failure.code, server_said=getattr(failure, "server_said", None)).status
-        error = None if failure is None else f"{failure.step} [{failure.code}]: {failure.detail}"[:500]
-        await web.services.mailboxes.repository.record_health(
-            draft.mailbox_id, status=status, error=None if run.ok else error, at=web.services.oauth.now()
-        )
-
-    return done
+    return render(
+        request, "wizard/test.html", step_context(4, draft=draft, sealed=seal(web.sealer, draft), run=run)
+    )
 
 
 @router.post("/connect/test", dependencies=[Depends(csrf)])
@@ -538,7 +480,9 @@ async def settings_step(step: DraftStep = Depends(draft_step)) -> Response:
     return render(
         step.request,
         "wizard/settings.html",
-        _ctx(5, draft=draft, sealed=step.token, values=values, errors={}, intervals=_intervals(values)),
+        step_context(
+            5, draft=draft, sealed=step.token, values=values, errors={}, intervals=_intervals(values)
+        ),
     )
 
 
@@ -590,7 +534,7 @@ async def save(
         return render(
             request,
             "wizard/settings.html",
-            _ctx(
+            step_context(
                 5, draft=draft, sealed=step.token, values=values, errors=errors, intervals=_intervals(values)
             ),
             status_code=422,
@@ -640,7 +584,7 @@ async def save(
         )
     if session.role == "link":
         return await _finish_link(request, web, session, mailbox.id)
-    return render(request, "wizard/done.html", _ctx(6, mailbox=mailbox))
+    return render(request, "wizard/done.html", step_context(6, mailbox=mailbox))
 
 
 def _server_dict(server: Server | None) -> dict[str, Any]:
@@ -669,7 +613,7 @@ async def _finish_link(request: Request, web: WebState, session: WebSession, mai
         response = render(
             request,
             "wizard/done.html",
-            _ctx(
+            step_context(
                 6,
                 mailbox=await web.services.mailboxes.get(session.tenant_id or "", mailbox_id),
                 link_done=True,

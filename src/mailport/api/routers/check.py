@@ -6,8 +6,8 @@ from fastapi import APIRouter, Depends
 from fastapi.responses import JSONResponse
 
 from mailport.api.deps import Caller, error_responses, get_services, require_tenant
-from mailport.bootstrap import Services
 from mailport.check.schemas import CheckRequest, CheckResponse
+from mailport.services import Services
 
 router = APIRouter(prefix="/v1", tags=["check"], responses=error_responses(401, 403, 422))
 

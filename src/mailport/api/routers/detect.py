@@ -2,25 +2,14 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter, Depends
 
-from mailport.api.deps import Caller, error_responses, get_services, require_tenant
-from mailport.bootstrap import Services
+from mailport.api.deps import Caller, error_responses, get_detector, get_services, require_tenant
 from mailport.detect import Detector
 from mailport.detect.schemas import DetectRequest, DetectResponse
+from mailport.services import Services
 
 router = APIRouter(prefix="/v1", tags=["detect"], responses=error_responses(401, 403, 422))
-
-
-def get_detector(request: Request, services: Services = Depends(get_services)) -> Detector:
-    """One detector per app (it holds the cache); tests may put their own on ``app.state``."""
-    detector: Detector | None = getattr(request.app.state, "detector", None)
-    if detector is None:
-        detector = Detector.from_settings(
-            services.settings, guard=services.guard, mail_ssl_context=services.trust.context()
-        )
-        request.app.state.detector = detector
-    return detector
 
 
 @router.post(

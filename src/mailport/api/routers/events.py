@@ -6,7 +6,6 @@ from __future__ import annotations
 from fastapi import APIRouter, Depends, Query, Response
 
 from mailport.api.deps import Caller, error_responses, get_services, require_tenant
-from mailport.bootstrap import Services
 from mailport.delivery.consumers import PullConsumer
 from mailport.delivery.schemas import (
     EventAck,
@@ -17,6 +16,7 @@ from mailport.delivery.schemas import (
     PullConsumerRead,
 )
 from mailport.delivery.service import MAX_EVENTS_LIMIT
+from mailport.services import Services
 
 router = APIRouter(prefix="/v1/events", tags=["events"], responses=error_responses(401, 403, 422))
 

@@ -1,22 +1,14 @@
 """Health, statistics and metrics: ``/v1/mailboxes/{id}/health``, ``/v1/health``, ``/v1/stats``,
-``/metrics``; and the lifespan that runs the mailbox watchers inside ``mailport serve``.
-
-The watchers run in the API process when ``MAILPORT_WATCHERS`` is true, or when it is unset and
-the app was started by ``mailport serve`` (``app.state.serve``); an app embedded with
-``create_app()`` (tests, other ASGI hosts) runs none unless asked.
-"""
+``/metrics``. (The watchers themselves run in :mod:`mailport.runtime`.)"""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
-
-from fastapi import APIRouter, Depends, FastAPI, Request, Response
+from fastapi import APIRouter, Depends, Request, Response
 
 from mailport.api.deps import Caller, error_responses, get_services, require_tenant
-from mailport.bootstrap import Services
 from mailport.mailboxes.models import Mailbox
 from mailport.metrics import CONTENT_TYPE_LATEST, render
+from mailport.services import Services
 from mailport.sync.health import (
     MailboxHealth,
     TenantHealth,
@@ -29,29 +21,7 @@ from mailport.sync.health import (
 MAX_MAILBOXES = 10_000
 
 
-def wants_watchers(app: FastAPI, services: Services) -> bool:
-    configured = services.settings.watchers
-    return bool(configured) if configured is not None else bool(getattr(app.state, "serve", False))
-
-
-@asynccontextmanager
-async def watchers_lifespan(app: FastAPI) -> AsyncIterator[None]:
-    services: Services | None = getattr(app.state, "services", None)
-    if services is None or not wants_watchers(app, services):
-        yield
-        return
-    from mailport.sync import Orchestrator
-
-    orchestrator = Orchestrator(services, max_concurrent_connects=services.settings.max_concurrent_connects)
-    await orchestrator.start()
-    app.state.orchestrator = orchestrator
-    try:
-        yield
-    finally:
-        await orchestrator.stop()
-
-
-router = APIRouter(tags=["health"], lifespan=watchers_lifespan)
+router = APIRouter(tags=["health"])
 
 
 def _tenant(caller: Caller) -> str:
@@ -112,7 +82,5 @@ async def metrics() -> Response:
 
 def watchers_ready(request: Request) -> bool | None:
     """For /readyz: None when this process runs no watchers, else whether they are running."""
-    orchestrator = getattr(request.app.state, "orchestrator", None)
-    if orchestrator is None:
-        return None
-    return bool(orchestrator.ready)
+    runtime = getattr(request.app.state, "runtime", None)
+    return None if runtime is None else runtime.watching

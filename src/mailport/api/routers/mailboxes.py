@@ -9,10 +9,10 @@ from pydantic import AfterValidator
 
 from mailport.api.deps import Caller, error_responses, get_services, require_tenant
 from mailport.api.paging import Cursor, Limit, page_of
-from mailport.bootstrap import Services
 from mailport.mailboxes.models import MailboxStatus
 from mailport.mailboxes.schemas import MailboxCreate, MailboxPage, MailboxRead, MailboxUpdate
 from mailport.mailboxes.validation import clean_optional_line
+from mailport.services import Services
 from mailport.store.pagination import DEFAULT_LIMIT
 
 router = APIRouter(prefix="/v1/mailboxes", tags=["mailboxes"], responses=error_responses(401, 403, 422))

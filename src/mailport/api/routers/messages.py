@@ -14,9 +14,9 @@ import re
 from fastapi import APIRouter, Depends, Path, Response
 
 from mailport.api.deps import Caller, error_responses, get_services, require_tenant
-from mailport.bootstrap import Services
 from mailport.errors import MessageSourceExpiredError, NotFoundError, RawSourceNotStoredError
 from mailport.messages import attachment_content
+from mailport.services import Services
 from mailport.store.ids import plausible_id
 from mailport.sync import repository as repo
 

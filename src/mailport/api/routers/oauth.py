@@ -17,7 +17,6 @@ from fastapi import APIRouter, Depends, Query, Request, Response
 from fastapi.responses import HTMLResponse, RedirectResponse
 
 from mailport.api.deps import Caller, error_responses, get_services, require_tenant
-from mailport.bootstrap import Services
 from mailport.crypto import Secret
 from mailport.errors import MailportError, OAuthBrowserMismatchError
 from mailport.mailboxes.schemas import MailboxRead
@@ -33,6 +32,7 @@ from mailport.oauth.schemas import (
     OAuthAppIn,
     OAuthAppOut,
 )
+from mailport.services import Services
 
 router = APIRouter(tags=["oauth"], responses=error_responses(401, 403, 404, 422))
 

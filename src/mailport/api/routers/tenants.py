@@ -6,7 +6,7 @@ from fastapi import APIRouter, Depends, Response
 
 from mailport.api.deps import Caller, error_responses, get_services, require_admin
 from mailport.api.paging import Cursor, Limit
-from mailport.bootstrap import Services
+from mailport.services import Services
 from mailport.store.pagination import DEFAULT_LIMIT, decode_cursor, encode_cursor
 from mailport.tenants.models import ApiKey, Tenant
 from mailport.tenants.schemas import (

@@ -1,20 +1,14 @@
 """``/v1/webhooks``: a tenant's webhook endpoints, their deliveries and replay. Thin.
 
-The router's lifespan runs the webhook dispatcher inside ``mailport serve`` (an app built by
-``create_app`` for embedding or tests does not start one unless ``MAILPORT_WATCHERS=true``).
-Several processes may run it: a lease in the database lets one dispatch at a time.
+The webhook dispatcher itself runs in :mod:`mailport.runtime`.
 """
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
-
-from fastapi import APIRouter, Body, Depends, FastAPI, Query, Response
+from fastapi import APIRouter, Body, Depends, Query, Response
 
 from mailport.api.deps import Caller, error_responses, get_services, require_tenant
 from mailport.api.paging import Cursor, Limit, page_of
-from mailport.bootstrap import Services
 from mailport.delivery.models import DeliveryStatus
 from mailport.delivery.schemas import (
     BackfillResult,
@@ -28,31 +22,13 @@ from mailport.delivery.schemas import (
     WebhookRead,
     WebhookUpdate,
 )
+from mailport.services import Services
 from mailport.store.pagination import DEFAULT_LIMIT
-
-
-@asynccontextmanager
-async def dispatcher_lifespan(app: FastAPI) -> AsyncIterator[None]:
-    services: Services | None = getattr(app.state, "services", None)
-    wanted = getattr(app.state, "serve", False) or bool(services and services.settings.watchers)
-    if services is None or not wanted:
-        yield
-        return
-    from mailport.delivery import start_dispatcher
-
-    dispatcher = await start_dispatcher(services)
-    app.state.dispatcher = dispatcher
-    try:
-        yield
-    finally:
-        await dispatcher.stop()
-
 
 router = APIRouter(
     prefix="/v1/webhooks",
     tags=["webhooks"],
     responses=error_responses(401, 403, 422),
-    lifespan=dispatcher_lifespan,
 )
 
 

@@ -1,4 +1,4 @@
-"""OAuth (issue 7): refresh lease on mailboxes, consumed states, tenant OAuth apps, device flows.
+"""OAuth: refresh lease on mailboxes, consumed states, tenant OAuth apps, device flows.
 
 Revision ID: 0002_oauth
 Revises: 0001

@@ -1,4 +1,4 @@
-"""Ingestion (issue 8): cursors, the event log, messages, pending actions, statistics, leases.
+"""Ingestion: cursors, the event log, messages, pending actions, statistics, leases.
 
 Revision ID: 0003_sync
 Revises: 0002_oauth

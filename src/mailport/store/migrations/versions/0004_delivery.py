@@ -1,4 +1,4 @@
-"""Delivery (issue 8): webhook endpoints, the per-endpoint outbox, attempts, dispatcher state.
+"""Delivery: webhook endpoints, the per-endpoint outbox, attempts, dispatcher state.
 
 Revision ID: 0004_delivery
 Revises: 0003_sync

@@ -1,0 +1,152 @@
+"""The background work of one process: the mailbox watchers (the orchestrator), the webhook
+dispatcher and the retention janitor, started and stopped in one place.
+
+``mailport serve`` (through the app factory's lifespan), ``mailport worker`` and the embedded
+``mailport.watch(ingest=True)`` all run their background work through :class:`Runtime`, so
+which parts run, in which order they start, and how they stop is decided here only. Each part
+keeps its own lease or claim in the database, so several processes may run the same parts.
+Each part's ``stop()`` ends its tasks with :func:`mailport.tasks.cancel_and_wait`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import TYPE_CHECKING
+
+from mailport.bootstrap import build
+from mailport.config import Settings
+from mailport.janitor import Janitor, start_janitor
+from mailport.services import Services
+
+if TYPE_CHECKING:
+    from mailport.delivery import Dispatcher
+    from mailport.sync import Orchestrator
+
+log = logging.getLogger(__name__)
+
+
+class Runtime:
+    """Starts the chosen parts on ``start()`` and stops them, last started first, on ``stop()``.
+
+    ``watchers``, ``delivery`` and ``janitor`` switch the orchestrator, the webhook dispatcher
+    and the janitor on or off. The parts are reachable (``orchestrator``, ``dispatcher``,
+    ``janitor``) once started, for readiness checks and tests.
+    """
+
+    def __init__(
+        self, services: Services, *, watchers: bool = True, delivery: bool = True, janitor: bool = True
+    ) -> None:
+        self.services = services
+        self.wants_watchers = watchers
+        self.wants_delivery = delivery
+        self.wants_janitor = janitor
+        self.orchestrator: Orchestrator | None = None
+        self.dispatcher: Dispatcher | None = None
+        self.janitor: Janitor | None = None
+        self._stopped = False
+
+    @classmethod
+    def for_app(cls, services: Services, *, serve: bool) -> Runtime:
+        """What an API process runs. ``MAILPORT_WATCHERS`` decides the watchers; unset, only
+        ``mailport serve`` runs them (an app embedded with ``create_app()`` runs none). The
+        dispatcher and the janitor run under ``serve``, or in an embedded app asked for watchers."""
+        configured = services.settings.watchers
+        watchers = bool(configured) if configured is not None else serve
+        rest = serve or bool(configured)
+        return cls(services, watchers=watchers, delivery=rest, janitor=rest)
+
+    @property
+    def watching(self) -> bool | None:
+        """For ``/readyz``: None when this process runs no watchers, else whether they run."""
+        return None if self.orchestrator is None else bool(self.orchestrator.ready)
+
+    async def start(self) -> None:
+        """Start the chosen parts; on a failure, stop those already started and raise."""
+        try:
+            if self.wants_watchers:
+                from mailport.sync import Orchestrator
+
+                self.orchestrator = Orchestrator(
+                    self.services, max_concurrent_connects=self.services.settings.max_concurrent_connects
+                )
+                await self.orchestrator.start()
+            if self.wants_delivery:
+                # the dispatcher's own lease keeps it to one process per database
+                from mailport.delivery import start_dispatcher
+
+                self.dispatcher = await start_dispatcher(self.services)
+            if self.wants_janitor:
+                self.janitor = start_janitor(self.services.database, self.services.settings)
+        except BaseException:
+            await self.stop()
+            raise
+
+    async def stop(self) -> None:
+        """Stop what runs, the last started first (chunks in progress commit); once."""
+        if self._stopped:
+            return
+        self._stopped = True
+        if self.janitor is not None:
+            await self.janitor.stop()
+        if self.dispatcher is not None:
+            await self.dispatcher.stop()
+        if self.orchestrator is not None:
+            await self.orchestrator.stop()
+
+
+class OwnedRuntime:
+    """A service graph (built here unless given) and its :class:`Runtime`, owned by one
+    background task that closes them when told to stop or when cancelled.
+
+    For ``mailport.watch()``: Python closes an abandoned async generator from a task that
+    asyncio schedules later, and the loop may be closed before that task has finished; what
+    needs closing therefore belongs to a task of its own, which the loop's shutdown cancels and
+    waits for like any other.
+    """
+
+    def __init__(self, settings: Settings | None, services: Services | None, *, watchers: bool) -> None:
+        self._settings = settings
+        self._given = services
+        self._watchers = watchers
+        self._stop = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+
+    async def start(self) -> Services:
+        """The services, once built and (with ``watchers``) watching."""
+        if self._given is not None and not self._watchers:
+            return self._given  # nothing to own, nothing to close
+        ready: asyncio.Future[Services] = asyncio.get_running_loop().create_future()
+        self._task = asyncio.create_task(self._run(ready), name="mailport-watch")
+        return await ready
+
+    async def _run(self, ready: asyncio.Future[Services]) -> None:
+        runtime = None
+        active = self._given
+        try:
+            if active is None:
+                active = await build(self._settings or Settings())
+            if self._watchers:
+                runtime = Runtime(active, watchers=True, delivery=False, janitor=False)
+                await runtime.start()
+            ready.set_result(active)
+            await self._stop.wait()
+        except Exception as exc:  # handed to the reader (never left for "never retrieved")
+            if not ready.done():
+                ready.set_exception(exc)
+        finally:
+            if not ready.done():
+                ready.cancel()
+            try:
+                if runtime is not None:
+                    await runtime.stop()
+                if active is not None and self._given is None:
+                    await active.aclose()
+            except Exception:  # nobody awaits an abandoned reader's cleanup: say it here
+                log.warning("closing mailport.watch() failed", exc_info=True)
+
+    async def stop(self) -> None:
+        """Close and wait; the cleanup goes on (shielded) if the caller is cancelled meanwhile."""
+        if self._task is not None:
+            self._stop.set()
+            await asyncio.shield(self._task)

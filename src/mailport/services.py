@@ -1,0 +1,45 @@
+"""The service graph's type: what the API, the CLI, the web pages and the workers share.
+
+It lives apart from :mod:`mailport.bootstrap` (the composition root that *builds* it) so that
+features can name the type without importing the root that picks the adapters.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from mailport.check.service import CheckService
+from mailport.config import Settings
+from mailport.crypto import KeyRing
+from mailport.delivery.service import DeliveryService
+from mailport.events import EventLog
+from mailport.mailboxes.service import MailboxService
+from mailport.net.guard import HostGuard
+from mailport.net.ratelimit import TokenBucketLimiter
+from mailport.net.trust import MailTrust
+from mailport.oauth.connect import OAuthConnectService
+from mailport.store import Database
+from mailport.tenants.service import TenantService
+
+
+@dataclass
+class Services:
+    """What the API, the CLI and the workers share."""
+
+    settings: Settings
+    key_ring: KeyRing
+    database: Database
+    tenants: TenantService
+    mailboxes: MailboxService
+    oauth: OAuthConnectService
+    events: EventLog  # the durable event log (ingestion writes, delivery reads)
+    webhooks: DeliveryService  # webhook endpoints, deliveries, pull
+    guard: HostGuard  # the SSRF guard: every outbound connection of the service (mailport.net.connect)
+    check_limiter: TokenBucketLimiter  # POST /v1/check per tenant
+    checks: CheckService  # connection checks
+    trust: MailTrust  # the certificates every mail connection trusts (MAILPORT_MAIL_CA_FILE, pins)
+
+    async def aclose(self) -> None:
+        """Release connections and background tasks."""
+        await self.oauth.aclose()
+        await self.database.aclose()
