@@ -238,6 +238,9 @@ class EndpointWorker:
             records, self._buffer = self._buffer, []
             now = self._clock()
             async with self._event_log.transaction() as conn:
+                if not await self._outbox.lock_endpoint(conn, self.endpoint.id):
+                    self._disabled = True  # deleted: its deliveries and their attempts went with it
+                    return
                 last_success = await self._outbox.record(conn, self.endpoint.id, records)
                 delivered = [r.event_seq for r in records if r.new_status is DeliveryStatus.DELIVERED]
                 if delivered:

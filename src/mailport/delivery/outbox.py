@@ -336,12 +336,23 @@ class Outbox:
             for row in rows
         ]
 
+    async def lock_endpoint(self, conn: AsyncConnection, endpoint_id: str) -> bool:
+        """Lock the endpoint's row for this transaction; False when it was deleted meanwhile.
+
+        Recording takes the endpoint first, as deleting it does before its cascade reaches the
+        deliveries: taking the deliveries first and the endpoint last deadlocked against a
+        concurrent delete on PostgreSQL (SQLite serializes writers anyway)."""
+        locked = await conn.execute(
+            select(webhook_endpoints.c.id).where(webhook_endpoints.c.id == endpoint_id).with_for_update()
+        )
+        return locked.first() is not None
+
     async def record(
         self, conn: AsyncConnection, endpoint_id: str, records: Sequence[AttemptRecord]
     ) -> datetime | None:
         """Store attempts and their deliveries' new state, and the endpoint's failing streak.
 
-        Returns the endpoint's ``last_success_at`` afterwards."""
+        Returns the endpoint's ``last_success_at`` afterwards (call :meth:`lock_endpoint` first)."""
         if not records:
             return None
         await conn.execute(
