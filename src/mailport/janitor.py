@@ -33,7 +33,7 @@ from mailport.config import Settings
 from mailport.store.database import Database
 from mailport.store.retention import BATCH, PurgeReport, purge
 from mailport.store.tables import delivery_state
-from mailport.tasks import cancel_and_wait
+from mailport.tasks import cancel_and_wait, stop_if_cancelled
 
 log = logging.getLogger(__name__)
 
@@ -108,7 +108,7 @@ class Janitor:
     async def stop(self) -> None:
         """Cancel the loop; a batch in progress rolls back (the next run does it again)."""
         if self._task is not None:
-            await cancel_and_wait(self._task)
+            await cancel_and_wait(self._task, timeout=10)  # bounded: never hang shutdown
             self._task = None
 
     async def run_once(self) -> PurgeReport | None:
@@ -136,6 +136,7 @@ class Janitor:
             try:
                 await self.run_once()
             except Exception:  # a database hiccup must not end the loop
+                stop_if_cancelled()
                 log.exception("retention run failed; retrying in %.0f s", self.interval)
             await asyncio.sleep(self.interval)
 

@@ -4,6 +4,11 @@ orchestrator).
 ``await task`` after ``task.cancel()`` inside ``except CancelledError: pass`` would also swallow
 the *caller's* own cancellation; :func:`asyncio.wait` does not, and it can be bounded so that a
 task stuck in a cleanup never hangs shutdown.
+
+:func:`stop_if_cancelled` is for loops that catch ``Exception`` to carry on: a library may turn a
+cancellation it received in the middle of a call into an ordinary exception (a database driver
+whose connection is torn down under it), and such a loop would then run on after its stop —
+the "dispatcher keeps cycling while shutdown waits for it" hang.
 """
 
 from __future__ import annotations
@@ -26,3 +31,11 @@ async def cancel_and_wait(task: asyncio.Task[Any], *, timeout: float | None = No
     if not task.cancelled() and task.exception() is not None:
         log.error("task %s ended with an error", task.get_name(), exc_info=task.exception())
     return True
+
+
+def stop_if_cancelled() -> None:
+    """Raise ``CancelledError`` when the running task has been asked to stop (see the module
+    docstring); call it first in an ``except Exception`` that carries on."""
+    task = asyncio.current_task()
+    if task is not None and task.cancelling():
+        raise asyncio.CancelledError

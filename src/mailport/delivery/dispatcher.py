@@ -43,7 +43,7 @@ from mailport.delivery.sender import Outcome, WebhookSender
 from mailport.delivery.signing import signature_headers
 from mailport.events import EventLog
 from mailport.net.guard import HostGuard
-from mailport.tasks import cancel_and_wait
+from mailport.tasks import cancel_and_wait, stop_if_cancelled
 
 log = logging.getLogger(__name__)
 
@@ -112,6 +112,7 @@ class EndpointWorker:
             except asyncio.CancelledError:
                 raise
             except Exception:  # a database hiccup must not end the worker
+                stop_if_cancelled()
                 log.exception("webhook worker %s failed; retrying", self.endpoint.id)
                 next_due = self._clock() + timedelta(seconds=1)
             if self._stopping or self._disabled:
@@ -335,7 +336,7 @@ class Dispatcher:
     async def stop(self, timeout: float = 5.0) -> None:
         """Stop taking work, let sends in flight finish and record (up to ``timeout``), release the lease."""
         if self._task is not None:
-            await cancel_and_wait(self._task)
+            await cancel_and_wait(self._task, timeout=timeout)  # bounded: never hang shutdown
             self._task = None
         await self._stop_workers(list(self._workers), timeout)
         if self.has_lease:
@@ -382,6 +383,7 @@ class Dispatcher:
             except asyncio.CancelledError:
                 raise
             except Exception:
+                stop_if_cancelled()
                 log.exception("webhook dispatcher cycle failed; retrying")
             await self._event_log.wait(self._poll_interval, since=version)
             # Coalesce bursts of wake-ups (at most one cycle per ``min_cycle``) without delaying

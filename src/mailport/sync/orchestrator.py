@@ -47,7 +47,7 @@ from mailport.services import Services
 from mailport.store.tables import mailboxes
 from mailport.sync import repository as repo
 from mailport.sync.watcher import Watcher, WatcherOptions
-from mailport.tasks import cancel_and_wait
+from mailport.tasks import cancel_and_wait, stop_if_cancelled
 
 log = logging.getLogger(__name__)
 
@@ -202,6 +202,7 @@ class Orchestrator:
             except asyncio.CancelledError:
                 raise
             except Exception:
+                stop_if_cancelled()
                 log.exception("reconciling watchers failed; retrying")
 
     # ------------------------------------------------------------------ reconcile
@@ -316,6 +317,7 @@ class Orchestrator:
             except asyncio.CancelledError:
                 raise
             except Exception:
+                stop_if_cancelled()
                 log.exception("checking accepted actions failed")
 
     # ------------------------------------------------------------------ status

@@ -58,7 +58,7 @@ from mailport.providers.base import ChangeKind, Cursor, FolderState, MailboxProv
 from mailport.store.mailboxes import MailboxRepository
 from mailport.sync import repository as repo
 from mailport.sync.pipeline import parse_chunk, store_chunk
-from mailport.tasks import cancel_and_wait
+from mailport.tasks import cancel_and_wait, stop_if_cancelled
 
 log = logging.getLogger(__name__)
 
@@ -238,6 +238,7 @@ class Watcher:
                 await self._record_error(MailboxStatus.ERROR, EventType.MAILBOX_ERROR, exc)
                 await self._sleep(self.options.host_retry_seconds)
             except Exception as exc:  # the one rule: back off and reconnect, or wait for a person
+                stop_if_cancelled()
                 verdict = classify(exc)
                 if verdict is not Verdict.RETRY:
                     await self._auth_failed(exc, verdict)
