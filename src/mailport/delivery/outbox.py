@@ -33,7 +33,7 @@ from mailport.store.tables import (
     webhook_endpoints,
 )
 
-STATE_ROW = "dispatcher"
+STATE_ROW = acceptance.FANOUT_ROW  # the dispatcher's row: fan-out cursor and lease
 MAX_ERROR_CHARS = 1000
 
 
