@@ -38,11 +38,11 @@ from datetime import timedelta
 from sqlalchemy import func, select
 
 from mailport.clock import Clock, utc_now
+from mailport.connectors import registry
+from mailport.connectors.base import Connector
 from mailport.crypto import Secret
 from mailport.mailboxes.models import Mailbox, MailboxStatus
 from mailport.metrics import QUEUE_SIZE, WATCHERS
-from mailport.providers import registry
-from mailport.providers.base import MailboxProvider
 from mailport.services import Services
 from mailport.store.tables import mailboxes
 from mailport.sync import repository as repo
@@ -66,7 +66,7 @@ _FINGERPRINT = (
     mailboxes.c.after_processing,
 )
 
-ProviderFactory = Callable[[Mailbox], MailboxProvider]
+ConnectorFactory = Callable[[Mailbox], Connector]
 
 
 def release_free_memory() -> None:
@@ -89,7 +89,7 @@ class Orchestrator:
         lease_ttl: float = 30.0,
         max_concurrent_connects: int = 20,
         stagger_seconds: float = 5.0,
-        provider_factory: ProviderFactory | None = None,
+        connector_factory: ConnectorFactory | None = None,
         options: WatcherOptions | None = None,
         clock: Clock = utc_now,
     ) -> None:
@@ -102,7 +102,7 @@ class Orchestrator:
         self.lease_ttl = timedelta(seconds=lease_ttl)
         self.connect_slots = asyncio.Semaphore(max_concurrent_connects)
         self.stagger_seconds = stagger_seconds
-        self.provider_factory = provider_factory or self._default_provider
+        self.connector_factory = connector_factory or self._default_connector
         self.options = options or WatcherOptions()
         self.clock = clock
         self.watchers: dict[str, Watcher] = {}
@@ -116,9 +116,9 @@ class Orchestrator:
         self._last_renew = 0.0
         self.ready = False
 
-    # ------------------------------------------------------------------ providers
+    # ------------------------------------------------------------------ connectors
 
-    def _default_provider(self, mailbox: Mailbox) -> MailboxProvider:
+    def _default_connector(self, mailbox: Mailbox) -> Connector:
         settings = self.services.settings
         tokens = self.services.oauth.oauth.tokens
 
@@ -247,7 +247,7 @@ class Orchestrator:
                 continue
             watcher = Watcher(
                 mailbox,
-                self.provider_factory(mailbox),
+                self.connector_factory(mailbox),
                 log_=self.services.events,
                 mailboxes=self.services.mailboxes.repository,
                 owner=self.owner,

@@ -2,7 +2,7 @@
 message rows (raw source), the ``message.received`` events, the after-processing actions, the
 statistics and the advanced cursor.
 
-Size first: the IMAP provider skips literals over ``MAILPORT_MAX_MESSAGE_BYTES`` on the wire
+Size first: the IMAP connector skips literals over ``MAILPORT_MAX_MESSAGE_BYTES`` on the wire
 and fetches their header block instead; such a message is delivered from its headers only
 (``truncated: true``, ``oversized: true``). Parsing uses :func:`mailport.messages.parse_message`
 (our own byte-level MIME walker, ~6x faster than ``email`` with ``policy.default``; see
@@ -27,11 +27,11 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from mailport.connectors.base import Cursor, RemoteMessage
 from mailport.events import Event, EventType, NewEvent, append_many, message_key
 from mailport.mailboxes.models import Mailbox
 from mailport.messages import Message, parse_headers_only, parse_message
 from mailport.metrics import MESSAGES_FAILED, MESSAGES_OVERSIZED, MESSAGES_PROCESSED
-from mailport.providers.base import Cursor, RemoteMessage
 from mailport.store.ids import new_id
 from mailport.sync import repository as repo
 

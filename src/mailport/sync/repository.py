@@ -16,8 +16,8 @@ from typing import Any
 from sqlalchemy import and_, delete, func, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from mailport.connectors.base import Cursor
 from mailport.events import acceptance
-from mailport.providers.base import Cursor
 from mailport.store.database import dialect_insert as _insert
 from mailport.store.tables import (
     events,

@@ -44,6 +44,7 @@ from typing import Any
 
 from mailport import retry
 from mailport.clock import Clock, utc_now
+from mailport.connectors.base import ChangeKind, Connector, Cursor, FolderState
 from mailport.errors import (
     CommandError,
     HostNotAllowedError,
@@ -54,7 +55,6 @@ from mailport.events import EventLog, EventType, NewEvent, append_many
 from mailport.failures import Verdict, classify
 from mailport.mailboxes.models import Mailbox, MailboxStatus
 from mailport.metrics import CONNECTIONS, INGEST_LATENCY, RECONNECTS
-from mailport.providers.base import ChangeKind, Cursor, FolderState, MailboxProvider
 from mailport.store.mailboxes import MailboxRepository
 from mailport.sync import repository as repo
 from mailport.sync.pipeline import parse_chunk, store_chunk
@@ -124,7 +124,7 @@ class Watcher:
     def __init__(
         self,
         mailbox: Mailbox,
-        provider: MailboxProvider,
+        connector: Connector,
         *,
         log_: EventLog,
         mailboxes: MailboxRepository,
@@ -134,7 +134,7 @@ class Watcher:
         clock: Clock = utc_now,
     ) -> None:
         self.mailbox = mailbox
-        self.provider = provider
+        self.connector = connector
         self.events = log_
         self.database = log_.database
         self.mailboxes = mailboxes
@@ -163,7 +163,7 @@ class Watcher:
         goes on up (swallowing it would keep the caller — the orchestrator's loop — running)."""
         self._stopping = True
         self._stop_event.set()
-        self.provider.wake()
+        self.connector.wake()
         task = self._task
         if task is None:
             return
@@ -187,7 +187,7 @@ class Watcher:
 
     def wake(self) -> None:
         """Apply accepted actions / catch up now."""
-        self.provider.wake()
+        self.connector.wake()
 
     def _set_state(self, state: str) -> None:
         if self._state_gauge is not None:
@@ -216,13 +216,15 @@ class Watcher:
                 async with self.connect_slots:
                     if self._stopping:
                         break
-                    await self.provider.connect()
-                    folder = await self.provider.open_folder(self.folder)
+                    await self.connector.connect()
+                    folder = await self.connector.open_folder(self.folder)
                 await self._connected()
                 connected_at = loop.time()
                 await self.catch_up(folder)
                 await self.apply_actions(folder)
-                async for change in self.provider.watch(interval=float(self.mailbox.settings.check_interval)):
+                async for change in self.connector.watch(
+                    interval=float(self.mailbox.settings.check_interval)
+                ):
                     if self._stopping:
                         break
                     appended = await self.catch_up(folder)
@@ -254,7 +256,7 @@ class Watcher:
                 await self._sleep(backoff.next())
             finally:
                 with contextlib.suppress(Exception):  # best effort
-                    await self.provider.disconnect()
+                    await self.connector.disconnect()
         self._set_state("stopped")
 
     # ----------------------------------------------------------------- status
@@ -263,7 +265,7 @@ class Watcher:
         now = self.clock()
         was = self.mailbox.health.status
         self.status.last_connected_at = now
-        self.status.push = self.provider.supports_push
+        self.status.push = self.connector.supports_push
         self.status.consecutive_failures = 0
         self._set_state("connected")
         async with self.events.transaction() as conn:
@@ -355,7 +357,7 @@ class Watcher:
         since = self.mailbox.created_at - FIRST_SYNC_SLACK
         last_uid = max(folder.uidnext - 1, 0)
         if folder.exists:
-            candidates = await self.provider.list_uids(1)
+            candidates = await self.connector.list_uids(1)
             # Newest first, a page at a time, until a page holds mail older than the creation
             # time: a large backlog that arrived since then is ingested whole, while an old
             # mailbox costs one page of INTERNALDATEs.
@@ -372,11 +374,11 @@ class Watcher:
         return Cursor(folder.folder, folder.uidvalidity, last_uid, folder.highestmodseq)
 
     async def _internaldates(self, uids: list[int]) -> list[tuple[int, datetime | None]]:
-        fetch = getattr(self.provider, "internaldates", None)
+        fetch = getattr(self.connector, "internaldates", None)
         if fetch is not None:
             result: list[tuple[int, datetime | None]] = await fetch(uids)
             return result
-        return [(m.uid, m.internaldate) for m in await self.provider.fetch_uids(uids)]
+        return [(m.uid, m.internaldate) for m in await self.connector.fetch_uids(uids)]
 
     async def catch_up(self, folder: FolderState) -> int:
         """Ingest everything above the cursor; returns how many events were appended."""
@@ -393,7 +395,7 @@ class Watcher:
                 conn, self.mailbox.id, folder.folder, folder.uidvalidity
             )
         appended = 0
-        async for chunk in self.provider.fetch_since(cursor, chunk=self.options.chunk):
+        async for chunk in self.connector.fetch_since(cursor, chunk=self.options.chunk):
             if not chunk:
                 continue
             started = time.perf_counter()
@@ -483,11 +485,11 @@ class Watcher:
         uids = sorted({a.uid for a in current})
         try:
             if action == "mark_read":
-                await self.provider.mark_read(uids)
+                await self.connector.mark_read(uids)
             elif action == "delete":
-                await self.provider.delete(uids)
+                await self.connector.delete(uids)
             elif action.startswith("move:"):
-                await self.provider.move(uids, action.split(":", 1)[1])
+                await self.connector.move(uids, action.split(":", 1)[1])
             else:
                 raise UnsupportedFeatureError(f"unknown after-processing action {action!r}")
         except (CommandError, UnsupportedFeatureError) as exc:

@@ -23,6 +23,7 @@ from sqlalchemy import func, select, text, update
 
 from mailport.bootstrap import Services, build
 from mailport.config import Settings
+from mailport.connectors.base import Cursor, RemoteMessage
 from mailport.crypto import Secret
 from mailport.delivery.models import DeliveryStatus
 from mailport.delivery.outbox import AttemptRecord
@@ -38,7 +39,6 @@ from mailport.mailboxes.models import (
     ServerSettings,
 )
 from mailport.oauth.repository import DatabaseStateStore, DeviceFlowRecord, DeviceFlowRepository
-from mailport.providers.base import Cursor, RemoteMessage
 from mailport.store.retention import PurgeReport, _raw_expired, purge
 from mailport.store.tables import (
     events,

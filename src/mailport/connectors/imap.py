@@ -1,9 +1,9 @@
-"""The IMAP provider: :class:`~mailport.providers.base.MailboxProvider` on :mod:`mailport.imap`.
+"""The IMAP connector: :class:`~mailport.connectors.base.Connector` on :mod:`mailport.imap`.
 
 It only translates: connection options from the mailbox, credentials (password, or OAuth
 tokens from the token manager, refreshed once when the server rejects one), UID-range
 fetches with the size limit applied on the wire, and IDLE (or polling) as a stream of
-:class:`~mailport.providers.base.Change`. Reconnecting, cursors and backoff belong to the
+:class:`~mailport.connectors.base.Change`. Reconnecting, cursors and backoff belong to the
 watcher (:mod:`mailport.sync.watcher`).
 
 IDLE is renewed every ``idle_renew_seconds`` (RFC 2177: servers may drop an IDLE after 30
@@ -21,6 +21,15 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from datetime import datetime
 
 from mailport.clock import utc_now
+from mailport.connectors.base import (
+    Change,
+    ChangeKind,
+    ConnectorHealth,
+    Cursor,
+    FolderState,
+    RemoteMessage,
+)
+from mailport.connectors.registry import register
 from mailport.crypto import Secret
 from mailport.diagnosis import Failure, diagnose
 from mailport.errors import AuthenticationError, CommandError, MailportError
@@ -28,15 +37,6 @@ from mailport.failures import is_temporary
 from mailport.imap import FETCH_ITEMS, HEADER_ITEMS, EventKind, ImapClient
 from mailport.mailboxes.models import AuthMethod, Mailbox, Security
 from mailport.net.guard import HostGuard
-from mailport.providers.base import (
-    Change,
-    ChangeKind,
-    Cursor,
-    FolderState,
-    ProviderHealth,
-    RemoteMessage,
-)
-from mailport.providers.registry import register
 from mailport.sasl import OAuth2Auth, PasswordAuth
 
 log = logging.getLogger(__name__)
@@ -49,7 +49,7 @@ _NEW_MAIL = frozenset({EventKind.EXISTS, EventKind.RECENT})
 FETCH_TIMEOUT = 300.0
 
 
-class ImapProvider:
+class ImapConnector:
     """One mailbox over IMAP."""
 
     def __init__(
@@ -353,12 +353,12 @@ class ImapProvider:
             self._touch()
             yield change
 
-    async def health(self) -> ProviderHealth:
-        return ProviderHealth(
+    async def health(self) -> ConnectorHealth:
+        return ConnectorHealth(
             connected=self.is_connected,
             push=self.supports_push,
             last_activity=self._last_activity,
         )
 
 
-register("imap", ImapProvider)
+register("imap", ImapConnector)

@@ -1,9 +1,9 @@
-"""The provider interface: what a watcher needs from any mail source, and nothing more.
+"""The connector interface: what a watcher needs from any mail source, and nothing more.
 
-IMAP implements it now; a Gmail API or Microsoft Graph provider implements the same methods
+IMAP implements it now; a Gmail API or Microsoft Graph connector implements the same methods
 later (their history ids / delta links fit :class:`Cursor`'s ``uidvalidity`` + ``last_uid`` +
 ``modseq`` as opaque numbers, or a subclass adds a token). The shared flow (cursor, pipeline,
-backoff, health) lives once in :mod:`mailport.sync`; providers only translate.
+backoff, health) lives once in :mod:`mailport.sync`; connectors only translate.
 """
 
 from __future__ import annotations
@@ -60,11 +60,11 @@ class ChangeKind(enum.StrEnum):
 @dataclass(frozen=True, slots=True)
 class Change:
     kind: ChangeKind
-    at: float  # loop.time() when the provider learnt of it (for latency figures)
+    at: float  # loop.time() when the connector learnt of it (for latency figures)
 
 
 @dataclass(frozen=True, slots=True)
-class ProviderHealth:
+class ConnectorHealth:
     connected: bool
     push: bool  # IDLE (or a push API) rather than polling
     last_activity: datetime | None = None
@@ -72,7 +72,7 @@ class ProviderHealth:
 
 
 @runtime_checkable
-class MailboxProvider(Protocol):
+class Connector(Protocol):
     """A connection to one mailbox. Methods raise :class:`~mailport.errors.ProviderError`
     subclasses (authentication failures as :class:`~mailport.errors.AuthenticationError`)."""
 
@@ -114,4 +114,4 @@ class MailboxProvider(Protocol):
         """Make :meth:`watch` yield a TICK now (pending actions, shutdown)."""
         ...
 
-    async def health(self) -> ProviderHealth: ...
+    async def health(self) -> ConnectorHealth: ...
