@@ -27,7 +27,6 @@ import signal
 import subprocess
 import sys
 import tarfile
-import time
 import uuid
 from collections.abc import Awaitable, Callable, Iterable, Iterator
 from contextlib import contextmanager
@@ -40,9 +39,9 @@ import pytest
 from sqlalchemy import text
 
 from mailport.store import current_revision, head_revision, open_database, upgrade
-from tests.fixtures.process import clean_environment, start_mailport, wait_until_healthy
+from tests.fixtures.process import clean_environment, run_mailport, start_mailport, wait_until_healthy
 from tests.fixtures.webhook_receiver import MakeReceiver, Received, WebhookReceiver
-from tests.integration.sync.conftest import make_message
+from tests.integration.sync.conftest import make_message, wait_for
 from tests.mailstack.dovecot import Dovecot, free_port
 
 # `main` before the connector core (schema head 0008_oauth_resilience): the databases in the field.
@@ -130,15 +129,11 @@ def serving(tmp_path: Path, name: str, environment: dict[str, str]) -> Iterator[
 
 async def eventually(check: Callable[[], Awaitable[Any]], what: str, *logs: Path, timeout: float = 30) -> Any:
     """``check()``'s first truthy value; on timeout the assertion shows the service logs."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = await check()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            tails = "\n".join(f"--- {log.name}\n{log.read_text()[-6000:]}" for log in logs)
-            raise AssertionError(f"{what}: not within {timeout} s (last {value!r})\n{tails}")
-        await asyncio.sleep(0.2)
+    try:
+        return await wait_for(check, timeout=timeout, interval=0.2)
+    except AssertionError as exc:
+        tails = "\n".join(f"--- {log.name}\n{log.read_text()[-6000:]}" for log in logs)
+        raise AssertionError(f"{what}: {exc}\n{tails}") from None
 
 
 def folder_message_ids(dovecot: Dovecot, user: str, password: str, folder: str) -> list[str]:
@@ -230,15 +225,7 @@ async def test_a_database_of_the_old_main_is_migrated_and_ingestion_goes_on(
         check=True,
     )
     assert imported.stdout.startswith(str(tmp_path / "old" / "src")), imported.stdout
-    migrated = subprocess.run(
-        [sys.executable, "-m", "mailport", "db", "upgrade"],
-        env=old_environment,
-        cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    migrated = run_mailport("db", "upgrade", env=old_environment)
     assert migrated.returncode == 0, migrated.stdout + migrated.stderr
 
     # ---------------------------------------------------------------- the old code
@@ -330,6 +317,8 @@ async def test_a_database_of_the_old_main_is_migrated_and_ingestion_goes_on(
     with serving(tmp_path, "new-serve", environment) as new:
         async with httpx.AsyncClient(base_url=new.url, timeout=10) as http:
             http.headers["Authorization"] = f"Bearer {created.json()['api_key']}"
+            kept = (await http.get(f"/v1/mailboxes/{mailbox_id}")).json()
+            assert (kept["email"], kept["settings"]["after_processing"]) == (user, f"move:{PROCESSED}"), kept
             pulled = [first_read["items"]]
             page = await http.get("/v1/events", params={"consumer": "app", "after": cursor, "limit": 500})
             assert page.status_code == 200, page.text  # the old cursor still reads, and acknowledges old0
