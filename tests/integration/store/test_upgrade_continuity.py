@@ -374,11 +374,12 @@ async def test_a_database_of_the_old_main_is_migrated_and_ingestion_goes_on(
     assert holding(received, old0.token) == 1
     assert all(holding(received, m.token) <= 1 for m in everything)
     # ... in the event log, and ingested once (the cursor went on, nothing was read again)
-    logged = [
-        row for kind, row in await rows_as_text(fresh_database_url, "events") if kind == "message.received"
-    ]
+    log = await rows_as_text(fresh_database_url, "events")
+    assert [kind for kind, _row in log if kind == "mailbox.reset"] == []  # the epoch was kept
+    logged = [row for kind, row in log if kind == "message.received"]
     assert {m.label: holding(logged, m.token) for m in everything} == {m.label: 1 for m in everything}
     assert len(logged) == len(everything)
     assert all(holding(logged, event_id) == 1 for event_id, _accepted in old_events.values())
     stored = [row for _kind, row in await rows_as_text(fresh_database_url, "messages")]
     assert {m.label: holding(stored, m.token) for m in everything} == {m.label: 1 for m in everything}
+    assert len(stored) == len(everything)
