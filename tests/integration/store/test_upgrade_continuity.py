@@ -45,7 +45,7 @@ from tests.integration.sync.conftest import make_message, wait_for
 from tests.mailstack.dovecot import Dovecot, free_port
 
 # `main` before the connector core (schema head 0008_oauth_resilience): the databases in the field.
-OLD_MAIN = "7dcd56d"
+OLD_MAIN = "7dcd56dc3c49c58da930efa9a62a73449a5e16a8"
 REPO = Path(__file__).resolve().parents[3]
 ADMIN_KEY = "mp_admin_continuity_" + uuid.uuid4().hex
 HELD = b"[held]"  # the receiver answers 500 to these until the upgrade
