@@ -4,13 +4,15 @@ A connector that subscribes to its provider's notifications first creates a chan
 generates the channel id (the URL's last segment) and a secret (Graph's ``clientState``, or a
 token in a Pub/Sub push URL), stores the secret encrypted and hands both to the connector once.
 The secret stays ciphertext on every read (:class:`StoredChannel`) until
-:meth:`StoredChannel.matches` decrypts it to compare, in constant time.
+:meth:`StoredChannel.authenticates` decrypts it, once per notification, to compare in constant
+time.
 """
 
 from __future__ import annotations
 
 import hmac
 import secrets
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -44,11 +46,16 @@ class StoredChannel:
     connector: str
     secret_enc: str = field(repr=False)
 
-    def matches(self, presented: Secret | None, key_ring: KeyRing) -> bool:
-        """Whether ``presented`` is this channel's secret (constant time)."""
+    def authenticates(self, presented: Sequence[Secret | None], key_ring: KeyRing) -> bool:
+        """Whether every one of ``presented`` (at least one) is this channel's secret: one
+        decryption, then a constant-time comparison each, all made whatever the outcome."""
         stored = key_ring.decrypt(self.secret_enc).encode()
-        given = presented.reveal().encode() if presented is not None else b""
-        return hmac.compare_digest(stored, given) and presented is not None
+        results = [
+            hmac.compare_digest(stored, given.reveal().encode() if given is not None else b"")
+            and given is not None
+            for given in presented
+        ]
+        return bool(results) and all(results)
 
 
 class ChannelRepository:

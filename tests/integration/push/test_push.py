@@ -6,15 +6,20 @@ refused without waking anything or telling which mailboxes exist."""
 from __future__ import annotations
 
 import asyncio
+import sys
 import time
+from pathlib import Path
 
 import httpx
 
+from mailport.config import Settings
 from mailport.sync import Orchestrator
 from tests.connectors.push_fake import KEY
+from tests.fixtures.process import clean_environment
 from tests.integration.push.conftest import OTHER_KEY, PushBed, notification
 from tests.integration.sync.conftest import wait_for
 
+ROOT = Path(__file__).resolve().parents[3]
 LIMIT = 256 * 1024  # the push routes' body limit (docs/push.md)
 
 
@@ -167,3 +172,56 @@ async def test_a_shared_channel_wakes_the_named_account_of_its_own_tenant_only(
     unknown = await http.post(url, json=notification(shared.secret.reveal(), account="z@example.com"))
     assert unknown.status_code == 202  # authenticated: accepted, nothing to wake
     assert await bed.wakeups() == {a1.id: 1}
+
+
+async def test_a_notification_wakes_the_watcher_held_by_another_process(
+    http: httpx.AsyncClient, bed: PushBed, settings: Settings, tmp_path: Path
+):
+    """The live server (this process) records the wake-up; a separate ``python`` process, whose
+    orchestrator holds every watcher, wakes the right one — through the database alone."""
+    tenant_a, tenant_b = await bed.tenant(), await bed.tenant()
+    a1 = await bed.mailbox(tenant_a, "x@example.com")
+    b1 = await bed.mailbox(tenant_b, "x@example.com")
+    channel = await bed.channel(tenant_a, a1.id)
+    env = clean_environment()
+    env.update(
+        {
+            "MAILPORT_DATABASE_URL": settings.effective_database_url,
+            "MAILPORT_SECRET_KEYS": settings.secret_keys.get_secret_value() if settings.secret_keys else "",
+            "MAILPORT_DATA_DIR": str(tmp_path / "worker"),
+        }
+    )
+    worker = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "tests.integration.push.worker", cwd=ROOT, env=env,
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
+    )  # fmt: skip
+    assert worker.stdout is not None
+    lines: list[str] = []
+
+    async def until(line: str, timeout: float) -> None:
+        while line not in lines:
+            read = await asyncio.wait_for(worker.stdout.readline(), timeout)  # type: ignore[union-attr]
+            assert read, f"the worker ended:\n{''.join(lines)}"
+            lines.append(read.decode().strip())
+
+    try:
+        await until(f"caught_up {a1.id}", 30)
+        await until(f"caught_up {b1.id}", 30)
+        started = time.monotonic()
+        response = await http.post(f"/v1/push/{KEY}/{channel.id}", json=notification(channel.secret.reveal()))
+        assert response.status_code == 202, response.text
+        await until(f"woken {a1.id}", 10)
+        assert time.monotonic() - started < 2.0
+        await asyncio.sleep(1.0)
+        while True:  # what else the worker printed meanwhile
+            try:
+                read = await asyncio.wait_for(worker.stdout.readline(), 0.2)
+            except TimeoutError:
+                break
+            lines.append(read.decode().strip())
+        assert f"woken {b1.id}" not in lines  # the other tenant's mailbox, same address
+        assert lines.count(f"woken {a1.id}") == 1
+        assert await bed.wakeups() == {}
+    finally:
+        worker.terminate()
+        await asyncio.wait_for(worker.wait(), 30)

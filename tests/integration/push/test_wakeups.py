@@ -98,8 +98,9 @@ async def test_a_channel_secret_is_ciphertext_and_survives_key_rotation(
     try:
         stored = await services.push.channels.find(KEY, channel.id)
         assert stored is not None and services.key_ring.is_current(stored.secret_enc)
-        assert stored.matches(channel.secret, services.key_ring)
-        assert not stored.matches(Secret(channel.secret.reveal() + "x"), services.key_ring)
-        assert not stored.matches(None, services.key_ring)
+        assert stored.authenticates([channel.secret, channel.secret], services.key_ring)
+        assert not stored.authenticates([Secret(channel.secret.reveal() + "x")], services.key_ring)
+        assert not stored.authenticates([channel.secret, None], services.key_ring)
+        assert not stored.authenticates([], services.key_ring)
     finally:
         await services.aclose()
