@@ -28,6 +28,7 @@ from collections.abc import Callable
 from mailport.clock import Clock, utc_now
 from mailport.connectors.push import PushReceiver, PushRequest, PushResponse, receiver_for
 from mailport.errors import PushUnauthenticatedError
+from mailport.metrics import PUSH_NOTIFICATIONS
 from mailport.push.channels import ChannelRepository, StoredChannel
 from mailport.push.wakeups import request_wakes
 
@@ -55,16 +56,19 @@ class PushService:
         receiver = self._receivers(connector)
         handshake = receiver.handshake(request)
         if handshake is not None:
+            PUSH_NOTIFICATIONS.labels(connector=connector, result="handshake").inc()
             return handshake
         claims = receiver.claims(request)
         channel = await self.channels.find(connector, request.channel)
         checked = channel or self._decoy  # the same work when the channel does not exist
         authentic = checked.authenticates([claim.secret for claim in claims], self.channels.key_ring)
         if channel is None or not authentic:
+            PUSH_NOTIFICATIONS.labels(connector=connector, result="refused").inc()
             log.debug("push notification refused (connector %s, channel %.40r)", connector, request.channel)
             raise PushUnauthenticatedError("the notification is not authenticated")
         mailbox_ids = await self.channels.targets(channel, [c.account for c in claims if c.account])
         if mailbox_ids:
             async with self.channels.database.transaction() as conn:
                 await request_wakes(conn, mailbox_ids, now=self._clock())
+        PUSH_NOTIFICATIONS.labels(connector=connector, result="accepted").inc()
         return ACCEPTED

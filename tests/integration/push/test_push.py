@@ -13,6 +13,7 @@ from pathlib import Path
 import httpx
 
 from mailport.config import Settings
+from mailport.metrics import REGISTRY
 from mailport.sync import Orchestrator
 from tests.connectors.push_fake import KEY
 from tests.fixtures.process import clean_environment
@@ -92,6 +93,8 @@ async def test_refusals_all_look_alike_and_wake_nothing(http: httpx.AsyncClient,
         (other.id, notification(other.secret.reveal())),  # another connector's channel
         ("pch_%C3%A9%00", notification(channel.secret.reveal())),  # not even an id
     ]
+    refused = {"connector": KEY, "result": "refused"}
+    counted = REGISTRY.get_sample_value("mailport_push_notifications_total", refused) or 0.0
     bodies = set()
     for channel_id, body in attempts:
         response = await http.post(f"/v1/push/{KEY}/{channel_id}", json=body)
@@ -99,6 +102,7 @@ async def test_refusals_all_look_alike_and_wake_nothing(http: httpx.AsyncClient,
         assert response.json()["error"] == "push_unauthenticated"
         bodies.add(response.text)
     assert len(bodies) == 1, bodies  # the same answer whatever was wrong
+    assert REGISTRY.get_sample_value("mailport_push_notifications_total", refused) == counted + len(attempts)
     assert await bed.wakeups() == {}
     malformed = await http.post(f"/v1/push/{KEY}/{channel.id}", content=b"not json")
     assert malformed.status_code == 400 and malformed.json()["error"] == "push_invalid"
