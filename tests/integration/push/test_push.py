@@ -1,7 +1,8 @@
 """The push inbound path over real HTTP (uvicorn) on SQLite and PostgreSQL: the handshake is
-echoed, an authenticated notification wakes the watcher of its mailbox in another
-orchestrator (its own service graph, sharing only the database), and everything else is
-refused without waking anything or telling which mailboxes exist."""
+echoed, an authenticated notification wakes the watcher of its mailbox in another orchestrator
+(its own service graph in this process, and a worker in another OS process, sharing only the
+database), bursts coalesce, and everything else is refused without waking anything or telling
+which mailboxes exist."""
 
 from __future__ import annotations
 
