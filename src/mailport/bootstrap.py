@@ -25,6 +25,7 @@ from mailport.net.guard import HostGuard
 from mailport.net.ratelimit import TokenBucketLimiter
 from mailport.net.trust import MailTrust
 from mailport.oauth.connect import build_connect
+from mailport.push import ChannelRepository, PushService
 from mailport.services import Services
 from mailport.store import Database, current_revision, head_revision, open_database, upgrade, verify_key_ring
 from mailport.store.mailboxes import MailboxRepository
@@ -112,4 +113,5 @@ async def build(settings: Settings, *, migrate: bool | None = None, clock: Clock
         check_limiter=check_limiter,
         checks=checks,
         trust=trust,
+        push=PushService(ChannelRepository(database, key_ring), clock=clock),
     )

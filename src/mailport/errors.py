@@ -106,6 +106,13 @@ once, at the boundary where they occur, and chained (``raise X(...) from exc``).
     └── ServerBusyError                 server_busy            503   (MAILPORT_MAX_CONNECTIONS)
     ConfigurationError
     └── AddressInUseError               address_in_use         500   (serve: the port is taken)
+    push notifications (connectors.push, push):
+    NotFoundError
+    └── UnknownConnectorError           unknown_connector      404   (no push receiver by that key)
+    UnauthorizedError
+    └── PushUnauthenticatedError        push_unauthenticated   401   (unknown channel or wrong secret)
+    InputError
+    └── PushInvalidError                push_invalid           400   (not a notification of that connector)
 
 Later areas add their own subclasses in the sections marked below; keep the drawing true.
 """
@@ -695,6 +702,31 @@ class ServerBusyError(MailportError):
 class AddressInUseError(ConfigurationError):
     code = "address_in_use"
     hint = "Stop the other process, or choose another port with MAILPORT_PORT (or --port)."
+
+
+# --------------------------------------------------------------------------- push notifications
+
+
+class UnknownConnectorError(NotFoundError):
+    code = "unknown_connector"
+    hint = "Push notifications go to /v1/push/<connector>/<channel>, for a connector that takes them."
+
+
+class PushUnauthenticatedError(UnauthorizedError):
+    """The same answer for an unknown channel and a wrong secret: a caller that cannot
+    authenticate learns nothing about which channels or mailboxes exist."""
+
+    code = "push_unauthenticated"
+    hint = (
+        "The notification's secret does not match the channel's: only the provider subscription "
+        "mailport created for this channel may call it (see docs/push.md)."
+    )
+
+
+class PushInvalidError(InputError):
+    code = "push_invalid"
+    http_status = 400
+    hint = "The body is not a notification of this connector's provider (see docs/push.md)."
 
 
 def all_error_classes() -> list[type[MailportError]]:

@@ -54,6 +54,12 @@ TOKEN_REFRESHES = Counter(
 )
 QUEUE_SIZE = Gauge("mailport_queue_size", "Items waiting, by queue", ["queue"], registry=REGISTRY)
 RECONNECTS = Counter("mailport_reconnects", "Watcher reconnect attempts", registry=REGISTRY)
+PUSH_NOTIFICATIONS = Counter(
+    "mailport_push_notifications",
+    "Requests on /v1/push by connector (known keys only) and result: handshake, accepted, refused",
+    ["connector", "result"],
+    registry=REGISTRY,
+)
 
 __all__ = [
     "CONNECTIONS",
@@ -63,6 +69,7 @@ __all__ = [
     "MESSAGES_FAILED",
     "MESSAGES_OVERSIZED",
     "MESSAGES_PROCESSED",
+    "PUSH_NOTIFICATIONS",
     "QUEUE_SIZE",
     "RECONNECTS",
     "REGISTRY",

@@ -18,6 +18,7 @@ from mailport.net.guard import HostGuard
 from mailport.net.ratelimit import TokenBucketLimiter
 from mailport.net.trust import MailTrust
 from mailport.oauth.connect import OAuthConnectService
+from mailport.push import PushService
 from mailport.store import Database
 from mailport.tenants.service import TenantService
 
@@ -38,6 +39,7 @@ class Services:
     check_limiter: TokenBucketLimiter  # POST /v1/check per tenant
     checks: CheckService  # connection checks
     trust: MailTrust  # the certificates every mail connection trusts (MAILPORT_MAIL_CA_FILE, pins)
+    push: PushService  # push notifications in (/v1/push): authenticate, record wake-ups
 
     async def aclose(self) -> None:
         """Release connections and background tasks."""

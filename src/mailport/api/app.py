@@ -12,7 +12,7 @@ from fastapi.responses import JSONResponse
 from mailport import __version__
 from mailport.api.errors import ERROR_BODY_SCHEMA, install_error_handlers
 from mailport.api.limits import RequestLimits
-from mailport.api.routers import connect_links, health, mailboxes, messages, oauth, tenants
+from mailport.api.routers import connect_links, health, mailboxes, messages, oauth, push, tenants
 from mailport.api.routers import events as events_routes
 from mailport.api.routers import webhooks as webhook_routes
 from mailport.api.routers.check import router as check_router
@@ -66,7 +66,12 @@ def create_app(settings: Settings | None = None, *, services: Services | None = 
             }
         },
     )
-    app.add_middleware(RequestLimits, max_bytes=settings.max_request_bytes)  # before any body is read
+    app.add_middleware(  # before any body is read
+        RequestLimits,
+        max_bytes=settings.max_request_bytes,
+        path_limits={push.PREFIX: push.MAX_BODY_BYTES},
+        open_prefixes=(push.PREFIX,),  # the providers call it without a key (docs/push.md)
+    )
     if services is not None:
         app.state.services = services
     install_error_handlers(app)
@@ -81,6 +86,7 @@ def create_app(settings: Settings | None = None, *, services: Services | None = 
     app.include_router(messages.router)
     app.include_router(webhook_routes.router)
     app.include_router(events_routes.router)
+    app.include_router(push.router)  # POST /v1/push/{connector}/{channel}, called by providers
 
     @app.get("/healthz", tags=["ops"], summary="The process is alive")
     async def healthz() -> JSONResponse:

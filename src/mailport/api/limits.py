@@ -11,19 +11,22 @@ authentication answers 401. :class:`RequestLimits` is plain ASGI (it never buffe
   the application sees the client disconnect, so at most ``limit`` bytes are ever held;
 * a body sent to ``/v1/…`` without ``Authorization: Bearer …`` is answered 401 before it is
   read: every ``/v1`` route that takes a body authenticates with a bearer key (a test walks the
-  OpenAPI document to keep that true).
+  OpenAPI document to keep that true) — except under ``open_prefixes``: the push routes, which
+  providers call without a key and which authenticate each notification themselves, under a
+  smaller limit of their own.
 
 Refusals carry ``Connection: close`` so the server stops reading the rest of the body.
 FastAPI's own ``max_body_size`` is not used: it runs routing and the handler first, and its 413
 is not mailport's error body.
 
-A route that must accept more (a future message import) gets its own limit through
-``larger_limits`` (path prefix -> bytes); documented in docs/api.md, Limits.
+A route that must accept more (a future message import), or should accept less (the push
+routes), gets its own limit through ``path_limits`` (path prefix -> bytes); documented in
+docs/api.md, Limits.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 
 from starlette.datastructures import Headers
 from starlette.responses import JSONResponse
@@ -60,14 +63,20 @@ class RequestLimits:
     """ASGI middleware: the request-body limit and the key-before-body rule (see the module)."""
 
     def __init__(
-        self, app: ASGIApp, *, max_bytes: int, larger_limits: Mapping[str, int] | None = None
+        self,
+        app: ASGIApp,
+        *,
+        max_bytes: int,
+        path_limits: Mapping[str, int] | None = None,
+        open_prefixes: Sequence[str] = (),
     ) -> None:
         self.app = app
         self.max_bytes = max_bytes
-        self.larger_limits = dict(larger_limits or {})
+        self.path_limits = dict(path_limits or {})
+        self.open_prefixes = tuple(open_prefixes)
 
     def limit_for(self, path: str) -> int:
-        for prefix, limit in self.larger_limits.items():
+        for prefix, limit in self.path_limits.items():
             if path.startswith(prefix):
                 return limit
         return self.max_bytes
@@ -82,7 +91,9 @@ class RequestLimits:
         if declared.isascii() and declared.isdigit() and int(declared) > limit:
             await _refuse(_too_large(limit), scope, send)
             return
-        if scope["path"].startswith(_BEARER_PREFIX) and _has_body(headers) and not _has_bearer(headers):
+        path = scope["path"]
+        needs_key = path.startswith(_BEARER_PREFIX) and not path.startswith(self.open_prefixes)
+        if needs_key and _has_body(headers) and not _has_bearer(headers):
             await _refuse(UnauthorizedError("missing API key"), scope, send)
             return
 

@@ -415,3 +415,35 @@ pull_consumers = Table(
 )
 
 SECRET_COLUMNS["webhook_endpoints"] = ("secret_enc",)
+
+# --- push notifications -------------------------------------------------------------------
+
+# Where a provider pushes notifications for a mailbox (mailport.push): the id is the last path
+# segment of the URL the provider was given, the secret (encrypted) what it must present with
+# each notification. A channel without mailbox_id is shared by its tenant's mailboxes: each
+# notification names its account (Gmail: one Pub/Sub push subscription serves many mailboxes).
+push_channels = Table(
+    "push_channels",
+    metadata,
+    Column("id", String(40), primary_key=True),
+    Column("tenant_id", String(40), ForeignKey("tenants.id", ondelete="CASCADE"), nullable=False),
+    Column("mailbox_id", String(40), ForeignKey("mailboxes.id", ondelete="CASCADE"), nullable=True),
+    Column("connector", String(40), nullable=False),
+    Column("secret_enc", Text, nullable=False),
+    Column("created_at", UTCDateTime(), nullable=False),
+    Index("ix_push_channels_tenant_id", "tenant_id"),
+    Index("ix_push_channels_mailbox_id", "mailbox_id"),
+)
+
+# Wake-ups asked for a mailbox's watcher, whichever process holds it (mailport.push.wakeups):
+# one row per mailbox, so any number of notifications coalesce into one wake; ``requests``
+# grows with each, so the holder deletes only what it has seen.
+mailbox_wakeups = Table(
+    "mailbox_wakeups",
+    metadata,
+    Column("mailbox_id", String(40), ForeignKey("mailboxes.id", ondelete="CASCADE"), primary_key=True),
+    Column("requests", BigInteger, nullable=False),
+    Column("requested_at", UTCDateTime(), nullable=False),
+)
+
+SECRET_COLUMNS["push_channels"] = ("secret_enc",)

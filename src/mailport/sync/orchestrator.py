@@ -16,6 +16,8 @@
   once against one server.
 * **After-processing**: a lightweight loop wakes the watchers whose events were accepted
   (in-process notification, and a poll for acceptance written by other processes).
+* **Push**: a :class:`~mailport.push.wakeups.WakeupFollower` wakes the watchers held here for
+  the wake-ups push notifications recorded, whichever process received them.
 * **Shutdown**: every watcher finishes its current chunk transaction, then disconnects;
   nothing in flight is lost (an uncommitted chunk is fetched again from the cursor).
 """
@@ -43,6 +45,7 @@ from mailport.connectors.base import Connector
 from mailport.crypto import Secret
 from mailport.mailboxes.models import Mailbox, MailboxStatus
 from mailport.metrics import QUEUE_SIZE, WATCHERS
+from mailport.push.wakeups import WakeupFollower
 from mailport.services import Services
 from mailport.store.tables import mailboxes
 from mailport.sync import repository as repo
@@ -112,6 +115,7 @@ class Orchestrator:
         self._actions_task: asyncio.Task[None] | None = None
         self._poke = asyncio.Event()
         self._unlisten: Callable[[], None] | None = None
+        self._wakeups: WakeupFollower | None = None
         self._started_once = False
         self._last_renew = 0.0
         self.ready = False
@@ -147,11 +151,17 @@ class Orchestrator:
         self.ready = True
         self._task = asyncio.create_task(self._loop(), name="orchestrator")
         self._actions_task = asyncio.create_task(self._actions_loop(), name="orchestrator-actions")
+        self._wakeups = WakeupFollower(
+            self.services.database, lambda m: self.watchers.get(m), clock=self.clock
+        )
+        self._wakeups.start()  # push notifications received by any process
 
     async def stop(self) -> None:
         if self._unlisten is not None:
             self._unlisten()
             self._unlisten = None
+        if self._wakeups is not None:
+            await self._wakeups.stop()
         for task in (self._task, self._actions_task, self._trim_task):
             if task is not None:
                 await cancel_and_wait(task, timeout=5)  # bounded: never hang shutdown
@@ -169,6 +179,9 @@ class Orchestrator:
         except Exception:  # the database may be gone at shutdown
             log.warning("could not release watcher leases", exc_info=True)
         self.ready = False
+
+    def _watcher(self, mailbox_id: str) -> Watcher | None:
+        return self.watchers.get(mailbox_id)
 
     def poke(self) -> None:
         """Reconcile now (a mailbox was created, changed or deleted in this process)."""
