@@ -7,6 +7,7 @@ from typing import Any
 
 from sqlalchemy import delete, insert, select, update
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.sql import ColumnElement
 
 from mailport.errors import ConflictError, NotFoundError
 from mailport.store.database import Database
@@ -43,22 +44,19 @@ class TenantRepository:
         return tenant
 
     async def get(self, tenant_id: str) -> Tenant:
-        if not plausible_id(tenant_id):
-            raise NotFoundError(f"no tenant {tenant_id!r}")
-        async with self._db.connect() as conn:
-            row = (await conn.execute(select(tenants).where(tenants.c.id == tenant_id))).first()
-        if row is None:
-            raise NotFoundError(f"no tenant {tenant_id!r}")
-        return _tenant(row)
+        return await self._one(tenants.c.id == tenant_id, plausible_id(tenant_id), f"no tenant {tenant_id!r}")
 
     async def get_by_name(self, name: str) -> Tenant:
-        if not name.isprintable():
-            raise NotFoundError(f"no tenant named {name!r}")
-        async with self._db.connect() as conn:
-            row = (await conn.execute(select(tenants).where(tenants.c.name == name))).first()
-        if row is None:
-            raise NotFoundError(f"no tenant named {name!r}")
-        return _tenant(row)
+        return await self._one(tenants.c.name == name, name.isprintable(), f"no tenant named {name!r}")
+
+    async def _one(self, where: ColumnElement[bool], plausible: bool, missing: str) -> Tenant:
+        """The tenant ``where`` selects; a key that cannot be one is not looked up (a 404 either way)."""
+        if plausible:
+            async with self._db.connect() as conn:
+                row = (await conn.execute(select(tenants).where(where))).first()
+            if row is not None:
+                return _tenant(row)
+        raise NotFoundError(missing)
 
     async def page(self, *, after: str | None = None, limit: int = 50) -> list[Tenant]:
         query = select(tenants).order_by(tenants.c.id).limit(limit)
