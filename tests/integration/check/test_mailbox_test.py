@@ -135,14 +135,21 @@ IssuedMailbox = Callable[[str], Awaitable[tuple[str, dict[str, object], str]]]
 
 @pytest.fixture
 def issued_oauth_mailbox(
-    services: Services, tenant: TenantHandle, dovecot: Dovecot, smtp: SubmissionServer, idp: MockIdP
+    services: Services,
+    tenant: TenantHandle,
+    dovecot: Dovecot,
+    smtp: SubmissionServer,
+    idp: MockIdP,
+    secret_watch: SecretWatch,
 ) -> IssuedMailbox:
     """``await issued_oauth_mailbox(prefix)`` -> (a fresh address, a token the local authorization
-    server issued for it, the id of a mailbox holding that token)."""
+    server issued for it, the id of a mailbox holding that token). The tokens are watched: no
+    response or log line may carry them."""
 
     async def issue(prefix: str) -> tuple[str, dict[str, object], str]:
         email = f"{prefix}-{uuid.uuid4().hex[:8]}@example.test"
         token = issue_token(idp, email)
+        secret_watch.add(str(token["access_token"]), str(token["refresh_token"]))
         mailbox_id = await _oauth_mailbox(
             services, tenant, dovecot, smtp, email, str(token["access_token"]), str(token["refresh_token"])
         )
@@ -175,13 +182,9 @@ async def _revoke(idp: MockIdP, token: str) -> None:
 
 
 async def test_a_refused_token_is_refreshed_once_and_the_mailbox_connects(
-    tenant_client: httpx.AsyncClient,
-    issued_oauth_mailbox: IssuedMailbox,
-    secret_watch: SecretWatch,
-    idp: MockIdP,
+    tenant_client: httpx.AsyncClient, issued_oauth_mailbox: IssuedMailbox, idp: MockIdP
 ) -> None:
     email, token, mailbox_id = await issued_oauth_mailbox("refresh")
-    secret_watch.add(str(token["access_token"]), str(token["refresh_token"]))
     await _revoke(idp, str(token["access_token"]))  # the access token dies before its expiry
     body = (await tenant_client.post(f"/v1/mailboxes/{mailbox_id}/test")).json()
     assert body["ok"] is True, body
@@ -192,13 +195,9 @@ async def test_a_refused_token_is_refreshed_once_and_the_mailbox_connects(
 
 
 async def test_a_refused_token_with_a_dead_grant_sets_reauth_required(
-    tenant_client: httpx.AsyncClient,
-    issued_oauth_mailbox: IssuedMailbox,
-    secret_watch: SecretWatch,
-    idp: MockIdP,
+    tenant_client: httpx.AsyncClient, issued_oauth_mailbox: IssuedMailbox, idp: MockIdP
 ) -> None:
     _email, token, mailbox_id = await issued_oauth_mailbox("revoked")
-    secret_watch.add(str(token["access_token"]), str(token["refresh_token"]))
     await _revoke(idp, str(token["refresh_token"]))  # the user removed the app's access
     await _revoke(idp, str(token["access_token"]))
     body = (await tenant_client.post(f"/v1/mailboxes/{mailbox_id}/test")).json()
