@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+from dataclasses import fields
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy import delete, insert, select, update
 from sqlalchemy.exc import IntegrityError
@@ -15,19 +16,20 @@ from mailport.store.ids import new_id, plausible_id
 from mailport.store.tables import api_keys, tenants
 from mailport.tenants.models import ApiKey, Tenant
 
+RecordT = TypeVar("RecordT", Tenant, ApiKey)
+
+
+def _from_row(model: type[RecordT], row: Any) -> RecordT:
+    """The ``model`` from the columns of its fields' names (a key's hash stays in the row)."""
+    return model(**{f.name: getattr(row, f.name) for f in fields(model)})
+
 
 def _tenant(row: Any) -> Tenant:
-    return Tenant(id=row.id, name=row.name, created_at=row.created_at)
+    return _from_row(Tenant, row)
 
 
 def _key(row: Any) -> ApiKey:
-    return ApiKey(
-        id=row.id,
-        tenant_id=row.tenant_id,
-        prefix=row.prefix,
-        created_at=row.created_at,
-        revoked_at=row.revoked_at,
-    )
+    return _from_row(ApiKey, row)
 
 
 class TenantRepository:
