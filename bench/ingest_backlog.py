@@ -34,16 +34,13 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import httpx
-from pydantic import SecretStr
+from bench._services import bench_services, password_mailbox
 from sqlalchemy import text
 from tests.mailstack.dovecot import Dovecot, free_port
 
-from mailport.bootstrap import build
-from mailport.config import Settings
-from mailport.crypto import Secret, generate_key
 from mailport.delivery import start_dispatcher
 from mailport.delivery.schemas import WebhookCreate
-from mailport.mailboxes.models import AuthMethod, NewMailbox, ProcessingSettings, Security, ServerSettings
+from mailport.mailboxes.models import Security, ServerSettings
 from mailport.sync import Orchestrator
 
 POSTGRES_ADMIN_URL = os.environ.get(
@@ -121,15 +118,7 @@ async def fill(dovecot: Dovecot, users: list[tuple[str, str]], per_mailbox: int)
 async def run(
     dovecot: Dovecot, database_url: str, data_dir: Path, total: int, mailboxes: int, receiver: str
 ) -> dict[str, float]:
-    settings = Settings(
-        _env_file=None,  # type: ignore[call-arg]
-        database_url=database_url,
-        data_dir=data_dir,
-        secret_keys=SecretStr(generate_key()),
-        allow_private_hosts=True,
-        log_level="WARNING",
-    )
-    services = await build(settings, migrate=True)
+    services = await bench_services(database_url, data_dir, allow_private_hosts=True)
     per_mailbox = total // mailboxes
     users = [dovecot.dyn_user(f"b{uuid.uuid4().hex[:8]}") for _ in range(mailboxes)]
     await fill(dovecot, users, per_mailbox)
@@ -138,16 +127,8 @@ async def run(
     async with httpx.AsyncClient(base_url=receiver) as client:
         base = (await client.get("/stats")).json()["unique"]
     for user, password in users:
-        await services.mailboxes.create(
-            tenant.id,
-            NewMailbox(
-                email=user,
-                auth_method=AuthMethod.PASSWORD,
-                imap=ServerSettings("127.0.0.1", dovecot.imap_port, Security.NONE),
-                password=Secret(password),
-                settings=ProcessingSettings(check_interval=60),
-            ),
-        )
+        imap = ServerSettings("127.0.0.1", dovecot.imap_port, Security.NONE)
+        await password_mailbox(services, tenant.id, user, password, imap)
     started_wall = time.time()
     dispatcher = await start_dispatcher(services)
     orchestrator = Orchestrator(services)

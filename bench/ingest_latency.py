@@ -28,18 +28,15 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from pydantic import SecretStr
+from bench._services import bench_services, password_mailbox
 from tests.fixtures.webhook_receiver import WebhookReceiver
 from tests.mailstack.dovecot import Dovecot
 
-from mailport.bootstrap import build
-from mailport.config import Settings
-from mailport.crypto import Secret, generate_key
 from mailport.delivery import build_dispatcher
 from mailport.delivery.schemas import WebhookCreate
 from mailport.events import last_seq, list_after
 from mailport.imap import EventKind, ServerEvent
-from mailport.mailboxes.models import AuthMethod, NewMailbox, ProcessingSettings, Security, ServerSettings
+from mailport.mailboxes.models import Security, ServerSettings
 from mailport.sync import Orchestrator
 
 
@@ -65,27 +62,12 @@ def pct(values: list[float], q: float) -> float:
 async def run(
     dovecot: Dovecot, database_url: str, data_dir: Path, count: int, gap: float
 ) -> dict[str, float]:
-    settings = Settings(
-        _env_file=None,  # type: ignore[call-arg]
-        database_url=database_url,
-        data_dir=data_dir,
-        secret_keys=SecretStr(generate_key()),
-        log_level="WARNING",
-        allow_private_hosts=True,  # the webhook receiver listens on 127.0.0.1
-    )
-    services = await build(settings, migrate=True)
+    # Private hosts allowed: the webhook receiver listens on 127.0.0.1.
+    services = await bench_services(database_url, data_dir, allow_private_hosts=True)
     user, password = dovecot.dyn_user("latency")
     tenant, _ = await services.tenants.create_tenant("bench")
-    mailbox = await services.mailboxes.create(
-        tenant.id,
-        NewMailbox(
-            email=user,
-            auth_method=AuthMethod.PASSWORD,
-            imap=ServerSettings("127.0.0.1", dovecot.imap_port, Security.NONE),
-            password=Secret(password),
-            settings=ProcessingSettings(check_interval=60),
-        ),
-    )
+    imap = ServerSettings("127.0.0.1", dovecot.imap_port, Security.NONE)
+    mailbox = await password_mailbox(services, tenant.id, user, password, imap)
     orchestrator = Orchestrator(services)
     await orchestrator.start()
     receiver = WebhookReceiver().start()

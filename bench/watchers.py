@@ -33,14 +33,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench._dovecot import many_connections_dovecot
 from bench._process import cpu_seconds, raise_open_files, rss_kib
-from pydantic import SecretStr
+from bench._services import bench_services, password_mailbox
 from tests.mailstack.dovecot import Dovecot
 
-from mailport.bootstrap import build
-from mailport.config import Settings
-from mailport.crypto import Secret, generate_key
 from mailport.events import last_seq, list_after
-from mailport.mailboxes.models import AuthMethod, NewMailbox, ProcessingSettings, Security, ServerSettings
+from mailport.mailboxes.models import Security, ServerSettings
 from mailport.sync import Orchestrator
 
 
@@ -59,30 +56,18 @@ def lmtp_deliver(port: int, rcpt: str, raw: bytes) -> float:
 
 
 async def run(dovecot: Dovecot, root: Path, count: int, idle_seconds: float, probes: int) -> dict[str, float]:
-    settings = Settings(
-        _env_file=None,  # type: ignore[call-arg]
-        database_url=f"sqlite+aiosqlite:///{root / 'mailport.db'}",
-        data_dir=root / "var",
-        secret_keys=SecretStr(generate_key()),
+    services = await bench_services(
+        f"sqlite+aiosqlite:///{root / 'mailport.db'}",
+        root / "var",
         mail_ca_file=Path(dovecot.ca_file),
-        log_level="WARNING",
         allowed_hosts=["127.0.0.1"],  # the bench's Dovecot: the SSRF guard allows exactly that
     )
-    services = await build(settings, migrate=True)
     tenant, _ = await services.tenants.create_tenant("bench")
     users: dict[str, str] = {}
     for i in range(count + 1):
         user, password = dovecot.dyn_user(f"w{i}")
-        mailbox = await services.mailboxes.create(
-            tenant.id,
-            NewMailbox(
-                email=user,
-                auth_method=AuthMethod.PASSWORD,
-                imap=ServerSettings("127.0.0.1", dovecot.imaps_port, Security.SSL),
-                password=Secret(password),
-                settings=ProcessingSettings(check_interval=60),
-            ),
-        )
+        imap = ServerSettings("127.0.0.1", dovecot.imaps_port, Security.SSL)
+        mailbox = await password_mailbox(services, tenant.id, user, password, imap)
         users[mailbox.id] = user
     ids = list(users)
     warm_id, ids = ids[0], ids[1:]

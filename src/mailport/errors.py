@@ -129,6 +129,24 @@ class MailportError(Exception):
     http_status: ClassVar[int] = 500
     hint: str = "See docs/troubleshooting.md."
 
+    def __init_subclass__(
+        cls,
+        *,
+        code: str | None = None,
+        http_status: int | None = None,
+        hint: str | None = None,
+        **kwargs: Any,
+    ) -> None:
+        """Each error names its code, status and hint in its class line, so the tree reads as a
+        table; what a class leaves out it inherits."""
+        super().__init_subclass__(**kwargs)
+        if code is not None:
+            cls.code = code
+        if http_status is not None:
+            cls.http_status = http_status
+        if hint is not None:
+            cls.hint = hint
+
     def __init__(
         self,
         message: str,
@@ -166,152 +184,179 @@ class MailportError(Exception):
 # --------------------------------------------------------------------------- configuration
 
 
-class ConfigurationError(MailportError):
-    code = "config_invalid"
-    http_status = 500
-    hint = "Check the MAILPORT_* environment variables (see .env.example)."
+class ConfigurationError(
+    MailportError,
+    code="config_invalid",
+    http_status=500,
+    hint="Check the MAILPORT_* environment variables (see .env.example).",
+): ...
 
 
-class SecretKeyError(ConfigurationError):
-    code = "secret_key_invalid"
-    hint = (
-        "MAILPORT_SECRET_KEYS must hold the key that encrypted the stored secrets "
-        "(comma-separated Fernet keys, the first encrypts; `mailport keys generate` makes one)."
-    )
+class SecretKeyError(
+    ConfigurationError,
+    code="secret_key_invalid",
+    hint="MAILPORT_SECRET_KEYS must hold the key that encrypted the stored secrets "
+    "(comma-separated Fernet keys, the first encrypts; `mailport keys generate` makes one).",
+): ...
 
 
 # --------------------------------------------------------------------------- client input
 
 
-class InputError(MailportError):
-    code = "invalid_input"
-    http_status = 422
-    hint = "Correct the request and try again."
+class InputError(
+    MailportError, code="invalid_input", http_status=422, hint="Correct the request and try again."
+): ...
 
 
-class InvalidEmailError(InputError):
-    code = "invalid_email"
-    hint = "Enter a complete email address such as support@example.com."
+class InvalidEmailError(
+    InputError, code="invalid_email", hint="Enter a complete email address such as support@example.com."
+): ...
 
 
-class HostNotAllowedError(InputError):
-    code = "host_not_allowed"
-    hint = (
-        "The host resolves to a private, loopback or link-local address. An operator can allow it "
-        "with MAILPORT_ALLOW_PRIVATE_HOSTS=true or MAILPORT_ALLOWED_HOSTS."
-    )
+class HostNotAllowedError(
+    InputError,
+    code="host_not_allowed",
+    hint="The host resolves to a private, loopback or link-local address. An operator can allow it "
+    "with MAILPORT_ALLOW_PRIVATE_HOSTS=true or MAILPORT_ALLOWED_HOSTS.",
+): ...
 
 
-class UnauthorizedError(MailportError):
-    code = "unauthorized"
-    http_status = 401
-    hint = "Send an API key as `Authorization: Bearer <key>`."
+class UnauthorizedError(
+    MailportError,
+    code="unauthorized",
+    http_status=401,
+    hint="Send an API key as `Authorization: Bearer <key>`.",
+): ...
 
 
-class ForbiddenError(MailportError):
-    code = "forbidden"
-    http_status = 403
-    hint = "This key may not do that; use the admin key or a key of the right tenant."
+class ForbiddenError(
+    MailportError,
+    code="forbidden",
+    http_status=403,
+    hint="This key may not do that; use the admin key or a key of the right tenant.",
+): ...
 
 
-class NotFoundError(MailportError):
-    code = "not_found"
-    http_status = 404
-    hint = "Check the id; it may have been deleted or belong to another tenant."
+class NotFoundError(
+    MailportError,
+    code="not_found",
+    http_status=404,
+    hint="Check the id; it may have been deleted or belong to another tenant.",
+): ...
 
 
-class ConflictError(MailportError):
-    code = "conflict"
-    http_status = 409
-    hint = "The resource already exists or changed meanwhile; reload it and try again."
+class ConflictError(
+    MailportError,
+    code="conflict",
+    http_status=409,
+    hint="The resource already exists or changed meanwhile; reload it and try again.",
+): ...
 
 
-class RateLimitedError(MailportError):
-    code = "rate_limited"
-    http_status = 429
-    hint = "Too many requests; wait a moment and try again."
+class RateLimitedError(
+    MailportError,
+    code="rate_limited",
+    http_status=429,
+    hint="Too many requests; wait a moment and try again.",
+): ...
 
 
-class UnsupportedFeatureError(MailportError):
+class UnsupportedFeatureError(
+    MailportError,
+    code="unsupported_feature",
+    http_status=422,
+    hint="This provider or server does not support that feature.",
+):
     """Raised instead of silently dropping a feature a provider or server cannot do."""
-
-    code = "unsupported_feature"
-    http_status = 422
-    hint = "This provider or server does not support that feature."
 
 
 # --------------------------------------------------------------------------- mail servers
 
 
-class ProviderError(MailportError):
+class ProviderError(
+    MailportError,
+    code="provider_error",
+    http_status=502,
+    hint="The mail server reported an error; see the server's own text.",
+):
     """A mail server or provider failed; ``server_said`` keeps its own words."""
 
-    code = "provider_error"
-    http_status = 502
-    hint = "The mail server reported an error; see the server's own text."
+
+class ConnectError(
+    ProviderError,
+    code="connect_failed",
+    hint="Check the host name and port, and that a firewall allows the connection.",
+): ...
 
 
-class ConnectError(ProviderError):
-    code = "connect_failed"
-    hint = "Check the host name and port, and that a firewall allows the connection."
+class TLSError(
+    ProviderError,
+    code="tls_failed",
+    hint="Check the port/security pair and the server's certificate (or give a CA file).",
+): ...
 
 
-class TLSError(ProviderError):
-    code = "tls_failed"
-    hint = "Check the port/security pair and the server's certificate (or give a CA file)."
+class AuthenticationError(
+    ProviderError,
+    code="auth_failed",
+    http_status=422,
+    hint="Wrong user name or password, or the account needs an app password or OAuth.",
+): ...
 
 
-class AuthenticationError(ProviderError):
-    code = "auth_failed"
-    http_status = 422
-    hint = "Wrong user name or password, or the account needs an app password or OAuth."
-
-
-class AuthUnavailableError(ProviderError):
+class AuthUnavailableError(
+    ProviderError,
+    code="auth_unavailable",
+    http_status=503,
+    hint="The server could not check the credentials right now (a temporary failure on its side); "
+    "try again in a few minutes. mailport retries by itself. If it persists, ask the server's operator.",
+):
     """The server could not check the credentials right now (IMAP ``[UNAVAILABLE]``, an SMTP
     4xx reply to AUTH): temporary, retried, never reported as a wrong password."""
 
-    code = "auth_unavailable"
-    http_status = 503
-    hint = (
-        "The server could not check the credentials right now (a temporary failure on its side); "
-        "try again in a few minutes. mailport retries by itself. If it persists, ask the server's operator."
-    )
+
+class CommandError(
+    ProviderError, code="command_failed", hint="The server refused the command; see the server's own text."
+): ...
 
 
-class CommandError(ProviderError):
-    code = "command_failed"
-    hint = "The server refused the command; see the server's own text."
-
-
-class ProtocolError(ProviderError):
+class ProtocolError(
+    ProviderError,
+    code="protocol_error",
+    hint="The server sent an unexpected response; this is a server bug or not an IMAP/SMTP server.",
+):
     """The server said something we cannot parse; the connection is closed (it is desynced)."""
 
-    code = "protocol_error"
-    hint = "The server sent an unexpected response; this is a server bug or not an IMAP/SMTP server."
+
+class ConnectionLostError(
+    ProviderError,
+    code="connection_lost",
+    hint="The server closed the connection; mailport reconnects automatically.",
+): ...
 
 
-class ConnectionLostError(ProviderError):
-    code = "connection_lost"
-    hint = "The server closed the connection; mailport reconnects automatically."
+class MailTimeoutError(
+    ProviderError,
+    TimeoutError,
+    code="timeout",
+    http_status=504,
+    hint="The server did not answer in time; check the host and port, or try again later.",
+): ...
 
 
-class MailTimeoutError(ProviderError, TimeoutError):
-    code = "timeout"
-    http_status = 504
-    hint = "The server did not answer in time; check the host and port, or try again later."
+class MessageTooLargeError(
+    ProviderError,
+    code="message_too_large",
+    http_status=413,
+    hint="The message is larger than the configured maximum.",
+): ...
 
 
-class MessageTooLargeError(ProviderError):
-    code = "message_too_large"
-    http_status = 413
-    hint = "The message is larger than the configured maximum."
-
-
-class SMTPRejectedError(ProviderError):
-    code = "smtp_rejected"
-    hint = "The SMTP server rejected the message; see its reply code and text."
-
+class SMTPRejectedError(
+    ProviderError,
+    code="smtp_rejected",
+    hint="The SMTP server rejected the message; see its reply code and text.",
+):
     def __init__(self, message: str, *, smtp_code: int | None = None, **kwargs: Any) -> None:
         super().__init__(message, **kwargs)
         self.smtp_code = smtp_code
@@ -320,28 +365,31 @@ class SMTPRejectedError(ProviderError):
 # --------------------------------------------------------------------------- imap/smtp
 
 
-class InsecureAuthRefusedError(ProviderError):
+class InsecureAuthRefusedError(
+    ProviderError,
+    code="insecure_auth_refused",
+    http_status=422,
+    hint="Use implicit TLS (IMAP 993, SMTP 465) or STARTTLS (IMAP 143, SMTP 587); sending credentials "
+    "unencrypted is only possible when explicitly allowed.",
+):
     """A password or token would have crossed an unencrypted connection, so mailport refused."""
-
-    code = "insecure_auth_refused"
-    http_status = 422
-    hint = (
-        "Use implicit TLS (IMAP 993, SMTP 465) or STARTTLS (IMAP 143, SMTP 587); sending credentials "
-        "unencrypted is only possible when explicitly allowed."
-    )
 
 
 # --------------------------------------------------------------------------- storage
 
 
-class InvalidCursorError(InputError):
-    code = "invalid_cursor"
-    hint = "Pass back the `next_cursor` of the previous page unchanged, or omit `cursor` to start over."
+class InvalidCursorError(
+    InputError,
+    code="invalid_cursor",
+    hint="Pass back the `next_cursor` of the previous page unchanged, or omit `cursor` to start over.",
+): ...
 
 
-class DatabaseNotMigratedError(ConfigurationError):
-    code = "database_not_migrated"
-    hint = "Run `mailport db upgrade` against MAILPORT_DATABASE_URL (serve does it itself on SQLite)."
+class DatabaseNotMigratedError(
+    ConfigurationError,
+    code="database_not_migrated",
+    hint="Run `mailport db upgrade` against MAILPORT_DATABASE_URL (serve does it itself on SQLite).",
+): ...
 
 
 # --------------------------------------------------------------------------- detection
@@ -353,355 +401,418 @@ class DatabaseNotMigratedError(ConfigurationError):
 # server's own words.
 
 
-class HostNotFoundError(ConnectError):
-    code = "host_not_found"
-    hint = (
-        "The host name does not exist in DNS; check its spelling (e.g. imap.example.com, not imap.example)."
-    )
+class HostNotFoundError(
+    ConnectError,
+    code="host_not_found",
+    hint="The host name does not exist in DNS; check its spelling (e.g. imap.example.com, not imap.example).",
+): ...
 
 
-class ConnectionRefusedByServerError(ConnectError):
-    code = "connection_refused"
-    hint = (
-        "Nothing listens on that port. IMAP is usually 993 (SSL/TLS) or 143 (STARTTLS); "
-        "SMTP submission 465 (SSL/TLS) or 587 (STARTTLS)."
-    )
+class ConnectionRefusedByServerError(
+    ConnectError,
+    code="connection_refused",
+    hint="Nothing listens on that port. IMAP is usually 993 (SSL/TLS) or 143 (STARTTLS); "
+    "SMTP submission 465 (SSL/TLS) or 587 (STARTTLS).",
+): ...
 
 
-class TooManyConnectionsError(ConnectError):
-    code = "too_many_connections"
-    http_status = 503
-    hint = "The account has too many open connections; close other mail programs or wait and retry."
+class TooManyConnectionsError(
+    ConnectError,
+    code="too_many_connections",
+    http_status=503,
+    hint="The account has too many open connections; close other mail programs or wait and retry.",
+): ...
 
 
-class CertificateHostnameMismatchError(TLSError):
-    code = "certificate_hostname_mismatch"
-    hint = "The server's certificate names another host; use the host name the certificate names."
+class CertificateHostnameMismatchError(
+    TLSError,
+    code="certificate_hostname_mismatch",
+    hint="The server's certificate names another host; use the host name the certificate names.",
+): ...
 
 
-class CertificateSelfSignedError(TLSError):
-    code = "certificate_self_signed"
-    hint = "The server uses a self-signed certificate; trust this certificate for the server if you trust it."
+class CertificateSelfSignedError(
+    TLSError,
+    code="certificate_self_signed",
+    hint="The server uses a self-signed certificate; trust this certificate for the server if you trust it.",
+): ...
 
 
-class CertificateUntrustedError(TLSError):
-    code = "certificate_untrusted"
-    hint = (
-        "The certificate is issued by an authority this machine does not trust; add the CA "
-        "(MAILPORT_MAIL_CA_FILE)."
-    )
+class CertificateUntrustedError(
+    TLSError,
+    code="certificate_untrusted",
+    hint="The certificate is issued by an authority this machine does not trust; add the CA "
+    "(MAILPORT_MAIL_CA_FILE).",
+): ...
 
 
-class CertificateExpiredError(TLSError):
-    code = "certificate_expired"
-    hint = "The server's certificate has expired (or is not valid yet); the server's operator must renew it."
+class CertificateExpiredError(
+    TLSError,
+    code="certificate_expired",
+    hint="The server's certificate has expired (or is not valid yet); the server's operator must renew it.",
+): ...
 
 
-class CertificateChangedError(TLSError):
-    code = "certificate_changed"
-    hint = (
-        "The server presented a different certificate than the one trusted for this mailbox. If its "
-        "operator replaced it, compare the new fingerprint with them and trust the new certificate; "
-        "if it is now signed by a public CA, remove the trusted certificate. Otherwise the "
-        "connection may be intercepted."
-    )
+class CertificateChangedError(
+    TLSError,
+    code="certificate_changed",
+    hint="The server presented a different certificate than the one trusted for this mailbox. If its "
+    "operator replaced it, compare the new fingerprint with them and trust the new certificate; "
+    "if it is now signed by a public CA, remove the trusted certificate. Otherwise the "
+    "connection may be intercepted.",
+): ...
 
 
-class StartTLSNotOfferedError(TLSError):
-    code = "starttls_not_offered"
-    hint = "The server does not offer STARTTLS on this port; use implicit TLS (993 for IMAP, 465 for SMTP)."
+class StartTLSNotOfferedError(
+    TLSError,
+    code="starttls_not_offered",
+    hint="The server does not offer STARTTLS on this port; use implicit TLS (993 for IMAP, 465 for SMTP).",
+): ...
 
 
-class TLSOnPlaintextPortError(TLSError):
-    code = "tls_on_plaintext_port"
-    hint = (
-        "This port expects a plaintext greeting: use STARTTLS on it, or SSL/TLS on 993 (IMAP) / 465 (SMTP)."
-    )
+class TLSOnPlaintextPortError(
+    TLSError,
+    code="tls_on_plaintext_port",
+    hint="This port expects a plaintext greeting: use STARTTLS on it, or SSL/TLS on 993 (IMAP) / 465 (SMTP).",
+): ...
 
 
-class PlaintextOnTLSPortError(TLSError):
-    code = "plaintext_on_tls_port"
-    hint = "This port expects TLS from the first byte: choose security SSL/TLS for it."
+class PlaintextOnTLSPortError(
+    TLSError,
+    code="plaintext_on_tls_port",
+    hint="This port expects TLS from the first byte: choose security SSL/TLS for it.",
+): ...
 
 
-class InvalidCredentialsError(AuthenticationError):
-    code = "invalid_credentials"
-    hint = (
-        "The server refused the user name or password; check both "
-        "(the user name is usually the full address)."
-    )
+class InvalidCredentialsError(
+    AuthenticationError,
+    code="invalid_credentials",
+    hint="The server refused the user name or password; check both "
+    "(the user name is usually the full address).",
+): ...
 
 
-class AppPasswordRequiredError(AuthenticationError):
-    code = "app_password_required"
-    hint = "This provider accepts only an app password (not the account password) from mail programs."
+class AppPasswordRequiredError(
+    AuthenticationError,
+    code="app_password_required",
+    hint="This provider accepts only an app password (not the account password) from mail programs.",
+): ...
 
 
-class WebLoginRequiredError(AuthenticationError):
-    code = "web_login_required"
-    hint = "The provider wants the account owner to sign in on its website first, then retry."
+class WebLoginRequiredError(
+    AuthenticationError,
+    code="web_login_required",
+    hint="The provider wants the account owner to sign in on its website first, then retry.",
+): ...
 
 
-class BasicAuthBlockedError(AuthenticationError):
-    code = "basic_auth_blocked"
-    hint = "The provider no longer accepts passwords for this protocol; connect with OAuth2 instead."
+class BasicAuthBlockedError(
+    AuthenticationError,
+    code="basic_auth_blocked",
+    hint="The provider no longer accepts passwords for this protocol; connect with OAuth2 instead.",
+): ...
 
 
-class SMTPAuthDisabledError(AuthenticationError):
-    code = "smtp_auth_disabled"
-    hint = (
-        "Authenticated SMTP (SMTP AUTH) is turned off for this mailbox or organisation; "
-        "an admin can enable it."
-    )
+class SMTPAuthDisabledError(
+    AuthenticationError,
+    code="smtp_auth_disabled",
+    hint="Authenticated SMTP (SMTP AUTH) is turned off for this mailbox or organisation; "
+    "an admin can enable it.",
+): ...
 
 
-class IMAPDisabledError(AuthenticationError):
-    code = "imap_disabled"
-    hint = "IMAP access is turned off in the mailbox's settings; enable it there."
+class IMAPDisabledError(
+    AuthenticationError,
+    code="imap_disabled",
+    hint="IMAP access is turned off in the mailbox's settings; enable it there.",
+): ...
 
 
-class AuthMechanismUnsupportedError(AuthenticationError):
-    code = "auth_mechanism_unsupported"
-    hint = "The server does not accept this way of signing in here (mechanism, or login without TLS)."
+class AuthMechanismUnsupportedError(
+    AuthenticationError,
+    code="auth_mechanism_unsupported",
+    hint="The server does not accept this way of signing in here (mechanism, or login without TLS).",
+): ...
 
 
-class OAuthTokenRejectedError(AuthenticationError):
-    code = "oauth_token_rejected"
-    hint = (
-        "The server refused the access token (expired, revoked or for another account); "
-        "reconnect the mailbox."
-    )
+class OAuthTokenRejectedError(
+    AuthenticationError,
+    code="oauth_token_rejected",
+    hint="The server refused the access token (expired, revoked or for another account); "
+    "reconnect the mailbox.",
+): ...
 
 
-class OAuthPermissionMissingError(AuthenticationError):
-    code = "oauth_permission_missing"
-    hint = "The access token lacks the mail scope or the app lacks permission on this mailbox."
+class OAuthPermissionMissingError(
+    AuthenticationError,
+    code="oauth_permission_missing",
+    hint="The access token lacks the mail scope or the app lacks permission on this mailbox.",
+): ...
 
 
-class MailboxAccessDeniedError(AuthenticationError):
-    code = "mailbox_access_denied"
-    hint = (
-        "Signed in, but the signed-in identity may not open this mailbox; "
-        "check the account and its permissions."
-    )
+class MailboxAccessDeniedError(
+    AuthenticationError,
+    code="mailbox_access_denied",
+    hint="Signed in, but the signed-in identity may not open this mailbox; "
+    "check the account and its permissions.",
+): ...
 
 
-class WrongServiceError(ProtocolError):
-    code = "wrong_service"
-    hint = "Another kind of server answers on this port; check the port number."
+class WrongServiceError(
+    ProtocolError,
+    code="wrong_service",
+    hint="Another kind of server answers on this port; check the port number.",
+): ...
 
 
-class ConnectTimeoutError(MailTimeoutError):
-    code = "connect_timeout"
-    hint = "No answer to the connection attempt: a firewall drops it, or the host/port is wrong."
+class ConnectTimeoutError(
+    MailTimeoutError,
+    code="connect_timeout",
+    hint="No answer to the connection attempt: a firewall drops it, or the host/port is wrong.",
+): ...
 
 
-class ServerSilentError(MailTimeoutError):
-    code = "server_silent"
-    hint = "The server accepted the connection but never spoke; often the port expects TLS, or a proxy hangs."
+class ServerSilentError(
+    MailTimeoutError,
+    code="server_silent",
+    hint="The server accepted the connection but never spoke; often the port expects TLS, or a proxy hangs.",
+): ...
 
 
 # --------------------------------------------------------------------------- oauth
 
 
-class OAuthError(ProviderError):
+class OAuthError(
+    ProviderError,
+    code="oauth_error",
+    hint="The OAuth provider refused the request; see its own words in server_said.",
+):
     """An OAuth2 authorization server refused; ``server_said`` keeps its ``error: description``."""
 
-    code = "oauth_error"
-    hint = "The OAuth provider refused the request; see its own words in server_said."
+
+class OAuthDeniedError(
+    OAuthError,
+    code="oauth_denied",
+    http_status=403,
+    hint="Access was not granted (the user declined, or an administrator blocks the app). "
+    "Start the connection again and accept the requested permissions, or ask an administrator.",
+): ...
 
 
-class OAuthDeniedError(OAuthError):
-    code = "oauth_denied"
-    http_status = 403
-    hint = (
-        "Access was not granted (the user declined, or an administrator blocks the app). "
-        "Start the connection again and accept the requested permissions, or ask an administrator."
-    )
+class OAuthInvalidGrantError(
+    OAuthError,
+    code="oauth_invalid_grant",
+    http_status=422,
+    hint="The provider refused the code or token (used twice, expired, or PKCE mismatch); start again.",
+): ...
 
 
-class OAuthInvalidGrantError(OAuthError):
-    code = "oauth_invalid_grant"
-    http_status = 422
-    hint = "The provider refused the code or token (used twice, expired, or PKCE mismatch); start again."
-
-
-class ReauthRequiredError(OAuthInvalidGrantError):
+class ReauthRequiredError(
+    OAuthInvalidGrantError,
+    code="reauth_required",
+    http_status=422,
+    hint="The mailbox's OAuth grant was revoked or expired; connect the mailbox again.",
+):
     """The refresh token is dead (revoked, expired, password changed): a person must reconnect."""
 
-    code = "reauth_required"
-    http_status = 422
-    hint = "The mailbox's OAuth grant was revoked or expired; connect the mailbox again."
+
+class OAuthClientRejectedError(
+    OAuthError,
+    code="oauth_client_rejected",
+    hint="The provider refused the app's client id or secret (wrong, expired secret, or the redirect "
+    "URI / public-client setting does not match the app registration).",
+): ...
 
 
-class OAuthClientRejectedError(OAuthError):
-    code = "oauth_client_rejected"
-    hint = (
-        "The provider refused the app's client id or secret (wrong, expired secret, or the redirect "
-        "URI / public-client setting does not match the app registration)."
-    )
-
-
-class OAuthUnavailableError(OAuthError):
+class OAuthUnavailableError(
+    OAuthError,
+    code="oauth_unavailable",
+    http_status=503,
+    hint="The OAuth provider could not be reached or failed; mailport retries. Check connectivity.",
+):
     """Network failure or a 5xx: retriable, never counted as an authentication failure."""
 
-    code = "oauth_unavailable"
-    http_status = 503
-    hint = "The OAuth provider could not be reached or failed; mailport retries. Check connectivity."
+
+class OAuthIdentityError(
+    OAuthError,
+    code="oauth_identity_invalid",
+    hint="The provider's id_token or userinfo could not be used to learn the connected address.",
+): ...
 
 
-class OAuthIdentityError(OAuthError):
-    code = "oauth_identity_invalid"
-    hint = "The provider's id_token or userinfo could not be used to learn the connected address."
+class DeviceCodeExpiredError(
+    OAuthError,
+    code="oauth_device_expired",
+    http_status=410,
+    hint="The device code expired before it was entered; start the device sign-in again.",
+): ...
 
 
-class DeviceCodeExpiredError(OAuthError):
-    code = "oauth_device_expired"
-    http_status = 410
-    hint = "The device code expired before it was entered; start the device sign-in again."
+class OAuthProvidersFileError(
+    ConfigurationError,
+    code="oauth_providers_file_invalid",
+    hint="Fix MAILPORT_OAUTH_PROVIDERS_FILE (see docs/oauth-google.md for its format).",
+): ...
 
 
-class OAuthProvidersFileError(ConfigurationError):
-    code = "oauth_providers_file_invalid"
-    hint = "Fix MAILPORT_OAUTH_PROVIDERS_FILE (see docs/oauth-google.md for its format)."
+class OAuthStateInvalidError(
+    InputError,
+    code="oauth_state_invalid",
+    http_status=400,
+    hint="The sign-in link was altered or is not from this service; start the connection again.",
+): ...
 
 
-class OAuthStateInvalidError(InputError):
-    code = "oauth_state_invalid"
-    http_status = 400
-    hint = "The sign-in link was altered or is not from this service; start the connection again."
+class OAuthStateExpiredError(
+    InputError,
+    code="oauth_state_expired",
+    http_status=400,
+    hint="The sign-in took longer than 10 minutes; start the connection again.",
+): ...
 
 
-class OAuthStateExpiredError(InputError):
-    code = "oauth_state_expired"
-    http_status = 400
-    hint = "The sign-in took longer than 10 minutes; start the connection again."
+class OAuthStateReplayedError(
+    InputError,
+    code="oauth_state_replayed",
+    http_status=400,
+    hint="This sign-in was already completed (a reload or a second tab); start again if needed.",
+): ...
 
 
-class OAuthStateReplayedError(InputError):
-    code = "oauth_state_replayed"
-    http_status = 400
-    hint = "This sign-in was already completed (a reload or a second tab); start again if needed."
-
-
-class OAuthBrowserMismatchError(InputError):
+class OAuthBrowserMismatchError(
+    InputError,
+    code="oauth_browser_mismatch",
+    http_status=400,
+    hint="Finish the sign-in in the browser that started it. To let someone else connect their "
+    "mailbox, send them a connect link instead.",
+):
     """The callback (or the start page) was reached by another browser than the one that
     started the sign-in: a sign-in link sent to someone else must not connect their mailbox."""
 
-    code = "oauth_browser_mismatch"
-    http_status = 400
-    hint = (
-        "Finish the sign-in in the browser that started it. To let someone else connect their "
-        "mailbox, send them a connect link instead."
-    )
 
-
-class OAuthAccountMismatchError(ConflictError):
+class OAuthAccountMismatchError(
+    ConflictError,
+    code="oauth_account_mismatch",
+    hint="Sign in with the mailbox's own account (sign out of the other account at the provider "
+    "first), or connect the other account as a new mailbox.",
+):
     """A reconnect signed in as another account than the mailbox's: refused, tokens revoked."""
 
-    code = "oauth_account_mismatch"
-    hint = (
-        "Sign in with the mailbox's own account (sign out of the other account at the provider "
-        "first), or connect the other account as a new mailbox."
-    )
+
+class OAuthProviderUnknownError(
+    NotFoundError,
+    code="oauth_provider_unknown",
+    hint="Use a built-in provider (google, microsoft) or one added in MAILPORT_OAUTH_PROVIDERS_FILE.",
+): ...
 
 
-class OAuthProviderUnknownError(NotFoundError):
-    code = "oauth_provider_unknown"
-    hint = "Use a built-in provider (google, microsoft) or one added in MAILPORT_OAUTH_PROVIDERS_FILE."
+class DeviceFlowUnsupportedError(
+    UnsupportedFeatureError,
+    code="oauth_device_flow_unsupported",
+    hint="Use the browser sign-in (authorization code flow) for this provider.",
+): ...
 
 
-class DeviceFlowUnsupportedError(UnsupportedFeatureError):
-    code = "oauth_device_flow_unsupported"
-    hint = "Use the browser sign-in (authorization code flow) for this provider."
-
-
-class OAuthNotConfiguredError(MailportError):
-    code = "oauth_not_configured"
-    http_status = 422
-    hint = (
-        "No OAuth app is configured for this provider: set MAILPORT_<PROVIDER>_CLIENT_ID/_SECRET "
-        "or register one for the tenant (docs/oauth-google.md, docs/oauth-microsoft.md)."
-    )
+class OAuthNotConfiguredError(
+    MailportError,
+    code="oauth_not_configured",
+    http_status=422,
+    hint="No OAuth app is configured for this provider: set MAILPORT_<PROVIDER>_CLIENT_ID/_SECRET "
+    "or register one for the tenant (docs/oauth-google.md, docs/oauth-microsoft.md).",
+): ...
 
 
 # --------------------------------------------------------------------------- sync/delivery
 # ingestion
 
 
-class RawSourceNotStoredError(NotFoundError):
+class RawSourceNotStoredError(
+    NotFoundError,
+    code="raw_not_stored",
+    http_status=404,
+    hint="The message exceeded MAILPORT_MAX_MESSAGE_BYTES and was delivered with headers only; "
+    "raise the limit to ingest such messages whole, or read it from the mail server.",
+):
     """The message was over the size limit, so only its header was ingested."""
 
-    code = "raw_not_stored"
-    http_status = 404
-    hint = (
-        "The message exceeded MAILPORT_MAX_MESSAGE_BYTES and was delivered with headers only; "
-        "raise the limit to ingest such messages whole, or read it from the mail server."
-    )
 
-
-class MessageSourceExpiredError(NotFoundError):
+class MessageSourceExpiredError(
+    NotFoundError,
+    code="message_source_expired",
+    http_status=410,
+    hint="Raw sources are kept MAILPORT_RAW_RETENTION_DAYS (default MAILPORT_RETENTION_DAYS, 30) days "
+    "after the event was accepted; fetch sources sooner, raise the setting, or read the "
+    "message from the mail server.",
+):
     """The raw source was kept for the retention period, then dropped (the message row stays)."""
-
-    code = "message_source_expired"
-    http_status = 410
-    hint = (
-        "Raw sources are kept MAILPORT_RAW_RETENTION_DAYS (default MAILPORT_RETENTION_DAYS, 30) days "
-        "after the event was accepted; fetch sources sooner, raise the setting, or read the "
-        "message from the mail server."
-    )
 
 
 # --------------------------------------------------------------------------- web
 
 
-class CSRFError(ForbiddenError):
-    code = "csrf_failed"
-    hint = "The form expired or came from another site: reload the page and submit it again."
+class CSRFError(
+    ForbiddenError,
+    code="csrf_failed",
+    hint="The form expired or came from another site: reload the page and submit it again.",
+): ...
 
 
-class ConnectLinkInvalidError(InputError):
-    code = "connect_link_invalid"
-    http_status = 400
-    hint = "The link is incomplete or was altered: copy the whole link, or ask for a new one."
+class ConnectLinkInvalidError(
+    InputError,
+    code="connect_link_invalid",
+    http_status=400,
+    hint="The link is incomplete or was altered: copy the whole link, or ask for a new one.",
+): ...
 
 
-class ConnectLinkExpiredError(InputError):
-    code = "connect_link_expired"
-    http_status = 410
-    hint = "Connect links expire: ask the application that sent you here for a new link."
+class ConnectLinkExpiredError(
+    InputError,
+    code="connect_link_expired",
+    http_status=410,
+    hint="Connect links expire: ask the application that sent you here for a new link.",
+): ...
 
 
-class ConnectLinkUsedError(InputError):
-    code = "connect_link_used"
-    http_status = 410
-    hint = "A connect link works once: ask the application that sent you here for a new link."
+class ConnectLinkUsedError(
+    InputError,
+    code="connect_link_used",
+    http_status=410,
+    hint="A connect link works once: ask the application that sent you here for a new link.",
+): ...
 
 
 # --------------------------------------------------------------------------- HTTP server
 
 
-class RequestTooLargeError(InputError):
-    code = "request_too_large"
-    http_status = 413
-    hint = "Send a smaller request body; the operator sets the limit with MAILPORT_MAX_REQUEST_BYTES."
+class RequestTooLargeError(
+    InputError,
+    code="request_too_large",
+    http_status=413,
+    hint="Send a smaller request body; the operator sets the limit with MAILPORT_MAX_REQUEST_BYTES.",
+): ...
 
 
-class RequestHeadersTooLargeError(InputError):
-    code = "request_headers_too_large"
-    http_status = 431
-    hint = "Send fewer or shorter headers (cookies included): 64 KiB in all is the limit."
+class RequestHeadersTooLargeError(
+    InputError,
+    code="request_headers_too_large",
+    http_status=431,
+    hint="Send fewer or shorter headers (cookies included): 64 KiB in all is the limit.",
+): ...
 
 
-class ServerBusyError(MailportError):
-    code = "server_busy"
-    http_status = 503
-    hint = "The service has as many open connections as it allows; retry in a few seconds."
+class ServerBusyError(
+    MailportError,
+    code="server_busy",
+    http_status=503,
+    hint="The service has as many open connections as it allows; retry in a few seconds.",
+): ...
 
 
-class AddressInUseError(ConfigurationError):
-    code = "address_in_use"
-    hint = "Stop the other process, or choose another port with MAILPORT_PORT (or --port)."
+class AddressInUseError(
+    ConfigurationError,
+    code="address_in_use",
+    hint="Stop the other process, or choose another port with MAILPORT_PORT (or --port).",
+): ...
 
 
 # --------------------------------------------------------------------------- push notifications

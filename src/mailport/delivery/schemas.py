@@ -10,10 +10,18 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, BaseModel, Field, SecretStr, StringConstraints, field_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    StringConstraints,
+    field_validator,
+)
 
 from mailport.crypto.secret_input import SecretText
-from mailport.delivery.models import EVENT_TYPES, Attempt, Delivery, WebhookEndpoint
+from mailport.delivery.models import EVENT_TYPES, Delivery
 from mailport.validation import RequestModel, clean_line
 
 EventType = Literal[
@@ -82,6 +90,8 @@ class WebhookUpdate(RequestModel):
 
 
 class WebhookRead(BaseModel):
+    model_config = ConfigDict(from_attributes=True)  # read from a WebhookEndpoint as it is
+
     id: str
     url: str
     events: list[str] | None
@@ -92,21 +102,6 @@ class WebhookRead(BaseModel):
     last_success_at: datetime | None
     created_at: datetime
     updated_at: datetime
-
-    @classmethod
-    def from_model(cls, endpoint: WebhookEndpoint) -> WebhookRead:
-        return cls(
-            id=endpoint.id,
-            url=endpoint.url,
-            events=list(endpoint.events) if endpoint.events is not None else None,
-            description=endpoint.description,
-            status=endpoint.status.value,
-            disabled_reason=endpoint.disabled_reason,
-            failing_since=endpoint.failing_since,
-            last_success_at=endpoint.last_success_at,
-            created_at=endpoint.created_at,
-            updated_at=endpoint.updated_at,
-        )
 
 
 class WebhookCreated(WebhookRead):
@@ -121,23 +116,14 @@ class WebhookPage(BaseModel):
 
 
 class AttemptRead(BaseModel):
+    model_config = ConfigDict(from_attributes=True)  # read from an Attempt as it is
+
     id: str
     attempted_at: datetime
     result: str = Field(description="success, http_error, timeout, network_error or refused")
     status_code: int | None
     error: str | None
     duration_ms: int
-
-    @classmethod
-    def from_model(cls, attempt: Attempt) -> AttemptRead:
-        return cls(
-            id=attempt.id,
-            attempted_at=attempt.attempted_at,
-            result=attempt.result,
-            status_code=attempt.status_code,
-            error=attempt.error,
-            duration_ms=attempt.duration_ms,
-        )
 
 
 class DeliveryRead(BaseModel):
@@ -170,7 +156,7 @@ class DeliveryRead(BaseModel):
             last_error=delivery.last_error,
             created_at=delivery.created_at,
             delivered_at=delivery.delivered_at,
-            attempts=[AttemptRead.from_model(a) for a in delivery.attempt_log],
+            attempts=[AttemptRead.model_validate(a) for a in delivery.attempt_log],
         )
 
 

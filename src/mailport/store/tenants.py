@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from dataclasses import fields
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy import delete, insert, select, update
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.sql import ColumnElement
 
 from mailport.errors import ConflictError, NotFoundError
 from mailport.store.database import Database
@@ -14,19 +16,20 @@ from mailport.store.ids import new_id, plausible_id
 from mailport.store.tables import api_keys, tenants
 from mailport.tenants.models import ApiKey, Tenant
 
+RecordT = TypeVar("RecordT", Tenant, ApiKey)
+
+
+def _from_row(model: type[RecordT], row: Any) -> RecordT:
+    """The ``model`` from the columns of its fields' names (a key's hash stays in the row)."""
+    return model(**{f.name: getattr(row, f.name) for f in fields(model)})
+
 
 def _tenant(row: Any) -> Tenant:
-    return Tenant(id=row.id, name=row.name, created_at=row.created_at)
+    return _from_row(Tenant, row)
 
 
 def _key(row: Any) -> ApiKey:
-    return ApiKey(
-        id=row.id,
-        tenant_id=row.tenant_id,
-        prefix=row.prefix,
-        created_at=row.created_at,
-        revoked_at=row.revoked_at,
-    )
+    return _from_row(ApiKey, row)
 
 
 class TenantRepository:
@@ -43,22 +46,19 @@ class TenantRepository:
         return tenant
 
     async def get(self, tenant_id: str) -> Tenant:
-        if not plausible_id(tenant_id):
-            raise NotFoundError(f"no tenant {tenant_id!r}")
-        async with self._db.connect() as conn:
-            row = (await conn.execute(select(tenants).where(tenants.c.id == tenant_id))).first()
-        if row is None:
-            raise NotFoundError(f"no tenant {tenant_id!r}")
-        return _tenant(row)
+        return await self._one(tenants.c.id == tenant_id, plausible_id(tenant_id), f"no tenant {tenant_id!r}")
 
     async def get_by_name(self, name: str) -> Tenant:
-        if not name.isprintable():
-            raise NotFoundError(f"no tenant named {name!r}")
-        async with self._db.connect() as conn:
-            row = (await conn.execute(select(tenants).where(tenants.c.name == name))).first()
-        if row is None:
-            raise NotFoundError(f"no tenant named {name!r}")
-        return _tenant(row)
+        return await self._one(tenants.c.name == name, name.isprintable(), f"no tenant named {name!r}")
+
+    async def _one(self, where: ColumnElement[bool], plausible: bool, missing: str) -> Tenant:
+        """The tenant ``where`` selects; a key that cannot be one is not looked up (a 404 either way)."""
+        if plausible:
+            async with self._db.connect() as conn:
+                row = (await conn.execute(select(tenants).where(where))).first()
+            if row is not None:
+                return _tenant(row)
+        raise NotFoundError(missing)
 
     async def page(self, *, after: str | None = None, limit: int = 50) -> list[Tenant]:
         query = select(tenants).order_by(tenants.c.id).limit(limit)

@@ -11,35 +11,25 @@ import pytest
 
 from mailport.bootstrap import Services
 from tests.fixtures.api import NewTenantClient, SecretWatch
+from tests.integration.check.conftest import BedAccount
 from tests.mailstack.dovecot import Dovecot
-from tests.mailstack.smtp import SubmissionServer
 
 GUARDED = {"allow_private_hosts": False, "dns": True}
 
 
-def body_for(
-    dovecot: Dovecot, smtp: SubmissionServer, user: str, password: str, **extra: Any
-) -> dict[str, Any]:
+def body_for(account: BedAccount, password: str | None = None) -> dict[str, Any]:
+    """``POST /v1/check`` for the account over implicit TLS, the bed's CA in the body."""
     return {
-        "email": user,
-        "imap": {"host": "127.0.0.1", "port": dovecot.imaps_port, "security": "ssl"},
-        "smtp": {"host": "127.0.0.1", "port": smtp.tls_port, "security": "ssl"},
-        "password": password,
-        "ca_pem": open(dovecot.ca_file).read(),
-        **extra,
+        "email": account.user,
+        "imap": {"host": "127.0.0.1", "port": account.dovecot.imaps_port, "security": "ssl"},
+        "smtp": {"host": "127.0.0.1", "port": account.smtp.tls_port, "security": "ssl"},
+        "password": password or account.password,
+        "ca_pem": open(account.dovecot.ca_file).read(),
     }
 
 
-async def test_check_against_the_bed(
-    tenant_client: httpx.AsyncClient,
-    dovecot: Dovecot,
-    smtp: SubmissionServer,
-    password_user: tuple[str, str],
-    secret_watch: SecretWatch,
-) -> None:
-    user, password = password_user
-    secret_watch.add(password)
-    response = await tenant_client.post("/v1/check", json=body_for(dovecot, smtp, user, password))
+async def test_check_against_the_bed(tenant_client: httpx.AsyncClient, bed_account: BedAccount) -> None:
+    response = await tenant_client.post("/v1/check", json=body_for(bed_account))
     assert response.status_code == 200, response.text
     body = response.json()
     assert body["ok"] is True
@@ -56,16 +46,11 @@ async def test_check_against_the_bed(
 
 
 async def test_a_failing_check_is_200_with_the_step_code_and_hint(
-    tenant_client: httpx.AsyncClient,
-    dovecot: Dovecot,
-    smtp: SubmissionServer,
-    password_user: tuple[str, str],
-    secret_watch: SecretWatch,
+    tenant_client: httpx.AsyncClient, bed_account: BedAccount, secret_watch: SecretWatch
 ) -> None:
-    user, _ = password_user
     wrong = "wrong-Pa55-word-x81"
     secret_watch.add(wrong)
-    response = await tenant_client.post("/v1/check", json=body_for(dovecot, smtp, user, wrong))
+    response = await tenant_client.post("/v1/check", json=body_for(bed_account, wrong))
     assert response.status_code == 200
     body = response.json()
     assert body["ok"] is False and body["imap"]["ok"] is False and body["smtp"]["ok"] is False
@@ -235,18 +220,15 @@ async def test_names_resolving_to_private_addresses_are_refused(
 async def test_allowed_hosts_lets_the_operator_allow_one_host(
     tenant_client: httpx.AsyncClient,
     dovecot: Dovecot,
-    password_user: tuple[str, str],
+    bed_account: BedAccount,
     check_overrides: dict[str, Any],
-    secret_watch: SecretWatch,
 ) -> None:
-    user, password = password_user
-    secret_watch.add(password)
     allowed = await tenant_client.post(
         "/v1/check",
         json={
-            "email": user,
+            "email": bed_account.user,
             "imap": {"host": "127.0.0.1", "port": dovecot.imaps_port, "security": "ssl"},
-            "password": password,
+            "password": bed_account.password,
             "ca_pem": open(dovecot.ca_file).read(),
         },
     )
@@ -254,7 +236,7 @@ async def test_allowed_hosts_lets_the_operator_allow_one_host(
     refused = await tenant_client.post(
         "/v1/check",
         json={
-            "email": user,
+            "email": bed_account.user,
             "imap": {"host": "127.0.0.2", "port": dovecot.imaps_port, "security": "ssl"},
             "password": "x",
         },

@@ -69,24 +69,20 @@ async def test_smtp_on_a_vetted_socket_step_by_step(
 
 
 async def test_smtp_on_a_vetted_socket_in_one_call(smtp: SubmissionServer, dovecot: Dovecot) -> None:
-    good = SmtpClient(
-        "127.0.0.1",
-        smtp.tls_port,
-        security="tls",
-        ca_file=dovecot.ca_file,
-        sock=await connect_vetted(vetted(smtp.tls_port, "127.0.0.1"), timeout=5),
-        server_hostname="localhost",
-    )
+    async def client(server_hostname: str) -> SmtpClient:
+        return SmtpClient(
+            "127.0.0.1",
+            smtp.tls_port,
+            security="tls",
+            ca_file=dovecot.ca_file,
+            sock=await connect_vetted(vetted(smtp.tls_port, "127.0.0.1"), timeout=5),
+            server_hostname=server_hostname,
+        )
+
+    good = await client("localhost")
     await good.connect()
     assert good.encrypted
     await good.quit()
-    wrong = SmtpClient(
-        "127.0.0.1",
-        smtp.tls_port,
-        security="tls",
-        ca_file=dovecot.ca_file,
-        sock=await connect_vetted(vetted(smtp.tls_port, "127.0.0.1"), timeout=5),
-        server_hostname="smtp.elsewhere.test",
-    )
+    wrong = await client("smtp.elsewhere.test")
     with pytest.raises(TLSError, match="certificate verification failed"):
         await wrong.connect()

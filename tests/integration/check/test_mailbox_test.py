@@ -9,7 +9,7 @@ import json
 import urllib.parse
 import urllib.request
 import uuid
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -25,6 +25,7 @@ from mailport.oauth.repository import DatabaseTokenStore
 from tests.conftest import issue_token
 from tests.fixtures.api import SecretWatch, TenantHandle
 from tests.fixtures.bodies import mailbox_body
+from tests.integration.check.conftest import BedAccount
 from tests.integration.oauth.conftest import idp_overrides
 from tests.mailstack.dovecot import Dovecot
 from tests.mailstack.idp import MockIdP
@@ -56,16 +57,9 @@ def check_overrides(idp: MockIdP, dovecot: Dovecot, tmp_path: Path) -> dict[str,
 
 async def test_a_working_mailbox_becomes_connected(
     tenant_client: httpx.AsyncClient,
-    dovecot: Dovecot,
-    smtp: SubmissionServer,
-    password_user: tuple[str, str],
-    secret_watch: SecretWatch,
+    bed_account: BedAccount,
 ) -> None:
-    user, password = password_user
-    secret_watch.add(password)
-    created = (
-        await tenant_client.post("/v1/mailboxes", json=mailbox_body(dovecot, smtp, user, password))
-    ).json()
+    created = (await tenant_client.post("/v1/mailboxes", json=bed_account.mailbox_body())).json()
     assert created["status"] == "pending"
     response = await tenant_client.post(f"/v1/mailboxes/{created['id']}/test")
     assert response.status_code == 200, response.text
@@ -79,17 +73,12 @@ async def test_a_working_mailbox_becomes_connected(
 
 async def test_a_wrong_password_records_the_error_and_counts_it(
     tenant_client: httpx.AsyncClient,
-    dovecot: Dovecot,
-    smtp: SubmissionServer,
-    password_user: tuple[str, str],
+    bed_account: BedAccount,
     secret_watch: SecretWatch,
 ) -> None:
-    user, _ = password_user
     wrong = "wrong-stored-pw-7d2"
     secret_watch.add(wrong)
-    created = (
-        await tenant_client.post("/v1/mailboxes", json=mailbox_body(dovecot, smtp, user, wrong))
-    ).json()
+    created = (await tenant_client.post("/v1/mailboxes", json=bed_account.mailbox_body(wrong))).json()
     for attempt in (1, 2):
         response = await tenant_client.post(f"/v1/mailboxes/{created['id']}/test")
         assert response.status_code == 200 and response.json()["ok"] is False
@@ -141,20 +130,32 @@ async def _oauth_mailbox(
     return mailbox.id
 
 
-async def _issued_oauth_mailbox(
+IssuedMailbox = Callable[[str], Awaitable[tuple[str, dict[str, object], str]]]
+
+
+@pytest.fixture
+def issued_oauth_mailbox(
     services: Services,
     tenant: TenantHandle,
     dovecot: Dovecot,
     smtp: SubmissionServer,
     idp: MockIdP,
-    email: str,
-) -> tuple[dict[str, object], str]:
-    """A token issued by the local authorization server for ``email``, and a mailbox holding it."""
-    token = issue_token(idp, email)
-    mailbox_id = await _oauth_mailbox(
-        services, tenant, dovecot, smtp, email, str(token["access_token"]), str(token["refresh_token"])
-    )
-    return token, mailbox_id
+    secret_watch: SecretWatch,
+) -> IssuedMailbox:
+    """``await issued_oauth_mailbox(prefix)`` -> (a fresh address, a token the local authorization
+    server issued for it, the id of a mailbox holding that token). The tokens are watched: no
+    response or log line may carry them."""
+
+    async def issue(prefix: str) -> tuple[str, dict[str, object], str]:
+        email = f"{prefix}-{uuid.uuid4().hex[:8]}@example.test"
+        token = issue_token(idp, email)
+        secret_watch.add(str(token["access_token"]), str(token["refresh_token"]))
+        mailbox_id = await _oauth_mailbox(
+            services, tenant, dovecot, smtp, email, str(token["access_token"]), str(token["refresh_token"])
+        )
+        return email, token, mailbox_id
+
+    return issue
 
 
 async def test_an_oauth_mailbox_uses_the_token_manager(
@@ -181,17 +182,9 @@ async def _revoke(idp: MockIdP, token: str) -> None:
 
 
 async def test_a_refused_token_is_refreshed_once_and_the_mailbox_connects(
-    services: Services,
-    tenant: TenantHandle,
-    tenant_client: httpx.AsyncClient,
-    dovecot: Dovecot,
-    smtp: SubmissionServer,
-    idp: MockIdP,
-    secret_watch: SecretWatch,
+    tenant_client: httpx.AsyncClient, issued_oauth_mailbox: IssuedMailbox, idp: MockIdP
 ) -> None:
-    email = f"refresh-{uuid.uuid4().hex[:8]}@example.test"
-    token, mailbox_id = await _issued_oauth_mailbox(services, tenant, dovecot, smtp, idp, email)
-    secret_watch.add(str(token["access_token"]), str(token["refresh_token"]))
+    email, token, mailbox_id = await issued_oauth_mailbox("refresh")
     await _revoke(idp, str(token["access_token"]))  # the access token dies before its expiry
     body = (await tenant_client.post(f"/v1/mailboxes/{mailbox_id}/test")).json()
     assert body["ok"] is True, body
@@ -202,17 +195,9 @@ async def test_a_refused_token_is_refreshed_once_and_the_mailbox_connects(
 
 
 async def test_a_refused_token_with_a_dead_grant_sets_reauth_required(
-    services: Services,
-    tenant: TenantHandle,
-    tenant_client: httpx.AsyncClient,
-    dovecot: Dovecot,
-    smtp: SubmissionServer,
-    idp: MockIdP,
-    secret_watch: SecretWatch,
+    tenant_client: httpx.AsyncClient, issued_oauth_mailbox: IssuedMailbox, idp: MockIdP
 ) -> None:
-    email = f"revoked-{uuid.uuid4().hex[:8]}@example.test"
-    token, mailbox_id = await _issued_oauth_mailbox(services, tenant, dovecot, smtp, idp, email)
-    secret_watch.add(str(token["access_token"]), str(token["refresh_token"]))
+    _email, token, mailbox_id = await issued_oauth_mailbox("revoked")
     await _revoke(idp, str(token["refresh_token"]))  # the user removed the app's access
     await _revoke(idp, str(token["access_token"]))
     body = (await tenant_client.post(f"/v1/mailboxes/{mailbox_id}/test")).json()
@@ -246,19 +231,15 @@ async def test_a_dead_refresh_token_sets_reauth_required_without_connecting(
 
 
 async def test_an_unavailable_auth_server_is_an_error_not_reauth_required(
-    services: Services,
-    tenant: TenantHandle,
     tenant_client: httpx.AsyncClient,
-    dovecot: Dovecot,
-    smtp: SubmissionServer,
+    issued_oauth_mailbox: IssuedMailbox,
     idp: MockIdP,
     idp_outage: Callable[[bool], None],
 ) -> None:
     """Dovecot cannot reach the introspection endpoint: NO [UNAVAILABLE]. The test reports it,
     the mailbox goes to `error` (the grant is fine), no refresh is spent, and the next test
     after the outage connects."""
-    email = f"outage-{uuid.uuid4().hex[:8]}@example.test"
-    _token, mailbox_id = await _issued_oauth_mailbox(services, tenant, dovecot, smtp, idp, email)
+    email, _token, mailbox_id = await issued_oauth_mailbox("outage")
     idp_outage(True)
     body = (await tenant_client.post(f"/v1/mailboxes/{mailbox_id}/test")).json()
     idp_outage(False)

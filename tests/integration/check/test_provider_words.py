@@ -9,6 +9,7 @@ The cases and their sources are in ``tests/unit/check/test_troubleshoot.py``.
 from __future__ import annotations
 
 import ssl
+from typing import Any
 
 import pytest
 
@@ -37,6 +38,16 @@ def credentials(case: Case) -> CheckCredentials:
     if case.auth == "oauth2":
         return CheckCredentials("someone@example.test", access_token=Secret(SECRET), provider=case.provider)
     return CheckCredentials("someone@example.test", password=Secret(SECRET), provider=case.provider)
+
+
+async def last_imap_step(checker: ConnectionChecker, port: int) -> dict[str, Any]:
+    """The last step of an IMAP-only check (STARTTLS, a password) against 127.0.0.1:``port``."""
+    result = await checker.check(
+        ServerTarget("127.0.0.1", port, "starttls"),
+        None,
+        CheckCredentials("a@example.test", password=Secret("x")),
+    )
+    return dict(result.to_dict()["imap"]["steps"][-1])
 
 
 @pytest.mark.parametrize("case", IMAP_CASES, ids=[c.name for c in IMAP_CASES])
@@ -142,23 +153,13 @@ async def test_too_many_connections_at_greeting(checker: ConnectionChecker) -> N
         greeting="* BYE Maximum number of connections from user+IP exceeded (mail_max_userip_connections=10)"
     )
     async with scripted_imap(script) as port:
-        result = await checker.check(
-            ServerTarget("127.0.0.1", port, "starttls"),
-            None,
-            CheckCredentials("a@example.test", password=Secret("x")),
-        )
-    step = result.to_dict()["imap"]["steps"][-1]
+        step = await last_imap_step(checker, port)
     assert (step["step"], step["code"]) == ("greeting", "too_many_connections")
     assert "Maximum number of connections" in step["server_said"]
 
 
 async def test_an_smtp_server_on_the_imap_port(checker: ConnectionChecker) -> None:
     async with scripted_smtp(SMTPScript()) as port:
-        result = await checker.check(
-            ServerTarget("127.0.0.1", port, "starttls"),
-            None,
-            CheckCredentials("a@example.test", password=Secret("x")),
-        )
-    step = result.to_dict()["imap"]["steps"][-1]
+        step = await last_imap_step(checker, port)
     assert (step["step"], step["code"]) == ("greeting", "wrong_service")
     assert step["server_said"].startswith("220 scripted.test")

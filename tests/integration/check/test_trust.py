@@ -30,10 +30,9 @@ from mailport.imap import ImapClient, PasswordAuth
 from mailport.net.guard import HostGuard
 from mailport.net.trust import Certificate, MailTrust
 from mailport.smtp import send_message
-from tests.fixtures.api import SecretWatch
-from tests.fixtures.bodies import check_body, mailbox_body
 from tests.fixtures.process import clean_environment, run_mailport
 from tests.fixtures.tls import Pem
+from tests.integration.check.conftest import BedAccount
 from tests.mailstack.dovecot import Dovecot
 from tests.mailstack.smtp import SubmissionServer
 
@@ -176,13 +175,9 @@ async def test_the_checker_with_a_pin_passes_and_a_changed_certificate_fails_cle
 async def test_check_reports_the_presented_certificate_and_passes_once_it_is_pinned(
     tenant_client: httpx.AsyncClient,
     dovecot: Dovecot,
-    smtp: SubmissionServer,
-    password_user: tuple[str, str],
-    secret_watch: SecretWatch,
+    bed_account: BedAccount,
 ) -> None:
-    user, password = password_user
-    secret_watch.add(password)
-    body = check_body(dovecot, smtp, user, password)
+    body = bed_account.check_body()
     failed = (await tenant_client.post("/v1/check", json=body)).json()
     assert failed["ok"] is False
     presented = {}
@@ -203,14 +198,9 @@ async def test_check_reports_the_presented_certificate_and_passes_once_it_is_pin
 @pytest.mark.parametrize("check_overrides", [True], indirect=True)
 async def test_check_honours_the_mail_ca_file(
     tenant_client: httpx.AsyncClient,
-    dovecot: Dovecot,
-    smtp: SubmissionServer,
-    password_user: tuple[str, str],
-    secret_watch: SecretWatch,
+    bed_account: BedAccount,
 ) -> None:
-    user, password = password_user
-    secret_watch.add(password)
-    response = await tenant_client.post("/v1/check", json=check_body(dovecot, smtp, user, password))
+    response = await tenant_client.post("/v1/check", json=bed_account.check_body())
     assert response.status_code == 200 and response.json()["ok"] is True, response.text
 
 
@@ -232,16 +222,9 @@ async def test_a_bad_pin_is_422(tenant_client: httpx.AsyncClient, dovecot: Dovec
 @pytest.mark.parametrize("check_overrides", [True], indirect=True)
 async def test_the_test_button_honours_the_mail_ca_file(
     tenant_client: httpx.AsyncClient,
-    dovecot: Dovecot,
-    smtp: SubmissionServer,
-    password_user: tuple[str, str],
-    secret_watch: SecretWatch,
+    bed_account: BedAccount,
 ) -> None:
-    user, password = password_user
-    secret_watch.add(password)
-    created = (
-        await tenant_client.post("/v1/mailboxes", json=mailbox_body(dovecot, smtp, user, password))
-    ).json()
+    created = (await tenant_client.post("/v1/mailboxes", json=bed_account.mailbox_body())).json()
     response = await tenant_client.post(f"/v1/mailboxes/{created['id']}/test")
     assert response.json()["ok"] is True, response.text
     assert (await tenant_client.get(f"/v1/mailboxes/{created['id']}")).json()["status"] == "connected"
@@ -250,15 +233,11 @@ async def test_the_test_button_honours_the_mail_ca_file(
 async def test_a_pinned_mailbox_tests_green_and_a_changed_pin_flips_it_to_error(
     tenant_client: httpx.AsyncClient,
     dovecot: Dovecot,
-    smtp: SubmissionServer,
-    password_user: tuple[str, str],
-    secret_watch: SecretWatch,
+    bed_account: BedAccount,
     pki: dict[str, Pem],
 ) -> None:
-    user, password = password_user
-    secret_watch.add(password)
     pem = Path(dovecot.ca_file).read_text()
-    body = mailbox_body(dovecot, smtp, user, password)
+    body = bed_account.mailbox_body()
     body["imap"]["trusted_certificate"] = pem
     body["smtp"]["trusted_certificate"] = pem
     response = await tenant_client.post("/v1/mailboxes", json=body)

@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 
 import pytest
 
 from mailport.crypto import Secret
 from mailport.errors import ConnectError, ConnectionLostError, MailTimeoutError, ProtocolError, TLSError
 from mailport.imap import EventKind, ImapClient, PasswordAuth
-from tests.fixtures.imap import ScriptedConnection, ScriptedImapServer, answer_login, serve_commands
+from tests.fixtures.imap import Script, ScriptedConnection, ScriptedImapServer, answer_login, serve_commands
 
 
 def plain_client(server: ScriptedImapServer, **options: object) -> ImapClient:
@@ -27,6 +29,16 @@ def plain_client(server: ScriptedImapServer, **options: object) -> ImapClient:
 
 
 AUTH = PasswordAuth("user@example.test", Secret("secret"))
+
+
+@asynccontextmanager
+async def signed_in(script: Script) -> AsyncIterator[ImapClient]:
+    """A plaintext client, connected and signed in to a scripted server running ``script``."""
+    async with ScriptedImapServer(script) as server:
+        client = plain_client(server)
+        await client.connect()
+        await client.authenticate(AUTH)
+        yield client
 
 
 async def test_garbage_greeting_is_a_protocol_error() -> None:
@@ -60,10 +72,7 @@ async def test_a_command_past_its_deadline_closes_the_connection() -> None:
         await conn.expect(b"NOOP")
         await conn.hang()
 
-    async with ScriptedImapServer(script) as server:
-        client = plain_client(server)
-        await client.connect()
-        await client.authenticate(AUTH)
+    async with signed_in(script) as client:
         with pytest.raises(MailTimeoutError):
             await client.noop(timeout=0.3)
         assert not client.connected
@@ -78,10 +87,7 @@ async def test_truncated_response_is_connection_lost() -> None:
         await conn.send(b"* 1 FETCH (UID 1 BODY[] {100}\r\nonly a part")
         await conn.close()
 
-    async with ScriptedImapServer(script) as server:
-        client = plain_client(server)
-        await client.connect()
-        await client.authenticate(AUTH)
+    async with signed_in(script) as client:
         with pytest.raises(ConnectionLostError, match="middle of a response"):
             await client.fetch("1:*")
 
@@ -94,10 +100,7 @@ async def test_bye_in_the_middle_of_a_fetch() -> None:
         await conn.send(b"* BYE [UNAVAILABLE] Server shutting down\r\n")
         await conn.close()
 
-    async with ScriptedImapServer(script) as server:
-        client = plain_client(server)
-        await client.connect()
-        await client.authenticate(AUTH)
+    async with signed_in(script) as client:
         with pytest.raises(ConnectionLostError) as info:
             await client.fetch("1:*")
         assert info.value.server_said == "[UNAVAILABLE] Server shutting down"  # the response code kept
@@ -110,10 +113,7 @@ async def test_garbage_in_the_middle_of_a_session() -> None:
         await conn.send(b"\x00\xff garbage without structure\r\n")
         await conn.hang()
 
-    async with ScriptedImapServer(script) as server:
-        client = plain_client(server)
-        await client.connect()
-        await client.authenticate(AUTH)
+    async with signed_in(script) as client:
         with pytest.raises(ProtocolError):
             await client.noop()
         assert not client.connected
@@ -132,10 +132,7 @@ async def test_bye_while_idling_ends_the_wait_with_a_typed_error() -> None:
         await conn.send(b"* BYE Autologout; idle for too long\r\n")
         await conn.hang()  # keep the socket open: the BYE alone must end the wait
 
-    async with ScriptedImapServer(script) as server:
-        client = plain_client(server)
-        await client.connect()
-        await client.authenticate(AUTH)
+    async with signed_in(script) as client:
         assert (await client.select()).uidvalidity == 7
         await client.idle_start()
         events = await client.idle_wait(5)

@@ -15,7 +15,7 @@ import ssl
 import aiosmtplib
 import pytest
 
-from mailport.diagnosis import Failure, ServerReply, diagnose
+from mailport.diagnosis import Diagnosis, Failure, ServerReply, diagnose
 from mailport.net.guard import HostGuard, VettedHost
 from mailport.net.probe import peer_certificate_names, probe_plaintext
 from tests.conftest import issue_token
@@ -51,6 +51,23 @@ async def tls_failure(port: int, *, server_hostname: str = "127.0.0.1", cafile: 
     return info.value
 
 
+async def tls_diagnosis(
+    port: int, *, cafile: str | None, protocol: str = "imap", security: str | None = None
+) -> Diagnosis:
+    """The diagnosis of a TLS handshake to 127.0.0.1:``port`` that fails."""
+    error = await tls_failure(port, cafile=cafile)
+    return diagnose(
+        Failure(
+            step="tls_handshake",
+            protocol=protocol,
+            host="127.0.0.1",
+            port=port,
+            security=security,
+            error=error,
+        )
+    )
+
+
 # --------------------------------------------------------------------------- certificates
 
 
@@ -77,39 +94,27 @@ async def test_hostname_mismatch_suggests_the_certificates_host(serve, pki) -> N
 
 async def test_expired_certificate(serve, pki) -> None:  # type: ignore[no-untyped-def]
     port = await serve(greet, tls=pki["expired"])
-    error = await tls_failure(port, cafile=str(pki["ca"].cert))
-    diagnosis = diagnose(
-        Failure(step="tls_handshake", protocol="smtp", host="127.0.0.1", port=port, error=error)
-    )
+    diagnosis = await tls_diagnosis(port, cafile=str(pki["ca"].cert), protocol="smtp")
     assert diagnosis.code == "certificate_expired"
     assert "expired" in diagnosis.detail
 
 
 async def test_self_signed_certificate(serve, pki) -> None:  # type: ignore[no-untyped-def]
     port = await serve(greet, tls=pki["self_signed"])
-    error = await tls_failure(port, cafile=None)
-    diagnosis = diagnose(
-        Failure(step="tls_handshake", protocol="imap", host="127.0.0.1", port=port, error=error)
-    )
+    diagnosis = await tls_diagnosis(port, cafile=None)
     assert diagnosis.code == "certificate_self_signed"
     assert "trust this certificate" in diagnosis.hint
 
 
 async def test_certificate_from_an_unknown_ca(serve, pki) -> None:  # type: ignore[no-untyped-def]
     port = await serve(greet, tls=pki["good"])
-    error = await tls_failure(port, cafile=None)
-    diagnosis = diagnose(
-        Failure(step="tls_handshake", protocol="imap", host="127.0.0.1", port=port, error=error)
-    )
+    diagnosis = await tls_diagnosis(port, cafile=None)
     assert diagnosis.code == "certificate_untrusted"
     await tls_connect(port, server_hostname="127.0.0.1", cafile=str(pki["ca"].cert))  # the CA file fixes it
 
 
 async def test_the_beds_dovecot_with_the_wrong_ca(dovecot: Dovecot) -> None:
-    error = await tls_failure(dovecot.imaps_port, cafile=None)
-    diagnosis = diagnose(
-        Failure(step="tls_handshake", protocol="imap", host="127.0.0.1", port=dovecot.imaps_port, error=error)
-    )
+    diagnosis = await tls_diagnosis(dovecot.imaps_port, cafile=None)
     assert diagnosis.code in ("certificate_self_signed", "certificate_untrusted")
 
 
@@ -117,33 +122,13 @@ async def test_the_beds_dovecot_with_the_wrong_ca(dovecot: Dovecot) -> None:
 
 
 async def test_tls_spoken_to_dovecots_plaintext_port(dovecot: Dovecot) -> None:
-    error = await tls_failure(dovecot.imap_port, cafile=dovecot.ca_file)
-    diagnosis = diagnose(
-        Failure(
-            step="tls_handshake",
-            protocol="imap",
-            host="127.0.0.1",
-            port=dovecot.imap_port,
-            security="ssl",
-            error=error,
-        )
-    )
+    diagnosis = await tls_diagnosis(dovecot.imap_port, cafile=dovecot.ca_file, security="ssl")
     assert diagnosis.code == "tls_on_plaintext_port"
     assert diagnosis.suggestions[0].as_dict() == {"port": dovecot.imap_port, "security": "starttls"}
 
 
 async def test_tls_spoken_to_the_smtp_submission_port(smtp: SubmissionServer, dovecot: Dovecot) -> None:
-    error = await tls_failure(smtp.port, cafile=dovecot.ca_file)
-    diagnosis = diagnose(
-        Failure(
-            step="tls_handshake",
-            protocol="smtp",
-            host="127.0.0.1",
-            port=smtp.port,
-            security="ssl",
-            error=error,
-        )
-    )
+    diagnosis = await tls_diagnosis(smtp.port, cafile=dovecot.ca_file, protocol="smtp", security="ssl")
     assert diagnosis.code == "tls_on_plaintext_port"
     assert {"port": 465, "security": "ssl"} in [s.as_dict() for s in diagnosis.suggestions]
 

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import asyncio
 import base64
+from collections.abc import Awaitable, Callable
+from typing import TypeVar
 
 import aiosmtplib
 import pytest
@@ -77,20 +79,36 @@ async def test_imap_provider_words_over_the_wire(case: Case) -> None:
     assert diagnosis.code == case.code, case.source
 
 
-@pytest.mark.parametrize("case", SMTP_CASES, ids=[c.name for c in SMTP_CASES])
-async def test_smtp_provider_words_through_aiosmtplib(case: Case) -> None:
-    wire = " ".join(p for p in (str(case.reply.smtp_code), case.reply.enhanced_code, case.reply.text) if p)
-    script = SMTPScript(auth=wire)
+ErrorT = TypeVar("ErrorT", bound=BaseException)
+
+
+async def refused_by(
+    script: SMTPScript, command: Callable[[aiosmtplib.SMTP], Awaitable[object]], error: type[ErrorT]
+) -> tuple[ErrorT, int]:
+    """Run one aiosmtplib ``command`` against a server playing ``script``: the error it must
+    raise, and the server's port."""
     async with scripted_smtp(script) as port:
         client = aiosmtplib.SMTP(hostname="127.0.0.1", port=port, use_tls=False, start_tls=False)
         await client.connect()
         try:
-            with pytest.raises(aiosmtplib.SMTPAuthenticationError) as info:
-                await client.login("someone@example.test", "secret")
+            with pytest.raises(error) as info:
+                await command(client)
         finally:
             client.close()
+    return info.value, port
+
+
+@pytest.mark.parametrize("case", SMTP_CASES, ids=[c.name for c in SMTP_CASES])
+async def test_smtp_provider_words_through_aiosmtplib(case: Case) -> None:
+    wire = " ".join(p for p in (str(case.reply.smtp_code), case.reply.enhanced_code, case.reply.text) if p)
+    script = SMTPScript(auth=wire)
+    refused, _ = await refused_by(
+        script,
+        lambda client: client.login("someone@example.test", "secret"),
+        aiosmtplib.SMTPAuthenticationError,
+    )
     diagnosis = diagnose(
-        Failure(step="smtp_auth", protocol="smtp", provider=case.provider, auth=case.auth, error=info.value)
+        Failure(step="smtp_auth", protocol="smtp", provider=case.provider, auth=case.auth, error=refused)
     )
     assert diagnosis.code == case.code, case.source
     assert diagnosis.server_said and diagnosis.server_said.startswith(str(case.reply.smtp_code))
@@ -104,15 +122,12 @@ async def test_gmail_multiline_smtp_reply_as_sent_by_gmail() -> None:
             "6a1803df08f44-8ffd82ea9casm7101606d6.42 - gsmtp"
         )
     )
-    async with scripted_smtp(script) as port:
-        client = aiosmtplib.SMTP(hostname="127.0.0.1", port=port, use_tls=False, start_tls=False)
-        await client.connect()
-        try:
-            with pytest.raises(aiosmtplib.SMTPAuthenticationError) as info:
-                await client.login("someone@gmail.com", "account-password")
-        finally:
-            client.close()
-    diagnosis = diagnose(Failure(step="smtp_auth", protocol="smtp", host="smtp.gmail.com", error=info.value))
+    refused, _ = await refused_by(
+        script,
+        lambda client: client.login("someone@gmail.com", "account-password"),
+        aiosmtplib.SMTPAuthenticationError,
+    )
+    diagnosis = diagnose(Failure(step="smtp_auth", protocol="smtp", host="smtp.gmail.com", error=refused))
     assert diagnosis.code == "app_password_required"
     assert diagnosis.server_said == (
         "534 5.7.9 Application-specific password required. For more information, go to "
@@ -123,14 +138,7 @@ async def test_gmail_multiline_smtp_reply_as_sent_by_gmail() -> None:
 
 async def test_starttls_not_offered_by_a_scripted_server() -> None:
     script = SMTPScript(extensions=("AUTH PLAIN",))
-    async with scripted_smtp(script) as port:
-        client = aiosmtplib.SMTP(hostname="127.0.0.1", port=port, use_tls=False, start_tls=False)
-        await client.connect()
-        try:
-            with pytest.raises(aiosmtplib.SMTPException) as info:
-                await client.starttls()
-        finally:
-            client.close()
+    refused, port = await refused_by(script, lambda client: client.starttls(), aiosmtplib.SMTPException)
     diagnosis = diagnose(Failure(step="smtp_starttls", protocol="smtp", host="127.0.0.1", port=port))
-    assert "STARTTLS" in str(info.value) or "starttls" in str(info.value).lower()
+    assert "STARTTLS" in str(refused) or "starttls" in str(refused).lower()
     assert diagnosis.code == "starttls_not_offered"

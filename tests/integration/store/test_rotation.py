@@ -2,19 +2,33 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 from sqlalchemy import select
 
-from mailport.bootstrap import build
+from mailport.bootstrap import Services, build
 from mailport.crypto import KeyRing, Secret, generate_key
 from mailport.errors import SecretKeyError
 from mailport.mailboxes.models import AuthMethod, NewMailbox, OAuthGrant, Security, ServerSettings
 from mailport.store.rotation import count_secret_rows, rotate_secrets
 from mailport.store.tables import key_check, mailboxes
 from tests.fixtures.api import make_settings
+
+
+@asynccontextmanager
+async def running(
+    database_url: str, data_dir: Path, *keys: str, migrate: bool | None = None
+) -> AsyncIterator[Services]:
+    """mailport's services on ``keys`` (the first encrypts), closed on the way out."""
+    services = await build(make_settings(database_url, data_dir, *keys), migrate=migrate)
+    try:
+        yield services
+    finally:
+        await services.aclose()
 
 
 def new_mailbox(index: int) -> NewMailbox:
@@ -37,19 +51,15 @@ async def stored_tokens(services) -> list[str]:
 
 async def test_rotate_from_old_to_new_key(fresh_database_url: str, tmp_path: Path):
     old, new = generate_key(), generate_key()
-    services = await build(make_settings(fresh_database_url, tmp_path, old), migrate=True)
-    try:
+    async with running(fresh_database_url, tmp_path, old, migrate=True) as services:
         tenant, _ = await services.tenants.create_tenant("acme")
         for index in range(7):
             created = await services.mailboxes.create(tenant.id, new_mailbox(index))
         grant = OAuthGrant(provider="microsoft", refresh_token=Secret("refresh-secret"))
         await services.mailboxes.repository.update(tenant.id, created.id, now=datetime.now(UTC), oauth=grant)
-    finally:
-        await services.aclose()
 
     # both keys: everything readable, nothing current yet
-    services = await build(make_settings(fresh_database_url, tmp_path, new, old))
-    try:
+    async with running(fresh_database_url, tmp_path, new, old) as services:
         assert await count_secret_rows(services.database) == 8  # 7 mailboxes + the key check
         assert not any(services.key_ring.is_current(t) for t in await stored_tokens(services))
         report = await rotate_secrets(services.database, services.key_ring, batch_size=3)
@@ -57,12 +67,9 @@ async def test_rotate_from_old_to_new_key(fresh_database_url: str, tmp_path: Pat
         assert all(services.key_ring.is_current(t) for t in await stored_tokens(services))
         again = await rotate_secrets(services.database, services.key_ring, batch_size=3)
         assert again.rows_rotated == 0 and again.rows_seen == 8  # resumable: already-current rows skipped
-    finally:
-        await services.aclose()
 
     # the new key alone reads everything
-    services = await build(make_settings(fresh_database_url, tmp_path, new))
-    try:
+    async with running(fresh_database_url, tmp_path, new) as services:
         listed = await services.mailboxes.list(tenant.id, limit=50)
         assert sorted(m.password.reveal() for m in listed.items if m.password) == sorted(
             f"password-{i}" for i in range(7)
@@ -70,8 +77,6 @@ async def test_rotate_from_old_to_new_key(fresh_database_url: str, tmp_path: Pat
         last = await services.mailboxes.get(tenant.id, created.id)
         assert last.oauth is not None and last.oauth.refresh_token == Secret("refresh-secret")
         assert last.token_version == 1
-    finally:
-        await services.aclose()
 
     # the old key alone, or an unrelated key: a clear startup error, not unreadable data later
     for keys in ([old], [generate_key()]):
@@ -84,15 +89,11 @@ async def test_rotate_from_old_to_new_key(fresh_database_url: str, tmp_path: Pat
 
 async def test_interrupted_rotation_resumes(fresh_database_url: str, tmp_path: Path):
     old, new = generate_key(), generate_key()
-    services = await build(make_settings(fresh_database_url, tmp_path, old), migrate=True)
-    try:
+    async with running(fresh_database_url, tmp_path, old, migrate=True) as services:
         tenant, _ = await services.tenants.create_tenant("acme")
         for index in range(5):
             await services.mailboxes.create(tenant.id, new_mailbox(index))
-    finally:
-        await services.aclose()
-    services = await build(make_settings(fresh_database_url, tmp_path, new, old))
-    try:
+    async with running(fresh_database_url, tmp_path, new, old) as services:
 
         class Interrupted(Exception):
             pass
@@ -110,5 +111,3 @@ async def test_interrupted_rotation_resumes(fresh_database_url: str, tmp_path: P
         assert resumed.rows_rotated == 4 and resumed.rows_seen == 6
         ring = KeyRing.from_keys([new], source="test")
         assert all(ring.is_current(t) for t in await stored_tokens(services))
-    finally:
-        await services.aclose()

@@ -14,36 +14,14 @@ from mailport.detect.database import default_database
 
 # The user's table (docs/providers.md explains every difference and why).
 # domain: (provider id, imap host, imap port, smtp host, smtp port, smtp security, oauth)
+GMAIL = ("gmail", "imap.gmail.com", 993, "smtp.gmail.com", 587, "starttls", "google")
+OUTLOOK = ("outlook", "outlook.office365.com", 993, "smtp-mail.outlook.com", 587, "starttls", "microsoft")
 EXPECTED = {
-    "gmail.com": ("gmail", "imap.gmail.com", 993, "smtp.gmail.com", 587, "starttls", "google"),
-    "googlemail.com": ("gmail", "imap.gmail.com", 993, "smtp.gmail.com", 587, "starttls", "google"),
-    "outlook.com": (
-        "outlook",
-        "outlook.office365.com",
-        993,
-        "smtp-mail.outlook.com",
-        587,
-        "starttls",
-        "microsoft",
-    ),
-    "hotmail.com": (
-        "outlook",
-        "outlook.office365.com",
-        993,
-        "smtp-mail.outlook.com",
-        587,
-        "starttls",
-        "microsoft",
-    ),
-    "live.com": (
-        "outlook",
-        "outlook.office365.com",
-        993,
-        "smtp-mail.outlook.com",
-        587,
-        "starttls",
-        "microsoft",
-    ),
+    "gmail.com": GMAIL,
+    "googlemail.com": GMAIL,
+    "outlook.com": OUTLOOK,
+    "hotmail.com": OUTLOOK,
+    "live.com": OUTLOOK,
     "yahoo.com": ("yahoo", "imap.mail.yahoo.com", 993, "smtp.mail.yahoo.com", 587, "starttls", None),
     "icloud.com": ("icloud", "imap.mail.me.com", 993, "smtp.mail.me.com", 587, "starttls", None),
     "aol.com": ("aol", "imap.aol.com", 993, "smtp.aol.com", 465, "ssl", None),

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 
 import pytest
 
@@ -10,29 +10,7 @@ from mailport.crypto import KeyRing, Secret, generate_key
 from mailport.errors import OAuthStateExpiredError, OAuthStateInvalidError, OAuthStateReplayedError
 from mailport.oauth import StateCodec
 from mailport.oauth.state import s256_challenge
-
-NOW = datetime(2026, 1, 1, 12, 0, tzinfo=UTC)
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = NOW
-
-    def __call__(self) -> datetime:
-        return self.now
-
-
-class MemoryStates:
-    """A StateStore for unit tests of the codec only (the real one is a table)."""
-
-    def __init__(self) -> None:
-        self.seen: set[str] = set()
-
-    async def consume(self, nonce: str, *, expires_at: datetime) -> bool:
-        if nonce in self.seen:
-            return False
-        self.seen.add(nonce)
-        return True
+from tests.unit.fakes import NOW, MemoryStateStore, SettableClock
 
 
 def ring() -> KeyRing:
@@ -45,7 +23,7 @@ def test_rfc7636_s256_vector():
 
 
 def test_round_trip_binds_everything_and_hides_the_verifier():
-    codec = StateCodec(ring(), clock=Clock())
+    codec = StateCodec(ring(), clock=SettableClock())
     token, issued = codec.issue(
         "microsoft",
         tenant_id="t1",
@@ -67,19 +45,19 @@ def test_round_trip_binds_everything_and_hides_the_verifier():
 
 
 def test_tampered_foreign_and_misrouted_states_are_invalid():
-    codec = StateCodec(ring(), clock=Clock())
+    codec = StateCodec(ring(), clock=SettableClock())
     token, _ = codec.issue("google", tenant_id="t1")
     for bad in (token[:-2] + "xx", token[:40], "", "not-a-state", "é" * 10):
         with pytest.raises(OAuthStateInvalidError):
             codec.open(bad)
     with pytest.raises(OAuthStateInvalidError):
-        StateCodec(ring(), clock=Clock()).open(token)  # another instance's key
+        StateCodec(ring(), clock=SettableClock()).open(token)  # another instance's key
     with pytest.raises(OAuthStateInvalidError, match="issued for 'google'"):
         codec.open(token, provider="microsoft")
 
 
 def test_expiry_after_ten_minutes():
-    clock = Clock()
+    clock = SettableClock()
     codec = StateCodec(ring(), clock=clock)
     token, _ = codec.issue("google", tenant_id=None)
     clock.now = NOW + timedelta(minutes=9, seconds=59)
@@ -92,14 +70,16 @@ def test_expiry_after_ten_minutes():
 
 def test_key_rotation_keeps_open_states_valid():
     old = generate_key()
-    token, _ = StateCodec(KeyRing.from_keys([old], source="t"), clock=Clock()).issue("google", tenant_id=None)
+    token, _ = StateCodec(KeyRing.from_keys([old], source="t"), clock=SettableClock()).issue(
+        "google", tenant_id=None
+    )
     rotated = KeyRing.from_keys([generate_key(), old], source="t")
-    assert StateCodec(rotated, clock=Clock()).open(token).provider == "google"
+    assert StateCodec(rotated, clock=SettableClock()).open(token).provider == "google"
 
 
 async def test_consume_is_single_use():
-    codec = StateCodec(ring(), clock=Clock())
-    store = MemoryStates()
+    codec = StateCodec(ring(), clock=SettableClock())
+    store = MemoryStateStore()
     token, _ = codec.issue("google", tenant_id="t1")
     assert (await codec.consume(token, store)).tenant_id == "t1"
     with pytest.raises(OAuthStateReplayedError):

@@ -22,36 +22,16 @@ from mailport.web.drafts import Draft, Server, open_draft, seal
 from mailport.web.links import ConnectLinks
 from mailport.web.sealed import Sealer
 from mailport.web.session import COOKIE, LinkGrant, SessionCodec, check_csrf, new_session
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = datetime(2026, 1, 1, 12, 0, tzinfo=UTC)
-
-    def __call__(self) -> datetime:
-        return self.now
-
-
-class MemoryStore:
-    """The StateStore contract (first consume True, then False) in memory."""
-
-    def __init__(self) -> None:
-        self.used: set[str] = set()
-
-    async def consume(self, nonce: str, *, expires_at: datetime) -> bool:
-        if nonce in self.used:
-            return False
-        self.used.add(nonce)
-        return True
+from tests.unit.fakes import MemoryStateStore, SettableClock
 
 
 @pytest.fixture
-def clock() -> Clock:
-    return Clock()
+def clock() -> SettableClock:
+    return SettableClock()
 
 
 @pytest.fixture
-def sealer(clock: Clock) -> Sealer:
+def sealer(clock: SettableClock) -> Sealer:
     return Sealer(KeyRing.from_keys([generate_key()], source="test"), clock=clock)
 
 
@@ -64,7 +44,7 @@ def request_with(cookie: str | None) -> Request:
     return Request({"type": "http", "method": "GET", "path": "/", "headers": headers, "query_string": b""})
 
 
-def test_sealed_values_are_kind_bound_tamper_proof_and_expire(sealer: Sealer, clock: Clock):
+def test_sealed_values_are_kind_bound_tamper_proof_and_expire(sealer: Sealer, clock: SettableClock):
     token = sealer.seal("a", {"x": 1}, ttl_seconds=60)
     assert sealer.open("a", token) == {"x": 1}
     assert sealer.open("b", token) is None  # a draft is not a session
@@ -121,8 +101,8 @@ def test_a_draft_keeps_the_password_sealed_and_belongs_to_one_tenant(sealer: Sea
     assert open_draft(sealer, token, "t2") is None
 
 
-async def test_connect_links_work_once(sealer: Sealer, clock: Clock):
-    links = ConnectLinks(sealer, MemoryStore(), public_url="https://mail.example.com/")
+async def test_connect_links_work_once(sealer: Sealer, clock: SettableClock):
+    links = ConnectLinks(sealer, MemoryStateStore(), public_url="https://mail.example.com/")
     issued = links.issue("t1", purpose="booking", email="a@example.com", return_url="https://app.example/x")
     assert issued.url.startswith("https://mail.example.com/link/")
     token = issued.url.rsplit("/", 1)[1]
@@ -135,8 +115,8 @@ async def test_connect_links_work_once(sealer: Sealer, clock: Clock):
         await links.consume(token[:-5] + "AAAAA")
 
 
-async def test_connect_links_expire_and_validate_their_input(sealer: Sealer, clock: Clock):
-    links = ConnectLinks(sealer, MemoryStore(), public_url="https://mail.example.com")
+async def test_connect_links_expire_and_validate_their_input(sealer: Sealer, clock: SettableClock):
+    links = ConnectLinks(sealer, MemoryStateStore(), public_url="https://mail.example.com")
     token = links.issue("t1", expires_in=60).url.rsplit("/", 1)[1]
     clock.now += timedelta(seconds=61)
     with pytest.raises(ConnectLinkExpiredError):

@@ -5,6 +5,7 @@ Thin: parse, call :class:`mailport.web.links.ConnectLinks`, render. See docs/web
 
 from __future__ import annotations
 
+from dataclasses import asdict
 from datetime import datetime
 
 from fastapi import APIRouter, Depends, Request
@@ -50,12 +51,6 @@ async def create_connect_link(
         return_url=body.return_url,
         expires_in=body.expires_in,
     )
-    link = issued.link
-    return ConnectLinkOut(
-        id=link.id,
-        url=issued.url,
-        expires_at=link.expires_at,
-        purpose=link.purpose,
-        email=link.email,
-        return_url=link.return_url,
-    )
+    fields = asdict(issued.link)
+    del fields["tenant_id"]  # the caller's own tenant: not part of the answer
+    return ConnectLinkOut(url=issued.url, **fields)

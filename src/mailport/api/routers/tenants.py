@@ -23,13 +23,11 @@ router = APIRouter(prefix="/v1/tenants", tags=["tenants (admin)"], responses=err
 
 
 def _tenant(tenant: Tenant) -> TenantRead:
-    return TenantRead(id=tenant.id, name=tenant.name, created_at=tenant.created_at)
+    return TenantRead.model_validate(tenant, from_attributes=True)
 
 
 def _key(key: ApiKey) -> ApiKeyRead:
-    return ApiKeyRead(
-        id=key.id, prefix=key.prefix, created_at=key.created_at, revoked_at=key.revoked_at, active=key.active
-    )
+    return ApiKeyRead.model_validate(key, from_attributes=True)
 
 
 @router.post(

@@ -42,7 +42,7 @@ async def create_webhook(
     body: WebhookCreate, caller: Caller = Depends(require_tenant), services: Services = Depends(get_services)
 ) -> WebhookCreated:
     endpoint, secret = await services.webhooks.create(_tenant(caller), body)
-    read = WebhookRead.from_model(endpoint)
+    read = WebhookRead.model_validate(endpoint)
     return WebhookCreated(**read.model_dump(), secret=secret.reveal() if secret is not None else None)
 
 
@@ -54,14 +54,14 @@ async def list_webhooks(
     services: Services = Depends(get_services),
 ) -> WebhookPage:
     found = await services.webhooks.list(_tenant(caller), cursor=cursor, limit=limit)
-    return page_of(WebhookPage, found, WebhookRead.from_model)
+    return page_of(WebhookPage, found, WebhookRead.model_validate)
 
 
 @router.get("/{webhook_id}", summary="Get a webhook endpoint", responses=error_responses(404))
 async def get_webhook(
     webhook_id: str, caller: Caller = Depends(require_tenant), services: Services = Depends(get_services)
 ) -> WebhookRead:
-    return WebhookRead.from_model(await services.webhooks.get(_tenant(caller), webhook_id))
+    return WebhookRead.model_validate(await services.webhooks.get(_tenant(caller), webhook_id))
 
 
 @router.patch(
@@ -75,7 +75,7 @@ async def update_webhook(
     caller: Caller = Depends(require_tenant),
     services: Services = Depends(get_services),
 ) -> WebhookRead:
-    return WebhookRead.from_model(await services.webhooks.update(_tenant(caller), webhook_id, body))
+    return WebhookRead.model_validate(await services.webhooks.update(_tenant(caller), webhook_id, body))
 
 
 @router.delete(

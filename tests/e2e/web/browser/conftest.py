@@ -209,3 +209,11 @@ def sign_in(page, key: str) -> None:  # type: ignore[no-untyped-def]
     page.get_by_label("API key").fill(key)
     page.get_by_role("button", name="Sign in").click()
     page.wait_for_url("**/")
+
+
+def start_connect(page, key: str, email: str) -> None:  # type: ignore[no-untyped-def]
+    """Sign in with ``key``, open the connect wizard and continue with ``email``."""
+    sign_in(page, key)
+    page.goto("/connect")
+    page.get_by_label("Email address").fill(email)
+    page.get_by_role("button", name="Continue").click()

@@ -8,7 +8,7 @@ from urllib.parse import parse_qs, urlsplit
 
 from playwright.sync_api import Browser, Page, Route, expect
 
-from tests.e2e.web.browser.conftest import Shot, WebServer, sign_in
+from tests.e2e.web.browser.conftest import Shot, WebServer, start_connect
 from tests.e2e.web.browser.test_wizard import fill_manual, finish_check
 
 APP = "https://app.example.test"
@@ -18,10 +18,7 @@ def test_connect_with_google_then_reconnect_after_reauth_required(
     page: Page, web: WebServer, web_tenant: tuple[str, str], shot: Shot
 ):
     email = f"o{uuid.uuid4().hex[:10]}@gmail.com"
-    sign_in(page, web_tenant[1])
-    page.goto("/connect")
-    page.get_by_label("Email address").fill(email)
-    page.get_by_role("button", name="Continue").click()
+    start_connect(page, web_tenant[1], email)
     page.get_by_role("button", name="Connect with Google").click()
     # The authorization server signs the user in and sends the browser back through the callback.
     page.wait_for_url(re.compile(r"/connect/oauth/return\?"))
@@ -129,10 +126,7 @@ def test_device_code_sign_in_shows_code_link_countdown_and_live_status(
     import httpx
 
     email = f"d{uuid.uuid4().hex[:10]}@outlook.com"
-    sign_in(page, web_tenant[1])
-    page.goto("/connect")
-    page.get_by_label("Email address").fill(email)
-    page.get_by_role("button", name="Continue").click()
+    start_connect(page, web_tenant[1], email)
     expect(page.get_by_role("button", name="Connect with Microsoft")).to_be_visible()
     page.get_by_role("button", name="Sign in on another device with a code instead").click()
 

@@ -11,7 +11,7 @@ import re
 
 from playwright.sync_api import Page, expect
 
-from tests.e2e.web.browser.conftest import Shot, WebServer, sign_in
+from tests.e2e.web.browser.conftest import Shot, WebServer, sign_in, start_connect
 
 
 def finish_check(page: Page, *, ok: bool) -> None:
@@ -57,10 +57,7 @@ def test_password_account_through_the_whole_wizard(
     page: Page, web: WebServer, web_tenant: tuple[str, str], password_user: tuple[str, str], shot: Shot
 ):
     email, password = password_user
-    sign_in(page, web_tenant[1])
-    page.goto("/connect")
-    page.get_by_label("Email address").fill(email)
-    page.get_by_role("button", name="Continue").click()
+    start_connect(page, web_tenant[1], email)
     expect(page.get_by_role("heading", level=1)).to_contain_text(email)
     fill_manual(page, web, password)
     # Inline validation: a port out of range is flagged as soon as the field is left.
@@ -118,10 +115,7 @@ def test_a_wrong_password_shows_the_troubleshooting_hint_and_retry(
     page: Page, web: WebServer, web_tenant: tuple[str, str], password_user: tuple[str, str], shot: Shot
 ):
     email, _ = password_user
-    sign_in(page, web_tenant[1])
-    page.goto("/connect")
-    page.get_by_label("Email address").fill(email)
-    page.get_by_role("button", name="Continue").click()
+    start_connect(page, web_tenant[1], email)
     fill_manual(page, web, "not-the-password")
     page.get_by_role("button", name="Test the connection").click()
     finish_check(page, ok=False)

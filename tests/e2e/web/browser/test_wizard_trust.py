@@ -11,7 +11,7 @@ from pathlib import Path
 from playwright.sync_api import Page, expect
 
 from mailport.net.trust import Certificate
-from tests.e2e.web.browser.conftest import Shot, WebServer, sign_in
+from tests.e2e.web.browser.conftest import Shot, WebServer, start_connect
 from tests.e2e.web.browser.test_wizard import fill_manual
 from tests.fixtures.tls import TLSProxy, make_cert
 
@@ -28,10 +28,7 @@ def test_trust_a_self_signed_server_from_the_test_step(
     pem, _, _ = make_cert(tmp_path, "home-server", names=["mail.home.test"])  # self-signed
     expected = Certificate.from_pem(pem.cert.read_text())
     with TLSProxy(web.dovecot.imap_port, pem) as proxy:
-        sign_in(page, web_tenant[1])
-        page.goto("/connect")
-        page.get_by_label("Email address").fill(email)
-        page.get_by_role("button", name="Continue").click()
+        start_connect(page, web_tenant[1], email)
         fill_manual(page, web, password, imap_port=proxy.port)
         page.get_by_role("button", name="Test the connection").click()
 
