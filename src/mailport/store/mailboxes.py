@@ -468,5 +468,5 @@ class MailboxRepository:
                 values.update(last_error=error[:2000], error_count_24h=count + 1, errors_since=since or at)
             if error is None and since is None:
                 values["error_count_24h"] = 0
-            await conn.execute(update(mailboxes).where(mailboxes.c.id == mailbox_id).values(**values))
+            await conn.execute(update(mailboxes).where(*where).values(**values))
         return await self.get_by_id(mailbox_id)
