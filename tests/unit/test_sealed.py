@@ -6,22 +6,8 @@ import pickle
 
 import pytest
 
-from mailport.crypto import KeyRing, Sealed, Secret, generate_key
-
-
-class CountingCipher:
-    """The key ring, counting what it decrypts (injected where a store takes its cipher)."""
-
-    def __init__(self) -> None:
-        self.keys = KeyRing.from_keys([generate_key()], source="test")
-        self.decrypted = 0
-
-    def encrypt(self, plaintext: str) -> str:
-        return self.keys.encrypt(plaintext)
-
-    def decrypt(self, token: str) -> str:
-        self.decrypted += 1
-        return self.keys.decrypt(token)
+from mailport.crypto import Sealed, Secret
+from tests.fixtures.ciphers import CountingCipher
 
 
 def test_a_sealed_secret_decrypts_only_when_revealed_and_every_time() -> None:

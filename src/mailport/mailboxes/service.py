@@ -31,6 +31,7 @@ from mailport.mailboxes.models import (
     NewMailbox,
     OAuthGrant,
     ProcessingSettings,
+    RefreshedTokens,
     ServerSettings,
 )
 from mailport.mailboxes.schemas import MailboxCreate, MailboxUpdate
@@ -269,25 +270,11 @@ class MailboxService:
         await self.repository.release_token_refresh(mailbox_id, expected_version=expected_version)
 
     async def record_refresh(
-        self,
-        mailbox_id: str,
-        *,
-        expected_version: int,
-        access_token: Secret,
-        refresh_token: Secret | None,
-        expires_at: datetime | None,
-        scope: str | None,
-        issued_at: datetime | None,
+        self, mailbox_id: str, *, expected_version: int, tokens: RefreshedTokens
     ) -> bool:
         """Store a refresh's tokens; False when another writer moved the version first."""
         return await self.repository.save_refreshed_tokens(
-            mailbox_id,
-            expected_version=expected_version,
-            access_token=access_token,
-            refresh_token=refresh_token,
-            expires_at=expires_at,
-            scope=scope,
-            issued_at=issued_at,
+            mailbox_id, expected_version=expected_version, tokens=tokens
         )
 
     async def mark_reauth_required(self, mailbox_id: str, *, error: str) -> None:

@@ -19,7 +19,7 @@ from sqlalchemy.exc import IntegrityError
 from mailport.config import Settings
 from mailport.crypto import Cipher, Sealed, Secret
 from mailport.errors import NotFoundError
-from mailport.mailboxes.models import MailboxStatus
+from mailport.mailboxes.models import MailboxStatus, RefreshedTokens
 from mailport.mailboxes.service import MailboxService
 from mailport.oauth.providers import OAuthApp, ProviderRegistry, check_tenant
 from mailport.oauth.tokens import StoredTokens, TokenSet
@@ -87,14 +87,11 @@ class DatabaseTokenStore:
         await self._mailboxes.release_token_refresh(mailbox_id, expected_version=expected_version)
 
     async def save_refreshed(self, mailbox_id: str, *, expected_version: int, tokens: TokenSet) -> bool:
+        refreshed = RefreshedTokens(
+            tokens.access_token, tokens.refresh_token, tokens.expires_at, tokens.scope, tokens.issued_at
+        )
         return await self._mailboxes.record_refresh(
-            mailbox_id,
-            expected_version=expected_version,
-            access_token=tokens.access_token,
-            refresh_token=tokens.refresh_token,
-            expires_at=tokens.expires_at,
-            scope=tokens.scope,
-            issued_at=tokens.issued_at,
+            mailbox_id, expected_version=expected_version, tokens=refreshed
         )
 
     async def mark_reauth_required(self, mailbox_id: str, *, error: str) -> None:

@@ -32,6 +32,7 @@ from mailport.mailboxes.models import (
     NewMailbox,
     OAuthGrant,
     ProcessingSettings,
+    RefreshedTokens,
     Security,
     ServerSettings,
 )
@@ -390,15 +391,7 @@ class MailboxRepository:
         await self._swap_tokens(mailbox_id, expected_version, oauth_refresh_lease_until=None)
 
     async def save_refreshed_tokens(
-        self,
-        mailbox_id: str,
-        *,
-        expected_version: int,
-        access_token: Secret,
-        refresh_token: Secret | None,
-        expires_at: datetime | None,
-        scope: str | None,
-        issued_at: datetime | None,
+        self, mailbox_id: str, *, expected_version: int, tokens: RefreshedTokens
     ) -> bool:
         """Store a refresh's tokens in one write, bump the version, drop the lease and lift a
         reauth mark (a refresh the provider accepted proves the grant alive; the watcher's next
@@ -411,11 +404,11 @@ class MailboxRepository:
             oauth_refresh_lease_until=None,
             status=case((marked, MailboxStatus.PENDING.value), else_=mailboxes.c.status),
             last_error=case((marked, None), else_=mailboxes.c.last_error),
-            oauth_access_token_enc=self._encrypt(access_token),
-            oauth_refresh_token_enc=self._encrypt(refresh_token),
-            oauth_expires_at=expires_at,
-            oauth_scopes=scope,
-            oauth_issued_at=issued_at,
+            oauth_access_token_enc=self._encrypt(tokens.access_token),
+            oauth_refresh_token_enc=self._encrypt(tokens.refresh_token),
+            oauth_expires_at=tokens.expires_at,
+            oauth_scopes=tokens.scope,
+            oauth_issued_at=tokens.issued_at,
         )
 
     async def mark_reauth_required(self, mailbox_id: str, *, error: str) -> None:

@@ -6,28 +6,16 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 from mailport.bootstrap import Services
-from mailport.crypto import KeyRing, Secret
+from mailport.crypto import Secret
 from mailport.delivery.endpoints import EndpointRepository
 from mailport.delivery.signing import generate_secret
 from mailport.mailboxes.models import AuthMethod, NewMailbox, OAuthGrant, Security, ServerSettings
 from mailport.mailboxes.service import MailboxService
 from mailport.oauth.repository import OAuthAppRepository
 from mailport.store.mailboxes import MailboxRepository
+from tests.fixtures.ciphers import CountingCipher
 
 NOW = datetime(2026, 1, 1, 12, 0, tzinfo=UTC)
-
-
-class CountingCipher:
-    def __init__(self, keys: KeyRing) -> None:
-        self.keys = keys
-        self.decrypted = 0
-
-    def encrypt(self, plaintext: str) -> str:
-        return self.keys.encrypt(plaintext)
-
-    def decrypt(self, token: str) -> str:
-        self.decrypted += 1
-        return self.keys.decrypt(token)
 
 
 def _new(index: int, password: str) -> NewMailbox:

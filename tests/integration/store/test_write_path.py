@@ -15,6 +15,7 @@ from mailport.mailboxes.models import (
     MailboxStatus,
     NewMailbox,
     OAuthGrant,
+    RefreshedTokens,
     Security,
     ServerSettings,
 )
@@ -54,20 +55,14 @@ async def test_watched_changes_notify_and_health_and_tokens_do_not(services: Ser
         assert await services.mailboxes.record_refresh(
             mailbox.id,
             expected_version=version,
-            access_token=Secret("a2"),
-            refresh_token=Secret("r2"),
-            expires_at=T0 + timedelta(hours=2),
-            scope="https://mail.google.com/",
-            issued_at=T0,
+            tokens=RefreshedTokens(
+                Secret("a2"), Secret("r2"), T0 + timedelta(hours=2), "https://mail.google.com/", T0
+            ),
         )
         assert not await services.mailboxes.record_refresh(  # compare-and-swap: the version moved
             mailbox.id,
             expected_version=version,
-            access_token=Secret("a3"),
-            refresh_token=None,
-            expires_at=None,
-            scope=None,
-            issued_at=None,
+            tokens=RefreshedTokens(Secret("a3"), None, None),
         )
         await services.mailboxes.mark_reauth_required(mailbox.id, error="invalid_grant")
         assert len(heard) == 1  # health and tokens are not what a watcher watches
