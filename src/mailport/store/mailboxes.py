@@ -354,17 +354,13 @@ class MailboxRepository:
 
         Returns False when another worker won the race (reload the mailbox and use its tokens).
         """
-        async with self._db.transaction() as conn:
-            result = await conn.execute(
-                update(mailboxes)
-                .where(mailboxes.c.id == mailbox_id, mailboxes.c.token_version == expected_version)
-                .values(
-                    **self._oauth_columns(grant),
-                    token_version=expected_version + 1,
-                    updated_at=now,
-                )
-            )
-        return bool(result.rowcount == 1)
+        return await self._swap_tokens(
+            mailbox_id,
+            expected_version,
+            **self._oauth_columns(grant),
+            token_version=expected_version + 1,
+            updated_at=now,
+        )
 
     # --- OAuth token refresh (compare-and-swap on ``token_version``) ----------------------------
 
