@@ -70,11 +70,11 @@ async def build(settings: Settings, *, migrate: bool | None = None, clock: Clock
         await database.aclose()
         raise
     admin_key = Secret(settings.admin_key.get_secret_value()) if settings.admin_key else None
-    mailbox_repository = MailboxRepository(database, key_ring)
     guard = HostGuard.from_settings(settings)
+    mailbox_service = MailboxService(MailboxRepository(database, key_ring), guard=guard, clock=clock)
     try:
         oauth = build_connect(
-            settings, key_ring, database=database, mailboxes=mailbox_repository, guard=guard, clock=clock
+            settings, key_ring, database=database, mailboxes=mailbox_service, guard=guard, clock=clock
         )
     except BaseException:
         await database.aclose()
@@ -90,7 +90,7 @@ async def build(settings: Settings, *, migrate: bool | None = None, clock: Clock
     checks = CheckService(
         ConnectionChecker(guard, trust=trust, timeout=settings.check_timeout),
         limiter=check_limiter,
-        mailboxes=mailbox_repository,
+        mailboxes=mailbox_service,
         tokens=oauth.oauth.tokens,
         clock=clock,
     )
@@ -100,7 +100,7 @@ async def build(settings: Settings, *, migrate: bool | None = None, clock: Clock
         key_ring=key_ring,
         database=database,
         tenants=TenantService(TenantRepository(database), admin_key=admin_key, clock=clock),
-        mailboxes=MailboxService(mailbox_repository, guard=guard, clock=clock),
+        mailboxes=mailbox_service,
         oauth=oauth,
         events=event_log,
         webhooks=DeliveryService(

@@ -24,9 +24,9 @@ from mailport.diagnosis import infer_provider
 from mailport.errors import InputError, MailportError, ReauthRequiredError
 from mailport.failures import classify_code, server_said_temporary
 from mailport.mailboxes.models import AuthMethod, Mailbox, MailboxStatus
+from mailport.mailboxes.service import MailboxService
 from mailport.net.ratelimit import TokenBucketLimiter
 from mailport.oauth.tokens import TokenManager
-from mailport.store.mailboxes import MailboxRepository
 
 log = logging.getLogger(__name__)
 
@@ -42,7 +42,7 @@ class CheckService:
         checker: ConnectionChecker,
         *,
         limiter: TokenBucketLimiter,
-        mailboxes: MailboxRepository,
+        mailboxes: MailboxService,
         tokens: TokenManager | None,
         clock: Clock,
     ) -> None:
@@ -88,12 +88,16 @@ class CheckService:
                     result = await self._run(mailbox, credentials)
         except InputError as exc:  # host_not_allowed: the stored host is refused
             await self._mailboxes.record_health(
-                mailbox.id, status=MailboxStatus.ERROR, error=f"[{exc.code}] {exc.message}", at=self._clock()
+                tenant_id,
+                mailbox.id,
+                status=MailboxStatus.ERROR,
+                error=f"[{exc.code}] {exc.message}",
+                at=self._clock(),
             )
             raise
         status = self._status(result)
         await self._mailboxes.record_health(
-            mailbox.id, status=status, error=result.summary(), at=self._clock()
+            tenant_id, mailbox.id, status=status, error=result.summary(), at=self._clock()
         )
         log.info("mailbox %s tested: %s", mailbox.id, status.value)
         return result

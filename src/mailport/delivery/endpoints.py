@@ -3,8 +3,9 @@ dispatcher disables.
 
 Why a module of its own: these are the tenant-facing records (another tenant's row is "not
 found"); their deliveries live in :mod:`mailport.delivery.outbox` and their history in
-:mod:`mailport.delivery.history`. The secret is decrypted here, when a row becomes a
-:class:`~mailport.delivery.models.WebhookEndpoint`. Statements that run inside a caller's
+:mod:`mailport.delivery.history`. The secret stays sealed on the
+:class:`~mailport.delivery.models.WebhookEndpoint` (:class:`~mailport.crypto.Sealed`): a listing
+decrypts nothing; the dispatcher decrypts it when it signs. Statements that run inside a caller's
 transaction take the connection (``conn``) so that disabling an endpoint, dead-lettering its
 queue and appending the ``webhook.disabled`` event commit together.
 """
@@ -19,7 +20,7 @@ from sqlalchemy import delete, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from mailport import events as event_log
-from mailport.crypto import KeyRing, Secret
+from mailport.crypto import Cipher, Sealed, Secret
 from mailport.delivery.models import WEBHOOK_DISABLED, DeliveryStatus, EndpointStatus, WebhookEndpoint
 from mailport.delivery.outbox import queue_waiting
 from mailport.errors import NotFoundError
@@ -33,7 +34,7 @@ def _events_text(types: Sequence[str] | None) -> str | None:
 
 
 class EndpointRepository:
-    def __init__(self, database: Database, key_ring: KeyRing) -> None:
+    def __init__(self, database: Database, key_ring: Cipher) -> None:
         self.database = database
         self._key_ring = key_ring
 
@@ -44,7 +45,7 @@ class EndpointRepository:
             url=row.url,
             events=tuple(row.events.split()) if row.events is not None else None,
             description=row.description,
-            secret=Secret(self._key_ring.decrypt(row.secret_enc)),
+            secret=Sealed(row.secret_enc, self._key_ring),
             status=EndpointStatus(row.status),
             disabled_reason=row.disabled_reason,
             failing_since=row.failing_since,

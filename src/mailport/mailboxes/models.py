@@ -59,6 +59,17 @@ class OAuthGrant:
 
 
 @dataclass(frozen=True)
+class RefreshedTokens:
+    """What a token refresh stores on the mailbox (its grant's provider and account stay)."""
+
+    access_token: Secret
+    refresh_token: Secret | None
+    expires_at: datetime | None
+    scope: str | None = None
+    issued_at: datetime | None = None
+
+
+@dataclass(frozen=True)
 class ProcessingSettings:
     from_name: str | None = None
     check_interval: int = 60

@@ -1,5 +1,11 @@
 """Mailbox use cases shared by the API and the CLI: create, list, change, delete.
 
+This service is the one writer of mailboxes: the API, the web wizard, the CLI, OAuth connect
+(tokens, grants, refreshes), connection tests and the watchers' health all write through it, so
+that every write passes the same checks and the orchestrator hears of every change that matters
+to a watcher (:meth:`MailboxService.on_change`). Health and token refreshes are not such changes
+(a watcher recording its own status must not restart itself), so they notify no one.
+
 Rules that span fields live here (a password method needs a password; OAuth mailboxes take
 none; changed credentials or servers put the mailbox back to ``pending``; a server host the
 SSRF guard refuses is ``host_not_allowed``), so that every entry point — the API, the web
@@ -11,7 +17,8 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from datetime import datetime
+from typing import Any, Protocol
 
 from mailport.clock import Clock, utc_now
 from mailport.crypto import Secret
@@ -22,7 +29,9 @@ from mailport.mailboxes.models import (
     Mailbox,
     MailboxStatus,
     NewMailbox,
+    OAuthGrant,
     ProcessingSettings,
+    RefreshedTokens,
     ServerSettings,
 )
 from mailport.mailboxes.schemas import MailboxCreate, MailboxUpdate
@@ -66,6 +75,14 @@ async def check_hosts(guard: HostGuard, **servers: ServerSettings | None) -> Non
             raise
         except (ConnectError, OSError):  # host_not_found, DNS failure or timeout: decided at connect
             continue
+
+
+class HealthSink(Protocol):
+    """Where a watcher records its health (:meth:`MailboxService.record_health`)."""
+
+    async def record_health(
+        self, tenant_id: str, mailbox_id: str, *, status: MailboxStatus, error: str | None, at: datetime
+    ) -> Mailbox: ...
 
 
 class MailboxService:
@@ -185,3 +202,80 @@ class MailboxService:
     async def delete(self, tenant_id: str, mailbox_id: str) -> None:
         await self.repository.delete(tenant_id, mailbox_id)
         self._changed()
+
+    # --- health --------------------------------------------------------------------------
+
+    async def record_health(
+        self, tenant_id: str, mailbox_id: str, *, status: MailboxStatus, error: str | None, at: datetime
+    ) -> Mailbox:
+        """A connection test's or a watcher's outcome (see
+        :meth:`~mailport.store.mailboxes.MailboxRepository.record_health`); no notification:
+        health is not part of what a watcher watches."""
+        return await self.repository.record_health(
+            mailbox_id, status=status, error=error, at=at, tenant_id=tenant_id
+        )
+
+    # --- OAuth grants --------------------------------------------------------------------
+
+    async def store_grant(
+        self,
+        tenant_id: str,
+        mailbox_id: str,
+        grant: OAuthGrant,
+        *,
+        imap: ServerSettings,
+        smtp: ServerSettings | None,
+    ) -> Mailbox:
+        """Connect an existing mailbox with OAuth (a reconnect after ``reauth_required``): the
+        grant, the provider's servers, ``auth_method: oauth2``, and ``pending`` until the watcher
+        logs in again."""
+        await check_hosts(self.guard, imap=imap, smtp=smtp)
+        columns = {
+            "auth_method": AuthMethod.OAUTH2.value,
+            "provider_id": grant.provider,
+            **server_columns("imap", imap),
+            **server_columns("smtp", smtp),
+            "status": MailboxStatus.PENDING.value,
+            "last_error": None,
+        }
+        mailbox = await self.repository.update(
+            tenant_id, mailbox_id, now=self._clock(), columns=columns, password=None, oauth=grant
+        )
+        self._changed()
+        return mailbox
+
+    async def drop_grant(self, tenant_id: str, mailbox_id: str, *, reason: str) -> Mailbox:
+        """Erase the mailbox's tokens (after a disconnect): ``reauth_required`` with ``reason``."""
+        mailbox = await self.repository.update(
+            tenant_id,
+            mailbox_id,
+            now=self._clock(),
+            columns={"status": MailboxStatus.REAUTH_REQUIRED.value, "last_error": reason},
+            oauth=None,
+        )
+        self._changed()
+        return mailbox
+
+    # --- OAuth token refresh: every write a compare-and-swap on ``token_version`` ----------
+    # (by id: the token manager works for every tenant; no notification: tokens are not watched)
+
+    async def claim_token_refresh(
+        self, mailbox_id: str, *, expected_version: int, until: datetime, now: datetime
+    ) -> bool:
+        return await self.repository.claim_token_refresh(
+            mailbox_id, expected_version=expected_version, until=until, now=now
+        )
+
+    async def release_token_refresh(self, mailbox_id: str, *, expected_version: int) -> None:
+        await self.repository.release_token_refresh(mailbox_id, expected_version=expected_version)
+
+    async def record_refresh(
+        self, mailbox_id: str, *, expected_version: int, tokens: RefreshedTokens
+    ) -> bool:
+        """Store a refresh's tokens; False when another writer moved the version first."""
+        return await self.repository.save_refreshed_tokens(
+            mailbox_id, expected_version=expected_version, tokens=tokens
+        )
+
+    async def mark_reauth_required(self, mailbox_id: str, *, error: str) -> None:
+        await self.repository.mark_reauth_required(mailbox_id, error=error)

@@ -3,8 +3,10 @@
 The core (providers, client, identity, state, authcode, device, tokens) touches no database:
 storage comes in through small ports (:class:`~mailport.oauth.state.StateStore`,
 :class:`~mailport.oauth.tokens.TokenStore`, :class:`~mailport.oauth.apps.AppResolver`).
-``repository`` implements them on the database and ``connect`` holds the use cases behind the
-HTTP routes and the CLI (creating and updating mailboxes).
+``repository`` implements them on the database. The use cases behind the HTTP routes and the
+CLI are ``signin`` (browser), ``device_poller`` (device), ``accounts`` (keeping a signed-in
+account on its mailbox, through the mailbox service) and ``tenant_apps``; ``connect`` puts
+them together into the one service the routes call.
 """
 
 from mailport.oauth.apps import AppResolver, InstanceApps

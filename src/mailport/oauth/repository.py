@@ -1,9 +1,10 @@
 """The OAuth storage ports on the database (SQLite or PostgreSQL): tokens on the mailbox row,
 consumed states, tenants' own OAuth apps, and device flows in progress.
 
-Every token write is an ``UPDATE … WHERE token_version = :expected`` (compare-and-swap); the
-refresh lease is the ``oauth_refresh_lease_until`` column taken the same way. Secrets are
-encrypted with the key ring here and come out as :class:`~mailport.crypto.Secret`.
+Tokens are written through :class:`~mailport.mailboxes.service.MailboxService` (every token
+write an ``UPDATE … WHERE token_version = :expected``, compare-and-swap; the refresh lease is
+the ``oauth_refresh_lease_until`` column taken the same way). Secrets are encrypted with the
+key ring and come out sealed (:class:`~mailport.crypto.Sealed`): decrypted when used.
 """
 
 from __future__ import annotations
@@ -12,13 +13,14 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import case, delete, insert, select, update
+from sqlalchemy import delete, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
 from mailport.config import Settings
-from mailport.crypto import KeyRing, Secret
+from mailport.crypto import Cipher, Sealed, Secret
 from mailport.errors import NotFoundError
-from mailport.mailboxes.models import MailboxStatus
+from mailport.mailboxes.models import MailboxStatus, RefreshedTokens
+from mailport.mailboxes.service import MailboxService
 from mailport.oauth.providers import OAuthApp, ProviderRegistry, check_tenant
 from mailport.oauth.tokens import StoredTokens, TokenSet
 from mailport.store.database import Database
@@ -27,26 +29,17 @@ from mailport.store.tables import mailboxes, oauth_apps, oauth_device_flows, oau
 from mailport.validation import email_key
 
 REAUTH_REQUIRED = MailboxStatus.REAUTH_REQUIRED.value
-PENDING = MailboxStatus.PENDING.value
 
 
 class DatabaseTokenStore:
-    """:class:`~mailport.oauth.tokens.TokenStore` on the ``mailboxes`` table."""
+    """:class:`~mailport.oauth.tokens.TokenStore` on the ``mailboxes`` table: it reads the tokens
+    itself (sealed: decrypted when sent) and writes them through the mailbox service, the one
+    writer of mailboxes."""
 
-    def __init__(self, database: Database, key_ring: KeyRing) -> None:
+    def __init__(self, database: Database, key_ring: Cipher, mailboxes: MailboxService) -> None:
         self._db = database
         self._keys = key_ring
-
-    def _token_columns(self, tokens: TokenSet) -> dict[str, Any]:
-        return {
-            "oauth_access_token_enc": self._keys.encrypt(tokens.access_token.reveal()),
-            "oauth_refresh_token_enc": (
-                self._keys.encrypt(tokens.refresh_token.reveal()) if tokens.refresh_token else None
-            ),
-            "oauth_expires_at": tokens.expires_at,
-            "oauth_scopes": tokens.scope,
-            "oauth_issued_at": tokens.issued_at,
-        }
+        self._mailboxes = mailboxes
 
     async def load(self, mailbox_id: str) -> StoredTokens:
         query = select(
@@ -67,14 +60,13 @@ class DatabaseTokenStore:
             row = (await conn.execute(query)).first()
         if row is None or row.oauth_provider is None or row.oauth_access_token_enc is None:
             raise NotFoundError(f"mailbox {mailbox_id!r} has no OAuth tokens")
-        refresh = row.oauth_refresh_token_enc
         return StoredTokens(
             mailbox_id=row.id,
             provider=row.oauth_provider,
             tenant_id=row.tenant_id,
             tokens=TokenSet(
-                access_token=Secret(self._keys.decrypt(row.oauth_access_token_enc)),
-                refresh_token=Secret(self._keys.decrypt(refresh)) if refresh else None,
+                access_token=Sealed(row.oauth_access_token_enc, self._keys),
+                refresh_token=Sealed.of(row.oauth_refresh_token_enc, self._keys),
                 expires_at=row.oauth_expires_at,
                 scope=row.oauth_scopes,
                 issued_at=row.oauth_issued_at,
@@ -84,51 +76,26 @@ class DatabaseTokenStore:
             refresh_lease_until=row.oauth_refresh_lease_until,
         )
 
-    async def _swap(self, mailbox_id: str, expected_version: int, *extra: Any, **values: Any) -> bool:
-        statement = (
-            update(mailboxes)
-            .where(mailboxes.c.id == mailbox_id, mailboxes.c.token_version == expected_version, *extra)
-            .values(**values)
-        )
-        async with self._db.transaction() as conn:
-            result = await conn.execute(statement)
-        return bool(result.rowcount == 1)
-
     async def claim_refresh(
         self, mailbox_id: str, *, expected_version: int, until: datetime, now: datetime
     ) -> bool:
-        lease = mailboxes.c.oauth_refresh_lease_until
-        return await self._swap(
-            mailbox_id,
-            expected_version,
-            (lease.is_(None)) | (lease <= now),
-            oauth_refresh_lease_until=until,
+        return await self._mailboxes.claim_token_refresh(
+            mailbox_id, expected_version=expected_version, until=until, now=now
         )
 
     async def release_refresh(self, mailbox_id: str, *, expected_version: int) -> None:
-        await self._swap(mailbox_id, expected_version, oauth_refresh_lease_until=None)
+        await self._mailboxes.release_token_refresh(mailbox_id, expected_version=expected_version)
 
     async def save_refreshed(self, mailbox_id: str, *, expected_version: int, tokens: TokenSet) -> bool:
-        # A refresh the provider accepted proves the grant alive: a reauth mark (perhaps left by a
-        # failure that was only temporary) is lifted; the watcher's next login sets the status.
-        marked = mailboxes.c.status == REAUTH_REQUIRED
-        return await self._swap(
-            mailbox_id,
-            expected_version,
-            token_version=expected_version + 1,
-            oauth_refresh_lease_until=None,
-            status=case((marked, PENDING), else_=mailboxes.c.status),
-            last_error=case((marked, None), else_=mailboxes.c.last_error),
-            **self._token_columns(tokens),
+        refreshed = RefreshedTokens(
+            tokens.access_token, tokens.refresh_token, tokens.expires_at, tokens.scope, tokens.issued_at
+        )
+        return await self._mailboxes.record_refresh(
+            mailbox_id, expected_version=expected_version, tokens=refreshed
         )
 
     async def mark_reauth_required(self, mailbox_id: str, *, error: str) -> None:
-        async with self._db.transaction() as conn:
-            await conn.execute(
-                update(mailboxes)
-                .where(mailboxes.c.id == mailbox_id)
-                .values(status=REAUTH_REQUIRED, last_error=error[:2000], oauth_refresh_lease_until=None)
-            )
+        await self._mailboxes.mark_reauth_required(mailbox_id, error=error)
 
 
 async def mailbox_id_for(database: Database, tenant_id: str, email: str) -> str | None:
@@ -176,7 +143,7 @@ class StoredApp:
 class OAuthAppRepository:
     """Tenants' own OAuth apps (one per provider); secrets encrypted, never read back out."""
 
-    def __init__(self, database: Database, key_ring: KeyRing) -> None:
+    def __init__(self, database: Database, key_ring: Cipher) -> None:
         self._db = database
         self._keys = key_ring
 
@@ -245,7 +212,7 @@ class OAuthAppRepository:
             row = (await conn.execute(query)).first()
         if row is None:
             return None
-        secret = Secret(self._keys.decrypt(row.client_secret_enc)) if row.client_secret_enc else None
+        secret = Sealed.of(row.client_secret_enc, self._keys)  # decrypted when sent to the provider
         return OAuthApp(provider, row.client_id, secret, row.directory_tenant, source="tenant")
 
 
@@ -298,7 +265,7 @@ class DeviceFlowRecord:
 
 
 class DeviceFlowRepository:
-    def __init__(self, database: Database, key_ring: KeyRing) -> None:
+    def __init__(self, database: Database, key_ring: Cipher) -> None:
         self._db = database
         self._keys = key_ring
 
@@ -339,7 +306,7 @@ class DeviceFlowRepository:
             provider=row.provider,
             email=row.email,
             purpose=row.purpose,
-            device_code=Secret(self._keys.decrypt(code)) if code else None,
+            device_code=Sealed.of(code, self._keys),
             user_code=row.user_code,
             verification_uri=row.verification_uri,
             verification_uri_complete=row.verification_uri_complete,

@@ -1,4 +1,8 @@
-"""Mailboxes in the database; secrets are encrypted on the way in and wrapped on the way out.
+"""Mailboxes in the database; secrets are encrypted on the way in and come out sealed
+(:class:`~mailport.crypto.Sealed`: ciphertext until the moment of use, so a listing decrypts nothing).
+
+Only :class:`~mailport.mailboxes.service.MailboxService` calls the writing methods (a test checks
+it), so that every write passes its checks and fires its change notification.
 
 Every read and write a tenant can cause takes ``tenant_id``: a row of another tenant is
 indistinguishable from a missing one (:class:`~mailport.errors.NotFoundError`). Workers that
@@ -18,7 +22,7 @@ from typing import Any, Final
 from sqlalchemy import Select, case, delete, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
-from mailport.crypto import KeyRing, Secret
+from mailport.crypto import Cipher, Sealed, Secret
 from mailport.errors import ConflictError, NotFoundError
 from mailport.mailboxes.models import (
     AuthMethod,
@@ -28,6 +32,7 @@ from mailport.mailboxes.models import (
     NewMailbox,
     OAuthGrant,
     ProcessingSettings,
+    RefreshedTokens,
     Security,
     ServerSettings,
 )
@@ -100,17 +105,20 @@ def settings_columns(settings: ProcessingSettings) -> dict[str, Any]:
 
 
 class MailboxRepository:
-    def __init__(self, database: Database, key_ring: KeyRing) -> None:
+    def __init__(self, database: Database, key_ring: Cipher) -> None:
         self._db = database
         self._keys = key_ring
 
     # --- mapping --------------------------------------------------------------------------
 
     def _encrypt(self, secret: Secret | None) -> str | None:
-        return None if secret is None else self._keys.encrypt(secret.reveal())
+        if secret is None:
+            return None
+        unchanged = secret.sealed_by(self._keys) if isinstance(secret, Sealed) else None
+        return unchanged or self._keys.encrypt(secret.reveal())
 
-    def _decrypt(self, token: str | None) -> Secret | None:
-        return None if token is None else Secret(self._keys.decrypt(token))
+    def _sealed(self, token: str | None) -> Sealed | None:
+        return Sealed.of(token, self._keys)
 
     def _oauth_columns(self, grant: OAuthGrant | None) -> dict[str, Any]:
         return {
@@ -137,8 +145,8 @@ class MailboxRepository:
         if row.oauth_provider is not None:
             oauth = OAuthGrant(
                 provider=row.oauth_provider,
-                access_token=self._decrypt(row.oauth_access_token_enc),
-                refresh_token=self._decrypt(row.oauth_refresh_token_enc),
+                access_token=self._sealed(row.oauth_access_token_enc),
+                refresh_token=self._sealed(row.oauth_refresh_token_enc),
                 expires_at=row.oauth_expires_at,
                 scopes=tuple((row.oauth_scopes or "").split()),
                 connected_email=row.oauth_connected_email,
@@ -160,7 +168,7 @@ class MailboxRepository:
             label=row.label,
             purpose=row.purpose,
             provider_id=row.provider_id,
-            password=self._decrypt(row.password_enc),
+            password=self._sealed(row.password_enc),
             oauth=oauth,
             token_version=row.token_version,
             settings=ProcessingSettings(
@@ -346,30 +354,92 @@ class MailboxRepository:
 
         Returns False when another worker won the race (reload the mailbox and use its tokens).
         """
+        return await self._swap_tokens(
+            mailbox_id,
+            expected_version,
+            **self._oauth_columns(grant),
+            token_version=expected_version + 1,
+            updated_at=now,
+        )
+
+    # --- OAuth token refresh (compare-and-swap on ``token_version``) ----------------------------
+
+    async def _swap_tokens(self, mailbox_id: str, expected_version: int, *extra: Any, **values: Any) -> bool:
+        """One conditional ``UPDATE``: True when the row still had ``expected_version``."""
+        statement = (
+            update(mailboxes)
+            .where(mailboxes.c.id == mailbox_id, mailboxes.c.token_version == expected_version, *extra)
+            .values(**values)
+        )
         async with self._db.transaction() as conn:
-            result = await conn.execute(
-                update(mailboxes)
-                .where(mailboxes.c.id == mailbox_id, mailboxes.c.token_version == expected_version)
-                .values(
-                    **self._oauth_columns(grant),
-                    token_version=expected_version + 1,
-                    updated_at=now,
-                )
-            )
+            result = await conn.execute(statement)
         return bool(result.rowcount == 1)
 
+    async def claim_token_refresh(
+        self, mailbox_id: str, *, expected_version: int, until: datetime, now: datetime
+    ) -> bool:
+        lease = mailboxes.c.oauth_refresh_lease_until
+        return await self._swap_tokens(
+            mailbox_id, expected_version, (lease.is_(None)) | (lease <= now), oauth_refresh_lease_until=until
+        )
+
+    async def release_token_refresh(self, mailbox_id: str, *, expected_version: int) -> None:
+        await self._swap_tokens(mailbox_id, expected_version, oauth_refresh_lease_until=None)
+
+    async def save_refreshed_tokens(
+        self, mailbox_id: str, *, expected_version: int, tokens: RefreshedTokens
+    ) -> bool:
+        """Store a refresh's tokens in one write, bump the version, drop the lease and lift a
+        reauth mark (a refresh the provider accepted proves the grant alive; the watcher's next
+        login sets the status)."""
+        marked = mailboxes.c.status == MailboxStatus.REAUTH_REQUIRED.value
+        return await self._swap_tokens(
+            mailbox_id,
+            expected_version,
+            token_version=expected_version + 1,
+            oauth_refresh_lease_until=None,
+            status=case((marked, MailboxStatus.PENDING.value), else_=mailboxes.c.status),
+            last_error=case((marked, None), else_=mailboxes.c.last_error),
+            oauth_access_token_enc=self._encrypt(tokens.access_token),
+            oauth_refresh_token_enc=self._encrypt(tokens.refresh_token),
+            oauth_expires_at=tokens.expires_at,
+            oauth_scopes=tokens.scope,
+            oauth_issued_at=tokens.issued_at,
+        )
+
+    async def mark_reauth_required(self, mailbox_id: str, *, error: str) -> None:
+        """The grant is dead: ``reauth_required`` with the provider's words; the lease is dropped."""
+        async with self._db.transaction() as conn:
+            await conn.execute(
+                update(mailboxes)
+                .where(mailboxes.c.id == mailbox_id)
+                .values(
+                    status=MailboxStatus.REAUTH_REQUIRED.value,
+                    last_error=error[:2000],
+                    oauth_refresh_lease_until=None,
+                )
+            )
+
     async def record_health(
-        self, mailbox_id: str, *, status: MailboxStatus, error: str | None, at: datetime
+        self,
+        mailbox_id: str,
+        *,
+        status: MailboxStatus,
+        error: str | None,
+        at: datetime,
+        tenant_id: str | None = None,
     ) -> Mailbox:
         """Record a test or sync outcome: success stamps ``last_success_at``; an error counts
         towards ``error_count_24h`` (a window restarted 24 h after its first error). A disabled
-        mailbox stays disabled: a watcher or test finishing after the switch never re-enables it."""
+        mailbox stays disabled: a watcher or test finishing after the switch never re-enables it.
+        With ``tenant_id``, a mailbox of another tenant is a missing one."""
+        where = [mailboxes.c.id == mailbox_id]
+        if tenant_id is not None:
+            where.append(mailboxes.c.tenant_id == tenant_id)
         async with self._db.transaction() as conn:
             row = (
                 await conn.execute(
-                    select(mailboxes.c.error_count_24h, mailboxes.c.errors_since).where(
-                        mailboxes.c.id == mailbox_id
-                    )
+                    select(mailboxes.c.error_count_24h, mailboxes.c.errors_since).where(*where)
                 )
             ).first()
             if row is None:
@@ -387,5 +457,5 @@ class MailboxRepository:
                 values.update(last_error=error[:2000], error_count_24h=count + 1, errors_since=since or at)
             if error is None and since is None:
                 values["error_count_24h"] = 0
-            await conn.execute(update(mailboxes).where(mailboxes.c.id == mailbox_id).values(**values))
+            await conn.execute(update(mailboxes).where(*where).values(**values))
         return await self.get_by_id(mailbox_id)

@@ -262,7 +262,7 @@ class Orchestrator:
                 mailbox,
                 self.connector_factory(mailbox),
                 log_=self.services.events,
-                mailboxes=self.services.mailboxes.repository,
+                mailboxes=self.services.mailboxes,
                 owner=self.owner,
                 connect_slots=self.connect_slots,
                 options=self.options,

@@ -54,8 +54,8 @@ from mailport.errors import (
 from mailport.events import EventLog, EventType, NewEvent, append_many
 from mailport.failures import Verdict, classify
 from mailport.mailboxes.models import Mailbox, MailboxStatus
+from mailport.mailboxes.service import HealthSink
 from mailport.metrics import CONNECTIONS, INGEST_LATENCY, RECONNECTS
-from mailport.store.mailboxes import MailboxRepository
 from mailport.sync import repository as repo
 from mailport.sync.pipeline import parse_chunk, store_chunk
 from mailport.tasks import cancel_and_wait, stop_if_cancelled
@@ -127,7 +127,7 @@ class Watcher:
         connector: Connector,
         *,
         log_: EventLog,
-        mailboxes: MailboxRepository,
+        mailboxes: HealthSink,
         owner: str,
         connect_slots: asyncio.Semaphore,
         options: WatcherOptions | None = None,
@@ -288,7 +288,7 @@ class Watcher:
                 )
         self.status.last_error = None
         self.mailbox = await self.mailboxes.record_health(
-            self.mailbox.id, status=MailboxStatus.CONNECTED, error=None, at=now
+            self.mailbox.tenant_id, self.mailbox.id, status=MailboxStatus.CONNECTED, error=None, at=now
         )
 
     async def _record_error(self, status: MailboxStatus, event_type: EventType, exc: BaseException) -> None:
@@ -325,7 +325,7 @@ class Watcher:
                         now=now,
                     )
             self.mailbox = await self.mailboxes.record_health(
-                self.mailbox.id, status=status, error=message, at=now
+                self.mailbox.tenant_id, self.mailbox.id, status=status, error=message, at=now
             )
         except MailportError:  # the mailbox was deleted meanwhile
             self._stopping = True

@@ -21,7 +21,7 @@ from mailport.errors import (
     ConnectLinkUsedError,
     InputError,
 )
-from mailport.oauth.connect import check_return_url
+from mailport.oauth.signin import check_return_url
 from mailport.oauth.state import StateStore
 from mailport.web.sealed import Sealer
 

@@ -21,7 +21,6 @@ from pydantic import SecretStr
 from mailport.bootstrap import Services
 from mailport.crypto import Secret
 from mailport.mailboxes.models import AuthMethod, NewMailbox, OAuthGrant, Security, ServerSettings
-from mailport.oauth.repository import DatabaseTokenStore
 from tests.conftest import issue_token
 from tests.fixtures.api import SecretWatch, TenantHandle
 from tests.fixtures.bodies import mailbox_body
@@ -219,7 +218,7 @@ async def test_a_dead_refresh_token_sets_reauth_required_without_connecting(
     mailbox_id = await _oauth_mailbox(
         services, tenant, dovecot, smtp, "gone@example.test", "tok-abcdef123456"
     )
-    await DatabaseTokenStore(services.database, services.key_ring).mark_reauth_required(
+    await services.mailboxes.mark_reauth_required(
         mailbox_id, error="invalid_grant: Token has been expired or revoked."
     )
     body = (await tenant_client.post(f"/v1/mailboxes/{mailbox_id}/test")).json()

@@ -20,7 +20,7 @@ from mailport.api.deps import Caller, error_responses, get_services, require_ten
 from mailport.crypto import Secret
 from mailport.errors import MailportError, OAuthBrowserMismatchError
 from mailport.mailboxes.schemas import MailboxRead
-from mailport.oauth.connect import expires_in
+from mailport.oauth.device_poller import expires_in
 from mailport.oauth.schemas import (
     AuthorizeIn,
     AuthorizeOut,

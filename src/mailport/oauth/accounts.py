@@ -1,0 +1,95 @@
+"""Keeping a signed-in account: its tokens go on its mailbox, or back to the provider.
+
+Both sign-ins (browser and device) end here. A new address creates an ``oauth2`` mailbox with
+the provider's IMAP/SMTP settings; a known one is reconnected (after ``reauth_required``),
+unless the sign-in was as another account than the mailbox's (``oauth_account_mismatch``, the
+mailbox left as it was). Tokens that are not kept, for this or any other reason, are revoked.
+Every write goes through :class:`~mailport.mailboxes.service.MailboxService`.
+"""
+
+from __future__ import annotations
+
+from mailport.errors import OAuthAccountMismatchError
+from mailport.mailboxes.models import AuthMethod, Mailbox, NewMailbox, OAuthGrant, Security
+from mailport.mailboxes.models import ServerSettings as MailboxServer
+from mailport.mailboxes.service import MailboxService
+from mailport.oauth.authcode import ConnectedAccount
+from mailport.oauth.providers import MailServer
+from mailport.oauth.repository import mailbox_id_for
+from mailport.oauth.service import OAuthServices
+from mailport.store.database import Database
+
+
+def _server(server: MailServer, username: str | None) -> MailboxServer:
+    return MailboxServer(server.host, server.port, Security(server.security), username)
+
+
+class AccountKeeper:
+    def __init__(self, oauth: OAuthServices, *, database: Database, mailboxes: MailboxService) -> None:
+        self._oauth = oauth
+        self._database = database
+        self._mailboxes = mailboxes
+
+    async def keep_or_revoke(
+        self, tenant_id: str, account: ConnectedAccount, *, mailbox_id: str | None, purpose: str | None
+    ) -> tuple[Mailbox, bool]:
+        """Store the account's tokens on its mailbox (True: created); tokens that cannot be
+        stored are revoked."""
+        try:
+            return await self._store(tenant_id, account, mailbox_id=mailbox_id, purpose=purpose)
+        except BaseException:
+            provider = self._oauth.registry.get(account.provider)
+            tokens = account.tokens
+            await self._oauth.client.discard(
+                provider, account.app, access_token=tokens.access_token, refresh_token=tokens.refresh_token
+            )
+            raise
+
+    async def _store(
+        self, tenant_id: str, account: ConnectedAccount, *, mailbox_id: str | None, purpose: str | None
+    ) -> tuple[Mailbox, bool]:
+        tokens = account.tokens
+        target = mailbox_id or await mailbox_id_for(self._database, tenant_id, account.email)
+        current = await self._mailboxes.get(tenant_id, target) if target is not None else None
+        email, confirmed_email = account.email, account.email if account.email_confirmed else None
+        if current is not None:
+            expected = (current.oauth.connected_email if current.oauth else None) or current.email
+            if account.email_confirmed and email.lower() != expected.lower():
+                raise OAuthAccountMismatchError(
+                    f"mailbox {current.id} belongs to {expected}, but the sign-in was as another "
+                    f"account ({email}); the mailbox was not changed",
+                    mailbox_id=current.id,
+                )
+            if not account.email_confirmed:  # the provider did not say: the mailbox's own account
+                email, confirmed_email = expected, current.oauth.connected_email if current.oauth else None
+        grant = OAuthGrant(
+            provider=account.provider,
+            access_token=tokens.access_token,
+            refresh_token=tokens.refresh_token,
+            expires_at=tokens.expires_at,
+            scopes=tuple((tokens.scope or "").split()),
+            # None: the provider did not name the account; the first IMAP/SMTP login confirms it.
+            connected_email=confirmed_email,
+            issued_at=tokens.issued_at,
+        )
+        if current is None:
+            new = NewMailbox(
+                email=account.email,
+                auth_method=AuthMethod.OAUTH2,
+                imap=_server(account.imap, None),
+                smtp=_server(account.smtp, None) if account.smtp else None,
+                purpose=purpose,
+                provider_id=account.provider,
+                oauth=grant,
+            )
+            return await self._mailboxes.create(tenant_id, new), True
+        # XOAUTH2 logs in as the signed-in account (a Microsoft UPN may differ from the address).
+        username = email if email != current.email else None
+        updated = await self._mailboxes.store_grant(
+            tenant_id,
+            current.id,
+            grant,
+            imap=_server(account.imap, username),
+            smtp=_server(account.smtp, username) if account.smtp else None,
+        )
+        return updated, False
