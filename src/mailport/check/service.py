@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import logging
 
-from mailport.check.model import CheckCredentials, CheckResult, ServerTarget
+from mailport.check.model import CheckCredentials, CheckResult
 from mailport.check.runner import ConnectionChecker
 from mailport.check.schemas import CheckRequest
 from mailport.clock import Clock
@@ -100,8 +100,8 @@ class CheckService:
 
     async def _run(self, mailbox: Mailbox, credentials: CheckCredentials) -> CheckResult:
         return await self.checker.check(
-            ServerTarget.of(mailbox.imap),
-            ServerTarget.of(mailbox.smtp) if mailbox.smtp else None,
+            mailbox.imap,
+            mailbox.smtp,
             credentials,
         )
 

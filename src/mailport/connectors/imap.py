@@ -44,7 +44,6 @@ log = logging.getLogger(__name__)
 TokenSource = Callable[[], Awaitable[Secret]]
 ForceRefresh = Callable[[Secret | None], Awaitable[Secret]]
 
-_SECURITY = {Security.SSL: "tls", Security.STARTTLS: "starttls", Security.NONE: "plain"}
 _NEW_MAIL = frozenset({EventKind.EXISTS, EventKind.RECENT})
 FETCH_TIMEOUT = 300.0
 
@@ -94,14 +93,14 @@ class ImapConnector:
         return self._client is not None and self._client.has("IDLE")
 
     def _new_client(self) -> ImapClient:
-        security = _SECURITY[self.mailbox.imap.security]
+        plain = self.mailbox.imap.security is Security.NONE
         return ImapClient(
             self.mailbox.imap.host,
             self.mailbox.imap.port,
-            security=security,
-            ssl_context=None if security == "plain" else self._ssl_context,
-            allow_plaintext=security == "plain",
-            allow_plaintext_auth=security == "plain",  # the mailbox chose "none" explicitly
+            security=self.mailbox.imap.security,
+            ssl_context=None if plain else self._ssl_context,
+            allow_plaintext=plain,
+            allow_plaintext_auth=plain,  # the mailbox chose "none" explicitly
             connect_timeout=self._connect_timeout,
             command_timeout=self._command_timeout,
             max_literal_size=self._max,

@@ -97,8 +97,8 @@ class DetectOptions:
     cache_ttl: float = 3600.0
     https_port: int = 443
     http_port: int = 80
-    imap_probe_ports: tuple[tuple[int, Security], ...] = ((993, "ssl"), (143, "starttls"))
-    smtp_probe_ports: tuple[tuple[int, Security], ...] = ((465, "ssl"), (587, "starttls"))
+    imap_probe_ports: tuple[tuple[int, Security], ...] = ((993, Security.SSL), (143, Security.STARTTLS))
+    smtp_probe_ports: tuple[tuple[int, Security], ...] = ((465, Security.SSL), (587, Security.STARTTLS))
     probe_timeout: float = 4.0
     probe_stagger: float = 0.05
     probe_concurrency: int = 6

@@ -11,13 +11,8 @@ from datetime import datetime
 from enum import StrEnum
 
 from mailport.crypto import Secret
-from mailport.net.trust import Certificate
-
-
-class Security(StrEnum):
-    SSL = "ssl"  # implicit TLS (993, 465)
-    STARTTLS = "starttls"  # plain connection upgraded with STARTTLS (143, 587)
-    NONE = "none"  # no TLS at all (tests and local relays only)
+from mailport.servers import Security as Security  # re-exported: mailboxes name it too
+from mailport.servers import ServerSettings as ServerSettings
 
 
 class AuthMethod(StrEnum):
@@ -35,16 +30,6 @@ class MailboxStatus(StrEnum):
 
 
 PASSWORD_METHODS = frozenset({AuthMethod.PASSWORD, AuthMethod.APP_PASSWORD})
-
-
-@dataclass(frozen=True)
-class ServerSettings:
-    host: str
-    port: int
-    security: Security
-    username: str | None = None  # None: log in with the mailbox's email address
-    # The one certificate this server must present (a pin; see mailport.net.trust); None: CAs.
-    trusted_certificate: Certificate | None = None
 
 
 @dataclass(frozen=True)

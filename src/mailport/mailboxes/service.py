@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 from mailport.clock import Clock, utc_now
@@ -185,3 +186,13 @@ class MailboxService:
     async def delete(self, tenant_id: str, mailbox_id: str) -> None:
         await self.repository.delete(tenant_id, mailbox_id)
         self._changed()
+
+    async def record_health(
+        self, tenant_id: str, mailbox_id: str, *, status: MailboxStatus, error: str | None, at: datetime
+    ) -> Mailbox:
+        """Record a test's or a watcher's outcome (:meth:`MailboxRepository.record_health`) for a
+        mailbox of ``tenant_id``, and tell the listeners: a status is a change like any other."""
+        await self.repository.get(tenant_id, mailbox_id)  # another tenant's mailbox: not found
+        mailbox = await self.repository.record_health(mailbox_id, status=status, error=error, at=at)
+        self._changed()
+        return mailbox

@@ -19,7 +19,7 @@ from mailport.events import acceptance
 from mailport.mailboxes.models import AuthMethod, Mailbox, MailboxStatus
 from mailport.web.charts import hourly_chart
 from mailport.web.deps import csrf, operator
-from mailport.web.drafts import Draft, Server, seal
+from mailport.web.drafts import Draft, seal
 from mailport.web.figures import Figures, figures_for, hour_of
 from mailport.web.render import WebRoute, redirect, render
 from mailport.web.session import WebSession
@@ -104,8 +104,8 @@ def _draft_for(session: WebSession, mailbox: Mailbox) -> Draft:
         provider_id=mailbox.provider_id,
         oauth_provider=mailbox.oauth.provider if mailbox.oauth else None,
         auth_method=mailbox.auth_method.value,
-        imap=Server.from_model(mailbox.imap),
-        smtp=Server.from_model(mailbox.smtp),
+        imap=mailbox.imap,
+        smtp=mailbox.smtp,
         password=mailbox.password.reveal() if mailbox.password else None,
         mailbox_id=mailbox.id,
         purpose=mailbox.purpose,
