@@ -92,6 +92,6 @@ class ServerSettings:
             host=str(data["host"]),
             port=int(data["port"]),
             security=Security(data["security"]),
-            username=data.get("username") or None,
+            username=data.get("username"),
             trusted_certificate=Certificate.from_pem(pem) if pem else None,
         )

@@ -104,6 +104,18 @@ class ServerIn(RequestModel):
             pinned = current.trusted_certificate if current.host == self.host else None
         return ServerSettings(self.host, self.port, self.security, self.username, pinned)
 
+    @classmethod
+    def from_model(cls, server: ServerSettings) -> ServerIn:
+        """The settings as a request would send them (the pin set explicitly, kept or cleared)."""
+        pem = server.trusted_certificate.pem if server.trusted_certificate else None
+        return cls(
+            host=server.host,
+            port=server.port,
+            security=server.security,
+            username=server.username or None,
+            trusted_certificate=pem,
+        )
+
 
 class SettingsIn(RequestModel):
     from_name: FromName | None = None

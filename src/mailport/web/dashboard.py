@@ -24,13 +24,8 @@ from mailport.web.figures import Figures, figures_for, hour_of
 from mailport.web.render import WebRoute, redirect, render
 from mailport.web.session import WebSession
 from mailport.web.state import WebState, get_web
-from mailport.web.wizard_parts import (
-    check_target,
-    form_values,
-    oauth_return_url,
-    record_check_result,
-    step_context,
-)
+from mailport.web.wizard.context import form_values, oauth_return_url, step_context
+from mailport.web.wizard.testing import check_target, record_check_result
 
 router = APIRouter(route_class=WebRoute, include_in_schema=False)
 

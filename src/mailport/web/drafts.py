@@ -16,6 +16,9 @@ from mailport.crypto import Secret
 from mailport.servers import ServerSettings
 from mailport.web.sealed import Sealer
 
+# The wizard's name for a server it carries: the one server-settings type.
+Server = ServerSettings
+
 KIND = "wizard-draft"
 TTL = 3600
 
