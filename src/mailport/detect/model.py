@@ -130,12 +130,22 @@ class Candidate:
     smtp: tuple[ServerTemplate, ...] = ()
     provider: Provider | None = None
     hints: tuple[Hint, ...] = ()
-    rank: int = 99  # lower = more trusted (see detector.RANK)
+    rank: int = 99  # lower = more trusted (see mechanisms.RANK_*)
     detail: str = ""  # where it came from (URL, MX host, SRV owner…), for logs and alternatives
 
     @property
     def usable(self) -> bool:
         return bool(self.imap or self.smtp)
+
+
+@dataclass(frozen=True, slots=True)
+class Findings:
+    """Everything learnt about one domain (cached; independent of the local part)."""
+
+    candidates: tuple[Candidate, ...] = ()
+    exists: bool | None = None
+    null_mx: bool = False
+    timed_out: bool = False
 
 
 @dataclass(frozen=True, slots=True)
