@@ -71,6 +71,7 @@ class CheckService:
         that could not check the token (``[UNAVAILABLE]``), leaves it in ``error`` (never
         ``reauth_required``)."""
         mailbox = await self._mailboxes.get(tenant_id, mailbox_id)
+        mailbox.require_imap()  # the test signs in over IMAP: refused clearly without a server
         used: list[Secret] = []
         credentials = self._credentials(mailbox, used)
         try:
@@ -100,7 +101,7 @@ class CheckService:
 
     async def _run(self, mailbox: Mailbox, credentials: CheckCredentials) -> CheckResult:
         return await self.checker.check(
-            mailbox.imap,
+            mailbox.require_imap(),
             mailbox.smtp,
             credentials,
         )

@@ -11,6 +11,7 @@ from datetime import datetime
 from enum import StrEnum
 
 from mailport.crypto import Secret
+from mailport.errors import ImapSettingsMissingError
 from mailport.servers import Security as Security  # re-exported: mailboxes name it too
 from mailport.servers import ServerSettings as ServerSettings
 
@@ -66,7 +67,7 @@ class NewMailbox:
 
     email: str
     auth_method: AuthMethod
-    imap: ServerSettings
+    imap: ServerSettings | None  # None: a connector that needs no IMAP server
     smtp: ServerSettings | None = None
     label: str | None = None
     purpose: str | None = None
@@ -82,7 +83,7 @@ class Mailbox:
     tenant_id: str
     email: str
     auth_method: AuthMethod
-    imap: ServerSettings
+    imap: ServerSettings | None  # None: a connector that needs no IMAP server
     smtp: ServerSettings | None
     label: str | None
     purpose: str | None
@@ -101,7 +102,13 @@ class Mailbox:
 
     @property
     def imap_username(self) -> str:
-        return self.imap.username or self.email
+        return (self.imap.username if self.imap else None) or self.email
+
+    def require_imap(self) -> ServerSettings:
+        """The IMAP settings, for an operation that needs them; refused when the mailbox has none."""
+        if self.imap is None:
+            raise ImapSettingsMissingError(f"mailbox {self.id} has no IMAP settings")
+        return self.imap
 
     @property
     def smtp_username(self) -> str | None:

@@ -214,7 +214,7 @@ class MailboxRead(BaseModel):
     auth_method: AuthMethod
     has_password: bool
     oauth: OAuthOut | None
-    imap: ServerOut
+    imap: ServerOut | None = Field(description="null: the mailbox's connector needs no IMAP server")
     smtp: ServerOut | None
     settings: SettingsOut
     status: MailboxStatus
@@ -243,7 +243,6 @@ class MailboxRead(BaseModel):
             )
 
         imap = server(mailbox.imap)
-        assert imap is not None
         oauth = mailbox.oauth
         return cls(
             id=mailbox.id,

@@ -12,7 +12,7 @@ from fastapi import Depends, Form, Query, Request
 from starlette.responses import Response
 
 from mailport.crypto import Secret
-from mailport.errors import InputError
+from mailport.errors import ImapSettingsMissingError, InputError
 from mailport.failures import classify_code
 from mailport.mailboxes.models import MailboxStatus
 from mailport.web.checks import CheckRun, CheckTarget
@@ -26,8 +26,10 @@ from mailport.web.wizard.context import step_context
 
 
 def check_target(web: WebState, draft: Draft) -> CheckTarget:
-    """What the connection test of ``draft`` checks (with a token source for OAuth)."""
-    assert draft.imap is not None
+    """What the connection test of ``draft`` checks (with a token source for OAuth); a stored
+    mailbox without IMAP settings is refused (the test signs in over IMAP)."""
+    if draft.imap is None:
+        raise ImapSettingsMissingError(f"{draft.email} has no IMAP settings to test")
     token_source = None
     if draft.auth_method == "oauth2" and draft.mailbox_id:
         mailbox_id = draft.mailbox_id
