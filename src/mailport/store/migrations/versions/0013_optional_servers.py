@@ -30,7 +30,9 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
-    without = op.get_bind().execute(sa.text("SELECT count(*) FROM mailboxes WHERE imap_host IS NULL")).scalar()
+    without = (
+        op.get_bind().execute(sa.text("SELECT count(*) FROM mailboxes WHERE imap_host IS NULL")).scalar()
+    )
     if without:
         raise RuntimeError(
             f"{without} mailbox(es) have no IMAP settings; delete them (or give them IMAP settings) "
