@@ -24,6 +24,7 @@ once, at the boundary where they occur, and chained (``raise X(...) from exc``).
     ├── ConflictError                   conflict              409
     ├── RateLimitedError                rate_limited          429
     ├── UnsupportedFeatureError         unsupported_feature   422
+    │   └── ImapSettingsMissingError    imap_not_configured   422   (the mailbox has no IMAP server)
     └── ProviderError                   provider_error        502   (a mail server or provider failed)
         ├── ConnectError                connect_failed        502
         │   ├── HostNotFoundError               host_not_found                 502
@@ -268,6 +269,16 @@ class UnsupportedFeatureError(
     hint="This provider or server does not support that feature.",
 ):
     """Raised instead of silently dropping a feature a provider or server cannot do."""
+
+
+class ImapSettingsMissingError(UnsupportedFeatureError):
+    """An operation that speaks IMAP met a mailbox stored without IMAP settings."""
+
+    code = "imap_not_configured"
+    hint = (
+        "This mailbox has no IMAP server settings: give it `imap` settings "
+        "(PATCH /v1/mailboxes/{id}), or use what its connector offers instead."
+    )
 
 
 # --------------------------------------------------------------------------- mail servers

@@ -79,6 +79,7 @@ _PERSON_CODES = frozenset(
         "oauth_token_rejected",
         "oauth_permission_missing",
         "mailbox_access_denied",
+        "imap_not_configured",
         "oauth_client_rejected",
         "oauth_not_configured",
         "oauth_error",

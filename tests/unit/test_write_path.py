@@ -28,7 +28,6 @@ MAY_NAME_THE_REPOSITORY = {SERVICE, SRC / "bootstrap.py", STORE / "mailboxes.py"
 # package in parallel, and that change routes its health writes through
 # ``MailboxService.record_health``. Remove an entry once the file no longer needs it (the test
 # below fails on a stale one).
-NOT_YET_MOVED = {SRC / "web" / "wizard.py", SRC / "web" / "wizard_parts.py"}
 
 
 def _trees() -> dict[Path, ast.Module]:
@@ -142,19 +141,13 @@ def test_only_the_store_writes_the_mailboxes_table() -> None:
 def test_only_the_mailbox_service_calls_the_store_writes() -> None:
     writers = _repository_writers()
     offenders: dict[str, list[int]] = {}
-    stale = []
     for path, tree in _trees().items():
         if path == SERVICE or path.is_relative_to(STORE):
             continue
         lines = _repository_write_calls(tree, writers)
-        if path in NOT_YET_MOVED:
-            if not lines:
-                stale.append(str(path.relative_to(SRC)))
-            continue
         if lines:
             offenders[str(path.relative_to(SRC))] = lines
     assert not offenders, f"call MailboxService instead of its repository: {offenders}"
-    assert not stale, f"no longer writes around the service: remove from NOT_YET_MOVED: {stale}"
 
 
 def test_only_the_service_and_the_composition_root_name_the_repository() -> None:

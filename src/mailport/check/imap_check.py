@@ -19,22 +19,20 @@ from mailport.check.steps import Deadline, StepRecorder, authentication_step, pl
 from mailport.check.tls import describe
 from mailport.errors import ConnectionLostError, MailportError
 from mailport.imap import ImapClient
-from mailport.imap.models import Security as ImapSecurity
 from mailport.net.guard import VettedHost, connect_vetted
 from mailport.net.probe import peer_certificate
 from mailport.net.trust import unverified_context
-
-_SECURITY = {"ssl": ImapSecurity.TLS, "starttls": ImapSecurity.STARTTLS, "none": ImapSecurity.PLAIN}
+from mailport.servers import Security
 
 
 def _client(vetted: VettedHost, target: ServerTarget, context: ssl.SSLContext, timeout: float) -> ImapClient:
     return ImapClient(
         vetted.host,
         vetted.port,
-        security=_SECURITY[target.security],
-        ssl_context=None if target.security == "none" else context,
+        security=target.security,
+        ssl_context=None if target.security is Security.NONE else context,
         server_hostname=vetted.server_hostname,
-        allow_plaintext=target.security == "none",
+        allow_plaintext=target.security is Security.NONE,
         connect_timeout=timeout,
         command_timeout=timeout,
     )
@@ -57,7 +55,7 @@ async def _starttls_certificate(vetted: VettedHost, target: ServerTarget, deadli
 
 
 async def _peer_certificate(vetted: VettedHost, target: ServerTarget, deadline: Deadline) -> bytes | None:
-    if target.security == "starttls":
+    if target.security is Security.STARTTLS:
         return await _starttls_certificate(vetted, target, deadline)
     try:
         return await peer_certificate(vetted, timeout=deadline.for_step(5.0))
@@ -102,7 +100,7 @@ async def check_imap(
         rec.ok("tcp_connect", started, f"connected to {peer[0]} port {peer[1]}")
 
         # --- implicit TLS
-        if target.security == "ssl":
+        if target.security is Security.SSL:
             up = await tls_step(
                 rec, "tls_handshake", rec.start(), client.tls_handshake, deadline,
                 peer_certificate=lambda: _peer_certificate(vetted, target, deadline), success=describe,
@@ -122,7 +120,7 @@ async def check_imap(
             # No words from the server (silence, a hang-up, another protocol's banner): look at
             # what a fresh plaintext connection gets, to tell a TLS port or another service.
             evidence = None
-            if target.security != "ssl" and not getattr(exc, "server_said", None):
+            if target.security is not Security.SSL and not getattr(exc, "server_said", None):
                 evidence = await plaintext_evidence(vetted, deadline)
             received = evidence.received if evidence else None
             if isinstance(exc, ConnectionLostError) and not exc.server_said and received is None:
@@ -143,7 +141,7 @@ async def check_imap(
         )
 
         # --- STARTTLS
-        if target.security == "starttls":
+        if target.security is Security.STARTTLS:
             started = rec.start()
             if not client.has("STARTTLS"):
                 rec.fail("starttls", started)  # not offered: the catalog names the fix

@@ -21,33 +21,13 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from mailport.crypto import Secret
-from mailport.mailboxes.models import ServerSettings
 from mailport.net.trust import Certificate
 from mailport.sasl import TokenSource
+from mailport.servers import ServerSettings
 
-Security = Literal["ssl", "starttls", "none"]
-DEFAULT_PORTS: dict[str, dict[str, int]] = {
-    "imap": {"ssl": 993, "starttls": 143, "none": 143},
-    "smtp": {"ssl": 465, "starttls": 587, "none": 25},
-}
-
-
-@dataclass(frozen=True)
-class ServerTarget:
-    """One server to check. ``username`` defaults to the credentials' user name;
-    ``trusted_certificate`` pins the server's certificate (:mod:`mailport.net.trust`)."""
-
-    host: str
-    port: int
-    security: Security
-    username: str | None = None
-    trusted_certificate: Certificate | None = None
-
-    @classmethod
-    def of(cls, server: ServerSettings) -> ServerTarget:
-        """A stored (or wizard) server's settings, its pinned certificate included."""
-        security: Security = server.security.value
-        return cls(server.host, server.port, security, server.username, server.trusted_certificate)
+# One server to check: the one server-settings type. ``username`` defaults to the credentials'
+# user name; ``trusted_certificate`` pins the server's certificate (:mod:`mailport.net.trust`).
+ServerTarget = ServerSettings
 
 
 @dataclass(frozen=True)

@@ -9,7 +9,7 @@ token are ``SecretStr`` so neither a ``repr`` nor a validation error can echo th
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any
 
 from pydantic import (
     AfterValidator,
@@ -24,6 +24,7 @@ from mailport.check.model import CheckCredentials, CheckResult, ServerTarget
 from mailport.crypto import Secret
 from mailport.mailboxes.schemas import TrustedCertificatePem
 from mailport.net.trust import Certificate
+from mailport.servers import Security
 from mailport.validation import Email, RequestModel, clean_line
 
 CheckHost = Annotated[
@@ -38,7 +39,7 @@ Provider = Annotated[str, StringConstraints(pattern=r"^[a-z0-9_.-]{1,50}$")]
 class CheckServer(RequestModel):
     host: CheckHost
     port: int = Field(..., ge=1, le=65535, strict=True)
-    security: Literal["ssl", "starttls", "none"]
+    security: Security
     username: (
         Annotated[str, StringConstraints(min_length=1, max_length=320), AfterValidator(clean_line)] | None
     ) = Field(None, description="Defaults to the request's `username`, else `email`")

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import logging
 
-from mailport.check.model import CheckCredentials, CheckResult, ServerTarget
+from mailport.check.model import CheckCredentials, CheckResult
 from mailport.check.runner import ConnectionChecker
 from mailport.check.schemas import CheckRequest
 from mailport.clock import Clock
@@ -71,6 +71,7 @@ class CheckService:
         that could not check the token (``[UNAVAILABLE]``), leaves it in ``error`` (never
         ``reauth_required``)."""
         mailbox = await self._mailboxes.get(tenant_id, mailbox_id)
+        mailbox.require_imap()  # the test signs in over IMAP: refused clearly without a server
         used: list[Secret] = []
         credentials = self._credentials(mailbox, used)
         try:
@@ -104,8 +105,8 @@ class CheckService:
 
     async def _run(self, mailbox: Mailbox, credentials: CheckCredentials) -> CheckResult:
         return await self.checker.check(
-            ServerTarget.of(mailbox.imap),
-            ServerTarget.of(mailbox.smtp) if mailbox.smtp else None,
+            mailbox.require_imap(),
+            mailbox.smtp,
             credentials,
         )
 

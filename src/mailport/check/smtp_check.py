@@ -22,9 +22,9 @@ from mailport.errors import MailportError
 from mailport.net.guard import VettedHost, connect_vetted
 from mailport.net.probe import peer_certificate
 from mailport.net.trust import unverified_context
+from mailport.servers import Security
 from mailport.smtp import SmtpClient
 
-_SECURITY = {"ssl": "tls", "starttls": "starttls", "none": "plain"}
 _SHOWN_EXTENSIONS = 12
 
 
@@ -34,9 +34,9 @@ def _client(
     return SmtpClient(
         vetted.host,
         vetted.port,
-        security=_SECURITY[target.security],
+        security=target.security,
         ssl_context=context,
-        allow_plaintext=target.security == "none",
+        allow_plaintext=target.security is Security.NONE,
         timeout=timeout,
         sock=sock,
         server_hostname=vetted.server_hostname,
@@ -46,7 +46,7 @@ def _client(
 async def _peer_certificate(vetted: VettedHost, target: ServerTarget, deadline: Deadline) -> bytes | None:
     """The certificate the server presents, read without verification (nothing sent after)."""
     timeout = deadline.for_step(5.0)
-    if target.security == "ssl":
+    if target.security is Security.SSL:
         try:
             return await peer_certificate(vetted, timeout=timeout)
         except (OSError, TimeoutError, MailportError):
@@ -109,15 +109,15 @@ async def check_smtp(
                 greeting = await client.greet()
         except (OSError, TimeoutError, MailportError) as exc:
             ended = rec.start()
-            if target.security == "ssl" and not handshakes:
+            if target.security is Security.SSL and not handshakes:
                 peer = lambda: _peer_certificate(vetted, target, deadline)  # noqa: E731
                 await rec.fail_tls("tls_handshake", started, exc, peer, ended=ended)
                 return
-            if target.security == "ssl":
+            if target.security is Security.SSL:
                 rec.ok("tls_handshake", started, "TLS established", ended=handshakes[0])
                 started = handshakes[0]
             evidence = None
-            if target.security != "ssl" and not getattr(exc, "server_said", None):
+            if target.security is not Security.SSL and not getattr(exc, "server_said", None):
                 evidence = await plaintext_evidence(vetted, deadline)
             rec.fail(
                 "smtp_ehlo",
@@ -128,7 +128,7 @@ async def check_smtp(
                 ended=ended,
             )
             return
-        if target.security == "ssl":
+        if target.security is Security.SSL:
             ended = handshakes[0] if handshakes else rec.start()
             rec.ok("tls_handshake", started, describe(client.tls), ended=ended)
             started = ended
@@ -143,7 +143,7 @@ async def check_smtp(
         rec.ok("smtp_ehlo", started, f"{greeting}; EHLO: {_extensions(extensions)}")
 
         # --- STARTTLS
-        if target.security == "starttls":
+        if target.security is Security.STARTTLS:
             started = rec.start()
             if "starttls" not in {k.lower() for k in extensions}:
                 rec.fail("smtp_starttls", started)  # not offered

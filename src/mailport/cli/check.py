@@ -20,7 +20,7 @@ from pathlib import Path
 import typer
 
 from mailport.check import CheckCredentials, CheckResult, ConnectionChecker, ServerTarget
-from mailport.check.model import DEFAULT_PORTS, ProtocolResult
+from mailport.check.model import ProtocolResult
 from mailport.cli.services import pem_file_option
 from mailport.config import Settings, load_settings
 from mailport.crypto import Secret
@@ -28,14 +28,15 @@ from mailport.errors import InputError, MailportError
 from mailport.net.guard import HostGuard
 from mailport.net.resolve import DnsResolver
 from mailport.net.trust import Certificate, MailTrust
+from mailport.servers import DEFAULT_PORTS, Protocol, Security
 
 _SECURITY_BY_PORT = {
-    993: "ssl",
-    143: "starttls",
-    465: "ssl",
-    587: "starttls",
-    25: "starttls",
-    2525: "starttls",
+    993: Security.SSL,
+    143: Security.STARTTLS,
+    465: Security.SSL,
+    587: Security.STARTTLS,
+    25: Security.STARTTLS,
+    2525: Security.STARTTLS,
 }
 
 
@@ -45,9 +46,11 @@ class OnlyOption(StrEnum):
 
 
 class SecurityOption(StrEnum):
-    ssl = "ssl"
-    starttls = "starttls"
-    none = "none"
+    """The command line's choices: the values of :class:`mailport.servers.Security`."""
+
+    ssl = Security.SSL.value
+    starttls = Security.STARTTLS.value
+    none = Security.NONE.value
 
 
 def _target(
@@ -63,13 +66,18 @@ def _target(
     if detected is not None and host is None:
         base = detected
     else:
-        chosen = security.value if security else _SECURITY_BY_PORT.get(port or 0, "ssl")
-        base = ServerTarget(host or "", port or DEFAULT_PORTS[protocol][chosen], chosen)  # type: ignore[arg-type]
+        chosen = Security(security) if security else _SECURITY_BY_PORT.get(port or 0, Security.SSL)
+        base = ServerTarget(host or "", port or DEFAULT_PORTS[_protocol(protocol)][chosen], chosen)
     if security is not None:
-        base = replace(base, security=security.value, port=port or DEFAULT_PORTS[protocol][security.value])
+        chosen = Security(security)
+        base = replace(base, security=chosen, port=port or DEFAULT_PORTS[_protocol(protocol)][chosen])
     if port is not None:
         base = replace(base, port=port)
     return base
+
+
+def _protocol(name: str) -> Protocol:
+    return "smtp" if name == "smtp" else "imap"
 
 
 async def _detect(
@@ -79,16 +87,7 @@ async def _detect(
 
     options = DetectOptions.from_settings(settings, allow_private_hosts=True)
     result = await Detector.from_settings(settings, options=options).detect(email)
-    imap = (
-        ServerTarget(result.imap.host, result.imap.port, result.imap.security, result.imap.username)
-        if result.imap
-        else None
-    )
-    smtp = (
-        ServerTarget(result.smtp.host, result.smtp.port, result.smtp.security, result.smtp.username)
-        if result.smtp
-        else None
-    )
+    imap, smtp = result.imap, result.smtp
     provider = result.provider[0] if result.provider else None
     return imap, smtp, provider
 

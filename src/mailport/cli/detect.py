@@ -42,7 +42,7 @@ def render(result: DetectionResult, console: Console) -> None:
     rows = [
         (label, "—", "", "", "")
         if server is None
-        else (label, server.host, str(server.port), server.security, server.username)
+        else (label, server.host, str(server.port), server.security.value, server.username or "")
         for label, server in (("IMAP", result.imap), ("SMTP", result.smtp))
     ]
     console.print(make_table(("", "host", "port", "security", "username"), rows), crop=False)

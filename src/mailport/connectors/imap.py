@@ -35,7 +35,7 @@ from mailport.diagnosis import Failure, diagnose
 from mailport.errors import AuthenticationError, CommandError, MailportError
 from mailport.failures import is_temporary
 from mailport.imap import FETCH_ITEMS, HEADER_ITEMS, EventKind, ImapClient
-from mailport.mailboxes.models import AuthMethod, Mailbox, Security
+from mailport.mailboxes.models import AuthMethod, Mailbox, Security, ServerSettings
 from mailport.net.guard import HostGuard
 from mailport.sasl import OAuth2Auth, PasswordAuth
 
@@ -44,7 +44,6 @@ log = logging.getLogger(__name__)
 TokenSource = Callable[[], Awaitable[Secret]]
 ForceRefresh = Callable[[Secret | None], Awaitable[Secret]]
 
-_SECURITY = {Security.SSL: "tls", Security.STARTTLS: "starttls", Security.NONE: "plain"}
 _NEW_MAIL = frozenset({EventKind.EXISTS, EventKind.RECENT})
 FETCH_TIMEOUT = 300.0
 
@@ -93,15 +92,20 @@ class ImapConnector:
     def supports_push(self) -> bool:
         return self._client is not None and self._client.has("IDLE")
 
+    @property
+    def _imap(self) -> ServerSettings:
+        """The mailbox's IMAP server; a mailbox without one is refused when it connects."""
+        return self.mailbox.require_imap()
+
     def _new_client(self) -> ImapClient:
-        security = _SECURITY[self.mailbox.imap.security]
+        plain = self._imap.security is Security.NONE
         return ImapClient(
-            self.mailbox.imap.host,
-            self.mailbox.imap.port,
-            security=security,
-            ssl_context=None if security == "plain" else self._ssl_context,
-            allow_plaintext=security == "plain",
-            allow_plaintext_auth=security == "plain",  # the mailbox chose "none" explicitly
+            self._imap.host,
+            self._imap.port,
+            security=self._imap.security,
+            ssl_context=None if plain else self._ssl_context,
+            allow_plaintext=plain,
+            allow_plaintext_auth=plain,  # the mailbox chose "none" explicitly
             connect_timeout=self._connect_timeout,
             command_timeout=self._command_timeout,
             max_literal_size=self._max,
@@ -146,13 +150,13 @@ class ImapConnector:
             Failure(
                 step="authentication",
                 protocol="imap",
-                host=self.mailbox.imap.host,
-                port=self.mailbox.imap.port,
+                host=self._imap.host,
+                port=self._imap.port,
                 auth="password",
                 error=refused,
             )
         )
-        where = f"{self.mailbox.imap.host}:{self.mailbox.imap.port}"
+        where = f"{self._imap.host}:{self._imap.port}"
         message = found.detail if found.detail.startswith(where) else f"{where}: {found.detail}"
         return found.error_class(message, hint=found.hint, server_said=refused.server_said)
 
@@ -187,7 +191,7 @@ class ImapConnector:
         if self._client is None or not self._client.connected:
             from mailport.errors import ConnectionLostError
 
-            raise ConnectionLostError(f"{self.mailbox.imap.host}: not connected")
+            raise ConnectionLostError(f"{self._imap.host}: not connected")
         return self._client
 
     def _touch(self) -> None:
@@ -345,7 +349,7 @@ class ImapConnector:
                 elif any(e.kind is EventKind.BYE for e in events):
                     from mailport.errors import ConnectionLostError
 
-                    raise ConnectionLostError(f"{self.mailbox.imap.host}: the server said BYE")
+                    raise ConnectionLostError(f"{self._imap.host}: the server said BYE")
             self._woken = False
             await client.idle_done()
             if change.kind is ChangeKind.TICK:

@@ -15,11 +15,11 @@ from xml.etree.ElementTree import Element
 import defusedxml.ElementTree as SafeET
 from defusedxml import DefusedXmlException
 
-from mailport.detect.model import EMAIL_ADDRESS, Hint, Security, ServerTemplate
+from mailport.detect.model import EMAIL_ADDRESS, Hint, ServerTemplate
+from mailport.servers import Security
 
 MAX_DOCUMENT_BYTES = 256 * 1024
 
-_SOCKET_TYPES: dict[str, Security] = {"ssl": "ssl", "tls": "ssl", "starttls": "starttls", "plain": "none"}
 _AUTH = {
     "oauth2": "oauth2",
     "password-cleartext": "password",
@@ -52,8 +52,11 @@ def _text(element: Element | None) -> str:
 def _server(element: Element) -> ServerTemplate | None:
     host = _text(element.find("hostname")).lower().rstrip(".")
     port_text = _text(element.find("port"))
-    socket_type = _SOCKET_TYPES.get(_text(element.find("socketType")).lower())
-    if not host or not (port_text.isascii() and port_text.isdigit()) or socket_type is None:
+    try:  # Thunderbird's socketType words: SSL, STARTTLS, plain (and "tls" in the wild)
+        socket_type = Security.parse(_text(element.find("socketType")))
+    except ValueError:
+        return None
+    if not host or not (port_text.isascii() and port_text.isdigit()):
         return None
     port = int(port_text)
     if not 0 < port < 65536:

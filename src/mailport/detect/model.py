@@ -10,7 +10,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-Security = Literal["ssl", "starttls", "none"]
+from mailport.servers import Security as Security  # re-exported: detection names it too
+from mailport.servers import ServerSettings as ServerSettings
+
 Source = Literal["database", "autoconfig", "srv", "mx", "probe", "none"]
 Confidence = Literal["high", "medium", "low"]
 AuthMethod = Literal["oauth2", "password", "app_password"]
@@ -52,6 +54,10 @@ class ServerTemplate:
     username: str = EMAIL_ADDRESS
     auth: tuple[str, ...] = ()  # normalised: "oauth2", "password"
 
+    def __post_init__(self) -> None:
+        if not isinstance(self.security, Security):  # a value given as a string ("ssl")
+            object.__setattr__(self, "security", Security(self.security))
+
     def render(self, address: Address) -> ServerSettings:
         return ServerSettings(
             host=substitute(self.host, address),
@@ -64,7 +70,7 @@ class ServerTemplate:
         return {
             "host": self.host,
             "port": self.port,
-            "security": self.security,
+            "security": self.security.value,
             "username": self.username,
             "auth": list(self.auth),
         }
@@ -74,23 +80,10 @@ class ServerTemplate:
         return cls(
             host=str(data["host"]),
             port=int(data["port"]),
-            security=data["security"],
+            security=Security(data["security"]),
             username=str(data.get("username", EMAIL_ADDRESS)),
             auth=tuple(data.get("auth", ())),
         )
-
-
-@dataclass(frozen=True, slots=True)
-class ServerSettings:
-    """What a client needs to connect: the API's ``imap`` / ``smtp`` object."""
-
-    host: str
-    port: int
-    security: Security
-    username: str
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"host": self.host, "port": self.port, "security": self.security, "username": self.username}
 
 
 @dataclass(frozen=True, slots=True)
@@ -137,12 +130,22 @@ class Candidate:
     smtp: tuple[ServerTemplate, ...] = ()
     provider: Provider | None = None
     hints: tuple[Hint, ...] = ()
-    rank: int = 99  # lower = more trusted (see detector.RANK)
+    rank: int = 99  # lower = more trusted (see mechanisms.RANK_*)
     detail: str = ""  # where it came from (URL, MX host, SRV owner…), for logs and alternatives
 
     @property
     def usable(self) -> bool:
         return bool(self.imap or self.smtp)
+
+
+@dataclass(frozen=True, slots=True)
+class Findings:
+    """Everything learnt about one domain (cached; independent of the local part)."""
+
+    candidates: tuple[Candidate, ...] = ()
+    exists: bool | None = None
+    null_mx: bool = False
+    timed_out: bool = False
 
 
 @dataclass(frozen=True, slots=True)

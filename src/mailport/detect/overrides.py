@@ -72,8 +72,8 @@ MICROSOFT_OAUTH_ONLY = Hint(
     "https://support.microsoft.com/office/pop-imap-and-smtp-settings-for-outlook-com-d088b986-291d-42b8-9564-9c414e2aa040",
 )
 
-_GMAIL_IMAP = (_srv("imap.gmail.com", 993, "ssl"),)
-_GMAIL_SMTP = (_srv("smtp.gmail.com", 587, "starttls"), _srv("smtp.gmail.com", 465, "ssl"))
+_GMAIL_IMAP = (_srv("imap.gmail.com", 993, Security.SSL),)
+_GMAIL_SMTP = (_srv("smtp.gmail.com", 587, Security.STARTTLS), _srv("smtp.gmail.com", 465, Security.SSL))
 
 
 def _zoho(region: str, tld: str) -> Override:
@@ -81,8 +81,11 @@ def _zoho(region: str, tld: str) -> Override:
         _provider(
             f"zoho-workplace-{region}",
             f"Zoho Mail (organisation, {region.upper()})",
-            (_srv(f"imappro.zoho.{tld}", 993, "ssl"),),
-            (_srv(f"smtppro.zoho.{tld}", 465, "ssl"), _srv(f"smtppro.zoho.{tld}", 587, "starttls")),
+            (_srv(f"imappro.zoho.{tld}", 993, Security.SSL),),
+            (
+                _srv(f"smtppro.zoho.{tld}", 465, Security.SSL),
+                _srv(f"smtppro.zoho.{tld}", 587, Security.STARTTLS),
+            ),
             ("password", "app_password"),
             hints=(
                 Hint(
@@ -102,8 +105,8 @@ def _ionos(tld: str) -> Override:
         _provider(
             f"ionos-{tld.replace('.', '-')}",
             f"IONOS ({tld})",
-            (_srv(f"imap.ionos.{tld}", 993, "ssl"),),
-            (_srv(f"smtp.ionos.{tld}", 465, "ssl"), _srv(f"smtp.ionos.{tld}", 587, "starttls")),
+            (_srv(f"imap.ionos.{tld}", 993, Security.SSL),),
+            (_srv(f"smtp.ionos.{tld}", 465, Security.SSL), _srv(f"smtp.ionos.{tld}", 587, Security.STARTTLS)),
             ("password",),
         ),
         mx_suffixes=(f"ionos.{tld}",),
@@ -147,8 +150,8 @@ OVERRIDES: tuple[Override, ...] = (
         _provider(
             "outlook",
             "Outlook.com",
-            (_srv("outlook.office365.com", 993, "ssl"),),
-            (_srv("smtp-mail.outlook.com", 587, "starttls"),),
+            (_srv("outlook.office365.com", 993, Security.SSL),),
+            (_srv("smtp-mail.outlook.com", 587, Security.STARTTLS),),
             ("oauth2",),
             oauth="microsoft",
             hints=(MICROSOFT_OAUTH_ONLY,),
@@ -160,8 +163,8 @@ OVERRIDES: tuple[Override, ...] = (
         _provider(
             "microsoft365",
             "Microsoft 365",
-            (_srv("outlook.office365.com", 993, "ssl"),),
-            (_srv("smtp.office365.com", 587, "starttls"),),
+            (_srv("outlook.office365.com", 993, Security.SSL),),
+            (_srv("smtp.office365.com", 587, Security.STARTTLS),),
             ("oauth2",),
             oauth="microsoft",
             hints=(
@@ -181,8 +184,11 @@ OVERRIDES: tuple[Override, ...] = (
         _provider(
             "yahoo",
             "Yahoo Mail",
-            (_srv("imap.mail.yahoo.com", 993, "ssl"),),
-            (_srv("smtp.mail.yahoo.com", 587, "starttls"), _srv("smtp.mail.yahoo.com", 465, "ssl")),
+            (_srv("imap.mail.yahoo.com", 993, Security.SSL),),
+            (
+                _srv("smtp.mail.yahoo.com", 587, Security.STARTTLS),
+                _srv("smtp.mail.yahoo.com", 465, Security.SSL),
+            ),
             ("app_password",),
             hints=(
                 Hint(
@@ -198,8 +204,8 @@ OVERRIDES: tuple[Override, ...] = (
         _provider(
             "aol",
             "AOL Mail",
-            (_srv("imap.aol.com", 993, "ssl"),),
-            (_srv("smtp.aol.com", 465, "ssl"), _srv("smtp.aol.com", 587, "starttls")),
+            (_srv("imap.aol.com", 993, Security.SSL),),
+            (_srv("smtp.aol.com", 465, Security.SSL), _srv("smtp.aol.com", 587, Security.STARTTLS)),
             ("app_password",),
             hints=(
                 Hint(
@@ -215,8 +221,8 @@ OVERRIDES: tuple[Override, ...] = (
         _provider(
             "icloud",
             "iCloud Mail",
-            (_srv("imap.mail.me.com", 993, "ssl", EMAIL_LOCALPART),),
-            (_srv("smtp.mail.me.com", 587, "starttls"),),
+            (_srv("imap.mail.me.com", 993, Security.SSL, EMAIL_LOCALPART),),
+            (_srv("smtp.mail.me.com", 587, Security.STARTTLS),),
             ("app_password",),
             hints=(
                 Hint(
@@ -232,8 +238,8 @@ OVERRIDES: tuple[Override, ...] = (
         _provider(
             "icloud-custom-domain",
             "iCloud+ Custom Email Domain",
-            (_srv("imap.mail.me.com", 993, "ssl"),),
-            (_srv("smtp.mail.me.com", 587, "starttls"),),
+            (_srv("imap.mail.me.com", 993, Security.SSL),),
+            (_srv("smtp.mail.me.com", 587, Security.STARTTLS),),
             ("app_password",),
             hints=(
                 Hint(
@@ -250,8 +256,8 @@ OVERRIDES: tuple[Override, ...] = (
         _provider(
             "fastmail",
             "Fastmail",
-            (_srv("imap.fastmail.com", 993, "ssl"),),
-            (_srv("smtp.fastmail.com", 465, "ssl"), _srv("smtp.fastmail.com", 587, "starttls")),
+            (_srv("imap.fastmail.com", 993, Security.SSL),),
+            (_srv("smtp.fastmail.com", 465, Security.SSL), _srv("smtp.fastmail.com", 587, Security.STARTTLS)),
             ("app_password",),
             hints=(
                 Hint(
@@ -281,8 +287,11 @@ OVERRIDES: tuple[Override, ...] = (
         _provider(
             "namecheap-privateemail",
             "Namecheap Private Email",
-            (_srv("mail.privateemail.com", 993, "ssl"),),
-            (_srv("mail.privateemail.com", 465, "ssl"), _srv("mail.privateemail.com", 587, "starttls")),
+            (_srv("mail.privateemail.com", 993, Security.SSL),),
+            (
+                _srv("mail.privateemail.com", 465, Security.SSL),
+                _srv("mail.privateemail.com", 587, Security.STARTTLS),
+            ),
             ("password",),
         ),
         mx_suffixes=("privateemail.com",),
@@ -309,8 +318,8 @@ OVERRIDES: tuple[Override, ...] = (
         _provider(
             "proton-bridge",
             "Proton Mail (via Proton Mail Bridge)",
-            (_srv("127.0.0.1", 1143, "starttls"),),
-            (_srv("127.0.0.1", 1025, "starttls"),),
+            (_srv("127.0.0.1", 1143, Security.STARTTLS),),
+            (_srv("127.0.0.1", 1025, Security.STARTTLS),),
             ("password",),
             hints=(
                 Hint(

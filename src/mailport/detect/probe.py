@@ -15,11 +15,11 @@ import ssl
 from dataclasses import dataclass
 from typing import Literal
 
-from mailport.detect.model import Security
 from mailport.errors import MailportError
 from mailport.net.connect import open_stream
 from mailport.net.guard import VettedHost
 from mailport.net.trust import MailTrust
+from mailport.servers import Security
 
 Protocol = Literal["imap", "smtp"]
 MAX_LINES = 200
@@ -132,7 +132,7 @@ async def _imap_session(
         await _imap_command(reader, writer, "p1", "CAPABILITY")
     )
     result: dict[str, object] = {"greeting": greeting}
-    if target.security == "starttls":
+    if target.security == Security.STARTTLS:
         upper = {c.upper() for c in caps}
         result["login_disabled"] = "LOGINDISABLED" in upper
         if "STARTTLS" not in upper:
@@ -157,7 +157,7 @@ async def _smtp_session(
         raise _ProbeFailed(f"SMTP greeting {code}: {' '.join(lines)[:200]}")
     result: dict[str, object] = {"greeting": f"{code} {lines[0] if lines else ''}".strip()}
     keywords = await _smtp_ehlo(reader, writer)
-    if target.security == "starttls":
+    if target.security == Security.STARTTLS:
         if not any(k.upper().split()[:1] == ["STARTTLS"] for k in keywords if k.split()):
             result.update(capabilities=tuple(keywords), error="STARTTLS is not offered")
             return result
@@ -192,14 +192,14 @@ async def probe(
     try:
         async with asyncio.timeout(timeout):
             reader, writer = await open_stream(
-                vetted, timeout=timeout, ssl_context=ctx if target.security == "ssl" else None
+                vetted, timeout=timeout, ssl_context=ctx if target.security == Security.SSL else None
             )
             reachable = True
             session = _imap_session if target.protocol == "imap" else _smtp_session
             fields = await session(target, reader, writer, ctx)
-            if target.security == "ssl":
+            if target.security == Security.SSL:
                 fields["tls_verified"] = True
-            elif target.security == "none":
+            elif target.security == Security.NONE:
                 fields["tls_verified"] = False
             return ProbeResult(target=target, reachable=True, **fields)  # type: ignore[arg-type]
     except ssl.SSLCertVerificationError as exc:

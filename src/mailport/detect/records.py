@@ -27,10 +27,10 @@ class SRVRecord:
 
 # (service label, protocol, security) in order of preference: RFC 8314 prefers implicit TLS.
 SRV_SERVICES: tuple[tuple[str, str, Security], ...] = (
-    ("_imaps._tcp", "imap", "ssl"),
-    ("_imap._tcp", "imap", "starttls"),
-    ("_submissions._tcp", "smtp", "ssl"),
-    ("_submission._tcp", "smtp", "starttls"),
+    ("_imaps._tcp", "imap", Security.SSL),
+    ("_imap._tcp", "imap", Security.STARTTLS),
+    ("_submissions._tcp", "smtp", Security.SSL),
+    ("_submission._tcp", "smtp", Security.STARTTLS),
 )
 
 

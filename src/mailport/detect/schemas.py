@@ -10,6 +10,7 @@ from typing import Literal
 from pydantic import BaseModel, Field
 
 from mailport.detect.model import DetectionResult
+from mailport.servers import Security
 from mailport.validation import RequestModel
 
 
@@ -26,7 +27,7 @@ class ProviderOut(BaseModel):
 class DetectedServer(BaseModel):
     host: str
     port: int
-    security: Literal["ssl", "starttls", "none"]
+    security: Security
     username: str
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import re
 
 from mailport.diagnosis.model import STANDARD_PORTS, Failure, Suggestion, one_line
+from mailport.servers import Security
 
 
 def errno_of(error: BaseException | None) -> int | None:
@@ -70,7 +71,8 @@ def service_of(data: bytes | None) -> str | None:
 
 
 def suggest_standard(protocol: str, security: str) -> Suggestion:
-    return Suggestion(port=STANDARD_PORTS[protocol][security], security=security)  # type: ignore[arg-type]
+    chosen = Security(security)
+    return Suggestion(port=STANDARD_PORTS[protocol][chosen], security=chosen)
 
 
 def where(failure: Failure) -> str:

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from mailport.errors import MailportError
+from mailport.servers import DEFAULT_PORTS, Security
 
 Step = Literal[
     "dns",
@@ -28,14 +29,13 @@ Step = Literal[
     "smtp_send",
 ]
 Protocol = Literal["imap", "smtp"]
-Security = Literal["ssl", "starttls", "none"]
 
 STEPS: tuple[str, ...] = Step.__args__  # type: ignore[attr-defined]
 
 # The usual port for each protocol and security mode (RFC 8314: implicit TLS preferred).
 STANDARD_PORTS: dict[str, dict[str, int]] = {
-    "imap": {"ssl": 993, "starttls": 143},
-    "smtp": {"ssl": 465, "starttls": 587},
+    protocol: {security: port for security, port in ports.items() if security.tls}
+    for protocol, ports in DEFAULT_PORTS.items()
 }
 IMPLICIT_TLS_PORTS: dict[str, frozenset[int]] = {"imap": frozenset({993}), "smtp": frozenset({465})}
 PLAINTEXT_PORTS: dict[str, frozenset[int]] = {"imap": frozenset({143}), "smtp": frozenset({25, 587, 2525})}

@@ -51,6 +51,7 @@ from mailport.errors import (
     WrongServiceError,
 )
 from mailport.net.trust import PinMismatch
+from mailport.servers import Security
 
 
 def _host_suggestions(names: Sequence[str], protocol: str) -> tuple[str, ...]:
@@ -261,10 +262,10 @@ def _certificate(failure: Failure, error: ssl.SSLCertVerificationError) -> Diagn
 def _tls_on_plaintext(failure: Failure) -> Diagnosis:
     protocol = failure.protocol
     port = failure.port
-    suggestions = [Suggestion(port=port, security="starttls")] if port else []
+    suggestions = [Suggestion(port=port, security=Security.STARTTLS)] if port else []
     ssl_port = STANDARD_PORTS[protocol]["ssl"]
     if port != ssl_port:
-        suggestions.append(Suggestion(port=ssl_port, security="ssl"))
+        suggestions.append(Suggestion(port=ssl_port, security=Security.SSL))
     said = failure.received.decode("latin-1", "replace").strip() if failure.received else None
     return Diagnosis(
         TLSOnPlaintextPortError,
@@ -282,9 +283,9 @@ def _plaintext_on_tls(failure: Failure, how: str) -> Diagnosis:
     port = failure.port
     protocol = failure.protocol
     plain = STANDARD_PORTS[protocol]["starttls"]
-    suggestions = [Suggestion(port=port, security="ssl")] if port else []
+    suggestions = [Suggestion(port=port, security=Security.SSL)] if port else []
     if port != plain:
-        suggestions.append(Suggestion(port=plain, security="starttls"))
+        suggestions.append(Suggestion(port=plain, security=Security.STARTTLS))
     return Diagnosis(
         PlaintextOnTLSPortError,
         f"{where(failure)} {how}: the port expects TLS from the first byte (implicit TLS).",
@@ -311,7 +312,7 @@ def greeting_failure(failure: Failure) -> Diagnosis | None:
         if failure.probe is not None and (failure.probe == b"" or looks_like_tls(failure.probe)):
             return _plaintext_on_tls(failure, "never greeted and hung up on plaintext")
         implicit = failure.port in IMPLICIT_TLS_PORTS[failure.protocol]
-        if failure.security in ("starttls", "none") and implicit:
+        if failure.security in (Security.STARTTLS, Security.NONE) and implicit:
             return _plaintext_on_tls(failure, "never greeted (it waits for a TLS handshake)")
         return Diagnosis(
             ServerSilentError,
@@ -319,8 +320,8 @@ def greeting_failure(failure: Failure) -> Diagnosis | None:
             "A server that accepts TCP and stays silent is usually the wrong port (one that expects TLS: "
             f"choose SSL/TLS for {failure.protocol.upper()} on {STANDARD_PORTS[failure.protocol]['ssl']}), a "
             "firewall or proxy that holds connections, or an overloaded server. Check host and port.",
-            suggestions=(Suggestion(port=failure.port, security="ssl"),)
-            if failure.port and failure.security != "ssl"
+            suggestions=(Suggestion(port=failure.port, security=Security.SSL),)
+            if failure.port and failure.security != Security.SSL
             else (),
         )
     if service and service not in ("unknown", failure.protocol):

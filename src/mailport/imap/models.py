@@ -6,13 +6,7 @@ import enum
 from dataclasses import dataclass, field
 from datetime import datetime
 
-
-class Security(enum.StrEnum):
-    """How the connection is protected."""
-
-    TLS = "tls"  # implicit TLS (port 993)
-    STARTTLS = "starttls"  # plain connect, then STARTTLS (port 143)
-    PLAIN = "plain"  # no encryption at all: only when explicitly allowed
+from mailport.servers import Security as Security  # the one enum; the client takes it
 
 
 @dataclass(frozen=True, slots=True)

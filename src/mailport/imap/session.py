@@ -73,7 +73,6 @@ from mailport.imap.models import (
     EventKind,
     FetchedMessage,
     Greeting,
-    Security,
     ServerEvent,
     TLSInfo,
 )
@@ -97,12 +96,10 @@ from mailport.imap.transport import (
 from mailport.net.connect import open_socket
 from mailport.net.guard import HostGuard
 from mailport.net.trust import certificate_error
+from mailport.servers import DEFAULT_PORTS, Security
 
 log = logging.getLogger(__name__)
 
-log = logging.getLogger(__name__)
-
-DEFAULT_PORTS = {Security.TLS: 993, Security.STARTTLS: 143, Security.PLAIN: 143}
 DEFAULT_MAX_LITERAL = 50 * 1024 * 1024
 MAX_QUEUED_EVENTS = 10_000
 
@@ -163,7 +160,7 @@ class ImapSession:
         host: str,
         port: int | None = None,
         *,
-        security: Security | str = Security.TLS,
+        security: Security | str = Security.SSL,
         ssl_context: ssl.SSLContext | None = None,
         ca_file: str | None = None,
         verify: bool = True,
@@ -184,10 +181,10 @@ class ImapSession:
         service passes its SSRF guard, a library caller gets the operator's (any address, still
         resolved once and connected to exactly)."""
         self.host = host
-        self.security = Security(security)
-        self.port = port or DEFAULT_PORTS[self.security]
+        self.security = Security.parse(security)
+        self.port = port or DEFAULT_PORTS["imap"][self.security]
         self.server_hostname = server_hostname or host
-        if self.security is Security.PLAIN and not allow_plaintext:
+        if self.security is Security.NONE and not allow_plaintext:
             raise InsecureAuthRefusedError(
                 f"{host}:{self.port}: an unencrypted IMAP connection needs allow_plaintext=True"
             )
@@ -201,10 +198,10 @@ class ImapSession:
         self.on_event = on_event
         self.local_addr = local_addr
         self.guard = guard or HostGuard.for_operator()
-        if not verify and ssl_context is None and self.security is not Security.PLAIN:
+        if not verify and ssl_context is None and self.security is not Security.NONE:
             log.warning("%s:%s: TLS certificate verification is DISABLED (skip-verify)", host, self.port)
         self._ssl_context: ssl.SSLContext | None = ssl_context
-        if ssl_context is None and self.security is not Security.PLAIN:
+        if ssl_context is None and self.security is not Security.NONE:
             self._ssl_context = shared_context(ca_file, verify)
         self._ignore = frozenset(c.upper() for c in ignore_capabilities) or _EMPTY
         self._proto: ImapProtocol | None = None
@@ -244,7 +241,7 @@ class ImapSession:
     async def connect(self) -> Greeting:
         """All pre-authentication steps for the configured security; returns the greeting."""
         await self.connect_tcp()
-        if self.security is Security.TLS:
+        if self.security is Security.SSL:
             await self.tls_handshake()
         greeting = await self.read_greeting()
         if self.security is Security.STARTTLS:

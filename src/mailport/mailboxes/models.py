@@ -11,13 +11,9 @@ from datetime import datetime
 from enum import StrEnum
 
 from mailport.crypto import Secret
-from mailport.net.trust import Certificate
-
-
-class Security(StrEnum):
-    SSL = "ssl"  # implicit TLS (993, 465)
-    STARTTLS = "starttls"  # plain connection upgraded with STARTTLS (143, 587)
-    NONE = "none"  # no TLS at all (tests and local relays only)
+from mailport.errors import ImapSettingsMissingError
+from mailport.servers import Security as Security  # re-exported: mailboxes name it too
+from mailport.servers import ServerSettings as ServerSettings
 
 
 class AuthMethod(StrEnum):
@@ -35,16 +31,6 @@ class MailboxStatus(StrEnum):
 
 
 PASSWORD_METHODS = frozenset({AuthMethod.PASSWORD, AuthMethod.APP_PASSWORD})
-
-
-@dataclass(frozen=True)
-class ServerSettings:
-    host: str
-    port: int
-    security: Security
-    username: str | None = None  # None: log in with the mailbox's email address
-    # The one certificate this server must present (a pin; see mailport.net.trust); None: CAs.
-    trusted_certificate: Certificate | None = None
 
 
 @dataclass(frozen=True)
@@ -92,7 +78,7 @@ class NewMailbox:
 
     email: str
     auth_method: AuthMethod
-    imap: ServerSettings
+    imap: ServerSettings | None  # None: a connector that needs no IMAP server
     smtp: ServerSettings | None = None
     label: str | None = None
     purpose: str | None = None
@@ -108,7 +94,7 @@ class Mailbox:
     tenant_id: str
     email: str
     auth_method: AuthMethod
-    imap: ServerSettings
+    imap: ServerSettings | None  # None: a connector that needs no IMAP server
     smtp: ServerSettings | None
     label: str | None
     purpose: str | None
@@ -127,7 +113,13 @@ class Mailbox:
 
     @property
     def imap_username(self) -> str:
-        return self.imap.username or self.email
+        return (self.imap.username if self.imap else None) or self.email
+
+    def require_imap(self) -> ServerSettings:
+        """The IMAP settings, for an operation that needs them; refused when the mailbox has none."""
+        if self.imap is None:
+            raise ImapSettingsMissingError(f"mailbox {self.id} has no IMAP settings")
+        return self.imap
 
     @property
     def smtp_username(self) -> str | None:

@@ -104,6 +104,18 @@ class ServerIn(RequestModel):
             pinned = current.trusted_certificate if current.host == self.host else None
         return ServerSettings(self.host, self.port, self.security, self.username, pinned)
 
+    @classmethod
+    def from_model(cls, server: ServerSettings) -> ServerIn:
+        """The settings as a request would send them (the pin set explicitly, kept or cleared)."""
+        pem = server.trusted_certificate.pem if server.trusted_certificate else None
+        return cls(
+            host=server.host,
+            port=server.port,
+            security=server.security,
+            username=server.username or None,
+            trusted_certificate=pem,
+        )
+
 
 class SettingsIn(RequestModel):
     from_name: FromName | None = None
@@ -202,7 +214,7 @@ class MailboxRead(BaseModel):
     auth_method: AuthMethod
     has_password: bool
     oauth: OAuthOut | None
-    imap: ServerOut
+    imap: ServerOut | None = Field(description="null: the mailbox's connector needs no IMAP server")
     smtp: ServerOut | None
     settings: SettingsOut
     status: MailboxStatus
@@ -231,7 +243,6 @@ class MailboxRead(BaseModel):
             )
 
         imap = server(mailbox.imap)
-        assert imap is not None
         oauth = mailbox.oauth
         return cls(
             id=mailbox.id,

@@ -42,8 +42,8 @@ from mailport.errors import (
     OAuthProvidersFileError,
     OAuthProviderUnknownError,
 )
+from mailport.servers import Security
 
-Security = Literal["ssl", "starttls", "none"]
 TokenAuthMethod = Literal["client_secret_post", "client_secret_basic", "none"]
 
 _KEY_RE = re.compile(r"^[a-z][a-z0-9_-]{0,49}$")
@@ -59,7 +59,7 @@ class MailServer(BaseModel):
 
     host: str = Field(min_length=1, max_length=253)
     port: int = Field(ge=1, le=65535)
-    security: Security = "ssl"
+    security: Security = Security.SSL
 
 
 class OAuthProvider(BaseModel):

@@ -47,15 +47,14 @@ from mailport.errors import (
     TLSError,
     UnsupportedFeatureError,
 )
-from mailport.imap.models import Security, TLSInfo
+from mailport.imap.models import TLSInfo
 from mailport.imap.transport import shared_context, tls_info
 from mailport.net.connect import open_socket
 from mailport.net.guard import HostGuard
 from mailport.net.trust import certificate_error
+from mailport.servers import DEFAULT_PORTS, Security
 
 log = logging.getLogger(__name__)
-
-DEFAULT_PORTS = {Security.TLS: 465, Security.STARTTLS: 587, Security.PLAIN: 25}
 
 
 @dataclass(frozen=True, slots=True)
@@ -153,10 +152,10 @@ class SmtpClient:
         :func:`mailport.net.connect.open_socket`: ``guard`` vets the host (the service passes its
         SSRF guard; None: the operator's, any address) and the vetted address is the one
         connected to."""
-        self.security = Security(security)
+        self.security = Security.parse(security)
         self.host = host
-        self.port = port or DEFAULT_PORTS[self.security]
-        if self.security is Security.PLAIN and not allow_plaintext:
+        self.port = port or DEFAULT_PORTS["smtp"][self.security]
+        if self.security is Security.NONE and not allow_plaintext:
             raise InsecureAuthRefusedError(
                 f"{host}:{self.port}: an unencrypted SMTP connection needs allow_plaintext=True"
             )
@@ -171,7 +170,7 @@ class SmtpClient:
         self._smtp = aiosmtplib.SMTP(
             hostname=server_hostname or host,
             port=None,  # aiosmtplib never connects by itself: it is always handed a vetted socket
-            use_tls=self.security is Security.TLS,
+            use_tls=self.security is Security.SSL,
             start_tls=self.security is Security.STARTTLS,
             tls_context=context,
             timeout=timeout,

@@ -91,8 +91,19 @@ def server_columns(prefix: str, server: ServerSettings | None) -> dict[str, Any]
     }
 
 
-def _pinned(pem: str | None) -> Certificate | None:
-    return Certificate.from_pem(pem) if pem else None
+def server_from_row(row: Any, prefix: str) -> ServerSettings | None:
+    """The inverse of :func:`server_columns`: None where the mailbox has no such server."""
+    host = getattr(row, f"{prefix}_host")
+    if host is None:
+        return None
+    pem = getattr(row, f"{prefix}_trusted_cert")
+    return ServerSettings(
+        host,
+        getattr(row, f"{prefix}_port"),
+        Security(getattr(row, f"{prefix}_security")),
+        getattr(row, f"{prefix}_username"),
+        Certificate.from_pem(pem) if pem else None,
+    )
 
 
 def settings_columns(settings: ProcessingSettings) -> dict[str, Any]:
@@ -132,15 +143,6 @@ class MailboxRepository:
         }
 
     def _mailbox(self, row: Any) -> Mailbox:
-        smtp = None
-        if row.smtp_host is not None:
-            smtp = ServerSettings(
-                row.smtp_host,
-                row.smtp_port,
-                Security(row.smtp_security),
-                row.smtp_username,
-                _pinned(row.smtp_trusted_cert),
-            )
         oauth = None
         if row.oauth_provider is not None:
             oauth = OAuthGrant(
@@ -157,14 +159,8 @@ class MailboxRepository:
             tenant_id=row.tenant_id,
             email=row.email,
             auth_method=AuthMethod(row.auth_method),
-            imap=ServerSettings(
-                row.imap_host,
-                row.imap_port,
-                Security(row.imap_security),
-                row.imap_username,
-                _pinned(row.imap_trusted_cert),
-            ),
-            smtp=smtp,
+            imap=server_from_row(row, "imap"),
+            smtp=server_from_row(row, "smtp"),
             label=row.label,
             purpose=row.purpose,
             provider_id=row.provider_id,

@@ -102,9 +102,9 @@ mailboxes = Table(
     Column("purpose", String(100), nullable=True),
     Column("provider_id", String(100), nullable=True),
     # IMAP and SMTP (SMTP optional: a read-only mailbox needs none)
-    Column("imap_host", String(253), nullable=False),
-    Column("imap_port", Integer, nullable=False),
-    Column("imap_security", String(10), nullable=False),
+    Column("imap_host", String(253), nullable=True),  # NULL: a connector without IMAP
+    Column("imap_port", Integer, nullable=True),
+    Column("imap_security", String(10), nullable=True),
     Column("imap_username", String(320), nullable=True),
     Column("smtp_host", String(253), nullable=True),
     Column("smtp_port", Integer, nullable=True),

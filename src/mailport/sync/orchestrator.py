@@ -137,7 +137,9 @@ class Orchestrator:
             mailbox=mailbox,
             token_source=token_source,
             force_refresh=force_refresh,
-            ssl_context=self.services.trust.context(mailbox.imap.trusted_certificate),
+            ssl_context=self.services.trust.context(
+                mailbox.imap.trusted_certificate if mailbox.imap else None
+            ),
             max_message_bytes=settings.max_message_bytes,
             idle_renew_seconds=float(settings.idle_renew_seconds),
             guard=self.services.guard,

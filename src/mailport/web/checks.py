@@ -159,8 +159,8 @@ class CheckRuns:
         async def work() -> None:
             try:
                 result = await checker.check(
-                    ServerTarget.of(target.imap),
-                    ServerTarget.of(target.smtp) if target.smtp else None,
+                    target.imap,
+                    target.smtp,
                     target.credentials(),
                 )
                 run.ok = result.ok

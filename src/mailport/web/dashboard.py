@@ -19,18 +19,13 @@ from mailport.events import acceptance
 from mailport.mailboxes.models import AuthMethod, Mailbox, MailboxStatus
 from mailport.web.charts import hourly_chart
 from mailport.web.deps import csrf, operator
-from mailport.web.drafts import Draft, Server, seal
+from mailport.web.drafts import Draft, seal
 from mailport.web.figures import Figures, figures_for, hour_of
 from mailport.web.render import WebRoute, redirect, render
 from mailport.web.session import WebSession
 from mailport.web.state import WebState, get_web
-from mailport.web.wizard_parts import (
-    check_target,
-    form_values,
-    oauth_return_url,
-    record_check_result,
-    step_context,
-)
+from mailport.web.wizard.context import form_values, oauth_return_url, step_context
+from mailport.web.wizard.testing import check_target, record_check_result
 
 router = APIRouter(route_class=WebRoute, include_in_schema=False)
 
@@ -104,8 +99,8 @@ def _draft_for(session: WebSession, mailbox: Mailbox) -> Draft:
         provider_id=mailbox.provider_id,
         oauth_provider=mailbox.oauth.provider if mailbox.oauth else None,
         auth_method=mailbox.auth_method.value,
-        imap=Server.from_model(mailbox.imap),
-        smtp=Server.from_model(mailbox.smtp),
+        imap=mailbox.imap,
+        smtp=mailbox.smtp,
         password=mailbox.password.reveal() if mailbox.password else None,
         mailbox_id=mailbox.id,
         purpose=mailbox.purpose,

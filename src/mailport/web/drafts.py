@@ -13,32 +13,14 @@ from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 from mailport.crypto import Secret
-from mailport.mailboxes.models import Security, ServerSettings
-from mailport.net.trust import Certificate
+from mailport.servers import ServerSettings
 from mailport.web.sealed import Sealer
+
+# The wizard's name for a server it carries: the one server-settings type.
+Server = ServerSettings
 
 KIND = "wizard-draft"
 TTL = 3600
-
-
-@dataclass(frozen=True)
-class Server:
-    host: str = ""
-    port: int = 0
-    security: str = "ssl"
-    username: str = ""
-    trusted_certificate: str = ""  # PEM: trusted on the test step ("Trust this certificate")
-
-    def to_model(self) -> ServerSettings:
-        pinned = Certificate.from_pem(self.trusted_certificate) if self.trusted_certificate else None
-        return ServerSettings(self.host, self.port, Security(self.security), self.username or None, pinned)
-
-    @classmethod
-    def from_model(cls, server: ServerSettings | None) -> Server | None:
-        if server is None:
-            return None
-        pem = server.trusted_certificate.pem if server.trusted_certificate else ""
-        return cls(server.host, server.port, server.security.value, server.username or "", pem)
 
 
 @dataclass(frozen=True)
@@ -49,8 +31,8 @@ class Draft:
     provider_name: str | None = None
     oauth_provider: str | None = None
     auth_method: str = "password"  # password | app_password | oauth2
-    imap: Server | None = None
-    smtp: Server | None = None
+    imap: ServerSettings | None = None  # a pin trusted on the test step travels with its server
+    smtp: ServerSettings | None = None
     password: str | None = None  # only ever inside the sealed value
     mailbox_id: str | None = None  # set for OAuth (created at the callback) and for reconnects
     purpose: str | None = None
@@ -69,7 +51,10 @@ class Draft:
 
 
 def seal(sealer: Sealer, draft: Draft) -> str:
-    return sealer.seal(KIND, asdict(draft), ttl_seconds=TTL)
+    data = asdict(replace(draft, imap=None, smtp=None))
+    data["imap"] = draft.imap.to_dict() if draft.imap else None
+    data["smtp"] = draft.smtp.to_dict() if draft.smtp else None
+    return sealer.seal(KIND, data, ttl_seconds=TTL)
 
 
 def open_draft(sealer: Sealer, token: str | None, tenant_id: str | None) -> Draft | None:
@@ -77,11 +62,11 @@ def open_draft(sealer: Sealer, token: str | None, tenant_id: str | None) -> Draf
     if data is None or data.get("tenant_id") != tenant_id:
         return None
     try:
-        imap = Server(**data.pop("imap")) if data.get("imap") else None
+        imap = ServerSettings.from_dict(data.pop("imap")) if data.get("imap") else None
         data.pop("imap", None)
-        smtp = Server(**data.pop("smtp")) if data.get("smtp") else None
+        smtp = ServerSettings.from_dict(data.pop("smtp")) if data.get("smtp") else None
         data.pop("smtp", None)
         hints = tuple(data.pop("hints", ()) or ())
         return Draft(**data, imap=imap, smtp=smtp, hints=hints)
-    except TypeError:
+    except (TypeError, KeyError, ValueError):
         return None

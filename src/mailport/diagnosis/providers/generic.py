@@ -24,6 +24,7 @@ from mailport.errors import (
     OAuthTokenRejectedError,
     TooManyConnectionsError,
 )
+from mailport.servers import Security
 
 # --------------------------------------------------------------------------- advice
 
@@ -74,7 +75,7 @@ def _oauth_scope_hint(failure: Failure, provider: Provider) -> str:
 
 
 def _auth_mech_hint(failure: Failure, provider: Provider) -> str:
-    if failure.security == "none":
+    if failure.security == Security.NONE:
         return (
             "The server refuses to log in over an unencrypted connection: choose security SSL/TLS "
             f"(port {STANDARD_PORTS[failure.protocol]['ssl']}) or STARTTLS."
