@@ -98,6 +98,9 @@ once, at the boundary where they occur, and chained (``raise X(...) from exc``).
     NotFoundError
     ├── RawSourceNotStoredError         raw_not_stored         404   (oversized: headers only)
     └── MessageSourceExpiredError       message_source_expired 410   (retention: the janitor dropped it)
+    leases (mailport.leases):
+    ConflictError
+    └── LeaseLostError                  lease_lost             409   (another process holds it now)
     HTTP server (api.limits, api.server):
     InputError
     ├── RequestTooLargeError            request_too_large      413   (MAILPORT_MAX_REQUEST_BYTES)
@@ -642,6 +645,21 @@ class MessageSourceExpiredError(NotFoundError):
         "Raw sources are kept MAILPORT_RAW_RETENTION_DAYS (default MAILPORT_RETENTION_DAYS, 30) days "
         "after the event was accepted; fetch sources sooner, raise the setting, or read the "
         "message from the mail server."
+    )
+
+
+# --------------------------------------------------------------------------- leases
+
+
+class LeaseLostError(ConflictError):
+    """A write guarded by a lease (:func:`mailport.leases.fence`) found the lease held by another
+    process, or released: the transaction is rolled back and the new holder does the work."""
+
+    code = "lease_lost"
+    hint = (
+        "Another mailport process took over this work (its lease had expired); nothing was written. "
+        "Nothing to do unless it keeps happening: then the processes are too slow to renew their "
+        "leases (an overloaded host or database)."
     )
 
 

@@ -2,8 +2,10 @@
 consumed states, tenants' own OAuth apps, and device flows in progress.
 
 Every token write is an ``UPDATE … WHERE token_version = :expected`` (compare-and-swap); the
-refresh lease is the ``oauth_refresh_lease_until`` column taken the same way. Secrets are
-encrypted with the key ring here and come out as :class:`~mailport.crypto.Secret`.
+refresh lease is the lease ``token_refresh:<mailbox id>`` (:mod:`mailport.leases`), taken only
+while the version is the expected one and released in the transaction that moves the version
+on. The device sign-in pollers hold ``device_poll:<flow id>``. Secrets are encrypted with the
+key ring here and come out as :class:`~mailport.crypto.Secret`.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from typing import Any
 from sqlalchemy import case, delete, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
+from mailport import leases
 from mailport.config import Settings
 from mailport.crypto import KeyRing, Secret
 from mailport.errors import NotFoundError
@@ -30,12 +33,17 @@ REAUTH_REQUIRED = MailboxStatus.REAUTH_REQUIRED.value
 PENDING = MailboxStatus.PENDING.value
 
 
+def _refresh_lease(mailbox_id: str) -> str:
+    return leases.name(leases.TOKEN_REFRESH, mailbox_id)
+
+
 class DatabaseTokenStore:
     """:class:`~mailport.oauth.tokens.TokenStore` on the ``mailboxes`` table."""
 
     def __init__(self, database: Database, key_ring: KeyRing) -> None:
         self._db = database
         self._keys = key_ring
+        self._holder = leases.new_holder()
 
     def _token_columns(self, tokens: TokenSet) -> dict[str, Any]:
         return {
@@ -60,11 +68,11 @@ class DatabaseTokenStore:
             mailboxes.c.token_version,
             mailboxes.c.status,
             mailboxes.c.last_error,
-            mailboxes.c.oauth_refresh_lease_until,
             mailboxes.c.oauth_issued_at,
         ).where(mailboxes.c.id == mailbox_id)
         async with self._db.connect() as conn:
             row = (await conn.execute(query)).first()
+            lease = (await leases.current(conn, [_refresh_lease(mailbox_id)])).get(_refresh_lease(mailbox_id))
         if row is None or row.oauth_provider is None or row.oauth_access_token_enc is None:
             raise NotFoundError(f"mailbox {mailbox_id!r} has no OAuth tokens")
         refresh = row.oauth_refresh_token_enc
@@ -81,54 +89,56 @@ class DatabaseTokenStore:
             ),
             version=row.token_version,
             reauth_error=(row.last_error or "reauth required") if row.status == REAUTH_REQUIRED else None,
-            refresh_lease_until=row.oauth_refresh_lease_until,
+            refresh_lease_until=lease.expires_at if lease is not None else None,
         )
-
-    async def _swap(self, mailbox_id: str, expected_version: int, *extra: Any, **values: Any) -> bool:
-        statement = (
-            update(mailboxes)
-            .where(mailboxes.c.id == mailbox_id, mailboxes.c.token_version == expected_version, *extra)
-            .values(**values)
-        )
-        async with self._db.transaction() as conn:
-            result = await conn.execute(statement)
-        return bool(result.rowcount == 1)
 
     async def claim_refresh(
         self, mailbox_id: str, *, expected_version: int, until: datetime, now: datetime
     ) -> bool:
-        lease = mailboxes.c.oauth_refresh_lease_until
-        return await self._swap(
-            mailbox_id,
-            expected_version,
-            (lease.is_(None)) | (lease <= now),
-            oauth_refresh_lease_until=until,
-        )
+        name = _refresh_lease(mailbox_id)
+        async with self._db.transaction() as conn:
+            # the lease first: a holder's release commits with its new version, so the version
+            # read after taking the lease is the one the holder left
+            if await leases.acquire(conn, name, self._holder, now=now, until=until) is None:
+                return False
+            version = select(mailboxes.c.token_version).where(mailboxes.c.id == mailbox_id)
+            if (await conn.execute(version)).scalar_one_or_none() == expected_version:
+                return True
+            await leases.release(conn, name, self._holder)
+        return False
 
     async def release_refresh(self, mailbox_id: str, *, expected_version: int) -> None:
-        await self._swap(mailbox_id, expected_version, oauth_refresh_lease_until=None)
+        async with self._db.transaction() as conn:
+            await leases.release(conn, _refresh_lease(mailbox_id), self._holder)
 
     async def save_refreshed(self, mailbox_id: str, *, expected_version: int, tokens: TokenSet) -> bool:
         # A refresh the provider accepted proves the grant alive: a reauth mark (perhaps left by a
         # failure that was only temporary) is lifted; the watcher's next login sets the status.
         marked = mailboxes.c.status == REAUTH_REQUIRED
-        return await self._swap(
-            mailbox_id,
-            expected_version,
-            token_version=expected_version + 1,
-            oauth_refresh_lease_until=None,
-            status=case((marked, PENDING), else_=mailboxes.c.status),
-            last_error=case((marked, None), else_=mailboxes.c.last_error),
-            **self._token_columns(tokens),
+        statement = (
+            update(mailboxes)
+            .where(mailboxes.c.id == mailbox_id, mailboxes.c.token_version == expected_version)
+            .values(
+                token_version=expected_version + 1,
+                status=case((marked, PENDING), else_=mailboxes.c.status),
+                last_error=case((marked, None), else_=mailboxes.c.last_error),
+                **self._token_columns(tokens),
+            )
         )
+        async with self._db.transaction() as conn:
+            saved = (await conn.execute(statement)).rowcount == 1
+            if saved:
+                await leases.release(conn, _refresh_lease(mailbox_id), self._holder)
+        return saved
 
     async def mark_reauth_required(self, mailbox_id: str, *, error: str) -> None:
         async with self._db.transaction() as conn:
             await conn.execute(
                 update(mailboxes)
                 .where(mailboxes.c.id == mailbox_id)
-                .values(status=REAUTH_REQUIRED, last_error=error[:2000], oauth_refresh_lease_until=None)
+                .values(status=REAUTH_REQUIRED, last_error=error[:2000])
             )
+            await leases.release(conn, _refresh_lease(mailbox_id), self._holder)
 
 
 async def mailbox_id_for(database: Database, tenant_id: str, email: str) -> str | None:
@@ -297,10 +307,15 @@ class DeviceFlowRecord:
     error: str | None
 
 
+def _poll_lease(flow_id: str) -> str:
+    return leases.name(leases.DEVICE_POLL, flow_id)
+
+
 class DeviceFlowRepository:
     def __init__(self, database: Database, key_ring: KeyRing) -> None:
         self._db = database
         self._keys = key_ring
+        self._holder = leases.new_holder()
 
     async def create(self, record: DeviceFlowRecord, *, now: datetime) -> None:
         assert record.device_code is not None
@@ -359,7 +374,8 @@ class DeviceFlowRepository:
         mailbox_id: str | None = None,
         error: str | None = None,
     ) -> bool:
-        """Move a pending flow to its end state and erase the device code (once)."""
+        """Move a pending flow to its end state and erase the device code (once); its polling
+        lease goes too (a finished flow is never polled again)."""
         async with self._db.transaction() as conn:
             result = await conn.execute(
                 update(oauth_device_flows)
@@ -369,34 +385,30 @@ class DeviceFlowRepository:
                     mailbox_id=mailbox_id,
                     error=error,
                     device_code_enc=None,
-                    poll_lease_until=None,
                     updated_at=now,
                 )
             )
+            if result.rowcount == 1:
+                await leases.drop(conn, _poll_lease(flow_id))
         return bool(result.rowcount == 1)
 
-    async def claim_polling(self, flow_id: str, *, until: datetime, now: datetime) -> bool:
-        """Take (or renew) the right to poll this flow: one poller across all workers."""
-        lease = oauth_device_flows.c.poll_lease_until
+    async def claim_polling(self, flow_id: str, *, until: datetime, now: datetime) -> leases.Lease | None:
+        """Take the right to poll this pending flow: one poller across all workers."""
+        name = _poll_lease(flow_id)
         async with self._db.transaction() as conn:
-            result = await conn.execute(
-                update(oauth_device_flows)
-                .where(
-                    oauth_device_flows.c.id == flow_id,
-                    oauth_device_flows.c.status == "pending",
-                    (lease.is_(None)) | (lease <= now),
-                )
-                .values(poll_lease_until=until)
-            )
-        return bool(result.rowcount == 1)
+            lease = await leases.acquire(conn, name, self._holder, now=now, until=until)
+            if lease is None:
+                return None
+            status = select(oauth_device_flows.c.status).where(oauth_device_flows.c.id == flow_id)
+            if (await conn.execute(status)).scalar_one_or_none() == "pending":
+                return lease
+            await leases.release(conn, name, self._holder)
+        return None
 
-    async def renew_polling(self, flow_id: str, *, until: datetime) -> None:
+    async def renew_polling(self, lease: leases.Lease, *, until: datetime) -> bool:
+        """Keep polling until ``until``; False when another worker took the flow over."""
         async with self._db.transaction() as conn:
-            await conn.execute(
-                update(oauth_device_flows)
-                .where(oauth_device_flows.c.id == flow_id)
-                .values(poll_lease_until=until)
-            )
+            return await leases.renew(conn, lease, until=until) is not None
 
     async def set_interval(self, flow_id: str, interval: int, *, now: datetime) -> None:
         async with self._db.transaction() as conn:
