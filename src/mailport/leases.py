@@ -256,7 +256,7 @@ async def current(
         return {}
     query = select(_leases).where(_leases.c.name.in_(wanted), _leases.c.holder.is_not(None))
     if now is not None:
-        query = query.where(_leases.c.expires_at >= now)
+        query = query.where(_leases.c.expires_at > now)
     return {
         row.name: Lease(row.name, row.holder, int(row.token), row.expires_at)
         for row in await conn.execute(query)
