@@ -33,6 +33,7 @@ log = logging.getLogger(__name__)
 
 INTERVAL = 3600.0
 FIRST_DELAY = 60.0
+LEASES_KEPT = timedelta(days=1)  # leases that ran out longer ago are forgotten (mailport.leases.purge)
 
 
 async def claim_run(database: Database, owner: str, *, now: datetime, hold: timedelta) -> bool:
@@ -104,6 +105,8 @@ class Janitor:
             raw_retention_days=self.raw_retention_days,
             batch_size=self.batch_size,
         )
+        async with self.database.transaction() as conn:
+            await leases.purge(conn, before=now - LEASES_KEPT)
         self.last_report = report
         if report.total:
             log.info("retention: purged %s", report.summary())

@@ -27,8 +27,10 @@ The rules:
   moved on: the write is rolled back. "Current" means nobody took the lease since: an expired
   lease that nobody took is still current, because whoever takes it next waits for this
   transaction (the fence locks the row: ``FOR SHARE`` on PostgreSQL, SQLite's write lock).
-* Rows stay after a release, so that a token never repeats; a job whose name can never come back
-  (a finished device sign-in) :func:`drop`\\ s its row.
+* Rows stay after a release, so that a token does not repeat while a holder of an older one
+  might still act on it. A job that can never come back
+  (a finished device sign-in) deletes its row (:func:`drop`), and the janitor forgets the
+  leases that ran out a day ago (:func:`purge`).
 
 No clock of its own: callers pass ``now`` from their injected :data:`mailport.clock.Clock`, and
 nothing here sleeps — waiting for a lease is the caller's business. Why rows and not PostgreSQL
@@ -197,6 +199,14 @@ async def drop(conn: AsyncConnection, lease: str) -> None:
     await conn.execute(delete(_leases).where(_leases.c.name == lease))
 
 
+async def purge(conn: AsyncConnection, *, before: datetime) -> int:
+    """Forget the leases that ran out before ``before`` (the janitor passes a day ago): no holder
+    acts on a tenure that ended that long ago, and jobs that never come back (a deleted mailbox,
+    a device sign-in nobody finished) leave no rows behind."""
+    result = await conn.execute(delete(_leases).where(_leases.c.expires_at < before))
+    return int(result.rowcount or 0)
+
+
 def _this_tenure(lease: Lease) -> Any:
     return (
         (_leases.c.name == lease.name) & (_leases.c.holder == lease.holder) & (_leases.c.token == lease.token)
@@ -310,6 +320,7 @@ __all__ = [
     "is_held_by",
     "name",
     "new_holder",
+    "purge",
     "release",
     "release_all",
     "renew",

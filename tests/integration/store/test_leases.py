@@ -180,3 +180,14 @@ async def test_the_one_step_store_uses_its_clock(database: Database) -> None:
     assert renewed is not None and renewed.expires_at == now[0] + TTL and renewed.token == mine.token
     await store.release(renewed)
     assert await store.acquire("dispatcher", B, ttl=TTL) == leases.Lease("dispatcher", B, 2, now[0] + TTL)
+
+
+async def test_leases_that_ran_out_a_day_ago_are_forgotten(database: Database) -> None:
+    old = await take(database, A, name="device_poll:dev_1")
+    live = await take(database, B, name="dispatcher", at=T0 + timedelta(days=1))
+    assert old is not None and live is not None
+    async with database.transaction() as conn:
+        assert await leases.purge(conn, before=T0 + timedelta(days=1)) == 1
+        assert set(await leases.current(conn, ["device_poll:dev_1", "dispatcher"])) == {"dispatcher"}
+        with pytest.raises(LeaseLostError):
+            await leases.fence(conn, old)
