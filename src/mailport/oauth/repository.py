@@ -70,9 +70,10 @@ class DatabaseTokenStore:
             mailboxes.c.last_error,
             mailboxes.c.oauth_issued_at,
         ).where(mailboxes.c.id == mailbox_id)
+        name = _refresh_lease(mailbox_id)
         async with self._db.connect() as conn:
             row = (await conn.execute(query)).first()
-            lease = (await leases.current(conn, [_refresh_lease(mailbox_id)])).get(_refresh_lease(mailbox_id))
+            lease = (await leases.current(conn, [name])).get(name)
         if row is None or row.oauth_provider is None or row.oauth_access_token_enc is None:
             raise NotFoundError(f"mailbox {mailbox_id!r} has no OAuth tokens")
         refresh = row.oauth_refresh_token_enc
