@@ -1,15 +1,16 @@
 """The janitor: applies the retention (:func:`mailport.store.retention.purge`) every hour in the
 background of ``mailport serve`` and ``mailport worker``; the first run a minute after start-up.
 
-One process at a time, with a claim instead of a held lease: before each run a process *claims the hour*
-by taking the lease ``janitor`` (:mod:`mailport.leases`) for ~0.9 of the interval and never
-renewing or releasing it; the claim is refused while it runs, even to its own holder.
-Whichever process ticks first runs, the others find the hour taken and sleep; when that
-process dies, another takes the next hour (at once when it died on the same host). The deletes
-are idempotent, so two runs overlapping after a clock jump would only do the work twice — the
-claim is there to keep ten workers from scanning the same tables in the same minute, not for
-correctness. Why not the dispatcher's lease: an API-only ``serve`` beside workers may hold it,
-and the janitor must not depend on webhooks being configured.
+One process at a time, with a claim rather than a held lease: before each run a process
+*claims the hour* by taking the lease ``janitor`` (:mod:`mailport.leases`) for ~0.9 of the
+interval, and neither renews nor releases it; the claim is refused while it runs, even to its
+own holder. Whichever process ticks first runs, the others find the hour taken and sleep; when
+that process dies, another takes the next hour (at once when it died on the same host). The
+deletes are idempotent, so two runs overlapping after a clock jump would only do the work twice —
+the claim is there to keep ten workers from scanning the same tables in the same minute, not
+for correctness. Why not the dispatcher's lease: an API-only ``serve`` beside workers may hold
+it, and the janitor must not depend on webhooks being configured. Each run also forgets the
+leases that ran out a day ago (:func:`mailport.leases.purge`).
 
 A failed run is logged and retried at the next interval; a run that removed something logs
 one INFO line with the counts.

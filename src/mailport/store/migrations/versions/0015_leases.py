@@ -123,7 +123,11 @@ def upgrade() -> None:
     ]
     if rows:
         conn.execute(sa.insert(leases), rows)
-    conn.execute(sa.update(mailboxes).values(oauth_refresh_lease_until=None))
+    conn.execute(
+        sa.update(mailboxes)
+        .where(m.oauth_refresh_lease_until.is_not(None))
+        .values(oauth_refresh_lease_until=None)
+    )
     conn.execute(sa.delete(delivery_state).where(d.name == "janitor"))
     with op.batch_alter_table("watcher_leases") as batch:
         batch.drop_column("owner")
