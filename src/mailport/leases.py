@@ -47,7 +47,6 @@ import uuid
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
-from typing import Any
 
 from sqlalchemy import ColumnElement, delete, exists, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -207,7 +206,7 @@ async def purge(conn: AsyncConnection, *, before: datetime) -> int:
     return int(result.rowcount or 0)
 
 
-def _this_tenure(lease: Lease) -> Any:
+def _this_tenure(lease: Lease) -> ColumnElement[bool]:
     return (
         (_leases.c.name == lease.name) & (_leases.c.holder == lease.holder) & (_leases.c.token == lease.token)
     )
