@@ -99,6 +99,9 @@ once, at the boundary where they occur, and chained (``raise X(...) from exc``).
     NotFoundError
     ├── RawSourceNotStoredError         raw_not_stored         404   (oversized: headers only)
     └── MessageSourceExpiredError       message_source_expired 410   (retention: the janitor dropped it)
+    leases (mailport.leases):
+    ConflictError
+    └── LeaseLostError                  lease_lost             409   (another process holds it now)
     HTTP server (api.limits, api.server):
     InputError
     ├── RequestTooLargeError            request_too_large      413   (MAILPORT_MAX_REQUEST_BYTES)
@@ -756,6 +759,21 @@ class MessageSourceExpiredError(
     "message from the mail server.",
 ):
     """The raw source was kept for the retention period, then dropped (the message row stays)."""
+
+
+# --------------------------------------------------------------------------- leases
+
+
+class LeaseLostError(ConflictError):
+    """A write guarded by a lease (:func:`mailport.leases.fence`) found the lease held by another
+    process, or released: the transaction is rolled back and the new holder does the work."""
+
+    code = "lease_lost"
+    hint = (
+        "Another mailport process took over this work (its lease had expired); nothing was written. "
+        "Nothing to do unless it keeps happening: then the processes are too slow to renew their "
+        "leases (an overloaded host or database)."
+    )
 
 
 # --------------------------------------------------------------------------- web

@@ -1,15 +1,16 @@
 """The janitor: applies the retention (:func:`mailport.store.retention.purge`) every hour in the
 background of ``mailport serve`` and ``mailport worker``; the first run a minute after start-up.
 
-One process at a time, without a lease to hold: before each run a process *claims the hour*
-with one compare-and-swap on the row ``janitor`` of ``delivery_state`` (the table where the
-webhook dispatcher keeps its lease): the update succeeds only when the previous claim is older
-than ~0.9 of the interval. Whichever process ticks first runs, the others find the hour taken
-and sleep; when that process dies, another takes the next hour. The deletes are idempotent, so
-two runs overlapping after a clock jump would only do the work twice — the claim is there to
-keep ten workers from scanning the same tables in the same minute, not for correctness. Why
-not the dispatcher's lease: an API-only ``serve`` beside workers may hold it, and the janitor
-must not depend on webhooks being configured.
+One process at a time, with a claim rather than a held lease: before each run a process
+*claims the hour* by taking the lease ``janitor`` (:mod:`mailport.leases`) for ~0.9 of the
+interval, and neither renews nor releases it; the claim is refused while it runs, even to its
+own holder. Whichever process ticks first runs, the others find the hour taken and sleep; when
+that process dies, another takes the next hour (at once when it died on the same host). The
+deletes are idempotent, so two runs overlapping after a clock jump would only do the work twice —
+the claim is there to keep ten workers from scanning the same tables in the same minute, not
+for correctness. Why not the dispatcher's lease: an API-only ``serve`` beside workers may hold
+it, and the janitor must not depend on webhooks being configured. Each run also forgets the
+leases that ran out a day ago (:func:`mailport.leases.purge`).
 
 A failed run is logged and retried at the next interval; a run that removed something logs
 one INFO line with the counts.
@@ -19,47 +20,28 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
 import random
-import socket
-import uuid
 from datetime import datetime, timedelta
 
-from sqlalchemy import or_, update
-from sqlalchemy.dialects import postgresql, sqlite
-
+from mailport import leases
 from mailport.clock import Clock, utc_now
 from mailport.config import Settings
 from mailport.store.database import Database
 from mailport.store.retention import BATCH, PurgeReport, purge
-from mailport.store.tables import delivery_state
 from mailport.tasks import cancel_and_wait, stop_if_cancelled
 
 log = logging.getLogger(__name__)
 
-CLAIM_ROW = "janitor"
 INTERVAL = 3600.0
 FIRST_DELAY = 60.0
+LEASES_KEPT = timedelta(days=1)  # leases that ran out longer ago are forgotten (mailport.leases.purge)
 
 
 async def claim_run(database: Database, owner: str, *, now: datetime, hold: timedelta) -> bool:
-    """Take the right to run now (until ``now + hold``); False when another process has it."""
-    state = delivery_state
+    """Take the right to run now (until ``now + hold``); False when a process has it (this one too)."""
     async with database.transaction() as conn:
-        taken = await conn.execute(
-            update(state)
-            .where(state.c.name == CLAIM_ROW, or_(state.c.lease_until.is_(None), state.c.lease_until <= now))
-            .values(owner=owner, lease_until=now + hold, updated_at=now)
-        )
-        if taken.rowcount:
-            return True
-        insert = postgresql.insert(state) if conn.dialect.name == "postgresql" else sqlite.insert(state)
-        created = await conn.execute(
-            insert.values(
-                name=CLAIM_ROW, fanout_seq=0, owner=owner, lease_until=now + hold, updated_at=now
-            ).on_conflict_do_nothing(index_elements=["name"])
-        )
-        return bool(created.rowcount)
+        claim = await leases.acquire(conn, leases.JANITOR, owner, now=now, until=now + hold, reentrant=False)
+    return claim is not None
 
 
 class Janitor:
@@ -84,7 +66,7 @@ class Janitor:
         self.first_delay = first_delay
         self.batch_size = batch_size
         self.clock = clock
-        self.owner = owner or f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+        self.owner = owner or leases.new_holder()
         self.last_report: PurgeReport | None = None
         self._task: asyncio.Task[None] | None = None
 
@@ -124,6 +106,8 @@ class Janitor:
             raw_retention_days=self.raw_retention_days,
             batch_size=self.batch_size,
         )
+        async with self.database.transaction() as conn:
+            await leases.purge(conn, before=now - LEASES_KEPT)
         self.last_report = report
         if report.total:
             log.info("retention: purged %s", report.summary())

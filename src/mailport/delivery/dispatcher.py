@@ -2,7 +2,9 @@
 
 Shape (all state is in the database, so a crash loses nothing):
 
-* **Supervisor** (one task): holds the dispatcher lease (one dispatching process per database),
+* **Supervisor** (one task): holds the lease ``dispatcher`` (:mod:`mailport.leases`: one
+  dispatching process per database; the workers record results fenced with its token, so a
+  process that lost it records nothing more and its deliveries go out again from the new holder),
   reads events after the fan-out cursor and inserts one delivery row per subscribed active
   endpoint (``webhook_deliveries``, the outbox), and keeps one worker per active endpoint. It
   wakes when this process appends events (:meth:`mailport.events.EventLog.wait`) and polls every
@@ -25,14 +27,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
 import random
-import socket
 import time
-import uuid
 from collections.abc import Callable
 from datetime import datetime, timedelta
 
+from mailport import leases
 from mailport.clock import Clock, utc_now
 from mailport.delivery.metrics import DELIVERY_LATENCY, QUEUE_SIZE, WEBHOOK_ATTEMPTS
 from mailport.delivery.models import DeliveryStatus, WebhookEndpoint
@@ -41,6 +41,7 @@ from mailport.delivery.repository import WebhookRepository
 from mailport.delivery.retry import RetryPolicy
 from mailport.delivery.sender import Outcome, WebhookSender
 from mailport.delivery.signing import signature_headers
+from mailport.errors import LeaseLostError
 from mailport.events import EventLog
 from mailport.net.guard import HostGuard
 from mailport.tasks import cancel_and_wait, stop_if_cancelled
@@ -65,6 +66,7 @@ class EndpointWorker:
         rand: Callable[[], float],
         concurrency: int,
         batch: int,
+        fence: leases.Fence,
         flush_size: int = 200,
         flush_interval: float = 0.05,
         idle_poll: float = 5.0,
@@ -79,6 +81,7 @@ class EndpointWorker:
         self._rand = rand
         self._concurrency = concurrency
         self._batch = batch
+        self._fence = fence
         self._flush_size = flush_size
         self._flush_interval = flush_interval
         self._idle_poll = idle_poll
@@ -237,45 +240,38 @@ class EndpointWorker:
             if not self._buffer:
                 return
             records, self._buffer = self._buffer, []
-            now = self._clock()
-            async with self._event_log.transaction() as conn:
-                if not await self._outbox.lock_endpoint(conn, self.endpoint.id):
-                    self._disabled = True  # deleted: its deliveries and their attempts went with it
-                    return
-                last_success = await self._outbox.record(conn, self.endpoint.id, records)
-                delivered = [r.event_seq for r in records if r.new_status is DeliveryStatus.DELIVERED]
-                if delivered:
-                    await self._outbox.accept_completed(conn, delivered, now=now)
-                if any(
-                    r.new_status is DeliveryStatus.DEAD
-                    and self._policy.should_disable(
-                        last_success_at=last_success, dead_window_started=r.window_started_at
-                    )
-                    for r in records
-                ):
-                    hours = self._policy.give_up_after / 3600
-                    reason = f"no 2xx answer for {hours:g} h: a delivery became a dead letter after retries"
-                    if await self._endpoints.disable(conn, self.endpoint, reason=reason, now=now):
-                        log.warning("webhook %s disabled: %s", self.endpoint.id, reason)
-                        self._disabled = True
+            try:
+                await self._record(records)
+            except LeaseLostError:  # another dispatcher sends these deliveries again (same ids)
+                log.warning(
+                    "webhook %s: dispatcher lease lost; %d results dropped", self.endpoint.id, len(records)
+                )
+                self._stopping = True
 
-
-def dead_local_owner(owner: str) -> bool:
-    """Is ``owner`` (``host:pid:nonce``) a process on this host that no longer exists?"""
-    host, _, rest = owner.partition(":")
-    pid_text = rest.partition(":")[0]
-    if host != socket.gethostname() or not pid_text.isdigit():
-        return False
-    pid = int(pid_text)
-    if pid == os.getpid():
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return True
-    except PermissionError:
-        return False
-    return False
+    async def _record(self, records: list[AttemptRecord]) -> None:
+        """Write ``records`` in one transaction, fenced with the dispatcher's lease."""
+        now = self._clock()
+        async with self._event_log.transaction() as conn:
+            if not await self._outbox.lock_endpoint(conn, self.endpoint.id):
+                self._disabled = True  # deleted: its deliveries and their attempts went with it
+                return
+            last_success = await self._outbox.record(conn, self.endpoint.id, records)
+            delivered = [r.event_seq for r in records if r.new_status is DeliveryStatus.DELIVERED]
+            if delivered:
+                await self._outbox.accept_completed(conn, delivered, now=now)
+            await self._fence(conn)  # LeaseLostError rolls it all back
+            if any(
+                r.new_status is DeliveryStatus.DEAD
+                and self._policy.should_disable(
+                    last_success_at=last_success, dead_window_started=r.window_started_at
+                )
+                for r in records
+            ):
+                hours = self._policy.give_up_after / 3600
+                reason = f"no 2xx answer for {hours:g} h: a delivery became a dead letter after retries"
+                if await self._endpoints.disable(conn, self.endpoint, reason=reason, now=now):
+                    log.warning("webhook %s disabled: %s", self.endpoint.id, reason)
+                    self._disabled = True
 
 
 class Dispatcher:
@@ -313,13 +309,14 @@ class Dispatcher:
         self._poll_interval = poll_interval
         self._lease_ttl = lease_ttl
         self._batch = batch
-        self.owner = owner or f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+        self.owner = owner or leases.new_holder()
+        self._leases = leases.Leases(event_log.database, clock=clock)
+        self._lease: leases.Lease | None = None
         self._sender_factory = sender_factory or self._default_sender
         self._workers: dict[str, EndpointWorker] = {}
         self._task: asyncio.Task[None] | None = None
         self._lease_renew_at: float = 0.0
         self._gauge_at: float = 0.0
-        self.has_lease = False
 
     def _default_sender(self, endpoint: WebhookEndpoint) -> WebhookSender:
         return WebhookSender(self._guard, timeout=self._timeout, max_connections=self._concurrency)
@@ -339,12 +336,16 @@ class Dispatcher:
             await cancel_and_wait(self._task, timeout=timeout)  # bounded: never hang shutdown
             self._task = None
         await self._stop_workers(list(self._workers), timeout)
-        if self.has_lease:
+        if self._lease is not None:
             try:
-                await self._outbox.release_lease(self.owner, now=self._clock())
+                await self._leases.release(self._lease)
             except Exception:  # shutting down: the lease expires on its own
                 log.exception("could not release the dispatcher lease")
-            self.has_lease = False
+            self._lease = None
+
+    @property
+    def has_lease(self) -> bool:
+        return self._lease is not None
 
     async def _stop_workers(self, ids: list[str], timeout: float) -> None:
         workers = [self._workers.pop(i) for i in ids if i in self._workers]
@@ -359,19 +360,19 @@ class Dispatcher:
         if pending:
             await asyncio.gather(*pending, return_exceptions=True)
 
-    async def _renew_lease(self) -> bool:
+    async def _renew_lease(self) -> leases.Lease | None:
+        """Take or keep the lease (every ``lease_ttl / 3``). Workers started under an earlier
+        tenure fence with its token: they record nothing more, end and are replaced."""
         now_mono = time.monotonic()
-        if self.has_lease and now_mono < self._lease_renew_at:
-            return True
-        now = self._clock()
-        got = await self._outbox.acquire_lease(
-            self.owner, now=now, until=now + timedelta(seconds=self._lease_ttl), is_stale=dead_local_owner
-        )
-        if got and not self.has_lease:
-            log.info("webhook dispatcher %s took the lease", self.owner)
-        self.has_lease = got
+        if self._lease is not None and now_mono < self._lease_renew_at:
+            return self._lease
+        ttl = timedelta(seconds=self._lease_ttl)
+        lease = await self._leases.acquire(leases.DISPATCHER, self.owner, ttl=ttl)
+        if lease is not None and (self._lease is None or lease.token != self._lease.token):
+            log.info("webhook dispatcher %s took the lease (token %d)", self.owner, lease.token)
+        self._lease = lease
         self._lease_renew_at = now_mono + self._lease_ttl / 3
-        return got
+        return lease
 
     async def _supervise(self) -> None:
         loop = asyncio.get_running_loop()
@@ -394,11 +395,12 @@ class Dispatcher:
 
     async def run_once(self) -> None:
         """One supervisor cycle: lease, workers, fan-out."""
-        if not await self._renew_lease():
+        lease = await self._renew_lease()
+        if lease is None:
             await self._stop_workers(list(self._workers), 0)
             return
         endpoints = await self._endpoints.active_endpoints()
-        self._sync_workers(endpoints)
+        self._sync_workers(endpoints, lease)
         while await self._outbox.fanout_pending():
             async with self._event_log.transaction() as conn:
                 count, touched = await self._outbox.fanout(
@@ -418,7 +420,7 @@ class Dispatcher:
             QUEUE_SIZE.labels(queue="webhook_pending").set(await self._outbox.pending_count())
             self._gauge_at = time.monotonic() + 1.0
 
-    def _sync_workers(self, endpoints: list[WebhookEndpoint]) -> None:
+    def _sync_workers(self, endpoints: list[WebhookEndpoint], lease: leases.Lease) -> None:
         active = {e.id: e for e in endpoints}
         for endpoint_id, worker in list(self._workers.items()):
             if endpoint_id not in active or worker.finished:
@@ -443,6 +445,7 @@ class Dispatcher:
                 rand=self._rand,
                 concurrency=self._concurrency,
                 batch=self._batch,
+                fence=leases.guard(lease),
             )
             self._workers[endpoint_id] = worker
             worker.start()

@@ -1,7 +1,7 @@
 """The outbox of webhook deliveries: one row per endpoint and event, worked by the dispatcher.
 
 Why a module of its own: everything that moves a delivery along shares the dispatcher's state
-row (the fan-out cursor and the lease) and the per-mailbox order, and runs unscoped by tenant —
+row (the fan-out cursor) and the per-mailbox order, and runs unscoped by tenant —
 turning events into deliveries (the fan-out, and the backfill of waiting events), what the
 dispatcher reads (what is due, the pending batch with its bodies), and recording the attempts'
 outcomes with the acceptance they settle. Statements that run inside a caller's transaction
@@ -12,7 +12,7 @@ together.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -33,7 +33,7 @@ from mailport.store.tables import (
     webhook_endpoints,
 )
 
-STATE_ROW = acceptance.FANOUT_ROW  # the dispatcher's row: fan-out cursor and lease
+STATE_ROW = acceptance.FANOUT_ROW  # the dispatcher's row: the fan-out cursor
 MAX_ERROR_CHARS = 1000
 
 
@@ -231,57 +231,6 @@ class Outbox:
                 .distinct()
             )
             return {row.endpoint_id for row in result}
-
-    # ------------------------------------------------------------------ lease
-
-    async def acquire_lease(
-        self,
-        owner: str,
-        *,
-        now: datetime,
-        until: datetime,
-        is_stale: Callable[[str], bool] = lambda _owner: False,
-    ) -> bool:
-        """Take or renew the dispatcher lease (one dispatching process at a time); a lease whose
-        holder ``is_stale`` (a dead process on this host) is taken over before it expires."""
-        async with self.database.transaction() as conn:
-            row = (
-                await conn.execute(select(delivery_state).where(delivery_state.c.name == STATE_ROW))
-            ).first()
-            if row is None:
-                await conn.execute(
-                    insert(delivery_state).values(
-                        name=STATE_ROW, fanout_seq=0, owner=owner, lease_until=until, updated_at=now
-                    )
-                )
-                return True
-            holder = row.owner
-            if holder is not None and holder != owner and is_stale(holder):
-                await conn.execute(
-                    update(delivery_state)
-                    .where(delivery_state.c.name == STATE_ROW, delivery_state.c.owner == holder)
-                    .values(owner=owner, lease_until=until, updated_at=now)
-                )
-                return True
-            result = await conn.execute(
-                update(delivery_state)
-                .where(
-                    delivery_state.c.name == STATE_ROW,
-                    (delivery_state.c.owner == owner)
-                    | delivery_state.c.owner.is_(None)
-                    | (delivery_state.c.lease_until < now),
-                )
-                .values(owner=owner, lease_until=until, updated_at=now)
-            )
-            return bool(result.rowcount == 1)
-
-    async def release_lease(self, owner: str, *, now: datetime) -> None:
-        async with self.database.transaction() as conn:
-            await conn.execute(
-                update(delivery_state)
-                .where(delivery_state.c.name == STATE_ROW, delivery_state.c.owner == owner)
-                .values(owner=None, lease_until=None, updated_at=now)
-            )
 
     # ------------------------------------------------------------------ sending
 

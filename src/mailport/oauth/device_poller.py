@@ -112,9 +112,10 @@ class DevicePoller:
             return
         # One poller per flow across workers (a device code is redeemed once): the others only
         # read the flow's state; an abandoned lease (crashed worker) runs out and is taken over.
-        if not await self._flows.claim_polling(
+        lease = await self._flows.claim_polling(
             flow_id, until=self._poll_lease(record.interval), now=self._clock()
-        ):
+        )
+        if lease is None:
             return
         app = await self._apps.resolve(record.provider, tenant_id)
         auth = DeviceAuthorization(
@@ -130,7 +131,8 @@ class DevicePoller:
         interval = record.interval
         sleep = self._oauth.device_flow.sleep
         while True:
-            await self._flows.renew_polling(flow_id, until=self._poll_lease(interval))
+            if not await self._flows.renew_polling(lease, until=self._poll_lease(interval)):
+                return  # another worker polls it now
             await sleep(interval)
             now = self._clock()
             try:

@@ -3,8 +3,10 @@ consumed states, tenants' own OAuth apps, and device flows in progress.
 
 Tokens are written through :class:`~mailport.mailboxes.service.MailboxService` (every token
 write an ``UPDATE … WHERE token_version = :expected``, compare-and-swap; the refresh lease is
-the ``oauth_refresh_lease_until`` column taken the same way). Secrets are encrypted with the
-key ring and come out sealed (:class:`~mailport.crypto.Sealed`): decrypted when used.
+the lease ``token_refresh:<mailbox id>`` of :mod:`mailport.leases`, released in the transaction
+that moves the version on). The device sign-in pollers hold ``device_poll:<flow id>``. Secrets
+are encrypted with the key ring and come out sealed (:class:`~mailport.crypto.Sealed`):
+decrypted when used.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from typing import Any
 from sqlalchemy import delete, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
+from mailport import leases
 from mailport.config import Settings
 from mailport.crypto import Cipher, Sealed, Secret
 from mailport.errors import NotFoundError
@@ -53,11 +56,12 @@ class DatabaseTokenStore:
             mailboxes.c.token_version,
             mailboxes.c.status,
             mailboxes.c.last_error,
-            mailboxes.c.oauth_refresh_lease_until,
             mailboxes.c.oauth_issued_at,
         ).where(mailboxes.c.id == mailbox_id)
+        name = leases.name(leases.TOKEN_REFRESH, mailbox_id)
         async with self._db.connect() as conn:
             row = (await conn.execute(query)).first()
+            lease = (await leases.current(conn, [name])).get(name)
         if row is None or row.oauth_provider is None or row.oauth_access_token_enc is None:
             raise NotFoundError(f"mailbox {mailbox_id!r} has no OAuth tokens")
         return StoredTokens(
@@ -73,7 +77,7 @@ class DatabaseTokenStore:
             ),
             version=row.token_version,
             reauth_error=(row.last_error or "reauth required") if row.status == REAUTH_REQUIRED else None,
-            refresh_lease_until=row.oauth_refresh_lease_until,
+            refresh_lease_until=lease.expires_at if lease is not None else None,
         )
 
     async def claim_refresh(
@@ -264,10 +268,15 @@ class DeviceFlowRecord:
     error: str | None
 
 
+def _poll_lease(flow_id: str) -> str:
+    return leases.name(leases.DEVICE_POLL, flow_id)
+
+
 class DeviceFlowRepository:
     def __init__(self, database: Database, key_ring: Cipher) -> None:
         self._db = database
         self._keys = key_ring
+        self._holder = leases.new_holder()
 
     async def create(self, record: DeviceFlowRecord, *, now: datetime) -> None:
         assert record.device_code is not None
@@ -326,7 +335,8 @@ class DeviceFlowRepository:
         mailbox_id: str | None = None,
         error: str | None = None,
     ) -> bool:
-        """Move a pending flow to its end state and erase the device code (once)."""
+        """Move a pending flow to its end state and erase the device code (once); its polling
+        lease goes too (a finished flow is never polled again)."""
         async with self._db.transaction() as conn:
             result = await conn.execute(
                 update(oauth_device_flows)
@@ -336,34 +346,30 @@ class DeviceFlowRepository:
                     mailbox_id=mailbox_id,
                     error=error,
                     device_code_enc=None,
-                    poll_lease_until=None,
                     updated_at=now,
                 )
             )
+            if result.rowcount == 1:
+                await leases.drop(conn, _poll_lease(flow_id))
         return bool(result.rowcount == 1)
 
-    async def claim_polling(self, flow_id: str, *, until: datetime, now: datetime) -> bool:
-        """Take (or renew) the right to poll this flow: one poller across all workers."""
-        lease = oauth_device_flows.c.poll_lease_until
+    async def claim_polling(self, flow_id: str, *, until: datetime, now: datetime) -> leases.Lease | None:
+        """Take the right to poll this pending flow: one poller across all workers."""
+        name = _poll_lease(flow_id)
         async with self._db.transaction() as conn:
-            result = await conn.execute(
-                update(oauth_device_flows)
-                .where(
-                    oauth_device_flows.c.id == flow_id,
-                    oauth_device_flows.c.status == "pending",
-                    (lease.is_(None)) | (lease <= now),
-                )
-                .values(poll_lease_until=until)
-            )
-        return bool(result.rowcount == 1)
+            lease = await leases.acquire(conn, name, self._holder, now=now, until=until)
+            if lease is None:
+                return None
+            status = select(oauth_device_flows.c.status).where(oauth_device_flows.c.id == flow_id)
+            if (await conn.execute(status)).scalar_one_or_none() == "pending":
+                return lease
+            await leases.release(conn, name, self._holder)
+        return None
 
-    async def renew_polling(self, flow_id: str, *, until: datetime) -> None:
+    async def renew_polling(self, lease: leases.Lease, *, until: datetime) -> bool:
+        """Keep polling until ``until``; False when another worker took the flow over."""
         async with self._db.transaction() as conn:
-            await conn.execute(
-                update(oauth_device_flows)
-                .where(oauth_device_flows.c.id == flow_id)
-                .values(poll_lease_until=until)
-            )
+            return await leases.renew(conn, lease, until=until) is not None
 
     async def set_interval(self, flow_id: str, interval: int, *, now: datetime) -> None:
         async with self._db.transaction() as conn:

@@ -22,6 +22,7 @@ from typing import Any, Final
 from sqlalchemy import Select, case, delete, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
+from mailport import leases
 from mailport.crypto import Cipher, Sealed, Secret
 from mailport.errors import ConflictError, NotFoundError
 from mailport.mailboxes.models import (
@@ -115,10 +116,15 @@ def settings_columns(settings: ProcessingSettings) -> dict[str, Any]:
     }
 
 
+def _refresh_lease(mailbox_id: str) -> str:
+    return leases.name(leases.TOKEN_REFRESH, mailbox_id)
+
+
 class MailboxRepository:
     def __init__(self, database: Database, key_ring: Cipher) -> None:
         self._db = database
         self._keys = key_ring
+        self._holder = leases.new_holder()  # of the token refresh leases taken here
 
     # --- mapping --------------------------------------------------------------------------
 
@@ -374,34 +380,49 @@ class MailboxRepository:
     async def claim_token_refresh(
         self, mailbox_id: str, *, expected_version: int, until: datetime, now: datetime
     ) -> bool:
-        lease = mailboxes.c.oauth_refresh_lease_until
-        return await self._swap_tokens(
-            mailbox_id, expected_version, (lease.is_(None)) | (lease <= now), oauth_refresh_lease_until=until
-        )
+        """Take the lease ``token_refresh:<mailbox id>`` while the tokens are still at
+        ``expected_version`` (the lease first: a holder's release commits with its new version, so
+        the version read after taking the lease is the one the holder left)."""
+        name = _refresh_lease(mailbox_id)
+        async with self._db.transaction() as conn:
+            if await leases.acquire(conn, name, self._holder, now=now, until=until) is None:
+                return False
+            version = select(mailboxes.c.token_version).where(mailboxes.c.id == mailbox_id)
+            if (await conn.execute(version)).scalar_one_or_none() == expected_version:
+                return True
+            await leases.release(conn, name, self._holder)
+        return False
 
     async def release_token_refresh(self, mailbox_id: str, *, expected_version: int) -> None:
-        await self._swap_tokens(mailbox_id, expected_version, oauth_refresh_lease_until=None)
+        async with self._db.transaction() as conn:
+            await leases.release(conn, _refresh_lease(mailbox_id), self._holder)
 
     async def save_refreshed_tokens(
         self, mailbox_id: str, *, expected_version: int, tokens: RefreshedTokens
     ) -> bool:
-        """Store a refresh's tokens in one write, bump the version, drop the lease and lift a
-        reauth mark (a refresh the provider accepted proves the grant alive; the watcher's next
-        login sets the status)."""
+        """Store a refresh's tokens in one write, bump the version, drop the lease (in the same
+        transaction) and lift a reauth mark (a refresh the provider accepted proves the grant
+        alive; the watcher's next login sets the status)."""
         marked = mailboxes.c.status == MailboxStatus.REAUTH_REQUIRED.value
-        return await self._swap_tokens(
-            mailbox_id,
-            expected_version,
-            token_version=expected_version + 1,
-            oauth_refresh_lease_until=None,
-            status=case((marked, MailboxStatus.PENDING.value), else_=mailboxes.c.status),
-            last_error=case((marked, None), else_=mailboxes.c.last_error),
-            oauth_access_token_enc=self._encrypt(tokens.access_token),
-            oauth_refresh_token_enc=self._encrypt(tokens.refresh_token),
-            oauth_expires_at=tokens.expires_at,
-            oauth_scopes=tokens.scope,
-            oauth_issued_at=tokens.issued_at,
+        statement = (
+            update(mailboxes)
+            .where(mailboxes.c.id == mailbox_id, mailboxes.c.token_version == expected_version)
+            .values(
+                token_version=expected_version + 1,
+                status=case((marked, MailboxStatus.PENDING.value), else_=mailboxes.c.status),
+                last_error=case((marked, None), else_=mailboxes.c.last_error),
+                oauth_access_token_enc=self._encrypt(tokens.access_token),
+                oauth_refresh_token_enc=self._encrypt(tokens.refresh_token),
+                oauth_expires_at=tokens.expires_at,
+                oauth_scopes=tokens.scope,
+                oauth_issued_at=tokens.issued_at,
+            )
         )
+        async with self._db.transaction() as conn:
+            saved = (await conn.execute(statement)).rowcount == 1
+            if saved:
+                await leases.release(conn, _refresh_lease(mailbox_id), self._holder)
+        return bool(saved)
 
     async def mark_reauth_required(self, mailbox_id: str, *, error: str) -> None:
         """The grant is dead: ``reauth_required`` with the provider's words; the lease is dropped."""
@@ -409,12 +430,9 @@ class MailboxRepository:
             await conn.execute(
                 update(mailboxes)
                 .where(mailboxes.c.id == mailbox_id)
-                .values(
-                    status=MailboxStatus.REAUTH_REQUIRED.value,
-                    last_error=error[:2000],
-                    oauth_refresh_lease_until=None,
-                )
+                .values(status=MailboxStatus.REAUTH_REQUIRED.value, last_error=error[:2000])
             )
+            await leases.release(conn, _refresh_lease(mailbox_id), self._holder)
 
     async def record_health(
         self,

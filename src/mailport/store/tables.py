@@ -123,7 +123,8 @@ mailboxes = Table(
     Column("oauth_scopes", Text, nullable=True),  # space-separated, as OAuth sends them
     Column("oauth_connected_email", String(320), nullable=True),
     Column("token_version", Integer, nullable=False, server_default="0"),
-    # OAuth: the cross-process refresh lease (see mailport.oauth.tokens)
+    # unused since 0015: the token refresh lease is the ``leases`` row token_refresh:<mailbox id>
+    # (dropping the column rebuilds this table on SQLite, whose DROP TABLE cascades to children)
     Column("oauth_refresh_lease_until", UTCDateTime(), nullable=True),
     # when the access token was issued: its lifetime bounds the refresh-ahead window
     Column("oauth_issued_at", UTCDateTime(), nullable=True),
@@ -191,7 +192,6 @@ oauth_device_flows = Table(
     Column("status", String(20), nullable=False),  # pending | complete | denied | expired | error
     Column("mailbox_id", String(40), nullable=True),
     Column("error", Text, nullable=True),
-    Column("poll_lease_until", UTCDateTime(), nullable=True),  # one poller across workers
     Column("created_at", UTCDateTime(), nullable=False),
     Column("updated_at", UTCDateTime(), nullable=False),
     Index("ix_oauth_device_flows_tenant_id", "tenant_id"),
@@ -299,13 +299,12 @@ mailbox_stats = Table(
     Column("processing_ms", BigInteger, nullable=False, server_default="0"),
 )
 
-# Which process watches which mailbox (a lease with expiry), and the watcher's live state.
+# The live state of a mailbox's watcher, written by the process holding its lease (the lease
+# itself is the ``leases`` row ``watcher:<mailbox id>``; the table keeps its older name).
 watcher_leases = Table(
     "watcher_leases",
     metadata,
     Column("mailbox_id", String(40), ForeignKey("mailboxes.id", ondelete="CASCADE"), primary_key=True),
-    Column("owner", String(100), nullable=False),
-    Column("expires_at", UTCDateTime(), nullable=False),
     Column("state", String(20), nullable=False),  # connecting | connected | disconnected | error …
     Column("last_connected_at", UTCDateTime(), nullable=True),
     Column("queue_size", Integer, nullable=False, server_default="0"),
@@ -387,17 +386,27 @@ webhook_attempts = Table(
     Index("ix_webhook_attempts_delivery_id", "delivery_id"),
 )
 
-# The dispatcher's fan-out cursor (last event seq turned into deliveries) and its lease, so that
-# only one process dispatches at a time.
-# The row named "janitor" is the retention janitor's hourly claim (mailport.janitor).
+# The dispatcher's fan-out cursor (last event seq turned into deliveries), in the row
+# "dispatcher". Its lease (one dispatching process at a time) is the ``leases`` row "dispatcher".
 delivery_state = Table(
     "delivery_state",
     metadata,
     Column("name", String(40), primary_key=True),
     Column("fanout_seq", BigInteger, nullable=False),
-    Column("owner", String(100), nullable=True),
-    Column("lease_until", UTCDateTime(), nullable=True),
     Column("updated_at", UTCDateTime(), nullable=False),
+)
+
+# Every lease (mailport.leases): who may do a job now, until when, and the fencing token that
+# grows each time the lease changes hands. Rows stay after a release, so a token never repeats.
+leases = Table(
+    "leases",
+    metadata,
+    Column("name", String(200), primary_key=True),  # watcher:<mailbox id>, dispatcher, janitor …
+    Column("holder", String(100), nullable=True),  # host:pid:nonce; NULL once released
+    Column("token", BigInteger, nullable=False),
+    Column("expires_at", UTCDateTime(), nullable=False),
+    Column("acquired_at", UTCDateTime(), nullable=False),  # when the holder took it
+    Index("ix_leases_holder", "holder"),
 )
 
 # Pull consumers (``GET /v1/events`` readers and acknowledging ``mailport.watch`` loops), one row

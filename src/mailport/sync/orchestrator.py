@@ -7,10 +7,11 @@
   :class:`~mailport.mailboxes.service.MailboxService` (the API, the web UI) calls
   :meth:`Orchestrator.poke`, which skips the wait. Health columns are not in the
   fingerprint, so a watcher recording its own status never restarts itself.
-* **One process per mailbox**: a lease row (``watcher_leases``, owner + expiry, renewed every
-  ``lease_ttl / 3``) is taken before a watcher starts; another process sees it and leaves the
-  mailbox alone, and takes it over when the owner dies and the lease expires. (Advisory locks
-  would need one pinned PostgreSQL connection per mailbox; a row works on SQLite too.)
+* **One process per mailbox**: the lease ``watcher:<mailbox id>`` (:mod:`mailport.leases`,
+  renewed every ``lease_ttl / 3``) is taken before a watcher starts; another process sees it
+  and leaves the mailbox alone, and takes it over when the owner dies and the lease expires.
+  The watcher's chunk transactions are fenced with the lease's token: a watcher whose lease
+  changed hands commits nothing more, and stops.
 * **Start-up** is staggered (up to ``stagger_seconds`` spread) and connects are bounded by a
   semaphore (``max_concurrent_connects``), so a restart never opens 1,000 TLS handshakes at
   once against one server.
@@ -30,15 +31,13 @@ import ctypes.util
 import gc
 import hashlib
 import logging
-import os
 import random
-import socket
-import uuid
 from collections.abc import Callable
 from datetime import timedelta
 
 from sqlalchemy import func, select
 
+from mailport import leases
 from mailport.clock import Clock, utc_now
 from mailport.connectors import registry
 from mailport.connectors.base import Connector
@@ -97,7 +96,7 @@ class Orchestrator:
         clock: Clock = utc_now,
     ) -> None:
         self.services = services
-        self.owner = owner or f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+        self.owner = owner or leases.new_holder()
         self.reconcile_interval = reconcile_interval
         self.full_interval = (
             lease_ttl / 3
@@ -252,8 +251,8 @@ class Orchestrator:
         spread = self.stagger_seconds if first and len(missing) > 20 else 0.0
         for mailbox_id in missing:
             async with self.services.database.transaction() as conn:
-                got = await repo.acquire_lease(conn, mailbox_id, self.owner, now=now, ttl=self.lease_ttl)
-            if not got:
+                lease = await repo.acquire_lease(conn, mailbox_id, self.owner, now=now, ttl=self.lease_ttl)
+            if lease is None:
                 continue
             try:
                 mailbox = await self.services.mailboxes.repository.get_by_id(mailbox_id)
@@ -269,6 +268,7 @@ class Orchestrator:
                 connect_slots=self.connect_slots,
                 options=self.options,
                 clock=self.clock,
+                fence=leases.guard(lease),
             )
             self.watchers[mailbox_id] = watcher
             self._fingerprints[mailbox_id] = desired[mailbox_id]

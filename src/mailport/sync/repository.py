@@ -6,8 +6,6 @@ events, actions, statistics and the advanced cursor) into ONE transaction.
 
 from __future__ import annotations
 
-import os
-import socket
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -16,6 +14,7 @@ from typing import Any
 from sqlalchemy import and_, delete, func, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from mailport import leases
 from mailport.connectors.base import Cursor
 from mailport.events import acceptance
 from mailport.store.database import dialect_insert as _insert
@@ -346,85 +345,69 @@ async def unaccepted_counts(conn: AsyncConnection, mailbox_ids: Sequence[str]) -
 
 
 # -------------------------------------------------------------------------------- leases
+# The right to watch a mailbox is the lease ``watcher:<mailbox id>`` (mailport.leases); the
+# watcher's live state, written only by the lease's holder, is the mailbox's watcher_leases row.
 
-
-def owner_is_dead(owner: str) -> bool:
-    """Is ``owner`` (``host:pid:nonce``) a process of this host that no longer exists? Its
-    leases can then be taken at once instead of after their expiry (a restart after a crash)."""
-    host, _, rest = owner.partition(":")
-    pid_text = rest.partition(":")[0]
-    if host != socket.gethostname() or not pid_text.isdigit():
-        return False
-    try:
-        os.kill(int(pid_text), 0)
-    except ProcessLookupError:
-        return True
-    except PermissionError:
-        return False
-    return False
+WATCHER_LEASES = f"{leases.WATCHER}:"
 
 
 async def acquire_lease(
     conn: AsyncConnection, mailbox_id: str, owner: str, *, now: datetime, ttl: timedelta
-) -> bool:
-    """Take (or keep) the right to watch ``mailbox_id``; False when a live lease is another's."""
-    current = (
-        await conn.execute(select(watcher_leases.c.owner).where(watcher_leases.c.mailbox_id == mailbox_id))
-    ).first()
-    takeable = (watcher_leases.c.owner == owner) | (watcher_leases.c.expires_at < now)
-    if current is not None and current.owner != owner and owner_is_dead(current.owner):
-        takeable = watcher_leases.c.owner == current.owner
-    result = await conn.execute(
-        update(watcher_leases)
-        .where(watcher_leases.c.mailbox_id == mailbox_id, takeable)
-        .values(owner=owner, expires_at=now + ttl, updated_at=now)
-    )
-    if result.rowcount:
-        return True
-    inserted = await conn.execute(
-        _insert(conn, watcher_leases)
-        .values(mailbox_id=mailbox_id, owner=owner, expires_at=now + ttl, state="starting", updated_at=now)
-        .on_conflict_do_nothing(index_elements=["mailbox_id"])
-    )
-    return bool(inserted.rowcount)
+) -> leases.Lease | None:
+    """Take (or keep) the right to watch ``mailbox_id``; None when a live lease is another's."""
+    lease = await leases.acquire(conn, WATCHER_LEASES + mailbox_id, owner, now=now, until=now + ttl)
+    if lease is not None:
+        await conn.execute(
+            _insert(conn, watcher_leases)
+            .values(mailbox_id=mailbox_id, state="starting", updated_at=now)
+            .on_conflict_do_nothing(index_elements=["mailbox_id"])
+        )
+    return lease
 
 
 async def renew_leases(conn: AsyncConnection, owner: str, *, now: datetime, ttl: timedelta) -> set[str]:
     """Extend every lease of ``owner``; returns the mailboxes it still holds."""
-    await conn.execute(
-        update(watcher_leases).where(watcher_leases.c.owner == owner).values(expires_at=now + ttl)
-    )
-    result = await conn.execute(select(watcher_leases.c.mailbox_id).where(watcher_leases.c.owner == owner))
-    return {row.mailbox_id for row in result}
+    held = await leases.renew_all(conn, owner, prefix=WATCHER_LEASES, until=now + ttl)
+    return {name.removeprefix(WATCHER_LEASES) for name in held}
 
 
 async def release_leases(conn: AsyncConnection, owner: str, mailbox_ids: Sequence[str] | None = None) -> None:
-    statement = delete(watcher_leases).where(watcher_leases.c.owner == owner)
-    if mailbox_ids is not None:
-        statement = statement.where(watcher_leases.c.mailbox_id.in_(list(mailbox_ids)))
-    await conn.execute(statement)
+    """Give up the leases of ``owner`` (of ``mailbox_ids`` only, when given) and forget the
+    watchers' state."""
+    if mailbox_ids is None:
+        names = await leases.release_all(conn, owner, prefix=WATCHER_LEASES)
+    else:
+        names = set()
+        for name in (WATCHER_LEASES + m for m in mailbox_ids):
+            if await leases.release(conn, name, owner):
+                names.add(name)
+    if names:
+        released = [name.removeprefix(WATCHER_LEASES) for name in names]
+        await conn.execute(delete(watcher_leases).where(watcher_leases.c.mailbox_id.in_(released)))
 
 
 async def set_watcher_state(
     conn: AsyncConnection, mailbox_id: str, owner: str, *, state: str, now: datetime, connected: bool = False
 ) -> None:
+    """Record the watcher's state, when ``owner`` still holds the mailbox's lease."""
     values: dict[str, Any] = {"state": state, "updated_at": now}
     if connected:
         values["last_connected_at"] = now
     await conn.execute(
         update(watcher_leases)
-        .where(watcher_leases.c.mailbox_id == mailbox_id, watcher_leases.c.owner == owner)
+        .where(
+            watcher_leases.c.mailbox_id == mailbox_id,
+            leases.is_held_by(WATCHER_LEASES + mailbox_id, owner),
+        )
         .values(**values)
     )
 
 
 async def leases_of(conn: AsyncConnection, mailbox_ids: Sequence[str], *, now: datetime) -> dict[str, Any]:
-    """Live lease rows (state, last connection) per mailbox."""
-    if not mailbox_ids:
+    """The watchers' state rows (state, last connection) of the mailboxes whose lease is live."""
+    live = await leases.current(conn, [WATCHER_LEASES + m for m in mailbox_ids], now=now)
+    if not live:
         return {}
-    result = await conn.execute(
-        select(watcher_leases).where(
-            watcher_leases.c.mailbox_id.in_(list(mailbox_ids)), watcher_leases.c.expires_at >= now
-        )
-    )
+    watched = [name.removeprefix(WATCHER_LEASES) for name in live]
+    result = await conn.execute(select(watcher_leases).where(watcher_leases.c.mailbox_id.in_(watched)))
     return {row.mailbox_id: row for row in result}

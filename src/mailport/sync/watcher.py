@@ -48,11 +48,13 @@ from mailport.connectors.base import ChangeKind, Connector, Cursor, FolderState
 from mailport.errors import (
     CommandError,
     HostNotAllowedError,
+    LeaseLostError,
     MailportError,
     UnsupportedFeatureError,
 )
 from mailport.events import EventLog, EventType, NewEvent, append_many
 from mailport.failures import Verdict, classify
+from mailport.leases import Fence
 from mailport.mailboxes.models import Mailbox, MailboxStatus
 from mailport.mailboxes.service import HealthSink
 from mailport.metrics import CONNECTIONS, INGEST_LATENCY, RECONNECTS
@@ -132,6 +134,7 @@ class Watcher:
         connect_slots: asyncio.Semaphore,
         options: WatcherOptions | None = None,
         clock: Clock = utc_now,
+        fence: Fence | None = None,
     ) -> None:
         self.mailbox = mailbox
         self.connector = connector
@@ -142,6 +145,7 @@ class Watcher:
         self.connect_slots = connect_slots
         self.options = options or WatcherOptions()
         self.clock = clock
+        self.fence = fence  # the lease's check: a chunk commits only while the lease is this watcher's
         self.status = WatcherStatus()
         self._stopping = False
         self._stop_event = asyncio.Event()
@@ -233,6 +237,9 @@ class Watcher:
                     await self.apply_actions(folder)
             except asyncio.CancelledError:
                 raise
+            except LeaseLostError as exc:  # another process watches the mailbox now
+                log.warning("mailbox %s: %s; stopping", self.mailbox.id, exc)
+                break
             except HostNotAllowedError as exc:
                 # Refused before connecting: retrying soon cannot help (a PATCH that fixes the
                 # host restarts the watcher), but DNS may change, so try again after a long pause.
@@ -410,6 +417,8 @@ class Watcher:
                     check_known=check_known,
                     started=started,
                 )
+                if self.fence is not None:
+                    await self.fence(conn)
             cursor = Cursor(cursor.folder, cursor.uidvalidity, result.last_uid, cursor.highestmodseq)
             appended += result.delivered
             self.status.processed += result.delivered

@@ -7,9 +7,10 @@ import socket
 from datetime import UTC, datetime
 
 from mailport.events import Event, message_key
+from mailport.leases import holder_is_dead as owner_is_dead
 from mailport.sync import Backoff
 from mailport.sync.health import MailboxHealth, tenant_health, tenant_stats
-from mailport.sync.repository import Totals, owner_is_dead
+from mailport.sync.repository import Totals
 
 
 def test_backoff_grows_exponentially_with_full_jitter_and_a_cap() -> None:
