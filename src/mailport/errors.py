@@ -226,11 +226,11 @@ class RateLimitedError(MailportError):
 
 
 class UnsupportedFeatureError(MailportError):
-    """Raised instead of silently dropping a feature a provider or server cannot do."""
+    """Raised instead of silently dropping a feature a connector or server cannot do."""
 
     code = "unsupported_feature"
     http_status = 422
-    hint = "This provider or server does not support that feature."
+    hint = "This mailbox's connector or server does not support that feature."
 
 
 # --------------------------------------------------------------------------- mail servers

@@ -89,6 +89,7 @@ class NewMailbox:
     password: Secret | None = None
     oauth: OAuthGrant | None = None
     settings: ProcessingSettings = field(default_factory=ProcessingSettings)
+    connector: str = "imap"  # a key of mailport.connectors.registry
 
 
 @dataclass(frozen=True)
@@ -109,6 +110,7 @@ class Mailbox:
     health: Health
     created_at: datetime
     updated_at: datetime
+    connector: str = "imap"  # a key of mailport.connectors.registry: what reads this mailbox
 
     @property
     def has_password(self) -> bool:

@@ -1,7 +1,8 @@
 """The orchestrator: a watcher for every active mailbox of every tenant, following changes.
 
 * **Following changes**: every ``reconcile_interval`` (default 0.5 s) one query reads each
-  mailbox's *watch fingerprint* (server, credentials, folder, interval, action, disabled);
+  mailbox's *watch fingerprint* (connector, server, credentials, folder, interval, action,
+  disabled);
   a new mailbox starts a watcher, a changed one restarts it, a deleted or disabled one stops
   it — within 2 s whichever process changed it. A change made through this process's
   :class:`~mailport.mailboxes.service.MailboxService` (the API, the web UI) calls
@@ -52,6 +53,7 @@ from mailport.tasks import cancel_and_wait, stop_if_cancelled
 log = logging.getLogger(__name__)
 
 _FINGERPRINT = (
+    mailboxes.c.connector,
     mailboxes.c.imap_host,
     mailboxes.c.imap_port,
     mailboxes.c.imap_security,
@@ -119,6 +121,8 @@ class Orchestrator:
     # ------------------------------------------------------------------ connectors
 
     def _default_connector(self, mailbox: Mailbox) -> Connector:
+        """The connector the registry holds under ``mailbox.connector``, given this service's
+        tokens, trust, guard and limits."""
         settings = self.services.settings
         tokens = self.services.oauth.oauth.tokens
 
@@ -128,16 +132,15 @@ class Orchestrator:
         async def force_refresh(rejected: Secret | None) -> Secret:
             return await tokens.force_refresh(mailbox.id, rejected=rejected)
 
-        return registry.create(
-            "imap",
-            mailbox=mailbox,
+        context = registry.ConnectorContext(
             token_source=token_source,
             force_refresh=force_refresh,
-            ssl_context=self.services.trust.context(mailbox.imap.trusted_certificate),
+            ssl_context=self.services.trust.context,
+            guard=self.services.guard,
             max_message_bytes=settings.max_message_bytes,
             idle_renew_seconds=float(settings.idle_renew_seconds),
-            guard=self.services.guard,
         )
+        return registry.create(mailbox, context)
 
     # ------------------------------------------------------------------ lifecycle
 

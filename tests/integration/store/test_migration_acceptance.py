@@ -8,17 +8,17 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import insert, inspect, select
+from sqlalchemy import column, insert, inspect, select, table
 
 from mailport.bootstrap import build
 from mailport.crypto import generate_key
 from mailport.events import acceptance
 from mailport.store import current_revision, head_revision, open_database, upgrade
 from mailport.store.tables import (
+    UTCDateTime,
     delivery_state,
     events,
     mailboxes,
-    pending_actions,
     tenants,
     webhook_deliveries,
     webhook_endpoints,
@@ -60,6 +60,16 @@ def _delivery(seq: int, status: str) -> dict[str, Any]:
         "next_attempt_at": THEN if status == "pending" else None,
         "created_at": THEN,
     }
+
+
+# pending_actions as it was at 0005 (0011 keys it on strings: scope, epoch, item)
+PENDING_ACTIONS_0005 = table(
+    "pending_actions",
+    *(column(name) for name in ("event_id", "mailbox_id", "folder", "uidvalidity", "uid", "action")),
+    column("state"),
+    column("created_at", UTCDateTime()),
+    column("updated_at", UTCDateTime()),
+)
 
 
 def _action(seq: int) -> dict[str, Any]:
@@ -135,7 +145,7 @@ async def test_migration_keeps_every_acceptance_and_delivery_and_frees_the_stuck
             await conn.execute(
                 insert(delivery_state).values(name="dispatcher", fanout_seq=6, updated_at=THEN)
             )
-            await conn.execute(insert(pending_actions), [_action(n) for n in (2, 3, 5)])
+            await conn.execute(insert(PENDING_ACTIONS_0005), [_action(n) for n in (2, 3, 5)])
         async with database.connect() as conn:
             events_before = (await conn.execute(select(events).order_by(events.c.seq))).all()
             deliveries_before = (
