@@ -303,7 +303,7 @@ async def test_purge_removes_exactly_the_expired_rows_and_the_api_follows(
             conn,
             world.mailbox.id,
             "INBOX",
-            3,
+            "3",
             sha256=[rows[world.message_ids["old_accepted"]].sha256],
             message_ids=[],
         )
