@@ -10,11 +10,11 @@ from typing import Any
 
 import pytest
 
+from mailport.connectors import imap as imap_connector
 from mailport.events import mark_accepted
 from mailport.mailboxes.models import Mailbox
 from mailport.sync import Orchestrator
 from mailport.sync import repository as repo
-from mailport.sync import watcher as watcher_module
 from tests.integration.sync.conftest import Bed, all_events, make_message, wait_for
 
 
@@ -131,7 +131,7 @@ async def test_a_backlog_since_creation_is_ingested_whole_and_older_mail_is_not(
 ) -> None:
     """First sync places the cursor page by page (a small page here): every message that arrived
     since the mailbox was created is ingested however many pages back, none from before."""
-    monkeypatch.setattr(watcher_module, "BASELINE_PAGE", 40)
+    monkeypatch.setattr(imap_connector, "BASELINE_PAGE", 40)  # the IMAP baseline pages
     client = await bed.imap()
     try:
         old = datetime.now(UTC) - timedelta(days=3)
