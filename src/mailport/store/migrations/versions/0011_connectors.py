@@ -95,6 +95,16 @@ def _swap(table: str, *, to_strings: bool, unique: str | None) -> None:
             batch.create_unique_constraint(unique, ["mailbox_id", *(c.name for c in added)])
 
 
+def _cursor_rows(*location: str) -> sa.TableClause:
+    """``mailbox_cursors`` for reading (typed, so that SQLite's timestamps come back as such)."""
+    return sa.table(
+        "mailbox_cursors",
+        sa.column("mailbox_id", sa.String()),
+        *(sa.column(name, sa.String()) for name in location),
+        sa.column("updated_at", UTCDateTime()),
+    )
+
+
 def _cursors(columns: list[sa.Column[object]], rows: list[dict[str, object]]) -> None:
     """Recreate ``mailbox_cursors`` (its primary key changes) with ``columns`` and ``rows``."""
     op.drop_table("mailbox_cursors")
@@ -117,9 +127,7 @@ def _cursors(columns: list[sa.Column[object]], rows: list[dict[str, object]]) ->
 
 def upgrade() -> None:
     op.add_column("mailboxes", sa.Column("connector", sa.String(40), nullable=False, server_default="imap"))
-    old = op.get_bind().execute(
-        sa.text("SELECT mailbox_id, folder, uidvalidity, last_uid, updated_at FROM mailbox_cursors")
-    )
+    old = op.get_bind().execute(sa.select(_cursor_rows("folder", "uidvalidity", "last_uid")))
     cursors = [
         {
             "mailbox_id": r.mailbox_id,
@@ -156,12 +164,9 @@ def downgrade() -> None:
     others = "SELECT id FROM mailboxes WHERE connector <> 'imap'"
     conn.execute(sa.text(f"DELETE FROM messages WHERE mailbox_id IN ({others})"))  # noqa: S608
     conn.execute(sa.text(f"DELETE FROM pending_actions WHERE mailbox_id IN ({others})"))  # noqa: S608
-    old = conn.execute(
-        sa.text(
-            "SELECT c.mailbox_id, c.scope, c.epoch, c.position, c.updated_at FROM mailbox_cursors c "
-            "JOIN mailboxes m ON m.id = c.mailbox_id WHERE m.connector = 'imap'"
-        )
-    )
+    dropped = {r.id for r in conn.execute(sa.text(others))}
+    rows = conn.execute(sa.select(_cursor_rows("scope", "epoch", "position"))).all()
+    old = [r for r in rows if r.mailbox_id not in dropped]
     cursors = [
         {
             "mailbox_id": r.mailbox_id,
@@ -191,5 +196,5 @@ def downgrade() -> None:
         postgresql_where=_HAS_RAW,
     )
     _swap("pending_actions", to_strings=False, unique=None)
-    with op.batch_alter_table("mailboxes") as batch:
-        batch.drop_column("connector")
+    # not a batch: recreating ``mailboxes`` on SQLite would cascade-delete every mailbox's rows
+    op.drop_column("mailboxes", "connector")
