@@ -84,7 +84,7 @@ class ImapConnector(BaseConnector):
             force_refresh=context.force_refresh,
             ssl_context=context.ssl_context(pinned) if context.ssl_context is not None else None,
             max_message_bytes=context.max_message_bytes,
-            idle_renew_seconds=context.idle_renew_seconds,
+            idle_renew_seconds=context.push_renew_seconds,
             guard=context.guard,
         )
 

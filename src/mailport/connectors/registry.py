@@ -32,7 +32,7 @@ class ConnectorContext:
     ssl_context: Callable[[Certificate | None], ssl.SSLContext] | None = None  # None: system CAs
     guard: HostGuard | None = None
     max_message_bytes: int = 25 * 1024 * 1024
-    idle_renew_seconds: float = 25 * 60
+    push_renew_seconds: float = 25 * 60  # IMAP: IDLE; Gmail, Graph: the watch or subscription
 
 
 ConnectorFactory = Callable[["Mailbox", ConnectorContext], Connector]

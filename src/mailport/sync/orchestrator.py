@@ -138,7 +138,7 @@ class Orchestrator:
             ssl_context=self.services.trust.context,
             guard=self.services.guard,
             max_message_bytes=settings.max_message_bytes,
-            idle_renew_seconds=float(settings.idle_renew_seconds),
+            push_renew_seconds=float(settings.idle_renew_seconds),
         )
         return registry.create(mailbox, context)
 
