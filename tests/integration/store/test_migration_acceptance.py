@@ -18,14 +18,12 @@ from mailport.store.tables import (
     UTCDateTime,
     delivery_state,
     events,
-    mailboxes,
-    tenants,
     webhook_deliveries,
     webhook_endpoints,
 )
 from mailport.sync import repository as sync_repo
 from tests.fixtures.api import make_settings
-from tests.fixtures.migrations import downgrade
+from tests.fixtures.migrations import downgrade, insert_mailbox
 
 THEN = datetime(2026, 12, 1, 12, 0, tzinfo=UTC)
 TENANT, MAILBOX, ENDPOINT = "ten_01m7zh4d94fxj51fc0rsy5n5tt", "mbx_01m7zh4d94fxj51fc0rsy5n5mm", "whk_01"
@@ -93,24 +91,7 @@ async def test_migration_keeps_every_acceptance_and_delivery_and_frees_the_stuck
     try:
         await upgrade(database, "0005_retention")
         async with database.transaction() as conn:
-            await conn.execute(insert(tenants).values(id=TENANT, name="acme", created_at=THEN))
-            await conn.execute(
-                insert(mailboxes).values(
-                    id=MAILBOX,
-                    tenant_id=TENANT,
-                    email="a@example.test",
-                    imap_host="imap.example.test",
-                    imap_port=993,
-                    imap_security="ssl",
-                    auth_method="password",
-                    check_interval=60,
-                    folder="INBOX",
-                    after_processing="mark_read",
-                    status="connected",
-                    created_at=THEN,
-                    updated_at=THEN,
-                )
-            )
+            await insert_mailbox(conn, TENANT, MAILBOX, at=THEN)
             # 1: read and accepted through pull before any webhook; 2 and 3: appended before the
             # webhook, read by pull afterwards, never accepted (the bug); 4: delivered and
             # accepted; 5: pending at the endpoint; 6: a dead letter

@@ -13,9 +13,9 @@ from sqlalchemy import BigInteger, String, column, insert, select, table
 from mailport.connectors.base import Cursor
 from mailport.events import NewEvent, append_many, message_key
 from mailport.store import current_revision, head_revision, open_database, upgrade
-from mailport.store.tables import UTCDateTime, events, mailboxes, messages, pending_actions, tenants
+from mailport.store.tables import UTCDateTime, events, mailboxes, messages, pending_actions
 from mailport.sync import repository as repo
-from tests.fixtures.migrations import downgrade
+from tests.fixtures.migrations import downgrade, insert_mailbox
 
 THEN = datetime(2026, 12, 1, 12, 0, tzinfo=UTC)
 TENANT, MAILBOX = "ten_01m7zh4d94fxj51fc0rsy5n5tt", "mbx_01m7zh4d94fxj51fc0rsy5n5mm"
@@ -84,24 +84,7 @@ async def test_0011_converts_locations_to_strings_and_nothing_is_delivered_twice
     try:
         await upgrade(database, "0008_oauth_resilience")
         async with database.transaction() as conn:
-            await conn.execute(insert(tenants).values(id=TENANT, name="acme", created_at=THEN))
-            await conn.execute(
-                insert(mailboxes).values(
-                    id=MAILBOX,
-                    tenant_id=TENANT,
-                    email="a@example.test",
-                    imap_host="imap.example.test",
-                    imap_port=993,
-                    imap_security="ssl",
-                    auth_method="password",
-                    check_interval=60,
-                    folder="INBOX",
-                    after_processing="mark_read",
-                    status="connected",
-                    created_at=THEN,
-                    updated_at=THEN,
-                )
-            )
+            await insert_mailbox(conn, TENANT, MAILBOX, at=THEN)
             await conn.execute(
                 insert(OLD_CURSORS),
                 [

@@ -125,6 +125,21 @@ def _cursors(columns: list[sa.Column[object]], rows: list[dict[str, object]]) ->
         op.bulk_insert(table, rows)
 
 
+def _locations(*, to_strings: bool) -> None:
+    """Convert ``messages`` and ``pending_actions`` (the partial index, which a SQLite batch
+    would not copy faithfully, is dropped and made again as 0005 made it)."""
+    op.drop_index("ix_messages_raw_created_at", table_name="messages")
+    _swap("messages", to_strings=to_strings, unique="uq_messages_location")
+    op.create_index(
+        "ix_messages_raw_created_at",
+        "messages",
+        ["created_at", "id", "event_id"],
+        sqlite_where=_HAS_RAW,
+        postgresql_where=_HAS_RAW,
+    )
+    _swap("pending_actions", to_strings=to_strings, unique=None)
+
+
 def upgrade() -> None:
     op.add_column("mailboxes", sa.Column("connector", sa.String(40), nullable=False, server_default="imap"))
     old = op.get_bind().execute(sa.select(_cursor_rows("folder", "uidvalidity", "last_uid")))
@@ -146,16 +161,7 @@ def upgrade() -> None:
         ],
         cursors,
     )
-    op.drop_index("ix_messages_raw_created_at", table_name="messages")
-    _swap("messages", to_strings=True, unique="uq_messages_location")
-    op.create_index(
-        "ix_messages_raw_created_at",
-        "messages",
-        ["created_at", "id", "event_id"],
-        sqlite_where=_HAS_RAW,
-        postgresql_where=_HAS_RAW,
-    )
-    _swap("pending_actions", to_strings=True, unique=None)
+    _locations(to_strings=True)
 
 
 def downgrade() -> None:
@@ -186,15 +192,6 @@ def downgrade() -> None:
         ],
         cursors,
     )
-    op.drop_index("ix_messages_raw_created_at", table_name="messages")
-    _swap("messages", to_strings=False, unique="uq_messages_location")
-    op.create_index(
-        "ix_messages_raw_created_at",
-        "messages",
-        ["created_at", "id", "event_id"],
-        sqlite_where=_HAS_RAW,
-        postgresql_where=_HAS_RAW,
-    )
-    _swap("pending_actions", to_strings=False, unique=None)
+    _locations(to_strings=False)
     # not a batch: recreating ``mailboxes`` on SQLite would cascade-delete every mailbox's rows
     op.drop_column("mailboxes", "connector")
