@@ -122,8 +122,8 @@ async def test_0011_converts_locations_to_strings_and_nothing_is_delivered_twice
                 ("INBOX", str(UIDVALIDITY), "42"),
                 ("Work", "3", "5"),
             ]
-            (action,) = await conn.execute(select(pending_actions))
-            assert (action.scope, action.epoch, action.item) == ("INBOX", str(UIDVALIDITY), "42")
+            (pending,) = await conn.execute(select(pending_actions))
+            assert (pending.scope, pending.epoch, pending.item) == ("INBOX", str(UIDVALIDITY), "42")
             # the same message fetched again after the upgrade: no second row, no second event
             again = {**_message(42), "id": "msg_again", "event_id": None}
             del again["folder"], again["uidvalidity"], again["uid"]

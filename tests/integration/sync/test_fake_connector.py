@@ -15,6 +15,7 @@ from mailport.bootstrap import Services
 from mailport.connectors.base import Feature, MessageRef
 from mailport.crypto import Secret
 from mailport.errors import AuthenticationError, ConnectionLostError, OAuthInvalidGrantError
+from mailport.events import Event
 from mailport.mailboxes.models import (
     AuthMethod,
     Mailbox,
@@ -76,12 +77,13 @@ def _state(orchestrator: Orchestrator, mailbox_id: str) -> str | None:
     return None if watcher is None else watcher.status.state
 
 
-async def _received(services: Services, mailbox_id: str, count: int) -> list[object]:
-    async def enough() -> list[object]:
+async def _received(services: Services, mailbox_id: str, count: int) -> list[Event]:
+    async def enough() -> list[Event]:
         got = await all_events(services, mailbox_id=mailbox_id, type="message.received")
         return got if len(got) >= count else []
 
-    return await wait_for(enough, timeout=10)  # type: ignore[no-any-return]
+    found: list[Event] = await wait_for(enough, timeout=10)
+    return found
 
 
 async def test_catch_up_ingests_what_arrived_since_creation_in_order_with_neutral_locations(
@@ -142,7 +144,7 @@ async def test_accepted_messages_are_marked_read_and_moved(
     remote.append(make_message("to move"))
     (event,) = await _received(services, mailbox.id, 1)
     assert remote.moved == {}  # not before the event is accepted
-    await services.events.mark_accepted(event.id)  # type: ignore[attr-defined]
+    await services.events.mark_accepted(event.id)
     await _until(lambda: remote.moved)
     assert remote.moved == {"m1": "Done"}
 
@@ -155,7 +157,7 @@ async def test_an_action_the_connector_cannot_do_fails_at_once_with_unsupported_
     mailbox = await _mailbox(services, tenant, after="move:Done")
     remote.append(make_message("stuck"))
     (event,) = await _received(services, mailbox.id, 1)
-    await services.events.mark_accepted(event.id)  # type: ignore[attr-defined]
+    await services.events.mark_accepted(event.id)
     failed = await wait_for(
         lambda: all_events(services, mailbox_id=mailbox.id, type="message.action_failed"), timeout=5
     )
@@ -177,7 +179,7 @@ async def test_a_refused_action_is_retried_then_done(
     orchestrator.options.action_retry_base = 0.05
     remote.append(make_message("read me"))
     (event,) = await _received(services, mailbox.id, 1)
-    await services.events.mark_accepted(event.id)  # type: ignore[attr-defined]
+    await services.events.mark_accepted(event.id)
     await _until(lambda: remote.read)
     assert remote.read == {"m1"}
     assert await all_events(services, mailbox_id=mailbox.id, type="message.action_failed") == []
