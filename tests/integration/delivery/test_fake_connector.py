@@ -3,19 +3,16 @@ runs the after-processing action through the connector: the delivery path knows 
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-
 import httpx
 import pytest
 
-from mailport.api import create_app
 from mailport.bootstrap import Services
 from mailport.connectors.base import MessageRef
 from mailport.crypto import Secret
 from mailport.mailboxes.models import AuthMethod, NewMailbox, ProcessingSettings, Security, ServerSettings
 from mailport.sync import Orchestrator, WatcherOptions
 from tests.connectors.fake import FakeServer
-from tests.fixtures.api import BASE_URL, TenantHandle, create_tenant
+from tests.fixtures.api import TenantHandle, create_tenant
 from tests.fixtures.webhook_receiver import MakeDispatcher, WebhookReceiver
 from tests.integration.sync.conftest import make_message, wait_for
 
@@ -23,17 +20,6 @@ from tests.integration.sync.conftest import make_message, wait_for
 @pytest.fixture
 async def tenant(delivery_services: Services) -> TenantHandle:
     return await create_tenant(delivery_services, "fake-delivery")
-
-
-@pytest.fixture
-async def api(delivery_services: Services, tenant: TenantHandle) -> AsyncIterator[httpx.AsyncClient]:
-    app = create_app(services=delivery_services)
-    async with httpx.AsyncClient(
-        transport=httpx.ASGITransport(app=app),
-        base_url=BASE_URL,
-        headers={"Authorization": f"Bearer {tenant.api_key}"},
-    ) as client:
-        yield client
 
 
 async def test_fake_mail_reaches_the_webhook_and_its_acceptance_marks_it_read(
