@@ -42,6 +42,7 @@ from mailport.clock import Clock, utc_now
 from mailport.connectors import registry
 from mailport.connectors.base import Connector
 from mailport.crypto import Secret
+from mailport.errors import UnsupportedFeatureError
 from mailport.mailboxes.models import Mailbox, MailboxStatus
 from mailport.metrics import QUEUE_SIZE, WATCHERS
 from mailport.services import Services
@@ -109,6 +110,7 @@ class Orchestrator:
         self.clock = clock
         self.watchers: dict[str, Watcher] = {}
         self._fingerprints: dict[str, str] = {}
+        self._refused: dict[str, str] = {}  # mailbox -> fingerprint whose connector is unknown
         self._task: asyncio.Task[None] | None = None
         self._trim_task: asyncio.Task[None] | None = None
         self._actions_task: asyncio.Task[None] | None = None
@@ -235,7 +237,8 @@ class Orchestrator:
             for mailbox_id in [m for m in self.watchers if m not in held]:
                 log.warning("mailbox %s: lease lost to another process; stopping", mailbox_id)
                 await self._stop_watcher(mailbox_id)
-        missing = [m for m in desired if m not in self.watchers]
+        self._refused = {m: f for m, f in self._refused.items() if desired.get(m) == f}
+        missing = [m for m in desired if m not in self.watchers and m not in self._refused]
         first = not self._started_once
         spread = self.stagger_seconds if first and len(missing) > 20 else 0.0
         for mailbox_id in missing:
@@ -248,9 +251,14 @@ class Orchestrator:
             except Exception:  # deleted between the two queries
                 log.info("mailbox %s vanished before its watcher started", mailbox_id)
                 continue
+            try:
+                connector = self.connector_factory(mailbox)
+            except UnsupportedFeatureError as exc:  # a connector key this build does not know
+                await self._refuse(mailbox, desired[mailbox_id], exc)
+                continue
             watcher = Watcher(
                 mailbox,
-                self.connector_factory(mailbox),
+                connector,
                 log_=self.services.events,
                 mailboxes=self.services.mailboxes.repository,
                 owner=self.owner,
@@ -265,6 +273,17 @@ class Orchestrator:
             self._trim_task = asyncio.create_task(self._trim_after_startup(), name="orchestrator-trim")
         self._started_once = True
         WATCHERS.set(len(self.watchers))
+
+    async def _refuse(self, mailbox: Mailbox, fingerprint: str, exc: UnsupportedFeatureError) -> None:
+        """A mailbox whose connector cannot be built is not watched: it shows the error once and
+        is tried again when it changes; the other mailboxes' watchers start as usual."""
+        log.warning("mailbox %s: not watched: %s", mailbox.id, exc.message)
+        self._refused[mailbox.id] = fingerprint
+        async with self.services.database.transaction() as conn:
+            await repo.release_leases(conn, self.owner, [mailbox.id])
+        await self.services.mailboxes.repository.record_health(
+            mailbox.id, status=MailboxStatus.ERROR, error=f"[{exc.code}] {exc.message}", at=self.clock()
+        )
 
     async def _trim_after_startup(self) -> None:
         """Once a mass start-up has settled, hand the heap its TLS handshakes and first fetches

@@ -12,6 +12,7 @@ from datetime import UTC, datetime
 import pytest
 
 from mailport.bootstrap import Services
+from mailport.connectors import registry
 from mailport.connectors.base import Feature, MessageRef
 from mailport.crypto import Secret
 from mailport.errors import AuthenticationError, ConnectionLostError, OAuthInvalidGrantError
@@ -38,20 +39,21 @@ async def tenant(services: Services) -> str:
     return created.id
 
 
+def _new(email: str, connector: str = "fake", *, after: str = "none") -> NewMailbox:
+    return NewMailbox(
+        email=email,
+        auth_method=AuthMethod.PASSWORD,
+        imap=ServerSettings("127.0.0.1", 993, Security.SSL),  # unused by the fake connector
+        password=Secret("pw"),
+        settings=ProcessingSettings(after_processing=after, check_interval=60),
+        connector=connector,
+    )
+
+
 async def _mailbox(
     services: Services, tenant: str, email: str = "box@example.test", *, after: str = "none"
 ) -> Mailbox:
-    return await services.mailboxes.create(
-        tenant,
-        NewMailbox(
-            email=email,
-            auth_method=AuthMethod.PASSWORD,
-            imap=ServerSettings("127.0.0.1", 993, Security.SSL),  # unused by the fake connector
-            password=Secret("pw"),
-            settings=ProcessingSettings(after_processing=after, check_interval=60),
-            connector="fake",
-        ),
-    )
+    return await services.mailboxes.create(tenant, _new(email, after=after))
 
 
 @pytest.fixture
@@ -260,3 +262,22 @@ async def test_a_fetch_failure_is_retried_from_the_cursor_without_loss_or_duplic
     await asyncio.sleep(0.2)
     got = await all_events(services, mailbox_id=mailbox.id, type="message.received")
     assert [e.payload["subject"] for e in got] == ["before", "after"]
+
+
+async def test_a_mailbox_whose_connector_is_unknown_shows_an_error_and_blocks_no_other(
+    services: Services, tenant: str, fake_connector: FakeServer, orchestrator: Orchestrator
+) -> None:
+    fake_connector.register("fake_gone")
+    gone = await services.mailboxes.create(tenant, _new("gone@example.test", "fake_gone"))
+    registry.unregister("fake_gone")  # e.g. a build without that connector
+    kept = await _mailbox(services, tenant)
+    fake_connector[kept.email].append(make_message("still delivered"))
+    await _received(services, kept.id, 1)
+
+    async def refused() -> Mailbox | None:
+        current = await services.mailboxes.get(tenant, gone.id)
+        return current if current.health.status is MailboxStatus.ERROR else None
+
+    shown = await wait_for(refused, timeout=5)
+    assert shown.health.last_error is not None and "unsupported_feature" in shown.health.last_error
+    assert "fake_gone" in shown.health.last_error and gone.id not in orchestrator.watchers
