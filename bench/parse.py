@@ -192,7 +192,7 @@ def stdlib_default(raw: bytes) -> object:
 
 
 def mailport(raw: bytes) -> object:
-    return parse_message(raw, mailbox_id="mb", folder="INBOX", uidvalidity=1, uid=1).to_dict()
+    return parse_message(raw, mailbox_id="mb", folder="INBOX").to_dict()
 
 
 def rate(fn: Callable[[bytes], object], msgs: list[bytes], repeat: int) -> float:

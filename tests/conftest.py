@@ -31,6 +31,7 @@ from tests.mailstack.idp import MockIdP
 from tests.mailstack.smtp import SubmissionHandler, SubmissionServer, introspection_validator
 
 pytest_plugins = [
+    "tests.connectors.fake",
     "tests.fixtures.api",
     "tests.fixtures.dns",
     "tests.fixtures.http",

@@ -269,9 +269,9 @@ class UnsupportedFeatureError(
     MailportError,
     code="unsupported_feature",
     http_status=422,
-    hint="This provider or server does not support that feature.",
+    hint="This mailbox's connector or server does not support that feature.",
 ):
-    """Raised instead of silently dropping a feature a provider or server cannot do."""
+    """Raised instead of silently dropping a feature a connector or server cannot do."""
 
 
 class ImapSettingsMissingError(UnsupportedFeatureError):

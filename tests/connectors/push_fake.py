@@ -4,21 +4,21 @@
   ``?validationToken=`` is echoed as ``text/plain``; a notification is
   ``{"value": [{"clientState": …, "account": …}, …]}`` (``account`` standing in for Gmail's
   ``emailAddress``, for channels shared by a tenant's mailboxes).
-* :class:`FakePushConnector` connects to nothing and holds no mail; its ``watch()`` yields a
-  TICK only when woken (or after the interval), and it counts wakes and catch-ups.
+* :class:`FakePushConnector` is the scriptable fake with push on and no mail; it counts wakes
+  and catch-ups.
 """
 
 from __future__ import annotations
 
-import asyncio
 import json
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator
 
-from mailport.connectors.base import Change, ChangeKind, ConnectorHealth, Cursor, FolderState, RemoteMessage
+from mailport.connectors.base import Batch, Cursor
 from mailport.connectors.push import PushClaim, PushRequest, PushResponse
 from mailport.crypto import Secret
 from mailport.errors import PushInvalidError
 from mailport.mailboxes.models import Mailbox
+from tests.connectors.fake import ALL, FakeConnector, FakeMail
 
 KEY = "push_fake"
 
@@ -46,65 +46,21 @@ class FakePushReceiver:
         ]
 
 
-class FakePushConnector:
+class FakePushConnector(FakeConnector):
+    """The scriptable fake (:mod:`tests.connectors.fake`) with push on and no mail, counting
+    the wakes and catch-ups the push path causes."""
+
     def __init__(self, mailbox: Mailbox) -> None:
+        super().__init__(FakeMail(features=ALL))
         self.mailbox = mailbox
         self.woken = 0
         self.catch_ups = 0
-        self._wake = asyncio.Event()
 
-    @property
-    def is_connected(self) -> bool:
-        return True
-
-    @property
-    def supports_push(self) -> bool:
-        return True
-
-    async def connect(self) -> None:
-        return None
-
-    async def disconnect(self) -> None:
-        return None
-
-    async def open_folder(self, folder: str) -> FolderState:
-        return FolderState(folder, uidvalidity=1, uidnext=1)
-
-    async def fetch_since(self, cursor: Cursor, *, chunk: int = 200) -> AsyncIterator[list[RemoteMessage]]:
+    async def fetch_since(self, cursor: Cursor, *, chunk: int = 200) -> AsyncIterator[Batch]:
         self.catch_ups += 1
-        for batch in ():  # holds no mail
+        async for batch in super().fetch_since(cursor, chunk=chunk):
             yield batch
-
-    async def fetch_uids(self, uids: Sequence[int]) -> list[RemoteMessage]:
-        return []
-
-    async def list_uids(self, since_uid: int = 1) -> list[int]:
-        return []
-
-    async def fetch_unread(self) -> list[RemoteMessage]:
-        return []
-
-    async def mark_read(self, uids: Sequence[int]) -> None:
-        return None
-
-    async def move(self, uids: Sequence[int], folder: str) -> None:
-        return None
-
-    async def delete(self, uids: Sequence[int]) -> None:
-        return None
-
-    async def watch(self, *, interval: float) -> AsyncIterator[Change]:
-        while True:
-            try:
-                await asyncio.wait_for(self._wake.wait(), interval)
-            except TimeoutError:
-                pass
-            self._wake.clear()
-            yield Change(ChangeKind.TICK, asyncio.get_running_loop().time())
 
     def wake(self) -> None:
         self.woken += 1
-        self._wake.set()
-
-    async def health(self) -> ConnectorHealth:
-        return ConnectorHealth(connected=True, push=True)
+        super().wake()

@@ -1,26 +1,38 @@
 """Mail sources behind one interface (:class:`Connector`); ``imap`` now, others later."""
 
 from mailport.connectors.base import (
+    BaseConnector,
+    Batch,
     Change,
     ChangeKind,
     Connector,
     ConnectorHealth,
     Cursor,
-    FolderState,
+    Feature,
+    MessageRef,
+    PollingConnector,
     RemoteMessage,
+    ScopeState,
 )
 from mailport.connectors.imap import ImapConnector
-from mailport.connectors.registry import create, keys, register
+from mailport.connectors.registry import ConnectorContext, capabilities, create, keys, register
 
 __all__ = [
+    "BaseConnector",
+    "Batch",
     "Change",
     "ChangeKind",
-    "Cursor",
-    "FolderState",
-    "ImapConnector",
     "Connector",
+    "ConnectorContext",
     "ConnectorHealth",
+    "Cursor",
+    "Feature",
+    "ImapConnector",
+    "MessageRef",
+    "PollingConnector",
     "RemoteMessage",
+    "ScopeState",
+    "capabilities",
     "create",
     "keys",
     "register",

@@ -1,53 +1,129 @@
 """The connector interface: what a watcher needs from any mail source, and nothing more.
 
-IMAP implements it now; a Gmail API or Microsoft Graph connector implements the same methods
-later (their history ids / delta links fit :class:`Cursor`'s ``uidvalidity`` + ``last_uid`` +
-``modseq`` as opaque numbers, or a subclass adds a token). The shared flow (cursor, pipeline,
-backoff, health) lives once in :mod:`mailport.sync`; connectors only translate.
+Shaped like a django-anymail backend: the shared flow (cursor, pipeline, backoff, health,
+after-processing) lives once in :mod:`mailport.sync`; a connector is one module that fills a
+few hooks (:class:`Connector`) and registers itself under its key
+(:func:`mailport.connectors.registry.register`).
+
+Everything that locates mail is an opaque string to the core, so that IMAP (folder, UIDVALIDITY,
+UID), the Gmail API (label, historyId, message id) and Microsoft Graph (folder, delta link,
+message id) fit the same rows:
+
+* :class:`Cursor` — ``scope`` (a folder, or the whole mailbox), ``epoch`` (the scope's identity:
+  when it changes every position is void) and ``position`` (where the next fetch starts).
+* ``item`` — a message's id within ``(scope, epoch)``.
+* :class:`MessageRef` — the three together, as one public opaque string (``ref`` in payloads).
+
+What a connector can do is declared (:class:`Feature`, ``capabilities``) and asked with
+:meth:`Connector.supports`; the core raises :class:`~mailport.errors.UnsupportedFeatureError`
+instead of probing for methods.
 """
 
 from __future__ import annotations
 
+import asyncio
+import base64
+import binascii
 import enum
+import json
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Protocol, runtime_checkable
+from typing import Any, ClassVar, Protocol, runtime_checkable
+
+from mailport.errors import InputError, UnsupportedFeatureError
+
+
+class Feature(enum.StrEnum):
+    """What a connector may be able to do."""
+
+    PUSH = "push"  # changes are announced (IDLE, Pub/Sub, subscriptions) rather than polled
+    FOLDERS = "folders"
+    FLAGS = "flags"  # mark_read
+    MOVE = "move"
+    DELETE = "delete"
+    SEARCH = "search"
+    THREADS = "threads"
+    SEND = "send"
+    DRAFTS = "drafts"
 
 
 @dataclass(frozen=True, slots=True)
-class FolderState:
-    """What opening a folder tells us: its identity epoch and where new UIDs start."""
+class ScopeState:
+    """What opening a scope tells the core: its name and its current epoch. A connector keeps
+    what else it learnt (IMAP: UIDNEXT, EXISTS, HIGHESTMODSEQ) in a subclass of its own."""
 
-    folder: str
-    uidvalidity: int
-    uidnext: int
-    highestmodseq: int | None = None
-    exists: int = 0
+    scope: str
+    epoch: str
 
 
 @dataclass(frozen=True, slots=True)
 class Cursor:
-    """How far a mailbox's folder has been ingested."""
+    """How far a mailbox's scope has been ingested; every field is opaque to the core."""
 
-    folder: str
-    uidvalidity: int
-    last_uid: int
-    highestmodseq: int | None = None
+    scope: str
+    epoch: str
+    position: str
+
+
+@dataclass(frozen=True, slots=True)
+class MessageRef:
+    """Where a message is, as the core stores it; :meth:`encode` is the public ``ref``."""
+
+    scope: str
+    epoch: str
+    item: str
+
+    PREFIX: ClassVar[str] = "ref_"
+
+    def encode(self) -> str:
+        """A URL-safe opaque string (base64url of a JSON triple, so any scope name fits)."""
+        packed = json.dumps([self.scope, self.epoch, self.item], separators=(",", ":"), ensure_ascii=False)
+        return self.PREFIX + base64.urlsafe_b64encode(packed.encode()).decode().rstrip("=")
+
+    @classmethod
+    def decode(cls, ref: str) -> MessageRef:
+        """The reverse of :meth:`encode`; :class:`~mailport.errors.InputError` for anything else."""
+        body = ref.removeprefix(cls.PREFIX)
+        try:
+            if body == ref:
+                raise ValueError("no prefix")
+            parts = json.loads(base64.urlsafe_b64decode(body + "=" * (-len(body) % 4)))
+            if not (isinstance(parts, list) and len(parts) == 3 and all(isinstance(p, str) for p in parts)):
+                raise ValueError("not a triple of strings")
+        except (ValueError, binascii.Error, UnicodeDecodeError) as exc:
+            raise InputError(
+                f"not a message reference: {ref[:60]!r}",
+                field="ref",
+                hint="Pass a `ref` exactly as a message.received event gave it.",
+            ) from exc
+        return cls(parts[0], parts[1], parts[2])
 
 
 @dataclass(slots=True)
 class RemoteMessage:
     """One fetched message. ``raw`` is the whole source, or None when it was over the size
-    limit (then ``headers`` holds the header block and ``oversized`` is True)."""
+    limit (then ``headers`` holds the header block and ``oversized`` is True). ``source`` holds
+    the protocol's own details for the payload (``{"imap": {"folder": …, "uid": 42, …}}``)."""
 
-    uid: int
+    item: str
     size: int
     flags: tuple[str, ...] = ()
-    internaldate: datetime | None = None
+    received_at: datetime | None = None
     raw: bytes | None = None
     headers: bytes | None = None
     oversized: bool = False
+    source: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class Batch:
+    """What one step of :meth:`Connector.fetch_since` yields: messages in order and the cursor
+    just after them (the connector computes positions; the pipeline saves it as it is). A batch
+    without messages may still move the cursor (a history id that advanced)."""
+
+    messages: list[RemoteMessage]
+    cursor: Cursor
 
 
 class ChangeKind(enum.StrEnum):
@@ -74,36 +150,44 @@ class ConnectorHealth:
 @runtime_checkable
 class Connector(Protocol):
     """A connection to one mailbox. Methods raise :class:`~mailport.errors.ProviderError`
-    subclasses (authentication failures as :class:`~mailport.errors.AuthenticationError`)."""
+    subclasses (authentication failures as :class:`~mailport.errors.AuthenticationError`), and
+    :class:`~mailport.errors.UnsupportedFeatureError` for what the source cannot do."""
+
+    key: ClassVar[str]
+    capabilities: ClassVar[frozenset[Feature]]
+
+    def supports(self, feature: Feature) -> bool:
+        """Can it do ``feature`` now (IMAP: push only when the server offers IDLE)?"""
+        ...
 
     @property
     def is_connected(self) -> bool: ...
-
-    @property
-    def supports_push(self) -> bool: ...
 
     async def connect(self) -> None: ...
 
     async def disconnect(self) -> None: ...
 
-    async def open_folder(self, folder: str) -> FolderState: ...
+    async def open(self, scope: str) -> ScopeState: ...
 
-    def fetch_since(self, cursor: Cursor, *, chunk: int = 200) -> AsyncIterator[list[RemoteMessage]]:
-        """Every message with UID above ``cursor.last_uid``, in UID order, chunk by chunk —
-        regardless of ``\\Seen`` (never select by flags)."""
+    async def baseline(self, state: ScopeState, *, since: datetime) -> Cursor:
+        """The first cursor of a scope: just before the first message that arrived at or after
+        ``since`` (older mail is not ingested)."""
         ...
 
-    async def fetch_uids(self, uids: Sequence[int]) -> list[RemoteMessage]: ...
+    async def restart(self, state: ScopeState) -> Cursor:
+        """The cursor after the scope's epoch changed: every message of the new epoch is read
+        again (the core recognises what was delivered before)."""
+        ...
 
-    async def list_uids(self, since_uid: int = 1) -> list[int]: ...
+    def fetch_since(self, cursor: Cursor, *, chunk: int = 200) -> AsyncIterator[Batch]:
+        """Every message after ``cursor``, in order, batch by batch — regardless of read state."""
+        ...
 
-    async def fetch_unread(self) -> list[RemoteMessage]: ...
+    async def mark_read(self, items: Sequence[str]) -> None: ...
 
-    async def mark_read(self, uids: Sequence[int]) -> None: ...
+    async def move(self, items: Sequence[str], folder: str) -> None: ...
 
-    async def move(self, uids: Sequence[int], folder: str) -> None: ...
-
-    async def delete(self, uids: Sequence[int]) -> None: ...
+    async def delete(self, items: Sequence[str]) -> None: ...
 
     def watch(self, *, interval: float) -> AsyncIterator[Change]:
         """Changes as they happen (push), or a TICK every ``interval`` seconds (poll); also a
@@ -111,7 +195,91 @@ class Connector(Protocol):
         ...
 
     def wake(self) -> None:
-        """Make :meth:`watch` yield a TICK now (pending actions, shutdown)."""
+        """Make :meth:`watch` yield a TICK now (pending actions, a push notification, shutdown)."""
+        ...
+
+    def item_source(self, ref: MessageRef) -> dict[str, Any]:
+        """The protocol details of a stored message for a payload (``source``)."""
+        ...
+
+    def epoch_source(self, scope: str, old: str, new: str) -> dict[str, Any]:
+        """The protocol details of an epoch change for ``mailbox.reset`` (``source``)."""
         ...
 
     async def health(self) -> ConnectorHealth: ...
+
+
+class BaseConnector:
+    """The defaults a connector inherits: capabilities asked, not probed; actions it does not
+    declare refused with :class:`~mailport.errors.UnsupportedFeatureError`; no protocol
+    details in payloads. A subclass sets ``key`` and ``capabilities`` and fills the hooks."""
+
+    key: ClassVar[str] = ""
+    capabilities: ClassVar[frozenset[Feature]] = frozenset()
+
+    def supports(self, feature: Feature) -> bool:
+        return feature in self.capabilities
+
+    def _unsupported(self, feature: Feature) -> UnsupportedFeatureError:
+        return UnsupportedFeatureError(
+            f"the {self.key} connector cannot {feature.value}",
+            hint=f"Choose an after-processing action the {self.key} connector supports "
+            f"({', '.join(sorted(self.capabilities)) or 'none'}).",
+        )
+
+    async def mark_read(self, items: Sequence[str]) -> None:
+        raise self._unsupported(Feature.FLAGS)
+
+    async def move(self, items: Sequence[str], folder: str) -> None:
+        raise self._unsupported(Feature.MOVE)
+
+    async def delete(self, items: Sequence[str]) -> None:
+        raise self._unsupported(Feature.DELETE)
+
+    def item_source(self, ref: MessageRef) -> dict[str, Any]:
+        return {}
+
+    def epoch_source(self, scope: str, old: str, new: str) -> dict[str, Any]:
+        return {}
+
+
+class PollingConnector(BaseConnector):
+    """A connector without push: :meth:`watch` yields a TICK every ``interval`` seconds, or at
+    once after :meth:`wake`, so such a connector writes nothing for watching."""
+
+    _wake_event: asyncio.Event | None = None
+
+    def _woken(self) -> asyncio.Event:
+        if self._wake_event is None:
+            self._wake_event = asyncio.Event()
+        return self._wake_event
+
+    def wake(self) -> None:
+        self._woken().set()
+
+    async def keepalive(self) -> None:
+        """Called before every TICK (a liveness round trip, if the protocol has one)."""
+
+    async def watch(self, *, interval: float) -> AsyncIterator[Change]:
+        loop = asyncio.get_running_loop()
+        woken = self._woken()
+        while True:
+            try:
+                await asyncio.wait_for(woken.wait(), interval)
+            except TimeoutError:
+                pass
+            woken.clear()  # a wake() while the caller handles this TICK gives another at once
+            await self.keepalive()
+            yield Change(ChangeKind.TICK, loop.time())
+
+
+# What a mailbox's after-processing action needs from its connector.
+def action_feature(action: str) -> Feature | None:
+    """The feature ``action`` (``mark_read`` / ``move:<folder>`` / ``delete`` / ``none``) needs."""
+    if action == "mark_read":
+        return Feature.FLAGS
+    if action == "delete":
+        return Feature.DELETE
+    if action.startswith("move:"):
+        return Feature.MOVE
+    return None

@@ -6,6 +6,10 @@ fetches with the size limit applied on the wire, and IDLE (or polling) as a stre
 :class:`~mailport.connectors.base.Change`. Reconnecting, cursors and backoff belong to the
 watcher (:mod:`mailport.sync.watcher`).
 
+The neutral cursor, for IMAP: ``scope`` is the folder, ``epoch`` is ``str(UIDVALIDITY)``,
+``position`` is ``str(last UID ingested)`` and a message's ``item`` is ``str(UID)``.
+HIGHESTMODSEQ is not kept in the cursor: ingestion fetches by UID and never used it.
+
 IDLE is renewed every ``idle_renew_seconds`` (RFC 2177: servers may drop an IDLE after 30
 minutes; 25 minutes leaves margin for clocks, NAT tables and slow servers while costing one
 DONE/NOOP/IDLE round trip per mailbox every 25 minutes); the NOOP at each renewal is the
@@ -17,19 +21,25 @@ from __future__ import annotations
 import asyncio
 import logging
 import ssl
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 from mailport.clock import utc_now
 from mailport.connectors.base import (
+    BaseConnector,
+    Batch,
     Change,
     ChangeKind,
     ConnectorHealth,
     Cursor,
-    FolderState,
+    Feature,
+    MessageRef,
     RemoteMessage,
+    ScopeState,
 )
-from mailport.connectors.registry import register
+from mailport.connectors.registry import ConnectorContext, ForceRefresh, TokenSource, register
 from mailport.crypto import Secret
 from mailport.diagnosis import Failure, diagnose
 from mailport.errors import AuthenticationError, CommandError, MailportError
@@ -41,15 +51,42 @@ from mailport.sasl import OAuth2Auth, PasswordAuth
 
 log = logging.getLogger(__name__)
 
-TokenSource = Callable[[], Awaitable[Secret]]
-ForceRefresh = Callable[[Secret | None], Awaitable[Secret]]
 
 _NEW_MAIL = frozenset({EventKind.EXISTS, EventKind.RECENT})
 FETCH_TIMEOUT = 300.0
+BASELINE_PAGE = 2000  # INTERNALDATEs fetched per round trip when the first cursor is placed
 
 
-class ImapConnector:
+@dataclass(frozen=True, slots=True)
+class FolderState(ScopeState):
+    """What SELECT tells us beyond the epoch: where new UIDs start, how many messages exist."""
+
+    uidnext: int = 0
+    exists: int = 0
+    highestmodseq: int | None = None
+
+
+class ImapConnector(BaseConnector):
     """One mailbox over IMAP."""
+
+    key = "imap"
+    capabilities = frozenset(
+        {Feature.PUSH, Feature.FOLDERS, Feature.FLAGS, Feature.MOVE, Feature.DELETE, Feature.SEARCH}
+    )
+
+    @classmethod
+    def build(cls, mailbox: Mailbox, context: ConnectorContext) -> ImapConnector:
+        """The registry's factory: the mailbox's connector from the service's context."""
+        pinned = mailbox.imap.trusted_certificate if mailbox.imap is not None else None
+        return cls(
+            mailbox,
+            token_source=context.token_source,
+            force_refresh=context.force_refresh,
+            ssl_context=context.ssl_context(pinned) if context.ssl_context is not None else None,
+            max_message_bytes=context.max_message_bytes,
+            idle_renew_seconds=context.push_renew_seconds,
+            guard=context.guard,
+        )
 
     def __init__(
         self,
@@ -88,9 +125,11 @@ class ImapConnector:
     def is_connected(self) -> bool:
         return self._client is not None and self._client.connected
 
-    @property
-    def supports_push(self) -> bool:
-        return self._client is not None and self._client.has("IDLE")
+    def supports(self, feature: Feature) -> bool:
+        """Push only while connected to a server that offers IDLE (RFC 2177)."""
+        if feature is Feature.PUSH:
+            return self._client is not None and self._client.has("IDLE")
+        return feature in self.capabilities
 
     @property
     def _imap(self) -> ServerSettings:
@@ -199,28 +238,60 @@ class ImapConnector:
 
     # ------------------------------------------------------------------ reading
 
-    async def open_folder(self, folder: str) -> FolderState:
-        info = await self._require().select(folder)
+    async def open(self, scope: str) -> FolderState:
+        info = await self._require().select(scope)
         self._touch()
         return FolderState(
-            folder=folder,
-            uidvalidity=info.uidvalidity or 0,
+            scope=scope,
+            epoch=str(info.uidvalidity or 0),
             uidnext=info.uidnext or 0,
-            highestmodseq=info.highestmodseq,
             exists=info.exists,
+            highestmodseq=info.highestmodseq,
         )
+
+    async def baseline(self, state: ScopeState, *, since: datetime) -> Cursor:
+        """Just before the first message whose INTERNALDATE is at or after ``since``: newest
+        first, a page at a time, until a page holds older mail — a large backlog that arrived
+        since then is ingested whole, while an old mailbox costs one page of INTERNALDATEs."""
+        assert isinstance(state, FolderState)
+        last_uid = max(state.uidnext - 1, 0)
+        if state.exists:
+            candidates = await self.list_uids(1)
+            end = len(candidates)
+            while end > 0:
+                page = candidates[max(0, end - BASELINE_PAGE) : end]
+                dated = await self.internaldates(page)
+                after = [uid for uid, when in dated if when is None or when >= since]
+                if after:
+                    last_uid = min(after) - 1
+                if len(after) < len(page):
+                    break
+                end -= len(page)
+        return Cursor(state.scope, state.epoch, str(last_uid))
+
+    async def restart(self, state: ScopeState) -> Cursor:
+        return Cursor(state.scope, state.epoch, "0")
 
     async def list_uids(self, since_uid: int = 1) -> list[int]:
         """UIDs >= ``since_uid`` (``n:*`` also matches the last message when n is beyond it)."""
         uids = await self._require().search(f"UID {max(since_uid, 1)}:*", timeout=FETCH_TIMEOUT)
         return [uid for uid in uids if uid >= since_uid]
 
-    async def fetch_since(self, cursor: Cursor, *, chunk: int = 200) -> AsyncIterator[list[RemoteMessage]]:
-        uids = await self.list_uids(cursor.last_uid + 1)
+    async def fetch_since(self, cursor: Cursor, *, chunk: int = 200) -> AsyncIterator[Batch]:
+        uids = await self.list_uids(int(cursor.position) + 1)
         for start in range(0, len(uids), chunk):
-            yield await self.fetch_uids(uids[start : start + chunk])
+            page = uids[start : start + chunk]
+            fetched = await self.fetch_uids(cursor.scope, int(cursor.epoch), page)
+            # the position is the last UID asked for: one expunged meanwhile is not asked again
+            yield Batch(fetched, Cursor(cursor.scope, cursor.epoch, str(page[-1])))
 
-    async def fetch_uids(self, uids: Sequence[int]) -> list[RemoteMessage]:
+    def item_source(self, ref: MessageRef) -> dict[str, Any]:
+        return {"imap": {"folder": ref.scope, "uidvalidity": int(ref.epoch), "uid": int(ref.item)}}
+
+    def epoch_source(self, scope: str, old: str, new: str) -> dict[str, Any]:
+        return {"imap": {"folder": scope, "old_uidvalidity": int(old), "new_uidvalidity": int(new)}}
+
+    async def fetch_uids(self, folder: str, uidvalidity: int, uids: Sequence[int]) -> list[RemoteMessage]:
         if not uids:
             return []
         client = self._require()
@@ -230,15 +301,18 @@ class ImapConnector:
         for m in fetched:
             assert m.uid is not None
             size = m.size if m.size is not None else (m.oversize or len(m.raw or b""))
-            if m.oversize is not None or (m.size is not None and m.size > self._max):
+            big = m.oversize is not None or (m.size is not None and m.size > self._max)
+            out[m.uid] = RemoteMessage(
+                item=str(m.uid),
+                size=size,
+                flags=m.flags or (),
+                received_at=m.internaldate,
+                raw=None if big else (m.raw or b""),
+                oversized=big,
+                source={"imap": {"folder": folder, "uidvalidity": uidvalidity, "uid": m.uid}},
+            )
+            if big:
                 oversized.append(m.uid)
-                out[m.uid] = RemoteMessage(
-                    uid=m.uid, size=size, flags=m.flags or (), internaldate=m.internaldate, oversized=True
-                )
-            else:
-                out[m.uid] = RemoteMessage(
-                    uid=m.uid, size=size, flags=m.flags or (), internaldate=m.internaldate, raw=m.raw or b""
-                )
         if oversized:
             for m in await client.fetch(oversized, HEADER_ITEMS, oversize="keep", timeout=FETCH_TIMEOUT):
                 if m.uid in out:
@@ -253,21 +327,16 @@ class ImapConnector:
         fetched = await self._require().fetch(list(uids), ("UID", "INTERNALDATE"), timeout=FETCH_TIMEOUT)
         return sorted((m.uid, m.internaldate) for m in fetched if m.uid is not None)
 
-    async def fetch_unread(self) -> list[RemoteMessage]:
-        """Unseen messages (for the interface's users; ingestion never selects by flags)."""
-        uids = await self._require().search("UNSEEN")
-        return await self.fetch_uids(uids)
-
     # ------------------------------------------------------------------ changing
 
-    async def mark_read(self, uids: Sequence[int]) -> None:
-        if uids:
-            await self._require().store(list(uids), ["\\Seen"])
+    async def mark_read(self, items: Sequence[str]) -> None:
+        if items:
+            await self._require().store(_uids(items), ["\\Seen"])
 
-    async def move(self, uids: Sequence[int], folder: str) -> None:
-        if uids:
+    async def move(self, items: Sequence[str], folder: str) -> None:
+        if items:
             target = await self.resolve_folder(folder, create=True)
-            await self._require().move(list(uids), target)
+            await self._require().move(_uids(items), target)
 
     async def resolve_folder(self, folder: str, *, create: bool = False) -> str:
         """The server's name for the configured ``folder``, found through NAMESPACE (RFC 2342).
@@ -301,11 +370,12 @@ class ImapConnector:
     async def _exists(client: ImapClient, name: str) -> bool:
         return any(entry.name == name for entry in await client.list_mailboxes("", name))
 
-    async def delete(self, uids: Sequence[int]) -> None:
-        if uids:
+    async def delete(self, items: Sequence[str]) -> None:
+        if items:
             client = self._require()
-            await client.store(list(uids), ["\\Deleted"])
-            await client.expunge(list(uids))
+            uids = _uids(items)
+            await client.store(uids, ["\\Deleted"])
+            await client.expunge(uids)
 
     # ------------------------------------------------------------------ watching
 
@@ -360,9 +430,13 @@ class ImapConnector:
     async def health(self) -> ConnectorHealth:
         return ConnectorHealth(
             connected=self.is_connected,
-            push=self.supports_push,
+            push=self.supports(Feature.PUSH),
             last_activity=self._last_activity,
         )
 
 
-register("imap", ImapConnector)
+def _uids(items: Sequence[str]) -> list[int]:
+    return sorted({int(item) for item in items})
+
+
+register(ImapConnector.key, ImapConnector.build, ImapConnector.capabilities)

@@ -1,32 +1,79 @@
-"""Connector registry: the key stored on a mailbox (``imap``; later ``gmail_api``, ``graph``)
-to the factory that builds its :class:`~mailport.connectors.base.Connector`."""
+"""Connector registry: the key stored on a mailbox (``imap``; later ``pop3``, ``gmail_api``,
+``graph``) to the factory that builds its :class:`~mailport.connectors.base.Connector` and the
+features it declares (so a request can be refused before any watcher runs)."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import Any
+import ssl
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-from mailport.connectors.base import Connector
+from mailport.connectors.base import Connector, Feature
+from mailport.crypto import Secret
 from mailport.errors import UnsupportedFeatureError
 
-ConnectorFactory = Callable[..., Connector]
+if TYPE_CHECKING:
+    from mailport.mailboxes.models import Mailbox
+    from mailport.net.guard import HostGuard
+    from mailport.net.trust import Certificate
 
-_FACTORIES: dict[str, ConnectorFactory] = {}
+TokenSource = Callable[[], Awaitable[Secret]]
+ForceRefresh = Callable[[Secret | None], Awaitable[Secret]]
 
 
-def register(key: str, factory: ConnectorFactory) -> None:
-    _FACTORIES[key] = factory
+@dataclass(frozen=True)
+class ConnectorContext:
+    """What the composition root hands every connector it builds: the mailbox's OAuth tokens,
+    the TLS trust, the SSRF guard and the service-wide limits. A connector uses what it needs."""
+
+    token_source: TokenSource | None = None
+    force_refresh: ForceRefresh | None = None
+    ssl_context: Callable[[Certificate | None], ssl.SSLContext] | None = None  # None: system CAs
+    guard: HostGuard | None = None
+    max_message_bytes: int = 25 * 1024 * 1024
+    push_renew_seconds: float = 25 * 60  # IMAP: IDLE; Gmail, Graph: the watch or subscription
 
 
-def create(key: str, **options: Any) -> Connector:
+ConnectorFactory = Callable[["Mailbox", ConnectorContext], Connector]
+
+
+@dataclass(frozen=True)
+class Registered:
+    factory: ConnectorFactory
+    capabilities: frozenset[Feature]
+
+
+_CONNECTORS: dict[str, Registered] = {}
+
+
+def register(key: str, factory: ConnectorFactory, capabilities: frozenset[Feature]) -> None:
+    """Make ``key`` a connector a mailbox may name (a later registration of a key replaces it)."""
+    _CONNECTORS[key] = Registered(factory, capabilities)
+
+
+def unregister(key: str) -> None:
+    _CONNECTORS.pop(key, None)
+
+
+def _get(key: str) -> Registered:
     try:
-        factory = _FACTORIES[key]
+        return _CONNECTORS[key]
     except KeyError:
         raise UnsupportedFeatureError(
-            f"no mailbox connector {key!r}", hint=f"Known connectors: {', '.join(sorted(_FACTORIES))}."
+            f"no mailbox connector {key!r}", hint=f"Known connectors: {', '.join(keys())}."
         ) from None
-    return factory(**options)
+
+
+def create(mailbox: Mailbox, context: ConnectorContext) -> Connector:
+    """The connector for ``mailbox``, chosen by ``mailbox.connector``."""
+    return _get(mailbox.connector).factory(mailbox, context)
+
+
+def capabilities(key: str) -> frozenset[Feature]:
+    """What connector ``key`` declares it can do (push may still depend on the server)."""
+    return _get(key).capabilities
 
 
 def keys() -> list[str]:
-    return sorted(_FACTORIES)
+    return sorted(_CONNECTORS)

@@ -12,7 +12,8 @@ Contract
   reader that has seen ``seq`` N never later finds a smaller one appear); SQLite has one writer.
 * ``id`` — the stable public id (``evt_…``), used as the Standard Webhooks ``webhook-id``.
 * ``idempotency_key`` — UNIQUE; :func:`append` is insert-or-ignore on it, so re-ingesting the
-  same message after a crash appends nothing (``msg:<mailbox>:<uidvalidity>:<uid>``).
+  same message after a crash appends nothing (``msg:<mailbox>:<epoch>:<item>``; for IMAP
+  ``msg:<mailbox>:<uidvalidity>:<uid>``, the same strings as before connectors were neutral).
 * ``payload`` — JSON; for ``message.received`` the normalized message
   (:meth:`mailport.messages.Message.to_dict` plus ``message_id``, ``oversized``).
 * ``accepted_at`` — set by :func:`mark_accepted`.
@@ -117,11 +118,14 @@ class NewEvent:
     idempotency_key: str
 
 
-def message_key(mailbox_id: str, uidvalidity: int, uid: int, folder: str = "INBOX") -> str:
-    """The idempotency key of one message; the folder only appears when it is not INBOX."""
-    if folder == "INBOX":
-        return f"msg:{mailbox_id}:{uidvalidity}:{uid}"
-    return f"msg:{mailbox_id}:{folder}:{uidvalidity}:{uid}"
+def message_key(mailbox_id: str, epoch: str, item: str, scope: str = "INBOX") -> str:
+    """The idempotency key of one message; the scope only appears when it is not INBOX.
+
+    Unchanged in form since the keys were IMAP integers (``msg:<mailbox>:<uidvalidity>:<uid>``):
+    a message ingested before the storage became neutral is never appended again."""
+    if scope == "INBOX":
+        return f"msg:{mailbox_id}:{epoch}:{item}"
+    return f"msg:{mailbox_id}:{scope}:{epoch}:{item}"
 
 
 def row_to_event(row: Any) -> Event:

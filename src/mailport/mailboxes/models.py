@@ -86,6 +86,7 @@ class NewMailbox:
     password: Secret | None = None
     oauth: OAuthGrant | None = None
     settings: ProcessingSettings = field(default_factory=ProcessingSettings)
+    connector: str = "imap"  # a key of mailport.connectors.registry
 
 
 @dataclass(frozen=True)
@@ -106,6 +107,7 @@ class Mailbox:
     health: Health
     created_at: datetime
     updated_at: datetime
+    connector: str = "imap"  # a key of mailport.connectors.registry: what reads this mailbox
 
     @property
     def has_password(self) -> bool:

@@ -211,6 +211,10 @@ class MailboxRead(BaseModel):
     label: str | None
     purpose: str | None
     provider_id: str | None
+    connector: str = Field(
+        description="What reads the mailbox (read-only): a connector key such as `imap`; "
+        "it decides which after-processing actions the mailbox accepts"
+    )
     auth_method: AuthMethod
     has_password: bool
     oauth: OAuthOut | None
@@ -250,6 +254,7 @@ class MailboxRead(BaseModel):
             label=mailbox.label,
             purpose=mailbox.purpose,
             provider_id=mailbox.provider_id,
+            connector=mailbox.connector,
             auth_method=mailbox.auth_method,
             has_password=mailbox.has_password,
             oauth=None

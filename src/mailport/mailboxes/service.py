@@ -8,7 +8,8 @@ to a watcher (:meth:`MailboxService.on_change`). Health and token refreshes are 
 
 Rules that span fields live here (a password method needs a password; OAuth mailboxes take
 none; changed credentials or servers put the mailbox back to ``pending``; a server host the
-SSRF guard refuses is ``host_not_allowed``), so that every entry point — the API, the web
+SSRF guard refuses is ``host_not_allowed``; an after-processing action the mailbox's connector
+does not declare is ``unsupported_feature``), so that every entry point — the API, the web
 wizard, the CLI — enforces them alike.
 """
 
@@ -21,8 +22,10 @@ from datetime import datetime
 from typing import Any, Protocol
 
 from mailport.clock import Clock, utc_now
+from mailport.connectors import registry
+from mailport.connectors.base import action_feature
 from mailport.crypto import Secret
-from mailport.errors import ConnectError, HostNotAllowedError, InputError
+from mailport.errors import ConnectError, HostNotAllowedError, InputError, UnsupportedFeatureError
 from mailport.mailboxes.models import (
     PASSWORD_METHODS,
     AuthMethod,
@@ -56,6 +59,21 @@ def check_credentials(auth_method: AuthMethod, password: Secret | None) -> None:
             "auth_method oauth2 takes no password",
             field="password",
             hint="Leave out `password`; connect the account through OAuth instead.",
+        )
+
+
+def check_action(connector: str, after_processing: str) -> None:
+    """Refuse an after-processing action the mailbox's connector cannot do (a POP3 mailbox has
+    no folders to move to): the watcher would only fail it on every message."""
+    needs = action_feature(after_processing)
+    declared = registry.capabilities(connector)
+    if needs is not None and needs not in declared:
+        raise UnsupportedFeatureError(
+            f"the {connector} connector cannot {needs.value}, so after_processing "
+            f"{after_processing!r} is refused",
+            field="settings.after_processing",
+            hint=f"Choose an after_processing the {connector} connector supports "
+            f"(it declares: {', '.join(sorted(declared)) or 'nothing'}), or none.",
         )
 
 
@@ -105,6 +123,7 @@ class MailboxService:
 
     async def create(self, tenant_id: str, new: NewMailbox) -> Mailbox:
         check_credentials(new.auth_method, new.password)
+        check_action(new.connector, new.settings.after_processing)
         await check_hosts(self.guard, imap=new.imap, smtp=new.smtp)
         mailbox = await self.repository.create(tenant_id, new, now=self._clock())
         self._changed()
@@ -166,6 +185,8 @@ class MailboxService:
                     raise InputError(f"{name} cannot be null", field=f"settings.{name}")
                 if name in changed:
                     columns[name] = getattr(patch.settings, name)
+            if "after_processing" in changed:
+                check_action(current.connector, columns["after_processing"])
             if "from_name" in changed:
                 columns["from_name"] = patch.settings.from_name or None
         await check_hosts(

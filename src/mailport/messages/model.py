@@ -1,6 +1,6 @@
 """The normalized message: what the host application receives as a ``message.received`` payload.
 
-Plain frozen dataclasses with no I/O, so providers (IMAP now, Gmail API and Graph later), the
+Plain frozen dataclasses with no I/O, so connectors (IMAP now, Gmail API and Graph later), the
 store and delivery all speak the same shape. ``to_dict()`` gives the JSON-ready payload
 (documented field by field in ``docs/messages.md``); the raw source is kept on the object
 (``raw``) but never put in the payload: it is served by ``GET …/messages/{id}/raw``.
@@ -47,9 +47,7 @@ class Message:
     """A parsed, normalized message. Build it with ``parse_message`` or ``parse_headers_only``."""
 
     mailbox_id: str
-    folder: str
-    uidvalidity: int
-    uid: int
+    folder: str  # the connector's scope: an IMAP folder, a Gmail label, a Graph folder
     message_id: str | None
     in_reply_to: str | None
     references: tuple[str, ...]
@@ -75,12 +73,11 @@ class Message:
     raw: bytes = field(default=b"", repr=False, compare=False)
 
     def to_dict(self) -> dict[str, Any]:
-        """The JSON-serializable ``message.received`` payload (without the raw source)."""
+        """The JSON-serializable ``message.received`` payload (without the raw source); the
+        pipeline adds where the message is (``id``, ``ref``, ``connector``, ``source``)."""
         return {
             "mailbox_id": self.mailbox_id,
             "folder": self.folder,
-            "uidvalidity": self.uidvalidity,
-            "uid": self.uid,
             "message_id": self.message_id,
             "in_reply_to": self.in_reply_to,
             "references": list(self.references),

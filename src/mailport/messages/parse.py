@@ -52,8 +52,6 @@ def parse_message(
     *,
     mailbox_id: str,
     folder: str,
-    uidvalidity: int,
-    uid: int,
     flags: Iterable[str] = (),
     size: int | None = None,
     max_depth: int = MAX_DEPTH,
@@ -64,7 +62,7 @@ def parse_message(
     ``size`` defaults to ``len(raw)`` (pass the server's RFC822.SIZE when known).
     """
     raw = bytes(raw)
-    ids = _Ids(mailbox_id, folder, uidvalidity, uid, tuple(flags), len(raw) if size is None else size)
+    ids = _Ids(mailbox_id, folder, tuple(flags), len(raw) if size is None else size)
     try:
         structure = parse_structure(raw, max_depth=max_depth, max_parts=max_parts)
         return _normalize(raw, structure, ids, truncated=False)
@@ -78,8 +76,6 @@ def parse_headers_only(
     *,
     mailbox_id: str,
     folder: str,
-    uidvalidity: int,
-    uid: int,
     flags: Iterable[str] = (),
 ) -> Message:
     """Normalize an oversized message from its header block only: ``truncated=True``, no bodies.
@@ -87,7 +83,7 @@ def parse_headers_only(
     ``size`` is the full message's size (RFC822.SIZE). Never raises.
     """
     raw_headers = bytes(raw_headers)
-    ids = _Ids(mailbox_id, folder, uidvalidity, uid, tuple(flags), size)
+    ids = _Ids(mailbox_id, folder, tuple(flags), size)
     try:
         start = hdr.message_start(raw_headers)
         head_end, _ = hdr.header_end(raw_headers, start, len(raw_headers))
@@ -118,12 +114,10 @@ def attachment_content(
 
 
 class _Ids:
-    __slots__ = ("flags", "folder", "mailbox_id", "size", "uid", "uidvalidity")
+    __slots__ = ("flags", "folder", "mailbox_id", "size")
 
-    def __init__(
-        self, mailbox_id: str, folder: str, uidvalidity: int, uid: int, flags: tuple[str, ...], size: int
-    ) -> None:
-        self.mailbox_id, self.folder, self.uidvalidity, self.uid = mailbox_id, folder, uidvalidity, uid
+    def __init__(self, mailbox_id: str, folder: str, flags: tuple[str, ...], size: int) -> None:
+        self.mailbox_id, self.folder = mailbox_id, folder
         self.flags, self.size = flags, size
 
 
@@ -161,8 +155,6 @@ def _normalize(raw: bytes, structure: Structure, ids: _Ids, *, truncated: bool) 
     return Message(
         mailbox_id=ids.mailbox_id,
         folder=ids.folder,
-        uidvalidity=ids.uidvalidity,
-        uid=ids.uid,
         message_id=message_id,
         in_reply_to=in_reply_to[0] if in_reply_to else None,
         references=tuple(references),
@@ -268,8 +260,6 @@ def _fallback(raw: bytes, ids: _Ids, exc: BaseException, *, truncated: bool = Fa
         return Message(
             mailbox_id=ids.mailbox_id,
             folder=ids.folder,
-            uidvalidity=ids.uidvalidity,
-            uid=ids.uid,
             message_id=None,
             in_reply_to=None,
             references=(),

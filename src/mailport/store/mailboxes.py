@@ -188,6 +188,7 @@ class MailboxRepository:
             ),
             created_at=row.created_at,
             updated_at=row.updated_at,
+            connector=row.connector,
         )
 
     async def _one(self, query: Select[Any], what: str) -> Mailbox:
@@ -211,6 +212,7 @@ class MailboxRepository:
             "label": new.label,
             "purpose": new.purpose,
             "provider_id": new.provider_id,
+            "connector": new.connector,
             **server_columns("imap", new.imap),
             **server_columns("smtp", new.smtp),
             "auth_method": new.auth_method.value,

@@ -101,6 +101,8 @@ mailboxes = Table(
     Column("label", String(200), nullable=True),
     Column("purpose", String(100), nullable=True),
     Column("provider_id", String(100), nullable=True),
+    # the connector that reads it: a key of mailport.connectors.registry (migration 0011)
+    Column("connector", String(40), nullable=False, server_default="imap"),
     # IMAP and SMTP (SMTP optional: a read-only mailbox needs none)
     Column("imap_host", String(253), nullable=True),  # NULL: a connector without IMAP
     Column("imap_port", Integer, nullable=True),
@@ -202,15 +204,15 @@ oauth_device_flows = Table(
 # SQLite only auto-increments an INTEGER PRIMARY KEY; PostgreSQL gets a 64-bit identity.
 SeqInteger = BigInteger().with_variant(Integer(), "sqlite")
 
-# Where each watcher is in each folder: the next catch-up fetches UIDs above last_uid.
+# Where each watcher is in each scope (mailport.connectors.base.Cursor; opaque strings, 0011).
+# IMAP: scope = folder, epoch = UIDVALIDITY, position = the last UID ingested.
 mailbox_cursors = Table(
     "mailbox_cursors",
     metadata,
     Column("mailbox_id", String(40), ForeignKey("mailboxes.id", ondelete="CASCADE"), primary_key=True),
-    Column("folder", String(500), primary_key=True),
-    Column("uidvalidity", BigInteger, nullable=False),
-    Column("last_uid", BigInteger, nullable=False),
-    Column("highestmodseq", BigInteger, nullable=True),
+    Column("scope", String(500), primary_key=True),
+    Column("epoch", String(200), nullable=False),
+    Column("position", Text, nullable=False),  # a Graph delta link is a long URL
     Column("updated_at", UTCDateTime(), nullable=False),
 )
 
@@ -232,16 +234,17 @@ events = Table(
     Index("ix_events_accepted_at", "accepted_at"),  # retention (0005)
 )
 
-# Every ingested message: its location, identity (resync after UIDVALIDITY change) and raw source.
+# Every ingested message: its location (scope, epoch, item: the connector's opaque strings;
+# IMAP folder, UIDVALIDITY, UID), identity (resync after an epoch change) and raw source.
 messages = Table(
     "messages",
     metadata,
     Column("id", String(40), primary_key=True),
     Column("tenant_id", String(40), ForeignKey("tenants.id", ondelete="CASCADE"), nullable=False),
     Column("mailbox_id", String(40), ForeignKey("mailboxes.id", ondelete="CASCADE"), nullable=False),
-    Column("folder", String(500), nullable=False),
-    Column("uidvalidity", BigInteger, nullable=False),
-    Column("uid", BigInteger, nullable=False),
+    Column("scope", String(500), nullable=False),
+    Column("epoch", String(200), nullable=False),
+    Column("item", String(500), nullable=False),
     Column("message_id_header", String(998), nullable=True),
     Column("sha256", String(64), nullable=False),
     Column("size", BigInteger, nullable=False),
@@ -250,7 +253,7 @@ messages = Table(
     Column("event_id", String(40), nullable=True),
     Column("created_at", UTCDateTime(), nullable=False),
     Column("raw_purged_at", UTCDateTime(), nullable=True),  # retention (0005): the source expired
-    UniqueConstraint("mailbox_id", "folder", "uidvalidity", "uid", name="uq_messages_location"),
+    UniqueConstraint("mailbox_id", "scope", "epoch", "item", name="uq_messages_location"),
     Index("ix_messages_mailbox_sha256", "mailbox_id", "sha256"),
     # retention (0005): only messages still holding a source, covering the janitor's search
     Index(
@@ -270,9 +273,9 @@ pending_actions = Table(
     Column("id", SeqInteger, primary_key=True, autoincrement=True),
     Column("event_id", String(40), nullable=False),
     Column("mailbox_id", String(40), ForeignKey("mailboxes.id", ondelete="CASCADE"), nullable=False),
-    Column("folder", String(500), nullable=False),
-    Column("uidvalidity", BigInteger, nullable=False),
-    Column("uid", BigInteger, nullable=False),
+    Column("scope", String(500), nullable=False),
+    Column("epoch", String(200), nullable=False),
+    Column("item", String(500), nullable=False),
     # mark_read | move:<folder> | delete: what was asked when the message arrived, then what ran;
     # a pending row runs the mailbox's *current* after_processing setting.
     Column("action", String(520), nullable=False),

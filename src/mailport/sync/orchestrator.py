@@ -1,7 +1,8 @@
 """The orchestrator: a watcher for every active mailbox of every tenant, following changes.
 
 * **Following changes**: every ``reconcile_interval`` (default 0.5 s) one query reads each
-  mailbox's *watch fingerprint* (server, credentials, folder, interval, action, disabled);
+  mailbox's *watch fingerprint* (connector, server, credentials, folder, interval, action,
+  disabled);
   a new mailbox starts a watcher, a changed one restarts it, a deleted or disabled one stops
   it — within 2 s whichever process changed it. A change made through this process's
   :class:`~mailport.mailboxes.service.MailboxService` (the API, the web UI) calls
@@ -42,6 +43,7 @@ from mailport.clock import Clock, utc_now
 from mailport.connectors import registry
 from mailport.connectors.base import Connector
 from mailport.crypto import Secret
+from mailport.errors import UnsupportedFeatureError
 from mailport.mailboxes.models import Mailbox, MailboxStatus
 from mailport.metrics import QUEUE_SIZE, WATCHERS
 from mailport.push.wakeups import WakeupFollower
@@ -54,6 +56,7 @@ from mailport.tasks import cancel_and_wait, stop_if_cancelled
 log = logging.getLogger(__name__)
 
 _FINGERPRINT = (
+    mailboxes.c.connector,
     mailboxes.c.imap_host,
     mailboxes.c.imap_port,
     mailboxes.c.imap_security,
@@ -109,6 +112,7 @@ class Orchestrator:
         self.clock = clock
         self.watchers: dict[str, Watcher] = {}
         self._fingerprints: dict[str, str] = {}
+        self._refused: dict[str, str] = {}  # mailbox -> fingerprint whose connector is unknown
         self._task: asyncio.Task[None] | None = None
         self._trim_task: asyncio.Task[None] | None = None
         self._actions_task: asyncio.Task[None] | None = None
@@ -122,6 +126,8 @@ class Orchestrator:
     # ------------------------------------------------------------------ connectors
 
     def _default_connector(self, mailbox: Mailbox) -> Connector:
+        """The connector the registry holds under ``mailbox.connector``, given this service's
+        tokens, trust, guard and limits."""
         settings = self.services.settings
         tokens = self.services.oauth.oauth.tokens
 
@@ -131,18 +137,15 @@ class Orchestrator:
         async def force_refresh(rejected: Secret | None) -> Secret:
             return await tokens.force_refresh(mailbox.id, rejected=rejected)
 
-        return registry.create(
-            "imap",
-            mailbox=mailbox,
+        context = registry.ConnectorContext(
             token_source=token_source,
             force_refresh=force_refresh,
-            ssl_context=self.services.trust.context(
-                mailbox.imap.trusted_certificate if mailbox.imap else None
-            ),
-            max_message_bytes=settings.max_message_bytes,
-            idle_renew_seconds=float(settings.idle_renew_seconds),
+            ssl_context=self.services.trust.context,
             guard=self.services.guard,
+            max_message_bytes=settings.max_message_bytes,
+            push_renew_seconds=float(settings.idle_renew_seconds),
         )
+        return registry.create(mailbox, context)
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -246,7 +249,8 @@ class Orchestrator:
             for mailbox_id in [m for m in self.watchers if m not in held]:
                 log.warning("mailbox %s: lease lost to another process; stopping", mailbox_id)
                 await self._stop_watcher(mailbox_id)
-        missing = [m for m in desired if m not in self.watchers]
+        self._refused = {m: f for m, f in self._refused.items() if desired.get(m) == f}
+        missing = [m for m in desired if m not in self.watchers and m not in self._refused]
         first = not self._started_once
         spread = self.stagger_seconds if first and len(missing) > 20 else 0.0
         for mailbox_id in missing:
@@ -259,9 +263,14 @@ class Orchestrator:
             except Exception:  # deleted between the two queries
                 log.info("mailbox %s vanished before its watcher started", mailbox_id)
                 continue
+            try:
+                connector = self.connector_factory(mailbox)
+            except UnsupportedFeatureError as exc:  # a connector key this build does not know
+                await self._refuse(mailbox, desired[mailbox_id], exc)
+                continue
             watcher = Watcher(
                 mailbox,
-                self.connector_factory(mailbox),
+                connector,
                 log_=self.services.events,
                 mailboxes=self.services.mailboxes,
                 owner=self.owner,
@@ -277,6 +286,17 @@ class Orchestrator:
             self._trim_task = asyncio.create_task(self._trim_after_startup(), name="orchestrator-trim")
         self._started_once = True
         WATCHERS.set(len(self.watchers))
+
+    async def _refuse(self, mailbox: Mailbox, fingerprint: str, exc: UnsupportedFeatureError) -> None:
+        """A mailbox whose connector cannot be built is not watched: it shows the error once and
+        is tried again when it changes; the other mailboxes' watchers start as usual."""
+        log.warning("mailbox %s: not watched: %s", mailbox.id, exc.message)
+        self._refused[mailbox.id] = fingerprint
+        async with self.services.database.transaction() as conn:
+            await repo.release_leases(conn, self.owner, [mailbox.id])
+        await self.services.mailboxes.repository.record_health(
+            mailbox.id, status=MailboxStatus.ERROR, error=f"[{exc.code}] {exc.message}", at=self.clock()
+        )
 
     async def _trim_after_startup(self) -> None:
         """Once a mass start-up has settled, hand the heap its TLS handshakes and first fetches

@@ -2,17 +2,21 @@
 message rows (raw source), the ``message.received`` events, the after-processing actions, the
 statistics and the advanced cursor.
 
-Size first: the IMAP connector skips literals over ``MAILPORT_MAX_MESSAGE_BYTES`` on the wire
-and fetches their header block instead; such a message is delivered from its headers only
+Size first: a connector applies the size limit while fetching (IMAP skips literals over
+``MAILPORT_MAX_MESSAGE_BYTES`` on the wire and fetches their header block instead); such a
+message is delivered from its headers only
 (``truncated: true``, ``oversized: true``). Parsing uses :func:`mailport.messages.parse_message`
 (our own byte-level MIME walker, ~6x faster than ``email`` with ``policy.default``; see
 docs/messages.md), which never raises: a broken message is delivered with ``parse_error``.
 Messages over 1 MiB are parsed in a worker thread so one big message never stalls the event
 loop (and so the other mailboxes' watchers).
 
-The raw source is kept in the ``messages`` table rather than re-fetched by UID on demand:
-after-processing may move or delete the message on the server, a UIDVALIDITY change
-renumbers it, and the server may be unreachable exactly when the application asks.
+The raw source is kept in the ``messages`` table rather than re-fetched on demand:
+after-processing may move or delete the message on the server, an epoch change (IMAP:
+UIDVALIDITY) renumbers it, and the server may be unreachable exactly when the application asks.
+
+Where the cursor goes is the connector's business: the chunk's :class:`Batch` carries the
+cursor after it, and it is saved as it is.
 """
 
 from __future__ import annotations
@@ -27,7 +31,7 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from mailport.connectors.base import Cursor, RemoteMessage
+from mailport.connectors.base import Batch, Cursor, MessageRef, RemoteMessage
 from mailport.events import Event, EventType, NewEvent, append_many, message_key
 from mailport.mailboxes.models import Mailbox
 from mailport.messages import Message, parse_headers_only, parse_message
@@ -45,42 +49,28 @@ class Parsed:
     sha256: str
 
 
-def _parse(mailbox_id: str, folder: str, uidvalidity: int, remote: RemoteMessage) -> Parsed:
+def _parse(mailbox_id: str, scope: str, remote: RemoteMessage) -> Parsed:
     if remote.oversized or remote.raw is None:
         message = parse_headers_only(
-            remote.headers or b"",
-            remote.size,
-            mailbox_id=mailbox_id,
-            folder=folder,
-            uidvalidity=uidvalidity,
-            uid=remote.uid,
-            flags=remote.flags,
+            remote.headers or b"", remote.size, mailbox_id=mailbox_id, folder=scope, flags=remote.flags
         )
     else:
         message = parse_message(
-            remote.raw,
-            mailbox_id=mailbox_id,
-            folder=folder,
-            uidvalidity=uidvalidity,
-            uid=remote.uid,
-            flags=remote.flags,
-            size=remote.size,
+            remote.raw, mailbox_id=mailbox_id, folder=scope, flags=remote.flags, size=remote.size
         )
     return Parsed(remote, message, message.sha256)
 
 
-async def parse_chunk(
-    mailbox_id: str, folder: str, uidvalidity: int, chunk: Sequence[RemoteMessage]
-) -> list[Parsed]:
+async def parse_chunk(mailbox_id: str, scope: str, chunk: Sequence[RemoteMessage]) -> list[Parsed]:
     small = [m for m in chunk if len(m.raw or b"") < THREAD_PARSE_BYTES]
     if len(small) == len(chunk):
-        return [_parse(mailbox_id, folder, uidvalidity, m) for m in chunk]
+        return [_parse(mailbox_id, scope, m) for m in chunk]
     out: list[Parsed] = []
     for remote in chunk:
         if len(remote.raw or b"") < THREAD_PARSE_BYTES:
-            out.append(_parse(mailbox_id, folder, uidvalidity, remote))
+            out.append(_parse(mailbox_id, scope, remote))
         else:
-            out.append(await asyncio.to_thread(_parse, mailbox_id, folder, uidvalidity, remote))
+            out.append(await asyncio.to_thread(_parse, mailbox_id, scope, remote))
     return out
 
 
@@ -94,30 +84,30 @@ def content_hash(remote: RemoteMessage) -> str:
 class ChunkResult:
     events: list[Event]
     delivered: int
-    matched: int  # already delivered under an old UIDVALIDITY: recorded, not re-delivered
+    matched: int  # already delivered under an old epoch: recorded, not re-delivered
     failed: int
-    last_uid: int
+    cursor: Cursor
 
 
 async def store_chunk(
     conn: AsyncConnection,
     mailbox: Mailbox,
-    cursor: Cursor,
+    batch: Batch,
     parsed: Sequence[Parsed],
     *,
     now: datetime,
     check_known: bool,
     started: float,
 ) -> ChunkResult:
-    """Everything of one chunk in the caller's transaction; the cursor ends at the chunk's last UID."""
-    folder, uidvalidity = cursor.folder, cursor.uidvalidity
+    """Everything of one batch in the caller's transaction; the cursor becomes ``batch.cursor``."""
+    scope, epoch = batch.cursor.scope, batch.cursor.epoch
     known = repo.Known(frozenset(), frozenset())
     if check_known and parsed:
         known = await repo.known_from_other_epochs(
             conn,
             mailbox.id,
-            folder,
-            uidvalidity,
+            scope,
+            epoch,
             sha256=[p.sha256 for p in parsed],
             message_ids=[p.message.message_id for p in parsed if p.message.message_id],
         )
@@ -125,6 +115,7 @@ async def store_chunk(
     new_events: list[NewEvent] = []
     message_ids: list[str] = []
     failed = matched = 0
+    items: list[str] = []
     for p in parsed:
         msg_id = new_id("msg")
         oversized = p.remote.oversized or p.remote.raw is None
@@ -133,9 +124,9 @@ async def store_chunk(
                 "id": msg_id,
                 "tenant_id": mailbox.tenant_id,
                 "mailbox_id": mailbox.id,
-                "folder": folder,
-                "uidvalidity": uidvalidity,
-                "uid": p.remote.uid,
+                "scope": scope,
+                "epoch": epoch,
+                "item": p.remote.item,
                 "message_id_header": (p.message.message_id or None) and p.message.message_id[:998],
                 "sha256": p.sha256,
                 "size": p.remote.size,
@@ -150,6 +141,9 @@ async def store_chunk(
             continue
         payload = p.message.to_dict()
         payload["id"] = msg_id
+        payload["connector"] = mailbox.connector
+        payload["ref"] = MessageRef(scope, epoch, p.remote.item).encode()
+        payload["source"] = p.remote.source
         payload["oversized"] = oversized
         if p.message.parse_error:
             failed += 1
@@ -159,17 +153,20 @@ async def store_chunk(
                 mailbox.id,
                 EventType.MESSAGE_RECEIVED,
                 payload,
-                message_key(mailbox.id, uidvalidity, p.remote.uid, folder),
+                message_key(mailbox.id, epoch, p.remote.item, scope),
             )
         )
         message_ids.append(msg_id)
+        items.append(p.remote.item)
     appended = await append_many(conn, new_events, now=now)
     by_key = {e.idempotency_key: e for e in appended}
     event_of: dict[str, str] = {}
-    for item, msg_id in zip(new_events, message_ids, strict=True):
-        event = by_key.get(item.idempotency_key)
+    appended_items: list[tuple[str, str]] = []  # (event id, item) of the events really appended
+    for new, msg_id, item in zip(new_events, message_ids, items, strict=True):
+        event = by_key.get(new.idempotency_key)
         if event is not None:
             event_of[msg_id] = event.id
+            appended_items.append((event.id, item))
     for row in rows:
         row["event_id"] = event_of.get(row["id"])
     await repo.insert_messages(conn, rows)
@@ -179,27 +176,21 @@ async def store_chunk(
             conn,
             [
                 {
-                    "event_id": e.id,
+                    "event_id": event_id,
                     "mailbox_id": mailbox.id,
-                    "folder": folder,
-                    "uidvalidity": uidvalidity,
-                    "uid": e.payload["uid"],
+                    "scope": scope,
+                    "epoch": epoch,
+                    "item": item,
                     "action": action,
                     "state": "pending",
                     "attempts": 0,
                     "created_at": now,
                     "updated_at": now,
                 }
-                for e in appended
+                for event_id, item in appended_items
             ],
         )
-    last_uid = max([cursor.last_uid, *(p.remote.uid for p in parsed)])
-    await repo.save_cursor(
-        conn,
-        mailbox.id,
-        Cursor(folder, uidvalidity, last_uid, cursor.highestmodseq),
-        now=now,
-    )
+    await repo.save_cursor(conn, mailbox.id, batch.cursor, now=now)
     elapsed_ms = int((time.perf_counter() - started) * 1000)
     if parsed:
         await repo.add_stats(
@@ -211,4 +202,4 @@ async def store_chunk(
     oversized_count = sum(1 for p in parsed if p.remote.oversized)
     if oversized_count:
         MESSAGES_OVERSIZED.inc(oversized_count)
-    return ChunkResult(appended, len(appended), matched, failed, last_uid)
+    return ChunkResult(appended, len(appended), matched, failed, batch.cursor)

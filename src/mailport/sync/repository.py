@@ -15,7 +15,7 @@ from sqlalchemy import and_, delete, func, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from mailport import leases
-from mailport.connectors.base import Cursor
+from mailport.connectors.base import Cursor, MessageRef
 from mailport.events import acceptance
 from mailport.store.database import dialect_insert as _insert
 from mailport.store.tables import (
@@ -30,33 +30,21 @@ from mailport.store.tables import (
 # ------------------------------------------------------------------------------- cursors
 
 
-async def get_cursor(conn: AsyncConnection, mailbox_id: str, folder: str) -> Cursor | None:
+async def get_cursor(conn: AsyncConnection, mailbox_id: str, scope: str) -> Cursor | None:
     row = (
         await conn.execute(
             select(mailbox_cursors).where(
-                mailbox_cursors.c.mailbox_id == mailbox_id, mailbox_cursors.c.folder == folder
+                mailbox_cursors.c.mailbox_id == mailbox_id, mailbox_cursors.c.scope == scope
             )
         )
     ).first()
-    if row is None:
-        return None
-    return Cursor(
-        folder=row.folder,
-        uidvalidity=int(row.uidvalidity),
-        last_uid=int(row.last_uid),
-        highestmodseq=row.highestmodseq,
-    )
+    return None if row is None else Cursor(scope=row.scope, epoch=row.epoch, position=row.position)
 
 
 async def save_cursor(conn: AsyncConnection, mailbox_id: str, cursor: Cursor, *, now: datetime) -> None:
-    values = {
-        "uidvalidity": cursor.uidvalidity,
-        "last_uid": cursor.last_uid,
-        "highestmodseq": cursor.highestmodseq,
-        "updated_at": now,
-    }
-    statement = _insert(conn, mailbox_cursors).values(mailbox_id=mailbox_id, folder=cursor.folder, **values)
-    await conn.execute(statement.on_conflict_do_update(index_elements=["mailbox_id", "folder"], set_=values))
+    values = {"epoch": cursor.epoch, "position": cursor.position, "updated_at": now}
+    statement = _insert(conn, mailbox_cursors).values(mailbox_id=mailbox_id, scope=cursor.scope, **values)
+    await conn.execute(statement.on_conflict_do_update(index_elements=["mailbox_id", "scope"], set_=values))
 
 
 # ------------------------------------------------------------------------------ messages
@@ -65,20 +53,20 @@ async def save_cursor(conn: AsyncConnection, mailbox_id: str, cursor: Cursor, *,
 async def insert_messages(conn: AsyncConnection, rows: Sequence[dict[str, Any]]) -> None:
     if rows:
         statement = _insert(conn, messages).on_conflict_do_nothing(
-            index_elements=["mailbox_id", "folder", "uidvalidity", "uid"]
+            index_elements=["mailbox_id", "scope", "epoch", "item"]
         )
         await conn.execute(statement, list(rows))
 
 
-async def has_other_epochs(conn: AsyncConnection, mailbox_id: str, folder: str, uidvalidity: int) -> bool:
-    """Were messages of this folder ingested under another UIDVALIDITY (a reset happened)?"""
+async def has_other_epochs(conn: AsyncConnection, mailbox_id: str, scope: str, epoch: str) -> bool:
+    """Were messages of this scope ingested under another epoch (a reset happened)?"""
     row = (
         await conn.execute(
             select(messages.c.id)
             .where(
                 messages.c.mailbox_id == mailbox_id,
-                messages.c.folder == folder,
-                messages.c.uidvalidity != uidvalidity,
+                messages.c.scope == scope,
+                messages.c.epoch != epoch,
             )
             .limit(1)
         )
@@ -98,18 +86,18 @@ class Known:
 async def known_from_other_epochs(
     conn: AsyncConnection,
     mailbox_id: str,
-    folder: str,
-    uidvalidity: int,
+    scope: str,
+    epoch: str,
     *,
     sha256: Iterable[str],
     message_ids: Iterable[str],
 ) -> Known:
-    """Which of these contents / Message-IDs were delivered before under another UIDVALIDITY."""
+    """Which of these contents / Message-IDs were delivered before under another epoch."""
     hashes, mids = list(set(sha256)), list(set(message_ids))
     base = and_(
         messages.c.mailbox_id == mailbox_id,
-        messages.c.folder == folder,
-        messages.c.uidvalidity != uidvalidity,
+        messages.c.scope == scope,
+        messages.c.epoch != epoch,
     )
     found_hashes: set[str] = set()
     found_mids: set[str] = set()
@@ -148,12 +136,16 @@ async def insert_actions(conn: AsyncConnection, rows: Sequence[dict[str, Any]]) 
 class PendingAction:
     id: int
     event_id: str
-    folder: str
-    uidvalidity: int
-    uid: int
+    scope: str
+    epoch: str
+    item: str
     action: str
     attempts: int = 0
     message_id: str | None = None
+
+    @property
+    def ref(self) -> MessageRef:
+        return MessageRef(self.scope, self.epoch, self.item)
 
 
 def _due(now: datetime) -> Any:
@@ -182,9 +174,9 @@ async def accepted_actions(
         PendingAction(
             int(r.id),
             r.event_id,
-            r.folder,
-            int(r.uidvalidity),
-            int(r.uid),
+            r.scope,
+            r.epoch,
+            r.item,
             r.action,
             int(r.attempts),
             r.message_id,

@@ -1,14 +1,18 @@
 """One mailbox's watcher: connect, catch up from the cursor, watch, apply accepted actions; and
 again after every failure, with jittered exponential backoff.
 
-* **Catch-up** runs after every (re)connect, at every IDLE renewal / poll tick and on every
-  new-mail notification; it fetches every UID above the cursor (never by ``\\Seen``) with no
-  time limit, chunk by chunk, each chunk one transaction (events + cursor together).
+It drives any :class:`~mailport.connectors.base.Connector` through its hooks; cursors, epochs
+and items are the connector's opaque strings (for IMAP: folder, UIDVALIDITY and UID).
+
+* **Catch-up** runs after every (re)connect, at every push renewal / poll tick and on every
+  new-mail notification; it fetches every message after the cursor (never by read state) with
+  no time limit, batch by batch, each batch one transaction (events + its cursor together).
 * **First connection** (no cursor): messages that arrived since the mailbox was created in
-  mailport (INTERNALDATE, with a minute of slack) are ingested; older mail is not.
-* **UIDVALIDITY change**: ``mailbox.reset`` is emitted and the folder re-read; a message whose
-  content hash or Message-ID was delivered under the old UIDVALIDITY is recorded under its
-  new UID without a new event.
+  mailport (with a minute of slack; the connector's :meth:`baseline`, IMAP by INTERNALDATE)
+  are ingested; older mail is not.
+* **Epoch change** (IMAP: UIDVALIDITY): ``mailbox.reset`` is emitted and the scope re-read from
+  the connector's :meth:`restart` cursor; a message whose content hash or Message-ID was
+  delivered under the old epoch is recorded under its new item without a new event.
 * **Failures** are judged by the one rule (:func:`mailport.failures.classify`): temporary ones
   (the provider or the server's auth backend down: ``[UNAVAILABLE]``, 5xx, timeouts) put the
   mailbox in ``error`` and are retried with backoff; failures a person must fix are not retried
@@ -22,7 +26,8 @@ again after every failure, with jittered exponential backoff.
   accepted message (a changed setting applies to actions still pending). A refusal of the
   server (a tagged NO/BAD, an unsupported command) is not a broken session: the actions are
   retried with backoff and, after ``action_max_attempts``, marked ``failed`` with one
-  ``message.action_failed`` event each, counted in ``failed_24h``.
+  ``message.action_failed`` event each, counted in ``failed_24h``. An action the connector
+  does not declare (:meth:`supports`) fails at once with ``unsupported_feature``.
 * **A host the SSRF guard refuses** (vetted again at every connect: DNS may have changed since
   the mailbox was saved) is never contacted: the mailbox goes to ``error`` with
   ``[host_not_allowed]`` in ``last_error`` and the watcher waits ``host_retry_seconds`` (or a
@@ -44,7 +49,15 @@ from typing import Any
 
 from mailport import retry
 from mailport.clock import Clock, utc_now
-from mailport.connectors.base import ChangeKind, Connector, Cursor, FolderState
+from mailport.connectors.base import (
+    Batch,
+    ChangeKind,
+    Connector,
+    Cursor,
+    Feature,
+    ScopeState,
+    action_feature,
+)
 from mailport.errors import (
     CommandError,
     HostNotAllowedError,
@@ -65,7 +78,6 @@ from mailport.tasks import cancel_and_wait, stop_if_cancelled
 log = logging.getLogger(__name__)
 
 FIRST_SYNC_SLACK = timedelta(minutes=1)
-BASELINE_PAGE = 2000  # INTERNALDATEs fetched per round trip when the first cursor is placed
 
 
 class Backoff(retry.Backoff):
@@ -151,7 +163,7 @@ class Watcher:
         self._stop_event = asyncio.Event()
         self._state_gauge: str | None = None
         self._task: asyncio.Task[None] | None = None
-        self.folder = mailbox.settings.folder or "INBOX"
+        self.scope = mailbox.settings.folder or "INBOX"
         self._actions_cancelled = False
 
     # ----------------------------------------------------------------- lifecycle
@@ -221,20 +233,20 @@ class Watcher:
                     if self._stopping:
                         break
                     await self.connector.connect()
-                    folder = await self.connector.open_folder(self.folder)
+                    scope = await self.connector.open(self.scope)
                 await self._connected()
                 connected_at = loop.time()
-                await self.catch_up(folder)
-                await self.apply_actions(folder)
+                await self.catch_up(scope)
+                await self.apply_actions(scope)
                 async for change in self.connector.watch(
                     interval=float(self.mailbox.settings.check_interval)
                 ):
                     if self._stopping:
                         break
-                    appended = await self.catch_up(folder)
+                    appended = await self.catch_up(scope)
                     if appended and change.kind is ChangeKind.NEW_MAIL:
                         INGEST_LATENCY.observe(asyncio.get_running_loop().time() - change.at)
-                    await self.apply_actions(folder)
+                    await self.apply_actions(scope)
             except asyncio.CancelledError:
                 raise
             except LeaseLostError as exc:  # another process watches the mailbox now
@@ -272,7 +284,7 @@ class Watcher:
         now = self.clock()
         was = self.mailbox.health.status
         self.status.last_connected_at = now
-        self.status.push = self.connector.supports_push
+        self.status.push = self.connector.supports(Feature.PUSH)
         self.status.consecutive_failures = 0
         self._set_state("connected")
         async with self.events.transaction() as conn:
@@ -321,9 +333,9 @@ class Watcher:
                                 event_type,
                                 {
                                     "mailbox_id": self.mailbox.id,
-                                    "error": getattr(exc, "code", type(exc).__name__),
+                                    "error": _code(exc),
                                     "detail": message,
-                                    "hint": getattr(exc, "hint", None),
+                                    "hint": exc.hint if isinstance(exc, MailportError) else None,
                                     "at": now.isoformat(),
                                 },
                                 f"{event_type.value}:{self.mailbox.id}:{now.isoformat()}",
@@ -358,83 +370,55 @@ class Watcher:
 
     # ----------------------------------------------------------------- ingestion
 
-    async def _baseline(self, folder: FolderState) -> Cursor:
-        """The first cursor: just before the first message that arrived after the mailbox was
-        created in mailport (so mail delivered while the watcher was starting is not missed)."""
-        since = self.mailbox.created_at - FIRST_SYNC_SLACK
-        last_uid = max(folder.uidnext - 1, 0)
-        if folder.exists:
-            candidates = await self.connector.list_uids(1)
-            # Newest first, a page at a time, until a page holds mail older than the creation
-            # time: a large backlog that arrived since then is ingested whole, while an old
-            # mailbox costs one page of INTERNALDATEs.
-            end = len(candidates)
-            while end > 0:
-                page = candidates[max(0, end - BASELINE_PAGE) : end]
-                dated = await self._internaldates(page)
-                after = [uid for uid, when in dated if when is None or when >= since]
-                if after:
-                    last_uid = min(after) - 1
-                if len(after) < len(page):
-                    break
-                end -= len(page)
-        return Cursor(folder.folder, folder.uidvalidity, last_uid, folder.highestmodseq)
-
-    async def _internaldates(self, uids: list[int]) -> list[tuple[int, datetime | None]]:
-        fetch = getattr(self.connector, "internaldates", None)
-        if fetch is not None:
-            result: list[tuple[int, datetime | None]] = await fetch(uids)
-            return result
-        return [(m.uid, m.internaldate) for m in await self.connector.fetch_uids(uids)]
-
-    async def catch_up(self, folder: FolderState) -> int:
-        """Ingest everything above the cursor; returns how many events were appended."""
+    async def catch_up(self, scope: ScopeState) -> int:
+        """Ingest everything after the cursor; returns how many events were appended."""
         async with self.database.connect() as conn:
-            cursor = await repo.get_cursor(conn, self.mailbox.id, folder.folder)
+            cursor = await repo.get_cursor(conn, self.mailbox.id, scope.scope)
         if cursor is None:
-            cursor = await self._baseline(folder)
+            since = self.mailbox.created_at - FIRST_SYNC_SLACK
+            cursor = await self.connector.baseline(scope, since=since)
             async with self.database.transaction() as conn:
                 await repo.save_cursor(conn, self.mailbox.id, cursor, now=self.clock())
-        elif cursor.uidvalidity != folder.uidvalidity:
-            cursor = await self._reset(cursor, folder)
+        elif cursor.epoch != scope.epoch:
+            cursor = await self._reset(cursor, scope)
         async with self.database.connect() as conn:
-            check_known = await repo.has_other_epochs(
-                conn, self.mailbox.id, folder.folder, folder.uidvalidity
-            )
+            check_known = await repo.has_other_epochs(conn, self.mailbox.id, scope.scope, scope.epoch)
         appended = 0
-        async for chunk in self.connector.fetch_since(cursor, chunk=self.options.chunk):
-            if not chunk:
-                continue
-            started = time.perf_counter()
-            parsed = await parse_chunk(self.mailbox.id, folder.folder, cursor.uidvalidity, chunk)
-            async with self.events.transaction() as conn:
-                result = await store_chunk(
-                    conn,
-                    self.mailbox,
-                    cursor,
-                    parsed,
-                    now=self.clock(),
-                    check_known=check_known,
-                    started=started,
-                )
-                if self.fence is not None:
-                    await self.fence(conn)
-            cursor = Cursor(cursor.folder, cursor.uidvalidity, result.last_uid, cursor.highestmodseq)
-            appended += result.delivered
-            self.status.processed += result.delivered
+        async for batch in self.connector.fetch_since(cursor, chunk=self.options.chunk):
+            if batch.messages or batch.cursor != cursor:
+                appended += await self._store(batch, check_known=check_known)
+            cursor = batch.cursor
             if self._stopping:
                 break
         return appended
 
-    async def _reset(self, old: Cursor, folder: FolderState) -> Cursor:
+    async def _store(self, batch: Batch, *, check_known: bool) -> int:
+        started = time.perf_counter()
+        parsed = await parse_chunk(self.mailbox.id, batch.cursor.scope, batch.messages)
+        async with self.events.transaction() as conn:
+            result = await store_chunk(
+                conn,
+                self.mailbox,
+                batch,
+                parsed,
+                now=self.clock(),
+                check_known=check_known,
+                started=started,
+            )
+            if self.fence is not None:
+                await self.fence(conn)  # last: the lease must still be ours when this commits
+        self.status.processed += result.delivered
+        return result.delivered
+
+    async def _reset(self, old: Cursor, scope: ScopeState) -> Cursor:
         now = self.clock()
-        cursor = Cursor(folder.folder, folder.uidvalidity, 0, folder.highestmodseq)
+        cursor = await self.connector.restart(scope)
         log.warning(
-            "mailbox %s: UIDVALIDITY of %s changed %d -> %d; resynchronising",
+            "mailbox %s: the epoch of %s changed %s -> %s; resynchronising",
             self.mailbox.id,
-            folder.folder,
-            old.uidvalidity,
-            folder.uidvalidity,
+            scope.scope,
+            old.epoch,
+            scope.epoch,
         )
         async with self.events.transaction() as conn:
             await append_many(
@@ -446,12 +430,14 @@ class Watcher:
                         EventType.MAILBOX_RESET,
                         {
                             "mailbox_id": self.mailbox.id,
-                            "folder": folder.folder,
-                            "old_uidvalidity": old.uidvalidity,
-                            "new_uidvalidity": folder.uidvalidity,
+                            "connector": self.mailbox.connector,
+                            "folder": scope.scope,
+                            "old_epoch": old.epoch,
+                            "new_epoch": scope.epoch,
+                            "source": self.connector.epoch_source(scope.scope, old.epoch, scope.epoch),
                             "at": now.isoformat(),
                         },
-                        f"reset:{self.mailbox.id}:{folder.folder}:{old.uidvalidity}:{folder.uidvalidity}",
+                        f"reset:{self.mailbox.id}:{scope.scope}:{old.epoch}:{scope.epoch}",
                     )
                 ],
                 now=now,
@@ -461,7 +447,7 @@ class Watcher:
 
     # ----------------------------------------------------------------- after-processing
 
-    async def apply_actions(self, folder: FolderState) -> int:
+    async def apply_actions(self, scope: ScopeState) -> int:
         """Apply the current ``mark_read`` / ``move:<folder>`` / ``delete`` setting to accepted
         messages whose action is due; returns how many were done."""
         action = self.mailbox.settings.after_processing or "none"
@@ -483,22 +469,29 @@ class Watcher:
             pending = await repo.accepted_actions(conn, self.mailbox.id, now=self.clock())
         if not pending:
             return 0
-        current = [a for a in pending if (a.folder, a.uidvalidity) == (folder.folder, folder.uidvalidity)]
-        stale = [a for a in pending if (a.folder, a.uidvalidity) != (folder.folder, folder.uidvalidity)]
+        here = (scope.scope, scope.epoch)
+        current = [a for a in pending if (a.scope, a.epoch) == here]
+        stale = [a for a in pending if (a.scope, a.epoch) != here]
         if stale:
-            await self._actions_failed(
-                stale, action, "the message's folder or UIDVALIDITY changed", final=True
-            )
+            await self._actions_failed(stale, action, "the message's folder or its epoch changed", final=True)
         if not current:
             return 0
-        uids = sorted({a.uid for a in current})
+        needs = action_feature(action)
+        if needs is not None and not self.connector.supports(needs):
+            refused = UnsupportedFeatureError(
+                f"the {self.mailbox.connector} connector cannot {needs.value} ({action})",
+                hint="Change the mailbox's after_processing to an action its connector supports.",
+            )
+            await self._actions_failed(current, action, refused, final=True)
+            return 0
+        items = list(dict.fromkeys(a.item for a in current))
         try:
             if action == "mark_read":
-                await self.connector.mark_read(uids)
+                await self.connector.mark_read(items)
             elif action == "delete":
-                await self.connector.delete(uids)
+                await self.connector.delete(items)
             elif action.startswith("move:"):
-                await self.connector.move(uids, action.split(":", 1)[1])
+                await self.connector.move(items, action.split(":", 1)[1])
             else:
                 raise UnsupportedFeatureError(f"unknown after-processing action {action!r}")
         except (CommandError, UnsupportedFeatureError) as exc:
@@ -553,9 +546,10 @@ class Watcher:
                             "mailbox_id": self.mailbox.id,
                             "message_id": a.message_id,
                             "event_id": a.event_id,
-                            "folder": a.folder,
-                            "uidvalidity": a.uidvalidity,
-                            "uid": a.uid,
+                            "connector": self.mailbox.connector,
+                            "folder": a.scope,
+                            "ref": a.ref.encode(),
+                            "source": self.connector.item_source(a.ref),
                             "action": action,
                             "attempts": a.attempts + 1,
                             "error": code,
@@ -570,6 +564,10 @@ class Watcher:
                 now=now,
             )
             await repo.add_stats(conn, self.mailbox.id, at=now, failed=len(give_up))
+
+
+def _code(exc: BaseException) -> str:
+    return exc.code if isinstance(exc, MailportError) else type(exc).__name__
 
 
 def _describe(exc: BaseException) -> str:

@@ -37,17 +37,6 @@ async def bed(
 
 
 @pytest.fixture
-async def api(delivery_services: Services, tenant: TenantHandle) -> AsyncIterator[httpx.AsyncClient]:
-    app = create_app(services=delivery_services)
-    async with httpx.AsyncClient(
-        transport=httpx.ASGITransport(app=app),
-        base_url=BASE_URL,
-        headers={"Authorization": f"Bearer {tenant.api_key}"},
-    ) as client:
-        yield client
-
-
-@pytest.fixture
 async def browser(delivery_services: Services, tenant: TenantHandle) -> AsyncIterator[httpx.AsyncClient]:
     """The dashboard, signed in with the tenant's key."""
     app = create_app(services=delivery_services)

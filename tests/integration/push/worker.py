@@ -10,13 +10,13 @@ from collections.abc import AsyncIterator
 
 from mailport.bootstrap import build
 from mailport.config import Settings
-from mailport.connectors.base import Cursor, RemoteMessage
+from mailport.connectors.base import Batch, Cursor
 from mailport.sync import Orchestrator, WatcherOptions
 from tests.connectors.push_fake import FakePushConnector
 
 
 class ReportingConnector(FakePushConnector):
-    async def fetch_since(self, cursor: Cursor, *, chunk: int = 200) -> AsyncIterator[list[RemoteMessage]]:
+    async def fetch_since(self, cursor: Cursor, *, chunk: int = 200) -> AsyncIterator[Batch]:
         async for batch in super().fetch_since(cursor, chunk=chunk):
             yield batch
         print(f"caught_up {self.mailbox.id}", flush=True)

@@ -8,24 +8,22 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import insert, inspect, select
+from sqlalchemy import column, insert, inspect, select, table
 
 from mailport.bootstrap import build
 from mailport.crypto import generate_key
 from mailport.events import acceptance
 from mailport.store import current_revision, head_revision, open_database, upgrade
 from mailport.store.tables import (
+    UTCDateTime,
     delivery_state,
     events,
-    mailboxes,
-    pending_actions,
-    tenants,
     webhook_deliveries,
     webhook_endpoints,
 )
 from mailport.sync import repository as sync_repo
 from tests.fixtures.api import make_settings
-from tests.fixtures.migrations import downgrade
+from tests.fixtures.migrations import downgrade, insert_mailbox
 
 THEN = datetime(2026, 12, 1, 12, 0, tzinfo=UTC)
 TENANT, MAILBOX, ENDPOINT = "ten_01m7zh4d94fxj51fc0rsy5n5tt", "mbx_01m7zh4d94fxj51fc0rsy5n5mm", "whk_01"
@@ -62,6 +60,16 @@ def _delivery(seq: int, status: str) -> dict[str, Any]:
     }
 
 
+# pending_actions as it was at 0005 (0011 keys it on strings: scope, epoch, item)
+PENDING_ACTIONS_0005 = table(
+    "pending_actions",
+    *(column(name) for name in ("event_id", "mailbox_id", "folder", "uidvalidity", "uid", "action")),
+    column("state"),
+    column("created_at", UTCDateTime()),
+    column("updated_at", UTCDateTime()),
+)
+
+
 def _action(seq: int) -> dict[str, Any]:
     return {
         "event_id": f"evt_{seq}",
@@ -83,24 +91,7 @@ async def test_migration_keeps_every_acceptance_and_delivery_and_frees_the_stuck
     try:
         await upgrade(database, "0005_retention")
         async with database.transaction() as conn:
-            await conn.execute(insert(tenants).values(id=TENANT, name="acme", created_at=THEN))
-            await conn.execute(
-                insert(mailboxes).values(
-                    id=MAILBOX,
-                    tenant_id=TENANT,
-                    email="a@example.test",
-                    imap_host="imap.example.test",
-                    imap_port=993,
-                    imap_security="ssl",
-                    auth_method="password",
-                    check_interval=60,
-                    folder="INBOX",
-                    after_processing="mark_read",
-                    status="connected",
-                    created_at=THEN,
-                    updated_at=THEN,
-                )
-            )
+            await insert_mailbox(conn, TENANT, MAILBOX, at=THEN)
             # 1: read and accepted through pull before any webhook; 2 and 3: appended before the
             # webhook, read by pull afterwards, never accepted (the bug); 4: delivered and
             # accepted; 5: pending at the endpoint; 6: a dead letter
@@ -135,7 +126,7 @@ async def test_migration_keeps_every_acceptance_and_delivery_and_frees_the_stuck
             await conn.execute(
                 insert(delivery_state).values(name="dispatcher", fanout_seq=6, updated_at=THEN)
             )
-            await conn.execute(insert(pending_actions), [_action(n) for n in (2, 3, 5)])
+            await conn.execute(insert(PENDING_ACTIONS_0005), [_action(n) for n in (2, 3, 5)])
         async with database.connect() as conn:
             events_before = (await conn.execute(select(events).order_by(events.c.seq))).all()
             deliveries_before = (

@@ -23,7 +23,7 @@ from sqlalchemy import func, select, text, update
 
 from mailport.bootstrap import Services, build
 from mailport.config import Settings
-from mailport.connectors.base import Cursor, RemoteMessage
+from mailport.connectors.base import Batch, Cursor, RemoteMessage
 from mailport.crypto import Secret
 from mailport.delivery.models import DeliveryStatus
 from mailport.delivery.outbox import AttemptRecord
@@ -92,15 +92,15 @@ async def _mailbox(services: Services, tenant_id: str) -> Mailbox:
 
 
 async def _ingest(services: Services, mailbox: Mailbox, cursor: Cursor, remotes: list[RemoteMessage]) -> None:
-    parsed = await parse_chunk(mailbox.id, cursor.folder, cursor.uidvalidity, remotes)
+    parsed = await parse_chunk(mailbox.id, cursor.scope, remotes)
     async with services.events.transaction() as conn:
         await store_chunk(
             conn,
             mailbox,
-            cursor,
+            Batch(remotes, cursor),
             parsed,
             now=NOW,
-            check_known=cursor.uidvalidity != 1,
+            check_known=cursor.epoch != "1",
             started=time.perf_counter(),
         )
 
@@ -127,12 +127,15 @@ async def seed(services: Services, tenant_id: str) -> World:
         now=NOW,
     )
     names = ["old_accepted", "old_unaccepted", "old_action_pending", "old_oversized", "new_accepted"]
-    remotes = [RemoteMessage(uid=i + 1, size=len(_mail(n)), raw=_mail(n)) for i, n in enumerate(names)]
-    remotes[3] = RemoteMessage(uid=4, size=30_000_000, headers=b"Subject: big\r\n\r\n", oversized=True)
-    await _ingest(services, mailbox, Cursor("INBOX", 1, 0), remotes)
+    remotes = [RemoteMessage(item=str(i + 1), size=len(_mail(n)), raw=_mail(n)) for i, n in enumerate(names)]
+    remotes[3] = RemoteMessage(item="4", size=30_000_000, headers=b"Subject: big\r\n\r\n", oversized=True)
+    await _ingest(services, mailbox, Cursor("INBOX", "1", "5"), remotes)
     await services.events.append(NewEvent(tenant_id, mailbox.id, EventType.MAILBOX_CONNECTED, {}, "conn:1"))
     await _ingest(
-        services, mailbox, Cursor("INBOX", 2, 0), [RemoteMessage(uid=1, size=1, raw=_mail("old_accepted"))]
+        services,
+        mailbox,
+        Cursor("INBOX", "2", "1"),
+        [RemoteMessage(item="1", size=1, raw=_mail("old_accepted"))],
     )
 
     async with services.database.connect() as conn:
@@ -300,7 +303,7 @@ async def test_purge_removes_exactly_the_expired_rows_and_the_api_follows(
             conn,
             world.mailbox.id,
             "INBOX",
-            3,
+            "3",
             sha256=[rows[world.message_ids["old_accepted"]].sha256],
             message_ids=[],
         )

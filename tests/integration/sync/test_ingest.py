@@ -10,11 +10,11 @@ from typing import Any
 
 import pytest
 
+from mailport.connectors import imap as imap_connector
 from mailport.events import mark_accepted
 from mailport.mailboxes.models import Mailbox
 from mailport.sync import Orchestrator
 from mailport.sync import repository as repo
-from mailport.sync import watcher as watcher_module
 from tests.integration.sync.conftest import Bed, all_events, make_message, wait_for
 
 
@@ -48,7 +48,8 @@ async def test_a_delivered_message_becomes_an_event_within_two_seconds(
     assert event.payload["from"] == [{"name": "Sender", "email": "sender@example.test"}]
     assert event.payload["text"].strip() == "héllo wörld"
     assert event.payload["id"].startswith("msg_")
-    assert event.idempotency_key == f"msg:{mailbox.id}:{event.payload['uidvalidity']}:{event.payload['uid']}"
+    imap = event.payload["source"]["imap"]
+    assert event.idempotency_key == f"msg:{mailbox.id}:{imap['uidvalidity']}:{imap['uid']}"
     connected = await all_events(bed.services, mailbox_id=mailbox.id, type="mailbox.connected")
     assert len(connected) == 1
     async with bed.services.database.connect() as conn:
@@ -101,7 +102,8 @@ async def test_a_hundred_messages_arrive_once_each(bed: Bed, running: Orchestrat
     got = await bed.received(mailbox.id)
     assert sorted(e.payload["subject"] for e in got) == sorted(f"bulk {i}" for i in range(100))
     assert len({e.idempotency_key for e in got}) == 100
-    assert [e.payload["uid"] for e in got] == sorted(e.payload["uid"] for e in got)  # in order
+    uids = [e.payload["source"]["imap"]["uid"] for e in got]
+    assert uids == sorted(uids)  # in order
 
 
 async def test_mail_read_elsewhere_before_mailport_saw_it_is_still_delivered(bed: Bed) -> None:
@@ -129,7 +131,7 @@ async def test_a_backlog_since_creation_is_ingested_whole_and_older_mail_is_not(
 ) -> None:
     """First sync places the cursor page by page (a small page here): every message that arrived
     since the mailbox was created is ingested however many pages back, none from before."""
-    monkeypatch.setattr(watcher_module, "BASELINE_PAGE", 40)
+    monkeypatch.setattr(imap_connector, "BASELINE_PAGE", 40)  # the IMAP baseline pages
     client = await bed.imap()
     try:
         old = datetime.now(UTC) - timedelta(days=3)
@@ -242,7 +244,8 @@ async def test_a_uidvalidity_change_emits_reset_without_redelivering(bed: Bed) -
     finally:
         await orchestrator.stop()
     assert len(resets) == 1
-    assert resets[0].payload["old_uidvalidity"] != resets[0].payload["new_uidvalidity"]
+    imap = resets[0].payload["source"]["imap"]
+    assert imap["old_uidvalidity"] != imap["new_uidvalidity"]
     assert [e.payload["subject"] for e in got] == ["old 0", "old 1", "old 2", "old 3", "brand new"]
 
 

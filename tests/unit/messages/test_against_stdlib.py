@@ -79,7 +79,7 @@ def stdlib_view(raw: bytes) -> dict[str, object]:
 
 
 def mailport_view(raw: bytes) -> dict[str, object]:
-    m = parse_message(raw, mailbox_id="mb", folder="INBOX", uidvalidity=7, uid=1)
+    m = parse_message(raw, mailbox_id="mb", folder="INBOX")
     return {
         "subject": m.subject,
         "from": [(a.name, a.email) for a in m.from_],
@@ -116,7 +116,7 @@ def test_corpus_matches_policy_default(path: Path, line_ending: str) -> None:
         assert expected["cc"][0] == ("", "dave@example.com")  # type: ignore[index]
         expected["cc"][0] = ("Dave Jones", "dave@example.com")  # type: ignore[index]
     assert mailport_view(raw) == expected
-    assert parse_message(raw, mailbox_id="mb", folder="INBOX", uidvalidity=7, uid=1).parse_error is None
+    assert parse_message(raw, mailbox_id="mb", folder="INBOX").parse_error is None
 
 
 def test_corpus_is_the_one_described() -> None:
@@ -176,7 +176,7 @@ def test_attachment_content_returns_the_decoded_bytes_of_each_attachment() -> No
     raw = (Path(__file__).parent / "data" / "corpus" / "mixed-rfc2231.eml").read_bytes()
     ref = email.message_from_bytes(raw, policy=email.policy.default)
     expected = [p.get_payload(decode=True) for p in ref.iter_attachments()]
-    message = parse_message(raw, mailbox_id="mb", folder="INBOX", uidvalidity=7, uid=1)
+    message = parse_message(raw, mailbox_id="mb", folder="INBOX")
     assert [a.filename for a in message.attachments] == [
         "Rechnung für März 2026 – Kopie.pdf",
         "Größen.csv",
@@ -197,7 +197,7 @@ def test_attachment_content_returns_the_decoded_bytes_of_each_attachment() -> No
 
 def test_inline_images_keep_their_content_id_and_section() -> None:
     raw = (Path(__file__).parent / "data" / "corpus" / "related-cid.eml").read_bytes()
-    m = parse_message(raw, mailbox_id="mb", folder="INBOX", uidvalidity=7, uid=1)
+    m = parse_message(raw, mailbox_id="mb", folder="INBOX")
     assert [(a.content_id, a.disposition, a.section, a.filename) for a in m.attachments] == [
         ("logo.png@01D9", "inline", "2", "logo.png"),
         ("spacer@01D9", "inline", "3", None),

@@ -11,16 +11,14 @@ from mailport.messages.threading import thread_key, thread_root
 
 CORPUS = Path(__file__).parent / "data" / "corpus"
 PAYLOAD_KEYS = {
-    "mailbox_id", "folder", "uidvalidity", "uid", "message_id", "in_reply_to", "references", "thread_key",
+    "mailbox_id", "folder", "message_id", "in_reply_to", "references", "thread_key",
     "from", "sender", "reply_to", "to", "cc", "bcc", "subject", "date", "date_raw", "text", "html",
     "attachments", "size", "flags", "headers", "sha256", "parse_error", "truncated",
 }  # fmt: skip
 
 
 def parse(raw: bytes) -> Message:
-    return parse_message(
-        raw, mailbox_id="mb-1", folder="INBOX", uidvalidity=42, uid=7, flags=["\\Seen", "$Forwarded"]
-    )
+    return parse_message(raw, mailbox_id="mb-1", folder="INBOX", flags=["\\Seen", "$Forwarded"])
 
 
 def test_payload_shape_and_json() -> None:
@@ -36,12 +34,7 @@ def test_payload_shape_and_json() -> None:
     assert payload["flags"] == ["\\Seen", "$Forwarded"]
     assert payload["size"] == len(raw)
     assert payload["sha256"] == hashlib.sha256(raw).hexdigest()
-    assert (payload["mailbox_id"], payload["folder"], payload["uidvalidity"], payload["uid"]) == (
-        "mb-1",
-        "INBOX",
-        42,
-        7,
-    )
+    assert (payload["mailbox_id"], payload["folder"]) == ("mb-1", "INBOX")  # location: see the pipeline
     assert ["Subject", "=?utf-8?Q?Rechnung_M=C3=A4rz?="] in payload["headers"]
     assert payload["text"].startswith("Sehr geehrte Damen und Herren,\n\nanbei die Rechnung für März")
     assert payload["parse_error"] is None and payload["truncated"] is False
@@ -76,7 +69,7 @@ def test_messages_without_ids_are_threads_of_their_own() -> None:
 def test_headers_only_for_oversized_messages() -> None:
     raw = (CORPUS / "mixed-rfc2231.eml").read_bytes().replace(b"\n", b"\r\n")
     head = raw[: raw.index(b"\r\n\r\n") + 4]
-    m = parse_headers_only(head, 50_000_000, mailbox_id="mb-1", folder="INBOX", uidvalidity=42, uid=8)
+    m = parse_headers_only(head, 50_000_000, mailbox_id="mb-1", folder="INBOX")
     assert m.truncated is True
     assert m.size == 50_000_000
     assert m.subject == "Unterlagen" and m.message_id == "mixed.1@example.de"
@@ -84,12 +77,10 @@ def test_headers_only_for_oversized_messages() -> None:
     assert m.parse_error is None
     assert m.to_dict()["truncated"] is True
     # Bytes after the header block (a partial body) are ignored.
-    assert (
-        parse_headers_only(raw[:2000], 9, mailbox_id="m", folder="f", uidvalidity=1, uid=1).attachments == ()
-    )
+    assert parse_headers_only(raw[:2000], 9, mailbox_id="m", folder="f").attachments == ()
 
 
 def test_headers_only_never_raises() -> None:
     for junk in (b"", b"\x00\xff" * 100, b"Subject: =?x?q?\r\n\r\n", b": : :\r\n"):
-        m = parse_headers_only(junk, 1, mailbox_id="m", folder="f", uidvalidity=1, uid=1)
+        m = parse_headers_only(junk, 1, mailbox_id="m", folder="f")
         assert m.truncated and json.dumps(m.to_dict())

@@ -22,7 +22,7 @@ SEEDS = sorted(DATA.glob("*/*.eml"))
 
 
 def parse(raw: bytes, **kw: object) -> Message:
-    return parse_message(raw, mailbox_id="mb", folder="INBOX", uidvalidity=1, uid=9, **kw)  # type: ignore[arg-type]
+    return parse_message(raw, mailbox_id="mb", folder="INBOX", **kw)  # type: ignore[arg-type]
 
 
 def assert_deliverable(message: Message) -> None:
@@ -189,7 +189,7 @@ def test_a_20_mb_attachment_is_bounded_in_time_and_memory() -> None:
 
 def test_fallback_after_an_unexpected_failure_keeps_the_headers() -> None:
     raw = b"Subject: still here\r\nMessage-ID: <x@y>\r\n\r\nbody"
-    ids = parse_module._Ids("mb", "INBOX", 1, 2, ("\\Seen",), len(raw))
+    ids = parse_module._Ids("mb", "INBOX", ("\\Seen",), len(raw))
     m = parse_module._fallback(raw, ids, RuntimeError("boom"))
     assert m.subject == "still here" and m.message_id == "x@y" and m.flags == ("\\Seen",)
     assert m.parse_error == "RuntimeError: boom"

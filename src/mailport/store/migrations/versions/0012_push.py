@@ -20,7 +20,7 @@ from alembic import op
 from mailport.store.tables import UTCDateTime
 
 revision = "0012_push"
-down_revision = "0008_oauth_resilience"
+down_revision = "0011_connectors"
 branch_labels = None
 depends_on = None
 
