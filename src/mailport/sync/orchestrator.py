@@ -294,8 +294,12 @@ class Orchestrator:
         self._refused[mailbox.id] = fingerprint
         async with self.services.database.transaction() as conn:
             await repo.release_leases(conn, self.owner, [mailbox.id])
-        await self.services.mailboxes.repository.record_health(
-            mailbox.id, status=MailboxStatus.ERROR, error=f"[{exc.code}] {exc.message}", at=self.clock()
+        await self.services.mailboxes.record_health(
+            mailbox.tenant_id,
+            mailbox.id,
+            status=MailboxStatus.ERROR,
+            error=f"[{exc.code}] {exc.message}",
+            at=self.clock(),
         )
 
     async def _trim_after_startup(self) -> None:
