@@ -46,7 +46,7 @@ typecheck: $(STAMP)
 # The tests mostly wait on servers: 4 workers on 2 cores cut the wall time to about a third.
 # Each worker has its own servers and databases; tests/fixtures/parallel.py keeps tests that share
 # a module or package fixture on one worker and runs the time-bounded (`serial`) ones alone.
-# PYTEST_WORKERS=0 runs everything in one process; PYTEST_ARGS='-m "not slow"' leaves out the slow suites.
+# PYTEST_WORKERS=0 runs everything in one process; PYTEST_ARGS='-m "not slow"' leaves out the slow tests.
 PYTEST_WORKERS ?= 4
 
 pytest: $(STAMP)
