@@ -151,6 +151,7 @@ async def test_a_hanging_endpoint_does_not_delay_another_tenant(
     assert hanging.succeeded() == []
 
 
+@pytest.mark.serial  # the endpoint stays enabled only while other mail succeeds within 0.4 s
 async def test_dead_letters_are_recorded_and_replayable(
     delivery_services: Services, webhook_receiver: WebhookReceiver, make_dispatcher: MakeDispatcher
 ) -> None:
