@@ -43,7 +43,7 @@ fmt: $(STAMP)
 typecheck: $(STAMP)
 	$(BIN)/mypy
 
-# The tests mostly wait on servers: 4 workers on 2 cores cut the wall time to about a third.
+# The tests mostly wait on servers, so 4 workers on 2 cores finish in a fraction of the time.
 # Each worker has its own servers and databases; tests/fixtures/parallel.py keeps tests that share
 # a module or package fixture on one worker and runs the time-bounded (`serial`) ones alone.
 # PYTEST_WORKERS=0 runs everything in one process; PYTEST_ARGS='-m "not slow"' leaves out the slow tests.
