@@ -7,8 +7,10 @@
 * ``postgres_url`` a fresh PostgreSQL database for the run, dropped afterwards
 * ``database_url`` parametrized over SQLite and PostgreSQL for storage tests
 
-Everything binds free loopback ports and is torn down at the end. A missing server makes
-the run fail, never skip (``make test`` installs Dovecot; PostgreSQL runs on the machine).
+Everything binds free loopback ports and is torn down at the end. In a parallel run (pytest-xdist,
+see ``tests/fixtures/parallel.py``) each worker has its own of each, named with its worker id.
+A missing server makes the run fail, never skip (``make test`` installs Dovecot; PostgreSQL runs
+on the machine).
 """
 
 from __future__ import annotations
@@ -36,6 +38,7 @@ pytest_plugins = [
     "tests.fixtures.dns",
     "tests.fixtures.http",
     "tests.fixtures.imap",
+    "tests.fixtures.parallel",
     "tests.fixtures.tls",
     "tests.fixtures.webhook_receiver",
 ]
@@ -73,7 +76,10 @@ def idp() -> Iterator[MockIdP]:
 def mail_root() -> Iterator[Path]:
     # Not under pytest's tmp_path: that tree is 0700 and, when the tests run as root,
     # Dovecot's mail processes run as `nobody` and must be able to traverse into it.
-    root = Path(tempfile.mkdtemp(prefix="mailport-bed-"))
+    # Imported here: a plugin imported before pytest_plugins registers it loses assertion rewriting.
+    from tests.fixtures.parallel import worker_id
+
+    root = Path(tempfile.mkdtemp(prefix=f"mailport-bed-{worker_id()}-"))
     yield root
     shutil.rmtree(root, ignore_errors=True)
 
@@ -175,8 +181,11 @@ async def _admin(sql: str) -> None:
 
 @pytest.fixture(scope="session")
 def postgres_url() -> Iterator[str]:
-    """A fresh PostgreSQL database for this run (SQLAlchemy asyncpg URL), dropped at the end."""
-    name = f"mailport_test_{uuid.uuid4().hex[:12]}"
+    """A fresh PostgreSQL database for this run (SQLAlchemy asyncpg URL), dropped at the end;
+    one per xdist worker (the name says whose)."""
+    from tests.fixtures.parallel import worker_id
+
+    name = f"mailport_test_{worker_id()}_{uuid.uuid4().hex[:12]}"
     try:
         asyncio.run(_admin(f'CREATE DATABASE "{name}"'))
     except (OSError, Exception) as exc:

@@ -44,6 +44,9 @@ EXAMPLE_HOSTS = (
 BED_HOST = "bed.docs-examples.test"  # the test bed's Dovecot, for the mailbox setup
 CURL = "/usr/bin/curl"
 EXAMPLE_TIMEOUT = 120  # seconds for one example (a few CLI commands; generous for a loaded machine)
+# The first test's setup runs every example (``runs``: each a few CLI processes, four examples at a
+# time): beside other workers on a loaded machine that takes longer than the 120 s of one test.
+pytestmark = pytest.mark.timeout(600)
 
 
 @dataclass

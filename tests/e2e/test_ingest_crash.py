@@ -12,6 +12,7 @@ import time
 from pathlib import Path
 
 import httpx
+import pytest
 
 from tests.e2e.test_serve import start_serve, stop, wait_healthy
 from tests.fixtures.webhook_receiver import MakeReceiver
@@ -57,6 +58,7 @@ def _delivered_keys(receiver_requests: list[tuple[str, bytes]]) -> dict[str, set
     return seen
 
 
+@pytest.mark.slow
 def test_sigkill_mid_backlog_then_restart_delivers_every_message_once(
     tmp_path: Path, dovecot: Dovecot, password_user: tuple[str, str], make_receiver: MakeReceiver
 ) -> None:

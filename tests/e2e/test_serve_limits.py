@@ -15,6 +15,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
+import pytest
 
 from tests.e2e.test_serve import start_serve
 from tests.fixtures.process import clean_environment, start_mailport, stop, wait_healthy
@@ -184,6 +185,7 @@ def test_oversized_bodies_are_refused_before_they_are_read(tmp_path: Path):
 # --------------------------------------------------------------------------- slow clients
 
 
+@pytest.mark.serial
 def test_slow_clients_beyond_the_connection_limit_do_not_lock_out_healthz(tmp_path: Path):
     header_timeout = 2.0
     with serving(tmp_path, MAILPORT_MAX_CONNECTIONS="100", MAILPORT_HEADER_TIMEOUT=str(header_timeout)) as (
@@ -208,6 +210,7 @@ def test_slow_clients_beyond_the_connection_limit_do_not_lock_out_healthz(tmp_pa
         assert "Traceback" not in log_path.read_text()
 
 
+@pytest.mark.serial
 def test_the_connection_limit_leaves_descriptors_for_the_rest_of_the_service(tmp_path: Path):
     with serving(tmp_path, nofile=160, MAILPORT_HEADER_TIMEOUT="3") as (_proc, url, log_path):
         warning = "the open-file limit allows 60 HTTP connections, not MAILPORT_MAX_CONNECTIONS=1000"
@@ -272,6 +275,7 @@ def test_serve_prints_the_key_warning_once(tmp_path: Path):
         assert output.count("listening on") == 1
 
 
+@pytest.mark.serial
 def test_a_stalled_body_and_endless_headers_are_cut_off(tmp_path: Path):
     with serving(tmp_path, MAILPORT_BODY_TIMEOUT="2") as (_proc, url, log_path):
         bloated = connect(url)

@@ -59,6 +59,10 @@ def make_self_signed_cert(directory: Path) -> tuple[Path, Path]:
     return cert, key
 
 
+class PortTakenError(RuntimeError):
+    """Dovecot could not listen: a port chosen free was taken before it bound it."""
+
+
 @dataclass
 class Dovecot:
     root: Path
@@ -281,6 +285,21 @@ timeout_msecs = 5000
 
     # ----------------------------------------------------------- lifecycle
     def start(self, timeout: float = 15.0) -> Dovecot:
+        # A free port is only free until someone binds it: another pytest worker, or a client's
+        # ephemeral port, can take it between free_port() and Dovecot's listen(). Then Dovecot
+        # exits at once saying so, and it starts again on other free ports.
+        for attempt in range(3):
+            try:
+                return self._start(timeout)
+            except PortTakenError:
+                if attempt == 2:
+                    raise
+                self.imap_port, self.imaps_port, self.lmtp_port = free_port(), free_port(), free_port()
+                if self.submission_port is not None:
+                    self.submission_port = free_port()
+        raise AssertionError("unreachable")
+
+    def _start(self, timeout: float) -> Dovecot:
         self.root.mkdir(parents=True, exist_ok=True)
         self.write_files()
         # -F: stay in the foreground, so self.proc is the master and SIGTERM stops everything.
@@ -293,8 +312,11 @@ timeout_msecs = 5000
         deadline = time.monotonic() + timeout
         while True:
             if self.proc.poll() is not None:
-                err = (self.root / "log/stderr.log").read_text(errors="replace")
-                raise RuntimeError(f"dovecot exited {self.proc.returncode}: {err}\n" + self.log_tail())
+                code, err = self.proc.returncode, (self.root / "log/stderr.log").read_text(errors="replace")
+                tail = self.log_tail()
+                self.stop()
+                kind = PortTakenError if "Address already in use" in err + tail else RuntimeError
+                raise kind(f"dovecot exited {code}: {err}\n" + tail)
             try:
                 with socket.create_connection(("127.0.0.1", self.imap_port), timeout=1) as s:
                     s.settimeout(5)

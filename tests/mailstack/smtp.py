@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import collections
+import errno
 import json
 import smtplib
 import ssl
@@ -21,6 +22,8 @@ from dataclasses import dataclass, field
 
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import SMTP, AuthResult, Envelope, LoginPassword, Session
+
+from .dovecot import free_port
 
 # XOAUTH2 / OAUTHBEARER error challenge, as Gmail sends it
 _OAUTH_ERR = base64.b64encode(
@@ -212,30 +215,50 @@ class SubmissionServer:
     ):
         self.handler = handler
         self.port, self.tls_port = port, tls_port
-        ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-        ctx.load_cert_chain(cert, key)
+        self.context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        self.context.load_cert_chain(cert, key)
+        self.controllers = self._controllers()
+
+    def _controllers(self) -> list[LongLineController]:
         common = dict(
             hostname="127.0.0.1",
             server_hostname="smtp.example.test",
             auth_required=True,
             auth_require_tls=True,
-            authenticator=handler.authenticator,
+            authenticator=self.handler.authenticator,
             ready_timeout=10,
         )
-        self.controllers = [LongLineController(handler, port=port, tls_context=ctx, **common)]
-        if tls_port:
+        controllers = [LongLineController(self.handler, port=self.port, tls_context=self.context, **common)]
+        if self.tls_port:
             # aiosmtpd only counts STARTTLS as "TLS" for auth_require_tls; on the implicit-TLS
             # listener the socket is always TLS, so the check must be switched off there.
-            self.controllers.append(
+            controllers.append(
                 LongLineController(
-                    handler, port=tls_port, ssl_context=ctx, **dict(common, auth_require_tls=False)
+                    self.handler,
+                    port=self.tls_port,
+                    ssl_context=self.context,
+                    **dict(common, auth_require_tls=False),
                 )
             )
+        return controllers
 
     def start(self) -> SubmissionServer:
-        for c in self.controllers:
-            c.start()
-        return self
+        # A port chosen free can be taken before the listener binds it (by another pytest
+        # worker): then both listeners start again on other free ports.
+        for attempt in range(3):
+            try:
+                for c in self.controllers:
+                    c.start()
+                return self
+            except OSError as exc:
+                if exc.errno != errno.EADDRINUSE or attempt == 2:
+                    raise
+                for c in self.controllers:
+                    c.stop(no_assert=True)
+                self.port = free_port()
+                self.tls_port = free_port() if self.tls_port else None
+                self.controllers = self._controllers()
+        raise AssertionError("unreachable")
 
     def stop(self):
         for c in self.controllers:

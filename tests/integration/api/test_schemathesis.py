@@ -11,6 +11,7 @@ import os
 from dataclasses import dataclass, field
 
 import httpx
+import pytest
 import schemathesis
 from hypothesis import HealthCheck, given, settings
 from hypothesis.errors import Unsatisfiable
@@ -22,6 +23,7 @@ SEED_PASSWORD = "seed-password-5f3a9c"
 EXAMPLES = int(os.environ.get("MAILPORT_FUZZ_EXAMPLES", "12"))
 
 
+@pytest.mark.slow
 def test_no_request_gets_a_server_error(live_server: LiveServer):
     with httpx.Client(base_url=live_server.url, headers={"Authorization": f"Bearer {ADMIN_KEY}"}) as admin:
         tenant = admin.post("/v1/tenants", json={"name": "fuzz"}).json()

@@ -280,6 +280,7 @@ async def test_closed_port(checker: ConnectionChecker) -> None:
         assert step["suggestions"]
 
 
+@pytest.mark.serial
 async def test_a_server_that_accepts_tcp_and_never_speaks(serve: Callable[..., Any]) -> None:
     async def silent(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         await reader.read()
@@ -300,6 +301,7 @@ async def test_a_server_that_accepts_tcp_and_never_speaks(serve: Callable[..., A
     assert elapsed < 5.5
 
 
+@pytest.mark.serial
 async def test_the_overall_deadline_bounds_the_check(serve: Callable[..., Any]) -> None:
     async def silent(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         await reader.read()
@@ -327,6 +329,7 @@ async def test_host_not_found(dns_server: Any) -> None:
     assert step["suggestions"] == [{"host": "imap.gmail.com"}]
 
 
+@pytest.mark.serial
 @pytest.mark.parametrize("loop", ["asyncio", "uvloop"])
 def test_smtp_handshake_and_greeting_are_timed_apart(
     loop: str, imap_server_tls: Any, dovecot: Dovecot

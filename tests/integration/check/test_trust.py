@@ -306,6 +306,7 @@ def _cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedP
     return run_mailport("check", *args, env=base)
 
 
+@pytest.mark.slow
 def test_cli_checks_imap_alone_and_smtp_alone_with_their_own_trust(
     dovecot: Dovecot, smtp: SubmissionServer, password_user: tuple[str, str], pki: dict[str, Pem]
 ) -> None:

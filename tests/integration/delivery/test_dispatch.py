@@ -6,6 +6,7 @@ import asyncio
 import time
 from collections import defaultdict
 
+import pytest
 from standardwebhooks.webhooks import Webhook
 
 from mailport.bootstrap import Services
@@ -47,6 +48,7 @@ async def _eventually(predicate, timeout: float = 10.0) -> None:  # type: ignore
         await asyncio.sleep(0.02)
 
 
+@pytest.mark.serial
 async def test_an_event_reaches_the_webhook_signed_within_two_seconds(
     delivery_services: Services, webhook_receiver: WebhookReceiver, make_dispatcher: MakeDispatcher
 ) -> None:
@@ -126,6 +128,7 @@ async def test_receiver_down_then_up_everything_arrives(
     assert all(d.attempt_log[-1].result == "success" for d in page.items)
 
 
+@pytest.mark.serial
 async def test_a_hanging_endpoint_does_not_delay_another_tenant(
     delivery_services: Services, make_receiver: MakeReceiver, make_dispatcher: MakeDispatcher
 ) -> None:
@@ -148,6 +151,7 @@ async def test_a_hanging_endpoint_does_not_delay_another_tenant(
     assert hanging.succeeded() == []
 
 
+@pytest.mark.serial  # the endpoint stays enabled only while other mail succeeds within 0.4 s
 async def test_dead_letters_are_recorded_and_replayable(
     delivery_services: Services, webhook_receiver: WebhookReceiver, make_dispatcher: MakeDispatcher
 ) -> None:

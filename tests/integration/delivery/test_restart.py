@@ -10,6 +10,7 @@ from collections import defaultdict
 from pathlib import Path
 
 import httpx
+import pytest
 from standardwebhooks.webhooks import Webhook
 
 from mailport.bootstrap import build
@@ -22,6 +23,7 @@ ADMIN = "admin-key-for-delivery-restart-0123456789"
 TOTAL = 300
 
 
+@pytest.mark.slow
 async def test_deliveries_survive_a_sigkill_of_serve(
     tmp_path: Path, fresh_database_url: str, secret_key: str, make_receiver: MakeReceiver
 ) -> None:

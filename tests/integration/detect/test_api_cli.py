@@ -151,6 +151,7 @@ async def test_cli_table_rendering(dns_server: LocalDNSServer) -> None:
     assert "imap.gmail.com" in text and "[app_password_required]" in text
 
 
+@pytest.mark.slow
 def test_cli_json_and_errors(dns_server: LocalDNSServer) -> None:
     dns_server.add("acme.example.", "MX", "10 alt1.aspmx.l.google.com.")
     done = _cli("help@acme.example", "--json", "--no-probe", dns_server=dns_server)

@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 import time
 
+import pytest
+
 from mailport.detect.model import EMAIL_LOCALPART
 from tests.fixtures.dns import LocalDNSServer
 from tests.fixtures.http import AutoconfigServer
@@ -187,6 +189,7 @@ async def test_unknown_existing_domain_without_anything_asks_for_manual_settings
     assert [h.code for h in result.hints] == ["manual_configuration"]
 
 
+@pytest.mark.serial
 async def test_timeouts_answer_within_the_deadline_with_what_was_found(
     dns_server: LocalDNSServer, autoconfig_server: AutoconfigServer, make_detector: MakeDetector
 ) -> None:
@@ -271,6 +274,7 @@ async def test_private_addresses_are_not_contacted_unless_allowed(
     assert autoconfig_server.requests == []
 
 
+@pytest.mark.serial
 async def test_dead_dns_with_probing_still_answers_by_the_deadline(
     dns_server: LocalDNSServer, make_detector: MakeDetector
 ) -> None:

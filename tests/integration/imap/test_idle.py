@@ -75,6 +75,7 @@ async def _wait_for_loss(client: ImapClient) -> tuple[ConnectionLostError, float
     return info.value, time.monotonic() - started
 
 
+@pytest.mark.serial
 async def test_dovecot_stopped_while_idling_ends_the_wait_with_its_bye(mail_root) -> None:
     own = Dovecot(mail_root / "dovecot-idle-stop")
     own.start()
@@ -94,6 +95,7 @@ async def test_dovecot_stopped_while_idling_ends_the_wait_with_its_bye(mail_root
         own.stop()
 
 
+@pytest.mark.serial
 async def test_dovecot_killed_while_idling_ends_the_wait_within_seconds(mail_root) -> None:
     own = Dovecot(mail_root / "dovecot-idle-kill")
     own.start()

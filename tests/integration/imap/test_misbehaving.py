@@ -53,6 +53,7 @@ async def test_garbage_greeting_is_a_protocol_error() -> None:
         assert not client.connected
 
 
+@pytest.mark.serial
 async def test_server_that_never_speaks_times_out_on_the_greeting() -> None:
     async def script(conn: ScriptedConnection) -> None:
         await conn.hang()
@@ -119,6 +120,7 @@ async def test_garbage_in_the_middle_of_a_session() -> None:
         assert not client.connected
 
 
+@pytest.mark.serial
 async def test_bye_while_idling_ends_the_wait_with_a_typed_error() -> None:
     async def script(conn: ScriptedConnection) -> None:
         await answer_login(conn)

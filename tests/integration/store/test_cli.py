@@ -80,6 +80,7 @@ def one_line_error(result: Result, code: str) -> None:
     assert "Traceback" not in result.stderr
 
 
+@pytest.mark.slow
 def test_tenants_mailboxes_and_keys_from_the_command_line(cli: Cli):
     assert f"-> {head_revision()}" in cli("db", "upgrade").stdout
     created = json.loads(cli("tenants", "create", "acme", "--json").stdout)

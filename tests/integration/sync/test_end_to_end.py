@@ -27,6 +27,7 @@ async def hooked(
     yield Bed(delivery_services, dovecot, password_user[0], password_user[1], tenant.id)
 
 
+@pytest.mark.serial
 async def test_a_delivered_message_reaches_the_webhook_signed_within_two_seconds(
     hooked: Bed, webhook_receiver: WebhookReceiver, make_dispatcher: MakeDispatcher
 ) -> None:
@@ -68,6 +69,7 @@ async def test_a_delivered_message_reaches_the_webhook_signed_within_two_seconds
         await orchestrator.stop()
 
 
+@pytest.mark.serial
 async def test_orchestrator_stop_is_prompt_with_idle_watchers(hooked: Bed) -> None:
     """Shutdown of idling watchers takes well under a second (nothing waits out a timeout)."""
     bed = hooked

@@ -6,6 +6,8 @@ from __future__ import annotations
 import asyncio
 import time
 
+import pytest
+
 from mailport.bootstrap import Services
 from mailport.events import EventType, NewEvent, append, append_many, list_after, mark_accepted
 
@@ -62,6 +64,7 @@ async def test_append_is_ordered_idempotent_and_listable(services: Services) -> 
         assert await mark_accepted(conn, []) == 0
 
 
+@pytest.mark.serial
 async def test_waiters_wake_within_milliseconds_of_a_commit(services: Services) -> None:
     tenant_id = await _tenant(services)
     log = services.events

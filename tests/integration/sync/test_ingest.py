@@ -35,6 +35,7 @@ async def _watched(bed: Bed, orchestrator: Orchestrator, **kw: Any) -> Mailbox:
     return mailbox
 
 
+@pytest.mark.serial
 async def test_a_delivered_message_becomes_an_event_within_two_seconds(
     bed: Bed, running: Orchestrator
 ) -> None:

@@ -6,6 +6,8 @@ from __future__ import annotations
 import time
 from datetime import UTC, datetime
 
+import pytest
+
 from mailport.crypto import Secret
 from mailport.mailboxes.models import (
     AuthMethod,
@@ -20,6 +22,7 @@ from mailport.sync import Orchestrator
 from tests.integration.sync.conftest import Bed, wait_for
 
 
+@pytest.mark.serial
 async def test_created_changed_and_deleted_mailboxes_follow_within_two_seconds(
     bed: Bed, running: Orchestrator
 ) -> None:
@@ -65,6 +68,7 @@ async def test_created_changed_and_deleted_mailboxes_follow_within_two_seconds(
     assert time.monotonic() - started < 2.0
 
 
+@pytest.mark.serial
 async def test_changes_made_by_another_process_are_found_by_the_poll(bed: Bed, running: Orchestrator) -> None:
     """Written straight to the database (as another process would): no poke reaches this
     orchestrator, its change detector must find the mailbox and its being disabled."""

@@ -31,6 +31,7 @@ import httpx
 import pytest
 
 from tests.fixtures.dns import LocalDNSServer
+from tests.fixtures.parallel import worker_id
 from tests.fixtures.process import clean_environment, start_mailport, stop, wait_until_healthy
 from tests.mailstack.dovecot import Dovecot, free_port
 from tests.mailstack.idp import MockIdP
@@ -121,7 +122,7 @@ def web_dns(dovecot: Dovecot, smtp: SubmissionServer) -> Iterator[LocalDNSServer
 def web(
     dovecot: Dovecot, smtp: SubmissionServer, idp: MockIdP, web_dns: LocalDNSServer
 ) -> Iterator[WebServer]:
-    root = Path(tempfile.mkdtemp(prefix="mailport-web-"))
+    root = Path(tempfile.mkdtemp(prefix=f"mailport-web-{worker_id()}-"))
     port = free_port()
     url = f"http://127.0.0.1:{port}"
     env = clean_environment()
@@ -154,7 +155,7 @@ def web(
     finally:
         stop(proc)
         # Kept for post-mortems of a failed run (the data directory is removed).
-        shutil.copy(log, Path(tempfile.gettempdir()) / "mailport-web-serve.log")
+        shutil.copy(log, Path(tempfile.gettempdir()) / f"mailport-web-serve-{worker_id()}.log")
         shutil.rmtree(root, ignore_errors=True)
 
 
