@@ -21,7 +21,7 @@ from sqlalchemy.exc import IntegrityError
 from mailport import leases
 from mailport.config import Settings
 from mailport.crypto import Cipher, Sealed, Secret
-from mailport.errors import NotFoundError
+from mailport.errors import NotFoundError, ReauthRequiredError
 from mailport.mailboxes.models import MailboxStatus, RefreshedTokens
 from mailport.mailboxes.service import MailboxService
 from mailport.oauth.providers import OAuthApp, ProviderRegistry, check_tenant
@@ -62,8 +62,11 @@ class DatabaseTokenStore:
         async with self._db.connect() as conn:
             row = (await conn.execute(query)).first()
             lease = (await leases.current(conn, [name])).get(name)
-        if row is None or row.oauth_provider is None or row.oauth_access_token_enc is None:
-            raise NotFoundError(f"mailbox {mailbox_id!r} has no OAuth tokens")
+        if row is None:
+            raise NotFoundError(f"no mailbox {mailbox_id!r}")
+        if row.oauth_provider is None or row.oauth_access_token_enc is None:
+            # disconnected (tokens erased): a person must sign in again, as after a dead grant
+            raise ReauthRequiredError(f"mailbox {mailbox_id!r} has no OAuth tokens: sign in again")
         return StoredTokens(
             mailbox_id=row.id,
             provider=row.oauth_provider,

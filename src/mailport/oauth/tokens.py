@@ -96,7 +96,8 @@ class TokenStore(Protocol):
     """Where tokens live (encrypted). Every write is conditional on ``token_version``."""
 
     async def load(self, mailbox_id: str) -> StoredTokens:
-        """The stored tokens; NotFoundError when the mailbox has none."""
+        """The stored tokens; NotFoundError when there is no such mailbox, ReauthRequiredError
+        when it has no tokens (disconnected: only a new sign-in helps)."""
         ...
 
     async def claim_refresh(
