@@ -21,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
+from dataclasses import KW_ONLY, dataclass, field
 from datetime import datetime, timedelta
 
 from mailport import leases
@@ -44,31 +45,21 @@ async def claim_run(database: Database, owner: str, *, now: datetime, hold: time
     return claim is not None
 
 
+@dataclass(eq=False, repr=False)
 class Janitor:
     """Runs :func:`~mailport.store.retention.purge` every ``interval`` seconds; ``start()`` / ``stop()``."""
 
-    def __init__(
-        self,
-        database: Database,
-        *,
-        retention_days: int,
-        raw_retention_days: int | None = None,
-        interval: float = INTERVAL,
-        first_delay: float = FIRST_DELAY,
-        batch_size: int = BATCH,
-        clock: Clock = utc_now,
-        owner: str | None = None,
-    ) -> None:
-        self.database = database
-        self.retention_days = retention_days
-        self.raw_retention_days = raw_retention_days
-        self.interval = interval
-        self.first_delay = first_delay
-        self.batch_size = batch_size
-        self.clock = clock
-        self.owner = owner or leases.new_holder()
-        self.last_report: PurgeReport | None = None
-        self._task: asyncio.Task[None] | None = None
+    database: Database
+    _: KW_ONLY
+    retention_days: int
+    raw_retention_days: int | None = None
+    interval: float = INTERVAL
+    first_delay: float = FIRST_DELAY
+    batch_size: int = BATCH
+    clock: Clock = utc_now
+    owner: str = field(default_factory=leases.new_holder)
+    last_report: PurgeReport | None = field(default=None, init=False)
+    _task: asyncio.Task[None] | None = field(default=None, init=False)
 
     @classmethod
     def from_settings(cls, database: Database, settings: Settings, **options: float) -> Janitor:

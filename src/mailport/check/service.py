@@ -14,6 +14,7 @@
 from __future__ import annotations
 
 import logging
+from dataclasses import KW_ONLY, dataclass
 
 from mailport.check.model import CheckCredentials, CheckResult
 from mailport.check.runner import ConnectionChecker
@@ -34,23 +35,16 @@ log = logging.getLogger(__name__)
 _PROVIDERS = {"google": "gmail", "microsoft": "microsoft"}
 
 
+@dataclass(eq=False, repr=False)
 class CheckService:
     """Connection checks for the API (see the module docstring)."""
 
-    def __init__(
-        self,
-        checker: ConnectionChecker,
-        *,
-        limiter: TokenBucketLimiter,
-        mailboxes: MailboxService,
-        tokens: TokenManager | None,
-        clock: Clock,
-    ) -> None:
-        self.checker = checker
-        self.limiter = limiter
-        self._mailboxes = mailboxes
-        self._tokens = tokens
-        self._clock = clock
+    checker: ConnectionChecker
+    _: KW_ONLY
+    limiter: TokenBucketLimiter
+    mailboxes: MailboxService
+    tokens: TokenManager | None
+    clock: Clock
 
     async def check(self, tenant_id: str, request: CheckRequest) -> CheckResult:
         """``POST /v1/check``: raises ``rate_limited`` (with ``retry_after``) or ``host_not_allowed``."""
@@ -70,16 +64,16 @@ class CheckService:
         the mailbox need to be connected again. A provider that cannot be reached, or a server
         that could not check the token (``[UNAVAILABLE]``), leaves it in ``error`` (never
         ``reauth_required``)."""
-        mailbox = await self._mailboxes.get(tenant_id, mailbox_id)
+        mailbox = await self.mailboxes.get(tenant_id, mailbox_id)
         mailbox.require_imap()  # the test signs in over IMAP: refused clearly without a server
         used: list[Secret] = []
         credentials = self._credentials(mailbox, used)
         try:
             result = await self._run(mailbox, credentials)
-            if self._token_rejected(mailbox, result) and self._tokens is not None and used:
+            if self._token_rejected(mailbox, result) and self.tokens is not None and used:
                 refreshed = False
                 try:
-                    await self._tokens.force_refresh(mailbox.id, rejected=used[-1])
+                    await self.tokens.force_refresh(mailbox.id, rejected=used[-1])
                     refreshed = True
                 except ReauthRequiredError:
                     refreshed = True  # the re-run reports reauth_required from the token manager
@@ -88,17 +82,17 @@ class CheckService:
                 if refreshed:
                     result = await self._run(mailbox, credentials)
         except InputError as exc:  # host_not_allowed: the stored host is refused
-            await self._mailboxes.record_health(
+            await self.mailboxes.record_health(
                 tenant_id,
                 mailbox.id,
                 status=MailboxStatus.ERROR,
                 error=f"[{exc.code}] {exc.message}",
-                at=self._clock(),
+                at=self.clock(),
             )
             raise
         status = self._status(result)
-        await self._mailboxes.record_health(
-            tenant_id, mailbox.id, status=status, error=result.summary(), at=self._clock()
+        await self.mailboxes.record_health(
+            tenant_id, mailbox.id, status=status, error=result.summary(), at=self.clock()
         )
         log.info("mailbox %s tested: %s", mailbox.id, status.value)
         return result
@@ -124,7 +118,7 @@ class CheckService:
     def _credentials(self, mailbox: Mailbox, used: list[Secret]) -> CheckCredentials:
         provider = _PROVIDERS.get(mailbox.oauth.provider, mailbox.oauth.provider) if mailbox.oauth else None
         if mailbox.auth_method is AuthMethod.OAUTH2:
-            tokens = self._tokens
+            tokens = self.tokens
             if tokens is None or mailbox.oauth is None:
                 raise InputError(
                     f"mailbox {mailbox.id} uses OAuth2 but has no token",

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import builtins
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import KW_ONLY, dataclass
 from typing import Generic, TypeVar
 
 from mailport import events as event_log
@@ -55,28 +55,24 @@ def parse_event_cursor(after: str | None, *, field: str = "after") -> int:
     return int(after)
 
 
+@dataclass(eq=False, repr=False)
 class DeliveryService:
-    def __init__(
-        self,
-        repository: WebhookRepository,
-        event_log: EventLog,
-        *,
-        guard: HostGuard,
-        clock: Clock = utc_now,
-    ) -> None:
-        self.repository = repository
-        self._endpoints = repository.endpoints
-        self._outbox = repository.outbox
-        self._history = repository.history
-        self.event_log = event_log
-        self._guard = guard
-        self._clock = clock
+    repository: WebhookRepository
+    event_log: EventLog
+    _: KW_ONLY
+    guard: HostGuard
+    clock: Clock = utc_now
+
+    def __post_init__(self) -> None:
+        self._endpoints = self.repository.endpoints
+        self._outbox = self.repository.outbox
+        self._history = self.repository.history
 
     # ------------------------------------------------------------------ endpoints
 
     async def create(self, tenant_id: str, body: WebhookCreate) -> tuple[WebhookEndpoint, Secret | None]:
         """The new endpoint, and its secret when it was generated (to show once)."""
-        parsed, _ = await vet_webhook_url(body.url, self._guard)
+        parsed, _ = await vet_webhook_url(body.url, self.guard)
         generated = body.secret is None
         secret = generate_secret() if body.secret is None else check_secret(body.secret.get_secret_value())
         endpoint = await self._endpoints.create(
@@ -85,7 +81,7 @@ class DeliveryService:
             types=body.events,
             description=body.description,
             secret=secret,
-            now=self._clock(),
+            now=self.clock(),
             backfill=body.backfill,
         )
         if body.backfill:
@@ -94,7 +90,7 @@ class DeliveryService:
 
     async def backfill(self, tenant_id: str, endpoint_id: str) -> int:
         """Hand the endpoint the events of its types that wait for no one but the pull API."""
-        taken = await self._endpoints.backfill(tenant_id, endpoint_id, now=self._clock())
+        taken = await self._endpoints.backfill(tenant_id, endpoint_id, now=self.clock())
         if taken:
             await self.event_log.notify()
         return taken
@@ -112,7 +108,7 @@ class DeliveryService:
         given = body.model_fields_set
         values: dict[str, object] = {}
         if "url" in given and body.url is not None:
-            parsed, _ = await vet_webhook_url(body.url, self._guard)
+            parsed, _ = await vet_webhook_url(body.url, self.guard)
             values["url"] = str(parsed)
         if "events" in given:
             values["events"] = body.events
@@ -132,14 +128,14 @@ class DeliveryService:
             else None
         )
         return await self._endpoints.update(
-            tenant_id, endpoint_id, values=values, secret=secret, now=self._clock()
+            tenant_id, endpoint_id, values=values, secret=secret, now=self.clock()
         )
 
     async def delete(self, tenant_id: str, endpoint_id: str) -> None:
         open_seqs = await self._endpoints.delete(tenant_id, endpoint_id)
         if open_seqs:  # the events it still owed may now be complete for the other endpoints
             async with self.event_log.transaction() as conn:
-                await self._outbox.accept_completed(conn, open_seqs, now=self._clock())
+                await self._outbox.accept_completed(conn, open_seqs, now=self.clock())
 
     # ------------------------------------------------------------------ deliveries
 
@@ -167,7 +163,7 @@ class DeliveryService:
         return Page(items, encode_cursor(str(items[-1].event_seq)) if more and items else None)
 
     async def replay(self, tenant_id: str, endpoint_id: str, *, delivery_id: str | None) -> int:
-        count = await self._history.replay(tenant_id, endpoint_id, delivery_id=delivery_id, now=self._clock())
+        count = await self._history.replay(tenant_id, endpoint_id, delivery_id=delivery_id, now=self.clock())
         if count:
             await self.event_log.notify()  # wake the dispatcher
         return count
@@ -224,7 +220,7 @@ class DeliveryService:
     async def _acknowledge(
         self, tenant_id: str, consumer: str, mailbox_id: str | None, *, through: int, clamp: bool
     ) -> int:
-        now = self._clock()
+        now = self.clock()
         async with self.event_log.database.connect() as conn:
             newest = await event_log.last_seq(conn)
             current = await consumer_store.get(conn, tenant_id, consumer, mailbox_id)
@@ -261,7 +257,7 @@ class DeliveryService:
         async with self.event_log.transaction() as conn:
             if not await consumer_store.remove(conn, tenant_id, name, mailbox_id):
                 raise NotFoundError(f"no pull consumer {name!r} in this scope", field="consumer")
-            settled = await acceptance.settle(conn, now=self._clock(), tenant_id=tenant_id, pull_owned=True)
+            settled = await acceptance.settle(conn, now=self.clock(), tenant_id=tenant_id, pull_owned=True)
         return len(settled)
 
 

@@ -86,31 +86,24 @@ def missing_mail_scopes(provider: OAuthProvider, granted: str | None) -> list[st
     return [s for s in provider.scopes if s.lower() not in IDENTITY_SCOPES and not present(s)]
 
 
+@dataclass(kw_only=True, eq=False, repr=False)
 class AuthorizationCodeFlow:
-    def __init__(
-        self,
-        *,
-        registry: ProviderRegistry,
-        client: OAuthClient,
-        apps: AppResolver,
-        states: StateCodec,
-        state_store: StateStore,
-        public_url: str,
-        clock: Clock = utc_now,
-    ) -> None:
-        self._registry = registry
-        self._client = client
-        self._apps = apps
-        self._states = states
-        self._state_store = state_store
-        self._public_url = public_url.rstrip("/")
-        self._clock = clock
+    registry: ProviderRegistry
+    client: OAuthClient
+    apps: AppResolver
+    states: StateCodec
+    state_store: StateStore
+    public_url: str
+    clock: Clock = utc_now
+
+    def __post_init__(self) -> None:
+        self.public_url = self.public_url.rstrip("/")
 
     def redirect_uri(self, provider: str) -> str:
-        return f"{self._public_url}/v1/oauth/{provider}/callback"
+        return f"{self.public_url}/v1/oauth/{provider}/callback"
 
     def start_url(self, provider: str, state: str) -> str:
-        return f"{self._public_url}/v1/oauth/{provider}/start?{urlencode({'state': state})}"
+        return f"{self.public_url}/v1/oauth/{provider}/start?{urlencode({'state': state})}"
 
     async def start(
         self,
@@ -123,9 +116,9 @@ class AuthorizationCodeFlow:
         return_url: str | None = None,
     ) -> AuthorizationRequest:
         """Issue the state; the URL is mailport's start page, which binds the browser."""
-        self._registry.get(provider_key)
-        await self._apps.resolve(provider_key, tenant_id)  # no app configured: fail now, not later
-        token, state = self._states.issue(
+        self.registry.get(provider_key)
+        await self.apps.resolve(provider_key, tenant_id)  # no app configured: fail now, not later
+        token, state = self.states.issue(
             provider_key,
             tenant_id=tenant_id,
             mailbox_id=mailbox_id,
@@ -133,7 +126,7 @@ class AuthorizationCodeFlow:
             return_url=return_url,
             login_hint=email,
         )
-        expires_in = int((state.expires_at - self._clock()).total_seconds())
+        expires_in = int((state.expires_at - self.clock()).total_seconds())
         return AuthorizationRequest(self.start_url(provider_key, token), token, expires_in)
 
     async def begin(
@@ -143,8 +136,8 @@ class AuthorizationCodeFlow:
 
         The first browser to open a start link is bound (the link is single-use); the same
         browser may open it again (a reload), any other browser is refused."""
-        opened = self._states.open(state or "", provider=provider_key)
-        if not self._bound(opened, cookies) and not await self._state_store.consume(
+        opened = self.states.open(state or "", provider=provider_key)
+        if not self._bound(opened, cookies) and not await self.state_store.consume(
             f"start:{opened.nonce}", expires_at=opened.expires_at
         ):
             raise OAuthBrowserMismatchError(
@@ -156,9 +149,9 @@ class AuthorizationCodeFlow:
             cookie_name=self.cookie_name(opened),
             cookie_value=opened.binding,
             # as the browser sees it: behind a proxy, the public URL may carry a path prefix
-            cookie_path=f"{urlsplit(self._public_url).path}/v1/oauth/{provider_key}/",
-            max_age=max(1, int((opened.expires_at - self._clock()).total_seconds())),
-            secure=urlsplit(self._public_url).scheme == "https",
+            cookie_path=f"{urlsplit(self.public_url).path}/v1/oauth/{provider_key}/",
+            max_age=max(1, int((opened.expires_at - self.clock()).total_seconds())),
+            secure=urlsplit(self.public_url).scheme == "https",
         )
 
     @staticmethod
@@ -171,8 +164,8 @@ class AuthorizationCodeFlow:
         return hmac.compare_digest(presented.encode(), state.binding.reveal().encode())
 
     async def _provider_url(self, provider_key: str, token: str, state: OAuthState) -> str:
-        provider = self._registry.get(provider_key)
-        app = await self._apps.resolve(provider_key, state.tenant_id)
+        provider = self.registry.get(provider_key)
+        app = await self.apps.resolve(provider_key, state.tenant_id)
         params = {
             "response_type": "code",
             "client_id": app.client_id,
@@ -191,7 +184,7 @@ class AuthorizationCodeFlow:
 
     def peek(self, state: str, provider_key: str) -> OAuthState:
         """Open ``state`` without using it up (raises when invalid or expired)."""
-        return self._states.open(state, provider=provider_key)
+        return self.states.open(state, provider=provider_key)
 
     async def complete(
         self,
@@ -204,13 +197,13 @@ class AuthorizationCodeFlow:
         cookies: Mapping[str, str],
     ) -> ConnectedAccount:
         """Handle the provider's redirect to ``/v1/oauth/{provider}/callback``."""
-        provider = self._registry.get(provider_key)
-        peeked = self._states.open(state or "", provider=provider_key)
+        provider = self.registry.get(provider_key)
+        peeked = self.states.open(state or "", provider=provider_key)
         if not self._bound(peeked, cookies):
             raise OAuthBrowserMismatchError(
                 f"this {provider.name} sign-in was started in another browser; it was not completed"
             )
-        opened = await self._states.consume(state or "", self._state_store, provider=provider_key)
+        opened = await self.states.consume(state or "", self.state_store, provider=provider_key)
         if error:
             said = f"{error}: {error_description}" if error_description else error
             message = (
@@ -221,8 +214,8 @@ class AuthorizationCodeFlow:
             raise OAuthDeniedError(message, server_said=said[:500], provider=provider_key)
         if not code:
             raise OAuthStateInvalidError(f"{provider.name} redirected back without a code or an error")
-        app = await self._apps.resolve(provider_key, opened.tenant_id)
-        response = await self._client.exchange_code(
+        app = await self.apps.resolve(provider_key, opened.tenant_id)
+        response = await self.client.exchange_code(
             provider,
             app,
             code=Secret(code),
@@ -232,7 +225,7 @@ class AuthorizationCodeFlow:
         try:
             identity = await self._identity(provider, app, response, given=opened.login_hint)
         except BaseException:
-            await self._client.discard(
+            await self.client.discard(
                 provider, app, access_token=response.access_token, refresh_token=response.refresh_token
             )
             raise
@@ -257,4 +250,4 @@ class AuthorizationCodeFlow:
                 hint="Sign in again and leave the mail access box ticked on the consent screen.",
                 provider=provider.key,
             )
-        return await connected_address(self._client, provider, app, response, now=self._clock(), given=given)
+        return await connected_address(self.client, provider, app, response, now=self.clock(), given=given)

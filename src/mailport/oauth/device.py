@@ -57,29 +57,17 @@ class DevicePoll:
     account: ConnectedAccount | None = None
 
 
+@dataclass(kw_only=True, eq=False, repr=False)
 class DeviceFlow:
-    def __init__(
-        self,
-        *,
-        registry: ProviderRegistry,
-        client: OAuthClient,
-        apps: AppResolver,
-        clock: Clock = utc_now,
-        sleep: Sleep = asyncio.sleep,
-    ) -> None:
-        self._registry = registry
-        self._client = client
-        self._apps = apps
-        self._clock = clock
-        self._sleep = sleep
-
-    @property
-    def sleep(self) -> Sleep:
-        """The injected sleep (the service's background poller uses it too)."""
-        return self._sleep
+    registry: ProviderRegistry
+    client: OAuthClient
+    apps: AppResolver
+    clock: Clock = utc_now
+    # the injected sleep (the service's background poller uses it too)
+    sleep: Sleep = asyncio.sleep
 
     async def start(self, provider_key: str, *, tenant_id: str | None) -> DeviceAuthorization:
-        provider = self._registry.get(provider_key)
+        provider = self.registry.get(provider_key)
         if provider.device_authorization_endpoint is None:
             raise DeviceFlowUnsupportedError(
                 f"{provider.name} has no device sign-in (device authorization endpoint)",
@@ -88,12 +76,12 @@ class DeviceFlow:
         if not provider.device_flow_allows_mail:
             note = provider.device_flow_note or f"{provider.name}'s device flow does not allow the mail scope"
             raise DeviceFlowUnsupportedError(f"{note}; use the browser sign-in", provider=provider_key)
-        app = await self._apps.resolve(provider_key, tenant_id)
-        body = await self._client.device_authorization(provider, app, provider.scope)
+        app = await self.apps.resolve(provider_key, tenant_id)
+        body = await self.client.device_authorization(provider, app, provider.scope)
         return self._parse(provider_key, app, body)
 
     def _parse(self, provider_key: str, app: OAuthApp, body: dict[str, Any]) -> DeviceAuthorization:
-        provider = self._registry.get(provider_key)
+        provider = self.registry.get(provider_key)
         device_code = body.get("device_code")
         user_code = body.get("user_code")
         uri = body.get("verification_uri") or body.get("verification_url")
@@ -114,7 +102,7 @@ class DeviceFlow:
             user_code=user_code,
             verification_uri=uri,
             verification_uri_complete=complete if isinstance(complete, str) else None,
-            expires_at=self._clock() + timedelta(seconds=expires_in),
+            expires_at=self.clock() + timedelta(seconds=expires_in),
             interval=interval,
             message=message if isinstance(message, str) else None,
         )
@@ -124,10 +112,10 @@ class DeviceFlow:
 
         ``email`` (the address the user gave) names the account when the provider does not;
         tokens that cannot be kept are revoked."""
-        provider = self._registry.get(auth.provider)
-        if self._clock() >= auth.expires_at:
+        provider = self.registry.get(auth.provider)
+        if self.clock() >= auth.expires_at:
             raise DeviceCodeExpiredError(f"the {provider.name} device code expired", provider=auth.provider)
-        answer = await self._client.poll_device(provider, auth.app, auth.device_code)
+        answer = await self.client.poll_device(provider, auth.app, auth.device_code)
         if isinstance(answer, ErrorResponse):
             if answer.error == "authorization_pending":
                 return DevicePoll("pending")
@@ -140,10 +128,10 @@ class DeviceFlow:
             if missing:
                 raise OAuthError(f"{provider.name} did not grant the mail permission ({', '.join(missing)})")
             identity = await connected_address(
-                self._client, provider, auth.app, answer, now=self._clock(), given=email
+                self.client, provider, auth.app, answer, now=self.clock(), given=email
             )
         except BaseException:
-            await self._client.discard(
+            await self.client.discard(
                 provider, auth.app, access_token=answer.access_token, refresh_token=answer.refresh_token
             )
             raise
@@ -161,7 +149,7 @@ class DeviceFlow:
     async def wait(self, auth: DeviceAuthorization, *, email: str | None = None) -> ConnectedAccount:
         """Poll until the user approves, denies, or the code expires."""
         while True:
-            await self._sleep(auth.interval)
+            await self.sleep(auth.interval)
             result = await self.poll(auth, email=email)
             if result.status == "complete":
                 assert result.account is not None

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from dataclasses import KW_ONLY, dataclass, field
 from datetime import datetime, timedelta
 
 from mailport.clock import Clock, utc_now
@@ -33,22 +34,15 @@ def expires_in(expires_at: datetime, now: datetime) -> int:
     return max(0, int((expires_at - now).total_seconds()))
 
 
+@dataclass(eq=False, repr=False)
 class DevicePoller:
-    def __init__(
-        self,
-        oauth: OAuthServices,
-        *,
-        flows: DeviceFlowRepository,
-        apps: AppResolver,
-        accounts: AccountKeeper,
-        clock: Clock = utc_now,
-    ) -> None:
-        self._oauth = oauth
-        self._flows = flows
-        self._apps = apps
-        self._accounts = accounts
-        self._clock = clock
-        self._pollers: dict[str, asyncio.Task[None]] = {}
+    oauth: OAuthServices
+    _: KW_ONLY
+    flows: DeviceFlowRepository
+    apps: AppResolver
+    accounts: AccountKeeper
+    clock: Clock = utc_now
+    _pollers: dict[str, asyncio.Task[None]] = field(default_factory=dict, init=False)
 
     async def aclose(self) -> None:
         """Stop this process's pollers (another worker takes over when their leases run out)."""
@@ -61,7 +55,7 @@ class DevicePoller:
     async def start_device(
         self, tenant_id: str, provider: str, *, email: str | None = None, purpose: str | None = None
     ) -> DeviceFlowRecord:
-        auth = await self._oauth.device_flow.start(provider, tenant_id=tenant_id)
+        auth = await self.oauth.device_flow.start(provider, tenant_id=tenant_id)
         record = DeviceFlowRecord(
             id=new_id("dev"),
             tenant_id=tenant_id,
@@ -78,16 +72,16 @@ class DevicePoller:
             mailbox_id=None,
             error=None,
         )
-        await self._flows.create(record, now=self._clock())
+        await self.flows.create(record, now=self.clock())
         self._ensure_poller(tenant_id, record.id)
         return record
 
     async def device_status(self, tenant_id: str, flow_id: str) -> DeviceFlowRecord:
-        record = await self._flows.get(tenant_id, flow_id)
+        record = await self.flows.get(tenant_id, flow_id)
         if record.status == "pending":
-            if self._clock() >= record.expires_at:
-                await self._flows.finish(flow_id, status="expired", now=self._clock())
-                return await self._flows.get(tenant_id, flow_id)
+            if self.clock() >= record.expires_at:
+                await self.flows.finish(flow_id, status="expired", now=self.clock())
+                return await self.flows.get(tenant_id, flow_id)
             self._ensure_poller(tenant_id, flow_id)
         return record
 
@@ -104,20 +98,20 @@ class DevicePoller:
             task.add_done_callback(lambda _t: self._pollers.pop(flow_id, None))
 
     def _poll_lease(self, interval: int) -> datetime:
-        return self._clock() + timedelta(seconds=2 * interval + POLL_LEASE_MARGIN)
+        return self.clock() + timedelta(seconds=2 * interval + POLL_LEASE_MARGIN)
 
     async def _poll(self, tenant_id: str, flow_id: str) -> None:
-        record = await self._flows.get(tenant_id, flow_id)
+        record = await self.flows.get(tenant_id, flow_id)
         if record.status != "pending" or record.device_code is None:
             return
         # One poller per flow across workers (a device code is redeemed once): the others only
         # read the flow's state; an abandoned lease (crashed worker) runs out and is taken over.
-        lease = await self._flows.claim_polling(
-            flow_id, until=self._poll_lease(record.interval), now=self._clock()
+        lease = await self.flows.claim_polling(
+            flow_id, until=self._poll_lease(record.interval), now=self.clock()
         )
         if lease is None:
             return
-        app = await self._apps.resolve(record.provider, tenant_id)
+        app = await self.apps.resolve(record.provider, tenant_id)
         auth = DeviceAuthorization(
             provider=record.provider,
             app=app,
@@ -129,35 +123,35 @@ class DevicePoller:
             interval=record.interval,
         )
         interval = record.interval
-        sleep = self._oauth.device_flow.sleep
+        sleep = self.oauth.device_flow.sleep
         while True:
-            if not await self._flows.renew_polling(lease, until=self._poll_lease(interval)):
+            if not await self.flows.renew_polling(lease, until=self._poll_lease(interval)):
                 return  # another worker polls it now
             await sleep(interval)
-            now = self._clock()
+            now = self.clock()
             try:
-                result = await self._oauth.device_flow.poll(auth, email=record.email)
+                result = await self.oauth.device_flow.poll(auth, email=record.email)
                 if result.status == "slow_down":
                     interval += SLOW_DOWN_STEP
-                    await self._flows.set_interval(flow_id, interval, now=now)
+                    await self.flows.set_interval(flow_id, interval, now=now)
                     continue
                 if result.status == "pending":
                     continue
                 assert result.account is not None
-                mailbox, _ = await self._accounts.keep_or_revoke(
+                mailbox, _ = await self.accounts.keep_or_revoke(
                     tenant_id, result.account, mailbox_id=None, purpose=record.purpose
                 )
-                await self._flows.finish(flow_id, status="complete", mailbox_id=mailbox.id, now=now)
+                await self.flows.finish(flow_id, status="complete", mailbox_id=mailbox.id, now=now)
                 return
             except OAuthDeniedError as exc:
-                await self._flows.finish(flow_id, status="denied", error=exc.message, now=now)
+                await self.flows.finish(flow_id, status="denied", error=exc.message, now=now)
                 return
             except DeviceCodeExpiredError as exc:
-                await self._flows.finish(flow_id, status="expired", error=exc.message, now=now)
+                await self.flows.finish(flow_id, status="expired", error=exc.message, now=now)
                 return
             except MailportError as exc:
                 if is_temporary(exc):
                     continue  # network trouble, provider 5xx: keep polling until the code expires
                 log.warning("device sign-in %s failed: %s", flow_id, exc.code)
-                await self._flows.finish(flow_id, status="error", error=f"{exc.code}: {exc.message}", now=now)
+                await self.flows.finish(flow_id, status="error", error=f"{exc.code}: {exc.message}", now=now)
                 return

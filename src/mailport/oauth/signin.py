@@ -9,7 +9,7 @@ and ``callback`` completes it and keeps the account (:mod:`mailport.oauth.accoun
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import KW_ONLY, dataclass
 
 from mailport.clock import Clock, utc_now
 from mailport.errors import InputError, MailportError
@@ -39,28 +39,21 @@ def check_return_url(url: str | None) -> str | None:
         raise InputError(f"return_url: {exc}", field="return_url") from None
 
 
+@dataclass(eq=False, repr=False)
 class BrowserSignIn:
-    def __init__(
-        self,
-        oauth: OAuthServices,
-        *,
-        mailboxes: MailboxService,
-        accounts: AccountKeeper,
-        states: DatabaseStateStore,
-        clock: Clock = utc_now,
-    ) -> None:
-        self._oauth = oauth
-        self._mailboxes = mailboxes
-        self._accounts = accounts
-        self._states = states
-        self._clock = clock
+    oauth: OAuthServices
+    _: KW_ONLY
+    mailboxes: MailboxService
+    accounts: AccountKeeper
+    states: DatabaseStateStore
+    clock: Clock = utc_now
 
     def return_url_of(self, state: str | None, provider: str) -> str | None:
         """The return URL of a (valid, unexpired) state, to send the browser back on failure."""
         if not state:
             return None
         try:
-            return self._oauth.code_flow.peek(state, provider).return_url
+            return self.oauth.code_flow.peek(state, provider).return_url
         except MailportError:
             return None
 
@@ -74,12 +67,12 @@ class BrowserSignIn:
         purpose: str | None = None,
         return_url: str | None = None,
     ) -> AuthorizationRequest:
-        self._oauth.registry.get(provider)
+        self.oauth.registry.get(provider)
         if mailbox_id is not None:
-            mailbox = await self._mailboxes.get(tenant_id, mailbox_id)
+            mailbox = await self.mailboxes.get(tenant_id, mailbox_id)
             # the account it was connected with (a Microsoft UPN may differ from the address)
             email = email or (mailbox.oauth.connected_email if mailbox.oauth else None) or mailbox.email
-        return await self._oauth.code_flow.start(
+        return await self.oauth.code_flow.start(
             provider,
             tenant_id=tenant_id,
             email=email,
@@ -90,7 +83,7 @@ class BrowserSignIn:
 
     async def begin(self, provider: str, *, state: str | None, cookies: Mapping[str, str]) -> BrowserStart:
         """The start page: bind the sign-in to this browser (see :mod:`mailport.oauth.authcode`)."""
-        return await self._oauth.code_flow.begin(provider, state=state, cookies=cookies)
+        return await self.oauth.code_flow.begin(provider, state=state, cookies=cookies)
 
     async def callback(
         self,
@@ -102,7 +95,7 @@ class BrowserSignIn:
         error_description: str | None = None,
         cookies: Mapping[str, str],
     ) -> Connected:
-        account = await self._oauth.code_flow.complete(
+        account = await self.oauth.code_flow.complete(
             provider,
             state=state,
             code=code,
@@ -111,11 +104,11 @@ class BrowserSignIn:
             cookies=cookies,
         )
         assert account.state is not None and account.state.tenant_id is not None
-        mailbox, created = await self._accounts.keep_or_revoke(
+        mailbox, created = await self.accounts.keep_or_revoke(
             account.state.tenant_id,
             account,
             mailbox_id=account.state.mailbox_id,
             purpose=account.state.purpose,
         )
-        await self._states.purge(now=self._clock())  # consumed nonces past their expiry
+        await self.states.purge(now=self.clock())  # consumed nonces past their expiry
         return Connected(mailbox, account.state.return_url, created)

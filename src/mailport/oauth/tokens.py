@@ -28,7 +28,7 @@ import asyncio
 import logging
 import weakref
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, replace
+from dataclasses import KW_ONLY, dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Protocol
 
@@ -121,32 +121,23 @@ class TokenStore(Protocol):
         ...
 
 
+@dataclass(eq=False, repr=False)
 class TokenManager:
     """Hands out access tokens for mailboxes connected with OAuth."""
 
-    def __init__(
-        self,
-        store: TokenStore,
-        *,
-        client: OAuthClient,
-        registry: ProviderRegistry,
-        apps: AppResolver,
-        refresh_ahead: timedelta = timedelta(seconds=300),
-        lease: timedelta = timedelta(seconds=60),
-        clock: Clock = utc_now,
-        sleep: Sleep = asyncio.sleep,
-        lease_poll_seconds: float = 0.05,
-    ) -> None:
-        self._store = store
-        self._client = client
-        self._registry = registry
-        self._apps = apps
-        self._refresh_ahead = refresh_ahead
-        self._lease = lease
-        self._clock = clock
-        self._sleep = sleep
-        self._lease_poll = lease_poll_seconds
-        self._locks: weakref.WeakValueDictionary[str, asyncio.Lock] = weakref.WeakValueDictionary()
+    store: TokenStore
+    _: KW_ONLY
+    client: OAuthClient
+    registry: ProviderRegistry
+    apps: AppResolver
+    refresh_ahead: timedelta = timedelta(seconds=300)
+    lease: timedelta = timedelta(seconds=60)
+    clock: Clock = utc_now
+    sleep: Sleep = asyncio.sleep
+    lease_poll_seconds: float = 0.05
+    _locks: weakref.WeakValueDictionary[str, asyncio.Lock] = field(
+        default_factory=weakref.WeakValueDictionary, init=False
+    )
 
     async def get_access_token(self, mailbox_id: str) -> Secret:
         """A valid access token, refreshed first when it is within the refresh window.
@@ -154,7 +145,7 @@ class TokenManager:
         A mailbox marked ``reauth_required`` is not refused outright: one refresh is tried, and
         when the provider accepts the refresh token the mark is cleared (the mark may come from a
         failure that was only temporary); ``invalid_grant`` marks it again."""
-        stored = await self._store.load(mailbox_id)
+        stored = await self.store.load(mailbox_id)
         if stored.reauth_error is None and self._fresh(stored.tokens):
             return stored.tokens.access_token
         return await self._refresh(mailbox_id, rejected=None)
@@ -167,13 +158,13 @@ class TokenManager:
         """Disconnect, provider side: revoke the grant where the provider supports revocation
         (RFC 7009; revoking the refresh token ends the grant). False when it cannot (Microsoft);
         erasing the stored tokens is the caller's next step either way."""
-        stored = await self._store.load(mailbox_id)
-        provider = self._registry.get(stored.provider)
-        app = await self._apps.resolve(stored.provider, stored.tenant_id)
+        stored = await self.store.load(mailbox_id)
+        provider = self.registry.get(stored.provider)
+        app = await self.apps.resolve(stored.provider, stored.tenant_id)
         token, hint = stored.tokens.refresh_token, "refresh_token"
         if token is None:
             token, hint = stored.tokens.access_token, "access_token"
-        return await self._client.revoke(provider, app, token, hint=hint)
+        return await self.client.revoke(provider, app, token, hint=hint)
 
     def _lock(self, mailbox_id: str) -> asyncio.Lock:
         lock = self._locks.get(mailbox_id)
@@ -187,23 +178,23 @@ class TokenManager:
         the token's lifetime — else a short-lived token (300 s) would be refreshed on every use,
         each refresh spending a rotating refresh token."""
         if tokens.expires_at is None or tokens.issued_at is None:
-            return self._refresh_ahead
+            return self.refresh_ahead
         half = (tokens.expires_at - tokens.issued_at) / 2
-        return max(timedelta(0), min(self._refresh_ahead, half))
+        return max(timedelta(0), min(self.refresh_ahead, half))
 
     def _fresh(self, tokens: TokenSet) -> bool:
-        return tokens.expires_at is None or tokens.expires_at - self._clock() > self.refresh_window(tokens)
+        return tokens.expires_at is None or tokens.expires_at - self.clock() > self.refresh_window(tokens)
 
     def _usable(self, tokens: TokenSet, rejected: Secret | None) -> bool:
         if rejected is not None and tokens.access_token == rejected:
             return False
-        return tokens.expires_at is None or tokens.expires_at - self._clock() > EXPIRY_SKEW
+        return tokens.expires_at is None or tokens.expires_at - self.clock() > EXPIRY_SKEW
 
     async def _refresh(self, mailbox_id: str, *, rejected: Secret | None, forced: bool = False) -> Secret:
         async with self._lock(mailbox_id):
             waited_since: datetime | None = None
             while True:
-                stored = await self._store.load(mailbox_id)
+                stored = await self.store.load(mailbox_id)
                 tokens = stored.tokens
                 marked = stored.reauth_error is not None  # only a refresh can clear the mark
                 if forced and not marked:
@@ -212,9 +203,9 @@ class TokenManager:
                         return tokens.access_token
                 elif not forced and not marked and self._fresh(tokens):
                     return tokens.access_token
-                now = self._clock()
-                claimed = await self._store.claim_refresh(
-                    mailbox_id, expected_version=stored.version, until=now + self._lease, now=now
+                now = self.clock()
+                claimed = await self.store.claim_refresh(
+                    mailbox_id, expected_version=stored.version, until=now + self.lease, now=now
                 )
                 if claimed:
                     return await self._refresh_claimed(stored)
@@ -223,11 +214,11 @@ class TokenManager:
                 if not forced and not marked and self._usable(tokens, rejected):
                     return tokens.access_token
                 waited_since = waited_since or now
-                if now - waited_since > self._lease + timedelta(seconds=5):
+                if now - waited_since > self.lease + timedelta(seconds=5):
                     raise OAuthUnavailableError(
                         f"mailbox {mailbox_id}: another process holds the token refresh lease; retry later"
                     )
-                await self._sleep(self._lease_poll)
+                await self.sleep(self.lease_poll_seconds)
 
     async def _refresh_claimed(self, stored: StoredTokens) -> Secret:
         """One refresh at the provider, counted in ``mailport_token_refreshes`` by result."""
@@ -244,17 +235,17 @@ class TokenManager:
 
     async def _refresh_at_provider(self, stored: StoredTokens) -> Secret:
         mailbox_id, old = stored.mailbox_id, stored.tokens
-        provider = self._registry.get(stored.provider)
+        provider = self.registry.get(stored.provider)
         try:
             if old.refresh_token is None:
                 raise OAuthInvalidGrantError(f"{provider.name} gave no refresh token for this mailbox")
-            app = await self._apps.resolve(stored.provider, stored.tenant_id)
-            response = await self._client.refresh(provider, app, old.refresh_token)
+            app = await self.apps.resolve(stored.provider, stored.tenant_id)
+            response = await self.client.refresh(provider, app, old.refresh_token)
         except Exception as exc:
             verdict = classify(exc)  # the one rule: only the token endpoint's invalid_grant is REAUTH
             if verdict is Verdict.REAUTH:
                 said = getattr(exc, "server_said", None) or str(exc)
-                await self._store.mark_reauth_required(mailbox_id, error=said)
+                await self.store.mark_reauth_required(mailbox_id, error=said)
                 log.warning("mailbox %s: %s refused the refresh token: reauth", mailbox_id, provider.name)
                 raise ReauthRequiredError(
                     f"mailbox {mailbox_id} must be connected again "
@@ -262,7 +253,7 @@ class TokenManager:
                     server_said=said,
                     mailbox_id=mailbox_id,
                 ) from exc
-            await self._store.release_refresh(mailbox_id, expected_version=stored.version)
+            await self.store.release_refresh(mailbox_id, expected_version=stored.version)
             if verdict is Verdict.RETRY and stored.reauth_error is None and self._usable(old, None):
                 log.warning(
                     "mailbox %s: %s unreachable for a refresh; using the current token until it expires",
@@ -274,11 +265,11 @@ class TokenManager:
         new = TokenSet.from_response(response, previous=old)
         if new.refresh_token is None:
             new = replace(new, refresh_token=old.refresh_token)
-        if not await self._store.save_refreshed(mailbox_id, expected_version=stored.version, tokens=new):
+        if not await self.store.save_refreshed(mailbox_id, expected_version=stored.version, tokens=new):
             # Cannot happen while we hold the lease unless it expired mid-request; the other
             # writer's tokens win and ours are dropped (they stay valid until they expire).
             log.warning("mailbox %s: token version moved during a refresh; keeping stored", mailbox_id)
-            current = await self._store.load(mailbox_id)
+            current = await self.store.load(mailbox_id)
             return current.tokens.access_token
         log.info("mailbox %s: access token refreshed (version %d)", mailbox_id, stored.version + 1)
         return new.access_token

@@ -20,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable, Iterable
+from dataclasses import KW_ONLY, dataclass, field
 from datetime import datetime, timedelta
 from typing import Protocol
 
@@ -76,22 +77,16 @@ async def purge_wakes(conn: AsyncConnection, *, before: datetime) -> int:
     return int(result.rowcount or 0)
 
 
+@dataclass(eq=False, repr=False)
 class WakeupFollower:
     """Wakes the watchers ``lookup`` finds in this process for the recorded wake-ups."""
 
-    def __init__(
-        self,
-        database: Database,
-        lookup: Callable[[str], Wakeable | None],
-        *,
-        interval: float = POLL_SECONDS,
-        clock: Clock = utc_now,
-    ) -> None:
-        self.database = database
-        self.lookup = lookup
-        self.interval = interval
-        self.clock = clock
-        self._task: asyncio.Task[None] | None = None
+    database: Database
+    lookup: Callable[[str], Wakeable | None]
+    _: KW_ONLY
+    interval: float = POLL_SECONDS
+    clock: Clock = utc_now
+    _task: asyncio.Task[None] | None = field(default=None, init=False)
 
     def start(self) -> None:
         self._task = asyncio.create_task(self._loop(), name="wakeup-follower")
