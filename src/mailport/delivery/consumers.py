@@ -19,6 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from mailport.errors import InputError
 from mailport.events.acceptance import ALL_MAILBOXES
 from mailport.store.database import dialect_insert
+from mailport.store.rows import from_row
 from mailport.store.tables import pull_consumers
 
 DEFAULT_CONSUMER = "default"
@@ -47,13 +48,7 @@ class PullConsumer:
 
 
 def _consumer(row: Any) -> PullConsumer:
-    return PullConsumer(
-        name=row.name,
-        mailbox_id=row.mailbox_id or None,
-        acked_seq=int(row.acked_seq),
-        created_at=row.created_at,
-        updated_at=row.updated_at,
-    )
+    return from_row(PullConsumer, row, mailbox_id=row.mailbox_id or None, acked_seq=int(row.acked_seq))
 
 
 def _key(tenant_id: str, name: str, mailbox_id: str | None) -> Any:

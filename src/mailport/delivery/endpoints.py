@@ -26,6 +26,7 @@ from mailport.delivery.outbox import queue_waiting
 from mailport.errors import NotFoundError
 from mailport.store.database import Database
 from mailport.store.ids import new_id, plausible_id
+from mailport.store.rows import from_row
 from mailport.store.tables import webhook_deliveries, webhook_endpoints
 
 
@@ -39,19 +40,12 @@ class EndpointRepository:
         self._key_ring = key_ring
 
     def _endpoint(self, row: Any) -> WebhookEndpoint:
-        return WebhookEndpoint(
-            id=row.id,
-            tenant_id=row.tenant_id,
-            url=row.url,
+        return from_row(
+            WebhookEndpoint,
+            row,
             events=tuple(row.events.split()) if row.events is not None else None,
-            description=row.description,
             secret=Sealed(row.secret_enc, self._key_ring),
             status=EndpointStatus(row.status),
-            disabled_reason=row.disabled_reason,
-            failing_since=row.failing_since,
-            last_success_at=row.last_success_at,
-            created_at=row.created_at,
-            updated_at=row.updated_at,
         )
 
     async def create(

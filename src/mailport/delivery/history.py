@@ -17,6 +17,7 @@ from mailport.delivery.models import Attempt, Delivery, DeliveryStatus
 from mailport.errors import NotFoundError
 from mailport.store.database import Database
 from mailport.store.ids import plausible_id
+from mailport.store.rows import from_row
 from mailport.store.tables import webhook_attempts, webhook_deliveries
 
 
@@ -53,33 +54,14 @@ class DeliveryHistory:
                     .order_by(webhook_attempts.c.attempted_at, webhook_attempts.c.id)
                 )
                 for a in result:
-                    attempts[a.delivery_id].append(
-                        Attempt(
-                            id=a.id,
-                            delivery_id=a.delivery_id,
-                            attempted_at=a.attempted_at,
-                            result=a.result,
-                            status_code=a.status_code,
-                            error=a.error,
-                            duration_ms=a.duration_ms,
-                        )
-                    )
+                    attempts[a.delivery_id].append(from_row(Attempt, a))
         return [
-            Delivery(
-                id=row.id,
-                endpoint_id=row.endpoint_id,
-                event_id=row.event_id,
+            from_row(
+                Delivery,
+                row,
                 event_seq=int(row.event_seq),
-                event_type=row.event_type,
-                mailbox_id=row.mailbox_id,
                 status=DeliveryStatus(row.status),
                 attempts=int(row.attempts),
-                next_attempt_at=row.next_attempt_at,
-                last_attempt_at=row.last_attempt_at,
-                last_status_code=row.last_status_code,
-                last_error=row.last_error,
-                created_at=row.created_at,
-                delivered_at=row.delivered_at,
                 attempt_log=tuple(attempts[row.id]),
             )
             for row in rows

@@ -25,6 +25,7 @@ from mailport.delivery.models import DeliveryStatus, WebhookEndpoint
 from mailport.events import acceptance
 from mailport.store.database import Database
 from mailport.store.ids import new_id
+from mailport.store.rows import from_row
 from mailport.store.tables import (
     delivery_state,
     events,
@@ -271,15 +272,11 @@ class Outbox:
         async with self.database.connect() as conn:
             rows = (await conn.execute(query)).all()
         return [
-            PendingDelivery(
-                id=row.id,
+            from_row(
+                PendingDelivery,
+                row,
                 event_seq=int(row.event_seq),
-                event_id=row.event_id,
-                mailbox_id=row.mailbox_id,
                 attempts=int(row.attempts),
-                window_started_at=row.window_started_at,
-                next_attempt_at=row.next_attempt_at,
-                event_created_at=row.event_created_at,
                 body=event_body(row),
             )
             for row in rows

@@ -52,6 +52,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from mailport.clock import utc_now
 from mailport.store import Database
 from mailport.store.ids import new_id
+from mailport.store.rows import from_row
 from mailport.store.tables import events
 
 __all__ = [
@@ -129,17 +130,7 @@ def message_key(mailbox_id: str, epoch: str, item: str, scope: str = "INBOX") ->
 
 
 def row_to_event(row: Any) -> Event:
-    return Event(
-        seq=int(row.seq),
-        id=row.id,
-        tenant_id=row.tenant_id,
-        mailbox_id=row.mailbox_id,
-        type=row.type,
-        idempotency_key=row.idempotency_key,
-        payload=json.loads(row.payload),
-        created_at=row.created_at,
-        accepted_at=row.accepted_at,
-    )
+    return from_row(Event, row, seq=int(row.seq), payload=json.loads(row.payload))
 
 
 async def append_many(

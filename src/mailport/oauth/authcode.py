@@ -18,7 +18,7 @@ forwarded to someone else cannot attach their mailbox to the sender's tenant. Se
 from __future__ import annotations
 
 import hmac
-from collections.abc import Mapping
+from collections.abc import Awaitable, Mapping
 from dataclasses import dataclass
 from urllib.parse import urlencode, urlsplit
 
@@ -71,6 +71,37 @@ class ConnectedAccount:
     app: OAuthApp
     state: OAuthState | None = None  # None for the device flow
     email_confirmed: bool = True  # False: not named by the provider; the first login confirms it
+
+
+async def account_of(
+    client: OAuthClient,
+    key: str,
+    provider: OAuthProvider,
+    app: OAuthApp,
+    response: TokenResponse,
+    identify: Awaitable[Identity],
+    *,
+    state: OAuthState | None = None,
+) -> ConnectedAccount:
+    """The account that the tokens in ``response`` connect, as ``identify`` learns it (both
+    grants end here); tokens whose account is not learned are revoked, never just dropped."""
+    try:
+        identity = await identify
+    except BaseException:
+        await client.discard(
+            provider, app, access_token=response.access_token, refresh_token=response.refresh_token
+        )
+        raise
+    return ConnectedAccount(
+        provider=key,
+        email=identity.email,
+        tokens=TokenSet.from_response(response),
+        state=state,
+        imap=provider.imap,
+        smtp=provider.smtp,
+        app=app,
+        email_confirmed=identity.confirmed,
+    )
 
 
 def missing_mail_scopes(provider: OAuthProvider, granted: str | None) -> list[str]:
@@ -222,23 +253,8 @@ class AuthorizationCodeFlow:
             redirect_uri=self.redirect_uri(provider_key),
             verifier=opened.verifier,
         )
-        try:
-            identity = await self._identity(provider, app, response, given=opened.login_hint)
-        except BaseException:
-            await self.client.discard(
-                provider, app, access_token=response.access_token, refresh_token=response.refresh_token
-            )
-            raise
-        return ConnectedAccount(
-            provider=provider_key,
-            email=identity.email,
-            tokens=TokenSet.from_response(response),
-            state=opened,
-            imap=provider.imap,
-            smtp=provider.smtp,
-            app=app,
-            email_confirmed=identity.confirmed,
-        )
+        identify = self._identity(provider, app, response, given=opened.login_hint)
+        return await account_of(self.client, provider_key, provider, app, response, identify, state=opened)
 
     async def _identity(
         self, provider: OAuthProvider, app: OAuthApp, response: TokenResponse, *, given: str | None

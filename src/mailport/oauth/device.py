@@ -21,11 +21,10 @@ from mailport.clock import Clock, utc_now
 from mailport.crypto import Secret
 from mailport.errors import DeviceCodeExpiredError, DeviceFlowUnsupportedError, OAuthError
 from mailport.oauth.apps import AppResolver
-from mailport.oauth.authcode import ConnectedAccount, missing_mail_scopes
+from mailport.oauth.authcode import ConnectedAccount, account_of, missing_mail_scopes
 from mailport.oauth.client import ErrorResponse, OAuthClient, raise_for
-from mailport.oauth.identity import connected_address
+from mailport.oauth.identity import Identity, connected_address
 from mailport.oauth.providers import OAuthApp, ProviderRegistry
-from mailport.oauth.tokens import TokenSet
 
 Sleep = Callable[[float], Awaitable[None]]
 SLOW_DOWN_STEP = 5  # seconds, RFC 8628 3.5
@@ -123,27 +122,16 @@ class DeviceFlow:
                 return DevicePoll("slow_down")
             raise_for(provider, answer, during="device sign-in")
             raise AssertionError("unreachable")  # pragma: no cover
-        try:
+
+        async def identify() -> Identity:
             missing = missing_mail_scopes(provider, answer.scope)
             if missing:
                 raise OAuthError(f"{provider.name} did not grant the mail permission ({', '.join(missing)})")
-            identity = await connected_address(
+            return await connected_address(
                 self.client, provider, auth.app, answer, now=self.clock(), given=email
             )
-        except BaseException:
-            await self.client.discard(
-                provider, auth.app, access_token=answer.access_token, refresh_token=answer.refresh_token
-            )
-            raise
-        account = ConnectedAccount(
-            provider=auth.provider,
-            email=identity.email,
-            tokens=TokenSet.from_response(answer),
-            imap=provider.imap,
-            smtp=provider.smtp,
-            app=auth.app,
-            email_confirmed=identity.confirmed,
-        )
+
+        account = await account_of(self.client, auth.provider, provider, auth.app, answer, identify())
         return DevicePoll("complete", account)
 
     async def wait(self, auth: DeviceAuthorization, *, email: str | None = None) -> ConnectedAccount:

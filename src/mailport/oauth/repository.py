@@ -28,6 +28,7 @@ from mailport.oauth.providers import OAuthApp, ProviderRegistry, check_tenant
 from mailport.oauth.tokens import StoredTokens, TokenSet
 from mailport.store.database import Database
 from mailport.store.ids import new_id
+from mailport.store.rows import from_row
 from mailport.store.tables import mailboxes, oauth_apps, oauth_device_flows, oauth_states
 from mailport.validation import email_key
 
@@ -156,16 +157,7 @@ class OAuthAppRepository:
 
     @staticmethod
     def _stored(row: Any) -> StoredApp:
-        return StoredApp(
-            id=row.id,
-            tenant_id=row.tenant_id,
-            provider=row.provider,
-            client_id=row.client_id,
-            has_secret=row.client_secret_enc is not None,
-            directory_tenant=row.directory_tenant,
-            created_at=row.created_at,
-            updated_at=row.updated_at,
-        )
+        return from_row(StoredApp, row, has_secret=row.client_secret_enc is not None)
 
     async def put(
         self,
@@ -311,23 +303,7 @@ class DeviceFlowRepository:
             row = (await conn.execute(query)).first()
         if row is None:
             raise NotFoundError(f"no device sign-in {flow_id!r}")
-        code = row.device_code_enc
-        return DeviceFlowRecord(
-            id=row.id,
-            tenant_id=row.tenant_id,
-            provider=row.provider,
-            email=row.email,
-            purpose=row.purpose,
-            device_code=Sealed.of(code, self._keys),
-            user_code=row.user_code,
-            verification_uri=row.verification_uri,
-            verification_uri_complete=row.verification_uri_complete,
-            interval=row.interval,
-            expires_at=row.expires_at,
-            status=row.status,
-            mailbox_id=row.mailbox_id,
-            error=row.error,
-        )
+        return from_row(DeviceFlowRecord, row, device_code=Sealed.of(row.device_code_enc, self._keys))
 
     async def finish(
         self,

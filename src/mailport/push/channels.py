@@ -21,6 +21,7 @@ from sqlalchemy import delete, insert, select
 from mailport.crypto import KeyRing, Secret
 from mailport.store.database import Database
 from mailport.store.ids import new_id, plausible_id
+from mailport.store.rows import from_row
 from mailport.store.tables import mailboxes, push_channels
 from mailport.validation import email_key
 
@@ -92,7 +93,7 @@ class ChannelRepository:
             row = (await conn.execute(query)).first()
         if row is None:
             return None
-        return StoredChannel(row.id, row.tenant_id, row.mailbox_id, row.connector, row.secret_enc)
+        return from_row(StoredChannel, row)
 
     async def targets(self, channel: StoredChannel, accounts: list[str]) -> list[str]:
         """The mailboxes a notification on ``channel`` concerns: the channel's own mailbox, or on

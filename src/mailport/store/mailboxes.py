@@ -40,6 +40,7 @@ from mailport.mailboxes.models import (
 from mailport.net.trust import Certificate
 from mailport.store.database import Database
 from mailport.store.ids import new_id, plausible_id
+from mailport.store.rows import from_row
 from mailport.store.tables import mailboxes
 from mailport.validation import email_key
 
@@ -160,35 +161,16 @@ class MailboxRepository:
                 connected_email=row.oauth_connected_email,
                 issued_at=row.oauth_issued_at,
             )
-        return Mailbox(
-            id=row.id,
-            tenant_id=row.tenant_id,
-            email=row.email,
+        return from_row(
+            Mailbox,
+            row,
             auth_method=AuthMethod(row.auth_method),
             imap=server_from_row(row, "imap"),
             smtp=server_from_row(row, "smtp"),
-            label=row.label,
-            purpose=row.purpose,
-            provider_id=row.provider_id,
             password=self._sealed(row.password_enc),
             oauth=oauth,
-            token_version=row.token_version,
-            settings=ProcessingSettings(
-                from_name=row.from_name,
-                check_interval=row.check_interval,
-                folder=row.folder,
-                after_processing=row.after_processing,
-            ),
-            health=Health(
-                status=MailboxStatus(row.status),
-                last_tested_at=row.last_tested_at,
-                last_success_at=row.last_success_at,
-                last_error=row.last_error,
-                error_count_24h=row.error_count_24h,
-            ),
-            created_at=row.created_at,
-            updated_at=row.updated_at,
-            connector=row.connector,
+            settings=from_row(ProcessingSettings, row),
+            health=from_row(Health, row, status=MailboxStatus(row.status)),
         )
 
     async def _one(self, query: Select[Any], what: str) -> Mailbox:

@@ -14,10 +14,10 @@ from sqlalchemy import insert, select
 from mailport import leases
 from mailport.janitor import claim_run
 from mailport.store import current_revision, head_revision, open_database, upgrade
-from mailport.store.tables import UTCDateTime, mailboxes, tenants
+from mailport.store.tables import UTCDateTime
 from mailport.store.tables import leases as leases_table
 from mailport.sync import repository as sync_repo
-from tests.fixtures.migrations import downgrade
+from tests.fixtures.migrations import downgrade, insert_mailbox
 
 NOW = datetime.now(UTC).replace(microsecond=0)
 UNTIL = NOW + timedelta(minutes=10)
@@ -64,25 +64,15 @@ async def test_every_held_lease_moves_to_the_leases_table_and_back(fresh_databas
     try:
         await upgrade(database, "0008_oauth_resilience")
         async with database.transaction() as conn:
-            await conn.execute(insert(tenants).values(id=TENANT, name="acme", created_at=NOW))
-            await conn.execute(
-                insert(mailboxes).values(
-                    id=MAILBOX,
-                    tenant_id=TENANT,
-                    email="a@example.test",
-                    email_key="a@example.test",
-                    imap_host="imap.example.test",
-                    imap_port=993,
-                    imap_security="ssl",
-                    auth_method="oauth2",
-                    check_interval=60,
-                    folder="INBOX",
-                    after_processing="none",
-                    status="connected",
-                    oauth_refresh_lease_until=UNTIL,
-                    created_at=NOW,
-                    updated_at=NOW,
-                )
+            await insert_mailbox(
+                conn,
+                TENANT,
+                MAILBOX,
+                at=NOW,
+                email_key="a@example.test",
+                auth_method="oauth2",
+                after_processing="none",
+                oauth_refresh_lease_until=UNTIL,
             )
             await conn.execute(
                 insert(watcher_leases).values(
