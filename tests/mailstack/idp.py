@@ -519,3 +519,25 @@ if __name__ == "__main__":
         issuer=f"http://127.0.0.1:{a.port}", clients={"test-client": "test-secret", "public-client": None}
     )
     uvicorn.run(build_app(st), host="127.0.0.1", port=a.port, log_level="info")
+
+
+def idp_overrides(idp: MockIdP) -> dict[str, dict[str, object]]:
+    """Point the built-in google and microsoft at the local authorization server."""
+    base = idp.url
+    ms = f"{base}/microsoft/{{tenant}}/oauth2/v2.0"
+    return {
+        "google": {
+            "authorization_endpoint": f"{base}/google/o/oauth2/v2/auth",
+            "token_endpoint": f"{base}/google/token",
+            "device_authorization_endpoint": f"{base}/google/device/code",
+            "revocation_endpoint": f"{base}/google/revoke",
+            "userinfo_endpoint": f"{base}/google/userinfo",
+            "issuers": [base],
+        },
+        "microsoft": {
+            "authorization_endpoint": f"{ms}/authorize",
+            "token_endpoint": f"{ms}/token",
+            "device_authorization_endpoint": f"{ms}/devicecode",
+            "issuers": [base],
+        },
+    }

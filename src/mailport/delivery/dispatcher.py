@@ -30,6 +30,7 @@ import logging
 import random
 import time
 from collections.abc import Callable
+from dataclasses import KW_ONLY, dataclass, field
 from datetime import datetime, timedelta
 
 from mailport import leases
@@ -51,47 +52,35 @@ log = logging.getLogger(__name__)
 SenderFactory = Callable[[WebhookEndpoint], WebhookSender]
 
 
+@dataclass(eq=False, repr=False)
 class EndpointWorker:
     """Works one endpoint's queue (see the module docstring)."""
 
-    def __init__(
-        self,
-        endpoint: WebhookEndpoint,
-        *,
-        repository: WebhookRepository,
-        event_log: EventLog,
-        sender: WebhookSender,
-        policy: RetryPolicy,
-        clock: Clock,
-        rand: Callable[[], float],
-        concurrency: int,
-        batch: int,
-        fence: leases.Fence,
-        flush_size: int = 200,
-        flush_interval: float = 0.05,
-        idle_poll: float = 5.0,
-    ) -> None:
-        self.endpoint = endpoint
-        self._endpoints = repository.endpoints
-        self._outbox = repository.outbox
-        self._event_log = event_log
-        self._sender = sender
-        self._policy = policy
-        self._clock = clock
-        self._rand = rand
-        self._concurrency = concurrency
-        self._batch = batch
-        self._fence = fence
-        self._flush_size = flush_size
-        self._flush_interval = flush_interval
-        self._idle_poll = idle_poll
-        self._wakeup = asyncio.Event()
-        self._stopping = False
-        self._disabled = False
-        self._buffer: list[AttemptRecord] = []
-        self._flush_wanted = asyncio.Event()
-        self._flush_lock = asyncio.Lock()
-        self.task: asyncio.Task[None] | None = None
+    endpoint: WebhookEndpoint
+    _: KW_ONLY
+    repository: WebhookRepository
+    event_log: EventLog
+    sender: WebhookSender
+    policy: RetryPolicy
+    clock: Clock
+    rand: Callable[[], float]
+    concurrency: int
+    batch: int
+    fence: leases.Fence
+    flush_size: int = 200
+    flush_interval: float = 0.05
+    idle_poll: float = 5.0
+    task: asyncio.Task[None] | None = field(default=None, init=False)
+    _wakeup: asyncio.Event = field(default_factory=asyncio.Event, init=False)
+    _stopping: bool = field(default=False, init=False)
+    _disabled: bool = field(default=False, init=False)
+    _buffer: list[AttemptRecord] = field(default_factory=list, init=False)
+    _flush_wanted: asyncio.Event = field(default_factory=asyncio.Event, init=False)
+    _flush_lock: asyncio.Lock = field(default_factory=asyncio.Lock, init=False)
+
+    def __post_init__(self) -> None:
+        self._endpoints = self.repository.endpoints
+        self._outbox = self.repository.outbox
 
     def start(self) -> None:
         self.task = asyncio.create_task(self._run(), name=f"webhook-{self.endpoint.id}")
@@ -117,26 +106,26 @@ class EndpointWorker:
             except Exception:  # a database hiccup must not end the worker
                 stop_if_cancelled()
                 log.exception("webhook worker %s failed; retrying", self.endpoint.id)
-                next_due = self._clock() + timedelta(seconds=1)
+                next_due = self.clock() + timedelta(seconds=1)
             if self._stopping or self._disabled:
                 break
-            timeout = self._idle_poll
+            timeout = self.idle_poll
             if next_due is not None:
-                timeout = min(timeout, max((next_due - self._clock()).total_seconds(), 0.0))
+                timeout = min(timeout, max((next_due - self.clock()).total_seconds(), 0.0))
             if timeout > 0:
                 try:
                     await asyncio.wait_for(self._wakeup.wait(), timeout)
                 except TimeoutError:
                     pass
             self._wakeup.clear()
-        await self._sender.aclose()
+        await self.sender.aclose()
 
     async def _drain(self) -> datetime | None:
         """Send what is due; returns when to look again (None: when woken or at the idle poll)."""
-        items = await self._outbox.pending(self.endpoint.id, limit=self._batch)
+        items = await self._outbox.pending(self.endpoint.id, limit=self.batch)
         if not items:
             return None
-        now = self._clock()
+        now = self.clock()
         groups: dict[str | None, list[PendingDelivery]] = {}
         for item in items:
             groups.setdefault(item.mailbox_id, []).append(item)
@@ -153,7 +142,7 @@ class EndpointWorker:
         for mailbox_id, after_seq, until in postponed:
             await self._outbox.postpone(self.endpoint.id, mailbox_id, after_seq=after_seq, until=until)
         if due:
-            semaphore = asyncio.Semaphore(self._concurrency)
+            semaphore = asyncio.Semaphore(self.concurrency)
             done = asyncio.Event()
             flusher = asyncio.create_task(self._flush_periodically(done))
             try:
@@ -163,15 +152,15 @@ class EndpointWorker:
                 self._flush_wanted.set()
                 await flusher  # never cancelled mid-transaction
                 await self._flush()  # before the next read of the queue: no resend
-        if len(items) >= self._batch or due:
-            return self._clock()  # more may be waiting (or a retry became due meanwhile)
+        if len(items) >= self.batch or due:
+            return self.clock()  # more may be waiting (or a retry became due meanwhile)
         return next_due
 
     async def _flush_periodically(self, done: asyncio.Event) -> None:
         """Write results in the background while the groups keep sending."""
         while not done.is_set():
             try:
-                await asyncio.wait_for(self._flush_wanted.wait(), self._flush_interval)
+                await asyncio.wait_for(self._flush_wanted.wait(), self.flush_interval)
             except TimeoutError:
                 pass
             self._flush_wanted.clear()
@@ -192,26 +181,26 @@ class EndpointWorker:
                     return
                 record = await self._attempt(item)
                 self._buffer.append(record)
-                if len(self._buffer) >= self._flush_size:
+                if len(self._buffer) >= self.flush_size:
                     self._flush_wanted.set()
                 if record.new_status is DeliveryStatus.PENDING:
                     return  # a retry is scheduled: later mail of this mailbox waits for it
 
     async def _attempt(self, item: PendingDelivery) -> AttemptRecord:
         endpoint = self.endpoint
-        attempted_at = self._clock()
+        attempted_at = self.clock()
         headers = signature_headers(
             endpoint.secret, message_id=item.event_id, timestamp=attempted_at, body=item.body
         )
-        outcome: Outcome = await self._sender.post(endpoint.url, item.body, headers)
+        outcome: Outcome = await self.sender.post(endpoint.url, item.body, headers)
         WEBHOOK_ATTEMPTS.labels(result=outcome.result).inc()
-        finished = self._clock()
+        finished = self.clock()
         if outcome.ok:
             DELIVERY_LATENCY.observe(max((finished - item.event_created_at).total_seconds(), 0.0))
             status, next_at = DeliveryStatus.DELIVERED, None
         else:
-            next_at = self._policy.next_attempt(
-                item.attempts + 1, window_started=item.window_started_at, now=finished, rand=self._rand
+            next_at = self.policy.next_attempt(
+                item.attempts + 1, window_started=item.window_started_at, now=finished, rand=self.rand
             )
             status = DeliveryStatus.PENDING if next_at is not None else DeliveryStatus.DEAD
             log.info(
@@ -250,8 +239,8 @@ class EndpointWorker:
 
     async def _record(self, records: list[AttemptRecord]) -> None:
         """Write ``records`` in one transaction, fenced with the dispatcher's lease."""
-        now = self._clock()
-        async with self._event_log.transaction() as conn:
+        now = self.clock()
+        async with self.event_log.transaction() as conn:
             if not await self._outbox.lock_endpoint(conn, self.endpoint.id):
                 self._disabled = True  # deleted: its deliveries and their attempts went with it
                 return
@@ -259,15 +248,15 @@ class EndpointWorker:
             delivered = [r.event_seq for r in records if r.new_status is DeliveryStatus.DELIVERED]
             if delivered:
                 await self._outbox.accept_completed(conn, delivered, now=now)
-            await self._fence(conn)  # LeaseLostError rolls it all back
+            await self.fence(conn)  # LeaseLostError rolls it all back
             if any(
                 r.new_status is DeliveryStatus.DEAD
-                and self._policy.should_disable(
+                and self.policy.should_disable(
                     last_success_at=last_success, dead_window_started=r.window_started_at
                 )
                 for r in records
             ):
-                hours = self._policy.give_up_after / 3600
+                hours = self.policy.give_up_after / 3600
                 reason = f"no 2xx answer for {hours:g} h: a delivery became a dead letter after retries"
                 if await self._endpoints.disable(conn, self.endpoint, reason=reason, now=now):
                     log.warning("webhook %s disabled: %s", self.endpoint.id, reason)

@@ -7,19 +7,20 @@ and never read back out.
 
 from __future__ import annotations
 
+from dataclasses import KW_ONLY, dataclass
+
 from mailport.clock import Clock, utc_now
 from mailport.crypto import Secret
 from mailport.oauth.providers import ProviderRegistry
 from mailport.oauth.repository import OAuthAppRepository, StoredApp
 
 
+@dataclass(eq=False, repr=False)
 class TenantAppAdmin:
-    def __init__(
-        self, registry: ProviderRegistry, apps: OAuthAppRepository, *, clock: Clock = utc_now
-    ) -> None:
-        self._registry = registry
-        self._apps = apps
-        self._clock = clock
+    registry: ProviderRegistry
+    apps: OAuthAppRepository
+    _: KW_ONLY
+    clock: Clock = utc_now
 
     async def put_app(
         self,
@@ -30,18 +31,18 @@ class TenantAppAdmin:
         client_secret: Secret | None,
         directory_tenant: str | None,
     ) -> StoredApp:
-        self._registry.get(provider)
-        return await self._apps.put(
+        self.registry.get(provider)
+        return await self.apps.put(
             tenant_id,
             provider,
             client_id=client_id,
             client_secret=client_secret,
             directory_tenant=directory_tenant,
-            now=self._clock(),
+            now=self.clock(),
         )
 
     async def list_apps(self, tenant_id: str) -> list[StoredApp]:
-        return await self._apps.list(tenant_id)
+        return await self.apps.list(tenant_id)
 
     async def delete_app(self, tenant_id: str, provider: str) -> None:
-        await self._apps.delete(tenant_id, provider)
+        await self.apps.delete(tenant_id, provider)

@@ -12,7 +12,7 @@ from mailport.api import create_app
 from mailport.bootstrap import Services
 from mailport.delivery.signing import generate_secret
 from mailport.events import NewEvent
-from tests.fixtures.api import BASE_URL, SecretWatch, create_tenant
+from tests.fixtures.api import SecretWatch, api_client, create_tenant
 
 
 @pytest.fixture
@@ -20,21 +20,12 @@ def delivery_app(delivery_services: Services) -> FastAPI:
     return create_app(services=delivery_services)
 
 
-async def _client(app: FastAPI, key: str, watch: SecretWatch) -> httpx.AsyncClient:
-    return httpx.AsyncClient(
-        transport=httpx.ASGITransport(app=app),
-        base_url=BASE_URL,
-        headers={"Authorization": f"Bearer {key}"},
-        event_hooks={"response": [watch.record]},
-    )
-
-
 @pytest.fixture
 async def client(
     delivery_app: FastAPI, delivery_services: Services, secret_watch: SecretWatch
 ) -> AsyncIterator[httpx.AsyncClient]:
     handle = await create_tenant(delivery_services, "acme")
-    async with await _client(delivery_app, handle.api_key, secret_watch) as c:
+    async with api_client(delivery_app, handle.api_key, secret_watch) as c:
         c.headers["x-tenant-id"] = handle.id  # for the tests only; the API ignores it
         yield c
 
@@ -106,7 +97,7 @@ async def test_private_addresses_are_refused_unless_allowed(
     app: FastAPI, services: Services, secret_watch: SecretWatch
 ) -> None:
     handle = await create_tenant(services, "strict")  # default settings: private hosts refused
-    async with await _client(app, handle.api_key, secret_watch) as strict:
+    async with api_client(app, handle.api_key, secret_watch) as strict:
         for url in ("http://127.0.0.1:8080/hook", "http://10.0.0.5/hook", "http://169.254.169.254/latest"):
             answer = await strict.post("/v1/webhooks", json={"url": url})
             assert answer.status_code == 422 and answer.json()["error"] == "host_not_allowed", answer.text
@@ -117,7 +108,7 @@ async def test_other_tenants_endpoints_are_not_found(
 ) -> None:
     made = (await client.post("/v1/webhooks", json={"url": "http://127.0.0.1:9/a"})).json()
     other = await create_tenant(delivery_services, "other")
-    async with await _client(delivery_app, other.api_key, secret_watch) as stranger:
+    async with api_client(delivery_app, other.api_key, secret_watch) as stranger:
         for method, path in (
             ("GET", f"/v1/webhooks/{made['id']}"),
             ("PATCH", f"/v1/webhooks/{made['id']}"),

@@ -12,6 +12,7 @@ import pytest
 from mailport.crypto import Secret
 from mailport.errors import ConnectionLostError
 from mailport.imap import EventKind, ImapClient, PasswordAuth, ServerEvent
+from tests.fixtures.process import children
 from tests.integration.imap.conftest import make_message
 from tests.mailstack.dovecot import Dovecot
 
@@ -41,19 +42,6 @@ async def test_events_go_to_a_callback_when_given(connect, dovecot: Dovecot, pas
     assert any(e.kind is EventKind.EXISTS for e in seen)
     assert await client.is_alive()
     await client.logout()
-
-
-def _children(pid: int) -> list[int]:
-    out = []
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            try:
-                with open(f"/proc/{entry}/stat") as f:
-                    if int(f.read().rsplit(")", 1)[1].split()[1]) == pid:
-                        out.append(int(entry))
-            except (OSError, ValueError, IndexError):
-                continue
-    return out
 
 
 async def _idling_client(server: Dovecot) -> ImapClient:
@@ -103,7 +91,7 @@ async def test_dovecot_killed_while_idling_ends_the_wait_within_seconds(mail_roo
         client = await _idling_client(own)
         assert own.proc is not None
         master = own.proc.pid
-        for pid in [master, *_children(master)]:
+        for pid in [master, *children(master)]:
             os.kill(pid, signal.SIGKILL)  # a crash: sockets close with no BYE
         error, elapsed = await _wait_for_loss(client)
         assert elapsed < 3

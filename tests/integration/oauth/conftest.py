@@ -24,35 +24,13 @@ from mailport.oauth import (
     ProviderRegistry,
     StateCodec,
 )
-from tests.fixtures.api import SecretWatch, TenantHandle, _client, create_tenant
+from tests.fixtures.api import SecretWatch, TenantHandle, api_client, create_tenant
 from tests.integration.oauth.sqlite_store import SQLiteStateStore, SQLiteTokenStore, open_engine
 from tests.mailstack.dovecot import Dovecot
-from tests.mailstack.idp import MockIdP
+from tests.mailstack.idp import MockIdP, idp_overrides
 from tests.mailstack.smtp import SubmissionServer
 
 PUBLIC_URL = "https://mailport.example.test"
-
-
-def idp_overrides(idp: MockIdP) -> dict[str, dict[str, object]]:
-    """Point the built-in google and microsoft at the local authorization server."""
-    base = idp.url
-    ms = f"{base}/microsoft/{{tenant}}/oauth2/v2.0"
-    return {
-        "google": {
-            "authorization_endpoint": f"{base}/google/o/oauth2/v2/auth",
-            "token_endpoint": f"{base}/google/token",
-            "device_authorization_endpoint": f"{base}/google/device/code",
-            "revocation_endpoint": f"{base}/google/revoke",
-            "userinfo_endpoint": f"{base}/google/userinfo",
-            "issuers": [base],
-        },
-        "microsoft": {
-            "authorization_endpoint": f"{ms}/authorize",
-            "token_endpoint": f"{ms}/token",
-            "device_authorization_endpoint": f"{ms}/devicecode",
-            "issuers": [base],
-        },
-    }
 
 
 def plain_provider(idp: MockIdP, **fields: object) -> dict[str, object]:
@@ -215,7 +193,7 @@ async def client(
     api_app: FastAPI, api_tenant: TenantHandle, secret_watch: SecretWatch
 ) -> AsyncIterator[httpx.AsyncClient]:
     """The tenant's API client (its real key)."""
-    async with _client(api_app, api_tenant.api_key, secret_watch) as c:
+    async with api_client(api_app, api_tenant.api_key, secret_watch) as c:
         yield c
 
 

@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 
 from mailport.bootstrap import Services
+from tests.fixtures.process import children
 from tests.integration.sync.conftest import Bed, all_events, make_message, wait_for
 from tests.mailstack.dovecot import Dovecot
 
@@ -37,24 +38,11 @@ def _stop_everything(dovecot: Dovecot) -> None:
     those serving their clients for a while, which is no outage at all)."""
     assert dovecot.proc is not None
     master = dovecot.proc.pid
-    for pid in [master, *_children(master)]:
+    for pid in [master, *children(master)]:
         with contextlib.suppress(ProcessLookupError):
             os.kill(pid, signal.SIGKILL)
     dovecot.proc.wait(10)
     dovecot.stop()
-
-
-def _children(pid: int) -> list[int]:
-    out = []
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            try:
-                with open(f"/proc/{entry}/stat") as f:
-                    if int(f.read().rsplit(")", 1)[1].split()[1]) == pid:
-                        out.append(int(entry))
-            except (OSError, ValueError, IndexError):
-                continue
-    return out
 
 
 def _drop_into_maildir(dovecot: Dovecot, user: str, raw: bytes) -> None:

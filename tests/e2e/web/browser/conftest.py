@@ -34,7 +34,7 @@ from tests.fixtures.dns import LocalDNSServer
 from tests.fixtures.parallel import worker_id
 from tests.fixtures.process import clean_environment, start_mailport, stop, wait_until_healthy
 from tests.mailstack.dovecot import Dovecot, free_port
-from tests.mailstack.idp import MockIdP
+from tests.mailstack.idp import MockIdP, idp_overrides
 from tests.mailstack.smtp import SubmissionServer
 
 CHROMIUM = "/usr/bin/chromium"
@@ -77,34 +77,11 @@ class WebServer:
 
 
 def _providers_file(path: Path, idp: MockIdP, dovecot: Dovecot, smtp: SubmissionServer) -> Path:
-    base = idp.url
-    ms = f"{base}/microsoft/{{tenant}}/oauth2/v2.0"
     bed = {
         "imap": {"host": "localhost", "port": dovecot.imaps_port, "security": "ssl"},
         "smtp": {"host": "localhost", "port": smtp.tls_port, "security": "ssl"},
     }
-    path.write_text(
-        json.dumps(
-            {
-                "google": {
-                    "authorization_endpoint": f"{base}/google/o/oauth2/v2/auth",
-                    "token_endpoint": f"{base}/google/token",
-                    "device_authorization_endpoint": f"{base}/google/device/code",
-                    "revocation_endpoint": f"{base}/google/revoke",
-                    "userinfo_endpoint": f"{base}/google/userinfo",
-                    "issuers": [base],
-                    **bed,
-                },
-                "microsoft": {
-                    "authorization_endpoint": f"{ms}/authorize",
-                    "token_endpoint": f"{ms}/token",
-                    "device_authorization_endpoint": f"{ms}/devicecode",
-                    "issuers": [base],
-                    **bed,
-                },
-            }
-        )
-    )
+    path.write_text(json.dumps({key: {**fields, **bed} for key, fields in idp_overrides(idp).items()}))
     return path
 
 
