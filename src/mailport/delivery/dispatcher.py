@@ -41,7 +41,7 @@ from mailport.delivery.outbox import AttemptRecord, PendingDelivery
 from mailport.delivery.repository import WebhookRepository
 from mailport.delivery.retry import RetryPolicy
 from mailport.delivery.sender import Outcome, WebhookSender
-from mailport.delivery.signing import signature_headers
+from mailport.delivery.signing import Signer
 from mailport.errors import LeaseLostError
 from mailport.events import EventLog
 from mailport.net.guard import HostGuard
@@ -77,6 +77,7 @@ class EndpointWorker:
     _buffer: list[AttemptRecord] = field(default_factory=list, init=False)
     _flush_wanted: asyncio.Event = field(default_factory=asyncio.Event, init=False)
     _flush_lock: asyncio.Lock = field(default_factory=asyncio.Lock, init=False)
+    _signing: tuple[WebhookEndpoint, Signer] | None = field(default=None, init=False)
 
     def __post_init__(self) -> None:
         self._endpoints = self.repository.endpoints
@@ -186,12 +187,16 @@ class EndpointWorker:
                 if record.new_status is DeliveryStatus.PENDING:
                     return  # a retry is scheduled: later mail of this mailbox waits for it
 
+    def _signer(self) -> Signer:
+        """The endpoint's signer, made again when the endpoint (its secret) was replaced."""
+        if self._signing is None or self._signing[0] is not self.endpoint:
+            self._signing = (self.endpoint, Signer(self.endpoint.secret))
+        return self._signing[1]
+
     async def _attempt(self, item: PendingDelivery) -> AttemptRecord:
         endpoint = self.endpoint
         attempted_at = self.clock()
-        headers = signature_headers(
-            endpoint.secret, message_id=item.event_id, timestamp=attempted_at, body=item.body
-        )
+        headers = self._signer().headers(message_id=item.event_id, timestamp=attempted_at, body=item.body)
         outcome: Outcome = await self.sender.post(endpoint.url, item.body, headers)
         WEBHOOK_ATTEMPTS.labels(result=outcome.result).inc()
         finished = self.clock()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import pickle
 import random
 from datetime import UTC, datetime, timedelta
 from types import SimpleNamespace
@@ -13,7 +14,7 @@ from standardwebhooks.webhooks import Webhook, WebhookVerificationError
 from mailport.delivery.outbox import event_body
 from mailport.delivery.retry import RetryPolicy
 from mailport.delivery.service import parse_event_cursor
-from mailport.delivery.signing import check_secret, generate_secret, signature_headers
+from mailport.delivery.signing import Signer, check_secret, generate_secret, signature_headers
 from mailport.delivery.urls import parse_webhook_url
 from mailport.errors import InputError, InvalidCursorError
 
@@ -68,6 +69,18 @@ def test_signature_verifies_with_the_standardwebhooks_package():
         Webhook(generate_secret().reveal()).verify(body, headers)
     with pytest.raises(WebhookVerificationError):
         Webhook(secret.reveal()).verify(body + b" ", headers)
+
+
+def test_a_signer_decrypts_once_signs_alike_and_never_shows_its_secret():
+    secret = generate_secret()
+    signer = Signer(secret)
+    body, now = b'{"type": "message.received"}', datetime.now(UTC)
+    headers = signer.headers(message_id="evt_2", timestamp=now, body=body)
+    assert headers == signature_headers(secret, message_id="evt_2", timestamp=now, body=body)
+    assert Webhook(secret.reveal()).verify(body, headers)["type"] == "message.received"
+    assert secret.reveal() not in repr(signer) and secret.reveal() not in str(signer)
+    with pytest.raises(TypeError):
+        pickle.dumps(signer)
 
 
 @pytest.mark.parametrize("bad", ["secret", "whsec_", "whsec_!!!", "whsec_c2hvcnQ=", "whsec_" + "QUFB" * 30])
