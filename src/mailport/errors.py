@@ -58,6 +58,7 @@ once, at the boundary where they occur, and chained (``raise X(...) from exc``).
         ├── MailTimeoutError            timeout               504   (also a builtin TimeoutError)
         │   ├── ConnectTimeoutError             connect_timeout                504
         │   └── ServerSilentError               server_silent                  504
+        ├── MailboxUnreachableError     mailbox_unreachable   503   (a live request found no server)
         ├── MessageTooLargeError        message_too_large     413
         ├── SMTPRejectedError           smtp_rejected         502
         └── InsecureAuthRefusedError    insecure_auth_refused 422   (imap/smtp)
@@ -356,6 +357,17 @@ class MailTimeoutError(
     http_status=504,
     hint="The server did not answer in time; check the host and port, or try again later.",
 ): ...
+
+
+class MailboxUnreachableError(
+    ProviderError,
+    code="mailbox_unreachable",
+    http_status=503,
+    hint="mailport could not reach the mailbox's server just now (refused, unreachable, timed out or "
+    "dropped); try again later. `GET /v1/mailboxes/{id}` shows the watcher's last error.",
+):
+    """A live request to a mailbox's server failed for a reason on the server's or the network's
+    side; the request may be retried (the API answers 503 with Retry-After)."""
 
 
 class MessageTooLargeError(

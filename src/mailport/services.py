@@ -10,9 +10,12 @@ from dataclasses import dataclass
 
 from mailport.check.service import CheckService
 from mailport.config import Settings
-from mailport.crypto import KeyRing
+from mailport.connectors import registry
+from mailport.connectors.base import Connector
+from mailport.crypto import KeyRing, Secret
 from mailport.delivery.service import DeliveryService
 from mailport.events import EventLog
+from mailport.mailboxes.models import Mailbox
 from mailport.mailboxes.service import MailboxService
 from mailport.net.guard import HostGuard
 from mailport.net.ratelimit import TokenBucketLimiter
@@ -40,6 +43,27 @@ class Services:
     checks: CheckService  # connection checks
     trust: MailTrust  # the certificates every mail connection trusts (MAILPORT_MAIL_CA_FILE, pins)
     push: PushService  # push notifications in (/v1/push): authenticate, record wake-ups
+
+    def connector(self, mailbox: Mailbox) -> Connector:
+        """The connector the registry holds under ``mailbox.connector``, given this service's
+        tokens, trust, guard and limits (the watchers' and the API's, built one way)."""
+        tokens = self.oauth.oauth.tokens
+
+        async def token_source() -> Secret:
+            return await tokens.get_access_token(mailbox.id)
+
+        async def force_refresh(rejected: Secret | None) -> Secret:
+            return await tokens.force_refresh(mailbox.id, rejected=rejected)
+
+        context = registry.ConnectorContext(
+            token_source=token_source,
+            force_refresh=force_refresh,
+            ssl_context=self.trust.context,
+            guard=self.guard,
+            max_message_bytes=self.settings.max_message_bytes,
+            push_renew_seconds=float(self.settings.idle_renew_seconds),
+        )
+        return registry.create(mailbox, context)
 
     async def aclose(self) -> None:
         """Release connections and background tasks."""

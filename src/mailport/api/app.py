@@ -12,7 +12,7 @@ from fastapi.responses import JSONResponse
 from mailport import __version__
 from mailport.api.errors import ERROR_BODY_SCHEMA, install_error_handlers
 from mailport.api.limits import RequestLimits
-from mailport.api.routers import connect_links, health, mailboxes, messages, oauth, push, tenants
+from mailport.api.routers import connect_links, folders, health, mailboxes, messages, oauth, push, tenants
 from mailport.api.routers import events as events_routes
 from mailport.api.routers import webhooks as webhook_routes
 from mailport.api.routers.check import router as check_router
@@ -84,6 +84,7 @@ def create_app(settings: Settings | None = None, *, services: Services | None = 
     install_web(app)  # the web UI at /
     app.include_router(health.router)
     app.include_router(messages.router)
+    app.include_router(folders.router)
     app.include_router(webhook_routes.router)
     app.include_router(events_routes.router)
     app.include_router(push.router)  # POST /v1/push/{connector}/{channel}, called by providers

@@ -15,7 +15,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from mailport.errors import MailportError, RateLimitedError
+from mailport.errors import MailportError
 
 log = logging.getLogger(__name__)
 
@@ -85,7 +85,7 @@ def install_error_handlers(app: FastAPI) -> None:
     async def _mailport_error(request: Request, exc: MailportError) -> JSONResponse:
         headers = None
         retry_after = exc.details.get("retry_after")
-        if isinstance(exc, RateLimitedError) and isinstance(retry_after, int | float):
+        if exc.http_status in (429, 503) and isinstance(retry_after, int | float):
             headers = {"Retry-After": str(max(1, math.ceil(retry_after)))}
         return JSONResponse(exc.to_dict(), status_code=exc.http_status, headers=headers)
 

@@ -31,6 +31,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, ClassVar, Protocol, runtime_checkable
 
+from mailport.connectors.folders import Folder
 from mailport.errors import InputError, UnsupportedFeatureError
 
 
@@ -189,6 +190,10 @@ class Connector(Protocol):
 
     async def delete(self, items: Sequence[str]) -> None: ...
 
+    async def list_folders(self) -> list[Folder]:
+        """Every folder of the mailbox, with its role and counts (needs :attr:`Feature.FOLDERS`)."""
+        ...
+
     def watch(self, *, interval: float) -> AsyncIterator[Change]:
         """Changes as they happen (push), or a TICK every ``interval`` seconds (poll); also a
         TICK at every renewal so the caller can catch up and apply pending work."""
@@ -235,6 +240,9 @@ class BaseConnector:
 
     async def delete(self, items: Sequence[str]) -> None:
         raise self._unsupported(Feature.DELETE)
+
+    async def list_folders(self) -> list[Folder]:
+        raise self._unsupported(Feature.FOLDERS)
 
     def item_source(self, ref: MessageRef) -> dict[str, Any]:
         return {}

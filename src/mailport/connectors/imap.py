@@ -39,6 +39,7 @@ from mailport.connectors.base import (
     RemoteMessage,
     ScopeState,
 )
+from mailport.connectors.folders import Folder, Role, display_name, role_of
 from mailport.connectors.registry import ConnectorContext, ForceRefresh, TokenSource, register
 from mailport.crypto import Secret
 from mailport.diagnosis import Failure, diagnose
@@ -54,6 +55,7 @@ log = logging.getLogger(__name__)
 
 _NEW_MAIL = frozenset({EventKind.EXISTS, EventKind.RECENT})
 FETCH_TIMEOUT = 300.0
+STATUS_LIMIT = 500  # STATUS round trips one folder listing may cost (servers without LIST-STATUS)
 BASELINE_PAGE = 2000  # INTERNALDATEs fetched per round trip when the first cursor is placed
 
 
@@ -100,11 +102,14 @@ class ImapConnector(BaseConnector):
         connect_timeout: float = 15.0,
         command_timeout: float = 60.0,
         guard: HostGuard | None = None,
+        ignore_capabilities: Sequence[str] = (),
     ) -> None:
         """``guard``: the SSRF guard that vets the mailbox's host at every connect (the service's;
-        the operator's, allowing any address, when None)."""
+        the operator's, allowing any address, when None). ``ignore_capabilities``: act as if the
+        server did not offer these (tests of the paths for older servers)."""
         self.mailbox = mailbox
         self._guard = guard
+        self._ignore_capabilities = tuple(ignore_capabilities)
         self._token_source = token_source
         self._force_refresh = force_refresh
         self._ssl_context = ssl_context  # None: the system CAs (mailport.net.trust decides it)
@@ -149,6 +154,7 @@ class ImapConnector(BaseConnector):
             command_timeout=self._command_timeout,
             max_literal_size=self._max,
             guard=self._guard,
+            ignore_capabilities=self._ignore_capabilities,
         )
 
     async def _token(self) -> Secret:
@@ -365,6 +371,40 @@ class ImapConnector(BaseConnector):
                 log.info("mailbox %s: created folder %r", self.mailbox.id, target)
         self._folders[folder] = target
         return target
+
+    async def list_folders(self) -> list[Folder]:
+        """Every folder with its role and counts: one ``LIST … RETURN (… STATUS …)`` where the
+        server offers LIST-EXTENDED and LIST-STATUS, else LIST, LSUB and a STATUS per folder
+        (the first ``STATUS_LIMIT`` selectable ones; later ones have no counts)."""
+        client = self._require()
+        namespaces = await client.namespace()
+        prefix = namespaces.personal[0].prefix if namespaces.personal else ""
+        if client.has("LIST-EXTENDED") and client.has("LIST-STATUS"):
+            entries, counts = await client.list_with_status()
+            subscribed = {e.name for e in entries if any(f.lower() == "\\subscribed" for f in e.flags)}
+        else:
+            entries = await client.list_mailboxes()
+            subscribed = await client.subscribed()
+            counts = {}
+            for entry in [e for e in entries if e.selectable][:STATUS_LIMIT]:
+                counts[entry.name] = await client.status(entry.name, ["MESSAGES", "UNSEEN"])
+        self._touch()
+        folders = []
+        for entry in entries:
+            found = counts.get(entry.name, {})
+            folders.append(
+                Folder(
+                    path=entry.name,
+                    delimiter=entry.delimiter,
+                    name=display_name(entry.name, entry.delimiter),
+                    role=role_of(entry.name, delimiter=entry.delimiter, flags=entry.flags, prefix=prefix),
+                    messages=found.get("MESSAGES"),
+                    unseen=found.get("UNSEEN"),
+                    subscribed=entry.name in subscribed,
+                    selectable=entry.selectable,
+                )
+            )
+        return sorted(folders, key=lambda f: (f.role is not Role.INBOX, f.path))
 
     @staticmethod
     async def _exists(client: ImapClient, name: str) -> bool:

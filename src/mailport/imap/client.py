@@ -14,7 +14,7 @@ import asyncio
 from collections.abc import AsyncIterator, Iterable, Sequence
 from contextlib import asynccontextmanager
 from datetime import datetime
-from typing import Self
+from typing import Any, Self
 
 from mailport.errors import (
     CommandError,
@@ -118,22 +118,40 @@ class ImapClient(ImapSession):
         result = await self._run(*args, wants=(b"LIST",))
         entries: list[ListEntry] = []
         for _, _, offset, response in result.untagged:
-            values = parse_values(response, 0, offset)
-            if len(values) < 3:
-                raise ProtocolError(f"malformed LIST response {response.first[:80]!r}")
-            flags = tuple(as_str(f) for f in as_list(values[0]))
-            delimiter = values[1]
-            name = values[2]
-            if not isinstance(name, bytes):
-                raise ProtocolError(f"malformed LIST response {response.first[:80]!r}")
-            entries.append(
-                ListEntry(
-                    name=utf7.decode(name),
-                    delimiter=delimiter.decode() if isinstance(delimiter, bytes) else None,
-                    flags=flags,
-                )
-            )
+            entries.append(_list_entry(parse_values(response, 0, offset), response))
         return entries
+
+    async def list_with_status(self, pattern: str = "*") -> tuple[list[ListEntry], dict[str, dict[str, int]]]:
+        """One round trip for a folder tree: ``LIST … RETURN (SPECIAL-USE SUBSCRIBED STATUS
+        (MESSAGES UNSEEN))`` (RFC 5258, 5819, 6154). Only for servers that offer LIST-EXTENDED
+        and LIST-STATUS; returns the entries (``\\Subscribed`` among their flags) and the counts
+        by folder name."""
+        await self._ensure_caps()
+        returns = b"RETURN (SUBSCRIBED STATUS (MESSAGES UNSEEN))"
+        if self.has("SPECIAL-USE"):
+            returns = b"RETURN (SPECIAL-USE SUBSCRIBED STATUS (MESSAGES UNSEEN))"
+        result = await self._run(
+            b"LIST", b'""', quote(utf7.encode(pattern)), returns, wants=(b"LIST", b"STATUS")
+        )
+        entries: list[ListEntry] = []
+        counts: dict[str, dict[str, int]] = {}
+        for _, kind, offset, response in result.untagged:
+            values = parse_values(response, 0, offset)
+            if kind.upper() == b"STATUS":
+                if len(values) >= 2 and isinstance(values[0], bytes):
+                    items = pairs(as_list(values[1])).items()
+                    counts[utf7.decode(values[0])] = {k.decode().upper(): as_int(v) for k, v in items}
+                continue
+            entries.append(_list_entry(values, response))
+        return entries, counts
+
+    async def subscribed(self, pattern: str = "*") -> set[str]:
+        """The names LSUB reports (servers without LIST-EXTENDED)."""
+        result = await self._run(b"LSUB", b'""', quote(utf7.encode(pattern)), wants=(b"LSUB",))
+        names: set[str] = set()
+        for _, _, offset, response in result.untagged:
+            names.add(_list_entry(parse_values(response, 0, offset), response).name)
+        return names
 
     async def namespace(self) -> Namespaces:
         """RFC 2342 NAMESPACE: where personal folders live (prefix) and their separator.
@@ -562,3 +580,15 @@ def _appenduid(text: StatusText) -> list[AppendResult]:
         return [AppendResult(None, None)]
     validity = int(parts[0])
     return [AppendResult(validity, uid) for uid in parse_sequence_set(parts[1])]
+
+
+def _list_entry(values: list[Any], response: Any) -> ListEntry:
+    """A LIST/LSUB response's values (flags, delimiter, name) as a :class:`ListEntry`."""
+    if len(values) < 3 or not isinstance(values[2], bytes):
+        raise ProtocolError(f"malformed LIST response {response.first[:80]!r}")
+    delimiter = values[1]
+    return ListEntry(
+        name=utf7.decode(values[2]),
+        delimiter=delimiter.decode() if isinstance(delimiter, bytes) else None,
+        flags=tuple(as_str(f) for f in as_list(values[0])),
+    )

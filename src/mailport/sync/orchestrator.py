@@ -40,9 +40,7 @@ from sqlalchemy import func, select
 
 from mailport import leases
 from mailport.clock import Clock, utc_now
-from mailport.connectors import registry
 from mailport.connectors.base import Connector
-from mailport.crypto import Secret
 from mailport.errors import UnsupportedFeatureError
 from mailport.mailboxes.models import Mailbox, MailboxStatus
 from mailport.metrics import QUEUE_SIZE, WATCHERS
@@ -128,24 +126,7 @@ class Orchestrator:
     def _default_connector(self, mailbox: Mailbox) -> Connector:
         """The connector the registry holds under ``mailbox.connector``, given this service's
         tokens, trust, guard and limits."""
-        settings = self.services.settings
-        tokens = self.services.oauth.oauth.tokens
-
-        async def token_source() -> Secret:
-            return await tokens.get_access_token(mailbox.id)
-
-        async def force_refresh(rejected: Secret | None) -> Secret:
-            return await tokens.force_refresh(mailbox.id, rejected=rejected)
-
-        context = registry.ConnectorContext(
-            token_source=token_source,
-            force_refresh=force_refresh,
-            ssl_context=self.services.trust.context,
-            guard=self.services.guard,
-            max_message_bytes=settings.max_message_bytes,
-            push_renew_seconds=float(settings.idle_renew_seconds),
-        )
-        return registry.create(mailbox, context)
+        return self.services.connector(mailbox)
 
     # ------------------------------------------------------------------ lifecycle
 
