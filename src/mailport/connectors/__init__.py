@@ -14,6 +14,7 @@ from mailport.connectors.base import (
     RemoteMessage,
     ScopeState,
 )
+from mailport.connectors.folders import Folder, Role
 from mailport.connectors.imap import ImapConnector
 from mailport.connectors.registry import ConnectorContext, capabilities, create, keys, register
 
@@ -27,10 +28,12 @@ __all__ = [
     "ConnectorHealth",
     "Cursor",
     "Feature",
+    "Folder",
     "ImapConnector",
     "MessageRef",
     "PollingConnector",
     "RemoteMessage",
+    "Role",
     "ScopeState",
     "capabilities",
     "create",

@@ -12,7 +12,7 @@ import asyncio
 import logging
 from collections.abc import Callable
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 from mailport.connectors import registry
 from mailport.connectors.base import Connector, Feature
@@ -38,18 +38,7 @@ class FolderOut(BaseModel):
     subscribed: bool
     selectable: bool = Field(description="False for a folder that only holds other folders.")
 
-    @classmethod
-    def of(cls, folder: Folder) -> FolderOut:
-        return cls(
-            path=folder.path,
-            delimiter=folder.delimiter,
-            name=folder.name,
-            role=folder.role,
-            messages=folder.messages,
-            unseen=folder.unseen,
-            subscribed=folder.subscribed,
-            selectable=folder.selectable,
-        )
+    model_config = ConfigDict(from_attributes=True)  # built from a connector Folder
 
 
 class FolderList(BaseModel):

@@ -28,4 +28,4 @@ async def get_folders(
 ) -> FolderList:
     assert caller.tenant_id is not None
     folders = await list_folders(services.mailboxes, services.connector, caller.tenant_id, mailbox_id)
-    return FolderList(data=[FolderOut.of(folder) for folder in folders])
+    return FolderList(data=[FolderOut.model_validate(folder) for folder in folders])
