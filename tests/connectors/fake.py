@@ -25,6 +25,7 @@ from mailport.connectors.base import (
     RemoteMessage,
     ScopeState,
 )
+from mailport.connectors.folders import Folder, display_name, role_of
 
 ALL = frozenset({Feature.PUSH, Feature.FOLDERS, Feature.FLAGS, Feature.MOVE, Feature.DELETE})
 
@@ -117,6 +118,20 @@ class FakeConnector(PollingConnector):
 
     def item_source(self, ref: MessageRef) -> dict[str, Any]:
         return {"fake": {"n": int(ref.item[1:])}}
+
+    async def list_folders(self) -> list[Folder]:
+        if Feature.FOLDERS not in self.remote.features:
+            raise self._unsupported(Feature.FOLDERS)
+        folders = []
+        for scope in sorted({"INBOX", *self.remote.mail}, key=lambda s: (s != "INBOX", s)):
+            items = [f"m{n}" for n in range(1, len(self.remote.mail.get(scope, [])) + 1)]
+            present = [item for item in items if item not in self.remote.gone]
+            unseen = [item for item in present if item not in self.remote.read]
+            role = role_of(scope, delimiter="/")
+            folders.append(
+                Folder(scope, "/", display_name(scope, "/"), role, len(present), len(unseen), True)
+            )
+        return folders
 
     async def _act(self, feature: Feature, items: Sequence[str]) -> None:
         if not self.supports(feature):

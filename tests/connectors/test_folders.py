@@ -16,7 +16,7 @@ from mailport.connectors.base import Feature
 from mailport.connectors.folders import Folder, Role
 from mailport.connectors.imap import ImapConnector
 from mailport.errors import UnsupportedFeatureError
-from tests.connectors.conftest import _mailbox
+from tests.connectors.conftest import SCOPE, Harness, _mailbox
 from tests.connectors.fake import FakeServer
 from tests.integration.sync.conftest import make_message
 from tests.mailstack.dovecot import Dovecot
@@ -74,9 +74,18 @@ async def test_folders_with_roles_counts_and_decoded_names(
     assert by_path[prefix + "Sent"].messages == 0
 
 
+async def test_every_connector_lists_its_scope_with_counts(harness: Harness) -> None:
+    await harness.deliver("one", "two")
+    folders = await harness.connector.list_folders()
+    assert folders[0].path == "INBOX" and folders[0].role is Role.INBOX
+    scope = next(f for f in folders if f.path == SCOPE)
+    assert (scope.name, scope.messages, scope.unseen, scope.role) == (SCOPE, 2, 2, None)
+
+
 async def test_a_connector_without_folders_refuses(services: Services, fake_connector: FakeServer) -> None:
     fake_connector.register("fake_flat", frozenset({Feature.FLAGS}))
     mailbox = await _mailbox(services, "fake_flat", "flat@example.test", "pw", 993)
+    fake_connector[mailbox.email].features = frozenset({Feature.FLAGS})
     connector = services.connector(mailbox)
     await connector.connect()
     try:

@@ -75,3 +75,9 @@ async def test_a_polling_connector_ticks_every_interval_and_at_once_when_woken()
     assert not poller2.supports(Feature.PUSH)
     with pytest.raises(UnsupportedFeatureError):
         await poller2.move(["1"], "Done")
+
+
+async def test_a_connector_lists_no_folders_unless_it_fills_the_hook() -> None:
+    with pytest.raises(UnsupportedFeatureError) as refused:
+        await Poller().list_folders()
+    assert refused.value.http_status == 422 and "folders" in refused.value.message

@@ -225,10 +225,11 @@ class BaseConnector:
     def supports(self, feature: Feature) -> bool:
         return feature in self.capabilities
 
-    def _unsupported(self, feature: Feature) -> UnsupportedFeatureError:
+    def _unsupported(self, feature: Feature, hint: str | None = None) -> UnsupportedFeatureError:
         return UnsupportedFeatureError(
             f"the {self.key} connector cannot {feature.value}",
-            hint=f"Choose an after-processing action the {self.key} connector supports "
+            hint=hint
+            or f"Choose an after-processing action the {self.key} connector supports "
             f"({', '.join(sorted(self.capabilities)) or 'none'}).",
         )
 
@@ -242,7 +243,7 @@ class BaseConnector:
         raise self._unsupported(Feature.DELETE)
 
     async def list_folders(self) -> list[Folder]:
-        raise self._unsupported(Feature.FOLDERS)
+        raise self._unsupported(Feature.FOLDERS, f"The {self.key} connector has no folders to list.")
 
     def item_source(self, ref: MessageRef) -> dict[str, Any]:
         return {}
