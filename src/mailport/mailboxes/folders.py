@@ -18,6 +18,7 @@ from mailport.connectors import registry
 from mailport.connectors.base import Connector, Feature
 from mailport.connectors.folders import Folder, Role
 from mailport.errors import MailboxUnreachableError, MailportError, UnsupportedFeatureError
+from mailport.mailboxes.models import Mailbox
 from mailport.mailboxes.service import MailboxService
 
 log = logging.getLogger(__name__)
@@ -46,7 +47,7 @@ class FolderList(BaseModel):
 
 
 async def list_folders(
-    mailboxes: MailboxService, connect: Callable[..., Connector], tenant_id: str, mailbox_id: str
+    mailboxes: MailboxService, connect: Callable[[Mailbox], Connector], tenant_id: str, mailbox_id: str
 ) -> list[Folder]:
     """The folders of the tenant's mailbox (404 for another tenant's), live from its server."""
     mailbox = await mailboxes.get(tenant_id, mailbox_id)
