@@ -340,26 +340,16 @@ class MailboxRepository:
 
         Returns False when another worker won the race (reload the mailbox and use its tokens).
         """
-        return await self._swap_tokens(
-            mailbox_id,
-            expected_version,
-            **self._oauth_columns(grant),
-            token_version=expected_version + 1,
-            updated_at=now,
-        )
-
-    # --- OAuth token refresh (compare-and-swap on ``token_version``) ----------------------------
-
-    async def _swap_tokens(self, mailbox_id: str, expected_version: int, *extra: Any, **values: Any) -> bool:
-        """One conditional ``UPDATE``: True when the row still had ``expected_version``."""
         statement = (
             update(mailboxes)
-            .where(mailboxes.c.id == mailbox_id, mailboxes.c.token_version == expected_version, *extra)
-            .values(**values)
+            .where(mailboxes.c.id == mailbox_id, mailboxes.c.token_version == expected_version)
+            .values(**self._oauth_columns(grant), token_version=expected_version + 1, updated_at=now)
         )
         async with self._db.transaction() as conn:
             result = await conn.execute(statement)
         return bool(result.rowcount == 1)
+
+    # --- OAuth token refresh (compare-and-swap on ``token_version``) ----------------------------
 
     async def claim_token_refresh(
         self, mailbox_id: str, *, expected_version: int, until: datetime, now: datetime
