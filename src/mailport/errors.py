@@ -23,6 +23,7 @@ once, at the boundary where they occur, and chained (``raise X(...) from exc``).
     ├── NotFoundError                   not_found             404
     ├── ConflictError                   conflict              409
     ├── RateLimitedError                rate_limited          429
+    ├── MailboxBusyError                mailbox_busy          503   (the command pool stayed busy)
     ├── UnsupportedFeatureError         unsupported_feature   422
     │   └── ImapSettingsMissingError    imap_not_configured   422   (the mailbox has no IMAP server)
     └── ProviderError                   provider_error        502   (a mail server or provider failed)
@@ -368,6 +369,17 @@ class MailboxUnreachableError(
 ):
     """A live request to a mailbox's server failed for a reason on the server's or the network's
     side; the request may be retried (the API answers 503 with Retry-After)."""
+
+
+class MailboxBusyError(
+    MailportError,
+    code="mailbox_busy",
+    http_status=503,
+    hint="Every command connection of this mailbox stayed busy until the request's deadline; "
+    "retry after the Retry-After seconds, or send fewer requests at once.",
+):
+    """A live request waited for one of the mailbox's command connections (the per-mailbox
+    pool beside the watcher) longer than its deadline."""
 
 
 class MessageTooLargeError(

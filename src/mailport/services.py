@@ -7,6 +7,7 @@ features can name the type without importing the root that picks the adapters.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 
 from mailport.check.service import CheckService
 from mailport.config import Settings
@@ -15,7 +16,9 @@ from mailport.connectors.base import Connector
 from mailport.crypto import KeyRing, Secret
 from mailport.delivery.service import DeliveryService
 from mailport.events import EventLog
+from mailport.mailboxes.access import MailAccess
 from mailport.mailboxes.models import Mailbox
+from mailport.mailboxes.pool import CommandPool
 from mailport.mailboxes.service import MailboxService
 from mailport.net.guard import HostGuard
 from mailport.net.ratelimit import TokenBucketLimiter
@@ -65,7 +68,14 @@ class Services:
         )
         return registry.create(mailbox, context)
 
+    @cached_property
+    def mail(self) -> MailAccess:
+        """Folders and messages live from the mailboxes' servers, over per-mailbox command pools."""
+        return MailAccess(self.mailboxes, CommandPool(self.connector))
+
     async def aclose(self) -> None:
         """Release connections and background tasks."""
+        if "mail" in self.__dict__:
+            await self.mail.pool.aclose()
         await self.oauth.aclose()
         await self.database.aclose()

@@ -29,10 +29,20 @@ import json
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, ClassVar, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, ClassVar, Protocol, runtime_checkable
 
 from mailport.connectors.folders import Folder
 from mailport.errors import InputError, UnsupportedFeatureError
+
+if TYPE_CHECKING:
+    from mailport.connectors.mail import (
+        FlagChange,
+        ListQuery,
+        MessagePage,
+        MessageSummary,
+        Moved,
+        SearchQuery,
+    )
 
 
 class Feature(enum.StrEnum):
@@ -194,6 +204,50 @@ class Connector(Protocol):
         """Every folder of the mailbox, with its role and counts (needs :attr:`Feature.FOLDERS`)."""
         ...
 
+    # --- reading and acting on any message (mailbox access; :mod:`mailport.connectors.mail`)
+
+    async def list_messages(self, query: ListQuery) -> MessagePage:
+        """A page of ``query.folder``, newest first (needs :attr:`Feature.FOLDERS`)."""
+        ...
+
+    async def search_messages(self, query: SearchQuery) -> MessagePage:
+        """A page of the messages matching ``query``, newest first (:attr:`Feature.SEARCH`)."""
+        ...
+
+    async def fetch_message(self, ref: MessageRef) -> RemoteMessage:
+        """One message's whole source (``raw``; headers only and ``oversized`` above the size
+        limit); :class:`~mailport.errors.NotFoundError` when it is gone."""
+        ...
+
+    async def thread_messages(self, root: str) -> list[MessageSummary]:
+        """Every message of the conversation whose root Message-ID is ``root``, across the
+        inbox and the sent folder (and All Mail where there is one), oldest first."""
+        ...
+
+    async def update_flags(self, refs: Sequence[MessageRef], change: FlagChange) -> None: ...
+
+    async def move_messages(self, refs: Sequence[MessageRef], folder: str) -> list[Moved]: ...
+
+    async def delete_messages(self, refs: Sequence[MessageRef], *, permanent: bool = False) -> None:
+        """To the folder with the ``trash`` role, or expunged for good with ``permanent``
+        (or when the message is in the trash already)."""
+        ...
+
+    async def import_message(
+        self, folder: str, raw: bytes, *, flags: Sequence[str] = (), received_at: datetime | None = None
+    ) -> MessageRef | None:
+        """Store ``raw`` in ``folder`` (IMAP APPEND); its ref when the source tells it."""
+        ...
+
+    async def create_folder(self, name: str, *, parent: str | None = None) -> Folder:
+        """A new folder named ``name`` (display form) under ``parent`` (a path), or at the top
+        of the personal namespace, with its prefix and separator."""
+        ...
+
+    async def rename_folder(self, path: str, *, name: str, parent: str | None = None) -> Folder: ...
+
+    async def delete_folder(self, path: str) -> None: ...
+
     def watch(self, *, interval: float) -> AsyncIterator[Change]:
         """Changes as they happen (push), or a TICK every ``interval`` seconds (poll); also a
         TICK at every renewal so the caller can catch up and apply pending work."""
@@ -244,6 +298,43 @@ class BaseConnector:
 
     async def list_folders(self) -> list[Folder]:
         raise self._unsupported(Feature.FOLDERS, f"The {self.key} connector has no folders to list.")
+
+    async def list_messages(self, query: ListQuery) -> MessagePage:
+        raise self._unsupported(Feature.FOLDERS, f"The {self.key} connector cannot list messages.")
+
+    async def search_messages(self, query: SearchQuery) -> MessagePage:
+        raise self._unsupported(Feature.SEARCH, f"The {self.key} connector cannot search.")
+
+    async def fetch_message(self, ref: MessageRef) -> RemoteMessage:
+        raise self._unsupported(
+            Feature.FOLDERS, f"The {self.key} connector cannot read a message by reference."
+        )
+
+    async def thread_messages(self, root: str) -> list[MessageSummary]:
+        raise self._unsupported(Feature.THREADS, f"The {self.key} connector cannot gather threads.")
+
+    async def update_flags(self, refs: Sequence[MessageRef], change: FlagChange) -> None:
+        raise self._unsupported(Feature.FLAGS, f"The {self.key} connector cannot change flags.")
+
+    async def move_messages(self, refs: Sequence[MessageRef], folder: str) -> list[Moved]:
+        raise self._unsupported(Feature.MOVE, f"The {self.key} connector cannot move messages.")
+
+    async def delete_messages(self, refs: Sequence[MessageRef], *, permanent: bool = False) -> None:
+        raise self._unsupported(Feature.DELETE, f"The {self.key} connector cannot delete messages.")
+
+    async def import_message(
+        self, folder: str, raw: bytes, *, flags: Sequence[str] = (), received_at: datetime | None = None
+    ) -> MessageRef | None:
+        raise self._unsupported(Feature.FOLDERS, f"The {self.key} connector cannot import messages.")
+
+    async def create_folder(self, name: str, *, parent: str | None = None) -> Folder:
+        raise self._unsupported(Feature.FOLDERS, f"The {self.key} connector has no folders to create.")
+
+    async def rename_folder(self, path: str, *, name: str, parent: str | None = None) -> Folder:
+        raise self._unsupported(Feature.FOLDERS, f"The {self.key} connector has no folders to rename.")
+
+    async def delete_folder(self, path: str) -> None:
+        raise self._unsupported(Feature.FOLDERS, f"The {self.key} connector has no folders to delete.")
 
     def item_source(self, ref: MessageRef) -> dict[str, Any]:
         return {}

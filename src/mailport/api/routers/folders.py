@@ -5,7 +5,7 @@ from __future__ import annotations
 from fastapi import APIRouter, Depends
 
 from mailport.api.deps import Caller, error_responses, get_services, require_tenant
-from mailport.mailboxes.folders import FolderList, FolderOut, list_folders
+from mailport.mailboxes.folders import FolderList, FolderOut
 from mailport.services import Services
 
 _RESPONSES = error_responses(401, 403, 404, 422, 503)
@@ -27,5 +27,5 @@ async def get_folders(
     services: Services = Depends(get_services),
 ) -> FolderList:
     assert caller.tenant_id is not None
-    folders = await list_folders(services.mailboxes, services.connector, caller.tenant_id, mailbox_id)
+    folders = await services.mail.folders(caller.tenant_id, mailbox_id)
     return FolderList(data=[FolderOut.model_validate(folder) for folder in folders])

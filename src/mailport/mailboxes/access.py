@@ -1,0 +1,148 @@
+"""Reading and acting on a mailbox live from its server: the one service behind the API's
+message and folder routes, the CLI's ``folders`` and ``messages`` commands, the web dashboard and
+the library's mailbox handle.
+
+Every call checks the tenant owns the mailbox (404 otherwise), that its connector declares the
+feature (422 ``unsupported_feature``), borrows a command connection from the mailbox's
+:class:`~mailport.mailboxes.pool.CommandPool` and bounds the whole call in time. A failure on the
+server's or the network's side becomes 503 ``mailbox_unreachable`` (retry later); a refused
+login stays what the connector said (422).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from datetime import datetime
+
+from mailport.connectors import registry
+from mailport.connectors.base import Connector, Feature, MessageRef, RemoteMessage
+from mailport.connectors.folders import Folder
+from mailport.connectors.mail import FlagChange, ListQuery, MessagePage, MessageSummary, Moved, SearchQuery
+from mailport.errors import MailboxUnreachableError, MailportError, UnsupportedFeatureError
+from mailport.mailboxes.models import Mailbox
+from mailport.mailboxes.pool import CommandPool
+from mailport.mailboxes.service import MailboxService
+
+log = logging.getLogger(__name__)
+
+RETRY_AFTER = 30  # seconds a client waits after mailbox_unreachable
+CALL_TIMEOUT = 60.0  # a whole call (connect included), so a request never hangs on a silent server
+
+
+@dataclass(eq=False, repr=False)
+class MailAccess:
+    """Folders and messages of a tenant's mailboxes, live from their servers."""
+
+    mailboxes: MailboxService
+    pool: CommandPool
+    timeout: float = CALL_TIMEOUT
+
+    async def mailbox(self, tenant_id: str, mailbox_id: str, feature: Feature) -> Mailbox:
+        """The tenant's mailbox (404 for another tenant's) whose connector can do ``feature``."""
+        mailbox = await self.mailboxes.get(tenant_id, mailbox_id)
+        if feature not in registry.capabilities(mailbox.connector):
+            raise UnsupportedFeatureError(
+                f"the {mailbox.connector} connector cannot {feature.value}",
+                hint=f"This mailbox's connector ({mailbox.connector}) does not offer {feature.value}; "
+                "its messages arrive as events only.",
+            )
+        return mailbox
+
+    @asynccontextmanager
+    async def session(self, tenant_id: str, mailbox_id: str, feature: Feature) -> AsyncIterator[Connector]:
+        """A connected connector of the tenant's mailbox, borrowed for one call."""
+        mailbox = await self.mailbox(tenant_id, mailbox_id, feature)
+        try:
+            async with asyncio.timeout(self.timeout), self.pool.borrow(mailbox) as connector:
+                yield connector
+        except MailportError as exc:
+            if exc.http_status < 500 or exc.http_status == 503:  # refused login, busy, too many
+                raise
+            raise _unreachable(mailbox_id, exc.code) from exc
+        except (TimeoutError, OSError) as exc:
+            raise _unreachable(mailbox_id, type(exc).__name__) from exc
+
+    # --- folders
+
+    async def folders(self, tenant_id: str, mailbox_id: str) -> list[Folder]:
+        async with self.session(tenant_id, mailbox_id, Feature.FOLDERS) as connector:
+            return await connector.list_folders()
+
+    async def create_folder(
+        self, tenant_id: str, mailbox_id: str, name: str, *, parent: str | None = None
+    ) -> Folder:
+        async with self.session(tenant_id, mailbox_id, Feature.FOLDERS) as connector:
+            return await connector.create_folder(name, parent=parent)
+
+    async def rename_folder(
+        self, tenant_id: str, mailbox_id: str, path: str, *, name: str, parent: str | None = None
+    ) -> Folder:
+        async with self.session(tenant_id, mailbox_id, Feature.FOLDERS) as connector:
+            return await connector.rename_folder(path, name=name, parent=parent)
+
+    async def delete_folder(self, tenant_id: str, mailbox_id: str, path: str) -> None:
+        async with self.session(tenant_id, mailbox_id, Feature.FOLDERS) as connector:
+            await connector.delete_folder(path)
+
+    # --- messages
+
+    async def list_messages(self, tenant_id: str, mailbox_id: str, query: ListQuery) -> MessagePage:
+        async with self.session(tenant_id, mailbox_id, Feature.FOLDERS) as connector:
+            return await connector.list_messages(query)
+
+    async def search(self, tenant_id: str, mailbox_id: str, query: SearchQuery) -> MessagePage:
+        async with self.session(tenant_id, mailbox_id, Feature.SEARCH) as connector:
+            return await connector.search_messages(query)
+
+    async def fetch(self, tenant_id: str, mailbox_id: str, ref: str) -> RemoteMessage:
+        """One message's source by its public ``ref``."""
+        location = MessageRef.decode(ref)
+        async with self.session(tenant_id, mailbox_id, Feature.FOLDERS) as connector:
+            return await connector.fetch_message(location)
+
+    async def thread(self, tenant_id: str, mailbox_id: str, root: str) -> list[MessageSummary]:
+        async with self.session(tenant_id, mailbox_id, Feature.THREADS) as connector:
+            return await connector.thread_messages(root)
+
+    async def update_flags(
+        self, tenant_id: str, mailbox_id: str, refs: Sequence[str], change: FlagChange
+    ) -> None:
+        locations = [MessageRef.decode(ref) for ref in refs]
+        async with self.session(tenant_id, mailbox_id, Feature.FLAGS) as connector:
+            await connector.update_flags(locations, change)
+
+    async def move(self, tenant_id: str, mailbox_id: str, refs: Sequence[str], folder: str) -> list[Moved]:
+        locations = [MessageRef.decode(ref) for ref in refs]
+        async with self.session(tenant_id, mailbox_id, Feature.MOVE) as connector:
+            return await connector.move_messages(locations, folder)
+
+    async def delete(
+        self, tenant_id: str, mailbox_id: str, refs: Sequence[str], *, permanent: bool = False
+    ) -> None:
+        locations = [MessageRef.decode(ref) for ref in refs]
+        async with self.session(tenant_id, mailbox_id, Feature.DELETE) as connector:
+            await connector.delete_messages(locations, permanent=permanent)
+
+    async def import_message(
+        self,
+        tenant_id: str,
+        mailbox_id: str,
+        folder: str,
+        raw: bytes,
+        *,
+        flags: Sequence[str] = (),
+        received_at: datetime | None = None,
+    ) -> MessageRef | None:
+        async with self.session(tenant_id, mailbox_id, Feature.FOLDERS) as connector:
+            return await connector.import_message(folder, raw, flags=flags, received_at=received_at)
+
+
+def _unreachable(mailbox_id: str, code: str) -> MailboxUnreachableError:
+    log.info("mailbox %s: a live request failed (%s)", mailbox_id, code)
+    return MailboxUnreachableError(
+        f"could not reach the server of mailbox {mailbox_id}: {code}", retry_after=RETRY_AFTER
+    )
