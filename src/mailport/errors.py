@@ -21,7 +21,11 @@ once, at the boundary where they occur, and chained (``raise X(...) from exc``).
     ├── UnauthorizedError               unauthorized          401
     ├── ForbiddenError                  forbidden             403
     ├── NotFoundError                   not_found             404
+    │   ├── MessageNotFoundError        message_not_found     404   (gone from the server)
+    │   └── FolderNotFoundError         folder_not_found      404
     ├── ConflictError                   conflict              409
+    │   └── FolderExistsError           folder_exists         409
+    ├── CursorExpiredError              cursor_expired        410   (the folder was reset)
     ├── RateLimitedError                rate_limited          429
     ├── MailboxBusyError                mailbox_busy          503   (the command pool stayed busy)
     ├── UnsupportedFeatureError         unsupported_feature   422
@@ -251,11 +255,42 @@ class NotFoundError(
 ): ...
 
 
+class MessageNotFoundError(
+    NotFoundError,
+    code="message_not_found",
+    hint="The message is gone from the server (moved, deleted, or its folder was reset); "
+    "list the folder again for current refs.",
+): ...
+
+
+class FolderNotFoundError(
+    NotFoundError,
+    code="folder_not_found",
+    hint="Use a `path` exactly as GET /v1/mailboxes/{id}/folders lists it.",
+): ...
+
+
 class ConflictError(
     MailportError,
     code="conflict",
     http_status=409,
     hint="The resource already exists or changed meanwhile; reload it and try again.",
+): ...
+
+
+class FolderExistsError(
+    ConflictError,
+    code="folder_exists",
+    hint="A folder with that name already exists there; pick another name or use the existing one.",
+): ...
+
+
+class CursorExpiredError(
+    MailportError,
+    code="cursor_expired",
+    http_status=410,
+    hint="The folder was reset on the server since this cursor was made (UIDVALIDITY changed); "
+    "start again without a cursor.",
 ): ...
 
 
