@@ -26,7 +26,7 @@ import base64
 import binascii
 import enum
 import json
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, ClassVar, Protocol, runtime_checkable
@@ -57,6 +57,7 @@ class Feature(enum.StrEnum):
     THREADS = "threads"
     SEND = "send"
     DRAFTS = "drafts"
+    CHANGES = "changes"  # reports flag changes and deletions of known messages (changes_since)
 
 
 @dataclass(frozen=True, slots=True)
@@ -148,6 +149,36 @@ class ChangeKind(enum.StrEnum):
 class Change:
     kind: ChangeKind
     at: float  # loop.time() when the connector learnt of it (for latency figures)
+
+
+@dataclass(frozen=True, slots=True)
+class MessageChange:
+    """One message changed on the server since the last :meth:`Connector.changes_since`.
+
+    ``flags`` are neutral names (``seen``, ``flagged``, ``answered``, ``draft``) and keywords as
+    the source spells them; None means the message is gone (expunged, or moved away).
+    ``version`` tells this change of ``item`` apart from its other changes within the scope's
+    epoch (IMAP: the MODSEQ, or ``s<n>`` for the n-th diff of a snapshot); it goes into the
+    event's idempotency key. ``source`` holds the protocol's details for the payload."""
+
+    item: str
+    flags: tuple[str, ...] | None
+    version: str
+    labels: tuple[str, ...] | None = None
+    source: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def deleted(self) -> bool:
+        return self.flags is None
+
+
+@dataclass(frozen=True, slots=True)
+class ChangeSet:
+    """What :meth:`Connector.changes_since` found, and the token to pass next time (opaque to
+    the core; saved in the same transaction as the events it produced)."""
+
+    changes: list[MessageChange]
+    token: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -248,6 +279,24 @@ class Connector(Protocol):
 
     async def delete_folder(self, path: str) -> None: ...
 
+    # --- changes made on the server (opt-in events; :attr:`Feature.CHANGES`)
+
+    async def changes_since(self, state: ScopeState, token: str | None, *, until: Cursor) -> ChangeSet:
+        """Flag changes and deletions in the open scope since ``token`` (None: start now and
+        report nothing), for the messages the ingestion cursor ``until`` has passed (later ones
+        are announced by ``message.received``)."""
+        ...
+
+    async def folder_snapshot(self) -> list[Folder]:
+        """The folder tree as cheaply as the source allows (counts may be left out), to tell
+        created and deleted folders apart."""
+        ...
+
+    def report_changes(self, wanted: Callable[[], bool]) -> None:
+        """While ``wanted()`` is true, :meth:`watch` also yields FLAGS / EXPUNGED changes that
+        the source pushes; otherwise it stays quiet about them (no work for nobody)."""
+        ...
+
     def watch(self, *, interval: float) -> AsyncIterator[Change]:
         """Changes as they happen (push), or a TICK every ``interval`` seconds (poll); also a
         TICK at every renewal so the caller can catch up and apply pending work."""
@@ -341,6 +390,25 @@ class BaseConnector:
 
     def epoch_source(self, scope: str, old: str, new: str) -> dict[str, Any]:
         return {}
+
+    # --- changes made on the server
+
+    _changes_wanted: Callable[[], bool] | None = None
+
+    def report_changes(self, wanted: Callable[[], bool]) -> None:
+        self._changes_wanted = wanted
+
+    def changes_reported(self) -> bool:
+        """Does anyone want the changes :meth:`watch` could report now?"""
+        return self._changes_wanted is not None and self._changes_wanted()
+
+    async def changes_since(self, state: ScopeState, token: str | None, *, until: Cursor) -> ChangeSet:
+        raise self._unsupported(
+            Feature.CHANGES, f"The {self.key} connector cannot report changes made on the server."
+        )
+
+    async def folder_snapshot(self) -> list[Folder]:
+        return await self.list_folders()
 
 
 class PollingConnector(BaseConnector):

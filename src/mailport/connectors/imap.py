@@ -27,11 +27,13 @@ from datetime import datetime
 from typing import Any
 
 from mailport.clock import utc_now
+from mailport.connectors import imap_changes
 from mailport.connectors.base import (
     BaseConnector,
     Batch,
     Change,
     ChangeKind,
+    ChangeSet,
     ConnectorHealth,
     Cursor,
     Feature,
@@ -45,7 +47,7 @@ from mailport.crypto import Secret
 from mailport.diagnosis import Failure, diagnose
 from mailport.errors import AuthenticationError, CommandError, MailportError
 from mailport.failures import is_temporary
-from mailport.imap import FETCH_ITEMS, HEADER_ITEMS, EventKind, ImapClient
+from mailport.imap import FETCH_ITEMS, HEADER_ITEMS, EventKind, ImapClient, ServerEvent
 from mailport.mailboxes.models import AuthMethod, Mailbox, Security, ServerSettings
 from mailport.net.guard import HostGuard
 from mailport.sasl import OAuth2Auth, PasswordAuth
@@ -73,7 +75,15 @@ class ImapConnector(BaseConnector):
 
     key = "imap"
     capabilities = frozenset(
-        {Feature.PUSH, Feature.FOLDERS, Feature.FLAGS, Feature.MOVE, Feature.DELETE, Feature.SEARCH}
+        {
+            Feature.PUSH,
+            Feature.FOLDERS,
+            Feature.FLAGS,
+            Feature.MOVE,
+            Feature.DELETE,
+            Feature.SEARCH,
+            Feature.CHANGES,
+        }
     )
 
     @classmethod
@@ -245,7 +255,10 @@ class ImapConnector(BaseConnector):
     # ------------------------------------------------------------------ reading
 
     async def open(self, scope: str) -> FolderState:
-        info = await self._require().select(scope)
+        client = self._require()
+        if self.changes_reported():  # before SELECT (RFC 5161): VANISHED instead of EXPUNGE
+            await imap_changes.enable_qresync(client)
+        info = await client.select(scope)
         self._touch()
         return FolderState(
             scope=scope,
@@ -417,6 +430,23 @@ class ImapConnector(BaseConnector):
             await client.store(uids, ["\\Deleted"])
             await client.expunge(uids)
 
+    # ------------------------------------------------------------------ changes made on the server
+    # (mailport.connectors.imap_changes: QRESYNC, CONDSTORE, or a bounded snapshot)
+
+    async def changes_since(self, state: ScopeState, token: str | None, *, until: Cursor) -> ChangeSet:
+        client = self._require()
+        qresync = "QRESYNC" in client.enabled or (
+            client.has("QRESYNC") and await imap_changes.enable_qresync(client)
+        )
+        found = await imap_changes.ImapChanges(client, state, qresync=qresync).run(token, until)
+        self._touch()
+        return found
+
+    async def folder_snapshot(self) -> list[Folder]:
+        folders = await imap_changes.folder_tree(self._require())
+        self._touch()
+        return folders
+
     # ------------------------------------------------------------------ watching
 
     def wake(self) -> None:
@@ -456,6 +486,8 @@ class ImapConnector(BaseConnector):
                 events = await client.idle_wait(remaining)
                 if any(e.kind in _NEW_MAIL for e in events):
                     change = Change(ChangeKind.NEW_MAIL, loop.time())
+                elif self.changes_reported() and (kind := _changed(events)) is not None:
+                    change = Change(kind, loop.time())
                 elif any(e.kind is EventKind.BYE for e in events):
                     from mailport.errors import ConnectionLostError
 
@@ -473,6 +505,16 @@ class ImapConnector(BaseConnector):
             push=self.supports(Feature.PUSH),
             last_activity=self._last_activity,
         )
+
+
+def _changed(events: Sequence[ServerEvent]) -> ChangeKind | None:
+    """What IDLE's unsolicited responses say changed: an expunge, or flags (FETCH)."""
+    kinds = {e.kind for e in events}
+    if kinds & {EventKind.EXPUNGE, EventKind.VANISHED}:
+        return ChangeKind.EXPUNGED
+    if EventKind.FETCH in kinds:
+        return ChangeKind.FLAGS
+    return None
 
 
 def _uids(items: Sequence[str]) -> list[int]:

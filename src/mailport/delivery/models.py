@@ -1,7 +1,8 @@
 """Webhook endpoints, deliveries and attempts as plain dataclasses (no I/O, no ORM).
 
 Event types a tenant can subscribe to are listed in :data:`EVENT_TYPES`; an endpoint with no
-``events`` list receives every type.
+``events`` list receives every type except the opt-in ones (:data:`mailport.events.OPT_IN_TYPES`:
+changes made on the server), which only an endpoint listing them receives.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ from datetime import datetime
 from enum import StrEnum
 
 from mailport.crypto import Secret
-from mailport.events import EventType
+from mailport.events import EventType, subscribes
 
 EVENT_TYPES: tuple[str, ...] = tuple(t.value for t in EventType)
 
@@ -34,7 +35,7 @@ class WebhookEndpoint:
     id: str
     tenant_id: str
     url: str
-    events: tuple[str, ...] | None  # None = every type
+    events: tuple[str, ...] | None  # None = every type but the opt-in ones
     description: str | None
     secret: Secret
     status: EndpointStatus
@@ -45,7 +46,7 @@ class WebhookEndpoint:
     updated_at: datetime
 
     def subscribes(self, event_type: str) -> bool:
-        return self.events is None or event_type in self.events
+        return subscribes(self.events, event_type)
 
     @property
     def active(self) -> bool:

@@ -32,6 +32,10 @@ EventType = Literal[
     "mailbox.reset",
     "message.action_failed",
     "webhook.disabled",
+    "message.updated",
+    "message.deleted",
+    "folder.created",
+    "folder.deleted",
 ]
 assert set(EventType.__args__) == set(EVENT_TYPES)  # type: ignore[attr-defined]
 
@@ -59,7 +63,12 @@ Description = Annotated[str, StringConstraints(max_length=200), AfterValidator(c
 class WebhookCreate(RequestModel):
     url: str = Field(max_length=2000, description="Where to POST events (https:// recommended)")
     events: list[EventType] | None = Field(
-        None, description="Event types to receive; leave out for every type"
+        None,
+        description=(
+            "Event types to receive; leave out for every type except the changes made on the "
+            "server (message.updated, message.deleted, folder.created, folder.deleted), which "
+            "are sent only to endpoints that list them"
+        ),
     )
     secret: WebhookSecret | None = Field(
         None,

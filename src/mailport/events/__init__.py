@@ -60,6 +60,7 @@ __all__ = [
     "EventLog",
     "EventType",
     "NewEvent",
+    "OPT_IN_TYPES",
     "append",
     "append_many",
     "get_event",
@@ -68,6 +69,7 @@ __all__ = [
     "mark_accepted",
     "message_key",
     "row_to_event",
+    "subscribes",
 ]
 
 _APPENDED = "mailport.events.appended"
@@ -82,6 +84,31 @@ class EventType(enum.StrEnum):
     MAILBOX_RESET = "mailbox.reset"
     MESSAGE_ACTION_FAILED = "message.action_failed"
     WEBHOOK_DISABLED = "webhook.disabled"
+    MESSAGE_UPDATED = "message.updated"
+    MESSAGE_DELETED = "message.deleted"
+    FOLDER_CREATED = "folder.created"
+    FOLDER_DELETED = "folder.deleted"
+
+
+OPT_IN_TYPES: frozenset[str] = frozenset(
+    {
+        EventType.MESSAGE_UPDATED,
+        EventType.MESSAGE_DELETED,
+        EventType.FOLDER_CREATED,
+        EventType.FOLDER_DELETED,
+    }
+)
+"""Changes made on the server: computed only for a tenant with an active webhook endpoint that
+lists one of them, and delivered only to endpoints that list them (``events: null`` means every
+type *but* these), so that an application written before they existed sees nothing new."""
+
+
+def subscribes(events: Iterable[str] | None, event_type: str) -> bool:
+    """Does a consumer listing ``events`` (None: every type but :data:`OPT_IN_TYPES`) take
+    ``event_type``?"""
+    if events is None:
+        return event_type not in OPT_IN_TYPES
+    return event_type in events
 
 
 @dataclass(frozen=True, slots=True)

@@ -64,10 +64,11 @@ def _fanout_seq() -> ColumnElement[int]:
 
 
 def _subscribes() -> ColumnElement[bool]:
-    """``_ep`` subscribes to ``_e``'s type (``events``: space-separated types, NULL = all)."""
+    """``_ep`` subscribes to ``_e``'s type (``events``: space-separated types, NULL = all but
+    the opt-in ones, :data:`mailport.events.OPT_IN_TYPES`)."""
     escaped = func.replace(_e.c.type, "_", "\\_")  # "_" is a LIKE wildcard
     return or_(
-        _ep.c.events.is_(None),
+        and_(_ep.c.events.is_(None), _e.c.type.not_in(sorted(event_log.OPT_IN_TYPES))),
         (literal(" ") + _ep.c.events + literal(" ")).like(
             literal("% ") + escaped + literal(" %"), escape="\\"
         ),

@@ -326,6 +326,29 @@ class ImapClient(ImapSession):
         )
         return [m for m in messages if m.uid is not None and m.uid >= uid]
 
+    async def changed_since(
+        self, uids: UIDs, modseq: int, *, vanished: bool = False, timeout: float | None = None
+    ) -> tuple[list[FetchedMessage], list[int]]:
+        """``UID FETCH uids (UID FLAGS MODSEQ) (CHANGEDSINCE modseq [VANISHED])`` (RFC 7162): the
+        messages whose flags changed after ``modseq``, each with its MODSEQ, and with
+        ``vanished`` (QRESYNC enabled) the UIDs expunged since then."""
+        modifier = b"(CHANGEDSINCE %d%s)" % (modseq, b" VANISHED" if vanished else b"")
+        fetched: list[FetchedMessage] = []
+        result = await self._run(
+            b"UID FETCH",
+            uid_set(uids),
+            b"(UID FLAGS MODSEQ)",
+            modifier,
+            wants=(b"FETCH", b"VANISHED"),
+            timeout=timeout,
+            fetched=fetched,
+        )
+        gone: list[int] = []
+        for _, kind, offset, response in result.untagged:
+            if kind == b"VANISHED":
+                gone.extend(vanished_uids(response, offset))
+        return [m for m in fetched if m.uid is not None], gone
+
     async def store(
         self,
         uids: UIDs,

@@ -383,6 +383,11 @@ class ImapSession:
         return capability.upper() in self.capabilities
 
     @property
+    def enabled(self) -> frozenset[str]:
+        """What ENABLE switched on in this session (RFC 5161), e.g. ``QRESYNC``."""
+        return self._enabled
+
+    @property
     def tls(self) -> TLSInfo | None:
         """Version, cipher and the server certificate's facts (None when not encrypted)."""
         if not self._tls or self._transport is None:

@@ -459,3 +459,20 @@ mailbox_wakeups = Table(
 )
 
 SECRET_COLUMNS["push_channels"] = ("secret_enc",)
+
+# --- changes made on the server -----------------------------------------------------------
+
+# How far a watcher has reported changes made on the server (mailport.sync.changes), per stream:
+# ``scope:<scope>`` for a scope's messages (the connector's opaque token, valid in ``epoch``;
+# IMAP: HIGHESTMODSEQ, or a bounded snapshot of UID -> flags) and ``folders`` for the folder
+# tree. Written in the transaction of the events it produced, so a restart neither loses nor
+# repeats a change.
+change_tokens = Table(
+    "change_tokens",
+    metadata,
+    Column("mailbox_id", String(40), ForeignKey("mailboxes.id", ondelete="CASCADE"), primary_key=True),
+    Column("stream", String(520), primary_key=True),
+    Column("epoch", String(200), nullable=True),
+    Column("token", Text, nullable=False),
+    Column("updated_at", UTCDateTime(), nullable=False),
+)

@@ -48,6 +48,7 @@ from mailport.push.wakeups import WakeupFollower
 from mailport.services import Services
 from mailport.store.tables import mailboxes
 from mailport.sync import repository as repo
+from mailport.sync.interest import ChangeInterest
 from mailport.sync.watcher import Watcher, WatcherOptions
 from mailport.tasks import cancel_and_wait, stop_if_cancelled
 
@@ -120,6 +121,8 @@ class Orchestrator:
         self._started_once = False
         self._last_renew = 0.0
         self.ready = False
+        # which tenants want changes made on the server as events (mailport.sync.interest)
+        self.interest = ChangeInterest(services.database, on_new=self._wake_tenant)
 
     # ------------------------------------------------------------------ connectors
 
@@ -132,6 +135,7 @@ class Orchestrator:
 
     async def start(self) -> None:
         self._unlisten = self.services.mailboxes.on_change(self.poke)
+        await self.interest.start()
         await self.reconcile()
         self.ready = True
         self._task = asyncio.create_task(self._loop(), name="orchestrator")
@@ -147,6 +151,7 @@ class Orchestrator:
             self._unlisten = None
         if self._wakeups is not None:
             await self._wakeups.stop()
+        await self.interest.stop()
         for task in (self._task, self._actions_task, self._trim_task):
             if task is not None:
                 await cancel_and_wait(task, timeout=5)  # bounded: never hang shutdown
@@ -167,6 +172,12 @@ class Orchestrator:
 
     def _watcher(self, mailbox_id: str) -> Watcher | None:
         return self.watchers.get(mailbox_id)
+
+    def _wake_tenant(self, tenant_id: str) -> None:
+        """A tenant newly wants change events: its watchers start their streams now."""
+        for watcher in self.watchers.values():
+            if watcher.mailbox.tenant_id == tenant_id:
+                watcher.wake()
 
     def poke(self) -> None:
         """Reconcile now (a mailbox was created, changed or deleted in this process)."""
@@ -259,6 +270,7 @@ class Orchestrator:
                 options=self.options,
                 clock=self.clock,
                 fence=leases.guard(lease),
+                interest=self.interest,
             )
             self.watchers[mailbox_id] = watcher
             self._fingerprints[mailbox_id] = desired[mailbox_id]

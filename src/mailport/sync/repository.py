@@ -19,6 +19,7 @@ from mailport.connectors.base import Cursor, MessageRef
 from mailport.events import acceptance
 from mailport.store.database import dialect_insert as _insert
 from mailport.store.tables import (
+    change_tokens,
     events,
     mailbox_cursors,
     mailbox_stats,
@@ -403,3 +404,51 @@ async def leases_of(conn: AsyncConnection, mailbox_ids: Sequence[str], *, now: d
     watched = [name.removeprefix(WATCHER_LEASES) for name in live]
     result = await conn.execute(select(watcher_leases).where(watcher_leases.c.mailbox_id.in_(watched)))
     return {row.mailbox_id: row for row in result}
+
+
+# ------------------------------------------------------------------------- change tokens
+# How far changes made on the server were reported, per stream (``scope:<scope>``, ``folders``).
+
+
+@dataclass(frozen=True)
+class ChangeToken:
+    token: str
+    epoch: str | None
+
+
+async def get_change_token(conn: AsyncConnection, mailbox_id: str, stream: str) -> ChangeToken | None:
+    row = (
+        await conn.execute(
+            select(change_tokens.c.token, change_tokens.c.epoch).where(
+                change_tokens.c.mailbox_id == mailbox_id, change_tokens.c.stream == stream
+            )
+        )
+    ).first()
+    return None if row is None else ChangeToken(row.token, row.epoch)
+
+
+async def save_change_token(
+    conn: AsyncConnection, mailbox_id: str, stream: str, token: str, *, epoch: str | None, now: datetime
+) -> None:
+    values = {"token": token, "epoch": epoch, "updated_at": now}
+    statement = _insert(conn, change_tokens).values(mailbox_id=mailbox_id, stream=stream, **values)
+    await conn.execute(statement.on_conflict_do_update(index_elements=["mailbox_id", "stream"], set_=values))
+
+
+async def message_ids(
+    conn: AsyncConnection, mailbox_id: str, scope: str, epoch: str, items: Sequence[str]
+) -> dict[str, str]:
+    """The ``msg_…`` ids of the ingested messages among ``items`` (item -> id)."""
+    found: dict[str, str] = {}
+    wanted = sorted(set(items))
+    for start in range(0, len(wanted), 1000):
+        result = await conn.execute(
+            select(messages.c.item, messages.c.id).where(
+                messages.c.mailbox_id == mailbox_id,
+                messages.c.scope == scope,
+                messages.c.epoch == epoch,
+                messages.c.item.in_(wanted[start : start + 1000]),
+            )
+        )
+        found.update({row.item: row.id for row in result})
+    return found

@@ -32,6 +32,10 @@ and items are the connector's opaque strings (for IMAP: folder, UIDVALIDITY and 
   the mailbox was saved) is never contacted: the mailbox goes to ``error`` with
   ``[host_not_allowed]`` in ``last_error`` and the watcher waits ``host_retry_seconds`` (or a
   change of the mailbox, which restarts it).
+* **Changes made on the server** (opt-in: ``message.updated``, ``message.deleted``,
+  ``folder.created``, ``folder.deleted``) are looked for after connecting, at every change the
+  watch reports (flags and expunges pushed by IDLE included) and, for folders, every
+  ``folder_interval``; only for a tenant that asked (:mod:`mailport.sync.changes`).
 * Each watcher is its own task; connects are bounded by a shared semaphore, and nothing a
   watcher does blocks another (big messages are parsed in a thread).
 """
@@ -72,6 +76,8 @@ from mailport.mailboxes.models import Mailbox, MailboxStatus
 from mailport.mailboxes.service import HealthSink
 from mailport.metrics import CONNECTIONS, INGEST_LATENCY, RECONNECTS
 from mailport.sync import repository as repo
+from mailport.sync.changes import FOLDER_INTERVAL, ChangeTracker
+from mailport.sync.interest import ChangeInterest
 from mailport.sync.pipeline import parse_chunk, store_chunk
 from mailport.tasks import cancel_and_wait, stop_if_cancelled
 
@@ -113,6 +119,7 @@ class WatcherOptions:
     action_max_attempts: int = 5
     jitter: retry.Rand = random.random  # tests pass ``lambda: 1.0`` for exact delays
     host_retry_seconds: float = 1800.0  # a host the SSRF guard refused (a PATCH restarts sooner)
+    folder_interval: float = FOLDER_INTERVAL  # between two folder diffs (opt-in folder events)
 
     def action_retries(self) -> retry.RetryPolicy:
         """The schedule of a refused after-processing action (no jitter: retried per batch)."""
@@ -147,6 +154,7 @@ class Watcher:
         options: WatcherOptions | None = None,
         clock: Clock = utc_now,
         fence: Fence | None = None,
+        interest: ChangeInterest | None = None,
     ) -> None:
         self.mailbox = mailbox
         self.connector = connector
@@ -165,6 +173,17 @@ class Watcher:
         self._task: asyncio.Task[None] | None = None
         self.scope = mailbox.settings.folder or "INBOX"
         self._actions_cancelled = False
+        # changes made on the server (opt-in events): mailport.sync.changes
+        self.changes = ChangeTracker(
+            connector,
+            log_=log_,
+            mailbox=lambda: self.mailbox,
+            interest=interest,
+            clock=clock,
+            fence=fence,
+            folder_interval=self.options.folder_interval,
+        )
+        connector.report_changes(self.changes.reporting)
 
     # ----------------------------------------------------------------- lifecycle
 
@@ -179,6 +198,7 @@ class Watcher:
         goes on up (swallowing it would keep the caller — the orchestrator's loop — running)."""
         self._stopping = True
         self._stop_event.set()
+        self.changes.stop()
         self.connector.wake()
         task = self._task
         if task is None:
@@ -238,15 +258,20 @@ class Watcher:
                 connected_at = loop.time()
                 await self.catch_up(scope)
                 await self.apply_actions(scope)
+                await self.changes.after_connect(scope)
                 async for change in self.connector.watch(
                     interval=float(self.mailbox.settings.check_interval)
                 ):
                     if self._stopping:
                         break
+                    if change.kind in (ChangeKind.FLAGS, ChangeKind.EXPUNGED):
+                        await self.changes.messages(scope)  # nothing new to ingest
+                        continue
                     appended = await self.catch_up(scope)
                     if appended and change.kind is ChangeKind.NEW_MAIL:
                         INGEST_LATENCY.observe(asyncio.get_running_loop().time() - change.at)
                     await self.apply_actions(scope)
+                    await self.changes.step(scope)
             except asyncio.CancelledError:
                 raise
             except LeaseLostError as exc:  # another process watches the mailbox now
