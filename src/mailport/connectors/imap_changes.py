@@ -3,7 +3,7 @@
 Three ways, the best the server offers (the token records which one made it):
 
 * ``q`` — **QRESYNC** (RFC 7162, enabled before SELECT): the token is the folder's
-  HIGHESTMODSEQ. A check costs one ``STATUS (HIGHESTMODSEQ)``; only when it moved, one
+  HIGHESTMODSEQ. A check costs a ``NOOP`` and a ``STATUS (HIGHESTMODSEQ)``; only when it moved, one
   ``UID FETCH 1:<last ingested> (UID FLAGS MODSEQ) (CHANGEDSINCE m VANISHED)`` returns the changed
   flags and the expunged UIDs together. Exact, whatever the folder's size.
 * ``c`` — **CONDSTORE** without QRESYNC (Gmail): flags as above (without VANISHED); expunges by
@@ -137,6 +137,9 @@ class ImapChanges:
         last = int(until.position) if until.epoch == self.state.epoch else 0
         old = Token.decode(token)
         mode = "q" if self.qresync else "c" if self.client.has("CONDSTORE") else "s"
+        # A session sees the selected folder as it last synchronised it (Dovecot answers STATUS
+        # of the selected folder from that view): NOOP brings it up to date first.
+        await self.client.noop()
         highest: int | None = None
         if mode != "s":
             status = await self.client.status(self.state.scope, ["HIGHESTMODSEQ"])
