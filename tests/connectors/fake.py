@@ -5,6 +5,7 @@ by filling the hooks of :mod:`mailport.connectors.base`, without touching the co
 
 from __future__ import annotations
 
+import json
 from collections.abc import AsyncIterator, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -17,9 +18,11 @@ from mailport.connectors.base import (
     Batch,
     Change,
     ChangeKind,
+    ChangeSet,
     ConnectorHealth,
     Cursor,
     Feature,
+    MessageChange,
     MessageRef,
     PollingConnector,
     RemoteMessage,
@@ -163,6 +166,32 @@ class FakeConnector(PollingConnector):
 
     async def health(self) -> ConnectorHealth:
         return ConnectorHealth(connected=self.connected, push=self.supports(Feature.PUSH))
+
+    # ---- changes made on the server (declare Feature.CHANGES in ``remote.features`` to use)
+    # The token is a snapshot (item -> "seen" / "" / "gone") of the items the cursor passed;
+    # ``change_checks`` counts the calls (a tenant without opt-in must cost none).
+
+    change_checks = 0
+
+    async def changes_since(self, state: ScopeState, token: str | None, *, until: Cursor) -> ChangeSet:
+        if not self.supports(Feature.CHANGES):
+            raise self._unsupported(Feature.CHANGES)
+        self.change_checks += 1
+        passed = range(1, min(int(until.position), len(self.remote.mail.get(state.scope, []))) + 1)
+        now = {
+            f"m{n}": "gone" if f"m{n}" in self.remote.gone else "seen" if f"m{n}" in self.remote.read else ""
+            for n in passed
+        }
+        saved = json.loads(token) if token else {"n": 0, "s": {}}
+        before: dict[str, str] = saved["s"]
+        version = f"v{saved['n'] + 1}"
+        changes = [
+            MessageChange(item, None if what == "gone" else (("seen",) if what else ()), version)
+            for item, what in now.items()
+            if token is not None and item in before and before[item] != what
+        ]
+        diffs = saved["n"] + (1 if changes else 0)
+        return ChangeSet(changes, json.dumps({"n": diffs, "s": now}, sort_keys=True))
 
 
 @dataclass
