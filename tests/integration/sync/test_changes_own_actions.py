@@ -1,0 +1,55 @@
+"""A message the mailbox's own after-processing marked read produces ``message.updated`` like
+anyone else's change (the application learns the server's state, whoever changed it), through
+the ``fake`` connector on SQLite and PostgreSQL; the tenant opted in with a webhook listing it."""
+
+from __future__ import annotations
+
+from mailport.bootstrap import Services
+from mailport.connectors.base import Feature
+from mailport.crypto import Secret
+from mailport.delivery.schemas import WebhookCreate
+from mailport.mailboxes.models import AuthMethod, NewMailbox, ProcessingSettings, Security, ServerSettings
+from mailport.sync import Orchestrator, WatcherOptions
+from tests.connectors.fake import ALL, FakeConnector, FakeServer
+from tests.integration.sync.conftest import all_events, make_message, wait_for
+
+
+async def test_the_mailboxs_own_mark_read_produces_message_updated(
+    services: Services, fake_connector: FakeServer
+) -> None:
+    tenant, _key = await services.tenants.create_tenant("own")
+    await services.webhooks.create(
+        tenant.id,
+        WebhookCreate(url="http://127.0.0.1:9/hook", events=["message.updated"]),  # type: ignore[list-item]
+    )
+    remote = fake_connector["own@example.test"]
+    remote.features = ALL | {Feature.CHANGES}
+    mailbox = await services.mailboxes.create(
+        tenant.id,
+        NewMailbox(
+            email="own@example.test",
+            auth_method=AuthMethod.PASSWORD,
+            imap=ServerSettings("127.0.0.1", 993, Security.SSL),
+            password=Secret("pw"),
+            settings=ProcessingSettings(after_processing="mark_read", check_interval=1),
+            connector="fake",
+        ),
+    )
+    options = WatcherOptions(backoff_base=0.05, backoff_cap=0.2, jitter=lambda: 1.0)
+    orchestrator = Orchestrator(services, reconcile_interval=0.05, options=options)
+    await orchestrator.start()
+    try:
+        remote.append(make_message("one"))
+        received = await wait_for(
+            lambda: all_events(services, mailbox_id=mailbox.id, type="message.received")
+        )
+        await services.events.mark_accepted(received[0].id)  # as a consumer would
+        updated = await wait_for(lambda: all_events(services, mailbox_id=mailbox.id, type="message.updated"))
+        assert "m1" in remote.read
+        assert updated[0].payload["flags"] == ["seen"]
+        assert updated[0].payload["ref"] == received[0].payload["ref"]
+        assert updated[0].payload["message_id"] == received[0].payload["id"]
+        connector = orchestrator.watchers[mailbox.id].connector
+        assert isinstance(connector, FakeConnector) and connector.change_checks > 0
+    finally:
+        await orchestrator.stop()
