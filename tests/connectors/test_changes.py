@@ -15,6 +15,7 @@ import pytest
 
 from mailport.bootstrap import Services
 from mailport.connectors.base import ChangeKind, Cursor, MessageChange
+from mailport.connectors.folders import Role
 from mailport.connectors.imap import FolderState, ImapConnector
 from mailport.connectors.imap_changes import Token, neutral_flags
 from mailport.imap import ImapClient
@@ -168,3 +169,19 @@ async def test_idle_reports_flags_and_expunges_only_while_asked(
         await changes.aclose()  # type: ignore[attr-defined]
     finally:
         await connector.disconnect()
+
+
+async def test_the_folder_snapshot_names_paths_and_roles_without_counts(
+    services: Services, server: Dovecot, account: tuple[str, str, Other]
+) -> None:
+    user, password, other = account
+    prefix = "INBOX." if server.separator == "." else ""
+    await other.client.create(prefix + "Größe")
+    connector = await _connector(services, server, user, password, ())
+    try:
+        tree = {f.path: f for f in await connector.folder_snapshot()}
+    finally:
+        await connector.disconnect()
+    made = tree[prefix + "Größe"]
+    assert (made.name, made.role, made.messages) == ("Größe", None, None)
+    assert tree[prefix + "Sent"].role is Role.SENT and tree["INBOX"].role is Role.INBOX

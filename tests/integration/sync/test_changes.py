@@ -130,7 +130,9 @@ def _factory(ignore: tuple[str, ...]) -> Any:
     return lambda mailbox: ImapConnector(mailbox, ignore_capabilities=ignore)
 
 
-@pytest.mark.parametrize("ignore", [(), ("QRESYNC", "CONDSTORE")], ids=["qresync", "snapshot"])
+@pytest.mark.parametrize(
+    "ignore", [(), ("QRESYNC",), ("QRESYNC", "CONDSTORE")], ids=["qresync", "condstore", "snapshot"]
+)
 async def test_a_restart_in_between_neither_loses_nor_repeats(bed: Bed, ignore: tuple[str, ...]) -> None:
     await bed.services.webhooks.create(
         bed.tenant_id,
