@@ -291,3 +291,36 @@ async def test_another_tenants_consumers_change_nothing(
         assert (await stranger.get("/v1/events/consumers")).json()["items"][0]["name"] == "default"
     assert await _accepted(services, mine) == [False]
     assert (await client.get("/v1/events/consumers")).json() == {"items": []}
+
+
+async def test_change_events_are_owed_only_by_endpoints_that_list_them(
+    client: httpx.AsyncClient,
+    delivery_services: Services,
+    make_receiver: MakeReceiver,
+    make_dispatcher: MakeDispatcher,
+) -> None:
+    """``events`` null means every type *but* the opt-in changes made on the server: such an
+    endpoint neither owes nor receives them; one listing them does."""
+    services = delivery_services
+    tenant_id = _tenant(client)
+    everything, changes = make_receiver(), make_receiver(status=500)
+    assert (await client.post("/v1/webhooks", json={"url": everything.url})).status_code == 201
+    created = await client.post(
+        "/v1/webhooks", json={"url": changes.url, "events": ["message.updated", "folder.deleted"]}
+    )
+    assert created.status_code == 201 and created.json()["events"] == ["message.updated", "folder.deleted"]
+    await client.get("/v1/events")  # and a pull reader
+    updated = await _append(services, tenant_id, 1, type="message.updated")
+    deleted = await _append(services, tenant_id, 2, type="message.deleted")  # nobody lists it
+    received = await _append(services, tenant_id, 3)
+    await _ack(client, str(received.seq))
+    # message.deleted is the pull reader's alone; message.updated is owed by `changes`
+    assert await _accepted(services, updated, deleted, received) == [False, True, False]
+    await make_dispatcher()
+    await everything.wait_for(1)
+    await _attempted(changes, 1)
+    assert [r.json()["type"] for r in everything.requests] == ["message.received"]
+    assert {r.json()["type"] for r in changes.requests} == {"message.updated"}
+    assert await _accepted(services, updated) == [False]  # its endpoint has not answered 2xx
+    changes.status = 204
+    await wait_for(lambda: _settled(services, updated), timeout=5)
