@@ -52,9 +52,18 @@ def neutral_flags(flags: Iterable[str]) -> tuple[str, ...]:
     return (*sorted(named), *keywords)
 
 
-def _kept(flags: Iterable[str]) -> tuple[str, ...]:
-    """The flags a snapshot compares (``\\Recent`` belongs to the session, not the message)."""
-    return tuple(sorted(f for f in flags if f.lower() != "\\recent"))
+_KEPT: dict[tuple[str, ...], tuple[str, ...]] = {}
+
+
+def _kept(flags: tuple[str, ...]) -> tuple[str, ...]:
+    """The flags a snapshot compares (``\\Recent`` belongs to the session, not the message);
+    flag combinations repeat, so they are cached."""
+    kept = _KEPT.get(flags)
+    if kept is None:
+        kept = tuple(sorted(f for f in flags if f.lower() != "\\recent"))
+        if len(_KEPT) < 1024:
+            _KEPT[flags] = kept
+    return kept
 
 
 @dataclass
@@ -150,6 +159,8 @@ class ImapChanges:
         found: list[MessageChange] = []
         if mode == "s":
             found += await self._snapshot(old, new, last)
+            if old is not None and not found and new.flags == old.flags and new.lowest == old.lowest:
+                return ChangeSet([], token or "")  # unchanged: not encoded again
         else:
             assert highest is not None
             new.modseq = highest
