@@ -14,7 +14,8 @@ in, :mod:`mailport.sync.interest`), *what* (the connector's :meth:`changes_since
   MODSEQ, or ``s<n>`` for the n-th snapshot diff that found changes),
   ``del:<mailbox>:<scope>:<epoch>:<item>`` (an item is never reused within an epoch), and
   ``folder.created|folder.deleted:<mailbox>:<n>:<path>`` (n counts the folder diffs that found
-  changes: a folder deleted and created again gets new keys).
+  changes: a folder deleted and created again gets new keys); a folder name longer than 300
+  characters appears as ``sha256=<hex>`` (keys hold 600).
 * **Free when nobody wants it.** Nothing here runs, and the connector is not asked, unless the
   tenant has an active webhook endpoint listing the type (:attr:`ChangeTracker.checks` counts
   the connector calls, for tests and the status page).
@@ -28,6 +29,7 @@ in, :mod:`mailport.sync.interest`), *what* (the connector's :meth:`changes_since
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
 from collections.abc import Callable, Iterable
 from typing import Any
@@ -45,6 +47,7 @@ MESSAGE_TYPES = frozenset({EventType.MESSAGE_UPDATED.value, EventType.MESSAGE_DE
 FOLDER_TYPES = frozenset({EventType.FOLDER_CREATED.value, EventType.FOLDER_DELETED.value})
 FOLDERS_STREAM = "folders"
 FOLDER_INTERVAL = 300.0  # seconds between two folder diffs (and at every connection)
+KEY_NAME_LIMIT = 300  # longer folder names are hashed in idempotency keys
 
 
 def scope_stream(scope: str) -> str:
@@ -209,8 +212,16 @@ def _message_events(
     return out
 
 
+def _short(name: str) -> str:
+    """A folder name as it goes into a key: as it is, or hashed when long (keys hold 600
+    characters, folder names up to 500)."""
+    if len(name) <= KEY_NAME_LIMIT:
+        return name
+    return "sha256=" + hashlib.sha256(name.encode()).hexdigest()
+
+
 def _message_key(mailbox_id: str, scope: ScopeState, change: MessageChange) -> str:
-    where = f"{mailbox_id}:{scope.scope}:{scope.epoch}:{change.item}"
+    where = f"{mailbox_id}:{_short(scope.scope)}:{scope.epoch}:{change.item}"
     return f"del:{where}" if change.deleted else f"upd:{where}:{change.version}"
 
 
@@ -243,9 +254,8 @@ def _folder_event(mailbox: Mailbox, kind: EventType, folder: Folder, diffs: int,
         "role": folder.role.value if folder.role is not None else None,
         "at": at,
     }
-    return NewEvent(
-        mailbox.tenant_id, mailbox.id, kind, payload, f"{kind.value}:{mailbox.id}:{diffs}:{folder.path}"
-    )
+    key = f"{kind.value}:{mailbox.id}:{diffs}:{_short(folder.path)}"
+    return NewEvent(mailbox.tenant_id, mailbox.id, kind, payload, key)
 
 
 def _encode_folders(diffs: int, folders: Iterable[Folder]) -> str:
