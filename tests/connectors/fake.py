@@ -169,7 +169,8 @@ class FakeConnector(PollingConnector):
 
     # ---- changes made on the server (declare Feature.CHANGES in ``remote.features`` to use)
     # The token is a snapshot (item -> "seen" / "" / "gone") of the items the cursor passed;
-    # ``change_checks`` counts the calls (a tenant without opt-in must cost none).
+    # ``change_checks`` counts the calls (a tenant without opt-in must cost none); the step
+    # "changes" of ``remote.fail_next`` makes a check fail.
 
     change_checks = 0
 
@@ -177,6 +178,7 @@ class FakeConnector(PollingConnector):
         if not self.supports(Feature.CHANGES):
             raise self._unsupported(Feature.CHANGES)
         self.change_checks += 1
+        self.remote.check("changes")
         passed = range(1, min(int(until.position), len(self.remote.mail.get(state.scope, []))) + 1)
         now = {
             f"m{n}": "gone" if f"m{n}" in self.remote.gone else "seen" if f"m{n}" in self.remote.read else ""

@@ -22,6 +22,9 @@ in, :mod:`mailport.sync.interest`), *what* (the connector's :meth:`changes_since
 * **Own actions included.** A message the mailbox's after-processing marked read, moved or
   deleted produces ``message.updated`` / ``message.deleted`` like anyone else's change: the
   application learns the server's state, whoever changed it.
+* **Optional, so never fatal.** A check the server refuses (a tagged NO/BAD) is logged and
+  that stream waits ``REFUSED_PAUSE`` (10 min); ingestion goes on. A broken connection is the
+  watcher's business as always (reconnect with backoff).
 * **A new stream starts now**: the first check (or the first after an epoch change) reports
   nothing and records where the server is.
 """
@@ -31,22 +34,27 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
+import logging
 from collections.abc import Callable, Iterable
 from typing import Any
 
 from mailport.clock import Clock
 from mailport.connectors.base import ChangeSet, Connector, Feature, MessageChange, MessageRef, ScopeState
 from mailport.connectors.folders import Folder, Role
+from mailport.errors import CommandError, MailportError, UnsupportedFeatureError
 from mailport.events import EventLog, EventType, NewEvent, append_many
 from mailport.leases import Fence
 from mailport.mailboxes.models import Mailbox
 from mailport.sync import repository as repo
 from mailport.sync.interest import NOTHING, ChangeInterest
 
+log = logging.getLogger(__name__)
+
 MESSAGE_TYPES = frozenset({EventType.MESSAGE_UPDATED.value, EventType.MESSAGE_DELETED.value})
 FOLDER_TYPES = frozenset({EventType.FOLDER_CREATED.value, EventType.FOLDER_DELETED.value})
 FOLDERS_STREAM = "folders"
 FOLDER_INTERVAL = 300.0  # seconds between two folder diffs (and at every connection)
+REFUSED_PAUSE = 600.0  # seconds a stream waits after the server refused its check
 KEY_NAME_LIMIT = 300  # longer folder names are hashed in idempotency keys
 
 
@@ -79,6 +87,7 @@ class ChangeTracker:
         self.checks = 0  # connector calls made for change events
         self._folders_at: float | None = None
         self._timer: asyncio.TimerHandle | None = None
+        self._pauses: dict[str, float] = {}  # stream -> loop time until which it is not checked
 
     def wanted(self) -> frozenset[str]:
         if self.interest is None:
@@ -106,8 +115,15 @@ class ChangeTracker:
 
     async def messages(self, scope: ScopeState) -> int:
         wanted = self.wanted() & MESSAGE_TYPES
-        if not wanted or not self.connector.supports(Feature.CHANGES):
+        if not wanted or not self.connector.supports(Feature.CHANGES) or self._paused("messages"):
             return 0
+        try:
+            return await self._messages(scope, wanted)
+        except (CommandError, UnsupportedFeatureError) as exc:
+            self._refused("messages", exc)
+            return 0
+
+    async def _messages(self, scope: ScopeState, wanted: frozenset[str]) -> int:
         mailbox = self._mailbox()
         stream = scope_stream(scope.scope)
         async with self.database.connect() as conn:
@@ -136,8 +152,15 @@ class ChangeTracker:
 
     async def folders(self) -> int:
         wanted = self.wanted() & FOLDER_TYPES
-        if not wanted or not self.connector.supports(Feature.FOLDERS):
+        if not wanted or not self.connector.supports(Feature.FOLDERS) or self._paused("folders"):
             return 0
+        try:
+            return await self._folders(wanted)
+        except (CommandError, UnsupportedFeatureError) as exc:
+            self._refused("folders", exc)
+            return 0
+
+    async def _folders(self, wanted: frozenset[str]) -> int:
         loop = asyncio.get_running_loop()
         if self._folders_at is not None and loop.time() - self._folders_at < self.folder_interval:
             return 0
@@ -176,6 +199,25 @@ class ChangeTracker:
             if self.fence is not None:
                 await self.fence(conn)
         return len(appended)
+
+    # ------------------------------------------------------------------ refusals
+
+    def _paused(self, stream: str) -> bool:
+        until = self._pauses.get(stream)
+        return until is not None and asyncio.get_running_loop().time() < until
+
+    def _refused(self, stream: str, exc: MailportError) -> None:
+        """The server refused a command of the check (a tagged NO/BAD leaves the session in step):
+        change events are optional, so the watcher goes on and the stream waits a while."""
+        log.warning(
+            "mailbox %s: looking for changes (%s) refused: [%s] %s; again in %g s",
+            self._mailbox().id,
+            stream,
+            exc.code,
+            exc.message,
+            REFUSED_PAUSE,
+        )
+        self._pauses[stream] = asyncio.get_running_loop().time() + REFUSED_PAUSE
 
     def _arm(self, loop: asyncio.AbstractEventLoop) -> None:
         """Wake the watch (an IDLE waits up to its renewal otherwise) when the next diff is due."""

@@ -1,6 +1,7 @@
 """A message the mailbox's own after-processing marked read produces ``message.updated`` like
 anyone else's change (the application learns the server's state, whoever changed it), through
-the ``fake`` connector on SQLite and PostgreSQL; the tenant opted in with a webhook listing it."""
+the ``fake`` connector on SQLite and PostgreSQL; the tenant opted in with a webhook listing it.
+A check the server refuses does not break the watcher: ingestion goes on."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ from mailport.bootstrap import Services
 from mailport.connectors.base import Feature
 from mailport.crypto import Secret
 from mailport.delivery.schemas import WebhookCreate
+from mailport.errors import CommandError
 from mailport.mailboxes.models import AuthMethod, NewMailbox, ProcessingSettings, Security, ServerSettings
 from mailport.sync import Orchestrator, WatcherOptions
 from tests.connectors.fake import ALL, FakeConnector, FakeServer
@@ -51,5 +53,40 @@ async def test_the_mailboxs_own_mark_read_produces_message_updated(
         assert updated[0].payload["message_id"] == received[0].payload["id"]
         connector = orchestrator.watchers[mailbox.id].connector
         assert isinstance(connector, FakeConnector) and connector.change_checks > 0
+    finally:
+        await orchestrator.stop()
+
+
+async def test_a_refused_check_leaves_the_watcher_connected_and_ingesting(
+    services: Services, fake_connector: FakeServer
+) -> None:
+    tenant, _key = await services.tenants.create_tenant("refused")
+    await services.webhooks.create(
+        tenant.id,
+        WebhookCreate(url="http://127.0.0.1:9/hook", events=["message.deleted"]),  # type: ignore[list-item]
+    )
+    remote = fake_connector["refused@example.test"]
+    remote.features = ALL | {Feature.CHANGES}
+    remote.fail_next("changes", CommandError("STATUS failed: NO not now", server_said="not now"))
+    mailbox = await services.mailboxes.create(
+        tenant.id,
+        NewMailbox(
+            email="refused@example.test",
+            auth_method=AuthMethod.PASSWORD,
+            imap=ServerSettings("127.0.0.1", 993, Security.SSL),
+            password=Secret("pw"),
+            settings=ProcessingSettings(check_interval=1),
+            connector="fake",
+        ),
+    )
+    orchestrator = Orchestrator(services, reconcile_interval=0.05, options=WatcherOptions(jitter=lambda: 1.0))
+    await orchestrator.start()
+    try:
+        remote.append(make_message("still ingested"))
+        await wait_for(lambda: all_events(services, mailbox_id=mailbox.id, type="message.received"))
+        watcher = orchestrator.watchers[mailbox.id]
+        assert watcher.status.state == "connected" and watcher.status.consecutive_failures == 0
+        assert await all_events(services, mailbox_id=mailbox.id, type="mailbox.error") == []
+        assert watcher.changes.checks == 1  # refused once, then paused
     finally:
         await orchestrator.stop()
