@@ -435,6 +435,8 @@ class ImapConnector(BaseConnector):
 
     async def changes_since(self, state: ScopeState, token: str | None, *, until: Cursor) -> ChangeSet:
         client = self._require()
+        if client.selected != state.scope:  # a watcher of several folders selects each in turn
+            await client.select(state.scope)
         qresync = "QRESYNC" in client.enabled or (
             client.has("QRESYNC") and await imap_changes.enable_qresync(client)
         )
