@@ -85,8 +85,19 @@ async def test_a_refused_check_leaves_the_watcher_connected_and_ingesting(
         remote.append(make_message("still ingested"))
         await wait_for(lambda: all_events(services, mailbox_id=mailbox.id, type="message.received"))
         watcher = orchestrator.watchers[mailbox.id]
+
+        async def refused() -> bool:
+            return watcher.changes.checks >= 1
+
+        await wait_for(refused)
+        remote.append(make_message("after the refusal"))
+        await wait_for(lambda: _count(services, mailbox.id, 2))
         assert watcher.status.state == "connected" and watcher.status.consecutive_failures == 0
         assert await all_events(services, mailbox_id=mailbox.id, type="mailbox.error") == []
         assert watcher.changes.checks == 1  # refused once, then paused
     finally:
         await orchestrator.stop()
+
+
+async def _count(services: Services, mailbox_id: str, n: int) -> bool:
+    return len(await all_events(services, mailbox_id=mailbox_id, type="message.received")) >= n
