@@ -36,10 +36,12 @@ from mailport.mailboxes.models import (
     ProcessingSettings,
     RefreshedTokens,
     ServerSettings,
+    WatchedFolder,
 )
-from mailport.mailboxes.schemas import MailboxCreate, MailboxUpdate
+from mailport.mailboxes.schemas import MailboxCreate, MailboxUpdate, SettingsPatch
+from mailport.mailboxes.validation import check_watched_folders
 from mailport.net.guard import HostGuard
-from mailport.store.mailboxes import UNSET, MailboxRepository, server_columns
+from mailport.store.mailboxes import UNSET, MailboxRepository, folders_column, server_columns
 from mailport.store.pagination import decode_cursor, encode_cursor
 
 HOST_CHECK_TIMEOUT = 5.0  # seconds a save waits for DNS before leaving the host to the watcher
@@ -75,6 +77,29 @@ def check_action(connector: str, after_processing: str) -> None:
             hint=f"Choose an after_processing the {connector} connector supports "
             f"(it declares: {', '.join(sorted(declared)) or 'nothing'}), or none.",
         )
+
+
+def watched_after(
+    current: ProcessingSettings, patch: SettingsPatch, *, now: datetime
+) -> tuple[WatchedFolder, ...] | None:
+    """The watched folders after ``patch``; None when it leaves them alone (``folder`` alone on a
+    mailbox that watches only ``folder`` changes that column, as it always did). A folder that
+    joins the list of an existing mailbox is stamped ``now``: its first sync starts there."""
+    changed = patch.model_fields_set
+    if "folders" in changed:
+        if patch.folders is None:
+            raise InputError("folders cannot be null", field="settings.folders")
+        specs = list(patch.folders)
+    elif "folder" in changed and patch.folder is not None and current.folders:
+        specs = [patch.folder, *(w.spec for w in current.folders[1:])]
+        try:
+            check_watched_folders(specs)
+        except ValueError as exc:
+            raise InputError(str(exc), field="settings.folder") from None
+    else:
+        return None
+    before = {w.spec: w for w in current.watched}
+    return tuple(before.get(spec) or WatchedFolder(spec, now) for spec in specs)
 
 
 async def check_hosts(guard: HostGuard, **servers: ServerSettings | None) -> None:
@@ -185,6 +210,9 @@ class MailboxService:
                     raise InputError(f"{name} cannot be null", field=f"settings.{name}")
                 if name in changed:
                     columns[name] = getattr(patch.settings, name)
+            watched = watched_after(current.settings, patch.settings, now=self._clock())
+            if watched is not None:
+                columns.update(folder=watched[0].spec, folders=folders_column(watched))
             if "after_processing" in changed:
                 check_action(current.connector, columns["after_processing"])
             if "from_name" in changed:
