@@ -346,6 +346,7 @@ class Watcher:
                                 event_type,
                                 {
                                     "mailbox_id": self.mailbox.id,
+                                    "folder": self.scope,  # the watched folder that failed
                                     "error": _code(exc),
                                     "detail": message,
                                     "hint": exc.hint if isinstance(exc, MailportError) else None,

@@ -169,7 +169,7 @@ async def test_a_role_the_server_lacks_is_a_clear_health_error_while_inbox_goes_
         assert stored.health.last_error.startswith("folder role:archive: [folder_not_found] no folder has")
         assert "INBOX" not in stored.health.last_error
         error = [e for e in await _events(layout, mailbox.id) if e.type == "mailbox.error"][0]
-        assert error.payload["error"] == "folder_not_found"
+        assert error.payload["error"] == "folder_not_found" and error.payload["folder"] == "role:archive"
         assert "settings.folders" in error.payload["hint"]
 
         await layout.append("INBOX", "still delivered")
