@@ -231,6 +231,31 @@ async def test_a_folder_added_later_starts_where_it_was_added_and_one_removed_st
     }
 
 
+async def test_one_server_folder_named_twice_is_watched_once(layout: Layout) -> None:
+    mailbox = await layout.watching("INBOX", layout.sent, "role:sent")
+    orchestrator = layout.orchestrator()
+    await orchestrator.start()
+    try:
+
+        async def flagged() -> Mailbox | None:
+            got = await layout.services.mailboxes.get(layout.tenant_id, mailbox.id)
+            return got if got.health.status is MailboxStatus.ERROR else None
+
+        stored = await wait_for(flagged, timeout=10)
+        assert stored.health.last_error is not None
+        assert f"is the folder {layout.sent}, which" in stored.health.last_error
+        assert "watches already" in stored.health.last_error
+        await layout.append(layout.sent, "sent once")
+        await layout.append("INBOX", "inbox after")
+        await wait_for(lambda: _count(layout, mailbox.id, 2), timeout=5)
+    finally:
+        await orchestrator.stop()
+    assert _by_subject(await layout.received(mailbox.id)) == {
+        "sent once": [layout.sent],
+        "inbox after": ["INBOX"],
+    }
+
+
 async def test_after_processing_acts_on_the_first_folder_only(layout: Layout) -> None:
     mailbox = await layout.watching("INBOX", "role:sent", after_processing="mark_read")
     orchestrator = layout.orchestrator()
