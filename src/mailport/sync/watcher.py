@@ -176,6 +176,7 @@ class Watcher:
         self.scope = folder or mailbox.settings.folder or "INBOX"
         self.primary = primary
         self.since = since
+        self._since_checked = False
         self._resolve = resolve
         self._actions_cancelled = False
 
@@ -388,8 +389,9 @@ class Watcher:
         """Ingest everything after the cursor; returns how many events were appended."""
         async with self.database.connect() as conn:
             cursor = await repo.get_cursor(conn, self.mailbox.id, scope.scope)
-        if cursor is not None and self.since is not None:
-            async with self.database.connect() as conn:  # a folder watched again: a new start
+        if cursor is not None and self.since is not None and not self._since_checked:
+            self._since_checked = True  # once per start: a folder watched again starts anew
+            async with self.database.connect() as conn:
                 if await repo.cursor_saved_before(conn, self.mailbox.id, scope.scope, self.since):
                     cursor = None
         if cursor is None:
