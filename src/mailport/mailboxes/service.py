@@ -23,7 +23,7 @@ from typing import Any, Protocol
 
 from mailport.clock import Clock, utc_now
 from mailport.connectors import registry
-from mailport.connectors.base import action_feature
+from mailport.connectors.base import Feature, action_feature
 from mailport.crypto import Secret
 from mailport.errors import ConnectError, HostNotAllowedError, InputError, UnsupportedFeatureError
 from mailport.mailboxes.models import (
@@ -76,6 +76,20 @@ def check_action(connector: str, after_processing: str) -> None:
             field="settings.after_processing",
             hint=f"Choose an after_processing the {connector} connector supports "
             f"(it declares: {', '.join(sorted(declared)) or 'nothing'}), or none.",
+        )
+
+
+def check_folders(connector: str, folders: tuple[WatchedFolder, ...]) -> None:
+    """Refuse watching anything but INBOX through a connector without folders: its watchers
+    could only fail."""
+    if Feature.FOLDERS in registry.capabilities(connector):
+        return
+    other = [f.spec for f in folders if f.spec not in ("INBOX", "role:inbox")]
+    if other:
+        raise UnsupportedFeatureError(
+            f"the {connector} connector has no folders, so it cannot watch {', '.join(other)}",
+            field="settings.folders",
+            hint=f"A {connector} mailbox watches its INBOX only; leave settings.folders out.",
         )
 
 
@@ -149,6 +163,7 @@ class MailboxService:
     async def create(self, tenant_id: str, new: NewMailbox) -> Mailbox:
         check_credentials(new.auth_method, new.password)
         check_action(new.connector, new.settings.after_processing)
+        check_folders(new.connector, new.settings.folders)  # `folder` alone: as it always was
         await check_hosts(self.guard, imap=new.imap, smtp=new.smtp)
         mailbox = await self.repository.create(tenant_id, new, now=self._clock())
         self._changed()
@@ -212,6 +227,7 @@ class MailboxService:
                     columns[name] = getattr(patch.settings, name)
             watched = watched_after(current.settings, patch.settings, now=self._clock())
             if watched is not None:
+                check_folders(current.connector, watched)
                 columns.update(folder=watched[0].spec, folders=folders_column(watched))
             if "after_processing" in changed:
                 check_action(current.connector, columns["after_processing"])
