@@ -63,9 +63,10 @@ WatchFolder = Annotated[
 ]
 WatchFolders = Annotated[
     list[WatchFolder],
-    Field(max_length=100),  # refused before each item is checked; the real limit is below
-    AfterValidator(check_watched_folders),
+    Field(max_length=100),  # a guard before each item is checked; the real limit is the next
+    AfterValidator(check_watched_folders),  # its messages say why (a connection per folder)
     Field(
+        json_schema_extra={"minItems": 1, "maxItems": MAX_WATCHED_FOLDERS},
         description=f"The folders whose new mail is delivered (message.received, with `folder`): "
         f"each {WATCHED_FOLDER_HELP}; 1 to {MAX_WATCHED_FOLDERS}, none twice. The first one is "
         "`folder`, the only one after-processing acts on. Default: [`folder`]",
