@@ -135,7 +135,12 @@ def add(
     ),
     from_name: str | None = typer.Option(None),
     check_interval: int = typer.Option(60, help="Seconds between checks without IDLE."),
-    folder: str = typer.Option("INBOX"),
+    folder: str = typer.Option("INBOX", help="The folder to watch (after-processing acts on it)."),
+    watch: list[str] | None = typer.Option(
+        None,
+        "--watch",
+        help="Another folder to watch besides --folder, repeatable: a path or a role (role:sent).",
+    ),
     after_processing: str = typer.Option("none", help="none | mark_read | move:<folder> | delete"),
     as_json: bool = typer.Option(False, "--json", help="Print the mailbox as JSON."),
 ) -> None:
@@ -167,6 +172,7 @@ def add(
             "check_interval": check_interval,
             "folder": folder,
             "after_processing": after_processing,
+            **({"folders": [folder, *watch]} if watch else {}),
         },
     }
     try:

@@ -55,12 +55,39 @@ class RefreshedTokens:
     issued_at: datetime | None = None
 
 
+ROLE_PREFIX = "role:"
+"""A watched folder named by what it is for (``role:sent``) rather than by its path: the path is
+looked up on the server at every connect (IMAP: SPECIAL-USE, else the well-known names)."""
+
+
+@dataclass(frozen=True)
+class WatchedFolder:
+    """One folder a mailbox's watchers ingest: ``spec`` is a path (``INBOX``, ``Sent``,
+    ``INBOX.Sent``) or a role (``role:sent``). ``added_at``: when it joined the list of a mailbox
+    that existed before (its first sync starts there, not at the mailbox's creation, so adding
+    Sent to an old mailbox does not deliver years of sent mail); None: since the mailbox exists."""
+
+    spec: str
+    added_at: datetime | None = None
+
+    @property
+    def role(self) -> str | None:
+        """The role a ``role:<name>`` spec asks for; None for a path."""
+        return self.spec.removeprefix(ROLE_PREFIX) if self.spec.startswith(ROLE_PREFIX) else None
+
+
 @dataclass(frozen=True)
 class ProcessingSettings:
     from_name: str | None = None
     check_interval: int = 60
-    folder: str = "INBOX"
+    folder: str = "INBOX"  # the first watched folder (the only one when ``folders`` is empty)
     after_processing: str = "none"  # none | mark_read | move:<folder> | delete
+    folders: tuple[WatchedFolder, ...] = ()  # empty: only ``folder`` (every mailbox made before)
+
+    @property
+    def watched(self) -> tuple[WatchedFolder, ...]:
+        """The folders watched, the first one (which after-processing acts on) first."""
+        return self.folders or (WatchedFolder(self.folder),)
 
 
 @dataclass(frozen=True)

@@ -11,7 +11,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated
 
-from pydantic import AfterValidator, BaseModel, Field, SecretStr, StringConstraints
+from pydantic import AfterValidator, BaseModel, Field, SecretStr, StringConstraints, model_validator
 
 from mailport.crypto.secret_input import SecretText
 from mailport.errors import InputError
@@ -22,11 +22,16 @@ from mailport.mailboxes.models import (
     ProcessingSettings,
     Security,
     ServerSettings,
+    WatchedFolder,
 )
 from mailport.mailboxes.validation import (
     AFTER_PROCESSING_HELP,
+    MAX_WATCHED_FOLDERS,
+    WATCHED_FOLDER_HELP,
     check_password,
+    check_watched_folders,
     clean_folder,
+    clean_watched_folder,
     normalize_host,
     validate_after_processing,
 )
@@ -53,6 +58,20 @@ Password = Annotated[
 ]
 FromName = Annotated[str, StringConstraints(max_length=200), AfterValidator(clean_line)]
 Folder = Annotated[str, StringConstraints(min_length=1, max_length=500), AfterValidator(clean_folder)]
+WatchFolder = Annotated[
+    str, StringConstraints(min_length=1, max_length=500), AfterValidator(clean_watched_folder)
+]
+WatchFolders = Annotated[
+    list[WatchFolder],
+    Field(max_length=100),  # a guard before each item is checked; the real limit is the next
+    AfterValidator(check_watched_folders),  # its messages say why (a connection per folder)
+    Field(
+        json_schema_extra={"minItems": 1, "maxItems": MAX_WATCHED_FOLDERS},
+        description=f"The folders whose new mail is delivered (message.received, with `folder`): "
+        f"each {WATCHED_FOLDER_HELP}; 1 to {MAX_WATCHED_FOLDERS}, none twice. The first one is "
+        "`folder`, the only one after-processing acts on. Default: [`folder`]",
+    ),
+]
 CheckInterval = Annotated[
     int,
     Field(
@@ -117,28 +136,51 @@ class ServerIn(RequestModel):
         )
 
 
+def _first_is_folder(folder: str | None, folders: list[str] | None) -> None:
+    if folder is not None and folders and folders[0] != clean_watched_folder(folder):
+        raise ValueError(
+            f"folder is the first watched folder: send folder {folders[0]!r} with these folders, "
+            "or leave folder out"
+        )
+
+
 class SettingsIn(RequestModel):
     from_name: FromName | None = None
     check_interval: CheckInterval = 60
-    folder: Folder = "INBOX"
+    folder: WatchFolder = Field("INBOX", description="The first watched folder (see `folders`)")
     after_processing: AfterProcessing = "none"
+    folders: WatchFolders | None = None
+
+    @model_validator(mode="after")
+    def _folder_leads(self) -> SettingsIn:
+        _first_is_folder(self.folder if "folder" in self.model_fields_set else None, self.folders)
+        return self
 
     def to_model(self) -> ProcessingSettings:
+        first = self.folders[0] if self.folders else self.folder
         return ProcessingSettings(
             from_name=self.from_name or None,
             check_interval=self.check_interval,
-            folder=self.folder,
+            folder=first,
             after_processing=self.after_processing,
+            folders=tuple(WatchedFolder(spec) for spec in self.folders) if self.folders else (),
         )
 
 
 class SettingsPatch(RequestModel):
-    """Only the fields sent are changed; ``from_name: null`` clears the from-name."""
+    """Only the fields sent are changed; ``from_name: null`` clears the from-name. ``folder``
+    alone replaces the first watched folder and keeps the others."""
 
     from_name: FromName | None = None
     check_interval: CheckInterval | None = None
-    folder: Folder | None = None
+    folder: WatchFolder | None = Field(None, description="The first watched folder (see `folders`)")
     after_processing: AfterProcessing | None = None
+    folders: WatchFolders | None = None
+
+    @model_validator(mode="after")
+    def _folder_leads(self) -> SettingsPatch:
+        _first_is_folder(self.folder, self.folders)
+        return self
 
 
 class MailboxCreate(RequestModel):
@@ -194,8 +236,9 @@ class ServerOut(BaseModel):
 class SettingsOut(BaseModel):
     from_name: str | None
     check_interval: int
-    folder: str
+    folder: str = Field(description="The first watched folder")
     after_processing: str
+    folders: list[str] = Field(description="Every watched folder (paths, or roles as `role:sent`)")
 
 
 class OAuthOut(BaseModel):
@@ -272,6 +315,7 @@ class MailboxRead(BaseModel):
                 check_interval=mailbox.settings.check_interval,
                 folder=mailbox.settings.folder,
                 after_processing=mailbox.settings.after_processing,
+                folders=[w.spec for w in mailbox.settings.watched],
             ),
             status=mailbox.health.status,
             last_tested_at=mailbox.health.last_tested_at,

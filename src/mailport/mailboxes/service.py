@@ -23,7 +23,7 @@ from typing import Any, Protocol
 
 from mailport.clock import Clock, utc_now
 from mailport.connectors import registry
-from mailport.connectors.base import action_feature
+from mailport.connectors.base import Feature, action_feature
 from mailport.crypto import Secret
 from mailport.errors import ConnectError, HostNotAllowedError, InputError, UnsupportedFeatureError
 from mailport.mailboxes.models import (
@@ -36,10 +36,12 @@ from mailport.mailboxes.models import (
     ProcessingSettings,
     RefreshedTokens,
     ServerSettings,
+    WatchedFolder,
 )
-from mailport.mailboxes.schemas import MailboxCreate, MailboxUpdate
+from mailport.mailboxes.schemas import MailboxCreate, MailboxUpdate, SettingsPatch
+from mailport.mailboxes.validation import check_watched_folders
 from mailport.net.guard import HostGuard
-from mailport.store.mailboxes import UNSET, MailboxRepository, server_columns
+from mailport.store.mailboxes import UNSET, MailboxRepository, folders_column, server_columns
 from mailport.store.pagination import decode_cursor, encode_cursor
 
 HOST_CHECK_TIMEOUT = 5.0  # seconds a save waits for DNS before leaving the host to the watcher
@@ -75,6 +77,43 @@ def check_action(connector: str, after_processing: str) -> None:
             hint=f"Choose an after_processing the {connector} connector supports "
             f"(it declares: {', '.join(sorted(declared)) or 'nothing'}), or none.",
         )
+
+
+def check_folders(connector: str, folders: tuple[WatchedFolder, ...]) -> None:
+    """Refuse watching anything but INBOX through a connector without folders: its watchers
+    could only fail."""
+    if Feature.FOLDERS in registry.capabilities(connector):
+        return
+    other = [f.spec for f in folders if f.spec not in ("INBOX", "role:inbox")]
+    if other:
+        raise UnsupportedFeatureError(
+            f"the {connector} connector has no folders, so it cannot watch {', '.join(other)}",
+            field="settings.folders",
+            hint=f"A {connector} mailbox watches its INBOX only; leave settings.folders out.",
+        )
+
+
+def watched_after(
+    current: ProcessingSettings, patch: SettingsPatch, *, now: datetime
+) -> tuple[WatchedFolder, ...] | None:
+    """The watched folders after ``patch``; None when it leaves them alone (``folder`` alone on a
+    mailbox that watches only ``folder`` changes that column, as it always did). A folder that
+    joins the list of an existing mailbox is stamped ``now``: its first sync starts there."""
+    changed = patch.model_fields_set
+    if "folders" in changed:
+        if patch.folders is None:
+            raise InputError("folders cannot be null", field="settings.folders")
+        specs = list(patch.folders)
+    elif "folder" in changed and patch.folder is not None and current.folders:
+        specs = [patch.folder, *(w.spec for w in current.folders[1:])]
+        try:
+            check_watched_folders(specs)
+        except ValueError as exc:
+            raise InputError(str(exc), field="settings.folder") from None
+    else:
+        return None
+    before = {w.spec: w for w in current.watched}
+    return tuple(before.get(spec) or WatchedFolder(spec, now) for spec in specs)
 
 
 async def check_hosts(guard: HostGuard, **servers: ServerSettings | None) -> None:
@@ -124,6 +163,7 @@ class MailboxService:
     async def create(self, tenant_id: str, new: NewMailbox) -> Mailbox:
         check_credentials(new.auth_method, new.password)
         check_action(new.connector, new.settings.after_processing)
+        check_folders(new.connector, new.settings.folders)  # `folder` alone: as it always was
         await check_hosts(self.guard, imap=new.imap, smtp=new.smtp)
         mailbox = await self.repository.create(tenant_id, new, now=self._clock())
         self._changed()
@@ -185,6 +225,10 @@ class MailboxService:
                     raise InputError(f"{name} cannot be null", field=f"settings.{name}")
                 if name in changed:
                     columns[name] = getattr(patch.settings, name)
+            watched = watched_after(current.settings, patch.settings, now=self._clock())
+            if watched is not None:
+                check_folders(current.connector, watched)
+                columns.update(folder=watched[0].spec, folders=folders_column(watched))
             if "after_processing" in changed:
                 check_action(current.connector, columns["after_processing"])
             if "from_name" in changed:

@@ -13,10 +13,19 @@ import re
 
 import idna
 
+from mailport.connectors.folders import Role
+from mailport.mailboxes.models import ROLE_PREFIX
 from mailport.validation import check_text, clean_line
 
 _LABEL = re.compile(r"^(?!-)[a-z0-9-]{1,63}(?<!-)$")
 AFTER_PROCESSING_HELP = "one of none, mark_read, delete, move:<folder>"
+# Each watched folder is one more connection (an IDLE each): Gmail allows 15 per account, and
+# the command pool needs its own beside them.
+MAX_WATCHED_FOLDERS = 10
+ROLES = tuple(role.value for role in Role)
+WATCHED_FOLDER_HELP = (
+    f"a folder path (INBOX, Sent, INBOX.Sent) or a role ({', '.join(ROLE_PREFIX + r for r in ROLES)})"
+)
 
 
 def normalize_host(value: str) -> str:
@@ -54,6 +63,43 @@ def clean_folder(value: str) -> str:
     if len(value) > 500:
         raise ValueError("a folder name has at most 500 characters")
     return value
+
+
+def clean_watched_folder(value: str) -> str:
+    """A watched folder: a path (``INBOX`` in any case is ``INBOX``) or ``role:<role>`` (lower
+    case; the role must be one :class:`~mailport.connectors.folders.Role` names)."""
+    value = clean_line(value)
+    if value.lower().startswith(ROLE_PREFIX):
+        role = value[len(ROLE_PREFIX) :].strip().lower()
+        if role not in ROLES:
+            raise ValueError(f"unknown folder role {role!r}: the roles are {', '.join(ROLES)}")
+        return ROLE_PREFIX + role
+    value = clean_folder(value)
+    return "INBOX" if value.upper() == "INBOX" else value
+
+
+def same_folder(spec: str) -> str:
+    """What two specs that name one folder whatever the server share (``INBOX``, ``role:inbox``)."""
+    return "INBOX" if spec == ROLE_PREFIX + Role.INBOX.value else spec
+
+
+def check_watched_folders(values: list[str]) -> list[str]:
+    """The list of watched folders: 1 to :data:`MAX_WATCHED_FOLDERS`, none twice."""
+    if not values:
+        raise ValueError("at least one folder must be watched (the first one is `folder`)")
+    if len(values) > MAX_WATCHED_FOLDERS:
+        raise ValueError(
+            f"at most {MAX_WATCHED_FOLDERS} folders can be watched ({len(values)} given): "
+            "each one keeps a connection of its own open"
+        )
+    seen: dict[str, str] = {}
+    for spec in values:
+        key = same_folder(spec)
+        if key in seen:
+            twice = spec if seen[key] == spec else f"{seen[key]} and {spec}"
+            raise ValueError(f"a folder is listed twice: {twice}")
+        seen[key] = spec
+    return values
 
 
 def validate_after_processing(value: str) -> str:

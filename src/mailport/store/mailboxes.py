@@ -15,7 +15,8 @@ concurrent creates cannot both win; a second one is 409 ``conflict`` naming the 
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import json
+from collections.abc import Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import Any, Final
 
@@ -36,6 +37,7 @@ from mailport.mailboxes.models import (
     RefreshedTokens,
     Security,
     ServerSettings,
+    WatchedFolder,
 )
 from mailport.net.trust import Certificate
 from mailport.store.database import Database
@@ -74,6 +76,7 @@ UPDATABLE = frozenset(
         "from_name",
         "check_interval",
         "folder",
+        "folders",
         "after_processing",
         "status",
         "last_error",
@@ -114,7 +117,29 @@ def settings_columns(settings: ProcessingSettings) -> dict[str, Any]:
         "check_interval": settings.check_interval,
         "folder": settings.folder,
         "after_processing": settings.after_processing,
+        "folders": folders_column(settings.folders),
     }
+
+
+def folders_column(folders: Sequence[WatchedFolder]) -> str | None:
+    """The ``folders`` column: JSON, or NULL for a mailbox that watches ``folder`` alone."""
+    if not folders:
+        return None
+    return json.dumps(
+        [{"folder": f.spec, "added_at": f.added_at.isoformat() if f.added_at else None} for f in folders],
+        ensure_ascii=False,
+    )
+
+
+def folders_from_column(text: str | None) -> tuple[WatchedFolder, ...]:
+    if not text:
+        return ()
+    return tuple(
+        WatchedFolder(
+            item["folder"], datetime.fromisoformat(item["added_at"]) if item.get("added_at") else None
+        )
+        for item in json.loads(text)
+    )
 
 
 def _refresh_lease(mailbox_id: str) -> str:
@@ -169,7 +194,7 @@ class MailboxRepository:
             smtp=server_from_row(row, "smtp"),
             password=self._sealed(row.password_enc),
             oauth=oauth,
-            settings=from_row(ProcessingSettings, row),
+            settings=from_row(ProcessingSettings, row, folders=folders_from_column(row.folders)),
             health=from_row(Health, row, status=MailboxStatus(row.status)),
         )
 

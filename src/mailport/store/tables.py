@@ -135,6 +135,9 @@ mailboxes = Table(
     Column("check_interval", Integer, nullable=False),
     Column("folder", String(500), nullable=False),
     Column("after_processing", String(520), nullable=False),
+    # every watched folder, JSON [{"folder": spec, "added_at": iso|null}]; NULL: only `folder`
+    # (migration 0018)
+    Column("folders", Text, nullable=True),
     # health
     Column("status", String(20), nullable=False),
     Column("last_tested_at", UTCDateTime(), nullable=True),

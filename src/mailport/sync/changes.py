@@ -75,8 +75,12 @@ class ChangeTracker:
         clock: Clock,
         fence: Fence | None = None,
         folder_interval: float = FOLDER_INTERVAL,
+        folders: bool = True,
     ) -> None:
+        """``folders``: this watcher also diffs the folder list (a mailbox watching several
+        folders has it done by its first folder's watcher only, so each change is told once)."""
         self.connector = connector
+        self.track_folders = folders
         self.events = log_
         self.database = log_.database
         self._mailbox = mailbox
@@ -151,7 +155,7 @@ class ChangeTracker:
     # ------------------------------------------------------------------ folders
 
     async def folders(self) -> int:
-        wanted = self.wanted() & FOLDER_TYPES
+        wanted = self.wanted() & FOLDER_TYPES if self.track_folders else frozenset()
         if not wanted or not self.connector.supports(Feature.FOLDERS) or self._paused("folders"):
             return 0
         try:

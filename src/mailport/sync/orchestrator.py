@@ -1,13 +1,18 @@
 """The orchestrator: a watcher for every active mailbox of every tenant, following changes.
 
 * **Following changes**: every ``reconcile_interval`` (default 0.5 s) one query reads each
-  mailbox's *watch fingerprint* (connector, server, credentials, folder, interval, action,
+  mailbox's *watch fingerprint* (connector, server, credentials, folders, interval, action,
   disabled);
   a new mailbox starts a watcher, a changed one restarts it, a deleted or disabled one stops
   it — within 2 s whichever process changed it. A change made through this process's
   :class:`~mailport.mailboxes.service.MailboxService` (the API, the web UI) calls
   :meth:`Orchestrator.poke`, which skips the wait. Health columns are not in the
   fingerprint, so a watcher recording its own status never restarts itself.
+* **A watcher per watched folder** (``settings.folders``; :mod:`mailport.sync.folders` says
+  why): each has its own connector and connection; the first folder's is the mailbox's
+  watcher (``watchers``, after-processing), the others' are in ``folder_watchers``. They share
+  the mailbox's lease and fence, and one health row. A changed list restarts them all: a folder
+  removed is no longer watched, one added starts where it was added.
 * **One process per mailbox**: the lease ``watcher:<mailbox id>`` (:mod:`mailport.leases`,
   renewed every ``lease_ttl / 3``) is taken before a watcher starts; another process sees it
   and leaves the mailbox alone, and takes it over when the owner dies and the lease expires.
@@ -48,6 +53,7 @@ from mailport.push.wakeups import WakeupFollower
 from mailport.services import Services
 from mailport.store.tables import mailboxes
 from mailport.sync import repository as repo
+from mailport.sync.folders import MailboxFolders, resolve_watched
 from mailport.sync.interest import ChangeInterest
 from mailport.sync.watcher import Watcher, WatcherOptions
 from mailport.tasks import cancel_and_wait, stop_if_cancelled
@@ -66,6 +72,7 @@ _FINGERPRINT = (
     mailboxes.c.oauth_provider,
     mailboxes.c.oauth_connected_email,
     mailboxes.c.folder,
+    mailboxes.c.folders,
     mailboxes.c.check_interval,
     mailboxes.c.after_processing,
 )
@@ -109,7 +116,8 @@ class Orchestrator:
         self.connector_factory = connector_factory or self._default_connector
         self.options = options or WatcherOptions()
         self.clock = clock
-        self.watchers: dict[str, Watcher] = {}
+        self.watchers: dict[str, Watcher] = {}  # mailbox -> its first folder's watcher
+        self.folder_watchers: dict[str, list[Watcher]] = {}  # mailbox -> its other folders'
         self._fingerprints: dict[str, str] = {}
         self._refused: dict[str, str] = {}  # mailbox -> fingerprint whose connector is unknown
         self._task: asyncio.Task[None] | None = None
@@ -140,9 +148,7 @@ class Orchestrator:
         self.ready = True
         self._task = asyncio.create_task(self._loop(), name="orchestrator")
         self._actions_task = asyncio.create_task(self._actions_loop(), name="orchestrator-actions")
-        self._wakeups = WakeupFollower(
-            self.services.database, lambda m: self.watchers.get(m), clock=self.clock
-        )
+        self._wakeups = WakeupFollower(self.services.database, self._wakeable, clock=self.clock)
         self._wakeups.start()  # push notifications received by any process
 
     async def stop(self) -> None:
@@ -156,7 +162,8 @@ class Orchestrator:
             if task is not None:
                 await cancel_and_wait(task, timeout=5)  # bounded: never hang shutdown
         self._task = self._actions_task = self._trim_task = None
-        watchers, self.watchers = list(self.watchers.values()), {}
+        watchers = [*self.watchers.values(), *(w for ws in self.folder_watchers.values() for w in ws)]
+        self.watchers, self.folder_watchers = {}, {}
         stopping = [asyncio.ensure_future(w.stop()) for w in watchers]
         if stopping:
             _, pending = await asyncio.wait(stopping, timeout=20)
@@ -175,9 +182,15 @@ class Orchestrator:
 
     def _wake_tenant(self, tenant_id: str) -> None:
         """A tenant newly wants change events: its watchers start their streams now."""
-        for watcher in self.watchers.values():
+        others = (w for ws in self.folder_watchers.values() for w in ws)
+        for watcher in [*self.watchers.values(), *others]:
             if watcher.mailbox.tenant_id == tenant_id:
                 watcher.wake()
+    def _wakeable(self, mailbox_id: str) -> _AllFolders | None:
+        """What a push wake-up wakes: every folder watcher of the mailbox."""
+        if mailbox_id not in self.watchers:
+            return None
+        return _AllFolders([self.watchers[mailbox_id], *self.folder_watchers.get(mailbox_id, [])])
 
     def poke(self) -> None:
         """Reconcile now (a mailbox was created, changed or deleted in this process)."""
@@ -256,29 +269,50 @@ class Orchestrator:
                 log.info("mailbox %s vanished before its watcher started", mailbox_id)
                 continue
             try:
-                connector = self.connector_factory(mailbox)
+                watchers = self._folder_watchers(mailbox, leases.guard(lease))
             except UnsupportedFeatureError as exc:  # a connector key this build does not know
                 await self._refuse(mailbox, desired[mailbox_id], exc)
                 continue
-            watcher = Watcher(
-                mailbox,
-                connector,
-                log_=self.services.events,
-                mailboxes=self.services.mailboxes,
-                owner=self.owner,
-                connect_slots=self.connect_slots,
-                options=self.options,
-                clock=self.clock,
-                fence=leases.guard(lease),
-                interest=self.interest,
-            )
-            self.watchers[mailbox_id] = watcher
+            primary, *others = watchers
+            self.watchers[mailbox_id] = primary
+            if others:
+                self.folder_watchers[mailbox_id] = others
             self._fingerprints[mailbox_id] = desired[mailbox_id]
-            watcher.start(delay=random.uniform(0, spread) if spread else 0.0)
+            delay = random.uniform(0, spread) if spread else 0.0
+            for watcher in watchers:
+                watcher.start(delay=delay)
         if first and len(missing) >= 100:
             self._trim_task = asyncio.create_task(self._trim_after_startup(), name="orchestrator-trim")
         self._started_once = True
         WATCHERS.set(len(self.watchers))
+
+    def _folder_watchers(self, mailbox: Mailbox, fence: leases.Fence) -> list[Watcher]:
+        """A watcher per watched folder, the first folder's first, each with a connector (and so
+        a connection) of its own. One folder: the mailbox's health is recorded as it always was;
+        several: through their :class:`MailboxFolders`."""
+        watched = mailbox.settings.watched
+        shared = MailboxFolders(self.services.mailboxes, watched) if len(watched) > 1 else None
+        watchers = []
+        for index, folder in enumerate(watched):
+            watchers.append(
+                Watcher(
+                    mailbox,
+                    self.connector_factory(mailbox),
+                    log_=self.services.events,
+                    mailboxes=shared.sink(folder.spec) if shared else self.services.mailboxes,
+                    owner=self.owner,
+                    connect_slots=self.connect_slots,
+                    options=self.options,
+                    clock=self.clock,
+                    fence=fence,
+                    folder=folder.spec,
+                    primary=index == 0,
+                    since=folder.added_at,
+                    resolve=shared.resolve if shared else resolve_watched,
+                    interest=self.interest,
+                )
+            )
+        return watchers
 
     async def _refuse(self, mailbox: Mailbox, fingerprint: str, exc: UnsupportedFeatureError) -> None:
         """A mailbox whose connector cannot be built is not watched: it shows the error once and
@@ -307,9 +341,10 @@ class Orchestrator:
 
     async def _stop_watcher(self, mailbox_id: str) -> None:
         watcher = self.watchers.pop(mailbox_id, None)
+        others = self.folder_watchers.pop(mailbox_id, [])
         self._fingerprints.pop(mailbox_id, None)
         if watcher is not None:
-            await watcher.stop()
+            await asyncio.gather(*(w.stop() for w in [watcher, *others]))
             try:
                 async with self.services.database.transaction() as conn:
                     await repo.release_leases(conn, self.owner, [mailbox_id])
@@ -356,3 +391,14 @@ class Orchestrator:
 
     def running(self) -> int:
         return len(self.watchers)
+
+
+class _AllFolders:
+    """The folder watchers of one mailbox, woken together."""
+
+    def __init__(self, watchers: list[Watcher]) -> None:
+        self._watchers = watchers
+
+    def wake(self) -> None:
+        for watcher in self._watchers:
+            watcher.wake()

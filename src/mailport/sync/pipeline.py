@@ -98,8 +98,11 @@ async def store_chunk(
     now: datetime,
     check_known: bool,
     started: float,
+    actions: bool = True,
 ) -> ChunkResult:
-    """Everything of one batch in the caller's transaction; the cursor becomes ``batch.cursor``."""
+    """Everything of one batch in the caller's transaction; the cursor becomes ``batch.cursor``.
+    ``actions``: whether the mailbox's after-processing applies to this scope (only to its first
+    watched folder: mail in Sent is never marked, moved or deleted because INBOX's is)."""
     scope, epoch = batch.cursor.scope, batch.cursor.epoch
     known = repo.Known(frozenset(), frozenset())
     if check_known and parsed:
@@ -171,7 +174,7 @@ async def store_chunk(
         row["event_id"] = event_of.get(row["id"])
     await repo.insert_messages(conn, rows)
     action = mailbox.settings.after_processing
-    if action and action != "none" and appended:
+    if actions and action and action != "none" and appended:
         await repo.insert_actions(
             conn,
             [

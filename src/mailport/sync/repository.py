@@ -42,6 +42,19 @@ async def get_cursor(conn: AsyncConnection, mailbox_id: str, scope: str) -> Curs
     return None if row is None else Cursor(scope=row.scope, epoch=row.epoch, position=row.position)
 
 
+async def cursor_saved_before(conn: AsyncConnection, mailbox_id: str, scope: str, at: datetime) -> bool:
+    """Was the scope's cursor last saved before ``at``? (A folder removed from a mailbox's
+    watched folders and added again at ``at``: its old cursor would deliver everything between.)"""
+    row = (
+        await conn.execute(
+            select(mailbox_cursors.c.updated_at).where(
+                mailbox_cursors.c.mailbox_id == mailbox_id, mailbox_cursors.c.scope == scope
+            )
+        )
+    ).first()
+    return row is not None and row.updated_at < at
+
+
 async def save_cursor(conn: AsyncConnection, mailbox_id: str, cursor: Cursor, *, now: datetime) -> None:
     values = {"epoch": cursor.epoch, "position": cursor.position, "updated_at": now}
     statement = _insert(conn, mailbox_cursors).values(mailbox_id=mailbox_id, scope=cursor.scope, **values)

@@ -47,6 +47,7 @@ import contextlib
 import logging
 import random
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -77,6 +78,7 @@ from mailport.mailboxes.service import HealthSink
 from mailport.metrics import CONNECTIONS, INGEST_LATENCY, RECONNECTS
 from mailport.sync import repository as repo
 from mailport.sync.changes import FOLDER_INTERVAL, ChangeTracker
+from mailport.sync.folders import resolve_watched
 from mailport.sync.interest import ChangeInterest
 from mailport.sync.pipeline import parse_chunk, store_chunk
 from mailport.tasks import cancel_and_wait, stop_if_cancelled
@@ -155,7 +157,15 @@ class Watcher:
         clock: Clock = utc_now,
         fence: Fence | None = None,
         interest: ChangeInterest | None = None,
+        folder: str | None = None,
+        primary: bool = True,
+        since: datetime | None = None,
+        resolve: Callable[[Connector, str], Awaitable[str]] = resolve_watched,
     ) -> None:
+        """``folder``: the watched folder (a path or ``role:<role>``; default the mailbox's
+        ``folder``). Only the ``primary`` folder's messages get after-processing actions.
+        ``since``: where a first sync starts (default the mailbox's creation). ``resolve``: the
+        server path of ``folder``, asked at every connect (:mod:`mailport.sync.folders`)."""
         self.mailbox = mailbox
         self.connector = connector
         self.events = log_
@@ -171,7 +181,11 @@ class Watcher:
         self._stop_event = asyncio.Event()
         self._state_gauge: str | None = None
         self._task: asyncio.Task[None] | None = None
-        self.scope = mailbox.settings.folder or "INBOX"
+        self.scope = folder or mailbox.settings.folder or "INBOX"
+        self.primary = primary
+        self.since = since
+        self._since_checked = False
+        self._resolve = resolve
         self._actions_cancelled = False
         # changes made on the server (opt-in events): mailport.sync.changes
         self.changes = ChangeTracker(
@@ -182,6 +196,7 @@ class Watcher:
             clock=clock,
             fence=fence,
             folder_interval=self.options.folder_interval,
+            folders=primary,
         )
         connector.report_changes(self.changes.reporting)
 
@@ -253,7 +268,7 @@ class Watcher:
                     if self._stopping:
                         break
                     await self.connector.connect()
-                    scope = await self.connector.open(self.scope)
+                    scope = await self.connector.open(await self._resolve(self.connector, self.scope))
                 await self._connected()
                 connected_at = loop.time()
                 await self.catch_up(scope)
@@ -316,7 +331,7 @@ class Watcher:
             await repo.set_watcher_state(
                 conn, self.mailbox.id, self.owner, state="connected", now=now, connected=True
             )
-            if was is not MailboxStatus.CONNECTED or self.status.last_error is not None:
+            if (was is not MailboxStatus.CONNECTED and self.primary) or self.status.last_error is not None:
                 await append_many(
                     conn,
                     [
@@ -358,6 +373,7 @@ class Watcher:
                                 event_type,
                                 {
                                     "mailbox_id": self.mailbox.id,
+                                    "folder": self.scope,  # the watched folder that failed
                                     "error": _code(exc),
                                     "detail": message,
                                     "hint": exc.hint if isinstance(exc, MailportError) else None,
@@ -399,8 +415,13 @@ class Watcher:
         """Ingest everything after the cursor; returns how many events were appended."""
         async with self.database.connect() as conn:
             cursor = await repo.get_cursor(conn, self.mailbox.id, scope.scope)
+        if cursor is not None and self.since is not None and not self._since_checked:
+            self._since_checked = True  # once per start: a folder watched again starts anew
+            async with self.database.connect() as conn:
+                if await repo.cursor_saved_before(conn, self.mailbox.id, scope.scope, self.since):
+                    cursor = None
         if cursor is None:
-            since = self.mailbox.created_at - FIRST_SYNC_SLACK
+            since = max(self.mailbox.created_at, self.since or self.mailbox.created_at) - FIRST_SYNC_SLACK
             cursor = await self.connector.baseline(scope, since=since)
             async with self.database.transaction() as conn:
                 await repo.save_cursor(conn, self.mailbox.id, cursor, now=self.clock())
@@ -429,6 +450,7 @@ class Watcher:
                 now=self.clock(),
                 check_known=check_known,
                 started=started,
+                actions=self.primary,
             )
             if self.fence is not None:
                 await self.fence(conn)  # last: the lease must still be ours when this commits
@@ -476,6 +498,8 @@ class Watcher:
         """Apply the current ``mark_read`` / ``move:<folder>`` / ``delete`` setting to accepted
         messages whose action is due; returns how many were done."""
         action = self.mailbox.settings.after_processing or "none"
+        if not self.primary:  # the first folder's watcher acts (never on sent mail by default)
+            return 0
         if action == "none":
             if not self._actions_cancelled:  # once per start: a changed setting restarts the watcher
                 async with self.database.connect() as conn:

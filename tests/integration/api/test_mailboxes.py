@@ -37,7 +37,7 @@ async def test_create_get_update_delete(tenant_client: httpx.AsyncClient, secret
         "trusted_certificate": None,
     }
     assert mailbox["smtp"]["username"] == "booking-out"  # IMAP and SMTP user names may differ
-    assert mailbox["settings"] == body["settings"]
+    assert mailbox["settings"] == {**body["settings"], "folders": [body["settings"]["folder"]]}
     assert mailbox["status"] == "pending" and mailbox["error_count_24h"] == 0
     assert mailbox["last_tested_at"] is None and mailbox["provider_id"] is None
 
@@ -57,7 +57,10 @@ async def test_create_get_update_delete(tenant_client: httpx.AsyncClient, secret
     assert patched.status_code == 200, patched.text
     after = patched.json()
     assert after["label"] is None and after["has_password"] is True
-    assert after["settings"] == {**body["settings"], "after_processing": "move:Done/Bookings"}
+    assert after["settings"] == {
+        **mailbox["settings"],
+        "after_processing": "move:Done/Bookings",
+    }
     assert after["updated_at"] >= mailbox["updated_at"]
 
     no_smtp = await tenant_client.patch(f"/v1/mailboxes/{mailbox['id']}", json={"smtp": None})
@@ -76,6 +79,7 @@ async def test_defaults_are_never_destructive(tenant_client: httpx.AsyncClient, 
         "check_interval": 60,
         "folder": "INBOX",
         "after_processing": "none",
+        "folders": ["INBOX"],
     }
     assert created["smtp"] is None and created["label"] is None
 

@@ -229,6 +229,25 @@ def test_mailboxes_add_refuses_a_private_host_like_the_api(cli: Cli) -> None:
     assert allowed.stdout.startswith("added mbx_")
 
 
+def test_mailboxes_add_watches_more_folders_with_watch(cli: Cli) -> None:
+    cli("db", "upgrade")
+    cli("tenants", "create", "acme")
+    added = json.loads(
+        cli(
+            "mailboxes", "add", "crm@example.com", "-t", "acme", "--imap-host", "imap.example.com",
+            "--password-env", "MP_PW", "--watch", "role:sent", "--watch", "Archive", "--json", MP_PW="x",
+        ).stdout
+    )  # fmt: skip
+    assert added["settings"]["folder"] == "INBOX"
+    assert added["settings"]["folders"] == ["INBOX", "role:sent", "Archive"]
+    refused = cli(
+        "mailboxes", "add", "b@example.com", "-t", "acme", "--imap-host", "imap.example.com",
+        "--password-env", "MP_PW", "--watch", "role:outbox", ok=False, MP_PW="x",
+    )  # fmt: skip
+    one_line_error(refused, "invalid_input")
+    assert "unknown folder role 'outbox'" in refused.stderr
+
+
 def test_tables_show_every_id_whole_on_one_line(cli: Cli):
     """Ids in a table are copied into the next command: never shortened with "…" nor folded."""
     cli("db", "upgrade")

@@ -281,3 +281,29 @@ async def test_a_mailbox_whose_connector_is_unknown_shows_an_error_and_blocks_no
     shown = await wait_for(refused, timeout=5)
     assert shown.health.last_error is not None and "unsupported_feature" in shown.health.last_error
     assert "fake_gone" in shown.health.last_error and gone.id not in orchestrator.watchers
+
+
+async def test_a_connector_without_folders_refuses_to_watch_more_than_its_inbox(
+    services: Services, tenant: str, fake_connector: FakeServer
+) -> None:
+    from dataclasses import replace
+
+    from mailport.errors import UnsupportedFeatureError
+    from mailport.mailboxes.models import WatchedFolder
+    from mailport.mailboxes.schemas import MailboxUpdate, SettingsPatch
+
+    fake_connector.register("fake_flat", ALL - {Feature.FOLDERS})
+    new = _new("flat@example.test", "fake_flat")
+    watching = replace(new.settings, folders=(WatchedFolder("INBOX"), WatchedFolder("role:sent")))
+    with pytest.raises(UnsupportedFeatureError) as refused:
+        await services.mailboxes.create(tenant, replace(new, settings=watching))
+    assert refused.value.details["field"] == "settings.folders" and "role:sent" in refused.value.message
+    mailbox = await services.mailboxes.create(tenant, new)  # INBOX alone, as always
+    with pytest.raises(UnsupportedFeatureError):
+        await services.mailboxes.update(
+            tenant, mailbox.id, MailboxUpdate(settings=SettingsPatch(folders=["INBOX", "Sent"]))
+        )
+    kept = await services.mailboxes.update(
+        tenant, mailbox.id, MailboxUpdate(settings=SettingsPatch(folders=["role:inbox"]))
+    )
+    assert [w.spec for w in kept.settings.watched] == ["role:inbox"]

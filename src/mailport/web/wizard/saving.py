@@ -13,7 +13,14 @@ from pydantic import ValidationError
 from starlette.responses import Response
 
 from mailport.errors import InputError
-from mailport.mailboxes.models import AuthMethod, MailboxStatus, NewMailbox, ProcessingSettings
+from mailport.mailboxes.models import (
+    ROLE_PREFIX,
+    AuthMethod,
+    MailboxStatus,
+    NewMailbox,
+    ProcessingSettings,
+    WatchedFolder,
+)
 from mailport.mailboxes.schemas import MailboxUpdate, ServerIn, SettingsIn, SettingsPatch
 from mailport.validation import normalize_email
 from mailport.web.draft_step import DraftStep, draft_step
@@ -23,6 +30,16 @@ from mailport.web.state import WebState
 from mailport.web.wizard.context import step_context
 
 CHECK_INTERVALS = ((30, "30 seconds"), (60, "1 minute"), (300, "5 minutes"), (900, "15 minutes"))
+SENT = ROLE_PREFIX + "sent"  # what "also deliver the mail sent from this mailbox" watches
+
+
+def _with_sent(current: ProcessingSettings, wanted: bool) -> list[str] | None:
+    """The watched folders with the Sent folder added or removed; None when that changes nothing
+    (the other folders, set through the API, are left as they are)."""
+    specs = [w.spec for w in current.watched]
+    if wanted == (SENT in specs):
+        return None
+    return [*specs, SENT] if wanted else [s for s in specs if s != SENT]
 
 
 async def settings_step(step: DraftStep = Depends(draft_step)) -> Response:
@@ -39,6 +56,7 @@ async def settings_step(step: DraftStep = Depends(draft_step)) -> Response:
         "after_processing": action,
         "move_folder": folder or "Processed",
         "purpose": draft.purpose or "",
+        "watch_sent": SENT in [w.spec for w in current.watched],
     }
     return render(
         step.request,
@@ -65,6 +83,7 @@ async def save(
     move_folder: str = Form("", max_length=500),
     purpose: str = Form("", max_length=100),
     confirm_delete: str = Form("", max_length=5),
+    watch_sent: str = Form("", max_length=5),
     step: DraftStep = Depends(draft_step),
 ) -> Response:
     request, session, web, draft = step.request, step.session, step.web, step.draft
@@ -92,6 +111,7 @@ async def save(
             "after_processing": after_processing,
             "move_folder": move_folder,
             "purpose": purpose,
+            "watch_sent": watch_sent == "on",
         }
         return render(
             request,
@@ -119,16 +139,20 @@ async def save(
                     from_name=processing.from_name,
                     check_interval=processing.check_interval,
                     after_processing=processing.after_processing,
+                    folders=(WatchedFolder("INBOX"), WatchedFolder(SENT)) if watch_sent == "on" else (),
                 ),
             ),
         )
     else:
+        current = (await mailboxes.get(step.tenant_id, draft.mailbox_id)).settings
+        folders = _with_sent(current, watch_sent == "on")
         patch: dict[str, Any] = {
             "purpose": label,
             "settings": SettingsPatch(
                 from_name=processing.from_name,
                 check_interval=processing.check_interval,
                 after_processing=processing.after_processing,
+                **({"folders": folders} if folders is not None else {}),
             ),
         }
         if draft.password:

@@ -234,3 +234,50 @@ async def test_a_final_settings_form_that_comes_back_never_fails_on_its_interval
         )
         assert response.status_code == 422, (interval, response.text[:300])  # delete unconfirmed
         assert "confirm" in response.text
+
+
+async def test_the_final_settings_offer_to_deliver_sent_mail_too(
+    operator: httpx.AsyncClient, tenant: TenantHandle, app: FastAPI
+) -> None:
+    async with httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=app),
+        base_url=BASE_URL,
+        headers={"Authorization": f"Bearer {tenant.api_key}"},
+    ) as api:
+        made = await api.post(
+            "/v1/mailboxes",
+            json={
+                "email": "crm@example.com",
+                "auth_method": "password",
+                "password": "pw",
+                "imap": {"host": "imap.example.com", "port": 993, "security": "ssl"},
+                "settings": {"folders": ["INBOX", "role:sent", "Archive"]},
+            },
+        )
+        assert made.status_code == 201, made.text
+        url = f"/v1/mailboxes/{made.json()['id']}"
+        reconnect = await operator.post(f"{url.removeprefix('/v1')}/reconnect")
+        settings = await operator.post("/connect/settings", data={"draft": _draft(reconnect)})
+        assert re.search(r'name="watch_sent" value="on"\s+checked', settings.text)
+        # unticked: Sent is no longer watched, the folder set through the API stays
+        saved = await operator.post(
+            "/connect/save",
+            data={"draft": _draft(settings), "check_interval": "60", "after_processing": "none"},
+        )
+        assert saved.status_code == 200, saved.text[:500]
+        assert (await api.get(url)).json()["settings"]["folders"] == ["INBOX", "Archive"]
+        # ticked again: Sent is watched again
+        reconnect = await operator.post(f"{url.removeprefix('/v1')}/reconnect")
+        settings = await operator.post("/connect/settings", data={"draft": _draft(reconnect)})
+        assert not re.search(r'name="watch_sent" value="on"\s+checked', settings.text)
+        saved = await operator.post(
+            "/connect/save",
+            data={
+                "draft": _draft(settings),
+                "check_interval": "60",
+                "after_processing": "none",
+                "watch_sent": "on",
+            },
+        )
+        assert saved.status_code == 200, saved.text[:500]
+        assert (await api.get(url)).json()["settings"]["folders"] == ["INBOX", "Archive", "role:sent"]

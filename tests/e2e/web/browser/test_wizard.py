@@ -80,6 +80,7 @@ def test_password_account_through_the_whole_wizard(
     page.get_by_label("From name").fill("Acme Support")
     page.get_by_label("Purpose").fill("support")
     page.get_by_label("Check for new mail").select_option("300")
+    page.get_by_label("Also deliver the mail sent from this mailbox").check()
     page.get_by_label("Delete it").check()
     expect(page.locator("#delete-warning")).to_contain_text("Deleting is permanent")
     shot(page, "wizard-5-settings")
@@ -100,6 +101,7 @@ def test_password_account_through_the_whole_wizard(
         "check_interval": 300,
         "folder": "INBOX",
         "after_processing": "mark_read",
+        "folders": ["INBOX", "role:sent"],
     }
     assert stored["has_password"] is True and stored["imap"]["port"] == web.dovecot.imaps_port
     assert stored["status"] == "connected"  # it passed the test a moment before saving
