@@ -186,6 +186,7 @@ class Orchestrator:
         for watcher in [*self.watchers.values(), *others]:
             if watcher.mailbox.tenant_id == tenant_id:
                 watcher.wake()
+
     def _wakeable(self, mailbox_id: str) -> _AllFolders | None:
         """What a push wake-up wakes: every folder watcher of the mailbox."""
         if mailbox_id not in self.watchers:
