@@ -63,15 +63,23 @@ async def thread_folders(connector: ImapConnector) -> list[tuple[Role, str]]:
     return [(role, paths[role]) for role in (Role.INBOX, Role.SENT, Role.ALL) if role in paths]
 
 
+def bare(message_id: str) -> str:
+    """A Message-ID as payloads carry it: without its angle brackets."""
+    value = message_id.strip()
+    return value[1:-1] if value.startswith("<") and value.endswith(">") else value
+
+
 def referring_keys(ids: Sequence[str], *, own: bool = True) -> tuple[list[Arg], str | None]:
     """``OR … HEADER In-Reply-To <id> HEADER References <id>`` over ``ids`` (and ``HEADER
-    Message-ID <id>`` with ``own``); the charset when an id is not ASCII (RFC 6532)."""
+    Message-ID <id>`` with ``own``); the charset when an id is not ASCII (RFC 6532). HEADER
+    matches substrings, so each id is searched with its angle brackets (``<1@x>`` is no part
+    of ``<11@x>``)."""
     keys = _Keys()
     terms: list[list[Arg]] = []
     for value in ids:
         headers = ("Message-ID", "References", "In-Reply-To") if own else ("References", "In-Reply-To")
         for header in headers:
-            terms.append([b"HEADER", header.encode(), keys.text("root", value)])
+            terms.append([b"HEADER", header.encode(), keys.text("root", f"<{bare(value)}>")])
     args: list[Arg] = [b"OR"] * (len(terms) - 1)
     for term in terms:
         args += term
@@ -79,11 +87,11 @@ def referring_keys(ids: Sequence[str], *, own: bool = True) -> tuple[list[Arg], 
 
 
 def _members(summary: MessageSummary, known: set[str]) -> bool:
-    """Is ``summary`` part of the conversation whose Message-IDs are ``known``?"""
-    return bool(
-        (summary.thread_root and summary.thread_root in known)
-        or (summary.envelope.in_reply_to and summary.envelope.in_reply_to in known)
-        or (summary.envelope.message_id and summary.envelope.message_id in known)
+    """Is ``summary`` part of the conversation whose (bare) Message-IDs are ``known``?"""
+    envelope = summary.envelope
+    return any(
+        value and bare(value) in known
+        for value in (summary.thread_root, envelope.in_reply_to, envelope.message_id)
     )
 
 
@@ -109,13 +117,13 @@ async def _by_headers(connector: ImapConnector, folders: Sequence[str], root: st
     client = connector._require()
     algorithm = next((a for a in ("REFS", "REFERENCES") if client.has(f"THREAD={a}")), None)
     found: dict[str, dict[int, MessageSummary]] = {folder: {} for folder in folders}
-    known: set[str] = {root}
-    frontier = [root]
+    known: set[str] = {bare(root)}
+    frontier = [bare(root)]
     discovered: list[str] = []
 
     def keep(summary: MessageSummary, have: dict[int, MessageSummary]) -> None:
         have[int(summary.ref.item)] = summary
-        message_id = summary.envelope.message_id
+        message_id = bare(summary.envelope.message_id or "")
         if message_id and message_id not in known:
             known.add(message_id)
             discovered.append(message_id)
@@ -170,7 +178,7 @@ def _merge(found: dict[str, dict[int, MessageSummary]], folders: Sequence[str]) 
     for folder in folders:
         for uid in sorted(found[folder]):
             summary = found[folder][uid]
-            message_id = summary.envelope.message_id
+            message_id = bare(summary.envelope.message_id or "")
             if message_id and summary.folder != folders[0] and message_id in seen:
                 continue
             if message_id:
