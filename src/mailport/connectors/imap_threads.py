@@ -30,6 +30,7 @@ from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING
 
+from mailport.connectors import imap_mail
 from mailport.connectors.folders import Role, role_of
 from mailport.connectors.imap_search import SEARCH_TIMEOUT, _Keys, imap_day, open_folder, run_search
 from mailport.connectors.mail import MessageSummary
@@ -112,8 +113,7 @@ async def thread_messages(connector: ImapConnector, root: str) -> list[MessageSu
 
 
 async def _by_headers(connector: ImapConnector, folders: Sequence[str], root: str) -> list[MessageSummary]:
-    from mailport.connectors.imap_mail import summaries  # type: ignore[import-not-found]  # TODO(merge)
-
+    summaries = imap_mail.summaries
     client = connector._require()
     algorithm = next((a for a in ("REFS", "REFERENCES") if client.has(f"THREAD={a}")), None)
     found: dict[str, dict[int, MessageSummary]] = {folder: {} for folder in folders}
