@@ -457,8 +457,11 @@ class FakeConnector(PollingConnector):
         def addresses(found: tuple[Address, ...]) -> str:
             return " ".join(f"{a.name} <{a.email}>" for a in found)
 
+        below = int(query.cursor.removeprefix("f_")) if query.cursor else None
         matches = []
         for message, summary in reversed(self._parsed(self._require_folder(query.folder))):
+            if below is not None and int(summary.ref.item[1:]) >= below:
+                continue  # a cursor names where the last page ended, as the IMAP one does
             headers = {name.lower(): value for name, value in message.headers}
             if (
                 has(query.from_, addresses(message.from_))
@@ -477,22 +480,35 @@ class FakeConnector(PollingConnector):
                 and (query.before is None or (summary.received_at or query.before) < query.before)
             ):
                 matches.append(summary)
-        start = int(query.cursor.removeprefix("f_")) if query.cursor else 0
-        page = matches[start : start + query.limit]
-        more = start + query.limit < len(matches)
-        return MessagePage(page, f"f_{start + query.limit}" if more else None)
+        page = matches[: query.limit]
+        more = len(matches) > query.limit
+        return MessagePage(page, f"f_{page[-1].ref.item[1:]}" if more else None)
 
     async def thread_messages(self, root: str) -> list[MessageSummary]:
-        """Every message of every folder whose thread root is ``root``, oldest first."""
+        """Every message of every folder whose thread root, In-Reply-To or own Message-ID is
+        ``root`` or a message of the conversation found so far, oldest first."""
         self._need(Feature.THREADS)
-        found = [
-            summary
-            for folder in sorted(self.remote.folders)
-            for _, summary in self._parsed(folder)
-            if summary.thread_root == root
-        ]
+        every = [summary for folder in sorted(self.remote.folders) for _, summary in self._parsed(folder)]
+        known, found = {root}, {}
+        grew = True
+        while grew:
+            grew = False
+            for summary in every:
+                envelope = summary.envelope
+                if (
+                    summary.ref not in found
+                    and {
+                        summary.thread_root,
+                        envelope.in_reply_to,
+                        envelope.message_id,
+                    }
+                    & known
+                ):
+                    found[summary.ref] = summary
+                    known.add(envelope.message_id or "")
+                    grew = True
         return sorted(
-            found, key=lambda s: s.envelope.date or s.received_at or datetime.min.replace(tzinfo=UTC)
+            found.values(), key=lambda s: s.envelope.date or s.received_at or datetime.min.replace(tzinfo=UTC)
         )
 
 
