@@ -52,6 +52,7 @@ CHECK_PAGE = 100  # candidates checked per FETCH
 NATIVE_MAX = 2000  # characters of a native query
 SEARCH_TIMEOUT = 120.0
 
+_TEMPORARY = frozenset({"UNAVAILABLE", "SERVERBUG", "INUSE", "LIMIT", "EXPUNGEISSUED"})  # RFC 5530
 _MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
 _HEADER_NAME = re.compile(r"[!-9;-~]+\Z")  # RFC 5322 ftext: printable ASCII but ':'
 
@@ -293,7 +294,7 @@ async def run_search(
 ) -> list[int]:
     """``UID SEARCH`` in the selected folder with the server's refusals translated: a charset
     it cannot search (422 ``unsupported_feature``), a key it does not know (422, the server's
-    words; ``invalid_input`` on ``native``)."""
+    words; ``invalid_input`` when it is ``native`` the server cannot parse)."""
     client = connector._require()
     try:
         return await client.uid_search(keys, charset=charset, timeout=SEARCH_TIMEOUT)
@@ -305,6 +306,8 @@ async def run_search(
                 hint="Search this server with ASCII text only (e.g. part of an address or a word "
                 "without accents).",
             ) from exc
+        if exc.details.get("response_code") in _TEMPORARY:
+            raise  # the server's trouble, not the query's: 503, retry later
         if exc.details.get("status") == "BAD":
             if native:
                 raise InputError(
@@ -312,11 +315,11 @@ async def run_search(
                     field="native",
                     hint="Check the IMAP SEARCH syntax (RFC 3501 section 6.4.4) and the server's extensions.",
                 ) from exc
-            raise UnsupportedFeatureError(
-                f"{folder}: the server cannot search this way: {said}",
-                hint="Leave out the criterion this server does not support.",
-            ) from exc
-        raise
+        raise UnsupportedFeatureError(
+            f"{folder}: the server cannot search this way: {said}",
+            hint="Leave out the criterion this server does not support.",
+            server_said=exc.server_said,
+        ) from exc
 
 
 async def open_folder(connector: ImapConnector, folder: str) -> tuple[int, int]:

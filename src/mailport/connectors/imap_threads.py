@@ -138,14 +138,14 @@ async def _by_headers(connector: ImapConnector, folders: Sequence[str], root: st
             for start in range(0, len(frontier), IDS_PER_SEARCH):
                 keys, charset = referring_keys(frontier[start : start + IDS_PER_SEARCH], own=round_ == 0)
                 new.update(await run_search(connector, folder, keys, charset=charset))
-            room = MAX_MESSAGES - sum(map(len, found.values()))
+            room = max(MAX_MESSAGES - sum(map(len, found.values())), 0)
             new_summaries = await summaries(connector, folder, uidvalidity, sorted(new - have.keys())[:room])
             for summary in new_summaries:
                 keep(summary, have)
             if algorithm is None or round_ or not new_summaries or exists > THREAD_WINDOW:
                 continue
             mates = await _thread_mates(connector, algorithm, new_summaries) - have.keys()
-            room = MAX_MESSAGES - sum(map(len, found.values()))
+            room = max(MAX_MESSAGES - sum(map(len, found.values())), 0)
             for summary in await summaries(connector, folder, uidvalidity, sorted(mates)[:room]):
                 if _members(summary, known):  # not put in the thread by its subject only
                     keep(summary, have)
