@@ -4,11 +4,13 @@ the trash or for good, import with flags and date; a stale ref changes nothing."
 
 from __future__ import annotations
 
+import uuid
 from datetime import UTC, datetime
 
 import pytest
 
 from mailport.connectors.base import MessageRef
+from mailport.connectors.imap import ImapConnector
 from mailport.connectors.mail import FlagChange, ListQuery, MessageSummary
 from mailport.errors import (
     FolderNotFoundError,
@@ -17,8 +19,9 @@ from mailport.errors import (
     TrashFolderMissingError,
     UnsupportedFeatureError,
 )
-from tests.connectors.mailbed import MailBed
+from tests.connectors.mailbed import MailBed, make_mailbox
 from tests.integration.sync.conftest import make_message
+from tests.mailstack.dovecot import Dovecot
 
 
 async def listed(bed: MailBed, folder: str = "INBOX") -> list[MessageSummary]:
@@ -149,3 +152,33 @@ async def test_import_stores_the_message_with_its_flags_and_date(bed: MailBed) -
         await bed.connector.import_message(bed.path("Nowhere"), make_message("lost"))
     with pytest.raises(InputError):
         await bed.connector.import_message(folder, make_message("bad flag"), flags=["not a flag"])
+
+
+async def test_without_uidplus_other_deleted_messages_are_never_expunged(dovecot: Dovecot) -> None:
+    """A server without UIDPLUS (Dovecot told to hide it) can only EXPUNGE everything marked
+    ``\\Deleted``: a permanent delete is refused while another client's marks exist."""
+    user, password = dovecot.dyn_user(f"nouidplus{uuid.uuid4().hex[:8]}")
+    other = await dovecot.client(user, password)
+    connector = ImapConnector(
+        make_mailbox("imap", user, password, dovecot.imap_port), ignore_capabilities=("UIDPLUS",)
+    )
+    await connector.connect()
+    try:
+        for subject in ("one", "two", "marked elsewhere"):
+            await other.append("INBOX", make_message(subject))
+        await other.select("INBOX")
+        await other.store([3], ["\\Deleted"])
+        listing = (await connector.list_messages(ListQuery())).items
+        assert [s.envelope.subject for s in listing] == ["marked elsewhere", "two", "one"]
+        one = listing[-1]
+        with pytest.raises(UnsupportedFeatureError) as refused:
+            await connector.delete_messages([one.ref], permanent=True)
+        assert "1 other messages" in refused.value.message and "Expunge" in refused.value.hint
+        assert (await other.status("INBOX", ["MESSAGES"]))["MESSAGES"] == 3
+        await other.store([3], ["\\Deleted"], mode="-")
+        await connector.delete_messages([one.ref], permanent=True)
+        left = (await connector.list_messages(ListQuery())).items
+        assert [s.envelope.subject for s in left] == ["marked elsewhere", "two"]
+    finally:
+        await connector.disconnect()
+        await other.logout()
