@@ -406,9 +406,7 @@ class FakeConnector(PollingConnector):
         self._need(Feature.FOLDERS)
         _not_inbox(path, "deleted")
         self._require_folder(path)
-        if any(f.startswith(path + DELIMITER) for f in self.remote.folders):
-            raise InputError(f"folder {path!r} has sub-folders", field="path")
-        self.remote.folders.discard(path)
+        self.remote.folders.discard(path)  # its sub-folders stay, as RFC 3501 has it
         self.remote.mail.pop(path, None)
 
     # ------------------------------------------------------------------ watching

@@ -665,7 +665,8 @@ async def rename_folder(
 
 
 async def delete_folder(connector: ImapConnector, path: str) -> None:
-    """DELETE ``path`` (not INBOX); a folder with sub-folders is refused by most servers."""
+    """DELETE ``path`` (not INBOX). Its sub-folders stay (RFC 3501 6.3.4: the server keeps the
+    name as a non-selectable level, or refuses: then :class:`InputError`)."""
     _refuse_inbox(path, "deleted")
     client = connector._require()
     if connector.selection is not None and _same_folder(connector.selection.mailbox, path):
