@@ -7,7 +7,9 @@ and the cost of a thread in a 10,000-message inbox."""
 
 from __future__ import annotations
 
+import asyncio
 import time
+import uuid
 from datetime import UTC, datetime, timedelta
 from email.message import EmailMessage
 
@@ -16,8 +18,9 @@ import pytest
 from mailport.connectors.imap import ImapConnector
 from mailport.connectors.mail import SearchQuery
 from mailport.errors import InputError
-from tests.connectors.mailbed import MailBed
-from tests.mailstack.fill import fill
+from tests.connectors.mailbed import MailBed, make_mailbox
+from tests.mailstack.dovecot import Dovecot
+from tests.mailstack.fill import fill_maildir
 
 T0 = datetime(2025, 6, 2, 9, 0, tzinfo=UTC)
 IMAP_BEDS = pytest.mark.parametrize("bed", ["imap", "imap-dotted"], indirect=True)
@@ -224,21 +227,31 @@ async def test_attachment_pages_fill_and_continue(bed: MailBed) -> None:
     assert ids(second) == ["m0@x.test"] and second.next_cursor is None
 
 
-@pytest.mark.parametrize("bed", ["imap"], indirect=True)
 async def test_a_thread_in_a_ten_thousand_message_inbox_costs_a_bounded_number_of_commands(
-    bed: MailBed,
+    dovecot: Dovecot,
 ) -> None:
-    assert bed.other is not None
-    await fill(bed.other, "INBOX", 10_000)
-    await conversation(bed)
-    connector = bed.connector
-    assert isinstance(connector, ImapConnector)
-    client = connector._require()
-    before = client._tag
-    started = time.perf_counter()
-    thread = await connector.thread_messages("root@shop.test")
-    elapsed = time.perf_counter() - started
-    assert len(thread) == 5
-    commands = client._tag - before
-    print(f"thread in a 10,000-message inbox: {elapsed * 1000:.0f} ms, {commands} commands")
-    assert commands <= 30
+    user, password = dovecot.dyn_user(f"t{uuid.uuid4().hex[:10]}")
+    await asyncio.to_thread(fill_maildir, dovecot, user, 10_000)
+    connector = ImapConnector(make_mailbox("imap", user, password, dovecot.imap_port))
+    other = await dovecot.client(user, password)
+    await connector.connect()
+    try:
+        await other.examine("INBOX")  # Dovecot indexes the maildir now, not in the timed call
+        await conversation(MailBed("imap", connector, "", "/", other=other))
+        client = connector._require()
+        timings, commands = [], []
+        for _ in range(2):  # Dovecot's header cache cold, then warm
+            before = client._tag
+            started = time.perf_counter()
+            thread = await connector.thread_messages("root@shop.test")
+            timings.append(time.perf_counter() - started)
+            commands.append(client._tag - before)
+            assert len(thread) == 5
+    finally:
+        await connector.disconnect()
+        await other.logout()
+    print(
+        f"thread in a 10,000-message inbox: {timings[0] * 1000:.0f} ms cold, "
+        f"{timings[1] * 1000:.0f} ms warm, {commands[0]} commands"
+    )
+    assert max(commands) <= 30
