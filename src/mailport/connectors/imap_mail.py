@@ -65,7 +65,7 @@ from mailport.imap.bodystructure import has_attachments, parse_bodystructure
 from mailport.imap.models import ListEntry, Namespace, SelectInfo
 from mailport.imap.parser import as_int, as_list, parse_internaldate
 from mailport.messages import headers as hdr
-from mailport.messages.threading import root_key, thread_root
+from mailport.messages.threading import thread_key, thread_root
 
 if TYPE_CHECKING:
     from mailport.connectors.imap import ImapConnector
@@ -222,12 +222,6 @@ def _summary(folder: str, uidvalidity: int, attrs: dict[bytes, object]) -> Messa
     preview = attrs.get(b"PREVIEW")
     internaldate = attrs.get(b"INTERNALDATE")
     size = attrs.get(b"RFC822.SIZE")
-    root = thread_root(
-        message_id=envelope.message_id,
-        in_reply_to=in_reply_to,
-        references=references,
-        content_sha256=hashlib.sha256(block).hexdigest(),
-    )
     return MessageSummary(
         ref=MessageRef(folder, str(uidvalidity), str(uid)),
         folder=folder,
@@ -238,8 +232,17 @@ def _summary(folder: str, uidvalidity: int, attrs: dict[bytes, object]) -> Messa
         received_at=parse_internaldate(internaldate) if isinstance(internaldate, bytes) else None,
         has_attachments=has_attachments(parse_bodystructure(structure)) if structure is not None else None,
         preview=preview.decode("utf-8", "replace") if isinstance(preview, bytes) else None,
-        thread_key=root_key(root),
-        thread_root=root,  # so MailAccess can look the key up later
+        thread_key=thread_key(
+            message_id=envelope.message_id,
+            in_reply_to=in_reply_to,
+            references=references,
+            content_sha256=hashlib.sha256(block).hexdigest(),
+        ),
+        thread_root=thread_root(
+            message_id=envelope.message_id, in_reply_to=in_reply_to, references=references, content_sha256=""
+        )
+        if envelope.message_id or in_reply_to or references
+        else None,
     )
 
 
@@ -662,7 +665,8 @@ async def rename_folder(
 
 
 async def delete_folder(connector: ImapConnector, path: str) -> None:
-    """DELETE ``path`` (not INBOX); a folder with sub-folders is refused by most servers."""
+    """DELETE ``path`` (not INBOX). Its sub-folders stay (RFC 3501 6.3.4: the server keeps the
+    name as a non-selectable level, or refuses: then :class:`InputError`)."""
     _refuse_inbox(path, "deleted")
     client = connector._require()
     if connector.selection is not None and _same_folder(connector.selection.mailbox, path):
