@@ -133,9 +133,16 @@ def imap_flags(flags: Iterable[str]) -> list[str]:
 # ---------------------------------------------------------------------------- selecting
 
 
-async def select(connector: ImapConnector, folder: str, *, write: bool = False) -> SelectInfo:
+async def select(
+    connector: ImapConnector, folder: str, *, write: bool = False, fresh: bool = False
+) -> SelectInfo:
     """Make ``folder`` the selected one (EXAMINE for reads, SELECT for writes) unless it is;
-    :class:`FolderNotFoundError` when the server has no such folder."""
+    :class:`FolderNotFoundError` when the server has no such folder.
+
+    A server shows a session the mail that arrived since its last command only at the end of the
+    next one (Dovecot answers a SEARCH right after a delivery without the new message), so a
+    folder that stays selected is brought up to date with a NOOP when ``fresh`` (listings);
+    lookups by UID retry once after a NOOP instead (:func:`_sync`)."""
     client = connector._require()
     current = connector.selection
     if (
@@ -144,6 +151,8 @@ async def select(connector: ImapConnector, folder: str, *, write: bool = False) 
         and _same_folder(current.mailbox, folder)
         and (not write or not current.read_only)
     ):
+        if fresh:
+            await client.noop()
         return current
     connector.selection = None
     try:
@@ -152,6 +161,11 @@ async def select(connector: ImapConnector, folder: str, *, write: bool = False) 
         raise _folder_error(exc, folder) from exc
     connector.selection = info
     return info
+
+
+async def _sync(connector: ImapConnector) -> None:
+    """Let the server report what arrived since the session's last command (see :func:`select`)."""
+    await connector._require().noop()
 
 
 def _same_folder(a: str, b: str) -> bool:
@@ -296,7 +310,7 @@ async def list_messages(connector: ImapConnector, query: ListQuery) -> MessagePa
     """A page of ``query.folder``, newest first (see the module docstring for the cursor)."""
     check_limit(query.limit)
     position = decode_cursor(query.cursor, query.folder) if query.cursor else None
-    info = await select(connector, query.folder)
+    info = await select(connector, query.folder, fresh=True)
     uidvalidity = info.uidvalidity or 0
     criteria: list[str] = []
     if position is not None:
@@ -314,8 +328,6 @@ async def list_messages(connector: ImapConnector, query: ListQuery) -> MessagePa
         criteria.append("SEEN")
     if query.since is not None:
         criteria.append(f"SINCE {search_date(query.since)}")
-    if not info.exists:
-        return MessagePage([], None)
     client = connector._require()
     newest_first = (await client.search_uids(" ".join(criteria or ["ALL"]).encode()))[::-1]
     items: list[MessageSummary] = []
@@ -356,6 +368,9 @@ async def fetch_message(connector: ImapConnector, ref: MessageRef) -> RemoteMess
     if info.uidvalidity != uidvalidity:
         raise MessageNotFoundError(f"folder {ref.scope!r} was reset since", ref=ref.encode())
     fetched = await connector.fetch_uids(ref.scope, uidvalidity, [uid])
+    if not fetched:  # perhaps delivered since this session's last command
+        await _sync(connector)
+        fetched = await connector.fetch_uids(ref.scope, uidvalidity, [uid])
     if not fetched:
         raise MessageNotFoundError(f"message {uid} is gone from {ref.scope!r}", ref=ref.encode())
     message = fetched[0]
@@ -384,7 +399,11 @@ async def _present(
     wanted = sorted({uid for uids in versions.values() for uid in uids})
     stale = [uid for validity, uids in versions.items() if validity != info.uidvalidity for uid in uids]
     current = versions.get(info.uidvalidity or 0, [])
-    found = set(await connector._require().search_uids(b"UID " + uid_set(current))) if current else set()
+    client = connector._require()
+    found = set(await client.search_uids(b"UID " + uid_set(current))) if current else set()
+    if len(found) < len(set(current)):  # perhaps delivered since this session's last command
+        await _sync(connector)
+        found = set(await client.search_uids(b"UID " + uid_set(current)))
     missing = stale + [uid for uid in current if uid not in found]
     if missing:
         refs = [
