@@ -51,6 +51,7 @@ def test_the_html_is_sanitized_with_inline_images_pointed_at_their_urls() -> Non
     assert 'src="https://t.example/p.gif"' in str(allowed["html"]) and allowed["remote_images_blocked"] == 0
     assert "<script>x()</script>" in str(view(remote, HtmlMode.ORIGINAL)["html"])
     assert view(remote, HtmlMode.NONE)["html"] is None
+    assert view(remote, "none")["html"] is None  # type: ignore[arg-type]
 
 
 def test_an_oversized_message_is_shown_from_its_headers() -> None:
