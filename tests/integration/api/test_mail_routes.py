@@ -228,6 +228,8 @@ async def test_a_message_is_read_with_its_html_sanitized(live: Live) -> None:
     assert (await live.get(f"/messages/{ref}", html="none")).json()["html"] is None
     remote = (await live.get(f"/messages/{ref}", remote_images="true")).json()
     assert 'src="https://track.example/p.gif"' in remote["html"] and remote["remote_images_blocked"] == 0
+    new_tab = (await live.get(f"/messages/{ref}", links_in_new_tab="true")).json()["html"]
+    assert '<a href="https://example.com/" target="_blank" rel="noopener noreferrer">good</a>' in new_tab
 
     image = await live.client.get(url.removeprefix("https://mp.example"))
     assert image.status_code == 200 and image.content == PNG

@@ -241,6 +241,7 @@ async def get_message(
         HtmlMode.SANITIZED
     ),
     remote_images: Annotated[bool, Query(description="Keep remote images in sanitized HTML")] = False,
+    links_in_new_tab: Annotated[bool, Query(description='target="_blank" on the links')] = False,
     caller: Caller = Depends(require_tenant),
     services: Services = Depends(get_services),
 ) -> dict[str, Any]:
@@ -252,6 +253,7 @@ async def get_message(
         html=html,
         remote_images=remote_images,
         attachment_url=lambda n: f"{base}/{n}",
+        links_in_new_tab=links_in_new_tab,
     )
     return view.to_dict()
 
