@@ -290,3 +290,28 @@ async def test_a_search_by_sender_in_10000_messages_pages_newest_first(big_mailb
 async def test_a_search_of_a_missing_folder_is_folder_not_found(bed: MailBed) -> None:
     with pytest.raises(FolderNotFoundError):
         await bed.connector.search_messages(SearchQuery(folder=bed.path("Nope"), subject="x"))
+
+
+@IMAP_BEDS
+async def test_older_servers_without_esearch_or_thread(bed: MailBed) -> None:
+    """Plain UID SEARCH, and threads from header searches alone."""
+    await conversation(bed)
+    assert isinstance(bed.connector, ImapConnector)
+    older = ImapConnector(
+        bed.connector.mailbox, ignore_capabilities=("ESEARCH", "THREAD=REFS", "THREAD=REFERENCES")
+    )
+    await older.connect()
+    try:
+        assert not older._require().has("ESEARCH")
+        page = await older.search_messages(SearchQuery(subject="Angebot", from_="shop@shop.test", limit=2))
+        assert ids(page) == ["s2@shop.test", "root@shop.test"] and page.next_cursor is None
+        thread = await older.thread_messages("root@shop.test")
+    finally:
+        await older.disconnect()
+    assert [s.envelope.message_id for s in thread] == [
+        "root@shop.test",
+        "a1@box.test",
+        "s2@shop.test",
+        "a3@box.test",
+        "s4@shop.test",
+    ]
