@@ -256,3 +256,18 @@ async def test_pages_skip_the_gaps_expunged_messages_leave(bed: MailBed) -> None
         if (cursor := page.next_cursor) is None:
             break
     assert subjects == ["m11", "m1", "m0"]
+
+
+async def test_a_message_over_the_size_limit_comes_as_headers_only(dovecot: Dovecot) -> None:
+    user, password = dovecot.dyn_user(f"big{uuid.uuid4().hex[:8]}")
+    connector = ImapConnector(make_mailbox("imap", user, password, dovecot.imap_port), max_message_bytes=2048)
+    await connector.connect()
+    try:
+        await asyncio.to_thread(dovecot.deliver, user, make_message("huge", "x" * 10_000))
+        [item] = (await connector.list_messages(ListQuery())).items
+        assert item.envelope.subject == "huge" and item.size > 10_000
+        message = await connector.fetch_message(item.ref)
+        assert message.oversized and message.raw is None and message.size == item.size
+        assert message.headers is not None and b"Subject: huge" in message.headers
+    finally:
+        await connector.disconnect()
