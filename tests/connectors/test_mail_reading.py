@@ -241,3 +241,33 @@ async def test_a_message_delivered_while_the_folder_stays_selected_is_found_by_i
     assert await bed.flags_elsewhere(ref) == {"flagged"}
     listed = (await bed.connector.list_messages(ListQuery())).items
     assert [s.envelope.subject for s in listed] == ["and another", "just arrived"]
+
+
+async def test_pages_skip_the_gaps_expunged_messages_leave(bed: MailBed) -> None:
+    for n in range(12):
+        await bed.put("INBOX", make_message(f"m{n}"))
+    everything = (await bed.connector.list_messages(ListQuery())).items
+    await bed.connector.delete_messages([s.ref for s in everything[1:10]], permanent=True)
+    subjects: list[str | None] = []
+    cursor = None
+    while True:
+        page = await bed.connector.list_messages(ListQuery(limit=1, cursor=cursor))
+        subjects += [s.envelope.subject for s in page.items]
+        if (cursor := page.next_cursor) is None:
+            break
+    assert subjects == ["m11", "m1", "m0"]
+
+
+async def test_a_message_over_the_size_limit_comes_as_headers_only(dovecot: Dovecot) -> None:
+    user, password = dovecot.dyn_user(f"big{uuid.uuid4().hex[:8]}")
+    connector = ImapConnector(make_mailbox("imap", user, password, dovecot.imap_port), max_message_bytes=2048)
+    await connector.connect()
+    try:
+        await asyncio.to_thread(dovecot.deliver, user, make_message("huge", "x" * 10_000))
+        [item] = (await connector.list_messages(ListQuery())).items
+        assert item.envelope.subject == "huge" and item.size > 10_000
+        message = await connector.fetch_message(item.ref)
+        assert message.oversized and message.raw is None and message.size == item.size
+        assert message.headers is not None and b"Subject: huge" in message.headers
+    finally:
+        await connector.disconnect()

@@ -8,6 +8,7 @@ and the cost of a thread in a 10,000-message inbox."""
 from __future__ import annotations
 
 import asyncio
+import statistics
 import time
 import uuid
 from datetime import UTC, datetime, timedelta
@@ -17,8 +18,9 @@ import pytest
 
 from mailport.connectors.imap import ImapConnector
 from mailport.connectors.mail import SearchQuery
-from mailport.errors import InputError
+from mailport.errors import FolderNotFoundError, InputError
 from tests.connectors.mailbed import MailBed, make_mailbox
+from tests.fixtures.big_mailbox import BigMailbox
 from tests.mailstack.dovecot import Dovecot
 from tests.mailstack.fill import fill_maildir
 
@@ -255,3 +257,61 @@ async def test_a_thread_in_a_ten_thousand_message_inbox_costs_a_bounded_number_o
         f"{timings[1] * 1000:.0f} ms warm, {commands[0]} commands"
     )
     assert max(commands) <= 30
+
+
+@pytest.mark.xdist_group("big_mailbox")
+async def test_a_search_by_sender_in_10000_messages_pages_newest_first(big_mailbox: BigMailbox) -> None:
+    connector = ImapConnector(
+        make_mailbox("imap", big_mailbox.user, big_mailbox.password, big_mailbox.dovecot.imap_port)
+    )
+    await connector.connect()
+    try:
+        query = SearchQuery(from_="sender7@example.test", limit=50)
+        first = await connector.search_messages(query)  # warms Dovecot's caches
+        # numbered_message n is from sender (n % 50): 9957, 9907, … newest first
+        assert [s.envelope.subject for s in first.items[:2]] == ["message 9957", "message 9907"]
+        second = await connector.search_messages(
+            SearchQuery(from_="sender7@example.test", limit=50, cursor=first.next_cursor)
+        )
+        assert second.items[0].envelope.subject == "message 7457"
+        timings = []
+        for _ in range(10):
+            started = time.perf_counter()
+            page = await connector.search_messages(query)
+            timings.append(time.perf_counter() - started)
+            assert len(page.items) == 50
+    finally:
+        await connector.disconnect()
+    p50 = statistics.median(timings) * 1000
+    print(f"search by sender, 50 of 200 in 10,000 over IMAP: p50 {p50:.1f} ms")
+    assert p50 < 500
+
+
+async def test_a_search_of_a_missing_folder_is_folder_not_found(bed: MailBed) -> None:
+    with pytest.raises(FolderNotFoundError):
+        await bed.connector.search_messages(SearchQuery(folder=bed.path("Nope"), subject="x"))
+
+
+@IMAP_BEDS
+async def test_older_servers_without_esearch_or_thread(bed: MailBed) -> None:
+    """Plain UID SEARCH, and threads from header searches alone."""
+    await conversation(bed)
+    assert isinstance(bed.connector, ImapConnector)
+    older = ImapConnector(
+        bed.connector.mailbox, ignore_capabilities=("ESEARCH", "THREAD=REFS", "THREAD=REFERENCES")
+    )
+    await older.connect()
+    try:
+        assert not older._require().has("ESEARCH")
+        page = await older.search_messages(SearchQuery(subject="Angebot", from_="shop@shop.test", limit=2))
+        assert ids(page) == ["s2@shop.test", "root@shop.test"] and page.next_cursor is None
+        thread = await older.thread_messages("root@shop.test")
+    finally:
+        await older.disconnect()
+    assert [s.envelope.message_id for s in thread] == [
+        "root@shop.test",
+        "a1@box.test",
+        "s2@shop.test",
+        "a3@box.test",
+        "s4@shop.test",
+    ]

@@ -218,7 +218,8 @@ class Connector(Protocol):
 
     async def fetch_message(self, ref: MessageRef) -> RemoteMessage:
         """One message's whole source (``raw``; headers only and ``oversized`` above the size
-        limit); :class:`~mailport.errors.NotFoundError` when it is gone."""
+        limit), flags in neutral names as listings have them, without marking it read;
+        :class:`~mailport.errors.NotFoundError` when it is gone."""
         ...
 
     async def thread_messages(self, root: str) -> list[MessageSummary]:

@@ -18,9 +18,9 @@ thread code can reuse :func:`summaries`.
   listing as its stand-in content hash: stable for that message wherever it is listed, but not
   the key its ``message.received`` payload had (which hashes the whole source, unknown here).
 * **Pages** are newest first by UID; the cursor is base64url of ``[folder, UIDVALIDITY, last
-  UID of the page]``, so the next page is ``UID 1:<last-1>`` and mail arriving meanwhile
-  (higher UIDs) neither repeats nor hides an item. SEARCH runs as ESEARCH ``RETURN (ALL)``
-  where offered (a 10,000-message folder answers ``1:10000``, not 10,000 numbers).
+  UID of the page]``, so the next page is below that UID and mail arriving meanwhile (higher
+  UIDs) neither repeats nor hides an item. UIDs are searched in windows from the top (see
+  :class:`_Newest`), as ESEARCH ``RETURN (ALL)`` where offered (compact answers).
 * **Flags** are neutral (``seen``, ``flagged``, ``answered``, ``draft``); ``\\Deleted`` and
   ``\\Recent`` are never shown; keywords are kept as the server spells them.
 """
@@ -306,13 +306,58 @@ def search_date(when: datetime) -> str:
     return f"{day.day}-{_MONTHS[day.month - 1]}-{day.year}"
 
 
+class _Newest:
+    """The UIDs matching ``criteria``, newest first, searched in UID windows from the top down:
+    a window of a page's size costs the server a fraction of a SEARCH over a large folder
+    (Dovecot, 10,000 messages: ~0.2 ms against ~2 ms). Each next window is four times wider;
+    the fourth reaches down to UID 1."""
+
+    def __init__(self, client: ImapClient, criteria: list[str], *, top: int | None, hint: int, span: int):
+        self.client = client
+        self.criteria = " ".join(criteria)
+        self.high = top  # the highest UID wanted; None: whatever the newest is ("*")
+        self.anchor = top if top is not None else hint  # where the first window ends, roughly
+        self.span = span
+        self.windows = 0
+        self.buffer: list[int] = []
+        self.done = False
+
+    async def _fill(self) -> None:
+        while not self.buffer and not self.done:
+            end = self.high if self.high is not None else self.anchor
+            low = 1 if self.windows >= 3 else max(1, end - self.span + 1)
+            window = f"UID {low}:{self.high if self.high is not None else '*'} {self.criteria}"
+            found = await self.client.search_uids(window.strip().encode())
+            # "n:*" also matches the newest message when n is beyond it
+            self.buffer = sorted((u for u in found if u >= low), reverse=True)
+            self.done = low == 1
+            self.high = low - 1
+            self.span *= 4
+            self.windows += 1
+
+    async def take(self, count: int) -> list[int]:
+        out: list[int] = []
+        while len(out) < count:
+            await self._fill()
+            if not self.buffer:
+                break
+            wanted = count - len(out)
+            out += self.buffer[:wanted]
+            self.buffer = self.buffer[wanted:]
+        return out
+
+    async def more(self) -> bool:
+        await self._fill()
+        return bool(self.buffer)
+
+
 async def list_messages(connector: ImapConnector, query: ListQuery) -> MessagePage:
     """A page of ``query.folder``, newest first (see the module docstring for the cursor)."""
     check_limit(query.limit)
     position = decode_cursor(query.cursor, query.folder) if query.cursor else None
     info = await select(connector, query.folder, fresh=True)
     uidvalidity = info.uidvalidity or 0
-    criteria: list[str] = []
+    top: int | None = None
     if position is not None:
         if position[0] != uidvalidity:
             raise CursorExpiredError(
@@ -321,20 +366,23 @@ async def list_messages(connector: ImapConnector, query: ListQuery) -> MessagePa
             )
         if position[1] <= 1:
             return MessagePage([], None)
-        criteria.append(f"UID 1:{position[1] - 1}")
+        top = position[1] - 1
+    criteria: list[str] = []
     if query.unseen is True:
         criteria.append("UNSEEN")
     elif query.unseen is False:
         criteria.append("SEEN")
     if query.since is not None:
         criteria.append(f"SINCE {search_date(query.since)}")
-    client = connector._require()
-    newest_first = (await client.search_uids(" ".join(criteria or ["ALL"]).encode()))[::-1]
+    hint = max((info.uidnext or 1) - 1, 1)
+    newest = _Newest(connector._require(), criteria, top=top, hint=hint, span=query.limit + 1)
     items: list[MessageSummary] = []
-    index = 0
-    while index < len(newest_first) and len(items) < query.limit:
-        chunk = newest_first[index : index + query.limit - len(items)]
-        index += len(chunk)
+    last: int | None = None
+    while len(items) < query.limit:
+        chunk = await newest.take(query.limit - len(items))
+        if not chunk:
+            break
+        last = chunk[-1]
         for summary in await summaries(connector, query.folder, uidvalidity, chunk):
             if (
                 query.since is not None
@@ -343,9 +391,8 @@ async def list_messages(connector: ImapConnector, query: ListQuery) -> MessagePa
             ):
                 continue  # SINCE is by day; the exact instant is checked here
             items.append(summary)
-    more = index < len(newest_first)
-    cursor = encode_cursor(query.folder, uidvalidity, newest_first[index - 1]) if more else None
-    return MessagePage(items, cursor)
+    more = last is not None and await newest.more()
+    return MessagePage(items, encode_cursor(query.folder, uidvalidity, last) if more and last else None)
 
 
 # ---------------------------------------------------------------------------- one message

@@ -455,23 +455,7 @@ class ImapClient(ImapSession):
         """UID SEARCH -> sorted UIDs; with ESEARCH (RFC 4731) as ``RETURN (ALL)``, whose compact
         set (``1:10000``) costs a few bytes where plain SEARCH lists every UID of a large folder.
         ``criteria`` is sent as given (the caller quotes; ASCII or after ``CHARSET UTF-8``)."""
-        await self._ensure_caps()
-        if self.has("ESEARCH"):
-            result = await self._run(
-                b"UID SEARCH RETURN (ALL)", criteria, wants=(b"ESEARCH", b"SEARCH"), timeout=timeout
-            )
-        else:
-            result = await self._run(b"UID SEARCH", criteria, wants=(b"SEARCH",), timeout=timeout)
-        uids: list[int] = []
-        for _, kind, offset, response in result.untagged:
-            if kind == b"SEARCH":
-                uids.extend(int(x) for x in response.first[offset:].split() if x.isdigit())
-                continue
-            values = parse_values(response, 0, offset)
-            for i, value in enumerate(values[:-1]):
-                if isinstance(value, bytes) and value.upper() == b"ALL" and isinstance(values[i + 1], bytes):
-                    uids.extend(parse_sequence_set(values[i + 1]))  # type: ignore[arg-type]
-        return sorted(set(uids))
+        return await self.uid_search([criteria], timeout=timeout)
 
     async def fetch_attributes(
         self, uids: UIDs, items: Sequence[str], *, timeout: float | None = None
