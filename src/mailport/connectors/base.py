@@ -116,7 +116,8 @@ class MessageRef:
 class RemoteMessage:
     """One fetched message. ``raw`` is the whole source, or None when it was over the size
     limit (then ``headers`` holds the header block and ``oversized`` is True). ``source`` holds
-    the protocol's own details for the payload (``{"imap": {"folder": …, "uid": 42, …}}``)."""
+    the protocol's own details for the payload (``{"imap": {"folder": …, "uid": 42, …}}``);
+    ``labels`` the source's labels where it has them (Gmail)."""
 
     item: str
     size: int
@@ -126,6 +127,7 @@ class RemoteMessage:
     headers: bytes | None = None
     oversized: bool = False
     source: dict[str, Any] = field(default_factory=dict)
+    labels: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -247,7 +249,8 @@ class Connector(Protocol):
 
     async def fetch_message(self, ref: MessageRef) -> RemoteMessage:
         """One message's whole source (``raw``; headers only and ``oversized`` above the size
-        limit); :class:`~mailport.errors.NotFoundError` when it is gone."""
+        limit), flags in neutral names as listings have them, without marking it read;
+        :class:`~mailport.errors.NotFoundError` when it is gone."""
         ...
 
     async def thread_messages(self, root: str) -> list[MessageSummary]:

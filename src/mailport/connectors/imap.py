@@ -27,7 +27,7 @@ from datetime import datetime
 from typing import Any
 
 from mailport.clock import utc_now
-from mailport.connectors import imap_changes
+from mailport.connectors import imap_changes, imap_mail, imap_search, imap_threads
 from mailport.connectors.base import (
     BaseConnector,
     Batch,
@@ -42,12 +42,13 @@ from mailport.connectors.base import (
     ScopeState,
 )
 from mailport.connectors.folders import Folder, Role, display_name, role_of
+from mailport.connectors.mail import FlagChange, ListQuery, MessagePage, MessageSummary, Moved, SearchQuery
 from mailport.connectors.registry import ConnectorContext, ForceRefresh, TokenSource, register
 from mailport.crypto import Secret
 from mailport.diagnosis import Failure, diagnose
 from mailport.errors import AuthenticationError, CommandError, MailportError
 from mailport.failures import is_temporary
-from mailport.imap import FETCH_ITEMS, HEADER_ITEMS, EventKind, ImapClient, ServerEvent
+from mailport.imap import FETCH_ITEMS, HEADER_ITEMS, EventKind, ImapClient, SelectInfo, ServerEvent
 from mailport.mailboxes.models import AuthMethod, Mailbox, Security, ServerSettings
 from mailport.net.guard import HostGuard
 from mailport.sasl import OAuth2Auth, PasswordAuth
@@ -83,6 +84,7 @@ class ImapConnector(BaseConnector):
             Feature.DELETE,
             Feature.SEARCH,
             Feature.CHANGES,
+            Feature.THREADS,
         }
     )
 
@@ -133,6 +135,7 @@ class ImapConnector(BaseConnector):
         self._last_activity: datetime | None = None
         self._last_token: Secret | None = None
         self._folders: dict[str, str] = {}  # folder as configured -> its name on this server
+        self.selection: SelectInfo | None = None  # what the last SELECT/EXAMINE said (imap_mail)
 
     # ------------------------------------------------------------------ connection
 
@@ -195,6 +198,7 @@ class ImapConnector(BaseConnector):
             raise
         self._client = client
         self._folders = {}
+        self.selection = None
         self._touch()
 
     def _verdict(self, refused: AuthenticationError) -> MailportError:
@@ -258,7 +262,9 @@ class ImapConnector(BaseConnector):
         client = self._require()
         if self.changes_reported():  # before SELECT (RFC 5161): VANISHED instead of EXPUNGE
             await imap_changes.enable_qresync(client)
+        self.selection = None
         info = await client.select(scope)
+        self.selection = info
         self._touch()
         return FolderState(
             scope=scope,
@@ -430,13 +436,46 @@ class ImapConnector(BaseConnector):
             await client.store(uids, ["\\Deleted"])
             await client.expunge(uids)
 
+    # ------------------------------------------------------------------ mailbox access
+    # Any message of any folder (mailport.connectors.imap_mail does the work).
+
+    async def list_messages(self, query: ListQuery) -> MessagePage:
+        return await imap_mail.list_messages(self, query)
+
+    async def fetch_message(self, ref: MessageRef) -> RemoteMessage:
+        return await imap_mail.fetch_message(self, ref)
+
+    async def update_flags(self, refs: Sequence[MessageRef], change: FlagChange) -> None:
+        await imap_mail.update_flags(self, refs, change)
+
+    async def move_messages(self, refs: Sequence[MessageRef], folder: str) -> list[Moved]:
+        return await imap_mail.move_messages(self, refs, folder)
+
+    async def delete_messages(self, refs: Sequence[MessageRef], *, permanent: bool = False) -> None:
+        await imap_mail.delete_messages(self, refs, permanent=permanent)
+
+    async def import_message(
+        self, folder: str, raw: bytes, *, flags: Sequence[str] = (), received_at: datetime | None = None
+    ) -> MessageRef | None:
+        return await imap_mail.import_message(self, folder, raw, flags=flags, received_at=received_at)
+
+    async def create_folder(self, name: str, *, parent: str | None = None) -> Folder:
+        return await imap_mail.create_folder(self, name, parent=parent)
+
+    async def rename_folder(self, path: str, *, name: str, parent: str | None = None) -> Folder:
+        return await imap_mail.rename_folder(self, path, name=name, parent=parent)
+
+    async def delete_folder(self, path: str) -> None:
+        await imap_mail.delete_folder(self, path)
+
     # ------------------------------------------------------------------ changes made on the server
     # (mailport.connectors.imap_changes: QRESYNC, CONDSTORE, or a bounded snapshot)
 
     async def changes_since(self, state: ScopeState, token: str | None, *, until: Cursor) -> ChangeSet:
         client = self._require()
         if client.selected != state.scope:  # a watcher of several folders selects each in turn
-            await client.select(state.scope)
+            self.selection = None
+            self.selection = await client.select(state.scope)
         qresync = "QRESYNC" in client.enabled or (
             client.has("QRESYNC") and await imap_changes.enable_qresync(client)
         )
@@ -507,6 +546,16 @@ class ImapConnector(BaseConnector):
             push=self.supports(Feature.PUSH),
             last_activity=self._last_activity,
         )
+
+    # ------------------------------------------------------------------ search and threads
+
+    async def search_messages(self, query: SearchQuery) -> MessagePage:
+        """See :mod:`mailport.connectors.imap_search`."""
+        return await imap_search.search_messages(self, query)
+
+    async def thread_messages(self, root: str) -> list[MessageSummary]:
+        """See :mod:`mailport.connectors.imap_threads` (and :mod:`~mailport.connectors.imap_gmail`)."""
+        return await imap_threads.thread_messages(self, root)
 
 
 def _changed(events: Sequence[ServerEvent]) -> ChangeKind | None:

@@ -265,6 +265,41 @@ class ImapClient(ImapSession):
                 uids.extend(int(x) for x in rest.split() if x.isdigit())
         return sorted(uids)
 
+    async def uid_search(
+        self, keys: Sequence[Arg], *, charset: str | None = None, timeout: float | None = None
+    ) -> list[int]:
+        """UID SEARCH with encoded keys (:mod:`mailport.connectors.imap_search` builds them;
+        literals carry 8-bit text) -> sorted UIDs. ``UID SEARCH RETURN (ALL)`` where the server
+        offers ESEARCH (RFC 4731): the answer is a compact UID set instead of every UID."""
+        await self._ensure_caps()
+        args: list[Arg] = [b"UID SEARCH"]
+        if self.has("ESEARCH"):
+            args.append(b"RETURN (ALL)")
+        if charset:
+            args += [b"CHARSET", charset.encode("ascii")]
+        args += list(keys) or [b"ALL"]
+        result = await self._run(*args, wants=(b"SEARCH", b"ESEARCH"), timeout=timeout)
+        uids: set[int] = set()
+        for _, kind, offset, response in result.untagged:
+            if kind == b"SEARCH":
+                uids.update(int(x) for x in response.first[offset:].split() if x.isdigit())
+            elif kind == b"ESEARCH":
+                uids.update(esearch_all(parse_values(response, 0, offset)))
+        return sorted(uids)
+
+    async def uid_thread(
+        self, keys: Sequence[Arg], *, algorithm: str = "REFERENCES", timeout: float | None = None
+    ) -> list[list[int]]:
+        """UID THREAD (RFC 5256) over the messages matching ``keys``: one UID list per thread
+        (the tree flattened, in the server's order)."""
+        args: list[Arg] = [b"UID THREAD", algorithm.encode("ascii"), b"UTF-8", *(list(keys) or [b"ALL"])]
+        result = await self._run(*args, wants=(b"THREAD",), timeout=timeout)
+        threads: list[list[int]] = []
+        for _, _, offset, response in result.untagged:
+            for tree in parse_values(response, 0, offset):
+                threads.append(_flatten_thread(tree))
+        return threads
+
     async def fetch(
         self,
         uids: UIDs,
@@ -375,22 +410,9 @@ class ImapClient(ImapSession):
         return _copyuid(result.text)
 
     async def move(self, uids: UIDs, destination: str) -> dict[int, int]:
-        """UID MOVE, or UID COPY + \\Deleted + UID EXPUNGE when MOVE is not offered (needs UIDPLUS)."""
-        await self._ensure_caps()
-        if self.has("MOVE"):
-            result = await self._run(b"UID MOVE", uid_set(uids), mailbox_arg(destination), wants=(b"OK",))
-            mapping = _copyuid(result.text)
-            for _, _, offset, response in result.untagged:
-                mapping.update(_copyuid(parse_status_text(response.first[offset:])))
-            return mapping
-        if not self.has("UIDPLUS"):
-            raise UnsupportedFeatureError(
-                f"{self.host}: the server has neither MOVE nor UIDPLUS, so messages cannot be moved safely"
-            )
-        mapping = await self.copy(uids, destination)
-        await self.store(uids, ["\\Deleted"], mode="+")
-        await self.expunge(uids)
-        return mapping
+        """UID MOVE, or UID COPY + \\Deleted + UID EXPUNGE when MOVE is not offered (needs UIDPLUS);
+        returns old UID -> new UID when the server reports COPYUID."""
+        return (await self.move_mapped(uids, destination))[1]
 
     async def expunge(self, uids: UIDs | None = None) -> list[int]:
         """EXPUNGE, or UID EXPUNGE for just ``uids`` (UIDPLUS); returns expunged sequence numbers/UIDs."""
@@ -449,6 +471,84 @@ class ImapClient(ImapSession):
             args += [flag_arg, Literal(message)]
         result = await self._run(*args, timeout=timeout)
         return _appenduid(result.text) if result.text.code == "APPENDUID" else []
+
+    # ---------------------------------------------------------- mailbox access (listings, actions)
+
+    async def search_uids(self, criteria: bytes, *, timeout: float | None = None) -> list[int]:
+        """UID SEARCH -> sorted UIDs; with ESEARCH (RFC 4731) as ``RETURN (ALL)``, whose compact
+        set (``1:10000``) costs a few bytes where plain SEARCH lists every UID of a large folder.
+        ``criteria`` is sent as given (the caller quotes; ASCII or after ``CHARSET UTF-8``)."""
+        return await self.uid_search([criteria], timeout=timeout)
+
+    async def fetch_attributes(
+        self, uids: UIDs, items: Sequence[str], *, timeout: float | None = None
+    ) -> list[dict[bytes, object]]:
+        """UID FETCH of items the fast BODY[] path does not cover (BODYSTRUCTURE, header fields,
+        PREVIEW …): one dict per message, keys upper-cased as the server named them
+        (``b"BODY[HEADER.FIELDS (FROM)]"``), values as :func:`parse_values` gives them.
+        Unsolicited flag updates of other messages become events, as in :meth:`fetch`."""
+        names = " ".join(items) if "UID" in items else "UID " + " ".join(items)
+        result = await self._run(
+            b"UID FETCH", uid_set(uids), b"(" + names.encode() + b")", wants=(b"FETCH",), timeout=timeout
+        )
+        out: list[dict[bytes, object]] = []
+        for number, _, offset, response in result.untagged:
+            values = parse_values(response, 0, offset)
+            if len(values) != 1 or not isinstance(values[0], list):
+                raise ProtocolError(f"malformed FETCH response {response.first[:60]!r}")
+            attrs = pairs(values[0])
+            if b"UID" in attrs and set(attrs) - {b"UID", b"FLAGS", b"MODSEQ"}:
+                out.append(attrs)
+            else:
+                self._emit(fetch_event(parse_fetch(number or 0, response, offset)))
+        return out
+
+    async def store_labels(self, uids: UIDs, labels: Iterable[str], *, mode: str = "+") -> None:
+        """UID STORE ±X-GM-LABELS.SILENT (Gmail's labels; names in modified UTF-7, quoted)."""
+        if mode not in ("+", "-"):
+            raise ValueError("mode must be '+' or '-'")
+        await self._ensure_caps()
+        if not self.has("X-GM-EXT-1"):
+            raise UnsupportedFeatureError(f"{self.host}: labels need Gmail's X-GM-EXT-1")
+        args = [quote(utf7.encode(label)) for label in labels]
+        if any(isinstance(arg, Literal) for arg in args):
+            raise ValueError("a label name must be shorter than 1000 bytes")
+        joined = b" ".join(arg for arg in args if isinstance(arg, bytes))
+        await self._run(
+            b"UID STORE", uid_set(uids), mode.encode() + b"X-GM-LABELS.SILENT", b"(" + joined + b")"
+        )
+
+    async def move_mapped(self, uids: UIDs, destination: str) -> tuple[int | None, dict[int, int]]:
+        """:meth:`move`, with the destination's UIDVALIDITY from COPYUID (None without UIDPLUS)."""
+        await self._ensure_caps()
+        texts: list[StatusText] = []
+        if self.has("MOVE"):
+            result = await self._run(b"UID MOVE", uid_set(uids), mailbox_arg(destination), wants=(b"OK",))
+            texts.append(result.text)
+            texts += [parse_status_text(r.first[offset:]) for _, _, offset, r in result.untagged]
+        elif not self.has("UIDPLUS"):
+            raise UnsupportedFeatureError(
+                f"{self.host}: the server has neither MOVE nor UIDPLUS, so messages cannot be moved safely"
+            )
+        else:
+            texts.append((await self._run(b"UID COPY", uid_set(uids), mailbox_arg(destination))).text)
+            await self.store(uids, ["\\Deleted"], mode="+")
+            await self.expunge(uids)
+        validity: int | None = None
+        mapping: dict[int, int] = {}
+        for text in texts:
+            found = _copyuid(text)
+            if found:
+                mapping.update(found)
+                validity = int(text.code_args.split()[0])
+        return validity, mapping
+
+    async def rename(self, old: str, new: str) -> None:
+        await self._run(b"RENAME", mailbox_arg(old), mailbox_arg(new))
+
+    async def subscribe(self, mailbox: str, *, on: bool = True) -> None:
+        """SUBSCRIBE (or UNSUBSCRIBE with ``on=False``)."""
+        await self._run(b"SUBSCRIBE" if on else b"UNSUBSCRIBE", mailbox_arg(mailbox))
 
     async def noop(self, *, timeout: float | None = None) -> None:
         """NOOP: lets the server report changes (they arrive as events)."""
@@ -581,6 +681,27 @@ def _namespaces(value: object) -> tuple[Namespace, ...]:
             Namespace(utf7.decode(parts[0]), delimiter.decode() if isinstance(delimiter, bytes) else None)
         )
     return tuple(out)
+
+
+def esearch_all(values: list[object]) -> list[int]:
+    """The UIDs of an ESEARCH response (``(TAG "A5") UID ALL 1:3,7``, RFC 4731); [] without ALL."""
+    rest = values[1:] if values and isinstance(values[0], list) else values
+    for i, value in enumerate(rest):
+        if isinstance(value, bytes) and value.upper() == b"ALL" and i + 1 < len(rest):
+            found = rest[i + 1]
+            if isinstance(found, bytes):
+                return parse_sequence_set(found)
+    return []
+
+
+def _flatten_thread(tree: object) -> list[int]:
+    """A THREAD tree (``(3 6 (4 23)(44 7 96))``) -> its UIDs in order."""
+    if isinstance(tree, bytes):
+        return [int(tree)] if tree.isdigit() else []
+    out: list[int] = []
+    for node in as_list(tree):
+        out.extend(_flatten_thread(node))
+    return out
 
 
 def _quoted(value: str) -> bytes:

@@ -13,7 +13,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator, Sequence
+import re
+from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import datetime
@@ -22,13 +23,24 @@ from mailport.connectors import registry
 from mailport.connectors.base import Connector, Feature, MessageRef, RemoteMessage
 from mailport.connectors.folders import Folder
 from mailport.connectors.mail import FlagChange, ListQuery, MessagePage, MessageSummary, Moved, SearchQuery
-from mailport.errors import MailboxUnreachableError, MailportError, UnsupportedFeatureError
+from mailport.errors import (
+    InputError,
+    MailboxUnreachableError,
+    MailportError,
+    MessageTooLargeError,
+    ThreadNotFoundError,
+    UnsupportedFeatureError,
+)
+from mailport.mailboxes.message_view import HtmlMode, MessageView, message_view
 from mailport.mailboxes.models import Mailbox
 from mailport.mailboxes.pool import CommandPool
 from mailport.mailboxes.service import MailboxService
+from mailport.messages import Attachment, attachment_content
+from mailport.store.threads import ThreadRoots
 
 log = logging.getLogger(__name__)
 
+_THREAD_KEY = re.compile(r"[0-9a-f]{32}")
 RETRY_AFTER = 30  # seconds a client waits after mailbox_unreachable
 CALL_TIMEOUT = 60.0  # a whole call (connect included), so a request never hangs on a silent server
 
@@ -40,6 +52,7 @@ class MailAccess:
     mailboxes: MailboxService
     pool: CommandPool
     timeout: float = CALL_TIMEOUT
+    roots: ThreadRoots | None = None  # thread key -> root; None: keys are not looked up
 
     async def mailbox(self, tenant_id: str, mailbox_id: str, feature: Feature) -> Mailbox:
         """The tenant's mailbox (404 for another tenant's) whose connector can do ``feature``."""
@@ -92,11 +105,15 @@ class MailAccess:
 
     async def list_messages(self, tenant_id: str, mailbox_id: str, query: ListQuery) -> MessagePage:
         async with self.session(tenant_id, mailbox_id, Feature.FOLDERS) as connector:
-            return await connector.list_messages(query)
+            page = await connector.list_messages(query)
+        await self._remember(mailbox_id, page.items)
+        return page
 
     async def search(self, tenant_id: str, mailbox_id: str, query: SearchQuery) -> MessagePage:
         async with self.session(tenant_id, mailbox_id, Feature.SEARCH) as connector:
-            return await connector.search_messages(query)
+            page = await connector.search_messages(query)
+        await self._remember(mailbox_id, page.items)
+        return page
 
     async def fetch(self, tenant_id: str, mailbox_id: str, ref: str) -> RemoteMessage:
         """One message's source by its public ``ref``."""
@@ -104,9 +121,75 @@ class MailAccess:
         async with self.session(tenant_id, mailbox_id, Feature.FOLDERS) as connector:
             return await connector.fetch_message(location)
 
+    async def message(
+        self,
+        tenant_id: str,
+        mailbox_id: str,
+        ref: str,
+        *,
+        html: HtmlMode | str = HtmlMode.SANITIZED,
+        remote_images: bool = False,
+        attachment_url: Callable[[int], str] | None = None,
+        links_in_new_tab: bool = False,
+    ) -> MessageView:
+        """One message parsed, its HTML sanitized unless ``html`` says otherwise
+        (:func:`mailport.mailboxes.message_view.message_view`)."""
+        remote = await self.fetch(tenant_id, mailbox_id, ref)
+        return await asyncio.to_thread(
+            message_view,
+            remote,
+            ref=ref,
+            mailbox_id=mailbox_id,
+            folder=MessageRef.decode(ref).scope,
+            html=html,
+            remote_images=remote_images,
+            attachment_url=attachment_url,
+            links_in_new_tab=links_in_new_tab,
+        )
+
+    async def raw(self, tenant_id: str, mailbox_id: str, ref: str) -> bytes:
+        """The message's whole source (RFC 5322); 413 ``message_too_large`` above the size limit."""
+        remote = await self.fetch(tenant_id, mailbox_id, ref)
+        if remote.raw is None:
+            raise MessageTooLargeError(
+                f"the message has {remote.size} bytes, more than MAILPORT_MAX_MESSAGE_BYTES: "
+                "its source is not served",
+                hint="Its headers are in GET …/messages/{ref}; an operator can raise "
+                "MAILPORT_MAX_MESSAGE_BYTES.",
+            )
+        return remote.raw
+
+    async def attachment(self, tenant_id: str, mailbox_id: str, ref: str, n: int) -> tuple[Attachment, bytes]:
+        """Attachment ``n`` (numbered as in the parsed message) and its decoded content."""
+        raw = await self.raw(tenant_id, mailbox_id, ref)
+        return await asyncio.to_thread(attachment_content, raw, n)
+
     async def thread(self, tenant_id: str, mailbox_id: str, root: str) -> list[MessageSummary]:
+        """The conversation whose root Message-ID is ``root``, oldest first."""
         async with self.session(tenant_id, mailbox_id, Feature.THREADS) as connector:
-            return await connector.thread_messages(root)
+            found = await connector.thread_messages(root)
+        await self._remember(mailbox_id, found)
+        return found
+
+    async def thread_by_key(self, tenant_id: str, mailbox_id: str, key: str) -> list[MessageSummary]:
+        """The conversation of a ``thread_key`` this mailbox handed out (a listing, a search, a
+        thread or a ``message.received`` event); 404 ``thread_not_found`` for any other key."""
+        if not _THREAD_KEY.fullmatch(key):
+            raise InputError(
+                f"not a thread key: {key[:40]!r}",
+                field="key",
+                hint="A thread key is the 32 hexadecimal characters of a message's `thread_key`.",
+            )
+        await self.mailbox(tenant_id, mailbox_id, Feature.THREADS)  # the tenant's, or 404
+        root = await self.roots.root(mailbox_id, key) if self.roots is not None else None
+        if root is None:
+            raise ThreadNotFoundError(f"mailbox {mailbox_id} handed out no thread key {key}")
+        return await self.thread(tenant_id, mailbox_id, root)
+
+    async def _remember(self, mailbox_id: str, items: Sequence[MessageSummary]) -> None:
+        """Record the roots of the thread keys about to be handed out."""
+        if self.roots is not None:
+            await self.roots.remember(mailbox_id, [s.thread_root for s in items if s.thread_root])
 
     async def update_flags(
         self, tenant_id: str, mailbox_id: str, refs: Sequence[str], change: FlagChange

@@ -18,7 +18,7 @@ from alembic import op
 from mailport.store.tables import UTCDateTime
 
 revision = "0017_changes"
-down_revision = "0015_leases"
+down_revision = "0016_thread_roots"
 branch_labels = None
 depends_on = None
 
