@@ -22,7 +22,8 @@ once, at the boundary where they occur, and chained (``raise X(...) from exc``).
     ├── ForbiddenError                  forbidden             403
     ├── NotFoundError                   not_found             404
     │   ├── MessageNotFoundError        message_not_found     404   (gone from the server)
-    │   └── FolderNotFoundError         folder_not_found      404
+    │   ├── FolderNotFoundError         folder_not_found      404
+    │   └── ThreadNotFoundError         thread_not_found      404   (a thread key never handed out)
     ├── ConflictError                   conflict              409
     │   └── FolderExistsError           folder_exists         409
     ├── CursorExpiredError              cursor_expired        410   (the folder was reset)
@@ -267,6 +268,14 @@ class FolderNotFoundError(
     NotFoundError,
     code="folder_not_found",
     hint="Use a `path` exactly as GET /v1/mailboxes/{id}/folders lists it.",
+): ...
+
+
+class ThreadNotFoundError(
+    NotFoundError,
+    code="thread_not_found",
+    hint="Use a `thread_key` exactly as a listing, a search or a message.received event of this "
+    "mailbox gave it.",
 ): ...
 
 

@@ -26,6 +26,7 @@ from mailport.net.trust import MailTrust
 from mailport.oauth.connect import OAuthConnectService
 from mailport.push import PushService
 from mailport.store import Database
+from mailport.store.threads import ThreadRoots
 from mailport.tenants.service import TenantService
 
 
@@ -71,7 +72,7 @@ class Services:
     @cached_property
     def mail(self) -> MailAccess:
         """Folders and messages live from the mailboxes' servers, over per-mailbox command pools."""
-        return MailAccess(self.mailboxes, CommandPool(self.connector))
+        return MailAccess(self.mailboxes, CommandPool(self.connector), roots=ThreadRoots(self.database))
 
     async def aclose(self) -> None:
         """Release connections and background tasks."""

@@ -26,8 +26,23 @@ from mailport.connectors.base import (
     ScopeState,
 )
 from mailport.connectors.folders import Folder, display_name, role_of
+from mailport.connectors.mail import Envelope, MessagePage, MessageSummary, SearchQuery
+from mailport.errors import UnsupportedFeatureError
+from mailport.messages import Message, parse_message
+from mailport.messages.model import Address
+from mailport.messages.threading import thread_root
 
-ALL = frozenset({Feature.PUSH, Feature.FOLDERS, Feature.FLAGS, Feature.MOVE, Feature.DELETE})
+ALL = frozenset(
+    {
+        Feature.PUSH,
+        Feature.FOLDERS,
+        Feature.FLAGS,
+        Feature.MOVE,
+        Feature.DELETE,
+        Feature.SEARCH,
+        Feature.THREADS,
+    }
+)
 
 
 @dataclass
@@ -163,6 +178,103 @@ class FakeConnector(PollingConnector):
 
     async def health(self) -> ConnectorHealth:
         return ConnectorHealth(connected=self.connected, push=self.supports(Feature.PUSH))
+
+    # --- search and threads: a subset of the criteria, over the parsed messages
+
+    def _summaries(self, scope: str) -> list[tuple[Message, MessageSummary]]:
+        """Every present message of ``scope``, oldest first, parsed, with its summary."""
+        out = []
+        for n, (raw, at) in enumerate(self.remote.mail.get(scope, []), start=1):
+            item = f"m{n}"
+            if item in self.remote.gone:
+                continue
+            flags = ("\\Seen",) if item in self.remote.read else ()
+            message = parse_message(raw, mailbox_id="", folder=scope, flags=flags, size=len(raw))
+            root = thread_root(
+                message_id=message.message_id,
+                in_reply_to=(message.in_reply_to,) if message.in_reply_to else (),
+                references=message.references,
+                content_sha256=message.sha256,
+            )
+            envelope = Envelope(
+                subject=message.subject,
+                from_=message.from_,
+                to=message.to,
+                cc=message.cc,
+                reply_to=message.reply_to,
+                date=message.date,
+                message_id=message.message_id,
+                in_reply_to=message.in_reply_to,
+            )
+            summary = MessageSummary(
+                ref=MessageRef(scope, self.remote.epoch, item),
+                folder=scope,
+                envelope=envelope,
+                flags=flags,
+                size=len(raw),
+                received_at=at,
+                has_attachments=bool(message.attachments),
+                preview=(message.text or "")[:100] or None,
+                thread_key=message.thread_key,
+                thread_root=root,
+            )
+            out.append((message, summary))
+        return out
+
+    async def search_messages(self, query: SearchQuery) -> MessagePage:
+        """FROM/TO/CC/SUBJECT/TEXT/BODY as case-insensitive substrings, headers, Message-ID,
+        dates, seen, attachments and sizes; flagged, answered and native are refused (422)."""
+        if not self.supports(Feature.SEARCH):
+            raise self._unsupported(Feature.SEARCH)
+        for name in ("flagged", "answered", "native"):
+            if getattr(query, name) is not None:
+                raise UnsupportedFeatureError(f"the fake connector cannot search by {name}")
+
+        def has(value: str | None, *texts: str | None) -> bool:
+            return value is None or any(value.lower() in (t or "").lower() for t in texts)
+
+        def addresses(found: tuple[Address, ...]) -> str:
+            return " ".join(f"{a.name} <{a.email}>" for a in found)
+
+        matches = []
+        for message, summary in reversed(self._summaries(query.folder)):
+            headers = {name.lower(): value for name, value in message.headers}
+            if not (
+                has(query.from_, addresses(message.from_))
+                and has(query.to, addresses(message.to))
+                and has(query.cc, addresses(message.cc))
+                and has(query.subject, message.subject)
+                and has(query.body, message.text, message.html)
+                and has(query.text, message.text, message.html, *headers.values())
+                and has(query.message_id, message.message_id)
+                and all(has(v, headers.get(k.lower())) for k, v in query.headers.items())
+                and (query.seen is None or ("\\Seen" in summary.flags) is query.seen)
+                and (query.has_attachment is None or summary.has_attachments is query.has_attachment)
+                and (query.larger is None or summary.size > query.larger)
+                and (query.smaller is None or summary.size < query.smaller)
+                and (query.since is None or (summary.received_at or query.since) >= query.since)
+                and (query.before is None or (summary.received_at or query.before) < query.before)
+            ):
+                continue
+            matches.append(summary)
+        start = int(query.cursor.removeprefix("f_")) if query.cursor else 0
+        page = matches[start : start + query.limit]
+        more = start + query.limit < len(matches)
+        return MessagePage(page, f"f_{start + query.limit}" if more else None)
+
+    async def thread_messages(self, root: str) -> list[MessageSummary]:
+        """Every message of every folder whose thread root is ``root``, oldest first."""
+        if not self.supports(Feature.THREADS):
+            raise self._unsupported(Feature.THREADS)
+        found = [
+            summary
+            for scope in sorted(self.remote.mail)
+            for _, summary in self._summaries(scope)
+            if summary.thread_root == root
+        ]
+        return sorted(
+            found, key=lambda s: s.envelope.date or s.received_at or datetime.min.replace(tzinfo=UTC)
+        )
 
 
 @dataclass

@@ -60,6 +60,7 @@ class MessageSummary:
     has_attachments: bool | None = None  # None: the source could not tell cheaply
     preview: str | None = None
     thread_key: str | None = None
+    thread_root: str | None = None  # the Message-ID thread_key hashes (so the key can be looked up)
 
 
 @dataclass(frozen=True, slots=True)

@@ -265,6 +265,59 @@ class ImapClient(ImapSession):
                 uids.extend(int(x) for x in rest.split() if x.isdigit())
         return sorted(uids)
 
+    async def uid_search(
+        self, keys: Sequence[Arg], *, charset: str | None = None, timeout: float | None = None
+    ) -> list[int]:
+        """UID SEARCH with encoded keys (:mod:`mailport.connectors.imap_search` builds them;
+        literals carry 8-bit text) -> sorted UIDs. ``UID SEARCH RETURN (ALL)`` where the server
+        offers ESEARCH (RFC 4731): the answer is a compact UID set instead of every UID."""
+        await self._ensure_caps()
+        args: list[Arg] = [b"UID SEARCH"]
+        if self.has("ESEARCH"):
+            args.append(b"RETURN (ALL)")
+        if charset:
+            args += [b"CHARSET", charset.encode("ascii")]
+        args += list(keys) or [b"ALL"]
+        result = await self._run(*args, wants=(b"SEARCH", b"ESEARCH"), timeout=timeout)
+        uids: set[int] = set()
+        for _, kind, offset, response in result.untagged:
+            if kind == b"SEARCH":
+                uids.update(int(x) for x in response.first[offset:].split() if x.isdigit())
+            elif kind == b"ESEARCH":
+                uids.update(esearch_all(parse_values(response, 0, offset)))
+        return sorted(uids)
+
+    async def uid_thread(
+        self, keys: Sequence[Arg], *, algorithm: str = "REFERENCES", timeout: float | None = None
+    ) -> list[list[int]]:
+        """UID THREAD (RFC 5256) over the messages matching ``keys``: one UID list per thread
+        (the tree flattened, in the server's order)."""
+        args: list[Arg] = [b"UID THREAD", algorithm.encode("ascii"), b"UTF-8", *(list(keys) or [b"ALL"])]
+        result = await self._run(*args, wants=(b"THREAD",), timeout=timeout)
+        threads: list[list[int]] = []
+        for _, _, offset, response in result.untagged:
+            for tree in parse_values(response, 0, offset):
+                threads.append(_flatten_thread(tree))
+        return threads
+
+    async def fetch_attributes(
+        self, uids: UIDs, items: Sequence[str], *, timeout: float | None = None
+    ) -> dict[int, dict[bytes, object]]:
+        """UID FETCH of attributes the FETCH parser does not model (``X-GM-THRID``,
+        ``X-GM-LABELS``): UID -> the raw attribute values by upper-case name."""
+        names = " ".join(i for i in items if i.upper() != "UID")
+        args: list[Arg] = [b"UID FETCH", uid_set(uids), b"(UID " + names.encode() + b")"]
+        result = await self._run(*args, wants=(b"FETCH",), timeout=timeout)
+        out: dict[int, dict[bytes, object]] = {}
+        for _, _, offset, response in result.untagged:
+            values = parse_values(response, 0, offset)
+            if len(values) != 1:
+                raise ProtocolError(f"malformed FETCH response {response.first[:60]!r}")
+            attrs = pairs(as_list(values[0]))
+            if b"UID" in attrs:
+                out[as_int(attrs[b"UID"])] = attrs
+        return out
+
     async def fetch(
         self,
         uids: UIDs,
@@ -558,6 +611,27 @@ def _namespaces(value: object) -> tuple[Namespace, ...]:
             Namespace(utf7.decode(parts[0]), delimiter.decode() if isinstance(delimiter, bytes) else None)
         )
     return tuple(out)
+
+
+def esearch_all(values: list[object]) -> list[int]:
+    """The UIDs of an ESEARCH response (``(TAG "A5") UID ALL 1:3,7``, RFC 4731); [] without ALL."""
+    rest = values[1:] if values and isinstance(values[0], list) else values
+    for i, value in enumerate(rest):
+        if isinstance(value, bytes) and value.upper() == b"ALL" and i + 1 < len(rest):
+            found = rest[i + 1]
+            if isinstance(found, bytes):
+                return parse_sequence_set(found)
+    return []
+
+
+def _flatten_thread(tree: object) -> list[int]:
+    """A THREAD tree (``(3 6 (4 23)(44 7 96))``) -> its UIDs in order."""
+    if isinstance(tree, bytes):
+        return [int(tree)] if tree.isdigit() else []
+    out: list[int] = []
+    for node in as_list(tree):
+        out.extend(_flatten_thread(node))
+    return out
 
 
 def _quoted(value: str) -> bytes:

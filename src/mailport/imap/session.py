@@ -681,8 +681,13 @@ class ImapSession:
         plus = "LITERAL+" in caps
         minus = "LITERAL-" in caps
         buffer = bytearray(command.tag)
+        opened = False
         for arg in args:
-            buffer += b" "
+            # one space between arguments, none inside parentheses: "(" and ")" travel with
+            # the atoms they touch, so a literal may start or end a parenthesised list
+            if not opened and not (isinstance(arg, bytes) and arg[:1] == b")"):
+                buffer += b" "
+            opened = isinstance(arg, bytes) and arg[-1:] == b"("
             if isinstance(arg, Literal):
                 size = len(arg.data)
                 if plus or (minus and size <= 4096):

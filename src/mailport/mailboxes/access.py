@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -22,13 +23,21 @@ from mailport.connectors import registry
 from mailport.connectors.base import Connector, Feature, MessageRef, RemoteMessage
 from mailport.connectors.folders import Folder
 from mailport.connectors.mail import FlagChange, ListQuery, MessagePage, MessageSummary, Moved, SearchQuery
-from mailport.errors import MailboxUnreachableError, MailportError, UnsupportedFeatureError
+from mailport.errors import (
+    InputError,
+    MailboxUnreachableError,
+    MailportError,
+    ThreadNotFoundError,
+    UnsupportedFeatureError,
+)
 from mailport.mailboxes.models import Mailbox
 from mailport.mailboxes.pool import CommandPool
 from mailport.mailboxes.service import MailboxService
+from mailport.store.threads import ThreadRoots
 
 log = logging.getLogger(__name__)
 
+_THREAD_KEY = re.compile(r"[0-9a-f]{32}")
 RETRY_AFTER = 30  # seconds a client waits after mailbox_unreachable
 CALL_TIMEOUT = 60.0  # a whole call (connect included), so a request never hangs on a silent server
 
@@ -40,6 +49,7 @@ class MailAccess:
     mailboxes: MailboxService
     pool: CommandPool
     timeout: float = CALL_TIMEOUT
+    roots: ThreadRoots | None = None  # thread key -> root; None: keys are not looked up
 
     async def mailbox(self, tenant_id: str, mailbox_id: str, feature: Feature) -> Mailbox:
         """The tenant's mailbox (404 for another tenant's) whose connector can do ``feature``."""
@@ -92,11 +102,15 @@ class MailAccess:
 
     async def list_messages(self, tenant_id: str, mailbox_id: str, query: ListQuery) -> MessagePage:
         async with self.session(tenant_id, mailbox_id, Feature.FOLDERS) as connector:
-            return await connector.list_messages(query)
+            page = await connector.list_messages(query)
+        await self._remember(mailbox_id, page.items)
+        return page
 
     async def search(self, tenant_id: str, mailbox_id: str, query: SearchQuery) -> MessagePage:
         async with self.session(tenant_id, mailbox_id, Feature.SEARCH) as connector:
-            return await connector.search_messages(query)
+            page = await connector.search_messages(query)
+        await self._remember(mailbox_id, page.items)
+        return page
 
     async def fetch(self, tenant_id: str, mailbox_id: str, ref: str) -> RemoteMessage:
         """One message's source by its public ``ref``."""
@@ -105,8 +119,31 @@ class MailAccess:
             return await connector.fetch_message(location)
 
     async def thread(self, tenant_id: str, mailbox_id: str, root: str) -> list[MessageSummary]:
+        """The conversation whose root Message-ID is ``root``, oldest first."""
         async with self.session(tenant_id, mailbox_id, Feature.THREADS) as connector:
-            return await connector.thread_messages(root)
+            found = await connector.thread_messages(root)
+        await self._remember(mailbox_id, found)
+        return found
+
+    async def thread_by_key(self, tenant_id: str, mailbox_id: str, key: str) -> list[MessageSummary]:
+        """The conversation of a ``thread_key`` this mailbox handed out (a listing, a search, a
+        thread or a ``message.received`` event); 404 ``thread_not_found`` for any other key."""
+        if not _THREAD_KEY.fullmatch(key):
+            raise InputError(
+                f"not a thread key: {key[:40]!r}",
+                field="key",
+                hint="A thread key is the 32 hexadecimal characters of a message's `thread_key`.",
+            )
+        await self.mailbox(tenant_id, mailbox_id, Feature.THREADS)  # the tenant's, or 404
+        root = await self.roots.root(mailbox_id, key) if self.roots is not None else None
+        if root is None:
+            raise ThreadNotFoundError(f"mailbox {mailbox_id} handed out no thread key {key}")
+        return await self.thread(tenant_id, mailbox_id, root)
+
+    async def _remember(self, mailbox_id: str, items: Sequence[MessageSummary]) -> None:
+        """Record the roots of the thread keys about to be handed out."""
+        if self.roots is not None:
+            await self.roots.remember(mailbox_id, [s.thread_root for s in items if s.thread_root])
 
     async def update_flags(
         self, tenant_id: str, mailbox_id: str, refs: Sequence[str], change: FlagChange

@@ -459,3 +459,17 @@ mailbox_wakeups = Table(
 )
 
 SECRET_COLUMNS["push_channels"] = ("secret_enc",)
+
+# --- mailbox access -----------------------------------------------------------------------
+
+# The root Message-ID of each conversation a mailbox's thread keys stand for (a key is a hash of
+# its root: GET …/threads/{key} needs the root back). Filled by ingestion and by the listings,
+# searches and threads served (mailport.store.threads).
+thread_roots = Table(
+    "thread_roots",
+    metadata,
+    Column("mailbox_id", String(40), ForeignKey("mailboxes.id", ondelete="CASCADE"), primary_key=True),
+    Column("thread_key", String(32), primary_key=True),
+    Column("root", String(998), nullable=False),
+    Column("created_at", UTCDateTime(), nullable=False),
+)

@@ -35,7 +35,9 @@ from mailport.connectors.base import Batch, Cursor, MessageRef, RemoteMessage
 from mailport.events import Event, EventType, NewEvent, append_many, message_key
 from mailport.mailboxes.models import Mailbox
 from mailport.messages import Message, parse_headers_only, parse_message
+from mailport.messages.threading import thread_root
 from mailport.metrics import MESSAGES_FAILED, MESSAGES_OVERSIZED, MESSAGES_PROCESSED
+from mailport.store import threads
 from mailport.store.ids import new_id
 from mailport.sync import repository as repo
 
@@ -78,6 +80,16 @@ def content_hash(remote: RemoteMessage) -> str:
     """SHA-256 as the parser computes it (of the raw source; of the header block when oversized)."""
     data = remote.raw if remote.raw is not None and not remote.oversized else (remote.headers or b"")
     return hashlib.sha256(data).hexdigest()
+
+
+def _root(message: Message) -> str:
+    """The root Message-ID its ``thread_key`` stands for (recorded so the key can be looked up)."""
+    return thread_root(
+        message_id=message.message_id,
+        in_reply_to=(message.in_reply_to,) if message.in_reply_to else (),
+        references=message.references,
+        content_sha256=message.sha256,
+    )
 
 
 @dataclass
@@ -170,6 +182,7 @@ async def store_chunk(
     for row in rows:
         row["event_id"] = event_of.get(row["id"])
     await repo.insert_messages(conn, rows)
+    await threads.remember(conn, mailbox.id, [_root(p.message) for p in parsed], now=now)
     action = mailbox.settings.after_processing
     if action and action != "none" and appended:
         await repo.insert_actions(

@@ -1,0 +1,82 @@
+"""The thread-key table: ``(mailbox, thread key) -> root Message-ID``.
+
+A thread key is ``sha256(root)[:32]`` (:mod:`mailport.messages.threading`) and cannot be
+reversed, yet ``GET …/threads/{key}`` must search the server for the root. Every place that
+hands out keys records their roots here: ingestion (one batched insert per chunk, in the
+chunk's transaction) and the live listings, searches and threads. A key is only ever recorded
+with its own root, so rows are never updated (``ON CONFLICT DO NOTHING``).
+
+Roots made from a message's hash (no Message-ID, In-Reply-To or References) are not recorded:
+nothing on a server can be searched for them.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from mailport.clock import utc_now
+from mailport.store.database import Database, dialect_insert
+from mailport.store.tables import thread_roots
+
+MAX_ROOT = 998  # RFC 5322's line limit; the column's size
+
+
+def key_of(root: str) -> str:
+    """The thread key of ``root`` (the rule of :func:`mailport.messages.threading.thread_key`)."""
+    return hashlib.sha256(root.encode("utf-8", "surrogatepass")).hexdigest()[:32]
+
+
+def _searchable(root: str) -> bool:
+    if not root or len(root) > MAX_ROOT or root.startswith("sha256:"):
+        return False
+    try:
+        root.encode("utf-8")
+    except UnicodeEncodeError:  # an undecodable header byte kept as a surrogate
+        return False
+    return True
+
+
+async def remember(conn: AsyncConnection, mailbox_id: str, roots: Iterable[str], *, now: datetime) -> None:
+    """Record ``roots`` for ``mailbox_id`` in the caller's transaction (one statement)."""
+    rows = [
+        {"mailbox_id": mailbox_id, "thread_key": key_of(root), "root": root, "created_at": now}
+        for root in dict.fromkeys(roots)
+        if _searchable(root)
+    ]
+    if rows:
+        statement = dialect_insert(conn, thread_roots).on_conflict_do_nothing(
+            index_elements=["mailbox_id", "thread_key"]
+        )
+        await conn.execute(statement, rows)
+
+
+async def root_of(conn: AsyncConnection, mailbox_id: str, key: str) -> str | None:
+    found = await conn.execute(
+        select(thread_roots.c.root).where(
+            thread_roots.c.mailbox_id == mailbox_id, thread_roots.c.thread_key == key
+        )
+    )
+    return found.scalar_one_or_none()
+
+
+@dataclass(eq=False, repr=False)
+class ThreadRoots:
+    """The table over a database, for callers without a transaction of their own."""
+
+    database: Database
+
+    async def remember(self, mailbox_id: str, roots: Iterable[str]) -> None:
+        pending = [root for root in dict.fromkeys(roots) if _searchable(root)]
+        if pending:
+            async with self.database.transaction() as conn:
+                await remember(conn, mailbox_id, pending, now=utc_now())
+
+    async def root(self, mailbox_id: str, key: str) -> str | None:
+        async with self.database.connect() as conn:
+            return await root_of(conn, mailbox_id, key)
