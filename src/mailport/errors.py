@@ -30,7 +30,8 @@ once, at the boundary where they occur, and chained (``raise X(...) from exc``).
     ├── RateLimitedError                rate_limited          429
     ├── MailboxBusyError                mailbox_busy          503   (the command pool stayed busy)
     ├── UnsupportedFeatureError         unsupported_feature   422
-    │   └── ImapSettingsMissingError    imap_not_configured   422   (the mailbox has no IMAP server)
+    │   ├── ImapSettingsMissingError    imap_not_configured   422   (the mailbox has no IMAP server)
+    │   └── TrashFolderMissingError     trash_folder_missing  422   (delete without `permanent`, no trash)
     └── ProviderError                   provider_error        502   (a mail server or provider failed)
         ├── ConnectError                connect_failed        502
         │   ├── HostNotFoundError               host_not_found                 502
@@ -328,6 +329,16 @@ class ImapSettingsMissingError(UnsupportedFeatureError):
         "This mailbox has no IMAP server settings: give it `imap` settings "
         "(PATCH /v1/mailboxes/{id}), or use what its connector offers instead."
     )
+
+
+class TrashFolderMissingError(
+    UnsupportedFeatureError,
+    code="trash_folder_missing",
+    hint="Deleting moves messages to the folder with the `trash` role, and this mailbox has none: "
+    "create one (a folder named Trash), or delete with `permanent=true` to expunge for good.",
+):
+    """A delete without ``permanent`` met a mailbox without a trash folder (never expunged
+    silently instead)."""
 
 
 # --------------------------------------------------------------------------- mail servers

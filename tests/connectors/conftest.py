@@ -135,3 +135,12 @@ async def harness(request: pytest.FixtureRequest, services: Services) -> AsyncIt
         yield made
     finally:
         await made.connector.disconnect()
+
+
+@pytest.fixture(params=["imap", "imap-dotted", "fake"])
+async def bed(request: pytest.FixtureRequest) -> AsyncIterator[object]:
+    """A connected connector for the mailbox-access contract (tests/connectors/mailbed.py)."""
+    from tests.connectors.mailbed import make_bed
+
+    async for made in make_bed(request.param, request):
+        yield made

@@ -1,12 +1,23 @@
 """A scriptable in-memory connector: the mailbox lives in a :class:`FakeMail` the test drives
 (append mail, change the epoch, fail the next connect or fetch, refuse an action, push or
 poll). Registered under ``fake`` by the ``fake_connector`` fixture only: a connector plugs in
-by filling the hooks of :mod:`mailport.connectors.base`, without touching the core."""
+by filling the hooks of :mod:`mailport.connectors.base`, without touching the core.
+
+It fills the mailbox-access hooks too (listing, one message, flags, move, delete, import,
+folders), so the contract tests of tests/connectors run over it as over IMAP. Items are
+``m<n>`` (the n-th message appended to a folder, never reused); every folder shares the
+mailbox's one epoch; flags are neutral names and keywords. The after-processing actions
+(``mark_read``, ``move``, ``delete``) act on the folder last opened and also record what they
+did in ``read``/``moved``/``gone`` (by item, for the watcher's tests).
+"""
 
 from __future__ import annotations
 
+import base64
+import binascii
+import json
 from collections.abc import AsyncIterator, Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -26,8 +37,26 @@ from mailport.connectors.base import (
     ScopeState,
 )
 from mailport.connectors.folders import Folder, display_name, role_of
-from mailport.connectors.mail import Envelope, MessagePage, MessageSummary, SearchQuery
-from mailport.errors import UnsupportedFeatureError
+from mailport.connectors.mail import (
+    MAX_LIMIT,
+    Envelope,
+    FlagChange,
+    ListQuery,
+    MessagePage,
+    MessageSummary,
+    Moved,
+    SearchQuery,
+)
+from mailport.errors import (
+    CursorExpiredError,
+    FolderExistsError,
+    FolderNotFoundError,
+    InputError,
+    InvalidCursorError,
+    MessageNotFoundError,
+    TrashFolderMissingError,
+    UnsupportedFeatureError,
+)
 from mailport.messages import Message, parse_message
 from mailport.messages.model import Address
 from mailport.messages.threading import thread_root
@@ -43,6 +72,17 @@ ALL = frozenset(
         Feature.THREADS,
     }
 )
+DELIMITER = "/"
+STANDARD_FOLDERS = ("INBOX", "Drafts", "Sent", "Trash", "Junk")
+
+
+@dataclass
+class FakeMessage:
+    raw: bytes
+    at: datetime
+    flags: set[str] = field(default_factory=set)  # neutral names and keywords
+    labels: set[str] = field(default_factory=set)
+    removed: bool = False
 
 
 @dataclass
@@ -51,19 +91,43 @@ class FakeMail:
 
     features: frozenset[Feature] = ALL - {Feature.PUSH}
     epoch: str = "1"
-    mail: dict[str, list[tuple[bytes, datetime]]] = field(default_factory=dict)
-    gone: set[str] = field(default_factory=set)  # moved or deleted items
+    mail: dict[str, list[FakeMessage]] = field(default_factory=dict)
+    folders: set[str] = field(default_factory=lambda: set(STANDARD_FOLDERS))
+    labels: bool = False  # offers Gmail-like labels
+    gone: set[str] = field(default_factory=set)  # items moved or deleted by after-processing
     read: set[str] = field(default_factory=set)
     moved: dict[str, str] = field(default_factory=dict)
     fail: dict[str, list[Exception]] = field(default_factory=dict)  # "connect" / "fetch" / action
     listeners: list[FakeConnector] = field(default_factory=list)
 
     def append(self, raw: bytes, *, scope: str = "INBOX", at: datetime | None = None) -> str:
-        messages = self.mail.setdefault(scope, [])
-        messages.append((raw, at or datetime.now(UTC)))
+        return self.put(scope, raw, at=at)
+
+    def put(self, folder: str, raw: bytes, *, flags: Sequence[str] = (), at: datetime | None = None) -> str:
+        """Store ``raw`` in ``folder`` (created if new); its item."""
+        self.folders.add(folder)
+        messages = self.mail.setdefault(folder, [])
+        messages.append(FakeMessage(raw, at or datetime.now(UTC), set(flags)))
         for connector in self.listeners:
             connector.news()
         return f"m{len(messages)}"
+
+    def messages(self, folder: str) -> list[tuple[str, FakeMessage]]:
+        """(item, message) of the messages present in ``folder``, oldest first."""
+        return [
+            (f"m{n}", m)
+            for n, m in enumerate(self.mail.get(folder, []), start=1)
+            if not m.removed and f"m{n}" not in self.gone
+        ]
+
+    def find(self, ref: MessageRef) -> FakeMessage | None:
+        if ref.epoch != self.epoch or not ref.item.startswith("m") or not ref.item[1:].isdigit():
+            return None
+        messages = self.mail.get(ref.scope, [])
+        n = int(ref.item[1:])
+        if not 1 <= n <= len(messages) or messages[n - 1].removed or ref.item in self.gone:
+            return None
+        return messages[n - 1]
 
     def change_epoch(self) -> None:
         self.epoch = str(int(self.epoch) + 1)
@@ -84,6 +148,7 @@ class FakeConnector(PollingConnector):
         self.remote = remote
         self.connected = False
         self._news = False
+        self._scope = "INBOX"
 
     def supports(self, feature: Feature) -> bool:
         return feature in self.remote.features
@@ -103,10 +168,11 @@ class FakeConnector(PollingConnector):
             self.remote.listeners.remove(self)
 
     async def open(self, scope: str) -> ScopeState:
+        self._scope = scope
         return ScopeState(scope, self.remote.epoch)
 
     async def baseline(self, state: ScopeState, *, since: datetime) -> Cursor:
-        dates = [at for _, at in self.remote.mail.get(state.scope, [])]
+        dates = [m.at for m in self.remote.mail.get(state.scope, [])]
         before = next((n for n, at in enumerate(dates) if at >= since), len(dates))
         return Cursor(state.scope, state.epoch, str(before))
 
@@ -121,41 +187,49 @@ class FakeConnector(PollingConnector):
             found = [
                 RemoteMessage(
                     f"m{n}",
-                    len(messages[n - 1][0]),
-                    flags=("\\Seen",) if f"m{n}" in self.remote.read else (),
-                    raw=messages[n - 1][0],
+                    len(messages[n - 1].raw),
+                    flags=("\\Seen",) if self._seen(f"m{n}", messages[n - 1]) else (),
+                    raw=messages[n - 1].raw,
                     source={"fake": {"n": n}},
                 )
                 for n in page
-                if f"m{n}" not in self.remote.gone
+                if f"m{n}" not in self.remote.gone and not messages[n - 1].removed
             ]
             yield Batch(found, Cursor(cursor.scope, cursor.epoch, str(page[-1])))
+
+    def _seen(self, item: str, message: FakeMessage) -> bool:
+        return "seen" in message.flags or item in self.remote.read
 
     def item_source(self, ref: MessageRef) -> dict[str, Any]:
         return {"fake": {"n": int(ref.item[1:])}}
 
     async def list_folders(self) -> list[Folder]:
-        if Feature.FOLDERS not in self.remote.features:
-            raise self._unsupported(Feature.FOLDERS)
-        folders = []
-        for scope in sorted({"INBOX", *self.remote.mail}, key=lambda s: (s != "INBOX", s)):
-            items = [f"m{n}" for n in range(1, len(self.remote.mail.get(scope, [])) + 1)]
-            present = [item for item in items if item not in self.remote.gone]
-            unseen = [item for item in present if item not in self.remote.read]
-            role = role_of(scope, delimiter="/")
-            folders.append(
-                Folder(scope, "/", display_name(scope, "/"), role, len(present), len(unseen), True)
-            )
-        return folders
+        self._need(Feature.FOLDERS)
+        return [self._folder(path) for path in sorted(self.remote.folders, key=lambda s: (s != "INBOX", s))]
 
-    async def _act(self, feature: Feature, items: Sequence[str]) -> None:
+    def _folder(self, path: str) -> Folder:
+        present = self.remote.messages(path)
+        unseen = [item for item, m in present if not self._seen(item, m)]
+        role = role_of(path, delimiter=DELIMITER)
+        return Folder(path, DELIMITER, display_name(path, DELIMITER), role, len(present), len(unseen), True)
+
+    def _need(self, feature: Feature) -> None:
         if not self.supports(feature):
             raise self._unsupported(feature)
+
+    async def _act(self, feature: Feature, items: Sequence[str]) -> None:
+        self._need(feature)
         self.remote.check(feature.value)
+
+    def _opened(self, item: str) -> FakeMessage | None:
+        return self.remote.find(MessageRef(self._scope, self.remote.epoch, item))
 
     async def mark_read(self, items: Sequence[str]) -> None:
         await self._act(Feature.FLAGS, items)
         self.remote.read.update(items)
+        for item in items:
+            if (message := self._opened(item)) is not None:
+                message.flags.add("seen")
 
     async def move(self, items: Sequence[str], folder: str) -> None:
         await self._act(Feature.MOVE, items)
@@ -166,59 +240,192 @@ class FakeConnector(PollingConnector):
         await self._act(Feature.DELETE, items)
         self.remote.gone.update(items)
 
-    def news(self) -> None:
-        if self.supports(Feature.PUSH):
-            self._news = True
-            self.wake()
+    # ------------------------------------------------------------------ mailbox access
 
-    async def watch(self, *, interval: float) -> AsyncIterator[Change]:
-        async for change in super().watch(interval=interval):
-            news, self._news = self._news, False
-            yield Change(ChangeKind.NEW_MAIL, change.at) if news else change
+    def _ref(self, folder: str, item: str) -> MessageRef:
+        return MessageRef(folder, self.remote.epoch, item)
 
-    async def health(self) -> ConnectorHealth:
-        return ConnectorHealth(connected=self.connected, push=self.supports(Feature.PUSH))
+    def _summary(self, folder: str, item: str, message: FakeMessage) -> MessageSummary:
+        parsed = parse_message(message.raw, mailbox_id="fake", folder=folder)
+        flags = set(message.flags) | ({"seen"} if item in self.remote.read else set())
+        return MessageSummary(
+            ref=self._ref(folder, item),
+            folder=folder,
+            envelope=Envelope(
+                subject=parsed.subject,
+                from_=parsed.from_,
+                to=parsed.to,
+                cc=parsed.cc,
+                reply_to=parsed.reply_to,
+                date=parsed.date,
+                message_id=parsed.message_id,
+                in_reply_to=parsed.in_reply_to,
+            ),
+            flags=tuple(sorted(flags)),
+            labels=tuple(sorted(message.labels)),
+            size=len(message.raw),
+            received_at=message.at,
+            has_attachments=any(a.disposition == "attachment" for a in parsed.attachments),
+            preview=(parsed.text or "")[:200] or None,
+            thread_key=parsed.thread_key,
+        )
+
+    def _require_folder(self, path: str) -> str:
+        if path not in self.remote.folders:
+            raise FolderNotFoundError(f"no folder {path!r} in this mailbox", folder=path)
+        return path
+
+    async def list_messages(self, query: ListQuery) -> MessagePage:
+        self._need(Feature.FOLDERS)
+        if not 1 <= query.limit <= MAX_LIMIT:
+            raise InputError(f"limit must be between 1 and {MAX_LIMIT}", field="limit")
+        before = None
+        if query.cursor:
+            folder, epoch, before = _decode(query.cursor)
+            if folder != query.folder:
+                raise InvalidCursorError(f"the cursor belongs to folder {folder!r}", field="cursor")
+            if epoch != self.remote.epoch:
+                raise CursorExpiredError(f"folder {folder!r} was reset", folder=folder)
+        present = self.remote.messages(self._require_folder(query.folder))[::-1]
+        matching = [
+            (item, m)
+            for item, m in present
+            if (before is None or int(item[1:]) < before)
+            and (query.unseen is None or self._seen(item, m) is not query.unseen)
+            and (query.since is None or m.at >= query.since)
+        ]
+        page = matching[: query.limit]
+        more = len(matching) > query.limit
+        cursor = _encode(query.folder, self.remote.epoch, int(page[-1][0][1:])) if more else None
+        return MessagePage([self._summary(query.folder, item, m) for item, m in page], cursor)
+
+    async def fetch_message(self, ref: MessageRef) -> RemoteMessage:
+        self._need(Feature.FOLDERS)
+        message = self._find(ref)
+        return RemoteMessage(
+            ref.item,
+            len(message.raw),
+            flags=tuple(sorted(message.flags)),
+            received_at=message.at,
+            raw=message.raw,
+            source={"fake": {"n": int(ref.item[1:])}},
+        )
+
+    def _find(self, ref: MessageRef) -> FakeMessage:
+        self._require_folder(ref.scope)
+        message = self.remote.find(ref)
+        if message is None:
+            raise MessageNotFoundError(f"message {ref.item} is gone from {ref.scope!r}", ref=ref.encode())
+        return message
+
+    def _found(self, refs: Sequence[MessageRef]) -> list[FakeMessage]:
+        missing = [ref.encode() for ref in refs if self.remote.find(ref) is None]
+        if missing:
+            raise MessageNotFoundError(f"{len(missing)} of the messages are gone", refs=missing)
+        return [self._find(ref) for ref in refs]
+
+    async def update_flags(self, refs: Sequence[MessageRef], change: FlagChange) -> None:
+        self._need(Feature.FLAGS)
+        add, remove = _flags(change.add), _flags(change.remove)
+        if (change.add_labels or change.remove_labels) and not self.remote.labels:
+            raise UnsupportedFeatureError("this mailbox has no labels")
+        for message in self._found(refs):
+            message.flags = (message.flags | add) - remove
+            message.labels = (message.labels | change.add_labels) - change.remove_labels
+            if "seen" in remove:
+                self.remote.read.difference_update(ref.item for ref in refs)
+
+    def _move(self, ref: MessageRef, message: FakeMessage, folder: str) -> MessageRef:
+        message.removed = True
+        flags = set(message.flags) | ({"seen"} if ref.item in self.remote.read else set())
+        item = self.remote.put(folder, message.raw, flags=sorted(flags), at=message.at)
+        return self._ref(folder, item)
+
+    async def move_messages(self, refs: Sequence[MessageRef], folder: str) -> list[Moved]:
+        self._need(Feature.MOVE)
+        self._require_folder(folder)
+        found = self._found(refs)
+        return [
+            Moved(ref, ref if ref.scope == folder else self._move(ref, message, folder))
+            for ref, message in zip(refs, found, strict=True)
+        ]
+
+    async def delete_messages(self, refs: Sequence[MessageRef], *, permanent: bool = False) -> None:
+        self._need(Feature.DELETE)
+        trash = next((f for f in sorted(self.remote.folders) if self._folder(f).role == "trash"), None)
+        if not permanent and trash is None:
+            raise TrashFolderMissingError("this mailbox has no folder with the trash role")
+        for ref, message in zip(refs, self._found(refs), strict=True):
+            if permanent or ref.scope == trash:
+                message.removed = True
+            else:
+                assert trash is not None
+                self._move(ref, message, trash)
+
+    async def import_message(
+        self, folder: str, raw: bytes, *, flags: Sequence[str] = (), received_at: datetime | None = None
+    ) -> MessageRef | None:
+        self._need(Feature.FOLDERS)
+        wanted = _flags(flags)
+        self._require_folder(folder)
+        return self._ref(folder, self.remote.put(folder, raw, flags=sorted(wanted), at=received_at))
+
+    def _child(self, name: str, parent: str | None) -> str:
+        if not name.strip() or DELIMITER in name or any(c in name for c in "*%"):
+            raise InputError(f"the folder name {name!r} is not one level's name", field="name")
+        if parent:
+            return self._require_folder(parent) + DELIMITER + name
+        return name
+
+    async def create_folder(self, name: str, *, parent: str | None = None) -> Folder:
+        self._need(Feature.FOLDERS)
+        path = self._child(name, parent)
+        if path in self.remote.folders:
+            raise FolderExistsError(f"folder {path!r} already exists", folder=path)
+        self.remote.folders.add(path)
+        return self._folder(path)
+
+    async def rename_folder(self, path: str, *, name: str, parent: str | None = None) -> Folder:
+        self._need(Feature.FOLDERS)
+        _not_inbox(path, "renamed")
+        self._require_folder(path)
+        here = path.rpartition(DELIMITER)[0]
+        target = self._child(name, here or None) if parent is None else self._child(name, parent)
+        if target != path:
+            if target in self.remote.folders:
+                raise FolderExistsError(f"folder {target!r} already exists", folder=target)
+            for old in sorted(f for f in self.remote.folders if f == path or f.startswith(path + DELIMITER)):
+                new = target + old[len(path) :]
+                self.remote.folders.discard(old)
+                self.remote.folders.add(new)
+                if old in self.remote.mail:
+                    self.remote.mail[new] = self.remote.mail.pop(old)
+        return self._folder(target)
+
+    async def delete_folder(self, path: str) -> None:
+        self._need(Feature.FOLDERS)
+        _not_inbox(path, "deleted")
+        self._require_folder(path)
+        if any(f.startswith(path + DELIMITER) for f in self.remote.folders):
+            raise InputError(f"folder {path!r} has sub-folders", field="path")
+        self.remote.folders.discard(path)
+        self.remote.mail.pop(path, None)
 
     # --- search and threads: a subset of the criteria, over the parsed messages
 
     def _summaries(self, scope: str) -> list[tuple[Message, MessageSummary]]:
         """Every present message of ``scope``, oldest first, parsed, with its summary."""
         out = []
-        for n, (raw, at) in enumerate(self.remote.mail.get(scope, []), start=1):
-            item = f"m{n}"
-            if item in self.remote.gone:
-                continue
-            flags = ("\\Seen",) if item in self.remote.read else ()
-            message = parse_message(raw, mailbox_id="", folder=scope, flags=flags, size=len(raw))
+        for item, stored in self.remote.messages(scope):
+            summary = self._summary(scope, item, stored)
+            message = parse_message(stored.raw, mailbox_id="", folder=scope, flags=summary.flags)
             root = thread_root(
                 message_id=message.message_id,
                 in_reply_to=(message.in_reply_to,) if message.in_reply_to else (),
                 references=message.references,
                 content_sha256=message.sha256,
             )
-            envelope = Envelope(
-                subject=message.subject,
-                from_=message.from_,
-                to=message.to,
-                cc=message.cc,
-                reply_to=message.reply_to,
-                date=message.date,
-                message_id=message.message_id,
-                in_reply_to=message.in_reply_to,
-            )
-            summary = MessageSummary(
-                ref=MessageRef(scope, self.remote.epoch, item),
-                folder=scope,
-                envelope=envelope,
-                flags=flags,
-                size=len(raw),
-                received_at=at,
-                has_attachments=bool(message.attachments),
-                preview=(message.text or "")[:100] or None,
-                thread_key=message.thread_key,
-                thread_root=root,
-            )
-            out.append((message, summary))
+            out.append((message, replace(summary, thread_root=root)))
         return out
 
     async def search_messages(self, query: SearchQuery) -> MessagePage:
@@ -248,7 +455,7 @@ class FakeConnector(PollingConnector):
                 and has(query.text, message.text, message.html, *headers.values())
                 and has(query.message_id, message.message_id)
                 and all(has(v, headers.get(k.lower())) for k, v in query.headers.items())
-                and (query.seen is None or ("\\Seen" in summary.flags) is query.seen)
+                and (query.seen is None or ("seen" in summary.flags) is query.seen)
                 and (query.has_attachment is None or summary.has_attachments is query.has_attachment)
                 and (query.larger is None or summary.size > query.larger)
                 and (query.smaller is None or summary.size < query.smaller)
@@ -275,6 +482,51 @@ class FakeConnector(PollingConnector):
         return sorted(
             found, key=lambda s: s.envelope.date or s.received_at or datetime.min.replace(tzinfo=UTC)
         )
+
+    # ------------------------------------------------------------------ watching
+
+    def news(self) -> None:
+        if self.supports(Feature.PUSH):
+            self._news = True
+            self.wake()
+
+    async def watch(self, *, interval: float) -> AsyncIterator[Change]:
+        async for change in super().watch(interval=interval):
+            news, self._news = self._news, False
+            yield Change(ChangeKind.NEW_MAIL, change.at) if news else change
+
+    async def health(self) -> ConnectorHealth:
+        return ConnectorHealth(connected=self.connected, push=self.supports(Feature.PUSH))
+
+
+def _flags(flags: Sequence[str] | frozenset[str]) -> set[str]:
+    out = set()
+    for flag in flags:
+        if not flag or not flag.isascii() or not flag.isprintable() or any(c in flag for c in ' (){%*"\\]'):
+            raise InputError(f"not a flag: {flag!r}", field="flags")
+        lower = flag.lower()
+        out.add(lower if lower in ("seen", "flagged", "answered", "draft") else flag)
+    return out
+
+
+def _not_inbox(path: str, action: str) -> None:
+    if path.upper() == "INBOX":
+        raise InputError(f"INBOX cannot be {action}", field="path")
+
+
+def _encode(folder: str, epoch: str, n: int) -> str:
+    packed = json.dumps([folder, epoch, n]).encode()
+    return base64.urlsafe_b64encode(packed).decode().rstrip("=")
+
+
+def _decode(cursor: str) -> tuple[str, str, int]:
+    try:
+        folder, epoch, n = json.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
+        if not (isinstance(folder, str) and isinstance(epoch, str) and isinstance(n, int)):
+            raise ValueError("not a cursor")
+    except (ValueError, TypeError, binascii.Error, UnicodeDecodeError) as exc:
+        raise InvalidCursorError("the cursor is not one this API returned", field="cursor") from exc
+    return folder, epoch, n
 
 
 @dataclass

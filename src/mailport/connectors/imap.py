@@ -27,6 +27,7 @@ from datetime import datetime
 from typing import Any
 
 from mailport.clock import utc_now
+from mailport.connectors import imap_mail
 from mailport.connectors.base import (
     BaseConnector,
     Batch,
@@ -40,12 +41,13 @@ from mailport.connectors.base import (
     ScopeState,
 )
 from mailport.connectors.folders import Folder, Role, display_name, role_of
+from mailport.connectors.mail import FlagChange, ListQuery, MessagePage, Moved
 from mailport.connectors.registry import ConnectorContext, ForceRefresh, TokenSource, register
 from mailport.crypto import Secret
 from mailport.diagnosis import Failure, diagnose
 from mailport.errors import AuthenticationError, CommandError, MailportError
 from mailport.failures import is_temporary
-from mailport.imap import FETCH_ITEMS, HEADER_ITEMS, EventKind, ImapClient
+from mailport.imap import FETCH_ITEMS, HEADER_ITEMS, EventKind, ImapClient, SelectInfo
 from mailport.mailboxes.models import AuthMethod, Mailbox, Security, ServerSettings
 from mailport.net.guard import HostGuard
 from mailport.sasl import OAuth2Auth, PasswordAuth
@@ -123,6 +125,7 @@ class ImapConnector(BaseConnector):
         self._last_activity: datetime | None = None
         self._last_token: Secret | None = None
         self._folders: dict[str, str] = {}  # folder as configured -> its name on this server
+        self.selection: SelectInfo | None = None  # what the last SELECT/EXAMINE said (imap_mail)
 
     # ------------------------------------------------------------------ connection
 
@@ -185,6 +188,7 @@ class ImapConnector(BaseConnector):
             raise
         self._client = client
         self._folders = {}
+        self.selection = None
         self._touch()
 
     def _verdict(self, refused: AuthenticationError) -> MailportError:
@@ -245,7 +249,9 @@ class ImapConnector(BaseConnector):
     # ------------------------------------------------------------------ reading
 
     async def open(self, scope: str) -> FolderState:
+        self.selection = None
         info = await self._require().select(scope)
+        self.selection = info
         self._touch()
         return FolderState(
             scope=scope,
@@ -416,6 +422,38 @@ class ImapConnector(BaseConnector):
             uids = _uids(items)
             await client.store(uids, ["\\Deleted"])
             await client.expunge(uids)
+
+    # ------------------------------------------------------------------ mailbox access
+    # Any message of any folder (mailport.connectors.imap_mail does the work).
+
+    async def list_messages(self, query: ListQuery) -> MessagePage:
+        return await imap_mail.list_messages(self, query)
+
+    async def fetch_message(self, ref: MessageRef) -> RemoteMessage:
+        return await imap_mail.fetch_message(self, ref)
+
+    async def update_flags(self, refs: Sequence[MessageRef], change: FlagChange) -> None:
+        await imap_mail.update_flags(self, refs, change)
+
+    async def move_messages(self, refs: Sequence[MessageRef], folder: str) -> list[Moved]:
+        return await imap_mail.move_messages(self, refs, folder)
+
+    async def delete_messages(self, refs: Sequence[MessageRef], *, permanent: bool = False) -> None:
+        await imap_mail.delete_messages(self, refs, permanent=permanent)
+
+    async def import_message(
+        self, folder: str, raw: bytes, *, flags: Sequence[str] = (), received_at: datetime | None = None
+    ) -> MessageRef | None:
+        return await imap_mail.import_message(self, folder, raw, flags=flags, received_at=received_at)
+
+    async def create_folder(self, name: str, *, parent: str | None = None) -> Folder:
+        return await imap_mail.create_folder(self, name, parent=parent)
+
+    async def rename_folder(self, path: str, *, name: str, parent: str | None = None) -> Folder:
+        return await imap_mail.rename_folder(self, path, name=name, parent=parent)
+
+    async def delete_folder(self, path: str) -> None:
+        await imap_mail.delete_folder(self, path)
 
     # ------------------------------------------------------------------ watching
 

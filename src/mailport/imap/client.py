@@ -405,22 +405,9 @@ class ImapClient(ImapSession):
         return _copyuid(result.text)
 
     async def move(self, uids: UIDs, destination: str) -> dict[int, int]:
-        """UID MOVE, or UID COPY + \\Deleted + UID EXPUNGE when MOVE is not offered (needs UIDPLUS)."""
-        await self._ensure_caps()
-        if self.has("MOVE"):
-            result = await self._run(b"UID MOVE", uid_set(uids), mailbox_arg(destination), wants=(b"OK",))
-            mapping = _copyuid(result.text)
-            for _, _, offset, response in result.untagged:
-                mapping.update(_copyuid(parse_status_text(response.first[offset:])))
-            return mapping
-        if not self.has("UIDPLUS"):
-            raise UnsupportedFeatureError(
-                f"{self.host}: the server has neither MOVE nor UIDPLUS, so messages cannot be moved safely"
-            )
-        mapping = await self.copy(uids, destination)
-        await self.store(uids, ["\\Deleted"], mode="+")
-        await self.expunge(uids)
-        return mapping
+        """UID MOVE, or UID COPY + \\Deleted + UID EXPUNGE when MOVE is not offered (needs UIDPLUS);
+        returns old UID -> new UID when the server reports COPYUID."""
+        return (await self.move_mapped(uids, destination))[1]
 
     async def expunge(self, uids: UIDs | None = None) -> list[int]:
         """EXPUNGE, or UID EXPUNGE for just ``uids`` (UIDPLUS); returns expunged sequence numbers/UIDs."""
@@ -479,6 +466,100 @@ class ImapClient(ImapSession):
             args += [flag_arg, Literal(message)]
         result = await self._run(*args, timeout=timeout)
         return _appenduid(result.text) if result.text.code == "APPENDUID" else []
+
+    # ---------------------------------------------------------- mailbox access (listings, actions)
+
+    async def search_uids(self, criteria: bytes, *, timeout: float | None = None) -> list[int]:
+        """UID SEARCH -> sorted UIDs; with ESEARCH (RFC 4731) as ``RETURN (ALL)``, whose compact
+        set (``1:10000``) costs a few bytes where plain SEARCH lists every UID of a large folder.
+        ``criteria`` is sent as given (the caller quotes; ASCII or after ``CHARSET UTF-8``)."""
+        await self._ensure_caps()
+        if self.has("ESEARCH"):
+            result = await self._run(
+                b"UID SEARCH RETURN (ALL)", criteria, wants=(b"ESEARCH", b"SEARCH"), timeout=timeout
+            )
+        else:
+            result = await self._run(b"UID SEARCH", criteria, wants=(b"SEARCH",), timeout=timeout)
+        uids: list[int] = []
+        for _, kind, offset, response in result.untagged:
+            if kind == b"SEARCH":
+                uids.extend(int(x) for x in response.first[offset:].split() if x.isdigit())
+                continue
+            values = parse_values(response, 0, offset)
+            for i, value in enumerate(values[:-1]):
+                if isinstance(value, bytes) and value.upper() == b"ALL" and isinstance(values[i + 1], bytes):
+                    uids.extend(parse_sequence_set(values[i + 1]))  # type: ignore[arg-type]
+        return sorted(set(uids))
+
+    async def fetch_attributes(
+        self, uids: UIDs, items: Sequence[str], *, timeout: float | None = None
+    ) -> list[dict[bytes, object]]:
+        """UID FETCH of items the fast BODY[] path does not cover (BODYSTRUCTURE, header fields,
+        PREVIEW …): one dict per message, keys upper-cased as the server named them
+        (``b"BODY[HEADER.FIELDS (FROM)]"``), values as :func:`parse_values` gives them.
+        Unsolicited flag updates of other messages become events, as in :meth:`fetch`."""
+        names = " ".join(items) if "UID" in items else "UID " + " ".join(items)
+        result = await self._run(
+            b"UID FETCH", uid_set(uids), b"(" + names.encode() + b")", wants=(b"FETCH",), timeout=timeout
+        )
+        out: list[dict[bytes, object]] = []
+        for number, _, offset, response in result.untagged:
+            values = parse_values(response, 0, offset)
+            if len(values) != 1 or not isinstance(values[0], list):
+                raise ProtocolError(f"malformed FETCH response {response.first[:60]!r}")
+            attrs = pairs(values[0])
+            if b"UID" in attrs and set(attrs) - {b"UID", b"FLAGS", b"MODSEQ"}:
+                out.append(attrs)
+            else:
+                self._emit(fetch_event(parse_fetch(number or 0, response, offset)))
+        return out
+
+    async def store_labels(self, uids: UIDs, labels: Iterable[str], *, mode: str = "+") -> None:
+        """UID STORE ±X-GM-LABELS.SILENT (Gmail's labels; names in modified UTF-7, quoted)."""
+        if mode not in ("+", "-"):
+            raise ValueError("mode must be '+' or '-'")
+        await self._ensure_caps()
+        if not self.has("X-GM-EXT-1"):
+            raise UnsupportedFeatureError(f"{self.host}: labels need Gmail's X-GM-EXT-1")
+        args = [quote(utf7.encode(label)) for label in labels]
+        if any(isinstance(arg, Literal) for arg in args):
+            raise ValueError("a label name must be shorter than 1000 bytes")
+        joined = b" ".join(arg for arg in args if isinstance(arg, bytes))
+        await self._run(
+            b"UID STORE", uid_set(uids), mode.encode() + b"X-GM-LABELS.SILENT", b"(" + joined + b")"
+        )
+
+    async def move_mapped(self, uids: UIDs, destination: str) -> tuple[int | None, dict[int, int]]:
+        """:meth:`move`, with the destination's UIDVALIDITY from COPYUID (None without UIDPLUS)."""
+        await self._ensure_caps()
+        texts: list[StatusText] = []
+        if self.has("MOVE"):
+            result = await self._run(b"UID MOVE", uid_set(uids), mailbox_arg(destination), wants=(b"OK",))
+            texts.append(result.text)
+            texts += [parse_status_text(r.first[offset:]) for _, _, offset, r in result.untagged]
+        elif not self.has("UIDPLUS"):
+            raise UnsupportedFeatureError(
+                f"{self.host}: the server has neither MOVE nor UIDPLUS, so messages cannot be moved safely"
+            )
+        else:
+            texts.append((await self._run(b"UID COPY", uid_set(uids), mailbox_arg(destination))).text)
+            await self.store(uids, ["\\Deleted"], mode="+")
+            await self.expunge(uids)
+        validity: int | None = None
+        mapping: dict[int, int] = {}
+        for text in texts:
+            found = _copyuid(text)
+            if found:
+                mapping.update(found)
+                validity = int(text.code_args.split()[0])
+        return validity, mapping
+
+    async def rename(self, old: str, new: str) -> None:
+        await self._run(b"RENAME", mailbox_arg(old), mailbox_arg(new))
+
+    async def subscribe(self, mailbox: str, *, on: bool = True) -> None:
+        """SUBSCRIBE (or UNSUBSCRIBE with ``on=False``)."""
+        await self._run(b"SUBSCRIBE" if on else b"UNSUBSCRIBE", mailbox_arg(mailbox))
 
     async def noop(self, *, timeout: float | None = None) -> None:
         """NOOP: lets the server report changes (they arrive as events)."""
