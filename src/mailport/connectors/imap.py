@@ -27,7 +27,7 @@ from datetime import datetime
 from typing import Any
 
 from mailport.clock import utc_now
-from mailport.connectors import imap_mail
+from mailport.connectors import imap_mail, imap_search, imap_threads
 from mailport.connectors.base import (
     BaseConnector,
     Batch,
@@ -41,7 +41,7 @@ from mailport.connectors.base import (
     ScopeState,
 )
 from mailport.connectors.folders import Folder, Role, display_name, role_of
-from mailport.connectors.mail import FlagChange, ListQuery, MessagePage, Moved
+from mailport.connectors.mail import FlagChange, ListQuery, MessagePage, MessageSummary, Moved, SearchQuery
 from mailport.connectors.registry import ConnectorContext, ForceRefresh, TokenSource, register
 from mailport.crypto import Secret
 from mailport.diagnosis import Failure, diagnose
@@ -75,7 +75,15 @@ class ImapConnector(BaseConnector):
 
     key = "imap"
     capabilities = frozenset(
-        {Feature.PUSH, Feature.FOLDERS, Feature.FLAGS, Feature.MOVE, Feature.DELETE, Feature.SEARCH}
+        {
+            Feature.PUSH,
+            Feature.FOLDERS,
+            Feature.FLAGS,
+            Feature.MOVE,
+            Feature.DELETE,
+            Feature.SEARCH,
+            Feature.THREADS,
+        }
     )
 
     @classmethod
@@ -511,6 +519,16 @@ class ImapConnector(BaseConnector):
             push=self.supports(Feature.PUSH),
             last_activity=self._last_activity,
         )
+
+    # ------------------------------------------------------------------ search and threads
+
+    async def search_messages(self, query: SearchQuery) -> MessagePage:
+        """See :mod:`mailport.connectors.imap_search`."""
+        return await imap_search.search_messages(self, query)
+
+    async def thread_messages(self, root: str) -> list[MessageSummary]:
+        """See :mod:`mailport.connectors.imap_threads` (and :mod:`~mailport.connectors.imap_gmail`)."""
+        return await imap_threads.thread_messages(self, root)
 
 
 def _uids(items: Sequence[str]) -> list[int]:

@@ -358,25 +358,26 @@ async def run_search(
         raise
 
 
-async def open_folder(connector: ImapConnector, folder: str) -> int:
-    """EXAMINE ``folder`` (read-only: searching changes nothing); its UIDVALIDITY."""
+async def open_folder(connector: ImapConnector, folder: str) -> tuple[int, int]:
+    """EXAMINE ``folder`` (read-only: searching changes nothing): its UIDVALIDITY and how many
+    messages it holds."""
     try:
         info = await connector._require().examine(folder)
     except CommandError as exc:
         if exc.details.get("status") == "NO":
             raise FolderNotFoundError(f"no folder {folder!r} on the server") from exc
         raise
-    return info.uidvalidity or 0
+    return info.uidvalidity or 0, info.exists
 
 
 async def search_messages(connector: ImapConnector, query: SearchQuery) -> MessagePage:
     """A page of ``query``'s results in ``query.folder``, newest first."""
-    from mailport.connectors.imap_mail import summaries  # type: ignore[import-not-found]  # TODO(merge)
+    from mailport.connectors.imap_mail import summaries
 
     limit = check_limit(query.limit)
     client = connector._require()
     program = compile_search(query, gmail=client.has("X-GM-EXT-1"))
-    uidvalidity = await open_folder(connector, query.folder)
+    uidvalidity, _ = await open_folder(connector, query.folder)
     keys = list(program.keys)
     if query.cursor is not None:
         below = decode_cursor(query.cursor, query.folder, uidvalidity)

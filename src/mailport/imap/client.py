@@ -300,7 +300,7 @@ class ImapClient(ImapSession):
                 threads.append(_flatten_thread(tree))
         return threads
 
-    async def fetch_attributes(
+    async def fetch_attributes_by_uid(
         self, uids: UIDs, items: Sequence[str], *, timeout: float | None = None
     ) -> dict[int, dict[bytes, object]]:
         """UID FETCH of attributes the FETCH parser does not model (``X-GM-THRID``,
