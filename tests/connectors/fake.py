@@ -15,9 +15,10 @@ from __future__ import annotations
 
 import base64
 import binascii
+import dataclasses
 import json
 from collections.abc import AsyncIterator, Iterator, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
@@ -411,21 +412,36 @@ class FakeConnector(PollingConnector):
         self.remote.folders.discard(path)
         self.remote.mail.pop(path, None)
 
+    # ------------------------------------------------------------------ watching
+
+    def news(self) -> None:
+        if self.supports(Feature.PUSH):
+            self._news = True
+            self.wake()
+
+    async def watch(self, *, interval: float) -> AsyncIterator[Change]:
+        async for change in super().watch(interval=interval):
+            news, self._news = self._news, False
+            yield Change(ChangeKind.NEW_MAIL, change.at) if news else change
+
+    async def health(self) -> ConnectorHealth:
+        return ConnectorHealth(connected=self.connected, push=self.supports(Feature.PUSH))
+
     # --- search and threads: a subset of the criteria, over the parsed messages
 
     def _summaries(self, scope: str) -> list[tuple[Message, MessageSummary]]:
         """Every present message of ``scope``, oldest first, parsed, with its summary."""
         out = []
         for item, stored in self.remote.messages(scope):
-            summary = self._summary(scope, item, stored)
-            message = parse_message(stored.raw, mailbox_id="", folder=scope, flags=summary.flags)
+            message = parse_message(stored.raw, mailbox_id="", folder=scope, size=len(stored.raw))
             root = thread_root(
                 message_id=message.message_id,
                 in_reply_to=(message.in_reply_to,) if message.in_reply_to else (),
                 references=message.references,
                 content_sha256=message.sha256,
             )
-            out.append((message, replace(summary, thread_root=root)))
+            summary = dataclasses.replace(self._summary(scope, item, stored), thread_root=root)
+            out.append((message, summary))
         return out
 
     async def search_messages(self, query: SearchQuery) -> MessagePage:
@@ -482,21 +498,6 @@ class FakeConnector(PollingConnector):
         return sorted(
             found, key=lambda s: s.envelope.date or s.received_at or datetime.min.replace(tzinfo=UTC)
         )
-
-    # ------------------------------------------------------------------ watching
-
-    def news(self) -> None:
-        if self.supports(Feature.PUSH):
-            self._news = True
-            self.wake()
-
-    async def watch(self, *, interval: float) -> AsyncIterator[Change]:
-        async for change in super().watch(interval=interval):
-            news, self._news = self._news, False
-            yield Change(ChangeKind.NEW_MAIL, change.at) if news else change
-
-    async def health(self) -> ConnectorHealth:
-        return ConnectorHealth(connected=self.connected, push=self.supports(Feature.PUSH))
 
 
 def _flags(flags: Sequence[str] | frozenset[str]) -> set[str]:

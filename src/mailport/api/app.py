@@ -11,8 +11,18 @@ from fastapi.responses import JSONResponse
 
 from mailport import __version__
 from mailport.api.errors import ERROR_BODY_SCHEMA, install_error_handlers
-from mailport.api.limits import RequestLimits
-from mailport.api.routers import connect_links, folders, health, mailboxes, messages, oauth, push, tenants
+from mailport.api.limits import BodyLimit, RequestLimits
+from mailport.api.routers import (
+    connect_links,
+    folders,
+    health,
+    mail,
+    mailboxes,
+    messages,
+    oauth,
+    push,
+    tenants,
+)
 from mailport.api.routers import events as events_routes
 from mailport.api.routers import webhooks as webhook_routes
 from mailport.api.routers.check import router as check_router
@@ -69,7 +79,10 @@ def create_app(settings: Settings | None = None, *, services: Services | None = 
     app.add_middleware(  # before any body is read
         RequestLimits,
         max_bytes=settings.max_request_bytes,
-        path_limits={push.PREFIX: push.MAX_BODY_BYTES},
+        path_limits={
+            push.PREFIX: push.MAX_BODY_BYTES,
+            mail.IMPORT_PATH: BodyLimit(settings.max_message_bytes, mail.message_too_large),
+        },
         open_prefixes=(push.PREFIX,),  # the providers call it without a key (docs/push.md)
     )
     if services is not None:
@@ -84,6 +97,7 @@ def create_app(settings: Settings | None = None, *, services: Services | None = 
     install_web(app)  # the web UI at /
     app.include_router(health.router)
     app.include_router(messages.router)
+    app.include_router(mail.router)
     app.include_router(folders.router)
     app.include_router(webhook_routes.router)
     app.include_router(events_routes.router)

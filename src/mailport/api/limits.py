@@ -19,14 +19,18 @@ Refusals carry ``Connection: close`` so the server stops reading the rest of the
 FastAPI's own ``max_body_size`` is not used: it runs routing and the handler first, and its 413
 is not mailport's error body.
 
-A route that must accept more (a future message import), or should accept less (the push
-routes), gets its own limit through ``path_limits`` (path prefix -> bytes); documented in
-docs/api.md, Limits.
+A route that must accept more (the message import), or should accept less (the push routes),
+gets its own limit through ``path_limits``: a path prefix, or a path template whose ``{}``
+stands for one segment (``/v1/mailboxes/{}/messages/import``), -> bytes, or a
+:class:`BodyLimit` whose refusal is an error of the route's own (``message_too_large``);
+documented in docs/api.md, Limits.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+import re
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 
 from starlette.datastructures import Headers
 from starlette.responses import JSONResponse
@@ -39,6 +43,21 @@ _BEARER_PREFIX = "/v1/"
 
 def _too_large(limit: int) -> RequestTooLargeError:
     return RequestTooLargeError(f"the request body is larger than {limit} bytes", limit=limit)
+
+
+@dataclass(frozen=True, slots=True)
+class BodyLimit:
+    """A route's own body limit, and the error that refuses a larger body."""
+
+    max_bytes: int
+    error: Callable[[int], MailportError] = _too_large
+
+
+def _matcher(key: str) -> Callable[[str], bool]:
+    if "{}" not in key:
+        return lambda path: path.startswith(key)
+    pattern = re.compile("[^/]+".join(re.escape(part) for part in key.split("{}")) + r"\Z")
+    return lambda path: pattern.match(path) is not None
 
 
 async def _refuse(error: MailportError, scope: Scope, send: Send) -> None:
@@ -67,29 +86,37 @@ class RequestLimits:
         app: ASGIApp,
         *,
         max_bytes: int,
-        path_limits: Mapping[str, int] | None = None,
+        path_limits: Mapping[str, int | BodyLimit] | None = None,
         open_prefixes: Sequence[str] = (),
     ) -> None:
         self.app = app
         self.max_bytes = max_bytes
-        self.path_limits = dict(path_limits or {})
+        self.path_limits = [
+            (_matcher(key), limit if isinstance(limit, BodyLimit) else BodyLimit(limit))
+            for key, limit in (path_limits or {}).items()
+        ]
+        self.default = BodyLimit(max_bytes)
         self.open_prefixes = tuple(open_prefixes)
 
-    def limit_for(self, path: str) -> int:
-        for prefix, limit in self.path_limits.items():
-            if path.startswith(prefix):
+    def body_limit(self, path: str) -> BodyLimit:
+        for matches, limit in self.path_limits:
+            if matches(path):
                 return limit
-        return self.max_bytes
+        return self.default
+
+    def limit_for(self, path: str) -> int:
+        return self.body_limit(path).max_bytes
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
         headers = Headers(scope=scope)
-        limit = self.limit_for(scope["path"])
+        body_limit = self.body_limit(scope["path"])
+        limit = body_limit.max_bytes
         declared = headers.get("content-length", "").strip()
         if declared.isascii() and declared.isdigit() and int(declared) > limit:
-            await _refuse(_too_large(limit), scope, send)
+            await _refuse(body_limit.error(limit), scope, send)
             return
         path = scope["path"]
         needs_key = path.startswith(_BEARER_PREFIX) and not path.startswith(self.open_prefixes)
@@ -111,7 +138,7 @@ class RequestLimits:
                 if received > limit:
                     refused = True
                     if not started:
-                        await _refuse(_too_large(limit), scope, send)
+                        await _refuse(body_limit.error(limit), scope, send)
                     return {"type": "http.disconnect"}
             return message
 

@@ -115,7 +115,8 @@ class MessageRef:
 class RemoteMessage:
     """One fetched message. ``raw`` is the whole source, or None when it was over the size
     limit (then ``headers`` holds the header block and ``oversized`` is True). ``source`` holds
-    the protocol's own details for the payload (``{"imap": {"folder": …, "uid": 42, …}}``)."""
+    the protocol's own details for the payload (``{"imap": {"folder": …, "uid": 42, …}}``);
+    ``labels`` the source's labels where it has them (Gmail)."""
 
     item: str
     size: int
@@ -125,6 +126,7 @@ class RemoteMessage:
     headers: bytes | None = None
     oversized: bool = False
     source: dict[str, Any] = field(default_factory=dict)
+    labels: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)

@@ -14,7 +14,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import re
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import datetime
@@ -27,12 +27,15 @@ from mailport.errors import (
     InputError,
     MailboxUnreachableError,
     MailportError,
+    MessageTooLargeError,
     ThreadNotFoundError,
     UnsupportedFeatureError,
 )
+from mailport.mailboxes.message_view import HtmlMode, MessageView, message_view
 from mailport.mailboxes.models import Mailbox
 from mailport.mailboxes.pool import CommandPool
 from mailport.mailboxes.service import MailboxService
+from mailport.messages import Attachment, attachment_content
 from mailport.store.threads import ThreadRoots
 
 log = logging.getLogger(__name__)
@@ -117,6 +120,49 @@ class MailAccess:
         location = MessageRef.decode(ref)
         async with self.session(tenant_id, mailbox_id, Feature.FOLDERS) as connector:
             return await connector.fetch_message(location)
+
+    async def message(
+        self,
+        tenant_id: str,
+        mailbox_id: str,
+        ref: str,
+        *,
+        html: HtmlMode = HtmlMode.SANITIZED,
+        remote_images: bool = False,
+        attachment_url: Callable[[int], str] | None = None,
+        links_in_new_tab: bool = False,
+    ) -> MessageView:
+        """One message parsed, its HTML sanitized unless ``html`` says otherwise
+        (:func:`mailport.mailboxes.message_view.message_view`)."""
+        remote = await self.fetch(tenant_id, mailbox_id, ref)
+        return await asyncio.to_thread(
+            message_view,
+            remote,
+            ref=ref,
+            mailbox_id=mailbox_id,
+            folder=MessageRef.decode(ref).scope,
+            html=html,
+            remote_images=remote_images,
+            attachment_url=attachment_url,
+            links_in_new_tab=links_in_new_tab,
+        )
+
+    async def raw(self, tenant_id: str, mailbox_id: str, ref: str) -> bytes:
+        """The message's whole source (RFC 5322); 413 ``message_too_large`` above the size limit."""
+        remote = await self.fetch(tenant_id, mailbox_id, ref)
+        if remote.raw is None:
+            raise MessageTooLargeError(
+                f"the message has {remote.size} bytes, more than MAILPORT_MAX_MESSAGE_BYTES: "
+                "its source is not served",
+                hint="Its headers are in GET …/messages/{ref}; an operator can raise "
+                "MAILPORT_MAX_MESSAGE_BYTES.",
+            )
+        return remote.raw
+
+    async def attachment(self, tenant_id: str, mailbox_id: str, ref: str, n: int) -> tuple[Attachment, bytes]:
+        """Attachment ``n`` (numbered as in the parsed message) and its decoded content."""
+        raw = await self.raw(tenant_id, mailbox_id, ref)
+        return await asyncio.to_thread(attachment_content, raw, n)
 
     async def thread(self, tenant_id: str, mailbox_id: str, root: str) -> list[MessageSummary]:
         """The conversation whose root Message-ID is ``root``, oldest first."""

@@ -1,8 +1,10 @@
-"""``/v1/mailboxes/{id}/messages/{message_id}/raw`` and ``…/attachments/{n}``: the stored raw
-source of an ingested message (the ``id`` in the ``message.received`` payload) and the decoded
-content of its attachments (numbered as in the payload).
+"""``/v1/mailboxes/{id}/messages/{message_id}/raw`` and ``…/attachments/{n}``: the raw source
+of a message and the decoded content of its attachments (numbered as in the payload).
 
-No source: 404 ``raw_not_stored`` when the message was oversized (never stored), 410
+Two kinds of ids share these paths. A ``ref_…`` (any message, live from the server: the ``ref``
+of listings and payloads) is read through :class:`~mailport.mailboxes.access.MailAccess`. A
+``msg_…`` (an ingested message: the ``id`` of the ``message.received`` payload) is read from the
+store: 404 ``raw_not_stored`` when the message was oversized (never stored), 410
 ``message_source_expired`` when the janitor dropped it after the retention period
 (:mod:`mailport.store.retention`)."""
 
@@ -14,14 +16,30 @@ import re
 from fastapi import APIRouter, Depends, Path, Response
 
 from mailport.api.deps import Caller, error_responses, get_services, require_tenant
+from mailport.connectors.base import MessageRef
 from mailport.errors import MessageSourceExpiredError, NotFoundError, RawSourceNotStoredError
 from mailport.messages import attachment_content
 from mailport.services import Services
 from mailport.store.ids import plausible_id
 from mailport.sync import repository as repo
 
-_RESPONSES = error_responses(401, 403, 404, 410, 422)
+_RESPONSES = error_responses(401, 403, 404, 410, 413, 422, 503)
+_RESPONSES[404]["description"] = (
+    "No such mailbox (or another tenant's) or message (`not_found`, `message_not_found`, `raw_not_stored`)"
+)
 _RESPONSES[410]["description"] = "The raw source expired (retention period): `message_source_expired`"
+_RESPONSES[413]["description"] = "A live message over MAILPORT_MAX_MESSAGE_BYTES (`message_too_large`)"
+_RESPONSES[422]["description"] = (
+    "A malformed ref (`invalid_input`), a connector without live reading (`unsupported_feature`) "
+    "or a refused login"
+)
+_RESPONSES[503]["description"] = (
+    "A ref_… whose server could not be reached or stayed busy (`mailbox_unreachable`, "
+    "`mailbox_busy`); see Retry-After"
+)
+_RESPONSES[503]["headers"] = {
+    "Retry-After": {"description": "Seconds to wait", "schema": {"type": "integer"}}
+}
 
 router = APIRouter(prefix="/v1/mailboxes/{mailbox_id}/messages", tags=["messages"], responses=_RESPONSES)
 
@@ -33,7 +51,13 @@ def _tenant(caller: Caller) -> str:
     return caller.tenant_id
 
 
+def _live(message_id: str) -> bool:
+    return message_id.startswith(MessageRef.PREFIX)
+
+
 async def _raw(services: Services, tenant_id: str, mailbox_id: str, message_id: str) -> bytes:
+    if _live(message_id):
+        return await services.mail.raw(tenant_id, mailbox_id, message_id)
     if not (plausible_id(mailbox_id) and plausible_id(message_id)):
         raise NotFoundError(f"no message {message_id!r} in mailbox {mailbox_id!r}")
     async with services.database.connect() as conn:
@@ -72,8 +96,11 @@ async def get_attachment(
     caller: Caller = Depends(require_tenant),
     services: Services = Depends(get_services),
 ) -> Response:
-    raw = await _raw(services, _tenant(caller), mailbox_id, message_id)
-    meta, data = await asyncio.to_thread(attachment_content, raw, n)
+    if _live(message_id):
+        meta, data = await services.mail.attachment(_tenant(caller), mailbox_id, message_id, n)
+    else:
+        raw = await _raw(services, _tenant(caller), mailbox_id, message_id)
+        meta, data = await asyncio.to_thread(attachment_content, raw, n)
     filename = _UNSAFE.sub("_", meta.filename or f"attachment-{n}")[:200]
     return Response(
         data,
