@@ -21,6 +21,8 @@ from mailport.cli.tables import print_table
 from mailport.connectors.mail import MessagePage, MessageSummary
 from mailport.errors import InputError
 from mailport.mailboxes.handle import MailboxHandle
+from mailport.mailboxes.mail_schemas import MessageItem, MessageOut, MovedItem, MovedList
+from mailport.mailboxes.message_view import HtmlMode
 from mailport.messages.model import Address
 
 app = typer.Typer(help="A mailbox's messages, live from its server.", no_args_is_help=True)
@@ -54,32 +56,9 @@ def flag_names(values: list[str] | None) -> list[str]:
     return [name.strip() for value in values or () for name in value.split(",") if name.strip()]
 
 
-def _addresses(addresses: tuple[Address, ...]) -> list[dict[str, str]]:
-    return [address.to_dict() for address in addresses]
-
-
 def item_json(item: MessageSummary) -> dict[str, Any]:
     """A listing item as the API's ``MessageItem``."""
-    envelope = item.envelope
-    return {
-        "ref": item.ref.encode(),
-        "folder": item.folder,
-        "subject": envelope.subject,
-        "from": _addresses(envelope.from_),
-        "to": _addresses(envelope.to),
-        "cc": _addresses(envelope.cc),
-        "reply_to": _addresses(envelope.reply_to),
-        "date": envelope.date.isoformat() if envelope.date else None,
-        "message_id": envelope.message_id,
-        "in_reply_to": envelope.in_reply_to,
-        "flags": list(item.flags),
-        "labels": list(item.labels),
-        "size": item.size,
-        "received_at": item.received_at.isoformat() if item.received_at else None,
-        "has_attachments": item.has_attachments,
-        "preview": item.preview,
-        "thread_key": item.thread_key,
-    }
+    return MessageItem.model_validate(item).model_dump(mode="json", by_alias=True)
 
 
 def _who(addresses: tuple[Address, ...]) -> str:
@@ -102,23 +81,18 @@ def _marks(item: MessageSummary) -> str:
     return marks
 
 
-def print_page(page: MessagePage, *, as_json: bool) -> None:
+def print_page(page: MessagePage, *, as_json: bool, folders: bool = False) -> None:
+    """A page as a table (with each item's folder when they differ), or the API's JSON."""
     if as_json:
         print_json({"data": [item_json(item) for item in page.items], "next_cursor": page.next_cursor})
         return
-    print_table(
-        ("ref", "date", "", "from", "subject"),
-        [
-            (
-                item.ref.encode(),
-                _when(item),
-                _marks(item),
-                _who(item.envelope.from_),
-                item.envelope.subject or "",
-            )
-            for item in page.items
-        ],
-    )
+    headers = ("ref", "date", "", "from", "subject") + (("folder",) if folders else ())
+    rows = [
+        (item.ref.encode(), _when(item), _marks(item), _who(item.envelope.from_), item.envelope.subject or "")
+        + ((item.folder,) if folders else ())
+        for item in page.items
+    ]
+    print_table(headers, rows)
     if page.next_cursor:
         typer.echo(f"more: --cursor {page.next_cursor}", err=True)
 
@@ -201,6 +175,64 @@ def search(
     print_page(run_on_mailbox(tenant, mailbox_id, lambda box: box.search(**criteria)), as_json=as_json)
 
 
+def _people(addresses: tuple[Address, ...]) -> str:
+    return ", ".join(f"{a.name} <{a.email}>" if a.name else a.email for a in addresses)
+
+
+@app.command("show")
+def show(
+    mailbox_id: str = MAILBOX,
+    ref: str = typer.Argument(..., help="The message's ref."),
+    tenant: str = TENANT,
+    html: bool = typer.Option(False, "--html", help="Print the HTML part, sanitized, instead of the text."),
+    as_json: bool = JSON,
+) -> None:
+    """Print a message's headers, attachments and text (or its sanitized HTML)."""
+    mode = HtmlMode.SANITIZED if html or as_json else HtmlMode.NONE
+    view = run_on_mailbox(tenant, mailbox_id, lambda box: box.message(ref, html=mode))
+    if as_json:
+        print_json(MessageOut.model_validate(view.to_dict()).model_dump(mode="json", by_alias=True))
+        return
+    message = view.message
+    headers = [
+        ("From", _people(message.from_)),
+        ("To", _people(message.to)),
+        ("Cc", _people(message.cc)),
+        ("Date", message.date.isoformat() if message.date else message.date_raw or ""),
+        ("Subject", message.subject),
+        ("Message-ID", message.message_id or ""),
+        ("Folder", message.folder),
+        ("Flags", ", ".join(message.flags)),
+    ]
+    for name, value in headers:
+        if value:
+            typer.echo(f"{name}: {value}")
+    for part in message.attachments:
+        name = part.filename or "(no name)"
+        typer.echo(f"Attachment {part.index}: {name} ({part.content_type}, {part.size} bytes)")
+    typer.echo("")
+    if html:
+        if view.html is None:
+            raise InputError(
+                "the message has no HTML part", field="html", hint="Leave out --html to read its text."
+            )
+        typer.echo(view.html)
+    else:
+        typer.echo(message.text if message.text is not None else "(no text part: try --html)")
+
+
+@app.command("thread")
+def thread(
+    mailbox_id: str = MAILBOX,
+    key: str = typer.Argument(..., help="A thread key (`thread_key` of a listed message)."),
+    tenant: str = TENANT,
+    as_json: bool = JSON,
+) -> None:
+    """List a conversation, oldest first, across the inbox and the sent folder."""
+    items = run_on_mailbox(tenant, mailbox_id, lambda box: box.thread(key))
+    print_page(MessagePage(items, None), as_json=as_json, folders=True)
+
+
 @app.command("raw")
 def raw(
     mailbox_id: str = MAILBOX,
@@ -241,7 +273,9 @@ def move(
     moved = run_on_mailbox(tenant, mailbox_id, lambda box: box.move(refs, to))
     pairs = [(m.old.encode(), m.new.encode() if m.new else None) for m in moved]
     if as_json:
-        print_json({"data": [{"ref": old, "new_ref": new} for old, new in pairs]})
+        print_json(
+            MovedList(data=[MovedItem(ref=old, new_ref=new) for old, new in pairs]).model_dump(mode="json")
+        )
         return
     for old, new in pairs:
         typer.echo(f"{old} -> {new or '(new ref unknown)'}")

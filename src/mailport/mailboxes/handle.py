@@ -2,31 +2,48 @@
 
 The library's typed face of :class:`~mailport.mailboxes.access.MailAccess`: every method is one
 call of that service (tenant check, feature check, a pooled connection, error mapping), so the
-library, the CLI and the web dashboard behave exactly like the API. It adds only what a Python
-caller wants and an HTTP client does not: refs given as strings, :class:`MessageRef` or the
-listing items themselves, and :meth:`MailboxHandle.messages`, which follows the cursors.
+library, the CLI and the web dashboard behave exactly like the API. What a caller passes is
+checked by the API's own request schemas (:mod:`mailport.mailboxes.mail_schemas`: one-line
+search terms, flags that are IMAP atoms, folder paths without wildcards …), so a value the API
+refuses with 422 is refused here with the same :class:`~mailport.errors.InputError`. It adds
+only what a Python caller wants and an HTTP client does not: refs given as strings,
+:class:`MessageRef` or the listing items themselves, and :meth:`MailboxHandle.messages`, which
+follows the cursors.
 """
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterable, Sequence
-from dataclasses import dataclass, replace
+from collections.abc import AsyncIterator, Callable, Iterable, Sequence
+from dataclasses import asdict, dataclass, replace
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeVar
+
+from pydantic import BaseModel, ValidationError
 
 from mailport.connectors.base import MessageRef
 from mailport.connectors.folders import Folder
 from mailport.connectors.mail import (
     DEFAULT_LIMIT,
-    FlagChange,
     ListQuery,
     MessagePage,
     MessageSummary,
     Moved,
     SearchQuery,
 )
-from mailport.errors import InputError, MessageTooLargeError
+from mailport.errors import InputError
 from mailport.mailboxes.access import MailAccess
+from mailport.mailboxes.mail_schemas import (
+    FlagsRequest,
+    FolderCreate,
+    FolderRename,
+    MoveRequest,
+    SearchRequest,
+    utc,
+)
+from mailport.mailboxes.message_view import HtmlMode, MessageView
+from mailport.messages.model import Attachment
+
+M = TypeVar("M", bound=BaseModel)
 
 RefLike = str | MessageRef | MessageSummary
 """A message as the handle takes it: the public ``ref_…`` string, a :class:`MessageRef`, or a
@@ -51,6 +68,23 @@ def _refs(refs: RefLike | Iterable[RefLike]) -> list[str]:
     return found
 
 
+def checked(model: type[M], data: dict[str, Any]) -> M:
+    """``data`` validated as the API validates a request body; its first problem as
+    :class:`~mailport.errors.InputError` (``field: message``), like the API's 422."""
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        field = ".".join(str(part) for part in first["loc"]) or "input"
+        raise InputError(f"{field}: {first['msg'].removeprefix('Value error, ')}", field=field) from None
+
+
+def _search(query: SearchQuery | None, criteria: dict[str, Any]) -> SearchQuery:
+    built = replace(query, **criteria) if query is not None else SearchQuery(**criteria)
+    data = {("from" if name == "from_" else name): value for name, value in asdict(built).items()}
+    return checked(SearchRequest, {k: v for k, v in data.items() if v is not None}).query()
+
+
 @dataclass(frozen=True, slots=True)
 class MailboxHandle:
     """Folders and messages of one mailbox of one tenant, live from its server."""
@@ -67,11 +101,13 @@ class MailboxHandle:
 
     async def create_folder(self, name: str, *, parent: str | None = None) -> Folder:
         """A new folder ``name`` under ``parent`` (a path), or at the top of the namespace."""
-        return await self.access.create_folder(self.tenant_id, self.mailbox_id, name, parent=parent)
+        body = checked(FolderCreate, {"name": name, "parent": parent})
+        return await self.access.create_folder(self.tenant_id, self.mailbox_id, body.name, parent=body.parent)
 
     async def rename_folder(self, path: str, *, name: str, parent: str | None = None) -> Folder:
+        body = checked(FolderRename, {"name": name, "parent": parent})
         return await self.access.rename_folder(
-            self.tenant_id, self.mailbox_id, path, name=name, parent=parent
+            self.tenant_id, self.mailbox_id, path, name=body.name, parent=body.parent
         )
 
     async def delete_folder(self, path: str) -> None:
@@ -89,7 +125,10 @@ class MailboxHandle:
         since: datetime | None = None,
     ) -> MessagePage:
         """One page, newest first; pass its ``next_cursor`` back for the next."""
-        query = ListQuery(folder=folder, limit=limit, cursor=cursor, unseen=unseen, since=since)
+        folder = checked(MoveRequest, {"folder": folder}).folder
+        if cursor is not None:
+            cursor = checked(SearchRequest, {"cursor": cursor}).cursor
+        query = ListQuery(folder=folder, limit=limit, cursor=cursor, unseen=unseen, since=utc(since))
         return await self.access.list_messages(self.tenant_id, self.mailbox_id, query)
 
     async def messages(
@@ -122,14 +161,13 @@ class MailboxHandle:
     async def search(self, query: SearchQuery | None = None, /, **criteria: Any) -> MessagePage:
         """One page of the messages matching every criterion (``SearchQuery``'s fields:
         ``from_``, ``subject``, ``text``, ``since``, ``seen`` …, or a whole ``query``)."""
-        built = replace(query, **criteria) if query is not None else SearchQuery(**criteria)
-        return await self.access.search(self.tenant_id, self.mailbox_id, built)
+        return await self.access.search(self.tenant_id, self.mailbox_id, _search(query, criteria))
 
     async def matches(
         self, query: SearchQuery | None = None, /, **criteria: Any
     ) -> AsyncIterator[MessageSummary]:
         """Every match of :meth:`search`, page after page."""
-        built = replace(query, **criteria) if query is not None else SearchQuery(**criteria)
+        built = _search(query, criteria)
         while True:
             page = await self.access.search(self.tenant_id, self.mailbox_id, built)
             for item in page.items:
@@ -140,15 +178,39 @@ class MailboxHandle:
 
     # --- one message
 
+    async def message(
+        self,
+        ref: RefLike,
+        *,
+        html: HtmlMode | str = HtmlMode.SANITIZED,
+        remote_images: bool = False,
+        attachment_url: Callable[[int], str] | None = None,
+        links_in_new_tab: bool = False,
+    ) -> MessageView:
+        """The message parsed (``.message``), its HTML sanitized for embedding (``.html``)
+        unless ``html`` is ``"original"`` or ``"none"``."""
+        return await self.access.message(
+            self.tenant_id,
+            self.mailbox_id,
+            ref_string(ref),
+            html=HtmlMode(html),
+            remote_images=remote_images,
+            attachment_url=attachment_url,
+            links_in_new_tab=links_in_new_tab,
+        )
+
     async def raw(self, ref: RefLike) -> bytes:
         """The message's whole source (RFC 5322 bytes)."""
-        fetched = await self.access.fetch(self.tenant_id, self.mailbox_id, ref_string(ref))
-        if fetched.raw is None:
-            raise MessageTooLargeError(
-                f"the message is {fetched.size} bytes, over this service's size limit",
-                hint="Raise MAILPORT_MAX_MESSAGE_BYTES to read larger messages.",
-            )
-        return fetched.raw
+        return await self.access.raw(self.tenant_id, self.mailbox_id, ref_string(ref))
+
+    async def attachment(self, ref: RefLike, index: int) -> tuple[Attachment, bytes]:
+        """Attachment ``index`` (numbered as in the parsed message) and its decoded content."""
+        return await self.access.attachment(self.tenant_id, self.mailbox_id, ref_string(ref), index)
+
+    async def thread(self, key: str) -> list[MessageSummary]:
+        """The conversation ``key`` (a listing item's ``thread_key``), oldest first, across the
+        inbox and the sent folder."""
+        return await self.access.thread_by_key(self.tenant_id, self.mailbox_id, key)
 
     # --- actions
 
@@ -162,11 +224,15 @@ class MailboxHandle:
         remove_labels: Iterable[str] = (),
     ) -> None:
         """Set and clear flags (``seen``, ``flagged``, ``answered``, ``draft``, or keywords)."""
-        change = FlagChange(
-            frozenset(add), frozenset(remove), frozenset(add_labels), frozenset(remove_labels)
-        )
-        if change.empty:
-            raise InputError("no flag to add or remove", field="add", hint="Give add= or remove=.")
+        change = checked(
+            FlagsRequest,
+            {
+                "add": list(add),
+                "remove": list(remove),
+                "add_labels": list(add_labels),
+                "remove_labels": list(remove_labels),
+            },
+        ).change()
         await self.access.update_flags(self.tenant_id, self.mailbox_id, _refs(refs), change)
 
     async def mark_seen(self, refs: RefLike | Iterable[RefLike]) -> None:
@@ -177,7 +243,8 @@ class MailboxHandle:
 
     async def move(self, refs: RefLike | Iterable[RefLike], folder: str) -> list[Moved]:
         """Move to ``folder`` (a path); each :class:`Moved` tells the new ref where known."""
-        return await self.access.move(self.tenant_id, self.mailbox_id, _refs(refs), folder)
+        target = checked(MoveRequest, {"folder": folder}).folder
+        return await self.access.move(self.tenant_id, self.mailbox_id, _refs(refs), target)
 
     async def delete(self, refs: RefLike | Iterable[RefLike], *, permanent: bool = False) -> None:
         """To the folder with the ``trash`` role, or expunged for good with ``permanent``."""
@@ -192,6 +259,9 @@ class MailboxHandle:
         received_at: datetime | None = None,
     ) -> MessageRef | None:
         """Store ``raw`` in ``folder``; its ref when the server tells it (UIDPLUS)."""
+        if flags:
+            flags = checked(FlagsRequest, {"add": list(flags)}).add
+        folder = checked(MoveRequest, {"folder": folder}).folder
         return await self.access.import_message(
             self.tenant_id, self.mailbox_id, folder, raw, flags=flags, received_at=received_at
         )

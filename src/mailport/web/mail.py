@@ -56,6 +56,11 @@ async def mail_page(
     return MailPage(request, MailboxHandle(web.services.mail, session.tenant_id, mailbox_id), web)
 
 
+def is_seen(flags: tuple[str, ...]) -> bool:
+    """Neutral ``seen`` or the protocol's ``\\Seen``, as a fetched message may carry either."""
+    return any(flag.lower() in ("seen", "\\seen") for flag in flags)
+
+
 def _ordered(folders: list[Folder]) -> list[Folder]:
     """Folders with a role first (inbox, then the others as the server listed them)."""
     return sorted(folders, key=lambda f: (f.role is None, f.role != "inbox"))
@@ -93,13 +98,14 @@ async def messages(
 @router.get("/mailboxes/{mailbox_id}/messages/{ref}")
 async def message(ref: str, page: MailPage = Depends(mail_page)) -> Response:
     mailbox = await page.web.services.mailboxes.get(page.box.tenant_id, page.box.mailbox_id)
-    shown = await page.box.message(ref)
+    view = await page.box.message(ref, links_in_new_tab=True)
+    shown = view.message
     frame = None
-    if shown.html:
+    if view.html:
         frame = (
             '<!doctype html><html><head><meta charset="utf-8">'
             f'<meta http-equiv="Content-Security-Policy" content="{FRAME_CSP}">'
-            '<base target="_blank"></head><body>' + shown.html + "</body></html>"
+            '<base target="_blank"></head><body>' + view.html + "</body></html>"
         )
     folders = await page.box.folders()
     return render(
@@ -108,6 +114,8 @@ async def message(ref: str, page: MailPage = Depends(mail_page)) -> Response:
         {
             "mailbox": mailbox,
             "message": shown,
+            "seen": is_seen(shown.flags),
+            "blocked": view.remote_images_blocked,
             "ref": ref,
             "frame": frame,
             "folders": _ordered(folders),

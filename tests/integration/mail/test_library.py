@@ -93,11 +93,17 @@ async def test_reading_one_message_raw_parsed_and_its_attachment(mail_box: MailB
     raw = await box.raw(item)
     assert b"Subject: Bestellung" in raw and raw.endswith(b"\r\n")
 
-    shown = await box.message(item)
+    view = await box.message(item)
+    shown = view.message
+    assert view.ref == item.ref.encode() and shown.folder == "INBOX"
     assert shown.subject == "Bestellung" and shown.text and "Guten Tag" in shown.text
-    assert shown.html is not None and "<b>Tag</b>" in shown.html
-    assert "script" not in shown.html and "onclick" not in shown.html and "t.example" not in shown.html
+    assert view.html is not None and "<b>Tag</b>" in view.html and view.remote_images_blocked == 1
+    assert "script" not in view.html and "onclick" not in view.html and "t.example" not in view.html
     assert [a.filename for a in shown.attachments] == ["rechnung.pdf"]
+    assert "seen" not in shown.flags  # reading does not mark it read
+    original = await box.message(item.ref, html="original")
+    assert original.html is not None and "<script>" in original.html
+    assert (await box.message(item, html="none")).html is None
 
     meta, content = await box.attachment(item, 0)
     assert meta.filename == "rechnung.pdf" and content == b"%PDF-1.4 fake"
