@@ -72,7 +72,8 @@ def test_messages_listed_searched_shown_flagged_moved_and_deleted(
     assert [m["subject"] for m in found["data"]] == ["Anfrage 1"]
 
     shown = cli("messages", "show", box, refs[0], "-t", tenant).stdout
-    assert "Subject: Rechnung" in shown and "Summe: 42 €" in shown
+    assert "Subject: Rechnung" in shown and "From: Sender <sender@example.test>" in shown
+    assert shown.rstrip().endswith("hello")  # the text part
     html = cli("messages", "show", box, refs[0], "-t", tenant, "--html").stdout
     assert "<b>42 €</b>" in html and "script" not in html
     assert b"Subject: Rechnung" in cli("messages", "raw", box, refs[0], "-t", tenant).stdout.encode()
