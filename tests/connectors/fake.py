@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import base64
 import binascii
-import dataclasses
 import json
 from collections.abc import AsyncIterator, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -269,6 +268,12 @@ class FakeConnector(PollingConnector):
             has_attachments=any(a.disposition == "attachment" for a in parsed.attachments),
             preview=(parsed.text or "")[:200] or None,
             thread_key=parsed.thread_key,
+            thread_root=thread_root(
+                message_id=parsed.message_id,
+                in_reply_to=(parsed.in_reply_to,) if parsed.in_reply_to else (),
+                references=parsed.references,
+                content_sha256=parsed.sha256,
+            ),
         )
 
     def _require_folder(self, path: str) -> str:
@@ -434,14 +439,7 @@ class FakeConnector(PollingConnector):
         out = []
         for item, stored in self.remote.messages(scope):
             message = parse_message(stored.raw, mailbox_id="", folder=scope, size=len(stored.raw))
-            root = thread_root(
-                message_id=message.message_id,
-                in_reply_to=(message.in_reply_to,) if message.in_reply_to else (),
-                references=message.references,
-                content_sha256=message.sha256,
-            )
-            summary = dataclasses.replace(self._summary(scope, item, stored), thread_root=root)
-            out.append((message, summary))
+            out.append((message, self._summary(scope, item, stored)))
         return out
 
     async def search_messages(self, query: SearchQuery) -> MessagePage:

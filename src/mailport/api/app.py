@@ -22,6 +22,7 @@ from mailport.api.routers import (
     oauth,
     push,
     tenants,
+    threads,
 )
 from mailport.api.routers import events as events_routes
 from mailport.api.routers import webhooks as webhook_routes
@@ -98,6 +99,7 @@ def create_app(settings: Settings | None = None, *, services: Services | None = 
     app.include_router(health.router)
     app.include_router(messages.router)
     app.include_router(mail.router)
+    app.include_router(threads.router)
     app.include_router(folders.router)
     app.include_router(webhook_routes.router)
     app.include_router(events_routes.router)

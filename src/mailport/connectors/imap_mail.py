@@ -65,7 +65,7 @@ from mailport.imap.bodystructure import has_attachments, parse_bodystructure
 from mailport.imap.models import ListEntry, Namespace, SelectInfo
 from mailport.imap.parser import as_int, as_list, parse_internaldate
 from mailport.messages import headers as hdr
-from mailport.messages.threading import thread_key
+from mailport.messages.threading import root_key, thread_root
 
 if TYPE_CHECKING:
     from mailport.connectors.imap import ImapConnector
@@ -222,6 +222,12 @@ def _summary(folder: str, uidvalidity: int, attrs: dict[bytes, object]) -> Messa
     preview = attrs.get(b"PREVIEW")
     internaldate = attrs.get(b"INTERNALDATE")
     size = attrs.get(b"RFC822.SIZE")
+    root = thread_root(
+        message_id=envelope.message_id,
+        in_reply_to=in_reply_to,
+        references=references,
+        content_sha256=hashlib.sha256(block).hexdigest(),
+    )
     return MessageSummary(
         ref=MessageRef(folder, str(uidvalidity), str(uid)),
         folder=folder,
@@ -232,12 +238,8 @@ def _summary(folder: str, uidvalidity: int, attrs: dict[bytes, object]) -> Messa
         received_at=parse_internaldate(internaldate) if isinstance(internaldate, bytes) else None,
         has_attachments=has_attachments(parse_bodystructure(structure)) if structure is not None else None,
         preview=preview.decode("utf-8", "replace") if isinstance(preview, bytes) else None,
-        thread_key=thread_key(
-            message_id=envelope.message_id,
-            in_reply_to=in_reply_to,
-            references=references,
-            content_sha256=hashlib.sha256(block).hexdigest(),
-        ),
+        thread_key=root_key(root),
+        thread_root=root,  # so MailAccess can look the key up later
     )
 
 
