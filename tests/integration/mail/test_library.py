@@ -156,3 +156,44 @@ async def test_open_builds_and_closes_its_own_services(mail_box: MailBox, servic
         assert folders[0].path == "INBOX"
     with pytest.raises(RuntimeError):
         mp.mailbox(tenant_id, mail_box.mailbox_id)
+
+
+async def test_a_conversation_across_inbox_and_sent(mail_box: MailBox) -> None:
+    first = letter("Zimmer frei?", sender="Gast <gast@example.test>")
+    root = first.split(b"Message-ID: ")[1].split(b"\r\n")[0].decode()
+    mail_box.deliver(first)
+    mail_box.deliver(letter("Re: Zimmer frei?", sender="Desk <desk@example.test>", reply_to=root), "Sent")
+    mail_box.deliver(letter("Etwas anderes"))
+    box = handle(mail_box)
+    listed = {m.envelope.subject: m for m in [m async for m in box.messages()]}
+    key = listed["Zimmer frei?"].thread_key
+    assert key is not None and key != listed["Etwas anderes"].thread_key
+
+    thread = await box.thread(key)
+    assert [(m.envelope.subject, m.folder) for m in thread] == [
+        ("Zimmer frei?", "INBOX"),
+        ("Re: Zimmer frei?", "Sent"),
+    ]
+
+
+async def test_input_the_api_refuses_is_refused_before_the_server_is_asked(mail_box: MailBox) -> None:
+    box = handle(mail_box)
+    refusals = [
+        box.search(subject="a\r\nA1 LOGOUT"),
+        box.search(headers={"X Bad": "v"}),
+        box.flag("ref_x", add=["bad flag"]),
+        box.flag("ref_x", add=["seen"], remove=["seen"]),
+        box.flag([], add=["seen"]),
+        box.move("ref_x", "Archiv*"),
+        box.create_folder("two\nlines"),
+        box.page("INBOX\r\nX"),
+        box.import_message(b"x", flags=["(bad)"]),
+    ]
+    for call in refusals:
+        with pytest.raises(InputError) as refused:
+            await call
+        assert refused.value.code in ("invalid_input", "unknown_field"), refused.value
+    with pytest.raises(InputError):
+        await box.raw("not-a-ref")
+    with pytest.raises(InputError):
+        await box.thread("not-a-key")
