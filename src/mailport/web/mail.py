@@ -125,6 +125,14 @@ async def message(ref: str, page: MailPage = Depends(mail_page)) -> Response:
     )
 
 
+@router.get("/mailboxes/{mailbox_id}/threads/{key}")
+async def thread(key: str, page: MailPage = Depends(mail_page)) -> Response:
+    """A conversation, oldest first, across the inbox and the sent folder."""
+    mailbox = await page.web.services.mailboxes.get(page.box.tenant_id, page.box.mailbox_id)
+    items = await page.box.thread(key)
+    return render(page.request, "mail/thread.html", {"mailbox": mailbox, "items": items, "page": page})
+
+
 @router.get("/mailboxes/{mailbox_id}/messages/{ref}/attachments/{index}")
 async def attachment(ref: str, index: int, page: MailPage = Depends(mail_page)) -> Response:
     """The decoded attachment, always as a download (never rendered in the dashboard's origin)."""

@@ -74,6 +74,11 @@ def test_messages_listed_searched_shown_flagged_moved_and_deleted(
     shown = cli("messages", "show", box, refs[0], "-t", tenant).stdout
     assert "Subject: Rechnung" in shown and "From: Sender <sender@example.test>" in shown
     assert shown.rstrip().endswith("hello")  # the text part
+    as_json = json.loads(cli("messages", "show", box, refs[0], "-t", tenant, "--json").stdout)
+    assert as_json["ref"] == refs[0] and as_json["subject"] == "Rechnung" and as_json["from"][0]["email"]
+    assert "<b>42 €</b>" in as_json["html"] and "script" not in as_json["html"]
+    thread = cli("messages", "thread", box, page["data"][0]["thread_key"], "-t", tenant).stdout
+    assert "Rechnung" in thread and "INBOX" in thread and "Anfrage" not in thread
     html = cli("messages", "show", box, refs[0], "-t", tenant, "--html").stdout
     assert "<b>42 €</b>" in html and "script" not in html
     assert b"Subject: Rechnung" in cli("messages", "raw", box, refs[0], "-t", tenant).stdout.encode()

@@ -204,3 +204,24 @@ async def test_another_tenants_mailbox_is_not_found(
     assert "seen" not in (await handle.page()).items[0].flags
     bad = await operator.get(f"{base}/not-a-ref")
     assert bad.status_code == 422 and "invalid_input" in bad.text
+
+
+async def test_a_conversation_from_the_message_view(operator: httpx.AsyncClient, box: MailBox) -> None:
+    first = letter("Zimmer frei?", sender="Gast <gast@example.test>")
+    root = first.split(b"Message-ID: ")[1].split(b"\r\n")[0].decode()
+    box.deliver(first)
+    box.deliver(letter("Re: Zimmer frei?", sender="Desk <desk@example.test>", reply_to=root), "Sent")
+    listing = await operator.get(f"/mailboxes/{box.mailbox_id}/messages")
+    link = MESSAGE_LINK.search(listing.text)
+    assert link is not None
+    shown = await operator.get(link.group(1))
+    thread_link = re.search(r'href="([^"]+)" data-testid="thread-link"', shown.text)
+    assert thread_link is not None
+    conversation = await operator.get(thread_link.group(1))
+    assert conversation.status_code == 200, conversation.text[:500]
+    rows = re.findall(r'<tr data-testid="message".*?</tr>', conversation.text, re.S)
+    assert len(rows) == 2
+    assert "Zimmer frei?" in rows[0] and ">INBOX<" in rows[0]
+    assert "Re: Zimmer frei?" in rows[1] and ">Sent<" in rows[1]
+    unknown = await operator.get(f"/mailboxes/{box.mailbox_id}/threads/{'0' * 32}")
+    assert unknown.status_code == 404 and "thread_not_found" in unknown.text
