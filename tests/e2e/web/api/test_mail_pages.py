@@ -73,9 +73,10 @@ async def test_the_message_list_with_folders_unread_in_bold_and_pages(
     assert first.status_code == 200, first.text[:500]
     page = first.text
     inbox = re.search(r'<li class="current" data-testid="folder" data-path="INBOX">(.*?)</li>', page, re.S)
-    assert inbox is not None and 'class="role">inbox<' in inbox.group(1)
+    assert inbox is not None and 'data-role="inbox"' in inbox.group(1)
     assert re.search(r'data-testid="unseen"[^>]*>26<', inbox.group(1))
-    assert 'data-path="Sent"' in page and 'class="role">sent<' in page
+    sent_folder = re.search(r'data-path="Sent">(.*?)</li>', page, re.S)
+    assert sent_folder is not None and 'data-role="sent"' in sent_folder.group(1)
     assert _rows(page) == ["seen"] + ["unseen"] * 24
     assert "Anfrage 26" in page and "Jörg" in page and "Anfrage 01" not in page
 
