@@ -12,6 +12,7 @@ import pytest
 from mailport.bootstrap import Services
 from tests.integration.mail.conftest import MailBox, letter
 from tests.integration.store.test_cli import Cli, one_line_error
+from tests.mailstack.dovecot import free_port
 
 
 @pytest.fixture
@@ -127,3 +128,17 @@ def test_bad_input_is_one_line(cli: Cli, mail_box: MailBox) -> None:
         cli("messages", "list", box, "-t", tenant, "--folder", "Nowhere", ok=False), "folder_not_found"
     )
     one_line_error(cli("messages", "list", box, "-t", "nobody", ok=False), "not_found")
+
+
+def test_a_server_that_cannot_be_reached_is_one_line(cli: Cli, mail_box: MailBox) -> None:
+    added = cli(
+        "mailboxes", "add", "nobody@example.test", "-t", mail_box.tenant.name, "--imap-host", "127.0.0.1",
+        "--imap-port", str(free_port()), "--imap-security", "none", "--password-env", "PW", "--json", PW="pw",
+    )  # fmt: skip
+    closed = json.loads(added.stdout)["id"]
+    one_line_error(
+        cli("folders", "list", closed, "-t", mail_box.tenant.name, ok=False), "mailbox_unreachable"
+    )
+    one_line_error(
+        cli("messages", "list", closed, "-t", mail_box.tenant.name, ok=False), "mailbox_unreachable"
+    )

@@ -197,3 +197,11 @@ async def test_input_the_api_refuses_is_refused_before_the_server_is_asked(mail_
         await box.raw("not-a-ref")
     with pytest.raises(InputError):
         await box.thread("not-a-key")
+
+
+async def test_a_borrowed_service_graph_stays_open(mail_box: MailBox, services: Services) -> None:
+    async with mailport.open(services=services) as mp:
+        assert mp.services is services
+        box = mp.mailbox(mail_box.tenant.id, mail_box.mailbox_id)
+        assert [f.path for f in await box.folders()][0] == "INBOX"
+    assert (await handle(mail_box).folders())[0].path == "INBOX"  # not closed by leaving

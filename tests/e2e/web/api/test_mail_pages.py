@@ -226,3 +226,24 @@ async def test_a_conversation_from_the_message_view(operator: httpx.AsyncClient,
     assert "Re: Zimmer frei?" in rows[1] and ">Sent<" in rows[1]
     unknown = await operator.get(f"/mailboxes/{box.mailbox_id}/threads/{'0' * 32}")
     assert unknown.status_code == 404 and "thread_not_found" in unknown.text
+
+
+async def test_a_server_that_cannot_be_reached_is_a_page_with_the_hint(
+    operator: httpx.AsyncClient, services: Services, tenant: TenantHandle
+) -> None:
+    from mailport.crypto import Secret
+    from mailport.mailboxes.models import AuthMethod, NewMailbox, Security, ServerSettings
+    from tests.mailstack.dovecot import free_port
+
+    mailbox = await services.mailboxes.create(
+        tenant.id,
+        NewMailbox(
+            email="nobody@example.test",
+            auth_method=AuthMethod.PASSWORD,
+            imap=ServerSettings("127.0.0.1", free_port(), Security.NONE),
+            password=Secret("pw-nobody"),
+        ),
+    )
+    page = await operator.get(f"/mailboxes/{mailbox.id}/messages", headers={"Accept": "text/html"})
+    assert page.status_code == 503 and "mailbox_unreachable" in page.text
+    assert "try again later" in page.text and "pw-nobody" not in page.text
