@@ -18,6 +18,7 @@ import uuid
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from email.message import EmailMessage
 from pathlib import Path
 
 import httpx
@@ -121,22 +122,86 @@ def docs_server(dovecot: Dovecot, tmp_path_factory: pytest.TempPathFactory) -> I
             shutil.copy(log, Path(str(tmp_path_factory.getbasetemp())) / "docs-examples-serve.log")
 
 
+def _mailbox(server: DocsServer) -> tuple[str, str]:
+    """A mailbox of the tenant on the bed's Dovecot: its id and its IMAP user."""
+    email, password = server.dovecot.dyn_user(f"d{uuid.uuid4().hex[:10]}")
+    with server.api() as api:
+        made = api.post(
+            "/v1/mailboxes",
+            json={
+                "email": email,
+                "auth_method": "password",
+                "password": password,
+                "imap": {"host": BED_HOST, "port": server.dovecot.imap_port, "security": "none"},
+            },
+        )
+    assert made.status_code == 201, made.text
+    return str(made.json()["id"]), email
+
+
+def sample_mail() -> list[tuple[str, bytes]]:
+    """The ``messages`` setup's mail, oldest first: (folder, source). docs/mailbox-access.md
+    shows these subjects, senders and attachments."""
+
+    def message(subject: str, sender: str, to: str, **headers: str) -> EmailMessage:
+        msg = EmailMessage()
+        msg["From"], msg["To"], msg["Subject"] = sender, to, subject
+        msg["Date"] = "Mon, 05 Feb 2024 09:30:00 +0000"
+        for name, value in headers.items():
+            msg[name.replace("_", "-")] = value
+        return msg
+
+    welcome = message(
+        "Welcome", "Alice <alice@example.com>", "support@example.com", Message_ID="<w1@example.com>"
+    )
+    welcome.set_content("Hello, can you help me with my booking?")
+    reply = message(
+        "Re: Welcome", "Support <support@example.com>", "alice@example.com",
+        Message_ID="<w2@example.com>", In_Reply_To="<w1@example.com>", References="<w1@example.com>",
+    )  # fmt: skip
+    reply.set_content("Of course. What is the booking number?")
+    greeting = message("Grüße aus Köln", "Jürgen <juergen@example.com>", "support@example.com")
+    greeting.set_content("Viele Grüße!")
+    invoice = message(
+        "Invoice 2024-001",
+        "Billing <billing@example.com>",
+        "support@example.com",
+        Message_ID="<inv-1@example.com>",
+    )
+    invoice.set_content("Your invoice is attached.")
+    invoice.add_alternative(
+        '<p>Your invoice is attached.<script>track()</script></p><img src="cid:logo@example.com">'
+        '<img src="https://tracker.example.com/open.gif">',
+        subtype="html",
+    )
+    invoice.get_payload()[1].add_related(b"\x89PNG\r\n\x1a\n", "image", "png", cid="<logo@example.com>")
+    invoice.add_attachment(b"%PDF-1.4\n%docs example\n", maintype="application", subtype="pdf",
+                           filename="invoice.pdf")  # fmt: skip
+    return [
+        ("INBOX", welcome.as_bytes()),
+        ("Sent", reply.as_bytes()),
+        ("INBOX", greeting.as_bytes()),
+        ("INBOX", invoice.as_bytes()),
+    ]
+
+
 def _setup(server: DocsServer, name: str) -> dict[str, str]:
     """The variables a ``setup=`` marker promises."""
     if name == "mailbox":
-        email, password = server.dovecot.dyn_user(f"d{uuid.uuid4().hex[:10]}")
+        return {"MAILBOX_ID": _mailbox(server)[0]}
+    if name == "messages":
+        mailbox_id, user = _mailbox(server)
+        for folder, raw in sample_mail():
+            server.dovecot.deliver(user, raw, folder)
         with server.api() as api:
-            made = api.post(
-                "/v1/mailboxes",
-                json={
-                    "email": email,
-                    "auth_method": "password",
-                    "password": password,
-                    "imap": {"host": BED_HOST, "port": server.dovecot.imap_port, "security": "none"},
-                },
-            )
-        assert made.status_code == 201, made.text
-        return {"MAILBOX_ID": made.json()["id"]}
+            listed = api.get(f"/v1/mailboxes/{mailbox_id}/messages")
+        assert listed.status_code == 200, listed.text
+        by_subject = {item["subject"]: item for item in listed.json()["data"]}
+        return {
+            "MAILBOX_ID": mailbox_id,
+            "REF": by_subject["Invoice 2024-001"]["ref"],
+            "THREAD_KEY": by_subject["Welcome"]["thread_key"],
+        }
     if name == "key":
         with server.api(server.env["MAILPORT_ADMIN_KEY"]) as admin:
             made = admin.post(f"/v1/tenants/{server.env['TENANT_ID']}/keys")

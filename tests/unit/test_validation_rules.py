@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 from fastapi.routing import APIRoute
-from pydantic import BaseModel, ValidationError
+from pydantic import AfterValidator, BaseModel, ValidationError
 
 from mailport.api import create_app
 from mailport.api.routers.connect_links import ConnectLinkIn
@@ -31,9 +31,20 @@ def _models(annotation: Any) -> list[type[BaseModel]]:
     return found
 
 
+def _checked_text(annotation: Any) -> bool:
+    """``Annotated[str, …, AfterValidator(check)]``: text a validator of ours looks at."""
+    if typing.get_origin(annotation) is not typing.Annotated:
+        return False
+    base, *metadata = typing.get_args(annotation)
+    return base is str and any(isinstance(m, AfterValidator) for m in metadata)
+
+
 def _loose(annotation: Any) -> bool:
-    """A field that would take an object no request model checks (a dict or Any)."""
-    if annotation is Any or annotation is dict or typing.get_origin(annotation) is dict:
+    """A field that would take an object no request model checks (a dict or Any); a dict of
+    checked text to checked text (search's ``headers``) is checked."""
+    if typing.get_origin(annotation) is dict:
+        return not all(_checked_text(arg) for arg in typing.get_args(annotation))
+    if annotation is Any or annotation is dict:
         return True
     if isinstance(annotation, types.UnionType) or typing.get_origin(annotation) is typing.Union:
         return any(_loose(arg) for arg in typing.get_args(annotation))

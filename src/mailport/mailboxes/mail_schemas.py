@@ -310,6 +310,13 @@ class FolderCreate(RequestModel):
     parent: FolderPath | None = Field(None, description="The parent's path; None: the top level.")
 
 
+def _parent(value: str) -> str:
+    return value if value == "" else clean_folder(value)
+
+
 class FolderRename(RequestModel):
     name: FolderName = Field(description="The folder's new name (one level, as shown).")
-    parent: FolderPath | None = Field(None, description="The new parent's path; None: the top level.")
+    parent: Annotated[str, StringConstraints(max_length=500), AfterValidator(_parent)] | None = Field(
+        None,
+        description='The new parent\'s path; "": the top level; None: where it is now.',
+    )

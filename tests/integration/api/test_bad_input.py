@@ -15,9 +15,11 @@ import httpx
 import pytest
 from fastapi import FastAPI
 
+from mailport.connectors.base import MessageRef
 from tests.integration.api.helpers import mailbox_body, with_path
 
 JSON = {"content-type": "application/json"}
+REF = MessageRef("INBOX", "1", "1").encode()
 
 
 def raw_json(body: object) -> bytes:
@@ -63,6 +65,11 @@ BODIES: list[tuple[str, str, dict[str, Any], list[str]]] = [
      ["email", "password", "ca_pem", "imap.host"]),
     ("POST", "/v1/oauth/google/authorize", {"email": "a@example.com", "return_url": "https://a.example/"},
      ["email", "purpose", "return_url"]),
+    ("POST", "/v1/mailboxes/mbx_x/messages/search", {"subject": "s"},
+     ["folder", "cursor", "from", "to", "subject", "text", "native", "message_id"]),
+    ("POST", "/v1/mailboxes/mbx_x/messages/move", {"refs": [REF], "folder": "Archive"}, ["folder"]),
+    ("POST", "/v1/mailboxes/mbx_x/folders", {"name": "New"}, ["name", "parent"]),
+    ("PATCH", "/v1/mailboxes/mbx_x/folders/Old", {"name": "New"}, ["name", "parent"]),
 ]  # fmt: skip
 
 

@@ -146,6 +146,13 @@ async def test_folders_are_created_renamed_and_deleted(live: Live) -> None:
     assert gone.status_code == 404 and gone.json()["error"] == "folder_not_found", gone.text
 
     nested = renamed.json()["path"] + renamed.json()["delimiter"] + "2024"
+    assert nested in paths  # moved with its parent
+    top = await live.client.patch(f"{live.base}/folders/{nested}", json={"name": "Jahr 2024", "parent": ""})
+    assert top.status_code == 200 and top.json()["path"] == f"{live.prefix}Jahr 2024", top.text
+    back = await live.client.patch(
+        f"{live.base}/folders/{top.json()['path']}", json={"name": "2024", "parent": renamed.json()["path"]}
+    )
+    assert back.status_code == 200 and back.json()["path"] == nested, back.text
     assert (await live.client.delete(f"{live.base}/folders/{nested}")).status_code == 204
     assert (await live.client.delete(f"{live.base}/folders/{renamed.json()['path']}")).status_code == 204
     paths = {f["path"] for f in (await live.get("/folders")).json()["data"]}
