@@ -72,7 +72,9 @@ def rename(
     path: str = typer.Argument(..., help="The folder's path, as `folders list` shows it."),
     name: str = typer.Argument(..., help="Its new name (one level)."),
     tenant: str = TENANT,
-    parent: str | None = typer.Option(None, help="Move it under this folder (a path)."),
+    parent: str | None = typer.Option(
+        None, help='Move it under this folder (a path); "" moves it to the top level.'
+    ),
     as_json: bool = JSON,
 ) -> None:
     """Rename a folder, or move it under another."""
