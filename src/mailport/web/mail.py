@@ -56,6 +56,12 @@ async def mail_page(
     return MailPage(request, MailboxHandle(web.services.mail, session.tenant_id, mailbox_id), web)
 
 
+def _ascii(name: str) -> str:
+    """A filename for browsers that ignore ``filename*``: ASCII, no quotes or separators."""
+    cleaned = "".join(c if c.isascii() and c.isprintable() and c not in '"\\/;' else "_" for c in name)
+    return cleaned or "attachment"
+
+
 def is_seen(flags: tuple[str, ...]) -> bool:
     """Neutral ``seen`` or the protocol's ``\\Seen``, as a fetched message may carry either."""
     return any(flag.lower() in ("seen", "\\seen") for flag in flags)
@@ -142,7 +148,8 @@ async def attachment(ref: str, index: int, page: MailPage = Depends(mail_page)) 
         content,
         media_type="application/octet-stream",
         headers={
-            "Content-Disposition": f"attachment; filename*=UTF-8''{quote(name, safe='')}",
+            "Content-Disposition": f'attachment; filename="{_ascii(name)}"; '
+            f"filename*=UTF-8''{quote(name, safe='')}",
             "X-Content-Type-Options": "nosniff",
             "Content-Security-Policy": "default-src 'none'; sandbox",
         },

@@ -138,7 +138,9 @@ async def test_a_message_with_its_headers_attachment_and_sandboxed_html(
     assert download is not None
     got = await operator.get(download.group(1))
     assert got.status_code == 200 and got.content == b"%PDF-1.4 seven"
-    assert got.headers["content-disposition"] == "attachment; filename*=UTF-8''rechnung-7.pdf"
+    assert got.headers["content-disposition"] == (
+        "attachment; filename=\"rechnung-7.pdf\"; filename*=UTF-8''rechnung-7.pdf"
+    )
     assert got.headers["content-type"] == "application/octet-stream"
     assert got.headers["x-content-type-options"] == "nosniff"
     none = await operator.get(download.group(1)[:-1] + "3")
