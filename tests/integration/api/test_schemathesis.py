@@ -20,6 +20,8 @@ from schemathesis import GenerationMode
 from tests.fixtures.api import ADMIN_KEY, LiveServer
 
 SEED_PASSWORD = "seed-password-5f3a9c"
+# POST …/messages/import takes a raw message: fuzz it with bytes, as an octet stream.
+schemathesis.serializer.alias("message/rfc822", "application/octet-stream")
 EXAMPLES = int(os.environ.get("MAILPORT_FUZZ_EXAMPLES", "12"))
 
 
