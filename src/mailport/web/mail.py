@@ -9,6 +9,7 @@ A message's HTML is shown only as the sanitizer left it, inside an ``<iframe san
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass
 from urllib.parse import quote, urlencode
 
@@ -63,8 +64,8 @@ def _ascii(name: str) -> str:
 
 
 def is_seen(flags: tuple[str, ...]) -> bool:
-    """Neutral ``seen`` or the protocol's ``\\Seen``, as a fetched message may carry either."""
-    return any(flag.lower() in ("seen", "\\seen") for flag in flags)
+    """Flags are neutral (``seen``), whichever connector fetched the message."""
+    return "seen" in flags
 
 
 def _ordered(folders: list[Folder]) -> list[Folder]:
@@ -80,8 +81,11 @@ async def messages(
     unseen: bool = Query(False),
 ) -> Response:
     mailbox = await page.web.services.mailboxes.get(page.box.tenant_id, page.box.mailbox_id)
-    folders = _ordered(await page.box.folders())
-    listing = await page.box.page(folder, limit=PAGE_SIZE, cursor=cursor, unseen=True if unseen else None)
+    found, listing = await asyncio.gather(  # two pooled connections when the pool has them
+        page.box.folders(),
+        page.box.page(folder, limit=PAGE_SIZE, cursor=cursor, unseen=True if unseen else None),
+    )
+    folders = _ordered(found)
     return render(
         page.request,
         "mail/list.html",
@@ -104,7 +108,7 @@ async def messages(
 @router.get("/mailboxes/{mailbox_id}/messages/{ref}")
 async def message(ref: str, page: MailPage = Depends(mail_page)) -> Response:
     mailbox = await page.web.services.mailboxes.get(page.box.tenant_id, page.box.mailbox_id)
-    view = await page.box.message(ref, links_in_new_tab=True)
+    view, folders = await asyncio.gather(page.box.message(ref, links_in_new_tab=True), page.box.folders())
     shown = view.message
     frame = None
     if view.html:
@@ -113,7 +117,6 @@ async def message(ref: str, page: MailPage = Depends(mail_page)) -> Response:
             f'<meta http-equiv="Content-Security-Policy" content="{FRAME_CSP}">'
             '<base target="_blank"></head><body>' + view.html + "</body></html>"
         )
-    folders = await page.box.folders()
     return render(
         page.request,
         "mail/message.html",
