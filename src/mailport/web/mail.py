@@ -11,13 +11,16 @@ from __future__ import annotations
 
 import asyncio
 from dataclasses import dataclass
+from typing import Annotated, Literal
 from urllib.parse import quote, urlencode
 
 from fastapi import APIRouter, Depends, Form, Query, Request
 from starlette.responses import Response
 
 from mailport.connectors.folders import Folder
+from mailport.errors import InputError
 from mailport.mailboxes.handle import MailboxHandle
+from mailport.mailboxes.mail_schemas import MAX_BULK
 from mailport.web.deps import csrf, operator
 from mailport.web.render import WebRoute, redirect, render
 from mailport.web.session import WebSession
@@ -157,6 +160,30 @@ async def attachment(ref: str, index: int, page: MailPage = Depends(mail_page)) 
             "Content-Security-Policy": "default-src 'none'; sandbox",
         },
     )
+
+
+@router.post("/mailboxes/{mailbox_id}/messages/bulk", dependencies=[Depends(csrf)])
+async def bulk(
+    page: MailPage = Depends(mail_page),
+    action: Literal["seen", "unseen", "move", "delete"] = Form(...),
+    refs: Annotated[list[str], Form(max_length=MAX_BULK)] = [],  # noqa: B006 (FastAPI copies it)
+    to: str = Form("", max_length=1000),
+    folder: str = Form("INBOX", max_length=1000),
+) -> Response:
+    """The list's selected messages, marked, moved or deleted in one request."""
+    if not refs:
+        raise InputError("no message selected", field="refs", hint="Tick the messages to act on first.")
+    if action == "seen":
+        await page.box.mark_seen(refs)
+    elif action == "unseen":
+        await page.box.mark_unseen(refs)
+    elif action == "move":
+        if not to:
+            raise InputError("no folder to move to", field="to", hint="Choose a folder in the menu.")
+        await page.box.move(refs, to)
+    else:
+        await page.box.delete(refs)
+    return redirect(page.request, page.url(folder=folder))
 
 
 @router.post("/mailboxes/{mailbox_id}/messages/{ref}/seen", dependencies=[Depends(csrf)])

@@ -249,3 +249,40 @@ async def test_a_server_that_cannot_be_reached_is_a_page_with_the_hint(
     page = await operator.get(f"/mailboxes/{mailbox.id}/messages", headers={"Accept": "text/html"})
     assert page.status_code == 503 and "mailbox_unreachable" in page.text
     assert "try again later" in page.text and "pw-nobody" not in page.text
+
+
+async def test_selected_messages_marked_moved_and_deleted_at_once(
+    operator: httpx.AsyncClient, stranger: httpx.AsyncClient, box: MailBox
+) -> None:
+    for n in range(4):
+        box.deliver(letter(f"Stapel {n}"))
+    handle = MailboxHandle(box.services.mail, box.tenant.id, box.mailbox_id)
+    listing = await operator.get(f"/mailboxes/{box.mailbox_id}/messages")
+    refs = re.findall(r'name="refs" value="(ref_[^"]+)" form="bulk"', listing.text)
+    assert len(refs) == 4 and 'id="bulk"' in listing.text
+    bulk = f"/mailboxes/{box.mailbox_id}/messages/bulk"
+
+    refused = await operator.post(bulk, data={"action": "seen", "refs": refs}, headers={"X-CSRF-Token": ""})
+    assert refused.status_code == 403
+    foreign = await stranger.post(bulk, data={"action": "delete", "refs": refs})
+    assert foreign.status_code == 404
+    nothing = await operator.post(bulk, data={"action": "seen"})
+    assert nothing.status_code == 422 and "no message selected" in nothing.text
+
+    marked = await operator.post(bulk, data={"action": "seen", "refs": refs[:2], "folder": "INBOX"})
+    assert marked.status_code == 303
+    assert marked.headers["location"] == f"/mailboxes/{box.mailbox_id}/messages?folder=INBOX"
+    flags = {m.ref.encode(): m.flags for m in (await handle.page()).items}
+    assert ["seen" in flags[ref] for ref in refs] == [True, True, False, False]
+
+    archive = await handle.create_folder("Stapelablage")
+    moved = await operator.post(bulk, data={"action": "move", "refs": refs[1:3], "to": archive.path})
+    assert moved.status_code == 303
+    assert len((await handle.page(archive.path)).items) == 2
+    no_target = await operator.post(bulk, data={"action": "move", "refs": refs[3:]})
+    assert no_target.status_code == 422
+
+    deleted = await operator.post(bulk, data={"action": "delete", "refs": [refs[0], refs[3]]})
+    assert deleted.status_code == 303
+    assert (await handle.page()).items == []
+    assert len((await handle.page("Trash")).items) == 2
