@@ -35,6 +35,7 @@ from tests.mailstack.smtp import SubmissionHandler, SubmissionServer, introspect
 pytest_plugins = [
     "tests.connectors.fake",
     "tests.fixtures.api",
+    "tests.fixtures.big_mailbox",
     "tests.fixtures.dns",
     "tests.fixtures.http",
     "tests.fixtures.imap",

@@ -17,7 +17,7 @@ import base64
 import binascii
 import json
 from collections.abc import AsyncIterator, Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -268,12 +268,6 @@ class FakeConnector(PollingConnector):
             has_attachments=any(a.disposition == "attachment" for a in parsed.attachments),
             preview=(parsed.text or "")[:200] or None,
             thread_key=parsed.thread_key,
-            thread_root=thread_root(
-                message_id=parsed.message_id,
-                in_reply_to=(parsed.in_reply_to,) if parsed.in_reply_to else (),
-                references=parsed.references,
-                content_sha256=parsed.sha256,
-            ),
         )
 
     def _require_folder(self, path: str) -> str:
@@ -412,9 +406,7 @@ class FakeConnector(PollingConnector):
         self._need(Feature.FOLDERS)
         _not_inbox(path, "deleted")
         self._require_folder(path)
-        if any(f.startswith(path + DELIMITER) for f in self.remote.folders):
-            raise InputError(f"folder {path!r} has sub-folders", field="path")
-        self.remote.folders.discard(path)
+        self.remote.folders.discard(path)  # its sub-folders stay, as RFC 3501 has it
         self.remote.mail.pop(path, None)
 
     # ------------------------------------------------------------------ watching
@@ -432,21 +424,27 @@ class FakeConnector(PollingConnector):
     async def health(self) -> ConnectorHealth:
         return ConnectorHealth(connected=self.connected, push=self.supports(Feature.PUSH))
 
-    # --- search and threads: a subset of the criteria, over the parsed messages
+    # ------------------------------------------------------------------ search and threads
 
-    def _summaries(self, scope: str) -> list[tuple[Message, MessageSummary]]:
-        """Every present message of ``scope``, oldest first, parsed, with its summary."""
+    def _parsed(self, folder: str) -> list[tuple[Message, MessageSummary]]:
+        """Every present message of ``folder``, oldest first: parsed, and its summary with the
+        thread root its key stands for."""
         out = []
-        for item, stored in self.remote.messages(scope):
-            message = parse_message(stored.raw, mailbox_id="", folder=scope, size=len(stored.raw))
-            out.append((message, self._summary(scope, item, stored)))
+        for item, stored in self.remote.messages(folder):
+            message = parse_message(stored.raw, mailbox_id="fake", folder=folder)
+            root = thread_root(
+                message_id=message.message_id,
+                in_reply_to=(message.in_reply_to,) if message.in_reply_to else (),
+                references=message.references,
+                content_sha256=message.sha256,
+            )
+            out.append((message, replace(self._summary(folder, item, stored), thread_root=root)))
         return out
 
     async def search_messages(self, query: SearchQuery) -> MessagePage:
         """FROM/TO/CC/SUBJECT/TEXT/BODY as case-insensitive substrings, headers, Message-ID,
         dates, seen, attachments and sizes; flagged, answered and native are refused (422)."""
-        if not self.supports(Feature.SEARCH):
-            raise self._unsupported(Feature.SEARCH)
+        self._need(Feature.SEARCH)
         for name in ("flagged", "answered", "native"):
             if getattr(query, name) is not None:
                 raise UnsupportedFeatureError(f"the fake connector cannot search by {name}")
@@ -457,10 +455,13 @@ class FakeConnector(PollingConnector):
         def addresses(found: tuple[Address, ...]) -> str:
             return " ".join(f"{a.name} <{a.email}>" for a in found)
 
+        below = int(query.cursor.removeprefix("f_")) if query.cursor else None
         matches = []
-        for message, summary in reversed(self._summaries(query.folder)):
+        for message, summary in reversed(self._parsed(self._require_folder(query.folder))):
+            if below is not None and int(summary.ref.item[1:]) >= below:
+                continue  # a cursor names where the last page ended, as the IMAP one does
             headers = {name.lower(): value for name, value in message.headers}
-            if not (
+            if (
                 has(query.from_, addresses(message.from_))
                 and has(query.to, addresses(message.to))
                 and has(query.cc, addresses(message.cc))
@@ -476,25 +477,36 @@ class FakeConnector(PollingConnector):
                 and (query.since is None or (summary.received_at or query.since) >= query.since)
                 and (query.before is None or (summary.received_at or query.before) < query.before)
             ):
-                continue
-            matches.append(summary)
-        start = int(query.cursor.removeprefix("f_")) if query.cursor else 0
-        page = matches[start : start + query.limit]
-        more = start + query.limit < len(matches)
-        return MessagePage(page, f"f_{start + query.limit}" if more else None)
+                matches.append(summary)
+        page = matches[: query.limit]
+        more = len(matches) > query.limit
+        return MessagePage(page, f"f_{page[-1].ref.item[1:]}" if more else None)
 
     async def thread_messages(self, root: str) -> list[MessageSummary]:
-        """Every message of every folder whose thread root is ``root``, oldest first."""
-        if not self.supports(Feature.THREADS):
-            raise self._unsupported(Feature.THREADS)
-        found = [
-            summary
-            for scope in sorted(self.remote.mail)
-            for _, summary in self._summaries(scope)
-            if summary.thread_root == root
-        ]
+        """Every message of every folder whose thread root, In-Reply-To or own Message-ID is
+        ``root`` or a message of the conversation found so far, oldest first."""
+        self._need(Feature.THREADS)
+        every = [summary for folder in sorted(self.remote.folders) for _, summary in self._parsed(folder)]
+        known, found = {root}, {}
+        grew = True
+        while grew:
+            grew = False
+            for summary in every:
+                envelope = summary.envelope
+                if (
+                    summary.ref not in found
+                    and {
+                        summary.thread_root,
+                        envelope.in_reply_to,
+                        envelope.message_id,
+                    }
+                    & known
+                ):
+                    found[summary.ref] = summary
+                    known.add(envelope.message_id or "")
+                    grew = True
         return sorted(
-            found, key=lambda s: s.envelope.date or s.received_at or datetime.min.replace(tzinfo=UTC)
+            found.values(), key=lambda s: s.envelope.date or s.received_at or datetime.min.replace(tzinfo=UTC)
         )
 
 

@@ -5,15 +5,18 @@ cursor errors; reading never sets ``seen``; a gone message or folder is a clear 
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import json
+import uuid
 from datetime import UTC, datetime, timedelta
 from email.message import EmailMessage
 
 import pytest
 
 from mailport.connectors.base import MessageRef
-from mailport.connectors.mail import ListQuery
+from mailport.connectors.imap import ImapConnector
+from mailport.connectors.mail import FlagChange, ListQuery
 from mailport.errors import (
     CursorExpiredError,
     FolderNotFoundError,
@@ -23,8 +26,9 @@ from mailport.errors import (
 )
 from mailport.messages.model import Address
 from mailport.messages.threading import thread_key
-from tests.connectors.mailbed import MailBed
+from tests.connectors.mailbed import MailBed, make_mailbox
 from tests.integration.sync.conftest import make_message
+from tests.mailstack.dovecot import Dovecot
 
 UMLAUT = "Größe & Ärger"
 
@@ -201,3 +205,39 @@ async def test_a_gone_message_or_folder_is_not_found(bed: MailBed) -> None:
         assert gone.value.code == "message_not_found" and gone.value.http_status == 404
     with pytest.raises(FolderNotFoundError):
         await bed.connector.fetch_message(MessageRef(bed.path("Nowhere"), ref.epoch, ref.item))
+
+
+async def test_an_older_server_without_esearch_and_preview_lists_the_same(dovecot: Dovecot) -> None:
+    user, password = dovecot.dyn_user(f"old{uuid.uuid4().hex[:8]}")
+    connector = ImapConnector(
+        make_mailbox("imap", user, password, dovecot.imap_port), ignore_capabilities=("ESEARCH", "PREVIEW")
+    )
+    await connector.connect()
+    try:
+        assert (await connector.list_messages(ListQuery())).items == []  # selected while empty
+        for n in range(5):
+            await asyncio.to_thread(dovecot.deliver, user, make_message(f"m{n}"))
+        first = await connector.list_messages(ListQuery(limit=3))
+        rest = await connector.list_messages(ListQuery(limit=3, cursor=first.next_cursor))
+        subjects = [s.envelope.subject for s in first.items + rest.items]
+        assert subjects == ["m4", "m3", "m2", "m1", "m0"] and rest.next_cursor is None
+        assert all(s.preview is None for s in first.items)
+    finally:
+        await connector.disconnect()
+
+
+@pytest.mark.parametrize("bed", ["imap", "imap-dotted"], indirect=True)
+async def test_a_message_delivered_while_the_folder_stays_selected_is_found_by_its_ref(bed: MailBed) -> None:
+    """The ref of a ``message.received`` event names mail this pooled session has not seen yet."""
+    assert bed.other is not None
+    assert (await bed.connector.list_messages(ListQuery())).items == []  # INBOX stays selected
+    appended = await bed.other.append("INBOX", make_message("just arrived"))
+    assert appended.uid is not None
+    ref = MessageRef("INBOX", str(appended.uidvalidity), str(appended.uid))
+    message = await bed.connector.fetch_message(ref)
+    assert message.raw is not None and b"just arrived" in message.raw
+    await bed.other.append("INBOX", make_message("and another"))
+    await bed.connector.update_flags([ref], FlagChange(add=frozenset({"flagged"})))
+    assert await bed.flags_elsewhere(ref) == {"flagged"}
+    listed = (await bed.connector.list_messages(ListQuery())).items
+    assert [s.envelope.subject for s in listed] == ["and another", "just arrived"]

@@ -20,29 +20,26 @@ Two criteria are exact although IMAP cannot say them exactly:
   :data:`CHECK_LIMIT` candidates per request; a page may then be short and still carry a
   ``next_cursor``. Gmail answers it itself (``X-GM-RAW "has:attachment"``).
 
-Pages are newest first (highest UID first) and continue from a cursor holding the folder, its
-UIDVALIDITY and the UID the page stopped at: the next page asks ``UID 1:<that UID - 1>`` with the
-same criteria, so mail arriving meanwhile (higher UIDs) neither repeats nor hides a result.
+Pages are newest first (highest UID first) and continue from the listing's cursor (the folder,
+its UIDVALIDITY and the UID the page stopped at, :mod:`mailport.connectors.imap_mail`): the next
+page asks ``UID 1:<that UID - 1>`` with the same criteria, so mail arriving meanwhile (higher
+UIDs) neither repeats nor hides a result. Results are the listing's summaries.
 """
 
 from __future__ import annotations
 
-import base64
-import binascii
-import json
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING
 
+from mailport.connectors import imap_mail
 from mailport.connectors.mail import MAX_LIMIT, MessagePage, MessageSummary, SearchQuery
 from mailport.errors import (
     CommandError,
     CursorExpiredError,
-    FolderNotFoundError,
     InputError,
-    InvalidCursorError,
     UnsupportedFeatureError,
 )
 from mailport.imap.arguments import Arg, Literal, quote
@@ -55,6 +52,7 @@ CHECK_PAGE = 100  # candidates checked per FETCH
 NATIVE_MAX = 2000  # characters of a native query
 SEARCH_TIMEOUT = 120.0
 
+_TEMPORARY = frozenset({"UNAVAILABLE", "SERVERBUG", "INUSE", "LIMIT", "EXPUNGEISSUED"})  # RFC 5530
 _MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
 _HEADER_NAME = re.compile(r"[!-9;-~]+\Z")  # RFC 5322 ftext: printable ASCII but ':'
 
@@ -277,42 +275,6 @@ def _native_error(why: str) -> InputError:
     )
 
 
-# ------------------------------------------------------------------------------ cursor
-
-
-def encode_cursor(folder: str, uidvalidity: int, below: int) -> str:
-    """An opaque cursor: continue in ``folder`` (of this UIDVALIDITY) with UIDs under ``below``."""
-    packed = json.dumps([folder, uidvalidity, below], separators=(",", ":"), ensure_ascii=False)
-    return "s_" + base64.urlsafe_b64encode(packed.encode()).decode().rstrip("=")
-
-
-def decode_cursor(cursor: str, folder: str, uidvalidity: int) -> int:
-    """The UID a page continues under; 410 ``cursor_expired`` when the folder was reset."""
-    try:
-        if not cursor.startswith("s_"):
-            raise ValueError("no prefix")
-        body = cursor[2:]
-        parts = json.loads(base64.urlsafe_b64decode(body + "=" * (-len(body) % 4)))
-        if not (
-            isinstance(parts, list)
-            and len(parts) == 3
-            and isinstance(parts[0], str)
-            and all(isinstance(p, int) and not isinstance(p, bool) for p in parts[1:])
-        ):
-            raise ValueError("not a search cursor")
-    except (ValueError, binascii.Error, UnicodeDecodeError) as exc:
-        raise InvalidCursorError(f"not a search cursor: {cursor[:60]!r}", field="cursor") from exc
-    if parts[0] != folder:
-        raise InvalidCursorError(
-            f"the cursor belongs to folder {parts[0]!r}, not {folder!r}",
-            field="cursor",
-            hint="Send the same folder and criteria with a cursor as the request that returned it.",
-        )
-    if parts[1] != uidvalidity:
-        raise CursorExpiredError(f"folder {folder!r} was reset since the cursor was made")
-    return int(parts[2])
-
-
 # ------------------------------------------------------------------------------ running
 
 
@@ -332,7 +294,7 @@ async def run_search(
 ) -> list[int]:
     """``UID SEARCH`` in the selected folder with the server's refusals translated: a charset
     it cannot search (422 ``unsupported_feature``), a key it does not know (422, the server's
-    words; ``invalid_input`` on ``native``)."""
+    words; ``invalid_input`` when it is ``native`` the server cannot parse)."""
     client = connector._require()
     try:
         return await client.uid_search(keys, charset=charset, timeout=SEARCH_TIMEOUT)
@@ -344,6 +306,8 @@ async def run_search(
                 hint="Search this server with ASCII text only (e.g. part of an address or a word "
                 "without accents).",
             ) from exc
+        if exc.details.get("response_code") in _TEMPORARY:
+            raise  # the server's trouble, not the query's: 503, retry later
         if exc.details.get("status") == "BAD":
             if native:
                 raise InputError(
@@ -351,48 +315,48 @@ async def run_search(
                     field="native",
                     hint="Check the IMAP SEARCH syntax (RFC 3501 section 6.4.4) and the server's extensions.",
                 ) from exc
-            raise UnsupportedFeatureError(
-                f"{folder}: the server cannot search this way: {said}",
-                hint="Leave out the criterion this server does not support.",
-            ) from exc
-        raise
+        raise UnsupportedFeatureError(
+            f"{folder}: the server cannot search this way: {said}",
+            hint="Leave out the criterion this server does not support.",
+            server_said=exc.server_said,
+        ) from exc
 
 
 async def open_folder(connector: ImapConnector, folder: str) -> tuple[int, int]:
-    """EXAMINE ``folder`` (read-only: searching changes nothing): its UIDVALIDITY and how many
-    messages it holds."""
-    try:
-        info = await connector._require().examine(folder)
-    except CommandError as exc:
-        if exc.details.get("status") == "NO":
-            raise FolderNotFoundError(f"no folder {folder!r} on the server") from exc
-        raise
+    """``folder`` selected read-only (searching changes nothing) unless it is already: its
+    UIDVALIDITY and how many messages it holds."""
+    info = await imap_mail.select(connector, folder)
     return info.uidvalidity or 0, info.exists
 
 
 async def search_messages(connector: ImapConnector, query: SearchQuery) -> MessagePage:
-    """A page of ``query``'s results in ``query.folder``, newest first."""
-    from mailport.connectors.imap_mail import summaries
-
+    """A page of ``query``'s results in ``query.folder``, newest first (the listing's cursor)."""
+    summaries = imap_mail.summaries
     limit = check_limit(query.limit)
     client = connector._require()
     program = compile_search(query, gmail=client.has("X-GM-EXT-1"))
-    uidvalidity, _ = await open_folder(connector, query.folder)
+    position = imap_mail.decode_cursor(query.cursor, query.folder) if query.cursor else None
+    uidvalidity, exists = await open_folder(connector, query.folder)
     keys = list(program.keys)
-    if query.cursor is not None:
-        below = decode_cursor(query.cursor, query.folder, uidvalidity)
-        if below <= 1:
+    if position is not None:
+        if position[0] != uidvalidity:
+            raise CursorExpiredError(
+                f"folder {query.folder!r} was reset (UIDVALIDITY {position[0]} -> {uidvalidity})",
+                folder=query.folder,
+            )
+        if position[1] <= 1:
             return MessagePage([], None)
-        keys.insert(0, f"UID 1:{below - 1}".encode())
+        keys.insert(0, f"UID 1:{position[1] - 1}".encode())
+    if not exists:
+        return MessagePage([], None)
     found = await run_search(connector, query.folder, keys, charset=program.charset, native=program.native)
     candidates = sorted(found, reverse=True)
     if not program.checks:
         page = candidates[:limit]
         items = await summaries(connector, query.folder, uidvalidity, page)
         more = len(candidates) > limit
-        return MessagePage(
-            _newest_first(items), encode_cursor(query.folder, uidvalidity, page[-1]) if more else None
-        )
+        cursor = imap_mail.encode_cursor(query.folder, uidvalidity, page[-1]) if more else None
+        return MessagePage(_newest_first(items), cursor)
     kept: list[MessageSummary] = []
     checked = 0
     while checked < len(candidates) and len(kept) < limit and checked < CHECK_LIMIT:
@@ -410,7 +374,7 @@ async def search_messages(connector: ImapConnector, query: SearchQuery) -> Messa
             checked += len(page)
     more = checked < len(candidates)
     return MessagePage(
-        kept, encode_cursor(query.folder, uidvalidity, candidates[checked - 1]) if more else None
+        kept, imap_mail.encode_cursor(query.folder, uidvalidity, candidates[checked - 1]) if more else None
     )
 
 

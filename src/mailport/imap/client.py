@@ -300,24 +300,6 @@ class ImapClient(ImapSession):
                 threads.append(_flatten_thread(tree))
         return threads
 
-    async def fetch_attributes_by_uid(
-        self, uids: UIDs, items: Sequence[str], *, timeout: float | None = None
-    ) -> dict[int, dict[bytes, object]]:
-        """UID FETCH of attributes the FETCH parser does not model (``X-GM-THRID``,
-        ``X-GM-LABELS``): UID -> the raw attribute values by upper-case name."""
-        names = " ".join(i for i in items if i.upper() != "UID")
-        args: list[Arg] = [b"UID FETCH", uid_set(uids), b"(UID " + names.encode() + b")"]
-        result = await self._run(*args, wants=(b"FETCH",), timeout=timeout)
-        out: dict[int, dict[bytes, object]] = {}
-        for _, _, offset, response in result.untagged:
-            values = parse_values(response, 0, offset)
-            if len(values) != 1:
-                raise ProtocolError(f"malformed FETCH response {response.first[:60]!r}")
-            attrs = pairs(as_list(values[0]))
-            if b"UID" in attrs:
-                out[as_int(attrs[b"UID"])] = attrs
-        return out
-
     async def fetch(
         self,
         uids: UIDs,

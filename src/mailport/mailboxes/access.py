@@ -127,7 +127,7 @@ class MailAccess:
         mailbox_id: str,
         ref: str,
         *,
-        html: HtmlMode = HtmlMode.SANITIZED,
+        html: HtmlMode | str = HtmlMode.SANITIZED,
         remote_images: bool = False,
         attachment_url: Callable[[int], str] | None = None,
         links_in_new_tab: bool = False,

@@ -15,6 +15,7 @@ from datetime import datetime
 from typing import Any
 
 from mailport.connectors.base import RemoteMessage
+from mailport.errors import InputError
 from mailport.messages import Message, parse_headers_only, parse_message
 from mailport.messages.sanitize import content_id, sanitize_html
 
@@ -53,7 +54,7 @@ def message_view(
     ref: str,
     mailbox_id: str,
     folder: str,
-    html: HtmlMode = HtmlMode.SANITIZED,
+    html: HtmlMode | str = HtmlMode.SANITIZED,
     remote_images: bool = False,
     attachment_url: Callable[[int], str] | None = None,
     links_in_new_tab: bool = False,
@@ -63,6 +64,10 @@ def message_view(
     ``attachment_url(n)`` is where attachment ``n`` is served: a ``cid:`` image of the HTML
     becomes that URL so that inline images display.
     """
+    try:
+        html = HtmlMode(html)  # "sanitized" from a CLI flag or a form works too
+    except ValueError:
+        raise InputError(f"html must be one of {', '.join(HtmlMode)}", field="html") from None
     if remote.raw is not None:
         message = parse_message(
             remote.raw, mailbox_id=mailbox_id, folder=folder, flags=remote.flags, size=remote.size

@@ -38,9 +38,4 @@ def thread_key(
     root = thread_root(
         message_id=message_id, in_reply_to=in_reply_to, references=references, content_sha256=content_sha256
     )
-    return root_key(root)
-
-
-def root_key(root: str) -> str:
-    """The key of a conversation whose root is ``root`` (from :func:`thread_root`)."""
     return hashlib.sha256(root.encode("utf-8", "surrogatepass")).hexdigest()[:32]

@@ -1,6 +1,6 @@
 """The neutral search query compiled into IMAP SEARCH keys: every criterion, quoting, non-ASCII
 text as literals with CHARSET UTF-8, the exact checks on instants and attachments, the native
-pass-through's validation, and the search cursor."""
+pass-through's validation."""
 
 from __future__ import annotations
 
@@ -14,12 +14,10 @@ from mailport.connectors.imap_search import (
     SearchProgram,
     check_limit,
     compile_search,
-    decode_cursor,
-    encode_cursor,
     native_keys,
 )
 from mailport.connectors.mail import Envelope, MessageSummary, SearchQuery
-from mailport.errors import CursorExpiredError, InputError, InvalidCursorError
+from mailport.errors import InputError
 from mailport.imap.arguments import Arg, Literal
 
 
@@ -216,19 +214,6 @@ def test_native_that_could_break_the_command_is_refused(native: str) -> None:
     with pytest.raises(InputError) as info:
         compile_search(SearchQuery(native=native))
     assert info.value.details["field"] == "native" and info.value.code == "invalid_input"
-
-
-def test_the_cursor_continues_under_a_uid_of_one_folder_and_epoch() -> None:
-    cursor = encode_cursor("Ärger/Post", 7, 1234)
-    assert cursor.startswith("s_") and "/" not in cursor
-    assert decode_cursor(cursor, "Ärger/Post", 7) == 1234
-    with pytest.raises(CursorExpiredError):
-        decode_cursor(cursor, "Ärger/Post", 8)
-    with pytest.raises(InvalidCursorError):
-        decode_cursor(cursor, "INBOX", 7)
-    for bad in ("s_!!", "abc", "s_" + "e30", encode_cursor("x", 1, 1).replace("s_", "c_")):
-        with pytest.raises(InvalidCursorError):
-            decode_cursor(bad, "x", 1)
 
 
 def test_limits() -> None:

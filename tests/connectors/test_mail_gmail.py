@@ -1,0 +1,68 @@
+"""Gmail's extensions over a scripted server that speaks as Gmail does (X-GM-EXT-1): labels in
+listings (decoded from modified UTF-7) and labels set and cleared with ``X-GM-LABELS``. The
+real server offers no such thing, so the conversation is scripted."""
+
+from __future__ import annotations
+
+from mailport.connectors.base import MessageRef
+from mailport.connectors.imap import ImapConnector
+from mailport.connectors.mail import FlagChange, ListQuery
+from tests.connectors.mailbed import make_mailbox
+from tests.fixtures.imap import ScriptedConnection, ScriptedImapServer, answer_login, serve_commands
+
+GMAIL_CAPS = (
+    b"IMAP4rev1 UNSELECT IDLE NAMESPACE ID CHILDREN X-GM-EXT-1 UIDPLUS ENABLE MOVE CONDSTORE "
+    b"ESEARCH LIST-EXTENDED LIST-STATUS LITERAL- SPECIAL-USE AUTH=PLAIN"
+)
+HEADERS = b"From: Ann <ann@gmail.test>\r\nSubject: labelled\r\nMessage-ID: <l@gmail.test>\r\n\r\n"
+
+
+def fetch_reply() -> bytes:
+    return (
+        b'* 1 FETCH (X-GM-LABELS ("\\\\Important" "Work/Gr&APYA3w-e" Inbox) UID 7 FLAGS (\\Seen) '
+        b'INTERNALDATE "01-Mar-2024 10:00:00 +0000" RFC822.SIZE 900 '
+        b'BODYSTRUCTURE ("TEXT" "PLAIN" ("CHARSET" "UTF-8") NIL NIL "7BIT" 5 1 NIL NIL NIL) '
+        b"BODY[HEADER.FIELDS (FROM TO CC REPLY-TO SUBJECT DATE MESSAGE-ID IN-REPLY-TO REFERENCES)] {%d}\r\n"
+        % len(HEADERS)
+        + HEADERS
+        + b")\r\n"
+    )
+
+
+async def gmail(conn: ScriptedConnection) -> None:
+    await answer_login(conn, capabilities=GMAIL_CAPS)
+    selected = b"* 1 EXISTS\r\n* OK [UIDVALIDITY 11] UIDs valid\r\n* OK [UIDNEXT 8] next\r\n"
+    await serve_commands(
+        conn,
+        {
+            b"EXAMINE": selected,
+            b"SELECT": selected,
+            b"UID SEARCH": b'* ESEARCH (TAG "x") UID ALL 7\r\n',
+            b"UID FETCH": fetch_reply(),
+        },
+    )
+
+
+async def test_labels_are_listed_decoded_and_changed_with_x_gm_labels() -> None:
+    async with ScriptedImapServer(gmail) as server:
+        connector = ImapConnector(make_mailbox("imap", "ann@gmail.test", "pw", server.port))
+        await connector.connect()
+        try:
+            [item] = (await connector.list_messages(ListQuery())).items
+            assert item.labels == ("\\Important", "Work/Größe", "Inbox")
+            assert item.flags == ("seen",) and item.envelope.subject == "labelled"
+            assert item.has_attachments is False and item.preview is None
+            await connector.update_flags(
+                [MessageRef("INBOX", "11", "7")],
+                FlagChange(add_labels=frozenset({"Größe"}), remove_labels=frozenset({"\\Important"})),
+            )
+        finally:
+            await connector.disconnect()
+    assert not server.errors
+    stores = [line.split(b" ", 1)[1] for line in server.commands if b"X-GM-LABELS." in line]
+    assert stores == [
+        b"UID STORE 7 +X-GM-LABELS.SILENT (Gr&APYA3w-e)",
+        b'UID STORE 7 -X-GM-LABELS.SILENT ("\\\\Important")',
+    ]
+    fetches = [line for line in server.commands if b"UID FETCH" in line]
+    assert b"X-GM-LABELS" in fetches[0] and b"PREVIEW" not in fetches[0]
