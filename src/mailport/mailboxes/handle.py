@@ -193,7 +193,7 @@ class MailboxHandle:
             self.tenant_id,
             self.mailbox_id,
             ref_string(ref),
-            html=HtmlMode(html),
+            html=html,
             remote_images=remote_images,
             attachment_url=attachment_url,
             links_in_new_tab=links_in_new_tab,

@@ -104,6 +104,8 @@ async def test_reading_one_message_raw_parsed_and_its_attachment(mail_box: MailB
     original = await box.message(item.ref, html="original")
     assert original.html is not None and "<script>" in original.html
     assert (await box.message(item, html="none")).html is None
+    with pytest.raises(InputError):
+        await box.message(item, html="bogus")
 
     meta, content = await box.attachment(item, 0)
     assert meta.filename == "rechnung.pdf" and content == b"%PDF-1.4 fake"
