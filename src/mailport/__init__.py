@@ -1,6 +1,8 @@
 """mailport: connect any mailbox to your application.
 
 The public library API is listed in ``__all__``; everything else is internal.
+``watch``, ``open``, ``Mailport`` and ``MailboxHandle`` are imported lazily (they pull in the
+service graph).
 """
 
 from mailport.config import Settings
@@ -8,12 +10,20 @@ from mailport.errors import MailportError
 
 __version__ = "0.1.0"
 
-__all__ = ["MailportError", "Settings", "__version__", "watch"]
+__all__ = ["MailboxHandle", "Mailport", "MailportError", "Settings", "__version__", "open", "watch"]
 
 
 def __getattr__(name: str) -> object:
-    if name == "watch":  # imported lazily (it pulls in the service graph)
+    if name == "watch":
         from mailport.sync.stream import watch
 
         return watch
+    if name in ("open", "Mailport"):
+        from mailport import client
+
+        return getattr(client, name)
+    if name == "MailboxHandle":
+        from mailport.mailboxes.handle import MailboxHandle
+
+        return MailboxHandle
     raise AttributeError(name)

@@ -60,6 +60,10 @@ app.add_typer(tenants.app, name="tenants")
 app.add_typer(db.app, name="db")
 app.add_typer(keys.app, name="keys")
 app.add_typer(mailboxes.app, name="mailboxes")
+from mailport.cli import folders, messages  # noqa: E402  (a mailbox's folders and messages)
+
+app.add_typer(folders.app, name="folders")
+app.add_typer(messages.app, name="messages")
 from mailport.cli.detect import detect_command  # noqa: E402
 
 app.command(name="detect")(detect_command)
