@@ -309,6 +309,7 @@ class FakeConnector(PollingConnector):
             received_at=message.at,
             raw=message.raw,
             source={"fake": {"n": int(ref.item[1:])}},
+            labels=tuple(sorted(message.labels)),
         )
 
     def _find(self, ref: MessageRef) -> FakeMessage:

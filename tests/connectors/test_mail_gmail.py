@@ -1,5 +1,6 @@
 """Gmail's extensions over a scripted server that speaks as Gmail does (X-GM-EXT-1): labels in
-listings (decoded from modified UTF-7) and labels set and cleared with ``X-GM-LABELS``. The
+listings (decoded from modified UTF-7) and of one message, and labels set and cleared with
+``X-GM-LABELS``. The
 real server offers no such thing, so the conversation is scripted."""
 
 from __future__ import annotations
@@ -8,7 +9,7 @@ from mailport.connectors.base import MessageRef
 from mailport.connectors.imap import ImapConnector
 from mailport.connectors.mail import FlagChange, ListQuery
 from tests.connectors.mailbed import make_mailbox
-from tests.fixtures.imap import ScriptedConnection, ScriptedImapServer, answer_login, serve_commands
+from tests.fixtures.imap import ScriptedConnection, ScriptedImapServer, answer_login
 
 GMAIL_CAPS = (
     b"IMAP4rev1 UNSELECT IDLE NAMESPACE ID CHILDREN X-GM-EXT-1 UIDPLUS ENABLE MOVE CONDSTORE "
@@ -29,18 +30,33 @@ def fetch_reply() -> bytes:
     )
 
 
+RAW = HEADERS + b"hello\r\n"
+SELECTED = b"* 1 EXISTS\r\n* OK [UIDVALIDITY 11] UIDs valid\r\n* OK [UIDNEXT 8] next\r\n"
+REPLIES = {
+    b"EXAMINE": SELECTED,
+    b"SELECT": SELECTED,
+    b"UID SEARCH": b'* ESEARCH (TAG "x") UID ALL 7\r\n',
+}
+
+
 async def gmail(conn: ScriptedConnection) -> None:
     await answer_login(conn, capabilities=GMAIL_CAPS)
-    selected = b"* 1 EXISTS\r\n* OK [UIDVALIDITY 11] UIDs valid\r\n* OK [UIDNEXT 8] next\r\n"
-    await serve_commands(
-        conn,
-        {
-            b"EXAMINE": selected,
-            b"SELECT": selected,
-            b"UID SEARCH": b'* ESEARCH (TAG "x") UID ALL 7\r\n',
-            b"UID FETCH": fetch_reply(),
-        },
-    )
+    while True:
+        tag, verb, line = await conn.read_command()
+        if verb == b"LOGOUT":
+            await conn.send(b"* BYE bye\r\n" + tag + b" OK done\r\n")
+            return
+        reply = REPLIES.get(verb, b"")
+        if verb == b"UID FETCH" and b"BODY.PEEK[]" in line:
+            reply = (
+                b'* 1 FETCH (UID 7 FLAGS (\\Seen) INTERNALDATE "01-Mar-2024 10:00:00 +0000" '
+                b"RFC822.SIZE %d BODY[] {%d}\r\n" % (len(RAW), len(RAW)) + RAW + b")\r\n"
+            )
+        elif verb == b"UID FETCH" and b"BODYSTRUCTURE" not in line:
+            reply = b'* 1 FETCH (UID 7 X-GM-LABELS ("\\\\Important" Inbox))\r\n'
+        elif verb == b"UID FETCH":
+            reply = fetch_reply()
+        await conn.send(reply + tag + b" OK done\r\n")
 
 
 async def test_labels_are_listed_decoded_and_changed_with_x_gm_labels() -> None:
@@ -52,6 +68,9 @@ async def test_labels_are_listed_decoded_and_changed_with_x_gm_labels() -> None:
             assert item.labels == ("\\Important", "Work/Größe", "Inbox")
             assert item.flags == ("seen",) and item.envelope.subject == "labelled"
             assert item.has_attachments is False and item.preview is None
+            message = await connector.fetch_message(item.ref)
+            assert message.raw == RAW and message.flags == ("seen",)
+            assert message.labels == ("\\Important", "Inbox")
             await connector.update_flags(
                 [MessageRef("INBOX", "11", "7")],
                 FlagChange(add_labels=frozenset({"Größe"}), remove_labels=frozenset({"\\Important"})),

@@ -125,6 +125,7 @@ class RemoteMessage:
     headers: bytes | None = None
     oversized: bool = False
     source: dict[str, Any] = field(default_factory=dict)
+    labels: tuple[str, ...] = ()  # Gmail's labels, where the source has them (mailbox access)
 
 
 @dataclass(frozen=True, slots=True)

@@ -241,7 +241,7 @@ def _summary(folder: str, uidvalidity: int, attrs: dict[bytes, object]) -> Messa
         folder=folder,
         envelope=envelope,
         flags=neutral_flags(_strings(attrs.get(b"FLAGS"))),
-        labels=tuple(utf7.decode(label.encode()) for label in _strings(attrs.get(b"X-GM-LABELS"))),
+        labels=_labels(attrs),
         size=int(size) if isinstance(size, bytes) and size.isdigit() else 0,
         received_at=parse_internaldate(internaldate) if isinstance(internaldate, bytes) else None,
         has_attachments=has_attachments(parse_bodystructure(structure)) if structure is not None else None,
@@ -258,6 +258,11 @@ def _summary(folder: str, uidvalidity: int, attrs: dict[bytes, object]) -> Messa
         if envelope.message_id or in_reply_to or references
         else None,
     )
+
+
+def _labels(attrs: dict[bytes, object]) -> tuple[str, ...]:
+    """X-GM-LABELS values (modified UTF-7, as mailbox names) decoded."""
+    return tuple(utf7.decode(label.encode()) for label in _strings(attrs.get(b"X-GM-LABELS")))
 
 
 def _strings(value: object) -> list[str]:
@@ -422,6 +427,10 @@ async def fetch_message(connector: ImapConnector, ref: MessageRef) -> RemoteMess
         raise MessageNotFoundError(f"message {uid} is gone from {ref.scope!r}", ref=ref.encode())
     message = fetched[0]
     message.flags = neutral_flags(message.flags)
+    client = connector._require()
+    if client.has("X-GM-EXT-1"):  # not in the fast BODY[] FETCH: one more round trip, on Gmail only
+        for attrs in await client.fetch_attributes([uid], ["UID", "X-GM-LABELS"]):
+            message.labels = _labels(attrs)
     return message
 
 
