@@ -145,6 +145,7 @@ class CommandPool:
     _reaper: asyncio.Task[None] | None = field(default=None, init=False)
     _closing: set[asyncio.Task[None]] = field(default_factory=set, init=False)
     _closed: bool = field(default=False, init=False)
+    _loop: asyncio.AbstractEventLoop | None = field(default=None, init=False)
 
     def __post_init__(self) -> None:
         _LIVE.add(self)
@@ -187,6 +188,7 @@ class CommandPool:
     def _pool_of(self, mailbox: Mailbox) -> _MailboxPool:
         if self._closed:
             raise MailboxBusyError(f"mailbox {mailbox.id}: the service is shutting down", retry_after=5)
+        self._follow_loop()
         self._start_reaper()
         provider = pool_cap(mailbox)
         cap = max(1, self.size if provider is None else min(self.size, provider))
@@ -382,10 +384,23 @@ class CommandPool:
                 del self._pools[mailbox_id]
         return closed
 
-    def _start_reaper(self) -> None:
+    def _follow_loop(self) -> None:
+        """Connections belong to the event loop that made them: a pool used from another loop
+        (an embedding application's ``asyncio.run`` per job) drops the old loop's, unused."""
         loop = asyncio.get_running_loop()
-        if self._reaper is None or self._reaper.done() or self._reaper.get_loop() is not loop:
-            self._reaper = loop.create_task(self._reap_forever(), name="command-pool-reaper")
+        if self._loop is not loop:
+            if self._loop is not None:
+                log.info("command pool: a new event loop; the previous loop's connections are dropped")
+            self._loop = loop
+            self._pools = {}
+            self._closing = set()
+            self._reaper = None
+
+    def _start_reaper(self) -> None:
+        if self._reaper is None or self._reaper.done():
+            self._reaper = asyncio.get_running_loop().create_task(
+                self._reap_forever(), name="command-pool-reaper"
+            )
 
     async def _reap_forever(self) -> None:
         interval = min(max(self.idle_timeout / 4, 0.05), 15.0)
