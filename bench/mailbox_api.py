@@ -3,7 +3,8 @@ new-mail latency while those 100 keep the mailbox's command pool busy.
 
 A Dovecot of its own gets ``--messages`` (10,000) messages in INBOX by IMAP APPEND (not timed;
 50 senders, ~2 KB each, one in ten with a small attachment). ``mailport serve`` runs in a
-subprocess (uvicorn, SQLite, the watchers and the webhook dispatcher inside, as in production);
+subprocess (uvicorn, SQLite, the watchers and the webhook dispatcher inside, as in production;
+``--worker``: the watchers in a ``mailport worker`` process beside an API-only ``serve``);
 the benchmark talks to it over HTTP only. It measures, sequentially, ``--rounds`` requests each:
 
 * ``GET …/folders`` (the route that exists since folders; a sanity figure);
@@ -106,8 +107,8 @@ def new_mail(i: int) -> bytes:
 # --------------------------------------------------------------------------- the server
 
 
-def start_server(root: Path, port: int, admin_key: str) -> subprocess.Popen[bytes]:
-    env = {
+def service_env(root: Path, port: int, admin_key: str, *, watchers: bool) -> dict[str, str]:
+    return {
         **os.environ,
         "MAILPORT_HOST": "127.0.0.1",
         "MAILPORT_PORT": str(port),
@@ -117,7 +118,11 @@ def start_server(root: Path, port: int, admin_key: str) -> subprocess.Popen[byte
         "MAILPORT_ADMIN_KEY": admin_key,
         "MAILPORT_ALLOW_PRIVATE_HOSTS": "true",  # Dovecot and the webhook receiver are on 127.0.0.1
         "MAILPORT_LOG_LEVEL": "WARNING",
+        "MAILPORT_WATCHERS": "true" if watchers else "false",
     }
+
+
+def start_server(root: Path, port: int, env: dict[str, str]) -> subprocess.Popen[bytes]:
     server = subprocess.Popen([sys.executable, "-m", "mailport", "serve"], env=env, cwd=root)
     deadline = time.monotonic() + 60
     while True:
@@ -244,10 +249,21 @@ async def run(dovecot: Dovecot, root: Path, args: argparse.Namespace) -> dict[st
     )
 
     port, admin_key = free_port(), "mp_admin_" + secrets.token_hex(16)
-    server = await asyncio.to_thread(start_server, root, port, admin_key)
+    env = service_env(root, port, admin_key, watchers=not args.worker)
+    server = await asyncio.to_thread(start_server, root, port, env)
+    # --worker: the watchers in a `mailport worker` process of their own (the API process serves only)
+    worker = (
+        subprocess.Popen([sys.executable, "-m", "mailport", "worker"], env=env, cwd=root)
+        if args.worker
+        else None
+    )
     url = f"http://127.0.0.1:{port}"
     receiver = WebhookReceiver().start()
-    result: dict[str, Any] = {"messages": args.messages, "bursts": args.bursts}
+    result: dict[str, Any] = {
+        "messages": args.messages,
+        "bursts": args.bursts,
+        "watchers": "worker process" if args.worker else "in serve",
+    }
     try:
         async with httpx.AsyncClient(base_url=url, timeout=60) as admin:
             made = await admin.post(
@@ -291,16 +307,21 @@ async def run(dovecot: Dovecot, root: Path, args: argparse.Namespace) -> dict[st
             )
     finally:
         receiver.stop()
-        server.terminate()
-        try:
-            server.wait(30)
-        except subprocess.TimeoutExpired:
-            server.kill()
+        for process in (server, worker):
+            if process is None:
+                continue
+            process.terminate()
+            try:
+                process.wait(30)
+            except subprocess.TimeoutExpired:
+                process.kill()
     return result
 
 
 async def sequential(client: httpx.AsyncClient, base: str, args: argparse.Namespace) -> dict[str, Any]:
     out: dict[str, Any] = {}
+    ms, _ = await timed(client, args.rounds, lambda n: client.get(base))
+    out["mailbox"] = figures(ms)  # the floor: key check, tenant check, database; no mail server
     ms, _ = await timed(client, args.rounds, lambda n: client.get(f"{base}/folders"))
     out["folders"] = figures(ms)
     ms, gone = await timed(
@@ -403,6 +424,7 @@ def report(result: dict[str, Any]) -> None:
         return "ok" if value <= goal else "MISSED"
 
     listed, got = result.get("list"), result.get("get")
+    line("GET mailbox (no mail server)", result["mailbox"], "the API's floor")
     line("folders", result["folders"])
     line(
         "list 50 envelopes",
@@ -442,6 +464,7 @@ def report(result: dict[str, Any]) -> None:
         )
     else:
         print(f"{'new mail → webhook':<28} not measured ({latency['messages']} events received)")
+    print(f"# watchers: {result['watchers']}")
     load1, load5, _ = os.getloadavg()
     print(f"# machine: {os.cpu_count()} cores, load average {load1:.1f} (1 min), {load5:.1f} (5 min)")
     result["loadavg"] = [round(load1, 2), round(load5, 2)]
@@ -458,6 +481,9 @@ def main() -> None:
     parser.add_argument("--bursts", type=int, default=5, help="rounds of concurrent requests")
     parser.add_argument("--latency-messages", type=int, default=20)
     parser.add_argument("--gap", type=float, default=0.6, help="seconds between new messages")
+    parser.add_argument(
+        "--worker", action="store_true", help="run the watchers in `mailport worker`, not inside serve"
+    )
     args = parser.parse_args()
     root = Path(tempfile.mkdtemp(prefix="mailport-bench-mailbox-api-"))
     dovecot = Dovecot(root / "dovecot")
