@@ -185,6 +185,8 @@ async def burst(client: httpx.AsyncClient, path: str, concurrent: int) -> tuple[
             and answer.json().get("error") == "mailbox_busy"
             and "retry-after" in answer.headers
         )
+        if not ok:
+            print(f"# a concurrent request answered {answer.status_code}: {answer.text[:200]}", flush=True)
         return (answer.status_code if ok else -answer.status_code), (time.perf_counter() - started) * 1000
 
     done = await asyncio.gather(*(one() for _ in range(concurrent)), return_exceptions=True)
@@ -193,6 +195,7 @@ async def burst(client: httpx.AsyncClient, path: str, concurrent: int) -> tuple[
     for item in done:
         if isinstance(item, BaseException):
             counts["other"] += 1
+            print(f"# a concurrent request failed: {type(item).__name__}: {item}", flush=True)
             continue
         status, took = item
         ms.append(took)
@@ -209,6 +212,7 @@ def run_load(url: str, key: str, path: str, concurrent: int) -> None:
     stop = threading.Event()
     threading.Thread(target=lambda: (sys.stdin.read(), stop.set()), daemon=True).start()
     counts = {"200": 0, "503": 0, "other": 0}
+    others: dict[str, int] = {}
     ms: list[float] = []
 
     async def worker(client: httpx.AsyncClient) -> None:
@@ -216,8 +220,9 @@ def run_load(url: str, key: str, path: str, concurrent: int) -> None:
             started = time.perf_counter()
             try:
                 answer = await client.get(path)
-            except httpx.HTTPError:
+            except httpx.HTTPError as exc:
                 counts["other"] += 1
+                others[type(exc).__name__] = others.get(type(exc).__name__, 0) + 1
                 continue
             ms.append((time.perf_counter() - started) * 1000)
             if answer.status_code == 200:
@@ -226,6 +231,8 @@ def run_load(url: str, key: str, path: str, concurrent: int) -> None:
                 counts["503"] += 1
             else:
                 counts["other"] += 1
+                what = f"{answer.status_code} {answer.json().get('error')}"
+                others[what] = others.get(what, 0) + 1
 
     async def main() -> None:
         limits = httpx.Limits(max_connections=concurrent, max_keepalive_connections=concurrent)
@@ -234,7 +241,7 @@ def run_load(url: str, key: str, path: str, concurrent: int) -> None:
             await asyncio.gather(*(worker(client) for _ in range(concurrent)))
 
     asyncio.run(main())
-    print(json.dumps({**counts, **(figures(ms) if ms else {})}), flush=True)
+    print(json.dumps({**counts, "others": others, **(figures(ms) if ms else {})}), flush=True)
 
 
 # --------------------------------------------------------------------------- one run
@@ -452,6 +459,7 @@ def report(result: dict[str, Any]) -> None:
     load = latency["load"]
     print(
         f"{'load during the latency run':<28} 200: {load['200']}, 503: {load['503']}, other: {load['other']}"
+        + (f" {load['others']}" if load.get("others") else "")
         + (f"   p50 {load['p50_ms']} ms, p99 {load['p99_ms']} ms" if "p50_ms" in load else "")
     )
     if "event" in latency and "notify" in latency:
