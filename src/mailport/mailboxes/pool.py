@@ -14,7 +14,8 @@ Why a pool of our own and not a generic one: what it must know is mail-specific.
   after ``regrow_after`` quiet seconds it tries one more. The request that met the refusal waits
   for an open connection instead of failing, when there is one;
 * a connection idle for ``CHECK_AFTER`` seconds is asked (:meth:`Connector.ping`, IMAP NOOP)
-  before reuse; one idle for ``idle_timeout`` is closed by a reaper that runs every few seconds;
+  before reuse; one idle for ``idle_timeout`` is closed by a reaper task (one per pool, waking
+  every quarter of the timeout, at most every 15 s, and touching only idle connections);
 * a connection that failed at the connection level (lost, timed out, desynced, cancelled
   mid-command) is closed, never lent again;
 * a mailbox whose server settings or credentials changed gets fresh connections (a fingerprint
