@@ -207,6 +207,36 @@ async def burst(client: httpx.AsyncClient, path: str, concurrent: int) -> tuple[
     return counts, ms
 
 
+def scrape(text: str) -> dict[str, float]:
+    """The samples of a Prometheus text page (labels kept in the name)."""
+    samples = {}
+    for line in text.splitlines():
+        if line and not line.startswith("#"):
+            name, _, value = line.rpartition(" ")
+            samples[name] = float(value)
+    return samples
+
+
+def server_figures(before: dict[str, float], after: dict[str, float]) -> dict[str, float | None]:
+    """What the serving process itself saw during the latency run: the mean time from Dovecot's
+    notification to the event appended (the watcher), from the event to the webhook accepted
+    (the dispatcher), the mean wait for a command connection and the mailbox_busy refusals."""
+
+    def delta(name: str) -> float:
+        return after.get(name, 0.0) - before.get(name, 0.0)
+
+    def mean_ms(metric: str) -> float | None:
+        count = delta(f"{metric}_count")
+        return round(delta(f"{metric}_sum") / count * 1000, 1) if count else None
+
+    return {
+        "ingest_mean_ms": mean_ms("mailport_ingest_latency_seconds"),
+        "delivery_mean_ms": mean_ms("mailport_delivery_latency_seconds"),
+        "pool_wait_mean_ms": mean_ms("mailport_command_wait_seconds"),
+        "busy_refusals": delta("mailport_command_busy_total"),
+    }
+
+
 # --------------------------------------------------------------------------- the load process
 
 
@@ -319,9 +349,11 @@ async def run(dovecot: Dovecot, root: Path, args: argparse.Namespace) -> dict[st
             result["concurrent"] = {**counts, **figures(burst_ms)}
             while (await client.get(f"{base}/health")).json().get("watcher") != "connected":
                 await asyncio.sleep(0.1)
+            before = scrape((await client.get("/metrics")).text)
             result["latency"] = await latency_under_load(
                 dovecot, user, password, url, key, list_path, receiver, args
             )
+            result["server"] = server_figures(before, scrape((await client.get("/metrics")).text))
     finally:
         receiver.stop()
         for process in (server, worker):
@@ -484,6 +516,18 @@ def report(result: dict[str, Any]) -> None:
         )
     else:
         print(f"{'new mail → webhook':<28} not measured ({latency['messages']} events received)")
+    server = result.get("server", {})
+    if server.get("ingest_mean_ms") is not None:
+        print(
+            f"{'  inside the server (means)':<28} notification → event {server['ingest_mean_ms']} ms, "
+            f"event → webhook {server['delivery_mean_ms']} ms; command connection wait "
+            f"{server['pool_wait_mean_ms']} ms; mailbox_busy {server['busy_refusals']:.0f}"
+        )
+    elif server:
+        print(
+            f"{'  inside the API process':<28} command connection wait {server['pool_wait_mean_ms']} ms "
+            f"(mean); mailbox_busy {server['busy_refusals']:.0f} (the watcher's figures are the worker's)"
+        )
     print(f"# watchers: {result['watchers']}")
     load1, load5, _ = os.getloadavg()
     print(f"# machine: {os.cpu_count()} cores, load average {load1:.1f} (1 min), {load5:.1f} (5 min)")
