@@ -120,8 +120,9 @@ async def test_the_watcher_delivers_in_time_while_100_requests_load_the_mailbox(
             stop.set()
             await asyncio.gather(*clients)
         assert received[0].payload["subject"] == "during the load"
-        # Dovecot announces new mail to IDLE after 500 ms; the rest is generous for a busy machine
-        assert latency < 3.0, f"{latency:.3f} s"
+        # Dovecot announces new mail to IDLE after 500 ms; the rest is generous for a machine that
+        # also runs the 100 clients (a blocked watcher would deliver only after the load stops)
+        assert latency < 5.0, f"{latency:.3f} s"
         for answer in answers:
             assert_documented(answer)
         assert sum(1 for a in answers if a.status_code == 200) >= CONCURRENT
