@@ -79,6 +79,11 @@ class Settings(BaseSettings):
     max_concurrent_connects: int = Field(20, ge=1, le=1000)
     mail_ca_file: Path | None = None  # extra CA for mail servers with a private certificate
 
+    # --- live mailbox access: command connections per mailbox, beside the watcher ------------
+    command_connections: int = Field(2, ge=1, le=50)  # per mailbox (fewer where a provider limits)
+    command_wait_seconds: float = Field(10.0, gt=0, le=300)  # queued this long, then 503 mailbox_busy
+    command_idle_seconds: float = Field(60.0, gt=0, le=3600)  # an unused connection is closed after
+
     # --- retention (the janitor, mailport.janitor) -------------------------------------------
     retention_days: int = Field(30, ge=0, le=36500)  # accepted events, delivery history; 0 = forever
     raw_retention_days: int | None = Field(None, ge=0, le=36500)  # raw sources; unset = retention_days

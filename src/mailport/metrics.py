@@ -3,7 +3,8 @@
 ``GET /metrics`` renders :data:`REGISTRY` (a registry of our own, not the global default, so
 tests and embedding applications never collide with other ``prometheus_client`` users).
 Ingestion sets the connection and queue gauges and counts messages; delivery (webhooks, pull)
-observes :data:`DELIVERY_LATENCY` and counts :data:`WEBHOOK_ATTEMPTS`.
+observes :data:`DELIVERY_LATENCY` and counts :data:`WEBHOOK_ATTEMPTS`; the command pools
+(:mod:`mailport.mailboxes.pool`) report their connections, waits and refusals.
 """
 
 from __future__ import annotations
@@ -60,8 +61,34 @@ PUSH_NOTIFICATIONS = Counter(
     ["connector", "result"],
     registry=REGISTRY,
 )
+COMMAND_CONNECTIONS = Gauge(
+    "mailport_command_connections",
+    "Command connections of the per-mailbox pools (live API requests) by state: idle, in_use, connecting",
+    ["state"],
+    registry=REGISTRY,
+)
+COMMAND_WAIT = Histogram(
+    "mailport_command_wait_seconds",
+    "From a live request asking its mailbox's pool for a connection to having one (connect included)",
+    buckets=(0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
+    registry=REGISTRY,
+)
+COMMAND_BUSY = Counter(
+    "mailport_command_busy",
+    "Live requests refused with 503 mailbox_busy (no command connection came free in time)",
+    registry=REGISTRY,
+)
+COMMAND_POOL_SHRINKS = Counter(
+    "mailport_command_pool_shrinks",
+    "A mailbox's command pool made smaller because its server refused more connections",
+    registry=REGISTRY,
+)
 
 __all__ = [
+    "COMMAND_BUSY",
+    "COMMAND_CONNECTIONS",
+    "COMMAND_POOL_SHRINKS",
+    "COMMAND_WAIT",
     "CONNECTIONS",
     "CONTENT_TYPE_LATEST",
     "DELIVERY_LATENCY",

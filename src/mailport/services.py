@@ -72,7 +72,13 @@ class Services:
     @cached_property
     def mail(self) -> MailAccess:
         """Folders and messages live from the mailboxes' servers, over per-mailbox command pools."""
-        return MailAccess(self.mailboxes, CommandPool(self.connector), roots=ThreadRoots(self.database))
+        pool = CommandPool(
+            self.connector,
+            size=self.settings.command_connections,
+            wait=self.settings.command_wait_seconds,
+            idle_timeout=self.settings.command_idle_seconds,
+        )
+        return MailAccess(self.mailboxes, pool, roots=ThreadRoots(self.database))
 
     async def aclose(self) -> None:
         """Release connections and background tasks."""

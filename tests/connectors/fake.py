@@ -100,6 +100,7 @@ class FakeMail:
     read: set[str] = field(default_factory=set)
     moved: dict[str, str] = field(default_factory=dict)
     fail: dict[str, list[Exception]] = field(default_factory=dict)  # "connect" / "fetch" / action
+    pings: int = 0  # liveness checks asked (the command pool's, after a pause)
     listeners: list[FakeConnector] = field(default_factory=list)
 
     def append(self, raw: bytes, *, scope: str = "INBOX", at: datetime | None = None) -> str:
@@ -569,6 +570,15 @@ def _decode(cursor: str) -> tuple[str, str, int]:
     except (ValueError, TypeError, binascii.Error, UnicodeDecodeError) as exc:
         raise InvalidCursorError("the cursor is not one this API returned", field="cursor") from exc
     return folder, epoch, n
+
+    async def ping(self) -> bool:
+        """Alive unless the test failed the next ``"ping"`` (then the connection is gone)."""
+        self.remote.pings += 1
+        try:
+            self.remote.check("ping")
+        except Exception:
+            self.connected = False
+        return self.connected
 
 
 @dataclass

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import stat
+import statistics
 import subprocess
+import time
 from pathlib import Path
 
 import httpx
+import pytest
 
 from tests.fixtures.process import clean_environment, start_mailport, stop, wait_healthy
 from tests.mailstack.dovecot import free_port
@@ -43,3 +46,22 @@ def test_serve_refuses_a_malformed_secret_key_in_one_line(tmp_path: Path):
     output = log_path.read_text()
     assert "error [secret_key_invalid]" in output
     assert "Traceback" not in output
+
+
+@pytest.mark.serial
+def test_kept_alive_requests_are_answered_without_waiting_for_delayed_acks(tmp_path: Path):
+    """uvicorn writes a response's head and body apart; without TCP_NODELAY the body waited for
+    the client's delayed ACK (~40 ms on Linux) on every request of a kept-alive connection."""
+    proc, url, log_path = start_serve(tmp_path)
+    try:
+        wait_healthy(proc, url, log_path)
+        with httpx.Client(base_url=url) as client:
+            client.get("/healthz")
+            took = []
+            for _ in range(15):
+                started = time.perf_counter()
+                assert client.get("/healthz").status_code == 200
+                took.append(time.perf_counter() - started)
+        assert statistics.median(took) < 0.030, f"median {statistics.median(took) * 1000:.1f} ms"
+    finally:
+        stop(proc)

@@ -319,6 +319,11 @@ class Connector(Protocol):
 
     async def health(self) -> ConnectorHealth: ...
 
+    async def ping(self) -> bool:
+        """Is this connection still usable? A cheap round trip (IMAP NOOP) that the command pool
+        makes before lending a connection that sat unused for a while; False: reconnect."""
+        ...
+
 
 class BaseConnector:
     """The defaults a connector inherits: capabilities asked, not probed; actions it does not
@@ -390,6 +395,10 @@ class BaseConnector:
 
     def item_source(self, ref: MessageRef) -> dict[str, Any]:
         return {}
+
+    async def ping(self) -> bool:
+        """Without a cheap round trip the connection is trusted; a failure on use discards it."""
+        return True
 
     def epoch_source(self, scope: str, old: str, new: str) -> dict[str, Any]:
         return {}

@@ -540,6 +540,11 @@ class ImapConnector(BaseConnector):
             self._touch()
             yield change
 
+    async def ping(self) -> bool:
+        """NOOP with a short deadline (the command pool's check after a pause); a failure closes
+        the connection."""
+        return self._client is not None and await self._client.is_alive(timeout=5.0)
+
     async def health(self) -> ConnectorHealth:
         return ConnectorHealth(
             connected=self.is_connected,

@@ -19,6 +19,8 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import datetime
 
+from sqlalchemy.exc import SQLAlchemyError
+
 from mailport.connectors import registry
 from mailport.connectors.base import Connector, Feature, MessageRef, RemoteMessage
 from mailport.connectors.folders import Folder
@@ -187,9 +189,15 @@ class MailAccess:
         return await self.thread(tenant_id, mailbox_id, root)
 
     async def _remember(self, mailbox_id: str, items: Sequence[MessageSummary]) -> None:
-        """Record the roots of the thread keys about to be handed out."""
-        if self.roots is not None:
+        """Record the roots of the thread keys about to be handed out. A listing never fails for
+        this bookkeeping (a busy SQLite may refuse the write): the key then answers
+        ``thread_not_found`` until a later listing records it."""
+        if self.roots is None:
+            return
+        try:
             await self.roots.remember(mailbox_id, [s.thread_root for s in items if s.thread_root])
+        except SQLAlchemyError as exc:
+            log.warning("mailbox %s: thread roots not recorded (%s)", mailbox_id, type(exc).__name__)
 
     async def update_flags(
         self, tenant_id: str, mailbox_id: str, refs: Sequence[str], change: FlagChange
