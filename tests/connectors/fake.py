@@ -541,6 +541,15 @@ class FakeConnector(PollingConnector):
             found.values(), key=lambda s: s.envelope.date or s.received_at or datetime.min.replace(tzinfo=UTC)
         )
 
+    async def ping(self) -> bool:
+        """Alive unless the test failed the next ``"ping"`` (then the connection is gone)."""
+        self.remote.pings += 1
+        try:
+            self.remote.check("ping")
+        except Exception:
+            self.connected = False
+        return self.connected
+
 
 def _flags(flags: Sequence[str] | frozenset[str]) -> set[str]:
     out = set()
@@ -570,15 +579,6 @@ def _decode(cursor: str) -> tuple[str, str, int]:
     except (ValueError, TypeError, binascii.Error, UnicodeDecodeError) as exc:
         raise InvalidCursorError("the cursor is not one this API returned", field="cursor") from exc
     return folder, epoch, n
-
-    async def ping(self) -> bool:
-        """Alive unless the test failed the next ``"ping"`` (then the connection is gone)."""
-        self.remote.pings += 1
-        try:
-            self.remote.check("ping")
-        except Exception:
-            self.connected = False
-        return self.connected
 
 
 @dataclass

@@ -356,6 +356,16 @@ class _Newest:
         return bool(self.buffer)
 
 
+def below_cursor(position: tuple[int, int], uidvalidity: int, folder: str) -> int:
+    """The highest UID the page after a decoded cursor may hold (below 1: nothing is left);
+    :class:`~mailport.errors.CursorExpiredError` when the folder was reset since."""
+    if position[0] != uidvalidity:
+        raise CursorExpiredError(
+            f"folder {folder!r} was reset (UIDVALIDITY {position[0]} -> {uidvalidity})", folder=folder
+        )
+    return position[1] - 1
+
+
 async def list_messages(connector: ImapConnector, query: ListQuery) -> MessagePage:
     """A page of ``query.folder``, newest first (see the module docstring for the cursor)."""
     check_limit(query.limit)
@@ -364,14 +374,9 @@ async def list_messages(connector: ImapConnector, query: ListQuery) -> MessagePa
     uidvalidity = info.uidvalidity or 0
     top: int | None = None
     if position is not None:
-        if position[0] != uidvalidity:
-            raise CursorExpiredError(
-                f"folder {query.folder!r} was reset (UIDVALIDITY {position[0]} -> {uidvalidity})",
-                folder=query.folder,
-            )
-        if position[1] <= 1:
+        top = below_cursor(position, uidvalidity, query.folder)
+        if top < 1:
             return MessagePage([], None)
-        top = position[1] - 1
     criteria: list[str] = []
     if query.unseen is True:
         criteria.append("UNSEEN")

@@ -38,7 +38,6 @@ from mailport.connectors import imap_mail
 from mailport.connectors.mail import MAX_LIMIT, MessagePage, MessageSummary, SearchQuery
 from mailport.errors import (
     CommandError,
-    CursorExpiredError,
     InputError,
     UnsupportedFeatureError,
 )
@@ -339,14 +338,10 @@ async def search_messages(connector: ImapConnector, query: SearchQuery) -> Messa
     uidvalidity, exists = await open_folder(connector, query.folder)
     keys = list(program.keys)
     if position is not None:
-        if position[0] != uidvalidity:
-            raise CursorExpiredError(
-                f"folder {query.folder!r} was reset (UIDVALIDITY {position[0]} -> {uidvalidity})",
-                folder=query.folder,
-            )
-        if position[1] <= 1:
+        top = imap_mail.below_cursor(position, uidvalidity, query.folder)
+        if top < 1:
             return MessagePage([], None)
-        keys.insert(0, f"UID 1:{position[1] - 1}".encode())
+        keys.insert(0, f"UID 1:{top}".encode())
     if not exists:
         return MessagePage([], None)
     found = await run_search(connector, query.folder, keys, charset=program.charset, native=program.native)

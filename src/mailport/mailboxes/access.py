@@ -14,10 +14,11 @@ from __future__ import annotations
 import asyncio
 import logging
 import re
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import datetime
+from typing import TypeVar
 
 from sqlalchemy.exc import SQLAlchemyError
 
@@ -26,6 +27,7 @@ from mailport.connectors.base import Connector, Feature, MessageRef, RemoteMessa
 from mailport.connectors.folders import Folder
 from mailport.connectors.mail import FlagChange, ListQuery, MessagePage, MessageSummary, Moved, SearchQuery
 from mailport.errors import (
+    ConnectionLostError,
     InputError,
     MailboxUnreachableError,
     MailportError,
@@ -42,6 +44,7 @@ from mailport.store.threads import ThreadRoots
 
 log = logging.getLogger(__name__)
 
+T = TypeVar("T")
 _THREAD_KEY = re.compile(r"[0-9a-f]{32}")
 RETRY_AFTER = 30  # seconds a client waits after mailbox_unreachable
 CALL_TIMEOUT = 60.0  # a whole call (connect included), so a request never hangs on a silent server
@@ -81,11 +84,27 @@ class MailAccess:
         except (TimeoutError, OSError) as exc:
             raise _unreachable(mailbox_id, type(exc).__name__) from exc
 
+    async def read(
+        self, tenant_id: str, mailbox_id: str, feature: Feature, call: Callable[[Connector], Awaitable[T]]
+    ) -> T:
+        """``call`` on a borrowed connector, once more on a fresh one when the connection was
+        lost: a pooled connection can die between two requests without a word (Dovecot says BYE
+        only at the next command when another client deleted the selected folder). Only for
+        reads: a write is never sent twice."""
+        try:
+            async with self.session(tenant_id, mailbox_id, feature) as connector:
+                return await call(connector)
+        except MailboxUnreachableError as exc:
+            if not isinstance(exc.__cause__, ConnectionLostError):
+                raise
+            log.info("mailbox %s: a pooled connection was lost; reading again on a fresh one", mailbox_id)
+        async with self.session(tenant_id, mailbox_id, feature) as connector:
+            return await call(connector)
+
     # --- folders
 
     async def folders(self, tenant_id: str, mailbox_id: str) -> list[Folder]:
-        async with self.session(tenant_id, mailbox_id, Feature.FOLDERS) as connector:
-            return await connector.list_folders()
+        return await self.read(tenant_id, mailbox_id, Feature.FOLDERS, lambda c: c.list_folders())
 
     async def create_folder(
         self, tenant_id: str, mailbox_id: str, name: str, *, parent: str | None = None
@@ -106,22 +125,19 @@ class MailAccess:
     # --- messages
 
     async def list_messages(self, tenant_id: str, mailbox_id: str, query: ListQuery) -> MessagePage:
-        async with self.session(tenant_id, mailbox_id, Feature.FOLDERS) as connector:
-            page = await connector.list_messages(query)
+        page = await self.read(tenant_id, mailbox_id, Feature.FOLDERS, lambda c: c.list_messages(query))
         await self._remember(mailbox_id, page.items)
         return page
 
     async def search(self, tenant_id: str, mailbox_id: str, query: SearchQuery) -> MessagePage:
-        async with self.session(tenant_id, mailbox_id, Feature.SEARCH) as connector:
-            page = await connector.search_messages(query)
+        page = await self.read(tenant_id, mailbox_id, Feature.SEARCH, lambda c: c.search_messages(query))
         await self._remember(mailbox_id, page.items)
         return page
 
     async def fetch(self, tenant_id: str, mailbox_id: str, ref: str) -> RemoteMessage:
         """One message's source by its public ``ref``."""
         location = MessageRef.decode(ref)
-        async with self.session(tenant_id, mailbox_id, Feature.FOLDERS) as connector:
-            return await connector.fetch_message(location)
+        return await self.read(tenant_id, mailbox_id, Feature.FOLDERS, lambda c: c.fetch_message(location))
 
     async def message(
         self,
@@ -168,8 +184,7 @@ class MailAccess:
 
     async def thread(self, tenant_id: str, mailbox_id: str, root: str) -> list[MessageSummary]:
         """The conversation whose root Message-ID is ``root``, oldest first."""
-        async with self.session(tenant_id, mailbox_id, Feature.THREADS) as connector:
-            found = await connector.thread_messages(root)
+        found = await self.read(tenant_id, mailbox_id, Feature.THREADS, lambda c: c.thread_messages(root))
         await self._remember(mailbox_id, found)
         return found
 

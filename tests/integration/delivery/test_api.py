@@ -77,7 +77,7 @@ async def test_a_given_secret_is_stored_encrypted_and_not_returned(
         ({"url": "https://user:pw@example.com/x"}, "url"),
         ({"url": "https://127.0.0.1/x", "secret": "plain-text"}, "secret"),
         ({"url": "https://127.0.0.1/x", "secret": "whsec_c2hvcnQ="}, "secret"),
-        ({"url": "https://127.0.0.1/x", "events": ["message.deleted"]}, None),
+        ({"url": "https://127.0.0.1/x", "events": ["message.purged"]}, None),
         ({"url": "https://127.0.0.1/x", "events": []}, None),
         ({"url": "https://127.0.0.1/x", "extra": 1}, None),
     ],
