@@ -48,13 +48,14 @@ class Runtime:
 
     @classmethod
     def for_app(cls, services: Services, *, serve: bool) -> Runtime:
-        """What an API process runs. ``MAILPORT_WATCHERS`` decides the watchers; unset, only
-        ``mailport serve`` runs them (an app embedded with ``create_app()`` runs none). The
-        dispatcher and the janitor run under ``serve``, or in an embedded app asked for watchers."""
+        """What an API process runs. ``MAILPORT_WATCHERS`` decides the background work (the
+        watchers, the webhook dispatcher and the janitor); unset, only ``mailport serve`` runs it
+        (an app embedded with ``create_app()`` runs none). ``false`` makes an API-only process:
+        its request handlers then never share an event loop with ingestion or delivery, which
+        ``mailport worker`` processes do (a busy API cannot delay new mail's webhooks)."""
         configured = services.settings.watchers
-        watchers = bool(configured) if configured is not None else serve
-        rest = serve or bool(configured)
-        return cls(services, watchers=watchers, delivery=rest, janitor=rest)
+        background = bool(configured) if configured is not None else serve
+        return cls(services, watchers=background, delivery=background, janitor=background)
 
     @property
     def watching(self) -> bool | None:
