@@ -45,7 +45,6 @@ class ChangeInterest:
         self.on_new = on_new
         self._wanted: dict[str, frozenset[str]] = {}
         self._task: asyncio.Task[None] | None = None
-        self._stopping = asyncio.Event()
 
     def wanted(self, tenant_id: str) -> frozenset[str]:
         """The opt-in types some active endpoint of the tenant lists (empty: none)."""
@@ -72,23 +71,13 @@ class ChangeInterest:
         self._task = asyncio.create_task(self._loop(), name="change-interest")
 
     async def stop(self) -> None:
-        """Let a query under way finish (a database connection cancelled mid-query may be left
-        unclosed), then end the loop; cancelled only if that takes more than a few seconds."""
         if self._task is not None:
-            self._stopping.set()
-            try:
-                await asyncio.wait_for(asyncio.shield(self._task), timeout=5)
-            except TimeoutError:
-                await cancel_and_wait(self._task, timeout=5)
+            await cancel_and_wait(self._task, timeout=5)
             self._task = None
 
     async def _loop(self) -> None:
         while True:
-            try:
-                await asyncio.wait_for(self._stopping.wait(), self.refresh_seconds)
-                return
-            except TimeoutError:
-                pass
+            await asyncio.sleep(self.refresh_seconds)
             try:
                 await self.refresh()
             except asyncio.CancelledError:
