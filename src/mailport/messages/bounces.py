@@ -21,6 +21,9 @@ A report whose every recipient was ``delivered``, ``relayed`` or ``expanded`` is
 :class:`DeliveryNotice`; ``delayed`` recipients make a :class:`Bounce` that is not a failure
 (``severity == "soft"``, ``failed`` false): the mail is still queued.
 
+A report wrapped one level down in another multipart is found only when the sender is a mail
+system: a header-only look decides whether the whole message is parsed at all.
+
 The stdlib's compat32 parser reads the MIME tree: it never raises on malformed structure, and
 every step below is guarded so that garbage answers ``None``.
 """
@@ -43,6 +46,7 @@ _ACTIONS: frozenset[str] = frozenset({"failed", "delayed", "delivered", "relayed
 _SUCCESS: frozenset[str] = frozenset({"delivered", "relayed", "expanded"})
 _STATUS = re.compile(r"\b([245])\.(\d{1,3})\.(\d{1,3})\b")
 _SMTP_CODE = re.compile(r"(?<![\d.])([245])\d\d(?![\d.])")
+_HEAD_LIMIT = 256 * 1024
 _ADDR_TYPE = re.compile(r"^\s*[A-Za-z0-9-]+\s*;\s*")
 
 
@@ -119,10 +123,22 @@ Classification = Bounce | Complaint | DeliveryNotice | None
 def classify(raw: bytes) -> Classification:
     """What this message reports, or ``None`` for ordinary mail (see the module docstring)."""
     try:
+        if not _worth_parsing(raw):
+            return None
         message = email.message_from_bytes(raw)
         return _classify(message)
     except Exception:  # garbage must answer None, never raise: the parser's edges are many
         return None
+
+
+def _worth_parsing(raw: bytes) -> bool:
+    """A header-only look, so that ordinary mail (most of what ingestion sees, attachments and
+    all) is not parsed in full: only a ``multipart/report`` or mail from a mail system can be a
+    report."""
+    window = raw[:_HEAD_LIMIT]
+    ends = [i for i in (window.find(b"\r\n\r\n"), window.find(b"\n\n")) if i >= 0]
+    head = email.message_from_bytes(window[: min(ends, default=len(window))] + b"\r\n\r\n")
+    return head.get_content_type() == "multipart/report" or bounce_formats.from_mail_system(head)
 
 
 def _classify(message: Message) -> Classification:
@@ -285,6 +301,10 @@ def _delivery_status(report: Message) -> Bounce | DeliveryNotice | None:
     if not recipients:
         return None
     original = original_message_id(report, None)
+    if original is None:
+        # Gmail, among others, names the original in the per-message fields as well.
+        quoted = next((b["x-original-message-id"] for b in blocks if "x-original-message-id" in b), None)
+        original = next(iter(msg_ids(quoted)), None)
     problems = tuple(r for r in recipients if r.action not in _SUCCESS)
     if not problems:
         return DeliveryNotice(tuple(recipients), original, reporting_mta)

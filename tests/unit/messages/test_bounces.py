@@ -218,3 +218,120 @@ def test_mangled_corpus_never_raises(name: str, cut: int, noise: bytes) -> None:
     mangled = raw[:cut] + noise + raw[cut + len(noise) :]
     found = classify(mangled)
     assert found is None or isinstance(found, Bounce | Complaint | DeliveryNotice)
+
+
+def test_exchange_html_only_ndr() -> None:
+    found = bounce("exchange-html.eml")
+    assert found.format == "exchange"
+    (olga,) = found.recipients
+    assert (olga.recipient, olga.action, olga.status) == ("olga@example.net", "failed", "5.1.1")
+    assert olga.diagnostic is not None and "RESOLVER.ADR.RecipNotFound" in olga.diagnostic
+    assert found.original_message_id == "send-0012@mailport.example.org"
+
+
+def test_gmail_dsn_with_base64_text_part() -> None:
+    found = bounce("gmail-dsn.eml")
+    assert found.format == "dsn"  # the standard report wins over the wording
+    (pia,) = found.recipients
+    assert (pia.recipient, pia.status, pia.diagnostic) == (
+        "pia@example.net",
+        "5.0.0",
+        "554 5.0.0 Message rejected",
+    )
+    assert found.reporting_mta == "googlemail.com"
+    assert found.original_message_id == "send-0013@mailport.example.org"
+
+
+def _dsn(per_message: str, per_recipient: str, original: str = "") -> bytes:
+    text = (
+        "From: MAILER-DAEMON@mx.example.com\r\n"
+        'Content-Type: multipart/report; report-type=delivery-status; boundary="b"\r\n\r\n'
+        "--b\r\nContent-Type: message/delivery-status\r\n\r\n"
+        f"{per_message}\r\n\r\n{per_recipient}\r\n"
+        f"{original}--b--\r\n"
+    )
+    return text.encode()
+
+
+def test_dsn_original_id_from_per_message_fields() -> None:
+    found = classify(
+        _dsn(
+            "Reporting-MTA: dns; mx.example.com\r\nX-Original-Message-ID: <send-0014@mailport.example.org>",
+            "Final-Recipient: rfc822; quentin@example.net\r\nAction: failed\r\nStatus: 5.7.1",
+        )
+    )
+    assert isinstance(found, Bounce)
+    assert found.original_message_id == "send-0014@mailport.example.org"
+    assert found.recipients[0].status == "5.7.1"
+
+
+def test_dsn_without_original_has_no_link() -> None:
+    found = classify(
+        _dsn(
+            "Reporting-MTA: dns; mx.example.com",
+            "Original-Recipient: rfc822; rose@example.net\r\nAction: failed",
+        )
+    )
+    assert isinstance(found, Bounce)
+    (rose,) = found.recipients
+    # Only Original-Recipient given: it stands in for the final one; no Status means a hard failure.
+    assert (rose.recipient, rose.status, rose.severity) == ("rose@example.net", None, "hard")
+    assert found.original_message_id is None
+
+
+def test_dsn_unknown_action_judged_by_status_class() -> None:
+    found = classify(
+        _dsn(
+            "Reporting-MTA: dns; mx.example.com", "Final-Recipient: rfc822; sam@example.net\r\nStatus: 4.2.1"
+        )
+    )
+    assert isinstance(found, Bounce)
+    assert found.recipients[0].action == "delayed"
+    assert not found.failed
+
+
+def test_person_quoting_bounce_words_is_not_a_bounce() -> None:
+    # A person's message (big body): the header-only look answers None before any full parse.
+    raw = (
+        b"From: tom@example.net\r\nSubject: Undeliverable?\r\n\r\n" + b"550 5.1.1 undeliverable\r\n" * 200_000
+    )
+    assert classify(raw) is None
+
+
+_PREFIXES = [
+    b"From: MAILER-DAEMON@x.example\r\n"
+    b'Content-Type: multipart/report; report-type=delivery-status; boundary="b"\r\n\r\n',
+    b'Content-Type: multipart/report; report-type=feedback-report; boundary="b"\r\n\r\n',
+    b"From: MAILER-DAEMON@x.example\r\nSubject: failure notice\r\n\r\nThis is the mail system at host x.\r\n",
+    b"From: postmaster@x.example\r\nContent-Type: multipart/mixed; boundary=b\r\n\r\n--b\r\n",
+]
+_PIECES = st.sampled_from(
+    [
+        b"--b\r\n",
+        b"--b--\r\n",
+        b"Content-Type: message/delivery-status\r\n\r\n",
+        b"Content-Type: message/feedback-report\r\n\r\n",
+        b"Content-Type: message/rfc822\r\n\r\n",
+        b"Content-Type: text/rfc822-headers\r\n\r\n",
+        b"Content-Transfer-Encoding: base64\r\n",
+        b"Final-Recipient: rfc822; a@example.net\r\n",
+        b"Final-Recipient: ;\r\n",
+        b"Action: failed\r\n",
+        b"Action: \r\n",
+        b"Status: 5.1.1\r\n",
+        b"Feedback-Type: abuse\r\n",
+        b"Original-Rcpt-To: <>\r\n",
+        b"Message-ID: <\r\n",
+        b"<a@example.net>: 550\r\n",
+        b"\r\n",
+        b" folded\r\n",
+        b"\xff\xfe\x00",
+    ]
+)
+
+
+@settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.sampled_from(_PREFIXES), st.lists(st.one_of(_PIECES, st.binary(max_size=40)), max_size=30))
+def test_report_shaped_garbage_never_raises(prefix: bytes, pieces: list[bytes]) -> None:
+    found = classify(prefix + b"".join(pieces))
+    assert found is None or isinstance(found, Bounce | Complaint | DeliveryNotice)
