@@ -55,6 +55,8 @@ _DELAY_MARKERS = (
     "message delayed",
     "this is a temporary error",
     "still trying",
+    "warning only",
+    "still being retried",
 )
 
 

@@ -335,3 +335,22 @@ _PIECES = st.sampled_from(
 def test_report_shaped_garbage_never_raises(prefix: bytes, pieces: list[bytes]) -> None:
     found = classify(prefix + b"".join(pieces))
     assert found is None or isinstance(found, Bounce | Complaint | DeliveryNotice)
+
+
+def test_postfix_delay_warning() -> None:
+    found = bounce("postfix-delayed.eml")
+    assert found.format == "postfix"
+    (uma,) = found.recipients
+    assert uma.recipient == "uma@example.net"
+    assert uma.action == "delayed"
+    assert uma.diagnostic == "connect to mx.example.net[198.51.100.30]:25: Connection timed out"
+    assert uma.status is None
+    assert not found.failed
+
+
+def test_unknown_wording_from_mailer_daemon_by_subject() -> None:
+    found = bounce("sendmail-plain.eml")
+    assert found.format == "generic"
+    (victor,) = found.recipients
+    assert (victor.recipient, victor.action, victor.status) == ("victor@example.net", "failed", "5.1.1")
+    assert victor.diagnostic is not None and "User unknown" in victor.diagnostic
