@@ -34,6 +34,7 @@ import email
 import re
 from dataclasses import dataclass
 from email.message import Message
+from email.utils import collapse_rfc2231_value
 from typing import Literal
 
 from mailport.messages import bounce_formats
@@ -144,7 +145,8 @@ def _worth_parsing(raw: bytes) -> bool:
 def _classify(message: Message) -> Classification:
     report = _find_report(message)
     if report is not None:
-        report_type = (report.get_param("report-type") or "").__str__().lower()
+        param = report.get_param("report-type")
+        report_type = collapse_rfc2231_value(param).strip().lower() if param else ""
         if report_type == "delivery-status":
             found = _delivery_status(report)
             if found is not None:
