@@ -32,11 +32,11 @@ _BAD_ADDRESS_CHARS = re.compile(r"[\s<>(),;:\"\[\]\\\x00-\x1f]")
 def compose(draft: Draft, *, now: datetime | None = None) -> Composed:
     """The message's bytes and envelope; raises :class:`InputError` on unusable input."""
     _check_address(draft.from_)
+    for addr in (*draft.to, *draft.cc, *draft.bcc, *draft.reply_to):
+        _check_address(addr)
     recipients = envelope_recipients(a.email for a in (*draft.to, *draft.cc, *draft.bcc))
     if not recipients:
         raise InputError("The message has no recipient (to, cc or bcc).")
-    for addr in (*draft.to, *draft.cc, *draft.bcc, *draft.reply_to):
-        _check_address(addr)
     check_value("Subject", draft.subject)
     extra = check_extra_headers(draft.headers)
     utf8 = any(

@@ -20,6 +20,10 @@ _SKIP = frozenset({"script", "style", "head", "title", "template", "noscript"})
 _SPACE = re.compile(r"[ \t\r\n\f]+")
 
 
+def _is_blank(line: str) -> bool:
+    return not line.replace(">", "").strip()
+
+
 class _Converter(HTMLParser):
     def __init__(self) -> None:
         super().__init__(convert_charrefs=True)
@@ -41,8 +45,8 @@ class _Converter(HTMLParser):
         self.current = []
         if line.strip():
             self.lines.append("> " * self.quote + line)
-        if blank and self.lines and self.lines[-1] != "":
-            self.lines.append("")
+        if blank and self.lines and not _is_blank(self.lines[-1]):
+            self.lines.append(("> " * self.quote).rstrip())
 
     def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
         if tag in _SKIP:
@@ -100,8 +104,11 @@ class _Converter(HTMLParser):
                     self.current.append(f" ({target})" if label else target)
             return
         if tag == "blockquote":
-            self._break(blank=True)
+            self._break()
+            while self.lines and _is_blank(self.lines[-1]) and self.lines[-1]:
+                self.lines.pop()  # no quoted blank line at the end of a quote
             self.quote = max(self.quote - 1, 0)
+            self._break(blank=True)
         elif tag == "pre":
             self._break(blank=True)
             self.pre = max(self.pre - 1, 0)
@@ -132,7 +139,7 @@ class _Converter(HTMLParser):
 
     def result(self) -> str:
         self._break()
-        while self.lines and self.lines[-1] == "":
+        while self.lines and _is_blank(self.lines[-1]):
             self.lines.pop()
         return "\n".join(self.lines) + ("\n" if self.lines else "")
 
