@@ -67,8 +67,14 @@ def compose(draft: Draft, *, now: datetime | None = None) -> Composed:
             del part["MIME-Version"]  # the stdlib adds it to parts it creates; only the top needs it
     if "MIME-Version" not in msg:
         msg["MIME-Version"] = "1.0"
+    raw = msg.as_bytes()
     return Composed(
-        raw=msg.as_bytes(), recipients=recipients, message_id=message_id, sender=draft.from_.email
+        raw=raw,
+        recipients=recipients,
+        message_id=message_id,
+        sender=draft.from_.email,
+        eight_bit=not raw.isascii(),
+        smtputf8=utf8 or not draft.from_.email.isascii() or not all(r.isascii() for r in recipients),
     )
 
 
@@ -210,8 +216,14 @@ def prepare_raw(raw: bytes, *, now: datetime | None = None) -> Composed:
         kept.append(f"Message-ID: <{message_id}>\r\n".encode("ascii"))
     if "date" not in values:
         kept.append(f"Date: {format_datetime(now or datetime.now(UTC))}\r\n".encode("ascii"))
+    out = b"".join(kept) + body
     return Composed(
-        raw=b"".join(kept) + body, recipients=recipients, message_id=message_id, sender=senders[0]
+        raw=out,
+        recipients=recipients,
+        message_id=message_id,
+        sender=senders[0],
+        eight_bit=not out.isascii(),
+        smtputf8=not head.isascii() or not senders[0].isascii() or not all(r.isascii() for r in recipients),
     )
 
 

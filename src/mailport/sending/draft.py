@@ -52,3 +52,5 @@ class Composed:
     recipients: tuple[str, ...]
     message_id: str  # without angle brackets
     sender: str  # the envelope MAIL FROM address
+    eight_bit: bool = False  # the bytes are not 7-bit: send with BODY=8BITMIME
+    smtputf8: bool = False  # non-ASCII in headers or addresses: needs the server's SMTPUTF8

@@ -198,3 +198,29 @@ def test_display_name_injection_is_refused() -> None:
 def test_bad_attachment_type_is_refused() -> None:
     with pytest.raises(InputError, match="type/subtype"):
         compose(Draft(from_=FROM, to=(BOB,), text="x", attachments=(OutgoingAttachment("a", "pdf", b"x"),)))
+
+
+def test_ascii_message_needs_no_extensions() -> None:
+    out = compose(Draft(from_=Address("Zoë", "zoe@example.org"), to=(BOB,), subject="Grüße", text="Grüße"))
+    assert (out.eight_bit, out.smtputf8) == (False, False)
+
+
+def test_non_ascii_local_part_needs_smtputf8() -> None:
+    out = compose(Draft(from_=FROM, to=(Address("Jürgen", "jürgen@example.net"),), subject="Grüße", text="x"))
+    assert out.smtputf8 is True
+    assert out.recipients == ("jürgen@example.net",)
+    msg = _parse(out.raw)
+    assert msg.to == (Address("Jürgen", "jürgen@example.net"),)
+    assert msg.subject == "Grüße"
+
+
+def test_forwarding_an_8bit_original_is_flagged_8bit() -> None:
+    raw = (
+        "From: Zoë <z@example.net>\r\nTo: support@example.org\r\nSubject: Grüße\r\nMessage-ID: <o@x>\r\n"
+        "Content-Type: text/plain; charset=utf-8\r\nContent-Transfer-Encoding: 8bit\r\n\r\nSchöne Grüße\r\n"
+    ).encode()
+    out = compose(Draft(from_=FROM, to=(BOB,), text="FYI", forward_raw=raw))
+    assert out.eight_bit is True
+    assert "Schöne Grüße".encode() in out.raw
+    msg = _parse(out.raw)
+    assert [(a.filename, a.content_type) for a in msg.attachments] == [("Grüße.eml", "message/rfc822")]

@@ -85,3 +85,11 @@ def test_unusable_raw_messages_are_refused(raw: bytes, words: str) -> None:
 def test_encoded_recipient_names_are_read() -> None:
     raw = b"From: a@example.org\r\nTo: =?utf-8?q?J=C3=BCrgen=2C_M?= <j@example.net>\r\n\r\nx"
     assert prepare_raw(raw).recipients == ("j@example.net",)
+
+
+def test_extension_flags_of_raw_messages() -> None:
+    assert (prepare_raw(RAW).eight_bit, prepare_raw(RAW).smtputf8) == (False, False)
+    utf8 = prepare_raw("From: zoë@example.org\r\nTo: b@example.net\r\nSubject: Grüße\r\n\r\nÄ\r\n".encode())
+    assert (utf8.eight_bit, utf8.smtputf8) == (True, True)
+    body8 = prepare_raw("From: z@example.org\r\nTo: b@example.net\r\n\r\nÄ\r\n".encode())
+    assert (body8.eight_bit, body8.smtputf8) == (True, False)
