@@ -26,6 +26,7 @@ from mailport.sending.draft import Composed, Draft
 from mailport.sending.headers import check_extra_headers, check_value
 from mailport.sending.html_text import html_to_text
 
+_CONTENT_ID = re.compile(r"[!-;=?-~]{1,250}")  # printable ASCII without < and >
 _BAD_ADDRESS_CHARS = re.compile(r"[\s<>(),;:\"\[\]\\\x00-\x1f]")
 
 
@@ -38,6 +39,12 @@ def compose(draft: Draft, *, now: datetime | None = None) -> Composed:
     if not recipients:
         raise InputError("The message has no recipient (to, cc or bcc).")
     check_value("Subject", draft.subject)
+    for att in draft.attachments:
+        check_value("attachment filename", att.filename)
+        if att.content_id is not None and not _CONTENT_ID.fullmatch(att.content_id):
+            raise InputError(
+                f"Content-ID {att.content_id!r} must be written without <>, spaces or line breaks."
+            )
     extra = check_extra_headers(draft.headers)
     utf8 = any(
         not a.email.split("@", 1)[0].isascii() for a in (draft.from_, *draft.to, *draft.cc, *draft.reply_to)

@@ -99,8 +99,7 @@ def reply_references(
     chain = list(parent_references) or ([parent_in_reply_to] if parent_in_reply_to else [])
     if parent_id:
         chain.append(parent_id)
-    seen: set[str] = set()
-    unique = [i for i in chain if not (i in seen or seen.add(i))]  # type: ignore[func-returns-value]
+    unique = list(dict.fromkeys(chain))  # an id listed twice would only lengthen the header
     if len(unique) > MAX_REFERENCES:
         unique = unique[:1] + unique[-(MAX_REFERENCES - 1) :]
     return tuple(unique)

@@ -224,3 +224,22 @@ def test_forwarding_an_8bit_original_is_flagged_8bit() -> None:
     assert "Schöne Grüße".encode() in out.raw
     msg = _parse(out.raw)
     assert [(a.filename, a.content_type) for a in msg.attachments] == [("Grüße.eml", "message/rfc822")]
+
+
+@pytest.mark.parametrize("cid", ["<logo>", "a b", "a\r\nX: y", "", "ünï"])
+def test_bad_content_ids_are_refused(cid: str) -> None:
+    att = OutgoingAttachment("logo.png", "image/png", b"x", content_id=cid)
+    with pytest.raises(InputError, match="Content-ID"):
+        compose(Draft(from_=FROM, to=(BOB,), html="<p>x</p>", attachments=(att,)))
+
+
+def test_attachment_filename_injection_is_refused() -> None:
+    att = OutgoingAttachment("a.pdf\r\nBcc: x@y.org", "application/pdf", b"x")
+    with pytest.raises(InputError, match="injection"):
+        compose(Draft(from_=FROM, to=(BOB,), text="x", attachments=(att,)))
+
+
+def test_inline_attachment_without_html_is_a_plain_attachment() -> None:
+    att = OutgoingAttachment("logo.png", "image/png", b"x", content_id="logo@x")
+    msg = _parse(compose(Draft(from_=FROM, to=(BOB,), text="x", attachments=(att,))).raw)
+    assert [a.filename for a in msg.attachments] == ["logo.png"]

@@ -165,3 +165,22 @@ def test_forward_inline_html_is_escaped() -> None:
     )
     assert draft.html is not None and "&lt;b&gt;x&lt;/b&gt;" in draft.html
     assert draft.text is None
+
+
+def test_reply_to_a_message_without_message_id() -> None:
+    raw = b"From: a@example.net\r\nTo: support@example.org\r\nSubject: Hi\r\nReferences: <r1@x>\r\n\r\nhello\r\n"
+    draft = reply_draft(_parse(raw), from_=ME, text="x")
+    assert draft.in_reply_to is None
+    assert draft.references == ("r1@x",)
+    msg = _parse(compose(draft).raw)
+    assert msg.in_reply_to is None
+    assert msg.references == ("r1@x",)
+
+
+def test_reply_all_to_a_message_with_no_other_recipients() -> None:
+    raw = (
+        b"From: a@example.net\r\nTo: support@example.org\r\nSubject: Hi\r\nMessage-ID: <m@x>\r\n\r\nhello\r\n"
+    )
+    draft = reply_draft(_parse(raw), from_=ME, reply_all=True, text="x")
+    assert [a.email for a in draft.to] == ["a@example.net"]
+    assert draft.cc == ()
