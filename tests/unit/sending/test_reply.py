@@ -168,7 +168,10 @@ def test_forward_inline_html_is_escaped() -> None:
 
 
 def test_reply_to_a_message_without_message_id() -> None:
-    raw = b"From: a@example.net\r\nTo: support@example.org\r\nSubject: Hi\r\nReferences: <r1@x>\r\n\r\nhello\r\n"
+    raw = (
+        b"From: a@example.net\r\nTo: support@example.org\r\nSubject: Hi\r\n"
+        b"References: <r1@x>\r\n\r\nhello\r\n"
+    )
     draft = reply_draft(_parse(raw), from_=ME, text="x")
     assert draft.in_reply_to is None
     assert draft.references == ("r1@x",)
