@@ -28,21 +28,29 @@ class _Converter(HTMLParser):
     def __init__(self) -> None:
         super().__init__(convert_charrefs=True)
         self.lines: list[str] = []  # finished lines
-        self.current: list[str] = []  # the line being built
+        self.current: list[str] = []  # the line being built, in pieces
+        self.has_text = False  # the current line has something besides blanks
         self.skip = 0
         self.pre = 0
         self.quote = 0
         self.lists: list[list[int]] = []  # per open list: [is_ordered, counter]
         self.links: list[str | None] = []
-        self.link_text: list[int] = []  # length of `current` text when each <a> opened
+        self.link_text: list[int] = []  # len(current) when each <a> opened: where its label starts
 
     # -- line handling
     def _text_so_far(self) -> str:
         return "".join(self.current)
 
+    def _append(self, text: str) -> None:
+        """Add to the current line; state is kept incrementally so long lines stay linear."""
+        if text:
+            self.current.append(text)
+            self.has_text = self.has_text or bool(text.strip())
+
     def _break(self, blank: bool = False) -> None:
         line = self._text_so_far().rstrip(" ")
         self.current = []
+        self.has_text = False
         if line.strip():
             self.lines.append("> " * self.quote + line)
         if blank and self.lines and not _is_blank(self.lines[-1]):
@@ -69,17 +77,17 @@ class _Converter(HTMLParser):
             indent = "  " * max(len(self.lists) - 1, 0)
             if self.lists and self.lists[-1][0]:
                 self.lists[-1][1] += 1
-                self.current.append(f"{indent}{self.lists[-1][1]}. ")
+                self._append(f"{indent}{self.lists[-1][1]}. ")
             else:
-                self.current.append(f"{indent}- ")
+                self._append(f"{indent}- ")
         elif tag == "hr":
             self.lines.append("-" * 20)
-        elif tag in ("td", "th") and self._text_so_far().strip():
-            self.current.append(" ")
+        elif tag in ("td", "th") and self.has_text:
+            self._append(" ")
         elif tag == "a":
             href = dict(attrs).get("href")
             self.links.append(href)
-            self.link_text.append(len(self._text_so_far()))
+            self.link_text.append(len(self.current))
         elif tag == "img":
             alt = dict(attrs).get("alt")
             if alt:
@@ -97,11 +105,11 @@ class _Converter(HTMLParser):
         if tag == "a" and self.links:
             href = self.links.pop()
             start = self.link_text.pop()
-            label = self._text_so_far()[start:].strip()
+            label = "".join(self.current[start:]).strip()
             if href and not href.lower().startswith(("javascript:", "cid:", "#")) and href != label:
                 target = href[7:] if href.lower().startswith("mailto:") else href
                 if target != label:
-                    self.current.append(f" ({target})" if label else target)
+                    self._append(f" ({target})" if label else target)
             return
         if tag == "blockquote":
             self._break()
@@ -129,13 +137,13 @@ class _Converter(HTMLParser):
             for i, part in enumerate(parts):
                 if i:
                     self._break()
-                self.current.append(part)
+                self._append(part)
             return
         text = _SPACE.sub(" ", data.replace("\xa0", " "))
-        if not self._text_so_far().strip() or self._text_so_far().endswith(" "):
+        if not self.has_text or self.current[-1].endswith(" "):
             text = text.lstrip(" ")
         if text:
-            self.current.append(text)
+            self._append(text)
 
     def result(self) -> str:
         self._break()
