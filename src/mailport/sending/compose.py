@@ -19,15 +19,15 @@ from email.message import EmailMessage
 from email.parser import BytesParser
 from email.utils import format_datetime, getaddresses
 
-from mailport.errors import InputError
+from mailport.errors import InputError, InvalidEmailError
 from mailport.messages.headers import decode_words, msg_ids
 from mailport.messages.model import Address
 from mailport.sending.draft import Composed, Draft
 from mailport.sending.headers import check_extra_headers, check_value
 from mailport.sending.html_text import html_to_text
+from mailport.validation import parse_email
 
 _CONTENT_ID = re.compile(r"[!-;=?-~]{1,250}")  # printable ASCII without < and >
-_BAD_ADDRESS_CHARS = re.compile(r"[\s<>(),;:\"\[\]\\\x00-\x1f]")
 
 
 def compose(draft: Draft, *, now: datetime | None = None) -> Composed:
@@ -139,15 +139,11 @@ def _split_type(content_type: str) -> tuple[str, str]:
 
 
 def _check_address(addr: Address) -> None:
-    local, at, domain = addr.email.rpartition("@")
-    if (
-        not at
-        or not local
-        or not domain
-        or _BAD_ADDRESS_CHARS.search(addr.email)
-        or "." not in domain.strip(".")
-    ):
-        raise InputError(f"{addr.email!r} is not an email address.")
+    """The project's one address rule (:func:`mailport.validation.parse_email`), naming the address."""
+    try:
+        parse_email(addr.email)
+    except InvalidEmailError as exc:
+        raise InvalidEmailError(f"{addr.email!r} is not an email address ({exc.message}).") from None
     check_value("address name", addr.name)
 
 

@@ -176,8 +176,9 @@ def test_reply_to_and_threading_headers_are_written() -> None:
     "email", ["bob", "bob@", "@x.org", "bob@localhost", "bob smith@x.org", "a@b.org\r\nBcc: c@d"]
 )
 def test_bad_addresses_are_refused(email: str) -> None:
-    with pytest.raises(InputError, match="not an email address"):
+    with pytest.raises(InputError, match="not an email address") as info:
         compose(Draft(from_=FROM, to=(Address("", email),), text="x"))
+    assert info.value.code == "invalid_email"
 
 
 def test_no_recipient_is_refused() -> None:
