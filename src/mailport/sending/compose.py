@@ -188,7 +188,9 @@ def prepare_raw(raw: bytes, *, now: datetime | None = None) -> Composed:
     without any recipient."""
     data = re.sub(rb"\r?\n", b"\r\n", raw.lstrip(b"\r\n"))
     end = data.find(b"\r\n\r\n")
-    head, body = (data, b"") if end < 0 else (data[: end + 2], data[end + 2 :])
+    head, body = (
+        (data, b"\r\n") if end < 0 else (data[: end + 2], data[end + 2 :])
+    )  # headers only: add the blank line
     fields = _split_fields(head)
     if not fields or not _FIELD_START.match(fields[0]):
         raise InputError("The raw message does not start with a header block.")
@@ -202,7 +204,7 @@ def prepare_raw(raw: bytes, *, now: datetime | None = None) -> Composed:
         value = field[match.end() :].decode("utf-8", "replace")
         values.setdefault(name, []).append(re.sub(r"\r\n([ \t])", r"\1", value).strip())
         if name != "bcc":
-            kept.append(field)
+            kept.append(field if field.endswith(b"\r\n") else field + b"\r\n")
     senders = _addresses(values.get("from", []))
     if not senders:
         raise InputError("The raw message has no From address.")

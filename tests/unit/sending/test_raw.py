@@ -93,3 +93,16 @@ def test_extension_flags_of_raw_messages() -> None:
     assert (utf8.eight_bit, utf8.smtputf8) == (True, True)
     body8 = prepare_raw("From: z@example.org\r\nTo: b@example.net\r\n\r\nÄ\r\n".encode())
     assert (body8.eight_bit, body8.smtputf8) == (True, False)
+
+
+def test_headers_only_message_without_final_line_break() -> None:
+    out = prepare_raw(
+        b"From: a@example.org\r\nTo: b@example.net\r\nSubject: no body", now=datetime(2026, 3, 2, tzinfo=UTC)
+    )
+    assert out.raw.startswith(
+        b"From: a@example.org\r\nTo: b@example.net\r\nSubject: no body\r\nMessage-ID: <"
+    )
+    assert out.raw.endswith(b"Date: Mon, 02 Mar 2026 00:00:00 +0000\r\n\r\n")
+    msg = parse_message(out.raw, mailbox_id="m", folder="Sent")
+    assert msg.subject == "no body"
+    assert msg.message_id == out.message_id
