@@ -8,46 +8,24 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import uuid
-from datetime import UTC, datetime
 
 from mailport import metrics
 from mailport.connectors import registry
 from mailport.connectors.base import Connector
-from mailport.crypto import Secret
 from mailport.imap import ImapClient
 from mailport.mailboxes.models import (
-    AuthMethod,
-    Health,
     Mailbox,
-    ProcessingSettings,
     Security,
     ServerSettings,
 )
 from mailport.mailboxes.pool import CommandPool
+from tests.connectors.mailbed import make_mailbox
 from tests.fixtures.scripted import IMAPScript, scripted_imap
 from tests.mailstack.dovecot import Dovecot
 
 
 def imap_mailbox(user: str, password: str, port: int) -> Mailbox:
-    now = datetime.now(UTC)
-    return Mailbox(
-        id=f"mbx_{uuid.uuid4().hex[:12]}",
-        tenant_id="ten_pool",
-        email=user,
-        auth_method=AuthMethod.PASSWORD,
-        imap=ServerSettings("127.0.0.1", port, Security.NONE),
-        smtp=None,
-        label=None,
-        purpose=None,
-        provider_id=None,
-        password=Secret(password),
-        oauth=None,
-        token_version=0,
-        settings=ProcessingSettings(),
-        health=Health(),
-        created_at=now,
-        updated_at=now,
-    )
+    return make_mailbox("imap", user, password, port)
 
 
 def imap_connector(mailbox: Mailbox) -> Connector:
