@@ -17,21 +17,27 @@ once, at the boundary where they occur, and chained (``raise X(...) from exc``).
     ├── InputError                      invalid_input         422
     │   ├── InvalidEmailError           invalid_email         422
     │   ├── InvalidCursorError          invalid_cursor        422
+    │   ├── SenderNotAllowedError       sender_not_allowed    422
     │   └── HostNotAllowedError         host_not_allowed      422
     ├── UnauthorizedError               unauthorized          401
     ├── ForbiddenError                  forbidden             403
     ├── NotFoundError                   not_found             404
     │   ├── MessageNotFoundError        message_not_found     404   (gone from the server)
     │   ├── FolderNotFoundError         folder_not_found      404
-    │   └── ThreadNotFoundError         thread_not_found      404   (a thread key never handed out)
+    │   ├── ThreadNotFoundError         thread_not_found      404   (a thread key never handed out)
+    │   ├── SendNotFoundError           send_not_found        404
+    │   └── AttachmentNotFoundError     attachment_not_found  404
     ├── ConflictError                   conflict              409
-    │   └── FolderExistsError           folder_exists         409
+    │   ├── FolderExistsError           folder_exists         409
+    │   ├── IdempotencyKeyReusedError   idempotency_key_reused 409  (the same key, another request)
+    │   └── SendNotCancellableError     send_not_cancellable  409
     ├── CursorExpiredError              cursor_expired        410   (the folder was reset)
     ├── RateLimitedError                rate_limited          429
     ├── MailboxBusyError                mailbox_busy          503   (the command pool stayed busy)
     ├── UnsupportedFeatureError         unsupported_feature   422
     │   ├── ImapSettingsMissingError    imap_not_configured   422   (the mailbox has no IMAP server)
-    │   └── TrashFolderMissingError     trash_folder_missing  422   (delete without `permanent`, no trash)
+    │   ├── TrashFolderMissingError     trash_folder_missing  422   (delete without `permanent`, no trash)
+    │   └── SmtpNotConfiguredError      smtp_not_configured   422   (the mailbox cannot send)
     └── ProviderError                   provider_error        502   (a mail server or provider failed)
         ├── ConnectError                connect_failed        502
         │   ├── HostNotFoundError               host_not_found                 502
@@ -339,6 +345,57 @@ class TrashFolderMissingError(
 ):
     """A delete without ``permanent`` met a mailbox without a trash folder (never expunged
     silently instead)."""
+
+
+# --------------------------------------------------------------------------- sending
+
+
+class SmtpNotConfiguredError(
+    UnsupportedFeatureError,
+    code="smtp_not_configured",
+    hint="This mailbox has no SMTP server settings: give it `smtp` settings "
+    "(PATCH /v1/mailboxes/{id}) to send from it.",
+):
+    """A send met a mailbox that cannot send (no SMTP server, no sending connector)."""
+
+
+class SenderNotAllowedError(
+    InputError,
+    code="sender_not_allowed",
+    hint="Send from the mailbox's own address or one of its aliases "
+    "(settings.sending.aliases, PATCH /v1/mailboxes/{id}).",
+):
+    """``from`` named an address the mailbox may not send as."""
+
+
+class IdempotencyKeyReusedError(
+    ConflictError,
+    code="idempotency_key_reused",
+    hint="This Idempotency-Key was used in the last 24 hours with a different request; "
+    "use a new key for a new message.",
+):
+    """The same Idempotency-Key with another body (the first request's result stands)."""
+
+
+class SendNotFoundError(
+    NotFoundError,
+    code="send_not_found",
+    hint="Use a send `id` (snd_…) as POST /v1/mailboxes/{id}/send or GET …/outbox gave it.",
+): ...
+
+
+class SendNotCancellableError(
+    ConflictError,
+    code="send_not_cancellable",
+    hint="Only a send still scheduled or queued can be cancelled; this one is being sent or is done.",
+): ...
+
+
+class AttachmentNotFoundError(
+    NotFoundError,
+    code="attachment_not_found",
+    hint="Name an attachment `id` exactly as GET /v1/mailboxes/{id}/messages/{ref} lists it.",
+): ...
 
 
 # --------------------------------------------------------------------------- mail servers

@@ -25,6 +25,7 @@ from mailport.net.ratelimit import TokenBucketLimiter
 from mailport.net.trust import MailTrust
 from mailport.oauth.connect import OAuthConnectService
 from mailport.push import PushService
+from mailport.sending.service import SendService
 from mailport.store import Database
 from mailport.store.threads import ThreadRoots
 from mailport.tenants.service import TenantService
@@ -79,6 +80,11 @@ class Services:
             idle_timeout=self.settings.command_idle_seconds,
         )
         return MailAccess(self.mailboxes, pool, roots=ThreadRoots(self.database))
+
+    @cached_property
+    def sending(self) -> SendService:
+        """Queueing sends and reading the outbound queue (the send worker does the sending)."""
+        return SendService(self.database, self.mailboxes, self.mail)
 
     async def aclose(self) -> None:
         """Release connections and background tasks."""

@@ -36,6 +36,10 @@ EventType = Literal[
     "message.deleted",
     "folder.created",
     "folder.deleted",
+    "message.sent",
+    "message.send_failed",
+    "message.bounced",
+    "message.complaint",
 ]
 assert set(EventType.__args__) == set(EVENT_TYPES)  # type: ignore[attr-defined]
 

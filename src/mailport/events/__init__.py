@@ -88,6 +88,10 @@ class EventType(enum.StrEnum):
     MESSAGE_DELETED = "message.deleted"
     FOLDER_CREATED = "folder.created"
     FOLDER_DELETED = "folder.deleted"
+    MESSAGE_SENT = "message.sent"  # the server accepted a send (mailport.sending)
+    MESSAGE_SEND_FAILED = "message.send_failed"  # refused for good, or gave up retrying
+    MESSAGE_BOUNCED = "message.bounced"  # a delivery status notification came back
+    MESSAGE_COMPLAINT = "message.complaint"  # an abuse report (ARF, RFC 5965)
 
 
 OPT_IN_TYPES: frozenset[str] = frozenset(

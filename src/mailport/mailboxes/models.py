@@ -12,6 +12,7 @@ from enum import StrEnum
 
 from mailport.crypto import Secret
 from mailport.errors import ImapSettingsMissingError
+from mailport.sending.models import SendingSettings
 from mailport.servers import Security as Security  # re-exported: mailboxes name it too
 from mailport.servers import ServerSettings as ServerSettings
 
@@ -83,6 +84,7 @@ class ProcessingSettings:
     folder: str = "INBOX"  # the first watched folder (the only one when ``folders`` is empty)
     after_processing: str = "none"  # none | mark_read | move:<folder> | delete
     folders: tuple[WatchedFolder, ...] = ()  # empty: only ``folder`` (every mailbox made before)
+    sending: SendingSettings = SendingSettings()  # Sent copy, aliases, rate limits
 
     @property
     def watched(self) -> tuple[WatchedFolder, ...]:

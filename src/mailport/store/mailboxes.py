@@ -40,6 +40,7 @@ from mailport.mailboxes.models import (
     WatchedFolder,
 )
 from mailport.net.trust import Certificate
+from mailport.sending.models import SendingSettings
 from mailport.store.database import Database
 from mailport.store.ids import new_id, plausible_id
 from mailport.store.rows import from_row
@@ -77,6 +78,7 @@ UPDATABLE = frozenset(
         "check_interval",
         "folder",
         "folders",
+        "sending",
         "after_processing",
         "status",
         "last_error",
@@ -118,7 +120,15 @@ def settings_columns(settings: ProcessingSettings) -> dict[str, Any]:
         "folder": settings.folder,
         "after_processing": settings.after_processing,
         "folders": folders_column(settings.folders),
+        "sending": sending_column(settings.sending),
     }
+
+
+def sending_column(sending: SendingSettings) -> str | None:
+    """The ``sending`` column: JSON, or NULL for the defaults."""
+    if sending == SendingSettings():
+        return None
+    return json.dumps(sending.to_json(), ensure_ascii=False)
 
 
 def folders_column(folders: Sequence[WatchedFolder]) -> str | None:
@@ -194,7 +204,12 @@ class MailboxRepository:
             smtp=server_from_row(row, "smtp"),
             password=self._sealed(row.password_enc),
             oauth=oauth,
-            settings=from_row(ProcessingSettings, row, folders=folders_from_column(row.folders)),
+            settings=from_row(
+                ProcessingSettings,
+                row,
+                folders=folders_from_column(row.folders),
+                sending=SendingSettings.from_json(json.loads(row.sending) if row.sending else None),
+            ),
             health=from_row(Health, row, status=MailboxStatus(row.status)),
         )
 

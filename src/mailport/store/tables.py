@@ -138,6 +138,8 @@ mailboxes = Table(
     # every watched folder, JSON [{"folder": spec, "added_at": iso|null}]; NULL: only `folder`
     # (migration 0018)
     Column("folders", Text, nullable=True),
+    # sending settings, JSON (mailport.sending.models.SendingSettings); NULL: the defaults (0019)
+    Column("sending", Text, nullable=True),
     # health
     Column("status", String(20), nullable=False),
     Column("last_tested_at", UTCDateTime(), nullable=True),
@@ -492,4 +494,52 @@ thread_roots = Table(
     Column("thread_key", String(32), primary_key=True),
     Column("root", String(998), nullable=False),
     Column("created_at", UTCDateTime(), nullable=False),
+)
+
+# --- sending (mailport.sending) -----------------------------------------------------------
+
+# The durable outbound queue: one row per send, its bytes, its state machine
+# (mailport.sending.models.SendState) and what the server answered. Claimed by one worker at a
+# time (claimed_by/claim_until); ``committing`` is committed before the end of DATA is sent.
+outbound_messages = Table(
+    "outbound_messages",
+    metadata,
+    Column("id", String(40), primary_key=True),
+    Column("tenant_id", String(40), ForeignKey("tenants.id", ondelete="CASCADE"), nullable=False),
+    Column("mailbox_id", String(40), ForeignKey("mailboxes.id", ondelete="CASCADE"), nullable=False),
+    Column("state", String(20), nullable=False),
+    # the request's Idempotency-Key (per mailbox, 24 h) and a hash of the request it came with
+    Column("idempotency_key", String(300), nullable=True),
+    Column("request_hash", String(64), nullable=True),
+    Column("message_id", String(998), nullable=False),  # without angle brackets
+    # lowercased Message-ID: what a bounce's original Message-ID is looked up by
+    Column("message_id_key", String(998), nullable=False),
+    Column("in_reply_to", String(998), nullable=True),
+    Column("sender", String(320), nullable=False),
+    Column("recipients", Text, nullable=False),  # JSON list (envelope, Bcc included)
+    Column("subject", Text, nullable=True),
+    Column("raw", LargeBinary, nullable=True),  # NULL once sent and stored (retention)
+    Column("size", BigInteger, nullable=False),
+    Column("eight_bit", Boolean, nullable=False, server_default="0"),
+    Column("smtputf8", Boolean, nullable=False, server_default="0"),
+    Column("send_at", UTCDateTime(), nullable=True),
+    Column("next_attempt_at", UTCDateTime(), nullable=True),
+    Column("attempts", Integer, nullable=False, server_default="0"),
+    Column("last_error", Text, nullable=True),  # JSON (SendError)
+    Column("smtp_reply", Text, nullable=True),
+    Column("confirmed", Boolean, nullable=False, server_default="1"),
+    Column("refused", Text, nullable=True),  # JSON {recipient: "550 5.1.1 …"}
+    Column("claimed_by", String(80), nullable=True),
+    Column("claim_until", UTCDateTime(), nullable=True),
+    Column("sent_copy", String(20), nullable=False),  # SentCopyState
+    Column("sent_copy_ref", String(1000), nullable=True),
+    Column("sent_copy_attempts", Integer, nullable=False, server_default="0"),
+    Column("draft_ref", String(1000), nullable=True),  # a draft to delete once sent
+    Column("created_at", UTCDateTime(), nullable=False),
+    Column("updated_at", UTCDateTime(), nullable=False),
+    Column("sent_at", UTCDateTime(), nullable=True),
+    UniqueConstraint("mailbox_id", "idempotency_key", name="uq_outbound_idempotency"),
+    Index("ix_outbound_due", "state", "next_attempt_at"),
+    Index("ix_outbound_mailbox_created", "mailbox_id", "created_at"),
+    Index("ix_outbound_tenant_message_id", "tenant_id", "message_id_key"),
 )

@@ -1,0 +1,51 @@
+"""How a composed message reaches the mail system: the :class:`Transport` a send worker uses.
+
+The IMAP connector's mailboxes send over SMTP submission (:mod:`mailport.sending.smtp_transport`);
+the Gmail API and Graph connectors bring their own transports later, which file the Sent copy
+themselves (:attr:`Transport.files_sent_copy`).
+
+The one rule every transport keeps: ``committing`` is awaited immediately before the step after
+which the message may have been accepted (SMTP: before the final ``.`` of DATA). The worker
+records the send as ``committing`` there; whatever fails after it is never sent again.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Protocol
+
+
+@dataclass(frozen=True, slots=True)
+class Outgoing:
+    """What a transport sends: bytes without Bcc, and the envelope."""
+
+    raw: bytes = field(repr=False)
+    sender: str
+    recipients: tuple[str, ...]
+    eight_bit: bool = False
+    smtputf8: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Accepted:
+    """The server's answer to the message: ``"250 2.0.0 Ok: queued as 4Fx…"``, and the
+    recipients it refused while accepting the others (``{"a@b": "550 5.1.1 no such user"}``)."""
+
+    reply: str
+    refused: dict[str, str] = field(default_factory=dict)
+
+
+Committing = Callable[[], Awaitable[None]]
+
+
+class Transport(Protocol):
+    """One mailbox's way out. Errors are :class:`mailport.errors.MailportError`: a
+    :class:`~mailport.errors.SMTPRejectedError` keeps ``smtp_code`` and ``server_said``
+    (4xx temporary, 5xx permanent); connection errors are temporary."""
+
+    files_sent_copy: bool  # the provider stores the Sent copy itself (Gmail over SMTP)
+
+    async def transmit(self, message: Outgoing, *, committing: Committing) -> Accepted: ...
+
+    async def aclose(self) -> None: ...
