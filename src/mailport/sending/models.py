@@ -193,6 +193,14 @@ class OutboundMessage:
 
 
 @dataclass(frozen=True, slots=True)
+class OutboundPage:
+    """One page of ``GET …/outbox``, newest first (:mod:`mailport.api.paging` shape)."""
+
+    items: list[OutboundMessage]
+    next_cursor: str | None
+
+
+@dataclass(frozen=True, slots=True)
 class Queued:
     """What ``POST …/send`` answers (202): the send, and whether an earlier request with the
     same Idempotency-Key produced it (then nothing new was queued)."""

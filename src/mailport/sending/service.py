@@ -15,7 +15,7 @@ from collections.abc import Callable
 from mailport.clock import Clock, utc_now
 from mailport.mailboxes.access import MailAccess
 from mailport.mailboxes.service import MailboxService
-from mailport.sending.models import OutboundMessage, Queued, SendRequest, SendState
+from mailport.sending.models import OutboundMessage, OutboundPage, Queued, SendRequest, SendState
 from mailport.store import Database
 
 IDEMPOTENCY_HOURS = 24
@@ -53,8 +53,8 @@ class SendService:
         state: SendState | None = None,
         limit: int = 50,
         cursor: str | None = None,
-    ) -> tuple[list[OutboundMessage], str | None]:
-        """Newest first; the next page's cursor, or None."""
+    ) -> OutboundPage:
+        """Newest first."""
         raise NotImplementedError
 
     async def get(self, tenant_id: str, mailbox_id: str, send_id: str) -> OutboundMessage:
