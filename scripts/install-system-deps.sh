@@ -23,6 +23,9 @@ command -v openssl >/dev/null 2>&1 || need+=(openssl)
 # The docs-examples test runs the README's and docs' curl examples (which use jq) as written.
 [ -x /usr/bin/curl ] || need+=(curl)
 [ -x /usr/bin/jq ] || need+=(jq)
+# A real MTA for the sending tests: Postfix as a submission server with SASL through the test
+# Dovecot (tests/mailstack/postfix.py runs private instances in temporary directories).
+[ -x /usr/sbin/postfix ] && [ -x /usr/lib/postfix/sbin/master ] || need+=(postfix)
 
 if [ ${#need[@]} -eq 0 ]; then
   exit 0
@@ -36,5 +39,31 @@ if [ "$(id -u)" -ne 0 ]; then
   fi
 fi
 echo "mailport: installing Debian packages: ${need[*]}"
+
+# Postfix's package would otherwise ask how to configure the system's mail, and could start a
+# system-wide MTA on port 25. Answer "No configuration" (no /etc/postfix/main.cf, so the package's
+# own instance cannot start) and, while installing, forbid every package from starting a service
+# (policy-rc.d answers 101) unless the machine already has such a policy.
+policy=""
+if [[ " ${need[*]} " == *" postfix "* ]]; then
+  echo "postfix postfix/main_mailer_type select No configuration" | $sudo debconf-set-selections
+  if [ ! -e /usr/sbin/policy-rc.d ]; then
+    policy=/usr/sbin/policy-rc.d
+    printf '#!/bin/sh\n# mailport: no service starts while the test bed installs\nexit 101\n' | $sudo tee "$policy" >/dev/null
+    $sudo chmod 755 "$policy"
+    trap '$sudo rm -f "$policy"' EXIT
+  fi
+fi
+
 $sudo apt-get update -qq
 DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
+
+if [[ " ${need[*]} " == *" postfix "* ]]; then
+  # The system's Postfix stays off: the tests start their own instances on loopback ports.
+  if command -v systemctl >/dev/null 2>&1 && [ -d /run/systemd/system ]; then
+    $sudo systemctl disable --now postfix.service >/dev/null 2>&1 || true
+  fi
+  if [ -f /etc/postfix/main.cf ]; then
+    $sudo postfix stop >/dev/null 2>&1 || true
+  fi
+fi

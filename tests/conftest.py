@@ -4,6 +4,8 @@
 * ``dovecot``  Dovecot 2.3 with IMAP (STARTTLS + implicit TLS), IDLE, LMTP, XOAUTH2 (subprocess)
 * ``dovecot_dotted`` a second Dovecot whose personal namespace is ``INBOX.`` with separator ``.``
 * ``smtp``     aiosmtpd submission server delivering into Dovecot over LMTP (thread)
+* ``postfix``  Postfix as a submission server, SASL through Dovecot, delivering into it over LMTP
+  (subprocess, root only; ``tests/fixtures/postfix.py``)
 * ``postgres_url`` a fresh PostgreSQL database for the run, dropped afterwards
 * ``database_url`` parametrized over SQLite and PostgreSQL for storage tests
 
@@ -40,6 +42,7 @@ pytest_plugins = [
     "tests.fixtures.http",
     "tests.fixtures.imap",
     "tests.fixtures.parallel",
+    "tests.fixtures.postfix",
     "tests.fixtures.tls",
     "tests.fixtures.webhook_receiver",
 ]
@@ -88,7 +91,11 @@ def mail_root() -> Iterator[Path]:
 @pytest.fixture(scope="session")
 def dovecot(idp: MockIdP, mail_root: Path) -> Iterator[Dovecot]:
     require_binary("dovecot", "apt-get install dovecot-core dovecot-imapd dovecot-lmtpd")
-    server = Dovecot(mail_root / "dovecot", oauth2_introspection_url=f"{idp.url}/introspect")
+    server = Dovecot(
+        mail_root / "dovecot",
+        oauth2_introspection_url=f"{idp.url}/introspect",
+        auth_port=free_port(),  # SMTP AUTH for the Postfix bed
+    )
     server.start()
     yield server
     server.stop()
