@@ -140,7 +140,7 @@ def test_a_forward_needs_recipients_a_reply_does_not() -> None:
         ({"to": ["a@example.org"], "send_at": "2026-12-06T09:00:00"}, "send_at", "needs a timezone"),
         ({"to": ["a@example.org"], "sent_copy": "maybe"}, "sent_copy", "valid boolean"),
         ({"to": ["a@example.org"], "reply": {"ref": "ref_nonsense!"}}, "reply.ref", "not a message ref"),
-        (attached(filename="x", content_base64="@@"), "attachments.0.inline.content_base64", "not valid base64"),
+        (attached(filename="x", content_base64="@@"), "attachments.0.inline.content_base64", "base64"),
         (attached(filename="x", content_type="pdf", content_base64=""),
          "attachments.0.inline.content_type", "type/subtype"),
         (attached(filename="a\nb", content_base64=""), "attachments.0.inline.filename", "line breaks"),
