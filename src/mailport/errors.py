@@ -37,7 +37,8 @@ once, at the boundary where they occur, and chained (``raise X(...) from exc``).
     ├── UnsupportedFeatureError         unsupported_feature   422
     │   ├── ImapSettingsMissingError    imap_not_configured   422   (the mailbox has no IMAP server)
     │   ├── TrashFolderMissingError     trash_folder_missing  422   (delete without `permanent`, no trash)
-    │   └── SmtpNotConfiguredError      smtp_not_configured   422   (the mailbox cannot send)
+    │   ├── SmtpNotConfiguredError      smtp_not_configured   422   (the mailbox cannot send)
+    │   └── SMTPUTF8UnsupportedError    smtputf8_unsupported  422   (UTF-8 addresses, server without SMTPUTF8)
     └── ProviderError                   provider_error        502   (a mail server or provider failed)
         ├── ConnectError                connect_failed        502
         │   ├── HostNotFoundError               host_not_found                 502
@@ -357,6 +358,16 @@ class SmtpNotConfiguredError(
     "(PATCH /v1/mailboxes/{id}) to send from it.",
 ):
     """A send met a mailbox that cannot send (no SMTP server, no sending connector)."""
+
+
+class SMTPUTF8UnsupportedError(
+    UnsupportedFeatureError,
+    code="smtputf8_unsupported",
+    hint="The message has a non-ASCII address (in the envelope or the headers) and the SMTP server "
+    "does not offer SMTPUTF8 (RFC 6531); send to and from ASCII addresses, or through a server "
+    "that offers SMTPUTF8.",
+):
+    """A message that needs SMTPUTF8 met a server without it: never downgraded silently."""
 
 
 class SenderNotAllowedError(

@@ -6,6 +6,7 @@ features can name the type without importing the root that picks the adapters.
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass
 from functools import cached_property
 
@@ -15,6 +16,7 @@ from mailport.connectors import registry
 from mailport.connectors.base import Connector
 from mailport.crypto import KeyRing, Secret
 from mailport.delivery.service import DeliveryService
+from mailport.errors import SmtpNotConfiguredError
 from mailport.events import EventLog
 from mailport.mailboxes.access import MailAccess
 from mailport.mailboxes.models import Mailbox
@@ -26,6 +28,8 @@ from mailport.net.trust import MailTrust
 from mailport.oauth.connect import OAuthConnectService
 from mailport.push import PushService
 from mailport.sending.service import SendService
+from mailport.sending.smtp_transport import SmtpTransport
+from mailport.sending.transport import Transport
 from mailport.store import Database
 from mailport.store.threads import ThreadRoots
 from mailport.tenants.service import TenantService
@@ -49,9 +53,8 @@ class Services:
     trust: MailTrust  # the certificates every mail connection trusts (MAILPORT_MAIL_CA_FILE, pins)
     push: PushService  # push notifications in (/v1/push): authenticate, record wake-ups
 
-    def connector(self, mailbox: Mailbox) -> Connector:
-        """The connector the registry holds under ``mailbox.connector``, given this service's
-        tokens, trust, guard and limits (the watchers' and the API's, built one way)."""
+    def _tokens(self, mailbox: Mailbox) -> tuple[registry.TokenSource, registry.ForceRefresh]:
+        """The mailbox's OAuth access token, and the refresh after the server refused one."""
         tokens = self.oauth.oauth.tokens
 
         async def token_source() -> Secret:
@@ -60,6 +63,12 @@ class Services:
         async def force_refresh(rejected: Secret | None) -> Secret:
             return await tokens.force_refresh(mailbox.id, rejected=rejected)
 
+        return token_source, force_refresh
+
+    def connector(self, mailbox: Mailbox) -> Connector:
+        """The connector the registry holds under ``mailbox.connector``, given this service's
+        tokens, trust, guard and limits (the watchers' and the API's, built one way)."""
+        token_source, force_refresh = self._tokens(mailbox)
         context = registry.ConnectorContext(
             token_source=token_source,
             force_refresh=force_refresh,
@@ -69,6 +78,20 @@ class Services:
             push_renew_seconds=float(self.settings.idle_renew_seconds),
         )
         return registry.create(mailbox, context)
+
+    def transport(self, mailbox: Mailbox) -> Transport:
+        """How ``mailbox`` sends (SMTP submission), with the same tokens, trust and guard as its
+        connector; a mailbox without SMTP settings is refused (``smtp_not_configured``)."""
+        if mailbox.smtp is None:
+            raise SmtpNotConfiguredError(f"mailbox {mailbox.id} has no SMTP server")
+        token_source, force_refresh = self._tokens(mailbox)
+        return SmtpTransport(
+            mailbox,
+            token_source=token_source,
+            force_refresh=force_refresh,
+            guard=self.guard,
+            ssl_context=self.trust.context(mailbox.smtp.trusted_certificate),
+        )
 
     @cached_property
     def mail(self) -> MailAccess:
@@ -84,7 +107,13 @@ class Services:
     @cached_property
     def sending(self) -> SendService:
         """Queueing sends and reading the outbound queue (the send worker does the sending)."""
-        return SendService(self.database, self.mailboxes, self.mail)
+        return SendService(self.database, self.mailboxes, self.mail, wake=self.send_wakeup.set)
+
+    @cached_property
+    def send_wakeup(self) -> asyncio.Event:
+        """Set when this process queued a send: its send worker looks at once instead of at
+        its next poll (:mod:`mailport.sending.worker`)."""
+        return asyncio.Event()
 
     async def aclose(self) -> None:
         """Release connections and background tasks."""

@@ -4,6 +4,18 @@
 * every accepted message is recorded (self.handler.messages) and, if lmtp_port is
   given, delivered to Dovecot over LMTP so the test can read it back over IMAP.
 * handler.fail_next = "451 4.3.0 try later" makes the next DATA fail (retry tests).
+* scripted replies per stage: ``handler.script("RCPT", "550 5.1.1 no such user")`` answers the
+  next RCPT so (a queue per stage: MAIL, RCPT, DATA); ``handler.refuse["x@y"] = "550 …"`` refuses
+  one address every time. A reply starting with 421 closes the connection after it; ``DROP``
+  closes it without a reply.
+* what the server offers: ``handler.pipelining`` / ``eight_bit_mime`` / ``smtputf8`` (bools) and
+  ``handler.size`` (the SIZE limit; None: not advertised).
+* what arrived: ``handler.messages`` (:class:`Received`: envelope, MAIL parameters, bytes, which
+  connection, whether the client pipelined), ``handler.connections`` (opened so far),
+  ``handler.active`` / ``handler.max_active`` (concurrent connections).
+* ``handler.on_message``: called (sync or async) with the :class:`Received` after it is recorded
+  and before the reply is sent — e.g. to kill a worker process between "the server has the
+  message" and "the client saw 250".
 """
 
 from __future__ import annotations
@@ -12,6 +24,7 @@ import asyncio
 import base64
 import collections
 import errno
+import inspect
 import json
 import smtplib
 import ssl
@@ -19,6 +32,7 @@ import urllib.parse
 import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import SMTP, AuthResult, Envelope, LoginPassword, Session
@@ -51,6 +65,19 @@ class LongLineSMTP(SMTP):
     line_length_limit = 64 * 1024
     command_size_limit = 64 * 1024
     command_size_limits = collections.defaultdict(lambda: 64 * 1024)
+
+    def connection_made(self, transport):
+        first = self.transport is None  # not the STARTTLS re-entry
+        super().connection_made(transport)
+        if first:
+            opened = getattr(self.event_handler, "opened", None)
+            self.number = opened() if opened else 0
+
+    def connection_lost(self, error):
+        closed = getattr(self.event_handler, "closed", None)
+        if closed:
+            closed()
+        super().connection_lost(error)
 
 
 class LongLineController(Controller):
@@ -119,6 +146,9 @@ class Received:
     data: bytes
     auth_user: str | None
     mechanism: str | None
+    mail_options: list[str] = field(default_factory=list)  # upper-cased, e.g. ["BODY=8BITMIME", "SIZE=123"]
+    connection: int = 0  # which connection (1, 2, … in the order they were opened)
+    pipelined: bool = False  # more commands were already waiting when MAIL was read (RFC 2920)
 
 
 @dataclass
@@ -128,6 +158,94 @@ class SubmissionHandler:
     lmtp_port: int | None = None
     messages: list[Received] = field(default_factory=list)
     fail_next: str | None = None
+    pipelining: bool = True
+    eight_bit_mime: bool = True
+    smtputf8: bool = True
+    size: int | None = 32 * 1024 * 1024
+    refuse: dict[str, str] = field(default_factory=dict)  # address -> reply, every time
+    on_message: Callable[[Received], Any] | None = None
+    connections: int = 0
+    active: int = 0
+    max_active: int = 0
+    scripted: dict[str, collections.deque[str]] = field(
+        default_factory=lambda: collections.defaultdict(collections.deque)
+    )
+    _pipelined: dict[int, bool] = field(default_factory=dict)
+
+    def script(self, stage: str, *replies: str) -> None:
+        """Answer the next MAIL / RCPT / DATA (one reply each, in order) with ``replies``."""
+        self.scripted[stage.upper()].extend(replies)
+
+    def reset(self) -> None:
+        """Forget what arrived and every script; advertise everything again."""
+        self.messages.clear()
+        self.scripted.clear()
+        self.refuse.clear()
+        self.fail_next = None
+        self.on_message = None
+        self.pipelining = self.eight_bit_mime = self.smtputf8 = True
+        self.size = 32 * 1024 * 1024
+        self.connections = self.active = self.max_active = 0
+
+    # ---- connections (LongLineSMTP calls these) ------------------------------------
+    def opened(self) -> int:
+        self.connections += 1
+        self.active += 1
+        self.max_active = max(self.max_active, self.active)
+        return self.connections
+
+    def closed(self) -> None:
+        self.active -= 1
+
+    def _scripted(self, server: SMTP, stage: str) -> str | None:
+        queue = self.scripted.get(stage)
+        if not queue:
+            return None
+        reply = queue.popleft()
+        if reply == "DROP":
+            server.transport.close()
+            return "421 4.4.2 dropped"  # never reaches the client: the connection is closed
+        if reply.startswith("421"):
+            server.loop.call_soon(server.transport.close)
+        return reply
+
+    # ---- what the server offers ------------------------------------------------------
+    async def handle_EHLO(self, server: SMTP, session: Session, envelope: Envelope, hostname: str, responses):
+        session.host_name = hostname
+        lines = [r[4:] for r in responses]
+        offered = []
+        for line in lines:
+            keyword = line.split()[0].upper() if line else ""
+            if keyword == "8BITMIME" and not self.eight_bit_mime:
+                continue
+            if keyword == "SMTPUTF8" and not self.smtputf8:
+                continue
+            if keyword == "SIZE":
+                if self.size is None:
+                    continue
+                line = f"SIZE {self.size}"
+            offered.append(line)
+        if self.pipelining:
+            offered.insert(1, "PIPELINING")
+        return [f"250-{line}" for line in offered[:-1]] + [f"250 {offered[-1]}"]
+
+    # ---- the transaction ---------------------------------------------------------------
+    async def handle_MAIL(self, server: SMTP, session: Session, envelope: Envelope, address: str, options):
+        self._pipelined[id(session)] = bool(server._reader._buffer)
+        reply = self._scripted(server, "MAIL")
+        if reply is not None:
+            return reply
+        envelope.mail_from = address
+        envelope.mail_options.extend(options)
+        return "250 2.1.0 Ok"
+
+    async def handle_RCPT(self, server: SMTP, session: Session, envelope: Envelope, address: str, options):
+        reply = self._scripted(server, "RCPT") or self.refuse.get(address)
+        if reply is not None:
+            return reply
+        envelope.rcpt_tos.append(address)
+        envelope.rcpt_options.extend(options)
+        return "250 2.1.5 Ok"
 
     # ---- PLAIN / LOGIN (aiosmtpd built-ins call this) --------------------------
     def authenticator(self, server, session, envelope, mechanism, auth_data):
@@ -186,19 +304,28 @@ class SubmissionHandler:
         if self.fail_next:
             reply, self.fail_next = self.fail_next, None
             return reply
+        scripted = self._scripted(server, "DATA")
+        if scripted is not None:
+            return scripted
         data = envelope.original_content or envelope.content
-        self.messages.append(
-            Received(
-                envelope.mail_from,
-                list(envelope.rcpt_tos),
-                data,
-                session.auth_data,
-                getattr(session, "auth_mech", None),
-            )
+        received = Received(
+            envelope.mail_from,
+            list(envelope.rcpt_tos),
+            data,
+            session.auth_data,
+            getattr(session, "auth_mech", None),
+            mail_options=list(envelope.mail_options),
+            connection=getattr(server, "number", 0),
+            pipelined=self._pipelined.pop(id(session), False),
         )
+        self.messages.append(received)
         if self.lmtp_port:
             await asyncio.to_thread(self._lmtp, envelope.mail_from, list(envelope.rcpt_tos), data)
-        return "250 2.0.0 Ok: queued"
+        if self.on_message is not None:
+            result = self.on_message(received)
+            if inspect.isawaitable(result):
+                await result
+        return f"250 2.0.0 Ok: queued as {len(self.messages)}"
 
     def _lmtp(self, mail_from: str, rcpts: list[str], data: bytes):
         with smtplib.LMTP("127.0.0.1", self.lmtp_port) as lmtp:
@@ -227,6 +354,7 @@ class SubmissionServer:
             auth_require_tls=True,
             authenticator=self.handler.authenticator,
             ready_timeout=10,
+            enable_SMTPUTF8=True,  # offered or not as handler.smtputf8 says (handle_EHLO)
         )
         controllers = [LongLineController(self.handler, port=self.port, tls_context=self.context, **common)]
         if self.tls_port:

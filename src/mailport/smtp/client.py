@@ -16,11 +16,16 @@ aiosmtplib does the protocol; this module adds what mailport needs around it:
   ``334`` instead;
 * the OAuth error challenge (``334 <base64 JSON>``) is answered and decoded into the error;
 * aiosmtplib's exceptions are translated here, once, keeping the reply code
-  (``smtp_code``) and the server's text (``server_said``).
+  (``smtp_code``) and the server's text (``server_said``);
+* the transaction primitives :meth:`SmtpClient.write`, :meth:`SmtpClient.read_reply`,
+  :meth:`SmtpClient.drain` and :meth:`SmtpClient.rset` for the outbound queue's transport
+  (:mod:`mailport.sending.smtp_transport`), which needs what ``send_message`` cannot give:
+  a pause before the final ``.`` of DATA, and PIPELINING (RFC 2920).
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import socket
 import ssl
@@ -31,6 +36,7 @@ from typing import Any, Self
 
 import aiosmtplib
 from aiosmtplib import SMTPResponse
+from aiosmtplib.protocol import SMTPProtocol
 
 from mailport import sasl
 from mailport.errors import (
@@ -358,6 +364,60 @@ class SmtpClient:
             raise translate(exc, self._where) from exc
         # aiosmtplib returns the DATA reply's text only when the code was 250
         return SendResult(code=250, text=text, refused={k: (v.code, v.message) for k, v in refused.items()})
+
+    # ------------------------------------------------------------------ transaction primitives
+
+    @property
+    def connected(self) -> bool:
+        return self._smtp.is_connected
+
+    def _protocol(self) -> SMTPProtocol:
+        protocol = self._smtp.protocol
+        if protocol is None or not protocol.is_connected:
+            raise ConnectionLostError(f"{self._where}: the SMTP connection is closed")
+        return protocol
+
+    def write(self, data: bytes) -> None:
+        """Queue ``data`` (one or more commands, or DATA's body) on the connection."""
+        try:
+            self._protocol().write(data)
+        except (aiosmtplib.SMTPException, OSError) as exc:
+            self.close()
+            raise translate(exc, self._where) from exc
+
+    async def read_reply(self, timeout: float | None = None) -> SMTPResponse:
+        """The next reply, in order, also when several came in one packet (pipelined commands).
+
+        aiosmtplib's protocol parses one reply per packet received and keeps the rest in its
+        buffer; the replies to a pipelined group are taken from that buffer first. A timeout
+        closes the connection: a late reply would be read as the next command's.
+        """
+        protocol = self._protocol()
+        try:
+            buffered = protocol._read_response_from_buffer()
+            if buffered is not None:
+                return buffered
+            return await protocol.read_response(timeout=self._timeout if timeout is None else timeout)
+        except (aiosmtplib.SMTPException, OSError, TimeoutError) as exc:
+            self.close()
+            raise translate(exc, self._where) from exc
+
+    async def drain(self, timeout: float | None = None) -> None:
+        """Wait until the queued bytes are handed to the kernel (flow control, like a stream's drain)."""
+        protocol = self._protocol()
+        try:
+            await asyncio.wait_for(protocol._drain_helper(), self._timeout if timeout is None else timeout)
+        except (aiosmtplib.SMTPException, OSError, TimeoutError) as exc:
+            self.close()
+            raise translate(exc, self._where) from exc
+
+    async def rset(self) -> None:
+        """End a failed transaction, keeping the session (RFC 5321 §4.1.1.5)."""
+        try:
+            await self._smtp.rset()
+        except (aiosmtplib.SMTPException, OSError) as exc:
+            self.close()
+            raise translate(exc, self._where) from exc
 
     async def quit(self) -> None:
         if self._smtp.is_connected:
