@@ -6,18 +6,25 @@ Import the fixtures into a test module by name."""
 
 from __future__ import annotations
 
+import asyncio
 import imaplib
+import json
 import re
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
+from sqlalchemy import select
 
 from mailport.bootstrap import Services
 from mailport.config import Settings
+from mailport.sending.models import FINAL, OutboundMessage, SentCopyState
+from mailport.sending.worker import SendWorker, retry_policy
+from mailport.store.tables import events
 from tests.fixtures.api import TenantHandle
 from tests.integration.sending.outbox_bed import Box, make_box
 from tests.mailstack.dovecot import Dovecot
@@ -134,3 +141,43 @@ def threads(text: str) -> list[list[int]]:
         else:
             result[-1].append(int(token))
     return result
+
+
+# --------------------------------------------------------------------------- the queue and its worker
+
+
+@pytest.fixture
+async def worker(services: Services) -> AsyncIterator[SendWorker]:
+    """The send worker, running, impatient (polls every 0.1 s, retries after 0.2 s)."""
+    running = SendWorker(
+        services,
+        poll_seconds=0.1,
+        claim_seconds=10,
+        retry=retry_policy(first_seconds=0.2, max_attempts=3, give_up_hours=1),
+    )
+    running.start()
+    try:
+        yield running
+    finally:
+        await running.stop()
+
+
+async def settled(box: Box, send_id: str, *, copied: bool = False, timeout: float = 30) -> OutboundMessage:
+    """The send once it is sent, failed or cancelled (and, with ``copied``, once its Sent copy
+    step is over too)."""
+    deadline = asyncio.get_running_loop().time() + timeout
+    while True:
+        found = await box.services.sending.get(box.tenant_id, box.mailbox_id, send_id)
+        if found.state in FINAL and not (copied and found.sent_copy is SentCopyState.PENDING):
+            return found
+        if asyncio.get_running_loop().time() > deadline:
+            raise AssertionError(f"send {send_id} still {found.state}/{found.sent_copy} after {timeout} s")
+        await asyncio.sleep(0.05)
+
+
+async def events_of(services: Services, send_id: str, type_: str) -> list[dict[str, Any]]:
+    """The payloads of the events of type ``type_`` about ``send_id``."""
+    async with services.database.connect() as conn:
+        rows = (await conn.execute(select(events).where(events.c.type == type_))).all()
+    payloads = [json.loads(r.payload) for r in rows]
+    return [p for p in payloads if p.get("send_id") == send_id]
