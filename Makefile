@@ -21,7 +21,7 @@ $(STAMP): $(RUNSTAMP)
 
 venv: $(STAMP)
 
-## sysdeps: Debian packages the test bed needs (Dovecot, OpenSSL), installed when missing
+## sysdeps: Debian packages the test bed needs (Dovecot, Postfix, OpenSSL …), installed when missing
 sysdeps:
 	@bash scripts/install-system-deps.sh
 

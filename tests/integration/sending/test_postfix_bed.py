@@ -155,16 +155,19 @@ def test_stop_leaves_no_process_and_frees_the_ports(dovecot, mail_root: Path):
         cert=dovecot.root / "ssl/cert.pem",
         key=dovecot.root / "ssl/key.pem",
     ).start()
-    assert server.pgid is not None
-    # A session in progress: an smtpd serves it while the instance stops.
-    with smtplib.SMTP("127.0.0.1", server.submission_port, timeout=10) as client:
-        assert client.ehlo()[0] == 250
-        members = process_group(server.pgid)
-        assert server.pgid in members and len(members) >= 2  # the master, an smtpd, qmgr …
+    try:
+        assert server.pgid is not None
+        # A session in progress: an smtpd serves it while the instance stops.
+        with smtplib.SMTP("127.0.0.1", server.submission_port, timeout=10) as client:
+            assert client.ehlo()[0] == 250
+            members = process_group(server.pgid)
+            assert server.pgid in members and len(members) >= 2  # the master, an smtpd, qmgr …
+            server.stop()
+            assert still_running(members) == []
+            with pytest.raises(smtplib.SMTPServerDisconnected):
+                client.noop()
+    finally:
         server.stop()
-        assert still_running(members) == []
-        with pytest.raises(smtplib.SMTPServerDisconnected):
-            client.noop()
     for port in (server.submission_port, server.submissions_port):
         with pytest.raises(ConnectionRefusedError), socket.create_connection(("127.0.0.1", port), timeout=2):
             pass
