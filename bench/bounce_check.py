@@ -57,7 +57,9 @@ def main() -> None:
         raws = corpus(args.messages, share, seed=11)
         parsed = [parse_message(raw, mailbox_id="mb", folder="INBOX") for raw in raws]
         assert not any(worth_classifying(m.headers) for m in parsed), "ordinary mail passed the check"
-        parse_us = per_item_us(lambda raw: parse_message(raw, mailbox_id="mb", folder="INBOX"), raws, args.repeat)
+        parse_us = per_item_us(
+            lambda raw: parse_message(raw, mailbox_id="mb", folder="INBOX"), raws, args.repeat
+        )
         check_us = per_item_us(lambda m: worth_classifying(m.headers), parsed, args.repeat)
         result[name] = {
             "avg_bytes": sum(map(len, raws)) // len(raws),

@@ -19,8 +19,8 @@ from __future__ import annotations
 
 import html
 import re
-from dataclasses import dataclass
 from collections.abc import Mapping
+from dataclasses import dataclass
 from email.message import Message
 from email.utils import getaddresses
 
