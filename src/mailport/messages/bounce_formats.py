@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import html
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
 from email.message import Message
 from email.utils import getaddresses
@@ -30,8 +31,9 @@ _EXCHANGE_LINE = re.compile(rf"(?m)^[ \t]*<?({_ADDRESS})>?(?:[ \t]|$)")
 _ENHANCED = re.compile(r"\b([245])\.(\d{1,3})\.(\d{1,3})\b")
 _TAG = re.compile(r"<[^>]*>")
 
-_AUTO_REPLY_HEADERS = ("x-autoreply", "x-autorespond")
+AUTO_REPLY_HEADERS = ("x-autoreply", "x-autorespond")
 _SYSTEM_LOCALPARTS = ("mailer-daemon", "postmaster", "mail-daemon", "mailerdaemon", "microsoftexchange")
+_SYSTEM_HINT = re.compile("|".join(_SYSTEM_LOCALPARTS), re.IGNORECASE)
 
 _COPY_MARKERS = (
     "------ This is a copy of the message",
@@ -60,6 +62,10 @@ _DELAY_MARKERS = (
 )
 
 
+Fields = Message | Mapping[str, str]
+"""A parsed message, or its header fields by lower-case name (first value of each)."""
+
+
 @dataclass(frozen=True, slots=True)
 class TextRecipient:
     """A recipient read from a non-standard bounce."""
@@ -70,29 +76,34 @@ class TextRecipient:
     delayed: bool
 
 
-def from_mail_system(message: Message) -> bool:
+def from_mail_system(message: Fields) -> bool:
     """Sent by a mail system rather than a person.
 
     A system mailbox in From/Sender (MAILER-DAEMON, postmaster, Exchange's system mailbox) is
     enough: real bounces carry ``Auto-Submitted: auto-replied`` too. An empty Return-Path alone
     counts only without auto-reply markers, because RFC 3834 asks out-of-office responders to
     send with an empty Return-Path as well.
+
+    ``message`` is a parsed message or a mapping of lower-case field names to their first value.
     """
-    for _name, addr in getaddresses([str(message.get("From", "")), str(message.get("Sender", ""))]):
-        local = addr.split("@", 1)[0].lower()
-        if local.startswith(_SYSTEM_LOCALPARTS):
-            return True
-    return str(message.get("Return-Path", "")).strip() == "<>" and not is_auto_reply(message)
+    from_, sender = str(message.get("from", "")), str(message.get("sender", ""))
+    # A cheap look first (ordinary mail stops here); the address parser only then.
+    if _SYSTEM_HINT.search(from_) or (sender and _SYSTEM_HINT.search(sender)):
+        for _name, addr in getaddresses([from_, sender]):
+            local = addr.split("@", 1)[0].lower()
+            if local.startswith(_SYSTEM_LOCALPARTS):
+                return True
+    return str(message.get("return-path", "")).strip() == "<>" and not is_auto_reply(message)
 
 
-def is_auto_reply(message: Message) -> bool:
+def is_auto_reply(message: Fields) -> bool:
     """RFC 3834 ``Auto-Submitted`` (anything but ``no``) and the common vendor markers."""
-    auto = str(message.get("Auto-Submitted", "")).strip().lower()
+    auto = str(message.get("auto-submitted", "")).strip().lower()
     if auto and not auto.startswith("no"):
         return True
-    if any(message.get(name) is not None for name in _AUTO_REPLY_HEADERS):
+    if any(message.get(name) is not None for name in AUTO_REPLY_HEADERS):
         return True
-    return str(message.get("Precedence", "")).strip().lower() == "auto_reply"
+    return str(message.get("precedence", "")).strip().lower() == "auto_reply"
 
 
 def body_text(message: Message) -> str:

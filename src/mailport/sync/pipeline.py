@@ -11,6 +11,15 @@ docs/messages.md), which never raises: a broken message is delivered with ``pars
 Messages over 1 MiB are parsed in a worker thread so one big message never stalls the event
 loop (and so the other mailboxes' watchers).
 
+Bounces and complaints: each message is also looked at by
+:func:`mailport.messages.bounces.worth_classifying` over the header fields the parser has
+already split (~3 % of the parse for ordinary mail, ``bench/bounce_check.py``); only a
+``multipart/report`` or mail from a mail system is parsed again, in :func:`parse_chunk` (so in
+the worker thread with the big ones). A report whose ``message.received`` is appended gets its
+``message.bounced`` / ``message.complaint`` right after it, in the same transaction, linked to
+the send it reports (:mod:`mailport.sending.bounce_links`); see
+:mod:`mailport.sending.bounce_events`. Oversized messages (headers only) are not classified.
+
 The raw source is kept in the ``messages`` table rather than re-fetched on demand:
 after-processing may move or delete the message on the server, an epoch change (IMAP:
 UIDVALIDITY) renumbers it, and the server may be unreachable exactly when the application asks.
@@ -25,7 +34,7 @@ import asyncio
 import hashlib
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
@@ -35,8 +44,11 @@ from mailport.connectors.base import Batch, Cursor, MessageRef, RemoteMessage
 from mailport.events import Event, EventType, NewEvent, append_many, message_key
 from mailport.mailboxes.models import Mailbox
 from mailport.messages import Message, parse_headers_only, parse_message
+from mailport.messages.bounces import Bounce, Classification, Complaint, classify, worth_classifying
 from mailport.messages.threading import thread_root
 from mailport.metrics import MESSAGES_FAILED, MESSAGES_OVERSIZED, MESSAGES_PROCESSED
+from mailport.sending import bounce_links
+from mailport.sending.bounce_events import report_event
 from mailport.store import threads
 from mailport.store.ids import new_id
 from mailport.sync import repository as repo
@@ -49,6 +61,7 @@ class Parsed:
     remote: RemoteMessage
     message: Message
     sha256: str
+    report: Classification = None  # a bounce, complaint or delivery notice (never when oversized)
 
 
 def _parse(mailbox_id: str, scope: str, remote: RemoteMessage) -> Parsed:
@@ -56,11 +69,12 @@ def _parse(mailbox_id: str, scope: str, remote: RemoteMessage) -> Parsed:
         message = parse_headers_only(
             remote.headers or b"", remote.size, mailbox_id=mailbox_id, folder=scope, flags=remote.flags
         )
-    else:
-        message = parse_message(
-            remote.raw, mailbox_id=mailbox_id, folder=scope, flags=remote.flags, size=remote.size
-        )
-    return Parsed(remote, message, message.sha256)
+        return Parsed(remote, message, message.sha256)
+    message = parse_message(
+        remote.raw, mailbox_id=mailbox_id, folder=scope, flags=remote.flags, size=remote.size
+    )
+    report = classify(remote.raw) if worth_classifying(message.headers) else None
+    return Parsed(remote, message, message.sha256, report)
 
 
 async def parse_chunk(mailbox_id: str, scope: str, chunk: Sequence[RemoteMessage]) -> list[Parsed]:
@@ -99,6 +113,7 @@ class ChunkResult:
     matched: int  # already delivered under an old epoch: recorded, not re-delivered
     failed: int
     cursor: Cursor
+    reports: list[Event] = field(default_factory=list)  # message.bounced / message.complaint
 
 
 async def store_chunk(
@@ -131,6 +146,7 @@ async def store_chunk(
     message_ids: list[str] = []
     failed = matched = 0
     items: list[str] = []
+    reports: list[Parsed] = []  # the parsed message of each new event, for its report
     for p in parsed:
         msg_id = new_id("msg")
         oversized = p.remote.oversized or p.remote.raw is None
@@ -173,15 +189,20 @@ async def store_chunk(
         )
         message_ids.append(msg_id)
         items.append(p.remote.item)
+        reports.append(p)
     appended = await append_many(conn, new_events, now=now)
     by_key = {e.idempotency_key: e for e in appended}
     event_of: dict[str, str] = {}
     appended_items: list[tuple[str, str]] = []  # (event id, item) of the events really appended
-    for new, msg_id, item in zip(new_events, message_ids, items, strict=True):
+    fresh_reports: list[tuple[NewEvent, Parsed, Bounce | Complaint]] = []
+    for new, msg_id, item, p in zip(new_events, message_ids, items, reports, strict=True):
         event = by_key.get(new.idempotency_key)
         if event is not None:
             event_of[msg_id] = event.id
             appended_items.append((event.id, item))
+            if isinstance(p.report, Bounce | Complaint):
+                fresh_reports.append((new, p, p.report))
+    report_events = await _append_reports(conn, mailbox, scope, epoch, fresh_reports, now=now)
     for row in rows:
         row["event_id"] = event_of.get(row["id"])
     await repo.insert_messages(conn, rows)
@@ -218,4 +239,43 @@ async def store_chunk(
     oversized_count = sum(1 for p in parsed if p.remote.oversized)
     if oversized_count:
         MESSAGES_OVERSIZED.inc(oversized_count)
-    return ChunkResult(appended, len(appended), matched, failed, batch.cursor)
+    return ChunkResult(appended, len(appended), matched, failed, batch.cursor, report_events)
+
+
+async def _append_reports(
+    conn: AsyncConnection,
+    mailbox: Mailbox,
+    scope: str,
+    epoch: str,
+    fresh: Sequence[tuple[NewEvent, Parsed, Bounce | Complaint]],
+    *,
+    now: datetime,
+) -> list[Event]:
+    """``message.bounced`` / ``message.complaint`` for the reports whose ``message.received`` was
+    just appended (so after it in the log), linked to their sends in one lookup."""
+    if not fresh:
+        return []
+    sends = await bounce_links.find_sends(
+        conn,
+        tenant_id=mailbox.tenant_id,
+        mailbox_id=mailbox.id,
+        message_ids=[report.original_message_id for _, _, report in fresh],
+    )
+    items: list[NewEvent] = []
+    for received, p, report in fresh:
+        original = report.original_message_id
+        event = report_event(
+            report,
+            tenant_id=mailbox.tenant_id,
+            mailbox_id=mailbox.id,
+            scope=scope,
+            epoch=epoch,
+            item=p.remote.item,
+            ref=received.payload["ref"],
+            report_message_id=p.message.message_id,
+            send_id=sends.get(bounce_links.message_id_key(original)) if original else None,
+            received_at=now,
+        )
+        if event is not None:
+            items.append(event)
+    return await append_many(conn, items, now=now)

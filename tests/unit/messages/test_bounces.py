@@ -354,3 +354,34 @@ def test_unknown_wording_from_mailer_daemon_by_subject() -> None:
     (victor,) = found.recipients
     assert (victor.recipient, victor.action, victor.status) == ("victor@example.net", "failed", "5.1.1")
     assert victor.diagnostic is not None and "User unknown" in victor.diagnostic
+
+
+def test_the_header_look_over_parsed_fields_passes_every_report_and_no_ordinary_mail() -> None:
+    """Ingestion decides from the fields its parser split (``Message.headers``): every report of
+    the corpus passes; auto-replies and a person's message do not, so they are not parsed again."""
+    from mailport.messages import parse_message
+    from mailport.messages.bounces import worth_classifying
+
+    for path in sorted(CORPUS.glob("*.eml")):
+        raw = path.read_bytes()
+        fields = parse_message(raw, mailbox_id="m", folder="INBOX").headers
+        assert worth_classifying(fields) == (classify(raw) is not None), path.name
+    assert not worth_classifying([("From", "Postmaster Team <ops@example.net>"), ("Subject", "hi")])
+    assert worth_classifying([("FROM", '"Mail Delivery System" <MAILER-DAEMON@mx.example.com>')])
+    assert worth_classifying([("Content-Type", 'Multipart/Report; report-type="delivery-status"')])
+    assert worth_classifying([("Return-Path", "<>"), ("Subject", "Undelivered")])
+    assert not worth_classifying([("Return-Path", "<>"), ("Auto-Submitted", "auto-replied")])
+    assert not worth_classifying([])
+
+
+def test_a_read_receipt_is_not_a_bounce() -> None:
+    raw = (
+        b"From: Ann <ann@example.net>\r\n"
+        b'Content-Type: multipart/report; report-type=disposition-notification; boundary="b"\r\n\r\n'
+        b"--b\r\nContent-Type: text/plain\r\n\r\nThe message was displayed.\r\n"
+        b"--b\r\nContent-Type: message/disposition-notification\r\n\r\n"
+        b"Final-Recipient: rfc822; ann@example.net\r\n"
+        b"Disposition: manual-action/MDN-sent-manually; displayed\r\n"
+        b"--b--\r\n"
+    )
+    assert classify(raw) is None
