@@ -82,18 +82,29 @@ async def ensure_folder(connector: Connector, kind: CopyKind) -> str:
     """The path of the folder with ``kind.role``, created (as ``kind.name``) when missing.
     Remembered per connection: listing every folder (with counts) for each copy would cost more
     than the copy; a folder that went away meanwhile is looked up again (:func:`store_copy`)."""
-    known = _known.setdefault(connector, {})
-    path = known.get(kind.role) or await folder_with_role(connector, kind.role)
-    if path is None:
-        try:
-            path = (await connector.create_folder(kind.name)).path
-            log.info("created the %s folder %r", kind.role, path)
-        except FolderExistsError:  # another client (or worker) created it meanwhile
-            path = await folder_with_role(connector, kind.role)
-            if path is None:
-                raise
-    known[kind.role] = path
+    path = await known_folder(connector, kind.role)
+    if path is not None:
+        return path
+    try:
+        path = (await connector.create_folder(kind.name)).path
+        log.info("created the %s folder %r", kind.role, path)
+    except FolderExistsError:  # another client (or worker) created it meanwhile
+        path = await folder_with_role(connector, kind.role)
+        if path is None:
+            raise
+    _known.setdefault(connector, {})[kind.role] = path
     return path
+
+
+async def known_folder(connector: Connector, role: Role) -> str | None:
+    """The path of the folder with ``role`` (None: there is none), remembered per connection."""
+    known = _known.setdefault(connector, {})
+    if role not in known:
+        path = await folder_with_role(connector, role)
+        if path is None:
+            return None
+        known[role] = path
+    return known[role]
 
 
 async def folder_with_role(connector: Connector, role: Role) -> str | None:
