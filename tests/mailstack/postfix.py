@@ -12,7 +12,11 @@ directories); nothing under /etc is read or written and nothing listens on port 
 * every accepted message is delivered to that Dovecot over LMTP, whatever the domain, so a test
   reads it back over IMAP; no DNS lookups, no mail ever leaves the machine;
 * recipients whose local part starts with ``nosuch`` are unknown: Postfix refuses them at RCPT
-  with its own words (``550 5.1.1 ... User unknown in virtual mailbox table``).
+  with its own words (``550 5.1.1 ... User unknown in virtual mailbox table``);
+* recipients whose local part starts with ``bounceme`` are accepted and then fail delivery
+  permanently (a delivery command that answers "no such user"): Postfix's bounce daemon sends
+  its real delivery status notification (RFC 3464, ``5.1.1``) to the envelope sender, which
+  lands in the sender's INBOX.
 
 Postfix's master must run as root (CI and ``make test`` do); it runs in the foreground as our
 child, as session leader of its own process group, so :meth:`Postfix.stop` ends every process it
@@ -38,6 +42,7 @@ from tests.mailstack.dovecot import free_port
 DAEMON_DIRECTORY = Path("/usr/lib/postfix/sbin")
 DOMAINS = ("example.test", "dyn.example.test")
 UNKNOWN_PREFIX = "nosuch"  # recipients the server does not know (see the module docstring)
+BOUNCE_PREFIX = "bounceme"  # accepted, then bounced: Postfix mails its own DSN to the sender
 
 
 class PostfixPortTakenError(RuntimeError):
@@ -110,6 +115,7 @@ virtual_mailbox_maps = regexp:{self.config_directory}/recipients.regexp
 virtual_transport = {lmtp}
 relay_transport = {lmtp}
 default_transport = {lmtp}
+transport_maps = regexp:{self.config_directory}/transport.regexp
 smtpd_reject_unlisted_recipient = yes
 
 # Submission only: authenticated clients may send anywhere, nobody else anything.
@@ -184,6 +190,8 @@ lmtp      unix  -       -       n       -       -       lmtp
 anvil     unix  -       -       n       -       1       anvil
 scache    unix  -       -       n       -       1       scache
 postlog   unix-dgram n  -       n       -       1       postlogd
+nouser    unix  -       n       n       -       -       pipe
+  user=nobody argv={self.config_directory}/nouser.sh
 """
 
     def write_files(self) -> None:
@@ -194,6 +202,12 @@ postlog   unix-dgram n  -       n       -       1       postlogd
         (conf / "master.cf").write_text(self.render_master())
         # Every address is a mailbox except the unknown ones (regexp tables need no postmap).
         (conf / "recipients.regexp").write_text(f"!/^{UNKNOWN_PREFIX}[^@]*@/ OK\n")
+        (conf / "transport.regexp").write_text(f"/^{BOUNCE_PREFIX}[^@]*@/ nouser:\n")
+        # The delivery agent of those: a command that says "no such user" (EX_NOUSER). An
+        # ``error:`` transport would not do: smtpd refuses such recipients at RCPT already.
+        script = conf / "nouser.sh"
+        script.write_text("#!/bin/sh\necho 'The test bed bounces this address'\nexit 67\n")
+        script.chmod(0o755)
         # The queue directory belongs to root and the mail processes (user postfix) must reach it.
         p = self.root
         while p != p.parent:
