@@ -33,7 +33,7 @@ from tests.integration.sending.postfix_bed import (
     worker,
 )
 from tests.mailstack.dovecot import Dovecot
-from tests.mailstack.postfix import Postfix
+from tests.mailstack.postfix import TEMPFAIL_PREFIX, Postfix
 
 __all__ = ["database_url", "recipient", "sender", "settings", "worker"]
 
@@ -214,3 +214,21 @@ async def test_a_wrong_password_fails_the_send_as_invalid_credentials(
     assert "wrong-password-77" not in str(error.to_json())
     [event] = await events_of(box.services, queued.id, EventType.MESSAGE_SEND_FAILED)
     assert event["error"]["code"] == "invalid_credentials"
+
+
+async def test_a_4xx_from_postfix_is_retried_then_given_up_with_its_words(
+    sender: Box, worker: SendWorker
+) -> None:
+    """The worker fixture allows 3 attempts, 0.2 s apart and doubling."""
+    busy = f"{TEMPFAIL_PREFIX}-{uuid.uuid4().hex[:6]}@example.test"
+    request = SendRequest(to=(busy,), subject="later", text="x")
+    queued = (await sender.services.sending.send(sender.tenant_id, sender.mailbox_id, request)).send
+    failed = await settled(sender, queued.id)
+    assert failed.state is SendState.FAILED and failed.attempts == 3
+    error = failed.last_error
+    assert error is not None and error.smtp_code == 450 and error.code == "smtp_rejected"
+    assert error.server_said is not None
+    assert f"<{busy}>: Recipient address rejected: Mailbox busy, try again later" in error.server_said
+    assert error.message.startswith("gave up after 3 attempts")
+    [event] = await events_of(sender.services, queued.id, EventType.MESSAGE_SEND_FAILED)
+    assert event["attempts"] == 3 and event["error"]["smtp_code"] == 450
