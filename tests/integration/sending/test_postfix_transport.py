@@ -17,9 +17,10 @@ import pytest
 
 from mailport.crypto import Secret
 from mailport.errors import InvalidCredentialsError, MessageTooLargeError, SMTPRejectedError
-from mailport.mailboxes.models import Mailbox, Security, ServerSettings
+from mailport.mailboxes.models import AuthMethod, Mailbox, Security, ServerSettings
 from mailport.sending.smtp_transport import SmtpTransport, is_temporary_send_error
 from mailport.sending.transport import Outgoing
+from tests.conftest import issue_token
 from tests.integration.sending.outbox_bed import Box
 from tests.integration.sending.postfix_bed import (
     Account,
@@ -30,6 +31,7 @@ from tests.integration.sending.postfix_bed import (
     settings,
 )
 from tests.mailstack.dovecot import Dovecot
+from tests.mailstack.idp import MockIdP
 from tests.mailstack.postfix import Postfix
 
 __all__ = ["database_url", "recipient", "sender", "settings"]
@@ -233,3 +235,38 @@ async def test_concurrent_messages_share_two_sessions(
         delivered(dovecot, recipient, message_id(m))
     # each message was its own authenticated transaction in Postfix's log
     assert postfix.log_tail(100_000).count(f"sasl_method=PLAIN, sasl_username={sender.email}") == 8
+
+
+async def test_xoauth2_through_postfix_refreshes_an_expired_token_once(
+    sender: Box, recipient: Account, dovecot: Dovecot, idp: MockIdP, oauth_user: tuple[str, dict[str, object]]
+) -> None:
+    """Dovecot checks the token Postfix relays (introspection at the IdP); the expired one is
+    refused, the transport asks for a fresh one once and sends with it."""
+    email, token = oauth_user
+    expired = Secret(str(issue_token(idp, email, expires_in=-1)["access_token"]))
+    refreshed: list[Secret | None] = []
+
+    async def token_source() -> Secret:
+        return expired
+
+    async def force_refresh(rejected: Secret | None) -> Secret:
+        refreshed.append(rejected)
+        return Secret(str(token["access_token"]))
+
+    box = dataclasses.replace(
+        await mailbox(sender), email=email, auth_method=AuthMethod.OAUTH2, password=None
+    )
+    transport = SmtpTransport(
+        box,
+        token_source=token_source,
+        force_refresh=force_refresh,
+        guard=sender.services.guard,
+        ssl_context=sender.services.trust.context(None),
+    )
+    msg = letter(email, recipient.email)
+    try:
+        await transport.transmit(Outgoing(wire(msg), email, (recipient.email,)), committing=Commits())
+    finally:
+        await transport.aclose()
+    assert refreshed == [expired]
+    assert b"with ESMTPSA" in delivered(dovecot, recipient, message_id(msg))
