@@ -232,3 +232,20 @@ async def test_a_4xx_from_postfix_is_retried_then_given_up_with_its_words(
     assert error.message.startswith("gave up after 3 attempts")
     [event] = await events_of(sender.services, queued.id, EventType.MESSAGE_SEND_FAILED)
     assert event["attempts"] == 3 and event["error"]["smtp_code"] == 450
+
+
+async def test_the_same_idempotency_key_twice_sends_one_message(
+    sender: Box, recipient: Account, dovecot: Dovecot, worker: SendWorker
+) -> None:
+    request = SendRequest(to=(recipient.email,), subject="once", text="only once\n")
+    sending = sender.services.sending
+    first = await sending.send(sender.tenant_id, sender.mailbox_id, request, idempotency_key="order-7")
+    await settled(sender, first.send.id)
+    again = await sending.send(sender.tenant_id, sender.mailbox_id, request, idempotency_key="order-7")
+    assert again.replayed and again.send.id == first.send.id and again.send.state is SendState.SENT
+    await worker.run_once()
+    await worker.idle()
+    delivered(dovecot, recipient, first.send.message_id)  # asserts exactly one copy
+    with Imap(dovecot, recipient.email, recipient.password) as imap:
+        imap.select("INBOX")
+        assert len(imap.search("ALL")) == 1
