@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import and_, func, or_, select, update
+from sqlalchemy import and_, case, func, null, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlalchemy.sql.elements import ColumnElement
 
@@ -208,6 +208,11 @@ async def cancel(
 # --- the worker: claims -------------------------------------------------------------------
 
 
+def _raw_if_copy_pending() -> Any:
+    """Keep the bytes only while a Sent copy still needs them."""
+    return case((om.c.sent_copy == SentCopyState.PENDING.value, om.c.raw), else_=null())
+
+
 def _due(now: datetime) -> ColumnElement[bool]:
     """Rows a worker may claim now: queued and due, scheduled and due, or sending with a claim
     that ran out (the process died before the end of DATA: sent again, at least once)."""
@@ -222,6 +227,11 @@ async def due_mailboxes(conn: AsyncConnection, *, now: datetime, limit: int = 50
     """Mailboxes with something to send now."""
     result = await conn.execute(select(om.c.mailbox_id).where(_due(now)).distinct().limit(limit))
     return [row.mailbox_id for row in result]
+
+
+async def tenant_of(conn: AsyncConnection, mailbox_id: str) -> str | None:
+    row = (await conn.execute(select(om.c.tenant_id).where(om.c.mailbox_id == mailbox_id).limit(1))).first()
+    return None if row is None else str(row.tenant_id)
 
 
 async def next_due(conn: AsyncConnection) -> datetime | None:
@@ -355,10 +365,34 @@ async def unconfirmed(conn: AsyncConnection, *, now: datetime, limit: int = 100)
             claimed_by=None,
             claim_until=None,
             next_attempt_at=now,
+            raw=_raw_if_copy_pending(),
         )
         .returning(*_PUBLIC)
     )
     return [to_message(row) for row in result]
+
+
+async def mark_unconfirmed(
+    conn: AsyncConnection, send_id: str, *, owner: str, now: datetime
+) -> OutboundMessage | None:
+    """``committing`` -> ``sent``, ``confirmed = False``: the final dot went out and no answer came."""
+    result = await conn.execute(
+        update(om)
+        .where(om.c.id == send_id, om.c.claimed_by == owner, om.c.state == SendState.COMMITTING.value)
+        .values(
+            state=SendState.SENT.value,
+            confirmed=False,
+            sent_at=now,
+            updated_at=now,
+            claimed_by=None,
+            claim_until=None,
+            next_attempt_at=now,
+            raw=_raw_if_copy_pending(),
+        )
+        .returning(*_PUBLIC)
+    )
+    row = result.first()
+    return None if row is None else to_message(row)
 
 
 async def retry_later(
