@@ -38,7 +38,8 @@ def send_json(send: OutboundMessage) -> dict[str, Any]:
 def _read(path: str, what: str) -> bytes:
     """A file's bytes; ``-`` is standard input."""
     if path == "-":
-        return sys.stdin.buffer.read()
+        stream = getattr(sys.stdin, "buffer", None)  # a text stream without one: encode its text
+        return stream.read() if stream is not None else sys.stdin.read().encode("utf-8")
     try:
         return Path(path).read_bytes()
     except OSError as exc:

@@ -5,18 +5,24 @@ folder refused; errors in the one error body."""
 
 from __future__ import annotations
 
+import asyncio
 import email
+import time
 import uuid
+from collections.abc import AsyncIterator
 from email import policy
 from email.message import EmailMessage
+from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 
 from mailport.bootstrap import Services
+from mailport.config import Settings
 from mailport.connectors.base import MessageRef
-from mailport.connectors.mail import ListQuery
+from mailport.connectors.mail import ListQuery, SearchQuery
+from mailport.sending.worker import SendWorker
 from tests.fixtures.api import NewTenantClient, TenantHandle
 from tests.integration.sending.outbox_bed import Box, make_box, row
 from tests.mailstack.dovecot import Dovecot
@@ -35,6 +41,22 @@ DRAFT = {
 def database_url(sqlite_url: str) -> str:
     """The drafts live on the mail server; the queue's storage is the outbox tests' (both)."""
     return sqlite_url
+
+
+@pytest.fixture
+def settings(settings: Settings, dovecot: Dovecot) -> Settings:
+    """Loopback servers allowed, the bed's CA trusted (its SMTP listener's certificate)."""
+    return settings.model_copy(update={"allowed_hosts": ["127.0.0.1"], "mail_ca_file": Path(dovecot.ca_file)})
+
+
+@pytest.fixture
+async def worker(services: Services) -> AsyncIterator[SendWorker]:
+    running = SendWorker(services, poll_seconds=0.2)
+    running.start()
+    try:
+        yield running
+    finally:
+        await running.stop()
 
 
 @pytest.fixture(params=["standard", "dotted"])
@@ -205,3 +227,60 @@ async def test_bad_bodies_and_other_tenants(
     _, stranger = await new_tenant_client()
     assert (await stranger.get(url(draft_box))).status_code == 404
     assert (await stranger.post(url(draft_box), json=DRAFT)).status_code == 404
+
+
+async def test_a_sent_draft_reaches_the_server_and_leaves_drafts_for_sent(
+    services: Services,
+    tenant_client: httpx.AsyncClient,
+    draft_box: Box,
+    smtp: SubmissionServer,
+    worker: SendWorker,
+) -> None:
+    subject = f"Sent from drafts {time.time_ns()}"
+    made = await create(tenant_client, draft_box, {**DRAFT, "subject": subject})
+
+    queued = await tenant_client.post(url(draft_box, f"/{made['ref']}/send"))
+    assert queued.status_code == 202, queued.text
+    location = queued.headers["Location"]
+    deadline = time.monotonic() + 30
+    while True:  # sent, then the Sent copy stored and the draft deleted (the after-send step)
+        send = (await tenant_client.get(location)).json()
+        if (send["state"] == "sent" and send["sent_copy"] != "pending") or time.monotonic() > deadline:
+            break
+        await asyncio.sleep(0.1)
+
+    assert send["state"] == "sent" and send["smtp_reply"].startswith("250"), send
+    accepted = [m for m in smtp.handler.messages if subject.encode() in m.data]
+    assert len(accepted) == 1
+    assert sorted(accepted[0].rcpt_tos) == ["ann@example.test", "boss@example.test"]
+    assert b"boss@example.test" not in accepted[0].data  # Bcc: envelope only
+    assert (await tenant_client.get(url(draft_box))).json()["data"] == []  # the draft is gone
+    assert send["sent_copy"] == "stored" and send["sent_copy_ref"] is not None
+    sent_folder = draft_box.dovecot.namespace_prefix + "Sent"
+    assert MessageRef.decode(send["sent_copy_ref"]).scope == sent_folder
+    copies = await services.mail.search(
+        draft_box.tenant_id,
+        draft_box.mailbox_id,
+        SearchQuery(folder=sent_folder, message_id=f"<{made['message_id']}>"),
+    )
+    assert len(copies.items) == 1 and copies.items[0].flags == ("seen",)
+    again = await tenant_client.post(url(draft_box, f"/{made['ref']}/send"))  # no key: it is gone
+    assert again.status_code == 404 and again.json()["error"] == "message_not_found"
+
+
+async def test_a_retry_with_the_key_after_the_draft_was_sent_answers_the_first_send(
+    tenant_client: httpx.AsyncClient, draft_box: Box, worker: SendWorker
+) -> None:
+    made = await create(tenant_client, draft_box)
+    key = {"Idempotency-Key": f"draft-{uuid.uuid4().hex}"}
+    first = await tenant_client.post(url(draft_box, f"/{made['ref']}/send"), headers=key)
+    assert first.status_code == 202
+    deadline = time.monotonic() + 30
+    while (await tenant_client.get(url(draft_box))).json()["data"] and time.monotonic() < deadline:
+        await asyncio.sleep(0.1)  # until the worker has sent it and deleted the draft
+
+    retry = await tenant_client.post(url(draft_box, f"/{made['ref']}/send"), headers=key)
+
+    assert retry.status_code == 202, retry.text
+    assert retry.json()["id"] == first.json()["id"] and retry.json()["state"] == "sent"
+    assert retry.headers["Idempotent-Replayed"] == "true"
