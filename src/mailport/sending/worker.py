@@ -395,7 +395,7 @@ class SendWorker:
             )
             return
         if temporary:
-            at = self.retry.next_attempt(message.attempts, window_started=message.created_at, now=now)
+            at = self.retry.next_attempt(message.attempts, window_started=_due_since(message), now=now)
             if at is not None:
                 async with self.services.database.transaction() as conn:
                     await repo.retry_later(conn, message.id, owner=self.owner, error=error, at=at, now=now)
@@ -424,7 +424,7 @@ class SendWorker:
         log.info("send %s: failed: %s", message.id, error.message)
 
     def _age(self, message: OutboundMessage) -> float:
-        return (self.clock() - message.created_at).total_seconds()
+        return (self.clock() - _due_since(message)).total_seconds()
 
     # --- after sending
 
@@ -510,6 +510,11 @@ def send_error(exc: BaseException, *, temporary: bool) -> SendError:
             temporary=temporary,
         )
     return SendError(code="send_failed", message=_name(exc), temporary=temporary)
+
+
+def _due_since(message: OutboundMessage) -> datetime:
+    """Where a send's time to give up starts: when it was due (a scheduled one at send_at)."""
+    return message.send_at or message.created_at
 
 
 def _gave_up(message: OutboundMessage) -> SendError:

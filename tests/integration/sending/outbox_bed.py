@@ -8,6 +8,7 @@ from __future__ import annotations
 import uuid
 from dataclasses import dataclass
 from email.message import EmailMessage
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -25,8 +26,9 @@ from tests.mailstack.smtp import SubmissionServer
 
 
 @pytest.fixture
-def settings(settings: Settings) -> Settings:
-    return settings.model_copy(update={"allowed_hosts": ["127.0.0.1"]})
+def settings(settings: Settings, dovecot: Dovecot) -> Settings:
+    """Loopback servers allowed; the bed's CA trusted (its SMTP listener's certificate)."""
+    return settings.model_copy(update={"allowed_hosts": ["127.0.0.1"], "mail_ca_file": Path(dovecot.ca_file)})
 
 
 @dataclass
