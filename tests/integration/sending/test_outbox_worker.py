@@ -70,19 +70,6 @@ async def settled(services: Services, box: Box, send_id: str, *, timeout: float 
         if found.state in (SendState.SENT, SendState.FAILED, SendState.CANCELLED):
             return found
         if asyncio.get_running_loop().time() > deadline:
-            import sys
-            for t in asyncio.all_tasks():
-                if not t.get_name().startswith("send-snd"):
-                    continue
-                c = t.get_coro()
-                while c is not None:
-                    f = getattr(c, "cr_frame", None) or getattr(c, "ag_frame", None)
-                    if f is not None:
-                        print(f.f_code.co_filename, f.f_lineno, file=sys.stderr)
-                    c = getattr(c, "cr_await", None) or getattr(c, "ag_await", None)
-                    if c is not None and not hasattr(c, "cr_frame") and not hasattr(c, "ag_frame"):
-                        print("awaiting", repr(c)[:300], file=sys.stderr)
-                        break
             raise AssertionError(f"send {send_id} still {found.state} after {timeout} s")
         await asyncio.sleep(0.05)
 
