@@ -329,10 +329,13 @@ class SubmissionHandler:
         return f"250 2.0.0 Ok: queued as {len(self.messages)}"
 
     def _lmtp(self, mail_from: str, rcpts: list[str], data: bytes):
+        # One recipient per transaction: LMTP answers DATA once per recipient (RFC 2033), and
+        # smtplib reads only the first answer, taking the next as a protocol error.
         with smtplib.LMTP("127.0.0.1", self.lmtp_port) as lmtp:
-            refused = lmtp.sendmail(mail_from, rcpts, data)
-            if refused:
-                raise RuntimeError(f"LMTP refused {refused}")
+            for rcpt in rcpts:
+                refused = lmtp.sendmail(mail_from, [rcpt], data)
+                if refused:
+                    raise RuntimeError(f"LMTP refused {refused}")
 
 
 class SubmissionServer:
