@@ -53,6 +53,8 @@ async def make_box(
     tenant_id: str | None = None,
     from_name: str | None = "Support Desk",
     sending: SendingSettings = SendingSettings(),
+    imap_port: int | None = None,
+    provider_id: str | None = None,
 ) -> Box:
     """A fresh Dovecot user as a mailbox (IMAP, and SMTP on ``smtp_port`` unless None)."""
     if tenant_id is None:
@@ -63,10 +65,11 @@ async def make_box(
         NewMailbox(
             email=user,
             auth_method=AuthMethod.PASSWORD,
-            imap=ServerSettings("127.0.0.1", dovecot.imap_port, Security.NONE),
+            imap=ServerSettings("127.0.0.1", imap_port or dovecot.imap_port, Security.NONE),
             smtp=None if smtp_port is None else ServerSettings("127.0.0.1", smtp_port, Security.STARTTLS),
             password=Secret(password),
             settings=ProcessingSettings(from_name=from_name, sending=sending),
+            provider_id=provider_id,
         ),
     )
     return Box(services, tenant_id, mailbox.id, user, password, dovecot)
