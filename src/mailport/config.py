@@ -88,6 +88,14 @@ class Settings(BaseSettings):
     retention_days: int = Field(30, ge=0, le=36500)  # accepted events, delivery history; 0 = forever
     raw_retention_days: int | None = Field(None, ge=0, le=36500)  # raw sources; unset = retention_days
 
+    # --- sending (the outbound queue's worker, mailport.sending.worker; docs/outbox.md) -------
+    send_poll_seconds: float = Field(1.0, gt=0, le=60)  # looks for other processes' sends this often
+    send_connections: int = Field(2, ge=1, le=20)  # messages of one mailbox in flight at once
+    send_claim_seconds: float = Field(120.0, ge=2, le=3600)  # a send's claim (renewed while it runs)
+    send_retry_seconds: float = Field(60.0, gt=0, le=3600)  # first retry delay; doubled, at most 1 h
+    send_max_attempts: int = Field(10, ge=1, le=100)  # then failed
+    send_give_up_hours: float = Field(24.0, gt=0, le=720)  # a send this old is not retried again
+
     @field_validator("dns_nameservers", "allowed_hosts", mode="before")
     @classmethod
     def _csv(cls, value: object) -> object:

@@ -1,5 +1,5 @@
 """The background work of one process: the mailbox watchers (the orchestrator), the webhook
-dispatcher and the retention janitor, started and stopped in one place.
+dispatcher, the retention janitor and the send worker, started and stopped in one place.
 
 ``mailport serve`` (through the app factory's lifespan), ``mailport worker`` and the embedded
 ``mailport.watch(ingest=True)`` all run their background work through :class:`Runtime`, so
@@ -21,6 +21,7 @@ from mailport.services import Services
 
 if TYPE_CHECKING:
     from mailport.delivery import Dispatcher
+    from mailport.sending.worker import SendWorker
     from mailport.sync import Orchestrator
 
 log = logging.getLogger(__name__)
@@ -29,21 +30,31 @@ log = logging.getLogger(__name__)
 class Runtime:
     """Starts the chosen parts on ``start()`` and stops them, last started first, on ``stop()``.
 
-    ``watchers``, ``delivery`` and ``janitor`` switch the orchestrator, the webhook dispatcher
-    and the janitor on or off. The parts are reachable (``orchestrator``, ``dispatcher``,
-    ``janitor``) once started, for readiness checks and tests.
+    ``watchers``, ``delivery``, ``janitor`` and ``sending`` switch the orchestrator, the webhook
+    dispatcher, the janitor and the send worker on or off. The parts are reachable
+    (``orchestrator``, ``dispatcher``, ``janitor``, ``sender``) once started, for readiness checks
+    and tests. The send worker's claims keep each queued message to one process, so it runs in
+    every process that runs background work (never in ``mailport.watch()``, which only reads).
     """
 
     def __init__(
-        self, services: Services, *, watchers: bool = True, delivery: bool = True, janitor: bool = True
+        self,
+        services: Services,
+        *,
+        watchers: bool = True,
+        delivery: bool = True,
+        janitor: bool = True,
+        sending: bool = True,
     ) -> None:
         self.services = services
         self.wants_watchers = watchers
         self.wants_delivery = delivery
         self.wants_janitor = janitor
+        self.wants_sending = sending
         self.orchestrator: Orchestrator | None = None
         self.dispatcher: Dispatcher | None = None
         self.janitor: Janitor | None = None
+        self.sender: SendWorker | None = None
         self._stopped = False
 
     @classmethod
@@ -55,7 +66,7 @@ class Runtime:
         ``mailport worker`` processes do (a busy API cannot delay new mail's webhooks)."""
         configured = services.settings.watchers
         background = bool(configured) if configured is not None else serve
-        return cls(services, watchers=background, delivery=background, janitor=background)
+        return cls(services, watchers=background, delivery=background, janitor=background, sending=background)
 
     @property
     def watching(self) -> bool | None:
@@ -79,6 +90,11 @@ class Runtime:
                 self.dispatcher = await start_dispatcher(self.services)
             if self.wants_janitor:
                 self.janitor = start_janitor(self.services.database, self.services.settings)
+            if self.wants_sending:
+                from mailport.sending.worker import SendWorker
+
+                self.sender = SendWorker(self.services)
+                self.sender.start()
         except BaseException:
             await self.stop()
             raise
@@ -88,6 +104,8 @@ class Runtime:
         if self._stopped:
             return
         self._stopped = True
+        if self.sender is not None:
+            await self.sender.stop()
         if self.janitor is not None:
             await self.janitor.stop()
         if self.dispatcher is not None:
@@ -128,7 +146,7 @@ class OwnedRuntime:
             if active is None:
                 active = await build(self._settings or Settings())
             if self._watchers:
-                runtime = Runtime(active, watchers=True, delivery=False, janitor=False)
+                runtime = Runtime(active, watchers=True, delivery=False, janitor=False, sending=False)
                 await runtime.start()
             ready.set_result(active)
             await self._stop.wait()

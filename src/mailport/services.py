@@ -6,6 +6,7 @@ features can name the type without importing the root that picks the adapters.
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass
 from functools import cached_property
 
@@ -106,7 +107,13 @@ class Services:
     @cached_property
     def sending(self) -> SendService:
         """Queueing sends and reading the outbound queue (the send worker does the sending)."""
-        return SendService(self.database, self.mailboxes, self.mail)
+        return SendService(self.database, self.mailboxes, self.mail, wake=self.send_wakeup.set)
+
+    @cached_property
+    def send_wakeup(self) -> asyncio.Event:
+        """Set when this process queued a send: its send worker looks at once instead of at
+        its next poll (:mod:`mailport.sending.worker`)."""
+        return asyncio.Event()
 
     async def aclose(self) -> None:
         """Release connections and background tasks."""

@@ -1,5 +1,5 @@
-"""``mailport worker``: the mailbox watchers, the webhook dispatcher and the retention janitor,
-without the API (run one or several beside an API-only ``mailport serve`` with
+"""``mailport worker``: the mailbox watchers, the webhook dispatcher, the retention janitor and
+the send worker, without the API (run one or several beside an API-only ``mailport serve`` with
 ``MAILPORT_WATCHERS=false``; leases keep two processes from watching the same mailbox).
 SIGTERM/SIGINT stop it gracefully: chunks in progress commit."""
 
@@ -23,7 +23,7 @@ async def run_worker(*, stop: asyncio.Event | None = None) -> None:
     for signum in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(signum, stop.set)
     services = await build(settings)
-    runtime = Runtime(services)  # all of it: watchers, dispatcher and janitor
+    runtime = Runtime(services)  # all of it: watchers, dispatcher, janitor and sending
     try:
         await runtime.start()
         assert runtime.orchestrator is not None

@@ -1,0 +1,573 @@
+"""The send worker: takes due rows of the outbound queue and sends them through their
+mailbox's :class:`~mailport.sending.transport.Transport`, then files the Sent copy.
+
+It runs in every process that runs background work (``mailport serve`` with its watchers,
+``mailport worker``), several at once on one database. The rules (the states are drawn in
+:mod:`mailport.sending.models`; docs/outbox.md says the same for users):
+
+* **Claims.** A row is taken with one conditional ``UPDATE`` (``sending``, ``claimed_by``,
+  ``claim_until``, one more attempt), so two processes never hold the same row; the claim is
+  renewed while the message is on its way. A ``sending`` row whose claim ran out (its process
+  died before the end of DATA) is due again: at least once up to DATA.
+* **The end of DATA.** The transport awaits ``committing`` just before the final dot; the row
+  is committed as ``committing`` there. A ``committing`` row whose claim ran out becomes
+  ``sent`` with ``confirmed = False`` and gets its ``message.sent``: never sent twice. When the
+  claim was lost before the dot (another process took the row), ``committing`` raises and the
+  transport never sends the dot.
+* **Per mailbox.** One lane per mailbox in this process: up to ``connections`` messages in
+  flight, taken oldest first, under the mailbox's rate limit (:mod:`mailport.sending.limits`;
+  a limited mailbox's rows wait). One mailbox's failures never hold up another's.
+* **Failures.** Temporary ones (4xx, lost connections, timeouts:
+  :func:`~mailport.sending.smtp_transport.is_temporary_send_error`) go back to ``queued`` with an
+  exponential backoff; permanent ones (5xx, refused sender, too large …), and a send that ran out
+  of attempts or time, are ``failed`` with ``message.send_failed`` carrying the server's words.
+* **After sending.** The Sent copy (its own retries, never holding up sending) and the deletion
+  of a sent draft; then the bytes are dropped.
+* **Waking.** :meth:`SendWorker.wake` (the process's :class:`SendService` calls it on every
+  insert) looks at once; other processes' rows and due times are found by a poll every
+  ``poll_seconds``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import importlib
+import logging
+from collections.abc import Awaitable, Callable
+from datetime import datetime, timedelta
+from typing import Any
+
+from mailport import leases
+from mailport.clock import Clock, utc_now
+from mailport.connectors.base import Connector, Feature
+from mailport.errors import MailportError, NotFoundError, SMTPRejectedError
+from mailport.events import EventType
+from mailport.events import append as append_event
+from mailport.mailboxes.models import Mailbox
+from mailport.retry import RetryPolicy
+from mailport.sending import limits
+from mailport.sending import repository as repo
+from mailport.sending.models import OutboundMessage, SendError, SentCopyMode, SentCopyState
+from mailport.sending.smtp_transport import is_temporary_send_error
+from mailport.sending.transport import Accepted, Outgoing, Transport
+from mailport.services import Services
+from mailport.tasks import cancel_and_wait, stop_if_cancelled
+
+log = logging.getLogger(__name__)
+
+StoreCopy = Callable[[Connector, bytes, str], Awaitable[str | None]]
+COPY_ATTEMPTS = 6  # Sent copy tries (1 min, 2, 4, 8, 16 apart), then sent_copy = failed
+COPY_POLICY = RetryPolicy(first_delay=60, multiplier=2, max_delay=1800, jitter=0.2)
+AFTER_SEND_BATCH = 20
+
+
+async def store_sent_copy(connector: Connector, raw: bytes, message_id: str) -> str | None:
+    """The Sent copy through :func:`mailport.sending.sent_copy.store_sent_copy` (the copies
+    module finds or creates the ``sent`` folder and never stores two copies)."""
+    module: Any = importlib.import_module("mailport.sending.sent_copy")
+    ref: str | None = await module.store_sent_copy(connector, raw, message_id)
+    return ref
+
+
+def retry_policy(*, first_seconds: float, max_attempts: int, give_up_hours: float) -> RetryPolicy:
+    """Temporary failures: ``first_seconds``, doubled per failure, at most an hour, 20 % jitter;
+    at most ``max_attempts`` attempts and ``give_up_hours`` after the send was queued."""
+    return RetryPolicy(
+        first_delay=first_seconds,
+        multiplier=2,
+        max_delay=max(3600.0, first_seconds),
+        jitter=0.2,
+        max_attempts=max_attempts,
+        give_up_after=give_up_hours * 3600,
+    )
+
+
+class _ClaimLost(Exception):
+    """Another process took the row (this one's claim ran out): stop before the final dot."""
+
+
+class SendWorker:
+    """``start()`` / ``wake()`` / ``stop()``; :meth:`run_once` is one pass (tests)."""
+
+    def __init__(
+        self,
+        services: Services,
+        *,
+        owner: str | None = None,
+        wakeup: asyncio.Event | None = None,
+        poll_seconds: float | None = None,
+        claim_seconds: float | None = None,
+        connections: int | None = None,
+        retry: RetryPolicy | None = None,
+        store_copy: StoreCopy = store_sent_copy,
+        transport: Callable[[Mailbox], Transport] | None = None,
+        clock: Clock = utc_now,
+    ) -> None:
+        settings = services.settings
+        self.services = services
+        self.owner = owner or leases.new_holder()
+        self.wakeup = wakeup if wakeup is not None else services.send_wakeup
+        self.poll_seconds = poll_seconds if poll_seconds is not None else settings.send_poll_seconds
+        self.claim = timedelta(
+            seconds=claim_seconds if claim_seconds is not None else settings.send_claim_seconds
+        )
+        self.connections = connections if connections is not None else settings.send_connections
+        self.retry = retry or retry_policy(
+            first_seconds=settings.send_retry_seconds,
+            max_attempts=settings.send_max_attempts,
+            give_up_hours=settings.send_give_up_hours,
+        )
+        self.store_copy = store_copy
+        self._make_transport = transport or services.transport
+        self.clock = clock
+        self._transports: dict[str, tuple[datetime, Transport]] = {}
+        self._lanes: dict[str, asyncio.Task[None]] = {}
+        self._after: set[asyncio.Task[None]] = set()
+        self._task: asyncio.Task[None] | None = None
+
+    # --- lifecycle
+
+    def start(self) -> None:
+        if self._task is None or self._task.done():
+            self._task = asyncio.create_task(self._loop(), name="send-worker")
+
+    def wake(self) -> None:
+        self.wakeup.set()
+
+    @property
+    def running(self) -> bool:
+        return self._task is not None and not self._task.done()
+
+    async def stop(self) -> None:
+        """Stop the loop and every lane (a send not yet at the end of DATA is given back),
+        then close the transports."""
+        if self._task is not None:
+            await cancel_and_wait(self._task, timeout=10)
+            self._task = None
+        for task in [*self._lanes.values(), *self._after]:
+            await cancel_and_wait(task, timeout=10)
+        self._lanes.clear()
+        self._after.clear()
+        transports, self._transports = self._transports, {}
+        for _, transport in transports.values():
+            try:
+                await transport.aclose()
+            except Exception:
+                log.warning("closing a transport failed", exc_info=True)
+
+    async def _loop(self) -> None:
+        while True:
+            try:
+                await self.run_once()
+            except Exception:  # a database hiccup must not end the loop
+                stop_if_cancelled()
+                log.exception("send worker pass failed; trying again in %.1f s", self.poll_seconds)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.wakeup.wait(), self.poll_seconds)
+            self.wakeup.clear()
+
+    async def run_once(self) -> None:
+        """Recover sends whose process died at the end of DATA, start a lane for every mailbox
+        with due sends, and start the after-send steps that are due."""
+        now = self.clock()
+        async with self.services.events.transaction() as conn:
+            for message in await repo.unconfirmed(conn, now=now):
+                log.warning(
+                    "send %s: its process stopped at the end of DATA; recorded as sent, unconfirmed",
+                    message.id,
+                )
+                await _sent_event(conn, message)
+        async with self.services.database.connect() as conn:
+            due = await repo.due_mailboxes(conn, now=now)
+        for tenant_mailbox in due:
+            if tenant_mailbox not in self._lanes or self._lanes[tenant_mailbox].done():
+                self._lanes[tenant_mailbox] = asyncio.create_task(
+                    self._lane(tenant_mailbox), name=f"send-lane-{tenant_mailbox}"
+                )
+        self._lanes = {k: t for k, t in self._lanes.items() if not t.done()}
+        self._after = {t for t in self._after if not t.done()}
+        if len(self._after) < AFTER_SEND_BATCH:
+            async with self.services.database.transaction() as conn:
+                rows = await repo.claim_after_send(
+                    conn,
+                    owner=self.owner,
+                    now=now,
+                    until=now + self.claim,
+                    limit=AFTER_SEND_BATCH - len(self._after),
+                )
+            for row in rows:
+                self._after.add(
+                    asyncio.create_task(self._after_send(row), name=f"send-copy-{row.message.id}")
+                )
+
+    async def idle(self, timeout: float = 30.0) -> None:
+        """Wait until this worker's lanes and after-send steps have finished (tests)."""
+        pending = [*self._lanes.values(), *self._after]
+        if pending:
+            await asyncio.wait(pending, timeout=timeout)
+
+    # --- one mailbox
+
+    async def _lane(self, mailbox_id: str) -> None:
+        try:
+            await self._run_lane(mailbox_id)
+        except Exception:
+            stop_if_cancelled()
+            log.exception("send lane of mailbox %s failed; the next pass starts it again", mailbox_id)
+
+    async def _run_lane(self, mailbox_id: str) -> None:
+        mailbox = await self._mailbox(mailbox_id)
+        if mailbox is None:
+            return
+        try:
+            transport = await self._transport(mailbox)
+        except MailportError as exc:  # e.g. its SMTP settings were removed
+            await self._fail_all(mailbox, exc)
+            return
+        in_flight: set[asyncio.Task[None]] = set()
+        try:
+            while True:
+                free = self.connections - len(in_flight)
+                if free > 0:
+                    now = self.clock()
+                    async with self.services.database.transaction() as conn:
+                        allowed = await limits.allowance(conn, mailbox, now=now)
+                        count = free if allowed.count is None else min(free, allowed.count)
+                        claimed = await repo.claim(
+                            conn, mailbox.id, owner=self.owner, now=now, until=now + self.claim, limit=count
+                        )
+                        if not claimed and not in_flight and allowed.wait_until is not None:
+                            moved = await repo.defer(conn, mailbox.id, until=allowed.wait_until, now=now)
+                            if moved:
+                                log.info(
+                                    "mailbox %s: rate limit reached; %d sends wait until %s",
+                                    mailbox.id,
+                                    moved,
+                                    allowed.wait_until.isoformat(),
+                                )
+                    for item in claimed:
+                        in_flight.add(
+                            asyncio.create_task(
+                                self._send(mailbox, transport, item), name=f"send-{item.message.id}"
+                            )
+                        )
+                if not in_flight:
+                    return
+                done, in_flight = await asyncio.wait(in_flight, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for task in in_flight:
+                await cancel_and_wait(task, timeout=10)
+
+    async def _mailbox(self, mailbox_id: str) -> Mailbox | None:
+        async with self.services.database.connect() as conn:
+            tenant_id = await repo.tenant_of(conn, mailbox_id)
+        if tenant_id is None:
+            return None
+        try:
+            return await self.services.mailboxes.get(tenant_id, mailbox_id)
+        except NotFoundError:
+            return None
+
+    async def _transport(self, mailbox: Mailbox) -> Transport:
+        """The mailbox's transport, kept between passes; built again when the mailbox changed."""
+        kept = self._transports.get(mailbox.id)
+        if kept is not None and kept[0] == mailbox.updated_at:
+            return kept[1]
+        transport = self._make_transport(mailbox)
+        self._transports[mailbox.id] = (mailbox.updated_at, transport)
+        if kept is not None:
+            with contextlib.suppress(Exception):
+                await kept[1].aclose()
+        return transport
+
+    async def _fail_all(self, mailbox: Mailbox, exc: MailportError) -> None:
+        error = send_error(exc, temporary=False)
+        now = self.clock()
+        async with self.services.events.transaction() as conn:
+            claimed = await repo.claim(
+                conn, mailbox.id, owner=self.owner, now=now, until=now + self.claim, limit=100
+            )
+            for item in claimed:
+                failed = await repo.mark_failed(conn, item.message.id, owner=self.owner, error=error, now=now)
+                if failed is not None:
+                    await _failed_event(conn, failed, error)
+
+    # --- one message
+
+    async def _send(self, mailbox: Mailbox, transport: Transport, item: repo.Claimed) -> None:
+        message = item.message
+        if self.retry.exhausted(message.attempts - 1, elapsed=self._age(message)):
+            # claimed again after crashes (or after the last retry was due): no more tries
+            await self._fail(message, message.last_error or _gave_up(message))
+            return
+        committed = False
+
+        async def committing() -> None:
+            nonlocal committed
+            now = self.clock()
+            async with self.services.database.transaction() as conn:
+                ok = await repo.committing(
+                    conn, message.id, owner=self.owner, now=now, until=now + self.claim
+                )
+            if not ok:
+                raise _ClaimLost(message.id)
+            committed = True
+
+        renewer = asyncio.create_task(self._renew(message.id), name=f"send-renew-{message.id}")
+        try:
+            outgoing = Outgoing(
+                raw=item.raw,
+                sender=message.sender,
+                recipients=message.recipients,
+                eight_bit=item.eight_bit,
+                smtputf8=item.smtputf8,
+            )
+            accepted = await transport.transmit(outgoing, committing=committing)
+        except asyncio.CancelledError:
+            if not committed:  # stopping: give the row back at once (the attempt is not counted)
+                await asyncio.shield(self._release(message.id))
+            raise
+        except _ClaimLost:
+            log.warning(
+                "send %s: the claim was lost before the end of DATA; another process has it", message.id
+            )
+            return
+        except Exception as exc:
+            await self._attempt_failed(message, exc, committed=committed)
+            return
+        finally:
+            renewer.cancel()
+        await self._sent(message, accepted)
+
+    async def _renew(self, send_id: str) -> None:
+        interval = max(0.5, self.claim.total_seconds() / 3)
+        while True:
+            await asyncio.sleep(interval)
+            try:
+                now = self.clock()
+                async with self.services.database.transaction() as conn:
+                    await repo.renew(conn, [send_id], owner=self.owner, until=now + self.claim)
+            except Exception:
+                stop_if_cancelled()
+                log.warning("send %s: renewing the claim failed", send_id, exc_info=True)
+
+    async def _release(self, send_id: str) -> None:
+        try:
+            async with self.services.database.transaction() as conn:
+                await repo.release(conn, send_id, owner=self.owner, now=self.clock())
+        except Exception:
+            log.warning("send %s: could not give the claim back; it runs out by itself", send_id)
+
+    async def _sent(self, message: OutboundMessage, accepted: Accepted) -> None:
+        now = self.clock()
+        async with self.services.events.transaction() as conn:
+            sent = await repo.mark_sent(
+                conn,
+                message.id,
+                owner=self.owner,
+                accepted=accepted,
+                now=now,
+                keep_raw=message.sent_copy is SentCopyState.PENDING,
+            )
+            if sent is not None:
+                await _sent_event(conn, sent)
+        if sent is None:
+            log.warning(
+                "send %s: accepted (%s) after another process recorded it", message.id, accepted.reply
+            )
+        else:
+            log.info("send %s: accepted: %s", message.id, accepted.reply)
+            self.wakeup.set()  # its Sent copy is due
+
+    async def _attempt_failed(self, message: OutboundMessage, exc: Exception, *, committed: bool) -> None:
+        temporary = is_temporary_send_error(exc)
+        error = send_error(exc, temporary=temporary)
+        now = self.clock()
+        if committed and not (isinstance(exc, SMTPRejectedError) and exc.smtp_code):
+            # the final dot was sent and no reply came: the server may have the message
+            async with self.services.events.transaction() as conn:
+                sent = await repo.mark_unconfirmed(conn, message.id, owner=self.owner, now=now)
+                if sent is not None:
+                    await _sent_event(conn, sent)
+            log.warning(
+                "send %s: no answer after the end of DATA (%s); sent, unconfirmed", message.id, error.code
+            )
+            return
+        if temporary:
+            at = self.retry.next_attempt(message.attempts, window_started=_due_since(message), now=now)
+            if at is not None:
+                async with self.services.database.transaction() as conn:
+                    await repo.retry_later(conn, message.id, owner=self.owner, error=error, at=at, now=now)
+                log.info(
+                    "send %s: attempt %d failed (%s); next at %s",
+                    message.id,
+                    message.attempts,
+                    error.message,
+                    at,
+                )
+                return
+            error = SendError(
+                code=error.code,
+                message=f"gave up after {message.attempts} attempts: {error.message}",
+                smtp_code=error.smtp_code,
+                server_said=error.server_said,
+                temporary=False,
+            )
+        await self._fail(message, error)
+
+    async def _fail(self, message: OutboundMessage, error: SendError) -> None:
+        async with self.services.events.transaction() as conn:
+            failed = await repo.mark_failed(conn, message.id, owner=self.owner, error=error, now=self.clock())
+            if failed is not None:
+                await _failed_event(conn, failed, error)
+        log.info("send %s: failed: %s", message.id, error.message)
+
+    def _age(self, message: OutboundMessage) -> float:
+        return (self.clock() - _due_since(message)).total_seconds()
+
+    # --- after sending
+
+    async def _after_send(self, row: repo.AfterSend) -> None:
+        try:
+            await self._copy_and_draft(row)
+        except Exception:
+            stop_if_cancelled()
+            log.exception("send %s: the after-send step failed", row.message.id)
+
+    async def _copy_and_draft(self, row: repo.AfterSend) -> None:
+        message = row.message
+        mailbox = await self._mailbox(message.mailbox_id)
+        if mailbox is None:
+            return
+        state, ref, attempts = message.sent_copy, message.sent_copy_ref, row.sent_copy_attempts
+        if state is SentCopyState.PENDING:
+            mode = mailbox.settings.sending.sent_copy
+            if mode is SentCopyMode.NEVER or (mode is SentCopyMode.AUTO and await self._files_copy(mailbox)):
+                state = SentCopyState.SKIPPED
+            elif row.raw is None:
+                state = SentCopyState.FAILED
+            else:
+                try:
+                    async with self.services.mail.session(
+                        mailbox.tenant_id, mailbox.id, Feature.FOLDERS
+                    ) as conn:
+                        ref = await self.store_copy(conn, row.raw, message.message_id)
+                    state = SentCopyState.STORED
+                except Exception as exc:
+                    stop_if_cancelled()
+                    attempts += 1
+                    if attempts < COPY_ATTEMPTS:
+                        now = self.clock()
+                        at = now + timedelta(seconds=COPY_POLICY.delay(attempts))
+                        async with self.services.database.transaction() as conn:
+                            await repo.copy_retry(
+                                conn, message.id, owner=self.owner, attempts=attempts, at=at, now=now
+                            )
+                        log.info(
+                            "send %s: the Sent copy failed (%s); again at %s", message.id, _name(exc), at
+                        )
+                        return
+                    log.warning(
+                        "send %s: the Sent copy failed %d times (%s); given up",
+                        message.id,
+                        attempts,
+                        _name(exc),
+                    )
+                    state = SentCopyState.FAILED
+        if row.draft_ref:
+            try:
+                await self.services.mail.delete(
+                    mailbox.tenant_id, mailbox.id, [row.draft_ref], permanent=True
+                )
+            except Exception as exc:
+                stop_if_cancelled()
+                log.warning("send %s: the sent draft could not be deleted (%s)", message.id, _name(exc))
+        async with self.services.database.transaction() as conn:
+            await repo.after_send_done(
+                conn, message.id, owner=self.owner, state=state, ref=ref, attempts=attempts, now=self.clock()
+            )
+
+    async def _files_copy(self, mailbox: Mailbox) -> bool:
+        try:
+            return (await self._transport(mailbox)).files_sent_copy
+        except MailportError:
+            return False
+
+
+# --- errors and events -----------------------------------------------------------------------
+
+
+def send_error(exc: BaseException, *, temporary: bool) -> SendError:
+    """What the outbox and ``message.send_failed`` say about a failure: our code, the SMTP
+    reply code and the server's own words."""
+    if isinstance(exc, MailportError):
+        return SendError(
+            code=exc.code,
+            message=exc.message,
+            smtp_code=getattr(exc, "smtp_code", None),
+            server_said=exc.server_said,
+            temporary=temporary,
+        )
+    return SendError(code="send_failed", message=_name(exc), temporary=temporary)
+
+
+def _due_since(message: OutboundMessage) -> datetime:
+    """Where a send's time to give up starts: when it was due (a scheduled one at send_at)."""
+    return message.send_at or message.created_at
+
+
+def _gave_up(message: OutboundMessage) -> SendError:
+    return SendError(code="send_failed", message=f"gave up after {message.attempts - 1} attempts")
+
+
+def _name(exc: BaseException) -> str:
+    return exc.message if isinstance(exc, MailportError) else type(exc).__name__
+
+
+def _iso(value: datetime | None) -> str | None:
+    return None if value is None else value.isoformat()
+
+
+async def _sent_event(conn: Any, message: OutboundMessage) -> None:
+    await append_event(
+        conn,
+        tenant_id=message.tenant_id,
+        mailbox_id=message.mailbox_id,
+        type=EventType.MESSAGE_SENT,
+        payload={
+            "send_id": message.id,
+            "message_id": message.message_id,
+            "from": message.sender,
+            "recipients": list(message.recipients),
+            "refused": message.refused,
+            "smtp_reply": message.smtp_reply,
+            "confirmed": message.confirmed,
+            "subject": message.subject,
+            "in_reply_to": message.in_reply_to,
+            "sent_at": _iso(message.sent_at),
+        },
+        idempotency_key=f"send:{message.id}:sent",
+    )
+
+
+async def _failed_event(conn: Any, message: OutboundMessage, error: SendError) -> None:
+    await append_event(
+        conn,
+        tenant_id=message.tenant_id,
+        mailbox_id=message.mailbox_id,
+        type=EventType.MESSAGE_SEND_FAILED,
+        payload={
+            "send_id": message.id,
+            "message_id": message.message_id,
+            "from": message.sender,
+            "recipients": list(message.recipients),
+            "subject": message.subject,
+            "error": error.to_json(),
+            "attempts": message.attempts,
+        },
+        idempotency_key=f"send:{message.id}:failed",
+    )
+
+
+__all__ = ["SendWorker", "StoreCopy", "retry_policy", "send_error", "store_sent_copy"]
