@@ -56,7 +56,7 @@ class Mailport:
 
     def mailbox(self, tenant_id: str, mailbox_id: str) -> MailboxHandle:
         """The tenant's mailbox ``mailbox_id`` (checked at each call: 404 for another tenant's)."""
-        return MailboxHandle(self.services.mail, tenant_id, mailbox_id)
+        return MailboxHandle(self.services.mail, tenant_id, mailbox_id, self.services.sending)
 
 
 def open(settings: Settings | None = None, *, services: Services | None = None) -> Mailport:

@@ -14,6 +14,7 @@ from mailport.api.errors import ERROR_BODY_SCHEMA, install_error_handlers
 from mailport.api.limits import BodyLimit, RequestLimits
 from mailport.api.routers import (
     connect_links,
+    drafts,
     folders,
     health,
     mail,
@@ -21,6 +22,7 @@ from mailport.api.routers import (
     messages,
     oauth,
     push,
+    send,
     tenants,
     threads,
 )
@@ -83,6 +85,15 @@ def create_app(settings: Settings | None = None, *, services: Services | None = 
         path_limits={
             push.PREFIX: push.MAX_BODY_BYTES,
             mail.IMPORT_PATH: BodyLimit(settings.max_message_bytes, mail.message_too_large),
+            send.SEND_PATH: BodyLimit(
+                send.send_body_limit(settings.max_message_bytes), send.message_too_large
+            ),
+            drafts.DRAFTS_PATH: BodyLimit(
+                send.send_body_limit(settings.max_message_bytes), send.message_too_large
+            ),
+            drafts.DRAFT_PATH: BodyLimit(
+                send.send_body_limit(settings.max_message_bytes), send.message_too_large
+            ),
         },
         open_prefixes=(push.PREFIX,),  # the providers call it without a key (docs/push.md)
     )
@@ -101,6 +112,8 @@ def create_app(settings: Settings | None = None, *, services: Services | None = 
     app.include_router(mail.router)
     app.include_router(threads.router)
     app.include_router(folders.router)
+    app.include_router(send.router)  # POST …/send and the outbox
+    app.include_router(drafts.router)  # …/drafts: the drafts folder, and sending a draft
     app.include_router(webhook_routes.router)
     app.include_router(events_routes.router)
     app.include_router(push.router)  # POST /v1/push/{connector}/{channel}, called by providers

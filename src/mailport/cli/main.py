@@ -64,6 +64,13 @@ from mailport.cli import folders, messages  # noqa: E402  (a mailbox's folders a
 
 app.add_typer(folders.app, name="folders")
 app.add_typer(messages.app, name="messages")
+from mailport.cli import send as send_cli  # noqa: E402  (sending and the outbound queue)
+
+app.command("send")(send_cli.send_command)
+app.add_typer(send_cli.outbox_app, name="outbox")
+from mailport.cli import drafts as drafts_cli  # noqa: E402  (a mailbox's drafts)
+
+app.add_typer(drafts_cli.app, name="drafts")
 from mailport.cli.detect import detect_command  # noqa: E402
 
 app.command(name="detect")(detect_command)

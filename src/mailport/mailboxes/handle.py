@@ -13,9 +13,14 @@ follows the cursors.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable, Iterable, Sequence
+import asyncio
+import base64
+import mimetypes
+import time
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, replace
 from datetime import datetime
+from pathlib import Path
 from typing import Any, TypeVar
 
 from pydantic import BaseModel, ValidationError
@@ -42,12 +47,29 @@ from mailport.mailboxes.mail_schemas import (
 )
 from mailport.mailboxes.message_view import HtmlMode, MessageView
 from mailport.messages.model import Attachment
+from mailport.sending.draft import OutgoingAttachment
+from mailport.sending.models import (
+    FINAL,
+    AttachmentRef,
+    Forward,
+    OutboundMessage,
+    OutboundPage,
+    ReplyTo,
+    SendState,
+)
+from mailport.sending.schemas import SendIn, check_idempotency_key
+from mailport.sending.service import SendService
+from mailport.store.pagination import MAX_LIMIT as OUTBOX_MAX_LIMIT
 
 M = TypeVar("M", bound=BaseModel)
 
 RefLike = str | MessageRef | MessageSummary
 """A message as the handle takes it: the public ``ref_…`` string, a :class:`MessageRef`, or a
 listing item."""
+
+AttachmentLike = OutgoingAttachment | AttachmentRef | Path
+"""An attachment to send: bytes with a name and type, an attachment of a message in the
+mailbox, or a file (its content type guessed from its name)."""
 
 
 def ref_string(ref: RefLike) -> str:
@@ -85,13 +107,54 @@ def _search(query: SearchQuery | None, criteria: dict[str, Any]) -> SearchQuery:
     return checked(SearchRequest, {k: v for k, v in data.items() if v is not None}).query()
 
 
+def attachment_json(item: AttachmentLike) -> dict[str, Any]:
+    """An attachment as the send API's JSON takes it (checked there like any request)."""
+    if isinstance(item, AttachmentRef):
+        return {"ref": item.ref, "attachment_id": item.attachment_id, "filename": item.filename}
+    if isinstance(item, Path):
+        guessed, encoding = mimetypes.guess_type(item.name)
+        content_type = guessed if guessed and encoding is None else "application/octet-stream"
+        try:
+            data = item.read_bytes()
+        except OSError as exc:
+            raise InputError(
+                f"cannot read the attachment {str(item)!r}: {exc.strerror or exc}", field="attachments"
+            ) from None
+        item = OutgoingAttachment(filename=item.name, content_type=content_type, data=data)
+    return {
+        "filename": item.filename,
+        "content_type": item.content_type,
+        "content_base64": base64.b64encode(item.data).decode("ascii"),
+        "content_id": item.content_id,
+    }
+
+
+def _reply_json(reply: RefLike | ReplyTo) -> dict[str, Any]:
+    if isinstance(reply, ReplyTo):
+        return {"ref": reply.ref, "all": reply.all, "quote": reply.quote}
+    return {"ref": ref_string(reply)}
+
+
+def _forward_json(forward: RefLike | Forward) -> dict[str, Any]:
+    if isinstance(forward, Forward):
+        return {"ref": forward.ref, "inline": forward.inline}
+    return {"ref": ref_string(forward)}
+
+
 @dataclass(frozen=True, slots=True)
 class MailboxHandle:
-    """Folders and messages of one mailbox of one tenant, live from its server."""
+    """Folders and messages of one mailbox of one tenant, live from its server, and what it
+    sends (``sending``: the service the API's send routes call)."""
 
     access: MailAccess
     tenant_id: str
     mailbox_id: str
+    sending: SendService | None = None
+
+    def _sending(self) -> SendService:
+        if self.sending is None:
+            raise RuntimeError("this handle was made without the send service: use mailport.open()")
+        return self.sending
 
     # --- folders
 
@@ -265,3 +328,100 @@ class MailboxHandle:
         return await self.access.import_message(
             self.tenant_id, self.mailbox_id, folder, raw, flags=flags, received_at=received_at
         )
+
+    # --- sending
+
+    async def send(
+        self,
+        *,
+        to: Sequence[str] = (),
+        cc: Sequence[str] = (),
+        bcc: Sequence[str] = (),
+        from_: str | None = None,
+        reply_to: Sequence[str] = (),
+        subject: str | None = None,
+        text: str | None = None,
+        html: str | None = None,
+        attachments: Sequence[AttachmentLike] = (),
+        headers: Mapping[str, str] | None = None,
+        reply: RefLike | ReplyTo | None = None,
+        forward: RefLike | Forward | None = None,
+        raw: bytes | None = None,
+        send_at: datetime | None = None,
+        sent_copy: bool | None = None,
+        idempotency_key: str | None = None,
+    ) -> OutboundMessage:
+        """Queue a message, as ``POST /v1/mailboxes/{id}/send`` does: the structured fields, or
+        ``raw`` (RFC 5322 bytes) alone. The send worker of ``mailport serve`` or ``mailport
+        worker`` sends it; :meth:`wait_for_send` waits for that. A repeated ``idempotency_key``
+        with the same message returns the first send and queues nothing."""
+        structured: dict[str, Any] = {
+            "from": from_,
+            "to": list(to),
+            "cc": list(cc),
+            "bcc": list(bcc),
+            "reply_to": list(reply_to),
+            "subject": subject,
+            "text": text,
+            "html": html,
+            "attachments": [attachment_json(item) for item in attachments],
+            "headers": dict(headers or {}),
+            "reply": _reply_json(reply) if reply is not None else None,
+            "forward": _forward_json(forward) if forward is not None else None,
+        }
+        data = {name: value for name, value in structured.items() if value not in (None, [], {})}
+        if raw is not None:
+            data["raw"] = base64.b64encode(raw).decode("ascii")
+        data.update(
+            {
+                name: value
+                for name, value in (("send_at", send_at), ("sent_copy", sent_copy))
+                if value is not None
+            }
+        )
+        body = checked(SendIn, data)
+        if idempotency_key is not None:
+            try:
+                check_idempotency_key(idempotency_key)
+            except ValueError as exc:
+                raise InputError(f"idempotency_key: {exc}", field="idempotency_key") from None
+        queued = await self._sending().send(
+            self.tenant_id, self.mailbox_id, body.to_request(), idempotency_key=idempotency_key
+        )
+        return queued.send
+
+    async def outbox(
+        self, *, state: SendState | str | None = None, limit: int = 50, cursor: str | None = None
+    ) -> OutboundPage:
+        """One page of the outbound queue, newest first (``next_cursor`` for the next)."""
+        if isinstance(state, str) and not isinstance(state, SendState):
+            try:
+                state = SendState(state)
+            except ValueError:
+                names = ", ".join(s.value for s in SendState)
+                raise InputError(f"state: one of {names}", field="state") from None
+        if not 1 <= limit <= OUTBOX_MAX_LIMIT:
+            raise InputError(f"limit: 1 to {OUTBOX_MAX_LIMIT}", field="limit")
+        return await self._sending().list(
+            self.tenant_id, self.mailbox_id, state=state, limit=limit, cursor=cursor
+        )
+
+    async def send_status(self, send_id: str) -> OutboundMessage:
+        """One send of the outbound queue (``send_not_found`` for another mailbox's)."""
+        return await self._sending().get(self.tenant_id, self.mailbox_id, send_id)
+
+    async def cancel_send(self, send_id: str) -> OutboundMessage:
+        """Cancel a scheduled or queued send (``send_not_cancellable`` once it is being sent)."""
+        return await self._sending().cancel(self.tenant_id, self.mailbox_id, send_id)
+
+    async def wait_for_send(
+        self, send_id: str, *, timeout: float = 60.0, interval: float = 0.2
+    ) -> OutboundMessage:
+        """The send once it is sent, failed or cancelled, or as it is after ``timeout`` seconds
+        (its state then says it is not done)."""
+        deadline = time.monotonic() + timeout
+        while True:
+            send = await self.send_status(send_id)
+            if send.state in FINAL or time.monotonic() >= deadline:
+                return send
+            await asyncio.sleep(min(interval, max(0.0, deadline - time.monotonic())))

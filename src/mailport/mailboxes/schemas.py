@@ -36,10 +36,12 @@ from mailport.mailboxes.validation import (
     validate_after_processing,
 )
 from mailport.net.trust import MAX_PEM_CHARS, Certificate
+from mailport.sending.models import SendingSettings, SentCopyMode
 from mailport.validation import Email, RequestModel, clean_line
 
 MIN_CHECK_INTERVAL = 10
 MAX_CHECK_INTERVAL = 86_400
+MAX_ALIASES = 100
 
 Host = Annotated[str, StringConstraints(min_length=1, max_length=260), AfterValidator(normalize_host)]
 Port = Annotated[int, Field(ge=1, le=65535, strict=True)]
@@ -108,6 +110,75 @@ TrustedCertificatePem = Annotated[
 ]
 
 
+Aliases = Annotated[
+    list[Email],
+    Field(
+        max_length=MAX_ALIASES,
+        description="Other From addresses the SMTP server lets this account use (`from` of a send)",
+    ),
+]
+RateLimit = Annotated[
+    int,
+    Field(
+        ge=0,
+        strict=True,
+        description="Messages sent at most; null: the provider's default (docs/outbox.md); 0: no limit",
+    ),
+]
+SentCopy = Annotated[
+    SentCopyMode,
+    Field(
+        description="auto: store a copy in Sent unless the provider files one itself (Gmail over SMTP); "
+        "always; never"
+    ),
+]
+
+
+def _unique_aliases(values: list[str]) -> list[str]:
+    seen: dict[str, str] = {}
+    for value in values:
+        seen.setdefault(value.lower(), value)
+    return list(seen.values())
+
+
+class SendingIn(RequestModel):
+    """How a mailbox sends (``settings.sending``)."""
+
+    sent_copy: SentCopy = SentCopyMode.AUTO
+    aliases: Annotated[Aliases, AfterValidator(_unique_aliases)] = Field(default_factory=list)
+    rate_per_minute: RateLimit | None = None
+    rate_per_day: RateLimit | None = None
+
+    def to_model(self) -> SendingSettings:
+        return SendingSettings(
+            sent_copy=self.sent_copy,
+            aliases=tuple(self.aliases),
+            rate_per_minute=self.rate_per_minute,
+            rate_per_day=self.rate_per_day,
+        )
+
+
+class SendingPatch(RequestModel):
+    """Only the fields sent are changed; a rate of null goes back to the provider's default."""
+
+    sent_copy: SentCopy | None = None
+    aliases: Annotated[Aliases, AfterValidator(_unique_aliases)] | None = None
+    rate_per_minute: RateLimit | None = None
+    rate_per_day: RateLimit | None = None
+
+    def applied_to(self, current: SendingSettings) -> SendingSettings:
+        changed = self.model_fields_set
+        for name in ("sent_copy", "aliases"):
+            if name in changed and getattr(self, name) is None:
+                raise InputError(f"{name} cannot be null", field=f"settings.sending.{name}")
+        return SendingSettings(
+            sent_copy=self.sent_copy if self.sent_copy is not None else current.sent_copy,
+            aliases=tuple(self.aliases) if self.aliases is not None else current.aliases,
+            rate_per_minute=self.rate_per_minute if "rate_per_minute" in changed else current.rate_per_minute,
+            rate_per_day=self.rate_per_day if "rate_per_day" in changed else current.rate_per_day,
+        )
+
+
 class ServerIn(RequestModel):
     host: Host
     port: Port
@@ -150,6 +221,7 @@ class SettingsIn(RequestModel):
     folder: WatchFolder = Field("INBOX", description="The first watched folder (see `folders`)")
     after_processing: AfterProcessing = "none"
     folders: WatchFolders | None = None
+    sending: SendingIn | None = None
 
     @model_validator(mode="after")
     def _folder_leads(self) -> SettingsIn:
@@ -164,6 +236,7 @@ class SettingsIn(RequestModel):
             folder=first,
             after_processing=self.after_processing,
             folders=tuple(WatchedFolder(spec) for spec in self.folders) if self.folders else (),
+            sending=self.sending.to_model() if self.sending else SendingSettings(),
         )
 
 
@@ -176,6 +249,7 @@ class SettingsPatch(RequestModel):
     folder: WatchFolder | None = Field(None, description="The first watched folder (see `folders`)")
     after_processing: AfterProcessing | None = None
     folders: WatchFolders | None = None
+    sending: SendingPatch | None = Field(None, description="Only the fields sent are changed")
 
     @model_validator(mode="after")
     def _folder_leads(self) -> SettingsPatch:
@@ -233,12 +307,24 @@ class ServerOut(BaseModel):
     trusted_certificate: TrustedCertificateOut | None = None
 
 
+class SendingOut(BaseModel):
+    sent_copy: SentCopyMode
+    aliases: list[str]
+    rate_per_minute: int | None = Field(description="null: the provider's default; 0: no limit")
+    rate_per_day: int | None = Field(description="null: the provider's default; 0: no limit")
+
+    @classmethod
+    def from_model(cls, sending: SendingSettings) -> SendingOut:
+        return cls.model_validate(sending.to_json())
+
+
 class SettingsOut(BaseModel):
     from_name: str | None
     check_interval: int
     folder: str = Field(description="The first watched folder")
     after_processing: str
     folders: list[str] = Field(description="Every watched folder (paths, or roles as `role:sent`)")
+    sending: SendingOut
 
 
 class OAuthOut(BaseModel):
@@ -316,6 +402,7 @@ class MailboxRead(BaseModel):
                 folder=mailbox.settings.folder,
                 after_processing=mailbox.settings.after_processing,
                 folders=[w.spec for w in mailbox.settings.watched],
+                sending=SendingOut.from_model(mailbox.settings.sending),
             ),
             status=mailbox.health.status,
             last_tested_at=mailbox.health.last_tested_at,

@@ -41,7 +41,7 @@ from mailport.mailboxes.models import (
 from mailport.mailboxes.schemas import MailboxCreate, MailboxUpdate, SettingsPatch
 from mailport.mailboxes.validation import check_watched_folders
 from mailport.net.guard import HostGuard
-from mailport.store.mailboxes import UNSET, MailboxRepository, folders_column, server_columns
+from mailport.store.mailboxes import UNSET, MailboxRepository, folders_column, sending_column, server_columns
 from mailport.store.pagination import decode_cursor, encode_cursor
 
 HOST_CHECK_TIMEOUT = 5.0  # seconds a save waits for DNS before leaving the host to the watcher
@@ -233,6 +233,12 @@ class MailboxService:
                 check_action(current.connector, columns["after_processing"])
             if "from_name" in changed:
                 columns["from_name"] = patch.settings.from_name or None
+            if "sending" in changed:
+                if patch.settings.sending is None:
+                    raise InputError("sending cannot be null", field="settings.sending")
+                columns["sending"] = sending_column(
+                    patch.settings.sending.applied_to(current.settings.sending)
+                )
         await check_hosts(
             self.guard,
             imap=patch.imap.to_model() if patch.imap is not None else None,

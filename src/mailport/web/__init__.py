@@ -15,10 +15,10 @@ STATIC = Path(__file__).parent / "static"
 
 
 def install(app: FastAPI) -> None:
-    from mailport.web import auth_routes, dashboard, link_routes, mail, wizard
+    from mailport.web import auth_routes, dashboard, link_routes, mail, outbox, wizard
     from mailport.web.render import install_page_errors
 
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
-    for module in (auth_routes, wizard, dashboard, mail, link_routes):
+    for module in (auth_routes, wizard, dashboard, mail, outbox, link_routes):
         app.include_router(module.router)
     install_page_errors(app)

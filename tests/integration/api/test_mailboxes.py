@@ -10,6 +10,8 @@ import pytest
 from tests.fixtures.api import SecretWatch
 from tests.integration.api.helpers import mailbox_body, with_path
 
+DEFAULT_SENDING = {"sent_copy": "auto", "aliases": [], "rate_per_minute": None, "rate_per_day": None}
+
 
 async def create(client: httpx.AsyncClient, watch: SecretWatch, **overrides: Any) -> dict[str, Any]:
     body = mailbox_body(**overrides)
@@ -37,7 +39,11 @@ async def test_create_get_update_delete(tenant_client: httpx.AsyncClient, secret
         "trusted_certificate": None,
     }
     assert mailbox["smtp"]["username"] == "booking-out"  # IMAP and SMTP user names may differ
-    assert mailbox["settings"] == {**body["settings"], "folders": [body["settings"]["folder"]]}
+    assert mailbox["settings"] == {
+        **body["settings"],
+        "folders": [body["settings"]["folder"]],
+        "sending": DEFAULT_SENDING,
+    }
     assert mailbox["status"] == "pending" and mailbox["error_count_24h"] == 0
     assert mailbox["last_tested_at"] is None and mailbox["provider_id"] is None
 
@@ -80,6 +86,7 @@ async def test_defaults_are_never_destructive(tenant_client: httpx.AsyncClient, 
         "folder": "INBOX",
         "after_processing": "none",
         "folders": ["INBOX"],
+        "sending": DEFAULT_SENDING,
     }
     assert created["smtp"] is None and created["label"] is None
 
