@@ -260,3 +260,55 @@ async def test_a_cursor_put_back_or_an_epoch_change_appends_no_second_report(bed
 
 async def _has(bed: Bed, mailbox_id: str, count: int) -> bool:
     return len(await _reports(bed, mailbox_id)) >= count
+
+
+def _dsn_with_original(message_id: str, rcpt: str, attachment_bytes: int) -> bytes:
+    """A standard DSN that returns the whole original, attachment and all (Exchange does)."""
+    blob = b"QUJD" * (attachment_bytes // 4)
+    lines = b"\r\n".join(blob[i : i + 76] for i in range(0, len(blob), 76))
+    return (
+        b"From: Mail Delivery System <MAILER-DAEMON@mx.example.com>\r\n"
+        b"To: support@example.com\r\nSubject: Undelivered Mail Returned to Sender\r\n"
+        b"Message-ID: <dsn-big-" + rcpt.encode() + b">\r\nMIME-Version: 1.0\r\n"
+        b'Content-Type: multipart/report; report-type=delivery-status; boundary="R"\r\n\r\n'
+        b"--R\r\nContent-Type: text/plain\r\n\r\nYour message could not be delivered.\r\n"
+        b"--R\r\nContent-Type: message/delivery-status\r\n\r\n"
+        b"Reporting-MTA: dns; mx.example.com\r\n\r\n"
+        b"Final-Recipient: rfc822; " + rcpt.encode() + b"\r\nAction: failed\r\nStatus: 5.2.3\r\n"
+        b"Diagnostic-Code: smtp; 552 5.2.3 Message size exceeds fixed maximum message size\r\n\r\n"
+        b"--R\r\nContent-Type: message/rfc822\r\n\r\n"
+        b"From: support@example.com\r\nTo: " + rcpt.encode() + b"\r\nSubject: the big file\r\n"
+        b"Message-ID: <" + message_id.encode() + b">\r\nMIME-Version: 1.0\r\n"
+        b'Content-Type: multipart/mixed; boundary="O"\r\n\r\n'
+        b"--O\r\nContent-Type: text/plain\r\n\r\nSee attached.\r\n"
+        b"--O\r\nContent-Type: application/octet-stream; name=big.bin\r\n"
+        b"Content-Transfer-Encoding: base64\r\n\r\n" + lines + b"\r\n--O--\r\n--R--\r\n"
+    )
+
+
+async def test_bounces_returning_a_big_original_are_classified_off_the_loop(
+    bed: Bed, running: Orchestrator
+) -> None:
+    """One bounce under the 1 MiB parse-in-a-thread size (parsed on the loop, classified in a
+    thread) and one over it (both in the thread): both linked."""
+    mailbox = await _watched(bed, running)
+    async with bed.services.database.transaction() as conn:
+        small = await insert_send(
+            conn, tenant_id=bed.tenant_id, mailbox_id=mailbox.id, message_id="big-1@example.com"
+        )
+        large = await insert_send(
+            conn, tenant_id=bed.tenant_id, mailbox_id=mailbox.id, message_id="big-2@example.com"
+        )
+    raws = [
+        _dsn_with_original("big-1@example.com", "wendy@example.net", 300_000),
+        _dsn_with_original("big-2@example.com", "xavier@example.net", 1_500_000),
+    ]
+    assert len(raws[0]) < 1024 * 1024 < len(raws[1])
+    await _append(bed, "INBOX", raws)
+    await _received_count(bed, mailbox.id, 2, timeout=30)
+    await wait_for(lambda: _has(bed, mailbox.id, 2), timeout=10)
+    got = {e.payload["send_id"]: e.payload for e in await _reports(bed, mailbox.id)}
+    assert set(got) == {small, large}
+    assert got[small]["recipients"][0]["address"] == "wendy@example.net"
+    assert got[large]["recipients"][0]["status"] == "5.2.3"
+    assert "exceeds fixed maximum" in got[large]["recipients"][0]["diagnostic"]
