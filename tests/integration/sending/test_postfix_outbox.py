@@ -249,3 +249,27 @@ async def test_the_same_idempotency_key_twice_sends_one_message(
     with Imap(dovecot, recipient.email, recipient.password) as imap:
         imap.select("INBOX")
         assert len(imap.search("ALL")) == 1
+
+
+async def test_a_draft_sent_through_postfix_leaves_drafts_and_lands_in_sent_once(
+    sender: Box, recipient: Account, dovecot: Dovecot, worker: SendWorker
+) -> None:
+    drafts = sender.services.drafts
+    draft = await drafts.create(
+        sender.tenant_id,
+        sender.mailbox_id,
+        SendRequest(to=(recipient.email,), subject="Draft: offer", text="Our offer, as discussed.\n"),
+    )
+    assert draft.ref is not None
+    with Imap(dovecot, sender.email, sender.password) as imap:
+        assert len(imap.by_message_id(draft.message_id, draft.folder)) == 1
+    queued = (await drafts.send(sender.tenant_id, sender.mailbox_id, draft.ref)).send
+    assert queued.message_id == draft.message_id
+    sent = await settled(sender, queued.id, copied=True)
+    assert sent.state is SendState.SENT and sent.sent_copy is SentCopyState.STORED
+
+    arrived = parsed(delivered(dovecot, recipient, draft.message_id))
+    assert arrived["Subject"] == "Draft: offer"
+    assert len(sent_copies(dovecot, sender, draft.message_id)) == 1
+    with Imap(dovecot, sender.email, sender.password) as imap:
+        assert imap.by_message_id(draft.message_id, draft.folder) == []  # deleted once sent
