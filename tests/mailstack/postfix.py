@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import re
 import signal
 import socket
 import ssl
@@ -312,17 +311,6 @@ nouser    unix  -       n       n       -       -       pipe
             return "".join(self.log_file.read_text(errors="replace").splitlines(True)[-n:])
         except OSError:
             return ""
-
-    def queue_ids(self) -> list[str]:
-        """Queue ids of the messages still in Postfix's queue (deferred or active)."""
-        out = subprocess.run(
-            ["postqueue", "-c", str(self.config_directory), "-j"], capture_output=True, text=True, check=True
-        ).stdout
-        return re.findall(r'"queue_id": "([0-9A-Za-z]+)"', out)
-
-    def flush(self) -> None:
-        """Ask the queue manager to retry deferred mail now."""
-        subprocess.run(["postqueue", "-c", str(self.config_directory), "-f"], capture_output=True, check=True)
 
     def tls_context(self) -> ssl.SSLContext:
         return ssl.create_default_context(cafile=str(self.cert))
