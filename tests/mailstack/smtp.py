@@ -185,7 +185,8 @@ class SubmissionHandler:
         self.on_message = None
         self.pipelining = self.eight_bit_mime = self.smtputf8 = True
         self.size = 32 * 1024 * 1024
-        self.connections = self.active = self.max_active = 0
+        self.connections = 0
+        self.max_active = self.active  # connections still open from before are not counted again
 
     # ---- connections (LongLineSMTP calls these) ------------------------------------
     def opened(self) -> int:

@@ -32,7 +32,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import importlib
 import logging
 from collections.abc import Awaitable, Callable
 from datetime import datetime, timedelta
@@ -49,6 +48,7 @@ from mailport.retry import RetryPolicy
 from mailport.sending import limits
 from mailport.sending import repository as repo
 from mailport.sending.models import OutboundMessage, SendError, SentCopyMode, SentCopyState
+from mailport.sending.sent_copy import store_sent_copy
 from mailport.sending.smtp_transport import is_temporary_send_error
 from mailport.sending.transport import Accepted, Outgoing, Transport
 from mailport.services import Services
@@ -57,17 +57,10 @@ from mailport.tasks import cancel_and_wait, stop_if_cancelled
 log = logging.getLogger(__name__)
 
 StoreCopy = Callable[[Connector, bytes, str], Awaitable[str | None]]
+"""Stores the Sent copy once (:func:`mailport.sending.sent_copy.store_sent_copy`)."""
 COPY_ATTEMPTS = 6  # Sent copy tries (1 min, 2, 4, 8, 16 apart), then sent_copy = failed
 COPY_POLICY = RetryPolicy(first_delay=60, multiplier=2, max_delay=1800, jitter=0.2)
 AFTER_SEND_BATCH = 20
-
-
-async def store_sent_copy(connector: Connector, raw: bytes, message_id: str) -> str | None:
-    """The Sent copy through :func:`mailport.sending.sent_copy.store_sent_copy` (the copies
-    module finds or creates the ``sent`` folder and never stores two copies)."""
-    module: Any = importlib.import_module("mailport.sending.sent_copy")
-    ref: str | None = await module.store_sent_copy(connector, raw, message_id)
-    return ref
 
 
 def retry_policy(*, first_seconds: float, max_attempts: int, give_up_hours: float) -> RetryPolicy:
@@ -395,7 +388,7 @@ class SendWorker:
             )
             return
         if temporary:
-            at = self.retry.next_attempt(message.attempts, window_started=message.created_at, now=now)
+            at = self.retry.next_attempt(message.attempts, window_started=_due_since(message), now=now)
             if at is not None:
                 async with self.services.database.transaction() as conn:
                     await repo.retry_later(conn, message.id, owner=self.owner, error=error, at=at, now=now)
@@ -424,7 +417,7 @@ class SendWorker:
         log.info("send %s: failed: %s", message.id, error.message)
 
     def _age(self, message: OutboundMessage) -> float:
-        return (self.clock() - message.created_at).total_seconds()
+        return (self.clock() - _due_since(message)).total_seconds()
 
     # --- after sending
 
@@ -510,6 +503,11 @@ def send_error(exc: BaseException, *, temporary: bool) -> SendError:
             temporary=temporary,
         )
     return SendError(code="send_failed", message=_name(exc), temporary=temporary)
+
+
+def _due_since(message: OutboundMessage) -> datetime:
+    """Where a send's time to give up starts: when it was due (a scheduled one at send_at)."""
+    return message.send_at or message.created_at
 
 
 def _gave_up(message: OutboundMessage) -> SendError:

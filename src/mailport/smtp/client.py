@@ -132,6 +132,27 @@ def _too_long(response: SMTPResponse) -> bool:
     return response.code in (500, 501, 504) and ("too long" in text or "line length" in text)
 
 
+def _keep_replies(protocol: SMTPProtocol) -> None:
+    """Make ``protocol`` keep the bytes it would drop.
+
+    aiosmtplib discards what arrives while no command waits or while a parsed reply has not been
+    picked up yet (its guard against unsolicited data). The replies to a pipelined group can
+    arrive just then (the second packet before the task reading the first one ran), and would be
+    lost; they go to the buffer instead, where :meth:`SmtpClient.read_reply` looks first.
+    """
+    received = protocol.data_received
+
+    def data_received(data: bytes) -> None:
+        waiter = protocol._response_waiter
+        if waiter is not None and (waiter.done() or not protocol._response_pending):
+            protocol._buffer.extend(data)
+            return
+        received(data)
+
+    protocol.data_received = data_received  # type: ignore[method-assign]
+    protocol._mailport_keeps_replies = True  # type: ignore[attr-defined]
+
+
 class SmtpClient:
     """One SMTP submission session: :meth:`connect`, :meth:`authenticate`, :meth:`send`, :meth:`quit`."""
 
@@ -375,6 +396,8 @@ class SmtpClient:
         protocol = self._smtp.protocol
         if protocol is None or not protocol.is_connected:
             raise ConnectionLostError(f"{self._where}: the SMTP connection is closed")
+        if not getattr(protocol, "_mailport_keeps_replies", False):
+            _keep_replies(protocol)
         return protocol
 
     def write(self, data: bytes) -> None:
