@@ -71,6 +71,7 @@ async def settled(services: Services, box: Box, send_id: str, *, timeout: float 
             return found
         if asyncio.get_running_loop().time() > deadline:
             import sys
+
             for t in asyncio.all_tasks():
                 if not t.get_name().startswith("send-snd"):
                     continue
