@@ -263,6 +263,23 @@ async def test_all_refused_raises_with_the_first_code_and_the_session_stays_usab
     assert server.handler.connections == 1
 
 
+async def test_354_after_every_recipient_was_refused_is_ended_with_a_lone_dot(
+    server: SubmissionServer, make
+) -> None:
+    # RFC 2920 §3.1: the client "cannot assume that the DATA command will be rejected just
+    # because none of the RCPT TO commands worked"; if it was accepted, it sends a single dot.
+    server.handler.data_without_recipients = True
+    server.handler.refuse["x@example.org"] = "550 5.1.1 no such user"
+    box = mailbox(server.port)
+    transport = make(box)
+    with pytest.raises(SMTPRejectedError) as info:
+        await transport.transmit(outgoing(box.email, "x@example.org"), committing=noop)
+    assert info.value.smtp_code == 550
+    assert server.handler.messages == []
+    accepted = await transport.transmit(outgoing(box.email, "ann@example.org"), committing=noop)
+    assert accepted.reply.startswith("250") and server.handler.connections == 1
+
+
 @pytest.mark.parametrize(
     ("stage", "reply", "temporary"),
     [
