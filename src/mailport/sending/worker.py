@@ -248,6 +248,9 @@ class SendWorker:
                 if not in_flight:
                     return
                 done, in_flight = await asyncio.wait(in_flight, return_when=asyncio.FIRST_COMPLETED)
+                for task in done:
+                    if not task.cancelled() and task.exception() is not None:
+                        log.error("%s failed", task.get_name(), exc_info=task.exception())
         finally:
             for task in in_flight:
                 await cancel_and_wait(task, timeout=10)
@@ -290,7 +293,7 @@ class SendWorker:
 
     async def _send(self, mailbox: Mailbox, transport: Transport, item: repo.Claimed) -> None:
         message = item.message
-        if self.retry.exhausted(message.attempts - 1, elapsed=self._age(message)):
+        if message.attempts > 1 and self.retry.exhausted(message.attempts - 1, elapsed=self._age(message)):
             # claimed again after crashes (or after the last retry was due): no more tries
             await self._fail(message, message.last_error or _gave_up(message))
             return
@@ -374,7 +377,8 @@ class SendWorker:
             self.wakeup.set()  # its Sent copy is due
 
     async def _attempt_failed(self, message: OutboundMessage, exc: Exception, *, committed: bool) -> None:
-        temporary = is_temporary_send_error(exc)
+        # not a mail error (the database, a bug): retried like a lost connection, within the bounds
+        temporary = is_temporary_send_error(exc) or not isinstance(exc, MailportError)
         error = send_error(exc, temporary=temporary)
         now = self.clock()
         if committed and not (isinstance(exc, SMTPRejectedError) and exc.smtp_code):
