@@ -92,6 +92,7 @@ class Services:
             force_refresh=force_refresh,
             guard=self.guard,
             ssl_context=self.trust.context(mailbox.smtp.trusted_certificate),
+            connections=self.settings.send_connections,  # as many sessions as messages in flight
         )
 
     @cached_property

@@ -113,7 +113,7 @@ def is_temporary_send_error(exc: BaseException) -> bool:
 
 
 def _has_8bit(data: bytes) -> bool:
-    return any(b > 0x7F for b in data)
+    return not data.isascii()
 
 
 def seven_bit(raw: bytes) -> bytes:

@@ -219,6 +219,20 @@ async def test_a_failing_committing_sends_nothing_and_closes_the_session(
     assert server.handler.connections == 2
 
 
+async def test_a_large_message_is_written_in_full_before_committing(server: SubmissionServer, make) -> None:
+    # 3 MB: far over the transport's write buffer, so the body is drained (flow control) first
+    box = mailbox(server.port)
+    message = outgoing(box.email, "ann@example.org", body=("y" * 76 + "\n") * 40_000)
+    seen: list[int] = []
+
+    async def committing() -> None:
+        seen.append(len(server.handler.messages))
+
+    await make(box).transmit(message, committing=committing)
+    assert seen == [0]
+    assert lf(server.handler.messages[-1].data) == lf(message.raw)
+
+
 # --------------------------------------------------------------------------- refusals
 
 
@@ -261,6 +275,23 @@ async def test_all_refused_raises_with_the_first_code_and_the_session_stays_usab
     accepted = await transport.transmit(outgoing(box.email, "ann@example.org"), committing=noop)
     assert accepted.reply.startswith("250")
     assert server.handler.connections == 1
+
+
+async def test_354_after_every_recipient_was_refused_is_ended_with_a_lone_dot(
+    server: SubmissionServer, make
+) -> None:
+    # RFC 2920 §3.1: the client "cannot assume that the DATA command will be rejected just
+    # because none of the RCPT TO commands worked"; if it was accepted, it sends a single dot.
+    server.handler.data_without_recipients = True
+    server.handler.refuse["x@example.org"] = "550 5.1.1 no such user"
+    box = mailbox(server.port)
+    transport = make(box)
+    with pytest.raises(SMTPRejectedError) as info:
+        await transport.transmit(outgoing(box.email, "x@example.org"), committing=noop)
+    assert info.value.smtp_code == 550
+    assert server.handler.messages == []
+    accepted = await transport.transmit(outgoing(box.email, "ann@example.org"), committing=noop)
+    assert accepted.reply.startswith("250") and server.handler.connections == 1
 
 
 @pytest.mark.parametrize(
