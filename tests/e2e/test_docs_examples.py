@@ -29,6 +29,7 @@ from tests.fixtures.dns import LocalDNSServer
 from tests.fixtures.docs_examples import Example, examples, missing_output
 from tests.fixtures.process import clean_environment, start_mailport, stop, wait_until_healthy
 from tests.mailstack.dovecot import Dovecot, free_port
+from tests.mailstack.smtp import SubmissionServer
 
 EXAMPLES = [example for example in examples() if example.skip is None]  # tests/unit/test_docs.py
 # checks that every excluded one says why
@@ -56,6 +57,7 @@ class DocsServer:
     env: dict[str, str]
     dovecot: Dovecot
     log: Path
+    smtp_port: int = 0  # the submission bed (plaintext AUTH on loopback), for the sending setup
 
     def api(self, key: str | None = None) -> httpx.Client:
         token = key or self.env["MAILPORT_KEY"]
@@ -63,7 +65,9 @@ class DocsServer:
 
 
 @pytest.fixture(scope="module")
-def docs_server(dovecot: Dovecot, tmp_path_factory: pytest.TempPathFactory) -> Iterator[DocsServer]:
+def docs_server(
+    dovecot: Dovecot, smtp: SubmissionServer, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[DocsServer]:
     root = tmp_path_factory.mktemp("docs-examples")
     bin_dir = root / "bin"
     bin_dir.mkdir()
@@ -116,25 +120,26 @@ def docs_server(dovecot: Dovecot, tmp_path_factory: pytest.TempPathFactory) -> I
                     "PASSWORD": "an example password",
                 }
             )
-            yield DocsServer(url, env, dovecot, log)
+            yield DocsServer(url, env, dovecot, log, smtp.port)
         finally:
             stop(proc)
             shutil.copy(log, Path(str(tmp_path_factory.getbasetemp())) / "docs-examples-serve.log")
 
 
-def _mailbox(server: DocsServer) -> tuple[str, str]:
-    """A mailbox of the tenant on the bed's Dovecot: its id and its IMAP user."""
+def _mailbox(server: DocsServer, *, sends: bool = False) -> tuple[str, str]:
+    """A mailbox of the tenant on the bed's Dovecot (and, ``sends``, its submission server): its
+    id and its IMAP user."""
     email, password = server.dovecot.dyn_user(f"d{uuid.uuid4().hex[:10]}")
+    body: dict[str, object] = {
+        "email": email,
+        "auth_method": "password",
+        "password": password,
+        "imap": {"host": BED_HOST, "port": server.dovecot.imap_port, "security": "none"},
+    }
+    if sends:
+        body["smtp"] = {"host": BED_HOST, "port": server.smtp_port, "security": "none"}
     with server.api() as api:
-        made = api.post(
-            "/v1/mailboxes",
-            json={
-                "email": email,
-                "auth_method": "password",
-                "password": password,
-                "imap": {"host": BED_HOST, "port": server.dovecot.imap_port, "security": "none"},
-            },
-        )
+        made = api.post("/v1/mailboxes", json=body)
     assert made.status_code == 201, made.text
     return str(made.json()["id"]), email
 
@@ -189,6 +194,8 @@ def _setup(server: DocsServer, name: str) -> dict[str, str]:
     """The variables a ``setup=`` marker promises."""
     if name == "mailbox":
         return {"MAILBOX_ID": _mailbox(server)[0]}
+    if name == "sending":
+        return {"MAILBOX_ID": _mailbox(server, sends=True)[0]}
     if name == "messages":
         mailbox_id, user = _mailbox(server)
         for folder, raw in sample_mail():

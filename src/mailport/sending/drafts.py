@@ -191,7 +191,7 @@ def _bcc_fields(request: SendRequest) -> list[bytes]:
     if not request.bcc:
         return []
     written = [_written(text) for text in request.bcc]
-    return [("Bcc: " + ", ".join(written) + "\r\n").encode()]
+    return [("Bcc: " + ",\r\n ".join(written) + "\r\n").encode()]  # folded: a line per address
 
 
 def _written(text: str) -> str:

@@ -110,7 +110,12 @@ async def known_folder(connector: Connector, role: Role) -> str | None:
 async def folder_with_role(connector: Connector, role: Role) -> str | None:
     """The selectable folder with ``role``; where several have it, one the server marks wins
     over one that merely has the well-known name."""
-    found = [f for f in await connector.list_folders() if f.role is role and f.selectable]
+    return pick_folder(await connector.list_folders(), role)
+
+
+def pick_folder(folders: Sequence[Folder], role: Role) -> str | None:
+    """The path :func:`folder_with_role` chooses among ``folders``."""
+    found = [f for f in folders if f.role is role and f.selectable]
     if not found:
         return None
     marked = [f for f in found if not _named_for(f, role)]
