@@ -29,6 +29,7 @@ from tests.fixtures.dns import LocalDNSServer
 from tests.fixtures.docs_examples import Example, examples, missing_output
 from tests.fixtures.process import clean_environment, start_mailport, stop, wait_until_healthy
 from tests.mailstack.dovecot import Dovecot, free_port
+from tests.mailstack.smtp import SubmissionServer
 
 EXAMPLES = [example for example in examples() if example.skip is None]  # tests/unit/test_docs.py
 # checks that every excluded one says why
@@ -56,6 +57,7 @@ class DocsServer:
     env: dict[str, str]
     dovecot: Dovecot
     log: Path
+    smtp: SubmissionServer
 
     def api(self, key: str | None = None) -> httpx.Client:
         token = key or self.env["MAILPORT_KEY"]
@@ -63,7 +65,9 @@ class DocsServer:
 
 
 @pytest.fixture(scope="module")
-def docs_server(dovecot: Dovecot, tmp_path_factory: pytest.TempPathFactory) -> Iterator[DocsServer]:
+def docs_server(
+    dovecot: Dovecot, smtp: SubmissionServer, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[DocsServer]:
     root = tmp_path_factory.mktemp("docs-examples")
     bin_dir = root / "bin"
     bin_dir.mkdir()
@@ -116,25 +120,33 @@ def docs_server(dovecot: Dovecot, tmp_path_factory: pytest.TempPathFactory) -> I
                     "PASSWORD": "an example password",
                 }
             )
-            yield DocsServer(url, env, dovecot, log)
+            yield DocsServer(url, env, dovecot, log, smtp)
         finally:
             stop(proc)
             shutil.copy(log, Path(str(tmp_path_factory.getbasetemp())) / "docs-examples-serve.log")
 
 
-def _mailbox(server: DocsServer) -> tuple[str, str]:
-    """A mailbox of the tenant on the bed's Dovecot: its id and its IMAP user."""
+def _mailbox(server: DocsServer, *, sends: bool = False) -> tuple[str, str]:
+    """A mailbox of the tenant on the bed's Dovecot: its id and its IMAP user. ``sends``: with
+    the bed's submission server as its SMTP server (its certificate pinned: it names 127.0.0.1,
+    not the bed's host name)."""
     email, password = server.dovecot.dyn_user(f"d{uuid.uuid4().hex[:10]}")
+    body: dict[str, object] = {
+        "email": email,
+        "auth_method": "password",
+        "password": password,
+        "imap": {"host": BED_HOST, "port": server.dovecot.imap_port, "security": "none"},
+    }
+    if sends:
+        pem = Path(server.dovecot.ca_file).read_text()
+        body["smtp"] = {
+            "host": BED_HOST,
+            "port": server.smtp.port,
+            "security": "starttls",
+            "trusted_certificate": pem,
+        }
     with server.api() as api:
-        made = api.post(
-            "/v1/mailboxes",
-            json={
-                "email": email,
-                "auth_method": "password",
-                "password": password,
-                "imap": {"host": BED_HOST, "port": server.dovecot.imap_port, "security": "none"},
-            },
-        )
+        made = api.post("/v1/mailboxes", json=body)
     assert made.status_code == 201, made.text
     return str(made.json()["id"]), email
 
@@ -202,6 +214,13 @@ def _setup(server: DocsServer, name: str) -> dict[str, str]:
             "REF": by_subject["Invoice 2024-001"]["ref"],
             "THREAD_KEY": by_subject["Welcome"]["thread_key"],
         }
+    if name == "sending":
+        mailbox_id, user = _mailbox(server, sends=True)
+        server.dovecot.deliver(user, sample_mail()[0][1], "INBOX")  # Alice's "Welcome"
+        with server.api() as api:
+            listed = api.get(f"/v1/mailboxes/{mailbox_id}/messages")
+        assert listed.status_code == 200, listed.text
+        return {"MAILBOX_ID": mailbox_id, "MAILBOX_EMAIL": user, "REF": listed.json()["data"][0]["ref"]}
     if name == "key":
         with server.api(server.env["MAILPORT_ADMIN_KEY"]) as admin:
             made = admin.post(f"/v1/tenants/{server.env['TENANT_ID']}/keys")
