@@ -4,9 +4,12 @@ worker to the aiosmtpd submission bed."""
 
 from __future__ import annotations
 
+import re
+import textwrap
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -123,3 +126,28 @@ async def test_send_and_wait_through_the_worker(
     async with mailport.open(services=services) as mp:
         inbox = await mp.mailbox(other.tenant_id, other.mailbox_id).page()
     assert [m.envelope.subject for m in inbox.items] == ["Library hello"]
+
+
+async def test_the_docs_snippet_runs(
+    handle: MailboxHandle, box: Box, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """docs/library.md's sending snippet, as written, on this mailbox (no worker: it waits)."""
+    text = (Path(__file__).resolve().parents[3] / "docs" / "library.md").read_text()
+    blocks = re.findall(r"^```py\n(.*?)^```", text, re.M | re.S)
+    assert len(blocks) == 1
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "booking.pdf").write_bytes(b"%PDF-1.4 booking")
+    box.deliver(letter("Booking question"))
+    item = (await handle.page()).items[0]
+    source = "async def snippet(box, item):\n" + textwrap.indent(
+        blocks[0].replace("timeout=60", "timeout=0.5"), "    "
+    )
+    source += "\n    return send, reply, again, done\n"
+    namespace: dict[str, Any] = {}
+    exec(compile(source, "docs/library.md", "exec"), namespace)
+    send, reply, again, done = await namespace["snippet"](handle, item)
+    assert send.state is SendState.QUEUED and send.subject == "Your booking"
+    assert reply.subject == "Re: Booking question" and again.recipients[0] == reply.recipients[0]
+    assert done.id == send.id and done.state is SendState.QUEUED  # no worker here
+    raw = bytes((await row(box.services, send.id)).raw)
+    assert b'filename="booking.pdf"' in raw and b"application/pdf" in raw
