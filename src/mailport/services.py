@@ -27,6 +27,7 @@ from mailport.net.ratelimit import TokenBucketLimiter
 from mailport.net.trust import MailTrust
 from mailport.oauth.connect import OAuthConnectService
 from mailport.push import PushService
+from mailport.sending.drafts import DraftService
 from mailport.sending.service import SendService
 from mailport.sending.smtp_transport import SmtpTransport
 from mailport.sending.transport import Transport
@@ -91,6 +92,7 @@ class Services:
             force_refresh=force_refresh,
             guard=self.guard,
             ssl_context=self.trust.context(mailbox.smtp.trusted_certificate),
+            connections=self.settings.send_connections,  # as many sessions as messages in flight
         )
 
     @cached_property
@@ -108,6 +110,11 @@ class Services:
     def sending(self) -> SendService:
         """Queueing sends and reading the outbound queue (the send worker does the sending)."""
         return SendService(self.database, self.mailboxes, self.mail, wake=self.send_wakeup.set)
+
+    @cached_property
+    def drafts(self) -> DraftService:
+        """Drafts kept in the mailboxes' drafts folders: create, read, replace, delete, send."""
+        return DraftService(self.mail, self.sending, self.database)
 
     @cached_property
     def send_wakeup(self) -> asyncio.Event:

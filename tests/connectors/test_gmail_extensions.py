@@ -145,6 +145,8 @@ class GmailScript:
                         % (n, m.labels, m.uid, m.uid, m.structure, len(header), header)
                     )
                 await conn.send(out + tag + b" OK Success\r\n")
+            elif verb == b"NOOP":  # a search brings a folder that stayed selected up to date
+                await conn.send(tag + b" OK Success\r\n")
             elif verb == b"LOGOUT":
                 await conn.send(b"* BYE LOGOUT Requested\r\n" + tag + b" OK 73 good day (Success)\r\n")
                 return

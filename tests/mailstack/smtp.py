@@ -8,6 +8,8 @@
   next RCPT so (a queue per stage: MAIL, RCPT, DATA); ``handler.refuse["x@y"] = "550 …"`` refuses
   one address every time. A reply starting with 421 closes the connection after it; ``DROP``
   closes it without a reply.
+* ``handler.data_without_recipients = True``: DATA is answered 354 even when every RCPT was
+  refused (RFC 2920 §3.1 says a pipelining client must cope), the body then refused.
 * what the server offers: ``handler.pipelining`` / ``eight_bit_mime`` / ``smtputf8`` (bools) and
   ``handler.size`` (the SIZE limit; None: not advertised).
 * what arrived: ``handler.messages`` (:class:`Received`: envelope, MAIL parameters, bytes, which
@@ -78,6 +80,17 @@ class LongLineSMTP(SMTP):
         if closed:
             closed()
         super().connection_lost(error)
+
+    async def smtp_DATA(self, arg):
+        """``handler.data_without_recipients``: answer 354 to a DATA that has no recipient (as
+        RFC 2920 §3.1 warns some servers do), swallow the body, then refuse the transaction."""
+        if getattr(self.event_handler, "data_without_recipients", False) and not self.envelope.rcpt_tos:
+            await self.push("354 End data with <CR><LF>.<CR><LF>")
+            while (await self._reader.readuntil(b"\r\n")) != b".\r\n":
+                pass
+            await self.push("554 5.5.1 Error: no valid recipients")
+            return
+        await super().smtp_DATA(arg)
 
 
 class LongLineController(Controller):
@@ -163,6 +176,7 @@ class SubmissionHandler:
     smtputf8: bool = True
     size: int | None = 32 * 1024 * 1024
     refuse: dict[str, str] = field(default_factory=dict)  # address -> reply, every time
+    data_without_recipients: bool = False  # 354 to a DATA without any accepted recipient
     on_message: Callable[[Received], Any] | None = None
     connections: int = 0
     active: int = 0
@@ -183,9 +197,11 @@ class SubmissionHandler:
         self.refuse.clear()
         self.fail_next = None
         self.on_message = None
+        self.data_without_recipients = False
         self.pipelining = self.eight_bit_mime = self.smtputf8 = True
         self.size = 32 * 1024 * 1024
-        self.connections = self.active = self.max_active = 0
+        self.connections = 0
+        self.max_active = self.active  # connections still open from before are not counted again
 
     # ---- connections (LongLineSMTP calls these) ------------------------------------
     def opened(self) -> int:
@@ -328,10 +344,13 @@ class SubmissionHandler:
         return f"250 2.0.0 Ok: queued as {len(self.messages)}"
 
     def _lmtp(self, mail_from: str, rcpts: list[str], data: bytes):
+        # One recipient per transaction: LMTP answers DATA once per recipient (RFC 2033), and
+        # smtplib reads only the first answer, taking the next as a protocol error.
         with smtplib.LMTP("127.0.0.1", self.lmtp_port) as lmtp:
-            refused = lmtp.sendmail(mail_from, rcpts, data)
-            if refused:
-                raise RuntimeError(f"LMTP refused {refused}")
+            for rcpt in rcpts:
+                refused = lmtp.sendmail(mail_from, [rcpt], data)
+                if refused:
+                    raise RuntimeError(f"LMTP refused {refused}")
 
 
 class SubmissionServer:

@@ -14,6 +14,7 @@ from mailport.api.errors import ERROR_BODY_SCHEMA, install_error_handlers
 from mailport.api.limits import BodyLimit, RequestLimits
 from mailport.api.routers import (
     connect_links,
+    drafts,
     folders,
     health,
     mail,
@@ -87,6 +88,12 @@ def create_app(settings: Settings | None = None, *, services: Services | None = 
             send.SEND_PATH: BodyLimit(
                 send.send_body_limit(settings.max_message_bytes), send.message_too_large
             ),
+            drafts.DRAFTS_PATH: BodyLimit(
+                send.send_body_limit(settings.max_message_bytes), send.message_too_large
+            ),
+            drafts.DRAFT_PATH: BodyLimit(
+                send.send_body_limit(settings.max_message_bytes), send.message_too_large
+            ),
         },
         open_prefixes=(push.PREFIX,),  # the providers call it without a key (docs/push.md)
     )
@@ -106,6 +113,7 @@ def create_app(settings: Settings | None = None, *, services: Services | None = 
     app.include_router(threads.router)
     app.include_router(folders.router)
     app.include_router(send.router)  # POST …/send and the outbox
+    app.include_router(drafts.router)  # …/drafts: the drafts folder, and sending a draft
     app.include_router(webhook_routes.router)
     app.include_router(events_routes.router)
     app.include_router(push.router)  # POST /v1/push/{connector}/{channel}, called by providers

@@ -68,6 +68,9 @@ from mailport.cli import send as send_cli  # noqa: E402  (sending and the outbou
 
 app.command("send")(send_cli.send_command)
 app.add_typer(send_cli.outbox_app, name="outbox")
+from mailport.cli import drafts as drafts_cli  # noqa: E402  (a mailbox's drafts)
+
+app.add_typer(drafts_cli.app, name="drafts")
 from mailport.cli.detect import detect_command  # noqa: E402
 
 app.command(name="detect")(detect_command)

@@ -322,9 +322,12 @@ async def run_search(
 
 
 async def open_folder(connector: ImapConnector, folder: str) -> tuple[int, int]:
-    """``folder`` selected read-only (searching changes nothing) unless it is already: its
-    UIDVALIDITY and how many messages it holds."""
-    info = await imap_mail.select(connector, folder)
+    """``folder`` selected read-only (searching changes nothing) unless it is already, then
+    brought up to date (a NOOP): its UIDVALIDITY and how many messages it held when selected
+    (a selection kept from an earlier call does not count what arrived since, so this is a
+    size hint, never a reason to skip the search: a search right after an APPEND on the same
+    pooled connection must find that message, as the Sent copy's "never twice" check needs)."""
+    info = await imap_mail.select(connector, folder, fresh=True)
     return info.uidvalidity or 0, info.exists
 
 
@@ -335,15 +338,13 @@ async def search_messages(connector: ImapConnector, query: SearchQuery) -> Messa
     client = connector._require()
     program = compile_search(query, gmail=client.has("X-GM-EXT-1"))
     position = imap_mail.decode_cursor(query.cursor, query.folder) if query.cursor else None
-    uidvalidity, exists = await open_folder(connector, query.folder)
+    uidvalidity, _ = await open_folder(connector, query.folder)
     keys = list(program.keys)
     if position is not None:
         top = imap_mail.below_cursor(position, uidvalidity, query.folder)
         if top < 1:
             return MessagePage([], None)
         keys.insert(0, f"UID 1:{top}".encode())
-    if not exists:
-        return MessagePage([], None)
     found = await run_search(connector, query.folder, keys, charset=program.charset, native=program.native)
     candidates = sorted(found, reverse=True)
     if not program.checks:

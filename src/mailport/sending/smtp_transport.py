@@ -113,7 +113,7 @@ def is_temporary_send_error(exc: BaseException) -> bool:
 
 
 def _has_8bit(data: bytes) -> bool:
-    return any(b > 0x7F for b in data)
+    return not data.isascii()
 
 
 def seven_bit(raw: bytes) -> bytes:
@@ -461,13 +461,9 @@ class SmtpTransport:
         progress.started = True
         if "pipelining" in extensions:
             client.write(mail + b"".join(rcpts) + b"DATA" + CRLF)
-            mail_reply = await client.read_reply()
-            rcpt_replies = [await client.read_reply() for _ in rcpts]
-            data_reply = await client.read_reply()
-            everything = [mail_reply, *rcpt_replies, data_reply]
-            if any(r.code == 421 for r in everything):
-                closing = next(r for r in everything if r.code == 421)
-                raise self._rejected(closing, "the server is closing the session")
+            mail_reply = await self._read(client)
+            rcpt_replies = [await self._read(client) for _ in rcpts]
+            data_reply = await self._read(client)
             accepted = [r for r in rcpt_replies if 200 <= r.code < 300]
             if data_reply.code == 354 and (mail_reply.code != 250 or not accepted):
                 # RFC 2920 §3.1: DATA was accepted without a valid sender or recipient; end it
@@ -477,19 +473,16 @@ class SmtpTransport:
                 progress.in_data = False
         else:
             client.write(mail)
-            mail_reply = await client.read_reply()
+            mail_reply = await self._read(client)
             if mail_reply.code != 250:
                 raise self._rejected(mail_reply, "MAIL FROM refused")
             rcpt_replies = []
             for rcpt in rcpts:
                 client.write(rcpt)
-                reply = await client.read_reply()
-                if reply.code == 421:
-                    raise self._rejected(reply, "the server is closing the session")
-                rcpt_replies.append(reply)
+                rcpt_replies.append(await self._read(client))
             if any(200 <= r.code < 300 for r in rcpt_replies):
                 client.write(b"DATA" + CRLF)
-                data_reply = await client.read_reply()
+                data_reply = await self._read(client)
             else:
                 data_reply = SMTPResponse(-1, "")
         if mail_reply.code != 250:
@@ -517,13 +510,19 @@ class SmtpTransport:
         progress.committing = True
         await committing()
         client.write(b"." + CRLF)
-        final = await client.read_reply()
+        final = await self._read(client)
         progress.in_data = False
-        if final.code == 421:
-            raise self._rejected(final, "the server is closing the session")
         if not 200 <= final.code < 300:
             raise self._rejected(final, "message refused")
         return Accepted(reply=_reply(final), refused=refused)
+
+    async def _read(self, client: SmtpClient) -> SMTPResponse:
+        """The next reply; a ``421`` ends the session at once (the server closes it, and the
+        replies to the rest of a pipelined group never come)."""
+        reply = await client.read_reply()
+        if reply.code == 421:
+            raise self._rejected(reply, "the server is closing the session")
+        return reply
 
     def _rejected(self, response: SMTPResponse, what: str) -> SMTPRejectedError:
         return SMTPRejectedError(
