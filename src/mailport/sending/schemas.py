@@ -59,6 +59,7 @@ _CONTENT_TYPE = re.compile(r"[\w.+-]+/[\w.+-]+")
 _CONTENT_ID = re.compile(r"[!-;=?-~]{1,250}")  # printable ASCII without < and > (compose's rule)
 _INGESTED_ID = re.compile(r"msg_[0-9a-z]{26}")
 _IDEMPOTENCY_KEY = re.compile(r"[!-~]{1,255}")
+_FIELD_NAME = re.compile(r"[!-9;-~]+")  # RFC 5322 ftext
 
 
 # --------------------------------------------------------------------------- field rules
@@ -138,6 +139,12 @@ def _base64_text(value: str) -> str:
     return value
 
 
+def _header_name(value: str) -> str:
+    if not _FIELD_NAME.fullmatch(value):
+        raise ValueError(f"{value[:100]!r} is not a header name (printable ASCII without spaces or ':')")
+    return value
+
+
 def _header_value(value: str) -> str:
     check_text(value)
     return value
@@ -155,7 +162,7 @@ ContentType = Annotated[
 ContentId = Annotated[str, StringConstraints(min_length=1, max_length=252), AfterValidator(check_content_id)]
 Base64 = Annotated[str, StringConstraints(min_length=0), AfterValidator(_base64_text)]
 Subject = Annotated[str, StringConstraints(max_length=MAX_HEADER_VALUE), AfterValidator(clean_line)]
-HeaderName = Annotated[str, StringConstraints(min_length=1, max_length=100)]
+HeaderName = Annotated[str, StringConstraints(min_length=1, max_length=100), AfterValidator(_header_name)]
 HeaderValue = Annotated[str, StringConstraints(max_length=MAX_HEADER_VALUE), AfterValidator(_header_value)]
 AttachmentId = Annotated[str, StringConstraints(min_length=1, max_length=100), AfterValidator(clean_line)]
 SendAt = Annotated[datetime, AfterValidator(aware)]
