@@ -96,10 +96,12 @@ async def ensure_folder(connector: Connector, kind: CopyKind) -> str:
     return path
 
 
-async def known_folder(connector: Connector, role: Role) -> str | None:
-    """The path of the folder with ``role`` (None: there is none), remembered per connection."""
+async def known_folder(connector: Connector, role: Role, *, fresh: bool = False) -> str | None:
+    """The path of the folder with ``role`` (None: there is none), remembered per connection;
+    ``fresh``: looked up again (the folder may have been renamed or deleted meanwhile)."""
     known = _known.setdefault(connector, {})
-    if role not in known:
+    if fresh or role not in known:
+        known.pop(role, None)
         path = await folder_with_role(connector, role)
         if path is None:
             return None

@@ -24,9 +24,12 @@ from mailport.connectors.base import MessageRef
 from mailport.connectors.mail import ListQuery, SearchQuery
 from mailport.sending.worker import SendWorker
 from tests.fixtures.api import NewTenantClient, TenantHandle
+from tests.integration.sending.copies_bed import bare_dovecots
 from tests.integration.sending.outbox_bed import Box, make_box, row
 from tests.mailstack.dovecot import Dovecot
 from tests.mailstack.smtp import SubmissionServer
+
+__all__ = ["bare_dovecots"]  # a fixture
 
 DRAFT = {
     "to": ["Ann <ann@example.test>"],
@@ -284,3 +287,30 @@ async def test_a_retry_with_the_key_after_the_draft_was_sent_answers_the_first_s
     assert retry.status_code == 202, retry.text
     assert retry.json()["id"] == first.json()["id"] and retry.json()["state"] == "sent"
     assert retry.headers["Idempotent-Replayed"] == "true"
+
+
+async def test_a_drafts_folder_renamed_meanwhile_is_looked_up_again(
+    services: Services,
+    tenant: TenantHandle,
+    tenant_client: httpx.AsyncClient,
+    bare_dovecots: dict[str, Dovecot],
+    smtp: SubmissionServer,
+) -> None:
+    # A server without SPECIAL-USE: Drafts is created on first use, found by its name after.
+    box = await make_box(services, bare_dovecots["imap"], smtp.port, tenant_id=tenant.id)
+    made = await create(tenant_client, box)
+    assert made["folder"] == "Drafts"
+    await services.mail.list_messages(box.tenant_id, box.mailbox_id, ListQuery())  # Drafts unselected
+    other = await box.dovecot.client(box.email, box.password)
+    try:
+        await other.rename("Drafts", "Draft")  # another client renames it (still a well-known name)
+    finally:
+        await other.logout()
+
+    listed = (await tenant_client.get(url(box))).json()["data"]
+    assert [MessageRef.decode(item["ref"]).scope for item in listed] == ["Draft"]
+    moved_ref = listed[0]["ref"]
+    shown = await tenant_client.get(url(box, f"/{moved_ref}"))
+    assert shown.status_code == 200 and shown.json()["subject"] == "Quarterly figures"
+    stale = await tenant_client.get(url(box, f"/{made['ref']}"))  # the old folder's ref
+    assert stale.status_code == 422 and "not a draft" in stale.json()["detail"]
