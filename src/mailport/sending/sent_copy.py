@@ -16,9 +16,12 @@ no failure (``folder_exists``: the folder list is read again).
 from __future__ import annotations
 
 import logging
+import re
 import weakref
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from email.utils import parsedate_to_datetime
 
 from mailport.connectors.base import Connector, Feature, MessageRef
 from mailport.connectors.folders import Folder, Role, role_of
@@ -28,6 +31,8 @@ from mailport.errors import FolderExistsError, FolderNotFoundError
 log = logging.getLogger(__name__)
 
 SCAN_LIMIT = 100  # newest messages compared by Message-ID where the source cannot search
+SINCE_MARGIN = timedelta(days=2)  # see appended_since
+_DATE = re.compile(rb"^date:[ \t]*(.*(?:\r?\n[ \t].*)*)", re.IGNORECASE | re.MULTILINE)
 
 # connection -> role -> folder path (a pooled connection lives on; a dropped one takes its entry)
 _known: weakref.WeakKeyDictionary[Connector, dict[Role, str]] = weakref.WeakKeyDictionary()
@@ -68,14 +73,34 @@ async def store_copy(connector: Connector, kind: CopyKind, raw: bytes, message_i
 
 async def _store(connector: Connector, kind: CopyKind, raw: bytes, message_id: str) -> str | None:
     folder = await ensure_folder(connector, kind)
-    found = await find_copy(connector, folder, message_id)
+    since = appended_since(raw)
+    found = await find_copy(connector, folder, message_id, since=since)
     if found is not None:
         log.info("%s copy of <%s> already in %r: not stored again", kind.role, bare(message_id), folder)
         return found.encode()
     made = await connector.import_message(folder, raw, flags=kind.flags)
     if made is None:  # no APPENDUID (no UIDPLUS): look the copy up
-        made = await find_copy(connector, folder, message_id)
+        made = await find_copy(connector, folder, message_id, since=since)
     return made.encode() if made is not None else None
+
+
+def appended_since(raw: bytes, *, now: datetime | None = None) -> datetime | None:
+    """The earliest time an earlier copy of ``raw`` can have been APPENDed, so that the search
+    reads the headers of recent mail only, not of a Sent folder's years: a copy is stored after
+    the message was written (its Date), and its INTERNALDATE is when it was APPENDed. A Date in
+    the future counts as now; two days of margin cover clocks and a worker that was down. None
+    (the whole folder) without a usable Date."""
+    head = re.split(rb"\r?\n\r?\n", raw, maxsplit=1)[0]
+    match = _DATE.search(head)
+    if match is None:
+        return None
+    try:
+        written = parsedate_to_datetime(re.sub(r"\r?\n[ \t]", " ", match.group(1).decode("ascii", "replace")))
+    except (TypeError, ValueError):
+        return None
+    if written.tzinfo is None:
+        return None
+    return min(written, now or datetime.now(UTC)) - SINCE_MARGIN
 
 
 async def ensure_folder(connector: Connector, kind: CopyKind) -> str:
@@ -129,17 +154,19 @@ def _named_for(folder: Folder, role: Role) -> bool:
     return role_of(folder.name, delimiter=None) is role
 
 
-async def find_copy(connector: Connector, folder: str, message_id: str) -> MessageRef | None:
+async def find_copy(
+    connector: Connector, folder: str, message_id: str, *, since: datetime | None = None
+) -> MessageRef | None:
     """The message of ``folder`` whose Message-ID is ``message_id`` (with or without angle
-    brackets), if any: searched on the server where the source can search, else among the
-    newest :data:`SCAN_LIMIT`. The server's HEADER search matches substrings, so every hit is
-    compared exactly."""
+    brackets), received at or after ``since``, if any: searched on the server where the source
+    can search, else among the newest :data:`SCAN_LIMIT`. The server's HEADER search matches
+    substrings, so every hit is compared exactly."""
     wanted = bare(message_id)
     if not wanted:
         return None
     if connector.supports(Feature.SEARCH):
         page = await connector.search_messages(
-            SearchQuery(folder=folder, message_id=f"<{wanted}>", limit=SCAN_LIMIT)
+            SearchQuery(folder=folder, message_id=f"<{wanted}>", since=since, limit=SCAN_LIMIT)
         )
     else:
         page = await connector.list_messages(ListQuery(folder=folder, limit=SCAN_LIMIT))

@@ -6,6 +6,7 @@ SPECIAL-USE."""
 from __future__ import annotations
 
 import asyncio
+from datetime import UTC, datetime, timedelta
 
 from mailport.connectors.base import MessageRef
 from mailport.connectors.folders import Role
@@ -142,3 +143,19 @@ async def test_a_remembered_folder_deleted_meanwhile_is_looked_up_again(bare_bed
     assert ref is not None
     assert MessageRef.decode(ref).scope == bare_bed.path("Sent Messages")
     assert await bare_bed.uids_elsewhere(bare_bed.path("Sent Messages")) == 1
+
+
+async def test_only_recent_mail_is_searched_for_an_earlier_copy(bed: MailBed) -> None:
+    # The same Message-ID APPENDed a month before the message was written is another message
+    # (a Sent folder's years are not searched for each copy): this one is stored.
+    raw, mid = message("Written today", message_id=None)
+    await bed.put(bed.path("Sent"), raw, at=datetime.now(UTC) - timedelta(days=30))
+
+    ref = await store_sent_copy(bed.connector, raw.replace(b"Sat, 05 Dec 2026", _today()), mid)
+
+    assert ref is not None and MessageRef.decode(ref).item == "2"
+    assert await bed.uids_elsewhere(bed.path("Sent")) == 2
+
+
+def _today() -> bytes:
+    return datetime.now(UTC).strftime("%a, %d %b %Y").encode()
