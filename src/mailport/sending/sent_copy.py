@@ -4,7 +4,9 @@
 "Never twice" is checked on the server, not in our database: the folder is searched for the
 Message-ID before every APPEND. A worker that stopped between the APPEND and the outbox update
 finds its own copy on the next attempt and returns that ref instead of storing a second one;
-so does a provider that filed a copy itself after all.
+so does a provider that filed a copy itself after all. Only mail received since shortly before
+the message was written is searched (:func:`appended_since`): a copy cannot be older, and a
+Sent folder's years of mail would make every copy slower.
 
 The folder is the one the server marks (SPECIAL-USE, RFC 6154) or, on servers without the marks,
 the one with a well-known name (``Sent``, ``Sent Items`` …: :mod:`mailport.connectors.folders`).
