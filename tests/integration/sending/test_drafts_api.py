@@ -314,3 +314,15 @@ async def test_a_drafts_folder_renamed_meanwhile_is_looked_up_again(
     assert shown.status_code == 200 and shown.json()["subject"] == "Quarterly figures"
     stale = await tenant_client.get(url(box, f"/{made['ref']}"))  # the old folder's ref
     assert stale.status_code == 422 and "not a draft" in stale.json()["detail"]
+
+
+async def test_drafts_work_without_smtp_but_sending_one_needs_it(
+    services: Services, tenant: TenantHandle, tenant_client: httpx.AsyncClient, dovecot: Dovecot
+) -> None:
+    box = await make_box(services, dovecot, None, tenant_id=tenant.id)
+    made = await create(tenant_client, box)
+
+    refused = await tenant_client.post(url(box, f"/{made['ref']}/send"))
+
+    assert refused.status_code == 422 and refused.json()["error"] == "smtp_not_configured"
+    assert [item["ref"] for item in (await tenant_client.get(url(box))).json()["data"]] == [made["ref"]]
