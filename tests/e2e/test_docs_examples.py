@@ -57,7 +57,7 @@ class DocsServer:
     env: dict[str, str]
     dovecot: Dovecot
     log: Path
-    smtp_port: int = 0  # the submission bed (plaintext AUTH on loopback), for the sending setup
+    smtp: SubmissionServer
 
     def api(self, key: str | None = None) -> httpx.Client:
         token = key or self.env["MAILPORT_KEY"]
@@ -120,15 +120,16 @@ def docs_server(
                     "PASSWORD": "an example password",
                 }
             )
-            yield DocsServer(url, env, dovecot, log, smtp.port)
+            yield DocsServer(url, env, dovecot, log, smtp)
         finally:
             stop(proc)
             shutil.copy(log, Path(str(tmp_path_factory.getbasetemp())) / "docs-examples-serve.log")
 
 
 def _mailbox(server: DocsServer, *, sends: bool = False) -> tuple[str, str]:
-    """A mailbox of the tenant on the bed's Dovecot (and, ``sends``, its submission server): its
-    id and its IMAP user."""
+    """A mailbox of the tenant on the bed's Dovecot: its id and its IMAP user. ``sends``: with
+    the bed's submission server as its SMTP server (its certificate pinned: it names 127.0.0.1,
+    not the bed's host name)."""
     email, password = server.dovecot.dyn_user(f"d{uuid.uuid4().hex[:10]}")
     body: dict[str, object] = {
         "email": email,
@@ -137,7 +138,13 @@ def _mailbox(server: DocsServer, *, sends: bool = False) -> tuple[str, str]:
         "imap": {"host": BED_HOST, "port": server.dovecot.imap_port, "security": "none"},
     }
     if sends:
-        body["smtp"] = {"host": BED_HOST, "port": server.smtp_port, "security": "none"}
+        pem = Path(server.dovecot.ca_file).read_text()
+        body["smtp"] = {
+            "host": BED_HOST,
+            "port": server.smtp.port,
+            "security": "starttls",
+            "trusted_certificate": pem,
+        }
     with server.api() as api:
         made = api.post("/v1/mailboxes", json=body)
     assert made.status_code == 201, made.text
@@ -194,8 +201,6 @@ def _setup(server: DocsServer, name: str) -> dict[str, str]:
     """The variables a ``setup=`` marker promises."""
     if name == "mailbox":
         return {"MAILBOX_ID": _mailbox(server)[0]}
-    if name == "sending":
-        return {"MAILBOX_ID": _mailbox(server, sends=True)[0]}
     if name == "messages":
         mailbox_id, user = _mailbox(server)
         for folder, raw in sample_mail():
@@ -209,6 +214,13 @@ def _setup(server: DocsServer, name: str) -> dict[str, str]:
             "REF": by_subject["Invoice 2024-001"]["ref"],
             "THREAD_KEY": by_subject["Welcome"]["thread_key"],
         }
+    if name == "sending":
+        mailbox_id, user = _mailbox(server, sends=True)
+        server.dovecot.deliver(user, sample_mail()[0][1], "INBOX")  # Alice's "Welcome"
+        with server.api() as api:
+            listed = api.get(f"/v1/mailboxes/{mailbox_id}/messages")
+        assert listed.status_code == 200, listed.text
+        return {"MAILBOX_ID": mailbox_id, "MAILBOX_EMAIL": user, "REF": listed.json()["data"][0]["ref"]}
     if name == "key":
         with server.api(server.env["MAILPORT_ADMIN_KEY"]) as admin:
             made = admin.post(f"/v1/tenants/{server.env['TENANT_ID']}/keys")

@@ -42,8 +42,10 @@ async def until_done(client: httpx.AsyncClient, location: str, timeout: float = 
     deadline = time.monotonic() + timeout
     while True:
         got = (await client.get(location)).json()
-        if got["state"] in ("sent", "failed", "cancelled") or time.monotonic() > deadline:
+        if got["state"] in ("sent", "failed", "cancelled"):
             return dict(got)
+        if time.monotonic() > deadline:
+            raise AssertionError(f"still {got['state']} after {timeout} s: {got}")
         await asyncio.sleep(0.1)
 
 
