@@ -60,7 +60,9 @@ StoreCopy = Callable[[Connector, bytes, str], Awaitable[str | None]]
 """Stores the Sent copy once (:func:`mailport.sending.sent_copy.store_sent_copy`)."""
 COPY_ATTEMPTS = 6  # Sent copy tries (1 min, 2, 4, 8, 16 apart), then sent_copy = failed
 COPY_POLICY = RetryPolicy(first_delay=60, multiplier=2, max_delay=1800, jitter=0.2)
-AFTER_SEND_BATCH = 20
+AFTER_SEND_CONCURRENCY = 8  # Sent copies (and draft deletions) under way at once
+RECOVERY_SECONDS = 1.0  # how often a worker looks for sends whose process died at the end of DATA
+MAILBOX_CACHE_SECONDS = 5.0
 
 
 def retry_policy(*, first_seconds: float, max_attempts: int, give_up_hours: float) -> RetryPolicy:
@@ -116,7 +118,9 @@ class SendWorker:
         self.clock = clock
         self._transports: dict[str, tuple[datetime, Transport]] = {}
         self._lanes: dict[str, asyncio.Task[None]] = {}
-        self._after: set[asyncio.Task[None]] = set()
+        self._copier: asyncio.Task[None] | None = None
+        self._recovered_at = -RECOVERY_SECONDS
+        self._mailboxes: dict[str, tuple[float, Mailbox]] = {}
         self._task: asyncio.Task[None] | None = None
 
     # --- lifecycle
@@ -138,10 +142,10 @@ class SendWorker:
         if self._task is not None:
             await cancel_and_wait(self._task, timeout=10)
             self._task = None
-        for task in [*self._lanes.values(), *self._after]:
+        for task in [*self._lanes.values(), *([self._copier] if self._copier else [])]:
             await cancel_and_wait(task, timeout=10)
         self._lanes.clear()
-        self._after.clear()
+        self._copier = None
         transports, self._transports = self._transports, {}
         for _, transport in transports.values():
             try:
@@ -162,41 +166,61 @@ class SendWorker:
 
     async def run_once(self) -> None:
         """Recover sends whose process died at the end of DATA, start a lane for every mailbox
-        with due sends, and start the after-send steps that are due."""
+        with due sends, and start the after-send steps when none are running."""
         now = self.clock()
-        async with self.services.events.transaction() as conn:
-            for message in await repo.unconfirmed(conn, now=now):
-                log.warning(
-                    "send %s: its process stopped at the end of DATA; recorded as sent, unconfirmed",
-                    message.id,
-                )
-                await _sent_event(conn, message)
+        loop_time = asyncio.get_running_loop().time()
+        if loop_time - self._recovered_at >= RECOVERY_SECONDS:
+            self._recovered_at = loop_time
+            async with self.services.events.transaction() as conn:
+                for message in await repo.unconfirmed(conn, now=now):
+                    log.warning(
+                        "send %s: its process stopped at the end of DATA; recorded as sent, unconfirmed",
+                        message.id,
+                    )
+                    await _sent_event(conn, message)
         async with self.services.database.connect() as conn:
             due = await repo.due_mailboxes(conn, now=now)
-        for tenant_mailbox in due:
-            if tenant_mailbox not in self._lanes or self._lanes[tenant_mailbox].done():
-                self._lanes[tenant_mailbox] = asyncio.create_task(
-                    self._lane(tenant_mailbox), name=f"send-lane-{tenant_mailbox}"
+        for mailbox_id in due:
+            if mailbox_id not in self._lanes or self._lanes[mailbox_id].done():
+                self._lanes[mailbox_id] = asyncio.create_task(
+                    self._lane(mailbox_id), name=f"send-lane-{mailbox_id}"
                 )
         self._lanes = {k: t for k, t in self._lanes.items() if not t.done()}
-        self._after = {t for t in self._after if not t.done()}
-        if len(self._after) < AFTER_SEND_BATCH:
-            async with self.services.database.transaction() as conn:
-                rows = await repo.claim_after_send(
-                    conn,
-                    owner=self.owner,
-                    now=now,
-                    until=now + self.claim,
-                    limit=AFTER_SEND_BATCH - len(self._after),
-                )
-            for row in rows:
-                self._after.add(
-                    asyncio.create_task(self._after_send(row), name=f"send-copy-{row.message.id}")
-                )
+        self._start_copier()
+
+    def _start_copier(self) -> None:
+        if self._copier is None or self._copier.done():
+            self._copier = asyncio.create_task(self._after_sends(), name="send-after")
+
+    async def _after_sends(self) -> None:
+        """Sent copies and draft deletions, claimed in batches, a few at once, until none is due."""
+        running: set[asyncio.Task[None]] = set()
+        try:
+            while True:
+                free = AFTER_SEND_CONCURRENCY - len(running)
+                if free > 0:
+                    now = self.clock()
+                    async with self.services.database.transaction() as conn:
+                        rows = await repo.claim_after_send(
+                            conn, owner=self.owner, now=now, until=now + self.claim, limit=free
+                        )
+                    for row in rows:
+                        running.add(
+                            asyncio.create_task(self._after_send(row), name=f"send-copy-{row.message.id}")
+                        )
+                if not running:
+                    return
+                _, running = await asyncio.wait(running, return_when=asyncio.FIRST_COMPLETED)
+        except Exception:
+            stop_if_cancelled()
+            log.exception("the after-send steps failed; the next pass starts them again")
+        finally:
+            for task in running:
+                await cancel_and_wait(task, timeout=10)
 
     async def idle(self, timeout: float = 30.0) -> None:
         """Wait until this worker's lanes and after-send steps have finished (tests)."""
-        pending = [*self._lanes.values(), *self._after]
+        pending = [*self._lanes.values(), *([self._copier] if self._copier else [])]
         if pending:
             await asyncio.wait(pending, timeout=timeout)
 
@@ -248,6 +272,9 @@ class SendWorker:
                 if not in_flight:
                     return
                 done, in_flight = await asyncio.wait(in_flight, return_when=asyncio.FIRST_COMPLETED)
+                for task in done:
+                    if not task.cancelled() and task.exception() is not None:
+                        log.error("%s failed", task.get_name(), exc_info=task.exception())
         finally:
             for task in in_flight:
                 await cancel_and_wait(task, timeout=10)
@@ -261,6 +288,19 @@ class SendWorker:
             return await self.services.mailboxes.get(tenant_id, mailbox_id)
         except NotFoundError:
             return None
+
+    async def _recent_mailbox(self, mailbox_id: str) -> Mailbox | None:
+        """The mailbox as read at most a few seconds ago (the after-send steps of a burst)."""
+        now = asyncio.get_running_loop().time()
+        kept = self._mailboxes.get(mailbox_id)
+        if kept is not None and now - kept[0] < MAILBOX_CACHE_SECONDS:
+            return kept[1]
+        mailbox = await self._mailbox(mailbox_id)
+        if mailbox is None:
+            self._mailboxes.pop(mailbox_id, None)
+        else:
+            self._mailboxes[mailbox_id] = (now, mailbox)
+        return mailbox
 
     async def _transport(self, mailbox: Mailbox) -> Transport:
         """The mailbox's transport, kept between passes; built again when the mailbox changed."""
@@ -290,7 +330,7 @@ class SendWorker:
 
     async def _send(self, mailbox: Mailbox, transport: Transport, item: repo.Claimed) -> None:
         message = item.message
-        if self.retry.exhausted(message.attempts - 1, elapsed=self._age(message)):
+        if message.attempts > 1 and self.retry.exhausted(message.attempts - 1, elapsed=self._age(message)):
             # claimed again after crashes (or after the last retry was due): no more tries
             await self._fail(message, message.last_error or _gave_up(message))
             return
@@ -371,10 +411,11 @@ class SendWorker:
             )
         else:
             log.info("send %s: accepted: %s", message.id, accepted.reply)
-            self.wakeup.set()  # its Sent copy is due
+            self._start_copier()  # its Sent copy is due
 
     async def _attempt_failed(self, message: OutboundMessage, exc: Exception, *, committed: bool) -> None:
-        temporary = is_temporary_send_error(exc)
+        # not a mail error (the database, a bug): retried like a lost connection, within the bounds
+        temporary = is_temporary_send_error(exc) or not isinstance(exc, MailportError)
         error = send_error(exc, temporary=temporary)
         now = self.clock()
         if committed and not (isinstance(exc, SMTPRejectedError) and exc.smtp_code):
@@ -430,7 +471,7 @@ class SendWorker:
 
     async def _copy_and_draft(self, row: repo.AfterSend) -> None:
         message = row.message
-        mailbox = await self._mailbox(message.mailbox_id)
+        mailbox = await self._recent_mailbox(message.mailbox_id)
         if mailbox is None:
             return
         state, ref, attempts = message.sent_copy, message.sent_copy_ref, row.sent_copy_attempts

@@ -439,6 +439,8 @@ class SmtpClient:
     async def drain(self, timeout: float | None = None) -> None:
         """Wait until the queued bytes are handed to the kernel (flow control, like a stream's drain)."""
         protocol = self._protocol()
+        if not protocol._paused:  # below the high-water mark: nothing to wait for
+            return
         try:
             await asyncio.wait_for(protocol._drain_helper(), self._timeout if timeout is None else timeout)
         except (aiosmtplib.SMTPException, OSError, TimeoutError) as exc:

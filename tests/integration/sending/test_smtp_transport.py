@@ -219,6 +219,20 @@ async def test_a_failing_committing_sends_nothing_and_closes_the_session(
     assert server.handler.connections == 2
 
 
+async def test_a_large_message_is_written_in_full_before_committing(server: SubmissionServer, make) -> None:
+    # 3 MB: far over the transport's write buffer, so the body is drained (flow control) first
+    box = mailbox(server.port)
+    message = outgoing(box.email, "ann@example.org", body=("y" * 76 + "\n") * 40_000)
+    seen: list[int] = []
+
+    async def committing() -> None:
+        seen.append(len(server.handler.messages))
+
+    await make(box).transmit(message, committing=committing)
+    assert seen == [0]
+    assert lf(server.handler.messages[-1].data) == lf(message.raw)
+
+
 # --------------------------------------------------------------------------- refusals
 
 
