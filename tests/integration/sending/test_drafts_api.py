@@ -24,12 +24,9 @@ from mailport.connectors.base import MessageRef
 from mailport.connectors.mail import ListQuery, SearchQuery
 from mailport.sending.worker import SendWorker
 from tests.fixtures.api import NewTenantClient, TenantHandle
-from tests.integration.sending.copies_bed import bare_dovecots
 from tests.integration.sending.outbox_bed import Box, make_box, row
 from tests.mailstack.dovecot import Dovecot
 from tests.mailstack.smtp import SubmissionServer
-
-__all__ = ["bare_dovecots"]  # a fixture
 
 DRAFT = {
     "to": ["Ann <ann@example.test>"],

@@ -13,9 +13,9 @@ from mailport.connectors.folders import Role
 from mailport.connectors.mail import ListQuery
 from mailport.sending.sent_copy import folder_with_role, store_draft, store_sent_copy
 from tests.connectors.mailbed import MailBed
-from tests.integration.sending.copies_bed import bare_bed, bare_dovecots, bed, message
+from tests.integration.sending.copies_bed import bare_bed, bed, message
 
-__all__ = ["bare_bed", "bare_dovecots", "bed"]  # fixtures
+__all__ = ["bare_bed", "bed"]  # fixtures
 
 
 async def folder_names(bed: MailBed) -> set[str]:
