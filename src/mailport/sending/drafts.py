@@ -28,7 +28,7 @@ from mailport.clock import Clock, utc_now
 from mailport.connectors.base import Connector, Feature, MessageRef
 from mailport.connectors.folders import Role
 from mailport.connectors.mail import DEFAULT_LIMIT, ListQuery, MessagePage
-from mailport.errors import InputError, MessageNotFoundError
+from mailport.errors import FolderNotFoundError, InputError, MessageNotFoundError
 from mailport.mailboxes.access import MailAccess
 from mailport.mailboxes.message_view import MessageView
 from mailport.messages.headers import addresses
@@ -88,13 +88,23 @@ class DraftService:
         self, tenant_id: str, mailbox_id: str, *, limit: int = DEFAULT_LIMIT, cursor: str | None = None
     ) -> DraftPage:
         """The drafts folder, newest first; empty while the mailbox has none."""
-        folder = await self._mail.read(
-            tenant_id, mailbox_id, Feature.FOLDERS, lambda c: known_folder(c, Role.DRAFTS)
-        )
-        if folder is None:
-            return DraftPage(MessagePage([], None), None)
-        query = ListQuery(folder=folder, limit=limit, cursor=cursor)
-        return DraftPage(await self._mail.list_messages(tenant_id, mailbox_id, query), folder)
+        for fresh in (False, True):
+            folder = await self._folder(tenant_id, mailbox_id, fresh=fresh)
+            if folder is None:
+                return DraftPage(MessagePage([], None), None)
+            query = ListQuery(folder=folder, limit=limit, cursor=cursor)
+            try:
+                return DraftPage(await self._mail.list_messages(tenant_id, mailbox_id, query), folder)
+            except FolderNotFoundError:  # renamed or deleted since this connection looked
+                if fresh:
+                    raise
+        raise AssertionError("unreachable")
+
+    async def _folder(self, tenant_id: str, mailbox_id: str, *, fresh: bool) -> str | None:
+        async def look_up(connector: Connector) -> str | None:
+            return await known_folder(connector, Role.DRAFTS, fresh=fresh)
+
+        return await self._mail.read(tenant_id, mailbox_id, Feature.FOLDERS, look_up)
 
     async def create(self, tenant_id: str, mailbox_id: str, request: SendRequest) -> StoredDraft:
         """Compose ``request`` (as a send would be) and store it in the drafts folder."""
@@ -170,6 +180,8 @@ async def _check_draft(connector: Connector, ref: str) -> str:
     """The drafts folder's path, when ``ref`` is a message of it; 422 otherwise."""
     location = MessageRef.decode(ref)
     folder = await known_folder(connector, Role.DRAFTS)
+    if folder != location.scope:  # perhaps renamed since this connection looked
+        folder = await known_folder(connector, Role.DRAFTS, fresh=True)
     if folder is None or location.scope != folder:
         where = "this mailbox has no drafts folder" if folder is None else f"the drafts folder is {folder!r}"
         raise InputError(

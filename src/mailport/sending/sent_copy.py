@@ -4,7 +4,9 @@
 "Never twice" is checked on the server, not in our database: the folder is searched for the
 Message-ID before every APPEND. A worker that stopped between the APPEND and the outbox update
 finds its own copy on the next attempt and returns that ref instead of storing a second one;
-so does a provider that filed a copy itself after all.
+so does a provider that filed a copy itself after all. Only mail received since shortly before
+the message was written is searched (:func:`appended_since`): a copy cannot be older, and a
+Sent folder's years of mail would make every copy slower.
 
 The folder is the one the server marks (SPECIAL-USE, RFC 6154) or, on servers without the marks,
 the one with a well-known name (``Sent``, ``Sent Items`` …: :mod:`mailport.connectors.folders`).
@@ -16,9 +18,12 @@ no failure (``folder_exists``: the folder list is read again).
 from __future__ import annotations
 
 import logging
+import re
 import weakref
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from email.utils import parsedate_to_datetime
 
 from mailport.connectors.base import Connector, Feature, MessageRef
 from mailport.connectors.folders import Folder, Role, role_of
@@ -28,6 +33,8 @@ from mailport.errors import FolderExistsError, FolderNotFoundError
 log = logging.getLogger(__name__)
 
 SCAN_LIMIT = 100  # newest messages compared by Message-ID where the source cannot search
+SINCE_MARGIN = timedelta(days=2)  # see appended_since
+_DATE = re.compile(rb"^date:[ \t]*(.*(?:\r?\n[ \t].*)*)", re.IGNORECASE | re.MULTILINE)
 
 # connection -> role -> folder path (a pooled connection lives on; a dropped one takes its entry)
 _known: weakref.WeakKeyDictionary[Connector, dict[Role, str]] = weakref.WeakKeyDictionary()
@@ -68,14 +75,34 @@ async def store_copy(connector: Connector, kind: CopyKind, raw: bytes, message_i
 
 async def _store(connector: Connector, kind: CopyKind, raw: bytes, message_id: str) -> str | None:
     folder = await ensure_folder(connector, kind)
-    found = await find_copy(connector, folder, message_id)
+    since = appended_since(raw)
+    found = await find_copy(connector, folder, message_id, since=since)
     if found is not None:
         log.info("%s copy of <%s> already in %r: not stored again", kind.role, bare(message_id), folder)
         return found.encode()
     made = await connector.import_message(folder, raw, flags=kind.flags)
     if made is None:  # no APPENDUID (no UIDPLUS): look the copy up
-        made = await find_copy(connector, folder, message_id)
+        made = await find_copy(connector, folder, message_id, since=since)
     return made.encode() if made is not None else None
+
+
+def appended_since(raw: bytes, *, now: datetime | None = None) -> datetime | None:
+    """The earliest time an earlier copy of ``raw`` can have been APPENDed, so that the search
+    reads the headers of recent mail only, not of a Sent folder's years: a copy is stored after
+    the message was written (its Date), and its INTERNALDATE is when it was APPENDed. A Date in
+    the future counts as now; two days of margin cover clocks and a worker that was down. None
+    (the whole folder) without a usable Date."""
+    head = re.split(rb"\r?\n\r?\n", raw, maxsplit=1)[0]
+    match = _DATE.search(head)
+    if match is None:
+        return None
+    try:
+        written = parsedate_to_datetime(re.sub(r"\r?\n[ \t]", " ", match.group(1).decode("ascii", "replace")))
+    except (TypeError, ValueError):
+        return None
+    if written.tzinfo is None:
+        return None
+    return min(written, now or datetime.now(UTC)) - SINCE_MARGIN
 
 
 async def ensure_folder(connector: Connector, kind: CopyKind) -> str:
@@ -96,10 +123,12 @@ async def ensure_folder(connector: Connector, kind: CopyKind) -> str:
     return path
 
 
-async def known_folder(connector: Connector, role: Role) -> str | None:
-    """The path of the folder with ``role`` (None: there is none), remembered per connection."""
+async def known_folder(connector: Connector, role: Role, *, fresh: bool = False) -> str | None:
+    """The path of the folder with ``role`` (None: there is none), remembered per connection;
+    ``fresh``: looked up again (the folder may have been renamed or deleted meanwhile)."""
     known = _known.setdefault(connector, {})
-    if role not in known:
+    if fresh or role not in known:
+        known.pop(role, None)
         path = await folder_with_role(connector, role)
         if path is None:
             return None
@@ -127,17 +156,19 @@ def _named_for(folder: Folder, role: Role) -> bool:
     return role_of(folder.name, delimiter=None) is role
 
 
-async def find_copy(connector: Connector, folder: str, message_id: str) -> MessageRef | None:
+async def find_copy(
+    connector: Connector, folder: str, message_id: str, *, since: datetime | None = None
+) -> MessageRef | None:
     """The message of ``folder`` whose Message-ID is ``message_id`` (with or without angle
-    brackets), if any: searched on the server where the source can search, else among the
-    newest :data:`SCAN_LIMIT`. The server's HEADER search matches substrings, so every hit is
-    compared exactly."""
+    brackets), received at or after ``since``, if any: searched on the server where the source
+    can search, else among the newest :data:`SCAN_LIMIT`. The server's HEADER search matches
+    substrings, so every hit is compared exactly."""
     wanted = bare(message_id)
     if not wanted:
         return None
     if connector.supports(Feature.SEARCH):
         page = await connector.search_messages(
-            SearchQuery(folder=folder, message_id=f"<{wanted}>", limit=SCAN_LIMIT)
+            SearchQuery(folder=folder, message_id=f"<{wanted}>", since=since, limit=SCAN_LIMIT)
         )
     else:
         page = await connector.list_messages(ListQuery(folder=folder, limit=SCAN_LIMIT))

@@ -284,3 +284,42 @@ async def test_a_retry_with_the_key_after_the_draft_was_sent_answers_the_first_s
     assert retry.status_code == 202, retry.text
     assert retry.json()["id"] == first.json()["id"] and retry.json()["state"] == "sent"
     assert retry.headers["Idempotent-Replayed"] == "true"
+
+
+async def test_a_drafts_folder_renamed_meanwhile_is_looked_up_again(
+    services: Services,
+    tenant: TenantHandle,
+    tenant_client: httpx.AsyncClient,
+    bare_dovecots: dict[str, Dovecot],
+    smtp: SubmissionServer,
+) -> None:
+    # A server without SPECIAL-USE: Drafts is created on first use, found by its name after.
+    box = await make_box(services, bare_dovecots["imap"], smtp.port, tenant_id=tenant.id)
+    made = await create(tenant_client, box)
+    assert made["folder"] == "Drafts"
+    await services.mail.list_messages(box.tenant_id, box.mailbox_id, ListQuery())  # Drafts unselected
+    other = await box.dovecot.client(box.email, box.password)
+    try:
+        await other.rename("Drafts", "Draft")  # another client renames it (still a well-known name)
+    finally:
+        await other.logout()
+
+    listed = (await tenant_client.get(url(box))).json()["data"]
+    assert [MessageRef.decode(item["ref"]).scope for item in listed] == ["Draft"]
+    moved_ref = listed[0]["ref"]
+    shown = await tenant_client.get(url(box, f"/{moved_ref}"))
+    assert shown.status_code == 200 and shown.json()["subject"] == "Quarterly figures"
+    stale = await tenant_client.get(url(box, f"/{made['ref']}"))  # the old folder's ref
+    assert stale.status_code == 422 and "not a draft" in stale.json()["detail"]
+
+
+async def test_drafts_work_without_smtp_but_sending_one_needs_it(
+    services: Services, tenant: TenantHandle, tenant_client: httpx.AsyncClient, dovecot: Dovecot
+) -> None:
+    box = await make_box(services, dovecot, None, tenant_id=tenant.id)
+    made = await create(tenant_client, box)
+
+    refused = await tenant_client.post(url(box, f"/{made['ref']}/send"))
+
+    assert refused.status_code == 422 and refused.json()["error"] == "smtp_not_configured"
+    assert [item["ref"] for item in (await tenant_client.get(url(box))).json()["data"]] == [made["ref"]]

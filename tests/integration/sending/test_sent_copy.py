@@ -6,15 +6,16 @@ SPECIAL-USE."""
 from __future__ import annotations
 
 import asyncio
+from datetime import UTC, datetime, timedelta
 
 from mailport.connectors.base import MessageRef
 from mailport.connectors.folders import Role
 from mailport.connectors.mail import ListQuery
 from mailport.sending.sent_copy import folder_with_role, store_draft, store_sent_copy
 from tests.connectors.mailbed import MailBed
-from tests.integration.sending.copies_bed import bare_bed, bare_dovecots, bed, message
+from tests.integration.sending.copies_bed import bare_bed, bed, message
 
-__all__ = ["bare_bed", "bare_dovecots", "bed"]  # fixtures
+__all__ = ["bare_bed", "bed"]  # fixtures
 
 
 async def folder_names(bed: MailBed) -> set[str]:
@@ -142,3 +143,19 @@ async def test_a_remembered_folder_deleted_meanwhile_is_looked_up_again(bare_bed
     assert ref is not None
     assert MessageRef.decode(ref).scope == bare_bed.path("Sent Messages")
     assert await bare_bed.uids_elsewhere(bare_bed.path("Sent Messages")) == 1
+
+
+async def test_only_recent_mail_is_searched_for_an_earlier_copy(bed: MailBed) -> None:
+    # The same Message-ID APPENDed a month before the message was written is another message
+    # (a Sent folder's years are not searched for each copy): this one is stored.
+    raw, mid = message("Written today", message_id=None)
+    await bed.put(bed.path("Sent"), raw, at=datetime.now(UTC) - timedelta(days=30))
+
+    ref = await store_sent_copy(bed.connector, raw.replace(b"Sat, 05 Dec 2026", _today()), mid)
+
+    assert ref is not None and MessageRef.decode(ref).item == "2"
+    assert await bed.uids_elsewhere(bed.path("Sent")) == 2
+
+
+def _today() -> bytes:
+    return datetime.now(UTC).strftime("%a, %d %b %Y").encode()

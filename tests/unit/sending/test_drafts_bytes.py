@@ -4,10 +4,12 @@ they are sent (its Date and mail clients' draft headers left out, continuation l
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta
+
 from mailport.connectors.folders import Folder, Role, role_of
 from mailport.sending.drafts import _bcc_fields, sendable, with_bcc
 from mailport.sending.models import SendRequest
-from mailport.sending.sent_copy import bare, pick_folder
+from mailport.sending.sent_copy import appended_since, bare, pick_folder
 
 
 def folder(path: str, role: Role | None, *, selectable: bool = True) -> Folder:
@@ -60,3 +62,18 @@ def test_a_stored_draft_is_sent_without_its_date_and_draft_headers() -> None:
     )
     headers_only = b"From: a@example.com\r\nDate: x\r\n"
     assert sendable(headers_only) == b"From: a@example.com\r\n"
+
+
+def test_an_earlier_copy_is_looked_for_from_two_days_before_the_message_was_written() -> None:
+    now = datetime(2026, 12, 5, 12, 0, tzinfo=UTC)
+    written = b"From: a@example.com\r\nDate: Fri, 04 Dec 2026 10:00:00 +0100\r\n\r\nDate: not this one\r\n"
+    assert appended_since(written, now=now) == datetime(2026, 12, 2, 9, 0, tzinfo=UTC)
+    folded = b"From: a@example.com\r\nDate:\r\n Fri, 04 Dec 2026 10:00:00 +0100\r\n\r\nbody"
+    assert appended_since(folded, now=now) == datetime(2026, 12, 2, 9, 0, tzinfo=UTC)
+    future = b"Date: Mon, 01 Jan 2035 00:00:00 +0000\r\n\r\n"  # a Date ahead of the clock counts as now
+    assert appended_since(future, now=now) == now - timedelta(days=2)
+    for unusable in (
+        b"From: a@example.com\r\n\r\nDate: Fri, 04 Dec 2026 10:00:00 +0100\r\n",
+        b"Date: soon\r\n\r\n",
+    ):
+        assert appended_since(unusable, now=now) is None  # the whole folder is searched
