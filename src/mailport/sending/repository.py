@@ -307,12 +307,21 @@ async def committing(
     conn: AsyncConnection, send_id: str, *, owner: str, now: datetime, until: datetime
 ) -> bool:
     """``sending`` -> ``committing`` (just before the end of DATA); False: the claim was lost."""
+    return send_id in await committing_many(conn, [send_id], owner=owner, now=now, until=until)
+
+
+async def committing_many(
+    conn: AsyncConnection, send_ids: Sequence[str], *, owner: str, now: datetime, until: datetime
+) -> set[str]:
+    """:func:`committing` for several rows in one statement: the ids it moved (the others'
+    claims were lost)."""
     result = await conn.execute(
         update(om)
-        .where(om.c.id == send_id, om.c.claimed_by == owner, om.c.state == SendState.SENDING.value)
+        .where(om.c.id.in_(list(send_ids)), om.c.claimed_by == owner, om.c.state == SendState.SENDING.value)
         .values(state=SendState.COMMITTING.value, claim_until=until, updated_at=now)
+        .returning(om.c.id)
     )
-    return bool(result.rowcount)
+    return {row.id for row in result}
 
 
 async def mark_sent(

@@ -33,6 +33,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections import deque
 from collections.abc import Awaitable, Callable
 from datetime import datetime, timedelta
 from typing import Any, Protocol
@@ -41,12 +42,14 @@ from mailport import leases
 from mailport.clock import Clock, utc_now
 from mailport.connectors.base import Connector, Feature
 from mailport.errors import MailportError, NotFoundError, SMTPRejectedError
-from mailport.events import EventType
+from mailport.events import EventType, NewEvent
 from mailport.events import append as append_event
+from mailport.events import append_many as append_events
 from mailport.mailboxes.models import Mailbox
 from mailport.retry import RetryPolicy
 from mailport.sending import limits
 from mailport.sending import repository as repo
+from mailport.sending.batching import Batched
 from mailport.sending.models import OutboundMessage, SendError, SentCopyMode, SentCopyState
 from mailport.sending.sent_copy import store_sent_copy
 from mailport.sending.smtp_transport import is_temporary_send_error
@@ -71,6 +74,7 @@ AFTER_SEND_CONCURRENCY = 4  # batches of Sent copies (each over its own IMAP con
 COPY_BATCH = 32  # Sent copies of one mailbox stored over one borrowed connection
 RECOVERY_SECONDS = 1.0  # how often a worker looks for sends whose process died at the end of DATA
 MAILBOX_CACHE_SECONDS = 5.0
+CLAIM_AHEAD = 16  # a lane claims this many due rows at once (at least twice its connections)
 
 
 def retry_policy(*, first_seconds: float, max_attempts: int, give_up_hours: float) -> RetryPolicy:
@@ -141,6 +145,8 @@ class SendWorker:
         self._transports: dict[str, tuple[datetime, Transport]] = {}
         self._lanes: dict[str, asyncio.Task[None]] = {}
         self._copier: asyncio.Task[None] | None = None
+        self._committing = Batched(self._commit_many)
+        self._record_sent = Batched(self._sent_many)
         self._handed: list[repo.AfterSend] = []  # sent rows whose after-send steps are this worker's
         self._copy_wake = asyncio.Event()
         self._recovered_at = -RECOVERY_SECONDS
@@ -294,14 +300,18 @@ class SendWorker:
             await self._fail_all(mailbox, exc)
             return
         in_flight: set[asyncio.Task[None]] = set()
+        ahead: deque[repo.Claimed] = deque()  # claimed, waiting for a free connection (in order)
+        claimed_at = 0.0
+        ahead_limit = max(CLAIM_AHEAD, 2 * self.connections)
         try:
             while True:
                 free = self.connections - len(in_flight)
-                if free > 0:
+                loop_time = asyncio.get_running_loop().time()
+                if free > 0 and not ahead:
                     now = self.clock()
                     async with self.services.database.transaction() as conn:
                         allowed = await limits.allowance(conn, mailbox, now=now)
-                        count = free if allowed.count is None else min(free, allowed.count)
+                        count = ahead_limit if allowed.count is None else min(ahead_limit, allowed.count)
                         claimed = await repo.claim(
                             conn, mailbox.id, owner=self.owner, now=now, until=now + self.claim, limit=count
                         )
@@ -314,12 +324,23 @@ class SendWorker:
                                     moved,
                                     allowed.wait_until.isoformat(),
                                 )
-                    for item in claimed:
-                        in_flight.add(
-                            asyncio.create_task(
-                                self._send(mailbox, transport, item), name=f"send-{item.message.id}"
-                            )
+                    ahead.extend(claimed)
+                    claimed_at = loop_time
+                elif ahead and loop_time - claimed_at > self.claim.total_seconds() / 3:
+                    now = self.clock()
+                    async with self.services.database.transaction() as conn:
+                        await repo.renew(
+                            conn, [i.message.id for i in ahead], owner=self.owner, until=now + self.claim
                         )
+                    claimed_at = loop_time
+                while free > 0 and ahead:
+                    item = ahead.popleft()
+                    free -= 1
+                    in_flight.add(
+                        asyncio.create_task(
+                            self._send(mailbox, transport, item), name=f"send-{item.message.id}"
+                        )
+                    )
                 if not in_flight:
                     return
                 done, in_flight = await asyncio.wait(in_flight, return_when=asyncio.FIRST_COMPLETED)
@@ -329,6 +350,8 @@ class SendWorker:
         finally:
             for task in in_flight:
                 await cancel_and_wait(task, timeout=10)
+            for item in ahead:  # never started: given back at once (the attempt is not counted)
+                await self._release(item.message.id)
 
     async def _mailbox(self, mailbox_id: str) -> Mailbox | None:
         async with self.services.database.connect() as conn:
@@ -389,12 +412,7 @@ class SendWorker:
 
         async def committing() -> None:
             nonlocal committed
-            now = self.clock()
-            async with self.services.database.transaction() as conn:
-                ok = await repo.committing(
-                    conn, message.id, owner=self.owner, now=now, until=now + self.claim
-                )
-            if not ok:
+            if not await self._committing(message.id):
                 raise _ClaimLost(message.id)
             committed = True
 
@@ -443,39 +461,57 @@ class SendWorker:
         except Exception:
             log.warning("send %s: could not give the claim back; it runs out by itself", send_id)
 
+    async def _commit_many(self, send_ids: list[str]) -> list[bool]:
+        """``committing`` for every message now at its final dot, in one transaction (group
+        commit); False where the claim was lost."""
+        now = self.clock()
+        async with self.services.database.transaction() as conn:
+            moved = await repo.committing_many(
+                conn, send_ids, owner=self.owner, now=now, until=now + self.claim
+            )
+        return [send_id in moved for send_id in send_ids]
+
     async def _sent(self, item: repo.Claimed, accepted: Accepted) -> None:
         message = item.message
-        now = self.clock()
-        keep_raw = message.sent_copy is SentCopyState.PENDING
-        after = keep_raw or item.draft_ref is not None
-        async with self.services.events.transaction() as conn:
-            sent = await repo.mark_sent(
-                conn,
-                message.id,
-                owner=self.owner,
-                accepted=accepted,
-                now=now,
-                keep_raw=keep_raw,
-                keep_until=now + self.claim if after else None,
-            )
-            if sent is not None:
-                await _sent_event(conn, sent)
+        sent = await self._record_sent((item, accepted))
         if sent is None:
             log.warning(
                 "send %s: accepted (%s) after another process recorded it", message.id, accepted.reply
             )
-        else:
-            log.info("send %s: accepted: %s", message.id, accepted.reply)
-            if after:
-                self._hand_over(
-                    repo.AfterSend(
-                        message=sent,
-                        raw=item.raw if keep_raw else None,
-                        draft_ref=item.draft_ref,
-                        sent_copy_attempts=0,
-                        search=False,
+            return
+        log.info("send %s: accepted: %s", message.id, accepted.reply)
+        if message.sent_copy is SentCopyState.PENDING or item.draft_ref is not None:
+            self._hand_over(
+                repo.AfterSend(
+                    message=sent,
+                    raw=item.raw if message.sent_copy is SentCopyState.PENDING else None,
+                    draft_ref=item.draft_ref,
+                    sent_copy_attempts=0,
+                    search=False,
+                )
+            )
+
+    async def _sent_many(self, done: list[tuple[repo.Claimed, Accepted]]) -> list[OutboundMessage | None]:
+        """``sent`` and ``message.sent`` for every message the server just accepted, in one
+        transaction. A row with after-send steps stays claimed: this worker does them at once."""
+        now = self.clock()
+        found: list[OutboundMessage | None] = []
+        async with self.services.events.transaction() as conn:
+            for item, accepted in done:
+                keep_raw = item.message.sent_copy is SentCopyState.PENDING
+                found.append(
+                    await repo.mark_sent(
+                        conn,
+                        item.message.id,
+                        owner=self.owner,
+                        accepted=accepted,
+                        now=now,
+                        keep_raw=keep_raw,
+                        keep_until=now + self.claim if keep_raw or item.draft_ref is not None else None,
                     )
                 )
+            await append_events(conn, [_sent_new_event(sent) for sent in found if sent is not None])
+        return found
 
     async def _attempt_failed(self, message: OutboundMessage, exc: Exception, *, committed: bool) -> None:
         # not a mail error (the database, a bug): retried like a lost connection, within the bounds
@@ -660,8 +696,11 @@ def _iso(value: datetime | None) -> str | None:
 
 
 async def _sent_event(conn: Any, message: OutboundMessage) -> None:
-    await append_event(
-        conn,
+    await append_events(conn, [_sent_new_event(message)])
+
+
+def _sent_new_event(message: OutboundMessage) -> NewEvent:
+    return NewEvent(
         tenant_id=message.tenant_id,
         mailbox_id=message.mailbox_id,
         type=EventType.MESSAGE_SENT,
