@@ -149,6 +149,7 @@ class SendWorker:
         self._record_sent = Batched(self._sent_many)
         self._handed: list[repo.AfterSend] = []  # sent rows whose after-send steps are this worker's
         self._copy_wake = asyncio.Event()
+        self._copies_claimed_at = -RECOVERY_SECONDS  # the last look for due after-send steps
         self._recovered_at = -RECOVERY_SECONDS
         self._mailboxes: dict[str, tuple[float, Mailbox]] = {}
         self._task: asyncio.Task[None] | None = None
@@ -216,6 +217,7 @@ class SendWorker:
                     self._lane(mailbox_id), name=f"send-lane-{mailbox_id}"
                 )
         self._lanes = {k: t for k, t in self._lanes.items() if not t.done()}
+        self._copies_claimed_at = -RECOVERY_SECONDS  # every pass looks for due after-send steps
         self._start_copier()
 
     def _start_copier(self) -> None:
@@ -235,16 +237,14 @@ class SendWorker:
         running: set[asyncio.Task[None]] = set()
         pending: list[repo.AfterSend] = []
         waiter: asyncio.Task[bool] | None = None
-        claimed_at = -RECOVERY_SECONDS
         try:
             while True:
                 pending.extend(self._handed)
                 self._handed.clear()
                 self._copy_wake.clear()
                 loop_time = asyncio.get_running_loop().time()
-                looked = loop_time - claimed_at >= RECOVERY_SECONDS
-                if looked:
-                    claimed_at = loop_time
+                if loop_time - self._copies_claimed_at >= RECOVERY_SECONDS:
+                    self._copies_claimed_at = loop_time
                     now = self.clock()
                     async with self.services.database.transaction() as conn:
                         rows = await repo.claim_after_send(
@@ -252,14 +252,13 @@ class SendWorker:
                         )
                     pending.extend(rows)
                     if len(rows) == COPY_BATCH:
-                        claimed_at = -RECOVERY_SECONDS  # more are due: look again next round
+                        self._copies_claimed_at = -RECOVERY_SECONDS  # more are due: look again soon
                 while pending and len(running) < AFTER_SEND_CONCURRENCY:
                     batch, pending = _one_batch(pending)
                     running.add(asyncio.create_task(self._after_send(batch), name="send-copies"))
                 if not running and not pending and not self._handed:
-                    if looked:
-                        return  # nothing awaited since the last look: a new hand-over restarts us
-                    continue
+                    # nothing awaited since the check: a new hand-over (or the next pass) restarts it
+                    return
                 if waiter is None or waiter.done():
                     waiter = asyncio.create_task(self._copy_wake.wait())
                 done, _ = await asyncio.wait(
