@@ -298,7 +298,8 @@ class SendWorker:
         except MailportError as exc:  # e.g. its SMTP settings were removed
             await self._fail_all(mailbox, exc)
             return
-        in_flight: set[asyncio.Task[None]] = set()
+        in_flight: set[asyncio.Task[asyncio.Task[None] | None]] = set()
+        recording: set[asyncio.Task[None]] = set()  # accepted messages' sent records being written
         ahead: deque[repo.Claimed] = deque()  # claimed, waiting for a free connection (in order)
         claimed_at = 0.0
         ahead_limit = max(CLAIM_AHEAD, 2 * self.connections)
@@ -341,14 +342,21 @@ class SendWorker:
                         )
                     )
                 if not in_flight:
+                    if recording:
+                        await asyncio.wait(recording)
                     return
                 done, in_flight = await asyncio.wait(in_flight, return_when=asyncio.FIRST_COMPLETED)
                 for task in done:
                     if not task.cancelled() and task.exception() is not None:
                         log.error("%s failed", task.get_name(), exc_info=task.exception())
+                    elif not task.cancelled() and (sent := task.result()) is not None:
+                        recording.add(sent)
+                        sent.add_done_callback(recording.discard)
         finally:
             for task in in_flight:
                 await cancel_and_wait(task, timeout=10)
+            if recording:  # accepted by the server: let the records finish
+                await asyncio.wait(recording, timeout=10)
             for item in ahead:  # never started: given back at once (the attempt is not counted)
                 await self._release(item.message.id)
 
@@ -401,12 +409,14 @@ class SendWorker:
 
     # --- one message
 
-    async def _send(self, mailbox: Mailbox, transport: Transport, item: repo.Claimed) -> None:
+    async def _send(
+        self, mailbox: Mailbox, transport: Transport, item: repo.Claimed
+    ) -> asyncio.Task[None] | None:
         message = item.message
         if message.attempts > 1 and self.retry.exhausted(message.attempts - 1, elapsed=self._age(message)):
             # claimed again after crashes (or after the last retry was due): no more tries
             await self._fail(message, message.last_error or _gave_up(message))
-            return
+            return None
         committed = False
 
         async def committing() -> None:
@@ -433,13 +443,14 @@ class SendWorker:
             log.warning(
                 "send %s: the claim was lost before the end of DATA; another process has it", message.id
             )
-            return
+            return None
         except Exception as exc:
             await self._attempt_failed(message, exc, committed=committed)
-            return
+            return None
         finally:
             renewer.cancel()
-        await self._sent(item, accepted)
+        # recorded apart: the lane starts its next message on the freed connection meanwhile
+        return asyncio.create_task(self._sent(item, accepted), name=f"send-sent-{message.id}")
 
     async def _renew(self, send_id: str) -> None:
         interval = max(0.5, self.claim.total_seconds() / 3)
