@@ -2,7 +2,8 @@
 ``drafts``) role, created when the mailbox has none, and never stored twice.
 
 "Never twice" is checked on the server, not in our database: the folder is searched for the
-Message-ID before every APPEND. A worker that stopped between the APPEND and the outbox update
+Message-ID before every APPEND (but the send worker's first try right after sending, under
+``always``: nothing can have stored it yet). A worker that stopped between the APPEND and the outbox update
 finds its own copy on the next attempt and returns that ref instead of storing a second one;
 so does a provider that filed a copy itself after all.
 

@@ -7,8 +7,11 @@ It runs in every process that runs background work (``mailport serve`` with its 
 
 * **Claims.** A row is taken with one conditional ``UPDATE`` (``sending``, ``claimed_by``,
   ``claim_until``, one more attempt), so two processes never hold the same row; the claim is
-  renewed while the message is on its way. A ``sending`` row whose claim ran out (its process
-  died before the end of DATA) is due again: at least once up to DATA.
+  renewed while the message is on its way. A lane claims several rows at once
+  (:data:`CLAIM_AHEAD`) and renews the ones still waiting; ``committing`` and ``sent`` of
+  messages at the same point share one transaction (:class:`~mailport.sending.batching.Batched`).
+  A ``sending`` row whose claim ran out (its process died before the end of DATA) is due again:
+  at least once up to DATA.
 * **The end of DATA.** The transport awaits ``committing`` just before the final dot; the row
   is committed as ``committing`` there. A ``committing`` row whose claim ran out becomes
   ``sent`` with ``confirmed = False`` and gets its ``message.sent``: never sent twice. When the
