@@ -85,6 +85,7 @@ class AfterSend:
     raw: bytes | None = field(repr=False)
     draft_ref: str | None
     sent_copy_attempts: int
+    search: bool = True  # look for an earlier copy first (False: handed over right after sending)
 
 
 def to_message(row: Any) -> OutboundMessage:
@@ -306,18 +307,36 @@ async def committing(
     conn: AsyncConnection, send_id: str, *, owner: str, now: datetime, until: datetime
 ) -> bool:
     """``sending`` -> ``committing`` (just before the end of DATA); False: the claim was lost."""
+    return send_id in await committing_many(conn, [send_id], owner=owner, now=now, until=until)
+
+
+async def committing_many(
+    conn: AsyncConnection, send_ids: Sequence[str], *, owner: str, now: datetime, until: datetime
+) -> set[str]:
+    """:func:`committing` for several rows in one statement: the ids it moved (the others'
+    claims were lost)."""
     result = await conn.execute(
         update(om)
-        .where(om.c.id == send_id, om.c.claimed_by == owner, om.c.state == SendState.SENDING.value)
+        .where(om.c.id.in_(list(send_ids)), om.c.claimed_by == owner, om.c.state == SendState.SENDING.value)
         .values(state=SendState.COMMITTING.value, claim_until=until, updated_at=now)
+        .returning(om.c.id)
     )
-    return bool(result.rowcount)
+    return {row.id for row in result}
 
 
 async def mark_sent(
-    conn: AsyncConnection, send_id: str, *, owner: str, accepted: Accepted, now: datetime, keep_raw: bool
+    conn: AsyncConnection,
+    send_id: str,
+    *,
+    owner: str,
+    accepted: Accepted,
+    now: datetime,
+    keep_raw: bool,
+    keep_until: datetime | None = None,
 ) -> OutboundMessage | None:
-    """``committing`` -> ``sent`` (confirmed); None when the row was not this worker's any more."""
+    """``committing`` -> ``sent`` (confirmed); None when the row was not this worker's any more.
+    ``keep_until``: the worker keeps its claim for the after-send steps (it does them itself at
+    once; when it dies, the claim runs out and any worker finds the row)."""
     values: dict[str, Any] = {
         "state": SendState.SENT.value,
         "smtp_reply": accepted.reply,
@@ -325,8 +344,8 @@ async def mark_sent(
         "confirmed": True,
         "sent_at": now,
         "updated_at": now,
-        "claimed_by": None,
-        "claim_until": None,
+        "claimed_by": owner if keep_until is not None else None,
+        "claim_until": keep_until,
         "last_error": None,
         "next_attempt_at": now,  # the Sent copy step is due at once
     }

@@ -2,7 +2,8 @@
 ``drafts``) role, created when the mailbox has none, and never stored twice.
 
 "Never twice" is checked on the server, not in our database: the folder is searched for the
-Message-ID before every APPEND. A worker that stopped between the APPEND and the outbox update
+Message-ID before every APPEND (but the send worker's first try right after sending, under
+``always``: nothing can have stored it yet). A worker that stopped between the APPEND and the outbox update
 finds its own copy on the next attempt and returns that ref instead of storing a second one;
 so does a provider that filed a copy itself after all. Only mail received since shortly before
 the message was written is searched (:func:`appended_since`): a copy cannot be older, and a
@@ -53,10 +54,14 @@ SENT = CopyKind(Role.SENT, "Sent", (Flag.SEEN,))
 DRAFTS = CopyKind(Role.DRAFTS, "Drafts", (Flag.DRAFT, Flag.SEEN))
 
 
-async def store_sent_copy(connector: Connector, raw: bytes, message_id: str) -> str | None:
+async def store_sent_copy(
+    connector: Connector, raw: bytes, message_id: str, *, search: bool = True
+) -> str | None:
     """Store ``raw`` once in the Sent folder, ``\\Seen``: the ref of the copy already there
-    (same Message-ID), else of the one APPENDed; None when the server does not tell it."""
-    return await store_copy(connector, SENT, raw, message_id)
+    (same Message-ID), else of the one APPENDed; None when the server does not tell it.
+    ``search=False`` only where no earlier attempt (nor the provider) can have stored it: the
+    send worker's first try right after the server accepted the message."""
+    return await store_copy(connector, SENT, raw, message_id, search=search)
 
 
 async def store_draft(connector: Connector, raw: bytes, message_id: str) -> str | None:
@@ -64,19 +69,22 @@ async def store_draft(connector: Connector, raw: bytes, message_id: str) -> str 
     return await store_copy(connector, DRAFTS, raw, message_id)
 
 
-async def store_copy(connector: Connector, kind: CopyKind, raw: bytes, message_id: str) -> str | None:
+async def store_copy(
+    connector: Connector, kind: CopyKind, raw: bytes, message_id: str, *, search: bool = True
+) -> str | None:
     """Store ``raw`` once in the folder of ``kind`` (see the module docstring)."""
     try:
-        return await _store(connector, kind, raw, message_id)
+        return await _store(connector, kind, raw, message_id, search=search)
     except FolderNotFoundError:  # the remembered folder was deleted or renamed meanwhile
         _known.get(connector, {}).pop(kind.role, None)
-        return await _store(connector, kind, raw, message_id)
+        return await _store(connector, kind, raw, message_id, search=search)
 
 
-async def _store(connector: Connector, kind: CopyKind, raw: bytes, message_id: str) -> str | None:
+async def _store(
+    connector: Connector, kind: CopyKind, raw: bytes, message_id: str, *, search: bool
+) -> str | None:
     folder = await ensure_folder(connector, kind)
-    since = appended_since(raw)
-    found = await find_copy(connector, folder, message_id, since=since)
+    found = await find_copy(connector, folder, message_id, since=appended_since(raw)) if search else None
     if found is not None:
         log.info("%s copy of <%s> already in %r: not stored again", kind.role, bare(message_id), folder)
         return found.encode()

@@ -7,8 +7,11 @@ It runs in every process that runs background work (``mailport serve`` with its 
 
 * **Claims.** A row is taken with one conditional ``UPDATE`` (``sending``, ``claimed_by``,
   ``claim_until``, one more attempt), so two processes never hold the same row; the claim is
-  renewed while the message is on its way. A ``sending`` row whose claim ran out (its process
-  died before the end of DATA) is due again: at least once up to DATA.
+  renewed while the message is on its way. A lane claims several rows at once
+  (:data:`CLAIM_AHEAD`) and renews the ones still waiting; ``committing`` and ``sent`` of
+  messages at the same point share one transaction (:class:`~mailport.sending.batching.Batched`).
+  A ``sending`` row whose claim ran out (its process died before the end of DATA) is due again:
+  at least once up to DATA.
 * **The end of DATA.** The transport awaits ``committing`` just before the final dot; the row
   is committed as ``committing`` there. A ``committing`` row whose claim ran out becomes
   ``sent`` with ``confirmed = False`` and gets its ``message.sent``: never sent twice. When the
@@ -33,20 +36,23 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections import deque
 from collections.abc import Awaitable, Callable
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, Protocol
 
 from mailport import leases
 from mailport.clock import Clock, utc_now
 from mailport.connectors.base import Connector, Feature
 from mailport.errors import MailportError, NotFoundError, SMTPRejectedError
-from mailport.events import EventType
+from mailport.events import EventType, NewEvent
 from mailport.events import append as append_event
+from mailport.events import append_many as append_events
 from mailport.mailboxes.models import Mailbox
 from mailport.retry import RetryPolicy
 from mailport.sending import limits
 from mailport.sending import repository as repo
+from mailport.sending.batching import Batched
 from mailport.sending.models import OutboundMessage, SendError, SentCopyMode, SentCopyState
 from mailport.sending.sent_copy import store_sent_copy
 from mailport.sending.smtp_transport import is_temporary_send_error
@@ -56,13 +62,22 @@ from mailport.tasks import cancel_and_wait, stop_if_cancelled
 
 log = logging.getLogger(__name__)
 
-StoreCopy = Callable[[Connector, bytes, str], Awaitable[str | None]]
-"""Stores the Sent copy once (:func:`mailport.sending.sent_copy.store_sent_copy`)."""
+
+class StoreCopy(Protocol):
+    """Stores the Sent copy once (:func:`mailport.sending.sent_copy.store_sent_copy`)."""
+
+    def __call__(
+        self, connector: Connector, raw: bytes, message_id: str, *, search: bool = True
+    ) -> Awaitable[str | None]: ...
+
+
 COPY_ATTEMPTS = 6  # Sent copy tries (1 min, 2, 4, 8, 16 apart), then sent_copy = failed
 COPY_POLICY = RetryPolicy(first_delay=60, multiplier=2, max_delay=1800, jitter=0.2)
-AFTER_SEND_CONCURRENCY = 8  # Sent copies (and draft deletions) under way at once
+AFTER_SEND_CONCURRENCY = 4  # batches of Sent copies (each over its own IMAP connection) at once
+COPY_BATCH = 32  # Sent copies of one mailbox stored over one borrowed connection
 RECOVERY_SECONDS = 1.0  # how often a worker looks for sends whose process died at the end of DATA
 MAILBOX_CACHE_SECONDS = 5.0
+CLAIM_AHEAD = 16  # a lane claims this many due rows at once (at least twice its connections)
 
 
 def retry_policy(*, first_seconds: float, max_attempts: int, give_up_hours: float) -> RetryPolicy:
@@ -76,6 +91,20 @@ def retry_policy(*, first_seconds: float, max_attempts: int, give_up_hours: floa
         max_attempts=max_attempts,
         give_up_after=give_up_hours * 3600,
     )
+
+
+_CopyOutcome = tuple[SentCopyState | None, str | None, int]
+"""A Sent copy's new state (None: failed, try again), its ref and its attempts."""
+
+
+def _one_batch(rows: list[repo.AfterSend]) -> tuple[list[repo.AfterSend], list[repo.AfterSend]]:
+    """Up to :data:`COPY_BATCH` rows of the first row's mailbox, and the rest."""
+    mailbox_id = rows[0].message.mailbox_id
+    batch: list[repo.AfterSend] = []
+    rest: list[repo.AfterSend] = []
+    for row in rows:
+        (batch if row.message.mailbox_id == mailbox_id and len(batch) < COPY_BATCH else rest).append(row)
+    return batch, rest
 
 
 class _ClaimLost(Exception):
@@ -119,6 +148,11 @@ class SendWorker:
         self._transports: dict[str, tuple[datetime, Transport]] = {}
         self._lanes: dict[str, asyncio.Task[None]] = {}
         self._copier: asyncio.Task[None] | None = None
+        self._committing = Batched(self._commit_many)
+        self._record_sent = Batched(self._sent_many)
+        self._handed: list[repo.AfterSend] = []  # sent rows whose after-send steps are this worker's
+        self._copy_wake = asyncio.Event()
+        self._copies_claimed_at = -RECOVERY_SECONDS  # the last look for due after-send steps
         self._recovered_at = -RECOVERY_SECONDS
         self._mailboxes: dict[str, tuple[float, Mailbox]] = {}
         self._task: asyncio.Task[None] | None = None
@@ -186,35 +220,60 @@ class SendWorker:
                     self._lane(mailbox_id), name=f"send-lane-{mailbox_id}"
                 )
         self._lanes = {k: t for k, t in self._lanes.items() if not t.done()}
+        self._copies_claimed_at = -RECOVERY_SECONDS  # every pass looks for due after-send steps
         self._start_copier()
 
     def _start_copier(self) -> None:
         if self._copier is None or self._copier.done():
             self._copier = asyncio.create_task(self._after_sends(), name="send-after")
 
+    def _hand_over(self, row: repo.AfterSend) -> None:
+        """A row this worker just sent (its claim kept): its Sent copy starts without a claim."""
+        self._handed.append(row)
+        self._copy_wake.set()
+        self._start_copier()
+
     async def _after_sends(self) -> None:
-        """Sent copies and draft deletions, claimed in batches, a few at once, until none is due."""
+        """Sent copies and draft deletions until none is due: the rows this worker just sent
+        and the due rows of the database (claimed about once a second), in batches of one
+        mailbox, each batch over one borrowed IMAP connection, a few batches at once."""
         running: set[asyncio.Task[None]] = set()
+        pending: list[repo.AfterSend] = []
+        waiter: asyncio.Task[bool] | None = None
         try:
             while True:
-                free = AFTER_SEND_CONCURRENCY - len(running)
-                if free > 0:
+                pending.extend(self._handed)
+                self._handed.clear()
+                self._copy_wake.clear()
+                loop_time = asyncio.get_running_loop().time()
+                if loop_time - self._copies_claimed_at >= RECOVERY_SECONDS:
+                    self._copies_claimed_at = loop_time
                     now = self.clock()
                     async with self.services.database.transaction() as conn:
                         rows = await repo.claim_after_send(
-                            conn, owner=self.owner, now=now, until=now + self.claim, limit=free
+                            conn, owner=self.owner, now=now, until=now + self.claim, limit=COPY_BATCH
                         )
-                    for row in rows:
-                        running.add(
-                            asyncio.create_task(self._after_send(row), name=f"send-copy-{row.message.id}")
-                        )
-                if not running:
+                    pending.extend(rows)
+                    if len(rows) == COPY_BATCH:
+                        self._copies_claimed_at = -RECOVERY_SECONDS  # more are due: look again soon
+                while pending and len(running) < AFTER_SEND_CONCURRENCY:
+                    batch, pending = _one_batch(pending)
+                    running.add(asyncio.create_task(self._after_send(batch), name="send-copies"))
+                if not running and not pending and not self._handed:
+                    # nothing awaited since the check: a new hand-over (or the next pass) restarts it
                     return
-                _, running = await asyncio.wait(running, return_when=asyncio.FIRST_COMPLETED)
+                if waiter is None or waiter.done():
+                    waiter = asyncio.create_task(self._copy_wake.wait())
+                done, _ = await asyncio.wait(
+                    [*running, waiter], timeout=RECOVERY_SECONDS, return_when=asyncio.FIRST_COMPLETED
+                )
+                running -= done
         except Exception:
             stop_if_cancelled()
             log.exception("the after-send steps failed; the next pass starts them again")
         finally:
+            if waiter is not None:
+                waiter.cancel()
             for task in running:
                 await cancel_and_wait(task, timeout=10)
 
@@ -242,15 +301,20 @@ class SendWorker:
         except MailportError as exc:  # e.g. its SMTP settings were removed
             await self._fail_all(mailbox, exc)
             return
-        in_flight: set[asyncio.Task[None]] = set()
+        in_flight: set[asyncio.Task[asyncio.Task[None] | None]] = set()
+        recording: set[asyncio.Task[None]] = set()  # accepted messages' sent records being written
+        ahead: deque[repo.Claimed] = deque()  # claimed, waiting for a free connection (in order)
+        claimed_at = 0.0
+        ahead_limit = max(CLAIM_AHEAD, 2 * self.connections)
         try:
             while True:
                 free = self.connections - len(in_flight)
-                if free > 0:
+                loop_time = asyncio.get_running_loop().time()
+                if free > 0 and not ahead:
                     now = self.clock()
                     async with self.services.database.transaction() as conn:
                         allowed = await limits.allowance(conn, mailbox, now=now)
-                        count = free if allowed.count is None else min(free, allowed.count)
+                        count = ahead_limit if allowed.count is None else min(ahead_limit, allowed.count)
                         claimed = await repo.claim(
                             conn, mailbox.id, owner=self.owner, now=now, until=now + self.claim, limit=count
                         )
@@ -263,21 +327,41 @@ class SendWorker:
                                     moved,
                                     allowed.wait_until.isoformat(),
                                 )
-                    for item in claimed:
-                        in_flight.add(
-                            asyncio.create_task(
-                                self._send(mailbox, transport, item), name=f"send-{item.message.id}"
-                            )
+                    ahead.extend(claimed)
+                    claimed_at = loop_time
+                elif ahead and loop_time - claimed_at > self.claim.total_seconds() / 3:
+                    now = self.clock()
+                    async with self.services.database.transaction() as conn:
+                        await repo.renew(
+                            conn, [i.message.id for i in ahead], owner=self.owner, until=now + self.claim
                         )
+                    claimed_at = loop_time
+                while free > 0 and ahead:
+                    item = ahead.popleft()
+                    free -= 1
+                    in_flight.add(
+                        asyncio.create_task(
+                            self._send(mailbox, transport, item), name=f"send-{item.message.id}"
+                        )
+                    )
                 if not in_flight:
+                    if recording:
+                        await asyncio.wait(recording)
                     return
                 done, in_flight = await asyncio.wait(in_flight, return_when=asyncio.FIRST_COMPLETED)
                 for task in done:
                     if not task.cancelled() and task.exception() is not None:
                         log.error("%s failed", task.get_name(), exc_info=task.exception())
+                    elif not task.cancelled() and (sent := task.result()) is not None:
+                        recording.add(sent)
+                        sent.add_done_callback(recording.discard)
         finally:
             for task in in_flight:
                 await cancel_and_wait(task, timeout=10)
+            if recording:  # accepted by the server: let the records finish
+                await asyncio.wait(recording, timeout=10)
+            for item in ahead:  # never started: given back at once (the attempt is not counted)
+                await self._release(item.message.id)
 
     async def _mailbox(self, mailbox_id: str) -> Mailbox | None:
         async with self.services.database.connect() as conn:
@@ -328,22 +412,19 @@ class SendWorker:
 
     # --- one message
 
-    async def _send(self, mailbox: Mailbox, transport: Transport, item: repo.Claimed) -> None:
+    async def _send(
+        self, mailbox: Mailbox, transport: Transport, item: repo.Claimed
+    ) -> asyncio.Task[None] | None:
         message = item.message
         if message.attempts > 1 and self.retry.exhausted(message.attempts - 1, elapsed=self._age(message)):
             # claimed again after crashes (or after the last retry was due): no more tries
             await self._fail(message, message.last_error or _gave_up(message))
-            return
+            return None
         committed = False
 
         async def committing() -> None:
             nonlocal committed
-            now = self.clock()
-            async with self.services.database.transaction() as conn:
-                ok = await repo.committing(
-                    conn, message.id, owner=self.owner, now=now, until=now + self.claim
-                )
-            if not ok:
+            if not await self._committing(message.id):
                 raise _ClaimLost(message.id)
             committed = True
 
@@ -365,13 +446,14 @@ class SendWorker:
             log.warning(
                 "send %s: the claim was lost before the end of DATA; another process has it", message.id
             )
-            return
+            return None
         except Exception as exc:
             await self._attempt_failed(message, exc, committed=committed)
-            return
+            return None
         finally:
             renewer.cancel()
-        await self._sent(message, accepted)
+        # recorded apart: the lane starts its next message on the freed connection meanwhile
+        return asyncio.create_task(self._sent(item, accepted), name=f"send-sent-{message.id}")
 
     async def _renew(self, send_id: str) -> None:
         interval = max(0.5, self.claim.total_seconds() / 3)
@@ -392,26 +474,57 @@ class SendWorker:
         except Exception:
             log.warning("send %s: could not give the claim back; it runs out by itself", send_id)
 
-    async def _sent(self, message: OutboundMessage, accepted: Accepted) -> None:
+    async def _commit_many(self, send_ids: list[str]) -> list[bool]:
+        """``committing`` for every message now at its final dot, in one transaction (group
+        commit); False where the claim was lost."""
         now = self.clock()
-        async with self.services.events.transaction() as conn:
-            sent = await repo.mark_sent(
-                conn,
-                message.id,
-                owner=self.owner,
-                accepted=accepted,
-                now=now,
-                keep_raw=message.sent_copy is SentCopyState.PENDING,
+        async with self.services.database.transaction() as conn:
+            moved = await repo.committing_many(
+                conn, send_ids, owner=self.owner, now=now, until=now + self.claim
             )
-            if sent is not None:
-                await _sent_event(conn, sent)
+        return [send_id in moved for send_id in send_ids]
+
+    async def _sent(self, item: repo.Claimed, accepted: Accepted) -> None:
+        message = item.message
+        sent = await self._record_sent((item, accepted))
         if sent is None:
             log.warning(
                 "send %s: accepted (%s) after another process recorded it", message.id, accepted.reply
             )
-        else:
-            log.info("send %s: accepted: %s", message.id, accepted.reply)
-            self._start_copier()  # its Sent copy is due
+            return
+        log.info("send %s: accepted: %s", message.id, accepted.reply)
+        if message.sent_copy is SentCopyState.PENDING or item.draft_ref is not None:
+            self._hand_over(
+                repo.AfterSend(
+                    message=sent,
+                    raw=item.raw if message.sent_copy is SentCopyState.PENDING else None,
+                    draft_ref=item.draft_ref,
+                    sent_copy_attempts=0,
+                    search=False,
+                )
+            )
+
+    async def _sent_many(self, done: list[tuple[repo.Claimed, Accepted]]) -> list[OutboundMessage | None]:
+        """``sent`` and ``message.sent`` for every message the server just accepted, in one
+        transaction. A row with after-send steps stays claimed: this worker does them at once."""
+        now = self.clock()
+        found: list[OutboundMessage | None] = []
+        async with self.services.events.transaction() as conn:
+            for item, accepted in done:
+                keep_raw = item.message.sent_copy is SentCopyState.PENDING
+                found.append(
+                    await repo.mark_sent(
+                        conn,
+                        item.message.id,
+                        owner=self.owner,
+                        accepted=accepted,
+                        now=now,
+                        keep_raw=keep_raw,
+                        keep_until=now + self.claim if keep_raw or item.draft_ref is not None else None,
+                    )
+                )
+            await append_events(conn, [_sent_new_event(sent) for sent in found if sent is not None])
+        return found
 
     async def _attempt_failed(self, message: OutboundMessage, exc: Exception, *, committed: bool) -> None:
         # not a mail error (the database, a bug): retried like a lost connection, within the bounds
@@ -462,65 +575,97 @@ class SendWorker:
 
     # --- after sending
 
-    async def _after_send(self, row: repo.AfterSend) -> None:
+    async def _after_send(self, rows: list[repo.AfterSend]) -> None:
         try:
-            await self._copy_and_draft(row)
+            await self._copies_and_drafts(rows)
         except Exception:
             stop_if_cancelled()
-            log.exception("send %s: the after-send step failed", row.message.id)
+            log.exception("sends %s: the after-send step failed", ", ".join(r.message.id for r in rows))
 
-    async def _copy_and_draft(self, row: repo.AfterSend) -> None:
-        message = row.message
-        mailbox = await self._recent_mailbox(message.mailbox_id)
+    async def _copies_and_drafts(self, rows: list[repo.AfterSend]) -> None:
+        """One mailbox's rows: their Sent copies over one connection, then one transaction."""
+        mailbox = await self._recent_mailbox(rows[0].message.mailbox_id)
         if mailbox is None:
             return
-        state, ref, attempts = message.sent_copy, message.sent_copy_ref, row.sent_copy_attempts
-        if state is SentCopyState.PENDING:
-            mode = mailbox.settings.sending.sent_copy
-            if mode is SentCopyMode.NEVER or (mode is SentCopyMode.AUTO and await self._files_copy(mailbox)):
-                state = SentCopyState.SKIPPED
-            elif row.raw is None:
-                state = SentCopyState.FAILED
-            else:
+        outcomes = [await self._copy_plan(mailbox, row) for row in rows]
+        to_store = [i for i, (state, _, _) in enumerate(outcomes) if state is None]
+        if to_store:
+            try:
+                async with self.services.mail.session(mailbox.tenant_id, mailbox.id, Feature.FOLDERS) as conn:
+                    for i in to_store:
+                        outcomes[i] = await self._store_one(conn, mailbox, rows[i])
+            except Exception as exc:  # no connection (or it broke): every copy not yet stored
+                stop_if_cancelled()
+                for i in to_store:
+                    if outcomes[i][0] is None:
+                        outcomes[i] = self._copy_failed(rows[i], exc)
+        for row in rows:
+            if row.draft_ref:
                 try:
-                    async with self.services.mail.session(
-                        mailbox.tenant_id, mailbox.id, Feature.FOLDERS
-                    ) as conn:
-                        ref = await self.store_copy(conn, row.raw, message.message_id)
-                    state = SentCopyState.STORED
+                    await self.services.mail.delete(
+                        mailbox.tenant_id, mailbox.id, [row.draft_ref], permanent=True
+                    )
                 except Exception as exc:
                     stop_if_cancelled()
-                    attempts += 1
-                    if attempts < COPY_ATTEMPTS:
-                        now = self.clock()
-                        at = now + timedelta(seconds=COPY_POLICY.delay(attempts))
-                        async with self.services.database.transaction() as conn:
-                            await repo.copy_retry(
-                                conn, message.id, owner=self.owner, attempts=attempts, at=at, now=now
-                            )
-                        log.info(
-                            "send %s: the Sent copy failed (%s); again at %s", message.id, _name(exc), at
-                        )
-                        return
                     log.warning(
-                        "send %s: the Sent copy failed %d times (%s); given up",
-                        message.id,
-                        attempts,
-                        _name(exc),
+                        "send %s: the sent draft could not be deleted (%s)", row.message.id, _name(exc)
                     )
-                    state = SentCopyState.FAILED
-        if row.draft_ref:
-            try:
-                await self.services.mail.delete(
-                    mailbox.tenant_id, mailbox.id, [row.draft_ref], permanent=True
-                )
-            except Exception as exc:
-                stop_if_cancelled()
-                log.warning("send %s: the sent draft could not be deleted (%s)", message.id, _name(exc))
+        now = self.clock()
         async with self.services.database.transaction() as conn:
-            await repo.after_send_done(
-                conn, message.id, owner=self.owner, state=state, ref=ref, attempts=attempts, now=self.clock()
-            )
+            for row, (state, ref, attempts) in zip(rows, outcomes, strict=True):
+                if state is None:  # the copy failed: again later
+                    at = now + timedelta(seconds=COPY_POLICY.delay(attempts))
+                    await repo.copy_retry(
+                        conn, row.message.id, owner=self.owner, attempts=attempts, at=at, now=now
+                    )
+                    log.info("send %s: the Sent copy failed; again at %s", row.message.id, at)
+                else:
+                    await repo.after_send_done(
+                        conn,
+                        row.message.id,
+                        owner=self.owner,
+                        state=state,
+                        ref=ref,
+                        attempts=attempts,
+                        now=now,
+                    )
+
+    async def _copy_plan(self, mailbox: Mailbox, row: repo.AfterSend) -> _CopyOutcome:
+        """What to do with a row's copy: its final state when nothing is to store (state None:
+        store it)."""
+        message = row.message
+        state, ref, attempts = message.sent_copy, message.sent_copy_ref, row.sent_copy_attempts
+        if state is not SentCopyState.PENDING:
+            return state, ref, attempts
+        mode = mailbox.settings.sending.sent_copy
+        if mode is SentCopyMode.NEVER or (mode is SentCopyMode.AUTO and await self._files_copy(mailbox)):
+            return SentCopyState.SKIPPED, ref, attempts
+        if row.raw is None:
+            return SentCopyState.FAILED, ref, attempts
+        return None, ref, attempts
+
+    async def _store_one(self, conn: Connector, mailbox: Mailbox, row: repo.AfterSend) -> _CopyOutcome:
+        message = row.message
+        assert row.raw is not None
+        # no search only on the first try right after sending (nothing can have stored it yet),
+        # and never where the provider may file copies itself (``auto``)
+        search = row.search or mailbox.settings.sending.sent_copy is not SentCopyMode.ALWAYS
+        try:
+            ref = await self.store_copy(conn, row.raw, message.message_id, search=search)
+        except Exception as exc:
+            stop_if_cancelled()
+            return self._copy_failed(row, exc)
+        return SentCopyState.STORED, ref, row.sent_copy_attempts
+
+    def _copy_failed(self, row: repo.AfterSend, exc: BaseException) -> _CopyOutcome:
+        attempts = row.sent_copy_attempts + 1
+        if attempts < COPY_ATTEMPTS:
+            log.info("send %s: the Sent copy failed (%s)", row.message.id, _name(exc))
+            return None, row.message.sent_copy_ref, attempts
+        log.warning(
+            "send %s: the Sent copy failed %d times (%s); given up", row.message.id, attempts, _name(exc)
+        )
+        return SentCopyState.FAILED, row.message.sent_copy_ref, attempts
 
     async def _files_copy(self, mailbox: Mailbox) -> bool:
         try:
@@ -564,8 +709,11 @@ def _iso(value: datetime | None) -> str | None:
 
 
 async def _sent_event(conn: Any, message: OutboundMessage) -> None:
-    await append_event(
-        conn,
+    await append_events(conn, [_sent_new_event(message)])
+
+
+def _sent_new_event(message: OutboundMessage) -> NewEvent:
+    return NewEvent(
         tenant_id=message.tenant_id,
         mailbox_id=message.mailbox_id,
         type=EventType.MESSAGE_SENT,
