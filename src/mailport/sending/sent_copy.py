@@ -84,7 +84,8 @@ async def _store(
     connector: Connector, kind: CopyKind, raw: bytes, message_id: str, *, search: bool
 ) -> str | None:
     folder = await ensure_folder(connector, kind)
-    found = await find_copy(connector, folder, message_id, since=appended_since(raw)) if search else None
+    since = appended_since(raw)
+    found = await find_copy(connector, folder, message_id, since=since) if search else None
     if found is not None:
         log.info("%s copy of <%s> already in %r: not stored again", kind.role, bare(message_id), folder)
         return found.encode()
