@@ -136,8 +136,10 @@ async def allowance(conn: AsyncConnection, mailbox: Mailbox, *, now: datetime) -
         used, oldest = await repo.sends_since(conn, mailbox.id, now - window)
         room = max(0, limit - used)
         left = room if left is None else min(left, room)
-        if room == 0:
-            # a place frees when the oldest send leaves the window (or soon, while in flight)
-            frees = (oldest + window) if oldest is not None else now + timedelta(seconds=1)
+        if room == 0 and oldest is not None:
+            # a place frees when the oldest send leaves the window; while the sends filling it
+            # are still in flight (no send time yet), nothing is deferred: the next pass, once
+            # they are recorded, knows when
+            frees = oldest + window
             wait = frees if wait is None else max(wait, frees)
     return Allowance(left, wait if left == 0 else None)
