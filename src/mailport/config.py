@@ -96,6 +96,14 @@ class Settings(BaseSettings):
     send_max_attempts: int = Field(10, ge=1, le=100)  # then failed
     send_give_up_hours: float = Field(24.0, gt=0, le=720)  # a send this old is not retried again
 
+    # --- mail API connectors (Gmail API, Microsoft Graph; docs/api-connectors.md) -------------
+    gmail_pubsub_topic: str | None = None  # projects/<p>/topics/<t>: users.watch publishes here
+    gmail_pubsub_subscription: str | None = None  # projects/<p>/subscriptions/<s>: pulled if set
+    gmail_pubsub_credentials_file: Path | None = None  # service-account key that may pull it
+    graph_subscription_minutes: int = Field(4230, ge=5, le=4230)  # Graph's cap for mail
+    api_concurrency: int = Field(4, ge=1, le=16)  # requests in flight per mailbox (Graph allows 4)
+    api_poll_seconds: float = Field(300.0, ge=1, le=3600)  # fallback when no notification came
+
     @field_validator("dns_nameservers", "allowed_hosts", mode="before")
     @classmethod
     def _csv(cls, value: object) -> object:

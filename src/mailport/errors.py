@@ -1016,6 +1016,38 @@ class PushInvalidError(InputError):
     hint = "The body is not a notification of this connector's provider (see docs/push.md)."
 
 
+# --------------------------------------------------------------------------- mail APIs (Gmail API, Graph)
+
+
+class ApiRateLimitedError(
+    ProviderError,
+    code="provider_rate_limited",
+    http_status=503,
+    hint="The provider throttles this mailbox (HTTP 429, Gmail rateLimitExceeded, Graph "
+    "MailboxConcurrency); mailport waits as long as the provider asks and tries again.",
+):
+    """Still throttled after the client's own bounded retries (``details["retry_after"]``:
+    the seconds the provider asked for, when it said)."""
+
+
+class ApiNotEnabledError(
+    ProviderError,
+    code="api_not_enabled",
+    http_status=502,
+    hint="The provider's mail API is off for this account or app: enable the Gmail API in the "
+    "Google Cloud project, or check that the Microsoft 365 mailbox exists and is licensed.",
+): ...
+
+
+class PushNotConfiguredError(
+    ConfigurationError,
+    code="push_not_configured",
+    http_status=422,
+    hint="Push needs a public URL (MAILPORT_PUBLIC_URL) and, for Gmail, a Pub/Sub topic; "
+    "until then the mailbox is polled (see docs/api-connectors.md).",
+): ...
+
+
 def all_error_classes() -> list[type[MailportError]]:
     """Every error class, for documentation checks."""
     seen: list[type[MailportError]] = []

@@ -86,6 +86,7 @@ _PERSON_CODES = frozenset(
         "oauth_denied",
         "oauth_identity_invalid",
         "oauth_account_mismatch",
+        "api_not_enabled",
     }
 )
 # RFC 5530 ``[UNAVAILABLE]``: "temporary failure because a subsystem is down" (Dovecot says it

@@ -26,7 +26,9 @@ from mailport.net.guard import HostGuard
 from mailport.net.ratelimit import TokenBucketLimiter
 from mailport.net.trust import MailTrust
 from mailport.oauth.connect import OAuthConnectService
+from mailport.oauth.providers import MailApi
 from mailport.push import PushService
+from mailport.push.subscriptions import SubscriptionStore
 from mailport.sending.drafts import DraftService
 from mailport.sending.service import SendService
 from mailport.sending.smtp_transport import SmtpTransport
@@ -77,8 +79,34 @@ class Services:
             guard=self.guard,
             max_message_bytes=self.settings.max_message_bytes,
             push_renew_seconds=float(self.settings.idle_renew_seconds),
+            api=self._mail_api(mailbox),
+            push=self.push_context,
+            api_concurrency=self.settings.api_concurrency,
+            poll_seconds=self.settings.api_poll_seconds,
         )
         return registry.create(mailbox, context)
+
+    def _mail_api(self, mailbox: Mailbox) -> MailApi | None:
+        """The provider's mail API a mailbox's connector talks to (None: not an API connector)."""
+        if mailbox.provider_id is None or mailbox.provider_id not in self.oauth.oauth.registry:
+            return None
+        return self.oauth.oauth.registry.get(mailbox.provider_id).apis.get(mailbox.connector)
+
+    @cached_property
+    def subscriptions(self) -> SubscriptionStore:
+        """What Gmail and Graph were asked to notify about (renewed, never duplicated)."""
+        return SubscriptionStore(self.database)
+
+    @cached_property
+    def push_context(self) -> registry.PushContext:
+        """What an API connector needs to subscribe to its provider's notifications."""
+        return registry.PushContext(
+            public_url=self.settings.public_url.rstrip("/"),
+            channels=self.push.channels,
+            subscriptions=self.subscriptions,
+            gmail_topic=self.settings.gmail_pubsub_topic,
+            subscription_minutes=self.settings.graph_subscription_minutes,
+        )
 
     def transport(self, mailbox: Mailbox) -> Transport:
         """How ``mailbox`` sends (SMTP submission), with the same tokens, trust and guard as its

@@ -17,9 +17,25 @@ if TYPE_CHECKING:
     from mailport.mailboxes.models import Mailbox
     from mailport.net.guard import HostGuard
     from mailport.net.trust import Certificate
+    from mailport.oauth.providers import MailApi
+    from mailport.push.channels import ChannelRepository
+    from mailport.push.subscriptions import SubscriptionStore
 
 TokenSource = Callable[[], Awaitable[Secret]]
 ForceRefresh = Callable[[Secret | None], Awaitable[Secret]]
+
+
+@dataclass(frozen=True)
+class PushContext:
+    """What a connector needs to subscribe to its provider's notifications (Gmail, Graph): the
+    service's public base URL (notification URLs start there; empty: unreachable, so poll), the
+    channels and the subscriptions it records, and the operator's Pub/Sub topic for Gmail."""
+
+    public_url: str
+    channels: ChannelRepository
+    subscriptions: SubscriptionStore
+    gmail_topic: str | None = None
+    subscription_minutes: int = 4230  # Graph: how long a subscription is asked for (its cap)
 
 
 @dataclass(frozen=True)
@@ -33,6 +49,10 @@ class ConnectorContext:
     guard: HostGuard | None = None
     max_message_bytes: int = 25 * 1024 * 1024
     push_renew_seconds: float = 25 * 60  # IMAP: IDLE; Gmail, Graph: the watch or subscription
+    api: MailApi | None = None  # Gmail API / Graph: base URL (the providers file may point it elsewhere)
+    push: PushContext | None = None  # Gmail / Graph: subscribing to notifications
+    api_concurrency: int = 4  # requests in flight per mailbox (Graph's MailboxConcurrency is 4)
+    poll_seconds: float = 300.0  # API connectors: catch up this often when no notification came
 
 
 ConnectorFactory = Callable[["Mailbox", ConnectorContext], Connector]

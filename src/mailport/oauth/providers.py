@@ -49,7 +49,7 @@ TokenAuthMethod = Literal["client_secret_post", "client_secret_basic", "none"]
 _KEY_RE = re.compile(r"^[a-z][a-z0-9_-]{0,49}$")
 # Microsoft accepts common | organizations | consumers | a GUID | a verified domain name.
 _TENANT_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9.-]{0,199}$")
-_MERGED_FIELDS = ("imap", "smtp", "authorize_params")
+_MERGED_FIELDS = ("imap", "smtp", "authorize_params", "apis")
 
 
 class MailServer(BaseModel):
@@ -60,6 +60,28 @@ class MailServer(BaseModel):
     host: str = Field(min_length=1, max_length=253)
     port: int = Field(ge=1, le=65535)
     security: Security = Security.SSL
+
+
+class MailApi(BaseModel):
+    """A provider's mail API (the Gmail API, Microsoft Graph): where it answers and the scopes
+    its connector asks for instead of the provider's IMAP/SMTP ``scopes``. Tests point
+    ``base_url`` (and Gmail's ``pubsub_url``) at the local fakes through the providers file."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    base_url: str
+    scopes: list[str] = Field(min_length=1)
+    pubsub_url: str | None = None  # Gmail: Cloud Pub/Sub, for pulling notifications
+
+    @field_validator("base_url", "pubsub_url")
+    @classmethod
+    def _url(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        parts = urlsplit(value)
+        if parts.scheme not in ("https", "http") or not parts.netloc:
+            raise ValueError(f"{value!r} is not an http(s) URL")
+        return value.rstrip("/")
 
 
 class OAuthProvider(BaseModel):
@@ -87,6 +109,9 @@ class OAuthProvider(BaseModel):
     email_claims: list[str] = Field(default_factory=lambda: ["email"])
     imap: MailServer
     smtp: MailServer | None = None
+    # Mail APIs by connector key (``gmail_api``, ``graph``): a mailbox connected through one
+    # asks for its scopes and talks to its base URL instead of IMAP and SMTP.
+    apis: dict[str, MailApi] = Field(default_factory=dict)
     # An instance-wide app for a provider added by the file (google/microsoft: MAILPORT_* env).
     client_id: str | None = None
     client_secret: SecretStr | None = None
@@ -129,6 +154,11 @@ class OAuthProvider(BaseModel):
     def scope(self) -> str:
         """The scopes as OAuth sends them (space-separated)."""
         return " ".join(self.scopes)
+
+    def scopes_for(self, connector: str) -> list[str]:
+        """The scopes a mailbox read by ``connector`` needs (an API's own, else IMAP/SMTP's)."""
+        api = self.apis.get(connector)
+        return list(api.scopes) if api is not None else list(self.scopes)
 
     def url(self, endpoint: str, tenant: str | None = None) -> str:
         """The endpoint with ``{tenant}`` filled in (the app's tenant, else the default)."""

@@ -11,10 +11,12 @@ time.
 from __future__ import annotations
 
 import hmac
+import json
 import secrets
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Any
 
 from sqlalchemy import delete, insert, select
 
@@ -46,6 +48,7 @@ class StoredChannel:
     mailbox_id: str | None  # None: shared by the tenant's mailboxes (claims name the account)
     connector: str
     secret_enc: str = field(repr=False)
+    config: str | None = None  # JSON: the channel's own settings (Gmail: the tenant's topic)
 
     def authenticates(self, presented: Sequence[Secret | None], key_ring: KeyRing) -> bool:
         """Whether every one of ``presented`` (at least one) is this channel's secret: one
@@ -65,7 +68,13 @@ class ChannelRepository:
         self.key_ring = key_ring
 
     async def create(
-        self, tenant_id: str, connector: str, *, mailbox_id: str | None = None, now: datetime
+        self,
+        tenant_id: str,
+        connector: str,
+        *,
+        mailbox_id: str | None = None,
+        now: datetime,
+        config: dict[str, Any] | None = None,
     ) -> NewChannel:
         """A channel for one mailbox, or (``mailbox_id=None``) for all of a tenant's."""
         channel = NewChannel(new_id("pch"), Secret(secrets.token_urlsafe(SECRET_BYTES)))
@@ -78,6 +87,7 @@ class ChannelRepository:
                     connector=connector,
                     secret_enc=self.key_ring.encrypt(channel.secret.reveal()),
                     created_at=now,
+                    config=json.dumps(config) if config else None,
                 )
             )
         return channel
@@ -94,6 +104,28 @@ class ChannelRepository:
         if row is None:
             return None
         return from_row(StoredChannel, row)
+
+    async def for_mailbox(self, mailbox_id: str, connector: str) -> list[StoredChannel]:
+        """The channels of one mailbox (Graph: its subscriptions' notification URLs)."""
+        query = select(push_channels).where(
+            push_channels.c.mailbox_id == mailbox_id, push_channels.c.connector == connector
+        )
+        async with self.database.connect() as conn:
+            return [from_row(StoredChannel, row) for row in await conn.execute(query)]
+
+    async def shared(self, tenant_id: str, connector: str) -> list[StoredChannel]:
+        """The tenant's shared channels of ``connector`` (Gmail: its Pub/Sub push endpoints)."""
+        query = select(push_channels).where(
+            push_channels.c.tenant_id == tenant_id,
+            push_channels.c.connector == connector,
+            push_channels.c.mailbox_id.is_(None),
+        )
+        async with self.database.connect() as conn:
+            return [from_row(StoredChannel, row) for row in await conn.execute(query)]
+
+    def reveal(self, channel: StoredChannel) -> Secret:
+        """The channel's secret in plaintext, to give the provider again (a renewal)."""
+        return Secret(self.key_ring.decrypt(channel.secret_enc))
 
     async def targets(self, channel: StoredChannel, accounts: list[str]) -> list[str]:
         """The mailboxes a notification on ``channel`` concerns: the channel's own mailbox, or on

@@ -12,7 +12,9 @@ The flow every push-capable connector shares, written once (a connector only tra
   channels or mailboxes exist;
 * an authenticated notification records one wake-up per mailbox it concerns
   (:func:`mailport.push.wakeups.request_wakes`) and is answered 202 at once: the watcher, in
-  whichever process holds it, fetches the mail. A channel belongs to one tenant, so a
+  whichever process holds it, fetches the mail. A watcher held by this very process (``serve``
+  runs the API and the watchers together) is woken at once as well (:meth:`PushService.add_local`),
+  so a notification costs no poll interval there. A channel belongs to one tenant, so a
   notification can only ever wake that tenant's mailboxes.
 
 Rejection is cheap (a bounded body, one primary-key read, one decryption): there is no
@@ -23,14 +25,14 @@ from __future__ import annotations
 
 import logging
 import secrets
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 from mailport.clock import Clock, utc_now
 from mailport.connectors.push import PushReceiver, PushRequest, PushResponse, receiver_for
 from mailport.errors import PushUnauthenticatedError
 from mailport.metrics import PUSH_NOTIFICATIONS
 from mailport.push.channels import ChannelRepository, StoredChannel
-from mailport.push.wakeups import request_wakes
+from mailport.push.wakeups import Wakeable, request_wakes
 
 log = logging.getLogger(__name__)
 
@@ -50,6 +52,27 @@ class PushService:
         self._clock = clock
         decoy = channels.key_ring.encrypt(secrets.token_urlsafe(32))
         self._decoy = StoredChannel("", "", None, "", decoy)
+        self._local: list[Callable[[str], Wakeable | None]] = []
+
+    def add_local(self, lookup: Callable[[str], Wakeable | None]) -> Callable[[], None]:
+        """Also wake the watchers ``lookup`` finds in this process at once (an orchestrator
+        beside the API, as in ``serve``), rather than at the follower's next look; returns the
+        function that stops it."""
+        self._local.append(lookup)
+        return lambda: self._local.remove(lookup) if lookup in self._local else None
+
+    async def wake(self, mailbox_ids: Sequence[str]) -> None:
+        """Record a wake-up for each mailbox (served by whichever process holds its watcher) and
+        wake the watchers held in this process now. Also what a Pub/Sub puller calls."""
+        if not mailbox_ids:
+            return
+        async with self.channels.database.transaction() as conn:
+            await request_wakes(conn, mailbox_ids, now=self._clock())
+        for mailbox_id in mailbox_ids:
+            for lookup in list(self._local):
+                watcher = lookup(mailbox_id)
+                if watcher is not None:
+                    watcher.wake()
 
     async def receive(self, connector: str, request: PushRequest) -> PushResponse:
         """The answer to one request on ``/v1/push/<connector>/<channel>``."""
@@ -67,8 +90,6 @@ class PushService:
             log.debug("push notification refused (connector %s, channel %.40r)", connector, request.channel)
             raise PushUnauthenticatedError("the notification is not authenticated")
         mailbox_ids = await self.channels.targets(channel, [c.account for c in claims if c.account])
-        if mailbox_ids:
-            async with self.channels.database.transaction() as conn:
-                await request_wakes(conn, mailbox_ids, now=self._clock())
+        await self.wake(mailbox_ids)
         PUSH_NOTIFICATIONS.labels(connector=connector, result="accepted").inc()
         return ACCEPTED

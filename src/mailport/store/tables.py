@@ -448,6 +448,7 @@ push_channels = Table(
     Column("connector", String(40), nullable=False),
     Column("secret_enc", Text, nullable=False),
     Column("created_at", UTCDateTime(), nullable=False),
+    Column("config", Text, nullable=True),  # JSON: the channel's own settings (Gmail: the topic)
     Index("ix_push_channels_tenant_id", "tenant_id"),
     Index("ix_push_channels_mailbox_id", "mailbox_id"),
 )
@@ -464,6 +465,25 @@ mailbox_wakeups = Table(
 )
 
 SECRET_COLUMNS["push_channels"] = ("secret_enc",)
+
+# What a mail API was asked to notify about (mailport.push.subscriptions): Gmail's users.watch
+# (scope "", the whole mailbox), a Graph subscription per watched folder. Kept so that a restart
+# renews the provider's subscription instead of creating another, and renews before expiry.
+provider_subscriptions = Table(
+    "provider_subscriptions",
+    metadata,
+    Column("mailbox_id", String(40), ForeignKey("mailboxes.id", ondelete="CASCADE"), primary_key=True),
+    Column("scope", String(500), primary_key=True),
+    Column("connector", String(40), nullable=False),
+    Column("remote_id", String(500), nullable=True),  # Graph: the subscription id
+    Column("channel_id", String(40), nullable=True),  # the push channel its notifications use
+    Column("resource", Text, nullable=True),
+    Column("expires_at", UTCDateTime(), nullable=True),
+    Column("state", Text, nullable=True),  # JSON: the connector's own (Gmail: the watch's historyId)
+    Column("created_at", UTCDateTime(), nullable=False),
+    Column("updated_at", UTCDateTime(), nullable=False),
+    Index("ix_provider_subscriptions_expires_at", "expires_at"),
+)
 
 # --- changes made on the server -----------------------------------------------------------
 

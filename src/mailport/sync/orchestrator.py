@@ -126,6 +126,7 @@ class Orchestrator:
         self._poke = asyncio.Event()
         self._unlisten: Callable[[], None] | None = None
         self._wakeups: WakeupFollower | None = None
+        self._unlocal: Callable[[], None] | None = None
         self._started_once = False
         self._last_renew = 0.0
         self.ready = False
@@ -150,11 +151,15 @@ class Orchestrator:
         self._actions_task = asyncio.create_task(self._actions_loop(), name="orchestrator-actions")
         self._wakeups = WakeupFollower(self.services.database, self._wakeable, clock=self.clock)
         self._wakeups.start()  # push notifications received by any process
+        self._unlocal = self.services.push.add_local(self._wakeable)  # … and by this one, at once
 
     async def stop(self) -> None:
         if self._unlisten is not None:
             self._unlisten()
             self._unlisten = None
+        if self._unlocal is not None:
+            self._unlocal()
+            self._unlocal = None
         if self._wakeups is not None:
             await self._wakeups.stop()
         await self.interest.stop()
