@@ -1118,12 +1118,19 @@ class GmailFake:
                 label[key] = body[key]
         return 200, dict(label), {}
 
-    def _label_patch(self, acc: Account, q: _Query, body: Any, label_id: str) -> Answer:
+    @staticmethod
+    def _user_label(acc: Account, label_id: str, refusal: str) -> tuple[dict[str, Any] | None, Answer | None]:
         label = acc.labels.get(unquote(label_id))
         if label is None:
-            return _not_found()
+            return None, _not_found()
         if label["type"] == "system":
-            return _invalid("Invalid label")
+            return None, _invalid(refusal)
+        return label, None
+
+    def _label_patch(self, acc: Account, q: _Query, body: Any, label_id: str) -> Answer:
+        label, problem = self._user_label(acc, label_id, "Invalid label")
+        if label is None:
+            return problem or _not_found()
         name = (body or {}).get("name")
         if name:
             if any(
@@ -1134,11 +1141,9 @@ class GmailFake:
         return 200, dict(label), {}
 
     def _label_delete(self, acc: Account, q: _Query, body: Any, label_id: str) -> Answer:
-        label = acc.labels.get(unquote(label_id))
+        label, problem = self._user_label(acc, label_id, "Invalid delete request")
         if label is None:
-            return _not_found()
-        if label["type"] == "system":
-            return _invalid("Invalid delete request")
+            return problem or _not_found()
         acc.delete_label(label["id"])
         return 204, None, {}
 

@@ -226,21 +226,14 @@ class GmailClient:
             )
 
     async def trash(self, id: str) -> GmailMessage:
-        data = await self.http.json(
-            "POST",
-            f"{self._prefix}/messages/{quote(id)}/trash",
-            idempotent=True,
-            not_found=MessageNotFoundError,
-        )
-        return GmailMessage.from_json(data)
+        return await self._message_action(id, "trash")
 
     async def untrash(self, id: str) -> GmailMessage:
-        data = await self.http.json(
-            "POST",
-            f"{self._prefix}/messages/{quote(id)}/untrash",
-            idempotent=True,
-            not_found=MessageNotFoundError,
-        )
+        return await self._message_action(id, "untrash")
+
+    async def _message_action(self, id: str, action: Literal["trash", "untrash"]) -> GmailMessage:
+        path = f"{self._prefix}/messages/{quote(id)}/{action}"
+        data = await self.http.json("POST", path, idempotent=True, not_found=MessageNotFoundError)
         return GmailMessage.from_json(data)
 
     async def delete(self, id: str) -> None:
