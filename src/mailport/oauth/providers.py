@@ -13,8 +13,10 @@ object keyed by provider id::
                 "imap": {"host": "imap.mail.yahoo.com", "port": 993, "security": "ssl"},
                 "smtp": {"host": "smtp.mail.yahoo.com", "port": 465, "security": "ssl"}}}
 
-Nested objects (``imap``, ``smtp``, ``authorize_params``) are merged key by key (``null``
-removes an ``authorize_params`` entry); every other field is replaced. Entries are validated
+Nested objects (``imap``, ``smtp``, ``authorize_params``, ``apis`` and each API in it) are
+merged key by key (``null`` removes an ``authorize_params`` entry); every other field is
+replaced, so ``{"google": {"apis": {"gmail_api": {"base_url": "http://127.0.0.1:9100"}}}}``
+points the Gmail API elsewhere and keeps its scopes. Entries are validated
 with pydantic; anything wrong is an :class:`OAuthProvidersFileError` naming provider and field.
 
 Endpoints may contain ``{tenant}`` (Microsoft: ``common``, ``organizations``, ``consumers``,
@@ -200,6 +202,12 @@ def _merge(base: dict[str, Any], override: Mapping[str, Any]) -> dict[str, Any]:
             for sub, sub_value in value.items():
                 if sub_value is None:
                     nested.pop(sub, None)
+                elif (
+                    field == "apis"
+                    and isinstance(sub_value, Mapping)
+                    and isinstance(nested.get(sub), Mapping)
+                ):
+                    nested[sub] = {**nested[sub], **sub_value}  # an API's base_url alone may be given
                 else:
                     nested[sub] = sub_value
             merged[field] = nested

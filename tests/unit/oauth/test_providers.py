@@ -143,3 +143,22 @@ def test_unknown_and_unconfigured_providers():
         registry.require_instance_app("google", settings())
     with pytest.raises(ConfigurationError):
         registry.instance_app("microsoft", settings(microsoft_client_id="m", microsoft_tenant="x y"))
+
+
+def test_mail_apis_give_their_own_scopes_and_merge_key_by_key(tmp_path):
+    builtin = ProviderRegistry.load()
+    google, microsoft = builtin.get("google"), builtin.get("microsoft")
+    assert google.scopes_for("gmail_api")[0] == "https://www.googleapis.com/auth/gmail.modify"
+    assert google.scopes_for("imap") == google.scopes  # no API: IMAP/SMTP's scopes
+    assert "https://graph.microsoft.com/Mail.Send" in microsoft.scopes_for("graph")
+    assert "offline_access" in microsoft.scopes_for("graph")
+
+    registry = ProviderRegistry.load(
+        write(tmp_path, {"google": {"apis": {"gmail_api": {"base_url": "http://127.0.0.1:9100/"}}}})
+    )
+    api = registry.get("google").apis["gmail_api"]
+    assert api.base_url == "http://127.0.0.1:9100"  # only the URL changed: scopes and Pub/Sub stay
+    assert api.scopes == google.apis["gmail_api"].scopes
+    assert api.pubsub_url == "https://pubsub.googleapis.com"
+    with pytest.raises(OAuthProvidersFileError, match="apis"):
+        ProviderRegistry.load(write(tmp_path, {"google": {"apis": {"gmail_api": {"base_url": "ftp://x"}}}}))
