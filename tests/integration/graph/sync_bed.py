@@ -6,6 +6,7 @@ make ``graph`` mailboxes and read what was ingested."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import socket
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -15,6 +16,7 @@ from typing import Any
 
 import pytest
 import uvicorn
+from sqlalchemy import select
 
 from mailport.api.app import create_app
 from mailport.bootstrap import Services, build
@@ -30,6 +32,7 @@ from mailport.mailboxes.models import (
     ProcessingSettings,
     WatchedFolder,
 )
+from mailport.store.tables import mailbox_wakeups
 from mailport.sync import Orchestrator
 from tests.fakes.graph import Account, GraphFake
 from tests.fixtures.graph import GRAPH_SCOPES, mint, new_email
@@ -80,7 +83,10 @@ class SyncBed:
         return mailbox, account
 
     def connectors(self, mailbox_id: str) -> list[GraphConnector]:
-        watchers = [self.orchestrator.watchers.get(mailbox_id), *self.orchestrator.folder_watchers.get(mailbox_id, [])]
+        watchers = [
+            self.orchestrator.watchers.get(mailbox_id),
+            *self.orchestrator.folder_watchers.get(mailbox_id, []),
+        ]
         return [w.connector for w in watchers if w is not None and isinstance(w.connector, GraphConnector)]
 
     async def subscribed(self, mailbox_id: str, count: int = 1, *, timeout: float = 10.0) -> list[str]:
@@ -98,6 +104,17 @@ class SyncBed:
             return [str(r.remote_id) for r in rows] if ok else None
 
         return list(await wait_for(live, timeout=timeout))
+
+    async def idle(self, mailbox_id: str) -> None:
+        """Wait until no wake-up of the mailbox is left to serve (and its tick is done)."""
+
+        async def served() -> bool:
+            query = select(mailbox_wakeups.c.mailbox_id).where(mailbox_wakeups.c.mailbox_id == mailbox_id)
+            async with self.services.database.connect() as conn:
+                return (await conn.execute(query)).first() is None
+
+        await wait_for(served, timeout=5)
+        await asyncio.sleep(0.3)
 
     async def received(self, mailbox_id: str) -> list[Event]:
         return await all_events(self.services, mailbox_id=mailbox_id, type="message.received")
@@ -133,6 +150,14 @@ def configure() -> list[Configure]:
 async def sync_bed(
     graph_settings: Settings, graph: GraphFake, idp: MockIdP, configure: list[Configure]
 ) -> AsyncIterator[SyncBed]:
+    async with running_bed(graph_settings, graph, idp, configure) as bed:
+        yield bed
+
+
+@contextlib.asynccontextmanager
+async def running_bed(
+    graph_settings: Settings, graph: GraphFake, idp: MockIdP, configure: list[Configure]
+) -> AsyncIterator[SyncBed]:
     sock = socket.socket()
     sock.bind(("127.0.0.1", 0))
     port = sock.getsockname()[1]
@@ -157,6 +182,19 @@ async def sync_bed(
         await asyncio.wait_for(task, 30)
         sock.close()
         await services.aclose()
+
+
+@pytest.fixture
+async def sync_bed_fast_poll(
+    graph_settings: Settings, graph: GraphFake, idp: MockIdP
+) -> AsyncIterator[SyncBed]:
+    """The bed with a 1 s fallback poll while subscribed (``MAILPORT_API_POLL_SECONDS``)."""
+
+    def fast(settings: Settings) -> None:
+        settings.api_poll_seconds = 1.0
+
+    async with running_bed(graph_settings, graph, idp, [fast]) as bed:
+        yield bed
 
 
 def _started(server: uvicorn.Server) -> Callable[[], Awaitable[Any]]:
