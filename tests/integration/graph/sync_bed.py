@@ -8,10 +8,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import socket
-import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -22,20 +20,16 @@ from mailport.api.app import create_app
 from mailport.bootstrap import Services, build
 from mailport.config import Settings
 from mailport.connectors.graph.connector import GraphConnector
-from mailport.crypto import Secret
 from mailport.events import Event
 from mailport.mailboxes.models import (
-    AuthMethod,
     Mailbox,
-    NewMailbox,
-    OAuthGrant,
     ProcessingSettings,
     WatchedFolder,
 )
 from mailport.store.tables import mailbox_wakeups
 from mailport.sync import Orchestrator
 from tests.fakes.graph import Account, GraphFake
-from tests.fixtures.graph import GRAPH_SCOPES, mint, new_email
+from tests.fixtures.graph import connect_graph_mailbox
 from tests.integration.sync.conftest import all_events, make_message, wait_for
 from tests.mailstack.idp import MockIdP
 
@@ -54,33 +48,16 @@ class SyncBed:
         self, *, folders: tuple[str, ...] = (), check_interval: int = 3600, expires_in: int = 3600
     ) -> tuple[Mailbox, Account]:
         """A connected ``graph`` mailbox of a fresh account (no tick gets in the way unless asked)."""
-        email = new_email()
-        account = self.fake.account(email)
-        token = mint(self.idp, email, expires_in=expires_in)
-        tenant, _ = await self.services.tenants.create_tenant(f"gs-{uuid.uuid4().hex[:8]}")
-        mailbox = await self.services.mailboxes.create(
-            tenant.id,
-            NewMailbox(
-                email=email,
-                auth_method=AuthMethod.OAUTH2,
-                imap=None,
-                smtp=None,
-                provider_id="microsoft",
-                connector="graph",
-                settings=ProcessingSettings(
-                    check_interval=check_interval, folders=tuple(WatchedFolder(f) for f in folders)
-                ),
-                oauth=OAuthGrant(
-                    provider="microsoft",
-                    access_token=Secret(str(token["access_token"])),
-                    refresh_token=Secret(str(token["refresh_token"])),
-                    expires_at=datetime.now(UTC) + timedelta(seconds=expires_in),
-                    scopes=GRAPH_SCOPES,
-                    connected_email=email,
-                ),
+        made = await connect_graph_mailbox(
+            self.services,
+            self.fake,
+            self.idp,
+            expires_in=expires_in,
+            settings=ProcessingSettings(
+                check_interval=check_interval, folders=tuple(WatchedFolder(f) for f in folders)
             ),
         )
-        return mailbox, account
+        return made.mailbox, made.account
 
     def connectors(self, mailbox_id: str) -> list[GraphConnector]:
         watchers = [
