@@ -70,17 +70,19 @@ class PushService:
         return lambda: self._local.remove(lookup) if lookup in self._local else None
 
     async def wake(self, mailbox_ids: Sequence[str]) -> None:
-        """Record a wake-up for each mailbox (served by whichever process holds its watcher) and
-        wake the watchers held in this process now. Also what a Pub/Sub puller calls."""
-        if not mailbox_ids:
-            return
-        async with self.channels.database.transaction() as conn:
-            await request_wakes(conn, mailbox_ids, now=self._clock())
-        for mailbox_id in mailbox_ids:
-            for lookup in list(self._local):
-                watcher = lookup(mailbox_id)
-                if watcher is not None:
-                    watcher.wake()
+        """Wake the watchers held in this process now, and record a wake-up for each other
+        mailbox (served by whichever process holds its watcher, within half a second). Also
+        what a Pub/Sub puller calls."""
+        elsewhere: list[str] = []
+        for mailbox_id in dict.fromkeys(mailbox_ids):
+            held = [w for lookup in list(self._local) if (w := lookup(mailbox_id)) is not None]
+            for watcher in held:
+                watcher.wake()
+            if not held:  # a watcher held here needs no row: it is awake already
+                elsewhere.append(mailbox_id)
+        if elsewhere:
+            async with self.channels.database.transaction() as conn:
+                await request_wakes(conn, elsewhere, now=self._clock())
 
     async def receive(self, connector: str, request: PushRequest) -> PushResponse:
         """The answer to one request on ``/v1/push/<connector>/<channel>``."""
