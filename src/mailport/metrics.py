@@ -84,6 +84,14 @@ COMMAND_POOL_SHRINKS = Counter(
     registry=REGISTRY,
 )
 
+# API connectors (issue 17): a cursor the provider no longer had, recovered without a gap
+SYNC_RECOVERIES = Counter(
+    "mailport_sync_recoveries",
+    "Cursors recovered by re-listing because the provider expired them (Gmail historyId 404, Graph delta 410)",
+    ["connector", "reason"],
+    registry=REGISTRY,
+)
+
 __all__ = [
     "COMMAND_BUSY",
     "COMMAND_CONNECTIONS",
@@ -99,6 +107,7 @@ __all__ = [
     "PUSH_NOTIFICATIONS",
     "QUEUE_SIZE",
     "RECONNECTS",
+    "SYNC_RECOVERIES",
     "REGISTRY",
     "TOKEN_REFRESHES",
     "WATCHERS",
