@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -49,7 +49,8 @@ from mailport.connectors.base import (
 )
 from mailport.connectors.folders import Folder
 from mailport.connectors.gmail import sync
-from mailport.connectors.gmail.client import GmailClient, HistoryExpiredError
+from mailport.connectors.gmail.client import GmailClient
+from mailport.connectors.gmail.models import HistoryExpiredError, HistoryMessage, HistoryRecord
 from mailport.connectors.gmail.push import KEY, WatchKeeper, stop_watch
 from mailport.connectors.registry import ConnectorContext, ForceRefresh, PushContext, TokenSource, register
 from mailport.errors import ConnectionLostError, UnsupportedFeatureError
@@ -397,51 +398,49 @@ async def _label_changes(
         page = await client.history(
             token, history_types=sync.CHANGE_TYPES, page_token=page_token, max_results=sync.HISTORY_PAGE
         )
-        for record in sync._records(page):
-            record_id = int(record.get("id") or 0)
-            if record_id > limit:
+        for record in page.records:
+            record_id = int(record.id or 0)
+            if record_id > limit:  # not ingested yet: message.received comes first
                 return list(last.values()), str(max(reached, min(limit, record_id - 1)))
             reached = max(reached, record_id)
             for change in _record_changes(record, label_id):
                 last[change.item] = change
         page_token = page.next_page_token
         if not page_token:
-            end = min(limit, int(page.history_id))
+            end = min(limit, int(page.history_id or reached))
             return list(last.values()), str(max(reached, end))
 
 
-def _record_changes(record: Any, label_id: str) -> list[MessageChange]:
-    version = str(record.get("id") or 0)
+def _record_changes(record: HistoryRecord, label_id: str) -> list[MessageChange]:
+    """A record's changes to messages of ``label_id``: deleted, moved out (the label removed:
+    gone from this folder, as a move is in IMAP), or labels changed (flags and labels)."""
+    version = str(record.id)
     out: list[MessageChange] = []
-    for entry in record.get("messagesDeleted") or ():
-        message = entry.get("message") or {}
-        if message.get("id") and label_id in (message.get("labelIds") or (label_id,)):
-            out.append(MessageChange(str(message["id"]), None, version, source=_change_source(message)))
-    for kind in ("labelsAdded", "labelsRemoved"):
-        for entry in record.get(kind) or ():
-            message = entry.get("message") or {}
-            labels: Sequence[str] = message.get("labelIds") or ()
-            changed: Sequence[str] = entry.get("labelIds") or ()
-            if not message.get("id"):
-                continue
-            if label_id in labels:
-                flags = sync.neutral_flags(labels)
+    for message in record.messages_deleted:
+        if message.label_ids and label_id not in message.label_ids:
+            continue
+        out.append(MessageChange(message.id, None, version, source=_change_source(message)))
+    for removed, changes in ((False, record.labels_added), (True, record.labels_removed)):
+        for change in changes:
+            message = change.message
+            if label_id in message.label_ids:
+                flags = sync.neutral_flags(message.label_ids)
                 out.append(
                     MessageChange(
-                        str(message["id"]), flags, version, labels=tuple(labels), source=_change_source(message)
+                        message.id, flags, version, labels=message.label_ids, source=_change_source(message)
                     )
                 )
-            elif kind == "labelsRemoved" and label_id in changed:  # moved out of the label
-                out.append(MessageChange(str(message["id"]), None, version, source=_change_source(message)))
+            elif removed and label_id in change.label_ids:
+                out.append(MessageChange(message.id, None, version, source=_change_source(message)))
     return out
 
 
-def _change_source(message: Any) -> dict[str, Any]:
+def _change_source(message: HistoryMessage) -> dict[str, Any]:
     return {
         "gmail": {
-            "id": message.get("id"),
-            "thread_id": message.get("threadId"),
-            "label_ids": list(message.get("labelIds") or ()),
+            "id": message.id,
+            "thread_id": message.thread_id,
+            "label_ids": list(message.label_ids),
             "history_id": None,
         }
     }

@@ -27,9 +27,9 @@ import json
 import logging
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any, Protocol
 
 from mailport.clock import Clock, utc_now
+from mailport.connectors.gmail.client import GmailClient
 from mailport.connectors.push import PushClaim, PushRequest, PushResponse, register_receiver
 from mailport.connectors.registry import PushContext
 from mailport.crypto import Secret
@@ -74,16 +74,6 @@ register_receiver(KEY, GmailPushReceiver())
 # ------------------------------------------------------------------------------ watching
 
 
-class Watcher(Protocol):
-    """What :class:`WatchKeeper` needs from the Gmail client."""
-
-    async def watch(
-        self, topic: str, *, label_ids: Any = (), label_filter_behavior: str = "include"
-    ) -> Any: ...
-
-    async def stop(self) -> None: ...
-
-
 @dataclass
 class WatchStatus:
     live: bool = False
@@ -98,7 +88,7 @@ class WatchKeeper:
 
     def __init__(
         self,
-        client: Watcher,
+        client: GmailClient,
         *,
         mailbox_id: str,
         tenant_id: str,
@@ -159,14 +149,16 @@ class WatchKeeper:
         except (AuthenticationError, OAuthError):
             raise
         except MailportError as exc:
-            log.warning("mailbox %s: users.watch on %s refused: [%s] %s", self._mailbox_id, topic, exc.code, exc)
+            log.warning(
+                "mailbox %s: users.watch on %s refused: [%s] %s", self._mailbox_id, topic, exc.code, exc
+            )
             if recorded is not None and recorded.resource == topic:
                 self._keep(recorded, topic)  # the previous watch lasts until it expires
             else:
                 self.status = WatchStatus(topic=topic)
             self.status.error = f"[{exc.code}] {exc.message}"
             return self.live()
-        expires = _expiration(answer)
+        expires = answer.expiration
         subscription = Subscription(
             mailbox_id=self._mailbox_id,
             scope=MAILBOX_SCOPE,
@@ -174,7 +166,7 @@ class WatchKeeper:
             channel_id=channel_id,
             resource=topic,
             expires_at=expires,
-            state={"history_id": str(getattr(answer, "history_id", "")), "watched_at": now.isoformat()},
+            state={"history_id": answer.history_id, "watched_at": now.isoformat()},
         )
         await store.save(subscription, now=now)
         self.renewals += 1
@@ -204,14 +196,7 @@ def _due(recorded: Subscription, topic: str, now: datetime, renew_every: timedel
         return True
 
 
-def _expiration(answer: Any) -> datetime | None:
-    expires = getattr(answer, "expiration", None)
-    if isinstance(expires, datetime) or expires is None:
-        return expires
-    return datetime.fromtimestamp(int(expires) / 1000, utc_now().tzinfo)  # epoch milliseconds
-
-
-async def stop_watch(client: Watcher, push: PushContext | None, mailbox_id: str) -> None:
+async def stop_watch(client: GmailClient, push: PushContext | None, mailbox_id: str) -> None:
     """Stop the mailbox's watch and forget it (the mailbox is being deleted)."""
     if push is None:
         return

@@ -29,19 +29,21 @@ from __future__ import annotations
 
 import logging
 import re
-from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
+from collections.abc import AsyncIterator, Iterable, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
-from typing import Any, Protocol
+from typing import Any
 
 from mailport.connectors.base import Batch, Cursor, RemoteMessage
 from mailport.connectors.folders import Folder, Role
+from mailport.connectors.gmail.client import GmailClient, HistoryType
+from mailport.connectors.gmail.models import GmailMessage, HistoryRecord, Label
 from mailport.errors import FolderNotFoundError, InvalidCursorError
 
 log = logging.getLogger(__name__)
 
-HISTORY_TYPES = ("messageAdded", "labelAdded")
-CHANGE_TYPES = ("labelAdded", "labelRemoved", "messageDeleted")
+HISTORY_TYPES: tuple[HistoryType, ...] = ("messageAdded", "labelAdded")
+CHANGE_TYPES: tuple[HistoryType, ...] = ("labelAdded", "labelRemoved", "messageDeleted")
 RELIST_SLACK = timedelta(hours=1)  # before the last known point: internalDate vs history order
 LIST_PAGE = 500  # messages.list maxResults (Gmail's maximum)
 HISTORY_PAGE = 500  # history.list maxResults (Gmail's maximum)
@@ -108,20 +110,12 @@ def unix(when: datetime) -> int:
 # ------------------------------------------------------------------------------ labels
 
 
-class LabelLike(Protocol):
-    id: str
-    name: str
-    type: str
-    messages_total: int | None
-    messages_unread: int | None
-
-
-def label_scope(label: LabelLike) -> str:
+def label_scope(label: Label) -> str:
     """The scope (folder path) of a label: a system label's id, a user label's name."""
     return label.id if label.type == "system" else label.name
 
 
-def resolve_label(labels: Sequence[LabelLike], scope: str) -> LabelLike:
+def resolve_label(labels: Sequence[Label], scope: str) -> Label:
     """The label ``scope`` names: a system label by id (any case), a user label by name or by id,
     a ``role:<role>`` by its system label; :class:`FolderNotFoundError` otherwise."""
     wanted = scope
@@ -143,7 +137,7 @@ def resolve_label(labels: Sequence[LabelLike], scope: str) -> LabelLike:
     )
 
 
-def label_folders(labels: Iterable[LabelLike]) -> list[Folder]:
+def label_folders(labels: Iterable[Label]) -> list[Folder]:
     """The labels as neutral folders (system labels with their roles; user labels nested by
     ``/``), INBOX first: what :meth:`list_folders` gives and ``role:`` specs resolve against."""
     folders = []
@@ -190,40 +184,24 @@ def neutral_flags(label_ids: Iterable[str]) -> tuple[str, ...]:
 # ------------------------------------------------------------------------------ history records
 
 
-def _records(page: Any) -> list[Mapping[str, Any]]:
-    return [r for r in (getattr(page, "records", None) or ()) if isinstance(r, Mapping)]
-
-
-def added(records: Iterable[Mapping[str, Any]], label_id: str) -> list[tuple[int, str]]:
+def added(records: Iterable[HistoryRecord], label_id: str) -> list[tuple[int, str]]:
     """(record id, message id) of every message the records put into ``label_id``, in order."""
     out: list[tuple[int, str]] = []
     for record in records:
-        record_id = int(record.get("id") or 0)
-        for entry in record.get("messagesAdded") or ():
-            message = entry.get("message") or {}
-            if label_id in (message.get("labelIds") or ()) and message.get("id"):
-                out.append((record_id, str(message["id"])))
-        for entry in record.get("labelsAdded") or ():
-            message = entry.get("message") or {}
-            if label_id in (entry.get("labelIds") or ()) and message.get("id"):
-                out.append((record_id, str(message["id"])))
+        record_id = int(record.id or 0)
+        for message in record.messages_added:
+            if label_id in message.label_ids:
+                out.append((record_id, message.id))
+        for change in record.labels_added:
+            if label_id in change.label_ids:
+                out.append((record_id, change.message.id))
     return out
 
 
 # ------------------------------------------------------------------------------ fetching
 
 
-class MessageLike(Protocol):
-    id: str
-    thread_id: str
-    label_ids: Sequence[str]
-    history_id: str | int | None
-    internal_date: datetime | None
-    size_estimate: int | None
-    raw: bytes | None
-
-
-def remote_message(message: MessageLike, *, max_bytes: int) -> RemoteMessage:
+def remote_message(message: GmailMessage, *, max_bytes: int) -> RemoteMessage:
     """A fetched Gmail message (format=raw) as the core ingests it; above ``max_bytes`` only its
     header block is kept (``oversized``), as IMAP keeps it."""
     raw = message.raw or b""
@@ -243,7 +221,7 @@ def remote_message(message: MessageLike, *, max_bytes: int) -> RemoteMessage:
     )
 
 
-def gmail_source(message: MessageLike) -> dict[str, Any]:
+def gmail_source(message: GmailMessage) -> dict[str, Any]:
     """``source.gmail`` of a payload (the contract's keys)."""
     history = message.history_id
     return {
@@ -254,35 +232,7 @@ def gmail_source(message: MessageLike) -> dict[str, Any]:
     }
 
 
-class GmailReader(Protocol):
-    """What the fetch flows need from :class:`~mailport.connectors.gmail.client.GmailClient`."""
-
-    async def profile(self) -> Any: ...
-
-    async def list_messages(
-        self,
-        *,
-        label_ids: Sequence[str] = (),
-        q: str | None = None,
-        page_token: str | None = None,
-        max_results: int = 100,
-        include_spam_trash: bool = False,
-    ) -> Any: ...
-
-    async def get_messages(self, ids: Sequence[str], *, format: str = "raw") -> list[Any]: ...
-
-    async def history(
-        self,
-        start_history_id: str,
-        *,
-        label_id: str | None = None,
-        history_types: Sequence[str] = (),
-        page_token: str | None = None,
-        max_results: int = 500,
-    ) -> Any: ...
-
-
-async def list_since(client: GmailReader, label_id: str, after: int) -> list[str]:
+async def list_since(client: GmailClient, label_id: str, after: int) -> list[str]:
     """The ids of the label's messages that arrived after ``after`` (unix seconds; 0: all),
     oldest first (messages.list answers newest first)."""
     query = f"after:{after}" if after > 0 else None
@@ -301,7 +251,7 @@ async def list_since(client: GmailReader, label_id: str, after: int) -> list[str
 
 
 async def fetch_raw(
-    client: GmailReader, ids: Sequence[str], *, label_id: str | None, max_bytes: int
+    client: GmailClient, ids: Sequence[str], *, label_id: str | None, max_bytes: int
 ) -> list[RemoteMessage]:
     """The messages (format=raw, batched by the client); those gone meanwhile are left out."""
     fetched = await client.get_messages(list(ids), format="raw")
@@ -309,7 +259,7 @@ async def fetch_raw(
 
 
 async def relist(
-    client: GmailReader, cursor: Cursor, position: Position, label_id: str, *, chunk: int, max_bytes: int
+    client: GmailClient, cursor: Cursor, position: Position, label_id: str, *, chunk: int, max_bytes: int
 ) -> AsyncIterator[Batch]:
     """Every message of the label after ``position.relist_after``, oldest first; the cursor
     stays on the re-list until the last chunk, which moves it to following history."""
@@ -327,7 +277,7 @@ async def relist(
 
 
 async def follow(
-    client: GmailReader,
+    client: GmailClient,
     cursor: Cursor,
     position: Position,
     label_id: str,
@@ -350,8 +300,8 @@ async def follow(
             max_results=HISTORY_PAGE,
         )
         token = page.next_page_token
-        pairs = [(r, m) for r, m in added(_records(page), label_id) if m not in done]
-        records = [int(r.get("id") or 0) for r in _records(page)]
+        pairs = [(r, m) for r, m in added(page.records, label_id) if m not in done]
+        records = [int(r.id or 0) for r in page.records]
         end = Position(int(page.history_id), unix(now)) if not token else None
         if not pairs:
             newest = end or Position(max(records, default=position.history_id), position.seen_at)
