@@ -95,7 +95,7 @@ API_REQUESTS = Counter(
 # API connectors (issue 17): a cursor the provider no longer had, recovered without a gap
 SYNC_RECOVERIES = Counter(
     "mailport_sync_recoveries",
-    "Cursors recovered by re-listing because the provider expired them (Gmail historyId 404, Graph delta 410)",
+    "Cursors the provider expired, recovered by re-listing (Gmail historyId 404, Graph delta 410)",
     ["connector", "reason"],
     registry=REGISTRY,
 )

@@ -4,13 +4,10 @@ the exactly-once check by idempotency key."""
 
 from __future__ import annotations
 
-import asyncio
-import time
 from collections import Counter
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import pytest
 from sqlalchemy import select
@@ -23,20 +20,8 @@ from mailport.store.tables import events
 from mailport.sync import Orchestrator, WatcherOptions
 from tests.fakes.gmail import Account, GmailFake, make_message
 from tests.fixtures.gmail import configure_gmail, connect_gmail_mailbox
+from tests.integration.sync.conftest import wait_for
 from tests.mailstack.idp import MockIdP
-
-
-async def wait_for(
-    check: Callable[[], Awaitable[Any]], *, timeout: float = 20.0, interval: float = 0.05
-) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = await check()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"condition not met within {timeout} s (last value {value!r})")
-        await asyncio.sleep(interval)
 
 
 @dataclass
@@ -85,7 +70,7 @@ class GmailBed:
             keys = await self.keys(mailbox.id)
             return keys if wanted <= set(keys) else None
 
-        keys: Counter[str] = await wait_for(done, timeout=timeout)
+        keys: Counter[str] = await wait_for(done, timeout=timeout, interval=0.05)
         return keys
 
 
