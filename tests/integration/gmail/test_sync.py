@@ -6,6 +6,8 @@ IMAP's keys with ``source.gmail``."""
 
 from __future__ import annotations
 
+import pytest
+
 from mailport.crypto import Secret
 from mailport.events import message_key
 from mailport.mailboxes.models import AuthMethod, NewMailbox, ProcessingSettings, Security, ServerSettings
@@ -30,6 +32,7 @@ def recoveries() -> float:
     return SYNC_RECOVERIES.labels(connector="gmail_api", reason="history_expired")._value.get()
 
 
+@pytest.mark.slow  # ~11 s: two Retry-After: 1 waits and 1 s polls
 async def test_every_message_once_under_api_faults(gmail_bed: GmailBed, running: Orchestrator) -> None:
     fake = gmail_bed.fake
     mailbox, account = await gmail_bed.mailbox(check_interval=1)
