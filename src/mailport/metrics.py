@@ -99,6 +99,14 @@ API_SYNC_RECOVERIES = Counter(
     registry=REGISTRY,
 )
 
+# API connectors (issue 17): a cursor the provider no longer had, recovered without a gap
+SYNC_RECOVERIES = Counter(
+    "mailport_sync_recoveries",
+    "Cursors the provider expired, recovered by re-listing (Gmail historyId 404, Graph delta 410)",
+    ["connector", "reason"],
+    registry=REGISTRY,
+)
+
 __all__ = [
     "API_REQUESTS",
     "API_SYNC_RECOVERIES",
@@ -116,6 +124,7 @@ __all__ = [
     "PUSH_NOTIFICATIONS",
     "QUEUE_SIZE",
     "RECONNECTS",
+    "SYNC_RECOVERIES",
     "REGISTRY",
     "TOKEN_REFRESHES",
     "WATCHERS",
