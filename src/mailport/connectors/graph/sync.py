@@ -19,7 +19,7 @@ delivered are remembered (bounded) so an update costs no second ``/$value``. Upd
 while. The round starts again without changing the epoch: filtered from ``RECOVERY_WINDOW``
 before the newest message delivered (so whatever arrived in the gap is in it), everything
 yielded, duplicates dropped by the core, ending with the fresh deltaLink. Counted in
-``mailport_api_sync_recoveries_total{connector="graph"}`` and the connector's health.
+``mailport_sync_recoveries_total{connector="graph", reason="delta_expired"}`` and the connector's health.
 """
 
 from __future__ import annotations
@@ -41,7 +41,7 @@ from mailport.connectors.graph.models import (
     parse_datetime,
 )
 from mailport.errors import MessageNotFoundError
-from mailport.metrics import API_SYNC_RECOVERIES
+from mailport.metrics import SYNC_RECOVERIES
 
 log = logging.getLogger(__name__)
 
@@ -149,7 +149,7 @@ class DeltaReader:
         except DeltaExpiredError as exc:
             self.recoveries += 1
             self.last_recovery = now
-            API_SYNC_RECOVERIES.labels(connector="graph").inc()
+            SYNC_RECOVERIES.labels(connector="graph", reason="delta_expired").inc()
             position = position.recovered()
             log.warning(
                 "graph folder %s: the delta token expired (%s); a new round from %s (duplicates are dropped)",
