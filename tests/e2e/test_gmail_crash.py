@@ -7,8 +7,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import signal
-import time
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -20,7 +18,7 @@ from mailport.bootstrap import build
 from mailport.config import Settings
 from mailport.crypto import generate_key
 from mailport.mailboxes.models import ProcessingSettings
-from tests.e2e.test_ingest_crash import _delivered_keys, _received
+from tests.e2e.crash import assert_exactly_once, kill_at_first_delivery, wait_all
 from tests.e2e.test_serve import start_serve, stop, wait_healthy
 from tests.fakes.gmail import GmailFake, make_message
 from tests.fixtures.gmail import connect_gmail_mailbox, gmail_email, gmail_provider_overrides
@@ -86,7 +84,6 @@ def test_sigkill_mid_gmail_backlog_then_restart_delivers_every_message_once(
         return [(r.headers["webhook-id"], r.body) for r in receiver.succeeded()]
 
     proc, url, log_path = start_serve(tmp_path, **env)
-    killed_at = -1
     try:
         wait_healthy(proc, url, log_path)
         admin = {"Authorization": f"Bearer {ADMIN}"}
@@ -96,15 +93,7 @@ def test_sigkill_mid_gmail_backlog_then_restart_delivers_every_message_once(
         hook = httpx.post(f"{url}/v1/webhooks", json={"url": receiver.url}, headers=tenant_key)
         assert hook.status_code == 201, hook.text
         asyncio.run(_add_mailbox(settings, tenant.json()["id"], idp, gmail_fake, email))
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            count = len(delivered())
-            if count > 0:
-                killed_at = count
-                proc.send_signal(signal.SIGKILL)
-                proc.wait(10)
-                break
-            time.sleep(0.002)
+        killed_at = kill_at_first_delivery(proc, delivered)
         assert killed_at > 0, log_path.read_text()
     finally:
         if proc.poll() is None:
@@ -112,22 +101,8 @@ def test_sigkill_mid_gmail_backlog_then_restart_delivers_every_message_once(
     proc, url, log_path = start_serve(tmp_path, **env)
     try:
         wait_healthy(proc, url, log_path)
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline and (
-            len(_received(db)) < TOTAL or len(_delivered_keys(delivered())) < TOTAL
-        ):
-            time.sleep(0.1)
-        time.sleep(1.0)  # anything extra (a duplicate) would show up now
-        rows = _received(db)
+        rows = wait_all(db, delivered, TOTAL)
     finally:
         stop(proc)
-    keys = [k for k, _ in rows]
-    assert len(keys) == TOTAL, (killed_at, len(keys), log_path.read_text()[-2000:])
-    assert len(set(keys)) == TOTAL
-    subjects = sorted(json.loads(p)["subject"] for _, p in rows)
-    assert subjects == sorted(f"backlog {i}" for i in range(TOTAL))
+    assert_exactly_once(rows, delivered, [f"backlog {i}" for i in range(TOTAL)], killed_at)
     assert all(json.loads(p)["connector"] == "gmail_api" for _, p in rows)
-    assert killed_at < TOTAL, f"the kill came after the whole backlog ({killed_at})"
-    by_key = _delivered_keys(delivered())
-    assert set(by_key) == set(keys)
-    assert all(len(ids) == 1 for ids in by_key.values()), [k for k, v in by_key.items() if len(v) > 1]

@@ -6,14 +6,12 @@ from __future__ import annotations
 
 import asyncio
 import json
-import signal
-import sqlite3
-import time
 from pathlib import Path
 
 import httpx
 import pytest
 
+from tests.e2e.crash import assert_exactly_once, kill_at_first_delivery, wait_all
 from tests.e2e.test_serve import start_serve, stop, wait_healthy
 from tests.fixtures.webhook_receiver import MakeReceiver
 from tests.integration.sync.conftest import make_message
@@ -34,30 +32,6 @@ async def _append_backlog(dovecot: Dovecot, user: str, password: str) -> None:
         await client.logout()
 
 
-def _received(db: Path) -> list[tuple[str, str]]:
-    if not db.exists():
-        return []
-    conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=5)
-    try:
-        return conn.execute(
-            "SELECT idempotency_key, payload FROM events WHERE type = 'message.received' ORDER BY seq"
-        ).fetchall()
-    except sqlite3.OperationalError:  # tables not there yet
-        return []
-    finally:
-        conn.close()
-
-
-def _delivered_keys(receiver_requests: list[tuple[str, bytes]]) -> dict[str, set[str]]:
-    """idempotency key -> the webhook-ids it was delivered with (``message.received`` only)."""
-    seen: dict[str, set[str]] = {}
-    for webhook_id, body in receiver_requests:
-        event = json.loads(body)
-        if event["type"] == "message.received":
-            seen.setdefault(event["idempotency_key"], set()).add(webhook_id)
-    return seen
-
-
 @pytest.mark.slow
 def test_sigkill_mid_backlog_then_restart_delivers_every_message_once(
     tmp_path: Path, dovecot: Dovecot, password_user: tuple[str, str], make_receiver: MakeReceiver
@@ -75,7 +49,6 @@ def test_sigkill_mid_backlog_then_restart_delivers_every_message_once(
     }
     db = tmp_path / "var" / "mailport.db"
     proc, url, log_path = start_serve(tmp_path, **env)
-    killed_at = -1
     try:
         wait_healthy(proc, url, log_path)
         admin = {"Authorization": f"Bearer {ADMIN}"}
@@ -94,15 +67,7 @@ def test_sigkill_mid_backlog_then_restart_delivers_every_message_once(
         }
         created = httpx.post(f"{url}/v1/mailboxes", json=body, headers=key)
         assert created.status_code == 201, created.text
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            count = len(delivered())
-            if count > 0:
-                killed_at = count
-                proc.send_signal(signal.SIGKILL)
-                proc.wait(10)
-                break
-            time.sleep(0.002)
+        killed_at = kill_at_first_delivery(proc, delivered)
         assert killed_at > 0, log_path.read_text()
     finally:
         if proc.poll() is None:
@@ -110,24 +75,9 @@ def test_sigkill_mid_backlog_then_restart_delivers_every_message_once(
     proc, url, log_path = start_serve(tmp_path, **env)
     try:
         wait_healthy(proc, url, log_path)
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline and (
-            len(_received(db)) < TOTAL or len(_delivered_keys(delivered())) < TOTAL
-        ):
-            time.sleep(0.1)
-        time.sleep(1.0)  # anything extra (a duplicate) would show up now
-        rows = _received(db)
+        rows = wait_all(db, delivered, TOTAL)
     finally:
         stop(proc)
-    keys = [k for k, _ in rows]
-    assert len(keys) == TOTAL, (killed_at, len(keys))
-    assert len(set(keys)) == TOTAL
-    subjects = sorted(json.loads(p)["subject"] for _, p in rows)
-    assert subjects == sorted(f"backlog {i}" for i in range(TOTAL))
-    assert killed_at < TOTAL, f"the kill came after the whole backlog ({killed_at})"
-    # every message reached the receiver; a redelivery carries the same webhook-id
-    by_key = _delivered_keys(delivered())
-    assert set(by_key) == set(keys)
-    assert all(len(ids) == 1 for ids in by_key.values()), [k for k, v in by_key.items() if len(v) > 1]
+    assert_exactly_once(rows, delivered, [f"backlog {i}" for i in range(TOTAL)], killed_at)
     ids = {i for i, body in delivered() if json.loads(body)["type"] == "message.received"}
     assert len(ids) == TOTAL

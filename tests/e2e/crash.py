@@ -1,0 +1,86 @@
+"""What the kill -9 tests of ``mailport serve`` share (IMAP, Gmail API, Graph): read the event
+log of the killed process's database, SIGKILL ``serve`` as soon as the webhook receiver got the
+first message of a backlog, wait until a restarted ``serve`` delivered everything, and check that
+every message is in the log exactly once and reached the receiver, a redelivery only ever with
+the same ``webhook-id``."""
+
+from __future__ import annotations
+
+import json
+import signal
+import sqlite3
+import subprocess
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+Delivered = Callable[[], list[tuple[str, bytes]]]  # (webhook-id, body) of every accepted request
+
+
+def received(db: Path) -> list[tuple[str, str]]:
+    """(idempotency key, payload) of every ``message.received`` event, in log order."""
+    if not db.exists():
+        return []
+    conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=5)
+    try:
+        return conn.execute(
+            "SELECT idempotency_key, payload FROM events WHERE type = 'message.received' ORDER BY seq"
+        ).fetchall()
+    except sqlite3.OperationalError:  # tables not there yet
+        return []
+    finally:
+        conn.close()
+
+
+def delivered_keys(receiver_requests: list[tuple[str, bytes]]) -> dict[str, set[str]]:
+    """idempotency key -> the webhook-ids it was delivered with (``message.received`` only)."""
+    seen: dict[str, set[str]] = {}
+    for webhook_id, body in receiver_requests:
+        event = json.loads(body)
+        if event["type"] == "message.received":
+            seen.setdefault(event["idempotency_key"], set()).add(webhook_id)
+    return seen
+
+
+def kill_at_first_delivery(
+    proc: subprocess.Popen[bytes], delivered: Delivered, *, timeout: float = 30.0
+) -> int:
+    """SIGKILL ``proc`` as soon as the receiver accepted something; how many it had (0: never)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        count = len(delivered())
+        if count > 0:
+            proc.send_signal(signal.SIGKILL)
+            proc.wait(10)
+            return count
+        time.sleep(0.002)
+    return 0
+
+
+def wait_all(
+    db: Path, delivered: Delivered, total: int, *, timeout: float = 60.0, settle: float = 1.0
+) -> list[tuple[str, str]]:
+    """Wait until ``total`` messages are in the log and at the receiver, then ``settle`` seconds
+    more (a duplicate would show up then); the log's rows."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and (
+        len(received(db)) < total or len(delivered_keys(delivered())) < total
+    ):
+        time.sleep(0.1)
+    time.sleep(settle)
+    return received(db)
+
+
+def assert_exactly_once(
+    rows: list[tuple[str, str]], delivered: Delivered, subjects: list[str], killed_at: int
+) -> None:
+    """Each subject once in the log, each key at the receiver under one webhook-id, and the kill
+    came in the middle of the backlog."""
+    keys = [k for k, _ in rows]
+    assert len(keys) == len(subjects), (killed_at, len(keys))
+    assert len(set(keys)) == len(subjects)
+    assert sorted(json.loads(p)["subject"] for _, p in rows) == sorted(subjects)
+    assert 0 < killed_at < len(subjects), f"the kill did not come mid-backlog ({killed_at})"
+    by_key = delivered_keys(delivered())
+    assert set(by_key) == set(keys)
+    assert all(len(ids) == 1 for ids in by_key.values()), [k for k, v in by_key.items() if len(v) > 1]
