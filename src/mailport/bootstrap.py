@@ -95,7 +95,7 @@ async def build(settings: Settings, *, migrate: bool | None = None, clock: Clock
         clock=clock,
     )
     event_log = EventLog(database)
-    return Services(
+    services = Services(
         settings=settings,
         key_ring=key_ring,
         database=database,
@@ -115,3 +115,5 @@ async def build(settings: Settings, *, migrate: bool | None = None, clock: Clock
         trust=trust,
         push=PushService(ChannelRepository(database, key_ring), clock=clock),
     )
+    mailbox_service.before_delete(services.withdraw_push)  # a deleted mailbox's push withdrawn
+    return services

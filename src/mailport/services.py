@@ -86,6 +86,16 @@ class Services:
         )
         return registry.create(mailbox, context)
 
+    async def withdraw_push(self, mailbox: Mailbox) -> None:
+        """Ask the provider to stop what it was asked to do for ``mailbox`` (Gmail's watch,
+        Graph's subscriptions): registered by :func:`mailport.bootstrap.build` as the mailbox
+        service's ``before_delete`` hook."""
+        connector = self.connector(mailbox)
+        try:
+            await connector.unsubscribe()
+        finally:
+            await connector.disconnect()
+
     def _mail_api(self, mailbox: Mailbox) -> MailApi | None:
         """The provider's mail API a mailbox's connector talks to (None: not an API connector)."""
         if mailbox.provider_id is None or mailbox.provider_id not in self.oauth.oauth.registry:

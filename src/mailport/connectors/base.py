@@ -324,6 +324,12 @@ class Connector(Protocol):
         makes before lending a connection that sat unused for a while; False: reconnect."""
         ...
 
+    async def unsubscribe(self) -> None:
+        """Withdraw what the provider was asked to do for the mailbox (a push watch, push
+        subscriptions), because the mailbox is being deleted; works on a connector that was
+        never connected. Provider errors are raised (the caller decides they do not matter)."""
+        ...
+
 
 class BaseConnector:
     """The defaults a connector inherits: capabilities asked, not probed; actions it does not
@@ -399,6 +405,9 @@ class BaseConnector:
     async def ping(self) -> bool:
         """Without a cheap round trip the connection is trusted; a failure on use discards it."""
         return True
+
+    async def unsubscribe(self) -> None:
+        """Nothing was asked of the provider (IMAP's IDLE ends with its connection)."""
 
     def epoch_source(self, scope: str, old: str, new: str) -> dict[str, Any]:
         return {}

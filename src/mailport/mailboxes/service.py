@@ -16,7 +16,8 @@ wizard, the CLI — enforces them alike.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+import logging
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Protocol
@@ -25,7 +26,13 @@ from mailport.clock import Clock, utc_now
 from mailport.connectors import registry
 from mailport.connectors.base import Feature, action_feature
 from mailport.crypto import Secret
-from mailport.errors import ConnectError, HostNotAllowedError, InputError, UnsupportedFeatureError
+from mailport.errors import (
+    ConnectError,
+    HostNotAllowedError,
+    InputError,
+    MailportError,
+    UnsupportedFeatureError,
+)
 from mailport.mailboxes.models import (
     PASSWORD_METHODS,
     AuthMethod,
@@ -45,6 +52,9 @@ from mailport.store.mailboxes import UNSET, MailboxRepository, folders_column, s
 from mailport.store.pagination import decode_cursor, encode_cursor
 
 HOST_CHECK_TIMEOUT = 5.0  # seconds a save waits for DNS before leaving the host to the watcher
+CLEANUP_SECONDS = 10.0  # at most this long a deletion waits for the provider to drop push
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -142,12 +152,58 @@ class HealthSink(Protocol):
     ) -> Mailbox: ...
 
 
+BeforeDelete = Callable[[Mailbox], Awaitable[None]]
+
+
 class MailboxService:
-    def __init__(self, repository: MailboxRepository, *, guard: HostGuard, clock: Clock = utc_now) -> None:
+    def __init__(
+        self,
+        repository: MailboxRepository,
+        *,
+        guard: HostGuard,
+        clock: Clock = utc_now,
+        cleanup_seconds: float = CLEANUP_SECONDS,
+    ) -> None:
         self.repository = repository
         self.guard = guard
         self._clock = clock
         self._listeners: list[Callable[[], None]] = []
+        self._before_delete: list[BeforeDelete] = []
+        self._cleanup_seconds = cleanup_seconds
+
+    def before_delete(self, hook: BeforeDelete) -> Callable[[], None]:
+        """Run ``hook(mailbox)`` before a mailbox is deleted (the composition root registers
+        the withdrawal of its provider push subscriptions, which this feature cannot build);
+        best effort: a hook that fails or outlasts ``cleanup_seconds`` is logged and the
+        deletion goes on. Returns a function that removes it."""
+        self._before_delete.append(hook)
+        return lambda: self._before_delete.remove(hook) if hook in self._before_delete else None
+
+    async def _clean_up(self, mailbox: Mailbox) -> None:
+        for hook in list(self._before_delete):
+            try:
+                await asyncio.wait_for(hook(mailbox), self._cleanup_seconds)
+            except TimeoutError:
+                log.warning(
+                    "mailbox %s: cleaning up before deletion took over %.0f s; deleting anyway "
+                    "(what the provider was asked to do runs out by itself)",
+                    mailbox.id,
+                    self._cleanup_seconds,
+                )
+            except MailportError as exc:
+                log.warning(
+                    "mailbox %s: cleaning up before deletion failed: [%s] %s; deleting anyway "
+                    "(what the provider was asked to do runs out by itself)",
+                    mailbox.id,
+                    exc.code,
+                    exc.message[:300],
+                )
+            except Exception as exc:  # never blocks a deletion; the type only (no secret in logs)
+                log.warning(
+                    "mailbox %s: cleaning up before deletion failed (%s); deleting anyway",
+                    mailbox.id,
+                    type(exc).__name__,
+                )
 
     def on_change(self, listener: Callable[[], None]) -> Callable[[], None]:
         """Call ``listener`` after every create, change or delete made through this service (the
@@ -271,6 +327,9 @@ class MailboxService:
         return await self.update(tenant_id, mailbox_id, MailboxUpdate(enabled=enabled))
 
     async def delete(self, tenant_id: str, mailbox_id: str) -> None:
+        """Delete the mailbox (its rows go with it), after the ``before_delete`` hooks."""
+        if self._before_delete:
+            await self._clean_up(await self.repository.get(tenant_id, mailbox_id))  # 404 first
         await self.repository.delete(tenant_id, mailbox_id)
         self._changed()
 

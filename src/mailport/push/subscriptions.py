@@ -20,10 +20,11 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import delete, select, update
+from sqlalchemy.orm import aliased
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from mailport.store.database import Database, dialect_insert
-from mailport.store.tables import provider_subscriptions
+from mailport.store.tables import mailboxes, provider_subscriptions
 
 MAILBOX_SCOPE = ""  # a subscription for the whole mailbox (Gmail's watch), not one folder
 LIFECYCLE = "lifecycle"  # state entry: {event: ISO time it was notified} not handled yet
@@ -80,6 +81,25 @@ class SubscriptionStore:
         query = select(provider_subscriptions).where(provider_subscriptions.c.mailbox_id == mailbox_id)
         async with self.database.connect() as conn:
             return [_record(row) for row in await conn.execute(query)]
+
+    async def shared_with(self, mailbox_id: str, connector: str, scope: str = MAILBOX_SCOPE) -> list[str]:
+        """Other mailboxes of the same account (any tenant) holding a ``connector`` subscription
+        at ``scope``: Gmail's watch is the account's, so it is not stopped while one needs it."""
+        me = aliased(mailboxes)
+        other = aliased(mailboxes)
+        query = (
+            select(provider_subscriptions.c.mailbox_id)
+            .join(other, other.c.id == provider_subscriptions.c.mailbox_id)
+            .join(me, me.c.email_key == other.c.email_key)
+            .where(
+                me.c.id == mailbox_id,
+                provider_subscriptions.c.mailbox_id != mailbox_id,
+                provider_subscriptions.c.connector == connector,
+                provider_subscriptions.c.scope == scope,
+            )
+        )
+        async with self.database.connect() as conn:
+            return [row.mailbox_id for row in await conn.execute(query)]
 
     async def save(self, subscription: Subscription, *, now: datetime) -> None:
         """Insert, or replace the row of the same mailbox and scope; lifecycle events recorded

@@ -58,6 +58,7 @@ from mailport.mailboxes.models import Mailbox
 from mailport.metrics import SYNC_RECOVERIES
 from mailport.net.guard import HostGuard
 from mailport.oauth.providers import MailApi
+from mailport.push.subscriptions import MAILBOX_SCOPE
 
 log = logging.getLogger(__name__)
 
@@ -204,8 +205,21 @@ class GmailConnector(PollingConnector):
             await http.aclose()
 
     async def unsubscribe(self) -> None:
-        """Stop the mailbox's ``users.watch`` and forget it: for a mailbox being deleted."""
-        await stop_watch(self._require(), self._push, self.mailbox.id)
+        """Stop the mailbox's ``users.watch`` and forget it: for a mailbox being deleted. Only the
+        mailbox holding the watch row stops it; unconnected, a client of its own is used
+        (:meth:`connect` would renew the watch first)."""
+        if self.client is not None:
+            await stop_watch(self.client, self._push, self.mailbox.id)
+            return
+        push = self._push
+        if push is None or await push.subscriptions.get(self.mailbox.id, MAILBOX_SCOPE) is None:
+            return  # nothing to stop: no client needed
+        http = self._new_http()
+        try:
+            await stop_watch(GmailClient(http), self._push, self.mailbox.id)
+        finally:
+            if http is not self._given_http:
+                await http.aclose()
 
     def _require(self) -> GmailClient:
         if self.client is None:

@@ -197,10 +197,13 @@ def _due(recorded: Subscription, topic: str, now: datetime, renew_every: timedel
 
 
 async def stop_watch(client: GmailClient, push: PushContext | None, mailbox_id: str) -> None:
-    """Stop the mailbox's watch and forget it (the mailbox is being deleted)."""
+    """Stop the mailbox's watch and forget it (the mailbox is being deleted). ``users.stop``
+    ends the account's watch, so it is left running while another mailbox of the same account
+    (another tenant's) holds a watch row: that one still needs it."""
     if push is None:
         return
     if await push.subscriptions.get(mailbox_id, MAILBOX_SCOPE) is None:
         return
-    await client.stop()
+    if not await push.subscriptions.shared_with(mailbox_id, KEY, MAILBOX_SCOPE):
+        await client.stop()
     await push.subscriptions.delete(mailbox_id, MAILBOX_SCOPE)

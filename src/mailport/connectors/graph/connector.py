@@ -39,7 +39,7 @@ from mailport.connectors.graph import push as _push  # noqa: F401  (registers th
 from mailport.connectors.graph import sync
 from mailport.connectors.graph.client import GraphClient
 from mailport.connectors.graph.models import GraphFolder, format_datetime
-from mailport.connectors.graph.subscribe import FolderSubscription
+from mailport.connectors.graph.subscribe import FolderSubscription, unsubscribe_mailbox
 from mailport.connectors.registry import ConnectorContext, register
 from mailport.errors import ConfigurationError, ConnectionLostError, MailportError
 from mailport.mailboxes.models import Mailbox
@@ -219,6 +219,21 @@ class GraphConnector(PollingConnector):
     async def delete(self, items: Sequence[str]) -> None:
         for item in items:
             await self.client.delete(item)
+
+    async def unsubscribe(self) -> None:
+        """Every subscription of the mailbox deleted at Graph, and its push channel: the mailbox
+        is being deleted (a client of its own when not connected)."""
+        push = self.context.push
+        if push is None:
+            return
+        if self._client is not None:
+            await unsubscribe_mailbox(self._client, push, self.mailbox.id)
+            return
+        http = self._new_http()
+        try:
+            await unsubscribe_mailbox(GraphClient(http), push, self.mailbox.id)
+        finally:
+            await http.aclose()
 
     # ------------------------------------------------------------------ watching
 

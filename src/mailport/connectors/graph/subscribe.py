@@ -246,3 +246,24 @@ class FolderSubscription:
         if row is not None and row.remote_id:
             await client.delete_subscription(row.remote_id)
         await self.push.subscriptions.delete(self.mailbox.id, scope)
+
+
+async def unsubscribe_mailbox(client: GraphClient, push: PushContext, mailbox_id: str) -> None:
+    """Delete every Graph subscription of a mailbox being deleted, their rows, and its push
+    channel (a late notification then finds no channel). Each subscription is tried even when
+    another failed; the first failure is raised afterwards (a subscription left behind stops at
+    its expiry, and its notifications are refused)."""
+    failures: list[MailportError] = []
+    for row in await push.subscriptions.for_mailbox(mailbox_id):
+        if row.connector != KEY:
+            continue
+        if row.remote_id:
+            try:
+                await client.delete_subscription(row.remote_id)
+            except MailportError as exc:
+                failures.append(exc)
+        await push.subscriptions.delete(mailbox_id, row.scope)
+    for channel in await push.channels.for_mailbox(mailbox_id, KEY):
+        await push.channels.delete(channel.id)
+    if failures:
+        raise failures[0]

@@ -1,0 +1,113 @@
+"""Deleting a ``gmail_api`` mailbox through the API stops its ``users.watch`` (Gmail would
+otherwise publish its changes for 7 days), unless another mailbox of the same account still
+needs the watch; a Gmail failure never blocks the deletion."""
+
+from __future__ import annotations
+
+import uuid
+
+import httpx
+
+from mailport.api import create_app
+from mailport.errors import NotFoundError
+from mailport.mailboxes.models import Mailbox
+from mailport.push.shared import SharedChannels
+from mailport.push.subscriptions import MAILBOX_SCOPE
+from tests.fakes.gmail import Account
+from tests.fixtures.gmail import connect_gmail_mailbox, gmail_email
+from tests.integration.gmail.sync_bed import GmailBed, gmail_bed, gmail_services
+
+__all__ = ["gmail_bed", "gmail_services"]  # fixtures
+
+
+async def _watched_tenant(bed: GmailBed) -> tuple[str, str]:
+    """A tenant whose Gmail push channel names a topic (so connecting watches); its id and key."""
+    tenant, key = await bed.services.tenants.create_tenant(f"delete-{uuid.uuid4().hex[:6]}")
+    topic = bed.fake.pubsub.create_topic(f"projects/mailport-test/topics/t{uuid.uuid4().hex[:12]}")
+    await SharedChannels(bed.services.push.channels, public_url="https://mail.example.com").create(
+        tenant.id, "gmail_api", topic=topic
+    )
+    return tenant.id, key.reveal()
+
+
+async def _watched_mailbox(bed: GmailBed, tenant_id: str, email: str) -> tuple[Mailbox, Account]:
+    mailbox, account = await connect_gmail_mailbox(
+        bed.services, bed.idp, bed.fake, email=email, tenant_id=tenant_id
+    )
+    connector = bed.services.connector(mailbox)
+    await connector.connect()  # users.watch, recorded
+    await connector.disconnect()
+    assert account.watch is not None
+    assert await bed.services.subscriptions.get(mailbox.id, MAILBOX_SCOPE) is not None
+    return mailbox, account
+
+
+async def _delete(bed: GmailBed, key: str, mailbox_id: str) -> httpx.Response:
+    app = create_app(services=bed.services)
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(
+        transport=transport, base_url="http://mailport.test", headers={"Authorization": f"Bearer {key}"}
+    ) as client:
+        return await client.delete(f"/v1/mailboxes/{mailbox_id}")
+
+
+async def _gone(bed: GmailBed, tenant_id: str, mailbox_id: str) -> bool:
+    try:
+        await bed.services.mailboxes.get(tenant_id, mailbox_id)
+    except NotFoundError:
+        return await bed.services.subscriptions.for_mailbox(mailbox_id) == []
+    return False
+
+
+async def test_deleting_the_mailbox_stops_its_watch(gmail_bed: GmailBed) -> None:
+    tenant_id, key = await _watched_tenant(gmail_bed)
+    mailbox, account = await _watched_mailbox(gmail_bed, tenant_id, gmail_email())
+
+    response = await _delete(gmail_bed, key, mailbox.id)
+
+    assert response.status_code == 204, response.text
+    assert account.watch is None
+    assert await _gone(gmail_bed, tenant_id, mailbox.id)
+    stops = [r for r in gmail_bed.fake.requests if r.path.endswith("/stop") and r.status == 204]
+    assert stops
+
+
+async def test_a_gmail_failure_does_not_block_the_deletion(gmail_bed: GmailBed) -> None:
+    tenant_id, key = await _watched_tenant(gmail_bed)
+    email = gmail_email()
+    mailbox, account = await _watched_mailbox(gmail_bed, tenant_id, email)
+    gmail_bed.fake.fail(403, 1, email=email, path="/stop", reason="forbidden")
+
+    response = await _delete(gmail_bed, key, mailbox.id)
+
+    assert response.status_code == 204, response.text
+    assert await _gone(gmail_bed, tenant_id, mailbox.id)
+    assert account.watch is not None  # refused: it runs out by itself (7 days)
+
+
+async def test_the_watch_stays_while_another_mailbox_of_the_account_needs_it(gmail_bed: GmailBed) -> None:
+    email = gmail_email()
+    first_tenant, first_key = await _watched_tenant(gmail_bed)
+    second_tenant, second_key = await _watched_tenant(gmail_bed)
+    first, account = await _watched_mailbox(gmail_bed, first_tenant, email)
+    second, _ = await _watched_mailbox(gmail_bed, second_tenant, email)
+
+    assert (await _delete(gmail_bed, first_key, first.id)).status_code == 204
+    assert account.watch is not None  # the other tenant's mailbox still watches the account
+    assert await _gone(gmail_bed, first_tenant, first.id)
+
+    assert (await _delete(gmail_bed, second_key, second.id)).status_code == 204
+    assert account.watch is None
+
+
+async def test_another_tenant_cannot_delete_it_nor_stop_its_watch(gmail_bed: GmailBed) -> None:
+    tenant_id, _ = await _watched_tenant(gmail_bed)
+    _, other_key = await _watched_tenant(gmail_bed)
+    mailbox, account = await _watched_mailbox(gmail_bed, tenant_id, gmail_email())
+
+    response = await _delete(gmail_bed, other_key, mailbox.id)
+
+    assert response.status_code == 404
+    assert account.watch is not None
+    assert await gmail_bed.services.subscriptions.get(mailbox.id, MAILBOX_SCOPE) is not None
+
