@@ -20,8 +20,8 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import delete, select, update
-from sqlalchemy.orm import aliased
 from sqlalchemy.ext.asyncio import AsyncConnection
+from sqlalchemy.orm import aliased
 
 from mailport.store.database import Database, dialect_insert
 from mailport.store.tables import mailboxes, provider_subscriptions

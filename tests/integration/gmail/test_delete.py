@@ -110,4 +110,3 @@ async def test_another_tenant_cannot_delete_it_nor_stop_its_watch(gmail_bed: Gma
     assert response.status_code == 404
     assert account.watch is not None
     assert await gmail_bed.services.subscriptions.get(mailbox.id, MAILBOX_SCOPE) is not None
-
