@@ -6,13 +6,18 @@ the same ``webhook-id``."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import signal
 import sqlite3
 import subprocess
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
+
+import httpx
+
+from tests.e2e.test_serve import start_serve, stop, wait_healthy
 
 Delivered = Callable[[], list[tuple[str, bytes]]]  # (webhook-id, body) of every accepted request
 
@@ -40,6 +45,48 @@ def delivered_keys(receiver_requests: list[tuple[str, bytes]]) -> dict[str, set[
         if event["type"] == "message.received":
             seen.setdefault(event["idempotency_key"], set()).add(webhook_id)
     return seen
+
+
+def tenant_with_webhook(url: str, admin_key: str, receiver_url: str, name: str) -> tuple[str, str]:
+    """A tenant of the running ``serve`` with a webhook to the receiver; its id and API key."""
+    admin = {"Authorization": f"Bearer {admin_key}"}
+    tenant = httpx.post(f"{url}/v1/tenants", json={"name": name}, headers=admin)
+    assert tenant.status_code == 201, tenant.text
+    key = str(tenant.json()["api_key"])
+    hook = httpx.post(
+        f"{url}/v1/webhooks", json={"url": receiver_url}, headers={"Authorization": f"Bearer {key}"}
+    )
+    assert hook.status_code == 201, hook.text
+    return str(tenant.json()["id"]), key
+
+
+def kill_mid_backlog(
+    tmp_path: Path, env: dict[str, str], delivered: Delivered, setup: Callable[[str], None], *, url: str = ""
+) -> int:
+    """Start ``serve``, ``setup(url)`` (a tenant, a webhook, the mailbox with its backlog), and
+    SIGKILL it at the first delivery; how many deliveries the receiver had then. ``url``: where
+    serve listens when ``env`` pins ``MAILPORT_PORT``."""
+    proc, started_at, log_path = start_serve(tmp_path, **env)
+    try:
+        wait_healthy(proc, url or started_at, log_path)
+        setup(url or started_at)
+        killed_at = kill_at_first_delivery(proc, delivered)
+        assert killed_at > 0, log_path.read_text()[-3000:]
+        return killed_at
+    finally:
+        if proc.poll() is None:
+            stop(proc)
+
+
+@contextlib.contextmanager
+def restarted(tmp_path: Path, env: dict[str, str], *, url: str = "") -> Iterator[str]:
+    """``serve`` started again on the same data directory, healthy; its URL. Stopped after."""
+    proc, started_at, log_path = start_serve(tmp_path, **env)
+    try:
+        wait_healthy(proc, url or started_at, log_path)
+        yield url or started_at
+    finally:
+        stop(proc)
 
 
 def kill_at_first_delivery(

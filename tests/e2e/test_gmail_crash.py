@@ -10,7 +10,6 @@ import json
 from datetime import UTC, datetime
 from pathlib import Path
 
-import httpx
 import pytest
 from pydantic import SecretStr
 
@@ -18,8 +17,7 @@ from mailport.bootstrap import build
 from mailport.config import Settings
 from mailport.crypto import generate_key
 from mailport.mailboxes.models import ProcessingSettings
-from tests.e2e.crash import assert_exactly_once, kill_at_first_delivery, wait_all
-from tests.e2e.test_serve import start_serve, stop, wait_healthy
+from tests.e2e.crash import assert_exactly_once, kill_mid_backlog, restarted, tenant_with_webhook, wait_all
 from tests.fakes.gmail import GmailFake, make_message
 from tests.fixtures.gmail import connect_gmail_mailbox, gmail_email, gmail_provider_overrides
 from tests.fixtures.webhook_receiver import MakeReceiver
@@ -83,26 +81,12 @@ def test_sigkill_mid_gmail_backlog_then_restart_delivers_every_message_once(
     def delivered() -> list[tuple[str, bytes]]:
         return [(r.headers["webhook-id"], r.body) for r in receiver.succeeded()]
 
-    proc, url, log_path = start_serve(tmp_path, **env)
-    try:
-        wait_healthy(proc, url, log_path)
-        admin = {"Authorization": f"Bearer {ADMIN}"}
-        tenant = httpx.post(f"{url}/v1/tenants", json={"name": "gmail-crash"}, headers=admin)
-        assert tenant.status_code == 201, tenant.text
-        tenant_key = {"Authorization": f"Bearer {tenant.json()['api_key']}"}
-        hook = httpx.post(f"{url}/v1/webhooks", json={"url": receiver.url}, headers=tenant_key)
-        assert hook.status_code == 201, hook.text
-        asyncio.run(_add_mailbox(settings, tenant.json()["id"], idp, gmail_fake, email))
-        killed_at = kill_at_first_delivery(proc, delivered)
-        assert killed_at > 0, log_path.read_text()
-    finally:
-        if proc.poll() is None:
-            stop(proc)
-    proc, url, log_path = start_serve(tmp_path, **env)
-    try:
-        wait_healthy(proc, url, log_path)
+    def setup(url: str) -> None:
+        tenant_id, _ = tenant_with_webhook(url, ADMIN, receiver.url, "gmail-crash")
+        asyncio.run(_add_mailbox(settings, tenant_id, idp, gmail_fake, email))
+
+    killed_at = kill_mid_backlog(tmp_path, env, delivered, setup)
+    with restarted(tmp_path, env):
         rows = wait_all(db, delivered, TOTAL)
-    finally:
-        stop(proc)
     assert_exactly_once(rows, delivered, [f"backlog {i}" for i in range(TOTAL)], killed_at)
     assert all(json.loads(p)["connector"] == "gmail_api" for _, p in rows)

@@ -11,7 +11,6 @@ import asyncio
 import json
 from pathlib import Path
 
-import httpx
 import pytest
 from pydantic import SecretStr
 
@@ -19,8 +18,7 @@ from mailport.bootstrap import build
 from mailport.config import Settings
 from mailport.crypto import generate_key
 from mailport.mailboxes.models import ProcessingSettings
-from tests.e2e.crash import assert_exactly_once, kill_at_first_delivery, wait_all
-from tests.e2e.test_serve import start_serve, stop, wait_healthy
+from tests.e2e.crash import assert_exactly_once, kill_mid_backlog, restarted, tenant_with_webhook, wait_all
 from tests.fakes.graph import GraphFake
 from tests.fixtures.graph import connect_graph_mailbox, new_email
 from tests.fixtures.webhook_receiver import MakeReceiver
@@ -85,32 +83,16 @@ def test_sigkill_mid_graph_backlog_then_restart_delivers_every_message_once(
     def delivered() -> list[tuple[str, bytes]]:
         return [(r.headers["webhook-id"], r.body) for r in receiver.succeeded()]
 
-    proc, _, log_path = start_serve(tmp_path, **env)  # on MAILPORT_PORT: public_url
-    url = public_url
-    try:
-        wait_healthy(proc, url, log_path)
-        admin = {"Authorization": f"Bearer {ADMIN}"}
-        tenant = httpx.post(f"{url}/v1/tenants", json={"name": "graph-crash"}, headers=admin)
-        assert tenant.status_code == 201, tenant.text
-        tenant_key = {"Authorization": f"Bearer {tenant.json()['api_key']}"}
-        hook = httpx.post(f"{url}/v1/webhooks", json={"url": receiver.url}, headers=tenant_key)
-        assert hook.status_code == 201, hook.text
-        asyncio.run(_add_mailbox(settings, tenant.json()["id"], idp, graph, email))
-        killed_at = kill_at_first_delivery(proc, delivered)
-        assert killed_at > 0, log_path.read_text()
-    finally:
-        if proc.poll() is None:
-            stop(proc)
-    proc, _, log_path = start_serve(tmp_path, **env)  # on MAILPORT_PORT: public_url
-    url = public_url
-    try:
-        wait_healthy(proc, url, log_path)
+    def setup(url: str) -> None:
+        tenant_id, _ = tenant_with_webhook(url, ADMIN, receiver.url, "graph-crash")
+        asyncio.run(_add_mailbox(settings, tenant_id, idp, graph, email))
+
+    killed_at = kill_mid_backlog(tmp_path, env, delivered, setup, url=public_url)
+    with restarted(tmp_path, env, url=public_url):
         wait_all(db, delivered, TOTAL, settle=0.0)
         for i in range(LIVE):
             account.add(make_message(f"live {i}"), "inbox")
         rows = wait_all(db, delivered, TOTAL + LIVE)
-    finally:
-        stop(proc)
     subjects = [f"backlog {i}" for i in range(TOTAL)] + [f"live {i}" for i in range(LIVE)]
     assert_exactly_once(rows, delivered, subjects, killed_at)
     assert killed_at < TOTAL, f"the kill came after the whole backlog ({killed_at})"

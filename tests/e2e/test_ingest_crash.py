@@ -11,8 +11,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.e2e.crash import assert_exactly_once, kill_at_first_delivery, wait_all
-from tests.e2e.test_serve import start_serve, stop, wait_healthy
+from tests.e2e.crash import assert_exactly_once, kill_mid_backlog, restarted, tenant_with_webhook, wait_all
 from tests.fixtures.webhook_receiver import MakeReceiver
 from tests.integration.sync.conftest import make_message
 from tests.mailstack.dovecot import Dovecot
@@ -48,15 +47,9 @@ def test_sigkill_mid_backlog_then_restart_delivers_every_message_once(
         "MAILPORT_LOG_LEVEL": "WARNING",
     }
     db = tmp_path / "var" / "mailport.db"
-    proc, url, log_path = start_serve(tmp_path, **env)
-    try:
-        wait_healthy(proc, url, log_path)
-        admin = {"Authorization": f"Bearer {ADMIN}"}
-        tenant = httpx.post(f"{url}/v1/tenants", json={"name": "crash"}, headers=admin)
-        assert tenant.status_code == 201, tenant.text
-        key = {"Authorization": f"Bearer {tenant.json()['api_key']}"}
-        hook = httpx.post(f"{url}/v1/webhooks", json={"url": receiver.url}, headers=key)
-        assert hook.status_code == 201, hook.text
+
+    def setup(url: str) -> None:
+        _, key = tenant_with_webhook(url, ADMIN, receiver.url, "crash")
         # the backlog is waiting when the mailbox is added: the first catch-up ingests it
         asyncio.run(_append_backlog(dovecot, user, password))
         body = {
@@ -65,19 +58,12 @@ def test_sigkill_mid_backlog_then_restart_delivers_every_message_once(
             "password": password,
             "imap": {"host": "127.0.0.1", "port": dovecot.imap_port, "security": "none"},
         }
-        created = httpx.post(f"{url}/v1/mailboxes", json=body, headers=key)
+        created = httpx.post(f"{url}/v1/mailboxes", json=body, headers={"Authorization": f"Bearer {key}"})
         assert created.status_code == 201, created.text
-        killed_at = kill_at_first_delivery(proc, delivered)
-        assert killed_at > 0, log_path.read_text()
-    finally:
-        if proc.poll() is None:
-            stop(proc)
-    proc, url, log_path = start_serve(tmp_path, **env)
-    try:
-        wait_healthy(proc, url, log_path)
+
+    killed_at = kill_mid_backlog(tmp_path, env, delivered, setup)
+    with restarted(tmp_path, env):
         rows = wait_all(db, delivered, TOTAL)
-    finally:
-        stop(proc)
     assert_exactly_once(rows, delivered, [f"backlog {i}" for i in range(TOTAL)], killed_at)
     ids = {i for i, body in delivered() if json.loads(body)["type"] == "message.received"}
     assert len(ids) == TOTAL
