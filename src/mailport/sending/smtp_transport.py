@@ -71,8 +71,8 @@ from mailport.errors import (
     InvalidCredentialsError,
     MailportError,
     MessageTooLargeError,
-    SmtpNotConfiguredError,
     SendRefusedError,
+    SmtpNotConfiguredError,
     SMTPRejectedError,
     SMTPUTF8UnsupportedError,
 )

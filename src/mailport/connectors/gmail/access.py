@@ -49,6 +49,7 @@ from mailport.connectors.folders import Folder
 from mailport.connectors.gmail import labels as gl
 from mailport.connectors.gmail.models import GmailMessage, Label
 from mailport.connectors.gmail.search import compile_q
+from mailport.connectors.gmail.sync import remote_message
 from mailport.connectors.imap_search import check_limit
 from mailport.connectors.mail import (
     Flag,
@@ -70,7 +71,6 @@ from mailport.errors import (
     ProviderError,
     UnsupportedFeatureError,
 )
-from mailport.messages import headers as hdr
 
 if TYPE_CHECKING:
     from mailport.connectors.gmail.client import GmailClient
@@ -84,8 +84,9 @@ _EPOCH = datetime.min.replace(tzinfo=UTC)
 class GmailSession(Protocol):
     """What these functions need from the connector: its client and its size limit."""
 
-    @property
-    def client(self) -> GmailClient: ...
+    def _require(self) -> GmailClient:
+        """The connected client (:class:`~mailport.errors.ConnectionLostError` when not)."""
+        ...
 
     @property
     def max_message_bytes(self) -> int: ...
@@ -147,7 +148,7 @@ async def summaries(
     """Listing items for ``ids`` (in that order; gone ones left out), batched."""
     if not ids:
         return []
-    client = session.client
+    client = session._require()
     fetched = await client.get_messages(list(ids), format="metadata", metadata_headers=METADATA_HEADERS)
     known = await gl.labels(client)
     return [summary(message, folder, epoch, known) for message in fetched if message is not None]
@@ -195,10 +196,10 @@ async def _page(
     """One page of ``folder`` (with ``q`` and extra ``label_ids``), newest first; ``since`` and
     ``before`` checked exactly on each item (Gmail's ``after:`` is by the second)."""
     check_limit(limit)
-    label = await gl.resolve(session.client, folder)
+    label = await gl.resolve(session._require(), folder)
     path = gl.path_of(label)
     token = decode_cursor(cursor, path, label) if cursor else None
-    found = await session.client.list_messages(
+    found = await session._require().list_messages(
         label_ids=[label.id, *label_ids],
         q=q or None,
         page_token=token,
@@ -272,22 +273,10 @@ async def _label_of(session: GmailSession, ref: MessageRef) -> Label | None:
     """The label ``ref`` was made in (None: anywhere); a 404 when it was made again since."""
     if not ref.scope and not ref.epoch:
         return None
-    label = await gl.resolve(session.client, ref.scope)
+    label = await gl.resolve(session._require(), ref.scope)
     if label.id != ref.epoch:
         raise MessageNotFoundError(f"label {ref.scope!r} was deleted and made again since", ref=ref.encode())
     return label
-
-
-def source(message: GmailMessage) -> dict[str, object]:
-    """The payloads' ``source`` for a Gmail message (the contract's mapping)."""
-    return {
-        "gmail": {
-            "id": message.id,
-            "thread_id": message.thread_id,
-            "label_ids": list(message.label_ids),
-            "history_id": message.history_id,
-        }
-    }
 
 
 async def fetch_message(session: GmailSession, ref: MessageRef) -> RemoteMessage:
@@ -295,37 +284,23 @@ async def fetch_message(session: GmailSession, ref: MessageRef) -> RemoteMessage
     ``oversized`` above the size limit."""
     label = await _label_of(session, ref)
     try:
-        message = await session.client.get_message(ref.item, format="raw")
+        message = await session._require().get_message(ref.item, format="raw")
     except MessageNotFoundError as exc:
         raise MessageNotFoundError(f"message {ref.item} is gone from the mailbox", ref=ref.encode()) from exc
     if label is not None and not gl.contains(message.label_ids, label.id):
         raise MessageNotFoundError(f"message {ref.item} is no longer in {ref.scope!r}", ref=ref.encode())
-    raw = message.raw or b""
-    size = message.size_estimate or len(raw)
-    oversized = len(raw) > session.max_message_bytes
-    head: bytes | None = None
-    if oversized:
-        start = hdr.message_start(raw)
-        end = raw.find(b"\r\n\r\n", start)
-        head = raw[: end + 4] if end >= 0 else raw[: 64 * 1024]
-    return RemoteMessage(
-        item=message.id,
-        size=size,
-        flags=gl.neutral_flags(message.label_ids),
-        received_at=message.internal_date,
-        raw=None if oversized else raw,
-        headers=head,
-        oversized=oversized,
-        source=source(message),
-        labels=_labels_of(message, await gl.labels(session.client)),
-    )
+    remote = remote_message(message, max_bytes=session.max_message_bytes)
+    remote.size = message.size_estimate or remote.size  # as listings give it
+    remote.flags = gl.neutral_flags(message.label_ids)
+    remote.labels = _labels_of(message, await gl.labels(session._require()))
+    return remote
 
 
 async def thread_messages(session: GmailSession, root: str) -> list[MessageSummary]:
     """The Gmail thread of the message whose Message-ID is ``root`` (``rfc822msgid:``), oldest
     first; each message shown in its folder (:func:`labels.home`); trash and spam left out, as
     IMAP leaves them out. [] when the root is not in the mailbox."""
-    client = session.client
+    client = session._require()
     bare = root.strip().removeprefix("<").removesuffix(">").strip()
     if not bare or any(c.isspace() or c == '"' for c in bare):
         return []
@@ -357,7 +332,7 @@ async def present(session: GmailSession, refs: Sequence[MessageRef]) -> dict[Mes
             labels_of[ref] = await _label_of(session, ref)
         except MessageNotFoundError:
             continue  # its label was made again: reported below as gone
-    fetched = await session.client.get_messages([ref.item for ref in refs], format="minimal")
+    fetched = await session._require().get_messages([ref.item for ref in refs], format="minimal")
     found: dict[MessageRef, GmailMessage] = {}
     missing: list[str] = []
     for ref, message in zip(refs, fetched, strict=True):
@@ -412,7 +387,7 @@ async def _label_ids(session: GmailSession, names: frozenset[str]) -> set[str]:
     ids: set[str] = set()
     for name in names:
         try:
-            label = await gl.resolve(session.client, name)
+            label = await gl.resolve(session._require(), name)
         except FolderNotFoundError as exc:
             raise FolderNotFoundError(
                 f"no label {name!r} in this mailbox",
@@ -441,12 +416,14 @@ async def update_flags(session: GmailSession, refs: Sequence[MessageRef], change
     if not (add or remove) or not refs:
         return
     found = await present(session, refs)
-    await session.client.batch_modify([m.id for m in found.values()], add=sorted(add), remove=sorted(remove))
+    await session._require().batch_modify(
+        [m.id for m in found.values()], add=sorted(add), remove=sorted(remove)
+    )
 
 
 async def move_messages(session: GmailSession, refs: Sequence[MessageRef], folder: str) -> list[Moved]:
     """Add the target label and remove the source one; into TRASH with ``messages.trash``."""
-    client = session.client
+    client = session._require()
     target = await gl.resolve(client, folder)
     if target.id in ("DRAFT", "SENT"):
         raise InputError(
@@ -474,13 +451,26 @@ async def move_messages(session: GmailSession, refs: Sequence[MessageRef], folde
     return [Moved(ref, MessageRef(path, target.id, ref.item)) for ref in refs]
 
 
+async def move_items(session: GmailSession, items: Sequence[str], folder: str, *, source: str | None) -> None:
+    """After-processing's move of ingested messages (ids of the watched label ``source``)."""
+    client = session._require()
+    target = await gl.resolve(client, folder)
+    if not items or target.id == source:
+        return
+    if target.id == "TRASH":
+        for item in items:
+            await client.trash(item)
+        return
+    await client.batch_modify(list(items), add=[target.id], remove=[source] if source else [])
+
+
 async def _draft_ids(session: GmailSession, message_ids: set[str]) -> dict[str, str]:
     """Message id -> draft id for the drafts among ``message_ids``."""
     wanted = set(message_ids)
     out: dict[str, str] = {}
     token: str | None = None
     while wanted - out.keys():
-        page = await session.client.drafts_list(page_token=token, max_results=500)
+        page = await session._require().drafts_list(page_token=token, max_results=500)
         for draft in page.drafts:
             if draft.message_id in wanted:
                 out[draft.message_id] = draft.id
@@ -497,7 +487,7 @@ async def delete_messages(
     trash (``batchDelete``; drafts with ``drafts.delete``)."""
     if not refs:
         return
-    client = session.client
+    client = session._require()
     found = await present(session, refs)
     drafts = {m.id for m in found.values() if "DRAFT" in m.label_ids}
     for_good = [m.id for m in found.values() if m.id not in drafts and (permanent or "TRASH" in m.label_ids)]
@@ -539,7 +529,7 @@ async def import_message(
     """``messages.insert`` into ``folder`` (``drafts.create`` into DRAFT); its ref."""
     if not raw.strip():
         raise InputError("the message is empty", field="body", hint="Send the whole RFC 5322 source.")
-    client = session.client
+    client = session._require()
     target = await gl.resolve(client, folder)
     wanted = {flag.lower() for flag in flags}
     if target.id == "DRAFT":
@@ -566,7 +556,7 @@ async def import_message(
 async def list_folders(session: GmailSession) -> list[Folder]:
     """Every label that is a folder, with its counts (``labels.get`` per label, concurrently:
     the list itself has none)."""
-    client = session.client
+    client = session._require()
     known = await gl.labels(client, fresh=True)
     shown = known.folders()
     if all(label.messages_total is not None for label in shown):
@@ -584,7 +574,7 @@ async def list_folders(session: GmailSession) -> list[Folder]:
 
 async def folder_snapshot(session: GmailSession) -> list[Folder]:
     """The labels that are folders, without counts (one request)."""
-    return [gl.folder(label) for label in (await gl.labels(session.client, fresh=True)).folders()]
+    return [gl.folder(label) for label in (await gl.labels(session._require(), fresh=True)).folders()]
 
 
 def _check_name(name: str) -> None:
@@ -616,7 +606,7 @@ async def _child_path(session: GmailSession, name: str, parent: str | None) -> s
     _check_name(name)
     if not parent:
         return name
-    label = await gl.resolve(session.client, parent)
+    label = await gl.resolve(session._require(), parent)
     if label.type == "system":
         raise InputError(f"Gmail's system label {label.id} cannot have nested labels", field="parent")
     return label.name + gl.DELIMITER + name
@@ -636,7 +626,7 @@ def _conflict(exc: ProviderError, path: str) -> Exception:
 
 async def create_folder(session: GmailSession, name: str, *, parent: str | None = None) -> Folder:
     """A user label ``parent/name`` (or ``name``)."""
-    client = session.client
+    client = session._require()
     path = await _child_path(session, name, parent)
     if (await gl.labels(client, fresh=True)).find(path) is not None:
         raise FolderExistsError(f"label {path!r} already exists", folder=path)
@@ -652,7 +642,7 @@ async def create_folder(session: GmailSession, name: str, *, parent: str | None 
 async def rename_folder(session: GmailSession, path: str, *, name: str, parent: str | None = None) -> Folder:
     """Rename a user label; its nested labels (``path/…``) move with it, as IMAP's RENAME does.
     ``parent`` ``""``: to the top level."""
-    client = session.client
+    client = session._require()
     label = await gl.resolve(client, path)
     _refuse_system(label, "renamed")
     if parent is None:
@@ -686,7 +676,7 @@ async def rename_folder(session: GmailSession, path: str, *, name: str, parent: 
 async def delete_folder(session: GmailSession, path: str) -> None:
     """Delete a user label (its messages stay, in their other labels or archived; nested labels
     stay, as IMAP keeps sub-folders)."""
-    client = session.client
+    client = session._require()
     label = await gl.resolve(client, path)
     _refuse_system(label, "deleted")
     try:

@@ -22,24 +22,17 @@ import weakref
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from mailport.connectors.folders import Folder, Role, display_name
+from mailport.connectors.folders import Folder, display_name
 from mailport.connectors.gmail.client import GmailClient
 from mailport.connectors.gmail.models import Label
-from mailport.connectors.mail import Flag
+from mailport.connectors.gmail.sync import SYSTEM_ROLES, neutral_flags
 from mailport.errors import FolderNotFoundError
 
 DELIMITER = "/"
 CACHE_SECONDS = 30.0
 NOT_FOLDERS = frozenset({"UNREAD", "CHAT"})
 HIDING = ("TRASH", "SPAM")  # a message with one of these is in no other label
-ROLES = {
-    "INBOX": Role.INBOX,
-    "SENT": Role.SENT,
-    "DRAFT": Role.DRAFTS,
-    "TRASH": Role.TRASH,
-    "SPAM": Role.JUNK,
-    "STARRED": Role.FLAGGED,
-}
+ROLES = SYSTEM_ROLES  # INBOX inbox, SENT sent, DRAFT drafts, TRASH trash, SPAM junk, STARRED flagged
 _ORDER = ("INBOX", "STARRED", "IMPORTANT", "SENT", "DRAFT", "SPAM", "TRASH")
 
 
@@ -138,19 +131,6 @@ def contains(label_ids: Iterable[str], label_id: str) -> bool:
     return label_id in HIDING or not ids.intersection(HIDING)
 
 
-def neutral_flags(label_ids: Iterable[str]) -> tuple[str, ...]:
-    """``seen`` (no UNREAD), ``flagged`` (STARRED), ``draft`` (DRAFT)."""
-    ids = set(label_ids)
-    flags: list[str] = []
-    if "UNREAD" not in ids:
-        flags.append(Flag.SEEN)
-    if "STARRED" in ids:
-        flags.append(Flag.FLAGGED)
-    if "DRAFT" in ids:
-        flags.append(Flag.DRAFT)
-    return tuple(flags)
-
-
 def home(label_ids: Iterable[str], known: Labels) -> Label | None:
     """The folder a message found outside any listing (a thread) is shown in: the first of the
     system folders in Gmail's order it is in, else its first user label; None when archived."""
@@ -162,3 +142,17 @@ def home(label_ids: Iterable[str], known: Labels) -> Label | None:
         (known.by_id[i] for i in ids if known.by_id[i].type != "system"), key=lambda label: label.name
     )
     return users[0] if users and not set(ids).intersection(HIDING) else None
+
+
+__all__ = [
+    "DELIMITER",
+    "Labels",
+    "contains",
+    "folder",
+    "forget",
+    "home",
+    "labels",
+    "neutral_flags",
+    "path_of",
+    "resolve",
+]

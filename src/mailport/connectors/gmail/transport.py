@@ -227,9 +227,3 @@ def _before_send(exc: MailportError) -> MailportError:
         return _refused(exc, temporary=True)
     return exc
 
-
-def register() -> None:
-    """Make ``gmail_api`` mailboxes send through this transport."""
-    from mailport.sending.transport import register_transport
-
-    register_transport("gmail_api", GmailTransport.build)
