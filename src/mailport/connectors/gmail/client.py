@@ -206,9 +206,12 @@ class GmailClient:
     async def modify(self, id: str, add: Iterable[str] = (), remove: Iterable[str] = ()) -> GmailMessage:
         body = {"addLabelIds": list(add), "removeLabelIds": list(remove)}
         data = await self.http.json(
-            "POST", f"{self._prefix}/messages/{quote(id)}/modify", json=body, idempotent=True,
+            "POST",
+            f"{self._prefix}/messages/{quote(id)}/modify",
+            json=body,
+            idempotent=True,
             not_found=MessageNotFoundError,
-        )  # fmt: skip
+        )
         return GmailMessage.from_json(data)
 
     async def batch_modify(
