@@ -104,9 +104,8 @@ async def test_cursor_and_folder_errors(gbed: GmailAccessBed) -> None:
     with pytest.raises(FolderNotFoundError) as missing:
         await gbed.connector.list_messages(ListQuery(folder="Nowhere"))
     assert missing.value.http_status == 404
-    work_page = await gbed.connector.list_messages(ListQuery(folder="Work", limit=1))
-    gbed.put(make_message(subject="w1"), ("Work",))
-    gbed.put(make_message(subject="w2"), ("Work",))
+    gbed.put(make_message(subject="w1"), (work,))
+    gbed.put(make_message(subject="w2"), (work,))
     work_page = await gbed.connector.list_messages(ListQuery(folder="Work", limit=1))
     gbed.account.delete_label(work)
     gbed.account.create_label("Work")  # made again: a new label id, a new epoch
