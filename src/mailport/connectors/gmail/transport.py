@@ -226,4 +226,3 @@ def _before_send(exc: MailportError) -> MailportError:
     ):
         return _refused(exc, temporary=True)
     return exc
-
