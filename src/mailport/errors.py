@@ -75,6 +75,7 @@ once, at the boundary where they occur, and chained (``raise X(...) from exc``).
         ├── MailboxUnreachableError     mailbox_unreachable   503   (a live request found no server)
         ├── MessageTooLargeError        message_too_large     413
         ├── SMTPRejectedError           smtp_rejected         502
+        │   └── ApiSendRejectedError            api_send_rejected              502   (Graph refused a send)
         └── InsecureAuthRefusedError    insecure_auth_refused 422   (imap/smtp)
 
     oauth:
@@ -1037,6 +1038,18 @@ class ApiNotEnabledError(
     hint="The provider's mail API is off for this account or app: enable the Gmail API in the "
     "Google Cloud project, or check that the Microsoft 365 mailbox exists and is licensed.",
 ): ...
+
+
+class ApiSendRejectedError(
+    SMTPRejectedError,
+    code="api_send_rejected",
+    hint="The provider's mail API refused to send the message; its status and words are in "
+    "server_said. A throttled or failing provider is retried (smtp_code 451); any other refusal "
+    "needs a person (smtp_code 554).",
+):
+    """A send refused by a mail API (Graph's ``sendMail`` / ``send``), with ``smtp_code`` set to
+    the SMTP class of the refusal (451 temporary, 554 permanent) so the send worker's retry rule
+    reads it as it reads an SMTP reply."""
 
 
 class PushNotConfiguredError(
