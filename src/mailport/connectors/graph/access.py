@@ -50,6 +50,9 @@ from urllib.parse import quote, urlsplit
 
 from mailport.connectors.base import MessageRef, RemoteMessage
 from mailport.connectors.folders import Folder, Role
+from mailport.connectors.graph import folders
+from mailport.connectors.graph.folders import DELIMITER, INBOX
+from mailport.connectors.graph.models import GraphFolder, GraphMessage, format_datetime
 from mailport.connectors.mail import (
     MAX_LIMIT,
     Envelope,
@@ -61,7 +64,6 @@ from mailport.connectors.mail import (
     Moved,
     SearchQuery,
 )
-from mailport.connectors.graph.models import GraphFolder, GraphMessage, format_datetime
 from mailport.errors import (
     FolderExistsError,
     FolderNotFoundError,
@@ -81,7 +83,6 @@ if TYPE_CHECKING:
     from mailport.connectors.graph.client import GraphClient
     from mailport.connectors.graph.connector import GraphConnector
 
-DELIMITER = "/"
 TREE_SECONDS = 30.0  # how long a connector trusts the folder tree it listed
 NATIVE_MAX = 2000  # characters of a native $search query
 THREAD_MAX = 500  # messages of one conversation at most (as IMAP's threads)
@@ -120,14 +121,6 @@ FETCH_FIELDS = (
 )
 ORDER = "receivedDateTime desc"
 _EVER = "1900-01-01T00:00:00Z"  # the receivedDateTime clause a $filter with $orderby starts with
-_ROLES = {
-    "inbox": Role.INBOX,
-    "sentitems": Role.SENT,
-    "drafts": Role.DRAFTS,
-    "deleteditems": Role.TRASH,
-    "junkemail": Role.JUNK,
-    "archive": Role.ARCHIVE,
-}
 _ADDRESS = re.compile(r"[^\s@'\"]+@[^\s@'\"]+\Z")
 _KQL_SPECIAL = re.compile(r'["\\]')
 
@@ -140,43 +133,46 @@ def client_of(connector: GraphConnector) -> GraphClient:
 
 
 @dataclass(frozen=True, slots=True)
-class FolderTree:
-    """The mailbox's folders by path, with what resolving and listing need."""
+class Place:
+    """A folder and its path."""
 
-    folders: list[GraphFolder]
+    path: str
+    folder: GraphFolder
+
+    @property
+    def id(self) -> str:
+        return self.folder.id
+
+
+@dataclass(frozen=True, slots=True)
+class FolderTree:
+    """The mailbox's folders by path (:func:`mailport.connectors.graph.folders.paths`, the
+    sync side's paths) and by id."""
+
+    listed: list[GraphFolder]
     by_path: dict[str, GraphFolder]
-    by_id: dict[str, GraphFolder]
     at: float = field(default_factory=time.monotonic)
 
-    def get(self, path: str) -> GraphFolder | None:
-        return self.by_path.get("INBOX" if path.upper() == "INBOX" else path)
+    def get(self, path: str) -> Place | None:
+        if path.upper() == INBOX or path.upper().startswith(INBOX + DELIMITER):
+            path = INBOX + path[len(INBOX) :]
+        found = self.by_path.get(path)
+        return None if found is None else Place(path, found)
 
-    def role(self, role: Role) -> GraphFolder | None:
-        return next((f for f in self.folders if _ROLES.get(f.well_known or "") is role), None)
+    def by_id(self, folder_id: str) -> Place | None:
+        return next((Place(p, f) for p, f in self.by_path.items() if f.id == folder_id), None)
+
+    def role(self, wanted: Role) -> Place | None:
+        return next((Place(p, f) for p, f in self.by_path.items() if folders.role(f) is wanted), None)
 
 
 _trees: weakref.WeakKeyDictionary[Any, FolderTree] = weakref.WeakKeyDictionary()
 
 
-def build_tree(folders: Iterable[GraphFolder]) -> FolderTree:
-    """The folders indexed by path (the client's: the inbox is ``INBOX``) and by id; pure."""
-    listed = list(folders)
-    return FolderTree(listed, {f.path: f for f in listed}, {f.id: f for f in listed})
-
-
-def _with_path(folder: GraphFolder, path: str) -> GraphFolder:
-    if folder.path == path:
-        return folder
-    return GraphFolder(
-        id=folder.id,
-        display_name=folder.display_name,
-        parent_id=folder.parent_id,
-        well_known=folder.well_known,
-        total=folder.total,
-        unread=folder.unread,
-        child_count=folder.child_count,
-        path=path,
-    )
+def build_tree(listed: Iterable[GraphFolder]) -> FolderTree:
+    """The folders indexed by path; pure."""
+    items = list(listed)
+    return FolderTree(items, folders.paths(items))
 
 
 async def tree(connector: GraphConnector, *, fresh: bool = False) -> FolderTree:
@@ -193,7 +189,7 @@ def forget_tree(connector: GraphConnector) -> None:
     _trees.pop(connector, None)
 
 
-async def resolve(connector: GraphConnector, path: str) -> GraphFolder:
+async def resolve(connector: GraphConnector, path: str) -> Place:
     """The folder at ``path``; looked up again once before :class:`FolderNotFoundError`."""
     for fresh in (False, True):
         found = (await tree(connector, fresh=fresh)).get(path)
@@ -202,22 +198,9 @@ async def resolve(connector: GraphConnector, path: str) -> GraphFolder:
     raise FolderNotFoundError(f"no folder {path!r} in this mailbox", folder=path)
 
 
-def as_folder(folder: GraphFolder) -> Folder:
-    return Folder(
-        path=folder.path,
-        delimiter=DELIMITER,
-        name="INBOX" if folder.path == "INBOX" else folder.display_name,
-        role=_ROLES.get(folder.well_known or ""),
-        messages=folder.total,
-        unseen=folder.unread,
-        subscribed=True,
-        selectable=True,
-    )
-
-
 async def list_folders(connector: GraphConnector) -> list[Folder]:
     """Every mail folder with its role and counts (always fresh: counts change)."""
-    return [as_folder(f) for f in (await tree(connector, fresh=True)).folders]
+    return folders.neutral((await tree(connector, fresh=True)).listed)
 
 
 async def folder_snapshot(connector: GraphConnector) -> list[Folder]:
@@ -241,10 +224,11 @@ def _check_name(name: str) -> None:
         )
 
 
-def _refuse_special(folder: GraphFolder, action: str) -> None:
-    if folder.well_known:
+def _refuse_special(place: Place, action: str) -> None:
+    if place.folder.well_known:
         raise InputError(
-            f"{folder.path} is one of the mailbox's own folders ({folder.well_known}) and cannot be {action}",
+            f"{place.path} is one of the mailbox's own folders ({place.folder.well_known}) "
+            f"and cannot be {action}",
             field="path",
             hint="Microsoft 365 keeps its well-known folders (Inbox, Sent Items, Drafts, Deleted Items …); "
             "move their messages instead.",
@@ -265,13 +249,15 @@ async def create_folder(connector: GraphConnector, name: str, *, parent: str | N
     if known.get(wanted) is not None:
         raise _exists(name, parent_folder.path if parent_folder else None)
     try:
-        made = await client_of(connector).create_folder(name, parent_id=parent_folder.id if parent_folder else None)
+        made = await client_of(connector).create_folder(
+            name, parent_id=parent_folder.id if parent_folder else None
+        )
     except ProviderError as exc:
         if exc.details.get("provider_status") == 409:
             raise _exists(name, parent_folder.path if parent_folder else None) from exc
         raise
     forget_tree(connector)
-    return as_folder(await resolve(connector, wanted) if made is None else _with_path(made, wanted))
+    return folders.to_folder(wanted, made)
 
 
 async def rename_folder(
@@ -288,23 +274,24 @@ async def rename_folder(
         here = parent
     target = f"{here}{DELIMITER}{name}" if here else name
     if target == folder.path:
-        return as_folder(folder)
+        return folders.to_folder(folder.path, folder.folder)
     known = await tree(connector, fresh=True)
     if known.get(target) is not None:
         raise _exists(name, here or None)
     try:
         if parent is not None:
             destination = (await resolve(connector, parent)).id if parent else await _root_id(connector)
-            if destination != folder.parent_id:
+            if destination != folder.folder.parent_id:
                 await move_folder(client, folder.id, destination)
-        if name != folder.display_name:
+        if name != folder.folder.display_name:
             await client.rename_folder(folder.id, name)
     except ProviderError as exc:
         if exc.details.get("provider_status") == 409:
             raise _exists(name, here or None) from exc
         raise
     forget_tree(connector)
-    return as_folder(await resolve(connector, target))
+    found = await resolve(connector, target)
+    return folders.to_folder(found.path, found.folder)
 
 
 async def move_folder(client: GraphClient, folder_id: str, destination_id: str) -> None:
@@ -369,7 +356,7 @@ def neutral_flags(message: GraphMessage) -> tuple[str, ...]:
     return tuple(flags)
 
 
-def summary(message: GraphMessage, folder: GraphFolder | None, *, path: str | None = None) -> MessageSummary:
+def summary(message: GraphMessage, place: Place | None) -> MessageSummary:
     """A listing item from a message resource (fields of :data:`SELECT`)."""
     data = message.data
     headers = _headers(data)
@@ -377,7 +364,7 @@ def summary(message: GraphMessage, folder: GraphFolder | None, *, path: str | No
     in_reply_to = hdr.msg_ids(headers.get("in-reply-to"))
     references = hdr.msg_ids(headers.get("references"))
     message_id = own[0] if own else None
-    where = path if path is not None else folder.path if folder is not None else ""
+    where = place.path if place is not None else ""
     envelope = Envelope(
         subject=message.subject,
         from_=_addresses(data.get("from")),
@@ -390,7 +377,7 @@ def summary(message: GraphMessage, folder: GraphFolder | None, *, path: str | No
     )
     has_ids = bool(message_id or in_reply_to or references)
     return MessageSummary(
-        ref=MessageRef(where, folder.id if folder is not None else message.folder_id or "", message.id),
+        ref=MessageRef(where, place.id if place is not None else message.folder_id or "", message.id),
         folder=where,
         envelope=envelope,
         flags=neutral_flags(message),
@@ -480,7 +467,7 @@ async def list_messages(connector: GraphConnector, query: ListQuery) -> MessageP
 
 async def _page(
     connector: GraphConnector,
-    folder: GraphFolder,
+    folder: Place,
     *,
     limit: int,
     cursor: str | None,
@@ -517,7 +504,9 @@ async def _page(
                 # pages are ``limit`` long: only a later page (which has a link) can be left halfway
                 if n + 1 < len(page.items) and link is not None:
                     return MessagePage(kept, encode_cursor(folder.path, link, skip=n + 1))
-                return MessagePage(kept, encode_cursor(folder.path, page.next_link) if page.next_link else None)
+                return MessagePage(
+                    kept, encode_cursor(folder.path, page.next_link) if page.next_link else None
+                )
         if page.next_link is None:
             return MessagePage(kept, None)
         if admits is None or checked >= MAX_LIMIT:
@@ -593,14 +582,15 @@ def compile_search(query: SearchQuery) -> GraphSearch:
     if query.headers:
         raise UnsupportedFeatureError(
             "Microsoft Graph cannot search by arbitrary header fields",
-            hint="Search by message_id, from, to, cc, subject, text or body instead, or pass a KQL query in `native`.",
+            hint="Search by message_id, from, to, cc, subject, text or body instead, "
+            "or pass a KQL query in `native`.",
         )
     since, before = _instant(query.since, "since"), _instant(query.before, "before")
     if since is not None and before is not None and since >= before:
         raise InputError("since must be earlier than before", field="since")
     terms: list[str] = []
     exact_from = query.from_ is not None and bool(_ADDRESS.match(query.from_.strip()))
-    for name, field, value in (
+    for name, label, value in (
         ("to", "to", query.to),
         ("cc", "cc", query.cc),
         ("subject", "subject", query.subject),
@@ -608,13 +598,13 @@ def compile_search(query: SearchQuery) -> GraphSearch:
         ("body", "body", query.body),
     ):
         if value is not None:
-            terms.append(_kql(name, value, field))
+            terms.append(_kql(name, value, label))
     if query.from_ is not None and not exact_from:
         terms.append(_kql("from", query.from_, "from"))
-    for op, field, size in ((">", "larger", query.larger), ("<", "smaller", query.smaller)):
+    for op, label, size in ((">", "larger", query.larger), ("<", "smaller", query.smaller)):
         if size is not None:
             if isinstance(size, bool) or not isinstance(size, int) or size < 0:
-                raise InputError(f"{field} must be a number of bytes (0 or more)", field=field)
+                raise InputError(f"{label} must be a number of bytes (0 or more)", field=label)
             terms.append(f"size{op}{size}")
     if query.native is not None:
         native = query.native.strip()
@@ -678,7 +668,9 @@ async def search_messages(connector: GraphConnector, query: SearchQuery) -> Mess
             search=program.search,
             admits=program.admits if program.checks else None,
         )
-    return await _page(connector, folder, limit=limit, cursor=query.cursor, filter=program.filter, orderby=ORDER)
+    return await _page(
+        connector, folder, limit=limit, cursor=query.cursor, filter=program.filter, orderby=ORDER
+    )
 
 
 # ---------------------------------------------------------------------------- one message
@@ -720,7 +712,9 @@ async def _get(client: GraphClient, ref: MessageRef, *, select: Sequence[str]) -
         raise MessageNotFoundError(f"the message is gone from {ref.scope!r}", ref=ref.encode()) from exc
 
 
-async def _present(client: GraphClient, refs: Sequence[MessageRef], *, select: Sequence[str]) -> list[GraphMessage]:
+async def _present(
+    client: GraphClient, refs: Sequence[MessageRef], *, select: Sequence[str]
+) -> list[GraphMessage]:
     """Every message of ``refs``; :class:`MessageNotFoundError` (before anything changed) when
     any of them is gone."""
     found: list[GraphMessage] = []
@@ -763,11 +757,11 @@ async def thread_messages(connector: GraphConnector, root: str) -> list[MessageS
             select=SELECT,
         )
         for message in page.items:
-            folder = known.by_id.get(message.folder_id or "")
-            if folder is None:
+            place = known.by_id(message.folder_id or "")
+            if place is None:
                 known = await tree(connector, fresh=True)
-                folder = known.by_id.get(message.folder_id or "")
-            found.append(summary(message, folder))
+                place = known.by_id(message.folder_id or "")
+            found.append(summary(message, place))
         if page.next_link is None:
             break
         link = page.next_link
@@ -814,7 +808,8 @@ async def update_flags(connector: GraphConnector, refs: Sequence[MessageRef], ch
     if change.add_labels or change.remove_labels:
         raise UnsupportedFeatureError(
             "this mailbox has no labels (Microsoft Graph)",
-            hint="Use flags or keywords (`add`/`remove`; keywords are Outlook categories), or move the message.",
+            hint="Use flags or keywords (`add`/`remove`; keywords are Outlook categories), "
+            "or move the message.",
         )
     fixed = (add | remove) & {Flag.ANSWERED, Flag.DRAFT}
     if fixed:

@@ -153,7 +153,9 @@ class GraphTransport:
             if original is not None and (parts := self._parts(parsed)) is not None:
                 return await self._reply(original, parsed, parts, message, committing)
             await committing()
-            await self.client.send_mime(with_bcc_recipients(message.raw, hidden_recipients(parsed, message.recipients)))
+            await self.client.send_mime(
+                with_bcc_recipients(message.raw, hidden_recipients(parsed, message.recipients))
+            )
             return Accepted("202 Accepted by Microsoft Graph (sendMail)")
         except MailportError as exc:
             raise send_error(exc) from exc
@@ -260,9 +262,7 @@ class GraphTransport:
 
 
 def _recipients(addresses: Sequence[Address]) -> list[dict[str, Any]]:
-    return [
-        {"emailAddress": {"address": a.email, **({"name": a.name} if a.name else {})}} for a in addresses
-    ]
+    return [{"emailAddress": {"address": a.email, **({"name": a.name} if a.name else {})}} for a in addresses]
 
 
 __all__ = ["GraphTransport", "hidden_recipients", "send_error"]
