@@ -121,7 +121,7 @@ FETCH_FIELDS = (
 )
 ORDER = "receivedDateTime desc"
 _EVER = "1900-01-01T00:00:00Z"  # the receivedDateTime clause a $filter with $orderby starts with
-_ADDRESS = re.compile(r"[^\s@'\"]+@[^\s@'\"]+\Z")
+_ADDRESS = re.compile(r'[^\s@"]+@[^\s@"]+\Z')
 _KQL_SPECIAL = re.compile(r'["\\]')
 
 
@@ -681,7 +681,7 @@ async def fetch_message(connector: GraphConnector, ref: MessageRef) -> RemoteMes
     client = client_of(connector)
     message = await _get(client, ref, select=FETCH_FIELDS)
     raw = await client.get_mime(message.id)
-    limit = connector.max_message_bytes
+    limit = connector.context.max_message_bytes
     oversized = len(raw) > limit
     head = raw[: _head_end(raw)] if oversized else None
     return RemoteMessage(
