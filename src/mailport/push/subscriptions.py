@@ -123,7 +123,8 @@ class SubscriptionStore:
             rows = (await conn.execute(query.with_for_update())).all()
             for row in rows:
                 state = json.loads(row.state) if row.state else {}
-                pending = state.get(LIFECYCLE) if isinstance(state.get(LIFECYCLE), dict) else {}
+                found = state.get(LIFECYCLE)
+                pending: dict[str, Any] = found if isinstance(found, dict) else {}
                 state[LIFECYCLE] = {**pending, event: now.isoformat()}
                 await self._set_state(conn, row.mailbox_id, row.scope, state, now=now)
         return bool(rows)
@@ -145,7 +146,8 @@ class SubscriptionStore:
             if row is None or not row.state:
                 return
             state = json.loads(row.state)
-            pending = state.get(LIFECYCLE) if isinstance(state.get(LIFECYCLE), dict) else {}
+            found = state.get(LIFECYCLE)
+            pending: dict[str, Any] = found if isinstance(found, dict) else {}
             left = {k: v for k, v in pending.items() if handled.get(k) != v}
             if left:
                 state[LIFECYCLE] = left
