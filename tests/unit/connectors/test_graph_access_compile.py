@@ -99,7 +99,10 @@ def test_a_cursor_is_tied_to_its_folder_and_to_the_api() -> None:
 
 
 def test_bcc_recipients_are_put_back_as_a_header_for_sendmail() -> None:
-    raw = b"From: me@example.org\r\nTo: Ann <ann@example.org>\r\nCc: bob@example.org\r\nSubject: x\r\n\r\nbody\r\n"
+    raw = (
+        b"From: me@example.org\r\nTo: Ann <ann@example.org>\r\nCc: bob@example.org\r\n"
+        b"Subject: x\r\n\r\nbody\r\n"
+    )
     parsed = parse_message(raw, mailbox_id="m", folder="")
     hidden = hidden_recipients(parsed, ["ANN@example.org", "bob@example.org", "carl@example.org"])
     assert hidden == ["carl@example.org"]

@@ -43,7 +43,7 @@ import re
 import time
 import weakref
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote, urlsplit
@@ -51,7 +51,7 @@ from urllib.parse import quote, urlsplit
 from mailport.connectors.base import MessageRef, RemoteMessage
 from mailport.connectors.folders import Folder, Role
 from mailport.connectors.graph import folders
-from mailport.connectors.graph.folders import DELIMITER, INBOX
+from mailport.connectors.graph.folders import DELIMITER
 from mailport.connectors.graph.models import GraphFolder, GraphMessage, format_datetime
 from mailport.connectors.mail import (
     MAX_LIMIT,
@@ -133,46 +133,24 @@ def client_of(connector: GraphConnector) -> GraphClient:
 
 
 @dataclass(frozen=True, slots=True)
-class Place:
-    """A folder and its path."""
-
-    path: str
-    folder: GraphFolder
-
-    @property
-    def id(self) -> str:
-        return self.folder.id
-
-
-@dataclass(frozen=True, slots=True)
 class FolderTree:
-    """The mailbox's folders by path (:func:`mailport.connectors.graph.folders.paths`, the
-    sync side's paths) and by id."""
+    """The mailbox's folders (paths as :meth:`GraphClient.folders` gives them, the sync side's)."""
 
     listed: list[GraphFolder]
-    by_path: dict[str, GraphFolder]
     at: float = field(default_factory=time.monotonic)
 
-    def get(self, path: str) -> Place | None:
-        if path.upper() == INBOX or path.upper().startswith(INBOX + DELIMITER):
-            path = INBOX + path[len(INBOX) :]
-        found = self.by_path.get(path)
-        return None if found is None else Place(path, found)
+    def get(self, path: str) -> GraphFolder | None:
+        wanted = folders.canonical(path)
+        return next((f for f in self.listed if f.path == wanted), None)
 
-    def by_id(self, folder_id: str) -> Place | None:
-        return next((Place(p, f) for p, f in self.by_path.items() if f.id == folder_id), None)
+    def by_id(self, folder_id: str) -> GraphFolder | None:
+        return next((f for f in self.listed if f.id == folder_id), None)
 
-    def role(self, wanted: Role) -> Place | None:
-        return next((Place(p, f) for p, f in self.by_path.items() if folders.role(f) is wanted), None)
+    def role(self, wanted: Role) -> GraphFolder | None:
+        return next((f for f in self.listed if folders.role(f) is wanted), None)
 
 
 _trees: weakref.WeakKeyDictionary[Any, FolderTree] = weakref.WeakKeyDictionary()
-
-
-def build_tree(listed: Iterable[GraphFolder]) -> FolderTree:
-    """The folders indexed by path; pure."""
-    items = list(listed)
-    return FolderTree(items, folders.paths(items))
 
 
 async def tree(connector: GraphConnector, *, fresh: bool = False) -> FolderTree:
@@ -180,7 +158,7 @@ async def tree(connector: GraphConnector, *, fresh: bool = False) -> FolderTree:
     known = _trees.get(connector)
     if known is not None and not fresh and time.monotonic() - known.at < TREE_SECONDS:
         return known
-    made = build_tree(await client_of(connector).folders())
+    made = FolderTree(await client_of(connector).folders())
     _trees[connector] = made
     return made
 
@@ -189,7 +167,7 @@ def forget_tree(connector: GraphConnector) -> None:
     _trees.pop(connector, None)
 
 
-async def resolve(connector: GraphConnector, path: str) -> Place:
+async def resolve(connector: GraphConnector, path: str) -> GraphFolder:
     """The folder at ``path``; looked up again once before :class:`FolderNotFoundError`."""
     for fresh in (False, True):
         found = (await tree(connector, fresh=fresh)).get(path)
@@ -224,11 +202,10 @@ def _check_name(name: str) -> None:
         )
 
 
-def _refuse_special(place: Place, action: str) -> None:
-    if place.folder.well_known:
+def _refuse_special(place: GraphFolder, action: str) -> None:
+    if place.well_known:
         raise InputError(
-            f"{place.path} is one of the mailbox's own folders ({place.folder.well_known}) "
-            f"and cannot be {action}",
+            f"{place.path} is one of the mailbox's own folders ({place.well_known}) and cannot be {action}",
             field="path",
             hint="Microsoft 365 keeps its well-known folders (Inbox, Sent Items, Drafts, Deleted Items …); "
             "move their messages instead.",
@@ -257,7 +234,7 @@ async def create_folder(connector: GraphConnector, name: str, *, parent: str | N
             raise _exists(name, parent_folder.path if parent_folder else None) from exc
         raise
     forget_tree(connector)
-    return folders.to_folder(wanted, made)
+    return folders.to_folder(replace(made, path=wanted))
 
 
 async def rename_folder(
@@ -274,24 +251,23 @@ async def rename_folder(
         here = parent
     target = f"{here}{DELIMITER}{name}" if here else name
     if target == folder.path:
-        return folders.to_folder(folder.path, folder.folder)
+        return folders.to_folder(folder)
     known = await tree(connector, fresh=True)
     if known.get(target) is not None:
         raise _exists(name, here or None)
     try:
         if parent is not None:
             destination = (await resolve(connector, parent)).id if parent else await _root_id(connector)
-            if destination != folder.folder.parent_id:
+            if destination != folder.parent_id:
                 await move_folder(client, folder.id, destination)
-        if name != folder.folder.display_name:
+        if name != folder.display_name:
             await client.rename_folder(folder.id, name)
     except ProviderError as exc:
         if exc.details.get("provider_status") == 409:
             raise _exists(name, here or None) from exc
         raise
     forget_tree(connector)
-    found = await resolve(connector, target)
-    return folders.to_folder(found.path, found.folder)
+    return folders.to_folder(await resolve(connector, target))
 
 
 async def move_folder(client: GraphClient, folder_id: str, destination_id: str) -> None:
@@ -356,7 +332,7 @@ def neutral_flags(message: GraphMessage) -> tuple[str, ...]:
     return tuple(flags)
 
 
-def summary(message: GraphMessage, place: Place | None) -> MessageSummary:
+def summary(message: GraphMessage, place: GraphFolder | None) -> MessageSummary:
     """A listing item from a message resource (fields of :data:`SELECT`)."""
     data = message.data
     headers = _headers(data)
@@ -467,7 +443,7 @@ async def list_messages(connector: GraphConnector, query: ListQuery) -> MessageP
 
 async def _page(
     connector: GraphConnector,
-    folder: Place,
+    folder: GraphFolder,
     *,
     limit: int,
     cursor: str | None,
