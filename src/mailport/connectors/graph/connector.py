@@ -38,6 +38,7 @@ from mailport.connectors.folders import Folder
 from mailport.connectors.graph import access, sync
 from mailport.connectors.graph import folders as graph_folders
 from mailport.connectors.graph import push as _push  # noqa: F401  (registers the push receiver)
+from mailport.connectors.graph import transport as _transport  # noqa: F401  (registers the transport)
 from mailport.connectors.graph.client import GraphClient
 from mailport.connectors.graph.models import GraphFolder, format_datetime
 from mailport.connectors.graph.subscribe import FolderSubscription

@@ -50,8 +50,7 @@ from mailport.errors import (
 )
 from mailport.messages import Message, attachment_content, parse_message
 from mailport.messages.model import Address
-from mailport.sending.drafts import with_bcc
-from mailport.sending.transport import Accepted, Committing, Outgoing
+from mailport.sending.transport import Accepted, Committing, Outgoing, register_transport
 
 if TYPE_CHECKING:
     from mailport.connectors.registry import ConnectorContext
@@ -69,7 +68,12 @@ def with_bcc_recipients(raw: bytes, hidden: Sequence[str]) -> bytes:
     """``raw`` with a ``Bcc`` header naming ``hidden`` (Graph delivers to them and strips it)."""
     if not hidden:
         return raw
-    return with_bcc(raw, [("Bcc: " + ",\r\n ".join(hidden) + "\r\n").encode("utf-8")])
+    end = raw.find(b"\r\n\r\n")
+    newline, end = (b"\r\n", end + 2) if end >= 0 else (b"\n", raw.find(b"\n\n") + 1)
+    if end <= 0:  # no body: the header block runs to the end
+        end, newline = len(raw), b"\r\n"
+    field = ("Bcc: " + ",\r\n ".join(hidden)).encode("utf-8").replace(b"\r\n", newline) + newline
+    return raw[:end] + field + raw[end:]
 
 
 def hidden_recipients(message: Message, recipients: Sequence[str]) -> list[str]:
@@ -264,5 +268,7 @@ class GraphTransport:
 def _recipients(addresses: Sequence[Address]) -> list[dict[str, Any]]:
     return [{"emailAddress": {"address": a.email, **({"name": a.name} if a.name else {})}} for a in addresses]
 
+
+register_transport("graph", GraphTransport.build)
 
 __all__ = ["GraphTransport", "hidden_recipients", "send_error"]
