@@ -120,6 +120,7 @@ FETCH_FIELDS = (
     "receivedDateTime",
 )
 ORDER = "receivedDateTime desc"
+ROOT = "msgfolderroot"  # the well-known name of the top of the folder tree (a move's destinationId)
 _EVER = "1900-01-01T00:00:00Z"  # the receivedDateTime clause a $filter with $orderby starts with
 _ADDRESS = re.compile(r'[^\s@"]+@[^\s@"]+\Z')
 _KQL_SPECIAL = re.compile(r'["\\]')
@@ -257,7 +258,7 @@ async def rename_folder(
         raise _exists(name, here or None)
     try:
         if parent is not None:
-            destination = (await resolve(connector, parent)).id if parent else await _root_id(connector)
+            destination = (await resolve(connector, parent)).id if parent else ROOT
             if destination != folder.parent_id:
                 await move_folder(client, folder.id, destination)
         if name != folder.display_name:
@@ -279,11 +280,6 @@ async def move_folder(client: GraphClient, folder_id: str, destination_id: str) 
         expect=(200, 201),
         not_found=FolderNotFoundError,
     )
-
-
-async def _root_id(connector: GraphConnector) -> str:
-    """The id of the top of the folder hierarchy (msgfolderroot)."""
-    return (await client_of(connector).well_known("msgfolderroot")).id
 
 
 async def delete_folder(connector: GraphConnector, path: str) -> None:
