@@ -203,7 +203,11 @@ def _merge(base: dict[str, Any], override: Mapping[str, Any]) -> dict[str, Any]:
             for sub, sub_value in value.items():
                 if sub_value is None:
                     nested.pop(sub, None)
-                elif field == "apis" and isinstance(sub_value, Mapping) and isinstance(nested.get(sub), Mapping):
+                elif (
+                    field == "apis"
+                    and isinstance(sub_value, Mapping)
+                    and isinstance(nested.get(sub), Mapping)
+                ):
                     nested[sub] = {**nested[sub], **sub_value}  # an API key by key (a base_url alone)
                 else:
                     nested[sub] = sub_value
