@@ -35,14 +35,17 @@ async def made(
     return await graph_mailbox(graph_services, tenant_id=tenant.id)
 
 
+def http_client(services: Services, api_key: str) -> httpx.AsyncClient:
+    return httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=create_app(services=services)),
+        base_url=BASE_URL,
+        headers={"Authorization": f"Bearer {api_key}"},
+    )
+
+
 @pytest.fixture
 async def client(graph_services: Services, tenant: TenantHandle) -> AsyncIterator[httpx.AsyncClient]:
-    app = create_app(services=graph_services)
-    async with httpx.AsyncClient(
-        transport=httpx.ASGITransport(app=app),
-        base_url=BASE_URL,
-        headers={"Authorization": f"Bearer {tenant.api_key}"},
-    ) as http:
+    async with http_client(graph_services, tenant.api_key) as http:
         yield http
 
 
@@ -86,11 +89,6 @@ async def test_another_tenants_graph_mailbox_is_not_found(
     graph_services: Services, made: GraphMailbox
 ) -> None:
     other = await create_tenant(graph_services)
-    app = create_app(services=graph_services)
-    async with httpx.AsyncClient(
-        transport=httpx.ASGITransport(app=app),
-        base_url=BASE_URL,
-        headers={"Authorization": f"Bearer {other.api_key}"},
-    ) as http:
+    async with http_client(graph_services, other.api_key) as http:
         answer = await http.get(f"/v1/mailboxes/{made.mailbox.id}/folders")
     assert answer.status_code == 404

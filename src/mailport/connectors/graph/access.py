@@ -50,9 +50,10 @@ from urllib.parse import quote, urlsplit
 
 from mailport.connectors.base import MessageRef, RemoteMessage
 from mailport.connectors.folders import Folder, Role
-from mailport.connectors.graph import folders
+from mailport.connectors.graph import folders, sync
 from mailport.connectors.graph.folders import DELIMITER
 from mailport.connectors.graph.models import GraphFolder, GraphMessage, format_datetime
+from mailport.connectors.imap_search import _instant, check_limit
 from mailport.connectors.mail import (
     MAX_LIMIT,
     Envelope,
@@ -316,16 +317,10 @@ def _headers(data: Mapping[str, Any]) -> dict[str, str]:
 
 
 def neutral_flags(message: GraphMessage) -> tuple[str, ...]:
-    """isRead, the follow-up flag and isDraft as neutral names; categories as keywords."""
-    flags: list[str] = []
-    if message.is_read:
-        flags.append(Flag.SEEN)
-    if message.flagged:
-        flags.append(Flag.FLAGGED)
-    if message.is_draft:
-        flags.append(Flag.DRAFT)
-    flags += [c for c in message.categories if c not in flags]
-    return tuple(flags)
+    """isRead, the follow-up flag and isDraft as neutral names (as events have them), and
+    categories as keywords."""
+    flags = sync.neutral_flags(message)
+    return flags + tuple(c for c in message.categories if c not in flags)
 
 
 def summary(message: GraphMessage, place: GraphFolder | None) -> MessageSummary:
@@ -406,18 +401,6 @@ def decode_cursor(cursor: str, folder: str, *, base_url: str) -> tuple[str, int]
     if (link.scheme, link.netloc) != (base.scheme, base.netloc) or not link.path.startswith(base.path):
         raise InvalidCursorError("the cursor is not one this API returned", field="cursor")
     return parts[1], parts[2]
-
-
-def check_limit(limit: int) -> int:
-    if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= MAX_LIMIT:
-        raise InputError(f"limit must be between 1 and {MAX_LIMIT}", field="limit")
-    return limit
-
-
-def _instant(value: datetime | None, field: str) -> datetime | None:
-    if value is not None and value.tzinfo is None:
-        raise InputError(f"{field} needs a time zone (e.g. 2024-03-01T00:00:00Z)", field=field)
-    return value
 
 
 # ---------------------------------------------------------------------------- listing
@@ -653,28 +636,8 @@ async def fetch_message(connector: GraphConnector, ref: MessageRef) -> RemoteMes
     client = client_of(connector)
     message = await _get(client, ref, select=FETCH_FIELDS)
     raw = await client.get_mime(message.id)
-    limit = connector.context.max_message_bytes
-    oversized = len(raw) > limit
-    head = raw[: _head_end(raw)] if oversized else None
-    return RemoteMessage(
-        item=message.id,
-        size=len(raw),
-        flags=neutral_flags(message),
-        received_at=message.received_at,
-        raw=None if oversized else raw,
-        headers=head,
-        oversized=oversized,
-        source=message.source,
-        labels=(),
-    )
-
-
-def _head_end(raw: bytes) -> int:
-    for sep in (b"\r\n\r\n", b"\n\n"):
-        at = raw.find(sep)
-        if at >= 0:
-            return at + len(sep)
-    return len(raw)
+    reader = sync.DeltaReader(client, max_bytes=connector.context.max_message_bytes)
+    return replace(reader.remote(message, raw), flags=neutral_flags(message))
 
 
 async def _get(client: GraphClient, ref: MessageRef, *, select: Sequence[str]) -> GraphMessage:
