@@ -410,6 +410,23 @@ class ApiHttp:
                     )
             raise self._translate(method, url, response, reasons, not_found)
 
+    def retry_delay(self, failures: int) -> float:
+        """The backoff after the ``failures``-th consecutive failure (for callers that retry parts
+        of an answer themselves, such as the items of a batch)."""
+        return self._backoff.delay(failures, rand=self._rand)
+
+    async def pause(self, seconds: float) -> None:
+        """Wait with the injected sleep (counted in :attr:`waited`)."""
+        await self._wait(seconds)
+
+    async def refresh(self) -> bool:
+        """Force one token refresh (an item of a batch answered 401); False when this client
+        cannot refresh."""
+        if self._token_source is None or self._force_refresh is None:
+            return False
+        self._token = await self._force_refresh(await self._token_source())
+        return True
+
     async def _current_token(self) -> Secret | None:
         if self._token_source is None:
             return None
