@@ -33,7 +33,7 @@ from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 
 from mailport.connectors.base import Batch, ChangeSet, Cursor, MessageChange, RemoteMessage
-from mailport.connectors.graph.client import GraphClient
+from mailport.connectors.graph.client import MESSAGE_FIELDS, GraphClient
 from mailport.connectors.graph.models import (
     DeltaExpiredError,
     GraphMessage,
@@ -46,15 +46,11 @@ from mailport.metrics import API_SYNC_RECOVERIES
 log = logging.getLogger(__name__)
 
 RECOVERY_WINDOW = timedelta(hours=1)  # re-listed before the newest delivered message after a 410
-DELTA_FIELDS = (
-    "id",
-    "conversationId",
-    "parentFolderId",
-    "changeKey",
-    "isRead",
-    "isDraft",
-    "flag",
-    "receivedDateTime",
+# what a delta round reads of each message (its MIME comes from /$value)
+DELTA_FIELDS = tuple(
+    f
+    for f in MESSAGE_FIELDS
+    if f not in ("categories", "subject", "internetMessageId", "sentDateTime", "from", "hasAttachments")
 )
 PAGE_LIMIT = 100  # messages per delta page (Prefer: odata.maxpagesize); each page is one batch
 REMEMBERED = 20_000  # ids delivered by this process, per folder (no second /$value for updates)
