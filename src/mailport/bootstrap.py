@@ -98,7 +98,7 @@ async def build(settings: Settings, *, migrate: bool | None = None, clock: Clock
         clock=clock,
     )
     event_log = EventLog(database)
-    return Services(
+    services = Services(
         settings=settings,
         key_ring=key_ring,
         database=database,
@@ -118,3 +118,5 @@ async def build(settings: Settings, *, migrate: bool | None = None, clock: Clock
         trust=trust,
         push=PushService(ChannelRepository(database, key_ring), clock=clock),
     )
+    checks.connectors = services.connector  # API mailboxes are checked through their connector
+    return services

@@ -120,10 +120,10 @@ class Services:
         if own is not None:
             return own
         if mailbox.smtp is None:
-            raise SmtpNotConfiguredError(
-                f"mailbox {mailbox.id} has no SMTP server"
-                + ("" if mailbox.connector == "imap" else f" and the {mailbox.connector} connector no transport")
+            own_way = (
+                "" if mailbox.connector == "imap" else f" and the {mailbox.connector} connector no transport"
             )
+            raise SmtpNotConfiguredError(f"mailbox {mailbox.id} has no SMTP server{own_way}")
         token_source, force_refresh = self._tokens(mailbox)
         return SmtpTransport(
             mailbox,

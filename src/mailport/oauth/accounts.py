@@ -2,7 +2,8 @@
 
 Both sign-ins (browser and device) end here. A new address creates an ``oauth2`` mailbox read
 by the sign-in's connector: with the provider's IMAP/SMTP settings for ``imap``, without any
-server for an API connector (``gmail_api``, ``graph``: the provider's API is the server); a known one is reconnected (after ``reauth_required``),
+server for an API connector (``gmail_api``, ``graph``: the provider's API is the server); a
+known one is reconnected (after ``reauth_required``),
 unless the sign-in was as another account than the mailbox's (``oauth_account_mismatch``, the
 mailbox left as it was). Tokens that are not kept, for this or any other reason, are revoked.
 Every write goes through :class:`~mailport.mailboxes.service.MailboxService`.

@@ -246,9 +246,18 @@ class AuthorizationCodeFlow:
             redirect_uri=self.redirect_uri(provider_key),
             verifier=opened.verifier,
         )
-        identify = self._identity(provider, app, response, given=opened.login_hint, connector=opened.connector)
+        identify = self._identity(
+            provider, app, response, given=opened.login_hint, connector=opened.connector
+        )
         return await account_of(
-            self.client, provider_key, provider, app, response, identify, state=opened, connector=opened.connector
+            self.client,
+            provider_key,
+            provider,
+            app,
+            response,
+            identify,
+            state=opened,
+            connector=opened.connector,
         )
 
     async def _identity(

@@ -35,8 +35,7 @@ def reconnect_connector(mailbox: Mailbox, connector: str | None) -> str:
     connector's); asking for another one is refused rather than silently ignored."""
     if connector is not None and connector != mailbox.connector:
         raise InputError(
-            f"connector: mailbox {mailbox.id} uses the {mailbox.connector} connector; "
-            "a reconnect keeps it",
+            f"connector: mailbox {mailbox.id} uses the {mailbox.connector} connector; a reconnect keeps it",
             field="connector",
             hint="Leave out `connector` to reconnect, or add the account again as a new mailbox.",
         )
