@@ -25,6 +25,7 @@ from mailport.net.guard import HostGuard
 from mailport.net.ratelimit import TokenBucketLimiter
 from mailport.net.trust import MailTrust
 from mailport.oauth.connect import build_connect
+from mailport.oauth.connectors import api_connectors
 from mailport.push import ChannelRepository, PushService
 from mailport.services import Services
 from mailport.store import Database, current_revision, head_revision, open_database, upgrade, verify_key_ring
@@ -79,6 +80,8 @@ async def build(settings: Settings, *, migrate: bool | None = None, clock: Clock
     except BaseException:
         await database.aclose()
         raise
+    # which provider an API connector (gmail_api, graph) belongs to: the OAuth providers say
+    mailbox_service.api_providers = api_connectors(oauth.oauth.registry)
     try:
         trust = MailTrust.from_settings(settings)
     except BaseException:
@@ -116,4 +119,5 @@ async def build(settings: Settings, *, migrate: bool | None = None, clock: Clock
         push=PushService(ChannelRepository(database, key_ring), clock=clock),
     )
     mailbox_service.before_delete(services.withdraw_push)  # a deleted mailbox's push withdrawn
+    checks.connectors = services.connector  # API mailboxes are checked through their connector
     return services

@@ -75,6 +75,7 @@ once, at the boundary where they occur, and chained (``raise X(...) from exc``).
         ├── MailboxUnreachableError     mailbox_unreachable   503   (a live request found no server)
         ├── MessageTooLargeError        message_too_large     413
         ├── SMTPRejectedError           smtp_rejected         502
+        ├── SendRefusedError            send_refused          502   (a mail API refused a send)
         └── InsecureAuthRefusedError    insecure_auth_refused 422   (imap/smtp)
 
     oauth:
@@ -1037,6 +1038,22 @@ class ApiNotEnabledError(
     hint="The provider's mail API is off for this account or app: enable the Gmail API in the "
     "Google Cloud project, or check that the Microsoft 365 mailbox exists and is licensed.",
 ): ...
+
+
+class SendRefusedError(
+    ProviderError,
+    code="send_refused",
+    http_status=502,
+    hint="The provider's mail API refused to send the message (see `server_said`); throttling "
+    "is retried, anything else needs the message or the mailbox fixed.",
+):
+    """A mail API (Gmail, Graph) answered a send with a refusal: the message was certainly not
+    sent, so the send worker may retry it (``temporary``) or fail it, even after ``committing``.
+    A refusal with a more specific cause keeps that cause's ``code`` (``oauth_token_rejected`` …)."""
+
+    def __init__(self, message: str, *, temporary: bool, **kwargs: Any) -> None:
+        super().__init__(message, **kwargs)
+        self.temporary = temporary
 
 
 class PushNotConfiguredError(

@@ -63,6 +63,7 @@ _TEMPORARY_CODES = frozenset(
         "timeout",
         "connect_timeout",
         "server_silent",
+        "provider_rate_limited",  # the mail APIs' throttling: wait as asked, then go on
     }
 )
 # Codes that need a person: anything about credentials, tokens, permissions or the OAuth app.

@@ -32,7 +32,7 @@ from mailport.push.subscriptions import SubscriptionStore
 from mailport.sending.drafts import DraftService
 from mailport.sending.service import SendService
 from mailport.sending.smtp_transport import SmtpTransport
-from mailport.sending.transport import Transport
+from mailport.sending.transport import Transport, transport_for
 from mailport.store import Database
 from mailport.store.threads import ThreadRoots
 from mailport.tenants.service import TenantService
@@ -71,8 +71,12 @@ class Services:
     def connector(self, mailbox: Mailbox) -> Connector:
         """The connector the registry holds under ``mailbox.connector``, given this service's
         tokens, trust, guard and limits (the watchers' and the API's, built one way)."""
+        return registry.create(mailbox, self.connector_context(mailbox))
+
+    def connector_context(self, mailbox: Mailbox) -> registry.ConnectorContext:
+        """What ``mailbox``'s connector and its transport are built with."""
         token_source, force_refresh = self._tokens(mailbox)
-        context = registry.ConnectorContext(
+        return registry.ConnectorContext(
             token_source=token_source,
             force_refresh=force_refresh,
             ssl_context=self.trust.context,
@@ -84,7 +88,6 @@ class Services:
             api_concurrency=self.settings.api_concurrency,
             poll_seconds=self.settings.api_poll_seconds,
         )
-        return registry.create(mailbox, context)
 
     async def withdraw_push(self, mailbox: Mailbox) -> None:
         """Ask the provider to stop what it was asked to do for ``mailbox`` (Gmail's watch,
@@ -119,10 +122,18 @@ class Services:
         )
 
     def transport(self, mailbox: Mailbox) -> Transport:
-        """How ``mailbox`` sends (SMTP submission), with the same tokens, trust and guard as its
-        connector; a mailbox without SMTP settings is refused (``smtp_not_configured``)."""
+        """How ``mailbox`` sends: the transport its connector registered
+        (:func:`mailport.sending.transport.register_transport`; the Gmail API, Graph), built with
+        its connector's context, else SMTP submission with the same tokens, trust and guard; a
+        mailbox with neither is refused (``smtp_not_configured``)."""
+        own = transport_for(mailbox, self.connector_context(mailbox))
+        if own is not None:
+            return own
         if mailbox.smtp is None:
-            raise SmtpNotConfiguredError(f"mailbox {mailbox.id} has no SMTP server")
+            own_way = (
+                "" if mailbox.connector == "imap" else f" and the {mailbox.connector} connector no transport"
+            )
+            raise SmtpNotConfiguredError(f"mailbox {mailbox.id} has no SMTP server{own_way}")
         token_source, force_refresh = self._tokens(mailbox)
         return SmtpTransport(
             mailbox,

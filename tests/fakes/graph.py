@@ -884,11 +884,29 @@ class GraphFake:
                         del account.folders[folder_id]
                 return Reply(204)
             raise _not_allowed()
+        if parts[1] == "move" and len(parts) == 2 and method == "POST":
+            return self._move_folder(account, folder, body)
         if parts[1] == "messages":
             if len(parts) == 3 and parts[2] in ("delta", "delta()") and method == "GET":
                 return self._delta(account, folder, query, page_size, headers)
             return self._messages(method, folder, parts[2:], query, headers, raw, body, account, immutable)
         raise GraphError(400, "BadRequest", f"Resource not found for the segment '{parts[1]}'.")
+
+    def _move_folder(self, account: Account, folder: Folder, body: Any) -> Reply:
+        """``POST mailFolders/{id}/move``: under another folder (an id or a well-known name,
+        ``msgfolderroot`` for the top)."""
+        destination = str((body or {}).get("destinationId") or "")
+        parent_id = account.root_id if destination.lower() == "msgfolderroot" else None
+        if parent_id is None:
+            parent_id = self._folder(account, destination).id
+        with self.lock:
+            if folder.well_known:
+                raise GraphError(400, "ErrorInvalidRequest", "A distinguished folder cannot be moved.")
+            siblings = [f for f in account.folders.values() if f.parent_id == parent_id and f.id != folder.id]
+            if any(f.name == folder.name for f in siblings):
+                raise GraphError(409, "ErrorFolderExists", "A folder with the specified name already exists.")
+            folder.parent_id = parent_id
+            return Reply(200, self._folder_json(account, folder))
 
     def _page(
         self, items: list[dict[str, Any]], query: dict[str, str], *, default_top: int, max_top: int
@@ -1083,6 +1101,8 @@ class GraphFake:
         ):
             if key in body:
                 setattr(message, attr, _from_recipients(body[key]))
+        if body.get("internetMessageId"):  # Graph lets a draft's Message-ID be set
+            message.message_id = str(body["internetMessageId"])
 
     def _patch(self, account: Account, message: Message, body: Any) -> Reply:
         body = body or {}
@@ -1095,6 +1115,7 @@ class GraphFake:
             "replyTo",
             "from",
             "sender",
+            "internetMessageId",
         }
         allowed = {"isRead", "flag", "categories", "importance", "inferenceClassification"} | draft_only
         unknown = set(body) - allowed
@@ -1772,7 +1793,13 @@ def _text(account: Account, message: Message) -> str:
         return ""
 
 
-def _search(account: Account, message: Message, term: str) -> bool:
+def _search(account: Account, message: Message, query: str) -> bool:
+    """KQL terms joined by AND (each ``field:value`` or free text): all must hold."""
+    terms = [t.strip("() ") for t in re.split(r"\s+AND\s+", query.strip().strip('"')) if t.strip("() ")]
+    return all(_search_term(account, message, term) for term in terms)
+
+
+def _search_term(account: Account, message: Message, term: str) -> bool:
     term = term.strip().strip('"').lower()
     field_name, sep, value = term.partition(":")
     if sep and field_name in ("subject", "from", "to", "body"):
@@ -1811,6 +1838,7 @@ def _filter(expression: str | None) -> Callable[[Message], bool]:
             "internetMessageId": lambda m: m.message_id,
             "subject": lambda m: m.subject,
             "hasAttachments": lambda m: bool(m.attachments) or _has_attachments(m.raw),
+            "from/emailAddress/address": lambda m: m.sender[1].lower() if m.sender else None,
         }
         if prop not in getters:
             raise GraphError(400, "ErrorInvalidUrlQueryFilter", f"Unsupported filter property {prop}.")

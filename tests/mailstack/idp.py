@@ -250,8 +250,10 @@ def build_app(st: State) -> Starlette:
                 st.refresh.pop(rt)
             with st.lock:
                 st.refresh_grants[r["email"]] = st.refresh_grants.get(r["email"], 0) + 1
+            # Microsoft: a refresh's `scope` picks the resource the access token is for
+            asked = form.get("scope")
             return _token_response(
-                r["email"], r["scope"], cid, prev_rt=rt, rotate=rotate, oidc=_oidc(request)
+                r["email"], asked or r["scope"], cid, prev_rt=rt, rotate=rotate, oidc=_oidc(request)
             )
         if gt == DEVICE_GRANT:
             d = st.devices.get(form.get("device_code", ""))

@@ -5,6 +5,8 @@ from __future__ import annotations
 import pytest
 
 from mailport.errors import (
+    ApiNotEnabledError,
+    ApiRateLimitedError,
     AuthenticationError,
     AuthUnavailableError,
     ConnectionLostError,
@@ -54,6 +56,8 @@ UNAVAILABLE = "[UNAVAILABLE] Temporary authentication failure. [mail:2026-12-04 
         (InvalidCredentialsError("Login failed: authentication failure"), "ERROR"),
         (OAuthClientRejectedError("invalid_client"), "ERROR"),
         (OAuthNotConfiguredError("no app"), "ERROR"),
+        (ApiRateLimitedError("Gmail: 429", retry_after=30.0), "RETRY"),  # throttled: wait, go on
+        (ApiNotEnabledError("the Gmail API is off for this project"), "ERROR"),
     ],
 )
 def test_each_failure_has_one_verdict(exc: BaseException, verdict: str) -> None:
@@ -64,6 +68,7 @@ def test_only_a_dead_grant_is_reauth_required() -> None:
     assert Verdict.REAUTH.status is MailboxStatus.REAUTH_REQUIRED
     assert Verdict.RETRY.status is Verdict.ERROR.status is MailboxStatus.ERROR
     assert is_temporary(OAuthUnavailableError("down")) and not is_temporary(OAuthInvalidGrantError("x"))
+    assert is_temporary(ApiRateLimitedError("Graph: MailboxConcurrency"))
 
 
 @pytest.mark.parametrize(

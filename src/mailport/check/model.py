@@ -8,6 +8,10 @@ and ``mailport check --json`` share::
                                       "certificate"?}]} | null,
      "smtp": {...} | null}
 
+A mailbox read through a provider's mail API (``gmail_api``, ``graph``) has no servers to probe:
+its answer carries ``"api": {"ok", "steps"}`` instead, with ``imap`` and ``smtp`` null
+(:mod:`mailport.check.api_check`).
+
 A failing step carries the troubleshooting catalog's stable ``code``, its ``hint`` and the
 server's own words (``server_said``), and ``suggestions`` (settings to try instead) when the
 catalog can tell. A failed certificate verification also carries the ``certificate`` the server
@@ -84,7 +88,7 @@ class StepResult:
 class ProtocolResult:
     """The steps of the IMAP (or SMTP) check, in the order they ran; it stops at the first failure."""
 
-    protocol: Literal["imap", "smtp"]
+    protocol: Literal["imap", "smtp", "api"]
     steps: list[StepResult] = field(default_factory=list)
 
     @property
@@ -101,20 +105,22 @@ class ProtocolResult:
 
 @dataclass
 class CheckResult:
-    """IMAP and SMTP, each when checked (``mailport check --only smtp`` checks no IMAP)."""
+    """IMAP and SMTP, each when checked (``mailport check --only smtp`` checks no IMAP), or the
+    mail API of a mailbox read through one."""
 
     imap: ProtocolResult | None
     smtp: ProtocolResult | None = None
+    api: ProtocolResult | None = None
 
     @property
     def ok(self) -> bool:
-        checked = [p for p in (self.imap, self.smtp) if p is not None]
+        checked = [p for p in (self.imap, self.smtp, self.api) if p is not None]
         return bool(checked) and all(p.ok for p in checked)
 
     @property
     def failure(self) -> tuple[str, StepResult] | None:
         """The first failing step (protocol, step), IMAP first."""
-        for result in (self.imap, self.smtp):
+        for result in (self.imap, self.smtp, self.api):
             if result is not None and (failed := result.failure) is not None:
                 return result.protocol, failed
         return None
@@ -129,8 +135,11 @@ class CheckResult:
         return f"{protocol} {step.step} [{step.code}]: {step.detail}{said}"
 
     def to_dict(self) -> dict[str, Any]:
-        return {
+        body = {
             "ok": self.ok,
             "imap": self.imap.to_dict() if self.imap is not None else None,
             "smtp": self.smtp.to_dict() if self.smtp is not None else None,
         }
+        if self.api is not None:  # the key appears only for API mailboxes: IMAP answers stay as they were
+            body["api"] = self.api.to_dict()
+        return body

@@ -131,6 +131,9 @@ class CheckResponse(BaseModel):
     ok: bool
     imap: ProtocolOut | None
     smtp: ProtocolOut | None
+    api: ProtocolOut | None = Field(
+        None, description="A mailbox read through gmail_api or graph: its token and profile steps"
+    )
 
     @classmethod
     def from_result(cls, result: CheckResult) -> CheckResponse:

@@ -8,18 +8,23 @@
   OAuth2 mailboxes a token from the token manager (refreshed when due); the outcome is recorded
   on the mailbox: ``connected``, or the status the one failure rule gives
   (:func:`mailport.failures.classify_code`: ``error``, or ``reauth_required`` only when the token
-  endpoint refused the grant), ``last_tested_at``, ``last_error`` and the error count.
+  endpoint refused the grant), ``last_tested_at``, ``last_error`` and the error count. A
+  mailbox read through a mail API (``gmail_api``, ``graph``) is checked through its connector
+  instead (:mod:`mailport.check.api_check`), recorded the same way.
 """
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import KW_ONLY, dataclass
 
+from mailport.check.api_check import check_api
 from mailport.check.model import CheckCredentials, CheckResult
 from mailport.check.runner import ConnectionChecker
 from mailport.check.schemas import CheckRequest
 from mailport.clock import Clock
+from mailport.connectors.base import Connector
 from mailport.crypto import Secret
 from mailport.diagnosis import infer_provider
 from mailport.errors import InputError, MailportError, ReauthRequiredError
@@ -45,6 +50,9 @@ class CheckService:
     mailboxes: MailboxService
     tokens: TokenManager | None
     clock: Clock
+    # the mailbox's connector, built as the watchers build it (Services.connector); set by the
+    # composition root once the service graph exists
+    connectors: Callable[[Mailbox], Connector] | None = None
 
     async def check(self, tenant_id: str, request: CheckRequest) -> CheckResult:
         """``POST /v1/check``: raises ``rate_limited`` (with ``retry_after``) or ``host_not_allowed``."""
@@ -65,6 +73,8 @@ class CheckService:
         that could not check the token (``[UNAVAILABLE]``), leaves it in ``error`` (never
         ``reauth_required``)."""
         mailbox = await self.mailboxes.get(tenant_id, mailbox_id)
+        if mailbox.imap is None and self.connectors is not None and mailbox.connector != "imap":
+            return await self._test_api(tenant_id, mailbox)
         mailbox.require_imap()  # the test signs in over IMAP: refused clearly without a server
         used: list[Secret] = []
         credentials = self._credentials(mailbox, used)
@@ -95,6 +105,30 @@ class CheckService:
             tenant_id, mailbox.id, status=status, error=result.summary(), at=self.clock()
         )
         log.info("mailbox %s tested: %s", mailbox.id, status.value)
+        return result
+
+    async def _test_api(self, tenant_id: str, mailbox: Mailbox) -> CheckResult:
+        """A mailbox read through a mail API: its token, then its connector's profile call."""
+        assert self.connectors is not None
+        if self.tokens is None or mailbox.oauth is None:
+            raise InputError(
+                f"mailbox {mailbox.id} uses the {mailbox.connector} connector but has no token",
+                hint="Connect the mailbox with its provider first (POST /v1/oauth/{provider}/authorize "
+                "with its mailbox_id).",
+            )
+        tokens, mailbox_id = self.tokens, mailbox.id
+
+        async def token() -> Secret:
+            return await tokens.get_access_token(mailbox_id)
+
+        result = await check_api(
+            mailbox.connector, self.connectors(mailbox), token, timeout=self.checker.step_timeout
+        )
+        status = self._status(result)
+        await self.mailboxes.record_health(
+            tenant_id, mailbox.id, status=status, error=result.summary(), at=self.clock()
+        )
+        log.info("mailbox %s tested (%s): %s", mailbox.id, mailbox.connector, status.value)
         return result
 
     async def _run(self, mailbox: Mailbox, credentials: CheckCredentials) -> CheckResult:

@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import base64
 import binascii
-import hashlib
 import json
 import re
 from collections.abc import Iterable, Sequence
@@ -37,10 +36,10 @@ from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 
 from mailport.connectors.base import MessageRef, RemoteMessage
+from mailport.connectors.envelope import parse_envelope
 from mailport.connectors.folders import Folder, Role, display_name, role_of
 from mailport.connectors.mail import (
     MAX_LIMIT,
-    Envelope,
     Flag,
     FlagChange,
     ListQuery,
@@ -64,8 +63,6 @@ from mailport.imap.arguments import uid_set
 from mailport.imap.bodystructure import has_attachments, parse_bodystructure
 from mailport.imap.models import ListEntry, Namespace, SelectInfo
 from mailport.imap.parser import as_int, as_list, parse_internaldate
-from mailport.messages import headers as hdr
-from mailport.messages.threading import thread_key, thread_root
 
 if TYPE_CHECKING:
     from mailport.connectors.imap import ImapConnector
@@ -216,22 +213,7 @@ async def summaries(
 def _summary(folder: str, uidvalidity: int, attrs: dict[bytes, object]) -> MessageSummary:
     uid = as_int(attrs[b"UID"])
     block = next((v for k, v in attrs.items() if k.startswith(_HEADER_KEY)), b"")
-    block = block if isinstance(block, bytes) else b""
-    fields = hdr.first(hdr.parse_block(block))
-    message_ids = hdr.msg_ids(fields.get("message-id"))
-    in_reply_to = hdr.msg_ids(fields.get("in-reply-to"))
-    references = hdr.msg_ids(fields.get("references"))
-    subject = fields.get("subject")
-    envelope = Envelope(
-        subject=hdr.decode_words(subject)[0] if subject is not None else None,
-        from_=hdr.addresses(fields.get("from"))[0],
-        to=hdr.addresses(fields.get("to"))[0],
-        cc=hdr.addresses(fields.get("cc"))[0],
-        reply_to=hdr.addresses(fields.get("reply-to"))[0],
-        date=hdr.date(fields.get("date")),
-        message_id=message_ids[0] if message_ids else None,
-        in_reply_to=in_reply_to[0] if in_reply_to else None,
-    )
+    parsed = parse_envelope(block if isinstance(block, bytes) else b"")
     structure = attrs.get(b"BODYSTRUCTURE")
     preview = attrs.get(b"PREVIEW")
     internaldate = attrs.get(b"INTERNALDATE")
@@ -239,24 +221,15 @@ def _summary(folder: str, uidvalidity: int, attrs: dict[bytes, object]) -> Messa
     return MessageSummary(
         ref=MessageRef(folder, str(uidvalidity), str(uid)),
         folder=folder,
-        envelope=envelope,
+        envelope=parsed.envelope,
         flags=neutral_flags(_strings(attrs.get(b"FLAGS"))),
         labels=_labels(attrs),
         size=int(size) if isinstance(size, bytes) and size.isdigit() else 0,
         received_at=parse_internaldate(internaldate) if isinstance(internaldate, bytes) else None,
         has_attachments=has_attachments(parse_bodystructure(structure)) if structure is not None else None,
         preview=preview.decode("utf-8", "replace") if isinstance(preview, bytes) else None,
-        thread_key=thread_key(
-            message_id=envelope.message_id,
-            in_reply_to=in_reply_to,
-            references=references,
-            content_sha256=hashlib.sha256(block).hexdigest(),
-        ),
-        thread_root=thread_root(
-            message_id=envelope.message_id, in_reply_to=in_reply_to, references=references, content_sha256=""
-        )
-        if envelope.message_id or in_reply_to or references
-        else None,
+        thread_key=parsed.thread_key,
+        thread_root=parsed.thread_root,
     )
 
 

@@ -58,6 +58,11 @@ Password = Annotated[
     SecretText(min_length=1, max_length=1024, check=check_password),
     Field(description="Stored encrypted; never returned (see `has_password`)"),
 ]
+ConnectorKey = Annotated[
+    str,
+    StringConstraints(pattern=r"^[a-z][a-z0-9_]{0,39}$"),
+    Field(description="What reads the mailbox: `imap`, or a provider's mail API (`gmail_api`, `graph`)"),
+]
 FromName = Annotated[str, StringConstraints(max_length=200), AfterValidator(clean_line)]
 Folder = Annotated[str, StringConstraints(min_length=1, max_length=500), AfterValidator(clean_folder)]
 WatchFolder = Annotated[
@@ -261,9 +266,15 @@ class MailboxCreate(RequestModel):
     email: Email
     label: Label | None = None
     purpose: Purpose | None = None
+    connector: ConnectorKey = Field(
+        "imap",
+        description="`imap` (default; needs `imap`), or `gmail_api` / `graph`: read through Google's or "
+        "Microsoft's mail API, with `auth_method: oauth2` and no servers; connect it then with "
+        "`POST /v1/oauth/{provider}/authorize` and its `mailbox_id`",
+    )
     auth_method: AuthMethod
     password: Password | None = None
-    imap: ServerIn
+    imap: ServerIn | None = Field(None, description="Required for the imap connector")
     smtp: ServerIn | None = None
     settings: SettingsIn | None = None
 

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Protocol
@@ -72,6 +72,38 @@ def check_credentials(auth_method: AuthMethod, password: Secret | None) -> None:
             field="password",
             hint="Leave out `password`; connect the account through OAuth instead.",
         )
+
+
+def check_connector_fields(body: MailboxCreate, providers: Mapping[str, str]) -> str | None:
+    """The fields a mailbox's connector needs: ``imap`` settings for the IMAP connector; for an
+    API connector (``providers``: connector → the provider offering it) ``auth_method: oauth2``
+    and no servers. Returns the API connector's provider (None for IMAP)."""
+    if body.connector == "imap":
+        if body.imap is None:
+            raise InputError("imap: the imap connector needs IMAP settings", field="imap")
+        return None
+    if body.connector not in providers:
+        known = ", ".join(["imap", *sorted(providers)])
+        raise InputError(
+            f"connector: unknown connector {body.connector!r}",
+            field="connector",
+            hint=f"Use one of {known}.",
+        )
+    for name in ("imap", "smtp"):
+        if getattr(body, name) is not None:
+            raise InputError(
+                f"{name}: the {body.connector} connector takes no {name.upper()} settings",
+                field=name,
+                hint=f"Leave out `{name}`: the provider's mail API is the server.",
+            )
+    if body.auth_method is not AuthMethod.OAUTH2:
+        raise InputError(
+            f"auth_method: the {body.connector} connector signs in with oauth2",
+            field="auth_method",
+            hint="Send `auth_method: oauth2`, then connect the mailbox with "
+            f"POST /v1/oauth/{providers[body.connector]}/authorize and its mailbox_id.",
+        )
+    return providers[body.connector]
 
 
 def check_action(connector: str, after_processing: str) -> None:
@@ -163,10 +195,14 @@ class MailboxService:
         guard: HostGuard,
         clock: Clock = utc_now,
         cleanup_seconds: float = CLEANUP_SECONDS,
+        api_providers: Mapping[str, str] | None = None,
     ) -> None:
         self.repository = repository
         self.guard = guard
         self._clock = clock
+        # API connectors to the provider offering them (gmail_api → google): from the OAuth
+        # providers (mailport.oauth.connectors.api_connectors), given by the composition root
+        self.api_providers = dict(api_providers or {})
         self._listeners: list[Callable[[], None]] = []
         self._before_delete: list[BeforeDelete] = []
         self._cleanup_seconds = cleanup_seconds
@@ -226,10 +262,13 @@ class MailboxService:
         return mailbox
 
     async def create_from(self, tenant_id: str, body: MailboxCreate) -> Mailbox:
+        provider_id = check_connector_fields(body, self.api_providers)
         new = NewMailbox(
             email=body.email,
             auth_method=body.auth_method,
-            imap=body.imap.to_model(),
+            connector=body.connector,
+            provider_id=provider_id,
+            imap=body.imap.to_model() if body.imap else None,
             smtp=body.smtp.to_model() if body.smtp else None,
             label=body.label or None,
             purpose=body.purpose,
@@ -353,12 +392,12 @@ class MailboxService:
         mailbox_id: str,
         grant: OAuthGrant,
         *,
-        imap: ServerSettings,
+        imap: ServerSettings | None,
         smtp: ServerSettings | None,
     ) -> Mailbox:
         """Connect an existing mailbox with OAuth (a reconnect after ``reauth_required``): the
-        grant, the provider's servers, ``auth_method: oauth2``, and ``pending`` until the watcher
-        logs in again."""
+        grant, the provider's servers (none for an API connector), ``auth_method: oauth2``, and
+        ``pending`` until the watcher logs in again."""
         await check_hosts(self.guard, imap=imap, smtp=smtp)
         columns = {
             "auth_method": AuthMethod.OAUTH2.value,

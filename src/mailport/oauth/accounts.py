@@ -1,7 +1,9 @@
 """Keeping a signed-in account: its tokens go on its mailbox, or back to the provider.
 
-Both sign-ins (browser and device) end here. A new address creates an ``oauth2`` mailbox with
-the provider's IMAP/SMTP settings; a known one is reconnected (after ``reauth_required``),
+Both sign-ins (browser and device) end here. A new address creates an ``oauth2`` mailbox read
+by the sign-in's connector: with the provider's IMAP/SMTP settings for ``imap``, without any
+server for an API connector (``gmail_api``, ``graph``: the provider's API is the server); a
+known one is reconnected (after ``reauth_required``),
 unless the sign-in was as another account than the mailbox's (``oauth_account_mismatch``, the
 mailbox left as it was). Tokens that are not kept, for this or any other reason, are revoked.
 Every write goes through :class:`~mailport.mailboxes.service.MailboxService`.
@@ -9,11 +11,12 @@ Every write goes through :class:`~mailport.mailboxes.service.MailboxService`.
 
 from __future__ import annotations
 
-from mailport.errors import OAuthAccountMismatchError
+from mailport.errors import InputError, OAuthAccountMismatchError
 from mailport.mailboxes.models import AuthMethod, Mailbox, NewMailbox, OAuthGrant, Security
 from mailport.mailboxes.models import ServerSettings as MailboxServer
 from mailport.mailboxes.service import MailboxService
 from mailport.oauth.authcode import ConnectedAccount
+from mailport.oauth.connectors import IMAP
 from mailport.oauth.providers import MailServer
 from mailport.oauth.repository import mailbox_id_for
 from mailport.oauth.service import OAuthServices
@@ -72,24 +75,35 @@ class AccountKeeper:
             connected_email=confirmed_email,
             issued_at=tokens.issued_at,
         )
+        over_imap = account.connector == IMAP
         if current is None:
             new = NewMailbox(
                 email=account.email,
                 auth_method=AuthMethod.OAUTH2,
-                imap=_server(account.imap, None),
-                smtp=_server(account.smtp, None) if account.smtp else None,
+                imap=_server(account.imap, None) if over_imap else None,
+                smtp=_server(account.smtp, None) if account.smtp and over_imap else None,
                 purpose=purpose,
                 provider_id=account.provider,
                 oauth=grant,
+                connector=account.connector,
             )
             return await self._mailboxes.create(tenant_id, new), True
+        if account.connector != current.connector:
+            # an address that already has a mailbox, signed in for another connector: the
+            # mailbox keeps its connector (its cursors are that connector's)
+            raise InputError(
+                f"connector: {current.email} already has mailbox {current.id}, read by the "
+                f"{current.connector} connector, not {account.connector}",
+                field="connector",
+                hint="Reconnect it with its own connector, or delete it first to switch connectors.",
+            )
         # XOAUTH2 logs in as the signed-in account (a Microsoft UPN may differ from the address).
         username = email if email != current.email else None
         updated = await self._mailboxes.store_grant(
             tenant_id,
             current.id,
             grant,
-            imap=_server(account.imap, username),
-            smtp=_server(account.smtp, username) if account.smtp else None,
+            imap=_server(account.imap, username) if over_imap else None,
+            smtp=_server(account.smtp, username) if account.smtp and over_imap else None,
         )
         return updated, False

@@ -27,13 +27,12 @@ from mailport.crypto import Secret
 from mailport.errors import OAuthBrowserMismatchError, OAuthDeniedError, OAuthStateInvalidError
 from mailport.oauth.apps import AppResolver
 from mailport.oauth.client import OAuthClient, TokenResponse
+from mailport.oauth.connectors import IMAP, check_connector, missing_mail_scopes
 from mailport.oauth.identity import Identity, connected_address
 from mailport.oauth.providers import MailServer, OAuthApp, OAuthProvider, ProviderRegistry
 from mailport.oauth.state import OAuthState, StateCodec, StateStore, s256_challenge
 from mailport.oauth.tokens import TokenSet
 
-# Scopes that identify the user or ask for a refresh token rather than mail access.
-IDENTITY_SCOPES = frozenset({"openid", "email", "profile", "offline_access"})
 BINDING_COOKIE_PREFIX = "mailport_oauth_"
 
 
@@ -71,6 +70,7 @@ class ConnectedAccount:
     app: OAuthApp
     state: OAuthState | None = None  # None for the device flow
     email_confirmed: bool = True  # False: not named by the provider; the first login confirms it
+    connector: str = IMAP  # what will read the mailbox: imap, or the provider's API (gmail_api, graph)
 
 
 async def account_of(
@@ -82,6 +82,7 @@ async def account_of(
     identify: Awaitable[Identity],
     *,
     state: OAuthState | None = None,
+    connector: str = IMAP,
 ) -> ConnectedAccount:
     """The account that the tokens in ``response`` connect, as ``identify`` learns it (both
     grants end here); tokens whose account is not learned are revoked, never just dropped."""
@@ -101,20 +102,8 @@ async def account_of(
         smtp=provider.smtp,
         app=app,
         email_confirmed=identity.confirmed,
+        connector=connector,
     )
-
-
-def missing_mail_scopes(provider: OAuthProvider, granted: str | None) -> list[str]:
-    """Requested mail scopes absent from the granted ones (users can untick them at Google)."""
-    if granted is None:
-        return []  # RFC 6749 5.1: scope omitted = as requested
-    have = {s.lower() for s in granted.split()}
-
-    def present(scope: str) -> bool:
-        lowered = scope.lower()
-        return lowered in have or any(lowered.endswith("/" + g) for g in have if g)
-
-    return [s for s in provider.scopes if s.lower() not in IDENTITY_SCOPES and not present(s)]
 
 
 @dataclass(kw_only=True, eq=False, repr=False)
@@ -145,9 +134,12 @@ class AuthorizationCodeFlow:
         mailbox_id: str | None = None,
         purpose: str | None = None,
         return_url: str | None = None,
+        connector: str = IMAP,
     ) -> AuthorizationRequest:
-        """Issue the state; the URL is mailport's start page, which binds the browser."""
+        """Issue the state; the URL is mailport's start page, which binds the browser. The state
+        carries ``connector``, which decides the scopes asked for and checked."""
         self.registry.get(provider_key)
+        check_connector(self.registry, provider_key, connector)
         await self.apps.resolve(provider_key, tenant_id)  # no app configured: fail now, not later
         token, state = self.states.issue(
             provider_key,
@@ -156,6 +148,7 @@ class AuthorizationCodeFlow:
             purpose=purpose,
             return_url=return_url,
             login_hint=email,
+            connector=connector,
         )
         expires_in = int((state.expires_at - self.clock()).total_seconds())
         return AuthorizationRequest(self.start_url(provider_key, token), token, expires_in)
@@ -201,7 +194,7 @@ class AuthorizationCodeFlow:
             "response_type": "code",
             "client_id": app.client_id,
             "redirect_uri": self.redirect_uri(provider_key),
-            "scope": provider.scope,
+            "scope": " ".join(provider.scopes_for(state.connector)),
             "state": token,
             "code_challenge": s256_challenge(state.verifier),
             "code_challenge_method": "S256",
@@ -253,13 +246,30 @@ class AuthorizationCodeFlow:
             redirect_uri=self.redirect_uri(provider_key),
             verifier=opened.verifier,
         )
-        identify = self._identity(provider, app, response, given=opened.login_hint)
-        return await account_of(self.client, provider_key, provider, app, response, identify, state=opened)
+        identify = self._identity(
+            provider, app, response, given=opened.login_hint, connector=opened.connector
+        )
+        return await account_of(
+            self.client,
+            provider_key,
+            provider,
+            app,
+            response,
+            identify,
+            state=opened,
+            connector=opened.connector,
+        )
 
     async def _identity(
-        self, provider: OAuthProvider, app: OAuthApp, response: TokenResponse, *, given: str | None
+        self,
+        provider: OAuthProvider,
+        app: OAuthApp,
+        response: TokenResponse,
+        *,
+        given: str | None,
+        connector: str,
     ) -> Identity:
-        missing = missing_mail_scopes(provider, response.scope)
+        missing = missing_mail_scopes(provider, response.scope, connector)
         if missing:
             raise OAuthDeniedError(
                 f"{provider.name} did not grant the mail permission ({', '.join(missing)})",

@@ -117,8 +117,14 @@ class OAuthClient:
         }
         return await self._grant(provider, app, form, during="authorization code exchange")
 
-    async def refresh(self, provider: OAuthProvider, app: OAuthApp, refresh_token: Secret) -> TokenResponse:
+    async def refresh(
+        self, provider: OAuthProvider, app: OAuthApp, refresh_token: Secret, *, scope: str | None = None
+    ) -> TokenResponse:
+        """A refresh; ``scope`` names the resource's scopes where the provider needs it (Microsoft:
+        one grant spans Outlook's IMAP/SMTP and Graph, and the access token is for one of them)."""
         form = {"grant_type": "refresh_token", "refresh_token": refresh_token.reveal()}
+        if scope:
+            form["scope"] = scope
         return await self._grant(provider, app, form, during="token refresh")
 
     async def poll_device(

@@ -21,8 +21,9 @@ from mailport.clock import Clock, utc_now
 from mailport.crypto import Secret
 from mailport.errors import DeviceCodeExpiredError, DeviceFlowUnsupportedError, OAuthError
 from mailport.oauth.apps import AppResolver
-from mailport.oauth.authcode import ConnectedAccount, account_of, missing_mail_scopes
+from mailport.oauth.authcode import ConnectedAccount, account_of
 from mailport.oauth.client import ErrorResponse, OAuthClient, raise_for
+from mailport.oauth.connectors import IMAP, check_connector, granted_connector, missing_mail_scopes
 from mailport.oauth.identity import Identity, connected_address
 from mailport.oauth.providers import OAuthApp, ProviderRegistry
 
@@ -42,6 +43,9 @@ class DeviceAuthorization:
     expires_at: datetime
     interval: int
     message: str | None = None
+    # what will read the mailbox; None: not known (a flow resumed after a restart), judged
+    # from the granted scopes
+    connector: str | None = IMAP
 
     def __repr__(self) -> str:
         return (
@@ -65,8 +69,11 @@ class DeviceFlow:
     # the injected sleep (the service's background poller uses it too)
     sleep: Sleep = asyncio.sleep
 
-    async def start(self, provider_key: str, *, tenant_id: str | None) -> DeviceAuthorization:
+    async def start(
+        self, provider_key: str, *, tenant_id: str | None, connector: str = IMAP
+    ) -> DeviceAuthorization:
         provider = self.registry.get(provider_key)
+        check_connector(self.registry, provider_key, connector)
         if provider.device_authorization_endpoint is None:
             raise DeviceFlowUnsupportedError(
                 f"{provider.name} has no device sign-in (device authorization endpoint)",
@@ -76,10 +83,12 @@ class DeviceFlow:
             note = provider.device_flow_note or f"{provider.name}'s device flow does not allow the mail scope"
             raise DeviceFlowUnsupportedError(f"{note}; use the browser sign-in", provider=provider_key)
         app = await self.apps.resolve(provider_key, tenant_id)
-        body = await self.client.device_authorization(provider, app, provider.scope)
-        return self._parse(provider_key, app, body)
+        body = await self.client.device_authorization(provider, app, " ".join(provider.scopes_for(connector)))
+        return self._parse(provider_key, app, body, connector)
 
-    def _parse(self, provider_key: str, app: OAuthApp, body: dict[str, Any]) -> DeviceAuthorization:
+    def _parse(
+        self, provider_key: str, app: OAuthApp, body: dict[str, Any], connector: str
+    ) -> DeviceAuthorization:
         provider = self.registry.get(provider_key)
         device_code = body.get("device_code")
         user_code = body.get("user_code")
@@ -104,6 +113,7 @@ class DeviceFlow:
             expires_at=self.clock() + timedelta(seconds=expires_in),
             interval=interval,
             message=message if isinstance(message, str) else None,
+            connector=connector,
         )
 
     async def poll(self, auth: DeviceAuthorization, *, email: str | None = None) -> DevicePoll:
@@ -123,15 +133,19 @@ class DeviceFlow:
             raise_for(provider, answer, during="device sign-in")
             raise AssertionError("unreachable")  # pragma: no cover
 
+        connector = auth.connector or granted_connector(provider, answer.scope)
+
         async def identify() -> Identity:
-            missing = missing_mail_scopes(provider, answer.scope)
+            missing = missing_mail_scopes(provider, answer.scope, connector)
             if missing:
                 raise OAuthError(f"{provider.name} did not grant the mail permission ({', '.join(missing)})")
             return await connected_address(
                 self.client, provider, auth.app, answer, now=self.clock(), given=email
             )
 
-        account = await account_of(self.client, auth.provider, provider, auth.app, answer, identify())
+        account = await account_of(
+            self.client, auth.provider, provider, auth.app, answer, identify(), connector=connector
+        )
         return DevicePoll("complete", account)
 
     async def wait(self, auth: DeviceAuthorization, *, email: str | None = None) -> ConnectedAccount:

@@ -5,6 +5,10 @@ Polling honours the provider's ``interval`` and ``slow_down``. A polling lease o
 keeps it to one poller across workers (a device code is redeemed once); an abandoned lease
 (a crashed worker) runs out and is taken over, and a status request resumes polling after a
 restart. A completed sign-in is kept like a browser one (:mod:`mailport.oauth.accounts`).
+
+The connector asked for (``imap``, ``graph``) is held by the process that started the flow; a
+flow resumed by another process (the flow's row has no column for it) judges it from the
+scopes the provider granted (:func:`mailport.oauth.connectors.granted_connector`).
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ from mailport.errors import DeviceCodeExpiredError, MailportError, OAuthDeniedEr
 from mailport.failures import is_temporary
 from mailport.oauth.accounts import AccountKeeper
 from mailport.oauth.apps import AppResolver
+from mailport.oauth.connectors import IMAP
 from mailport.oauth.device import SLOW_DOWN_STEP, DeviceAuthorization
 from mailport.oauth.repository import DeviceFlowRecord, DeviceFlowRepository
 from mailport.oauth.service import OAuthServices
@@ -43,6 +48,7 @@ class DevicePoller:
     accounts: AccountKeeper
     clock: Clock = utc_now
     _pollers: dict[str, asyncio.Task[None]] = field(default_factory=dict, init=False)
+    _connectors: dict[str, str] = field(default_factory=dict, init=False)  # flow id → connector
 
     async def aclose(self) -> None:
         """Stop this process's pollers (another worker takes over when their leases run out)."""
@@ -53,9 +59,15 @@ class DevicePoller:
                 await task
 
     async def start_device(
-        self, tenant_id: str, provider: str, *, email: str | None = None, purpose: str | None = None
+        self,
+        tenant_id: str,
+        provider: str,
+        *,
+        email: str | None = None,
+        purpose: str | None = None,
+        connector: str = IMAP,
     ) -> DeviceFlowRecord:
-        auth = await self.oauth.device_flow.start(provider, tenant_id=tenant_id)
+        auth = await self.oauth.device_flow.start(provider, tenant_id=tenant_id, connector=connector)
         record = DeviceFlowRecord(
             id=new_id("dev"),
             tenant_id=tenant_id,
@@ -73,6 +85,7 @@ class DevicePoller:
             error=None,
         )
         await self.flows.create(record, now=self.clock())
+        self._connectors[record.id] = connector
         self._ensure_poller(tenant_id, record.id)
         return record
 
@@ -96,6 +109,9 @@ class DevicePoller:
             task = asyncio.get_running_loop().create_task(self._poll(tenant_id, flow_id))
             self._pollers[flow_id] = task
             task.add_done_callback(lambda _t: self._pollers.pop(flow_id, None))
+
+    def _finished(self, flow_id: str) -> None:
+        self._connectors.pop(flow_id, None)
 
     def _poll_lease(self, interval: int) -> datetime:
         return self.clock() + timedelta(seconds=2 * interval + POLL_LEASE_MARGIN)
@@ -121,6 +137,7 @@ class DevicePoller:
             verification_uri_complete=record.verification_uri_complete,
             expires_at=record.expires_at,
             interval=record.interval,
+            connector=self._connectors.get(flow_id),
         )
         interval = record.interval
         sleep = self.oauth.device_flow.sleep
@@ -142,16 +159,20 @@ class DevicePoller:
                     tenant_id, result.account, mailbox_id=None, purpose=record.purpose
                 )
                 await self.flows.finish(flow_id, status="complete", mailbox_id=mailbox.id, now=now)
+                self._finished(flow_id)
                 return
             except OAuthDeniedError as exc:
                 await self.flows.finish(flow_id, status="denied", error=exc.message, now=now)
+                self._finished(flow_id)
                 return
             except DeviceCodeExpiredError as exc:
                 await self.flows.finish(flow_id, status="expired", error=exc.message, now=now)
+                self._finished(flow_id)
                 return
             except MailportError as exc:
                 if is_temporary(exc):
                     continue  # network trouble, provider 5xx: keep polling until the code expires
                 log.warning("device sign-in %s failed: %s", flow_id, exc.code)
                 await self.flows.finish(flow_id, status="error", error=f"{exc.code}: {exc.message}", now=now)
+                self._finished(flow_id)
                 return

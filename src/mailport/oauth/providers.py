@@ -105,6 +105,9 @@ class OAuthProvider(BaseModel):
     authorize_params: dict[str, str] = Field(default_factory=dict)
     token_auth_method: TokenAuthMethod = "client_secret_post"
     refresh_token_rotates: bool = False
+    # Send the connector's scopes with a refresh: Microsoft's one grant covers several resources
+    # (outlook.office.com for IMAP/SMTP, graph.microsoft.com) and the scopes pick the token's
+    refresh_with_scope: bool = False
     device_flow_allows_mail: bool = True
     device_flow_note: str | None = None
     # id_token claims that may carry the mailbox address, in order of preference.

@@ -58,6 +58,7 @@ class DatabaseTokenStore:
             mailboxes.c.status,
             mailboxes.c.last_error,
             mailboxes.c.oauth_issued_at,
+            mailboxes.c.connector,
         ).where(mailboxes.c.id == mailbox_id)
         name = leases.name(leases.TOKEN_REFRESH, mailbox_id)
         async with self._db.connect() as conn:
@@ -82,6 +83,7 @@ class DatabaseTokenStore:
             version=row.token_version,
             reauth_error=(row.last_error or "reauth required") if row.status == REAUTH_REQUIRED else None,
             refresh_lease_until=lease.expires_at if lease is not None else None,
+            connector=row.connector,
         )
 
     async def claim_refresh(

@@ -8,7 +8,7 @@ from typing import Annotated, Literal
 from pydantic import AfterValidator, BaseModel, Field, SecretStr, StringConstraints
 
 from mailport.crypto.secret_input import SecretText
-from mailport.mailboxes.schemas import MailboxRead, Purpose
+from mailport.mailboxes.schemas import ConnectorKey, MailboxRead, Purpose
 from mailport.oauth.repository import DeviceFlowRecord, StoredApp
 from mailport.validation import Email, HttpUrl, RequestModel, clean_required_line
 
@@ -19,6 +19,11 @@ class AuthorizeIn(RequestModel):
     purpose: Purpose | None = None
     return_url: HttpUrl | None = Field(
         None, description="Where the browser goes after the callback (else JSON)"
+    )
+    connector: ConnectorKey | None = Field(
+        None,
+        description="What will read the mailbox, which decides the scopes asked for: `imap` (default), "
+        "`gmail_api` (google) or `graph` (microsoft). A reconnect keeps the mailbox's own",
     )
 
 
@@ -37,6 +42,7 @@ class CallbackOut(BaseModel):
 class DeviceIn(RequestModel):
     email: Email | None = None
     purpose: Purpose | None = None
+    connector: ConnectorKey = Field("imap", description="`imap` (default) or `graph` (microsoft)")
 
 
 class DeviceOut(BaseModel):

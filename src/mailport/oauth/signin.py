@@ -17,6 +17,7 @@ from mailport.mailboxes.models import Mailbox
 from mailport.mailboxes.service import MailboxService
 from mailport.oauth.accounts import AccountKeeper
 from mailport.oauth.authcode import AuthorizationRequest, BrowserStart
+from mailport.oauth.connectors import IMAP
 from mailport.oauth.repository import DatabaseStateStore
 from mailport.oauth.service import OAuthServices
 from mailport.validation import check_http_url
@@ -27,6 +28,18 @@ class Connected:
     mailbox: Mailbox
     return_url: str | None
     created: bool
+
+
+def reconnect_connector(mailbox: Mailbox, connector: str | None) -> str:
+    """A reconnect signs in for the connector the mailbox already uses (its cursors are that
+    connector's); asking for another one is refused rather than silently ignored."""
+    if connector is not None and connector != mailbox.connector:
+        raise InputError(
+            f"connector: mailbox {mailbox.id} uses the {mailbox.connector} connector; a reconnect keeps it",
+            field="connector",
+            hint="Leave out `connector` to reconnect, or add the account again as a new mailbox.",
+        )
+    return mailbox.connector
 
 
 def check_return_url(url: str | None) -> str | None:
@@ -66,12 +79,16 @@ class BrowserSignIn:
         mailbox_id: str | None = None,
         purpose: str | None = None,
         return_url: str | None = None,
+        connector: str | None = None,
     ) -> AuthorizationRequest:
+        """The sign-in for a new mailbox read by ``connector`` (default ``imap``), or to reconnect
+        ``mailbox_id``, which keeps its own connector."""
         self.oauth.registry.get(provider)
         if mailbox_id is not None:
             mailbox = await self.mailboxes.get(tenant_id, mailbox_id)
             # the account it was connected with (a Microsoft UPN may differ from the address)
             email = email or (mailbox.oauth.connected_email if mailbox.oauth else None) or mailbox.email
+            connector = reconnect_connector(mailbox, connector)
         return await self.oauth.code_flow.start(
             provider,
             tenant_id=tenant_id,
@@ -79,6 +96,7 @@ class BrowserSignIn:
             mailbox_id=mailbox_id,
             purpose=purpose,
             return_url=check_return_url(return_url),
+            connector=connector or IMAP,
         )
 
     async def begin(self, provider: str, *, state: str | None, cookies: Mapping[str, str]) -> BrowserStart:

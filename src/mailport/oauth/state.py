@@ -2,7 +2,8 @@
 
 The state is a Fernet token made with the service's key ring (AES + HMAC-SHA256, so it is
 signed *and* sealed): it carries the tenant, the mailbox, the provider, the purpose, the
-return URL and the PKCE verifier. Sealing the verifier inside the state means nothing must be
+return URL, the connector the mailbox will use (its scopes) and the PKCE verifier. Sealing
+the verifier inside the state means nothing must be
 stored between "authorize" and "callback", yet someone who sees the authorization URL still
 cannot learn the verifier. Key rotation keeps states made under an older key readable.
 
@@ -60,6 +61,7 @@ class OAuthState:
     verifier: Secret  # the PKCE code_verifier, sealed inside the state
     expires_at: datetime
     binding: Secret  # the browser binding: the starting browser's cookie holds it
+    connector: str = "imap"  # what will read the mailbox (imap, gmail_api, graph): decides the scopes
 
 
 def new_verifier() -> Secret:
@@ -89,6 +91,7 @@ class StateCodec:
         purpose: str | None = None,
         return_url: str | None = None,
         login_hint: str | None = None,
+        connector: str = "imap",
     ) -> tuple[str, OAuthState]:
         if return_url is not None and len(return_url) > MAX_RETURN_URL:
             raise InputError(f"return_url is longer than {MAX_RETURN_URL} characters", field="return_url")
@@ -104,6 +107,7 @@ class StateCodec:
             verifier=new_verifier(),
             expires_at=expires_at,
             binding=Secret(secrets.token_urlsafe(32)),
+            connector=connector,
         )
         payload = {
             "v": _VERSION,
@@ -117,6 +121,7 @@ class StateCodec:
             "k": state.verifier.reveal(),
             "b": state.binding.reveal(),
             "e": int(expires_at.timestamp()),
+            "c": connector,
         }
         token = self._key_ring.encrypt(json.dumps(payload, separators=(",", ":")))
         return token, state
@@ -140,6 +145,7 @@ class StateCodec:
                 verifier=Secret(str(payload["k"])),
                 expires_at=datetime.fromtimestamp(int(payload["e"]), UTC),
                 binding=Secret(str(payload["b"])),
+                connector=str(payload.get("c") or "imap"),  # states issued before connectors: IMAP
             )
         except (SecretKeyError, ValueError, KeyError, TypeError, AttributeError) as exc:
             raise OAuthStateInvalidError(

@@ -90,6 +90,7 @@ class StoredTokens:
     version: int
     reauth_error: str | None = None  # set once the grant is dead
     refresh_lease_until: datetime | None = None
+    connector: str = "imap"  # whose scopes a refresh asks for, where the provider wants them
 
 
 class TokenStore(Protocol):
@@ -240,7 +241,8 @@ class TokenManager:
             if old.refresh_token is None:
                 raise OAuthInvalidGrantError(f"{provider.name} gave no refresh token for this mailbox")
             app = await self.apps.resolve(stored.provider, stored.tenant_id)
-            response = await self.client.refresh(provider, app, old.refresh_token)
+            scope = " ".join(provider.scopes_for(stored.connector)) if provider.refresh_with_scope else None
+            response = await self.client.refresh(provider, app, old.refresh_token, scope=scope)
         except Exception as exc:
             verdict = classify(exc)  # the one rule: only the token endpoint's invalid_grant is REAUTH
             if verdict is Verdict.REAUTH:

@@ -63,6 +63,7 @@ from mailport.sending.models import (
     SentCopyState,
 )
 from mailport.sending.reply import forward_draft, reply_draft
+from mailport.sending.transport import transport_keys
 from mailport.store import Database
 from mailport.store.ids import new_id, plausible_id
 from mailport.store.pagination import DEFAULT_LIMIT, MAX_LIMIT, decode_cursor, encode_cursor
@@ -95,7 +96,7 @@ class SendService:
         send (``replayed``) and queues nothing; with another request,
         :class:`~mailport.errors.IdempotencyKeyReusedError`."""
         mailbox = await self._mailboxes.get(tenant_id, mailbox_id)
-        if mailbox.smtp is None:
+        if mailbox.smtp is None and mailbox.connector not in transport_keys():  # an API sends itself
             raise SmtpNotConfiguredError(f"mailbox {mailbox_id} has no SMTP server settings")
         now = self._clock()
         send_at = _send_at(request.send_at, now)

@@ -71,6 +71,7 @@ from mailport.errors import (
     InvalidCredentialsError,
     MailportError,
     MessageTooLargeError,
+    SendRefusedError,
     SmtpNotConfiguredError,
     SMTPRejectedError,
     SMTPUTF8UnsupportedError,
@@ -106,6 +107,8 @@ def is_temporary_send_error(exc: BaseException) -> bool:
     feature or an oversized message are permanent (a person must act)."""
     if isinstance(exc, SMTPRejectedError) and exc.smtp_code is not None and exc.smtp_code > 0:
         return 400 <= exc.smtp_code < 500
+    if isinstance(exc, SendRefusedError):  # a mail API's refusal (Gmail, Graph) says which it is
+        return exc.temporary
     return is_temporary(exc)
 
 

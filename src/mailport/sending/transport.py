@@ -1,8 +1,13 @@
 """How a composed message reaches the mail system: the :class:`Transport` a send worker uses.
 
 The IMAP connector's mailboxes send over SMTP submission (:mod:`mailport.sending.smtp_transport`);
-the Gmail API and Graph connectors bring their own transports later, which file the Sent copy
-themselves (:attr:`Transport.files_sent_copy`).
+the Gmail API and Graph connectors bring their own transports, which file the Sent copy
+themselves (:attr:`Transport.files_sent_copy`). A connector's module registers its transport
+under its connector key (:func:`register_transport`, like
+:func:`mailport.connectors.registry.register`); :meth:`mailport.services.Services.transport`
+asks :func:`transport_for` first and falls back to SMTP submission for a connector without one
+(``imap``). The factory gets the same :class:`~mailport.connectors.registry.ConnectorContext`
+as the mailbox's connector: its tokens, the guard, the trust and the mail API's base URL.
 
 The one rule every transport keeps: ``committing`` is awaited immediately before the step after
 which the message may have been accepted (SMTP: before the final ``.`` of DATA). The worker
@@ -13,7 +18,11 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
+
+if TYPE_CHECKING:
+    from mailport.connectors.registry import ConnectorContext
+    from mailport.mailboxes.models import Mailbox
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,3 +58,29 @@ class Transport(Protocol):
     async def transmit(self, message: Outgoing, *, committing: Committing) -> Accepted: ...
 
     async def aclose(self) -> None: ...
+
+
+TransportFactory = Callable[["Mailbox", "ConnectorContext"], Transport]
+
+_TRANSPORTS: dict[str, TransportFactory] = {}
+
+
+def register_transport(key: str, factory: TransportFactory) -> None:
+    """Mailboxes read by connector ``key`` send through ``factory``'s transport (a later
+    registration of a key replaces it). ``imap`` registers none: it sends over SMTP."""
+    _TRANSPORTS[key] = factory
+
+
+def unregister_transport(key: str) -> None:
+    _TRANSPORTS.pop(key, None)
+
+
+def transport_keys() -> list[str]:
+    return sorted(_TRANSPORTS)
+
+
+def transport_for(mailbox: Mailbox, context: ConnectorContext) -> Transport | None:
+    """The transport registered for ``mailbox.connector``, built with its connector's context;
+    None when the connector brings none (the caller sends over SMTP submission)."""
+    factory = _TRANSPORTS.get(mailbox.connector)
+    return None if factory is None else factory(mailbox, context)

@@ -44,7 +44,7 @@ from typing import Any, Protocol
 from mailport import leases
 from mailport.clock import Clock, utc_now
 from mailport.connectors.base import Connector, Feature
-from mailport.errors import MailportError, NotFoundError, SMTPRejectedError
+from mailport.errors import MailportError, NotFoundError, SendRefusedError, SMTPRejectedError
 from mailport.events import EventType, NewEvent
 from mailport.events import append as append_event
 from mailport.events import append_many as append_events
@@ -531,8 +531,10 @@ class SendWorker:
         temporary = is_temporary_send_error(exc) or not isinstance(exc, MailportError)
         error = send_error(exc, temporary=temporary)
         now = self.clock()
-        if committed and not (isinstance(exc, SMTPRejectedError) and exc.smtp_code):
-            # the final dot was sent and no reply came: the server may have the message
+        refused = isinstance(exc, SendRefusedError) or (isinstance(exc, SMTPRejectedError) and exc.smtp_code)
+        if committed and not refused:
+            # the final dot (a mail API's send request) was sent and no reply came: the server
+            # may have the message
             async with self.services.events.transaction() as conn:
                 sent = await repo.mark_unconfirmed(conn, message.id, owner=self.owner, now=now)
                 if sent is not None:

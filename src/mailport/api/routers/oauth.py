@@ -77,6 +77,7 @@ async def authorize(
         mailbox_id=body.mailbox_id,
         purpose=body.purpose,
         return_url=body.return_url,
+        connector=body.connector,
     )
     return AuthorizeOut(
         authorization_url=started.authorization_url, state=started.state, expires_in=started.expires_in
@@ -172,7 +173,7 @@ async def start_device(
     services: Services = Depends(get_services),
 ) -> DeviceOut:
     record = await services.oauth.start_device(
-        _tenant(caller), provider, email=body.email, purpose=body.purpose
+        _tenant(caller), provider, email=body.email, purpose=body.purpose, connector=body.connector
     )
     return DeviceOut(
         flow_id=record.id,

@@ -18,16 +18,16 @@ It translates, as every connector does (docs/api-connectors.md):
   fallback poll), the mailbox's ``check_interval`` otherwise; the watch is kept alive before
   every TICK (:mod:`.push`).
 
-Mailbox access (folders, messages, flags, sending, drafts) is delegated to
-:mod:`mailport.connectors.gmail.access` where present; until then :meth:`list_folders` lists the
-labels (what ``role:`` specs of watched folders resolve against).
+Mailbox access (folders, messages, flags, drafts) is delegated to
+:mod:`mailport.connectors.gmail.access`; sending is :mod:`mailport.connectors.gmail.transport`,
+registered for ``gmail_api`` mailboxes here.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -45,13 +45,16 @@ from mailport.connectors.base import (
     MessageChange,
     MessageRef,
     PollingConnector,
+    RemoteMessage,
     ScopeState,
 )
 from mailport.connectors.folders import Folder
-from mailport.connectors.gmail import sync
+from mailport.connectors.gmail import access, sync
 from mailport.connectors.gmail.client import GmailClient
 from mailport.connectors.gmail.models import HistoryExpiredError, HistoryMessage, HistoryRecord
 from mailport.connectors.gmail.push import KEY, WatchKeeper, stop_watch
+from mailport.connectors.gmail.transport import GmailTransport
+from mailport.connectors.mail import FlagChange, ListQuery, MessagePage, MessageSummary, Moved, SearchQuery
 from mailport.connectors.registry import ConnectorContext, ForceRefresh, PushContext, TokenSource, register
 from mailport.errors import ConnectionLostError, UnsupportedFeatureError
 from mailport.mailboxes.models import Mailbox
@@ -59,6 +62,7 @@ from mailport.metrics import SYNC_RECOVERIES
 from mailport.net.guard import HostGuard
 from mailport.oauth.providers import MailApi
 from mailport.push.subscriptions import MAILBOX_SCOPE
+from mailport.sending.transport import register_transport
 
 log = logging.getLogger(__name__)
 
@@ -141,6 +145,7 @@ class GmailConnector(PollingConnector):
         self._last_activity: datetime | None = None
         self.recoveries = 0  # expired historyIds recovered by this instance
         self._last_recovery: datetime | None = None
+        self._opened: str | None = None  # the id of the label last opened
 
     # ------------------------------------------------------------------ connection
 
@@ -238,6 +243,7 @@ class GmailConnector(PollingConnector):
 
     async def open(self, scope: str) -> LabelScope:
         label = sync.resolve_label(await self._require().labels(), scope)
+        self._opened = label.id  # what after-processing moves out of
         self._touch()
         return LabelScope(scope=scope, epoch=label.id, name=label.name)
 
@@ -316,13 +322,65 @@ class GmailConnector(PollingConnector):
     def epoch_source(self, scope: str, old: str, new: str) -> dict[str, Any]:
         return {"gmail": {"label": scope, "old_label_id": old, "new_label_id": new}}
 
-    # ------------------------------------------------------------------ folders (labels)
+    # ------------------------------------------------------------------ mailbox access (:mod:`.access`)
+
+    @property
+    def max_message_bytes(self) -> int:
+        return self._max
 
     async def list_folders(self) -> list[Folder]:
-        """The labels as folders (system labels with their roles)."""
-        folders = sync.label_folders(await self._require().labels())
-        self._touch()
-        return folders
+        return await access.list_folders(self)
+
+    async def folder_snapshot(self) -> list[Folder]:
+        return await access.folder_snapshot(self)
+
+    async def list_messages(self, query: ListQuery) -> MessagePage:
+        return await access.list_messages(self, query)
+
+    async def search_messages(self, query: SearchQuery) -> MessagePage:
+        return await access.search_messages(self, query)
+
+    async def fetch_message(self, ref: MessageRef) -> RemoteMessage:
+        return await access.fetch_message(self, ref)
+
+    async def thread_messages(self, root: str) -> list[MessageSummary]:
+        return await access.thread_messages(self, root)
+
+    async def update_flags(self, refs: Sequence[MessageRef], change: FlagChange) -> None:
+        await access.update_flags(self, refs, change)
+
+    async def move_messages(self, refs: Sequence[MessageRef], folder: str) -> list[Moved]:
+        return await access.move_messages(self, refs, folder)
+
+    async def delete_messages(self, refs: Sequence[MessageRef], *, permanent: bool = False) -> None:
+        await access.delete_messages(self, refs, permanent=permanent)
+
+    async def import_message(
+        self, folder: str, raw: bytes, *, flags: Sequence[str] = (), received_at: datetime | None = None
+    ) -> MessageRef | None:
+        return await access.import_message(self, folder, raw, flags=flags, received_at=received_at)
+
+    async def create_folder(self, name: str, *, parent: str | None = None) -> Folder:
+        return await access.create_folder(self, name, parent=parent)
+
+    async def rename_folder(self, path: str, *, name: str, parent: str | None = None) -> Folder:
+        return await access.rename_folder(self, path, name=name, parent=parent)
+
+    async def delete_folder(self, path: str) -> None:
+        await access.delete_folder(self, path)
+
+    async def mark_read(self, items: Sequence[str]) -> None:
+        """After-processing: the watched label's messages lose UNREAD."""
+        await self._require().batch_modify(list(items), remove=["UNREAD"])
+
+    async def move(self, items: Sequence[str], folder: str) -> None:
+        """After-processing: into ``folder`` (a label), out of the watched one."""
+        await access.move_items(self, items, folder, source=self._opened)
+
+    async def delete(self, items: Sequence[str]) -> None:
+        """After-processing: to the trash."""
+        for item in items:
+            await self._require().trash(item)
 
     # ------------------------------------------------------------------ changes made on the server
 
@@ -461,3 +519,4 @@ def _change_source(message: HistoryMessage) -> dict[str, Any]:
 
 
 register(GmailConnector.key, GmailConnector.build, GmailConnector.capabilities)
+register_transport(GmailConnector.key, GmailTransport.build)  # sending: messages.send
