@@ -47,6 +47,9 @@ typecheck: $(STAMP)
 # Each worker has its own servers and databases; tests/fixtures/parallel.py keeps tests that share
 # a module or package fixture on one worker and runs the time-bounded (`serial`) ones alone.
 # PYTEST_WORKERS=0 runs everything in one process; PYTEST_ARGS='-m "not slow"' leaves out the slow tests.
+# Measured on the 2-core CI machine (issue 17, both under other load): 6 workers 9.0 min, 4 workers
+# 11.5 min. 4 stays the default until CI's fs.inotify.max_user_instances is known to be raised:
+# every idling Dovecot session holds an inotify instance (52 at once were seen with 4 workers).
 PYTEST_WORKERS ?= 4
 
 pytest: $(STAMP)

@@ -17,9 +17,14 @@ so an import inside a function or under ``TYPE_CHECKING`` counts too):
 from __future__ import annotations
 
 import ast
+import functools
 from pathlib import Path
 
+import pytest
+
 import mailport
+
+pytestmark = pytest.mark.xdist_group("source-scan")  # one worker parses the tree once
 
 SRC = Path(mailport.__file__).parent
 MAY_IMPORT_BOOTSTRAP = (
@@ -60,6 +65,7 @@ def _builds_router(tree: ast.Module) -> bool:
     )
 
 
+@functools.cache  # parsed once per worker: every test here reads the same imports
 def _modules() -> dict[str, tuple[set[str], bool]]:
     """Each module's imports and whether it is a router module."""
     out = {}

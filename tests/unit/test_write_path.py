@@ -14,9 +14,14 @@ Checked on the source with ``ast`` (so a write added anywhere fails here, not in
 from __future__ import annotations
 
 import ast
+import functools
 from pathlib import Path
 
+import pytest
+
 import mailport
+
+pytestmark = pytest.mark.xdist_group("source-scan")  # one worker parses the tree once
 
 SRC = Path(mailport.__file__).parent
 STORE = SRC / "store"
@@ -30,6 +35,7 @@ MAY_NAME_THE_REPOSITORY = {SERVICE, SRC / "bootstrap.py", STORE / "mailboxes.py"
 # below fails on a stale one).
 
 
+@functools.cache  # parsed once per worker: every test here reads the same tree
 def _trees() -> dict[Path, ast.Module]:
     return {p: ast.parse(p.read_text(encoding="utf-8"), filename=str(p)) for p in sorted(SRC.rglob("*.py"))}
 

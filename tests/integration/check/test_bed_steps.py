@@ -329,6 +329,9 @@ async def test_host_not_found(dns_server: Any) -> None:
     assert step["suggestions"] == [{"host": "imap.gmail.com"}]
 
 
+GREETING_DELAY = 1.0  # seconds the slow server waits before its 220
+
+
 @pytest.mark.serial
 @pytest.mark.parametrize("loop", ["asyncio", "uvloop"])
 def test_smtp_handshake_and_greeting_are_timed_apart(
@@ -339,7 +342,7 @@ def test_smtp_handshake_and_greeting_are_timed_apart(
     import uvloop
 
     async def slow_greeting(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        await asyncio.sleep(0.4)
+        await asyncio.sleep(GREETING_DELAY)
         writer.write(b"220 slow.test ESMTP\r\n")
         while line := await reader.readline():
             verb = line.split(b" ", 1)[0].strip().upper()
@@ -362,8 +365,10 @@ def test_smtp_handshake_and_greeting_are_timed_apart(
 
     result = uvloop.run(main()) if loop == "uvloop" else asyncio.run(main())
     smtp_steps = steps(result, "smtp")
-    assert smtp_steps["tls_handshake"]["ms"] < 350
-    assert smtp_steps["smtp_ehlo"]["ms"] >= 350  # the 400 ms wait for the greeting is the greeting's
+    # The greeting's wait is the greeting's, not the handshake's. A second of it leaves the
+    # handshake (milliseconds alone) room for a loaded machine without blurring the two.
+    assert smtp_steps["tls_handshake"]["ms"] < GREETING_DELAY * 1000
+    assert smtp_steps["smtp_ehlo"]["ms"] >= GREETING_DELAY * 1000 - 50
 
 
 async def test_starttls_certificate_for_another_name_suggests_the_right_host(

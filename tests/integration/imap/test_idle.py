@@ -63,7 +63,8 @@ async def _wait_for_loss(client: ImapClient) -> tuple[ConnectionLostError, float
     return info.value, time.monotonic() - started
 
 
-@pytest.mark.serial
+# Not serial: it bounds nothing tighter than Dovecot's own going away (+3 s), and it spends its
+# ~10 s waiting for Dovecot's shutdown, which other tests may use meanwhile.
 async def test_dovecot_stopped_while_idling_ends_the_wait_with_its_bye(mail_root) -> None:
     own = Dovecot(mail_root / "dovecot-idle-stop")
     own.start()

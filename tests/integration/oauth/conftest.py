@@ -13,7 +13,7 @@ from fastapi import FastAPI
 from pydantic import SecretStr
 
 from mailport.api import create_app
-from mailport.bootstrap import Services, build
+from mailport.bootstrap import Services
 from mailport.config import Settings
 from mailport.crypto import KeyRing, generate_key
 from mailport.oauth import (
@@ -25,6 +25,7 @@ from mailport.oauth import (
     StateCodec,
 )
 from tests.fixtures.api import SecretWatch, TenantHandle, api_client, create_tenant
+from tests.fixtures.schema import build_migrated
 from tests.integration.oauth.sqlite_store import SQLiteStateStore, SQLiteTokenStore, open_engine
 from tests.mailstack.dovecot import Dovecot
 from tests.mailstack.idp import MockIdP, idp_overrides
@@ -171,7 +172,7 @@ def api_settings(
 
 @pytest.fixture
 async def api_services(api_settings: Settings) -> AsyncIterator[Services]:
-    built = await build(api_settings, migrate=True)
+    built = await build_migrated(api_settings)
     try:
         yield built
     finally:

@@ -456,7 +456,10 @@ async def test_the_purge_index_only_holds_messages_that_keep_a_source(services: 
     if services.database.dialect == "sqlite":
         query = "SELECT sql FROM sqlite_master WHERE name = 'ix_messages_raw_created_at'"
     else:
-        query = "SELECT indexdef FROM pg_indexes WHERE indexname = 'ix_messages_raw_created_at'"
+        query = (
+            "SELECT indexdef FROM pg_indexes WHERE indexname = 'ix_messages_raw_created_at'"
+            " AND schemaname = current_schema()"  # the test's own schema, not the others' of the run
+        )
     async with services.database.connect() as conn:
         definition = (await conn.execute(text(query))).scalar_one()
         assert "raw IS NOT NULL" in definition, definition

@@ -186,6 +186,7 @@ async def old_state(url: str, sql: str) -> list[Any]:
         await database.aclose()
 
 
+@pytest.mark.slow  # two `mailport serve` generations in subprocesses: 40-70 s on CI
 async def test_a_database_of_the_old_main_is_migrated_and_ingestion_goes_on(
     tmp_path: Path,
     fresh_database_url: str,

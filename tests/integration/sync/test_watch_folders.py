@@ -32,6 +32,7 @@ from mailport.mailboxes.models import (
 from mailport.mailboxes.schemas import MailboxUpdate, SettingsPatch
 from mailport.store.tables import pending_actions
 from mailport.sync import Orchestrator
+from mailport.sync.watcher import Watcher
 from tests.integration.sync.conftest import Bed, make_message, wait_for
 from tests.mailstack.dovecot import Dovecot
 
@@ -79,10 +80,31 @@ class Layout(Bed):
             await client.logout()
 
 
-async def _all_idling(orchestrator: Orchestrator, mailbox_id: str, count: int) -> bool:
+def _watchers(orchestrator: Orchestrator, mailbox_id: str) -> list[Watcher]:
     primary = orchestrator.watchers.get(mailbox_id)
-    watchers = [primary, *orchestrator.folder_watchers.get(mailbox_id, [])] if primary else []
+    return [primary, *orchestrator.folder_watchers.get(mailbox_id, [])] if primary else []
+
+
+async def _all_idling(orchestrator: Orchestrator, mailbox_id: str, count: int) -> bool:
+    """Every folder's watcher connected with push (it may still be catching up before IDLE:
+    mail appended meanwhile is found by the catch-up or announced when IDLE starts)."""
+    watchers = _watchers(orchestrator, mailbox_id)
     return len(watchers) == count and all(w.status.state == "connected" and w.status.push for w in watchers)
+
+
+async def _received(layout: Layout, orchestrator: Orchestrator, mailbox_id: str) -> list[Event]:
+    """The mailbox's received events, waited for; a timeout says what each watcher and
+    Dovecot were doing (a missed IDLE notification and a slow catch-up look alike otherwise)."""
+    try:
+        return await wait_for(lambda: layout.received(mailbox_id), timeout=5)
+    except AssertionError as exc:
+        states = [
+            (w.scope, w.status.state, w.status.push, w.status.last_error)
+            for w in _watchers(orchestrator, mailbox_id)
+        ]
+        raise AssertionError(
+            f"{exc}; watchers {states}; Dovecot's log:\n{layout.dovecot.log_tail(20)}"
+        ) from None
 
 
 def _by_subject(events: list[Event]) -> dict[str, list[str]]:
@@ -101,7 +123,7 @@ async def test_sent_mail_arrives_with_its_folder_while_inbox_goes_on(layout: Lay
         await wait_for(lambda: _all_idling(orchestrator, mailbox.id, 2), timeout=10)
         started = time.monotonic()
         await layout.append(layout.sent, "sent by another client")
-        events = await wait_for(lambda: layout.received(mailbox.id), timeout=5)
+        events = await _received(layout, orchestrator, mailbox.id)
         latency = time.monotonic() - started
         assert latency < 2.0, f"{latency:.3f} s"
         assert [(e.payload["subject"], e.payload["folder"]) for e in events] == [

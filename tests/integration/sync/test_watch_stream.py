@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 import mailport
-from mailport.events import Event
+from mailport.events import Event, NewEvent, last_seq
 from mailport.sync import Orchestrator
 from tests.integration.sync.conftest import Bed, make_message
 from tests.mailstack.dovecot import Dovecot
@@ -21,17 +21,22 @@ async def test_watch_yields_new_events_and_acknowledges_them(bed: Bed, running: 
     mailbox = await bed.add_mailbox()
     running.poke()
     seen: list[Event] = []
+    async with bed.services.database.connect() as conn:
+        now = await last_seq(conn)  # where the consumer starts, whenever its task first runs
 
     async def consume() -> None:
         async for event in mailport.watch(
-            services=bed.services, mailbox_id=mailbox.id, types=["message.received"], acknowledge=True
+            services=bed.services,
+            mailbox_id=mailbox.id,
+            types=["message.received"],
+            acknowledge=True,
+            after=now,
         ):
             seen.append(event)
             if len(seen) == 2:
                 return
 
     consumer = asyncio.create_task(consume())
-    await asyncio.sleep(0.3)
     for i in range(2):
         await asyncio.to_thread(bed.dovecot.deliver, bed.user, make_message(f"streamed {i}"))
     await asyncio.wait_for(consumer, 15)
@@ -44,6 +49,35 @@ async def test_watch_yields_new_events_and_acknowledges_them(bed: Bed, running: 
         if event.seq == seen[1].seq:
             break
     assert seen[0].id in [e.id for e in replay]
+
+
+async def test_watch_starts_after_the_events_already_in_the_log(bed: Bed) -> None:
+    """Without ``after`` the stream starts from now: an event already in the log is not yielded,
+    one appended once the stream waits is. (Events keep being appended until the first one
+    arrives, so the test does not depend on when the stream took its position.)"""
+    mailbox = await bed.add_mailbox()
+
+    async def received(subject: str) -> None:
+        await bed.services.events.append(
+            NewEvent(bed.tenant_id, mailbox.id, "message.received", {"subject": subject}, subject)
+        )
+
+    await received("already there")
+    stream = mailport.watch(services=bed.services, mailbox_id=mailbox.id, types=["message.received"])
+    first = asyncio.ensure_future(anext(stream))
+    try:
+        for n in range(100):
+            done, _ = await asyncio.wait({first}, timeout=0.1)
+            if done:
+                break
+            await received(f"new {n}")
+        event = await asyncio.wait_for(first, 10)
+        assert event.payload["subject"].startswith("new ")
+    finally:
+        if not first.done():
+            first.cancel()
+        else:
+            await stream.aclose()
 
 
 def test_the_watch_command_refuses_an_unknown_mailbox(tmp_path: Path) -> None:
