@@ -26,7 +26,6 @@ async def connected(big: BigMailbox) -> Connector:
 
 
 async def test_paging_through_10000_messages_visits_each_once_newest_first(big_mailbox: BigMailbox) -> None:
-    assert big_mailbox.fill_seconds < 20, f"filling took {big_mailbox.fill_seconds:.1f} s"
     connector = await connected(big_mailbox)
     try:
         subjects: list[str] = []
