@@ -8,15 +8,12 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from urllib.parse import parse_qs, urlencode, urlsplit, urlunsplit
 
 import httpx
 import pytest
 
-from mailport.connectors import registry
-from mailport.connectors.base import Feature
-from tests.connectors.fake import FakeServer
 from tests.integration.oauth.conftest import PUBLIC_URL
 from tests.integration.oauth.test_api import open_start_link
 from tests.integration.oauth.test_device import approve
@@ -26,18 +23,7 @@ IMAP_SERVER = {"host": "imap.example.com", "port": 993, "security": "ssl"}
 GRAPH_SCOPES = ("https://graph.microsoft.com/Mail.ReadWrite", "https://graph.microsoft.com/Mail.Send")
 
 
-@pytest.fixture(autouse=True)
-def api_connectors_registered() -> Iterator[None]:
-    """The connectors' own modules register ``gmail_api`` and ``graph``; where this build has
-    not got them yet, an in-memory stand-in is registered for the test (creating a mailbox
-    asks the registry what its connector can do)."""
-    added = [key for key in ("gmail_api", "graph") if key not in registry.keys()]
-    server = FakeServer()
-    for key in added:
-        server.register(key, frozenset(Feature))
-    yield
-    for key in added:
-        registry.unregister(key)
+pytestmark = pytest.mark.usefixtures("api_connectors_registered")
 
 
 def _scopes(url: str) -> list[str]:
