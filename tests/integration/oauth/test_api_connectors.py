@@ -6,7 +6,6 @@ refresh asks Microsoft for the connector's scopes."""
 
 from __future__ import annotations
 
-import asyncio
 import uuid
 from collections.abc import Callable
 from urllib.parse import parse_qs, urlencode, urlsplit, urlunsplit
@@ -15,7 +14,7 @@ import httpx
 import pytest
 
 from tests.integration.oauth.conftest import PUBLIC_URL
-from tests.integration.oauth.test_api import open_start_link
+from tests.integration.oauth.test_api import device_outcome, open_start_link
 from tests.integration.oauth.test_device import approve
 
 GMAIL_MODIFY = "https://www.googleapis.com/auth/gmail.modify"
@@ -138,12 +137,7 @@ async def test_device_sign_in_for_graph(client, idp):
     flow = started.json()
     email = f"d{uuid.uuid4().hex[:8]}@example.test"
     approve(idp, flow["user_code"], email=email)
-    status: dict[str, object] = {}
-    for _ in range(100):
-        status = (await client.get(f"/v1/oauth/device/{flow['flow_id']}")).json()
-        if status["status"] != "pending":
-            break
-        await asyncio.sleep(0.1)
+    status = await device_outcome(client, flow["flow_id"])
     assert status["status"] == "complete", status
     mailbox = (await client.get(f"/v1/mailboxes/{status['mailbox_id']}")).json()
     assert mailbox["connector"] == "graph" and mailbox["imap"] is None
