@@ -39,6 +39,7 @@ pytest_plugins = [
     "tests.fixtures.api",
     "tests.fixtures.big_mailbox",
     "tests.fixtures.dns",
+    "tests.fixtures.gmail",
     "tests.fixtures.http",
     "tests.fixtures.imap",
     "tests.fixtures.parallel",

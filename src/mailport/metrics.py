@@ -83,8 +83,17 @@ COMMAND_POOL_SHRINKS = Counter(
     "A mailbox's command pool made smaller because its server refused more connections",
     registry=REGISTRY,
 )
+# Gmail API / Graph (connectors/api_http.py): every HTTP request, by connector and status
+# ("error" when no answer came), for quotas and the bench's requests per ingested message.
+API_REQUESTS = Counter(
+    "mailport_api_requests",
+    "Mail API requests (Gmail API, Graph) by connector and HTTP status (error: no answer)",
+    ["connector", "status"],
+    registry=REGISTRY,
+)
 
 __all__ = [
+    "API_REQUESTS",
     "COMMAND_BUSY",
     "COMMAND_CONNECTIONS",
     "COMMAND_POOL_SHRINKS",
