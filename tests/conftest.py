@@ -40,6 +40,7 @@ pytest_plugins = [
     "tests.fixtures.big_mailbox",
     "tests.fixtures.dns",
     "tests.fixtures.gmail",
+    "tests.fixtures.graph",
     "tests.fixtures.http",
     "tests.fixtures.imap",
     "tests.fixtures.parallel",
