@@ -20,6 +20,7 @@ from mailport.janitor import Janitor, start_janitor
 from mailport.services import Services
 
 if TYPE_CHECKING:
+    from mailport.connectors.gmail.pull import GmailPuller
     from mailport.delivery import Dispatcher
     from mailport.sending.worker import SendWorker
     from mailport.sync import Orchestrator
@@ -55,6 +56,7 @@ class Runtime:
         self.dispatcher: Dispatcher | None = None
         self.janitor: Janitor | None = None
         self.sender: SendWorker | None = None
+        self.gmail_pull: GmailPuller | None = None  # Gmail notifications by Pub/Sub pull, when set
         self._stopped = False
 
     @classmethod
@@ -83,6 +85,11 @@ class Runtime:
                     self.services, max_concurrent_connects=self.services.settings.max_concurrent_connects
                 )
                 await self.orchestrator.start()
+                from mailport.connectors.gmail.pull import build_puller
+
+                self.gmail_pull = build_puller(self.services)  # MAILPORT_GMAIL_PUBSUB_SUBSCRIPTION
+                if self.gmail_pull is not None:
+                    self.gmail_pull.start()
             if self.wants_delivery:
                 # the dispatcher's own lease keeps it to one process per database
                 from mailport.delivery import start_dispatcher
@@ -110,6 +117,8 @@ class Runtime:
             await self.janitor.stop()
         if self.dispatcher is not None:
             await self.dispatcher.stop()
+        if self.gmail_pull is not None:
+            await self.gmail_pull.stop()
         if self.orchestrator is not None:
             await self.orchestrator.stop()
 

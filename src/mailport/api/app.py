@@ -22,6 +22,7 @@ from mailport.api.routers import (
     messages,
     oauth,
     push,
+    push_channels,
     send,
     tenants,
     threads,
@@ -117,6 +118,7 @@ def create_app(settings: Settings | None = None, *, services: Services | None = 
     app.include_router(webhook_routes.router)
     app.include_router(events_routes.router)
     app.include_router(push.router)  # POST /v1/push/{connector}/{channel}, called by providers
+    app.include_router(push_channels.router)  # /v1/push-channels: a tenant's shared push endpoint
 
     @app.get("/healthz", tags=["ops"], summary="The process is alive")
     async def healthz() -> JSONResponse:

@@ -18,6 +18,9 @@ from mailport.connectors.folders import Folder, Role
 from mailport.connectors.imap import ImapConnector
 from mailport.connectors.registry import ConnectorContext, capabilities, create, keys, register
 
+# registers gmail_api (and its push receiver); imported for that effect
+from mailport.connectors.gmail import connector as _gmail_connector  # noqa: F401  isort: skip
+
 __all__ = [
     "BaseConnector",
     "Batch",

@@ -203,6 +203,12 @@ def _merge(base: dict[str, Any], override: Mapping[str, Any]) -> dict[str, Any]:
             for sub, sub_value in value.items():
                 if sub_value is None:
                     nested.pop(sub, None)
+                elif (
+                    field == "apis"
+                    and isinstance(sub_value, Mapping)
+                    and isinstance(nested.get(sub), Mapping)
+                ):
+                    nested[sub] = {**nested[sub], **sub_value}  # an API's fields one by one
                 else:
                     nested[sub] = sub_value
             merged[field] = nested
