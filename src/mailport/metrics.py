@@ -91,6 +91,13 @@ API_REQUESTS = Counter(
     ["connector", "status"],
     registry=REGISTRY,
 )
+# (msync) Graph: delta token expired (410) and recovered by a new round, per connector key
+API_SYNC_RECOVERIES = Counter(
+    "mailport_api_sync_recoveries",
+    "Mail API sync positions that expired (Gmail historyId 404, Graph delta 410) and were recovered",
+    ["connector"],
+    registry=REGISTRY,
+)
 
 # API connectors (issue 17): a cursor the provider no longer had, recovered without a gap
 SYNC_RECOVERIES = Counter(
@@ -102,6 +109,7 @@ SYNC_RECOVERIES = Counter(
 
 __all__ = [
     "API_REQUESTS",
+    "API_SYNC_RECOVERIES",
     "COMMAND_BUSY",
     "COMMAND_CONNECTIONS",
     "COMMAND_POOL_SHRINKS",

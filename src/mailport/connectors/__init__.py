@@ -15,6 +15,7 @@ from mailport.connectors.base import (
     ScopeState,
 )
 from mailport.connectors.folders import Folder, Role
+from mailport.connectors.graph.connector import GraphConnector  # registers graph and its push receiver
 from mailport.connectors.imap import ImapConnector
 from mailport.connectors.registry import ConnectorContext, capabilities, create, keys, register
 
@@ -32,6 +33,7 @@ __all__ = [
     "Cursor",
     "Feature",
     "Folder",
+    "GraphConnector",
     "ImapConnector",
     "MessageRef",
     "PollingConnector",

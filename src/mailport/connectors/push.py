@@ -51,11 +51,17 @@ class PushResponse:
 @dataclass(frozen=True, slots=True)
 class PushClaim:
     """One notification item: the secret it presents (None: it presents none) and, on a channel
-    shared by a tenant's mailboxes, the address of the account it is about."""
+    shared by a tenant's mailboxes, the address of the account it is about. A lifecycle item
+    (Graph: ``missed``, ``reauthorizationRequired``, ``subscriptionRemoved``) names its event and
+    the provider's subscription id; the core records it on that subscription's row
+    (:meth:`~mailport.push.subscriptions.SubscriptionStore.note_lifecycle`) for the connector
+    to act on at its next tick."""
 
     secret: Secret | None
     account: str | None = None
     raw: Mapping[str, object] = field(default_factory=dict, repr=False)  # the provider's item
+    lifecycle: str | None = None
+    subscription_id: str | None = None
 
 
 @runtime_checkable

@@ -16,6 +16,11 @@ The flow every push-capable connector shares, written once (a connector only tra
   runs the API and the watchers together) is woken at once as well (:meth:`PushService.add_local`),
   so a notification costs no poll interval there. A channel belongs to one tenant, so a
   notification can only ever wake that tenant's mailboxes.
+* a lifecycle item (Graph: ``missed``, ``reauthorizationRequired``, ``subscriptionRemoved``) is
+  recorded, after authentication, on the matching subscription row of the channel's mailboxes
+  (:meth:`~mailport.push.subscriptions.SubscriptionStore.note_lifecycle`), then the mailbox is
+  woken like for any notification: the connector acts on it at that tick (a delta catch-up for
+  ``missed`` is the tick itself; a renewal or reauthorization; a new subscription).
 
 Rejection is cheap (a bounded body, one primary-key read, one decryption): there is no
 per-caller rate limit, which behind a proxy would let anyone throttle the providers themselves.
@@ -32,6 +37,7 @@ from mailport.connectors.push import PushReceiver, PushRequest, PushResponse, re
 from mailport.errors import PushUnauthenticatedError
 from mailport.metrics import PUSH_NOTIFICATIONS
 from mailport.push.channels import ChannelRepository, StoredChannel
+from mailport.push.subscriptions import SubscriptionStore
 from mailport.push.wakeups import Wakeable, request_wakes
 
 log = logging.getLogger(__name__)
@@ -46,8 +52,10 @@ class PushService:
         *,
         receivers: Callable[[str], PushReceiver] = receiver_for,
         clock: Clock = utc_now,
+        subscriptions: SubscriptionStore | None = None,
     ) -> None:
         self.channels = channels
+        self.subscriptions = subscriptions or SubscriptionStore(channels.database)
         self._receivers = receivers
         self._clock = clock
         decoy = channels.key_ring.encrypt(secrets.token_urlsafe(32))
@@ -90,6 +98,18 @@ class PushService:
             log.debug("push notification refused (connector %s, channel %.40r)", connector, request.channel)
             raise PushUnauthenticatedError("the notification is not authenticated")
         mailbox_ids = await self.channels.targets(channel, [c.account for c in claims if c.account])
+        for claim in claims:
+            if claim.lifecycle is not None and claim.subscription_id is not None:
+                noted = await self.subscriptions.note_lifecycle(
+                    mailbox_ids, claim.subscription_id, claim.lifecycle, now=self._clock()
+                )
+                log.info(
+                    "push: lifecycle event %s for subscription %.60s (%s)",
+                    claim.lifecycle,
+                    claim.subscription_id,
+                    "recorded" if noted else "no such subscription",
+                )
+                PUSH_NOTIFICATIONS.labels(connector=connector, result=f"lifecycle_{claim.lifecycle}").inc()
         await self.wake(mailbox_ids)
         PUSH_NOTIFICATIONS.labels(connector=connector, result="accepted").inc()
         return ACCEPTED

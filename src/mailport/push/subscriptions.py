@@ -4,7 +4,11 @@ to notify about, per mailbox and scope.
 A connector that subscribes records the provider's answer here (its id, its expiry, the channel
 its notifications use), so that a restarted watcher — in this process or another — renews the
 subscription it finds instead of creating a second one, and every holder can see what expires
-soon. The connector owns ``state`` (a JSON object: Gmail keeps the historyId the watch returned).
+soon. The connector owns ``state`` (a JSON object: Gmail keeps the historyId the watch returned),
+except its ``lifecycle`` entry: the provider's lifecycle events (Graph: ``missed``,
+``reauthorizationRequired``, ``subscriptionRemoved``) that the push route recorded
+(:meth:`SubscriptionStore.note_lifecycle`) and the connector has not handled yet
+(:meth:`SubscriptionStore.clear_lifecycle`); :meth:`SubscriptionStore.save` keeps them.
 Rows go with their mailbox (``ON DELETE CASCADE``); a connector deletes the provider's side first.
 """
 
@@ -15,12 +19,14 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import delete, select
+from sqlalchemy import delete, select, update
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from mailport.store.database import Database, dialect_insert
 from mailport.store.tables import provider_subscriptions
 
 MAILBOX_SCOPE = ""  # a subscription for the whole mailbox (Gmail's watch), not one folder
+LIFECYCLE = "lifecycle"  # state entry: {event: ISO time it was notified} not handled yet
 
 
 @dataclass(frozen=True)
@@ -37,6 +43,12 @@ class Subscription:
     def expires_within(self, now: datetime, seconds: float) -> bool:
         """Does it lapse within ``seconds`` of ``now`` (or has it no known expiry)?"""
         return self.expires_at is None or (self.expires_at - now).total_seconds() <= seconds
+
+    @property
+    def lifecycle(self) -> dict[str, str]:
+        """Lifecycle events the provider notified and the connector has not handled yet."""
+        found = self.state.get(LIFECYCLE)
+        return {str(k): str(v) for k, v in found.items()} if isinstance(found, dict) else {}
 
 
 def _record(row: Any) -> Subscription:
@@ -70,23 +82,103 @@ class SubscriptionStore:
             return [_record(row) for row in await conn.execute(query)]
 
     async def save(self, subscription: Subscription, *, now: datetime) -> None:
-        """Insert, or replace the row of the same mailbox and scope."""
-        values = {
-            "connector": subscription.connector,
-            "remote_id": subscription.remote_id,
-            "channel_id": subscription.channel_id,
-            "resource": subscription.resource,
-            "expires_at": subscription.expires_at,
-            "state": json.dumps(subscription.state, separators=(",", ":")) if subscription.state else None,
-            "updated_at": now,
-        }
+        """Insert, or replace the row of the same mailbox and scope; lifecycle events recorded
+        meanwhile are kept unless ``subscription.state`` says which are left (its ``lifecycle``)."""
         async with self.database.transaction() as conn:
+            state = dict(subscription.state)
+            if LIFECYCLE not in state:
+                pending = await self._pending(conn, subscription.mailbox_id, subscription.scope)
+                if pending:
+                    state[LIFECYCLE] = pending
+            if not state.get(LIFECYCLE):
+                state.pop(LIFECYCLE, None)
+            values = {
+                "connector": subscription.connector,
+                "remote_id": subscription.remote_id,
+                "channel_id": subscription.channel_id,
+                "resource": subscription.resource,
+                "expires_at": subscription.expires_at,
+                "state": _dump(state),
+                "updated_at": now,
+            }
             statement = dialect_insert(conn, provider_subscriptions).values(
                 mailbox_id=subscription.mailbox_id, scope=subscription.scope, created_at=now, **values
             )
             await conn.execute(
                 statement.on_conflict_do_update(index_elements=["mailbox_id", "scope"], set_=values)
             )
+
+    async def note_lifecycle(
+        self, mailbox_ids: list[str], remote_id: str, event: str, *, now: datetime
+    ) -> bool:
+        """Record the provider's lifecycle ``event`` on the subscription ``remote_id`` of one of
+        ``mailbox_ids`` (the channel's own: never another tenant's); False when none has it."""
+        if not mailbox_ids:
+            return False
+        table = provider_subscriptions
+        query = select(table.c.mailbox_id, table.c.scope, table.c.state).where(
+            table.c.remote_id == remote_id, table.c.mailbox_id.in_(mailbox_ids)
+        )
+        async with self.database.transaction() as conn:
+            rows = (await conn.execute(query.with_for_update())).all()
+            for row in rows:
+                state = json.loads(row.state) if row.state else {}
+                found = state.get(LIFECYCLE)
+                pending: dict[str, Any] = found if isinstance(found, dict) else {}
+                state[LIFECYCLE] = {**pending, event: now.isoformat()}
+                await self._set_state(conn, row.mailbox_id, row.scope, state, now=now)
+        return bool(rows)
+
+    async def clear_lifecycle(
+        self, mailbox_id: str, scope: str, handled: dict[str, str], *, now: datetime
+    ) -> None:
+        """Forget the lifecycle events the connector handled (an event notified again since,
+        with another time, stays)."""
+        async with self.database.transaction() as conn:
+            table = provider_subscriptions
+            row = (
+                await conn.execute(
+                    select(table.c.state)
+                    .where(table.c.mailbox_id == mailbox_id, table.c.scope == scope)
+                    .with_for_update()
+                )
+            ).first()
+            if row is None or not row.state:
+                return
+            state = json.loads(row.state)
+            found = state.get(LIFECYCLE)
+            pending: dict[str, Any] = found if isinstance(found, dict) else {}
+            left = {k: v for k, v in pending.items() if handled.get(k) != v}
+            if left:
+                state[LIFECYCLE] = left
+            else:
+                state.pop(LIFECYCLE, None)
+            await self._set_state(conn, mailbox_id, scope, state, now=now)
+
+    @staticmethod
+    async def _pending(conn: AsyncConnection, mailbox_id: str, scope: str) -> dict[str, str]:
+        table = provider_subscriptions
+        row = (
+            await conn.execute(
+                select(table.c.state)
+                .where(table.c.mailbox_id == mailbox_id, table.c.scope == scope)
+                .with_for_update()
+            )
+        ).first()
+        state = json.loads(row.state) if row is not None and row.state else {}
+        pending = state.get(LIFECYCLE)
+        return dict(pending) if isinstance(pending, dict) else {}
+
+    @staticmethod
+    async def _set_state(
+        conn: AsyncConnection, mailbox_id: str, scope: str, state: dict[str, Any], *, now: datetime
+    ) -> None:
+        table = provider_subscriptions
+        await conn.execute(
+            update(table)
+            .where(table.c.mailbox_id == mailbox_id, table.c.scope == scope)
+            .values(state=_dump(state), updated_at=now)
+        )
 
     async def delete(self, mailbox_id: str, scope: str = MAILBOX_SCOPE) -> None:
         async with self.database.transaction() as conn:
@@ -96,3 +188,7 @@ class SubscriptionStore:
                     provider_subscriptions.c.scope == scope,
                 )
             )
+
+
+def _dump(state: dict[str, Any]) -> str | None:
+    return json.dumps(state, separators=(",", ":")) if state else None
