@@ -16,7 +16,8 @@ local authorization server for the tokens. Both fakes run in this machine's two 
   in a pushed mailbox; for each, the fake's own delivery time (message added → its notification
   POST reaching mailport's route, measured by a marker around the app) and mailport's part
   (that POST → the signed webhook received): ``push_to_webhook_p50_ms`` / ``_p99_ms`` (the goal:
-  p50 ≤ 50 ms), ``fake_delivery_p50_ms``, and the whole ``add_to_webhook_p50_ms``.
+  p50 ≤ 50 ms), ``fake_delivery_p50_ms``, the whole ``add_to_webhook_p50_ms``, and the API calls
+  each pushed message cost (``api_calls_per_pushed_message``).
 
 Prints one JSON line per connector, ``{"connector": …, …}``. ``--only gmail_api|graph`` runs one.
 """
@@ -45,6 +46,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import uvicorn
 from pydantic import SecretStr
 from sqlalchemy import func, select
+from tests.fakes.gmail import GmailFake
+from tests.fakes.graph import GraphFake
+from tests.fixtures.gmail import connect_gmail_mailbox, gmail_provider_overrides
+from tests.fixtures.graph import GRAPH_SCOPES, connect_graph_mailbox
+from tests.fixtures.webhook_receiver import WebhookReceiver
+from tests.mailstack.idp import MockIdP
 
 from mailport.api.app import create_app
 from mailport.bootstrap import Services, build
@@ -54,12 +61,6 @@ from mailport.delivery.schemas import WebhookCreate
 from mailport.mailboxes.models import Mailbox, ProcessingSettings
 from mailport.push.shared import SharedChannels
 from mailport.store.tables import events
-from tests.fakes.gmail import GmailFake
-from tests.fakes.graph import GraphFake
-from tests.fixtures.gmail import connect_gmail_mailbox, gmail_provider_overrides
-from tests.fixtures.graph import GRAPH_SCOPES, connect_graph_mailbox
-from tests.fixtures.webhook_receiver import WebhookReceiver
-from tests.mailstack.idp import MockIdP
 
 QUIET = ProcessingSettings(check_interval=3600)  # no poll gets in the way: push (or the first sync) does
 
@@ -187,7 +188,9 @@ async def sync_phase(made: Bed, sock: socket.socket, connector: Connector, count
     before = connector.requests()
     await serve(made, sock)
     await wait_until(
-        lambda: _at_least(made.services, mailbox.id, count), timeout=max(120.0, count / 20), what="initial sync"
+        lambda: _at_least(made.services, mailbox.id, count),
+        timeout=max(120.0, count / 20),
+        what="initial sync",
     )
     elapsed = time.monotonic() - made.started_at
     after = connector.requests()
@@ -216,6 +219,7 @@ async def latency_phase(made: Bed, connector: Connector, count: int, gap: float)
             lambda: connector.pushed(made, mailbox, account), timeout=30, what="the push subscription"
         )
         await asyncio.sleep(0.5)
+        before = connector.requests()
         fake_ms: list[float] = []
         ours_ms: list[float] = []
         whole_ms: list[float] = []
@@ -233,6 +237,7 @@ async def latency_phase(made: Bed, connector: Connector, count: int, gap: float)
                 ours_ms.append((hook_at - push_at) * 1000)
                 whole_ms.append((hook_at - added) * 1000)
             await asyncio.sleep(gap)
+        after = connector.requests()
     finally:
         receiver.stop()
     return {
@@ -242,18 +247,21 @@ async def latency_phase(made: Bed, connector: Connector, count: int, gap: float)
         "add_to_webhook_p50_ms": round(statistics.median(whole_ms), 1),
         "add_to_webhook_p99_ms": round(pct(whole_ms, 0.99), 1),
         "latency_messages": len(ours_ms),
+        "api_calls_per_pushed_message": round((after[1] - before[1]) / max(1, count), 2),
     }
 
 
 def gmail_connector(idp: MockIdP, fake: GmailFake) -> Connector:
     async def make(made: Bed, tenant_id: str) -> tuple[Mailbox, Any]:
         # the tenant's push channel on a topic of its own, which the fake pushes to mailport
-        topic = fake.pubsub.create_topic(f"projects/bench/topics/t{uuid.uuid4().hex[:10]}")
+        topic = fake.pubsub.create_topic(f"projects/mailport-bench/topics/t{uuid.uuid4().hex[:10]}")
         channel = await SharedChannels(made.services.push.channels, public_url=made.url).create(
             tenant_id, "gmail_api", topic=topic
         )
         fake.pubsub.create_subscription(
-            f"projects/bench/subscriptions/s{uuid.uuid4().hex[:10]}", topic, push_endpoint=channel.push_endpoint
+            f"projects/mailport-bench/subscriptions/s{uuid.uuid4().hex[:10]}",
+            topic,
+            push_endpoint=channel.push_endpoint,
         )
         return await connect_gmail_mailbox(made.services, idp, fake, tenant_id=tenant_id, settings=QUIET)
 
@@ -265,7 +273,11 @@ def gmail_connector(idp: MockIdP, fake: GmailFake) -> Connector:
         return len([e for e in calls if e.kind != "batch_item"]), len([e for e in calls if e.kind != "batch"])
 
     return Connector(
-        "gmail_api", make, lambda account, raw: account.add_message(raw, ("INBOX", "UNREAD")), pushed, requests
+        "gmail_api",
+        make,
+        lambda account, raw: account.add_message(raw, ("INBOX", "UNREAD")),
+        pushed,
+        requests,
     )
 
 
