@@ -30,7 +30,9 @@ from pathlib import Path
 import httpx
 import pytest
 
+from tests.fakes.gmail import GmailFake
 from tests.fixtures.dns import LocalDNSServer
+from tests.fixtures.gmail import gmail_provider_overrides
 from tests.fixtures.parallel import worker_id
 from tests.fixtures.process import clean_environment, start_mailport, stop, wait_until_healthy
 from tests.mailstack.dovecot import Dovecot, free_port
@@ -76,12 +78,17 @@ class WebServer:
         return httpx.Client(base_url=self.url, headers={"Authorization": f"Bearer {key}"}, timeout=15)
 
 
-def _providers_file(path: Path, idp: MockIdP, dovecot: Dovecot, smtp: SubmissionServer) -> Path:
+def _providers_file(
+    path: Path, idp: MockIdP, dovecot: Dovecot, smtp: SubmissionServer, gmail: GmailFake
+) -> Path:
+    """Google and Microsoft on the local IdP, their IMAP/SMTP on the bed, the Gmail API on its fake."""
     bed = {
         "imap": {"host": "localhost", "port": dovecot.imaps_port, "security": "ssl"},
         "smtp": {"host": "localhost", "port": smtp.tls_port, "security": "ssl"},
     }
-    path.write_text(json.dumps({key: {**fields, **bed} for key, fields in idp_overrides(idp).items()}))
+    providers = {key: {**fields, **bed} for key, fields in idp_overrides(idp).items()}
+    providers["google"]["apis"] = gmail_provider_overrides(idp, gmail)["google"]["apis"]
+    path.write_text(json.dumps(providers))
     return path
 
 
@@ -97,7 +104,7 @@ def web_dns(dovecot: Dovecot, smtp: SubmissionServer) -> Iterator[LocalDNSServer
 
 @pytest.fixture(scope="package")
 def web(
-    dovecot: Dovecot, smtp: SubmissionServer, idp: MockIdP, web_dns: LocalDNSServer
+    dovecot: Dovecot, smtp: SubmissionServer, idp: MockIdP, web_dns: LocalDNSServer, gmail_fake: GmailFake
 ) -> Iterator[WebServer]:
     root = Path(tempfile.mkdtemp(prefix=f"mailport-web-{worker_id()}-"))
     port = free_port()
@@ -115,7 +122,7 @@ def web(
             "MAILPORT_DETECT_TIMEOUT": "3",
             "MAILPORT_CHECK_TIMEOUT": "10",
             "MAILPORT_OAUTH_PROVIDERS_FILE": str(
-                _providers_file(root / "providers.json", idp, dovecot, smtp)
+                _providers_file(root / "providers.json", idp, dovecot, smtp, gmail_fake)
             ),
             "MAILPORT_GOOGLE_CLIENT_ID": "test-client",
             "MAILPORT_GOOGLE_CLIENT_SECRET": "test-secret",

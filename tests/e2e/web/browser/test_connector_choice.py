@@ -109,3 +109,31 @@ def test_a_connect_link_presets_the_connector(page: Page, web: WebServer, web_te
     page.get_by_role("button", name="Connect with Google").click()
     expect(page.get_by_role("heading", name="The provider's sign-in")).to_be_visible()
     assert GMAIL_MODIFY in scopes_of(seen[-1])
+
+
+def test_the_gmail_api_choice_end_to_end(page: Page, web: WebServer, web_tenant: tuple[str, str], shot: Shot):
+    """Sign in for the Gmail API (the fake's), test through the connector, save, see it named."""
+    email = f"gapi{uuid.uuid4().hex[:8]}@gmail.com"
+    start_connect(page, web_tenant[1], email)
+    expect(page.get_by_role("radio", name=re.compile("API \\(recommended\\)"))).to_be_checked()
+    page.get_by_role("button", name="Connect with Google").click()
+    page.wait_for_url(re.compile(r"/connect/oauth/return\?"))
+    finish_check(page, ok=True)
+    check = page.get_by_test_id("check")
+    expect(check).to_contain_text("Mail API (Gmail API)")
+    expect(page.locator("[data-step=api-token]")).to_contain_text("Get an access token")
+    expect(page.locator("[data-step=api-profile]")).to_contain_text("signed in to the Gmail API")
+    expect(page.locator("[data-step^=imap-]")).to_have_count(0)  # no IMAP steps for an API mailbox
+    shot(page, "wizard-4-gmail-api-test")
+    page.get_by_role("button", name="Continue").click()
+    page.get_by_role("button", name="Save mailbox").click()
+    expect(page.get_by_role("heading", level=1)).to_contain_text(f"{email} is connected")
+    expect(page.get_by_test_id("connector")).to_have_text("Gmail API")
+    mailbox_id = page.get_by_test_id("mailbox-id").inner_text()
+    with web.api(web_tenant[1]) as api:
+        stored = api.get(f"/v1/mailboxes/{mailbox_id}").json()
+    assert stored["connector"] == "gmail_api" and stored["imap"] is None and stored["smtp"] is None
+    assert stored["oauth"]["scopes"] and GMAIL_MODIFY in stored["oauth"]["scopes"]
+    page.goto("/")
+    card = page.get_by_test_id("mailbox").filter(has_text=email)
+    expect(card.get_by_test_id("connector")).to_have_text("Gmail API")
