@@ -13,6 +13,7 @@ from playwright.sync_api import Page, Route, expect
 
 from tests.e2e.web.browser.conftest import Shot, WebServer, start_connect
 from tests.e2e.web.browser.test_wizard import finish_check
+from tests.fakes.graph import GraphFake
 
 GMAIL_MODIFY = "https://www.googleapis.com/auth/gmail.modify"
 
@@ -137,3 +138,30 @@ def test_the_gmail_api_choice_end_to_end(page: Page, web: WebServer, web_tenant:
     page.goto("/")
     card = page.get_by_test_id("mailbox").filter(has_text=email)
     expect(card.get_by_test_id("connector")).to_have_text("Gmail API")
+
+
+def test_the_graph_choice_end_to_end(
+    page: Page, web: WebServer, web_tenant: tuple[str, str], graph_fake: GraphFake
+):
+    """A Microsoft account through Graph (the fake's): no IMAP, no SMTP AUTH involved. Before
+    its mailbox exists at Microsoft, the test says so (``api_not_enabled``)."""
+    email = f"mapi{uuid.uuid4().hex[:8]}@outlook.com"
+    start_connect(page, web_tenant[1], email)
+    page.get_by_role("button", name="Connect with Microsoft").click()
+    page.wait_for_url(re.compile(r"/connect/oauth/return\?"))
+    finish_check(page, ok=False)
+    expect(page.locator("[data-step=api-profile]")).to_contain_text("api_not_enabled")
+    expect(page.locator("[data-step=api-profile]")).to_contain_text("inactive, soft-deleted")
+    expect(page.get_by_role("button", name="Edit the settings")).to_have_count(0)  # no servers to edit
+    graph_fake.account(email)  # the mailbox is provisioned: Retry now passes
+    page.get_by_role("button", name="Retry").click()
+    finish_check(page, ok=True)
+    expect(page.get_by_test_id("check")).to_contain_text("Mail API (Microsoft Graph)")
+    expect(page.locator("[data-step=api-profile]")).to_contain_text("signed in to Microsoft Graph")
+    page.get_by_role("button", name="Continue").click()
+    page.get_by_role("button", name="Save mailbox").click()
+    expect(page.get_by_test_id("connector")).to_have_text("Microsoft Graph")
+    mailbox_id = page.get_by_test_id("mailbox-id").inner_text()
+    with web.api(web_tenant[1]) as api:
+        stored = api.get(f"/v1/mailboxes/{mailbox_id}").json()
+    assert stored["connector"] == "graph" and stored["imap"] is None and stored["smtp"] is None
