@@ -109,9 +109,11 @@ class StepRecorder:
         afterwards does not count towards its ``ms``). ``certificate``: the one the server
         presented (DER), when the client refused it."""
         ms = self._ms(started) if ended is None else round((ended - started) * 1000, 1)
+        protocol = self.result.protocol
+        assert protocol != "api"  # the API check (check.api_check) records its own steps
         failure = Failure(
             step=step,
-            protocol=self.result.protocol,
+            protocol=protocol,
             provider=self.provider,
             host=host or self.host,
             port=self.port,

@@ -119,7 +119,12 @@ def add(
     ),
     label: str | None = typer.Option(None),
     purpose: str | None = typer.Option(None, help="Free text, e.g. booking, support."),
-    imap_host: str = typer.Option(..., help="IMAP server host name."),
+    connector: str = typer.Option(
+        "imap",
+        help="imap, or gmail_api / graph: read through Google's or Microsoft's mail API "
+        "(--auth-method oauth2, no servers; then `mailport connect PROVIDER --mailbox ID`)",
+    ),
+    imap_host: str | None = typer.Option(None, help="IMAP server host name (the imap connector)."),
     imap_port: int = typer.Option(993),
     imap_security: str = typer.Option("ssl", help="ssl | starttls | none"),
     imap_username: str | None = typer.Option(None, help="Default: the email address."),
@@ -151,7 +156,10 @@ def add(
         "purpose": purpose,
         "auth_method": auth_method,
         "password": _read_password(password_stdin, password_env),
-        "imap": {
+        "connector": connector,
+        "imap": None
+        if imap_host is None
+        else {
             "host": imap_host,
             "port": imap_port,
             "security": imap_security,

@@ -79,6 +79,11 @@ def transport_keys() -> list[str]:
     return sorted(_TRANSPORTS)
 
 
+def registered_transport(key: str) -> TransportFactory | None:
+    """The factory registered for connector ``key`` (None: it sends over SMTP)."""
+    return _TRANSPORTS.get(key)
+
+
 def transport_for(mailbox: Mailbox, context: ConnectorContext) -> Transport | None:
     """The transport registered for ``mailbox.connector``, built with its connector's context;
     None when the connector brings none (the caller sends over SMTP submission)."""

@@ -9,7 +9,9 @@ the tenant that started them (``mailport serve`` is one process; a run is a page
 
 The checker fills each protocol's :class:`~mailport.check.model.ProtocolResult` as it goes;
 :class:`_LiveChecker` hands those objects to the run when the check creates them, which is what
-makes the steps visible before the whole check has finished.
+makes the steps visible before the whole check has finished. A mailbox read through a mail API
+(``gmail_api``, ``graph``) is checked by :meth:`CheckRuns.start_api` with the service's own
+mailbox test (:mod:`mailport.check.api_check`: two quick steps, shown when done).
 """
 
 from __future__ import annotations
@@ -19,11 +21,11 @@ import contextlib
 import logging
 import secrets
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass, field
 from typing import Any
 
-from mailport.check.model import CheckCredentials, ProtocolResult, ServerTarget
+from mailport.check.model import CheckCredentials, CheckResult, ProtocolResult, ServerTarget
 from mailport.check.runner import ConnectionChecker
 from mailport.check.steps import StepRecorder
 from mailport.crypto import Secret
@@ -51,6 +53,8 @@ LABELS = {
     "smtp_ehlo": "Server greeting (EHLO)",
     "smtp_starttls": "Switch to TLS (STARTTLS)",
     "smtp_auth": "Sign in for sending",
+    "token": "Get an access token",
+    "profile": "Sign in to the mail API",
 }
 
 
@@ -179,6 +183,33 @@ class CheckRuns:
             finally:
                 run.done = True
 
+        return self._launch(run, work)
+
+    def start_api(
+        self, tenant_id: str, check: Callable[[], Awaitable[CheckResult]], *, context: dict[str, Any]
+    ) -> CheckRun:
+        """Run ``check`` (a stored API mailbox's test, which records its outcome itself)."""
+        self._forget_old()
+        run = CheckRun(secrets.token_urlsafe(12), tenant_id, time.monotonic(), context=context)
+
+        async def work() -> None:
+            try:
+                result = await check()
+                run.protocols = [p for p in (result.api, result.imap, result.smtp) if p is not None]
+                run.ok = result.ok
+            except MailportError as exc:  # no token at all, the mailbox gone
+                run.refused = Refused("token", exc.message, exc.code, exc.hint)
+            except Exception:
+                log.exception("connection check %s failed unexpectedly", run.id)
+                run.refused = Refused(
+                    "token", "the check failed unexpectedly", "internal_error", "Try again."
+                )
+            finally:
+                run.done = True
+
+        return self._launch(run, work)
+
+    def _launch(self, run: CheckRun, work: Callable[[], Coroutine[Any, Any, None]]) -> CheckRun:
         self._runs[run.id] = run
         run.task = asyncio.get_running_loop().create_task(work())
         return run

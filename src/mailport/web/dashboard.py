@@ -25,7 +25,7 @@ from mailport.web.render import WebRoute, redirect, render
 from mailport.web.session import WebSession
 from mailport.web.state import WebState, get_web
 from mailport.web.wizard.context import form_values, oauth_return_url, step_context
-from mailport.web.wizard.testing import check_target, record_check_result
+from mailport.web.wizard.testing import record_check_result, run_check
 
 router = APIRouter(route_class=WebRoute, include_in_schema=False)
 
@@ -104,6 +104,7 @@ def _draft_for(session: WebSession, mailbox: Mailbox) -> Draft:
         password=mailbox.password.reveal() if mailbox.password else None,
         mailbox_id=mailbox.id,
         purpose=mailbox.purpose,
+        connector=mailbox.connector,
     )
 
 
@@ -112,9 +113,10 @@ async def test_mailbox(action: MailboxAction = Depends(mailbox_action)) -> Respo
     mailbox = await action.mailbox()
     draft = _draft_for(action.session, mailbox)
     web = action.web
-    run = web.runs.start(
+    run = run_check(
+        web,
         action.tenant_id,
-        check_target(web, draft),
+        draft,
         context={"mailbox_id": mailbox.id, "smtp": mailbox.smtp is not None},
         on_done=record_check_result(web, action.tenant_id, draft.with_(password=None)),
     )

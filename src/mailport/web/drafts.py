@@ -37,6 +37,7 @@ class Draft:
     mailbox_id: str | None = None  # set for OAuth (created at the callback) and for reconnects
     purpose: str | None = None
     tested: bool = False
+    connector: str = "imap"  # imap | gmail_api | graph: what reads the mailbox (its sign-in's scopes)
     hints: tuple[dict[str, str], ...] = field(default_factory=tuple)
 
     def with_(self, **changes: Any) -> Draft:

@@ -21,7 +21,13 @@ async def open_link(request: Request, token: str, web: WebState = Depends(get_we
         "link",
         tenant_id=tenant.id,
         tenant_name=tenant.name,
-        link=LinkGrant(link.id, purpose=link.purpose, email=link.email, return_url=link.return_url),
+        link=LinkGrant(
+            link.id,
+            purpose=link.purpose,
+            email=link.email,
+            return_url=link.return_url,
+            connector=link.connector,
+        ),
     )
     response = redirect(request, "/connect")
     web.sessions.write(response, session)

@@ -40,6 +40,7 @@ class ConnectLink:
     email: str | None
     return_url: str | None
     expires_at: datetime
+    connector: str | None = None  # imap | api | gmail_api | graph; None: the visitor chooses
 
 
 @dataclass(frozen=True)
@@ -62,6 +63,7 @@ class ConnectLinks:
         email: str | None = None,
         return_url: str | None = None,
         expires_in: int = DEFAULT_EXPIRES_IN,
+        connector: str | None = None,
     ) -> IssuedLink:
         if not MIN_EXPIRES_IN <= expires_in <= MAX_EXPIRES_IN:
             raise InputError(
@@ -72,12 +74,12 @@ class ConnectLinks:
         link_id = "cl_" + secrets.token_urlsafe(12)
         token = self._sealer.seal(
             KIND,
-            {"i": link_id, "t": tenant_id, "p": purpose, "e": email, "r": return_url},
+            {"i": link_id, "t": tenant_id, "p": purpose, "e": email, "r": return_url, "c": connector},
             ttl_seconds=expires_in,
         )
         expires_at = self._sealer.expires_at(KIND, token)
         assert expires_at is not None
-        link = ConnectLink(link_id, tenant_id, purpose, email, return_url, expires_at)
+        link = ConnectLink(link_id, tenant_id, purpose, email, return_url, expires_at, connector)
         return IssuedLink(link, f"{self._public_url}{PATH}{token}")
 
     def open(self, token: str) -> ConnectLink:
@@ -96,6 +98,7 @@ class ConnectLinks:
                 email=data.get("e"),
                 return_url=data.get("r"),
                 expires_at=self._sealer.expires_at(KIND, token) or self._sealer.now(),
+                connector=data.get("c"),
             )
         except KeyError as exc:
             raise ConnectLinkInvalidError("this connect link is not valid") from exc

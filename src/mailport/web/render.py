@@ -53,6 +53,8 @@ def _ago(value: datetime | None) -> str:
 env.filters["ago"] = _ago
 env.globals["version"] = __version__
 env.globals["step_labels"] = LABELS
+CONNECTOR_LABELS = {"imap": "IMAP", "gmail_api": "Gmail API", "graph": "Microsoft Graph"}
+env.globals["connector_label"] = lambda key: CONNECTOR_LABELS.get(key, key)
 
 
 class SignInRequired(Exception):

@@ -43,6 +43,7 @@ class LinkGrant:
     purpose: str | None = None
     email: str | None = None
     return_url: str | None = None
+    connector: str | None = None  # imap | api | a connector key: preset; None: the visitor chooses
 
 
 @dataclass(frozen=True)

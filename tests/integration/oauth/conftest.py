@@ -4,7 +4,7 @@ SQLite behind the storage ports, and the flows wired as the service will wire th
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import httpx
@@ -15,6 +15,8 @@ from pydantic import SecretStr
 from mailport.api import create_app
 from mailport.bootstrap import Services
 from mailport.config import Settings
+from mailport.connectors import registry as connector_registry
+from mailport.connectors.base import Feature
 from mailport.crypto import KeyRing, generate_key
 from mailport.oauth import (
     AuthorizationCodeFlow,
@@ -24,6 +26,7 @@ from mailport.oauth import (
     ProviderRegistry,
     StateCodec,
 )
+from tests.connectors.fake import FakeServer
 from tests.fixtures.api import SecretWatch, TenantHandle, api_client, create_tenant
 from tests.fixtures.schema import build_migrated
 from tests.integration.oauth.sqlite_store import SQLiteStateStore, SQLiteTokenStore, open_engine
@@ -207,3 +210,17 @@ async def browser(api_app: FastAPI, secret_watch: SecretWatch) -> AsyncIterator[
         event_hooks={"response": [secret_watch.record]},
     ) as c:
         yield c
+
+
+@pytest.fixture
+def api_connectors_registered() -> Iterator[None]:
+    """The connectors' own modules register ``gmail_api`` and ``graph``; where this build has
+    not got them yet, an in-memory stand-in is registered for the test (creating a mailbox
+    asks the registry what its connector can do)."""
+    added = [key for key in ("gmail_api", "graph") if key not in connector_registry.keys()]
+    server = FakeServer()
+    for key in added:
+        server.register(key, frozenset(Feature))
+    yield
+    for key in added:
+        connector_registry.unregister(key)

@@ -44,6 +44,17 @@ async def sign_in(
     return location.removeprefix(PUBLIC_URL)
 
 
+async def device_outcome(client: httpx.AsyncClient, flow_id: str) -> dict[str, object]:
+    """The device flow's state once the service's poller is done with it (pending after 10 s)."""
+    status: dict[str, object] = {}
+    for _ in range(100):
+        status = (await client.get(f"/v1/oauth/device/{flow_id}")).json()
+        if status["status"] != "pending":
+            break
+        await asyncio.sleep(0.1)
+    return status
+
+
 def xoauth2(user: str, token: str) -> bytes:
     return f"user={user}\x01auth=Bearer {token}\x01\x01".encode()
 
@@ -145,11 +156,7 @@ async def test_device_sign_in_over_http(client, idp):
     status = (await client.get(f"/v1/oauth/device/{flow['flow_id']}")).json()
     assert status["status"] == "pending"
     approve(idp, flow["user_code"], email="hank@example.test")
-    for _ in range(60):
-        status = (await client.get(f"/v1/oauth/device/{flow['flow_id']}")).json()
-        if status["status"] != "pending":
-            break
-        await asyncio.sleep(0.1)
+    status = await device_outcome(client, flow["flow_id"])
     assert status["status"] == "complete", status
     mailbox = (await client.get(f"/v1/mailboxes/{status['mailbox_id']}")).json()
     assert mailbox["email"] == "hank@example.test" and mailbox["purpose"] == "headless"

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from dataclasses import asdict
 from datetime import datetime
+from typing import Literal
 
 from fastapi import APIRouter, Depends, Request
 from pydantic import BaseModel, Field
@@ -28,6 +29,11 @@ class ConnectLinkIn(RequestModel):
         description="Absolute http(s) URL; the browser is sent there with `?mailbox_id=…&status=connected`",
     )
     expires_in: int = Field(DEFAULT_EXPIRES_IN, ge=MIN_EXPIRES_IN, le=MAX_EXPIRES_IN, description="Seconds")
+    connector: Literal["imap", "api", "gmail_api", "graph"] | None = Field(
+        None,
+        description="For Google and Microsoft accounts: `api` (or `gmail_api` / `graph`) connects through "
+        "the provider's mail API, `imap` over IMAP/SMTP; null lets the visitor choose (API pre-selected)",
+    )
 
 
 class ConnectLinkOut(BaseModel):
@@ -37,6 +43,7 @@ class ConnectLinkOut(BaseModel):
     purpose: str | None
     email: str | None
     return_url: str | None
+    connector: str | None
 
 
 @router.post("/connect-links", status_code=201, summary="A single-use link to the hosted connect wizard")
@@ -50,6 +57,7 @@ async def create_connect_link(
         email=body.email,
         return_url=body.return_url,
         expires_in=body.expires_in,
+        connector=body.connector,
     )
     fields = asdict(issued.link)
     del fields["tenant_id"]  # the caller's own tenant: not part of the answer

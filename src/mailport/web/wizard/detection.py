@@ -18,6 +18,21 @@ from mailport.web.session import WebSession
 from mailport.web.state import WebState, get_web
 from mailport.web.wizard.context import step_context
 
+API_NAMES = {"gmail_api": "the Gmail API", "graph": "Microsoft Graph"}
+
+
+def connector_choice(apis: list[str], preset: str | None) -> tuple[str | None, str | None]:
+    """The provider's API connector (None: it has none) and the connector fixed by a connect
+    link (``imap``, or ``api`` / that API's key; None: the visitor chooses, API pre-selected)."""
+    api = apis[0] if apis else None
+    if api is None or preset is None:
+        return api, None
+    if preset == "imap":
+        return api, "imap"
+    if preset in ("api", api):
+        return api, api
+    return api, None  # another provider's API: this account chooses for itself
+
 
 async def _oauth_choices(web: WebState, session: WebSession, provider: str | None) -> dict[str, Any]:
     if provider is None or provider not in web.services.oauth.oauth.registry:
@@ -25,7 +40,11 @@ async def _oauth_choices(web: WebState, session: WebSession, provider: str | Non
     assert session.tenant_id is not None
     usable = await web.services.oauth.tenant_apps.usable(provider, session.tenant_id)
     definition = web.services.oauth.oauth.registry.get(provider)
+    api, preset = connector_choice(sorted(definition.apis), session.link.connector if session.link else None)
     return {
+        "api_connector": api,
+        "api_name": API_NAMES.get(api or "", api),
+        "connector_preset": preset,
         "oauth_usable": usable,
         "device_usable": usable
         and definition.device_authorization_endpoint is not None

@@ -30,9 +30,16 @@ def _hint_for(code: str) -> str:
     return "Try again, or configure the mailbox manually."
 
 
+CONNECTOR_FIELD = Form("imap", max_length=40, description="imap, or the provider's mail API")
+
+
 async def oauth_start(
-    provider: str = Form(..., max_length=50), step: DraftStep = Depends(draft_step)
+    provider: str = Form(..., max_length=50),
+    connector: str = CONNECTOR_FIELD,
+    step: DraftStep = Depends(draft_step),
 ) -> Response:
+    """The sign-in for the connector chosen on the method page (API or IMAP); the OAuth state
+    carries it through the provider's redirect to the callback, which creates the mailbox."""
     draft = step.draft
     started = await step.web.services.oauth.authorize(
         step.tenant_id,
@@ -41,6 +48,7 @@ async def oauth_start(
         mailbox_id=draft.mailbox_id,
         purpose=draft.purpose,
         return_url=oauth_return_url(step.web),
+        connector=None if draft.mailbox_id else connector,
     )
     return redirect(step.request, started.authorization_url)
 
@@ -88,16 +96,21 @@ async def oauth_return(
         smtp=mailbox.smtp,
         mailbox_id=mailbox.id,
         purpose=mailbox.purpose or (session.link.purpose if session.link else None),
+        connector=mailbox.connector,
     )
     return start_test(request, web, session, draft)
 
 
 async def device_start(
-    provider: str = Form(..., max_length=50), step: DraftStep = Depends(draft_step)
+    provider: str = Form(..., max_length=50),
+    connector: str = CONNECTOR_FIELD,
+    step: DraftStep = Depends(draft_step),
 ) -> Response:
     draft = step.draft
     oauth = step.web.services.oauth
-    record = await oauth.start_device(step.tenant_id, provider, email=draft.email, purpose=draft.purpose)
+    record = await oauth.start_device(
+        step.tenant_id, provider, email=draft.email, purpose=draft.purpose, connector=connector
+    )
     remaining = int((record.expires_at - oauth.now()).total_seconds())
     return render(
         step.request,

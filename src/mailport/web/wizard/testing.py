@@ -73,14 +73,41 @@ def record_check_result(web: WebState, tenant_id: str, draft: Draft) -> Any:
     return done
 
 
+API_NAMES = {"gmail_api": "Gmail API", "graph": "Microsoft Graph"}
+
+
+def run_check(
+    web: WebState,
+    tenant_id: str,
+    draft: Draft,
+    *,
+    context: dict[str, Any],
+    on_done: Any = None,
+) -> CheckRun:
+    """Start the connection test of ``draft``: IMAP/SMTP step by step, or for a mailbox read
+    through a mail API, the service's mailbox test through its connector (it records the
+    mailbox's health itself)."""
+    if draft.connector == "imap":
+        return web.runs.start(tenant_id, check_target(web, draft), context=context, on_done=on_done)
+    if draft.mailbox_id is None:
+        raise InputError(f"the {draft.connector} connector is tested once the mailbox is connected")
+    mailbox_id, checks = draft.mailbox_id, web.services.checks
+    return web.runs.start_api(
+        tenant_id,
+        lambda: checks.test_mailbox(tenant_id, mailbox_id),
+        context={**context, "api": API_NAMES.get(draft.connector, draft.connector)},
+    )
+
+
 def start_test(request: Request, web: WebState, session: WebSession, draft: Draft) -> Response:
     assert session.tenant_id is not None
     # The same per-tenant budget as POST /v1/check: a connect-link visitor must not turn the
     # wizard into a password-guessing relay or a port scanner (the SSRF guard vets every host).
     web.services.check_limiter.check(session.tenant_id)
-    run = web.runs.start(
+    run = run_check(
+        web,
         session.tenant_id,
-        check_target(web, draft),
+        draft,
         context={
             "draft": seal(web.sealer, draft.with_(tested=True)),
             "retry": seal(web.sealer, draft),

@@ -30,7 +30,11 @@ from pathlib import Path
 import httpx
 import pytest
 
+from tests.fakes.gmail import GmailFake
+from tests.fakes.graph import GraphFake
 from tests.fixtures.dns import LocalDNSServer
+from tests.fixtures.gmail import gmail_provider_overrides
+from tests.fixtures.graph import GRAPH_SCOPES
 from tests.fixtures.parallel import worker_id
 from tests.fixtures.process import clean_environment, start_mailport, stop, wait_until_healthy
 from tests.mailstack.dovecot import Dovecot, free_port
@@ -76,12 +80,19 @@ class WebServer:
         return httpx.Client(base_url=self.url, headers={"Authorization": f"Bearer {key}"}, timeout=15)
 
 
-def _providers_file(path: Path, idp: MockIdP, dovecot: Dovecot, smtp: SubmissionServer) -> Path:
+def _providers_file(
+    path: Path, idp: MockIdP, dovecot: Dovecot, smtp: SubmissionServer, gmail: GmailFake, graph: GraphFake
+) -> Path:
+    """Google and Microsoft on the local IdP, their IMAP/SMTP on the bed, the Gmail API and
+    Microsoft Graph on their fakes."""
     bed = {
         "imap": {"host": "localhost", "port": dovecot.imaps_port, "security": "ssl"},
         "smtp": {"host": "localhost", "port": smtp.tls_port, "security": "ssl"},
     }
-    path.write_text(json.dumps({key: {**fields, **bed} for key, fields in idp_overrides(idp).items()}))
+    providers = {key: {**fields, **bed} for key, fields in idp_overrides(idp).items()}
+    providers["google"]["apis"] = gmail_provider_overrides(idp, gmail)["google"]["apis"]
+    providers["microsoft"]["apis"] = {"graph": {"base_url": graph.url, "scopes": list(GRAPH_SCOPES)}}
+    path.write_text(json.dumps(providers))
     return path
 
 
@@ -97,7 +108,12 @@ def web_dns(dovecot: Dovecot, smtp: SubmissionServer) -> Iterator[LocalDNSServer
 
 @pytest.fixture(scope="package")
 def web(
-    dovecot: Dovecot, smtp: SubmissionServer, idp: MockIdP, web_dns: LocalDNSServer
+    dovecot: Dovecot,
+    smtp: SubmissionServer,
+    idp: MockIdP,
+    web_dns: LocalDNSServer,
+    gmail_fake: GmailFake,
+    graph_fake: GraphFake,
 ) -> Iterator[WebServer]:
     root = Path(tempfile.mkdtemp(prefix=f"mailport-web-{worker_id()}-"))
     port = free_port()
@@ -115,7 +131,7 @@ def web(
             "MAILPORT_DETECT_TIMEOUT": "3",
             "MAILPORT_CHECK_TIMEOUT": "10",
             "MAILPORT_OAUTH_PROVIDERS_FILE": str(
-                _providers_file(root / "providers.json", idp, dovecot, smtp)
+                _providers_file(root / "providers.json", idp, dovecot, smtp, gmail_fake, graph_fake)
             ),
             "MAILPORT_GOOGLE_CLIENT_ID": "test-client",
             "MAILPORT_GOOGLE_CLIENT_SECRET": "test-secret",

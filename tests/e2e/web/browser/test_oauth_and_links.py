@@ -19,6 +19,7 @@ def test_connect_with_google_then_reconnect_after_reauth_required(
 ):
     email = f"o{uuid.uuid4().hex[:10]}@gmail.com"
     start_connect(page, web_tenant[1], email)
+    page.get_by_role("radio", name=re.compile("IMAP")).check()  # the bed serves IMAP, not the Gmail API
     page.get_by_role("button", name="Connect with Google").click()
     # The authorization server signs the user in and sends the browser back through the callback.
     page.wait_for_url(re.compile(r"/connect/oauth/return\?"))
@@ -128,6 +129,7 @@ def test_device_code_sign_in_shows_code_link_countdown_and_live_status(
     email = f"d{uuid.uuid4().hex[:10]}@outlook.com"
     start_connect(page, web_tenant[1], email)
     expect(page.get_by_role("button", name="Connect with Microsoft")).to_be_visible()
+    page.get_by_role("radio", name=re.compile("IMAP")).check()  # the bed serves IMAP, not Graph
     page.get_by_role("button", name="Sign in on another device with a code instead").click()
 
     code = page.get_by_test_id("user-code")
