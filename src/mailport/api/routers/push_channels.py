@@ -56,7 +56,7 @@ def _read(channel: SharedChannel) -> PushChannelRead:
     "/{connector}",
     status_code=201,
     summary="Create the tenant's push channel for a connector (the endpoint is shown once)",
-    responses=error_responses(409),
+    responses=error_responses(404, 409),
 )
 async def create_push_channel(
     connector: str,

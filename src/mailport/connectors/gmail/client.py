@@ -196,8 +196,7 @@ class GmailClient:
         response = await self.http.request("GET", f"{self._prefix}/history", params=params, expect=(200, 404))
         if response.status_code == 404:
             raise HistoryExpiredError(
-                f"gmail_api: history after {start_history_id} is no longer available",
-                server_said=_said(response),
+                f"gmail_api: history after {start_history_id} is no longer available ({_said(response)})"
             )
         return HistoryPage.from_json(response.json())
 

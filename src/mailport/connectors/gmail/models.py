@@ -14,14 +14,13 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from mailport.errors import CursorExpiredError
-
 SYSTEM_LABELS = ("INBOX", "SENT", "DRAFT", "TRASH", "SPAM", "STARRED", "IMPORTANT", "UNREAD", "CHAT")
 
 
-class HistoryExpiredError(CursorExpiredError):
+class HistoryExpiredError(Exception):
     """``history.list`` answered 404: the startHistoryId is older than Gmail keeps history
-    (about a week, sometimes hours). The connector recovers with a bounded re-list by date."""
+    (about a week, sometimes hours). Client-level, like Graph's ``DeltaExpiredError``: the
+    connector recovers with a bounded re-list by date, so no user ever sees it."""
 
 
 def b64url_decode(text: str) -> bytes:
