@@ -158,7 +158,14 @@ class GmailClient:
         self, ids: Sequence[str], *, format: MessageFormat = "raw", metadata_headers: Sequence[str] = ()
     ) -> list[GmailMessage | None]:
         """``messages.get`` for many ids in batches of :data:`BATCH_LIMIT`; None where Gmail
-        answers 404 (the message is gone). Order follows ``ids``."""
+        answers 404 (the message is gone). Order follows ``ids``. A single id is a plain GET:
+        the push path usually fetches one message, and a one-part batch costs a multipart
+        envelope each way for nothing."""
+        if len(ids) == 1:
+            try:
+                return [await self.get_message(ids[0], format=format, metadata_headers=metadata_headers)]
+            except MessageNotFoundError:
+                return [None]
         query = urlencode(self._get_params(format, metadata_headers), doseq=True)
         results: list[GmailMessage | None] = []
         for start in range(0, len(ids), BATCH_LIMIT):
