@@ -44,7 +44,7 @@ class Observation:
     """One address seen in one role of one message."""
 
     key: str  # the canonical address (provider-folded when the harvest folds)
-    address: str  # as written in the message
+    address: str  # as written in the message (an A-label domain is shown in Unicode)
     name: str  # the decoded display name, '' when none
     role: Role
     direction: Direction

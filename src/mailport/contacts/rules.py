@@ -36,7 +36,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Literal
 
 from mailport.contacts.addresses import canonical, domain_of, fold
@@ -130,8 +130,8 @@ class Identity:
 class BlockList:
     """A tenant's block list: addresses (compared folded) and domains (with their subdomains)."""
 
-    addresses: frozenset[str] = field(default_factory=frozenset)
-    domains: frozenset[str] = field(default_factory=frozenset)
+    addresses: frozenset[str] = frozenset()
+    domains: frozenset[str] = frozenset()
 
     @classmethod
     def of(cls, addresses: Iterable[str] = (), *, domains: Iterable[str] = ()) -> BlockList:
