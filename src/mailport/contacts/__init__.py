@@ -1,0 +1,1 @@
+"""Contacts harvested from mail (issue 18): who a mailbox really corresponds with."""
