@@ -1,12 +1,14 @@
 """Deleting a ``gmail_api`` mailbox through the API stops its ``users.watch`` (Gmail would
 otherwise publish its changes for 7 days), unless another mailbox of the same account still
-needs the watch; a Gmail failure never blocks the deletion."""
+needs the watch; a Gmail failure never blocks the deletion. Deleting a tenant stops the
+watches of all its mailboxes the same way."""
 
 from __future__ import annotations
 
 import uuid
 
 import httpx
+import pytest
 
 from mailport.api import create_app
 from mailport.errors import NotFoundError
@@ -14,6 +16,7 @@ from mailport.mailboxes.models import Mailbox
 from mailport.push.shared import SharedChannels
 from mailport.push.subscriptions import MAILBOX_SCOPE
 from tests.fakes.gmail import Account
+from tests.fixtures.api import ADMIN_KEY
 from tests.fixtures.gmail import connect_gmail_mailbox, gmail_email
 from tests.integration.gmail.sync_bed import GmailBed, gmail_bed, gmail_services
 
@@ -110,3 +113,27 @@ async def test_another_tenant_cannot_delete_it_nor_stop_its_watch(gmail_bed: Gma
     assert response.status_code == 404
     assert account.watch is not None
     assert await gmail_bed.services.subscriptions.get(mailbox.id, MAILBOX_SCOPE) is not None
+
+
+async def test_deleting_the_tenant_stops_its_mailboxes_watches(gmail_bed: GmailBed) -> None:
+    tenant_id, _ = await _watched_tenant(gmail_bed)
+    refusing = gmail_email()
+    watched = [
+        await _watched_mailbox(gmail_bed, tenant_id, e) for e in (gmail_email(), gmail_email(), refusing)
+    ]
+    gmail_bed.fake.fail(403, 1, email=refusing, path="/stop", reason="forbidden")
+
+    app = create_app(services=gmail_bed.services)
+    async with httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=app),
+        base_url="http://mailport.test",
+        headers={"Authorization": f"Bearer {ADMIN_KEY}"},
+    ) as admin:
+        response = await admin.delete(f"/v1/tenants/{tenant_id}")
+
+    assert response.status_code == 204, response.text
+    assert [account.watch is None for _, account in watched] == [True, True, False]  # refused: runs out
+    for mailbox, _ in watched:
+        assert await _gone(gmail_bed, tenant_id, mailbox.id)
+    with pytest.raises(NotFoundError):
+        await gmail_bed.services.tenants.repository.get(tenant_id)
