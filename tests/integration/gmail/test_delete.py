@@ -9,7 +9,6 @@ from __future__ import annotations
 import asyncio
 import uuid
 from dataclasses import replace
-from datetime import datetime
 
 import httpx
 import pytest
@@ -20,10 +19,11 @@ from mailport.connectors.gmail.push import WatchKeeper
 from mailport.errors import NotFoundError
 from mailport.mailboxes.models import Mailbox
 from mailport.push.shared import SharedChannels
-from mailport.push.subscriptions import MAILBOX_SCOPE, Subscription, SubscriptionStore
+from mailport.push.subscriptions import MAILBOX_SCOPE
 from tests.fakes.gmail import Account
 from tests.fixtures.api import ADMIN_KEY
 from tests.fixtures.gmail import connect_gmail_mailbox, gmail_email
+from tests.fixtures.subscriptions import HeldSave
 from tests.integration.gmail.sync_bed import GmailBed, gmail_bed, gmail_services
 
 __all__ = ["gmail_bed", "gmail_services"]  # fixtures
@@ -143,21 +143,6 @@ async def test_deleting_the_tenant_stops_its_mailboxes_watches(gmail_bed: GmailB
         assert await _gone(gmail_bed, tenant_id, mailbox.id)
     with pytest.raises(NotFoundError):
         await gmail_bed.services.tenants.repository.get(tenant_id)
-
-
-class HeldSave(SubscriptionStore):
-    """The real store, its next save held until released: a watcher paused between Gmail's
-    answer to ``users.watch`` and the recording of it."""
-
-    def __init__(self, store: SubscriptionStore) -> None:
-        super().__init__(store.database)
-        self.reached = asyncio.Event()
-        self.release = asyncio.Event()
-
-    async def save(self, subscription: Subscription, *, now: datetime) -> bool:
-        self.reached.set()
-        await self.release.wait()
-        return await super().save(subscription, now=now)
 
 
 async def test_a_first_watch_made_while_the_deletion_runs_is_stopped_by_its_maker(

@@ -10,32 +10,17 @@ save is held pauses a tick between Graph's answer and its recording. On SQLite a
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable, Callable
 from dataclasses import replace
-from datetime import datetime
 
 from mailport.clock import utc_now
 from mailport.connectors.graph.subscribe import FolderSubscription, SubscriptionStatus
 from mailport.mailboxes.models import Mailbox
-from mailport.push.subscriptions import Subscription, SubscriptionStore
 from tests.fakes.graph import Account, GraphFake
+from tests.fixtures.subscriptions import HeldSave
 from tests.integration.graph.sync_bed import SyncBed
 
 ARCHIVE = "Archive"
-
-
-class HeldSave(SubscriptionStore):
-    """The real store, its next save held until released: a tick paused between Graph's answer
-    and the recording of it."""
-
-    def __init__(self, store: SubscriptionStore) -> None:
-        super().__init__(store.database)
-        self.reached = asyncio.Event()
-        self.release = asyncio.Event()
-
-    async def save(self, subscription: Subscription, *, now: datetime) -> bool:
-        self.reached.set()
-        await self.release.wait()
-        return await super().save(subscription, now=now)
 
 
 def _remaining(fake: GraphFake, account: Account) -> list[str]:
@@ -62,6 +47,16 @@ def _deleted(fake: GraphFake) -> set[str]:
     }
 
 
+async def _delete_with(bed: SyncBed, mailbox: Mailbox, hook: Callable[[Mailbox], Awaitable[None]]) -> None:
+    """Delete the mailbox with ``hook`` run after the service graph's withdrawal, before the
+    row's deletion."""
+    remove = bed.services.mailboxes.before_delete(hook)
+    try:
+        await bed.services.mailboxes.delete(mailbox.tenant_id, mailbox.id)
+    finally:
+        remove()
+
+
 async def test_a_tick_between_the_withdrawal_and_the_deletion_asks_graph_nothing(
     sync_bed: SyncBed, graph_client
 ) -> None:
@@ -76,11 +71,7 @@ async def test_a_tick_between_the_withdrawal_and_the_deletion_asks_graph_nothing
         async def tick(deleted: Mailbox) -> None:  # after the withdrawal, before the row goes
             outcomes.append(await racer.ensure(client, ARCHIVE, archive))
 
-        remove = sync_bed.services.mailboxes.before_delete(tick)
-        try:
-            await sync_bed.services.mailboxes.delete(mailbox.tenant_id, mailbox.id)
-        finally:
-            remove()
+        await _delete_with(sync_bed, mailbox, tick)
 
     assert [o.live for o in outcomes] == [False] and "being deleted" in outcomes[0].why
     assert _created(sync_bed.fake, archive) == []  # the mark is looked at before asking Graph
@@ -110,11 +101,7 @@ async def test_a_subscription_made_while_the_withdrawal_runs_is_deleted_by_its_m
             held.release.set()
             outcomes.append(await racing)
 
-        remove = sync_bed.services.mailboxes.before_delete(tick_goes_on)
-        try:
-            await sync_bed.services.mailboxes.delete(mailbox.tenant_id, mailbox.id)
-        finally:
-            remove()
+        await _delete_with(sync_bed, mailbox, tick_goes_on)
 
     assert [o.live for o in outcomes] == [False] and "being deleted" in outcomes[0].why
     assert {inbox, made} <= _deleted(sync_bed.fake)
