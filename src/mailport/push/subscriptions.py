@@ -136,10 +136,11 @@ class SubscriptionStore:
         return True
 
     async def withdrawn(self, mailbox_id: str) -> bool:
-        """Is the mailbox being deleted? (A subscribe path asks before asking the provider;
-        :meth:`save` checks again, atomically.)"""
+        """Is the mailbox being deleted, or gone? (A subscribe path asks before asking the
+        provider; :meth:`save` checks again, atomically.)"""
+        present = select(exists().where(mailboxes.c.id == mailbox_id))
         async with self.database.connect() as conn:
-            return await _marked(conn, mailbox_id)
+            return not (await conn.execute(present)).scalar() or await _marked(conn, mailbox_id)
 
     async def save(self, subscription: Subscription, *, now: datetime) -> bool:
         """Insert, or replace the row of the same mailbox and scope; lifecycle events recorded
