@@ -37,6 +37,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlalchemy.orm import aliased
 
 from mailport.store.database import Database, dialect_insert
+from mailport.store.mailboxes import hold_mailbox
 from mailport.store.tables import mailboxes, provider_subscriptions
 
 MAILBOX_SCOPE = ""  # a subscription for the whole mailbox (Gmail's watch), not one folder
@@ -124,7 +125,7 @@ class SubscriptionStore:
         read after this are every subscription the provider holds for it (see the module
         docstring). False when the mailbox is already gone."""
         async with self.database.transaction() as conn:
-            if not await _hold_mailbox(conn, mailbox_id, exclusive=True):
+            if not await hold_mailbox(conn, mailbox_id, exclusive=True):
                 return False
             values = {"connector": "", "updated_at": now}
             statement = dialect_insert(conn, provider_subscriptions).values(
@@ -149,7 +150,7 @@ class SubscriptionStore:
         False, and nothing written, when the mailbox is deleted or being deleted
         (:meth:`withdraw`): the caller withdraws at the provider what it just asked for."""
         async with self.database.transaction() as conn:
-            if not await _hold_mailbox(conn, subscription.mailbox_id, exclusive=False):
+            if not await hold_mailbox(conn, subscription.mailbox_id, exclusive=False):
                 return False
             if await _marked(conn, subscription.mailbox_id):
                 return False
@@ -257,21 +258,6 @@ class SubscriptionStore:
                     provider_subscriptions.c.scope == scope,
                 )
             )
-
-
-async def _hold_mailbox(conn: AsyncConnection, mailbox_id: str, *, exclusive: bool) -> bool:
-    """Take the mailbox's row until the transaction ends (False: it is gone), so that a mark
-    and a save never interleave: PostgreSQL ``FOR UPDATE`` (the mark) conflicts with
-    ``FOR KEY SHARE`` (saves, which do not wait for each other nor for the mailbox's other
-    writes); SQLite has one writer, taken by a no-op ``UPDATE`` before anything is read."""
-    if conn.dialect.name == "postgresql":
-        query = select(mailboxes.c.id).where(mailboxes.c.id == mailbox_id)
-        locked = query.with_for_update() if exclusive else query.with_for_update(read=True, key_share=True)
-        return (await conn.execute(locked)).first() is not None
-    result = await conn.execute(
-        update(mailboxes).where(mailboxes.c.id == mailbox_id).values(connector=mailboxes.c.connector)
-    )
-    return bool(result.rowcount)
 
 
 async def _marked(conn: AsyncConnection, mailbox_id: str) -> bool:
