@@ -119,5 +119,6 @@ async def build(settings: Settings, *, migrate: bool | None = None, clock: Clock
         push=PushService(ChannelRepository(database, key_ring), clock=clock),
     )
     mailbox_service.before_delete(services.withdraw_push)  # a deleted mailbox's push withdrawn
+    services.tenants.before_delete(mailbox_service.clean_up_tenant)  # and a deleted tenant's
     checks.connectors = services.connector  # API mailboxes are checked through their connector
     return services

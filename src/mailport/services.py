@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from functools import cached_property
 
 from mailport.check.service import CheckService
+from mailport.clock import utc_now
 from mailport.config import Settings
 from mailport.connectors import registry
 from mailport.connectors.base import Connector
@@ -92,7 +93,11 @@ class Services:
     async def withdraw_push(self, mailbox: Mailbox) -> None:
         """Ask the provider to stop what it was asked to do for ``mailbox`` (Gmail's watch,
         Graph's subscriptions): registered by :func:`mailport.bootstrap.build` as the mailbox
-        service's ``before_delete`` hook."""
+        service's ``before_delete`` hook. The mailbox is marked first, so that a watcher ticking
+        until the row is deleted records no new subscription but withdraws it itself
+        (:mod:`mailport.push.subscriptions`)."""
+        if not await self.subscriptions.withdraw(mailbox.id, now=utc_now()):
+            return  # already gone
         connector = self.connector(mailbox)
         try:
             await connector.unsubscribe()

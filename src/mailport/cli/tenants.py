@@ -56,7 +56,7 @@ def list_tenants(as_json: bool = typer.Option(False, "--json", help="Print JSON.
 @app.command("delete")
 def delete(tenant_id: str = typer.Argument(..., help="The tenant's id.")) -> None:
     """Delete a tenant with its API keys and mailboxes."""
-    run_with_services(lambda services: services.tenants.repository.delete(tenant_id))
+    run_with_services(lambda services: services.tenants.delete(tenant_id))
     typer.echo(f"deleted {tenant_id}")
 
 

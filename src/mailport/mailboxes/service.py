@@ -53,6 +53,7 @@ from mailport.store.pagination import decode_cursor, encode_cursor
 
 HOST_CHECK_TIMEOUT = 5.0  # seconds a save waits for DNS before leaving the host to the watcher
 CLEANUP_SECONDS = 10.0  # at most this long a deletion waits for the provider to drop push
+TENANT_CLEANUP_CONCURRENCY = 8  # a tenant's mailboxes withdrawn at once when it is deleted
 
 log = logging.getLogger(__name__)
 
@@ -240,6 +241,44 @@ class MailboxService:
                     mailbox.id,
                     type(exc).__name__,
                 )
+
+    async def clean_up_tenant(self, tenant_id: str) -> None:
+        """The ``before_delete`` hooks of each of a tenant's API mailboxes, for a tenant being
+        deleted (its mailboxes go with it by cascade, past :meth:`delete`): several at a time,
+        within ``cleanup_seconds`` overall; never raises — what is left undone when time is up
+        runs out by itself at the provider. IMAP mailboxes asked nothing of a provider."""
+        if not self._before_delete:
+            return
+        found: list[Mailbox] = []
+        after: str | None = None
+        while True:
+            page = await self.repository.page(tenant_id, after=after, limit=200)
+            found += [m for m in page if m.connector in self.api_providers]
+            if len(page) < 200:
+                break
+            after = page[-1].id
+        if not found:
+            return
+        gate = asyncio.Semaphore(TENANT_CLEANUP_CONCURRENCY)
+
+        async def clean(mailbox: Mailbox) -> None:
+            async with gate:
+                await self._clean_up(mailbox)
+
+        tasks = [asyncio.create_task(clean(m)) for m in found]
+        done, pending = await asyncio.wait(tasks, timeout=self._cleanup_seconds)
+        for task in pending:
+            task.cancel()
+        await asyncio.gather(*pending, return_exceptions=True)
+        if pending:
+            log.warning(
+                "tenant %s: cleaning up %d of %d mailboxes before deletion took over %.0f s; "
+                "deleting anyway (what the provider was asked to do runs out by itself)",
+                tenant_id,
+                len(pending),
+                len(found),
+                self._cleanup_seconds,
+            )
 
     def on_change(self, listener: Callable[[], None]) -> Callable[[], None]:
         """Call ``listener`` after every create, change or delete made through this service (the

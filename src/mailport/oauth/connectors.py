@@ -76,8 +76,8 @@ def missing_mail_scopes(provider: OAuthProvider, granted: str | None, connector:
 
 def granted_connector(provider: OAuthProvider, granted: str | None) -> str:
     """The connector a grant was made for, judged by its scopes: an API whose mail scopes are all
-    granted, else ``imap``. For a device sign-in resumed after a restart, whose requested
-    connector is not stored (the flow's row has no column for it)."""
+    granted, else ``imap``. Only for a device sign-in whose row was written before its
+    connector was stored (migration 0020): every newer flow carries the connector it asked for."""
     if granted is None:
         return IMAP
     for key in sorted(provider.apis):

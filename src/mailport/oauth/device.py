@@ -43,8 +43,8 @@ class DeviceAuthorization:
     expires_at: datetime
     interval: int
     message: str | None = None
-    # what will read the mailbox; None: not known (a flow resumed after a restart), judged
-    # from the granted scopes
+    # what will read the mailbox; None: not known (a flow stored before its connector was,
+    # migration 0020), judged from the granted scopes
     connector: str | None = IMAP
 
     def __repr__(self) -> str:

@@ -6,9 +6,10 @@ keeps it to one poller across workers (a device code is redeemed once); an aband
 (a crashed worker) runs out and is taken over, and a status request resumes polling after a
 restart. A completed sign-in is kept like a browser one (:mod:`mailport.oauth.accounts`).
 
-The connector asked for (``imap``, ``graph``) is held by the process that started the flow; a
-flow resumed by another process (the flow's row has no column for it) judges it from the
-scopes the provider granted (:func:`mailport.oauth.connectors.granted_connector`).
+The connector asked for (``imap``, ``graph``) is stored on the flow's row, so whichever process
+completes the flow creates the mailbox the flow was started for; only a row written before the
+column existed (migration 0020) has none, and its connector is judged from the scopes the
+provider granted (:func:`mailport.oauth.connectors.granted_connector`).
 """
 
 from __future__ import annotations
@@ -48,7 +49,6 @@ class DevicePoller:
     accounts: AccountKeeper
     clock: Clock = utc_now
     _pollers: dict[str, asyncio.Task[None]] = field(default_factory=dict, init=False)
-    _connectors: dict[str, str] = field(default_factory=dict, init=False)  # flow id → connector
 
     async def aclose(self) -> None:
         """Stop this process's pollers (another worker takes over when their leases run out)."""
@@ -83,9 +83,9 @@ class DevicePoller:
             status="pending",
             mailbox_id=None,
             error=None,
+            connector=connector,
         )
         await self.flows.create(record, now=self.clock())
-        self._connectors[record.id] = connector
         self._ensure_poller(tenant_id, record.id)
         return record
 
@@ -109,9 +109,6 @@ class DevicePoller:
             task = asyncio.get_running_loop().create_task(self._poll(tenant_id, flow_id))
             self._pollers[flow_id] = task
             task.add_done_callback(lambda _t: self._pollers.pop(flow_id, None))
-
-    def _finished(self, flow_id: str) -> None:
-        self._connectors.pop(flow_id, None)
 
     def _poll_lease(self, interval: int) -> datetime:
         return self.clock() + timedelta(seconds=2 * interval + POLL_LEASE_MARGIN)
@@ -137,7 +134,7 @@ class DevicePoller:
             verification_uri_complete=record.verification_uri_complete,
             expires_at=record.expires_at,
             interval=record.interval,
-            connector=self._connectors.get(flow_id),
+            connector=record.connector,  # None (a row from before 0020): judged by the scopes
         )
         interval = record.interval
         sleep = self.oauth.device_flow.sleep
@@ -159,20 +156,16 @@ class DevicePoller:
                     tenant_id, result.account, mailbox_id=None, purpose=record.purpose
                 )
                 await self.flows.finish(flow_id, status="complete", mailbox_id=mailbox.id, now=now)
-                self._finished(flow_id)
                 return
             except OAuthDeniedError as exc:
                 await self.flows.finish(flow_id, status="denied", error=exc.message, now=now)
-                self._finished(flow_id)
                 return
             except DeviceCodeExpiredError as exc:
                 await self.flows.finish(flow_id, status="expired", error=exc.message, now=now)
-                self._finished(flow_id)
                 return
             except MailportError as exc:
                 if is_temporary(exc):
                     continue  # network trouble, provider 5xx: keep polling until the code expires
                 log.warning("device sign-in %s failed: %s", flow_id, exc.code)
                 await self.flows.finish(flow_id, status="error", error=f"{exc.code}: {exc.message}", now=now)
-                self._finished(flow_id)
                 return

@@ -263,6 +263,7 @@ class DeviceFlowRecord:
     status: str
     mailbox_id: str | None
     error: str | None
+    connector: str | None = None  # what it is for; None: a flow started before it was stored
 
 
 def _poll_lease(flow_id: str) -> str:
@@ -292,6 +293,7 @@ class DeviceFlowRepository:
                     interval=record.interval,
                     expires_at=record.expires_at,
                     status=record.status,
+                    connector=record.connector,
                     created_at=now,
                     updated_at=now,
                 )

@@ -10,6 +10,19 @@ except its ``lifecycle`` entry: the provider's lifecycle events (Graph: ``missed
 (:meth:`SubscriptionStore.note_lifecycle`) and the connector has not handled yet
 (:meth:`SubscriptionStore.clear_lifecycle`); :meth:`SubscriptionStore.save` keeps them.
 Rows go with their mailbox (``ON DELETE CASCADE``); a connector deletes the provider's side first.
+
+**Deleting a mailbox races its watchers**: the withdrawal (``Services.withdraw_push``, run before
+the row is deleted) reads the rows and deletes what they name at the provider, while a folder
+watcher that ticks meanwhile may create a new subscription, which the row's deletion would then
+forget at the provider (Graph keeps it until it expires, Gmail its watch for 7 days). So the
+withdrawal first marks the mailbox (:meth:`SubscriptionStore.withdraw`: a marker row, scope
+:data:`WITHDRAWN`), and :meth:`SubscriptionStore.save` refuses — returns False — for a marked
+or deleted mailbox; a connector whose save is refused withdraws at once what it just made. Both
+take the mailbox's row first (PostgreSQL: ``FOR UPDATE`` against ``FOR KEY SHARE``; SQLite: a
+no-op ``UPDATE``, its one writer), so either the save commits before the mark, and the
+withdrawal reads its row afterwards, or the save sees the mark: nothing is left behind. The
+subscribe paths also look at the mark before asking the provider (:meth:`SubscriptionStore.withdrawn`),
+so a watcher of a mailbox being deleted asks nothing new. The marker goes with the mailbox.
 """
 
 from __future__ import annotations
@@ -19,14 +32,18 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import delete, select, update
+from sqlalchemy import delete, exists, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlalchemy.orm import aliased
 
 from mailport.store.database import Database, dialect_insert
+from mailport.store.mailboxes import hold_mailbox
 from mailport.store.tables import mailboxes, provider_subscriptions
 
 MAILBOX_SCOPE = ""  # a subscription for the whole mailbox (Gmail's watch), not one folder
+# the marker row of a mailbox being deleted (see the module docstring); a control character
+# keeps it apart from every folder path and label name
+WITHDRAWN = "\x1fwithdrawn"
 LIFECYCLE = "lifecycle"  # state entry: {event: ISO time it was notified} not handled yet
 
 
@@ -78,7 +95,9 @@ class SubscriptionStore:
         return None if row is None else _record(row)
 
     async def for_mailbox(self, mailbox_id: str) -> list[Subscription]:
-        query = select(provider_subscriptions).where(provider_subscriptions.c.mailbox_id == mailbox_id)
+        query = select(provider_subscriptions).where(
+            provider_subscriptions.c.mailbox_id == mailbox_id, provider_subscriptions.c.scope != WITHDRAWN
+        )
         async with self.database.connect() as conn:
             return [_record(row) for row in await conn.execute(query)]
 
@@ -101,10 +120,40 @@ class SubscriptionStore:
         async with self.database.connect() as conn:
             return [row.mailbox_id for row in await conn.execute(query)]
 
-    async def save(self, subscription: Subscription, *, now: datetime) -> None:
-        """Insert, or replace the row of the same mailbox and scope; lifecycle events recorded
-        meanwhile are kept unless ``subscription.state`` says which are left (its ``lifecycle``)."""
+    async def withdraw(self, mailbox_id: str, *, now: datetime) -> bool:
+        """Mark the mailbox as being deleted: from now on :meth:`save` refuses it, so the rows
+        read after this are every subscription the provider holds for it (see the module
+        docstring). False when the mailbox is already gone."""
         async with self.database.transaction() as conn:
+            if not await hold_mailbox(conn, mailbox_id, exclusive=True):
+                return False
+            values = {"connector": "", "updated_at": now}
+            statement = dialect_insert(conn, provider_subscriptions).values(
+                mailbox_id=mailbox_id, scope=WITHDRAWN, created_at=now, **values
+            )
+            await conn.execute(
+                statement.on_conflict_do_update(index_elements=["mailbox_id", "scope"], set_=values)
+            )
+        return True
+
+    async def withdrawn(self, mailbox_id: str) -> bool:
+        """Is the mailbox being deleted, or gone? (A subscribe path asks before asking the
+        provider; :meth:`save` checks again, atomically.)"""
+        present = select(exists().where(mailboxes.c.id == mailbox_id))
+        async with self.database.connect() as conn:
+            return not (await conn.execute(present)).scalar() or await _marked(conn, mailbox_id)
+
+    async def save(self, subscription: Subscription, *, now: datetime) -> bool:
+        """Insert, or replace the row of the same mailbox and scope; lifecycle events recorded
+        meanwhile are kept unless ``subscription.state`` says which are left (its ``lifecycle``).
+
+        False, and nothing written, when the mailbox is deleted or being deleted
+        (:meth:`withdraw`): the caller withdraws at the provider what it just asked for."""
+        async with self.database.transaction() as conn:
+            if not await hold_mailbox(conn, subscription.mailbox_id, exclusive=False):
+                return False
+            if await _marked(conn, subscription.mailbox_id):
+                return False
             state = dict(subscription.state)
             if LIFECYCLE not in state:
                 pending = await self._pending(conn, subscription.mailbox_id, subscription.scope)
@@ -127,6 +176,7 @@ class SubscriptionStore:
             await conn.execute(
                 statement.on_conflict_do_update(index_elements=["mailbox_id", "scope"], set_=values)
             )
+        return True
 
     async def note_lifecycle(
         self, mailbox_ids: list[str], remote_id: str, event: str, *, now: datetime
@@ -208,6 +258,12 @@ class SubscriptionStore:
                     provider_subscriptions.c.scope == scope,
                 )
             )
+
+
+async def _marked(conn: AsyncConnection, mailbox_id: str) -> bool:
+    table = provider_subscriptions
+    query = select(exists().where(table.c.mailbox_id == mailbox_id, table.c.scope == WITHDRAWN))
+    return bool((await conn.execute(query)).scalar())
 
 
 def _dump(state: dict[str, Any]) -> str | None:

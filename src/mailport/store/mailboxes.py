@@ -22,6 +22,7 @@ from typing import Any, Final
 
 from sqlalchemy import Select, case, delete, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from mailport import leases
 from mailport.crypto import Cipher, Sealed, Secret
@@ -150,6 +151,23 @@ def folders_from_column(text: str | None) -> tuple[WatchedFolder, ...]:
         )
         for item in json.loads(text)
     )
+
+
+async def hold_mailbox(conn: AsyncConnection, mailbox_id: str, *, exclusive: bool) -> bool:
+    """Take the mailbox's row until ``conn``'s transaction ends (False: it is gone), for writes
+    elsewhere that must not interleave with one another (a deletion's withdrawal mark and a
+    provider subscription's save, :mod:`mailport.push.subscriptions`): PostgreSQL
+    ``FOR UPDATE`` (``exclusive``) conflicts with ``FOR KEY SHARE`` (shared holders wait neither
+    for each other nor for the mailbox's other writes); SQLite has one writer, taken by a no-op
+    ``UPDATE`` before anything is read. Changes nothing."""
+    if conn.dialect.name == "postgresql":
+        query = select(mailboxes.c.id).where(mailboxes.c.id == mailbox_id)
+        locked = query.with_for_update() if exclusive else query.with_for_update(read=True, key_share=True)
+        return (await conn.execute(locked)).first() is not None
+    result = await conn.execute(
+        update(mailboxes).where(mailboxes.c.id == mailbox_id).values(connector=mailboxes.c.connector)
+    )
+    return bool(result.rowcount)
 
 
 def _refresh_lease(mailbox_id: str) -> str:

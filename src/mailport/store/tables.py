@@ -199,6 +199,8 @@ oauth_device_flows = Table(
     Column("status", String(20), nullable=False),  # pending | complete | denied | expired | error
     Column("mailbox_id", String(40), nullable=True),
     Column("error", Text, nullable=True),
+    # imap | gmail_api | graph; NULL: started before 0020 (judged by the granted scopes)
+    Column("connector", String(40), nullable=True),
     Column("created_at", UTCDateTime(), nullable=False),
     Column("updated_at", UTCDateTime(), nullable=False),
     Index("ix_oauth_device_flows_tenant_id", "tenant_id"),

@@ -1,7 +1,15 @@
-"""Tenant management and API-key authentication (what the admin routes and the CLI call)."""
+"""Tenant management and API-key authentication (what the admin routes and the CLI call).
+
+Deleting a tenant deletes its mailboxes by cascade, past the mailbox service's own deletion; so
+the composition root registers, as a :meth:`TenantService.before_delete` hook, what must happen
+first (the withdrawal of the tenant's API mailboxes' push at Gmail and Graph), which this
+feature cannot build itself. Hooks are best effort: they never block the deletion.
+"""
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -11,6 +19,10 @@ from mailport.errors import ForbiddenError, UnauthorizedError
 from mailport.store.tenants import TenantRepository
 from mailport.tenants.keys import generate_api_key, hash_api_key, same_secret, visible_prefix
 from mailport.tenants.models import ApiKey, Tenant
+
+log = logging.getLogger(__name__)
+
+BeforeTenantDelete = Callable[[str], Awaitable[None]]
 
 
 @dataclass(frozen=True)
@@ -29,9 +41,30 @@ class TenantService:
         self.repository = repository
         self._admin_key = admin_key
         self._clock = clock
+        self._before_delete: list[BeforeTenantDelete] = []
 
     def now(self) -> datetime:
         return self._clock()
+
+    def before_delete(self, hook: BeforeTenantDelete) -> Callable[[], None]:
+        """Run ``hook(tenant_id)`` before a tenant is deleted (it bounds its own time; a failure
+        is logged and the deletion goes on). Returns a function that removes it."""
+        self._before_delete.append(hook)
+        return lambda: self._before_delete.remove(hook) if hook in self._before_delete else None
+
+    async def delete(self, tenant_id: str) -> None:
+        """Delete the tenant with its keys and mailboxes, after the ``before_delete`` hooks."""
+        await self.repository.get(tenant_id)  # 404 first
+        for hook in list(self._before_delete):
+            try:
+                await hook(tenant_id)
+            except Exception as exc:  # never blocks a deletion; the type only (no secret in logs)
+                log.warning(
+                    "tenant %s: cleaning up before deletion failed (%s); deleting anyway",
+                    tenant_id,
+                    type(exc).__name__,
+                )
+        await self.repository.delete(tenant_id)
 
     async def create_tenant(self, name: str) -> tuple[Tenant, Secret]:
         """A new tenant and its first API key (the only time the key is visible)."""

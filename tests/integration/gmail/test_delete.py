@@ -1,20 +1,29 @@
 """Deleting a ``gmail_api`` mailbox through the API stops its ``users.watch`` (Gmail would
 otherwise publish its changes for 7 days), unless another mailbox of the same account still
-needs the watch; a Gmail failure never blocks the deletion."""
+needs the watch; a Gmail failure never blocks the deletion; a watch a watcher makes while the
+deletion runs is stopped by that watcher (the interleaving forced with a held save, no sleep).
+Deleting a tenant stops the watches of all its mailboxes the same way."""
 
 from __future__ import annotations
 
+import asyncio
 import uuid
+from dataclasses import replace
 
 import httpx
+import pytest
 
 from mailport.api import create_app
+from mailport.clock import utc_now
+from mailport.connectors.gmail.push import WatchKeeper
 from mailport.errors import NotFoundError
 from mailport.mailboxes.models import Mailbox
 from mailport.push.shared import SharedChannels
 from mailport.push.subscriptions import MAILBOX_SCOPE
 from tests.fakes.gmail import Account
+from tests.fixtures.api import ADMIN_KEY
 from tests.fixtures.gmail import connect_gmail_mailbox, gmail_email
+from tests.fixtures.subscriptions import HeldSave
 from tests.integration.gmail.sync_bed import GmailBed, gmail_bed, gmail_services
 
 __all__ = ["gmail_bed", "gmail_services"]  # fixtures
@@ -110,3 +119,73 @@ async def test_another_tenant_cannot_delete_it_nor_stop_its_watch(gmail_bed: Gma
     assert response.status_code == 404
     assert account.watch is not None
     assert await gmail_bed.services.subscriptions.get(mailbox.id, MAILBOX_SCOPE) is not None
+
+
+async def test_deleting_the_tenant_stops_its_mailboxes_watches(gmail_bed: GmailBed) -> None:
+    tenant_id, _ = await _watched_tenant(gmail_bed)
+    refusing = gmail_email()
+    watched = [
+        await _watched_mailbox(gmail_bed, tenant_id, e) for e in (gmail_email(), gmail_email(), refusing)
+    ]
+    gmail_bed.fake.fail(403, 1, email=refusing, path="/stop", reason="forbidden")
+
+    app = create_app(services=gmail_bed.services)
+    async with httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=app),
+        base_url="http://mailport.test",
+        headers={"Authorization": f"Bearer {ADMIN_KEY}"},
+    ) as admin:
+        response = await admin.delete(f"/v1/tenants/{tenant_id}")
+
+    assert response.status_code == 204, response.text
+    assert [account.watch is None for _, account in watched] == [True, True, False]  # refused: runs out
+    for mailbox, _ in watched:
+        assert await _gone(gmail_bed, tenant_id, mailbox.id)
+    with pytest.raises(NotFoundError):
+        await gmail_bed.services.tenants.repository.get(tenant_id)
+
+
+async def test_a_first_watch_made_while_the_deletion_runs_is_stopped_by_its_maker(
+    gmail_bed: GmailBed,
+) -> None:
+    tenant, key = await gmail_bed.services.tenants.create_tenant(f"race-{uuid.uuid4().hex[:6]}")
+    mailbox, account = await connect_gmail_mailbox(
+        gmail_bed.services, gmail_bed.idp, gmail_bed.fake, email=gmail_email(), tenant_id=tenant.id
+    )
+    connector = gmail_bed.services.connector(mailbox)
+    await connector.connect()  # no topic yet: nothing watched, nothing recorded
+    topic = gmail_bed.fake.pubsub.create_topic(f"projects/mailport-test/topics/t{uuid.uuid4().hex[:12]}")
+    await SharedChannels(gmail_bed.services.push.channels, public_url="https://mail.example.com").create(
+        tenant.id, "gmail_api", topic=topic
+    )
+    held = HeldSave(gmail_bed.services.subscriptions)
+    assert connector.client is not None
+    keeper = WatchKeeper(
+        connector.client,
+        mailbox_id=mailbox.id,
+        tenant_id=tenant.id,
+        push=replace(gmail_bed.services.push_context, subscriptions=held),
+        clock=utc_now,
+    )
+    try:
+        racing = asyncio.create_task(keeper.ensure(force=True))
+        await asyncio.wait_for(held.reached.wait(), 20)  # Gmail watches; nothing recorded yet
+        assert account.watch is not None
+        outcome: list[bool] = []
+
+        async def tick_goes_on(deleted: Mailbox) -> None:  # after the withdrawal, before the row goes
+            assert account.watch is not None  # the withdrawal found no watch recorded to stop
+            held.release.set()
+            outcome.append(await racing)
+
+        remove = gmail_bed.services.mailboxes.before_delete(tick_goes_on)
+        try:
+            assert (await _delete(gmail_bed, key.reveal(), mailbox.id)).status_code == 204
+        finally:
+            remove()
+    finally:
+        await connector.disconnect()
+
+    assert outcome == [False] and keeper.status.error == "the mailbox is being deleted"
+    assert account.watch is None  # stopped by the watcher that made it
+    assert await _gone(gmail_bed, tenant.id, mailbox.id)

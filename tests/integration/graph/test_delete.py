@@ -1,6 +1,7 @@
 """Deleting a ``graph`` mailbox through the API of a running ``serve`` deletes its Graph
 subscriptions (one per watched folder) and its push channel; a Graph failure never blocks the
-deletion (a subscription left behind stops at its expiry, its notifications are refused)."""
+deletion (a subscription left behind stops at its expiry, its notifications are refused).
+Deleting a tenant deletes the subscriptions of all its mailboxes the same way."""
 
 from __future__ import annotations
 
@@ -11,25 +12,29 @@ import httpx
 from mailport.errors import NotFoundError
 from mailport.mailboxes.models import Mailbox, ProcessingSettings, WatchedFolder
 from tests.fakes.graph import Account, GraphFake
+from tests.fixtures.api import ADMIN_KEY
 from tests.fixtures.graph import connect_graph_mailbox
 from tests.integration.graph.sync_bed import SyncBed, wait_for
 
 
-async def _subscribed(bed: SyncBed) -> tuple[Mailbox, Account, str, list[str]]:
-    """A mailbox watching INBOX and Archive (two live subscriptions); its tenant's key and the
-    subscription ids."""
-    tenant, key = await bed.services.tenants.create_tenant(f"delete-{uuid.uuid4().hex[:6]}")
+async def _subscribed(bed: SyncBed, tenant_id: str | None = None) -> tuple[Mailbox, Account, str, list[str]]:
+    """A mailbox watching INBOX and Archive (two live subscriptions); its tenant's key (a new
+    tenant's unless given; empty then) and the subscription ids."""
+    key = ""
+    if tenant_id is None:
+        tenant, secret = await bed.services.tenants.create_tenant(f"delete-{uuid.uuid4().hex[:6]}")
+        tenant_id, key = tenant.id, secret.reveal()
     made = await connect_graph_mailbox(
         bed.services,
         bed.fake,
         bed.idp,
-        tenant_id=tenant.id,
+        tenant_id=tenant_id,
         settings=ProcessingSettings(
             check_interval=3600, folders=(WatchedFolder("INBOX"), WatchedFolder("Archive"))
         ),
     )
     ids = await bed.subscribed(made.mailbox.id, 2)
-    return made.mailbox, made.account, key.reveal(), ids
+    return made.mailbox, made.account, key, ids
 
 
 async def _delete(bed: SyncBed, key: str, mailbox_id: str) -> httpx.Response:
@@ -100,3 +105,21 @@ async def test_a_graph_failure_does_not_block_the_deletion(sync_bed: SyncBed) ->
     assert response.status_code == 204, response.text
     assert await _gone(sync_bed, mailbox)
     assert sorted(_remaining(sync_bed.fake, account)) == sorted(ids)  # refused: they run out by themselves
+
+
+async def test_deleting_the_tenant_deletes_its_mailboxes_subscriptions(sync_bed: SyncBed) -> None:
+    first, first_account, _, _ = await _subscribed(sync_bed)
+    second, second_account, _, _ = await _subscribed(sync_bed, first.tenant_id)
+
+    async with httpx.AsyncClient(
+        base_url=sync_bed.url, headers={"Authorization": f"Bearer {ADMIN_KEY}"}
+    ) as admin:
+        response = await admin.delete(f"/v1/tenants/{first.tenant_id}")
+
+    assert response.status_code == 204, response.text
+    assert _remaining(sync_bed.fake, first_account) == [] and _remaining(sync_bed.fake, second_account) == []
+    assert await _gone(sync_bed, first) and await _gone(sync_bed, second)
+    async with httpx.AsyncClient(
+        base_url=sync_bed.url, headers={"Authorization": f"Bearer {ADMIN_KEY}"}
+    ) as admin:
+        assert (await admin.get(f"/v1/tenants/{first.tenant_id}")).status_code == 404

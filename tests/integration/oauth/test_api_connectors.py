@@ -2,17 +2,25 @@
 authorization server: the scopes asked for follow the connector, the state carries it to the
 callback, the mailbox is created with it (no IMAP/SMTP servers), a grant without the
 connector's scope is refused, the device flow and ``POST /v1/mailboxes`` take it too, and a
-refresh asks Microsoft for the connector's scopes."""
+refresh asks Microsoft for the connector's scopes, and a device flow completed by another
+instance keeps the connector it was started for."""
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from collections.abc import Callable
+from datetime import datetime, timedelta
 from urllib.parse import parse_qs, urlencode, urlsplit, urlunsplit
 
 import httpx
 import pytest
 
+from mailport.bootstrap import build
+from mailport.clock import utc_now
+from mailport.config import Settings
+from mailport.oauth.repository import DeviceFlowRecord
+from mailport.services import Services
 from tests.integration.oauth.conftest import PUBLIC_URL
 from tests.integration.oauth.test_api import device_outcome, open_start_link
 from tests.integration.oauth.test_device import approve
@@ -201,3 +209,44 @@ async def test_testing_an_api_mailbox_without_tokens_says_so(client):
     tested = await client.post(f"/v1/mailboxes/{made.json()['id']}/test")
     assert tested.status_code == 422 and "has no token" in tested.json()["detail"]
     assert "POST /v1/oauth/{provider}/authorize" in tested.json()["hint"]
+
+
+async def _finished(services: Services, tenant_id: str, flow_id: str) -> DeviceFlowRecord:
+    """The flow once a poller is done with it (still pending after 15 s: returned as it is)."""
+    record = await services.oauth.device_status(tenant_id, flow_id)
+    for _ in range(150):
+        if record.status != "pending":
+            break
+        await asyncio.sleep(0.1)
+        record = await services.oauth.devices.flows.get(tenant_id, flow_id)
+    return record
+
+
+async def test_a_device_flow_completed_by_another_instance_keeps_its_connector(
+    api_services: Services, api_settings: Settings, api_tenant, idp
+):
+    """The connector is stored with the flow: the instance that completes it creates the
+    mailbox the flow was started for, even where the granted scopes suggest another one (the
+    user's consent covered Graph too: judged by scopes, this IMAP flow would become a Graph
+    mailbox)."""
+    email = f"r{uuid.uuid4().hex[:8]}@example.test"
+    first = api_services.oauth
+    record = await first.start_device(api_tenant.id, "microsoft", email=email, connector="imap")
+    await first.devices.aclose()  # this instance stops polling; its lease lasts until it runs out
+    device = next(d for d in idp.state.devices.values() if d["user_code"] == record.user_code)
+    device["scope"] = f"{device['scope']} {' '.join(GRAPH_SCOPES)}"
+    approve(idp, record.user_code, email=email)
+
+    def later() -> datetime:  # the first instance's polling lease has run out
+        return utc_now() + timedelta(minutes=5)
+
+    second = await build(api_settings, migrate=False, clock=later)  # another instance, same database
+    try:
+        done = await _finished(second, api_tenant.id, record.id)
+    finally:
+        await second.aclose()
+    assert done.status == "complete" and done.connector == "imap", done
+    assert done.mailbox_id is not None
+    mailbox = await api_services.mailboxes.get(api_tenant.id, done.mailbox_id)
+    assert mailbox.connector == "imap" and mailbox.imap is not None
+    assert mailbox.oauth is not None and set(GRAPH_SCOPES) <= set(mailbox.oauth.scopes)

@@ -71,7 +71,7 @@ async def get_tenant(
 async def delete_tenant(
     tenant_id: str, _admin: Caller = Depends(require_admin), services: Services = Depends(get_services)
 ) -> Response:
-    await services.tenants.repository.delete(tenant_id)
+    await services.tenants.delete(tenant_id)
     return Response(status_code=204)
 
 

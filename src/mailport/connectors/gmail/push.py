@@ -16,7 +16,10 @@ answered within a day is not asked again). What Gmail answered is recorded in
 so that a restart or another folder's watcher renews rather than piling up calls; ``users.watch``
 replaces the previous watch, so two watchers renewing at once is harmless. A disconnect never
 stops the watch (other folders' watchers and the next start share it); deleting the mailbox does
-(:func:`stop_watch`).
+(:func:`stop_watch`). A mailbox being deleted (its withdrawal marked it,
+:mod:`mailport.push.subscriptions`) is not watched again: the mark is looked at before
+``users.watch``, and a watch made while the withdrawal ran is refused by the store and stopped at
+once (unless another mailbox of the account holds a watch, as :func:`stop_watch` does).
 """
 
 from __future__ import annotations
@@ -140,6 +143,9 @@ class WatchKeeper:
             return False
         topic, channel_id = target
         store = self._push.subscriptions
+        if await store.withdrawn(self._mailbox_id):
+            self.status = WatchStatus(topic=topic, error="the mailbox is being deleted")
+            return False
         recorded = await store.get(self._mailbox_id, MAILBOX_SCOPE)
         if recorded is not None and not _due(recorded, topic, now, self.renew_every):
             self._keep(recorded, topic)
@@ -168,11 +174,31 @@ class WatchKeeper:
             expires_at=expires,
             state={"history_id": answer.history_id, "watched_at": now.isoformat()},
         )
-        await store.save(subscription, now=now)
+        if not await store.save(subscription, now=now):
+            await self._withdraw_refused(topic)
+            return False
         self.renewals += 1
         self.status = WatchStatus(live=True, topic=topic, expires_at=expires, renewed_at=now)
         log.info("mailbox %s: users.watch on %s until %s", self._mailbox_id, topic, expires)
         return self.live()
+
+    async def _withdraw_refused(self, topic: str) -> None:
+        """The store refused the watch just made (the mailbox is being deleted, and its
+        withdrawal may have found nothing to stop yet): stop it, unless another mailbox of the
+        account holds a watch (``users.stop`` ends the account's)."""
+        assert self._push is not None
+        log.info("mailbox %s: being deleted; stopping the watch just made", self._mailbox_id)
+        self.status = WatchStatus(topic=topic, error="the mailbox is being deleted")
+        if await self._push.subscriptions.shared_with(self._mailbox_id, KEY, MAILBOX_SCOPE):
+            return
+        try:
+            await self._client.stop()
+        except MailportError as exc:
+            log.warning(
+                "mailbox %s: stopping the watch just made failed (%s); it runs out by itself",
+                self._mailbox_id,
+                exc.code,
+            )
 
     def _keep(self, recorded: Subscription, topic: str) -> None:
         watched = recorded.state.get("watched_at")

@@ -15,6 +15,10 @@ notifications keep coming, recorded so that a restart renews instead of subscrib
   acted on at the next tick: ``subscriptionRemoved`` → a new subscription;
   ``reauthorizationRequired`` → ``/reauthorize`` (a renewal when that fails); ``missed`` → the
   tick's own delta catch-up already fetches what the lost notifications were about.
+* **A mailbox being deleted** (its withdrawal marked it, :mod:`mailport.push.subscriptions`)
+  gets no new subscription: the mark is looked at before asking Graph, and a subscription
+  created while the withdrawal ran is refused by the store and deleted at Graph at once, so a
+  watcher ticking between the withdrawal and the row's deletion leaves nothing behind.
 
 A failure here never stops ingestion: the folder is polled until the next tick tries again.
 """
@@ -122,6 +126,9 @@ class FolderSubscription:
     async def _ensure(self, client: GraphClient, scope: str, folder_id: str) -> None:
         assert self.push is not None
         store = self.push.subscriptions
+        if await store.withdrawn(self.mailbox.id):
+            self._withdrawn()
+            return
         channel, url = await self._channel()
         resource = folder_resource(folder_id)
         row = await store.get(self.mailbox.id, scope)
@@ -164,7 +171,7 @@ class FolderSubscription:
                 await self._handled(scope, pending)
                 return
             if expires != row.expires_at:
-                await store.save(
+                saved = await store.save(
                     Subscription(
                         self.mailbox.id,
                         scope,
@@ -177,6 +184,9 @@ class FolderSubscription:
                     ),
                     now=now,
                 )
+                if not saved:  # the mailbox is being deleted; its withdrawal deletes remote_id
+                    self._withdrawn()
+                    return
             self._live(expires)
         await self._handled(scope, pending)
 
@@ -202,7 +212,7 @@ class FolderSubscription:
         created = await client.create_subscription(
             resource, CHANGE_TYPES, url, url, secret.reveal(), self._expiry(now)
         )
-        await self.push.subscriptions.save(
+        saved = await self.push.subscriptions.save(
             Subscription(
                 self.mailbox.id,
                 scope,
@@ -215,6 +225,18 @@ class FolderSubscription:
             ),
             now=now,
         )
+        if not saved:  # the mailbox is being deleted: its withdrawal has not seen this one
+            log.info("mailbox %s: being deleted; withdrawing the subscription just made", self.mailbox.id)
+            try:
+                await client.delete_subscription(created.id)
+            except MailportError as exc:
+                log.warning(
+                    "mailbox %s: deleting the subscription just made failed (%s); it runs out by itself",
+                    self.mailbox.id,
+                    exc.code,
+                )
+            self._withdrawn()
+            return
         log.info("mailbox %s: Graph subscription for %s created", self.mailbox.id, scope)
         self._live(created.expiration)
 
@@ -228,6 +250,9 @@ class FolderSubscription:
     def _renew_at(self, expires: datetime) -> datetime:
         life = timedelta(minutes=self.minutes)
         return expires - life * (1 - RENEW_AT)
+
+    def _withdrawn(self) -> None:
+        self.status = SubscriptionStatus(why="the mailbox is being deleted")
 
     def _live(self, expires: datetime | None) -> None:
         self.status = SubscriptionStatus(

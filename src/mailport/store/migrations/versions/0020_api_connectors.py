@@ -5,8 +5,11 @@
   watched folder), with the provider's id for it, its channel and when it expires, so a restart
   renews what exists instead of creating duplicates, and a renewal runs before expiry.
 * ``push_channels.config`` — a channel's own settings as JSON (Gmail: the tenant's Pub/Sub topic).
+* ``oauth_device_flows.connector`` — what the device sign-in is for (``imap``, ``gmail_api``,
+  ``graph``), so that a flow completed by another process creates the mailbox it was started
+  for; NULL on flows started before this revision (their connector is judged by the scopes).
 
-New table and a nullable column: no existing data changes.
+New table and nullable columns: no existing data changes.
 
 Revision ID: 0020_api_connectors
 Revises: 0019_sending
@@ -28,6 +31,7 @@ depends_on = None
 
 def upgrade() -> None:
     op.add_column("push_channels", sa.Column("config", sa.Text(), nullable=True))
+    op.add_column("oauth_device_flows", sa.Column("connector", sa.String(40), nullable=True))
     op.create_table(
         "provider_subscriptions",
         sa.Column(
@@ -50,5 +54,7 @@ def upgrade() -> None:
 def downgrade() -> None:
     op.drop_index("ix_provider_subscriptions_expires_at", table_name="provider_subscriptions")
     op.drop_table("provider_subscriptions")
+    with op.batch_alter_table("oauth_device_flows") as batch:
+        batch.drop_column("connector")
     with op.batch_alter_table("push_channels") as batch:
         batch.drop_column("config")
