@@ -45,6 +45,7 @@ EXAMPLE_HOSTS = (
 )
 BED_HOST = "bed.docs-examples.test"  # the test bed's Dovecot, for the mailbox setup
 CURL = "/usr/bin/curl"
+PUSH_TOPIC = "projects/acme-mail/topics/gmail-push"  # the push-channel setup's (docs/api-connectors.md)
 EXAMPLE_TIMEOUT = 120  # seconds for one example (a few CLI commands; generous for a loaded machine)
 # The first test's setup runs every example (``runs``: each a few CLI processes, four examples at a
 # time): beside other workers on a loaded machine that takes longer than the 120 s of one test.
@@ -221,6 +222,15 @@ def _setup(server: DocsServer, name: str) -> dict[str, str]:
             listed = api.get(f"/v1/mailboxes/{mailbox_id}/messages")
         assert listed.status_code == 200, listed.text
         return {"MAILBOX_ID": mailbox_id, "MAILBOX_EMAIL": user, "REF": listed.json()["data"][0]["ref"]}
+    if name == "push-channel":
+        with server.api(server.env["MAILPORT_ADMIN_KEY"]) as admin:
+            tenant = admin.post("/v1/tenants", json={"name": f"docs-push-{uuid.uuid4().hex[:8]}"})
+        assert tenant.status_code == 201, tenant.text
+        key = tenant.json()["api_key"]
+        with server.api(key) as api:
+            made = api.post("/v1/push-channels/gmail_api", json={"topic": PUSH_TOPIC})
+        assert made.status_code == 201, made.text
+        return {"MAILPORT_KEY": key, "TENANT_ID": tenant.json()["id"], "CHANNEL_ID": made.json()["id"]}
     if name == "key":
         with server.api(server.env["MAILPORT_ADMIN_KEY"]) as admin:
             made = admin.post(f"/v1/tenants/{server.env['TENANT_ID']}/keys")

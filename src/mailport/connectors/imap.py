@@ -330,7 +330,7 @@ class ImapConnector(BaseConnector):
             out[m.uid] = RemoteMessage(
                 item=str(m.uid),
                 size=size,
-                flags=m.flags or (),
+                flags=message_flags(m.flags or ()),
                 received_at=m.internaldate,
                 raw=None if big else (m.raw or b""),
                 oversized=big,
@@ -571,6 +571,13 @@ def _changed(events: Sequence[ServerEvent]) -> ChangeKind | None:
     if EventKind.FETCH in kinds:
         return ChangeKind.FLAGS
     return None
+
+
+def message_flags(flags: Sequence[str]) -> tuple[str, ...]:
+    """The message's flags as the server spells them, without ``\\Recent``: it belongs to the
+    session that saw the message first (RFC 3501; gone in IMAP4rev2), so a payload carrying it
+    would depend on which session fetched, and no Gmail API or Graph message has it."""
+    return tuple(flag for flag in flags if flag.lower() != "\\recent")
 
 
 def _uids(items: Sequence[str]) -> list[int]:

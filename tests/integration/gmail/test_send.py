@@ -37,7 +37,8 @@ async def settled(bed: GmailAccessBed, send_id: str, timeout: float = 20.0) -> O
     deadline = time.monotonic() + timeout
     while True:
         found = await bed.services.sending.get(bed.mailbox.tenant_id, bed.mailbox.id, send_id)
-        if found.state.value in ("sent", "failed"):
+        # The Sent copy is decided just after ``sent`` is recorded (by the same worker): wait for it too.
+        if found.state.value in ("sent", "failed") and found.sent_copy.value != "pending":
             return found
         assert time.monotonic() < deadline, f"send {send_id} still {found.state}"
         await asyncio.sleep(0.05)

@@ -30,7 +30,7 @@ import logging
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, ClassVar
 
 from mailport.clock import Clock, utc_now
 from mailport.connectors.api_http import ApiHttp, mailbox_limiter
@@ -45,16 +45,15 @@ from mailport.connectors.base import (
     MessageChange,
     MessageRef,
     PollingConnector,
-    RemoteMessage,
     ScopeState,
 )
-from mailport.connectors.folders import Folder
-from mailport.connectors.gmail import access, sync
+from mailport.connectors.delegated import AccessDelegation, AccessModule
+from mailport.connectors.gmail import access as gmail_access
+from mailport.connectors.gmail import sync
 from mailport.connectors.gmail.client import GmailClient
 from mailport.connectors.gmail.models import HistoryExpiredError, HistoryMessage, HistoryRecord
 from mailport.connectors.gmail.push import KEY, WatchKeeper, stop_watch
 from mailport.connectors.gmail.transport import GmailTransport
-from mailport.connectors.mail import FlagChange, ListQuery, MessagePage, MessageSummary, Moved, SearchQuery
 from mailport.connectors.registry import ConnectorContext, ForceRefresh, PushContext, TokenSource, register
 from mailport.errors import ConnectionLostError, UnsupportedFeatureError
 from mailport.mailboxes.models import Mailbox
@@ -74,10 +73,11 @@ class LabelScope(ScopeState):
     name: str = ""
 
 
-class GmailConnector(PollingConnector):
-    """One mailbox over the Gmail API."""
+class GmailConnector(AccessDelegation, PollingConnector):
+    """One mailbox over the Gmail API; mailbox access is :mod:`.access` (:class:`AccessDelegation`)."""
 
     key = KEY
+    access: ClassVar[AccessModule] = gmail_access
     capabilities = frozenset(
         {
             Feature.FOLDERS,
@@ -323,51 +323,11 @@ class GmailConnector(PollingConnector):
         return {"gmail": {"label": scope, "old_label_id": old, "new_label_id": new}}
 
     # ------------------------------------------------------------------ mailbox access (:mod:`.access`)
+    # The methods are AccessDelegation's; the access functions read the size limit here.
 
     @property
     def max_message_bytes(self) -> int:
         return self._max
-
-    async def list_folders(self) -> list[Folder]:
-        return await access.list_folders(self)
-
-    async def folder_snapshot(self) -> list[Folder]:
-        return await access.folder_snapshot(self)
-
-    async def list_messages(self, query: ListQuery) -> MessagePage:
-        return await access.list_messages(self, query)
-
-    async def search_messages(self, query: SearchQuery) -> MessagePage:
-        return await access.search_messages(self, query)
-
-    async def fetch_message(self, ref: MessageRef) -> RemoteMessage:
-        return await access.fetch_message(self, ref)
-
-    async def thread_messages(self, root: str) -> list[MessageSummary]:
-        return await access.thread_messages(self, root)
-
-    async def update_flags(self, refs: Sequence[MessageRef], change: FlagChange) -> None:
-        await access.update_flags(self, refs, change)
-
-    async def move_messages(self, refs: Sequence[MessageRef], folder: str) -> list[Moved]:
-        return await access.move_messages(self, refs, folder)
-
-    async def delete_messages(self, refs: Sequence[MessageRef], *, permanent: bool = False) -> None:
-        await access.delete_messages(self, refs, permanent=permanent)
-
-    async def import_message(
-        self, folder: str, raw: bytes, *, flags: Sequence[str] = (), received_at: datetime | None = None
-    ) -> MessageRef | None:
-        return await access.import_message(self, folder, raw, flags=flags, received_at=received_at)
-
-    async def create_folder(self, name: str, *, parent: str | None = None) -> Folder:
-        return await access.create_folder(self, name, parent=parent)
-
-    async def rename_folder(self, path: str, *, name: str, parent: str | None = None) -> Folder:
-        return await access.rename_folder(self, path, name=name, parent=parent)
-
-    async def delete_folder(self, path: str) -> None:
-        await access.delete_folder(self, path)
 
     async def mark_read(self, items: Sequence[str]) -> None:
         """After-processing: the watched label's messages lose UNREAD."""
@@ -375,7 +335,7 @@ class GmailConnector(PollingConnector):
 
     async def move(self, items: Sequence[str], folder: str) -> None:
         """After-processing: into ``folder`` (a label), out of the watched one."""
-        await access.move_items(self, items, folder, source=self._opened)
+        await gmail_access.move_items(self, items, folder, source=self._opened)
 
     async def delete(self, items: Sequence[str]) -> None:
         """After-processing: to the trash."""

@@ -8,7 +8,8 @@ folder's delta stream (:mod:`.sync`). Watching is polling with a wake-up
 ``/v1/push/graph/<channel>`` (:mod:`.push`), wakes the watcher at once; while the folder's
 subscription (:mod:`.subscribe`) is live the poll is only the fallback (``context.poll_seconds``),
 without one it is the mailbox's ``check_interval``. Reconnecting, cursors and backoff belong to
-the watcher (:mod:`mailport.sync.watcher`).
+the watcher (:mod:`mailport.sync.watcher`). Mailbox access (folders, messages, flags, drafts)
+is :mod:`.access`, through :class:`~mailport.connectors.delegated.AccessDelegation`.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ import asyncio
 import logging
 from collections.abc import AsyncIterator, Sequence
 from datetime import datetime
-from typing import Any
+from typing import Any, ClassVar
 
 from mailport.clock import Clock, utc_now
 from mailport.connectors.api_http import ApiHttp, mailbox_limiter
@@ -31,18 +32,17 @@ from mailport.connectors.base import (
     Feature,
     MessageRef,
     PollingConnector,
-    RemoteMessage,
     ScopeState,
 )
-from mailport.connectors.folders import Folder
-from mailport.connectors.graph import access, sync
+from mailport.connectors.delegated import AccessDelegation, AccessModule
+from mailport.connectors.graph import access as graph_access
 from mailport.connectors.graph import folders as graph_folders
 from mailport.connectors.graph import push as _push  # noqa: F401  (registers the push receiver)
+from mailport.connectors.graph import sync
 from mailport.connectors.graph import transport as _transport  # noqa: F401  (registers the transport)
 from mailport.connectors.graph.client import GraphClient
 from mailport.connectors.graph.models import GraphFolder, format_datetime
 from mailport.connectors.graph.subscribe import FolderSubscription, unsubscribe_mailbox
-from mailport.connectors.mail import FlagChange, ListQuery, MessagePage, MessageSummary, Moved, SearchQuery
 from mailport.connectors.registry import ConnectorContext, register
 from mailport.errors import ConfigurationError, ConnectionLostError, MailportError
 from mailport.mailboxes.models import Mailbox
@@ -51,10 +51,12 @@ from mailport.net.guard import HostGuard
 log = logging.getLogger(__name__)
 
 
-class GraphConnector(PollingConnector):
-    """One Microsoft 365 / Outlook.com mailbox folder over Graph."""
+class GraphConnector(AccessDelegation, PollingConnector):
+    """One Microsoft 365 / Outlook.com mailbox folder over Graph; mailbox access is
+    :mod:`.access` (:class:`AccessDelegation`)."""
 
     key = "graph"
+    access: ClassVar[AccessModule] = graph_access
     capabilities = frozenset(
         {
             Feature.FOLDERS,
@@ -196,9 +198,6 @@ class GraphConnector(PollingConnector):
         self._touch()
         return found
 
-    async def list_folders(self) -> list[Folder]:
-        return graph_folders.neutral(await self.client.folders())
-
     def item_source(self, ref: MessageRef) -> dict[str, Any]:
         return {
             "graph": {"id": ref.item, "conversation_id": None, "folder_id": ref.epoch, "change_key": None}
@@ -206,46 +205,6 @@ class GraphConnector(PollingConnector):
 
     def epoch_source(self, scope: str, old: str, new: str) -> dict[str, Any]:
         return {"graph": {"folder": scope, "old_folder_id": old, "new_folder_id": new}}
-
-    # ------------------------------------------------------------------ mailbox access (graph.access)
-
-    async def list_messages(self, query: ListQuery) -> MessagePage:
-        return await access.list_messages(self, query)
-
-    async def search_messages(self, query: SearchQuery) -> MessagePage:
-        return await access.search_messages(self, query)
-
-    async def fetch_message(self, ref: MessageRef) -> RemoteMessage:
-        return await access.fetch_message(self, ref)
-
-    async def thread_messages(self, root: str) -> list[MessageSummary]:
-        return await access.thread_messages(self, root)
-
-    async def update_flags(self, refs: Sequence[MessageRef], change: FlagChange) -> None:
-        await access.update_flags(self, refs, change)
-
-    async def move_messages(self, refs: Sequence[MessageRef], folder: str) -> list[Moved]:
-        return await access.move_messages(self, refs, folder)
-
-    async def delete_messages(self, refs: Sequence[MessageRef], *, permanent: bool = False) -> None:
-        await access.delete_messages(self, refs, permanent=permanent)
-
-    async def import_message(
-        self, folder: str, raw: bytes, *, flags: Sequence[str] = (), received_at: datetime | None = None
-    ) -> MessageRef | None:
-        return await access.import_message(self, folder, raw, flags=flags, received_at=received_at)
-
-    async def create_folder(self, name: str, *, parent: str | None = None) -> Folder:
-        return await access.create_folder(self, name, parent=parent)
-
-    async def rename_folder(self, path: str, *, name: str, parent: str | None = None) -> Folder:
-        return await access.rename_folder(self, path, name=name, parent=parent)
-
-    async def delete_folder(self, path: str) -> None:
-        await access.delete_folder(self, path)
-
-    async def folder_snapshot(self) -> list[Folder]:
-        return await access.folder_snapshot(self)
 
     # ------------------------------------------------------------------ after-processing
 

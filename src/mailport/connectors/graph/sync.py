@@ -112,6 +112,15 @@ def neutral_flags(message: GraphMessage) -> tuple[str, ...]:
     return tuple(flags)
 
 
+_IMAP_SPELLING = {"seen": "\\Seen", "flagged": "\\Flagged", "draft": "\\Draft"}
+
+
+def imap_style_flags(message: GraphMessage) -> tuple[str, ...]:
+    """An ingested message's flags as IMAP spells them, as ``message.received`` has them for
+    every connector (docs/messages.md); changes and listings use the neutral names."""
+    return tuple(_IMAP_SPELLING[flag] for flag in neutral_flags(message))
+
+
 class Delivered:
     """Ids this process delivered (a bounded LRU): an update of one costs no ``/$value``."""
 
@@ -207,7 +216,7 @@ class DeltaReader:
         return RemoteMessage(
             item=message.id,
             size=len(raw),
-            flags=neutral_flags(message),
+            flags=imap_style_flags(message),
             received_at=message.received_at,
             raw=None if big else raw,
             headers=_header_block(raw) if big else None,
