@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
+from collections.abc import AsyncGenerator, Awaitable, Callable, Mapping, Sequence
 from datetime import datetime
 from typing import Any
 from urllib.parse import quote
@@ -303,7 +303,7 @@ class GraphClient:
         select: Sequence[str] = MESSAGE_FIELDS,
         filter: str | None = None,
         max_page_size: int | None = None,
-    ) -> AsyncIterator[DeltaPage]:
+    ) -> AsyncGenerator[DeltaPage, None]:
         """The pages of one delta round of a folder: from ``delta_link`` (the stored position)
         or, without it, every message (``filter``: only ``receivedDateTime ge …`` is allowed by
         Graph). The last page carries the new ``delta_link``. Raises :class:`DeltaExpiredError`

@@ -13,6 +13,7 @@ batch, so a large first sync makes durable progress page by page.
 call (about 0.06 requests per message with the delta pages, where a GET each cost 1.01); a
 batch takes as many of the mailbox's concurrent-request slots as Graph runs parts at once (4),
 so one batch is in flight per mailbox. A single new message (the push path) is a plain GET.
+The next page and its MIME are fetched while the consumer stores the current one.
 
 **New vs changed.** Delta does not say whether an item was created or updated. An item counts
 as new mail when it was received at or after the stream's bound; a message delivered before
@@ -29,6 +30,7 @@ yielded, duplicates dropped by the core, ending with the fresh deltaLink. Counte
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 from collections import OrderedDict
@@ -174,7 +176,12 @@ class DeltaReader:
             else f"receivedDateTime ge {format_datetime(position.since)}",
             max_page_size=max(1, min(chunk, PAGE_LIMIT)),
         )
-        async for page in pages:
+
+        async def load(position: Position) -> tuple[list[RemoteMessage], Position] | None:
+            """The next page and its new messages' MIME; None once the round is complete."""
+            page = await anext(pages, None)
+            if page is None:
+                return None
             new = [m for m in page.items if m.id not in self.delivered and position.admits(m)]
             messages = await self._download(new)
             newest = max(
@@ -182,12 +189,24 @@ class DeltaReader:
                 + ([position.newest] if position.newest else []),
                 default=None,
             )
-            position = replace(
+            return messages, replace(
                 position, link=page.next_link or page.delta_link or position.link, newest=newest
             )
-            yield Batch(messages, Cursor(cursor.scope, cursor.epoch, position.encode())), position
-            # the consumer asked for more: that batch is stored
-            self.delivered.add([m.item for m in messages])
+
+        # One page ahead: the next page's MIME is fetched while the consumer stores this one
+        # (fetching and storing take turns otherwise, each idle while the other works).
+        ahead = asyncio.ensure_future(load(position))
+        try:
+            while (loaded := await ahead) is not None:
+                messages, position = loaded
+                ahead = asyncio.ensure_future(load(position))
+                yield Batch(messages, Cursor(cursor.scope, cursor.epoch, position.encode())), position
+                # the consumer asked for more: that batch is stored
+                self.delivered.add([m.item for m in messages])
+        finally:
+            ahead.cancel()
+            await asyncio.gather(ahead, return_exceptions=True)  # a prefetch's error goes unused
+            await pages.aclose()
 
     async def _download(self, messages: Sequence[GraphMessage]) -> list[RemoteMessage]:
         """Their MIME in page order (:meth:`GraphClient.get_mimes`: ``$batch``, or a plain GET
