@@ -16,7 +16,11 @@ with ``ast`` and never installed):
 * per-folder ``messages/delta``: rounds paged by ``Prefer: odata.maxpagesize``, ``@odata.nextLink``
   then ``@odata.deltaLink``; new and changed messages, ``@removed`` for deleted or moved-out ones;
   an expired token answers 410 ``syncStateNotFound``;
-* ``$batch`` (JSON, at most 20 requests; items run through the same handlers);
+* ``$batch`` (JSON, at most 20 requests; items run through the same handlers) as Graph runs it:
+  up to four parts at once against the mailbox (each counts toward MailboxConcurrency, the
+  envelope itself does not), answers in no particular order (shuffled: Graph promises none), a
+  part whose body is not JSON (``/$value``'s MIME) base64-encoded in a JSON string, per-part
+  errors (404, 429 with Retry-After) in the part's own ``status``;
 * ``subscriptions``: creation performs the validation handshake (POST ``?validationToken=…`` to
   the notification and lifecycle URLs, the token must come back as ``text/plain`` within 10 s, else
   400), expiration capped at 4230 minutes (400 beyond), renew (PATCH), ``reauthorize``, delete;
@@ -31,8 +35,10 @@ sendMail) 403 ``ErrorAccessDenied``; an address with no account here 404
 ``MailboxNotEnabledForRESTAPI``. Ids are immutable when asked with ``Prefer: IdType="ImmutableId"``
 (else a move gives a new id, as Graph's default ids do).
 
-Faults (:class:`Faults`): the next N requests answer 401 / 429 (Retry-After) / 503 / any status;
-per-item 429 inside ``$batch``; 410 for delta tokens issued before :meth:`Account.expire_deltas`;
+Faults (:class:`Faults`): the next N requests answer 401 / 429 (Retry-After) / 503 / any status
+(``$batch`` parts are requests too: a fault with ``path_contains`` can hit one part);
+per-item 429 inside ``$batch``; messages deleted just before their ``/$value`` is answered
+(``gone_on_fetch``); 410 for delta tokens issued before :meth:`Account.expire_deltas`;
 MailboxConcurrency (more than ``concurrency_limit`` requests in flight for one mailbox → 429
 ``ApplicationThrottled``, set ``latency`` to make requests overlap); notifications dropped,
 duplicated or delayed; :meth:`GraphFake.expire_subscription`, :meth:`GraphFake.lifecycle`.
@@ -50,6 +56,7 @@ import contextvars
 import hashlib
 import itertools
 import json
+import random
 import re
 import secrets
 import threading
@@ -80,6 +87,7 @@ GRAPH_SCOPE_PREFIX = "https://graph.microsoft.com/"
 MAX_EXPIRATION_MINUTES = 4230
 VALIDATION_TIMEOUT = 10.0
 NOTIFICATION_TIMEOUT = 3.0  # Graph drops a delivery the endpoint does not accept within ~3 s
+BATCH_PARALLEL = 4  # parts Graph runs at once against the mailbox (Microsoft's Q&A answer)
 BATCH_LIMIT = 20
 WELL_KNOWN = {
     "inbox": "Inbox",
@@ -172,6 +180,7 @@ class Faults:
 
     queued: list[tuple[int, str, str, float | None, str | None]] = field(default_factory=list)
     batch_throttle: int = 0  # next N $batch items answer 429
+    gone_on_fetch: set[str] = field(default_factory=set)  # ids deleted as their /$value is asked
     drop: int = 0
     duplicate: int = 0
     delay: float = 0.0
@@ -555,6 +564,7 @@ class GraphFake:
         self.latency = 0.0  # seconds every request takes (to make requests overlap)
         self.in_flight: dict[str, int] = {}
         self.peak_in_flight: dict[str, int] = {}
+        self._batch_order = random.Random(17)
         self.tenant_id = str(uuid.uuid4())
         self.application_id = str(uuid.uuid4())
         self.clock_offset = timedelta(0)
@@ -648,10 +658,11 @@ class GraphFake:
             if account is None:
                 account = self._authenticate(headers, path)
                 key = account.email.lower() if account else None
-                fault = self.faults.take(path)
-                if fault is not None:
-                    raise fault
-            if key is not None and self.concurrency_limit is not None and not batch_item:
+            fault = self.faults.take(path)
+            if fault is not None:
+                raise fault
+            envelope = path == "/v1.0/$batch"  # its parts count, each as they run
+            if key is not None and self.concurrency_limit is not None and not envelope:
                 counted = True
                 with self.lock:
                     self.in_flight[key] = self.in_flight.get(key, 0) + 1
@@ -664,7 +675,7 @@ class GraphFake:
                         "Application is over its MailboxConcurrency limit.",
                         {"Retry-After": "1"},
                     )
-            if self.latency and not batch_item:
+            if self.latency and not envelope:
                 await asyncio.sleep(self.latency)
             reply = await self._route(method, path, query, headers, raw, body, account)
         except GraphError as exc:
@@ -962,6 +973,10 @@ class GraphFake:
             raise _not_allowed()
         action = parts[1]
         if action == "$value" and method == "GET":
+            if message.id in self.faults.gone_on_fetch:
+                self.faults.gone_on_fetch.discard(message.id)
+                account.delete(message.id)  # deleted between the listing and this fetch
+                raise GraphError(404, "ErrorItemNotFound", "The specified object was not found in the store.")
             with self.lock:
                 return Reply(200, account.mime(message))
         if action in ("move", "copy") and method == "POST":
@@ -1412,70 +1427,76 @@ class GraphFake:
             raise GraphError(
                 400, "BadRequest", f"Number of batch requests exceeds the limit of {BATCH_LIMIT}."
             )
-        responses = []
-        for item in requests:
-            item_id = str(item.get("id"))
-            if self.faults.batch_throttle > 0:
-                self.faults.batch_throttle -= 1
-                responses.append(
-                    {
-                        "id": item_id,
-                        "status": 429,
-                        "headers": {"Retry-After": "1", "Content-Type": "application/json"},
-                        "body": error_body(
-                            "ApplicationThrottled", "Application is over its MailboxConcurrency limit."
-                        ),
-                    }
-                )
-                continue
-            url = urlsplit(str(item.get("url") or ""))
-            item_headers = {str(k).lower(): str(v) for k, v in (item.get("headers") or {}).items()}
-            item_headers.setdefault("authorization", headers.get("authorization", ""))
-            inner_body = item.get("body")
-            raw = (
-                json.dumps(inner_body).encode()
-                if inner_body is not None and not isinstance(inner_body, str)
-                else (inner_body or "").encode()
-            )
-            if inner_body is not None and not isinstance(inner_body, str):
-                item_headers.setdefault("content-type", "application/json")
-            path = "/v1.0" + (url.path if url.path.startswith("/") else "/" + url.path)
-            try:
-                self._authenticate(item_headers, path)
-            except GraphError as exc:
-                responses.append(
-                    {
-                        "id": item_id,
-                        "status": exc.status,
-                        "headers": {},
-                        "body": error_body(exc.code, exc.message),
-                    }
-                )
-                continue
-            reply = await self.handle(
-                str(item.get("method") or "GET").upper(),
-                path,
-                dict(parse_qsl(url.query, keep_blank_values=True)),
-                item_headers,
-                raw,
-                batch_item=True,
-                account=account,
-            )
-            reply_body = reply.body
-            if isinstance(reply_body, bytes):
-                reply_body = base64.b64encode(reply_body).decode()
-            reply_headers = {k: v for k, v in reply.headers.items() if k.lower() != "request-id"}
-            if isinstance(reply.body, dict):
-                reply_headers["Content-Type"] = "application/json"
-            responses.append(
-                {
-                    "id": item_id,
-                    "status": reply.status,
-                    "headers": reply_headers,
-                    **({"body": reply_body} if reply_body is not None else {}),
-                }
-            )
+        responses: list[dict[str, Any]] = []
+        parts = asyncio.Semaphore(BATCH_PARALLEL)
+
+        async def run(item: dict[str, Any]) -> None:
+            async with parts:
+                responses.append(await self._batch_part(item, headers, account))
+
+        await asyncio.gather(*(run(item) for item in requests))
+        self._batch_order.shuffle(responses)  # Graph promises no order: a client must match ids
         return Reply(200, {"responses": responses})
+
+    async def _batch_part(
+        self, item: dict[str, Any], headers: dict[str, str], account: Account
+    ) -> dict[str, Any]:
+        """One part of a ``$batch``, answered as Graph answers it inside the envelope."""
+        item_id = str(item.get("id"))
+        if self.faults.batch_throttle > 0:
+            self.faults.batch_throttle -= 1
+            return {
+                "id": item_id,
+                "status": 429,
+                "headers": {"Retry-After": "1", "Content-Type": "application/json"},
+                "body": error_body(
+                    "ApplicationThrottled", "Application is over its MailboxConcurrency limit."
+                ),
+            }
+        url = urlsplit(str(item.get("url") or ""))
+        item_headers = {str(k).lower(): str(v) for k, v in (item.get("headers") or {}).items()}
+        item_headers.setdefault("authorization", headers.get("authorization", ""))
+        inner_body = item.get("body")
+        raw = (
+            json.dumps(inner_body).encode()
+            if inner_body is not None and not isinstance(inner_body, str)
+            else (inner_body or "").encode()
+        )
+        if inner_body is not None and not isinstance(inner_body, str):
+            item_headers.setdefault("content-type", "application/json")
+        path = "/v1.0" + (url.path if url.path.startswith("/") else "/" + url.path)
+        try:
+            self._authenticate(item_headers, path)
+        except GraphError as exc:
+            return {
+                "id": item_id,
+                "status": exc.status,
+                "headers": {},
+                "body": error_body(exc.code, exc.message),
+            }
+        reply = await self.handle(
+            str(item.get("method") or "GET").upper(),
+            path,
+            dict(parse_qsl(url.query, keep_blank_values=True)),
+            item_headers,
+            raw,
+            batch_item=True,
+            account=account,
+        )
+        reply_body = reply.body
+        reply_headers = {k: v for k, v in reply.headers.items() if k.lower() != "request-id"}
+        if isinstance(reply_body, bytes):
+            # a body that is not JSON comes back base64-encoded in a JSON string
+            reply_body = base64.b64encode(reply_body).decode()
+            reply_headers["Content-Type"] = "text/plain"
+        elif isinstance(reply_body, dict):
+            reply_headers["Content-Type"] = "application/json"
+        return {
+            "id": item_id,
+            "status": reply.status,
+            "headers": reply_headers,
+            **({"body": reply_body} if reply_body is not None else {}),
+        }
 
     # -- subscriptions ---------------------------------------------------------------------
 

@@ -22,7 +22,9 @@ share lives here, once, so that neither client re-decides it:
   the caller expects it;
 * requests of one mailbox share one :class:`asyncio.Semaphore` (Graph allows four concurrent
   requests per mailbox and answers MailboxConcurrency beyond; Gmail's per-user quota is gentler
-  with a bound too), even across the connector instances of its folder watchers;
+  with a bound too), even across the connector instances of its folder watchers; a request that
+  the provider fans out (a Graph ``$batch``: Graph dispatches up to four of its parts at once to
+  the mailbox) takes several slots (``slots``), all of them or none;
 * every request is counted (:attr:`ApiHttp.requests_made`, for the bench's "requests per ingested
   message", and :data:`mailport.metrics.API_REQUESTS` by connector and status);
 * tokens never reach a log line, an exception or a repr; provider bodies quoted in errors are
@@ -37,6 +39,7 @@ instant.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import email.utils
 import json as jsonlib
 import logging
@@ -44,7 +47,7 @@ import random
 import re
 import ssl
 import weakref
-from collections.abc import Awaitable, Callable, Iterable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
 from datetime import UTC, datetime
 from typing import Any
 
@@ -94,17 +97,49 @@ DEFAULT_BACKOFF = RetryPolicy(first_delay=1.0, multiplier=2.0, max_delay=32.0, j
 
 # --------------------------------------------------------------------------- per-mailbox limits
 
-_LIMITERS: weakref.WeakValueDictionary[tuple[int, str], asyncio.Semaphore] = weakref.WeakValueDictionary()
+
+class MailboxLimiter(asyncio.Semaphore):
+    """A mailbox's concurrent requests (a semaphore of ``capacity`` slots) that also hands out
+    several slots at once (:meth:`holding`)."""
+
+    def __init__(self, capacity: int) -> None:
+        super().__init__(capacity)
+        self.capacity = capacity
+        self._gate = asyncio.Lock()
+
+    @contextlib.asynccontextmanager
+    async def holding(self, slots: int = 1) -> AsyncIterator[None]:
+        """Hold ``slots`` (at most ``capacity``) at once. Requests wanting several take them one
+        after the other under a gate of their own, so two of them never each hold half of what
+        both need (a one-slot holder waits for nothing else, so the gate's holder gets through)."""
+        slots = max(1, min(slots, self.capacity))
+        if slots == 1:
+            async with self:
+                yield
+            return
+        taken = 0
+        try:
+            async with self._gate:
+                for _ in range(slots):
+                    await self.acquire()
+                    taken += 1
+            yield
+        finally:
+            for _ in range(taken):
+                self.release()
 
 
-def mailbox_limiter(key: str, concurrency: int) -> asyncio.Semaphore:
+_LIMITERS: weakref.WeakValueDictionary[tuple[int, str], MailboxLimiter] = weakref.WeakValueDictionary()
+
+
+def mailbox_limiter(key: str, concurrency: int) -> MailboxLimiter:
     """The semaphore every :class:`ApiHttp` of mailbox ``key`` shares in this event loop (the
     folder watchers of one mailbox each build their own client; the provider counts them as one).
     Held weakly: it goes away with the last client holding it."""
     loop_id = id(asyncio.get_running_loop())
     limiter = _LIMITERS.get((loop_id, key))
     if limiter is None:
-        limiter = asyncio.Semaphore(concurrency)
+        limiter = MailboxLimiter(concurrency)
         _LIMITERS[(loop_id, key)] = limiter
     return limiter
 
@@ -217,7 +252,7 @@ class ApiHttp:
         token_source: TokenSource | None,
         force_refresh: ForceRefresh | None = None,
         concurrency: int = 4,
-        limiter: asyncio.Semaphore | None = None,
+        limiter: MailboxLimiter | None = None,
         clock: Clock = utc_now,
         sleep: Sleep = asyncio.sleep,
         rand: Callable[[], float] = random.random,
@@ -236,7 +271,7 @@ class ApiHttp:
         self.base_url = base_url.rstrip("/")
         self._token_source = token_source
         self._force_refresh = force_refresh
-        self._limiter = limiter or asyncio.Semaphore(concurrency)
+        self._limiter = limiter or MailboxLimiter(concurrency)
         self._clock = clock
         self._sleep = sleep
         self._rand = rand
@@ -314,11 +349,14 @@ class ApiHttp:
         expect: Iterable[int] = (200,),
         not_found: type[MailportError] = NotFoundError,
         idempotent: bool | None = None,
+        slots: int = 1,
     ) -> httpx.Response:
         """Send one request (retrying as the module docstring says) and return the answer whose
         status is in ``expect``; every other answer raises the matching mailport error.
         ``idempotent``: may the request be repeated after a 5xx or a network failure (default:
-        by method; throttling answers are always retried: the provider did not act on them)."""
+        by method; throttling answers are always retried: the provider did not act on them).
+        ``slots``: how many of the mailbox's concurrent requests it counts as (at most
+        ``concurrency``; a ``$batch`` counts as the parts the provider runs at once)."""
         method = method.upper()
         url = self.url(path_or_url)
         expected = frozenset(expect)
@@ -339,7 +377,7 @@ class ApiHttp:
             if token is not None:
                 request_headers["authorization"] = f"Bearer {token.reveal()}"
             try:
-                async with self._limiter:
+                async with self._limiter.holding(slots):
                     response = await self._client.request(
                         method, url, params=_params(params), content=body, headers=request_headers
                     )
@@ -505,6 +543,7 @@ __all__ = [
     "Sleep",
     "error_message",
     "error_reasons",
+    "MailboxLimiter",
     "mailbox_limiter",
     "retry_after_seconds",
 ]

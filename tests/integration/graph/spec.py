@@ -413,12 +413,36 @@ def check_batch(body: Any, response: Any) -> list[str]:
             problems.append("$batch request: id, method and url are strings")
         if str(item.get("url", "")).startswith(("http", "/v1.0")):
             problems.append("$batch request: url must be relative to the version")
+    ids = [str(item.get("id")) for item in requests or []]
+    if len({i.lower() for i in ids}) != len(ids):
+        problems.append("$batch request: ids must be unique (not case-sensitive)")
     if isinstance(response, dict) and "responses" in response:
+        answered = []
         for item in response["responses"]:
             problems += [f"$batch response: unknown {k!r}" for k in set(item) - BATCH_RESPONSE_KEYS]
             if not isinstance(item.get("status"), int) or not isinstance(item.get("id"), str):
                 problems.append("$batch response: id is a string and status an integer")
+            answered.append(str(item.get("id")))
+            problems += _check_batch_body(item)
+        if sorted(answered) != sorted(ids):
+            problems.append("$batch response: every request is answered once, by its id")
     return problems
+
+
+def _check_batch_body(item: dict[str, Any]) -> list[str]:
+    """A part's body is JSON (an object, with a JSON Content-Type) or, for any other content,
+    base64 in a JSON string (so a ``/$value`` part's MIME)."""
+    body = item.get("body")
+    headers = {str(k).lower(): str(v) for k, v in (item.get("headers") or {}).items()}
+    json_type = headers.get("content-type", "").split(";")[0].strip() == "application/json"
+    if isinstance(body, str):
+        if json_type:
+            return ["$batch response: a string body under a JSON Content-Type"]
+        if not _is_base64(body):
+            return ["$batch response: a body that is not JSON must be base64"]
+    elif body is not None and not isinstance(body, dict):
+        return ["$batch response: a body is a JSON object or a base64 string"]
+    return []
 
 
 NOTIFICATION_KEYS = {

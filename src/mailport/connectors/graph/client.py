@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
+from collections.abc import AsyncGenerator, Awaitable, Callable, Mapping, Sequence
 from datetime import datetime
 from typing import Any
 from urllib.parse import quote
@@ -115,6 +115,8 @@ class GraphClient:
         headers: Mapping[str, str] | None = None,
         expect: tuple[int, ...] = (200,),
         not_found: type[MailportError] = MessageNotFoundError,
+        idempotent: bool | None = None,
+        slots: int = 1,
     ) -> httpx.Response:
         return await self.http.request(
             method,
@@ -125,6 +127,8 @@ class GraphClient:
             headers={"Prefer": IMMUTABLE_IDS, **(headers or {})},
             expect=expect,
             not_found=not_found,
+            idempotent=idempotent,
+            slots=slots,
         )
 
     def _path(self, *parts: str) -> str:
@@ -272,6 +276,25 @@ class GraphClient:
         """The message as RFC 5322 bytes (``/$value``), for mailport's own parser."""
         return (await self._call("GET", self._path("messages", _quote(message_id), "$value"))).content
 
+    async def get_mimes(self, message_ids: Sequence[str]) -> list[bytes | None]:
+        """Many messages' MIME, in order; None for one Graph no longer has (404: deleted since
+        it was listed). Through ``$batch``, 20 ``/$value`` parts a call (Graph answers a part
+        whose body is not JSON base64-encoded); parts Graph throttled are asked again after
+        their Retry-After (:meth:`batch`). A single id is a plain GET: the push path fetches one
+        message at a time, and a one-part batch costs an envelope each way for nothing."""
+        if len(message_ids) == 1:
+            try:
+                return [await self.get_mime(message_ids[0])]
+            except MessageNotFoundError:
+                return [None]
+        answers = await self.batch(
+            [
+                BatchRequest(id=str(n), method="GET", url=f"{self._user_path}/messages/{_quote(m)}/$value")
+                for n, m in enumerate(message_ids)
+            ]
+        )
+        return [_mime_of(answer, message_id) for answer, message_id in zip(answers, message_ids, strict=True)]
+
     async def delta(
         self,
         folder_id: str,
@@ -280,7 +303,7 @@ class GraphClient:
         select: Sequence[str] = MESSAGE_FIELDS,
         filter: str | None = None,
         max_page_size: int | None = None,
-    ) -> AsyncIterator[DeltaPage]:
+    ) -> AsyncGenerator[DeltaPage, None]:
         """The pages of one delta round of a folder: from ``delta_link`` (the stored position)
         or, without it, every message (``filter``: only ``receivedDateTime ge …`` is allowed by
         Graph). The last page carries the new ``delta_link``. Raises :class:`DeltaExpiredError`
@@ -508,7 +531,15 @@ class GraphClient:
                 for request in requests
             ]
         }
-        data = (await self._call("POST", VERSION + "/$batch", json=payload, not_found=NotFoundError)).json()
+        response = await self._call(
+            "POST",
+            VERSION + "/$batch",
+            json=payload,
+            not_found=NotFoundError,
+            idempotent=all(request.method == "GET" for request in requests),
+            slots=len(requests),  # Graph runs up to four parts at once against the mailbox
+        )
+        data = response.json()
         got: dict[str, BatchResponse] = {}
         for item in data.get("responses", []):
             got[str(item["id"])] = BatchResponse(
@@ -595,6 +626,23 @@ def _error_code(response: httpx.Response) -> str | None:
     except (ValueError, AttributeError):
         return None
     return str(error.get("code")) if isinstance(error, Mapping) and error.get("code") else None
+
+
+def _mime_of(answer: BatchResponse, message_id: str) -> bytes | None:
+    """A ``/$value`` part's MIME (base64 in the batch answer); None for a 404."""
+    if answer.status == 404:
+        return None
+    if answer.ok and isinstance(answer.body, str):
+        try:
+            return base64.b64decode(answer.body, validate=True)
+        except ValueError as exc:
+            raise ProviderError(f"Graph's $batch answered {message_id}'s MIME not in base64") from exc
+    error = answer.body.get("error") if isinstance(answer.body, Mapping) else None
+    code = error.get("code") if isinstance(error, Mapping) else None
+    raise ProviderError(
+        f"Graph's $batch answered {answer.status} for {message_id}'s MIME",
+        server_said=str(code or answer.status),
+    )
 
 
 def _retry_after(headers: Mapping[str, str]) -> float:
