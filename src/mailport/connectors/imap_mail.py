@@ -39,8 +39,8 @@ from mailport.connectors.base import MessageRef, RemoteMessage
 from mailport.connectors.envelope import parse_envelope
 from mailport.connectors.folders import Folder, Role, display_name, role_of
 from mailport.connectors.mail import (
+    IMAP_SPELLING,
     MAX_LIMIT,
-    Flag,
     FlagChange,
     ListQuery,
     MessagePage,
@@ -79,12 +79,7 @@ SUMMARY_ITEMS = (
     f"BODY.PEEK[HEADER.FIELDS ({HEADER_FIELDS})]",
 )
 
-_TO_IMAP = {
-    Flag.SEEN: "\\Seen",
-    Flag.FLAGGED: "\\Flagged",
-    Flag.ANSWERED: "\\Answered",
-    Flag.DRAFT: "\\Draft",
-}
+_TO_IMAP = IMAP_SPELLING
 _FROM_IMAP = {imap.lower(): str(neutral) for neutral, imap in _TO_IMAP.items()}
 _HIDDEN = frozenset({"\\deleted", "\\recent"})
 # RFC 3501 atom: any CHAR except atom-specials ( ) { SP CTL % * " \ ]
@@ -112,7 +107,7 @@ def imap_flags(flags: Iterable[str]) -> list[str]:
     a neutral name nor a valid keyword (an IMAP atom, not starting with ``\\``)."""
     out: list[str] = []
     for flag in flags:
-        system = _TO_IMAP.get(flag.lower())  # type: ignore[call-overload]
+        system = _TO_IMAP.get(flag.lower())
         if system is not None:
             out.append(system)
         elif flag and _KEYWORD.match(flag):

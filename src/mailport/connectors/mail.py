@@ -14,7 +14,7 @@ spells it (``$Forwarded``). Gmail labels are separate (:attr:`FlagChange.add_lab
 from __future__ import annotations
 
 import enum
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -30,6 +30,20 @@ class Flag(enum.StrEnum):
     FLAGGED = "flagged"
     ANSWERED = "answered"
     DRAFT = "draft"
+
+
+IMAP_SPELLING: dict[str, str] = {
+    Flag.SEEN: "\\Seen",
+    Flag.FLAGGED: "\\Flagged",
+    Flag.ANSWERED: "\\Answered",
+    Flag.DRAFT: "\\Draft",
+}
+
+
+def imap_spelling(flags: Iterable[str]) -> tuple[str, ...]:
+    """Neutral names as IMAP spells them (``seen`` -> ``\\Seen``), keywords as they are: how
+    ``message.received`` carries flags for every connector (docs/messages.md)."""
+    return tuple(IMAP_SPELLING.get(flag, flag) for flag in flags)
 
 
 @dataclass(frozen=True, slots=True)

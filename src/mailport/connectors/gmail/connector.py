@@ -78,20 +78,7 @@ class GmailConnector(AccessDelegation, PollingConnector):
 
     key = KEY
     access: ClassVar[AccessModule] = gmail_access
-    capabilities = frozenset(
-        {
-            Feature.FOLDERS,
-            Feature.FLAGS,
-            Feature.MOVE,
-            Feature.DELETE,
-            Feature.SEARCH,
-            Feature.THREADS,
-            Feature.SEND,
-            Feature.DRAFTS,
-            Feature.CHANGES,
-            Feature.PUSH,
-        }
-    )
+    capabilities = frozenset(Feature)  # everything a connector can declare
 
     @classmethod
     def build(cls, mailbox: Mailbox, context: ConnectorContext) -> GmailConnector:

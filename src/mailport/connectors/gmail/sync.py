@@ -35,9 +35,10 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from mailport.connectors.base import Batch, Cursor, RemoteMessage
-from mailport.connectors.folders import Folder, Role
+from mailport.connectors.folders import Role
 from mailport.connectors.gmail.client import GmailClient, HistoryType
 from mailport.connectors.gmail.models import GmailMessage, HistoryRecord, Label
+from mailport.connectors.mail import imap_spelling
 from mailport.errors import FolderNotFoundError, InvalidCursorError
 
 log = logging.getLogger(__name__)
@@ -60,7 +61,6 @@ SYSTEM_ROLES = {
 _ROLE_LABEL = {role.value: label for label, role in SYSTEM_ROLES.items()}
 
 # IMAP's spelling of the flags the labels stand for: ingested payloads carry what IMAP's do
-_SEEN, _FLAGGED, _DRAFT = "\\Seen", "\\Flagged", "\\Draft"
 
 
 # ------------------------------------------------------------------------------ positions
@@ -137,39 +137,6 @@ def resolve_label(labels: Sequence[Label], scope: str) -> Label:
     )
 
 
-def label_folders(labels: Iterable[Label]) -> list[Folder]:
-    """The labels as neutral folders (system labels with their roles; user labels nested by
-    ``/``), INBOX first: what :meth:`list_folders` gives and ``role:`` specs resolve against."""
-    folders = []
-    for label in labels:
-        path = label_scope(label)
-        system = label.type == "system"
-        folders.append(
-            Folder(
-                path=path,
-                delimiter=None if system else "/",
-                name=path if system else path.rsplit("/", 1)[-1],
-                role=SYSTEM_ROLES.get(label.id) if system else None,
-                messages=label.messages_total,
-                unseen=label.messages_unread,
-                subscribed=True,
-                selectable=True,
-            )
-        )
-    return sorted(folders, key=lambda f: (f.role is not Role.INBOX, f.path))
-
-
-def imap_style_flags(label_ids: Iterable[str]) -> tuple[str, ...]:
-    """The flags of an ingested message as IMAP spells them (so payloads read alike)."""
-    labels = set(label_ids)
-    flags = [] if "UNREAD" in labels else [_SEEN]
-    if "STARRED" in labels:
-        flags.append(_FLAGGED)
-    if "DRAFT" in labels:
-        flags.append(_DRAFT)
-    return tuple(flags)
-
-
 def neutral_flags(label_ids: Iterable[str]) -> tuple[str, ...]:
     """The neutral flags (``seen``, ``flagged``, ``draft``) of a message's labels."""
     labels = set(label_ids)
@@ -211,7 +178,7 @@ def remote_message(message: GmailMessage, *, max_bytes: int) -> RemoteMessage:
     return RemoteMessage(
         item=message.id,
         size=len(raw) or int(message.size_estimate or 0),
-        flags=imap_style_flags(message.label_ids),
+        flags=imap_spelling(neutral_flags(message.label_ids)),
         received_at=message.internal_date,
         raw=None if big else raw,
         headers=headers if big else None,

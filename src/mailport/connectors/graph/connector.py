@@ -57,20 +57,7 @@ class GraphConnector(AccessDelegation, PollingConnector):
 
     key = "graph"
     access: ClassVar[AccessModule] = graph_access
-    capabilities = frozenset(
-        {
-            Feature.FOLDERS,
-            Feature.FLAGS,
-            Feature.MOVE,
-            Feature.DELETE,
-            Feature.SEARCH,
-            Feature.THREADS,
-            Feature.SEND,
-            Feature.DRAFTS,
-            Feature.CHANGES,
-            Feature.PUSH,
-        }
-    )
+    capabilities = frozenset(Feature)  # everything a connector can declare
 
     @classmethod
     def build(cls, mailbox: Mailbox, context: ConnectorContext) -> GraphConnector:

@@ -46,6 +46,7 @@ from mailport.connectors.graph.models import (
     format_datetime,
     parse_datetime,
 )
+from mailport.connectors.mail import imap_spelling
 from mailport.metrics import SYNC_RECOVERIES
 
 log = logging.getLogger(__name__)
@@ -114,15 +115,6 @@ def neutral_flags(message: GraphMessage) -> tuple[str, ...]:
     if message.is_draft:
         flags.append("draft")
     return tuple(flags)
-
-
-_IMAP_SPELLING = {"seen": "\\Seen", "flagged": "\\Flagged", "draft": "\\Draft"}
-
-
-def imap_style_flags(message: GraphMessage) -> tuple[str, ...]:
-    """An ingested message's flags as IMAP spells them, as ``message.received`` has them for
-    every connector (docs/messages.md); changes and listings use the neutral names."""
-    return tuple(_IMAP_SPELLING[flag] for flag in neutral_flags(message))
 
 
 class Delivered:
@@ -230,7 +222,7 @@ class DeltaReader:
         return RemoteMessage(
             item=message.id,
             size=len(raw),
-            flags=imap_style_flags(message),
+            flags=imap_spelling(neutral_flags(message)),
             received_at=message.received_at,
             raw=None if big else raw,
             headers=_header_block(raw) if big else None,
