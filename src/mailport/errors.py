@@ -26,11 +26,17 @@ once, at the boundary where they occur, and chained (``raise X(...) from exc``).
     │   ├── FolderNotFoundError         folder_not_found      404
     │   ├── ThreadNotFoundError         thread_not_found      404   (a thread key never handed out)
     │   ├── SendNotFoundError           send_not_found        404
+    │   ├── ContactNotFoundError        contact_not_found     404
+    │   ├── ContactGroupNotFoundError   contact_group_not_found 404
     │   └── AttachmentNotFoundError     attachment_not_found  404
     ├── ConflictError                   conflict              409
     │   ├── FolderExistsError           folder_exists         409
     │   ├── IdempotencyKeyReusedError   idempotency_key_reused 409  (the same key, another request)
-    │   └── SendNotCancellableError     send_not_cancellable  409
+    │   ├── SendNotCancellableError     send_not_cancellable  409
+    │   ├── ContactExistsError          contact_exists        409
+    │   ├── ContactGroupExistsError     contact_group_exists  409
+    │   ├── ContactBookMismatchError    contact_book_mismatch 409   (two owners' contacts)
+    │   └── ContactsNotEnabledError     contacts_not_enabled  409   (the mailbox harvests nothing)
     ├── CursorExpiredError              cursor_expired        410   (the folder was reset)
     ├── RateLimitedError                rate_limited          429
     ├── MailboxBusyError                mailbox_busy          503   (the command pool stayed busy)
@@ -409,6 +415,55 @@ class AttachmentNotFoundError(
     hint="Name an attachment `id` exactly as GET /v1/mailboxes/{id}/messages/{ref} lists it.",
 ): ...
 
+
+
+# --------------------------------------------------------------------------- contacts
+
+
+class ContactNotFoundError(
+    NotFoundError,
+    code="contact_not_found",
+    hint="Use a contact `id` (ct_…) as GET /v1/contacts lists it; a merged contact's id is gone, "
+    "use the id it was merged into.",
+): ...
+
+
+class ContactGroupNotFoundError(
+    NotFoundError,
+    code="contact_group_not_found",
+    hint="Use a group `id` (cg_…) as GET /v1/contacts/groups lists it.",
+): ...
+
+
+class ContactExistsError(
+    ConflictError,
+    code="contact_exists",
+    hint="That address already belongs to a contact (named in the message); update or merge "
+    "that contact instead.",
+): ...
+
+
+class ContactGroupExistsError(
+    ConflictError,
+    code="contact_group_exists",
+    hint="A group of that name exists in this contact book; choose another name or use it.",
+): ...
+
+
+class ContactBookMismatchError(
+    ConflictError,
+    code="contact_book_mismatch",
+    hint="Contacts and groups of different owners never mix: merge or group only contacts of "
+    "one owner's book.",
+): ...
+
+
+class ContactsNotEnabledError(
+    ConflictError,
+    code="contacts_not_enabled",
+    hint="Switch harvesting on first: set `settings.contacts` on the mailbox "
+    "(PATCH /v1/mailboxes/{id}, or `mailport mailboxes update --contacts`).",
+): ...
 
 # --------------------------------------------------------------------------- mail servers
 

@@ -140,6 +140,16 @@ class Batch:
     cursor: Cursor
 
 
+@dataclass(frozen=True, slots=True)
+class HeaderBlock:
+    """One message's header fields, as :meth:`Connector.header_blocks` reads them for contact
+    harvesting: ``block`` holds the fields asked for (or the whole header) in RFC 5322 form."""
+
+    item: str
+    received_at: datetime | None
+    block: bytes
+
+
 class ChangeKind(enum.StrEnum):
     NEW_MAIL = "new_mail"  # something may have arrived: fetch since the cursor
     EXPUNGED = "expunged"
@@ -241,6 +251,15 @@ class Connector(Protocol):
 
     async def list_messages(self, query: ListQuery) -> MessagePage:
         """A page of ``query.folder``, newest first (needs :attr:`Feature.FOLDERS`)."""
+        ...
+
+    def header_blocks(
+        self, folder: str, *, since: datetime, fields: Sequence[str], chunk: int = 500
+    ) -> AsyncIterator[list[HeaderBlock]]:
+        """The header fields ``fields`` of every message of ``folder`` (a path as
+        :meth:`list_folders` gives it) received at or after ``since``, oldest first, ``chunk``
+        messages at a time, without marking anything read (needs :attr:`Feature.FOLDERS`).
+        A message may come twice (the caller deduplicates); none may be missed."""
         ...
 
     async def search_messages(self, query: SearchQuery) -> MessagePage:
@@ -364,6 +383,12 @@ class BaseConnector:
 
     async def list_messages(self, query: ListQuery) -> MessagePage:
         raise self._unsupported(Feature.FOLDERS, f"The {self.key} connector cannot list messages.")
+
+    async def header_blocks(
+        self, folder: str, *, since: datetime, fields: Sequence[str], chunk: int = 500
+    ) -> AsyncIterator[list[HeaderBlock]]:
+        raise self._unsupported(Feature.FOLDERS, f"The {self.key} connector cannot read header fields.")
+        yield []  # an async generator, like the connectors' own
 
     async def search_messages(self, query: SearchQuery) -> MessagePage:
         raise self._unsupported(Feature.SEARCH, f"The {self.key} connector cannot search.")

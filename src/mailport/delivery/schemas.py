@@ -40,6 +40,8 @@ EventType = Literal[
     "message.send_failed",
     "message.bounced",
     "message.complaint",
+    "contact.created",
+    "contact.updated",
 ]
 assert set(EventType.__args__) == set(EVENT_TYPES)  # type: ignore[attr-defined]
 

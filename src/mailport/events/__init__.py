@@ -60,6 +60,7 @@ __all__ = [
     "EventLog",
     "EventType",
     "NewEvent",
+    "CHANGE_TYPES",
     "OPT_IN_TYPES",
     "append",
     "append_many",
@@ -92,6 +93,8 @@ class EventType(enum.StrEnum):
     MESSAGE_SEND_FAILED = "message.send_failed"  # refused for good, or gave up retrying
     MESSAGE_BOUNCED = "message.bounced"  # a delivery status notification came back
     MESSAGE_COMPLAINT = "message.complaint"  # an abuse report (ARF, RFC 5965)
+    CONTACT_CREATED = "contact.created"  # harvesting found a new correspondent (mailport.contacts)
+    CONTACT_UPDATED = "contact.updated"  # a contact's figures, names or fields changed
 
 
 OPT_IN_TYPES: frozenset[str] = frozenset(
@@ -100,11 +103,23 @@ OPT_IN_TYPES: frozenset[str] = frozenset(
         EventType.MESSAGE_DELETED,
         EventType.FOLDER_CREATED,
         EventType.FOLDER_DELETED,
+        EventType.CONTACT_CREATED,
+        EventType.CONTACT_UPDATED,
     }
 )
-"""Changes made on the server: computed only for a tenant with an active webhook endpoint that
-lists one of them, and delivered only to endpoints that list them (``events: null`` means every
-type *but* these), so that an application written before they existed sees nothing new."""
+"""Delivered only to endpoints that list them (``events: null`` means every type *but* these),
+so that an application written before they existed sees nothing new."""
+
+CHANGE_TYPES: frozenset[str] = frozenset(
+    {
+        EventType.MESSAGE_UPDATED,
+        EventType.MESSAGE_DELETED,
+        EventType.FOLDER_CREATED,
+        EventType.FOLDER_DELETED,
+    }
+)
+"""Changes made on the server (opt-in): computed by the watchers only for a tenant with an active
+webhook endpoint that lists one of them (:mod:`mailport.sync.interest`)."""
 
 
 def subscribes(events: Iterable[str] | None, event_type: str) -> bool:

@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
 
+from mailport.contacts.models import ContactSettings
 from mailport.crypto import Secret
 from mailport.errors import ImapSettingsMissingError
 from mailport.sending.models import SendingSettings
@@ -85,6 +86,7 @@ class ProcessingSettings:
     after_processing: str = "none"  # none | mark_read | move:<folder> | delete
     folders: tuple[WatchedFolder, ...] = ()  # empty: only ``folder`` (every mailbox made before)
     sending: SendingSettings = SendingSettings()  # Sent copy, aliases, rate limits
+    contacts: ContactSettings | None = None  # contact harvesting; None: never switched on
 
     @property
     def watched(self) -> tuple[WatchedFolder, ...]:
@@ -116,6 +118,7 @@ class NewMailbox:
     oauth: OAuthGrant | None = None
     settings: ProcessingSettings = field(default_factory=ProcessingSettings)
     connector: str = "imap"  # a key of mailport.connectors.registry
+    owner: str | None = None  # the host application's user who owns it; None: the tenant
 
 
 @dataclass(frozen=True)
@@ -137,6 +140,7 @@ class Mailbox:
     created_at: datetime
     updated_at: datetime
     connector: str = "imap"  # a key of mailport.connectors.registry: what reads this mailbox
+    owner: str | None = None  # the host application's user who owns it; None: the tenant
 
     @property
     def has_password(self) -> bool:

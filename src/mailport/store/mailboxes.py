@@ -25,6 +25,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from mailport import leases
+from mailport.contacts.models import ContactSettings
 from mailport.crypto import Cipher, Sealed, Secret
 from mailport.errors import ConflictError, NotFoundError
 from mailport.mailboxes.models import (
@@ -80,6 +81,8 @@ UPDATABLE = frozenset(
         "folder",
         "folders",
         "sending",
+        "contacts",
+        "owner",
         "after_processing",
         "status",
         "last_error",
@@ -122,7 +125,13 @@ def settings_columns(settings: ProcessingSettings) -> dict[str, Any]:
         "after_processing": settings.after_processing,
         "folders": folders_column(settings.folders),
         "sending": sending_column(settings.sending),
+        "contacts": contacts_column(settings.contacts),
     }
+
+
+def contacts_column(contacts: ContactSettings | None) -> str | None:
+    """The ``contacts`` column: JSON, or NULL for a mailbox that does not harvest contacts."""
+    return None if contacts is None else json.dumps(contacts.to_json(), ensure_ascii=False)
 
 
 def sending_column(sending: SendingSettings) -> str | None:
@@ -227,6 +236,7 @@ class MailboxRepository:
                 row,
                 folders=folders_from_column(row.folders),
                 sending=SendingSettings.from_json(json.loads(row.sending) if row.sending else None),
+                contacts=ContactSettings.from_json(json.loads(row.contacts)) if row.contacts else None,
             ),
             health=from_row(Health, row, status=MailboxStatus(row.status)),
         )
@@ -253,6 +263,7 @@ class MailboxRepository:
             "purpose": new.purpose,
             "provider_id": new.provider_id,
             "connector": new.connector,
+            "owner": new.owner,
             **server_columns("imap", new.imap),
             **server_columns("smtp", new.smtp),
             "auth_method": new.auth_method.value,

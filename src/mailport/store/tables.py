@@ -15,11 +15,13 @@ from sqlalchemy import (
     Boolean,
     Column,
     DateTime,
+    Float,
     ForeignKey,
     Index,
     Integer,
     LargeBinary,
     MetaData,
+    PrimaryKeyConstraint,
     String,
     Table,
     Text,
@@ -140,6 +142,12 @@ mailboxes = Table(
     Column("folders", Text, nullable=True),
     # sending settings, JSON (mailport.sending.models.SendingSettings); NULL: the defaults (0019)
     Column("sending", Text, nullable=True),
+    # contact harvesting, JSON (mailport.contacts.models.ContactSettings); NULL: never switched
+    # on (0021)
+    Column("contacts", Text, nullable=True),
+    # the host application's user who owns the mailbox (issue 19's JWT `sub`); NULL: the tenant
+    # (0021). Contacts of owned mailboxes belong to the owner.
+    Column("owner", String(200), nullable=True),
     # health
     Column("status", String(20), nullable=False),
     Column("last_tested_at", UTCDateTime(), nullable=True),
@@ -153,6 +161,7 @@ mailboxes = Table(
     Index("uq_mailboxes_tenant_email_key", "tenant_id", "email_key", unique=True),
     Index("ix_mailboxes_tenant_purpose", "tenant_id", "purpose"),
     Index("ix_mailboxes_tenant_status", "tenant_id", "status"),
+    Index("ix_mailboxes_tenant_owner", "tenant_id", "owner"),
 )
 
 # --- OAuth --------------------------------------------------------------------------------
@@ -564,4 +573,173 @@ outbound_messages = Table(
     Index("ix_outbound_due", "state", "next_attempt_at"),
     Index("ix_outbound_mailbox_created", "mailbox_id", "created_at"),
     Index("ix_outbound_tenant_message_id", "tenant_id", "message_id_key"),
+)
+
+
+# --- contacts (issue 18; mailport.contacts) -----------------------------------------------
+# A contact book is (tenant_id, owner): owner '' for mailboxes without an owner. Every address
+# key is canonical (mailport.contacts.addresses.canonical; folded when the mailbox folds).
+
+contacts = Table(
+    "contacts",
+    metadata,
+    Column("id", String(40), primary_key=True),  # ct_…
+    Column("tenant_id", String(40), ForeignKey("tenants.id", ondelete="CASCADE"), nullable=False),
+    Column("owner", String(200), nullable=False, server_default=""),
+    Column("email", String(320), nullable=False),  # the primary address key
+    Column("name", String(200), nullable=True),  # shown: the most frequent name, or the user's
+    Column("name_source", String(10), nullable=False, server_default="harvest"),  # harvest | user
+    Column("names", Text, nullable=False, server_default="{}"),  # JSON {display name: messages}
+    Column("addresses", Text, nullable=False, server_default="[]"),  # JSON [raw addresses seen]
+    Column("organisation", String(253), nullable=True),
+    Column("organisation_source", String(10), nullable=False, server_default="harvest"),
+    Column("notes", Text, nullable=True),
+    Column("first_seen", UTCDateTime(), nullable=True),  # NULL: created by hand, never seen
+    Column("last_seen", UTCDateTime(), nullable=True),
+    Column("sent_to", Integer, nullable=False, server_default="0"),
+    Column("received_from", Integer, nullable=False, server_default="0"),
+    Column("copied", Integer, nullable=False, server_default="0"),
+    Column("two_way", Boolean, nullable=False, server_default="0"),
+    # a time-invariant sort key: ordering by it is ordering by score at any moment
+    # (mailport.contacts.store.rank_key)
+    Column("rank", Float, nullable=False, server_default="0"),
+    Column("search", Text, nullable=False, server_default=""),  # lowercased names and addresses
+    Column("version", Integer, nullable=False, server_default="1"),  # +1 per change (events)
+    Column("created_at", UTCDateTime(), nullable=False),
+    Column("updated_at", UTCDateTime(), nullable=False),
+    Index("ix_contacts_book_rank", "tenant_id", "owner", "rank"),
+    Index("ix_contacts_book_organisation", "tenant_id", "owner", "organisation"),
+)
+
+# Every address key of a contact (one contact per key per book; a merge moves keys).
+contact_addresses = Table(
+    "contact_addresses",
+    metadata,
+    Column("tenant_id", String(40), ForeignKey("tenants.id", ondelete="CASCADE"), nullable=False),
+    Column("owner", String(200), nullable=False),
+    Column("key", String(320), nullable=False),
+    Column("contact_id", String(40), ForeignKey("contacts.id", ondelete="CASCADE"), nullable=False),
+    PrimaryKeyConstraint("tenant_id", "owner", "key", name="pk_contact_addresses"),
+    Index("ix_contact_addresses_contact_id", "contact_id"),
+)
+
+# What each mailbox's mail says about each address: a contact's figures are the sums over its keys.
+contact_stats = Table(
+    "contact_stats",
+    metadata,
+    Column("mailbox_id", String(40), ForeignKey("mailboxes.id", ondelete="CASCADE"), nullable=False),
+    Column("key", String(320), nullable=False),
+    Column("tenant_id", String(40), nullable=False),
+    Column("owner", String(200), nullable=False),
+    Column("sent_to", Integer, nullable=False, server_default="0"),
+    Column("received_from", Integer, nullable=False, server_default="0"),
+    Column("copied", Integer, nullable=False, server_default="0"),
+    Column("first_seen", UTCDateTime(), nullable=False),
+    Column("last_seen", UTCDateTime(), nullable=False),
+    PrimaryKeyConstraint("mailbox_id", "key", name="pk_contact_stats"),
+    Index("ix_contact_stats_book_key", "tenant_id", "owner", "key"),
+)
+
+# Why addresses were left out, per mailbox: the contact's history shows these.
+contact_exclusions = Table(
+    "contact_exclusions",
+    metadata,
+    Column("mailbox_id", String(40), ForeignKey("mailboxes.id", ondelete="CASCADE"), nullable=False),
+    Column("key", String(320), nullable=False),
+    Column("reason", String(40), nullable=False),  # mailport.contacts.rules.Reason, or 'deleted'
+    Column("tenant_id", String(40), nullable=False),
+    Column("owner", String(200), nullable=False),
+    Column("messages", Integer, nullable=False, server_default="0"),
+    Column("first_seen", UTCDateTime(), nullable=False),
+    Column("last_seen", UTCDateTime(), nullable=False),
+    PrimaryKeyConstraint("mailbox_id", "key", "reason", name="pk_contact_exclusions"),
+    Index("ix_contact_exclusions_book_key", "tenant_id", "owner", "key"),
+)
+
+# Deleted contacts' keys: harvesting never brings them back (reason 'deleted' in the history).
+contact_tombstones = Table(
+    "contact_tombstones",
+    metadata,
+    Column("tenant_id", String(40), ForeignKey("tenants.id", ondelete="CASCADE"), nullable=False),
+    Column("owner", String(200), nullable=False),
+    Column("key", String(320), nullable=False),
+    Column("contact_id", String(40), nullable=False),  # the deleted contact's id
+    Column("deleted_at", UTCDateTime(), nullable=False),
+    PrimaryKeyConstraint("tenant_id", "owner", "key", name="pk_contact_tombstones"),
+)
+
+# Messages already counted, per mailbox (a digest of the Message-ID, else of the header block):
+# a re-sync, the event stream and a folder seen twice (Gmail's All Mail) count a message once.
+contact_messages = Table(
+    "contact_messages",
+    metadata,
+    Column("mailbox_id", String(40), ForeignKey("mailboxes.id", ondelete="CASCADE"), nullable=False),
+    Column("digest", String(32), nullable=False),
+    Column("seen_at", UTCDateTime(), nullable=False),
+    PrimaryKeyConstraint("mailbox_id", "digest", name="pk_contact_messages"),
+)
+
+contact_groups = Table(
+    "contact_groups",
+    metadata,
+    Column("id", String(40), primary_key=True),  # cg_…
+    Column("tenant_id", String(40), ForeignKey("tenants.id", ondelete="CASCADE"), nullable=False),
+    Column("owner", String(200), nullable=False, server_default=""),
+    Column("name", String(200), nullable=False),
+    Column("kind", String(20), nullable=False),  # custom | organisation
+    Column("rule", Text, nullable=True),  # JSON (mailport.contacts.groups); NULL: by hand only
+    Column("description", Text, nullable=True),
+    Column("created_at", UTCDateTime(), nullable=False),
+    Column("updated_at", UTCDateTime(), nullable=False),
+    UniqueConstraint("tenant_id", "owner", "name", name="uq_contact_groups_book_name"),
+)
+
+contact_group_members = Table(
+    "contact_group_members",
+    metadata,
+    Column("group_id", String(40), ForeignKey("contact_groups.id", ondelete="CASCADE"), nullable=False),
+    Column("contact_id", String(40), ForeignKey("contacts.id", ondelete="CASCADE"), nullable=False),
+    Column("source", String(20), nullable=False),  # manual | rule | organisation | removed
+    Column("added_at", UTCDateTime(), nullable=False),
+    PrimaryKeyConstraint("group_id", "contact_id", name="pk_contact_group_members"),
+    Index("ix_contact_group_members_contact_id", "contact_id"),
+)
+
+# The tenant's block list: addresses and domains never harvested (reason blocked_*).
+contact_blocklist = Table(
+    "contact_blocklist",
+    metadata,
+    Column("tenant_id", String(40), ForeignKey("tenants.id", ondelete="CASCADE"), nullable=False),
+    Column("kind", String(10), nullable=False),  # address | domain
+    Column("value", String(320), nullable=False),  # canonical (folded) address, or A-label domain
+    Column("created_at", UTCDateTime(), nullable=False),
+    PrimaryKeyConstraint("tenant_id", "kind", "value", name="pk_contact_blocklist"),
+)
+
+# Per mailbox: the harvest's progress (backfill, scheduled re-sync) and its claim.
+contact_sync = Table(
+    "contact_sync",
+    metadata,
+    Column("mailbox_id", String(40), ForeignKey("mailboxes.id", ondelete="CASCADE"), primary_key=True),
+    Column("state", String(20), nullable=False),  # pending | running | idle | failed
+    Column("since", UTCDateTime(), nullable=False),  # the start of the harvested period
+    Column("folders", Text, nullable=False, server_default="{}"),  # JSON {path: position}
+    Column("next_at", UTCDateTime(), nullable=True),  # the next scheduled run
+    Column("started_at", UTCDateTime(), nullable=True),
+    Column("finished_at", UTCDateTime(), nullable=True),
+    Column("messages", Integer, nullable=False, server_default="0"),  # harvested in the run
+    Column("last_error", Text, nullable=True),  # JSON {code, message}
+    Column("claimed_by", String(80), nullable=True),
+    Column("claim_until", UTCDateTime(), nullable=True),
+    Column("updated_at", UTCDateTime(), nullable=False),
+    Index("ix_contact_sync_next_at", "next_at"),
+)
+
+# Where the contacts' reader of the event log is (one row per reader name).
+contact_feed = Table(
+    "contact_feed",
+    metadata,
+    Column("name", String(40), primary_key=True),
+    Column("seq", SeqInteger, nullable=False),
+    Column("updated_at", UTCDateTime(), nullable=False),
 )

@@ -1,6 +1,6 @@
 """Which tenants want the changes made on the server (the opt-in event types), cheaply.
 
-The change events (:data:`mailport.events.OPT_IN_TYPES`) cost server round trips, so a watcher
+The change events (:data:`mailport.events.CHANGE_TYPES`) cost server round trips, so a watcher
 computes them only for a tenant with an **active webhook endpoint that lists one of them**.
 Watchers ask :meth:`ChangeInterest.wanted` (a dictionary lookup, no I/O) at every change they
 handle; the dictionary is one query over the active endpoints, read again every
@@ -21,7 +21,7 @@ from collections.abc import Callable
 
 from sqlalchemy import select
 
-from mailport.events import OPT_IN_TYPES
+from mailport.events import CHANGE_TYPES
 from mailport.store import Database
 from mailport.store.tables import webhook_endpoints
 from mailport.tasks import cancel_and_wait, stop_if_cancelled
@@ -57,7 +57,7 @@ class ChangeInterest:
         found: dict[str, set[str]] = {}
         async with self.database.connect() as conn:
             for row in await conn.execute(query):
-                types = OPT_IN_TYPES.intersection(row.events.split())
+                types = CHANGE_TYPES.intersection(row.events.split())
                 if types:
                     found.setdefault(row.tenant_id, set()).update(types)
         before, self._wanted = self._wanted, {t: frozenset(types) for t, types in found.items()}
