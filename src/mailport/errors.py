@@ -416,7 +416,6 @@ class AttachmentNotFoundError(
 ): ...
 
 
-
 # --------------------------------------------------------------------------- contacts
 
 
@@ -464,6 +463,7 @@ class ContactsNotEnabledError(
     hint="Switch harvesting on first: set `settings.contacts` on the mailbox "
     "(PATCH /v1/mailboxes/{id}, or `mailport mailboxes update --contacts`).",
 ): ...
+
 
 # --------------------------------------------------------------------------- mail servers
 
