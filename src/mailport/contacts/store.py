@@ -50,6 +50,7 @@ from mailport.contacts.rank import (
 )
 from mailport.events import EventType, NewEvent, append_many
 from mailport.store.ids import new_id
+from mailport.store.rows import from_row
 from mailport.store.tables import (
     contact_addresses,
     contact_exclusions,
@@ -463,28 +464,13 @@ async def load(conn: AsyncConnection, contact_ids: Sequence[str]) -> list[Stored
 
 def from_contact_row(row: Any, keys: Sequence[str]) -> StoredContact:
     """A ``contacts`` row (and its keys, the primary first) as a :class:`StoredContact`."""
-    return StoredContact(
-        id=row.id,
-        tenant_id=row.tenant_id,
-        owner=row.owner,
-        email=row.email,
-        name=row.name,
-        name_source=row.name_source,
+    return from_row(
+        StoredContact,
+        row,
         names=Counter(json.loads(row.names or "{}")),
         addresses=tuple(json.loads(row.addresses or "[]")),
-        organisation=row.organisation,
-        organisation_source=row.organisation_source,
-        notes=row.notes,
-        first_seen=row.first_seen,
-        last_seen=row.last_seen,
-        sent_to=row.sent_to,
-        received_from=row.received_from,
-        copied=row.copied,
         two_way=bool(row.two_way),
         rank=float(row.rank),
-        version=row.version,
-        created_at=row.created_at,
-        updated_at=row.updated_at,
         keys=tuple(keys),
     )
 
