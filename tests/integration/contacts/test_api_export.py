@@ -34,7 +34,9 @@ async def _contacts(services: Services, tenant: TenantHandle, client: httpx.Asyn
         "/v1/contacts/merge", json={"into": ids["ann@firma.example"], "from": [ids["calc@evil.example"]]}
     )
     await client.post("/v1/contacts", json={"email": "solo@example.com"})
-    await add_group(services, tenant.id, "Kunden, A-Z", [ids["joerg@firma.example"], ids["ann@firma.example"]])
+    await add_group(
+        services, tenant.id, "Kunden, A-Z", [ids["joerg@firma.example"], ids["ann@firma.example"]]
+    )
     await add_group(services, tenant.id, "VIP", [ids["joerg@firma.example"]])
     listed = (await client.get("/v1/contacts")).json()["items"]
     assert len(listed) == 3
@@ -59,9 +61,10 @@ async def test_csv_export_round_trips_through_a_csv_reader(
     groups = {"joerg@firma.example": ["Kunden, A-Z", "VIP"], "ann@firma.example": ["Kunden, A-Z"]}
     for row, item in zip(rows, listed, strict=True):
         assert raw(row["display_name"]) == (item["name"] or "")
-        assert [row["primary_email"], *filter(None, row["other_emails"].split(MULTI_VALUE_SEPARATOR))] == item[
-            "emails"
-        ]
+        assert [
+            row["primary_email"],
+            *filter(None, row["other_emails"].split(MULTI_VALUE_SEPARATOR)),
+        ] == item["emails"]
         assert row["organisation"] == (item["organisation"] or "")
         assert list(filter(None, row["groups"].split(MULTI_VALUE_SEPARATOR))) == groups.get(item["email"], [])
         assert (int(row["sent_to"]), int(row["received_from"])) == (item["sent_to"], item["received_from"])
@@ -76,14 +79,18 @@ async def test_csv_export_round_trips_through_a_csv_reader(
     only = await tenant_client.get("/v1/contacts/export", params={"q": "solo", "sort": "name"})
     assert [r["primary_email"] for r in csv.DictReader(io.StringIO(only.text))] == ["solo@example.com"]
     none = await tenant_client.get("/v1/contacts/export", params={"domain": "nothing.example"})
-    assert none.text.splitlines() == [",".join(next(csv.reader(io.StringIO(response.text))))]  # the header only
+    assert none.text.splitlines() == [
+        ",".join(next(csv.reader(io.StringIO(response.text))))
+    ]  # the header only
 
 
 async def test_vcard_export_round_trips_through_vobject(
     services: Services, tenant: TenantHandle, tenant_client: httpx.AsyncClient
 ) -> None:
     listed = await _contacts(services, tenant, tenant_client)
-    response = await tenant_client.get("/v1/contacts/export", params={"format": "vcard", "domain": "firma.example"})
+    response = await tenant_client.get(
+        "/v1/contacts/export", params={"format": "vcard", "domain": "firma.example"}
+    )
     assert response.status_code == 200, response.text
     assert response.headers["content-type"] == "text/vcard; charset=utf-8"
     assert response.headers["content-disposition"] == 'attachment; filename="contacts.vcf"'
@@ -122,7 +129,10 @@ async def test_block_list_is_kept_canonical_and_used_by_the_harvest(
     assert (await tenant_client.get("/v1/contacts/blocklist")).json() == {"addresses": [], "domains": []}
     put = await tenant_client.put(
         "/v1/contacts/blocklist",
-        json={"addresses": ["J.Doe+x@GoogleMail.com", "boss@corp.example"], "domains": ["Bücher.example", "@ads.example"]},
+        json={
+            "addresses": ["J.Doe+x@GoogleMail.com", "boss@corp.example"],
+            "domains": ["Bücher.example", "@ads.example"],
+        },
     )
     assert put.status_code == 200, put.text
     assert put.json() == {
@@ -158,16 +168,22 @@ async def test_block_list_is_kept_canonical_and_used_by_the_harvest(
     done = await seed(
         services,
         box,
-        received(box, "jdoe@gmail.com") + received(box, "x@mail.spam.example") + received(box, "ok@fine.example"),
+        received(box, "jdoe@gmail.com")
+        + received(box, "x@mail.spam.example")
+        + received(box, "ok@fine.example"),
     )
     assert len(done.created) == 1  # the blocked ones are left out, with their reason
     async with services.database.connect() as conn:
         reasons = {
             (r.key, r.reason)
-            for r in await conn.execute(select(contact_exclusions).where(contact_exclusions.c.mailbox_id == box.id))
+            for r in await conn.execute(
+                select(contact_exclusions).where(contact_exclusions.c.mailbox_id == box.id)
+            )
         }
     assert {("jdoe@gmail.com", "blocked_address"), ("x@mail.spam.example", "blocked_domain")} <= reasons
-    why = (await tenant_client.get("/v1/contacts/exclusions", params={"address": "x@mail.spam.example"})).json()
+    why = (
+        await tenant_client.get("/v1/contacts/exclusions", params={"address": "x@mail.spam.example"})
+    ).json()
     assert why["rule"] == "blocked_domain" and why["exclusions"][0]["reason"] == "blocked_domain"
 
     _other, intruder = await new_tenant_client()  # the block list is the tenant's own
