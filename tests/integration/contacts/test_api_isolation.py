@@ -95,7 +95,7 @@ async def test_owners_books_stay_apart(
         await seed(
             services,
             box,
-            received(box, f"Pat <pat@client.example>", 1) + received(box, f"only-{box.id}@x.example"),
+            received(box, "Pat <pat@client.example>", 1) + received(box, f"only-{box.id}@x.example"),
         )
     alice = await ids_by_email(tenant_client, owner="alice")
     bob = await ids_by_email(tenant_client, owner="bob")
