@@ -96,20 +96,23 @@ async def dove(dovecot: Dovecot) -> AsyncIterator[tuple[ImapConnector, ImapClien
         await other.logout()
 
 
-async def fill(other: ImapClient, count: int) -> None:
-    """A folder "Harvest" with ``count`` messages, an hour apart from the instant on."""
+async def started(
+    dove: tuple[ImapConnector, ImapClient], count: int, chunk: int
+) -> tuple[ImapClient, AsyncIterator[list[HeaderBlock]], list[HeaderBlock]]:
+    """A folder "Harvest" with ``count`` messages an hour apart from the instant on, and a
+    harvest of it that has yielded its first chunk."""
+    connector, other = dove
     await other.create("Harvest")
     for n in range(count):
         await other.append("Harvest", mail(n), internaldate=SINCE + timedelta(hours=n))
+    blocks = connector.header_blocks("Harvest", since=SINCE, fields=FIELDS, chunk=chunk)
+    return other, blocks, await anext(blocks)
 
 
 async def test_a_message_expunged_between_search_and_fetch_is_left_out(
     dove: tuple[ImapConnector, ImapClient],
 ) -> None:
-    connector, other = dove
-    await fill(other, 4)
-    blocks = connector.header_blocks("Harvest", since=SINCE, fields=FIELDS, chunk=1)
-    first = await anext(blocks)
+    other, blocks, first = await started(dove, 4, 1)
     await other.select("Harvest")
     await other.store([2, 3], ["\\Deleted"], mode="+")
     await other.expunge([2, 3])
@@ -123,11 +126,8 @@ async def test_a_message_expunged_between_search_and_fetch_is_left_out(
 async def test_a_folder_recreated_while_the_connection_was_lent_is_searched_again(
     dove: tuple[ImapConnector, ImapClient],
 ) -> None:
-    connector, other = dove
-    await fill(other, 3)
-    blocks = connector.header_blocks("Harvest", since=SINCE, fields=FIELDS, chunk=2)
-    first = await anext(blocks)
-    await connector.list_messages(ListQuery(folder="INBOX"))  # lent to another request
+    other, blocks, first = await started(dove, 3, 2)
+    await dove[0].list_messages(ListQuery(folder="INBOX"))  # lent to another request
     await other.delete("Harvest")
     await other.create("Harvest")
     await other.append("Harvest", mail(7), internaldate=datetime(2025, 1, 1, tzinfo=UTC))
