@@ -5,12 +5,14 @@ nothing marked read, mail that arrived since the last command included, a missin
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from email.message import EmailMessage
+from typing import Any
 
 import pytest
 
-from mailport.connectors.base import HeaderBlock
+from mailport.connectors.base import Connector, HeaderBlock
 from mailport.connectors.mail import ListQuery
 from mailport.errors import FolderNotFoundError
 from mailport.messages import headers as hdr
@@ -31,10 +33,12 @@ def mail(n: int, *, sender: str = "Jörg Müller <joerg@example.test>") -> bytes
     return msg.as_bytes().replace(b"\n", b"\r\n")
 
 
-async def collect(bed: MailBed, folder: str, **options: object) -> list[list[HeaderBlock]]:
+async def collect(
+    connector: Connector, folder: str, *, fields: Sequence[str] = FIELDS, **options: Any
+) -> list[list[HeaderBlock]]:
+    """Every chunk of ``header_blocks`` (since :data:`SINCE` unless told)."""
     options.setdefault("since", SINCE)
-    options.setdefault("fields", FIELDS)
-    return [chunk async for chunk in bed.connector.header_blocks(folder, **options)]  # type: ignore[arg-type]
+    return [chunk async for chunk in connector.header_blocks(folder, fields=fields, **options)]
 
 
 def fields(block: HeaderBlock) -> dict[str, str]:
@@ -55,7 +59,7 @@ async def test_header_blocks_are_oldest_first_in_chunks_since_the_instant_with_t
     ]
     for n, at in enumerate(dates):
         await bed.put(folder, mail(n), at=at)
-    chunks = await collect(bed, folder, chunk=2)
+    chunks = await collect(bed.connector, folder, chunk=2)
     assert len(chunks) >= 2 and all(1 <= len(c) <= 2 for c in chunks)  # a chunk may lose the too-early
     blocks = [b for c in chunks for b in c]
     assert [fields(b)["message-id"] for b in blocks] == [f"<m{n}@example.test>" for n in (2, 3, 4)]
@@ -74,7 +78,7 @@ async def test_without_fields_the_whole_header_comes(bed: MailBed) -> None:
     folder = bed.path("Whole")
     await bed.make_folder(folder)
     await bed.put(folder, mail(1), at=SINCE + timedelta(minutes=1))
-    (chunk,) = await collect(bed, folder, fields=())
+    (chunk,) = await collect(bed.connector, folder, fields=())
     found = fields(chunk[0])
     assert found["subject"] == "message 1" and "content-type" in found
     assert b"hello" not in chunk[0].block
@@ -84,12 +88,12 @@ async def test_nothing_since_gives_no_chunk_and_new_mail_is_seen_on_the_next_cal
     folder = bed.path("Later")
     await bed.make_folder(folder)
     await bed.put(folder, mail(1), at=SINCE - timedelta(days=30))
-    assert await collect(bed, folder) == []
+    assert await collect(bed.connector, folder) == []
     await bed.put(folder, mail(2), at=SINCE + timedelta(days=1))  # while the folder stays selected
-    (chunk,) = await collect(bed, folder)
+    (chunk,) = await collect(bed.connector, folder)
     assert [fields(b)["message-id"] for b in chunk] == ["<m2@example.test>"]
 
 
 async def test_a_missing_folder_is_not_found(bed: MailBed) -> None:
     with pytest.raises(FolderNotFoundError):
-        await collect(bed, bed.path("Nowhere"))
+        await collect(bed.connector, bed.path("Nowhere"))

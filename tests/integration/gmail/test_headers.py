@@ -6,26 +6,18 @@ between the listing and its ``get`` left out, a missing label a 404."""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 
 import pytest
 
 from mailport.connectors.base import HeaderBlock
 from mailport.errors import FolderNotFoundError
 from mailport.messages import headers as hdr
+from tests.connectors.test_header_blocks import FIELDS, SINCE, collect
 from tests.fakes.gmail import make_message
 from tests.integration.gmail.access_bed import GmailAccessBed, gbed, gmail_services
 
 __all__ = ["gbed", "gmail_services"]
-
-SINCE = datetime(2024, 3, 10, 12, 0, tzinfo=UTC)
-FIELDS = ("from", "to", "cc", "message-id")
-
-
-async def collect(gbed: GmailAccessBed, folder: str, **options: object) -> list[list[HeaderBlock]]:
-    options.setdefault("since", SINCE)
-    options.setdefault("fields", FIELDS)
-    return [c async for c in gbed.connector.header_blocks(folder, **options)]  # type: ignore[arg-type]
 
 
 def message_id(block: HeaderBlock) -> str:
@@ -42,7 +34,7 @@ async def test_a_labels_mail_since_the_instant_oldest_first_with_the_fields_aske
         gbed.put(make_message(sender=sender, message_id=f"<g{n}@example.org>"), (label, "UNREAD"), at=at)
     gbed.put(make_message(message_id="<inbox@example.org>"), at=SINCE + timedelta(days=1))  # another label
     gbed.put(make_message(message_id="<spam@example.org>"), (label, "SPAM"), at=SINCE)  # hidden by SPAM
-    chunks = await collect(gbed, "Kunden/Größe", chunk=1)
+    chunks = await collect(gbed.connector, "Kunden/Größe", chunk=1)
     blocks = [b for c in chunks for b in c]
     assert [message_id(b) for b in blocks] == ["<g2@example.org>", "<g3@example.org>"]
     assert [b.received_at for b in blocks] == dates[2:] and len(chunks) == 2
@@ -50,14 +42,14 @@ async def test_a_labels_mail_since_the_instant_oldest_first_with_the_fields_aske
     assert set(found) == {"from", "to", "message-id"}  # no Cc in the message; no Subject asked
     assert hdr.addresses(found["from"])[0][0].name == "Jörg"
     assert all("UNREAD" in gbed.account.message(b.item).labels for b in blocks)  # nothing marked read
-    whole = await collect(gbed, "INBOX", fields=())
+    whole = await collect(gbed.connector, "INBOX", fields=())
     assert b"Subject: " in whole[0][0].block and b"Hello." not in whole[0][0].block
 
 
 async def test_every_page_of_the_listing_is_read_and_yielded_oldest_first(gbed: GmailAccessBed) -> None:
     for n in range(510):  # two pages of messages.list (at most 500 each)
         gbed.put(make_message(message_id=f"<p{n}@example.org>"), at=SINCE + timedelta(minutes=n))
-    chunks = await collect(gbed, "INBOX", chunk=200)
+    chunks = await collect(gbed.connector, "INBOX", chunk=200)
     assert [len(c) for c in chunks] == [200, 200, 110]
     assert [message_id(b) for c in chunks for b in c] == [f"<p{n}@example.org>" for n in range(510)]
 
@@ -73,4 +65,4 @@ async def test_a_message_deleted_after_the_listing_is_left_out(gbed: GmailAccess
 
 async def test_a_missing_label_is_not_found(gbed: GmailAccessBed) -> None:
     with pytest.raises(FolderNotFoundError):
-        await collect(gbed, "Nowhere")
+        await collect(gbed.connector, "Nowhere")
