@@ -13,6 +13,7 @@ import pytest
 
 from mailport.connectors.base import HeaderBlock
 from mailport.connectors.imap import ImapConnector
+from mailport.connectors.imap_headers import fetch_items
 from mailport.connectors.mail import ListQuery
 from mailport.imap import ImapClient
 from mailport.imap.arguments import mailbox_arg
@@ -134,3 +135,13 @@ async def test_a_folder_recreated_while_the_connection_was_lent_is_searched_agai
     rest = [b for chunk in [c async for c in blocks] for b in chunk]
     assert len(first) == 2
     assert [b"<m7@example.test>" in b.block for b in rest] == [True]  # the new epoch, whole
+
+
+def test_a_field_name_that_would_break_the_command_is_refused() -> None:
+    assert fetch_items(["From", "list-id", "X-Auto_Reply"])[-1] == (
+        "BODY.PEEK[HEADER.FIELDS (FROM LIST-ID X-AUTO_REPLY)]"
+    )
+    assert fetch_items([])[-1] == "BODY.PEEK[HEADER]"
+    for bad in ("x y", "a(b", 'q"', "to:", "*"):
+        with pytest.raises(ValueError):
+            fetch_items([bad])

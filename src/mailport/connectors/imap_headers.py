@@ -33,7 +33,8 @@ if TYPE_CHECKING:
     from mailport.connectors.imap import ImapConnector
 
 FETCH_TIMEOUT = 300.0
-_FIELD_NAME = re.compile(r"[!-9;-~]+\Z")  # RFC 5322 ftext: printable ASCII but ":"
+# Field names that are IMAP atoms as they are (every real one): none of ( ) { " % * ] \ or ":"
+_FIELD_NAME = re.compile(r"[A-Za-z0-9!#$&'+\-.^_`|~]+\Z")
 
 
 def fetch_items(fields: Sequence[str]) -> tuple[str, ...]:
