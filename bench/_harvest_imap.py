@@ -42,6 +42,7 @@ from tests.mailstack.fill import fill_maildir
 from mailport.bootstrap import Services
 from mailport.connectors.base import HeaderBlock
 from mailport.connectors.imap import ImapConnector
+from mailport.connectors.imap_headers import fetch_items
 from mailport.contacts import Identity, harvest
 from mailport.contacts.harvest import message_digest
 from mailport.contacts.models import Book
@@ -97,11 +98,7 @@ async def _fetch_one_command(bed: Bed) -> float:
         client = connector._require()
         started = time.perf_counter()
         await client.examine("INBOX")
-        found = await client.fetch(
-            "1:*",
-            ("UID", "INTERNALDATE", f"BODY.PEEK[HEADER.FIELDS ({' '.join(WANTED).upper()})]"),
-            timeout=600,
-        )
+        found = await client.fetch("1:*", fetch_items(WANTED), timeout=600)
         assert len(found) == bed.count
         return time.perf_counter() - started
     finally:
