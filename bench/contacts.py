@@ -12,18 +12,25 @@ times, on one core:
   ``stdlib_fields_only``: the stdlib's compat32 ``BytesHeaderParser`` reading the same fields,
   which shows why the harvest does not build an ``email.message``.
 
-    .venv/bin/python bench/contacts.py [--messages 50000] [--repeat 3]
+    .venv/bin/python bench/contacts.py [--messages 50000] [--repeat 3] [--dovecot [--no-postgres]]
 
-Prints one JSON line, with the machine's load (``/proc/loadavg``) before and after.
+``--dovecot`` adds the same messages as a real mailbox on a Dovecot the script starts, fetched
+through the IMAP connector's ``header_blocks``, harvested and recorded into fresh SQLite and
+PostgreSQL databases (``bench/_harvest_imap.py`` says what each figure is).
+
+Prints one JSON line, with the machine's load (``os.getloadavg``) before and after.
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
 import json
 import os
 import random
+import shutil
 import sys
+import tempfile
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
@@ -129,10 +136,40 @@ def _best(repeat: int, run: Callable[[], object]) -> float:
     return best
 
 
+def _sqlite(root: Path) -> Callable[[], tuple[str, Callable[[], None]]]:
+    def make() -> tuple[str, Callable[[], None]]:
+        path = root / f"contacts-{time.monotonic_ns()}.db"
+        return f"sqlite+aiosqlite:///{path}", lambda: path.unlink(missing_ok=True)
+
+    return make
+
+
+def _postgres() -> tuple[str, Callable[[], None]]:
+    from bench.ingest_backlog import create_pg, drop_pg
+
+    name, url = asyncio.run(create_pg())
+    return url, lambda: asyncio.run(drop_pg(name))
+
+
+def _dovecot_run(corpus: list[tuple[bytes, Direction]], args: argparse.Namespace) -> dict[str, object]:
+    from bench._harvest_imap import run
+
+    root = Path(tempfile.mkdtemp(prefix="mailport-bench-contacts-db-"))
+    databases: list[tuple[str, Callable[[], tuple[str, Callable[[], None]]]]] = [("sqlite", _sqlite(root))]
+    if not args.no_postgres:
+        databases.append(("postgres", _postgres))
+    try:
+        return run([block for block, _ in corpus], ME, repeat=args.repeat, databases=databases)
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--messages", type=int, default=50_000)
     parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--dovecot", action="store_true", help="also the Dovecot run (fetch, record)")
+    parser.add_argument("--no-postgres", action="store_true", help="the Dovecot run on SQLite only")
     args = parser.parse_args()
     rng = random.Random(18)
     people = _people(rng, 2_000)
@@ -170,6 +207,7 @@ def main() -> None:
     t_fields = _best(args.repeat, mailport_fields)
     contacts = result["contacts"]
     n = args.messages
+    dovecot = _dovecot_run(corpus, args) if args.dovecot else None
     print(
         json.dumps(
             {
@@ -183,6 +221,7 @@ def main() -> None:
                 "contacts": len(contacts.contacts),
                 "excluded_addresses": len(contacts.excluded.keys() - contacts.contacts.keys()),
                 "goal_msgs_per_s": 5_000,
+                **({"dovecot": dovecot} if dovecot is not None else {}),
                 "loadavg_before": load_before,
                 "loadavg_after": os.getloadavg(),
             }

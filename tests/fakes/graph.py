@@ -259,6 +259,7 @@ class Message:
     created: datetime = field(default_factory=_now)
     modified: datetime = field(default_factory=_now)
     change_key: str = field(default_factory=lambda: _new_id("CQAAAB"))
+    internet_headers: bool = False  # Graph keeps the header fields of delivered mail only
 
     def touch(self, seq: int) -> None:
         self.seq = seq
@@ -324,6 +325,14 @@ def _decoded(value: object) -> str:
 
 def _addresses(value: str | None) -> list[tuple[str, str]]:
     return [(name, address) for name, address in getaddresses([value or ""]) if address]
+
+
+def _internet_headers(message: Message) -> list[dict[str, str]] | None:
+    """The header fields of delivered mail, unfolded, encoded words as written (as Graph gives them)."""
+    if not message.internet_headers or not message.raw:
+        return None
+    parsed = _HEADER_PARSER.parsebytes(message.raw)
+    return [{"name": k, "value": re.sub(r"\r?\n(?=[ \t])", "", str(v))} for k, v in parsed.items()]
 
 
 def _recipient(pair: tuple[str, str]) -> dict[str, Any]:
@@ -409,12 +418,16 @@ class Account:
         is_draft: bool = False,
         categories: Iterable[str] = (),
         received: datetime | None = None,
+        sent_copy: bool = False,
     ) -> str:
-        """Deliver ``raw`` (RFC 5322) into ``folder``; its id. Subscribers are notified."""
+        """Deliver ``raw`` (RFC 5322) into ``folder``; its id. Subscribers are notified.
+        ``sent_copy``: the Sent Items copy of mail the owner wrote in Outlook, which Graph keeps
+        without internet headers (its Bcc recipients only in ``bccRecipients``)."""
         with self.fake.lock:
             message = self._store(
                 raw, self.folder_id(folder), is_read=is_read, is_draft=is_draft, received=received
             )
+            message.internet_headers = not sent_copy
             message.flag = "flagged" if flagged else "notFlagged"
             message.categories = list(categories)
         self.fake._changed(self, message.folder_id, message.id, "created")
@@ -446,6 +459,7 @@ class Account:
             sender=(_addresses(str(headers["from"] or "")) or [None])[0],
             to=_addresses(str(headers["to"] or "")),
             cc=_addresses(str(headers["cc"] or "")),
+            bcc=_addresses(str(headers["bcc"] or "")),
             reply_to=_addresses(str(headers["reply-to"] or "")),
             message_id=message_id,
             in_reply_to=in_reply_to,
@@ -1049,6 +1063,7 @@ class GraphFake:
             "bccRecipients": lambda: [_recipient(p) for p in message.bcc],
             "replyTo": lambda: [_recipient(p) for p in message.reply_to],
             "flag": lambda: {"flagStatus": message.flag},
+            "internetMessageHeaders": lambda: _internet_headers(message),
         }
         for name, value in simple.items():
             if want(name):

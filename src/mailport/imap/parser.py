@@ -418,7 +418,8 @@ def _flags(value: object) -> tuple[str, ...]:
 _FETCH_ITEM = re.compile(
     rb" ?(?:UID (\d+)|FLAGS \(([^()\"{}\\\r\n]*(?:\\[^()\"{}\\\r\n]*)*)\)|RFC822\.SIZE (\d+)"
     rb'|INTERNALDATE "([^"]*)"|MODSEQ \((\d+)\)'
-    rb"|(BODY\[(?:HEADER)?\](?:<\d+>)?|BINARY\[\](?:<\d+>)?|RFC822(?:\.HEADER)?) (?:(~?\{\d+\+?\})\Z|NIL))"
+    rb"|(BODY\[(?:HEADER(?:\.FIELDS(?:\.NOT)? \([^()\r\n]*\))?)?\](?:<\d+>)?|BINARY\[\](?:<\d+>)?"
+    rb"|RFC822(?:\.HEADER)?) (?:(~?\{\d+\+?\})\Z|NIL))"
 )
 
 

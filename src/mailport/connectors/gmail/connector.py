@@ -42,6 +42,7 @@ from mailport.connectors.base import (
     ConnectorHealth,
     Cursor,
     Feature,
+    HeaderBlock,
     MessageChange,
     MessageRef,
     PollingConnector,
@@ -49,6 +50,7 @@ from mailport.connectors.base import (
 )
 from mailport.connectors.delegated import AccessDelegation, AccessModule
 from mailport.connectors.gmail import access as gmail_access
+from mailport.connectors.gmail import headers as gmail_headers
 from mailport.connectors.gmail import sync
 from mailport.connectors.gmail.client import GmailClient
 from mailport.connectors.gmail.models import HistoryExpiredError, HistoryMessage, HistoryRecord
@@ -315,6 +317,15 @@ class GmailConnector(AccessDelegation, PollingConnector):
     @property
     def max_message_bytes(self) -> int:
         return self._max
+
+    async def header_blocks(
+        self, folder: str, *, since: datetime, fields: Sequence[str], chunk: int = 500
+    ) -> AsyncIterator[list[HeaderBlock]]:
+        """Contact harvesting: see :mod:`.headers`."""
+        blocks = gmail_headers.header_blocks(self._require(), folder, since=since, fields=fields, chunk=chunk)
+        async for found in blocks:
+            self._touch()
+            yield found
 
     async def mark_read(self, items: Sequence[str]) -> None:
         """After-processing: the watched label's messages lose UNREAD."""

@@ -99,7 +99,8 @@ class MessageList:
 @dataclass(frozen=True)
 class GmailMessage:
     """``messages.get`` in one of three formats: ``raw`` fills ``raw`` (the RFC 5322 bytes),
-    ``metadata`` fills ``headers`` (lower-cased names → the first value), ``minimal`` neither."""
+    ``metadata`` fills ``headers`` (lower-cased names → the first value) and ``fields`` (every
+    field as Gmail names it, in order), ``minimal`` neither."""
 
     id: str
     thread_id: str
@@ -110,15 +111,18 @@ class GmailMessage:
     raw: bytes | None = None
     headers: dict[str, str] | None = None
     snippet: str = ""
+    fields: tuple[tuple[str, str], ...] = ()
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> GmailMessage:
         headers: dict[str, str] | None = None
+        fields: list[tuple[str, str]] = []
         payload = data.get("payload")
         if isinstance(payload, Mapping) and payload.get("headers") is not None:
             headers = {}
             for header in payload["headers"]:
-                headers.setdefault(str(header.get("name", "")).lower(), str(header.get("value", "")))
+                fields.append((str(header.get("name", "")), str(header.get("value", ""))))
+                headers.setdefault(fields[-1][0].lower(), fields[-1][1])
         raw = data.get("raw")
         return cls(
             id=str(data["id"]),
@@ -130,6 +134,7 @@ class GmailMessage:
             raw=b64url_decode(raw) if isinstance(raw, str) else None,
             headers=headers,
             snippet=str(data.get("snippet") or ""),
+            fields=tuple(fields),
         )
 
 

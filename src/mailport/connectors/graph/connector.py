@@ -30,6 +30,7 @@ from mailport.connectors.base import (
     ConnectorHealth,
     Cursor,
     Feature,
+    HeaderBlock,
     MessageRef,
     PollingConnector,
     ScopeState,
@@ -37,6 +38,7 @@ from mailport.connectors.base import (
 from mailport.connectors.delegated import AccessDelegation, AccessModule
 from mailport.connectors.graph import access as graph_access
 from mailport.connectors.graph import folders as graph_folders
+from mailport.connectors.graph import headers as graph_headers
 from mailport.connectors.graph import push as _push  # noqa: F401  (registers the push receiver)
 from mailport.connectors.graph import sync
 from mailport.connectors.graph import transport as _transport  # noqa: F401  (registers the transport)
@@ -184,6 +186,14 @@ class GraphConnector(AccessDelegation, PollingConnector):
         found = await sync.changes(self.client, state.epoch, token, now=self.clock())
         self._touch()
         return found
+
+    async def header_blocks(
+        self, folder: str, *, since: datetime, fields: Sequence[str], chunk: int = 500
+    ) -> AsyncIterator[list[HeaderBlock]]:
+        """Contact harvesting: see :mod:`.headers`."""
+        async for found in graph_headers.header_blocks(self, folder, since=since, fields=fields, chunk=chunk):
+            self._touch()
+            yield found
 
     def item_source(self, ref: MessageRef) -> dict[str, Any]:
         return {
