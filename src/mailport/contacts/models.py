@@ -99,6 +99,7 @@ class StoredContact:
     two_way: bool
     rank: float
     version: int
+    announced: int
     created_at: datetime
     updated_at: datetime
     keys: tuple[str, ...] = field(default=())

@@ -64,6 +64,7 @@ CHUNK = 500  # keys per IN (...) list: well under SQLite's 32,766 bound variable
 DELETED = "deleted"  # the exclusion reason of a deleted contact's keys
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 NEVER_SEEN_RANK = -1.0e9  # a contact made by hand with no mail sorts last
+NAME_MAX = 200  # contacts.name: a longer display name from a header is cut
 
 
 @dataclass(frozen=True, slots=True)
@@ -181,7 +182,8 @@ async def record(
     events: bool = True,
 ) -> Recorded:
     """Count ``messages`` of ``mailbox_id`` into ``book``: new ones only, in the caller's
-    transaction; ``contact.created`` / ``contact.updated`` events unless ``events`` is False."""
+    transaction; ``contact.created`` / ``contact.updated`` events unless ``events`` is False (a
+    backfill: :func:`announce_book` then announces each contact once, not once per batch)."""
     done = Recorded()
     if not messages:
         return done
@@ -223,21 +225,7 @@ async def record(
     created = set(done.created)
     done.updated = [cid for cid in touched if cid not in created]
     if events:
-        loaded = await load(conn, touched)
-        await emit(
-            conn,
-            [c for c in loaded if c.id in created],
-            EventType.CONTACT_CREATED,
-            mailbox_id=mailbox_id,
-            now=now,
-        )
-        await emit(
-            conn,
-            [c for c in loaded if c.id not in created],
-            EventType.CONTACT_UPDATED,
-            mailbox_id=mailbox_id,
-            now=now,
-        )
+        await announce(conn, touched, mailbox_id=mailbox_id, now=now)
     return done
 
 
@@ -404,7 +392,7 @@ async def recompute(
             two_way = sent_to > 0 and received_from > 0
             name = current.name
             if current.name_source == "harvest":
-                name = _most_frequent(seen_names) or None
+                name = _most_frequent(seen_names)[:NAME_MAX] or None
             changes.append(
                 {
                     "_id": current.id,
@@ -542,3 +530,39 @@ async def emit(
         ],
         now=now,
     )
+    if loaded:
+        await conn.execute(_ANNOUNCED, [{"_id": c.id, "announced": c.version} for c in loaded])
+
+
+_ANNOUNCED = (
+    update(contacts).where(contacts.c.id == bindparam("_id")).values(announced=bindparam("announced"))
+)
+
+
+async def announce(
+    conn: AsyncConnection, contact_ids: Sequence[str], *, mailbox_id: str | None = None, now: datetime
+) -> int:
+    """Announce the contacts of ``contact_ids`` changed since their last event: ``contact.created``
+    for one never announced, else ``contact.updated``. Returns how many events were appended."""
+    pending = [c for c in await load(conn, contact_ids) if c.version > c.announced]
+    created = [c for c in pending if c.announced == 0]
+    updated = [c for c in pending if c.announced > 0]
+    await emit(conn, created, EventType.CONTACT_CREATED, mailbox_id=mailbox_id, now=now)
+    await emit(conn, updated, EventType.CONTACT_UPDATED, mailbox_id=mailbox_id, now=now)
+    return len(pending)
+
+
+async def announce_book(
+    conn: AsyncConnection, book: Book, *, mailbox_id: str | None = None, now: datetime, limit: int = CHUNK
+) -> int:
+    """Announce up to ``limit`` contacts of ``book`` changed since their last event (call it until
+    it answers 0). What a backfill recorded with ``events=False`` is announced here, once per
+    contact, also after a crash: the ``announced`` column says what is still owed."""
+    query = (
+        select(contacts.c.id)
+        .where(_book_of(contacts, book), contacts.c.version > contacts.c.announced)
+        .order_by(contacts.c.id)
+        .limit(limit)
+    )
+    ids = list((await conn.execute(query)).scalars().all())
+    return await announce(conn, ids, mailbox_id=mailbox_id, now=now) if ids else 0

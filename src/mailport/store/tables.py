@@ -605,6 +605,9 @@ contacts = Table(
     Column("rank", Float, nullable=False, server_default="0"),
     Column("search", Text, nullable=False, server_default=""),  # lowercased names and addresses
     Column("version", Integer, nullable=False, server_default="1"),  # +1 per change (events)
+    # the version the last contact.* event showed (0: none yet, the next one is contact.created);
+    # a backfill records without events and announces each contact once (store.announce_book)
+    Column("announced", Integer, nullable=False, server_default="0"),
     Column("created_at", UTCDateTime(), nullable=False),
     Column("updated_at", UTCDateTime(), nullable=False),
     Index("ix_contacts_book_rank", "tenant_id", "owner", "rank"),

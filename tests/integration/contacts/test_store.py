@@ -10,7 +10,7 @@ from mailport.bootstrap import Services
 from mailport.contacts import Identity, harvest
 from mailport.contacts.harvest import message_digest
 from mailport.contacts.models import Book
-from mailport.contacts.store import HarvestedMessage, load, rank_key, record
+from mailport.contacts.store import HarvestedMessage, announce_book, load, rank_key, record
 from mailport.crypto import Secret
 from mailport.mailboxes.models import AuthMethod, NewMailbox, Security, ServerSettings
 from mailport.store.tables import contact_exclusions, contact_tombstones, contacts, events
@@ -102,3 +102,31 @@ async def test_a_tombstoned_key_stays_out_and_is_explained(services: Services) -
         ("noreply@shop.example", "no_reply", 1),
         ("me@example.com", "own_address", 2),
     }
+
+
+async def test_a_backfill_announces_each_contact_once_and_a_long_name_is_cut(services: Services) -> None:
+    tenant_id, mailbox_id = await _mailbox(services)
+    book = Book(tenant_id)
+    long_name = "N" * 300
+    batches = [
+        [harvested(mail(n, f'"{long_name}" <ann@example.org>')) for n in range(0, 3)],
+        [harvested(mail(n, "ann@example.org")) for n in range(3, 6)] + [harvested(mail(9, "bo@example.org"))],
+    ]
+    for batch in batches:
+        async with services.database.transaction() as conn:
+            await record(conn, book, mailbox_id, batch, now=T0, events=False)
+    async with services.database.transaction() as conn:
+        assert await announce_book(conn, book, now=T0, limit=1) == 1  # in pages
+        assert await announce_book(conn, book, now=T0) == 1
+        assert await announce_book(conn, book, now=T0) == 0  # nothing owed any more
+    async with services.database.transaction() as conn:  # new mail later: one update, announced
+        await record(conn, book, mailbox_id, [harvested(mail(20, "ann@example.org"))], now=T0)
+    async with services.database.connect() as conn:
+        types = (await conn.execute(select(events.c.type).order_by(events.c.seq))).scalars().all()
+        (ann,) = [
+            c
+            for c in await load(conn, [*(await conn.execute(select(contacts.c.id))).scalars()])
+            if c.email == "ann@example.org"
+        ]
+    assert types == ["contact.created", "contact.created", "contact.updated"]
+    assert ann.name == "N" * 200 and ann.received_from == 7 and ann.announced == ann.version

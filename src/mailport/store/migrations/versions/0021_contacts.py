@@ -71,6 +71,7 @@ def upgrade() -> None:
         sa.Column("rank", sa.Float(), nullable=False, server_default="0"),
         sa.Column("search", sa.Text(), nullable=False, server_default=""),
         sa.Column("version", sa.Integer(), nullable=False, server_default="1"),
+        sa.Column("announced", sa.Integer(), nullable=False, server_default="0"),
         sa.Column("created_at", UTCDateTime(), nullable=False),
         sa.Column("updated_at", UTCDateTime(), nullable=False),
         sa.PrimaryKeyConstraint("id", name="pk_contacts"),
