@@ -43,7 +43,7 @@ async def mailbox(services: Services, tenant_id: str, owner: str | None = None) 
     created = await services.mailboxes.create(
         tenant_id,
         NewMailbox(
-            email=ME,
+            email=f"me-{next(_numbers)}@example.com",  # the harvest's identity is ME either way
             auth_method=AuthMethod.PASSWORD,
             password=Secret("pw"),
             imap=ServerSettings("imap.example.com", 993, Security.SSL),
