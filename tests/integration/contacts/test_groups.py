@@ -7,7 +7,7 @@ import itertools
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from sqlalchemy import select, update
+from sqlalchemy import delete, select, update
 
 from mailport.contacts import Identity, harvest
 from mailport.contacts import groups as group_module
@@ -260,3 +260,20 @@ async def test_a_custom_group_named_like_a_domain_stands_in_for_its_organisation
     await harvest_into(services, book, mailbox_id, received("alice@acme.com"))
     assert await organisation_groups(services, book) == {}
     assert await memberships(services, custom.id) == {}
+
+
+async def test_a_merge_moves_memberships_and_the_history_lists_them(services: Services) -> None:
+    book, mailbox_id = await book_with_mailbox(services)
+    ids = await harvest_into(
+        services, book, mailbox_id, received("alice@acme.com"), received("a.smith@gmail.com")
+    )
+    friends = await services.contact_groups.create(book.tenant_id, name="Friends")
+    await services.contact_groups.add_members(book.tenant_id, friends.id, [ids["a.smith@gmail.com"]])
+    into, gone = ids["alice@acme.com"], ids["a.smith@gmail.com"]
+    async with services.database.transaction() as conn:  # what ctapi's merge does around it
+        await group_module.move_members(conn, into, [gone])
+        await conn.execute(delete(contacts).where(contacts.c.id == gone))
+        await refresh(conn, book, [into], now=T0)
+        groups = {g.name: source for g, source in await group_module.groups_of(conn, into)}
+    assert groups == {"Friends": "manual", "acme.com": "organisation"}
+    assert await memberships(services, friends.id) == {"alice@acme.com": "manual"}
