@@ -15,7 +15,8 @@ from pydantic import AfterValidator, BaseModel, Field, StringConstraints, field_
 from mailport.api.deps import Caller, error_responses, get_services, require_tenant
 from mailport.api.paging import Cursor, Limit
 from mailport.clock import utc_now
-from mailport.contacts.groups import ContactGroup, GroupService, Kind, Rule, group_json
+from mailport.contacts.group_rules import Rule
+from mailport.contacts.groups import ContactGroup, GroupService, Kind, group_json
 from mailport.contacts.views import contact_json
 from mailport.services import Services
 from mailport.store.pagination import DEFAULT_LIMIT
