@@ -10,12 +10,21 @@ from datetime import datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query, Response
-from pydantic import AfterValidator, BaseModel, Field, StringConstraints, field_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    Field,
+    StrictBool,
+    StrictInt,
+    StringConstraints,
+    field_validator,
+    model_validator,
+)
 
 from mailport.api.deps import Caller, error_responses, get_services, require_tenant
 from mailport.api.paging import Cursor, Limit
 from mailport.clock import utc_now
-from mailport.contacts.group_rules import Rule
+from mailport.contacts.group_rules import MAX_MESSAGES, Rule
 from mailport.contacts.groups import ContactGroup, GroupService, Kind, group_json
 from mailport.contacts.views import contact_json
 from mailport.services import Services
@@ -31,19 +40,30 @@ OwnerFilter = Annotated[
     str | None,
     Query(max_length=200, description="Only this owner's book (empty: the book of unowned mailboxes)"),
 ]
-RULE_DOC = (
-    "Every condition given must hold: domains [..], organisation, address_contains, two_way, "
-    "min_messages (docs/contacts.md); null: members are added by hand only"
-)
+
+
+class RuleIn(RequestModel):
+    """A group's rule: every condition given must hold (docs/contacts.md, "Rules")."""
+
+    domains: list[Annotated[str, StringConstraints(max_length=253)]] | None = Field(
+        None, min_length=1, max_length=100, description="An address at one of these domains or a subdomain"
+    )
+    organisation: str | None = Field(None, max_length=253, description="The contact's organisation domain")
+    address_contains: str | None = Field(None, max_length=100, description="Text in one of its addresses")
+    two_way: StrictBool | None = Field(None, description="Wrote and was written to (false: not both)")
+    min_messages: StrictInt | None = Field(None, ge=1, le=MAX_MESSAGES, description="Messages at least")
+
+    @model_validator(mode="after")
+    def _valid(self) -> RuleIn:
+        self.rule()  # a ValueError says what is wrong
+        return self
+
+    def rule(self) -> Rule:
+        return Rule.parse(self.model_dump(exclude_none=True))
 
 
 class _RuleBody(RequestModel):
-    rule: dict[str, Any] | None = Field(None, description=RULE_DOC)
-
-    @field_validator("rule")
-    @classmethod
-    def _valid_rule(cls, value: dict[str, Any] | None) -> dict[str, Any] | None:
-        return None if value is None else Rule.parse(value).to_json()
+    rule: RuleIn | None = Field(None, description="null: members are added by hand only")
 
 
 class GroupCreate(_RuleBody):
@@ -148,7 +168,7 @@ async def create_group(
         _tenant(caller),
         name=body.name,
         description=body.description,
-        rule=Rule.parse(body.rule) if body.rule is not None else None,
+        rule=body.rule.rule() if body.rule is not None else None,
         owner=body.owner,
     )
     return _read(group)
@@ -167,7 +187,7 @@ async def get_group(group_id: str, scope: InScope) -> GroupRead:
 async def update_group(group_id: str, body: GroupUpdate, scope: InScope) -> GroupRead:
     changes: dict[str, Any] = {name: getattr(body, name) for name in body.model_fields_set}
     if "rule" in changes:
-        changes["rule"] = Rule.parse(body.rule) if body.rule is not None else None
+        changes["rule"] = body.rule.rule() if body.rule is not None else None
     return _read(await scope.groups.update(scope.tenant_id, group_id, changes, owner=scope.owner))
 
 
