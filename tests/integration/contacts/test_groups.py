@@ -238,5 +238,7 @@ async def test_a_merge_moves_memberships_and_the_history_lists_them(services: Se
         await conn.execute(delete(contacts).where(contacts.c.id == gone))
         await refresh(conn, book, [into], now=T0)
         groups = {g.name: source for g, source in await group_module.groups_of(conn, into)}
+        listed = await conn.execute(select(contacts.c.email).where(group_module.is_member_of(friends.id)))
     assert groups == {"Friends": "manual", "acme.com": "organisation"}
+    assert listed.scalars().all() == ["alice@acme.com"]  # what ?group= of GET /v1/contacts filters by
     assert await memberships(services, friends.id) == {"alice@acme.com": "manual"}
