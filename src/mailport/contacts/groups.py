@@ -116,7 +116,10 @@ def group_json(group: ContactGroup) -> dict[str, Any]:
 
 
 def _group(row: Any, count: int = 0) -> ContactGroup:
-    rule = Rule.parse(json.loads(row.rule)) if row.rule else None
+    if row.kind == "organisation":  # its rule is its name (a domain, or what a user called it)
+        rule: Rule | None = Rule(organisation=row.name)
+    else:
+        rule = Rule.parse(json.loads(row.rule)) if row.rule else None
     return from_row(ContactGroup, row, rule=rule, members=count)
 
 
@@ -291,7 +294,7 @@ def _organisation_row(book: Book, domain: str, now: datetime) -> dict[str, Any]:
         "owner": book.owner,
         "name": domain,
         "kind": "organisation",
-        "rule": json.dumps(Rule(organisation=domain).to_json()),
+        "rule": None,  # its name is its rule (:func:`_group`)
         "description": None,
         "created_at": now,
         "updated_at": now,

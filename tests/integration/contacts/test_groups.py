@@ -126,12 +126,13 @@ async def test_a_changed_organisation_moves_the_contact_to_its_group(services: S
         await conn.execute(
             update(contacts)
             .where(contacts.c.id == ids["alice@acme.com"])
-            .values(organisation="initech.example", organisation_source="user")
+            .values(organisation="Initech Ltd", organisation_source="user")  # not always a domain
         )
         await refresh(conn, book, [ids["alice@acme.com"]], now=T0)
     groups = await organisation_groups(services, book)
     assert await memberships(services, groups["acme.com"].id) == {"bob@acme.com": "organisation"}
-    assert await memberships(services, groups["initech.example"].id) == {"alice@acme.com": "organisation"}
+    assert await memberships(services, groups["Initech Ltd"].id) == {"alice@acme.com": "organisation"}
+    assert groups["Initech Ltd"].rule == Rule(organisation="Initech Ltd")
     assert groups["acme.com"].members == 1
 
 
