@@ -224,6 +224,7 @@ async def record(
     await recompute(conn, touched, now=now, names=names, addresses=addresses)
     created = set(done.created)
     done.updated = [cid for cid in touched if cid not in created]
+    await _refresh_groups(conn, book, touched, now=now)
     if events:
         await announce(conn, touched, mailbox_id=mailbox_id, now=now)
     return done
@@ -258,6 +259,11 @@ async def _create(
     for part in _chunks(links, CHUNK // 5):
         await conn.execute(contact_addresses.insert(), list(part))
     return list(made.values())
+async def _refresh_groups(conn: AsyncConnection, book: Book, ids: Sequence[str], *, now: datetime) -> None:
+    """Rule and organisation groups of the touched contacts (imported here: groups reads this module)."""
+    from mailport.contacts.groups import refresh
+
+    await refresh(conn, book, ids, now=now)
 
 
 def _note(
