@@ -14,8 +14,8 @@ from mailport.api.errors import ERROR_BODY_SCHEMA, install_error_handlers
 from mailport.api.limits import BodyLimit, RequestLimits
 from mailport.api.routers import (
     connect_links,
-    contacts,
     contact_groups,
+    contacts,
     drafts,
     folders,
     health,

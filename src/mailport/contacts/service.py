@@ -40,6 +40,8 @@ from mailport.contacts import blocklist as blocks
 from mailport.contacts import history as hist
 from mailport.contacts.addresses import canonical, fold
 from mailport.contacts.export import ContactCard, csv_rows, vcards
+from mailport.contacts.groups import move_members
+from mailport.contacts.groups import refresh as refresh_groups
 from mailport.contacts.models import Book, StoredContact
 from mailport.contacts.organisations import organisation_of
 from mailport.contacts.queries import (
@@ -306,15 +308,7 @@ class ContactService:
                 .where(contact_addresses.c.contact_id.in_(merged))
                 .values(contact_id=into)
             )
-            members = await conn.execute(
-                select(contact_group_members).where(contact_group_members.c.contact_id.in_(merged))
-            )
-            moved = [{**row._asdict(), "contact_id": into} for row in members]
-            if moved:
-                statement = dialect_insert(conn, contact_group_members).on_conflict_do_nothing(
-                    index_elements=["group_id", "contact_id"]
-                )
-                await conn.execute(statement, moved)
+            await move_members(conn, into, merged)
             await _drop(conn, merged)
             values = _adopted(target, others)
             if values:
@@ -333,10 +327,12 @@ class ContactService:
         *,
         recomputed: bool = False,
     ) -> StoredContact:
-        """Sum the figures again (a new version, a new search text) and append the event."""
+        """Sum the figures again (a new version, a new search text), follow its rule and
+        organisation groups, and append the event."""
         if not recomputed:
             await recompute(conn, [contact_id], now=now)
         loaded = await load(conn, [contact_id])
+        await refresh_groups(conn, loaded[0].book, [contact_id], now=now)
         await emit(conn, loaded, kind, now=now)
         return loaded[0]
 

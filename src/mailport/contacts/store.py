@@ -259,6 +259,8 @@ async def _create(
     for part in _chunks(links, CHUNK // 5):
         await conn.execute(contact_addresses.insert(), list(part))
     return list(made.values())
+
+
 async def _refresh_groups(conn: AsyncConnection, book: Book, ids: Sequence[str], *, now: datetime) -> None:
     """Rule and organisation groups of the touched contacts (imported here: groups reads this module)."""
     from mailport.contacts.groups import refresh

@@ -695,6 +695,7 @@ contact_groups = Table(
     Column("created_at", UTCDateTime(), nullable=False),
     Column("updated_at", UTCDateTime(), nullable=False),
     UniqueConstraint("tenant_id", "owner", "name", name="uq_contact_groups_book_name"),
+    Index("ix_contact_groups_book_kind", "tenant_id", "owner", "kind"),
 )
 
 contact_group_members = Table(

@@ -144,6 +144,7 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("id", name="pk_contact_groups"),
         sa.UniqueConstraint("tenant_id", "owner", "name", name="uq_contact_groups_book_name"),
     )
+    op.create_index("ix_contact_groups_book_kind", "contact_groups", ["tenant_id", "owner", "kind"])
     op.create_table(
         "contact_group_members",
         sa.Column(
