@@ -8,9 +8,8 @@ On SQLite and PostgreSQL."""
 
 from __future__ import annotations
 
-import asyncio
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -40,6 +39,7 @@ from mailport.mailboxes.schemas import ContactsPatch, MailboxUpdate, SettingsPat
 from mailport.messages.headers import date, parse_block
 from mailport.store.tables import contact_exclusions, contact_messages, contact_tombstones, contacts
 from mailport.sync import Orchestrator, WatcherOptions
+from tests.integration.sync.conftest import wait_for
 from tests.mailstack.dovecot import Dovecot
 from tests.unit.contacts.test_corpus import CORPUS, EXPECTED_EXCLUDED
 
@@ -220,17 +220,6 @@ async def test_the_backfill_harvests_exactly_the_expected_contacts(bed: Bed) -> 
     assert state.next_at == NOW + timedelta(hours=24)
     assert set(state.folders) == {"INBOX", "Sent"}
     assert state.positions()["INBOX"] == datetime(2026, 11, 10, 10, tzinfo=UTC) - timedelta(days=1)
-
-
-async def wait_for(check: Callable[[], Awaitable[Any]], *, timeout: float = 15.0) -> Any:
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while True:
-        value = await check()
-        if value or loop.time() > deadline:
-            assert value, f"not within {timeout} s"
-            return value
-        await asyncio.sleep(0.05)
 
 
 async def test_new_mail_arrives_from_the_event_stream_and_a_re_sync_counts_it_once(bed: Bed) -> None:
