@@ -284,6 +284,9 @@ class ContactSync:
         try:
             await connector.connect()
             folders = choose_folders(settings, await connector.list_folders())
+            positions = {
+                path: at for path, at in positions.items() if path in folders
+            }  # no longer read: gone
             for folder in folders:
                 await self._folder(connector, folder, harvester, claimed, positions, report)
         finally:
