@@ -25,6 +25,7 @@ from typing import Any, Protocol
 from mailport.clock import Clock, utc_now
 from mailport.connectors import registry
 from mailport.connectors.base import Feature, action_feature
+from mailport.contacts.models import ContactSettings
 from mailport.crypto import Secret
 from mailport.errors import (
     ConnectError,
@@ -141,6 +142,17 @@ def check_folders(connector: str, folders: tuple[WatchedFolder, ...]) -> None:
             field="settings.folders",
             hint=f"A {connector} mailbox watches its INBOX only; leave settings.folders out.",
         )
+
+
+def check_contacts(connector: str, contacts: ContactSettings | None) -> None:
+    """Refuse contact harvesting through a connector without folders: a run could only fail."""
+    if contacts is None or contacts.policy == "off" or Feature.FOLDERS in registry.capabilities(connector):
+        return
+    raise UnsupportedFeatureError(
+        f"the {connector} connector has no folders, so it cannot harvest contacts",
+        field="settings.contacts",
+        hint="Harvesting reads each folder's header fields; leave settings.contacts out for this mailbox.",
+    )
 
 
 def watched_after(
@@ -302,6 +314,7 @@ class MailboxService:
         check_credentials(new.auth_method, new.password)
         check_action(new.connector, new.settings.after_processing)
         check_folders(new.connector, new.settings.folders)  # `folder` alone: as it always was
+        check_contacts(new.connector, new.settings.contacts)
         await check_hosts(self.guard, imap=new.imap, smtp=new.smtp)
         mailbox = await self.repository.create(tenant_id, new, now=self._clock())
         self._changed()
@@ -385,9 +398,9 @@ class MailboxService:
                 )
             if "contacts" in changed:  # null: off; the contact_sync schedule follows in the store
                 contacts = patch.settings.contacts
-                columns["contacts"] = contacts_column(
-                    None if contacts is None else contacts.applied_to(current.settings.contacts)
-                )
+                harvest = None if contacts is None else contacts.applied_to(current.settings.contacts)
+                check_contacts(current.connector, harvest)
+                columns["contacts"] = contacts_column(harvest)
         await check_hosts(
             self.guard,
             imap=patch.imap.to_model() if patch.imap is not None else None,

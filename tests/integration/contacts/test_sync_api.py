@@ -7,7 +7,9 @@ from __future__ import annotations
 
 import asyncio
 import uuid
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -15,10 +17,17 @@ import pytest
 
 from mailport.bootstrap import Services
 from mailport.config import Settings
+from mailport.connectors import registry
+from mailport.connectors.base import Feature
 from mailport.contacts import schedule
+from mailport.contacts.models import ContactSettings
 from mailport.contacts.sync import ContactSync
-from mailport.errors import InvalidCredentialsError, NotFoundError
+from mailport.crypto import Secret
+from mailport.errors import InvalidCredentialsError, NotFoundError, UnsupportedFeatureError
+from mailport.mailboxes.models import AuthMethod, NewMailbox, ProcessingSettings, Security, ServerSettings
+from mailport.mailboxes.schemas import ContactsPatch, MailboxUpdate, SettingsPatch
 from mailport.runtime import Runtime
+from tests.connectors.directory import DirectoryConnector
 from tests.fixtures.api import NewTenantClient, SecretWatch, TenantHandle
 from tests.integration.api.helpers import mailbox_body
 from tests.mailstack.dovecot import Dovecot, free_port
@@ -256,7 +265,7 @@ async def test_a_failed_run_says_why_and_when_it_is_tried_again(
 ) -> None:
     from mailport.contacts.models import ContactSettings
     from mailport.crypto import Secret
-    from mailport.mailboxes.models import AuthMethod, NewMailbox, ProcessingSettings, Security, ServerSettings
+    from mailport.mailboxes.models import AuthMethod, NewMailbox, ProcessingSettings
 
     now = datetime(2026, 12, 1, tzinfo=UTC)
     sync = ContactSync(services.events, services.mailboxes, services.connector, clock=lambda: now)
@@ -314,3 +323,47 @@ async def test_an_owner_sees_the_harvest_of_its_own_mailboxes_only(
             await sync.state(tenant.id, mailbox_id, owner=owner)
         with pytest.raises(NotFoundError):
             await sync.request(tenant.id, mailbox_id, owner=owner)
+
+
+async def test_a_connector_without_folders_cannot_harvest(
+    services: Services, tenant: TenantHandle, tmp_path: Path
+) -> None:
+    """Refused on saving; a run that meets one anyway (capabilities the server decides) fails
+    with the reason and is not retried by itself."""
+    (tmp_path / "INBOX").mkdir()
+    new = NewMailbox(
+        email="files@example.test",
+        auth_method=AuthMethod.PASSWORD,
+        imap=None,
+        password=Secret("unused"),
+        settings=ProcessingSettings(contacts=ContactSettings()),
+        connector="directory",
+    )
+    registry.register(
+        "directory", lambda _m, _c: DirectoryConnector(tmp_path), DirectoryConnector.capabilities
+    )
+    try:
+        with pytest.raises(UnsupportedFeatureError) as refused:
+            await services.mailboxes.create(tenant.id, new)
+        assert refused.value.details["field"] == "settings.contacts"
+        plain = await services.mailboxes.create(tenant.id, replace(new, settings=ProcessingSettings()))
+        on = MailboxUpdate(settings=SettingsPatch(contacts=ContactsPatch()))
+        with pytest.raises(UnsupportedFeatureError):
+            await services.mailboxes.update(tenant.id, plain.id, on)
+        registry.register(  # the registry says it lists folders; the connector, connected, says not
+            "directory",
+            lambda _m, _c: DirectoryConnector(tmp_path),
+            DirectoryConnector.capabilities | {Feature.FOLDERS},
+        )
+        await services.mailboxes.update(tenant.id, plain.id, on)
+        now = datetime(2026, 12, 1, tzinfo=UTC)
+        sync = ContactSync(services.events, services.mailboxes, services.connector, clock=lambda: now)
+        with pytest.raises(UnsupportedFeatureError):
+            await sync.run(plain.id)
+    finally:
+        registry.unregister("directory")
+    async with services.database.connect() as conn:
+        state = await schedule.get(conn, plain.id)
+    assert state is not None and state.state == schedule.FAILED and state.next_at is None
+    assert state.last_error is not None and state.last_error["code"] == "unsupported_feature"
+    assert "cannot list folders" in state.last_error["message"]
