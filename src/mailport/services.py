@@ -175,6 +175,12 @@ class Services:
         return DraftService(self.mail, self.sending, self.database)
 
     @cached_property
+    def send_wakeup(self) -> asyncio.Event:
+        """Set when this process queued a send: its send worker looks at once instead of at
+        its next poll (:mod:`mailport.sending.worker`)."""
+        return asyncio.Event()
+
+    @cached_property
     def contact_sync(self) -> ContactSync:
         """Contact harvesting from the mailboxes' servers: requests, state, runs (the contacts
         worker of :mod:`mailport.contacts.worker` runs what is due)."""
@@ -186,12 +192,6 @@ class Services:
     def contacts_wakeup(self) -> asyncio.Event:
         """Set when this process asked for a contact sync or changed a mailbox: its contacts
         worker looks at once instead of at its next poll."""
-        return asyncio.Event()
-
-    @cached_property
-    def send_wakeup(self) -> asyncio.Event:
-        """Set when this process queued a send: its send worker looks at once instead of at
-        its next poll (:mod:`mailport.sending.worker`)."""
         return asyncio.Event()
 
     async def aclose(self) -> None:
