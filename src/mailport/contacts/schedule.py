@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import and_, delete, or_, select, update
+from sqlalchemy import and_, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from mailport.contacts.models import ContactSettings
@@ -313,8 +313,3 @@ async def release(conn: AsyncConnection, mailbox_id: str, owner: str, *, now: da
         .where(_fenced(mailbox_id, owner))
         .values(state=PENDING, claimed_by=None, claim_until=None, updated_at=now)
     )
-
-
-async def forget(conn: AsyncConnection, mailbox_id: str) -> None:
-    """Drop the row (tests; a deleted mailbox's row goes by cascade)."""
-    await conn.execute(delete(contact_sync).where(contact_sync.c.mailbox_id == mailbox_id))
