@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -45,7 +44,7 @@ from mailport.store.tables import (
     contact_tombstones,
     contacts,
 )
-from mailport.sync import Orchestrator, WatcherOptions
+from tests.integration.sync.conftest import Bed as IngestBed
 from tests.integration.sync.conftest import wait_for
 from tests.mailstack.dovecot import Dovecot
 from tests.unit.contacts.test_corpus import CORPUS, EXPECTED_EXCLUDED
@@ -100,13 +99,8 @@ def message(sender: str, to: str, subject: str, *, message_id: str | None = None
     ).encode()
 
 
-@dataclass
-class Bed:
-    services: Services
-    dovecot: Dovecot
-    user: str
-    password: str
-    tenant_id: str
+class Bed(IngestBed):
+    """The ingestion tests' bed, with the corpus and the harvest's own steps."""
 
     async def append(self, folder: str, raw: bytes, when: datetime) -> None:
         await self.append_all([(folder, raw, when)])
@@ -233,11 +227,7 @@ async def test_new_mail_arrives_from_the_event_stream_and_a_re_sync_counts_it_on
     await bed.fill()
     mailbox = await bed.switch_on(await bed.mailbox())
     await bed.sync().run(mailbox.id)
-    orchestrator = Orchestrator(
-        bed.services,
-        reconcile_interval=0.2,
-        options=WatcherOptions(backoff_base=0.2, backoff_cap=1.0, auth_retry_seconds=600),
-    )
+    orchestrator = bed.orchestrator()
     feed = ContactFeed(bed.services.events, bed.services.mailboxes, poll_seconds=0.2)
     await orchestrator.start()
     feed.start()
