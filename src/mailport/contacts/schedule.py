@@ -126,7 +126,9 @@ async def follow(
 
     Switched on, or the period made longer, or the policy widened to received mail: a run from
     the period's start, now. Other folders: a run now, from where each folder was. Switched off:
-    the run in progress stops at its next batch and nothing is scheduled."""
+    the run in progress stops at its next batch and nothing is scheduled. How addresses are
+    judged (``fold``, ``aliases``, ``exclude_own_domain``) applies to mail counted from then on:
+    a message is counted once, so reading the period again would change nothing."""
     current = await get(conn, mailbox_id)
     if not _on(after):
         if current is not None:
@@ -147,7 +149,7 @@ async def follow(
         await _start(conn, mailbox_id, after, now=now)
         return
     widened = after.policy == "sent_and_received" and before.policy == "sent_only"
-    if after.backfill_days > before.backfill_days or widened or after.fold != before.fold:
+    if after.backfill_days > before.backfill_days or widened:
         await _start(conn, mailbox_id, after, now=now)
     elif after.folders != before.folders:
         await request(conn, mailbox_id, now=now)
