@@ -93,3 +93,33 @@ def test_merging_aggregates_is_order_independent() -> None:
     assert merged.first_seen == NOW - timedelta(days=10)
     assert merged.last_seen == NOW - timedelta(days=2)
     assert merged.names == {"Ann": 1, "Ann B": 1}
+
+
+def test_the_stored_rank_key_orders_as_the_score_does_at_any_moment() -> None:
+    """contacts.rank is written once per change, yet sorting by it must equal sorting by the
+    decaying score today and a year later."""
+    import random
+
+    from mailport.contacts.store import rank_key
+
+    rng = random.Random(18)
+    base = datetime(2026, 1, 1, tzinfo=UTC)
+    people = []
+    for i in range(200):
+        last = base + timedelta(days=rng.randint(0, 700), seconds=i)
+        contact = Contact(
+            f"p{i}@example.org",
+            base,
+            last,
+            sent_to=rng.randint(0, 30),
+            received_from=rng.randint(0, 60),
+            copied=rng.randint(0, 5),
+        )
+        if contact.sent_to + contact.received_from + contact.copied:
+            people.append(contact)
+    by_key = sorted(
+        people,
+        key=lambda c: -rank_key(c.sent_to, c.received_from, c.copied, c.two_way, c.last_seen),
+    )
+    for now in (base + timedelta(days=700), base + timedelta(days=1100)):
+        assert [c.key for c in by_key] == [c.key for c in sorted(people, key=lambda c: -score(c, now))]
