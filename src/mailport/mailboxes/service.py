@@ -25,6 +25,7 @@ from typing import Any, Protocol
 from mailport.clock import Clock, utc_now
 from mailport.connectors import registry
 from mailport.connectors.base import Feature, action_feature
+from mailport.contacts.models import ContactSettings
 from mailport.crypto import Secret
 from mailport.errors import (
     ConnectError,
@@ -48,7 +49,14 @@ from mailport.mailboxes.models import (
 from mailport.mailboxes.schemas import MailboxCreate, MailboxUpdate, SettingsPatch
 from mailport.mailboxes.validation import check_watched_folders
 from mailport.net.guard import HostGuard
-from mailport.store.mailboxes import UNSET, MailboxRepository, folders_column, sending_column, server_columns
+from mailport.store.mailboxes import (
+    UNSET,
+    MailboxRepository,
+    contacts_column,
+    folders_column,
+    sending_column,
+    server_columns,
+)
 from mailport.store.pagination import decode_cursor, encode_cursor
 
 HOST_CHECK_TIMEOUT = 5.0  # seconds a save waits for DNS before leaving the host to the watcher
@@ -134,6 +142,17 @@ def check_folders(connector: str, folders: tuple[WatchedFolder, ...]) -> None:
             field="settings.folders",
             hint=f"A {connector} mailbox watches its INBOX only; leave settings.folders out.",
         )
+
+
+def check_contacts(connector: str, contacts: ContactSettings | None) -> None:
+    """Refuse contact harvesting through a connector without folders: a run could only fail."""
+    if contacts is None or contacts.policy == "off" or Feature.FOLDERS in registry.capabilities(connector):
+        return
+    raise UnsupportedFeatureError(
+        f"the {connector} connector has no folders, so it cannot harvest contacts",
+        field="settings.contacts",
+        hint="Harvesting reads each folder's header fields; leave settings.contacts out for this mailbox.",
+    )
 
 
 def watched_after(
@@ -295,6 +314,7 @@ class MailboxService:
         check_credentials(new.auth_method, new.password)
         check_action(new.connector, new.settings.after_processing)
         check_folders(new.connector, new.settings.folders)  # `folder` alone: as it always was
+        check_contacts(new.connector, new.settings.contacts)
         await check_hosts(self.guard, imap=new.imap, smtp=new.smtp)
         mailbox = await self.repository.create(tenant_id, new, now=self._clock())
         self._changed()
@@ -313,6 +333,7 @@ class MailboxService:
             purpose=body.purpose,
             password=Secret(body.password.get_secret_value()) if body.password is not None else None,
             settings=body.settings.to_model() if body.settings else ProcessingSettings(),
+            owner=body.owner or None,
         )
         return await self.create(tenant_id, new)
 
@@ -345,6 +366,8 @@ class MailboxService:
             columns["label"] = patch.label or None
         if "purpose" in sent:
             columns["purpose"] = patch.purpose
+        if "owner" in sent:
+            columns["owner"] = patch.owner or None
         reconnect = False
         if patch.imap is not None:
             columns.update(server_columns("imap", patch.imap.to_model(current.imap)))
@@ -373,6 +396,11 @@ class MailboxService:
                 columns["sending"] = sending_column(
                     patch.settings.sending.applied_to(current.settings.sending)
                 )
+            if "contacts" in changed:  # null: off; the contact_sync schedule follows in the store
+                contacts = patch.settings.contacts
+                harvest = None if contacts is None else contacts.applied_to(current.settings.contacts)
+                check_contacts(current.connector, harvest)
+                columns["contacts"] = contacts_column(harvest)
         await check_hosts(
             self.guard,
             imap=patch.imap.to_model() if patch.imap is not None else None,
