@@ -37,8 +37,8 @@ from mailport.connectors.folders import Folder, Role
 from mailport.contacts import schedule
 from mailport.contacts.blocklist import load_blocklist
 from mailport.contacts.harvesting import SKIPPED_ROLES, WANTED, Harvester, enabled, normal_block
-from mailport.contacts.models import ContactSettings
-from mailport.contacts.store import HarvestedMessage, record
+from mailport.contacts.models import Book, ContactSettings
+from mailport.contacts.store import HarvestedMessage, announce_book, record
 from mailport.errors import (
     ConflictError,
     ContactsNotEnabledError,
@@ -289,9 +289,18 @@ class ContactSync:
             }  # no longer read: gone
             for folder in folders:
                 await self._folder(connector, folder, harvester, claimed, positions, report)
+                await self._announce(harvester.book, claimed.mailbox_id)
         finally:
             with contextlib.suppress(Exception):
                 await connector.disconnect()
+
+    async def _announce(self, book: Book, mailbox_id: str) -> None:
+        """``contact.created`` / ``contact.updated`` for what the batches changed, once per contact
+        (also what a run that crashed before announcing left owed: the ``announced`` column)."""
+        while True:
+            async with self.events.transaction() as conn:
+                if not await announce_book(conn, book, mailbox_id=mailbox_id, now=self.clock()):
+                    return
 
     async def _folder(
         self,
@@ -323,7 +332,11 @@ class ContactSync:
             else:
                 positions.setdefault(folder, start)
             async with self.events.transaction() as conn:
-                done = await record(conn, harvester.book, claimed.mailbox_id, harvested, now=now)
+                # no events per batch: a correspondent in every batch would be announced once per
+                # batch; _announce tells each contact once per folder (store.announce_book)
+                done = await record(
+                    conn, harvester.book, claimed.mailbox_id, harvested, now=now, events=False
+                )
                 report.messages += done.messages
                 report.created += len(done.created)
                 report.updated += len(done.updated)

@@ -8,6 +8,7 @@ On SQLite and PostgreSQL."""
 
 from __future__ import annotations
 
+import json
 import uuid
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
@@ -43,6 +44,7 @@ from mailport.store.tables import (
     contact_messages,
     contact_tombstones,
     contacts,
+    events,
 )
 from tests.integration.sync.conftest import Bed as IngestBed
 from tests.integration.sync.conftest import wait_for
@@ -348,6 +350,13 @@ async def test_a_run_stopped_half_way_resumes_without_counting_twice(bed: Bed) -
     assert figures(book) == EXPECTED_FIGURES
     state = await bed.state(mailbox)
     assert state.state == schedule.IDLE and state.next_at == later + timedelta(hours=24)
+    # the crashed run announced nothing; the run that finished announced every contact once, and
+    # again at most once per later folder that changed it (INBOX, then Sent): never per batch
+    async with bed.services.database.connect() as conn:
+        rows = (await conn.execute(select(events.c.type, events.c.payload))).all()
+    created = sorted(json.loads(row.payload)["email"] for row in rows if row.type == "contact.created")
+    updated = [json.loads(row.payload)["email"] for row in rows if row.type == "contact.updated"]
+    assert created == sorted(book) and len(updated) == len(set(updated)) < len(book)
 
 
 async def test_sent_only_then_widened_and_a_period_that_leaves_old_mail_out(bed: Bed) -> None:
