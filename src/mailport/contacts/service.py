@@ -54,7 +54,7 @@ from mailport.contacts.queries import (
 )
 from mailport.contacts.rules import Identity, address_reason
 from mailport.contacts.schemas import ContactCreate, ContactUpdate
-from mailport.contacts.store import emit, load, lock_book, recompute
+from mailport.contacts.store import emit, emit_deleted, load, lock_book, recompute
 from mailport.contacts.views import current_score
 from mailport.errors import (
     ContactBookMismatchError,
@@ -286,6 +286,7 @@ class ContactService:
                 ],
             )
             await _drop(conn, [current.id])
+            await emit_deleted(conn, [current], now=now)
 
     async def merge(
         self, tenant_id: str, into: str, merged: Sequence[str], *, owner: str | None = None
@@ -310,6 +311,7 @@ class ContactService:
             )
             await move_members(conn, into, merged)
             await _drop(conn, merged)
+            await emit_deleted(conn, others, merged_into=into, now=now)
             values = _adopted(target, others)
             if values:
                 await conn.execute(update(contacts).where(contacts.c.id == into).values(**values))

@@ -542,6 +542,38 @@ async def emit(
         await conn.execute(_ANNOUNCED, [{"_id": c.id, "announced": c.version} for c in loaded])
 
 
+async def emit_deleted(
+    conn: AsyncConnection,
+    gone: Sequence[StoredContact],
+    *,
+    merged_into: str | None = None,
+    now: datetime,
+) -> None:
+    """``contact.deleted`` for contacts a user deleted, or merged into ``merged_into``: a host
+    application mirroring the contacts drops (or repoints) its copy. Keyed ``contact:<id>:deleted``."""
+    await append_many(
+        conn,
+        [
+            NewEvent(
+                tenant_id=c.tenant_id,
+                mailbox_id=None,
+                type=EventType.CONTACT_DELETED,
+                payload={
+                    "id": c.id,
+                    "owner": c.owner or None,
+                    "email": c.email,
+                    "emails": list(c.keys),
+                    "merged_into": merged_into,
+                    "deleted_at": now.isoformat(),
+                },
+                idempotency_key=f"contact:{c.id}:deleted",
+            )
+            for c in gone
+        ],
+        now=now,
+    )
+
+
 _ANNOUNCED = (
     update(contacts).where(contacts.c.id == bindparam("_id")).values(announced=bindparam("announced"))
 )

@@ -42,6 +42,7 @@ EventType = Literal[
     "message.complaint",
     "contact.created",
     "contact.updated",
+    "contact.deleted",
 ]
 assert set(EventType.__args__) == set(EVENT_TYPES)  # type: ignore[attr-defined]
 

@@ -95,6 +95,7 @@ class EventType(enum.StrEnum):
     MESSAGE_COMPLAINT = "message.complaint"  # an abuse report (ARF, RFC 5965)
     CONTACT_CREATED = "contact.created"  # harvesting found a new correspondent (mailport.contacts)
     CONTACT_UPDATED = "contact.updated"  # a contact's figures, names or fields changed
+    CONTACT_DELETED = "contact.deleted"  # deleted by a user, or merged into another contact
 
 
 OPT_IN_TYPES: frozenset[str] = frozenset(
@@ -105,6 +106,7 @@ OPT_IN_TYPES: frozenset[str] = frozenset(
         EventType.FOLDER_DELETED,
         EventType.CONTACT_CREATED,
         EventType.CONTACT_UPDATED,
+        EventType.CONTACT_DELETED,
     }
 )
 """Delivered only to endpoints that list them (``events: null`` means every type *but* these),

@@ -384,6 +384,8 @@ async def test_a_deleted_contact_stays_deleted_until_made_again_by_hand(
     assert (await tenant_client.delete(f"/v1/contacts/{contact_id}")).status_code == 404
     assert set(await ids_by_email(tenant_client)) == {"ok@fine.example"}
     assert await ids_by_email(tenant_client, group=group) == {}
+    (gone,) = await event_payloads(services, "contact.deleted")
+    assert (gone["id"], gone["emails"], gone["merged_into"]) == (contact_id, ["spammy@promo.example"], None)
 
     done = await seed(
         services, box, received(box, "Spammy <SPAMMY@promo.example>", 2, at=T0 + timedelta(days=5))
@@ -456,6 +458,10 @@ async def test_merge_moves_keys_figures_names_and_groups(
     }
     updated = [p for p in await event_payloads(services, "contact.updated") if p["id"] == into]
     assert updated and updated[-1]["received_from"] == 4
+    assert {(p["id"], p["merged_into"]) for p in await event_payloads(services, "contact.deleted")} == {
+        (work, into),
+        (mail, into),
+    }
 
     for body, status, code in (
         ({"into": into, "from": [into]}, 422, "invalid_input"),
