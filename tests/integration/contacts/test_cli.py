@@ -1,0 +1,158 @@
+"""``mailport contacts …`` in-process (the console script's ``main``, as
+tests/integration/store/test_cli.py runs it) on a book filled through the harvest's write path
+from real header blocks: the table and the API's JSON, filters and pages, show with the history,
+CSV and vCard exports, delete and merge, owner and tenant isolation, one-line errors."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from pathlib import Path
+
+import pytest
+import vobject
+
+from mailport.bootstrap import Services
+from tests.fixtures.api import TenantHandle, create_tenant
+from tests.integration.contacts.seeded import XSS_NAME, Seeded, seed
+from tests.integration.store.test_cli import Cli, one_line_error
+
+
+@pytest.fixture
+def cli(
+    services: Services, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> Cli:
+    settings = services.settings
+    assert settings.secret_keys is not None
+    return Cli(
+        monkeypatch,
+        capsys,
+        tmp_path,
+        MAILPORT_DATABASE_URL=settings.database_url,
+        MAILPORT_SECRET_KEYS=settings.secret_keys.get_secret_value(),
+        MAILPORT_ALLOWED_HOSTS="127.0.0.1",
+    )
+
+
+@pytest.fixture
+async def book(services: Services, tenant: TenantHandle) -> Seeded:
+    return await seed(services, tenant.id)
+
+
+def listed(cli: Cli, tenant: str, *args: str) -> list[dict[str, object]]:
+    return list(json.loads(cli("contacts", "list", "-t", tenant, "--json", *args).stdout)["data"])
+
+
+def test_the_list_as_a_table_and_as_json(cli: Cli, book: Seeded, tenant: TenantHandle) -> None:
+    table = cli("contacts", "list", "-t", tenant.name).stdout
+    lines = table.splitlines()
+    header = next(line for line in lines if "organisation" in line)
+    for column in ("name", "email", "organisation", "sent/received", "two-way", "score", "last seen"):
+        assert column in header
+    joerg = next(line for line in lines if "joerg@example.de" in line)
+    assert "Jörg Müller" in joerg and "example.de" in joerg and "1/2" in joerg and "yes" in joerg
+    assert XSS_NAME in table  # a terminal shows the name as it is
+    assert "noreply@shop.example" not in table and "bob@lists.example" not in table
+
+    data = listed(cli, tenant.id)
+    assert [c["email"] for c in data][0] == "joerg@example.de"  # two-way: the highest score
+    assert {c["email"] for c in data} == {"joerg@example.de", "ann@partner.example", "mallory@evil.example"}
+    joerg_json = data[0]
+    assert joerg_json["id"] == book.ids["joerg@example.de"] and joerg_json["two_way"] is True
+    assert (joerg_json["sent_to"], joerg_json["received_from"]) == (1, 2)
+    assert joerg_json["names_seen"] == {"Jörg Müller": 2, "Jörg M.": 1}
+    scores = [float(str(c["score"])) for c in data]
+    assert scores == sorted(scores, reverse=True)
+
+
+def test_filters_sort_and_pages(cli: Cli, book: Seeded, tenant: TenantHandle) -> None:
+    assert [c["email"] for c in listed(cli, tenant.id, "--search", "müller")] == ["joerg@example.de"]
+    assert [c["email"] for c in listed(cli, tenant.id, "--domain", "partner.example")] == [
+        "ann@partner.example"
+    ]
+    assert [c["email"] for c in listed(cli, tenant.id, "--two-way")] == ["joerg@example.de"]
+    by_name = [c["name"] for c in listed(cli, tenant.id, "--sort", "name")]
+    assert by_name == sorted(by_name, key=lambda n: str(n).lower())
+
+    first = json.loads(cli("contacts", "list", "-t", tenant.id, "--limit", "2", "--json").stdout)
+    assert len(first["data"]) == 2 and first["next_cursor"]
+    rest = listed(cli, tenant.id, "--limit", "2", "--cursor", first["next_cursor"])
+    seen = [c["email"] for c in first["data"] + rest]
+    assert len(seen) == 3 == len(set(seen))
+    paged = cli("contacts", "list", "-t", tenant.id, "--limit", "1")
+    assert "more: --cursor " in paged.stderr
+
+    one_line_error(cli("contacts", "list", "-t", tenant.id, "--sort", "rank", ok=False), "invalid_input")
+    one_line_error(cli("contacts", "list", "-t", tenant.id, "--domain", "not a domain", ok=False), "invalid_input")
+    one_line_error(cli("contacts", "list", "-t", "nobody", ok=False), "not_found")
+
+
+def test_show_with_the_history(cli: Cli, book: Seeded, tenant: TenantHandle) -> None:
+    joerg = book.ids["joerg@example.de"]
+    shown = cli("contacts", "show", joerg, "-t", tenant.name).stdout
+    assert "Jörg Müller" in shown and "Joerg@Example.de" in shown and "JOERG@example.de" in shown
+    assert "two-way" in shown and "desk@hotel.example" in shown  # the mailbox that counted him
+    assert "bulk" in shown  # his bulk message, left out, and why
+    as_json = json.loads(cli("contacts", "show", joerg, "-t", tenant.name, "--json").stdout)
+    assert as_json["id"] == joerg and as_json["email"] == "joerg@example.de"
+    one_line_error(
+        cli("contacts", "show", "ct_00000000000000000000000000", "-t", tenant.name, ok=False), "contact_not_found"
+    )
+
+
+async def test_another_tenant_and_another_owner_see_nothing(
+    cli: Cli, book: Seeded, services: Services, tenant: TenantHandle
+) -> None:
+    other = await create_tenant(services)
+    owned = await seed(services, tenant.id, owner="user-7", email="user7@hotel.example")
+    joerg = book.ids["joerg@example.de"]
+    assert listed(cli, other.id) == []
+    one_line_error(cli("contacts", "show", joerg, "-t", other.id, ok=False), "contact_not_found")
+    one_line_error(cli("contacts", "delete", joerg, "-t", other.id, ok=False), "contact_not_found")
+
+    everyone = listed(cli, tenant.id)
+    assert len(everyone) == 6  # both books of the tenant
+    mine = listed(cli, tenant.id, "--owner", "user-7")
+    assert {c["id"] for c in mine} == set(owned.ids.values()) and {c["owner"] for c in mine} == {"user-7"}
+    unowned = listed(cli, tenant.id, "--owner", "")
+    assert {c["id"] for c in unowned} == set(book.ids.values())
+    one_line_error(cli("contacts", "show", joerg, "-t", tenant.id, "--owner", "user-7", ok=False), "contact_not_found")
+    one_line_error(
+        cli("contacts", "merge", joerg, owned.ids["joerg@example.de"], "-t", tenant.id, ok=False),
+        "contact_book_mismatch",
+    )
+
+
+def test_export_csv_and_vcard(cli: Cli, book: Seeded, tenant: TenantHandle, tmp_path: Path) -> None:
+    printed = cli("contacts", "export", "-t", tenant.id, "--format", "csv").stdout
+    rows = list(csv.DictReader(io.StringIO(printed)))
+    assert [r["primary_email"] for r in rows][0] == "joerg@example.de"
+    assert {r["primary_email"] for r in rows} == {"joerg@example.de", "ann@partner.example", "mallory@evil.example"}
+    assert next(r for r in rows if r["primary_email"] == "joerg@example.de")["display_name"] == "Jörg Müller"
+
+    target = tmp_path / "out" / "contacts.vcf"
+    target.parent.mkdir()
+    done = cli("contacts", "export", "-t", tenant.id, "--format", "vcard", "--domain", "example.de", "-o", str(target))
+    assert done.stdout.startswith("exported ") and str(target) in done.stdout
+    cards = list(vobject.readComponents(target.read_text(encoding="utf-8")))
+    assert [card.fn.value for card in cards] == ["Jörg Müller"]
+    assert cards[0].email.value == "joerg@example.de"
+    assert list(target.parent.iterdir()) == [target]  # no partial file left behind
+
+    failed = cli("contacts", "export", "-t", tenant.id, "--format", "xls", ok=False)
+    one_line_error(failed, "invalid_input")
+
+
+def test_delete_and_merge(cli: Cli, book: Seeded, tenant: TenantHandle) -> None:
+    ann, mallory, joerg = (book.ids[k] for k in ("ann@partner.example", "mallory@evil.example", "joerg@example.de"))
+    assert cli("contacts", "delete", mallory, "-t", tenant.id).stdout.strip() == f"deleted {mallory}"
+    assert mallory not in {c["id"] for c in listed(cli, tenant.id)}
+    one_line_error(cli("contacts", "show", mallory, "-t", tenant.id, ok=False), "contact_not_found")
+
+    merged = cli("contacts", "merge", joerg, ann, "-t", tenant.id).stdout.strip()
+    assert merged == f"merged 1 contact into {joerg} (joerg@example.de)"
+    data = listed(cli, tenant.id)
+    assert [c["id"] for c in data] == [joerg]
+    assert set(data[0]["emails"]) == {"joerg@example.de", "ann@partner.example"}  # type: ignore[arg-type]
+    assert data[0]["received_from"] == 3
