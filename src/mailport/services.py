@@ -15,6 +15,7 @@ from mailport.clock import utc_now
 from mailport.config import Settings
 from mailport.connectors import registry
 from mailport.connectors.base import Connector
+from mailport.contacts.service import ContactService
 from mailport.crypto import KeyRing, Secret
 from mailport.delivery.service import DeliveryService
 from mailport.errors import SmtpNotConfiguredError
@@ -169,6 +170,11 @@ class Services:
     def drafts(self) -> DraftService:
         """Drafts kept in the mailboxes' drafts folders: create, read, replace, delete, send."""
         return DraftService(self.mail, self.sending, self.database)
+
+    @cached_property
+    def contacts(self) -> ContactService:
+        """The harvested contacts: list, search, change, merge, delete, export; the block list."""
+        return ContactService(self.events)
 
     @cached_property
     def send_wakeup(self) -> asyncio.Event:
