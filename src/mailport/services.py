@@ -15,6 +15,7 @@ from mailport.clock import utc_now
 from mailport.config import Settings
 from mailport.connectors import registry
 from mailport.connectors.base import Connector
+from mailport.contacts.groups import GroupService
 from mailport.contacts.service import ContactService
 from mailport.crypto import KeyRing, Secret
 from mailport.delivery.service import DeliveryService
@@ -175,6 +176,11 @@ class Services:
     def contacts(self) -> ContactService:
         """The harvested contacts: list, search, change, merge, delete, export; the block list."""
         return ContactService(self.events)
+
+    @cached_property
+    def contact_groups(self) -> GroupService:
+        """Contact groups: the tenant's, by hand or by rule, and one per organisation."""
+        return GroupService(self.database)
 
     @cached_property
     def send_wakeup(self) -> asyncio.Event:

@@ -14,6 +14,7 @@ from mailport.api.errors import ERROR_BODY_SCHEMA, install_error_handlers
 from mailport.api.limits import BodyLimit, RequestLimits
 from mailport.api.routers import (
     connect_links,
+    contact_groups,
     contacts,
     drafts,
     folders,
@@ -120,6 +121,8 @@ def create_app(settings: Settings | None = None, *, services: Services | None = 
     app.include_router(events_routes.router)
     app.include_router(push.router)  # POST /v1/push/{connector}/{channel}, called by providers
     app.include_router(push_channels.router)  # /v1/push-channels: a tenant's shared push endpoint
+    # /v1/contacts/groups before the contacts router: "groups" is never taken for a contact id
+    app.include_router(contact_groups.router)
     app.include_router(contacts.router)  # /v1/contacts (after /v1/contacts/groups: literal paths first)
 
     @app.get("/healthz", tags=["ops"], summary="The process is alive")

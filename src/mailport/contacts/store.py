@@ -243,6 +243,7 @@ async def record(
     await recompute(conn, touched, now=now, names=names, addresses=addresses)
     created = set(done.created)
     done.updated = [cid for cid in touched if cid not in created]
+    await _refresh_groups(conn, book, touched, now=now)
     if events:
         loaded = await load(conn, touched)
         await emit(
@@ -260,6 +261,13 @@ async def record(
             now=now,
         )
     return done
+
+
+async def _refresh_groups(conn: AsyncConnection, book: Book, ids: Sequence[str], *, now: datetime) -> None:
+    """Rule and organisation groups of the touched contacts (imported here: groups reads this module)."""
+    from mailport.contacts.groups import refresh
+
+    await refresh(conn, book, ids, now=now)
 
 
 def _note(

@@ -1,0 +1,720 @@
+"""Contact groups: the tenant's own groups, filled by hand or by a rule, and one automatic group
+per organisation (issue 18: "tenant-defined groups, plus automatic groups by organisation").
+
+**Kinds.** ``custom`` groups are the user's: a unique name per book, a description and an optional
+:class:`Rule`. ``organisation`` groups are made when the first contact of an organisation domain
+appears (:mod:`mailport.contacts.organisations`: free mail has none), named by the domain; their
+name and rule are fixed (the name *is* the domain), their description is editable, and deleting
+one is allowed: it comes back when a contact of that domain is next harvested or changed. A custom
+group that already holds a domain's name stands in for it: no organisation group is made then.
+
+**Membership** is one row per (group, contact) with its source:
+
+- ``manual``: added by hand; stays whatever the rule says;
+- ``rule``: the group's rule matches the contact; goes when it no longer does;
+- ``organisation``: the contact's organisation is the group's domain; moves when it changes;
+- ``removed``: the user removed a rule or organisation member by hand: the rule does not add
+  it back (adding it by hand does, as ``manual``). Not a member.
+
+**Rules** are a small JSON object; every condition given must hold (AND):
+
+==================== ==================================================================
+``domains``          ``["acme.com"]``: an address of the contact is at one of these
+                     domains or a subdomain (1-100 domains)
+``organisation``     ``"acme.com"``: the contact's organisation is this domain
+``address_contains`` ``"sales"``: an address of the contact contains this text
+``two_way``          ``true`` / ``false``: the contact wrote and was written to (or not)
+``min_messages``     ``3``: at least this many messages with the contact (sent to,
+                     received from and copied, added up)
+==================== ==================================================================
+
+No condition on time ("seen within 30 days"): membership is stored, and a stored fact that turns
+false with the clock alone would need a sweeper to stay true.
+
+**Upkeep** is set-based SQL (:func:`refresh`): :func:`mailport.contacts.store.record` calls it for
+the contacts a harvest batch touched, so the cost per batch is a few statements per rule group,
+not queries per contact; a changed rule recomputes its group over the book in pages.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Literal, get_args
+
+from sqlalchemy import ColumnElement, and_, delete, exists, func, literal, or_, select, true, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from mailport.clock import Clock, utc_now
+from mailport.contacts.addresses import normalize_domain
+from mailport.contacts.models import Book, StoredContact
+from mailport.contacts.store import CHUNK, load, lock_book
+from mailport.errors import (
+    ContactBookMismatchError,
+    ContactGroupExistsError,
+    ContactGroupNotFoundError,
+    ContactNotFoundError,
+    InputError,
+)
+from mailport.store import Database
+from mailport.store.database import dialect_insert
+from mailport.store.ids import new_id, plausible_id
+from mailport.store.pagination import DEFAULT_LIMIT, decode_cursor, encode_cursor
+from mailport.store.tables import contact_addresses, contact_group_members, contact_groups, contacts
+from mailport.validation import clean_line
+
+Kind = Literal["custom", "organisation"]
+Source = Literal["manual", "rule", "organisation", "removed"]
+KINDS: tuple[str, ...] = get_args(Kind)
+MEMBER_SOURCES = ("manual", "rule", "organisation")  # "removed" is no member
+RULE_KEYS = ("domains", "organisation", "address_contains", "two_way", "min_messages")
+MAX_RULE_DOMAINS = 100
+MAX_CONTAINS = 100
+MAX_MESSAGES = 1_000_000_000
+PAGE = 1000  # contacts per statement when a whole group is recomputed
+
+members = contact_group_members
+
+
+@dataclass(frozen=True, slots=True)
+class Rule:
+    """A group's membership rule (see the module docstring); every condition given must hold."""
+
+    domains: tuple[str, ...] = ()
+    organisation: str | None = None
+    address_contains: str | None = None
+    two_way: bool | None = None
+    min_messages: int | None = None
+
+    @classmethod
+    def parse(cls, data: Any) -> Rule:
+        """A rule from a client's JSON; ``ValueError`` says what is wrong, for a person."""
+        if not isinstance(data, dict):
+            raise ValueError('a rule is a JSON object such as {"domains": ["acme.com"]}')
+        unknown = sorted(set(data) - set(RULE_KEYS))
+        if unknown:
+            raise ValueError(
+                f"unknown rule condition {unknown[0]!r}; the conditions are {', '.join(RULE_KEYS)}"
+            )
+        if not data:
+            raise ValueError(
+                f"a rule needs at least one condition ({', '.join(RULE_KEYS)}); "
+                "send null for a group filled by hand only"
+            )
+        return cls(
+            domains=_domains(data["domains"]) if "domains" in data else (),
+            organisation=_domain(data["organisation"], "organisation") if "organisation" in data else None,
+            address_contains=_contains(data["address_contains"]) if "address_contains" in data else None,
+            two_way=_boolean(data["two_way"]) if "two_way" in data else None,
+            min_messages=_count(data["min_messages"]) if "min_messages" in data else None,
+        )
+
+    def to_json(self) -> dict[str, Any]:
+        """The conditions given, as a client wrote them (normalized)."""
+        out: dict[str, Any] = {}
+        if self.domains:
+            out["domains"] = list(self.domains)
+        if self.organisation is not None:
+            out["organisation"] = self.organisation
+        if self.address_contains is not None:
+            out["address_contains"] = self.address_contains
+        if self.two_way is not None:
+            out["two_way"] = self.two_way
+        if self.min_messages is not None:
+            out["min_messages"] = self.min_messages
+        return out
+
+    def condition(self) -> ColumnElement[bool]:
+        """The rule as a condition on a ``contacts`` row (address conditions look at its keys)."""
+        parts: list[ColumnElement[bool]] = []
+        key = contact_addresses.c.key
+        if self.domains:  # A-label domains: no LIKE wildcard can be in them
+            at_domain = or_(*(or_(key.like(f"%@{d}"), key.like(f"%.{d}")) for d in self.domains))
+            parts.append(exists().where(contact_addresses.c.contact_id == contacts.c.id, at_domain))
+        if self.address_contains is not None:
+            contains = key.contains(self.address_contains, autoescape=True)
+            parts.append(exists().where(contact_addresses.c.contact_id == contacts.c.id, contains))
+        if self.organisation is not None:
+            parts.append(contacts.c.organisation == self.organisation)
+        if self.two_way is not None:
+            parts.append(contacts.c.two_way == self.two_way)
+        if self.min_messages is not None:
+            total = contacts.c.sent_to + contacts.c.received_from + contacts.c.copied
+            parts.append(total >= self.min_messages)
+        return and_(true(), *parts)
+
+
+def _domain(value: Any, name: str) -> str:
+    domain = normalize_domain(value.strip()) if isinstance(value, str) and len(value) <= 253 else None
+    if domain is None:
+        raise ValueError(f"{name}: {value!r} is not a domain such as acme.com")
+    return domain
+
+
+def _domains(value: Any) -> tuple[str, ...]:
+    if not isinstance(value, list) or not 1 <= len(value) <= MAX_RULE_DOMAINS:
+        raise ValueError(f'domains: a list of 1 to {MAX_RULE_DOMAINS} domains such as ["acme.com"]')
+    return tuple(dict.fromkeys(_domain(item, "domains") for item in value))
+
+
+def _contains(value: Any) -> str:
+    if not isinstance(value, str) or not value.strip() or len(value) > MAX_CONTAINS:
+        raise ValueError(f"address_contains: a text of 1 to {MAX_CONTAINS} characters")
+    try:
+        return clean_line(value).lower()
+    except ValueError as exc:
+        raise ValueError(f"address_contains: {exc}") from None
+
+
+def _boolean(value: Any) -> bool:
+    if not isinstance(value, bool):
+        raise ValueError("two_way: true or false")
+    return value
+
+
+def _count(value: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= MAX_MESSAGES:
+        raise ValueError(f"min_messages: a whole number from 1 to {MAX_MESSAGES}")
+    return value
+
+
+@dataclass(frozen=True, slots=True)
+class ContactGroup:
+    """One row of ``contact_groups``, with its member count (``removed`` rows not counted)."""
+
+    id: str
+    tenant_id: str
+    owner: str
+    name: str
+    kind: Kind
+    rule: Rule | None
+    description: str | None
+    created_at: datetime
+    updated_at: datetime
+    members: int = 0
+
+    @property
+    def book(self) -> Book:
+        return Book(self.tenant_id, self.owner)
+
+
+@dataclass(frozen=True, slots=True)
+class Member:
+    contact: StoredContact
+    source: Source
+    added_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class GroupPage:
+    items: list[ContactGroup]
+    next_cursor: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class MemberPage:
+    items: list[Member]
+    next_cursor: str | None
+
+
+def group_json(group: ContactGroup) -> dict[str, Any]:
+    """The public shape of a group (the API's item)."""
+    return {
+        "id": group.id,
+        "owner": group.owner or None,
+        "name": group.name,
+        "kind": group.kind,
+        "description": group.description,
+        "rule": group.rule.to_json() if group.rule is not None else None,
+        "members": group.members,
+        "created_at": group.created_at.isoformat(),
+        "updated_at": group.updated_at.isoformat(),
+    }
+
+
+def _group(row: Any, count: int = 0) -> ContactGroup:
+    rule = Rule.parse(json.loads(row.rule)) if row.rule else None
+    return ContactGroup(
+        id=row.id,
+        tenant_id=row.tenant_id,
+        owner=row.owner,
+        name=row.name,
+        kind=row.kind,
+        rule=rule,
+        description=row.description,
+        created_at=row.created_at,
+        updated_at=row.updated_at,
+        members=count,
+    )
+
+
+def _in_book(table: Any, book: Book) -> ColumnElement[bool]:
+    return and_(table.c.tenant_id == book.tenant_id, table.c.owner == book.owner)
+
+
+def is_member_of(group_id: str) -> ColumnElement[bool]:
+    """A condition on ``contacts``: the contact is a member of the group (for ``?group=``)."""
+    return contacts.c.id.in_(
+        select(members.c.contact_id).where(
+            members.c.group_id == group_id, members.c.source.in_(MEMBER_SOURCES)
+        )
+    )
+
+
+# --------------------------------------------------------------------------- upkeep
+
+
+async def refresh(conn: AsyncConnection, book: Book, contact_ids: Sequence[str], *, now: datetime) -> None:
+    """Recompute the rule and organisation memberships of ``contact_ids`` (of ``book``): after a
+    harvest, a merge or a change of a contact's organisation. ``manual`` and ``removed`` rows stay."""
+    if not contact_ids:
+        return
+    rules = await _rule_groups(conn, book)
+    for start in range(0, len(contact_ids), CHUNK):
+        part = list(contact_ids[start : start + CHUNK])
+        for group_id, rule in rules:
+            await _apply_rule(conn, book, group_id, rule, part, now=now)
+        await _apply_organisations(conn, book, part, now=now)
+
+
+async def _rule_groups(conn: AsyncConnection, book: Book) -> list[tuple[str, Rule]]:
+    rows = await conn.execute(
+        select(contact_groups.c.id, contact_groups.c.rule).where(
+            _in_book(contact_groups, book),
+            contact_groups.c.kind == "custom",
+            contact_groups.c.rule.is_not(None),
+        )
+    )
+    return [(row.id, Rule.parse(json.loads(row.rule))) for row in rows]
+
+
+async def _apply_rule(
+    conn: AsyncConnection, book: Book, group_id: str, rule: Rule, part: Sequence[str], *, now: datetime
+) -> None:
+    matching = select(contacts.c.id).where(
+        contacts.c.id.in_(part), _in_book(contacts, book), rule.condition()
+    )
+    await conn.execute(
+        delete(members).where(
+            members.c.group_id == group_id,
+            members.c.source == "rule",
+            members.c.contact_id.in_(part),
+            members.c.contact_id.not_in(matching),
+        )
+    )
+    rows = select(
+        literal(group_id, members.c.group_id.type),
+        contacts.c.id,
+        literal("rule", members.c.source.type),
+        literal(now, members.c.added_at.type),
+    ).where(contacts.c.id.in_(part), _in_book(contacts, book), rule.condition())
+    await conn.execute(
+        dialect_insert(conn, members)
+        .from_select(["group_id", "contact_id", "source", "added_at"], rows)
+        .on_conflict_do_nothing(index_elements=["group_id", "contact_id"])
+    )
+
+
+def _organisation_group() -> Any:
+    """``contact_groups`` joined to the ``contacts`` row whose organisation it is."""
+    return and_(
+        contact_groups.c.tenant_id == contacts.c.tenant_id,
+        contact_groups.c.owner == contacts.c.owner,
+        contact_groups.c.kind == "organisation",
+        contact_groups.c.name == contacts.c.organisation,
+    )
+
+
+async def _apply_organisations(
+    conn: AsyncConnection, book: Book, part: Sequence[str], *, now: datetime
+) -> None:
+    domains = set(
+        (
+            await conn.execute(
+                select(contacts.c.organisation)
+                .where(contacts.c.id.in_(part), contacts.c.organisation.is_not(None))
+                .distinct()
+            )
+        ).scalars()
+    )
+    if domains:
+        have = set(
+            (
+                await conn.execute(
+                    select(contact_groups.c.name).where(
+                        _in_book(contact_groups, book), contact_groups.c.name.in_(domains)
+                    )
+                )
+            ).scalars()
+        )
+        missing = sorted(domains - have)
+        if missing:
+            await conn.execute(
+                dialect_insert(conn, contact_groups).on_conflict_do_nothing(
+                    index_elements=["tenant_id", "owner", "name"]
+                ),
+                [_organisation_row(book, domain, now) for domain in missing],
+            )
+    own_group = (
+        select(contact_groups.c.id)
+        .select_from(contacts.join(contact_groups, _organisation_group()))
+        .where(contacts.c.id == members.c.contact_id)
+    )
+    await conn.execute(
+        delete(members).where(
+            members.c.source == "organisation",
+            members.c.contact_id.in_(part),
+            members.c.group_id.not_in(own_group.scalar_subquery()),
+        )
+    )
+    rows = (
+        select(
+            contact_groups.c.id,
+            contacts.c.id,
+            literal("organisation", members.c.source.type),
+            literal(now, members.c.added_at.type),
+        )
+        .select_from(contacts.join(contact_groups, _organisation_group()))
+        .where(contacts.c.id.in_(part))
+    )
+    await conn.execute(
+        dialect_insert(conn, members)
+        .from_select(["group_id", "contact_id", "source", "added_at"], rows)
+        .on_conflict_do_nothing(index_elements=["group_id", "contact_id"])
+    )
+
+
+def _organisation_row(book: Book, domain: str, now: datetime) -> dict[str, Any]:
+    return {
+        "id": new_id("cg"),
+        "tenant_id": book.tenant_id,
+        "owner": book.owner,
+        "name": domain,
+        "kind": "organisation",
+        "rule": json.dumps(Rule(organisation=domain).to_json()),
+        "description": None,
+        "created_at": now,
+        "updated_at": now,
+    }
+
+
+async def recompute_group(
+    conn: AsyncConnection, group_id: str, book: Book, rule: Rule | None, *, now: datetime
+) -> None:
+    """Apply a changed rule to every contact of the book, :data:`PAGE` contacts per statement; no
+    rule any more: the rule's members and ``removed`` marks go (the hand-added stay)."""
+    await conn.execute(
+        delete(members).where(
+            members.c.group_id == group_id,
+            members.c.source.in_(("rule", "removed") if rule is None else ("rule",)),
+        )
+    )
+    if rule is None:
+        return
+    after = ""
+    while True:
+        page = list(
+            (
+                await conn.execute(
+                    select(contacts.c.id)
+                    .where(_in_book(contacts, book), contacts.c.id > after)
+                    .order_by(contacts.c.id)
+                    .limit(PAGE)
+                )
+            ).scalars()
+        )
+        if not page:
+            return
+        await _apply_rule(conn, book, group_id, rule, page, now=now)
+        after = page[-1]
+
+
+async def move_members(conn: AsyncConnection, into_id: str, from_ids: Sequence[str]) -> None:
+    """A merge: ``into_id`` joins the groups ``from_ids`` were in (its own rows win); call
+    :func:`refresh` for ``into_id`` after its figures are recomputed."""
+    rows = select(
+        members.c.group_id,
+        literal(into_id, members.c.contact_id.type),
+        members.c.source,
+        members.c.added_at,
+    ).where(members.c.contact_id.in_(list(from_ids)))
+    await conn.execute(
+        dialect_insert(conn, members)
+        .from_select(["group_id", "contact_id", "source", "added_at"], rows)
+        .on_conflict_do_nothing(index_elements=["group_id", "contact_id"])
+    )
+
+
+async def groups_of(conn: AsyncConnection, contact_id: str) -> list[tuple[ContactGroup, Source]]:
+    """The groups a contact is a member of, with how (for its history)."""
+    rows = await conn.execute(
+        select(contact_groups, members.c.source)
+        .join(members, members.c.group_id == contact_groups.c.id)
+        .where(members.c.contact_id == contact_id, members.c.source.in_(MEMBER_SOURCES))
+        .order_by(contact_groups.c.name)
+    )
+    return [(_group(row), row.source) for row in rows]
+
+
+# --------------------------------------------------------------------------- the service
+
+
+class GroupService:
+    """Groups of a tenant's books (API and CLI). Every method takes ``owner``: None for any book
+    of the tenant, a string for that owner's book only (another book's group is not found)."""
+
+    def __init__(self, database: Database, *, clock: Clock = utc_now) -> None:
+        self.database = database
+        self.clock = clock
+
+    async def list(
+        self,
+        tenant_id: str,
+        *,
+        owner: str | None = None,
+        kind: Kind | None = None,
+        cursor: str | None = None,
+        limit: int = DEFAULT_LIMIT,
+    ) -> GroupPage:
+        after = decode_cursor(cursor)
+        query = select(contact_groups).where(contact_groups.c.tenant_id == tenant_id)
+        if owner is not None:
+            query = query.where(contact_groups.c.owner == owner)
+        if kind is not None:
+            query = query.where(contact_groups.c.kind == kind)
+        if after is not None:
+            query = query.where(contact_groups.c.id > after)
+        async with self.database.connect() as conn:
+            rows = (await conn.execute(query.order_by(contact_groups.c.id).limit(limit + 1))).all()
+            more = len(rows) > limit
+            rows = rows[:limit]
+            counts = await _counts(conn, [row.id for row in rows])
+        items = [_group(row, counts.get(row.id, 0)) for row in rows]
+        return GroupPage(items, encode_cursor(items[-1].id) if more and items else None)
+
+    async def get(self, tenant_id: str, group_id: str, *, owner: str | None = None) -> ContactGroup:
+        async with self.database.connect() as conn:
+            return await _get(conn, tenant_id, group_id, owner)
+
+    async def create(
+        self,
+        tenant_id: str,
+        *,
+        name: str,
+        description: str | None = None,
+        rule: Rule | None = None,
+        owner: str | None = None,
+    ) -> ContactGroup:
+        """A ``custom`` group in book (tenant, owner); its rule is applied before this returns."""
+        book = Book.of(tenant_id, owner)
+        now = self.clock()
+        group_id = new_id("cg")
+        async with self.database.transaction() as conn:
+            await lock_book(conn, book)
+            await _check_name_free(conn, book, name)
+            try:
+                await conn.execute(
+                    contact_groups.insert().values(
+                        id=group_id,
+                        tenant_id=book.tenant_id,
+                        owner=book.owner,
+                        name=name,
+                        kind="custom",
+                        rule=json.dumps(rule.to_json()) if rule is not None else None,
+                        description=description,
+                        created_at=now,
+                        updated_at=now,
+                    )
+                )
+            except IntegrityError as exc:  # a concurrent create took the name (SQLite: no lock)
+                raise _name_taken(name) from exc
+            if rule is not None:
+                await recompute_group(conn, group_id, book, rule, now=now)
+            return await _get(conn, tenant_id, group_id, None)
+
+    async def update(
+        self,
+        tenant_id: str,
+        group_id: str,
+        changes: dict[str, Any],
+        *,
+        owner: str | None = None,
+    ) -> ContactGroup:
+        """Change ``name``, ``description`` and ``rule`` (keys present in ``changes``; a rule as a
+        :class:`Rule` or None). An organisation group's name and rule are its domain: fixed."""
+        now = self.clock()
+        async with self.database.transaction() as conn:
+            group = await _get(conn, tenant_id, group_id, owner)
+            if group.kind == "organisation":
+                for fixed in ("name", "rule"):
+                    if fixed in changes:
+                        raise InputError(
+                            f"{fixed}: an organisation group is named by its domain and keeps its rule",
+                            field=fixed,
+                            hint="Change its description only, or make a custom group with a rule "
+                            'such as {"organisation": "acme.com"}.',
+                        )
+            values: dict[str, Any] = {"updated_at": now}
+            if "name" in changes and changes["name"] != group.name:
+                await lock_book(conn, group.book)
+                await _check_name_free(conn, group.book, changes["name"])
+                values["name"] = changes["name"]
+            if "description" in changes:
+                values["description"] = changes["description"]
+            rule_changed = "rule" in changes and changes["rule"] != group.rule
+            if rule_changed:
+                rule = changes["rule"]
+                values["rule"] = json.dumps(rule.to_json()) if rule is not None else None
+            try:
+                await conn.execute(
+                    update(contact_groups).where(contact_groups.c.id == group.id).values(**values)
+                )
+            except IntegrityError as exc:
+                raise _name_taken(str(values.get("name", group.name))) from exc
+            if rule_changed:
+                await lock_book(conn, group.book)
+                await recompute_group(conn, group.id, group.book, changes["rule"], now=now)
+            return await _get(conn, tenant_id, group.id, None)
+
+    async def delete(self, tenant_id: str, group_id: str, *, owner: str | None = None) -> None:
+        """Delete a group and its membership rows (an organisation group returns with its next member)."""
+        async with self.database.transaction() as conn:
+            group = await _get(conn, tenant_id, group_id, owner)
+            await conn.execute(delete(members).where(members.c.group_id == group.id))
+            await conn.execute(delete(contact_groups).where(contact_groups.c.id == group.id))
+
+    async def members(
+        self,
+        tenant_id: str,
+        group_id: str,
+        *,
+        owner: str | None = None,
+        cursor: str | None = None,
+        limit: int = DEFAULT_LIMIT,
+    ) -> MemberPage:
+        after = decode_cursor(cursor)
+        async with self.database.connect() as conn:
+            group = await _get(conn, tenant_id, group_id, owner, count=False)
+            query = select(members.c.contact_id, members.c.source, members.c.added_at).where(
+                members.c.group_id == group.id, members.c.source.in_(MEMBER_SOURCES)
+            )
+            if after is not None:
+                query = query.where(members.c.contact_id > after)
+            rows = (await conn.execute(query.order_by(members.c.contact_id).limit(limit + 1))).all()
+            more = len(rows) > limit
+            rows = rows[:limit]
+            loaded = {c.id: c for c in await load(conn, [row.contact_id for row in rows])}
+        items = [Member(loaded[row.contact_id], row.source, row.added_at) for row in rows]
+        return MemberPage(items, encode_cursor(rows[-1].contact_id) if more and rows else None)
+
+    async def add_members(
+        self, tenant_id: str, group_id: str, contact_ids: Sequence[str], *, owner: str | None = None
+    ) -> ContactGroup:
+        """Add contacts by hand (``manual``: kept whatever a rule says, a ``removed`` mark cleared)."""
+        now = self.clock()
+        async with self.database.transaction() as conn:
+            group = await _get(conn, tenant_id, group_id, owner, count=False)
+            ids = list(dict.fromkeys(contact_ids))
+            await _check_contacts(conn, group, ids, owner)
+            statement = dialect_insert(conn, members)
+            statement = statement.on_conflict_do_update(
+                index_elements=["group_id", "contact_id"],
+                set_={"source": "manual", "added_at": statement.excluded.added_at},
+            )
+            await conn.execute(
+                statement,
+                [
+                    {"group_id": group.id, "contact_id": cid, "source": "manual", "added_at": now}
+                    for cid in ids
+                ],
+            )
+            return await _get(conn, tenant_id, group.id, None)
+
+    async def remove_member(
+        self, tenant_id: str, group_id: str, contact_id: str, *, owner: str | None = None
+    ) -> None:
+        """Take a contact out of a group. Where a rule or the organisation would add it again, a
+        ``removed`` mark keeps it out; a group filled by hand just forgets it."""
+        now = self.clock()
+        async with self.database.transaction() as conn:
+            group = await _get(conn, tenant_id, group_id, owner, count=False)
+            await _check_contacts(conn, group, [contact_id], owner)
+            if group.rule is None:
+                await conn.execute(
+                    delete(members).where(members.c.group_id == group.id, members.c.contact_id == contact_id)
+                )
+                return
+            statement = dialect_insert(conn, members)
+            await conn.execute(
+                statement.on_conflict_do_update(
+                    index_elements=["group_id", "contact_id"],
+                    set_={"source": "removed", "added_at": statement.excluded.added_at},
+                ),
+                {"group_id": group.id, "contact_id": contact_id, "source": "removed", "added_at": now},
+            )
+
+
+async def _counts(conn: AsyncConnection, group_ids: Sequence[str]) -> dict[str, int]:
+    if not group_ids:
+        return {}
+    rows = await conn.execute(
+        select(members.c.group_id, func.count())
+        .where(members.c.group_id.in_(list(group_ids)), members.c.source.in_(MEMBER_SOURCES))
+        .group_by(members.c.group_id)
+    )
+    return {row[0]: int(row[1]) for row in rows}
+
+
+async def _get(
+    conn: AsyncConnection, tenant_id: str, group_id: str, owner: str | None, *, count: bool = True
+) -> ContactGroup:
+    row = None
+    if plausible_id(group_id):
+        query = select(contact_groups).where(
+            contact_groups.c.id == group_id, contact_groups.c.tenant_id == tenant_id
+        )
+        if owner is not None:
+            query = query.where(contact_groups.c.owner == owner)
+        row = (await conn.execute(query)).first()
+    if row is None:
+        raise ContactGroupNotFoundError(f"no contact group {group_id!r}")
+    counts = await _counts(conn, [row.id]) if count else {}
+    return _group(row, counts.get(row.id, 0))
+
+
+async def _check_name_free(conn: AsyncConnection, book: Book, name: str) -> None:
+    taken = await conn.execute(
+        select(contact_groups.c.id).where(_in_book(contact_groups, book), contact_groups.c.name == name)
+    )
+    if taken.first() is not None:
+        raise _name_taken(name)
+
+
+def _name_taken(name: str) -> ContactGroupExistsError:
+    return ContactGroupExistsError(f"a contact group named {name!r} exists in this book", field="name")
+
+
+async def _check_contacts(
+    conn: AsyncConnection, group: ContactGroup, contact_ids: Sequence[str], owner: str | None
+) -> None:
+    """Every contact exists in the tenant (and ``owner``'s book, if given) and in the group's book."""
+    plausible = [cid for cid in contact_ids if plausible_id(cid)]
+    books: dict[str, str] = {}
+    for start in range(0, len(plausible), CHUNK):
+        rows = await conn.execute(
+            select(contacts.c.id, contacts.c.owner).where(
+                contacts.c.id.in_(plausible[start : start + CHUNK]), contacts.c.tenant_id == group.tenant_id
+            )
+        )
+        books.update({row.id: row.owner for row in rows})
+    for cid in contact_ids:
+        if cid not in books or (owner is not None and books[cid] != owner):
+            raise ContactNotFoundError(f"no contact {cid!r}", field="contacts")
+    for cid in contact_ids:
+        if books[cid] != group.owner:
+            raise ContactBookMismatchError(
+                f"contact {cid} belongs to another owner's book than group {group.id}", field="contacts"
+            )
