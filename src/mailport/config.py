@@ -96,6 +96,9 @@ class Settings(BaseSettings):
     send_max_attempts: int = Field(10, ge=1, le=100)  # then failed
     send_give_up_hours: float = Field(24.0, gt=0, le=720)  # a send this old is not retried again
 
+    # --- contacts (harvesting, mailport.contacts.worker; docs/contacts.md) ----------------------
+    contacts_concurrency: int = Field(2, ge=1, le=50)  # harvest runs at once per process (own connections)
+
     # --- mail API connectors (Gmail API, Microsoft Graph; docs/api-connectors.md) -------------
     gmail_pubsub_topic: str | None = None  # projects/<p>/topics/<t>: users.watch publishes here
     gmail_pubsub_subscription: str | None = None  # projects/<p>/subscriptions/<s>: pulled if set

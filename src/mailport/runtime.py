@@ -1,5 +1,6 @@
 """The background work of one process: the mailbox watchers (the orchestrator), the webhook
-dispatcher, the retention janitor and the send worker, started and stopped in one place.
+dispatcher, the retention janitor, the send worker and the contacts worker, started and stopped
+in one place.
 
 ``mailport serve`` (through the app factory's lifespan), ``mailport worker`` and the embedded
 ``mailport.watch(ingest=True)`` all run their background work through :class:`Runtime`, so
@@ -21,6 +22,7 @@ from mailport.services import Services
 
 if TYPE_CHECKING:
     from mailport.connectors.gmail.pull import GmailPuller
+    from mailport.contacts.worker import ContactWorker
     from mailport.delivery import Dispatcher
     from mailport.sending.worker import SendWorker
     from mailport.sync import Orchestrator
@@ -31,11 +33,12 @@ log = logging.getLogger(__name__)
 class Runtime:
     """Starts the chosen parts on ``start()`` and stops them, last started first, on ``stop()``.
 
-    ``watchers``, ``delivery``, ``janitor`` and ``sending`` switch the orchestrator, the webhook
-    dispatcher, the janitor and the send worker on or off. The parts are reachable
-    (``orchestrator``, ``dispatcher``, ``janitor``, ``sender``) once started, for readiness checks
-    and tests. The send worker's claims keep each queued message to one process, so it runs in
-    every process that runs background work (never in ``mailport.watch()``, which only reads).
+    ``watchers``, ``delivery``, ``janitor``, ``sending`` and ``contacts`` switch the orchestrator,
+    the webhook dispatcher, the janitor, the send worker and the contacts worker on or off. The
+    parts are reachable (``orchestrator``, ``dispatcher``, ``janitor``, ``sender``, ``contacts``)
+    once started, for readiness checks and tests. The send worker's and the contacts worker's
+    claims keep each queued message and each harvest run to one process, so they run in every
+    process that runs background work (never in ``mailport.watch()``, which only reads).
     """
 
     def __init__(
@@ -46,16 +49,19 @@ class Runtime:
         delivery: bool = True,
         janitor: bool = True,
         sending: bool = True,
+        contacts: bool = True,
     ) -> None:
         self.services = services
         self.wants_watchers = watchers
         self.wants_delivery = delivery
         self.wants_janitor = janitor
         self.wants_sending = sending
+        self.wants_contacts = contacts
         self.orchestrator: Orchestrator | None = None
         self.dispatcher: Dispatcher | None = None
         self.janitor: Janitor | None = None
         self.sender: SendWorker | None = None
+        self.contacts: ContactWorker | None = None  # harvest runs and the event-stream reader
         self.gmail_pull: GmailPuller | None = None  # Gmail notifications by Pub/Sub pull, when set
         self._stopped = False
 
@@ -68,7 +74,14 @@ class Runtime:
         ``mailport worker`` processes do (a busy API cannot delay new mail's webhooks)."""
         configured = services.settings.watchers
         background = bool(configured) if configured is not None else serve
-        return cls(services, watchers=background, delivery=background, janitor=background, sending=background)
+        return cls(
+            services,
+            watchers=background,
+            delivery=background,
+            janitor=background,
+            sending=background,
+            contacts=background,
+        )
 
     @property
     def watching(self) -> bool | None:
@@ -102,6 +115,8 @@ class Runtime:
 
                 self.sender = SendWorker(self.services)
                 self.sender.start()
+            if self.wants_contacts:
+                self.contacts = start_contacts(self.services)
         except BaseException:
             await self.stop()
             raise
@@ -111,6 +126,8 @@ class Runtime:
         if self._stopped:
             return
         self._stopped = True
+        if self.contacts is not None:
+            await self.contacts.stop()
         if self.sender is not None:
             await self.sender.stop()
         if self.janitor is not None:
@@ -121,6 +138,25 @@ class Runtime:
             await self.gmail_pull.stop()
         if self.orchestrator is not None:
             await self.orchestrator.stop()
+
+
+def start_contacts(services: Services) -> ContactWorker:
+    """The contacts worker (harvest runs, ``MAILPORT_CONTACTS_CONCURRENCY`` at once) with the
+    event-stream reader, woken by every mailbox change and sync request of this process."""
+    from mailport.contacts.feed import ContactFeed
+    from mailport.contacts.worker import ContactWorker
+
+    feed = ContactFeed(services.events, services.mailboxes.repository)
+    worker = ContactWorker(
+        services.contact_sync,
+        feed=feed,
+        wakeup=services.contacts_wakeup,
+        concurrency=services.settings.contacts_concurrency,
+    )
+    stop_listening = services.mailboxes.on_change(worker.wake)
+    worker.on_stop(stop_listening)
+    worker.start()
+    return worker
 
 
 class OwnedRuntime:
@@ -155,7 +191,9 @@ class OwnedRuntime:
             if active is None:
                 active = await build(self._settings or Settings())
             if self._watchers:
-                runtime = Runtime(active, watchers=True, delivery=False, janitor=False, sending=False)
+                runtime = Runtime(
+                    active, watchers=True, delivery=False, janitor=False, sending=False, contacts=False
+                )
                 await runtime.start()
             ready.set_result(active)
             await self._stop.wait()

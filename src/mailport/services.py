@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 from dataclasses import dataclass
 from functools import cached_property
+from typing import TYPE_CHECKING
 
 from mailport.check.service import CheckService
 from mailport.clock import utc_now
@@ -39,6 +40,9 @@ from mailport.sending.transport import Transport, transport_for
 from mailport.store import Database
 from mailport.store.threads import ThreadRoots
 from mailport.tenants.service import TenantService
+
+if TYPE_CHECKING:
+    from mailport.contacts.sync import ContactSync
 
 
 @dataclass
@@ -181,6 +185,20 @@ class Services:
     def contact_groups(self) -> GroupService:
         """Contact groups: the tenant's, by hand or by rule, and one per organisation."""
         return GroupService(self.database)
+
+    @cached_property
+    def contact_sync(self) -> ContactSync:
+        """Contact harvesting from the mailboxes' servers: requests, state, runs (the contacts
+        worker of :mod:`mailport.contacts.worker` runs what is due)."""
+        from mailport.contacts.sync import ContactSync
+
+        return ContactSync(self.events, self.mailboxes, self.connector, wake=self.contacts_wakeup.set)
+
+    @cached_property
+    def contacts_wakeup(self) -> asyncio.Event:
+        """Set when this process asked for a contact sync or changed a mailbox: its contacts
+        worker looks at once instead of at its next poll."""
+        return asyncio.Event()
 
     @cached_property
     def send_wakeup(self) -> asyncio.Event:

@@ -23,7 +23,7 @@ from typing import Any
 
 import pytest
 
-from mailport.connectors import registry
+from mailport.connectors import header_fields, registry
 from mailport.connectors.base import (
     Batch,
     Change,
@@ -32,6 +32,7 @@ from mailport.connectors.base import (
     ConnectorHealth,
     Cursor,
     Feature,
+    HeaderBlock,
     MessageChange,
     MessageRef,
     PollingConnector,
@@ -301,6 +302,18 @@ class FakeConnector(PollingConnector):
         more = len(matching) > query.limit
         cursor = _encode(query.folder, self.remote.epoch, int(page[-1][0][1:])) if more else None
         return MessagePage([self._summary(query.folder, item, m) for item, m in page], cursor)
+
+    async def header_blocks(
+        self, folder: str, *, since: datetime, fields: Sequence[str], chunk: int = 500
+    ) -> AsyncIterator[list[HeaderBlock]]:
+        self._need(Feature.FOLDERS)
+        wanted = header_fields.wanted(fields)
+        present = [(i, m) for i, m in self.remote.messages(self._require_folder(folder)) if m.at >= since]
+        for start in range(0, len(present), max(chunk, 1)):
+            yield [
+                HeaderBlock(item, m.at, header_fields.select(m.raw, wanted))
+                for item, m in present[start : start + max(chunk, 1)]
+            ]
 
     async def fetch_message(self, ref: MessageRef) -> RemoteMessage:
         self._need(Feature.FOLDERS)

@@ -29,6 +29,7 @@ from mailport.api.routers import (
     tenants,
     threads,
 )
+from mailport.api.routers import contact_sync as contact_sync_routes
 from mailport.api.routers import events as events_routes
 from mailport.api.routers import webhooks as webhook_routes
 from mailport.api.routers.check import router as check_router
@@ -117,6 +118,7 @@ def create_app(settings: Settings | None = None, *, services: Services | None = 
     app.include_router(folders.router)
     app.include_router(send.router)  # POST …/send and the outbox
     app.include_router(drafts.router)  # …/drafts: the drafts folder, and sending a draft
+    app.include_router(contact_sync_routes.router)  # …/contacts: a mailbox's contact harvest
     app.include_router(webhook_routes.router)
     app.include_router(events_routes.router)
     app.include_router(push.router)  # POST /v1/push/{connector}/{channel}, called by providers

@@ -27,7 +27,7 @@ from datetime import datetime
 from typing import Any
 
 from mailport.clock import utc_now
-from mailport.connectors import imap_changes, imap_mail, imap_search, imap_threads
+from mailport.connectors import imap_changes, imap_headers, imap_mail, imap_search, imap_threads
 from mailport.connectors.base import (
     BaseConnector,
     Batch,
@@ -37,6 +37,7 @@ from mailport.connectors.base import (
     ConnectorHealth,
     Cursor,
     Feature,
+    HeaderBlock,
     MessageRef,
     RemoteMessage,
     ScopeState,
@@ -444,6 +445,12 @@ class ImapConnector(BaseConnector):
 
     async def fetch_message(self, ref: MessageRef) -> RemoteMessage:
         return await imap_mail.fetch_message(self, ref)
+
+    def header_blocks(
+        self, folder: str, *, since: datetime, fields: Sequence[str], chunk: int = 500
+    ) -> AsyncIterator[list[HeaderBlock]]:
+        """See :mod:`mailport.connectors.imap_headers`."""
+        return imap_headers.header_blocks(self, folder, since=since, fields=fields, chunk=chunk)
 
     async def update_flags(self, refs: Sequence[MessageRef], change: FlagChange) -> None:
         await imap_mail.update_flags(self, refs, change)

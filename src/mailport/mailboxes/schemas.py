@@ -8,11 +8,18 @@ metadata (provider, connected address, scopes, expiry) but no password or token.
 
 from __future__ import annotations
 
+import dataclasses
 from datetime import datetime
-from typing import Annotated
+from typing import Annotated, Any
 
 from pydantic import AfterValidator, BaseModel, Field, SecretStr, StringConstraints, model_validator
 
+from mailport.contacts.models import (
+    DEFAULT_BACKFILL_DAYS,
+    DEFAULT_RESYNC_HOURS,
+    ContactSettings,
+)
+from mailport.contacts.rules import Policy
 from mailport.crypto.secret_input import SecretText
 from mailport.errors import InputError
 from mailport.mailboxes.models import (
@@ -184,6 +191,107 @@ class SendingPatch(RequestModel):
         )
 
 
+Owner = Annotated[
+    str,
+    StringConstraints(max_length=200),
+    AfterValidator(clean_line),
+    Field(
+        description="The host application's user who owns the mailbox (its contacts go to that owner's "
+        "book; mailboxes of one owner share it). Trimmed; empty or null: the tenant's"
+    ),
+]
+MAX_CONTACT_FOLDERS = 100
+ContactPolicy = Annotated[
+    Policy,
+    Field(
+        description="sent_and_received: people the mailbox wrote to and who wrote to it; sent_only: only "
+        "people it wrote to; off: harvest nothing (the settings are kept)"
+    ),
+]
+BackfillDays = Annotated[
+    int,
+    Field(ge=1, le=3650, strict=True, description="The harvested period: mail of the last this many days"),
+]
+ResyncHours = Annotated[
+    int, Field(ge=1, le=720, strict=True, description="Hours between scheduled re-syncs from the server")
+]
+ContactAliases = Annotated[
+    list[Email],
+    Field(
+        max_length=MAX_ALIASES,
+        description="More of the mailbox's own addresses, never harvested (besides its address and "
+        "settings.sending.aliases)",
+    ),
+]
+ContactFolders = Annotated[
+    list[Folder],
+    Field(
+        max_length=MAX_CONTACT_FOLDERS,
+        description="The folders harvested, as paths the server names them (GET …/folders); null: every "
+        "folder but Junk, Trash and Drafts (All Mail and Sent where there is an All Mail)",
+    ),
+]
+
+
+def _unique_folders(values: list[str]) -> list[str]:
+    return list(dict.fromkeys(values))
+
+
+class ContactsIn(RequestModel):
+    """Contact harvesting of a mailbox (``settings.contacts``); docs/contacts.md, Harvesting."""
+
+    policy: ContactPolicy = "sent_and_received"
+    backfill_days: BackfillDays = DEFAULT_BACKFILL_DAYS
+    resync_hours: ResyncHours = DEFAULT_RESYNC_HOURS
+    exclude_own_domain: Annotated[bool, Field(strict=True)] = Field(
+        False, description="Leave out everyone at the mailbox's own domains (colleagues)"
+    )
+    fold: Annotated[bool, Field(strict=True)] = Field(
+        True, description="Gmail dots and +tags (and +tags at a few other providers) are one address"
+    )
+    aliases: Annotated[ContactAliases, AfterValidator(_unique_aliases)] = Field(default_factory=list)
+    folders: Annotated[ContactFolders, AfterValidator(_unique_folders)] | None = None
+
+    def to_model(self) -> ContactSettings:
+        return ContactSettings(
+            policy=self.policy,
+            backfill_days=self.backfill_days,
+            resync_hours=self.resync_hours,
+            exclude_own_domain=self.exclude_own_domain,
+            fold=self.fold,
+            aliases=tuple(self.aliases),
+            folders=None if self.folders is None else tuple(self.folders),
+        )
+
+
+class ContactsPatch(RequestModel):
+    """Only the fields sent are changed (on a mailbox that never harvested: on the defaults);
+    ``folders: null`` goes back to the folders chosen by role."""
+
+    policy: ContactPolicy | None = None
+    backfill_days: BackfillDays | None = None
+    resync_hours: ResyncHours | None = None
+    exclude_own_domain: Annotated[bool, Field(strict=True)] | None = None
+    fold: Annotated[bool, Field(strict=True)] | None = None
+    aliases: Annotated[ContactAliases, AfterValidator(_unique_aliases)] | None = None
+    folders: Annotated[ContactFolders, AfterValidator(_unique_folders)] | None = None
+
+    def applied_to(self, current: ContactSettings | None) -> ContactSettings:
+        base = current or ContactSettings()
+        changed = self.model_fields_set
+        values: dict[str, Any] = {}
+        for name in ("policy", "backfill_days", "resync_hours", "exclude_own_domain", "fold", "aliases"):
+            if name not in changed:
+                continue
+            value = getattr(self, name)
+            if value is None:
+                raise InputError(f"{name} cannot be null", field=f"settings.contacts.{name}")
+            values[name] = tuple(value) if name == "aliases" else value
+        if "folders" in changed:
+            values["folders"] = None if self.folders is None else tuple(self.folders)
+        return dataclasses.replace(base, **values)
+
+
 class ServerIn(RequestModel):
     host: Host
     port: Port
@@ -227,6 +335,7 @@ class SettingsIn(RequestModel):
     after_processing: AfterProcessing = "none"
     folders: WatchFolders | None = None
     sending: SendingIn | None = None
+    contacts: ContactsIn | None = Field(None, description="Contact harvesting; null: off (docs/contacts.md)")
 
     @model_validator(mode="after")
     def _folder_leads(self) -> SettingsIn:
@@ -242,6 +351,7 @@ class SettingsIn(RequestModel):
             after_processing=self.after_processing,
             folders=tuple(WatchedFolder(spec) for spec in self.folders) if self.folders else (),
             sending=self.sending.to_model() if self.sending else SendingSettings(),
+            contacts=self.contacts.to_model() if self.contacts else None,
         )
 
 
@@ -255,6 +365,11 @@ class SettingsPatch(RequestModel):
     after_processing: AfterProcessing | None = None
     folders: WatchFolders | None = None
     sending: SendingPatch | None = Field(None, description="Only the fields sent are changed")
+    contacts: ContactsPatch | None = Field(
+        None,
+        description="Contact harvesting: only the fields sent are changed (switched on with the "
+        "defaults for the rest); null switches it off and forgets the settings",
+    )
 
     @model_validator(mode="after")
     def _folder_leads(self) -> SettingsPatch:
@@ -277,10 +392,13 @@ class MailboxCreate(RequestModel):
     imap: ServerIn | None = Field(None, description="Required for the imap connector")
     smtp: ServerIn | None = None
     settings: SettingsIn | None = None
+    owner: Owner | None = None
 
 
 class MailboxUpdate(RequestModel):
-    """Only the fields sent are changed. ``smtp: null`` removes SMTP; ``label: null`` clears it."""
+    """Only the fields sent are changed. ``smtp: null`` removes SMTP; ``label: null`` clears it;
+    ``owner: null`` gives the mailbox back to the tenant (contacts harvested later go to the
+    tenant's book; those harvested before stay in the owner's)."""
 
     label: Label | None = None
     purpose: Purpose | None = None
@@ -288,6 +406,7 @@ class MailboxUpdate(RequestModel):
     imap: ServerIn | None = None
     smtp: ServerIn | None = None
     settings: SettingsPatch | None = None
+    owner: Owner | None = None
     enabled: Annotated[bool, Field(strict=True)] | None = Field(
         None,
         description="false disables the mailbox (its watcher stops within 2 s); true enables it "
@@ -329,6 +448,22 @@ class SendingOut(BaseModel):
         return cls.model_validate(sending.to_json())
 
 
+class ContactsOut(BaseModel):
+    policy: Policy
+    backfill_days: int
+    resync_hours: int
+    exclude_own_domain: bool
+    fold: bool
+    aliases: list[str]
+    folders: list[str] | None = Field(
+        description="null: chosen by role (every folder but Junk, Trash, Drafts)"
+    )
+
+    @classmethod
+    def from_model(cls, contacts: ContactSettings) -> ContactsOut:
+        return cls.model_validate(contacts.to_json())
+
+
 class SettingsOut(BaseModel):
     from_name: str | None
     check_interval: int
@@ -336,6 +471,7 @@ class SettingsOut(BaseModel):
     after_processing: str
     folders: list[str] = Field(description="Every watched folder (paths, or roles as `role:sent`)")
     sending: SendingOut
+    contacts: ContactsOut | None = Field(description="Contact harvesting; null: never switched on")
 
 
 class OAuthOut(BaseModel):
@@ -361,6 +497,7 @@ class MailboxRead(BaseModel):
     imap: ServerOut | None = Field(description="null: the mailbox's connector needs no IMAP server")
     smtp: ServerOut | None
     settings: SettingsOut
+    owner: str | None = Field(description="The user who owns the mailbox; null: the tenant")
     status: MailboxStatus
     last_tested_at: datetime | None
     last_success_at: datetime | None
@@ -414,7 +551,11 @@ class MailboxRead(BaseModel):
                 after_processing=mailbox.settings.after_processing,
                 folders=[w.spec for w in mailbox.settings.watched],
                 sending=SendingOut.from_model(mailbox.settings.sending),
+                contacts=ContactsOut.from_model(mailbox.settings.contacts)
+                if mailbox.settings.contacts
+                else None,
             ),
+            owner=mailbox.owner,
             status=mailbox.health.status,
             last_tested_at=mailbox.health.last_tested_at,
             last_success_at=mailbox.health.last_success_at,

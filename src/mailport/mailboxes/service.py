@@ -48,7 +48,14 @@ from mailport.mailboxes.models import (
 from mailport.mailboxes.schemas import MailboxCreate, MailboxUpdate, SettingsPatch
 from mailport.mailboxes.validation import check_watched_folders
 from mailport.net.guard import HostGuard
-from mailport.store.mailboxes import UNSET, MailboxRepository, folders_column, sending_column, server_columns
+from mailport.store.mailboxes import (
+    UNSET,
+    MailboxRepository,
+    contacts_column,
+    folders_column,
+    sending_column,
+    server_columns,
+)
 from mailport.store.pagination import decode_cursor, encode_cursor
 
 HOST_CHECK_TIMEOUT = 5.0  # seconds a save waits for DNS before leaving the host to the watcher
@@ -313,6 +320,7 @@ class MailboxService:
             purpose=body.purpose,
             password=Secret(body.password.get_secret_value()) if body.password is not None else None,
             settings=body.settings.to_model() if body.settings else ProcessingSettings(),
+            owner=body.owner or None,
         )
         return await self.create(tenant_id, new)
 
@@ -345,6 +353,8 @@ class MailboxService:
             columns["label"] = patch.label or None
         if "purpose" in sent:
             columns["purpose"] = patch.purpose
+        if "owner" in sent:
+            columns["owner"] = patch.owner or None
         reconnect = False
         if patch.imap is not None:
             columns.update(server_columns("imap", patch.imap.to_model(current.imap)))
@@ -372,6 +382,11 @@ class MailboxService:
                     raise InputError("sending cannot be null", field="settings.sending")
                 columns["sending"] = sending_column(
                     patch.settings.sending.applied_to(current.settings.sending)
+                )
+            if "contacts" in changed:  # null: off; the contact_sync schedule follows in the store
+                contacts = patch.settings.contacts
+                columns["contacts"] = contacts_column(
+                    None if contacts is None else contacts.applied_to(current.settings.contacts)
                 )
         await check_hosts(
             self.guard,

@@ -25,6 +25,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from mailport import leases
+from mailport.contacts import schedule
 from mailport.contacts.models import ContactSettings
 from mailport.crypto import Cipher, Sealed, Secret
 from mailport.errors import ConflictError, NotFoundError
@@ -134,6 +135,10 @@ def contacts_column(contacts: ContactSettings | None) -> str | None:
     return None if contacts is None else json.dumps(contacts.to_json(), ensure_ascii=False)
 
 
+def contacts_from_column(text: str | None) -> ContactSettings | None:
+    return ContactSettings.from_json(json.loads(text)) if text else None
+
+
 def sending_column(sending: SendingSettings) -> str | None:
     """The ``sending`` column: JSON, or NULL for the defaults."""
     if sending == SendingSettings():
@@ -236,7 +241,7 @@ class MailboxRepository:
                 row,
                 folders=folders_from_column(row.folders),
                 sending=SendingSettings.from_json(json.loads(row.sending) if row.sending else None),
-                contacts=ContactSettings.from_json(json.loads(row.contacts)) if row.contacts else None,
+                contacts=contacts_from_column(row.contacts),
             ),
             health=from_row(Health, row, status=MailboxStatus(row.status)),
         )
@@ -279,6 +284,8 @@ class MailboxRepository:
         try:
             async with self._db.transaction() as conn:
                 await conn.execute(insert(mailboxes).values(**values))
+                if new.settings.contacts is not None:
+                    await schedule.follow(conn, mailbox_id, None, new.settings.contacts, now=now)
         except IntegrityError as exc:
             raise await self._duplicate(tenant_id, new.email) from exc
         return await self.get(tenant_id, mailbox_id)
@@ -360,7 +367,14 @@ class MailboxRepository:
                     if row is not None and row.email_key is None:
                         email = row.email
                         values["email_key"] = email_key(row.email)
+                before: Any = UNSET
+                if "contacts" in values:  # harvesting switched on, off or changed: its schedule follows
+                    found = (await conn.execute(select(mailboxes.c.contacts).where(*where))).first()
+                    before = contacts_from_column(found.contacts) if found is not None else UNSET
                 result = await conn.execute(update(mailboxes).where(*where).values(**values))
+                if result.rowcount and not isinstance(before, _Unset):
+                    after = contacts_from_column(values["contacts"])
+                    await schedule.follow(conn, mailbox_id, before, after, now=now)
         except IntegrityError as exc:
             assert email is not None
             raise await self._duplicate(tenant_id, email, exclude=mailbox_id) from exc
