@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import os
 import sys
+import time
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -30,6 +31,8 @@ from mailport.contacts.groups import KINDS, ContactGroup, Kind, group_json
 from mailport.contacts.history import History
 from mailport.contacts.models import StoredContact
 from mailport.contacts.queries import SORTS, ContactQuery
+from mailport.contacts.service import ExportFormat
+from mailport.contacts.sync import SyncReport
 from mailport.contacts.views import contact_json, current_score
 from mailport.errors import InputError
 
@@ -128,7 +131,9 @@ def _when(moment: datetime | None) -> str:
 
 
 @app.command("show")
-def show(contact_id: str = CONTACT, tenant: str = TENANT, owner: str | None = OWNER, as_json: bool = JSON) -> None:
+def show(
+    contact_id: str = CONTACT, tenant: str = TENANT, owner: str | None = OWNER, as_json: bool = JSON
+) -> None:
     """Show a contact: its figures, addresses and names seen, and its history (which mailboxes
     counted it, which of its addresses were left out and why)."""
 
@@ -210,12 +215,15 @@ def export(
 ) -> None:
     """Export contacts as CSV or vCard 4.0 (RFC 6350), streamed as they are written."""
     if fmt not in ("csv", "vcard"):
-        raise InputError(f"format: not csv or vcard: {fmt!r}", field="format", hint="Give --format csv or vcard.")
+        raise InputError(
+            f"format: not csv or vcard: {fmt!r}", field="format", hint="Give --format csv or vcard."
+        )
+    chosen = cast(ExportFormat, fmt)
     query = _query(search, domain, group, two_way, sort)
 
     async def action(services: Services) -> int:
         tenant_id = await _tenant_id(services, tenant)
-        chunks = services.contacts.export(tenant_id, fmt, query, owner=owner)
+        chunks = services.contacts.export(tenant_id, chosen, query, owner=owner)
         if output is None:
             return await _write(chunks, sys.stdout.buffer)
         partial = output.with_name(output.name + ".partial")  # a failed export leaves no half file
@@ -242,24 +250,37 @@ async def _write(chunks: AsyncIterator[str | bytes], sink: IO[bytes]) -> int:
     return written
 
 
+def report_line(report: SyncReport, seconds: float) -> str:
+    """One line: what a run read, counted and changed, and how long it took."""
+    folders = len(report.folders)
+    return (
+        f"harvested {report.mailbox_id}{' (full)' if report.full else ''}: "
+        f"{report.read} message{'s' if report.read != 1 else ''} read in {folders} folder"
+        f"{'s' if folders != 1 else ''}, {report.messages} new; "
+        f"contacts: {report.created} created, {report.updated} updated; {seconds:.1f} s"
+    )
+
+
 @app.command("sync")
 def sync(
     mailbox_id: str = typer.Argument(..., help="The mailbox (mbx_…)."),
     tenant: str = TENANT,
-    full: bool = typer.Option(False, "--full", help="From the start of the backfill period, not from the last run."),
+    full: bool = typer.Option(False, "--full", help="From the start of the backfill period again."),
     as_json: bool = JSON,
 ) -> None:
     """Harvest a mailbox's contacts now, in this process, and say what it did."""
 
-    async def action(services: Services) -> Any:
+    async def action(services: Services) -> tuple[SyncReport, float]:
         mailbox = await services.mailboxes.get(await _tenant_id(services, tenant), mailbox_id)
-        return await services.contact_sync.run(mailbox.id, full=full)
+        started = time.monotonic()
+        report = await services.contact_sync.run(mailbox.id, full=full)
+        return report, time.monotonic() - started
 
-    report = run_with_services(action)
+    report, seconds = run_with_services(action)
     if as_json:
-        print_json(report_json(report))
+        print_json({**report.to_json(), "seconds": round(seconds, 3)})
         return
-    typer.echo(report_line(mailbox_id, report))
+    typer.echo(report_line(report, seconds))
 
 
 @app.command("delete")

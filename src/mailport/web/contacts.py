@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from typing import Annotated, Any, Literal
+from typing import Annotated, Literal
 from urllib.parse import quote, urlencode
 
 from fastapi import APIRouter, Depends, Form, Query, Request
@@ -23,9 +23,12 @@ from starlette.responses import Response, StreamingResponse
 
 from mailport.clock import utc_now
 from mailport.contacts.groups import ContactGroup
+from mailport.contacts.harvesting import enabled
 from mailport.contacts.queries import ContactQuery, Sort
+from mailport.contacts.schedule import SyncState
 from mailport.contacts.views import current_score
 from mailport.errors import InputError
+from mailport.mailboxes.models import Mailbox
 from mailport.web.deps import csrf, operator
 from mailport.web.render import WebRoute, redirect, render
 from mailport.web.session import WebSession
@@ -143,7 +146,9 @@ async def _owners(page: ContactsPage) -> list[str]:
 
 
 @router.get("/contacts")
-async def contacts(page: ContactsPage = Depends(contacts_page), shown: Filters = Depends(filters)) -> Response:
+async def contacts(
+    page: ContactsPage = Depends(contacts_page), shown: Filters = Depends(filters)
+) -> Response:
     services = page.web.services
     found = await services.contacts.list_contacts(page.tenant_id, list_query(shown), owner=shown.owner)
     now = utc_now()
@@ -210,7 +215,9 @@ async def merge_review(
     chosen = list(dict.fromkeys(ids))
     if len(chosen) < 2:
         raise InputError(
-            "choose at least two contacts to merge", field="ids", hint="Tick two or more contacts in the list."
+            "choose at least two contacts to merge",
+            field="ids",
+            hint="Tick two or more contacts in the list.",
         )
     services = page.web.services
     now = utc_now()
@@ -233,12 +240,22 @@ async def merge(
     return redirect(page.request, contact_url(merged.id))
 
 
+@dataclass(frozen=True)
+class HarvestRow:
+    mailbox: Mailbox
+    on: bool  # settings.contacts set, policy not off
+    sync: SyncState | None  # None: never switched on
+
+
 @router.get("/contacts/harvest")
 async def harvest(page: ContactsPage = Depends(contacts_page)) -> Response:
     """Each mailbox's harvest: switched on or not, its state, when it last ran and what it saw."""
     services = page.web.services
     found = await services.mailboxes.list(page.tenant_id, limit=200)
-    rows = [(m, await services.contact_sync.state(page.tenant_id, m.id)) for m in found.items]
+    rows = []
+    for mailbox in found.items:
+        _, state = await services.contact_sync.state(page.tenant_id, mailbox.id)
+        rows.append(HarvestRow(mailbox, enabled(mailbox.settings.contacts), state))
     return render(page.request, "contacts/harvest.html", {"rows": rows})
 
 

@@ -60,7 +60,9 @@ class Seeded:
     ids: dict[str, str]  # primary email -> contact id
 
 
-async def add_mailbox(services: Services, tenant_id: str, *, email: str = DESK, owner: str | None = None) -> str:
+async def add_mailbox(
+    services: Services, tenant_id: str, *, email: str = DESK, owner: str | None = None
+) -> str:
     mailbox = await services.mailboxes.create(
         tenant_id,
         NewMailbox(

@@ -67,9 +67,7 @@ async def seed(
             )
             for raw, at in mail
         ]
-        return await record(
-            conn, Book.of(box.tenant_id, box.owner), box.id, harvested, now=datetime.now(UTC)
-        )
+        return await record(conn, Book.of(box.tenant_id, box.owner), box.id, harvested, now=datetime.now(UTC))
 
 
 def received(box: Mailbox, sender: str, count: int = 1, *, at: datetime = T0) -> list[tuple[bytes, datetime]]:
@@ -90,18 +88,28 @@ async def event_payloads(services: Services, kind: str) -> list[dict[str, Any]]:
     import json
 
     async with services.database.connect() as conn:
-        rows = await conn.execute(select(events.c.payload).where(events.c.type == kind).order_by(events.c.seq))
+        rows = await conn.execute(
+            select(events.c.payload).where(events.c.type == kind).order_by(events.c.seq)
+        )
         return [json.loads(p) if isinstance(p, str) else p for p in rows.scalars()]
 
 
-async def add_group(services: Services, tenant_id: str, name: str, members: Sequence[str], owner: str = "") -> str:
+async def add_group(
+    services: Services, tenant_id: str, name: str, members: Sequence[str], owner: str = ""
+) -> str:
     """A group with members, written as the groups feature stores them (its API is not this one's)."""
     group_id = f"cg_{uuid.uuid4().hex[:20]}"
     now = datetime.now(UTC)
     async with services.database.transaction() as conn:
         await conn.execute(
             contact_groups.insert().values(
-                id=group_id, tenant_id=tenant_id, owner=owner, name=name, kind="custom", created_at=now, updated_at=now
+                id=group_id,
+                tenant_id=tenant_id,
+                owner=owner,
+                name=name,
+                kind="custom",
+                created_at=now,
+                updated_at=now,
             )
         )
         for contact_id in members:
@@ -213,12 +221,20 @@ async def test_search_by_name_address_domain_group_and_two_way(
         "max@notacme-corp.example",
     }
     assert await emails(q="100%_") == set()  # LIKE's wildcards are text
-    assert await emails(domain="acme-corp.example") == {"juergen@sales.acme-corp.example", "mia@acme-corp.example"}
-    assert await emails(domain="ACME-corp.example.") == {"juergen@sales.acme-corp.example", "mia@acme-corp.example"}
+    assert await emails(domain="acme-corp.example") == {
+        "juergen@sales.acme-corp.example",
+        "mia@acme-corp.example",
+    }
+    assert await emails(domain="ACME-corp.example.") == {
+        "juergen@sales.acme-corp.example",
+        "mia@acme-corp.example",
+    }
     assert await emails(domain="sales.acme-corp.example") == {"juergen@sales.acme-corp.example"}
     assert await emails(two_way="true") == {"pat@other.example"}
     assert len(await emails(two_way="false")) == 3
-    group = await add_group(services, tenant.id, "Friends", [ids["mia@acme-corp.example"], ids["pat@other.example"]])
+    group = await add_group(
+        services, tenant.id, "Friends", [ids["mia@acme-corp.example"], ids["pat@other.example"]]
+    )
     assert await emails(group=group) == {"mia@acme-corp.example", "pat@other.example"}
     assert await emails(group=group, q="pat") == {"pat@other.example"}
 
@@ -263,7 +279,9 @@ async def test_get_and_update_a_contact_with_events(
     await seed(services, box, received(box, '"Al" <al@firm.example>', 3))  # harvest keeps the user's name
     assert (await tenant_client.get(url)).json()["name"] == "Alfred Smith"
 
-    primary = await tenant_client.patch(url, json={"email": "AL+work@Firm.Example", "organisation": "Firm Ltd"})
+    primary = await tenant_client.patch(
+        url, json={"email": "AL+work@Firm.Example", "organisation": "Firm Ltd"}
+    )
     assert primary.json()["email"] == "al+work@firm.example" and primary.json()["organisation"] == "Firm Ltd"
     assert primary.json()["emails"] == ["al+work@firm.example", "al@firm.example"]
     reset = await tenant_client.patch(url, json={"name": None, "organisation": None, "notes": None})
@@ -307,17 +325,24 @@ async def test_create_by_hand_canonicalizes_refuses_duplicates_and_is_harvested_
     for email in ("not an address", "a@localhost", "x@[192.0.2.1]", ""):
         response = await tenant_client.post("/v1/contacts", json={"email": email})
         assert response.status_code == 422, (email, response.text)
-    assert (await tenant_client.post("/v1/contacts", json={"email": "a@b.example", "x": 1})).status_code == 422
+    assert (
+        await tenant_client.post("/v1/contacts", json={"email": "a@b.example", "x": 1})
+    ).status_code == 422
 
     org = await tenant_client.post("/v1/contacts", json={"email": "Ed@Bücher.example", "owner": "u-7"})
-    assert org.json()["email"] == "ed@xn--bcher-kva.example" and org.json()["organisation"] == "xn--bcher-kva.example"
+    assert (
+        org.json()["email"] == "ed@xn--bcher-kva.example"
+        and org.json()["organisation"] == "xn--bcher-kva.example"
+    )
     assert org.json()["owner"] == "u-7"
 
     box = await mailbox(services, tenant.id)
     done = await seed(services, box, received(box, '"Jane D" <jdoe@gmail.com>', 2))  # a folding mailbox
     assert done.created == [] and done.updated == [jane["id"]]
     after = (await tenant_client.get(f"/v1/contacts/{jane['id']}")).json()
-    assert after["received_from"] == 2 and after["name"] == "Jane Doe" and after["names_seen"] == {"Jane D": 2}
+    assert (
+        after["received_from"] == 2 and after["name"] == "Jane Doe" and after["names_seen"] == {"Jane D": 2}
+    )
     created = [p["id"] for p in await event_payloads(services, "contact.created")]
     assert created[:2] == [jane["id"], org.json()["id"]]
 
@@ -326,7 +351,9 @@ async def test_a_deleted_contact_stays_deleted_until_made_again_by_hand(
     services: Services, tenant: TenantHandle, tenant_client: httpx.AsyncClient
 ) -> None:
     box = await mailbox(services, tenant.id)
-    await seed(services, box, received(box, "Spammy <spammy@promo.example>", 3) + received(box, "ok@fine.example"))
+    await seed(
+        services, box, received(box, "Spammy <spammy@promo.example>", 3) + received(box, "ok@fine.example")
+    )
     ids = await ids_by_email(tenant_client)
     contact_id = ids["spammy@promo.example"]
     group = await add_group(services, tenant.id, "Leads", [contact_id])
@@ -338,12 +365,18 @@ async def test_a_deleted_contact_stays_deleted_until_made_again_by_hand(
     assert set(await ids_by_email(tenant_client)) == {"ok@fine.example"}
     assert await ids_by_email(tenant_client, group=group) == {}
 
-    done = await seed(services, box, received(box, "Spammy <SPAMMY@promo.example>", 2, at=T0 + timedelta(days=5)))
+    done = await seed(
+        services, box, received(box, "Spammy <SPAMMY@promo.example>", 2, at=T0 + timedelta(days=5))
+    )
     assert done.messages == 2 and done.created == [] and done.updated == []
     assert set(await ids_by_email(tenant_client)) == {"ok@fine.example"}
-    why = (await tenant_client.get("/v1/contacts/exclusions", params={"address": "Spammy@Promo.example"})).json()
+    why = (
+        await tenant_client.get("/v1/contacts/exclusions", params={"address": "Spammy@Promo.example"})
+    ).json()
     assert why["contacts"] == [] and [d["contact_id"] for d in why["deleted"]] == [contact_id]
-    assert [(e["reason"], e["messages"], e["mailbox_id"]) for e in why["exclusions"]] == [("deleted", 2, box.id)]
+    assert [(e["reason"], e["messages"], e["mailbox_id"]) for e in why["exclusions"]] == [
+        ("deleted", 2, box.id)
+    ]
     assert "deleted contact" in why["exclusions"][0]["description"]
 
     again = await tenant_client.post("/v1/contacts", json={"email": "spammy@promo.example"})
@@ -365,7 +398,9 @@ async def test_merge_moves_keys_figures_names_and_groups(
         received(box, '"Kim Lee" <kim@home.example>', 2, at=T0)
         + sent(box, '"Kim (work)" <kim.lee@work.example>', 1, at=T0 + timedelta(days=2)),
     )
-    await seed(services, other, received(other, '"K. Lee" <kimlee@mail.example>', 1, at=T0 - timedelta(days=9)))
+    await seed(
+        services, other, received(other, '"K. Lee" <kimlee@mail.example>', 1, at=T0 - timedelta(days=9))
+    )
     ids = await ids_by_email(tenant_client)
     into, work, mail = ids["kim@home.example"], ids["kim.lee@work.example"], ids["kimlee@mail.example"]
     await tenant_client.patch(f"/v1/contacts/{mail}", json={"notes": "old address"})
@@ -445,7 +480,9 @@ async def test_history_and_exclusions_explain_why_an_address_is_left_out(
     assert [(e["reason"], e["mailbox_email"]) for e in body["exclusions"]] == [("no_reply", box.email)]
     me = (await tenant_client.get("/v1/contacts/exclusions", params={"address": box.email})).json()
     assert {e["reason"] for e in me["exclusions"]} == {"own_address"} and me["rule"] is None
-    stranger = (await tenant_client.get("/v1/contacts/exclusions", params={"address": "x@nowhere.example"})).json()
+    stranger = (
+        await tenant_client.get("/v1/contacts/exclusions", params={"address": "x@nowhere.example"})
+    ).json()
     assert stranger["exclusions"] == [] and stranger["contacts"] == [] and stranger["rule"] is None
     bad = await tenant_client.get("/v1/contacts/exclusions", params={"address": "nobody"})
     assert bad.status_code == 422 and bad.json()["error"] == "invalid_email"

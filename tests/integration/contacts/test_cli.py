@@ -84,7 +84,9 @@ def test_filters_sort_and_pages(cli: Cli, book: Seeded, tenant: TenantHandle) ->
     assert "more: --cursor " in paged.stderr
 
     one_line_error(cli("contacts", "list", "-t", tenant.id, "--sort", "rank", ok=False), "invalid_input")
-    one_line_error(cli("contacts", "list", "-t", tenant.id, "--domain", "not a domain", ok=False), "invalid_input")
+    one_line_error(
+        cli("contacts", "list", "-t", tenant.id, "--domain", "not a domain", ok=False), "invalid_input"
+    )
     one_line_error(cli("contacts", "list", "-t", "nobody", ok=False), "not_found")
 
 
@@ -97,15 +99,25 @@ def test_show_with_the_history(cli: Cli, book: Seeded, tenant: TenantHandle) -> 
     as_json = json.loads(cli("contacts", "show", joerg, "-t", tenant.name, "--json").stdout)
     assert as_json["id"] == joerg and as_json["email"] == "joerg@example.de"
     one_line_error(
-        cli("contacts", "show", "ct_00000000000000000000000000", "-t", tenant.name, ok=False), "contact_not_found"
+        cli("contacts", "show", "ct_00000000000000000000000000", "-t", tenant.name, ok=False),
+        "contact_not_found",
     )
 
 
-async def test_another_tenant_and_another_owner_see_nothing(
-    cli: Cli, book: Seeded, services: Services, tenant: TenantHandle
+@pytest.fixture
+async def other(services: Services) -> TenantHandle:
+    return await create_tenant(services)
+
+
+@pytest.fixture
+async def owned(services: Services, tenant: TenantHandle) -> Seeded:
+    """The same mail, seen by a mailbox of owner ``user-7``: a book of its own."""
+    return await seed(services, tenant.id, owner="user-7", email="user7@hotel.example")
+
+
+def test_another_tenant_and_another_owner_see_nothing(
+    cli: Cli, book: Seeded, owned: Seeded, other: TenantHandle, tenant: TenantHandle
 ) -> None:
-    other = await create_tenant(services)
-    owned = await seed(services, tenant.id, owner="user-7", email="user7@hotel.example")
     joerg = book.ids["joerg@example.de"]
     assert listed(cli, other.id) == []
     one_line_error(cli("contacts", "show", joerg, "-t", other.id, ok=False), "contact_not_found")
@@ -117,7 +129,9 @@ async def test_another_tenant_and_another_owner_see_nothing(
     assert {c["id"] for c in mine} == set(owned.ids.values()) and {c["owner"] for c in mine} == {"user-7"}
     unowned = listed(cli, tenant.id, "--owner", "")
     assert {c["id"] for c in unowned} == set(book.ids.values())
-    one_line_error(cli("contacts", "show", joerg, "-t", tenant.id, "--owner", "user-7", ok=False), "contact_not_found")
+    one_line_error(
+        cli("contacts", "show", joerg, "-t", tenant.id, "--owner", "user-7", ok=False), "contact_not_found"
+    )
     one_line_error(
         cli("contacts", "merge", joerg, owned.ids["joerg@example.de"], "-t", tenant.id, ok=False),
         "contact_book_mismatch",
@@ -128,12 +142,27 @@ def test_export_csv_and_vcard(cli: Cli, book: Seeded, tenant: TenantHandle, tmp_
     printed = cli("contacts", "export", "-t", tenant.id, "--format", "csv").stdout
     rows = list(csv.DictReader(io.StringIO(printed)))
     assert [r["primary_email"] for r in rows][0] == "joerg@example.de"
-    assert {r["primary_email"] for r in rows} == {"joerg@example.de", "ann@partner.example", "mallory@evil.example"}
+    assert {r["primary_email"] for r in rows} == {
+        "joerg@example.de",
+        "ann@partner.example",
+        "mallory@evil.example",
+    }
     assert next(r for r in rows if r["primary_email"] == "joerg@example.de")["display_name"] == "Jörg Müller"
 
     target = tmp_path / "out" / "contacts.vcf"
     target.parent.mkdir()
-    done = cli("contacts", "export", "-t", tenant.id, "--format", "vcard", "--domain", "example.de", "-o", str(target))
+    done = cli(
+        "contacts",
+        "export",
+        "-t",
+        tenant.id,
+        "--format",
+        "vcard",
+        "--domain",
+        "example.de",
+        "-o",
+        str(target),
+    )
     assert done.stdout.startswith("exported ") and str(target) in done.stdout
     cards = list(vobject.readComponents(target.read_text(encoding="utf-8")))
     assert [card.fn.value for card in cards] == ["Jörg Müller"]
@@ -145,7 +174,9 @@ def test_export_csv_and_vcard(cli: Cli, book: Seeded, tenant: TenantHandle, tmp_
 
 
 def test_delete_and_merge(cli: Cli, book: Seeded, tenant: TenantHandle) -> None:
-    ann, mallory, joerg = (book.ids[k] for k in ("ann@partner.example", "mallory@evil.example", "joerg@example.de"))
+    ann, mallory, joerg = (
+        book.ids[k] for k in ("ann@partner.example", "mallory@evil.example", "joerg@example.de")
+    )
     assert cli("contacts", "delete", mallory, "-t", tenant.id).stdout.strip() == f"deleted {mallory}"
     assert mallory not in {c["id"] for c in listed(cli, tenant.id)}
     one_line_error(cli("contacts", "show", mallory, "-t", tenant.id, ok=False), "contact_not_found")

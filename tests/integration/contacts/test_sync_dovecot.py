@@ -113,7 +113,11 @@ class Bed:
             await self.append("Sent", raw, when)
 
     async def mailbox(
-        self, email: str = "me@example.com", *, owner: str | None = None, contacts: ContactSettings | None = None
+        self,
+        email: str = "me@example.com",
+        *,
+        owner: str | None = None,
+        contacts: ContactSettings | None = None,
     ) -> Mailbox:
         return await self.services.mailboxes.create(
             self.tenant_id,
@@ -140,7 +144,9 @@ class Bed:
         async with self.services.database.connect() as conn:
             ids = (
                 await conn.execute(
-                    select(contacts.c.id).where(contacts.c.tenant_id == self.tenant_id, contacts.c.owner == owner)
+                    select(contacts.c.id).where(
+                        contacts.c.tenant_id == self.tenant_id, contacts.c.owner == owner
+                    )
                 )
             ).scalars()
             return {c.keys[0]: c for c in await load(conn, list(ids))}

@@ -44,7 +44,9 @@ async def stranger(app: FastAPI, services: Services) -> AsyncIterator[httpx.Asyn
 
 
 async def test_the_list_ranks_filters_sorts_and_escapes(operator: httpx.AsyncClient, book: Seeded) -> None:
-    joerg, ann, mallory = (book.ids[k] for k in ("joerg@example.de", "ann@partner.example", "mallory@evil.example"))
+    joerg, ann, mallory = (
+        book.ids[k] for k in ("joerg@example.de", "ann@partner.example", "mallory@evil.example")
+    )
     dashboard = await operator.get("/")
     assert 'href="/contacts"' in dashboard.text  # in the navigation
 
@@ -64,7 +66,9 @@ async def test_the_list_ranks_filters_sorts_and_escapes(operator: httpx.AsyncCli
     assert bad.status_code == 422 and "invalid_input" in bad.text
 
 
-async def test_pages_follow_the_cursor(operator: httpx.AsyncClient, services: Services, tenant: TenantHandle) -> None:
+async def test_pages_follow_the_cursor(
+    operator: httpx.AsyncClient, services: Services, tenant: TenantHandle
+) -> None:
     many = [
         (block(100 + n, f"From: Guest {n:02} <guest{n:02}@guests.example>\r\nTo: desk@hotel.example\r\n"),
          T0 + timedelta(hours=n))
@@ -162,7 +166,9 @@ async def test_another_tenant_sees_none_of_it(stranger: httpx.AsyncClient, book:
     assert "joerg" not in exported.text
 
 
-async def test_owner_filter(operator: httpx.AsyncClient, book: Seeded, services: Services, tenant: TenantHandle) -> None:
+async def test_owner_filter(
+    operator: httpx.AsyncClient, book: Seeded, services: Services, tenant: TenantHandle
+) -> None:
     owned = await seed(services, tenant.id, owner="user-7", email="user7@hotel.example")
     everyone = rows((await operator.get("/contacts")).text)
     assert set(everyone) == set(book.ids.values()) | set(owned.ids.values())
