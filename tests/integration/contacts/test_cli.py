@@ -8,15 +8,28 @@ from __future__ import annotations
 import csv
 import io
 import json
+import re
+import uuid
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 import vobject
 
 from mailport.bootstrap import Services
+from mailport.config import Settings
+from mailport.mailboxes.schemas import ContactsPatch, MailboxUpdate, SettingsPatch
 from tests.fixtures.api import TenantHandle, create_tenant
 from tests.integration.contacts.seeded import XSS_NAME, Seeded, seed
-from tests.integration.store.test_cli import Cli, one_line_error
+from tests.integration.mail.conftest import MailBox, add_mailbox, letter, new_box
+from tests.integration.store.test_cli import Cli, Result, one_line_error
+from tests.mailstack.dovecot import Dovecot
+
+
+@pytest.fixture
+def settings(settings: Settings) -> Settings:
+    """The sync test's Dovecot listens on 127.0.0.1: the operator allows exactly that address."""
+    return settings.model_copy(update={"allowed_hosts": ["127.0.0.1"]})
 
 
 @pytest.fixture
@@ -187,3 +200,65 @@ def test_delete_and_merge(cli: Cli, book: Seeded, tenant: TenantHandle) -> None:
     assert [c["id"] for c in data] == [joerg]
     assert set(data[0]["emails"]) == {"joerg@example.de", "ann@partner.example"}  # type: ignore[arg-type]
     assert data[0]["received_from"] == 3
+
+
+@dataclass
+class Harvestable:
+    box: MailBox
+    off: str  # a mailbox of the tenant that does not harvest
+    wrong_password: str  # one that harvests, with a password the server refuses
+
+
+def deliver(box: MailBox, subject: str, sender: str, *, to: str | None = None, folder: str = "INBOX") -> None:
+    """A message to the mailbox's own address (or from it, in Sent, to ``to``)."""
+    raw = letter(subject, sender=sender).replace(b"To: box@example.test", f"To: {to or box.user}".encode())
+    box.deliver(raw, folder)
+
+
+async def switch_on(services: Services, tenant_id: str, mailbox_id: str) -> None:
+    patch = SettingsPatch(contacts=ContactsPatch())
+    await services.mailboxes.update(tenant_id, mailbox_id, MailboxUpdate(settings=patch))
+
+
+@pytest.fixture
+async def harvestable(services: Services, tenant: TenantHandle, dovecot: Dovecot) -> Harvestable:
+    box = await new_box(services, tenant, dovecot)
+    deliver(box, "Anfrage", "=?utf-8?q?J=C3=B6rg?= <Joerg@Example.test>")
+    deliver(box, "Noch eine", "Jörg <joerg@example.test>")
+    deliver(box, "Angebot", "Shop <noreply@shop.example>")
+    deliver(box, "Antwort", f"Desk <{box.user}>", to="Ann <ann@example.test>", folder="Sent")
+    await switch_on(services, tenant.id, box.mailbox_id)
+    off = await new_box(services, tenant, dovecot)
+    user, _ = dovecot.dyn_user(f"w{uuid.uuid4().hex[:10]}")
+    wrong = await add_mailbox(services, tenant.id, dovecot, user, "not-the-password")
+    await switch_on(services, tenant.id, wrong)
+    return Harvestable(box, off.mailbox_id, wrong)
+
+
+def test_sync_harvests_a_dovecot_mailbox_now(
+    cli: Cli, harvestable: Harvestable, tenant: TenantHandle, other: TenantHandle
+) -> None:
+    mailbox_id = harvestable.box.mailbox_id
+    first = cli("contacts", "sync", mailbox_id, "-t", tenant.name).stdout.strip()
+    assert re.fullmatch(
+        rf"harvested {mailbox_id} \(full\): 4 messages read in 2 folders, 4 new; "
+        r"contacts: 2 created, 0 updated; \d+\.\d s",
+        first,
+    ), first
+    found = {c["email"]: c for c in listed(cli, tenant.id)}
+    assert set(found) == {"joerg@example.test", "ann@example.test"}
+    assert found["joerg@example.test"]["received_from"] == 2 and found["ann@example.test"]["sent_to"] == 1
+
+    deliver(harvestable.box, "Neu", "Carl <carl@example.test>")
+    again = json.loads(cli("contacts", "sync", mailbox_id, "-t", tenant.id, "--json").stdout)
+    assert (again["messages"], again["created"], again["full"]) == (1, 1, False)
+    full = json.loads(cli("contacts", "sync", mailbox_id, "-t", tenant.id, "--full", "--json").stdout)
+    assert (full["read"], full["messages"], full["created"], full["full"]) == (5, 0, 0, True)  # counted once
+    assert full["seconds"] >= 0
+
+    def refused(mailbox: str, tenant_id: str) -> Result:
+        return cli("contacts", "sync", mailbox, "-t", tenant_id, ok=False)
+
+    one_line_error(refused(harvestable.off, tenant.id), "contacts_not_enabled")
+    one_line_error(refused(harvestable.wrong_password, tenant.id), "invalid_credentials")
+    one_line_error(refused(mailbox_id, other.id), "not_found")
