@@ -19,9 +19,10 @@ import vobject
 from fastapi import FastAPI
 
 from mailport.bootstrap import Services
+from mailport.mailboxes.schemas import ContactsPatch, MailboxUpdate, SettingsPatch
 from tests.e2e.web.api.test_mail_pages import signed_in
 from tests.fixtures.api import TenantHandle, create_tenant
-from tests.integration.contacts.seeded import T0, XSS_NAME, Seeded, block, seed
+from tests.integration.contacts.seeded import T0, XSS_NAME, Seeded, add_mailbox, block, seed
 
 CONTACT_ROW = re.compile(r'data-testid="contact" data-contact-id="(ct_\w+)"')
 
@@ -177,3 +178,41 @@ async def test_owner_filter(
     assert '<option value="user-7" selected>' in page.text
     unowned = await operator.get("/contacts", params={"owner": ""})
     assert set(rows(unowned.text)) == set(book.ids.values())
+
+
+async def test_the_harvest_of_each_mailbox_and_sync_now(
+    operator: httpx.AsyncClient,
+    stranger: httpx.AsyncClient,
+    book: Seeded,
+    services: Services,
+    tenant: TenantHandle,
+) -> None:
+    harvesting = await add_mailbox(services, tenant.id, email="team@hotel.example", owner="user-7")
+    patch = SettingsPatch(contacts=ContactsPatch(policy="sent_only"))
+    await services.mailboxes.update(tenant.id, harvesting, MailboxUpdate(settings=patch))
+    listing = await operator.get("/contacts")
+    assert 'href="/contacts/harvest"' in listing.text
+
+    page = await operator.get("/contacts/harvest")
+    assert page.status_code == 200, page.text[:500]
+    states = dict(
+        re.findall(r'data-testid="harvest" data-mailbox-id="(mbx_\w+)" data-state="(\w+)"', page.text)
+    )
+    assert states == {book.mailbox_id: "off", harvesting: "pending"}  # switched on: the backfill is due
+    assert "sent_only" in page.text and "owner user-7" in page.text
+    action = f"/contacts/harvest/{harvesting}/sync"
+    assert page.text.count(f'action="{action}"') == 2  # sync now, and a full re-sync
+    assert f'action="/contacts/harvest/{book.mailbox_id}/sync"' not in page.text
+
+    token = operator.headers.pop("X-CSRF-Token")
+    assert (await operator.post(action)).status_code == 403
+    operator.headers["X-CSRF-Token"] = token
+    done = await operator.post(action, data={"full": "true"})
+    assert done.status_code == 303 and done.headers["location"] == "/contacts/harvest"
+    _, state = await services.contact_sync.state(tenant.id, harvesting)
+    assert state is not None and state.state == "pending"
+
+    off = await operator.post(f"/contacts/harvest/{book.mailbox_id}/sync", headers={"accept": "text/html"})
+    assert off.status_code == 409 and "contacts_not_enabled" in off.text
+    assert (await stranger.post(action)).status_code == 404
+    assert harvesting not in (await stranger.get("/contacts/harvest")).text
