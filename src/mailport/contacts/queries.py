@@ -21,6 +21,7 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+import math
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Literal
@@ -33,6 +34,7 @@ from mailport.errors import InputError, InvalidCursorError
 from mailport.store.ids import plausible_id
 from mailport.store.pagination import DEFAULT_LIMIT
 from mailport.store.tables import contact_addresses, contact_group_members, contacts
+from mailport.validation import check_text
 
 Sort = Literal["score", "name", "last_seen", "first_seen"]
 SORTS: tuple[Sort, ...] = ("score", "name", "last_seen", "first_seen")
@@ -84,7 +86,7 @@ def decode_position(cursor: str | None, sort: Sort) -> Position | None:
         raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
         given, value, last_id = json.loads(raw.decode("utf-8"))
         value = _value(sort, value)
-    except (binascii.Error, UnicodeDecodeError, ValueError, TypeError) as exc:
+    except (binascii.Error, UnicodeDecodeError, ValueError, TypeError, OverflowError) as exc:
         raise InvalidCursorError("the cursor is not one this API returned", field="cursor") from exc
     if given != sort or not isinstance(last_id, str) or not plausible_id(last_id):
         raise InvalidCursorError(
@@ -95,13 +97,13 @@ def decode_position(cursor: str | None, sort: Sort) -> Position | None:
 
 def _value(sort: Sort, value: Any) -> Any:
     if sort == "score":
-        if isinstance(value, bool) or not isinstance(value, int | float):
-            raise ValueError("a score cursor holds a number")
+        if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+            raise ValueError("a score cursor holds a finite number")
         return float(value)
     if sort == "name":
         if not isinstance(value, str):
             raise ValueError("a name cursor holds text")
-        return value
+        return check_text(value)  # no NUL or lone surrogate reaches the driver
     if value is None:
         return None
     moment = datetime.fromisoformat(value)

@@ -32,6 +32,7 @@ from datetime import datetime
 from typing import Any, Literal
 
 from sqlalchemy import delete, select, update
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from mailport.clock import Clock, utc_now
@@ -216,13 +217,16 @@ class ContactService:
                     updated_at=now,
                 )
             )
-            await conn.execute(
-                contact_addresses.insert(),
-                [
-                    {"tenant_id": book.tenant_id, "owner": book.owner, "key": k, "contact_id": contact_id}
-                    for k in keys
-                ],
-            )
+            try:
+                await conn.execute(
+                    contact_addresses.insert(),
+                    [
+                        {"tenant_id": book.tenant_id, "owner": book.owner, "key": k, "contact_id": contact_id}
+                        for k in keys
+                    ],
+                )
+            except IntegrityError as exc:  # made meanwhile by a writer SQLite let in first
+                raise ContactExistsError(f"{keys[0]} became a contact meanwhile") from exc
             return await self._changed(conn, contact_id, EventType.CONTACT_CREATED, now)
 
     async def update(

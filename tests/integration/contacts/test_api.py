@@ -7,6 +7,8 @@ Contacts are seeded the way harvesting makes them: real header blocks through
 
 from __future__ import annotations
 
+import base64
+import json
 import uuid
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
@@ -85,8 +87,6 @@ async def ids_by_email(client: httpx.AsyncClient, **params: Any) -> dict[str, st
 
 
 async def event_payloads(services: Services, kind: str) -> list[dict[str, Any]]:
-    import json
-
     async with services.database.connect() as conn:
         rows = await conn.execute(
             select(events.c.payload).where(events.c.type == kind).order_by(events.c.seq)
@@ -119,6 +119,12 @@ async def add_group(
                 )
             )
     return group_id
+
+
+def cursor_of(*parts: Any) -> str:
+    """A cursor in this API's shape with any content (base64url JSON)."""
+    raw = json.dumps(list(parts)).encode()
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
 
 
 async def walk(client: httpx.AsyncClient, limit: int, **params: Any) -> list[str]:
@@ -188,9 +194,21 @@ async def test_list_sorts_by_score_name_and_dates_and_pages_through_every_contac
         "/v1/contacts", params={"limit": 2, "sort": "name", "cursor": first["next_cursor"]}
     )
     assert other_sort.status_code == 422 and other_sort.json()["error"] == "invalid_cursor"
-    for bad in ("nonsense", "W10", "WyJzY29yZSIsIngiLCJjdF8xIl0"):  # not base64 JSON; []; a text score
-        response = await tenant_client.get("/v1/contacts", params={"cursor": bad})
-        assert response.status_code == 422 and response.json()["error"] == "invalid_cursor", bad
+    hostile = [
+        ("score", "nonsense"),
+        ("score", cursor_of()),
+        ("score", cursor_of("score", "x", "ct_1")),
+        ("score", cursor_of("score", 10**400, "ct_1")),
+        ("score", cursor_of("score", float("nan"), "ct_1")),
+        ("score", cursor_of("score", 1.0, "ct_1; drop")),
+        ("name", cursor_of("name", "a\x00", "ct_1")),
+        ("name", cursor_of("name", "\ud800", "ct_1")),
+        ("last_seen", cursor_of("last_seen", "2026-01-01T00:00:00", "ct_1")),  # no zone
+        ("last_seen", cursor_of("last_seen", 5, "ct_1")),
+    ]
+    for sort, bad in hostile:
+        response = await tenant_client.get("/v1/contacts", params={"cursor": bad, "sort": sort})
+        assert response.status_code == 422 and response.json()["error"] == "invalid_cursor", (sort, bad)
 
 
 async def test_search_by_name_address_domain_group_and_two_way(

@@ -9,7 +9,7 @@ Literal paths (``/export``, ``/merge``, ``/exclusions``, ``/blocklist``) are dec
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query, Response
@@ -93,6 +93,21 @@ def _tenant(caller: Caller) -> str:
     return caller.tenant_id
 
 
+@dataclass(frozen=True, slots=True)
+class Scope:
+    """The books a request reaches: the caller's tenant, narrowed to one owner by ``?owner=``."""
+
+    tenant_id: str
+    owner: str | None
+
+
+def book_scope(owner: OwnerQuery = None, caller: Caller = Depends(require_tenant)) -> Scope:
+    return Scope(_tenant(caller), owner)
+
+
+InScope = Annotated[Scope, Depends(book_scope)]
+
+
 def _blocklist(entries: Entries) -> BlockListRead:
     return BlockListRead(addresses=list(entries.addresses), domains=list(entries.domains))
 
@@ -100,14 +115,13 @@ def _blocklist(entries: Entries) -> BlockListRead:
 @router.get("", summary="List and search contacts, best first")
 async def list_contacts(
     filters: Filters,
-    owner: OwnerQuery = None,
+    scope: InScope,
     cursor: CursorQuery = None,
     limit: Limit = DEFAULT_LIMIT,
-    caller: Caller = Depends(require_tenant),
     services: Services = Depends(get_services),
 ) -> ContactPage:
     query = replace(filters, limit=limit, cursor=cursor)
-    found = await services.contacts.list_contacts(_tenant(caller), query, owner=owner)
+    found = await services.contacts.list_contacts(scope.tenant_id, query, owner=scope.owner)
     now = services.contacts.clock()
     return page_of(ContactPage, found, lambda contact: ContactRead.of(contact, now=now))
 
@@ -128,12 +142,11 @@ async def create_contact(
 )
 async def export_contacts(
     filters: Filters,
+    scope: InScope,
     format: Annotated[ExportFormat, Query(description="csv or vcard (vCard 4.0, RFC 6350)")] = "csv",
-    owner: OwnerQuery = None,
-    caller: Caller = Depends(require_tenant),
     services: Services = Depends(get_services),
 ) -> StreamingResponse:
-    chunks = services.contacts.export(_tenant(caller), format, filters, owner=owner)
+    chunks = services.contacts.export(scope.tenant_id, format, filters, owner=scope.owner)
     try:
         first = await anext(chunks)  # a bad filter is an error answer, not a broken download
     except StopAsyncIteration:
@@ -155,11 +168,10 @@ async def export_contacts(
 )
 async def merge_contacts(
     body: MergeRequest,
-    owner: OwnerQuery = None,
-    caller: Caller = Depends(require_tenant),
+    scope: InScope,
     services: Services = Depends(get_services),
 ) -> ContactRead:
-    contact = await services.contacts.merge(_tenant(caller), body.into, body.from_, owner=owner)
+    contact = await services.contacts.merge(scope.tenant_id, body.into, body.from_, owner=scope.owner)
     return ContactRead.of(contact, now=services.contacts.clock())
 
 
@@ -168,11 +180,10 @@ async def address_exclusions(
     address: Annotated[
         str, Query(min_length=1, max_length=320, description="Any email address"), AfterValidator(clean_line)
     ],
-    owner: OwnerQuery = None,
-    caller: Caller = Depends(require_tenant),
+    scope: InScope,
     services: Services = Depends(get_services),
 ) -> AddressExclusionsRead:
-    report = await services.contacts.exclusions(_tenant(caller), address, owner=owner)
+    report = await services.contacts.exclusions(scope.tenant_id, address, owner=scope.owner)
     return AddressExclusionsRead.of(report)
 
 
@@ -211,11 +222,10 @@ async def remove_from_blocklist(
 @router.get("/{contact_id}", summary="Get a contact", responses=error_responses(404))
 async def get_contact(
     contact_id: str,
-    owner: OwnerQuery = None,
-    caller: Caller = Depends(require_tenant),
+    scope: InScope,
     services: Services = Depends(get_services),
 ) -> ContactRead:
-    contact = await services.contacts.get(_tenant(caller), contact_id, owner=owner)
+    contact = await services.contacts.get(scope.tenant_id, contact_id, owner=scope.owner)
     return ContactRead.of(contact, now=services.contacts.clock())
 
 
@@ -227,11 +237,10 @@ async def get_contact(
 async def update_contact(
     contact_id: str,
     body: ContactUpdate,
-    owner: OwnerQuery = None,
-    caller: Caller = Depends(require_tenant),
+    scope: InScope,
     services: Services = Depends(get_services),
 ) -> ContactRead:
-    contact = await services.contacts.update(_tenant(caller), contact_id, body, owner=owner)
+    contact = await services.contacts.update(scope.tenant_id, contact_id, body, owner=scope.owner)
     return ContactRead.of(contact, now=services.contacts.clock())
 
 
@@ -243,11 +252,10 @@ async def update_contact(
 )
 async def delete_contact(
     contact_id: str,
-    owner: OwnerQuery = None,
-    caller: Caller = Depends(require_tenant),
+    scope: InScope,
     services: Services = Depends(get_services),
 ) -> Response:
-    await services.contacts.delete(_tenant(caller), contact_id, owner=owner)
+    await services.contacts.delete(scope.tenant_id, contact_id, owner=scope.owner)
     return Response(status_code=204)
 
 
@@ -258,8 +266,7 @@ async def delete_contact(
 )
 async def contact_history(
     contact_id: str,
-    owner: OwnerQuery = None,
-    caller: Caller = Depends(require_tenant),
+    scope: InScope,
     services: Services = Depends(get_services),
 ) -> HistoryRead:
-    return HistoryRead.of(await services.contacts.history(_tenant(caller), contact_id, owner=owner))
+    return HistoryRead.of(await services.contacts.history(scope.tenant_id, contact_id, owner=scope.owner))
