@@ -1,4 +1,4 @@
-"""``mailport mailboxes list|add|show|disable|enable|remove`` against the configured database.
+"""``mailport mailboxes list|add|show|update|disable|enable|remove`` against the configured database.
 
 The same schemas as the API validate the flags, so the CLI accepts exactly what the API does.
 A password is read from stdin (``--password-stdin``) or an environment variable
@@ -20,11 +20,24 @@ from mailport.cli.services import pem_file_option, print_json, run_with_services
 from mailport.cli.tables import print_table
 from mailport.errors import InputError
 from mailport.mailboxes.models import MailboxStatus
-from mailport.mailboxes.schemas import MailboxCreate, MailboxRead
+from mailport.mailboxes.schemas import MailboxCreate, MailboxRead, MailboxUpdate
 
 app = typer.Typer(help="A tenant's mailboxes.", no_args_is_help=True)
 
 TENANT = typer.Option(..., "--tenant", "-t", envvar="MAILPORT_TENANT", help="Tenant id or name.")
+OWNER_HELP = "The user who owns the mailbox: its contacts go to that owner's book (docs/contacts.md)."
+CONTACTS_HELP = "Harvest contacts: sent_and_received | sent_only | off (docs/contacts.md, Harvesting)."
+DAYS_HELP = "The harvested period in days (1-3650; default 365)."
+
+
+def _contacts(policy: str | None, days: int | None) -> dict[str, Any] | None:
+    """``settings.contacts`` from the flags; None when neither is given."""
+    if policy is None and days is None:
+        return None
+    return {
+        **({"policy": policy} if policy is not None else {}),
+        **({"backfill_days": days} if days is not None else {}),
+    }
 
 
 async def _tenant_id(services: Services, tenant: str) -> str:
@@ -147,6 +160,9 @@ def add(
         help="Another folder to watch besides --folder, repeatable: a path or a role (role:sent).",
     ),
     after_processing: str = typer.Option("none", help="none | mark_read | move:<folder> | delete"),
+    owner: str | None = typer.Option(None, help=OWNER_HELP),
+    contacts: str | None = typer.Option(None, "--contacts", metavar="POLICY", help=CONTACTS_HELP),
+    contacts_days: int | None = typer.Option(None, "--contacts-days", help=DAYS_HELP),
     as_json: bool = typer.Option(False, "--json", help="Print the mailbox as JSON."),
 ) -> None:
     """Add a mailbox (validated like POST /v1/mailboxes)."""
@@ -181,7 +197,9 @@ def add(
             "folder": folder,
             "after_processing": after_processing,
             **({"folders": [folder, *watch]} if watch else {}),
+            **({"contacts": harvest} if (harvest := _contacts(contacts, contacts_days)) is not None else {}),
         },
+        **({"owner": owner} if owner is not None else {}),
     }
     try:
         parsed = MailboxCreate.model_validate(body)
@@ -217,6 +235,48 @@ def show(
         print_json(read.model_dump(mode="json"))
     else:
         _show(read)
+
+
+@app.command("update")
+def update(
+    mailbox_id: str = typer.Argument(..., help="The mailbox's id."),
+    tenant: str = TENANT,
+    owner: str | None = typer.Option(None, help=OWNER_HELP + " An empty string removes it."),
+    contacts: str | None = typer.Option(
+        None, "--contacts", metavar="POLICY", help=CONTACTS_HELP + " `none` forgets the settings."
+    ),
+    contacts_days: int | None = typer.Option(None, "--contacts-days", help=DAYS_HELP),
+    as_json: bool = typer.Option(False, "--json", help="Print the mailbox as JSON."),
+) -> None:
+    """Change a mailbox's owner or contact harvesting (validated like PATCH /v1/mailboxes/{id})."""
+    body: dict[str, Any] = {}
+    if owner is not None:
+        body["owner"] = owner or None
+    if contacts == "none":
+        if contacts_days is not None:
+            raise InputError("--contacts none takes no --contacts-days", field="contacts_days")
+        body["settings"] = {"contacts": None}
+    elif (harvest := _contacts(contacts, contacts_days)) is not None:
+        body["settings"] = {"contacts": harvest}
+    if not body:
+        raise InputError("nothing to change: give --owner, --contacts or --contacts-days")
+    try:
+        patch = MailboxUpdate.model_validate(body)
+    except ValidationError as exc:
+        raise _input_error(exc) from None
+
+    async def action(services: Services) -> MailboxRead:
+        tenant_id = await _tenant_id(services, tenant)
+        return MailboxRead.from_model(await services.mailboxes.update(tenant_id, mailbox_id, patch))
+
+    changed = run_with_services(action)
+    if as_json:
+        print_json(changed.model_dump(mode="json"))
+    else:
+        harvest_policy = changed.settings.contacts.policy if changed.settings.contacts else "none"
+        typer.echo(
+            f"updated {changed.id} ({changed.email}): owner {changed.owner or '-'}, contacts {harvest_policy}"
+        )
 
 
 def _set_enabled(mailbox_id: str, tenant: str, enabled: bool) -> MailboxRead:

@@ -26,7 +26,7 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -255,6 +255,8 @@ class ContactSync:
         async with self.database.connect() as conn:
             harvester = Harvester(mailbox, settings, await load_blocklist(conn, mailbox.tenant_id))
         positions = claimed.positions()
+        if not positions:  # from the period's start: the period ends now
+            claimed = replace(claimed, since=self.clock() - timedelta(days=settings.backfill_days))
         try:
             await connector.connect()
             folders = choose_folders(settings, await connector.list_folders())
@@ -306,6 +308,7 @@ class ContactSync:
                     messages=report.messages,
                     now=now,
                     until=now + self.claim,
+                    since=claimed.since,
                 )
             if self.on_chunk is not None:
                 await self.on_chunk(report)
