@@ -12,6 +12,7 @@ seen. ``--json`` prints the contact's public JSON (:func:`mailport.contacts.view
 
 from __future__ import annotations
 
+import asyncio
 import os
 import sys
 import time
@@ -32,9 +33,9 @@ from mailport.contacts.history import History
 from mailport.contacts.models import StoredContact
 from mailport.contacts.queries import SORTS, ContactQuery
 from mailport.contacts.service import ExportFormat
-from mailport.contacts.sync import SyncReport
+from mailport.contacts.sync import ContactSync, SyncReport
 from mailport.contacts.views import contact_json, current_score
-from mailport.errors import InputError
+from mailport.errors import ConflictError, InputError
 
 app = typer.Typer(help="A tenant's contacts, harvested from its mailboxes' mail.", no_args_is_help=True)
 groups_app = typer.Typer(help="Contact groups.", no_args_is_help=True)
@@ -77,6 +78,7 @@ def _rows(contacts: list[StoredContact], now: datetime) -> list[tuple[str, ...]]
     ]
 
 
+WAIT_STEP = 0.5  # seconds between tries while another process harvests the mailbox
 LIST_HEADERS = ("id", "name", "email", "organisation", "sent/received", "two-way", "score", "last seen")
 
 
@@ -261,11 +263,27 @@ def report_line(report: SyncReport, seconds: float) -> str:
     )
 
 
+async def run_when_free(sync: ContactSync, mailbox_id: str, *, full: bool, wait: float) -> SyncReport:
+    """Run the harvest; while another process (a worker of ``mailport serve``) runs it, wait up
+    to ``wait`` seconds for that run to end, then run: what it counted is not counted again."""
+    deadline = time.monotonic() + wait
+    while True:
+        try:
+            return await sync.run(mailbox_id, full=full)
+        except ConflictError:
+            if time.monotonic() >= deadline:
+                raise
+            await asyncio.sleep(WAIT_STEP)
+
+
 @app.command("sync")
 def sync(
     mailbox_id: str = typer.Argument(..., help="The mailbox (mbx_…)."),
     tenant: str = TENANT,
     full: bool = typer.Option(False, "--full", help="From the start of the backfill period again."),
+    wait: float = typer.Option(
+        60.0, "--wait", min=0, help="Seconds to wait while another process harvests the mailbox."
+    ),
     as_json: bool = JSON,
 ) -> None:
     """Harvest a mailbox's contacts now, in this process, and say what it did."""
@@ -273,7 +291,7 @@ def sync(
     async def action(services: Services) -> tuple[SyncReport, float]:
         mailbox = await services.mailboxes.get(await _tenant_id(services, tenant), mailbox_id)
         started = time.monotonic()
-        report = await services.contact_sync.run(mailbox.id, full=full)
+        report = await run_when_free(services.contact_sync, mailbox.id, full=full, wait=wait)
         return report, time.monotonic() - started
 
     report, seconds = run_with_services(action)

@@ -9,15 +9,19 @@ import csv
 import io
 import json
 import re
+import time
 import uuid
 from dataclasses import dataclass
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
 import vobject
 
 from mailport.bootstrap import Services
+from mailport.clock import utc_now
 from mailport.config import Settings
+from mailport.contacts import schedule
 from mailport.mailboxes.schemas import ContactsPatch, MailboxUpdate, SettingsPatch
 from tests.fixtures.api import TenantHandle, create_tenant
 from tests.integration.contacts.seeded import XSS_NAME, Seeded, seed
@@ -262,3 +266,23 @@ def test_sync_harvests_a_dovecot_mailbox_now(
     one_line_error(refused(harvestable.off, tenant.id), "contacts_not_enabled")
     one_line_error(refused(harvestable.wrong_password, tenant.id), "invalid_credentials")
     one_line_error(refused(mailbox_id, other.id), "not_found")
+
+
+@pytest.fixture
+async def busy(services: Services, harvestable: Harvestable) -> str:
+    """The mailbox's harvest claimed by another process (a server's worker) for five minutes."""
+    now = utc_now()
+    async with services.database.transaction() as conn:
+        claimed = await schedule.claim(
+            conn, harvestable.box.mailbox_id, "another-process", now=now, until=now + timedelta(minutes=5)
+        )
+    assert claimed is not None
+    return harvestable.box.mailbox_id
+
+
+def test_sync_waits_for_another_process_then_says_so(cli: Cli, busy: str, tenant: TenantHandle) -> None:
+    started = time.monotonic()
+    waited = cli("contacts", "sync", busy, "-t", tenant.id, "--wait", "1", ok=False)
+    assert time.monotonic() - started >= 1
+    one_line_error(waited, "conflict")
+    assert "being harvested by another process" in waited.stderr
