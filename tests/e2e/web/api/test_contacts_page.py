@@ -216,3 +216,24 @@ async def test_the_harvest_of_each_mailbox_and_sync_now(
     assert off.status_code == 409 and "contacts_not_enabled" in off.text
     assert (await stranger.post(action)).status_code == 404
     assert harvesting not in (await stranger.get("/contacts/harvest")).text
+
+
+async def test_group_and_organisation_filters(
+    operator: httpx.AsyncClient, book: Seeded, services: Services, tenant: TenantHandle
+) -> None:
+    joerg, ann = book.ids["joerg@example.de"], book.ids["ann@partner.example"]
+    vip = await services.contact_groups.create(tenant.id, name="VIP <gold>")
+    await services.contact_groups.add_members(tenant.id, vip.id, [ann])
+    page = await operator.get("/contacts")
+    assert f'<option value="{vip.id}">VIP &lt;gold&gt;</option>' in page.text  # escaped too
+    for domain in ("example.de", "partner.example", "evil.example"):  # the organisations' groups
+        assert f'<option value="{domain}">{domain}</option>' in page.text
+    assert rows((await operator.get("/contacts", params={"group": vip.id})).text) == [ann]
+    by_organisation = await operator.get("/contacts", params={"domain": "example.de"})
+    assert rows(by_organisation.text) == [joerg]
+    assert '<option value="example.de" selected>' in by_organisation.text
+
+    shown = html.unescape((await operator.get(f"/contacts/{ann}")).text)
+    assert "VIP <gold>" in shown and f'href="/contacts?group={vip.id}"' in shown
+    unknown = await operator.get("/contacts", params={"group": "cg_00000000000000000000000000"})
+    assert unknown.status_code == 404 and "contact_group_not_found" in unknown.text
