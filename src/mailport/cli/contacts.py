@@ -28,7 +28,7 @@ from mailport.cli.services import print_json, run_with_services
 from mailport.cli.tables import print_table
 from mailport.client import Mailport
 from mailport.clock import utc_now
-from mailport.contacts.groups import KINDS, ContactGroup, Kind, group_json
+from mailport.contacts.groups import KINDS, GroupPage, Kind, group_json
 from mailport.contacts.history import History
 from mailport.contacts.models import StoredContact
 from mailport.contacts.queries import SORTS, ContactQuery
@@ -51,6 +51,8 @@ SEARCH = typer.Option(None, "--search", "-q", help="Name, address or domain cont
 DOMAIN = typer.Option(None, "--domain", help="An address at this domain or one of its subdomains.")
 GROUP = typer.Option(None, "--group", help="Members of this group (cg_…).")
 TWO_WAY = typer.Option(None, "--two-way/--one-way", help="Only two-way (or only one-way) correspondents.")
+LIMIT = typer.Option(50, "--limit", "-n", min=1, max=200, help="How many a page.")
+CURSOR = typer.Option(None, "--cursor", help="Continue after the page that printed this cursor.")
 SORT = typer.Option("score", "--sort", help="score (default), name, last_seen or first_seen.")
 
 
@@ -106,8 +108,8 @@ def list_contacts(
     group: str | None = GROUP,
     two_way: bool | None = TWO_WAY,
     sort: str = SORT,
-    limit: int = typer.Option(50, "--limit", "-n", min=1, max=200, help="Contacts per page."),
-    cursor: str | None = typer.Option(None, "--cursor", help="Continue after the page that printed it."),
+    limit: int = LIMIT,
+    cursor: str | None = CURSOR,
     as_json: bool = JSON,
 ) -> None:
     """List contacts, who matters most first (score; or --sort name|last_seen|first_seen)."""
@@ -338,6 +340,8 @@ def list_groups(
     tenant: str = TENANT,
     owner: str | None = OWNER,
     kind: str | None = typer.Option(None, "--kind", help="custom or organisation."),
+    limit: int = LIMIT,
+    cursor: str | None = CURSOR,
     as_json: bool = JSON,
 ) -> None:
     """List the tenant's contact groups (its own and one per organisation) with member counts."""
@@ -345,24 +349,19 @@ def list_groups(
         raise InputError(f"kind: not custom or organisation: {kind!r}", field="kind")
     kinds = cast(Kind | None, kind)
 
-    async def action(services: Services) -> list[ContactGroup]:
+    async def action(services: Services) -> GroupPage:
         tenant_id = await _tenant_id(services, tenant)
-        found: list[ContactGroup] = []
-        cursor: str | None = None
-        while True:
-            page = await services.contact_groups.list(
-                tenant_id, owner=owner, kind=kinds, cursor=cursor, limit=200
-            )
-            found += page.items
-            if page.next_cursor is None:
-                return found
-            cursor = page.next_cursor
+        return await services.contact_groups.list(
+            tenant_id, owner=owner, kind=kinds, cursor=cursor, limit=limit
+        )
 
-    groups = run_with_services(action)
+    page = run_with_services(action)
     if as_json:
-        print_json([group_json(g) for g in groups])
+        print_json({"data": [group_json(g) for g in page.items], "next_cursor": page.next_cursor})
         return
     print_table(
         ("id", "name", "kind", "members", "owner"),
-        [(g.id, g.name, g.kind, str(g.members), g.owner) for g in groups],
+        [(g.id, g.name, g.kind, str(g.members), g.owner) for g in page.items],
     )
+    if page.next_cursor:
+        typer.echo(f"more: --cursor {page.next_cursor}", err=True)

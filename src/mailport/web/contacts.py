@@ -99,19 +99,15 @@ class ContactsPage:
     """The signed-in operator's view of the tenant's contacts."""
 
     request: Request
-    session: WebSession
+    tenant_id: str
     web: WebState
-
-    @property
-    def tenant_id(self) -> str:
-        assert self.session.tenant_id is not None  # operator guarantees it
-        return self.session.tenant_id
 
 
 async def contacts_page(
     request: Request, session: WebSession = Depends(operator), web: WebState = Depends(get_web)
 ) -> ContactsPage:
-    return ContactsPage(request, session, web)
+    assert session.tenant_id is not None  # operator guarantees it
+    return ContactsPage(request, session.tenant_id, web)
 
 
 def list_query(shown: Filters, *, limit: int = PAGE_SIZE) -> ContactQuery:

@@ -26,30 +26,17 @@ from mailport.mailboxes.schemas import ContactsPatch, MailboxUpdate, SettingsPat
 from tests.fixtures.api import TenantHandle, create_tenant
 from tests.integration.contacts.seeded import XSS_NAME, Seeded, seed
 from tests.integration.mail.conftest import MailBox, add_mailbox, letter, new_box
+from tests.integration.mail.test_cli import cli
 from tests.integration.store.test_cli import Cli, Result, one_line_error
 from tests.mailstack.dovecot import Dovecot
+
+__all__ = ["cli"]  # the fixture: the CLI on the test's database, 127.0.0.1 allowed
 
 
 @pytest.fixture
 def settings(settings: Settings) -> Settings:
     """The sync test's Dovecot listens on 127.0.0.1: the operator allows exactly that address."""
     return settings.model_copy(update={"allowed_hosts": ["127.0.0.1"]})
-
-
-@pytest.fixture
-def cli(
-    services: Services, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
-) -> Cli:
-    settings = services.settings
-    assert settings.secret_keys is not None
-    return Cli(
-        monkeypatch,
-        capsys,
-        tmp_path,
-        MAILPORT_DATABASE_URL=settings.database_url,
-        MAILPORT_SECRET_KEYS=settings.secret_keys.get_secret_value(),
-        MAILPORT_ALLOWED_HOSTS="127.0.0.1",
-    )
 
 
 @pytest.fixture
@@ -286,3 +273,30 @@ def test_sync_waits_for_another_process_then_says_so(cli: Cli, busy: str, tenant
     assert time.monotonic() - started >= 1
     one_line_error(waited, "conflict")
     assert "being harvested by another process" in waited.stderr
+
+
+def test_groups_list(cli: Cli, book: Seeded, tenant: TenantHandle) -> None:
+    table = cli("contacts", "groups", "list", "-t", tenant.name).stdout
+    rows = [line for line in table.splitlines() if "organisation" in line and "example" in line]
+    assert {next(d for d in ("example.de", "partner.example", "evil.example") if d in r) for r in rows} == {
+        "example.de",
+        "partner.example",
+        "evil.example",
+    }
+    found = json.loads(
+        cli("contacts", "groups", "list", "-t", tenant.id, "--kind", "organisation", "--json").stdout
+    )
+    assert {(g["name"], g["members"]) for g in found["data"]} == {
+        ("example.de", 1),
+        ("partner.example", 1),
+        ("evil.example", 1),
+    }
+    assert json.loads(
+        cli("contacts", "groups", "list", "-t", tenant.id, "--kind", "custom", "--json").stdout
+    ) == {
+        "data": [],
+        "next_cursor": None,
+    }
+    one_line_error(
+        cli("contacts", "groups", "list", "-t", tenant.id, "--kind", "vip", ok=False), "invalid_input"
+    )

@@ -10,19 +10,19 @@ import csv
 import html
 import io
 import re
-from collections.abc import AsyncIterator
 from datetime import timedelta
 
 import httpx
 import pytest
 import vobject
-from fastapi import FastAPI
 
 from mailport.bootstrap import Services
 from mailport.mailboxes.schemas import ContactsPatch, MailboxUpdate, SettingsPatch
-from tests.e2e.web.api.test_mail_pages import signed_in
-from tests.fixtures.api import TenantHandle, create_tenant
+from tests.e2e.web.api.test_mail_pages import stranger
+from tests.fixtures.api import TenantHandle
 from tests.integration.contacts.seeded import T0, XSS_NAME, Seeded, add_mailbox, block, seed
+
+__all__ = ["stranger"]  # the fixture: a browser signed in for another tenant
 
 CONTACT_ROW = re.compile(r'data-testid="contact" data-contact-id="(ct_\w+)"')
 
@@ -34,14 +34,6 @@ def rows(page: str) -> list[str]:
 @pytest.fixture
 async def book(services: Services, tenant: TenantHandle) -> Seeded:
     return await seed(services, tenant.id)
-
-
-@pytest.fixture
-async def stranger(app: FastAPI, services: Services) -> AsyncIterator[httpx.AsyncClient]:
-    other = await create_tenant(services)
-    browser = await signed_in(app, other.api_key)
-    yield browser
-    await browser.aclose()
 
 
 async def test_the_list_ranks_filters_sorts_and_escapes(operator: httpx.AsyncClient, book: Seeded) -> None:
