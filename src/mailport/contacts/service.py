@@ -92,10 +92,11 @@ def _keys_of(address: str, *, field: str) -> tuple[str, ...]:
 
 
 class ContactService:
-    def __init__(self, events: EventLog, *, clock: Clock = utc_now) -> None:
+    def __init__(self, events: EventLog, *, clock: Clock = utc_now, export_chunk: int = EXPORT_CHUNK) -> None:
         self.events = events
         self.database = events.database
         self.clock = clock
+        self.export_chunk = export_chunk
 
     # ------------------------------------------------------------------ reads
 
@@ -388,7 +389,9 @@ class ContactService:
         while True:
             async with self.database.connect() as conn:
                 rows = (
-                    await conn.execute(select_page(tenant_id, owner, query, after=after, limit=EXPORT_CHUNK))
+                    await conn.execute(
+                        select_page(tenant_id, owner, query, after=after, limit=self.export_chunk)
+                    )
                 ).all()
                 loaded = await load(conn, [row.id for row in rows])
                 groups = await hist.groups_of(conn, [c.id for c in loaded])
@@ -398,7 +401,7 @@ class ContactService:
                     yield "".join(csv_rows(cards, header=False))
                 else:
                     yield b"".join(vcards(cards)).decode("utf-8")
-            if len(rows) < EXPORT_CHUNK:
+            if len(rows) < self.export_chunk:
                 return
             after = Position(query.sort, rows[-1].sort_value, rows[-1].id)
 

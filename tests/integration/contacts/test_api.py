@@ -296,6 +296,8 @@ async def test_get_and_update_a_contact_with_events(
     assert renamed.json()["notes"] == "met at FOSDEM\nbooth 3"
     await seed(services, box, received(box, '"Al" <al@firm.example>', 3))  # harvest keeps the user's name
     assert (await tenant_client.get(url)).json()["name"] == "Alfred Smith"
+    found = (await tenant_client.get("/v1/contacts", params={"q": "alfred"})).json()["items"]
+    assert [item["id"] for item in found] == [contact_id]  # the search knows the new name
 
     primary = await tenant_client.patch(
         url, json={"email": "AL+work@Firm.Example", "organisation": "Firm Ltd"}

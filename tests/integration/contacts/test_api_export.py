@@ -14,7 +14,9 @@ from sqlalchemy import select
 from mailport.bootstrap import Services
 from mailport.contacts.blocklist import load_blocklist
 from mailport.contacts.export import MULTI_VALUE_SEPARATOR, contact_uid
+from mailport.contacts.queries import ContactQuery, Sort
 from mailport.contacts.rules import BlockList
+from mailport.contacts.service import ContactService
 from mailport.store.tables import contact_exclusions
 from tests.fixtures.api import NewTenantClient, TenantHandle
 from tests.integration.contacts.test_api import T0, add_group, mailbox, received, seed, sent
@@ -115,6 +117,29 @@ async def test_vcard_export_round_trips_through_vobject(
     ):
         refused = await tenant_client.get("/v1/contacts/export", params=params)
         assert refused.status_code in (404, 422) and refused.json()["error"] == code, (params, refused.text)
+
+
+async def test_an_export_reads_page_after_page_in_the_lists_order(
+    services: Services, tenant: TenantHandle, tenant_client: httpx.AsyncClient
+) -> None:
+    box = await mailbox(services, tenant.id)
+    await seed(
+        services,
+        box,
+        [mail for n in range(7) for mail in received(box, f"P{n} <p{n}@people.example>", n % 3 + 1)],
+    )
+    await tenant_client.post("/v1/contacts", json={"email": "never@people.example", "name": "P9"})
+    small = ContactService(services.events, export_chunk=2)  # four reads for eight contacts
+    sorts: tuple[Sort, ...] = ("score", "name", "last_seen")
+    for sort in sorts:
+        query = ContactQuery(sort=sort, domain="people.example")
+        text = "".join([chunk async for chunk in small.export(tenant.id, "csv", query)])
+        exported = [row["primary_email"] for row in csv.DictReader(io.StringIO(text))]
+        listed = await tenant_client.get("/v1/contacts", params={"sort": sort, "domain": "people.example"})
+        assert exported == [item["email"] for item in listed.json()["items"]], sort
+        assert len(exported) == 8
+    vcf = "".join([chunk async for chunk in small.export(tenant.id, "vcard", ContactQuery(q="p1"))])
+    assert [c.fn.value for c in vobject.readComponents(vcf)] == ["P1"]
 
 
 # ---------------------------------------------------------------------------- the block list
