@@ -14,7 +14,9 @@ the "dispatcher keeps cycling while shutdown waits for it" hang.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 log = logging.getLogger(__name__)
@@ -39,3 +41,17 @@ def stop_if_cancelled() -> None:
     task = asyncio.current_task()
     if task is not None and task.cancelling():
         raise asyncio.CancelledError
+
+
+async def poll(step: Callable[[], Awaitable[Any]], wakeup: asyncio.Event, seconds: float, what: str) -> None:
+    """Run ``step`` forever: again every ``seconds``, or at once when ``wakeup`` is set. A failing
+    step (a database hiccup) is logged and does not end the loop; a cancellation does."""
+    while True:
+        try:
+            await step()
+        except Exception:
+            stop_if_cancelled()
+            log.exception("%s pass failed; trying again in %.1f s", what, seconds)
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(wakeup.wait(), seconds)
+        wakeup.clear()

@@ -14,6 +14,7 @@ way it came, and a backfill after the stream (or the other way round) counts not
 
 from __future__ import annotations
 
+import re
 from datetime import datetime
 
 from mailport.connectors.folders import Role
@@ -29,6 +30,7 @@ WANTED = tuple(sorted(FIELDS | {"message-id", "date"}))
 """The header fields a harvest asks the source for: what the rules read, the Message-ID (the
 digest) and the Date (when the source does not say when a message arrived)."""
 _WANTED = frozenset(WANTED)
+_BLANKS = re.compile(r"[ \t]+")
 SKIPPED_ROLES = frozenset({Role.JUNK, Role.TRASH, Role.DRAFTS, Role.FLAGGED})
 """Folders never harvested: junk, deleted mail, unsent drafts, and Flagged (a view of others)."""
 
@@ -57,9 +59,12 @@ def identity_of(mailbox: Mailbox, settings: ContactSettings) -> Identity:
 
 
 def normal_block(block: bytes) -> bytes:
-    """The fields of :data:`WANTED` in ``block``, in its order, unfolded, names lower-cased."""
+    """The fields of :data:`WANTED` in ``block``, in its order, unfolded, runs of blanks made one
+    space (a source may refold), names lower-cased."""
     lines = [
-        f"{name.lower()}: {value}\r\n" for name, value in hdr.parse_block(block) if name.lower() in _WANTED
+        f"{name.lower()}: {_BLANKS.sub(' ', value)}\r\n"
+        for name, value in hdr.parse_block(block)
+        if name.lower() in _WANTED
     ]
     return "".join(lines).encode("utf-8", "surrogateescape")
 

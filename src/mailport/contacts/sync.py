@@ -39,10 +39,16 @@ from mailport.contacts.blocklist import load_blocklist
 from mailport.contacts.harvesting import SKIPPED_ROLES, WANTED, Harvester, enabled, normal_block
 from mailport.contacts.models import ContactSettings
 from mailport.contacts.store import HarvestedMessage, record
-from mailport.errors import ConflictError, ContactsNotEnabledError, MailportError, UnsupportedFeatureError
+from mailport.errors import (
+    ConflictError,
+    ContactsNotEnabledError,
+    MailportError,
+    NotFoundError,
+    UnsupportedFeatureError,
+)
 from mailport.events import EventLog
 from mailport.failures import Verdict, classify
-from mailport.mailboxes.models import Mailbox
+from mailport.mailboxes.models import Mailbox, MailboxStatus
 from mailport.mailboxes.service import MailboxService
 from mailport.retry import RetryPolicy
 
@@ -92,7 +98,11 @@ def choose_folders(settings: ContactSettings, folders: Sequence[Folder]) -> list
 def _error(exc: BaseException, attempts: int) -> dict[str, Any]:
     if isinstance(exc, MailportError):
         return {"code": exc.code, "message": exc.message[:500], "attempts": attempts}
-    return {"code": "internal_error", "message": type(exc).__name__, "attempts": attempts}
+    return {
+        "code": "internal_error",
+        "message": f"unexpected {type(exc).__name__}; see the logs",
+        "attempts": attempts,
+    }
 
 
 class ContactSync:
@@ -126,16 +136,27 @@ class ContactSync:
 
     # --- the API's side
 
-    async def state(self, tenant_id: str, mailbox_id: str) -> tuple[Mailbox, schedule.SyncState | None]:
-        """The mailbox (404 for another tenant's) and its sync row (None: never switched on)."""
+    async def _mailbox(self, tenant_id: str, mailbox_id: str, owner: str | None) -> Mailbox:
+        """The mailbox; 404 for another tenant's, or (``owner`` given) another owner's."""
         mailbox = await self.mailboxes.get(tenant_id, mailbox_id)
+        if owner is not None and (mailbox.owner or "") != owner:
+            raise NotFoundError(f"no mailbox {mailbox_id!r}")
+        return mailbox
+
+    async def state(
+        self, tenant_id: str, mailbox_id: str, *, owner: str | None = None
+    ) -> tuple[Mailbox, schedule.SyncState | None]:
+        """The mailbox and its sync row (None: never switched on)."""
+        mailbox = await self._mailbox(tenant_id, mailbox_id, owner)
         async with self.database.connect() as conn:
             return mailbox, await schedule.get(conn, mailbox.id)
 
-    async def request(self, tenant_id: str, mailbox_id: str, *, full: bool = False) -> schedule.SyncState:
+    async def request(
+        self, tenant_id: str, mailbox_id: str, *, full: bool = False, owner: str | None = None
+    ) -> schedule.SyncState:
         """Ask for a run now (``full``: from the period's start again); the worker takes it.
         409 ``contacts_not_enabled`` when the mailbox harvests nothing."""
-        mailbox = await self.mailboxes.get(tenant_id, mailbox_id)
+        mailbox = await self._mailbox(tenant_id, mailbox_id, owner)
         settings = self._settings(mailbox)
         now = self.clock()
         async with self.database.transaction() as conn:
@@ -198,7 +219,10 @@ class ContactSync:
             if mailbox is None:
                 mailbox = await self.mailboxes.repository.get_by_id(claimed.mailbox_id)
             settings = self._settings(mailbox)
-            await self._harvest(mailbox, settings, claimed, report)
+            if mailbox.health.status is MailboxStatus.DISABLED:
+                log.info("contact sync of %s: the mailbox is disabled; not read", claimed.mailbox_id)
+            else:
+                await self._harvest(mailbox, settings, claimed, report)
         except schedule.ClaimLostError:
             log.info("contact sync of %s: switched off or taken over; stopped", claimed.mailbox_id)
             return report
@@ -260,6 +284,9 @@ class ContactSync:
         try:
             await connector.connect()
             folders = choose_folders(settings, await connector.list_folders())
+            positions = {
+                path: at for path, at in positions.items() if path in folders
+            }  # no longer read: gone
             for folder in folders:
                 await self._folder(connector, folder, harvester, claimed, positions, report)
         finally:

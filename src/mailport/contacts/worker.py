@@ -16,14 +16,13 @@ looks at once; other processes' requests and due times are found by a poll every
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import Callable
 
 from mailport.contacts.feed import ContactFeed
 from mailport.contacts.schedule import SyncState
 from mailport.contacts.sync import ContactSync
-from mailport.tasks import cancel_and_wait, stop_if_cancelled
+from mailport.tasks import cancel_and_wait, poll
 
 log = logging.getLogger(__name__)
 
@@ -87,15 +86,7 @@ class ContactWorker:
                 log.warning("giving back the contact sync of %s failed", mailbox_id, exc_info=True)
 
     async def _loop(self) -> None:
-        while True:
-            try:
-                await self.run_once()
-            except Exception:  # a database hiccup must not end the loop
-                stop_if_cancelled()
-                log.exception("contacts worker pass failed; trying again in %.1f s", self.poll_seconds)
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self.wakeup.wait(), self.poll_seconds)
-            self.wakeup.clear()
+        await poll(self.run_once, self.wakeup, self.poll_seconds, "contacts worker")
 
     async def run_once(self) -> list[str]:
         """Claim what is due, up to the free slots, and start each run; their mailbox ids."""

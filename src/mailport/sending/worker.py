@@ -58,7 +58,7 @@ from mailport.sending.sent_copy import store_sent_copy
 from mailport.sending.smtp_transport import is_temporary_send_error
 from mailport.sending.transport import Accepted, Outgoing, Transport
 from mailport.services import Services
-from mailport.tasks import cancel_and_wait, stop_if_cancelled
+from mailport.tasks import cancel_and_wait, poll, stop_if_cancelled
 
 log = logging.getLogger(__name__)
 
@@ -188,15 +188,7 @@ class SendWorker:
                 log.warning("closing a transport failed", exc_info=True)
 
     async def _loop(self) -> None:
-        while True:
-            try:
-                await self.run_once()
-            except Exception:  # a database hiccup must not end the loop
-                stop_if_cancelled()
-                log.exception("send worker pass failed; trying again in %.1f s", self.poll_seconds)
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self.wakeup.wait(), self.poll_seconds)
-            self.wakeup.clear()
+        await poll(self.run_once, self.wakeup, self.poll_seconds, "send worker")
 
     async def run_once(self) -> None:
         """Recover sends whose process died at the end of DATA, start a lane for every mailbox

@@ -17,7 +17,7 @@ from mailport.bootstrap import Services
 from mailport.config import Settings
 from mailport.contacts import schedule
 from mailport.contacts.sync import ContactSync
-from mailport.errors import InvalidCredentialsError
+from mailport.errors import InvalidCredentialsError, NotFoundError
 from mailport.runtime import Runtime
 from tests.fixtures.api import NewTenantClient, SecretWatch, TenantHandle
 from tests.integration.api.helpers import mailbox_body
@@ -296,3 +296,21 @@ async def test_a_failed_run_says_why_and_when_it_is_tried_again(
         assert state.last_error["attempts"] == attempt
         assert state.next_at is not None
         assert timedelta(seconds=0) < state.next_at - now <= timedelta(seconds=60 * 2 ** (attempt - 1))
+
+
+async def test_an_owner_sees_the_harvest_of_its_own_mailboxes_only(
+    services: Services, tenant: TenantHandle, tenant_client: httpx.AsyncClient, secret_watch: SecretWatch
+) -> None:
+    """What issue 19's callers with a user's token get: another owner's mailbox is 404."""
+    anns = await _create(tenant_client, secret_watch, owner="ann", contacts={})
+    tenants = await _create(tenant_client, secret_watch, contacts={})
+    sync = services.contact_sync
+    mailbox, state = await sync.state(tenant.id, anns["id"], owner="ann")
+    assert mailbox.id == anns["id"] and state is not None
+    assert (await sync.request(tenant.id, anns["id"], owner="ann")).state == "pending"
+    assert (await sync.state(tenant.id, tenants["id"], owner=""))[0].id == tenants["id"]  # the unowned
+    for mailbox_id, owner in ((anns["id"], "ben"), (anns["id"], ""), (tenants["id"], "ann")):
+        with pytest.raises(NotFoundError):
+            await sync.state(tenant.id, mailbox_id, owner=owner)
+        with pytest.raises(NotFoundError):
+            await sync.request(tenant.id, mailbox_id, owner=owner)

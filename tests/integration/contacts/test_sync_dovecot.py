@@ -8,9 +8,8 @@ On SQLite and PostgreSQL."""
 
 from __future__ import annotations
 
-import asyncio
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -18,10 +17,11 @@ from typing import Any
 import pytest
 from sqlalchemy import func, select
 
+from mailport import leases
 from mailport.bootstrap import Services
 from mailport.config import Settings
 from mailport.contacts import schedule
-from mailport.contacts.feed import ContactFeed
+from mailport.contacts.feed import LEASE, ContactFeed
 from mailport.contacts.models import ContactSettings, StoredContact
 from mailport.contacts.store import load
 from mailport.contacts.sync import ContactSync, SyncReport
@@ -36,10 +36,17 @@ from mailport.mailboxes.models import (
     Security,
     ServerSettings,
 )
-from mailport.mailboxes.schemas import ContactsPatch, MailboxUpdate, SettingsPatch
+from mailport.mailboxes.schemas import ContactsPatch, MailboxUpdate, SendingPatch, SettingsPatch
 from mailport.messages.headers import date, parse_block
-from mailport.store.tables import contact_exclusions, contact_messages, contact_tombstones, contacts
+from mailport.store.tables import (
+    contact_blocklist,
+    contact_exclusions,
+    contact_messages,
+    contact_tombstones,
+    contacts,
+)
 from mailport.sync import Orchestrator, WatcherOptions
+from tests.integration.sync.conftest import wait_for
 from tests.mailstack.dovecot import Dovecot
 from tests.unit.contacts.test_corpus import CORPUS, EXPECTED_EXCLUDED
 
@@ -222,17 +229,6 @@ async def test_the_backfill_harvests_exactly_the_expected_contacts(bed: Bed) -> 
     assert state.positions()["INBOX"] == datetime(2026, 11, 10, 10, tzinfo=UTC) - timedelta(days=1)
 
 
-async def wait_for(check: Callable[[], Awaitable[Any]], *, timeout: float = 15.0) -> Any:
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while True:
-        value = await check()
-        if value or loop.time() > deadline:
-            assert value, f"not within {timeout} s"
-            return value
-        await asyncio.sleep(0.05)
-
-
 async def test_new_mail_arrives_from_the_event_stream_and_a_re_sync_counts_it_once(bed: Bed) -> None:
     await bed.fill()
     mailbox = await bed.switch_on(await bed.mailbox())
@@ -255,6 +251,11 @@ async def test_new_mail_arrives_from_the_event_stream_and_a_re_sync_counts_it_on
             "INBOX", message('"Yan" <yan@new.example>', "me@example.com, bob@example.net", "yo"), NOW
         )
         book = await wait_for(lambda: _having(bed, "zed@new.example", "yan@new.example"))
+        # one reader at a time: another process's feed finds the lease taken
+        taken = await leases.Leases(bed.services.database).acquire(
+            LEASE, "other:1:x", ttl=timedelta(seconds=30)
+        )
+        assert taken is None
     finally:
         await feed.stop()
         await orchestrator.stop()
@@ -426,3 +427,41 @@ async def test_mailboxes_of_one_owner_share_a_book_and_another_owner_sees_none_o
     assert set(ben) == {"alice@example.org"} and ben["alice@example.org"].received_from == 1
     assert ben["alice@example.org"].id != ann["alice@example.org"].id
     assert await bed.book("") == {}
+
+
+async def test_the_tenants_block_list_and_the_sending_aliases_count_and_a_disabled_mailbox_is_not_read(
+    bed: Bed,
+) -> None:
+    await bed.fill()
+    async with bed.services.database.transaction() as conn:  # as PUT /v1/contacts/blocklist does
+        await conn.execute(
+            contact_blocklist.insert(),
+            [
+                {"tenant_id": bed.tenant_id, "kind": kind, "value": value, "created_at": NOW}
+                for kind, value in (("address", "frank@example.com"), ("domain", "example.net"))
+            ],
+        )
+    mailbox = await bed.mailbox()
+    sending = SendingPatch(aliases=["me@alias.example"])  # an alias of sending counts as one of its own
+    await bed.services.mailboxes.update(
+        bed.tenant_id, mailbox.id, MailboxUpdate(settings=SettingsPatch(sending=sending))
+    )
+    mailbox = await bed.switch_on(mailbox, aliases=["john.smith@gmail.com"])
+    await bed.services.mailboxes.set_enabled(bed.tenant_id, mailbox.id, False)
+    idle = await bed.sync().run(mailbox.id)
+    assert idle.read == 0 and (await bed.state(mailbox)).next_at == NOW + timedelta(hours=24)
+    await bed.services.mailboxes.set_enabled(bed.tenant_id, mailbox.id, True)
+
+    await bed.sync().run(mailbox.id, full=True)
+
+    expected = {k: v for k, v in EXPECTED_FIGURES.items() if k not in ("frank@example.com",)}
+    expected = {k: v for k, v in expected.items() if not k.endswith("@example.net")}
+    assert figures(await bed.book()) == expected
+    async with bed.services.database.connect() as conn:
+        columns = (contact_exclusions.c.key, contact_exclusions.c.reason, contact_exclusions.c.messages)
+        rows = await conn.execute(select(*columns).where(contact_exclusions.c.mailbox_id == mailbox.id))
+        reasons = {(row.key, row.reason): row.messages for row in rows}
+    assert reasons[("frank@example.com", "blocked_address")] == 1
+    assert reasons[("bob@example.net", "blocked_domain")] == 2
+    assert reasons[("postmaster@example.net", "blocked_domain")] == 1
+    assert reasons[("me@alias.example", "own_alias")] >= 1
