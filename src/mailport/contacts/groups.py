@@ -31,9 +31,11 @@ group that already holds a domain's name stands in for it: no organisation group
 No condition on time ("seen within 30 days"): membership is stored, and a stored fact that turns
 false with the clock alone would need a sweeper to stay true.
 
-**Upkeep** is set-based SQL (:func:`refresh`): :func:`mailport.contacts.store.record` calls it for
-the contacts a harvest batch touched, so the cost per batch is a few statements per rule group,
-not queries per contact; a changed rule recomputes its group over the book in pages.
+**Upkeep** (:func:`refresh`): :func:`mailport.contacts.store.record` calls it for the contacts a
+harvest batch touched. Per 500 contacts it reads their memberships and their facts (two or three
+statements, whatever the number of groups), decides every rule on those facts, and writes only
+the difference; never a query per contact. A changed rule recomputes its group over the book,
+:data:`PAGE` contacts at a time.
 """
 
 from __future__ import annotations
@@ -44,12 +46,12 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Literal, get_args
 
-from sqlalchemy import ColumnElement, and_, delete, exists, func, literal, or_, select, true, update
+from sqlalchemy import ColumnElement, and_, delete, func, literal, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from mailport.clock import Clock, utc_now
-from mailport.contacts.addresses import normalize_domain
+from mailport.contacts.addresses import domain_of, normalize_domain
 from mailport.contacts.models import Book, StoredContact
 from mailport.contacts.store import CHUNK, load, lock_book
 from mailport.errors import (
@@ -127,24 +129,37 @@ class Rule:
             out["min_messages"] = self.min_messages
         return out
 
-    def condition(self) -> ColumnElement[bool]:
-        """The rule as a condition on a ``contacts`` row (address conditions look at its keys)."""
-        parts: list[ColumnElement[bool]] = []
-        key = contact_addresses.c.key
-        if self.domains:  # A-label domains: no LIKE wildcard can be in them
-            at_domain = or_(*(or_(key.like(f"%@{d}"), key.like(f"%.{d}")) for d in self.domains))
-            parts.append(exists().where(contact_addresses.c.contact_id == contacts.c.id, at_domain))
-        if self.address_contains is not None:
-            contains = key.contains(self.address_contains, autoescape=True)
-            parts.append(exists().where(contact_addresses.c.contact_id == contacts.c.id, contains))
-        if self.organisation is not None:
-            parts.append(contacts.c.organisation == self.organisation)
-        if self.two_way is not None:
-            parts.append(contacts.c.two_way == self.two_way)
-        if self.min_messages is not None:
-            total = contacts.c.sent_to + contacts.c.received_from + contacts.c.copied
-            parts.append(total >= self.min_messages)
-        return and_(true(), *parts)
+    @property
+    def reads_keys(self) -> bool:
+        return bool(self.domains) or self.address_contains is not None
+
+    def matches(self, facts: Facts) -> bool:
+        """Does a contact with these ``facts`` meet every condition?"""
+        if self.domains and not any(_at(key, self.domains) for key in facts.keys):
+            return False
+        if self.address_contains is not None and not any(self.address_contains in k for k in facts.keys):
+            return False
+        if self.organisation is not None and facts.organisation != self.organisation:
+            return False
+        if self.two_way is not None and facts.two_way != self.two_way:
+            return False
+        return self.min_messages is None or facts.messages >= self.min_messages
+
+
+@dataclass(frozen=True, slots=True)
+class Facts:
+    """What a rule looks at, of one contact: read for a whole batch at once (:func:`refresh`)."""
+
+    organisation: str | None
+    two_way: bool
+    messages: int  # sent to + received from + copied
+    keys: tuple[str, ...] = ()
+
+
+def _at(key: str, domains: Sequence[str]) -> bool:
+    """Is the canonical address ``key`` at one of ``domains`` or a subdomain?"""
+    domain = domain_of(key)
+    return any(domain == d or domain.endswith(f".{d}") for d in domains)
 
 
 def _domain(value: Any, name: str) -> str:
@@ -274,10 +289,7 @@ async def refresh(conn: AsyncConnection, book: Book, contact_ids: Sequence[str],
         return
     rules = await _rule_groups(conn, book)
     for start in range(0, len(contact_ids), CHUNK):
-        part = list(contact_ids[start : start + CHUNK])
-        for group_id, rule in rules:
-            await _apply_rule(conn, book, group_id, rule, part, now=now)
-        await _apply_organisations(conn, book, part, now=now)
+        await _sync(conn, book, contact_ids[start : start + CHUNK], rules, organisations=True, now=now)
 
 
 async def _rule_groups(conn: AsyncConnection, book: Book) -> list[tuple[str, Rule]]:
@@ -291,100 +303,131 @@ async def _rule_groups(conn: AsyncConnection, book: Book) -> list[tuple[str, Rul
     return [(row.id, Rule.parse(json.loads(row.rule))) for row in rows]
 
 
-async def _apply_rule(
-    conn: AsyncConnection, book: Book, group_id: str, rule: Rule, part: Sequence[str], *, now: datetime
+async def _sync(
+    conn: AsyncConnection,
+    book: Book,
+    part: Sequence[str],
+    rules: Sequence[tuple[str, Rule]],
+    *,
+    organisations: bool,
+    now: datetime,
 ) -> None:
-    matching = select(contacts.c.id).where(
-        contacts.c.id.in_(part), _in_book(contacts, book), rule.condition()
-    )
-    await conn.execute(
-        delete(members).where(
-            members.c.group_id == group_id,
-            members.c.source == "rule",
-            members.c.contact_id.in_(part),
-            members.c.contact_id.not_in(matching),
-        )
-    )
-    rows = select(
-        literal(group_id, members.c.group_id.type),
-        contacts.c.id,
-        literal("rule", members.c.source.type),
-        literal(now, members.c.added_at.type),
-    ).where(contacts.c.id.in_(part), _in_book(contacts, book), rule.condition())
-    await conn.execute(
-        dialect_insert(conn, members)
-        .from_select(["group_id", "contact_id", "source", "added_at"], rows)
-        .on_conflict_do_nothing(index_elements=["group_id", "contact_id"])
-    )
+    """Bring the derived memberships of the contacts ``part`` in line: read their memberships and
+    their facts (a statement each, whatever the number of rules), decide here, write only the
+    difference. A harvest that changes no membership, the usual case, writes nothing.
 
-
-def _organisation_group() -> Any:
-    """``contact_groups`` joined to the ``contacts`` row whose organisation it is."""
-    return and_(
-        contact_groups.c.tenant_id == contacts.c.tenant_id,
-        contact_groups.c.owner == contacts.c.owner,
-        contact_groups.c.kind == "organisation",
-        contact_groups.c.name == contacts.c.organisation,
-    )
-
-
-async def _apply_organisations(
-    conn: AsyncConnection, book: Book, part: Sequence[str], *, now: datetime
-) -> None:
-    domains = set(
-        (
-            await conn.execute(
-                select(contacts.c.organisation)
-                .where(contacts.c.id.in_(part), contacts.c.organisation.is_not(None))
-                .distinct()
+    Rules are decided in Python rather than in SQL: ``LIKE`` over the keys of a batch of ids
+    took PostgreSQL 100-300 ms per rule and batch with bound parameters (its plan for a fresh
+    table scans every key of the book per contact); reading the facts once is plan-independent."""
+    part = list(part)
+    stored: dict[tuple[str, str], str] = {
+        (row.group_id, row.contact_id): row.source
+        for row in await conn.execute(
+            select(members.c.group_id, members.c.contact_id, members.c.source).where(
+                members.c.contact_id.in_(part)
             )
-        ).scalars()
-    )
-    if domains:
-        have = set(
-            (
-                await conn.execute(
-                    select(contact_groups.c.name).where(
-                        _in_book(contact_groups, book), contact_groups.c.name.in_(domains)
-                    )
-                )
-            ).scalars()
         )
-        missing = sorted(domains - have)
-        if missing:
-            await conn.execute(
-                dialect_insert(conn, contact_groups).on_conflict_do_nothing(
-                    index_elements=["tenant_id", "owner", "name"]
-                ),
-                [_organisation_row(book, domain, now) for domain in missing],
+    }
+    facts = await _facts(conn, book, part, keys=any(rule.reads_keys for _, rule in rules))
+    wanted: dict[tuple[str, str], Source] = {}
+    for group_id, rule in rules:
+        wanted.update({(group_id, cid): "rule" for cid, fact in facts.items() if rule.matches(fact)})
+    if organisations:
+        organisation_of = {cid: f.organisation for cid, f in facts.items() if f.organisation is not None}
+        pairs = await _organisation_pairs(conn, book, organisation_of, now)
+        wanted.update({pair: "organisation" for pair in pairs})
+    rule_groups = {group_id for group_id, _ in rules}
+    stale: dict[str, list[str]] = {}
+    for (group_id, contact_id), source in stored.items():
+        derived = (source == "rule" and group_id in rule_groups) or (
+            source == "organisation" and organisations
+        )
+        if derived and (group_id, contact_id) not in wanted:
+            stale.setdefault(group_id, []).append(contact_id)
+    for group_id, gone in stale.items():
+        await conn.execute(
+            delete(members).where(
+                members.c.group_id == group_id,
+                members.c.contact_id.in_(gone),
+                members.c.source.in_(("rule", "organisation")),
             )
-    own_group = (
-        select(contact_groups.c.id)
-        .select_from(contacts.join(contact_groups, _organisation_group()))
-        .where(contacts.c.id == members.c.contact_id)
-    )
-    await conn.execute(
-        delete(members).where(
-            members.c.source == "organisation",
-            members.c.contact_id.in_(part),
-            members.c.group_id.not_in(own_group.scalar_subquery()),
         )
-    )
-    rows = (
+    new = [
+        {"group_id": group_id, "contact_id": contact_id, "source": source, "added_at": now}
+        for (group_id, contact_id), source in sorted(wanted.items())
+        if (group_id, contact_id) not in stored
+    ]
+    if new:
+        insert = dialect_insert(conn, members).on_conflict_do_nothing(
+            index_elements=["group_id", "contact_id"]
+        )
+        await conn.execute(insert, new)
+
+
+async def _facts(conn: AsyncConnection, book: Book, part: Sequence[str], *, keys: bool) -> dict[str, Facts]:
+    """The facts of the contacts ``part`` of ``book`` (their address keys only if ``keys``)."""
+    found: dict[str, list[str]] = {}
+    if keys:
+        for row in await conn.execute(
+            select(contact_addresses.c.contact_id, contact_addresses.c.key).where(
+                contact_addresses.c.contact_id.in_(part)
+            )
+        ):
+            found.setdefault(row.contact_id, []).append(row.key)
+    # The book is checked here, not in SQL: PostgreSQL would pick the book's index and test each
+    # of its contacts against the whole id list (~90 ms per 500 ids in a book of 3,000).
+    rows = await conn.execute(
         select(
-            contact_groups.c.id,
             contacts.c.id,
-            literal("organisation", members.c.source.type),
-            literal(now, members.c.added_at.type),
+            contacts.c.organisation,
+            contacts.c.two_way,
+            contacts.c.sent_to + contacts.c.received_from + contacts.c.copied,
+            contacts.c.tenant_id,
+            contacts.c.owner,
+        ).where(contacts.c.id.in_(part))
+    )
+    return {
+        row[0]: Facts(row[1], bool(row[2]), int(row[3]), tuple(found.get(row[0], ())))
+        for row in rows
+        if Book(row[4], row[5]) == book
+    }
+
+
+async def _organisation_pairs(
+    conn: AsyncConnection, book: Book, organisation_of: dict[str, str], now: datetime
+) -> set[tuple[str, str]]:
+    """(organisation group, contact) for contacts with an organisation; missing groups are made."""
+    if not organisation_of:
+        return set()
+    domains = sorted(set(organisation_of.values()))
+    groups = await _organisation_groups(conn, book, domains)
+    missing = [d for d in domains if d not in groups]
+    if missing:
+        await conn.execute(
+            dialect_insert(conn, contact_groups).on_conflict_do_nothing(
+                index_elements=["tenant_id", "owner", "name"]
+            ),
+            [_organisation_row(book, domain, now) for domain in missing],
         )
-        .select_from(contacts.join(contact_groups, _organisation_group()))
-        .where(contacts.c.id.in_(part))
+        groups.update(await _organisation_groups(conn, book, missing))
+    pairs: set[tuple[str, str]] = set()
+    for contact_id, domain in organisation_of.items():
+        group_id = groups.get(domain)
+        if group_id is not None:  # None: a custom group holds the name
+            pairs.add((group_id, contact_id))
+    return pairs
+
+
+async def _organisation_groups(
+    conn: AsyncConnection, book: Book, names: Sequence[str]
+) -> dict[str, str | None]:
+    """Group id by name, for names taken in the book; None where a custom group holds the name."""
+    rows = await conn.execute(
+        select(contact_groups.c.id, contact_groups.c.name, contact_groups.c.kind).where(
+            _in_book(contact_groups, book), contact_groups.c.name.in_(list(names))
+        )
     )
-    await conn.execute(
-        dialect_insert(conn, members)
-        .from_select(["group_id", "contact_id", "source", "added_at"], rows)
-        .on_conflict_do_nothing(index_elements=["group_id", "contact_id"])
-    )
+    return {row.name: row.id if row.kind == "organisation" else None for row in rows}
 
 
 def _organisation_row(book: Book, domain: str, now: datetime) -> dict[str, Any]:
@@ -404,15 +447,12 @@ def _organisation_row(book: Book, domain: str, now: datetime) -> dict[str, Any]:
 async def recompute_group(
     conn: AsyncConnection, group_id: str, book: Book, rule: Rule | None, *, now: datetime
 ) -> None:
-    """Apply a changed rule to every contact of the book, :data:`PAGE` contacts per statement; no
+    """Apply a changed rule to every contact of the book, :data:`PAGE` contacts at a time; no
     rule any more: the rule's members and ``removed`` marks go (the hand-added stay)."""
-    await conn.execute(
-        delete(members).where(
-            members.c.group_id == group_id,
-            members.c.source.in_(("rule", "removed") if rule is None else ("rule",)),
-        )
-    )
     if rule is None:
+        await conn.execute(
+            delete(members).where(members.c.group_id == group_id, members.c.source.in_(("rule", "removed")))
+        )
         return
     after = ""
     while True:
@@ -428,7 +468,7 @@ async def recompute_group(
         )
         if not page:
             return
-        await _apply_rule(conn, book, group_id, rule, page, now=now)
+        await _sync(conn, book, page, [(group_id, rule)], organisations=False, now=now)
         after = page[-1]
 
 
