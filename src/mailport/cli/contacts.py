@@ -235,6 +235,10 @@ def export(
             with partial.open("wb") as sink:
                 written = await _write(chunks, sink)
             os.replace(partial, output)
+        except OSError as exc:
+            raise InputError(
+                f"cannot write {output}: {exc.strerror or exc}", field="output", hint="Give a writable file."
+            ) from None
         finally:
             partial.unlink(missing_ok=True)
         return written

@@ -175,6 +175,11 @@ def test_export_csv_and_vcard(cli: Cli, book: Seeded, tenant: TenantHandle, tmp_
 
     failed = cli("contacts", "export", "-t", tenant.id, "--format", "xls", ok=False)
     one_line_error(failed, "invalid_input")
+    nowhere = str(tmp_path / "missing" / "contacts.csv")
+    one_line_error(cli("contacts", "export", "-t", tenant.id, "-o", nowhere, ok=False), "invalid_input")
+    refused = cli("contacts", "export", "-t", tenant.id, "--domain", "no domain", "-o", str(target), ok=False)
+    one_line_error(refused, "invalid_input")
+    assert list(target.parent.iterdir()) == [target]  # the earlier export is still there, whole
 
 
 def test_delete_and_merge(cli: Cli, book: Seeded, tenant: TenantHandle) -> None:
