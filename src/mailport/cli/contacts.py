@@ -54,6 +54,8 @@ TWO_WAY = typer.Option(None, "--two-way/--one-way", help="Only two-way (or only 
 LIMIT = typer.Option(50, "--limit", "-n", min=1, max=200, help="How many a page.")
 CURSOR = typer.Option(None, "--cursor", help="Continue after the page that printed this cursor.")
 SORT = typer.Option("score", "--sort", help="score (default), name, last_seen or first_seen.")
+LIST_HEADERS = ("id", "name", "email", "organisation", "sent/received", "two-way", "score", "last seen")
+WAIT_STEP = 0.5  # seconds between tries while another process harvests the mailbox
 
 
 async def _tenant_id(services: Services, tenant: str) -> str:
@@ -78,10 +80,6 @@ def _rows(contacts: list[StoredContact], now: datetime) -> list[tuple[str, ...]]
         )
         for c in contacts
     ]
-
-
-WAIT_STEP = 0.5  # seconds between tries while another process harvests the mailbox
-LIST_HEADERS = ("id", "name", "email", "organisation", "sent/received", "two-way", "score", "last seen")
 
 
 def _query(
@@ -123,7 +121,7 @@ def list_contacts(
     contacts, next_cursor = run_with_services(action)
     now = utc_now()
     if as_json:
-        print_json({"data": [contact_json(c, now=now) for c in contacts], "next_cursor": next_cursor})
+        print_json({"items": [contact_json(c, now=now) for c in contacts], "next_cursor": next_cursor})
         return
     print_table(LIST_HEADERS, _rows(contacts, now))
     if next_cursor:
@@ -361,7 +359,7 @@ def list_groups(
 
     page = run_with_services(action)
     if as_json:
-        print_json({"data": [group_json(g) for g in page.items], "next_cursor": page.next_cursor})
+        print_json({"items": [group_json(g) for g in page.items], "next_cursor": page.next_cursor})
         return
     print_table(
         ("id", "name", "kind", "members", "owner"),

@@ -45,7 +45,7 @@ async def book(services: Services, tenant: TenantHandle) -> Seeded:
 
 
 def listed(cli: Cli, tenant: str, *args: str) -> list[dict[str, object]]:
-    return list(json.loads(cli("contacts", "list", "-t", tenant, "--json", *args).stdout)["data"])
+    return list(json.loads(cli("contacts", "list", "-t", tenant, "--json", *args).stdout)["items"])
 
 
 def test_the_list_as_a_table_and_as_json(cli: Cli, book: Seeded, tenant: TenantHandle) -> None:
@@ -80,9 +80,9 @@ def test_filters_sort_and_pages(cli: Cli, book: Seeded, tenant: TenantHandle) ->
     assert by_name == sorted(by_name, key=lambda n: str(n).lower())
 
     first = json.loads(cli("contacts", "list", "-t", tenant.id, "--limit", "2", "--json").stdout)
-    assert len(first["data"]) == 2 and first["next_cursor"]
+    assert len(first["items"]) == 2 and first["next_cursor"]
     rest = listed(cli, tenant.id, "--limit", "2", "--cursor", first["next_cursor"])
-    seen = [c["email"] for c in first["data"] + rest]
+    seen = [c["email"] for c in first["items"] + rest]
     assert len(seen) == 3 == len(set(seen))
     paged = cli("contacts", "list", "-t", tenant.id, "--limit", "1")
     assert "more: --cursor " in paged.stderr
@@ -291,7 +291,7 @@ def test_groups_list(cli: Cli, book: Seeded, tenant: TenantHandle) -> None:
     found = json.loads(
         cli("contacts", "groups", "list", "-t", tenant.id, "--kind", "organisation", "--json").stdout
     )
-    assert {(g["name"], g["members"]) for g in found["data"]} == {
+    assert {(g["name"], g["members"]) for g in found["items"]} == {
         ("example.de", 1),
         ("partner.example", 1),
         ("evil.example", 1),
@@ -299,7 +299,7 @@ def test_groups_list(cli: Cli, book: Seeded, tenant: TenantHandle) -> None:
     assert json.loads(
         cli("contacts", "groups", "list", "-t", tenant.id, "--kind", "custom", "--json").stdout
     ) == {
-        "data": [],
+        "items": [],
         "next_cursor": None,
     }
     one_line_error(
