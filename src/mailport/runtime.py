@@ -146,7 +146,7 @@ def start_contacts(services: Services) -> ContactWorker:
     from mailport.contacts.feed import ContactFeed
     from mailport.contacts.worker import ContactWorker
 
-    feed = ContactFeed(services.events, services.mailboxes.repository)
+    feed = ContactFeed(services.events, services.mailboxes)
     worker = ContactWorker(
         services.contact_sync,
         feed=feed,

@@ -40,9 +40,9 @@ from mailport.contacts.store import HarvestedMessage, record
 from mailport.errors import LeaseLostError, NotFoundError
 from mailport.events import EventLog, EventType, last_seq
 from mailport.mailboxes.models import Mailbox
+from mailport.mailboxes.service import MailboxService
 from mailport.messages.headers import date
 from mailport.store.database import dialect_insert
-from mailport.store.mailboxes import MailboxRepository
 from mailport.store.tables import contact_feed, events, mailboxes, messages
 from mailport.tasks import cancel_and_wait, stop_if_cancelled
 
@@ -78,7 +78,7 @@ class ContactFeed:
     def __init__(
         self,
         events_log: EventLog,
-        repository: MailboxRepository,
+        mailboxes: MailboxService,
         *,
         clock: Clock = utc_now,
         batch: int = BATCH,
@@ -88,7 +88,7 @@ class ContactFeed:
     ) -> None:
         self.events = events_log
         self.database = events_log.database
-        self.repository = repository
+        self.mailboxes = mailboxes
         self.clock = clock
         self.batch = batch
         self.poll_seconds = poll_seconds
@@ -199,7 +199,7 @@ class ContactFeed:
         out: dict[str, Harvester] = {}
         for mailbox_id in sorted(mailbox_ids):
             try:
-                mailbox: Mailbox = await self.repository.get_by_id(mailbox_id)
+                mailbox: Mailbox = await self.mailboxes.repository.get_by_id(mailbox_id)
             except NotFoundError:
                 continue  # deleted meanwhile
             settings = mailbox.settings.contacts

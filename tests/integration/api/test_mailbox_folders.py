@@ -65,6 +65,7 @@ async def test_a_mailbox_without_folders_watches_its_folder(
         "after_processing": "none",
         "folders": ["Orders"],
         "sending": {"sent_copy": "auto", "aliases": [], "rate_per_minute": None, "rate_per_day": None},
+        "contacts": None,
     }
 
 

@@ -43,6 +43,7 @@ async def test_create_get_update_delete(tenant_client: httpx.AsyncClient, secret
         **body["settings"],
         "folders": [body["settings"]["folder"]],
         "sending": DEFAULT_SENDING,
+        "contacts": None,
     }
     assert mailbox["status"] == "pending" and mailbox["error_count_24h"] == 0
     assert mailbox["last_tested_at"] is None and mailbox["provider_id"] is None
@@ -87,6 +88,7 @@ async def test_defaults_are_never_destructive(tenant_client: httpx.AsyncClient, 
         "after_processing": "none",
         "folders": ["INBOX"],
         "sending": DEFAULT_SENDING,
+        "contacts": None,
     }
     assert created["smtp"] is None and created["label"] is None
 

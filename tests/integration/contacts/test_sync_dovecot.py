@@ -238,7 +238,7 @@ async def test_new_mail_arrives_from_the_event_stream_and_a_re_sync_counts_it_on
         reconcile_interval=0.2,
         options=WatcherOptions(backoff_base=0.2, backoff_cap=1.0, auth_retry_seconds=600),
     )
-    feed = ContactFeed(bed.services.events, bed.services.mailboxes.repository, poll_seconds=0.2)
+    feed = ContactFeed(bed.services.events, bed.services.mailboxes, poll_seconds=0.2)
     await orchestrator.start()
     feed.start()
     try:

@@ -10,7 +10,9 @@ from mailport.contacts.sync_schemas import ContactSyncOut, SyncRequest
 from mailport.services import Services
 
 router = APIRouter(
-    prefix="/v1/mailboxes/{mailbox_id}/contacts", tags=["contacts"], responses=error_responses(401, 403, 404)
+    prefix="/v1/mailboxes/{mailbox_id}/contacts",
+    tags=["contacts"],
+    responses=error_responses(401, 403, 404, 422),
 )
 
 
@@ -31,7 +33,7 @@ async def get_contact_sync(
     "/sync",
     status_code=202,
     summary="Harvest the mailbox's contacts now",
-    responses=error_responses(409, 422),
+    responses=error_responses(409),
 )
 async def request_contact_sync(
     mailbox_id: str,

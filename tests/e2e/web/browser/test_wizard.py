@@ -103,6 +103,7 @@ def test_password_account_through_the_whole_wizard(
         "after_processing": "mark_read",
         "folders": ["INBOX", "role:sent"],
         "sending": {"sent_copy": "auto", "aliases": [], "rate_per_minute": None, "rate_per_day": None},
+        "contacts": None,
     }
     assert stored["has_password"] is True and stored["imap"]["port"] == web.dovecot.imaps_port
     assert stored["status"] == "connected"  # it passed the test a moment before saving
