@@ -7,14 +7,14 @@ import itertools
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from sqlalchemy import select, update
+from sqlalchemy import delete, select, update
 
 from mailport.contacts import Identity, harvest
 from mailport.contacts import groups as group_module
-from mailport.contacts.groups import ContactGroup, GroupService, Rule, refresh
+from mailport.contacts.group_rules import Rule
+from mailport.contacts.groups import ContactGroup, GroupService, refresh
 from mailport.contacts.harvest import message_digest
 from mailport.contacts.models import Book
-from mailport.contacts.organisations import organisation_of
 from mailport.contacts.store import HarvestedMessage, record
 from mailport.crypto import Secret
 from mailport.mailboxes.models import AuthMethod, NewMailbox, Security, ServerSettings
@@ -88,43 +88,6 @@ async def memberships(services: Services, group_id: str) -> dict[str, str]:
 async def organisation_groups(services: Services, book: Book) -> dict[str, ContactGroup]:
     found = await services.contact_groups.list(book.tenant_id, owner=book.owner, kind="organisation")
     return {g.name: g for g in found.items}
-
-
-# --------------------------------------------------------------------------- the rule language
-
-
-def test_a_rule_is_parsed_normalized_and_refused_with_a_reason() -> None:
-    rule = Rule.parse({"domains": ["ACME.com", "Bücher.example"], "two_way": True, "min_messages": 3})
-    assert rule.to_json() == {
-        "domains": ["acme.com", "xn--bcher-kva.example"],
-        "two_way": True,
-        "min_messages": 3,
-    }
-    assert Rule.parse({"address_contains": " Sales "}).address_contains == "sales"
-    refused = {
-        "unknown rule condition 'domain'": {"domain": ["acme.com"]},
-        "at least one condition": {},
-        "is not a domain": {"domains": ["acme .com"]},
-        "list of 1 to 100 domains": {"domains": []},
-        "two_way: true or false": {"two_way": "yes"},
-        "min_messages: a whole number": {"min_messages": True},
-        "address_contains: control characters": {"address_contains": "a\u2028b"},
-        "organisation: 7 is not a domain": {"organisation": 7},
-    }
-    for reason, data in refused.items():
-        with pytest.raises(ValueError, match=reason):
-            Rule.parse(data)
-    with pytest.raises(ValueError, match="JSON object"):
-        Rule.parse(["acme.com"])
-
-
-def test_organisations_leave_free_mail_out_and_use_the_registrable_domain() -> None:
-    assert organisation_of("alice@eng.acme.co.uk") == "acme.co.uk"
-    assert organisation_of("bob@gmail.com") is None
-    assert organisation_of("carol@mail.yahoo.co.uk") is None  # a subdomain of free mail
-    # hosted by Google, so in the provider database, but organisations all the same
-    assert organisation_of("dan@google.com") == "google.com"
-    assert organisation_of("eve@nyu.edu") == "nyu.edu"
 
 
 # --------------------------------------------------------------------------- upkeep on harvest
@@ -260,3 +223,20 @@ async def test_a_custom_group_named_like_a_domain_stands_in_for_its_organisation
     await harvest_into(services, book, mailbox_id, received("alice@acme.com"))
     assert await organisation_groups(services, book) == {}
     assert await memberships(services, custom.id) == {}
+
+
+async def test_a_merge_moves_memberships_and_the_history_lists_them(services: Services) -> None:
+    book, mailbox_id = await book_with_mailbox(services)
+    ids = await harvest_into(
+        services, book, mailbox_id, received("alice@acme.com"), received("a.smith@gmail.com")
+    )
+    friends = await services.contact_groups.create(book.tenant_id, name="Friends")
+    await services.contact_groups.add_members(book.tenant_id, friends.id, [ids["a.smith@gmail.com"]])
+    into, gone = ids["alice@acme.com"], ids["a.smith@gmail.com"]
+    async with services.database.transaction() as conn:  # what ctapi's merge does around it
+        await group_module.move_members(conn, into, [gone])
+        await conn.execute(delete(contacts).where(contacts.c.id == gone))
+        await refresh(conn, book, [into], now=T0)
+        groups = {g.name: source for g, source in await group_module.groups_of(conn, into)}
+    assert groups == {"Friends": "manual", "acme.com": "organisation"}
+    assert await memberships(services, friends.id) == {"alice@acme.com": "manual"}

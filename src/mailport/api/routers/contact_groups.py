@@ -5,16 +5,27 @@ taken for a contact id."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query, Response
-from pydantic import AfterValidator, BaseModel, Field, StringConstraints, field_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    Field,
+    StrictBool,
+    StrictInt,
+    StringConstraints,
+    field_validator,
+    model_validator,
+)
 
 from mailport.api.deps import Caller, error_responses, get_services, require_tenant
 from mailport.api.paging import Cursor, Limit
 from mailport.clock import utc_now
-from mailport.contacts.groups import ContactGroup, Kind, Rule, group_json
+from mailport.contacts.group_rules import MAX_MESSAGES, Rule
+from mailport.contacts.groups import ContactGroup, GroupService, Kind, group_json
 from mailport.contacts.views import contact_json
 from mailport.services import Services
 from mailport.store.pagination import DEFAULT_LIMIT
@@ -29,19 +40,30 @@ OwnerFilter = Annotated[
     str | None,
     Query(max_length=200, description="Only this owner's book (empty: the book of unowned mailboxes)"),
 ]
-RULE_DOC = (
-    "Every condition given must hold: domains [..], organisation, address_contains, two_way, "
-    "min_messages (docs/contacts.md); null: members are added by hand only"
-)
+
+
+class RuleIn(RequestModel):
+    """A group's rule: every condition given must hold (docs/contacts.md, "Rules")."""
+
+    domains: list[Annotated[str, StringConstraints(max_length=253)]] | None = Field(
+        None, min_length=1, max_length=100, description="An address at one of these domains or a subdomain"
+    )
+    organisation: str | None = Field(None, max_length=253, description="The contact's organisation domain")
+    address_contains: str | None = Field(None, max_length=100, description="Text in one of its addresses")
+    two_way: StrictBool | None = Field(None, description="Wrote and was written to (false: not both)")
+    min_messages: StrictInt | None = Field(None, ge=1, le=MAX_MESSAGES, description="Messages at least")
+
+    @model_validator(mode="after")
+    def _valid(self) -> RuleIn:
+        self.rule()  # a ValueError says what is wrong
+        return self
+
+    def rule(self) -> Rule:
+        return Rule.parse(self.model_dump(exclude_none=True))
 
 
 class _RuleBody(RequestModel):
-    rule: dict[str, Any] | None = Field(None, description=RULE_DOC)
-
-    @field_validator("rule")
-    @classmethod
-    def _valid_rule(cls, value: dict[str, Any] | None) -> dict[str, Any] | None:
-        return None if value is None else Rule.parse(value).to_json()
+    rule: RuleIn | None = Field(None, description="null: members are added by hand only")
 
 
 class GroupCreate(_RuleBody):
@@ -98,22 +120,38 @@ def _tenant(caller: Caller) -> str:
     return caller.tenant_id
 
 
+@dataclass(frozen=True)
+class Scope:
+    """Whose groups a request may touch: the caller's tenant, and one owner's book if ``?owner=``."""
+
+    tenant_id: str
+    owner: str | None
+    groups: GroupService
+
+
+def _scope(
+    owner: OwnerFilter = None,
+    caller: Caller = Depends(require_tenant),
+    services: Services = Depends(get_services),
+) -> Scope:
+    return Scope(_tenant(caller), owner, services.contact_groups)
+
+
+InScope = Annotated[Scope, Depends(_scope)]
+
+
 def _read(group: ContactGroup) -> GroupRead:
     return GroupRead(**group_json(group))
 
 
 @router.get("", summary="List contact groups, with member counts")
 async def list_groups(
-    owner: OwnerFilter = None,
+    scope: InScope,
     kind: Kind | None = Query(None, description="Only groups of this kind"),
     cursor: Cursor = None,
     limit: Limit = DEFAULT_LIMIT,
-    caller: Caller = Depends(require_tenant),
-    services: Services = Depends(get_services),
 ) -> GroupPage:
-    found = await services.contact_groups.list(
-        _tenant(caller), owner=owner, kind=kind, cursor=cursor, limit=limit
-    )
+    found = await scope.groups.list(scope.tenant_id, owner=scope.owner, kind=kind, cursor=cursor, limit=limit)
     return GroupPage(items=[_read(g) for g in found.items], next_cursor=found.next_cursor)
 
 
@@ -130,20 +168,15 @@ async def create_group(
         _tenant(caller),
         name=body.name,
         description=body.description,
-        rule=Rule.parse(body.rule) if body.rule is not None else None,
+        rule=body.rule.rule() if body.rule is not None else None,
         owner=body.owner,
     )
     return _read(group)
 
 
 @router.get("/{group_id}", summary="Get a group", responses=error_responses(404))
-async def get_group(
-    group_id: str,
-    owner: OwnerFilter = None,
-    caller: Caller = Depends(require_tenant),
-    services: Services = Depends(get_services),
-) -> GroupRead:
-    return _read(await services.contact_groups.get(_tenant(caller), group_id, owner=owner))
+async def get_group(group_id: str, scope: InScope) -> GroupRead:
+    return _read(await scope.groups.get(scope.tenant_id, group_id, owner=scope.owner))
 
 
 @router.patch(
@@ -151,18 +184,11 @@ async def get_group(
     summary="Change a group's name, description or rule (a new rule is applied at once)",
     responses=error_responses(404, 409),
 )
-async def update_group(
-    group_id: str,
-    body: GroupUpdate,
-    owner: OwnerFilter = None,
-    caller: Caller = Depends(require_tenant),
-    services: Services = Depends(get_services),
-) -> GroupRead:
+async def update_group(group_id: str, body: GroupUpdate, scope: InScope) -> GroupRead:
     changes: dict[str, Any] = {name: getattr(body, name) for name in body.model_fields_set}
     if "rule" in changes:
-        changes["rule"] = Rule.parse(body.rule) if body.rule is not None else None
-    group = await services.contact_groups.update(_tenant(caller), group_id, changes, owner=owner)
-    return _read(group)
+        changes["rule"] = body.rule.rule() if body.rule is not None else None
+    return _read(await scope.groups.update(scope.tenant_id, group_id, changes, owner=scope.owner))
 
 
 @router.delete(
@@ -171,27 +197,17 @@ async def update_group(
     summary="Delete a group (not its contacts)",
     responses=error_responses(404),
 )
-async def delete_group(
-    group_id: str,
-    owner: OwnerFilter = None,
-    caller: Caller = Depends(require_tenant),
-    services: Services = Depends(get_services),
-) -> Response:
-    await services.contact_groups.delete(_tenant(caller), group_id, owner=owner)
+async def delete_group(group_id: str, scope: InScope) -> Response:
+    await scope.groups.delete(scope.tenant_id, group_id, owner=scope.owner)
     return Response(status_code=204)
 
 
 @router.get("/{group_id}/members", summary="List a group's members", responses=error_responses(404))
 async def list_members(
-    group_id: str,
-    owner: OwnerFilter = None,
-    cursor: Cursor = None,
-    limit: Limit = DEFAULT_LIMIT,
-    caller: Caller = Depends(require_tenant),
-    services: Services = Depends(get_services),
+    group_id: str, scope: InScope, cursor: Cursor = None, limit: Limit = DEFAULT_LIMIT
 ) -> MemberPage:
-    found = await services.contact_groups.members(
-        _tenant(caller), group_id, owner=owner, cursor=cursor, limit=limit
+    found = await scope.groups.members(
+        scope.tenant_id, group_id, owner=scope.owner, cursor=cursor, limit=limit
     )
     now = utc_now()
     items = [
@@ -209,15 +225,8 @@ async def list_members(
     summary="Add contacts to a group by hand",
     responses=error_responses(404, 409),
 )
-async def add_members(
-    group_id: str,
-    body: MembersAdd,
-    owner: OwnerFilter = None,
-    caller: Caller = Depends(require_tenant),
-    services: Services = Depends(get_services),
-) -> GroupRead:
-    group = await services.contact_groups.add_members(_tenant(caller), group_id, body.contacts, owner=owner)
-    return _read(group)
+async def add_members(group_id: str, body: MembersAdd, scope: InScope) -> GroupRead:
+    return _read(await scope.groups.add_members(scope.tenant_id, group_id, body.contacts, owner=scope.owner))
 
 
 @router.delete(
@@ -226,12 +235,6 @@ async def add_members(
     summary="Take a contact out of a group (a rule does not add it back)",
     responses=error_responses(404, 409),
 )
-async def remove_member(
-    group_id: str,
-    contact_id: str,
-    owner: OwnerFilter = None,
-    caller: Caller = Depends(require_tenant),
-    services: Services = Depends(get_services),
-) -> Response:
-    await services.contact_groups.remove_member(_tenant(caller), group_id, contact_id, owner=owner)
+async def remove_member(group_id: str, contact_id: str, scope: InScope) -> Response:
+    await scope.groups.remove_member(scope.tenant_id, group_id, contact_id, owner=scope.owner)
     return Response(status_code=204)
