@@ -36,7 +36,7 @@ from mailport.contacts.blocklist import load_blocklist
 from mailport.contacts.harvesting import SKIPPED_ROLES, Harvester, enabled, header_of, normal_block
 from mailport.contacts.models import ContactSettings
 from mailport.contacts.rules import BlockList
-from mailport.contacts.store import HarvestedMessage, record
+from mailport.contacts.store import HarvestedMessage, lock_book, record
 from mailport.errors import LeaseLostError, NotFoundError
 from mailport.events import EventLog, EventType, last_seq
 from mailport.mailboxes.models import Mailbox
@@ -185,6 +185,13 @@ class ContactFeed:
                 harvested.setdefault(row.mailbox_id, []).append(message)
         now = self.clock()
         async with self.events.transaction() as conn:
+            # every book first, in one order: record() appends events under the event log's lock,
+            # and a run holding one of these books waits for that lock (PostgreSQL)
+            books = {
+                (h.book.tenant_id, h.book.owner): h.book for m, h in harvesters.items() if m in harvested
+            }
+            for key in sorted(books):
+                await lock_book(conn, books[key])
             for mailbox_id, found_messages in sorted(harvested.items()):
                 await record(conn, harvesters[mailbox_id].book, mailbox_id, found_messages, now=now)
             await conn.execute(
