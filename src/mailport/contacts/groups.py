@@ -32,7 +32,7 @@ import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Literal, get_args
+from typing import Any, Generic, Literal, TypeVar, get_args
 
 from sqlalchemy import ColumnElement, and_, delete, func, literal, select, update
 from sqlalchemy.exc import IntegrityError
@@ -53,8 +53,10 @@ from mailport.store import Database
 from mailport.store.database import dialect_insert
 from mailport.store.ids import new_id, plausible_id
 from mailport.store.pagination import DEFAULT_LIMIT, decode_cursor, encode_cursor
+from mailport.store.rows import from_row
 from mailport.store.tables import contact_addresses, contact_group_members, contact_groups, contacts
 
+T = TypeVar("T")
 Kind = Literal["custom", "organisation"]
 Source = Literal["manual", "rule", "organisation", "removed"]
 KINDS: tuple[str, ...] = get_args(Kind)
@@ -91,14 +93,10 @@ class Member:
 
 
 @dataclass(frozen=True, slots=True)
-class GroupPage:
-    items: list[ContactGroup]
-    next_cursor: str | None
+class Page(Generic[T]):
+    """One page of a list and the cursor of the next (None: the last page)."""
 
-
-@dataclass(frozen=True, slots=True)
-class MemberPage:
-    items: list[Member]
+    items: list[T]
     next_cursor: str | None
 
 
@@ -118,19 +116,11 @@ def group_json(group: ContactGroup) -> dict[str, Any]:
 
 
 def _group(row: Any, count: int = 0) -> ContactGroup:
-    rule = Rule.parse(json.loads(row.rule)) if row.rule else None
-    return ContactGroup(
-        id=row.id,
-        tenant_id=row.tenant_id,
-        owner=row.owner,
-        name=row.name,
-        kind=row.kind,
-        rule=rule,
-        description=row.description,
-        created_at=row.created_at,
-        updated_at=row.updated_at,
-        members=count,
-    )
+    if row.kind == "organisation":  # its rule is its name (a domain, or what a user called it)
+        rule: Rule | None = Rule(organisation=row.name)
+    else:
+        rule = Rule.parse(json.loads(row.rule)) if row.rule else None
+    return from_row(ContactGroup, row, rule=rule, members=count)
 
 
 def _in_book(table: Any, book: Book) -> ColumnElement[bool]:
@@ -304,7 +294,7 @@ def _organisation_row(book: Book, domain: str, now: datetime) -> dict[str, Any]:
         "owner": book.owner,
         "name": domain,
         "kind": "organisation",
-        "rule": json.dumps(Rule(organisation=domain).to_json()),
+        "rule": None,  # its name is its rule (:func:`_group`)
         "description": None,
         "created_at": now,
         "updated_at": now,
@@ -385,7 +375,7 @@ class GroupService:
         kind: Kind | None = None,
         cursor: str | None = None,
         limit: int = DEFAULT_LIMIT,
-    ) -> GroupPage:
+    ) -> Page[ContactGroup]:
         after = decode_cursor(cursor)
         query = select(contact_groups).where(contact_groups.c.tenant_id == tenant_id)
         if owner is not None:
@@ -400,7 +390,7 @@ class GroupService:
             rows = rows[:limit]
             counts = await _counts(conn, [row.id for row in rows])
         items = [_group(row, counts.get(row.id, 0)) for row in rows]
-        return GroupPage(items, encode_cursor(items[-1].id) if more and items else None)
+        return Page(items, encode_cursor(items[-1].id) if more and items else None)
 
     async def get(self, tenant_id: str, group_id: str, *, owner: str | None = None) -> ContactGroup:
         async with self.database.connect() as conn:
@@ -501,7 +491,7 @@ class GroupService:
         owner: str | None = None,
         cursor: str | None = None,
         limit: int = DEFAULT_LIMIT,
-    ) -> MemberPage:
+    ) -> Page[Member]:
         after = decode_cursor(cursor)
         async with self.database.connect() as conn:
             group = await _get(conn, tenant_id, group_id, owner, count=False)
@@ -515,7 +505,7 @@ class GroupService:
             rows = rows[:limit]
             loaded = {c.id: c for c in await load(conn, [row.contact_id for row in rows])}
         items = [Member(loaded[row.contact_id], row.source, row.added_at) for row in rows]
-        return MemberPage(items, encode_cursor(rows[-1].contact_id) if more and rows else None)
+        return Page(items, encode_cursor(rows[-1].contact_id) if more and rows else None)
 
     async def add_members(
         self, tenant_id: str, group_id: str, contact_ids: Sequence[str], *, owner: str | None = None

@@ -126,12 +126,13 @@ async def test_a_changed_organisation_moves_the_contact_to_its_group(services: S
         await conn.execute(
             update(contacts)
             .where(contacts.c.id == ids["alice@acme.com"])
-            .values(organisation="initech.example", organisation_source="user")
+            .values(organisation="Initech Ltd", organisation_source="user")  # not always a domain
         )
         await refresh(conn, book, [ids["alice@acme.com"]], now=T0)
     groups = await organisation_groups(services, book)
     assert await memberships(services, groups["acme.com"].id) == {"bob@acme.com": "organisation"}
-    assert await memberships(services, groups["initech.example"].id) == {"alice@acme.com": "organisation"}
+    assert await memberships(services, groups["Initech Ltd"].id) == {"alice@acme.com": "organisation"}
+    assert groups["Initech Ltd"].rule == Rule(organisation="Initech Ltd")
     assert groups["acme.com"].members == 1
 
 
@@ -238,5 +239,7 @@ async def test_a_merge_moves_memberships_and_the_history_lists_them(services: Se
         await conn.execute(delete(contacts).where(contacts.c.id == gone))
         await refresh(conn, book, [into], now=T0)
         groups = {g.name: source for g, source in await group_module.groups_of(conn, into)}
+        listed = await conn.execute(select(contacts.c.email).where(group_module.is_member_of(friends.id)))
     assert groups == {"Friends": "manual", "acme.com": "organisation"}
+    assert listed.scalars().all() == ["alice@acme.com"]  # what ?group= of GET /v1/contacts filters by
     assert await memberships(services, friends.id) == {"alice@acme.com": "manual"}
