@@ -28,7 +28,7 @@ from mailport.cli.services import print_json, run_with_services
 from mailport.cli.tables import print_table
 from mailport.client import Mailport
 from mailport.clock import utc_now
-from mailport.contacts.groups import KINDS, GroupPage, Kind, group_json
+from mailport.contacts.groups import KINDS, ContactGroup, Kind, Page, group_json
 from mailport.contacts.history import History
 from mailport.contacts.models import StoredContact
 from mailport.contacts.queries import SORTS, ContactQuery
@@ -351,7 +351,7 @@ def list_groups(
         raise InputError(f"kind: not custom or organisation: {kind!r}", field="kind")
     kinds = cast(Kind | None, kind)
 
-    async def action(services: Services) -> GroupPage:
+    async def action(services: Services) -> Page[ContactGroup]:
         tenant_id = await _tenant_id(services, tenant)
         return await services.contact_groups.list(
             tenant_id, owner=owner, kind=kinds, cursor=cursor, limit=limit
