@@ -71,6 +71,9 @@ app.add_typer(send_cli.outbox_app, name="outbox")
 from mailport.cli import drafts as drafts_cli  # noqa: E402  (a mailbox's drafts)
 
 app.add_typer(drafts_cli.app, name="drafts")
+from mailport.cli import contacts as contacts_cli  # noqa: E402  (contact books)
+
+app.add_typer(contacts_cli.app, name="contacts")
 from mailport.cli.detect import detect_command  # noqa: E402
 
 app.command(name="detect")(detect_command)
