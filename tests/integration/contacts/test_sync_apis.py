@@ -50,6 +50,7 @@ class Box:
     file: Callable[[str, bytes, datetime], None]  # (where, raw, received at)
     harvested: dict[str, int]  # the folders a run reads (their paths) and the blocks read in each
     skipped: frozenset[str]  # the folders a run must never read
+    paths: dict[str, str]  # the corpus's places as folder paths (settings.contacts.folders)
 
     @property
     def me(self) -> str:
@@ -119,6 +120,7 @@ async def _gmail_box(request: pytest.FixtureRequest, settings: Settings) -> Box:
             "Clients": 1,
         },
         frozenset({"SPAM", "TRASH", "DRAFT", "STARRED"}),
+        {INBOX: "INBOX", SENT: "SENT", OWN: "Clients", JUNK: "SPAM"},
     )
 
 
@@ -129,11 +131,11 @@ async def _graph_box(request: pytest.FixtureRequest, settings: Settings) -> Box:
     services = await build(use_graph(settings, providers), migrate=True)
     made = await connect_graph_mailbox(services, fake, idp)
     account = made.account
-    account.create_folder("Clients")
+    account.create_folder("Clients", "inbox")  # a folder of the user's own, under the inbox
     places = {
         INBOX: "inbox",
         SENT: "sentitems",
-        OWN: "Clients",
+        OWN: "Inbox/Clients",
         JUNK: "junkemail",
         TRASH: "deleteditems",
         DRAFTS: "drafts",
@@ -148,8 +150,9 @@ async def _graph_box(request: pytest.FixtureRequest, settings: Settings) -> Box:
         services,
         made.mailbox,
         file,
-        {"INBOX": 4, "Archive": 0, "Clients": 1, "Outbox": 0, "Sent Items": 1},
+        {"INBOX": 4, "INBOX/Clients": 1, "Archive": 0, "Outbox": 0, "Sent Items": 1},
         frozenset({"Junk Email", "Deleted Items", "Drafts"}),
+        {INBOX: "INBOX", SENT: "Sent Items", OWN: "INBOX/Clients", JUNK: "Junk Email"},
     )
 
 
@@ -198,8 +201,8 @@ EXPECTED = {  # key: (name, sent_to, received_from, copied)
 }
 
 
-async def switch_on(box: Box) -> Mailbox:
-    update = MailboxUpdate(settings=SettingsPatch(contacts=ContactsPatch()))
+async def switch_on(box: Box, **fields: object) -> Mailbox:
+    update = MailboxUpdate(settings=SettingsPatch(contacts=ContactsPatch.model_validate(fields)))
     return await box.services.mailboxes.update(box.mailbox.tenant_id, box.mailbox.id, update)
 
 
@@ -265,3 +268,20 @@ async def test_a_run_harvests_exactly_the_corpus_and_a_second_counts_only_new_ma
     full = await box.services.contact_sync.run(box.mailbox.id, full=True)
     assert full.messages == 0 and full.read >= 8
     assert await book(box) == expected
+
+
+async def test_the_folders_chosen_in_the_settings_are_read_and_no_others(box: Box) -> None:
+    fill(box)
+    folders = [box.paths[OWN], box.paths[SENT], box.paths[JUNK]]  # junk too, when the user says so
+    await switch_on(box, folders=folders, policy="sent_only")
+
+    report = await box.services.contact_sync.run(box.mailbox.id)
+
+    assert set(report.folders) == set(folders)
+    # sent_only: the people written to; Dora (own folder) and the spammer (junk) wrote, so no
+    assert {key: figures[1] for key, figures in (await book(box)).items()} == {
+        "alice@example.org": 1,
+        "erin@example.com": 1,
+        "frank@example.com": 1,
+    }
+    assert report.messages == 1
