@@ -150,6 +150,8 @@ async def _graph_box(request: pytest.FixtureRequest, settings: Settings) -> Box:
         services,
         made.mailbox,
         file,
+        # every folder but Junk Email, Deleted Items and Drafts; Outbox has no role mailport knows
+        # (Graph's wellKnownName ``outbox``), so it is read too: it is empty but for mail in transit
         {"INBOX": 4, "INBOX/Clients": 1, "Archive": 0, "Outbox": 0, "Sent Items": 1},
         frozenset({"Junk Email", "Deleted Items", "Drafts"}),
         {INBOX: "INBOX", SENT: "Sent Items", OWN: "INBOX/Clients", JUNK: "Junk Email"},
