@@ -64,7 +64,7 @@ async def test_a_message_deleted_after_the_listing_is_left_out(gbed: GmailAccess
     assert [b.item for b in first] + rest == [ids[0], ids[2]]
 
 
-async def test_all_mail_is_every_label_and_archived_mail_but_spam_trash_and_drafts(
+async def test_all_mail_is_every_label_and_archived_mail_but_spam_trash_drafts_and_chats(
     gbed: GmailAccessBed,
 ) -> None:
     label = gbed.account.create_label("Clients")
@@ -74,7 +74,7 @@ async def test_all_mail_is_every_label_and_archived_mail_but_spam_trash_and_draf
         gbed.put(make_message(), (label,), at=SINCE + timedelta(hours=2)),
         gbed.put(make_message(), ("CATEGORY_UPDATES",), at=SINCE + timedelta(hours=3)),  # archived
     ]
-    for labels in (("SPAM",), ("TRASH",), ("DRAFT",)):
+    for labels in (("SPAM",), ("TRASH",), ("DRAFT",), ("CHAT",)):
         gbed.put(make_message(), labels, at=SINCE + timedelta(hours=4))
     gbed.put(make_message(), at=SINCE - timedelta(seconds=1))  # before the instant
     assert gbed.connector.all_mail() == ALL_MAIL

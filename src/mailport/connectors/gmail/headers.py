@@ -15,7 +15,8 @@ batches of 50; a chunk's batches go out together, as many at once as the mailbox
 listing and its ``get`` (404) is left out.
 
 :data:`ALL_MAIL` is Gmail's All Mail, which the API lists as no label but as a listing without
-``labelIds`` (spam and trash left out), drafts dropped by their ``DRAFT`` label. A harvest reads
+``labelIds`` (spam and trash left out), drafts and chats dropped by their ``DRAFT`` and
+``CHAT`` labels (IMAP's All Mail has neither). A harvest reads
 it rather than each label: a message carries several labels (INBOX, IMPORTANT, a category), and
 label by label it would be fetched once for each; archived mail is in no label at all.
 """
@@ -39,7 +40,7 @@ if TYPE_CHECKING:
 
 LIST_PAGE = 500  # messages.list's maximum maxResults
 ALL_MAIL = "[Gmail]/All Mail"  # as IMAP names it (a user label of this very name is shadowed)
-DRAFT = "DRAFT"
+NOT_MAIL = frozenset({"DRAFT", "CHAT"})  # in All Mail's listing, but unsent or chats (not in IMAP's)
 
 
 async def message_ids(client: GmailClient, label_id: str | None, since: datetime) -> list[str]:
@@ -84,7 +85,7 @@ async def header_blocks(
             for message in part
             if message is not None
             and (message.internal_date is None or message.internal_date >= since)
-            and (label_id is not None or DRAFT not in message.label_ids)
+            and (label_id is not None or NOT_MAIL.isdisjoint(message.label_ids))
         ]
         if blocks:
             yield blocks
