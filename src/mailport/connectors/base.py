@@ -262,6 +262,12 @@ class Connector(Protocol):
         A message may come twice (the caller deduplicates); none may be missed."""
         ...
 
+    def all_mail(self) -> str | None:
+        """The path :meth:`header_blocks` takes for all of the mailbox's mail but junk, trash and
+        drafts, where the source has that view without listing it as a folder (the Gmail API:
+        a listing without a label); None otherwise (IMAP's All Mail is listed, with its role)."""
+        ...
+
     async def search_messages(self, query: SearchQuery) -> MessagePage:
         """A page of the messages matching ``query``, newest first (:attr:`Feature.SEARCH`)."""
         ...
@@ -389,6 +395,9 @@ class BaseConnector:
     ) -> AsyncIterator[list[HeaderBlock]]:
         raise self._unsupported(Feature.FOLDERS, f"The {self.key} connector cannot read header fields.")
         yield []  # an async generator, like the connectors' own
+
+    def all_mail(self) -> str | None:
+        return None
 
     async def search_messages(self, query: SearchQuery) -> MessagePage:
         raise self._unsupported(Feature.SEARCH, f"The {self.key} connector cannot search.")

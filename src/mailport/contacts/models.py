@@ -38,7 +38,7 @@ class ContactSettings:
     """Per mailbox (``mailboxes.contacts``, JSON); a mailbox without them harvests nothing.
 
     ``folders``: the folder paths harvested; None chooses them (every folder but Junk, Trash and
-    Drafts; where the source has an All Mail folder, that one and Sent). ``aliases``: more of the
+    Drafts; where the source has an All Mail folder or view, that one and Sent). ``aliases``: more of the
     mailbox's own addresses, beside its address and its sending aliases. ``fold``: provider-aware
     folding (Gmail dots and ``+tags``, :func:`mailport.contacts.addresses.fold`).
     """

@@ -8,7 +8,9 @@ A run (:meth:`ContactSync.run`, or the worker's :meth:`ContactSync.run_claimed`)
    watchers' or the command pool's: a backfill may read for minutes);
 3. chooses the folders: ``settings.contacts.folders``, else every folder but Junk, Trash,
    Drafts and Flagged (a view of others); where the source has an All Mail folder, that one and
-   Sent only, as All Mail holds the inbox and every other label already;
+   Sent only, as All Mail holds the inbox and every other label already (the Gmail API has no
+   such folder but the same view, :meth:`~mailport.connectors.base.Connector.all_mail`: read
+   label by label, the inbox's mail would be fetched again for IMPORTANT and its category);
 4. per folder, reads the header fields of the mail that arrived since the folder's position
    (the period's start the first time), ``chunk`` messages at a time, and records each chunk
    with :func:`mailport.contacts.store.record` in one transaction together with the folder's new
@@ -84,12 +86,15 @@ class SyncReport:
         }
 
 
-def choose_folders(settings: ContactSettings, folders: Sequence[Folder]) -> list[str]:
-    """The folders a run harvests (see the module docstring)."""
+def choose_folders(
+    settings: ContactSettings, folders: Sequence[Folder], *, all_mail: str | None = None
+) -> list[str]:
+    """The folders a run harvests (see the module docstring); ``all_mail``: the source's All
+    Mail where it is no listed folder (:meth:`~mailport.connectors.base.Connector.all_mail`)."""
     if settings.folders is not None:
         return list(settings.folders)
     usable = [f for f in folders if f.selectable and f.role not in SKIPPED_ROLES]
-    everything = [f.path for f in usable if f.role is Role.ALL]
+    everything = [f.path for f in usable if f.role is Role.ALL] or ([all_mail] if all_mail else [])
     if everything:
         return everything[:1] + [f.path for f in usable if f.role is Role.SENT]
     return [f.path for f in usable]
@@ -283,7 +288,7 @@ class ContactSync:
             claimed = replace(claimed, since=self.clock() - timedelta(days=settings.backfill_days))
         try:
             await connector.connect()
-            folders = choose_folders(settings, await connector.list_folders())
+            folders = choose_folders(settings, await connector.list_folders(), all_mail=connector.all_mail())
             positions = {
                 path: at for path, at in positions.items() if path in folders
             }  # no longer read: gone

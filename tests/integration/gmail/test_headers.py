@@ -11,6 +11,7 @@ from datetime import timedelta
 import pytest
 
 from mailport.connectors.base import HeaderBlock
+from mailport.connectors.gmail.headers import ALL_MAIL
 from mailport.errors import FolderNotFoundError
 from mailport.messages import headers as hdr
 from tests.connectors.test_header_blocks import FIELDS, SINCE, collect
@@ -61,6 +62,24 @@ async def test_a_message_deleted_after_the_listing_is_left_out(gbed: GmailAccess
     gbed.account.delete(ids[1])
     rest = [b.item for c in [c async for c in blocks] for b in c]
     assert [b.item for b in first] + rest == [ids[0], ids[2]]
+
+
+async def test_all_mail_is_every_label_and_archived_mail_but_spam_trash_drafts_and_chats(
+    gbed: GmailAccessBed,
+) -> None:
+    label = gbed.account.create_label("Clients")
+    kept = [
+        gbed.put(make_message(), ("INBOX", "IMPORTANT", "CATEGORY_PERSONAL"), at=SINCE),
+        gbed.put(make_message(), ("SENT",), at=SINCE + timedelta(hours=1)),
+        gbed.put(make_message(), (label,), at=SINCE + timedelta(hours=2)),
+        gbed.put(make_message(), ("CATEGORY_UPDATES",), at=SINCE + timedelta(hours=3)),  # archived
+    ]
+    for labels in (("SPAM",), ("TRASH",), ("DRAFT",), ("CHAT",)):
+        gbed.put(make_message(), labels, at=SINCE + timedelta(hours=4))
+    gbed.put(make_message(), at=SINCE - timedelta(seconds=1))  # before the instant
+    assert gbed.connector.all_mail() == ALL_MAIL
+    chunks = await collect(gbed.connector, ALL_MAIL, chunk=2)
+    assert [b.item for c in chunks for b in c] == kept  # each once, oldest first
 
 
 async def test_a_missing_label_is_not_found(gbed: GmailAccessBed) -> None:

@@ -39,6 +39,10 @@ def test_every_folder_but_junk_trash_drafts_and_flagged_or_all_mail_and_sent() -
         folder("Work"),
     ]
     assert choose_folders(ContactSettings(), gmail) == ["[Gmail]/All Mail", "[Gmail]/Sent Mail"]
+    # the Gmail API lists labels only; its connector names the All Mail it reads instead of them
+    labels = [folder("INBOX", Role.INBOX), folder("IMPORTANT"), folder("SENT", Role.SENT), folder("Work")]
+    assert choose_folders(ContactSettings(), labels, all_mail="ALL") == ["ALL", "SENT"]
+    assert choose_folders(ContactSettings(), gmail, all_mail="ALL")[0] == "[Gmail]/All Mail"
     chosen = ContactSettings(folders=("INBOX", "Projects/Acme"))
     assert choose_folders(chosen, SERVER) == ["INBOX", "Projects/Acme"]
 

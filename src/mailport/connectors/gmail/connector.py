@@ -327,6 +327,10 @@ class GmailConnector(AccessDelegation, PollingConnector):
             self._touch()
             yield found
 
+    def all_mail(self) -> str:
+        """Contact harvesting reads all mail in one listing, not each label: see :mod:`.headers`."""
+        return gmail_headers.ALL_MAIL
+
     async def mark_read(self, items: Sequence[str]) -> None:
         """After-processing: the watched label's messages lose UNREAD."""
         await self._require().batch_modify(list(items), remove=["UNREAD"])

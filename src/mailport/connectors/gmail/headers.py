@@ -13,6 +13,12 @@ batches of 50; a chunk's batches go out together, as many at once as the mailbox
 :class:`~mailport.connectors.api_http.MailboxLimiter` lets through. ``received_at`` is Gmail's
 ``internalDate`` (checked exactly: ``after:`` is by the second); a message deleted between the
 listing and its ``get`` (404) is left out.
+
+:data:`ALL_MAIL` is Gmail's All Mail, which the API lists as no label but as a listing without
+``labelIds`` (spam and trash left out), drafts and chats dropped by their ``DRAFT`` and
+``CHAT`` labels (IMAP's All Mail has neither). A harvest reads
+it rather than each label: a message carries several labels (INBOX, IMPORTANT, a category), and
+label by label it would be fetched once for each; archived mail is in no label at all.
 """
 
 from __future__ import annotations
@@ -33,15 +39,18 @@ if TYPE_CHECKING:
     from mailport.connectors.gmail.client import GmailClient
 
 LIST_PAGE = 500  # messages.list's maximum maxResults
+ALL_MAIL = "[Gmail]/All Mail"  # as IMAP names it (a user label of this very name is shadowed)
+NOT_MAIL = frozenset({"DRAFT", "CHAT"})  # in All Mail's listing, but unsent or chats (not in IMAP's)
 
 
-async def message_ids(client: GmailClient, label_id: str, since: datetime) -> list[str]:
-    """The ids of the label's messages received after ``since`` less a second, oldest first."""
+async def message_ids(client: GmailClient, label_id: str | None, since: datetime) -> list[str]:
+    """The ids of the label's (None: All Mail's) messages received after ``since`` less a
+    second, oldest first."""
     ids: list[str] = []
     token: str | None = None
     while True:
         page = await client.list_messages(
-            label_ids=[label_id],
+            label_ids=[label_id] if label_id else [],
             q=f"after:{int(since.timestamp()) - 1}",
             page_token=token,
             max_results=LIST_PAGE,
@@ -59,10 +68,10 @@ async def header_blocks(
     """See :meth:`mailport.connectors.base.Connector.header_blocks` and the module docstring."""
     if since.tzinfo is None:
         raise InputError("since needs a time zone", field="since")
-    label = await gl.resolve(client, folder)
+    label_id = None if folder == ALL_MAIL else (await gl.resolve(client, folder)).id
     wanted = header_fields.wanted(fields)
     names = sorted(wanted) if wanted is not None else []  # none named: Gmail sends every field
-    ids = await message_ids(client, label.id, since)
+    ids = await message_ids(client, label_id, since)
     chunk = max(chunk, 1)
     for start in range(0, len(ids), chunk):
         page = ids[start : start + chunk]
@@ -74,7 +83,9 @@ async def header_blocks(
             _block(message, wanted)
             for part in fetched
             for message in part
-            if message is not None and (message.internal_date is None or message.internal_date >= since)
+            if message is not None
+            and (message.internal_date is None or message.internal_date >= since)
+            and (label_id is not None or NOT_MAIL.isdisjoint(message.label_ids))
         ]
         if blocks:
             yield blocks
