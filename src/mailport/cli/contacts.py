@@ -35,7 +35,7 @@ from mailport.contacts.queries import SORTS, ContactQuery
 from mailport.contacts.service import ExportFormat
 from mailport.contacts.sync import ContactSync, SyncReport
 from mailport.contacts.views import contact_json, current_score
-from mailport.errors import ConflictError, InputError
+from mailport.errors import ConflictError, ContactsNotEnabledError, InputError
 
 app = typer.Typer(help="A tenant's contacts, harvested from its mailboxes' mail.", no_args_is_help=True)
 groups_app = typer.Typer(help="Contact groups.", no_args_is_help=True)
@@ -274,6 +274,8 @@ async def run_when_free(sync: ContactSync, mailbox_id: str, *, full: bool, wait:
     while True:
         try:
             return await sync.run(mailbox_id, full=full)
+        except ContactsNotEnabledError:
+            raise  # a conflict too, but no other process will end it
         except ConflictError:
             if time.monotonic() >= deadline:
                 raise
