@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import subprocess
 import sys
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 import pytest
@@ -13,8 +14,15 @@ import pytest
 import mailport
 from mailport.events import Event, NewEvent, last_seq
 from mailport.sync import Orchestrator
-from tests.integration.sync.conftest import Bed, make_message
+from tests.integration.sync.conftest import Bed, make_message, wait_for
 from tests.mailstack.dovecot import Dovecot
+
+
+def _one_seen(seen: list[Event]) -> Callable[[], Awaitable[bool]]:
+    async def check() -> bool:
+        return len(seen) >= 1
+
+    return check
 
 
 async def test_watch_yields_new_events_and_acknowledges_them(bed: Bed, running: Orchestrator) -> None:
@@ -37,8 +45,11 @@ async def test_watch_yields_new_events_and_acknowledges_them(bed: Bed, running: 
                 return
 
     consumer = asyncio.create_task(consume())
-    for i in range(2):
-        await asyncio.to_thread(bed.dovecot.deliver, bed.user, make_message(f"streamed {i}"))
+    # one after the other: two files waiting in a maildir's new/ at once get their UIDs in
+    # directory order, which need not be the order they were written in
+    await asyncio.to_thread(bed.dovecot.deliver, bed.user, make_message("streamed 0"))
+    await wait_for(_one_seen(seen), timeout=15)
+    await asyncio.to_thread(bed.dovecot.deliver, bed.user, make_message("streamed 1"))
     await asyncio.wait_for(consumer, 15)
     assert [e.payload["subject"] for e in seen] == ["streamed 0", "streamed 1"]
     first = await bed.services.events.get(seen[0].id)
