@@ -34,14 +34,14 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Generic, Literal, TypeVar, get_args
 
-from sqlalchemy import ColumnElement, and_, delete, func, literal, select, update
+from sqlalchemy import ColumnElement, delete, func, literal, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from mailport.clock import Clock, utc_now
 from mailport.contacts.group_rules import Facts, Rule
 from mailport.contacts.models import Book, StoredContact
-from mailport.contacts.store import CHUNK, load, lock_book
+from mailport.contacts.store import CHUNK, in_book, load, lock_book
 from mailport.errors import (
     ContactBookMismatchError,
     ContactGroupExistsError,
@@ -123,10 +123,6 @@ def _group(row: Any, count: int = 0) -> ContactGroup:
     return from_row(ContactGroup, row, rule=rule, members=count)
 
 
-def _in_book(table: Any, book: Book) -> ColumnElement[bool]:
-    return and_(table.c.tenant_id == book.tenant_id, table.c.owner == book.owner)
-
-
 def is_member_of(group_id: str) -> ColumnElement[bool]:
     """A condition on ``contacts``: the contact is a member of the group (for ``?group=``)."""
     return contacts.c.id.in_(
@@ -152,7 +148,7 @@ async def refresh(conn: AsyncConnection, book: Book, contact_ids: Sequence[str],
 async def _rule_groups(conn: AsyncConnection, book: Book) -> list[tuple[str, Rule]]:
     rows = await conn.execute(
         select(contact_groups.c.id, contact_groups.c.rule).where(
-            _in_book(contact_groups, book),
+            in_book(contact_groups, book),
             contact_groups.c.kind == "custom",
             contact_groups.c.rule.is_not(None),
         )
@@ -281,7 +277,7 @@ async def _organisation_groups(
     """Group id by name, for names taken in the book; None where a custom group holds the name."""
     rows = await conn.execute(
         select(contact_groups.c.id, contact_groups.c.name, contact_groups.c.kind).where(
-            _in_book(contact_groups, book), contact_groups.c.name.in_(list(names))
+            in_book(contact_groups, book), contact_groups.c.name.in_(list(names))
         )
     )
     return {row.name: row.id if row.kind == "organisation" else None for row in rows}
@@ -317,7 +313,7 @@ async def recompute_group(
             (
                 await conn.execute(
                     select(contacts.c.id)
-                    .where(_in_book(contacts, book), contacts.c.id > after)
+                    .where(in_book(contacts, book), contacts.c.id > after)
                     .order_by(contacts.c.id)
                     .limit(PAGE)
                 )
@@ -343,17 +339,6 @@ async def move_members(conn: AsyncConnection, into_id: str, from_ids: Sequence[s
         .from_select(["group_id", "contact_id", "source", "added_at"], rows)
         .on_conflict_do_nothing(index_elements=["group_id", "contact_id"])
     )
-
-
-async def groups_of(conn: AsyncConnection, contact_id: str) -> list[tuple[ContactGroup, Source]]:
-    """The groups a contact is a member of, with how (for its history)."""
-    rows = await conn.execute(
-        select(contact_groups, members.c.source)
-        .join(members, members.c.group_id == contact_groups.c.id)
-        .where(members.c.contact_id == contact_id, members.c.source.in_(MEMBER_SOURCES))
-        .order_by(contact_groups.c.name)
-    )
-    return [(_group(row), row.source) for row in rows]
 
 
 # --------------------------------------------------------------------------- the service
@@ -584,7 +569,7 @@ async def _get(
 
 async def _check_name_free(conn: AsyncConnection, book: Book, name: str) -> None:
     taken = await conn.execute(
-        select(contact_groups.c.id).where(_in_book(contact_groups, book), contact_groups.c.name == name)
+        select(contact_groups.c.id).where(in_book(contact_groups, book), contact_groups.c.name == name)
     )
     if taken.first() is not None:
         raise _name_taken(name)

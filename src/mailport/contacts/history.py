@@ -15,8 +15,8 @@ from datetime import datetime
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from mailport.contacts.groups import MEMBER_SOURCES
 from mailport.contacts.models import Book
-from mailport.contacts.queries import REMOVED
 from mailport.contacts.rules import REASONS
 from mailport.contacts.store import DELETED
 from mailport.store.tables import (
@@ -205,7 +205,7 @@ async def groups_of(conn: AsyncConnection, contact_ids: Sequence[str]) -> dict[s
         .join(contact_groups, contact_groups.c.id == contact_group_members.c.group_id)
         .where(
             contact_group_members.c.contact_id.in_(list(contact_ids)),
-            contact_group_members.c.source != REMOVED,
+            contact_group_members.c.source.in_(MEMBER_SOURCES),
         )
         .order_by(contact_groups.c.name, contact_groups.c.id)
     )

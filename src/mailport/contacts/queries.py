@@ -30,15 +30,15 @@ from sqlalchemy import ColumnElement, and_, exists, func, or_, select
 from sqlalchemy.sql import Select
 
 from mailport.contacts.addresses import normalize_domain
+from mailport.contacts.groups import is_member_of
 from mailport.errors import InputError, InvalidCursorError
 from mailport.store.ids import plausible_id
 from mailport.store.pagination import DEFAULT_LIMIT
-from mailport.store.tables import contact_addresses, contact_group_members, contacts
+from mailport.store.tables import contact_addresses, contacts
 from mailport.validation import check_text
 
 Sort = Literal["score", "name", "last_seen", "first_seen"]
 SORTS: tuple[Sort, ...] = ("score", "name", "last_seen", "first_seen")
-REMOVED = "removed"  # a group membership the user took away (contact_group_members.source)
 
 
 @dataclass(frozen=True, slots=True)
@@ -169,13 +169,7 @@ def select_page(
             )
         )
     if query.group:
-        conditions.append(
-            exists().where(
-                contact_group_members.c.group_id == query.group,
-                contact_group_members.c.contact_id == contacts.c.id,
-                contact_group_members.c.source != REMOVED,
-            )
-        )
+        conditions.append(is_member_of(query.group))
     if query.two_way is not None:
         conditions.append(contacts.c.two_way == query.two_way)
     if after is not None:

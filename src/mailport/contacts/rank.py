@@ -57,10 +57,8 @@ class Contact:
 
     @property
     def name(self) -> str:
-        """The most frequent display name; ties go to the longer, then the smaller, name."""
-        if not self.names:
-            return ""
-        return min(self.names.items(), key=lambda item: (-item[1], -len(item[0]), item[0]))[0]
+        """The most frequent display name (:func:`most_frequent`)."""
+        return most_frequent(self.names)
 
     def merge(self, other: Contact) -> None:
         """Add another aggregate of the same address (a stored one, another mailbox's)."""
@@ -71,6 +69,13 @@ class Contact:
         self.copied += other.copied
         self.names.update(other.names)
         self.addresses |= other.addresses
+
+
+def most_frequent(names: Counter[str]) -> str:
+    """The most frequent display name; ties go to the longer, then the smaller, name ('' if none)."""
+    if not names:
+        return ""
+    return min(names.items(), key=lambda item: (-item[1], -len(item[0]), item[0]))[0]
 
 
 def score(contact: Contact, now: datetime) -> float:

@@ -47,6 +47,7 @@ from mailport.contacts.rank import (
     SENT_WEIGHT,
     TWO_WAY_BOOST,
     Contacts,
+    most_frequent,
 )
 from mailport.events import EventType, NewEvent, append_many
 from mailport.store.ids import new_id
@@ -133,7 +134,8 @@ async def lock_book(conn: AsyncConnection, book: Book) -> None:
     )
 
 
-def _book_of(table: Any, book: Book) -> Any:
+def in_book(table: Any, book: Book) -> Any:
+    """The rows of ``table`` (with ``tenant_id`` and ``owner``) in ``book``."""
     return and_(table.c.tenant_id == book.tenant_id, table.c.owner == book.owner)
 
 
@@ -156,7 +158,7 @@ async def _tombstoned(conn: AsyncConnection, book: Book, keys: list[str]) -> set
     found: set[str] = set()
     for part in _chunks(keys):
         query = select(contact_tombstones.c.key).where(
-            _book_of(contact_tombstones, book), contact_tombstones.c.key.in_(part)
+            in_book(contact_tombstones, book), contact_tombstones.c.key.in_(part)
         )
         found.update((await conn.execute(query)).scalars().all())
     return found
@@ -166,7 +168,7 @@ async def _contact_ids(conn: AsyncConnection, book: Book, keys: list[str]) -> di
     found: dict[str, str] = {}
     for part in _chunks(keys):
         query = select(contact_addresses.c.key, contact_addresses.c.contact_id).where(
-            _book_of(contact_addresses, book), contact_addresses.c.key.in_(part)
+            in_book(contact_addresses, book), contact_addresses.c.key.in_(part)
         )
         found.update({row.key: row.contact_id for row in await conn.execute(query)})
     return found
@@ -400,7 +402,7 @@ async def recompute(
             two_way = sent_to > 0 and received_from > 0
             name = current.name
             if current.name_source == "harvest":
-                name = _most_frequent(seen_names)[:NAME_MAX] or None
+                name = most_frequent(seen_names)[:NAME_MAX] or None
             changes.append(
                 {
                     "_id": current.id,
@@ -458,13 +460,6 @@ def _utc(value: datetime | str | None) -> datetime | None:
     if isinstance(value, str):
         value = datetime.fromisoformat(value)
     return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
-
-
-def _most_frequent(names: Counter[str]) -> str:
-    """As :attr:`mailport.contacts.rank.Contact.name`: ties go to the longer, then the smaller name."""
-    if not names:
-        return ""
-    return min(names.items(), key=lambda item: (-item[1], -len(item[0]), item[0]))[0]
 
 
 def search_text(
@@ -600,7 +595,7 @@ async def announce_book(
     contact, also after a crash: the ``announced`` column says what is still owed."""
     query = (
         select(contacts.c.id)
-        .where(_book_of(contacts, book), contacts.c.version > contacts.c.announced)
+        .where(in_book(contacts, book), contacts.c.version > contacts.c.announced)
         .order_by(contacts.c.id)
         .limit(limit)
     )

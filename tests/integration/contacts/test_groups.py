@@ -14,6 +14,7 @@ from mailport.contacts import groups as group_module
 from mailport.contacts.group_rules import Rule
 from mailport.contacts.groups import ContactGroup, GroupService, refresh
 from mailport.contacts.harvest import message_digest
+from mailport.contacts.history import groups_of
 from mailport.contacts.models import Book
 from mailport.contacts.store import HarvestedMessage, record
 from mailport.crypto import Secret
@@ -238,7 +239,7 @@ async def test_a_merge_moves_memberships_and_the_history_lists_them(services: Se
         await group_module.move_members(conn, into, [gone])
         await conn.execute(delete(contacts).where(contacts.c.id == gone))
         await refresh(conn, book, [into], now=T0)
-        groups = {g.name: source for g, source in await group_module.groups_of(conn, into)}
+        groups = {g.name: g.source for g in (await groups_of(conn, [into]))[into]}
         listed = await conn.execute(select(contacts.c.email).where(group_module.is_member_of(friends.id)))
     assert groups == {"Friends": "manual", "acme.com": "organisation"}
     assert listed.scalars().all() == ["alice@acme.com"]  # what ?group= of GET /v1/contacts filters by
