@@ -1,5 +1,5 @@
 """The service graph and the password mailboxes of the ingestion benchmarks (``ingest_backlog.py``,
-``ingest_latency.py``, ``watchers.py``), built one way so that their figures compare."""
+``ingest_latency.py``, ``watchers.py``, ``host_apps.py``), built one way so that their figures compare."""
 
 from __future__ import annotations
 
@@ -28,15 +28,24 @@ async def bench_services(database_url: str, data_dir: Path, **settings: Any) -> 
 
 
 async def password_mailbox(
-    services: Services, tenant_id: str, user: str, password: str, imap: ServerSettings
+    services: Services,
+    tenant_id: str,
+    user: str,
+    password: str,
+    server: ServerSettings,
+    *,
+    pop3: bool = False,
 ) -> Mailbox:
-    """A password mailbox on ``imap``, checked on the same one-minute schedule in every benchmark."""
+    """A password mailbox on ``server`` (IMAP; POP3 when ``pop3``), checked on the same
+    one-minute schedule in every benchmark."""
     return await services.mailboxes.create(
         tenant_id,
         NewMailbox(
             email=user,
             auth_method=AuthMethod.PASSWORD,
-            imap=imap,
+            imap=None if pop3 else server,
+            connector="pop3" if pop3 else "imap",
+            pop3=server if pop3 else None,
             password=Secret(password),
             settings=ProcessingSettings(check_interval=60),
         ),

@@ -9,7 +9,13 @@ in this process against a Dovecot of its own; the database is SQLite unless ``--
 Messages are ``--gap`` seconds apart: a session that re-entered IDLE only a moment before a
 delivery is notified later by Dovecot than one idling for a while, so back-to-back deliveries
 would measure Dovecot's IDLE restart rather than mailport.
-Prints one JSON line: ``{"p50_ms", "p99_ms", "imap_notify_p50_ms", ...}``.
+Prints one JSON line: ``{"p50_ms", "p99_ms", "imap_notify_p50_ms", ...}``. The overhead above the
+notification: ``overhead_p50_ms``/``overhead_p99_ms`` are the webhook's percentile minus the
+notification's (p50 - p50, p99 - p99); ``paired_overhead_p50_ms``/``paired_overhead_p99_ms`` take
+each message's webhook minus that same message's notification first (the fairer figure: one
+slow notification does not hide in another message's fast one). ``delivery_p50_ms``/
+``delivery_p99_ms``: per message, from the moment this script saw its event committed to the
+webhook (the dispatcher's share; the event poll makes it an upper bound by up to a few ms).
 """
 
 from __future__ import annotations
@@ -89,6 +95,8 @@ async def run(
     ingest_ms: list[float] = []
     notify_ms: list[float] = []
     webhook_ms: list[float] = []
+    paired_ms: list[float] = []  # per message: webhook minus that message's own notification
+    delivery_ms: list[float] = []  # per message: webhook minus its event's commit (seen here)
     async with services.database.connect() as conn:
         seq = await last_seq(conn)
     try:
@@ -102,7 +110,8 @@ async def run(
                     got = await list_after(conn, tenant_id=tenant.id, after_seq=seq, limit=10)
                 received = [e for e in got if e.type == "message.received"]
                 if received:
-                    ingest_ms.append((time.perf_counter() - delivered) * 1000)
+                    committed = time.perf_counter()
+                    ingest_ms.append((committed - delivered) * 1000)
                     seq = got[-1].seq
                     break
                 seq = got[-1].seq if got else seq
@@ -110,13 +119,19 @@ async def run(
             deadline = time.perf_counter() + 5
             while len(notified) <= before_notes and time.perf_counter() < deadline:
                 await asyncio.sleep(0.005)
+            notify = None
             if len(notified) > before_notes:
-                notify_ms.append((notified[before_notes] - delivered) * 1000)
+                notify = (notified[before_notes] - delivered) * 1000
+                notify_ms.append(notify)
             deadline = time.perf_counter() + 10
             while len(receiver.requests) <= before_hooks and time.perf_counter() < deadline:
                 await asyncio.sleep(0.002)
             if len(receiver.requests) > before_hooks:
-                webhook_ms.append((receiver.requests[before_hooks].at - delivered_mono) * 1000)
+                webhook = (receiver.requests[before_hooks].at - delivered_mono) * 1000
+                webhook_ms.append(webhook)
+                if notify is not None:
+                    paired_ms.append(webhook - notify)
+                delivery_ms.append(webhook - ingest_ms[-1])
             await asyncio.sleep(gap)  # the mailbox idles again before the next message
     finally:
         bare.close()
@@ -133,6 +148,12 @@ async def run(
         "messages": len(ingest_ms),
         "webhooks": len(webhook_ms),
         "overhead_p50_ms": round(statistics.median(webhook_ms) - statistics.median(notify_ms), 1),
+        "overhead_p99_ms": round(pct(webhook_ms, 0.99) - pct(notify_ms, 0.99), 1),
+        "paired_overhead_p50_ms": round(statistics.median(paired_ms), 1),
+        "paired_overhead_p99_ms": round(pct(paired_ms, 0.99), 1),
+        "delivery_p50_ms": round(statistics.median(delivery_ms), 1),
+        "delivery_p99_ms": round(pct(delivery_ms, 0.99), 1),
+        "loadavg": Path("/proc/loadavg").read_text().split()[:3],
     }
 
 

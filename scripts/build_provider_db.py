@@ -13,7 +13,8 @@ text and a NOTICE naming the commits beside it. Our own corrections live in
 ``mailport/detect/overrides.py`` (Apache-2.0) and are applied at load time, not here.
 
 The ISPDB XML is read with mailport's own autoconfig parser, so the data and the run-time
-parser cannot disagree.
+parser cannot disagree. ISPDB's POP3 servers are kept (detection offers them when a domain
+has no IMAP); provider-db lists IMAP and SMTP servers only.
 """
 
 from __future__ import annotations
@@ -126,6 +127,7 @@ def build(ispdb: Path, provider_db: Path) -> dict[str, Any]:
             "domains": list(dict.fromkeys(doc.domains or (path.stem,))),
             "imap": [s.to_json() for s in doc.imap],
             "smtp": [s.to_json() for s in doc.smtp],
+            "pop3": [s.to_json() for s in doc.pop3],
             "oauth_provider": OAUTH_ISSUERS.get(doc.oauth_issuer or ""),
             "hints": [h for h in doc.hints],
             "origin": "ispdb",
@@ -156,7 +158,8 @@ def build(ispdb: Path, provider_db: Path) -> dict[str, Any]:
         for domain in entry["domains"]:
             by_domain.setdefault(domain, entry)
     for entry in providers:
-        entry["auth_methods"] = auth_methods(entry["imap"] + entry["smtp"], entry["hints"])
+        incoming = entry["imap"] or entry.get("pop3", [])  # POP3's count only without IMAP
+        entry["auth_methods"] = auth_methods(incoming + entry["smtp"], entry["hints"])
         entry["hints"] = [h.to_dict() for h in entry["hints"]]
     return {
         "format": 1,
@@ -176,7 +179,7 @@ third-party databases, both under the Mozilla Public License 2.0 (LICENSE-MPL-2.
 {sources}
 
 The source files are available from those repositories at those commits. ispdb.json is a
-mechanical transformation of them (IMAP/SMTP servers, domains, hints); it is distributed
+mechanical transformation of them (IMAP/POP3/SMTP servers, domains, hints); it is distributed
 under MPL-2.0 as a separate file. The rest of mailport is Apache-2.0; mailport's own
 corrections are in src/mailport/detect/overrides.py (Apache-2.0), not in this file.
 """

@@ -17,6 +17,8 @@ command -v dovecot >/dev/null 2>&1 || need+=(dovecot-core dovecot-imapd dovecot-
 command -v doveadm >/dev/null 2>&1 || need+=(dovecot-core)
 [ -x /usr/lib/dovecot/lmtp ] || need+=(dovecot-lmtpd)
 [ -x /usr/lib/dovecot/imap ] || need+=(dovecot-imapd)
+# The POP3 connector's tests run against Dovecot's POP3 server (issue 19).
+[ -x /usr/lib/dovecot/pop3 ] || need+=(dovecot-pop3d)
 command -v openssl >/dev/null 2>&1 || need+=(openssl)
 # The web wizard's browser tests drive Debian's Chromium with Playwright (never `playwright install`).
 [ -x /usr/bin/chromium ] || need+=(chromium)

@@ -1,7 +1,7 @@
 """Session fixtures: the real mail test bed and the databases.
 
 * ``idp``      local OAuth2 authorization server playing Google and Microsoft (thread)
-* ``dovecot``  Dovecot 2.3 with IMAP (STARTTLS + implicit TLS), IDLE, LMTP, XOAUTH2 (subprocess)
+* ``dovecot``  Dovecot 2.3 with IMAP and POP3 (STARTTLS/STLS + implicit TLS), IDLE, LMTP, XOAUTH2 (subprocess)
 * ``dovecot_dotted`` a second Dovecot whose personal namespace is ``INBOX.`` with separator ``.``
 * ``smtp``     aiosmtpd submission server delivering into Dovecot over LMTP (thread)
 * ``postfix``  Postfix as a submission server, SASL through Dovecot, delivering into it over LMTP

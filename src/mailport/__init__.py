@@ -19,9 +19,9 @@ def __getattr__(name: str) -> object:
 
         return watch
     if name in ("open", "Mailport"):
-        from mailport import client
+        from mailport import library
 
-        return getattr(client, name)
+        return getattr(library, name)
     if name == "MailboxHandle":
         from mailport.mailboxes.handle import MailboxHandle
 

@@ -11,6 +11,9 @@ one clear error.
 
 from __future__ import annotations
 
+from mailport.auth.jwks import JwksCache
+from mailport.auth.repository import JwtRepository
+from mailport.auth.service import JwtService
 from mailport.check.runner import ConnectionChecker
 from mailport.check.service import CheckService
 from mailport.clock import Clock, utc_now
@@ -62,7 +65,11 @@ async def build(settings: Settings, *, migrate: bool | None = None, clock: Clock
     (PostgreSQL in production is migrated explicitly with ``mailport db upgrade``).
     """
     key_ring = load_keys(settings)
-    database = open_database(settings.effective_database_url)
+    # a paused process's row locks (its fenced lease rows) go with its session, a little after its
+    # leases would have expired
+    database = open_database(
+        settings.effective_database_url, idle_transaction_seconds=max(settings.lease_seconds, 10.0) * 1.5
+    )
     try:
         await prepare_database(
             database, key_ring, migrate=settings.uses_embedded_database if migrate is None else migrate
@@ -102,7 +109,12 @@ async def build(settings: Settings, *, migrate: bool | None = None, clock: Clock
         settings=settings,
         key_ring=key_ring,
         database=database,
-        tenants=TenantService(TenantRepository(database), admin_key=admin_key, clock=clock),
+        tenants=TenantService(
+            TenantRepository(database),
+            admin_key=admin_key,
+            clock=clock,
+            jwt=JwtService(JwtRepository(database, key_ring), JwksCache(guard), guard=guard),
+        ),
         mailboxes=mailbox_service,
         oauth=oauth,
         events=event_log,

@@ -77,6 +77,12 @@ class Settings(BaseSettings):
     max_message_bytes: int = Field(25 * 1024 * 1024, ge=1024)
     watchers: bool | None = None  # None: `mailport serve` runs them, an embedded app does not
     max_concurrent_connects: int = Field(20, ge=1, le=1000)
+    # the fleet (mailport.fleet): this worker's share, leases, and budgets across all workers
+    worker_weight: float = Field(1.0, gt=0, le=100)  # relative capacity: share of mailboxes and budgets
+    lease_seconds: float = Field(30.0, ge=3, le=600)  # a dead worker's mailboxes resume after this
+    host_logins: int = Field(20, ge=1, le=10_000)  # concurrent logins per mail host, whole fleet
+    connect_rate: float = Field(200.0, gt=0, le=100_000)  # new mail connections per second, whole fleet
+    worker_port: int | None = Field(None, ge=1, le=65535)  # `mailport worker`: /healthz /readyz /metrics
     mail_ca_file: Path | None = None  # extra CA for mail servers with a private certificate
 
     # --- live mailbox access: command connections per mailbox, beside the watcher ------------
@@ -107,7 +113,11 @@ class Settings(BaseSettings):
     api_concurrency: int = Field(4, ge=1, le=16)  # requests in flight per mailbox (Graph allows 4)
     api_poll_seconds: float = Field(300.0, ge=1, le=3600)  # fallback when no notification came
 
-    @field_validator("dns_nameservers", "allowed_hosts", mode="before")
+    # --- brokers (the event log to NATS JetStream, RabbitMQ, Redis Streams; docs/brokers.md) --
+    # comma-separated URLs; secret as a whole (they may carry credentials)
+    brokers: Annotated[list[SecretStr], NoDecode] = Field(default_factory=list)
+
+    @field_validator("dns_nameservers", "allowed_hosts", "brokers", mode="before")
     @classmethod
     def _csv(cls, value: object) -> object:
         return _split_csv(value)

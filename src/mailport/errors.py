@@ -18,6 +18,7 @@ once, at the boundary where they occur, and chained (``raise X(...) from exc``).
     │   ├── InvalidEmailError           invalid_email         422
     │   ├── InvalidCursorError          invalid_cursor        422
     │   ├── SenderNotAllowedError       sender_not_allowed    422
+    │   ├── TooManyWatchedFoldersError  too_many_watched_folders 422 (past the account's connections)
     │   └── HostNotAllowedError         host_not_allowed      422
     ├── UnauthorizedError               unauthorized          401
     ├── ForbiddenError                  forbidden             403
@@ -139,6 +140,31 @@ once, at the boundary where they occur, and chained (``raise X(...) from exc``).
     └── PushUnauthenticatedError        push_unauthenticated   401   (unknown channel or wrong secret)
     InputError
     └── PushInvalidError                push_invalid           400   (not a notification of that connector)
+    declarative accounts (declare):
+    InputError
+    └── DeclarationInvalidError         declaration_invalid    422   (the accounts file is refused)
+        ├── InlineSecretError           inline_secret          422   (a secret written into the file)
+        └── SecretReferenceError        secret_reference_unresolved 422 (env:/file: names nothing)
+    host-app JWTs (auth):
+    UnauthorizedError
+    └── TokenRejectedError              invalid_token          401   (bad signature, malformed, ambiguous)
+        ├── TokenExpiredError           token_expired          401
+        ├── TokenNotYetValidError       token_not_yet_valid    401   (nbf, or iat in the future)
+        ├── TokenIssuerError            token_issuer           401   (no tenant accepts that issuer)
+        ├── TokenAudienceError          token_audience         401
+        ├── TokenAlgorithmError         token_algorithm        401   (alg none, HS/RS confusion)
+        ├── TokenKeyUnknownError        token_key_unknown      401   (kid not in the JWKS after a refresh)
+        └── TokenClaimsError            token_claims           401   (no owner claim, tenant claim mismatch)
+    ForbiddenError
+    └── OwnerForbiddenError             owner_forbidden        403   (a user's JWT on tenant-wide routes)
+    ProviderError
+    └── JwksUnavailableError            jwks_unavailable       503   (the tenant's JWKS could not be fetched)
+    typed HTTP client (mailport.client):
+    UnauthorizedError
+    └── WebhookSignatureError           webhook_signature_invalid 401 (verify_webhook refused a delivery)
+    the fleet of workers (fleet, /v1/workers):
+    NotFoundError
+    └── WorkerNotFoundError             worker_not_found       404   (no worker registered under that id)
 
 Later areas add their own subclasses in the sections marked below; keep the drawing true.
 """
@@ -245,6 +271,16 @@ class HostNotAllowedError(
     hint="The host resolves to a private, loopback or link-local address. An operator can allow it "
     "with MAILPORT_ALLOW_PRIVATE_HOSTS=true or MAILPORT_ALLOWED_HOSTS.",
 ): ...
+
+
+class TooManyWatchedFoldersError(
+    InputError,
+    code="too_many_watched_folders",
+    hint="Watch fewer folders of this account (settings.folders): each takes one of the "
+    "connections the provider allows per account.",
+):
+    """A watched folder past what the account's connection limit leaves
+    (:mod:`mailport.mailboxes.connection_limits`); its watcher does not connect."""
 
 
 class UnauthorizedError(
@@ -1120,6 +1156,39 @@ class PushNotConfiguredError(
 ): ...
 
 
+class DeclarationInvalidError(
+    InputError,
+    code="declaration_invalid",
+    hint="Correct the accounts file (docs/accounts.md; its JSON Schema is docs/accounts.schema.json).",
+): ...
+
+
+class InlineSecretError(
+    DeclarationInvalidError,
+    code="inline_secret",
+    hint="Give secrets by reference: env:NAME, file:PATH (relative to the file), or stored.",
+): ...
+
+
+class SecretReferenceError(
+    DeclarationInvalidError,
+    code="secret_reference_unresolved",
+    hint="Set the environment variable or create the file the reference names.",
+): ...
+
+
+# ------------------------------------------------------------------------ typed HTTP client (mailport.client)
+
+
+class WebhookSignatureError(
+    UnauthorizedError,
+    code="webhook_signature_invalid",
+    hint="The request was not signed with this endpoint's secret, was changed on the way, or is "
+    "older than five minutes: check the secret (whsec_…) and the receiver's clock.",
+):
+    """A webhook delivery whose signature or timestamp does not verify (``verify_webhook``)."""
+
+
 def all_error_classes() -> list[type[MailportError]]:
     """Every error class, for documentation checks."""
     seen: list[type[MailportError]] = []
@@ -1129,3 +1198,126 @@ def all_error_classes() -> list[type[MailportError]]:
         seen.append(cls)
         stack.extend(cls.__subclasses__())
     return seen
+
+
+# --------------------------------------------------------------------------- host-app JWTs (auth)
+
+
+class TokenRejectedError(
+    UnauthorizedError,
+    code="invalid_token",
+    hint="The bearer token is not a JWT this instance can verify (bad signature or malformed); "
+    "send a token signed by the tenant's configured key (see docs/host-apps.md).",
+):
+    """A host application's JWT was refused. Messages never echo the token."""
+
+
+class TokenExpiredError(
+    TokenRejectedError,
+    code="token_expired",
+    hint="The token's `exp` has passed (beyond the verifier's leeway); get a fresh token from "
+    "the host application.",
+): ...
+
+
+class TokenNotYetValidError(
+    TokenRejectedError,
+    code="token_not_yet_valid",
+    hint="The token's `nbf` or `iat` lies in the future beyond the leeway: check the issuer's "
+    "clock, or raise the verifier's `leeway_seconds`.",
+): ...
+
+
+class TokenIssuerError(
+    TokenRejectedError,
+    code="token_issuer",
+    hint="No tenant accepts tokens from this `iss`: set the verifier's `issuer` to exactly the "
+    "issuer your host application writes (PUT /v1/tenants/{id}/jwt).",
+): ...
+
+
+class TokenAudienceError(
+    TokenRejectedError,
+    code="token_audience",
+    hint="The token's `aud` does not include the verifier's `audience`; mint tokens for that "
+    "audience or change the verifier.",
+): ...
+
+
+class TokenAlgorithmError(
+    TokenRejectedError,
+    code="token_algorithm",
+    hint="The token's `alg` is not one the tenant's verifier accepts (`none` never is; an HS256 "
+    "token is refused by a JWKS verifier). Sign with an algorithm listed in `algorithms`.",
+): ...
+
+
+class TokenKeyUnknownError(
+    TokenRejectedError,
+    code="token_key_unknown",
+    hint="The token's `kid` is not in the tenant's JWKS, even after fetching it again: publish the "
+    "new key in the JWKS before signing with it.",
+): ...
+
+
+class TokenClaimsError(
+    TokenRejectedError,
+    code="token_claims",
+    hint="The token lacks the owner claim (`owner_claim`, `sub` by default), or its tenant claim "
+    "does not name this tenant.",
+): ...
+
+
+class OwnerForbiddenError(
+    ForbiddenError,
+    code="owner_forbidden",
+    hint="A user's token (JWT) reaches only that user's mailboxes; tenant-wide configuration "
+    "needs the tenant's API key.",
+): ...
+
+
+class JwksUnavailableError(
+    ProviderError,
+    code="jwks_unavailable",
+    http_status=503,
+    hint="mailport could not fetch the tenant's JWKS (network, HTTP error, not a JWKS, or refused "
+    "by the host guard); check `jwks_url` and that the server answers.",
+): ...
+
+
+# --------------------------------------------------------------------------- POP3 (issue 19)
+
+
+class MaildropBusyError(
+    AuthUnavailableError,
+    code="maildrop_busy",
+    http_status=503,
+    hint="The POP3 server keeps the mailbox locked for another session, or asks for a pause "
+    "between logins (RFC 2449 [IN-USE] / [LOGIN-DELAY]); mailport retries by itself. Close "
+    "other POP3 clients of this mailbox, or raise its check_interval.",
+):
+    """The credentials were accepted but the maildrop cannot be opened now: temporary."""
+
+
+class UidlUnsupportedError(
+    UnsupportedFeatureError,
+    code="uidl_unsupported",
+    hint="mailport remembers POP3 messages by their unique ids (the UIDL command, RFC 1939), "
+    "and this server does not offer it; connect the mailbox over IMAP instead.",
+): ...
+
+
+class Pop3SettingsMissingError(UnsupportedFeatureError):
+    code = "pop3_not_configured"
+    hint = "Give the mailbox a `pop3` block (host, port, security), or use another connector."
+
+
+# --------------------------------------------------------------------------- the fleet (fleet, /v1/workers)
+
+
+class WorkerNotFoundError(
+    NotFoundError,
+    code="worker_not_found",
+    hint="No worker is registered under that id: list them with GET /v1/workers or `mailport workers "
+    "list` (a worker's row is forgotten an hour after it stopped heartbeating).",
+): ...

@@ -88,6 +88,8 @@ _PERSON_CODES = frozenset(
         "oauth_identity_invalid",
         "oauth_account_mismatch",
         "api_not_enabled",
+        "uidl_unsupported",  # a POP3 server without UIDL: the mailbox needs another connector
+        "pop3_not_configured",
     }
 )
 # RFC 5530 ``[UNAVAILABLE]``: "temporary failure because a subsystem is down" (Dovecot says it

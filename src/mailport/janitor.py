@@ -10,7 +10,10 @@ deletes are idempotent, so two runs overlapping after a clock jump would only do
 the claim is there to keep ten workers from scanning the same tables in the same minute, not
 for correctness. Why not the dispatcher's lease: an API-only ``serve`` beside workers may hold
 it, and the janitor must not depend on webhooks being configured. Each run also forgets the
-leases that ran out a day ago (:func:`mailport.leases.purge`).
+leases that ran out a day ago (:func:`mailport.leases.purge`), the mailbox change log older
+than a day (:func:`mailport.fleet.changes.purge`) and the rows of workers dead for an hour
+(:func:`mailport.fleet.registry.purge`), and the connection checks no page looks at any more
+(:meth:`mailport.check.runs.CheckRunStore.purge`).
 
 A failed run is logged and retried at the next interval; a run that removed something logs
 one INFO line with the counts.
@@ -25,8 +28,10 @@ from dataclasses import KW_ONLY, dataclass, field
 from datetime import datetime, timedelta
 
 from mailport import leases
+from mailport.check.runs import CheckRunStore
 from mailport.clock import Clock, utc_now
 from mailport.config import Settings
+from mailport.fleet import changes, registry
 from mailport.store.database import Database
 from mailport.store.retention import BATCH, PurgeReport, purge
 from mailport.tasks import cancel_and_wait, stop_if_cancelled
@@ -36,6 +41,8 @@ log = logging.getLogger(__name__)
 INTERVAL = 3600.0
 FIRST_DELAY = 60.0
 LEASES_KEPT = timedelta(days=1)  # leases that ran out longer ago are forgotten (mailport.leases.purge)
+CHANGES_KEPT = timedelta(days=1)  # the mailbox change log (mailport.fleet.changes.purge)
+WORKERS_KEPT = timedelta(hours=1)  # dead workers' rows (mailport.fleet.registry.purge)
 
 
 async def claim_run(database: Database, owner: str, *, now: datetime, hold: timedelta) -> bool:
@@ -99,6 +106,9 @@ class Janitor:
         )
         async with self.database.transaction() as conn:
             await leases.purge(conn, before=now - LEASES_KEPT)
+            await changes.purge(conn, before=now - CHANGES_KEPT)
+            await registry.purge(conn, before=now - WORKERS_KEPT)
+        await CheckRunStore(self.database).purge(now=now)  # runs no page looks at any more
         self.last_report = report
         if report.total:
             log.info("retention: purged %s", report.summary())

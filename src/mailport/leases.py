@@ -24,9 +24,14 @@ The rules:
 * :func:`renew` extends a lease while it is still its holder's (same token); None reports the loss.
 * :func:`fence` runs inside the transaction of a write that must only happen while its lease is
   current, and raises :class:`~mailport.errors.LeaseLostError` (``lease_lost``) when the token
-  moved on: the write is rolled back. "Current" means nobody took the lease since: an expired
-  lease that nobody took is still current, because whoever takes it next waits for this
-  transaction (the fence locks the row: ``FOR SHARE`` on PostgreSQL, SQLite's write lock).
+  moved on: the write is rolled back, and the refusal is counted in
+  ``mailport_fenced_writes_refused_total{what}``. :func:`ready` is asked right before an action
+  outside the database that no rollback undoes (a message moved on the server): the same
+  refusal, and False for a lease that ran out unrenewed (its holder was paused: wait). A
+  writer under a lease is handed a :class:`Guard` (both, bound to one tenure). "Current"
+  means nobody took the lease since: an expired lease that nobody took is still current,
+  because whoever takes it next waits for this transaction (the fence locks the row:
+  ``FOR SHARE`` on PostgreSQL, SQLite's write lock).
 * Rows stay after a release, so that a token does not repeat while a holder of an older one
   might still act on it. A job that can never come back
   (a finished device sign-in) deletes its row (:func:`drop`), and the janitor forgets the
@@ -44,15 +49,17 @@ from __future__ import annotations
 import os
 import socket
 import uuid
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Iterable
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
+from typing import Protocol
 
 from sqlalchemy import ColumnElement, delete, exists, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from mailport.clock import Clock, utc_now
 from mailport.errors import LeaseLostError
+from mailport.metrics import FENCED_WRITES_REFUSED
 from mailport.store.database import Database, dialect_insert
 from mailport.store.tables import leases as _leases
 
@@ -62,11 +69,22 @@ JANITOR = "janitor"
 DEVICE_POLL = "device_poll"
 TOKEN_REFRESH = "token_refresh"
 
-Fence = Callable[[AsyncConnection], Awaitable[None]]
-"""A check to run in a write's transaction: raises ``LeaseLostError`` when the lease moved on."""
+
+class Fence(Protocol):
+    """What a writer under a lease is handed (:func:`guard`).
+
+    Called in a write's transaction, it raises ``LeaseLostError`` when the lease moved on
+    (``what`` names the refused write in ``mailport_fenced_writes_refused_total``);
+    :meth:`ready` is asked before an action outside the database that no rollback can undo."""
+
+    def __call__(self, conn: AsyncConnection, /, *, what: str | None = None) -> Awaitable[None]: ...
+
+    def ready(
+        self, conn: AsyncConnection, /, *, now: datetime, what: str | None = None
+    ) -> Awaitable[bool]: ...
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Lease:
     """A lease as its holder took it; ``token`` is the fencing token of this tenure."""
 
@@ -224,7 +242,7 @@ async def held(conn: AsyncConnection, lease: Lease) -> bool:
     return (await conn.execute(select(_leases.c.token).where(_this_tenure(lease)))).first() is not None
 
 
-async def fence(conn: AsyncConnection, lease: Lease) -> None:
+async def fence(conn: AsyncConnection, lease: Lease, *, what: str | None = None) -> None:
     """Refuse the transaction's writes unless ``lease`` is still this tenure.
 
     Locks the lease row until the transaction ends, so the lease cannot change hands before the
@@ -232,7 +250,8 @@ async def fence(conn: AsyncConnection, lease: Lease) -> None:
     each other; a taker waits), a no-op ``UPDATE`` on SQLite (its write lock). Call it after the
     transaction's other writes: a fence taken first would hold the row while waiting for them.
 
-    Raises :class:`~mailport.errors.LeaseLostError` (``lease_lost``)."""
+    Raises :class:`~mailport.errors.LeaseLostError` (``lease_lost``), counted in
+    ``mailport_fenced_writes_refused_total{what}`` (``what`` defaults to the lease's kind)."""
     if conn.dialect.name == "postgresql":
         found = (
             await conn.execute(select(_leases.c.token).where(_this_tenure(lease)).with_for_update(read=True))
@@ -241,19 +260,46 @@ async def fence(conn: AsyncConnection, lease: Lease) -> None:
         result = await conn.execute(update(_leases).where(_this_tenure(lease)).values(token=_leases.c.token))
         found = bool(result.rowcount)
     if not found:
-        raise LeaseLostError(
-            f"the lease {lease.name!r} changed hands (this process held token {lease.token}); "
-            "nothing was written"
-        )
+        raise _refused(lease, what)
 
 
-def guard(lease: Lease) -> Fence:
+async def ready(conn: AsyncConnection, lease: Lease, *, now: datetime, what: str | None = None) -> bool:
+    """May an action outside the database (a message marked read, moved or deleted on the
+    server) start now under ``lease``?
+
+    Such an action cannot be rolled back by a fence, so it is checked right before: raises
+    :class:`~mailport.errors.LeaseLostError` (counted like a fence's refusal) when the tenure
+    ended; False when it is still this tenure but ran out at ``now`` unrenewed (its holder was
+    paused: anyone may take it any moment, so the caller waits for the next renewal)."""
+    row = (await conn.execute(select(_leases.c.expires_at).where(_this_tenure(lease)))).first()
+    if row is None:
+        raise _refused(lease, what)
+    return bool(row.expires_at > now)
+
+
+def _refused(lease: Lease, what: str | None) -> LeaseLostError:
+    FENCED_WRITES_REFUSED.labels(what=what or lease.name.partition(":")[0]).inc()
+    return LeaseLostError(
+        f"the lease {lease.name!r} changed hands (this process held token {lease.token}); nothing was written"
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class Guard:
+    """:func:`fence` and :func:`ready` bound to one tenure of a lease (a :class:`Fence`)."""
+
+    lease: Lease
+
+    async def __call__(self, conn: AsyncConnection, /, *, what: str | None = None) -> None:
+        await fence(conn, self.lease, what=what)
+
+    async def ready(self, conn: AsyncConnection, /, *, now: datetime, what: str | None = None) -> bool:
+        return await ready(conn, self.lease, now=now, what=what)
+
+
+def guard(lease: Lease) -> Guard:
     """:func:`fence` bound to ``lease``: what a writer under the lease is handed."""
-
-    async def check(conn: AsyncConnection) -> None:
-        await fence(conn, lease)
-
-    return check
+    return Guard(lease)
 
 
 async def current(
@@ -306,6 +352,7 @@ __all__ = [
     "TOKEN_REFRESH",
     "WATCHER",
     "Fence",
+    "Guard",
     "Lease",
     "LeaseLostError",
     "Leases",
@@ -320,6 +367,7 @@ __all__ = [
     "name",
     "new_holder",
     "purge",
+    "ready",
     "release",
     "release_all",
     "renew",

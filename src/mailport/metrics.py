@@ -55,6 +55,13 @@ TOKEN_REFRESHES = Counter(
 )
 QUEUE_SIZE = Gauge("mailport_queue_size", "Items waiting, by queue", ["queue"], registry=REGISTRY)
 RECONNECTS = Counter("mailport_reconnects", "Watcher reconnect attempts", registry=REGISTRY)
+FENCED_WRITES_REFUSED = Counter(
+    "mailport_fenced_writes_refused",
+    "Writes refused because this process's lease or claim had moved on to another (a stale "
+    "owner: paused past its lease), by what was refused",
+    ["what"],
+    registry=REGISTRY,
+)
 PUSH_NOTIFICATIONS = Counter(
     "mailport_push_notifications",
     "Requests on /v1/push by connector (known keys only) and result: handshake, accepted, refused",
@@ -127,3 +134,53 @@ __all__ = [
 def render() -> bytes:
     """The text exposition format of every mailport metric."""
     return generate_latest(REGISTRY)
+
+
+# The fleet (issue 20; mailport.fleet.stats reads these for the worker's heartbeat). Each worker
+# serves its own /metrics (MAILPORT_WORKER_PORT), so nothing here is labelled per worker except
+# the info gauge that names the process.
+CONNECTS = Counter(
+    "mailport_connects",
+    "Mail server connections opened by this process's watchers (attempts, successful or not)",
+    registry=REGISTRY,
+)
+LEASE_LOSSES = Counter(
+    "mailport_lease_losses",
+    "Watchers stopped because their mailbox's lease changed hands (another worker took it)",
+    registry=REGISTRY,
+)
+WORKER_INFO = Gauge(
+    "mailport_worker_info",
+    "1, labelled with this worker's id (its lease holder id) and host",
+    ["worker_id", "host"],
+    registry=REGISTRY,
+)
+WORKER_MAILBOXES = Gauge(
+    "mailport_worker_mailboxes", "Mailboxes whose watchers this worker holds", registry=REGISTRY
+)
+
+
+BROKER_PUBLISHED = Counter(
+    "mailport_broker_published",
+    "Events a broker acknowledged (NATS JetStream, RabbitMQ, Redis Streams), by broker name",
+    ["broker"],
+    registry=REGISTRY,
+)
+BROKER_FAILURES = Counter(
+    "mailport_broker_failures",
+    "Failed connects or publishes to a broker (retried with backoff, nothing skipped), by broker name",
+    ["broker"],
+    registry=REGISTRY,
+)
+BROKER_UP = Gauge(
+    "mailport_broker_up",
+    "1 while this process publishes to the broker and its last publish succeeded, else 0",
+    ["broker"],
+    registry=REGISTRY,
+)
+BROKER_LAG = Gauge(
+    "mailport_broker_lag",
+    "Events appended but not yet acknowledged by the broker (seen by the process holding its lease)",
+    ["broker"],
+    registry=REGISTRY,
+)

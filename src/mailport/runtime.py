@@ -1,6 +1,6 @@
 """The background work of one process: the mailbox watchers (the orchestrator), the webhook
-dispatcher, the retention janitor, the send worker and the contacts worker, started and stopped
-in one place.
+dispatcher (with the broker publishers of ``MAILPORT_BROKERS``), the retention janitor, the
+send worker and the contacts worker, started and stopped in one place.
 
 ``mailport serve`` (through the app factory's lifespan), ``mailport worker`` and the embedded
 ``mailport.watch(ingest=True)`` all run their background work through :class:`Runtime`, so
@@ -15,12 +15,17 @@ import asyncio
 import logging
 from typing import TYPE_CHECKING
 
+from mailport import leases
 from mailport.bootstrap import build
 from mailport.config import Settings
+from mailport.fleet import registry
+from mailport.fleet.membership import Membership
+from mailport.fleet.stats import StatsSource, empty
 from mailport.janitor import Janitor, start_janitor
 from mailport.services import Services
 
 if TYPE_CHECKING:
+    from mailport.brokers import Publisher
     from mailport.connectors.gmail.pull import GmailPuller
     from mailport.contacts.worker import ContactWorker
     from mailport.delivery import Dispatcher
@@ -39,6 +44,11 @@ class Runtime:
     once started, for readiness checks and tests. The send worker's and the contacts worker's
     claims keep each queued message and each harvest run to one process, so they run in every
     process that runs background work (never in ``mailport.watch()``, which only reads).
+
+    Fleet membership: the orchestrator registers this process as a ``watchers`` worker (and
+    ``api`` too when ``api``: ``mailport serve``); an API process without watchers registers
+    with the role ``api`` alone, so per-account connection limits are shared among the
+    processes that open command connections (:mod:`mailport.fleet.budgets`).
     """
 
     def __init__(
@@ -50,8 +60,13 @@ class Runtime:
         janitor: bool = True,
         sending: bool = True,
         contacts: bool = True,
+        stats: StatsSource | None = None,
+        api: bool = False,
     ) -> None:
         self.services = services
+        self.stats = stats  # what the watchers' worker tells the fleet in each heartbeat
+        self.serves_api = api  # registered with the role ``api`` (budgets share per-account limits)
+        self.membership: Membership | None = None  # an API process's, when it runs no watchers
         self.wants_watchers = watchers
         self.wants_delivery = delivery
         self.wants_janitor = janitor
@@ -59,6 +74,7 @@ class Runtime:
         self.wants_contacts = contacts
         self.orchestrator: Orchestrator | None = None
         self.dispatcher: Dispatcher | None = None
+        self.brokers: list[Publisher] = []  # one per MAILPORT_BROKERS entry, with the dispatcher
         self.janitor: Janitor | None = None
         self.sender: SendWorker | None = None
         self.contacts: ContactWorker | None = None  # harvest runs and the event-stream reader
@@ -81,6 +97,7 @@ class Runtime:
             janitor=background,
             sending=background,
             contacts=background,
+            api=serve,
         )
 
     @property
@@ -94,8 +111,14 @@ class Runtime:
             if self.wants_watchers:
                 from mailport.sync import Orchestrator
 
+                settings = self.services.settings
+                roles = (registry.WATCHERS, registry.API) if self.serves_api else (registry.WATCHERS,)
                 self.orchestrator = Orchestrator(
-                    self.services, max_concurrent_connects=self.services.settings.max_concurrent_connects
+                    self.services,
+                    max_concurrent_connects=settings.max_concurrent_connects,
+                    lease_ttl=settings.lease_seconds,
+                    stats=self.stats,
+                    roles=roles,
                 )
                 await self.orchestrator.start()
                 from mailport.connectors.gmail.pull import build_puller
@@ -103,11 +126,29 @@ class Runtime:
                 self.gmail_pull = build_puller(self.services)  # MAILPORT_GMAIL_PUBSUB_SUBSCRIPTION
                 if self.gmail_pull is not None:
                     self.gmail_pull.start()
+            elif self.serves_api:
+                settings = self.services.settings
+                self.membership = Membership(
+                    self.services.database,
+                    leases.new_holder(),
+                    roles=(registry.API,),
+                    weight=settings.worker_weight,
+                    lease_seconds=settings.lease_seconds,
+                    stats=self.stats or empty,
+                )
+                await self.membership.start()
             if self.wants_delivery:
                 # the dispatcher's own lease keeps it to one process per database
                 from mailport.delivery import start_dispatcher
 
-                self.dispatcher = await start_dispatcher(self.services)
+                # its failover follows MAILPORT_LEASE_SECONDS, at most its own 15 s
+                self.dispatcher = await start_dispatcher(
+                    self.services, lease_ttl=min(15.0, self.services.settings.lease_seconds)
+                )
+                if self.services.settings.brokers:  # each publisher's lease: one process per broker
+                    from mailport.brokers import start_publishers
+
+                    self.brokers = start_publishers(self.services)
             if self.wants_janitor:
                 self.janitor = start_janitor(self.services.database, self.services.settings)
             if self.wants_sending:
@@ -122,22 +163,31 @@ class Runtime:
             raise
 
     async def stop(self) -> None:
-        """Stop what runs, the last started first (chunks in progress commit); once."""
+        """Stop what runs, the last started first (chunks in progress commit); once. The
+        watchers' worker is marked draining before anything else, and deregisters last, after
+        its watchers stopped and released their mailboxes to the others."""
         if self._stopped:
             return
         self._stopped = True
+        if self.orchestrator is not None:
+            # draining first: the other workers take this one's mailboxes while the rest stops
+            await self.orchestrator.drain()
         if self.contacts is not None:
             await self.contacts.stop()
         if self.sender is not None:
             await self.sender.stop()
         if self.janitor is not None:
             await self.janitor.stop()
+        for publisher in self.brokers:
+            await publisher.stop()
         if self.dispatcher is not None:
             await self.dispatcher.stop()
         if self.gmail_pull is not None:
             await self.gmail_pull.stop()
         if self.orchestrator is not None:
             await self.orchestrator.stop()
+        if self.membership is not None:
+            await self.membership.stop()
 
 
 def start_contacts(services: Services) -> ContactWorker:

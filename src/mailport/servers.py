@@ -17,7 +17,7 @@ from typing import Any, Literal
 
 from mailport.net.trust import Certificate
 
-Protocol = Literal["imap", "smtp"]
+Protocol = Literal["imap", "smtp", "pop3"]
 
 
 class Security(StrEnum):
@@ -50,6 +50,7 @@ _ALIASES = {"tls": "ssl", "plain": "none"}
 DEFAULT_PORTS: dict[Protocol, dict[Security, int]] = {
     "imap": {Security.SSL: 993, Security.STARTTLS: 143, Security.NONE: 143},
     "smtp": {Security.SSL: 465, Security.STARTTLS: 587, Security.NONE: 25},
+    "pop3": {Security.SSL: 995, Security.STARTTLS: 110, Security.NONE: 110},
 }
 
 

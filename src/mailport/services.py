@@ -22,6 +22,7 @@ from mailport.crypto import KeyRing, Secret
 from mailport.delivery.service import DeliveryService
 from mailport.errors import SmtpNotConfiguredError
 from mailport.events import EventLog
+from mailport.fleet.budgets import FleetBudgets
 from mailport.mailboxes.access import MailAccess
 from mailport.mailboxes.models import Mailbox
 from mailport.mailboxes.pool import CommandPool
@@ -163,8 +164,15 @@ class Services:
             size=self.settings.command_connections,
             wait=self.settings.command_wait_seconds,
             idle_timeout=self.settings.command_idle_seconds,
+            api_processes=self.fleet.api_processes,  # each account's connections, shared
         )
         return MailAccess(self.mailboxes, pool, roots=ThreadRoots(self.database))
+
+    @cached_property
+    def fleet(self) -> FleetBudgets:
+        """What the live workers' rows say this process may use (:mod:`mailport.fleet.budgets`):
+        here, among how many API processes the command pools share each account's connections."""
+        return FleetBudgets.from_settings(self.database, "command-pools", self.settings, show_metrics=False)
 
     @cached_property
     def sending(self) -> SendService:

@@ -70,7 +70,9 @@ def settings(settings: Settings) -> Settings:
     return settings.model_copy(update={"allowed_hosts": ["127.0.0.1"]})
 
 
-async def _mailbox(services: Services, connector: str, user: str, password: str, port: int) -> Mailbox:
+async def _mailbox(
+    services: Services, connector: str, user: str, password: str, port: int, *, folder: str = SCOPE
+) -> Mailbox:
     tenant, _key = await services.tenants.create_tenant("contract")
     return await services.mailboxes.create(
         tenant.id,
@@ -79,7 +81,7 @@ async def _mailbox(services: Services, connector: str, user: str, password: str,
             auth_method=AuthMethod.PASSWORD,
             imap=ServerSettings("127.0.0.1", port, Security.NONE),
             password=Secret(password),
-            settings=ProcessingSettings(folder=SCOPE),
+            settings=ProcessingSettings(folder=folder),
             connector=connector,
         ),
     )

@@ -84,7 +84,8 @@ async def test_every_connector_lists_its_scope_with_counts(harness: Harness) -> 
 
 async def test_a_connector_without_folders_refuses(services: Services, fake_connector: FakeServer) -> None:
     fake_connector.register("fake_flat", frozenset({Feature.FLAGS}))
-    mailbox = await _mailbox(services, "fake_flat", "flat@example.test", "pw", 993)
+    # a connector without folders watches its INBOX only (mailboxes.service.check_folders)
+    mailbox = await _mailbox(services, "fake_flat", "flat@example.test", "pw", 993, folder="INBOX")
     fake_connector[mailbox.email].features = frozenset({Feature.FLAGS})
     connector = services.connector(mailbox)
     await connector.connect()

@@ -11,20 +11,27 @@ setups, shown output) are in :mod:`tests.fixtures.docs_examples`.
 
 from __future__ import annotations
 
+import asyncio
 import shutil
 import subprocess
 import sys
+import time
 import uuid
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from datetime import timedelta
 from email.message import EmailMessage
 from pathlib import Path
 
 import httpx
 import pytest
 
+from mailport import leases
+from mailport.clock import utc_now
 from mailport.crypto import generate_key
+from mailport.fleet import registry
+from mailport.store import open_database
 from tests.fixtures.dns import LocalDNSServer
 from tests.fixtures.docs_examples import Example, examples, missing_output
 from tests.fixtures.process import clean_environment, start_mailport, stop, wait_until_healthy
@@ -198,14 +205,33 @@ def sample_mail() -> list[tuple[str, bytes]]:
     ]
 
 
+def _wait_received(server: DocsServer, mailbox_id: str, count: int, timeout: float) -> bool:
+    """Whether the mailbox's watcher ingested ``count`` messages (``message.received`` events)
+    within ``timeout``: the docs show the mail in delivery order."""
+    deadline = time.monotonic() + timeout
+    with server.api() as api:
+        while time.monotonic() < deadline:
+            page = api.get("/v1/events", params={"mailbox_id": mailbox_id, "limit": 100})
+            if page.status_code == 200 and (
+                sum(1 for e in page.json()["items"] if e["type"] == "message.received") >= count
+            ):
+                return True
+            time.sleep(0.1)
+    return False
+
+
 def _setup(server: DocsServer, name: str) -> dict[str, str]:
     """The variables a ``setup=`` marker promises."""
     if name == "mailbox":
         return {"MAILBOX_ID": _mailbox(server)[0]}
     if name == "messages":
         mailbox_id, user = _mailbox(server)
+        inbox, ingesting = 0, True
         for folder, raw in sample_mail():
             server.dovecot.deliver(user, raw, folder)
+            if folder == "INBOX" and ingesting:  # one at a time where events are listed
+                inbox += 1
+                ingesting = _wait_received(server, mailbox_id, inbox, timeout=10 if inbox == 1 else 30)
         with server.api() as api:
             listed = api.get(f"/v1/mailboxes/{mailbox_id}/messages")
         assert listed.status_code == 200, listed.text
@@ -236,7 +262,38 @@ def _setup(server: DocsServer, name: str) -> dict[str, str]:
             made = admin.post(f"/v1/tenants/{server.env['TENANT_ID']}/keys")
         assert made.status_code == 201, made.text
         return {"KEY_ID": made.json()["id"]}
+    if name == "worker":
+        return {"WORKER_ID": asyncio.run(_register_worker(server.env["MAILPORT_DATABASE_URL"]))}
     raise AssertionError(f"unknown setup {name!r}")
+
+
+async def _register_worker(database_url: str) -> str:
+    """A worker row as a live ``mailport worker`` heartbeats it (docs/fleet.md), written straight
+    into the docs server's database: its SQLite file admits no second process with watchers."""
+    worker_id = f"docs-node:4242:{uuid.uuid4().hex[:8]}"
+    now, ttl = utc_now(), timedelta(hours=1)
+    stats = {
+        "mailboxes": 2,
+        "watchers": 3,
+        "connects_per_minute": 4.0,
+        "queues": {"connect_waiting": 0, "events_unaccepted": 7, "sends_due": 1},
+        "lease_losses": 0,
+        "fenced_writes_refused": 0,
+        "rss_bytes": 183500800,
+    }
+    database = open_database(database_url)
+    try:
+        async with database.transaction() as conn:
+            await registry.register(conn, worker_id, roles=["watchers"], weight=1.0, now=now, ttl=ttl)
+            await registry.heartbeat(conn, worker_id, now=now, ttl=ttl, stats=stats)
+            for _ in range(2):
+                mailbox = f"mbx_docs{uuid.uuid4().hex[:12]}"
+                assert await leases.acquire(
+                    conn, leases.name("watcher", mailbox), worker_id, now=now, until=now + ttl
+                )
+    finally:
+        await database.aclose()
+    return worker_id
 
 
 @dataclass(frozen=True)

@@ -74,6 +74,8 @@ class Dovecot:
     imap_port: int = field(default_factory=free_port)
     imaps_port: int = field(default_factory=free_port)
     lmtp_port: int = field(default_factory=free_port)
+    pop3_port: int = field(default_factory=free_port)  # POP3 (plain, STLS offered)
+    pop3s_port: int = field(default_factory=free_port)  # POP3S (implicit TLS)
     submission_port: int | None = None  # Dovecot's own submission service (needs a relay)
     relay_port: int | None = None  # where Dovecot submission relays to (e.g. an aiosmtpd sink)
     # Opt-in: the auth service also listens on this loopback TCP port, so an MTA can ask Dovecot
@@ -147,7 +149,7 @@ passdb {{
   args = password=pw-%n
 }}
 """
-        protocols = "imap lmtp" + (" submission" if self.submission_port else "")
+        protocols = "imap pop3 lmtp" + (" submission" if self.submission_port else "")
         submission = ""
         if self.submission_port:
             submission = f"""
@@ -241,6 +243,19 @@ service imap-login {{
     ssl = yes
   }}
 }}
+service pop3-login {{
+{chroot}  inet_listener pop3 {{
+    address = 127.0.0.1
+    port = {self.pop3_port}
+  }}
+  inet_listener pop3s {{
+    address = 127.0.0.1
+    port = {self.pop3s_port}
+    ssl = yes
+  }}
+}}
+# UIDs and UIDVALIDITY, as Dovecot's default; stable across sessions (mailport's POP3 cursor)
+pop3_uidl_format = %08Xu%08Xv
 service lmtp {{
   inet_listener lmtp {{
     address = 127.0.0.1
@@ -310,6 +325,7 @@ timeout_msecs = 5000
                 if attempt == 2:
                     raise
                 self.imap_port, self.imaps_port, self.lmtp_port = free_port(), free_port(), free_port()
+                self.pop3_port, self.pop3s_port = free_port(), free_port()
                 if self.submission_port is not None:
                     self.submission_port = free_port()
                 if self.auth_port is not None:

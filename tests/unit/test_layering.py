@@ -10,7 +10,7 @@ so an import inside a function or under ``TYPE_CHECKING`` counts too):
 3. Only the composition root's users import :mod:`mailport.bootstrap`: the CLI
    (``mailport.cli``), the app factory and ``serve`` (``mailport.api.app``,
    ``mailport.api.server``), the runtime (``mailport.runtime``), the library's
-   ``mailport.open()`` (``mailport.client``) and ``mailport/__init__``.
+   ``mailport.open()`` (``mailport.library``) and ``mailport/__init__``.
    Features name the service graph's type through :mod:`mailport.services`.
 """
 
@@ -32,7 +32,7 @@ MAY_IMPORT_BOOTSTRAP = (
     "mailport.api.app",
     "mailport.api.server",
     "mailport.runtime",
-    "mailport.client",
+    "mailport.library",
     "mailport",
 )
 

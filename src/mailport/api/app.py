@@ -32,6 +32,7 @@ from mailport.api.routers import (
 from mailport.api.routers import contact_sync as contact_sync_routes
 from mailport.api.routers import events as events_routes
 from mailport.api.routers import webhooks as webhook_routes
+from mailport.api.routers import workers as worker_routes
 from mailport.api.routers.check import router as check_router
 from mailport.api.routers.detect import router as detect_router
 from mailport.bootstrap import build
@@ -66,6 +67,9 @@ def create_app(settings: Settings | None = None, *, services: Services | None = 
             try:
                 yield
             finally:
+                web = getattr(app.state, "web", None)  # the web UI's running checks: recorded as stopped
+                if web is not None:
+                    await web.runs.aclose()
                 await runtime.stop()
         finally:
             if built is not None:
@@ -105,6 +109,7 @@ def create_app(settings: Settings | None = None, *, services: Services | None = 
         app.state.services = services
     install_error_handlers(app)
     app.include_router(tenants.router)
+    app.include_router(worker_routes.router)  # /v1/workers: the fleet (admin key)
     app.include_router(mailboxes.router)
     app.include_router(detect_router)
     app.include_router(oauth.router)

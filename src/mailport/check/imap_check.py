@@ -15,9 +15,15 @@ import ssl
 from contextlib import suppress
 
 from mailport.check.model import CheckCredentials, ServerTarget
-from mailport.check.steps import Deadline, StepRecorder, authentication_step, plaintext_evidence, tls_step
+from mailport.check.steps import (
+    Deadline,
+    StepRecorder,
+    authentication_step,
+    silent_greeting_failure,
+    tls_step,
+)
 from mailport.check.tls import describe
-from mailport.errors import ConnectionLostError, MailportError
+from mailport.errors import MailportError
 from mailport.imap import ImapClient
 from mailport.net.guard import VettedHost, connect_vetted
 from mailport.net.probe import peer_certificate
@@ -115,24 +121,8 @@ async def check_imap(
                 greeting = await client.read_greeting()
                 caps = client.capabilities or await client.capability()
         except (OSError, TimeoutError, MailportError) as exc:
-            ended = rec.start()
             client.close()
-            # No words from the server (silence, a hang-up, another protocol's banner): look at
-            # what a fresh plaintext connection gets, to tell a TLS port or another service.
-            evidence = None
-            if target.security is not Security.SSL and not getattr(exc, "server_said", None):
-                evidence = await plaintext_evidence(vetted, deadline)
-            received = evidence.received if evidence else None
-            if isinstance(exc, ConnectionLostError) and not exc.server_said and received is None:
-                received = b""
-            rec.fail(
-                "greeting",
-                started,
-                error=exc,
-                received=received,
-                probe=evidence.probe if evidence else None,
-                ended=ended,
-            )
+            await silent_greeting_failure(rec, vetted, target.security, exc, started, deadline)
             return
         rec.ok(
             "greeting",

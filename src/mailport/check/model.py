@@ -6,7 +6,8 @@ and ``mailport check --json`` share::
     {"ok": bool,
      "imap": {"ok": bool, "steps": [{"step", "ok", "ms", "detail", "code"?, "hint"?, "server_said"?,
                                       "certificate"?}]} | null,
-     "smtp": {...} | null}
+     "smtp": {...} | null,
+     "pop3": {...}}          # only when POP3 was checked (a POP3 mailbox or settings)
 
 A mailbox read through a provider's mail API (``gmail_api``, ``graph``) has no servers to probe:
 its answer carries ``"api": {"ok", "steps"}`` instead, with ``imap`` and ``smtp`` null
@@ -88,7 +89,7 @@ class StepResult:
 class ProtocolResult:
     """The steps of the IMAP (or SMTP) check, in the order they ran; it stops at the first failure."""
 
-    protocol: Literal["imap", "smtp", "api"]
+    protocol: Literal["imap", "smtp", "pop3", "api"]
     steps: list[StepResult] = field(default_factory=list)
 
     @property
@@ -111,16 +112,17 @@ class CheckResult:
     imap: ProtocolResult | None
     smtp: ProtocolResult | None = None
     api: ProtocolResult | None = None
+    pop3: ProtocolResult | None = None
 
     @property
     def ok(self) -> bool:
-        checked = [p for p in (self.imap, self.smtp, self.api) if p is not None]
+        checked = [p for p in (self.imap, self.pop3, self.smtp, self.api) if p is not None]
         return bool(checked) and all(p.ok for p in checked)
 
     @property
     def failure(self) -> tuple[str, StepResult] | None:
-        """The first failing step (protocol, step), IMAP first."""
-        for result in (self.imap, self.smtp, self.api):
+        """The first failing step (protocol, step), IMAP (or POP3) first."""
+        for result in (self.imap, self.pop3, self.smtp, self.api):
             if result is not None and (failed := result.failure) is not None:
                 return result.protocol, failed
         return None
@@ -142,4 +144,6 @@ class CheckResult:
         }
         if self.api is not None:  # the key appears only for API mailboxes: IMAP answers stay as they were
             body["api"] = self.api.to_dict()
+        if self.pop3 is not None:  # likewise only for POP3 checks (then ``imap`` is null)
+            body["pop3"] = self.pop3.to_dict()
         return body

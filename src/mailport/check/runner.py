@@ -1,9 +1,10 @@
-"""Run a connection check: DNS through SELECT INBOX for IMAP, DNS through AUTH for SMTP.
+"""Run a connection check: DNS through SELECT INBOX for IMAP, DNS through UIDL and STAT for
+POP3 (:mod:`.pop3_check`), DNS through AUTH for SMTP.
 
 :class:`ConnectionChecker` holds what every check shares — the SSRF guard and the deadlines —
 and :meth:`ConnectionChecker.check` runs one: first both DNS steps (the guard resolves and vets
 each host once; a refused host raises :class:`~mailport.errors.HostNotAllowedError` before
-anything is connected), then IMAP and SMTP concurrently, each step under its own deadline and
+anything is connected), then IMAP (or POP3) and SMTP concurrently, each step under its own deadline and
 all under the overall one (``MAILPORT_CHECK_TIMEOUT``, 20 s by default). Every other failure is
 a failing step in the answer, never an exception.
 
@@ -28,6 +29,7 @@ import time
 
 from mailport.check.imap_check import check_imap
 from mailport.check.model import CheckCredentials, CheckResult, ProtocolResult, ServerTarget
+from mailport.check.pop3_check import check_pop3
 from mailport.check.smtp_check import check_smtp
 from mailport.check.steps import Clock, Deadline, StepRecorder
 from mailport.diagnosis import infer_provider
@@ -67,8 +69,9 @@ class ConnectionChecker:
         ca_pem: str | None = None,
         trust: MailTrust | None = None,
         smtp_trust: MailTrust | None = None,
+        pop3: ServerTarget | None = None,
     ) -> CheckResult:
-        """Check ``imap`` and ``smtp`` (each when given) with ``credentials``.
+        """Check ``imap`` (or ``pop3``) and ``smtp`` (each when given) with ``credentials``.
 
         ``ca_file`` / ``ca_pem``: CAs to trust for both servers in addition to the checker's own
         (system CAs and ``MAILPORT_MAIL_CA_FILE``). ``trust`` replaces the checker's trust for this
@@ -76,15 +79,15 @@ class ConnectionChecker:
         (the guard refused a host) and :class:`~mailport.errors.InputError`; everything else is in
         the answer.
         """
-        if imap is None and smtp is None:
-            raise InputError("nothing to check: give IMAP or SMTP settings (or both)")
+        if imap is None and smtp is None and pop3 is None:
+            raise InputError("nothing to check: give IMAP (or POP3) or SMTP settings (or both)")
         imap_trust = (trust or self.trust).adding(ca_file=ca_file, ca_pem=ca_pem)
         smtp_trust = smtp_trust.adding(ca_file=ca_file, ca_pem=ca_pem) if smtp_trust else imap_trust
         deadline = Deadline(self.timeout, self.step_timeout, clock=self._clock)
         handshakes: list[float] = []
         recorders = {
             protocol: (target, self._recorder(protocol, target, credentials))
-            for protocol, target in (("imap", imap), ("smtp", smtp))
+            for protocol, target in (("imap", imap), ("pop3", pop3), ("smtp", smtp))
             if target is not None
         }
         found = await asyncio.gather(
@@ -108,6 +111,13 @@ class ConnectionChecker:
             runs.append(
                 check_imap(imap_rec, imap_vetted, imap, credentials, context=context, deadline=deadline)
             )
+        pop3_vetted = outcomes.get("pop3")
+        if pop3 is not None and isinstance(pop3_vetted, VettedHost):
+            context = imap_trust.context(pop3.trusted_certificate)  # the incoming server's trust
+            pop3_rec = recorders["pop3"][1]
+            runs.append(
+                check_pop3(pop3_rec, pop3_vetted, pop3, credentials, context=context, deadline=deadline)
+            )
         smtp_vetted = outcomes.get("smtp")
         if smtp is not None and smtp_rec is not None and isinstance(smtp_vetted, VettedHost):
             clock = self._clock
@@ -129,6 +139,7 @@ class ConnectionChecker:
         return CheckResult(
             imap=imap_rec.result if imap_rec is not None else None,
             smtp=smtp_rec.result if smtp_rec is not None else None,
+            pop3=recorders["pop3"][1].result if "pop3" in recorders else None,
         )
 
     def _recorder(self, protocol: str, target: ServerTarget, credentials: CheckCredentials) -> StepRecorder:

@@ -58,7 +58,8 @@ class CheckRequest(RequestModel):
     username: (
         Annotated[str, StringConstraints(min_length=1, max_length=320), AfterValidator(clean_line)] | None
     ) = None
-    imap: CheckServer
+    imap: CheckServer | None = Field(None, description="The IMAP server (give `imap` or `pop3`)")
+    pop3: CheckServer | None = Field(None, description="A POP3 server, checked instead of IMAP")
     smtp: CheckServer | None = None
     password: SecretStr | None = Field(None, max_length=1024, description="Password or app password")
     access_token: SecretStr | None = Field(None, max_length=16_384, description="OAuth2 access token")
@@ -75,6 +76,8 @@ class CheckRequest(RequestModel):
 
     @model_validator(mode="after")
     def _credentials(self) -> CheckRequest:
+        if (self.imap is None) == (self.pop3 is None):
+            raise ValueError("give exactly one of `imap` and `pop3` (the incoming server)")
         if (self.password is None) == (self.access_token is None):
             raise ValueError("give exactly one of `password` and `access_token`")
         if not (self.username or self.email):
@@ -131,6 +134,9 @@ class CheckResponse(BaseModel):
     ok: bool
     imap: ProtocolOut | None
     smtp: ProtocolOut | None
+    pop3: ProtocolOut | None = Field(
+        None, description="Present only when a POP3 server was checked (then `imap` is null)"
+    )
     api: ProtocolOut | None = Field(
         None, description="A mailbox read through gmail_api or graph: its token and profile steps"
     )

@@ -58,10 +58,11 @@ class CheckService:
         """``POST /v1/check``: raises ``rate_limited`` (with ``retry_after``) or ``host_not_allowed``."""
         self.limiter.check(tenant_id)
         return await self.checker.check(
-            request.imap.target(),
+            request.imap.target() if request.imap else None,
             request.smtp.target() if request.smtp else None,
             request.credentials(),
             trust=self.checker.trust.adding(ca_pem=request.ca_pem),
+            pop3=request.pop3.target() if request.pop3 else None,
         )
 
     async def test_mailbox(self, tenant_id: str, mailbox_id: str) -> CheckResult:
@@ -73,9 +74,13 @@ class CheckService:
         that could not check the token (``[UNAVAILABLE]``), leaves it in ``error`` (never
         ``reauth_required``)."""
         mailbox = await self.mailboxes.get(tenant_id, mailbox_id)
-        if mailbox.imap is None and self.connectors is not None and mailbox.connector != "imap":
+        pop3 = mailbox.connector == "pop3"
+        if mailbox.imap is None and self.connectors is not None and mailbox.connector != "imap" and not pop3:
             return await self._test_api(tenant_id, mailbox)
-        mailbox.require_imap()  # the test signs in over IMAP: refused clearly without a server
+        if pop3:
+            mailbox.require_pop3()  # the test signs in over POP3: refused clearly without a server
+        else:
+            mailbox.require_imap()  # the test signs in over IMAP: refused clearly without a server
         used: list[Secret] = []
         credentials = self._credentials(mailbox, used)
         try:
@@ -132,6 +137,8 @@ class CheckService:
         return result
 
     async def _run(self, mailbox: Mailbox, credentials: CheckCredentials) -> CheckResult:
+        if mailbox.connector == "pop3":
+            return await self.checker.check(None, mailbox.smtp, credentials, pop3=mailbox.require_pop3())
         return await self.checker.check(
             mailbox.require_imap(),
             mailbox.smtp,

@@ -26,6 +26,7 @@ from mailport.imap.models import TLSInfo
 from mailport.net.guard import VettedHost
 from mailport.net.probe import PlaintextProbe, certificate_names, probe_plaintext
 from mailport.net.trust import Certificate, PinMismatch
+from mailport.servers import Security
 
 Clock = Callable[[], float]
 
@@ -58,6 +59,8 @@ def reply_of(protocol: str, error: BaseException | None) -> ServerReply | None:
     if not isinstance(error, MailportError) or not error.server_said:
         return None
     said = error.server_said
+    if protocol == "pop3":
+        return ServerReply.pop3(said)
     if protocol == "imap":
         status = error.details.get("status")
         if status is None:
@@ -253,6 +256,30 @@ async def tls_step(
         return False
     rec.ok(step, started, success(info))
     return True
+
+
+async def silent_greeting_failure(
+    rec: StepRecorder,
+    vetted: VettedHost,
+    security: Security,
+    error: BaseException,
+    started: float,
+    deadline: Deadline,
+) -> None:
+    """A greeting that failed, the same for IMAP and POP3: when the server said nothing
+    (silence, a hang-up, another protocol's banner), look at what a fresh plaintext connection
+    gets, to tell a TLS port or another service; then record the step (the client is closed)."""
+    ended = rec.start()
+    evidence = None
+    if security is not Security.SSL and not getattr(error, "server_said", None):
+        evidence = await plaintext_evidence(vetted, deadline)
+    received = evidence.received if evidence else None
+    if isinstance(error, ConnectionLostError) and not error.server_said and received is None:
+        received = b""
+    rec.fail(
+        "greeting", started, error=error, received=received,
+        probe=evidence.probe if evidence else None, ended=ended,
+    )  # fmt: skip
 
 
 async def plaintext_evidence(vetted: VettedHost, deadline: Deadline) -> PlaintextProbe | None:

@@ -1,4 +1,9 @@
-"""``mailport check EMAIL [...]``: test a mailbox's IMAP and SMTP settings from the command line.
+"""``mailport check EMAIL [...]``: test a mailbox's IMAP (or POP3) and SMTP settings from the
+command line.
+
+POP3 is checked instead of IMAP with ``--pop3-host`` (or ``--only pop3``), or when detection
+offers POP3 because it found no IMAP server; ``--imap-ca-file``/``--imap-trust-cert`` then apply
+to the POP3 server (the incoming one).
 
 Settings not given as options come from detection (``mailport detect``); the password comes
 from stdin or an environment variable, never from an argument (it would sit in the shell
@@ -37,11 +42,14 @@ _SECURITY_BY_PORT = {
     587: Security.STARTTLS,
     25: Security.STARTTLS,
     2525: Security.STARTTLS,
+    995: Security.SSL,
+    110: Security.STARTTLS,
 }
 
 
 class OnlyOption(StrEnum):
     imap = "imap"
+    pop3 = "pop3"
     smtp = "smtp"
 
 
@@ -77,19 +85,31 @@ def _target(
 
 
 def _protocol(name: str) -> Protocol:
-    return "smtp" if name == "smtp" else "imap"
+    return "smtp" if name == "smtp" else "pop3" if name == "pop3" else "imap"
 
 
-async def _detect(
-    email: str, settings: Settings
-) -> tuple[ServerTarget | None, ServerTarget | None, str | None]:
+async def _detect(email: str, settings: Settings) -> tuple[dict[str, ServerTarget | None], str | None]:
+    """What detection found: ``imap``, ``pop3`` (only when no IMAP was found) and ``smtp``."""
     from mailport.detect import DetectOptions, Detector
 
     options = DetectOptions.from_settings(settings, allow_private_hosts=True)
     result = await Detector.from_settings(settings, options=options).detect(email)
-    imap, smtp = result.imap, result.smtp
     provider = result.provider[0] if result.provider else None
-    return imap, smtp, provider
+    return {"imap": result.imap, "pop3": result.pop3, "smtp": result.smtp}, provider
+
+
+def _incoming(
+    only: OnlyOption | None,
+    imap_host: str | None,
+    pop3_host: str | None,
+    detected: dict[str, ServerTarget | None],
+) -> str:
+    """Which incoming protocol to check: POP3 when asked for, or when detection offers it."""
+    if only is OnlyOption.pop3 or pop3_host is not None:
+        return "pop3"
+    if only is None and imap_host is None and detected.get("imap") is None and detected.get("pop3"):
+        return "pop3"
+    return "imap"
 
 
 def _secret_from(
@@ -121,6 +141,11 @@ def check_command(
     ),
     imap_port: int | None = typer.Option(None, "--imap-port", metavar="P", min=1, max=65535),
     imap_security: SecurityOption | None = typer.Option(None, "--imap-security", case_sensitive=False),
+    pop3_host: str | None = typer.Option(
+        None, "--pop3-host", metavar="H", help="Check this POP3 server instead of IMAP."
+    ),
+    pop3_port: int | None = typer.Option(None, "--pop3-port", metavar="P", min=1, max=65535),
+    pop3_security: SecurityOption | None = typer.Option(None, "--pop3-security", case_sensitive=False),
     smtp_host: str | None = typer.Option(
         None, "--smtp-host", metavar="H", help="SMTP server (default: detected)."
     ),
@@ -137,7 +162,7 @@ def check_command(
         None, "--access-token-env", metavar="VAR", help="OAuth2 access token from $VAR."
     ),
     only: OnlyOption | None = typer.Option(
-        None, "--only", case_sensitive=False, help="Check only IMAP or only SMTP."
+        None, "--only", case_sensitive=False, help="Check only IMAP, only POP3 or only SMTP."
     ),
     ca_file: Path | None = pem_file_option(
         "--ca-file",
@@ -158,19 +183,26 @@ def check_command(
     ),
     as_json: bool = typer.Option(False, "--json", help="Print the API's JSON answer."),
 ) -> None:
-    """Test IMAP and SMTP (or one of them, --only) step by step; a failing step names the fix."""
+    """Test IMAP (or POP3) and SMTP (or one of them, --only) step by step; a failing step names
+    the fix."""
     kind, secret = _secret_from(password_stdin, password_env, access_token_env)
     settings = load_settings()
-    want_imap, want_smtp = only in (None, OnlyOption.imap), only in (None, OnlyOption.smtp)
-    detected_imap = detected_smtp = None
+    want_incoming, want_smtp = only is not OnlyOption.smtp, only in (None, OnlyOption.smtp)
+    detected: dict[str, ServerTarget | None] = {}
     provider = None
-    if (want_imap and imap_host is None) or (want_smtp and smtp_host is None):
-        detected_imap, detected_smtp, provider = asyncio.run(_detect(email, settings))
-    imap = _target("imap", imap_host, imap_port, imap_security, detected_imap) if want_imap else None
-    smtp = _target("smtp", smtp_host, smtp_port, smtp_security, detected_smtp) if want_smtp else None
-    if want_imap and imap is None:
+    given_incoming = pop3_host if only is OnlyOption.pop3 or pop3_host else imap_host
+    if (want_incoming and given_incoming is None) or (want_smtp and smtp_host is None):
+        detected, provider = asyncio.run(_detect(email, settings))
+    incoming = _incoming(only, imap_host, pop3_host, detected)
+    if incoming == "pop3":
+        imap_host, imap_port, imap_security = pop3_host, pop3_port, pop3_security
+    server = _target(incoming, imap_host, imap_port, imap_security, detected.get(incoming))
+    imap = server if want_incoming else None
+    smtp = _target("smtp", smtp_host, smtp_port, smtp_security, detected.get("smtp")) if want_smtp else None
+    if want_incoming and imap is None:
+        option = "--pop3-host (and --pop3-port)" if incoming == "pop3" else "--imap-host (and --imap-port)"
         raise typer.BadParameter(
-            f"no IMAP settings were detected for {email}; give --imap-host (and --imap-port), or --only smtp"
+            f"no {incoming.upper()} settings were detected for {email}; give {option}, or --only smtp"
         )
     if only is OnlyOption.smtp and smtp is None:
         raise typer.BadParameter(f"no SMTP settings were detected for {email}; give --smtp-host")
@@ -202,13 +234,16 @@ def check_command(
         HostGuard.for_operator(resolver=resolver), trust=base, timeout=settings.check_timeout
     )
     try:
-        result = asyncio.run(checker.check(imap, smtp, credentials, trust=imap_trust, smtp_trust=smtp_trust))
+        pop3, imap = (imap, None) if incoming == "pop3" else (None, imap)
+        result = asyncio.run(
+            checker.check(imap, smtp, credentials, trust=imap_trust, smtp_trust=smtp_trust, pop3=pop3)
+        )
     except InputError as exc:  # a host that is no host name: usage
         raise typer.BadParameter(exc.message) from exc
     if as_json:
         typer.echo(json.dumps(result.to_dict(), indent=2, ensure_ascii=False))
     else:
-        render(result, {"imap": imap, "smtp": smtp})
+        render(result, {"imap": imap, "pop3": pop3, "smtp": smtp})
     raise typer.Exit(0 if result.ok else 1)
 
 
@@ -217,7 +252,8 @@ def _pin(path: Path | None) -> Certificate | None:
 
 
 def render(result: CheckResult, targets: dict[str, ServerTarget | None]) -> None:
-    for name, protocol in (("IMAP", result.imap), ("SMTP", result.smtp)):
+    incoming = ("POP3", result.pop3) if result.pop3 is not None else ("IMAP", result.imap)
+    for name, protocol in (incoming, ("SMTP", result.smtp)):
         if protocol is None:
             typer.echo(f"{name}: not checked")
             continue

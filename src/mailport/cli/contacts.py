@@ -26,7 +26,6 @@ import typer
 from mailport.bootstrap import Services
 from mailport.cli.services import print_json, run_with_services
 from mailport.cli.tables import print_table
-from mailport.client import Mailport
 from mailport.clock import utc_now
 from mailport.contacts.groups import KINDS, ContactGroup, Kind, Page, group_json
 from mailport.contacts.history import History
@@ -36,6 +35,7 @@ from mailport.contacts.service import ExportFormat
 from mailport.contacts.sync import ContactSync, SyncReport
 from mailport.contacts.views import contact_json, current_score
 from mailport.errors import ConflictError, ContactsNotEnabledError, InputError
+from mailport.library import Mailport
 
 app = typer.Typer(help="A tenant's contacts, harvested from its mailboxes' mail.", no_args_is_help=True)
 groups_app = typer.Typer(help="Contact groups.", no_args_is_help=True)

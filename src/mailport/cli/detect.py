@@ -18,7 +18,9 @@ def detect_command(
     email: str = typer.Argument(..., help="The email address to find settings for."),
     as_json: bool = typer.Option(False, "--json", help="Print the API's JSON structure."),
     probe: bool = typer.Option(
-        True, "--probe/--no-probe", help="Probe imap./smtp./mail. hosts when nothing else answers."
+        True,
+        "--probe/--no-probe",
+        help="Probe imap./smtp./mail. hosts (pop3./pop. without IMAP) when nothing else answers.",
     ),
 ) -> None:
     """Find the IMAP/SMTP settings, provider and sign-in methods for an email address."""
@@ -43,7 +45,8 @@ def render(result: DetectionResult, console: Console) -> None:
         (label, "—", "", "", "")
         if server is None
         else (label, server.host, str(server.port), server.security.value, server.username or "")
-        for label, server in (("IMAP", result.imap), ("SMTP", result.smtp))
+        for label, server in (("IMAP", result.imap), ("POP3", result.pop3), ("SMTP", result.smtp))
+        if label != "POP3" or server is not None  # a POP3 row only when POP3 is offered
     ]
     console.print(make_table(("", "host", "port", "security", "username"), rows), crop=False)
     if result.auth_methods:
@@ -56,7 +59,9 @@ def render(result: DetectionResult, console: Console) -> None:
         console.print(line, highlight=False, markup=False)
     for alt in result.alternatives:
         parts = [
-            f"{k} {s.host}:{s.port} {s.security}" for k, s in (("IMAP", alt.imap), ("SMTP", alt.smtp)) if s
+            f"{k} {s.host}:{s.port} {s.security}"
+            for k, s in (("IMAP", alt.imap), ("POP3", alt.pop3), ("SMTP", alt.smtp))
+            if s
         ]
         line = f"alternative ({alt.source}, {alt.confidence}): " + "; ".join(parts)
         console.print(line, highlight=False, markup=False)

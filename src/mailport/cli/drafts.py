@@ -19,8 +19,8 @@ import typer
 from mailport.cli.messages import print_page
 from mailport.cli.send import send_json
 from mailport.cli.services import print_json, run_with_services
-from mailport.client import Mailport
 from mailport.errors import InputError
+from mailport.library import Mailport
 from mailport.mailboxes.handle import attachment_json, checked
 from mailport.mailboxes.mail_schemas import MessageOut
 from mailport.mailboxes.message_view import HtmlMode

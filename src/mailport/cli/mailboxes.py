@@ -134,13 +134,21 @@ def add(
     purpose: str | None = typer.Option(None, help="Free text, e.g. booking, support."),
     connector: str = typer.Option(
         "imap",
-        help="imap, or gmail_api / graph: read through Google's or Microsoft's mail API "
+        help="imap, pop3 (with --pop3-host; new INBOX mail only, see docs/pop3.md), or gmail_api / "
+        "graph: read through Google's or Microsoft's mail API "
         "(--auth-method oauth2, no servers; then `mailport connect PROVIDER --mailbox ID`)",
     ),
     imap_host: str | None = typer.Option(None, help="IMAP server host name (the imap connector)."),
     imap_port: int = typer.Option(993),
     imap_security: str = typer.Option("ssl", help="ssl | starttls | none"),
     imap_username: str | None = typer.Option(None, help="Default: the email address."),
+    pop3_host: str | None = typer.Option(None, help="POP3 server host name (the pop3 connector)."),
+    pop3_port: int = typer.Option(995),
+    pop3_security: str = typer.Option("ssl", help="ssl | starttls | none"),
+    pop3_username: str | None = typer.Option(None, help="Default: the email address."),
+    pop3_trust_cert: Path | None = pem_file_option(
+        "--pop3-trust-cert", "Trust exactly this server certificate (PEM) for POP3 (self-signed servers)."
+    ),
     smtp_host: str | None = typer.Option(None, help="SMTP server (omit for read-only)."),
     smtp_port: int = typer.Option(587),
     smtp_security: str = typer.Option("starttls", help="ssl | starttls | none"),
@@ -181,6 +189,15 @@ def add(
             "security": imap_security,
             "username": imap_username,
             "trusted_certificate": _read_pem(imap_trust_cert),
+        },
+        "pop3": None
+        if pop3_host is None
+        else {
+            "host": pop3_host,
+            "port": pop3_port,
+            "security": pop3_security,
+            "username": pop3_username,
+            "trusted_certificate": _read_pem(pop3_trust_cert),
         },
         "smtp": None
         if smtp_host is None

@@ -85,7 +85,19 @@ from mailport.cli import watch as watch_cli  # noqa: E402
 from mailport.cli import worker as worker_cli  # noqa: E402
 
 app.command("worker")(worker_cli.worker)
+from mailport.cli import workers as workers_cli  # noqa: E402  (the fleet: mailport workers list|show)
+
+app.add_typer(workers_cli.app, name="workers")
 app.command("watch")(watch_cli.watch_command)
+from mailport.cli import events as events_cli  # noqa: E402  (the event log)
+from mailport.cli import webhooks as webhooks_cli  # noqa: E402  (webhook endpoints)
+
+app.add_typer(webhooks_cli.app, name="webhooks")
+app.add_typer(events_cli.app, name="events")
+from mailport.cli import declare as declare_cli  # noqa: E402  (accounts as a file)
+
+app.command("apply")(declare_cli.apply_command)
+app.command("export")(declare_cli.export_command)
 
 
 def main() -> None:

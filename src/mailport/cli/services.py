@@ -10,8 +10,8 @@ from typing import Any, TypeVar
 import typer
 
 from mailport.bootstrap import Services, build
-from mailport.client import Mailport
 from mailport.config import Settings, load_settings
+from mailport.library import Mailport
 from mailport.mailboxes.handle import MailboxHandle
 
 T = TypeVar("T")

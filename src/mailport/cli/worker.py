@@ -1,15 +1,21 @@
 """``mailport worker``: the mailbox watchers, the webhook dispatcher, the retention janitor and
 the send worker, without the API (run one or several beside an API-only ``mailport serve`` with
-``MAILPORT_WATCHERS=false``; leases keep two processes from watching the same mailbox).
-SIGTERM/SIGINT stop it gracefully: chunks in progress commit."""
+``MAILPORT_WATCHERS=false``; the live workers divide the mailboxes among them by weight,
+:mod:`mailport.fleet.assignment`, and leases keep two from watching the same one).
+SIGTERM/SIGINT stop it gracefully: the worker is marked draining (the others take its mailboxes
+at once), its chunks in progress commit, its leases are released, then it deregisters. With
+``MAILPORT_WORKER_PORT`` it also serves ``/healthz``, ``/readyz`` and ``/metrics``
+(:mod:`mailport.api.worker_http`)."""
 
 from __future__ import annotations
 
 import asyncio
 import signal
+import socket
 
 import typer
 
+from mailport.api.worker_http import WorkerHttp, start_worker_http, worker_metrics
 from mailport.bootstrap import build
 from mailport.config import load_settings
 from mailport.logs import configure_logging
@@ -24,13 +30,25 @@ async def run_worker(*, stop: asyncio.Event | None = None) -> None:
         loop.add_signal_handler(signum, stop.set)
     services = await build(settings)
     runtime = Runtime(services)  # all of it: watchers, dispatcher, janitor and sending
+    http: WorkerHttp | None = None
     try:
+        if settings.worker_port is not None:  # up before the watchers: /readyz says 503 until they run
+            http = await start_worker_http(
+                settings.host,
+                settings.worker_port,
+                ready=lambda: bool(runtime.watching),
+                ping=services.database.ping,
+            )
         await runtime.start()
         assert runtime.orchestrator is not None
+        orchestrator = runtime.orchestrator
+        worker_metrics(orchestrator.owner, socket.gethostname(), lambda: len(orchestrator.watchers))
         typer.echo(f"mailport worker: watching {runtime.orchestrator.running()} mailboxes", err=True)
         await stop.wait()
     finally:
         await runtime.stop()
+        if http is not None:
+            await http.stop()
         await services.aclose()
 
 

@@ -1,4 +1,4 @@
-"""Mail sources behind one interface (:class:`Connector`); ``imap`` now, others later."""
+"""Mail sources behind one interface (:class:`Connector`): ``imap``, ``pop3``, ``gmail_api``, ``graph``."""
 
 from mailport.connectors.base import (
     BaseConnector,
@@ -17,6 +17,7 @@ from mailport.connectors.base import (
 from mailport.connectors.folders import Folder, Role
 from mailport.connectors.graph.connector import GraphConnector  # registers graph and its push receiver
 from mailport.connectors.imap import ImapConnector
+from mailport.connectors.pop3 import Pop3Connector
 from mailport.connectors.registry import ConnectorContext, capabilities, create, keys, register
 
 # registers gmail_api (and its push receiver); imported for that effect
@@ -37,6 +38,7 @@ __all__ = [
     "ImapConnector",
     "MessageRef",
     "PollingConnector",
+    "Pop3Connector",
     "RemoteMessage",
     "Role",
     "ScopeState",

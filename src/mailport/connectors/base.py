@@ -43,6 +43,7 @@ if TYPE_CHECKING:
         Moved,
         SearchQuery,
     )
+    from mailport.leases import Fence
 
 
 class Feature(enum.StrEnum):
@@ -325,6 +326,11 @@ class Connector(Protocol):
         the source pushes; otherwise it stays quiet about them (no work for nobody)."""
         ...
 
+    def under_lease(self, fence: Fence | None) -> None:
+        """The watcher's lease: what the connector writes itself (its provider subscription's
+        row) commits only while the lease is still this tenure (``LeaseLostError`` otherwise)."""
+        ...
+
     def watch(self, *, interval: float) -> AsyncIterator[Change]:
         """Changes as they happen (push), or a TICK every ``interval`` seconds (poll); also a
         TICK at every renewal so the caller can catch up and apply pending work."""
@@ -449,9 +455,13 @@ class BaseConnector:
     # --- changes made on the server
 
     _changes_wanted: Callable[[], bool] | None = None
+    lease_fence: Fence | None = None
 
     def report_changes(self, wanted: Callable[[], bool]) -> None:
         self._changes_wanted = wanted
+
+    def under_lease(self, fence: Fence | None) -> None:
+        self.lease_fence = fence
 
     def changes_reported(self) -> bool:
         """Does anyone want the changes :meth:`watch` could report now?"""

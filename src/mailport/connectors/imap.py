@@ -57,6 +57,12 @@ from mailport.sasl import OAuth2Auth, PasswordAuth
 log = logging.getLogger(__name__)
 
 
+def _discard(task: asyncio.Future[Any]) -> None:
+    """Retrieve the outcome of a FETCH nobody waits for any more (else asyncio logs it)."""
+    if not task.cancelled():
+        task.exception()
+
+
 _NEW_MAIL = frozenset({EventKind.EXISTS, EventKind.RECENT})
 FETCH_TIMEOUT = 300.0
 STATUS_LIMIT = 500  # STATUS round trips one folder listing may cost (servers without LIST-STATUS)
@@ -132,7 +138,7 @@ class ImapConnector(BaseConnector):
         self._command_timeout = command_timeout
         self._client: ImapClient | None = None
         self._woken = False
-        self._wake_event = asyncio.Event()
+        self._wake_event: asyncio.Event | None = None  # made by a polling watch only (memory)
         self._last_activity: datetime | None = None
         self._last_token: Secret | None = None
         self._folders: dict[str, str] = {}  # folder as configured -> its name on this server
@@ -304,12 +310,29 @@ class ImapConnector(BaseConnector):
         return [uid for uid in uids if uid >= since_uid]
 
     async def fetch_since(self, cursor: Cursor, *, chunk: int = 200) -> AsyncIterator[Batch]:
+        """The pages after the cursor; the next page is fetched while the caller stores this
+        one (one FETCH ahead), so the server's work and the transfer overlap the parsing and
+        the commit. A page fetched ahead is only yielded, never stored here: the cursor moves
+        when the caller commits it, so a page lost with the connection is fetched again."""
         uids = await self.list_uids(int(cursor.position) + 1)
-        for start in range(0, len(uids), chunk):
-            page = uids[start : start + chunk]
-            fetched = await self.fetch_uids(cursor.scope, int(cursor.epoch), page)
-            # the position is the last UID asked for: one expunged meanwhile is not asked again
-            yield Batch(fetched, Cursor(cursor.scope, cursor.epoch, str(page[-1])))
+        pages = [uids[start : start + chunk] for start in range(0, len(uids), chunk)]
+        if not pages:
+            return
+        epoch = int(cursor.epoch)
+        ahead = asyncio.ensure_future(self.fetch_uids(cursor.scope, epoch, pages[0]))
+        try:
+            for index, page in enumerate(pages):
+                fetched = await ahead
+                if index + 1 < len(pages):
+                    ahead = asyncio.ensure_future(self.fetch_uids(cursor.scope, epoch, pages[index + 1]))
+                # the position is the last UID asked for: one expunged meanwhile is not asked again
+                yield Batch(fetched, Cursor(cursor.scope, cursor.epoch, str(page[-1])))
+        finally:
+            if not ahead.done():
+                # Left early (the watcher stops, or its commit failed): the FETCH ahead is left
+                # to finish rather than cancelled (a cancelled command desynchronizes the
+                # session, which then closes); its pages were never stored.
+                ahead.add_done_callback(_discard)
 
     def item_source(self, ref: MessageRef) -> dict[str, Any]:
         return {"imap": {"folder": ref.scope, "uidvalidity": int(ref.epoch), "uid": int(ref.item)}}
@@ -499,7 +522,8 @@ class ImapConnector(BaseConnector):
 
     def wake(self) -> None:
         self._woken = True
-        self._wake_event.set()
+        if self._wake_event is not None:
+            self._wake_event.set()
         client = self._client
         if client is not None:
             client._wake()  # ends a pending idle_wait at once (our own client's hook)
@@ -509,10 +533,13 @@ class ImapConnector(BaseConnector):
         while True:
             client = self._require()
             if not client.has("IDLE"):
-                self._wake_event.clear()
+                if self._wake_event is None:
+                    self._wake_event = asyncio.Event()
+                wake_event = self._wake_event
+                wake_event.clear()
                 if not self._woken:
                     try:
-                        await asyncio.wait_for(self._wake_event.wait(), interval)
+                        await asyncio.wait_for(wake_event.wait(), interval)
                     except TimeoutError:
                         pass
                 self._woken = False

@@ -21,6 +21,26 @@ Shape (all state is in the database, so a crash loses nothing):
 
 A process killed between a 2xx and the write of its result sends that delivery again after the
 restart, with the same ``webhook-id``: at least once, with a stable idempotency key.
+
+Fast path (latency)
+-------------------
+Measured on SQLite, an event waited ~15-25 ms for five database round trips in a row before its
+request left (endpoints, "anything to fan out?", the fan-out, "anything due?", the worker's read
+of its queue); the request itself took ~1.4 ms. Now:
+
+* A cycle woken because this process appended events (:attr:`EventLog.appended_version`) fans
+  out at once with the cached active endpoints; the fan-out checks them in its transaction
+  (:meth:`Outbox.fanout`: stale -> read them again). Reading the endpoints, asking whether there
+  is anything to fan out, and looking for due deliveries (retries, replays, other processes)
+  happen in the cycles that run at least every ``poll_interval``.
+* The fan-out returns the delivery rows it committed, with their bodies, and offers them to the
+  endpoint's worker (:meth:`EndpointWorker.offer`). A worker is *clean* when its last complete
+  read of the queue was all delivered and no offer was ignored since: then the offers are its
+  whole queue and it sends them from memory, in event order, without reading them back. Any
+  failure, postponed mailbox, lost result, overflow (``4 x batch`` queued) or due-check wake-up
+  sends it back to reading the database, after writing every result it holds (no resend).
+  The rows are committed before any send, and results are still written in fenced batches, so
+  a crash or a lost lease re-sends with the same ``webhook-id`` exactly as before.
 """
 
 from __future__ import annotations
@@ -29,6 +49,7 @@ import asyncio
 import logging
 import random
 import time
+from collections import deque
 from collections.abc import Callable
 from dataclasses import KW_ONLY, dataclass, field
 from datetime import datetime, timedelta
@@ -78,15 +99,43 @@ class EndpointWorker:
     _flush_wanted: asyncio.Event = field(default_factory=asyncio.Event, init=False)
     _flush_lock: asyncio.Lock = field(default_factory=asyncio.Lock, init=False)
     _signing: tuple[WebhookEndpoint, Signer] | None = field(default=None, init=False)
+    # The in-memory queue (see "Fast path" in the module docstring).
+    _queue: deque[PendingDelivery] = field(default_factory=deque, init=False)
+    _clean: bool = field(default=False, init=False)  # the database holds nothing pending beyond _queue
+    _missed: bool = field(default=False, init=False)  # an offer was ignored since the last read
+    _recheck: bool = field(default=False, init=False)  # read the database before sending more
+    _seen_seq: int = field(default=0, init=False)  # the highest event seq read or queued
+    _round_ok: bool = field(default=True, init=False)  # every send of this round was delivered
 
     def __post_init__(self) -> None:
         self._endpoints = self.repository.endpoints
         self._outbox = self.repository.outbox
+        self.max_queued = self.batch * 4
 
     def start(self) -> None:
         self.task = asyncio.create_task(self._run(), name=f"webhook-{self.endpoint.id}")
 
-    def wake(self) -> None:
+    def wake(self, *, recheck: bool = False) -> None:
+        """Look at the queue; ``recheck``: read it from the database first (a retry came due, a
+        replay, another process's change)."""
+        if recheck:
+            self._recheck = True
+        self._wakeup.set()
+
+    def offer(self, items: list[PendingDelivery]) -> None:
+        """New deliveries, just committed by the fan-out (event order). A worker that knows the
+        rest of its queue is empty sends them from memory; otherwise it reads them back."""
+        if self._clean:
+            fresh = [item for item in items if item.event_seq > self._seen_seq]
+            if len(self._queue) + len(fresh) > self.max_queued:  # memory stays bounded
+                self._clean = False
+                self._queue.clear()
+                self._missed = True
+            elif fresh:
+                self._queue.extend(fresh)
+                self._seen_seq = fresh[-1].event_seq
+        else:
+            self._missed = True
         self._wakeup.set()
 
     def stop(self) -> None:
@@ -106,12 +155,15 @@ class EndpointWorker:
                 raise
             except Exception:  # a database hiccup must not end the worker
                 stop_if_cancelled()
+                self._forget_queue()
                 log.exception("webhook worker %s failed; retrying", self.endpoint.id)
                 next_due = self.clock() + timedelta(seconds=1)
             if self._stopping or self._disabled:
                 break
             timeout = self.idle_poll
-            if next_due is not None:
+            if self._queue and self._clean:
+                timeout = 0.0
+            elif next_due is not None:
                 timeout = min(timeout, max((next_due - self.clock()).total_seconds(), 0.0))
             if timeout > 0:
                 try:
@@ -119,12 +171,34 @@ class EndpointWorker:
                 except TimeoutError:
                     pass
             self._wakeup.clear()
+        try:
+            await self._flush()  # a clean round may have left its last results for the next one
+        except Exception:  # lost: those deliveries go out again after a restart (same ids)
+            log.exception("writing webhook results failed")
         await self.sender.aclose()
+
+    def _forget_queue(self) -> None:
+        """Back to reading the queue from the database (after a failure, a retry, a lost result)."""
+        self._clean = False
+        self._queue.clear()
 
     async def _drain(self) -> datetime | None:
         """Send what is due; returns when to look again (None: when woken or at the idle poll)."""
+        if self._clean and not self._recheck:
+            if not self._queue:
+                return None
+            taken = [self._queue.popleft() for _ in range(min(self.batch, len(self._queue)))]
+            await self._send_round(taken, self.clock(), final_flush=not self._queue)
+            if not self._round_ok:
+                self._forget_queue()
+            return self.clock() if self._queue else None
+        await self._flush()  # nothing sent stays unrecorded before a read: no resend
+        self._forget_queue()
+        self._recheck = self._missed = False
         items = await self._outbox.pending(self.endpoint.id, limit=self.batch)
+        complete = len(items) < self.batch
         if not items:
+            self._clean = complete and not self._missed
             return None
         now = self.clock()
         groups: dict[str | None, list[PendingDelivery]] = {}
@@ -143,31 +217,57 @@ class EndpointWorker:
         for mailbox_id, after_seq, until in postponed:
             await self._outbox.postpone(self.endpoint.id, mailbox_id, after_seq=after_seq, until=until)
         if due:
-            semaphore = asyncio.Semaphore(self.concurrency)
-            done = asyncio.Event()
-            flusher = asyncio.create_task(self._flush_periodically(done))
-            try:
-                await asyncio.gather(*(self._send_group(group, semaphore, now) for group in due))
-            finally:
-                done.set()
-                self._flush_wanted.set()
-                await flusher  # never cancelled mid-transaction
-                await self._flush()  # before the next read of the queue: no resend
+            await self._send_round([item for group in due for item in group], now, final_flush=True)
+            if complete and not postponed and self._round_ok and not self._missed:
+                # everything pending was read and delivered: what the fan-out offers from now
+                # on is the whole queue
+                self._clean = True
+                self._seen_seq = max(self._seen_seq, max(item.event_seq for item in items))
         if len(items) >= self.batch or due:
             return self.clock()  # more may be waiting (or a retry became due meanwhile)
         return next_due
 
+    async def _send_round(
+        self, items: list[PendingDelivery], started: datetime, *, final_flush: bool
+    ) -> None:
+        """Send ``items`` (event order), each mailbox's one after another, up to ``concurrency``
+        mailboxes at once, writing results in the background. ``final_flush``: write the last
+        results before returning (always before the queue is read from the database again)."""
+        groups: dict[str | None, list[PendingDelivery]] = {}
+        for item in items:
+            groups.setdefault(item.mailbox_id, []).append(item)
+        self._round_ok = True
+        semaphore = asyncio.Semaphore(self.concurrency)
+        done = asyncio.Event()
+        flusher = asyncio.create_task(self._flush_periodically(done))
+        try:
+            if len(groups) == 1:
+                await self._send_group(items, semaphore, started)
+            else:
+                await asyncio.gather(
+                    *(self._send_group(group, semaphore, started) for group in groups.values())
+                )
+        finally:
+            done.set()
+            self._flush_wanted.set()
+            await flusher  # never cancelled mid-transaction
+            if final_flush or self._stopping or self._disabled:
+                await self._flush()
+
     async def _flush_periodically(self, done: asyncio.Event) -> None:
         """Write results in the background while the groups keep sending."""
-        while not done.is_set():
+        while True:
             try:
                 await asyncio.wait_for(self._flush_wanted.wait(), self.flush_interval)
             except TimeoutError:
                 pass
             self._flush_wanted.clear()
+            if done.is_set():
+                return  # the round's last results: its caller writes them, or the next round
             try:
                 await self._flush()
             except Exception:  # the results are lost: those deliveries go out again (same id)
+                self._forget_queue()
                 log.exception("writing webhook results failed")
 
     async def _send_group(
@@ -177,13 +277,17 @@ class EndpointWorker:
         async with semaphore:
             for item in group:
                 if self._stopping or self._disabled:
+                    self._round_ok = False
                     return
                 if item.next_attempt_at is not None and item.next_attempt_at > started:
+                    self._round_ok = False
                     return
                 record = await self._attempt(item)
                 self._buffer.append(record)
                 if len(self._buffer) >= self.flush_size:
                     self._flush_wanted.set()
+                if record.new_status is not DeliveryStatus.DELIVERED:
+                    self._round_ok = False
                 if record.new_status is DeliveryStatus.PENDING:
                     return  # a retry is scheduled: later mail of this mailbox waits for it
 
@@ -311,6 +415,8 @@ class Dispatcher:
         self._task: asyncio.Task[None] | None = None
         self._lease_renew_at: float = 0.0
         self._gauge_at: float = 0.0
+        self._active: list[WebhookEndpoint] | None = None  # cached; checked by every fan-out
+        self._full_at: float = 0.0  # the next cycle that reads everything (see run_once)
 
     def _default_sender(self, endpoint: WebhookEndpoint) -> WebhookSender:
         return WebhookSender(self._guard, timeout=self._timeout, max_connections=self._concurrency)
@@ -370,46 +476,79 @@ class Dispatcher:
 
     async def _supervise(self) -> None:
         loop = asyncio.get_running_loop()
+        log_ = self._event_log
+        seen = (-1, -1, -1)  # version, appended_version, accepted_version at the last cycle
+        woken = False
         while True:
             started = loop.time()
-            version = self._event_log.version  # appends during the cycle wake the next one
+            now = (log_.version, log_.appended_version, log_.accepted_version)
+            appended = now[1] != seen[1]
+            # woken by something else than appends and acceptances: a replay, a new endpoint
+            kicked = woken and now[0] - seen[0] > (now[1] - seen[1]) + (now[2] - seen[2])
             try:
-                await self.run_once()
+                await self.run_once(appended=appended, full=not woken or kicked)
             except asyncio.CancelledError:
                 raise
             except Exception:
                 stop_if_cancelled()
                 log.exception("webhook dispatcher cycle failed; retrying")
-            await self._event_log.wait(self._poll_interval, since=version)
+            seen = now
+            woken = await log_.wait(
+                self._poll_interval, since=now[0]
+            )  # appends during the cycle wake the next one
             # Coalesce bursts of wake-ups (at most one cycle per ``min_cycle``) without delaying
             # a lone event: a wake-up after a quiet spell runs at once.
             pause = self._min_cycle - (loop.time() - started)
             if pause > 0:
                 await asyncio.sleep(pause)
 
-    async def run_once(self) -> None:
-        """One supervisor cycle: lease, workers, fan-out."""
+    async def run_once(self, *, appended: bool = False, full: bool = True) -> None:
+        """One supervisor cycle: lease, workers, fan-out.
+
+        ``appended``: woken because this process appended events: fan out at once (no read to
+        ask whether there is anything), with the cached endpoints (the fan-out checks them in its
+        transaction). ``full``: also read the endpoints, ask whether other processes appended
+        anything, and look for due deliveries (retries, replays); that happens at least every
+        ``poll_interval`` whatever ``full`` says."""
         lease = await self._renew_lease()
         if lease is None:
             await self._stop_workers(list(self._workers), 0)
+            self._active = None
             return
-        endpoints = await self._endpoints.active_endpoints()
+        now_mono = time.monotonic()
+        full = full or self._active is None or now_mono >= self._full_at
+        if full or self._active is None:  # (None: for the type checker)
+            self._active = await self._endpoints.active_endpoints()
+            self._full_at = now_mono + self._poll_interval
+        endpoints = self._active
         self._sync_workers(endpoints, lease)
-        while await self._outbox.fanout_pending():
+        if not appended and not full:
+            return  # only acceptances since the last cycle: nothing to do
+        look_first = not appended
+        retries = 3  # a fan-out that finds the endpoints out of date
+        while not look_first or await self._outbox.fanout_pending():
+            look_first = True
             async with self._event_log.transaction() as conn:
-                count, touched = await self._outbox.fanout(
-                    conn, endpoints, batch=self._batch, now=self._clock()
-                )
-            for endpoint_id in touched:
+                done = await self._outbox.fanout(conn, endpoints, batch=self._batch, now=self._clock())
+            if done.stale:  # an endpoint was added, changed or removed: read them, then again
+                endpoints = self._active = await self._endpoints.active_endpoints()
+                self._sync_workers(endpoints, lease)
+                retries -= 1
+                look_first = retries <= 0
+                if retries < 0:
+                    break  # the next cycle tries again
+                continue
+            for endpoint_id, items in done.queued.items():
                 worker = self._workers.get(endpoint_id)
                 if worker is not None:
-                    worker.wake()
-            if count < self._batch:
+                    worker.offer(items)
+            if done.count < self._batch:
                 break
-        for endpoint_id in await self._outbox.endpoints_with_due_deliveries(now=self._clock()):
-            worker = self._workers.get(endpoint_id)
-            if worker is not None:
-                worker.wake()
+        if full:
+            for endpoint_id in await self._outbox.endpoints_with_due_deliveries(now=self._clock()):
+                worker = self._workers.get(endpoint_id)
+                if worker is not None:
+                    worker.wake(recheck=True)
         if time.monotonic() >= self._gauge_at:
             QUEUE_SIZE.labels(queue="webhook_pending").set(await self._outbox.pending_count())
             self._gauge_at = time.monotonic() + 1.0

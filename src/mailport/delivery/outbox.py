@@ -35,6 +35,7 @@ from mailport.store.tables import (
 )
 
 STATE_ROW = acceptance.FANOUT_ROW  # the dispatcher's row: the fan-out cursor
+ENDPOINT_ACTIVE = acceptance.ENDPOINT_ACTIVE
 MAX_ERROR_CHARS = 1000
 
 
@@ -54,6 +55,15 @@ class PendingDelivery:
 
 
 @dataclass(frozen=True)
+class Fanout:
+    """What one fan-out did: events read, and the new deliveries per endpoint id (event order)."""
+
+    count: int
+    queued: dict[str, list[PendingDelivery]]
+    stale: bool = False  # the endpoints were out of date: nothing done, try again
+
+
+@dataclass(frozen=True)
 class AttemptRecord:
     """The result of one attempt, as the dispatcher hands it to :meth:`Outbox.record`."""
 
@@ -69,18 +79,21 @@ class AttemptRecord:
     window_started_at: datetime
 
 
-def event_body(row: Any) -> bytes:
+def event_body(
+    row: Any, *, seq: int | None = None, event_id: str | None = None, created_at: datetime | None = None
+) -> bytes:
     """The webhook body: :meth:`mailport.events.Event.to_dict`'s shape, with the stored payload
-    spliced in verbatim (no parse and re-dump of a large message on every attempt)."""
+    spliced in verbatim (no parse and re-dump of a large message on every attempt). ``row``
+    holds ``event_id``, ``event_seq`` and ``event_created_at`` unless they are given."""
     head = json.dumps(
         {
-            "id": row.event_id,
-            "seq": int(row.event_seq),
+            "id": row.event_id if event_id is None else event_id,
+            "seq": int(row.event_seq) if seq is None else seq,
             "type": row.type,
             "tenant_id": row.tenant_id,
             "mailbox_id": row.mailbox_id,
             "idempotency_key": row.idempotency_key,
-            "created_at": row.event_created_at.isoformat(),
+            "created_at": (row.event_created_at if created_at is None else created_at).isoformat(),
         },
         ensure_ascii=False,
         separators=(",", ":"),
@@ -130,53 +143,90 @@ class Outbox:
 
     async def fanout(
         self, conn: AsyncConnection, endpoints: Sequence[WebhookEndpoint], *, batch: int, now: datetime
-    ) -> tuple[int, set[str]]:
+    ) -> Fanout:
         """Turn events after the fan-out cursor into deliveries for the subscribed active endpoints.
 
-        Returns the number of events read and the ids of endpoints that got new deliveries.
-        Events commit in ``seq`` order (see :mod:`mailport.events`), so a cursor is exact.
+        ``endpoints`` is the caller's (cached) list of active endpoints; it is checked against the
+        table in this transaction (ids and ``updated_at``), and when it is out of date nothing is
+        fanned out and :attr:`Fanout.stale` says to read the endpoints again. The new deliveries
+        come back with their request bodies (:attr:`Fanout.queued`), so that a worker need not
+        read them back. Events commit in ``seq`` order (see :mod:`mailport.events`), so a cursor
+        is exact.
         """
         # write first: takes SQLite's write lock now (waiting out other writers) instead of
-        # failing to upgrade a read snapshot later; on PostgreSQL it locks the state row
-        touched_state = await conn.execute(
-            update(delivery_state).where(delivery_state.c.name == STATE_ROW).values(updated_at=now)
-        )
-        if touched_state.rowcount == 0:
-            await conn.execute(insert(delivery_state).values(name=STATE_ROW, fanout_seq=0, updated_at=now))
+        # failing at once to upgrade a read snapshot later ("database is locked", measured under
+        # the backlog bench); on PostgreSQL it locks the state row
         state = (
-            await conn.execute(select(delivery_state.c.fanout_seq).where(delivery_state.c.name == STATE_ROW))
+            await conn.execute(
+                update(delivery_state)
+                .where(delivery_state.c.name == STATE_ROW)
+                .values(updated_at=now)
+                .returning(delivery_state.c.fanout_seq)
+            )
         ).first()
+        if state is None:
+            await conn.execute(insert(delivery_state).values(name=STATE_ROW, fanout_seq=0, updated_at=now))
         cursor = int(state.fanout_seq) if state is not None else 0
+        # The events first, the endpoints second: an endpoint created after this read starts
+        # after every event read here (its start_seq is the last seq when it was created).
         rows = (
             await conn.execute(
-                select(events.c.seq, events.c.id, events.c.tenant_id, events.c.mailbox_id, events.c.type)
+                select(
+                    events.c.seq,
+                    events.c.id,
+                    events.c.tenant_id,
+                    events.c.mailbox_id,
+                    events.c.type,
+                    events.c.idempotency_key,
+                    events.c.payload,
+                    events.c.created_at,
+                )
                 .where(events.c.seq > cursor)
                 .order_by(events.c.seq)
                 .limit(batch)
             )
         ).all()
         if not rows:
-            return 0, set()
-        by_tenant: dict[str, list[WebhookEndpoint]] = {}
-        for endpoint in endpoints:
-            by_tenant.setdefault(endpoint.tenant_id, []).append(endpoint)
-        new_rows: list[dict[str, Any]] = []
-        touched: set[str] = set()
-        starts = await self._start_seqs(conn, [e.id for e in endpoints])
-        for row in rows:
-            for endpoint in by_tenant.get(row.tenant_id, ()):
-                if not endpoint.subscribes(row.type) or int(row.seq) <= starts.get(endpoint.id, 0):
-                    continue
-                touched.add(endpoint.id)
-                new_rows.append(_delivery_row(endpoint, row, now=now))
-        if new_rows:
-            await conn.execute(insert(webhook_deliveries), new_rows)
+            return Fanout(0, {})
+        starts = await self._active_start_seqs(conn, endpoints)
+        if starts is None:
+            return Fanout(0, {}, stale=True)
         await conn.execute(
             update(delivery_state)
             .where(delivery_state.c.name == STATE_ROW)
             .values(fanout_seq=int(rows[-1].seq), updated_at=now)
         )
-        return len(rows), touched
+        by_tenant: dict[str, list[WebhookEndpoint]] = {}
+        for endpoint in endpoints:
+            by_tenant.setdefault(endpoint.tenant_id, []).append(endpoint)
+        new_rows: list[dict[str, Any]] = []
+        queued: dict[str, list[PendingDelivery]] = {}
+        for row in rows:
+            seq = int(row.seq)
+            body: bytes | None = None
+            for endpoint in by_tenant.get(row.tenant_id, ()):
+                if not endpoint.subscribes(row.type) or seq <= starts[endpoint.id]:
+                    continue
+                delivery = _delivery_row(endpoint, row, now=now)
+                new_rows.append(delivery)
+                if body is None:
+                    body = event_body(row, seq=seq, event_id=row.id, created_at=row.created_at)
+                queued.setdefault(endpoint.id, []).append(
+                    PendingDelivery(
+                        id=delivery["id"],
+                        event_seq=seq,
+                        event_id=row.id,
+                        mailbox_id=row.mailbox_id,
+                        attempts=0,
+                        window_started_at=now,
+                        next_attempt_at=now,
+                        event_created_at=row.created_at,
+                        body=body,
+                    )
+                )
+        if new_rows:
+            await conn.execute(insert(webhook_deliveries), new_rows)
+        return Fanout(len(rows), queued)
 
     async def fanout_pending(self) -> bool:
         """Are there events the fan-out has not read yet? (A read, so idle cycles write nothing.)"""
@@ -186,15 +236,20 @@ class Outbox:
             cursor = int(state.fanout_seq) if state is not None else 0
             return bool(await event_log.last_seq(conn) > cursor)
 
-    async def _start_seqs(self, conn: AsyncConnection, ids: list[str]) -> dict[str, int]:
-        if not ids:
-            return {}
+    async def _active_start_seqs(
+        self, conn: AsyncConnection, endpoints: Sequence[WebhookEndpoint]
+    ) -> dict[str, int] | None:
+        """The ``start_seq`` of each of ``endpoints``; None when they are not exactly the active
+        endpoints as they are now (one was added, changed, disabled or deleted)."""
+        e = webhook_endpoints
         result = await conn.execute(
-            select(webhook_endpoints.c.id, webhook_endpoints.c.start_seq).where(
-                webhook_endpoints.c.id.in_(ids)
-            )
+            select(e.c.id, e.c.start_seq, e.c.updated_at).where(e.c.status == ENDPOINT_ACTIVE)
         )
-        return {row.id: int(row.start_seq) for row in result}
+        rows = result.all()
+        known = {endpoint.id: endpoint.updated_at for endpoint in endpoints}
+        if len(rows) != len(known) or any(known.get(row.id) != row.updated_at for row in rows):
+            return None
+        return {row.id: int(row.start_seq) for row in rows}
 
     async def postpone(
         self, endpoint_id: str, mailbox_id: str | None, *, after_seq: int, until: datetime

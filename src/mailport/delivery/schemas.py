@@ -21,6 +21,7 @@ from pydantic import (
 )
 
 from mailport.crypto.secret_input import SecretText
+from mailport.delivery.consumers import PullConsumer
 from mailport.delivery.models import EVENT_TYPES, Delivery
 from mailport.validation import RequestModel, clean_line
 
@@ -223,6 +224,16 @@ class PullConsumerRead(BaseModel):
     updated_at: datetime = Field(
         description="Its last read or acknowledgement (updated at most once a minute)"
     )
+
+    @classmethod
+    def from_model(cls, consumer: PullConsumer) -> PullConsumerRead:
+        return cls(
+            name=consumer.name,
+            mailbox_id=consumer.mailbox_id,
+            acked_cursor=str(consumer.acked_seq),
+            created_at=consumer.created_at,
+            updated_at=consumer.updated_at,
+        )
 
 
 class EventAckResult(BaseModel):

@@ -85,14 +85,14 @@ class DeliveryService:
             backfill=body.backfill,
         )
         if body.backfill:
-            await self.event_log.notify()  # wake the dispatcher
+            await self.event_log.notify(appended=False)  # wake the dispatcher: a full cycle
         return endpoint, (secret if generated else None)
 
     async def backfill(self, tenant_id: str, endpoint_id: str) -> int:
         """Hand the endpoint the events of its types that wait for no one but the pull API."""
         taken = await self._endpoints.backfill(tenant_id, endpoint_id, now=self.clock())
         if taken:
-            await self.event_log.notify()
+            await self.event_log.notify(appended=False)  # queued, not appended: a full cycle
         return taken
 
     async def get(self, tenant_id: str, endpoint_id: str) -> WebhookEndpoint:
@@ -165,7 +165,7 @@ class DeliveryService:
     async def replay(self, tenant_id: str, endpoint_id: str, *, delivery_id: str | None) -> int:
         count = await self._history.replay(tenant_id, endpoint_id, delivery_id=delivery_id, now=self.clock())
         if count:
-            await self.event_log.notify()  # wake the dispatcher
+            await self.event_log.notify(appended=False)  # wake the dispatcher: a full cycle
         return count
 
     # ------------------------------------------------------------------ pull and in-process

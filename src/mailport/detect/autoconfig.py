@@ -3,8 +3,8 @@
 Pure functions on bytes: the same parser reads ISPDB files when the data is regenerated
 (``scripts/build_provider_db.py``) and documents fetched from ``autoconfig.<domain>`` at run
 time (:mod:`mailport.detect.fetch`). XML from the network is parsed with defusedxml (no
-entities, no external references). Only IMAP and SMTP servers are kept; POP3, EWS and the
-like are ignored because mailport does not speak them.
+entities, no external references). IMAP, POP3 and SMTP servers are kept; EWS, Exchange and
+the like are ignored because mailport does not speak them.
 """
 
 from __future__ import annotations
@@ -40,6 +40,7 @@ class AutoconfigDocument:
     domains: tuple[str, ...]
     imap: tuple[ServerTemplate, ...]
     smtp: tuple[ServerTemplate, ...]
+    pop3: tuple[ServerTemplate, ...] = ()
     oauth_issuer: str | None = None
     hints: tuple[Hint, ...] = ()
     documentation: tuple[str, ...] = field(default=())
@@ -70,6 +71,12 @@ def _server(element: Element) -> ServerTemplate | None:
     return ServerTemplate(host=host, port=port, security=socket_type, username=username, auth=tuple(auth))
 
 
+def _servers(provider: Element, element: str, kind: str) -> tuple[ServerTemplate, ...]:
+    """The usable servers of one kind (``<incomingServer type="pop3">``…), in document order."""
+    found = (_server(e) for e in provider.findall(element) if e.get("type") == kind)
+    return tuple(s for s in found if s is not None)
+
+
 def parse(xml: bytes) -> AutoconfigDocument:
     """Parse one autoconfig document; raises :class:`AutoconfigParseError` if unusable."""
     if len(xml) > MAX_DOCUMENT_BYTES:
@@ -83,18 +90,11 @@ def parse(xml: bytes) -> AutoconfigDocument:
     provider = root.find("emailProvider")
     if provider is None:
         raise AutoconfigParseError("no <emailProvider>")
-    imap = tuple(
-        s
-        for s in (_server(e) for e in provider.findall("incomingServer") if e.get("type") == "imap")
-        if s is not None
-    )
-    smtp = tuple(
-        s
-        for s in (_server(e) for e in provider.findall("outgoingServer") if e.get("type") == "smtp")
-        if s is not None
-    )
-    if not imap and not smtp:
-        raise AutoconfigParseError("no IMAP or SMTP server")
+    imap = _servers(provider, "incomingServer", "imap")
+    pop3 = _servers(provider, "incomingServer", "pop3")
+    smtp = _servers(provider, "outgoingServer", "smtp")
+    if not imap and not smtp and not pop3:
+        raise AutoconfigParseError("no IMAP, POP3 or SMTP server")
     domains = tuple(d for d in (_text(e).lower().rstrip(".") for e in provider.findall("domain")) if d)
     hints: list[Hint] = []
     for enable in [*root.findall("enable"), *provider.findall("enable")]:
@@ -109,6 +109,7 @@ def parse(xml: bytes) -> AutoconfigDocument:
         domains=domains,
         imap=imap,
         smtp=smtp,
+        pop3=pop3,
         oauth_issuer=_text(root.find("oAuth2/issuer")) or None,
         hints=tuple(hints),
         documentation=documentation,

@@ -43,7 +43,7 @@ from mailport.detect.fetch import DetectionResolver
 from mailport.detect.mechanisms import RANK_DATABASE, RANK_PROBE, Mechanisms, provider_candidate
 from mailport.detect.model import DetectionResult, Findings, Provider
 from mailport.detect.options import DetectOptions
-from mailport.detect.race import RunState, race
+from mailport.detect.race import RunState, race, settled_rank
 from mailport.detect.render import render
 from mailport.net.connect import http_client
 from mailport.net.guard import HostGuard
@@ -127,7 +127,7 @@ class Detector:
         address = parse_address(email)
         do_probe = self.options.probe if probe is None else probe
         provider = self.database.by_domain(address.domain)
-        if provider is not None and (provider.imap or provider.smtp):
+        if provider is not None and (provider.imap or provider.smtp or provider.pop3):
             findings = Findings(candidates=(provider_candidate(provider, "database", "high", RANK_DATABASE),))
             return render(address, findings, self.oauth_configured)
         findings = await self._findings(address.domain, do_probe, provider)
@@ -189,8 +189,10 @@ class Detector:
         finally:
             if owns_client:
                 await client.aclose()
-        # A step that timed out matters only if it could have beaten the answer we have.
-        best = min((c.rank for c in found if c.usable), default=RANK_PROBE + 2)
+        # A step that timed out matters only if it could have beaten the answer we have (without
+        # IMAP, any step could have: it might have found the IMAP server).
+        best = settled_rank(found)
+        best = RANK_PROBE + 2 if best is None else best
         missed = any(rank < best for rank in state.timed_out_ranks)
         return Findings(
             candidates=tuple(found),

@@ -39,6 +39,7 @@ def provider_candidate(provider: Provider, source: str, confidence: Confidence, 
         confidence=confidence,
         imap=provider.imap,
         smtp=provider.smtp,
+        pop3=provider.pop3,
         provider=provider,
         rank=rank,
         detail=provider.id,
@@ -163,6 +164,7 @@ class Mechanisms:
             confidence=confidence,
             imap=doc.imap,
             smtp=doc.smtp,
+            pop3=doc.pop3,
             provider=provider if doc.provider_id or known else None,
             hints=doc.hints,
             rank=rank,
@@ -183,10 +185,28 @@ class Mechanisms:
             )
         return plan
 
+    def pop3_probe_plan(self, domain: str) -> list[ProbeTarget]:
+        """POP3's usual names and ports, probed only when no IMAP server answered."""
+        return [
+            ProbeTarget("pop3", h, port, security)
+            for port, security in self.options.pop3_probe_ports
+            for h in (f"pop3.{domain}", f"pop.{domain}", f"mail.{domain}")
+        ]
+
     async def probe(self, domain: str, deadline: float) -> list[Candidate]:
-        """The last resort: connect to the usual host names and ports (staggered, bounded)."""
+        """The last resort: connect to the usual host names and ports (staggered, bounded);
+        POP3's only after IMAP's all failed, in what is left of the same deadline."""
+        results = await self._probe_plan(self.probe_plan(domain), deadline)
+        imap_answered = any(
+            r.target.protocol == "imap" and (r.greeting or (r.error or "").startswith("certificate"))
+            for r in results
+        )
+        if not imap_answered:
+            results += await self._probe_plan(self.pop3_probe_plan(domain), deadline)
+        return probe_candidates(domain, results)
+
+    async def _probe_plan(self, plan: list[ProbeTarget], deadline: float) -> list[ProbeResult]:
         loop = asyncio.get_running_loop()
-        plan = self.probe_plan(domain)
         first_port = {t.host: t.port for t in reversed(plan)}
         hosts = list(dict.fromkeys(t.host for t in plan))
         try:
@@ -224,11 +244,16 @@ class Mechanisms:
         finally:
             for task in tasks:
                 task.cancel()
-        return probe_candidates(domain, results)
+        return results
+
+
+def _pop3_user(capabilities: tuple[str, ...]) -> bool:
+    """USER/PASS is offered: CAPA lists USER, or the server has no CAPA (RFC 1939 only)."""
+    return not capabilities or any(c.split()[:1] == ["USER"] for c in capabilities)
 
 
 def probe_candidates(domain: str, results: list[ProbeResult]) -> list[Candidate]:
-    """The best verified IMAP and SMTP servers found by probing (plan order = preference)."""
+    """The best verified IMAP, POP3 and SMTP servers found by probing (plan order = preference)."""
 
     def pick(protocol: str, verified: bool) -> list[ProbeResult]:
         return [
@@ -247,32 +272,46 @@ def probe_candidates(domain: str, results: list[ProbeResult]) -> list[Candidate]
         auth: list[str] = []
         if mechanisms & {"XOAUTH2", "OAUTHBEARER"}:
             auth.append("oauth2")
-        if mechanisms & {"PLAIN", "LOGIN"} or (r.target.protocol == "imap" and not r.login_disabled):
+        if (
+            mechanisms & {"PLAIN", "LOGIN"}
+            or (r.target.protocol == "imap" and not r.login_disabled)
+            or (r.target.protocol == "pop3" and _pop3_user(r.capabilities))
+        ):
             auth.append("password")
         return ServerTemplate(r.target.host, r.target.port, r.target.security, auth=tuple(auth))
 
-    imap_ok, smtp_ok = pick("imap", True), pick("smtp", True)
+    imap_ok, smtp_ok, pop3_ok = pick("imap", True), pick("smtp", True), pick("pop3", True)
     candidates: list[Candidate] = []
-    if imap_ok or smtp_ok:
+    if imap_ok or smtp_ok or pop3_ok:
         candidates.append(
             Candidate(
                 source="probe",
                 confidence="medium",
                 imap=tuple(template(r) for r in imap_ok[:1]),
                 smtp=tuple(template(r) for r in smtp_ok[:1]),
+                pop3=tuple(template(r) for r in pop3_ok[:1]),
                 rank=RANK_PROBE,
                 detail=f"probed hosts of {domain}",
             )
         )
-    untrusted_imap, untrusted_smtp = pick("imap", False), pick("smtp", False)
-    if (untrusted_imap and not imap_ok) or (untrusted_smtp and not smtp_ok):
-        first = (untrusted_imap or untrusted_smtp)[0]
+    untrusted_imap, untrusted_smtp, untrusted_pop3 = (
+        pick("imap", False),
+        pick("smtp", False),
+        pick("pop3", False),
+    )
+    if (
+        (untrusted_imap and not imap_ok)
+        or (untrusted_smtp and not smtp_ok)
+        or (untrusted_pop3 and not pop3_ok)
+    ):
+        first = (untrusted_imap or untrusted_pop3 or untrusted_smtp)[0]
         candidates.append(
             Candidate(
                 source="probe",
                 confidence="low",
                 imap=tuple(template(r) for r in untrusted_imap[:1]),
                 smtp=tuple(template(r) for r in untrusted_smtp[:1]),
+                pop3=tuple(template(r) for r in untrusted_pop3[:1]),
                 hints=(
                     Hint(
                         "certificate_untrusted",

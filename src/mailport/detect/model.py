@@ -14,6 +14,7 @@ from mailport.servers import Security as Security  # re-exported: detection name
 from mailport.servers import ServerSettings as ServerSettings
 
 Source = Literal["database", "autoconfig", "srv", "mx", "probe", "none"]
+IncomingProtocol = Literal["imap", "pop3"]
 Confidence = Literal["high", "medium", "low"]
 AuthMethod = Literal["oauth2", "password", "app_password"]
 
@@ -46,7 +47,7 @@ def substitute(template: str, address: Address) -> str:
 
 @dataclass(frozen=True, slots=True)
 class ServerTemplate:
-    """One IMAP or SMTP server as a provider describes it (username still a template)."""
+    """One IMAP, POP3 or SMTP server as a provider describes it (username still a template)."""
 
     host: str
     port: int
@@ -114,6 +115,7 @@ class Provider:
     domains: tuple[str, ...] = ()
     imap: tuple[ServerTemplate, ...] = ()
     smtp: tuple[ServerTemplate, ...] = ()
+    pop3: tuple[ServerTemplate, ...] = ()  # offered only when no IMAP is found (render)
     auth_methods: tuple[AuthMethod, ...] = ()
     oauth_provider: str | None = None  # "google" / "microsoft" when mailport can do its OAuth
     hints: tuple[Hint, ...] = ()
@@ -128,6 +130,7 @@ class Candidate:
     confidence: Confidence
     imap: tuple[ServerTemplate, ...] = ()
     smtp: tuple[ServerTemplate, ...] = ()
+    pop3: tuple[ServerTemplate, ...] = ()
     provider: Provider | None = None
     hints: tuple[Hint, ...] = ()
     rank: int = 99  # lower = more trusted (see mechanisms.RANK_*)
@@ -135,7 +138,7 @@ class Candidate:
 
     @property
     def usable(self) -> bool:
-        return bool(self.imap or self.smtp)
+        return bool(self.imap or self.smtp or self.pop3)
 
 
 @dataclass(frozen=True, slots=True)
@@ -166,11 +169,13 @@ class Alternative:
     source: Source
     confidence: Confidence
     provider: tuple[str, str] | None = None
+    pop3: ServerSettings | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return {
             "provider": {"id": self.provider[0], "name": self.provider[1]} if self.provider else None,
             "imap": self.imap.to_dict() if self.imap else None,
+            "pop3": self.pop3.to_dict() if self.pop3 else None,
             "smtp": self.smtp.to_dict() if self.smtp else None,
             "source": self.source,
             "confidence": self.confidence,
@@ -179,7 +184,11 @@ class Alternative:
 
 @dataclass(frozen=True, slots=True)
 class DetectionResult:
-    """The one answer of the library, the API and the CLI."""
+    """The one answer of the library, the API and the CLI.
+
+    ``pop3`` is set only when no IMAP server was found (``imap`` is then None and a
+    ``pop3_only`` hint says so); ``protocol`` names the incoming server to use.
+    """
 
     email: str
     domain: str
@@ -192,13 +201,23 @@ class DetectionResult:
     source: Source
     confidence: Confidence
     alternatives: tuple[Alternative, ...] = field(default=())
+    pop3: ServerSettings | None = None
+
+    @property
+    def protocol(self) -> IncomingProtocol | None:
+        """The incoming protocol the answer offers: IMAP whenever found, else POP3."""
+        if self.imap is not None:
+            return "imap"
+        return "pop3" if self.pop3 is not None else None
 
     def to_dict(self) -> dict[str, Any]:
         return {
             "email": self.email,
             "domain": self.domain,
             "provider": {"id": self.provider[0], "name": self.provider[1]} if self.provider else None,
+            "protocol": self.protocol,
             "imap": self.imap.to_dict() if self.imap else None,
+            "pop3": self.pop3.to_dict() if self.pop3 else None,
             "smtp": self.smtp.to_dict() if self.smtp else None,
             "auth_methods": list(self.auth_methods),
             "oauth": self.oauth.to_dict() if self.oauth else None,

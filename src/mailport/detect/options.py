@@ -27,6 +27,8 @@ class DetectOptions:
     http_port: int = 80
     imap_probe_ports: tuple[tuple[int, Security], ...] = ((993, Security.SSL), (143, Security.STARTTLS))
     smtp_probe_ports: tuple[tuple[int, Security], ...] = ((465, Security.SSL), (587, Security.STARTTLS))
+    # POP3 is probed only when no IMAP server answered, within what is left of the deadline.
+    pop3_probe_ports: tuple[tuple[int, Security], ...] = ((995, Security.SSL), (110, Security.STARTTLS))
     probe_timeout: float = 4.0
     probe_stagger: float = 0.05
     probe_concurrency: int = 6

@@ -1,7 +1,7 @@
-"""Probe a host for IMAP or SMTP: greeting and capabilities only, never a login.
+"""Probe a host for IMAP, POP3 or SMTP: greeting and capabilities only, never a login.
 
 Written by hand on asyncio streams because what we need is tiny (read a greeting, ask
-CAPABILITY / EHLO, maybe STARTTLS, hang up) and must report *what the server said*
+CAPABILITY / CAPA / EHLO, maybe STARTTLS / STLS, hang up) and must report *what the server said*
 (STARTTLS offered, AUTH mechanisms, LOGINDISABLED, certificate verdict) rather than
 succeed or fail as a full client library would. Certificates are always verified; a failed
 verification is reported, never ignored.
@@ -21,7 +21,7 @@ from mailport.net.guard import VettedHost
 from mailport.net.trust import MailTrust
 from mailport.servers import Security
 
-Protocol = Literal["imap", "smtp"]
+Protocol = Literal["imap", "smtp", "pop3"]
 MAX_LINES = 200
 
 
@@ -41,7 +41,7 @@ class ProbeResult:
     greeting: str = ""
     capabilities: tuple[str, ...] = ()
     auth_mechanisms: tuple[str, ...] = ()
-    starttls: bool = False  # STARTTLS offered in clear text
+    starttls: bool = False  # STARTTLS (POP3: STLS) offered in clear text
     login_disabled: bool = False  # IMAP LOGINDISABLED before TLS
     error: str | None = None
 
@@ -91,6 +91,38 @@ def imap_capabilities(lines: list[str]) -> tuple[str, ...]:
 
 def imap_auth_mechanisms(caps: tuple[str, ...]) -> tuple[str, ...]:
     return tuple(c.split("=", 1)[1].upper() for c in caps if c.upper().startswith("AUTH="))
+
+
+async def _pop3_command(
+    reader: asyncio.StreamReader, writer: asyncio.StreamWriter, command: str, *, multiline: bool = False
+) -> list[str] | None:
+    """One POP3 command; None for ``-ERR`` (CAPA is optional, RFC 2449), else the lines of a
+    multi-line answer (dot-unstuffed) or the status line's text."""
+    writer.write(f"{command}\r\n".encode())
+    await writer.drain()
+    status = await _readline(reader)
+    if status.startswith("-ERR"):
+        return None
+    if not status.startswith("+OK"):
+        raise _ProbeFailed(f"{command}: not a POP3 answer: {status[:100]!r}")
+    if not multiline:
+        return [status[3:].strip()]
+    lines: list[str] = []
+    for _ in range(MAX_LINES):
+        line = await _readline(reader)
+        if line == ".":
+            return lines
+        lines.append(line[1:] if line.startswith("..") else line)
+    raise _ProbeFailed(f"{command}: endless answer")
+
+
+def pop3_auth_mechanisms(caps: tuple[str, ...]) -> tuple[str, ...]:
+    """The mechanisms of CAPA's ``SASL PLAIN XOAUTH2`` line (RFC 2449)."""
+    for line in caps:
+        parts = line.split()
+        if parts and parts[0].upper() == "SASL":
+            return tuple(p.upper() for p in parts[1:])
+    return ()
 
 
 async def _smtp_reply(reader: asyncio.StreamReader) -> tuple[int, list[str]]:
@@ -149,6 +181,32 @@ async def _imap_session(
     return result
 
 
+async def _pop3_session(
+    target: ProbeTarget, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, ctx: ssl.SSLContext
+) -> dict[str, object]:
+    greeting = await _readline(reader)
+    if not greeting.startswith("+OK"):
+        raise _ProbeFailed(f"not a POP3 greeting: {greeting[:100]!r}")
+    caps = tuple(await _pop3_command(reader, writer, "CAPA", multiline=True) or ())
+    result: dict[str, object] = {"greeting": greeting}
+    if target.security == Security.STARTTLS:
+        # Without CAPA (RFC 1939 servers) STLS may still work: ask rather than guess.
+        if caps and "STLS" not in {c.split()[0].upper() for c in caps if c.split()}:
+            result.update(capabilities=caps, error="STLS is not offered")
+            return result
+        if await _pop3_command(reader, writer, "STLS") is None:
+            result.update(capabilities=caps, error="STLS refused")
+            return result
+        result["starttls"] = True
+        await writer.start_tls(ctx, server_hostname=target.host)
+        result["tls_verified"] = True
+        caps = tuple(await _pop3_command(reader, writer, "CAPA", multiline=True) or ())
+    result.update(capabilities=caps, auth_mechanisms=pop3_auth_mechanisms(caps))
+    with contextlib.suppress(_ProbeFailed, OSError):
+        await _pop3_command(reader, writer, "QUIT")
+    return result
+
+
 async def _smtp_session(
     target: ProbeTarget, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, ctx: ssl.SSLContext
 ) -> dict[str, object]:
@@ -178,6 +236,9 @@ async def _smtp_session(
     return result
 
 
+_SESSIONS = {"imap": _imap_session, "smtp": _smtp_session, "pop3": _pop3_session}
+
+
 async def probe(
     target: ProbeTarget,
     vetted: VettedHost,
@@ -195,7 +256,7 @@ async def probe(
                 vetted, timeout=timeout, ssl_context=ctx if target.security == Security.SSL else None
             )
             reachable = True
-            session = _imap_session if target.protocol == "imap" else _smtp_session
+            session = _SESSIONS[target.protocol]
             fields = await session(target, reader, writer, ctx)
             if target.security == Security.SSL:
                 fields["tls_verified"] = True

@@ -1,6 +1,8 @@
 """The deadline race of one investigation: the network mechanisms run concurrently, each under
 a per-step deadline, all under the overall one; the wait ends as soon as nothing still running
-could beat the best answer so far (a lower rank is more trusted).
+could beat the best answer so far (a lower rank is more trusted). Only an IMAP server settles
+the race: an answer with POP3 or SMTP alone waits for the other steps, which may still find
+IMAP (POP3 is offered only when none is found).
 
 Only timing and ranks live here; what each mechanism asks is :mod:`mailport.detect.mechanisms`.
 """
@@ -27,6 +29,11 @@ class RunState:
     exists: bool | None = None  # False: the domain does not exist (NXDOMAIN)
     null_mx: bool = False
     timed_out_ranks: list[int] = field(default_factory=list)
+
+
+def settled_rank(found: Iterable[Candidate]) -> int | None:
+    """The rank of the best candidate nothing less trusted can replace: the best with IMAP."""
+    return min((c.rank for c in found if c.imap), default=None)
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,7 +84,7 @@ async def race(
                 found.extend(task.result())
             if state.exists is False:
                 break  # NXDOMAIN: nothing else can exist
-            best = min((c.rank for c in found if c.usable), default=None)
+            best = settled_rank(found)
             if best is not None and all(ranks[t] > best for t in pending):
                 break
     finally:

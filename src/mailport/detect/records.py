@@ -26,9 +26,12 @@ class SRVRecord:
 
 
 # (service label, protocol, security) in order of preference: RFC 8314 prefers implicit TLS.
+# RFC 6186 also names POP3's; the answer offers POP3 only when no IMAP is found (render).
 SRV_SERVICES: tuple[tuple[str, str, Security], ...] = (
     ("_imaps._tcp", "imap", Security.SSL),
     ("_imap._tcp", "imap", Security.STARTTLS),
+    ("_pop3s._tcp", "pop3", Security.SSL),
+    ("_pop3._tcp", "pop3", Security.STARTTLS),
     ("_submissions._tcp", "smtp", Security.SSL),
     ("_submission._tcp", "smtp", Security.STARTTLS),
 )
@@ -65,8 +68,7 @@ def srv_candidate(domain: str, answers: Mapping[str, Sequence[SRVRecord]]) -> Ca
     A target of "." means the service is not offered there; a target outside the domain
     (e.g. a hoster's shared host) is plausible but lowers the confidence to medium.
     """
-    imap: list[ServerTemplate] = []
-    smtp: list[ServerTemplate] = []
+    servers: dict[str, list[ServerTemplate]] = {"imap": [], "pop3": [], "smtp": []}
     outside = False
     for label, protocol, security in SRV_SERVICES:
         best = _best(answers.get(label, ()))
@@ -74,14 +76,15 @@ def srv_candidate(domain: str, answers: Mapping[str, Sequence[SRVRecord]]) -> Ca
             continue
         outside = outside or not within(best.target, domain)
         server = ServerTemplate(host=best.target.lower(), port=best.port, security=security)
-        (imap if protocol == "imap" else smtp).append(server)
-    if not imap and not smtp:
+        servers[protocol].append(server)
+    if not any(servers.values()):
         return None
     confidence: Confidence = "medium" if outside else "high"
     return Candidate(
         source="srv",
         confidence=confidence,
-        imap=tuple(imap),
-        smtp=tuple(smtp),
+        imap=tuple(servers["imap"]),
+        smtp=tuple(servers["smtp"]),
+        pop3=tuple(servers["pop3"]),
         detail=f"SRV records of {domain}",
     )

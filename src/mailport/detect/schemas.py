@@ -49,6 +49,7 @@ Confidence = Literal["high", "medium", "low"]
 class AlternativeOut(BaseModel):
     provider: ProviderOut | None
     imap: DetectedServer | None
+    pop3: DetectedServer | None
     smtp: DetectedServer | None
     source: Source
     confidence: Confidence
@@ -58,7 +59,12 @@ class DetectResponse(BaseModel):
     email: str
     domain: str
     provider: ProviderOut | None
+    protocol: Literal["imap", "pop3"] | None = Field(
+        description="The incoming protocol offered: imap whenever an IMAP server is found; pop3 "
+        "only when none is (then `pop3` is set and the `pop3_only` hint says why); null: neither"
+    )
     imap: DetectedServer | None
+    pop3: DetectedServer | None = Field(description="Set only when no IMAP server was found")
     smtp: DetectedServer | None
     auth_methods: list[Literal["oauth2", "password", "app_password"]]
     oauth: DetectedOAuth | None

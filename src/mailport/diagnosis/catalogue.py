@@ -44,8 +44,10 @@ from mailport.diagnosis.steps import (
 )
 from mailport.errors import (
     AuthenticationError,
+    AuthUnavailableError,
     CommandError,
     InvalidCredentialsError,
+    MaildropBusyError,
     MailportError,
     MailTimeoutError,
     ProviderError,
@@ -94,7 +96,7 @@ def _fallback(failure: Failure) -> Diagnosis:
             f"{where(failure)} did not answer in time during {step}.",
             MailTimeoutError.hint,
         )
-    if step in ("authentication", "smtp_auth"):
+    if step in ("authentication", "smtp_auth", "pop3_auth"):
         kind = _refusal_kind(failure)
         if kind is InvalidCredentialsError:
             return Diagnosis(
@@ -151,7 +153,21 @@ def _refusal_kind(failure: Failure) -> type[MailportError]:
             return InvalidCredentialsError
         if failure.protocol == "smtp" and reply.smtp_code in (535, 534):
             return InvalidCredentialsError
+    if failure.protocol == "pop3" and reply is not None and reply.status == "-ERR":
+        # RFC 2449 / RFC 3206 response codes say what a refused POP3 sign-in means.
+        kind = POP3_REFUSALS.get(reply.response_code or "AUTH", AuthenticationError)
+        if kind is not InvalidCredentialsError or password:
+            return kind
     return AuthenticationError
+
+
+POP3_REFUSALS: dict[str, type[MailportError]] = {
+    "AUTH": InvalidCredentialsError,  # also a -ERR without a code after PASS
+    "SYS/TEMP": AuthUnavailableError,
+    "SYS/PERM": AuthenticationError,
+    "IN-USE": MaildropBusyError,
+    "LOGIN-DELAY": MaildropBusyError,
+}
 
 
 _BY_STEP: dict[str, tuple[Callable[[Failure], Diagnosis | None], ...]] = {
@@ -166,6 +182,11 @@ _BY_STEP: dict[str, tuple[Callable[[Failure], Diagnosis | None], ...]] = {
     "smtp_auth": (_words,),
     "select": (_words,),
     "smtp_send": (_words,),
+    "pop3_capa": (_words,),
+    "pop3_stls": (starttls_failure,),
+    "pop3_auth": (_words,),
+    "pop3_uidl": (_words,),
+    "pop3_stat": (_words,),
 }
 
 
@@ -188,6 +209,8 @@ def _reply_from_error(failure: Failure) -> ServerReply | None:
         if match:
             return ServerReply.smtp(int(match[1]), match[2])
         return ServerReply(text=said)
+    if failure.protocol == "pop3":
+        return ServerReply.pop3(said)
     return ServerReply.imap(said)
 
 
@@ -211,7 +234,10 @@ def diagnose(failure: Failure) -> Diagnosis:
         if found is not None:
             return found
     # A refused command late in the session can still be a connection limit or a TLS problem.
-    if failure.step not in ("tls_handshake", "starttls", "smtp_starttls") and failure.error is not None:
+    if (
+        failure.step not in ("tls_handshake", "starttls", "smtp_starttls", "pop3_stls")
+        and failure.error is not None
+    ):
         tls = tls_failure(failure) if find_in_chain(failure.error, ssl.SSLError) else None
         if tls is not None:
             return tls

@@ -27,8 +27,13 @@ Step = Literal[
     "smtp_starttls",
     "smtp_auth",
     "smtp_send",
+    "pop3_capa",
+    "pop3_stls",
+    "pop3_auth",
+    "pop3_uidl",
+    "pop3_stat",
 ]
-Protocol = Literal["imap", "smtp"]
+Protocol = Literal["imap", "smtp", "pop3"]
 
 STEPS: tuple[str, ...] = Step.__args__  # type: ignore[attr-defined]
 
@@ -37,8 +42,16 @@ STANDARD_PORTS: dict[str, dict[str, int]] = {
     protocol: {security: port for security, port in ports.items() if security.tls}
     for protocol, ports in DEFAULT_PORTS.items()
 }
-IMPLICIT_TLS_PORTS: dict[str, frozenset[int]] = {"imap": frozenset({993}), "smtp": frozenset({465})}
-PLAINTEXT_PORTS: dict[str, frozenset[int]] = {"imap": frozenset({143}), "smtp": frozenset({25, 587, 2525})}
+IMPLICIT_TLS_PORTS: dict[str, frozenset[int]] = {
+    "imap": frozenset({993}),
+    "smtp": frozenset({465}),
+    "pop3": frozenset({995}),
+}
+PLAINTEXT_PORTS: dict[str, frozenset[int]] = {
+    "imap": frozenset({143}),
+    "smtp": frozenset({25, 587, 2525}),
+    "pop3": frozenset({110}),
+}
 
 
 _MAX_SERVER_SAID = 500
@@ -52,8 +65,10 @@ class ServerReply:
     """What the server said, in its own words.
 
     For IMAP: ``status`` is ``NO``, ``BAD`` or ``BYE`` and ``response_code`` the bracketed code
-    (``AUTHENTICATIONFAILED``, ``ALERT``, ``WEBALERT https://…``). For SMTP: ``smtp_code`` (535)
-    and ``enhanced_code`` (``5.7.139``). ``text`` is the human text as the server sent it.
+    (``AUTHENTICATIONFAILED``, ``ALERT``, ``WEBALERT https://…``). For POP3: ``status`` is
+    ``-ERR`` (or ``+OK``) and ``response_code`` RFC 2449's (``AUTH``, ``SYS/TEMP``, ``IN-USE``).
+    For SMTP: ``smtp_code`` (535) and ``enhanced_code`` (``5.7.139``). ``text`` is the human
+    text as the server sent it.
     """
 
     text: str
@@ -83,6 +98,18 @@ class ServerReply:
             status=match["status"].upper(),
             response_code=match["code"],
         )
+
+    _POP3 = re.compile(r"^(?P<status>\+OK|-ERR)\s*(?:\[(?P<code>[^\]]*)\]\s*)?(?P<text>.*)$", re.I | re.S)
+
+    @classmethod
+    def pop3(cls, line: str | bytes) -> ServerReply:
+        """Parse a POP3 status line such as ``-ERR [AUTH] Authentication failed.``."""
+        if isinstance(line, bytes):
+            line = line.decode("utf-8", "replace")
+        match = cls._POP3.match(line.strip())
+        if match is None:
+            return cls(text=line.strip())
+        return cls(text=match["text"].strip(), status=match["status"].upper(), response_code=match["code"])
 
     @classmethod
     def smtp(cls, code: int, message: str | bytes) -> ServerReply:

@@ -51,7 +51,7 @@ class Rule:
 
     error_class: type[MailportError]
     pattern: re.Pattern[str] | None = None
-    protocols: frozenset[str] = frozenset({"imap", "smtp"})
+    protocols: frozenset[str] = frozenset({"imap", "smtp", "pop3"})
     providers: frozenset[str] | None = None  # None: any provider (including unknown)
     auth: str | None = None  # "password" / "oauth2" / None for either
     enhanced: str | None = None  # SMTP enhanced status code prefix, e.g. "5.7.139"

@@ -58,7 +58,7 @@ def _host_suggestions(names: Sequence[str], protocol: str) -> tuple[str, ...]:
     """Concrete host names from a certificate's names, the protocol's likely one first."""
     concrete = [n for n in names if n and not n.startswith("*.")]
     wildcard = [n[2:] for n in names if n.startswith("*.")]
-    prefixes = ("imap", "mail") if protocol == "imap" else ("smtp", "mail")
+    prefixes = {"imap": ("imap", "mail"), "pop3": ("pop3", "pop", "mail")}.get(protocol, ("smtp", "mail"))
     concrete.sort(key=lambda n: 0 if n.split(".", 1)[0] in prefixes else 1)
     for base in wildcard:
         concrete.extend(f"{p}.{base}" for p in prefixes[:1])
@@ -174,7 +174,7 @@ def tls_failure(failure: Failure) -> Diagnosis | None:
     ssl_error = find_in_chain(error, ssl.SSLError)
     reason = getattr(ssl_error, "reason", None) or ""
     service = service_of(failure.received)
-    if reason in _TLS_MISMATCH_REASONS or service in ("imap", "smtp"):
+    if reason in _TLS_MISMATCH_REASONS or service in ("imap", "smtp", "pop3"):
         return _tls_on_plaintext(failure)
     if reason in ("UNSUPPORTED_PROTOCOL", "TLSV1_ALERT_PROTOCOL_VERSION", "NO_PROTOCOLS_AVAILABLE"):
         return Diagnosis(
@@ -353,12 +353,14 @@ def starttls_failure(failure: Failure) -> Diagnosis | None:
     if tls is not None:
         return tls
     reply = failure.reply
-    refused = reply is None or reply.status in ("NO", "BAD") or (reply.smtp_code or 0) >= 400
-    if failure.error is None and refused:
+    refused = reply is None or reply.status in ("NO", "BAD", "-ERR") or (reply.smtp_code or 0) >= 400
+    # Not offered (nothing raised), or the client's own verdict on a refused STARTTLS/STLS.
+    if (failure.error is None or isinstance(failure.error, StartTLSNotOfferedError)) and refused:
         ssl_port = STANDARD_PORTS[failure.protocol]["ssl"]
+        command = "STLS (POP3's STARTTLS)" if failure.protocol == "pop3" else "STARTTLS"
         return Diagnosis(
             StartTLSNotOfferedError,
-            f"{where(failure)} does not offer STARTTLS.",
+            f"{where(failure)} does not offer {command}.",
             f"Use implicit TLS instead (security SSL/TLS, port {ssl_port}); "
             "if the server offers no TLS at all, "
             "its operator must enable it — mailport does not send passwords over an unencrypted connection.",

@@ -11,6 +11,7 @@ LOGOUT and IDLE. See ``docs/imap.md``.
 from __future__ import annotations
 
 import asyncio
+import sys
 from collections.abc import AsyncIterator, Iterable, Sequence
 from contextlib import asynccontextmanager
 from datetime import datetime
@@ -49,7 +50,7 @@ from mailport.imap.parser import (
 )
 from mailport.imap.session import ImapSession, fetch_event, vanished_uids
 from mailport.imap.transport import (
-    read_buffer_control,
+    tls_layer,
 )
 
 FETCH_ITEMS = ("UID", "FLAGS", "INTERNALDATE", "RFC822.SIZE", "BODY.PEEK[]")
@@ -228,7 +229,7 @@ class ImapClient(ImapSession):
             elif kind == b"RECENT" and number is not None:
                 info.recent = number
             elif kind == b"FLAGS":
-                info.flags = tuple(as_str(f) for f in as_list(parse_values(response, 0, offset)[0]))
+                info.flags = _flag_names(as_list(parse_values(response, 0, offset)[0]))
             elif kind == b"VANISHED":
                 info.vanished.extend(vanished_uids(response, offset))
             elif kind == b"FETCH" and number is not None:
@@ -242,7 +243,7 @@ class ImapClient(ImapSession):
                 elif text.code == "HIGHESTMODSEQ":
                     info.highestmodseq = int(text.code_args)
                 elif text.code == "PERMANENTFLAGS":
-                    info.permanent_flags = tuple(as_str(f) for f in as_list(text.code_values[0]))
+                    info.permanent_flags = _flag_names(as_list(text.code_values[0]))
                 elif text.code == "ALERT":
                     self._emit(ServerEvent(EventKind.ALERT, text=text.text))
         self._selected = mailbox
@@ -322,25 +323,35 @@ class ImapClient(ImapSession):
         if changedsince is not None:
             args.append(b"(CHANGEDSINCE %d)" % changedsince)
         fetched: list[FetchedMessage] = []
-        control = read_buffer_control(self._transport) if self._transport is not None else None
-        if control is not None:
-            control.resize_read_buffer(self.bulk_read_buffer)
+        layer = tls_layer(self._transport)
+        if layer is not None:
+            layer.bulk(True, bulk_slice=self.bulk_read_buffer)
         try:
             await self._run(*args, wants=(b"FETCH",), timeout=timeout, fetched=fetched)
         finally:
-            if control is not None:
-                control.resize_read_buffer(self.tls_read_buffer)
+            if layer is not None:
+                layer.bulk(False)
         wanted_body = any(
             "BODY" in i.upper() or "RFC822" == i.upper() or "BINARY" in i.upper() for i in items
         )
-        messages: list[FetchedMessage] = []
-        for message in fetched:
-            if message.uid is None or (
-                wanted_body and message.raw is None and message.headers is None and message.oversize is None
-            ):
-                self._emit(fetch_event(message))  # an unsolicited flag update for another message
-                continue
-            messages.append(message)
+        # One pass in C for the usual case (every response carries the body that was asked for);
+        # the rest are unsolicited flag updates for other messages and become events.
+        if wanted_body:
+            messages = [m for m in fetched if m.raw is not None and m.uid is not None]
+        else:
+            messages = [m for m in fetched if m.uid is not None]
+        if len(messages) != len(fetched):
+            messages = []
+            for message in fetched:
+                if message.uid is None or (
+                    wanted_body
+                    and message.raw is None
+                    and message.headers is None
+                    and message.oversize is None
+                ):
+                    self._emit(fetch_event(message))  # an unsolicited flag update for another message
+                    continue
+                messages.append(message)
         if oversize == "raise":
             for message in messages:
                 if message.oversize is not None:
@@ -610,9 +621,13 @@ class ImapClient(ImapSession):
         loop = asyncio.get_running_loop()
         waiter: asyncio.Future[None] = loop.create_future()
         self._waiter = waiter
+        # a timer resolving the waiter, not asyncio.wait: that adds a second future, a set, a
+        # done-callback and two coroutine frames to every idle connection (issue 21)
+        timer = loop.call_later(timeout, _release, waiter)
         try:
-            await asyncio.wait((waiter,), timeout=timeout)
+            await waiter
         finally:
+            timer.cancel()
             self._waiter = None
         events = self._drain()
         if not events:
@@ -736,3 +751,15 @@ def _list_entry(values: list[Any], response: Any) -> ListEntry:
         delimiter=delimiter.decode() if isinstance(delimiter, bytes) else None,
         flags=tuple(as_str(f) for f in as_list(values[0])),
     )
+
+
+def _release(waiter: asyncio.Future[None]) -> None:
+    """``idle_wait``'s timeout: resolve the waiter unless an event or a wake-up did."""
+    if not waiter.done():
+        waiter.set_result(None)
+
+
+def _flag_names(values: list[object]) -> tuple[str, ...]:
+    """A SELECT's FLAGS / PERMANENTFLAGS, interned: every idle connection keeps its last
+    SELECT's answer, and the same dozen names need not be stored once per connection."""
+    return tuple(sys.intern(as_str(f)) for f in values)

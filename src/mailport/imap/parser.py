@@ -33,6 +33,7 @@ client beat imaplib's unparsed tuples. Its modified UTF-7 codec is reused (see
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta, timezone
 
@@ -103,6 +104,7 @@ class ResponseSplitter:
         "max_literal",
         "max_line",
         "fetch_sink",
+        "fetch_route",
         "_hold",
     )
 
@@ -120,6 +122,9 @@ class ResponseSplitter:
         # straight from the buffer into this list (one regex match and one slice per
         # message); anything else takes the general path. See _FAST_FETCH.
         self.fetch_sink: list[FetchedMessage] | None = None
+        # With a sink, every other complete response goes to this callback as soon as it is
+        # framed (not returned by feed), so a FETCH of another shape lands in the sink in order.
+        self.fetch_route: Callable[[Response], None] | None = None
         self._hold = 0  # size of the fast-path FETCH held in _tail, waiting for its end
 
     @property
@@ -170,35 +175,11 @@ class ResponseSplitter:
         size = len(data)
         find = data.find
         sink = self.fetch_sink
-        fast = _FAST_FETCH.match
         while pos < size:
             if sink is not None and not self._lines:
-                m = fast(data, pos)
-                if m is not None:
-                    start = m.end()
-                    stop = start + int(m.group(7))
-                    if stop + 3 > size and stop - pos <= _FAST_HOLD:
-                        # the message continues in the next read: keep it whole for the fast path
-                        self._tail = data[pos:]
-                        self._hold = stop + 3 - pos
-                        break
-                    if (
-                        stop + 3 <= size
-                        and data[stop : stop + 3] == b")\r\n"
-                        and stop - start <= self.max_literal
-                    ):
-                        msg = FetchedMessage(int(m.group(1)), uid=int(m.group(2)), raw=data[start:stop])
-                        if m.group(3) is not None:
-                            msg.flags = _flags_of(m.group(3))
-                        if m.group(4) is not None:
-                            msg.internaldate = parse_internaldate(m.group(4))
-                        if m.group(5) is not None:
-                            msg.size = int(m.group(5))
-                        if m.group(6) is not None:
-                            msg.modseq = int(m.group(6))
-                        sink.append(msg)
-                        pos = stop + 3
-                        continue
+                pos = self._fetches(data, pos, sink)
+                if pos >= size:
+                    break
             end = find(b"\r\n", pos)
             if end < 0:
                 if size - pos > self.max_line:
@@ -228,10 +209,59 @@ class ResponseSplitter:
                     self._have = size - pos
                     break
             self._lines.append(line)
-            out.append(Response(self._lines, self._literals))
+            response = Response(self._lines, self._literals)
             self._lines = []
             self._literals = []
+            if sink is not None and self.fetch_route is not None:
+                self.fetch_route(response)  # now, so the sink keeps the server's order
+            else:
+                out.append(response)
         return out
+
+    def _fetches(self, data: bytes, pos: int, sink: list[FetchedMessage]) -> int:
+        """Parse the FETCH responses of the usual shape at ``data[pos:]`` into ``sink``.
+
+        Returns where the first other response starts (``len(data)`` when the last message
+        continues in the next read and is held whole in ``_tail``). The loop is the per-message
+        cost of a bulk FETCH, so it does the least: one regex match, one ``groups()``, the
+        ``int()``s, one slice for the body and a positional constructor call.
+        """
+        match = _FAST_FETCH.match
+        size = len(data)
+        limit = self.max_literal
+        append = sink.append
+        cached_flags = _FLAG_CACHE.get
+        message = FetchedMessage
+        while True:
+            m = match(data, pos)
+            if m is None:
+                return pos
+            seq, uid, flags, date, octets, modseq, length = m.groups()
+            start = m.end()
+            stop = start + int(length)
+            end = stop + 3
+            if stop - start > limit:
+                return pos  # the general path skips it on the wire
+            if end > size:
+                if stop - pos > _FAST_HOLD:
+                    return pos  # the general path collects it in parts
+                self._tail = data[pos:]  # the message continues in the next read: keep it whole
+                self._hold = end - pos
+                return size
+            if data[stop:end] != b")\r\n":
+                return pos
+            append(
+                message(
+                    int(seq),
+                    int(uid),
+                    None if flags is None else (cached_flags(flags) or _flags_of(flags)),
+                    None if date is None else parse_internaldate(date),
+                    None if octets is None else int(octets),
+                    None if modseq is None else int(modseq),
+                    data[start:stop],
+                )
+            )
+            pos = end
 
 
 def _unescape(value: bytes) -> bytes:
@@ -488,6 +518,11 @@ def parse_fetch(number: int, response: Response, offset: int) -> FetchedMessage:
     fast = _parse_fetch_fast(number, response, offset)
     if fast is not None:
         return fast
+    return parse_fetch_general(number, response, offset)
+
+
+def parse_fetch_general(number: int, response: Response, offset: int) -> FetchedMessage:
+    """Any FETCH response through :func:`parse_values` (the reference the fast paths are tested against)."""
     values = parse_values(response, 0, offset)
     if len(values) != 1 or not isinstance(values[0], list):
         raise ProtocolError(f"malformed FETCH response {response.lines[0][:60]!r}")

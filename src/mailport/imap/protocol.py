@@ -139,7 +139,7 @@ class ImapProtocol(asyncio.Protocol):
     def data_received(self, data: bytes) -> None:
         try:
             for response in self.splitter.feed(data):
-                self._route(response)
+                self.route(response)
             if self.sealed and self.splitter.pending:
                 raise ProtocolError("the server sent plaintext after STARTTLS's OK (possible injection)")
         except MailportError as exc:
@@ -164,7 +164,8 @@ class ImapProtocol(asyncio.Protocol):
         self.fail(error)
 
     # ------------------------------------------------------------------ routing
-    def _route(self, response: Response) -> None:
+    def route(self, response: Response) -> None:
+        """Handle one complete response (the framer calls it directly during a bulk FETCH)."""
         if self.sealed:
             raise ProtocolError("the server sent plaintext after STARTTLS's OK (possible injection)")
         first = response.lines[0]

@@ -7,7 +7,8 @@ can hang in IDLE on BYE; imapclient is synchronous). The parts are:
 * :mod:`~mailport.imap.parser` -- pure framing and parsing (tested on bytes);
 * :mod:`~mailport.imap.arguments` -- pure encoding of command arguments;
 * :mod:`~mailport.imap.protocol` -- the one ``asyncio.Protocol`` doing I/O;
-* :mod:`~mailport.imap.transport` -- TCP, keepalive, TLS with a 16 KiB read buffer;
+* :mod:`~mailport.net.tls_layer` -- TLS over the plain connection (no read buffer per
+  connection); :mod:`~mailport.imap.transport` -- keepalive, TLS contexts, certificate facts;
 * this module -- policy: the connection steps, a deadline on every command, auth rules,
   unsolicited events;
 * :mod:`~mailport.imap.client` -- the IMAP commands, their result objects, and IDLE.
@@ -48,7 +49,7 @@ import logging
 import socket
 import ssl
 from collections.abc import Callable, Iterable, Sequence
-from typing import Any, Self
+from typing import Any, Self, cast
 
 from mailport import sasl
 from mailport.crypto.secret import Secret
@@ -90,11 +91,12 @@ from mailport.imap.transport import (
     DEFAULT_TLS_READ_BUFFER,
     enable_keepalive,
     shared_context,
-    start_tls,
     tls_info,
+    tls_layer,
 )
 from mailport.net.connect import open_socket
 from mailport.net.guard import HostGuard
+from mailport.net.tls_layer import TLSLayer
 from mailport.net.trust import certificate_error
 from mailport.servers import DEFAULT_PORTS, Security
 
@@ -273,7 +275,7 @@ class ImapSession:
                         field="imap.host",
                         local_addr=self.local_addr,
                     )
-                transport, proto = await loop.create_connection(self._make_protocol, sock=sock)
+                plain, layer = await loop.create_connection(self._make_layer, sock=sock)
         except MailportError:  # host_not_allowed, host_not_found, connection_refused …
             if sock is not None:
                 sock.close()
@@ -282,29 +284,30 @@ class ImapSession:
             raise MailTimeoutError(f"{where}: no TCP connection within {self.connect_timeout:g} s") from exc
         except OSError as exc:
             raise ConnectError(f"{where}: {exc.strerror or exc}") from exc
-        enable_keepalive(transport)
-        self._transport = transport
-        self._proto = proto
+        enable_keepalive(plain)
+        self._transport = layer
+        self._proto = cast(ImapProtocol, layer.app)
 
-    def _make_protocol(self) -> ImapProtocol:
-        return ImapProtocol(max_literal=self.max_literal_size, on_untagged=self._untagged, on_lost=self._lost)
+    def _make_layer(self) -> TLSLayer:
+        """The connection's protocol: plaintext until :meth:`tls_handshake`, TLS after."""
+        proto = ImapProtocol(
+            max_literal=self.max_literal_size, on_untagged=self._untagged, on_lost=self._lost
+        )
+        return TLSLayer(proto, idle_slice=self.tls_read_buffer)
 
     async def tls_handshake(self) -> TLSInfo:
         """Step 2 (implicit TLS): the TLS handshake; returns version, cipher and certificate facts."""
         if self._ssl_context is None:
             raise TLSError("no TLS context (plain connection)")
-        proto, transport = self._require_transport()
+        _, transport = self._require_transport()
+        layer = tls_layer(transport)
+        if layer is None:
+            raise TLSError("not a connection made by connect_tcp")
         where = f"{self.host}:{self.port}"
         try:
-            async with asyncio.timeout(self.connect_timeout):
-                tls_transport = await start_tls(
-                    transport,
-                    proto,
-                    self._ssl_context,
-                    server_hostname=self.server_hostname,
-                    handshake_timeout=self.connect_timeout,
-                    read_buffer=self.tls_read_buffer,
-                )
+            await layer.start_tls(
+                self._ssl_context, server_hostname=self.server_hostname, timeout=self.connect_timeout
+            )
         except TimeoutError as exc:
             self.close()
             raise MailTimeoutError(
@@ -319,10 +322,8 @@ class ImapSession:
         except OSError as exc:
             self.close()
             raise TLSError(f"{where}: TLS handshake failed: {exc}") from exc
-        proto.transport = tls_transport
-        self._transport = tls_transport
         self._tls = True
-        return tls_info(tls_transport)
+        return tls_info(layer)
 
     async def read_greeting(self) -> Greeting:
         """Step 3: the server's greeting (``* OK``/``* PREAUTH``; ``* BYE`` raises)."""
@@ -644,6 +645,8 @@ class ImapSession:
             command.fetched = fetched
             command.seal_on_ok = seal
             proto.splitter.fetch_sink = fetched
+            if fetched is not None:  # other responses routed in order with the parsed ones
+                proto.splitter.fetch_route = proto.route
             try:
                 async with asyncio.timeout(deadline):
                     await self._send(proto, command, args)
@@ -665,6 +668,7 @@ class ImapSession:
                 raise
             finally:
                 proto.splitter.fetch_sink = None
+                proto.splitter.fetch_route = None
                 if proto.current is command:
                     proto.current = None
         text = parse_status_text(rest)

@@ -1,20 +1,9 @@
-"""TCP connect, TLS upgrade with a small read buffer, TCP keepalive, certificate facts.
+"""TCP keepalive, TLS contexts and certificate facts for the IMAP client's connections.
 
-Why a subclass of ``asyncio.sslproto.SSLProtocol``: CPython 3.11's asyncio TLS transport
-allocates a zero-filled ``bytearray(SSLProtocol.max_size)`` of **256 KiB** per connection,
-which is ~85 % of what an idle TLS connection costs (289 KiB measured, see PERF-NOTES). A
-TLS record is at most 16 KiB, so a 16 KiB buffer loses nothing against a real server.
-``max_size`` is a class attribute and not public API. Instead of changing it process-wide
-(which would also shrink every other library's TLS buffers), :func:`start_tls` upgrades our
-own transports with :class:`SmallBufferSSLProtocol`, which sets ``max_size`` per instance,
-mirroring the ten lines of ``BaseEventLoop.start_tls``. During a bulk FETCH the client
-switches that one connection to a large buffer (``bulk_read_buffer``, 256 KiB like asyncio's
-default: fewer, larger reads) and back to the small one afterwards, so throughput is
-asyncio's and idle memory is ours. Implicit TLS is "connect, then
-start_tls at once", so both modes share this one place. The size is the client option
-``tls_read_buffer`` (default :data:`DEFAULT_TLS_READ_BUFFER`). If a future Python changes
-these internals, :func:`start_tls` falls back to the public ``loop.start_tls`` (and a
-larger buffer) rather than failing.
+TLS itself is :class:`mailport.net.tls_layer.TLSLayer` (public ``ssl`` APIs only, no read
+buffer per connection). Until 2026-12 this module subclassed the private
+``asyncio.sslproto.SSLProtocol`` to shrink its 256 KiB per-connection buffer to 16 KiB; an idle
+TLS connection cost 47 KiB that way, and the private class changed between Python versions.
 """
 
 from __future__ import annotations
@@ -24,98 +13,27 @@ import functools
 import logging
 import socket
 import ssl
-from asyncio import sslproto
 from datetime import UTC
-from typing import Any, cast
 
 from cryptography import x509
 from cryptography.x509.oid import NameOID
 
 from mailport.imap.models import TLSInfo
+from mailport.net.tls_layer import DEFAULT_BULK_SLICE, DEFAULT_IDLE_SLICE, TLSLayer
 from mailport.net.trust import MailTrust, PinnedContext
 
 log = logging.getLogger(__name__)
 
-DEFAULT_TLS_READ_BUFFER = 16 * 1024
-DEFAULT_BULK_READ_BUFFER = 256 * 1024
+# The client options ``tls_read_buffer`` / ``bulk_read_buffer``: the largest piece of a TLS
+# record handed to OpenSSL at once while idle / during a bulk FETCH (what a connection keeps
+# in its BIO afterwards); reads themselves go to one buffer shared by all connections.
+DEFAULT_TLS_READ_BUFFER = DEFAULT_IDLE_SLICE
+DEFAULT_BULK_READ_BUFFER = DEFAULT_BULK_SLICE
 
 
-class SmallBufferSSLProtocol(sslproto.SSLProtocol):
-    """asyncio's SSL protocol with a per-connection read buffer size."""
-
-    def __init__(self, *args: Any, read_buffer: int, **kwargs: Any) -> None:
-        self.max_size = read_buffer  # type: ignore[misc]  # read by SSLProtocol.__init__
-        super().__init__(*args, **kwargs)
-
-    def resize_read_buffer(self, size: int) -> None:
-        """Switch the read buffer size between callbacks (bulk FETCH: large; idle: small).
-
-        Safe because the event loop takes the buffer with ``get_buffer`` and fills it within
-        one callback; between callbacks nothing holds the old one.
-        """
-        if size == self.max_size:
-            return
-        self.max_size = size  # type: ignore[misc]
-        self._ssl_buffer = bytearray(size)
-        self._ssl_buffer_view = memoryview(self._ssl_buffer)
-
-
-def read_buffer_control(transport: asyncio.BaseTransport) -> SmallBufferSSLProtocol | None:
-    """The SSL protocol behind a transport made by :func:`start_tls`, if it is ours."""
-    protocol = getattr(transport, "_ssl_protocol", None)
-    return protocol if isinstance(protocol, SmallBufferSSLProtocol) else None
-
-
-async def start_tls(
-    transport: asyncio.BaseTransport,
-    protocol: asyncio.BaseProtocol,
-    context: ssl.SSLContext,
-    *,
-    server_hostname: str | None,
-    handshake_timeout: float,
-    read_buffer: int = DEFAULT_TLS_READ_BUFFER,
-) -> asyncio.Transport:
-    """Upgrade a connected plain transport to TLS (``loop.start_tls`` with a small buffer)."""
-    loop = asyncio.get_running_loop()
-    if not isinstance(transport, asyncio.WriteTransport) or not getattr(
-        transport, "_start_tls_compatible", False
-    ):
-        # asyncio's own start_tls (and uvloop's, whose transports are no asyncio subclasses)
-        upgraded = await loop.start_tls(
-            cast(asyncio.WriteTransport, transport),
-            protocol,
-            context,
-            server_hostname=server_hostname,
-            ssl_handshake_timeout=handshake_timeout,
-        )
-        assert upgraded is not None
-        return upgraded
-    waiter: asyncio.Future[None] = loop.create_future()
-    ssl_protocol = SmallBufferSSLProtocol(
-        loop,
-        protocol,
-        context,
-        waiter,
-        False,
-        server_hostname,
-        ssl_handshake_timeout=handshake_timeout,
-        call_connection_made=False,
-        read_buffer=read_buffer,
-    )
-    plain: Any = transport
-    plain.pause_reading()
-    plain.set_protocol(ssl_protocol)
-    made = loop.call_soon(ssl_protocol.connection_made, transport)
-    resume = loop.call_soon(plain.resume_reading)
-    try:
-        await waiter
-    except BaseException:
-        transport.close()
-        made.cancel()
-        resume.cancel()
-        raise
-    app_transport: asyncio.Transport = ssl_protocol._app_transport
-    return app_transport
+def tls_layer(transport: asyncio.BaseTransport | None) -> TLSLayer | None:
+    """The :class:`TLSLayer` a connection of ours runs on (None for a foreign transport)."""
+    return transport if isinstance(transport, TLSLayer) else None
 
 
 def enable_keepalive(

@@ -230,6 +230,15 @@ class MailAccess:
         self, tenant_id: str, mailbox_id: str, refs: Sequence[str], *, permanent: bool = False
     ) -> None:
         locations = [MessageRef.decode(ref) for ref in refs]
+        mailbox = await self.mailbox(tenant_id, mailbox_id, Feature.DELETE)
+        if Feature.FOLDERS not in registry.capabilities(mailbox.connector):
+            # POP3: deleting is an after-processing action only (a session here would lock
+            # the maildrop the watcher polls)
+            raise UnsupportedFeatureError(
+                f"the {mailbox.connector} connector deletes messages only as an after-processing action",
+                hint="Set the mailbox's settings.after_processing to delete: each message is then "
+                "deleted once its event was accepted.",
+            )
         async with self.session(tenant_id, mailbox_id, Feature.DELETE) as connector:
             await connector.delete_messages(locations, permanent=permanent)
 

@@ -12,7 +12,7 @@ from enum import StrEnum
 
 from mailport.contacts.models import ContactSettings
 from mailport.crypto import Secret
-from mailport.errors import ImapSettingsMissingError
+from mailport.errors import ImapSettingsMissingError, Pop3SettingsMissingError
 from mailport.sending.models import SendingSettings
 from mailport.servers import Security as Security  # re-exported: mailboxes name it too
 from mailport.servers import ServerSettings as ServerSettings
@@ -119,6 +119,7 @@ class NewMailbox:
     settings: ProcessingSettings = field(default_factory=ProcessingSettings)
     connector: str = "imap"  # a key of mailport.connectors.registry
     owner: str | None = None  # the host application's user who owns it; None: the tenant
+    pop3: ServerSettings | None = None  # the pop3 connector's server (then ``imap`` is None)
 
 
 @dataclass(frozen=True)
@@ -141,6 +142,7 @@ class Mailbox:
     updated_at: datetime
     connector: str = "imap"  # a key of mailport.connectors.registry: what reads this mailbox
     owner: str | None = None  # the host application's user who owns it; None: the tenant
+    pop3: ServerSettings | None = None  # the pop3 connector's server (then ``imap`` is None)
 
     @property
     def has_password(self) -> bool:
@@ -155,6 +157,16 @@ class Mailbox:
         if self.imap is None:
             raise ImapSettingsMissingError(f"mailbox {self.id} has no IMAP settings")
         return self.imap
+
+    @property
+    def pop3_username(self) -> str:
+        return (self.pop3.username if self.pop3 else None) or self.email
+
+    def require_pop3(self) -> ServerSettings:
+        """The POP3 settings, for the pop3 connector; refused when the mailbox has none."""
+        if self.pop3 is None:
+            raise Pop3SettingsMissingError(f"mailbox {self.id} has no POP3 settings")
+        return self.pop3
 
     @property
     def smtp_username(self) -> str | None:

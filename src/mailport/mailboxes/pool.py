@@ -6,8 +6,10 @@ the same factory, so separate sessions by construction) and lends one to a reque
 Why a pool of our own and not a generic one: what it must know is mail-specific. Per mailbox:
 
 * at most ``size`` connections (``MAILPORT_COMMAND_CONNECTIONS``), fewer for a provider that
-  counts every connection of an account against a small limit
-  (:mod:`~mailport.mailboxes.connection_limits`);
+  counts every connection of an account against a small limit: this process's share of what the
+  account's watched folders and the person's own programs leave, divided among the live API
+  processes (``api_processes``, :meth:`mailport.fleet.budgets.FleetBudgets.api_processes`;
+  :mod:`~mailport.mailboxes.connection_limits`);
 * requests wait in arrival order (FIFO) up to ``wait`` seconds, then 503 ``mailbox_busy`` with
   ``retry_after``;
 * a server's "too many connections" shrinks the mailbox's pool to what it has open (at least 1);
@@ -35,7 +37,7 @@ import math
 import time
 import weakref
 from collections import deque
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Final
@@ -54,7 +56,7 @@ from mailport.errors import (
     TLSError,
     TooManyConnectionsError,
 )
-from mailport.mailboxes.connection_limits import pool_cap
+from mailport.mailboxes.connection_limits import command_cap
 from mailport.mailboxes.models import Mailbox
 
 log = logging.getLogger(__name__)
@@ -142,6 +144,8 @@ class CommandPool:
     idle_timeout: float = DEFAULT_IDLE
     regrow_after: float = REGROW_AFTER
     clock: Callable[[], float] = time.monotonic  # monotonic seconds (idle ages, regrowth)
+    # how many API processes share each account's connections (None: this one alone)
+    api_processes: Callable[[], Awaitable[int]] | None = None
     _pools: dict[str, _MailboxPool] = field(default_factory=dict, init=False)
     _reaper: asyncio.Task[None] | None = field(default=None, init=False)
     _closing: set[asyncio.Task[None]] = field(default_factory=set, init=False)
@@ -158,7 +162,8 @@ class CommandPool:
         """A connected connector of ``mailbox`` for the duration of the block; 503
         ``mailbox_busy`` when none came free within ``wait`` seconds."""
         started = time.perf_counter()
-        pool = self._pool_of(mailbox)
+        processes = await self.api_processes() if self.api_processes is not None else 1
+        pool = self._pool_of(mailbox, processes)
         pooled = await self._acquire(mailbox, pool)
         metrics.COMMAND_WAIT.observe(time.perf_counter() - started)
         reusable = False
@@ -186,21 +191,22 @@ class CommandPool:
             "limit": pool.limit,
         }
 
-    def _pool_of(self, mailbox: Mailbox) -> _MailboxPool:
+    def _pool_of(self, mailbox: Mailbox, api_processes: int = 1) -> _MailboxPool:
         if self._closed:
             raise MailboxBusyError(f"mailbox {mailbox.id}: the service is shutting down", retry_after=5)
         self._follow_loop()
         self._start_reaper()
-        provider = pool_cap(mailbox)
-        cap = max(1, self.size if provider is None else min(self.size, provider))
+        cap = command_cap(mailbox, size=self.size, api_processes=api_processes)
         now = self.clock()
         current = fingerprint(mailbox)
         pool = self._pools.get(mailbox.id)
         if pool is None:
             pool = self._pools[mailbox.id] = _MailboxPool(cap=cap, limit=cap, fingerprint=current)
             return pool
-        if pool.cap != cap:  # settings changed (a provider recognised later)
+        if pool.cap != cap:  # settings changed, or API processes came or went
             pool.cap, pool.limit = cap, min(pool.limit, cap) if pool.limited_at is not None else cap
+            while pool.open > pool.limit and pool.idle:  # a smaller share: idle ones over it go
+                self._close_later(pool.idle.popleft().connector)
         if pool.limited_at is not None and now - pool.limited_at >= self.regrow_after:
             pool.limit = min(pool.cap, pool.limit + 1)
             pool.limited_at = now if pool.limit < pool.cap else None

@@ -68,7 +68,9 @@ Password = Annotated[
 ConnectorKey = Annotated[
     str,
     StringConstraints(pattern=r"^[a-z][a-z0-9_]{0,39}$"),
-    Field(description="What reads the mailbox: `imap`, or a provider's mail API (`gmail_api`, `graph`)"),
+    Field(
+        description="What reads the mailbox: `imap`, `pop3`, or a provider's mail API (`gmail_api`, `graph`)"
+    ),
 ]
 FromName = Annotated[str, StringConstraints(max_length=200), AfterValidator(clean_line)]
 Folder = Annotated[str, StringConstraints(min_length=1, max_length=500), AfterValidator(clean_folder)]
@@ -385,11 +387,13 @@ class MailboxCreate(RequestModel):
         "imap",
         description="`imap` (default; needs `imap`), or `gmail_api` / `graph`: read through Google's or "
         "Microsoft's mail API, with `auth_method: oauth2` and no servers; connect it then with "
-        "`POST /v1/oauth/{provider}/authorize` and its `mailbox_id`",
+        "`POST /v1/oauth/{provider}/authorize` and its `mailbox_id`; or `pop3` (needs `pop3`, "
+        "no `imap`: new mail of the INBOX only, see docs/pop3.md)",
     )
     auth_method: AuthMethod
     password: Password | None = None
     imap: ServerIn | None = Field(None, description="Required for the imap connector")
+    pop3: ServerIn | None = Field(None, description="Required for the pop3 connector (and only for it)")
     smtp: ServerIn | None = None
     settings: SettingsIn | None = None
     owner: Owner | None = None
@@ -404,6 +408,7 @@ class MailboxUpdate(RequestModel):
     purpose: Purpose | None = None
     password: Password | None = None
     imap: ServerIn | None = None
+    pop3: ServerIn | None = Field(None, description="Only for a mailbox of the pop3 connector")
     smtp: ServerIn | None = None
     settings: SettingsPatch | None = None
     owner: Owner | None = None
@@ -495,6 +500,7 @@ class MailboxRead(BaseModel):
     has_password: bool
     oauth: OAuthOut | None
     imap: ServerOut | None = Field(description="null: the mailbox's connector needs no IMAP server")
+    pop3: ServerOut | None = Field(None, description="The pop3 connector's server; null for the others")
     smtp: ServerOut | None
     settings: SettingsOut
     owner: str | None = Field(description="The user who owns the mailbox; null: the tenant")
@@ -543,6 +549,7 @@ class MailboxRead(BaseModel):
                 expires_at=oauth.expires_at,
             ),
             imap=imap,
+            pop3=server(mailbox.pop3),
             smtp=server(mailbox.smtp),
             settings=SettingsOut(
                 from_name=mailbox.settings.from_name,

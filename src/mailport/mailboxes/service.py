@@ -34,6 +34,7 @@ from mailport.errors import (
     MailportError,
     UnsupportedFeatureError,
 )
+from mailport.leases import Fence
 from mailport.mailboxes.models import (
     PASSWORD_METHODS,
     AuthMethod,
@@ -90,9 +91,21 @@ def check_connector_fields(body: MailboxCreate, providers: Mapping[str, str]) ->
     if body.connector == "imap":
         if body.imap is None:
             raise InputError("imap: the imap connector needs IMAP settings", field="imap")
+        if body.pop3 is not None:
+            raise InputError("pop3: only the pop3 connector takes POP3 settings", field="pop3")
+        return None
+    if body.connector == "pop3":
+        if body.pop3 is None:
+            raise InputError("pop3: the pop3 connector needs POP3 settings", field="pop3")
+        if body.imap is not None:
+            raise InputError(
+                "imap: the pop3 connector takes no IMAP settings",
+                field="imap",
+                hint="Send the server as `pop3`; a mailbox read over IMAP uses connector `imap`.",
+            )
         return None
     if body.connector not in providers:
-        known = ", ".join(["imap", *sorted(providers)])
+        known = ", ".join(["imap", "pop3", *sorted(providers)])
         raise InputError(
             f"connector: unknown connector {body.connector!r}",
             field="connector",
@@ -113,6 +126,15 @@ def check_connector_fields(body: MailboxCreate, providers: Mapping[str, str]) ->
             f"POST /v1/oauth/{providers[body.connector]}/authorize and its mailbox_id.",
         )
     return providers[body.connector]
+
+
+def check_server_patch(connector: str, patch: MailboxUpdate) -> None:
+    """A change of servers that fits the mailbox's connector: ``pop3`` only for a pop3 mailbox,
+    ``imap`` never for one (the connector is not changed by a PATCH)."""
+    if patch.pop3 is not None and connector != "pop3":
+        raise InputError(f"pop3: the {connector} connector takes no POP3 settings", field="pop3")
+    if patch.imap is not None and connector == "pop3":
+        raise InputError("imap: the pop3 connector takes no IMAP settings", field="imap")
 
 
 def check_action(connector: str, after_processing: str) -> None:
@@ -200,7 +222,14 @@ class HealthSink(Protocol):
     """Where a watcher records its health (:meth:`MailboxService.record_health`)."""
 
     async def record_health(
-        self, tenant_id: str, mailbox_id: str, *, status: MailboxStatus, error: str | None, at: datetime
+        self,
+        tenant_id: str,
+        mailbox_id: str,
+        *,
+        status: MailboxStatus,
+        error: str | None,
+        at: datetime,
+        fence: Fence | None = None,
     ) -> Mailbox: ...
 
 
@@ -313,9 +342,9 @@ class MailboxService:
     async def create(self, tenant_id: str, new: NewMailbox) -> Mailbox:
         check_credentials(new.auth_method, new.password)
         check_action(new.connector, new.settings.after_processing)
-        check_folders(new.connector, new.settings.folders)  # `folder` alone: as it always was
+        check_folders(new.connector, new.settings.watched)
         check_contacts(new.connector, new.settings.contacts)
-        await check_hosts(self.guard, imap=new.imap, smtp=new.smtp)
+        await check_hosts(self.guard, imap=new.imap, pop3=new.pop3, smtp=new.smtp)
         mailbox = await self.repository.create(tenant_id, new, now=self._clock())
         self._changed()
         return mailbox
@@ -328,6 +357,7 @@ class MailboxService:
             connector=body.connector,
             provider_id=provider_id,
             imap=body.imap.to_model() if body.imap else None,
+            pop3=body.pop3.to_model() if body.pop3 else None,
             smtp=body.smtp.to_model() if body.smtp else None,
             label=body.label or None,
             purpose=body.purpose,
@@ -337,8 +367,9 @@ class MailboxService:
         )
         return await self.create(tenant_id, new)
 
-    async def get(self, tenant_id: str, mailbox_id: str) -> Mailbox:
-        return await self.repository.get(tenant_id, mailbox_id)
+    async def get(self, tenant_id: str, mailbox_id: str, *, owner: str | None = None) -> Mailbox:
+        """``owner``: the user of a JWT caller, who reaches only its own mailboxes (None: all)."""
+        return await self.repository.get(tenant_id, mailbox_id, owner=owner)
 
     async def list(
         self,
@@ -346,21 +377,32 @@ class MailboxService:
         *,
         purpose: str | None = None,
         status: MailboxStatus | None = None,
+        owner: str | None = None,
         cursor: str | None = None,
         limit: int = 50,
     ) -> MailboxList:
         found = await self.repository.page(
-            tenant_id, purpose=purpose, status=status, after=decode_cursor(cursor), limit=limit + 1
+            tenant_id,
+            purpose=purpose,
+            status=status,
+            owner=owner,
+            after=decode_cursor(cursor),
+            limit=limit + 1,
         )
         page = found[:limit]
         return MailboxList(page, encode_cursor(page[-1].id) if len(found) > limit else None)
 
+    async def owned_ids(self, tenant_id: str, owner: str) -> set[str]:
+        """The ids of ``owner``'s mailboxes: what a JWT caller's lists are narrowed to."""
+        return await self.repository.owned_ids(tenant_id, owner)
+
     async def update(self, tenant_id: str, mailbox_id: str, patch: MailboxUpdate) -> Mailbox:
         current = await self.repository.get(tenant_id, mailbox_id)
         sent = patch.model_fields_set
-        for name in ("password", "imap", "settings"):
+        for name in ("password", "imap", "pop3", "settings"):
             if name in sent and getattr(patch, name) is None:
                 raise InputError(f"{name} cannot be null", field=name)
+        check_server_patch(current.connector, patch)
         columns: dict[str, Any] = {}
         if "label" in sent:
             columns["label"] = patch.label or None
@@ -371,6 +413,9 @@ class MailboxService:
         reconnect = False
         if patch.imap is not None:
             columns.update(server_columns("imap", patch.imap.to_model(current.imap)))
+            reconnect = True
+        if patch.pop3 is not None:
+            columns.update(server_columns("pop3", patch.pop3.to_model(current.pop3)))
             reconnect = True
         if "smtp" in sent:
             columns.update(server_columns("smtp", patch.smtp.to_model(current.smtp) if patch.smtp else None))
@@ -383,6 +428,8 @@ class MailboxService:
                 if name in changed:
                     columns[name] = getattr(patch.settings, name)
             watched = watched_after(current.settings, patch.settings, now=self._clock())
+            if watched is None and "folder" in changed and patch.settings.folder is not None:
+                check_folders(current.connector, (WatchedFolder(patch.settings.folder),))
             if watched is not None:
                 check_folders(current.connector, watched)
                 columns.update(folder=watched[0].spec, folders=folders_column(watched))
@@ -404,6 +451,7 @@ class MailboxService:
         await check_hosts(
             self.guard,
             imap=patch.imap.to_model() if patch.imap is not None else None,
+            pop3=patch.pop3.to_model() if patch.pop3 is not None else None,
             smtp=patch.smtp.to_model() if patch.smtp is not None else None,
         )
         password: Secret | None | Any = UNSET
@@ -442,13 +490,21 @@ class MailboxService:
     # --- health --------------------------------------------------------------------------
 
     async def record_health(
-        self, tenant_id: str, mailbox_id: str, *, status: MailboxStatus, error: str | None, at: datetime
+        self,
+        tenant_id: str,
+        mailbox_id: str,
+        *,
+        status: MailboxStatus,
+        error: str | None,
+        at: datetime,
+        fence: Fence | None = None,
     ) -> Mailbox:
         """A connection test's or a watcher's outcome (see
         :meth:`~mailport.store.mailboxes.MailboxRepository.record_health`); no notification:
-        health is not part of what a watcher watches."""
+        health is not part of what a watcher watches. ``fence``: a watcher's lease (a stale
+        watcher's status never overwrites the new owner's)."""
         return await self.repository.record_health(
-            mailbox_id, status=status, error=error, at=at, tenant_id=tenant_id
+            mailbox_id, status=status, error=error, at=at, tenant_id=tenant_id, fence=fence
         )
 
     # --- OAuth grants --------------------------------------------------------------------

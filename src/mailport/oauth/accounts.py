@@ -11,7 +11,7 @@ Every write goes through :class:`~mailport.mailboxes.service.MailboxService`.
 
 from __future__ import annotations
 
-from mailport.errors import InputError, OAuthAccountMismatchError
+from mailport.errors import ConflictError, InputError, OAuthAccountMismatchError
 from mailport.mailboxes.models import AuthMethod, Mailbox, NewMailbox, OAuthGrant, Security
 from mailport.mailboxes.models import ServerSettings as MailboxServer
 from mailport.mailboxes.service import MailboxService
@@ -34,12 +34,18 @@ class AccountKeeper:
         self._mailboxes = mailboxes
 
     async def keep_or_revoke(
-        self, tenant_id: str, account: ConnectedAccount, *, mailbox_id: str | None, purpose: str | None
+        self,
+        tenant_id: str,
+        account: ConnectedAccount,
+        *,
+        mailbox_id: str | None,
+        purpose: str | None,
+        owner: str | None = None,
     ) -> tuple[Mailbox, bool]:
-        """Store the account's tokens on its mailbox (True: created); tokens that cannot be
-        stored are revoked."""
+        """Store the account's tokens on its mailbox (True: created, for ``owner``); tokens that
+        cannot be stored are revoked."""
         try:
-            return await self._store(tenant_id, account, mailbox_id=mailbox_id, purpose=purpose)
+            return await self._store(tenant_id, account, mailbox_id=mailbox_id, purpose=purpose, owner=owner)
         except BaseException:
             provider = self._oauth.registry.get(account.provider)
             tokens = account.tokens
@@ -49,11 +55,24 @@ class AccountKeeper:
             raise
 
     async def _store(
-        self, tenant_id: str, account: ConnectedAccount, *, mailbox_id: str | None, purpose: str | None
+        self,
+        tenant_id: str,
+        account: ConnectedAccount,
+        *,
+        mailbox_id: str | None,
+        purpose: str | None,
+        owner: str | None,
     ) -> tuple[Mailbox, bool]:
         tokens = account.tokens
         target = mailbox_id or await mailbox_id_for(self._database, tenant_id, account.email)
         current = await self._mailboxes.get(tenant_id, target) if target is not None else None
+        if current is not None and owner is not None and current.owner != owner:
+            # a user's sign-in never reconnects another user's (or the tenant's) mailbox, nor says whose
+            raise ConflictError(
+                f"a mailbox for {account.email} exists already in this application",
+                field="email",
+                hint="Sign in with another account, or ask the application to move the mailbox to you.",
+            )
         email, confirmed_email = account.email, account.email if account.email_confirmed else None
         if current is not None:
             expected = (current.oauth.connected_email if current.oauth else None) or current.email
@@ -86,9 +105,13 @@ class AccountKeeper:
                 provider_id=account.provider,
                 oauth=grant,
                 connector=account.connector,
+                owner=owner,
             )
             return await self._mailboxes.create(tenant_id, new), True
-        if account.connector != current.connector:
+        # A POP3 mailbox signs in with XOAUTH2 too: a sign-in for IMAP connects it, and its own
+        # servers stay (the provider's IMAP server is not what it reads).
+        pop3 = current.connector == "pop3" and over_imap
+        if account.connector != current.connector and not pop3:
             # an address that already has a mailbox, signed in for another connector: the
             # mailbox keeps its connector (its cursors are that connector's)
             raise InputError(
@@ -99,11 +122,12 @@ class AccountKeeper:
             )
         # XOAUTH2 logs in as the signed-in account (a Microsoft UPN may differ from the address).
         username = email if email != current.email else None
+        smtp = _server(account.smtp, username) if account.smtp and over_imap else None
         updated = await self._mailboxes.store_grant(
             tenant_id,
             current.id,
             grant,
-            imap=_server(account.imap, username) if over_imap else None,
-            smtp=_server(account.smtp, username) if account.smtp and over_imap else None,
+            imap=_server(account.imap, username) if over_imap and not pop3 else None,
+            smtp=current.smtp if pop3 else smtp,
         )
         return updated, False

@@ -135,6 +135,7 @@ class AuthorizationCodeFlow:
         purpose: str | None = None,
         return_url: str | None = None,
         connector: str = IMAP,
+        owner: str | None = None,
     ) -> AuthorizationRequest:
         """Issue the state; the URL is mailport's start page, which binds the browser. The state
         carries ``connector``, which decides the scopes asked for and checked."""
@@ -149,6 +150,7 @@ class AuthorizationCodeFlow:
             return_url=return_url,
             login_hint=email,
             connector=connector,
+            owner=owner,
         )
         expires_in = int((state.expires_at - self.clock()).total_seconds())
         return AuthorizationRequest(self.start_url(provider_key, token), token, expires_in)

@@ -66,7 +66,9 @@ class DevicePoller:
         email: str | None = None,
         purpose: str | None = None,
         connector: str = IMAP,
+        owner: str | None = None,
     ) -> DeviceFlowRecord:
+        """Start a device sign-in whose mailbox is created for ``owner`` (None: the tenant)."""
         auth = await self.oauth.device_flow.start(provider, tenant_id=tenant_id, connector=connector)
         record = DeviceFlowRecord(
             id=new_id("dev"),
@@ -84,17 +86,21 @@ class DevicePoller:
             mailbox_id=None,
             error=None,
             connector=connector,
+            owner=owner,
         )
         await self.flows.create(record, now=self.clock())
         self._ensure_poller(tenant_id, record.id)
         return record
 
-    async def device_status(self, tenant_id: str, flow_id: str) -> DeviceFlowRecord:
-        record = await self.flows.get(tenant_id, flow_id)
+    async def device_status(
+        self, tenant_id: str, flow_id: str, *, owner: str | None = None
+    ) -> DeviceFlowRecord:
+        """The flow's state; with ``owner`` (a user's token), only that user's flows exist."""
+        record = await self.flows.get(tenant_id, flow_id, owner=owner)
         if record.status == "pending":
             if self.clock() >= record.expires_at:
                 await self.flows.finish(flow_id, status="expired", now=self.clock())
-                return await self.flows.get(tenant_id, flow_id)
+                return await self.flows.get(tenant_id, flow_id, owner=owner)
             self._ensure_poller(tenant_id, flow_id)
         return record
 
@@ -153,7 +159,7 @@ class DevicePoller:
                     continue
                 assert result.account is not None
                 mailbox, _ = await self.accounts.keep_or_revoke(
-                    tenant_id, result.account, mailbox_id=None, purpose=record.purpose
+                    tenant_id, result.account, mailbox_id=None, purpose=record.purpose, owner=record.owner
                 )
                 await self.flows.finish(flow_id, status="complete", mailbox_id=mailbox.id, now=now)
                 return

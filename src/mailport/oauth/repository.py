@@ -264,6 +264,7 @@ class DeviceFlowRecord:
     mailbox_id: str | None
     error: str | None
     connector: str | None = None  # what it is for; None: a flow started before it was stored
+    owner: str | None = None  # the user its mailbox is for (issue 19); None: the tenant
 
 
 def _poll_lease(flow_id: str) -> str:
@@ -294,15 +295,19 @@ class DeviceFlowRepository:
                     expires_at=record.expires_at,
                     status=record.status,
                     connector=record.connector,
+                    owner=record.owner,
                     created_at=now,
                     updated_at=now,
                 )
             )
 
-    async def get(self, tenant_id: str, flow_id: str) -> DeviceFlowRecord:
+    async def get(self, tenant_id: str, flow_id: str, *, owner: str | None = None) -> DeviceFlowRecord:
+        """The flow; with ``owner`` (a user's token), only a flow started for that user."""
         query = select(oauth_device_flows).where(
             oauth_device_flows.c.id == flow_id, oauth_device_flows.c.tenant_id == tenant_id
         )
+        if owner is not None:
+            query = query.where(oauth_device_flows.c.owner == owner)
         async with self._db.connect() as conn:
             row = (await conn.execute(query)).first()
         if row is None:

@@ -32,7 +32,10 @@ class Connected:
 
 def reconnect_connector(mailbox: Mailbox, connector: str | None) -> str:
     """A reconnect signs in for the connector the mailbox already uses (its cursors are that
-    connector's); asking for another one is refused rather than silently ignored."""
+    connector's); asking for another one is refused rather than silently ignored. A POP3 mailbox
+    signs in as for IMAP (the same XOAUTH2 scope; its own POP3 server stays)."""
+    if mailbox.connector == "pop3" and connector in (None, IMAP, "pop3"):
+        return IMAP
     if connector is not None and connector != mailbox.connector:
         raise InputError(
             f"connector: mailbox {mailbox.id} uses the {mailbox.connector} connector; a reconnect keeps it",
@@ -80,12 +83,14 @@ class BrowserSignIn:
         purpose: str | None = None,
         return_url: str | None = None,
         connector: str | None = None,
+        owner: str | None = None,
     ) -> AuthorizationRequest:
         """The sign-in for a new mailbox read by ``connector`` (default ``imap``), or to reconnect
-        ``mailbox_id``, which keeps its own connector."""
+        ``mailbox_id``, which keeps its own connector. ``owner``: the user the sign-in is for (a
+        JWT caller's): only its own mailbox can be reconnected, and a new one is created for it."""
         self.oauth.registry.get(provider)
         if mailbox_id is not None:
-            mailbox = await self.mailboxes.get(tenant_id, mailbox_id)
+            mailbox = await self.mailboxes.get(tenant_id, mailbox_id, owner=owner)
             # the account it was connected with (a Microsoft UPN may differ from the address)
             email = email or (mailbox.oauth.connected_email if mailbox.oauth else None) or mailbox.email
             connector = reconnect_connector(mailbox, connector)
@@ -97,6 +102,7 @@ class BrowserSignIn:
             purpose=purpose,
             return_url=check_return_url(return_url),
             connector=connector or IMAP,
+            owner=owner,
         )
 
     async def begin(self, provider: str, *, state: str | None, cookies: Mapping[str, str]) -> BrowserStart:
@@ -127,6 +133,7 @@ class BrowserSignIn:
             account,
             mailbox_id=account.state.mailbox_id,
             purpose=account.state.purpose,
+            owner=account.state.owner,
         )
         await self.states.purge(now=self.clock())  # consumed nonces past their expiry
         return Connected(mailbox, account.state.return_url, created)

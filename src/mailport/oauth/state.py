@@ -2,10 +2,10 @@
 
 The state is a Fernet token made with the service's key ring (AES + HMAC-SHA256, so it is
 signed *and* sealed): it carries the tenant, the mailbox, the provider, the purpose, the
-return URL, the connector the mailbox will use (its scopes) and the PKCE verifier. Sealing
-the verifier inside the state means nothing must be
-stored between "authorize" and "callback", yet someone who sees the authorization URL still
-cannot learn the verifier. Key rotation keeps states made under an older key readable.
+owner of the mailbox to create (a JWT caller's user, issue 19), the return URL, the connector
+the mailbox will use (its scopes) and the PKCE verifier. Sealing the verifier inside the state
+means nothing must be stored between "authorize" and "callback", yet someone who sees the
+authorization URL still cannot learn the verifier. Key rotation keeps states made under an older key readable.
 
 The state is also bound to the browser that starts the sign-in (RFC 9700 4.7.1): it seals a
 random ``binding`` that mailport's start page hands that browser as a cookie, and the callback
@@ -62,6 +62,7 @@ class OAuthState:
     expires_at: datetime
     binding: Secret  # the browser binding: the starting browser's cookie holds it
     connector: str = "imap"  # what will read the mailbox (imap, gmail_api, graph): decides the scopes
+    owner: str | None = None  # the user the mailbox is for (a JWT caller's, or a connect link's)
 
 
 def new_verifier() -> Secret:
@@ -92,6 +93,7 @@ class StateCodec:
         return_url: str | None = None,
         login_hint: str | None = None,
         connector: str = "imap",
+        owner: str | None = None,
     ) -> tuple[str, OAuthState]:
         if return_url is not None and len(return_url) > MAX_RETURN_URL:
             raise InputError(f"return_url is longer than {MAX_RETURN_URL} characters", field="return_url")
@@ -108,6 +110,7 @@ class StateCodec:
             expires_at=expires_at,
             binding=Secret(secrets.token_urlsafe(32)),
             connector=connector,
+            owner=owner,
         )
         payload = {
             "v": _VERSION,
@@ -122,6 +125,7 @@ class StateCodec:
             "b": state.binding.reveal(),
             "e": int(expires_at.timestamp()),
             "c": connector,
+            "o": owner,
         }
         token = self._key_ring.encrypt(json.dumps(payload, separators=(",", ":")))
         return token, state
@@ -146,6 +150,7 @@ class StateCodec:
                 expires_at=datetime.fromtimestamp(int(payload["e"]), UTC),
                 binding=Secret(str(payload["b"])),
                 connector=str(payload.get("c") or "imap"),  # states issued before connectors: IMAP
+                owner=payload.get("o"),  # states issued before owners: the tenant's
             )
         except (SecretKeyError, ValueError, KeyError, TypeError, AttributeError) as exc:
             raise OAuthStateInvalidError(

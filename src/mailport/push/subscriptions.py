@@ -36,6 +36,7 @@ from sqlalchemy import delete, exists, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlalchemy.orm import aliased
 
+from mailport.leases import Fence
 from mailport.store.database import Database, dialect_insert
 from mailport.store.mailboxes import hold_mailbox
 from mailport.store.tables import mailboxes, provider_subscriptions
@@ -143,12 +144,14 @@ class SubscriptionStore:
         async with self.database.connect() as conn:
             return not (await conn.execute(present)).scalar() or await _marked(conn, mailbox_id)
 
-    async def save(self, subscription: Subscription, *, now: datetime) -> bool:
+    async def save(self, subscription: Subscription, *, now: datetime, fence: Fence | None = None) -> bool:
         """Insert, or replace the row of the same mailbox and scope; lifecycle events recorded
         meanwhile are kept unless ``subscription.state`` says which are left (its ``lifecycle``).
 
         False, and nothing written, when the mailbox is deleted or being deleted
-        (:meth:`withdraw`): the caller withdraws at the provider what it just asked for."""
+        (:meth:`withdraw`): the caller withdraws at the provider what it just asked for.
+        ``fence``: the watcher's lease; ``LeaseLostError`` and nothing written once another
+        process took the mailbox over (a paused watcher must not replace its subscription)."""
         async with self.database.transaction() as conn:
             if not await hold_mailbox(conn, subscription.mailbox_id, exclusive=False):
                 return False
@@ -176,6 +179,8 @@ class SubscriptionStore:
             await conn.execute(
                 statement.on_conflict_do_update(index_elements=["mailbox_id", "scope"], set_=values)
             )
+            if fence is not None:
+                await fence(conn, what="subscription")
         return True
 
     async def note_lifecycle(

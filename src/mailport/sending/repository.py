@@ -6,6 +6,14 @@ state it leaves (and the claimant), so two processes never both act on a row: th
 
 Claims: PostgreSQL takes due rows with ``FOR UPDATE SKIP LOCKED`` inside the claiming
 ``UPDATE``; SQLite has one writer, so the same statement is atomic there too.
+
+**A claim is a tenure, like a lease's fencing token** (:mod:`mailport.leases`): every claim adds
+one to ``attempts``, and each later step of that claim names it (``claimed_by`` *and* the
+``attempts`` it claimed with, :class:`Tenure`). The owner id alone is not enough: a process
+paused past its claim (GC, SIGSTOP, a partition) whose row was taken over, given back and
+claimed again *by the same process* (another lane) would otherwise find ``claimed_by`` its own
+and send the final dot a second time. A step whose tenure ended matches no row: nothing is
+written, and the worker counts it in ``mailport_fenced_writes_refused_total``.
 """
 
 from __future__ import annotations
@@ -67,6 +75,19 @@ class KeyedSend:
 
 
 @dataclass(frozen=True, slots=True)
+class Tenure:
+    """One claim of one row: who claimed it and the ``attempts`` it was claimed with."""
+
+    send_id: str
+    owner: str
+    attempt: int
+
+    def held(self) -> ColumnElement[bool]:
+        """The row is still in this claim (a SQL condition for the step's ``UPDATE``)."""
+        return and_(om.c.id == self.send_id, om.c.claimed_by == self.owner, om.c.attempts == self.attempt)
+
+
+@dataclass(frozen=True, slots=True)
 class Claimed:
     """A row a worker claimed to send: what the transport needs, and what the events say."""
 
@@ -75,6 +96,9 @@ class Claimed:
     eight_bit: bool
     smtputf8: bool
     draft_ref: str | None
+
+    def tenure(self, owner: str) -> Tenure:
+        return Tenure(self.message.id, owner, self.message.attempts)
 
 
 @dataclass(frozen=True, slots=True)
@@ -303,21 +327,21 @@ async def renew(conn: AsyncConnection, ids: Sequence[str], *, owner: str, until:
     return int(result.rowcount or 0)
 
 
-async def committing(
-    conn: AsyncConnection, send_id: str, *, owner: str, now: datetime, until: datetime
-) -> bool:
+async def committing(conn: AsyncConnection, tenure: Tenure, *, now: datetime, until: datetime) -> bool:
     """``sending`` -> ``committing`` (just before the end of DATA); False: the claim was lost."""
-    return send_id in await committing_many(conn, [send_id], owner=owner, now=now, until=until)
+    return tenure.send_id in await committing_many(conn, [tenure], now=now, until=until)
 
 
 async def committing_many(
-    conn: AsyncConnection, send_ids: Sequence[str], *, owner: str, now: datetime, until: datetime
+    conn: AsyncConnection, tenures: Sequence[Tenure], *, now: datetime, until: datetime
 ) -> set[str]:
     """:func:`committing` for several rows in one statement: the ids it moved (the others'
     claims were lost)."""
+    if not tenures:
+        return set()
     result = await conn.execute(
         update(om)
-        .where(om.c.id.in_(list(send_ids)), om.c.claimed_by == owner, om.c.state == SendState.SENDING.value)
+        .where(or_(*(t.held() for t in tenures)), om.c.state == SendState.SENDING.value)
         .values(state=SendState.COMMITTING.value, claim_until=until, updated_at=now)
         .returning(om.c.id)
     )
@@ -326,9 +350,8 @@ async def committing_many(
 
 async def mark_sent(
     conn: AsyncConnection,
-    send_id: str,
+    tenure: Tenure,
     *,
-    owner: str,
     accepted: Accepted,
     now: datetime,
     keep_raw: bool,
@@ -344,7 +367,7 @@ async def mark_sent(
         "confirmed": True,
         "sent_at": now,
         "updated_at": now,
-        "claimed_by": owner if keep_until is not None else None,
+        "claimed_by": tenure.owner if keep_until is not None else None,
         "claim_until": keep_until,
         "last_error": None,
         "next_attempt_at": now,  # the Sent copy step is due at once
@@ -353,7 +376,7 @@ async def mark_sent(
         values["raw"] = None
     result = await conn.execute(
         update(om)
-        .where(om.c.id == send_id, om.c.claimed_by == owner, om.c.state == SendState.COMMITTING.value)
+        .where(tenure.held(), om.c.state == SendState.COMMITTING.value)
         .values(**values)
         .returning(*_PUBLIC)
     )
@@ -391,13 +414,11 @@ async def unconfirmed(conn: AsyncConnection, *, now: datetime, limit: int = 100)
     return [to_message(row) for row in result]
 
 
-async def mark_unconfirmed(
-    conn: AsyncConnection, send_id: str, *, owner: str, now: datetime
-) -> OutboundMessage | None:
+async def mark_unconfirmed(conn: AsyncConnection, tenure: Tenure, *, now: datetime) -> OutboundMessage | None:
     """``committing`` -> ``sent``, ``confirmed = False``: the final dot went out and no answer came."""
     result = await conn.execute(
         update(om)
-        .where(om.c.id == send_id, om.c.claimed_by == owner, om.c.state == SendState.COMMITTING.value)
+        .where(tenure.held(), om.c.state == SendState.COMMITTING.value)
         .values(
             state=SendState.SENT.value,
             confirmed=False,
@@ -416,9 +437,8 @@ async def mark_unconfirmed(
 
 async def retry_later(
     conn: AsyncConnection,
-    send_id: str,
+    tenure: Tenure,
     *,
-    owner: str,
     error: SendError,
     at: datetime,
     now: datetime,
@@ -427,8 +447,7 @@ async def retry_later(
     result = await conn.execute(
         update(om)
         .where(
-            om.c.id == send_id,
-            om.c.claimed_by == owner,
+            tenure.held(),
             om.c.state.in_([SendState.SENDING.value, SendState.COMMITTING.value]),
         )
         .values(
@@ -443,12 +462,12 @@ async def retry_later(
     return bool(result.rowcount)
 
 
-async def release(conn: AsyncConnection, send_id: str, *, owner: str, now: datetime) -> bool:
+async def release(conn: AsyncConnection, tenure: Tenure, *, now: datetime) -> bool:
     """Give a claimed row back without counting the attempt (the worker is stopping, or the
     mailbox is rate limited): queued, due now."""
     result = await conn.execute(
         update(om)
-        .where(om.c.id == send_id, om.c.claimed_by == owner, om.c.state == SendState.SENDING.value)
+        .where(tenure.held(), om.c.state == SendState.SENDING.value)
         .values(
             state=SendState.QUEUED.value,
             next_attempt_at=now,
@@ -462,12 +481,12 @@ async def release(conn: AsyncConnection, send_id: str, *, owner: str, now: datet
 
 
 async def mark_failed(
-    conn: AsyncConnection, send_id: str, *, owner: str | None, error: SendError, now: datetime
+    conn: AsyncConnection, send_id: str, *, tenure: Tenure | None, error: SendError, now: datetime
 ) -> OutboundMessage | None:
-    """-> ``failed`` for good (bytes dropped); ``owner`` None for a row nobody claimed."""
+    """-> ``failed`` for good (bytes dropped); ``tenure`` None for a row nobody claimed."""
     where = [om.c.id == send_id, om.c.state.not_in([s.value for s in FINAL])]
-    if owner is not None:
-        where.append(om.c.claimed_by == owner)
+    if tenure is not None:
+        where.append(tenure.held())
     result = await conn.execute(
         update(om)
         .where(*where)
@@ -563,6 +582,25 @@ async def claim_after_send(
     ]
 
 
+async def still_claimed(
+    conn: AsyncConnection, send_ids: Sequence[str], *, owner: str, now: datetime
+) -> set[str]:
+    """Which of ``send_ids`` are still claimed by ``owner`` for their after-send steps, and
+    not run out at ``now``: asked right before storing Sent copies or deleting drafts, which
+    no rollback can undo (a row whose claim ran out may be another worker's already)."""
+    if not send_ids:
+        return set()
+    result = await conn.execute(
+        select(om.c.id).where(
+            om.c.id.in_(list(send_ids)),
+            om.c.claimed_by == owner,
+            om.c.state == SendState.SENT.value,
+            om.c.claim_until > now,
+        )
+    )
+    return {row.id for row in result}
+
+
 async def after_send_done(
     conn: AsyncConnection,
     send_id: str,
@@ -572,10 +610,10 @@ async def after_send_done(
     ref: str | None,
     attempts: int,
     now: datetime,
-) -> None:
+) -> bool:
     """The Sent copy stored, skipped or given up, and the draft deleted (or given up): the
-    bytes are no longer needed."""
-    await conn.execute(
+    bytes are no longer needed. False: the claim was no longer ``owner``'s (nothing written)."""
+    result = await conn.execute(
         update(om)
         .where(om.c.id == send_id, om.c.claimed_by == owner)
         .values(
@@ -590,15 +628,18 @@ async def after_send_done(
             updated_at=now,
         )
     )
+    return bool(result.rowcount)
 
 
 async def copy_retry(
     conn: AsyncConnection, send_id: str, *, owner: str, attempts: int, at: datetime, now: datetime
-) -> None:
-    await conn.execute(
+) -> bool:
+    """The Sent copy failed: again at ``at``. False: the claim was no longer ``owner``'s."""
+    result = await conn.execute(
         update(om)
         .where(om.c.id == send_id, om.c.claimed_by == owner)
         .values(
             sent_copy_attempts=attempts, next_attempt_at=at, claimed_by=None, claim_until=None, updated_at=now
         )
     )
+    return bool(result.rowcount)

@@ -16,7 +16,11 @@ It runs in every process that runs background work (``mailport serve`` with its 
   is committed as ``committing`` there. A ``committing`` row whose claim ran out becomes
   ``sent`` with ``confirmed = False`` and gets its ``message.sent``: never sent twice. When the
   claim was lost before the dot (another process took the row), ``committing`` raises and the
-  transport never sends the dot.
+  transport never sends the dot. A claim is a tenure: each step names the owner *and* the
+  attempt it claimed (:class:`~mailport.sending.repository.Tenure`), so a process paused past
+  its claim (GC, SIGSTOP, a partition) neither sends the dot nor records an outcome once the
+  row moved on, even when it claimed the row again meanwhile; such refusals are counted in
+  ``mailport_fenced_writes_refused_total{what="send"|"send_result"|"sent_copy"}``.
 * **Per mailbox.** One lane per mailbox in this process: up to ``connections`` messages in
   flight, taken oldest first, under the mailbox's rate limit (:mod:`mailport.sending.limits`;
   a limited mailbox's rows wait). One mailbox's failures never hold up another's.
@@ -49,6 +53,7 @@ from mailport.events import EventType, NewEvent
 from mailport.events import append as append_event
 from mailport.events import append_many as append_events
 from mailport.mailboxes.models import Mailbox
+from mailport.metrics import FENCED_WRITES_REFUSED
 from mailport.retry import RetryPolicy
 from mailport.sending import limits
 from mailport.sending import repository as repo
@@ -148,7 +153,7 @@ class SendWorker:
         self._transports: dict[str, tuple[datetime, Transport]] = {}
         self._lanes: dict[str, asyncio.Task[None]] = {}
         self._copier: asyncio.Task[None] | None = None
-        self._committing = Batched(self._commit_many)
+        self._committing: Batched[repo.Tenure, bool] = Batched(self._commit_many)
         self._record_sent = Batched(self._sent_many)
         self._handed: list[repo.AfterSend] = []  # sent rows whose after-send steps are this worker's
         self._copy_wake = asyncio.Event()
@@ -353,7 +358,7 @@ class SendWorker:
             if recording:  # accepted by the server: let the records finish
                 await asyncio.wait(recording, timeout=10)
             for item in ahead:  # never started: given back at once (the attempt is not counted)
-                await self._release(item.message.id)
+                await self._release(item.tenure(self.owner))
 
     async def _mailbox(self, mailbox_id: str) -> Mailbox | None:
         async with self.services.database.connect() as conn:
@@ -398,7 +403,9 @@ class SendWorker:
                 conn, mailbox.id, owner=self.owner, now=now, until=now + self.claim, limit=100
             )
             for item in claimed:
-                failed = await repo.mark_failed(conn, item.message.id, owner=self.owner, error=error, now=now)
+                failed = await repo.mark_failed(
+                    conn, item.message.id, tenure=item.tenure(self.owner), error=error, now=now
+                )
                 if failed is not None:
                     await _failed_event(conn, failed, error)
 
@@ -410,13 +417,15 @@ class SendWorker:
         message = item.message
         if message.attempts > 1 and self.retry.exhausted(message.attempts - 1, elapsed=self._age(message)):
             # claimed again after crashes (or after the last retry was due): no more tries
-            await self._fail(message, message.last_error or _gave_up(message))
+            await self._fail(item.tenure(self.owner), message, message.last_error or _gave_up(message))
             return None
         committed = False
+        tenure = item.tenure(self.owner)
 
         async def committing() -> None:
             nonlocal committed
-            if not await self._committing(message.id):
+            if not await self._committing(tenure):
+                FENCED_WRITES_REFUSED.labels(what="send").inc()
                 raise _ClaimLost(message.id)
             committed = True
 
@@ -432,7 +441,7 @@ class SendWorker:
             accepted = await transport.transmit(outgoing, committing=committing)
         except asyncio.CancelledError:
             if not committed:  # stopping: give the row back at once (the attempt is not counted)
-                await asyncio.shield(self._release(message.id))
+                await asyncio.shield(self._release(tenure))
             raise
         except _ClaimLost:
             log.warning(
@@ -440,7 +449,7 @@ class SendWorker:
             )
             return None
         except Exception as exc:
-            await self._attempt_failed(message, exc, committed=committed)
+            await self._attempt_failed(tenure, message, exc, committed=committed)
             return None
         finally:
             renewer.cancel()
@@ -459,27 +468,26 @@ class SendWorker:
                 stop_if_cancelled()
                 log.warning("send %s: renewing the claim failed", send_id, exc_info=True)
 
-    async def _release(self, send_id: str) -> None:
+    async def _release(self, tenure: repo.Tenure) -> None:
         try:
             async with self.services.database.transaction() as conn:
-                await repo.release(conn, send_id, owner=self.owner, now=self.clock())
+                await repo.release(conn, tenure, now=self.clock())
         except Exception:
-            log.warning("send %s: could not give the claim back; it runs out by itself", send_id)
+            log.warning("send %s: could not give the claim back; it runs out by itself", tenure.send_id)
 
-    async def _commit_many(self, send_ids: list[str]) -> list[bool]:
+    async def _commit_many(self, tenures: list[repo.Tenure]) -> list[bool]:
         """``committing`` for every message now at its final dot, in one transaction (group
         commit); False where the claim was lost."""
         now = self.clock()
         async with self.services.database.transaction() as conn:
-            moved = await repo.committing_many(
-                conn, send_ids, owner=self.owner, now=now, until=now + self.claim
-            )
-        return [send_id in moved for send_id in send_ids]
+            moved = await repo.committing_many(conn, tenures, now=now, until=now + self.claim)
+        return [t.send_id in moved for t in tenures]
 
     async def _sent(self, item: repo.Claimed, accepted: Accepted) -> None:
         message = item.message
         sent = await self._record_sent((item, accepted))
         if sent is None:
+            FENCED_WRITES_REFUSED.labels(what="send_result").inc()
             log.warning(
                 "send %s: accepted (%s) after another process recorded it", message.id, accepted.reply
             )
@@ -507,8 +515,7 @@ class SendWorker:
                 found.append(
                     await repo.mark_sent(
                         conn,
-                        item.message.id,
-                        owner=self.owner,
+                        item.tenure(self.owner),
                         accepted=accepted,
                         now=now,
                         keep_raw=keep_raw,
@@ -518,7 +525,9 @@ class SendWorker:
             await append_events(conn, [_sent_new_event(sent) for sent in found if sent is not None])
         return found
 
-    async def _attempt_failed(self, message: OutboundMessage, exc: Exception, *, committed: bool) -> None:
+    async def _attempt_failed(
+        self, tenure: repo.Tenure, message: OutboundMessage, exc: Exception, *, committed: bool
+    ) -> None:
         # not a mail error (the database, a bug): retried like a lost connection, within the bounds
         temporary = is_temporary_send_error(exc) or not isinstance(exc, MailportError)
         error = send_error(exc, temporary=temporary)
@@ -528,9 +537,11 @@ class SendWorker:
             # the final dot (a mail API's send request) was sent and no reply came: the server
             # may have the message
             async with self.services.events.transaction() as conn:
-                sent = await repo.mark_unconfirmed(conn, message.id, owner=self.owner, now=now)
+                sent = await repo.mark_unconfirmed(conn, tenure, now=now)
                 if sent is not None:
                     await _sent_event(conn, sent)
+            if sent is None:
+                FENCED_WRITES_REFUSED.labels(what="send_result").inc()
             log.warning(
                 "send %s: no answer after the end of DATA (%s); sent, unconfirmed", message.id, error.code
             )
@@ -539,7 +550,9 @@ class SendWorker:
             at = self.retry.next_attempt(message.attempts, window_started=_due_since(message), now=now)
             if at is not None:
                 async with self.services.database.transaction() as conn:
-                    await repo.retry_later(conn, message.id, owner=self.owner, error=error, at=at, now=now)
+                    kept = await repo.retry_later(conn, tenure, error=error, at=at, now=now)
+                if not kept:
+                    FENCED_WRITES_REFUSED.labels(what="send_result").inc()
                 log.info(
                     "send %s: attempt %d failed (%s); next at %s",
                     message.id,
@@ -555,13 +568,16 @@ class SendWorker:
                 server_said=error.server_said,
                 temporary=False,
             )
-        await self._fail(message, error)
+        await self._fail(tenure, message, error)
 
-    async def _fail(self, message: OutboundMessage, error: SendError) -> None:
+    async def _fail(self, tenure: repo.Tenure, message: OutboundMessage, error: SendError) -> None:
         async with self.services.events.transaction() as conn:
-            failed = await repo.mark_failed(conn, message.id, owner=self.owner, error=error, now=self.clock())
+            failed = await repo.mark_failed(conn, message.id, tenure=tenure, error=error, now=self.clock())
             if failed is not None:
                 await _failed_event(conn, failed, error)
+        if failed is None:
+            FENCED_WRITES_REFUSED.labels(what="send_result").inc()
+            return
         log.info("send %s: failed: %s", message.id, error.message)
 
     def _age(self, message: OutboundMessage) -> float:
@@ -580,6 +596,9 @@ class SendWorker:
         """One mailbox's rows: their Sent copies over one connection, then one transaction."""
         mailbox = await self._recent_mailbox(rows[0].message.mailbox_id)
         if mailbox is None:
+            return
+        rows = await self._still_mine(rows)
+        if not rows:
             return
         outcomes = [await self._copy_plan(mailbox, row) for row in rows]
         to_store = [i for i, (state, _, _) in enumerate(outcomes) if state is None]
@@ -609,12 +628,12 @@ class SendWorker:
             for row, (state, ref, attempts) in zip(rows, outcomes, strict=True):
                 if state is None:  # the copy failed: again later
                     at = now + timedelta(seconds=COPY_POLICY.delay(attempts))
-                    await repo.copy_retry(
+                    recorded = await repo.copy_retry(
                         conn, row.message.id, owner=self.owner, attempts=attempts, at=at, now=now
                     )
                     log.info("send %s: the Sent copy failed; again at %s", row.message.id, at)
                 else:
-                    await repo.after_send_done(
+                    recorded = await repo.after_send_done(
                         conn,
                         row.message.id,
                         owner=self.owner,
@@ -623,6 +642,25 @@ class SendWorker:
                         attempts=attempts,
                         now=now,
                     )
+                if not recorded:
+                    FENCED_WRITES_REFUSED.labels(what="sent_copy").inc()
+                    log.warning(
+                        "send %s: the after-send claim moved on; outcome not recorded", row.message.id
+                    )
+
+    async def _still_mine(self, rows: list[repo.AfterSend]) -> list[repo.AfterSend]:
+        """The rows whose after-send claim is still this worker's, asked right before the Sent
+        copies are stored and drafts deleted (no rollback undoes those): a row whose claim ran
+        out while this process was paused may be another worker's already."""
+        async with self.services.database.connect() as conn:
+            mine = await repo.still_claimed(
+                conn, [r.message.id for r in rows], owner=self.owner, now=self.clock()
+            )
+        for row in rows:
+            if row.message.id not in mine:
+                FENCED_WRITES_REFUSED.labels(what="sent_copy").inc()
+                log.warning("send %s: the after-send claim moved on; another worker files it", row.message.id)
+        return [r for r in rows if r.message.id in mine]
 
     async def _copy_plan(self, mailbox: Mailbox, row: repo.AfterSend) -> _CopyOutcome:
         """What to do with a row's copy: its final state when nothing is to store (state None:

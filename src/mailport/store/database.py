@@ -1,13 +1,19 @@
 """The async engine and its transactions, with the few per-dialect settings that matter.
 
 SQLite needs foreign keys switched on per connection (for ``ON DELETE CASCADE``), WAL and a
-busy timeout so that the API and the watchers can write from one process without
-``database is locked``. PostgreSQL needs nothing special. Upserts (``ON CONFLICT``) are
-written once for both dialects through :func:`dialect_insert`.
+busy timeout. It has one writer at a time, so the transactions of one process take turns
+(:class:`_Turns`) before they begin: left to SQLite's busy handler, which polls with sleeps of
+up to 100 ms and gives up with ``database is locked`` after the busy timeout, a steady writer
+(a backlog being stored) starved the others -- lease renewals, heartbeats -- on a loaded
+machine, and the watchers stalled. PostgreSQL needs nothing special. Upserts (``ON CONFLICT``)
+are written once for both dialects through :func:`dialect_insert`.
 """
 
 from __future__ import annotations
 
+import asyncio
+import logging
+import weakref
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -21,12 +27,59 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_en
 
 from mailport.errors import ConfigurationError
 
+log = logging.getLogger(__name__)
+
+# Longer than any transaction should take: past it, a transaction goes ahead without its turn
+# (SQLite's busy handler then decides), so a transaction that waits on another task's
+# transaction slows down but never hangs.
+TURN_WAIT_SECONDS = 30.0
+
+
+class _Turns:
+    """SQLite transactions of one event loop, one after the other, in the order they asked.
+
+    Re-entrant for the task holding the turn (a nested transaction in that task does not wait
+    for itself)."""
+
+    __slots__ = ("_lock", "_holder", "_depth")
+
+    def __init__(self) -> None:
+        self._lock = asyncio.Lock()  # FIFO: nobody starves
+        self._holder: asyncio.Task[Any] | None = None
+        self._depth = 0
+
+    @asynccontextmanager
+    async def turn(self) -> AsyncIterator[None]:
+        task = asyncio.current_task()
+        if task is not None and task is self._holder:
+            self._depth += 1
+            try:
+                yield
+            finally:
+                self._depth -= 1
+            return
+        try:
+            async with asyncio.timeout(TURN_WAIT_SECONDS):  # Lock.acquire is cancellation-safe
+                await self._lock.acquire()
+        except TimeoutError:
+            log.warning("a SQLite transaction waited %.0f s for its turn; it goes ahead", TURN_WAIT_SECONDS)
+            yield
+            return
+        self._holder = task
+        try:
+            yield
+        finally:
+            self._holder = None
+            self._lock.release()
+
 
 class Database:
     """One engine; ``transaction()`` for a unit of work, ``connect()`` for reads."""
 
     def __init__(self, engine: AsyncEngine) -> None:
         self.engine = engine
+        self._turns: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _Turns]
+        self._turns = weakref.WeakKeyDictionary()
 
     @property
     def dialect(self) -> str:
@@ -39,7 +92,15 @@ class Database:
 
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[AsyncConnection]:
-        async with self.engine.begin() as conn:
+        if self.engine.dialect.name != "sqlite":
+            async with self.engine.begin() as conn:
+                yield conn
+            return
+        loop = asyncio.get_running_loop()
+        turns = self._turns.get(loop)
+        if turns is None:
+            turns = self._turns[loop] = _Turns()
+        async with turns.turn(), self.engine.begin() as conn:
             yield conn
 
     @asynccontextmanager
@@ -74,8 +135,15 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor.close()
 
 
-def open_database(url: str, *, echo: bool = False) -> Database:
-    """An engine for ``url`` (``sqlite+aiosqlite://…`` or ``postgresql+asyncpg://…[?search_path=schema]``)."""
+def open_database(url: str, *, echo: bool = False, idle_transaction_seconds: float | None = None) -> Database:
+    """An engine for ``url`` (``sqlite+aiosqlite://…`` or ``postgresql+asyncpg://…[?search_path=schema]``).
+
+    ``idle_transaction_seconds`` (PostgreSQL): the server ends a session that sits inside an open
+    transaction that long without sending anything. A process paused mid-transaction (SIGSTOP, a
+    frozen VM, a partition) would otherwise hold its row locks -- a lease row it fenced with, say
+    -- for as long as it stays paused, and no other worker could take the lease over. mailport
+    never waits on the network inside a transaction, so only such a pause reaches the limit.
+    """
     try:
         parsed = make_url(url)
     except ArgumentError as exc:
@@ -86,12 +154,17 @@ def open_database(url: str, *, echo: bool = False) -> Database:
             Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
     elif parsed.get_backend_name() == "postgresql":
         kwargs["pool_pre_ping"] = True
+        server_settings: dict[str, str] = {}
         search_path = parsed.query.get("search_path")
         if search_path is not None:
             # `?search_path=mailport` keeps mailport's tables in their own schema (one database,
             # several applications or test runs); asyncpg takes it as a server setting.
             parsed = parsed.difference_update_query(["search_path"])
-            kwargs["connect_args"] = {"server_settings": {"search_path": str(search_path)}}
+            server_settings["search_path"] = str(search_path)
+        if idle_transaction_seconds is not None:
+            server_settings["idle_in_transaction_session_timeout"] = str(int(idle_transaction_seconds * 1000))
+        if server_settings:
+            kwargs["connect_args"] = {"server_settings": server_settings}
     else:
         raise ConfigurationError(
             f"unsupported database {parsed.get_backend_name()!r}: use sqlite+aiosqlite:// or "

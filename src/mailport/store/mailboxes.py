@@ -71,6 +71,11 @@ UPDATABLE = frozenset(
         "imap_security",
         "imap_username",
         "imap_trusted_cert",
+        "pop3_host",
+        "pop3_port",
+        "pop3_security",
+        "pop3_username",
+        "pop3_trusted_cert",
         "smtp_host",
         "smtp_port",
         "smtp_security",
@@ -233,6 +238,7 @@ class MailboxRepository:
             row,
             auth_method=AuthMethod(row.auth_method),
             imap=server_from_row(row, "imap"),
+            pop3=server_from_row(row, "pop3"),
             smtp=server_from_row(row, "smtp"),
             password=self._sealed(row.password_enc),
             oauth=oauth,
@@ -270,6 +276,7 @@ class MailboxRepository:
             "connector": new.connector,
             "owner": new.owner,
             **server_columns("imap", new.imap),
+            **server_columns("pop3", new.pop3),
             **server_columns("smtp", new.smtp),
             "auth_method": new.auth_method.value,
             "password_enc": self._encrypt(new.password),
@@ -308,8 +315,12 @@ class MailboxRepository:
             hint="Update the existing mailbox (PATCH) or delete it first.",
         )
 
-    async def get(self, tenant_id: str, mailbox_id: str) -> Mailbox:
+    async def get(self, tenant_id: str, mailbox_id: str, *, owner: str | None = None) -> Mailbox:
+        """The tenant's mailbox; with ``owner`` (a user's token) only if that user owns it, so
+        another user's or an unowned mailbox is ``not_found`` like another tenant's."""
         query = select(mailboxes).where(mailboxes.c.id == mailbox_id, mailboxes.c.tenant_id == tenant_id)
+        if owner is not None:
+            query = query.where(mailboxes.c.owner == owner)
         return await self._one(query, mailbox_id)
 
     async def page(
@@ -318,10 +329,14 @@ class MailboxRepository:
         *,
         purpose: str | None = None,
         status: MailboxStatus | None = None,
+        owner: str | None = None,
         after: str | None = None,
         limit: int = 50,
     ) -> list[Mailbox]:
+        """A page of the tenant's mailboxes (``owner``: only that user's)."""
         query = select(mailboxes).where(mailboxes.c.tenant_id == tenant_id)
+        if owner is not None:
+            query = query.where(mailboxes.c.owner == owner)
         if purpose is not None:
             query = query.where(mailboxes.c.purpose == purpose)
         if status is not None:
@@ -331,6 +346,12 @@ class MailboxRepository:
         async with self._db.connect() as conn:
             rows = await conn.execute(query.order_by(mailboxes.c.id).limit(limit))
             return [self._mailbox(row) for row in rows]
+
+    async def owned_ids(self, tenant_id: str, owner: str) -> set[str]:
+        """The ids of one owner's mailboxes (to narrow rows that name a mailbox)."""
+        query = select(mailboxes.c.id).where(mailboxes.c.tenant_id == tenant_id, mailboxes.c.owner == owner)
+        async with self._db.connect() as conn:
+            return {row.id for row in await conn.execute(query)}
 
     async def update(
         self,
@@ -499,11 +520,13 @@ class MailboxRepository:
         error: str | None,
         at: datetime,
         tenant_id: str | None = None,
+        fence: leases.Fence | None = None,
     ) -> Mailbox:
         """Record a test or sync outcome: success stamps ``last_success_at``; an error counts
         towards ``error_count_24h`` (a window restarted 24 h after its first error). A disabled
         mailbox stays disabled: a watcher or test finishing after the switch never re-enables it.
-        With ``tenant_id``, a mailbox of another tenant is a missing one."""
+        With ``tenant_id``, a mailbox of another tenant is a missing one. ``fence``: a watcher's
+        lease; the write is refused (``LeaseLostError``) once another process took it over."""
         where = [mailboxes.c.id == mailbox_id]
         if tenant_id is not None:
             where.append(mailboxes.c.tenant_id == tenant_id)
@@ -529,4 +552,6 @@ class MailboxRepository:
             if error is None and since is None:
                 values["error_count_24h"] = 0
             await conn.execute(update(mailboxes).where(*where).values(**values))
+            if fence is not None:
+                await fence(conn, what="health")
         return await self.get_by_id(mailbox_id)

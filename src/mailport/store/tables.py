@@ -117,6 +117,12 @@ mailboxes = Table(
     # a pinned certificate per server (PEM; mailport.net.trust), migration 0006
     Column("imap_trusted_cert", Text, nullable=True),
     Column("smtp_trusted_cert", Text, nullable=True),
+    # POP3 (issue 19; the `pop3` connector reads these instead of imap_*), migration 0022
+    Column("pop3_host", String(253), nullable=True),
+    Column("pop3_port", Integer, nullable=True),
+    Column("pop3_security", String(10), nullable=True),
+    Column("pop3_username", String(320), nullable=True),
+    Column("pop3_trusted_cert", Text, nullable=True),
     # credentials
     Column("auth_method", String(20), nullable=False),
     Column("password_enc", Text, nullable=True),
@@ -190,6 +196,32 @@ oauth_apps = Table(
     UniqueConstraint("tenant_id", "provider", name="uq_oauth_apps_tenant_provider"),
 )
 
+# How a tenant verifies its host application's own user tokens (issue 19, migration 0022): one
+# row per tenant. ``kind`` is ``hs256`` (``secret_enc``: the shared secret, encrypted) or ``jwks``
+# (``jwks_url``: RS256/ES256 keys, fetched through the host guard). ``algorithms`` is a JSON list,
+# the only ones accepted. ``owner_claim`` (default ``sub``) becomes the owner user id;
+# ``tenant_claim``/``tenant_value``, when set, must be in the token with that value.
+tenant_jwt = Table(
+    "tenant_jwt",
+    metadata,
+    Column("id", String(40), primary_key=True),  # `mailport keys rotate` pages by id
+    Column("tenant_id", String(40), ForeignKey("tenants.id", ondelete="CASCADE"), nullable=False),
+    Column("kind", String(10), nullable=False),
+    Column("secret_enc", Text, nullable=True),
+    Column("jwks_url", String(2000), nullable=True),
+    Column("algorithms", Text, nullable=False),
+    Column("issuer", String(500), nullable=True),
+    Column("audience", String(500), nullable=True),
+    Column("leeway_seconds", Integer, nullable=False, server_default="30"),
+    Column("owner_claim", String(100), nullable=False, server_default="sub"),
+    Column("tenant_claim", String(100), nullable=True),
+    Column("tenant_value", String(200), nullable=True),
+    Column("created_at", UTCDateTime(), nullable=False),
+    Column("updated_at", UTCDateTime(), nullable=False),
+    UniqueConstraint("tenant_id", name="uq_tenant_jwt_tenant"),
+    Index("ix_tenant_jwt_issuer", "issuer"),
+)
+
 # Device authorization grants in progress (RFC 8628), polled by the service.
 oauth_device_flows = Table(
     "oauth_device_flows",
@@ -210,6 +242,8 @@ oauth_device_flows = Table(
     Column("error", Text, nullable=True),
     # imap | gmail_api | graph; NULL: started before 0020 (judged by the granted scopes)
     Column("connector", String(40), nullable=True),
+    # the user the mailbox is for (a JWT caller's, or a connect link's); NULL: the tenant (0022)
+    Column("owner", String(200), nullable=True),
     Column("created_at", UTCDateTime(), nullable=False),
     Column("updated_at", UTCDateTime(), nullable=False),
     Index("ix_oauth_device_flows_tenant_id", "tenant_id"),
@@ -335,6 +369,7 @@ SECRET_COLUMNS: dict[str, tuple[str, ...]] = {
     "key_check": ("token",),
     "oauth_apps": ("client_secret_enc",),
     "oauth_device_flows": ("device_code_enc",),
+    "tenant_jwt": ("secret_enc",),
 }
 """Every encrypted column, per table: what ``mailport keys rotate`` re-encrypts.
 
@@ -746,4 +781,51 @@ contact_feed = Table(
     Column("name", String(40), primary_key=True),
     Column("seq", SeqInteger, nullable=False),
     Column("updated_at", UTCDateTime(), nullable=False),
+)
+
+# --- the fleet (0023) ------------------------------------------------------------------------
+
+# Every process running background work (mailport.fleet.registry): registered at start,
+# heartbeating, deleted at a clean stop; a row past ``expires_at`` is a dead worker.
+workers = Table(
+    "workers",
+    metadata,
+    Column("id", String(100), primary_key=True),  # the process's lease holder id, host:pid:nonce
+    Column("host", String(253), nullable=False),
+    Column("pid", Integer, nullable=False),
+    Column("roles", Text, nullable=False),  # JSON list: "watchers", "api"
+    Column("weight", Float, nullable=False, server_default="1"),
+    Column("state", String(16), nullable=False),  # active | draining
+    Column("version", String(40), nullable=False),
+    Column("started_at", UTCDateTime(), nullable=False),
+    Column("heartbeat_at", UTCDateTime(), nullable=False),
+    Column("expires_at", UTCDateTime(), nullable=False),
+    Column("stats", Text, nullable=False, server_default="{}"),  # JSON (mailport.fleet.registry.WorkerStats)
+    Index("ix_workers_expires_at", "expires_at"),
+)
+
+# One row per mailbox created, deleted or changed in what its watchers depend on, written by
+# triggers (0023_fleet); PostgreSQL also NOTIFYs ``mailport_mailbox_changes`` with the seq.
+mailbox_changes = Table(
+    "mailbox_changes",
+    metadata,
+    Column("seq", SeqInteger, primary_key=True, autoincrement=True),
+    Column("mailbox_id", String(40), nullable=False),
+    Column("at", UTCDateTime(), nullable=False),
+)
+
+# A connection check the wizard or the dashboard runs, readable by any API instance.
+check_runs = Table(
+    "check_runs",
+    metadata,
+    Column("id", String(40), primary_key=True),
+    Column("tenant_id", String(40), ForeignKey("tenants.id", ondelete="CASCADE"), nullable=False),
+    Column("kind", String(20), nullable=False),  # imap | pop3 | api
+    Column("state", String(16), nullable=False),  # running | done | failed
+    Column("data", Text, nullable=False),  # JSON: the steps so far and the result
+    Column("runner", String(100), nullable=True),  # the process running it
+    Column("created_at", UTCDateTime(), nullable=False),
+    Column("updated_at", UTCDateTime(), nullable=False),
+    Column("expires_at", UTCDateTime(), nullable=False),
+    Index("ix_check_runs_expires_at", "expires_at"),
 )

@@ -65,6 +65,22 @@ def scope_stream(scope: str) -> str:
 class ChangeTracker:
     """The change streams of one mailbox's watcher."""
 
+    __slots__ = (  # one per watcher: thousands per process
+        "connector",
+        "track_folders",
+        "events",
+        "database",
+        "_mailbox",
+        "interest",
+        "clock",
+        "fence",
+        "folder_interval",
+        "checks",
+        "_folders_at",
+        "_timer",
+        "_pauses",
+    )
+
     def __init__(
         self,
         connector: Connector,
@@ -149,7 +165,7 @@ class ChangeTracker:
             appended = await append_many(conn, items, now=now)
             await repo.save_change_token(conn, mailbox.id, stream, found.token, epoch=scope.epoch, now=now)
             if self.fence is not None:
-                await self.fence(conn)  # last: the lease must still be ours when this commits
+                await self.fence(conn, what="changes")  # last: the lease must still be ours when this commits
         return len(appended)
 
     # ------------------------------------------------------------------ folders
@@ -201,7 +217,7 @@ class ChangeTracker:
             appended = await append_many(conn, items, now=now)
             await repo.save_change_token(conn, mailbox.id, FOLDERS_STREAM, token, epoch=None, now=now)
             if self.fence is not None:
-                await self.fence(conn)
+                await self.fence(conn, what="changes")
         return len(appended)
 
     # ------------------------------------------------------------------ refusals

@@ -34,6 +34,7 @@ from datetime import datetime
 from mailport.connectors.base import Connector, Feature
 from mailport.connectors.folders import Role
 from mailport.errors import FolderNotFoundError, InputError
+from mailport.leases import Fence
 from mailport.mailboxes.models import Mailbox, MailboxStatus, WatchedFolder
 from mailport.mailboxes.service import HealthSink
 
@@ -130,6 +131,7 @@ class MailboxFolders:
         status: MailboxStatus,
         error: str | None,
         at: datetime,
+        fence: Fence | None = None,
     ) -> Mailbox:
         async with self._lock:
             self._health[spec] = _FolderHealth(status, error)
@@ -139,7 +141,7 @@ class MailboxFolders:
             if error is None and combined[1] is not None and combined == self._recorded and self._mailbox:
                 return self._mailbox
             self._mailbox = await self._sink.record_health(
-                tenant_id, mailbox_id, status=combined[0], error=combined[1], at=at
+                tenant_id, mailbox_id, status=combined[0], error=combined[1], at=at, fence=fence
             )
             self._recorded = combined
             return self._mailbox
@@ -151,8 +153,15 @@ class _FolderSink:
         self._spec = spec
 
     async def record_health(
-        self, tenant_id: str, mailbox_id: str, *, status: MailboxStatus, error: str | None, at: datetime
+        self,
+        tenant_id: str,
+        mailbox_id: str,
+        *,
+        status: MailboxStatus,
+        error: str | None,
+        at: datetime,
+        fence: Fence | None = None,
     ) -> Mailbox:
         return await self._folders.record(
-            self._spec, tenant_id, mailbox_id, status=status, error=error, at=at
+            self._spec, tenant_id, mailbox_id, status=status, error=error, at=at, fence=fence
         )

@@ -1,26 +1,38 @@
-"""The orchestrator: a watcher for every active mailbox of every tenant, following changes.
+"""The orchestrator: a watcher for every active mailbox this worker is assigned, following changes.
 
-* **Following changes**: every ``reconcile_interval`` (default 0.5 s) one query reads each
-  mailbox's *watch fingerprint* (connector, server, credentials, folders, interval, action,
-  disabled);
-  a new mailbox starts a watcher, a changed one restarts it, a deleted or disabled one stops
-  it — within 2 s whichever process changed it. A change made through this process's
-  :class:`~mailport.mailboxes.service.MailboxService` (the API, the web UI) calls
-  :meth:`Orchestrator.poke`, which skips the wait. Health columns are not in the
+* **Assignment**: every process running watchers is a member of the fleet
+  (:class:`~mailport.fleet.membership.Membership`: registered, heartbeating); the mailboxes are
+  divided among the live, active members by :mod:`mailport.fleet.assignment`, which every
+  member computes alike. This orchestrator wants the mailboxes assigned to it; alone (SQLite,
+  one process) it wants them all.
+* **Following changes at the cost of the changes**: the ids and watch fingerprints (connector,
+  server, credentials, folders, interval, action, disabled) of all mailboxes are read at start
+  and when the membership changes; otherwise only the mailboxes the change log names
+  (:class:`~mailport.fleet.changes.ChangeFollower`: NOTIFY on PostgreSQL, a poll of
+  ``reconcile_interval`` on SQLite) are read again. A new mailbox starts a watcher, a changed
+  one restarts it, a deleted or disabled one stops it, within 2 s whichever process changed it.
+  A change made through this process's :class:`~mailport.mailboxes.service.MailboxService`
+  calls :meth:`Orchestrator.poke`, which skips the wait. Health columns are not in the
   fingerprint, so a watcher recording its own status never restarts itself.
+* **Handover**: a mailbox no longer assigned here has its watchers stopped gracefully (the
+  chunk in progress commits) and its lease released; the winner retries ``acquire`` for its
+  wanted-but-unheld mailboxes about every second (one query for all of them) until it gets
+  them. A clean stop drains: the member is marked ``draining`` (the others take its share),
+  its watchers stop and release, then it deregisters.
 * **A watcher per watched folder** (``settings.folders``; :mod:`mailport.sync.folders` says
   why): each has its own connector and connection; the first folder's is the mailbox's
   watcher (``watchers``, after-processing), the others' are in ``folder_watchers``. They share
-  the mailbox's lease and fence, and one health row. A changed list restarts them all: a folder
-  removed is no longer watched, one added starts where it was added.
+  the mailbox's lease and fence, and one health row. A changed list restarts them all.
 * **One process per mailbox**: the lease ``watcher:<mailbox id>`` (:mod:`mailport.leases`,
-  renewed every ``lease_ttl / 3``) is taken before a watcher starts; another process sees it
-  and leaves the mailbox alone, and takes it over when the owner dies and the lease expires.
-  The watcher's chunk transactions are fenced with the lease's token: a watcher whose lease
-  changed hands commits nothing more, and stops.
+  renewed every ``lease_ttl / 3``) is taken before a watcher starts; a watcher whose lease was
+  lost is stopped. A dead worker's leases expire after ``lease_ttl``, and its mailboxes'
+  new owners take them then. The watcher's chunk transactions are fenced with the lease's
+  token.
 * **Start-up** is staggered (up to ``stagger_seconds`` spread) and connects are bounded by a
-  semaphore (``max_concurrent_connects``), so a restart never opens 1,000 TLS handshakes at
-  once against one server.
+  this worker's share of the fleet's budgets (``budgets``, :mod:`mailport.fleet.budgets`: logins
+  in flight per mail host, connects per second, per-account connection limits, with
+  ``max_concurrent_connects`` for the process inside), the one place watchers wait to connect, so
+  a restart never opens 1,000 TLS handshakes at once against one server.
 * **After-processing**: a lightweight loop wakes the watchers whose events were accepted
   (in-process notification, and a poll for acceptance written by other processes).
 * **Push**: a :class:`~mailport.push.wakeups.WakeupFollower` wakes the watchers held here for
@@ -40,13 +52,21 @@ import logging
 import random
 from collections.abc import Callable
 from datetime import timedelta
+from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import select
 
 from mailport import leases
 from mailport.clock import Clock, utc_now
 from mailport.connectors.base import Connector
 from mailport.errors import UnsupportedFeatureError
+from mailport.fleet import registry
+from mailport.fleet.assignment import Assigner
+from mailport.fleet.budgets import FleetBudgets
+from mailport.fleet.changes import ChangeFollower
+from mailport.fleet.listen import Listener
+from mailport.fleet.membership import Membership
+from mailport.fleet.stats import StatsCollector, StatsSource
 from mailport.mailboxes.models import Mailbox, MailboxStatus
 from mailport.metrics import QUEUE_SIZE, WATCHERS
 from mailport.push.wakeups import WakeupFollower
@@ -67,6 +87,11 @@ _FINGERPRINT = (
     mailboxes.c.imap_security,
     mailboxes.c.imap_username,
     mailboxes.c.imap_trusted_cert,
+    mailboxes.c.pop3_host,
+    mailboxes.c.pop3_port,
+    mailboxes.c.pop3_security,
+    mailboxes.c.pop3_username,
+    mailboxes.c.pop3_trusted_cert,
     mailboxes.c.auth_method,
     mailboxes.c.password_enc,
     mailboxes.c.oauth_provider,
@@ -103,32 +128,71 @@ class Orchestrator:
         connector_factory: ConnectorFactory | None = None,
         options: WatcherOptions | None = None,
         clock: Clock = utc_now,
+        weight: float | None = None,
+        stats: StatsSource | None = None,
+        membership_refresh: float = 2.0,
+        acquire_interval: float = 1.0,
+        roles: tuple[str, ...] = (registry.WATCHERS,),
     ) -> None:
         self.services = services
         self.owner = owner or leases.new_holder()
         self.reconcile_interval = reconcile_interval
-        self.full_interval = (
-            lease_ttl / 3
-        )  # leases are renewed (and other processes' expiries seen) this often
         self.lease_ttl = timedelta(seconds=lease_ttl)
-        self.connect_slots = asyncio.Semaphore(max_concurrent_connects)
+        # where watchers wait to connect: this worker's share of the fleet's budgets
+        self.budgets = FleetBudgets.from_settings(
+            services.database, self.owner, services.settings, local_connects=max_concurrent_connects
+        )
         self.stagger_seconds = stagger_seconds
         self.connector_factory = connector_factory or self._default_connector
         self.options = options or WatcherOptions()
         self.clock = clock
+        self.acquire_interval = acquire_interval
         self.watchers: dict[str, Watcher] = {}  # mailbox -> its first folder's watcher
         self.folder_watchers: dict[str, list[Watcher]] = {}  # mailbox -> its other folders'
-        self._fingerprints: dict[str, str] = {}
-        self._refused: dict[str, str] = {}  # mailbox -> fingerprint whose connector is unknown
+        self._with_actions: set[str] = set()  # watched mailboxes with an after-processing action
+        # fingerprints are 32-byte digests (not 64-character hex strings): one per mailbox of the fleet
+        self._fingerprints: dict[str, bytes] = {}  # of the mailboxes watched here
+        self._known: dict[str, bytes] = {}  # every active mailbox -> its fingerprint
+        self.wanted: set[str] = set()  # the mailboxes assigned to this worker
+        self._refused: dict[str, bytes] = {}  # mailbox -> fingerprint whose connector is unknown
+        self._stopping: set[asyncio.Future[None]] = set()
+        database = services.database
+        self.listener = Listener(database)
+        self.membership = Membership(
+            database,
+            self.owner,
+            weight=services.settings.worker_weight if weight is None else weight,
+            lease_seconds=lease_ttl,
+            roles=roles,
+            stats=stats or StatsCollector(self),
+            refresh_seconds=membership_refresh,
+            listener=self.listener,
+            clock=clock,
+        )
+        poll = reconcile_interval if database.dialect == "sqlite" else min(2.0, 4 * reconcile_interval)
+        self.changes = ChangeFollower(database, poll_seconds=poll, listener=self.listener)
+        self.assigner = Assigner()
+        self._membership_seen = -1
+        self._unmember: Callable[[], None] | None = None
         self._task: asyncio.Task[None] | None = None
         self._trim_task: asyncio.Task[None] | None = None
         self._actions_task: asyncio.Task[None] | None = None
-        self._poke = asyncio.Event()
         self._unlisten: Callable[[], None] | None = None
         self._wakeups: WakeupFollower | None = None
         self._unlocal: Callable[[], None] | None = None
         self._started_once = False
-        self._last_renew = 0.0
+        self._member = False
+        self._renew_task: asyncio.Task[None] | None = None
+        self._leaving: set[str] = set()  # mailboxes whose old watchers are still stopping
+        self._last_acquire = 0.0
+        self._blocked: set[str] = set()  # wanted, but another worker held them at the last try
+        self._closing = False  # the loop ends after its round: never cancelled inside a query
+        # A round applies (an O(N) pass over the watchers) only when something may have changed
+        # since the last one that completed, or some wanted mailbox is still unheld: an idle
+        # worker's rounds cost nothing per watcher (issue 21).
+        self._dirty = 1  # bumped by whatever may change what _apply would do
+        self._applied = 0  # the value of _dirty the last completed _apply started from
+        self._unheld = True  # the last _apply left wanted mailboxes without a watcher
         self.ready = False
         # which tenants want changes made on the server as events (mailport.sync.interest)
         self.interest = ChangeInterest(services.database, on_new=self._wake_tenant)
@@ -140,12 +204,30 @@ class Orchestrator:
         tokens, trust, guard and limits."""
         return self.services.connector(mailbox)
 
+    def _membership_changed(self) -> None:
+        """Workers came or went: reassign (at the next round) and reshare the budgets now."""
+        self.budgets.apply(self.membership.workers)
+        self._dirty += 1
+        self.changes.poke()
+
     # ------------------------------------------------------------------ lifecycle
 
     async def start(self) -> None:
+        self._closing = False
         self._unlisten = self.services.mailboxes.on_change(self.poke)
+        self.listener.start()
+        await self.membership.start()
+        self._member = True
+        self._unmember = self.membership.on_change(self._membership_changed)
+        self.budgets.apply(self.membership.workers)
         await self.interest.start()
-        await self.reconcile()
+        await self.changes.start()  # before the full read: a change made meanwhile is read again
+        self._renew_task = asyncio.create_task(self._renew_loop(), name="orchestrator-renew")
+        try:
+            await self.reconcile()
+        except Exception:  # a database hiccup ("too many clients") must not end the worker
+            log.exception("the first reconcile failed; the loop retries it")
+            self._membership_seen = -1  # the loop's next round reads every mailbox again
         self.ready = True
         self._task = asyncio.create_task(self._loop(), name="orchestrator")
         self._actions_task = asyncio.create_task(self._actions_loop(), name="orchestrator-actions")
@@ -153,33 +235,69 @@ class Orchestrator:
         self._wakeups.start()  # push notifications received by any process
         self._unlocal = self.services.push.add_local(self._wakeable)  # … and by this one, at once
 
-    async def stop(self) -> None:
+    async def drain(self) -> None:
+        """Take no more mailboxes and hand this worker's over (the others take them as soon as
+        their leases are released). ``stop()`` drains first; a runtime calls this early so the
+        handover runs while its other parts stop."""
+        if not self._member or self.membership.state == registry.DRAINING:
+            return
+        try:
+            await self.membership.drain()
+        except Exception:  # the database may be gone at shutdown
+            log.warning("could not mark worker %s draining", self.owner, exc_info=True)
+        self._dirty += 1
+        self.changes.poke()
+
+    async def stop(self, *, handover: bool = True) -> None:
+        """Drain, stop every watcher (their chunks commit), release the leases, deregister.
+
+        ``handover=False`` stops as a dying process would look to the others: no draining, the
+        leases and the registration left to expire (for tests of a crash)."""
         if self._unlisten is not None:
             self._unlisten()
             self._unlisten = None
         if self._unlocal is not None:
             self._unlocal()
             self._unlocal = None
+        if self._unmember is not None:
+            self._unmember()
+            self._unmember = None
+        if handover:
+            await self.drain()
         if self._wakeups is not None:
             await self._wakeups.stop()
         await self.interest.stop()
+        self._closing = True
+        self.changes.poke()
+        if self._task is not None:  # its round (a handover in progress) ends first, bounded
+            await asyncio.wait({self._task}, timeout=5)
         for task in (self._task, self._actions_task, self._trim_task):
             if task is not None:
                 await cancel_and_wait(task, timeout=5)  # bounded: never hang shutdown
         self._task = self._actions_task = self._trim_task = None
         watchers = [*self.watchers.values(), *(w for ws in self.folder_watchers.values() for w in ws)]
         self.watchers, self.folder_watchers = {}, {}
-        stopping = [asyncio.ensure_future(w.stop()) for w in watchers]
+        self._with_actions = set()
+        stopping = [asyncio.ensure_future(w.stop()) for w in watchers] + list(self._stopping)
         if stopping:
             _, pending = await asyncio.wait(stopping, timeout=20)
             if pending:
                 log.warning("%d watchers did not stop within 20 s; abandoned", len(pending))
         WATCHERS.set(0)
-        try:
-            async with self.services.database.transaction() as conn:
-                await repo.release_leases(conn, self.owner)
-        except Exception:  # the database may be gone at shutdown
-            log.warning("could not release watcher leases", exc_info=True)
+        if handover:
+            try:
+                async with self.services.database.transaction() as conn:
+                    await repo.release_leases(conn, self.owner)
+            except Exception:  # the database may be gone at shutdown
+                log.warning("could not release watcher leases", exc_info=True)
+        if self._renew_task is not None:  # only now: a slow graceful stop keeps its leases
+            await cancel_and_wait(self._renew_task, timeout=5)
+            self._renew_task = None
+        if self._member:
+            await self.membership.stop(deregister=handover)
+            self._member = False
+        await self.listener.stop()
+        await self.budgets.stop()
         self.ready = False
 
     def _watcher(self, mailbox_id: str) -> Watcher | None:
@@ -200,97 +318,170 @@ class Orchestrator:
 
     def poke(self) -> None:
         """Reconcile now (a mailbox was created, changed or deleted in this process)."""
-        self._poke.set()
-
-    async def _signature(self) -> tuple[int, str]:
-        """A cheap change detector: any create, delete or update moves count or max(updated_at)."""
-        query = select(func.count(), func.max(mailboxes.c.updated_at))
-        async with self.services.database.connect() as conn:
-            count, latest = (await conn.execute(query)).one()
-        return int(count), str(latest)
+        self._dirty += 1
+        self.changes.poke()
 
     async def _loop(self) -> None:
-        loop = asyncio.get_running_loop()
-        signature = await self._signature()
-        last_full = loop.time()
-        while True:
-            poked = False
+        while not self._closing:
+            await self.changes.wait(self.acquire_interval if self._unheld else None)
+            if self._closing:
+                return
             try:
-                await asyncio.wait_for(self._poke.wait(), self.reconcile_interval)
-                poked = True
-            except TimeoutError:
-                pass
-            self._poke.clear()
-            try:
-                current = await self._signature()
-                if not poked and current == signature and loop.time() - last_full < self.full_interval:
-                    continue
-                signature, last_full = current, loop.time()
-                await self.reconcile()
+                await self._tick()
             except asyncio.CancelledError:
                 raise
             except Exception:
                 stop_if_cancelled()
                 log.exception("reconciling watchers failed; retrying")
 
+    async def _tick(self) -> None:
+        """One round: the changed mailboxes (or all, when the membership changed), then apply."""
+        changed = await self.changes.read()
+        if self.membership.version != self._membership_seen:
+            self._dirty += 1
+            await self._read_all()
+        elif changed:
+            self._dirty += 1
+            await self._read_some(changed)
+        if self._dirty != self._applied or self._unheld:
+            await self._apply()
+
     # ------------------------------------------------------------------ reconcile
 
-    async def _desired(self) -> dict[str, str]:
+    @staticmethod
+    def _fingerprint(row: Any) -> bytes | None:
+        """The watch fingerprint of a row (id, status, *fingerprint columns); None if disabled."""
+        if row.status == MailboxStatus.DISABLED.value:
+            return None
+        material = "\x1f".join("" if v is None else str(v) for v in row[2:])
+        return hashlib.sha256(material.encode()).digest()
+
+    async def _read_all(self) -> None:
+        """Every active mailbox's fingerprint (at start and when the membership changed)."""
+        self._membership_seen = self.membership.version
         query = select(mailboxes.c.id, mailboxes.c.status, *_FINGERPRINT)
-        desired: dict[str, str] = {}
+        known: dict[str, bytes] = {}
         async with self.services.database.connect() as conn:
             for row in await conn.execute(query):
-                if row.status == MailboxStatus.DISABLED.value:
-                    continue
-                material = "\x1f".join("" if v is None else str(v) for v in row[2:])
-                desired[row.id] = hashlib.sha256(material.encode()).hexdigest()
-        return desired
+                fingerprint = self._fingerprint(row)
+                if fingerprint is not None:
+                    known[row.id] = fingerprint
+        self._known = known
+        self._assign()
+
+    async def _read_some(self, mailbox_ids: set[str]) -> None:
+        """Read again the mailboxes the change log named (gone or disabled ones drop out)."""
+        ids = sorted(mailbox_ids)
+        found: dict[str, bytes | None] = dict.fromkeys(ids)
+        async with self.services.database.connect() as conn:
+            for start in range(0, len(ids), 500):
+                query = select(mailboxes.c.id, mailboxes.c.status, *_FINGERPRINT).where(
+                    mailboxes.c.id.in_(ids[start : start + 500])
+                )
+                for row in await conn.execute(query):
+                    found[row.id] = self._fingerprint(row)
+        membership_changed = False
+        for mailbox_id, fingerprint in found.items():
+            if fingerprint is None:
+                membership_changed |= self._known.pop(mailbox_id, None) is not None
+            else:
+                membership_changed |= mailbox_id not in self._known
+                self._known[mailbox_id] = fingerprint
+        if membership_changed:
+            self._assign()
+
+    def _assign(self) -> None:
+        """This worker's mailboxes: none while draining, else what the assignment gives it."""
+        if self.membership.state != registry.ACTIVE:
+            self.wanted = set()
+            return
+        self.wanted = self.assigner.mine(self._known, self.membership.active_weights(), self.owner)
 
     async def reconcile(self) -> None:
-        desired = await self._desired()
+        """Read every mailbox again and start, restart and stop watchers to match."""
+        await self._read_all()
+        await self._apply()
+
+    async def _apply(self) -> None:
+        dirty = self._dirty
+        await self._apply_round()
+        self._applied = dirty  # completed: nothing to do again until something changes
+
+    async def _apply_round(self) -> None:
         loop = asyncio.get_running_loop()
-        for mailbox_id in [m for m in self.watchers if desired.get(m) != self._fingerprints.get(m)]:
-            await self._stop_watcher(mailbox_id)
+        known = self._known
+        # handed over: stopped in the background (their leases are released as each one stops),
+        # so this round goes on; changed: restarted, so the old watchers stop first
+        for mailbox_id in [m for m in self.watchers if m not in self.wanted]:
+            self._stop_watcher_later(mailbox_id)
+        changed = [m for m in self.watchers if known.get(m) != self._fingerprints.get(m)]
+        if changed:
+            await asyncio.gather(*(self._stop_watcher(m) for m in changed))
         now = self.clock()
-        held: set[str] | None = None
-        if loop.time() - self._last_renew > self.lease_ttl.total_seconds() / 3:
-            async with self.services.database.transaction() as conn:
-                held = await repo.renew_leases(conn, self.owner, now=now, ttl=self.lease_ttl)
-            self._last_renew = loop.time()
-            for mailbox_id in [m for m in self.watchers if m not in held]:
-                log.warning("mailbox %s: lease lost to another process; stopping", mailbox_id)
-                await self._stop_watcher(mailbox_id)
-        self._refused = {m: f for m, f in self._refused.items() if desired.get(m) == f}
-        missing = [m for m in desired if m not in self.watchers and m not in self._refused]
+        self._refused = {m: f for m, f in self._refused.items() if known.get(m) == f}
+        skipped = self.watchers.keys() | self._refused.keys() | self._leaving
+        missing = sorted(m for m in self.wanted if m not in skipped)
+        self._unheld = bool(missing)
+        if not missing:
+            self._started_once = True
+            return
         first = not self._started_once
-        spread = self.stagger_seconds if first and len(missing) > 20 else 0.0
-        for mailbox_id in missing:
-            async with self.services.database.transaction() as conn:
-                lease = await repo.acquire_lease(conn, mailbox_id, self.owner, now=now, ttl=self.lease_ttl)
-            if lease is None:
-                continue
-            try:
-                mailbox = await self.services.mailboxes.repository.get_by_id(mailbox_id)
-            except Exception:  # deleted between the two queries
-                log.info("mailbox %s vanished before its watcher started", mailbox_id)
-                continue
-            try:
-                watchers = self._folder_watchers(mailbox, leases.guard(lease))
-            except UnsupportedFeatureError as exc:  # a connector key this build does not know
-                await self._refuse(mailbox, desired[mailbox_id], exc)
-                continue
-            primary, *others = watchers
-            self.watchers[mailbox_id] = primary
-            if others:
-                self.folder_watchers[mailbox_id] = others
-            self._fingerprints[mailbox_id] = desired[mailbox_id]
-            delay = random.uniform(0, spread) if spread else 0.0
-            for watcher in watchers:
-                watcher.start(delay=delay)
-        if first and len(missing) >= 100:
+        if loop.time() - self._last_acquire >= self.acquire_interval * 0.9:
+            self._last_acquire = loop.time()  # about once a second: everything unheld again
+        else:
+            # those another worker held a moment ago wait for the next round; the rest go now
+            missing = [m for m in missing if m not in self._blocked]
+            if not missing:
+                return
+        holders: dict[str, leases.Lease] = {}
+        names = [repo.WATCHER_LEASES + m for m in missing]
+        async with self.services.database.connect() as conn:  # who holds them now: one query a 1,000
+            for start in range(0, len(names), 1000):
+                holders.update(await leases.current(conn, names[start : start + 1000], now=now))
+        free = [
+            m
+            for m in missing
+            if (lease := holders.get(repo.WATCHER_LEASES + m)) is None
+            or lease.holder == self.owner
+            or leases.holder_is_dead(lease.holder)
+        ]
+        self._blocked = ((self._blocked & self.wanted) | set(missing)) - set(free)
+        spread = self.stagger_seconds if first and len(free) > 20 else 0.0
+        for mailbox_id in free:
+            await self._start_watchers(mailbox_id, spread=spread)
+        if first and len(free) >= 100:
             self._trim_task = asyncio.create_task(self._trim_after_startup(), name="orchestrator-trim")
         self._started_once = True
         WATCHERS.set(len(self.watchers))
+
+    async def _start_watchers(self, mailbox_id: str, *, spread: float) -> None:
+        now = self.clock()  # each its own: a long round must not shorten the later leases
+        async with self.services.database.transaction() as conn:
+            lease = await repo.acquire_lease(conn, mailbox_id, self.owner, now=now, ttl=self.lease_ttl)
+        if lease is None:
+            return
+        try:
+            mailbox = await self.services.mailboxes.repository.get_by_id(mailbox_id)
+        except Exception:  # deleted between the two queries
+            log.info("mailbox %s vanished before its watcher started", mailbox_id)
+            async with self.services.database.transaction() as conn:
+                await repo.release_leases(conn, self.owner, [mailbox_id])
+            return
+        try:
+            watchers = self._folder_watchers(mailbox, leases.guard(lease))
+        except UnsupportedFeatureError as exc:  # a connector key this build does not know
+            await self._refuse(mailbox, self._known.get(mailbox_id, b""), exc)
+            return
+        primary, *others = watchers
+        self.watchers[mailbox_id] = primary
+        if (mailbox.settings.after_processing or "none") != "none":
+            self._with_actions.add(mailbox_id)
+        if others:
+            self.folder_watchers[mailbox_id] = others
+        self._fingerprints[mailbox_id] = self._known.get(mailbox_id, b"")
+        delay = random.uniform(0, spread) if spread else 0.0
+        for watcher in watchers:
+            watcher.start(delay=delay)
 
     def _folder_watchers(self, mailbox: Mailbox, fence: leases.Fence) -> list[Watcher]:
         """A watcher per watched folder, the first folder's first, each with a connector (and so
@@ -307,7 +498,7 @@ class Orchestrator:
                     log_=self.services.events,
                     mailboxes=shared.sink(folder.spec) if shared else self.services.mailboxes,
                     owner=self.owner,
-                    connect_slots=self.connect_slots,
+                    connect_slots=self.budgets.gate(mailbox, index),
                     options=self.options,
                     clock=self.clock,
                     fence=fence,
@@ -320,7 +511,7 @@ class Orchestrator:
             )
         return watchers
 
-    async def _refuse(self, mailbox: Mailbox, fingerprint: str, exc: UnsupportedFeatureError) -> None:
+    async def _refuse(self, mailbox: Mailbox, fingerprint: bytes, exc: UnsupportedFeatureError) -> None:
         """A mailbox whose connector cannot be built is not watched: it shows the error once and
         is tried again when it changes; the other mailboxes' watchers start as usual."""
         log.warning("mailbox %s: not watched: %s", mailbox.id, exc.message)
@@ -346,16 +537,66 @@ class Orchestrator:
         release_free_memory()
 
     async def _stop_watcher(self, mailbox_id: str) -> None:
+        """Stop the mailbox's watchers (their chunks commit), then release its lease: handover."""
+        stopping = self._stop_watcher_later(mailbox_id)
+        if stopping is not None:
+            await asyncio.shield(stopping)
+
+    def _stop_watcher_later(self, mailbox_id: str, *, lost: bool = False) -> asyncio.Future[None] | None:
+        """:meth:`_stop_watcher` in the background. Shielded and remembered: a stop() cancelling
+        the loop meanwhile still waits for it, and the mailbox is not started again here before
+        its old watchers stopped and released the lease (``_leaving``)."""
         watcher = self.watchers.pop(mailbox_id, None)
         others = self.folder_watchers.pop(mailbox_id, [])
+        self._with_actions.discard(mailbox_id)
+        self._dirty += 1
         self._fingerprints.pop(mailbox_id, None)
-        if watcher is not None:
-            await asyncio.gather(*(w.stop() for w in [watcher, *others]))
+        if watcher is None:
+            return None
+        stopping = asyncio.ensure_future(self._stop_and_release(mailbox_id, [watcher, *others], lost=lost))
+        self._stopping.add(stopping)
+        self._leaving.add(mailbox_id)
+
+        def done(future: asyncio.Future[None]) -> None:
+            self._stopping.discard(future)
+            self._leaving.discard(mailbox_id)
+            self._dirty += 1
+            self.changes.poke()  # wanted again meanwhile: start it now
+
+        stopping.add_done_callback(done)
+        return stopping
+
+    async def _renew_loop(self) -> None:
+        """Renew this worker's leases every third of their time, in a task of its own: a long
+        round of the reconcile loop (a mass start, a handover) must never let them lapse. A
+        mailbox whose lease another process took meanwhile has its watchers stopped."""
+        period = self.lease_ttl.total_seconds() / 3
+        while True:
+            await asyncio.sleep(period)
+            before = set(self.watchers)  # a watcher started during the renewal is not "lost"
             try:
                 async with self.services.database.transaction() as conn:
-                    await repo.release_leases(conn, self.owner, [mailbox_id])
+                    held = await repo.renew_leases(conn, self.owner, now=self.clock(), ttl=self.lease_ttl)
+            except asyncio.CancelledError:
+                raise
             except Exception:
-                log.warning("mailbox %s: could not release its lease", mailbox_id, exc_info=True)
+                stop_if_cancelled()
+                log.warning("renewing watcher leases failed; retrying", exc_info=True)
+                continue
+            for mailbox_id in [m for m in before if m in self.watchers and m not in held]:
+                log.warning("mailbox %s: lease lost to another process; stopping", mailbox_id)
+                self._stop_watcher_later(mailbox_id, lost=True)
+
+    async def _stop_and_release(self, mailbox_id: str, watchers: list[Watcher], *, lost: bool) -> None:
+        await asyncio.gather(*(w.stop() for w in watchers))
+        try:
+            async with self.services.database.transaction() as conn:
+                released = await repo.release_leases(conn, self.owner, [mailbox_id])
+            if not released and not lost:  # paused past the lease: another process took it meanwhile
+                log.warning("mailbox %s: lease lost to another process before its handover", mailbox_id)
+        except Exception:
+            log.warning("mailbox %s: could not release its lease", mailbox_id, exc_info=True)
+        WATCHERS.set(len(self.watchers))
 
     # ------------------------------------------------------------------ actions
 
@@ -364,6 +605,7 @@ class Orchestrator:
         loop = asyncio.get_running_loop()
         last = last_gauge = 0.0
         version = self.services.events.version
+        gauged: tuple[int, int] | None = None  # (events version, watchers) the gauge was read at
         while True:
             await self.services.events.wait(timeout=2.0, since=version)
             version = self.services.events.version  # acceptances from now on wake the next round
@@ -371,16 +613,20 @@ class Orchestrator:
             if pause > 0:
                 await asyncio.sleep(pause)
             last = loop.time()
+            # Idle costs nothing per watcher (issue 21): the mailboxes with an action are kept as
+            # watchers start and stop, and the gauge is read again only when an event was
+            # appended or accepted, or the watchers changed, since it was last read.
+            due_gauge = loop.time() - last_gauge > 10 and gauged != (version, len(self.watchers))
+            if not self._with_actions and not due_gauge:
+                continue
             try:
-                with_actions = any(
-                    (w.mailbox.settings.after_processing or "none") != "none" for w in self.watchers.values()
-                )
                 ready: set[str] = set()
                 async with self.services.database.connect() as conn:
-                    if with_actions:
+                    if self._with_actions:
                         ready = await repo.mailboxes_with_accepted_actions(conn, now=self.clock())
-                    if loop.time() - last_gauge > 10:
+                    if due_gauge:
                         last_gauge = loop.time()
+                        gauged = (version, len(self.watchers))
                         queued = await repo.unaccepted_counts(conn, list(self.watchers))
                         QUEUE_SIZE.labels(queue="events_unaccepted").set(sum(queued.values()))
                 for mailbox_id in ready:

@@ -41,7 +41,15 @@ from typing import Any
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from mailport.connectors.base import Batch, Cursor, MessageRef, RemoteMessage
-from mailport.events import Event, EventType, NewEvent, append_many, message_key
+from mailport.events import (
+    Event,
+    EventType,
+    NewEvent,
+    append_many,
+    append_prepared,
+    message_key,
+    prepare,
+)
 from mailport.mailboxes.models import Mailbox
 from mailport.messages import Message, parse_headers_only, parse_message
 from mailport.messages.bounces import Bounce, Classification, Complaint, classify, worth_classifying
@@ -54,6 +62,7 @@ from mailport.store.ids import new_id
 from mailport.sync import repository as repo
 
 THREAD_PARSE_BYTES = 1024 * 1024
+PARSE_SLICE = 16  # messages parsed between two yields to the event loop (~1 ms of CPU)
 
 
 @dataclass(frozen=True)
@@ -95,9 +104,15 @@ async def parse_chunk(mailbox_id: str, scope: str, chunk: Sequence[RemoteMessage
     """Parse a chunk: small messages on the event loop, big ones in a worker thread. A possible
     report is always classified in a thread: the stdlib parse it needs takes ~0.5 ms for a small
     bounce and ~0.1 s for one carrying a 650 KB original, too long to hold the loop (every
-    mailbox's watcher) for; ordinary mail never gets there."""
+    mailbox's watcher) for; ordinary mail never gets there. The loop is yielded to every
+    :data:`PARSE_SLICE` messages."""
     out: list[Parsed] = []
-    for remote in chunk:
+    for index, remote in enumerate(chunk):
+        if index and not index % PARSE_SLICE:
+            # Let the other watchers' statements, commits and reads through: a 200-message
+            # chunk is ~15 ms of CPU, and a watcher holding a write lock (SQLite's, or
+            # PostgreSQL's event lock) would otherwise wait that long for its next statement.
+            await asyncio.sleep(0)
         if len(remote.raw or b"") < THREAD_PARSE_BYTES:
             parsed = _parse(mailbox_id, scope, remote)
             raw = _report_source(parsed)
@@ -148,7 +163,14 @@ async def store_chunk(
 ) -> ChunkResult:
     """Everything of one batch in the caller's transaction; the cursor becomes ``batch.cursor``.
     ``actions``: whether the mailbox's after-processing applies to this scope (only to its first
-    watched folder: mail in Sent is never marked, moved or deleted because INBOX's is)."""
+    watched folder: mail in Sent is never marked, moved or deleted because INBOX's is).
+
+    Order: rows and payloads are built (CPU only) before the first statement; then the
+    message rows, thread roots and cursor; the events last (PostgreSQL's event lock is then
+    held only for their INSERT, the few statements that need to know which were appended, the
+    caller's fence and the commit — see :func:`mailport.events.append_prepared`). A message row
+    names its event's id before the event is written; one whose event turns out to exist
+    already (re-ingested after a crash) is set back to no event."""
     scope, epoch = batch.cursor.scope, batch.cursor.epoch
     known = repo.Known(frozenset(), frozenset())
     if check_known and parsed:
@@ -162,36 +184,35 @@ async def store_chunk(
         )
     rows: list[dict[str, Any]] = []
     new_events: list[NewEvent] = []
-    message_ids: list[str] = []
+    message_rows: list[dict[str, Any]] = []  # the row of each new event's message
     failed = matched = 0
-    items: list[str] = []
     reports: list[Parsed] = []  # the parsed message of each new event, for its report
+    connector = mailbox.connector
     for p in parsed:
         msg_id = new_id("msg")
         oversized = p.remote.oversized or p.remote.raw is None
-        rows.append(
-            {
-                "id": msg_id,
-                "tenant_id": mailbox.tenant_id,
-                "mailbox_id": mailbox.id,
-                "scope": scope,
-                "epoch": epoch,
-                "item": p.remote.item,
-                "message_id_header": (p.message.message_id or None) and p.message.message_id[:998],
-                "sha256": p.sha256,
-                "size": p.remote.size,
-                "oversized": oversized,
-                "raw": None if oversized else p.remote.raw,
-                "event_id": None,
-                "created_at": now,
-            }
-        )
+        row: dict[str, Any] = {
+            "id": msg_id,
+            "tenant_id": mailbox.tenant_id,
+            "mailbox_id": mailbox.id,
+            "scope": scope,
+            "epoch": epoch,
+            "item": p.remote.item,
+            "message_id_header": (p.message.message_id or None) and p.message.message_id[:998],
+            "sha256": p.sha256,
+            "size": p.remote.size,
+            "oversized": oversized,
+            "raw": None if oversized else p.remote.raw,
+            "event_id": None,
+            "created_at": now,
+        }
+        rows.append(row)
         if check_known and known.matches(p.sha256, p.message.message_id):
             matched += 1
             continue
         payload = p.message.to_dict()
         payload["id"] = msg_id
-        payload["connector"] = mailbox.connector
+        payload["connector"] = connector
         payload["ref"] = MessageRef(scope, epoch, p.remote.item).encode()
         payload["source"] = p.remote.source
         payload["oversized"] = oversized
@@ -206,26 +227,31 @@ async def store_chunk(
                 message_key(mailbox.id, epoch, p.remote.item, scope),
             )
         )
-        message_ids.append(msg_id)
-        items.append(p.remote.item)
+        message_rows.append(row)
         reports.append(p)
-    appended = await append_many(conn, new_events, now=now)
-    by_key = {e.idempotency_key: e for e in appended}
-    event_of: dict[str, str] = {}
-    appended_items: list[tuple[str, str]] = []  # (event id, item) of the events really appended
-    fresh_reports: list[tuple[NewEvent, Parsed, Bounce | Complaint]] = []
-    for new, msg_id, item, p in zip(new_events, message_ids, items, reports, strict=True):
-        event = by_key.get(new.idempotency_key)
-        if event is not None:
-            event_of[msg_id] = event.id
-            appended_items.append((event.id, item))
-            if isinstance(p.report, Bounce | Complaint):
-                fresh_reports.append((new, p, p.report))
-    report_events = await _append_reports(conn, mailbox, scope, epoch, fresh_reports, now=now)
-    for row in rows:
-        row["event_id"] = event_of.get(row["id"])
+    prepared = prepare(new_events, now=now)
+    for row, event_id in zip(message_rows, prepared.ids, strict=True):
+        row["event_id"] = event_id
     await repo.insert_messages(conn, rows)
     await threads.remember(conn, mailbox.id, [_root(p.message) for p in parsed], now=now)
+    await repo.save_cursor(conn, mailbox.id, batch.cursor, now=now)
+    # ---- the events, and what needs to know which were appended (the caller's fence follows)
+    appended = await append_prepared(conn, prepared)
+    appended_ids = {e.id for e in appended}
+    appended_items: list[tuple[str, str]] = []  # (event id, item) of the events really appended
+    fresh_reports: list[tuple[NewEvent, Parsed, Bounce | Complaint]] = []
+    orphaned: list[str] = []  # message rows naming an event that was not appended
+    for new, row, p in zip(new_events, message_rows, reports, strict=True):
+        if row["event_id"] in appended_ids:
+            appended_items.append((row["event_id"], row["item"]))
+            if isinstance(p.report, Bounce | Complaint):
+                fresh_reports.append((new, p, p.report))
+        else:
+            row["event_id"] = None
+            orphaned.append(row["id"])
+    if orphaned:
+        await repo.clear_message_events(conn, orphaned)
+    report_events = await _append_reports(conn, mailbox, scope, epoch, fresh_reports, now=now)
     action = mailbox.settings.after_processing
     if actions and action and action != "none" and appended:
         await repo.insert_actions(
@@ -246,7 +272,6 @@ async def store_chunk(
                 for event_id, item in appended_items
             ],
         )
-    await repo.save_cursor(conn, mailbox.id, batch.cursor, now=now)
     elapsed_ms = int((time.perf_counter() - started) * 1000)
     if parsed:
         await repo.add_stats(

@@ -72,6 +72,12 @@ async def insert_messages(conn: AsyncConnection, rows: Sequence[dict[str, Any]])
         await conn.execute(statement, list(rows))
 
 
+async def clear_message_events(conn: AsyncConnection, message_ids: Sequence[str]) -> None:
+    """The rows no longer name an event (theirs was not appended: it existed already)."""
+    if message_ids:
+        await conn.execute(update(messages).where(messages.c.id.in_(list(message_ids))).values(event_id=None))
+
+
 async def has_other_epochs(conn: AsyncConnection, mailbox_id: str, scope: str, epoch: str) -> bool:
     """Were messages of this scope ingested under another epoch (a reset happened)?"""
     row = (
@@ -377,9 +383,11 @@ async def renew_leases(conn: AsyncConnection, owner: str, *, now: datetime, ttl:
     return {name.removeprefix(WATCHER_LEASES) for name in held}
 
 
-async def release_leases(conn: AsyncConnection, owner: str, mailbox_ids: Sequence[str] | None = None) -> None:
+async def release_leases(
+    conn: AsyncConnection, owner: str, mailbox_ids: Sequence[str] | None = None
+) -> set[str]:
     """Give up the leases of ``owner`` (of ``mailbox_ids`` only, when given) and forget the
-    watchers' state."""
+    watchers' state; returns the mailboxes whose leases it still held."""
     if mailbox_ids is None:
         names = await leases.release_all(conn, owner, prefix=WATCHER_LEASES)
     else:
@@ -390,6 +398,7 @@ async def release_leases(conn: AsyncConnection, owner: str, mailbox_ids: Sequenc
     if names:
         released = [name.removeprefix(WATCHER_LEASES) for name in names]
         await conn.execute(delete(watcher_leases).where(watcher_leases.c.mailbox_id.in_(released)))
+    return {name.removeprefix(WATCHER_LEASES) for name in names}
 
 
 async def set_watcher_state(

@@ -13,9 +13,12 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime
 
+from mailport.auth.models import JwtVerifier
+from mailport.auth.schemas import JwtSettings
+from mailport.auth.service import JwtIdentity, JwtService
 from mailport.clock import Clock, utc_now
 from mailport.crypto import Secret
-from mailport.errors import ForbiddenError, UnauthorizedError
+from mailport.errors import ForbiddenError, TokenRejectedError, UnauthorizedError
 from mailport.store.tenants import TenantRepository
 from mailport.tenants.keys import generate_api_key, hash_api_key, same_secret, visible_prefix
 from mailport.tenants.models import ApiKey, Tenant
@@ -36,9 +39,15 @@ class Principal:
 
 class TenantService:
     def __init__(
-        self, repository: TenantRepository, *, admin_key: Secret | None = None, clock: Clock = utc_now
+        self,
+        repository: TenantRepository,
+        *,
+        admin_key: Secret | None = None,
+        clock: Clock = utc_now,
+        jwt: JwtService | None = None,
     ) -> None:
         self.repository = repository
+        self.jwt = jwt  # host-app JWTs (mailport.auth); None: this instance takes API keys only
         self._admin_key = admin_key
         self._clock = clock
         self._before_delete: list[BeforeTenantDelete] = []
@@ -65,6 +74,8 @@ class TenantService:
                     type(exc).__name__,
                 )
         await self.repository.delete(tenant_id)
+        if self.jwt is not None:  # its verifier went with it (cascade): no cached copy survives
+            self.jwt.invalidate()
 
     async def create_tenant(self, name: str) -> tuple[Tenant, Secret]:
         """A new tenant and its first API key (the only time the key is visible)."""
@@ -115,3 +126,35 @@ class TenantService:
                 "tenant keys cannot manage tenants", hint="Use the instance admin key (MAILPORT_ADMIN_KEY)."
             )
         return principal
+
+    # --- host-app JWTs (issue 19) ------------------------------------------------------
+
+    def _jwt(self) -> JwtService:
+        if self.jwt is None:
+            raise TokenRejectedError("this instance verifies no JWTs; use an API key")
+        return self.jwt
+
+    async def authenticate_jwt(self, token: str) -> JwtIdentity:
+        """The tenant and owner behind a host application's JWT; 401 with the refusal's code."""
+        return await self._jwt().authenticate(token)
+
+    async def get_jwt(self, tenant_id: str) -> JwtVerifier | None:
+        """The tenant's verifier, None without one (404 for no such tenant). Its secret stays
+        sealed: ``verifier.secret.reveal()`` decrypts it, e.g. for ``mailport apply``'s diff."""
+        await self.repository.get(tenant_id)
+        return await self._jwt().repository.get(tenant_id)
+
+    async def require_jwt(self, tenant_id: str) -> JwtVerifier:
+        """The tenant's verifier; 404 for no tenant, or no verifier (the API's GET)."""
+        await self.repository.get(tenant_id)
+        return await self._jwt().get(tenant_id)
+
+    async def set_jwt(self, tenant_id: str, settings: JwtSettings) -> JwtVerifier:
+        """Create or replace the tenant's verifier (what the API's PUT and ``mailport apply`` call)."""
+        await self.repository.get(tenant_id)
+        return await self._jwt().set(tenant_id, settings, now=self._clock())
+
+    async def delete_jwt(self, tenant_id: str) -> None:
+        """Remove the tenant's verifier: its users' tokens are refused from now on."""
+        await self.repository.get(tenant_id)
+        await self._jwt().delete(tenant_id)

@@ -101,6 +101,7 @@ def _draft_for(session: WebSession, mailbox: Mailbox) -> Draft:
         auth_method=mailbox.auth_method.value,
         imap=mailbox.imap,
         smtp=mailbox.smtp,
+        pop3=mailbox.pop3,
         password=mailbox.password.reveal() if mailbox.password else None,
         mailbox_id=mailbox.id,
         purpose=mailbox.purpose,
@@ -113,7 +114,7 @@ async def test_mailbox(action: MailboxAction = Depends(mailbox_action)) -> Respo
     mailbox = await action.mailbox()
     draft = _draft_for(action.session, mailbox)
     web = action.web
-    run = run_check(
+    run = await run_check(
         web,
         action.tenant_id,
         draft,

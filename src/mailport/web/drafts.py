@@ -20,6 +20,7 @@ from mailport.web.sealed import Sealer
 Server = ServerSettings
 
 KIND = "wizard-draft"
+_SERVERS = ("imap", "smtp", "pop3")  # the servers a draft carries (sealed as their JSON form)
 TTL = 3600
 
 
@@ -37,8 +38,9 @@ class Draft:
     mailbox_id: str | None = None  # set for OAuth (created at the callback) and for reconnects
     purpose: str | None = None
     tested: bool = False
-    connector: str = "imap"  # imap | gmail_api | graph: what reads the mailbox (its sign-in's scopes)
+    connector: str = "imap"  # imap | pop3 | gmail_api | graph: what reads the mailbox (its sign-in's scopes)
     hints: tuple[dict[str, str], ...] = field(default_factory=tuple)
+    pop3: ServerSettings | None = None  # the incoming server when ``connector`` is pop3 (``imap`` None)
 
     def with_(self, **changes: Any) -> Draft:
         return replace(self, **changes)
@@ -52,9 +54,10 @@ class Draft:
 
 
 def seal(sealer: Sealer, draft: Draft) -> str:
-    data = asdict(replace(draft, imap=None, smtp=None))
-    data["imap"] = draft.imap.to_dict() if draft.imap else None
-    data["smtp"] = draft.smtp.to_dict() if draft.smtp else None
+    data = asdict(replace(draft, imap=None, smtp=None, pop3=None))
+    for name in _SERVERS:
+        server = getattr(draft, name)
+        data[name] = server.to_dict() if server else None
     return sealer.seal(KIND, data, ttl_seconds=TTL)
 
 
@@ -63,11 +66,10 @@ def open_draft(sealer: Sealer, token: str | None, tenant_id: str | None) -> Draf
     if data is None or data.get("tenant_id") != tenant_id:
         return None
     try:
-        imap = ServerSettings.from_dict(data.pop("imap")) if data.get("imap") else None
-        data.pop("imap", None)
-        smtp = ServerSettings.from_dict(data.pop("smtp")) if data.get("smtp") else None
-        data.pop("smtp", None)
+        imap, smtp, pop3 = (
+            ServerSettings.from_dict(s) if (s := data.pop(n, None)) else None for n in _SERVERS
+        )
         hints = tuple(data.pop("hints", ()) or ())
-        return Draft(**data, imap=imap, smtp=smtp, hints=hints)
+        return Draft(**data, imap=imap, smtp=smtp, pop3=pop3, hints=hints)
     except (TypeError, KeyError, ValueError):
         return None

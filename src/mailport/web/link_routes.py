@@ -27,6 +27,7 @@ async def open_link(request: Request, token: str, web: WebState = Depends(get_we
             email=link.email,
             return_url=link.return_url,
             connector=link.connector,
+            owner=link.owner,
         ),
     )
     response = redirect(request, "/connect")

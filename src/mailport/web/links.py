@@ -3,7 +3,9 @@
 The host application calls ``POST /v1/connect-links`` with its tenant key and hands the URL to
 its own end user, who connects a mailbox without ever seeing a key and is then sent back to
 ``return_url`` with ``?mailbox_id=…``. The link is a sealed token (:mod:`mailport.web.sealed`)
-naming the tenant, the purpose, the address to pre-fill and the return URL; nothing is stored
+naming the tenant, the purpose, the address to pre-fill, the return URL and the owner (the host
+application's user the mailbox is for, issue 19: the wizard creates it for that user, through
+OAuth too); nothing is stored
 when it is issued. Single use reuses the OAuth state store (:class:`~mailport.oauth.state.StateStore`,
 one row per consumed nonce, primary key): the first visit consumes the link's nonce and turns it
 into a wizard session; every later visit is refused with ``connect_link_used``.
@@ -41,6 +43,7 @@ class ConnectLink:
     return_url: str | None
     expires_at: datetime
     connector: str | None = None  # imap | api | gmail_api | graph; None: the visitor chooses
+    owner: str | None = None  # the user the mailbox is created for; None: the tenant
 
 
 @dataclass(frozen=True)
@@ -64,6 +67,7 @@ class ConnectLinks:
         return_url: str | None = None,
         expires_in: int = DEFAULT_EXPIRES_IN,
         connector: str | None = None,
+        owner: str | None = None,
     ) -> IssuedLink:
         if not MIN_EXPIRES_IN <= expires_in <= MAX_EXPIRES_IN:
             raise InputError(
@@ -74,12 +78,20 @@ class ConnectLinks:
         link_id = "cl_" + secrets.token_urlsafe(12)
         token = self._sealer.seal(
             KIND,
-            {"i": link_id, "t": tenant_id, "p": purpose, "e": email, "r": return_url, "c": connector},
+            {
+                "i": link_id,
+                "t": tenant_id,
+                "p": purpose,
+                "e": email,
+                "r": return_url,
+                "c": connector,
+                "o": owner,
+            },
             ttl_seconds=expires_in,
         )
         expires_at = self._sealer.expires_at(KIND, token)
         assert expires_at is not None
-        link = ConnectLink(link_id, tenant_id, purpose, email, return_url, expires_at, connector)
+        link = ConnectLink(link_id, tenant_id, purpose, email, return_url, expires_at, connector, owner)
         return IssuedLink(link, f"{self._public_url}{PATH}{token}")
 
     def open(self, token: str) -> ConnectLink:
@@ -99,6 +111,7 @@ class ConnectLinks:
                 return_url=data.get("r"),
                 expires_at=self._sealer.expires_at(KIND, token) or self._sealer.now(),
                 connector=data.get("c"),
+                owner=data.get("o"),
             )
         except KeyError as exc:
             raise ConnectLinkInvalidError("this connect link is not valid") from exc

@@ -44,6 +44,7 @@ class LinkGrant:
     email: str | None = None
     return_url: str | None = None
     connector: str | None = None  # imap | api | a connector key: preset; None: the visitor chooses
+    owner: str | None = None  # the user the mailbox is created for (issue 19); None: the tenant
 
 
 @dataclass(frozen=True)
@@ -56,6 +57,11 @@ class WebSession:
     link: LinkGrant | None = None
     done: bool = False  # a link session after its mailbox was saved
     extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def owner(self) -> str | None:
+        """The user a connect link creates its mailbox for (issue 19); None: the tenant."""
+        return self.link.owner if self.link is not None else None
 
     @property
     def signed_in(self) -> bool:

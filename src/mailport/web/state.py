@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from starlette.requests import Request
 
 from mailport.api.deps import get_services
+from mailport.check.runs import CheckRunStore
 from mailport.oauth.repository import DatabaseStateStore
 from mailport.services import Services
 from mailport.web.checks import CheckRuns
@@ -34,7 +35,14 @@ class WebState:
             links=ConnectLinks(
                 sealer, DatabaseStateStore(services.database), public_url=settings.effective_public_url
             ),
-            runs=CheckRuns(services.guard, trust=services.trust, timeout=settings.check_timeout),
+            runs=CheckRuns(
+                services.guard,
+                trust=services.trust,
+                timeout=settings.check_timeout,
+                store=CheckRunStore(services.database),
+                clock=services.oauth.now,
+                budget=(settings.check_rate_per_minute, settings.check_burst),
+            ),
         )
 
 

@@ -77,10 +77,19 @@ async def test_concurrent_requests_get_200_or_mailbox_busy(
     # an impatient one: some are refused, with the documented answer only
     pool.wait = 0.02
     answers = await asyncio.gather(*(one() for _ in range(CONCURRENT)))
-    statuses = Counter(a.status_code for a in answers)
-    assert set(statuses) == {200, 503}, statuses
     for answer in answers:
         assert_documented(answer)
+    assert len(made) == 2 and most <= 2
+
+    # both connections held elsewhere (not left to the timing of 100 requests): every request
+    # waits its 20 ms and gets the documented 503; once they are free, the next is served
+    stored = await services.mailboxes.get(tenant.id, mailbox.id)
+    async with pool.borrow(stored), pool.borrow(stored):
+        answers = await asyncio.gather(*(one() for _ in range(CONCURRENT // 10)))
+    assert Counter(a.status_code for a in answers) == {503: CONCURRENT // 10}
+    for answer in answers:
+        assert_documented(answer)
+    assert (await one()).status_code == 200
     assert len(made) == 2 and most <= 2
 
 

@@ -14,7 +14,9 @@ import ssl
 import httpx
 import pytest
 
+from mailport.bootstrap import Services
 from mailport.check import CheckCredentials, ConnectionChecker, ServerTarget
+from mailport.check.runs import CheckRunStore
 from mailport.crypto import Secret
 from mailport.errors import AuthUnavailableError, InvalidCredentialsError
 from mailport.imap import ImapClient, PasswordAuth
@@ -23,6 +25,7 @@ from mailport.net.guard import HostGuard
 from mailport.net.trust import MailTrust
 from mailport.smtp.client import SmtpClient
 from mailport.web.checks import CheckRun, CheckRuns, CheckTarget
+from tests.fixtures.api import TenantHandle
 from tests.fixtures.scripted import IMAPScript, SMTPScript, scripted_imap, scripted_smtp
 from tests.mailstack.dovecot import Dovecot
 
@@ -114,23 +117,28 @@ async def test_post_v1_check_reports_invalid_credentials(
 
 
 async def test_the_wizards_check_run_reports_invalid_credentials(
-    dovecot: Dovecot, imap_server_tls: ssl.SSLContext
+    dovecot: Dovecot, imap_server_tls: ssl.SSLContext, services: Services, tenant: TenantHandle
 ) -> None:
-    run = await _wizard_run(imap_server_tls, MailTrust(ca_files=[dovecot.ca_file]))
+    store = CheckRunStore(services.database)
+    run = await _wizard_run(imap_server_tls, MailTrust(ca_files=[dovecot.ca_file]), store, tenant.id)
     failure = run.first_failure
     assert failure is not None and (failure.step, failure.code) == ("authentication", "invalid_credentials")
     codes = {s.step: s.code for s in run.steps_of("smtp")}
     assert codes.get("smtp_auth") == "auth_unavailable", codes
+    stored = await store.get(tenant.id, run.id)  # as every instance reads it
+    assert stored is not None and stored.state == "failed" and SECRET not in str(stored.data)
 
 
-async def _wizard_run(imap_server_tls: ssl.SSLContext, trust: MailTrust) -> CheckRun:
-    runs = CheckRuns(HostGuard.for_operator(), trust=trust, timeout=15)
+async def _wizard_run(
+    imap_server_tls: ssl.SSLContext, trust: MailTrust, store: CheckRunStore, tenant_id: str
+) -> CheckRun:
+    runs = CheckRuns(HostGuard.for_operator(), trust=trust, timeout=15, store=store)
     async with (
         scripted_imap(slow_refusal(), tls=imap_server_tls) as imap_port,
         scripted_smtp(temporary_smtp(), tls=imap_server_tls) as smtp_port,
     ):
-        run = runs.start(
-            "ten_wizard",
+        run = await runs.start(
+            tenant_id,
             CheckTarget(
                 "someone@example.test",
                 ServerSettings("127.0.0.1", imap_port, Security.SSL),

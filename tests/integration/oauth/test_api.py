@@ -240,8 +240,14 @@ async def test_one_device_poller_across_workers(client, api_services, api_settin
     other = await build(api_settings, migrate=False)  # a second worker on the same database
     try:
         assert (await other.oauth.device_status(api_tenant.id, flow["flow_id"])).status == "pending"
-        await asyncio.sleep(0.1)
-        assert other.oauth.polling == set()  # the first worker holds the polling lease
+        # both workers start a poller; whichever claims the polling lease second gives up (not
+        # left to a fixed sleep: on a loaded machine the second may take a while to find out)
+        for _ in range(100):
+            polling = [w for w in (api_services, other) if flow["flow_id"] in w.oauth.polling]
+            if len(polling) == 1:
+                break
+            await asyncio.sleep(0.05)
+        assert len(polling) == 1, "exactly one worker polls the device flow"
         approve(idp, flow["user_code"], email="lee@example.test")
         for _ in range(60):
             record = await other.oauth.device_status(api_tenant.id, flow["flow_id"])

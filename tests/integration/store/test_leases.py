@@ -12,12 +12,14 @@ from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from sqlalchemy import insert, select
+from sqlalchemy import delete, insert, select
+from sqlalchemy.exc import DBAPIError
 
 from mailport import leases
 from mailport.errors import LeaseLostError
 from mailport.store import Database, open_database, upgrade
 from mailport.store.tables import delivery_state
+from mailport.store.tables import leases as leases_table
 
 T0 = datetime(2026, 12, 4, 12, 0, tzinfo=UTC)
 TTL = timedelta(seconds=30)
@@ -156,6 +158,36 @@ async def test_a_fenced_transaction_holds_off_a_take_over_until_it_commits(datab
         assert not taker.done()  # the take-over waits for the fenced writes
     taken = await asyncio.wait_for(taker, timeout=10)
     assert taken is not None and taken.token == 2
+
+
+async def test_a_paused_fenced_transaction_cannot_hold_off_a_take_over_for_ever(postgres_url: str) -> None:
+    """A holder paused inside its fenced transaction (SIGSTOP, a frozen VM) keeps its row lock only
+    until PostgreSQL ends the idle session; then the take-over goes on and the paused writes are lost."""
+    paused_db = open_database(postgres_url, idle_transaction_seconds=1.0)
+    database = open_database(postgres_url)
+    await upgrade(database)
+    try:
+        async with database.transaction() as conn:
+            await conn.execute(delete(leases_table).where(leases_table.c.name == "job"))
+            await conn.execute(delete(delivery_state).where(delivery_state.c.name == "paused"))
+        lease = await take(database, A)
+        assert lease is not None
+        with pytest.raises(DBAPIError):
+            async with paused_db.transaction() as conn:
+                await conn.execute(insert(delivery_state).values(name="paused", fanout_seq=1, updated_at=T0))
+                await leases.fence(conn, lease)
+                taker = asyncio.create_task(take(database, B, at=T0 + TTL))
+                await asyncio.sleep(0.3)
+                assert not taker.done()  # the take-over waits for the fenced writes ...
+                await asyncio.sleep(2.0)  # ... until the server ended the "paused" session
+                taken = await asyncio.wait_for(taker, timeout=10)
+                assert taken is not None and taken.token == lease.token + 1
+        async with database.connect() as conn:
+            rows = (await conn.execute(select(delivery_state).where(delivery_state.c.name == "paused"))).all()
+        assert rows == []  # the paused transaction wrote nothing
+    finally:
+        await paused_db.aclose()
+        await database.aclose()
 
 
 async def test_watcher_leases_are_renewed_and_released_by_prefix(database: Database) -> None:

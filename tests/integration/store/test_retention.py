@@ -152,7 +152,7 @@ async def seed(services: Services, tenant_id: str) -> World:
 
     repository = services.webhooks.repository
     async with services.events.transaction() as conn:
-        assert (await repository.outbox.fanout(conn, [endpoint], batch=100, now=NOW))[0] == 6
+        assert (await repository.outbox.fanout(conn, [endpoint], batch=100, now=NOW)).count == 6
         deliveries = {
             int(r.event_seq): r.id
             for r in await conn.execute(select(webhook_deliveries.c.event_seq, webhook_deliveries.c.id))

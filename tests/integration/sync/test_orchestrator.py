@@ -3,6 +3,7 @@ mailbox (leases)."""
 
 from __future__ import annotations
 
+import asyncio
 import time
 from datetime import UTC, datetime
 
@@ -109,16 +110,26 @@ def _new_mailbox(bed: Bed) -> NewMailbox:
 
 
 async def test_two_processes_never_watch_the_same_mailbox(bed: Bed) -> None:
+    """Whichever of the two the assignment gives it to watches it (the other may hold it until
+    it sees the newcomer, then hands it over); never both; when its watcher stops, the other
+    takes over."""
     mailbox = await bed.add_mailbox()
     one, two = bed.orchestrator(owner="host-a:1:x"), bed.orchestrator(owner="host-b:2:y")
     await one.start()
     await two.start()
     try:
-        await wait_for(lambda: _has(one, mailbox.id), timeout=5)
-        assert mailbox.id not in two.watchers
-        await one.stop()  # its leases are released: the other process takes over
 
-        await wait_for(lambda: _has(two, mailbox.id), timeout=15)
+        async def settled() -> bool:
+            assert not (mailbox.id in one.watchers and mailbox.id in two.watchers)
+            members = {m.owner for m in (one, two)}
+            held = [m for m in (one, two) if mailbox.id in m.watchers and mailbox.id in m.wanted]
+            return len(held) == 1 and set(one.membership.active_weights()) == members
+
+        await wait_for(settled, timeout=10)
+        holder, other = (one, two) if mailbox.id in one.watchers else (two, one)
+        await holder.stop()  # drains and releases: the other process takes over
+
+        await wait_for(lambda: _has(other, mailbox.id), timeout=15)
     finally:
         await one.stop()
         await two.stop()
@@ -126,3 +137,47 @@ async def test_two_processes_never_watch_the_same_mailbox(bed: Bed) -> None:
 
 async def _has(orchestrator: Orchestrator, mailbox_id: str) -> bool:
     return mailbox_id in orchestrator.watchers
+
+
+@pytest.mark.serial
+async def test_idle_watchers_without_after_processing_cost_no_action_polls(
+    bed: Bed, running: Orchestrator
+) -> None:
+    """Idle cost follows changes, not watchers (issue 21): with no mailbox asking for an
+    after-processing action, the actions loop never polls for accepted actions; once one asks,
+    it does."""
+    from sqlalchemy import event
+
+    mailbox = await bed.add_mailbox()
+    first = None
+
+    async def connected() -> bool:
+        watcher = running.watchers.get(mailbox.id)
+        return watcher is not None and watcher is not first and watcher.status.state == "connected"
+
+    await wait_for(connected, timeout=10)
+    first = running.watchers[mailbox.id]
+    await asyncio.sleep(1)  # its catch-up after connecting
+    statements: list[str] = []
+
+    def polls() -> list[str]:  # the actions loop's query: pending actions whose event was accepted
+        return [s for s in statements if "pending_actions" in s and "accepted_at" in s]
+
+    def record(conn: object, cursor: object, statement: str, *args: object) -> None:
+        statements.append(statement)
+
+    engine = bed.services.database.engine.sync_engine
+    event.listen(engine, "before_cursor_execute", record)
+    try:
+        await asyncio.sleep(5)  # the loop wakes every 2 s
+        assert statements, "the orchestrator's other loops still run"
+        assert not polls()
+        await bed.services.mailboxes.update(
+            bed.tenant_id, mailbox.id, MailboxUpdate(settings=SettingsPatch(after_processing="mark_read"))
+        )
+        await wait_for(connected, timeout=10)  # restarted with the action
+        statements.clear()
+        await asyncio.sleep(5)
+        assert polls()
+    finally:
+        event.remove(engine, "before_cursor_execute", record)

@@ -32,9 +32,10 @@ def test_parses_icloud() -> None:
     assert doc.documentation == ("https://support.apple.com/HT202304",)
 
 
-def test_parses_gmail_keeps_imap_only_and_reads_oauth_and_enable() -> None:
+def test_parses_gmail_keeps_imap_and_pop3_apart_and_reads_oauth_and_enable() -> None:
     doc = parse(GMAIL)
-    assert [s.host for s in doc.imap] == ["imap.gmail.com"]  # POP3 dropped
+    assert [s.host for s in doc.imap] == ["imap.gmail.com"]
+    assert [(s.host, s.port, s.security) for s in doc.pop3] == [("pop.gmail.com", 995, "ssl")]
     assert doc.imap[0].auth == ("oauth2", "password")
     assert doc.oauth_issuer == "accounts.google.com"
     assert doc.domains[:2] == ("gmail.com", "googlemail.com")
@@ -50,8 +51,8 @@ def test_parses_gmail_keeps_imap_only_and_reads_oauth_and_enable() -> None:
         b"not xml at all",
         b"<html><body>404</body></html>",
         b"<clientConfig version='1.1'></clientConfig>",
-        b"<clientConfig><emailProvider id='x'><incomingServer type='pop3'><hostname>p</hostname>"
-        b"<port>995</port><socketType>SSL</socketType></incomingServer></emailProvider></clientConfig>",
+        b"<clientConfig><emailProvider id='x'><incomingServer type='exchange'><hostname>p</hostname>"
+        b"<port>443</port><socketType>SSL</socketType></incomingServer></emailProvider></clientConfig>",
         b"<clientConfig><emailProvider id='x'><incomingServer type='imap'><hostname>h</hostname>"
         b"<port>99999</port><socketType>SSL</socketType></incomingServer></emailProvider></clientConfig>",
         b"<clientConfig><emailProvider id='x'><incomingServer type='imap'><hostname>h</hostname>"

@@ -64,3 +64,14 @@ def test_hint_classification() -> None:
     )
     assert script.hint_code("hey.com does not offer the standard IMAP e-mail protocol") == "imap_not_offered"
     assert script.hint_code("Gmail limits how many messages you can send per day.") == "provider_note"
+
+
+def test_build_keeps_ispdb_pop3_servers(tmp_path: Path) -> None:
+    script = load_script()
+    assert script.main([str(DATA / "ispdb"), str(DATA / "provider-db"), "--out", str(tmp_path)]) == 0
+    providers = {p["id"]: p for p in json.loads((tmp_path / "ispdb.json").read_text())["providers"]}
+    assert [(s["host"], s["port"], s["security"]) for s in providers["web.de"]["pop3"]] == [
+        ("pop3.web.de", 995, "ssl"),
+        ("pop3.web.de", 110, "starttls"),
+    ]
+    assert providers["fastmail"].get("pop3", []) == []  # provider-db lists no POP3 servers

@@ -138,7 +138,7 @@ def test_the_scan_covers_every_client_in_the_tree() -> None:
     def source(name: str) -> str:
         return (SRC / name).read_text(encoding="utf-8")
 
-    assert "create_connection(self._make_protocol, sock=sock)" in source("imap/session.py")
+    assert "create_connection(self._make_layer, sock=sock)" in source("imap/session.py")
     assert "open_socket(" in source("imap/session.py") and "open_socket(" in source("smtp/client.py")
     assert "http_client(" in source("detect/detector.py") and "http_client(" in source("oauth/client.py")
     assert "open_stream(" in source("delivery/http1.py") and "open_stream(" in source("detect/probe.py")

@@ -20,7 +20,14 @@ class Recorded:
     writes: list[tuple[MailboxStatus, str | None]] = field(default_factory=list)
 
     async def record_health(
-        self, tenant_id: str, mailbox_id: str, *, status: MailboxStatus, error: str | None, at: datetime
+        self,
+        tenant_id: str,
+        mailbox_id: str,
+        *,
+        status: MailboxStatus,
+        error: str | None,
+        at: datetime,
+        fence: object = None,
     ) -> object:
         self.writes.append((status, error))
         return object()

@@ -1,6 +1,8 @@
 """``POST /v1/connect-links``: a signed, expiring, single-use URL to the hosted wizard.
 
-Thin: parse, call :class:`mailport.web.links.ConnectLinks`, render. See docs/web.md.
+Thin: parse, call :class:`mailport.web.links.ConnectLinks`, render. See docs/web.md. A link
+may carry an ``owner``: the mailbox it connects is created for that user (a JWT caller's links
+always carry its own user; naming another is 403 ``owner_forbidden``).
 """
 
 from __future__ import annotations
@@ -13,7 +15,8 @@ from fastapi import APIRouter, Depends, Request
 from pydantic import BaseModel, Field
 
 from mailport.api.deps import Caller, error_responses, require_tenant
-from mailport.mailboxes.schemas import Purpose
+from mailport.api.owners import acting_owner
+from mailport.mailboxes.schemas import Owner, Purpose
 from mailport.validation import Email, HttpUrl, RequestModel
 from mailport.web.links import DEFAULT_EXPIRES_IN, MAX_EXPIRES_IN, MIN_EXPIRES_IN
 from mailport.web.state import get_web
@@ -34,6 +37,11 @@ class ConnectLinkIn(RequestModel):
         description="For Google and Microsoft accounts: `api` (or `gmail_api` / `graph`) connects through "
         "the provider's mail API, `imap` over IMAP/SMTP; null lets the visitor choose (API pre-selected)",
     )
+    owner: Owner | None = Field(
+        None,
+        description="The host application's user the mailbox is created for (a user's token: its own "
+        "user, also when left out); null: the tenant's",
+    )
 
 
 class ConnectLinkOut(BaseModel):
@@ -44,6 +52,7 @@ class ConnectLinkOut(BaseModel):
     email: str | None
     return_url: str | None
     connector: str | None
+    owner: str | None
 
 
 @router.post("/connect-links", status_code=201, summary="A single-use link to the hosted connect wizard")
@@ -58,6 +67,7 @@ async def create_connect_link(
         return_url=body.return_url,
         expires_in=body.expires_in,
         connector=body.connector,
+        owner=acting_owner(caller, body.owner or None),
     )
     fields = asdict(issued.link)
     del fields["tenant_id"]  # the caller's own tenant: not part of the answer

@@ -1,7 +1,10 @@
 """``/v1/contacts/groups``: contact groups and their members. Thin: :mod:`mailport.contacts.groups`
 does the work (the rule language and the kinds of membership are described there and in
 docs/contacts.md). Registered before the contacts router, so ``/v1/contacts/groups`` is never
-taken for a contact id."""
+taken for a contact id.
+
+A JWT caller (issue 19) reaches its user's groups only (``?owner=`` and a body ``owner`` may name
+only that user: 403 ``owner_forbidden`` otherwise)."""
 
 from __future__ import annotations
 
@@ -22,6 +25,7 @@ from pydantic import (
 )
 
 from mailport.api.deps import Caller, error_responses, get_services, require_tenant
+from mailport.api.owners import acting_owner
 from mailport.api.paging import Cursor, Limit
 from mailport.clock import utc_now
 from mailport.contacts.group_rules import MAX_MESSAGES, Rule
@@ -134,7 +138,7 @@ def _scope(
     caller: Caller = Depends(require_tenant),
     services: Services = Depends(get_services),
 ) -> Scope:
-    return Scope(_tenant(caller), owner, services.contact_groups)
+    return Scope(_tenant(caller), acting_owner(caller, owner), services.contact_groups)
 
 
 InScope = Annotated[Scope, Depends(_scope)]
@@ -169,7 +173,7 @@ async def create_group(
         name=body.name,
         description=body.description,
         rule=body.rule.rule() if body.rule is not None else None,
-        owner=body.owner,
+        owner=acting_owner(caller, body.owner),
     )
     return _read(group)
 

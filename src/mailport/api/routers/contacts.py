@@ -4,6 +4,10 @@ does the work.
 
 Literal paths (``/export``, ``/merge``, ``/exclusions``, ``/blocklist``) are declared before
 ``/{contact_id}``; the groups router (``/v1/contacts/groups``) is included before this one.
+
+A JWT caller (issue 19) reaches its user's book only: the scope is its user, ``?owner=`` may
+name only that user (another is 403 ``owner_forbidden``), another book's contact is
+``contact_not_found``; the tenant's block list is tenant-wide configuration (tenant key).
 """
 
 from __future__ import annotations
@@ -16,7 +20,8 @@ from fastapi import APIRouter, Depends, Query, Response
 from fastapi.responses import StreamingResponse
 from pydantic import AfterValidator, StringConstraints
 
-from mailport.api.deps import Caller, error_responses, get_services, require_tenant
+from mailport.api.deps import Caller, error_responses, get_services, require_tenant, require_tenant_key
+from mailport.api.owners import acting_owner
 from mailport.api.paging import Limit, page_of
 from mailport.contacts.blocklist import Entries
 from mailport.contacts.queries import ContactQuery, Sort
@@ -102,7 +107,7 @@ class Scope:
 
 
 def book_scope(owner: OwnerQuery = None, caller: Caller = Depends(require_tenant)) -> Scope:
-    return Scope(_tenant(caller), owner)
+    return Scope(_tenant(caller), acting_owner(caller, owner))
 
 
 InScope = Annotated[Scope, Depends(book_scope)]
@@ -130,7 +135,8 @@ async def list_contacts(
 async def create_contact(
     body: ContactCreate, caller: Caller = Depends(require_tenant), services: Services = Depends(get_services)
 ) -> ContactRead:
-    contact = await services.contacts.create(_tenant(caller), body)
+    acting_owner(caller, body.owner)  # a user's token adds to its own book only
+    contact = await services.contacts.create(_tenant(caller), body, owner=caller.owner)
     return ContactRead.of(contact, now=services.contacts.clock())
 
 
@@ -189,21 +195,25 @@ async def address_exclusions(
 
 @router.get("/blocklist", summary="The tenant's block list (never harvested)")
 async def get_blocklist(
-    caller: Caller = Depends(require_tenant), services: Services = Depends(get_services)
+    caller: Caller = Depends(require_tenant_key), services: Services = Depends(get_services)
 ) -> BlockListRead:
     return _blocklist(await services.contacts.blocklist(_tenant(caller)))
 
 
 @router.put("/blocklist", summary="Replace the tenant's block list")
 async def put_blocklist(
-    body: BlockListPut, caller: Caller = Depends(require_tenant), services: Services = Depends(get_services)
+    body: BlockListPut,
+    caller: Caller = Depends(require_tenant_key),
+    services: Services = Depends(get_services),
 ) -> BlockListRead:
     return _blocklist(await services.contacts.set_blocklist(_tenant(caller), body.addresses, body.domains))
 
 
 @router.post("/blocklist", summary="Add an address or a domain to the block list")
 async def add_to_blocklist(
-    body: BlockListEntry, caller: Caller = Depends(require_tenant), services: Services = Depends(get_services)
+    body: BlockListEntry,
+    caller: Caller = Depends(require_tenant_key),
+    services: Services = Depends(get_services),
 ) -> BlockListRead:
     entries = await services.contacts.block(_tenant(caller), address=body.address, domain=body.domain)
     return _blocklist(entries)
@@ -213,7 +223,7 @@ async def add_to_blocklist(
 async def remove_from_blocklist(
     address: Annotated[str | None, Query(max_length=320), AfterValidator(_line)] = None,
     domain: Annotated[str | None, Query(max_length=253), AfterValidator(_line)] = None,
-    caller: Caller = Depends(require_tenant),
+    caller: Caller = Depends(require_tenant_key),
     services: Services = Depends(get_services),
 ) -> BlockListRead:
     return _blocklist(await services.contacts.unblock(_tenant(caller), address=address, domain=domain))

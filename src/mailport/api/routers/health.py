@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Depends, Request, Response
 
-from mailport.api.deps import Caller, error_responses, get_services, require_tenant
+from mailport.api.deps import Caller, error_responses, get_services, require_tenant, require_tenant_key
 from mailport.mailboxes.models import Mailbox
 from mailport.metrics import CONTENT_TYPE_LATEST, render
 from mailport.services import Services
@@ -29,11 +29,11 @@ def _tenant(caller: Caller) -> str:
     return caller.tenant_id
 
 
-async def _all_mailboxes(services: Services, tenant_id: str) -> list[Mailbox]:
+async def _all_mailboxes(services: Services, tenant_id: str, *, owner: str | None = None) -> list[Mailbox]:
     out: list[Mailbox] = []
     after: str | None = None
     while len(out) < MAX_MAILBOXES:
-        page = await services.mailboxes.repository.page(tenant_id, after=after, limit=500)
+        page = await services.mailboxes.repository.page(tenant_id, owner=owner, after=after, limit=500)
         out.extend(page)
         if len(page) < 500:
             break
@@ -54,12 +54,14 @@ async def get_mailbox_health(
 
 
 @router.get(
-    "/v1/health", summary="Health of every mailbox of the tenant", responses=error_responses(401, 403, 422)
+    "/v1/health",
+    summary="Health of every mailbox of the tenant (of a user's token: of its user)",
+    responses=error_responses(401, 403, 422),
 )
 async def get_tenant_health(
     caller: Caller = Depends(require_tenant), services: Services = Depends(get_services)
 ) -> TenantHealth:
-    mailboxes = await _all_mailboxes(services, _tenant(caller))
+    mailboxes = await _all_mailboxes(services, _tenant(caller), owner=caller.owner)
     return tenant_health(await mailbox_health(services.database, mailboxes))
 
 
@@ -69,7 +71,7 @@ async def get_tenant_health(
     responses=error_responses(401, 403, 422),
 )
 async def get_stats(
-    caller: Caller = Depends(require_tenant), services: Services = Depends(get_services)
+    caller: Caller = Depends(require_tenant_key), services: Services = Depends(get_services)
 ) -> TenantStats:
     mailboxes = await _all_mailboxes(services, _tenant(caller))
     return tenant_stats(await mailbox_health(services.database, mailboxes))

@@ -1,6 +1,10 @@
 """``/v1/oauth/…``, ``/v1/oauth-apps`` and ``DELETE /v1/mailboxes/{id}/oauth``. Thin: parse,
 call :class:`mailport.oauth.connect.OAuthConnectService`, render.
 
+A JWT caller (issue 19) signs in mailboxes for its own user: ``authorize`` carries the owner in
+the state (the callback creates the mailbox for it, and reconnects only its own); a device sign-in
+keeps it on the flow, which only that user then sees.
+
 The start page and the callback are opened by the user's browser (no API key; the signed state
 names the tenant). The start page binds the sign-in to that browser with a cookie, which the
 callback requires (docs/oauth.md). Their failures are a small HTML page for a browser, or the
@@ -16,7 +20,7 @@ from urllib.parse import urlencode
 from fastapi import APIRouter, Depends, Query, Request, Response
 from fastapi.responses import HTMLResponse, RedirectResponse
 
-from mailport.api.deps import Caller, error_responses, get_services, require_tenant
+from mailport.api.deps import Caller, error_responses, get_services, require_tenant, require_tenant_key
 from mailport.crypto import Secret
 from mailport.errors import MailportError, OAuthBrowserMismatchError
 from mailport.mailboxes.schemas import MailboxRead
@@ -60,7 +64,8 @@ def _error_page(exc: MailportError) -> HTMLResponse:
 async def device_status(
     flow_id: str, caller: Caller = Depends(require_tenant), services: Services = Depends(get_services)
 ) -> DeviceStatusOut:
-    return DeviceStatusOut.from_record(await services.oauth.device_status(_tenant(caller), flow_id))
+    record = await services.oauth.device_status(_tenant(caller), flow_id, owner=caller.owner)
+    return DeviceStatusOut.from_record(record)
 
 
 @router.post("/v1/oauth/{provider}/authorize", summary="Start a browser sign-in (authorization code + PKCE)")
@@ -78,6 +83,7 @@ async def authorize(
         purpose=body.purpose,
         return_url=body.return_url,
         connector=body.connector,
+        owner=caller.owner,
     )
     return AuthorizeOut(
         authorization_url=started.authorization_url, state=started.state, expires_in=started.expires_in
@@ -173,7 +179,12 @@ async def start_device(
     services: Services = Depends(get_services),
 ) -> DeviceOut:
     record = await services.oauth.start_device(
-        _tenant(caller), provider, email=body.email, purpose=body.purpose, connector=body.connector
+        _tenant(caller),
+        provider,
+        email=body.email,
+        purpose=body.purpose,
+        connector=body.connector,
+        owner=caller.owner,
     )
     return DeviceOut(
         flow_id=record.id,
@@ -196,7 +207,7 @@ async def disconnect(
 
 @router.get("/v1/oauth-apps", summary="This tenant's own OAuth apps")
 async def list_apps(
-    caller: Caller = Depends(require_tenant), services: Services = Depends(get_services)
+    caller: Caller = Depends(require_tenant_key), services: Services = Depends(get_services)
 ) -> list[OAuthAppOut]:
     flow = services.oauth.oauth.code_flow
     return [
@@ -209,7 +220,7 @@ async def list_apps(
 async def put_app(
     provider: str,
     body: OAuthAppIn,
-    caller: Caller = Depends(require_tenant),
+    caller: Caller = Depends(require_tenant_key),
     services: Services = Depends(get_services),
 ) -> OAuthAppOut:
     stored = await services.oauth.put_app(
@@ -224,7 +235,7 @@ async def put_app(
 
 @router.delete("/v1/oauth-apps/{provider}", status_code=204, summary="Remove this tenant's app")
 async def delete_app(
-    provider: str, caller: Caller = Depends(require_tenant), services: Services = Depends(get_services)
+    provider: str, caller: Caller = Depends(require_tenant_key), services: Services = Depends(get_services)
 ) -> Response:
     await services.oauth.delete_app(_tenant(caller), provider)
     return Response(status_code=204)

@@ -8,7 +8,7 @@ from datetime import datetime
 from fastapi import APIRouter, Depends, Response
 from pydantic import BaseModel, Field
 
-from mailport.api.deps import Caller, error_responses, get_services, require_tenant
+from mailport.api.deps import Caller, error_responses, get_services, require_tenant_key
 from mailport.push.shared import SharedChannel, SharedChannels
 from mailport.services import Services
 from mailport.validation import RequestModel
@@ -61,7 +61,7 @@ def _read(channel: SharedChannel) -> PushChannelRead:
 async def create_push_channel(
     connector: str,
     body: PushChannelCreate,
-    caller: Caller = Depends(require_tenant),
+    caller: Caller = Depends(require_tenant_key),
     services: Services = Depends(get_services),
 ) -> PushChannelCreated:
     created = await _shared(services).create(_tenant(caller), connector, topic=body.topic)
@@ -70,7 +70,7 @@ async def create_push_channel(
 
 @router.get("", summary="List the tenant's push channels (without secrets)")
 async def list_push_channels(
-    caller: Caller = Depends(require_tenant), services: Services = Depends(get_services)
+    caller: Caller = Depends(require_tenant_key), services: Services = Depends(get_services)
 ) -> list[PushChannelRead]:
     return [_read(c) for c in await _shared(services).list(_tenant(caller))]
 
@@ -79,7 +79,7 @@ async def list_push_channels(
     "/{channel_id}", status_code=204, summary="Delete a push channel", responses=error_responses(404)
 )
 async def delete_push_channel(
-    channel_id: str, caller: Caller = Depends(require_tenant), services: Services = Depends(get_services)
+    channel_id: str, caller: Caller = Depends(require_tenant_key), services: Services = Depends(get_services)
 ) -> Response:
     await _shared(services).delete(_tenant(caller), channel_id)
     return Response(status_code=204)

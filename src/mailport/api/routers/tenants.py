@@ -1,11 +1,13 @@
-"""``/v1/tenants``: the instance admin creates, lists and deletes tenants and their API keys."""
+"""``/v1/tenants``: the instance admin creates, lists and deletes tenants and their API keys;
+``/v1/tenants/{id}/jwt``: the admin or the tenant's own key sets its host-app JWT verifier."""
 
 from __future__ import annotations
 
 from fastapi import APIRouter, Depends, Response
 
-from mailport.api.deps import Caller, error_responses, get_services, require_admin
+from mailport.api.deps import Caller, error_responses, get_services, require_admin, require_tenant_admin
 from mailport.api.paging import Cursor, Limit
+from mailport.auth.schemas import JwtRead, JwtSettings
 from mailport.services import Services
 from mailport.store.pagination import DEFAULT_LIMIT, decode_cursor, encode_cursor
 from mailport.tenants.models import ApiKey, Tenant
@@ -104,4 +106,51 @@ async def revoke_key(
     services: Services = Depends(get_services),
 ) -> Response:
     await services.tenants.repository.revoke_key(tenant_id, key_id, now=services.tenants.now())
+    return Response(status_code=204)
+
+
+# --- the tenant's host-app JWT verifier (issue 19) ------------------------------------------
+
+
+@router.get(
+    "/{tenant_id}/jwt",
+    summary="Get the tenant's JWT verifier (admin key or the tenant's own key)",
+    responses=error_responses(404),
+)
+async def get_jwt(
+    tenant_id: str,
+    _caller: Caller = Depends(require_tenant_admin),
+    services: Services = Depends(get_services),
+) -> JwtRead:
+    return JwtRead.of(await services.tenants.require_jwt(tenant_id))
+
+
+@router.put(
+    "/{tenant_id}/jwt",
+    summary="Set the tenant's JWT verifier: its users' tokens become credentials",
+    description="An HS256 secret (at least 32 bytes; never returned: `has_secret`) or a JWKS URL; "
+    "issuer, audience, leeway and the claims naming the owner and the tenant. See docs/host-apps.md.",
+    responses=error_responses(404, 409),
+)
+async def put_jwt(
+    tenant_id: str,
+    body: JwtSettings,
+    _caller: Caller = Depends(require_tenant_admin),
+    services: Services = Depends(get_services),
+) -> JwtRead:
+    return JwtRead.of(await services.tenants.set_jwt(tenant_id, body))
+
+
+@router.delete(
+    "/{tenant_id}/jwt",
+    status_code=204,
+    summary="Remove the tenant's JWT verifier (its users' tokens are refused)",
+    responses=error_responses(404),
+)
+async def delete_jwt(
+    tenant_id: str,
+    _caller: Caller = Depends(require_tenant_admin),
+    services: Services = Depends(get_services),
+) -> Response:
+    await services.tenants.delete_jwt(tenant_id)
     return Response(status_code=204)

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Body, Depends, Query, Response
 
-from mailport.api.deps import Caller, error_responses, get_services, require_tenant
+from mailport.api.deps import Caller, error_responses, get_services, require_tenant_key
 from mailport.api.paging import Cursor, Limit, page_of
 from mailport.delivery.models import DeliveryStatus
 from mailport.delivery.schemas import (
@@ -39,7 +39,9 @@ def _tenant(caller: Caller) -> str:
 
 @router.post("", status_code=201, summary="Add a webhook endpoint (the secret is shown once)")
 async def create_webhook(
-    body: WebhookCreate, caller: Caller = Depends(require_tenant), services: Services = Depends(get_services)
+    body: WebhookCreate,
+    caller: Caller = Depends(require_tenant_key),
+    services: Services = Depends(get_services),
 ) -> WebhookCreated:
     endpoint, secret = await services.webhooks.create(_tenant(caller), body)
     read = WebhookRead.model_validate(endpoint)
@@ -50,7 +52,7 @@ async def create_webhook(
 async def list_webhooks(
     cursor: Cursor = None,
     limit: Limit = DEFAULT_LIMIT,
-    caller: Caller = Depends(require_tenant),
+    caller: Caller = Depends(require_tenant_key),
     services: Services = Depends(get_services),
 ) -> WebhookPage:
     found = await services.webhooks.list(_tenant(caller), cursor=cursor, limit=limit)
@@ -59,7 +61,7 @@ async def list_webhooks(
 
 @router.get("/{webhook_id}", summary="Get a webhook endpoint", responses=error_responses(404))
 async def get_webhook(
-    webhook_id: str, caller: Caller = Depends(require_tenant), services: Services = Depends(get_services)
+    webhook_id: str, caller: Caller = Depends(require_tenant_key), services: Services = Depends(get_services)
 ) -> WebhookRead:
     return WebhookRead.model_validate(await services.webhooks.get(_tenant(caller), webhook_id))
 
@@ -72,7 +74,7 @@ async def get_webhook(
 async def update_webhook(
     webhook_id: str,
     body: WebhookUpdate,
-    caller: Caller = Depends(require_tenant),
+    caller: Caller = Depends(require_tenant_key),
     services: Services = Depends(get_services),
 ) -> WebhookRead:
     return WebhookRead.model_validate(await services.webhooks.update(_tenant(caller), webhook_id, body))
@@ -82,7 +84,7 @@ async def update_webhook(
     "/{webhook_id}", status_code=204, summary="Delete a webhook endpoint", responses=error_responses(404)
 )
 async def delete_webhook(
-    webhook_id: str, caller: Caller = Depends(require_tenant), services: Services = Depends(get_services)
+    webhook_id: str, caller: Caller = Depends(require_tenant_key), services: Services = Depends(get_services)
 ) -> Response:
     await services.webhooks.delete(_tenant(caller), webhook_id)
     return Response(status_code=204)
@@ -98,7 +100,7 @@ async def list_deliveries(
     status: DeliveryStatus | None = Query(None, description="Only deliveries in this state (e.g. dead)"),
     cursor: Cursor = None,
     limit: Limit = DEFAULT_LIMIT,
-    caller: Caller = Depends(require_tenant),
+    caller: Caller = Depends(require_tenant_key),
     services: Services = Depends(get_services),
 ) -> DeliveryPage:
     found = await services.webhooks.deliveries(
@@ -115,7 +117,7 @@ async def list_deliveries(
 async def replay_webhook(
     webhook_id: str,
     body: ReplayRequest | None = Body(None),
-    caller: Caller = Depends(require_tenant),
+    caller: Caller = Depends(require_tenant_key),
     services: Services = Depends(get_services),
 ) -> ReplayResult:
     delivery_id = body.delivery_id if body is not None else None
@@ -129,6 +131,6 @@ async def replay_webhook(
     responses=error_responses(404),
 )
 async def backfill_webhook(
-    webhook_id: str, caller: Caller = Depends(require_tenant), services: Services = Depends(get_services)
+    webhook_id: str, caller: Caller = Depends(require_tenant_key), services: Services = Depends(get_services)
 ) -> BackfillResult:
     return BackfillResult(queued=await services.webhooks.backfill(_tenant(caller), webhook_id))

@@ -187,6 +187,7 @@ class GmailConnector(AccessDelegation, PollingConnector):
             tenant_id=self.mailbox.tenant_id,
             push=self._push,
             clock=self._clock,
+            fence=self.lease_fence,
             **({"renew_every": self._watch_renew} if self._watch_renew is not None else {}),
         )
         await self.keeper.ensure(force=True)

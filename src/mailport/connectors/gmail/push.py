@@ -37,6 +37,7 @@ from mailport.connectors.push import PushClaim, PushRequest, PushResponse, regis
 from mailport.connectors.registry import PushContext
 from mailport.crypto import Secret
 from mailport.errors import AuthenticationError, MailportError, OAuthError, PushInvalidError
+from mailport.leases import Fence
 from mailport.push.subscriptions import MAILBOX_SCOPE, Subscription
 
 log = logging.getLogger(__name__)
@@ -97,6 +98,7 @@ class WatchKeeper:
         tenant_id: str,
         push: PushContext | None,
         clock: Clock = utc_now,
+        fence: Fence | None = None,
         renew_every: timedelta = WATCH_RENEW,
         recheck: timedelta = RECHECK,
     ) -> None:
@@ -105,6 +107,7 @@ class WatchKeeper:
         self._tenant_id = tenant_id
         self._push = push
         self._clock = clock
+        self._fence = fence  # the watcher's lease: the row is saved only while it is this tenure
         self.renew_every = renew_every
         self._recheck = recheck
         self._next_check: datetime | None = None
@@ -174,7 +177,7 @@ class WatchKeeper:
             expires_at=expires,
             state={"history_id": answer.history_id, "watched_at": now.isoformat()},
         )
-        if not await store.save(subscription, now=now):
+        if not await store.save(subscription, now=now, fence=self._fence):
             await self._withdraw_refused(topic)
             return False
         self.renewals += 1

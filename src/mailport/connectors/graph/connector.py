@@ -47,6 +47,7 @@ from mailport.connectors.graph.models import GraphFolder, format_datetime
 from mailport.connectors.graph.subscribe import FolderSubscription, unsubscribe_mailbox
 from mailport.connectors.registry import ConnectorContext, register
 from mailport.errors import ConfigurationError, ConnectionLostError, MailportError
+from mailport.leases import Fence
 from mailport.mailboxes.models import Mailbox
 from mailport.net.guard import HostGuard
 
@@ -77,6 +78,10 @@ class GraphConnector(AccessDelegation, PollingConnector):
         self._scope: ScopeState | None = None
         self._last_activity: datetime | None = None
         self.account: str | None = None
+
+    def under_lease(self, fence: Fence | None) -> None:
+        super().under_lease(fence)
+        self.subscription.fence = fence
 
     # ------------------------------------------------------------------ connection
 

@@ -34,7 +34,8 @@ from datetime import datetime, timedelta
 from mailport.clock import Clock
 from mailport.connectors.graph.client import GraphClient, folder_resource
 from mailport.connectors.registry import PushContext
-from mailport.errors import MailportError, NotFoundError, OAuthTokenRejectedError
+from mailport.errors import LeaseLostError, MailportError, NotFoundError, OAuthTokenRejectedError
+from mailport.leases import Fence
 from mailport.mailboxes.models import Mailbox
 from mailport.push.channels import StoredChannel
 from mailport.push.subscriptions import Subscription
@@ -75,6 +76,7 @@ class FolderSubscription:
         self.push = push
         self.clock = clock
         self.status = SubscriptionStatus()
+        self.fence: Fence | None = None  # the watcher's lease: rows are saved only under it
         self._lock = _channel_lock(mailbox.id)  # held strongly while this connector lives
 
     @property
@@ -95,7 +97,7 @@ class FolderSubscription:
             return self.status
         try:
             await self._ensure(client, scope, folder_id)
-        except OAuthTokenRejectedError:
+        except (OAuthTokenRejectedError, LeaseLostError):
             raise
         except MailportError as exc:
             log.warning(
@@ -183,6 +185,7 @@ class FolderSubscription:
                         {k: v for k, v in row.state.items() if k != "lifecycle"},  # events kept
                     ),
                     now=now,
+                    fence=self.fence,  # renewed at Graph: the same subscription as the new owner's
                 )
                 if not saved:  # the mailbox is being deleted; its withdrawal deletes remote_id
                     self._withdrawn()
@@ -212,33 +215,42 @@ class FolderSubscription:
         created = await client.create_subscription(
             resource, CHANGE_TYPES, url, url, secret.reveal(), self._expiry(now)
         )
-        saved = await self.push.subscriptions.save(
-            Subscription(
-                self.mailbox.id,
-                scope,
-                KEY,
-                created.id,
-                channel.id,
-                resource,
-                created.expiration,
-                {"lifecycle": {}},  # events about an earlier subscription are void
-            ),
-            now=now,
-        )
+        try:
+            saved = await self.push.subscriptions.save(
+                Subscription(
+                    self.mailbox.id,
+                    scope,
+                    KEY,
+                    created.id,
+                    channel.id,
+                    resource,
+                    created.expiration,
+                    {"lifecycle": {}},  # events about an earlier subscription are void
+                ),
+                now=now,
+                fence=self.fence,
+            )
+        except LeaseLostError:  # another process watches the folder now, with its own subscription
+            await self._drop_made(client, created.id)
+            raise
         if not saved:  # the mailbox is being deleted: its withdrawal has not seen this one
             log.info("mailbox %s: being deleted; withdrawing the subscription just made", self.mailbox.id)
-            try:
-                await client.delete_subscription(created.id)
-            except MailportError as exc:
-                log.warning(
-                    "mailbox %s: deleting the subscription just made failed (%s); it runs out by itself",
-                    self.mailbox.id,
-                    exc.code,
-                )
+            await self._drop_made(client, created.id)
             self._withdrawn()
             return
         log.info("mailbox %s: Graph subscription for %s created", self.mailbox.id, scope)
         self._live(created.expiration)
+
+    async def _drop_made(self, client: GraphClient, remote_id: str) -> None:
+        """Delete at Graph the subscription just made that no row will name."""
+        try:
+            await client.delete_subscription(remote_id)
+        except MailportError as exc:
+            log.warning(
+                "mailbox %s: deleting the subscription just made failed (%s); it runs out by itself",
+                self.mailbox.id,
+                exc.code,
+            )
 
     async def _handled(self, scope: str, pending: dict[str, str]) -> None:
         if pending and self.push is not None:

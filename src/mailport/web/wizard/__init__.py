@@ -40,6 +40,10 @@ router.add_api_route("/connect/device/{flow_id}", oauth.device_status, methods=[
 router.add_api_route("/connect/test", testing.test_step, methods=["POST"], dependencies=_CSRF)
 router.add_api_route("/connect/trust", testing.trust_certificate, methods=["POST"], dependencies=_CSRF)
 router.add_api_route("/connect/test/{run_id}", testing.test_progress, methods=["GET"])
+# the wizard's poll: it posts the sealed draft under test (kept in the page, never in the run's row)
+router.add_api_route(
+    "/connect/test/{run_id}", testing.test_progress, methods=["POST"], dependencies=_CSRF, name="test_poll"
+)
 router.add_api_route("/connect/settings", saving.settings_step, methods=["POST"], dependencies=_CSRF)
 router.add_api_route("/connect/save", saving.save, methods=["POST"], dependencies=_CSRF)
 

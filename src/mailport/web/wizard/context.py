@@ -31,6 +31,20 @@ def form_values(draft: Draft) -> dict[str, Any]:
         "smtp_security": smtp.security.value,
         "smtp_username": smtp.username or draft.email,
         "use_smtp": draft.smtp is not None or draft.imap is None,
+        **pop3_form_values(draft),
+    }
+
+
+def pop3_form_values(draft: Draft) -> dict[str, Any]:
+    """The form's POP3 server and which incoming protocol is chosen (POP3 when detection
+    offered it, i.e. found no IMAP server)."""
+    pop3 = draft.pop3 or ServerSettings("", 995, Security.SSL)
+    return {
+        "incoming": "pop3" if draft.connector == "pop3" else "imap",
+        "pop3_host": pop3.host,
+        "pop3_port": pop3.port or 995,
+        "pop3_security": pop3.security.value,
+        "pop3_username": pop3.username or draft.email,
     }
 
 

@@ -65,9 +65,16 @@ def _draft_from_detection(session: WebSession, result: DetectionResult, purpose:
         auth_method="app_password" if "app_password" in methods and "password" not in methods else "password",
         imap=result.imap,
         smtp=result.smtp,
+        **_pop3_offer(result),
         purpose=purpose,
         hints=tuple(h.to_dict() for h in result.hints),
     )
+
+
+def _pop3_offer(result: DetectionResult) -> dict[str, Any]:
+    """Detection offers POP3 only when it found no IMAP server: the draft then reads the
+    mailbox with the pop3 connector."""
+    return {"pop3": result.pop3, "connector": "pop3"} if result.protocol == "pop3" else {}
 
 
 async def _detect(detector: Detector, email: str) -> DetectionResult:

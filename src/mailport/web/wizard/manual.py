@@ -3,6 +3,8 @@ validated field by field as the person leaves it)."""
 
 from __future__ import annotations
 
+from typing import Any
+
 from fastapi import Depends, Form, Request
 from pydantic import ValidationError
 from starlette.responses import Response
@@ -10,7 +12,7 @@ from starlette.responses import Response
 from mailport.mailboxes.schemas import ServerIn
 from mailport.web.deps import wizard_user
 from mailport.web.draft_step import DraftStep, draft_step, open_sealed_draft
-from mailport.web.drafts import seal
+from mailport.web.drafts import Draft, seal
 from mailport.web.render import render
 from mailport.web.session import WebSession
 from mailport.web.state import WebState, get_web
@@ -36,7 +38,8 @@ async def password_step(
             status_code=422,
         )
     draft = draft.with_(password=password)
-    if draft.imap is None or not draft.imap.host:
+    incoming = draft.pop3 if draft.connector == "pop3" else draft.imap
+    if incoming is None or not incoming.host:
         return render(
             step.request,
             "wizard/manual.html",
@@ -44,7 +47,7 @@ async def password_step(
                 3, draft=draft, sealed=seal(step.web.sealer, draft), values=form_values(draft), errors={}
             ),
         )
-    return start_test(step.request, step.web, step.session, draft)
+    return await start_test(step.request, step.web, step.session, draft)
 
 
 async def manual_step(step: DraftStep = Depends(draft_step)) -> Response:
@@ -79,7 +82,7 @@ def _server_in(prefix: str, form: dict[str, str], errors: dict[str, str]) -> Ser
 def _friendly(field: str, message: str) -> str:
     return {
         "host": "Enter the server's host name, for example imap.example.com.",
-        "port": "Ports are numbers from 1 to 65535 (IMAP 993 or 143, SMTP 465 or 587).",
+        "port": "Ports are numbers from 1 to 65535 (IMAP 993 or 143, POP3 995 or 110, SMTP 465 or 587).",
         "security": "Choose SSL/TLS, STARTTLS or none.",
     }.get(field, message.removeprefix("Value error, "))
 
@@ -93,7 +96,8 @@ async def manual_save(
     form = {k: v for k, v in raw.items() if isinstance(v, str)}
     draft = open_sealed_draft(web, form.get("draft", ""), session)
     errors: dict[str, str] = {}
-    imap = _server_in("imap", form, errors)
+    pop3 = form.get("incoming") == "pop3" and draft.connector in ("imap", "pop3")
+    imap = _server_in("pop3" if pop3 else "imap", form, errors)
     use_smtp = form.get("use_smtp") == "on"
     smtp = _server_in("smtp", form, errors) if use_smtp else None
     password = form.get("password", "")
@@ -121,11 +125,19 @@ async def manual_save(
     assert imap is not None
     # A certificate trusted on the test step stays with its server while the host stays the same.
     draft = draft.with_(
-        imap=imap.to_model(draft.imap),
+        **_incoming(draft, imap, pop3=pop3),
         smtp=smtp.to_model(draft.smtp) if smtp else None,
         auth_method=draft.auth_method if draft.auth_method != "oauth2" else "password",
     )
-    return start_test(request, web, session, draft)
+    return await start_test(request, web, session, draft)
+
+
+def _incoming(draft: Draft, server: ServerIn, *, pop3: bool) -> dict[str, Any]:
+    """The draft's incoming server: IMAP, or POP3 (then the pop3 connector and no IMAP)."""
+    if pop3:
+        return {"pop3": server.to_model(draft.pop3), "imap": None, "connector": "pop3"}
+    connector = "imap" if draft.connector == "pop3" else draft.connector
+    return {"imap": server.to_model(draft.imap), "pop3": None, "connector": connector}
 
 
 async def validate_field(request: Request, session: WebSession = Depends(wizard_user)) -> Response:
@@ -135,7 +147,7 @@ async def validate_field(request: Request, session: WebSession = Depends(wizard_
     name = str(request.query_params.get("field", ""))
     prefix = name.partition("_")[0]
     errors: dict[str, str] = {}
-    if prefix in ("imap", "smtp"):
+    if prefix in ("imap", "smtp", "pop3"):
         _server_in(prefix, form, errors)
     message = errors.get(name, "")
     return render(request, "wizard/_field_error.html", {"name": name, "message": message})

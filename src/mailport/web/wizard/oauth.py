@@ -49,6 +49,7 @@ async def oauth_start(
         purpose=draft.purpose,
         return_url=oauth_return_url(step.web),
         connector=None if draft.mailbox_id else connector,
+        owner=step.session.owner,  # a connect link's user: the callback creates the mailbox for it
     )
     return redirect(step.request, started.authorization_url)
 
@@ -75,7 +76,7 @@ async def oauth_return(
             status_code=400,
         )
     assert session.tenant_id is not None
-    mailbox = await web.services.mailboxes.get(session.tenant_id, mailbox_id)
+    mailbox = await web.services.mailboxes.get(session.tenant_id, mailbox_id, owner=session.owner)
     if session.role == "link" and (
         mailbox.auth_method is not AuthMethod.OAUTH2
         or web.services.oauth.now() - mailbox.updated_at > LINK_OAUTH_WINDOW
@@ -98,7 +99,7 @@ async def oauth_return(
         purpose=mailbox.purpose or (session.link.purpose if session.link else None),
         connector=mailbox.connector,
     )
-    return start_test(request, web, session, draft)
+    return await start_test(request, web, session, draft)
 
 
 async def device_start(
@@ -109,7 +110,12 @@ async def device_start(
     draft = step.draft
     oauth = step.web.services.oauth
     record = await oauth.start_device(
-        step.tenant_id, provider, email=draft.email, purpose=draft.purpose, connector=connector
+        step.tenant_id,
+        provider,
+        email=draft.email,
+        purpose=draft.purpose,
+        connector=connector,
+        owner=step.session.owner,
     )
     remaining = int((record.expires_at - oauth.now()).total_seconds())
     return render(

@@ -24,6 +24,7 @@ from mailport.mailboxes.models import (
 from mailport.mailboxes.schemas import MailboxUpdate, ServerIn, SettingsIn, SettingsPatch
 from mailport.validation import normalize_email
 from mailport.web.draft_step import DraftStep, draft_step
+from mailport.web.drafts import Draft
 from mailport.web.render import redirect, render
 from mailport.web.session import WebSession
 from mailport.web.state import WebState
@@ -91,6 +92,7 @@ async def save(
     action = f"move:{move_folder.strip()}" if after_processing == "move" else after_processing
     if after_processing == "delete" and confirm_delete != "on":
         errors["after_processing"] = "Tick the box to confirm that processed messages are deleted."
+    errors.update(_pop3_action_error(draft.connector, after_processing))
     processing: SettingsIn | None = None
     try:
         processing = SettingsIn(
@@ -124,7 +126,7 @@ async def save(
     label = purpose.strip() or None
     mailboxes = web.services.mailboxes
     if draft.mailbox_id is None:
-        assert draft.imap is not None
+        assert draft.imap is not None or draft.pop3 is not None
         mailbox = await mailboxes.create(
             step.tenant_id,
             NewMailbox(
@@ -132,19 +134,25 @@ async def save(
                 auth_method=AuthMethod(draft.auth_method),
                 imap=draft.imap,
                 smtp=draft.smtp,
+                **_pop3_fields(draft),
                 purpose=label,
                 provider_id=draft.provider_id,
                 password=draft.secret,
+                owner=session.owner,
                 settings=ProcessingSettings(
                     from_name=processing.from_name,
                     check_interval=processing.check_interval,
                     after_processing=processing.after_processing,
-                    folders=(WatchedFolder("INBOX"), WatchedFolder(SENT)) if watch_sent == "on" else (),
+                    folders=(
+                        (WatchedFolder("INBOX"), WatchedFolder(SENT))
+                        if watch_sent == "on" and draft.connector != "pop3"
+                        else ()
+                    ),
                 ),
             ),
         )
     else:
-        current = (await mailboxes.get(step.tenant_id, draft.mailbox_id)).settings
+        current = (await mailboxes.get(step.tenant_id, draft.mailbox_id, owner=session.owner)).settings
         folders = _with_sent(current, watch_sent == "on")
         patch: dict[str, Any] = {
             "purpose": label,
@@ -156,9 +164,10 @@ async def save(
             ),
         }
         if draft.password:
-            assert draft.imap is not None
+            incoming = draft.pop3 or draft.imap
+            assert incoming is not None
             patch["password"] = draft.password
-            patch["imap"] = ServerIn.from_model(draft.imap)
+            patch["pop3" if draft.pop3 else "imap"] = ServerIn.from_model(incoming)
             patch["smtp"] = ServerIn.from_model(draft.smtp) if draft.smtp else None
         try:
             mailbox = await mailboxes.update(step.tenant_id, draft.mailbox_id, MailboxUpdate(**patch))
@@ -176,6 +185,18 @@ async def save(
     if session.role == "link":
         return await _finish_link(request, web, session, mailbox.id)
     return render(request, "wizard/done.html", step_context(6, mailbox=mailbox))
+
+
+def _pop3_fields(draft: Draft) -> dict[str, Any]:
+    """A POP3 draft's mailbox: the pop3 connector and its server (no IMAP)."""
+    return {"connector": "pop3", "pop3": draft.pop3} if draft.connector == "pop3" else {}
+
+
+def _pop3_action_error(connector: str, after_processing: str) -> dict[str, str]:
+    """POP3 has no flags or folders: a processed message is left or deleted."""
+    if connector == "pop3" and after_processing not in ("none", "delete"):
+        return {"after_processing": "A POP3 mailbox can only leave processed messages or delete them."}
+    return {}
 
 
 async def _finish_link(request: Request, web: WebState, session: WebSession, mailbox_id: str) -> Response:

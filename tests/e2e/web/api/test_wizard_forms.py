@@ -3,13 +3,13 @@ or foreign draft and an unknown mailbox are answered with, and in which order ch
 
 from __future__ import annotations
 
-import asyncio
 import re
 
 import httpx
 import pytest
 from fastapi import FastAPI
 
+from tests.e2e.web.polling import finished
 from tests.fixtures.api import BASE_URL, TenantHandle
 
 
@@ -138,15 +138,9 @@ async def test_a_typed_password_survives_an_invalid_form_and_edit_the_settings(
     tested = await operator.post("/connect/manual/save", data={"draft": _draft(invalid), **_servers("1")})
     assert tested.status_code == 200, tested.text[:500]
     assert 'data-testid="check"' in tested.text and password not in tested.text
-    run_id = re.search(r'hx-get="/connect/test/([^"?]+)', tested.text)
-    assert run_id is not None
-    for _ in range(200):
-        progress = await operator.get(f"/connect/test/{run_id.group(1)}")
-        if 'data-done="true"' in progress.text:
-            break
-        await asyncio.sleep(0.05)
-    assert 'data-ok="false"' in progress.text and "Edit the settings" in progress.text
-    retry = re.search(r'action="/connect/manual">.*?name="draft" value="([^"]+)"', progress.text, re.S)
+    progress = await finished(operator, tested.text)
+    assert 'data-ok="false"' in progress and "Edit the settings" in progress
+    retry = re.search(r'action="/connect/manual">.*?name="draft" value="([^"]+)"', progress, re.S)
     assert retry is not None
     # "Edit the settings": the password field says it is kept, and saving without it keeps it.
     edit = await operator.post("/connect/manual", data={"draft": retry.group(1)})

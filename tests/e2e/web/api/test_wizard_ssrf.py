@@ -3,17 +3,16 @@ cannot be saved as a mailbox either)."""
 
 from __future__ import annotations
 
-import asyncio
 import re
 
 import httpx
 import pytest
 
 from mailport.bootstrap import Services
+from tests.e2e.web.polling import finished
 from tests.fixtures.api import TenantHandle
 
 DRAFT = re.compile(r'name="draft" value="([^"]+)"')
-RUN = re.compile(r"/connect/test/([A-Za-z0-9_-]+)")
 
 
 @pytest.mark.parametrize("host", ["127.0.0.1", "169.254.169.254", "localhost"])
@@ -35,15 +34,10 @@ async def test_the_wizard_cannot_save_a_mailbox_on_a_private_host(
         },
     )
     assert manual.status_code == 200, manual.text  # the test step starts (and is refused)
-    run = RUN.search(manual.text)
-    assert run is not None
-    for _ in range(100):  # the refused test ends at once; its page offers the untested draft
-        steps = await operator.get(f"/connect/test/{run.group(1)}")
-        if "host_not_allowed" in steps.text and DRAFT.search(steps.text):
-            break
-        await asyncio.sleep(0.05)
-    untested = DRAFT.search(steps.text)
-    assert untested is not None, steps.text
+    steps = await finished(operator, manual.text, tries=100)  # the refused test ends at once
+    assert "host_not_allowed" in steps
+    untested = DRAFT.search(steps)  # its page offers the untested draft
+    assert untested is not None, steps
 
     saved = await operator.post(
         "/connect/save", data={"draft": untested.group(1), "after_processing": "none"}

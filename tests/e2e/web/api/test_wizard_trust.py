@@ -6,7 +6,6 @@ without any of that (the wizard used to ignore the setting)."""
 
 from __future__ import annotations
 
-import asyncio
 import html
 import re
 from collections.abc import AsyncIterator
@@ -19,13 +18,13 @@ from fastapi import FastAPI
 from mailport.config import Settings
 from mailport.detect import DetectOptions, Detector
 from mailport.net.trust import Certificate
+from tests.e2e.web.polling import finished
 from tests.fixtures.api import BASE_URL, TenantHandle, make_settings
 from tests.mailstack.dovecot import Dovecot
 from tests.mailstack.smtp import SubmissionServer
 
 CSRF = re.compile(r'name="csrf" value="([^"]+)"')
 DRAFT = re.compile(r'name="draft" value="([^"]+)"')
-RUN = re.compile(r'hx-get="/connect/test/([^"?]+)')
 
 
 @pytest.fixture
@@ -82,14 +81,7 @@ async def _settings_entered(
 
 async def _finished(browser: httpx.AsyncClient, page: httpx.Response) -> str:
     """Poll the test run as the page does until it is done; its final HTML."""
-    found = RUN.search(page.text)
-    assert found is not None, page.text[:2000]
-    for _ in range(100):
-        fragment = (await browser.get(f"/connect/test/{found.group(1)}")).text
-        if 'data-done="true"' in fragment:
-            return fragment
-        await asyncio.sleep(0.1)
-    raise AssertionError("the test did not finish")
+    return await finished(browser, page.text, tries=100, pause=0.1)
 
 
 def _form(fragment: str, action: str) -> dict[str, str]:

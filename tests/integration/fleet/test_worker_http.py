@@ -1,0 +1,83 @@
+"""``mailport worker`` with ``MAILPORT_WORKER_PORT``, as a process on a fresh database (SQLite and
+PostgreSQL): ``/healthz``, ``/readyz`` once its watchers run, ``/metrics`` naming the worker;
+anything else 404; SIGTERM stops it and its port; a taken port is one line and exit 1."""
+
+from __future__ import annotations
+
+import re
+import socket
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+
+from mailport.bootstrap import Services
+from tests.fixtures.process import clean_environment, run_mailport, start_mailport, wait_until_healthy
+from tests.mailstack.dovecot import free_port
+
+pytestmark = pytest.mark.slow  # a worker process per test (a few seconds)
+
+
+def _env(services: Services, tmp_path: Path, port: int) -> dict[str, str]:
+    settings = services.settings
+    assert settings.secret_keys is not None
+    env = clean_environment()
+    env.update(
+        {
+            "MAILPORT_DATABASE_URL": settings.database_url,
+            "MAILPORT_SECRET_KEYS": settings.secret_keys.get_secret_value(),
+            "MAILPORT_DATA_DIR": str(tmp_path / "var"),
+            "MAILPORT_HOST": "127.0.0.1",
+            "MAILPORT_WORKER_PORT": str(port),
+        }
+    )
+    return env
+
+
+def test_a_worker_serves_health_readiness_and_metrics(services: Services, tmp_path: Path) -> None:
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    log = tmp_path / "worker.log"
+    proc = start_mailport("worker", cwd=tmp_path, env=_env(services, tmp_path, port), log_path=log)
+    try:
+        wait_until_healthy(proc, url, log)
+        health = httpx.get(f"{url}/healthz", timeout=5)
+        assert health.json()["status"] == "ok" and health.json()["version"]
+        deadline = time.monotonic() + 30
+        while (ready := httpx.get(f"{url}/readyz", timeout=5)).status_code != 200:
+            assert ready.status_code == 503 and ready.json()["status"] == "unavailable", ready.text
+            assert time.monotonic() < deadline, log.read_text()
+            time.sleep(0.1)
+        assert ready.json() == {"status": "ok", "checks": {"watchers": True, "database": True}}
+        metrics = httpx.get(f"{url}/metrics", timeout=5)
+        assert metrics.status_code == 200 and metrics.headers["content-type"].startswith("text/plain")
+        info = re.search(
+            r'^mailport_worker_info\{host="([^"]+)",worker_id="([^"]+)"\} 1\.0$', metrics.text, re.M
+        )
+        assert info is not None, metrics.text[:2000]
+        assert info.group(1) == socket.gethostname()
+        assert info.group(2).startswith(f"{socket.gethostname()}:{proc.pid}:")  # its lease holder id
+        assert re.search(r"^mailport_worker_mailboxes 0\.0$", metrics.text, re.M)
+        for name in ("mailport_connects_total", "mailport_lease_losses_total", "mailport_watchers"):
+            assert re.search(rf"^{name} ", metrics.text, re.M), name
+        missing = httpx.get(f"{url}/v1/mailboxes", timeout=5)
+        assert missing.status_code == 404 and missing.json()["error"] == "not_found"
+        posted = httpx.post(f"{url}/healthz", timeout=5)
+        assert posted.status_code == 405 and posted.headers["allow"] == "GET, HEAD"
+    finally:
+        proc.terminate()
+        code = proc.wait(20)
+    assert code == 0, log.read_text()
+    assert "Traceback" not in log.read_text()
+    with pytest.raises(httpx.TransportError):
+        httpx.get(f"{url}/healthz", timeout=2)
+
+
+def test_a_taken_worker_port_is_one_line_and_exit_1(services: Services, tmp_path: Path) -> None:
+    with socket.create_server(("127.0.0.1", 0)) as taken:
+        port = taken.getsockname()[1]
+        done = run_mailport("worker", env=_env(services, tmp_path, port))
+    assert done.returncode == 1, done.stderr
+    assert f"error [address_in_use]: 127.0.0.1:{port} is already in use" in done.stderr
+    assert "Traceback" not in done.stderr

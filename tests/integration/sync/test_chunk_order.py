@@ -1,0 +1,106 @@
+"""A chunk's transaction writes its events last (issue 21): the message rows name their events
+before the events exist, the IMAP connector fetches one page ahead of the one being stored.
+These check that nothing of that shows: every message once, in order, every row pointing at
+its own event, and a chunk stored again (a crash before the cursor moved) appending nothing."""
+
+from __future__ import annotations
+
+import time
+
+from sqlalchemy import select
+
+from mailport.clock import utc_now
+from mailport.connectors.base import Batch, Cursor, RemoteMessage
+from mailport.connectors.imap import ImapConnector
+from mailport.events import Event
+from mailport.store.tables import messages
+from mailport.sync.pipeline import parse_chunk, store_chunk
+from tests.connectors.mailbed import make_mailbox
+from tests.integration.sync.conftest import Bed, all_events, make_message
+
+
+def _remote(uid: int) -> RemoteMessage:
+    raw = make_message(f"order {uid}")
+    return RemoteMessage(item=str(uid), size=len(raw), raw=raw, source={"imap": {"uid": uid}})
+
+
+async def _store(bed: Bed, mailbox_id: str, uids: range) -> list[Event]:
+    mailbox = await bed.services.mailboxes.get(bed.tenant_id, mailbox_id)
+    chunk = [_remote(uid) for uid in uids]
+    parsed = await parse_chunk(mailbox.id, "INBOX", chunk)
+    batch = Batch(chunk, Cursor("INBOX", "7", str(uids[-1])))
+    async with bed.services.events.transaction() as conn:
+        result = await store_chunk(
+            conn, mailbox, batch, parsed, now=utc_now(), check_known=False, started=time.perf_counter()
+        )
+    return result.events
+
+
+async def test_rows_name_their_events_and_a_chunk_stored_again_appends_nothing(bed: Bed) -> None:
+    mailbox = await bed.add_mailbox()
+    first = await _store(bed, mailbox.id, range(1, 41))  # 40 > the parse slice: the loop is yielded
+    assert [e.payload["subject"] for e in first] == [f"order {uid}" for uid in range(1, 41)]
+    assert [e.seq for e in first] == sorted(e.seq for e in first)
+
+    # the same UIDs again, overlapping new ones: only the new ones become events
+    again = await _store(bed, mailbox.id, range(31, 51))
+    assert [e.payload["subject"] for e in again] == [f"order {uid}" for uid in range(41, 51)]
+
+    events = await bed.received(mailbox.id)
+    assert [e.payload["subject"] for e in events] == [f"order {uid}" for uid in range(1, 51)]
+    by_id = {e.id: e for e in events}
+    async with bed.services.database.connect() as conn:
+        rows = (await conn.execute(select(messages).where(messages.c.mailbox_id == mailbox.id))).all()
+    assert len(rows) == 50
+    for row in rows:  # every row names the event that carries it, none a never-appended one
+        assert row.event_id in by_id, row.item
+        assert by_id[row.event_id].payload["id"] == row.id
+
+
+async def test_a_row_whose_event_exists_already_names_no_other_event(bed: Bed) -> None:
+    """An event appended before its message row (a row lost to retention, then the item
+    stored again): the new row must not name the event id that was never appended."""
+    mailbox = await bed.add_mailbox()
+    await _store(bed, mailbox.id, range(1, 4))
+    async with bed.services.database.transaction() as conn:
+        await conn.execute(
+            messages.delete().where(messages.c.mailbox_id == mailbox.id, messages.c.item == "2")
+        )
+    again = await _store(bed, mailbox.id, range(1, 4))
+    assert again == []
+    async with bed.services.database.connect() as conn:
+        row = (
+            await conn.execute(
+                select(messages).where(messages.c.mailbox_id == mailbox.id, messages.c.item == "2")
+            )
+        ).one()
+    assert row.event_id is None
+    assert len(await all_events(bed.services, mailbox_id=mailbox.id, type="message.received")) == 3
+
+
+async def test_fetching_ahead_yields_every_page_in_order_and_leaving_early_is_safe(bed: Bed) -> None:
+    client = await bed.imap()
+    try:
+        await client.append_many("INBOX", [make_message(f"ahead {i}") for i in range(11)])
+    finally:
+        await client.logout()
+    connector = ImapConnector(make_mailbox("imap", bed.user, bed.password, bed.dovecot.imap_port))
+    await connector.connect()
+    try:
+        state = await connector.open("INBOX")
+        start = Cursor("INBOX", state.epoch, "0")
+        batches = [b async for b in connector.fetch_since(start, chunk=3)]
+        assert [len(b.messages) for b in batches] == [3, 3, 3, 2]
+        items = [m.item for b in batches for m in b.messages]
+        assert items == sorted(items, key=int) and len(set(items)) == 11
+        assert [b.cursor.position for b in batches] == [b.messages[-1].item for b in batches]
+
+        # leave after the first page, with the second being fetched: the session stays usable
+        pages = connector.fetch_since(start, chunk=3)
+        first = await anext(pages)
+        assert [m.item for m in first.messages] == items[:3]
+        await pages.aclose()
+        rest = [b async for b in connector.fetch_since(first.cursor, chunk=5)]
+        assert [m.item for b in rest for m in b.messages] == items[3:]
+    finally:
+        await connector.disconnect()
