@@ -68,8 +68,10 @@ async def test_a_notification_wakes_the_watcher_of_its_mailbox_in_another_orches
         async def caught_up() -> bool:
             return bed.connectors[a1.id].catch_ups > before[a1.id][1]
 
-        await wait_for(caught_up, timeout=5)
-        assert time.monotonic() - started < 2.0  # within about a second (a 0.5 s poll)
+        await wait_for(caught_up, timeout=10)
+        # a 0.5 s poll of the wake-ups: about a second when quiet; the mailbox's own check is an
+        # hour away, so anything under that came from the notification (10 s: a loaded machine)
+        assert time.monotonic() - started < 10.0
         assert bed.connectors[a1.id].woken == before[a1.id][0] + 1
         await asyncio.sleep(1.0)
         for other in (a2.id, b1.id):
@@ -216,7 +218,7 @@ async def test_a_notification_wakes_the_watcher_held_by_another_process(
         response = await http.post(f"/v1/push/{KEY}/{channel.id}", json=notification(channel.secret.reveal()))
         assert response.status_code == 202, response.text
         await until(f"woken {a1.id}", 10)
-        assert time.monotonic() - started < 2.0
+        assert time.monotonic() - started < 10.0  # the mailbox's own check is an hour away
         await asyncio.sleep(1.0)
         while True:  # what else the worker printed meanwhile
             try:
