@@ -146,8 +146,8 @@ async def test_a_hanging_endpoint_does_not_delay_another_tenant(
     started = time.monotonic()
     for n in range(10):
         await _append(services, fast_tenant, "mbx_f", n)
-    await healthy.wait_for(10, timeout=2.0)
-    assert time.monotonic() - started < 2.0
+    await healthy.wait_for(10, timeout=5.0)
+    assert time.monotonic() - started < 5.0  # the hanging endpoint holds its requests for 20 s
     assert hanging.succeeded() == []
 
 

@@ -84,4 +84,4 @@ async def test_orchestrator_stop_is_prompt_with_idle_watchers(hooked: Bed) -> No
     await wait_for(idling, timeout=10)
     started = time.monotonic()
     await orchestrator.stop()
-    assert time.monotonic() - started < 1.0
+    assert time.monotonic() - started < 3.0  # not the IDLE renewal (minutes) nor a command timeout
