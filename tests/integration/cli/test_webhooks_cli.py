@@ -394,7 +394,7 @@ async def test_batch_size_is_set_shown_changed_and_checked(
     hook = made["id"]
     assert made["batch_size"] == 20
     table = (await cli("webhooks", "list", "-t", "acme")).stdout
-    assert "batch" in table.splitlines()[0] and " 20 " in table
+    assert "batch" in table.splitlines()[1] and " 20 " in table
     assert " 20" in (await cli("webhooks", "show", hook, "-t", "acme")).stdout
     changed = await cli("webhooks", "update", hook, "-t", "acme", "--batch-size", "1", "--json")
     assert json.loads(changed.stdout)["batch_size"] == 1
