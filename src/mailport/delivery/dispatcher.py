@@ -335,9 +335,9 @@ class EndpointWorker:
         if outcome.ok:
             for item in items:
                 DELIVERY_LATENCY.observe(max((finished - item.event_created_at).total_seconds(), 0.0))
-            outcomes: list[tuple[DeliveryStatus, datetime | None]] = [(DeliveryStatus.DELIVERED, None)] * len(
-                items
-            )
+            outcomes: list[tuple[DeliveryStatus, datetime | None]] = [
+                (DeliveryStatus.DELIVERED, None) for _ in items
+            ]
         else:
             retry_at = [
                 self.policy.next_attempt(

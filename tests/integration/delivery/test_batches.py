@@ -18,7 +18,14 @@ from mailport.delivery import RetryPolicy
 from mailport.delivery.models import DeliveryStatus
 from mailport.delivery.schemas import WebhookUpdate
 from tests.fixtures.webhook_receiver import MakeDispatcher, Received, WebhookReceiver
-from tests.integration.delivery.test_dispatch import _append, _endpoint, _eventually, _tenant
+from tests.integration.delivery.test_dispatch import (
+    _append,
+    _dead_letters,
+    _endpoint,
+    _eventually,
+    _keep_accepting_other_mail,
+    _tenant,
+)
 
 
 def _events(request: Received) -> list[dict[str, Any]]:
@@ -37,6 +44,17 @@ def _check_composition(requests: list[Received], size: int) -> None:
         seqs = [e["seq"] for e in events]
         assert seqs == sorted(seqs) and len(set(seqs)) == len(seqs)
         assert request.headers["webhook-id"] == f"batch_{events[0]['id']}_{events[-1]['id']}"
+
+
+async def _wait_for_events(receiver: WebhookReceiver, count: int, timeout: float = 10.0) -> None:
+    """Wait until 2xx-answered requests carried ``count`` events, then a little more (nothing
+    else may arrive)."""
+
+    async def arrived() -> bool:
+        return sum(len(ids) for ids in _delivered_per_mailbox(receiver).values()) >= count
+
+    await _eventually(arrived, timeout=timeout)
+    await asyncio.sleep(0.3)
 
 
 def _delivered_per_mailbox(receiver: WebhookReceiver) -> dict[str, list[str]]:
@@ -75,11 +93,7 @@ async def test_a_backlog_goes_out_in_signed_batches_of_one_mailbox_each_in_order
         sent[mailbox].append((await _append(services, tenant_id, mailbox, n)).id)
     await make_dispatcher()
 
-    async def all_arrived() -> bool:
-        return sum(len(ids) for ids in _delivered_per_mailbox(webhook_receiver).values()) >= 45
-
-    await _eventually(all_arrived)
-    await asyncio.sleep(0.3)  # nothing more arrives
+    await _wait_for_events(webhook_receiver, 45)
     requests = webhook_receiver.succeeded()
     _check_composition(requests, 10)
     assert len(requests) < 45 // 2  # batched (15 events per mailbox: at least 2 requests each)
@@ -103,11 +117,7 @@ async def test_the_fast_path_batches_what_queues_up_while_a_request_is_in_flight
         mailbox = "mbx_a" if n % 4 else "mbx_b"
         sent[mailbox].append((await _append(services, tenant_id, mailbox, n)).id)
 
-    async def all_arrived() -> bool:
-        return sum(len(ids) for ids in _delivered_per_mailbox(receiver).values()) >= 61
-
-    await _eventually(all_arrived, timeout=20)
-    await asyncio.sleep(0.3)
+    await _wait_for_events(receiver, 61, timeout=20)
     _check_composition(receiver.succeeded(), 25)
     assert len(receiver.requests) < 61
     assert _delivered_per_mailbox(receiver) == sent
@@ -149,11 +159,7 @@ async def test_a_failing_batch_is_retried_whole_and_holds_back_its_mailbox_only(
 
     webhook_receiver.fail_marker = None  # the receiver recovers: the rest follows, in order
 
-    async def all_arrived() -> bool:
-        return sum(len(ids) for ids in _delivered_per_mailbox(webhook_receiver).values()) >= 24
-
-    await _eventually(all_arrived, timeout=15)
-    await asyncio.sleep(0.3)
+    await _wait_for_events(webhook_receiver, 24, timeout=15)
     assert _delivered_per_mailbox(webhook_receiver) == sent  # each event once, in order
     _check_composition(webhook_receiver.succeeded(), 5)
 
@@ -169,17 +175,8 @@ async def test_dead_letters_in_batches_and_their_replay(
     policy = RetryPolicy(first_delay=0.05, max_delay=0.1, give_up_after=0.4)
     ids = [(await _append(services, tenant_id, "mbx_1", n, key="poison")).id for n in range(4)]
     await make_dispatcher(policy=policy)
-    for n in range(3):  # the endpoint keeps accepting other mail: it stays enabled
-        await _append(services, tenant_id, "mbx_2", n)
-        await asyncio.sleep(0.1)
-
-    async def all_dead() -> bool:
-        page = await services.webhooks.deliveries(
-            tenant_id, endpoint_id, cursor=None, limit=10, status=DeliveryStatus.DEAD
-        )
-        return len(page.items) == 4
-
-    await _eventually(all_dead)
+    await _keep_accepting_other_mail(services, tenant_id)
+    await _dead_letters(services, tenant_id, endpoint_id, 4)
     webhook_receiver.fail_marker = None
     before = len(webhook_receiver.succeeded())
     assert await services.webhooks.replay(tenant_id, endpoint_id, delivery_id=None) == 4
