@@ -12,7 +12,8 @@ Runs on SQLite and on PostgreSQL (a database of its own on ``MAILPORT_TEST_POSTG
 default the local server, created and dropped); ``--only`` picks one. Prints one JSON line:
 ``{"deliveries_per_s_sqlite", "deliveries_per_s_postgres", "cpu_ms_per_1k_sqlite", ...}``
 (``cpu_ms_per_1k``: this process's CPU time per 1,000 deliveries, less load-dependent than the
-rate on a shared machine).
+rate on a shared machine). ``--batch-size N``: the endpoint's ``batch_size`` (default 1, one
+event per request); the receiver counts each event inside a batch and checks order per mailbox.
 """
 
 from __future__ import annotations
@@ -59,12 +60,14 @@ def payload(mailbox: int, i: int) -> dict[str, Any]:
 
 
 async def run(
-    database_url: str, data_dir: Path, total: int, mailboxes: int, receiver: str
+    database_url: str, data_dir: Path, total: int, mailboxes: int, receiver: str, batch_size: int = 1
 ) -> dict[str, float]:
     services = await bench_services(database_url, data_dir, allow_private_hosts=True)
     try:
         tenant, _ = await services.tenants.create_tenant("bench")
-        await services.webhooks.create(tenant.id, WebhookCreate(url=f"{receiver}/hook"))
+        await services.webhooks.create(
+            tenant.id, WebhookCreate(url=f"{receiver}/hook", batch_size=batch_size)
+        )
         ids = [f"mbx_bench{m:04d}" for m in range(mailboxes)]
         items = [
             NewEvent(
@@ -76,7 +79,8 @@ async def run(
             async with services.database.transaction() as conn:
                 await append_many(conn, items[start : start + 1000])
         async with httpx.AsyncClient(base_url=receiver) as client:
-            base = (await client.get("/stats")).json()["unique"]
+            before = (await client.get("/stats")).json()
+            base, base_requests = before["unique"], before["requests"]
             started_wall, cpu = time.time(), time.process_time()
             dispatcher = await start_dispatcher(services)
             try:
@@ -91,12 +95,14 @@ async def run(
                 cpu = time.process_time() - cpu
             finally:
                 await dispatcher.stop()
+        if stats["order_errors"]:
+            raise SystemExit(f"{stats['order_errors']} events arrived out of order in their mailbox")
         elapsed = stats["last_new"] - started_wall
         return {
             "seconds": round(elapsed, 2),
             "deliveries_per_s": round(total / elapsed, 1),
             "cpu_ms_per_1k": round(cpu * 1000 / total * 1000, 1),
-            "requests": stats["requests"] - base,
+            "requests": stats["requests"] - base_requests,
         }
     finally:
         await services.aclose()
@@ -118,12 +124,20 @@ def main() -> None:
     parser.add_argument("--events", type=int, default=10_000)
     parser.add_argument("--mailboxes", type=int, default=10)
     parser.add_argument("--only", choices=["sqlite", "postgres"], default=None)
+    parser.add_argument(
+        "--batch-size",
+        type=int,
+        default=1,
+        help="the endpoint's batch_size: up to N consecutive events of one mailbox per request",
+    )
     args = parser.parse_args()
     root = Path(tempfile.mkdtemp(prefix="mailport-bench-delivery-"))
     port = free_port()
     backlog = Path(__file__).resolve().parent / "ingest_backlog.py"
     receiver = subprocess.Popen([sys.executable, str(backlog), "--receiver", str(port)])
     result: dict[str, Any] = {"events": args.events, "mailboxes": args.mailboxes}
+    if args.batch_size != 1:  # the default line stays as it was
+        result["batch_size"] = args.batch_size
     try:
         url = f"http://127.0.0.1:{port}"
         wait_until_up(url)
@@ -131,12 +145,14 @@ def main() -> None:
         if args.only in (None, "sqlite"):
             runs.append(("sqlite", f"sqlite+aiosqlite:///{root / 'mailport.db'}"))
         for name, database_url in runs:
-            got = asyncio.run(run(database_url, root / name, args.events, args.mailboxes, url))
+            got = asyncio.run(
+                run(database_url, root / name, args.events, args.mailboxes, url, args.batch_size)
+            )
             result.update({f"{key}_{name}": value for key, value in got.items()})
         if args.only in (None, "postgres"):
             db, pg_url = asyncio.run(create_pg())
             try:
-                got = asyncio.run(run(pg_url, root / "pg", args.events, args.mailboxes, url))
+                got = asyncio.run(run(pg_url, root / "pg", args.events, args.mailboxes, url, args.batch_size))
             finally:
                 asyncio.run(drop_pg(db))
             result.update({f"{key}_postgres": value for key, value in got.items()})

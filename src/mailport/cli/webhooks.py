@@ -50,7 +50,11 @@ SECRET_ENV = typer.Option(
     None, "--secret-env", metavar="NAME", help="Read a signing secret from this variable."
 )
 DESCRIPTION = typer.Option(None, "--description", help="A note for people (up to 200 characters).")
-LIST_HEADERS = ("id", "url", "events", "status", "last success", "description")
+BATCH_SIZE_HELP = (
+    "Up to N consecutive events of one mailbox in one request (1 to 100; 1: one event per "
+    "request). See docs/webhooks.md, Batched delivery."
+)
+LIST_HEADERS = ("id", "url", "events", "batch", "status", "last success", "description")
 DELIVERY_HEADERS = ("id", "event", "type", "mailbox", "status", "attempts", "last result", "created")
 
 
@@ -83,6 +87,7 @@ def _row(read: WebhookRead) -> tuple[str, ...]:
         read.id,
         read.url,
         ",".join(read.events) if read.events is not None else "all",
+        str(read.batch_size),
         read.status if read.disabled_reason is None else f"{read.status} ({read.disabled_reason})",
         _when(read.last_success_at),
         read.description or "",
@@ -90,8 +95,7 @@ def _row(read: WebhookRead) -> tuple[str, ...]:
 
 
 def _show(read: WebhookRead) -> None:
-    headers = ("id", "url", "events", "status", "last success", "description")
-    rows = [(header, cell) for header, cell in zip(headers, _row(read), strict=True)]
+    rows = [(header, cell) for header, cell in zip(LIST_HEADERS, _row(read), strict=True)]
     rows += [("failing since", _when(read.failing_since)), ("created", _when(read.created_at))]
     print_table(("", ""), [row for row in rows if row[1]], show_header=False)
 
@@ -152,6 +156,7 @@ def add(
     backfill: bool = typer.Option(
         False, "--backfill", help="Also take the waiting events of its types that no endpoint owes."
     ),
+    batch_size: int = typer.Option(1, "--batch-size", metavar="N", help=BATCH_SIZE_HELP),
     as_json: bool = JSON,
 ) -> None:
     """Add a webhook endpoint (validated like POST /v1/webhooks); a generated signing secret is
@@ -162,6 +167,7 @@ def add(
         "description": description,
         "secret": _read_secret(secret_stdin, secret_env),
         "backfill": backfill,
+        "batch_size": batch_size,
     }
     parsed = _parse(WebhookCreate, body)
 
@@ -194,9 +200,10 @@ def update(
     ),
     secret_stdin: bool = SECRET_STDIN,
     secret_env: str | None = SECRET_ENV,
+    batch_size: int | None = typer.Option(None, "--batch-size", metavar="N", help=BATCH_SIZE_HELP),
     as_json: bool = JSON,
 ) -> None:
-    """Change an endpoint's URL, events, description, signing secret or state (validated like
+    """Change an endpoint's URL, events, description, batch size, signing secret or state (validated like
     PATCH /v1/webhooks/{id}); the secret is never printed."""
     body: dict[str, Any] = {}
     if url is not None:
@@ -207,11 +214,14 @@ def update(
         body["description"] = description or None
     if enabled is not None:
         body["enabled"] = enabled
+    if batch_size is not None:
+        body["batch_size"] = batch_size
     if (secret := _read_secret(secret_stdin, secret_env)) is not None:
         body["secret"] = secret
     if not body:
         raise InputError(
-            "nothing to change: give --url, --events, --description, --enable/--disable or a secret"
+            "nothing to change: give --url, --events, --description, --batch-size, --enable/--disable "
+            "or a secret"
         )
     patch = _parse(WebhookUpdate, body)
 

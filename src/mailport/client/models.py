@@ -1725,6 +1725,10 @@ class WebhookCreate(BaseModel):
     secret: WriteOnlySecret | None = None
     """A Standard Webhooks secret (`whsec_` + base64); generated when left out"""
     description: str | None = None
+    batch_size: int = 1
+    """Up to this many consecutive events of one mailbox in one request, as `{"type": "batch", "events":
+    [...]}` (docs/webhooks.md, "Batched delivery"); 1: one event per request, each as its own body
+    """
     backfill: bool = False
     """Also take the events of these types that are waiting for no webhook endpoint (appended before it, not
     yet accepted); by default it receives the events appended after its creation only
@@ -1739,6 +1743,10 @@ class WebhookCreated(BaseModel):
     description: str | None
     status: str
     """active or disabled"""
+    batch_size: int
+    """Up to this many consecutive events of one mailbox in one request, as `{"type": "batch", "events":
+    [...]}` (docs/webhooks.md, "Batched delivery"); 1: one event per request, each as its own body
+    """
     disabled_reason: str | None
     failing_since: datetime | None
     last_success_at: datetime | None
@@ -1762,6 +1770,10 @@ class WebhookRead(BaseModel):
     description: str | None
     status: str
     """active or disabled"""
+    batch_size: int
+    """Up to this many consecutive events of one mailbox in one request, as `{"type": "batch", "events":
+    [...]}` (docs/webhooks.md, "Batched delivery"); 1: one event per request, each as its own body
+    """
     disabled_reason: str | None
     failing_since: datetime | None
     last_success_at: datetime | None
@@ -1802,6 +1814,7 @@ class WebhookUpdate(BaseModel):
     description: str | None = None
     enabled: bool | None = None
     """false disables the endpoint; true re-enables it"""
+    batch_size: int | None = None
 
 
 class WorkerDetail(BaseModel):

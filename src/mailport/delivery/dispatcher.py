@@ -14,6 +14,9 @@ Shape (all state is in the database, so a crash loses nothing):
   mailbox) and up to ``concurrency`` mailboxes at once; a failed delivery blocks only the later
   deliveries of its own mailbox on that endpoint until it succeeds or becomes a dead letter. A
   slow or dead endpoint therefore never delays another endpoint, and each request has a timeout.
+  An endpoint with ``batch_size`` > 1 sends up to that many consecutive deliveries of one
+  mailbox in one request, delivered or retried together (:mod:`mailport.delivery.batches`);
+  the order and blocking rules are the same, per request instead of per delivery.
 * Results are written in batches (attempt rows, delivery state, the endpoint's failing streak)
   and the delivered events that every consumer owing them has now accepted are marked accepted
   in the same transaction (:mod:`mailport.events.acceptance`). A dead letter on an endpoint
@@ -56,6 +59,7 @@ from datetime import datetime, timedelta
 
 from mailport import leases
 from mailport.clock import Clock, utc_now
+from mailport.delivery.batches import batch_body, batch_webhook_id, take_batch
 from mailport.delivery.metrics import DELIVERY_LATENCY, QUEUE_SIZE, WEBHOOK_ATTEMPTS
 from mailport.delivery.models import DeliveryStatus, WebhookEndpoint
 from mailport.delivery.outbox import AttemptRecord, PendingDelivery
@@ -273,22 +277,28 @@ class EndpointWorker:
     async def _send_group(
         self, group: list[PendingDelivery], semaphore: asyncio.Semaphore, started: datetime
     ) -> None:
-        """One mailbox's deliveries, strictly one after another."""
+        """One mailbox's deliveries, strictly one request after another; a request carries up to
+        the endpoint's ``batch_size`` consecutive ones (:mod:`mailport.delivery.batches`)."""
         async with semaphore:
-            for item in group:
+            position = 0
+            while position < len(group):
                 if self._stopping or self._disabled:
                     self._round_ok = False
                     return
-                if item.next_attempt_at is not None and item.next_attempt_at > started:
+                size = self.endpoint.batch_size  # read each time: a PATCH applies from the next request
+                count = take_batch(group, start=position, size=size, due_at=started)
+                if count == 0:  # its retry is not due: nothing after it goes either
                     self._round_ok = False
                     return
-                record = await self._attempt(item)
-                self._buffer.append(record)
+                taken = group[position : position + count]
+                position += count
+                records = [await self._attempt(taken[0])] if size == 1 else await self._attempt_batch(taken)
+                self._buffer.extend(records)
                 if len(self._buffer) >= self.flush_size:
                     self._flush_wanted.set()
-                if record.new_status is not DeliveryStatus.DELIVERED:
+                if any(record.new_status is not DeliveryStatus.DELIVERED for record in records):
                     self._round_ok = False
-                if record.new_status is DeliveryStatus.PENDING:
+                if any(record.new_status is DeliveryStatus.PENDING for record in records):
                     return  # a retry is scheduled: later mail of this mailbox waits for it
 
     def _signer(self) -> Signer:
@@ -298,40 +308,73 @@ class EndpointWorker:
         return self._signing[1]
 
     async def _attempt(self, item: PendingDelivery) -> AttemptRecord:
-        endpoint = self.endpoint
+        """One event in one request, as its own body (``batch_size`` 1)."""
         attempted_at = self.clock()
         headers = self._signer().headers(message_id=item.event_id, timestamp=attempted_at, body=item.body)
-        outcome: Outcome = await self.sender.post(endpoint.url, item.body, headers)
+        outcome: Outcome = await self.sender.post(self.endpoint.url, item.body, headers)
+        return self._results([item], outcome, attempted_at)[0]
+
+    async def _attempt_batch(self, items: list[PendingDelivery]) -> list[AttemptRecord]:
+        """Consecutive deliveries of one mailbox in one request, delivered or retried together."""
+        attempted_at = self.clock()
+        body = batch_body(items)
+        headers = self._signer().headers(
+            message_id=batch_webhook_id(items), timestamp=attempted_at, body=body
+        )
+        outcome: Outcome = await self.sender.post(self.endpoint.url, body, headers)
+        return self._results(items, outcome, attempted_at)
+
+    def _results(
+        self, items: list[PendingDelivery], outcome: Outcome, attempted_at: datetime
+    ) -> list[AttemptRecord]:
+        """One attempt record per delivery of a request. After a failure each delivery follows
+        its own retry window (dead letter when it is over), and those still retried share the
+        earliest of their next times, so the batch goes out again together."""
         WEBHOOK_ATTEMPTS.labels(result=outcome.result).inc()
         finished = self.clock()
         if outcome.ok:
-            DELIVERY_LATENCY.observe(max((finished - item.event_created_at).total_seconds(), 0.0))
-            status, next_at = DeliveryStatus.DELIVERED, None
+            for item in items:
+                DELIVERY_LATENCY.observe(max((finished - item.event_created_at).total_seconds(), 0.0))
+            outcomes: list[tuple[DeliveryStatus, datetime | None]] = [
+                (DeliveryStatus.DELIVERED, None) for _ in items
+            ]
         else:
-            next_at = self.policy.next_attempt(
-                item.attempts + 1, window_started=item.window_started_at, now=finished, rand=self.rand
-            )
-            status = DeliveryStatus.PENDING if next_at is not None else DeliveryStatus.DEAD
+            retry_at = [
+                self.policy.next_attempt(
+                    item.attempts + 1, window_started=item.window_started_at, now=finished, rand=self.rand
+                )
+                for item in items
+            ]
+            together = min((at for at in retry_at if at is not None), default=None)
+            outcomes = [
+                (DeliveryStatus.PENDING, together) if at is not None else (DeliveryStatus.DEAD, None)
+                for at in retry_at
+            ]
             log.info(
                 "webhook %s delivery %s failed (%s%s); %s",
-                endpoint.id,
-                item.id,
+                self.endpoint.id,
+                items[0].id
+                if len(items) == 1
+                else f"{items[0].id}..{items[-1].id} ({len(items)} in a batch)",
                 outcome.result,
                 f" {outcome.status_code}" if outcome.status_code else "",
-                f"retry at {next_at.isoformat()}" if next_at else "dead letter",
+                f"retry at {together.isoformat()}" if together else "dead letter",
             )
-        return AttemptRecord(
-            delivery_id=item.id,
-            event_seq=item.event_seq,
-            attempted_at=attempted_at,
-            result=outcome.result,
-            status_code=outcome.status_code,
-            error=outcome.error,
-            duration_ms=outcome.duration_ms,
-            new_status=status,
-            next_attempt_at=next_at,
-            window_started_at=item.window_started_at,
-        )
+        return [
+            AttemptRecord(
+                delivery_id=item.id,
+                event_seq=item.event_seq,
+                attempted_at=attempted_at,
+                result=outcome.result,
+                status_code=outcome.status_code,
+                error=outcome.error,
+                duration_ms=outcome.duration_ms,
+                new_status=status,
+                next_attempt_at=next_at,
+                window_started_at=item.window_started_at,
+            )
+            for item, (status, next_at) in zip(items, outcomes, strict=True)
+        ]
 
     async def _flush(self) -> None:
         async with self._flush_lock:

@@ -58,6 +58,7 @@ class EndpointRepository:
         secret: Secret,
         now: datetime,
         backfill: bool = False,
+        batch_size: int = 1,
     ) -> WebhookEndpoint:
         """The new endpoint; with ``backfill`` it takes over the waiting events of its types that
         no webhook endpoint owes, in the same transaction."""
@@ -74,6 +75,7 @@ class EndpointRepository:
                     secret_enc=self._key_ring.encrypt(secret.reveal()),
                     status=EndpointStatus.ACTIVE.value,
                     start_seq=start_seq,
+                    batch_size=batch_size,
                     created_at=now,
                     updated_at=now,
                 )

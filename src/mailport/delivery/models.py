@@ -44,6 +44,7 @@ class WebhookEndpoint:
     last_success_at: datetime | None
     created_at: datetime
     updated_at: datetime
+    batch_size: int = 1  # consecutive events of one mailbox per request (docs/webhooks.md)
 
     def subscribes(self, event_type: str) -> bool:
         return subscribes(self.events, event_type)

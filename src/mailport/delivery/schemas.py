@@ -67,6 +67,15 @@ WebhookSecret = Annotated[
 
 Description = Annotated[str, StringConstraints(max_length=200), AfterValidator(clean_line)]
 
+MAX_BATCH_SIZE = 100
+BATCH_SIZE_HELP = (
+    "Up to this many consecutive events of one mailbox in one request, as "
+    '`{"type": "batch", "events": [...]}` (docs/webhooks.md, "Batched delivery"); 1: one event '
+    "per request, each as its own body"
+)
+# strict: 2.5, "5" and true are refused rather than coerced to a size nobody asked for
+BatchSize = Annotated[int, Field(strict=True, ge=1, le=MAX_BATCH_SIZE, description=BATCH_SIZE_HELP)]
+
 
 class WebhookCreate(RequestModel):
     url: str = Field(max_length=2000, description="Where to POST events (https:// recommended)")
@@ -84,6 +93,7 @@ class WebhookCreate(RequestModel):
         description="A Standard Webhooks secret (`whsec_` + base64); generated when left out",
     )
     description: Description | None = None
+    batch_size: BatchSize = 1
     backfill: bool = Field(
         False,
         description=(
@@ -102,6 +112,7 @@ class WebhookUpdate(RequestModel):
     secret: WebhookSecret | None = Field(None, repr=False, description="Replace the signing secret")
     description: Description | None = None
     enabled: bool | None = Field(None, description="false disables the endpoint; true re-enables it")
+    batch_size: BatchSize | None = None
 
     _events = field_validator("events")(classmethod(lambda cls, v: _unique(v)))
 
@@ -114,6 +125,7 @@ class WebhookRead(BaseModel):
     events: list[str] | None
     description: str | None
     status: str = Field(description="active or disabled")
+    batch_size: int = Field(description=BATCH_SIZE_HELP)
     disabled_reason: str | None
     failing_since: datetime | None
     last_success_at: datetime | None

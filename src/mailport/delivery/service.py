@@ -83,6 +83,7 @@ class DeliveryService:
             secret=secret,
             now=self.clock(),
             backfill=body.backfill,
+            batch_size=body.batch_size,
         )
         if body.backfill:
             await self.event_log.notify(appended=False)  # wake the dispatcher: a full cycle
@@ -114,6 +115,8 @@ class DeliveryService:
             values["events"] = body.events
         if "description" in given:
             values["description"] = body.description
+        if "batch_size" in given and body.batch_size is not None:
+            values["batch_size"] = body.batch_size
         if "enabled" in given and body.enabled is not None:
             current = await self._endpoints.get(tenant_id, endpoint_id)
             if body.enabled and current.status is EndpointStatus.DISABLED:

@@ -391,6 +391,8 @@ webhook_endpoints = Table(
     Column("status", String(20), nullable=False),  # active | disabled
     Column("disabled_reason", Text, nullable=True),
     Column("start_seq", BigInteger, nullable=False),
+    # up to this many consecutive events of one mailbox in one request (1: one event a request)
+    Column("batch_size", Integer, nullable=False, server_default="1"),
     Column("failing_since", UTCDateTime(), nullable=True),
     Column("last_success_at", UTCDateTime(), nullable=True),
     Column("created_at", UTCDateTime(), nullable=False),

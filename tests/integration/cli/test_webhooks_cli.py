@@ -381,3 +381,30 @@ async def test_backfill_hands_over_the_waiting_events(
     await make_dispatcher()
     got = await webhook_receiver.wait_for(2)
     assert [r.headers["webhook-id"] for r in got] == waiting
+
+
+async def test_batch_size_is_set_shown_changed_and_checked(
+    cli: AsyncCli, acme: TenantHandle, webhook_receiver: WebhookReceiver
+) -> None:
+    made = json.loads(
+        (
+            await cli("webhooks", "add", webhook_receiver.url, "-t", "acme", "--batch-size", "20", "--json")
+        ).stdout
+    )
+    hook = made["id"]
+    assert made["batch_size"] == 20
+    table = (await cli("webhooks", "list", "-t", "acme")).stdout
+    assert "batch" in table.splitlines()[1] and " 20 " in table
+    assert " 20" in (await cli("webhooks", "show", hook, "-t", "acme")).stdout
+    changed = await cli("webhooks", "update", hook, "-t", "acme", "--batch-size", "1", "--json")
+    assert json.loads(changed.stdout)["batch_size"] == 1
+    for bad in ("0", "101"):
+        await cli.refused("invalid_input", "webhooks", "update", hook, "-t", "acme", "--batch-size", bad)
+        await cli.refused(
+            "invalid_input", "webhooks", "add", webhook_receiver.url, "-t", "acme", "--batch-size", bad
+        )
+    not_a_number = await cli("webhooks", "update", hook, "-t", "acme", "--batch-size", "many", ok=False)
+    assert not_a_number.returncode != 0 and "--batch-size" in not_a_number.stderr
+    assert "Traceback" not in not_a_number.stderr
+    listed = json.loads((await cli("webhooks", "list", "-t", "acme", "--json")).stdout)
+    assert [w["batch_size"] for w in listed] == [1]

@@ -80,6 +80,12 @@ async def test_a_given_secret_is_stored_encrypted_and_not_returned(
         ({"url": "https://127.0.0.1/x", "events": ["message.purged"]}, None),
         ({"url": "https://127.0.0.1/x", "events": []}, None),
         ({"url": "https://127.0.0.1/x", "extra": 1}, None),
+        ({"url": "https://127.0.0.1/x", "batch_size": 0}, "batch_size"),
+        ({"url": "https://127.0.0.1/x", "batch_size": 101}, "batch_size"),
+        ({"url": "https://127.0.0.1/x", "batch_size": "5"}, "batch_size"),
+        ({"url": "https://127.0.0.1/x", "batch_size": 2.5}, "batch_size"),
+        ({"url": "https://127.0.0.1/x", "batch_size": True}, "batch_size"),
+        ({"url": "https://127.0.0.1/x", "batch_size": None}, "batch_size"),
     ],
 )
 async def test_bad_input_is_a_422_with_the_error_body(
@@ -91,6 +97,23 @@ async def test_bad_input_is_a_422_with_the_error_body(
     assert {"error", "detail", "hint"} <= set(error)
     if field is not None:
         assert error.get("field") == field, error
+
+
+async def test_batch_size_is_read_created_and_changed_within_1_to_100(client: httpx.AsyncClient) -> None:
+    made = await client.post("/v1/webhooks", json={"url": "http://127.0.0.1:9/hook"})
+    assert made.status_code == 201 and made.json()["batch_size"] == 1  # the default: one event a request
+    hook = made.json()["id"]
+    batched = await client.post("/v1/webhooks", json={"url": "http://127.0.0.1:9/b", "batch_size": 100})
+    assert batched.status_code == 201 and batched.json()["batch_size"] == 100
+    changed = await client.patch(f"/v1/webhooks/{hook}", json={"batch_size": 50})
+    assert changed.status_code == 200 and changed.json()["batch_size"] == 50
+    assert (await client.get(f"/v1/webhooks/{hook}")).json()["batch_size"] == 50
+    for bad in (0, 101, "7", 1.5):
+        refused = await client.patch(f"/v1/webhooks/{hook}", json={"batch_size": bad})
+        assert refused.status_code == 422 and refused.json()["field"] == "batch_size", (bad, refused.text)
+        assert {"error", "detail", "hint"} <= set(refused.json())
+    listed = (await client.get("/v1/webhooks")).json()["items"]
+    assert sorted(w["batch_size"] for w in listed) == [50, 100]
 
 
 async def test_private_addresses_are_refused_unless_allowed(

@@ -48,6 +48,25 @@ async def _eventually(predicate, timeout: float = 10.0) -> None:  # type: ignore
         await asyncio.sleep(0.02)
 
 
+async def _keep_accepting_other_mail(services: Services, tenant_id: str) -> None:
+    """Deliveries of another mailbox that succeed: the endpoint is not one to disable."""
+    for n in range(3):
+        await _append(services, tenant_id, "mbx_2", n)
+        await asyncio.sleep(0.1)
+
+
+async def _dead_letters(services: Services, tenant_id: str, endpoint_id: str, count: int) -> None:
+    """Wait until the endpoint has ``count`` dead letters."""
+
+    async def all_dead() -> bool:
+        page = await services.webhooks.deliveries(
+            tenant_id, endpoint_id, cursor=None, limit=10, status=DeliveryStatus.DEAD
+        )
+        return len(page.items) == count
+
+    await _eventually(all_dead)
+
+
 @pytest.mark.serial
 async def test_an_event_reaches_the_webhook_signed_within_two_seconds(
     delivery_services: Services, webhook_receiver: WebhookReceiver, make_dispatcher: MakeDispatcher
@@ -162,17 +181,8 @@ async def test_dead_letters_are_recorded_and_replayable(
     policy = RetryPolicy(first_delay=0.05, max_delay=0.1, give_up_after=0.4)
     await make_dispatcher(policy=policy)
     ids = [(await _append(services, tenant_id, "mbx_1", n, key="poison")).id for n in range(3)]
-    for n in range(3):  # the endpoint keeps accepting other mail: it stays enabled
-        await _append(services, tenant_id, "mbx_2", n)
-        await asyncio.sleep(0.1)
-
-    async def all_dead() -> bool:
-        page = await services.webhooks.deliveries(
-            tenant_id, endpoint_id, cursor=None, limit=10, status=DeliveryStatus.DEAD
-        )
-        return len(page.items) == 3
-
-    await _eventually(all_dead)
+    await _keep_accepting_other_mail(services, tenant_id)
+    await _dead_letters(services, tenant_id, endpoint_id, 3)
     page = await services.webhooks.deliveries(
         tenant_id, endpoint_id, cursor=None, limit=10, status=DeliveryStatus.DEAD
     )
