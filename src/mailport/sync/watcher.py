@@ -180,6 +180,7 @@ class Watcher:
         "_since_checked",
         "_resolve",
         "_actions_cancelled",
+        "_held",
     )
 
     def __init__(
@@ -225,6 +226,10 @@ class Watcher:
         self._since_checked = False
         self._resolve = resolve
         self._actions_cancelled = False
+        # (cursor, check_known) as this connection last committed them, so new mail costs no
+        # read of either (only this watcher writes its cursor, under its lease); None after a
+        # failure or a reconnect, which read them again
+        self._held: tuple[Cursor, bool] | None = None
         # changes made on the server (opt-in events): mailport.sync.changes
         self.changes = ChangeTracker(
             connector,
@@ -329,6 +334,7 @@ class Watcher:
         loop = asyncio.get_running_loop()
         while not self._stopping:
             connected_at: float | None = None
+            self._held = None
             try:
                 self._set_state("connecting")
                 async with self.connect_slots:
@@ -513,6 +519,25 @@ class Watcher:
 
     async def catch_up(self, scope: ScopeState) -> int:
         """Ingest everything after the cursor; returns how many events were appended."""
+        held = self._held
+        if held is not None and held[0].scope == scope.scope and held[0].epoch == scope.epoch:
+            cursor, check_known = held
+        else:
+            cursor, check_known = await self._read_cursor(scope)
+        self._held = None  # until this round's pages are committed
+        appended = 0
+        async for batch in self.connector.fetch_since(cursor, chunk=self.options.chunk):
+            if batch.messages or batch.cursor != cursor:
+                appended += await self._store(batch, check_known=check_known)
+            cursor = batch.cursor
+            if self._stopping:
+                break
+        self._held = (cursor, check_known)
+        return appended
+
+    async def _read_cursor(self, scope: ScopeState) -> tuple[Cursor, bool]:
+        """The folder's cursor from the database (a baseline on the first sync, a reset after an
+        epoch change) and whether messages of other epochs exist (then known ones are matched)."""
         async with self.database.connect() as conn:
             cursor = await repo.get_cursor(conn, self.mailbox.id, scope.scope)
         if cursor is not None and self.since is not None and not self._since_checked:
@@ -530,14 +555,7 @@ class Watcher:
             cursor = await self._reset(cursor, scope)
         async with self.database.connect() as conn:
             check_known = await repo.has_other_epochs(conn, self.mailbox.id, scope.scope, scope.epoch)
-        appended = 0
-        async for batch in self.connector.fetch_since(cursor, chunk=self.options.chunk):
-            if batch.messages or batch.cursor != cursor:
-                appended += await self._store(batch, check_known=check_known)
-            cursor = batch.cursor
-            if self._stopping:
-                break
-        return appended
+        return cursor, check_known
 
     async def _store(self, batch: Batch, *, check_known: bool) -> int:
         started = time.perf_counter()
