@@ -15,7 +15,7 @@ from typing import Annotated, Literal
 from pydantic import AfterValidator, Field, StringConstraints, field_validator, model_validator
 
 from mailport.declare.secrets import SecretRefField
-from mailport.delivery.schemas import Description, EventType
+from mailport.delivery.schemas import BatchSize, Description, EventType
 from mailport.delivery.urls import parse_webhook_url
 from mailport.errors import InputError
 from mailport.mailboxes.models import AuthMethod
@@ -62,6 +62,9 @@ class WebhookSpec(RequestModel):
         description="The signing secret (`whsec_…`): env:NAME, file:PATH or stored"
     )
     description: Description | None = None
+    batch_size: BatchSize | None = Field(
+        None, description="Events of one mailbox per request, 1-100 (docs/webhooks.md); left out: 1"
+    )
     enabled: bool | None = Field(None, description="false: disabled; left out: left as it is")
 
     @field_validator("events")

@@ -229,11 +229,17 @@ def _webhook_change(path: str, tenant: str, spec: WebhookSpec, current: Any, ctx
     else:
         resolved = _resolve(spec.secret, f"{path}.secret", ctx)
         secret = _checked(f"{path}.secret", lambda: check_secret(resolved.reveal()))
-    desired: View = {"events": spec.events, "description": spec.description}
+    batch_size = spec.batch_size or 1
+    desired: View = {"events": spec.events, "description": spec.description, "batch_size": batch_size}
     if spec.enabled is not None:
         desired["enabled"] = spec.enabled
     if current is None:
-        values = {"url": spec.url, "events": spec.events, "description": spec.description}
+        values = {
+            "url": spec.url,
+            "events": spec.events,
+            "description": spec.description,
+            "batch_size": batch_size,
+        }
         body = _model(path, WebhookCreate, values | {"secret": secret.reveal() if secret else None})
         then = WebhookUpdate(enabled=False) if spec.enabled is False else None
         return [Change("+", "webhook", tenant, spec.url, payload=body, then=then)]

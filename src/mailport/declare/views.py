@@ -57,6 +57,7 @@ def webhook_view(endpoint: WebhookEndpoint) -> View:
     return {
         "events": None if endpoint.events is None else list(endpoint.events),
         "description": endpoint.description or None,
+        "batch_size": endpoint.batch_size,
         "enabled": endpoint.status is not EndpointStatus.DISABLED,
     }
 
@@ -136,6 +137,7 @@ def spec_of_webhook(endpoint: WebhookEndpoint) -> WebhookSpec:
             "events": None if endpoint.events is None else list(endpoint.events),
             "secret": STORED,
             "description": endpoint.description or None,
+            "batch_size": None if endpoint.batch_size == 1 else endpoint.batch_size,
             "enabled": False if endpoint.status is EndpointStatus.DISABLED else None,
         }
     )

@@ -128,11 +128,12 @@ def test_a_dry_run_prints_the_diff_and_writes_nothing(accounts: Accounts, env: d
     rows = accounts.rows()
     changed = declaration(label="Helpdesk", settings={"check_interval": 300})
     changed["tenants"][0]["webhooks"][0]["events"] = ["message.received", "mailbox.error"]
+    changed["tenants"][0]["webhooks"][0]["batch_size"] = 25
     env["HOOK_SECRET"] = accounts.cli.env["HOOK_SECRET"] = whsec()  # rotated
     diff = accounts.apply(str(accounts.write(changed)), "--dry-run")
     assert diff.stdout.splitlines() == [
         f'~ webhook {HOOK} (tenant acme): events: ["message.received"] → ["message.received", '
-        '"mailbox.error"]; secret: changed',
+        '"mailbox.error"]; batch_size: 1 → 25; secret: changed',
         '~ mailbox support@example.com (tenant acme): label: "Support" → "Helpdesk"; '
         'settings.check_interval: 120 → 300; settings.folders: ["INBOX", "role:sent"] → ["INBOX"]',
         "dry run: 0 to create, 2 to change, 0 to delete (nothing written)",
@@ -145,6 +146,7 @@ def test_a_dry_run_prints_the_diff_and_writes_nothing(accounts: Accounts, env: d
     state = accounts.state().tenants["acme"]
     assert state.webhooks[0].secret.reveal() == env["HOOK_SECRET"]
     assert state.webhooks[0].events == ("message.received", "mailbox.error")
+    assert state.webhooks[0].batch_size == 25
     assert accounts.apply(str(accounts.write(changed))).stdout.splitlines()[-1] == "no changes"
 
 
@@ -248,6 +250,11 @@ def test_a_bad_file_is_one_line_with_its_line_number(accounts: Accounts, env: di
     refused = accounts.apply(str(path), ok=False)
     one_line_error(refused, "declaration_invalid")
     assert f"{path}:6: tenants[0].mailboxes[0].auth:" in refused.stderr
+    hook = ["    webhooks:", "      - url: https://app.example.com/h", "        secret: env:HOOK_SECRET"]
+    path.write_text("\n".join([*lines[:3], *hook, "        batch_size: 0", ""]))
+    refused = accounts.apply(str(path), ok=False)
+    one_line_error(refused, "declaration_invalid")
+    assert f"{path}:7: tenants[0].webhooks[0].batch_size:" in refused.stderr
     path.write_text("version: 1\ntenants: [\n")
     one_line_error(accounts.apply(str(path), ok=False), "declaration_invalid")
     assert accounts.rows() == {}

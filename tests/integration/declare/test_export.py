@@ -30,7 +30,8 @@ def test_applying_an_export_changes_nothing(accounts: Accounts, fmt: str):
     tenant = data["tenants"][0]
     tenant["oauth_apps"].append({"provider": "google", "client_id": "public-client"})
     tenant["webhooks"].append(
-        {"url": OTHER_HOOK, "secret": "env:HOOK_SECRET", "description": "all", "enabled": False}
+        {"url": OTHER_HOOK, "secret": "env:HOOK_SECRET", "description": "all", "batch_size": 40,
+         "enabled": False}
     )
     env = {"PW": password, "HOOK_SECRET": hook_secret, "MS_SECRET": "ms-" + whsec()}
     accounts.apply(str(accounts.write(data)), **env)
@@ -55,6 +56,7 @@ def test_applying_an_export_changes_nothing(accounts: Accounts, fmt: str):
     assert support["password"] == "stored" and support["enabled"] is False and support["owner"] == "user-7"
     assert support["settings"]["contacts"]["policy"] == "sent_only"
     assert [w["secret"] for w in acme["webhooks"]] == ["stored", "stored"]
+    assert {w["url"]: w.get("batch_size") for w in acme["webhooks"]} == {HOOK: None, OTHER_HOOK: 40}
     assert {a["provider"]: a.get("client_secret") for a in acme["oauth_apps"]} == {
         "google": None,
         "microsoft": "stored",
