@@ -30,8 +30,13 @@ def test_applying_an_export_changes_nothing(accounts: Accounts, fmt: str):
     tenant = data["tenants"][0]
     tenant["oauth_apps"].append({"provider": "google", "client_id": "public-client"})
     tenant["webhooks"].append(
-        {"url": OTHER_HOOK, "secret": "env:HOOK_SECRET", "description": "all", "batch_size": 40,
-         "enabled": False}
+        {
+            "url": OTHER_HOOK,
+            "secret": "env:HOOK_SECRET",
+            "description": "all",
+            "batch_size": 40,
+            "enabled": False,
+        }
     )
     env = {"PW": password, "HOOK_SECRET": hook_secret, "MS_SECRET": "ms-" + whsec()}
     accounts.apply(str(accounts.write(data)), **env)
