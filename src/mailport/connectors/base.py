@@ -31,6 +31,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, ClassVar, Protocol, runtime_checkable
 
+import orjson
+
 from mailport.connectors.folders import Folder
 from mailport.errors import InputError, UnsupportedFeatureError
 
@@ -91,8 +93,12 @@ class MessageRef:
 
     def encode(self) -> str:
         """A URL-safe opaque string (base64url of a JSON triple, so any scope name fits)."""
-        packed = json.dumps([self.scope, self.epoch, self.item], separators=(",", ":"), ensure_ascii=False)
-        return self.PREFIX + base64.urlsafe_b64encode(packed.encode()).decode().rstrip("=")
+        triple = [self.scope, self.epoch, self.item]
+        try:  # orjson writes json.dumps(..., separators=(",", ":"), ensure_ascii=False)'s text, ~40x faster
+            packed = orjson.dumps(triple)
+        except TypeError:  # a lone surrogate: the stdlib's text, whose encoding then fails as it always did
+            packed = json.dumps(triple, separators=(",", ":"), ensure_ascii=False).encode()
+        return self.PREFIX + base64.urlsafe_b64encode(packed).decode().rstrip("=")
 
     @classmethod
     def decode(cls, ref: str) -> MessageRef:

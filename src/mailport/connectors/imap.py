@@ -19,6 +19,7 @@ liveness check, next to TCP keepalive.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import ssl
 from collections.abc import AsyncIterator, Sequence
@@ -611,6 +612,11 @@ def message_flags(flags: Sequence[str]) -> tuple[str, ...]:
     """The message's flags as the server spells them, without ``\\Recent``: it belongs to the
     session that saw the message first (RFC 3501; gone in IMAP4rev2), so a payload carrying it
     would depend on which session fetched, and no Gmail API or Graph message has it."""
+    return _without_recent(tuple(flags))
+
+
+@functools.lru_cache(maxsize=1024)  # flag combinations repeat: one per message of a backlog
+def _without_recent(flags: tuple[str, ...]) -> tuple[str, ...]:
     return tuple(flag for flag in flags if flag.lower() != "\\recent")
 
 

@@ -406,9 +406,27 @@ _MONTHS = {
 _INTERNALDATE = re.compile(rb" ?(\d{1,2})-([A-Za-z]{3})-(\d{4}) (\d\d):(\d\d):(\d\d) ([+-])(\d\d)(\d\d)")
 
 
+_DATE_CACHE: dict[bytes, datetime] = {}  # a backlog's messages share their seconds
+
+
 def parse_internaldate(value: object) -> datetime:
-    """``"17-Jul-1996 02:44:25 -0700"`` -> an aware UTC datetime (locale independent)."""
-    m = _INTERNALDATE.fullmatch(value) if isinstance(value, bytes) else None
+    """``"17-Jul-1996 02:44:25 -0700"`` -> an aware UTC datetime (locale independent).
+
+    Remembered by value (up to 1,024): a backlog fetch reads the same few seconds thousands of
+    times, and parsing one was ~1.5 µs of every fetched message."""
+    if not isinstance(value, bytes):
+        raise ProtocolError(f"malformed INTERNALDATE {value!r}")
+    known = _DATE_CACHE.get(value)
+    if known is None:
+        known = _parse_internaldate(value)
+        if len(_DATE_CACHE) >= 1024:
+            _DATE_CACHE.clear()
+        _DATE_CACHE[value] = known
+    return known
+
+
+def _parse_internaldate(value: bytes) -> datetime:
+    m = _INTERNALDATE.fullmatch(value)
     if m is None or m.group(2).upper() not in _MONTHS:
         raise ProtocolError(f"malformed INTERNALDATE {value!r}")
     day, mon, year, hh, mm, ss, sign, oh, om = m.groups()

@@ -48,6 +48,15 @@ MAX_ADDRESS_FIELD = 65_536
 _EMPTY_GROUP = re.compile(r"[^:;<>@]*:[ \t]*;?[ \t]*")  # 'undisclosed-recipients:;'
 _LOCAL_ONLY = re.compile(r'[^\s@<>"(),;:\[\]]+')
 _B64_JUNK = re.compile(rb"[^A-Za-z0-9+/]")
+# ``type/subtype; charset=<token>`` (quoted or not) and nothing else, the Content-Type of nearly
+# every text part: its charset is read here, the rest goes through compat32's parameter parser
+# (~8 µs, a tenth of a small message's parse). Nothing that parser treats specially may occur:
+# no '=' before the ';' (the first segment would count as a parameter), no quotes, backslashes,
+# RFC 2231 '*' or non-ASCII letters in the name or value, only spaces and tabs as blanks.
+_PLAIN_CHARSET = re.compile(
+    r'[^;"\\=/]*/[^;"\\=]*;[ \t]*[Cc][Hh][Aa][Rr][Ss][Ee][Tt][ \t]*=[ \t]*'
+    r"(\"?)([A-Za-z0-9!#$%&'+\-.^_`{|}~]+)\1[ \t]*"
+)
 
 Headers = list[tuple[str, str]]
 
@@ -307,6 +316,11 @@ class ParamHeaders:
         return self._msg.get_content_type()
 
     def charset(self) -> str | None:
+        value = self._msg.get("content-type")
+        if value is not None:
+            plain = _PLAIN_CHARSET.fullmatch(value)
+            if plain is not None:  # what the stdlib answers for this shape, ~10x faster
+                return plain.group(2).lower()
         try:
             return self._msg.get_content_charset()
         except (LookupError, UnicodeError, ValueError):

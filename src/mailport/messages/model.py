@@ -8,7 +8,7 @@ store and delivery all speak the same shape. ``to_dict()`` gives the JSON-ready 
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Literal
 
@@ -39,7 +39,16 @@ class Attachment:
     disposition: Disposition
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)  # every field is plain JSON, in payload order
+        """Every field, in payload order (what ``asdict`` gives, without its deep copy)."""
+        return {
+            "index": self.index,
+            "section": self.section,
+            "filename": self.filename,
+            "content_type": self.content_type,
+            "size": self.size,
+            "content_id": self.content_id,
+            "disposition": self.disposition,
+        }
 
 
 @dataclass(frozen=True, slots=True)

@@ -33,6 +33,7 @@ log = logging.getLogger(__name__)
 # (SQLite's busy handler then decides), so a transaction that waits on another task's
 # transaction slows down but never hangs.
 TURN_WAIT_SECONDS = 30.0
+SQLITE_MMAP_BYTES = 256 * 1024 * 1024  # address space, not memory: pages are the OS's page cache
 
 
 class _Turns:
@@ -132,6 +133,11 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor.execute("PRAGMA busy_timeout=5000")
     cursor.execute("PRAGMA journal_mode=WAL")
     cursor.execute("PRAGMA synchronous=NORMAL")
+    # Reads through a memory map instead of a pread() per page. A pooled connection's page
+    # cache is dropped whenever another connection has committed since its last transaction,
+    # which during a backlog is every time; re-reading it by pread() was a visible share of the
+    # SQLite thread's time. Writes still go through the WAL, so durability is unchanged.
+    cursor.execute(f"PRAGMA mmap_size={SQLITE_MMAP_BYTES}")
     cursor.close()
 
 

@@ -88,7 +88,7 @@ from mailport.sync import repository as repo
 from mailport.sync.changes import FOLDER_INTERVAL, ChangeTracker
 from mailport.sync.folders import resolve_watched
 from mailport.sync.interest import ChangeInterest
-from mailport.sync.pipeline import parse_chunk, store_chunk
+from mailport.sync.pipeline import Parsed, parse_chunk, store_chunk
 from mailport.tasks import cancel_and_wait, stop_if_cancelled
 
 log = logging.getLogger(__name__)
@@ -526,13 +526,36 @@ class Watcher:
             cursor, check_known = await self._read_cursor(scope)
         self._held = None  # until this round's pages are committed
         appended = 0
-        async for batch in self.connector.fetch_since(cursor, chunk=self.options.chunk):
-            if batch.messages or batch.cursor != cursor:
-                appended += await self._store(batch, check_known=check_known)
-            cursor = batch.cursor
-            if self._stopping:
-                break
-        self._held = (cursor, check_known)
+        committing: asyncio.Task[int] | None = None  # the previous page's transaction
+        try:
+            async for batch in self.connector.fetch_since(cursor, chunk=self.options.chunk):
+                if batch.messages or batch.cursor != cursor:
+                    started = time.perf_counter()
+                    # parsed while the previous page commits (its statements and fsync run
+                    # outside the event loop): the pages of one mailbox still commit one
+                    # after the other, in order, each with its own cursor
+                    parsed = await parse_chunk(self.mailbox.id, batch.cursor.scope, batch.messages)
+                    if committing is not None:
+                        appended += await committing
+                        committing = None
+                        if self._stopping:
+                            break
+                    committing = asyncio.create_task(
+                        self._store(batch, parsed, started=started, check_known=check_known)
+                    )
+                cursor = batch.cursor
+                if self._stopping:
+                    break
+            if committing is not None:
+                appended += await committing
+        finally:
+            if committing is not None and not committing.done():
+                # left on an error (or cancelled) while a page was committing: it finishes or
+                # fails on its own before the watcher goes on (a reconnect reads its cursor)
+                await asyncio.wait({committing})
+                if not committing.cancelled():
+                    committing.exception()  # retrieved: the error that left is the one raised
+        self._held = (cursor, check_known)  # every page of this round is committed
         return appended
 
     async def _read_cursor(self, scope: ScopeState) -> tuple[Cursor, bool]:
@@ -557,9 +580,7 @@ class Watcher:
             check_known = await repo.has_other_epochs(conn, self.mailbox.id, scope.scope, scope.epoch)
         return cursor, check_known
 
-    async def _store(self, batch: Batch, *, check_known: bool) -> int:
-        started = time.perf_counter()
-        parsed = await parse_chunk(self.mailbox.id, batch.cursor.scope, batch.messages)
+    async def _store(self, batch: Batch, parsed: list[Parsed], *, started: float, check_known: bool) -> int:
         async with self.events.transaction() as conn:
             result = await store_chunk(
                 conn,

@@ -14,9 +14,11 @@ from mailport.connectors.base import Batch, Cursor, RemoteMessage
 from mailport.connectors.imap import ImapConnector
 from mailport.events import Event
 from mailport.store.tables import messages
+from mailport.sync import WatcherOptions
+from mailport.sync import repository as sync_repository
 from mailport.sync.pipeline import parse_chunk, store_chunk
 from tests.connectors.mailbed import make_mailbox
-from tests.integration.sync.conftest import Bed, all_events, make_message
+from tests.integration.sync.conftest import Bed, all_events, make_message, wait_for
 
 
 def _remote(uid: int) -> RemoteMessage:
@@ -104,3 +106,32 @@ async def test_fetching_ahead_yields_every_page_in_order_and_leaving_early_is_sa
         assert [m.item for b in rest for m in b.messages] == items[3:]
     finally:
         await connector.disconnect()
+
+
+async def test_a_watcher_commits_its_pages_in_order_while_parsing_the_next(bed: Bed) -> None:
+    """Pages of 3: each page is parsed while the one before commits; the events still follow
+    the UIDs, once each, and the cursor ends at the last page's last UID."""
+    mailbox = await bed.add_mailbox()
+    client = await bed.imap()
+    try:
+        await client.append_many("INBOX", [make_message(f"page {i}") for i in range(11)])
+    finally:
+        await client.logout()
+    options = WatcherOptions(chunk=3, backoff_base=0.2, backoff_cap=1.0, auth_retry_seconds=600)
+    orchestrator = bed.orchestrator(options=options)
+    await orchestrator.start()
+    try:
+        events = await wait_for(lambda: _all_received(bed, mailbox.id, 11))
+    finally:
+        await orchestrator.stop()
+    assert [e.payload["subject"] for e in events] == [f"page {i}" for i in range(11)]
+    uids = [e.payload["source"]["imap"]["uid"] for e in events]
+    assert uids == sorted(uids) and len(set(uids)) == 11
+    async with bed.services.database.connect() as conn:
+        cursor = await sync_repository.get_cursor(conn, mailbox.id, "INBOX")
+    assert cursor is not None and cursor.position == str(uids[-1])
+
+
+async def _all_received(bed: Bed, mailbox_id: str, count: int) -> list[Event] | None:
+    events = await bed.received(mailbox_id)
+    return events if len(events) >= count else None

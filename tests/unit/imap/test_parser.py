@@ -134,6 +134,14 @@ def test_internaldate_and_sequence_sets() -> None:
     assert parse_internaldate(b" 1-Jan-2024 00:00:00 +0100") == datetime(2023, 12, 31, 23, 0, tzinfo=UTC)
     with pytest.raises(ProtocolError):
         parse_internaldate(b"yesterday")
+    # remembered values: the same answer again, and a malformed one still refused every time
+    assert parse_internaldate(b" 1-Jan-2024 00:00:00 +0100") == datetime(2023, 12, 31, 23, 0, tzinfo=UTC)
+    assert parse_internaldate(b"01-Jan-2024 00:00:00 -0130") == datetime(2024, 1, 1, 1, 30, tzinfo=UTC)
+    for _ in range(2):
+        with pytest.raises(ProtocolError):
+            parse_internaldate(b"yesterday")
+        with pytest.raises(ProtocolError):
+            parse_internaldate("01-Jan-2024 00:00:00 +0000")  # text, not bytes
     assert parse_sequence_set(b"1:3,7,10:9") == [1, 2, 3, 7, 9, 10]
 
 

@@ -3,10 +3,19 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from email.message import Message as _Compat32Message
 
 import pytest
 
-from mailport.messages.headers import addresses, date, decode_words, header_end, msg_ids, parse_block
+from mailport.messages.headers import (
+    ParamHeaders,
+    addresses,
+    date,
+    decode_words,
+    header_end,
+    msg_ids,
+    parse_block,
+)
 from mailport.messages.model import Address
 
 
@@ -126,3 +135,35 @@ def test_msg_ids() -> None:
     assert msg_ids("a@b, c@d") == ["a@b", "c@d"]
     assert msg_ids("garbage") == []
     assert msg_ids(None) == []
+
+
+@pytest.mark.parametrize(
+    "content_type",
+    [
+        'text/plain; charset="utf-8"',
+        "text/plain;charset=UTF-8",
+        'text/html; CharSet = "ISO-8859-1"\t',
+        " text/plain ; charset=koi8-r",
+        "charset; charset=utf-8",  # the first segment is a parameter named charset
+        "x=y/z; charset=a",
+        "text/plain; charset=",
+        'text/plain; charset=""',
+        'text/plain; charset="utf-8',
+        'text/plain; charset="a;b"',
+        "text/plain; charset*=utf-8''utf-8",
+        "text/plain; charſet=utf-8",  # ſ lower-cases to itself, not to s
+        "text/plain; charset=utf-8\xa0",
+        "text/plain; charset=utf-8; format=flowed",
+        "text/plain; charset=<utf-8>",
+        "text/plain; charset=ü",
+    ],
+)
+def test_charset_is_what_the_stdlib_reads(content_type: str) -> None:
+    """The plain ``charset=`` shape is read without compat32's parameter parser: same answers."""
+    stdlib = _Compat32Message()
+    stdlib.set_raw("Content-Type", content_type)
+    try:
+        expected = stdlib.get_content_charset()
+    except (LookupError, UnicodeError, ValueError):
+        expected = None
+    assert ParamHeaders(content_type, None).charset() == expected

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 from pathlib import Path
 
 from mailport.messages import Message, parse_headers_only, parse_message
+from mailport.messages.model import Attachment
 from mailport.messages.threading import thread_key, thread_root
 
 CORPUS = Path(__file__).parent / "data" / "corpus"
@@ -84,3 +86,18 @@ def test_headers_only_never_raises() -> None:
     for junk in (b"", b"\x00\xff" * 100, b"Subject: =?x?q?\r\n\r\n", b": : :\r\n"):
         m = parse_headers_only(junk, 1, mailbox_id="m", folder="f")
         assert m.truncated and json.dumps(m.to_dict())
+
+
+def test_an_attachments_payload_is_every_field_in_order() -> None:
+    """``Attachment.to_dict`` is written out (no ``asdict`` deep copy): a field added later must
+    appear in it too."""
+    attachment = Attachment(
+        index=0,
+        section="2",
+        filename="a.pdf",
+        content_type="application/pdf",
+        size=3,
+        content_id=None,
+        disposition="attachment",
+    )
+    assert list(attachment.to_dict().items()) == list(dataclasses.asdict(attachment).items())

@@ -31,6 +31,24 @@ def test_ids_are_time_ordered_and_shaped():
     assert not plausible_id("") and not plausible_id("../x")
 
 
+def test_ids_are_ulids_in_crockford_base32():
+    """48 bits of milliseconds then 80 random bits, as one 128-bit number in 26 characters."""
+    alphabet = "0123456789abcdefghjkmnpqrstvwxyz"
+    before = time.time_ns() // 1_000_000
+    ids = [new_id("evt") for _ in range(2000)]
+    after = time.time_ns() // 1_000_000
+    assert len(set(ids)) == len(ids)
+    for one in ids:
+        body = one.removeprefix("evt_")
+        assert len(body) == 26 and set(body) <= set(alphabet)
+        value = 0
+        for char in body:
+            value = value << 5 | alphabet.index(char)
+        assert value < 1 << 128 and before <= value >> 80 <= after
+    low_bits = {int(alphabet.index(one[-1])) & 1 for one in ids}
+    assert low_bits == {0, 1}  # the random part reaches the last character
+
+
 def test_cursors_round_trip_and_refuse_tampering():
     cursor = encode_cursor("mbx_01abc")
     assert decode_cursor(cursor) == "mbx_01abc" and decode_cursor(None) is None and decode_cursor("") is None
