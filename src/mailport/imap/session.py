@@ -96,6 +96,7 @@ from mailport.imap.transport import (
 )
 from mailport.net.connect import open_socket
 from mailport.net.guard import HostGuard
+from mailport.net.signin import signed_in
 from mailport.net.tls_layer import TLSLayer
 from mailport.net.trust import certificate_error
 from mailport.servers import DEFAULT_PORTS, Security
@@ -230,15 +231,7 @@ class ImapSession:
         cls, host: str, port: int | None = None, *, auth: sasl.Credentials | None = None, **options: Any
     ) -> Self:
         """Connect (TCP, TLS/STARTTLS, greeting, capabilities) and authenticate in one call."""
-        client = cls(host, port, **options)
-        try:
-            await client.connect()
-            if auth is not None:
-                await client.authenticate(auth)
-        except BaseException:
-            client.close()
-            raise
-        return client
+        return await signed_in(cls(host, port, **options), auth)
 
     async def connect(self) -> Greeting:
         """All pre-authentication steps for the configured security; returns the greeting."""

@@ -59,6 +59,7 @@ from mailport.errors import (
 from mailport.imap.transport import enable_keepalive, shared_context
 from mailport.net.connect import open_socket
 from mailport.net.guard import HostGuard
+from mailport.net.signin import signed_in
 from mailport.net.trust import certificate_error
 from mailport.pop3.parser import (
     MAX_STATUS_LINE,
@@ -163,15 +164,7 @@ class Pop3Client:
         cls, host: str, port: int | None = None, *, auth: sasl.Credentials | None = None, **options: Any
     ) -> Self:
         """Connect (TCP, TLS or STLS, greeting, CAPA) and authenticate in one call."""
-        client = cls(host, port, **options)
-        try:
-            await client.connect()
-            if auth is not None:
-                await client.authenticate(auth)
-        except BaseException:
-            client.close()
-            raise
-        return client
+        return await signed_in(cls(host, port, **options), auth)
 
     async def connect(self) -> Status:
         """Every step before authentication, for the configured security; returns the greeting."""

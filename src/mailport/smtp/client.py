@@ -58,6 +58,7 @@ from mailport.imap.models import TLSInfo
 from mailport.imap.transport import shared_context, tls_info
 from mailport.net.connect import open_socket
 from mailport.net.guard import HostGuard
+from mailport.net.signin import signed_in
 from mailport.net.trust import certificate_error
 from mailport.servers import DEFAULT_PORTS, Security
 
@@ -221,15 +222,7 @@ class SmtpClient:
     async def open(
         cls, host: str, port: int | None = None, *, auth: sasl.Credentials | None = None, **kw: Any
     ) -> Self:
-        client = cls(host, port, **kw)
-        try:
-            await client.connect()
-            if auth is not None:
-                await client.authenticate(auth)
-        except BaseException:
-            client.close()
-            raise
-        return client
+        return await signed_in(cls(host, port, **kw), auth)
 
     async def __aenter__(self) -> Self:
         if not self._smtp.is_connected:
