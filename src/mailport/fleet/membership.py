@@ -12,6 +12,9 @@ draining. A change of the set calls the ``on_change`` callbacks.
 A clean stop is two steps, so that the others take over before this process lets go:
 :meth:`Membership.drain` marks the row ``draining`` (the others stop assigning to it at once),
 the orchestrator hands its mailboxes over, then :meth:`Membership.stop` deregisters.
+
+With each heartbeat, the process also ends its paused peers' database sessions that stopped in
+the middle of a query (:mod:`mailport.store.stalled`), which would otherwise hold their locks.
 """
 
 from __future__ import annotations
@@ -30,6 +33,7 @@ from mailport.fleet import registry
 from mailport.fleet.listen import WORKERS, Listener
 from mailport.fleet.stats import StatsCollector, StatsSource, empty
 from mailport.store.database import Database
+from mailport.store.stalled import end_stalled_sessions
 from mailport.tasks import cancel_and_wait, stop_if_cancelled
 
 log = logging.getLogger(__name__)
@@ -190,6 +194,13 @@ class Membership:
             except Exception:
                 stop_if_cancelled()
                 log.warning("worker heartbeat failed; retrying", exc_info=True)
+            try:  # a paused peer's session stuck mid-query would hold its locks on
+                await end_stalled_sessions(self.database)
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                stop_if_cancelled()
+                log.warning("looking for stalled database sessions failed; retrying", exc_info=True)
 
     async def _refresh_loop(self) -> None:
         while not self._closing.is_set():

@@ -29,6 +29,8 @@ from mailport.errors import ConfigurationError
 
 log = logging.getLogger(__name__)
 
+APPLICATION_NAME = "mailport"  # PostgreSQL's application_name of mailport's sessions
+
 # Longer than any transaction should take: past it, a transaction goes ahead without its turn
 # (SQLite's busy handler then decides), so a transaction that waits on another task's
 # transaction slows down but never hangs.
@@ -77,8 +79,10 @@ class _Turns:
 class Database:
     """One engine; ``transaction()`` for a unit of work, ``connect()`` for reads."""
 
-    def __init__(self, engine: AsyncEngine) -> None:
+    def __init__(self, engine: AsyncEngine, *, idle_transaction_seconds: float | None = None) -> None:
         self.engine = engine
+        # PostgreSQL ends a session idle this long inside a transaction (see mailport.store.stalled)
+        self.idle_transaction_seconds = idle_transaction_seconds
         self._turns: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _Turns]
         self._turns = weakref.WeakKeyDictionary()
 
@@ -149,6 +153,7 @@ def open_database(url: str, *, echo: bool = False, idle_transaction_seconds: flo
     frozen VM, a partition) would otherwise hold its row locks -- a lease row it fenced with, say
     -- for as long as it stays paused, and no other worker could take the lease over. mailport
     never waits on the network inside a transaction, so only such a pause reaches the limit.
+    The server leaves out one state a pause can stop in; :mod:`mailport.store.stalled` covers it.
     """
     try:
         parsed = make_url(url)
@@ -169,8 +174,9 @@ def open_database(url: str, *, echo: bool = False, idle_transaction_seconds: flo
             server_settings["search_path"] = str(search_path)
         if idle_transaction_seconds is not None:
             server_settings["idle_in_transaction_session_timeout"] = str(int(idle_transaction_seconds * 1000))
-        if server_settings:
-            kwargs["connect_args"] = {"server_settings": server_settings}
+        # names mailport's sessions in pg_stat_activity (for operators, and mailport.store.stalled)
+        server_settings["application_name"] = APPLICATION_NAME
+        kwargs["connect_args"] = {"server_settings": server_settings}
     else:
         raise ConfigurationError(
             f"unsupported database {parsed.get_backend_name()!r}: use sqlite+aiosqlite:// or "
@@ -182,4 +188,4 @@ def open_database(url: str, *, echo: bool = False, idle_transaction_seconds: flo
         raise ConfigurationError(f"cannot use database URL {parsed.render_as_string()}: {exc}") from exc
     if engine.dialect.name == "sqlite":
         event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
-    return Database(engine)
+    return Database(engine, idle_transaction_seconds=idle_transaction_seconds)

@@ -190,6 +190,18 @@ async def test_a_worker_stopped_past_its_lease_writes_nothing_when_it_resumes(
             )
         return len(rows) == len(delivered[acting]) and all(r.state == "done" for r in rows)
 
+    async def state() -> str:
+        async with services.database.connect() as conn:
+            actions = list(
+                await conn.execute(select(pending_actions).where(pending_actions.c.mailbox_id == acting))
+            )
+            held = list(await conn.execute(select(leases)))
+        found = await all_events(services, mailbox_id=acting)
+        return "\n".join(
+            [f"time {time.monotonic():.1f}", *map(str, actions), *map(str, held)]
+            + [f"{e.id} {e.type} {e.payload.get('subject')} accepted={e.accepted_at}" for e in found]
+        )
+
     environment = clean_environment()
     environment.update(
         MAILPORT_DATABASE_URL=fresh_database_url,
@@ -247,7 +259,9 @@ async def test_a_worker_stopped_past_its_lease_writes_nothing_when_it_resumes(
                 if not resume_at_take_over:
                     # the events and the actions (which follow the webhooks' acceptance): if the
                     # stopped process held the webhook dispatcher's lease row locked inside an open
-                    # transaction, PostgreSQL ends that idle session after 1.5 leases (at least 15 s)
+                    # transaction, PostgreSQL ends that idle session after 1.5 leases (at least 15 s);
+                    # stopped between a prepare and its execute, the other worker's heartbeat ends
+                    # it after as long (mailport.store.stalled)
                     await wait_for(lambda: all_in(acting), timeout=30)
                     await wait_for(lambda: all_in(plain), timeout=30)
                     await wait_for(actions_done, timeout=45)
@@ -272,10 +286,13 @@ async def test_a_worker_stopped_past_its_lease_writes_nothing_when_it_resumes(
                 assert stopped.poll() is None, logs()  # it runs on, without the lease
                 return stale_token, new_token, stopped_log.read_text()[stopped_at:]
 
-            # 2. the new holder delivers what arrived before the stopped one continues
-            first = await pause("late", resume_at_take_over=False)
-            # 3. the stopped one continues as soon as its lease moved on
-            second = await pause("early", resume_at_take_over=True)
+            try:
+                # 2. the new holder delivers what arrived before the stopped one continues
+                first = await pause("late", resume_at_take_over=False)
+                # 3. the stopped one continues as soon as its lease moved on
+                second = await pause("early", resume_at_take_over=True)
+            except AssertionError as exc:  # what each worker said, and where the actions stand
+                raise AssertionError(f"{exc}\n{await state()}\ntimeline: {timeline}\n{logs()}") from exc
             await asyncio.sleep(LEASE_SECONDS / 2)  # anything late would land by now
             await watch.sample()
             text = logs()
