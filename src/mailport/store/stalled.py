@@ -9,13 +9,15 @@ the server waits for the client in the state ``active`` (``ClientRead``), which 
 timeout nor ``statement_timeout`` covers (measured on PostgreSQL 15: the session and its locks
 stayed until the paused process ran again). A process paused in that window held a lease row
 locked for as long as it stayed paused, and the worker taking its work over waited as long.
+A process paused while a result larger than the socket's buffers comes in leaves its session
+``active`` too, writing (``ClientWrite``).
 
 PostgreSQL 17's ``transaction_timeout`` would close the gap, but mailport supports older
 servers, and no driver setting removes the split (SQLAlchemy prepares every parametrised
 statement). So every live process, with its heartbeat, ends the sessions of its own
-``application_name`` that have been waiting in that state for longer than the idle limit: the
-same rule as the server's, applied to the state the server leaves out. A healthy session is in
-that state for one round trip.
+``application_name`` that have been waiting in those states for longer than the idle limit: the
+same rule as the server's, applied to the states the server leaves out. A healthy session is in
+them for a round trip, or while its client reads a result as fast as it comes.
 """
 
 from __future__ import annotations
@@ -37,7 +39,7 @@ _STALLED = text(
       AND application_name = :application
       AND pid <> pg_backend_pid()
       AND state = 'active'
-      AND wait_event = 'ClientRead'
+      AND wait_event IN ('ClientRead', 'ClientWrite')
       AND xact_start IS NOT NULL
       AND state_change < now() - make_interval(secs => :seconds)
     """

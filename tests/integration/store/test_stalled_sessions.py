@@ -6,11 +6,15 @@ yet past the limit and healthy ones stay.
 
 The paused process is imitated by a raw asyncpg connection that prepares a statement inside a
 transaction holding a lease row and then sends nothing more: exactly what a process paused by
-SIGSTOP in that window leaves on the server."""
+SIGSTOP in that window leaves on the server. A process really paused (SIGSTOP) while a large
+answer comes in leaves its session writing (``ClientWrite``), and is ended the same way."""
 
 from __future__ import annotations
 
 import asyncio
+import signal
+import subprocess
+import sys
 import time
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
@@ -124,3 +128,60 @@ async def test_the_heartbeat_ends_stalled_sessions(database: Database, fresh_dat
     finally:
         await member.stop()
         paused.terminate()
+
+
+PAUSED_READER = """
+import asyncio, os, signal, sys
+import asyncpg
+
+async def main():
+    conn = await asyncpg.connect(sys.argv[1], server_settings={
+        "application_name": "mailport", "search_path": sys.argv[2],
+        "idle_in_transaction_session_timeout": "1000"})
+    await conn.execute("BEGIN")
+    await conn.execute("UPDATE leases SET token = token WHERE name = 'dispatcher'")
+    print(conn.get_server_pid(), flush=True)
+    # a simple query (no prepare) whose 64 MB answer outgrows the socket's buffers
+    reading = asyncio.ensure_future(conn.execute("SELECT repeat('x', 1048576) FROM generate_series(1, 64)"))
+    await asyncio.sleep(0)  # the query is written
+    os.kill(os.getpid(), signal.SIGSTOP)
+    await reading
+
+asyncio.run(main())
+"""
+
+
+async def test_a_session_paused_while_a_large_answer_comes_in_is_ended(
+    database: Database, fresh_database_url: str
+) -> None:
+    await expired_lease(database)
+    parsed = make_url(fresh_database_url)
+    dsn = parsed.difference_update_query(["search_path"]).set(drivername="postgresql")
+    reader = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            PAUSED_READER,
+            dsn.render_as_string(hide_password=False),
+            str(parsed.query.get("search_path", "public")),
+        ],
+        stdout=subprocess.PIPE,
+    )
+    try:
+        assert reader.stdout is not None
+        pid = int(await asyncio.to_thread(reader.stdout.readline))
+        await asyncio.sleep(IDLE_LIMIT * 1.5)
+        async with database.connect() as conn:
+            row = (
+                await conn.exec_driver_sql(
+                    f"SELECT state, wait_event FROM pg_stat_activity WHERE pid = {pid}"
+                )
+            ).first()
+        assert row is not None and (row.state, row.wait_event) == ("active", "ClientWrite")
+        assert await end_stalled_sessions(database) == [pid]
+        lease = await asyncio.wait_for(take_over(database), 10)
+        assert lease is not None and lease.token == 2
+    finally:
+        reader.send_signal(signal.SIGCONT)
+        reader.kill()
+        reader.wait(10)
