@@ -16,6 +16,7 @@ from mailport.crypto import Secret
 from mailport.fleet.budgets import FleetBudgets
 from mailport.mailboxes.models import (
     AuthMethod,
+    Mailbox,
     MailboxStatus,
     NewMailbox,
     ProcessingSettings,
@@ -92,10 +93,13 @@ async def test_a_folder_past_the_accounts_limit_is_a_health_error_and_never_logs
         async def refused() -> bool:
             return watchers[3].status.state == "error"
 
+        async def recorded() -> Mailbox | None:  # the health is written after the state is set
+            found = await services.mailboxes.repository.get_by_id(mailbox.id)
+            return found if found.health.status is MailboxStatus.ERROR else None
+
         await wait_for(connected, timeout=20)
         await wait_for(refused, timeout=10)
-        stored = await services.mailboxes.repository.get_by_id(mailbox.id)
-        assert stored.health.status is MailboxStatus.ERROR
+        stored = await wait_for(recorded, timeout=10)
         error = stored.health.last_error or ""
         assert "folder Trash: [too_many_watched_folders]" in error
         assert "Yahoo allows 5 simultaneous IMAP connections" in error and "at most 3 folders" in error

@@ -36,8 +36,12 @@ NAME = "dispatcher"
 
 @pytest.fixture
 async def database(fresh_database_url: str) -> AsyncIterator[Database]:
+    migrating = open_database(fresh_database_url)  # without the 1 s limit: a loaded machine's
+    try:  # migration may sit that long between two statements
+        await upgrade(migrating)
+    finally:
+        await migrating.aclose()
     database = open_database(fresh_database_url, idle_transaction_seconds=IDLE_LIMIT)
-    await upgrade(database)
     try:
         yield database
     finally:
