@@ -38,6 +38,7 @@ import asyncio
 import logging
 import ssl
 import threading
+from collections.abc import Callable
 from typing import Any, cast
 
 log = logging.getLogger(__name__)
@@ -50,7 +51,8 @@ RECV_BUFFER = 256 * 1024  # shared per thread: one recv() may take a whole burst
 # record carried over from the read before), handed to the application as one bytes
 PLAIN_BUFFER = RECV_BUFFER + 3 * MAX_RECORD_PLAINTEXT
 DEFAULT_IDLE_SLICE = 4 * 1024
-DEFAULT_BULK_SLICE = MAX_RECORD_CIPHERTEXT + RECORD_HEADER  # the largest TLS record: fed whole
+WHOLE_RECORD = MAX_RECORD_CIPHERTEXT + RECORD_HEADER  # the largest TLS record
+DEFAULT_BULK_SLICE = WHOLE_RECORD  # fed whole
 WRITE_SLICE = 4 * 1024
 
 
@@ -264,6 +266,8 @@ class TLSLayer(asyncio.BufferedProtocol, asyncio.Transport):
                 filled = self._feed(data[pos : pos + need], filled)
                 pos += need
                 filled = self._decrypt(filled)
+        if self._handshake is None and self.slice >= WHOLE_RECORD:
+            pos, filled = self._records(data, pos, end, filled)
         start = pos
         while end - pos >= RECORD_HEADER:
             if not _is_record_header(data, pos):
@@ -294,6 +298,51 @@ class TLSLayer(asyncio.BufferedProtocol, asyncio.Transport):
             self._eof_told = True
             if not self.app.eof_received():
                 self.close()
+
+    def _records(self, data: memoryview, pos: int, end: int, filled: int) -> tuple[int, int]:
+        """The bulk FETCH loop: write each complete record to the BIO and decrypt it at once.
+
+        What :meth:`_batch` and :meth:`_decrypt` do for one record, inlined: per 16 KiB record
+        their calls, the header check and the second ``pending()`` were ~1 µs of Python (~6 %
+        of a replayed FETCH's client CPU). One record per BIO write keeps the BIO at one record
+        (see *Bounded BIO memory*). Stops at the first incomplete record or non-record bytes,
+        which the general loop handles; returns (position, plaintext filled).
+        """
+        sslobj = self.sslobj
+        incoming = self._incoming
+        assert sslobj is not None and incoming is not None
+        read: Callable[[int, memoryview], int] = sslobj.read  # type: ignore[assignment]  # with a buffer: a count
+        buf = _scratch.plain_view()
+        size = len(buf)
+        limit = size - MAX_RECORD_PLAINTEXT
+        while end - pos >= RECORD_HEADER:
+            if not (20 <= data[pos] <= 23 and data[pos + 1] == 3):
+                break
+            length = data[pos + 3] << 8 | data[pos + 4]
+            stop = pos + RECORD_HEADER + length
+            if length > MAX_RECORD_CIPHERTEXT or stop > end:
+                break
+            incoming.write(data[pos:stop])
+            pos = stop
+            while True:
+                want = size - filled
+                try:
+                    got = read(want, buf[filled:])
+                except ssl.SSLWantReadError:
+                    break  # no application data in the record (a session ticket, a KeyUpdate)
+                except ssl.SSLZeroReturnError:
+                    got = 0
+                if not got:  # CPython returns 0 for the peer's close_notify
+                    self._close_notify = True
+                    break
+                filled += got
+                if filled > limit:
+                    self._to_app(buf, filled)
+                    filled = 0
+                # SSL_read returns at most one record: less than asked for means it is used up
+                if not incoming.pending and (got < want or not sslobj.pending()):
+                    break
+        return pos, filled
 
     def _not_tls(self, data: memoryview, filled: int) -> int:
         """Bytes that are no TLS record (a plaintext port, garbage): OpenSSL raises its own
