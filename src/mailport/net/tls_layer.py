@@ -39,7 +39,7 @@ import logging
 import ssl
 import threading
 from collections.abc import Callable
-from typing import Any, cast
+from typing import Any
 
 log = logging.getLogger(__name__)
 
@@ -88,11 +88,6 @@ def _is_record_header(data: bytes | bytearray | memoryview, pos: int) -> bool:
         and data[pos + 1] == 3
         and (data[pos + 3] << 8 | data[pos + 4]) <= MAX_RECORD_CIPHERTEXT
     )
-
-
-def _read_into(sslobj: ssl.SSLObject, size: int, buffer: memoryview) -> int:
-    """``SSLObject.read`` with a buffer returns a count (typeshed says bytes)."""
-    return cast(int, sslobj.read(size, buffer))
 
 
 class TLSLayer(asyncio.BufferedProtocol, asyncio.Transport):
@@ -302,19 +297,16 @@ class TLSLayer(asyncio.BufferedProtocol, asyncio.Transport):
     def _records(self, data: memoryview, pos: int, end: int, filled: int) -> tuple[int, int]:
         """The bulk FETCH loop: write each complete record to the BIO and decrypt it at once.
 
-        What :meth:`_batch` and :meth:`_decrypt` do for one record, inlined: per 16 KiB record
-        their calls, the header check and the second ``pending()`` were ~1 µs of Python (~6 %
-        of a replayed FETCH's client CPU). One record per BIO write keeps the BIO at one record
-        (see *Bounded BIO memory*). Stops at the first incomplete record or non-record bytes,
+        What :meth:`_batch` and :meth:`_decrypt` do for one record, with less around it: per
+        16 KiB record their calls, the header check and the second ``pending()`` were ~1 µs of
+        Python (~6 % of a replayed FETCH's client CPU). One record per BIO write keeps the BIO
+        at one record (see *Bounded BIO memory*). Stops at the first incomplete record or non-record bytes,
         which the general loop handles; returns (position, plaintext filled).
         """
         sslobj = self.sslobj
         incoming = self._incoming
         assert sslobj is not None and incoming is not None
-        read: Callable[[int, memoryview], int] = sslobj.read  # type: ignore[assignment]  # with a buffer: a count
         buf = _scratch.plain_view()
-        size = len(buf)
-        limit = size - MAX_RECORD_PLAINTEXT
         while end - pos >= RECORD_HEADER:
             if not (20 <= data[pos] <= 23 and data[pos + 1] == 3):
                 break
@@ -324,24 +316,7 @@ class TLSLayer(asyncio.BufferedProtocol, asyncio.Transport):
                 break
             incoming.write(data[pos:stop])
             pos = stop
-            while True:
-                want = size - filled
-                try:
-                    got = read(want, buf[filled:])
-                except ssl.SSLWantReadError:
-                    break  # no application data in the record (a session ticket, a KeyUpdate)
-                except ssl.SSLZeroReturnError:
-                    got = 0
-                if not got:  # CPython returns 0 for the peer's close_notify
-                    self._close_notify = True
-                    break
-                filled += got
-                if filled > limit:
-                    self._to_app(buf, filled)
-                    filled = 0
-                # SSL_read returns at most one record: less than asked for means it is used up
-                if not incoming.pending and (got < want or not sslobj.pending()):
-                    break
+            filled = self._drain(sslobj, incoming, buf, filled)
         return pos, filled
 
     def _not_tls(self, data: memoryview, filled: int) -> int:
@@ -387,13 +362,19 @@ class TLSLayer(asyncio.BufferedProtocol, asyncio.Transport):
         sslobj = self.sslobj
         incoming = self._incoming
         assert sslobj is not None and incoming is not None
-        buf = _scratch.plain_view()
-        limit = len(buf) - MAX_RECORD_PLAINTEXT
+        return self._drain(sslobj, incoming, _scratch.plain_view(), filled)
+
+    def _drain(self, sslobj: ssl.SSLObject, incoming: ssl.MemoryBIO, buf: memoryview, filled: int) -> int:
+        """Decrypt what OpenSSL has (in the BIO or buffered) into ``buf`` after ``filled``."""
+        read: Callable[[int, memoryview], int] = sslobj.read  # type: ignore[assignment]  # with a buffer: a count
+        size = len(buf)
+        limit = size - MAX_RECORD_PLAINTEXT
         while incoming.pending or sslobj.pending():
+            want = size - filled
             try:
-                got = _read_into(sslobj, MAX_RECORD_PLAINTEXT, buf[filled:])
+                got = read(want, buf[filled:])
             except ssl.SSLWantReadError:
-                break
+                break  # no application data (a session ticket, a KeyUpdate) or a partial record
             except ssl.SSLZeroReturnError:
                 got = 0
             if not got:  # CPython returns 0 for the peer's close_notify
@@ -403,6 +384,10 @@ class TLSLayer(asyncio.BufferedProtocol, asyncio.Transport):
             if filled > limit:
                 self._to_app(buf, filled)
                 filled = 0
+            # SSL_read returns one record at most: less than asked for means it is used up, so
+            # the pending() call (a Python method) is needed only when the BIO has more
+            if got < want and not incoming.pending:
+                break
         return filled
 
     def _fail_handshake(self, exc: BaseException) -> None:
