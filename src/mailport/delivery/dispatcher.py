@@ -58,24 +58,27 @@ from collections.abc import Callable
 from dataclasses import KW_ONLY, dataclass, field
 from datetime import datetime, timedelta
 
+from sqlalchemy.ext.asyncio import AsyncConnection
+
 from mailport import leases
 from mailport.clock import Clock, utc_now
 from mailport.delivery.batches import batch_body, batch_webhook_id, take_batch
 from mailport.delivery.metrics import DELIVERY_LATENCY, QUEUE_SIZE, WEBHOOK_ATTEMPTS
 from mailport.delivery.models import DeliveryStatus, WebhookEndpoint
-from mailport.delivery.outbox import AttemptRecord, PendingDelivery
+from mailport.delivery.outbox import AttemptRecord, Fanout, PendingDelivery
 from mailport.delivery.repository import WebhookRepository
 from mailport.delivery.retry import RetryPolicy
 from mailport.delivery.sender import Outcome, WebhookSender
 from mailport.delivery.signing import Signer
 from mailport.errors import LeaseLostError
-from mailport.events import EventLog
+from mailport.events import CommittedEvent, EventLog
 from mailport.net.guard import HostGuard
 from mailport.tasks import cancel_and_wait, stop_if_cancelled
 
 log = logging.getLogger(__name__)
 
 SenderFactory = Callable[[WebhookEndpoint], WebhookSender]
+KEEP_COMMITTED = 1000  # events this process committed, kept for the next fan-out (memory bound)
 
 
 @dataclass(eq=False, repr=False)
@@ -460,6 +463,7 @@ class Dispatcher:
         self._lease_renew_at: float = 0.0
         self._gauge_at: float = 0.0
         self._active: list[WebhookEndpoint] | None = None  # cached; checked by every fan-out
+        self._fanout_seq: int | None = None  # the fan-out cursor as this process last left it
         self._full_at: float = 0.0  # the next cycle that reads everything (see run_once)
 
     def _default_sender(self, endpoint: WebhookEndpoint) -> WebhookSender:
@@ -467,6 +471,7 @@ class Dispatcher:
 
     async def start(self) -> asyncio.Task[None]:
         if self._task is None or self._task.done():
+            self._event_log.keep_committed(KEEP_COMMITTED)
             self._task = asyncio.create_task(self._supervise(), name="webhook-dispatcher")
         return self._task
 
@@ -480,6 +485,8 @@ class Dispatcher:
             await cancel_and_wait(self._task, timeout=timeout)  # bounded: never hang shutdown
             self._task = None
         await self._stop_workers(list(self._workers), timeout)
+        self._event_log.keep_committed(None)
+        self._fanout_seq = None
         if self._lease is not None:
             try:
                 await self._leases.release(self._lease)
@@ -568,9 +575,11 @@ class Dispatcher:
         anything, and look for due deliveries (retries, replays); that happens at least every
         ``poll_interval`` whatever ``full`` says."""
         lease = await self._renew_lease()
+        committed = self._event_log.take_committed() if appended else []
         if lease is None:
             await self._stop_workers(list(self._workers), 0)
             self._active = None
+            self._fanout_seq = None
             return
         now_mono = time.monotonic()
         full = full or self._active is None or now_mono >= self._full_at
@@ -586,7 +595,9 @@ class Dispatcher:
         while not look_first or await self._outbox.fanout_pending():
             look_first = True
             async with self._event_log.transaction() as conn:
-                done = await self._outbox.fanout(conn, endpoints, batch=self._batch, now=self._clock())
+                done = await self._fanout(conn, endpoints, committed)
+                committed = []
+            self._fanout_seq = done.through
             if done.stale:  # an endpoint was added, changed or removed: read them, then again
                 endpoints = self._active = await self._endpoints.active_endpoints()
                 self._sync_workers(endpoints, lease)
@@ -609,6 +620,22 @@ class Dispatcher:
         if time.monotonic() >= self._gauge_at:
             QUEUE_SIZE.labels(queue="webhook_pending").set(await self._outbox.pending_count())
             self._gauge_at = time.monotonic() + 1.0
+
+    async def _fanout(
+        self, conn: AsyncConnection, endpoints: list[WebhookEndpoint], committed: list[CommittedEvent]
+    ) -> Fanout:
+        """The events this process just committed, when they follow the cursor as this process
+        left it (:meth:`Outbox.fanout_committed`: one statement instead of three); else, or when
+        the cursor or the endpoints changed meanwhile, whatever follows the cursor."""
+        now = self._clock()
+        after = self._fanout_seq
+        if after is not None:
+            fresh = [event for event in committed if event.seq > after]
+            if 0 < len(fresh) <= self._batch:
+                done = await self._outbox.fanout_committed(conn, endpoints, fresh, after=after, now=now)
+                if done is not None:
+                    return done
+        return await self._outbox.fanout(conn, endpoints, batch=self._batch, now=now)
 
     def _sync_workers(self, endpoints: list[WebhookEndpoint], lease: leases.Lease) -> None:
         active = {e.id: e for e in endpoints}

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import bindparam, func, insert, select, update
+from sqlalchemy import and_, bindparam, exists, func, insert, select, tuple_, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from mailport import events as event_log
@@ -61,6 +61,7 @@ class Fanout:
     count: int
     queued: dict[str, list[PendingDelivery]]
     stale: bool = False  # the endpoints were out of date: nothing done, try again
+    through: int | None = None  # the fan-out cursor as this transaction left it (None: stale)
 
 
 @dataclass(frozen=True)
@@ -138,6 +139,8 @@ async def queue_waiting(
 class Outbox:
     def __init__(self, database: Database) -> None:
         self.database = database
+        # endpoint id -> start_seq, as the last full fan-out read them (set once, at creation)
+        self._start_seqs: dict[str, int] = {}
 
     # ------------------------------------------------------------------ fan-out
 
@@ -187,7 +190,7 @@ class Outbox:
             )
         ).all()
         if not rows:
-            return Fanout(0, {})
+            return Fanout(0, {}, through=cursor)
         starts = await self._active_start_seqs(conn, endpoints)
         if starts is None:
             return Fanout(0, {}, stale=True)
@@ -196,6 +199,64 @@ class Outbox:
             .where(delivery_state.c.name == STATE_ROW)
             .values(fanout_seq=int(rows[-1].seq), updated_at=now)
         )
+        return await self._queue(conn, rows, endpoints, starts, now=now)
+
+    async def fanout_committed(
+        self,
+        conn: AsyncConnection,
+        endpoints: Sequence[WebhookEndpoint],
+        committed: Sequence[event_log.CommittedEvent],
+        *,
+        after: int,
+        now: datetime,
+    ) -> Fanout | None:
+        """:meth:`fanout` of events this process just committed, without reading them back:
+        one ``UPDATE`` of the fan-out cursor, then the deliveries' ``INSERT``.
+
+        ``committed`` must be the events ``after + 1`` … ``after + n`` without a gap (so no
+        other event lies between: ``seq`` is unique) and ``after`` the cursor as this process
+        last left it. The ``UPDATE`` moves the cursor only if it still stands at ``after`` and
+        the active endpoints are still exactly ``endpoints`` (ids and ``updated_at``), which is
+        what :meth:`fanout` checks with two reads; otherwise it changes nothing and None says
+        to call :meth:`fanout` in the same transaction (it comes first, so it takes SQLite's
+        write lock, or locks the state row, as :meth:`fanout`'s first statement does)."""
+        seqs = [event.seq for event in committed]
+        if not seqs or seqs != list(range(after + 1, after + 1 + len(seqs))):
+            return None
+        starts = {endpoint.id: self._start_seqs.get(endpoint.id) for endpoint in endpoints}
+        if any(start is None for start in starts.values()):
+            return None  # an endpoint not seen by a full fan-out yet
+        e = webhook_endpoints
+        active = e.c.status == ENDPOINT_ACTIVE
+        same_endpoints = and_(
+            select(func.count()).select_from(e).where(active).scalar_subquery() == len(endpoints),
+            ~exists().where(
+                active,
+                tuple_(e.c.id, e.c.updated_at).not_in([(x.id, x.updated_at) for x in endpoints]),
+            ),
+        )
+        moved = await conn.execute(
+            update(delivery_state)
+            .where(delivery_state.c.name == STATE_ROW, delivery_state.c.fanout_seq == after, same_endpoints)
+            .values(fanout_seq=seqs[-1], updated_at=now)
+        )
+        if not moved.rowcount:
+            return None
+        return await self._queue(
+            conn, committed, endpoints, {k: v for k, v in starts.items() if v is not None}, now=now
+        )
+
+    async def _queue(
+        self,
+        conn: AsyncConnection,
+        rows: Sequence[Any],
+        endpoints: Sequence[WebhookEndpoint],
+        starts: dict[str, int],
+        *,
+        now: datetime,
+    ) -> Fanout:
+        """Insert the deliveries of ``rows`` (events, ``seq`` order) for the subscribed
+        ``endpoints`` created before them; the fan-out cursor is already at the last row."""
         by_tenant: dict[str, list[WebhookEndpoint]] = {}
         for endpoint in endpoints:
             by_tenant.setdefault(endpoint.tenant_id, []).append(endpoint)
@@ -226,7 +287,7 @@ class Outbox:
                 )
         if new_rows:
             await conn.execute(insert(webhook_deliveries), new_rows)
-        return Fanout(len(rows), queued)
+        return Fanout(len(rows), queued, through=int(rows[-1].seq))
 
     async def fanout_pending(self) -> bool:
         """Are there events the fan-out has not read yet? (A read, so idle cycles write nothing.)"""
@@ -249,7 +310,9 @@ class Outbox:
         known = {endpoint.id: endpoint.updated_at for endpoint in endpoints}
         if len(rows) != len(known) or any(known.get(row.id) != row.updated_at for row in rows):
             return None
-        return {row.id: int(row.start_seq) for row in rows}
+        starts = {row.id: int(row.start_seq) for row in rows}
+        self._start_seqs = starts
+        return starts
 
     async def postpone(
         self, endpoint_id: str, mailbox_id: str | None, *, after_seq: int, until: datetime

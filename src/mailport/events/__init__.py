@@ -39,6 +39,7 @@ from __future__ import annotations
 import asyncio
 import enum
 import json
+from collections import deque
 from collections.abc import AsyncIterator, Iterable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -57,6 +58,7 @@ from mailport.store.rows import from_row
 from mailport.store.tables import events
 
 __all__ = [
+    "CommittedEvent",
     "Event",
     "EventLog",
     "EventType",
@@ -203,6 +205,22 @@ class PreparedEvents:
         return [row["id"] for row in self.rows]
 
 
+@dataclass(frozen=True, slots=True)
+class CommittedEvent:
+    """An event as this process appended it, its payload as stored (the JSON text): what the
+    webhook fan-out needs of it, so that it need not read back what was just written
+    (:meth:`EventLog.take_committed`). The attribute names are the ``events`` columns'."""
+
+    seq: int
+    id: str
+    tenant_id: str
+    mailbox_id: str | None
+    type: str
+    idempotency_key: str
+    payload: str
+    created_at: datetime
+
+
 def prepare(items: Sequence[NewEvent], *, now: datetime | None = None) -> PreparedEvents:
     """Ids and serialized payloads for ``items`` (no I/O)."""
     created = now or utc_now()
@@ -273,13 +291,27 @@ async def append_prepared(conn: AsyncConnection, prepared: PreparedEvents) -> li
     # so rows skipped as duplicates cannot be confused with inserted ones.
     result = await conn.execute(statement, rows)
     inserted = {got.idempotency_key: int(got.seq) for got in result}
+    committed: list[CommittedEvent] | None = None
     if inserted:
-        conn.info[_APPENDED] = True
+        committed = conn.info.setdefault(_APPENDED, [])
     out = []
     for row, item in zip(rows, items, strict=True):
         seq = inserted.get(row["idempotency_key"])
         if seq is None:
             continue
+        if committed is not None:
+            committed.append(
+                CommittedEvent(
+                    seq,
+                    row["id"],
+                    row["tenant_id"],
+                    row["mailbox_id"],
+                    row["type"],
+                    row["idempotency_key"],
+                    row["payload"],
+                    created,
+                )
+            )
         out.append(
             Event(
                 seq=seq,
@@ -365,15 +397,26 @@ class EventLog:
         self._version = 0
         self._appended_version = 0
         self._accepted_version = 0
+        # what this process's transactions appended, kept while a consumer asked for it
+        self._committed: deque[CommittedEvent] | None = None
 
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[AsyncConnection]:
         """A database transaction; waiters are woken after it commits if it appended events."""
+        committed: list[CommittedEvent] = []
         async with self.database.transaction() as conn:
-            yield conn
-            appended = bool(conn.info.pop(_APPENDED, False))
+            # conn.info belongs to the pooled DBAPI connection: a transaction that failed (or
+            # was not one of ours) may have left its appended events there
+            conn.info.pop(_APPENDED, None)
+            try:
+                yield conn
+            finally:
+                committed = conn.info.pop(_APPENDED, None) or []
             accepted = bool(conn.info.pop(_ACCEPTED, False))
-        if appended:
+        # committed: the events are recorded only now
+        if committed and self._committed is not None:
+            self._committed.extend(committed)
+        if committed:
             await self.notify()
         elif accepted:
             await self.notify(appended=False, accepted_only=True)
@@ -393,6 +436,22 @@ class EventLog:
             elif accepted_only:
                 self._accepted_version += 1
             self._changed.notify_all()
+
+    def keep_committed(self, limit: int | None) -> None:
+        """Keep up to ``limit`` of the events this process's transactions append from now on,
+        for :meth:`take_committed` (the webhook dispatcher's fan-out); None: keep none."""
+        self._committed = None if limit is None else deque(self._committed or (), maxlen=limit)
+
+    def take_committed(self) -> list[CommittedEvent]:
+        """The events appended and committed by this process since the last call, in ``seq``
+        order (two commits may notify in either order). The oldest are dropped past the limit
+        given to :meth:`keep_committed`, and events appended by other processes or outside
+        :meth:`transaction` are never here: a reader must check that none is missing."""
+        if not self._committed:
+            return []
+        taken = sorted(self._committed, key=lambda event: event.seq)
+        self._committed.clear()
+        return taken
 
     @property
     def version(self) -> int:
