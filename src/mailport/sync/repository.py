@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import and_, delete, func, select, update
+from sqlalchemy import ColumnElement, and_, delete, func, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from mailport import leases
@@ -60,6 +60,21 @@ async def save_cursor(conn: AsyncConnection, mailbox_id: str, cursor: Cursor, *,
     values = {"epoch": cursor.epoch, "position": cursor.position, "updated_at": now}
     statement = _insert(conn, mailbox_cursors).values(mailbox_id=mailbox_id, scope=cursor.scope, **values)
     await conn.execute(statement.on_conflict_do_update(index_elements=["mailbox_id", "scope"], set_=values))
+
+
+async def advance_cursor(
+    conn: AsyncConnection, mailbox_id: str, cursor: Cursor, *, now: datetime, only_if: ColumnElement[bool]
+) -> bool:
+    """Move the scope's existing cursor to ``cursor`` if ``only_if`` holds (the watcher's lease,
+    :func:`mailport.leases.still_held`: its fence in this statement); False when nothing
+    changed (no cursor yet, or the condition failed): then :func:`save_cursor` and the fence."""
+    c = mailbox_cursors
+    moved = await conn.execute(
+        update(c)
+        .where(c.c.mailbox_id == mailbox_id, c.c.scope == cursor.scope, only_if)
+        .values(epoch=cursor.epoch, position=cursor.position, updated_at=now)
+    )
+    return bool(moved.rowcount)
 
 
 # ------------------------------------------------------------------------------ messages
