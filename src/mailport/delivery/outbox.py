@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import and_, bindparam, exists, func, insert, select, tuple_, update
+from sqlalchemy import Update, and_, bindparam, exists, func, insert, select, tuple_, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from mailport import events as event_log
@@ -141,6 +141,7 @@ class Outbox:
         self.database = database
         # endpoint id -> start_seq, as the last full fan-out read them (set once, at creation)
         self._start_seqs: dict[str, int] = {}
+        self._moves: tuple[tuple[tuple[str, datetime], ...], Update] | None = None  # _cursor_move's
 
     # ------------------------------------------------------------------ fan-out
 
@@ -226,25 +227,40 @@ class Outbox:
         starts = {endpoint.id: self._start_seqs.get(endpoint.id) for endpoint in endpoints}
         if any(start is None for start in starts.values()):
             return None  # an endpoint not seen by a full fan-out yet
-        e = webhook_endpoints
-        active = e.c.status == ENDPOINT_ACTIVE
-        same_endpoints = and_(
-            select(func.count()).select_from(e).where(active).scalar_subquery() == len(endpoints),
-            ~exists().where(
-                active,
-                tuple_(e.c.id, e.c.updated_at).not_in([(x.id, x.updated_at) for x in endpoints]),
-            ),
-        )
         moved = await conn.execute(
-            update(delivery_state)
-            .where(delivery_state.c.name == STATE_ROW, delivery_state.c.fanout_seq == after, same_endpoints)
-            .values(fanout_seq=seqs[-1], updated_at=now)
+            self._cursor_move(endpoints), {"b_after": after, "b_through": seqs[-1], "b_now": now}
         )
         if not moved.rowcount:
             return None
         return await self._queue(
             conn, committed, endpoints, {k: v for k, v in starts.items() if v is not None}, now=now
         )
+
+    def _cursor_move(self, endpoints: Sequence[WebhookEndpoint]) -> Update:
+        """:meth:`fanout_committed`'s ``UPDATE``, built once per set of endpoints (building it
+        took ~0.25 ms a fan-out): the cursor moves from ``b_after`` to ``b_through`` only while
+        the active endpoints are exactly ``endpoints`` (as many, and none other by id and
+        ``updated_at``)."""
+        key = tuple((x.id, x.updated_at) for x in endpoints)
+        if self._moves is not None and self._moves[0] == key:
+            return self._moves[1]
+        e = webhook_endpoints
+        active = e.c.status == ENDPOINT_ACTIVE
+        same_endpoints = and_(
+            select(func.count()).select_from(e).where(active).scalar_subquery() == len(key),
+            ~exists().where(active, tuple_(e.c.id, e.c.updated_at).not_in(list(key))),
+        )
+        statement = (
+            update(delivery_state)
+            .where(
+                delivery_state.c.name == STATE_ROW,
+                delivery_state.c.fanout_seq == bindparam("b_after"),
+                same_endpoints,
+            )
+            .values(fanout_seq=bindparam("b_through"), updated_at=bindparam("b_now"))
+        )
+        self._moves = (key, statement)
+        return statement
 
     async def _queue(
         self,
