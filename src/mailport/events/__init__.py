@@ -140,13 +140,19 @@ def subscribes(events: Iterable[str] | None, event_type: str) -> bool:
 
 
 @dataclass(frozen=True, slots=True)
-class Event:
+class EventHead:
+    """What every form of an event carries: the ``events`` columns but its payload and times."""
+
     seq: int
     id: str
     tenant_id: str
     mailbox_id: str | None
     type: str
     idempotency_key: str
+
+
+@dataclass(frozen=True, slots=True)
+class Event(EventHead):
     payload: dict[str, Any]
     created_at: datetime
     accepted_at: datetime | None
@@ -206,17 +212,11 @@ class PreparedEvents:
 
 
 @dataclass(frozen=True, slots=True)
-class CommittedEvent:
+class CommittedEvent(EventHead):
     """An event as this process appended it, its payload as stored (the JSON text): what the
     webhook fan-out needs of it, so that it need not read back what was just written
     (:meth:`EventLog.take_committed`). The attribute names are the ``events`` columns'."""
 
-    seq: int
-    id: str
-    tenant_id: str
-    mailbox_id: str | None
-    type: str
-    idempotency_key: str
     payload: str
     created_at: datetime
 

@@ -41,6 +41,20 @@ async def _append(services: Services, tenant_id: str, key: str, mailbox_id: str 
     assert got is not None
 
 
+async def _three_committed(
+    services: Services, prefix: str
+) -> tuple[str, Outbox, list[WebhookEndpoint], list[CommittedEvent], int]:
+    """:func:`_setup`, then three events committed (two mailboxes) and taken from the log, and
+    the fan-out cursor right before them."""
+    services.events.keep_committed(100)
+    tenant_id, outbox, endpoints = await _setup(services)
+    services.events.take_committed()
+    for n in range(3):
+        await _append(services, tenant_id, f"{prefix}{n}", mailbox_id=f"mbx_{n % 2}")
+    committed = services.events.take_committed()
+    return tenant_id, outbox, endpoints, committed, await _cursor(services)
+
+
 async def _cursor(services: Services) -> int:
     async with services.database.connect() as conn:
         query = select(delivery_state.c.fanout_seq).where(delivery_state.c.name == STATE_ROW)
@@ -56,14 +70,8 @@ async def test_the_deliveries_and_their_bodies_are_those_the_reading_fan_out_mak
     delivery_services: Services,
 ) -> None:
     services = delivery_services
-    services.events.keep_committed(100)
-    tenant_id, outbox, endpoints = await _setup(services)
-    services.events.take_committed()
-    for n in range(3):
-        await _append(services, tenant_id, f"e{n}", mailbox_id=f"mbx_{n % 2}")
-    committed = services.events.take_committed()
-    assert [e.seq for e in committed] == list(range(committed[0].seq, committed[0].seq + 3))
-    after = await _cursor(services)
+    _tenant_id, outbox, endpoints, committed, after = await _three_committed(services, "e")
+    assert [e.seq for e in committed] == list(range(after + 1, after + 4))
     async with services.events.transaction() as conn:
         done = await outbox.fanout_committed(conn, endpoints, committed, after=after, now=utc_now())
     assert done is not None and done.count == 3 and done.through == committed[-1].seq
@@ -84,13 +92,7 @@ async def test_nothing_changes_when_the_cursor_moved_an_endpoint_changed_or_an_e
     delivery_services: Services,
 ) -> None:
     services = delivery_services
-    services.events.keep_committed(100)
-    tenant_id, outbox, endpoints = await _setup(services)
-    services.events.take_committed()
-    for n in range(3):
-        await _append(services, tenant_id, f"m{n}")
-    committed = services.events.take_committed()
-    after = await _cursor(services)
+    tenant_id, outbox, endpoints, committed, after = await _three_committed(services, "m")
     before = await _deliveries(services)
 
     async def attempt(events: list[CommittedEvent], at: int, held: list[WebhookEndpoint]) -> None:
