@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import ColumnElement, and_, delete, func, select, update
+from sqlalchemy import ColumnElement, and_, bindparam, delete, func, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from mailport import leases
@@ -358,26 +358,46 @@ async def add_stats(
     errors: int = 0,
     processing_ms: int = 0,
 ) -> None:
-    statement = _insert(conn, mailbox_stats).values(
-        mailbox_id=mailbox_id,
-        hour=hour_of(at),
-        processed=processed,
-        failed=failed,
-        errors=errors,
-        processing_ms=processing_ms,
+    values = {
+        "s_mailbox": mailbox_id,
+        "s_hour": hour_of(at),
+        "s_processed": processed,
+        "s_failed": failed,
+        "s_errors": errors,
+        "s_ms": processing_ms,
+    }
+    await conn.execute(_stats_upsert(conn), values)
+
+
+_stats_upserts: dict[str, Any] = {}  # dialect name -> add_stats's statement
+
+
+def _stats_upsert(conn: AsyncConnection) -> Any:
+    """:func:`add_stats`'s upsert, built once per dialect: it runs in every chunk's transaction,
+    and building it (with its cache key) took ~0.3 ms each time, on the way to the webhook."""
+    dialect = conn.dialect.name
+    statement = _stats_upserts.get(dialect)
+    if statement is not None:
+        return statement
+    insert = _insert(conn, mailbox_stats).values(
+        mailbox_id=bindparam("s_mailbox"),
+        hour=bindparam("s_hour"),
+        processed=bindparam("s_processed"),
+        failed=bindparam("s_failed"),
+        errors=bindparam("s_errors"),
+        processing_ms=bindparam("s_ms"),
     )
-    excluded = statement.excluded
-    await conn.execute(
-        statement.on_conflict_do_update(
-            index_elements=["mailbox_id", "hour"],
-            set_={
-                "processed": mailbox_stats.c.processed + excluded.processed,
-                "failed": mailbox_stats.c.failed + excluded.failed,
-                "errors": mailbox_stats.c.errors + excluded.errors,
-                "processing_ms": mailbox_stats.c.processing_ms + excluded.processing_ms,
-            },
-        )
+    excluded = insert.excluded
+    statement = _stats_upserts[dialect] = insert.on_conflict_do_update(
+        index_elements=["mailbox_id", "hour"],
+        set_={
+            "processed": mailbox_stats.c.processed + excluded.processed,
+            "failed": mailbox_stats.c.failed + excluded.failed,
+            "errors": mailbox_stats.c.errors + excluded.errors,
+            "processing_ms": mailbox_stats.c.processing_ms + excluded.processing_ms,
+        },
     )
+    return statement
 
 
 @dataclass(frozen=True)
