@@ -236,6 +236,16 @@ def is_held_by(lease: str, holder: str) -> ColumnElement[bool]:
     return exists().where(_leases.c.name == lease, _leases.c.holder == holder)
 
 
+def still_held(lease: Lease) -> ColumnElement[bool]:
+    """A SQL condition: ``lease`` is still this tenure, for a write's ``WHERE`` on SQLite (its
+    fence in the same statement). A writing statement takes SQLite's one write lock, on the
+    newest snapshot, before it reads, and the transaction keeps it until it ends: nobody can
+    take the lease in between, which is what :func:`fence` guarantees. A statement that then
+    changed no row must fall back to :func:`fence` (which raises if the lease moved on). Not
+    on PostgreSQL: there only :func:`fence` locks the lease row."""
+    return exists().where(_this_tenure(lease))
+
+
 async def held(conn: AsyncConnection, lease: Lease) -> bool:
     """Is ``lease`` still this tenure (nobody took it since, not released)? A plain read: to
     guard a write, use :func:`fence`."""
@@ -372,4 +382,5 @@ __all__ = [
     "release_all",
     "renew",
     "renew_all",
+    "still_held",
 ]

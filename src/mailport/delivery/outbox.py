@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import bindparam, func, insert, select, update
+from sqlalchemy import Update, and_, bindparam, exists, func, insert, select, tuple_, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from mailport import events as event_log
@@ -61,6 +61,7 @@ class Fanout:
     count: int
     queued: dict[str, list[PendingDelivery]]
     stale: bool = False  # the endpoints were out of date: nothing done, try again
+    through: int | None = None  # the fan-out cursor as this transaction left it (None: stale)
 
 
 @dataclass(frozen=True)
@@ -138,6 +139,9 @@ async def queue_waiting(
 class Outbox:
     def __init__(self, database: Database) -> None:
         self.database = database
+        # endpoint id -> start_seq, as the last full fan-out read them (set once, at creation)
+        self._start_seqs: dict[str, int] = {}
+        self._moves: tuple[tuple[tuple[str, datetime], ...], Update] | None = None  # _cursor_move's
 
     # ------------------------------------------------------------------ fan-out
 
@@ -187,7 +191,7 @@ class Outbox:
             )
         ).all()
         if not rows:
-            return Fanout(0, {})
+            return Fanout(0, {}, through=cursor)
         starts = await self._active_start_seqs(conn, endpoints)
         if starts is None:
             return Fanout(0, {}, stale=True)
@@ -196,6 +200,79 @@ class Outbox:
             .where(delivery_state.c.name == STATE_ROW)
             .values(fanout_seq=int(rows[-1].seq), updated_at=now)
         )
+        return await self._queue(conn, rows, endpoints, starts, now=now)
+
+    async def fanout_committed(
+        self,
+        conn: AsyncConnection,
+        endpoints: Sequence[WebhookEndpoint],
+        committed: Sequence[event_log.CommittedEvent],
+        *,
+        after: int,
+        now: datetime,
+    ) -> Fanout | None:
+        """:meth:`fanout` of events this process just committed, without reading them back:
+        one ``UPDATE`` of the fan-out cursor, then the deliveries' ``INSERT``.
+
+        ``committed`` must be the events ``after + 1`` … ``after + n`` without a gap (so no
+        other event lies between: ``seq`` is unique) and ``after`` the cursor as this process
+        last left it. The ``UPDATE`` moves the cursor only if it still stands at ``after`` and
+        the active endpoints are still exactly ``endpoints`` (ids and ``updated_at``), which is
+        what :meth:`fanout` checks with two reads; otherwise it changes nothing and None says
+        to call :meth:`fanout` in the same transaction (it comes first, so it takes SQLite's
+        write lock, or locks the state row, as :meth:`fanout`'s first statement does)."""
+        seqs = [event.seq for event in committed]
+        if not seqs or seqs != list(range(after + 1, after + 1 + len(seqs))):
+            return None
+        starts = {endpoint.id: self._start_seqs.get(endpoint.id) for endpoint in endpoints}
+        if any(start is None for start in starts.values()):
+            return None  # an endpoint not seen by a full fan-out yet
+        moved = await conn.execute(
+            self._cursor_move(endpoints), {"b_after": after, "b_through": seqs[-1], "b_now": now}
+        )
+        if not moved.rowcount:
+            return None
+        return await self._queue(
+            conn, committed, endpoints, {k: v for k, v in starts.items() if v is not None}, now=now
+        )
+
+    def _cursor_move(self, endpoints: Sequence[WebhookEndpoint]) -> Update:
+        """:meth:`fanout_committed`'s ``UPDATE``, built once per set of endpoints (building it
+        took ~0.25 ms a fan-out): the cursor moves from ``b_after`` to ``b_through`` only while
+        the active endpoints are exactly ``endpoints`` (as many, and none other by id and
+        ``updated_at``)."""
+        key = tuple((x.id, x.updated_at) for x in endpoints)
+        if self._moves is not None and self._moves[0] == key:
+            return self._moves[1]
+        e = webhook_endpoints
+        active = e.c.status == ENDPOINT_ACTIVE
+        same_endpoints = and_(
+            select(func.count()).select_from(e).where(active).scalar_subquery() == len(key),
+            ~exists().where(active, tuple_(e.c.id, e.c.updated_at).not_in(list(key))),
+        )
+        statement = (
+            update(delivery_state)
+            .where(
+                delivery_state.c.name == STATE_ROW,
+                delivery_state.c.fanout_seq == bindparam("b_after"),
+                same_endpoints,
+            )
+            .values(fanout_seq=bindparam("b_through"), updated_at=bindparam("b_now"))
+        )
+        self._moves = (key, statement)
+        return statement
+
+    async def _queue(
+        self,
+        conn: AsyncConnection,
+        rows: Sequence[Any],
+        endpoints: Sequence[WebhookEndpoint],
+        starts: dict[str, int],
+        *,
+        now: datetime,
+    ) -> Fanout:
+        """Insert the deliveries of ``rows`` (events, ``seq`` order) for the subscribed
+        ``endpoints`` created before them; the fan-out cursor is already at the last row."""
         by_tenant: dict[str, list[WebhookEndpoint]] = {}
         for endpoint in endpoints:
             by_tenant.setdefault(endpoint.tenant_id, []).append(endpoint)
@@ -226,7 +303,7 @@ class Outbox:
                 )
         if new_rows:
             await conn.execute(insert(webhook_deliveries), new_rows)
-        return Fanout(len(rows), queued)
+        return Fanout(len(rows), queued, through=int(rows[-1].seq))
 
     async def fanout_pending(self) -> bool:
         """Are there events the fan-out has not read yet? (A read, so idle cycles write nothing.)"""
@@ -249,7 +326,9 @@ class Outbox:
         known = {endpoint.id: endpoint.updated_at for endpoint in endpoints}
         if len(rows) != len(known) or any(known.get(row.id) != row.updated_at for row in rows):
             return None
-        return {row.id: int(row.start_seq) for row in rows}
+        starts = {row.id: int(row.start_seq) for row in rows}
+        self._start_seqs = starts
+        return starts
 
     async def postpone(
         self, endpoint_id: str, mailbox_id: str | None, *, after_seq: int, until: datetime

@@ -39,6 +39,7 @@ from __future__ import annotations
 import asyncio
 import enum
 import json
+from collections import deque
 from collections.abc import AsyncIterator, Iterable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -57,6 +58,7 @@ from mailport.store.rows import from_row
 from mailport.store.tables import events
 
 __all__ = [
+    "CommittedEvent",
     "Event",
     "EventLog",
     "EventType",
@@ -138,13 +140,19 @@ def subscribes(events: Iterable[str] | None, event_type: str) -> bool:
 
 
 @dataclass(frozen=True, slots=True)
-class Event:
+class EventHead:
+    """What every form of an event carries: the ``events`` columns but its payload and times."""
+
     seq: int
     id: str
     tenant_id: str
     mailbox_id: str | None
     type: str
     idempotency_key: str
+
+
+@dataclass(frozen=True, slots=True)
+class Event(EventHead):
     payload: dict[str, Any]
     created_at: datetime
     accepted_at: datetime | None
@@ -201,6 +209,16 @@ class PreparedEvents:
     @property
     def ids(self) -> list[str]:
         return [row["id"] for row in self.rows]
+
+
+@dataclass(frozen=True, slots=True)
+class CommittedEvent(EventHead):
+    """An event as this process appended it, its payload as stored (the JSON text): what the
+    webhook fan-out needs of it, so that it need not read back what was just written
+    (:meth:`EventLog.take_committed`). The attribute names are the ``events`` columns'."""
+
+    payload: str
+    created_at: datetime
 
 
 def prepare(items: Sequence[NewEvent], *, now: datetime | None = None) -> PreparedEvents:
@@ -273,13 +291,27 @@ async def append_prepared(conn: AsyncConnection, prepared: PreparedEvents) -> li
     # so rows skipped as duplicates cannot be confused with inserted ones.
     result = await conn.execute(statement, rows)
     inserted = {got.idempotency_key: int(got.seq) for got in result}
+    committed: list[CommittedEvent] | None = None
     if inserted:
-        conn.info[_APPENDED] = True
+        committed = conn.info.setdefault(_APPENDED, [])
     out = []
     for row, item in zip(rows, items, strict=True):
         seq = inserted.get(row["idempotency_key"])
         if seq is None:
             continue
+        if committed is not None:
+            committed.append(
+                CommittedEvent(
+                    seq,
+                    row["id"],
+                    row["tenant_id"],
+                    row["mailbox_id"],
+                    row["type"],
+                    row["idempotency_key"],
+                    row["payload"],
+                    created,
+                )
+            )
         out.append(
             Event(
                 seq=seq,
@@ -361,19 +393,33 @@ class EventLog:
     def __init__(self, database: Database, *, poll_interval: float = 0.5) -> None:
         self.database = database
         self.poll_interval = poll_interval
-        self._changed = asyncio.Condition()
+        # one future per waiter, resolved by notify(): a woken waiter runs in the loop's next
+        # iteration (a Condition's waiter behind wait_for took three, with the other waiters'
+        # work in between: ~2.5 ms before the dispatcher saw a commit, issue 21)
+        self._waiters: set[asyncio.Future[None]] = set()
         self._version = 0
         self._appended_version = 0
         self._accepted_version = 0
+        # what this process's transactions appended, kept while a consumer asked for it
+        self._committed: deque[CommittedEvent] | None = None
 
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[AsyncConnection]:
         """A database transaction; waiters are woken after it commits if it appended events."""
+        committed: list[CommittedEvent] = []
         async with self.database.transaction() as conn:
-            yield conn
-            appended = bool(conn.info.pop(_APPENDED, False))
+            # conn.info belongs to the pooled DBAPI connection: a transaction that failed (or
+            # was not one of ours) may have left its appended events there
+            conn.info.pop(_APPENDED, None)
+            try:
+                yield conn
+            finally:
+                committed = conn.info.pop(_APPENDED, None) or []
             accepted = bool(conn.info.pop(_ACCEPTED, False))
-        if appended:
+        # committed: the events are recorded only now
+        if committed and self._committed is not None:
+            self._committed.extend(committed)
+        if committed:
             await self.notify()
         elif accepted:
             await self.notify(appended=False, accepted_only=True)
@@ -386,13 +432,30 @@ class EventLog:
         runs a full cycle (endpoints, due deliveries) instead of fanning out at once.
         ``accepted_only``: the commit only accepted events (:attr:`accepted_version` moves):
         nothing for the dispatcher to do."""
-        async with self._changed:
-            self._version += 1
-            if appended:
-                self._appended_version += 1
-            elif accepted_only:
-                self._accepted_version += 1
-            self._changed.notify_all()
+        self._version += 1
+        if appended:
+            self._appended_version += 1
+        elif accepted_only:
+            self._accepted_version += 1
+        waiters, self._waiters = self._waiters, set()
+        for waiter in waiters:
+            _release(waiter)
+
+    def keep_committed(self, limit: int | None) -> None:
+        """Keep up to ``limit`` of the events this process's transactions append from now on,
+        for :meth:`take_committed` (the webhook dispatcher's fan-out); None: keep none."""
+        self._committed = None if limit is None else deque(self._committed or (), maxlen=limit)
+
+    def take_committed(self) -> list[CommittedEvent]:
+        """The events appended and committed by this process since the last call, in ``seq``
+        order (two commits may notify in either order). The oldest are dropped past the limit
+        given to :meth:`keep_committed`, and events appended by other processes or outside
+        :meth:`transaction` are never here: a reader must check that none is missing."""
+        if not self._committed:
+            return []
+        taken = sorted(self._committed, key=lambda event: event.seq)
+        self._committed.clear()
+        return taken
 
     @property
     def version(self) -> int:
@@ -414,12 +477,22 @@ class EventLog:
     async def wait(self, timeout: float, *, since: int | None = None) -> bool:
         """Wait until something is appended or accepted in this process (after ``since``, a
         :attr:`version` read earlier; else from now), or ``timeout``."""
-        async with self._changed:
-            version = self._version if since is None else since
+        version = self._version if since is None else since
+        while self._version == version:
+            loop = asyncio.get_running_loop()
+            waiter: asyncio.Future[None] = loop.create_future()
+            self._waiters.add(waiter)
+            timer = loop.call_later(timeout, _release, waiter)
+            started = loop.time()
             try:
-                await asyncio.wait_for(self._changed.wait_for(lambda: self._version != version), timeout)
-            except TimeoutError:
-                return False
+                await waiter
+            finally:
+                timer.cancel()
+                self._waiters.discard(waiter)
+            if self._version == version:  # the timeout
+                timeout -= loop.time() - started
+                if timeout <= 0:
+                    return False
         return True
 
     async def wait_after(self, seq: int, timeout: float) -> int:
@@ -455,3 +528,8 @@ class EventLog:
     async def get(self, event_id: str) -> Event | None:
         async with self.database.connect() as conn:
             return await get_event(conn, event_id)
+
+
+def _release(waiter: asyncio.Future[None]) -> None:
+    if not waiter.done():
+        waiter.set_result(None)

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import and_, delete, func, select, update
+from sqlalchemy import ColumnElement, and_, bindparam, delete, func, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from mailport import leases
@@ -60,6 +60,21 @@ async def save_cursor(conn: AsyncConnection, mailbox_id: str, cursor: Cursor, *,
     values = {"epoch": cursor.epoch, "position": cursor.position, "updated_at": now}
     statement = _insert(conn, mailbox_cursors).values(mailbox_id=mailbox_id, scope=cursor.scope, **values)
     await conn.execute(statement.on_conflict_do_update(index_elements=["mailbox_id", "scope"], set_=values))
+
+
+async def advance_cursor(
+    conn: AsyncConnection, mailbox_id: str, cursor: Cursor, *, now: datetime, only_if: ColumnElement[bool]
+) -> bool:
+    """Move the scope's existing cursor to ``cursor`` if ``only_if`` holds (the watcher's lease,
+    :func:`mailport.leases.still_held`: its fence in this statement); False when nothing
+    changed (no cursor yet, or the condition failed): then :func:`save_cursor` and the fence."""
+    c = mailbox_cursors
+    moved = await conn.execute(
+        update(c)
+        .where(c.c.mailbox_id == mailbox_id, c.c.scope == cursor.scope, only_if)
+        .values(epoch=cursor.epoch, position=cursor.position, updated_at=now)
+    )
+    return bool(moved.rowcount)
 
 
 # ------------------------------------------------------------------------------ messages
@@ -343,26 +358,46 @@ async def add_stats(
     errors: int = 0,
     processing_ms: int = 0,
 ) -> None:
-    statement = _insert(conn, mailbox_stats).values(
-        mailbox_id=mailbox_id,
-        hour=hour_of(at),
-        processed=processed,
-        failed=failed,
-        errors=errors,
-        processing_ms=processing_ms,
+    values = {
+        "s_mailbox": mailbox_id,
+        "s_hour": hour_of(at),
+        "s_processed": processed,
+        "s_failed": failed,
+        "s_errors": errors,
+        "s_ms": processing_ms,
+    }
+    await conn.execute(_stats_upsert(conn), values)
+
+
+_stats_upserts: dict[str, Any] = {}  # dialect name -> add_stats's statement
+
+
+def _stats_upsert(conn: AsyncConnection) -> Any:
+    """:func:`add_stats`'s upsert, built once per dialect: it runs in every chunk's transaction,
+    and building it (with its cache key) took ~0.3 ms each time, on the way to the webhook."""
+    dialect = conn.dialect.name
+    statement = _stats_upserts.get(dialect)
+    if statement is not None:
+        return statement
+    insert = _insert(conn, mailbox_stats).values(
+        mailbox_id=bindparam("s_mailbox"),
+        hour=bindparam("s_hour"),
+        processed=bindparam("s_processed"),
+        failed=bindparam("s_failed"),
+        errors=bindparam("s_errors"),
+        processing_ms=bindparam("s_ms"),
     )
-    excluded = statement.excluded
-    await conn.execute(
-        statement.on_conflict_do_update(
-            index_elements=["mailbox_id", "hour"],
-            set_={
-                "processed": mailbox_stats.c.processed + excluded.processed,
-                "failed": mailbox_stats.c.failed + excluded.failed,
-                "errors": mailbox_stats.c.errors + excluded.errors,
-                "processing_ms": mailbox_stats.c.processing_ms + excluded.processing_ms,
-            },
-        )
+    excluded = insert.excluded
+    statement = _stats_upserts[dialect] = insert.on_conflict_do_update(
+        index_elements=["mailbox_id", "hour"],
+        set_={
+            "processed": mailbox_stats.c.processed + excluded.processed,
+            "failed": mailbox_stats.c.failed + excluded.failed,
+            "errors": mailbox_stats.c.errors + excluded.errors,
+            "processing_ms": mailbox_stats.c.processing_ms + excluded.processing_ms,
+        },
     )
+    return statement
 
 
 @dataclass(frozen=True)

@@ -10,9 +10,11 @@ import subprocess
 import sys
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
 
 import pytest
-from sqlalchemy import delete, insert, select
+from sqlalchemy import delete, insert, select, update
 from sqlalchemy.exc import DBAPIError
 
 from mailport import leases
@@ -223,3 +225,48 @@ async def test_leases_that_ran_out_a_day_ago_are_forgotten(database: Database) -
         assert set(await leases.current(conn, ["device_poll:dev_1", "dispatcher"])) == {"dispatcher"}
         with pytest.raises(LeaseLostError):
             await leases.fence(conn, old)
+
+
+@pytest.fixture
+async def sqlite_file(tmp_path: Path) -> AsyncIterator[str]:
+    url = f"sqlite+aiosqlite:///{tmp_path / 'still_held.db'}"
+    database = open_database(url)
+    await upgrade(database)
+    await database.aclose()
+    yield url
+
+
+async def test_still_held_in_a_writes_where_is_the_fence_on_sqlite(sqlite_file: str) -> None:
+    """The watcher's chunk on SQLite fences in its cursor's UPDATE (one round trip fewer): the
+    condition holds while the lease is this tenure, fails once it moved on, and while the
+    transaction is open nobody, in this process or another, can take the lease over."""
+    database = open_database(sqlite_file)
+    other = open_database(sqlite_file)  # another process: its own turns, SQLite's lock only
+    row = delivery_state.c.name == "guarded"
+
+    async def write(conn: Any, lease: leases.Lease, value: int) -> bool:
+        moved = await conn.execute(
+            update(delivery_state).where(row, leases.still_held(lease)).values(fanout_seq=value)
+        )
+        return bool(moved.rowcount)
+
+    try:
+        async with database.transaction() as conn:
+            await conn.execute(insert(delivery_state).values(name="guarded", fanout_seq=0, updated_at=T0))
+        lease = await take(database, A)
+        assert lease is not None
+        async with database.transaction() as conn:
+            assert await write(conn, lease, 1)
+            taker = asyncio.create_task(take(other, B, at=T0 + TTL))
+            await asyncio.sleep(0.3)
+            assert not taker.done()  # the take-over waits for SQLite's write lock
+        fresh = await asyncio.wait_for(taker, timeout=10)
+        assert fresh is not None and fresh.token == 2
+        async with database.transaction() as conn:
+            assert not await write(conn, lease, 2)  # the stale tenure changes nothing
+            assert await write(conn, fresh, 3)
+        async with database.connect() as conn:
+            assert (await conn.execute(select(delivery_state.c.fanout_seq).where(row))).scalar_one() == 3
+    finally:
+        await other.aclose()
+        await database.aclose()
