@@ -478,22 +478,18 @@ class EventLog:
         """Wait until something is appended or accepted in this process (after ``since``, a
         :attr:`version` read earlier; else from now), or ``timeout``."""
         version = self._version if since is None else since
-        while self._version == version:
-            loop = asyncio.get_running_loop()
-            waiter: asyncio.Future[None] = loop.create_future()
-            self._waiters.add(waiter)
-            timer = loop.call_later(timeout, _release, waiter)
-            started = loop.time()
-            try:
-                await waiter
-            finally:
-                timer.cancel()
-                self._waiters.discard(waiter)
-            if self._version == version:  # the timeout
-                timeout -= loop.time() - started
-                if timeout <= 0:
-                    return False
-        return True
+        if self._version != version:
+            return True
+        loop = asyncio.get_running_loop()
+        waiter: asyncio.Future[None] = loop.create_future()
+        self._waiters.add(waiter)
+        timer = loop.call_later(timeout, _release, waiter)
+        try:
+            await waiter  # released by notify() (which moved the version first) or the timer
+        finally:
+            timer.cancel()
+            self._waiters.discard(waiter)
+        return self._version != version
 
     async def wait_after(self, seq: int, timeout: float) -> int:
         """Wait until the log holds an event beyond ``seq`` (this or another process) or
