@@ -19,7 +19,7 @@ import pytest
 from mailport.crypto import Secret
 from mailport.errors import CertificateChangedError, ConnectionLostError, TLSError
 from mailport.imap import ImapClient, PasswordAuth
-from mailport.net.tls_layer import TLSLayer, TLSTruncatedError
+from mailport.net.tls_layer import MAX_RECORD_PLAINTEXT, PLAIN_BUFFER, TLSLayer, TLSTruncatedError
 from mailport.net.trust import Certificate, MailTrust
 from tests.integration.imap.conftest import make_message
 from tests.mailstack.dovecot import Dovecot
@@ -184,6 +184,72 @@ async def test_tiny_tcp_writes_of_large_records_with_session_tickets(imap_server
     async with RawTLSServer(imap_server_tls, plan).running() as server:
         app, exc = await receive(server, client_context, bulk=True)
     assert bytes(app.data) == payload and exc is None and not server.errors
+
+
+class Wire(asyncio.Transport):
+    """The plain side of an in-memory connection: what the layer sends goes to the peer's BIO."""
+
+    def __init__(self, peer: ssl.MemoryBIO) -> None:
+        super().__init__()
+        self.peer = peer
+
+    def write(self, data: bytes | bytearray | memoryview) -> None:
+        self.peer.write(bytes(data))
+
+    def is_closing(self) -> bool:
+        return False
+
+    def close(self) -> None:
+        pass
+
+    def abort(self) -> None:
+        pass
+
+
+class Counting(Collect):
+    def __init__(self) -> None:
+        super().__init__()
+        self.calls = 0
+
+    def data_received(self, data: bytes) -> None:
+        self.calls += 1
+        super().data_received(data)
+
+
+async def test_a_bulk_delivery_larger_than_the_plaintext_buffer_is_handed_over_in_pieces(
+    imap_server_tls, client_context
+) -> None:
+    """A socket read is at most the shared receive buffer, so the bulk loop never fills the
+    plaintext buffer through the socket; one larger delivery drives its flush, and a record
+    whose plaintext fills the buffer exactly (the fallback to ``_drain``), against a real TLS
+    peer in memory."""
+    incoming, outgoing = ssl.MemoryBIO(), ssl.MemoryBIO()
+    imap_server_tls.num_tickets = 2
+    server = imap_server_tls.wrap_bio(incoming, outgoing, server_side=True)
+    app = Counting()
+    layer = TLSLayer(app)
+    layer.connection_made(Wire(incoming))
+    handshake = asyncio.ensure_future(layer.start_tls(client_context, server_hostname="localhost", timeout=5))
+    while not handshake.done():
+        await asyncio.sleep(0)
+        with contextlib.suppress(ssl.SSLWantReadError):
+            server.do_handshake()
+        if outgoing.pending:
+            layer._receive(memoryview(outgoing.read()))
+    handshake.result()
+    with contextlib.suppress(ssl.SSLWantReadError):
+        server.do_handshake()  # reads the client's Finished and writes the tickets
+    layer.bulk(True)
+    # 18 full records fill the buffer up to its flush limit; the 19th fills it exactly
+    assert PLAIN_BUFFER - MAX_RECORD_PLAINTEXT == 18 * MAX_RECORD_PLAINTEXT
+    payload = records_of([MAX_RECORD_PLAINTEXT] * 40 + [5_000, 1])
+    for offset in range(0, len(payload), MAX_RECORD_PLAINTEXT):
+        server.write(payload[offset : offset + MAX_RECORD_PLAINTEXT])
+    ciphertext = outgoing.read()
+    assert len(ciphertext) > PLAIN_BUFFER
+    layer._receive(memoryview(ciphertext))
+    assert bytes(app.data) == payload
+    assert app.calls >= 3 and not app.eof and not layer.is_closing()
 
 
 async def test_peer_closing_without_close_notify_is_a_truncation(imap_server_tls, client_context) -> None:
