@@ -167,80 +167,69 @@ def replay_server(port_out: multiprocessing.Queue, cert: str, key: str, count: i
 
 
 # --------------------------------------------------------------------------- clients
-#
-# Each returns the wall-clock seconds of ``fetches`` back-to-back fetches of all the messages
-# on one logged-in connection and, when ``cpu`` is given, appends the client process's CPU
-# seconds over the same window to it (login, SELECT and LOGOUT are outside both).
+
+
+@dataclass
+class Window:
+    """The timed part of a run: ``fetches`` back-to-back fetches of all the messages on one
+    logged-in connection (login, SELECT and LOGOUT outside). Keeps the wall-clock and the client
+    process's CPU seconds (the servers are other processes) of every window it timed."""
+
+    fetches: int = 1
+    seconds: list[float] = field(default_factory=list)
+    cpu: list[float] = field(default_factory=list)
+
+    def __enter__(self) -> Window:
+        self._used = time.process_time()
+        self._started = time.perf_counter()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.seconds.append(time.perf_counter() - self._started)
+        self.cpu.append(time.process_time() - self._used)
 
 
 async def fetch_mailport(
-    port: int,
-    ca_file: str,
-    user: str,
-    password: str,
-    expect: int,
-    *,
-    fetches: int = 1,
-    cpu: list[float] | None = None,
+    port: int, ca_file: str, user: str, password: str, expect: int, window: Window | None = None
 ) -> float:
+    """mailport's client: messages parsed into objects with UID, flags and raw bytes."""
+    window = window or Window()
     client = await ImapClient.open(
         "127.0.0.1", port, ca_file=ca_file, command_timeout=300, auth=PasswordAuth(user, Secret(password))
     )
     await client.select("INBOX")
-    used = time.process_time()
-    started = time.perf_counter()
-    for _ in range(fetches):
-        messages = await client.fetch("1:*", ITEMS)
-        assert (
-            len(messages) == expect
-            and messages[-1].raw
-            and messages[-1].uid
-            and messages[-1].flags is not None
-        )
-        del messages  # as the other clients: one fetch's data alive at a time
-    elapsed = time.perf_counter() - started
-    if cpu is not None:
-        cpu.append(time.process_time() - used)
+    with window:
+        for _ in range(window.fetches):
+            messages = await client.fetch("1:*", ITEMS)
+            last = messages[-1]
+            assert len(messages) == expect and last.raw and last.uid and last.flags is not None
+            del messages, last  # as the other clients: one fetch's data alive at a time
     await client.logout()
-    return elapsed
+    return window.seconds[-1]
 
 
 def fetch_imaplib(
-    port: int,
-    ca_file: str,
-    user: str,
-    password: str,
-    expect: int,
-    *,
-    fetches: int = 1,
-    cpu: list[float] | None = None,
+    port: int, ca_file: str, user: str, password: str, expect: int, window: Window | None = None
 ) -> float:
+    """The stdlib's imaplib: raw tuples, no parsing."""
+    window = window or Window()
     client = imaplib.IMAP4_SSL("127.0.0.1", port, ssl_context=ssl.create_default_context(cafile=ca_file))
     client.login(user, password)
     client.select("INBOX")
-    used = time.process_time()
-    started = time.perf_counter()
-    for _ in range(fetches):
-        status, data = client.uid("FETCH", "1:*", "(UID FLAGS BODY.PEEK[])")
-        assert status == "OK" and sum(1 for d in data if isinstance(d, tuple)) == expect
-        del data
-    elapsed = time.perf_counter() - started
-    if cpu is not None:
-        cpu.append(time.process_time() - used)
+    with window:
+        for _ in range(window.fetches):
+            status, data = client.uid("FETCH", "1:*", "(UID FLAGS BODY.PEEK[])")
+            assert status == "OK" and sum(1 for d in data if isinstance(d, tuple)) == expect
+            del data
     client.logout()
-    return elapsed
+    return window.seconds[-1]
 
 
 def fetch_raw(
-    port: int,
-    ca_file: str,
-    user: str,
-    password: str,
-    expect: int,
-    *,
-    fetches: int = 1,
-    cpu: list[float] | None = None,
+    port: int, ca_file: str, user: str, password: str, expect: int, window: Window | None = None
 ) -> float:
+    """A raw blocking TLS socket that only looks for the tagged completion (the floor)."""
+    window = window or Window()
     context = ssl.create_default_context(cafile=ca_file)
     sock = context.wrap_socket(socket.create_connection(("127.0.0.1", port)), server_hostname="127.0.0.1")
 
@@ -253,29 +242,24 @@ def fetch_raw(
             if not chunk:
                 raise ConnectionError("closed")
             total += len(chunk)
-            window = tail + chunk
-            if marker in window[-4096:] or window.startswith(marker[2:]):
+            seen = tail + chunk
+            if marker in seen[-4096:] or seen.startswith(marker[2:]):
                 return total
-            tail = window[-64:]
+            tail = seen[-64:]
 
     sock.recv(4096)
     sock.sendall(b"a LOGIN " + user.encode() + b" " + password.encode() + b"\r\n")
     until(b"a")
     sock.sendall(b"b SELECT INBOX\r\n")
     until(b"b")
-    used = time.process_time()
-    started = time.perf_counter()
-    for i in range(fetches):
-        tag = b"c%d" % i
-        sock.sendall(tag + b" " + FETCH_COMMAND + b"\r\n")
-        received = until(tag)
-        assert received > expect * 4000
-    elapsed = time.perf_counter() - started
-    if cpu is not None:
-        cpu.append(time.process_time() - used)
+    with window:
+        for i in range(window.fetches):
+            tag = b"c%d" % i
+            sock.sendall(tag + b" " + FETCH_COMMAND + b"\r\n")
+            assert until(tag) > expect * 4000
     sock.sendall(b"d LOGOUT\r\n")
     sock.close()
-    return elapsed
+    return window.seconds[-1]
 
 
 @dataclass
@@ -339,7 +323,11 @@ def measure(runs: dict[str, Callable[[], float]], repeat: int, count: int) -> di
 
 async def load(port: int, ca_file: str, user: str, password: str, messages: list[bytes]) -> float:
     client = await ImapClient.open(
-        "127.0.0.1", port, ca_file=ca_file, command_timeout=600, auth=PasswordAuth(user, Secret(password))
+        "127.0.0.1",
+        port,
+        ca_file=ca_file,
+        command_timeout=600,
+        auth=PasswordAuth(user, Secret(password)),
     )
     started = time.perf_counter()
     for i in range(0, len(messages), 1000):
@@ -355,7 +343,10 @@ def main() -> None:
     parser.add_argument("--messages", type=int, default=10_000)
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument(
-        "--fetches", type=int, default=20, help="fetches of all the messages per timed run (>= 1 s)"
+        "--fetches",
+        type=int,
+        default=20,
+        help="fetches of all the messages per timed run (>= 1 s)",
     )
     parser.add_argument("--replay-only", action="store_true", help="skip the Dovecot measurements")
     args = parser.parse_args()
@@ -370,7 +361,12 @@ def main() -> None:
     ports: multiprocessing.Queue = ctx.Queue()  # type: ignore[type-arg]
     replay = ctx.Process(
         target=replay_server,
-        args=(ports, str(dovecot.root / "ssl/cert.pem"), str(dovecot.root / "ssl/key.pem"), count),
+        args=(
+            ports,
+            str(dovecot.root / "ssl/cert.pem"),
+            str(dovecot.root / "ssl/key.pem"),
+            count,
+        ),
         daemon=True,
     )
     replay.start()
@@ -386,18 +382,15 @@ def main() -> None:
         ca = dovecot.ca_file
 
         def measured(port: int) -> Runs:
-            cpu: dict[str, list[float]] = {"mailport": [], "imaplib": [], "raw": []}
-            f = args.fetches
+            windows = {name: Window(args.fetches) for name in ("mailport", "imaplib", "raw")}
             runs: dict[str, Callable[[], float]] = {
                 "mailport": lambda: asyncio.run(
-                    fetch_mailport(port, ca, user, password, count, fetches=f, cpu=cpu["mailport"])
+                    fetch_mailport(port, ca, user, password, count, windows["mailport"])
                 ),
-                "imaplib": lambda: fetch_imaplib(
-                    port, ca, user, password, count, fetches=f, cpu=cpu["imaplib"]
-                ),
-                "raw": lambda: fetch_raw(port, ca, user, password, count, fetches=f, cpu=cpu["raw"]),
+                "imaplib": lambda: fetch_imaplib(port, ca, user, password, count, windows["imaplib"]),
+                "raw": lambda: fetch_raw(port, ca, user, password, count, windows["raw"]),
             }
-            return Runs(run_all(runs, args.repeat), cpu)
+            return Runs(run_all(runs, args.repeat), {name: w.cpu for name, w in windows.items()})
 
         on_dovecot = None if args.replay_only else measured(dovecot.imaps_port)
         on_replay = measured(replay_port)
