@@ -37,7 +37,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import ssl
-import struct
 import threading
 from collections.abc import Callable
 from typing import Any
@@ -55,7 +54,6 @@ DEFAULT_IDLE_SLICE = 4 * 1024
 WHOLE_RECORD = MAX_RECORD_CIPHERTEXT + RECORD_HEADER  # the largest TLS record
 DEFAULT_BULK_SLICE = WHOLE_RECORD  # fed whole
 WRITE_SLICE = 4 * 1024
-_RECORD_HEADER = struct.Struct(">BHH")  # content type, version, length
 
 
 class TLSTruncatedError(ConnectionError):
@@ -299,14 +297,10 @@ class TLSLayer(asyncio.BufferedProtocol, asyncio.Transport):
     def _records(self, data: memoryview, pos: int, end: int, filled: int) -> tuple[int, int]:
         """The bulk FETCH loop: write each complete record to the BIO and decrypt it at once.
 
-        What :meth:`_batch` and :meth:`_decrypt` do for one record, with less around it: one
-        ``struct`` unpack reads the header (four indexings of a memoryview cost more), and the
-        one ``SSL_read`` a record needs is made here rather than in :meth:`_drain` (a call,
-        ``pending`` checks). A 16 KiB record carries ~3 of the benchmark's 5 KB messages, so
-        this loop is part of the per-message cost (``bench/imap_fetch_cpu.py``). One record per
-        BIO write keeps the BIO at one record (see *Bounded BIO memory*); the shared buffer has
-        room for a whole record's plaintext before every read, so only a read that filled it
-        exactly may leave plaintext in OpenSSL (:meth:`_drain` takes it). Stops at the first
+        What :meth:`_batch` and :meth:`_decrypt` do for one record, with less around it: their
+        calls, the header check and a ``pending()`` per 16 KiB record were ~0.6 µs of Python,
+        ~4 % of the client's CPU per fetched message (``bench/imap_fetch_cpu.py``). One record
+        per BIO write keeps the BIO at one record (see *Bounded BIO memory*). Stops at the first
         incomplete record or non-record bytes, which the general loop handles; returns
         (position, plaintext filled).
         """
@@ -314,35 +308,16 @@ class TLSLayer(asyncio.BufferedProtocol, asyncio.Transport):
         incoming = self._incoming
         assert sslobj is not None and incoming is not None
         buf = _scratch.plain_view()
-        size = len(buf)
-        limit = size - MAX_RECORD_PLAINTEXT  # room for one more record's plaintext is left
-        read: Callable[[int, memoryview], int] = sslobj.read  # type: ignore[assignment]  # with a buffer: a count
-        write = incoming.write
-        header = _RECORD_HEADER.unpack_from
         while end - pos >= RECORD_HEADER:
-            kind, version, length = header(data, pos)
-            stop = pos + RECORD_HEADER + length
-            if not 20 <= kind <= 23 or version >> 8 != 3 or length > MAX_RECORD_CIPHERTEXT or stop > end:
+            if not (20 <= data[pos] <= 23 and data[pos + 1] == 3):
                 break
-            write(data[pos:stop])
+            length = data[pos + 3] << 8 | data[pos + 4]
+            stop = pos + RECORD_HEADER + length
+            if length > MAX_RECORD_CIPHERTEXT or stop > end:
+                break
+            incoming.write(data[pos:stop])
             pos = stop
-            want = size - filled  # >= MAX_RECORD_PLAINTEXT: a record's plaintext fits whole
-            try:
-                got = read(want, buf[filled:])
-            except ssl.SSLWantReadError:
-                continue  # no application data (a session ticket, a KeyUpdate)
-            except ssl.SSLZeroReturnError:
-                got = 0
-            if not got:  # CPython returns 0 for the peer's close_notify
-                self._close_notify = True
-                continue
-            filled += got
-            if filled > limit:
-                self._to_app(buf, filled)
-                filled = 0
-            # SSL_read returns one record at most: less than asked for means it is used up
-            if got == want or incoming.pending:
-                filled = self._drain(sslobj, incoming, buf, filled)
+            filled = self._drain(sslobj, incoming, buf, filled)
         return pos, filled
 
     def _not_tls(self, data: memoryview, filled: int) -> int:
