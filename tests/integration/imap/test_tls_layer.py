@@ -219,10 +219,10 @@ class Counting(Collect):
 async def test_a_bulk_delivery_larger_than_the_plaintext_buffer_is_handed_over_in_pieces(
     imap_server_tls, client_context
 ) -> None:
-    """A socket read is at most the shared receive buffer, so the bulk loop never fills the
-    plaintext buffer through the socket; one larger delivery drives its flush, and a record
-    whose plaintext fills the buffer exactly (the fallback to ``_drain``), against a real TLS
-    peer in memory."""
+    """A socket read is at most the shared receive buffer, so its plaintext never fills the
+    shared plaintext buffer; one larger delivery in bulk mode drives the hand-over of a full
+    buffer, including a record whose plaintext fills it exactly (the read that may leave
+    plaintext in OpenSSL), against a real TLS peer in memory."""
     incoming, outgoing = ssl.MemoryBIO(), ssl.MemoryBIO()
     imap_server_tls.num_tickets = 2
     server = imap_server_tls.wrap_bio(incoming, outgoing, server_side=True)
@@ -240,7 +240,7 @@ async def test_a_bulk_delivery_larger_than_the_plaintext_buffer_is_handed_over_i
     with contextlib.suppress(ssl.SSLWantReadError):
         server.do_handshake()  # reads the client's Finished and writes the tickets
     layer.bulk(True)
-    # 18 full records fill the buffer up to its flush limit; the 19th fills it exactly
+    # 18 full records fill the buffer up to its hand-over limit; the 19th fills it exactly
     assert PLAIN_BUFFER - MAX_RECORD_PLAINTEXT == 18 * MAX_RECORD_PLAINTEXT
     payload = records_of([MAX_RECORD_PLAINTEXT] * 40 + [5_000, 1])
     for offset in range(0, len(payload), MAX_RECORD_PLAINTEXT):
