@@ -10,7 +10,9 @@ watcher stalled meanwhile, ~15 % of the CPU of ``bench/ingest_backlog.py``. ``gc
 collection then walks only what was allocated since.
 
 What it costs: a reference cycle among the frozen objects that becomes garbage is not
-reclaimed while they stay frozen (plain reference counting still frees everything else).
+reclaimed while they stay frozen (plain reference counting still frees everything else), e.g.
+a watcher frozen after a mass start-up and stopped later. That is bounded: no more than what was
+alive, and counted in the memory, when it was frozen.
 Collecting first keeps garbage out of the frozen set, and :func:`thaw` hands everything back to
 the collector when the last runtime that froze stops (a host application, or a test process,
 that starts and stops mailport many times keeps nothing frozen for good).
