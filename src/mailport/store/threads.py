@@ -21,6 +21,7 @@ from sqlalchemy import ARRAY, String, bindparam, select, text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from mailport.clock import utc_now
+from mailport.store import many_rows
 from mailport.store.database import Database, dialect_insert
 from mailport.store.tables import UTCDateTime, thread_roots
 
@@ -74,10 +75,27 @@ async def remember(conn: AsyncConnection, mailbox_id: str, roots: Iterable[str],
             },
         )
         return
-    statement = dialect_insert(conn, thread_roots).on_conflict_do_nothing(
-        index_elements=["mailbox_id", "thread_key"]
+    # SQLite: one multi-row statement (mailport.store.many_rows), not a step per row
+    process = thread_roots.c.created_at.type.bind_processor(conn.dialect)  # the stored form
+    stamp = process(now) if process is not None else now
+    await many_rows.insert_rows(
+        conn, _sqlite_insert(conn), [(mailbox_id, r["thread_key"], r["root"], stamp) for r in rows]
     )
-    await conn.execute(statement, rows)
+
+
+_SQLITE_COLUMNS = ("mailbox_id", "thread_key", "root", "created_at")
+_sqlite_inserts: list[str] = []  # the single-row INSERT's SQL, compiled once
+
+
+def _sqlite_insert(conn: AsyncConnection) -> str:
+    if not _sqlite_inserts:
+        statement = dialect_insert(conn, thread_roots).on_conflict_do_nothing(
+            index_elements=["mailbox_id", "thread_key"]
+        )
+        compiled = statement.compile(dialect=conn.dialect, column_keys=list(_SQLITE_COLUMNS))
+        assert tuple(compiled.positiontup or ()) == _SQLITE_COLUMNS, compiled.positiontup
+        _sqlite_inserts.append(str(compiled))
+    return _sqlite_inserts[0]
 
 
 async def root_of(conn: AsyncConnection, mailbox_id: str, key: str) -> str | None:

@@ -18,6 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from mailport import leases
 from mailport.connectors.base import Cursor, MessageRef
 from mailport.events import acceptance
+from mailport.store import many_rows
 from mailport.store.database import dialect_insert as _insert
 from mailport.store.tables import (
     change_tokens,
@@ -103,7 +104,8 @@ _message_inserts: dict[str, str] = {}  # dialect name -> the INSERT's SQL, compi
 async def insert_messages(conn: AsyncConnection, rows: Sequence[dict[str, Any]]) -> None:
     """The rows, skipping those already stored.
 
-    The driver's own executemany with tuples: a chunk's rows are the largest insert of
+    The driver's own executemany with tuples (on SQLite one multi-row statement,
+    :mod:`mailport.store.many_rows`): a chunk's rows are the largest insert of
     ingestion, and SQLAlchemy's per-row parameter work (a dict per row, a memoryview around
     every raw source, the timestamp formatted again for every row) was ~10 % of the event
     loop's time in the backlog bench. The SQL and the timestamp's stored form still come from
@@ -134,7 +136,10 @@ async def insert_messages(conn: AsyncConnection, rows: Sequence[dict[str, Any]])
         if stored is None:
             stored = stamped[created] = stamp(created) if stamp is not None else created
         values.append((*_row_values(row)[:-1], stored))
-    await conn.exec_driver_sql(sql, values)
+    if dialect.name == "sqlite":  # one statement, not one step per row (mailport.store.many_rows)
+        await many_rows.insert_rows(conn, sql, values)
+    else:  # asyncpg pipelines an executemany in one round trip
+        await conn.exec_driver_sql(sql, values)
 
 
 async def clear_message_events(conn: AsyncConnection, message_ids: Sequence[str]) -> None:

@@ -181,3 +181,26 @@ async def test_idle_watchers_without_after_processing_cost_no_action_polls(
         assert polls()
     finally:
         event.remove(engine, "before_cursor_execute", record)
+
+
+async def test_a_running_orchestrator_keeps_its_heap_out_of_full_collections(bed: Bed) -> None:
+    """While it runs, what was alive at its start (and its watcher) is frozen out of the cyclic
+    collector's full collections (mailport.sync.heap); once it stops, it is collectable again."""
+    import gc
+
+    mailbox = await bed.add_mailbox()
+    orchestrator = bed.orchestrator()
+    assert gc.get_freeze_count() == 0
+    await orchestrator.start()
+    try:
+        assert gc.get_freeze_count() > 0
+        assert not any(o is bed.services for o in gc.get_objects())  # frozen: in no generation
+
+        async def watching() -> bool:
+            return mailbox.id in orchestrator.watchers
+
+        await wait_for(watching, timeout=10)
+    finally:
+        await orchestrator.stop()
+    assert gc.get_freeze_count() == 0
+    assert any(o is bed.services for o in gc.get_objects())

@@ -1,0 +1,120 @@
+"""Ingestion's inserts on SQLite and PostgreSQL: the message rows written by
+:func:`mailport.sync.repository.insert_messages`'s fast path (tuples; on SQLite one multi-row
+statement, :mod:`mailport.store.many_rows`) read back exactly as SQLAlchemy's own insert stores
+them, in order, a row already stored is skipped, and a statement split over SQLite's parameter
+limit keeps every row."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime
+from typing import Any
+
+import pytest
+from sqlalchemy import insert, select
+
+from mailport.store import Database, many_rows, open_database, threads, upgrade
+from mailport.store.tables import messages, thread_roots
+from mailport.sync import repository as repo
+from tests.fixtures.migrations import insert_mailbox
+
+NOW = datetime(2026, 12, 6, 3, 0, 0, 123456, tzinfo=UTC)
+TENANT = "ten_01m7zh4d94fxj51fc0rsy5n5tt"
+BOX = "mbx_01m7zh4d94fxj51fc0rsy5n5aa"
+
+
+@pytest.fixture
+async def database(fresh_database_url: str) -> AsyncIterator[Database]:
+    database = open_database(fresh_database_url)
+    await upgrade(database)
+    async with database.transaction() as conn:
+        await insert_mailbox(conn, TENANT, BOX, at=NOW)
+    try:
+        yield database
+    finally:
+        await database.aclose()
+
+
+def _row(
+    item: str, *, oversized: bool = False, raw: bytes | None = b"Subject: x\r\n\r\nbody\r\n"
+) -> dict[str, Any]:
+    return {
+        "id": f"msg_{item}",
+        "tenant_id": TENANT,
+        "mailbox_id": BOX,
+        "scope": "Boîte/Été",
+        "epoch": "1700000000",
+        "item": item,
+        "message_id_header": f"<{item.lstrip('fs')}@example.test>",
+        "sha256": item.lstrip("fs").rjust(64, "0"),
+        "size": 1 << 33,  # beyond 32 bits
+        "oversized": oversized,
+        "raw": None if oversized else raw,
+        "event_id": f"evt_{item}",
+        "created_at": NOW,
+    }
+
+
+def _stored(row: Any) -> tuple[Any, ...]:
+    """A row as read back, but for what differs by construction (its id, item and event)."""
+    return tuple(v for k, v in row._mapping.items() if k not in ("id", "item", "event_id"))
+
+
+async def test_fast_rows_read_back_as_sqlalchemys_and_duplicates_are_skipped(database: Database) -> None:
+    shapes = [
+        {},
+        {"oversized": True},
+        {"raw": b"\x00\xff binary \r\n" * 300},
+        {"raw": b""},
+    ]
+    fast = [_row(f"f{i}", **shape) for i, shape in enumerate(shapes)]
+    slow = [_row(f"s{i}", **shape) for i, shape in enumerate(shapes)]
+    slow[0]["message_id_header"] = fast[0]["message_id_header"] = None
+    async with database.transaction() as conn:
+        await repo.insert_messages(conn, fast)
+        await conn.execute(insert(messages), slow)
+    async with database.transaction() as conn:  # stored already: skipped, the first row kept
+        await repo.insert_messages(conn, [{**fast[0], "id": "msg_again", "raw": b"other"}])
+    async with database.connect() as conn:
+        rows = {r.item: r for r in await conn.execute(select(messages))}
+    assert len(rows) == 2 * len(shapes)
+    for i in range(len(shapes)):
+        assert _stored(rows[f"f{i}"]) == _stored(rows[f"s{i}"])
+        assert rows[f"f{i}"].raw == fast[i]["raw"]
+        assert rows[f"f{i}"].created_at == NOW
+    assert rows["f0"].id == "msg_f0"
+    assert rows["f1"].oversized is True and rows["f0"].oversized is False
+
+
+async def test_a_chunk_of_rows_is_stored_whole_and_in_order(database: Database) -> None:
+    rows = [_row(f"{i:04d}") for i in range(700)]
+    roots = [f"<root.{i}@example.test>" for i in range(700)]
+    async with database.transaction() as conn:
+        await repo.insert_messages(conn, rows)
+        await threads.remember(conn, BOX, roots, now=NOW)
+    async with database.connect() as conn:
+        stored = (
+            await conn.execute(select(messages.c.id).order_by(messages.c.created_at, messages.c.id))
+        ).all()
+        recorded = {r.root: r.thread_key for r in await conn.execute(select(thread_roots))}
+    assert [r.id for r in stored] == [r["id"] for r in rows]
+    assert recorded == {root: threads.key_of(root) for root in roots}
+
+
+async def test_sqlite_splits_a_statement_over_the_parameter_limit(sqlite_url: str) -> None:
+    database = open_database(sqlite_url)
+    try:
+        await upgrade(database)
+        async with database.transaction() as conn:
+            await insert_mailbox(conn, TENANT, BOX, at=NOW)
+            sql = threads._sqlite_insert(conn)  # the single-row INSERT that remember() repeats
+            stamp = thread_roots.c.created_at.type.bind_processor(conn.dialect)
+            values = [(BOX, f"k{i:03d}", f"<r{i}@x>", stamp(NOW) if stamp else NOW) for i in range(25)]
+            # 4 parameters per row, 10 per statement: 2 rows at a time, 13 statements
+            await many_rows.insert_rows(conn, sql, values, max_parameters=10)
+            await many_rows.insert_rows(conn, sql, values[:3], max_parameters=10)  # stored: skipped
+        async with database.connect() as conn:
+            got = (await conn.execute(select(thread_roots.c.thread_key, thread_roots.c.root))).all()
+        assert sorted(got) == [(f"k{i:03d}", f"<r{i}@x>") for i in range(25)]
+    finally:
+        await database.aclose()

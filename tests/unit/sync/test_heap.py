@@ -1,0 +1,64 @@
+"""The watchers' long-lived heap (mailport.sync.heap): frozen out of the full collections while
+a runtime runs, collectable again once the last one stopped; garbage is collected, not frozen."""
+
+from __future__ import annotations
+
+import gc
+import weakref
+from collections.abc import Iterator
+
+import pytest
+
+from mailport.sync import heap
+
+
+class _Node:
+    def __init__(self) -> None:
+        self.me = self  # a reference cycle: only the cyclic collector frees it
+
+
+@pytest.fixture(autouse=True)
+def unfrozen() -> Iterator[None]:
+    assert gc.get_freeze_count() == 0
+    yield
+    while heap._holders:
+        heap.thaw()
+    gc.unfreeze()
+
+
+def test_what_is_alive_is_frozen_and_thawed_by_the_last_holder() -> None:
+    kept = _Node()
+    heap.freeze_long_lived()
+    assert gc.get_freeze_count() > 0
+    assert not gc.is_tracked(kept) or kept not in gc.get_objects()  # out of every generation
+    heap.freeze_long_lived()  # a second runtime
+    heap.thaw()
+    assert gc.get_freeze_count() > 0  # the first still runs
+    heap.thaw()
+    assert gc.get_freeze_count() == 0
+    assert any(o is kept for o in gc.get_objects())
+    heap.thaw()  # unbalanced: nothing happens
+    assert gc.get_freeze_count() == 0
+
+
+def test_garbage_is_collected_before_freezing_and_cycles_made_later_still_are() -> None:
+    dropped = _Node()
+    gone = weakref.ref(dropped)
+    del dropped
+    heap.freeze_long_lived()
+    assert gone() is None  # collected, not frozen
+    later = _Node()
+    later_gone = weakref.ref(later)
+    del later
+    gc.collect()
+    assert later_gone() is None  # allocated after the freeze: collected as usual
+
+
+def test_refreeze_only_while_a_runtime_holds_the_heap() -> None:
+    heap.refreeze()
+    assert gc.get_freeze_count() == 0
+    heap.freeze_long_lived()
+    before = gc.get_freeze_count()
+    started_later = [_Node() for _ in range(100)]
+    heap.refreeze()
+    assert gc.get_freeze_count() >= before + len(started_later)
