@@ -19,6 +19,7 @@ is harmless: the receiver deduplicates on ``webhook-id``).
 from __future__ import annotations
 
 import asyncio
+import re
 import ssl
 from dataclasses import dataclass
 
@@ -30,7 +31,7 @@ from mailport.net.guard import VettedHost
 MAX_RESPONSE_BODY = 4096  # enough for an error message; the rest is read and dropped
 READ_CHUNK = 65536
 CONSTANT_HEADERS = ((b"content-type", b"application/json"), (b"user-agent", b"mailport-webhooks"))
-_FORBIDDEN = (b"\r", b"\n", b"\0")
+_UNSAFE = re.compile(rb"[\r\n\0]")  # would end a header line early (request splitting)
 
 
 class ProtocolError(Exception):
@@ -49,7 +50,7 @@ class Response:
 
 
 def _checked(value: bytes) -> bytes:
-    if any(bad in value for bad in _FORBIDDEN):
+    if _UNSAFE.search(value):
         raise ProtocolError("a header name or value holds CR, LF or NUL")
     return value
 
@@ -124,10 +125,11 @@ class _Connection:
     async def request(self, head: bytes, headers: list[tuple[bytes, bytes]], body: bytes) -> Response:
         """Send one request, read its whole response; raises :class:`StaleConnectionError` when
         the connection ends before any byte of an answer."""
-        parts = [head, b"content-length: ", str(len(body)).encode(), b"\r\n"]
-        for name, value in headers:
-            parts += (_checked(name), b": ", _checked(value), b"\r\n")
-        parts += (b"\r\n", body)
+        lines = b"".join(b"%s: %s\r\n" % pair for pair in headers)
+        n = len(headers)  # one CR LF per header, no other CR, LF or NUL (checked in one go)
+        if lines.count(b"\r") != n or lines.count(b"\n") != n or b"\0" in lines:
+            raise ProtocolError("a header name or value holds CR, LF or NUL")
+        parts = [head, b"content-length: %d\r\n" % len(body), lines, b"\r\n", body]
         self.reusable = self.answered = False
         self.writer.write(b"".join(parts))
         await self.writer.drain()
@@ -160,6 +162,8 @@ class Http1Pool:
         self._max_idle = max_idle
         self._idle: list[_Connection] = []
         self._key: tuple[str, int, tuple[str, ...], bool] | None = None
+        self._vetted: VettedHost | None = None  # the host self._key was made of
+        self._tls_on = False
         self._head: tuple[bytes, bytes, bytes] | None = None  # target, host header, request_head()
         self._tls = ssl.create_default_context()
 
@@ -186,10 +190,12 @@ class Http1Pool:
     ) -> Response:
         """POST ``body`` (JSON) with ``headers`` besides host, content-type, user-agent and
         content-length."""
-        key = (vetted.server_hostname, vetted.port, tuple(str(a) for a in vetted.addresses), tls)
-        if key != self._key:  # the URL or its addresses changed: drop the old connections
-            self.close()
-            self._key = key
+        if vetted is not self._vetted or tls != self._tls_on:  # vetted again (cached for a while)
+            key = (vetted.server_hostname, vetted.port, tuple(str(a) for a in vetted.addresses), tls)
+            if key != self._key:  # the URL or its addresses changed: drop the old connections
+                self.close()
+                self._key = key
+            self._vetted, self._tls_on = vetted, tls
         head = self._request_head(target, host_header)
         for attempt in (1, 2):
             pooled = bool(self._idle)
