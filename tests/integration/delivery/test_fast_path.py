@@ -120,3 +120,41 @@ async def test_sends_after_the_lease_was_lost_are_sent_again_by_the_new_holder_w
     async with services.database.connect() as conn:
         attempts = (await conn.execute(select(func.count()).select_from(webhook_attempts))).scalar_one()
     assert attempts == 1 + len(ids)  # recorded once each, by the lease's holder
+
+
+async def test_a_queue_that_overflows_goes_out_first_and_the_rest_is_read_back_once_in_order(
+    delivery_services: Services, webhook_receiver: WebhookReceiver, make_dispatcher: MakeDispatcher
+) -> None:
+    """Offers beyond ``4 x batch`` queued are left in the database: the worker sends what it
+    holds, then reads the rest back; nothing is sent twice and each mailbox keeps its order."""
+    services = delivery_services
+    tenant_id, endpoint_id = await _setup(services, webhook_receiver.url)
+    dispatcher = await make_dispatcher(batch=2)  # at most 8 deliveries queued in memory
+    outbox = dispatcher._repository.outbox  # type: ignore[attr-defined]
+    reads: list[int] = []
+    read = outbox.pending
+
+    async def counted(endpoint: str, *, limit: int) -> list[object]:
+        got = await read(endpoint, limit=limit)
+        reads.append(len(got))
+        return got
+
+    outbox.pending = counted
+    await _worker_ready(dispatcher, endpoint_id)
+    await _append(services, tenant_id, "mbx_a", 0)
+    await webhook_receiver.wait_for(1)  # the worker is clean: it now takes offers
+    reads_before = len(reads)
+    webhook_receiver.delay_seconds = 0.02  # offers pile up faster than the sends go out
+    sent: dict[str, list[str]] = {"mbx_a": [], "mbx_b": []}
+    for n in range(1, 21):
+        for mailbox in sent:
+            sent[mailbox].append(await _append(services, tenant_id, mailbox, n))
+    await webhook_receiver.wait_for(41, timeout=20)
+    await _all_delivered(services)
+    ids = [r.headers["webhook-id"] for r in webhook_receiver.requests]
+    assert len(ids) == len(set(ids)) == 41  # every event once: the kept queue was not sent again
+    got: dict[str, list[str]] = defaultdict(list)
+    for r in webhook_receiver.requests:
+        got[r.json()["mailbox_id"]].append(r.headers["webhook-id"])
+    assert got["mbx_a"][1:] == sent["mbx_a"] and got["mbx_b"] == sent["mbx_b"]
+    assert any(reads[reads_before:]), "the overflow was read back from the database"
