@@ -56,7 +56,9 @@ of its queue); the request itself took ~1.4 ms. Now:
   back (dropping it cost a read of the same rows again).
 * Reads of the queue take up to ``4 x batch`` deliveries (the bound of the in-memory queue):
   each read, and the write of results before it, is a pause in sending, so a backlog pauses
-  a quarter as often.
+  a quarter as often. A fan-out transaction likewise moves up to ``4 x batch`` events: on
+  SQLite each waits for its turn behind the watchers' transactions, and 500 a turn left the
+  fan-out thousands of events behind ingestion in ``bench/ingest_backlog.py``.
   The rows are committed before any send, and results are still written in fenced batches, so
   a crash or a lost lease re-sends with the same ``webhook-id`` exactly as before.
 """
@@ -94,6 +96,7 @@ log = logging.getLogger(__name__)
 
 SenderFactory = Callable[[WebhookEndpoint], WebhookSender]
 KEEP_COMMITTED = 1000  # events this process committed, kept for the next fan-out (memory bound)
+QUEUE_BATCHES = 4  # a worker queues up to this many batches in memory; a fan-out moves as many
 
 
 @dataclass(eq=False, repr=False)
@@ -133,7 +136,7 @@ class EndpointWorker:
     def __post_init__(self) -> None:
         self._endpoints = self.repository.endpoints
         self._outbox = self.repository.outbox
-        self.max_queued = self.batch * 4
+        self.max_queued = self.batch * QUEUE_BATCHES
 
     def start(self) -> None:
         self.task = asyncio.create_task(self._run(), name=f"webhook-{self.endpoint.id}")
@@ -467,6 +470,10 @@ class Dispatcher:
         self._poll_interval = poll_interval
         self._lease_ttl = lease_ttl
         self._batch = batch
+        # events per fan-out transaction: each one waits for its turn among the watchers' SQLite
+        # transactions (~0.8 s in the backlog bench), so one turn moves as many as a worker
+        # may queue in memory (500 a turn left the fan-out ~6,000 events behind ingestion)
+        self._fanout_batch = batch * QUEUE_BATCHES
         self.owner = owner or leases.new_holder()
         self._leases = leases.Leases(event_log.database, clock=clock)
         self._lease: leases.Lease | None = None
@@ -623,7 +630,7 @@ class Dispatcher:
                 worker = self._workers.get(endpoint_id)
                 if worker is not None:
                     worker.offer(items)
-            if done.count < self._batch:
+            if done.count < self._fanout_batch:
                 break
         if full:
             for endpoint_id in await self._outbox.endpoints_with_due_deliveries(now=self._clock()):
@@ -644,11 +651,11 @@ class Dispatcher:
         after = self._fanout_seq
         if after is not None:
             fresh = [event for event in committed if event.seq > after]
-            if 0 < len(fresh) <= self._batch:
+            if 0 < len(fresh) <= self._fanout_batch:
                 done = await self._outbox.fanout_committed(conn, endpoints, fresh, after=after, now=now)
                 if done is not None:
                     return done
-        return await self._outbox.fanout(conn, endpoints, batch=self._batch, now=now)
+        return await self._outbox.fanout(conn, endpoints, batch=self._fanout_batch, now=now)
 
     def _sync_workers(self, endpoints: list[WebhookEndpoint], lease: leases.Lease) -> None:
         active = {e.id: e for e in endpoints}
