@@ -50,8 +50,18 @@ of its queue); the request itself took ~1.4 ms. Now:
   endpoint's worker (:meth:`EndpointWorker.offer`). A worker is *clean* when its last complete
   read of the queue was all delivered and no offer was ignored since: then the offers are its
   whole queue and it sends them from memory, in event order, without reading them back. Any
-  failure, postponed mailbox, lost result, overflow (``4 x batch`` queued) or due-check wake-up
-  sends it back to reading the database, after writing every result it holds (no resend).
+  failure, postponed mailbox, lost result or due-check wake-up sends it back to reading the
+  database, after writing every result it holds (no resend). An overflow (more than
+  ``4 x batch`` queued, a backlog) keeps the queue: it goes out first, then the rest is read
+  back (dropping it cost a read of the same rows again).
+* Reads of the queue take up to ``4 x batch`` deliveries (the bound of the in-memory queue):
+  each read, and the write of results before it, is a pause in sending, so a backlog pauses
+  a quarter as often. A fan-out transaction likewise moves up to ``4 x batch`` events: on
+  SQLite each waits for its turn behind the watchers' transactions, and 500 a turn left the
+  fan-out thousands of events behind ingestion in ``bench/ingest_backlog.py``.
+  When a round empties the queue its results are written in the background, so the next
+  offer goes out without waiting for that write (a SQLite turn behind the watchers'); a read
+  of the queue from the database still writes every result first.
   The rows are committed before any send, and results are still written in fenced batches, so
   a crash or a lost lease re-sends with the same ``webhook-id`` exactly as before.
 """
@@ -89,6 +99,7 @@ log = logging.getLogger(__name__)
 
 SenderFactory = Callable[[WebhookEndpoint], WebhookSender]
 KEEP_COMMITTED = 1000  # events this process committed, kept for the next fan-out (memory bound)
+QUEUE_BATCHES = 4  # a worker queues up to this many batches in memory; a fan-out moves as many
 
 
 @dataclass(eq=False, repr=False)
@@ -124,11 +135,12 @@ class EndpointWorker:
     _recheck: bool = field(default=False, init=False)  # read the database before sending more
     _seen_seq: int = field(default=0, init=False)  # the highest event seq read or queued
     _round_ok: bool = field(default=True, init=False)  # every send of this round was delivered
+    _flushing: set[asyncio.Task[None]] = field(default_factory=set, init=False)  # see _flush_soon
 
     def __post_init__(self) -> None:
         self._endpoints = self.repository.endpoints
         self._outbox = self.repository.outbox
-        self.max_queued = self.batch * 4
+        self.max_queued = self.batch * QUEUE_BATCHES
 
     def start(self) -> None:
         self.task = asyncio.create_task(self._run(), name=f"webhook-{self.endpoint.id}")
@@ -143,12 +155,10 @@ class EndpointWorker:
     def offer(self, items: list[PendingDelivery]) -> None:
         """New deliveries, just committed by the fan-out (event order). A worker that knows the
         rest of its queue is empty sends them from memory; otherwise it reads them back."""
-        if self._clean:
+        if self._clean and not self._missed:
             fresh = [item for item in items if item.event_seq > self._seen_seq]
-            if len(self._queue) + len(fresh) > self.max_queued:  # memory stays bounded
-                self._clean = False
-                self._queue.clear()
-                self._missed = True
+            if len(self._queue) + len(fresh) > self.max_queued:  # memory stays bounded:
+                self._missed = True  # the queue goes out first, then the rest is read back
             elif fresh:
                 self._queue.extend(fresh)
                 self._seen_seq = fresh[-1].event_seq
@@ -189,6 +199,7 @@ class EndpointWorker:
                 except TimeoutError:
                     pass
             self._wakeup.clear()
+        await asyncio.gather(*self._flushing)  # (they log their own failures)
         try:
             await self._flush()  # a clean round may have left its last results for the next one
         except Exception:  # lost: those deliveries go out again after a restart (same ids)
@@ -202,19 +213,21 @@ class EndpointWorker:
 
     async def _drain(self) -> datetime | None:
         """Send what is due; returns when to look again (None: when woken or at the idle poll)."""
-        if self._clean and not self._recheck:
-            if not self._queue:
-                return None
+        if self._clean and not self._recheck and self._queue:
             taken = [self._queue.popleft() for _ in range(min(self.batch, len(self._queue)))]
-            await self._send_round(taken, self.clock(), final_flush=not self._queue)
+            await self._send_round(taken, self.clock(), final_flush=False)
+            if not self._queue:
+                self._flush_soon()  # the next offer goes out without waiting for this write
             if not self._round_ok:
                 self._forget_queue()
-            return self.clock() if self._queue else None
+            return self.clock() if self._queue or self._missed else None
+        if self._clean and not self._recheck and not self._missed:
+            return None  # the queue is empty and so is the database
         await self._flush()  # nothing sent stays unrecorded before a read: no resend
         self._forget_queue()
         self._recheck = self._missed = False
-        items = await self._outbox.pending(self.endpoint.id, limit=self.batch)
-        complete = len(items) < self.batch
+        items = await self._outbox.pending(self.endpoint.id, limit=self.max_queued)
+        complete = len(items) < self.max_queued
         if not items:
             self._clean = complete and not self._missed
             return None
@@ -241,7 +254,7 @@ class EndpointWorker:
                 # on is the whole queue
                 self._clean = True
                 self._seen_seq = max(self._seen_seq, max(item.event_seq for item in items))
-        if len(items) >= self.batch or due:
+        if not complete or due:
             return self.clock()  # more may be waiting (or a retry became due meanwhile)
         return next_due
 
@@ -282,11 +295,23 @@ class EndpointWorker:
             self._flush_wanted.clear()
             if done.is_set():
                 return  # the round's last results: its caller writes them, or the next round
-            try:
-                await self._flush()
-            except Exception:  # the results are lost: those deliveries go out again (same id)
-                self._forget_queue()
-                log.exception("writing webhook results failed")
+            await self._flush_or_forget()
+
+    def _flush_soon(self) -> None:
+        """Write the results held in the background (a clean round that emptied the queue):
+        awaiting that write held back the next offer by a SQLite turn (~0.8 s behind the
+        watchers' transactions in the backlog bench). Every read of the queue from the database
+        still writes first (:meth:`_flush` waits for this one's lock)."""
+        task = asyncio.create_task(self._flush_or_forget())
+        self._flushing.add(task)
+        task.add_done_callback(self._flushing.discard)
+
+    async def _flush_or_forget(self) -> None:
+        try:
+            await self._flush()
+        except Exception:  # the results are lost: those deliveries go out again (same id)
+            self._forget_queue()
+            log.exception("writing webhook results failed")
 
     async def _send_group(
         self, group: list[PendingDelivery], semaphore: asyncio.Semaphore, started: datetime
@@ -464,6 +489,10 @@ class Dispatcher:
         self._poll_interval = poll_interval
         self._lease_ttl = lease_ttl
         self._batch = batch
+        # events per fan-out transaction: each one waits for its turn among the watchers' SQLite
+        # transactions (~0.8 s in the backlog bench), so one turn moves as many as a worker
+        # may queue in memory (500 a turn left the fan-out ~6,000 events behind ingestion)
+        self._fanout_batch = batch * QUEUE_BATCHES
         self.owner = owner or leases.new_holder()
         self._leases = leases.Leases(event_log.database, clock=clock)
         self._lease: leases.Lease | None = None
@@ -620,7 +649,7 @@ class Dispatcher:
                 worker = self._workers.get(endpoint_id)
                 if worker is not None:
                     worker.offer(items)
-            if done.count < self._batch:
+            if done.count < self._fanout_batch:
                 break
         if full:
             for endpoint_id in await self._outbox.endpoints_with_due_deliveries(now=self._clock()):
@@ -641,11 +670,11 @@ class Dispatcher:
         after = self._fanout_seq
         if after is not None:
             fresh = [event for event in committed if event.seq > after]
-            if 0 < len(fresh) <= self._batch:
+            if 0 < len(fresh) <= self._fanout_batch:
                 done = await self._outbox.fanout_committed(conn, endpoints, fresh, after=after, now=now)
                 if done is not None:
                     return done
-        return await self._outbox.fanout(conn, endpoints, batch=self._batch, now=now)
+        return await self._outbox.fanout(conn, endpoints, batch=self._fanout_batch, now=now)
 
     def _sync_workers(self, endpoints: list[WebhookEndpoint], lease: leases.Lease) -> None:
         active = {e.id: e for e in endpoints}

@@ -18,10 +18,9 @@ import ssl
 import time
 from dataclasses import dataclass
 
-import h11
 import httpx
 
-from mailport.delivery.http1 import Http1Pool
+from mailport.delivery.http1 import Http1Pool, ProtocolError
 from mailport.delivery.urls import default_port, parse_webhook_url
 from mailport.errors import MailportError
 from mailport.net.guard import HostGuard, VettedHost
@@ -87,11 +86,7 @@ class WebhookSender:
             vetted = await self._vet(parsed.host, default_port(parsed))
         except MailportError as exc:
             return Outcome("refused", None, f"{exc.code}: {exc}"[:MAX_ERROR_CHARS], elapsed())
-        request_headers = [
-            (b"content-type", b"application/json"),
-            (b"user-agent", b"mailport-webhooks"),
-            *((k.encode("latin-1"), v.encode("latin-1")) for k, v in headers.items()),
-        ]
+        request_headers = [(k.encode("latin-1"), v.encode("latin-1")) for k, v in headers.items()]
         try:
             async with asyncio.timeout(self._timeout):
                 response = await self._pool.post(
@@ -107,7 +102,7 @@ class WebhookSender:
         except MailportError as exc:  # connect_vetted: refused, unreachable, connect timeout
             result = "timeout" if isinstance(exc, TimeoutError) else "network_error"
             return Outcome(result, None, f"{exc.code}: {exc}"[:MAX_ERROR_CHARS], elapsed())
-        except (OSError, h11.ProtocolError, ssl.SSLError, asyncio.IncompleteReadError) as exc:
+        except (OSError, ProtocolError, ssl.SSLError, asyncio.IncompleteReadError) as exc:
             return Outcome("network_error", None, f"{type(exc).__name__}: {exc}"[:MAX_ERROR_CHARS], elapsed())
         if 200 <= response.status < 300:
             return Outcome("success", response.status, None, elapsed())

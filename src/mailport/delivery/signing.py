@@ -67,7 +67,8 @@ class Signer:
         return {
             "webhook-id": message_id,
             "webhook-timestamp": str(int(when.timestamp())),
-            "webhook-signature": self._webhook.sign(message_id, when, body.decode("utf-8")),
+            # bytes: signed as sent, without a decode and re-encode of the body per request
+            "webhook-signature": self._webhook.sign(message_id, when, body),
         }
 
     def __reduce__(self) -> NoReturn:

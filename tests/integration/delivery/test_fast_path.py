@@ -120,3 +120,66 @@ async def test_sends_after_the_lease_was_lost_are_sent_again_by_the_new_holder_w
     async with services.database.connect() as conn:
         attempts = (await conn.execute(select(func.count()).select_from(webhook_attempts))).scalar_one()
     assert attempts == 1 + len(ids)  # recorded once each, by the lease's holder
+
+
+async def test_a_queue_that_overflows_goes_out_first_and_the_rest_is_read_back_once_in_order(
+    delivery_services: Services, webhook_receiver: WebhookReceiver, make_dispatcher: MakeDispatcher
+) -> None:
+    """Offers beyond ``4 x batch`` queued are left in the database: the worker sends what it
+    holds, then reads the rest back; nothing is sent twice and each mailbox keeps its order."""
+    services = delivery_services
+    tenant_id, endpoint_id = await _setup(services, webhook_receiver.url)
+    dispatcher = await make_dispatcher(batch=2)  # at most 8 deliveries queued in memory
+    outbox = dispatcher._repository.outbox  # type: ignore[attr-defined]
+    reads: list[int] = []
+    read = outbox.pending
+
+    async def counted(endpoint: str, *, limit: int) -> list[object]:
+        got = await read(endpoint, limit=limit)
+        reads.append(len(got))
+        return got
+
+    outbox.pending = counted
+    await _worker_ready(dispatcher, endpoint_id)
+    await _append(services, tenant_id, "mbx_a", 0)
+    await webhook_receiver.wait_for(1)  # the worker is clean: it now takes offers
+    reads_before = len(reads)
+    webhook_receiver.delay_seconds = 0.02  # offers pile up faster than the sends go out
+    sent: dict[str, list[str]] = {"mbx_a": [], "mbx_b": []}
+    for n in range(1, 21):
+        for mailbox in sent:
+            sent[mailbox].append(await _append(services, tenant_id, mailbox, n))
+    await webhook_receiver.wait_for(41, timeout=20)
+    await _all_delivered(services)
+    ids = [r.headers["webhook-id"] for r in webhook_receiver.requests]
+    assert len(ids) == len(set(ids)) == 41  # every event once: the kept queue was not sent again
+    got: dict[str, list[str]] = defaultdict(list)
+    for r in webhook_receiver.requests:
+        got[r.json()["mailbox_id"]].append(r.headers["webhook-id"])
+    assert got["mbx_a"][1:] == sent["mbx_a"] and got["mbx_b"] == sent["mbx_b"]
+    assert any(reads[reads_before:]), "the overflow was read back from the database"
+
+
+async def test_the_result_of_a_lone_event_on_the_fast_path_is_written_without_a_further_event(
+    delivery_services: Services, webhook_receiver: WebhookReceiver, make_dispatcher: MakeDispatcher
+) -> None:
+    """The last round before the queue runs empty writes its results in the background (the
+    next offer need not wait for that write), and they are written all the same."""
+    services = delivery_services
+    tenant_id, endpoint_id = await _setup(services, webhook_receiver.url)
+    dispatcher = await make_dispatcher()
+    await _worker_ready(dispatcher, endpoint_id)
+    await _append(services, tenant_id, "mbx_a", 0)
+    await webhook_receiver.wait_for(1)  # the worker is clean: the next event goes from memory
+    await _all_delivered(services)
+    await _append(services, tenant_id, "mbx_a", 1)
+    await webhook_receiver.wait_for(2)
+    attempts = 0
+    for _ in range(100):  # 2 s: well within the worker's idle poll (5 s)
+        async with services.database.connect() as conn:
+            attempts = (await conn.execute(select(func.count()).select_from(webhook_attempts))).scalar_one()
+        if attempts == 2:
+            break
+        await asyncio.sleep(0.02)
+    assert attempts == 2 and len(webhook_receiver.requests) == 2
+    await _all_delivered(services)
