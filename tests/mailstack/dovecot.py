@@ -348,7 +348,11 @@ timeout_msecs = 5000
                 code, err = self.proc.returncode, (self.root / "log/stderr.log").read_text(errors="replace")
                 tail = self.log_tail()
                 self.stop()
-                kind = PortTakenError if "Address already in use" in err + tail else RuntimeError
+                # "duplicate listener": free_port() handed the same port to two of its listeners
+                # (each port is released before the next is asked for), so it starts again too
+                said = err + tail
+                taken = "Address already in use" in said or "duplicate listener" in said
+                kind = PortTakenError if taken else RuntimeError
                 raise kind(f"dovecot exited {code}: {err}\n" + tail)
             try:
                 with socket.create_connection(("127.0.0.1", self.imap_port), timeout=1) as s:
