@@ -656,7 +656,9 @@ class Dispatcher:
                 worker = self._workers.get(endpoint_id)
                 if worker is not None:
                     worker.wake(recheck=True)
-        if time.monotonic() >= self._gauge_at:
+        if full and time.monotonic() >= self._gauge_at:
+            # on full cycles only (at least every poll_interval): a fan-out cycle's count(*)
+            # ran while its deliveries were being sent, on the loop and the database they need
             QUEUE_SIZE.labels(queue="webhook_pending").set(await self._outbox.pending_count())
             self._gauge_at = time.monotonic() + 1.0
 

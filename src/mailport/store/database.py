@@ -26,6 +26,7 @@ from sqlalchemy.exc import ArgumentError, NoSuchModuleError, SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
 from mailport.errors import ConfigurationError
+from mailport.store.sqlite_driver import OneTripDBAPI
 
 log = logging.getLogger(__name__)
 
@@ -182,6 +183,8 @@ def open_database(url: str, *, echo: bool = False, idle_transaction_seconds: flo
             f"unsupported database {parsed.get_backend_name()!r}: use sqlite+aiosqlite:// or "
             "postgresql+asyncpg://"
         )
+    if parsed.get_backend_name() == "sqlite" and parsed.get_driver_name() == "aiosqlite":
+        kwargs["module"] = OneTripDBAPI()  # one trip to aiosqlite's thread per statement
     try:
         engine = create_async_engine(parsed, **kwargs)
     except (ArgumentError, NoSuchModuleError, ImportError) as exc:
