@@ -52,9 +52,9 @@ import uuid
 from collections.abc import Awaitable, Iterable
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
-from typing import Protocol
+from typing import Any, Protocol
 
-from sqlalchemy import ColumnElement, delete, exists, or_, select, update
+from sqlalchemy import ColumnElement, bindparam, delete, exists, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from mailport.clock import Clock, utc_now
@@ -246,6 +246,22 @@ def still_held(lease: Lease) -> ColumnElement[bool]:
     return exists().where(_this_tenure(lease))
 
 
+def still_held_by_params() -> ColumnElement[bool]:
+    """:func:`still_held` with the lease as bind parameters (:func:`held_params`), for a
+    statement built once and executed with each lease's values: building the condition anew
+    for every chunk was a fifth of the watcher's CPU in storing one message (issue 21)."""
+    return exists().where(
+        _leases.c.name == bindparam("held_name", type_=_leases.c.name.type),
+        _leases.c.holder == bindparam("held_holder", type_=_leases.c.holder.type),
+        _leases.c.token == bindparam("held_token", type_=_leases.c.token.type),
+    )
+
+
+def held_params(lease: Lease) -> dict[str, Any]:
+    """The values of :func:`still_held_by_params`'s parameters for ``lease``."""
+    return {"held_name": lease.name, "held_holder": lease.holder, "held_token": lease.token}
+
+
 async def held(conn: AsyncConnection, lease: Lease) -> bool:
     """Is ``lease`` still this tenure (nobody took it since, not released)? A plain read: to
     guard a write, use :func:`fence`."""
@@ -372,6 +388,7 @@ __all__ = [
     "fence",
     "guard",
     "held",
+    "held_params",
     "holder_is_dead",
     "is_held_by",
     "name",
@@ -383,4 +400,5 @@ __all__ = [
     "renew",
     "renew_all",
     "still_held",
+    "still_held_by_params",
 ]

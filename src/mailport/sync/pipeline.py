@@ -38,7 +38,6 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import ColumnElement
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from mailport.connectors.base import Batch, Cursor, MessageRef, RemoteMessage
@@ -51,6 +50,7 @@ from mailport.events import (
     message_key,
     prepare,
 )
+from mailport.leases import Lease
 from mailport.mailboxes.models import Mailbox
 from mailport.messages import Message, parse_headers_only, parse_message
 from mailport.messages.bounces import Bounce, Classification, Complaint, classify, worth_classifying
@@ -162,14 +162,15 @@ async def store_chunk(
     check_known: bool,
     started: float,
     actions: bool = True,
-    fence_in_cursor: ColumnElement[bool] | None = None,
+    fence_in_cursor: Lease | None = None,
 ) -> ChunkResult:
     """Everything of one batch in the caller's transaction; the cursor becomes ``batch.cursor``.
     ``actions``: whether the mailbox's after-processing applies to this scope (only to its first
     watched folder: mail in Sent is never marked, moved or deleted because INBOX's is).
-    ``fence_in_cursor`` (SQLite): the lease's condition (:func:`mailport.leases.still_held`),
-    put in the cursor's ``UPDATE``; :attr:`ChunkResult.fenced` says whether that statement
-    was the fence (one round trip fewer per chunk), else the caller fences as usual.
+    ``fence_in_cursor`` (SQLite): the watcher's lease, whose condition
+    (:func:`mailport.leases.still_held`) is put in the cursor's ``UPDATE``;
+    :attr:`ChunkResult.fenced` says whether that statement was the fence (one round trip
+    fewer per chunk), else the caller fences as usual.
 
     Order: rows and payloads are built (CPU only) before the first statement; then the
     message rows, thread roots and cursor; the events last (PostgreSQL's event lock is then
@@ -241,7 +242,7 @@ async def store_chunk(
     await repo.insert_messages(conn, rows)
     await threads.remember(conn, mailbox.id, [_root(p.message) for p in parsed], now=now)
     fenced = fence_in_cursor is not None and await repo.advance_cursor(
-        conn, mailbox.id, batch.cursor, now=now, only_if=fence_in_cursor
+        conn, mailbox.id, batch.cursor, now=now, held=fence_in_cursor
     )
     if not fenced:
         await repo.save_cursor(conn, mailbox.id, batch.cursor, now=now)

@@ -58,7 +58,6 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import ColumnElement
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from mailport import retry
@@ -81,7 +80,7 @@ from mailport.errors import (
 )
 from mailport.events import EventLog, EventType, NewEvent, append_many
 from mailport.failures import Verdict, classify
-from mailport.leases import Fence, Guard, still_held
+from mailport.leases import Fence, Guard, Lease
 from mailport.mailboxes.models import Mailbox, MailboxStatus
 from mailport.mailboxes.service import HealthSink
 from mailport.metrics import CONNECTIONS, CONNECTS, INGEST_LATENCY, LEASE_LOSSES, RECONNECTS
@@ -299,13 +298,13 @@ class Watcher:
         if self.fence is not None:
             await self.fence(conn, what=what)
 
-    def _fence_condition(self, conn: AsyncConnection) -> ColumnElement[bool] | None:
-        """On SQLite, the lease's own guard as a condition for the chunk's cursor ``UPDATE``
+    def _fence_in_cursor(self, conn: AsyncConnection) -> Lease | None:
+        """On SQLite, the lease whose guard becomes a condition of the chunk's cursor ``UPDATE``
         (:func:`mailport.leases.still_held`: the same guarantee as the fence, one round trip
         fewer). PostgreSQL fences last, locking the lease row, and any other fence (a test's)
         is called as it is."""
         if isinstance(self.fence, Guard) and conn.dialect.name == "sqlite":
-            return still_held(self.fence.lease)
+            return self.fence.lease
         return None
 
     async def _lease_ready(self) -> bool:
@@ -601,7 +600,7 @@ class Watcher:
                 check_known=check_known,
                 started=started,
                 actions=self.primary,
-                fence_in_cursor=self._fence_condition(conn),
+                fence_in_cursor=self._fence_in_cursor(conn),
             )
             if not result.fenced:
                 await self._fence(conn, "events")  # last: the lease must still be ours when this commits

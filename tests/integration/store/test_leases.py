@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import delete, insert, select, update
+from sqlalchemy import bindparam, delete, insert, select, update
 from sqlalchemy.exc import DBAPIError
 
 from mailport import leases
@@ -236,18 +236,25 @@ async def sqlite_file(tmp_path: Path) -> AsyncIterator[str]:
     yield url
 
 
-async def test_still_held_in_a_writes_where_is_the_fence_on_sqlite(sqlite_file: str) -> None:
+@pytest.mark.parametrize("prebuilt", [False, True], ids=["built", "bind-parameters"])
+async def test_still_held_in_a_writes_where_is_the_fence_on_sqlite(sqlite_file: str, prebuilt: bool) -> None:
     """The watcher's chunk on SQLite fences in its cursor's UPDATE (one round trip fewer): the
     condition holds while the lease is this tenure, fails once it moved on, and while the
-    transaction is open nobody, in this process or another, can take the lease over."""
+    transaction is open nobody, in this process or another, can take the lease over. The
+    same with the condition's lease as bind parameters (a statement built once)."""
     database = open_database(sqlite_file)
     other = open_database(sqlite_file)  # another process: its own turns, SQLite's lock only
     row = delivery_state.c.name == "guarded"
 
+    once = update(delivery_state).where(row, leases.still_held_by_params()).values(fanout_seq=bindparam("v"))
+
     async def write(conn: Any, lease: leases.Lease, value: int) -> bool:
-        moved = await conn.execute(
-            update(delivery_state).where(row, leases.still_held(lease)).values(fanout_seq=value)
-        )
+        if prebuilt:
+            moved = await conn.execute(once, {"v": value} | leases.held_params(lease))
+        else:
+            moved = await conn.execute(
+                update(delivery_state).where(row, leases.still_held(lease)).values(fanout_seq=value)
+            )
         return bool(moved.rowcount)
 
     try:
