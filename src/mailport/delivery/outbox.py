@@ -64,6 +64,9 @@ class Fanout:
     through: int | None = None  # the fan-out cursor as this transaction left it (None: stale)
 
 
+_INSERT_DELIVERIES = insert(webhook_deliveries)  # built once: the fan-out's insert, per cycle
+
+
 @dataclass(frozen=True)
 class AttemptRecord:
     """The result of one attempt, as the dispatcher hands it to :meth:`Outbox.record`."""
@@ -302,7 +305,7 @@ class Outbox:
                     )
                 )
         if new_rows:
-            await conn.execute(insert(webhook_deliveries), new_rows)
+            await conn.execute(_INSERT_DELIVERIES, new_rows)
         return Fanout(len(rows), queued, through=int(rows[-1].seq))
 
     async def fanout_pending(self) -> bool:

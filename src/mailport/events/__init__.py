@@ -38,6 +38,7 @@ from __future__ import annotations
 
 import asyncio
 import enum
+import functools
 import json
 from collections import deque
 from collections.abc import AsyncIterator, Iterable, Sequence
@@ -267,6 +268,16 @@ async def append_many(
     return await append_prepared(conn, prepare(items, now=now))
 
 
+@functools.cache
+def _append_statement(dialect: str) -> Any:
+    """:func:`append_prepared`'s ``INSERT``, built once per dialect (built per call it cost about
+    as much CPU as its execution on the ingest path, issue 21)."""
+    insert: Any = postgresql.insert(events) if dialect == "postgresql" else sqlite.insert(events)
+    return insert.on_conflict_do_nothing(index_elements=["idempotency_key"]).returning(
+        events.c.seq, events.c.idempotency_key
+    )
+
+
 async def append_prepared(conn: AsyncConnection, prepared: PreparedEvents) -> list[Event]:
     """:func:`append_many` of events prepared beforehand (:func:`prepare`).
 
@@ -280,12 +291,7 @@ async def append_prepared(conn: AsyncConnection, prepared: PreparedEvents) -> li
     rows, items, created = prepared.rows, prepared.items, prepared.created
     if conn.dialect.name == "postgresql":
         await conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": _PG_LOCK_KEY})
-        insert: Any = postgresql.insert(events)
-    else:
-        insert = sqlite.insert(events)
-    statement = insert.on_conflict_do_nothing(index_elements=["idempotency_key"]).returning(
-        events.c.seq, events.c.idempotency_key
-    )
+    statement = _append_statement(conn.dialect.name)
     # One executemany: SQLAlchemy sends it as multi-row INSERTs ("insertmanyvalues") compiled
     # once; rows keep their order, so ``seq`` follows it. RETURNING names the idempotency key,
     # so rows skipped as duplicates cannot be confused with inserted ones.
