@@ -51,6 +51,8 @@ from mailport.diagnosis import Failure, diagnose
 from mailport.errors import AuthenticationError, CommandError, MailportError
 from mailport.failures import is_temporary
 from mailport.imap import FETCH_ITEMS, HEADER_ITEMS, EventKind, ImapClient, SelectInfo, ServerEvent
+from mailport.imap.arguments import UIDs
+from mailport.imap.counting import CountMark, MessageCount
 from mailport.mailboxes.models import AuthMethod, Mailbox, Security, ServerSettings
 from mailport.net.guard import HostGuard
 from mailport.sasl import OAuth2Auth, PasswordAuth
@@ -68,6 +70,15 @@ _NEW_MAIL = frozenset({EventKind.EXISTS, EventKind.RECENT})
 FETCH_TIMEOUT = 300.0
 STATUS_LIMIT = 500  # STATUS round trips one folder listing may cost (servers without LIST-STATUS)
 BASELINE_PAGE = 2000  # INTERNALDATEs fetched per round trip when the first cursor is placed
+
+
+@dataclass(frozen=True, slots=True)
+class _Settled:
+    """Where the last complete :meth:`ImapConnector.fetch_since` ended: no message after
+    ``cursor`` existed that had not arrived after ``mark``."""
+
+    cursor: Cursor
+    mark: CountMark
 
 
 @dataclass(frozen=True, slots=True)
@@ -144,6 +155,8 @@ class ImapConnector(BaseConnector):
         self._last_token: Secret | None = None
         self._folders: dict[str, str] = {}  # folder as configured -> its name on this server
         self.selection: SelectInfo | None = None  # what the last SELECT/EXAMINE said (imap_mail)
+        self._settled: _Settled | None = None  # where the last fetch_since ended
+        self._distrusted: MessageCount | None = None  # a connection whose counts proved wrong
 
     # ------------------------------------------------------------------ connection
 
@@ -207,6 +220,7 @@ class ImapConnector(BaseConnector):
         self._client = client
         self._folders = {}
         self.selection = None
+        self._settled = self._distrusted = None  # the counts of the connection before are gone
         self._touch()
 
     def _verdict(self, refused: AuthenticationError) -> MailportError:
@@ -311,11 +325,64 @@ class ImapConnector(BaseConnector):
         return [uid for uid in uids if uid >= since_uid]
 
     async def fetch_since(self, cursor: Cursor, *, chunk: int = 200) -> AsyncIterator[Batch]:
-        """The pages after the cursor; the next page is fetched while the caller stores this
-        one (one FETCH ahead), so the server's work and the transfer overlap the parsing and
-        the commit. A page fetched ahead is only yielded, never stored here: the cursor moves
-        when the caller commits it, so a page lost with the connection is fetched again."""
-        uids = await self.list_uids(int(cursor.position) + 1)
+        """The messages after the cursor, in pages of at most ``chunk``, in UID order.
+
+        When this connection's count shows that between 1 and ``chunk`` messages arrived since
+        the last call ended at this cursor (the usual wake-up from IDLE), one ``UID FETCH
+        n:*`` fetches them (:meth:`_fetch_few`): no UID SEARCH, one round trip less. Otherwise
+        (first call, another folder selected since, nothing counted, a backlog, counts that
+        broke the rules) a UID SEARCH lists them and :meth:`_pages` fetches them page by page.
+        Either way a page is only yielded, never stored here: the cursor moves when the caller
+        commits it, so a page lost with the connection is fetched again."""
+        client = self._require()
+        position = int(cursor.position)
+        settled, self._settled = self._settled, None
+        count = client.message_count
+        mark = count.mark() if count is not None and client.selected == cursor.scope else None
+        arrived = None
+        if settled is not None and mark is not None and count is not self._distrusted:
+            if settled.cursor == cursor:
+                arrived = mark.counter.arrived_since(settled.mark)
+        last = position
+        if arrived is not None and 0 < arrived <= chunk:
+            assert settled is not None
+            async for batch in self._fetch_few(cursor, settled.mark, chunk=chunk):
+                last = int(batch.cursor.position)
+                yield batch
+        else:
+            uids = await self.list_uids(position + 1)
+            async for batch in self._pages(cursor, uids, chunk=chunk):
+                yield batch
+            last = uids[-1] if uids else position
+        if mark is not None:  # every message after ``last`` arrived after ``mark``
+            self._settled = _Settled(Cursor(cursor.scope, cursor.epoch, str(last)), mark)
+
+    async def _fetch_few(self, cursor: Cursor, since: CountMark, *, chunk: int) -> AsyncIterator[Batch]:
+        """``UID FETCH position+1:*``, keeping UIDs above the position (``n:*`` beyond the last
+        UID answers the last message: RFC 3501 6.4.8, RFC 9051 6.4.9). A batch's cursor is its
+        last UID; UIDs missing below it were expunged and never come back. More messages than
+        the count promised (a server whose EXISTS cannot be trusted) are still all yielded, in
+        pages, and this connection searches from then on."""
+        position = int(cursor.position)
+        fetched = await self._fetch(cursor.scope, int(cursor.epoch), f"{position + 1}:*", after=position)
+        count = since.counter
+        promised = count.arrived_since(since)
+        if promised is None or len(fetched) > promised:
+            log.info(
+                "mailbox %s: %d new messages where the server counted %s; searching from now on",
+                self.mailbox.id,
+                len(fetched),
+                promised,
+            )
+            self._distrusted = count
+        for start in range(0, len(fetched), chunk):
+            page = fetched[start : start + chunk]
+            yield Batch(page, Cursor(cursor.scope, cursor.epoch, page[-1].item))
+
+    async def _pages(self, cursor: Cursor, uids: list[int], *, chunk: int) -> AsyncIterator[Batch]:
+        """The listed UIDs a page at a time; the next page is fetched while the caller stores
+        this one (one FETCH ahead), so the server's work and the transfer overlap the parsing
+        and the commit."""
         pages = [uids[start : start + chunk] for start in range(0, len(uids), chunk)]
         if not pages:
             return
@@ -344,12 +411,21 @@ class ImapConnector(BaseConnector):
     async def fetch_uids(self, folder: str, uidvalidity: int, uids: Sequence[int]) -> list[RemoteMessage]:
         if not uids:
             return []
+        return await self._fetch(folder, uidvalidity, list(uids))
+
+    async def _fetch(
+        self, folder: str, uidvalidity: int, uids: UIDs, *, after: int = 0
+    ) -> list[RemoteMessage]:
+        """The messages ``uids`` names with UIDs above ``after``, in UID order; an oversized one
+        without its body, with its header fetched instead."""
         client = self._require()
-        fetched = await client.fetch(list(uids), FETCH_ITEMS, oversize="keep", timeout=FETCH_TIMEOUT)
+        fetched = await client.fetch(uids, FETCH_ITEMS, oversize="keep", timeout=FETCH_TIMEOUT)
         out: dict[int, RemoteMessage] = {}
         oversized: list[int] = []
         for m in fetched:
             assert m.uid is not None
+            if m.uid <= after:
+                continue
             size = m.size if m.size is not None else (m.oversize or len(m.raw or b""))
             big = m.oversize is not None or (m.size is not None and m.size > self._max)
             out[m.uid] = RemoteMessage(

@@ -218,6 +218,8 @@ class ImapClient(ImapSession):
         elif condstore or (condstore is None and self.has("CONDSTORE")):
             args.append(b"(CONDSTORE)")
         self._selected = None
+        if self._proto is not None:
+            self._proto.count.reset()  # SELECT's EXISTS is the new mailbox's count, no arrival
         result = await self._run(
             *args, wants=(b"FLAGS", b"EXISTS", b"RECENT", b"OK", b"NO", b"VANISHED", b"FETCH")
         )

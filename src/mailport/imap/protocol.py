@@ -9,7 +9,9 @@ the pure :class:`~mailport.imap.parser.ResponseSplitter`; complete responses are
 * a tagged completion resolves the running :class:`PendingCommand`;
 * ``+`` continuations go to the running command (literals, AUTHENTICATE, IDLE);
 * untagged responses the running command asked for are collected on it; every other
-  untagged response is handed to ``on_untagged`` (the client turns those into events).
+  untagged response is handed to ``on_untagged`` (the client turns those into events);
+* EXISTS, EXPUNGE and VANISHED, collected or not, also update :attr:`ImapProtocol.count`
+  (:mod:`~mailport.imap.counting`).
 
 When the connection drops, a framing error occurs or the caller gives up, every waiter fails
 with a typed error at once, so nothing can hang on a dead socket.
@@ -23,11 +25,13 @@ from collections.abc import Callable
 from typing import cast
 
 from mailport.errors import ConnectionLostError, MailportError, ProtocolError
+from mailport.imap.counting import MessageCount
 from mailport.imap.models import FetchedMessage
 from mailport.imap.parser import (
     Response,
     ResponseSplitter,
     parse_fetch,
+    parse_sequence_set,
     parse_status_text,
     split_tagged,
     untagged_head,
@@ -37,6 +41,7 @@ log = logging.getLogger(__name__)
 
 Untagged = tuple[int | None, bytes, int, Response]  # (number, KIND, offset of the rest, response)
 UntaggedHandler = Callable[[int | None, bytes, int, Response], None]
+_COUNTED = frozenset({b"EXISTS", b"EXPUNGE", b"VANISHED"})
 
 
 class PendingCommand:
@@ -111,6 +116,7 @@ class ImapProtocol(asyncio.Protocol):
         "error",
         "bye",
         "sealed",
+        "count",
         "_on_untagged",
         "_on_lost",
     )
@@ -128,6 +134,7 @@ class ImapProtocol(asyncio.Protocol):
         # Set after STARTTLS's OK until the TLS handshake: plaintext received then would be
         # a STARTTLS response injection (a man in the middle), so it is a protocol error.
         self.sealed = False
+        self.count = MessageCount()  # the selected mailbox's, as this connection was told
         self._on_untagged = on_untagged
         self._on_lost = on_lost
 
@@ -183,8 +190,12 @@ class ImapProtocol(asyncio.Protocol):
                 if command.fetched is not None and kind == b"FETCH" and number is not None:
                     command.fetched.append(parse_fetch(number, response, offset))
                 else:
+                    if kind in _COUNTED:
+                        self._count(number, kind, first[offset:])
                     command.collected.append((number, kind, offset, response))
             else:
+                if kind in _COUNTED:
+                    self._count(number, kind, first[offset:])
                 self._on_untagged(number, kind, offset, response)
         elif first[:1] == b"+":
             command = self.current
@@ -202,6 +213,24 @@ class ImapProtocol(asyncio.Protocol):
                 command.done.set_result((status, rest))
                 if command.seal_on_ok and status == b"OK":
                     self.sealed = True
+
+    def _count(self, number: int | None, kind: bytes, rest: bytes) -> None:
+        """Keep :attr:`count` (any command's responses count, SELECT's too)."""
+        count = self.count
+        if kind == b"EXISTS":
+            if number is None:
+                count.reset()
+            else:
+                count.on_exists(number)
+        elif kind == b"EXPUNGE":
+            count.on_expunged(1)
+        else:  # VANISHED: (EARLIER) reports older expunges and leaves the count (RFC 7162 3.2.10)
+            rest = rest.strip()
+            if not rest.upper().startswith(b"(EARLIER)"):
+                try:
+                    count.on_expunged(len(parse_sequence_set(rest)))
+                except ValueError:
+                    count.reset()  # unreadable: the count is unknown until the next EXISTS
 
     # ------------------------------------------------------------------ failure
     def fail(self, exc: MailportError) -> None:

@@ -70,6 +70,7 @@ from mailport.errors import (
     TLSError,
 )
 from mailport.imap.arguments import Arg, Literal, quote
+from mailport.imap.counting import MessageCount
 from mailport.imap.models import (
     EventKind,
     FetchedMessage,
@@ -399,6 +400,11 @@ class ImapSession:
     @property
     def selected(self) -> str | None:
         return self._selected
+
+    @property
+    def message_count(self) -> MessageCount | None:
+        """The selected mailbox's count as this connection was told it (None: not connected)."""
+        return self._proto.count if self._proto is not None else None
 
     @property
     def connected(self) -> bool:
