@@ -323,7 +323,6 @@ class ImapClient(ImapSession):
         if changedsince is not None:
             args.append(b"(CHANGEDSINCE %d)" % changedsince)
         fetched: list[FetchedMessage] = []
-        proto = self._proto
         layer = tls_layer(self._transport)
         if layer is not None:
             layer.bulk(True, bulk_slice=self.bulk_read_buffer)
@@ -332,10 +331,6 @@ class ImapClient(ImapSession):
         finally:
             if layer is not None:
                 layer.bulk(False)
-        if proto is not None and proto.splitter.fast_fetched == len(fetched):
-            # Every response had the bulk shape (the framer's fast path): each message has its
-            # UID and its body and none was oversize, so there is nothing to sort out below.
-            return fetched
         wanted_body = any(
             "BODY" in i.upper() or "RFC822" == i.upper() or "BINARY" in i.upper() for i in items
         )

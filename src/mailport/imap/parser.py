@@ -110,7 +110,6 @@ class ResponseSplitter:
         "max_line",
         "fetch_sink",
         "fetch_route",
-        "fast_fetched",
         "_hold",
     )
 
@@ -131,9 +130,6 @@ class ResponseSplitter:
         # With a sink, every other complete response goes to this callback as soon as it is
         # framed (not returned by feed), so a FETCH of another shape lands in the sink in order.
         self.fetch_route: Callable[[Response], None] | None = None
-        # How many messages the fast path put into the sink (reset with the sink): when it is
-        # the sink's length, every message there has a UID and a body and none was oversize.
-        self.fast_fetched = 0
         self._hold = 0  # size of the fast-path FETCH held in _tail, waiting for its end
 
     @property
@@ -186,9 +182,7 @@ class ResponseSplitter:
         sink = self.fetch_sink
         while pos < size:
             if sink is not None and not self._lines:
-                before = len(sink)
                 pos = self._fetches(data, pos, sink)
-                self.fast_fetched += len(sink) - before
                 if pos >= size:
                     break
             end = find(b"\r\n", pos)

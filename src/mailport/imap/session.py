@@ -638,7 +638,6 @@ class ImapSession:
             command.fetched = fetched
             command.seal_on_ok = seal
             proto.splitter.fetch_sink = fetched
-            proto.splitter.fast_fetched = 0
             if fetched is not None:  # other responses routed in order with the parsed ones
                 proto.splitter.fetch_route = proto.route
             try:
