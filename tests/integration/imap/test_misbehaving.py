@@ -212,3 +212,37 @@ async def test_nothing_listening_is_a_connect_error() -> None:
     with pytest.raises(ConnectError) as info:
         await client.connect()
     assert isinstance(info.value.__cause__, OSError)
+
+
+async def test_fetch_sorts_out_unsolicited_updates_between_bulk_shaped_messages() -> None:
+    """Bulk-shaped messages (the framer's fast path) and, in between, a flag update for another
+    message and a FETCH of another shape: the update becomes an event, not a message, and the
+    messages are the same whichever path parsed them."""
+    bulk = (
+        b"* 1 FETCH (UID 10 FLAGS (\\Seen) BODY[] {2}\r\nab)\r\n"
+        b"* 2 FETCH (UID 11 FLAGS () BODY[] {0}\r\n)\r\n"
+    )
+
+    async def script(conn: ScriptedConnection) -> None:
+        await answer_login(conn)
+        tag = await conn.expect(b"UID FETCH")
+        await conn.send(bulk + tag + b" OK done\r\n")
+        tag = await conn.expect(b"UID FETCH")
+        await conn.send(
+            b"* 1 FETCH (UID 10 FLAGS (\\Seen) BODY[] {2}\r\nab)\r\n"
+            b"* 7 FETCH (FLAGS (\\Deleted))\r\n"
+            b"* 2 FETCH (FLAGS () UID 11 BODY[] {0}\r\n)\r\n" + tag + b" OK done\r\n"
+        )
+
+    async with signed_in(script) as client:
+        first = await client.fetch("1:*")
+        assert [(m.seq, m.uid, m.flags, m.raw) for m in first] == [
+            (1, 10, ("\\Seen",), b"ab"),
+            (2, 11, (), b""),
+        ]
+        assert client.events() == []
+        second = await client.fetch("1:*")
+        assert second == first
+        assert [(e.kind, e.number, e.flags) for e in client.events()] == [
+            (EventKind.FETCH, 7, ("\\Deleted",))
+        ]

@@ -10,7 +10,9 @@ fast path.
 
 from __future__ import annotations
 
+import dataclasses
 import random
+from datetime import UTC, datetime
 
 import pytest
 from hypothesis import given, settings
@@ -283,3 +285,26 @@ def test_the_general_parser_reads_literal8_and_nil() -> None:
     msg = parse_fetch(4, response, untagged_head(response.first)[2])
     assert msg == parse_fetch_general(4, response, untagged_head(response.first)[2])
     assert (msg.uid, msg.raw, msg.headers) == (9, b"a\x00b", b"")
+
+
+def test_the_fast_path_sets_every_field_of_the_message() -> None:
+    """The loop assigns the slots itself (no __init__): none may be left unset."""
+    data = b'* 3 FETCH (UID 9 FLAGS () INTERNALDATE "01-Jan-2024 00:00:00 +0000" BODY[] {1}\r\nx)\r\n'
+    splitter = ResponseSplitter(max_literal=100)
+    sink: list[FetchedMessage] = []
+    splitter.fetch_sink = sink
+    splitter.feed(data)
+    assert len(sink) == 1
+    message = sink[0]
+    assert {f.name: getattr(message, f.name) for f in dataclasses.fields(FetchedMessage)} == {
+        "seq": 3,
+        "uid": 9,
+        "flags": (),
+        "internaldate": datetime(2024, 1, 1, tzinfo=UTC),
+        "size": None,
+        "modseq": None,
+        "raw": b"x",
+        "headers": None,
+        "oversize": None,
+    }
+    assert message == reference(data)[0][0]
