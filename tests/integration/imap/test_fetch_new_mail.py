@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 
 from mailport.connectors.base import Batch, Change, ChangeKind, Cursor
@@ -105,6 +106,20 @@ async def _all(connector: ImapConnector, cursor: Cursor, *, chunk: int = 200) ->
     return [batch async for batch in connector.fetch_since(cursor, chunk=chunk)]
 
 
+@asynccontextmanager
+async def _scripted(folder: Folder) -> AsyncIterator[tuple[ScriptedImapServer, ImapConnector]]:
+    """A scripted server serving ``folder`` and a connector logged in to it."""
+    async with ScriptedImapServer(serve(folder)) as server:
+        connector = ImapConnector(
+            make_mailbox("imap", "ann@scripted.test", "pw", server.port), idle_renew_seconds=RENEWAL
+        )
+        await connector.connect()
+        try:
+            yield server, connector
+        finally:
+            await connector.disconnect()
+
+
 def _items(batches: list[Batch]) -> list[int]:
     return [int(m.item) for b in batches for m in b.messages]
 
@@ -113,33 +128,26 @@ async def test_a_few_new_messages_are_fetched_without_a_search() -> None:
     """The last, older message answering ``3:*`` (the new one expunged meanwhile) and the
     unsolicited FLAGS updates are no new mail; the next message comes by ``3:*`` again."""
     folder = Folder([1, 2])
-    async with ScriptedImapServer(serve(folder)) as server:
-        connector = ImapConnector(
-            make_mailbox("imap", "ann@scripted.test", "pw", server.port), idle_renew_seconds=RENEWAL
-        )
-        await connector.connect()
-        try:
-            state = await connector.open("INBOX")
-            first = await _all(connector, Cursor("INBOX", state.epoch, "0"))
-            assert _items(first) == [1, 2] and first[-1].cursor.position == "2"
-            changes = connector.watch(interval=RENEWAL)
+    async with _scripted(folder) as (server, connector):
+        state = await connector.open("INBOX")
+        first = await _all(connector, Cursor("INBOX", state.epoch, "0"))
+        assert _items(first) == [1, 2] and first[-1].cursor.position == "2"
+        changes = connector.watch(interval=RENEWAL)
 
-            folder.uids.append(3)
-            folder.at_idle = [b"* 3 EXISTS\r\n"]
-            await _new_mail(changes)
-            folder.uids.remove(3)  # expunged before the FETCH: "3:*" answers UID 2
-            folder.before_fetch = [b"* 3 EXPUNGE\r\n", b"* 1 FETCH (FLAGS (\\Seen))\r\n"]
-            assert await _all(connector, first[-1].cursor) == []
+        folder.uids.append(3)
+        folder.at_idle = [b"* 3 EXISTS\r\n"]
+        await _new_mail(changes)
+        folder.uids.remove(3)  # expunged before the FETCH: "3:*" answers UID 2
+        folder.before_fetch = [b"* 3 EXPUNGE\r\n", b"* 1 FETCH (FLAGS (\\Seen))\r\n"]
+        assert await _all(connector, first[-1].cursor) == []
 
-            folder.uids.append(4)
-            folder.at_idle = [b"* 3 EXISTS\r\n"]
-            await _new_mail(changes)
-            folder.before_fetch = [b"* 1 FETCH (UID 1 FLAGS (\\Seen))\r\n"]
-            batches = await _all(connector, first[-1].cursor)
-            assert _items(batches) == [4] and batches[-1].cursor == Cursor("INBOX", state.epoch, "4")
-            await changes.aclose()
-        finally:
-            await connector.disconnect()
+        folder.uids.append(4)
+        folder.at_idle = [b"* 3 EXISTS\r\n"]
+        await _new_mail(changes)
+        folder.before_fetch = [b"* 1 FETCH (UID 1 FLAGS (\\Seen))\r\n"]
+        batches = await _all(connector, first[-1].cursor)
+        assert _items(batches) == [4] and batches[-1].cursor == Cursor("INBOX", state.epoch, "4")
+        await changes.aclose()
     assert not server.errors
     assert await _uid_commands(server) == [
         b"UID SEARCH UID",
@@ -153,29 +161,22 @@ async def test_more_messages_than_counted_are_all_kept_then_searched_for() -> No
     """A server whose EXISTS said one new message while three came: all three are yielded in
     pages of ``chunk``; the connection searches from then on."""
     folder = Folder([1])
-    async with ScriptedImapServer(serve(folder)) as server:
-        connector = ImapConnector(
-            make_mailbox("imap", "ann@scripted.test", "pw", server.port), idle_renew_seconds=RENEWAL
-        )
-        await connector.connect()
-        try:
-            state = await connector.open("INBOX")
-            cursor = (await _all(connector, Cursor("INBOX", state.epoch, "0")))[-1].cursor
-            changes = connector.watch(interval=RENEWAL)
-            folder.uids += [2, 3, 4]
-            folder.at_idle = [b"* 2 EXISTS\r\n"]
-            await _new_mail(changes)
-            batches = await _all(connector, cursor, chunk=2)
-            assert [_items([b]) for b in batches] == [[2, 3], [4]]
-            assert [b.cursor.position for b in batches] == ["3", "4"]
+    async with _scripted(folder) as (server, connector):
+        state = await connector.open("INBOX")
+        cursor = (await _all(connector, Cursor("INBOX", state.epoch, "0")))[-1].cursor
+        changes = connector.watch(interval=RENEWAL)
+        folder.uids += [2, 3, 4]
+        folder.at_idle = [b"* 2 EXISTS\r\n"]
+        await _new_mail(changes)
+        batches = await _all(connector, cursor, chunk=2)
+        assert [_items([b]) for b in batches] == [[2, 3], [4]]
+        assert [b.cursor.position for b in batches] == ["3", "4"]
 
-            folder.uids.append(5)
-            folder.at_idle = [b"* 5 EXISTS\r\n"]
-            await _new_mail(changes)
-            assert _items(await _all(connector, batches[-1].cursor, chunk=2)) == [5]
-            await changes.aclose()
-        finally:
-            await connector.disconnect()
+        folder.uids.append(5)
+        folder.at_idle = [b"* 5 EXISTS\r\n"]
+        await _new_mail(changes)
+        assert _items(await _all(connector, batches[-1].cursor, chunk=2)) == [5]
+        await changes.aclose()
     assert not server.errors
     assert await _uid_commands(server) == [
         b"UID SEARCH UID",
@@ -188,22 +189,15 @@ async def test_more_messages_than_counted_are_all_kept_then_searched_for() -> No
 
 async def test_a_count_that_shrank_without_expunge_is_not_trusted() -> None:
     folder = Folder([1, 2, 3])
-    async with ScriptedImapServer(serve(folder)) as server:
-        connector = ImapConnector(
-            make_mailbox("imap", "ann@scripted.test", "pw", server.port), idle_renew_seconds=RENEWAL
-        )
-        await connector.connect()
-        try:
-            state = await connector.open("INBOX")
-            cursor = (await _all(connector, Cursor("INBOX", state.epoch, "0")))[-1].cursor
-            changes = connector.watch(interval=RENEWAL)
-            folder.uids.append(4)
-            folder.at_idle = [b"* 2 EXISTS\r\n* 4 EXISTS\r\n"]
-            await _new_mail(changes)
-            assert _items(await _all(connector, cursor)) == [4]
-            await changes.aclose()
-        finally:
-            await connector.disconnect()
+    async with _scripted(folder) as (server, connector):
+        state = await connector.open("INBOX")
+        cursor = (await _all(connector, Cursor("INBOX", state.epoch, "0")))[-1].cursor
+        changes = connector.watch(interval=RENEWAL)
+        folder.uids.append(4)
+        folder.at_idle = [b"* 2 EXISTS\r\n* 4 EXISTS\r\n"]
+        await _new_mail(changes)
+        assert _items(await _all(connector, cursor)) == [4]
+        await changes.aclose()
     assert not server.errors
     assert await _uid_commands(server) == [
         b"UID SEARCH UID",
@@ -216,23 +210,16 @@ async def test_a_count_that_shrank_without_expunge_is_not_trusted() -> None:
 async def test_a_cursor_other_than_where_the_last_call_ended_searches() -> None:
     """A page the caller did not commit (the cursor it passes is older): no bound is known."""
     folder = Folder([1, 2, 3])
-    async with ScriptedImapServer(serve(folder)) as server:
-        connector = ImapConnector(
-            make_mailbox("imap", "ann@scripted.test", "pw", server.port), idle_renew_seconds=RENEWAL
-        )
-        await connector.connect()
-        try:
-            state = await connector.open("INBOX")
-            start = Cursor("INBOX", state.epoch, "0")
-            assert _items(await _all(connector, start)) == [1, 2, 3]
-            changes = connector.watch(interval=RENEWAL)
-            folder.uids.append(4)
-            folder.at_idle = [b"* 4 EXISTS\r\n"]
-            await _new_mail(changes)
-            assert _items(await _all(connector, start)) == [1, 2, 3, 4]
-            await changes.aclose()
-        finally:
-            await connector.disconnect()
+    async with _scripted(folder) as (server, connector):
+        state = await connector.open("INBOX")
+        start = Cursor("INBOX", state.epoch, "0")
+        assert _items(await _all(connector, start)) == [1, 2, 3]
+        changes = connector.watch(interval=RENEWAL)
+        folder.uids.append(4)
+        folder.at_idle = [b"* 4 EXISTS\r\n"]
+        await _new_mail(changes)
+        assert _items(await _all(connector, start)) == [1, 2, 3, 4]
+        await changes.aclose()
     assert not server.errors
     assert [c for c in await _uid_commands(server) if c.startswith(b"UID SEARCH")] == [b"UID SEARCH UID"] * 2
 
