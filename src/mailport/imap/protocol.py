@@ -31,8 +31,8 @@ from mailport.imap.parser import (
     Response,
     ResponseSplitter,
     parse_fetch,
-    parse_sequence_set,
     parse_status_text,
+    sequence_set_size,
     split_tagged,
     untagged_head,
 )
@@ -228,7 +228,7 @@ class ImapProtocol(asyncio.Protocol):
             rest = rest.strip()
             if not rest.upper().startswith(b"(EARLIER)"):
                 try:
-                    count.on_expunged(len(parse_sequence_set(rest)))
+                    count.on_expunged(sequence_set_size(rest))
                 except ValueError:
                     count.reset()  # unreadable: the count is unknown until the next EXISTS
 
