@@ -33,7 +33,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import httpx
 from bench._services import bench_services
-from bench.ingest_backlog import create_pg, drop_pg
+from bench.ingest_backlog import create_pg, drop_pg, mark
 from tests.mailstack.dovecot import free_port
 
 from mailport.delivery import start_dispatcher
@@ -82,6 +82,7 @@ async def run(
             before = (await client.get("/stats")).json()
             base, base_requests = before["unique"], before["requests"]
             started_wall, cpu = time.time(), time.process_time()
+            mark("start")
             dispatcher = await start_dispatcher(services)
             try:
                 deadline = time.perf_counter() + 600
@@ -94,6 +95,7 @@ async def run(
                         raise SystemExit(f"only {stats['unique'] - base} of {total} delivered in 600 s")
                 cpu = time.process_time() - cpu
             finally:
+                mark("end")
                 await dispatcher.stop()
         if stats["order_errors"]:
             raise SystemExit(f"{stats['order_errors']} events arrived out of order in their mailbox")

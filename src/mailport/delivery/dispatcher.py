@@ -98,8 +98,14 @@ from mailport.tasks import cancel_and_wait, stop_if_cancelled
 log = logging.getLogger(__name__)
 
 SenderFactory = Callable[[WebhookEndpoint], WebhookSender]
-KEEP_COMMITTED = 1000  # events this process committed, kept for the next fan-out (memory bound)
+KEEP_COMMITTED = 4000  # events this process committed, kept for the next fan-out (memory bound)
 QUEUE_BATCHES = 4  # a worker queues up to this many batches in memory; a fan-out moves as many
+# A worker's in-memory queue holds up to this many bytes of request bodies: during a backlog
+# it is what lets deliveries go out without being read back from the database (a read of
+# 2,000 waiting deliveries with their bodies took ~50 ms of the webhook worker's time on SQLite)
+QUEUE_BYTES = 16 * 1024 * 1024
+DUE_GRACE = 5.0  # seconds a clean worker's queue goes first before a due-check's read (wake)
+EARLY_LIMIT = 64  # inline fan-outs held back for an earlier one before giving up (Dispatcher.committed)
 
 
 @dataclass(eq=False, repr=False)
@@ -117,6 +123,7 @@ class EndpointWorker:
     concurrency: int
     batch: int
     fence: leases.Fence
+    queue_bytes: int = 0  # the in-memory queue's bound (request bodies); 0: QUEUE_BYTES
     flush_size: int = 200
     flush_interval: float = 0.05
     idle_poll: float = 5.0
@@ -133,6 +140,8 @@ class EndpointWorker:
     _clean: bool = field(default=False, init=False)  # the database holds nothing pending beyond _queue
     _missed: bool = field(default=False, init=False)  # an offer was ignored since the last read
     _recheck: bool = field(default=False, init=False)  # read the database before sending more
+    _due_since: float | None = field(default=None, init=False)  # a due-check's recheck held back since
+    _queued_bytes: int = field(default=0, init=False)  # the bodies in _queue
     _seen_seq: int = field(default=0, init=False)  # the highest event seq read or queued
     _round_ok: bool = field(default=True, init=False)  # every send of this round was delivered
     _flushing: set[asyncio.Task[None]] = field(default_factory=set, init=False)  # see _flush_soon
@@ -140,16 +149,29 @@ class EndpointWorker:
     def __post_init__(self) -> None:
         self._endpoints = self.repository.endpoints
         self._outbox = self.repository.outbox
-        self.max_queued = self.batch * QUEUE_BATCHES
+        self.max_queued = self.batch * QUEUE_BATCHES  # a read of the queue from the database
 
     def start(self) -> None:
         self.task = asyncio.create_task(self._run(), name=f"webhook-{self.endpoint.id}")
 
-    def wake(self, *, recheck: bool = False) -> None:
-        """Look at the queue; ``recheck``: read it from the database first (a retry came due, a
-        replay, another process's change)."""
+    def wake(self, *, recheck: bool = False, due: bool = False) -> None:
+        """Look at the queue; ``recheck``: read it from the database first (deliveries were
+        committed that it may not hold). ``due``: the supervisor found due deliveries (a retry
+        came due, a replay, another process's change): a clean worker still sending its
+        in-memory queue reads the database when that queue is empty, or after
+        :data:`DUE_GRACE` seconds. Those due deliveries are mostly the queue itself, during a
+        backlog: read at once, every full cycle dropped the queue and read it back, and the
+        worker never became clean again until the backlog was over."""
         if recheck:
             self._recheck = True
+        elif due and not self._recheck:
+            if self._clean and self._queue:
+                if self._due_since is None:
+                    self._due_since = time.monotonic()
+                elif time.monotonic() - self._due_since >= DUE_GRACE:
+                    self._recheck = True
+            else:
+                self._recheck = True
         self._wakeup.set()
 
     def offer(self, items: list[PendingDelivery]) -> None:
@@ -157,10 +179,12 @@ class EndpointWorker:
         rest of its queue is empty sends them from memory; otherwise it reads them back."""
         if self._clean and not self._missed:
             fresh = [item for item in items if item.event_seq > self._seen_seq]
-            if len(self._queue) + len(fresh) > self.max_queued:  # memory stays bounded:
+            size = sum(len(item.body) for item in fresh)
+            if self._queued_bytes + size > (self.queue_bytes or QUEUE_BYTES):  # memory stays bounded:
                 self._missed = True  # the queue goes out first, then the rest is read back
             elif fresh:
                 self._queue.extend(fresh)
+                self._queued_bytes += size
                 self._seen_seq = fresh[-1].event_seq
         else:
             self._missed = True
@@ -210,11 +234,15 @@ class EndpointWorker:
         """Back to reading the queue from the database (after a failure, a retry, a lost result)."""
         self._clean = False
         self._queue.clear()
+        self._queued_bytes = 0
 
     async def _drain(self) -> datetime | None:
         """Send what is due; returns when to look again (None: when woken or at the idle poll)."""
+        if self._clean and not self._queue and self._due_since is not None:
+            self._recheck = True  # the due-check held back: the queue is out now
         if self._clean and not self._recheck and self._queue:
             taken = [self._queue.popleft() for _ in range(min(self.batch, len(self._queue)))]
+            self._queued_bytes -= sum(len(item.body) for item in taken)
             await self._send_round(taken, self.clock(), final_flush=False)
             if not self._queue:
                 self._flush_soon()  # the next offer goes out without waiting for this write
@@ -226,6 +254,7 @@ class EndpointWorker:
         await self._flush()  # nothing sent stays unrecorded before a read: no resend
         self._forget_queue()
         self._recheck = self._missed = False
+        self._due_since = None
         items = await self._outbox.pending(self.endpoint.id, limit=self.max_queued)
         complete = len(items) < self.max_queued
         if not items:
@@ -474,11 +503,13 @@ class Dispatcher:
         owner: str | None = None,
         sender_factory: SenderFactory | None = None,
         min_cycle: float = 0.02,
+        queue_bytes: int = QUEUE_BYTES,
     ) -> None:
         self._repository = repository
         self._endpoints = repository.endpoints
         self._outbox = repository.outbox
         self._min_cycle = min_cycle
+        self._queue_bytes = queue_bytes
         self._event_log = event_log
         self._guard = guard
         self.policy = policy or RetryPolicy()
@@ -503,6 +534,8 @@ class Dispatcher:
         self._gauge_at: float = 0.0
         self._active: list[WebhookEndpoint] | None = None  # cached; checked by every fan-out
         self._fanout_seq: int | None = None  # the fan-out cursor as this process last left it
+        # inline fan-outs committed ahead of one not reported yet (PostgreSQL), by their start
+        self._early: dict[int, Fanout] = {}
         self._full_at: float = 0.0  # the next cycle that reads everything (see run_once)
 
     def _default_sender(self, endpoint: WebhookEndpoint) -> WebhookSender:
@@ -525,7 +558,7 @@ class Dispatcher:
             self._task = None
         await self._stop_workers(list(self._workers), timeout)
         self._event_log.keep_committed(None)
-        self._fanout_seq = None
+        self._stop_inline()
         if self._lease is not None:
             try:
                 await self._leases.release(self._lease)
@@ -616,9 +649,9 @@ class Dispatcher:
         lease = await self._renew_lease()
         committed = self._event_log.take_committed() if appended else []
         if lease is None:
+            self._stop_inline()
             await self._stop_workers(list(self._workers), 0)
             self._active = None
-            self._fanout_seq = None
             return
         now_mono = time.monotonic()
         full = full or self._active is None or now_mono >= self._full_at
@@ -627,8 +660,13 @@ class Dispatcher:
             self._full_at = now_mono + self._poll_interval
         endpoints = self._active
         self._sync_workers(endpoints, lease)
+        if self._event_log.inline_fanout is None:
+            self._event_log.inline_fanout = self
         if not appended and not full:
             return  # only acceptances since the last cycle: nothing to do
+        seen = self._fanout_seq
+        if not full and committed and seen is not None and committed[-1].seq <= seen:
+            return  # what this process appended was fanned out in its own transactions
         look_first = not appended
         retries = 3  # a fan-out that finds the endpoints out of date
         while not look_first or await self._outbox.fanout_pending():
@@ -636,7 +674,6 @@ class Dispatcher:
             async with self._event_log.transaction() as conn:
                 done = await self._fanout(conn, endpoints, committed)
                 committed = []
-            self._fanout_seq = done.through
             if done.stale:  # an endpoint was added, changed or removed: read them, then again
                 endpoints = self._active = await self._endpoints.active_endpoints()
                 self._sync_workers(endpoints, lease)
@@ -645,22 +682,76 @@ class Dispatcher:
                 if retries < 0:
                     break  # the next cycle tries again
                 continue
-            for endpoint_id, items in done.queued.items():
-                worker = self._workers.get(endpoint_id)
-                if worker is not None:
-                    worker.offer(items)
+            self._fanout_seq = done.through
+            self._offer(done)
+            self._offer_early()
             if done.count < self._fanout_batch:
                 break
         if full:
             for endpoint_id in await self._outbox.endpoints_with_due_deliveries(now=self._clock()):
                 worker = self._workers.get(endpoint_id)
                 if worker is not None:
-                    worker.wake(recheck=True)
+                    worker.wake(due=True)
         if full and time.monotonic() >= self._gauge_at:
             # on full cycles only (at least every poll_interval): a fan-out cycle's count(*)
             # ran while its deliveries were being sent, on the loop and the database they need
             QUEUE_SIZE.labels(queue="webhook_pending").set(await self._outbox.pending_count())
             self._gauge_at = time.monotonic() + 1.0
+
+    def _offer(self, done: Fanout) -> None:
+        for endpoint_id, items in done.queued.items():
+            worker = self._workers.get(endpoint_id)
+            if worker is not None:
+                worker.offer(items)
+
+    # ------------------------------------------------------------ inline fan-out (InlineFanout)
+
+    async def fanout(self, conn: AsyncConnection, appended: list[CommittedEvent]) -> Fanout | None:
+        """:class:`mailport.events.InlineFanout`: the events a transaction of this process
+        appended, fanned out in that transaction when they directly follow the fan-out cursor
+        as this dispatcher knows it (:meth:`Outbox.fanout_committed`: one conditional
+        ``UPDATE`` and the deliveries' ``INSERT``). Anything else is left to the cycle."""
+        endpoints, after = self._active, self._fanout_seq
+        if endpoints is None or after is None or self._lease is None or not self.running:
+            return None
+        fresh = sorted(appended, key=lambda event: event.seq)
+        if len(fresh) > self._fanout_batch or fresh[0].seq <= after:
+            return None
+        return await self._outbox.fanout_committed(
+            conn, endpoints, fresh, after=fresh[0].seq - 1, now=self._clock()
+        )
+
+    def committed(self, done: object) -> None:
+        """Offer an inline fan-out's deliveries once it committed, in ``seq`` order: one that
+        committed ahead of another not reported yet waits for it (see :data:`EARLY_LIMIT`)."""
+        assert isinstance(done, Fanout) and done.through is not None
+        self._early[done.through - done.count] = done
+        self._offer_early()
+
+    def _offer_early(self) -> None:
+        while self._fanout_seq is not None and self._fanout_seq in self._early:
+            done = self._early.pop(self._fanout_seq)
+            self._fanout_seq = done.through
+            self._offer(done)
+        if self._fanout_seq is not None:
+            for start in [start for start in self._early if start < self._fanout_seq]:
+                del self._early[start]  # (the cursor went past it: nothing of it is offered)
+                self._missed_all()
+        if len(self._early) > EARLY_LIMIT:  # a gap that does not fill: read from the database
+            self._early.clear()
+            self._fanout_seq = None
+            self._missed_all()
+
+    def _missed_all(self) -> None:
+        """Every worker reads its queue from the database before sending more."""
+        for worker in self._workers.values():
+            worker.wake(recheck=True)
+
+    def _stop_inline(self) -> None:
+        if self._event_log.inline_fanout is self:
+            self._event_log.inline_fanout = None
+        self._fanout_seq = None
+        self._early.clear()
 
     async def _fanout(
         self, conn: AsyncConnection, endpoints: list[WebhookEndpoint], committed: list[CommittedEvent]
@@ -703,6 +794,7 @@ class Dispatcher:
                 rand=self._rand,
                 concurrency=self._concurrency,
                 batch=self._batch,
+                queue_bytes=self._queue_bytes,
                 fence=leases.guard(lease),
             )
             self._workers[endpoint_id] = worker

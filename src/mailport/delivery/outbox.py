@@ -23,8 +23,10 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from mailport import events as event_log
 from mailport.delivery.models import DeliveryStatus, WebhookEndpoint
 from mailport.events import acceptance
+from mailport.store import many_rows
 from mailport.store.database import Database
 from mailport.store.ids import new_id
+from mailport.store.many_rows import RowInsert
 from mailport.store.rows import from_row
 from mailport.store.tables import (
     delivery_state,
@@ -64,7 +66,38 @@ class Fanout:
     through: int | None = None  # the fan-out cursor as this transaction left it (None: stale)
 
 
-_INSERT_DELIVERIES = insert(webhook_deliveries)  # built once: the fan-out's insert, per cycle
+# The fan-out's and the results' rows go to the driver as tuples (mailport.store.many_rows):
+# on SQLite one statement instead of a step per row, each step waiting for the event loop to
+# hand back the GIL while the dispatcher holds the process's write turn (issue 21).
+_DELIVERY_COLUMNS = (
+    "id",
+    "endpoint_id",
+    "tenant_id",
+    "event_seq",
+    "event_id",
+    "event_type",
+    "mailbox_id",
+    "status",
+    "attempts",
+    "window_started_at",
+    "next_attempt_at",
+    "created_at",
+)
+_INSERT_DELIVERIES = RowInsert(
+    webhook_deliveries, _DELIVERY_COLUMNS, stamped=("window_started_at", "next_attempt_at", "created_at")
+)
+_ATTEMPT_COLUMNS = ("id", "delivery_id", "attempted_at", "result", "status_code", "error", "duration_ms")
+_INSERT_ATTEMPTS = RowInsert(webhook_attempts, _ATTEMPT_COLUMNS, stamped=("attempted_at",))
+# SQLite: every result's delivery row in one statement (a VALUES list's columns are column1 ...)
+_RESULTS_SQLITE = (
+    "UPDATE webhook_deliveries SET status = v.column2, attempts = webhook_deliveries.attempts + 1, "
+    "next_attempt_at = v.column3, last_attempt_at = v.column4, last_status_code = v.column5, "
+    "last_error = v.column6, delivered_at = v.column7 "
+    "FROM (VALUES {values}) AS v WHERE webhook_deliveries.id = v.column1"
+)
+_RESULT_GROUP = "(?, ?, ?, ?, ?, ?, ?)"
+_RESULT_STAMPED = (2, 3, 6)  # the timestamps among a result's values (see _set_results)
+_RESULT_KEYS = ("b_id", "b_status", "b_next", "b_at", "b_code", "b_error", "b_delivered")
 
 
 @dataclass(frozen=True)
@@ -106,22 +139,75 @@ def event_body(
     return (head[:-1] + ',"data":' + payload + "}").encode("utf-8")
 
 
+async def _set_results(conn: AsyncConnection, records: Sequence[AttemptRecord]) -> None:
+    """Each record's delivery row: its new state and last attempt. On SQLite in one ``UPDATE
+    … FROM (VALUES …)`` per page of records (one step, see ``_RESULTS_SQLITE``), unless a
+    delivery appears twice (its attempts must both count); elsewhere an executemany."""
+    values = [
+        (
+            r.delivery_id,
+            r.new_status.value,
+            r.next_attempt_at,
+            r.attempted_at,
+            r.status_code,
+            r.error[:MAX_ERROR_CHARS] if r.error else None,
+            r.attempted_at if r.new_status is DeliveryStatus.DELIVERED else None,
+        )
+        for r in records
+    ]
+    if conn.dialect.name == "sqlite" and len({v[0] for v in values}) == len(values):
+        stamp = webhook_deliveries.c.last_attempt_at.type.bind_processor(conn.dialect)
+        width = len(values[0])
+        flat: list[Any] = []
+        for row in values:
+            for position, value in enumerate(row):
+                if stamp is not None and value is not None and position in _RESULT_STAMPED:
+                    value = stamp(value)
+                flat.append(value)
+        per_page = many_rows.MAX_PARAMETERS // width
+        for start in range(0, len(values), per_page):
+            count = min(per_page, len(values) - start)
+            sql = _RESULTS_SQLITE.format(values=", ".join([_RESULT_GROUP] * count))
+            await conn.exec_driver_sql(sql, tuple(flat[start * width : (start + count) * width]))
+        return
+    d = webhook_deliveries
+    await conn.execute(
+        update(d)
+        .where(d.c.id == bindparam("b_id"))
+        .values(
+            status=bindparam("b_status"),
+            attempts=d.c.attempts + 1,
+            next_attempt_at=bindparam("b_next"),
+            last_attempt_at=bindparam("b_at"),
+            last_status_code=bindparam("b_code"),
+            last_error=bindparam("b_error"),
+            delivered_at=bindparam("b_delivered"),
+        ),
+        [dict(zip(_RESULT_KEYS, v, strict=True)) for v in values],
+    )
+
+
 def _delivery_row(endpoint: WebhookEndpoint, row: Any, *, now: datetime) -> dict[str, Any]:
     """A new pending delivery of the event ``row`` (seq, id, type, mailbox_id) to ``endpoint``."""
-    return {
-        "id": new_id("dlv"),
-        "endpoint_id": endpoint.id,
-        "tenant_id": endpoint.tenant_id,
-        "event_seq": int(row.seq),
-        "event_id": row.id,
-        "event_type": row.type,
-        "mailbox_id": row.mailbox_id,
-        "status": DeliveryStatus.PENDING.value,
-        "attempts": 0,
-        "window_started_at": now,
-        "next_attempt_at": now,
-        "created_at": now,
-    }
+    return dict(zip(_DELIVERY_COLUMNS, _delivery_values(endpoint, row, new_id("dlv"), now), strict=True))
+
+
+def _delivery_values(endpoint: WebhookEndpoint, row: Any, delivery_id: str, now: datetime) -> tuple[Any, ...]:
+    """:func:`_delivery_row`'s values in :data:`_DELIVERY_COLUMNS` order."""
+    return (
+        delivery_id,
+        endpoint.id,
+        endpoint.tenant_id,
+        int(row.seq),
+        row.id,
+        row.type,
+        row.mailbox_id,
+        DeliveryStatus.PENDING.value,
+        0,
+        now,
+        now,
+        now,
+    )
 
 
 async def queue_waiting(
@@ -279,7 +365,7 @@ class Outbox:
         by_tenant: dict[str, list[WebhookEndpoint]] = {}
         for endpoint in endpoints:
             by_tenant.setdefault(endpoint.tenant_id, []).append(endpoint)
-        new_rows: list[dict[str, Any]] = []
+        new_rows: list[tuple[Any, ...]] = []
         queued: dict[str, list[PendingDelivery]] = {}
         for row in rows:
             seq = int(row.seq)
@@ -287,13 +373,13 @@ class Outbox:
             for endpoint in by_tenant.get(row.tenant_id, ()):
                 if not endpoint.subscribes(row.type) or seq <= starts[endpoint.id]:
                     continue
-                delivery = _delivery_row(endpoint, row, now=now)
-                new_rows.append(delivery)
+                delivery_id = new_id("dlv")
+                new_rows.append(_delivery_values(endpoint, row, delivery_id, now))
                 if body is None:
                     body = event_body(row, seq=seq, event_id=row.id, created_at=row.created_at)
                 queued.setdefault(endpoint.id, []).append(
                     PendingDelivery(
-                        id=delivery["id"],
+                        id=delivery_id,
                         event_seq=seq,
                         event_id=row.id,
                         mailbox_id=row.mailbox_id,
@@ -304,8 +390,7 @@ class Outbox:
                         body=body,
                     )
                 )
-        if new_rows:
-            await conn.execute(_INSERT_DELIVERIES, new_rows)
+        await _INSERT_DELIVERIES.insert(conn, new_rows)
         return Fanout(len(rows), queued, through=int(rows[-1].seq))
 
     async def fanout_pending(self) -> bool:
@@ -438,47 +523,22 @@ class Outbox:
         Returns the endpoint's ``last_success_at`` afterwards (call :meth:`lock_endpoint` first)."""
         if not records:
             return None
-        await conn.execute(
-            insert(webhook_attempts),
+        await _INSERT_ATTEMPTS.insert(
+            conn,
             [
-                {
-                    "id": new_id("att"),
-                    "delivery_id": r.delivery_id,
-                    "attempted_at": r.attempted_at,
-                    "result": r.result,
-                    "status_code": r.status_code,
-                    "error": r.error[:MAX_ERROR_CHARS] if r.error else None,
-                    "duration_ms": r.duration_ms,
-                }
+                (
+                    new_id("att"),
+                    r.delivery_id,
+                    r.attempted_at,
+                    r.result,
+                    r.status_code,
+                    r.error[:MAX_ERROR_CHARS] if r.error else None,
+                    r.duration_ms,
+                )
                 for r in records
             ],
         )
-        d = webhook_deliveries
-        await conn.execute(
-            update(d)
-            .where(d.c.id == bindparam("b_id"))
-            .values(
-                status=bindparam("b_status"),
-                attempts=d.c.attempts + 1,
-                next_attempt_at=bindparam("b_next"),
-                last_attempt_at=bindparam("b_at"),
-                last_status_code=bindparam("b_code"),
-                last_error=bindparam("b_error"),
-                delivered_at=bindparam("b_delivered"),
-            ),
-            [
-                {
-                    "b_id": r.delivery_id,
-                    "b_status": r.new_status.value,
-                    "b_next": r.next_attempt_at,
-                    "b_at": r.attempted_at,
-                    "b_code": r.status_code,
-                    "b_error": r.error[:MAX_ERROR_CHARS] if r.error else None,
-                    "b_delivered": r.attempted_at if r.new_status is DeliveryStatus.DELIVERED else None,
-                }
-                for r in records
-            ],
-        )
+        await _set_results(conn, records)
         # the failing streak: cleared by the last success, started by the first failure after it
         last_success = max((r.attempted_at for r in records if r.result == "success"), default=None)
         failures_after = [

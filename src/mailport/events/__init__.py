@@ -45,7 +45,7 @@ from collections.abc import AsyncIterator, Iterable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, Protocol
 
 import orjson
 from sqlalchemy import func, select, text, update
@@ -62,6 +62,7 @@ __all__ = [
     "CommittedEvent",
     "Event",
     "EventLog",
+    "InlineFanout",
     "EventType",
     "NewEvent",
     "PreparedEvents",
@@ -393,6 +394,22 @@ async def last_seq(conn: AsyncConnection) -> int:
     return int((await conn.execute(select(func.coalesce(func.max(events.c.seq), 0)))).scalar_one())
 
 
+class InlineFanout(Protocol):
+    """The webhook fan-out of the events a transaction of :meth:`EventLog.transaction` appended,
+    done in that transaction just before it commits (:class:`mailport.delivery.Dispatcher`
+    while it holds its lease). Without it each batch of appended events waited for a fan-out
+    transaction of its own: on SQLite a turn behind every watcher's transaction (~0.2-0.4 s
+    in ``bench/ingest_backlog.py``), during which the webhook workers had nothing to send."""
+
+    async def fanout(self, conn: AsyncConnection, appended: list[CommittedEvent]) -> object | None:
+        """Fan out ``appended`` in ``conn``'s transaction; None when it did nothing (the
+        dispatcher's own cycle then does it). What it returns goes to :meth:`committed`."""
+
+    def committed(self, done: object) -> None:
+        """The transaction of a :meth:`fanout` committed (called right after the commit; on
+        PostgreSQL the calls of two transactions may come in either order)."""
+
+
 class EventLog:
     """The event log of one process: transactions that notify, waiting, and reading helpers."""
 
@@ -408,21 +425,30 @@ class EventLog:
         self._accepted_version = 0
         # what this process's transactions appended, kept while a consumer asked for it
         self._committed: deque[CommittedEvent] | None = None
+        # the webhook dispatcher's fan-out inside the appending transaction (see InlineFanout)
+        self.inline_fanout: InlineFanout | None = None
 
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[AsyncConnection]:
         """A database transaction; waiters are woken after it commits if it appended events."""
         committed: list[CommittedEvent] = []
+        inline = self.inline_fanout
+        fanned: object | None = None
         async with self.database.transaction() as conn:
             # conn.info belongs to the pooled DBAPI connection: a transaction that failed (or
             # was not one of ours) may have left its appended events there
             conn.info.pop(_APPENDED, None)
             try:
                 yield conn
+                appended = conn.info.get(_APPENDED)
+                if appended and inline is not None:  # last, after the caller's own fence
+                    fanned = await inline.fanout(conn, appended)
             finally:
                 committed = conn.info.pop(_APPENDED, None) or []
             accepted = bool(conn.info.pop(_ACCEPTED, False))
         # committed: the events are recorded only now
+        if fanned is not None and inline is not None:
+            inline.committed(fanned)  # before any other transaction of this process can commit
         if committed and self._committed is not None:
             self._committed.extend(committed)
         if committed:

@@ -18,6 +18,7 @@ from collections.abc import Sequence
 from functools import lru_cache
 from typing import Any
 
+from sqlalchemy import Table
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 # SQLite's default limit of bound parameters per statement since 3.32 (builds may raise it)
@@ -53,3 +54,49 @@ async def insert_rows(
         page = rows[start : start + per_statement]
         flat = [value for row in page for value in row]
         await conn.exec_driver_sql(multi_row_sql(single_row, len(page)), tuple(flat))
+
+
+class RowInsert:
+    """A table's plain ``INSERT`` of ``columns``, compiled once per dialect, taking tuples: the
+    driver's own statement (on SQLite one multi-row statement per page of rows; on PostgreSQL
+    asyncpg's executemany, pipelined in one round trip). SQLAlchemy's executemany processed a
+    dict per row on the event loop and, on SQLite, stepped once per row (see above).
+
+    Values go to the driver as given, except the ``stamped`` columns (timestamps), which pass
+    through their column type's bind processor, so they are stored as SQLAlchemy stores them."""
+
+    def __init__(self, table: Table, columns: Sequence[str], *, stamped: Sequence[str] = ()) -> None:
+        self.table = table
+        self.columns = tuple(columns)
+        self._stamped = [self.columns.index(name) for name in stamped]
+        self._compiled: dict[str, tuple[str, list[Any]]] = {}
+
+    def _for(self, conn: AsyncConnection) -> tuple[str, list[Any]]:
+        dialect = conn.dialect
+        found = self._compiled.get(dialect.name)
+        if found is None:
+            compiled = self.table.insert().compile(dialect=dialect, column_keys=list(self.columns))
+            if tuple(compiled.positiontup or ()) != self.columns:
+                raise ValueError(f"{self.table.name}: compiled columns {compiled.positiontup} differ")
+            processors = [self.table.c[self.columns[i]].type.bind_processor(dialect) for i in self._stamped]
+            found = self._compiled[dialect.name] = (str(compiled), processors)
+        return found
+
+    async def insert(self, conn: AsyncConnection, rows: Sequence[Sequence[Any]]) -> None:
+        if not rows:
+            return
+        sql, processors = self._for(conn)
+        if any(processors):
+            rows = [_stamp(row, self._stamped, processors) for row in rows]
+        if conn.dialect.name == "sqlite":
+            await insert_rows(conn, sql, rows)
+        else:
+            await conn.exec_driver_sql(sql, list(rows))
+
+
+def _stamp(row: Sequence[Any], positions: list[int], processors: list[Any]) -> tuple[Any, ...]:
+    values = list(row)
+    for position, process in zip(positions, processors, strict=True):
+        if process is not None and values[position] is not None:
+            values[position] = process(values[position])
+    return tuple(values)

@@ -45,6 +45,7 @@ from mailport.events import (
     Event,
     EventType,
     NewEvent,
+    PreparedEvents,
     append_many,
     append_prepared,
     message_key,
@@ -152,48 +153,40 @@ class ChunkResult:
     fenced: bool = False  # the cursor's UPDATE was the fence (``fence_in_cursor``)
 
 
-async def store_chunk(
-    conn: AsyncConnection,
+@dataclass
+class ChunkRows:
+    """A chunk's message rows, events (ids given, payloads serialized) and thread roots: CPU
+    work only, built by :func:`chunk_rows` before the chunk's transaction where possible. On
+    SQLite the transactions of a process take turns (:mod:`mailport.store.database`), and
+    building these rows inside the turn (~0.1 ms a message) held every other writer -- the
+    other watchers, the webhook fan-out and its results -- waiting for it (issue 21)."""
+
+    rows: list[dict[str, Any]]  # every message of the chunk
+    message_rows: list[dict[str, Any]]  # the row of each new event's message
+    new_events: list[NewEvent]
+    reports: list[Parsed]  # the parsed message of each new event, for its report
+    prepared: PreparedEvents
+    roots: list[str]
+    failed: int
+    matched: int  # already delivered under an old epoch: recorded, not re-delivered
+
+
+def chunk_rows(
     mailbox: Mailbox,
     batch: Batch,
     parsed: Sequence[Parsed],
     *,
     now: datetime,
-    check_known: bool,
-    started: float,
-    actions: bool = True,
-    fence_in_cursor: Lease | None = None,
-) -> ChunkResult:
-    """Everything of one batch in the caller's transaction; the cursor becomes ``batch.cursor``.
-    ``actions``: whether the mailbox's after-processing applies to this scope (only to its first
-    watched folder: mail in Sent is never marked, moved or deleted because INBOX's is).
-    ``fence_in_cursor`` (SQLite): the watcher's lease, whose condition
-    (:func:`mailport.leases.still_held`) is put in the cursor's ``UPDATE``;
-    :attr:`ChunkResult.fenced` says whether that statement was the fence (one round trip
-    fewer per chunk), else the caller fences as usual.
-
-    Order: rows and payloads are built (CPU only) before the first statement; then the
-    message rows, thread roots and cursor; the events last (PostgreSQL's event lock is then
-    held only for their INSERT, the few statements that need to know which were appended, the
-    caller's fence and the commit — see :func:`mailport.events.append_prepared`). A message row
-    names its event's id before the event is written; one whose event turns out to exist
-    already (re-ingested after a crash) is set back to no event."""
+    known: repo.Known | None = None,
+) -> ChunkRows:
+    """Build a chunk's rows (no I/O). ``known``: what earlier epochs already delivered (a
+    message matching it is recorded without an event); None: nothing to check."""
     scope, epoch = batch.cursor.scope, batch.cursor.epoch
-    known = repo.Known(frozenset(), frozenset())
-    if check_known and parsed:
-        known = await repo.known_from_other_epochs(
-            conn,
-            mailbox.id,
-            scope,
-            epoch,
-            sha256=[p.sha256 for p in parsed],
-            message_ids=[p.message.message_id for p in parsed if p.message.message_id],
-        )
     rows: list[dict[str, Any]] = []
     new_events: list[NewEvent] = []
-    message_rows: list[dict[str, Any]] = []  # the row of each new event's message
+    message_rows: list[dict[str, Any]] = []
     failed = matched = 0
-    reports: list[Parsed] = []  # the parsed message of each new event, for its report
+    reports: list[Parsed] = []
     connector = mailbox.connector
     for p in parsed:
         msg_id = new_id("msg")
@@ -214,7 +207,7 @@ async def store_chunk(
             "created_at": now,
         }
         rows.append(row)
-        if check_known and known.matches(p.sha256, p.message.message_id):
+        if known is not None and known.matches(p.sha256, p.message.message_id):
             matched += 1
             continue
         payload = p.message.to_dict()
@@ -239,8 +232,58 @@ async def store_chunk(
     prepared = prepare(new_events, now=now)
     for row, event_id in zip(message_rows, prepared.ids, strict=True):
         row["event_id"] = event_id
+    roots = [_root(p.message) for p in parsed]
+    return ChunkRows(rows, message_rows, new_events, reports, prepared, roots, failed, matched)
+
+
+async def store_chunk(
+    conn: AsyncConnection,
+    mailbox: Mailbox,
+    batch: Batch,
+    parsed: Sequence[Parsed],
+    *,
+    now: datetime,
+    check_known: bool,
+    started: float,
+    actions: bool = True,
+    fence_in_cursor: Lease | None = None,
+    built: ChunkRows | None = None,
+) -> ChunkResult:
+    """Everything of one batch in the caller's transaction; the cursor becomes ``batch.cursor``.
+    ``actions``: whether the mailbox's after-processing applies to this scope (only to its first
+    watched folder: mail in Sent is never marked, moved or deleted because INBOX's is).
+    ``fence_in_cursor`` (SQLite): the watcher's lease, whose condition
+    (:func:`mailport.leases.still_held`) is put in the cursor's ``UPDATE``;
+    :attr:`ChunkResult.fenced` says whether that statement was the fence (one round trip
+    fewer per chunk), else the caller fences as usual. ``built``: the chunk's rows, built
+    beforehand by :func:`chunk_rows` at ``now`` (only without ``check_known``, whose lookup
+    needs the transaction); None: built here.
+
+    Order: rows and payloads are built (CPU only) before the first statement; then the
+    message rows, thread roots and cursor; the events last (PostgreSQL's event lock is then
+    held only for their INSERT, the few statements that need to know which were appended, the
+    caller's fence and the commit — see :func:`mailport.events.append_prepared`). A message row
+    names its event's id before the event is written; one whose event turns out to exist
+    already (re-ingested after a crash) is set back to no event."""
+    scope, epoch = batch.cursor.scope, batch.cursor.epoch
+    if built is None:
+        known: repo.Known | None = None
+        if check_known and parsed:
+            known = await repo.known_from_other_epochs(
+                conn,
+                mailbox.id,
+                scope,
+                epoch,
+                sha256=[p.sha256 for p in parsed],
+                message_ids=[p.message.message_id for p in parsed if p.message.message_id],
+            )
+        built = chunk_rows(mailbox, batch, parsed, now=now, known=known)
+    elif check_known:
+        raise ValueError("rows built before the transaction cannot be checked against earlier epochs")
+    rows, message_rows, new_events, reports = built.rows, built.message_rows, built.new_events, built.reports
+    prepared, failed, matched = built.prepared, built.failed, built.matched
     await repo.insert_messages(conn, rows)
-    await threads.remember(conn, mailbox.id, [_root(p.message) for p in parsed], now=now)
+    await threads.remember(conn, mailbox.id, built.roots, now=now)
     fenced = fence_in_cursor is not None and await repo.advance_cursor(
         conn, mailbox.id, batch.cursor, now=now, held=fence_in_cursor
     )

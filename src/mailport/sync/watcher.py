@@ -88,7 +88,7 @@ from mailport.sync import repository as repo
 from mailport.sync.changes import FOLDER_INTERVAL, ChangeTracker
 from mailport.sync.folders import resolve_watched
 from mailport.sync.interest import ChangeInterest
-from mailport.sync.pipeline import Parsed, parse_chunk, store_chunk
+from mailport.sync.pipeline import Parsed, chunk_rows, parse_chunk, store_chunk
 from mailport.tasks import cancel_and_wait, stop_if_cancelled
 
 log = logging.getLogger(__name__)
@@ -590,17 +590,21 @@ class Watcher:
         return cursor, check_known
 
     async def _store(self, batch: Batch, parsed: list[Parsed], *, started: float, check_known: bool) -> int:
+        now = self.clock()
+        # the rows are built before the transaction: on SQLite, before this watcher's turn
+        built = None if check_known else chunk_rows(self.mailbox, batch, parsed, now=now)
         async with self.events.transaction() as conn:
             result = await store_chunk(
                 conn,
                 self.mailbox,
                 batch,
                 parsed,
-                now=self.clock(),
+                now=now,
                 check_known=check_known,
                 started=started,
                 actions=self.primary,
                 fence_in_cursor=self._fence_in_cursor(conn),
+                built=built,
             )
             if not result.fenced:
                 await self._fence(conn, "events")  # last: the lease must still be ours when this commits

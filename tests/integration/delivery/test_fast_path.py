@@ -125,11 +125,13 @@ async def test_sends_after_the_lease_was_lost_are_sent_again_by_the_new_holder_w
 async def test_a_queue_that_overflows_goes_out_first_and_the_rest_is_read_back_once_in_order(
     delivery_services: Services, webhook_receiver: WebhookReceiver, make_dispatcher: MakeDispatcher
 ) -> None:
-    """Offers beyond ``4 x batch`` queued are left in the database: the worker sends what it
-    holds, then reads the rest back; nothing is sent twice and each mailbox keeps its order."""
+    """Offers beyond the queue's bound (``queue_bytes`` of bodies) are left in the database:
+    the worker sends what it holds, then reads the rest back; nothing is sent twice and each
+    mailbox keeps its order."""
     services = delivery_services
     tenant_id, endpoint_id = await _setup(services, webhook_receiver.url)
-    dispatcher = await make_dispatcher(batch=2)  # at most 8 deliveries queued in memory
+    # bodies here are ~230 bytes: about 8 deliveries queued in memory
+    dispatcher = await make_dispatcher(batch=2, queue_bytes=1800)
     outbox = dispatcher._repository.outbox  # type: ignore[attr-defined]
     reads: list[int] = []
     read = outbox.pending
