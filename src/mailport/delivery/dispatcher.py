@@ -718,7 +718,7 @@ class Dispatcher:
         if len(fresh) > self._fanout_batch or fresh[0].seq <= after:
             return None
         return await self._outbox.fanout_committed(
-            conn, endpoints, fresh, after=fresh[0].seq - 1, now=self._clock()
+            conn, endpoints, fresh, after=fresh[0].seq - 1, now=self._clock(), skip_locked=True
         )
 
     def committed(self, done: object) -> None:

@@ -299,6 +299,7 @@ class Outbox:
         *,
         after: int,
         now: datetime,
+        skip_locked: bool = False,
     ) -> Fanout | None:
         """:meth:`fanout` of events this process just committed, without reading them back:
         one ``UPDATE`` of the fan-out cursor, then the deliveries' ``INSERT``.
@@ -309,13 +310,26 @@ class Outbox:
         the active endpoints are still exactly ``endpoints`` (ids and ``updated_at``), which is
         what :meth:`fanout` checks with two reads; otherwise it changes nothing and None says
         to call :meth:`fanout` in the same transaction (it comes first, so it takes SQLite's
-        write lock, or locks the state row, as :meth:`fanout`'s first statement does)."""
+        write lock, or locks the state row, as :meth:`fanout`'s first statement does).
+        ``skip_locked`` (PostgreSQL): None at once while another transaction holds the state
+        row, instead of waiting for it."""
         seqs = [event.seq for event in committed]
         if not seqs or seqs != list(range(after + 1, after + 1 + len(seqs))):
             return None
         starts = {endpoint.id: self._start_seqs.get(endpoint.id) for endpoint in endpoints}
         if any(start is None for start in starts.values()):
             return None  # an endpoint not seen by a full fan-out yet
+        if skip_locked and conn.dialect.name == "postgresql":
+            # (the fan-out inside an appending transaction) never wait for the state row: its
+            # holder may be waiting for a lock this transaction holds (the event lock, through
+            # a transaction that appends while holding an endpoint's row), a deadlock
+            free = await conn.execute(
+                select(delivery_state.c.name)
+                .where(delivery_state.c.name == STATE_ROW)
+                .with_for_update(skip_locked=True)
+            )
+            if free.first() is None:
+                return None
         moved = await conn.execute(
             self._cursor_move(endpoints), {"b_after": after, "b_through": seqs[-1], "b_now": now}
         )
