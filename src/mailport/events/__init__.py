@@ -386,8 +386,14 @@ async def mark_accepted(
         .values(accepted_at=now or utc_now())
     )
     if result.rowcount:
-        conn.info[_ACCEPTED] = True  # wakes the action applier too
+        note_accepted(conn)
     return int(result.rowcount or 0)
+
+
+def note_accepted(conn: AsyncConnection) -> None:
+    """``conn``'s transaction accepted events (for callers that mark them by other means than
+    :func:`mark_accepted`): its commit wakes the waiters, the action applier among them."""
+    conn.info[_ACCEPTED] = True
 
 
 async def last_seq(conn: AsyncConnection) -> int:

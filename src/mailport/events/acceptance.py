@@ -33,7 +33,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import ColumnElement, Select, and_, case, exists, func, literal, not_, or_, select
+from sqlalchemy import ColumnElement, Select, and_, case, exists, func, literal, not_, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from mailport import events as event_log
@@ -157,14 +157,23 @@ async def settle(
         base.append(_e.c.seq <= through)
     if mailbox_id is not None:
         base.append(_e.c.mailbox_id == mailbox_id)
-    query = select(_e.c.seq, _e.c.id, _e.c.created_at).where(*base).order_by(_e.c.seq)
     settled: list[Settled] = []
     if seqs is not None:
+        # one statement per chunk (the webhook results' path, once per batch of results): the
+        # rule in the UPDATE itself, the rows found by seq (the rowid on SQLite), not by id
         wanted = sorted(set(seqs))
-        chunks = [query.where(_e.c.seq.in_(wanted[i : i + BATCH])) for i in range(0, len(wanted), BATCH)]
-        for chunk in chunks:
-            settled.extend(await _accept(conn, (await conn.execute(chunk)).all(), now))
+        for i in range(0, len(wanted), BATCH):
+            accepted = await conn.execute(
+                update(_e)
+                .where(*base, _e.c.seq.in_(wanted[i : i + BATCH]))
+                .values(accepted_at=now)
+                .returning(_e.c.id, _e.c.created_at)
+            )
+            settled.extend(Settled(row.id, row.created_at) for row in accepted.all())
+        if settled:
+            event_log.note_accepted(conn)
         return settled
+    query = select(_e.c.seq, _e.c.id, _e.c.created_at).where(*base).order_by(_e.c.seq)
     last = 0
     while True:
         rows = (await conn.execute(query.where(_e.c.seq > last).limit(BATCH))).all()
