@@ -575,4 +575,4 @@ class Outbox:
     async def accept_completed(self, conn: AsyncConnection, seqs: Iterable[int], *, now: datetime) -> int:
         """Mark accepted the events among ``seqs`` that every consumer owing them has accepted
         (after 2xx answers, or when an endpoint that owed them is gone)."""
-        return len(await acceptance.settle(conn, seqs=seqs, now=now))
+        return await acceptance.settle_delivered(conn, seqs, now=now)

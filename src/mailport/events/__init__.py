@@ -53,7 +53,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from mailport.clock import utc_now
-from mailport.store import Database
+from mailport.store import Database, many_rows
 from mailport.store.ids import new_id
 from mailport.store.rows import from_row
 from mailport.store.tables import events
@@ -279,6 +279,64 @@ def _append_statement(dialect: str) -> Any:
     )
 
 
+_EVENT_COLUMNS = ("id", "tenant_id", "mailbox_id", "type", "idempotency_key", "payload", "created_at")
+_sqlite_inserts: list[str] = []  # the single-row INSERT … ON CONFLICT DO NOTHING, compiled once
+
+
+async def _insert_sqlite(conn: AsyncConnection, rows: list[dict[str, Any]]) -> dict[str, int]:
+    """SQLite: the rows in one multi-row statement per page (:mod:`mailport.store.many_rows`),
+    without RETURNING; {idempotency key: seq} of those inserted.
+
+    ``seq`` is the table's rowid, and the rows of one statement get consecutive rowids in order
+    (each the largest so far plus one), so when every row went in (``rowcount``) their seqs end
+    at ``lastrowid``; when some were skipped as duplicates, the inserted ones are read back by
+    their new ids. RETURNING made SQLite step once per row, each step taking the GIL back from
+    the event loop, and SQLAlchemy process each row's parameters and result (issue 21)."""
+    if not _sqlite_inserts:
+        statement = sqlite.insert(events).on_conflict_do_nothing(index_elements=["idempotency_key"])
+        compiled = statement.compile(dialect=conn.dialect, column_keys=list(_EVENT_COLUMNS))
+        if tuple(compiled.positiontup or ()) != _EVENT_COLUMNS:
+            raise RuntimeError(f"events: compiled columns {compiled.positiontup}")
+        _sqlite_inserts.append(str(compiled))
+    stamp = events.c.created_at.type.bind_processor(conn.dialect)
+    stamped: dict[datetime, Any] = {}
+    values = []
+    for row in rows:
+        created = row["created_at"]
+        stored = stamped.get(created)
+        if stored is None:
+            stored = stamped[created] = stamp(created) if stamp is not None else created
+        values.append(
+            (
+                row["id"],
+                row["tenant_id"],
+                row["mailbox_id"],
+                row["type"],
+                row["idempotency_key"],
+                row["payload"],
+                stored,
+            )
+        )
+    inserted: dict[str, int] = {}
+    per_statement = many_rows.MAX_PARAMETERS // len(_EVENT_COLUMNS)
+    for start in range(0, len(values), per_statement):
+        page = values[start : start + per_statement]
+        result = await conn.exec_driver_sql(
+            many_rows.multi_row_sql(_sqlite_inserts[0], len(page)), tuple(v for row in page for v in row)
+        )
+        last = result.lastrowid
+        if result.rowcount == len(page) and last is not None:
+            inserted.update(zip((row[4] for row in page), range(last - len(page) + 1, last + 1), strict=True))
+        elif result.rowcount:
+            found = await conn.execute(
+                select(events.c.idempotency_key, events.c.seq).where(
+                    events.c.id.in_([row[0] for row in page])
+                )
+            )
+            inserted.update((got.idempotency_key, int(got.seq)) for got in found)
+    return inserted
+
+
 async def append_prepared(conn: AsyncConnection, prepared: PreparedEvents) -> list[Event]:
     """:func:`append_many` of events prepared beforehand (:func:`prepare`).
 
@@ -292,12 +350,14 @@ async def append_prepared(conn: AsyncConnection, prepared: PreparedEvents) -> li
     rows, items, created = prepared.rows, prepared.items, prepared.created
     if conn.dialect.name == "postgresql":
         await conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": _PG_LOCK_KEY})
-    statement = _append_statement(conn.dialect.name)
-    # One executemany: SQLAlchemy sends it as multi-row INSERTs ("insertmanyvalues") compiled
-    # once; rows keep their order, so ``seq`` follows it. RETURNING names the idempotency key,
-    # so rows skipped as duplicates cannot be confused with inserted ones.
-    result = await conn.execute(statement, rows)
-    inserted = {got.idempotency_key: int(got.seq) for got in result}
+    if conn.dialect.name == "sqlite":
+        inserted = await _insert_sqlite(conn, rows)
+    else:
+        # One executemany: SQLAlchemy sends it as multi-row INSERTs ("insertmanyvalues")
+        # compiled once; rows keep their order, so ``seq`` follows it. RETURNING names the
+        # idempotency key, so rows skipped as duplicates cannot be confused with inserted ones.
+        result = await conn.execute(_append_statement(conn.dialect.name), rows)
+        inserted = {got.idempotency_key: int(got.seq) for got in result}
     committed: list[CommittedEvent] | None = None
     if inserted:
         committed = conn.info.setdefault(_APPENDED, [])

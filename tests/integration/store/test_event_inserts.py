@@ -1,0 +1,76 @@
+"""Appending events on SQLite and PostgreSQL: the events that went in come back with the seqs
+the database gave them, in order, those whose idempotency key exists are skipped (on SQLite
+the seqs are taken from ``lastrowid`` when every row of a statement went in, else read back),
+and a statement split over SQLite's parameter limit keeps every row."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime
+
+import pytest
+from sqlalchemy import select
+
+from mailport.events import NewEvent, append_many
+from mailport.store import Database, many_rows, open_database, upgrade
+from mailport.store.tables import events
+from tests.fixtures.migrations import insert_mailbox
+
+NOW = datetime(2026, 12, 6, 10, 0, 0, 654321, tzinfo=UTC)
+TENANT = "ten_01m7zh4d94fxj51fc0rsy5n5tt"
+BOX = "mbx_01m7zh4d94fxj51fc0rsy5n5aa"
+
+
+@pytest.fixture
+async def database(fresh_database_url: str) -> AsyncIterator[Database]:
+    database = open_database(fresh_database_url)
+    await upgrade(database)
+    async with database.transaction() as conn:
+        await insert_mailbox(conn, TENANT, BOX, at=NOW)
+    try:
+        yield database
+    finally:
+        await database.aclose()
+
+
+def _new(key: str) -> NewEvent:
+    return NewEvent(TENANT, BOX, "message.received", {"key": key, "text": "é" * 3}, key)
+
+
+async def _stored(database: Database) -> dict[str, tuple[int, str, datetime, object]]:
+    async with database.connect() as conn:
+        rows = (await conn.execute(select(events))).all()
+    return {r.idempotency_key: (r.seq, r.id, r.created_at, r.accepted_at) for r in rows}
+
+
+async def test_appended_events_carry_their_stored_seqs_and_duplicates_are_skipped(
+    database: Database,
+) -> None:
+    async with database.transaction() as conn:
+        first = await append_many(conn, [_new("a"), _new("b")], now=NOW)
+    async with database.transaction() as conn:  # "b" exists: skipped, the others go in
+        second = await append_many(conn, [_new("c"), _new("b"), _new("d")], now=NOW)
+    async with database.transaction() as conn:  # all exist: nothing
+        third = await append_many(conn, [_new("a"), _new("d")], now=NOW)
+    stored = await _stored(database)
+    assert [e.idempotency_key for e in first] == ["a", "b"]
+    assert [e.idempotency_key for e in second] == ["c", "d"] and third == []
+    for event in first + second:
+        assert stored[event.idempotency_key] == (event.seq, event.id, NOW, None)
+    seqs = [e.seq for e in first + second]
+    assert seqs == sorted(seqs) and len(set(seqs)) == 4
+
+
+async def test_a_statement_split_over_the_parameter_limit_keeps_every_row(
+    database: Database, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(many_rows, "MAX_PARAMETERS", 21)  # SQLite: three events per statement
+    async with database.transaction() as conn:
+        await append_many(conn, [_new("k1"), _new("k3")], now=NOW)
+    keys = [f"k{n}" for n in range(8)]
+    async with database.transaction() as conn:  # k1 and k3 skipped, in two different pages
+        got = await append_many(conn, [_new(key) for key in keys], now=NOW)
+    stored = await _stored(database)
+    assert [e.idempotency_key for e in got] == ["k0", "k2", "k4", "k5", "k6", "k7"]
+    assert all(stored[e.idempotency_key][:2] == (e.seq, e.id) for e in got)
+    assert [e.seq for e in got] == sorted(e.seq for e in got)
