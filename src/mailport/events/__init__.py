@@ -40,6 +40,7 @@ import asyncio
 import enum
 import functools
 import json
+import logging
 from collections import deque
 from collections.abc import AsyncIterator, Iterable, Sequence
 from contextlib import asynccontextmanager
@@ -80,6 +81,8 @@ __all__ = [
     "row_to_event",
     "subscribes",
 ]
+
+log = logging.getLogger(__name__)
 
 _APPENDED = "mailport.events.appended"
 _ACCEPTED = "mailport.events.accepted"
@@ -298,25 +301,8 @@ async def _insert_sqlite(conn: AsyncConnection, rows: list[dict[str, Any]]) -> d
         if tuple(compiled.positiontup or ()) != _EVENT_COLUMNS:
             raise RuntimeError(f"events: compiled columns {compiled.positiontup}")
         _sqlite_inserts.append(str(compiled))
-    stamp = events.c.created_at.type.bind_processor(conn.dialect)
-    stamped: dict[datetime, Any] = {}
-    values = []
-    for row in rows:
-        created = row["created_at"]
-        stored = stamped.get(created)
-        if stored is None:
-            stored = stamped[created] = stamp(created) if stamp is not None else created
-        values.append(
-            (
-                row["id"],
-                row["tenant_id"],
-                row["mailbox_id"],
-                row["type"],
-                row["idempotency_key"],
-                row["payload"],
-                stored,
-            )
-        )
+    stamp = many_rows.Stamps(events.c.created_at, conn.dialect)
+    values = [(*(row[name] for name in _EVENT_COLUMNS[:-1]), stamp(row["created_at"])) for row in rows]
     inserted: dict[str, int] = {}
     per_statement = many_rows.MAX_PARAMETERS // len(_EVENT_COLUMNS)
     for start in range(0, len(values), per_statement):
@@ -514,7 +500,10 @@ class EventLog:
             accepted = bool(conn.info.pop(_ACCEPTED, False))
         # committed: the events are recorded only now
         if fanned is not None and inline is not None:
-            inline.committed(fanned)  # before any other transaction of this process can commit
+            try:  # committed: a failure here must not look like the transaction's own
+                inline.committed(fanned)
+            except Exception:  # its deliveries are pending all the same: the due-check sends them
+                log.exception("offering the deliveries of an inline fan-out failed")
         if committed and self._committed is not None:
             self._committed.extend(committed)
         if committed:

@@ -56,6 +56,23 @@ async def insert_rows(
         await conn.exec_driver_sql(multi_row_sql(single_row, len(page)), tuple(flat))
 
 
+class Stamps:
+    """A timestamp column's stored form (its type's bind processor), computed once per value:
+    the rows of a chunk share their ``created_at``."""
+
+    def __init__(self, column: Any, dialect: Any) -> None:
+        self._process = column.type.bind_processor(dialect)
+        self._seen: dict[Any, Any] = {}
+
+    def __call__(self, value: Any) -> Any:
+        if self._process is None or value is None:
+            return value
+        stored = self._seen.get(value)
+        if stored is None:
+            stored = self._seen[value] = self._process(value)
+        return stored
+
+
 class RowInsert:
     """A table's plain ``INSERT`` of ``columns``, compiled once per dialect, taking tuples: the
     driver's own statement (on SQLite one multi-row statement per page of rows; on PostgreSQL

@@ -149,15 +149,8 @@ async def insert_messages(conn: AsyncConnection, rows: Sequence[dict[str, Any]])
         compiled = _message_insert(conn).compile(dialect=dialect, column_keys=list(_MESSAGE_COLUMNS))
         assert tuple(compiled.positiontup or ()) == _MESSAGE_COLUMNS, compiled.positiontup
         sql = _message_inserts[dialect.name] = str(compiled)
-    stamp = messages.c.created_at.type.bind_processor(dialect)
-    stamped: dict[datetime, Any] = {}  # the rows of a chunk share their created_at
-    values = []
-    for row in rows:
-        created = row["created_at"]
-        stored = stamped.get(created)
-        if stored is None:
-            stored = stamped[created] = stamp(created) if stamp is not None else created
-        values.append((*_row_values(row)[:-1], stored))
+    stamp = many_rows.Stamps(messages.c.created_at, dialect)  # the rows of a chunk share theirs
+    values = [(*_row_values(row)[:-1], stamp(row["created_at"])) for row in rows]
     if dialect.name == "sqlite":  # one statement, not one step per row (mailport.store.many_rows)
         await many_rows.insert_rows(conn, sql, values)
     else:  # asyncpg pipelines an executemany in one round trip

@@ -43,17 +43,25 @@ async def _ready(dispatcher: dispatching.Dispatcher, endpoint_id: str) -> None:
     raise AssertionError("the dispatcher did not start fanning out")
 
 
+async def _started(
+    services: Services, receiver: WebhookReceiver, make_dispatcher: MakeDispatcher
+) -> tuple[dispatching.Dispatcher, str, str]:
+    """A dispatcher that has delivered a first event (so it fans out inline from now on)."""
+    tenant_id, endpoint_id = await _setup(services, receiver.url)
+    dispatcher = await make_dispatcher()
+    await services.events.append(_event(tenant_id, "mbx_a", 0))
+    await receiver.wait_for(1)
+    await _ready(dispatcher, endpoint_id)
+    return dispatcher, tenant_id, endpoint_id
+
+
 async def test_the_deliveries_are_committed_with_the_events_that_made_them(
     delivery_services: Services, webhook_receiver: WebhookReceiver, make_dispatcher: MakeDispatcher
 ) -> None:
     """When the appending transaction commits, its deliveries and the moved cursor commit with
     it: no fan-out transaction of the dispatcher's comes in between."""
     services = delivery_services
-    tenant_id, endpoint_id = await _setup(services, webhook_receiver.url)
-    dispatcher = await make_dispatcher()
-    await services.events.append(_event(tenant_id, "mbx_a", 0))
-    await webhook_receiver.wait_for(1)
-    await _ready(dispatcher, endpoint_id)
+    dispatcher, tenant_id, endpoint_id = await _started(services, webhook_receiver, make_dispatcher)
     async with services.events.transaction() as conn:
         appended = await append_many(conn, [_event(tenant_id, "mbx_a", n) for n in (1, 2, 3)])
     # no await since the commit: only the appending transaction can have written these
@@ -78,11 +86,7 @@ async def test_a_transaction_that_rolls_back_fans_out_nothing(
     delivery_services: Services, webhook_receiver: WebhookReceiver, make_dispatcher: MakeDispatcher
 ) -> None:
     services = delivery_services
-    tenant_id, endpoint_id = await _setup(services, webhook_receiver.url)
-    dispatcher = await make_dispatcher()
-    await services.events.append(_event(tenant_id, "mbx_a", 0))
-    await webhook_receiver.wait_for(1)
-    await _ready(dispatcher, endpoint_id)
+    dispatcher, tenant_id, endpoint_id = await _started(services, webhook_receiver, make_dispatcher)
     cursor_before = dispatcher._fanout_seq
     with pytest.raises(RuntimeError):
         async with services.events.transaction() as conn:

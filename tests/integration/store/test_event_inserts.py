@@ -12,9 +12,9 @@ import pytest
 from sqlalchemy import select
 
 from mailport.events import NewEvent, append_many
-from mailport.store import Database, many_rows, open_database, upgrade
+from mailport.store import Database, many_rows
 from mailport.store.tables import events
-from tests.fixtures.migrations import insert_mailbox
+from tests.fixtures.migrations import database_with_mailbox
 
 NOW = datetime(2026, 12, 6, 10, 0, 0, 654321, tzinfo=UTC)
 TENANT = "ten_01m7zh4d94fxj51fc0rsy5n5tt"
@@ -23,14 +23,8 @@ BOX = "mbx_01m7zh4d94fxj51fc0rsy5n5aa"
 
 @pytest.fixture
 async def database(fresh_database_url: str) -> AsyncIterator[Database]:
-    database = open_database(fresh_database_url)
-    await upgrade(database)
-    async with database.transaction() as conn:
-        await insert_mailbox(conn, TENANT, BOX, at=NOW)
-    try:
+    async with database_with_mailbox(fresh_database_url, TENANT, BOX, at=NOW) as database:
         yield database
-    finally:
-        await database.aclose()
 
 
 def _new(key: str) -> NewEvent:

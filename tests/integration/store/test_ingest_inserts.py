@@ -16,7 +16,7 @@ from sqlalchemy import insert, select
 from mailport.store import Database, many_rows, open_database, threads, upgrade
 from mailport.store.tables import messages, thread_roots
 from mailport.sync import repository as repo
-from tests.fixtures.migrations import insert_mailbox
+from tests.fixtures.migrations import database_with_mailbox, insert_mailbox
 
 NOW = datetime(2026, 12, 6, 3, 0, 0, 123456, tzinfo=UTC)
 TENANT = "ten_01m7zh4d94fxj51fc0rsy5n5tt"
@@ -25,14 +25,8 @@ BOX = "mbx_01m7zh4d94fxj51fc0rsy5n5aa"
 
 @pytest.fixture
 async def database(fresh_database_url: str) -> AsyncIterator[Database]:
-    database = open_database(fresh_database_url)
-    await upgrade(database)
-    async with database.transaction() as conn:
-        await insert_mailbox(conn, TENANT, BOX, at=NOW)
-    try:
+    async with database_with_mailbox(fresh_database_url, TENANT, BOX, at=NOW) as database:
         yield database
-    finally:
-        await database.aclose()
 
 
 def _row(
