@@ -109,7 +109,7 @@ log = logging.getLogger(__name__)
 
 SenderFactory = Callable[[WebhookEndpoint], WebhookSender]
 KEEP_COMMITTED = 4000  # events this process committed, kept for the next fan-out (memory bound)
-QUEUE_BATCHES = 4  # a worker queues up to this many batches in memory; a fan-out moves as many
+QUEUE_BATCHES = 4  # a read of a worker's queue takes this many batches; a fan-out moves as many
 # A worker's in-memory queue holds up to this many bytes of request bodies: during a backlog
 # it is what lets deliveries go out without being read back from the database (a read of
 # 2,000 waiting deliveries with their bodies took ~50 ms of the webhook worker's time on SQLite)
@@ -133,7 +133,7 @@ class EndpointWorker:
     concurrency: int
     batch: int
     fence: leases.Fence
-    queue_bytes: int = 0  # the in-memory queue's bound (request bodies); 0: QUEUE_BYTES
+    queue_bytes: int = QUEUE_BYTES  # the in-memory queue's bound (request bodies)
     flush_size: int = 200
     flush_interval: float = 0.05
     idle_poll: float = 5.0
@@ -190,7 +190,7 @@ class EndpointWorker:
         if self._clean and not self._missed:
             fresh = [item for item in items if item.event_seq > self._seen_seq]
             size = sum(len(item.body) for item in fresh)
-            if self._queued_bytes + size > (self.queue_bytes or QUEUE_BYTES):  # memory stays bounded:
+            if self._queued_bytes + size > self.queue_bytes:  # memory stays bounded:
                 self._missed = True  # the queue goes out first, then the rest is read back
             elif fresh:
                 self._queue.extend(fresh)

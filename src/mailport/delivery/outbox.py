@@ -156,14 +156,13 @@ async def _set_results(conn: AsyncConnection, records: Sequence[AttemptRecord]) 
         for r in records
     ]
     if conn.dialect.name == "sqlite" and len({v[0] for v in values}) == len(values):
-        stamp = webhook_deliveries.c.last_attempt_at.type.bind_processor(conn.dialect)
+        stamp = many_rows.Stamps(webhook_deliveries.c.last_attempt_at, conn.dialect)
         width = len(values[0])
-        flat: list[Any] = []
-        for row in values:
-            for position, value in enumerate(row):
-                if stamp is not None and value is not None and position in _RESULT_STAMPED:
-                    value = stamp(value)
-                flat.append(value)
+        flat = [
+            stamp(value) if position in _RESULT_STAMPED else value
+            for row in values
+            for position, value in enumerate(row)
+        ]
         per_page = many_rows.MAX_PARAMETERS // width
         for start in range(0, len(values), per_page):
             count = min(per_page, len(values) - start)

@@ -138,13 +138,12 @@ async def settle(
     *,
     now: datetime,
     tenant_id: str | None = None,
-    seqs: Iterable[int] | None = None,
     through: int | None = None,
     mailbox_id: str | None = None,
     pull_owned: bool = False,
 ) -> list[Settled]:
     """Mark accepted the unaccepted events, among those selected, that :func:`acceptable` says
-    every owing consumer has accepted (in ``conn``'s transaction). Select by ``seqs``, or by
+    every owing consumer has accepted (in ``conn``'s transaction). Select by
     ``tenant_id`` (with ``through``: ``seq <= through``; ``mailbox_id``: that mailbox only);
     ``pull_owned`` skips the events with webhook deliveries (a pull acknowledgement cannot
     change theirs, and during an endpoint's outage they are many)."""
@@ -158,19 +157,6 @@ async def settle(
     if mailbox_id is not None:
         base.append(_e.c.mailbox_id == mailbox_id)
     settled: list[Settled] = []
-    if seqs is not None:
-        wanted = sorted(set(seqs))
-        for i in range(0, len(wanted), BATCH):
-            accepted = await conn.execute(
-                update(_e)
-                .where(*base, _e.c.seq.in_(wanted[i : i + BATCH]))
-                .values(accepted_at=now)
-                .returning(_e.c.id, _e.c.created_at)
-            )
-            settled.extend(Settled(row.id, row.created_at) for row in accepted.all())
-        if settled:
-            event_log.note_accepted(conn)
-        return settled
     query = select(_e.c.seq, _e.c.id, _e.c.created_at).where(*base).order_by(_e.c.seq)
     last = 0
     while True:
