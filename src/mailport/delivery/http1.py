@@ -134,23 +134,29 @@ class _Connection:
         self.writer.write(b"".join(parts))
         await self.writer.drain()
         answer = _Answer()
-        while True:
-            received = await self.reader.read(READ_CHUNK)
-            self.answered = self.answered or bool(received)
-            if not received:
-                if not answer.begun:
-                    raise StaleConnectionError("the server closed the connection without answering")
-                if answer.headers_done and not answer.framed and not answer.complete:
-                    break  # a body that ends with the connection (no length, not chunked)
-                raise ProtocolError("the server closed the connection in the middle of its answer")
-            try:
-                answer.parser.feed_data(received)
-            except httptools.HttpParserError as exc:
-                raise ProtocolError(f"unreadable HTTP answer: {exc}") from exc
-            if answer.complete and not 100 <= answer.status < 200:
-                self.reusable = answer.keep_alive and not self.reader.at_eof()
-                break
-        status = answer.status or answer.parser.get_status_code()
+        parser = answer.parser
+        try:
+            while True:
+                received = await self.reader.read(READ_CHUNK)
+                self.answered = self.answered or bool(received)
+                if not received:
+                    if not answer.begun:
+                        raise StaleConnectionError("the server closed the connection without answering")
+                    if answer.headers_done and not answer.framed and not answer.complete:
+                        break  # a body that ends with the connection (no length, not chunked)
+                    raise ProtocolError("the server closed the connection in the middle of its answer")
+                try:
+                    parser.feed_data(received)
+                except httptools.HttpParserError as exc:
+                    raise ProtocolError(f"unreadable HTTP answer: {exc}") from exc
+                if answer.complete and not 100 <= answer.status < 200:
+                    self.reusable = answer.keep_alive and not self.reader.at_eof()
+                    break
+            status = answer.status or parser.get_status_code()
+        finally:
+            # the parser holds the answer's bound methods: a reference cycle per request, 9
+            # objects left to the cyclic collector (most of its work in a backlog) unless cut here
+            del answer.parser
         return Response(status, answer.reason.decode("latin-1"), b"".join(answer.chunks))
 
 

@@ -16,22 +16,37 @@ alive, and counted in the memory, when it was frozen.
 Collecting first keeps garbage out of the frozen set, and :func:`thaw` hands everything back to
 the collector when the last runtime that froze stops (a host application, or a test process,
 that starts and stops mailport many times keeps nothing frozen for good).
+
+While a runtime holds the heap, the youngest generation is collected every
+:data:`YOUNG_THRESHOLD` allocations instead of CPython's 700 (3.13 made it 2,000). A collection
+of the youngest generation walks what survived since the last one, and in a backlog most of what
+it finds (a chunk's parsed messages, a webhook's request) is freed by reference counting a
+moment later: 10,000 lets it die unwalked. Measured on ``bench/ingest_backlog.py`` (10,000
+messages): ~530 young and ~50 middle collections, ~110 ms, became ~10 and none. What it costs is
+at most that many young objects kept a little longer when they are cyclic garbage. The
+thresholds the process had are put back by the last :func:`thaw`.
 """
 
 from __future__ import annotations
 
 import gc
 
+YOUNG_THRESHOLD = 10_000
 _holders = 0  # runtimes (orchestrators) running with the heap frozen
+_thresholds: tuple[int, int, int] | None = None  # the process's own, while a runtime holds the heap
 
 
 def freeze_long_lived() -> None:
     """Collect, then freeze what survives: called at start-up, when what is alive is the
     process's long-lived part, and again once a mass start-up of watchers has settled."""
-    global _holders
+    global _holders, _thresholds
     _holders += 1
     gc.collect()
     gc.freeze()
+    if _thresholds is None:
+        _thresholds = gc.get_threshold()
+        young, middle, old = _thresholds
+        gc.set_threshold(max(young, YOUNG_THRESHOLD), middle, old)
 
 
 def refreeze() -> None:
@@ -43,9 +58,12 @@ def refreeze() -> None:
 
 def thaw() -> None:
     """One runtime stopped; when it was the last, every frozen object is collectable again."""
-    global _holders
+    global _holders, _thresholds
     if _holders == 0:
         return
     _holders -= 1
     if _holders == 0:
         gc.unfreeze()
+        if _thresholds is not None:
+            gc.set_threshold(*_thresholds)
+            _thresholds = None

@@ -8,13 +8,14 @@ implementation: the hand-written requests must be exactly what the h11 client us
 from __future__ import annotations
 
 import asyncio
+import gc
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 
 import h11
 import pytest
 
-from mailport.delivery.http1 import CONSTANT_HEADERS, Http1Pool, ProtocolError, Response
+from mailport.delivery.http1 import CONSTANT_HEADERS, Http1Pool, ProtocolError, Response, _Answer
 from mailport.net.guard import HostGuard, VettedHost
 
 
@@ -137,6 +138,25 @@ async def test_a_body_ending_with_the_connection_is_read_and_the_next_request_op
         pool.close()
     assert (first.status, first.body) == (200, b"bye") and second.status == 204
     assert script.connections == 2
+
+
+async def test_a_request_leaves_no_reference_cycle_for_the_collector() -> None:
+    """httptools' parser holds its callbacks (the answer's bound methods): cut after each
+    request, so a backlog's answers are freed at once instead of by the cyclic collector."""
+    error = b"HTTP/1.1 500 Oops\r\ncontent-length: 3\r\n\r\nbad"
+    script = ScriptedServer([OK, error, OK] * 5)
+    async for host in serve(script):
+        pool = Http1Pool(connect_timeout=5)
+        gc.collect()
+        gc.disable()
+        try:
+            statuses = [(await post(pool, host)).status for _ in range(15)]
+            answers_alive = sum(type(o) is _Answer for o in gc.get_objects())
+        finally:
+            gc.enable()
+        pool.close()
+    assert statuses == [204, 500, 204] * 5
+    assert answers_alive == 0
 
 
 async def test_a_pooled_connection_the_server_closed_is_retried_once_on_a_fresh_one() -> None:

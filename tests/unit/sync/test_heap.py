@@ -54,6 +54,28 @@ def test_garbage_is_collected_before_freezing_and_cycles_made_later_still_are() 
     assert later_gone() is None  # allocated after the freeze: collected as usual
 
 
+def test_young_collections_are_rarer_while_a_runtime_holds_the_heap() -> None:
+    """Most of what a backlog allocates is freed by reference counting soon after: the youngest
+    generation's threshold is raised while a runtime runs, and the process's own put back."""
+    own = gc.get_threshold()
+    try:
+        gc.set_threshold(700, 10, 10)
+        heap.freeze_long_lived()
+        assert gc.get_threshold() == (heap.YOUNG_THRESHOLD, 10, 10)
+        heap.freeze_long_lived()
+        heap.thaw()
+        assert gc.get_threshold() == (heap.YOUNG_THRESHOLD, 10, 10)  # the first still runs
+        heap.thaw()
+        assert gc.get_threshold() == (700, 10, 10)
+        gc.set_threshold(50_000, 10, 10)  # a host application's own, higher: kept
+        heap.freeze_long_lived()
+        assert gc.get_threshold() == (50_000, 10, 10)
+        heap.thaw()
+        assert gc.get_threshold() == (50_000, 10, 10)
+    finally:
+        gc.set_threshold(*own)
+
+
 def test_refreeze_only_while_a_runtime_holds_the_heap() -> None:
     heap.refreeze()
     assert gc.get_freeze_count() == 0
