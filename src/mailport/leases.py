@@ -279,14 +279,21 @@ async def fence(conn: AsyncConnection, lease: Lease, *, what: str | None = None)
     Raises :class:`~mailport.errors.LeaseLostError` (``lease_lost``), counted in
     ``mailport_fenced_writes_refused_total{what}`` (``what`` defaults to the lease's kind)."""
     if conn.dialect.name == "postgresql":
-        found = (
-            await conn.execute(select(_leases.c.token).where(_this_tenure(lease)).with_for_update(read=True))
-        ).first() is not None
+        found = (await conn.execute(_FENCE_POSTGRES, held_params(lease))).first() is not None
     else:
-        result = await conn.execute(update(_leases).where(_this_tenure(lease)).values(token=_leases.c.token))
-        found = bool(result.rowcount)
+        found = bool((await conn.execute(_FENCE_SQLITE, held_params(lease))).rowcount)
     if not found:
         raise _refused(lease, what)
+
+
+# built once: a fence runs in every chunk's and every webhook result batch's transaction
+_TENURE_PARAMS = (
+    (_leases.c.name == bindparam("held_name", type_=_leases.c.name.type))
+    & (_leases.c.holder == bindparam("held_holder", type_=_leases.c.holder.type))
+    & (_leases.c.token == bindparam("held_token", type_=_leases.c.token.type))
+)
+_FENCE_POSTGRES = select(_leases.c.token).where(_TENURE_PARAMS).with_for_update(read=True)
+_FENCE_SQLITE = update(_leases).where(_TENURE_PARAMS).values(token=_leases.c.token)
 
 
 async def ready(conn: AsyncConnection, lease: Lease, *, now: datetime, what: str | None = None) -> bool:

@@ -98,6 +98,22 @@ _RESULTS_SQLITE = (
 _RESULT_GROUP = "(?, ?, ?, ?, ?, ?, ?)"
 _RESULT_STAMPED = (2, 3, 6)  # the timestamps among a result's values (see _set_results)
 _RESULT_KEYS = ("b_id", "b_status", "b_next", "b_at", "b_code", "b_error", "b_delivered")
+# built once, as the statements above: each runs once per batch of results (or per inline fan-out)
+_ep = webhook_endpoints
+_EP_ID = _ep.c.id == bindparam("b_endpoint", type_=_ep.c.id.type)
+_LOCK_ENDPOINT = select(_ep.c.id).where(_EP_ID).with_for_update()
+_LAST_SUCCESS = select(_ep.c.last_success_at).where(_EP_ID)
+_SUCCEEDED = (
+    update(_ep)
+    .where(_EP_ID)
+    .values(
+        last_success_at=bindparam("b_success", type_=_ep.c.last_success_at.type),
+        failing_since=bindparam("b_failing", type_=_ep.c.failing_since.type),
+    )
+)
+_STATE_ROW_FREE = (
+    select(delivery_state.c.name).where(delivery_state.c.name == STATE_ROW).with_for_update(skip_locked=True)
+)
 
 
 @dataclass(frozen=True)
@@ -322,12 +338,7 @@ class Outbox:
             # (the fan-out inside an appending transaction) never wait for the state row: its
             # holder may be waiting for a lock this transaction holds (the event lock, through
             # a transaction that appends while holding an endpoint's row), a deadlock
-            free = await conn.execute(
-                select(delivery_state.c.name)
-                .where(delivery_state.c.name == STATE_ROW)
-                .with_for_update(skip_locked=True)
-            )
-            if free.first() is None:
+            if (await conn.execute(_STATE_ROW_FREE)).first() is None:
                 return None
         moved = await conn.execute(
             self._cursor_move(endpoints), {"b_after": after, "b_through": seqs[-1], "b_now": now}
@@ -523,10 +534,7 @@ class Outbox:
         Recording takes the endpoint first, as deleting it does before its cascade reaches the
         deliveries: taking the deliveries first and the endpoint last deadlocked against a
         concurrent delete on PostgreSQL (SQLite serializes writers anyway)."""
-        locked = await conn.execute(
-            select(webhook_endpoints.c.id).where(webhook_endpoints.c.id == endpoint_id).with_for_update()
-        )
-        return locked.first() is not None
+        return (await conn.execute(_LOCK_ENDPOINT, {"b_endpoint": endpoint_id})).first() is not None
 
     async def record(
         self, conn: AsyncConnection, endpoint_id: str, records: Sequence[AttemptRecord]
@@ -560,15 +568,15 @@ class Outbox:
             if r.result != "success" and (last_success is None or r.attempted_at > last_success)
         ]
         e = webhook_endpoints
-        values: dict[str, Any] = {}
         if last_success is not None:
-            values["last_success_at"] = last_success
-            values["failing_since"] = min(failures_after) if failures_after else None
+            failing_since = min(failures_after) if failures_after else None
+            await conn.execute(
+                _SUCCEEDED, {"b_endpoint": endpoint_id, "b_success": last_success, "b_failing": failing_since}
+            )
         elif failures_after:
-            values["failing_since"] = func.coalesce(e.c.failing_since, min(failures_after))
-        if values:
-            await conn.execute(update(e).where(e.c.id == endpoint_id).values(**values))
-        row = (await conn.execute(select(e.c.last_success_at).where(e.c.id == endpoint_id))).first()
+            failing = func.coalesce(e.c.failing_since, min(failures_after))
+            await conn.execute(update(e).where(e.c.id == endpoint_id).values(failing_since=failing))
+        row = (await conn.execute(_LAST_SUCCESS, {"b_endpoint": endpoint_id})).first()
         return row.last_success_at if row is not None else None
 
     async def accept_completed(self, conn: AsyncConnection, seqs: Iterable[int], *, now: datetime) -> int:
