@@ -171,13 +171,23 @@ class Http1Pool:
         self._vetted: VettedHost | None = None  # the host self._key was made of
         self._tls_on = False
         self._head: tuple[bytes, bytes, bytes] | None = None  # target, host header, request_head()
-        self._tls = ssl.create_default_context()
+        self._tls: ssl.SSLContext | None = None  # made at the first https connection (loads the CAs)
 
     async def _open(self, vetted: VettedHost, tls: bool) -> _Connection:
         reader, writer = await open_stream(
-            vetted, timeout=self._connect_timeout, ssl_context=self._tls if tls else None, limit=READ_CHUNK
+            vetted,
+            timeout=self._connect_timeout,
+            ssl_context=self._context() if tls else None,
+            limit=READ_CHUNK,
         )
         return _Connection(reader, writer)
+
+    def _context(self) -> ssl.SSLContext:
+        """The pool's TLS context, made on first use: loading the system's CA certificates
+        takes tens of milliseconds, paid by every endpoint's pool even when it is plain HTTP."""
+        if self._tls is None:
+            self._tls = ssl.create_default_context()
+        return self._tls
 
     def _request_head(self, target: bytes, host_header: bytes) -> bytes:
         if self._head is None or self._head[0] != target or self._head[1] != host_header:

@@ -11,7 +11,7 @@ from types import SimpleNamespace
 import pytest
 from standardwebhooks.webhooks import Webhook, WebhookVerificationError
 
-from mailport.delivery.outbox import event_body
+from mailport.delivery.outbox import _head, event_body
 from mailport.delivery.retry import RetryPolicy
 from mailport.delivery.service import parse_event_cursor
 from mailport.delivery.signing import Signer, check_secret, generate_secret, signature_headers
@@ -142,3 +142,43 @@ def test_the_body_splices_the_stored_payload_into_the_event_shape():
         "created_at": T0.isoformat(),
         "data": {"subject": "ça va", "n": [1, 2]},
     }
+
+
+@pytest.mark.parametrize(
+    "key",
+    [
+        "msg:mbx_1:1:9",
+        'quote " back \\ slash',
+        "ünïcödé ✓ \u2028 line separator",
+        "control \x00 \x1f \x7f",
+    ],
+)
+def test_the_envelope_is_written_as_the_stdlib_writes_it(key: str) -> None:
+    """Receivers verify the signature over these bytes: the fast encoder must give the stdlib's
+    text exactly (compact, not ASCII-escaped), whatever the idempotency key holds."""
+    row = SimpleNamespace(
+        event_id="evt_9",
+        event_seq=9,
+        type="message.received",
+        tenant_id="ten_1",
+        mailbox_id="mbx_1",
+        idempotency_key=key,
+        event_created_at=T0,
+        payload='{"n":1}',
+    )
+    envelope = {
+        "id": "evt_9",
+        "seq": 9,
+        "type": "message.received",
+        "tenant_id": "ten_1",
+        "mailbox_id": "mbx_1",
+        "idempotency_key": key,
+        "created_at": T0.isoformat(),
+    }
+    expected = json.dumps(envelope, ensure_ascii=False, separators=(",", ":"))[:-1] + ',"data":{"n":1}}'
+    assert event_body(row) == expected.encode("utf-8")
+
+
+def test_what_orjson_refuses_goes_through_the_stdlib() -> None:
+    fields = {"idempotency_key": "lone \ud800 surrogate", "seq": 2**70}
+    assert _head(fields) == json.dumps(fields, ensure_ascii=False, separators=(",", ":"))
