@@ -246,15 +246,19 @@ def still_held(lease: Lease) -> ColumnElement[bool]:
     return exists().where(_this_tenure(lease))
 
 
+# this tenure of a lease with its values as bind parameters (held_params)
+_TENURE_PARAMS = (
+    (_leases.c.name == bindparam("held_name", type_=_leases.c.name.type))
+    & (_leases.c.holder == bindparam("held_holder", type_=_leases.c.holder.type))
+    & (_leases.c.token == bindparam("held_token", type_=_leases.c.token.type))
+)
+
+
 def still_held_by_params() -> ColumnElement[bool]:
     """:func:`still_held` with the lease as bind parameters (:func:`held_params`), for a
     statement built once and executed with each lease's values: building the condition anew
     for every chunk was a fifth of the watcher's CPU in storing one message (issue 21)."""
-    return exists().where(
-        _leases.c.name == bindparam("held_name", type_=_leases.c.name.type),
-        _leases.c.holder == bindparam("held_holder", type_=_leases.c.holder.type),
-        _leases.c.token == bindparam("held_token", type_=_leases.c.token.type),
-    )
+    return exists().where(_TENURE_PARAMS)
 
 
 def held_params(lease: Lease) -> dict[str, Any]:
@@ -287,11 +291,6 @@ async def fence(conn: AsyncConnection, lease: Lease, *, what: str | None = None)
 
 
 # built once: a fence runs in every chunk's and every webhook result batch's transaction
-_TENURE_PARAMS = (
-    (_leases.c.name == bindparam("held_name", type_=_leases.c.name.type))
-    & (_leases.c.holder == bindparam("held_holder", type_=_leases.c.holder.type))
-    & (_leases.c.token == bindparam("held_token", type_=_leases.c.token.type))
-)
 _FENCE_POSTGRES = select(_leases.c.token).where(_TENURE_PARAMS).with_for_update(read=True)
 _FENCE_SQLITE = update(_leases).where(_TENURE_PARAMS).values(token=_leases.c.token)
 

@@ -119,19 +119,23 @@ def test_event_cursors():
             parse_event_cursor(bad)
 
 
-def test_the_body_splices_the_stored_payload_into_the_event_shape():
-    payload = json.dumps({"subject": "ça va", "n": [1, 2]}, ensure_ascii=False)
-    row = SimpleNamespace(
+def _stored_event(idempotency_key: str, payload: str) -> SimpleNamespace:
+    """An event row as the outbox reads it (what ``event_body`` takes)."""
+    return SimpleNamespace(
         event_id="evt_9",
         event_seq=9,
         type="message.received",
         tenant_id="ten_1",
         mailbox_id="mbx_1",
-        idempotency_key="msg:mbx_1:1:9",
+        idempotency_key=idempotency_key,
         event_created_at=T0,
         payload=payload,
     )
-    body = json.loads(event_body(row))
+
+
+def test_the_body_splices_the_stored_payload_into_the_event_shape():
+    payload = json.dumps({"subject": "ça va", "n": [1, 2]}, ensure_ascii=False)
+    body = json.loads(event_body(_stored_event("msg:mbx_1:1:9", payload)))
     assert body == {
         "id": "evt_9",
         "seq": 9,
@@ -156,16 +160,7 @@ def test_the_body_splices_the_stored_payload_into_the_event_shape():
 def test_the_envelope_is_written_as_the_stdlib_writes_it(key: str) -> None:
     """Receivers verify the signature over these bytes: the fast encoder must give the stdlib's
     text exactly (compact, not ASCII-escaped), whatever the idempotency key holds."""
-    row = SimpleNamespace(
-        event_id="evt_9",
-        event_seq=9,
-        type="message.received",
-        tenant_id="ten_1",
-        mailbox_id="mbx_1",
-        idempotency_key=key,
-        event_created_at=T0,
-        payload='{"n":1}',
-    )
+    row = _stored_event(key, '{"n":1}')
     envelope = {
         "id": "evt_9",
         "seq": 9,
