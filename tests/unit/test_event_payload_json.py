@@ -12,7 +12,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from mailport.events import _dumps
+from mailport.events import compact_json
 from mailport.messages import parse_message
 
 
@@ -32,7 +32,7 @@ values = st.recursive(
 @settings(max_examples=300, deadline=None)
 @given(st.dictionaries(text, values, max_size=6))
 def test_same_text_as_the_stdlib_on_generated_payloads(payload: dict[str, Any]) -> None:
-    assert _dumps(payload) == stdlib(payload)
+    assert compact_json(payload) == stdlib(payload)
 
 
 def test_same_text_on_the_message_corpus() -> None:
@@ -40,7 +40,7 @@ def test_same_text_on_the_message_corpus() -> None:
     assert corpus, "the message corpus is missing"
     for path in corpus:
         payload = parse_message(path.read_bytes(), mailbox_id="mbx_1", folder="INBOX").to_dict()
-        assert _dumps(payload) == stdlib(payload), path.name
+        assert compact_json(payload) == stdlib(payload), path.name
 
 
 @pytest.mark.parametrize(
@@ -53,9 +53,9 @@ def test_same_text_on_the_message_corpus() -> None:
     ],
 )
 def test_what_orjson_refuses_is_the_stdlib_text(payload: dict[str, Any]) -> None:
-    assert _dumps(payload) == stdlib(payload)
+    assert compact_json(payload) == stdlib(payload)
 
 
 def test_what_the_stdlib_refuses_is_still_refused() -> None:
     with pytest.raises(TypeError):
-        _dumps({"at": datetime.now(UTC)})
+        compact_json({"at": datetime.now(UTC)})

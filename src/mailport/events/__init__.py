@@ -60,6 +60,7 @@ from mailport.store.rows import from_row
 from mailport.store.tables import events
 
 __all__ = [
+    "compact_json",
     "CommittedEvent",
     "Event",
     "EventLog",
@@ -229,7 +230,7 @@ class CommittedEvent(EventHead):
 def prepare(items: Sequence[NewEvent], *, now: datetime | None = None) -> PreparedEvents:
     """Ids and serialized payloads for ``items`` (no I/O)."""
     created = now or utc_now()
-    dumps = _dumps
+    dumps = compact_json
     rows: list[dict[str, Any]] = [
         {
             "id": new_id("evt"),
@@ -249,7 +250,7 @@ def prepare(items: Sequence[NewEvent], *, now: datetime | None = None) -> Prepar
 _ORJSON_OPTIONS = orjson.OPT_NON_STR_KEYS | orjson.OPT_PASSTHROUGH_DATETIME | orjson.OPT_PASSTHROUGH_DATACLASS
 
 
-def _dumps(payload: dict[str, Any]) -> str:
+def compact_json(payload: dict[str, Any]) -> str:
     """``json.dumps(payload, ensure_ascii=False, separators=(",", ":"))``, the same text, ~7x
     faster: orjson (Apache-2.0 OR MIT) took 3.5 µs against 24.6 µs per ``message.received``
     payload here, and the stdlib encoder was ~10 % of the watchers' event-loop time in the

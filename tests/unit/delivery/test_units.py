@@ -11,12 +11,13 @@ from types import SimpleNamespace
 import pytest
 from standardwebhooks.webhooks import Webhook, WebhookVerificationError
 
-from mailport.delivery.outbox import _head, event_body
+from mailport.delivery.outbox import event_body
 from mailport.delivery.retry import RetryPolicy
 from mailport.delivery.service import parse_event_cursor
 from mailport.delivery.signing import Signer, check_secret, generate_secret, signature_headers
 from mailport.delivery.urls import parse_webhook_url
 from mailport.errors import InputError, InvalidCursorError
+from mailport.events import compact_json
 
 T0 = datetime(2026, 11, 21, 12, 0, tzinfo=UTC)
 
@@ -176,4 +177,4 @@ def test_the_envelope_is_written_as_the_stdlib_writes_it(key: str) -> None:
 
 def test_what_orjson_refuses_goes_through_the_stdlib() -> None:
     fields = {"idempotency_key": "lone \ud800 surrogate", "seq": 2**70}
-    assert _head(fields) == json.dumps(fields, ensure_ascii=False, separators=(",", ":"))
+    assert compact_json(fields) == json.dumps(fields, ensure_ascii=False, separators=(",", ":"))
