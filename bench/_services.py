@@ -14,13 +14,16 @@ from mailport.crypto import Secret, generate_key
 from mailport.mailboxes.models import AuthMethod, Mailbox, NewMailbox, ProcessingSettings, ServerSettings
 
 
-async def bench_services(database_url: str, data_dir: Path, **settings: Any) -> Services:
-    """mailport's services on a fresh key and a migrated database, logging warnings only."""
+async def bench_services(
+    database_url: str, data_dir: Path, *, secret_key: str | None = None, **settings: Any
+) -> Services:
+    """mailport's services on a fresh key (or ``secret_key``, to share it with another process)
+    and a migrated database, logging warnings only."""
     built = Settings(
         _env_file=None,
         database_url=database_url,
         data_dir=data_dir,
-        secret_keys=SecretStr(generate_key()),
+        secret_keys=SecretStr(secret_key or generate_key()),
         log_level="WARNING",
         **settings,
     )

@@ -34,6 +34,15 @@ timed phase; less sensitive than the rates to a machine shared with other work.
 checks each mailbox's order (the run fails on an event out of order). Default 1: one event per
 request, as before. ``requests_*`` is how many requests the receiver answered.
 
+``--delivery-process``: the webhook dispatcher runs in a ``mailport worker`` of its own
+(``MAILPORT_WORKER_PARTS=delivery``, docs/fleet.md "Splitting the parts"), started and ready
+before the clock, and this process runs the watchers alone: ingestion and delivery each get a
+core. The JSON line then carries ``"delivery_process": true`` and
+``delivery_cpu_ms_per_message_*`` (the worker's CPU per message over the same phase) beside
+``cpu_ms_per_message_*`` (this process's). On PostgreSQL the watchers' commits wake that
+worker (NOTIFY); on SQLite it finds them at its poll, and the two processes take turns at
+SQLite's one writer: split deployments are for PostgreSQL.
+
 ``--receiver PORT`` is the receiver process's own entry point.
 """
 
@@ -63,6 +72,7 @@ from tests.mailstack.dovecot import Dovecot, free_port
 from mailport.clock import utc_now
 from mailport.connectors.base import Cursor
 from mailport.connectors.pop3_cursor import Remembered
+from mailport.crypto import generate_key
 from mailport.delivery import start_dispatcher
 from mailport.delivery.schemas import WebhookCreate
 from mailport.mailboxes.models import Security, ServerSettings
@@ -196,8 +206,10 @@ async def run(
     connector: str = "imap",
     webhook: bool = True,
     batch_size: int = 1,
+    delivery_process: bool = False,
 ) -> dict[str, float]:
-    services = await bench_services(database_url, data_dir, allow_private_hosts=True)
+    secret_key = generate_key()
+    services = await bench_services(database_url, data_dir, secret_key=secret_key, allow_private_hosts=True)
     per_mailbox = total // mailboxes
     expected = per_mailbox * mailboxes
     users = [dovecot.dyn_user(f"b{uuid.uuid4().hex[:8]}") for _ in range(mailboxes)]
@@ -221,10 +233,12 @@ async def run(
     await fill(dovecot, users, per_mailbox)
     # made before the clock starts: its TLS context (the CA bundle) is ~90 ms of CPU
     client = httpx.AsyncClient(base_url=receiver)
+    worker = await start_delivery_worker(database_url, data_dir, secret_key) if delivery_process else None
     started_wall = time.time()
     started_cpu = time.process_time()
+    worker_cpu = process_cpu(worker.pid) if worker is not None else 0.0
     mark("start")
-    dispatcher = await start_dispatcher(services) if webhook else None
+    dispatcher = await start_dispatcher(services) if webhook and worker is None else None
     orchestrator = Orchestrator(services)
     await orchestrator.start()
     try:
@@ -264,11 +278,17 @@ async def run(
                         f"nothing new for {STALL_SECONDS} s"
                     )
                 await asyncio.sleep(0.1)
+        if worker is not None:
+            worker_cpu = process_cpu(worker.pid) - worker_cpu
     finally:
         mark("end")
         await orchestrator.stop()
         if dispatcher is not None:
             await dispatcher.stop()
+        if worker is not None:
+            worker.terminate()
+            if await asyncio.to_thread(worker.wait, 30) != 0:
+                raise SystemExit("the delivery worker did not stop cleanly")
         await services.aclose()
     if not webhook:
         assert ingested_at is not None
@@ -283,13 +303,56 @@ async def run(
     elapsed = stats["last_new"] - started_wall
     cpu = time.process_time() - started_cpu
     ingest = (ingested_at or stats["last_new"]) - started_wall
-    return {
+    figures = {
         "seconds": round(elapsed, 2),
         "messages_per_s": round(per_mailbox * mailboxes / elapsed, 1),
         "ingested_s": round(ingest, 2),
         "cpu_ms_per_message": round(cpu * 1000 / expected, 3),
         "requests": stats["requests"] - base_requests,
     }
+    if worker is not None:
+        figures["delivery_cpu_ms_per_message"] = round(worker_cpu * 1000 / expected, 3)
+    return figures
+
+
+async def start_delivery_worker(
+    database_url: str, data_dir: Path, secret_key: str
+) -> subprocess.Popen[bytes]:
+    """``mailport worker`` running the webhook dispatcher alone, once its ``/readyz`` says so."""
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MAILPORT_")}
+    env.update(
+        {
+            "MAILPORT_DATABASE_URL": database_url,
+            "MAILPORT_SECRET_KEYS": secret_key,
+            "MAILPORT_DATA_DIR": str(data_dir),
+            "MAILPORT_ALLOW_PRIVATE_HOSTS": "true",
+            "MAILPORT_WORKER_PARTS": "delivery",
+            "MAILPORT_WORKER_PORT": str(port),
+            "MAILPORT_HOST": "127.0.0.1",
+            "MAILPORT_LOG_LEVEL": "WARNING",
+        }
+    )
+    worker = subprocess.Popen([sys.executable, "-m", "mailport", "worker"], env=env)
+    deadline = time.monotonic() + 60
+    async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}") as probe:
+        while True:
+            try:
+                if (await probe.get("/readyz", timeout=1)).status_code == 200:
+                    return worker
+            except httpx.TransportError:
+                pass
+            if worker.poll() is not None or time.monotonic() > deadline:
+                worker.kill()
+                raise SystemExit("the delivery worker did not become ready")
+            await asyncio.sleep(0.05)
+
+
+def process_cpu(pid: int) -> float:
+    """User plus system CPU seconds of process ``pid`` so far (its threads included)."""
+    with open(f"/proc/{pid}/stat") as stat:
+        fields = stat.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 async def create_pg() -> tuple[str, str]:
@@ -336,6 +399,11 @@ def main() -> None:
         default=1,
         help="the endpoint's batch_size: up to N consecutive events of one mailbox per request",
     )
+    parser.add_argument(
+        "--delivery-process",
+        action="store_true",
+        help="the webhook dispatcher in a `mailport worker` of its own (MAILPORT_WORKER_PARTS=delivery)",
+    )
     parser.add_argument("--receiver", type=int, default=None, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.receiver is not None:
@@ -351,6 +419,10 @@ def main() -> None:
         result["connector"] = args.connector
     if args.batch_size != 1:  # likewise for the default of one event per request
         result["batch_size"] = args.batch_size
+    if args.delivery_process:
+        if args.no_webhook:
+            parser.error("--delivery-process needs the webhook (drop --no-webhook)")
+        result["delivery_process"] = True
     webhook = not args.no_webhook
     try:
         url = f"http://127.0.0.1:{port}"
@@ -375,6 +447,7 @@ def main() -> None:
                     args.connector,
                     webhook,
                     args.batch_size,
+                    args.delivery_process,
                 )
             )
             record(result, "sqlite", got)
@@ -392,6 +465,7 @@ def main() -> None:
                         args.connector,
                         webhook,
                         args.batch_size,
+                        args.delivery_process,
                     )
                 )
             finally:

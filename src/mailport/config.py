@@ -7,10 +7,13 @@ the environment. Every variable is documented in ``.env.example``.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Literal
 
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+WorkerPart = Literal["watchers", "delivery", "janitor", "sending", "contacts"]
+WORKER_PARTS: tuple[WorkerPart, ...] = ("watchers", "delivery", "janitor", "sending", "contacts")
 
 
 def _split_csv(value: object) -> object:
@@ -83,6 +86,11 @@ class Settings(BaseSettings):
     host_logins: int = Field(20, ge=1, le=10_000)  # concurrent logins per mail host, whole fleet
     connect_rate: float = Field(200.0, gt=0, le=100_000)  # new mail connections per second, whole fleet
     worker_port: int | None = Field(None, ge=1, le=65535)  # `mailport worker`: /healthz /readyz /metrics
+    # what `mailport worker` runs (docs/fleet.md "Splitting the parts"): e.g. "delivery" in one
+    # process and "watchers,janitor,sending,contacts" in another, on PostgreSQL
+    worker_parts: Annotated[list[WorkerPart], NoDecode] = Field(
+        default_factory=lambda: list(WORKER_PARTS), min_length=1
+    )
     mail_ca_file: Path | None = None  # extra CA for mail servers with a private certificate
 
     # --- live mailbox access: command connections per mailbox, beside the watcher ------------
@@ -117,7 +125,7 @@ class Settings(BaseSettings):
     # comma-separated URLs; secret as a whole (they may carry credentials)
     brokers: Annotated[list[SecretStr], NoDecode] = Field(default_factory=list)
 
-    @field_validator("dns_nameservers", "allowed_hosts", "brokers", mode="before")
+    @field_validator("dns_nameservers", "allowed_hosts", "brokers", "worker_parts", mode="before")
     @classmethod
     def _csv(cls, value: object) -> object:
         return _split_csv(value)

@@ -100,6 +100,30 @@ class Runtime:
             api=serve,
         )
 
+    @classmethod
+    def for_worker(cls, services: Services) -> Runtime:
+        """What ``mailport worker`` runs: the parts named in ``MAILPORT_WORKER_PARTS`` (all by
+        default), so that e.g. webhook delivery gets a process, and a core, of its own."""
+        parts = set(services.settings.worker_parts)
+        return cls(
+            services,
+            watchers="watchers" in parts,
+            delivery="delivery" in parts,
+            janitor="janitor" in parts,
+            sending="sending" in parts,
+            contacts="contacts" in parts,
+        )
+
+    def readiness(self) -> dict[str, bool]:
+        """For a worker's ``/readyz``: whether each started part that can be waited for runs
+        (the watchers once they watch, the webhook dispatcher once its supervisor runs)."""
+        checks: dict[str, bool] = {}
+        if self.wants_watchers:
+            checks["watchers"] = bool(self.orchestrator is not None and self.orchestrator.ready)
+        if self.wants_delivery:
+            checks["delivery"] = bool(self.dispatcher is not None and self.dispatcher.running)
+        return checks
+
     @property
     def watching(self) -> bool | None:
         """For ``/readyz``: None when this process runs no watchers, else whether they run."""

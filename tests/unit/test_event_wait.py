@@ -25,6 +25,19 @@ async def test_every_waiter_wakes_and_the_versions_move() -> None:
     assert (log.version, log.appended_version, log.accepted_version) == (2, 1, 1)
 
 
+async def test_another_processs_commit_wakes_the_waiters_as_an_append() -> None:
+    """``foreign_commit`` (another process's NOTIFY): the dispatcher fans out at once, as for
+    its own process's appends, though none of them is in ``take_committed``."""
+    log = _log()
+    log.keep_committed(10)
+    waiter = asyncio.create_task(log.wait(30))
+    await asyncio.sleep(0)
+    log.foreign_commit()
+    assert await waiter is True
+    assert (log.version, log.appended_version, log.accepted_version) == (1, 1, 0)
+    assert log.take_committed() == []
+
+
 async def test_a_notification_before_the_wait_is_not_missed() -> None:
     log = _log()
     seen = log.version

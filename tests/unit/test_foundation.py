@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 
-from mailport.config import Settings
+from mailport.config import Settings, load_settings
 from mailport.crypto import KeyRing, Secret, generate_key, load_key_ring
 from mailport.errors import (
     AuthenticationError,
+    ConfigurationError,
     MailportError,
     MailTimeoutError,
     SecretKeyError,
@@ -24,6 +26,24 @@ def test_settings_read_the_mailport_prefix(monkeypatch: pytest.MonkeyPatch):
     assert settings.port == 9000
     assert settings.dns_nameservers == ["127.0.0.1:5353", "10.0.0.1"]
     assert settings.effective_database_url.startswith("sqlite+aiosqlite:///")
+
+
+def test_a_worker_runs_the_parts_it_is_given(monkeypatch: pytest.MonkeyPatch):
+    from mailport.runtime import Runtime
+
+    assert Settings(_env_file=None).worker_parts == ["watchers", "delivery", "janitor", "sending", "contacts"]
+    monkeypatch.setenv("MAILPORT_WORKER_PARTS", " delivery , janitor")
+    settings = Settings(_env_file=None)
+    assert settings.worker_parts == ["delivery", "janitor"]
+    runtime = Runtime.for_worker(SimpleNamespace(settings=settings))  # type: ignore[arg-type]
+    wanted = (runtime.wants_watchers, runtime.wants_delivery, runtime.wants_janitor)
+    assert wanted == (False, True, True)
+    assert (runtime.wants_sending, runtime.wants_contacts) == (False, False)
+    assert runtime.readiness() == {"delivery": False}  # not started yet
+    for bad in ("deliveries", ""):
+        monkeypatch.setenv("MAILPORT_WORKER_PARTS", bad)
+        with pytest.raises(ConfigurationError, match="MAILPORT_WORKER_PARTS"):
+            load_settings()
 
 
 def test_secret_never_shows_itself():

@@ -8,7 +8,9 @@ orchestrator's state directly: no thread, no second process). uvicorn's signal c
 off: SIGTERM belongs to the worker, which stops this server as part of its graceful stop.
 
 * ``/healthz`` — 200 while the process answers;
-* ``/readyz`` — 200 once the worker's orchestrator runs and the database answers, else 503;
+* ``/readyz`` — 200 once the worker's parts run (its watchers watch, its webhook dispatcher
+  runs: one check each, for the parts ``MAILPORT_WORKER_PARTS`` names) and the database
+  answers, else 503;
 * ``/metrics`` — the process's Prometheus metrics (:mod:`mailport.metrics`), among them
   ``mailport_worker_info{worker_id,host}`` and ``mailport_worker_mailboxes``.
 """
@@ -38,10 +40,10 @@ ROUTES = ("/healthz", "/readyz", "/metrics")  # what a worker's port answers (de
 
 
 class WorkerApp:
-    """The ASGI app: ``ready`` says whether the watchers run, ``ping`` whether the database
-    answers."""
+    """The ASGI app: ``ready`` says which of the worker's parts run, ``ping`` whether the
+    database answers."""
 
-    def __init__(self, *, ready: Callable[[], bool], ping: Callable[[], Awaitable[bool]]) -> None:
+    def __init__(self, *, ready: Callable[[], dict[str, bool]], ping: Callable[[], Awaitable[bool]]) -> None:
         self.ready = ready
         self.ping = ping
 
@@ -55,7 +57,7 @@ class WorkerApp:
         elif scope["path"] == "/healthz":
             await _respond(send, 200, {"status": "ok", "version": __version__})
         elif scope["path"] == "/readyz":
-            checks = {"watchers": self.ready(), "database": await self._ping()}
+            checks = {**self.ready(), "database": await self._ping()}
             ok = all(checks.values())
             await _respond(
                 send, 200 if ok else 503, {"status": "ok" if ok else "unavailable", "checks": checks}
@@ -135,7 +137,11 @@ def worker_metrics(worker_id: str, host: str, mailboxes: Callable[[], int]) -> N
 
 
 async def start_worker_http(
-    host: str, port: int, *, ready: Callable[[], bool], ping: Callable[[], Awaitable[bool]]
+    host: str,
+    port: int,
+    *,
+    ready: Callable[[], dict[str, bool]],
+    ping: Callable[[], Awaitable[bool]],
 ) -> WorkerHttp:
     """Bind ``host:port`` (one clear error if taken) and serve the three routes."""
     bound = listen(host, port, backlog=64)

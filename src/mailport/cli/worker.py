@@ -1,6 +1,7 @@
 """``mailport worker``: the mailbox watchers, the webhook dispatcher, the retention janitor and
 the send worker, without the API (run one or several beside an API-only ``mailport serve`` with
-``MAILPORT_WATCHERS=false``; the live workers divide the mailboxes among them by weight,
+``MAILPORT_WATCHERS=false``; ``MAILPORT_WORKER_PARTS`` picks some of them, e.g. delivery in a
+process of its own; the live workers divide the mailboxes among them by weight,
 :mod:`mailport.fleet.assignment`, and leases keep two from watching the same one).
 SIGTERM/SIGINT stop it gracefully: the worker is marked draining (the others take its mailboxes
 at once), its chunks in progress commit, its leases are released, then it deregisters. With
@@ -29,21 +30,23 @@ async def run_worker(*, stop: asyncio.Event | None = None) -> None:
     for signum in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(signum, stop.set)
     services = await build(settings)
-    runtime = Runtime(services)  # all of it: watchers, dispatcher, janitor and sending
+    runtime = Runtime.for_worker(services)  # MAILPORT_WORKER_PARTS: all of them by default
     http: WorkerHttp | None = None
     try:
-        if settings.worker_port is not None:  # up before the watchers: /readyz says 503 until they run
+        if settings.worker_port is not None:  # up before the parts: /readyz says 503 until they run
             http = await start_worker_http(
                 settings.host,
                 settings.worker_port,
-                ready=lambda: bool(runtime.watching),
+                ready=runtime.readiness,
                 ping=services.database.ping,
             )
         await runtime.start()
-        assert runtime.orchestrator is not None
         orchestrator = runtime.orchestrator
-        worker_metrics(orchestrator.owner, socket.gethostname(), lambda: len(orchestrator.watchers))
-        typer.echo(f"mailport worker: watching {runtime.orchestrator.running()} mailboxes", err=True)
+        if orchestrator is not None:
+            worker_metrics(orchestrator.owner, socket.gethostname(), lambda: len(orchestrator.watchers))
+            typer.echo(f"mailport worker: watching {orchestrator.running()} mailboxes", err=True)
+        parts = ", ".join(settings.worker_parts)
+        typer.echo(f"mailport worker: running {parts}", err=True)
         await stop.wait()
     finally:
         await runtime.stop()

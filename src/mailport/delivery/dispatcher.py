@@ -7,8 +7,10 @@ Shape (all state is in the database, so a crash loses nothing):
   process that lost it records nothing more and its deliveries go out again from the new holder),
   reads events after the fan-out cursor and inserts one delivery row per subscribed active
   endpoint (``webhook_deliveries``, the outbox), and keeps one worker per active endpoint. It
-  wakes when this process appends events (:meth:`mailport.events.EventLog.wait`) and polls every
-  ``poll_interval`` seconds for other processes' events.
+  wakes when this process appends events (:meth:`mailport.events.EventLog.wait`), on PostgreSQL
+  when another process commits some (its ``NOTIFY``, e.g. from a worker whose
+  ``MAILPORT_WORKER_PARTS`` leave delivery to this one), and polls every ``poll_interval``
+  seconds whatever happened.
 * **Endpoint worker** (one task per endpoint, its own HTTP connection pool): sends the
   endpoint's pending deliveries in event order, **one at a time per mailbox** (order per
   mailbox) and up to ``concurrency`` mailboxes at once; a failed delivery blocks only the later
@@ -101,7 +103,8 @@ from mailport.delivery.retry import RetryPolicy
 from mailport.delivery.sender import Outcome, WebhookSender
 from mailport.delivery.signing import Signer
 from mailport.errors import LeaseLostError
-from mailport.events import CommittedEvent, EventLog
+from mailport.events import COMMITTED_CHANNEL, CommittedEvent, EventLog
+from mailport.fleet.listen import Listener
 from mailport.net.guard import HostGuard
 from mailport.tasks import cancel_and_wait, stop_if_cancelled
 
@@ -547,6 +550,8 @@ class Dispatcher:
         # inline fan-outs committed ahead of one not reported yet (PostgreSQL), by their start
         self._early: dict[int, Fanout] = {}
         self._full_at: float = 0.0  # the next cycle that reads everything (see run_once)
+        # PostgreSQL: other processes' commits of events wake the supervisor (their NOTIFY)
+        self._listener: Listener | None = None
 
     def _default_sender(self, endpoint: WebhookEndpoint) -> WebhookSender:
         return WebhookSender(self._guard, timeout=self._timeout, max_connections=self._concurrency)
@@ -554,8 +559,20 @@ class Dispatcher:
     async def start(self) -> asyncio.Task[None]:
         if self._task is None or self._task.done():
             self._event_log.keep_committed(KEEP_COMMITTED)
+            self._listen()
             self._task = asyncio.create_task(self._supervise(), name="webhook-dispatcher")
         return self._task
+
+    def _listen(self) -> None:
+        """On PostgreSQL, wake on the events other processes commit (watchers in a worker that
+        runs no dispatcher, an API-only process) instead of finding them at the next poll; when
+        the LISTEN connection is (re)made, look once for what came meanwhile."""
+        if self._listener is not None or self._event_log.database.dialect != "postgresql":
+            return
+        self._listener = Listener(self._event_log.database)
+        self._listener.subscribe(COMMITTED_CHANNEL, lambda _payload: self._event_log.foreign_commit())
+        self._listener.on_connect(self._event_log.foreign_commit)
+        self._listener.start()
 
     @property
     def running(self) -> bool:
@@ -566,6 +583,9 @@ class Dispatcher:
         if self._task is not None:
             await cancel_and_wait(self._task, timeout=timeout)  # bounded: never hang shutdown
             self._task = None
+        if self._listener is not None:
+            await self._listener.stop()
+            self._listener = None
         await self._stop_workers(list(self._workers), timeout)
         self._event_log.keep_committed(None)
         self._stop_inline()

@@ -60,6 +60,7 @@ from mailport.store.rows import from_row
 from mailport.store.tables import events
 
 __all__ = [
+    "COMMITTED_CHANNEL",
     "compact_json",
     "CommittedEvent",
     "Event",
@@ -86,6 +87,10 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 _APPENDED = "mailport.events.appended"
+# PostgreSQL NOTIFY channel: a process that appended events and does not hold the webhook
+# dispatcher's lease wakes the process that does (and any long poll of the pull API)
+COMMITTED_CHANNEL = "mailport_events"
+_NOTIFY_COMMITTED = text(f"SELECT pg_notify('{COMMITTED_CHANNEL}', '')")
 _ACCEPTED = "mailport.events.accepted"
 _PG_LOCK_KEY = 0x6D61696C706F7274  # "mailport": serializes event commits on PostgreSQL
 
@@ -496,6 +501,10 @@ class EventLog:
                 appended = conn.info.get(_APPENDED)
                 if appended and inline is not None:  # last, after the caller's own fence
                     fanned = await inline.fanout(conn, appended)
+                elif appended and conn.dialect.name == "postgresql":
+                    # the dispatcher runs in another process (MAILPORT_WORKER_PARTS): wake it
+                    # at the commit instead of at its next poll (one NOTIFY per transaction)
+                    await conn.execute(_NOTIFY_COMMITTED)
             finally:
                 committed = conn.info.pop(_APPENDED, None) or []
             accepted = bool(conn.info.pop(_ACCEPTED, False))
@@ -525,6 +534,18 @@ class EventLog:
             self._appended_version += 1
         elif accepted_only:
             self._accepted_version += 1
+        self._wake_waiters()
+
+    def foreign_commit(self) -> None:
+        """Another process committed events (its NOTIFY on :data:`COMMITTED_CHANNEL`): wake the
+        waiters as an append of this process does, so the dispatcher fans out at once, without
+        the reads of a full cycle. It reads the events to fan out in that transaction:
+        :meth:`take_committed` holds only this process's."""
+        self._version += 1
+        self._appended_version += 1
+        self._wake_waiters()
+
+    def _wake_waiters(self) -> None:
         waiters, self._waiters = self._waiters, set()
         for waiter in waiters:
             _release(waiter)

@@ -1,9 +1,11 @@
 """``mailport worker`` with ``MAILPORT_WORKER_PORT``, as a process on a fresh database (SQLite and
-PostgreSQL): ``/healthz``, ``/readyz`` once its watchers run, ``/metrics`` naming the worker;
-anything else 404; SIGTERM stops it and its port; a taken port is one line and exit 1."""
+PostgreSQL): ``/healthz``, ``/readyz`` once its parts run, ``/metrics`` naming the worker;
+anything else 404; SIGTERM stops it and its port; a taken port or an unknown part is one line
+and exit 1; a worker that runs delivery alone sends what another process appends."""
 
 from __future__ import annotations
 
+import asyncio
 import re
 import socket
 import time
@@ -13,7 +15,10 @@ import httpx
 import pytest
 
 from mailport.bootstrap import Services
+from mailport.delivery.schemas import WebhookCreate
+from mailport.events import NewEvent
 from tests.fixtures.process import clean_environment, run_mailport, start_mailport, wait_until_healthy
+from tests.fixtures.webhook_receiver import WebhookReceiver
 from tests.mailstack.dovecot import free_port
 
 pytestmark = pytest.mark.slow  # a worker process per test (a few seconds)
@@ -49,7 +54,10 @@ def test_a_worker_serves_health_readiness_and_metrics(services: Services, tmp_pa
             assert ready.status_code == 503 and ready.json()["status"] == "unavailable", ready.text
             assert time.monotonic() < deadline, log.read_text()
             time.sleep(0.1)
-        assert ready.json() == {"status": "ok", "checks": {"watchers": True, "database": True}}
+        assert ready.json() == {
+            "status": "ok",
+            "checks": {"watchers": True, "delivery": True, "database": True},
+        }
         metrics = httpx.get(f"{url}/metrics", timeout=5)
         assert metrics.status_code == 200 and metrics.headers["content-type"].startswith("text/plain")
         info = re.search(
@@ -80,4 +88,52 @@ def test_a_taken_worker_port_is_one_line_and_exit_1(services: Services, tmp_path
         done = run_mailport("worker", env=_env(services, tmp_path, port))
     assert done.returncode == 1, done.stderr
     assert f"error [address_in_use]: 127.0.0.1:{port} is already in use" in done.stderr
+    assert "Traceback" not in done.stderr
+
+
+async def test_a_delivery_only_worker_sends_what_another_process_appends(
+    delivery_services: Services, tmp_path: Path
+) -> None:
+    """``MAILPORT_WORKER_PARTS=delivery``: the worker runs the webhook dispatcher and nothing else
+    (its ``/readyz`` checks delivery, not watchers), and sends the events this test's process
+    (no dispatcher) commits: on PostgreSQL woken by their NOTIFY, on SQLite at its poll."""
+    receiver = WebhookReceiver().start()
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    env = _env(delivery_services, tmp_path, port)
+    env.update({"MAILPORT_WORKER_PARTS": "delivery", "MAILPORT_ALLOW_PRIVATE_HOSTS": "true"})
+    log = tmp_path / "worker.log"
+    tenant, _key = await delivery_services.tenants.create_tenant("split")
+    await delivery_services.webhooks.create(tenant.id, WebhookCreate(url=receiver.url))
+    proc = start_mailport("worker", cwd=tmp_path, env=env, log_path=log)
+    try:
+        await asyncio.to_thread(wait_until_healthy, proc, url, log)
+        deadline = time.monotonic() + 30
+        async with httpx.AsyncClient(base_url=url, timeout=5) as client:
+            while (ready := await client.get("/readyz")).status_code != 200:
+                assert time.monotonic() < deadline, log.read_text()
+                await asyncio.sleep(0.1)
+        assert ready.json()["checks"] == {"delivery": True, "database": True}
+        for n in range(3):
+            event = NewEvent(tenant.id, "mbx_split", "message.received", {"n": n}, f"split:{n}")
+            assert await delivery_services.events.append(event) is not None
+        got = await receiver.wait_for(3, timeout=20)
+        assert [r.json()["data"]["n"] for r in got] == [0, 1, 2]
+        assert "running delivery" in log.read_text()
+        assert "watching" not in log.read_text()
+    finally:
+        proc.terminate()
+        code = await asyncio.to_thread(proc.wait, 20)
+        receiver.stop()
+    assert code == 0, log.read_text()
+    assert "Traceback" not in log.read_text()
+
+
+def test_an_unknown_worker_part_is_one_line_and_exit_1(services: Services, tmp_path: Path) -> None:
+    env = _env(services, tmp_path, free_port())
+    env["MAILPORT_WORKER_PARTS"] = "watchers,deliveries"
+    done = run_mailport("worker", env=env)
+    assert done.returncode == 1, done.stderr
+    lines = [line for line in done.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and "MAILPORT_WORKER_PARTS" in lines[0], done.stderr
     assert "Traceback" not in done.stderr

@@ -20,7 +20,9 @@ async def test_readiness_follows_the_watchers_and_the_database() -> None:
             raise OSError("database gone")
         return bool(state["db"])
 
-    http = await start_worker_http("127.0.0.1", 0, ready=lambda: bool(state["ready"]), ping=ping)
+    http = await start_worker_http(
+        "127.0.0.1", 0, ready=lambda: {"watchers": bool(state["ready"])}, ping=ping
+    )
     try:
         async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{http.port}") as client:
             assert (await client.get("/healthz")).status_code == 200
@@ -44,7 +46,7 @@ async def test_kept_alive_requests_are_not_delayed() -> None:
     async def ping() -> bool:
         return True
 
-    http = await start_worker_http("127.0.0.1", 0, ready=lambda: True, ping=ping)
+    http = await start_worker_http("127.0.0.1", 0, ready=lambda: {"watchers": True}, ping=ping)
     try:
         assert http._sock.proto == socket.IPPROTO_TCP  # so asyncio sets TCP_NODELAY per connection
         async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{http.port}") as client:
