@@ -48,7 +48,9 @@ class Runtime:
     Fleet membership: the orchestrator registers this process as a ``watchers`` worker (and
     ``api`` too when ``api``: ``mailport serve``); an API process without watchers registers
     with the role ``api`` alone, so per-account connection limits are shared among the
-    processes that open command connections (:mod:`mailport.fleet.budgets`).
+    processes that open command connections (:mod:`mailport.fleet.budgets`). A worker without
+    watchers (``MAILPORT_WORKER_PARTS``) registers with its parts as its ``roles`` (e.g.
+    ``delivery``): listed by ``GET /v1/workers``, given no mailboxes and no budget share.
     """
 
     def __init__(
@@ -62,10 +64,13 @@ class Runtime:
         contacts: bool = True,
         stats: StatsSource | None = None,
         api: bool = False,
+        roles: tuple[str, ...] = (),
     ) -> None:
         self.services = services
         self.stats = stats  # what the watchers' worker tells the fleet in each heartbeat
         self.serves_api = api  # registered with the role ``api`` (budgets share per-account limits)
+        # a worker without watchers registers with these (its parts), so the fleet lists it
+        self.roles = roles
         self.membership: Membership | None = None  # an API process's, when it runs no watchers
         self.wants_watchers = watchers
         self.wants_delivery = delivery
@@ -104,7 +109,7 @@ class Runtime:
     def for_worker(cls, services: Services) -> Runtime:
         """What ``mailport worker`` runs: the parts named in ``MAILPORT_WORKER_PARTS`` (all by
         default), so that e.g. webhook delivery gets a process, and a core, of its own."""
-        parts = set(services.settings.worker_parts)
+        parts = tuple(dict.fromkeys(services.settings.worker_parts))
         return cls(
             services,
             watchers="watchers" in parts,
@@ -112,6 +117,7 @@ class Runtime:
             janitor="janitor" in parts,
             sending="sending" in parts,
             contacts="contacts" in parts,
+            roles=parts,
         )
 
     def readiness(self) -> dict[str, bool]:
@@ -150,12 +156,12 @@ class Runtime:
                 self.gmail_pull = build_puller(self.services)  # MAILPORT_GMAIL_PUBSUB_SUBSCRIPTION
                 if self.gmail_pull is not None:
                     self.gmail_pull.start()
-            elif self.serves_api:
+            elif self.serves_api or self.roles:
                 settings = self.services.settings
                 self.membership = Membership(
                     self.services.database,
                     leases.new_holder(),
-                    roles=(registry.API,),
+                    roles=(registry.API,) if self.serves_api else self.roles,
                     weight=settings.worker_weight,
                     lease_seconds=settings.lease_seconds,
                     stats=self.stats or empty,

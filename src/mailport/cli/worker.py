@@ -45,6 +45,8 @@ async def run_worker(*, stop: asyncio.Event | None = None) -> None:
         if orchestrator is not None:
             worker_metrics(orchestrator.owner, socket.gethostname(), lambda: len(orchestrator.watchers))
             typer.echo(f"mailport worker: watching {orchestrator.running()} mailboxes", err=True)
+        elif runtime.membership is not None:  # registered with its parts: no mailboxes
+            worker_metrics(runtime.membership.worker_id, socket.gethostname(), lambda: 0)
         parts = ", ".join(settings.worker_parts)
         typer.echo(f"mailport worker: running {parts}", err=True)
         await stop.wait()

@@ -88,7 +88,7 @@ log = logging.getLogger(__name__)
 
 _APPENDED = "mailport.events.appended"
 # PostgreSQL NOTIFY channel: a process that appended events and does not hold the webhook
-# dispatcher's lease wakes the process that does (and any long poll of the pull API)
+# dispatcher's lease wakes the process that does (see Dispatcher._listen)
 COMMITTED_CHANNEL = "mailport_events"
 _NOTIFY_COMMITTED = text(f"SELECT pg_notify('{COMMITTED_CHANNEL}', '')")
 _ACCEPTED = "mailport.events.accepted"

@@ -15,8 +15,10 @@ import httpx
 import pytest
 
 from mailport.bootstrap import Services
+from mailport.clock import utc_now
 from mailport.delivery.schemas import WebhookCreate
 from mailport.events import NewEvent
+from mailport.fleet import registry
 from tests.fixtures.process import clean_environment, run_mailport, start_mailport, wait_until_healthy
 from tests.fixtures.webhook_receiver import WebhookReceiver
 from tests.mailstack.dovecot import free_port
@@ -114,6 +116,14 @@ async def test_a_delivery_only_worker_sends_what_another_process_appends(
                 assert time.monotonic() < deadline, log.read_text()
                 await asyncio.sleep(0.1)
         assert ready.json()["checks"] == {"delivery": True, "database": True}
+        async with delivery_services.database.connect() as conn:
+            listed = {w.id: w for w in await registry.live(conn, now=utc_now())}
+        worker_id = next(i for i in listed if i.startswith(f"{socket.gethostname()}:{proc.pid}:"))
+        assert listed[worker_id].roles == ("delivery",)  # listed by the fleet, given no mailboxes
+        async with httpx.AsyncClient(base_url=url, timeout=5) as client:
+            metrics = (await client.get("/metrics")).text
+        assert f'worker_id="{worker_id}"' in metrics
+        assert re.search(r"^mailport_worker_mailboxes 0\.0$", metrics, re.M)
         for n in range(3):
             event = NewEvent(tenant.id, "mbx_split", "message.received", {"n": n}, f"split:{n}")
             assert await delivery_services.events.append(event) is not None
