@@ -32,10 +32,12 @@ def settings(fresh_database_url: str, tmp_path: Path, secret_key: str, dovecot: 
 
 @pytest.fixture
 def local_detection(app: FastAPI, browser: httpx.AsyncClient, dns_server: LocalDNSServer) -> None:
-    """Detection asks the local DNS server only (after ``browser`` installed its own)."""
+    """Detection asks the local DNS server only (after ``browser`` installed its own). The
+    timeouts are bounds, not waits (the server answers every name, NXDOMAIN included): 1 s per
+    query ran out on a loaded CI run and detection then found nothing."""
     app.state.detector = Detector(
-        options=DetectOptions(probe=False, timeout=2, allow_private_hosts=True),
-        resolver=make_resolver([dns_server.nameserver], timeout=1),
+        options=DetectOptions(probe=False, timeout=10, allow_private_hosts=True),
+        resolver=make_resolver([dns_server.nameserver], timeout=5),
     )
 
 
