@@ -238,9 +238,14 @@ async def run(
     started_cpu = time.process_time()
     worker_cpu = process_cpu(worker.pid) if worker is not None else 0.0
     mark("start")
-    dispatcher = await start_dispatcher(services) if webhook and worker is None else None
-    orchestrator = Orchestrator(services)
-    await orchestrator.start()
+    try:
+        dispatcher = await start_dispatcher(services) if webhook and worker is None else None
+        orchestrator = Orchestrator(services)
+        await orchestrator.start()
+    except BaseException:
+        if worker is not None:  # never left behind
+            worker.kill()
+        raise
     try:
         ingested_at = None
         ingested_cpu = 0.0
