@@ -48,7 +48,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from bench._imapsim import Simulator  # noqa: E402
-from bench._process import raise_open_files  # noqa: E402
+from bench._process import process_cpu, raise_open_files  # noqa: E402
 from pydantic import SecretStr  # noqa: E402
 from sqlalchemy import select  # noqa: E402
 from tests.fixtures.webhook_receiver import WebhookReceiver  # noqa: E402
@@ -96,11 +96,9 @@ def proc_rss_kib(pid: int) -> int:
 
 def proc_cpu_s(pid: int) -> float:
     try:
-        with open(f"/proc/{pid}/stat") as stat:
-            fields = stat.read().rsplit(")", 1)[1].split()
-    except FileNotFoundError:
+        return process_cpu(pid)
+    except FileNotFoundError:  # the process is gone
         return 0.0
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def _raise_nofile() -> None:

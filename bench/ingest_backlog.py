@@ -65,6 +65,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import httpx
+from bench._process import process_cpu
 from bench._services import bench_services, password_mailbox
 from sqlalchemy import text
 from tests.mailstack.dovecot import Dovecot, free_port
@@ -351,13 +352,6 @@ async def start_delivery_worker(
                 worker.kill()
                 raise SystemExit("the delivery worker did not become ready")
             await asyncio.sleep(0.05)
-
-
-def process_cpu(pid: int) -> float:
-    """User plus system CPU seconds of process ``pid`` so far (its threads included)."""
-    with open(f"/proc/{pid}/stat") as stat:
-        fields = stat.read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 async def create_pg() -> tuple[str, str]:

@@ -36,6 +36,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from bench._process import process_cpu
 from bench._services import bench_services
 from sqlalchemy import func, select
 from tests.mailstack.dovecot import Dovecot, free_port
@@ -100,12 +101,6 @@ async def counts(services: Any) -> tuple[int, int, int]:
     async with services.database.connect() as conn:
         row = (await conn.execute(query)).one()
     return int(row[0]), int(row[1]), int(row[2])
-
-
-def process_cpu(pid: int) -> float:
-    """Seconds of CPU the process ``pid`` used so far (Linux)."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 async def run(

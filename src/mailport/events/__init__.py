@@ -529,23 +529,21 @@ class EventLog:
         runs a full cycle (endpoints, due deliveries) instead of fanning out at once.
         ``accepted_only``: the commit only accepted events (:attr:`accepted_version` moves):
         nothing for the dispatcher to do."""
-        self._version += 1
-        if appended:
-            self._appended_version += 1
-        elif accepted_only:
-            self._accepted_version += 1
-        self._wake_waiters()
+        self._advance(appended=appended, accepted_only=accepted_only)
 
     def foreign_commit(self) -> None:
         """Another process committed events (its NOTIFY on :data:`COMMITTED_CHANNEL`): wake the
         waiters as an append of this process does, so the dispatcher fans out at once, without
         the reads of a full cycle. It reads the events to fan out in that transaction:
         :meth:`take_committed` holds only this process's."""
-        self._version += 1
-        self._appended_version += 1
-        self._wake_waiters()
+        self._advance(appended=True, accepted_only=False)
 
-    def _wake_waiters(self) -> None:
+    def _advance(self, *, appended: bool, accepted_only: bool) -> None:
+        self._version += 1
+        if appended:
+            self._appended_version += 1
+        elif accepted_only:
+            self._accepted_version += 1
         waiters, self._waiters = self._waiters, set()
         for waiter in waiters:
             _release(waiter)
