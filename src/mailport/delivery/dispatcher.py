@@ -106,6 +106,8 @@ from mailport.errors import LeaseLostError
 from mailport.events import COMMITTED_CHANNEL, CommittedEvent, EventLog
 from mailport.fleet.listen import Listener
 from mailport.net.guard import HostGuard
+from mailport.store.sqlite_watch import DEFAULT_INTERVAL as COMMIT_POLL
+from mailport.store.sqlite_watch import CommitWatch, sqlite_path
 from mailport.tasks import cancel_and_wait, stop_if_cancelled
 
 log = logging.getLogger(__name__)
@@ -118,6 +120,8 @@ QUEUE_BATCHES = 4  # a read of a worker's queue takes this many batches; a fan-o
 # 2,000 waiting deliveries with their bodies took ~50 ms of the webhook worker's time on SQLite)
 QUEUE_BYTES = 16 * 1024 * 1024
 DUE_GRACE = 5.0  # seconds a clean worker's queue goes first before a due-check's read (wake)
+# SQLite: the newest event, read when another connection committed (Dispatcher._listen)
+NEWEST_EVENT = "SELECT coalesce(max(seq), 0) FROM events"  # (mailport.store.tables.events)
 EARLY_LIMIT = 64  # inline fan-outs held back for an earlier one before giving up (Dispatcher.committed)
 
 
@@ -517,6 +521,7 @@ class Dispatcher:
         sender_factory: SenderFactory | None = None,
         min_cycle: float = 0.02,
         queue_bytes: int = QUEUE_BYTES,
+        commit_poll: float = COMMIT_POLL,
     ) -> None:
         self._repository = repository
         self._endpoints = repository.endpoints
@@ -550,8 +555,11 @@ class Dispatcher:
         # inline fan-outs committed ahead of one not reported yet (PostgreSQL), by their start
         self._early: dict[int, Fanout] = {}
         self._full_at: float = 0.0  # the next cycle that reads everything (see run_once)
-        # PostgreSQL: other processes' commits of events wake the supervisor (their NOTIFY)
+        # other processes' commits of events wake the supervisor: their NOTIFY on PostgreSQL,
+        # a look at PRAGMA data_version every commit_poll seconds on SQLite
         self._listener: Listener | None = None
+        self._commit_watch: CommitWatch | None = None
+        self._commit_poll = commit_poll
 
     def _default_sender(self, endpoint: WebhookEndpoint) -> WebhookSender:
         return WebhookSender(self._guard, timeout=self._timeout, max_connections=self._concurrency)
@@ -564,15 +572,30 @@ class Dispatcher:
         return self._task
 
     def _listen(self) -> None:
-        """On PostgreSQL, wake on the events other processes commit (watchers in a worker that
-        runs no dispatcher, an API-only process) instead of finding them at the next poll; when
-        the LISTEN connection is (re)made, look once for what came meanwhile."""
-        if self._listener is not None or self._event_log.database.dialect != "postgresql":
-            return
-        self._listener = Listener(self._event_log.database)
-        self._listener.subscribe(COMMITTED_CHANNEL, lambda _payload: self._event_log.foreign_commit())
-        self._listener.on_connect(self._event_log.foreign_commit)
-        self._listener.start()
+        """Wake on the events other processes commit (watchers in a worker that runs no
+        dispatcher, an API-only process) instead of finding them at the next poll. PostgreSQL:
+        their ``NOTIFY``; when the LISTEN connection is (re)made, look once for what came
+        meanwhile. SQLite (a file): :class:`CommitWatch` asks every ``commit_poll`` seconds
+        whether another connection committed, and wakes the supervisor when the newest event
+        is past the fan-out cursor as this process left it (its own commits, fanned out in their
+        transactions, are not)."""
+        database = self._event_log.database
+        if database.dialect == "postgresql" and self._listener is None:
+            self._listener = Listener(database)
+            self._listener.subscribe(COMMITTED_CHANNEL, lambda _payload: self._event_log.foreign_commit())
+            self._listener.on_connect(self._event_log.foreign_commit)
+            self._listener.start()
+        path = sqlite_path(database.engine.url) if database.dialect == "sqlite" else None
+        if path is not None and self._commit_watch is None and self._commit_poll > 0:
+            self._commit_watch = CommitWatch(
+                path, NEWEST_EVENT, self._newest_event, interval=self._commit_poll
+            )
+            self._commit_watch.start()
+
+    def _newest_event(self, seq: int) -> None:
+        """:class:`CommitWatch`: another connection committed; ``seq`` is the newest event's."""
+        if self._lease is not None and (self._fanout_seq is None or seq > self._fanout_seq):
+            self._event_log.foreign_commit()
 
     @property
     def running(self) -> bool:
@@ -586,6 +609,9 @@ class Dispatcher:
         if self._listener is not None:
             await self._listener.stop()
             self._listener = None
+        if self._commit_watch is not None:
+            await self._commit_watch.stop()
+            self._commit_watch = None
         await self._stop_workers(list(self._workers), timeout)
         self._event_log.keep_committed(None)
         self._stop_inline()

@@ -24,7 +24,7 @@ POLL = 30.0  # far longer than any wait below: only the NOTIFY can make it in ti
 
 @pytest.fixture
 def database_url(postgres_url: str) -> str:
-    """PostgreSQL only: SQLite has no NOTIFY (and is one process, docs/fleet.md)."""
+    """PostgreSQL only: SQLite has no NOTIFY (its commit watch: test_foreign_commits_sqlite.py)."""
     return postgres_url
 
 
@@ -64,16 +64,26 @@ async def test_another_processs_events_are_sent_at_once(
     make_dispatcher: MakeDispatcher,
 ) -> None:
     tenant_id, _dispatcher = await _idle_dispatcher(delivery_services, webhook_receiver, make_dispatcher)
-    other = await build_migrated(delivery_settings)  # the watchers' process: no dispatcher
+    await sent_at_once(delivery_settings, tenant_id, webhook_receiver, within=POLL / 3)
+
+
+async def sent_at_once(
+    settings: Settings, tenant_id: str, receiver: WebhookReceiver, *, within: float
+) -> None:
+    """Three events appended one by one by another process (its own services: no dispatcher,
+    no shared event log) each reach ``receiver`` within ``within`` seconds, in order, once."""
+    other = await build_migrated(settings)
     try:
         for n in range(3):
             started = time.monotonic()
             assert await other.events.append(_event(tenant_id, n)) is not None
-            got = await webhook_receiver.wait_for(n + 1, timeout=POLL / 3)
-            assert time.monotonic() - started < POLL / 3
+            got = await receiver.wait_for(n + 1, timeout=POLL / 3)
+            assert time.monotonic() - started < within
             assert [r.json()["data"]["n"] for r in got] == list(range(n + 1))
     finally:
         await other.aclose()
+    await asyncio.sleep(0.2)
+    assert len(receiver.requests) == 3  # each once
 
 
 async def test_the_lease_holders_own_events_send_no_notify(

@@ -57,3 +57,29 @@ def test_cursors_round_trip_and_refuse_tampering():
         with pytest.raises(InvalidCursorError) as caught:
             decode_cursor(bad)
         assert caught.value.details["field"] == "cursor"
+
+
+def test_ids_made_in_a_forked_child_or_another_thread_are_not_the_parents():
+    """The random bits are pooled: a forked child and other threads draw their own bytes."""
+    import os
+    import threading
+
+    new_id("evt")  # the parent's pool holds unused bytes now
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover (the child)
+        os.write(write, " ".join(new_id("evt") for _ in range(50)).encode())
+        os._exit(0)
+    os.close(write)
+    os.waitpid(pid, 0)
+    child = set(os.read(read, 65536).decode().split())
+    os.close(read)
+    mine = {new_id("evt") for _ in range(50)}
+    from_thread: list[str] = []
+    thread = threading.Thread(target=lambda: from_thread.extend(new_id("evt") for _ in range(50)))
+    thread.start()
+    thread.join()
+    random_parts = [{one[-16:] for one in made} for made in (child, mine, set(from_thread))]
+    assert all(len(part) == 50 for part in random_parts)
+    assert not random_parts[0] & random_parts[1] and not random_parts[1] & random_parts[2]
+    assert not random_parts[0] & random_parts[2]
