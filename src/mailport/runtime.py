@@ -23,6 +23,7 @@ from mailport.fleet.membership import Membership
 from mailport.fleet.stats import StatsSource, empty
 from mailport.janitor import Janitor, start_janitor
 from mailport.services import Services
+from mailport.store.sqlite_watch import DEFAULT_INTERVAL as COMMIT_POLL
 
 if TYPE_CHECKING:
     from mailport.brokers import Publisher
@@ -172,8 +173,12 @@ class Runtime:
                 from mailport.delivery import start_dispatcher
 
                 # its failover follows MAILPORT_LEASE_SECONDS, at most its own 15 s
+                # without watchers here, the events come from other processes: on SQLite, look
+                # for their commits (PostgreSQL's NOTIFY needs no look)
                 self.dispatcher = await start_dispatcher(
-                    self.services, lease_ttl=min(15.0, self.services.settings.lease_seconds)
+                    self.services,
+                    lease_ttl=min(15.0, self.services.settings.lease_seconds),
+                    commit_poll=0.0 if self.wants_watchers else COMMIT_POLL,
                 )
                 if self.services.settings.brokers:  # each publisher's lease: one process per broker
                     from mailport.brokers import start_publishers

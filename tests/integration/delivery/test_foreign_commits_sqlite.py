@@ -17,6 +17,8 @@ from mailport.bootstrap import Services
 from mailport.config import Settings
 from mailport.delivery import dispatcher as dispatching
 from mailport.delivery.schemas import WebhookCreate
+from mailport.runtime import Runtime
+from mailport.store.sqlite_watch import DEFAULT_INTERVAL as COMMIT_POLL
 from mailport.store.sqlite_watch import CommitWatch, sqlite_path
 from tests.fixtures.webhook_receiver import MakeDispatcher, WebhookReceiver
 from tests.integration.delivery.test_foreign_commits import _event, sent_at_once
@@ -36,7 +38,7 @@ async def _idle_dispatcher(
     that has run its first cycle and now waits for wake-ups."""
     tenant, _key = await services.tenants.create_tenant("foreign")
     endpoint, _secret = await services.webhooks.create(tenant.id, WebhookCreate(url=receiver.url))
-    dispatcher = await make_dispatcher(poll_interval=POLL)
+    dispatcher = await make_dispatcher(poll_interval=POLL, commit_poll=COMMIT_POLL)
     for _ in range(500):
         if endpoint.id in dispatcher._workers and dispatcher._fanout_seq is not None:
             await asyncio.sleep(0.2)
@@ -74,6 +76,19 @@ async def test_the_lease_holders_own_commits_rarely_wake_it(
         await asyncio.sleep(0.05)  # more than a tick: every commit is seen on its own
     await webhook_receiver.wait_for(10)
     assert len(wakes) < 5
+
+
+@pytest.mark.parametrize("watchers", [False, True])
+async def test_only_a_process_without_watchers_looks(delivery_services: Services, watchers: bool) -> None:
+    """A process that runs the watchers appends its events itself (its own wake-up); the look,
+    ~50 wake-ups a second, is for a delivery-only worker, whose events come from another."""
+    runtime = Runtime(delivery_services, watchers=watchers, janitor=False, sending=False, contacts=False)
+    await runtime.start()
+    try:
+        assert runtime.dispatcher is not None
+        assert (runtime.dispatcher._commit_watch is None) is watchers
+    finally:
+        await runtime.stop()
 
 
 async def test_the_watch_reports_other_connections_commits(tmp_path: Path) -> None:
