@@ -179,8 +179,6 @@ class Runtime:
                     self.services,
                     lease_ttl=min(15.0, self.services.settings.lease_seconds),
                     commit_poll=0.0 if self.wants_watchers else COMMIT_POLL,
-                    # one LISTEN connection per process: the watchers' (their orchestrator's)
-                    listener=self.orchestrator.listener if self.orchestrator is not None else None,
                 )
                 if self.services.settings.brokers:  # each publisher's lease: one process per broker
                     from mailport.brokers import start_publishers

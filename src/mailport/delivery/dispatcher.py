@@ -521,7 +521,6 @@ class Dispatcher:
         min_cycle: float = 0.02,
         queue_bytes: int = QUEUE_BYTES,
         commit_poll: float = 0.0,
-        listener: Listener | None = None,
     ) -> None:
         self._repository = repository
         self._endpoints = repository.endpoints
@@ -559,9 +558,7 @@ class Dispatcher:
         # on SQLite a look at PRAGMA data_version every commit_poll seconds (0: none). A wake-up
         # costs ~150 us of CPU on the benchmark VM, 50 a second ~1 % of a core even when idle,
         # so only a process whose events come from others looks (Runtime: no watchers here)
-        self._listener: Listener | None = None  # its own, when none was given
-        self._shared_listener = listener  # the process's (the orchestrator's), when given
-        self._unsubscribe: list[Callable[[], None]] = []
+        self._listener: Listener | None = None
         self._commit_watch: CommitWatch | None = None
         self._commit_poll = commit_poll
 
@@ -584,15 +581,11 @@ class Dispatcher:
         when the newest event is past the fan-out cursor as this process left it (its own
         commits, fanned out in their transactions, are not)."""
         database = self._event_log.database
-        if database.dialect == "postgresql" and self._listener is None and not self._unsubscribe:
-            listener = self._shared_listener
-            if listener is None:
-                listener = self._listener = Listener(database)
-            self._unsubscribe = [
-                listener.subscribe(COMMITTED_CHANNEL, lambda _payload: self._event_log.foreign_commit()),
-                listener.on_connect(self._event_log.foreign_commit),
-            ]
-            listener.start()  # (a shared one runs already: nothing)
+        if database.dialect == "postgresql" and self._listener is None:
+            self._listener = Listener(database)
+            self._listener.subscribe(COMMITTED_CHANNEL, lambda _payload: self._event_log.foreign_commit())
+            self._listener.on_connect(self._event_log.foreign_commit)
+            self._listener.start()
         path = sqlite_path(database.engine.url) if database.dialect == "sqlite" else None
         if path is not None and self._commit_watch is None and self._commit_poll > 0:
             self._commit_watch = CommitWatch(
@@ -614,9 +607,6 @@ class Dispatcher:
         if self._task is not None:
             await cancel_and_wait(self._task, timeout=timeout)  # bounded: never hang shutdown
             self._task = None
-        for unsubscribe in self._unsubscribe:
-            unsubscribe()
-        self._unsubscribe = []
         if self._listener is not None:
             await self._listener.stop()
             self._listener = None

@@ -6,12 +6,6 @@ so this takes one connection out of the engine's pool for good and uses its asyn
 connection's ``add_listener``. A lost connection is opened again after a pause; ``on_connect``
 callbacks run each time it is (re)established, so the subscribers read what they may have
 missed meanwhile (their poll covers the gap too). On SQLite this does nothing.
-
-One process shares one: the orchestrator starts it, and the webhook dispatcher subscribes to
-it (a LISTEN connection per part was one PostgreSQL connection per process more than needed).
-A channel subscribed while the connection is up is listened to at once, by the loop that owns
-the connection (an asyncpg connection runs one operation at a time), and a late ``on_connect``
-callback runs at once when the connection is already up.
 """
 
 from __future__ import annotations
@@ -31,8 +25,7 @@ MAILBOX_CHANGES = "mailport_mailbox_changes"
 
 
 class Listener:
-    """``subscribe(channel, callback)`` before or after ``start()``; callbacks get the payload.
-    Both return a function that takes the callback back (a part that stops before the owner)."""
+    """``subscribe(channel, callback)`` before or after ``start()``; callbacks get the payload."""
 
     def __init__(
         self, database: Database, *, retry_seconds: float = 2.0, check_seconds: float = 10.0
@@ -44,25 +37,17 @@ class Listener:
         self._on_connect: list[Callable[[], None]] = []
         self._task: asyncio.Task[None] | None = None
         self._driver: Any = None
-        self._changed = asyncio.Event()  # a channel was subscribed: LISTEN to it now
         self.connected = asyncio.Event()
 
     @property
     def enabled(self) -> bool:
         return self.database.dialect == "postgresql"
 
-    def subscribe(self, channel: str, callback: Callable[[str], None]) -> Callable[[], None]:
-        callbacks = self._callbacks.setdefault(channel, [])
-        callbacks.append(callback)
-        if len(callbacks) == 1 and self._driver is not None:
-            self._changed.set()
-        return lambda: _remove(callbacks, callback)
+    def subscribe(self, channel: str, callback: Callable[[str], None]) -> None:
+        self._callbacks.setdefault(channel, []).append(callback)
 
-    def on_connect(self, callback: Callable[[], None]) -> Callable[[], None]:
+    def on_connect(self, callback: Callable[[], None]) -> None:
         self._on_connect.append(callback)
-        if self.connected.is_set():
-            callback()  # it is up already: look once now for what came before
-        return lambda: _remove(self._on_connect, callback)
 
     def start(self) -> None:
         if self.enabled and (self._task is None or self._task.done()):
@@ -101,40 +86,20 @@ class Listener:
                 raise ConnectionError("no driver connection to LISTEN on")
             lost = asyncio.Event()
             driver.add_termination_listener(lambda _c: lost.set())
-            listening: set[str] = set()
             try:
                 for channel in list(self._callbacks):
                     await driver.add_listener(channel, self._deliver)
-                    listening.add(channel)
-                self._driver = driver
                 self.connected.set()
-                for callback in list(self._on_connect):
+                for callback in self._on_connect:
                     callback()
                 while not lost.is_set():
-                    self._changed.clear()  # first: a subscription during the awaits below counts
-                    for channel in [c for c in self._callbacks if c not in listening]:
-                        await driver.add_listener(channel, self._deliver)
-                        listening.add(channel)
-                    changed = asyncio.ensure_future(self._changed.wait())
-                    ended = asyncio.ensure_future(lost.wait())
                     try:
-                        done, _ = await asyncio.wait(
-                            (changed, ended), timeout=self.check_seconds, return_when=asyncio.FIRST_COMPLETED
-                        )
-                    finally:
-                        changed.cancel()
-                        ended.cancel()
-                    if not done:
+                        await asyncio.wait_for(lost.wait(), self.check_seconds)
+                    except TimeoutError:
                         await driver.fetchval("SELECT 1")  # a half-open TCP connection shows here
             finally:
-                self._driver = None
                 self.connected.clear()
                 await conn.invalidate()  # never hand a LISTENing connection back to the pool
-
-
-def _remove(items: list[Any], item: object) -> None:
-    if item in items:
-        items.remove(item)
 
 
 __all__ = ["MAILBOX_CHANGES", "WORKERS", "Listener"]
