@@ -7,6 +7,7 @@ added and one removed is no longer watched, and after-processing stays with the 
 
 from __future__ import annotations
 
+import io
 import time
 import uuid
 from collections.abc import AsyncIterator
@@ -98,13 +99,38 @@ async def _received(layout: Layout, orchestrator: Orchestrator, mailbox_id: str)
     try:
         return await wait_for(lambda: layout.received(mailbox_id), timeout=5)
     except AssertionError as exc:
-        states = [
-            (w.scope, w.status.state, w.status.push, w.status.last_error)
-            for w in _watchers(orchestrator, mailbox_id)
-        ]
-        raise AssertionError(
-            f"{exc}; watchers {states}; Dovecot's log:\n{layout.dovecot.log_tail(20)}"
-        ) from None
+        raise AssertionError(f"{exc}; {_doing(layout, orchestrator, mailbox_id)}") from None
+
+
+async def _counted(
+    layout: Layout, orchestrator: Orchestrator, mailbox_id: str, n: int, *, timeout: float = 5
+) -> None:
+    """Waits until the mailbox has ``n`` received events (never more), saying on a timeout what
+    each watcher and Dovecot were doing."""
+    try:
+        await wait_for(lambda: _count(layout, mailbox_id, n), timeout=timeout)
+    except AssertionError as exc:
+        found = _by_subject(await layout.received(mailbox_id))
+        raise AssertionError(f"{exc}; found {found}; {_doing(layout, orchestrator, mailbox_id)}") from None
+
+
+def _doing(layout: Layout, orchestrator: Orchestrator, mailbox_id: str) -> str:
+    """Each watcher's state, where its task waits, and Dovecot's last log lines."""
+    lines = []
+    for w in _watchers(orchestrator, mailbox_id):
+        lines.append(f"watcher {w.scope!r}: {w.status.state}, push {w.status.push}, {w.status.last_error}")
+        client = getattr(w.connector, "_client", None)  # the IMAP session: in IDLE, events queued
+        if client is not None:
+            lines.append(
+                f"  session: idle {client._idle is not None}, queued {list(client._events or ())}, "
+                f"selected {client.selected!r}, count {client.message_count!r}"
+            )
+        task = w._task
+        if task is not None and not task.done():
+            stack = io.StringIO()
+            task.print_stack(limit=30, file=stack)
+            lines.append(stack.getvalue())
+    return "\n".join(lines) + f"\nDovecot's log:\n{layout.dovecot.log_tail(30)}"
 
 
 def _by_subject(events: list[Event]) -> dict[str, list[str]]:
@@ -156,7 +182,7 @@ async def test_a_restart_neither_loses_nor_repeats_in_either_folder(layout: Layo
         await wait_for(lambda: _all_idling(orchestrator, mailbox.id, 2), timeout=10)
         await layout.append(layout.sent, "sent 1")
         await layout.append("INBOX", "inbox 1")
-        await wait_for(lambda: _count(layout, mailbox.id, 2), timeout=5)
+        await _counted(layout, orchestrator, mailbox.id, 2)
     finally:
         await orchestrator.stop()
     for n in (2, 3):  # while no worker runs
@@ -165,9 +191,9 @@ async def test_a_restart_neither_loses_nor_repeats_in_either_folder(layout: Layo
     again = layout.orchestrator()
     await again.start()
     try:
-        await wait_for(lambda: _count(layout, mailbox.id, 6), timeout=10)
+        await _counted(layout, again, mailbox.id, 6, timeout=10)
         await layout.append(layout.sent, "sent 4")
-        await wait_for(lambda: _count(layout, mailbox.id, 7), timeout=5)
+        await _counted(layout, again, mailbox.id, 7)
     finally:
         await again.stop()
     assert _by_subject(await layout.received(mailbox.id)) == {
@@ -216,7 +242,7 @@ async def test_a_folder_added_later_starts_where_it_was_added_and_one_removed_st
         earlier = datetime.now(UTC) - timedelta(minutes=5)
         await layout.append(layout.sent, "sent before Sent was watched", internaldate=earlier)
         await layout.append("INBOX", "inbox 1")
-        await wait_for(lambda: _count(layout, mailbox.id, 1), timeout=5)
+        await _counted(layout, orchestrator, mailbox.id, 1)
 
         await layout.services.mailboxes.update(
             layout.tenant_id,
@@ -225,7 +251,7 @@ async def test_a_folder_added_later_starts_where_it_was_added_and_one_removed_st
         )
         await wait_for(lambda: _all_idling(orchestrator, mailbox.id, 2), timeout=10)
         await layout.append(layout.sent, "sent once watched", internaldate=earlier)
-        await wait_for(lambda: _count(layout, mailbox.id, 2), timeout=5)
+        await _counted(layout, orchestrator, mailbox.id, 2)
 
         await layout.services.mailboxes.update(
             layout.tenant_id, mailbox.id, MailboxUpdate(settings=SettingsPatch(folders=["INBOX"]))
@@ -233,7 +259,7 @@ async def test_a_folder_added_later_starts_where_it_was_added_and_one_removed_st
         await wait_for(lambda: _all_idling(orchestrator, mailbox.id, 1), timeout=10)
         await layout.append(layout.sent, "sent after Sent was removed", internaldate=earlier)
         await layout.append("INBOX", "inbox 2")
-        await wait_for(lambda: _count(layout, mailbox.id, 3), timeout=5)
+        await _counted(layout, orchestrator, mailbox.id, 3)
 
         await layout.services.mailboxes.update(
             layout.tenant_id,
@@ -242,7 +268,7 @@ async def test_a_folder_added_later_starts_where_it_was_added_and_one_removed_st
         )
         await wait_for(lambda: _all_idling(orchestrator, mailbox.id, 2), timeout=10)
         await layout.append(layout.sent, "sent once watched again")
-        await wait_for(lambda: _count(layout, mailbox.id, 4), timeout=5)
+        await _counted(layout, orchestrator, mailbox.id, 4)
     finally:
         await orchestrator.stop()
     assert _by_subject(await layout.received(mailbox.id)) == {
@@ -269,7 +295,7 @@ async def test_one_server_folder_named_twice_is_watched_once(layout: Layout) -> 
         assert "watches already" in stored.health.last_error
         await layout.append(layout.sent, "sent once")
         await layout.append("INBOX", "inbox after")
-        await wait_for(lambda: _count(layout, mailbox.id, 2), timeout=5)
+        await _counted(layout, orchestrator, mailbox.id, 2)
     finally:
         await orchestrator.stop()
     assert _by_subject(await layout.received(mailbox.id)) == {
@@ -286,7 +312,7 @@ async def test_after_processing_acts_on_the_first_folder_only(layout: Layout) ->
         await wait_for(lambda: _all_idling(orchestrator, mailbox.id, 2), timeout=10)
         await layout.append(layout.sent, "sent")
         await layout.append("INBOX", "received")
-        await wait_for(lambda: _count(layout, mailbox.id, 2), timeout=5)
+        await _counted(layout, orchestrator, mailbox.id, 2)
     finally:
         await orchestrator.stop()
     async with layout.services.database.connect() as conn:
