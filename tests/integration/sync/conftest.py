@@ -4,6 +4,7 @@ waiting for events (on SQLite and PostgreSQL through ``services``)."""
 from __future__ import annotations
 
 import asyncio
+import gc
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
@@ -60,8 +61,40 @@ async def wait_for(
         if value:
             return value
         if time.monotonic() > deadline:
-            raise AssertionError(f"condition not met within {timeout} s (last value {value!r})")
+            raise AssertionError(
+                f"condition not met within {timeout} s (last value {value!r}) at "
+                f"{time.strftime('%H:%M:%S')}; the tasks were waiting here:\n{where_tasks_wait()}"
+            )
         await asyncio.sleep(interval)
+
+
+def where_tasks_wait() -> str:
+    """Each pending task of the running loop, with the whole chain of what it awaits (asyncio's
+    own stacks stop at the task's outer coroutine): a timeout then shows what blocked."""
+    lines = []
+    current = asyncio.current_task()
+    for task in asyncio.all_tasks():
+        if task is current or task.done():
+            continue
+        lines.append(f"- {task.get_name()}:")
+        awaited: Any = task.get_coro()
+        for _ in range(40):
+            if type(awaited).__name__ == "async_generator_asend":  # the generator it drives
+                awaited = next((g for g in gc.get_referents(awaited) if hasattr(g, "ag_frame")), awaited)
+            frame = getattr(awaited, "cr_frame", None) or getattr(awaited, "ag_frame", None)
+            frame = frame or getattr(awaited, "gi_frame", None)
+            if frame is None:
+                if awaited is not None:
+                    lines.append(f"    awaiting {awaited!r:.200}")
+                break
+            code = frame.f_code
+            lines.append(f"    {code.co_filename.rsplit('/src/', 1)[-1]}:{frame.f_lineno} {code.co_name}")
+            awaited = (
+                getattr(awaited, "cr_await", None)
+                or getattr(awaited, "ag_await", None)
+                or getattr(awaited, "gi_yieldfrom", None)
+            )
+    return "\n".join(lines)
 
 
 @dataclass
