@@ -31,6 +31,9 @@ from tests.connectors.fake import ALL, FakeConnector, FakeServer
 from tests.integration.sync.conftest import all_events, make_message, wait_for
 
 LONG_AGO = datetime(2020, 1, 1, tzinfo=UTC)
+# How long a step may take before a test fails: a bound, not a wait (a quiet machine takes
+# milliseconds). A CI run's four workers on two cores took 10 s once for the first message.
+BOUND = 20.0
 
 
 @pytest.fixture
@@ -71,7 +74,7 @@ async def _until(condition: Callable[[], object]) -> None:
     async def check() -> object:
         return condition()
 
-    await wait_for(check, timeout=5)
+    await wait_for(check, timeout=BOUND)
 
 
 def _state(orchestrator: Orchestrator, mailbox_id: str) -> str | None:
@@ -84,7 +87,7 @@ async def _received(services: Services, mailbox_id: str, count: int) -> list[Eve
         got = await all_events(services, mailbox_id=mailbox_id, type="message.received")
         return got if len(got) >= count else []
 
-    found: list[Event] = await wait_for(enough, timeout=10)
+    found: list[Event] = await wait_for(enough, timeout=BOUND)
     return found
 
 
@@ -161,7 +164,7 @@ async def test_an_action_the_connector_cannot_do_fails_at_once_with_unsupported_
     (event,) = await _received(services, mailbox.id, 1)
     await services.events.mark_accepted(event.id)
     failed = await wait_for(
-        lambda: all_events(services, mailbox_id=mailbox.id, type="message.action_failed"), timeout=5
+        lambda: all_events(services, mailbox_id=mailbox.id, type="message.action_failed"), timeout=BOUND
     )
     payload = failed[0].payload
     assert (payload["error"], payload["attempts"]) == ("unsupported_feature", 1)
@@ -234,7 +237,7 @@ async def test_the_failure_rule_decides_between_retry_error_and_reauth_required(
         current = await services.mailboxes.get(tenant, mailbox.id)
         return current if current.health.status.value == status else None
 
-    await wait_for(settled, timeout=5)
+    await wait_for(settled, timeout=BOUND)
     events = await all_events(services, mailbox_id=mailbox.id, type=event_type)
     assert len(events) == 1 and events[0].payload["error"] == error.code  # type: ignore[attr-defined]
     remote.append(make_message("after the failure"))
@@ -278,7 +281,7 @@ async def test_a_mailbox_whose_connector_is_unknown_shows_an_error_and_blocks_no
         current = await services.mailboxes.get(tenant, gone.id)
         return current if current.health.status is MailboxStatus.ERROR else None
 
-    shown = await wait_for(refused, timeout=5)
+    shown = await wait_for(refused, timeout=BOUND)
     assert shown.health.last_error is not None and "unsupported_feature" in shown.health.last_error
     assert "fake_gone" in shown.health.last_error and gone.id not in orchestrator.watchers
 
