@@ -11,7 +11,7 @@ from mailport.servers import Security
 from tests.fixtures.dns import LocalDNSServer
 from tests.fixtures.http import AutoconfigServer
 from tests.integration.detect.conftest import MakeDetector
-from tests.integration.detect.test_probe import probe_at
+from tests.integration.detect.test_probe import FOUND_WITHIN, probe_at
 from tests.mailstack.dovecot import Dovecot, free_port
 from tests.mailstack.smtp import SubmissionServer
 from tests.unit.detect.test_pop3_offer import POP3_ONLY
@@ -112,6 +112,7 @@ async def test_probing_offers_pop3_only_after_the_imap_probes_fail(
     dns_server.add("pop3.probe.example.", "A", "127.0.0.1")
     no_imap = make_detector(
         probe=True,
+        **FOUND_WITHIN,
         imap_probe_ports=((free_port(), "ssl"),),  # nothing listens: no IMAP server
         smtp_probe_ports=((smtp.tls_port, "ssl"),),
         pop3_probe_ports=((dovecot.pop3s_port, "ssl"), (dovecot.pop3_port, "starttls")),
@@ -129,6 +130,7 @@ async def test_probing_offers_pop3_only_after_the_imap_probes_fail(
 
     with_imap = make_detector(
         probe=True,
+        **FOUND_WITHIN,
         imap_probe_ports=((dovecot.imaps_port, "ssl"),),
         smtp_probe_ports=(),
         pop3_probe_ports=((dovecot.pop3s_port, "ssl"),),

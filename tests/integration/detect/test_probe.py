@@ -17,6 +17,11 @@ from tests.integration.detect.conftest import MakeDetector
 from tests.mailstack.dovecot import Dovecot, free_port
 from tests.mailstack.smtp import SubmissionServer
 
+# Deadlines of the detections that must find a server: bounds, not waits (each detection here
+# takes ~0.3 s). A CI run's four workers on two cores once took longer than 3 s in all and 2 s
+# per probe, and detection found nothing.
+FOUND_WITHIN = {"timeout": 15.0, "probe_timeout": 10.0}
+
 
 async def probe_at(
     target: ProbeTarget, *, ssl_context: ssl.SSLContext, timeout: float = 5.0, address: str = "127.0.0.1"
@@ -89,6 +94,7 @@ async def test_detection_by_probing_finds_verified_servers(
     dns_server.add("smtp.probe.example.", "A", "127.0.0.1")
     detector = make_detector(
         probe=True,
+        **FOUND_WITHIN,
         imap_probe_ports=((free_port(), "ssl"), (dovecot.imap_port, "starttls")),
         smtp_probe_ports=((smtp.tls_port, "ssl"), (smtp.port, "starttls")),
     )
@@ -117,7 +123,9 @@ async def test_probing_is_off_when_disabled(
 ) -> None:
     dovecot, _ = probe_bed
     dns_server.add("imap.probe.example.", "A", "127.0.0.1")
-    detector = make_detector(probe=True, imap_probe_ports=((dovecot.imaps_port, "ssl"),), smtp_probe_ports=())
+    detector = make_detector(
+        probe=True, **FOUND_WITHIN, imap_probe_ports=((dovecot.imaps_port, "ssl"),), smtp_probe_ports=()
+    )
     assert (await detector.detect("a@probe.example", probe=False)).source == "none"
     assert (await detector.detect("a@probe.example")).source == "probe"
 
@@ -129,6 +137,7 @@ async def test_detection_reports_an_untrusted_certificate_with_low_confidence(
     dns_server.add("imap.acme.example.", "A", "127.0.0.1")
     detector = make_detector(
         probe=True,
+        **FOUND_WITHIN,
         ca_files=(dovecot.ca_file,),
         imap_probe_ports=((dovecot.imaps_port, "ssl"),),
         smtp_probe_ports=(),
@@ -155,8 +164,7 @@ async def test_probes_trust_the_mail_ca_file_added_to_the_system_store(
     options = DetectOptions.from_settings(
         settings,
         probe=True,
-        timeout=3.0,
-        probe_timeout=2.0,
+        **FOUND_WITHIN,
         allow_private_hosts=True,
         online_ispdb=False,
         imap_probe_ports=((dovecot.imaps_port, "ssl"),),
