@@ -7,7 +7,6 @@ added and one removed is no longer watched, and after-processing stays with the 
 
 from __future__ import annotations
 
-import io
 import time
 import uuid
 from collections.abc import AsyncIterator
@@ -82,9 +81,9 @@ class Layout(Bed):
 
 
 # How long a message may take to arrive before a test fails. A bound, not a wait: on a quiet
-# machine mail arrives within IDLE's ~0.5 s. A CI run's four workers on two cores, with
-# collections of a test process's large heap (1-5 s measured), took 5 s more than once; a lost
-# notification would still fail (IDLE is renewed only after minutes), saying where each task waits.
+# machine mail arrives within IDLE's ~0.5 s. Under a CI run's four workers on two cores it took
+# over 5 s more than once (what held it is not known); a lost notification would still fail
+# (IDLE is renewed only after minutes), saying where each task waits.
 BOUND = 15.0
 
 
@@ -122,7 +121,8 @@ async def _counted(
 
 
 def _doing(layout: Layout, orchestrator: Orchestrator, mailbox_id: str) -> str:
-    """Each watcher's state, where its task waits, and Dovecot's last log lines."""
+    """Each watcher's state and IMAP session, and Dovecot's last log lines (where every task
+    waits, the watchers' included, is in ``wait_for``'s own message)."""
     lines = []
     for w in _watchers(orchestrator, mailbox_id):
         lines.append(f"watcher {w.scope!r}: {w.status.state}, push {w.status.push}, {w.status.last_error}")
@@ -132,11 +132,6 @@ def _doing(layout: Layout, orchestrator: Orchestrator, mailbox_id: str) -> str:
                 f"  session: idle {client._idle is not None}, queued {list(client._events or ())}, "
                 f"selected {client.selected!r}, count {client.message_count!r}"
             )
-        task = w._task
-        if task is not None and not task.done():
-            stack = io.StringIO()
-            task.print_stack(limit=30, file=stack)
-            lines.append(stack.getvalue())
     return "\n".join(lines) + f"\nDovecot's log:\n{layout.dovecot.log_tail(30)}"
 
 
