@@ -1,12 +1,14 @@
 """The async engine and its transactions, with the few per-dialect settings that matter.
 
-SQLite needs foreign keys switched on per connection (for ``ON DELETE CASCADE``), WAL and a
-busy timeout. It has one writer at a time, so the transactions of one process take turns
-(:class:`_Turns`) before they begin: left to SQLite's busy handler, which polls with sleeps of
-up to 100 ms and gives up with ``database is locked`` after the busy timeout, a steady writer
-(a backlog being stored) starved the others -- lease renewals, heartbeats -- on a loaded
-machine, and the watchers stalled. PostgreSQL needs nothing special. Upserts (``ON CONFLICT``)
-are written once for both dialects through :func:`dialect_insert`.
+SQLite needs foreign keys switched on per connection (for ``ON DELETE CASCADE``) and WAL. It
+has one writer at a time, so the transactions of one process take turns (:class:`_Turns`)
+before they begin: left to the busy handling, which only tries again now and then and gives up
+with ``database is locked`` after a timeout, a steady writer (a backlog being stored) starved
+the others -- lease renewals, heartbeats -- on a loaded machine, and the watchers stalled.
+Another process's write lock is waited for by the driver on aiosqlite's thread
+(:mod:`mailport.store.sqlite_driver`, which also says why writes run on the event loop's
+thread). PostgreSQL needs nothing special. Upserts (``ON CONFLICT``) are written once for both
+dialects through :func:`dialect_insert`.
 """
 
 from __future__ import annotations
@@ -33,7 +35,7 @@ log = logging.getLogger(__name__)
 APPLICATION_NAME = "mailport"  # PostgreSQL's application_name of mailport's sessions
 
 # Longer than any transaction should take: past it, a transaction goes ahead without its turn
-# (SQLite's busy handler then decides), so a transaction that waits on another task's
+# (the busy handling then decides), so a transaction that waits on another task's
 # transaction slows down but never hangs.
 TURN_WAIT_SECONDS = 30.0
 SQLITE_MMAP_BYTES = 256 * 1024 * 1024  # address space, not memory: pages are the OS's page cache
@@ -135,7 +137,9 @@ def dialect_insert(conn: AsyncConnection, table: Table) -> Any:
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor = dbapi_connection.cursor()
     cursor.execute("PRAGMA foreign_keys=ON")
-    cursor.execute("PRAGMA busy_timeout=5000")
+    # 0: a write that finds the lock taken fails at once, and the driver waits for it on
+    # aiosqlite's thread, never on the event loop's (mailport.store.sqlite_driver)
+    cursor.execute("PRAGMA busy_timeout=0")
     cursor.execute("PRAGMA journal_mode=WAL")
     cursor.execute("PRAGMA synchronous=NORMAL")
     # Reads through a memory map instead of a pread() per page. A pooled connection's page
@@ -185,6 +189,8 @@ def open_database(url: str, *, echo: bool = False, idle_transaction_seconds: flo
         )
     if parsed.get_backend_name() == "sqlite" and parsed.get_driver_name() == "aiosqlite":
         kwargs["module"] = OneTripDBAPI()  # one trip to aiosqlite's thread per statement
+        # writes run on the event loop's thread, the rest on aiosqlite's, one at a time
+        kwargs["connect_args"] = {"check_same_thread": False}
     try:
         engine = create_async_engine(parsed, **kwargs)
     except (ArgumentError, NoSuchModuleError, ImportError) as exc:
