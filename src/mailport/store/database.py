@@ -6,8 +6,8 @@ before they begin: left to the busy handling, which only tries again now and the
 with ``database is locked`` after a timeout, a steady writer (a backlog being stored) starved
 the others -- lease renewals, heartbeats -- on a loaded machine, and the watchers stalled.
 Another process's write lock is waited for by the driver on aiosqlite's thread
-(:mod:`mailport.store.sqlite_driver`, which also says why writes run on the event loop's
-thread). PostgreSQL needs nothing special. Upserts (``ON CONFLICT``) are written once for both
+(:mod:`mailport.store.sqlite_driver`, which also says when and why writes run on the event
+loop's thread). PostgreSQL needs nothing special. Upserts (``ON CONFLICT``) are written once for both
 dialects through :func:`dialect_insert`.
 """
 
@@ -188,8 +188,9 @@ def open_database(url: str, *, echo: bool = False, idle_transaction_seconds: flo
             "postgresql+asyncpg://"
         )
     if parsed.get_backend_name() == "sqlite" and parsed.get_driver_name() == "aiosqlite":
-        kwargs["module"] = OneTripDBAPI()  # one trip to aiosqlite's thread per statement
-        # writes run on the event loop's thread, the rest on aiosqlite's, one at a time
+        kwargs["module"] = OneTripDBAPI()  # at most one trip to aiosqlite's thread per statement
+        # one connection, two threads, never at once: the event loop's (writes, while another
+        # process writes too) and aiosqlite's (the rest)
         kwargs["connect_args"] = {"check_same_thread": False}
     try:
         engine = create_async_engine(parsed, **kwargs)

@@ -1,4 +1,4 @@
-"""SQLite through aiosqlite with one trip to its thread per statement.
+"""SQLite through aiosqlite with at most one trip to its thread per statement.
 
 SQLAlchemy's aiosqlite adapter makes three or four trips to aiosqlite's thread per statement
 (open a cursor, execute, fetch the rows, close the cursor) and one more for the rollback with
@@ -61,7 +61,10 @@ BUSY_SECONDS = 5.0  # how long a statement waits for another process's write loc
 _BUSY_PAUSES = (0.0002, 0.0005, 0.001, 0.002)  # between tries, then the last one again
 INLINE_MAX_BYTES = 1024 * 1024  # parameters larger than this run on aiosqlite's thread
 CONTENDED_SECONDS = 30.0  # writes run on the loop this long after another process's lock was met
-_contended_until = 0.0  # (time.monotonic(); one float, set from any thread)
+# time.monotonic(); one float, set from any thread. Per process, not per database file: a
+# process with two files and contention on one runs the other's writes on the loop too, which
+# is as correct, only not as fast for that file.
+_contended_until = 0.0
 _WRITES = frozenset({"INSERT", "UPDATE", "DELETE", "REPLAC"})  # (the first six letters)
 
 
