@@ -16,7 +16,7 @@ from mailport import leases
 from mailport.bootstrap import Services
 from mailport.clock import utc_now
 from mailport.delivery.schemas import WebhookCreate
-from mailport.events import NewEvent
+from mailport.events import NewEvent, append_many
 from mailport.store.tables import webhook_attempts, webhook_deliveries
 from tests.fixtures.webhook_receiver import MakeDispatcher, WebhookReceiver
 
@@ -146,11 +146,21 @@ async def test_a_queue_that_overflows_goes_out_first_and_the_rest_is_read_back_o
     await _append(services, tenant_id, "mbx_a", 0)
     await webhook_receiver.wait_for(1)  # the worker is clean: it now takes offers
     reads_before = len(reads)
-    webhook_receiver.delay_seconds = 0.02  # offers pile up faster than the sends go out
+    webhook_receiver.delay_seconds = 0.02
+    # all 40 in one transaction: its fan-out offers them at once, ~9 KB of bodies against the
+    # queue's 1.8 KB, however fast or slow the machine (appended one by one, a loaded CI run
+    # once appended them no faster than the sends went out, and nothing overflowed)
+    items = [
+        NewEvent(tenant_id, mailbox, "message.received", {"n": n, "marker": ""}, f"fast:{mailbox}:{n}")
+        for n in range(1, 21)
+        for mailbox in ("mbx_a", "mbx_b")
+    ]
+    async with services.events.transaction() as conn:
+        appended = await append_many(conn, items)
+    assert len(appended) == 40
     sent: dict[str, list[str]] = {"mbx_a": [], "mbx_b": []}
-    for n in range(1, 21):
-        for mailbox in sent:
-            sent[mailbox].append(await _append(services, tenant_id, mailbox, n))
+    for event in appended:
+        sent[event.mailbox_id or ""].append(event.id)
     await webhook_receiver.wait_for(41, timeout=20)
     await _all_delivered(services)
     ids = [r.headers["webhook-id"] for r in webhook_receiver.requests]
