@@ -27,7 +27,7 @@ from mailport.mailboxes.models import (
     ServerSettings,
 )
 from mailport.sync import Orchestrator, WatcherOptions
-from tests.connectors.fake import ALL, FakeConnector, FakeServer
+from tests.connectors.fake import ALL, FakeConnector, FakeMail, FakeServer
 from tests.integration.sync.conftest import all_events, make_message, wait_for
 
 LONG_AGO = datetime(2020, 1, 1, tzinfo=UTC)
@@ -70,6 +70,19 @@ async def orchestrator(services: Services, fake_connector: FakeServer) -> AsyncI
         await running.stop()
 
 
+def _arrive(orchestrator: Orchestrator, mailbox: Mailbox, remote: FakeMail, *subjects: str) -> None:
+    """New mail on a server without push, after ``mailbox`` was created. Its watcher may be past
+    its first catch-up already (the orchestrator starts it as soon as the row is committed, while
+    ``create`` still reads it back, and a loaded run's PostgreSQL makes that read slow), and its
+    next poll is 60 s away: so it is woken, as a wake-up from its provider would. A watcher not
+    started yet finds the mail at its first catch-up."""
+    for subject in subjects:
+        remote.append(make_message(subject))
+    watcher = orchestrator.watchers.get(mailbox.id)
+    if watcher is not None:
+        watcher.wake()
+
+
 async def _until(condition: Callable[[], object]) -> None:
     async def check() -> object:
         return condition()
@@ -98,8 +111,7 @@ async def test_catch_up_ingests_what_arrived_since_creation_in_order_with_neutra
     remote.append(make_message("old 1"), at=LONG_AGO)
     remote.append(make_message("old 2"), at=LONG_AGO)
     mailbox = await _mailbox(services, tenant)
-    for n in range(3):
-        remote.append(make_message(f"new {n}"))
+    _arrive(orchestrator, mailbox, remote, "new 0", "new 1", "new 2")
     await _received(services, mailbox.id, 3)
     await asyncio.sleep(0.2)
     got = await all_events(services, mailbox_id=mailbox.id, type="message.received")
@@ -118,8 +130,7 @@ async def test_an_epoch_change_emits_one_reset_and_delivers_only_the_new_message
 ) -> None:
     remote = fake_connector["box@example.test"]
     mailbox = await _mailbox(services, tenant)
-    remote.append(make_message("one"))
-    remote.append(make_message("two"))
+    _arrive(orchestrator, mailbox, remote, "one", "two")
     await _received(services, mailbox.id, 2)
     remote.change_epoch()  # the same mail under new ids, and one new message; the server drops
     remote.append(make_message("three"))  # the session (an epoch is read when a scope is opened)
@@ -146,7 +157,7 @@ async def test_accepted_messages_are_marked_read_and_moved(
 ) -> None:
     remote = fake_connector["box@example.test"]
     mailbox = await _mailbox(services, tenant, after="move:Done")
-    remote.append(make_message("to move"))
+    _arrive(orchestrator, mailbox, remote, "to move")
     (event,) = await _received(services, mailbox.id, 1)
     assert remote.moved == {}  # not before the event is accepted
     await services.events.mark_accepted(event.id)
@@ -160,7 +171,7 @@ async def test_an_action_the_connector_cannot_do_fails_at_once_with_unsupported_
     remote = fake_connector["box@example.test"]
     remote.features = ALL - {Feature.PUSH, Feature.MOVE}  # this server turned out unable to move
     mailbox = await _mailbox(services, tenant, after="move:Done")
-    remote.append(make_message("stuck"))
+    _arrive(orchestrator, mailbox, remote, "stuck")
     (event,) = await _received(services, mailbox.id, 1)
     await services.events.mark_accepted(event.id)
     failed = await wait_for(
@@ -182,7 +193,7 @@ async def test_a_refused_action_is_retried_then_done(
     remote.fail_next("flags", CommandError("NO [OVERQUOTA] try later"))
     mailbox = await _mailbox(services, tenant, after="mark_read")
     orchestrator.options.action_retry_base = 0.05
-    remote.append(make_message("read me"))
+    _arrive(orchestrator, mailbox, remote, "read me")
     (event,) = await _received(services, mailbox.id, 1)
     await services.events.mark_accepted(event.id)
     await _until(lambda: remote.read)
@@ -256,7 +267,7 @@ async def test_a_fetch_failure_is_retried_from_the_cursor_without_loss_or_duplic
 ) -> None:
     remote = fake_connector["box@example.test"]
     mailbox = await _mailbox(services, tenant)
-    remote.append(make_message("before"))
+    _arrive(orchestrator, mailbox, remote, "before")
     await _received(services, mailbox.id, 1)
     remote.fail_next("fetch", ConnectionLostError("dropped mid-fetch"))
     remote.append(make_message("after"))
@@ -274,7 +285,7 @@ async def test_a_mailbox_whose_connector_is_unknown_shows_an_error_and_blocks_no
     gone = await services.mailboxes.create(tenant, _new("gone@example.test", "fake_gone"))
     registry.unregister("fake_gone")  # e.g. a build without that connector
     kept = await _mailbox(services, tenant)
-    fake_connector[kept.email].append(make_message("still delivered"))
+    _arrive(orchestrator, kept, fake_connector[kept.email], "still delivered")
     await _received(services, kept.id, 1)
 
     async def refused() -> Mailbox | None:
