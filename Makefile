@@ -52,8 +52,9 @@ typecheck: $(STAMP)
 # every idling Dovecot session holds an inotify instance (52 at once were seen with 4 workers).
 PYTEST_WORKERS ?= 4
 
+# --durations: a run's log names its 25 slowest steps, the ones nearest their time bounds.
 pytest: $(STAMP)
-	$(BIN)/python -m pytest -n $(PYTEST_WORKERS) --dist loadgroup $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -n $(PYTEST_WORKERS) --dist loadgroup --durations=25 $(PYTEST_ARGS)
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -53,10 +53,14 @@ EXAMPLE_HOSTS = (
 BED_HOST = "bed.docs-examples.test"  # the test bed's Dovecot, for the mailbox setup
 CURL = "/usr/bin/curl"
 PUSH_TOPIC = "projects/acme-mail/topics/gmail-push"  # the push-channel setup's (docs/api-connectors.md)
-EXAMPLE_TIMEOUT = 120  # seconds for one example (a few CLI commands; generous for a loaded machine)
+# Seconds an example may take: at least 120, and 25 per CLI command. Each command is a Python
+# process that imports the whole service (~2.5 s alone on a slow 2-core machine, several times
+# that beside a full run's other workers): an example of twelve commands once took over 120 s.
+EXAMPLE_TIMEOUT = 120
+COMMAND_TIMEOUT = 25
 # The first test's setup runs every example (``runs``: each a few CLI processes, four examples at a
-# time): beside other workers on a loaded machine that takes longer than the 120 s of one test.
-pytestmark = pytest.mark.timeout(600)
+# time): ~150 s alone on that machine, so beside other workers longer than the 120 s of one test.
+pytestmark = pytest.mark.timeout(900)
 
 
 @dataclass
@@ -316,6 +320,7 @@ def _run(server: DocsServer, example: Example, workdir: Path) -> Run:
     commands = example.commands()
     separator = f"--docs-example-{uuid.uuid4().hex}--"
     script = "\n".join(f"echo {separator}\n{command.script}" for command in commands)
+    limit = max(EXAMPLE_TIMEOUT, COMMAND_TIMEOUT * len(commands))
     try:
         done = subprocess.run(
             ["bash", "-euo", "pipefail", "-c", script],
@@ -323,11 +328,11 @@ def _run(server: DocsServer, example: Example, workdir: Path) -> Run:
             env=env,
             capture_output=True,
             text=True,
-            timeout=EXAMPLE_TIMEOUT,
+            timeout=limit,
         )
     except subprocess.TimeoutExpired as exc:  # this example fails, the others still report
         printed = exc.stdout.decode(errors="replace") if isinstance(exc.stdout, bytes) else exc.stdout or ""
-        return Run(-1, [], printed, f"did not finish within {EXAMPLE_TIMEOUT} s")
+        return Run(-1, [], printed, f"did not finish within {limit} s")
     return Run(done.returncode, done.stdout.split(separator + "\n")[1:], done.stdout, done.stderr)
 
 

@@ -26,6 +26,9 @@ EXAMPLES = int(os.environ.get("MAILPORT_FUZZ_EXAMPLES", "12"))
 
 
 @pytest.mark.slow
+# ~50 s alone on a slow 2-core machine; a full run's four workers stretched it past the default
+# 120 s once (2026-12-07). A bound, not a wait: a hang still fails.
+@pytest.mark.timeout(600)
 def test_no_request_gets_a_server_error(live_server: LiveServer):
     with httpx.Client(base_url=live_server.url, headers={"Authorization": f"Bearer {ADMIN_KEY}"}) as admin:
         tenant = admin.post("/v1/tenants", json={"name": "fuzz"}).json()
