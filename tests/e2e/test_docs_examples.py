@@ -55,7 +55,7 @@ CURL = "/usr/bin/curl"
 PUSH_TOPIC = "projects/acme-mail/topics/gmail-push"  # the push-channel setup's (docs/api-connectors.md)
 # Seconds an example may take: at least 120, and 25 per CLI command. Each command is a Python
 # process that imports the whole service (~2.5 s alone on a slow 2-core machine, several times
-# that beside a full run's other workers): an example of twelve commands once took over 120 s.
+# that beside a full run's other workers): an example of ten commands once took over 120 s.
 EXAMPLE_TIMEOUT = 120
 COMMAND_TIMEOUT = 25
 # The first test's setup runs every example (``runs``: each a few CLI processes, four examples at a
