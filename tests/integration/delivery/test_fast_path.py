@@ -27,11 +27,13 @@ async def _setup(services: Services, url: str) -> tuple[str, str]:
     return tenant.id, endpoint.id
 
 
-async def _append(services: Services, tenant_id: str, mailbox_id: str, n: int, marker: str = "") -> str:
+def _event(tenant_id: str, mailbox_id: str, n: int, marker: str = "") -> NewEvent:
     payload = {"n": n, "marker": marker}
-    got = await services.events.append(
-        NewEvent(tenant_id, mailbox_id, "message.received", payload, f"fast:{mailbox_id}:{n}")
-    )
+    return NewEvent(tenant_id, mailbox_id, "message.received", payload, f"fast:{mailbox_id}:{n}")
+
+
+async def _append(services: Services, tenant_id: str, mailbox_id: str, n: int, marker: str = "") -> str:
+    got = await services.events.append(_event(tenant_id, mailbox_id, n, marker))
     assert got is not None
     return got.id
 
@@ -150,11 +152,7 @@ async def test_a_queue_that_overflows_goes_out_first_and_the_rest_is_read_back_o
     # all 40 in one transaction: its fan-out offers them at once, ~9 KB of bodies against the
     # queue's 1.8 KB, however fast or slow the machine (appended one by one, a loaded CI run
     # once appended them no faster than the sends went out, and nothing overflowed)
-    items = [
-        NewEvent(tenant_id, mailbox, "message.received", {"n": n, "marker": ""}, f"fast:{mailbox}:{n}")
-        for n in range(1, 21)
-        for mailbox in ("mbx_a", "mbx_b")
-    ]
+    items = [_event(tenant_id, mailbox, n) for n in range(1, 21) for mailbox in ("mbx_a", "mbx_b")]
     async with services.events.transaction() as conn:
         appended = await append_many(conn, items)
     assert len(appended) == 40
