@@ -693,6 +693,10 @@ class Watcher:
         if not await self._lease_ready():
             log.info("mailbox %s: the lease ran out unrenewed; after-processing waits", self.mailbox.id)
             return 0
+        # The change stream first: a stream with no token yet starts at its first check, which
+        # would otherwise take the state after this action as its starting point and never report
+        # the action's own change (a consumer that accepts within the same wake as the ingestion).
+        await self.changes.messages(scope)
         try:
             if action == "mark_read":
                 await self.connector.mark_read(items)

@@ -5,13 +5,16 @@ A check the server refuses does not break the watcher: ingestion goes on."""
 
 from __future__ import annotations
 
+import pytest
+
 from mailport.bootstrap import Services
-from mailport.connectors.base import Feature
+from mailport.connectors.base import Feature, ScopeState
 from mailport.crypto import Secret
 from mailport.delivery.schemas import WebhookCreate
 from mailport.errors import CommandError
 from mailport.mailboxes.models import AuthMethod, NewMailbox, ProcessingSettings, Security, ServerSettings
 from mailport.sync import Orchestrator, WatcherOptions
+from mailport.sync.watcher import Watcher
 from tests.connectors.fake import ALL, FakeConnector, FakeServer
 from tests.integration.sync.conftest import all_events, make_message, wait_for
 
@@ -101,3 +104,52 @@ async def test_a_refused_check_leaves_the_watcher_connected_and_ingesting(
 
 async def _count(services: Services, mailbox_id: str, n: int) -> bool:
     return len(await all_events(services, mailbox_id=mailbox_id, type="message.received")) >= n
+
+
+async def test_an_action_accepted_before_the_first_change_check_is_still_reported(
+    services: Services, fake_connector: FakeServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A consumer fast enough to accept the event between the watcher's ingestion and its
+    after-processing: the change stream must not start after the mark-read (it would then take
+    the read state as its starting point and never report it). Accepting inside ``catch_up``
+    makes that order certain."""
+    tenant, _key = await services.tenants.create_tenant("fast")
+    await services.webhooks.create(
+        tenant.id,
+        WebhookCreate(url="http://127.0.0.1:9/hook", events=["message.updated"]),  # type: ignore[list-item]
+    )
+    remote = fake_connector["fast@example.test"]
+    remote.features = ALL | {Feature.CHANGES}
+    remote.append(make_message("one"))
+    original = Watcher.catch_up
+
+    async def catch_up_then_accept(self: Watcher, scope: ScopeState) -> int:
+        appended = await original(self, scope)
+        for event in await all_events(services, mailbox_id=self.mailbox.id, type="message.received"):
+            await services.events.mark_accepted(event.id)
+        return appended
+
+    monkeypatch.setattr(Watcher, "catch_up", catch_up_then_accept)
+    mailbox = await services.mailboxes.create(
+        tenant.id,
+        NewMailbox(
+            email="fast@example.test",
+            auth_method=AuthMethod.PASSWORD,
+            imap=ServerSettings("127.0.0.1", 993, Security.SSL),
+            password=Secret("pw"),
+            settings=ProcessingSettings(after_processing="mark_read", check_interval=1),
+            connector="fake",
+        ),
+    )
+    orchestrator = Orchestrator(services, reconcile_interval=0.05, options=WatcherOptions(jitter=lambda: 1.0))
+    await orchestrator.start()
+    try:
+        received = await wait_for(
+            lambda: all_events(services, mailbox_id=mailbox.id, type="message.received")
+        )
+        updated = await wait_for(lambda: all_events(services, mailbox_id=mailbox.id, type="message.updated"))
+        assert "m1" in remote.read
+        assert updated[0].payload["flags"] == ["seen"]
+        assert updated[0].payload["message_id"] == received[0].payload["id"]
+    finally:
+        await orchestrator.stop()
