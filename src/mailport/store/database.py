@@ -28,7 +28,9 @@ from sqlalchemy.exc import ArgumentError, NoSuchModuleError, SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
 from mailport.errors import ConfigurationError
+from mailport.store.sqlite_checkpoint import BACKSTOP_PAGES, Checkpointer
 from mailport.store.sqlite_driver import OneTripDBAPI
+from mailport.store.sqlite_watch import sqlite_path
 
 log = logging.getLogger(__name__)
 
@@ -88,6 +90,9 @@ class Database:
         self.idle_transaction_seconds = idle_transaction_seconds
         self._turns: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _Turns]
         self._turns = weakref.WeakKeyDictionary()
+        # a SQLite file's WAL checkpoints, run after the commits, outside the turn
+        path = sqlite_path(engine.url) if engine.dialect.name == "sqlite" else None
+        self.checkpoints = Checkpointer(path) if path is not None else None
 
     @property
     def dialect(self) -> str:
@@ -110,6 +115,8 @@ class Database:
             turns = self._turns[loop] = _Turns()
         async with turns.turn(), self.engine.begin() as conn:
             yield conn
+        if self.checkpoints is not None:
+            self.checkpoints.committed()
 
     @asynccontextmanager
     async def connect(self) -> AsyncIterator[AsyncConnection]:
@@ -126,6 +133,8 @@ class Database:
         return True
 
     async def aclose(self) -> None:
+        if self.checkpoints is not None:
+            await self.checkpoints.aclose()
         await self.engine.dispose()
 
 
@@ -142,6 +151,9 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor.execute("PRAGMA busy_timeout=0")
     cursor.execute("PRAGMA journal_mode=WAL")
     cursor.execute("PRAGMA synchronous=NORMAL")
+    # checkpoints run beside the writers, after their commits (mailport.store.sqlite_checkpoint);
+    # a commit checkpoints itself only past this many pages of log
+    cursor.execute(f"PRAGMA wal_autocheckpoint={BACKSTOP_PAGES}")
     # Reads through a memory map instead of a pread() per page. A pooled connection's page
     # cache is dropped whenever another connection has committed since its last transaction,
     # which during a backlog is every time; re-reading it by pread() was a visible share of the
