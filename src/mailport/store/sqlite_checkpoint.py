@@ -46,9 +46,10 @@ class Checkpointer:
     def committed(self) -> None:
         """A transaction has committed and released the turn: start a checkpoint if none runs
         and none started within :data:`INTERVAL`."""
-        if self._task is not None and not self._task.done():
-            return
         loop = asyncio.get_running_loop()
+        task = self._task
+        if task is not None and not task.done() and task.get_loop() is loop:
+            return  # (a task of another loop, e.g. a test client's, is that loop's business)
         now = loop.time()
         if now - self._last < INTERVAL:
             return
@@ -77,7 +78,7 @@ class Checkpointer:
         """Wait for a running checkpoint (it cannot be interrupted, and it is short: it never
         waits for a lock)."""
         task, self._task = self._task, None
-        if task is not None and not task.done():
+        if task is not None and not task.done() and task.get_loop() is asyncio.get_running_loop():
             await asyncio.wait({task})
 
 
