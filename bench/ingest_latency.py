@@ -19,6 +19,11 @@ each message's webhook minus that same message's notification first (the fairer 
 slow notification does not hide in another message's fast one). ``delivery_p50_ms``/
 ``delivery_p99_ms``: per message, from the moment this script saw its event committed to the
 webhook (the dispatcher's share; the event poll makes it an upper bound by up to a few ms).
+``own_overhead_p50_ms``/``own_overhead_p99_ms``: per message, the webhook minus the moment
+mailport's own IDLE session was told of the message (read from the watcher's ingest-latency
+metric, which is observed with the time since that notification); ``notify_skew_p50_ms``/
+``notify_skew_p99_ms``: that moment minus the bare client's notification, i.e. how much later
+Dovecot told mailport's session than the other one (Dovecot notifies each session on its own).
 """
 
 from __future__ import annotations
@@ -48,6 +53,7 @@ from mailport.events import last_seq, list_after
 from mailport.imap import EventKind, ServerEvent
 from mailport.mailboxes.models import Security, ServerSettings
 from mailport.sync import Orchestrator
+from mailport.sync import watcher as watcher_module
 
 
 def message(i: int) -> bytes:
@@ -129,7 +135,7 @@ def pct(values: list[float], q: float) -> float:
 
 async def run(
     dovecot: Dovecot, database_url: str, data_dir: Path, count: int, gap: float
-) -> dict[str, float]:
+) -> dict[str, Any]:
     # Private hosts allowed: the webhook receiver listens on 127.0.0.1.
     services = await bench_services(database_url, data_dir, allow_private_hosts=True)
     user, password = dovecot.dyn_user("latency")
@@ -144,6 +150,18 @@ async def run(
     dispatcher = build_dispatcher(services)
     await dispatcher.start()
     notified: list[float] = []
+    pushes: list[float] = []  # time.monotonic() of mailport's own notifications (see the docstring)
+    metric = watcher_module.INGEST_LATENCY
+
+    class _Pushes:
+        """The watcher's ingest-latency metric, also kept here per message: observed with the
+        seconds since the notification (the event loop's clock is time.monotonic)."""
+
+        def observe(self, seconds: float) -> None:
+            pushes.append(time.monotonic() - seconds)
+            metric.observe(seconds)
+
+    watcher_module.INGEST_LATENCY = _Pushes()  # type: ignore[assignment]
 
     def on_event(event: ServerEvent) -> None:
         if event.kind is EventKind.EXISTS:
@@ -160,12 +178,15 @@ async def run(
     webhook_ms: list[float] = []
     paired_ms: list[float] = []  # per message: webhook minus that message's own notification
     delivery_ms: list[float] = []  # per message: webhook minus its event's commit (seen here)
+    own_ms: list[float] = []  # per message: webhook minus mailport's own notification
+    skew_ms: list[float] = []  # per message: mailport's notification minus the bare client's
     async with services.database.connect() as conn:
         seq = await last_seq(conn)
     try:
         for i in range(count):
             before_notes = len(notified)
             before_hooks = len(receiver.arrivals)
+            before_pushes = len(pushes)
             appended = services.events.appended_version
             delivered = await asyncio.to_thread(lmtp_deliver, dovecot.lmtp_port, user, message(i))
             delivered_mono = time.monotonic() - (time.perf_counter() - delivered)
@@ -202,8 +223,14 @@ async def run(
                 if notify is not None:
                     paired_ms.append(webhook - notify)
                 delivery_ms.append(webhook - ingest_ms[-1])
+                if len(pushes) > before_pushes:  # (a catch-up not started by a notification: none)
+                    pushed = (pushes[before_pushes] - delivered_mono) * 1000
+                    own_ms.append(webhook - pushed)
+                    if notify is not None:
+                        skew_ms.append(pushed - notify)
             await asyncio.sleep(gap)  # the mailbox idles again before the next message
     finally:
+        watcher_module.INGEST_LATENCY = metric
         bare.close()
         await dispatcher.stop()
         await receiver.stop()
@@ -223,6 +250,11 @@ async def run(
         "paired_overhead_p99_ms": round(pct(paired_ms, 0.99), 1),
         "delivery_p50_ms": round(statistics.median(delivery_ms), 1),
         "delivery_p99_ms": round(pct(delivery_ms, 0.99), 1),
+        "own_overhead_p50_ms": round(statistics.median(own_ms), 1) if own_ms else None,
+        "own_overhead_p99_ms": round(pct(own_ms, 0.99), 1) if own_ms else None,
+        "notify_skew_p50_ms": round(statistics.median(skew_ms), 1) if skew_ms else None,
+        "notify_skew_p99_ms": round(pct(skew_ms, 0.99), 1) if skew_ms else None,
+        "own_notified": len(own_ms),
         "loadavg": Path("/proc/loadavg").read_text().split()[:3],
     }
 
