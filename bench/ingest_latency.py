@@ -133,9 +133,7 @@ def pct(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, int(round(q * (len(ordered) - 1))))]
 
 
-async def run(
-    dovecot: Dovecot, database_url: str, data_dir: Path, count: int, gap: float
-) -> dict[str, Any]:
+async def run(dovecot: Dovecot, database_url: str, data_dir: Path, count: int, gap: float) -> dict[str, Any]:
     # Private hosts allowed: the webhook receiver listens on 127.0.0.1.
     services = await bench_services(database_url, data_dir, allow_private_hosts=True)
     user, password = dovecot.dyn_user("latency")
