@@ -10,7 +10,7 @@ averaged 6 ms inside it, half of that checkpoints.
 
 Here, after a commit has released the turn, the database reads how many frames of the log are
 not yet copied (the WAL-index header in the ``-shm`` file: ``mxFrame`` minus ``nBackfill``,
-https://sqlite.org/walformat.html#the_wal_index_file_format; one ``pread``, a few µs) and, at
+https://sqlite.org/walformat.html#the_wal_index_file_format; 100 bytes read, a few µs) and, at
 :data:`PAGES` or more -- SQLite's own default threshold, so checkpoints are as frequent as they
 were and an idle process adds no ``fsync`` -- starts a ``PASSIVE`` checkpoint on a worker thread
 with a connection of its own (at most one running per database). SQLite lets one checkpointer
