@@ -15,24 +15,29 @@ from mailport.errors import CommandError
 from mailport.mailboxes.models import AuthMethod, NewMailbox, ProcessingSettings, Security, ServerSettings
 from mailport.sync import Orchestrator, WatcherOptions
 from mailport.sync.watcher import Watcher
-from tests.connectors.fake import ALL, FakeConnector, FakeServer
+from tests.connectors.fake import ALL, FakeConnector, FakeMail, FakeServer
 from tests.integration.sync.conftest import all_events, make_message, wait_for
 
 
-async def test_the_mailboxs_own_mark_read_produces_message_updated(
-    services: Services, fake_connector: FakeServer
-) -> None:
-    tenant, _key = await services.tenants.create_tenant("own")
+async def _opted_in(services: Services, fake_connector: FakeServer, name: str) -> tuple[str, FakeMail]:
+    """A tenant with a webhook listing ``message.updated``, and the remote mailbox
+    ``<name>@example.test`` that reports changes."""
+    tenant, _key = await services.tenants.create_tenant(name)
     await services.webhooks.create(
         tenant.id,
         WebhookCreate(url="http://127.0.0.1:9/hook", events=["message.updated"]),  # type: ignore[list-item]
     )
-    remote = fake_connector["own@example.test"]
+    remote = fake_connector[f"{name}@example.test"]
     remote.features = ALL | {Feature.CHANGES}
+    return tenant.id, remote
+
+
+async def _marking_read(services: Services, tenant_id: str, name: str) -> str:
+    """The id of the fake mailbox ``<name>@example.test``, its mail marked read once accepted."""
     mailbox = await services.mailboxes.create(
-        tenant.id,
+        tenant_id,
         NewMailbox(
-            email="own@example.test",
+            email=f"{name}@example.test",
             auth_method=AuthMethod.PASSWORD,
             imap=ServerSettings("127.0.0.1", 993, Security.SSL),
             password=Secret("pw"),
@@ -40,21 +45,29 @@ async def test_the_mailboxs_own_mark_read_produces_message_updated(
             connector="fake",
         ),
     )
+    return mailbox.id
+
+
+async def test_the_mailboxs_own_mark_read_produces_message_updated(
+    services: Services, fake_connector: FakeServer
+) -> None:
+    tenant_id, remote = await _opted_in(services, fake_connector, "own")
+    mailbox_id = await _marking_read(services, tenant_id, "own")
     options = WatcherOptions(backoff_base=0.05, backoff_cap=0.2, jitter=lambda: 1.0)
     orchestrator = Orchestrator(services, reconcile_interval=0.05, options=options)
     await orchestrator.start()
     try:
         remote.append(make_message("one"))
         received = await wait_for(
-            lambda: all_events(services, mailbox_id=mailbox.id, type="message.received")
+            lambda: all_events(services, mailbox_id=mailbox_id, type="message.received")
         )
         await services.events.mark_accepted(received[0].id)  # as a consumer would
-        updated = await wait_for(lambda: all_events(services, mailbox_id=mailbox.id, type="message.updated"))
+        updated = await wait_for(lambda: all_events(services, mailbox_id=mailbox_id, type="message.updated"))
         assert "m1" in remote.read
         assert updated[0].payload["flags"] == ["seen"]
         assert updated[0].payload["ref"] == received[0].payload["ref"]
         assert updated[0].payload["message_id"] == received[0].payload["id"]
-        connector = orchestrator.watchers[mailbox.id].connector
+        connector = orchestrator.watchers[mailbox_id].connector
         assert isinstance(connector, FakeConnector) and connector.change_checks > 0
     finally:
         await orchestrator.stop()
@@ -113,13 +126,7 @@ async def test_an_action_accepted_before_the_first_change_check_is_still_reporte
     after-processing: the change stream must not start after the mark-read (it would then take
     the read state as its starting point and never report it). Accepting inside ``catch_up``
     makes that order certain."""
-    tenant, _key = await services.tenants.create_tenant("fast")
-    await services.webhooks.create(
-        tenant.id,
-        WebhookCreate(url="http://127.0.0.1:9/hook", events=["message.updated"]),  # type: ignore[list-item]
-    )
-    remote = fake_connector["fast@example.test"]
-    remote.features = ALL | {Feature.CHANGES}
+    tenant_id, remote = await _opted_in(services, fake_connector, "fast")
     remote.append(make_message("one"))
     original = Watcher.catch_up
 
@@ -130,24 +137,14 @@ async def test_an_action_accepted_before_the_first_change_check_is_still_reporte
         return appended
 
     monkeypatch.setattr(Watcher, "catch_up", catch_up_then_accept)
-    mailbox = await services.mailboxes.create(
-        tenant.id,
-        NewMailbox(
-            email="fast@example.test",
-            auth_method=AuthMethod.PASSWORD,
-            imap=ServerSettings("127.0.0.1", 993, Security.SSL),
-            password=Secret("pw"),
-            settings=ProcessingSettings(after_processing="mark_read", check_interval=1),
-            connector="fake",
-        ),
-    )
+    mailbox_id = await _marking_read(services, tenant_id, "fast")
     orchestrator = Orchestrator(services, reconcile_interval=0.05, options=WatcherOptions(jitter=lambda: 1.0))
     await orchestrator.start()
     try:
         received = await wait_for(
-            lambda: all_events(services, mailbox_id=mailbox.id, type="message.received")
+            lambda: all_events(services, mailbox_id=mailbox_id, type="message.received")
         )
-        updated = await wait_for(lambda: all_events(services, mailbox_id=mailbox.id, type="message.updated"))
+        updated = await wait_for(lambda: all_events(services, mailbox_id=mailbox_id, type="message.updated"))
         assert "m1" in remote.read
         assert updated[0].payload["flags"] == ["seen"]
         assert updated[0].payload["message_id"] == received[0].payload["id"]
