@@ -33,6 +33,8 @@ import asyncio
 import logging
 import sqlite3
 
+from mailport.store.sqlite_watch import side_connection
+
 log = logging.getLogger(__name__)
 
 INTERVAL = 0.2  # seconds: at most one checkpoint started per interval (only after commits)
@@ -42,11 +44,10 @@ BACKSTOP_PAGES = 10_000  # the pool's own wal_autocheckpoint (SQLite's default i
 class Checkpointer:
     """Background ``PASSIVE`` checkpoints of one SQLite file, asked for after each commit."""
 
-    __slots__ = ("path", "uri", "runs", "_task", "_last")
+    __slots__ = ("path", "runs", "_task", "_last")
 
     def __init__(self, path: str) -> None:
         self.path = path
-        self.uri = path.startswith("file:")
         self.runs = 0  # checkpoints started (for tests and benchmarks)
         self._task: asyncio.Task[None] | None = None
         self._last = float("-inf")
@@ -69,9 +70,7 @@ class Checkpointer:
         """On a worker thread. timeout=0: another checkpointer (another process's) makes this one
         return at once; the next commit asks again."""
         try:
-            conn = sqlite3.connect(
-                self.path, timeout=0, isolation_level=None, check_same_thread=False, uri=self.uri
-            )
+            conn = side_connection(self.path)
         except sqlite3.Error as exc:
             log.debug("SQLite checkpoint of %s: %s", self.path, exc)
             return

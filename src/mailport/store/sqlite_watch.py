@@ -44,7 +44,6 @@ class CommitWatch:
         interval: float = DEFAULT_INTERVAL,
     ) -> None:
         self.path = path
-        self.uri = path.startswith("file:")
         self.probe = probe
         self.interval = interval
         self._on_change = on_change
@@ -61,9 +60,7 @@ class CommitWatch:
 
     async def _run(self) -> None:
         # timeout=0: a busy database (a WAL recovery) answers at once; the next tick asks again
-        conn = sqlite3.connect(
-            self.path, timeout=0, isolation_level=None, check_same_thread=False, uri=self.uri
-        )
+        conn = side_connection(self.path)
         try:
             seen: int | None = None
             while True:
@@ -82,6 +79,15 @@ class CommitWatch:
             conn.close()
 
 
+def side_connection(path: str) -> sqlite3.Connection:
+    """A connection of mailport's own beside the pool's (``path`` as :func:`sqlite_path` gives
+    it): autocommit, usable from any thread, and never waiting for a lock (``timeout=0``: the
+    caller looks again later)."""
+    return sqlite3.connect(
+        path, timeout=0, isolation_level=None, check_same_thread=False, uri=path.startswith("file:")
+    )
+
+
 def sqlite_path(url: URL) -> str | None:
     """The file behind a SQLite database URL (``file:`` when the URL asks for a URI), or None
     for PostgreSQL and in-memory databases, which no other process can write to."""
@@ -93,4 +99,4 @@ def sqlite_path(url: URL) -> str | None:
     return name
 
 
-__all__ = ["DEFAULT_INTERVAL", "CommitWatch", "sqlite_path"]
+__all__ = ["DEFAULT_INTERVAL", "CommitWatch", "side_connection", "sqlite_path"]
