@@ -23,8 +23,17 @@ change for the worse beyond ``--threshold`` (5 %). Whether higher or lower is be
 per key by ``DIRECTIONS`` (first matching pattern wins); keys no pattern knows are shown but not
 judged.
 
+``--ab REV`` measures a change on a machine whose speed drifts: REV (A, a temporary worktree) and
+this checkout (B) take turns, ``--rounds`` (3) runs each, the first of each round alternating, and
+the medians are compared, with each side's range over the rounds beside them. Each run is an
+ordinary record (``<prefix>-a1.json``, ``<prefix>-b1.json``, …; ``-o`` gives the prefix), so
+any two can still go to ``--compare``. A single before/after pair measured minutes apart
+misleads on a shared machine: the same code's backlog rate moved by half from one hour to the
+next here (issue 21).
+
     .venv/bin/python bench/all.py [--only a,b] [--skip fleet] [--rev REV | --checkout DIR] [-o FILE]
     .venv/bin/python bench/all.py --compare before.json after.json
+    .venv/bin/python bench/all.py --ab REV [--rounds 3] --only ingest_backlog [-o var/ab]
 """
 
 from __future__ import annotations
@@ -35,6 +44,7 @@ import fnmatch
 import json
 import os
 import signal
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -380,11 +390,22 @@ def figures(record: dict[str, object]) -> dict[str, float]:
 
 def compare(a_path: Path, b_path: Path, threshold: float) -> int:
     a, b = json.loads(a_path.read_text()), json.loads(b_path.read_text())
-    fa, fb = figures(a), figures(b)
     print(f"A: {a_path} rev {a.get('rev', '?')[:10]} load {a.get('loadavg_start')} -> {a.get('loadavg_end')}")
     print(f"B: {b_path} rev {b.get('rev', '?')[:10]} load {b.get('loadavg_start')} -> {b.get('loadavg_end')}")
+    return judge(figures(a), figures(b), threshold)
+
+
+def judge(
+    fa: dict[str, float],
+    fb: dict[str, float],
+    threshold: float,
+    spread: dict[str, tuple[str, str]] | None = None,
+) -> int:
+    """Print every figure of A and B with the change in % and its verdict; the number of
+    regressions. ``spread``: per figure, each side's range over rounds (``--ab``)."""
     width = max((len(k) for k in fa.keys() | fb.keys()), default=10)
-    print(f"{'figure':{width}}  {'A':>12}  {'B':>12}  {'change':>8}  better  flag")
+    extra = f"  {'A range':>17}  {'B range':>17}" if spread is not None else ""
+    print(f"{'figure':{width}}  {'A':>12}  {'B':>12}  {'change':>8}{extra}  better  flag")
     regressions = 0
     for key in sorted(fa.keys() | fb.keys(), key=lambda k: (k.split(".")[0], k)):
         va, vb = fa.get(key), fb.get(key)
@@ -405,12 +426,70 @@ def compare(a_path: Path, b_path: Path, threshold: float) -> int:
             flag = "only in " + ("B" if va is None else "A")
         shown_a = "" if va is None else f"{va:.6g}"
         shown_b = "" if vb is None else f"{vb:.6g}"
-        print(f"{key:{width}}  {shown_a:>12}  {shown_b:>12}  {change:>8}  {way:6}  {flag}")
+        ranges = ""
+        if spread is not None:
+            range_a, range_b = spread.get(key, ("", ""))
+            ranges = f"  {range_a:>17}  {range_b:>17}"
+        print(f"{key:{width}}  {shown_a:>12}  {shown_b:>12}  {change:>8}{ranges}  {way:6}  {flag}")
     print(f"{regressions} regression(s) beyond {threshold:g} % (noisy machine: rerun a flagged bench A/B)")
     return 1 if regressions else 0
 
 
+def medians(records: list[dict[str, float]]) -> tuple[dict[str, float], dict[str, str]]:
+    """Per figure, its median over the rounds that have it, and its range (``min-max``)."""
+    values: dict[str, list[float]] = {}
+    for record in records:
+        for key, value in record.items():
+            values.setdefault(key, []).append(value)
+    middle = {key: statistics.median(found) for key, found in values.items()}
+    ranges = {key: f"{min(found):.6g}-{max(found):.6g}" for key, found in values.items()}
+    return middle, ranges
+
+
+def compare_rounds(a_paths: list[Path], b_paths: list[Path], threshold: float) -> int:
+    """:func:`compare` of the medians of interleaved rounds (``--ab``)."""
+    a_records = [json.loads(p.read_text()) for p in a_paths]
+    b_records = [json.loads(p.read_text()) for p in b_paths]
+    for label, records in (("A", a_records), ("B", b_records)):
+        loads = [r.get("loadavg_start", [None])[0] for r in records]
+        rev = records[0].get("rev", "?")[:10]
+        print(f"{label}: rev {rev}, {len(records)} rounds, 1-min load at each start {loads}")
+    fa, range_a = medians([figures(r) for r in a_records])
+    fb, range_b = medians([figures(r) for r in b_records])
+    spread = {key: (range_a.get(key, ""), range_b.get(key, "")) for key in fa.keys() | fb.keys()}
+    print("medians of the rounds; the ranges are each side's lowest-highest")
+    return judge(fa, fb, threshold, spread)
+
+
 # --------------------------------------------------------------------------- main
+
+
+def side(checkout: Path, forced: str | None) -> tuple[str, dict[str, str]]:
+    """The interpreter and environment that run ``checkout``'s benchmarks."""
+    own = checkout / ".venv" / "bin" / "python"
+    python = forced or (str(own) if own.exists() else sys.executable)
+    return python, environment(checkout, python)
+
+
+def run_ab(a: Path, b: Path, args: argparse.Namespace, names: list[str]) -> int:
+    """``--ab``: A and B in turn, ``--rounds`` times, the first of each round alternating (a
+    machine that drifts, faster or slower, weighs on both alike); then :func:`compare_rounds`.
+    Each run is an ordinary record (``<prefix>-a1.json``, ``<prefix>-b1.json``, …)."""
+    revs = {key: git(path, "rev-parse", "--short=10", "HEAD") for key, path in (("a", a), ("b", b))}
+    stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%S")
+    prefix = args.output or REPO / "var" / f"ab-{revs['a']}-{revs['b']}-{stamp}"
+    prefix.parent.mkdir(parents=True, exist_ok=True)
+    paths: dict[str, list[Path]] = {"a": [], "b": []}
+    for number in range(1, args.rounds + 1):
+        order = ("a", "b") if number % 2 else ("b", "a")
+        for key in order:
+            checkout = a if key == "a" else b
+            python, env = side(checkout, args.python)
+            output = prefix.with_name(f"{prefix.name}-{key}{number}.json")
+            print(f"[all] round {number} of {args.rounds}: {key.upper()} ({revs[key]})", file=sys.stderr)
+            run_all(checkout, python, env, names, args.full, output, update=False)
+            paths[key].append(output)
+    return compare_rounds(paths["a"], paths["b"], args.threshold)
 
 
 def main() -> None:
@@ -422,6 +501,13 @@ def main() -> None:
     where = parser.add_mutually_exclusive_group()
     where.add_argument("--checkout", type=Path, help="run the benchmarks of this checkout")
     where.add_argument("--rev", help="run the benchmarks of this git revision (a temporary worktree)")
+    where.add_argument(
+        "--ab",
+        metavar="REV",
+        help="interleave REV (A, a temporary worktree) and this checkout (B), --rounds times each, "
+        "alternating which goes first, and compare their medians",
+    )
+    parser.add_argument("--rounds", type=int, default=3, help="with --ab: rounds per side")
     parser.add_argument("--new-venv", action="store_true", help="with --rev: `make venv` in the worktree")
     parser.add_argument("--python", help="interpreter (default: the checkout's .venv, else this one)")
     parser.add_argument(
@@ -439,20 +525,25 @@ def main() -> None:
             bench = BENCHES[name]
             print(f"{name:26} bench/{bench.script} {' '.join(bench.full if args.full else bench.quick)}")
         return
+    if args.ab and args.rounds < 1:
+        parser.error("--rounds is at least 1")
     worktree: Path | None = None
     checkout = (args.checkout or REPO).resolve()
-    if args.rev:
+    if args.rev or args.ab:
         worktree = Path(tempfile.mkdtemp(prefix="mailport-bench-rev-"))
         subprocess.run(
-            ["git", "-C", str(REPO), "worktree", "add", "--detach", str(worktree), args.rev], check=True
+            ["git", "-C", str(REPO), "worktree", "add", "--detach", str(worktree), args.rev or args.ab],
+            check=True,
         )
-        checkout = worktree
+        if args.rev:
+            checkout = worktree
         if args.new_venv:
             subprocess.run(["make", "venv"], cwd=worktree, check=True)
     try:
-        own = checkout / ".venv" / "bin" / "python"
-        python = args.python or (str(own) if own.exists() else sys.executable)
-        env = environment(checkout, python)
+        if args.ab:
+            assert worktree is not None
+            raise SystemExit(run_ab(worktree, checkout, args, names))
+        python, env = side(checkout, args.python)
         rev = git(checkout, "rev-parse", "--short=10", "HEAD")
         stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%S")
         output = args.output or REPO / "var" / f"bench-{rev}-{stamp}.json"

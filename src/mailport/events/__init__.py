@@ -38,7 +38,6 @@ from __future__ import annotations
 
 import asyncio
 import enum
-import functools
 import json
 import logging
 from collections import deque
@@ -49,7 +48,7 @@ from datetime import datetime
 from typing import Any, Protocol
 
 import orjson
-from sqlalchemy import func, select, text, update
+from sqlalchemy import CursorResult, func, select, text, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -278,18 +277,40 @@ async def append_many(
     return await append_prepared(conn, prepare(items, now=now))
 
 
-@functools.cache
-def _append_statement(dialect: str) -> Any:
-    """:func:`append_prepared`'s ``INSERT``, built once per dialect (built per call it cost about
-    as much CPU as its execution on the ingest path, issue 21)."""
-    insert: Any = postgresql.insert(events) if dialect == "postgresql" else sqlite.insert(events)
-    return insert.on_conflict_do_nothing(index_elements=["idempotency_key"]).returning(
-        events.c.seq, events.c.idempotency_key
-    )
-
-
 _EVENT_COLUMNS = ("id", "tenant_id", "mailbox_id", "type", "idempotency_key", "payload", "created_at")
-_sqlite_inserts: list[str] = []  # the single-row INSERT … ON CONFLICT DO NOTHING, compiled once
+_event_inserts: dict[str, str] = {}  # dialect -> the single-row INSERT … ON CONFLICT DO NOTHING
+
+
+def _event_insert(conn: AsyncConnection) -> str:
+    """The single-row ``INSERT`` of :data:`_EVENT_COLUMNS`, compiled once per dialect; on
+    PostgreSQL with ``RETURNING`` (see :func:`_insert_postgresql`)."""
+    name = conn.dialect.name
+    sql = _event_inserts.get(name)
+    if sql is None:
+        statement: Any = sqlite.insert(events) if name == "sqlite" else postgresql.insert(events)
+        statement = statement.on_conflict_do_nothing(index_elements=["idempotency_key"])
+        if name != "sqlite":
+            statement = statement.returning(events.c.seq, events.c.idempotency_key)
+        compiled = statement.compile(dialect=conn.dialect, column_keys=list(_EVENT_COLUMNS))
+        if tuple(compiled.positiontup or ()) != _EVENT_COLUMNS:
+            raise RuntimeError(f"events: compiled columns {compiled.positiontup}")
+        sql = _event_inserts[name] = str(compiled)
+    return sql
+
+
+async def _inserted_pages(
+    conn: AsyncConnection, rows: list[dict[str, Any]]
+) -> AsyncIterator[tuple[list[tuple[Any, ...]], CursorResult[Any]]]:
+    """The rows in one multi-row statement per page (:mod:`mailport.store.many_rows`), each
+    page with its result."""
+    single = _event_insert(conn)
+    stamp = many_rows.Stamps(events.c.created_at, conn.dialect)
+    values = [(*(row[name] for name in _EVENT_COLUMNS[:-1]), stamp(row["created_at"])) for row in rows]
+    per_statement = many_rows.MAX_PARAMETERS // len(_EVENT_COLUMNS)
+    for start in range(0, len(values), per_statement):
+        page = values[start : start + per_statement]
+        sql = many_rows.multi_row_sql(single, len(page))
+        yield page, await conn.exec_driver_sql(sql, tuple(v for row in page for v in row))
 
 
 async def _insert_sqlite(conn: AsyncConnection, rows: list[dict[str, Any]]) -> dict[str, int]:
@@ -301,21 +322,8 @@ async def _insert_sqlite(conn: AsyncConnection, rows: list[dict[str, Any]]) -> d
     at ``lastrowid``; when some were skipped as duplicates, the inserted ones are read back by
     their new ids. RETURNING made SQLite step once per row, each step taking the GIL back from
     the event loop, and SQLAlchemy process each row's parameters and result (issue 21)."""
-    if not _sqlite_inserts:
-        statement = sqlite.insert(events).on_conflict_do_nothing(index_elements=["idempotency_key"])
-        compiled = statement.compile(dialect=conn.dialect, column_keys=list(_EVENT_COLUMNS))
-        if tuple(compiled.positiontup or ()) != _EVENT_COLUMNS:
-            raise RuntimeError(f"events: compiled columns {compiled.positiontup}")
-        _sqlite_inserts.append(str(compiled))
-    stamp = many_rows.Stamps(events.c.created_at, conn.dialect)
-    values = [(*(row[name] for name in _EVENT_COLUMNS[:-1]), stamp(row["created_at"])) for row in rows]
     inserted: dict[str, int] = {}
-    per_statement = many_rows.MAX_PARAMETERS // len(_EVENT_COLUMNS)
-    for start in range(0, len(values), per_statement):
-        page = values[start : start + per_statement]
-        result = await conn.exec_driver_sql(
-            many_rows.multi_row_sql(_sqlite_inserts[0], len(page)), tuple(v for row in page for v in row)
-        )
+    async for page, result in _inserted_pages(conn, rows):
         last = result.lastrowid
         if result.rowcount == len(page) and last is not None:
             inserted.update(zip((row[4] for row in page), range(last - len(page) + 1, last + 1), strict=True))
@@ -326,6 +334,17 @@ async def _insert_sqlite(conn: AsyncConnection, rows: list[dict[str, Any]]) -> d
                 )
             )
             inserted.update((got.idempotency_key, int(got.seq)) for got in found)
+    return inserted
+
+
+async def _insert_postgresql(conn: AsyncConnection, rows: list[dict[str, Any]]) -> dict[str, int]:
+    """PostgreSQL: the rows in one multi-row ``INSERT … RETURNING`` per page, sent through the
+    driver (SQLAlchemy's own multi-row form took twice the CPU, :mod:`mailport.store.many_rows`);
+    {idempotency key: seq} of those inserted. RETURNING names the idempotency key, so rows
+    skipped as duplicates cannot be confused with inserted ones."""
+    inserted: dict[str, int] = {}
+    async for _, result in _inserted_pages(conn, rows):
+        inserted.update((row.idempotency_key, int(row.seq)) for row in result)
     return inserted
 
 
@@ -344,12 +363,8 @@ async def append_prepared(conn: AsyncConnection, prepared: PreparedEvents) -> li
         await conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": _PG_LOCK_KEY})
     if conn.dialect.name == "sqlite":
         inserted = await _insert_sqlite(conn, rows)
-    else:
-        # One executemany: SQLAlchemy sends it as multi-row INSERTs ("insertmanyvalues")
-        # compiled once; rows keep their order, so ``seq`` follows it. RETURNING names the
-        # idempotency key, so rows skipped as duplicates cannot be confused with inserted ones.
-        result = await conn.execute(_append_statement(conn.dialect.name), rows)
-        inserted = {got.idempotency_key: int(got.seq) for got in result}
+    else:  # multi-row INSERTs: rows keep their order, so ``seq`` follows it
+        inserted = await _insert_postgresql(conn, rows)
     committed: list[CommittedEvent] | None = None
     if inserted:
         committed = conn.info.setdefault(_APPENDED, [])
