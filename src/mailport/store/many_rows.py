@@ -1,4 +1,5 @@
-"""Many rows in ONE SQLite ``INSERT … VALUES (…), (…), …`` instead of an ``executemany``.
+"""Many rows in ONE ``INSERT … VALUES (…), (…), …`` instead of an ``executemany`` (SQLite; and
+PostgreSQL where the rows must come back: ``RETURNING``, below).
 
 Why: the ``sqlite3`` module steps an ``executemany`` once per row and gives the GIL back around
 every step. The statement runs in aiosqlite's thread while the event loop parses the next chunk,
