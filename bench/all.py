@@ -28,8 +28,8 @@ this checkout (B) take turns, ``--rounds`` (3) runs each, the first of each roun
 the medians are compared, with each side's range over the rounds beside them. Each run is an
 ordinary record (``<prefix>-a1.json``, ``<prefix>-b1.json``, …; ``-o`` gives the prefix), so
 any two can still go to ``--compare``. A single before/after pair measured minutes apart
-misleads on a shared machine: the same code's backlog rate moved by half from one hour to the
-next here (issue 21).
+misleads on a shared machine: the same code's backlog rate moved by a third from one hour to
+the next here (issue 21).
 
     .venv/bin/python bench/all.py [--only a,b] [--skip fleet] [--rev REV | --checkout DIR] [-o FILE]
     .venv/bin/python bench/all.py --compare before.json after.json
@@ -453,6 +453,8 @@ def compare_rounds(a_paths: list[Path], b_paths: list[Path], threshold: float) -
     for label, records in (("A", a_records), ("B", b_records)):
         loads = [r.get("loadavg_start", [None])[0] for r in records]
         rev = records[0].get("rev", "?")[:10]
+        if records[0].get("dirty"):
+            rev += " with uncommitted changes"
         print(f"{label}: rev {rev}, {len(records)} rounds, 1-min load at each start {loads}")
     fa, range_a = medians([figures(r) for r in a_records])
     fb, range_b = medians([figures(r) for r in b_records])
