@@ -291,10 +291,7 @@ def _event_insert(conn: AsyncConnection) -> str:
         statement = statement.on_conflict_do_nothing(index_elements=["idempotency_key"])
         if name != "sqlite":
             statement = statement.returning(events.c.seq, events.c.idempotency_key)
-        compiled = statement.compile(dialect=conn.dialect, column_keys=list(_EVENT_COLUMNS))
-        if tuple(compiled.positiontup or ()) != _EVENT_COLUMNS:
-            raise RuntimeError(f"events: compiled columns {compiled.positiontup}")
-        sql = _event_inserts[name] = str(compiled)
+        sql = _event_inserts[name] = many_rows.positional_sql(statement, conn.dialect, _EVENT_COLUMNS)
     return sql
 
 

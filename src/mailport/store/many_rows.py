@@ -60,6 +60,16 @@ def multi_row_sql(single_row: str, rows: int) -> str:
     return f"{single_row[: match.start(1)]}{', '.join(groups)}{single_row[match.end(1) :]}"
 
 
+def positional_sql(statement: Any, dialect: Any, columns: Sequence[str]) -> str:
+    """``statement`` compiled for ``dialect`` with its parameters in the order of ``columns``,
+    which the callers' tuples follow; refused if SQLAlchemy ever orders them otherwise (values
+    would land in the wrong columns)."""
+    compiled = statement.compile(dialect=dialect, column_keys=list(columns))
+    if tuple(compiled.positiontup or ()) != tuple(columns):
+        raise ValueError(f"compiled parameters {compiled.positiontup} differ from {tuple(columns)}")
+    return str(compiled)
+
+
 async def insert_rows(
     conn: AsyncConnection,
     single_row: str,
@@ -114,11 +124,9 @@ class RowInsert:
         dialect = conn.dialect
         found = self._compiled.get(dialect.name)
         if found is None:
-            compiled = self.table.insert().compile(dialect=dialect, column_keys=list(self.columns))
-            if tuple(compiled.positiontup or ()) != self.columns:
-                raise ValueError(f"{self.table.name}: compiled columns {compiled.positiontup} differ")
+            sql = positional_sql(self.table.insert(), dialect, self.columns)
             processors = [self.table.c[self.columns[i]].type.bind_processor(dialect) for i in self._stamped]
-            found = self._compiled[dialect.name] = (str(compiled), processors)
+            found = self._compiled[dialect.name] = (sql, processors)
         return found
 
     async def insert(self, conn: AsyncConnection, rows: Sequence[Sequence[Any]]) -> None:

@@ -92,9 +92,7 @@ def _sqlite_insert(conn: AsyncConnection) -> str:
         statement = dialect_insert(conn, thread_roots).on_conflict_do_nothing(
             index_elements=["mailbox_id", "thread_key"]
         )
-        compiled = statement.compile(dialect=conn.dialect, column_keys=list(_SQLITE_COLUMNS))
-        assert tuple(compiled.positiontup or ()) == _SQLITE_COLUMNS, compiled.positiontup
-        _sqlite_inserts.append(str(compiled))
+        _sqlite_inserts.append(many_rows.positional_sql(statement, conn.dialect, _SQLITE_COLUMNS))
     return _sqlite_inserts[0]
 
 

@@ -146,9 +146,9 @@ async def insert_messages(conn: AsyncConnection, rows: Sequence[dict[str, Any]])
     dialect = conn.dialect
     sql = _message_inserts.get(dialect.name)
     if sql is None:  # (the statement is built only for this: building it cost ~0.1 ms a chunk)
-        compiled = _message_insert(conn).compile(dialect=dialect, column_keys=list(_MESSAGE_COLUMNS))
-        assert tuple(compiled.positiontup or ()) == _MESSAGE_COLUMNS, compiled.positiontup
-        sql = _message_inserts[dialect.name] = str(compiled)
+        sql = _message_inserts[dialect.name] = many_rows.positional_sql(
+            _message_insert(conn), dialect, _MESSAGE_COLUMNS
+        )
     stamp = many_rows.Stamps(messages.c.created_at, dialect)  # the rows of a chunk share theirs
     values = [(*_row_values(row)[:-1], stamp(row["created_at"])) for row in rows]
     if dialect.name == "sqlite":  # one statement, not one step per row (mailport.store.many_rows)
