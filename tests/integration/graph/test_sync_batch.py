@@ -133,14 +133,16 @@ async def test_a_burst_is_ingested_through_batches_exactly_once_in_order(sync_be
     await sync_bed.subscribed(mailbox.id)
     fake = sync_bed.fake
     fake.faults.drop = 25  # no notification: the burst waits for one wake-up, so one delta page
+    await sync_bed.idle(mailbox.id)  # the watcher's first round is over
     subjects = [f"burst {n:02d}" for n in range(25)]
-    ids = [
-        account.add(make_message(subject, "x" * 10_000 if n == 12 else "hello"))
-        for n, subject in enumerate(subjects)
-    ]
-    fake.faults.batch_throttle = 2
-    fake.faults.fail_next(429, 1, path_contains=f"{ids[21]}/$value")
-    fake.faults.gone_on_fetch.add(ids[5])
+    with fake.lock:  # a round still in flight on a slow machine sees the whole burst or none of it
+        ids = [
+            account.add(make_message(subject, "x" * 10_000 if n == 12 else "hello"))
+            for n, subject in enumerate(subjects)
+        ]
+        fake.faults.batch_throttle = 2
+        fake.faults.fail_next(429, 1, path_contains=f"{ids[21]}/$value")
+        fake.faults.gone_on_fetch.add(ids[5])
     mark = len(fake.requests)
     await sync_bed.services.push.wake([mailbox.id])
     expected = [s for n, s in enumerate(subjects) if n != 5]
