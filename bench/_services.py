@@ -3,6 +3,9 @@
 
 from __future__ import annotations
 
+import asyncio
+import os
+import time
 from pathlib import Path
 from typing import Any
 
@@ -11,6 +14,7 @@ from pydantic import SecretStr
 from mailport.bootstrap import Services, build
 from mailport.config import Settings
 from mailport.crypto import Secret, generate_key
+from mailport.delivery.process import DeliveryProcess
 from mailport.mailboxes.models import AuthMethod, Mailbox, NewMailbox, ProcessingSettings, ServerSettings
 
 
@@ -28,6 +32,34 @@ async def bench_services(
         **settings,
     )
     return await build(built, migrate=True)
+
+
+async def start_delivery_process(services: Services) -> DeliveryProcess:
+    """Webhook delivery in a child, as ``mailport serve`` runs it with
+    ``MAILPORT_DELIVERY_PROCESS=true``, once the child's dispatcher runs. The child takes this
+    process's environment, as it takes serve's: ``services``' settings go there."""
+    settings = services.settings
+    assert settings.secret_keys is not None
+    for name in [n for n in os.environ if n.startswith("MAILPORT_")]:
+        del os.environ[name]
+    os.environ.update(
+        {
+            "MAILPORT_DATABASE_URL": settings.database_url,
+            "MAILPORT_SECRET_KEYS": settings.secret_keys.get_secret_value(),
+            "MAILPORT_DATA_DIR": str(settings.data_dir),
+            "MAILPORT_ALLOW_PRIVATE_HOSTS": "true" if settings.allow_private_hosts else "false",
+            "MAILPORT_LOG_LEVEL": "WARNING",
+        }
+    )
+    child = DeliveryProcess(services.events)
+    child.start()
+    deadline = time.monotonic() + 60
+    while not child.ready:
+        if time.monotonic() > deadline or child.restarts:
+            await child.stop()
+            raise SystemExit("the delivery process did not become ready")
+        await asyncio.sleep(0.05)
+    return child
 
 
 async def password_mailbox(

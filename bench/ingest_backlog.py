@@ -34,14 +34,14 @@ timed phase; less sensitive than the rates to a machine shared with other work.
 checks each mailbox's order (the run fails on an event out of order). Default 1: one event per
 request, as before. ``requests_*`` is how many requests the receiver answered.
 
-``--delivery-process``: the webhook dispatcher runs in a ``mailport worker`` of its own
-(``MAILPORT_WORKER_PARTS=delivery``, docs/fleet.md "Splitting the parts"), started and ready
-before the clock, and this process runs the watchers alone: ingestion and delivery each get a
-core. The JSON line then carries ``"delivery_process": true`` and
-``delivery_cpu_ms_per_message_*`` (the worker's CPU per message over the same phase) beside
-``cpu_ms_per_message_*`` (this process's). On PostgreSQL the watchers' commits wake that
-worker (NOTIFY); on SQLite it finds them at its poll, and the two processes take turns at
-SQLite's one writer: split deployments are for PostgreSQL.
+``--delivery-process``: the webhook dispatcher runs in a child process, as under ``mailport
+serve`` with ``MAILPORT_DELIVERY_PROCESS=true`` (:class:`mailport.delivery.process.DeliveryProcess`:
+a ``mailport worker`` with ``MAILPORT_WORKER_PARTS=delivery``, woken through a pipe at each of
+this process's commits), started and ready before the clock; this process runs the watchers
+alone, so ingestion and delivery each get a core. The JSON line then carries
+``"delivery_process": true`` and ``delivery_cpu_ms_per_message_*`` (the child's CPU per message
+over the same phase) beside ``cpu_ms_per_message_*`` (this process's). The two processes take
+turns at SQLite's one writer.
 
 ``--receiver PORT`` is the receiver process's own entry point.
 """
@@ -66,14 +66,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import httpx
 from bench._process import process_cpu
-from bench._services import bench_services, password_mailbox
+from bench._services import bench_services, password_mailbox, start_delivery_process
 from sqlalchemy import text
 from tests.mailstack.dovecot import Dovecot, free_port
 
 from mailport.clock import utc_now
 from mailport.connectors.base import Cursor
 from mailport.connectors.pop3_cursor import Remembered
-from mailport.crypto import generate_key
 from mailport.delivery import start_dispatcher
 from mailport.delivery.schemas import WebhookCreate
 from mailport.mailboxes.models import Security, ServerSettings
@@ -209,8 +208,7 @@ async def run(
     batch_size: int = 1,
     delivery_process: bool = False,
 ) -> dict[str, float]:
-    secret_key = generate_key()
-    services = await bench_services(database_url, data_dir, secret_key=secret_key, allow_private_hosts=True)
+    services = await bench_services(database_url, data_dir, allow_private_hosts=True)
     per_mailbox = total // mailboxes
     expected = per_mailbox * mailboxes
     users = [dovecot.dyn_user(f"b{uuid.uuid4().hex[:8]}") for _ in range(mailboxes)]
@@ -234,10 +232,10 @@ async def run(
     await fill(dovecot, users, per_mailbox)
     # made before the clock starts: its TLS context (the CA bundle) is ~90 ms of CPU
     client = httpx.AsyncClient(base_url=receiver)
-    worker = await start_delivery_worker(database_url, data_dir, secret_key) if delivery_process else None
+    worker = await start_delivery_process(services) if delivery_process else None
     started_wall = time.time()
     started_cpu = time.process_time()
-    worker_cpu = process_cpu(worker.pid) if worker is not None else 0.0
+    worker_cpu = process_cpu(worker.pid) if worker is not None and worker.pid else 0.0
     mark("start")
     try:
         dispatcher = await start_dispatcher(services) if webhook and worker is None else None
@@ -245,7 +243,7 @@ async def run(
         await orchestrator.start()
     except BaseException:
         if worker is not None:  # never left behind
-            worker.kill()
+            await worker.stop()
         raise
     try:
         ingested_at = None
@@ -284,7 +282,7 @@ async def run(
                         f"nothing new for {STALL_SECONDS} s"
                     )
                 await asyncio.sleep(0.1)
-        if worker is not None:
+        if worker is not None and worker.pid:
             worker_cpu = process_cpu(worker.pid) - worker_cpu
     finally:
         mark("end")
@@ -292,9 +290,9 @@ async def run(
         if dispatcher is not None:
             await dispatcher.stop()
         if worker is not None:
-            worker.terminate()
-            if await asyncio.to_thread(worker.wait, 30) != 0:
-                raise SystemExit("the delivery worker did not stop cleanly")
+            await worker.stop()
+            if worker.returncode != 0 or worker.restarts:
+                raise SystemExit("the delivery process did not run and stop cleanly")
         await services.aclose()
     if not webhook:
         assert ingested_at is not None
@@ -319,39 +317,6 @@ async def run(
     if worker is not None:
         figures["delivery_cpu_ms_per_message"] = round(worker_cpu * 1000 / expected, 3)
     return figures
-
-
-async def start_delivery_worker(
-    database_url: str, data_dir: Path, secret_key: str
-) -> subprocess.Popen[bytes]:
-    """``mailport worker`` running the webhook dispatcher alone, once its ``/readyz`` says so."""
-    port = free_port()
-    env = {k: v for k, v in os.environ.items() if not k.startswith("MAILPORT_")}
-    env.update(
-        {
-            "MAILPORT_DATABASE_URL": database_url,
-            "MAILPORT_SECRET_KEYS": secret_key,
-            "MAILPORT_DATA_DIR": str(data_dir),
-            "MAILPORT_ALLOW_PRIVATE_HOSTS": "true",
-            "MAILPORT_WORKER_PARTS": "delivery",
-            "MAILPORT_WORKER_PORT": str(port),
-            "MAILPORT_HOST": "127.0.0.1",
-            "MAILPORT_LOG_LEVEL": "WARNING",
-        }
-    )
-    worker = subprocess.Popen([sys.executable, "-m", "mailport", "worker"], env=env)
-    deadline = time.monotonic() + 60
-    async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}") as probe:
-        while True:
-            try:
-                if (await probe.get("/readyz", timeout=1)).status_code == 200:
-                    return worker
-            except httpx.TransportError:
-                pass
-            if worker.poll() is not None or time.monotonic() > deadline:
-                worker.kill()
-                raise SystemExit("the delivery worker did not become ready")
-            await asyncio.sleep(0.05)
 
 
 async def create_pg() -> tuple[str, str]:

@@ -9,6 +9,9 @@ in this process against a Dovecot of its own; the webhook receiver is a separate
 ``ingest_backlog.py``: a receiver thread in this process shared its GIL and event-loop wake-ups
 with the path it timed), which reports each request's arrival time (``time.monotonic``, one
 clock for the whole machine) on a pipe; the database is SQLite unless ``--database-url``.
+``--delivery-process``: the dispatcher runs in a child process, as under ``serve`` with
+``MAILPORT_DELIVERY_PROCESS=true``, woken through a pipe at each commit (the JSON line then
+carries ``"delivery_process": true``).
 Messages are ``--gap`` seconds apart: a session that re-entered IDLE only a moment before a
 delivery is notified later by Dovecot than one idling for a while, so back-to-back deliveries
 would measure Dovecot's IDLE restart rather than mailport.
@@ -44,7 +47,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench._services import bench_services, password_mailbox
+from bench._services import bench_services, password_mailbox, start_delivery_process
 from tests.mailstack.dovecot import Dovecot, free_port
 
 from mailport.delivery import build_dispatcher
@@ -133,7 +136,14 @@ def pct(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, int(round(q * (len(ordered) - 1))))]
 
 
-async def run(dovecot: Dovecot, database_url: str, data_dir: Path, count: int, gap: float) -> dict[str, Any]:
+async def run(
+    dovecot: Dovecot,
+    database_url: str,
+    data_dir: Path,
+    count: int,
+    gap: float,
+    delivery_process: bool = False,
+) -> dict[str, Any]:
     # Private hosts allowed: the webhook receiver listens on 127.0.0.1.
     services = await bench_services(database_url, data_dir, allow_private_hosts=True)
     user, password = dovecot.dyn_user("latency")
@@ -145,8 +155,10 @@ async def run(dovecot: Dovecot, database_url: str, data_dir: Path, count: int, g
     receiver = Receiver()
     await receiver.start()
     await services.webhooks.create(tenant.id, WebhookCreate(url=receiver.url, events=["message.received"]))
-    dispatcher = build_dispatcher(services)
-    await dispatcher.start()
+    child = await start_delivery_process(services) if delivery_process else None
+    dispatcher = None if child is not None else build_dispatcher(services)
+    if dispatcher is not None:
+        await dispatcher.start()
     notified: list[float] = []
     pushes: list[float] = []  # time.monotonic() of mailport's own notifications (see the docstring)
     metric = watcher_module.INGEST_LATENCY
@@ -230,7 +242,10 @@ async def run(dovecot: Dovecot, database_url: str, data_dir: Path, count: int, g
     finally:
         watcher_module.INGEST_LATENCY = metric
         bare.close()
-        await dispatcher.stop()
+        if dispatcher is not None:
+            await dispatcher.stop()
+        if child is not None:
+            await child.stop()
         await receiver.stop()
         await orchestrator.stop()
         await services.aclose()
@@ -254,6 +269,7 @@ async def run(dovecot: Dovecot, database_url: str, data_dir: Path, count: int, g
         "notify_skew_p99_ms": round(pct(skew_ms, 0.99), 1) if skew_ms else None,
         "own_notified": len(own_ms),
         "loadavg": Path("/proc/loadavg").read_text().split()[:3],
+        **({"delivery_process": True} if delivery_process else {}),
     }
 
 
@@ -263,6 +279,11 @@ def main() -> None:
     parser.add_argument("--database-url", default="")
     parser.add_argument("--receiver", type=int, default=None, help=argparse.SUPPRESS)
     parser.add_argument("--gap", type=float, default=0.5, help="seconds between messages")
+    parser.add_argument(
+        "--delivery-process",
+        action="store_true",
+        help="webhook delivery in a child process, as serve with MAILPORT_DELIVERY_PROCESS=true",
+    )
     args = parser.parse_args()
     if args.receiver is not None:
         run_receiver(args.receiver)
@@ -272,7 +293,7 @@ def main() -> None:
     dovecot.start()
     try:
         url = args.database_url or f"sqlite+aiosqlite:///{root / 'mailport.db'}"
-        result = asyncio.run(run(dovecot, url, root / "var", args.messages, args.gap))
+        result = asyncio.run(run(dovecot, url, root / "var", args.messages, args.gap, args.delivery_process))
     finally:
         dovecot.stop(timeout=30)
         shutil.rmtree(root, ignore_errors=True)

@@ -86,6 +86,9 @@ class Settings(BaseSettings):
     host_logins: int = Field(20, ge=1, le=10_000)  # concurrent logins per mail host, whole fleet
     connect_rate: float = Field(200.0, gt=0, le=100_000)  # new mail connections per second, whole fleet
     worker_port: int | None = Field(None, ge=1, le=65535)  # `mailport worker`: /healthz /readyz /metrics
+    # `mailport serve`: webhook delivery in a child process of its own (a second core), which
+    # serve starts, wakes at each commit, restarts and stops (mailport.delivery.process)
+    delivery_process: bool = False
     # what `mailport worker` runs (docs/fleet.md "Splitting the parts"): e.g. "delivery" in one
     # process and "watchers,janitor,sending,contacts" in another, on PostgreSQL
     worker_parts: Annotated[list[WorkerPart], NoDecode] = Field(

@@ -30,6 +30,7 @@ if TYPE_CHECKING:
     from mailport.connectors.gmail.pull import GmailPuller
     from mailport.contacts.worker import ContactWorker
     from mailport.delivery import Dispatcher
+    from mailport.delivery.process import DeliveryProcess
     from mailport.sending.worker import SendWorker
     from mailport.sync import Orchestrator
 
@@ -52,6 +53,10 @@ class Runtime:
     processes that open command connections (:mod:`mailport.fleet.budgets`). A worker without
     watchers (``MAILPORT_WORKER_PARTS``) registers with its parts as its ``roles`` (e.g.
     ``delivery``): listed by ``GET /v1/workers``, given no mailboxes and no budget share.
+
+    ``delivery_process`` (``mailport serve`` with ``MAILPORT_DELIVERY_PROCESS``): the webhook
+    dispatcher runs in a child ``mailport worker`` that this process starts, wakes at each
+    commit and stops (:mod:`mailport.delivery.process`); ``parent_wakes`` is that child's side.
     """
 
     def __init__(
@@ -66,6 +71,8 @@ class Runtime:
         stats: StatsSource | None = None,
         api: bool = False,
         roles: tuple[str, ...] = (),
+        delivery_process: bool = False,
+        parent_wakes: bool = False,
     ) -> None:
         self.services = services
         self.stats = stats  # what the watchers' worker tells the fleet in each heartbeat
@@ -78,6 +85,11 @@ class Runtime:
         self.wants_janitor = janitor
         self.wants_sending = sending
         self.wants_contacts = contacts
+        # webhook delivery in a child process (serve, MAILPORT_DELIVERY_PROCESS), not here
+        self.wants_delivery_process = delivery_process
+        # a child of serve: the parent wakes this dispatcher at each commit (no commit poll)
+        self.parent_wakes = parent_wakes
+        self.delivery_process: DeliveryProcess | None = None
         self.orchestrator: Orchestrator | None = None
         self.dispatcher: Dispatcher | None = None
         self.brokers: list[Publisher] = []  # one per MAILPORT_BROKERS entry, with the dispatcher
@@ -96,10 +108,13 @@ class Runtime:
         ``mailport worker`` processes do (a busy API cannot delay new mail's webhooks)."""
         configured = services.settings.watchers
         background = bool(configured) if configured is not None else serve
+        # MAILPORT_DELIVERY_PROCESS: serve's webhook delivery in a child (a core of its own)
+        child = background and serve and services.settings.delivery_process
         return cls(
             services,
             watchers=background,
-            delivery=background,
+            delivery=background and not child,
+            delivery_process=child,
             janitor=background,
             sending=background,
             contacts=background,
@@ -107,9 +122,10 @@ class Runtime:
         )
 
     @classmethod
-    def for_worker(cls, services: Services) -> Runtime:
+    def for_worker(cls, services: Services, *, parent_wakes: bool = False) -> Runtime:
         """What ``mailport worker`` runs: the parts named in ``MAILPORT_WORKER_PARTS`` (all by
-        default), so that e.g. webhook delivery gets a process, and a core, of its own."""
+        default), so that e.g. webhook delivery gets a process, and a core, of its own.
+        ``parent_wakes``: the delivery child of ``mailport serve``, woken by its parent."""
         parts = tuple(dict.fromkeys(services.settings.worker_parts))
         return cls(
             services,
@@ -119,6 +135,7 @@ class Runtime:
             sending="sending" in parts,
             contacts="contacts" in parts,
             roles=parts,
+            parent_wakes=parent_wakes,
         )
 
     def readiness(self) -> dict[str, bool]:
@@ -130,6 +147,12 @@ class Runtime:
         if self.wants_delivery:
             checks["delivery"] = bool(self.dispatcher is not None and self.dispatcher.running)
         return checks
+
+    @property
+    def delivering(self) -> bool | None:
+        """For serve's ``/readyz``: None unless webhook delivery runs in a child process, else
+        whether that child's dispatcher runs."""
+        return None if self.delivery_process is None else self.delivery_process.ready
 
     @property
     def watching(self) -> bool | None:
@@ -178,12 +201,21 @@ class Runtime:
                 self.dispatcher = await start_dispatcher(
                     self.services,
                     lease_ttl=min(15.0, self.services.settings.lease_seconds),
-                    commit_poll=0.0 if self.wants_watchers else COMMIT_POLL,
+                    commit_poll=0.0 if self.wants_watchers or self.parent_wakes else COMMIT_POLL,
                 )
                 if self.services.settings.brokers:  # each publisher's lease: one process per broker
                     from mailport.brokers import start_publishers
 
                     self.brokers = start_publishers(self.services)
+            if self.wants_delivery_process:
+                from mailport.delivery.process import DeliveryProcess
+
+                # the child is a `mailport worker` with serve's environment: its own HTTP port
+                # (and metrics) only when MAILPORT_WORKER_PORT is set
+                self.delivery_process = DeliveryProcess(
+                    self.services.events, worker_port=self.services.settings.worker_port
+                )
+                self.delivery_process.start()
             if self.wants_janitor:
                 self.janitor = start_janitor(self.services.database, self.services.settings)
             if self.wants_sending:
@@ -217,6 +249,8 @@ class Runtime:
             await publisher.stop()
         if self.dispatcher is not None:
             await self.dispatcher.stop()
+        if self.delivery_process is not None:
+            await self.delivery_process.stop()
         if self.gmail_pull is not None:
             await self.gmail_pull.stop()
         if self.orchestrator is not None:

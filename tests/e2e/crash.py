@@ -37,6 +37,30 @@ def received(db: Path) -> list[tuple[str, str]]:
         conn.close()
 
 
+def children(pid: int) -> list[int]:
+    """The processes whose parent is ``pid`` (from /proc)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+        except OSError:
+            continue
+        if int(stat.rsplit(")", 1)[1].split()[1]) == pid:
+            found.append(int(entry.name))
+    return found
+
+
+def alive(pid: int) -> bool:
+    """``pid`` runs (a zombie does not)."""
+    try:
+        state = (Path("/proc") / str(pid) / "stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"
+
+
 def delivered_keys(receiver_requests: list[tuple[str, bytes]]) -> dict[str, set[str]]:
     """idempotency key -> the webhook-ids it was delivered with (``message.received`` only)."""
     seen: dict[str, set[str]] = {}
@@ -61,15 +85,24 @@ def tenant_with_webhook(url: str, admin_key: str, receiver_url: str, name: str) 
 
 
 def kill_mid_backlog(
-    tmp_path: Path, env: dict[str, str], delivered: Delivered, setup: Callable[[str], None], *, url: str = ""
+    tmp_path: Path,
+    env: dict[str, str],
+    delivered: Delivered,
+    setup: Callable[[str], None],
+    *,
+    url: str = "",
+    set_up: Callable[[int], None] | None = None,
 ) -> int:
     """Start ``serve``, ``setup(url)`` (a tenant, a webhook, the mailbox with its backlog), and
     SIGKILL it at the first delivery; how many deliveries the receiver had then. ``url``: where
-    serve listens when ``env`` pins ``MAILPORT_PORT``."""
+    serve listens when ``env`` pins ``MAILPORT_PORT``. ``set_up(pid)``: told serve's pid after
+    ``setup``."""
     proc, started_at, log_path = start_serve(tmp_path, **env)
     try:
         wait_healthy(proc, url or started_at, log_path)
         setup(url or started_at)
+        if set_up is not None:
+            set_up(proc.pid)
         killed_at = kill_at_first_delivery(proc, delivered)
         assert killed_at > 0, log_path.read_text()[-3000:]
         return killed_at

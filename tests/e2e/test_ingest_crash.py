@@ -1,17 +1,28 @@
 """`mailport serve` SIGKILLed in the middle of a 500-message backlog, then restarted: every
 message is in the event log exactly once (idempotency keys) and reaches the webhook receiver,
-a duplicate only ever with the same ``webhook-id`` and idempotency key; none lost."""
+a duplicate only ever with the same ``webhook-id`` and idempotency key; none lost. Also with
+``MAILPORT_DELIVERY_PROCESS=true``: the webhooks then go out from serve's child (``/readyz``
+says so), which stops by itself when serve is SIGKILLed."""
 
 from __future__ import annotations
 
 import asyncio
 import json
+import time
 from pathlib import Path
 
 import httpx
 import pytest
 
-from tests.e2e.crash import assert_exactly_once, kill_mid_backlog, restarted, tenant_with_webhook, wait_all
+from tests.e2e.crash import (
+    alive,
+    assert_exactly_once,
+    children,
+    kill_mid_backlog,
+    restarted,
+    tenant_with_webhook,
+    wait_all,
+)
 from tests.fixtures.webhook_receiver import MakeReceiver
 from tests.integration.sync.conftest import make_message
 from tests.mailstack.dovecot import Dovecot
@@ -32,8 +43,13 @@ async def _append_backlog(dovecot: Dovecot, user: str, password: str) -> None:
 
 
 @pytest.mark.slow
+@pytest.mark.parametrize("delivery_process", [False, True], ids=["one-process", "delivery-process"])
 def test_sigkill_mid_backlog_then_restart_delivers_every_message_once(
-    tmp_path: Path, dovecot: Dovecot, password_user: tuple[str, str], make_receiver: MakeReceiver
+    tmp_path: Path,
+    dovecot: Dovecot,
+    password_user: tuple[str, str],
+    make_receiver: MakeReceiver,
+    delivery_process: bool,
 ) -> None:
     user, password = password_user
     receiver = make_receiver(delay_seconds=0.005)  # slow enough to be killed mid-way
@@ -45,10 +61,18 @@ def test_sigkill_mid_backlog_then_restart_delivers_every_message_once(
         "MAILPORT_ADMIN_KEY": ADMIN,
         "MAILPORT_ALLOW_PRIVATE_HOSTS": "true",
         "MAILPORT_LOG_LEVEL": "WARNING",
+        "MAILPORT_DELIVERY_PROCESS": "true" if delivery_process else "false",
     }
     db = tmp_path / "var" / "mailport.db"
+    child: list[int] = []
 
     def setup(url: str) -> None:
+        if delivery_process:
+            deadline = time.monotonic() + 60
+            while (ready := httpx.get(f"{url}/readyz")).status_code != 200:
+                assert time.monotonic() < deadline, ready.text
+                time.sleep(0.1)
+            assert ready.json()["checks"]["delivery"] is True
         _, key = tenant_with_webhook(url, ADMIN, receiver.url, "crash")
         # the backlog is waiting when the mailbox is added: the first catch-up ingests it
         asyncio.run(_append_backlog(dovecot, user, password))
@@ -61,7 +85,14 @@ def test_sigkill_mid_backlog_then_restart_delivers_every_message_once(
         created = httpx.post(f"{url}/v1/mailboxes", json=body, headers={"Authorization": f"Bearer {key}"})
         assert created.status_code == 201, created.text
 
-    killed_at = kill_mid_backlog(tmp_path, env, delivered, setup)
+    killed_at = kill_mid_backlog(
+        tmp_path, env, delivered, setup, set_up=lambda pid: child.extend(children(pid))
+    )
+    assert len(child) == (1 if delivery_process else 0), child
+    deadline = time.monotonic() + 20
+    while child and alive(child[0]):  # the parent's end of the wake pipe closed: the child stops
+        assert time.monotonic() < deadline, "the delivery process outlived serve"
+        time.sleep(0.05)
     with restarted(tmp_path, env):
         rows = wait_all(db, delivered, TOTAL)
     assert_exactly_once(rows, delivered, [f"backlog {i}" for i in range(TOTAL)], killed_at)

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import asyncio
 
+import pytest
+
 from mailport.events import EventLog
 from mailport.store import open_database
 
@@ -55,3 +57,31 @@ async def test_a_cancelled_waiter_does_not_stop_the_others() -> None:
     await asyncio.gather(cancelled, return_exceptions=True)
     await log.notify()
     assert await kept is True
+
+
+async def test_commit_hooks_hear_appends_and_changes_but_not_acceptances(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """``on_commit`` (serve's delivery child is woken with it): told whether events were
+    appended, not told of an acceptance (nothing for a dispatcher to do), not told of another
+    process's commit (no echo), and a failing hook neither stops the others nor the caller."""
+    log = _log()
+    heard: list[bool] = []
+
+    def broken(_appended: bool) -> None:
+        raise RuntimeError("hook")
+
+    log.on_commit(broken)
+    remove = log.on_commit(heard.append)
+    await log.notify()
+    await log.notify(appended=False)
+    await log.notify(appended=False, accepted_only=True)
+    log.foreign_commit()
+    log.changed_elsewhere()
+    assert heard == [True, False]
+    assert "a commit hook failed" in caplog.text
+    remove()
+    remove()  # twice: no error
+    await log.notify()
+    assert heard == [True, False]
+    assert (log.version, log.appended_version) == (6, 3)

@@ -145,6 +145,8 @@ def create_app(settings: Settings | None = None, *, services: Services | None = 
         }
         if (watching := health.watchers_ready(request)) is not None:
             checks["watchers"] = watching
+        if (delivering := health.delivery_ready(request)) is not None:
+            checks["delivery"] = delivering
         ok = all(checks.values())
         return JSONResponse(
             {"status": "ok" if ok else "unavailable", "checks": checks}, status_code=200 if ok else 503

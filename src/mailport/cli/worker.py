@@ -19,6 +19,7 @@ import typer
 from mailport.api.worker_http import WorkerHttp, start_worker_http, worker_metrics
 from mailport.bootstrap import build
 from mailport.config import load_settings
+from mailport.delivery.process import ParentLink
 from mailport.logs import configure_logging
 from mailport.runtime import Runtime
 
@@ -30,9 +31,13 @@ async def run_worker(*, stop: asyncio.Event | None = None) -> None:
     for signum in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(signum, stop.set)
     services = await build(settings)
-    runtime = Runtime.for_worker(services)  # MAILPORT_WORKER_PARTS: all of them by default
+    # started by `mailport serve` (MAILPORT_DELIVERY_PROCESS): woken by it, stopped by its exit
+    link = ParentLink.from_environment(services.events, stop)
+    runtime = Runtime.for_worker(services, parent_wakes=link is not None)
     http: WorkerHttp | None = None
     try:
+        if link is not None:
+            link.start()
         if settings.worker_port is not None:  # up before the parts: /readyz says 503 until they run
             http = await start_worker_http(
                 settings.host,
@@ -41,6 +46,8 @@ async def run_worker(*, stop: asyncio.Event | None = None) -> None:
                 ping=services.database.ping,
             )
         await runtime.start()
+        if link is not None:
+            link.ready()
         orchestrator = runtime.orchestrator
         if orchestrator is not None:
             worker_metrics(orchestrator.owner, socket.gethostname(), lambda: len(orchestrator.watchers))
@@ -52,6 +59,8 @@ async def run_worker(*, stop: asyncio.Event | None = None) -> None:
         await stop.wait()
     finally:
         await runtime.stop()
+        if link is not None:
+            link.close()
         if http is not None:
             await http.stop()
         await services.aclose()

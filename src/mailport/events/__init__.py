@@ -41,7 +41,7 @@ import enum
 import json
 import logging
 from collections import deque
-from collections.abc import AsyncIterator, Iterable, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import datetime
@@ -497,6 +497,7 @@ class EventLog:
         self._committed: deque[CommittedEvent] | None = None
         # the webhook dispatcher's fan-out inside the appending transaction (see InlineFanout)
         self.inline_fanout: InlineFanout | None = None
+        self._commit_hooks: list[Callable[[bool], None]] = []  # see on_commit
 
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[AsyncConnection]:
@@ -542,6 +543,30 @@ class EventLog:
         ``accepted_only``: the commit only accepted events (:attr:`accepted_version` moves):
         nothing for the dispatcher to do."""
         self._advance(appended=appended, accepted_only=accepted_only)
+        if not accepted_only:
+            for hook in list(self._commit_hooks):
+                try:
+                    hook(appended)
+                except Exception:  # the commit is done: a hook's failure is only logged
+                    log.exception("a commit hook failed")
+
+    def on_commit(self, hook: Callable[[bool], None]) -> Callable[[], None]:
+        """Call ``hook(appended)`` after each commit of this process that the dispatcher cares
+        for (:meth:`notify`: ``appended`` events, or changed what a full cycle reads); the
+        returned function removes it. :class:`mailport.delivery.process.DeliveryProcess` wakes
+        the dispatcher of its child with it."""
+        self._commit_hooks.append(hook)
+
+        def remove() -> None:
+            if hook in self._commit_hooks:
+                self._commit_hooks.remove(hook)
+
+        return remove
+
+    def changed_elsewhere(self) -> None:
+        """Another process committed a change a full cycle reads (no new events): wake the
+        waiters as :meth:`notify` with ``appended=False`` does."""
+        self._advance(appended=False, accepted_only=False)
 
     def foreign_commit(self) -> None:
         """Another process committed events (its NOTIFY on :data:`COMMITTED_CHANNEL`): wake the

@@ -86,3 +86,10 @@ def watchers_ready(request: Request) -> bool | None:
     """For /readyz: None when this process runs no watchers, else whether they are running."""
     runtime = getattr(request.app.state, "runtime", None)
     return None if runtime is None else runtime.watching
+
+
+def delivery_ready(request: Request) -> bool | None:
+    """For /readyz: None unless webhook delivery runs in a child process of this one
+    (``MAILPORT_DELIVERY_PROCESS``), else whether the child's dispatcher runs."""
+    runtime = getattr(request.app.state, "runtime", None)
+    return None if runtime is None else runtime.delivering
