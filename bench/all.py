@@ -84,6 +84,15 @@ BENCHES: dict[str, Bench] = {
     "ingest_backlog_1mailbox": Bench(
         "ingest_backlog.py", ("--messages", "10000", "--mailboxes", "1"), ("--mailboxes", "1")
     ),
+    # serve with MAILPORT_DELIVERY_PROCESS=true: webhook delivery in a child process
+    "ingest_latency_split": Bench(
+        "ingest_latency.py", ("--messages", "200", "--delivery-process"), ("--delivery-process",)
+    ),
+    "ingest_backlog_split": Bench(
+        "ingest_backlog.py",
+        ("--messages", "10000", "--mailboxes", "10", "--delivery-process"),
+        ("--delivery-process",),
+    ),
     "ingest_backlog_pop3": Bench(
         "ingest_backlog.py",
         ("--messages", "5000", "--mailboxes", "10", "--connector", "pop3", "--only", "sqlite"),
