@@ -543,7 +543,7 @@ class EventLog:
         ``accepted_only``: the commit only accepted events (:attr:`accepted_version` moves):
         nothing for the dispatcher to do."""
         self._advance(appended=appended, accepted_only=accepted_only)
-        if not accepted_only:
+        if self._commit_hooks and not accepted_only:  # (none unless serve has a delivery child)
             for hook in list(self._commit_hooks):
                 try:
                     hook(appended)
