@@ -12,6 +12,8 @@ from typing import Annotated, Literal
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from mailport.event_loop import EventLoopChoice
+
 WorkerPart = Literal["watchers", "delivery", "janitor", "sending", "contacts"]
 WORKER_PARTS: tuple[WorkerPart, ...] = ("watchers", "delivery", "janitor", "sending", "contacts")
 
@@ -94,6 +96,8 @@ class Settings(BaseSettings):
     worker_parts: Annotated[list[WorkerPart], NoDecode] = Field(
         default_factory=lambda: list(WORKER_PARTS), min_length=1
     )
+    # `mailport worker`'s event loop: auto = uvloop for a delivery-only worker (mailport.event_loop)
+    event_loop: EventLoopChoice = "auto"
     mail_ca_file: Path | None = None  # extra CA for mail servers with a private certificate
 
     # --- live mailbox access: command connections per mailbox, beside the watcher ------------

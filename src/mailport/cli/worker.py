@@ -20,6 +20,7 @@ from mailport.api.worker_http import WorkerHttp, start_worker_http, worker_metri
 from mailport.bootstrap import build
 from mailport.config import load_settings
 from mailport.delivery.process import ParentLink
+from mailport.event_loop import loop_name, worker_loop
 from mailport.logs import configure_logging
 from mailport.runtime import Runtime
 
@@ -55,7 +56,7 @@ async def run_worker(*, stop: asyncio.Event | None = None) -> None:
         elif runtime.membership is not None:  # registered with its parts: no mailboxes
             worker_metrics(runtime.membership.worker_id, socket.gethostname(), lambda: 0)
         parts = ", ".join(settings.worker_parts)
-        typer.echo(f"mailport worker: running {parts}", err=True)
+        typer.echo(f"mailport worker: running {parts} ({loop_name(loop)})", err=True)
         await stop.wait()
     finally:
         await runtime.stop()
@@ -68,5 +69,7 @@ async def run_worker(*, stop: asyncio.Event | None = None) -> None:
 
 def worker() -> None:
     """Run the mailbox watchers (no API) until interrupted."""
-    configure_logging(load_settings().log_level)
-    asyncio.run(run_worker())  # its build() is the preflight: a bad configuration is one line
+    settings = load_settings()
+    configure_logging(settings.log_level)
+    with asyncio.Runner(loop_factory=worker_loop(settings.event_loop, settings.worker_parts)) as runner:
+        runner.run(run_worker())  # its build() is the preflight: a bad configuration is one line

@@ -163,7 +163,9 @@ class _Connection:
 class Http1Pool:
     """Keep-alive connections to one vetted host (at most ``max_idle`` kept)."""
 
-    def __init__(self, *, connect_timeout: float, max_idle: int = 16) -> None:
+    def __init__(
+        self, *, connect_timeout: float, max_idle: int = 16, tls_context: ssl.SSLContext | None = None
+    ) -> None:
         self._connect_timeout = connect_timeout
         self._max_idle = max_idle
         self._idle: list[_Connection] = []
@@ -171,7 +173,8 @@ class Http1Pool:
         self._vetted: VettedHost | None = None  # the host self._key was made of
         self._tls_on = False
         self._head: tuple[bytes, bytes, bytes] | None = None  # target, host header, request_head()
-        self._tls: ssl.SSLContext | None = None  # made at the first https connection (loads the CAs)
+        # made at the first https connection (loads the system's CAs) unless given
+        self._tls: ssl.SSLContext | None = tls_context
 
     async def _open(self, vetted: VettedHost, tls: bool) -> _Connection:
         reader, writer = await open_stream(

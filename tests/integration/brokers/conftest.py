@@ -3,19 +3,32 @@ at 5672 guest/guest, Redis at 6379), a destination with a unique name per test (
 workers never collide), a reader of what arrived, and its removal at teardown.
 
 A server that is not running fails the test (it is never skipped).
+
+Every async test here runs twice: on asyncio's loop and on uvloop's. The publishers run in the
+process that delivers webhooks, which is serve's delivery child on uvloop (mailport.event_loop)
+and any other process on asyncio's.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 import pytest
 
 NATS_PORT, RABBIT_PORT, REDIS_PORT = 4222, 5672, 6379
+
+
+def pytest_asyncio_loop_factories(
+    config: pytest.Config, item: pytest.Item
+) -> Mapping[str, Callable[[], asyncio.AbstractEventLoop]]:
+    import uvloop
+
+    return {"asyncio": asyncio.new_event_loop, "uvloop": uvloop.new_event_loop}
 
 
 @dataclass(frozen=True)

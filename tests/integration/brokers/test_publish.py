@@ -12,11 +12,14 @@ import pytest
 
 from mailport.bootstrap import Services
 from mailport.brokers import Publisher, build_publisher
+from mailport.event_loop import loop_name
 from mailport.events import Event, NewEvent
 from mailport.metrics import BROKER_FAILURES
 from mailport.retry import RetryPolicy
 from tests.fixtures.relay import TcpRelay
 from tests.integration.brokers.conftest import NatsSide, Received, Side
+
+
 
 FAST = RetryPolicy(first_delay=0.1, multiplier=2.0, max_delay=0.5, jitter=0.5)
 MakePublisher = Callable[[str], Awaitable[Publisher]]
@@ -68,7 +71,7 @@ def _first_seen(got: list[Received]) -> list[str]:
 
 
 async def test_the_event_log_arrives_in_order_with_its_keys(
-    services: Services, side: Side, make_publisher: MakePublisher
+    services: Services, side: Side, make_publisher: MakePublisher, request: pytest.FixtureRequest
 ) -> None:
     tenant, _key = await services.tenants.create_tenant("brokers")
     before = await _append(services, tenant.id, "before", 10)  # appended before it started
@@ -78,6 +81,8 @@ async def test_the_event_log_arrives_in_order_with_its_keys(
 
     got = await _wait_for(side, [e.id for e in events])
     assert [r.id for r in got] == [e.id for e in events]  # seq order, each once
+    expected = "uvloop" if "[uvloop" in request.node.name else "asyncio"  # (conftest: both run)
+    assert loop_name(asyncio.get_running_loop()) == expected
     assert [r.seq for r in got] == [e.seq for e in events]
     assert [r.idempotency_key for r in got] == [e.idempotency_key for e in events]
     assert [r.mailbox_id for r in got] == [e.mailbox_id for e in events]

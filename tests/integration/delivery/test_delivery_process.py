@@ -78,7 +78,11 @@ async def test_the_parents_commits_wake_the_child_at_once(
     assert parent.dispatcher is None  # not in this process
     tenant, _key = await delivery_services.tenants.create_tenant("child")
     await delivery_services.webhooks.create(tenant.id, WebhookCreate(url=webhook_receiver.url))
-    await _ready(parent)
+    child = await _ready(parent)
+    # a delivery-only worker runs on uvloop (MAILPORT_EVENT_LOOP=auto, mailport.event_loop)
+    assert child.pid is not None
+    with open(f"/proc/{child.pid}/maps") as maps:
+        assert "/uvloop/loop." in maps.read()
     await delivery_services.events.append(_event(tenant.id, 0))
     await webhook_receiver.wait_for(1, timeout=30)  # the child's first cycle has run
     waits = []

@@ -12,11 +12,14 @@ import gc
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 
+import ssl
+
 import h11
 import pytest
 
 from mailport.delivery.http1 import CONSTANT_HEADERS, Http1Pool, ProtocolError, Response, _Answer
 from mailport.net.guard import HostGuard, VettedHost
+from tests.fixtures.tls import Pem
 
 
 @dataclass
@@ -59,8 +62,12 @@ class ScriptedServer:
             writer.close()
 
 
-async def serve(script: ScriptedServer) -> AsyncIterator[VettedHost]:
-    server = await asyncio.start_server(script.handle, "127.0.0.1", 0)
+async def serve(script: ScriptedServer, tls: Pem | None = None) -> AsyncIterator[VettedHost]:
+    context = None
+    if tls is not None:
+        context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        context.load_cert_chain(tls.cert, tls.key)
+    server = await asyncio.start_server(script.handle, "127.0.0.1", 0, ssl=context)
     script.port = server.sockets[0].getsockname()[1]
     try:
         yield await HostGuard(allow_private=True).vet("127.0.0.1", script.port)
@@ -68,11 +75,13 @@ async def serve(script: ScriptedServer) -> AsyncIterator[VettedHost]:
         server.close()
 
 
-async def post(pool: Http1Pool, host: VettedHost, body: bytes = b'{"a":1}', **headers: bytes) -> Response:
+async def post(
+    pool: Http1Pool, host: VettedHost, body: bytes = b'{"a":1}', *, tls: bool = False, **headers: bytes
+) -> Response:
     extra = [(name.replace("_", "-").encode(), value) for name, value in headers.items()]
     return await pool.post(
         host,
-        tls=False,
+        tls=tls,
         target=b"/hook?x=1",
         host_header=f"127.0.0.1:{host.port}".encode(),
         headers=[(b"webhook-id", b"evt_1"), *extra],
@@ -190,3 +199,22 @@ async def test_a_header_that_could_split_the_request_is_refused_before_sending(v
         response = await post(pool, host, webhook_x=b"fine")
         pool.close()
     assert response.status == 204 and len(script.requests) == 1
+
+
+async def test_https_verifies_the_servers_certificate_and_keeps_the_connection(pki: dict[str, Pem]) -> None:
+    trusted = ssl.create_default_context(cafile=str(pki["ca"].cert))
+    script = ScriptedServer([OK, OK])
+    async for host in serve(script, tls=pki["good"]):
+        pool = Http1Pool(connect_timeout=5, tls_context=trusted)
+        answers = [await post(pool, host, b"{}", tls=True), await post(pool, host, b"[]", tls=True)]
+        pool.close()
+    assert [a.status for a in answers] == [204, 204] and script.connections == 1
+    assert [body for _request, body in script.requests] == [b"{}", b"[]"]
+
+    refused = ScriptedServer([OK])
+    async for host in serve(refused, tls=pki["self_signed"]):
+        pool = Http1Pool(connect_timeout=5, tls_context=trusted)
+        with pytest.raises(ssl.SSLCertVerificationError):
+            await post(pool, host, tls=True)
+        pool.close()
+    assert refused.requests == []
