@@ -19,8 +19,6 @@ from mailport.retry import RetryPolicy
 from tests.fixtures.relay import TcpRelay
 from tests.integration.brokers.conftest import NatsSide, Received, Side
 
-
-
 FAST = RetryPolicy(first_delay=0.1, multiplier=2.0, max_delay=0.5, jitter=0.5)
 MakePublisher = Callable[[str], Awaitable[Publisher]]
 

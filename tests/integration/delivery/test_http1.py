@@ -9,10 +9,9 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import ssl
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
-
-import ssl
 
 import h11
 import pytest
