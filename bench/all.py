@@ -98,6 +98,11 @@ BENCHES: dict[str, Bench] = {
         ("--messages", "5000", "--mailboxes", "10", "--connector", "pop3", "--only", "sqlite"),
         ("--connector", "pop3"),
     ),
+    "delivery_throughput": Bench("delivery_throughput.py"),
+    # the dispatcher on uvloop, as in a delivery-only worker (serve's delivery child)
+    "delivery_throughput_uvloop": Bench(
+        "delivery_throughput.py", ("--event-loop", "uvloop"), ("--event-loop", "uvloop")
+    ),
     "send": Bench("send.py", ("--messages", "500")),
     "host_apps": Bench("host_apps.py", ("--quick",)),
     "mailbox_api": Bench(

@@ -14,6 +14,8 @@ default the local server, created and dropped); ``--only`` picks one. Prints one
 (``cpu_ms_per_1k``: this process's CPU time per 1,000 deliveries, less load-dependent than the
 rate on a shared machine). ``--batch-size N``: the endpoint's ``batch_size`` (default 1, one
 event per request); the receiver counts each event inside a batch and checks order per mailbox.
+``--event-loop uvloop``: the dispatcher runs on uvloop, as in a delivery-only worker (serve's
+delivery child, :mod:`mailport.event_loop`); the JSON line then carries ``"event_loop"``.
 """
 
 from __future__ import annotations
@@ -38,6 +40,7 @@ from tests.mailstack.dovecot import free_port
 
 from mailport.delivery import start_dispatcher
 from mailport.delivery.schemas import WebhookCreate
+from mailport.event_loop import worker_loop
 from mailport.events import NewEvent, append_many
 
 BODY = ("Hello, this is a backlog message. " * 55)[:1900]
@@ -132,7 +135,14 @@ def main() -> None:
         default=1,
         help="the endpoint's batch_size: up to N consecutive events of one mailbox per request",
     )
+    parser.add_argument(
+        "--event-loop",
+        choices=["asyncio", "uvloop"],
+        default="asyncio",
+        help="the dispatcher's event loop (uvloop: as in a delivery-only worker)",
+    )
     args = parser.parse_args()
+    loop_factory = worker_loop("auto", ["delivery"]) if args.event_loop == "uvloop" else None
     root = Path(tempfile.mkdtemp(prefix="mailport-bench-delivery-"))
     port = free_port()
     backlog = Path(__file__).resolve().parent / "ingest_backlog.py"
@@ -140,6 +150,8 @@ def main() -> None:
     result: dict[str, Any] = {"events": args.events, "mailboxes": args.mailboxes}
     if args.batch_size != 1:  # the default line stays as it was
         result["batch_size"] = args.batch_size
+    if args.event_loop != "asyncio":
+        result["event_loop"] = args.event_loop
     try:
         url = f"http://127.0.0.1:{port}"
         wait_until_up(url)
@@ -147,14 +159,18 @@ def main() -> None:
         if args.only in (None, "sqlite"):
             runs.append(("sqlite", f"sqlite+aiosqlite:///{root / 'mailport.db'}"))
         for name, database_url in runs:
-            got = asyncio.run(
-                run(database_url, root / name, args.events, args.mailboxes, url, args.batch_size)
-            )
+            with asyncio.Runner(loop_factory=loop_factory) as runner:
+                got = runner.run(
+                    run(database_url, root / name, args.events, args.mailboxes, url, args.batch_size)
+                )
             result.update({f"{key}_{name}": value for key, value in got.items()})
         if args.only in (None, "postgres"):
             db, pg_url = asyncio.run(create_pg())
             try:
-                got = asyncio.run(run(pg_url, root / "pg", args.events, args.mailboxes, url, args.batch_size))
+                with asyncio.Runner(loop_factory=loop_factory) as runner:
+                    got = runner.run(
+                        run(pg_url, root / "pg", args.events, args.mailboxes, url, args.batch_size)
+                    )
             finally:
                 asyncio.run(drop_pg(db))
             result.update({f"{key}_postgres": value for key, value in got.items()})
