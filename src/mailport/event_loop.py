@@ -4,10 +4,11 @@ Why uvloop where it is used: a worker that only delivers webhooks (the child of 
 serve`` with ``MAILPORT_DELIVERY_PROCESS``, or ``MAILPORT_WORKER_PARTS=delivery``) spends its
 time in the event loop itself: socket writes and reads, timers, and the wake-ups from the SQLite
 driver's thread. uvloop (libuv; MIT or Apache-2.0, installed with ``uvicorn[standard]``) does
-that work in C: in ``bench/ingest_backlog.py --delivery-process`` the child used about 15 % less
-CPU per message (issue 21). Processes that run the mail clients (watchers, sending, contacts)
-and ``serve`` (its own accept loop, :class:`mailport.api.server.ServingLoop`) stay on asyncio's
-loop, where their servers' habits were tested.
+that work in C: in ``bench/delivery_throughput.py`` (the dispatcher alone) it used 9 % (SQLite)
+and 16 % (PostgreSQL) less CPU per webhook (issue 21, fifteenth round). Processes that run the
+mail clients (watchers, sending, contacts) and ``serve`` (its own accept loop,
+:class:`mailport.api.server.ServingLoop`) stay on asyncio's loop, where their servers' habits
+were tested.
 
 ``auto`` (the default): uvloop for a delivery-only worker when it can be imported, else
 asyncio's. ``asyncio``: always asyncio's loop.
