@@ -8,14 +8,14 @@ import pytest
 from pydantic import ValidationError
 
 from mailport.config import Settings
-from mailport.event_loop import loop_name, worker_loop
+from mailport.event_loop import LoopFactory, loop_name, worker_loop
 
 
-def _run_on(factory: object) -> str:
+def _run_on(factory: LoopFactory | None) -> str:
     async def name() -> str:
         return loop_name(asyncio.get_running_loop())
 
-    with asyncio.Runner(loop_factory=factory) as runner:  # type: ignore[arg-type]
+    with asyncio.Runner(loop_factory=factory) as runner:
         return runner.run(name())
 
 

@@ -6,8 +6,7 @@ delivery child, on uvloop (mailport.event_loop), and in every other process, on 
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import AsyncIterator
 
 import httpx
 import pytest
@@ -15,16 +14,11 @@ import pytest
 from mailport.api import create_app
 from mailport.bootstrap import Services
 from tests.fixtures.api import BASE_URL, TenantHandle
+from tests.fixtures.loops import LoopFactories, asyncio_loop, both_loops
 
 
-def pytest_asyncio_loop_factories(
-    config: pytest.Config, item: pytest.Item
-) -> Mapping[str, Callable[[], asyncio.AbstractEventLoop]]:
-    if item.path.name != "test_http1.py":
-        return {"asyncio": asyncio.new_event_loop}
-    import uvloop
-
-    return {"asyncio": asyncio.new_event_loop, "uvloop": uvloop.new_event_loop}
+def pytest_asyncio_loop_factories(config: pytest.Config, item: pytest.Item) -> LoopFactories:
+    return both_loops() if item.path.name == "test_http1.py" else asyncio_loop()
 
 
 @pytest.fixture
