@@ -45,6 +45,7 @@ from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import datetime
+from functools import lru_cache
 from typing import Any, Protocol
 
 import orjson
@@ -299,15 +300,42 @@ async def _inserted_pages(
     conn: AsyncConnection, rows: list[dict[str, Any]]
 ) -> AsyncIterator[tuple[list[tuple[Any, ...]], CursorResult[Any]]]:
     """The rows in one multi-row statement per page (:mod:`mailport.store.many_rows`), each
-    page with its result."""
+    page with its result; on PostgreSQL each statement takes the event lock first
+    (:func:`_locked`)."""
     single = _event_insert(conn)
+    locked = conn.dialect.name == "postgresql"
     stamp = many_rows.Stamps(events.c.created_at, conn.dialect)
     values = [(*(row[name] for name in _EVENT_COLUMNS[:-1]), stamp(row["created_at"])) for row in rows]
     per_statement = many_rows.MAX_PARAMETERS // len(_EVENT_COLUMNS)
     for start in range(0, len(values), per_statement):
         page = values[start : start + per_statement]
         sql = many_rows.multi_row_sql(single, len(page))
+        if locked:
+            sql = _locked(sql)
         yield page, await conn.exec_driver_sql(sql, tuple(v for row in page for v in row))
+
+
+_VALUES_AT = " VALUES ("
+_CONFLICT_AT = " ON CONFLICT "
+
+
+@lru_cache(maxsize=64)
+def _locked(insert: str) -> str:
+    """PostgreSQL: the multi-row ``INSERT … VALUES … ON CONFLICT …`` as an ``INSERT … SELECT``
+    that takes the event lock (the module docstring) in the same statement, before its first row
+    and so before any ``seq`` is drawn.
+
+    Why one statement: the lock is held until the commit, and every event-writing transaction of
+    the fleet waits for it. Taken by a statement of its own, it was held during that statement's
+    answer, the wait for the writer's busy event loop to send the next one, then the INSERT.
+    A cross join of the one-row CTE and the ``VALUES`` runs as a nested loop (it has no other
+    plan), so the rows keep their order (and ``seq`` follows it) as in the plain multi-row form,
+    and no row reaches the INSERT before the CTE has taken the lock. ``insert`` is SQLAlchemy's
+    own statement (:func:`_event_insert`): the values stay bind parameters."""
+    head, values = insert.split(_VALUES_AT, 1)
+    groups, conflict = values.rsplit(_CONFLICT_AT, 1)
+    lock = f"WITH event_order AS MATERIALIZED (SELECT pg_advisory_xact_lock({_PG_LOCK_KEY}))"
+    return f"{lock} {head} SELECT v.* FROM event_order, (VALUES ({groups}) AS v{_CONFLICT_AT}{conflict}"  # noqa: S608
 
 
 async def _insert_sqlite(conn: AsyncConnection, rows: list[dict[str, Any]]) -> dict[str, int]:
@@ -348,16 +376,14 @@ async def _insert_postgresql(conn: AsyncConnection, rows: list[dict[str, Any]]) 
 async def append_prepared(conn: AsyncConnection, prepared: PreparedEvents) -> list[Event]:
     """:func:`append_many` of events prepared beforehand (:func:`prepare`).
 
-    On PostgreSQL this takes the transaction-scoped advisory lock that makes events commit in
-    ``seq`` order (the module docstring): every event-writing transaction in the fleet waits
-    for it until the holder commits. So a writer with other work in its transaction appends
-    its events **last** (only its fence after them): the lock is then held for this one
-    INSERT and the commit, not for the writer's other statements."""
+    On PostgreSQL the INSERT takes the transaction-scoped advisory lock that makes events
+    commit in ``seq`` order (the module docstring, :func:`_locked`): every event-writing
+    transaction in the fleet waits for it until the holder commits. So a writer with other work
+    in its transaction appends its events **last**, its fence before them: the lock is then
+    held for this one INSERT and the commit, not for the writer's other statements."""
     if not prepared.rows:
         return []
     rows, items, created = prepared.rows, prepared.items, prepared.created
-    if conn.dialect.name == "postgresql":
-        await conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": _PG_LOCK_KEY})
     if conn.dialect.name == "sqlite":
         inserted = await _insert_sqlite(conn, rows)
     else:  # multi-row INSERTs: rows keep their order, so ``seq`` follows it

@@ -33,7 +33,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import time
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
@@ -247,6 +247,7 @@ async def store_chunk(
     started: float,
     actions: bool = True,
     fence_in_cursor: Lease | None = None,
+    fence: Callable[[AsyncConnection], Awaitable[None]] | None = None,
     built: ChunkRows | None = None,
 ) -> ChunkResult:
     """Everything of one batch in the caller's transaction; the cursor becomes ``batch.cursor``.
@@ -255,16 +256,21 @@ async def store_chunk(
     ``fence_in_cursor`` (SQLite): the watcher's lease, whose condition
     (:func:`mailport.leases.still_held`) is put in the cursor's ``UPDATE``;
     :attr:`ChunkResult.fenced` says whether that statement was the fence (one round trip
-    fewer per chunk), else the caller fences as usual. ``built``: the chunk's rows, built
-    beforehand by :func:`chunk_rows` at ``now`` (only without ``check_known``, whose lookup
-    needs the transaction); None: built here.
+    fewer per chunk), else ``fence`` (the watcher's lease, :func:`mailport.leases.fence`) runs
+    right before the events. ``built``: the chunk's rows, built beforehand by
+    :func:`chunk_rows` at ``now`` (only without ``check_known``, whose lookup needs the
+    transaction); None: built here.
 
     Order: rows and payloads are built (CPU only) before the first statement; then the
-    message rows, thread roots and cursor; the events last (PostgreSQL's event lock is then
-    held only for their INSERT, the few statements that need to know which were appended, the
-    caller's fence and the commit — see :func:`mailport.events.append_prepared`). A message row
-    names its event's id before the event is written; one whose event turns out to exist
-    already (re-ingested after a crash) is set back to no event."""
+    message rows, thread roots, cursor, the mailbox's statistics and the fence; the events last.
+    PostgreSQL's event lock, which every event-writing transaction of the fleet waits for, is
+    then held for their INSERT and the commit only (:func:`mailport.events.append_prepared`):
+    each statement after it waited for this process's busy event loop to send it, and ten
+    watchers spent ~3.5 s waiting for the lock per second of a backlog (issue 21). The
+    statistics count the chunk's events as appended; the rare events that existed already (a
+    message re-ingested after a crash) are taken back after the INSERT. A message row names
+    its event's id before the event is written; one whose event turns out to exist already is
+    set back to no event."""
     scope, epoch = batch.cursor.scope, batch.cursor.epoch
     if built is None:
         known: repo.Known | None = None
@@ -289,48 +295,56 @@ async def store_chunk(
     )
     if not fenced:
         await repo.save_cursor(conn, mailbox.id, batch.cursor, now=now)
-    # ---- the events, and what needs to know which were appended (the caller's fence follows)
-    appended = await append_prepared(conn, prepared)
-    appended_ids = {e.id for e in appended}
-    appended_items: list[tuple[str, str]] = []  # (event id, item) of the events really appended
-    fresh_reports: list[tuple[NewEvent, Parsed, Bounce | Complaint]] = []
-    orphaned: list[str] = []  # message rows naming an event that was not appended
-    for new, row, p in zip(new_events, message_rows, reports, strict=True):
-        if row["event_id"] in appended_ids:
-            appended_items.append((row["event_id"], row["item"]))
-            if isinstance(p.report, Bounce | Complaint):
-                fresh_reports.append((new, p, p.report))
-        else:
-            row["event_id"] = None
-            orphaned.append(row["id"])
-    if orphaned:
-        await repo.clear_message_events(conn, orphaned)
-    report_events = await _append_reports(conn, mailbox, scope, epoch, fresh_reports, now=now)
+    expected = len(prepared.rows)
+    if parsed:
+        elapsed_ms = int((time.perf_counter() - started) * 1000)
+        await repo.add_stats(
+            conn, mailbox.id, at=now, processed=expected, failed=failed, processing_ms=elapsed_ms
+        )
     action = mailbox.settings.after_processing
-    if actions and action and action != "none" and appended:
+    acting = bool(actions and action and action != "none")
+    if acting and message_rows:  # the events' ids are known before they are written
         await repo.insert_actions(
             conn,
             [
                 {
-                    "event_id": event_id,
+                    "event_id": row["event_id"],
                     "mailbox_id": mailbox.id,
                     "scope": scope,
                     "epoch": epoch,
-                    "item": item,
+                    "item": row["item"],
                     "action": action,
                     "state": "pending",
                     "attempts": 0,
                     "created_at": now,
                     "updated_at": now,
                 }
-                for event_id, item in appended_items
+                for row in message_rows
             ],
         )
-    elapsed_ms = int((time.perf_counter() - started) * 1000)
-    if parsed:
-        await repo.add_stats(
-            conn, mailbox.id, at=now, processed=len(appended), failed=failed, processing_ms=elapsed_ms
-        )
+    if not fenced and fence is not None:
+        await fence(conn)
+    # ---- the events, and what needs to know which were appended
+    appended = await append_prepared(conn, prepared)
+    appended_ids = {e.id for e in appended}
+    fresh_reports: list[tuple[NewEvent, Parsed, Bounce | Complaint]] = []
+    orphaned: list[str] = []  # message rows naming an event that was not appended
+    orphaned_events: list[str] = []  # and those events' ids
+    for new, row, p in zip(new_events, message_rows, reports, strict=True):
+        if row["event_id"] in appended_ids:
+            if isinstance(p.report, Bounce | Complaint):
+                fresh_reports.append((new, p, p.report))
+        else:
+            orphaned_events.append(row["event_id"])
+            row["event_id"] = None
+            orphaned.append(row["id"])
+    if orphaned:  # rare: messages stored again after a crash; their first events stand
+        await repo.clear_message_events(conn, orphaned)
+        if acting:
+            await repo.delete_actions(conn, orphaned_events)
+    if parsed and len(appended) != expected:
+        await repo.add_stats(conn, mailbox.id, at=now, processed=len(appended) - expected)
+    report_events = await _append_reports(conn, mailbox, scope, epoch, fresh_reports, now=now)
     MESSAGES_PROCESSED.inc(len(appended))
     if failed:
         MESSAGES_FAILED.inc(failed)

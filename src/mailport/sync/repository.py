@@ -242,6 +242,12 @@ async def insert_actions(conn: AsyncConnection, rows: Sequence[dict[str, Any]]) 
         await conn.execute(pending_actions.insert(), list(rows))
 
 
+async def delete_actions(conn: AsyncConnection, event_ids: Sequence[str]) -> None:
+    """The actions inserted for events that turned out not to be appended (they existed)."""
+    if event_ids:
+        await conn.execute(delete(pending_actions).where(pending_actions.c.event_id.in_(list(event_ids))))
+
+
 @dataclass(frozen=True)
 class PendingAction:
     id: int

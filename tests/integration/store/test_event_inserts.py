@@ -1,10 +1,13 @@
 """Appending events on SQLite and PostgreSQL: the events that went in come back with the seqs
 the database gave them, in order, those whose idempotency key exists are skipped (on SQLite
 the seqs are taken from ``lastrowid`` when every row of a statement went in, else read back),
-and a statement split over SQLite's parameter limit keeps every row."""
+a statement split over SQLite's parameter limit keeps every row, and events commit in ``seq``
+order: a writer appending while another's events are not yet committed waits for that commit
+(PostgreSQL's event lock, taken by the INSERT itself; SQLite's one writer)."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 
@@ -53,6 +56,26 @@ async def test_appended_events_carry_their_stored_seqs_and_duplicates_are_skippe
         assert stored[event.idempotency_key] == (event.seq, event.id, NOW, None)
     seqs = [e.seq for e in first + second]
     assert seqs == sorted(seqs) and len(set(seqs)) == 4
+
+
+async def test_a_writer_waits_for_the_commit_of_events_appended_before_its_own(database: Database) -> None:
+    """A reader that has seen ``seq`` N never finds a smaller one appear later: the second
+    writer's INSERT does not go in (nor draw a ``seq``) until the first writer commits."""
+
+    async def second_writer() -> list[int]:
+        async with database.transaction() as conn:
+            return [e.seq for e in await append_many(conn, [_new("c"), _new("d")], now=NOW)]
+
+    async with database.transaction() as conn:
+        first = [e.seq for e in await append_many(conn, [_new("a"), _new("b")], now=NOW)]
+        second = asyncio.create_task(second_writer())
+        await asyncio.sleep(0.5)
+        assert not second.done()  # waiting for the lock this transaction holds
+        assert await _stored(database) == {}  # and nothing of either is visible yet
+    later = await asyncio.wait_for(second, 10)
+    assert first == sorted(first) and later == sorted(later)
+    assert min(later) > max(first)
+    assert sorted(stored[0] for stored in (await _stored(database)).values()) == first + later
 
 
 async def test_a_statement_split_over_the_parameter_limit_keeps_every_row(

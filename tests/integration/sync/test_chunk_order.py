@@ -7,13 +7,13 @@ from __future__ import annotations
 
 import time
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 
 from mailport.clock import utc_now
 from mailport.connectors.base import Batch, Cursor, RemoteMessage
 from mailport.connectors.imap import ImapConnector
 from mailport.events import Event
-from mailport.store.tables import messages
+from mailport.store.tables import mailbox_stats, messages, pending_actions
 from mailport.sync import WatcherOptions
 from mailport.sync import repository as sync_repository
 from mailport.sync.pipeline import parse_chunk, store_chunk
@@ -57,6 +57,32 @@ async def test_rows_name_their_events_and_a_chunk_stored_again_appends_nothing(b
     for row in rows:  # every row names the event that carries it, none a never-appended one
         assert row.event_id in by_id, row.item
         assert by_id[row.event_id].payload["id"] == row.id
+
+
+async def test_a_chunk_stored_again_counts_and_acts_on_each_message_once(bed: Bed) -> None:
+    """The statistics and the after-processing actions are written before the events (so the
+    event lock is held only for their INSERT and the commit): what a chunk stored again did not
+    append is taken back in the same transaction."""
+    mailbox = await bed.add_mailbox(after_processing="mark_read")
+    await _store(bed, mailbox.id, range(1, 21))
+    again = await _store(bed, mailbox.id, range(11, 31))  # 11-20 exist: only 21-30 are new
+    assert [e.payload["subject"] for e in again] == [f"order {uid}" for uid in range(21, 31)]
+
+    events = {e.id: e for e in await bed.received(mailbox.id)}
+    async with bed.services.database.connect() as conn:
+        processed = (
+            await conn.execute(
+                select(func.sum(mailbox_stats.c.processed)).where(mailbox_stats.c.mailbox_id == mailbox.id)
+            )
+        ).scalar_one()
+        actions = (
+            await conn.execute(select(pending_actions).where(pending_actions.c.mailbox_id == mailbox.id))
+        ).all()
+    assert processed == 30
+    assert sorted(int(a.item) for a in actions) == list(range(1, 31))  # one each, none for 11-20 again
+    for action in actions:  # each for the event that carries its message
+        assert action.action == "mark_read" and action.state == "pending"
+        assert events[action.event_id].payload["source"]["imap"]["uid"] == int(action.item)
 
 
 async def test_a_row_whose_event_exists_already_names_no_other_event(bed: Bed) -> None:
