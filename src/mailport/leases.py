@@ -279,8 +279,10 @@ async def fence(conn: AsyncConnection, lease: Lease, *, what: str | None = None)
     writes commit: ``SELECT … FOR SHARE`` on PostgreSQL (fences of one holder do not wait for
     each other; a taker waits), a no-op ``UPDATE`` on SQLite (its write lock). Call it after the
     transaction's other writes: a fence taken first would hold the row while waiting for them.
-    Except before an ordered append (:func:`mailport.events.append_prepared`): the event lock
-    that every writer of the fleet waits for matters more than the row of one lease.
+    After an ordered append (:func:`mailport.events.append_prepared`) too: a transaction then
+    waits for the event lock without holding a lease row, and a holder of the event lock waits
+    for no one who does (a fence taken before it could close a cycle with a renewal of many
+    leases, :func:`renew_all`, and the transactions that append before they fence).
 
     Raises :class:`~mailport.errors.LeaseLostError` (``lease_lost``), counted in
     ``mailport_fenced_writes_refused_total{what}`` (``what`` defaults to the lease's kind)."""

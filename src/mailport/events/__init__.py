@@ -379,8 +379,9 @@ async def append_prepared(conn: AsyncConnection, prepared: PreparedEvents) -> li
     On PostgreSQL the INSERT takes the transaction-scoped advisory lock that makes events
     commit in ``seq`` order (the module docstring, :func:`_locked`): every event-writing
     transaction in the fleet waits for it until the holder commits. So a writer with other work
-    in its transaction appends its events **last**, its fence before them: the lock is then
-    held for this one INSERT and the commit, not for the writer's other statements."""
+    in its transaction appends its events **last** (only its fence after them): the lock is
+    then held for this one INSERT, the fence and the commit, not for the writer's other
+    statements."""
     if not prepared.rows:
         return []
     rows, items, created = prepared.rows, prepared.items, prepared.created

@@ -33,7 +33,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
@@ -247,7 +247,6 @@ async def store_chunk(
     started: float,
     actions: bool = True,
     fence_in_cursor: Lease | None = None,
-    fence: Callable[[AsyncConnection], Awaitable[None]] | None = None,
     built: ChunkRows | None = None,
 ) -> ChunkResult:
     """Everything of one batch in the caller's transaction; the cursor becomes ``batch.cursor``.
@@ -256,21 +255,20 @@ async def store_chunk(
     ``fence_in_cursor`` (SQLite): the watcher's lease, whose condition
     (:func:`mailport.leases.still_held`) is put in the cursor's ``UPDATE``;
     :attr:`ChunkResult.fenced` says whether that statement was the fence (one round trip
-    fewer per chunk), else ``fence`` (the watcher's lease, :func:`mailport.leases.fence`) runs
-    right before the events. ``built``: the chunk's rows, built beforehand by
-    :func:`chunk_rows` at ``now`` (only without ``check_known``, whose lookup needs the
-    transaction); None: built here.
+    fewer per chunk), else the caller fences as usual. ``built``: the chunk's rows, built
+    beforehand by :func:`chunk_rows` at ``now`` (only without ``check_known``, whose lookup
+    needs the transaction); None: built here.
 
     Order: rows and payloads are built (CPU only) before the first statement; then the
-    message rows, thread roots, cursor, the mailbox's statistics and the fence; the events last.
-    PostgreSQL's event lock, which every event-writing transaction of the fleet waits for, is
-    then held for their INSERT and the commit only (:func:`mailport.events.append_prepared`):
-    each statement after it waited for this process's busy event loop to send it, and ten
-    watchers spent ~3.5 s waiting for the lock per second of a backlog (issue 21). The
-    statistics count the chunk's events as appended; the rare events that existed already (a
-    message re-ingested after a crash) are taken back after the INSERT. A message row names
-    its event's id before the event is written; one whose event turns out to exist already is
-    set back to no event."""
+    message rows, thread roots, cursor, the mailbox's statistics and after-processing actions;
+    the events last. PostgreSQL's event lock, which every event-writing transaction of the
+    fleet waits for, is then held for their INSERT, the caller's fence and the commit
+    (:func:`mailport.events.append_prepared`): each statement after it waited for this
+    process's busy event loop to send it, and ten watchers spent ~3.5 s waiting for the lock
+    per second of a backlog (issue 21). The statistics count the chunk's events as appended;
+    those that existed already (a message re-ingested after a crash, rare) are taken back after
+    the INSERT, and their actions deleted. A message row names its event's id before the event
+    is written; one whose event turns out to exist already is set back to no event."""
     scope, epoch = batch.cursor.scope, batch.cursor.epoch
     if built is None:
         known: repo.Known | None = None
@@ -322,8 +320,6 @@ async def store_chunk(
                 for row in message_rows
             ],
         )
-    if not fenced and fence is not None:
-        await fence(conn)
     # ---- the events, and what needs to know which were appended
     appended = await append_prepared(conn, prepared)
     appended_ids = {e.id for e in appended}

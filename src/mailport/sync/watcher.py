@@ -293,15 +293,10 @@ class Watcher:
         self.status.state = state
 
     async def _fence(self, conn: AsyncConnection, what: str) -> None:
-        """Late in a write's transaction: it commits only while the lease is still this
+        """Last in a write's transaction: it commits only while the lease is still this
         watcher's tenure (``LeaseLostError`` otherwise, counted under ``what``)."""
         if self.fence is not None:
             await self.fence(conn, what=what)
-
-    async def _fence_events(self, conn: AsyncConnection) -> None:
-        """A chunk's fence, right before its events (:func:`mailport.sync.pipeline.store_chunk`):
-        it locks the lease row until the commit, so the lease cannot change hands meanwhile."""
-        await self._fence(conn, "events")
 
     def _fence_in_cursor(self, conn: AsyncConnection) -> Lease | None:
         """On SQLite, the lease whose guard becomes a condition of the chunk's cursor ``UPDATE``
@@ -609,9 +604,10 @@ class Watcher:
                 started=started,
                 actions=self.primary,
                 fence_in_cursor=self._fence_in_cursor(conn),
-                fence=self._fence_events,
                 built=built,
             )
+            if not result.fenced:
+                await self._fence(conn, "events")  # last: the lease must still be ours when this commits
         self.status.processed += result.delivered
         return result.delivered
 
