@@ -143,6 +143,13 @@ def main() -> None:
     )
     args = parser.parse_args()
     loop_factory = worker_loop("auto", ["delivery"]) if args.event_loop == "uvloop" else None
+    if args.event_loop == "uvloop" and loop_factory is None:  # never a line that names the wrong loop
+        raise SystemExit("--event-loop uvloop: uvloop cannot be imported here")
+
+    def measure(database_url: str, data_dir: Path, url: str) -> dict[str, Any]:
+        with asyncio.Runner(loop_factory=loop_factory) as runner:
+            return runner.run(run(database_url, data_dir, args.events, args.mailboxes, url, args.batch_size))
+
     root = Path(tempfile.mkdtemp(prefix="mailport-bench-delivery-"))
     port = free_port()
     backlog = Path(__file__).resolve().parent / "ingest_backlog.py"
@@ -159,18 +166,12 @@ def main() -> None:
         if args.only in (None, "sqlite"):
             runs.append(("sqlite", f"sqlite+aiosqlite:///{root / 'mailport.db'}"))
         for name, database_url in runs:
-            with asyncio.Runner(loop_factory=loop_factory) as runner:
-                got = runner.run(
-                    run(database_url, root / name, args.events, args.mailboxes, url, args.batch_size)
-                )
+            got = measure(database_url, root / name, url)
             result.update({f"{key}_{name}": value for key, value in got.items()})
         if args.only in (None, "postgres"):
             db, pg_url = asyncio.run(create_pg())
             try:
-                with asyncio.Runner(loop_factory=loop_factory) as runner:
-                    got = runner.run(
-                        run(pg_url, root / "pg", args.events, args.mailboxes, url, args.batch_size)
-                    )
+                got = measure(pg_url, root / "pg", url)
             finally:
                 asyncio.run(drop_pg(db))
             result.update({f"{key}_postgres": value for key, value in got.items()})
