@@ -19,7 +19,7 @@ against 6.0-6.9 ms for a chunk of 200 events, issue 21).
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from functools import lru_cache
 from typing import Any
 
@@ -88,12 +88,28 @@ async def insert_rows(
         await conn.exec_driver_sql(multi_row_sql(single_row, len(page)), tuple(flat))
 
 
+def stored_form(column: Any, dialect: Any) -> Callable[[Any], Any] | None:
+    """What SQLAlchemy itself sends the driver for a value of ``column`` (a timestamp): the bind
+    processor of the column's type as ``dialect`` implements it. On SQLite that is SQLAlchemy's
+    text, ``YYYY-MM-DD HH:MM:SS.ffffff`` in UTC; on PostgreSQL a datetime in UTC.
+
+    Why the dialect's: the type's own ``bind_processor`` (a ``TypeDecorator`` over the generic
+    ``DateTime``) gave SQLite a datetime, which ``sqlite3``'s default adapter (deprecated since
+    Python 3.12) stored as ``isoformat(" ")``, ``…+00:00``: not the text SQLAlchemy's own
+    statements store and compare against (equal instants compared as unequal), and a Python
+    call per datetime parameter of every row, ~1.2 µs each against 0.19 µs for text (100,000
+    parameters, measured here). With :class:`Stamps` the rows that share a timestamp format it
+    once. ``None``: the values go to the driver as they are."""
+    process: Callable[[Any], Any] | None = column.type.dialect_impl(dialect).bind_processor(dialect)
+    return process
+
+
 class Stamps:
-    """A timestamp column's stored form (its type's bind processor), computed once per value:
-    the rows of a chunk share their ``created_at``."""
+    """A timestamp column's stored form (:func:`stored_form`), computed once per value: the
+    rows of a chunk share their ``created_at``."""
 
     def __init__(self, column: Any, dialect: Any) -> None:
-        self._process = column.type.bind_processor(dialect)
+        self._process = stored_form(column, dialect)
         self._seen: dict[Any, Any] = {}
 
     def __call__(self, value: Any) -> Any:
@@ -111,39 +127,37 @@ class RowInsert:
     asyncpg's executemany, pipelined in one round trip). SQLAlchemy's executemany processed a
     dict per row on the event loop and, on SQLite, stepped once per row (see above).
 
-    Values go to the driver as given, except the ``stamped`` columns (timestamps), which pass
-    through their column type's bind processor, so they are stored as SQLAlchemy stores them."""
+    Values go to the driver as given, except the ``stamped`` columns (timestamps), which are
+    given in their stored form (:class:`Stamps`), so they are stored as SQLAlchemy stores them."""
 
     def __init__(self, table: Table, columns: Sequence[str], *, stamped: Sequence[str] = ()) -> None:
         self.table = table
         self.columns = tuple(columns)
         self._stamped = [self.columns.index(name) for name in stamped]
-        self._compiled: dict[str, tuple[str, list[Any]]] = {}
+        self._compiled: dict[str, str] = {}
 
-    def _for(self, conn: AsyncConnection) -> tuple[str, list[Any]]:
+    def _sql(self, conn: AsyncConnection) -> str:
         dialect = conn.dialect
-        found = self._compiled.get(dialect.name)
-        if found is None:
-            sql = positional_sql(self.table.insert(), dialect, self.columns)
-            processors = [self.table.c[self.columns[i]].type.bind_processor(dialect) for i in self._stamped]
-            found = self._compiled[dialect.name] = (sql, processors)
-        return found
+        sql = self._compiled.get(dialect.name)
+        if sql is None:
+            sql = self._compiled[dialect.name] = positional_sql(self.table.insert(), dialect, self.columns)
+        return sql
 
     async def insert(self, conn: AsyncConnection, rows: Sequence[Sequence[Any]]) -> None:
         if not rows:
             return
-        sql, processors = self._for(conn)
-        if any(processors):
-            rows = [_stamp(row, self._stamped, processors) for row in rows]
+        sql = self._sql(conn)
+        if self._stamped:
+            stamps = [(i, Stamps(self.table.c[self.columns[i]], conn.dialect)) for i in self._stamped]
+            rows = [_stamp(row, stamps) for row in rows]
         if conn.dialect.name == "sqlite":
             await insert_rows(conn, sql, rows)
         else:
             await conn.exec_driver_sql(sql, list(rows))
 
 
-def _stamp(row: Sequence[Any], positions: list[int], processors: list[Any]) -> tuple[Any, ...]:
+def _stamp(row: Sequence[Any], stamps: list[tuple[int, Stamps]]) -> tuple[Any, ...]:
     values = list(row)
-    for position, process in zip(positions, processors, strict=True):
-        if process is not None and values[position] is not None:
-            values[position] = process(values[position])
+    for position, stamp in stamps:
+        values[position] = stamp(values[position])
     return tuple(values)

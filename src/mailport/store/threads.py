@@ -76,8 +76,7 @@ async def remember(conn: AsyncConnection, mailbox_id: str, roots: Iterable[str],
         )
         return
     # SQLite: one multi-row statement (mailport.store.many_rows), not a step per row
-    process = thread_roots.c.created_at.type.bind_processor(conn.dialect)  # the stored form
-    stamp = process(now) if process is not None else now
+    stamp = many_rows.Stamps(thread_roots.c.created_at, conn.dialect)(now)  # the stored form
     await many_rows.insert_rows(
         conn, _sqlite_insert(conn), [(mailbox_id, r["thread_key"], r["root"], stamp) for r in rows]
     )

@@ -7,11 +7,11 @@ limit keeps every row."""
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 
 import pytest
-from sqlalchemy import insert, select
+from sqlalchemy import Text, cast, insert, select
 
 from mailport.store import Database, many_rows, open_database, threads, upgrade
 from mailport.store.tables import messages, thread_roots
@@ -78,6 +78,49 @@ async def test_fast_rows_read_back_as_sqlalchemys_and_duplicates_are_skipped(dat
         assert rows[f"f{i}"].created_at == NOW
     assert rows["f0"].id == "msg_f0"
     assert rows["f1"].oversized is True and rows["f0"].oversized is False
+
+
+async def test_timestamps_are_stored_as_the_same_text_as_sqlalchemys(database: Database) -> None:
+    """SQLite keeps a timestamp as text and every range query compares it as text, so the fast
+    path's stored form (:func:`mailport.store.many_rows.stored_form`, formatted once per value)
+    must be SQLAlchemy's to the byte, whole seconds and another zone (stored in UTC) included.
+    Until issue 21's seventeenth round it was ``sqlite3``'s ``…+00:00`` instead."""
+    whole = datetime(2026, 12, 6, 3, 0, 0, tzinfo=UTC)
+    elsewhere = NOW.astimezone(timezone(timedelta(hours=5, minutes=30)))
+    stamps = {"0": whole, "1": elsewhere, "2": NOW}
+    async with database.transaction() as conn:
+        await repo.insert_messages(conn, [{**_row(f"f{k}"), "created_at": at} for k, at in stamps.items()])
+        await conn.execute(
+            insert(messages), [{**_row(f"s{k}"), "created_at": at} for k, at in stamps.items()]
+        )
+        await threads.remember(conn, BOX, ["<fast@example.test>"], now=elsewhere)
+        await conn.execute(
+            insert(thread_roots),
+            {"mailbox_id": BOX, "thread_key": "slow", "root": "<slow@example.test>", "created_at": elsewhere},
+        )
+    async with database.connect() as conn:
+        text = {
+            r.item: r.stored
+            for r in await conn.execute(
+                select(messages.c.item, cast(messages.c.created_at, Text).label("stored"))
+            )
+        }
+        back = {
+            r.item: r.created_at for r in await conn.execute(select(messages.c.item, messages.c.created_at))
+        }
+        roots = {
+            r.thread_key: r.stored
+            for r in await conn.execute(
+                select(thread_roots.c.thread_key, cast(thread_roots.c.created_at, Text).label("stored"))
+            )
+        }
+    for key, at in stamps.items():
+        assert text[f"f{key}"] == text[f"s{key}"]
+        assert back[f"f{key}"] == at
+    assert roots[threads.key_of("<fast@example.test>")] == roots["slow"]
+    if database.dialect == "sqlite":
+        assert text["f0"] == "2026-12-06 03:00:00.000000"
+        assert text["f1"] == "2026-12-06 03:00:00.123456"
 
 
 async def test_a_chunk_of_rows_is_stored_whole_and_in_order(database: Database) -> None:
