@@ -22,11 +22,13 @@ import gc
 import json
 import os
 import shutil
+import sqlite3
 import ssl
 import tempfile
 import urllib.request
 import uuid
 from collections.abc import Callable, Iterator
+from datetime import datetime
 from pathlib import Path
 
 import pytest
@@ -71,6 +73,30 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         for kind in ("unit", "integration", "e2e"):
             if kind in parts:
                 item.add_marker(getattr(pytest.mark, kind))
+
+
+@pytest.fixture(autouse=True)
+def no_default_datetime_adapter() -> Iterator[None]:
+    """No datetime reaches ``sqlite3``'s default adapter in this process: it is deprecated since
+    Python 3.12, and it stores other text than SQLAlchemy's (the fast paths' timestamps go as
+    text, :func:`mailport.store.many_rows.stored_form`)."""
+    key = (datetime, sqlite3.PrepareProtocol)
+    default = sqlite3.adapters.get(key)
+    if default is None:  # a Python without it: nothing can reach it
+        yield
+        return
+    used: list[str] = []
+
+    def noted(value: datetime) -> object:
+        used.append(value.isoformat())
+        return default(value)
+
+    sqlite3.adapters[key] = noted
+    try:
+        yield
+    finally:
+        sqlite3.adapters[key] = default
+    assert not used, f"{len(used)} datetimes went to sqlite3's default adapter, e.g. {used[0]}"
 
 
 def require_binary(name: str, install_hint: str) -> None:

@@ -145,8 +145,8 @@ async def test_sqlite_splits_a_statement_over_the_parameter_limit(sqlite_url: st
         async with database.transaction() as conn:
             await insert_mailbox(conn, TENANT, BOX, at=NOW)
             sql = threads._sqlite_insert(conn)  # the single-row INSERT that remember() repeats
-            stamp = thread_roots.c.created_at.type.bind_processor(conn.dialect)
-            values = [(BOX, f"k{i:03d}", f"<r{i}@x>", stamp(NOW) if stamp else NOW) for i in range(25)]
+            stamp = many_rows.Stamps(thread_roots.c.created_at, conn.dialect)
+            values = [(BOX, f"k{i:03d}", f"<r{i}@x>", stamp(NOW)) for i in range(25)]
             # 4 parameters per row, 10 per statement: 2 rows at a time, 13 statements
             await many_rows.insert_rows(conn, sql, values, max_parameters=10)
             await many_rows.insert_rows(conn, sql, values[:3], max_parameters=10)  # stored: skipped
