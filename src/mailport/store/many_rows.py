@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Sequence
+from datetime import UTC, datetime, timedelta, timezone
 from functools import lru_cache
 from typing import Any
 
@@ -99,9 +100,36 @@ def stored_form(column: Any, dialect: Any) -> Callable[[Any], Any] | None:
     statements store and compare against (equal instants compared as unequal), and a Python
     call per datetime parameter of every row, ~1.2 µs each against 0.19 µs for text (100,000
     parameters, measured here). With :class:`Stamps` the rows that share a timestamp format it
-    once. ``None``: the values go to the driver as they are."""
+    once. ``None``: the values go to the driver as they are.
+
+    On SQLite the text comes from :func:`_sqlite_text` (C's ``isoformat``, ~0.5 µs) instead of
+    SQLAlchemy's processor (a ``%`` format of a dict, ~1.5 µs per value), but only where the two
+    agree on :data:`_PROBES`; a column stored otherwise keeps SQLAlchemy's processor."""
     process: Callable[[Any], Any] | None = column.type.dialect_impl(dialect).bind_processor(dialect)
+    if dialect.name == "sqlite" and process is not None:
+        try:
+            same = all(process(probe) == _sqlite_text(probe) for probe in _PROBES)
+        except (TypeError, ValueError):
+            same = False
+        if same:
+            return _sqlite_text
     return process
+
+
+# an instant with and without microseconds, one in UTC and one elsewhere, an early year
+_PROBES = (
+    datetime(2026, 12, 6, 3, 0, 0, tzinfo=UTC),
+    datetime(1999, 1, 2, 3, 4, 5, 678901, tzinfo=timezone(timedelta(hours=-7, minutes=-30))),
+    datetime(999, 12, 31, 23, 59, 59, 1, tzinfo=timezone(timedelta(hours=5))),
+)
+
+
+def _sqlite_text(value: datetime) -> str:
+    """An aware datetime as SQLAlchemy's SQLite ``DATETIME`` stores it, in UTC:
+    ``YYYY-MM-DD HH:MM:SS.ffffff`` (a naive one is refused, as ``UTCDateTime`` refuses it)."""
+    if value.tzinfo is None:
+        raise ValueError("naive datetime given to the database; use timezone-aware UTC")
+    return value.astimezone(UTC).isoformat(" ", "microseconds")[:26]
 
 
 class Stamps:
