@@ -90,11 +90,11 @@ async def insert_rows(
 
 
 def stored_form(column: Any, dialect: Any) -> Callable[[Any], Any] | None:
-    """What SQLAlchemy itself sends the driver for a value of ``column`` (a timestamp): the bind
-    processor of the column's type as ``dialect`` implements it. On SQLite that is SQLAlchemy's
-    text, ``YYYY-MM-DD HH:MM:SS.ffffff`` in UTC; on PostgreSQL a datetime in UTC.
+    """What SQLAlchemy itself sends the driver for a value of ``column`` (a timestamp). On SQLite
+    that is its text, ``YYYY-MM-DD HH:MM:SS.ffffff`` in UTC (the bind processor of the column's
+    type as the dialect implements it); on PostgreSQL a datetime in UTC (the type's own).
 
-    Why the dialect's: the type's own ``bind_processor`` (a ``TypeDecorator`` over the generic
+    Why the dialect's on SQLite: the type's own ``bind_processor`` (a ``TypeDecorator`` over the generic
     ``DateTime``) gave SQLite a datetime, which ``sqlite3``'s default adapter (deprecated since
     Python 3.12) stored as ``isoformat(" ")``, ``…+00:00``: not the text SQLAlchemy's own
     statements store and compare against (equal instants compared as unequal), and a Python
